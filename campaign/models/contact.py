@@ -1,0 +1,113 @@
+"""Contacts: the people, organisations and mandates letters are addressed to."""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+
+from sqlalchemy import Date, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from campaign.extensions import db
+from campaign.models._types import UTCDateTime, utcnow
+
+
+class ContactKind(enum.StrEnum):
+    PERSON = "person"
+    ORGANISATION = "organisation"
+    MANDATE = "mandate"
+
+
+class GrammaticalGender(enum.StrEnum):
+    FEMININE = "f"
+    MASCULINE = "m"
+    UNKNOWN = "unknown"
+
+
+class RoleType(enum.StrEnum):
+    HEAD_OF_STATE = "head_of_state"
+    HEAD_OF_GOV = "head_of_gov"
+    MINISTER = "minister"
+    AMBASSADOR = "ambassador"
+    OFFICIAL = "official"
+    EU_COUNCIL_PRESIDENT = "eu_council_president"
+    EU_HIGH_REP = "eu_high_rep"
+    MEP = "mep"
+    UN_SR = "un_sr"
+    UN_WG = "un_wg"
+    JOURNALIST = "journalist"
+    NGO = "ngo"
+    OTHER = "other"
+
+
+class Style(enum.StrEnum):
+    NONE = "none"
+    EXCELLENCY = "excellency"
+
+
+class RiskLevel(enum.StrEnum):
+    PUBLIC = "public"
+    LOW = "low"
+    ELEVATED = "elevated"
+    HIGH = "high"
+
+
+class Contact(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "contacts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), default=ContactKind.PERSON.value)
+    given_name: Mapped[str] = mapped_column(String(200), default="")
+    family_name: Mapped[str] = mapped_column(String(200), default="")
+    patronymic: Mapped[str] = mapped_column(String(200), default="")
+    # The same name in a second script (Cyrillic or Latin), used by letters in that script.
+    given_name_alt: Mapped[str] = mapped_column(String(200), default="")
+    family_name_alt: Mapped[str] = mapped_column(String(200), default="")
+    patronymic_alt: Mapped[str] = mapped_column(String(200), default="")
+    grammatical_gender: Mapped[str] = mapped_column(
+        String(10), default=GrammaticalGender.UNKNOWN.value
+    )
+    role_type: Mapped[str] = mapped_column(String(30), default=RoleType.OTHER.value, index=True)
+    style: Mapped[str] = mapped_column(String(20), default=Style.NONE.value)
+    honorific: Mapped[str] = mapped_column(String(100), default="")
+    position_title: Mapped[str] = mapped_column(String(500), default="")
+    organisation: Mapped[str] = mapped_column(String(500), default="", index=True)
+    # ISO 3166-1 alpha-2, or EU / UN for institutions.
+    country: Mapped[str] = mapped_column(String(8), default="", index=True)
+    # BCP 47 tags in order of preference, separated by single spaces ("ru fr").
+    languages: Mapped[str] = mapped_column(String(200), default="")
+    # The address as given, normalised by email-validator (IDN domains in Unicode).
+    email: Mapped[str] = mapped_column(String(320))
+    # Lower-cased form: one contact per address, whatever the case.
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    # Secretariat / copy addresses, separated by single spaces.
+    cc_emails: Mapped[str] = mapped_column(Text, default="")
+    # Lower-case tags separated by single spaces.
+    tags: Mapped[str] = mapped_column(Text, default="")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    risk_level: Mapped[str] = mapped_column(String(20), default=RiskLevel.PUBLIC.value, index=True)
+    consent_basis: Mapped[str] = mapped_column(String(200), default="")
+    term_ends_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    last_verified_on: Mapped[date | None] = mapped_column(Date, nullable=True)
+    salutation_override: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("ix_contacts_family_given", "family_name", "given_name"),)
+
+    @property
+    def display_name(self) -> str:
+        name = " ".join(p for p in (self.given_name, self.family_name) if p)
+        return name or self.organisation or self.email
+
+    @property
+    def language_list(self) -> list[str]:
+        return self.languages.split()
+
+    @property
+    def tag_list(self) -> list[str]:
+        return self.tags.split()
+
+    @property
+    def cc_list(self) -> list[str]:
+        return self.cc_emails.split()

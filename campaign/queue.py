@@ -1,0 +1,63 @@
+"""RQ adapter: the Redis connection, a JSON serializer, and enqueue-after-commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from redis import Redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+from campaign.embedded_redis import embedded_redis_url
+
+_PENDING_KEY = "campaign_pending_jobs"
+
+
+def redis_url() -> str:
+    """The configured Redis URL, or the embedded server's (started if needed)."""
+    return current_app.config["REDIS_URL"] or embedded_redis_url(current_app.config)
+
+
+def get_redis() -> Redis:
+    ext = current_app.extensions
+    if "campaign_redis" not in ext:
+        ext["campaign_redis"] = Redis.from_url(redis_url())
+    connection: Redis = ext["campaign_redis"]
+    return connection
+
+
+def get_queue() -> Queue:
+    # JSON, never pickle: write access to Redis must not mean code execution in workers.
+    return Queue(
+        current_app.config["QUEUE_NAME"], connection=get_redis(), serializer=JSONSerializer
+    )
+
+
+def enqueue_after_commit(session: Session, func: str, *args: Any, **kwargs: Any) -> None:
+    """Enqueue job `func` (dotted name) with JSON-able args once `session` commits.
+
+    A rolled-back transaction enqueues nothing, so no job ever sees rows that do not exist.
+    """
+    pending: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = session.info.setdefault(
+        _PENDING_KEY, []
+    )
+    pending.append((func, args, kwargs))
+
+
+def install_commit_hooks(session_factory: Any) -> None:
+    @event.listens_for(session_factory, "after_commit")
+    def _flush_jobs(session: Session) -> None:
+        pending = session.info.pop(_PENDING_KEY, [])
+        if not pending:
+            return
+        queue = get_queue()
+        queue.enqueue_many(
+            [Queue.prepare_data(func, args=args, kwargs=kwargs) for func, args, kwargs in pending]
+        )
+
+    @event.listens_for(session_factory, "after_rollback")
+    def _drop_jobs(session: Session) -> None:
+        session.info.pop(_PENDING_KEY, None)

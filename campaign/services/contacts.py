@@ -1,0 +1,301 @@
+"""Contact records: field rules (validation, normalisation) and create / update / delete.
+
+The same rules serve the edit form, the importer and the API, so a value that one path
+accepts is never refused by another.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import func, select
+
+from campaign.extensions import db
+from campaign.models import (
+    Contact,
+    ContactKind,
+    GrammaticalGender,
+    RiskLevel,
+    RoleType,
+    Style,
+)
+from campaign.services.audit import record_event
+
+MAX_TEXT = 500
+MAX_NOTES = 20_000
+# Line and paragraph separators, NUL and other control characters are never stored in a
+# one-line field: they break letters, CSV exports and mail headers.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+_BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_TAG = re.compile(r"^[\w.:/-]{1,64}$", re.UNICODE)
+_SPLIT_LIST = re.compile(r"[;,\s]+")
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class ContactInputError(ValueError):
+    """One or more fields are invalid; `errors` names each field and what is wrong."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+class _Invalid(ValueError):
+    pass
+
+
+def normalise_email(value: str) -> tuple[str, str]:
+    """Return (address as stored, case-insensitive key) or raise with the reason."""
+    candidate = value.strip()
+    if not candidate:
+        raise _Invalid("an email address is required")
+    try:
+        result = validate_email(candidate, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise _Invalid(f"{candidate!r} is not a valid email address: {error}") from None
+    return result.normalized, result.normalized.lower()
+
+
+def _one_line(value: str, limit: int = MAX_TEXT) -> str:
+    text = value.strip()
+    if _CONTROL.search(text):
+        raise _Invalid("must be on one line (it contains a line break or a control character)")
+    if len(text) > limit:
+        raise _Invalid(f"is {len(text)} characters long; the limit is {limit}")
+    return text
+
+
+def _choice(
+    options: type[Any], *, default: str, aliases: Mapping[str, str] | None = None
+) -> Callable[[str], str]:
+    allowed = {o.value for o in options}
+
+    def parse(value: str) -> str:
+        key = value.strip().lower().replace(" ", "_").replace("-", "_")
+        if not key:
+            return default
+        key = (aliases or {}).get(key, key)
+        if key not in allowed:
+            raise _Invalid(f"{value.strip()!r} is not one of: {', '.join(sorted(allowed))}")
+        return key
+
+    return parse
+
+
+def _languages(value: str) -> str:
+    tags = [t for t in _SPLIT_LIST.split(value.strip()) if t]
+    for tag in tags:
+        if not _BCP47.match(tag):
+            raise _Invalid(f"{tag!r} is not a language tag such as en, fr, ru or pt-BR")
+    seen: list[str] = []
+    for tag in tags:
+        parts = tag.split("-")
+        canonical = "-".join(
+            [parts[0].lower(), *[p.upper() if len(p) == 2 else p for p in parts[1:]]]
+        )
+        if canonical not in seen:
+            seen.append(canonical)
+    return " ".join(seen)
+
+
+def _tags(value: str) -> str:
+    tags: list[str] = []
+    for raw in re.split(r"[;,]+", value.strip()) if ";" in value or "," in value else value.split():
+        tag = raw.strip().lower().replace(" ", "-")
+        if not tag:
+            continue
+        if not _TAG.match(tag):
+            raise _Invalid(f"{raw.strip()!r} is not a usable tag (letters, digits, - _ . : /)")
+        if tag not in tags:
+            tags.append(tag)
+    return " ".join(tags)
+
+
+def _cc_emails(value: str) -> str:
+    addresses = [a for a in _SPLIT_LIST.split(value.strip()) if a]
+    return " ".join(normalise_email(a)[0] for a in addresses)
+
+
+def _country(value: str) -> str:
+    code = value.strip().upper()
+    if code and not re.fullmatch(r"[A-Z]{2}", code):
+        raise _Invalid(f"{value.strip()!r} is not a two-letter country code such as FR, UZ or EU")
+    return code
+
+
+def _date(value: str) -> date | None:
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise _Invalid(f"{text!r} is not a date in the form YYYY-MM-DD") from None
+
+
+def _notes(value: str) -> str:
+    text = value.replace("\x00", "").strip()
+    if len(text) > MAX_NOTES:
+        raise _Invalid(f"is {len(text)} characters long; the limit is {MAX_NOTES}")
+    return text
+
+
+_GENDER_ALIASES = {"female": "f", "male": "m", "": "unknown", "u": "unknown", "x": "unknown"}
+_STYLE_ALIASES = {"h.e.": "excellency", "he": "excellency", "": "none"}
+
+# Field name -> parser. The order is the order of the edit form and of exports.
+FIELD_PARSERS: dict[str, Callable[[str], Any]] = {
+    "kind": _choice(
+        ContactKind,
+        default=ContactKind.PERSON.value,
+        aliases={"organization": "organisation", "org": "organisation"},
+    ),
+    "given_name": _one_line,
+    "family_name": _one_line,
+    "patronymic": _one_line,
+    "given_name_alt": _one_line,
+    "family_name_alt": _one_line,
+    "patronymic_alt": _one_line,
+    "grammatical_gender": _choice(
+        GrammaticalGender, default=GrammaticalGender.UNKNOWN.value, aliases=_GENDER_ALIASES
+    ),
+    "role_type": _choice(RoleType, default=RoleType.OTHER.value),
+    "style": _choice(Style, default=Style.NONE.value, aliases=_STYLE_ALIASES),
+    "honorific": _one_line,
+    "position_title": _one_line,
+    "organisation": _one_line,
+    "country": _country,
+    "languages": _languages,
+    "email": lambda v: normalise_email(v)[0],
+    "cc_emails": _cc_emails,
+    "tags": _tags,
+    "notes": _notes,
+    "risk_level": _choice(RiskLevel, default=RiskLevel.PUBLIC.value),
+    "consent_basis": _one_line,
+    "term_ends_on": _date,
+    "last_verified_on": _date,
+    "salutation_override": _one_line,
+}
+CONTACT_FIELDS: tuple[str, ...] = tuple(FIELD_PARSERS)
+
+
+def clean_contact_data(raw: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
+    """Validate and normalise `raw`; raise ContactInputError naming every bad field.
+
+    Unknown keys are ignored (no mass assignment). With `partial`, fields that are absent
+    stay absent; otherwise every field gets its default.
+    """
+    cleaned: dict[str, Any] = {}
+    errors: list[FieldError] = []
+    for name, parse in FIELD_PARSERS.items():
+        if partial and name not in raw:
+            continue
+        value = raw.get(name)
+        text = "" if value is None else str(value)
+        try:
+            cleaned[name] = parse(text)
+        except _Invalid as problem:
+            errors.append(FieldError(name, str(problem)))
+    if not errors and not partial:
+        _check_has_a_name(cleaned, errors)
+    if errors:
+        raise ContactInputError(errors)
+    if "email" in cleaned:
+        cleaned["email_key"] = cleaned["email"].lower()
+    return cleaned
+
+
+def _check_has_a_name(cleaned: Mapping[str, Any], errors: list[FieldError]) -> None:
+    if not (
+        cleaned.get("given_name")
+        or cleaned.get("family_name")
+        or cleaned.get("organisation")
+        or cleaned.get("position_title")
+    ):
+        errors.append(
+            FieldError("family_name", "a contact needs a name, an organisation or a position title")
+        )
+
+
+def find_by_email(email: str) -> Contact | None:
+    return db.session.scalar(select(Contact).where(Contact.email_key == email.strip().lower()))
+
+
+def _ensure_address_free(email_key: str, current_id: int | None) -> None:
+    query = select(Contact.id).where(Contact.email_key == email_key)
+    existing = db.session.scalar(query)
+    if existing is not None and existing != current_id:
+        raise ContactInputError(
+            [
+                FieldError(
+                    "email", f"another contact (#{existing}) already has the address {email_key}"
+                )
+            ]
+        )
+
+
+def create_contact(raw: Mapping[str, Any]) -> Contact:
+    """Create a contact from form-like data; the address must not be taken."""
+    data = clean_contact_data(raw)
+    _ensure_address_free(data["email_key"], None)
+    contact = Contact(**data)
+    db.session.add(contact)
+    db.session.flush()
+    record_event("contact.create", target_type="contact", target_id=contact.id)
+    return contact
+
+
+def update_contact(contact: Contact, raw: Mapping[str, Any]) -> list[str]:
+    """Apply the fields present in `raw`; return the names of fields that changed."""
+    data = clean_contact_data({**_as_raw(contact), **raw})
+    _ensure_address_free(data["email_key"], contact.id)
+    changed = [k for k, v in data.items() if getattr(contact, k) != v and k != "email_key"]
+    for key in changed:
+        setattr(contact, key, data[key])
+    contact.email_key = data["email_key"]
+    if changed:
+        db.session.flush()
+        record_event(
+            "contact.update",
+            target_type="contact",
+            target_id=contact.id,
+            detail={"fields": changed},
+        )
+    return changed
+
+
+def _as_raw(contact: Contact) -> dict[str, str]:
+    raw: dict[str, str] = {}
+    for name in CONTACT_FIELDS:
+        value = getattr(contact, name)
+        raw[name] = value.isoformat() if isinstance(value, date) else (value or "")
+    return raw
+
+
+def delete_contact(contact: Contact) -> None:
+    """Delete a contact; the audit log keeps who deleted whom (by id and address)."""
+    record_event(
+        "contact.delete",
+        target_type="contact",
+        target_id=contact.id,
+        detail={"email": contact.email, "name": contact.display_name},
+    )
+    db.session.delete(contact)
+    db.session.flush()
+
+
+def count_contacts() -> int:
+    return int(db.session.scalar(select(func.count(Contact.id))) or 0)

@@ -1,0 +1,199 @@
+"""Staff accounts: creation, password checks with lock-out, roles and two-factor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from sqlalchemy import func, select
+
+from campaign.extensions import db
+from campaign.models import Role, RolePolicy, User
+from campaign.models._types import utcnow
+from campaign.services.audit import record_event
+
+# argon2id with OWASP's minimum for interactive logins: 19 MiB, 2 passes, 1 lane.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+MIN_PASSWORD_LENGTH = 12
+# Verified against when the email is unknown, so both paths cost the same time.
+_DUMMY_HASH = _hasher.hash("not-a-real-password-just-for-timing")
+
+
+class UserError(ValueError):
+    """A request about accounts that cannot be carried out, with a message for people."""
+
+
+@dataclass
+class LoginResult:
+    user: User | None
+    needs_totp: bool = False
+    error: str = ""
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise UserError(f"The password must be at least {MIN_PASSWORD_LENGTH} characters long.")
+    return _hasher.hash(password)
+
+
+def normalise_staff_email(email: str) -> str:
+    try:
+        return validate_email(email.strip(), check_deliverability=False).normalized.lower()
+    except EmailNotValidError as error:
+        raise UserError(f"{email!r} is not a valid email address: {error}") from None
+
+
+def find_user(email: str) -> User | None:
+    key = email.strip().lower()
+    return db.session.scalar(select(User).where(func.lower(User.email) == key))
+
+
+def create_user(email: str, password: str, role: Role, display_name: str = "") -> User:
+    """Create a staff account; the email must not be taken."""
+    normalised = normalise_staff_email(email)
+    if find_user(normalised) is not None:
+        raise UserError(f"An account for {normalised} already exists.")
+    user = User(
+        email=normalised,
+        display_name=display_name,
+        password_hash=hash_password(password),
+        role=role.value,
+    )
+    db.session.add(user)
+    db.session.flush()
+    record_event(
+        "user.create",
+        target_type="user",
+        target_id=user.id,
+        detail={"email": normalised, "role": role.value},
+    )
+    return user
+
+
+def authenticate(email: str, password: str) -> LoginResult:
+    """Check a password; count failures and lock the account after too many."""
+    user = find_user(email)
+    generic = "The email or password is not right."
+    if user is None:
+        _verify(_DUMMY_HASH, password)
+        record_event("login.failed", detail={"email": email[:320], "reason": "unknown account"})
+        return LoginResult(None, error=generic)
+    now = utcnow()
+    if user.locked_until and user.locked_until > now:
+        record_event(
+            "login.failed",
+            target_type="user",
+            target_id=user.id,
+            detail={"email": user.email, "reason": "locked"},
+        )
+        minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
+        return LoginResult(
+            None,
+            error=(
+                f"Too many failed attempts: this account is locked for about {minutes} more "
+                "minute(s). Ask an administrator if you need in sooner."
+            ),
+        )
+    if not user.is_active_account or not _verify(user.password_hash, password):
+        user.failed_logins += 1
+        detail = {"email": user.email, "reason": "bad password", "failures": user.failed_logins}
+        if user.failed_logins >= current_app.config["LOGIN_MAX_FAILURES"]:
+            user.locked_until = now + timedelta(minutes=current_app.config["LOGIN_LOCKOUT_MINUTES"])
+            user.failed_logins = 0
+            detail["locked_until"] = user.locked_until.isoformat()
+        record_event("login.failed", target_type="user", target_id=user.id, detail=detail)
+        return LoginResult(None, error=generic)
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    if user.has_totp:
+        return LoginResult(user, needs_totp=True)
+    complete_login(user)
+    return LoginResult(user)
+
+
+def complete_login(user: User) -> None:
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = utcnow()
+    record_event("login", actor=user, target_type="user", target_id=user.id)
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def is_totp_required(role: Role) -> bool:
+    policy = db.session.get(RolePolicy, role.value)
+    return bool(policy and policy.is_totp_required)
+
+
+def set_totp_required(role: Role, required: bool) -> None:
+    policy = db.session.get(RolePolicy, role.value) or RolePolicy(role=role.value)
+    policy.is_totp_required = required
+    db.session.add(policy)
+    record_event(
+        "role_policy.change",
+        target_type="role",
+        target_id=role.value,
+        detail={"totp_required": required},
+    )
+
+
+def new_totp_secret() -> str:
+    return pyotp.random_base32()
+
+
+def totp_uri(user: User, secret: str) -> str:
+    return pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name="Campaign")
+
+
+def check_totp(secret: str, code: str) -> bool:
+    return pyotp.TOTP(secret).verify(code.strip().replace(" ", ""), valid_window=1)
+
+
+def enable_totp(user: User, secret: str, code: str) -> None:
+    if not check_totp(secret, code):
+        raise UserError("That code does not match. Check the clock on your phone and try again.")
+    user.totp_secret = secret
+    record_event("user.totp_enabled", target_type="user", target_id=user.id)
+
+
+def change_role(user: User, role: Role, *, actor: User | None = None) -> None:
+    if user.role == role.value:
+        return
+    old = user.role
+    user.role = role.value
+    user.session_version += 1
+    record_event(
+        "user.role_change",
+        actor=actor,
+        target_type="user",
+        target_id=user.id,
+        detail={"email": user.email, "from": old, "to": role.value},
+    )
+
+
+def set_active(user: User, active: bool, *, actor: User | None = None) -> None:
+    user.is_active_account = active
+    user.session_version += 1
+    record_event(
+        "user.activate" if active else "user.deactivate",
+        actor=actor,
+        target_type="user",
+        target_id=user.id,
+        detail={"email": user.email},
+    )
+
+
+def unlock(user: User) -> None:
+    user.locked_until = None
+    user.failed_logins = 0
+    record_event("user.unlock", target_type="user", target_id=user.id, detail={"email": user.email})

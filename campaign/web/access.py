@@ -1,0 +1,66 @@
+"""Route access policies: every view declares who may use it; undeclared routes are refused.
+
+Use `@allow(Role.EDITOR)` (that role or any above it) or `@public` on each view. The
+before-request hook installed by `enforce_access_policies` denies by default, so a
+route someone forgot to annotate is unreachable rather than open; tests/web/test_access.py
+also walks the URL map and fails on any route without a policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, abort, redirect, request, url_for
+from flask_login import current_user
+
+from campaign.models.user import Role
+
+F = TypeVar("F", bound=Callable[..., Any])
+POLICY_ATTRIBUTE = "access_policy"
+PUBLIC = "public"
+
+# Endpoints served by Flask itself rather than by our views.
+_BUILTIN_ENDPOINTS = {"static"}
+
+
+def allow(minimum_role: Role) -> Callable[[F], F]:
+    """Allow signed-in users whose role is `minimum_role` or above."""
+
+    def decorate(view: F) -> F:
+        setattr(view, POLICY_ATTRIBUTE, minimum_role)
+        return view
+
+    return decorate
+
+
+def public(view: F) -> F:
+    """Allow anyone, signed in or not (login page, health check, later: tracking links)."""
+    setattr(view, POLICY_ATTRIBUTE, PUBLIC)
+    return view
+
+
+def policy_of(app: Flask, endpoint: str) -> Role | str | None:
+    if endpoint in _BUILTIN_ENDPOINTS:
+        return PUBLIC
+    view = app.view_functions.get(endpoint)
+    return getattr(view, POLICY_ATTRIBUTE, None)
+
+
+def enforce_access_policies(app: Flask) -> None:
+    @app.before_request
+    def _check_access() -> Any:
+        if request.endpoint is None:
+            return None  # 404 / 405 are handled by Flask
+        policy = policy_of(app, request.endpoint)
+        if policy is None:
+            app.logger.error("route %s has no access policy; refusing", request.endpoint)
+            abort(403)
+        if policy == PUBLIC:
+            return None
+        if not current_user.is_authenticated:
+            return redirect(url_for("auth.login", next=request.full_path))
+        assert isinstance(policy, Role)
+        if not current_user.role_enum.includes(policy):
+            abort(403)
+        return None

@@ -1,0 +1,132 @@
+"""Signing in and out, two-factor verification and set-up."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+
+from campaign.extensions import db
+from campaign.models import Role, User
+from campaign.services import users
+from campaign.services.audit import record_event
+from campaign.web.access import allow, public
+
+bp = Blueprint("auth", __name__)
+_PENDING_TOTP = "pending_totp_user"
+_SETUP_SECRET = "totp_setup_secret"  # noqa: S105 (a session key name)
+
+
+def load_user(user_id: str) -> User | None:
+    try:
+        raw_id, version = user_id.split(":")
+        user = db.session.get(User, int(raw_id))
+    except (ValueError, TypeError):
+        return None
+    if user is None or str(user.session_version) != version or not user.is_active_account:
+        return None
+    return user
+
+
+def _safe_next(target: str | None) -> str:
+    # Only same-site relative paths: never an open redirect to another host.
+    if target and target.startswith("/") and not target.startswith("//"):
+        parts = urlsplit(target)
+        if not parts.netloc and not parts.scheme:
+            return target
+    return url_for("home.index")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+def login() -> Any:
+    if current_user.is_authenticated:
+        return redirect(url_for("home.index"))
+    error = ""
+    if request.method == "POST":
+        result = users.authenticate(request.form.get("email", ""), request.form.get("password", ""))
+        db.session.commit()
+        if result.user and result.needs_totp:
+            session[_PENDING_TOTP] = result.user.get_id()
+            return redirect(url_for("auth.verify_totp", next=request.args.get("next")))
+        if result.user:
+            return _finish_login(result.user)
+        error = result.error
+    return render_template("auth/login.html", error=error), (401 if error else 200)
+
+
+def _finish_login(user: User) -> Any:
+    session.clear()  # a fresh session at login: no fixation
+    login_user(user)
+    if users.is_totp_required(user.role_enum) and not user.has_totp:
+        flash("Your role requires two-factor authentication. Set it up to continue.", "info")
+        return redirect(url_for("auth.setup_totp"))
+    return redirect(_safe_next(request.args.get("next")))
+
+
+@bp.route("/login/verify", methods=["GET", "POST"])
+@public
+def verify_totp() -> Any:
+    pending = session.get(_PENDING_TOTP)
+    user = load_user(pending) if pending else None
+    if user is None:
+        return redirect(url_for("auth.login"))
+    error = ""
+    if request.method == "POST":
+        if user.totp_secret and users.check_totp(user.totp_secret, request.form.get("code", "")):
+            users.complete_login(user)
+            db.session.commit()
+            return _finish_login(user)
+        record_event(
+            "login.failed",
+            target_type="user",
+            target_id=user.id,
+            detail={"email": user.email, "reason": "wrong two-factor code"},
+        )
+        db.session.commit()
+        error = "That code is not right or has expired. Enter the current 6-digit code."
+    return render_template("auth/verify_totp.html", error=error), (401 if error else 200)
+
+
+@bp.route("/account/two-factor", methods=["GET", "POST"])
+@allow(Role.VIEWER)
+def setup_totp() -> Any:
+    secret = session.get(_SETUP_SECRET) or users.new_totp_secret()
+    session[_SETUP_SECRET] = secret
+    error = ""
+    if request.method == "POST":
+        try:
+            users.enable_totp(current_user, secret, request.form.get("code", ""))
+        except users.UserError as problem:
+            error = str(problem)
+        else:
+            db.session.commit()
+            session.pop(_SETUP_SECRET, None)
+            flash("Two-factor authentication is on for your account.", "success")
+            return redirect(url_for("home.index"))
+    return render_template(
+        "auth/setup_totp.html", secret=secret, uri=users.totp_uri(current_user, secret), error=error
+    )
+
+
+@bp.route("/logout", methods=["POST"])
+@allow(Role.VIEWER)
+def logout() -> Any:
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.before_app_request
+def _require_mandatory_totp() -> Any:
+    """Users whose role requires two-factor may only reach the set-up page until it is on."""
+    if not current_user.is_authenticated or current_user.has_totp:
+        return None
+    if request.endpoint in {"auth.setup_totp", "auth.logout", "static"}:
+        return None
+    if users.is_totp_required(current_user.role_enum):
+        return redirect(url_for("auth.setup_totp"))
+    return None
