@@ -1,0 +1,234 @@
+"""Browser fixtures: the real app on a live port with an RQ worker, and Playwright's Chromium.
+
+Each test gets its own migrated SQLite file, queue name, instance folder and mail sink, so
+nothing one test writes is seen by the next. Chromium is Debian's (/usr/bin/chromium);
+Playwright never downloads a browser of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from campaign import create_app
+from campaign.devmail import DevmailSink
+from campaign.extensions import db
+from campaign.models import Role
+from tests import services
+from tests.conftest import TEST_PASSWORD, make_user
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+    from rq import SimpleWorker
+
+# Without these, Chromium tries Google's hosts at start and this closed network refuses them.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+# Playwright's default of 30 s hides a broken page behind a long wait.
+DEFAULT_TIMEOUT_MS = 10_000
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.browser)
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: Flask
+    mail_port: int
+    devmail_path: Path
+
+
+def _thread_worker(app: Flask, stopping: threading.Event) -> SimpleWorker:
+    from rq import SimpleWorker
+    from rq.exceptions import StopRequested
+    from rq.serializers import JSONSerializer
+    from rq.timeouts import TimerDeathPenalty
+    from rq.worker import WorkerStatus
+
+    from campaign.queue import get_queue
+
+    class ThreadWorker(SimpleWorker):
+        # Signal handlers and SIGALRM timeouts only work in the main thread; this runs in another.
+        death_penalty_class = TimerDeathPenalty
+
+        def _install_signal_handlers(self) -> None:
+            pass
+
+        def heartbeat(self, *args: Any, **kwargs: Any) -> Any:
+            # The idle loop heartbeats after every dequeue timeout; stop there, never mid-job.
+            if stopping.is_set() and self.get_state() == WorkerStatus.IDLE:
+                raise StopRequested
+            return super().heartbeat(*args, **kwargs)
+
+    with app.app_context():
+        queue = get_queue()
+        # worker_ttl 16 gives a 1 s blocking dequeue, so a stop request is seen within a second.
+        return ThreadWorker(
+            [queue], connection=queue.connection, serializer=JSONSerializer, worker_ttl=16
+        )
+
+
+@pytest.fixture
+def live_server(
+    tmp_path: Path, sqlite_template: Path, redis_server: services.RedisServer
+) -> Iterator[LiveServer]:
+    """The real app (CSRF on) served on 127.0.0.1, an RQ worker, and the dev mail sink."""
+    import workers.context
+
+    database = tmp_path / "campaign.sqlite3"
+    shutil.copyfile(sqlite_template, database)
+    mail_port = services.free_port()
+    app = create_app(
+        {
+            "TESTING": True,
+            "DEBUG": False,
+            "SECRET_KEY": "browser-test-secret-key",
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "DATABASE_URL": f"sqlite:///{database}",
+            "REDIS_URL": redis_server.url,
+            # A queue per test: a job left over from one test never runs against the next.
+            "QUEUE_NAME": f"browser-{tmp_path.name}",
+            "SESSION_COOKIE_SECURE": False,
+            "WTF_CSRF_ENABLED": True,
+            "MAIL_SERVER": "localhost",
+            "MAIL_PORT": mail_port,
+            "MAIL_SUPPRESS_SEND": False,
+        }
+    )
+    config = app.config["CAMPAIGN_CONFIG"]
+    sink = DevmailSink(config.devmail_path, "localhost", mail_port)
+    sink.start()
+
+    server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+    server_thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    server_thread.start()
+
+    # Jobs call workers.context.get_app(); they must see this app and its database.
+    previous_app = workers.context._app
+    workers.context.set_app(app)
+    stopping = threading.Event()
+    worker = _thread_worker(app, stopping)
+    worker_thread = threading.Thread(
+        target=worker.work, kwargs={"logging_level": "WARNING"}, name="rq-worker", daemon=True
+    )
+    worker_thread.start()
+
+    try:
+        yield LiveServer(
+            url=f"http://127.0.0.1:{server.server_port}",
+            app=app,
+            mail_port=mail_port,
+            devmail_path=config.devmail_path,
+        )
+    finally:
+        stopping.set()
+        worker_thread.join(timeout=15)
+        server.shutdown()
+        server.server_close()
+        server_thread.join(timeout=5)
+        sink.stop()
+        workers.context._app = previous_app
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+        if "campaign_redis" in app.extensions:
+            app.extensions["campaign_redis"].close()
+
+
+def _chromium_path() -> str | None:
+    for candidate in (
+        os.environ.get("CAMPAIGN_TEST_CHROMIUM", ""),
+        "/usr/bin/chromium",
+        shutil.which("chromium") or "",
+        shutil.which("chromium-browser") or "",
+    ):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """Headless Debian Chromium driven by Playwright (one per test session)."""
+    try:
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import sync_playwright
+    except ImportError as error:
+        services.service_missing("Chromium", f"the playwright package is missing ({error})")
+    executable = _chromium_path()
+    if executable is None:
+        services.service_missing(
+            "Chromium", "no /usr/bin/chromium or chromium on PATH (apt-get install chromium)"
+        )
+    with sync_playwright() as playwright:
+        try:
+            launched = playwright.chromium.launch(
+                executable_path=executable, headless=True, args=CHROMIUM_ARGS
+            )
+        except PlaywrightError as error:
+            services.service_missing("Chromium", f"{executable} did not start: {error}")
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, live_server: LiveServer) -> Iterator[Page]:
+    """A fresh context (no cookies) and page per test; relative URLs go to the live server."""
+    context = browser.new_context(base_url=live_server.url, accept_downloads=True)
+    context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+    new_page = context.new_page()
+    yield new_page
+    context.close()
+
+
+def sign_in_through_form(page: Page, email: str, password: str = TEST_PASSWORD) -> None:
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+
+
+@pytest.fixture
+def signed_in_page(page: Page, live_server: LiveServer) -> Callable[..., Page]:
+    """signed_in_page(Role.EDITOR): create a user of that role, sign in through the form."""
+
+    def _sign_in(role: Role = Role.ADMIN, email: str | None = None) -> Page:
+        with live_server.app.app_context():
+            user = make_user(role, email)
+            address = user.email
+            db.session.remove()
+        sign_in_through_form(page, address)
+        if page.url.rstrip("/").endswith("/login") or "/login?" in page.url:
+            raise AssertionError(f"signing in as {address} failed: {page.inner_text('main')}")
+        return page
+
+    return _sign_in
+
+
+def stored_mail(live_server: LiveServer) -> list[Any]:
+    """Summaries of what the live server's mail sink received, newest first."""
+    from campaign.devmail import list_messages
+
+    return list_messages(live_server.devmail_path)
