@@ -1,0 +1,260 @@
+"""The contacts table query: free-text search, filters, whitelisted sorting, keyset pages.
+
+Pages are keyset ("seek") pages on (sort column(s), id): each page asks for the rows
+after (or before) the last row shown, so page 2,000 costs what page 1 costs and a
+contact added or deleted meanwhile never makes another one repeat or vanish. The
+count shown above the table is exact up to COUNT_LIMIT and "more than" beyond it, so
+a broad search over 100,000 contacts does not pay for a full count. See
+docs/decisions/0003-contacts-table-and-segments.md for the measurements.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_
+from sqlalchemy.orm import InstrumentedAttribute
+
+from campaign.extensions import db
+from campaign.models import Contact, Segment
+from campaign.services.contacts import FIELD_PARSERS
+from campaign.services.lists import member_ids
+from campaign.services.segments import escape_like, has_token, where_clause
+
+COUNT_LIMIT = 10_000
+MAX_QUERY = 200
+
+# Sort key -> columns, most significant first; the id is always appended as tie-breaker.
+SORTS: dict[str, tuple[InstrumentedAttribute[Any], ...]] = {
+    "name": (Contact.family_name, Contact.given_name),
+    "organisation": (Contact.organisation,),
+    "country": (Contact.country,),
+    "role": (Contact.role_type,),
+    "risk": (Contact.risk_level,),
+    "email": (Contact.email_key,),
+}
+DEFAULT_SORT = "name"
+SEARCH_COLUMNS: tuple[InstrumentedAttribute[str], ...] = (
+    Contact.given_name,
+    Contact.family_name,
+    Contact.patronymic,
+    Contact.given_name_alt,
+    Contact.family_name_alt,
+    Contact.patronymic_alt,
+    Contact.organisation,
+    Contact.email_key,
+    Contact.position_title,
+)
+
+
+@dataclass
+class ContactFilters:
+    """What the table is filtered by; empty strings / None mean "any"."""
+
+    q: str = ""
+    role_type: str = ""
+    country: str = ""
+    language: str = ""
+    tag: str = ""
+    risk_level: str = ""
+    list_id: int | None = None
+    segment_id: int | None = None
+
+    @classmethod
+    def from_args(cls, args: Mapping[str, Any]) -> ContactFilters:
+        """Read filters from query-string-like data; unknown keys are ignored."""
+
+        def text(name: str) -> str:
+            return " ".join(str(args.get(name, "") or "").split())[:MAX_QUERY]
+
+        def number(name: str) -> int | None:
+            raw = str(args.get(name, "") or "").strip()
+            return int(raw) if raw.isdigit() and len(raw) < 12 else None
+
+        return cls(
+            q=text("q"),
+            role_type=text("role_type"),
+            country=text("country"),
+            language=text("language"),
+            tag=text("tag"),
+            risk_level=text("risk_level"),
+            list_id=number("list"),
+            segment_id=number("segment"),
+        )
+
+    def as_args(self) -> dict[str, str]:
+        """The non-empty filters as query-string arguments (for links and forms)."""
+        names = {"list_id": "list", "segment_id": "segment"}
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value not in ("", None):
+                out[names.get(f.name, f.name)] = str(value)
+        return out
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.as_args()
+
+
+def _normalised(parser: str, value: str) -> str:
+    # Filters use the contact form's rules ("fr" -> "FR", "PT-br" -> "pt-BR"); a value those
+    # rules refuse cannot match anything, so it is kept as typed and simply finds nobody.
+    try:
+        return str(FIELD_PARSERS[parser](value))
+    except ValueError:
+        return value
+
+
+def _case_variants(term: str) -> list[str]:
+    # SQLite's LIKE and lower() fold ASCII letters only; trying the usual spellings of a
+    # word ("иванов", "Иванов", "ИВАНОВ") gives the same answers on SQLite and PostgreSQL
+    # for names typed in lower case, in capitals or as written.
+    return list(dict.fromkeys([term, term.lower(), term.capitalize(), term.title(), term.upper()]))
+
+
+def _search_clause(q: str) -> ColumnElement[bool]:
+    clauses = []
+    for word in q.split():
+        variants = [word] if word.isascii() else _case_variants(word)
+        per_word = [
+            column.ilike(f"%{escape_like(v)}%", escape="\\")
+            for column in SEARCH_COLUMNS
+            for v in variants
+        ]
+        clauses.append(or_(*per_word))
+    return and_(*clauses)
+
+
+def filtered_query(filters: ContactFilters) -> Select[Contact]:
+    """Select the contacts passing every filter (unordered)."""
+    query = select(Contact)
+    if filters.q:
+        query = query.where(_search_clause(filters.q))
+    if filters.role_type:
+        query = query.where(Contact.role_type == _normalised("role_type", filters.role_type))
+    if filters.country:
+        query = query.where(Contact.country == _normalised("country", filters.country))
+    if filters.risk_level:
+        query = query.where(Contact.risk_level == _normalised("risk_level", filters.risk_level))
+    if filters.language:
+        query = query.where(
+            has_token(Contact.languages, _normalised("languages", filters.language))
+        )
+    if filters.tag:
+        query = query.where(has_token(Contact.tags, _normalised("tags", filters.tag)))
+    if filters.list_id is not None:
+        query = query.where(Contact.id.in_(member_ids(filters.list_id)))
+    if filters.segment_id is not None:
+        segment = db.session.get(Segment, filters.segment_id)
+        # A segment that no longer exists selects nobody rather than everybody.
+        query = query.where(where_clause(segment.definition) if segment else Contact.id.is_(None))
+    return query
+
+
+# --------------------------------------------------------------------------- pages
+
+
+@dataclass
+class Page:
+    contacts: list[Contact]
+    total: int
+    total_is_exact: bool
+    sort: str
+    descending: bool
+    next_cursor: str | None = None
+    prev_cursor: str | None = None
+    per_page: int = 50
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_label(self) -> str:
+        return f"{self.total:,}" if self.total_is_exact else f"more than {COUNT_LIMIT:,}"
+
+
+def _sort_key(contact: Contact, sort: str) -> list[Any]:
+    return [getattr(contact, column.key) for column in SORTS[sort]] + [contact.id]
+
+
+def encode_cursor(values: list[Any]) -> str:
+    raw = json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str) -> list[Any] | None:
+    """The (sort values..., id) of a cursor, or None if it is not one for this sort."""
+    if not cursor or len(cursor) > 4000:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        values = json.loads(raw)
+    except (binascii.Error, ValueError):
+        return None
+    size = len(SORTS[sort]) + 1
+    if not isinstance(values, list) or len(values) != size:
+        return None
+    if not all(isinstance(v, str) for v in values[:-1]) or type(values[-1]) is not int:
+        return None
+    return values
+
+
+def count_filtered(filters: ContactFilters, limit: int = COUNT_LIMIT) -> tuple[int, bool]:
+    """(count, exact): counting stops after `limit` rows so a huge match stays cheap."""
+    ids = filtered_query(filters).with_only_columns(Contact.id).limit(limit + 1).subquery()
+    total = int(db.session.scalar(select(func.count()).select_from(ids)) or 0)
+    return (limit, False) if total > limit else (total, True)
+
+
+def search_page(
+    filters: ContactFilters,
+    *,
+    sort: str = DEFAULT_SORT,
+    descending: bool = False,
+    after: str = "",
+    before: str = "",
+    per_page: int = 50,
+) -> Page:
+    """One page of the contacts table, after or before a cursor (first page without one)."""
+    if sort not in SORTS:
+        sort = DEFAULT_SORT
+    per_page = max(1, min(per_page, 500))
+    columns = [*SORTS[sort], Contact.id]
+    key = tuple_(*columns)
+    query = filtered_query(filters)
+
+    after_values = decode_cursor(after, sort)
+    before_values = decode_cursor(before, sort) if after_values is None else None
+    backwards = before_values is not None
+    # Walking backwards means reading in the opposite order, then flipping the rows.
+    read_descending = descending != backwards
+    order = [c.desc() if read_descending else c.asc() for c in columns]
+    if after_values is not None:
+        query = query.where(
+            key < tuple_(*after_values) if descending else key > tuple_(*after_values)
+        )
+    elif before_values is not None:
+        query = query.where(
+            key > tuple_(*before_values) if descending else key < tuple_(*before_values)
+        )
+    rows = list(db.session.scalars(query.order_by(*order).limit(per_page + 1)))
+    more = len(rows) > per_page
+    rows = rows[:per_page]
+    if backwards:
+        rows.reverse()
+        if not more:
+            # Reached the start: show a full first page rather than a short one.
+            return search_page(filters, sort=sort, descending=descending, per_page=per_page)
+    total, exact = count_filtered(filters)
+    page = Page(rows, total, exact, sort, descending, per_page=per_page)
+    if rows:
+        first, last = _sort_key(rows[0], sort), _sort_key(rows[-1], sort)
+        has_next = more if not backwards else True
+        has_prev = (after_values is not None) if not backwards else more
+        page.next_cursor = encode_cursor(last) if has_next else None
+        page.prev_cursor = encode_cursor(first) if has_prev else None
+    return page

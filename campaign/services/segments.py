@@ -1,0 +1,347 @@
+"""Segments: the saved-filter definition format, its validation and translation to SQL.
+
+A definition is a JSON tree. Groups combine their children with AND (``{"all": [...]}``)
+or OR (``{"any": [...]}``); ``{"not": {...}}`` negates one child; a leaf is a condition
+``{"field": "country", "op": "is", "value": "FR"}``. An empty ``all`` matches every
+contact, an empty ``any`` matches none (the usual identities for AND and OR).
+
+Fields and the operators each accepts:
+
+- role_type, risk_level, kind, grammatical_gender, country: ``is``, ``is_not``, ``in``
+- language, tag (whole tokens of a space-separated column): ``is`` (has it), ``is_not``
+  (does not have it), ``in`` (has at least one of them)
+- organisation: ``is``, ``is_not``, ``in`` (case-insensitive equality), ``contains``
+
+Values are normalised with the same field rules as the contact form
+(campaign.services.contacts.FIELD_PARSERS), so ``"pt-br"`` finds contacts stored as
+``pt-BR`` and ``"fr"`` finds ``FR``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.orm import InstrumentedAttribute
+
+from campaign.extensions import db
+from campaign.models import (
+    Contact,
+    ContactKind,
+    GrammaticalGender,
+    RiskLevel,
+    RoleType,
+    Segment,
+)
+from campaign.services.audit import record_event
+from campaign.services.contacts import FIELD_PARSERS
+
+MAX_DEPTH = 6
+MAX_NODES = 200
+MAX_IN_VALUES = 200
+MAX_NAME = 200
+
+ENUM_OPS = ("is", "is_not", "in")
+TOKEN_OPS = ("is", "is_not", "in")
+TEXT_OPS = ("is", "is_not", "in", "contains")
+OPS = ("is", "is_not", "in", "contains")
+OP_LABELS = {"is": "is", "is_not": "is not", "in": "is one of", "contains": "contains"}
+
+# field -> (label, operators, choices for a select box or None for free text)
+FIELDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...] | None]] = {
+    "role_type": ("Role", ENUM_OPS, tuple(r.value for r in RoleType)),
+    "country": ("Country", ENUM_OPS, None),
+    "language": ("Language", TOKEN_OPS, None),
+    "tag": ("Tag", TOKEN_OPS, None),
+    "organisation": ("Organisation", TEXT_OPS, None),
+    "risk_level": ("Risk level", ENUM_OPS, tuple(r.value for r in RiskLevel)),
+    "kind": ("Kind", ENUM_OPS, tuple(k.value for k in ContactKind)),
+    "grammatical_gender": (
+        "Grammatical gender",
+        ENUM_OPS,
+        tuple(g.value for g in GrammaticalGender),
+    ),
+}
+
+_COLUMNS: dict[str, InstrumentedAttribute[str]] = {
+    "role_type": Contact.role_type,
+    "country": Contact.country,
+    "language": Contact.languages,
+    "tag": Contact.tags,
+    "organisation": Contact.organisation,
+    "risk_level": Contact.risk_level,
+    "kind": Contact.kind,
+    "grammatical_gender": Contact.grammatical_gender,
+}
+_TOKEN_FIELDS = {"language", "tag"}
+# Which contact-form rule normalises a value of each field.
+_PARSER_NAME = {
+    "role_type": "role_type",
+    "country": "country",
+    "language": "languages",
+    "tag": "tags",
+    "organisation": "organisation",
+    "risk_level": "risk_level",
+    "kind": "kind",
+    "grammatical_gender": "grammatical_gender",
+}
+
+
+class SegmentError(ValueError):
+    """A segment definition or segment form that cannot be used; the message says why."""
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def validate_definition(definition: Any) -> dict[str, Any]:
+    """Return the definition with every value normalised, or raise SegmentError."""
+    counter = [0]
+    node = _validate_node(definition, "definition", 0, counter)
+    return node
+
+
+def _validate_node(node: Any, path: str, depth: int, counter: list[int]) -> dict[str, Any]:
+    counter[0] += 1
+    if counter[0] > MAX_NODES:
+        raise SegmentError(f"the definition has more than {MAX_NODES} parts; simplify it")
+    if depth > MAX_DEPTH:
+        raise SegmentError(f"{path}: groups are nested more than {MAX_DEPTH} deep")
+    if not isinstance(node, Mapping):
+        raise SegmentError(f"{path}: expected an object, got {_kind_of(node)}")
+    keys = set(node)
+    if keys == {"all"} or keys == {"any"}:
+        (combinator,) = keys
+        children = node[combinator]
+        if not isinstance(children, list):
+            raise SegmentError(f"{path}.{combinator}: expected a list of conditions or groups")
+        return {
+            combinator: [
+                _validate_node(child, f"{path}.{combinator}[{i}]", depth + 1, counter)
+                for i, child in enumerate(children)
+            ]
+        }
+    if keys == {"not"}:
+        return {"not": _validate_node(node["not"], f"{path}.not", depth + 1, counter)}
+    if "field" in keys or "op" in keys:
+        return _validate_condition(node, path)
+    raise SegmentError(
+        f"{path}: expected a group ('all', 'any' or 'not') or a condition "
+        f"('field', 'op', 'value'), got keys {sorted(str(k) for k in keys)}"
+    )
+
+
+def _validate_condition(node: Mapping[str, Any], path: str) -> dict[str, Any]:
+    extra = set(node) - {"field", "op", "value"}
+    if extra:
+        raise SegmentError(f"{path}: unknown key(s) {sorted(str(k) for k in extra)} in condition")
+    field = node.get("field")
+    if field not in FIELDS:
+        raise SegmentError(
+            f"{path}.field: {field!r} is not a field a segment can use "
+            f"(one of: {', '.join(FIELDS)})"
+        )
+    ops = FIELDS[field][1]
+    op = node.get("op")
+    if op not in ops:
+        raise SegmentError(
+            f"{path}.op: {op!r} cannot be used with {field} (use one of: {', '.join(ops)})"
+        )
+    raw = node.get("value")
+    if op == "in":
+        items = raw.split(",") if isinstance(raw, str) else raw
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            raise SegmentError(f"{path}.value: 'in' needs a list of texts")
+        items = [v for v in items if v.strip()]
+        if not items:
+            raise SegmentError(f"{path}.value: 'in' needs at least one value")
+        if len(items) > MAX_IN_VALUES:
+            raise SegmentError(f"{path}.value: at most {MAX_IN_VALUES} values")
+        values = [_normalise_value(field, v, f"{path}.value") for v in items]
+        return {"field": field, "op": op, "value": list(dict.fromkeys(values))}
+    if not isinstance(raw, str):
+        raise SegmentError(f"{path}.value: expected a text value, got {_kind_of(raw)}")
+    return {"field": field, "op": op, "value": _normalise_value(field, raw, f"{path}.value")}
+
+
+def _normalise_value(field: str, raw: str, path: str) -> str:
+    if not raw.strip():
+        raise SegmentError(f"{path}: a value is required for {field}")
+    try:
+        value = str(FIELD_PARSERS[_PARSER_NAME[field]](raw))
+    except ValueError as problem:
+        raise SegmentError(f"{path}: {problem}") from None
+    if field in _TOKEN_FIELDS and len(value.split()) != 1:
+        raise SegmentError(f"{path}: give one {field} per value ({raw.strip()!r} has several)")
+    return value
+
+
+def _kind_of(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a text", type(None): "nothing"}.get(
+        type(value), type(value).__name__
+    )
+
+
+# --------------------------------------------------------------------------- SQL
+
+
+def escape_like(text: str) -> str:
+    """Escape LIKE wildcards so that user text matches literally (escape character '\\')."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def has_token(column: Any, token: str) -> ColumnElement[bool]:
+    """True where the space-separated `column` contains `token` as a whole word."""
+    padded = literal(" ", String) + column + literal(" ", String)
+    return padded.like(f"% {escape_like(token)} %", escape="\\")
+
+
+def _condition_clause(field: str, op: str, value: Any) -> ColumnElement[bool]:
+    column = _COLUMNS[field]
+    if field in _TOKEN_FIELDS:
+        if op == "in":
+            return or_(*(has_token(column, v) for v in value))
+        clause = has_token(column, value)
+        return not_(clause) if op == "is_not" else clause
+    if field == "organisation":
+        # Equality ignores case: the same ministry is typed in several ways.
+        lowered = func.lower(column)
+        if op == "contains":
+            return lowered.like(f"%{escape_like(value.lower())}%", escape="\\")
+        if op == "in":
+            return lowered.in_([v.lower() for v in value])
+        clause = lowered == value.lower()
+        return not_(clause) if op == "is_not" else clause
+    if op == "in":
+        return column.in_(value)
+    return column != value if op == "is_not" else column == value
+
+
+def _clause(node: Mapping[str, Any]) -> ColumnElement[bool]:
+    if "all" in node:
+        children = [_clause(c) for c in node["all"]]
+        return and_(*children) if children else true()
+    if "any" in node:
+        children = [_clause(c) for c in node["any"]]
+        return or_(*children) if children else false()
+    if "not" in node:
+        return not_(_clause(node["not"]))
+    return _condition_clause(node["field"], node["op"], node["value"])
+
+
+def where_clause(definition: Any) -> ColumnElement[bool]:
+    """The WHERE clause selecting contacts that match `definition` (validated here)."""
+    return _clause(validate_definition(definition))
+
+
+def contacts_matching(definition: Any) -> Select[Contact]:
+    """Select the contacts matching `definition` (unordered)."""
+    return select(Contact).where(where_clause(definition))
+
+
+def count_matching(definition: Any) -> int:
+    """Count the contacts matching `definition`."""
+    query = select(func.count(Contact.id)).where(where_clause(definition))
+    return int(db.session.scalar(query) or 0)
+
+
+# --------------------------------------------------------------------------- saved segments
+
+
+def _clean_name(name: str, current_id: int | None) -> str:
+    cleaned = " ".join(name.split())
+    if not cleaned:
+        raise SegmentError("name: a segment needs a name")
+    if len(cleaned) > MAX_NAME:
+        raise SegmentError(f"name: at most {MAX_NAME} characters")
+    clash = db.session.scalar(select(Segment.id).where(func.lower(Segment.name) == cleaned.lower()))
+    if clash is not None and clash != current_id:
+        raise SegmentError(f"name: a segment called {cleaned!r} already exists")
+    return cleaned
+
+
+def save_segment(name: str, definition: Any, description: str = "") -> Segment:
+    """Create a segment after validating its name and definition."""
+    segment = Segment(
+        name=_clean_name(name, None),
+        description=description.strip(),
+        definition=validate_definition(definition),
+    )
+    db.session.add(segment)
+    db.session.flush()
+    record_event(
+        "segment.create",
+        target_type="segment",
+        target_id=segment.id,
+        detail={"name": segment.name, "definition": segment.definition},
+    )
+    return segment
+
+
+def update_segment(
+    segment: Segment, name: str, definition: Any, description: str | None = None
+) -> None:
+    """Change a segment's name, definition and (if given) description."""
+    cleaned_name = _clean_name(name, segment.id)
+    cleaned_definition = validate_definition(definition)
+    before = {"name": segment.name, "definition": segment.definition}
+    segment.name = cleaned_name
+    segment.definition = cleaned_definition
+    if description is not None:
+        segment.description = description.strip()
+    db.session.flush()
+    record_event(
+        "segment.update",
+        target_type="segment",
+        target_id=segment.id,
+        detail={
+            "before": before,
+            "after": {"name": cleaned_name, "definition": cleaned_definition},
+        },
+    )
+
+
+def delete_segment(segment: Segment) -> None:
+    """Delete a saved segment; the audit log keeps its name and definition."""
+    record_event(
+        "segment.delete",
+        target_type="segment",
+        target_id=segment.id,
+        detail={"name": segment.name, "definition": segment.definition},
+    )
+    db.session.delete(segment)
+    db.session.flush()
+
+
+def describe(definition: Mapping[str, Any]) -> str:
+    """A readable one-line rendering, e.g. ``role is mep AND NOT (tag is press)``."""
+    return _describe(definition, top=True)
+
+
+def _describe(node: Mapping[str, Any], *, top: bool = False) -> str:
+    if "all" in node or "any" in node:
+        key = "all" if "all" in node else "any"
+        parts = [_describe(c) for c in node[key]]
+        if not parts:
+            return "everyone" if key == "all" else "no one"
+        text = (" AND " if key == "all" else " OR ").join(parts)
+        return text if top or len(parts) == 1 else f"({text})"
+    if "not" in node:
+        return f"NOT {_describe(node['not'])}"
+    label = FIELDS[node["field"]][0].lower()
+    value = node["value"]
+    shown = ", ".join(value) if isinstance(value, list) else value
+    return f"{label} {OP_LABELS[node['op']]} {shown}"
