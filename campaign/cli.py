@@ -31,12 +31,21 @@ def cli() -> None:
     """Advocacy mailing and campaign automation."""
 
 
+# On the group itself, not the app: it sets the development defaults the app is built with.
+from campaign.commands.dev import dev_command  # noqa: E402
+
+cli.add_command(dev_command)
+
+
 def main() -> None:
     cli.main(prog_name="campaign")
 
 
 def register_commands(app: Flask) -> None:
+    from campaign.commands.dev import register as register_dev
     from campaign.models import Role
+
+    register_dev(app)
 
     @app.cli.command("create-user")
     @click.argument("email")

@@ -10,9 +10,9 @@ from campaign.web.access import enforce_access_policies
 
 
 def register_blueprints(app: Flask) -> None:
-    from campaign.web import auth, home
+    from campaign.web import auth, devmail, home
 
-    for module in (auth, home):
+    for module in (auth, home, devmail):
         app.register_blueprint(module.bp)
     enforce_access_policies(app)
     _register_error_pages(app)

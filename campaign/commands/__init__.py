@@ -1,0 +1,1 @@
+"""Extra `campaign` CLI commands, one module per area."""

@@ -1,0 +1,279 @@
+"""`campaign dev` (the whole application on one laptop) and `campaign load-demo`."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+from typing import Any
+
+import click
+from flask import Flask
+from flask.cli import with_appcontext
+
+DEFAULT_PORT = 5000
+WORKER_STOP_SECONDS = 15.0
+DEMO_PASSWORD_ENV = "CAMPAIGN_DEMO_ADMIN_PASSWORD"  # noqa: S105 (a variable name)
+# What local use needs and production must not have; anything set explicitly wins.
+DEV_ENVIRONMENT = {
+    "CAMPAIGN_DEBUG": "true",
+    # The dev server speaks plain HTTP: a Secure cookie would never come back.
+    "CAMPAIGN_SESSION_COOKIE_SECURE": "false",
+}
+
+
+def register(app: Flask) -> None:
+    """Add `load-demo` to the app's commands (`dev` is on the group itself, see cli.py)."""
+    app.cli.add_command(load_demo_command)
+
+
+@click.command("load-demo")
+@click.option(
+    "--admin-password",
+    envvar=DEMO_PASSWORD_ENV,
+    default=None,
+    help="Password for admin@example.org if it is created (default: random).",
+)
+@with_appcontext
+def load_demo_command(admin_password: str | None) -> None:
+    """Load fictional demo contacts, lists and segments (only into an empty database)."""
+    from campaign.extensions import db
+    from campaign.services.demo import load_demo
+    from campaign.services.users import UserError
+
+    try:
+        result = load_demo(admin_password=admin_password)
+    except UserError as error:
+        db.session.rollback()
+        raise click.ClickException(str(error)) from None
+    db.session.commit()
+    if result.contacts:
+        click.echo(
+            f"loaded {result.contacts} contacts, {result.lists} lists, {result.segments} segments"
+        )
+    else:
+        click.echo("there are contacts already; demo data not loaded")
+    if result.admin_email:
+        click.echo(f"created {result.admin_email} with password: {result.admin_password}")
+
+
+@click.command("dev")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, help="Port on 127.0.0.1.")
+@click.option(
+    "--admin-password",
+    envvar=DEMO_PASSWORD_ENV,
+    default=None,
+    help="Password for the first admin if it is created (default: random).",
+)
+def dev_command(port: int, admin_password: str | None) -> None:
+    """Run everything locally: migrations, demo data, Redis, mail sink, worker and web app."""
+    for key, value in DEV_ENVIRONMENT.items():
+        os.environ.setdefault(key, value)
+    sys.exit(DevRunner(port, admin_password).run())
+
+
+def _parent_death_signal() -> None:
+    # Linux only: if the runner itself is killed (-9), the kernel stops the worker too.
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+class DevRunner:
+    """Starts the local services in order and stops what it started, in reverse."""
+
+    def __init__(self, port: int, admin_password: str | None) -> None:
+        self.port = port
+        self.admin_password = admin_password
+        self.stopping = threading.Event()
+        self.exit_code = 0
+        self._cleanup = contextlib.ExitStack()
+        self._watched: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self.stopping.is_set():
+            return
+        click.echo(f"\n{signal.Signals(signum).name} received: stopping…", err=True)
+        self.stopping.set()
+
+    def run(self) -> int:
+        previous = {
+            sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            with self._cleanup:
+                self._start()
+                while not self.stopping.wait(0.5):
+                    self._check_children()
+        except click.ClickException as error:
+            error.show()
+            return 1
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        click.echo("stopped: web app, worker, mail sink and Redis are down.", err=True)
+        return self.exit_code
+
+    def _check_children(self) -> None:
+        for name, process in self._watched:
+            if process.poll() is not None:
+                click.echo(
+                    f"error: the {name} exited unexpectedly (code {process.returncode}); "
+                    "stopping everything.",
+                    err=True,
+                )
+                self.exit_code = 1
+                self.stopping.set()
+                return
+
+    def _start(self) -> None:
+        from werkzeug.serving import make_server
+
+        from campaign import create_app
+        from campaign.config import ConfigError
+
+        try:
+            app = create_app()
+        except ConfigError as error:
+            raise click.ClickException(str(error)) from None
+        config = app.config["CAMPAIGN_CONFIG"]
+
+        # Claim the port first: if it is taken, nothing else has been started yet.
+        try:
+            server = make_server("127.0.0.1", self.port, app, threaded=True)
+        except (OSError, SystemExit) as error:
+            raise click.ClickException(
+                f"port {self.port} on 127.0.0.1 is in use or not allowed ({error}); try --port 5001"
+            ) from None
+        self._cleanup.callback(server.server_close)
+
+        login = self._prepare_database(app)
+        if self.stopping.is_set():
+            return
+        self._start_redis(app)
+        self._start_worker()
+        mailbox_note = self._start_mail_sink(config)
+        if self.stopping.is_set():
+            return
+
+        thread = threading.Thread(target=server.serve_forever, name="web", daemon=True)
+        thread.start()
+        self._cleanup.callback(thread.join, 5)
+        self._cleanup.callback(server.shutdown)
+
+        url = f"http://127.0.0.1:{server.server_port}/"
+        click.echo("")
+        click.echo(f"  Campaign is running at {url}")
+        click.echo(f"  Dev mailbox:  {url}devmail/  {mailbox_note}")
+        click.echo(f"  Instance:     {config.INSTANCE_PATH}")
+        click.echo(f"  {login}")
+        click.echo("  Press Ctrl-C to stop everything.")
+        click.echo("")
+
+    def _prepare_database(self, app: Flask) -> str:
+        from flask_migrate import upgrade
+
+        from campaign.extensions import db
+        from campaign.services.demo import load_demo
+
+        with app.app_context():
+            upgrade()
+            result = load_demo(admin_password=self.admin_password)
+            db.session.commit()
+            if result.contacts:
+                click.echo(
+                    f"demo data: {result.contacts} contacts, {result.lists} lists, "
+                    f"{result.segments} segments"
+                )
+            if result.admin_email:
+                return (
+                    f"Sign in as:   {result.admin_email}  password: {result.admin_password}"
+                    "  (shown only this once)"
+                )
+            from campaign.services.demo import ensure_admin
+
+            first = ensure_admin().user
+            db.session.rollback()
+            return f"Sign in as:   {first.email}  (password as printed at the first start)"
+
+    def _start_redis(self, app: Flask) -> None:
+        if app.config["REDIS_URL"]:
+            click.echo(f"using Redis at CAMPAIGN_REDIS_URL ({_redacted(app.config['REDIS_URL'])})")
+            return
+        from campaign.embedded_redis import embedded_for
+
+        server = embedded_for(app.config)
+        # Ctrl-C reaches every process of the terminal's group. Redis must outlive the worker
+        # (which still writes job results), so it starts with SIGINT blocked and is stopped
+        # by us, last. A blocked signal mask survives fork and exec.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            process = server.start(daemonize=False)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        if process is None:
+            click.echo(f"using the embedded Redis server already running in {server.directory}")
+            return
+        self._watched.append(("Redis server", process))
+
+        def stop_redis() -> None:
+            server.stop()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+        self._cleanup.callback(stop_redis)
+
+    def _start_worker(self) -> None:
+        # Its own process group: Ctrl-C in the terminal reaches only us, and we stop the
+        # worker before Redis so it can finish and record its current job.
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workers"],
+            stdin=subprocess.DEVNULL,
+            process_group=0,
+            # No threads are running yet, so preexec_fn is safe here.
+            preexec_fn=_parent_death_signal,
+        )
+        self._watched.append(("RQ worker", process))
+        self._cleanup.callback(_stop_process, process, "RQ worker")
+
+    def _start_mail_sink(self, config: Any) -> str:
+        from campaign.devmail import LOOPBACK_HOSTS, DevmailError, sink_for
+
+        if config.MAIL_SERVER not in LOOPBACK_HOSTS:
+            return f"(not started: mail goes to {config.MAIL_SERVER}:{config.MAIL_PORT})"
+        sink = sink_for(config)
+        try:
+            sink.start()
+        except DevmailError as error:
+            raise click.ClickException(str(error)) from None
+        self._cleanup.callback(sink.stop)
+        return f"(SMTP sink on {config.MAIL_SERVER}:{config.MAIL_PORT}, files in {sink.directory})"
+
+
+def _stop_process(process: subprocess.Popen[bytes], name: str) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)  # RQ: warm shutdown, the current job finishes
+    try:
+        process.wait(timeout=WORKER_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        click.echo(f"the {name} did not stop in {WORKER_STOP_SECONDS:.0f} s; killing it", err=True)
+        process.kill()
+        process.wait()
+
+
+def _redacted(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(parts.password, "***")
+    return url.split("?")[0]
