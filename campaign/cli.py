@@ -42,9 +42,11 @@ def main() -> None:
 
 
 def register_commands(app: Flask) -> None:
+    from campaign.commands.contacts import register as register_contacts
     from campaign.commands.dev import register as register_dev
     from campaign.models import Role
 
+    register_contacts(app)
     register_dev(app)
 
     @app.cli.command("create-user")

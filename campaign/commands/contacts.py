@@ -1,0 +1,150 @@
+"""`campaign import-contacts` and `campaign export-contacts`: contact files from the shell."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+from flask import Flask
+
+# A progress line is worth printing only when an import takes more than a moment.
+_PROGRESS_FROM_LINES = 5000
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(import_contacts_command)
+    app.cli.add_command(export_contacts_command)
+
+
+@click.command("import-contacts")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--list", "list_name", default="", help="Add every imported contact to this list.")
+@click.option(
+    "--on-duplicate",
+    type=click.Choice(["update", "skip"]),
+    default="skip",
+    show_default=True,
+    help="What to do with an address that is already a contact.",
+)
+@click.option(
+    "--rejects",
+    "rejects_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write rejected rows (line, column, reason, original cells) to this CSV file.",
+)
+def import_contacts_command(
+    file: Path, list_name: str, on_duplicate: str, rejects_path: Path | None
+) -> None:
+    """Import contacts from a CSV or XLSX file; the columns are mapped automatically."""
+    from campaign.extensions import db
+    from campaign.services import importing
+
+    if not file.is_file():
+        raise click.ClickException(f"{file}: no such file")
+    try:
+        info, rows = importing.open_contact_file(file, filename=str(file))
+        getattr(rows, "close", lambda: None)()
+        mapping, remembered = importing.suggest_mapping(info.headers)
+        mapping = importing.clean_mapping(info.headers, mapping)
+    except importing.TabularError as error:
+        raise click.ClickException(str(error)) from None  # it names the file
+    except importing.ImportSetupError as error:
+        raise click.ClickException(f"{file}: {error}") from None
+    _describe_mapping(mapping, remembered)
+    shown_progress = [0.0]
+
+    def progress(p: importing.Progress) -> None:
+        if p.total_lines < _PROGRESS_FROM_LINES:
+            return
+        now = time.monotonic()
+        if now - shown_progress[0] >= 1 or p.done_lines >= p.total_lines:
+            shown_progress[0] = now
+            percent = 100 * p.done_lines // max(p.total_lines, 1)
+            click.echo(
+                f"\r{percent:3d}% line {p.done_lines:,} of {p.total_lines:,} — "
+                f"{p.result.summary()}",
+                err=True,
+                nl=p.done_lines >= p.total_lines,
+            )
+
+    def reject(row: importing.RowResult) -> None:
+        click.echo(f"line {row.line}: {row.reason}")
+
+    try:
+        contact_list = importing.find_or_create_list(list_name) if list_name else None
+        result = importing.import_contacts(
+            file,
+            mapping,
+            on_duplicate=on_duplicate,
+            contact_list=contact_list,
+            rejects_path=rejects_path,
+            filename=str(file),
+            on_progress=progress,
+            on_reject=reject,
+        )
+    except importing.TabularError as error:
+        db.session.rollback()
+        raise click.ClickException(str(error)) from None
+    except importing.ImportSetupError as error:
+        db.session.rollback()
+        raise click.ClickException(f"{file}: {error}") from None
+    except BaseException:
+        db.session.rollback()
+        raise
+    db.session.commit()
+    if rejects_path is not None:
+        click.echo(f"rejected rows written to {rejects_path}", err=True)
+    click.echo(result.summary())
+
+
+def _describe_mapping(mapping: dict[str, str], remembered: bool) -> None:
+    source = "remembered mapping" if remembered else "automatic mapping"
+    used = ", ".join(f"{h} -> {f}" for h, f in mapping.items() if f)
+    click.echo(f"columns ({source}): {used}", err=True)
+    ignored = [h for h, f in mapping.items() if not f]
+    if ignored:
+        click.echo(f"ignored columns: {', '.join(ignored)}", err=True)
+
+
+@click.command("export-contacts")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--list", "list_name", default="", help="Export only the members of this list.")
+def export_contacts_command(file: Path, list_name: str) -> None:
+    """Export contacts to FILE (.csv or .xlsx), safe to open in a spreadsheet."""
+    from sqlalchemy import func, select
+
+    from campaign.extensions import db
+    from campaign.models import Contact, ContactList, list_memberships
+    from campaign.services.exporting import export_contacts
+
+    fmt = file.suffix.lower().lstrip(".")
+    if fmt not in ("csv", "xlsx"):
+        raise click.ClickException(f"{file}: the name must end in .csv or .xlsx")
+    query = select(Contact).order_by(Contact.id)
+    description = "all contacts"
+    if list_name:
+        found = db.session.scalar(
+            select(ContactList).where(func.lower(ContactList.name) == list_name.strip().lower())
+        )
+        if found is None:
+            raise click.ClickException(f"there is no list called {list_name!r}")
+        query = query.where(
+            Contact.id.in_(
+                select(list_memberships.c.contact_id).where(list_memberships.c.list_id == found.id)
+            )
+        )
+        description = f"list {found.name}"
+    partial = file.with_name(file.name + ".part")
+    try:
+        with partial.open("wb") as destination:
+            count = export_contacts(query, fmt, destination, description=f"{description} (CLI)")
+        partial.replace(file)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        db.session.rollback()
+        raise
+    db.session.commit()
+    click.echo(f"exported {count} contacts to {file}", file=sys.stdout)

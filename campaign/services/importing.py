@@ -1,0 +1,704 @@
+"""Importing contacts from a file: column mapping, preview, the import itself and its progress.
+
+Rows are checked with the same field rules as the edit form (campaign.services.contacts).
+All contact writes happen in the caller's one transaction: the edge commits once at the
+end, so an import that fails half-way leaves no contact behind. Rows are written in
+chunks with bulk statements, never one ORM object or one query per row.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from flask import current_app
+from sqlalchemy import bindparam, func, insert, select, update
+
+from campaign.extensions import db
+from campaign.models import (
+    Contact,
+    ContactImport,
+    ContactList,
+    ImportMapping,
+    ImportStatus,
+    User,
+    list_memberships,
+)
+from campaign.services import lists
+from campaign.services.audit import record_event
+from campaign.services.contacts import CONTACT_FIELDS, ContactInputError, clean_contact_data
+from campaign.services.exporting import FORMULA_TRIGGERS, neutralise_cell
+from campaign.services.tabular import Row, TableInfo, TabularError, read_table
+
+__all__ = ["TabularError"]  # re-exported: callers catch it from here
+
+ON_DUPLICATE = ("skip", "update")
+CHUNK_ROWS = 1000
+PREVIEW_ROWS = 20
+PROGRESS_TTL_SECONDS = 7 * 24 * 3600
+_contacts = Contact.__table__
+
+
+class ImportSetupError(ValueError):
+    """The import cannot start as configured (mapping, duplicate choice, list name)."""
+
+
+# --- Mapping headers to fields ---------------------------------------------------------
+
+# Header spellings seen in the wild, compared after _normalise_header (lower case, no
+# accents, punctuation as spaces). Each field's own name ("given_name") matches too.
+_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "kind": ("kind", "contact type", "type", "contact kind"),
+    "given_name": (
+        "first name",
+        "firstname",
+        "given name",
+        "forename",
+        "first",
+        "prenom",
+        "vorname",
+        "имя",
+    ),
+    "family_name": (
+        "last name",
+        "lastname",
+        "surname",
+        "family name",
+        "last",
+        "nom",
+        "nom de famille",
+        "nachname",
+        "фамилия",
+        "name",
+    ),
+    "patronymic": ("patronymic", "patronym", "отчество"),
+    "given_name_alt": (
+        "given name alt",
+        "given name alternative",
+        "first name alt",
+        "given name other script",
+    ),
+    "family_name_alt": (
+        "family name alt",
+        "family name alternative",
+        "last name alt",
+        "family name other script",
+    ),
+    "patronymic_alt": ("patronymic alt", "patronymic alternative"),
+    "grammatical_gender": ("gender", "grammatical gender", "sex", "genre", "geschlecht"),
+    "role_type": ("role", "role type", "type of role", "category"),
+    "style": ("style", "form of address"),
+    "honorific": ("honorific", "title", "courtesy title", "prefix"),
+    "position_title": (
+        "position",
+        "position title",
+        "job title",
+        "function",
+        "job",
+        "post",
+        "fonction",
+    ),
+    "organisation": (
+        "organisation",
+        "organization",
+        "org",
+        "company",
+        "institution",
+        "employer",
+        "agency",
+        "organisme",
+    ),
+    "country": ("country", "country code", "pays", "land", "nation"),
+    "languages": ("languages", "language", "langs", "lang", "preferred languages", "langues"),
+    "email": (
+        "email",
+        "e mail",
+        "email address",
+        "e mail address",
+        "mail",
+        "primary email",
+        "courriel",
+        "emails",
+    ),
+    "cc_emails": (
+        "cc",
+        "cc emails",
+        "cc email",
+        "secretariat email",
+        "secretariat emails",
+        "secretariat",
+        "copy to",
+        "assistant email",
+    ),
+    "tags": ("tags", "tag", "labels", "keywords"),
+    "notes": ("notes", "note", "comments", "comment", "remarks"),
+    "risk_level": ("risk", "risk level"),
+    "consent_basis": ("consent", "consent basis", "legal basis", "lawful basis"),
+    "term_ends_on": ("term ends", "term end", "term ends on", "end of term", "mandate ends"),
+    "last_verified_on": ("last verified", "last verified on", "verified on", "last checked"),
+    "salutation_override": ("salutation", "salutation override", "greeting"),
+}
+_PUNCTUATION = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def _normalise_header(header: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", header.strip().lower())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _PUNCTUATION.sub(" ", plain).strip()
+
+
+def _build_lookup() -> dict[str, str]:
+    lookup: dict[str, str] = {}
+    for name in CONTACT_FIELDS:
+        lookup[_normalise_header(name)] = name
+    for name, spellings in _SYNONYMS.items():
+        for spelling in spellings:
+            lookup.setdefault(_normalise_header(spelling), name)
+    return lookup
+
+
+_HEADER_LOOKUP = _build_lookup()
+
+
+def auto_mapping(headers: list[str]) -> dict[str, str]:
+    """Map each header to the contact field it names ("" = ignore); a field is used once."""
+    mapping: dict[str, str] = {}
+    used: set[str] = set()
+    for header in headers:
+        name = _HEADER_LOOKUP.get(_normalise_header(header), "")
+        if name in used:
+            name = ""
+        used.add(name)
+        mapping[header] = name
+    return mapping
+
+
+def header_signature(headers: list[str]) -> str:
+    """A fixed-length key for a set of headers, whatever their order and case."""
+    joined = "|".join(sorted(h.strip().lower() for h in headers))
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()
+
+
+def suggest_mapping(headers: list[str]) -> tuple[dict[str, str], bool]:
+    """Return (mapping, remembered): the saved mapping for these headers, else automatic."""
+    saved = db.session.scalar(
+        select(ImportMapping).where(ImportMapping.header_signature == header_signature(headers))
+    )
+    if saved is None:
+        return auto_mapping(headers), False
+    mapping = {h: str(saved.mapping.get(h.strip().lower(), "")) for h in headers}
+    return clean_mapping(headers, mapping, require_email=False), True
+
+
+def remember_mapping(headers: list[str], mapping: Mapping[str, str]) -> None:
+    """Save `mapping` for files with the same headers (case and order do not matter)."""
+    signature = header_signature(headers)
+    stored = {h.strip().lower(): mapping.get(h, "") for h in headers}
+    saved = db.session.scalar(
+        select(ImportMapping).where(ImportMapping.header_signature == signature)
+    )
+    if saved is None:
+        db.session.add(ImportMapping(header_signature=signature, mapping=stored))
+    else:
+        saved.mapping = stored
+    db.session.flush()
+
+
+def clean_mapping(
+    headers: list[str], mapping: Mapping[str, str], *, require_email: bool = True
+) -> dict[str, str]:
+    """Check a header -> field mapping; raise ImportSetupError saying what is wrong."""
+    cleaned: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for header in headers:
+        name = (mapping.get(header) or "").strip()
+        if name and name not in CONTACT_FIELDS:
+            raise ImportSetupError(f"column {header!r}: {name!r} is not a contact field")
+        if name and name in owner:
+            raise ImportSetupError(
+                f"columns {owner[name]!r} and {header!r} are both mapped to {name}; "
+                "choose one of them"
+            )
+        if name:
+            owner[name] = header
+        cleaned[header] = name
+    if require_email and "email" not in owner:
+        raise ImportSetupError(
+            "no column is mapped to email; every contact needs an address "
+            f"(the file's columns are: {', '.join(headers)})"
+        )
+    return cleaned
+
+
+def find_or_create_list(name: str) -> ContactList:
+    """The contact list called `name` (compared without case), created if missing."""
+    clean = " ".join(name.split())
+    found = db.session.scalar(
+        select(ContactList).where(func.lower(ContactList.name) == clean.lower())
+    )
+    if found is not None:
+        return found
+    try:
+        return lists.create_list(clean)
+    except lists.ListError as error:
+        raise ImportSetupError(str(error)) from None
+
+
+# --- Checking rows ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RowResult:
+    """One file row after checking: cleaned contact data, or the problems found."""
+
+    line: int
+    cells: list[str]
+    data: dict[str, Any] | None = None
+    # (file column, reason) pairs; empty when the row is valid.
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    # Fields whose cell was not blank: an update never erases what the file left empty.
+    given: tuple[str, ...] = ()
+
+    @property
+    def column(self) -> str:
+        return ", ".join(dict.fromkeys(c for c, _ in self.problems if c))
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(f"{c}: {r}" if c else r for c, r in self.problems)
+
+
+def _restore_cell(value: str) -> str:
+    # Our exports prefix formula-like cells with an apostrophe (neutralise_cell); take it
+    # off again so that export -> edit -> import round trips keep the value unchanged.
+    if value.startswith("'") and value[1:2] and value[1:].startswith(FORMULA_TRIGGERS):
+        return value[1:]
+    return value
+
+
+class _RowChecker:
+    def __init__(self, headers: list[str], mapping: Mapping[str, str]) -> None:
+        self.positions = [(i, mapping[h]) for i, h in enumerate(headers) if mapping.get(h)]
+        self.header_of = {mapping[h]: h for h in headers if mapping.get(h)}
+
+    def check(self, row: Row) -> RowResult:
+        result = RowResult(row.line, row.cells)
+        if row.problem is not None:
+            result.problems.append((row.problem.column, row.problem.reason))
+            return result
+        raw = {name: _restore_cell(row.cells[i]) for i, name in self.positions}
+        try:
+            result.data = clean_contact_data(raw)
+        except ContactInputError as error:
+            result.problems.extend(
+                (self.header_of.get(e.field, e.field), e.message) for e in error.errors
+            )
+            return result
+        result.given = tuple(name for name, value in raw.items() if value.strip())
+        return result
+
+
+# --- Preview ---------------------------------------------------------------------------
+
+
+@dataclass
+class PreviewRow:
+    line: int
+    cells: list[str]
+    problems: list[tuple[str, str]]
+    # "new", "update", "skip" (the address exists), or "rejected".
+    outcome: str
+
+
+@dataclass
+class Preview:
+    info: TableInfo
+    mapping: dict[str, str]
+    rows: list[PreviewRow]
+
+
+def _max_bytes() -> int:
+    return int(current_app.config["IMPORT_MAX_MB"]) * 1024 * 1024
+
+
+def open_contact_file(path: Path, *, filename: str = "") -> tuple[TableInfo, Iterator[Row]]:
+    """Open an uploaded file under the configured size cap (TabularError if unreadable)."""
+    return read_table(path, max_bytes=_max_bytes(), filename=filename)
+
+
+def preview_import(
+    path: Path,
+    mapping: Mapping[str, str],
+    *,
+    on_duplicate: str = "skip",
+    filename: str = "",
+    limit: int = PREVIEW_ROWS,
+) -> Preview:
+    """Check the first `limit` rows as the import would, writing nothing."""
+    info, rows = open_contact_file(path, filename=filename)
+    checked_mapping = clean_mapping(info.headers, mapping)
+    checker = _RowChecker(info.headers, checked_mapping)
+    results = []
+    for row in rows:
+        results.append(checker.check(row))
+        if len(results) >= limit:
+            break
+    _close(rows)
+    keys = [r.data["email_key"] for r in results if r.data]
+    existing = set(db.session.scalars(select(Contact.email_key).where(Contact.email_key.in_(keys))))
+    seen: dict[str, int] = {}
+    preview_rows = []
+    for result in results:
+        outcome = "rejected"
+        if result.data:
+            key = result.data["email_key"]
+            if key in seen:
+                result.problems.append(("", _duplicate_reason(key, seen[key])))
+            elif key in existing:
+                outcome = on_duplicate
+            else:
+                outcome = "new"
+            seen.setdefault(key, result.line)
+        preview_rows.append(PreviewRow(result.line, result.cells, result.problems, outcome))
+    return Preview(info, checked_mapping, preview_rows)
+
+
+def _close(rows: Iterator[Row]) -> None:
+    # Closing the generator closes the file now rather than whenever it is collected.
+    close = getattr(rows, "close", None)
+    if close is not None:
+        close()
+
+
+def _duplicate_reason(key: str, first_line: int) -> str:
+    return f"the address {key} is already on line {first_line} of this file"
+
+
+# --- The import ------------------------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    total_rows: int = 0
+    imported: int = 0
+    updated: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    rejects_path: str = ""
+
+    def summary(self) -> str:
+        return (
+            f"imported {self.imported}, updated {self.updated}, "
+            f"skipped {self.skipped}, rejected {self.rejected}"
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    done_lines: int
+    total_lines: int
+    result: ImportResult
+
+
+class _RejectsWriter:
+    """Rejected rows as CSV: line, column, reason, then the row's original cells."""
+
+    def __init__(self, path: Path | None, headers: list[str]) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+        self._writer: Any = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # utf-8-sig: Excel opens it with the right characters; we read it back too.
+            self._file = path.open("w", encoding="utf-8-sig", newline="")
+            self._writer = csv.writer(self._file, lineterminator="\r\n")
+            self._writer.writerow(["line", "column", "reason", *headers])
+
+    def write(self, result: RowResult) -> None:
+        if self._writer is not None:
+            cells = [str(result.line), result.column, result.reason, *result.cells]
+            self._writer.writerow([neutralise_cell(c) for c in cells])
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def import_contacts(
+    path: Path,
+    mapping: Mapping[str, str],
+    *,
+    on_duplicate: str = "skip",
+    contact_list: ContactList | None = None,
+    rejects_path: Path | None = None,
+    filename: str = "",
+    actor: User | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_reject: Callable[[RowResult], None] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> ImportResult:
+    """Import every valid row of the file at `path`; flush, the caller commits.
+
+    Raise TabularError when the file cannot be read at all, ImportSetupError when the
+    mapping or options are wrong. Invalid rows are counted, passed to `on_reject` and
+    written to `rejects_path`; they never stop the valid ones.
+    """
+    if on_duplicate not in ON_DUPLICATE:
+        raise ImportSetupError(f"on_duplicate must be one of {', '.join(ON_DUPLICATE)}")
+    info, rows = open_contact_file(path, filename=filename)
+    checked_mapping = clean_mapping(info.headers, mapping)
+    checker = _RowChecker(info.headers, checked_mapping)
+    result = ImportResult(rejects_path=str(rejects_path) if rejects_path else "")
+    rejects = _RejectsWriter(rejects_path, info.headers)
+    # Address key -> line of its first occurrence. Grows with the file (about 100 bytes
+    # a row); it is what lets us name the earlier line in a duplicate's message.
+    seen: dict[str, int] = {}
+    list_id = contact_list.id if contact_list is not None else None
+    try:
+        chunk: list[RowResult] = []
+        last_line = 0
+        for row in rows:
+            checked = checker.check(row)
+            result.total_rows += 1
+            last_line = row.line
+            if checked.data is not None:
+                key = checked.data["email_key"]
+                first = seen.get(key)
+                if first is not None:
+                    checked.problems.append(("", _duplicate_reason(key, first)))
+                    checked.data = None
+                else:
+                    seen[key] = row.line
+            if checked.data is None:
+                result.rejected += 1
+                rejects.write(checked)
+                if on_reject is not None:
+                    on_reject(checked)
+                continue
+            chunk.append(checked)
+            if len(chunk) >= chunk_rows:
+                _write_chunk(chunk, on_duplicate, list_id, result)
+                chunk = []
+                if on_progress is not None:
+                    on_progress(Progress(last_line, info.total_lines, result))
+        if chunk:
+            _write_chunk(chunk, on_duplicate, list_id, result)
+    finally:
+        rejects.close()
+        _close(rows)
+    if on_progress is not None:
+        on_progress(Progress(max(info.total_lines, last_line), info.total_lines, result))
+    record_event(
+        "contacts.import",
+        target_type="contact_list" if contact_list is not None else "",
+        target_id=contact_list.id if contact_list is not None else "",
+        actor=actor,
+        detail={
+            "file": filename or path.name,
+            "rows": result.total_rows,
+            "imported": result.imported,
+            "updated": result.updated,
+            "skipped": result.skipped,
+            "rejected": result.rejected,
+            "on_duplicate": on_duplicate,
+            "list": contact_list.name if contact_list is not None else "",
+        },
+    )
+    return result
+
+
+def _write_chunk(
+    chunk: list[RowResult], on_duplicate: str, list_id: int | None, result: ImportResult
+) -> None:
+    keys = [r.data["email_key"] for r in chunk if r.data]
+    query = select(Contact.email_key, Contact.id).where(Contact.email_key.in_(keys))
+    existing: dict[str, int] = {key: cid for key, cid in db.session.execute(query)}
+    new_rows: list[dict[str, Any]] = []
+    # Updates grouped by the set of fields they change: one executemany per group.
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    member_ids: list[int] = []
+    now = datetime.now(UTC)
+    for checked in chunk:
+        data = checked.data
+        assert data is not None
+        contact_id = existing.get(data["email_key"])
+        if contact_id is None:
+            new_rows.append({**data, "created_at": now, "updated_at": now})
+            continue
+        member_ids.append(contact_id)
+        if on_duplicate == "skip":
+            result.skipped += 1
+            continue
+        fields = tuple(f for f in checked.given if f != "email")
+        # Bound names must differ from column names in an UPDATE's SET clause.
+        values = {f"new_{f}": data[f] for f in fields}
+        values["contact_id"] = contact_id
+        values["new_updated_at"] = now
+        updates.setdefault(fields, []).append(values)
+        result.updated += 1
+    if new_rows:
+        inserted = db.session.execute(
+            insert(_contacts).returning(_contacts.c.id), new_rows
+        ).scalars()
+        member_ids.extend(inserted)
+        result.imported += len(new_rows)
+    for fields, params in updates.items():
+        statement = (
+            update(_contacts)
+            .where(_contacts.c.id == bindparam("contact_id"))
+            .values({f: bindparam(f"new_{f}") for f in (*fields, "updated_at")})
+        )
+        db.session.execute(statement, params)
+    if list_id is not None and member_ids:
+        _add_to_list(list_id, member_ids)
+
+
+def _add_to_list(list_id: int, contact_ids: list[int]) -> None:
+    already = set(
+        db.session.scalars(
+            select(list_memberships.c.contact_id).where(
+                list_memberships.c.list_id == list_id,
+                list_memberships.c.contact_id.in_(contact_ids),
+            )
+        )
+    )
+    missing = [
+        {"list_id": list_id, "contact_id": cid}
+        for cid in dict.fromkeys(contact_ids)
+        if cid not in already
+    ]
+    if missing:
+        db.session.execute(insert(list_memberships), missing)
+
+
+# --- Imports started from the page (ContactImport rows) and their progress ------------
+
+
+def _progress_key(import_id: int) -> str:
+    return f"campaign:import:{import_id}:progress"
+
+
+def _report(import_id: int, state: str, done: int, total: int, result: ImportResult) -> None:
+    from campaign.queue import get_redis
+
+    payload = {
+        "state": state,
+        "done_lines": done,
+        "total_lines": total,
+        "imported": result.imported,
+        "updated": result.updated,
+        "skipped": result.skipped,
+        "rejected": result.rejected,
+        "at": datetime.now(UTC).isoformat(),
+    }
+    get_redis().set(_progress_key(import_id), json.dumps(payload), ex=PROGRESS_TTL_SECONDS)
+
+
+def read_progress(import_id: int) -> dict[str, Any] | None:
+    """The last progress a running import reported, or None."""
+    from campaign.queue import get_redis
+
+    raw = get_redis().get(_progress_key(import_id))
+    if raw is None:
+        return None
+    progress: dict[str, Any] = json.loads(raw)
+    return progress
+
+
+def rejects_path_for(contact_import: ContactImport) -> Path:
+    stored = Path(contact_import.stored_path)
+    return stored.with_name(f"{stored.stem}-rejects.csv")
+
+
+def run_import(import_id: int) -> ImportResult | None:
+    """Run a queued import; the counts and status are flushed with the contacts.
+
+    Returns None (and does nothing) when the import already ran: RQ may deliver a job
+    twice, and a finished import must not run again.
+    """
+    record = db.session.get(ContactImport, import_id)
+    if record is None:
+        raise ImportSetupError(f"import #{import_id} does not exist")
+    if record.status not in (ImportStatus.QUEUED.value, ImportStatus.UPLOADED.value):
+        return None
+    contact_list = db.session.get(ContactList, record.list_id) if record.list_id else None
+    actor = db.session.get(User, record.created_by_id) if record.created_by_id else None
+    _report(import_id, "running", 0, 0, ImportResult())
+
+    def report(progress: Progress) -> None:
+        _report(import_id, "running", progress.done_lines, progress.total_lines, progress.result)
+
+    rejects = rejects_path_for(record)
+    result = import_contacts(
+        Path(record.stored_path),
+        record.mapping,
+        on_duplicate=record.on_duplicate,
+        contact_list=contact_list,
+        rejects_path=rejects,
+        filename=record.original_filename,
+        actor=actor,
+        on_progress=report,
+    )
+    record.status = ImportStatus.FINISHED.value
+    record.total_rows = result.total_rows
+    record.imported_count = result.imported
+    record.updated_count = result.updated
+    record.skipped_count = result.skipped
+    record.rejected_count = result.rejected
+    record.rejects_path = str(rejects) if result.rejected else ""
+    record.error = ""
+    record.finished_at = datetime.now(UTC)
+    db.session.flush()
+    if not result.rejected:
+        rejects.unlink(missing_ok=True)
+    return result
+
+
+def mark_import_failed(import_id: int, error: Exception) -> None:
+    """Record why an import failed (in a fresh transaction: its contacts were rolled back)."""
+    record = db.session.get(ContactImport, import_id)
+    if record is None:
+        return
+    if isinstance(error, TabularError | ImportSetupError):
+        message = str(error)
+    else:
+        # A database or programming error: say so plainly, without internals on the page.
+        message = (
+            f"The import stopped because of an internal error ({type(error).__name__}); "
+            "no contact was changed. Try again, or ask an administrator to read the worker log."
+        )
+    record.status = ImportStatus.FAILED.value
+    record.error = message[:2000]
+    record.finished_at = datetime.now(UTC)
+    db.session.flush()
+    _report(import_id, "failed", 0, 0, ImportResult())
+
+
+def read_rejects(path: str, *, limit: int = 5000) -> tuple[list[dict[str, str]], bool]:
+    """The first `limit` rejected rows (line, column, reason) and whether there are more."""
+    if not path or not Path(path).exists():
+        return [], False
+    found: list[dict[str, str]] = []
+    with Path(path).open(encoding="utf-8-sig", newline="") as stream:
+        reader = csv.reader(stream)
+        next(reader, None)
+        for cells in reader:
+            if len(found) >= limit:
+                return found, True
+            line, column, reason = [*cells, "", "", ""][:3]
+            found.append(
+                {
+                    "line": _restore_cell(line),
+                    "column": _restore_cell(column),
+                    "reason": _restore_cell(reason),
+                }
+            )
+    return found, False

@@ -1,0 +1,25 @@
+"""RQ jobs: ids in, one service call, commit; permanent failures are recorded on the row."""
+
+from __future__ import annotations
+
+import logging
+
+from campaign.extensions import db
+from campaign.services import importing
+from workers.context import job_context
+
+log = logging.getLogger(__name__)
+
+
+def import_contacts(import_id: int) -> None:
+    """Run contact import `import_id`; on failure nothing is imported and the row says why."""
+    with job_context():
+        try:
+            importing.run_import(import_id)
+            db.session.commit()
+        except Exception as error:
+            # The contacts were never committed; record the failure in a fresh transaction.
+            db.session.rollback()
+            log.exception("contact import %s failed", import_id)
+            importing.mark_import_failed(import_id, error)
+            db.session.commit()
