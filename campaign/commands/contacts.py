@@ -46,7 +46,7 @@ def import_contacts_command(
         raise click.ClickException(f"{file}: no such file")
     try:
         info, rows = importing.open_contact_file(file, filename=str(file))
-        getattr(rows, "close", lambda: None)()
+        rows.close()
         mapping, remembered = importing.suggest_mapping(info.headers)
         mapping = importing.clean_mapping(info.headers, mapping)
     except importing.TabularError as error:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,7 +36,7 @@ from campaign.services import lists
 from campaign.services.audit import record_event
 from campaign.services.contacts import CONTACT_FIELDS, ContactInputError, clean_contact_data
 from campaign.services.exporting import FORMULA_TRIGGERS, neutralise_cell
-from campaign.services.tabular import Row, TableInfo, TabularError, read_table
+from campaign.services.tabular import Row, RowReader, TableInfo, TabularError, read_table
 
 __all__ = ["TabularError"]  # re-exported: callers catch it from here
 
@@ -329,7 +329,7 @@ def _max_bytes() -> int:
     return int(current_app.config["IMPORT_MAX_MB"]) * 1024 * 1024
 
 
-def open_contact_file(path: Path, *, filename: str = "") -> tuple[TableInfo, Iterator[Row]]:
+def open_contact_file(path: Path, *, filename: str = "") -> tuple[TableInfo, RowReader]:
     """Open an uploaded file under the configured size cap (TabularError if unreadable)."""
     return read_table(path, max_bytes=_max_bytes(), filename=filename)
 
@@ -351,7 +351,7 @@ def preview_import(
         results.append(checker.check(row))
         if len(results) >= limit:
             break
-    _close(rows)
+    rows.close()
     keys = [r.data["email_key"] for r in results if r.data]
     existing = set(db.session.scalars(select(Contact.email_key).where(Contact.email_key.in_(keys))))
     seen: dict[str, int] = {}
@@ -369,13 +369,6 @@ def preview_import(
             seen.setdefault(key, result.line)
         preview_rows.append(PreviewRow(result.line, result.cells, result.problems, outcome))
     return Preview(info, checked_mapping, preview_rows)
-
-
-def _close(rows: Iterator[Row]) -> None:
-    # Closing the generator closes the file now rather than whenever it is collected.
-    close = getattr(rows, "close", None)
-    if close is not None:
-        close()
 
 
 def _duplicate_reason(key: str, first_line: int) -> str:
@@ -493,7 +486,7 @@ def import_contacts(
             _write_chunk(chunk, on_duplicate, list_id, result)
     finally:
         rejects.close()
-        _close(rows)
+        rows.close()
     if on_progress is not None:
         on_progress(Progress(max(info.total_lines, last_line), info.total_lines, result))
     record_event(

@@ -9,7 +9,7 @@ import re
 import warnings
 import zipfile
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
@@ -78,9 +78,29 @@ class TableInfo:
         return _DELIMITER_NAMES.get(self.delimiter, repr(self.delimiter))
 
 
-def read_table(
-    path: Path, *, max_bytes: int, filename: str = ""
-) -> tuple[TableInfo, Iterator[Row]]:
+class RowReader(Iterator[Row]):
+    """The data rows of an open file; close it (or use `with`) when done early."""
+
+    def __init__(self, rows: Generator[Row, None, None], release: Callable[[], None]) -> None:
+        self._rows = rows
+        self._release = release
+
+    def __next__(self) -> Row:
+        return next(self._rows)
+
+    def close(self) -> None:
+        # Closing a generator that never started skips its `finally`; release explicitly.
+        self._rows.close()
+        self._release()
+
+    def __enter__(self) -> RowReader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def read_table(path: Path, *, max_bytes: int, filename: str = "") -> tuple[TableInfo, RowReader]:
     """Open `path` and return what it is plus an iterator over its data rows.
 
     Raise TabularError for a file that cannot be read at all (too large, empty, header
@@ -189,15 +209,25 @@ def _count_lines(path: Path, encoding: str) -> int | None:
     return lines + (1 if last and last != "\n" else 0)
 
 
+def _sample_records(text: str, delimiter: str) -> list[list[str]]:
+    """The records of a sample up to the first one that cannot be parsed."""
+    records: list[list[str]] = []
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    while True:
+        try:
+            record = next(reader)
+        except (StopIteration, csv.Error):
+            return records
+        if record:
+            records.append(record)
+
+
 def _sniff_delimiter(lines: list[str], name: str) -> str:
     """Pick the delimiter that splits the first lines into the same number of columns."""
     best: tuple[int, int, int, str] | None = None
     text = "".join(lines)
     for position, delimiter in enumerate(DELIMITERS):
-        try:
-            records = [r for r in csv.reader(io.StringIO(text), delimiter=delimiter) if r]
-        except csv.Error:
-            continue
+        records = _sample_records(text, delimiter)
         if len(records) > 1:
             records = records[:-1]  # the sample may cut the last record short
         if not records:
@@ -253,7 +283,7 @@ class _Lines:
         self._pushed.extendleft(reversed(lines))
 
 
-def _read_csv(path: Path, name: str) -> tuple[TableInfo, Iterator[Row]]:
+def _read_csv(path: Path, name: str) -> tuple[TableInfo, RowReader]:
     encoding, total_lines = detect_encoding(path, name)
     stream = path.open("r", encoding=encoding, errors="strict", newline="")
     try:
@@ -285,7 +315,7 @@ def _read_csv(path: Path, name: str) -> tuple[TableInfo, Iterator[Row]]:
         stream.close()
         raise
     info = TableInfo("csv", headers, encoding, delimiter, total_lines)
-    return info, _csv_rows(stream, headers, first, records)
+    return info, RowReader(_csv_rows(stream, headers, first, records), stream.close)
 
 
 @dataclass(slots=True)
@@ -356,7 +386,7 @@ def _next_record(records: Iterator[_Record]) -> _Record | None:
 
 def _csv_rows(
     stream: IO[str], headers: list[str], first: _Record, records: Iterator[_Record]
-) -> Iterator[Row]:
+) -> Generator[Row, None, None]:
     width = len(headers)
     try:
         record: _Record | None = first
@@ -429,7 +459,7 @@ def _clean_headers(cells: list[str]) -> list[str]:
 # --- XLSX ------------------------------------------------------------------------------
 
 
-def _read_xlsx(path: Path, name: str) -> tuple[TableInfo, Iterator[Row]]:
+def _read_xlsx(path: Path, name: str) -> tuple[TableInfo, RowReader]:
     from openpyxl import load_workbook
 
     try:
@@ -466,12 +496,12 @@ def _read_xlsx(path: Path, name: str) -> tuple[TableInfo, Iterator[Row]]:
         workbook.close()
         raise
     info = TableInfo("xlsx", headers, total_lines=total)
-    return info, _xlsx_rows(workbook, values, headers, first)
+    return info, RowReader(_xlsx_rows(workbook, values, headers, first), workbook.close)
 
 
 def _xlsx_rows(
     workbook: Any, values: Iterator[Any], headers: list[str], first: tuple[int, list[str]]
-) -> Iterator[Row]:
+) -> Generator[Row, None, None]:
     try:
         line, cells = first
         yield _checked_row(line, cells, headers)
