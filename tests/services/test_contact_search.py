@@ -135,11 +135,12 @@ def _many_contacts(count: int) -> None:
 
 @pytest.mark.parametrize("sort", sorted(SORTS))
 @pytest.mark.parametrize("descending", [False, True])
+@pytest.mark.parametrize("q", ["", "org"])
 def test_pages_return_each_contact_exactly_once_in_order(
-    app: Flask, sort: str, descending: bool
+    app: Flask, sort: str, descending: bool, q: str
 ) -> None:
     _many_contacts(320)
-    filters = ContactFilters()
+    filters = ContactFilters(q=q)
     columns = [*SORTS[sort], Contact.id]
     ordering = [c.desc() if descending else c.asc() for c in columns]
     expected = list(
