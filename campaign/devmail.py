@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import mailbox
 import re
+import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage, MIMEPart
@@ -61,11 +63,30 @@ class DevmailSink:
         self.port = port
         self._controller: Controller | None = None
 
+    def _port_error(self, error: OSError) -> DevmailError:
+        return DevmailError(
+            f"cannot listen on {self.host}:{self.port} for the development mail sink "
+            f"({error}); is another copy running? Set CAMPAIGN_MAIL_PORT to another port."
+        )
+
+    def _check_port_free(self) -> None:
+        # aiosmtpd only reports a bind failure after its whole ready timeout; ask first.
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.host, self.port))
+            except OSError as error:
+                raise self._port_error(error) from None
+
     def start(self) -> None:
         if self._controller is not None:
             return
+        self._check_port_free()
+        loop = asyncio.new_event_loop()
         controller = Controller(
             MaildirHandler(self.directory),
+            loop=loop,
             hostname=self.host,
             port=self.port,
             data_size_limit=MAX_MESSAGE_BYTES,
@@ -75,11 +96,12 @@ class DevmailSink:
         )
         try:
             controller.start()
-        except OSError as error:
-            raise DevmailError(
-                f"cannot listen on {self.host}:{self.port} for the development mail sink "
-                f"({error}); is another copy running? Set CAMPAIGN_MAIL_PORT to another port."
-            ) from None
+        except (OSError, TimeoutError) as error:
+            # The loop's thread has ended without closing it; close it so no socket leaks.
+            controller.stop(no_assert=True)
+            loop.close()
+            problem = error if isinstance(error, OSError) else OSError(str(error))
+            raise self._port_error(problem) from None
         self._controller = controller
 
     def stop(self) -> None:
@@ -231,7 +253,7 @@ def read_message(directory: Path, key: str) -> StoredMessage | None:
         for part in message.iter_attachments()
         if isinstance(part, MIMEPart)
     ]
-    headers = [(name, " ".join(str(value).split())) for name, value in _safe_items(message)]
+    headers = _safe_items(message)
     return StoredMessage(
         summary=_summary(key, path, message, len(raw)),
         headers=headers,
@@ -244,17 +266,15 @@ def read_message(directory: Path, key: str) -> StoredMessage | None:
 
 
 def _safe_items(message: EmailMessage) -> list[tuple[str, str]]:
+    """Every header in order, repeated ones included, decoded where possible."""
     items = []
-    for name in message:
-        items.append((name, _header(message, name)))
-    # keys() repeats a name for each occurrence; _header returns the first, so dedupe.
-    seen: set[tuple[str, str]] = set()
-    unique = []
-    for item in items:
-        if item not in seen:
-            seen.add(item)
-            unique.append(item)
-    return unique
+    for name, raw in message.raw_items():
+        try:
+            value = str(message.policy.header_fetch_parse(name, raw))
+        except (ValueError, IndexError, TypeError):
+            value = str(raw)  # malformed: show it undecoded rather than fail the page
+        items.append((name, " ".join(value.split())))
+    return items
 
 
 def _content(part: MIMEPart) -> str:

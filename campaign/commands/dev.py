@@ -222,7 +222,9 @@ class DevRunner:
         self._watched.append(("Redis server", process))
 
         def stop_redis() -> None:
-            server.stop()
+            # SIGTERM is Redis's clean shutdown (AOF flushed); EmbeddedRedis.stop() would also
+            # work but waits out redis-py's reconnect retries after SHUTDOWN closes the socket.
+            process.terminate()
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -1,0 +1,130 @@
+"""Configuration: every key documented, environment parsing, and the refusal to run unsafely."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from campaign import create_app
+from campaign.cli import cli
+from campaign.config import DEVELOPMENT_SECRET_KEY, PROJECT_ROOT, Config, ConfigError
+
+README = PROJECT_ROOT / "README.md"
+
+
+def _readme_rows() -> dict[str, str]:
+    """CAMPAIGN_<KEY> -> its Default cell, from the README's configuration table."""
+    rows = {}
+    for line in README.read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^\|\s*`(CAMPAIGN_[A-Z_]+)`\s*\|([^|]*)\|", line)
+        if match:
+            rows[match.group(1)] = match.group(2).strip()
+    return rows
+
+
+def _documented_default(name: str) -> str:
+    field = next(f for f in fields(Config) if f.name == name)
+    if name == "INSTANCE_PATH":
+        return "`./instance`"  # computed from where the project lives
+    assert field.default is not MISSING, name
+    value = field.default
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if value == "":
+        return "(empty)"
+    return f"`{value}`"
+
+
+@pytest.mark.parametrize("name", [f.name for f in fields(Config)])
+def test_every_setting_is_in_the_readme_table_with_its_default(name: str) -> None:
+    rows = _readme_rows()
+    assert f"CAMPAIGN_{name}" in rows, f"README's configuration table lacks CAMPAIGN_{name}"
+    assert rows[f"CAMPAIGN_{name}"] == _documented_default(name)
+
+
+def test_the_readme_documents_no_setting_that_does_not_exist() -> None:
+    known = {f"CAMPAIGN_{f.name}" for f in fields(Config)}
+    assert set(_readme_rows()) - known == set()
+
+
+def test_booleans_and_numbers_are_parsed_from_the_environment() -> None:
+    config = Config.from_env(
+        {
+            "CAMPAIGN_DEBUG": "yes",
+            "CAMPAIGN_MAIL_USE_TLS": "On",
+            "CAMPAIGN_SESSION_COOKIE_SECURE": "0",
+            "CAMPAIGN_MAIL_PORT": "2525",
+            "CAMPAIGN_QUEUE_NAME": "ngo-a",
+            "UNRELATED": "ignored",
+        }
+    )
+    assert config.DEBUG is True
+    assert config.MAIL_USE_TLS is True
+    assert config.SESSION_COOKIE_SECURE is False
+    assert config.MAIL_PORT == 2525
+    assert config.QUEUE_NAME == "ngo-a"
+    assert Config.from_env({}).MAIL_PORT == 8025
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("CAMPAIGN_DEBUG", "maybe", "CAMPAIGN_DEBUG must be true or false, not 'maybe'"),
+        ("CAMPAIGN_MAIL_PORT", "25x", "CAMPAIGN_MAIL_PORT must be a whole number, not '25x'"),
+        ("CAMPAIGN_IMPORT_MAX_MB", "1.5", "CAMPAIGN_IMPORT_MAX_MB must be a whole number"),
+    ],
+)
+def test_a_value_that_does_not_parse_is_refused_naming_the_variable(
+    variable: str, value: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        Config.from_env({variable: value})
+
+
+def test_outside_debug_the_development_secret_key_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="CAMPAIGN_SECRET_KEY is still the development key"):
+        create_app({"INSTANCE_PATH": str(tmp_path), "DEBUG": False})
+    # Debug mode may use it; a real key works without debug.
+    assert create_app({"INSTANCE_PATH": str(tmp_path), "DEBUG": True}).config["DEBUG"] is True
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "x" * 64})
+    assert app.config["SECRET_KEY"] != DEVELOPMENT_SECRET_KEY
+
+
+def test_the_command_line_says_why_it_will_not_start(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["routes"],
+        env={
+            "CAMPAIGN_INSTANCE_PATH": str(tmp_path),
+            "CAMPAIGN_DEBUG": "false",
+            "CAMPAIGN_SECRET_KEY": DEVELOPMENT_SECRET_KEY,
+        },
+    )
+    assert result.exit_code != 0
+    assert "CAMPAIGN_SECRET_KEY is still the development key" in result.output
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        (
+            "postgres://camp:pw@db.example.org/campaign",
+            "postgresql+psycopg://camp:pw@db.example.org/campaign",
+        ),
+        ("postgresql://camp@db/campaign", "postgresql+psycopg://camp@db/campaign"),
+        ("postgresql+psycopg://camp@db/campaign", "postgresql+psycopg://camp@db/campaign"),
+    ],
+)
+def test_postgres_urls_are_accepted_and_use_psycopg_3(given: str, used: str) -> None:
+    config = Config.from_env({"CAMPAIGN_DATABASE_URL": given})
+    assert config.database_uri == used
+
+
+def test_defaults_put_sqlite_and_the_dev_mailbox_in_the_instance_folder(tmp_path: Path) -> None:
+    config = Config.from_env({"CAMPAIGN_INSTANCE_PATH": str(tmp_path)})
+    assert config.database_uri == f"sqlite:///{tmp_path}/campaign.sqlite3"
+    assert config.devmail_path == tmp_path / "devmail"
