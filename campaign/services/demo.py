@@ -87,7 +87,9 @@ def load_demo(
     db.session.execute(insert(Contact), cleaned)
     db.session.flush()
 
-    ids = dict(db.session.execute(select(Contact.email_key, Contact.id)).tuples().all())
+    ids: dict[str, int] = {
+        key: id_ for key, id_ in db.session.execute(select(Contact.email_key, Contact.id))
+    }
     lists = _create_lists(cleaned, ids)
     segments = _create_segments()
     record_event(

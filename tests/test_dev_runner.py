@@ -1,0 +1,147 @@
+"""`campaign dev` starts every local service, prints how to sign in, and stops them all."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from email.message import EmailMessage
+from pathlib import Path
+
+from tests import services
+
+START_TIMEOUT = 90.0
+STOP_TIMEOUT = 40.0
+
+
+def _children_of(pid: int) -> set[int]:
+    """Every descendant of `pid`, from /proc (Linux)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_campaign_dev_serves_the_app_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    port, mail_port = services.free_port(), services.free_port()
+    instance = tmp_path / "i"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_")}
+    env.update(
+        CAMPAIGN_INSTANCE_PATH=str(instance),
+        CAMPAIGN_MAIL_PORT=str(mail_port),
+        CAMPAIGN_DEMO_ADMIN_PASSWORD="first start password",
+        PYTHONUNBUFFERED="1",
+    )
+    campaign = Path(sys.executable).parent / "campaign"
+    started = time.monotonic()
+    # A session of its own, so the test can send SIGINT to the whole group as Ctrl-C does.
+    runner = subprocess.Popen(
+        [str(campaign), "dev", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    output: list[str] = []
+
+    def pump() -> None:
+        assert runner.stdout is not None
+        for line in runner.stdout:
+            lines.put(line)
+
+    pumping = threading.Thread(target=pump, daemon=True)
+    pumping.start()
+    try:
+        while not any("Press Ctrl-C" in line for line in output):
+            remaining = START_TIMEOUT - (time.monotonic() - started)
+            assert remaining > 0 and runner.poll() is None, "".join(output)
+            try:
+                output.append(lines.get(timeout=remaining))
+            except queue.Empty:
+                raise AssertionError("campaign dev did not start:\n" + "".join(output)) from None
+        startup_seconds = time.monotonic() - started
+        text = "".join(output)
+        assert f"Campaign is running at http://127.0.0.1:{port}/" in text
+        assert "Sign in as:   admin@example.org  password: first start password" in text
+        assert "demo data: 413 contacts" in text
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+            assert json.load(response) == {"status": "ok"}
+
+        message = EmailMessage()
+        message["From"], message["To"], message["Subject"] = (
+            "a@example.org",
+            "b@example.org",
+            "Reaches the dev mailbox",
+        )
+        message.set_content("hello")
+        with smtplib.SMTP("127.0.0.1", mail_port, timeout=10) as smtp:
+            smtp.send_message(message)
+        assert len(list((instance / "devmail" / "new").iterdir())) == 1
+
+        redis_pid = int((instance / "redis" / "redis.pid").read_text())
+        children = _children_of(runner.pid)
+        assert redis_pid in children
+        assert len(children) >= 2, "expected at least Redis and the RQ worker"
+        assert all(_alive(pid) for pid in children)
+    finally:
+        if runner.poll() is None:
+            os.killpg(runner.pid, signal.SIGINT)
+        try:
+            runner.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()
+            raise
+    pumping.join(timeout=10)
+    assert runner.stdout is not None
+    runner.stdout.close()
+    while not lines.empty():
+        output.append(lines.get())
+    text = "".join(output)
+    assert runner.returncode == 0, text
+    assert "stopped: web app, worker, mail sink and Redis are down." in text
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if _alive(pid)], "orphans left behind"
+    assert _port_free(port), "the web port is still taken"
+    assert _port_free(mail_port), "the SMTP sink's port is still taken"
+    print(f"campaign dev: started in {startup_seconds:.1f} s")
