@@ -1,0 +1,347 @@
+"""Contact pages: the table (search, filters, sorting, pages), detail, edit, delete, export."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import IO, Any
+from urllib.parse import urlencode
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from sqlalchemy import select
+
+from campaign.extensions import db
+from campaign.models import (
+    AuditEvent,
+    Contact,
+    ContactKind,
+    ContactList,
+    GrammaticalGender,
+    RiskLevel,
+    Role,
+    RoleType,
+    Segment,
+    Style,
+)
+from campaign.services import contacts as contact_service
+from campaign.services import lists as list_service
+from campaign.services.contact_search import SORTS, ContactFilters, filtered_query, search_page
+from campaign.services.contacts import CONTACT_FIELDS, ContactInputError
+from campaign.web.access import allow
+
+bp = Blueprint("contacts", __name__, url_prefix="/contacts")
+
+LABELS = {
+    "kind": "Kind",
+    "given_name": "Given name",
+    "family_name": "Family name",
+    "patronymic": "Patronymic",
+    "given_name_alt": "Given name (other script)",
+    "family_name_alt": "Family name (other script)",
+    "patronymic_alt": "Patronymic (other script)",
+    "grammatical_gender": "Grammatical gender",
+    "role_type": "Role",
+    "style": "Style",
+    "honorific": "Honorific",
+    "position_title": "Position title",
+    "organisation": "Organisation",
+    "country": "Country (two letters, or EU / UN)",
+    "languages": "Languages, in order of preference",
+    "email": "Email",
+    "cc_emails": "Secretariat / copy addresses",
+    "tags": "Tags",
+    "notes": "Notes",
+    "risk_level": "Risk level",
+    "consent_basis": "Consent basis",
+    "term_ends_on": "Term ends on",
+    "last_verified_on": "Last verified on",
+    "salutation_override": "Salutation override",
+}
+CHOICES: dict[str, list[str]] = {
+    "kind": [k.value for k in ContactKind],
+    "grammatical_gender": [g.value for g in GrammaticalGender],
+    "role_type": [r.value for r in RoleType],
+    "style": [s.value for s in Style],
+    "risk_level": [r.value for r in RiskLevel],
+}
+HINTS = {
+    "grammatical_gender": "Used for grammar in letters; never guessed.",
+    "languages": "Language tags separated by spaces, e.g. ru fr.",
+    "cc_emails": "Separated by spaces.",
+    "tags": "Separated by spaces or commas.",
+}
+DATE_FIELDS = {"term_ends_on", "last_verified_on"}
+EXPORT_FORMATS = {
+    "csv": "text/csv",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+def _get_contact(contact_id: int) -> Contact:
+    contact = db.session.get(Contact, contact_id)
+    if contact is None:
+        abort(404)
+    return contact
+
+
+def _filter_choices() -> dict[str, Any]:
+    return {
+        "roles": CHOICES["role_type"],
+        "risks": CHOICES["risk_level"],
+        "lists": list_service.all_lists(),
+        "segments": list(db.session.scalars(select(Segment).order_by(Segment.name))),
+    }
+
+
+@bp.route("/")
+@allow(Role.VIEWER)
+def index() -> Any:
+    filters = ContactFilters.from_args(request.args)
+    sort = request.args.get("sort", "name")
+    descending = request.args.get("dir") == "desc"
+    page = search_page(
+        filters,
+        sort=sort,
+        descending=descending,
+        after=request.args.get("after", ""),
+        before=request.args.get("before", ""),
+        per_page=int(current_app.config["CONTACTS_PER_PAGE"]),
+    )
+    active_list = db.session.get(ContactList, filters.list_id) if filters.list_id else None
+    active_segment = db.session.get(Segment, filters.segment_id) if filters.segment_id else None
+    return render_template(
+        "contacts/index.html",
+        page=page,
+        filters=filters,
+        args=filters.as_args(),
+        sorts=list(SORTS),
+        active_list=active_list,
+        active_segment=active_segment,
+        **_filter_choices(),
+    )
+
+
+@bp.route("/<int:contact_id>")
+@allow(Role.VIEWER)
+def show(contact_id: int) -> Any:
+    contact = _get_contact(contact_id)
+    history = db.session.scalars(
+        select(AuditEvent)
+        .where(AuditEvent.target_type == "contact", AuditEvent.target_id == str(contact.id))
+        .order_by(AuditEvent.id.desc())
+        .limit(200)
+    ).all()
+    member_of = list_service.lists_of(contact)
+    member_ids = {lst.id for lst in member_of}
+    return render_template(
+        "contacts/show.html",
+        contact=contact,
+        fields=CONTACT_FIELDS,
+        labels=LABELS,
+        history=history,
+        member_of=member_of,
+        other_lists=[lst for lst in list_service.all_lists() if lst.id not in member_ids],
+    )
+
+
+def _form_values(source: Any) -> dict[str, str]:
+    return {name: str(source.get(name, "") or "") for name in CONTACT_FIELDS}
+
+
+def _contact_values(contact: Contact) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name in CONTACT_FIELDS:
+        value = getattr(contact, name)
+        values[name] = value.isoformat() if hasattr(value, "isoformat") else (value or "")
+    return values
+
+
+def _render_form(contact: Contact | None, values: dict[str, str], errors: dict[str, str]) -> Any:
+    status = 422 if errors else 200
+    return (
+        render_template(
+            "contacts/form.html",
+            contact=contact,
+            values=values,
+            errors=errors,
+            fields=CONTACT_FIELDS,
+            labels=LABELS,
+            choices=CHOICES,
+            hints=HINTS,
+            date_fields=DATE_FIELDS,
+        ),
+        status,
+    )
+
+
+def _errors_by_field(problem: ContactInputError) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    for error in problem.errors:
+        errors[error.field] = (errors.get(error.field, "") + " " + error.message).strip()
+    return errors
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@allow(Role.EDITOR)
+def create() -> Any:
+    if request.method == "GET":
+        return _render_form(None, _form_values({}), {})
+    # Only the contact fields are read: anything else posted (id, email_key...) is ignored.
+    values = _form_values(request.form)
+    try:
+        contact = contact_service.create_contact(values)
+    except ContactInputError as problem:
+        db.session.rollback()
+        return _render_form(None, values, _errors_by_field(problem))
+    db.session.commit()
+    flash(f"Contact {contact.display_name} created.", "success")
+    return redirect(url_for("contacts.show", contact_id=contact.id))
+
+
+@bp.route("/<int:contact_id>/edit", methods=["GET", "POST"])
+@allow(Role.EDITOR)
+def edit(contact_id: int) -> Any:
+    contact = _get_contact(contact_id)
+    if request.method == "GET":
+        return _render_form(contact, _contact_values(contact), {})
+    values = _form_values(request.form)
+    try:
+        changed = contact_service.update_contact(contact, values)
+    except ContactInputError as problem:
+        db.session.rollback()
+        return _render_form(_get_contact(contact_id), values, _errors_by_field(problem))
+    db.session.commit()
+    flash(
+        f"Saved: {', '.join(LABELS[f].lower() for f in changed)}." if changed else "No changes.",
+        "success",
+    )
+    return redirect(url_for("contacts.show", contact_id=contact.id))
+
+
+@bp.route("/<int:contact_id>/delete", methods=["GET", "POST"])
+@allow(Role.EDITOR)
+def delete(contact_id: int) -> Any:
+    contact = _get_contact(contact_id)
+    if request.method == "GET":
+        return render_template("contacts/delete.html", contact=contact)
+    name = contact.display_name
+    contact_service.delete_contact(contact)
+    db.session.commit()
+    flash(f"Contact {name} deleted.", "success")
+    return redirect(url_for("contacts.index"))
+
+
+def _index_url(filters: ContactFilters) -> str:
+    query = urlencode(filters.as_args())
+    return url_for("contacts.index") + (f"?{query}" if query else "")
+
+
+def _get_list(raw: str | None) -> ContactList:
+    contact_list = db.session.get(ContactList, int(raw)) if raw and raw.isdigit() else None
+    if contact_list is None:
+        abort(400)
+    return contact_list
+
+
+@bp.route("/<int:contact_id>/lists", methods=["POST"])
+@allow(Role.EDITOR)
+def add_to_list(contact_id: int) -> Any:
+    contact = _get_contact(contact_id)
+    contact_list = _get_list(request.form.get("list_id"))
+    list_service.add_contacts(contact_list, [contact.id])
+    db.session.commit()
+    flash(f"Added to {contact_list.name}.", "success")
+    return redirect(url_for("contacts.show", contact_id=contact.id))
+
+
+@bp.route("/<int:contact_id>/lists/<int:list_id>/remove", methods=["POST"])
+@allow(Role.EDITOR)
+def remove_from_list(contact_id: int, list_id: int) -> Any:
+    contact = _get_contact(contact_id)
+    contact_list = _get_list(str(list_id))
+    list_service.remove_contacts(contact_list, [contact.id])
+    db.session.commit()
+    flash(f"Removed from {contact_list.name}.", "success")
+    return redirect(url_for("contacts.show", contact_id=contact.id))
+
+
+@bp.route("/bulk", methods=["POST"])
+@allow(Role.EDITOR)
+def bulk() -> Any:
+    """Add the ticked contacts (or every contact matching the filters) to a list, or remove."""
+    contact_list = _get_list(request.form.get("list_id"))
+    filters = ContactFilters.from_args(request.form)
+    action = request.form.get("action", "")
+    ids = [int(i) for i in request.form.getlist("contact_id") if i.isdigit()]
+    if action == "add_selected":
+        changed = list_service.add_contacts(contact_list, ids)
+    elif action == "remove_selected":
+        changed = list_service.remove_contacts(contact_list, ids)
+    elif action == "add_all":
+        changed = list_service.add_matching(contact_list, filtered_query(filters))
+    elif action == "remove_all":
+        changed = list_service.remove_matching(contact_list, filtered_query(filters))
+    else:
+        abort(400)
+    db.session.commit()
+    verb = "added to" if action.startswith("add") else "removed from"
+    flash(f"{changed} contact(s) {verb} {contact_list.name}.", "success")
+    return redirect(_index_url(filters))
+
+
+@bp.route("/export", methods=["POST"])
+@allow(Role.SENDER)
+def export() -> Any:
+    """Download the contacts matching the current filters (senders and admins only)."""
+    from campaign.services.exporting import export_contacts
+
+    fmt = request.form.get("format", "csv")
+    if fmt not in EXPORT_FORMATS:
+        abort(400)
+    filters = ContactFilters.from_args(request.form)
+    query = filtered_query(filters).order_by(Contact.family_name, Contact.given_name, Contact.id)
+    description = "contacts table" + (
+        " filtered by " + ", ".join(f"{k}={v}" for k, v in filters.as_args().items())
+        if not filters.is_empty
+        else ""
+    )
+    # A temporary file keeps a 100,000-row export out of memory.
+    destination = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _stream_and_close)
+    try:
+        export_contacts(query, fmt, destination, description=description)
+        db.session.commit()
+    except Exception:
+        destination.close()
+        raise
+    destination.seek(0)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    response = Response(_stream_and_close(destination), mimetype=EXPORT_FORMATS[fmt])
+    response.headers["Content-Disposition"] = f'attachment; filename="contacts-{stamp}.{fmt}"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _stream_and_close(file: IO[bytes]) -> Iterator[bytes]:
+    try:
+        while chunk := file.read(64 * 1024):
+            yield chunk
+    finally:
+        file.close()
+
+
+@bp.app_template_global()
+def can(role: str) -> bool:
+    """Whether the signed-in user's role reaches `role` (for showing buttons)."""
+    return bool(current_user.is_authenticated and current_user.role_enum.includes(Role(role)))
