@@ -10,9 +10,9 @@ from campaign.web.access import enforce_access_policies
 
 
 def register_blueprints(app: Flask) -> None:
-    from campaign.web import audiences, audit, auth, contacts, devmail, home, users
+    from campaign.web import audiences, audit, auth, contacts, devmail, home, imports, users
 
-    for module in (auth, home, devmail, contacts, audiences, users, audit):
+    for module in (auth, home, devmail, imports, contacts, audiences, users, audit):
         app.register_blueprint(module.bp)
     enforce_access_policies(app)
     _register_error_pages(app)

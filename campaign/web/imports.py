@@ -1,0 +1,334 @@
+"""The contact import wizard: upload, map columns, preview, start, and follow the progress."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_login import current_user
+from sqlalchemy import select
+from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from campaign.extensions import db
+from campaign.models import ContactImport, ContactList, ImportStatus, Role
+from campaign.queue import enqueue_after_commit
+from campaign.services import importing
+from campaign.services.contacts import CONTACT_FIELDS
+from campaign.web.access import allow
+
+bp = Blueprint("imports", __name__, url_prefix="/imports")
+
+ALLOWED_SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx")
+# Rows shown on the finished page; the downloadable rejects file has all of them.
+SHOWN_REJECTS = 5000
+_COPY_CHUNK = 1024 * 1024
+FIELD_LABELS = {
+    "kind": "Kind (person, organisation, mandate)",
+    "given_name": "Given name",
+    "family_name": "Family name",
+    "patronymic": "Patronymic",
+    "given_name_alt": "Given name (other script)",
+    "family_name_alt": "Family name (other script)",
+    "patronymic_alt": "Patronymic (other script)",
+    "grammatical_gender": "Grammatical gender",
+    "role_type": "Role type",
+    "style": "Style (excellency)",
+    "honorific": "Honorific",
+    "position_title": "Position title",
+    "organisation": "Organisation",
+    "country": "Country",
+    "languages": "Languages",
+    "email": "Email",
+    "cc_emails": "Secretariat / cc emails",
+    "tags": "Tags",
+    "notes": "Notes",
+    "risk_level": "Risk level",
+    "consent_basis": "Consent basis",
+    "term_ends_on": "Term ends on",
+    "last_verified_on": "Last verified on",
+    "salutation_override": "Salutation override",
+}
+assert set(FIELD_LABELS) == set(CONTACT_FIELDS)
+
+
+def _uploads() -> Path:
+    # Inside the instance folder, which is never served: uploads are only read by us.
+    folder = Path(current_app.instance_path) / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _max_bytes() -> int:
+    return int(current_app.config["IMPORT_MAX_MB"]) * 1024 * 1024
+
+
+def _get_import(import_id: int) -> ContactImport:
+    record = db.session.get(ContactImport, import_id)
+    if record is None:
+        abort(404)
+    return record
+
+
+def _too_large_message() -> str:
+    return (
+        f"The file is larger than the {current_app.config['IMPORT_MAX_MB']} MB this "
+        "installation accepts (CAMPAIGN_IMPORT_MAX_MB). Split it into smaller files."
+    )
+
+
+@bp.route("/", methods=["GET", "POST"])
+@allow(Role.EDITOR)
+def new() -> Any:
+    error = ""
+    if request.method == "POST":
+        try:
+            upload = request.files.get("file")
+        except RequestEntityTooLarge:
+            upload, error = None, _too_large_message()
+        if not error:
+            record, error = _accept_upload(upload)
+            if record is not None:
+                return redirect(url_for("imports.mapping", import_id=record.id))
+    recent = db.session.scalars(
+        select(ContactImport).order_by(ContactImport.id.desc()).limit(10)
+    ).all()
+    status = 200
+    if error:
+        status = 413 if "CAMPAIGN_IMPORT_MAX_MB" in error else 400
+    return render_template(
+        "imports/new.html",
+        error=error,
+        recent=recent,
+        max_mb=current_app.config["IMPORT_MAX_MB"],
+    ), status
+
+
+def _accept_upload(upload: FileStorage | None) -> tuple[ContactImport | None, str]:
+    if upload is None or not upload.filename:
+        return None, "Choose a CSV or Excel (.xlsx) file to upload."
+    original = Path(upload.filename).name[:300]
+    suffix = Path(original).suffix.lower()
+    if suffix not in ALLOWED_SUFFIXES:
+        return (
+            None,
+            f"{original}: only CSV (.csv, .txt, .tsv) and Excel (.xlsx) files can be imported.",
+        )
+    stored = _uploads() / f"{secrets.token_hex(16)}{suffix}"
+    size = 0
+    with stored.open("wb") as out:
+        while chunk := upload.stream.read(_COPY_CHUNK):
+            size += len(chunk)
+            if size > _max_bytes():
+                break
+            out.write(chunk)
+    if size > _max_bytes():
+        stored.unlink(missing_ok=True)
+        return None, _too_large_message()
+    try:
+        info, rows = importing.open_contact_file(stored, filename=original)
+        rows.close()
+    except importing.TabularError as problem:
+        stored.unlink(missing_ok=True)
+        return None, str(problem)
+    mapping, _remembered = importing.suggest_mapping(info.headers)
+    record = ContactImport(
+        original_filename=original,
+        stored_path=str(stored),
+        status=ImportStatus.UPLOADED.value,
+        mapping=mapping,
+        created_by_id=current_user.id,
+    )
+    db.session.add(record)
+    db.session.commit()
+    return record, ""
+
+
+def _samples(record: ContactImport, count: int = 3) -> tuple[Any, list[list[str]]]:
+    info, rows = importing.open_contact_file(
+        Path(record.stored_path), filename=record.original_filename
+    )
+    with rows:
+        samples = [row.cells for _, row in zip(range(count), rows, strict=False)]
+    return info, samples
+
+
+@bp.route("/<int:import_id>/mapping", methods=["GET", "POST"])
+@allow(Role.EDITOR)
+def mapping(import_id: int) -> Any:
+    record = _get_import(import_id)
+    if record.status != ImportStatus.UPLOADED.value:
+        return redirect(url_for("imports.show", import_id=record.id))
+    try:
+        info, samples = _samples(record)
+    except importing.TabularError as problem:
+        return render_template("imports/new.html", error=str(problem), recent=[], max_mb=0), 400
+    _, remembered = importing.suggest_mapping(info.headers)
+    error = request.args.get("error", "")
+    chosen = {h: str(record.mapping.get(h, "")) for h in info.headers}
+    list_name = ""
+    if record.list_id:
+        chosen_list = db.session.get(ContactList, record.list_id)
+        list_name = chosen_list.name if chosen_list else ""
+    on_duplicate = record.on_duplicate
+    if request.method == "POST":
+        chosen = {h: request.form.get(f"map-{i}", "") for i, h in enumerate(info.headers)}
+        on_duplicate = request.form.get("on_duplicate", "skip")
+        list_name = request.form.get("list_name", "").strip()
+        try:
+            if on_duplicate not in importing.ON_DUPLICATE:
+                raise importing.ImportSetupError("choose whether to skip or update duplicates")
+            cleaned = importing.clean_mapping(info.headers, chosen)
+            contact_list = importing.find_or_create_list(list_name) if list_name else None
+        except importing.ImportSetupError as problem:
+            db.session.rollback()
+            error = str(problem)
+        else:
+            record.mapping = cleaned
+            record.on_duplicate = on_duplicate
+            record.list_id = contact_list.id if contact_list else None
+            importing.remember_mapping(info.headers, cleaned)
+            db.session.commit()
+            return redirect(url_for("imports.preview", import_id=record.id))
+    columns = [
+        {
+            "index": i,
+            "header": header,
+            "field": chosen.get(header, ""),
+            "samples": [s[i] for s in samples if i < len(s) and s[i].strip()],
+        }
+        for i, header in enumerate(info.headers)
+    ]
+    lists = db.session.scalars(select(ContactList.name).order_by(ContactList.name)).all()
+    return render_template(
+        "imports/mapping.html",
+        record=record,
+        info=info,
+        columns=columns,
+        labels=FIELD_LABELS,
+        remembered=remembered,
+        error=error,
+        on_duplicate=on_duplicate,
+        list_name=list_name,
+        lists=lists,
+    ), (400 if error else 200)
+
+
+@bp.route("/<int:import_id>/preview")
+@allow(Role.EDITOR)
+def preview(import_id: int) -> Any:
+    record = _get_import(import_id)
+    if record.status != ImportStatus.UPLOADED.value:
+        return redirect(url_for("imports.show", import_id=record.id))
+    try:
+        result = importing.preview_import(
+            Path(record.stored_path),
+            record.mapping,
+            on_duplicate=record.on_duplicate,
+            filename=record.original_filename,
+        )
+    except (importing.TabularError, importing.ImportSetupError) as problem:
+        return redirect(url_for("imports.mapping", import_id=record.id, error=str(problem)))
+    mapped = [
+        (i, h, record.mapping[h])
+        for i, h in enumerate(result.info.headers)
+        if record.mapping.get(h)
+    ]
+    contact_list = db.session.get(ContactList, record.list_id) if record.list_id else None
+    return render_template(
+        "imports/preview.html",
+        record=record,
+        preview=result,
+        mapped=mapped,
+        labels=FIELD_LABELS,
+        contact_list=contact_list,
+    )
+
+
+@bp.route("/<int:import_id>/start", methods=["POST"])
+@allow(Role.EDITOR)
+def start(import_id: int) -> Any:
+    record = _get_import(import_id)
+    if record.status == ImportStatus.UPLOADED.value:
+        record.status = ImportStatus.QUEUED.value
+        enqueue_after_commit(db.session(), "workers.jobs.import_contacts", record.id)
+        db.session.commit()
+    return redirect(url_for("imports.show", import_id=record.id))
+
+
+def _progress(record: ContactImport) -> dict[str, Any]:
+    status = record.status
+    report = importing.read_progress(record.id) or {}
+    if status == ImportStatus.FINISHED.value:
+        done = total = max(record.total_rows, 1)
+        counts = {
+            "imported": record.imported_count,
+            "updated": record.updated_count,
+            "skipped": record.skipped_count,
+            "rejected": record.rejected_count,
+        }
+    else:
+        done = int(report.get("done_lines", 0))
+        total = int(report.get("total_lines", 0))
+        counts = {k: int(report.get(k, 0)) for k in ("imported", "updated", "skipped", "rejected")}
+    return {
+        "status": status,
+        "is_done": status in (ImportStatus.FINISHED.value, ImportStatus.FAILED.value),
+        "done_lines": done,
+        "total_lines": total,
+        "percent": int(100 * done / total) if total else 0,
+        "error": record.error,
+        **counts,
+    }
+
+
+@bp.route("/<int:import_id>")
+@allow(Role.EDITOR)
+def show(import_id: int) -> Any:
+    record = _get_import(import_id)
+    if record.status == ImportStatus.UPLOADED.value:
+        return redirect(url_for("imports.mapping", import_id=record.id))
+    rejects, more = importing.read_rejects(record.rejects_path, limit=SHOWN_REJECTS)
+    contact_list = db.session.get(ContactList, record.list_id) if record.list_id else None
+    return render_template(
+        "imports/show.html",
+        record=record,
+        progress=_progress(record),
+        rejects=rejects,
+        more_rejects=more,
+        contact_list=contact_list,
+    )
+
+
+@bp.route("/<int:import_id>/progress")
+@allow(Role.EDITOR)
+def progress(import_id: int) -> Any:
+    return _progress(_get_import(import_id))
+
+
+@bp.route("/<int:import_id>/rejects.csv")
+@allow(Role.EDITOR)
+def rejects(import_id: int) -> Any:
+    record = _get_import(import_id)
+    path = Path(record.rejects_path) if record.rejects_path else None
+    # Only ever a file we wrote into the uploads folder, whatever the row says.
+    if path is None or not path.is_file() or path.resolve().parent != _uploads().resolve():
+        abort(404)
+    stem = Path(record.original_filename).stem or "import"
+    return send_file(
+        path,
+        mimetype="text/csv",
+        as_attachment=True,
+        download_name=f"{stem}-rejected-rows.csv",
+    )
