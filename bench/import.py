@@ -1,29 +1,31 @@
 """Benchmark: importing 100,000 generated contacts from CSV, against a plain csv read.
 
-Run: .venv/bin/python bench/import.py [--rows N] (CAMPAIGN_BENCH_POSTGRES_URL adds a
-PostgreSQL run). Prints rows/s, seconds and peak memory per case and the ratio to the
-baseline. Memory is the tracemalloc peak of Python allocations during the case (it does
-not include SQLite's own C allocations); the run is repeated at a quarter of the rows to
-show whether memory grows with the file.
+Run: .venv/bin/python bench/import.py [--rows N]; CAMPAIGN_BENCH_POSTGRES_URL adds a
+PostgreSQL run. Each case runs in a fresh process, so timings are not slowed by a memory
+tracer and memory is the process's own: "peak MB" is the growth of peak RSS (getrusage
+ru_maxrss) during the case, over the RSS after start-up (app built, database migrated).
+It includes SQLite's C allocations. Every case runs at a quarter and at all of the rows:
+flat memory means the two peaks are about equal. Also times the contacts page (server
+side, Flask test client) over 100,000 contacts when campaign/web/contacts.py exists.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import gc
+import json
 import os
 import random
+import resource
+import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 HEADERS = [
     "given_name",
@@ -119,23 +121,8 @@ def generate(path: Path, rows: int, seed: int = 7) -> None:
             )
 
 
-@dataclass
-class Measured:
-    name: str
-    rows: int
-    seconds: float
-    peak_bytes: int
-
-
-def measure(name: str, rows: int, work: Callable[[], Any]) -> Measured:
-    gc.collect()
-    tracemalloc.start()
-    started = time.perf_counter()
-    work()
-    seconds = time.perf_counter() - started
-    _current, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return Measured(name, rows, seconds, peak)
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def plain_csv_read(path: Path) -> int:
@@ -146,13 +133,18 @@ def plain_csv_read(path: Path) -> int:
     return count
 
 
-def import_into(database_url: str, instance: Path, path: Path) -> Callable[[], Any]:
+def make_app(database_url: str, instance: Path) -> Any:
+    import logging
+
     from campaign import create_app
 
+    logging.disable(logging.INFO)
     app = create_app(
         {
             "DEBUG": True,
             "TESTING": True,
+            "WTF_CSRF_ENABLED": False,
+            "SESSION_COOKIE_SECURE": False,
             "INSTANCE_PATH": str(instance),
             "DATABASE_URL": database_url,
             "IMPORT_MAX_MB": 1024,
@@ -160,42 +152,118 @@ def import_into(database_url: str, instance: Path, path: Path) -> Callable[[], A
     )
     with app.app_context():
         from flask_migrate import upgrade
+        from sqlalchemy import text
 
         from campaign.extensions import db
 
         upgrade()
         if database_url.startswith("postgres"):
-            from sqlalchemy import text
-
             tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
             db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
             db.session.commit()
+    return app
 
-    def work() -> None:
-        from campaign.extensions import db
-        from campaign.services import importing
 
-        with app.app_context():
-            info, rows = importing.open_contact_file(path)
-            rows.close()
-            mapping = importing.auto_mapping(info.headers)
-            result = importing.import_contacts(path, mapping, rejects_path=instance / "rej.csv")
-            db.session.commit()
-            assert result.rejected == 0, result.summary()
-            db.session.remove()
-            db.engine.dispose()
+def run_case(case: str, path: Path, database_url: str, instance: Path) -> dict[str, Any]:
+    """One measurement, in this (fresh) process."""
+    if case == "baseline":
+        before = peak_rss_bytes()
+        started = time.perf_counter()
+        rows = plain_csv_read(path) - 1
+        return {
+            "seconds": time.perf_counter() - started,
+            "rows": rows,
+            "peak": peak_rss_bytes() - before,
+        }
+    app = make_app(database_url, instance)
+    from campaign.extensions import db
+    from campaign.services import importing
 
-    return work
+    with app.app_context():
+        info, rows_reader = importing.open_contact_file(path)
+        rows_reader.close()
+        mapping = importing.auto_mapping(info.headers)
+        before = peak_rss_bytes()
+        started = time.perf_counter()
+        result = importing.import_contacts(path, mapping, rejects_path=instance / "rej.csv")
+        db.session.commit()
+        seconds = time.perf_counter() - started
+        assert result.rejected == 0, result.summary()
+        measured: dict[str, Any] = {
+            "seconds": seconds,
+            "rows": result.imported,
+            "peak": peak_rss_bytes() - before,
+        }
+        if case == "import+page":
+            measured["page"] = time_contacts_page(app)
+    return measured
+
+
+def time_contacts_page(app: Any) -> dict[str, float]:
+    """Server time of the contacts table over the imported contacts (median of 5)."""
+    from campaign.extensions import db
+    from campaign.models import Role
+    from campaign.services.users import create_user
+
+    with app.app_context():
+        create_user("bench@example.org", "bench password long enough", Role.VIEWER)
+        db.session.commit()
+    client = app.test_client()
+    client.post(
+        "/login", data={"email": "bench@example.org", "password": "bench password long enough"}
+    )
+    timings = {}
+    for label, url in [
+        ("first page", "/contacts/"),
+        ("search 'exemple'", "/contacts/?q=exemple"),
+        ("filter country=FR", "/contacts/?country=FR"),
+    ]:
+        samples = []
+        for _ in range(5):
+            started = time.perf_counter()
+            response = client.get(url)
+            samples.append(time.perf_counter() - started)
+            assert response.status_code == 200, (url, response.status_code)
+        timings[label] = sorted(samples)[2]
+    return timings
+
+
+def child(case: str, path: Path, database_url: str, instance: Path) -> dict[str, Any]:
+    output = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--case",
+            case,
+            "--file",
+            str(path),
+            "--database-url",
+            database_url,
+            "--instance",
+            str(instance),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--case", default="")
+    parser.add_argument("--file", type=Path)
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--instance", type=Path)
     args = parser.parse_args()
-    import logging
-
-    logging.disable(logging.INFO)
-    results: list[Measured] = []
+    if args.case:
+        print(json.dumps(run_case(args.case, args.file, args.database_url, args.instance)))
+        return
+    has_page = (ROOT / "campaign" / "web" / "contacts.py").exists()
+    table: list[tuple[str, int, dict[str, Any]]] = []
+    page: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="campaign-bench-") as tmp:
         base = Path(tmp)
         sizes = [args.rows // 4, args.rows]
@@ -203,11 +271,12 @@ def main() -> None:
         for n in sizes:
             files[n] = base / f"contacts-{n}.csv"
             generate(files[n], n)
-        big = files[args.rows]
-        print(f"file: {args.rows:,} rows, {big.stat().st_size / 1e6:.1f} MB")
-        results.append(
-            measure("csv module read (baseline)", args.rows, lambda: plain_csv_read(big))
+        print(
+            f"file: {args.rows:,} rows, {files[args.rows].stat().st_size / 1e6:.1f} MB,"
+            f" {os.cpu_count()} CPUs"
         )
+        for n in sizes:
+            table.append(("csv module read (baseline)", n, child("baseline", files[n], "", base)))
         targets = [("SQLite", "sqlite")]
         if os.environ.get("CAMPAIGN_BENCH_POSTGRES_URL"):
             targets.append(("PostgreSQL", os.environ["CAMPAIGN_BENCH_POSTGRES_URL"]))
@@ -216,20 +285,29 @@ def main() -> None:
                 instance = base / f"{label}-{n}"
                 instance.mkdir()
                 db_url = f"sqlite:///{instance}/bench.sqlite3" if url == "sqlite" else url
-                work = import_into(db_url, instance, files[n])
-                results.append(measure(f"import -> {label}", n, work))
-    baseline = results[0]
+                case = (
+                    "import+page" if has_page and n == args.rows and label == "SQLite" else "import"
+                )
+                measured = child(case, files[n], db_url, instance)
+                page = measured.pop("page", page)
+                table.append((f"import -> {label}", n, measured))
+    baseline_rate = {n: m["rows"] / m["seconds"] for name, n, m in table if "baseline" in name}
     print()
-    print(f"{'case':34} {'rows':>8} {'seconds':>8} {'rows/s':>9} {'peak MB':>8} {'x baseline':>10}")
-    for r in results:
-        rate = r.rows / r.seconds
-        ratio = r.seconds / (baseline.seconds * r.rows / baseline.rows)
+    print(f"{'case':30} {'rows':>8} {'seconds':>8} {'rows/s':>9} {'peak MB':>8} {'x baseline':>10}")
+    for name, n, m in table:
+        rate = m["rows"] / m["seconds"]
         print(
-            f"{r.name:34} {r.rows:>8,} {r.seconds:>8.2f} {rate:>9,.0f} "
-            f"{r.peak_bytes / 1e6:>8.1f} {ratio:>10.1f}"
+            f"{name:30} {n:>8,} {m['seconds']:>8.2f} {rate:>9,.0f} "
+            f"{m['peak'] / 1e6:>8.1f} {baseline_rate[n] / rate:>10.1f}"
         )
-    print("\npeak MB: tracemalloc peak of Python allocations during the case.")
-    print("x baseline: time per row relative to the plain csv read.")
+    print("\npeak MB: growth of peak RSS (ru_maxrss) during the case, in a fresh process.")
+    print("x baseline: how many times longer per row than the plain csv read.")
+    if page:
+        print("\ncontacts page, server time at 100,000 contacts (median of 5, test client):")
+        for label, seconds in page.items():
+            print(f"  {label:24} {seconds * 1000:8.1f} ms")
+    elif not has_page:
+        print("\ncontacts page: skipped (campaign/web/contacts.py does not exist yet)")
 
 
 if __name__ == "__main__":
