@@ -15,28 +15,28 @@ from sqlalchemy import text
 from campaign import create_app
 from campaign.extensions import db
 from campaign.models import Role, User
-from tests import services
+from tests import servers
 
 TEST_PASSWORD = "correct horse battery staple"
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if services.MISSING_SERVICES:
+    if servers.MISSING_SERVICES:
         terminalreporter.section("SERVICES MISSING — these suites did not run", sep="!")
-        for line in sorted(set(services.MISSING_SERVICES)):
+        for line in sorted(set(servers.MISSING_SERVICES)):
             terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[services.RedisServer]:
-    server = services.start_redis()
+def redis_server() -> Iterator[servers.RedisServer]:
+    server = servers.start_redis()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def postgres_server() -> Iterator[services.PostgresServer]:
-    server = services.start_postgres()
+def postgres_server() -> Iterator[servers.PostgresServer]:
+    server = servers.start_postgres()
     yield server
     server.stop()
 
@@ -64,7 +64,7 @@ def _upgrade(app: Flask) -> None:
 
 @pytest.fixture(scope="session")
 def sqlite_template(
-    tmp_path_factory: pytest.TempPathFactory, redis_server: services.RedisServer
+    tmp_path_factory: pytest.TempPathFactory, redis_server: servers.RedisServer
 ) -> Path:
     """A migrated SQLite file, copied for each test (faster than migrating every time)."""
     instance = tmp_path_factory.mktemp("sqlite-template")
@@ -78,9 +78,9 @@ def sqlite_template(
 
 @pytest.fixture(scope="session")
 def postgres_migrated(
-    postgres_server: services.PostgresServer,
+    postgres_server: servers.PostgresServer,
     tmp_path_factory: pytest.TempPathFactory,
-    redis_server: services.RedisServer,
+    redis_server: servers.RedisServer,
 ) -> str:
     instance = tmp_path_factory.mktemp("pg-template")
     app = create_app(_base_overrides(instance, redis_server.url, postgres_server.url))
@@ -111,7 +111,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def app_overrides(
-    tmp_path: Path, redis_server: services.RedisServer, database_url: str
+    tmp_path: Path, redis_server: servers.RedisServer, database_url: str
 ) -> dict[str, Any]:
     """Override in a test module to change settings before the app is built."""
     return _base_overrides(tmp_path / "instance", redis_server.url, database_url)

@@ -16,7 +16,7 @@ import urllib.request
 from email.message import EmailMessage
 from pathlib import Path
 
-from tests import services
+from tests import servers
 
 START_TIMEOUT = 90.0
 STOP_TIMEOUT = 40.0
@@ -58,7 +58,7 @@ def _port_free(port: int) -> bool:
 
 
 def test_campaign_dev_serves_the_app_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    port, mail_port = services.free_port(), services.free_port()
+    port, mail_port = servers.free_port(), servers.free_port()
     instance = tmp_path / "i"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_")}
     env.update(

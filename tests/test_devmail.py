@@ -16,12 +16,12 @@ from flask_mail import Message
 from campaign.devmail import DevmailError, DevmailSink, html_to_text, list_messages, read_message
 from campaign.extensions import mail
 from campaign.models import Role
-from tests import services
+from tests import servers
 
 
 @pytest.fixture
 def mail_port() -> int:
-    return services.free_port()
+    return servers.free_port()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from campaign.config import PROJECT_ROOT
 from campaign.extensions import db
 from campaign.models import Role, User
 from campaign.queue import get_queue
-from tests import services
+from tests import servers
 from tests.conftest import make_user
 
 
@@ -29,7 +29,7 @@ def count_users_job(label: str) -> str:
 
 
 def test_the_worker_runs_queued_json_jobs_against_the_configured_database(
-    tmp_path: Path, sqlite_template: Path, redis_server: services.RedisServer
+    tmp_path: Path, sqlite_template: Path, redis_server: servers.RedisServer
 ) -> None:
     database = tmp_path / "campaign.sqlite3"
     shutil.copyfile(sqlite_template, database)

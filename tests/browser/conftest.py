@@ -23,7 +23,7 @@ from campaign import create_app
 from campaign.devmail import DevmailSink
 from campaign.extensions import db
 from campaign.models import Role
-from tests import services
+from tests import servers
 from tests.conftest import TEST_PASSWORD, make_user
 
 if TYPE_CHECKING:
@@ -91,14 +91,14 @@ def _thread_worker(app: Flask, stopping: threading.Event) -> SimpleWorker:
 
 @pytest.fixture
 def live_server(
-    tmp_path: Path, sqlite_template: Path, redis_server: services.RedisServer
+    tmp_path: Path, sqlite_template: Path, redis_server: servers.RedisServer
 ) -> Iterator[LiveServer]:
     """The real app (CSRF on) served on 127.0.0.1, an RQ worker, and the dev mail sink."""
     import workers.context
 
     database = tmp_path / "campaign.sqlite3"
     shutil.copyfile(sqlite_template, database)
-    mail_port = services.free_port()
+    mail_port = servers.free_port()
     app = create_app(
         {
             "TESTING": True,
@@ -175,10 +175,10 @@ def browser() -> Iterator[Browser]:
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
     except ImportError as error:
-        services.service_missing("Chromium", f"the playwright package is missing ({error})")
+        servers.service_missing("Chromium", f"the playwright package is missing ({error})")
     executable = _chromium_path()
     if executable is None:
-        services.service_missing(
+        servers.service_missing(
             "Chromium", "no /usr/bin/chromium or chromium on PATH (apt-get install chromium)"
         )
     with sync_playwright() as playwright:
@@ -187,7 +187,7 @@ def browser() -> Iterator[Browser]:
                 executable_path=executable, headless=True, args=CHROMIUM_ARGS
             )
         except PlaywrightError as error:
-            services.service_missing("Chromium", f"{executable} did not start: {error}")
+            servers.service_missing("Chromium", f"{executable} did not start: {error}")
         yield launched
         launched.close()
 
