@@ -18,6 +18,8 @@ from typing import Any
 from urllib.parse import quote
 
 from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
@@ -110,9 +112,12 @@ class EmbeddedRedis:
     def stop(self) -> None:
         if not self.is_running():
             return
-        # shutdown closes the connection before answering
+        # SHUTDOWN closes the connection instead of answering; without retries the client
+        # takes that as done instead of reconnecting with backoff for seconds.
+        client = Redis(unix_socket_path=str(self.socket_path), password=self.password,
+                       retry=Retry(NoBackoff(), 0))
         with contextlib.suppress(RedisConnectionError):
-            Redis(unix_socket_path=str(self.socket_path), password=self.password).shutdown()
+            client.shutdown()
 
 
 def embedded_for(config: Mapping[str, Any]) -> EmbeddedRedis:
