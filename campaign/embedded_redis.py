@@ -19,9 +19,9 @@ from urllib.parse import quote
 
 from redis import Redis
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.retry import Retry
 
 STARTUP_TIMEOUT_SECONDS = 10.0
 
@@ -114,8 +114,11 @@ class EmbeddedRedis:
             return
         # SHUTDOWN closes the connection instead of answering; without retries the client
         # takes that as done instead of reconnecting with backoff for seconds.
-        client = Redis(unix_socket_path=str(self.socket_path), password=self.password,
-                       retry=Retry(NoBackoff(), 0))
+        client = Redis(
+            unix_socket_path=str(self.socket_path),
+            password=self.password,
+            retry=Retry(NoBackoff(), 0),
+        )
         with contextlib.suppress(RedisConnectionError):
             client.shutdown()
 

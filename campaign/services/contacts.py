@@ -67,8 +67,10 @@ def normalise_email(value: str) -> tuple[str, str]:
     local, _, domain = candidate.rpartition("@")
     if len(local) > MAX_LOCAL_PART:
         # RFC 5321 4.5.3.1.1; email-validator lets longer SMTPUTF8 local parts through.
-        raise _Invalid(f"{candidate!r} is not a valid email address: the part before the "
-                       f"@-sign is {len(local)} characters long; the limit is {MAX_LOCAL_PART}")
+        raise _Invalid(
+            f"{candidate!r} is not a valid email address: the part before the "
+            f"@-sign is {len(local)} characters long; the limit is {MAX_LOCAL_PART}"
+        )
     fast = _plain_address(local, domain)
     if fast is not None:
         return fast, fast.lower()
