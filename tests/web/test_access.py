@@ -58,3 +58,28 @@ def test_a_route_without_policy_is_refused_even_to_admins(app: Flask, client: Fl
 
     sign_in(client, make_user(Role.ADMIN))
     assert client.get("/forgotten-route").status_code == 403
+
+
+def test_pages_carry_a_strict_content_security_policy(app: Flask, client: FlaskClient) -> None:
+    response = client.get("/login")
+    policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy and "'unsafe-inline'" not in policy
+    assert "frame-ancestors 'none'" in policy
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_no_template_uses_inline_script_or_style() -> None:
+    # The CSP above would silently break them in the browser.
+    from campaign.config import PROJECT_ROOT
+
+    offenders = []
+    for template in (PROJECT_ROOT / "templates").rglob("*.html"):
+        text = template.read_text()
+        if (
+            re.search(r"<script(?![^>]*\bsrc=)[^>]*>", text)
+            or re.search(r"\sstyle=\"", text)
+            or re.search(r"\son[a-z]+=\"", text)
+        ):
+            offenders.append(template.name)
+    assert offenders == []
