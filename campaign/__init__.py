@@ -32,6 +32,11 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update({k: v for k, v in (overrides or {}).items() if not hasattr(config, k)})
     app.config["CAMPAIGN_CONFIG"] = config
 
+    if config.TRUSTED_PROXIES > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = config.TRUSTED_PROXIES
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     _init_extensions(app)
     _register_blueprints(app)
     _register_cli(app)

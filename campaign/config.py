@@ -54,6 +54,9 @@ class Config:
     IMPORT_MAX_MB: int = 200
     # Rows per page in the contacts table.
     CONTACTS_PER_PAGE: int = 50
+    # Reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust (0 = none).
+    # The audit log's "from where" is the client's address only when this is right.
+    TRUSTED_PROXIES: int = 0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
@@ -109,8 +112,9 @@ class Config:
 def _engine_options(uri: str) -> dict[str, Any]:
     if uri.startswith("sqlite"):
         # Long imports hold the write lock; other writers wait instead of failing at once.
-        return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True}
+        # Errors never carry the bound values: they hold contacts' names and addresses.
+        return {"connect_args": {"timeout": 30}, "hide_parameters": True}
+    return {"pool_pre_ping": True, "hide_parameters": True}
 
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -42,6 +42,7 @@ class EmbeddedRedis:
         self.password_path = directory / "password"
         self.pid_path = directory / "redis.pid"
         self.log_path = directory / "redis.log"
+        self.config_path = directory / "redis.conf"
 
     @property
     def password(self) -> str:
@@ -74,36 +75,34 @@ class EmbeddedRedis:
             return None
         self.directory.mkdir(parents=True, exist_ok=True)
         self.socket_path.unlink(missing_ok=True)
-        args = [
-            redis_server_binary(),
-            "--port",
-            "0",  # no TCP listener at all
-            "--unixsocket",
-            str(self.socket_path),
-            "--unixsocketperm",
-            "700",
-            "--requirepass",
-            self.password,
-            "--dir",
-            str(self.directory),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--maxmemory-policy",
-            "noeviction",
-            "--pidfile",
-            str(self.pid_path),
-            "--logfile",
-            str(self.log_path),
-            "--daemonize",
-            "yes" if daemonize else "no",
-        ]
+        # The settings, password included, go in a 0600 file: on the command line the
+        # password would show in `ps` to every local user.
+        settings = {
+            "port": "0",  # no TCP listener at all
+            "unixsocket": str(self.socket_path),
+            "unixsocketperm": "700",
+            "requirepass": self.password,
+            "dir": str(self.directory),
+            "appendonly": "yes",
+            "appendfsync": "everysec",
+            "maxmemory-policy": "noeviction",
+            "pidfile": str(self.pid_path),
+            "logfile": str(self.log_path),
+            "daemonize": "yes" if daemonize else "no",
+        }
+        self.config_path.unlink(missing_ok=True)
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.writelines(f'{key} "{value}"\n' for key, value in settings.items())
+        args = [redis_server_binary(), str(self.config_path)]
         process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self.is_running():
-                return None if daemonize else process
+                if daemonize:
+                    process.wait(timeout=STARTUP_TIMEOUT_SECONDS)  # reap the forking parent
+                    return None
+                return process
             if not daemonize and process.poll() is not None:
                 break
             time.sleep(0.05)

@@ -86,3 +86,16 @@ def test_starting_again_while_it_runs_reuses_the_running_server(
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_the_password_is_not_on_the_command_line(tmp_path: Path) -> None:
+    server = EmbeddedRedis(tmp_path / "redis")
+    server.start(daemonize=True)
+    try:
+        pid = int((tmp_path / "redis" / "redis.pid").read_text())
+        command_line = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+        assert server.password not in command_line
+        assert oct((tmp_path / "redis" / "redis.conf").stat().st_mode & 0o777) == "0o600"
+    finally:
+        server.stop()
+    assert not server.is_running()

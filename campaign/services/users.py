@@ -78,42 +78,79 @@ def create_user(email: str, password: str, role: Role, display_name: str = "") -
 def authenticate(email: str, password: str) -> LoginResult:
     """Check a password; count failures and lock the account after too many."""
     user = find_user(email)
-    generic = "The email or password is not right."
     if user is None:
         _verify(_DUMMY_HASH, password)
-        record_event("login.failed", detail={"email": email[:320], "reason": "unknown account"})
-        return LoginResult(None, error=generic)
-    now = utcnow()
-    if user.locked_until and user.locked_until > now:
-        record_event(
-            "login.failed",
-            target_type="user",
-            target_id=user.id,
-            detail={"email": user.email, "reason": "locked"},
-        )
-        minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
-        return LoginResult(
-            None,
-            error=(
-                f"Too many failed attempts: this account is locked for about {minutes} more "
-                "minute(s). Ask an administrator if you need in sooner."
-            ),
-        )
+        # What was typed is kept only if it looks like an address: people do type their
+        # password into the email field, and the audit log must not keep it.
+        typed = email.strip()[:320] if "@" in email else "(not an email address)"
+        record_event("login.failed", detail={"email": typed, "reason": "unknown account"})
+        return LoginResult(None, error=_BAD_CREDENTIALS)
+    locked = _locked_message(user)
+    if locked:
+        _audit_failure(user, "locked")
+        return LoginResult(None, error=locked)
     if not user.is_active_account or not _verify(user.password_hash, password):
-        user.failed_logins += 1
-        detail = {"email": user.email, "reason": "bad password", "failures": user.failed_logins}
-        if user.failed_logins >= current_app.config["LOGIN_MAX_FAILURES"]:
-            user.locked_until = now + timedelta(minutes=current_app.config["LOGIN_LOCKOUT_MINUTES"])
-            user.failed_logins = 0
-            detail["locked_until"] = user.locked_until.isoformat()
-        record_event("login.failed", target_type="user", target_id=user.id, detail=detail)
-        return LoginResult(None, error=generic)
+        _count_failure(user, "bad password")
+        return LoginResult(None, error=_BAD_CREDENTIALS)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     if user.has_totp:
         return LoginResult(user, needs_totp=True)
     complete_login(user)
     return LoginResult(user)
+
+
+def verify_second_factor(user: User, code: str) -> LoginResult:
+    """Check the two-factor code of a user whose password was right; failures count too."""
+    locked = _locked_message(user)
+    if locked:
+        _audit_failure(user, "locked")
+        return LoginResult(None, error=locked)
+    if user.totp_secret and user.is_active_account and check_totp(user.totp_secret, code):
+        complete_login(user)
+        return LoginResult(user)
+    _count_failure(user, "wrong two-factor code")
+    return LoginResult(
+        None, error="That code is not right or has expired. Enter the current 6-digit code."
+    )
+
+
+_BAD_CREDENTIALS = "The email or password is not right."
+
+
+def _locked_message(user: User) -> str:
+    now = utcnow()
+    if not user.locked_until or user.locked_until <= now:
+        return ""
+    minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
+    return (
+        f"Too many failed attempts: this account is locked for about {minutes} more "
+        "minute(s). Ask an administrator if you need in sooner."
+    )
+
+
+def _count_failure(user: User, reason: str) -> None:
+    # Password and two-factor failures share one counter, so neither can be guessed
+    # without limit. A lock does not end the user's open sessions: an attacker's wrong
+    # guesses must not sign the real user out.
+    user.failed_logins += 1
+    detail: dict[str, object] = {"failures": user.failed_logins}
+    if user.failed_logins >= current_app.config["LOGIN_MAX_FAILURES"]:
+        user.locked_until = utcnow() + timedelta(
+            minutes=current_app.config["LOGIN_LOCKOUT_MINUTES"]
+        )
+        user.failed_logins = 0
+        detail["locked_until"] = user.locked_until.isoformat()
+    _audit_failure(user, reason, detail)
+
+
+def _audit_failure(user: User, reason: str, extra: dict[str, object] | None = None) -> None:
+    record_event(
+        "login.failed",
+        target_type="user",
+        target_id=user.id,
+        detail={"email": user.email, "reason": reason, **(extra or {})},
+    )
 
 
 def complete_login(user: User) -> None:
@@ -166,9 +203,19 @@ def enable_totp(user: User, secret: str, code: str) -> None:
     record_event("user.totp_enabled", target_type="user", target_id=user.id)
 
 
+def _other_active_admins(user: User) -> int:
+    query = select(func.count(User.id)).where(
+        User.role == Role.ADMIN.value, User.is_active_account.is_(True), User.id != user.id
+    )
+    return int(db.session.scalar(query) or 0)
+
+
 def change_role(user: User, role: Role, *, actor: User | None = None) -> None:
+    """Give `user` another role; their open sessions end. Someone must stay admin."""
     if user.role == role.value:
         return
+    if user.role == Role.ADMIN.value and _other_active_admins(user) == 0:
+        raise UserError("This is the last active administrator; make someone else admin first.")
     old = user.role
     user.role = role.value
     user.session_version += 1
@@ -182,6 +229,11 @@ def change_role(user: User, role: Role, *, actor: User | None = None) -> None:
 
 
 def set_active(user: User, active: bool, *, actor: User | None = None) -> None:
+    """Deactivate (ending their sessions) or reactivate an account."""
+    if not active and actor is not None and actor.id == user.id:
+        raise UserError("You cannot deactivate your own account.")
+    if not active and user.role == Role.ADMIN.value and _other_active_admins(user) == 0:
+        raise UserError("This is the last active administrator; it cannot be deactivated.")
     user.is_active_account = active
     user.session_version += 1
     record_event(

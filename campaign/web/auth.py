@@ -11,7 +11,6 @@ from flask_login import current_user, login_user, logout_user
 from campaign.extensions import db
 from campaign.models import Role, User
 from campaign.services import users
-from campaign.services.audit import record_event
 from campaign.web.access import allow, public
 
 bp = Blueprint("auth", __name__)
@@ -32,7 +31,7 @@ def load_user(user_id: str) -> User | None:
 
 def _safe_next(target: str | None) -> str:
     # Only same-site relative paths: never an open redirect to another host.
-    if target and target.startswith("/") and not target.startswith("//"):
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
         parts = urlsplit(target)
         if not parts.netloc and not parts.scheme:
             return target
@@ -75,18 +74,11 @@ def verify_totp() -> Any:
         return redirect(url_for("auth.login"))
     error = ""
     if request.method == "POST":
-        if user.totp_secret and users.check_totp(user.totp_secret, request.form.get("code", "")):
-            users.complete_login(user)
-            db.session.commit()
-            return _finish_login(user)
-        record_event(
-            "login.failed",
-            target_type="user",
-            target_id=user.id,
-            detail={"email": user.email, "reason": "wrong two-factor code"},
-        )
+        result = users.verify_second_factor(user, request.form.get("code", ""))
         db.session.commit()
-        error = "That code is not right or has expired. Enter the current 6-digit code."
+        if result.user:
+            return _finish_login(result.user)
+        error = result.error
     return render_template("auth/verify_totp.html", error=error), (401 if error else 200)
 
 

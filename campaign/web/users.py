@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Role, User
@@ -34,13 +34,6 @@ def _role(raw: str | None) -> Role:
 def _me() -> User:
     user: User = current_user._get_current_object()
     return user
-
-
-def _other_active_admins(user: User) -> int:
-    query = select(func.count(User.id)).where(
-        User.role == Role.ADMIN.value, User.is_active_account.is_(True), User.id != user.id
-    )
-    return int(db.session.scalar(query) or 0)
 
 
 def _render_index(error: str = "", form: dict[str, str] | None = None, status: int = 200) -> Any:
@@ -89,10 +82,11 @@ def create() -> Any:
 def change_role(user_id: int) -> Any:
     user = _get_user(user_id)
     role = _role(request.form.get("role"))
-    if user.role == Role.ADMIN.value and role != Role.ADMIN and _other_active_admins(user) == 0:
-        flash("This is the last active administrator; make someone else admin first.", "error")
+    try:
+        user_service.change_role(user, role, actor=_me())
+    except user_service.UserError as problem:
+        flash(str(problem), "error")
         return redirect(url_for("users.index"))
-    user_service.change_role(user, role, actor=_me())
     db.session.commit()
     flash(f"{user.email} is now {role.value}; their open sessions have ended.", "success")
     return redirect(url_for("users.index"))
@@ -103,13 +97,11 @@ def change_role(user_id: int) -> Any:
 def set_active(user_id: int) -> Any:
     user = _get_user(user_id)
     active = request.form.get("active") == "1"
-    if not active and user.id == _me().id:
-        flash("You cannot deactivate your own account.", "error")
+    try:
+        user_service.set_active(user, active, actor=_me())
+    except user_service.UserError as problem:
+        flash(str(problem), "error")
         return redirect(url_for("users.index"))
-    if not active and user.role == Role.ADMIN.value and _other_active_admins(user) == 0:
-        flash("This is the last active administrator; it cannot be deactivated.", "error")
-        return redirect(url_for("users.index"))
-    user_service.set_active(user, active, actor=_me())
     db.session.commit()
     flash(f"{user.email} {'reactivated' if active else 'deactivated'}.", "success")
     return redirect(url_for("users.index"))

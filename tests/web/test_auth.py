@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
 import pyotp
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Role, User
+from campaign.models._types import utcnow
 from campaign.services import users
 from tests.conftest import TEST_PASSWORD, make_user, sign_in
 
@@ -70,3 +76,102 @@ def test_role_change_ends_existing_sessions(app: Flask, client: FlaskClient) -> 
     users.change_role(user, Role.VIEWER)
     db.session.commit()
     assert client.get("/").status_code == 302
+
+
+def test_two_factor_codes_cannot_be_guessed_without_limit(app: Flask, client: FlaskClient) -> None:
+    user = make_user(Role.SENDER)
+    user.totp_secret = pyotp.random_base32()
+    db.session.commit()
+    client.post("/login", data={"email": user.email, "password": TEST_PASSWORD})
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        client.post("/login/verify", data={"code": "000000"})
+    right_code = pyotp.TOTP(user.totp_secret).now()
+    response = client.post("/login/verify", data={"code": right_code})
+    assert response.status_code == 401
+    assert "locked" in response.get_data(as_text=True)
+    assert client.get("/").status_code == 302
+
+
+def test_a_lock_expires_and_is_in_the_audit_log(app: Flask, client: FlaskClient) -> None:
+    user = make_user(Role.EDITOR)
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        client.post("/login", data={"email": user.email, "password": "wrong password!"})
+    locked = db.session.get(User, user.id)
+    assert locked is not None and locked.locked_until is not None
+    details = db.session.scalars(select(AuditEvent.detail)).all()
+    assert any("locked_until" in d for d in details)
+    locked.locked_until = utcnow() - timedelta(seconds=1)
+    db.session.commit()
+    assert (
+        client.post("/login", data={"email": user.email, "password": TEST_PASSWORD}).status_code
+        == 302
+    )
+
+
+def test_a_password_typed_into_the_email_field_is_not_logged(
+    app: Flask, client: FlaskClient
+) -> None:
+    client.post("/login", data={"email": "MySecretPassw0rd", "password": "x"})
+    details = db.session.scalars(select(AuditEvent.detail)).all()
+    assert details and all("MySecretPassw0rd" not in str(d) for d in details)
+
+
+def test_the_last_admin_cannot_be_demoted_or_deactivated(app: Flask) -> None:
+    admin = make_user(Role.ADMIN)
+    with pytest.raises(users.UserError, match="last active administrator"):
+        users.change_role(admin, Role.EDITOR)
+    with pytest.raises(users.UserError, match="last active administrator"):
+        users.set_active(admin, False)
+    second = make_user(Role.ADMIN, "second@example.org")
+    users.change_role(admin, Role.EDITOR, actor=second)
+    assert admin.role == Role.EDITOR.value
+
+
+def test_sign_in_refuses_an_offsite_next(app: Flask, client: FlaskClient) -> None:
+    user = make_user(Role.EDITOR)
+    for target in ("//evil.example/", "/\\evil.example", "https://evil.example/"):
+        response = client.post(
+            "/login?next=" + target, data={"email": user.email, "password": TEST_PASSWORD}
+        )
+        assert response.headers["Location"] == "/", target
+        client.post("/logout")
+
+
+@pytest.fixture
+def app_with_csrf(app_overrides: dict[str, Any]) -> Iterator[Flask]:
+    from campaign import create_app
+
+    application = create_app({**app_overrides, "WTF_CSRF_ENABLED": True})
+    with application.app_context():
+        yield application
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_forms_without_the_csrf_token_are_refused(app: Flask, app_with_csrf: Flask) -> None:
+    make_user(Role.ADMIN)
+    client = app_with_csrf.test_client()
+    response = client.post("/login", data={"email": "admin@example.org", "password": TEST_PASSWORD})
+    assert response.status_code == 400
+    assert "Reload the page" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_the_audit_log_records_where_a_login_came_from(
+    app: Flask, app_overrides: dict[str, Any], proxies: int
+) -> None:
+    from campaign import create_app
+
+    application = create_app({**app_overrides, "TRUSTED_PROXIES": proxies})
+    with application.app_context():
+        application.test_client().post(
+            "/login",
+            data={"email": "nobody@example.org", "password": "x"},
+            headers={"X-Forwarded-For": "203.0.113.7"},
+            environ_base={"REMOTE_ADDR": "127.0.0.1"},
+        )
+        [event] = db.session.scalars(select(AuditEvent)).all()
+        # Behind a trusted proxy, the client's address; otherwise the header is not believed.
+        assert event.remote_addr == ("203.0.113.7" if proxies else "127.0.0.1")
+        db.session.remove()
+        db.engine.dispose()
