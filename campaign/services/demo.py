@@ -289,8 +289,13 @@ class _Generator:
         return {"given_name": given, "family_name": family, "grammatical_gender": gender}
 
     def _cyrillic_person(self) -> dict[str, str]:
-        given, family, patronymic, given_alt, family_alt, patronymic_alt, gender = self.rnd.choice(
+        given, _, patronymic, given_alt, _, patronymic_alt, gender = self.rnd.choice(
             _CYRILLIC_NAMES
+        )
+        # The family name comes from another person of the same gender (its form is
+        # gendered), so a few hundred contacts do not share a handful of full names.
+        _, family, _, _, family_alt, _, _ = self.rnd.choice(
+            [name for name in _CYRILLIC_NAMES if name[6] == gender]
         )
         return {
             "given_name": given,
