@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from flask import current_app
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import String, any_, bindparam, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from campaign.extensions import db
 from campaign.models import (
@@ -455,6 +456,7 @@ def import_contacts(
     # a row); it is what lets us name the earlier line in a duplicate's message.
     seen: dict[str, int] = {}
     list_id = contact_list.id if contact_list is not None else None
+    _prefer_indexes(True)
     try:
         chunk: list[RowResult] = []
         last_line = 0
@@ -484,6 +486,9 @@ def import_contacts(
                     on_progress(Progress(last_line, info.total_lines, result))
         if chunk:
             _write_chunk(chunk, on_duplicate, list_id, result)
+        # Not in `finally`: after a database error the transaction only takes a rollback,
+        # which undoes the SET LOCAL anyway.
+        _prefer_indexes(False)
     finally:
         rejects.close()
         rows.close()
@@ -508,16 +513,43 @@ def import_contacts(
     return result
 
 
+def _prefer_indexes(on: bool) -> None:
+    """On PostgreSQL, make the per-chunk look-ups use their indexes while the table grows.
+
+    The import's own rows are not in the planner's statistics until the transaction ends,
+    and psycopg prepares a statement run five times, so PostgreSQL would keep a plan made
+    when the table looked empty: a sequential scan per chunk, quadratic over the file
+    (730 rows/s at 100,000 rows). Only the look-ups by unique address and by primary key
+    run while this is set, and it is reset after the import.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text(f"SET LOCAL enable_seqscan = {'off' if on else 'DEFAULT'}"))
+
+
+def _existing_ids(keys: list[str]) -> dict[str, int]:
+    """Address key -> contact id for the keys that are already contacts."""
+    if not keys:
+        return {}
+    column = Contact.email_key
+    if db.session.get_bind().dialect.name == "postgresql":
+        # One array parameter instead of 1,000 placeholders: psycopg converts a long query
+        # text on every execution, and this one runs once per chunk.
+        condition = column == any_(bindparam("keys", keys, type_=ARRAY(String)))
+    else:
+        condition = column.in_(keys)
+    rows = db.session.execute(select(Contact.email_key, Contact.id).where(condition))
+    return {key: contact_id for key, contact_id in rows}
+
+
 def _write_chunk(
     chunk: list[RowResult], on_duplicate: str, list_id: int | None, result: ImportResult
 ) -> None:
     keys = [r.data["email_key"] for r in chunk if r.data]
-    query = select(Contact.email_key, Contact.id).where(Contact.email_key.in_(keys))
-    existing: dict[str, int] = {key: cid for key, cid in db.session.execute(query)}
+    existing = _existing_ids(keys)
     new_rows: list[dict[str, Any]] = []
     # Updates grouped by the set of fields they change: one executemany per group.
     updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    member_ids: list[int] = []
+    existing_ids: list[int] = []
     now = datetime.now(UTC)
     for checked in chunk:
         data = checked.data
@@ -526,7 +558,7 @@ def _write_chunk(
         if contact_id is None:
             new_rows.append({**data, "created_at": now, "updated_at": now})
             continue
-        member_ids.append(contact_id)
+        existing_ids.append(contact_id)
         if on_duplicate == "skip":
             result.skipped += 1
             continue
@@ -538,10 +570,7 @@ def _write_chunk(
         updates.setdefault(fields, []).append(values)
         result.updated += 1
     if new_rows:
-        inserted = db.session.execute(
-            insert(_contacts).returning(_contacts.c.id), new_rows
-        ).scalars()
-        member_ids.extend(inserted)
+        _insert_contacts(new_rows)
         result.imported += len(new_rows)
     for fields, params in updates.items():
         statement = (
@@ -550,22 +579,45 @@ def _write_chunk(
             .values({f: bindparam(f"new_{f}") for f in (*fields, "updated_at")})
         )
         db.session.execute(statement, params)
-    if list_id is not None and member_ids:
-        _add_to_list(list_id, member_ids)
+    if list_id is not None:
+        new_ids = list(_existing_ids([row["email_key"] for row in new_rows]).values())
+        _add_to_list(list_id, existing_ids, new_ids)
 
 
-def _add_to_list(list_id: int, contact_ids: list[int]) -> None:
-    already = set(
-        db.session.scalars(
-            select(list_memberships.c.contact_id).where(
-                list_memberships.c.list_id == list_id,
-                list_memberships.c.contact_id.in_(contact_ids),
+def _insert_contacts(rows: list[dict[str, Any]]) -> None:
+    # No RETURNING (ids are looked up by address only when a list needs them): SQLAlchemy
+    # would build one INSERT with 27,000 placeholders per chunk, which psycopg then parses
+    # in Python on every execution. PostgreSQL gets COPY, the fastest way in; SQLite a
+    # plain executemany of one short statement.
+    connection = db.session.connection()
+    if connection.dialect.name != "postgresql":
+        db.session.execute(insert(_contacts), rows)
+        return
+    columns = list(rows[0])
+    quote = connection.dialect.identifier_preparer.quote
+    statement = f"COPY {quote(_contacts.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
+
+
+def _add_to_list(list_id: int, existing_ids: list[int], new_ids: list[int]) -> None:
+    # Contacts created by this chunk cannot be members yet; only the others are checked.
+    already: set[int] = set()
+    if existing_ids:
+        already = set(
+            db.session.scalars(
+                select(list_memberships.c.contact_id).where(
+                    list_memberships.c.list_id == list_id,
+                    list_memberships.c.contact_id.in_(existing_ids),
+                )
             )
         )
-    )
     missing = [
         {"list_id": list_id, "contact_id": cid}
-        for cid in dict.fromkeys(contact_ids)
+        for cid in dict.fromkeys([*existing_ids, *new_ids])
         if cid not in already
     ]
     if missing:
