@@ -36,15 +36,22 @@ def get_queue() -> Queue:
     )
 
 
-def enqueue_after_commit(session: Session, func: str, *args: Any, **kwargs: Any) -> None:
+def enqueue_after_commit(
+    session: Session,
+    func: str,
+    *args: Any,
+    job_id: str | None = None,
+    job_timeout: int | None = None,
+    **kwargs: Any,
+) -> None:
     """Enqueue job `func` (dotted name) with JSON-able args once `session` commits.
 
     A rolled-back transaction enqueues nothing, so no job ever sees rows that do not exist.
+    `job_id` and `job_timeout` (seconds) are RQ's own options, not arguments of the job.
     """
-    pending: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = session.info.setdefault(
-        _PENDING_KEY, []
-    )
-    pending.append((func, args, kwargs))
+    pending: list[tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]]
+    pending = session.info.setdefault(_PENDING_KEY, [])
+    pending.append((func, args, kwargs, {"job_id": job_id, "timeout": job_timeout}))
 
 
 def install_commit_hooks(session_factory: Any) -> None:
@@ -55,7 +62,10 @@ def install_commit_hooks(session_factory: Any) -> None:
             return
         queue = get_queue()
         queue.enqueue_many(
-            [Queue.prepare_data(func, args=args, kwargs=kwargs) for func, args, kwargs in pending]
+            [
+                Queue.prepare_data(func, args=args, kwargs=kwargs, **options)
+                for func, args, kwargs, options in pending
+            ]
         )
 
     @event.listens_for(session_factory, "after_rollback")

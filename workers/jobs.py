@@ -14,6 +14,12 @@ log = logging.getLogger(__name__)
 def import_contacts(import_id: int) -> None:
     """Run contact import `import_id`; on failure nothing is imported and the row says why."""
     with job_context():
+        # Committed before the work starts: a second delivery of this job finds it taken.
+        if not importing.claim_import(import_id):
+            db.session.rollback()
+            log.info("contact import %s is not queued (already taken); nothing to do", import_id)
+            return
+        db.session.commit()
         try:
             importing.run_import(import_id)
             db.session.commit()

@@ -48,6 +48,10 @@ class ContactImport(db.Model):  # type: ignore[name-defined]
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When a worker claimed the import (queued -> running).
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The RQ job's timeout, scaled to the file; an import silent for longer is dead.
+    job_timeout_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ImportMapping(db.Model):  # type: ignore[name-defined]

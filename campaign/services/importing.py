@@ -663,16 +663,82 @@ def rejects_path_for(contact_import: ContactImport) -> Path:
     return stored.with_name(f"{stored.stem}-rejects.csv")
 
 
-def run_import(import_id: int) -> ImportResult | None:
-    """Run a queued import; the counts and status are flushed with the contacts.
+IMPORT_JOB = "workers.jobs.import_contacts"
+STOPPED_MESSAGE = "The import stopped before finishing; no contact was changed. Start it again."
+# RQ job states after which nothing will ever finish an import that is still open.
+_DEAD_JOB_STATES = ("finished", "failed", "stopped", "canceled")
 
-    Returns None (and does nothing) when the import already ran: RQ may deliver a job
-    twice, and a finished import must not run again.
+
+def import_job_id(import_id: int) -> str:
+    """The RQ job id of an import: one id per import, so it is one job, not several."""
+    return f"contact-import-{import_id}"
+
+
+def job_timeout_for(total_lines: int) -> int:
+    """Seconds the job may run: ten minutes plus a second per 2,000 lines.
+
+    Generous on purpose (about twenty times the measured rate): a timeout kills the work
+    and the user starts again, so it must only catch a job that is really stuck.
+    """
+    return 600 + total_lines // 2000
+
+
+def queue_import(record: ContactImport) -> bool:
+    """Move an uploaded import to queued; its job is enqueued when the caller commits.
+
+    Returns False (and does nothing) when the import had already been started: a double
+    click on "Start" must not queue a second job.
+    """
+    info, rows = open_contact_file(Path(record.stored_path), filename=record.original_filename)
+    rows.close()
+    timeout = job_timeout_for(info.total_lines)
+    claimed = db.session.execute(
+        update(ContactImport.__table__)
+        .where(
+            ContactImport.__table__.c.id == record.id,
+            ContactImport.__table__.c.status == ImportStatus.UPLOADED.value,
+        )
+        .values(status=ImportStatus.QUEUED.value, job_timeout_seconds=timeout)
+    )
+    db.session.refresh(record)
+    if int(getattr(claimed, "rowcount", 0) or 0) != 1:
+        return False
+    from campaign.queue import enqueue_after_commit
+
+    enqueue_after_commit(
+        db.session(),
+        IMPORT_JOB,
+        record.id,
+        job_id=import_job_id(record.id),
+        job_timeout=timeout,
+    )
+    return True
+
+
+def claim_import(import_id: int) -> bool:
+    """Take a queued import for this worker (queued -> running); False if someone has it.
+
+    The caller commits the claim before the work starts, so a second delivery of the job
+    (RQ may run a job twice) finds the import running or finished and does nothing.
+    """
+    table = ContactImport.__table__
+    result = db.session.execute(
+        update(table)
+        .where(table.c.id == import_id, table.c.status == ImportStatus.QUEUED.value)
+        .values(status=ImportStatus.RUNNING.value, started_at=datetime.now(UTC))
+    )
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+def run_import(import_id: int) -> ImportResult | None:
+    """Run a claimed import; the counts and status are flushed with the contacts.
+
+    Returns None (and does nothing) unless this import is running, i.e. was claimed.
     """
     record = db.session.get(ContactImport, import_id)
     if record is None:
         raise ImportSetupError(f"import #{import_id} does not exist")
-    if record.status not in (ImportStatus.QUEUED.value, ImportStatus.UPLOADED.value):
+    if record.status != ImportStatus.RUNNING.value:
         return None
     contact_list = db.session.get(ContactList, record.list_id) if record.list_id else None
     actor = db.session.get(User, record.created_by_id) if record.created_by_id else None
@@ -707,12 +773,11 @@ def run_import(import_id: int) -> ImportResult | None:
     return result
 
 
-def mark_import_failed(import_id: int, error: Exception) -> None:
+def mark_import_failed(import_id: int, error: Exception | str) -> None:
     """Record why an import failed (in a fresh transaction: its contacts were rolled back)."""
-    record = db.session.get(ContactImport, import_id)
-    if record is None:
-        return
-    if isinstance(error, TabularError | ImportSetupError):
+    if isinstance(error, str):
+        message = error
+    elif isinstance(error, TabularError | ImportSetupError):
         message = str(error)
     else:
         # A database or programming error: say so plainly, without internals on the page.
@@ -720,11 +785,65 @@ def mark_import_failed(import_id: int, error: Exception) -> None:
             f"The import stopped because of an internal error ({type(error).__name__}); "
             "no contact was changed. Try again, or ask an administrator to read the worker log."
         )
-    record.status = ImportStatus.FAILED.value
-    record.error = message[:2000]
-    record.finished_at = datetime.now(UTC)
-    db.session.flush()
+    table = ContactImport.__table__
+    # Conditional: a finished import is never turned into a failed one.
+    db.session.execute(
+        update(table)
+        .where(
+            table.c.id == import_id,
+            table.c.status.in_(
+                [ImportStatus.UPLOADED.value, ImportStatus.QUEUED.value, ImportStatus.RUNNING.value]
+            ),
+        )
+        .values(
+            status=ImportStatus.FAILED.value,
+            error=message[:2000],
+            finished_at=datetime.now(UTC),
+        )
+    )
+    record = db.session.get(ContactImport, import_id)
+    if record is not None:
+        db.session.refresh(record)
     _report(import_id, "failed", 0, 0, ImportResult())
+
+
+def _job_state(import_id: int) -> str | None:
+    """The state of the import's RQ job, or None when Redis no longer has it."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from campaign.queue import get_redis
+
+    try:
+        job = Job.fetch(import_job_id(import_id), get_redis(), serializer=JSONSerializer)
+    except NoSuchJobError:
+        return None
+    return str(job.get_status(refresh=False).value)
+
+
+def fail_if_stopped(record: ContactImport, *, now: datetime | None = None) -> bool:
+    """Mark a queued or running import failed if nothing will ever finish it; flush.
+
+    That is when its RQ job is gone or over (killed, timed out, lost with Redis), or when a
+    running import has reported no progress for longer than its job's timeout. All of its
+    contact writes are in one transaction that was never committed, so nothing changed.
+    """
+    if record.status not in (ImportStatus.QUEUED.value, ImportStatus.RUNNING.value):
+        return False
+    state = _job_state(record.id)
+    stopped = state is None or state in _DEAD_JOB_STATES
+    if not stopped and record.status == ImportStatus.RUNNING.value:
+        progress = read_progress(record.id) or {}
+        last = record.started_at or record.created_at
+        if progress.get("at"):
+            last = max(last, datetime.fromisoformat(str(progress["at"])))
+        timeout = record.job_timeout_seconds or job_timeout_for(0)
+        stopped = ((now or datetime.now(UTC)) - last).total_seconds() > timeout
+    if not stopped:
+        return False
+    mark_import_failed(record.id, STOPPED_MESSAGE)
+    return record.status == ImportStatus.FAILED.value
 
 
 def read_rejects(path: str, *, limit: int = 5000) -> tuple[list[dict[str, str]], bool]:

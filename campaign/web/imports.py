@@ -23,7 +23,6 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from campaign.extensions import db
 from campaign.models import ContactImport, ContactList, ImportStatus, Role
-from campaign.queue import enqueue_after_commit
 from campaign.services import importing
 from campaign.services.contacts import CONTACT_FIELDS
 from campaign.web.access import allow
@@ -261,13 +260,18 @@ def preview(import_id: int) -> Any:
 def start(import_id: int) -> Any:
     record = _get_import(import_id)
     if record.status == ImportStatus.UPLOADED.value:
-        record.status = ImportStatus.QUEUED.value
-        enqueue_after_commit(db.session(), "workers.jobs.import_contacts", record.id)
+        try:
+            importing.queue_import(record)
+        except importing.TabularError as problem:
+            db.session.rollback()
+            importing.mark_import_failed(record.id, problem)
         db.session.commit()
     return redirect(url_for("imports.show", import_id=record.id))
 
 
 def _progress(record: ContactImport) -> dict[str, Any]:
+    if importing.fail_if_stopped(record):
+        db.session.commit()
     status = record.status
     report = importing.read_progress(record.id) or {}
     if status == ImportStatus.FINISHED.value:

@@ -16,7 +16,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
 from campaign.extensions import db
-from campaign.models import Contact, ContactImport, ContactList, ImportMapping, Role
+from campaign.models import AuditEvent, Contact, ContactImport, ContactList, ImportMapping, Role
 from campaign.queue import get_queue
 from workers import context, jobs
 
@@ -244,3 +244,106 @@ def test_rejects_of_an_unknown_import_are_not_found(
     login(Role.EDITOR)
     assert client.get("/imports/999/rejects.csv").status_code == 404
     assert client.get("/imports/999").status_code == 404
+
+
+def _mapped_upload(client: FlaskClient, content: bytes = BAD_ROWS.encode()) -> int:
+    import_id = import_id_from(upload(client, content))
+    client.post(
+        f"/imports/{import_id}/mapping",
+        data={"map-0": "given_name", "map-1": "family_name", "map-2": "email", "map-3": ""},
+    )
+    return import_id
+
+
+def test_starting_twice_queues_one_job_that_runs_once(
+    app: Flask, client: FlaskClient, login: Any
+) -> None:
+    login(Role.EDITOR)
+    import_id = _mapped_upload(client)
+    queue = get_queue()
+    queue.empty()
+    client.post(f"/imports/{import_id}/start")
+    client.post(f"/imports/{import_id}/start")  # a double click, or a second tab
+    jobs_queued = [j for j in queue.get_jobs() if j.func_name == "workers.jobs.import_contacts"]
+    assert [(j.id, j.args) for j in jobs_queued] == [(f"contact-import-{import_id}", [import_id])]
+    assert jobs_queued[0].timeout is not None and jobs_queued[0].timeout >= 600
+
+    # Two workers get the job (RQ may deliver it twice): only the first claim runs it.
+    context.set_app(app)
+    jobs.import_contacts(import_id)
+    jobs.import_contacts(import_id)
+    db.session.expire_all()
+    record = db.session.get(ContactImport, import_id)
+    assert record is not None and record.status == "finished"
+    assert (record.imported_count, record.rejected_count) == (2, 2)
+    assert count() == 2
+    imports_logged = db.session.scalar(
+        select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "contacts.import")
+    )
+    assert imports_logged == 1
+
+
+def test_a_job_whose_import_another_worker_claimed_does_nothing(
+    app: Flask, client: FlaskClient, login: Any
+) -> None:
+    from campaign.services import importing
+
+    login(Role.EDITOR)
+    import_id = _mapped_upload(client)
+    client.post(f"/imports/{import_id}/start")
+    assert importing.claim_import(import_id) is True  # the other worker
+    db.session.commit()
+    assert importing.claim_import(import_id) is False
+    db.session.rollback()
+    context.set_app(app)
+    jobs.import_contacts(import_id)
+    db.session.expire_all()
+    record = db.session.get(ContactImport, import_id)
+    assert record is not None and record.status == "running"
+    assert count() == 0
+
+
+def test_an_import_whose_job_died_is_shown_as_failed_not_running_forever(
+    app: Flask, client: FlaskClient, login: Any
+) -> None:
+    login(Role.EDITOR)
+    import_id = _mapped_upload(client)
+    client.post(f"/imports/{import_id}/start")
+    assert client.get(f"/imports/{import_id}/progress").get_json()["is_done"] is False
+    # The worker was killed and Redis lost the job (or it timed out and was cleaned up).
+    get_queue().empty()
+    progress = client.get(f"/imports/{import_id}/progress").get_json()
+    assert progress["is_done"] is True and progress["status"] == "failed"
+    page = client.get(f"/imports/{import_id}").get_data(as_text=True)
+    assert "stopped before finishing; no contact was changed" in page
+    assert count() == 0
+    # A worker that picks the job up late does nothing with a failed import.
+    context.set_app(app)
+    jobs.import_contacts(import_id)
+    assert count() == 0
+
+
+def test_a_running_import_silent_for_longer_than_its_timeout_is_failed(
+    app: Flask, client: FlaskClient, login: Any
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from campaign.services import importing
+
+    login(Role.EDITOR)
+    import_id = _mapped_upload(client)
+    client.post(f"/imports/{import_id}/start")
+    assert importing.claim_import(import_id)  # a worker took it, then hung
+    db.session.commit()
+    record = db.session.get(ContactImport, import_id)
+    assert record is not None
+    db.session.refresh(record)
+    # The job still exists in Redis: within its timeout the import is left alone.
+    soon = datetime.now(UTC) + timedelta(seconds=record.job_timeout_seconds - 60)
+    assert importing.fail_if_stopped(record, now=soon) is False
+    assert record.status == "running"
+    later = datetime.now(UTC) + timedelta(seconds=record.job_timeout_seconds + 60)
+    assert importing.fail_if_stopped(record, now=later) is True
+    db.session.commit()
+    page = client.get(f"/imports/{import_id}").get_data(as_text=True)
+    assert "The import failed" in page and "start it again" in page.lower()
