@@ -123,6 +123,7 @@ def read_table(path: Path, *, max_bytes: int, filename: str = "") -> tuple[Table
             f"{name} is an old Excel (.xls) workbook. Save it as .xlsx or as CSV and try again."
         )
     if head.startswith(b"PK\x03\x04") or suffix == ".xlsx":
+        _check_zip(path, name, max_bytes)
         return _read_xlsx(path, name)
     return _read_csv(path, name)
 
@@ -457,6 +458,35 @@ def _clean_headers(cells: list[str]) -> list[str]:
 
 
 # --- XLSX ------------------------------------------------------------------------------
+
+
+# A workbook's XML compresses about 10:1; far more than that is a zip bomb, not a sheet.
+XLSX_EXPANSION = 10
+XLSX_MAX_MEMBERS = 10_000
+
+
+def _check_zip(path: Path, name: str, max_bytes: int) -> None:
+    """Refuse a workbook that would unpack to far more than the upload cap (a zip bomb)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise TabularError(f"{name} cannot be opened as an Excel workbook ({error}).") from None
+    if len(members) > XLSX_MAX_MEMBERS:
+        raise TabularError(
+            f"{name} holds {len(members):,} files inside; an Excel workbook has a few dozen. "
+            "It was not opened. Save it again from Excel, or as CSV."
+        )
+    limit = XLSX_EXPANSION * max_bytes
+    total = 0
+    for member in members:
+        total += member.file_size
+        if member.file_size > limit or total > limit:
+            raise TabularError(
+                f"{name} would unpack to more than {_megabytes(limit)} "
+                f"({XLSX_EXPANSION} times the upload limit), so it was not opened: it is "
+                "damaged or built to exhaust the server. Save it as CSV and try again."
+            )
 
 
 def _read_xlsx(path: Path, name: str) -> tuple[TableInfo, RowReader]:

@@ -210,3 +210,28 @@ def test_an_xlsx_with_only_a_header_is_refused(tmp_path: Path) -> None:
 def test_a_damaged_xlsx_is_refused(tmp_path: Path) -> None:
     with pytest.raises(TabularError, match="cannot be opened as an Excel workbook"):
         read(write(tmp_path, b"PK\x03\x04 not really a zip", "contacts.xlsx"))
+
+
+def test_an_xlsx_zip_bomb_is_refused_before_it_is_unpacked(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "bomb.xlsx"
+    # 20 MB of zeros compresses to about 20 KB: a small upload that would unpack to far
+    # more than ten times a 1 MB cap.
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/worksheets/sheet1.xml", b"\0" * (20 * 1024 * 1024))
+    assert path.stat().st_size < 100_000
+    with pytest.raises(TabularError, match=r"would unpack to more than 10\.0 MB"):
+        read_table(path, max_bytes=1024 * 1024)
+
+
+def test_an_xlsx_with_thousands_of_members_is_refused(tmp_path: Path) -> None:
+    import zipfile
+
+    path = tmp_path / "many.xlsx"
+    with zipfile.ZipFile(path, "w") as archive:
+        for i in range(10_001):
+            archive.writestr(f"x/{i}.xml", "")
+    with pytest.raises(TabularError, match="10,001 files inside"):
+        read_table(path, max_bytes=10 * 1024 * 1024)
