@@ -126,6 +126,14 @@ def app(app_overrides: dict[str, Any]) -> Iterator[Flask]:
         yield application
         db.session.remove()
         db.engine.dispose()
+    close_redis(application)
+
+
+def close_redis(application: Flask) -> None:
+    """Close the app's Redis pool now, not whenever the garbage collector gets to it."""
+    connection = application.extensions.pop("campaign_redis", None)
+    if connection is not None:
+        connection.close()
 
 
 class IsolatedClient(FlaskClient):
