@@ -29,3 +29,5 @@ def import_contacts(import_id: int) -> None:
             log.exception("contact import %s failed", import_id)
             importing.mark_import_failed(import_id, error)
             db.session.commit()
+        # The contacts are in the database (or the user must upload again): the file goes.
+        importing.delete_upload(import_id)

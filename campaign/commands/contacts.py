@@ -114,11 +114,12 @@ def _describe_mapping(mapping: dict[str, str], remembered: bool) -> None:
 @click.option("--list", "list_name", default="", help="Export only the members of this list.")
 def export_contacts_command(file: Path, list_name: str) -> None:
     """Export contacts to FILE (.csv or .xlsx), safe to open in a spreadsheet."""
-    from sqlalchemy import func, select
+    from sqlalchemy import select
 
     from campaign.extensions import db
-    from campaign.models import Contact, ContactList, list_memberships
+    from campaign.models import Contact
     from campaign.services.exporting import export_contacts
+    from campaign.services.lists import find_list, members_query
 
     fmt = file.suffix.lower().lstrip(".")
     if fmt not in ("csv", "xlsx"):
@@ -126,16 +127,10 @@ def export_contacts_command(file: Path, list_name: str) -> None:
     query = select(Contact).order_by(Contact.id)
     description = "all contacts"
     if list_name:
-        found = db.session.scalar(
-            select(ContactList).where(func.lower(ContactList.name) == list_name.strip().lower())
-        )
+        found = find_list(list_name)
         if found is None:
             raise click.ClickException(f"there is no list called {list_name!r}")
-        query = query.where(
-            Contact.id.in_(
-                select(list_memberships.c.contact_id).where(list_memberships.c.list_id == found.id)
-            )
-        )
+        query = members_query(found).order_by(Contact.id)
         description = f"list {found.name}"
     partial = file.with_name(file.name + ".part")
     try:

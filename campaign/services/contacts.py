@@ -252,6 +252,34 @@ FIELD_PARSERS: dict[str, Callable[[str], Any]] = {
 }
 CONTACT_FIELDS: tuple[str, ...] = tuple(FIELD_PARSERS)
 
+# What people see for each field: the edit form, the import's column mapping, messages.
+FIELD_LABELS: dict[str, str] = {
+    "kind": "Kind (person, organisation, mandate)",
+    "given_name": "Given name",
+    "family_name": "Family name",
+    "patronymic": "Patronymic",
+    "given_name_alt": "Given name (other script)",
+    "family_name_alt": "Family name (other script)",
+    "patronymic_alt": "Patronymic (other script)",
+    "grammatical_gender": "Grammatical gender",
+    "role_type": "Role type",
+    "style": "Style (excellency)",
+    "honorific": "Honorific",
+    "position_title": "Position title",
+    "organisation": "Organisation",
+    "country": "Country (two letters, or EU / UN)",
+    "languages": "Languages, in order of preference",
+    "email": "Email",
+    "cc_emails": "Secretariat / copy addresses",
+    "tags": "Tags",
+    "notes": "Notes",
+    "risk_level": "Risk level",
+    "consent_basis": "Consent basis",
+    "term_ends_on": "Term ends on",
+    "last_verified_on": "Last verified on",
+    "salutation_override": "Salutation override",
+}
+
 
 def clean_contact_data(raw: Mapping[str, Any], *, partial: bool = False) -> dict[str, Any]:
     """Validate and normalise `raw`; raise ContactInputError naming every bad field.

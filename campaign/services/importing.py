@@ -15,12 +15,12 @@ import re
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 from flask import current_app
-from sqlalchemy import String, any_, bindparam, func, insert, select, text, update
+from sqlalchemy import String, any_, bindparam, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from campaign.extensions import db
@@ -241,14 +241,8 @@ def clean_mapping(
 
 def find_or_create_list(name: str) -> ContactList:
     """The contact list called `name` (compared without case), created if missing."""
-    clean = " ".join(name.split())
-    found = db.session.scalar(
-        select(ContactList).where(func.lower(ContactList.name) == clean.lower())
-    )
-    if found is not None:
-        return found
     try:
-        return lists.create_list(clean)
+        return lists.find_or_create_list(name)
     except lists.ListError as error:
         raise ImportSetupError(str(error)) from None
 
@@ -326,13 +320,14 @@ class Preview:
     rows: list[PreviewRow]
 
 
-def _max_bytes() -> int:
+def max_upload_bytes() -> int:
+    """The largest contact file accepted (CAMPAIGN_IMPORT_MAX_MB)."""
     return int(current_app.config["IMPORT_MAX_MB"]) * 1024 * 1024
 
 
 def open_contact_file(path: Path, *, filename: str = "") -> tuple[TableInfo, RowReader]:
     """Open an uploaded file under the configured size cap (TabularError if unreadable)."""
-    return read_table(path, max_bytes=_max_bytes(), filename=filename)
+    return read_table(path, max_bytes=max_upload_bytes(), filename=filename)
 
 
 def preview_import(
@@ -345,7 +340,11 @@ def preview_import(
 ) -> Preview:
     """Check the first `limit` rows as the import would, writing nothing."""
     info, rows = open_contact_file(path, filename=filename)
-    checked_mapping = clean_mapping(info.headers, mapping)
+    try:
+        checked_mapping = clean_mapping(info.headers, mapping)
+    except ImportSetupError:
+        rows.close()
+        raise
     checker = _RowChecker(info.headers, checked_mapping)
     results = []
     for row in rows:
@@ -448,7 +447,11 @@ def import_contacts(
     if on_duplicate not in ON_DUPLICATE:
         raise ImportSetupError(f"on_duplicate must be one of {', '.join(ON_DUPLICATE)}")
     info, rows = open_contact_file(path, filename=filename)
-    checked_mapping = clean_mapping(info.headers, mapping)
+    try:
+        checked_mapping = clean_mapping(info.headers, mapping)
+    except ImportSetupError:
+        rows.close()
+        raise
     checker = _RowChecker(info.headers, checked_mapping)
     result = ImportResult(rejects_path=str(rejects_path) if rejects_path else "")
     rejects = _RejectsWriter(rejects_path, info.headers)
@@ -843,7 +846,54 @@ def fail_if_stopped(record: ContactImport, *, now: datetime | None = None) -> bo
     if not stopped:
         return False
     mark_import_failed(record.id, STOPPED_MESSAGE)
+    delete_upload(record.id)
     return record.status == ImportStatus.FAILED.value
+
+
+# The uploaded file goes as soon as its import has ended; the rejects file (the rows to
+# correct, with their original cells) stays this long for people to download it; a file
+# uploaded but never started goes after a day. These files can hold at-risk people's data.
+REJECTS_KEPT_DAYS = 7
+UNSTARTED_KEPT_HOURS = 24
+
+
+def delete_upload(import_id: int) -> None:
+    """Delete the uploaded file of an import that has ended (finished or failed)."""
+    record = db.session.get(ContactImport, import_id)
+    if record is not None and record.status in _ENDED:
+        Path(record.stored_path).unlink(missing_ok=True)
+
+
+_ENDED = (ImportStatus.FINISHED.value, ImportStatus.FAILED.value)
+
+
+def purge_old_import_files(*, now: datetime | None = None) -> int:
+    """Delete expired rejects files and never-started uploads; flush. Returns files deleted."""
+    now = now or datetime.now(UTC)
+    deleted = 0
+    expired_rejects = select(ContactImport).where(
+        ContactImport.rejects_path != "",
+        ContactImport.finished_at < now - timedelta(days=REJECTS_KEPT_DAYS),
+    )
+    for record in db.session.scalars(expired_rejects):
+        Path(record.rejects_path).unlink(missing_ok=True)
+        record.rejects_path = ""
+        deleted += 1
+    abandoned = select(ContactImport).where(
+        ContactImport.status == ImportStatus.UPLOADED.value,
+        ContactImport.created_at < now - timedelta(hours=UNSTARTED_KEPT_HOURS),
+    )
+    for record in db.session.scalars(abandoned):
+        Path(record.stored_path).unlink(missing_ok=True)
+        record.status = ImportStatus.FAILED.value
+        record.error = (
+            f"Not started within {UNSTARTED_KEPT_HOURS} hours, so the uploaded file was "
+            "deleted. Upload it again to import it."
+        )
+        record.finished_at = now
+        deleted += 1
+    db.session.flush()
+    return deleted
 
 
 def read_rejects(path: str, *, limit: int = 5000) -> tuple[list[dict[str, str]], bool]:

@@ -18,16 +18,27 @@ class ListError(ValueError):
     """A list operation that cannot be carried out; the message is for people."""
 
 
+def find_list(name: str) -> ContactList | None:
+    """The list called `name`, compared without case and extra spaces."""
+    cleaned = " ".join(name.split())
+    return db.session.scalar(
+        select(ContactList).where(func.lower(ContactList.name) == cleaned.lower())
+    )
+
+
+def find_or_create_list(name: str) -> ContactList:
+    """The list called `name` (compared without case), created if missing."""
+    return find_list(name) or create_list(name)
+
+
 def _clean_name(name: str, current_id: int | None) -> str:
     cleaned = " ".join(name.split())
     if not cleaned:
         raise ListError("A list needs a name.")
     if len(cleaned) > MAX_NAME:
         raise ListError(f"A list name can be at most {MAX_NAME} characters long.")
-    clash = db.session.scalar(
-        select(ContactList.id).where(func.lower(ContactList.name) == cleaned.lower())
-    )
-    if clash is not None and clash != current_id:
+    clash = find_list(cleaned)
+    if clash is not None and clash.id != current_id:
         raise ListError(f"A list called {cleaned!r} already exists.")
     return cleaned
 

@@ -38,37 +38,11 @@ from campaign.models import (
 from campaign.services import contacts as contact_service
 from campaign.services import lists as list_service
 from campaign.services.contact_search import SORTS, ContactFilters, filtered_query, search_page
-from campaign.services.contacts import CONTACT_FIELDS, ContactInputError
+from campaign.services.contacts import CONTACT_FIELDS, FIELD_LABELS, ContactInputError
 from campaign.web.access import allow
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 
-LABELS = {
-    "kind": "Kind",
-    "given_name": "Given name",
-    "family_name": "Family name",
-    "patronymic": "Patronymic",
-    "given_name_alt": "Given name (other script)",
-    "family_name_alt": "Family name (other script)",
-    "patronymic_alt": "Patronymic (other script)",
-    "grammatical_gender": "Grammatical gender",
-    "role_type": "Role",
-    "style": "Style",
-    "honorific": "Honorific",
-    "position_title": "Position title",
-    "organisation": "Organisation",
-    "country": "Country (two letters, or EU / UN)",
-    "languages": "Languages, in order of preference",
-    "email": "Email",
-    "cc_emails": "Secretariat / copy addresses",
-    "tags": "Tags",
-    "notes": "Notes",
-    "risk_level": "Risk level",
-    "consent_basis": "Consent basis",
-    "term_ends_on": "Term ends on",
-    "last_verified_on": "Last verified on",
-    "salutation_override": "Salutation override",
-}
 CHOICES: dict[str, list[str]] = {
     "kind": [k.value for k in ContactKind],
     "grammatical_gender": [g.value for g in GrammaticalGender],
@@ -149,7 +123,7 @@ def show(contact_id: int) -> Any:
         "contacts/show.html",
         contact=contact,
         fields=CONTACT_FIELDS,
-        labels=LABELS,
+        labels=FIELD_LABELS,
         history=history,
         member_of=member_of,
         other_lists=[lst for lst in list_service.all_lists() if lst.id not in member_ids],
@@ -177,7 +151,7 @@ def _render_form(contact: Contact | None, values: dict[str, str], errors: dict[s
             values=values,
             errors=errors,
             fields=CONTACT_FIELDS,
-            labels=LABELS,
+            labels=FIELD_LABELS,
             choices=CHOICES,
             hints=HINTS,
             date_fields=DATE_FIELDS,
@@ -224,7 +198,9 @@ def edit(contact_id: int) -> Any:
         return _render_form(_get_contact(contact_id), values, _errors_by_field(problem))
     db.session.commit()
     flash(
-        f"Saved: {', '.join(LABELS[f].lower() for f in changed)}." if changed else "No changes.",
+        f"Saved: {', '.join(FIELD_LABELS[f].lower() for f in changed)}."
+        if changed
+        else "No changes.",
         "success",
     )
     return redirect(url_for("contacts.show", contact_id=contact.id))

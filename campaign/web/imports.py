@@ -10,6 +10,7 @@ from flask import (
     Blueprint,
     abort,
     current_app,
+    flash,
     redirect,
     render_template,
     request,
@@ -24,7 +25,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from campaign.extensions import db
 from campaign.models import ContactImport, ContactList, ImportStatus, Role
 from campaign.services import importing
-from campaign.services.contacts import CONTACT_FIELDS
+from campaign.services.contacts import FIELD_LABELS
 from campaign.web.access import allow
 
 bp = Blueprint("imports", __name__, url_prefix="/imports")
@@ -33,33 +34,6 @@ ALLOWED_SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx")
 # Rows shown on the finished page; the downloadable rejects file has all of them.
 SHOWN_REJECTS = 5000
 _COPY_CHUNK = 1024 * 1024
-FIELD_LABELS = {
-    "kind": "Kind (person, organisation, mandate)",
-    "given_name": "Given name",
-    "family_name": "Family name",
-    "patronymic": "Patronymic",
-    "given_name_alt": "Given name (other script)",
-    "family_name_alt": "Family name (other script)",
-    "patronymic_alt": "Patronymic (other script)",
-    "grammatical_gender": "Grammatical gender",
-    "role_type": "Role type",
-    "style": "Style (excellency)",
-    "honorific": "Honorific",
-    "position_title": "Position title",
-    "organisation": "Organisation",
-    "country": "Country",
-    "languages": "Languages",
-    "email": "Email",
-    "cc_emails": "Secretariat / cc emails",
-    "tags": "Tags",
-    "notes": "Notes",
-    "risk_level": "Risk level",
-    "consent_basis": "Consent basis",
-    "term_ends_on": "Term ends on",
-    "last_verified_on": "Last verified on",
-    "salutation_override": "Salutation override",
-}
-assert set(FIELD_LABELS) == set(CONTACT_FIELDS)
 
 
 def _uploads() -> Path:
@@ -67,10 +41,6 @@ def _uploads() -> Path:
     folder = Path(current_app.instance_path) / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def _max_bytes() -> int:
-    return int(current_app.config["IMPORT_MAX_MB"]) * 1024 * 1024
 
 
 def _get_import(import_id: int) -> ContactImport:
@@ -100,6 +70,8 @@ def new() -> Any:
             record, error = _accept_upload(upload)
             if record is not None:
                 return redirect(url_for("imports.mapping", import_id=record.id))
+    if importing.purge_old_import_files():
+        db.session.commit()
     recent = db.session.scalars(
         select(ContactImport).order_by(ContactImport.id.desc()).limit(10)
     ).all()
@@ -129,10 +101,10 @@ def _accept_upload(upload: FileStorage | None) -> tuple[ContactImport | None, st
     with stored.open("wb") as out:
         while chunk := upload.stream.read(_COPY_CHUNK):
             size += len(chunk)
-            if size > _max_bytes():
+            if size > importing.max_upload_bytes():
                 break
             out.write(chunk)
-    if size > _max_bytes():
+    if size > importing.max_upload_bytes():
         stored.unlink(missing_ok=True)
         return None, _too_large_message()
     try:
@@ -172,9 +144,10 @@ def mapping(import_id: int) -> Any:
     try:
         info, samples = _samples(record)
     except importing.TabularError as problem:
-        return render_template("imports/new.html", error=str(problem), recent=[], max_mb=0), 400
+        flash(str(problem), "error")
+        return redirect(url_for("imports.new"))
     _, remembered = importing.suggest_mapping(info.headers)
-    error = request.args.get("error", "")
+    error = ""
     chosen = {h: str(record.mapping.get(h, "")) for h in info.headers}
     list_name = ""
     if record.list_id:
@@ -238,7 +211,8 @@ def preview(import_id: int) -> Any:
             filename=record.original_filename,
         )
     except (importing.TabularError, importing.ImportSetupError) as problem:
-        return redirect(url_for("imports.mapping", import_id=record.id, error=str(problem)))
+        flash(str(problem), "error")
+        return redirect(url_for("imports.mapping", import_id=record.id))
     mapped = [
         (i, h, record.mapping[h])
         for i, h in enumerate(result.info.headers)
@@ -266,6 +240,7 @@ def start(import_id: int) -> Any:
             db.session.rollback()
             importing.mark_import_failed(record.id, problem)
         db.session.commit()
+        importing.delete_upload(record.id)
     return redirect(url_for("imports.show", import_id=record.id))
 
 

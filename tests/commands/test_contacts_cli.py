@@ -13,7 +13,8 @@ from sqlalchemy import func, select
 from campaign.extensions import db
 from campaign.models import Contact, ContactList
 
-SAMPLE = Path("/work/shared/domain/sample_contacts.csv")
+# The packaged copy of ../shared/domain/sample_contacts.csv (CI has no fixed shared/ path).
+SAMPLE = Path(__file__).resolve().parents[2] / "campaign" / "demo_data" / "sample_contacts.csv"
 HEADER = "given_name,family_name,email\n"
 
 

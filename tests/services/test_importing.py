@@ -17,7 +17,8 @@ from campaign.services import importing
 from campaign.services.contacts import create_contact
 from campaign.services.importing import ImportResult, ImportSetupError, RowResult
 
-SAMPLE = Path("/work/shared/domain/sample_contacts.csv")
+# The packaged copy of ../shared/domain/sample_contacts.csv (CI has no fixed shared/ path).
+SAMPLE = Path(__file__).resolve().parents[2] / "campaign" / "demo_data" / "sample_contacts.csv"
 HEADER = "given_name,family_name,email\n"
 
 

@@ -20,7 +20,8 @@ from campaign.models import AuditEvent, Contact, ContactImport, ContactList, Imp
 from campaign.queue import get_queue
 from workers import context, jobs
 
-SAMPLE = Path("/work/shared/domain/sample_contacts.csv")
+# The packaged copy of ../shared/domain/sample_contacts.csv (CI has no fixed shared/ path).
+SAMPLE = Path(__file__).resolve().parents[2] / "campaign" / "demo_data" / "sample_contacts.csv"
 BAD_ROWS = (
     "First name,Last name,E-mail,Country\n"
     "Anna,Muster,anna@example.org,DE\n"
@@ -347,3 +348,12 @@ def test_a_running_import_silent_for_longer_than_its_timeout_is_failed(
     db.session.commit()
     page = client.get(f"/imports/{import_id}").get_data(as_text=True)
     assert "The import failed" in page and "start it again" in page.lower()
+
+
+def test_messages_are_not_taken_from_the_address_bar(
+    app: Flask, client: FlaskClient, login: Any
+) -> None:
+    login(Role.EDITOR)
+    import_id = import_id_from(upload(client, BAD_ROWS.encode()))
+    page = client.get(f"/imports/{import_id}/mapping?error=Your+account+is+suspended")
+    assert "Your account is suspended" not in page.get_data(as_text=True)
