@@ -11,6 +11,16 @@ from campaign.models.contact import (
     Style,
 )
 from campaign.models.contact_import import ContactImport, ImportMapping, ImportStatus
+from campaign.models.statement import (
+    PublishAs,
+    Signatory,
+    SignatoryKind,
+    Statement,
+    StatementAttachment,
+    StatementStatus,
+    StatementText,
+    StatementVersion,
+)
 from campaign.models.user import Role, RolePolicy, User
 
 __all__ = [
@@ -22,11 +32,19 @@ __all__ = [
     "GrammaticalGender",
     "ImportMapping",
     "ImportStatus",
+    "PublishAs",
     "RiskLevel",
     "Role",
     "RolePolicy",
     "RoleType",
     "Segment",
+    "Signatory",
+    "SignatoryKind",
+    "Statement",
+    "StatementAttachment",
+    "StatementStatus",
+    "StatementText",
+    "StatementVersion",
     "Style",
     "User",
     "list_memberships",
