@@ -1,0 +1,1 @@
+"""Letter rendering: salutations and closings, the merge sandbox, address blocks, PDF."""
