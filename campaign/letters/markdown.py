@@ -1,0 +1,161 @@
+"""Statement bodies: Markdown merged in the sandbox, then turned into the HTML and text parts.
+
+Order: Jinja merge first, Markdown second. Every value a body prints with {{ }} is
+escaped for Markdown during the merge (sandbox.markdown_literal), so a contact named
+``*bold* <b>x</b> [link](javascript:alert(1))`` reads exactly so in both parts: it can
+neither add emphasis or links nor write HTML. Raw HTML in the author's own Markdown is
+shown as text, links go to http, https and mailto only, and images are not rendered.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+from markdown_it.tree import SyntaxTreeNode
+from mdit_py_plugins.footnote import footnote_plugin
+
+from campaign.letters.sandbox import (
+    DEFAULT_LIMITS,
+    MarkdownText,
+    RenderLimits,
+    markdown_literal,
+    render,
+)
+
+__all__ = [
+    "LetterBody",
+    "MarkdownText",
+    "markdown_literal",
+    "markdown_to_html",
+    "markdown_to_text",
+    "render_body",
+]
+
+ALLOWED_LINK_SCHEMES = ("http://", "https://", "mailto:")
+
+
+@dataclasses.dataclass(frozen=True)
+class LetterBody:
+    html: str
+    text: str
+
+
+def _validate_link(url: str) -> bool:
+    return url.strip().lower().startswith(ALLOWED_LINK_SCHEMES)
+
+
+@lru_cache(maxsize=1)
+def _parser() -> MarkdownIt:
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md.use(footnote_plugin)
+    # Remote images in a letter are tracking pixels at best; attachments carry documents.
+    md.disable("image")
+    md.validateLink = _validate_link  # type: ignore[method-assign]
+    return md
+
+
+def markdown_to_html(source: str) -> str:
+    """Convert a merged body to HTML: no raw HTML, links to http/https/mailto only."""
+    return _parser().render(source)
+
+
+def markdown_to_text(source: str) -> str:
+    """Convert a merged body to plain text that reads well on its own."""
+    return _text(_parser().parse(source))
+
+
+def _text(tokens: list[Token]) -> str:
+    tree = SyntaxTreeNode(tokens)
+    body: list[str] = []
+    notes: list[str] = []
+    for node in tree.children:
+        if node.type == "footnote_block":
+            notes.extend(_footnote(footnote) for footnote in node.children)
+        else:
+            body.append(_block(node))
+    text = "\n\n".join(block for block in body if block)
+    if notes:
+        text += "\n\n----\n" + "\n".join(notes)
+    return text + "\n" if text else ""
+
+
+def render_body(
+    source: str,
+    context: Mapping[str, Any],
+    *,
+    limits: RenderLimits = DEFAULT_LIMITS,
+    lang: str = "en",
+) -> LetterBody:
+    """Merge a Markdown body for one recipient and return its HTML and text parts."""
+    merged = render(source, context, html=False, markdown=True, limits=limits, lang=lang)
+    md = _parser()
+    env: dict[str, Any] = {}
+    tokens = md.parse(merged, env)  # parsed once for both parts
+    return LetterBody(html=md.renderer.render(tokens, md.options, env), text=_text(tokens))
+
+
+def _footnote(node: SyntaxTreeNode) -> str:
+    number = int(node.meta["id"]) + 1
+    content = "\n\n".join(_block(child) for child in node.children).strip()
+    return _hang(f"[{number}] ", content)
+
+
+def _hang(marker: str, content: str) -> str:
+    indent = " " * len(marker)
+    lines = content.split("\n")
+    return "\n".join([marker + lines[0], *((indent + line) if line else "" for line in lines[1:])])
+
+
+def _block(node: SyntaxTreeNode) -> str:
+    kind = node.type
+    if kind in {"paragraph", "heading"}:
+        text = "".join(_inline(child) for child in node.children)
+        if kind == "heading" and node.tag in {"h1", "h2"}:
+            text += "\n" + ("=" if node.tag == "h1" else "-") * len(text.split("\n")[-1])
+        return text
+    if kind == "inline":
+        return _inline(node)
+    if kind in {"bullet_list", "ordered_list"}:
+        start = int(node.attrs.get("start", 1)) if kind == "ordered_list" else 1
+        items = []
+        for number, item in enumerate(node.children, start=start):
+            marker = "- " if kind == "bullet_list" else f"{number}. "
+            items.append(_hang(marker, _item(item)))
+        return "\n".join(items)
+    if kind == "blockquote":
+        inner = "\n\n".join(_block(child) for child in node.children)
+        return "\n".join(f"> {line}" if line else ">" for line in inner.split("\n"))
+    if kind in {"code_block", "fence"}:
+        return "\n".join(f"    {line}" for line in node.content.rstrip("\n").split("\n"))
+    if kind == "hr":
+        return "----"
+    return "\n\n".join(_block(child) for child in node.children)
+
+
+def _item(node: SyntaxTreeNode) -> str:
+    parts = [_block(child) for child in node.children]
+    tight = all(child.hidden for child in node.children if child.type == "paragraph")
+    return ("\n" if tight else "\n\n").join(part for part in parts if part)
+
+
+def _inline(node: SyntaxTreeNode) -> str:
+    kind = node.type
+    if kind in {"text", "code_inline"}:
+        return node.content
+    if kind in {"softbreak", "hardbreak"}:
+        return "\n"
+    if kind == "footnote_ref":
+        return f"[{int(node.meta['id']) + 1}]"
+    if kind == "footnote_anchor":
+        return ""
+    text = "".join(_inline(child) for child in node.children)
+    if kind == "link":
+        href = str(node.attrs.get("href", ""))
+        shown = href.removeprefix("mailto:")
+        return shown if text in {href, shown} else f"{text} ({shown})"
+    return text
