@@ -53,7 +53,8 @@ def load_demo_command(admin_password: str | None) -> None:
     db.session.commit()
     if result.contacts:
         click.echo(
-            f"loaded {result.contacts} contacts, {result.lists} lists, {result.segments} segments"
+            f"loaded {result.contacts} contacts, {result.lists} lists, {result.segments} segments,"
+            f" {result.statements} statements"
         )
     else:
         click.echo("there are contacts already; demo data not loaded")
@@ -188,7 +189,7 @@ class DevRunner:
             if result.contacts:
                 click.echo(
                     f"demo data: {result.contacts} contacts, {result.lists} lists, "
-                    f"{result.segments} segments"
+                    f"{result.segments} segments, {result.statements} statements"
                 )
             if result.admin_email:
                 return (

@@ -33,6 +33,7 @@ class DemoResult:
     contacts: int
     lists: int
     segments: int
+    statements: int = 0
     # Set only when this call created the admin account.
     admin_email: str | None = None
     admin_password: str | None = None
@@ -92,11 +93,19 @@ def load_demo(
     }
     lists = _create_lists(cleaned, ids)
     segments = _create_segments()
+    from campaign.services.demo_statements import load_seed_statements
+
+    seeded = load_seed_statements()
     record_event(
         "demo.load",
-        detail={"contacts": len(cleaned), "lists": lists, "segments": segments},
+        detail={
+            "contacts": len(cleaned),
+            "lists": lists,
+            "segments": segments,
+            "statements": seeded,
+        },
     )
-    return DemoResult(len(cleaned), lists, segments, **admin_fields)
+    return DemoResult(len(cleaned), lists, segments, seeded, **admin_fields)
 
 
 def _clean_all(rows: list[dict[str, str]]) -> list[dict[str, Any]]:
