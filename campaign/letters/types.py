@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 
@@ -37,6 +38,8 @@ class RenderedLetter:
     address_block: tuple[str, ...]  # lines, for the PDF and the HTML layout
     signatory_lines: tuple[str, ...]  # the signatory block, one line each
     problems: tuple[LetterProblem, ...] = field(default=())
+    # The date the letter is written on (`{{ today }}`), for the PDF's date line.
+    letter_date: dt.date | None = None
 
     @property
     def has_errors(self) -> bool:

@@ -1,0 +1,444 @@
+"""One statement version merged for one contact: language, salutation, subject, body, problems.
+
+Everything is rendered from a version's snapshot (plain data), never from live rows, so a
+campaign re-renders exactly the text it sent. The template only ever sees plain data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import TemplateError
+from jinja2.meta import find_undeclared_variables
+
+from campaign.letters.address import (
+    address_lines,
+    country_name,
+    full_name,
+    letter_names,
+)
+from campaign.letters.markdown import render_body
+from campaign.letters.salutations import (
+    MissingRuleError,
+    Resolution,
+    RuleSet,
+    UnsupportedLanguageError,
+    primary_language,
+)
+from campaign.letters.sandbox import (
+    RenderError,
+    TemplateRefused,
+    get_environment,
+    render,
+)
+from campaign.letters.signatories import SignatoryBlock, signatory_block
+from campaign.letters.types import LetterProblem, RenderedLetter
+
+UN_ROLES = frozenset({"un_sr", "un_wg"})
+# The working languages of the UN special procedures' secretariat.
+UN_LANGUAGES = frozenset({"en", "fr", "es"})
+MAX_SUBJECT = 998
+# Anything that ends a header line or hides one: C0 controls except tab, DEL, NEL, U+2028/9.
+_HEADER_BREAK = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+# Contact fields that go into headers (To, Cc) or the address block.
+_HEADER_FIELDS = (
+    ("email", "email address"),
+    ("cc_emails", "copy addresses"),
+    ("given_name", "given name"),
+    ("family_name", "family name"),
+    ("patronymic", "patronymic"),
+    ("given_name_alt", "given name (other script)"),
+    ("family_name_alt", "family name (other script)"),
+    ("patronymic_alt", "patronymic (other script)"),
+    ("honorific", "honorific"),
+    ("position_title", "position title"),
+    ("organisation", "organisation"),
+    ("country", "country"),
+)
+_NAME_PART_WORDS = {"given": "given name", "family": "family name", "patronymic": "patronymic"}
+
+
+class LanguageUnavailable(LookupError):
+    """A language was asked for that the statement has no text in."""
+
+    def __init__(self, language: str, available: Sequence[str]) -> None:
+        self.language = language
+        self.available = tuple(available)
+        super().__init__(
+            f"the statement has no text in {language!r}; it has: {', '.join(available) or 'none'}"
+        )
+
+
+# --- The statement, as plain data -------------------------------------------------------
+
+
+@dataclass
+class LetterSource:
+    """A statement version's snapshot, with what every letter from it shares (per language)."""
+
+    statement_id: int
+    version: int
+    snapshot: Mapping[str, Any]
+    _blocks: dict[str, SignatoryBlock] = field(default_factory=dict, repr=False)
+    _variables: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+
+    @property
+    def title(self) -> str:
+        return str(self.snapshot.get("title", ""))
+
+    @property
+    def languages(self) -> list[str]:
+        texts = self.snapshot.get("texts") or {}
+        listed = [str(lang) for lang in self.snapshot.get("languages") or () if lang in texts]
+        return listed or [str(lang) for lang in texts]
+
+    def text(self, language: str) -> tuple[str, str]:
+        entry = (self.snapshot.get("texts") or {})[language]
+        return str(entry.get("subject", "")), str(entry.get("body", ""))
+
+    def signatories(self, language: str) -> SignatoryBlock:
+        if language not in self._blocks:
+            self._blocks[language] = signatory_block(
+                self.snapshot.get("signatories") or (), language
+            )
+        return self._blocks[language]
+
+    def variables(self, language: str) -> frozenset[str]:
+        """The names the language's subject and body use (to know if a salutation is needed)."""
+        if language not in self._variables:
+            found: set[str] = set()
+            environment = get_environment("text")
+            for source in self.text(language):
+                try:
+                    found |= find_undeclared_variables(environment.parse(source))
+                except (TemplateError, TemplateRefused):
+                    found |= {"salutation", "closing"}  # reported when it is rendered
+            self._variables[language] = frozenset(found)
+        return self._variables[language]
+
+
+def letter_source(statement: Any) -> LetterSource:
+    """Return the LetterSource of a StatementVersion, or of a Statement's latest version."""
+    from campaign.models import Statement, StatementVersion
+
+    if isinstance(statement, LetterSource):
+        return statement
+    if isinstance(statement, StatementVersion):
+        return LetterSource(statement.statement_id, statement.number, statement.snapshot)
+    if isinstance(statement, Statement):
+        from campaign.services.statements import latest_version, snapshot
+
+        version = latest_version(statement)
+        if version is not None:
+            return LetterSource(statement.id, version.number, version.snapshot)
+        return LetterSource(statement.id, 0, snapshot(statement))
+    raise TypeError(f"cannot make letters from a {type(statement).__name__}")
+
+
+# --- Language ---------------------------------------------------------------------------
+
+
+def _subtags(tag: str) -> tuple[str, str]:
+    parts = re.split(r"[-_]", tag.strip().lower())
+    script = next((p for p in parts[1:] if len(p) == 4 and p.isalpha()), "")
+    return parts[0], script
+
+
+def match_language(wanted: str, available: Sequence[str]) -> str | None:
+    """Return the statement language that serves a reader of `wanted`, or None.
+
+    The exact tag first (ignoring case); then any text in the same primary language whose
+    script does not differ ("fr" reads "fr-BE" and "fr-BE" reads "fr"; "sr-Latn" does not
+    read "sr-Cyrl"), the bare language first, then the statement's order.
+    """
+    if not wanted.strip():
+        return None
+    for tag in available:
+        if tag.lower() == wanted.strip().lower().replace("_", "-"):
+            return tag
+    language, script = _subtags(wanted)
+    candidates = [
+        tag
+        for tag in available
+        if _subtags(tag)[0] == language and (not script or _subtags(tag)[1] in ("", script))
+    ]
+    bare = [tag for tag in candidates if "-" not in tag and "_" not in tag]
+    ranked = bare or candidates
+    return ranked[0] if ranked else None
+
+
+def choose_language(
+    contact_languages: Sequence[str], statement_languages: Sequence[str]
+) -> tuple[str, LetterProblem | None]:
+    """Return the first of the contact's languages the statement has, else its first language.
+
+    The fallback comes with a "language_fallback" warning for the pre-send check.
+    """
+    if not statement_languages:
+        raise ValueError("the statement has no text in any language")
+    for wanted in contact_languages:
+        found = match_language(wanted, statement_languages)
+        if found is not None:
+            return found, None
+    fallback = statement_languages[0]
+    if contact_languages:
+        reason = (
+            f"the statement has none of the contact's languages "
+            f"({', '.join(contact_languages)}); the letter goes out in {fallback}, "
+            "the statement's first language"
+        )
+    else:
+        reason = (
+            f"the contact has no language; the letter goes out in {fallback}, "
+            "the statement's first language"
+        )
+    return fallback, LetterProblem("warning", "language_fallback", reason)
+
+
+def un_language_problem(role_type: str, language: str) -> LetterProblem | None:
+    """Flag a letter to a UN special procedure in a language other than English, French, Spanish."""
+    if role_type in UN_ROLES and primary_language(language) not in UN_LANGUAGES:
+        return LetterProblem(
+            "warning",
+            "un_language",
+            f"a letter to a UN special procedure in {language}: the mandates work in "
+            "English, French and Spanish; add a text in one of them",
+        )
+    return None
+
+
+# --- The contact, as plain data ---------------------------------------------------------
+
+
+def _field(contact: object, name: str) -> str:
+    value = getattr(contact, name, "")
+    return "" if value is None else str(value)
+
+
+def contact_languages(contact: object) -> list[str]:
+    return _field(contact, "languages").split()
+
+
+def contact_context(
+    contact: object, language: str = "en", *, rules: RuleSet | None = None
+) -> dict[str, Any]:
+    """Return the contact as the plain dict templates see (`contact.…`).
+
+    Names are in the letter's script, chosen as the salutations choose them. Internal
+    fields (notes, tags, risk level, consent) are not there: letters cannot print them.
+    """
+    names = letter_names(contact, language, rules)
+    country = _field(contact, "country").strip()
+    return {
+        "kind": _field(contact, "kind"),
+        "given_name": names["given"],
+        "family_name": names["family"],
+        "patronymic": names["patronymic"],
+        "full_name": full_name(names, language),
+        "honorific": _field(contact, "honorific"),
+        "position_title": _field(contact, "position_title"),
+        "organisation": _field(contact, "organisation"),
+        "country": country,
+        "country_name": country_name(country, language),
+        "email": _field(contact, "email"),
+        "role_type": _field(contact, "role_type"),
+        "grammatical_gender": _field(contact, "grammatical_gender"),
+        "style": _field(contact, "style"),
+        "languages": contact_languages(contact),
+    }
+
+
+# --- Problems found on the contact ------------------------------------------------------
+
+
+def header_problems(contact: object) -> list[LetterProblem]:
+    """A line break or control character in a value that becomes a header or address line."""
+    bad = [label for name, label in _HEADER_FIELDS if _HEADER_BREAK.search(_field(contact, name))]
+    if not bad:
+        return []
+    return [
+        LetterProblem(
+            "error",
+            "header_injection",
+            f"the contact's {', '.join(bad)} contain{'s' if len(bad) == 1 else ''} a line "
+            "break or control character; correct the contact before sending",
+        )
+    ]
+
+
+def _describe_fallback(kind: str, contact: object, resolution: Resolution) -> LetterProblem:
+    missing = " and ".join(_NAME_PART_WORDS.get(p, p) for p in sorted(resolution.missing))
+    role = _field(contact, "role_type") or "other"
+    gender = _field(contact, "grammatical_gender") or "unknown"
+    return LetterProblem(
+        "warning",
+        "missing_name_part",
+        f"the {kind} rule for {role} ({gender}) in {resolution.language} needs the "
+        f"{missing}, which is empty; the letter says “{resolution.text}” instead",
+    )
+
+
+def _salutation_and_closing(
+    contact: object, language: str, rules: RuleSet, needed: bool
+) -> tuple[str, str, list[LetterProblem]]:
+    problems: list[LetterProblem] = []
+    texts: list[str] = []
+    for kind in ("salutation", "closing"):
+        try:
+            resolution = rules.explain(contact, language, kind=kind)
+        except (UnsupportedLanguageError, MissingRuleError) as error:
+            if needed:
+                problems.append(
+                    LetterProblem(
+                        "error",
+                        "no_salutation_rule",
+                        f"no {kind} for this contact in {language} ({error}); add a rule "
+                        "on the salutations page or write the text without {{ salutation }} "
+                        "and {{ closing }}",
+                    )
+                )
+            texts.append("")
+            continue
+        if resolution.fell_through and needed:
+            problem = _describe_fallback(kind, contact, resolution)
+            if problem not in problems:
+                problems.append(problem)
+        texts.append(resolution.text)
+    return texts[0], texts[1], problems
+
+
+# --- Rendering --------------------------------------------------------------------------
+
+
+def _render_problem(part: str, error: Exception) -> LetterProblem:
+    return LetterProblem("error", "render_error", f"{part}: {error}")
+
+
+def render_letter(
+    statement: Any,
+    contact: object,
+    *,
+    language: str | None = None,
+    today: dt.date | None = None,
+    rules: RuleSet | None = None,
+) -> RenderedLetter:
+    """Merge a statement (a StatementVersion, a Statement's latest version, or a LetterSource)
+    for one contact and report what is wrong; template errors become problems, not exceptions.
+
+    `language` forces the text (LanguageUnavailable when the statement has none in it);
+    otherwise it is chosen from the contact's languages.
+    """
+    source = letter_source(statement)
+    rule_set = rules or RuleSet.builtin()
+    today = today or dt.date.today()
+    problems: list[LetterProblem] = []
+
+    if language:
+        chosen = match_language(language, source.languages)
+        if chosen is None:
+            raise LanguageUnavailable(language, source.languages)
+    else:
+        chosen, fallback = choose_language(contact_languages(contact), source.languages)
+        if fallback:
+            problems.append(fallback)
+    un = un_language_problem(_field(contact, "role_type"), chosen)
+    if un:
+        problems.append(un)
+
+    email = _field(contact, "email").strip()
+    if not email:
+        problems.append(LetterProblem("error", "no_email", "the contact has no email address"))
+    problems += header_problems(contact)
+
+    variables = source.variables(chosen)
+    salutation, closing, rule_problems = _salutation_and_closing(
+        contact,
+        chosen,
+        rule_set,
+        needed=bool(variables & {"salutation", "closing"}),
+    )
+    problems += rule_problems
+
+    person = contact_context(contact, chosen, rules=rule_set)
+    address = address_lines(contact, chosen, rules=rule_set)
+    block = source.signatories(chosen)
+    shared = {
+        "salutation": salutation,
+        "closing": closing,
+        "contact": person,
+        "today": today,
+        "statement": {"title": source.title},
+    }
+    subject_source, body_source = source.text(chosen)
+
+    subject = ""
+    try:
+        subject = render(
+            subject_source,
+            {
+                **shared,
+                "address_block": ", ".join(address),
+                "signatories": "; ".join(line for line in block.lines if line),
+            },
+            html=False,
+            lang=chosen,
+        )
+    except RenderError as error:
+        problems.append(_render_problem("subject", error))
+    else:
+        if _HEADER_BREAK.search(subject):
+            problems.append(
+                LetterProblem(
+                    "error",
+                    "header_injection",
+                    "the subject contains a line break or control character once merged; "
+                    "a value it prints must be on one line",
+                )
+            )
+        elif len(subject) > MAX_SUBJECT:
+            problems.append(
+                LetterProblem(
+                    "error",
+                    "render_error",
+                    f"subject: {len(subject)} characters once merged; the limit is {MAX_SUBJECT}",
+                )
+            )
+        elif not subject.strip():
+            problems.append(LetterProblem("warning", "empty_subject", "the subject is empty"))
+
+    html_body = text_body = ""
+    try:
+        body = render_body(
+            body_source,
+            {**shared, "address_block": "\n".join(address), "signatories": block.markdown},
+            lang=chosen,
+        )
+    except RenderError as error:
+        problems.append(_render_problem("body", error))
+    else:
+        html_body, text_body = body.html, body.text
+
+    return RenderedLetter(
+        statement_id=source.statement_id,
+        statement_version=source.version,
+        contact_id=getattr(contact, "id", None),
+        language=chosen,
+        to_name=person["full_name"]
+        or " ".join(person["position_title"].split())
+        or " ".join(person["organisation"].split()),
+        to_address=email,
+        cc_addresses=tuple(_field(contact, "cc_emails").split()),
+        subject=subject,
+        html_body=html_body,
+        text_body=text_body,
+        salutation=salutation,
+        closing=closing,
+        address_block=address,
+        signatory_lines=block.lines,
+        problems=tuple(problems),
+        letter_date=today,
+    )
