@@ -9,7 +9,10 @@ from typing import Any
 from flask import Flask
 
 from campaign.config import PROJECT_ROOT, Config
-from campaign.extensions import csrf, db, login_manager, mail, migrate
+from campaign.extensions import csrf, db, login_manager, migrate
+
+# Not bound as `mail`: in this package that name is the campaign.mail module.
+from campaign.extensions import mail as mail_extension
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
@@ -52,7 +55,7 @@ def _init_extensions(app: Flask) -> None:
     migrate.init_app(
         app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True, compare_type=True
     )
-    mail.init_app(app)
+    mail_extension.init_app(app)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"

@@ -43,6 +43,12 @@ class Config:
     MAIL_USERNAME: str = ""
     MAIL_PASSWORD: str = ""
     MAIL_DEFAULT_SENDER: str = "Campaign <campaign@localhost>"
+    # Whether the SMTP relay takes 8-bit bodies (8BITMIME); off: quoted-printable/base64.
+    MAIL_EIGHT_BIT: bool = True
+    # Right-hand side of every Message-ID (empty: the sender address's domain).
+    MESSAGE_ID_DOMAIN: str = ""
+    # The letterhead of e-mails and PDFs (empty: the sender's display name).
+    ORGANISATION_NAME: str = ""
     # Where the development SMTP sink stores what it receives (empty: instance/devmail).
     DEVMAIL_PATH: str = ""
     # Session cookies are marked Secure unless the app runs in debug over plain HTTP.
