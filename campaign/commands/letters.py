@@ -1,0 +1,143 @@
+"""Letter commands: `campaign check` (the pre-send report over an audience)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import NoReturn
+
+import click
+from flask import Flask
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(check_command)
+    app.cli.add_command(render_command)
+
+
+def _fail(message: str) -> NoReturn:
+    """Stop with exit status 2: the command was asked for something that does not exist."""
+    click.echo(f"Error: {message}", err=True)
+    raise click.exceptions.Exit(2)
+
+
+@click.command("check")
+@click.argument("statement_id", type=int)
+@click.option("--list", "list_name", default=None, help="Check the members of this list.")
+@click.option("--segment", "segment_name", default=None, help="Check the contacts of a segment.")
+@click.option("--lang", "language", default=None, help="Check everybody's letter in this language.")
+def check_command(
+    statement_id: int, list_name: str | None, segment_name: str | None, language: str | None
+) -> None:
+    """Render STATEMENT_ID for every recipient and print what is wrong; nothing is sent.
+
+    One line per problem ("address — code: message"), then a summary line. Exits 0 when
+    there are no errors (warnings allowed), 1 when some letter has an error, 2 when the
+    statement, list or segment does not exist.
+    """
+    from sqlalchemy import func, select
+
+    from campaign.extensions import db
+    from campaign.letters.letter import LanguageUnavailable
+    from campaign.models import Segment, Statement
+    from campaign.services import lists, presend, segments
+
+    if (list_name is None) == (segment_name is None):
+        _fail("name the recipients with --list NAME or --segment NAME (one of them)")
+    statement = db.session.get(Statement, statement_id)
+    if statement is None:
+        _fail(f"there is no statement {statement_id}")
+    if list_name is not None:
+        contact_list = lists.find_list(list_name)
+        if contact_list is None:
+            _fail(f"there is no list called {list_name!r}")
+        audience = lists.members_query(contact_list)
+    else:
+        cleaned = " ".join(str(segment_name).split()).lower()
+        segment = db.session.scalar(select(Segment).where(func.lower(Segment.name) == cleaned))
+        if segment is None:
+            _fail(f"there is no segment called {segment_name!r}")
+        audience = segments.contacts_matching(segment.definition)
+    try:
+        report = presend.check_audience(statement, audience, language=language)
+    except LanguageUnavailable as error:
+        _fail(str(error))
+    finally:
+        db.session.rollback()  # the check writes nothing; make sure nothing is left pending
+    for item in report.problems:
+        click.echo(f"{item.who} — {item.problem.code}: {item.problem.message}")
+    click.echo(report.summary())
+    raise click.exceptions.Exit(1 if report.has_errors else 0)
+
+
+@click.command("render")
+@click.argument("statement_id", type=int)
+@click.argument("contact_email")
+@click.option("--lang", "language", default=None, help="Write the letter in this language.")
+def render_command(statement_id: int, contact_email: str, language: str | None) -> None:
+    """Print the message STATEMENT_ID makes for CONTACT_EMAIL exactly as it would be sent.
+
+    Headers and MIME body, CRLF line ends, to stdout; problems go to stderr. Without
+    --lang the language is the first of the contact's that the statement has. Exits 1
+    when the letter has an error (nothing printed), 2 when something does not exist.
+    """
+    from flask import current_app
+
+    from campaign.extensions import db
+    from campaign.letters.letter import LanguageUnavailable, letter_source, render_letter
+    from campaign.mail import Attachment, MessageError, build_message, organisation_name
+    from campaign.models import Statement
+    from campaign.services.contacts import find_by_email
+
+    try:
+        statement = db.session.get(Statement, statement_id)
+        if statement is None:
+            _fail(f"there is no statement {statement_id}")
+        contact = find_by_email(contact_email)
+        if contact is None:
+            _fail(f"there is no contact with the address {contact_email!r}")
+        source = letter_source(statement)
+        try:
+            letter = render_letter(source, contact, language=language)
+        except LanguageUnavailable as error:
+            _fail(str(error))
+        for problem in letter.problems:
+            click.echo(f"{problem.severity}: {problem.code}: {problem.message}", err=True)
+        if letter.has_errors:
+            click.echo("Error: the letter cannot be sent as it is; nothing printed", err=True)
+            raise click.exceptions.Exit(1)
+        sender = str(current_app.config["MAIL_DEFAULT_SENDER"])
+        organisation = organisation_name(sender)
+        attachments = []
+        if source.snapshot.get("is_pdf_attached"):
+            from campaign.letters.pdf import PdfError, letter_pdf
+
+            try:
+                pdf = letter_pdf(
+                    letter, organisation=organisation, letter_date=letter.letter_date or _today()
+                )
+            except PdfError as error:
+                click.echo(f"Error: {error}", err=True)
+                raise click.exceptions.Exit(1) from None
+            attachments.append(Attachment(_pdf_name(source.title), "application/pdf", pdf))
+        try:
+            data = build_message(
+                letter, sender=sender, attachments=attachments, organisation=organisation
+            )
+        except MessageError as error:
+            click.echo(f"Error: {error}", err=True)
+            raise click.exceptions.Exit(1) from None
+    finally:
+        db.session.rollback()  # rendering writes nothing
+    stdout = click.get_binary_stream("stdout")
+    stdout.write(data)
+    stdout.flush()
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _pdf_name(title: str) -> str:
+    # A file name readers recognise, without characters file systems refuse.
+    cleaned = "".join(c for c in title if c.isalnum() or c in " -_.,()").strip()
+    return (cleaned[:80].strip() or "letter") + ".pdf"

@@ -1,0 +1,135 @@
+"""The pre-send check: every recipient rendered, problems per contact, nothing written."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from campaign.extensions import db
+from campaign.letters.letter import LanguageUnavailable
+from campaign.models import AuditEvent, Contact, StatementVersion
+from campaign.services import lists, presend, statements
+from campaign.services.contacts import create_contact
+
+BODY = "{{ salutation }}\n\nText for {{ contact.organisation }}.\n\n{{ closing }}\n"
+
+
+def _statement() -> Any:
+    statement = statements.create_statement("Joint letter", language="en", subject="S", body=BODY)
+    statements.set_text(statement, language="fr", subject="O", body=BODY)
+    return statement
+
+
+def _raw_contact(email: str, **fields: Any) -> Contact:
+    # Straight into the table, as an old import or a script could have left it.
+    contact = Contact(email=email, email_key=email.lower() or f"blank-{len(fields)}", **fields)
+    db.session.add(contact)
+    return contact
+
+
+def test_the_check_reports_each_recipients_problems_and_a_summary(app: Flask) -> None:
+    statement = _statement()
+    create_contact(
+        {
+            "email": "fr@example.org",
+            "given_name": "Marie",
+            "family_name": "Dupont",
+            "languages": "fr",
+        }
+    )
+    create_contact(
+        {"email": "de@example.org", "given_name": "Max", "family_name": "Müller", "languages": "de"}
+    )
+    create_contact(
+        {
+            "email": "sr@example.org",
+            "position_title": "Special Rapporteur",
+            "role_type": "un_sr",
+            "languages": "ru",
+        }
+    )
+    create_contact(
+        {
+            "email": "amb@example.org",
+            "given_name": "Anna",
+            "role_type": "ambassador",
+            "grammatical_gender": "f",
+            "languages": "en",
+        }
+    )
+    _raw_contact("", given_name="No", family_name="Nomail", languages="en")
+    _raw_contact(
+        "cr@example.org",
+        given_name="Eve",
+        family_name="Evil\r\nBcc: x@evil.example",
+        languages="en",
+    )
+    contact_list = lists.create_list("Partners")
+    lists.add_matching(contact_list, select(Contact))
+    db.session.commit()
+
+    report = presend.check_audience(
+        statement, lists.members_query(contact_list), today=dt.date(2026, 12, 10)
+    )
+    assert report.checked == 6
+    found = {(p.who, p.problem.code, p.problem.severity) for p in report.problems}
+    nomail = db.session.scalar(select(Contact.id).where(Contact.family_name == "Nomail"))
+    assert found == {
+        ("de@example.org", "language_fallback", "warning"),
+        ("sr@example.org", "language_fallback", "warning"),
+        ("amb@example.org", "missing_name_part", "warning"),
+        (f"contact #{nomail}", "no_email", "error"),
+        ("cr@example.org", "header_injection", "error"),
+    }
+    assert (report.errors, report.warnings, report.contacts_with_errors) == (2, 3, 2)
+    assert report.codes["language_fallback"] == 2
+    assert report.languages == {"en": 5, "fr": 1}
+    assert report.has_errors
+    assert report.summary() == "checked 6 recipients: 2 errors, 3 warnings"
+
+
+def test_the_check_flags_un_language_and_writes_nothing(app: Flask) -> None:
+    statement = statements.create_statement("Letter", language="ru", subject="Т", body=BODY)
+    create_contact(
+        {"email": "wg@example.org", "organisation": "WGAD", "role_type": "un_wg", "languages": "ru"}
+    )
+    db.session.commit()
+    before = (
+        db.session.scalar(select(func.count(StatementVersion.id))),
+        db.session.scalar(select(func.count(AuditEvent.id))),
+    )
+    report = presend.check_audience(statement, select(Contact))
+    assert [p.problem.code for p in report.problems] == ["un_language"]
+    assert not report.has_errors
+    assert not db.session.new and not db.session.dirty
+    db.session.commit()
+    after = (
+        db.session.scalar(select(func.count(StatementVersion.id))),
+        db.session.scalar(select(func.count(AuditEvent.id))),
+    )
+    assert before == after
+
+
+def test_a_broken_letter_for_one_contact_does_not_stop_the_check(app: Flask) -> None:
+    statement = statements.create_statement(
+        "Letter", language="en", subject="S", body="{{ 100 // contact.family_name|length }}\n"
+    )
+    create_contact({"email": "a@example.org", "family_name": "Long", "languages": "en"})
+    create_contact({"email": "b@example.org", "organisation": "No name", "languages": "en"})
+    db.session.commit()
+    report = presend.check_audience(statement, select(Contact))
+    assert report.checked == 2
+    [problem] = report.problems
+    assert problem.email == "b@example.org" and problem.problem.code == "render_error"
+
+
+def test_a_forced_language_the_statement_lacks_is_refused_before_rendering(app: Flask) -> None:
+    statement = _statement()
+    db.session.commit()
+    with pytest.raises(LanguageUnavailable):
+        presend.check_audience(statement, [], language="ru")
+    assert presend.check_audience(statement, [], language="fr").checked == 0
