@@ -11,6 +11,7 @@ from campaign.models.contact import (
     Style,
 )
 from campaign.models.contact_import import ContactImport, ImportMapping, ImportStatus
+from campaign.models.salutation_rule import SalutationRule, SalutationSetting
 from campaign.models.statement import (
     PublishAs,
     Signatory,
@@ -37,6 +38,8 @@ __all__ = [
     "Role",
     "RolePolicy",
     "RoleType",
+    "SalutationRule",
+    "SalutationSetting",
     "Segment",
     "Signatory",
     "SignatoryKind",

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import re
+import uuid
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
+from flask import current_app
 from sqlalchemy import func, select
 
 from campaign.extensions import db
@@ -15,6 +21,7 @@ from campaign.models import (
     Signatory,
     SignatoryKind,
     Statement,
+    StatementAttachment,
     StatementStatus,
     StatementText,
     StatementVersion,
@@ -35,7 +42,25 @@ _FRONT_MATTER_KEYS = ("title", "subject", "lang")
 
 
 class StatementError(ValueError):
-    """A statement change that cannot be saved, with a message for its author."""
+    """A statement change that cannot be saved, with a message for its author.
+
+    `field` names the form field at fault ("subject", "body"; "" when none) and `line` the
+    template line, so a page can show the message beside what was typed; `problems` lists
+    one message per bad line of a paste.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str = "",
+        line: int | None = None,
+        problems: list[str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.line = line
+        self.problems = problems or [message]
 
 
 @dataclass(frozen=True)
@@ -79,7 +104,9 @@ def clean_language(tag: str) -> str:
     """Canonical BCP 47 form (language lower-case, region upper-case) or StatementError."""
     raw = tag.strip()
     if not _BCP47.match(raw):
-        raise StatementError(f"{raw!r} is not a language tag such as en, fr, ru or pt-BR")
+        raise StatementError(
+            f"{raw!r} is not a language tag such as en, fr, ru or pt-BR", field="language"
+        )
     parts = raw.split("-")
     return "-".join([parts[0].lower(), *[p.upper() if len(p) == 2 else p for p in parts[1:]]])
 
@@ -91,7 +118,11 @@ def check_statement_template(source: str, *, field: str) -> None:
     try:
         check_template(source, allowed_variables=set(TEMPLATE_VARIABLES))
     except TemplateRefused as refused:
-        raise StatementError(f"The {field} cannot be saved: {refused}") from None
+        raise StatementError(
+            f"The {field} cannot be saved: {refused}",
+            field=field.rsplit(" ", 1)[-1],
+            line=refused.line,
+        ) from None
 
 
 def create_statement(
@@ -129,14 +160,19 @@ def set_text(
 def _apply_text(statement: Statement, language: str, subject: str, body: str) -> None:
     if len(subject) > MAX_SUBJECT:
         raise StatementError(
-            f"The subject is {len(subject)} characters; the limit is {MAX_SUBJECT}."
+            f"The subject is {len(subject)} characters; the limit is {MAX_SUBJECT}.",
+            field="subject",
         )
     if re.search(r"[\r\n\x00]", subject):
-        raise StatementError("The subject must be one line (it becomes a mail header).")
+        raise StatementError(
+            "The subject must be one line (it becomes a mail header).", field="subject"
+        )
     if len(body) > MAX_BODY:
-        raise StatementError(f"The body is {len(body)} characters; the limit is {MAX_BODY}.")
+        raise StatementError(
+            f"The body is {len(body)} characters; the limit is {MAX_BODY}.", field="body"
+        )
     if not body.strip():
-        raise StatementError(f"The {language} body is empty.")
+        raise StatementError(f"The {language} body is empty.", field="body")
     check_statement_template(subject, field=f"{language} subject")
     check_statement_template(body, field=f"{language} body")
     text = statement.text_for(language)
@@ -149,9 +185,13 @@ def _apply_text(statement: Statement, language: str, subject: str, body: str) ->
 def _clean_title(title: str) -> str:
     cleaned = " ".join(title.split())
     if not cleaned:
-        raise StatementError("A statement needs a title (front matter `title:` or a `# heading`).")
+        raise StatementError(
+            "A statement needs a title (front matter `title:` or a `# heading`).", field="title"
+        )
     if len(cleaned) > MAX_TITLE:
-        raise StatementError(f"The title is {len(cleaned)} characters; the limit is {MAX_TITLE}.")
+        raise StatementError(
+            f"The title is {len(cleaned)} characters; the limit is {MAX_TITLE}.", field="title"
+        )
     return cleaned
 
 
@@ -172,6 +212,10 @@ def snapshot(statement: Statement) -> dict[str, Any]:
         "texts": {t.language: {"subject": t.subject, "body": t.body} for t in statement.texts},
         "languages": statement.languages,
         "signatories": [signatory_as_dict(s) for s in statement.signatories],
+        "attachments": [
+            {"filename": a.filename, "sha256": a.sha256, "size_bytes": a.size_bytes}
+            for a in attachments_of(statement)
+        ],
     }
 
 
@@ -248,8 +292,8 @@ def _clean_signatory(data: Mapping[str, str]) -> dict[str, str]:
         values[name] = value
     if not values["name"]:
         raise StatementError("A signatory needs a name.")
-    kind = str(data.get("kind", SignatoryKind.ORGANISATION.value)).strip().lower()
-    publish_as = str(data.get("publish_as", PublishAs.FULL.value)).strip().lower()
+    kind = str(data.get("kind") or SignatoryKind.ORGANISATION.value).strip().lower()
+    publish_as = str(data.get("publish_as") or PublishAs.FULL.value).strip().lower()
     if kind not in {k.value for k in SignatoryKind}:
         raise StatementError(f"{kind!r} is not a signatory kind (organisation or individual).")
     if publish_as not in {p.value for p in PublishAs}:
@@ -266,3 +310,270 @@ def _public_label(signatory: Signatory) -> str:
     if signatory.publish_as == PublishAs.WITHHELD.value:
         return "name withheld"
     return signatory.name
+
+
+# --- Editing from the statement pages ------------------------------------------------------
+
+
+def set_title(statement: Statement, title: str, *, actor: User | None = None) -> bool:
+    """Rename the statement; records a version when the title changes."""
+    cleaned = _clean_title(title)
+    if cleaned == statement.title:
+        return False
+    statement.title = cleaned
+    db.session.flush()
+    record_version(statement, "title changed", actor=actor)
+    return True
+
+
+def update_signatory(
+    signatory: Signatory, data: Mapping[str, str], *, actor: User | None = None
+) -> bool:
+    """Replace a co-signer's details; records a version when anything changed."""
+    values = _clean_signatory(data)
+    if all(getattr(signatory, name) == value for name, value in values.items()):
+        return False
+    for name, value in values.items():
+        setattr(signatory, name, value)
+    db.session.flush()
+    record_version(
+        signatory.statement, f"signatory edited: {_public_label(signatory)}", actor=actor
+    )
+    return True
+
+
+def move_signatory(signatory: Signatory, offset: int, *, actor: User | None = None) -> bool:
+    """Move a co-signer up (-1) or down (+1) the list; records a version when it moved."""
+    statement = signatory.statement
+    ordered = list(statement.signatories)
+    index = ordered.index(signatory)
+    target = index + offset
+    if offset not in (-1, 1) or not 0 <= target < len(ordered):
+        return False
+    ordered[index], ordered[target] = ordered[target], ordered[index]
+    _renumber(ordered)
+    db.session.flush()
+    db.session.expire(statement, ["signatories"])
+    direction = "up" if offset < 0 else "down"
+    record_version(
+        statement, f"signatory moved {direction}: {_public_label(signatory)}", actor=actor
+    )
+    return True
+
+
+def remove_signatory(signatory: Signatory, *, actor: User | None = None) -> None:
+    """Remove a co-signer; records a version and an audit event."""
+    statement = signatory.statement
+    label = _public_label(signatory)
+    statement.signatories.remove(signatory)
+    _renumber(statement.signatories)
+    db.session.flush()
+    record_version(statement, f"signatory removed: {label}", actor=actor)
+    record_event(
+        "statement.signatory.delete",
+        actor=actor,
+        target_type="statement",
+        target_id=statement.id,
+        detail={"signatory": label},
+    )
+
+
+def _renumber(signatories: list[Signatory]) -> None:
+    for position, signatory in enumerate(signatories):
+        signatory.position = position
+
+
+PASTE_FORMATS = {
+    SignatoryKind.ORGANISATION.value: "Name (ACRONYM), Country, based in exile in Country",
+    SignatoryKind.INDIVIDUAL.value: "Name, role, organisation, country",
+}
+_ACRONYM = re.compile(r"^(?P<name>.*?)\s*\((?P<acronym>[^()]{1,50})\)$")
+_EXILE = re.compile(r"^(?:based\s+)?in\s+exile\s+in\s+", re.IGNORECASE)
+MAX_PASTE_LINES = 500
+
+
+def parse_signatory_lines(
+    text: str, *, kind: str, publish_as: str = PublishAs.FULL.value, group_label: str = ""
+) -> list[dict[str, str]]:
+    """Read pasted co-signers, one a line, in the format of `PASTE_FORMATS[kind]`.
+
+    Blank lines are skipped; a line ending in a colon ("Individuals:") becomes the group
+    label of the lines after it. Raises StatementError listing every bad line by number.
+    """
+    if kind not in PASTE_FORMATS:
+        raise StatementError(f"{kind!r} is not a signatory kind (organisation or individual).")
+    rows: list[dict[str, str]] = []
+    problems: list[str] = []
+    lines = text.splitlines()
+    if len(lines) > MAX_PASTE_LINES:
+        raise StatementError(f"Paste at most {MAX_PASTE_LINES} lines at a time.")
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.endswith(":") and "," not in line:
+            group_label = line[:-1].strip()
+            continue
+        parts = [part.strip() for part in line.split(",")]
+        data: dict[str, str] = {"kind": kind, "publish_as": publish_as, "group_label": group_label}
+        if kind == SignatoryKind.ORGANISATION.value:
+            if len(parts) > 3:
+                problems.append(
+                    f"Line {number}: {len(parts)} parts separated by commas; an organisation "
+                    f"line has at most 3 ({PASTE_FORMATS[kind]}): {line!r}"
+                )
+                continue
+            name, country, exile = [*parts, "", ""][:3]
+            match = _ACRONYM.match(name)
+            if match:
+                name, data["acronym"] = match.group("name"), match.group("acronym").strip()
+            if exile and not _EXILE.match(exile):
+                problems.append(
+                    f"Line {number}: the third part must read 'based in exile in Country', "
+                    f"found {exile!r}"
+                )
+                continue
+            data.update(name=name, country=country, exile_country=_EXILE.sub("", exile))
+        else:
+            if len(parts) > 4:
+                problems.append(
+                    f"Line {number}: {len(parts)} parts separated by commas; an individual "
+                    f"line has at most 4 ({PASTE_FORMATS[kind]}): {line!r}"
+                )
+                continue
+            name, role, organisation, country = [*parts, "", "", ""][:4]
+            data.update(name=name, role=role, organisation=organisation, country=country)
+        try:
+            rows.append({**data, **_clean_signatory(data)})
+        except StatementError as error:
+            problems.append(f"Line {number}: {error}")
+    if problems:
+        raise StatementError(" ".join(problems), problems=problems)
+    if not rows:
+        raise StatementError("Nothing to add: paste one signatory a line.")
+    return rows
+
+
+def add_signatories(
+    statement: Statement, rows: list[dict[str, str]], *, actor: User | None = None
+) -> list[Signatory]:
+    """Add several co-signers at the end of the list in one version."""
+    added: list[Signatory] = []
+    for data in rows:
+        signatory = Signatory(position=len(statement.signatories), **_clean_signatory(data))
+        statement.signatories.append(signatory)
+        added.append(signatory)
+    db.session.flush()
+    record_version(statement, f"{len(added)} signatories added", actor=actor)
+    return added
+
+
+# --- Attachments -----------------------------------------------------------------------------
+
+ATTACHMENT_MAX_BYTES = 10 * 1024 * 1024
+ATTACHMENT_TYPES = {
+    "pdf": "application/pdf",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+}
+_UNSAFE_FILENAME = re.compile(r"[^\w.\- ()]+", re.UNICODE)
+
+
+def attachments_of(statement: Statement) -> list[StatementAttachment]:
+    return list(
+        db.session.scalars(
+            select(StatementAttachment)
+            .where(StatementAttachment.statement_id == statement.id)
+            .order_by(StatementAttachment.id)
+        )
+    )
+
+
+def attachment_folder() -> Path:
+    return Path(current_app.instance_path) / "attachments"
+
+
+def attachment_file(attachment: StatementAttachment) -> Path:
+    """The stored file, refusing any stored path that leads outside the attachments folder."""
+    folder = attachment_folder().resolve()
+    path = (folder / attachment.stored_path).resolve()
+    if not path.is_relative_to(folder):
+        raise StatementError("The attachment's stored path is outside the attachments folder.")
+    return path
+
+
+def sniff_attachment(head: bytes, data: IO[bytes]) -> str:
+    """Return 'pdf' or 'docx' from the file's content (never its name) or StatementError."""
+    if head.startswith(b"%PDF-"):
+        return "pdf"
+    if head.startswith(b"PK\x03\x04"):
+        data.seek(0)
+        try:
+            with zipfile.ZipFile(data) as archive:
+                names = set(archive.namelist())
+        except (zipfile.BadZipFile, OSError, ValueError):
+            names = set()
+        if "[Content_Types].xml" in names and "word/document.xml" in names:
+            return "docx"
+    raise StatementError(
+        "Only PDF and Word (.docx) files can be attached; this file is neither "
+        "(judged by its content, not its name)."
+    )
+
+
+def add_attachment(
+    statement: Statement,
+    filename: str,
+    stream: IO[bytes],
+    *,
+    max_bytes: int = ATTACHMENT_MAX_BYTES,
+    actor: User | None = None,
+) -> StatementAttachment:
+    """Store an uploaded PDF or DOCX under the instance folder; records a version."""
+    data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise StatementError(
+            f"The file is larger than {max_bytes // (1024 * 1024)} MB; attach a smaller one."
+        )
+    if not data:
+        raise StatementError("The file is empty.")
+    kind = sniff_attachment(data[:8], io.BytesIO(data))
+    stem = _UNSAFE_FILENAME.sub("_", Path(filename or "attachment").stem).strip("._ ")[:200]
+    shown = f"{stem or 'attachment'}.{kind}"
+    stored = Path(str(statement.id)) / f"{uuid.uuid4().hex}.{kind}"
+    target = attachment_folder() / stored
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    attachment = StatementAttachment(
+        statement_id=statement.id,
+        filename=shown,
+        content_type=ATTACHMENT_TYPES[kind],
+        size_bytes=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        stored_path=stored.as_posix(),
+    )
+    db.session.add(attachment)
+    db.session.flush()
+    record_version(statement, f"attachment added: {shown}", actor=actor)
+    return attachment
+
+
+def remove_attachment(attachment: StatementAttachment, *, actor: User | None = None) -> Path:
+    """Delete the attachment's row (version + audit event); return its file for the caller.
+
+    The caller deletes the file after committing, so a rolled-back request keeps it.
+    """
+    statement = db.session.get(Statement, attachment.statement_id)
+    path = attachment_file(attachment)
+    name = attachment.filename
+    db.session.delete(attachment)
+    db.session.flush()
+    if statement is not None:
+        record_version(statement, f"attachment removed: {name}", actor=actor)
+    record_event(
+        "statement.attachment.delete",
+        actor=actor,
+        target_type="statement",
+        target_id=attachment.statement_id,
+        detail={"filename": name, "sha256": attachment.sha256},
+    )
+    return path

@@ -10,9 +10,31 @@ from campaign.web.access import enforce_access_policies
 
 
 def register_blueprints(app: Flask) -> None:
-    from campaign.web import audiences, audit, auth, contacts, devmail, home, imports, users
+    from campaign.web import (
+        audiences,
+        audit,
+        auth,
+        contacts,
+        devmail,
+        home,
+        imports,
+        salutations,
+        statements,
+        users,
+    )
 
-    for module in (auth, home, devmail, imports, contacts, audiences, users, audit):
+    for module in (
+        auth,
+        home,
+        devmail,
+        imports,
+        contacts,
+        audiences,
+        statements,
+        salutations,
+        users,
+        audit,
+    ):
         app.register_blueprint(module.bp)
     enforce_access_policies(app)
     _add_security_headers(app)
@@ -86,6 +108,8 @@ def _register_template_helpers(app: Flask) -> None:
     nav = [
         ("contacts.index", "Contacts", Role.VIEWER),
         ("audiences.index", "Lists & segments", Role.VIEWER),
+        ("statements.index", "Statements", Role.VIEWER),
+        ("salutations.index", "Salutations", Role.ADMIN),
         ("imports.new", "Import", Role.EDITOR),
         ("devmail.index", "Dev mailbox", Role.VIEWER),
         ("users.index", "Users", Role.ADMIN),

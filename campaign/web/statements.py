@@ -1,0 +1,519 @@
+"""Statement pages: list, create, texts per language, status, versions, signatories, files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_login import current_user
+from sqlalchemy import func, select
+
+from campaign.extensions import db
+from campaign.models import (
+    PublishAs,
+    Role,
+    Signatory,
+    SignatoryKind,
+    Statement,
+    StatementAttachment,
+    StatementStatus,
+    StatementVersion,
+    User,
+)
+from campaign.services import statements as statement_service
+from campaign.services.statements import PASTE_FORMATS, StatementError
+from campaign.web.access import allow
+
+bp = Blueprint("statements", __name__, url_prefix="/statements")
+
+SIGNATORY_FIELDS = ("name", "acronym", "role", "organisation", "country", "exile_country")
+SIGNATORY_LABELS = {
+    "name": "Name",
+    "acronym": "Acronym",
+    "role": "Role",
+    "organisation": "Organisation",
+    "country": "Country",
+    "exile_country": "Based in exile in",
+    "group_label": "Group",
+    "kind": "Kind",
+    "publish_as": "Publish as",
+}
+PUBLISH_LABELS = {
+    PublishAs.FULL.value: "Full",
+    PublishAs.ORGANISATION_ONLY.value: "Organisation only",
+    PublishAs.WITHHELD.value: "Name withheld for security reasons",
+}
+WITHHELD = "[name withheld]"
+
+
+def _me() -> User:
+    user: User = current_user._get_current_object()
+    return user
+
+
+def _get_statement(statement_id: int) -> Statement:
+    statement = db.session.get(Statement, statement_id)
+    if statement is None:
+        abort(404)
+    return statement
+
+
+def _get_signatory(statement: Statement, signatory_id: int) -> Signatory:
+    signatory = db.session.get(Signatory, signatory_id)
+    if signatory is None or signatory.statement_id != statement.id:
+        abort(404)
+    return signatory
+
+
+def _get_attachment(statement: Statement, attachment_id: int) -> StatementAttachment:
+    attachment = db.session.get(StatementAttachment, attachment_id)
+    if attachment is None or attachment.statement_id != statement.id:
+        abort(404)
+    return attachment
+
+
+@bp.route("/")
+@allow(Role.VIEWER)
+def index() -> Any:
+    signers = (
+        select(Signatory.statement_id, func.count(Signatory.id).label("n"))
+        .group_by(Signatory.statement_id)
+        .subquery()
+    )
+    changed = (
+        select(StatementVersion.statement_id, func.max(StatementVersion.created_at).label("at"))
+        .group_by(StatementVersion.statement_id)
+        .subquery()
+    )
+    rows = db.session.execute(
+        select(Statement, func.coalesce(signers.c.n, 0), changed.c.at)
+        .outerjoin(signers, signers.c.statement_id == Statement.id)
+        .outerjoin(changed, changed.c.statement_id == Statement.id)
+        .order_by(Statement.id.desc())
+    ).all()
+    return render_template("statements/index.html", rows=rows)
+
+
+def _text_form(source: Any) -> dict[str, str]:
+    return {name: str(source.get(name, "") or "") for name in ("language", "subject", "body")}
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@allow(Role.EDITOR)
+def create() -> Any:
+    values = {"title": "", "language": "en", "subject": "", "body": ""}
+    if request.method == "GET":
+        return render_template("statements/new.html", values=values, errors={})
+    values = {"title": request.form.get("title", ""), **_text_form(request.form)}
+    try:
+        statement = statement_service.create_statement(
+            values["title"],
+            language=values["language"],
+            subject=values["subject"],
+            body=values["body"],
+            actor=_me(),
+        )
+    except StatementError as error:
+        db.session.rollback()
+        errors = {error.field or "title": str(error)}
+        return render_template("statements/new.html", values=values, errors=errors), 422
+    db.session.commit()
+    flash(f"Statement “{statement.title}” created as a draft.", "success")
+    return redirect(url_for("statements.show", statement_id=statement.id))
+
+
+def _render_show(
+    statement: Statement,
+    language: str | None = None,
+    *,
+    forms: dict[str, dict[str, str]] | None = None,
+    errors: dict[str, Any] | None = None,
+    status: int = 200,
+) -> Any:
+    languages = statement.languages
+    if language not in languages:
+        language = languages[0] if languages else None
+    text = statement.text_for(language) if language else None
+    forms = dict(forms or {})
+    if "text" not in forms and text is not None:
+        forms["text"] = {"subject": text.subject, "body": text.body}
+    versions = statement.versions
+    return (
+        render_template(
+            "statements/show.html",
+            statement=statement,
+            signatory=None,
+            language=language,
+            text=text,
+            forms=forms,
+            errors=errors or {},
+            signatories=statement.signatories,
+            attachments=statement_service.attachments_of(statement),
+            last_version=versions[-1] if versions else None,
+            statuses=[s.value for s in StatementStatus],
+            kinds=[k.value for k in SignatoryKind],
+            publish_labels=PUBLISH_LABELS,
+            paste_formats=PASTE_FORMATS,
+            fields=SIGNATORY_FIELDS,
+            labels=SIGNATORY_LABELS,
+            max_mb=statement_service.ATTACHMENT_MAX_BYTES // (1024 * 1024),
+        ),
+        status,
+    )
+
+
+@bp.route("/<int:statement_id>")
+@allow(Role.VIEWER)
+def show(statement_id: int) -> Any:
+    return _render_show(_get_statement(statement_id), request.args.get("lang"))
+
+
+def _refused(
+    statement_id: int,
+    language: str | None,
+    form: str,
+    values: dict[str, str],
+    error: StatementError,
+) -> Any:
+    db.session.rollback()
+    statement = _get_statement(statement_id)
+    errors = {form: {"field": error.field, "message": str(error), "problems": error.problems}}
+    return _render_show(statement, language, forms={form: values}, errors=errors, status=422)
+
+
+@bp.route("/<int:statement_id>/title", methods=["POST"])
+@allow(Role.EDITOR)
+def rename(statement_id: int) -> Any:
+    statement = _get_statement(statement_id)
+    values = {"title": request.form.get("title", "")}
+    try:
+        changed = statement_service.set_title(statement, values["title"], actor=_me())
+    except StatementError as error:
+        return _refused(statement_id, None, "title", values, error)
+    db.session.commit()
+    flash("Title saved." if changed else "No changes.", "success")
+    return redirect(url_for("statements.show", statement_id=statement.id))
+
+
+@bp.route("/<int:statement_id>/status", methods=["POST"])
+@allow(Role.EDITOR)
+def set_status(statement_id: int) -> Any:
+    statement = _get_statement(statement_id)
+    try:
+        status = StatementStatus(request.form.get("status", ""))
+    except ValueError:
+        abort(400)
+    statement_service.set_status(statement, status, actor=_me())
+    db.session.commit()
+    flash(f"Statement marked {status.value}.", "success")
+    return redirect(url_for("statements.show", statement_id=statement.id))
+
+
+@bp.route("/<int:statement_id>/texts/<language>", methods=["POST"])
+@allow(Role.EDITOR)
+def save_text(statement_id: int, language: str) -> Any:
+    statement = _get_statement(statement_id)
+    if statement.text_for(language) is None:
+        abort(404)
+    values = _text_form(request.form)
+    text = statement.text_for(language)
+    assert text is not None
+    if (text.subject, text.body) == (values["subject"], values["body"]):
+        flash("No changes.", "success")
+        return redirect(url_for("statements.show", statement_id=statement.id, lang=language))
+    try:
+        statement_service.set_text(
+            statement,
+            language=language,
+            subject=values["subject"],
+            body=values["body"],
+            actor=_me(),
+        )
+    except StatementError as error:
+        return _refused(statement_id, language, "text", values, error)
+    db.session.commit()
+    flash(f"The {language} text is saved.", "success")
+    return redirect(url_for("statements.show", statement_id=statement.id, lang=language))
+
+
+@bp.route("/<int:statement_id>/languages", methods=["POST"])
+@allow(Role.EDITOR)
+def add_language(statement_id: int) -> Any:
+    statement = _get_statement(statement_id)
+    values = _text_form(request.form)
+    try:
+        language = statement_service.clean_language(values["language"])
+        if statement.text_for(language) is not None:
+            raise StatementError(
+                f"The statement has a {language} text already; edit it in its tab.",
+                field="language",
+            )
+        statement_service.set_text(
+            statement,
+            language=language,
+            subject=values["subject"],
+            body=values["body"],
+            actor=_me(),
+        )
+    except StatementError as error:
+        return _refused(statement_id, None, "language", values, error)
+    db.session.commit()
+    flash(f"The {language} text is added.", "success")
+    return redirect(url_for("statements.show", statement_id=statement.id, lang=language))
+
+
+# --- Versions ------------------------------------------------------------------------------
+
+
+def _withheld_names(statement: Statement) -> list[str]:
+    """Every name that is, or ever was, withheld on this statement (longest first)."""
+    names = {s.name for s in statement.signatories if s.publish_as == PublishAs.WITHHELD.value}
+    for version in statement.versions:
+        for signer in version.snapshot.get("signatories", []):
+            if signer.get("publish_as") == PublishAs.WITHHELD.value and signer.get("name"):
+                names.add(str(signer["name"]))
+    return sorted((n for n in names if len(n) > 1), key=len, reverse=True)
+
+
+def _redact(text: str, names: list[str]) -> str:
+    for name in names:
+        text = text.replace(name, WITHHELD)
+    return text
+
+
+def _public_snapshot(snapshot: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    signers = []
+    for signer in snapshot.get("signatories", []):
+        shown = dict(signer)
+        if shown.get("publish_as") == PublishAs.WITHHELD.value:
+            shown["name"] = WITHHELD
+        shown = {key: _redact(str(value), names) for key, value in shown.items()}
+        signers.append(shown)
+    return {**snapshot, "signatories": signers}
+
+
+def _authors(versions: list[StatementVersion]) -> dict[int, str]:
+    ids = {v.created_by_id for v in versions if v.created_by_id is not None}
+    if not ids:
+        return {}
+    rows = db.session.execute(select(User.id, User.email).where(User.id.in_(ids)))
+    return {user_id: email for user_id, email in rows}
+
+
+@bp.route("/<int:statement_id>/versions")
+@allow(Role.VIEWER)
+def versions(statement_id: int) -> Any:
+    statement = _get_statement(statement_id)
+    names = _withheld_names(statement)
+    history = list(reversed(statement.versions))
+    summaries = {v.id: _redact(v.change_summary, names) for v in history}
+    return render_template(
+        "statements/versions.html",
+        statement=statement,
+        history=history,
+        summaries=summaries,
+        authors=_authors(history),
+    )
+
+
+@bp.route("/<int:statement_id>/versions/<int:number>")
+@allow(Role.VIEWER)
+def version(statement_id: int, number: int) -> Any:
+    statement = _get_statement(statement_id)
+    found = next((v for v in statement.versions if v.number == number), None)
+    if found is None:
+        abort(404)
+    names = _withheld_names(statement)
+    return render_template(
+        "statements/version.html",
+        statement=statement,
+        version=found,
+        summary=_redact(found.change_summary, names),
+        snapshot=_public_snapshot(found.snapshot, names),
+        author=_authors([found]).get(found.created_by_id or 0, ""),
+        publish_labels=PUBLISH_LABELS,
+    )
+
+
+# --- Signatories ---------------------------------------------------------------------------
+
+
+def _signatory_form(source: Any) -> dict[str, str]:
+    names = (*SIGNATORY_FIELDS, "group_label", "kind", "publish_as")
+    return {name: str(source.get(name, "") or "") for name in names}
+
+
+@bp.route("/<int:statement_id>/signatories", methods=["POST"])
+@allow(Role.EDITOR)
+def add_signatory(statement_id: int) -> Any:
+    statement = _get_statement(statement_id)
+    values = _signatory_form(request.form)
+    try:
+        signatory = statement_service.add_signatory(statement, values, actor=_me())
+    except StatementError as error:
+        return _refused(statement_id, None, "signatory", values, error)
+    db.session.commit()
+    flash(f"Signatory added: {_flash_label(signatory)}.", "success")
+    return redirect(url_for("statements.show", statement_id=statement.id) + "#signatories")
+
+
+def _flash_label(signatory: Signatory) -> str:
+    if signatory.publish_as == PublishAs.WITHHELD.value:
+        return "name withheld"
+    return signatory.name
+
+
+@bp.route("/<int:statement_id>/signatories/paste", methods=["POST"])
+@allow(Role.EDITOR)
+def paste_signatories(statement_id: int) -> Any:
+    statement = _get_statement(statement_id)
+    values = {
+        "lines": request.form.get("lines", ""),
+        "kind": request.form.get("kind", SignatoryKind.ORGANISATION.value),
+        "publish_as": request.form.get("publish_as", PublishAs.FULL.value),
+        "group_label": request.form.get("group_label", ""),
+    }
+    try:
+        rows = statement_service.parse_signatory_lines(
+            values["lines"],
+            kind=values["kind"],
+            publish_as=values["publish_as"],
+            group_label=values["group_label"],
+        )
+        added = statement_service.add_signatories(statement, rows, actor=_me())
+    except StatementError as error:
+        return _refused(statement_id, None, "paste", values, error)
+    db.session.commit()
+    flash(f"{len(added)} signatories added.", "success")
+    return redirect(url_for("statements.show", statement_id=statement.id) + "#signatories")
+
+
+@bp.route("/<int:statement_id>/signatories/<int:signatory_id>/edit", methods=["GET", "POST"])
+@allow(Role.EDITOR)
+def edit_signatory(statement_id: int, signatory_id: int) -> Any:
+    statement = _get_statement(statement_id)
+    signatory = _get_signatory(statement, signatory_id)
+    if request.method == "GET":
+        values = _signatory_form({n: getattr(signatory, n) for n in _signatory_form({})})
+        return _render_signatory_form(statement, signatory, values, "")
+    values = _signatory_form(request.form)
+    try:
+        changed = statement_service.update_signatory(signatory, values, actor=_me())
+    except StatementError as error:
+        db.session.rollback()
+        statement = _get_statement(statement_id)
+        signatory = _get_signatory(statement, signatory_id)
+        return _render_signatory_form(statement, signatory, values, str(error), 422)
+    db.session.commit()
+    flash("Signatory saved." if changed else "No changes.", "success")
+    return redirect(url_for("statements.show", statement_id=statement.id) + "#signatories")
+
+
+def _render_signatory_form(
+    statement: Statement,
+    signatory: Signatory,
+    values: dict[str, str],
+    error: str,
+    status: int = 200,
+) -> Any:
+    return (
+        render_template(
+            "statements/signatory_form.html",
+            statement=statement,
+            signatory=signatory,
+            values=values,
+            error=error,
+            fields=SIGNATORY_FIELDS,
+            labels=SIGNATORY_LABELS,
+            kinds=[k.value for k in SignatoryKind],
+            publish_labels=PUBLISH_LABELS,
+        ),
+        status,
+    )
+
+
+@bp.route("/<int:statement_id>/signatories/<int:signatory_id>/move", methods=["POST"])
+@allow(Role.EDITOR)
+def move_signatory(statement_id: int, signatory_id: int) -> Any:
+    statement = _get_statement(statement_id)
+    signatory = _get_signatory(statement, signatory_id)
+    offset = {"up": -1, "down": 1}.get(request.form.get("direction", ""))
+    if offset is None:
+        abort(400)
+    statement_service.move_signatory(signatory, offset, actor=_me())
+    db.session.commit()
+    return redirect(url_for("statements.show", statement_id=statement.id) + "#signatories")
+
+
+@bp.route("/<int:statement_id>/signatories/<int:signatory_id>/delete", methods=["POST"])
+@allow(Role.EDITOR)
+def remove_signatory(statement_id: int, signatory_id: int) -> Any:
+    statement = _get_statement(statement_id)
+    signatory = _get_signatory(statement, signatory_id)
+    label = _flash_label(signatory)
+    statement_service.remove_signatory(signatory, actor=_me())
+    db.session.commit()
+    flash(f"Signatory removed: {label}.", "success")
+    return redirect(url_for("statements.show", statement_id=statement.id) + "#signatories")
+
+
+# --- Attachments ---------------------------------------------------------------------------
+
+
+@bp.route("/<int:statement_id>/attachments", methods=["POST"])
+@allow(Role.EDITOR)
+def add_attachment(statement_id: int) -> Any:
+    statement = _get_statement(statement_id)
+    upload = request.files.get("file")
+    try:
+        if upload is None or not upload.filename:
+            raise StatementError("Choose a PDF or Word (.docx) file to attach.")
+        attachment = statement_service.add_attachment(
+            statement, upload.filename, upload.stream, actor=_me()
+        )
+    except StatementError as error:
+        return _refused(statement_id, None, "attachment", {}, error)
+    db.session.commit()
+    flash(f"Attached {attachment.filename}.", "success")
+    return redirect(url_for("statements.show", statement_id=statement.id) + "#attachments")
+
+
+@bp.route("/<int:statement_id>/attachments/<int:attachment_id>")
+@allow(Role.VIEWER)
+def download_attachment(statement_id: int, attachment_id: int) -> Any:
+    statement = _get_statement(statement_id)
+    attachment = _get_attachment(statement, attachment_id)
+    try:
+        path = statement_service.attachment_file(attachment)
+    except StatementError:
+        abort(404)
+    if not path.is_file():
+        abort(404)
+    return send_file(
+        path,
+        mimetype=attachment.content_type,
+        as_attachment=True,
+        download_name=attachment.filename,
+    )
+
+
+@bp.route("/<int:statement_id>/attachments/<int:attachment_id>/delete", methods=["POST"])
+@allow(Role.EDITOR)
+def remove_attachment(statement_id: int, attachment_id: int) -> Any:
+    statement = _get_statement(statement_id)
+    attachment = _get_attachment(statement, attachment_id)
+    name = attachment.filename
+    path = statement_service.remove_attachment(attachment, actor=_me())
+    db.session.commit()
+    path.unlink(missing_ok=True)
+    flash(f"Attachment {name} deleted.", "success")
+    return redirect(url_for("statements.show", statement_id=statement.id) + "#attachments")
