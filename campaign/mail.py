@@ -139,8 +139,12 @@ def _q_encode(data: bytes) -> str:
     return "".join(chr(b) if b in _Q_SAFE else ("_" if b == 0x20 else f"={b:02X}") for b in data)
 
 
+_Q_LITERAL = bytes(sorted(_Q_SAFE)) + b" "
+
+
 def _q_length(data: bytes) -> int:
-    return sum(1 if b in _Q_SAFE or b == 0x20 else 3 for b in data)
+    # Each byte that is not written as itself takes three characters (=XX).
+    return len(data) + 2 * len(data.translate(None, _Q_LITERAL))
 
 
 def _encoded_words(text: str, first_budget: int) -> list[str]:
@@ -286,7 +290,10 @@ def _address_header(name: str, mailboxes: Sequence[tuple[str, str]]) -> str:
     return _fold(name, tokens)
 
 
+@lru_cache(maxsize=1024)
 def _parse_mailbox(field: str, value: str) -> tuple[str, str]:
+    # Cached: the sender and the secretariat addresses repeat on every letter, and the
+    # stdlib's address parser is a large part of a message's cost.
     check_header_value(field, value)
     display, address = parseaddr(value)
     if not address or "@" not in address:
@@ -330,7 +337,7 @@ def _body_part(subtype: str, text: str, eight_bit: bool) -> bytes:
     whichever is shorter (the stdlib's rule: QP for mostly-Latin text, base64 for Cyrillic).
     """
     data = _crlf(text).encode("utf-8")
-    long_line = any(len(line) > MAX_LINE for line in data.split(b"\r\n"))
+    long_line = max(map(len, data.split(b"\r\n"))) > MAX_LINE
     if not long_line and b"\x00" not in data and (eight_bit or data.isascii()):
         cte = "7bit" if data.isascii() else "8bit"
     else:
@@ -465,15 +472,20 @@ def organisation_name(sender: str | None = None, settings: Mapping[str, Any] | N
     name = str(settings.get("ORGANISATION_NAME") or "")
     if name:
         return name
-    display, address = parseaddr(sender or str(settings.get("MAIL_DEFAULT_SENDER") or ""))
+    display, address = _split_mailbox(sender or str(settings.get("MAIL_DEFAULT_SENDER") or ""))
     return display or address.rpartition("@")[2] or "Campaign"
+
+
+@lru_cache(maxsize=64)
+def _split_mailbox(value: str) -> tuple[str, str]:
+    return parseaddr(value)
 
 
 def message_id_domain(sender: str, settings: Mapping[str, Any] | None = None) -> str:
     """MESSAGE_ID_DOMAIN, else the sender's domain: never this machine's host name."""
     settings = _settings() if settings is None else settings
     configured = str(settings.get("MESSAGE_ID_DOMAIN") or "")
-    return configured or parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+    return configured or _split_mailbox(sender)[1].rpartition("@")[2] or "localhost"
 
 
 def build_message(

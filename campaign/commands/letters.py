@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, date, datetime
 from typing import NoReturn
 
@@ -128,9 +129,9 @@ def render_command(statement_id: int, contact_email: str, language: str | None) 
             raise click.exceptions.Exit(1) from None
     finally:
         db.session.rollback()  # rendering writes nothing
-    stdout = click.get_binary_stream("stdout")
-    stdout.write(data)
-    stdout.flush()
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)  # the bytes themselves: CRLF, 8-bit, as SMTP gets them
+    sys.stdout.buffer.flush()
 
 
 def _today() -> date:
