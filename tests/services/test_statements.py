@@ -95,3 +95,37 @@ def test_front_matter_and_heading_give_title_subject_and_language() -> None:
     assert statements.parse_markdown_file("# A heading title\n\nText").title == "A heading title"
     with pytest.raises(StatementError, match="line 2"):
         statements.parse_markdown_file("---\nauthor: me\n---\nText")
+
+
+def test_pasted_signatory_lines_are_read_with_groups_and_every_bad_line_is_named(
+    app: Flask,
+) -> None:
+    rows = statements.parse_signatory_lines(
+        "Organisations:\nTurkmen Initiative for Human Rights (TIHR), Turkmenistan, "
+        "based in exile in Austria\n\nOMCT\n",
+        kind="organisation",
+    )
+    assert [(r["name"], r["acronym"], r["exile_country"], r["group_label"]) for r in rows] == [
+        ("Turkmen Initiative for Human Rights", "TIHR", "Austria", "Organisations"),
+        ("OMCT", "", "", "Organisations"),
+    ]
+    with pytest.raises(StatementError) as refused:
+        statements.parse_signatory_lines(
+            "A, b, c, d, e\nGood Name, lawyer\n, role only\n", kind="individual"
+        )
+    assert [p.split(":")[0] for p in refused.value.problems] == ["Line 1", "Line 3"]
+
+
+def test_moving_and_removing_signatories_keeps_positions_and_records_versions(app: Flask) -> None:
+    statement = statements.create_statement("S", language="en", subject="S", body=BODY)
+    for name in ("A", "B", "C"):
+        statements.add_signatory(statement, {"name": name})
+    first, _second, third = statement.signatories
+    assert statements.move_signatory(third, -1)
+    assert not statements.move_signatory(first, -1)  # already at the top
+    statements.remove_signatory(first)
+    db.session.commit()
+    db.session.expire_all()
+    assert [(s.name, s.position) for s in statement.signatories] == [("C", 0), ("B", 1)]
+    assert statement.versions[-1].change_summary == "signatory removed: A"
+    assert [s["name"] for s in statement.versions[-1].snapshot["signatories"]] == ["C", "B"]
