@@ -17,7 +17,7 @@ DAY = dt.date(2026, 12, 10)
     [
         ("en", "10 December 2026"),
         ("fr", "10 décembre 2026"),
-        ("ru", "10 декабря 2026\u202fг."),  # noqa: RUF001
+        ("ru", "10 декабря 2026\u202fг."),
         ("en-US", "December 10, 2026"),
         ("fr-CA", "10 décembre 2026"),
         ("es", "10 de diciembre de 2026"),

@@ -172,8 +172,8 @@ EN_EXCELLENCY = "Please accept, Excellency, the assurances of our highest consid
 FR_HIGHEST = "l'expression de notre très haute considération."
 FR_HIGH = "l'expression de notre haute considération."
 FR_DISTINGUISHED = "l'expression de nos salutations distinguées."
-RU_DEEP = "С глубоким уважением,"  # noqa: RUF001
-RU_PLAIN = "С уважением,"  # noqa: RUF001
+RU_DEEP = "С глубоким уважением,"
+RU_PLAIN = "С уважением,"
 CLOSING_LEVELS: dict[str, tuple[str, str, str]] = {
     # role: (English closing, French level, Russian closing); ambassador without style here.
     "head_of_state": (EN_EXCELLENCY, FR_HIGHEST, RU_DEEP),

@@ -365,7 +365,7 @@ def test_dates_and_numbers_follow_the_letter_language() -> None:
         "10 décembre 2026 | 10/12/2026 | 1\u202f234\u202f567,5"
     )
     assert render(source, context, html=False, lang="ru") == (
-        "10 декабря 2026\u202fг. | 10.12.2026 | 1\xa0234\xa0567,5"  # noqa: RUF001
+        "10 декабря 2026\u202fг. | 10.12.2026 | 1\xa0234\xa0567,5"
     )
 
 

@@ -160,7 +160,7 @@ def test_a_short_cp1252_file_with_one_accent_is_read_as_cp1252(tmp_path: Path) -
 
 
 def test_cyrillic_in_cp1251_is_decoded(tmp_path: Path) -> None:
-    text = HEADER + "Дильноза,Намунова,d@example.org\nПётр,Иванов,petr@example.org\n"  # noqa: RUF001
+    text = HEADER + "Дильноза,Намунова,d@example.org\nПётр,Иванов,petr@example.org\n"
     _info, rows = read(write(tmp_path, text.encode("cp1251")))
     assert rows[0].cells[:2] == ["Дильноза", "Намунова"]
 
