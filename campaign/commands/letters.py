@@ -41,6 +41,7 @@ def check_command(
     from campaign.letters.letter import LanguageUnavailable
     from campaign.models import Segment, Statement
     from campaign.services import lists, presend, segments
+    from campaign.services.salutation_rules import current_rule_set
 
     if (list_name is None) == (segment_name is None):
         _fail("name the recipients with --list NAME or --segment NAME (one of them)")
@@ -59,7 +60,9 @@ def check_command(
             _fail(f"there is no segment called {segment_name!r}")
         audience = segments.contacts_matching(segment.definition)
     try:
-        report = presend.check_audience(statement, audience, language=language)
+        report = presend.check_audience(
+            statement, audience, language=language, rules=current_rule_set()
+        )
     except LanguageUnavailable as error:
         _fail(str(error))
     finally:
@@ -88,6 +91,7 @@ def render_command(statement_id: int, contact_email: str, language: str | None) 
     from campaign.mail import Attachment, MessageError, build_message, organisation_name
     from campaign.models import Statement
     from campaign.services.contacts import find_by_email
+    from campaign.services.salutation_rules import current_rule_set
 
     try:
         statement = db.session.get(Statement, statement_id)
@@ -98,7 +102,7 @@ def render_command(statement_id: int, contact_email: str, language: str | None) 
             _fail(f"there is no contact with the address {contact_email!r}")
         source = letter_source(statement)
         try:
-            letter = render_letter(source, contact, language=language)
+            letter = render_letter(source, contact, language=language, rules=current_rule_set())
         except LanguageUnavailable as error:
             _fail(str(error))
         for problem in letter.problems:
