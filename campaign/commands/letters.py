@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, date, datetime
 from typing import NoReturn
 
 import click
@@ -84,14 +83,11 @@ def render_command(statement_id: int, contact_email: str, language: str | None) 
     --lang the language is the first of the contact's that the statement has. Exits 1
     when the letter has an error (nothing printed), 2 when something does not exist.
     """
-    from flask import current_app
-
     from campaign.extensions import db
-    from campaign.letters.letter import LanguageUnavailable, letter_source, render_letter
-    from campaign.mail import Attachment, MessageError, build_message, organisation_name
+    from campaign.letters.letter import LanguageUnavailable
     from campaign.models import Statement
     from campaign.services.contacts import find_by_email
-    from campaign.services.salutation_rules import current_rule_set
+    from campaign.services.letters import compose_letter
 
     try:
         statement = db.session.get(Statement, statement_id)
@@ -100,49 +96,21 @@ def render_command(statement_id: int, contact_email: str, language: str | None) 
         contact = find_by_email(contact_email)
         if contact is None:
             _fail(f"there is no contact with the address {contact_email!r}")
-        source = letter_source(statement)
         try:
-            letter = render_letter(source, contact, language=language, rules=current_rule_set())
+            composed = compose_letter(statement, contact, language=language)
         except LanguageUnavailable as error:
             _fail(str(error))
-        for problem in letter.problems:
+        for problem in composed.letter.problems:
             click.echo(f"{problem.severity}: {problem.code}: {problem.message}", err=True)
-        if letter.has_errors:
-            click.echo("Error: the letter cannot be sent as it is; nothing printed", err=True)
+        if composed.message is None:
+            reason = composed.error
+            if composed.letter.has_errors:
+                reason = "the letter cannot be sent as it is; nothing printed"
+            click.echo(f"Error: {reason}", err=True)
             raise click.exceptions.Exit(1)
-        sender = str(current_app.config["MAIL_DEFAULT_SENDER"])
-        organisation = organisation_name(sender)
-        attachments = []
-        if source.snapshot.get("is_pdf_attached"):
-            from campaign.letters.pdf import PdfError, letter_pdf
-
-            try:
-                pdf = letter_pdf(
-                    letter, organisation=organisation, letter_date=letter.letter_date or _today()
-                )
-            except PdfError as error:
-                click.echo(f"Error: {error}", err=True)
-                raise click.exceptions.Exit(1) from None
-            attachments.append(Attachment(_pdf_name(source.title), "application/pdf", pdf))
-        try:
-            data = build_message(
-                letter, sender=sender, attachments=attachments, organisation=organisation
-            )
-        except MessageError as error:
-            click.echo(f"Error: {error}", err=True)
-            raise click.exceptions.Exit(1) from None
+        data = composed.message
     finally:
         db.session.rollback()  # rendering writes nothing
     sys.stdout.flush()
     sys.stdout.buffer.write(data)  # the bytes themselves: CRLF, 8-bit, as SMTP gets them
     sys.stdout.buffer.flush()
-
-
-def _today() -> date:
-    return datetime.now(UTC).date()
-
-
-def _pdf_name(title: str) -> str:
-    # A file name readers recognise, without characters file systems refuse.
-    cleaned = "".join(c for c in title if c.isalnum() or c in " -_.,()").strip()
-    return (cleaned[:80].strip() or "letter") + ".pdf"

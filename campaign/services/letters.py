@@ -1,0 +1,93 @@
+"""One letter, complete: merged for a contact, laid out, its PDF, and the message bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from flask import current_app
+
+from campaign.letters.letter import letter_source, render_letter
+from campaign.letters.salutations import RuleSet
+from campaign.letters.types import RenderedLetter
+from campaign.mail import (
+    Attachment,
+    LetterParts,
+    MessageError,
+    build_message,
+    letter_parts,
+    organisation_name,
+)
+
+
+@dataclass(frozen=True)
+class ComposedLetter:
+    letter: RenderedLetter
+    parts: LetterParts
+    pdf: bytes | None
+    # The RFC 5322 bytes as they would be sent; None when the letter cannot be sent.
+    message: bytes | None
+    # Why there is no message (letter errors are in letter.problems).
+    error: str = ""
+    pdf_filename: str = "letter.pdf"
+
+
+def compose_letter(
+    statement: Any,
+    contact: object,
+    *,
+    language: str | None = None,
+    with_pdf: bool | None = None,
+    rules: RuleSet | None = None,
+    today: date | None = None,
+) -> ComposedLetter:
+    """Merge `statement` (a Statement or StatementVersion) for `contact` and build it whole.
+
+    The PDF is made (and attached) when the statement asks for one; `with_pdf` makes it
+    for a preview without attaching it.
+    Raises LanguageUnavailable when `language` is forced and the statement lacks it.
+    """
+    from campaign.services.salutation_rules import current_rule_set
+
+    source = letter_source(statement)
+    letter = render_letter(
+        source, contact, language=language, rules=rules or current_rule_set(), today=today
+    )
+    sender = str(current_app.config["MAIL_DEFAULT_SENDER"])
+    organisation = organisation_name(sender)
+    letter_date = letter.letter_date or today or datetime.now(UTC).date()
+    parts = letter_parts(letter, organisation=organisation, letter_date=letter_date)
+    attach_pdf = bool(source.snapshot.get("is_pdf_attached"))
+    wants_pdf = attach_pdf or bool(with_pdf)
+    filename = pdf_filename(source.title)
+    pdf: bytes | None = None
+    if wants_pdf and not letter.has_errors:
+        from campaign.letters.pdf import PdfError, letter_pdf
+
+        try:
+            pdf = letter_pdf(letter, organisation=organisation, letter_date=letter_date)
+        except PdfError as error:
+            return ComposedLetter(letter, parts, None, None, str(error), filename)
+    if letter.has_errors:
+        return ComposedLetter(letter, parts, pdf, None, "the letter has errors", filename)
+    # A PDF made only for a preview is shown, not attached.
+    attachments = [Attachment(filename, "application/pdf", pdf)] if attach_pdf and pdf else []
+    try:
+        message = build_message(
+            letter,
+            sender=sender,
+            attachments=attachments,
+            organisation=organisation,
+            letter_date=letter_date,
+            parts=parts,
+        )
+    except MessageError as error:
+        return ComposedLetter(letter, parts, pdf, None, str(error), filename)
+    return ComposedLetter(letter, parts, pdf, message, "", filename)
+
+
+def pdf_filename(title: str) -> str:
+    """A file name readers recognise, without characters file systems refuse."""
+    cleaned = "".join(c for c in title if c.isalnum() or c in " -_.,()").strip()
+    return (cleaned[:80].strip() or "letter") + ".pdf"
