@@ -561,3 +561,42 @@ def build_message(
     headers.append(_fold("Content-Type", content_type.split(" ")))
     head = "\r\n".join(headers) + "\r\n\r\n"
     return head.encode("ascii") + body
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+
+class SendError(MessageError):
+    """The SMTP server did not take the message; the text says what it answered."""
+
+
+def send_message(data: bytes, *, sender: str, recipients: Sequence[str]) -> None:
+    """Send ready-built message bytes through the configured SMTP server (CAMPAIGN_MAIL_*).
+
+    For single messages such as a test letter to oneself; campaigns send in batches over
+    pooled connections (a later issue).
+    """
+    import smtplib
+    import ssl
+
+    settings = _settings()
+    host, port = str(settings["MAIL_SERVER"]), int(settings["MAIL_PORT"])
+    envelope_from = _split_mailbox(sender)[1] or sender
+    try:
+        if settings.get("MAIL_USE_SSL"):
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                host, port, timeout=30, context=ssl.create_default_context()
+            )
+        else:
+            client = smtplib.SMTP(host, port, timeout=30)
+        with client:
+            if settings.get("MAIL_USE_TLS") and not settings.get("MAIL_USE_SSL"):
+                client.starttls(context=ssl.create_default_context())
+            if settings.get("MAIL_USERNAME"):
+                client.login(str(settings["MAIL_USERNAME"]), str(settings.get("MAIL_PASSWORD", "")))
+            client.sendmail(envelope_from, list(recipients), data)
+    except (OSError, smtplib.SMTPException) as error:
+        # Never the password: only the server's address and its answer.
+        raise SendError(
+            f"the mail server {host}:{port} did not take the message ({error})"
+        ) from None

@@ -1,0 +1,216 @@
+"""Letter preview: any recipient of an audience, every part side by side, a test to oneself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from sqlalchemy import select
+
+from campaign.extensions import db
+from campaign.letters.letter import LanguageUnavailable
+from campaign.mail import SendError, send_message
+from campaign.models import Contact, ContactList, Role, Segment, Statement
+from campaign.services import lists, segments
+from campaign.services.audit import record_event
+from campaign.services.letters import ComposedLetter, compose_letter
+from campaign.web.access import allow
+
+bp = Blueprint("previews", __name__, url_prefix="/statements/<int:statement_id>/preview")
+
+# Recipients offered in the chooser; the pre-send check covers the whole audience.
+MAX_CHOICES = 500
+# The HTML part is shown in a sandboxed frame: its inline styles may apply, nothing else.
+_FRAME_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; sandbox"
+)
+_HEADERS_SHOWN = (
+    "From",
+    "To",
+    "Cc",
+    "Reply-To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "Content-Language",
+)
+
+
+@dataclass(frozen=True)
+class Audience:
+    key: str  # "list:3" or "segment:2"
+    label: str
+    query: Any
+
+
+def _statement(statement_id: int) -> Statement:
+    statement = db.session.get(Statement, statement_id)
+    if statement is None:
+        abort(404)
+    return statement
+
+
+def _audiences() -> list[tuple[str, str]]:
+    found = [(f"list:{item.id}", f"List: {item.name}") for item in lists.all_lists()]
+    found += [
+        (f"segment:{item.id}", f"Segment: {item.name}")
+        for item in db.session.scalars(select(Segment).order_by(Segment.name))
+    ]
+    return found
+
+
+def _audience(key: str) -> Audience | None:
+    kind, _, raw_id = key.partition(":")
+    if not raw_id.isdigit():
+        return None
+    if kind == "list":
+        contact_list = db.session.get(ContactList, int(raw_id))
+        if contact_list is not None:
+            return Audience(key, contact_list.name, lists.members_query(contact_list))
+    if kind == "segment":
+        segment = db.session.get(Segment, int(raw_id))
+        if segment is not None:
+            return Audience(key, segment.name, segments.contacts_matching(segment.definition))
+    return None
+
+
+def _contact() -> Contact:
+    raw = request.args.get("contact", "")
+    contact = db.session.get(Contact, int(raw)) if raw.isdigit() else None
+    if contact is None:
+        abort(404)
+    return contact
+
+
+def _compose(statement: Statement, contact: Contact, *, with_pdf: bool = False) -> ComposedLetter:
+    language = request.args.get("lang") or None
+    try:
+        return compose_letter(statement, contact, language=language, with_pdf=with_pdf)
+    except LanguageUnavailable:
+        abort(404)
+
+
+@bp.route("/")
+@allow(Role.EDITOR)
+def show(statement_id: int) -> Any:
+    statement = _statement(statement_id)
+    choices = _audiences()
+    audience = _audience(request.args.get("audience") or (choices[0][0] if choices else ""))
+    recipients: list[Contact] = []
+    if audience is not None:
+        query = audience.query.order_by(Contact.family_name, Contact.given_name, Contact.id)
+        recipients = list(db.session.scalars(query.limit(MAX_CHOICES)))
+    raw_contact = request.args.get("contact", "")
+    contact = db.session.get(Contact, int(raw_contact)) if raw_contact.isdigit() else None
+    if contact is None and recipients:
+        contact = recipients[0]
+    composed = _compose(statement, contact) if contact is not None else None
+    headers: list[tuple[str, str]] = []
+    if composed is not None and composed.message is not None:
+        parsed = message_from_bytes(composed.message, policy=policy.default)
+        headers = [(name, str(parsed[name])) for name in _HEADERS_SHOWN if parsed[name]]
+    return render_template(
+        "previews/show.html",
+        statement=statement,
+        choices=choices,
+        audience=audience,
+        recipients=recipients,
+        contact=contact,
+        composed=composed,
+        headers=headers,
+        language=request.args.get("lang", ""),
+        max_choices=MAX_CHOICES,
+    )
+
+
+def _part_args(contact: Contact) -> dict[str, Any]:
+    return {"contact": contact.id, "lang": request.args.get("lang") or None}
+
+
+@bp.route("/html")
+@allow(Role.EDITOR)
+def html_part(statement_id: int) -> Any:
+    composed = _compose(_statement(statement_id), _contact())
+    response = Response(composed.parts.html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = _FRAME_POLICY
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
+
+
+@bp.route("/letter.pdf")
+@allow(Role.EDITOR)
+def pdf(statement_id: int) -> Any:
+    composed = _compose(_statement(statement_id), _contact(), with_pdf=True)
+    if composed.pdf is None:
+        flash(composed.error or "The letter has errors, so there is no PDF.", "error")
+        return redirect(
+            url_for("previews.show", statement_id=statement_id, **_part_args(_contact()))
+        )
+    response = Response(composed.pdf, mimetype="application/pdf")
+    # Werkzeug writes non-ASCII titles as RFC 2231 filename* parameters.
+    response.headers.set("Content-Disposition", "attachment", filename=composed.pdf_filename)
+    return response
+
+
+@bp.route("/message.eml")
+@allow(Role.EDITOR)
+def message(statement_id: int) -> Any:
+    composed = _compose(_statement(statement_id), _contact())
+    if composed.message is None:
+        abort(404)
+    response = Response(composed.message, mimetype="message/rfc822")
+    response.headers["Content-Disposition"] = 'attachment; filename="letter.eml"'
+    return response
+
+
+@bp.route("/send-test", methods=["POST"])
+@allow(Role.EDITOR)
+def send_test(statement_id: int) -> Any:
+    statement = _statement(statement_id)
+    contact = db.session.get(Contact, request.form.get("contact", type=int) or 0)
+    if contact is None:
+        abort(404)
+    language = request.form.get("lang") or None
+    back = url_for(
+        "previews.show",
+        statement_id=statement.id,
+        contact=contact.id,
+        lang=language,
+        audience=request.form.get("audience") or None,
+    )
+    try:
+        composed = compose_letter(statement, contact, language=language)
+    except LanguageUnavailable:
+        abort(404)
+    if composed.message is None:
+        flash(f"Not sent: {composed.error}.", "error")
+        return redirect(back)
+    try:
+        # Sent to the member of staff only; the contact's address is merely shown in To.
+        sender = str(current_app.config["MAIL_DEFAULT_SENDER"])
+        send_message(composed.message, sender=sender, recipients=[current_user.email])
+    except SendError as error:
+        flash(f"Not sent: {error}.", "error")
+        return redirect(back)
+    record_event(
+        "letter.test_send",
+        target_type="statement",
+        target_id=statement.id,
+        detail={"contact_id": contact.id, "language": composed.letter.language},
+    )
+    db.session.commit()
+    flash(f"A test of this letter was sent to {current_user.email}.", "success")
+    return redirect(back)
