@@ -19,8 +19,7 @@ from tests import servers
 
 BODY = {
     "en": (
-        "{{ salutation }}\n\nWe write about the trial.[^1]\n\n[^1]: Article 159.\n\n"
-        "{{ closing }}\n"
+        "{{ salutation }}\n\nWe write about the trial.[^1]\n\n[^1]: Article 159.\n\n{{ closing }}\n"
     ),
     "fr": "{{ salutation }}\n\nNous vous écrivons au sujet du procès.\n\n{{ closing }}\n",
     "ru": "{{ salutation }}\n\nМы пишем Вам о процессе.\n\n{{ closing }}\n",
