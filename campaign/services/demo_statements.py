@@ -134,12 +134,39 @@ def _to_markdown(text: str) -> str:
     return re.sub(r"\n{2,}", "\n\n", text)
 
 
+def load_joint_letter() -> Statement:
+    """The demo's trilingual joint letter (en, fr, ru) with its five signatories and a PDF."""
+    files = resources.files("campaign.demo_data")
+    english = statements.parse_markdown_file(files.joinpath("joint_letter.md").read_text("utf-8"))
+    statement = statements.create_statement(
+        english.title, language="en", subject=english.subject, body=english.body
+    )
+    for name in ("joint_letter.fr.md", "joint_letter.ru.md"):
+        translation = statements.parse_markdown_file(files.joinpath(name).read_text("utf-8"))
+        statements.set_text(
+            statement,
+            language=translation.language,
+            subject=translation.subject,
+            body=translation.body,
+        )
+    for signer in _KNOWN_SIGNATORIES["NGOs urge the EU\u2019s Charles Michel"]:
+        statements.add_signatory(statement, signer)
+    statement.is_pdf_attached = True
+    db.session.flush()
+    statements.record_version(statement, "PDF attached to every letter")
+    return statement
+
+
 def load_seed_statements() -> int:
-    """Create the seed statements (English) unless statements exist; flush. Returns how many."""
+    """Create the demo statements unless statements exist; flush. Returns how many.
+
+    First the trilingual joint letter, then the organisation's published statements (en).
+    """
     if db.session.scalar(select(func.count(Statement.id))):
         return 0
+    load_joint_letter()
     text = resources.files("campaign.demo_data").joinpath("seed_statements.txt").read_text("utf-8")
-    created = 0
+    created = 1
     for seed in parse_seed_statements(text):
         body = "{{ salutation }}\n\n" + seed.body + "\n\n{{ closing }}\n\n{{ signatories }}\n"
         statement = statements.create_statement(

@@ -89,5 +89,6 @@ def compose_letter(
 
 def pdf_filename(title: str) -> str:
     """A file name readers recognise, without characters file systems refuse."""
-    cleaned = "".join(c for c in title if c.isalnum() or c in " -_.,()").strip()
+    kept = "".join(c if c.isalnum() or c in " -_.,()" else " " for c in title)
+    cleaned = " ".join(kept.split())
     return (cleaned[:80].strip() or "letter") + ".pdf"

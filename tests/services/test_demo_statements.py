@@ -55,11 +55,13 @@ def test_the_demo_loads_the_seed_statements_once(app) -> None:  # type: ignore[n
 
     result = load_demo(admin_password="a long demo password")
     db.session.commit()
-    assert result.statements == 6
-    assert db.session.scalar(select(func.count(Statement.id))) == 6
-    assert db.session.scalar(select(func.count(Signatory.id))) == 27
-    statement = db.session.scalars(select(Statement).order_by(Statement.id)).first()
-    assert statement is not None and statement.languages == ["en"]
-    assert statement.text_for("en").body.startswith("{{ salutation }}")  # type: ignore[union-attr]
+    assert result.statements == 7
+    assert db.session.scalar(select(func.count(Statement.id))) == 7
+    assert db.session.scalar(select(func.count(Signatory.id))) == 27 + 5
+    joint, first_seed = db.session.scalars(select(Statement).order_by(Statement.id)).all()[:2]
+    assert joint.languages == ["en", "fr", "ru"] and joint.is_pdf_attached
+    assert len(joint.signatories) == 5
+    assert first_seed.languages == ["en"]
+    assert first_seed.text_for("en").body.startswith("{{ salutation }}")  # type: ignore[union-attr]
     again = load_demo()
     assert again.statements == 0
