@@ -23,6 +23,8 @@ DEV_ENVIRONMENT = {
     "CAMPAIGN_DEBUG": "true",
     # The dev server speaks plain HTTP: a Secure cookie would never come back.
     "CAMPAIGN_SESSION_COOKIE_SECURE": "false",
+    # The demo's letterhead: a fictional organisation, never a real one's name.
+    "CAMPAIGN_ORGANISATION_NAME": "Demo Association for Human Rights (fictional)",
 }
 
 
