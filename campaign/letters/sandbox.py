@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from decimal import Decimal
 from functools import lru_cache, wraps
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, cast
 
 from jinja2 import (
     StrictUndefined,
@@ -349,6 +349,16 @@ def _number(context: Context, value: int | float | Decimal, format: str | None =
     return formatting.format_number(value, _state().lang, format)
 
 
+def _stepped(function: Callable[..., Any]) -> Callable[..., Any]:
+    # functools.wraps copies jinja_pass_arg, so Jinja still passes context / environment.
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _state().step()
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
 def _charged(function: Callable[..., Any]) -> Callable[..., Any]:
     # functools.wraps copies jinja_pass_arg, so Jinja still passes context / environment.
     @wraps(function)
@@ -592,7 +602,12 @@ class LetterEnvironment(ImmutableSandboxedEnvironment):
         self.mode = mode
         self.globals.clear()
         self.globals["range"] = capped_range
-        self.filters = _letter_filters()
+        # Filters and tests run Python loops the template cannot see (select('in', a_list)
+        # tests every item): each call is a step, so the time and step budget reach them.
+        self.filters = {name: _stepped(f) for name, f in _letter_filters().items()}
+        self.tests = {
+            name: _stepped(cast(Callable[..., Any], test)) for name, test in self.tests.items()
+        }
 
     # Parsing: refuse, then instrument every loop.
 
@@ -661,6 +676,14 @@ class LetterEnvironment(ImmutableSandboxedEnvironment):
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, str | list | tuple) and _is_int(times):
                     _check_size(len(seq) * times)
+                if isinstance(seq, list | tuple) and _is_int(times):
+                    # A list is printed as text: count what its items would print.
+                    if len(seq) * times > limits.max_range:
+                        raise RenderLimitExceeded(
+                            f"A list in this letter would have more than "
+                            f"{limits.max_range:,} items."
+                        )
+                    _check_size(sum(len(x) if isinstance(x, str) else 1 for x in seq) * times)
             if (
                 _is_int(left)
                 and _is_int(right)
