@@ -264,6 +264,8 @@ _SIGNATORY_FIELDS = (
 
 def signatory_as_dict(signatory: Signatory) -> dict[str, Any]:
     return {
+        # Lets the history hide every past form of someone who is withheld now.
+        "id": signatory.id,
         "kind": signatory.kind,
         "publish_as": signatory.publish_as,
         "position": signatory.position,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import (
@@ -275,29 +276,42 @@ def add_language(statement_id: int) -> Any:
 
 
 def _withheld_names(statement: Statement) -> list[str]:
-    """Every name that is, or ever was, withheld on this statement (longest first)."""
-    names = {s.name for s in statement.signatories if s.publish_as == PublishAs.WITHHELD.value}
+    """Every name that is, or ever was, withheld on this statement (longest first).
+
+    A signer withheld now is hidden in every version, under every name it ever had.
+    """
+    withheld_now = {s.id for s in statement.signatories if s.publish_as == PublishAs.WITHHELD.value}
+    names = {s.name for s in statement.signatories if s.id in withheld_now}
     for version in statement.versions:
         for signer in version.snapshot.get("signatories", []):
-            if signer.get("publish_as") == PublishAs.WITHHELD.value and signer.get("name"):
+            is_withheld = signer.get("publish_as") == PublishAs.WITHHELD.value
+            if (is_withheld or signer.get("id") in withheld_now) and signer.get("name"):
                 names.add(str(signer["name"]))
     return sorted((n for n in names if len(n) > 1), key=len, reverse=True)
 
 
 def _redact(text: str, names: list[str]) -> str:
+    # Whole words only: a withheld "Anna" must not turn "Annapurna Rights" into a clue.
     for name in names:
-        text = text.replace(name, WITHHELD)
+        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", WITHHELD, text)
     return text
 
 
 def _public_snapshot(snapshot: dict[str, Any], names: list[str]) -> dict[str, Any]:
     signers = []
     for signer in snapshot.get("signatories", []):
-        shown = dict(signer)
-        if shown.get("publish_as") == PublishAs.WITHHELD.value:
-            shown["name"] = WITHHELD
-        shown = {key: _redact(str(value), names) for key, value in shown.items()}
-        signers.append(shown)
+        if signer.get("publish_as") == PublishAs.WITHHELD.value or signer.get("name") in names:
+            # Role, organisation and country can identify a person as surely as a name.
+            signers.append(
+                {
+                    "kind": signer.get("kind", ""),
+                    "publish_as": "withheld",
+                    "position": signer.get("position", 0),
+                    "name": WITHHELD,
+                }
+            )
+            continue
+        signers.append({key: _redact(str(value), names) for key, value in signer.items()})
     return {**snapshot, "signatories": signers}
 
 

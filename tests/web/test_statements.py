@@ -180,6 +180,53 @@ def test_withheld_names_never_appear_in_the_version_history(
         assert "Secret Person" not in page and "Hidden Two" not in page
 
 
+def test_a_withheld_signer_is_hidden_whole_and_under_every_former_name(
+    app: Flask, client: FlaskClient, login: Login, statement: Statement
+) -> None:
+    from tests.conftest import make_user, sign_in
+
+    login(Role.EDITOR)
+    base = f"/statements/{statement.id}/signatories"
+    client.post(
+        base, data={"kind": "organisation", "name": "Annapurna Rights", "publish_as": "full"}
+    )
+    client.post(
+        base,
+        data={
+            "kind": "individual",
+            "name": "Ivan Ivanov",
+            "publish_as": "full",
+            "role": "defence lawyer",
+            "organisation": "Tiny Bar Association",
+        },
+    )
+    signer = db.session.scalars(select(Signatory).where(Signatory.name == "Ivan Ivanov")).one()
+    # Renamed to initials at the moment of being withheld: the old name must vanish too.
+    client.post(
+        f"{base}/{signer.id}/edit",
+        data={
+            "kind": "individual",
+            "name": "I. I.",
+            "publish_as": "withheld",
+            "role": "defence lawyer",
+            "organisation": "Tiny Bar Association",
+        },
+    )
+    client.post(base, data={"kind": "individual", "name": "Anna", "publish_as": "withheld"})
+    client.get("/statements/")  # clears the flashed messages
+    client.post("/logout")
+    sign_in(client, make_user(Role.VIEWER))
+    pages = [
+        _text(client.get(f"/statements/{statement.id}")),
+        _text(client.get(f"/statements/{statement.id}/versions")),
+    ]
+    pages += [_text(client.get(f"/statements/{statement.id}/versions/{n}")) for n in range(1, 6)]
+    for page in pages:
+        for secret in ("Ivan Ivanov", "I. I.", "Tiny Bar Association", "defence lawyer"):
+            assert secret not in page
+    assert "Annapurna Rights" in pages[0] and "Annapurna Rights" in pages[-1]
+
+
 def _docx() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
