@@ -270,6 +270,23 @@ def header_problems(contact: object) -> list[LetterProblem]:
     ]
 
 
+def address_problems(contact: object) -> list[LetterProblem]:
+    """Addresses the message could not carry (caught here, before anything is queued)."""
+    from campaign.mail import MessageError, encode_address
+
+    problems = []
+    addresses = [("email", _field(contact, "email"))]
+    addresses += [("secretariat / copy address", a) for a in _field(contact, "cc_emails").split()]
+    for label, address in addresses:
+        if not address.strip():
+            continue
+        try:
+            encode_address(address, field=label)
+        except MessageError as error:  # AddressError included
+            problems.append(LetterProblem("error", "bad_address", str(error)))
+    return problems
+
+
 def _describe_fallback(kind: str, contact: object, resolution: Resolution) -> LetterProblem:
     missing = " and ".join(_NAME_PART_WORDS.get(p, p) for p in sorted(resolution.missing))
     role = _field(contact, "role_type") or "other"
@@ -352,7 +369,7 @@ def render_letter(
     email = _field(contact, "email").strip()
     if not email:
         problems.append(LetterProblem("error", "no_email", "the contact has no email address"))
-    problems += header_problems(contact)
+    problems += header_problems(contact) or address_problems(contact)
 
     variables = source.variables(chosen)
     salutation, closing, rule_problems = _salutation_and_closing(

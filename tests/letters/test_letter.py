@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -252,3 +253,13 @@ def test_a_version_renders_its_own_text_after_the_statement_changed(app: Flask) 
     assert current.subject == "New subject" and "New text." in current.text_body
     assert current.statement_version > sent.number
     assert current.letter_date == TODAY and current.statement_id == statement.id
+
+
+def test_an_address_the_message_cannot_carry_is_an_error_before_sending() -> None:
+    from campaign.letters.letter import address_problems
+
+    contact = SimpleNamespace(email="иван@почта.рф", cc_emails="ok@example.org")
+    [problem] = address_problems(contact)
+    assert problem.severity == "error" and problem.code == "bad_address"
+    assert "non-ASCII characters before the @" in problem.message
+    assert address_problems(SimpleNamespace(email="a@bücher.de", cc_emails="")) == []
