@@ -427,9 +427,8 @@ def _environment() -> Any:
 
 def _signatories_in_body(letter: RenderedLetter) -> bool:
     # Statements usually print {{ signatories }} themselves; the layout adds the block
-    # only when the body did not.
-    lines = [line for line in letter.signatory_lines if line.strip()]
-    return not lines or lines[0].strip() in letter.text_body
+    # only when the body's template does not (decided from the template, not the text).
+    return letter.signatories_in_body or not any(line.strip() for line in letter.signatory_lines)
 
 
 def letter_parts(

@@ -370,6 +370,7 @@ def test_the_signatory_block_is_not_repeated_when_the_body_prints_it() -> None:
     letter = make_letter(
         text_body="Text.\n\nYours,\n\nOrg One\nOrg Two\n",
         html_body="<p>Text.</p>\n<p>Yours,</p>\n<p>Org One<br>\nOrg Two</p>\n",
+        signatories_in_body=True,  # what render_letter sets when the template prints it
     )
     parts = letter_parts(letter, organisation=ORG)
     assert parts.text.count("Org One") == 1 and parts.html.count("Org One") == 1

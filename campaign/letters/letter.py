@@ -457,5 +457,6 @@ def render_letter(
         address_block=address,
         signatory_lines=block.lines,
         problems=tuple(problems),
+        signatories_in_body="signatories" in variables,
         letter_date=today,
     )

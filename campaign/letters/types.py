@@ -38,6 +38,8 @@ class RenderedLetter:
     address_block: tuple[str, ...]  # lines, for the PDF and the HTML layout
     signatory_lines: tuple[str, ...]  # the signatory block, one line each
     problems: tuple[LetterProblem, ...] = field(default=())
+    # Whether the body prints {{ signatories }} itself; if not, the layouts add the block.
+    signatories_in_body: bool = False
     # The date the letter is written on (`{{ today }}`), for the PDF's date line.
     letter_date: dt.date | None = None
 
