@@ -54,9 +54,18 @@ def add_statement_command(file: Path, language: str, statement_id: int | None) -
             found = db.session.get(Statement, statement_id)
             if found is None:
                 raise statements.StatementError(f"there is no statement {statement_id}")
-            version = statements.set_text(
-                found, language=lang, subject=parsed.subject or _subject_of(found), body=parsed.body
-            )
+            subject = parsed.subject
+            if not subject and found.text_for(statements.clean_language(lang)) is None:
+                subject = _subject_of(found)
+                click.echo(
+                    f"warning: {file} has no `subject:`; the {lang} text starts with the "
+                    f"subject of the first language ({subject!r}) — translate it",
+                    err=True,
+                )
+            elif not subject:
+                existing = found.text_for(statements.clean_language(lang))
+                subject = existing.subject if existing else ""
+            version = statements.set_text(found, language=lang, subject=subject, body=parsed.body)
             message = f"statement {found.id} version {version.number}: {version.change_summary}"
             message += f"; statement {found.id}"
     except statements.StatementError as error:

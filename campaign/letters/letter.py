@@ -325,6 +325,19 @@ def _salutation_and_closing(
             if problem not in problems:
                 problems.append(problem)
         texts.append(resolution.text)
+    override = _field(contact, "salutation_override").strip()
+    first_language = (contact_languages(contact) or [""])[0]
+    if needed and override and primary_language(first_language) != primary_language(language):
+        # The override is one text in one language; in a letter in another language it
+        # may read wrong ("Veuillez agréer, Your Excellency, …"): say so, do not guess.
+        problems.append(
+            LetterProblem(
+                "warning",
+                "salutation_override_language",
+                f"the contact's own salutation “{override}” is used as written in a "
+                f"{language} letter; check it reads right in that language",
+            )
+        )
     return texts[0], texts[1], problems
 
 

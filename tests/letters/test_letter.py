@@ -263,3 +263,28 @@ def test_an_address_the_message_cannot_carry_is_an_error_before_sending() -> Non
     assert problem.severity == "error" and problem.code == "bad_address"
     assert "non-ASCII characters before the @" in problem.message
     assert address_problems(SimpleNamespace(email="a@bücher.de", cc_emails="")) == []
+
+
+def test_a_salutation_override_in_a_letter_of_another_language_is_flagged() -> None:
+    from campaign.letters.letter import _salutation_and_closing
+    from campaign.letters.salutations import RuleSet
+
+    contact = SimpleNamespace(
+        given_name="Jonas",
+        family_name="Probe",
+        patronymic="",
+        given_name_alt="",
+        family_name_alt="",
+        patronymic_alt="",
+        grammatical_gender="m",
+        role_type="eu_council_president",
+        style="none",
+        kind="person",
+        languages="en fr",
+        salutation_override="Dear Jonas,",
+    )
+    _, _, english = _salutation_and_closing(contact, "en", RuleSet.builtin(), True)
+    assert not [p for p in english if p.code == "salutation_override_language"]
+    salutation, _, french = _salutation_and_closing(contact, "fr", RuleSet.builtin(), True)
+    assert salutation == "Dear Jonas,"
+    assert [p.code for p in french] == ["salutation_override_language"]
