@@ -9,12 +9,10 @@ from flask import Blueprint, abort, render_template, request
 from campaign.extensions import db
 from campaign.letters.letter import LanguageUnavailable
 from campaign.models import Role, Statement
+from campaign.services.audiences import audience_choices, find_audience
 from campaign.services.presend import PresendReport, check_audience
 from campaign.services.salutation_rules import current_rule_set
 from campaign.web.access import allow
-
-# The audiences offered and how a key ("list:3") becomes a query: the same as the preview's.
-from campaign.web.previews import _audience, _audiences
 
 bp = Blueprint("presend", __name__, url_prefix="/statements/<int:statement_id>/check")
 
@@ -28,10 +26,10 @@ def show(statement_id: int) -> Any:
     statement = db.session.get(Statement, statement_id)
     if statement is None:
         abort(404)
-    choices = _audiences()
+    choices = audience_choices()
     key = request.args.get("audience", "")
     language = request.args.get("lang", "")
-    audience = _audience(key) if key else None
+    audience = find_audience(key) if key else None
     if key and audience is None:
         abort(404)
     report: PresendReport | None = None

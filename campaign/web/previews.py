@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from email import message_from_bytes, policy
 from typing import Any
 
@@ -18,13 +17,12 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
-from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.letters.letter import LanguageUnavailable
 from campaign.mail import SendError, send_message
-from campaign.models import Contact, ContactList, Role, Segment, Statement
-from campaign.services import lists, segments
+from campaign.models import Contact, Role, Statement
+from campaign.services.audiences import audience_choices, find_audience
 from campaign.services.audit import record_event
 from campaign.services.letters import ComposedLetter, compose_letter
 from campaign.web.access import allow
@@ -49,42 +47,11 @@ _HEADERS_SHOWN = (
 )
 
 
-@dataclass(frozen=True)
-class Audience:
-    key: str  # "list:3" or "segment:2"
-    label: str
-    query: Any
-
-
 def _statement(statement_id: int) -> Statement:
     statement = db.session.get(Statement, statement_id)
     if statement is None:
         abort(404)
     return statement
-
-
-def _audiences() -> list[tuple[str, str]]:
-    found = [(f"list:{item.id}", f"List: {item.name}") for item in lists.all_lists()]
-    found += [
-        (f"segment:{item.id}", f"Segment: {item.name}")
-        for item in db.session.scalars(select(Segment).order_by(Segment.name))
-    ]
-    return found
-
-
-def _audience(key: str) -> Audience | None:
-    kind, _, raw_id = key.partition(":")
-    if not raw_id.isdigit():
-        return None
-    if kind == "list":
-        contact_list = db.session.get(ContactList, int(raw_id))
-        if contact_list is not None:
-            return Audience(key, contact_list.name, lists.members_query(contact_list))
-    if kind == "segment":
-        segment = db.session.get(Segment, int(raw_id))
-        if segment is not None:
-            return Audience(key, segment.name, segments.contacts_matching(segment.definition))
-    return None
 
 
 def _contact() -> Contact:
@@ -107,8 +74,8 @@ def _compose(statement: Statement, contact: Contact, *, with_pdf: bool = False) 
 @allow(Role.EDITOR)
 def show(statement_id: int) -> Any:
     statement = _statement(statement_id)
-    choices = _audiences()
-    audience = _audience(request.args.get("audience") or (choices[0][0] if choices else ""))
+    choices = audience_choices()
+    audience = find_audience(request.args.get("audience") or (choices[0][0] if choices else ""))
     recipients: list[Contact] = []
     if audience is not None:
         query = audience.query.order_by(Contact.family_name, Contact.given_name, Contact.id)
