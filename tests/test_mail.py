@@ -8,7 +8,6 @@ import email.headerregistry
 import email.policy
 import email.utils
 import re
-import socket
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from typing import Any
@@ -285,10 +284,9 @@ def test_recipient_domains_are_idna_encoded_and_utf8_local_parts_refused() -> No
 def test_message_ids_are_unique_and_on_the_organisations_domain() -> None:
     ids = {make_message_id("example.org") for _ in range(20_000)}
     assert len(ids) == 20_000
-    host = socket.gethostname()
     for message_id in list(ids)[:50]:
+        # The right side is the organisation's domain, never this machine's host name.
         assert message_id.startswith("<") and message_id.endswith("@example.org>")
-        assert host not in message_id.split("@")[0] or host in {"", "example"}
     assert make_message_id("правозащита.рф").endswith("@xn--80aaagzh3bfj0a9e.xn--p1ai>")
     data = build(make_letter(), message_id="kept-on-retry@example.org")
     assert parse(data)["Message-ID"] == "<kept-on-retry@example.org>"
