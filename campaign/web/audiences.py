@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
@@ -186,20 +186,6 @@ def _builder_context(builder: Builder | None, definition: dict[str, Any] | None)
 # --------------------------------------------------------------------------- index and lists
 
 
-def _get_list(list_id: int) -> ContactList:
-    contact_list = db.session.get(ContactList, list_id)
-    if contact_list is None:
-        abort(404)
-    return contact_list
-
-
-def _get_segment(segment_id: int) -> Segment:
-    segment = db.session.get(Segment, segment_id)
-    if segment is None:
-        abort(404)
-    return segment
-
-
 @bp.route("/")
 @allow(Role.VIEWER)
 def index() -> Any:
@@ -240,13 +226,13 @@ def create_list() -> Any:
 @allow(Role.VIEWER)
 def show_list(list_id: int) -> Any:
     """A list's members are the contacts table filtered by the list."""
-    return redirect(url_for("contacts.index", list=_get_list(list_id).id))
+    return redirect(url_for("contacts.index", list=db.get_or_404(ContactList, list_id).id))
 
 
 @bp.route("/lists/<int:list_id>/rename", methods=["POST"])
 @allow(Role.EDITOR)
 def rename_list(list_id: int) -> Any:
-    contact_list = _get_list(list_id)
+    contact_list = db.get_or_404(ContactList, list_id)
     try:
         list_service.rename_list(contact_list, request.form.get("name", ""))
     except list_service.ListError as problem:
@@ -261,7 +247,7 @@ def rename_list(list_id: int) -> Any:
 @bp.route("/lists/<int:list_id>/delete", methods=["GET", "POST"])
 @allow(Role.EDITOR)
 def delete_list(list_id: int) -> Any:
-    contact_list = _get_list(list_id)
+    contact_list = db.get_or_404(ContactList, list_id)
     if request.method == "GET":
         return render_template(
             "audiences/delete_list.html",
@@ -282,7 +268,7 @@ def delete_list(list_id: int) -> Any:
 @allow(Role.VIEWER)
 def show_segment(segment_id: int) -> Any:
     """A segment's contacts are the contacts table filtered by the segment."""
-    return redirect(url_for("contacts.index", segment=_get_segment(segment_id).id))
+    return redirect(url_for("contacts.index", segment=db.get_or_404(Segment, segment_id).id))
 
 
 def _show_segment_form(segment: Segment | None) -> Any:
@@ -368,13 +354,13 @@ def new_segment() -> Any:
 @bp.route("/segments/<int:segment_id>/edit", methods=["GET", "POST"])
 @allow(Role.EDITOR)
 def edit_segment(segment_id: int) -> Any:
-    return _segment_form(_get_segment(segment_id))
+    return _segment_form(db.get_or_404(Segment, segment_id))
 
 
 @bp.route("/segments/<int:segment_id>/delete", methods=["GET", "POST"])
 @allow(Role.EDITOR)
 def delete_segment(segment_id: int) -> Any:
-    segment = _get_segment(segment_id)
+    segment = db.get_or_404(Segment, segment_id)
     if request.method == "GET":
         return render_template("audiences/delete_segment.html", segment=segment)
     name = segment.name

@@ -63,13 +63,6 @@ EXPORT_FORMATS = {
 }
 
 
-def _get_contact(contact_id: int) -> Contact:
-    contact = db.session.get(Contact, contact_id)
-    if contact is None:
-        abort(404)
-    return contact
-
-
 def _filter_choices() -> dict[str, Any]:
     return {
         "roles": CHOICES["role_type"],
@@ -110,7 +103,7 @@ def index() -> Any:
 @bp.route("/<int:contact_id>")
 @allow(Role.VIEWER)
 def show(contact_id: int) -> Any:
-    contact = _get_contact(contact_id)
+    contact = db.get_or_404(Contact, contact_id)
     history = db.session.scalars(
         select(AuditEvent)
         .where(AuditEvent.target_type == "contact", AuditEvent.target_id == str(contact.id))
@@ -187,7 +180,7 @@ def create() -> Any:
 @bp.route("/<int:contact_id>/edit", methods=["GET", "POST"])
 @allow(Role.EDITOR)
 def edit(contact_id: int) -> Any:
-    contact = _get_contact(contact_id)
+    contact = db.get_or_404(Contact, contact_id)
     if request.method == "GET":
         return _render_form(contact, _contact_values(contact), {})
     values = _form_values(request.form)
@@ -195,7 +188,7 @@ def edit(contact_id: int) -> Any:
         changed = contact_service.update_contact(contact, values)
     except ContactInputError as problem:
         db.session.rollback()
-        return _render_form(_get_contact(contact_id), values, _errors_by_field(problem))
+        return _render_form(db.get_or_404(Contact, contact_id), values, _errors_by_field(problem))
     db.session.commit()
     flash(
         f"Saved: {', '.join(FIELD_LABELS[f].lower() for f in changed)}."
@@ -209,7 +202,7 @@ def edit(contact_id: int) -> Any:
 @bp.route("/<int:contact_id>/delete", methods=["GET", "POST"])
 @allow(Role.EDITOR)
 def delete(contact_id: int) -> Any:
-    contact = _get_contact(contact_id)
+    contact = db.get_or_404(Contact, contact_id)
     if request.method == "GET":
         return render_template("contacts/delete.html", contact=contact)
     name = contact.display_name
@@ -234,7 +227,7 @@ def _get_list(raw: str | None) -> ContactList:
 @bp.route("/<int:contact_id>/lists", methods=["POST"])
 @allow(Role.EDITOR)
 def add_to_list(contact_id: int) -> Any:
-    contact = _get_contact(contact_id)
+    contact = db.get_or_404(Contact, contact_id)
     contact_list = _get_list(request.form.get("list_id"))
     list_service.add_contacts(contact_list, [contact.id])
     db.session.commit()
@@ -245,7 +238,7 @@ def add_to_list(contact_id: int) -> Any:
 @bp.route("/<int:contact_id>/lists/<int:list_id>/remove", methods=["POST"])
 @allow(Role.EDITOR)
 def remove_from_list(contact_id: int, list_id: int) -> Any:
-    contact = _get_contact(contact_id)
+    contact = db.get_or_404(Contact, contact_id)
     contact_list = _get_list(str(list_id))
     list_service.remove_contacts(contact_list, [contact.id])
     db.session.commit()

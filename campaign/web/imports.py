@@ -43,13 +43,6 @@ def _uploads() -> Path:
     return folder
 
 
-def _get_import(import_id: int) -> ContactImport:
-    record = db.session.get(ContactImport, import_id)
-    if record is None:
-        abort(404)
-    return record
-
-
 def _too_large_message() -> str:
     return (
         f"The file is larger than the {current_app.config['IMPORT_MAX_MB']} MB this "
@@ -138,7 +131,7 @@ def _samples(record: ContactImport, count: int = 3) -> tuple[Any, list[list[str]
 @bp.route("/<int:import_id>/mapping", methods=["GET", "POST"])
 @allow(Role.EDITOR)
 def mapping(import_id: int) -> Any:
-    record = _get_import(import_id)
+    record = db.get_or_404(ContactImport, import_id)
     if record.status != ImportStatus.UPLOADED.value:
         return redirect(url_for("imports.show", import_id=record.id))
     try:
@@ -200,7 +193,7 @@ def mapping(import_id: int) -> Any:
 @bp.route("/<int:import_id>/preview")
 @allow(Role.EDITOR)
 def preview(import_id: int) -> Any:
-    record = _get_import(import_id)
+    record = db.get_or_404(ContactImport, import_id)
     if record.status != ImportStatus.UPLOADED.value:
         return redirect(url_for("imports.show", import_id=record.id))
     try:
@@ -232,7 +225,7 @@ def preview(import_id: int) -> Any:
 @bp.route("/<int:import_id>/start", methods=["POST"])
 @allow(Role.EDITOR)
 def start(import_id: int) -> Any:
-    record = _get_import(import_id)
+    record = db.get_or_404(ContactImport, import_id)
     if record.status == ImportStatus.UPLOADED.value:
         try:
             importing.queue_import(record)
@@ -275,7 +268,7 @@ def _progress(record: ContactImport) -> dict[str, Any]:
 @bp.route("/<int:import_id>")
 @allow(Role.EDITOR)
 def show(import_id: int) -> Any:
-    record = _get_import(import_id)
+    record = db.get_or_404(ContactImport, import_id)
     if record.status == ImportStatus.UPLOADED.value:
         return redirect(url_for("imports.mapping", import_id=record.id))
     rejects, more = importing.read_rejects(record.rejects_path, limit=SHOWN_REJECTS)
@@ -293,13 +286,13 @@ def show(import_id: int) -> Any:
 @bp.route("/<int:import_id>/progress")
 @allow(Role.EDITOR)
 def progress(import_id: int) -> Any:
-    return _progress(_get_import(import_id))
+    return _progress(db.get_or_404(ContactImport, import_id))
 
 
 @bp.route("/<int:import_id>/rejects.csv")
 @allow(Role.EDITOR)
 def rejects(import_id: int) -> Any:
-    record = _get_import(import_id)
+    record = db.get_or_404(ContactImport, import_id)
     path = Path(record.rejects_path) if record.rejects_path else None
     # Only ever a file we wrote into the uploads folder, whatever the row says.
     if path is None or not path.is_file() or path.resolve().parent != _uploads().resolve():

@@ -47,13 +47,6 @@ _HEADERS_SHOWN = (
 )
 
 
-def _statement(statement_id: int) -> Statement:
-    statement = db.session.get(Statement, statement_id)
-    if statement is None:
-        abort(404)
-    return statement
-
-
 def _contact() -> Contact:
     raw = request.args.get("contact", "")
     contact = db.session.get(Contact, int(raw)) if raw.isdigit() else None
@@ -73,7 +66,7 @@ def _compose(statement: Statement, contact: Contact, *, with_pdf: bool = False) 
 @bp.route("/")
 @allow(Role.EDITOR)
 def show(statement_id: int) -> Any:
-    statement = _statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     choices = audience_choices()
     audience = find_audience(request.args.get("audience") or (choices[0][0] if choices else ""))
     recipients: list[Contact] = []
@@ -110,7 +103,7 @@ def _part_args(contact: Contact) -> dict[str, Any]:
 @bp.route("/html")
 @allow(Role.EDITOR)
 def html_part(statement_id: int) -> Any:
-    composed = _compose(_statement(statement_id), _contact())
+    composed = _compose(db.get_or_404(Statement, statement_id), _contact())
     response = Response(composed.parts.html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = _FRAME_POLICY
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
@@ -120,7 +113,7 @@ def html_part(statement_id: int) -> Any:
 @bp.route("/letter.pdf")
 @allow(Role.EDITOR)
 def pdf(statement_id: int) -> Any:
-    composed = _compose(_statement(statement_id), _contact(), with_pdf=True)
+    composed = _compose(db.get_or_404(Statement, statement_id), _contact(), with_pdf=True)
     if composed.pdf is None:
         flash(composed.error or "The letter has errors, so there is no PDF.", "error")
         return redirect(
@@ -135,7 +128,7 @@ def pdf(statement_id: int) -> Any:
 @bp.route("/message.eml")
 @allow(Role.EDITOR)
 def message(statement_id: int) -> Any:
-    composed = _compose(_statement(statement_id), _contact())
+    composed = _compose(db.get_or_404(Statement, statement_id), _contact())
     if composed.message is None:
         abort(404)
     response = Response(composed.message, mimetype="message/rfc822")
@@ -146,7 +139,7 @@ def message(statement_id: int) -> Any:
 @bp.route("/send-test", methods=["POST"])
 @allow(Role.EDITOR)
 def send_test(statement_id: int) -> Any:
-    statement = _statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     contact = db.session.get(Contact, request.form.get("contact", type=int) or 0)
     if contact is None:
         abort(404)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from campaign.extensions import db
@@ -21,13 +21,6 @@ RULE_FIELDS = ("language", "kind", "role", "gender", "style", "text")
 def _me() -> User:
     user: User = current_user._get_current_object()
     return user
-
-
-def _get_rule(rule_id: int) -> SalutationRule:
-    row = db.session.get(SalutationRule, rule_id)
-    if row is None:
-        abort(404)
-    return row
 
 
 def _choices() -> dict[str, list[str]]:
@@ -107,7 +100,7 @@ def create_rule() -> Any:
 @bp.route("/rules/<int:rule_id>/edit", methods=["GET", "POST"])
 @allow(Role.ADMIN)
 def edit_rule(rule_id: int) -> Any:
-    row = _get_rule(rule_id)
+    row = db.get_or_404(SalutationRule, rule_id)
     if request.method == "GET":
         return _render_form(row, _row_values(row), [])
     values = _rule_form(request.form)
@@ -115,7 +108,7 @@ def edit_rule(rule_id: int) -> Any:
         rule_service.update_rule(row, values, actor=_me())
     except InvalidRuleError as error:
         db.session.rollback()
-        return _render_form(_get_rule(rule_id), values, error.problems, 422)
+        return _render_form(db.get_or_404(SalutationRule, rule_id), values, error.problems, 422)
     db.session.commit()
     flash("Rule saved.", "success")
     return redirect(url_for("salutations.index", lang=row.language))
@@ -135,7 +128,7 @@ def _render_form(
 @bp.route("/rules/<int:rule_id>/delete", methods=["POST"])
 @allow(Role.ADMIN)
 def delete_rule(rule_id: int) -> Any:
-    row = _get_rule(rule_id)
+    row = db.get_or_404(SalutationRule, rule_id)
     rule_service.delete_rule(row, actor=_me())
     db.session.commit()
     flash("Rule deleted; the built-in rule it replaced, if any, applies again.", "success")

@@ -61,13 +61,6 @@ def _me() -> User:
     return user
 
 
-def _get_statement(statement_id: int) -> Statement:
-    statement = db.session.get(Statement, statement_id)
-    if statement is None:
-        abort(404)
-    return statement
-
-
 def _get_signatory(statement: Statement, signatory_id: int) -> Signatory:
     signatory = db.session.get(Signatory, signatory_id)
     if signatory is None or signatory.statement_id != statement.id:
@@ -175,7 +168,7 @@ def _render_show(
 @bp.route("/<int:statement_id>")
 @allow(Role.VIEWER)
 def show(statement_id: int) -> Any:
-    return _render_show(_get_statement(statement_id), request.args.get("lang"))
+    return _render_show(db.get_or_404(Statement, statement_id), request.args.get("lang"))
 
 
 def _refused(
@@ -186,7 +179,7 @@ def _refused(
     error: StatementError,
 ) -> Any:
     db.session.rollback()
-    statement = _get_statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     errors = {form: {"field": error.field, "message": str(error), "problems": error.problems}}
     return _render_show(statement, language, forms={form: values}, errors=errors, status=422)
 
@@ -194,7 +187,7 @@ def _refused(
 @bp.route("/<int:statement_id>/title", methods=["POST"])
 @allow(Role.EDITOR)
 def rename(statement_id: int) -> Any:
-    statement = _get_statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     values = {"title": request.form.get("title", "")}
     try:
         changed = statement_service.set_title(statement, values["title"], actor=_me())
@@ -208,7 +201,7 @@ def rename(statement_id: int) -> Any:
 @bp.route("/<int:statement_id>/status", methods=["POST"])
 @allow(Role.EDITOR)
 def set_status(statement_id: int) -> Any:
-    statement = _get_statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     try:
         status = StatementStatus(request.form.get("status", ""))
     except ValueError:
@@ -222,7 +215,7 @@ def set_status(statement_id: int) -> Any:
 @bp.route("/<int:statement_id>/texts/<language>", methods=["POST"])
 @allow(Role.EDITOR)
 def save_text(statement_id: int, language: str) -> Any:
-    statement = _get_statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     if statement.text_for(language) is None:
         abort(404)
     values = _text_form(request.form)
@@ -249,7 +242,7 @@ def save_text(statement_id: int, language: str) -> Any:
 @bp.route("/<int:statement_id>/languages", methods=["POST"])
 @allow(Role.EDITOR)
 def add_language(statement_id: int) -> Any:
-    statement = _get_statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     values = _text_form(request.form)
     try:
         language = statement_service.clean_language(values["language"])
@@ -326,7 +319,7 @@ def _authors(versions: list[StatementVersion]) -> dict[int, str]:
 @bp.route("/<int:statement_id>/versions")
 @allow(Role.VIEWER)
 def versions(statement_id: int) -> Any:
-    statement = _get_statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     names = _withheld_names(statement)
     history = list(reversed(statement.versions))
     summaries = {v.id: _redact(v.change_summary, names) for v in history}
@@ -342,7 +335,7 @@ def versions(statement_id: int) -> Any:
 @bp.route("/<int:statement_id>/versions/<int:number>")
 @allow(Role.VIEWER)
 def version(statement_id: int, number: int) -> Any:
-    statement = _get_statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     found = next((v for v in statement.versions if v.number == number), None)
     if found is None:
         abort(404)
@@ -369,7 +362,7 @@ def _signatory_form(source: Any) -> dict[str, str]:
 @bp.route("/<int:statement_id>/signatories", methods=["POST"])
 @allow(Role.EDITOR)
 def add_signatory(statement_id: int) -> Any:
-    statement = _get_statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     values = _signatory_form(request.form)
     try:
         signatory = statement_service.add_signatory(statement, values, actor=_me())
@@ -389,7 +382,7 @@ def _flash_label(signatory: Signatory) -> str:
 @bp.route("/<int:statement_id>/signatories/paste", methods=["POST"])
 @allow(Role.EDITOR)
 def paste_signatories(statement_id: int) -> Any:
-    statement = _get_statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     values = {
         "lines": request.form.get("lines", ""),
         "kind": request.form.get("kind", SignatoryKind.ORGANISATION.value),
@@ -414,7 +407,7 @@ def paste_signatories(statement_id: int) -> Any:
 @bp.route("/<int:statement_id>/signatories/<int:signatory_id>/edit", methods=["GET", "POST"])
 @allow(Role.EDITOR)
 def edit_signatory(statement_id: int, signatory_id: int) -> Any:
-    statement = _get_statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     signatory = _get_signatory(statement, signatory_id)
     if request.method == "GET":
         values = _signatory_form({n: getattr(signatory, n) for n in _signatory_form({})})
@@ -424,7 +417,7 @@ def edit_signatory(statement_id: int, signatory_id: int) -> Any:
         changed = statement_service.update_signatory(signatory, values, actor=_me())
     except StatementError as error:
         db.session.rollback()
-        statement = _get_statement(statement_id)
+        statement = db.get_or_404(Statement, statement_id)
         signatory = _get_signatory(statement, signatory_id)
         return _render_signatory_form(statement, signatory, values, str(error), 422)
     db.session.commit()
@@ -458,7 +451,7 @@ def _render_signatory_form(
 @bp.route("/<int:statement_id>/signatories/<int:signatory_id>/move", methods=["POST"])
 @allow(Role.EDITOR)
 def move_signatory(statement_id: int, signatory_id: int) -> Any:
-    statement = _get_statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     signatory = _get_signatory(statement, signatory_id)
     offset = {"up": -1, "down": 1}.get(request.form.get("direction", ""))
     if offset is None:
@@ -471,7 +464,7 @@ def move_signatory(statement_id: int, signatory_id: int) -> Any:
 @bp.route("/<int:statement_id>/signatories/<int:signatory_id>/delete", methods=["POST"])
 @allow(Role.EDITOR)
 def remove_signatory(statement_id: int, signatory_id: int) -> Any:
-    statement = _get_statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     signatory = _get_signatory(statement, signatory_id)
     label = _flash_label(signatory)
     statement_service.remove_signatory(signatory, actor=_me())
@@ -486,7 +479,7 @@ def remove_signatory(statement_id: int, signatory_id: int) -> Any:
 @bp.route("/<int:statement_id>/attachments", methods=["POST"])
 @allow(Role.EDITOR)
 def add_attachment(statement_id: int) -> Any:
-    statement = _get_statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     upload = request.files.get("file")
     try:
         if upload is None or not upload.filename:
@@ -504,7 +497,7 @@ def add_attachment(statement_id: int) -> Any:
 @bp.route("/<int:statement_id>/attachments/<int:attachment_id>")
 @allow(Role.VIEWER)
 def download_attachment(statement_id: int, attachment_id: int) -> Any:
-    statement = _get_statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     attachment = _get_attachment(statement, attachment_id)
     try:
         path = statement_service.attachment_file(attachment)
@@ -523,7 +516,7 @@ def download_attachment(statement_id: int, attachment_id: int) -> Any:
 @bp.route("/<int:statement_id>/attachments/<int:attachment_id>/delete", methods=["POST"])
 @allow(Role.EDITOR)
 def remove_attachment(statement_id: int, attachment_id: int) -> Any:
-    statement = _get_statement(statement_id)
+    statement = db.get_or_404(Statement, statement_id)
     attachment = _get_attachment(statement, attachment_id)
     name = attachment.filename
     path = statement_service.remove_attachment(attachment, actor=_me())

@@ -17,13 +17,6 @@ from campaign.web.access import allow
 bp = Blueprint("users", __name__, url_prefix="/users")
 
 
-def _get_user(user_id: int) -> User:
-    user = db.session.get(User, user_id)
-    if user is None:
-        abort(404)
-    return user
-
-
 def _role(raw: str | None) -> Role:
     try:
         return Role(raw or "")
@@ -80,7 +73,7 @@ def create() -> Any:
 @bp.route("/<int:user_id>/role", methods=["POST"])
 @allow(Role.ADMIN)
 def change_role(user_id: int) -> Any:
-    user = _get_user(user_id)
+    user = db.get_or_404(User, user_id)
     role = _role(request.form.get("role"))
     try:
         user_service.change_role(user, role, actor=_me())
@@ -95,7 +88,7 @@ def change_role(user_id: int) -> Any:
 @bp.route("/<int:user_id>/active", methods=["POST"])
 @allow(Role.ADMIN)
 def set_active(user_id: int) -> Any:
-    user = _get_user(user_id)
+    user = db.get_or_404(User, user_id)
     active = request.form.get("active") == "1"
     try:
         user_service.set_active(user, active, actor=_me())
@@ -110,7 +103,7 @@ def set_active(user_id: int) -> Any:
 @bp.route("/<int:user_id>/unlock", methods=["POST"])
 @allow(Role.ADMIN)
 def unlock(user_id: int) -> Any:
-    user = _get_user(user_id)
+    user = db.get_or_404(User, user_id)
     user_service.unlock(user)
     db.session.commit()
     flash(f"{user.email} unlocked.", "success")
