@@ -34,11 +34,10 @@ def check_command(
     there are no errors (warnings allowed), 1 when some letter has an error, 2 when the
     statement, list or segment does not exist.
     """
-    from sqlalchemy import func, select
 
     from campaign.extensions import db
     from campaign.letters.letter import LanguageUnavailable
-    from campaign.models import Segment, Statement
+    from campaign.models import Statement
     from campaign.services import lists, presend, segments
     from campaign.services.salutation_rules import current_rule_set
 
@@ -53,8 +52,7 @@ def check_command(
             _fail(f"there is no list called {list_name!r}")
         audience = lists.members_query(contact_list)
     else:
-        cleaned = " ".join(str(segment_name).split()).lower()
-        segment = db.session.scalar(select(Segment).where(func.lower(Segment.name) == cleaned))
+        segment = segments.find_segment(str(segment_name))
         if segment is None:
             _fail(f"there is no segment called {segment_name!r}")
         audience = segments.contacts_matching(segment.definition)

@@ -261,14 +261,20 @@ def count_matching(definition: Any) -> int:
 # --------------------------------------------------------------------------- saved segments
 
 
+def find_segment(name: str) -> Segment | None:
+    """The segment called `name`, compared without case and extra spaces."""
+    cleaned = " ".join(name.split())
+    return db.session.scalar(select(Segment).where(func.lower(Segment.name) == cleaned.lower()))
+
+
 def _clean_name(name: str, current_id: int | None) -> str:
     cleaned = " ".join(name.split())
     if not cleaned:
         raise SegmentError("name: a segment needs a name")
     if len(cleaned) > MAX_NAME:
         raise SegmentError(f"name: at most {MAX_NAME} characters")
-    clash = db.session.scalar(select(Segment.id).where(func.lower(Segment.name) == cleaned.lower()))
-    if clash is not None and clash != current_id:
+    clash = find_segment(cleaned)
+    if clash is not None and clash.id != current_id:
         raise SegmentError(f"name: a segment called {cleaned!r} already exists")
     return cleaned
 
