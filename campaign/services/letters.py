@@ -92,3 +92,35 @@ def pdf_filename(title: str) -> str:
     kept = "".join(c if c.isalnum() or c in " -_.,()" else " " for c in title)
     cleaned = " ".join(kept.split())
     return (cleaned[:80].strip() or "letter") + ".pdf"
+
+
+class LetterNotSent(RuntimeError):
+    """A test letter could not be built or sent; the message says why."""
+
+
+def send_test_letter(
+    statement: Any, contact: object, *, to: str, language: str | None = None
+) -> ComposedLetter:
+    """Send `contact`'s letter to `to` only (a member of staff) and record it in the audit log.
+
+    The contact's address is merely shown in To: the envelope goes to `to` alone.
+    """
+    from campaign.mail import SendError, send_message
+    from campaign.services.audit import record_event
+
+    composed = compose_letter(statement, contact, language=language)
+    if composed.message is None:
+        raise LetterNotSent(composed.error)
+    try:
+        send_message(
+            composed.message, sender=str(current_app.config["MAIL_DEFAULT_SENDER"]), recipients=[to]
+        )
+    except SendError as error:
+        raise LetterNotSent(str(error)) from None
+    record_event(
+        "letter.test_send",
+        target_type="statement",
+        target_id=composed.letter.statement_id,
+        detail={"contact_id": composed.letter.contact_id, "language": composed.letter.language},
+    )
+    return composed

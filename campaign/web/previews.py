@@ -9,7 +9,6 @@ from flask import (
     Blueprint,
     Response,
     abort,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -20,11 +19,14 @@ from flask_login import current_user
 
 from campaign.extensions import db
 from campaign.letters.letter import LanguageUnavailable
-from campaign.mail import SendError, send_message
 from campaign.models import Contact, Role, Statement
 from campaign.services.audiences import audience_choices, find_audience
-from campaign.services.audit import record_event
-from campaign.services.letters import ComposedLetter, compose_letter
+from campaign.services.letters import (
+    ComposedLetter,
+    LetterNotSent,
+    compose_letter,
+    send_test_letter,
+)
 from campaign.web.access import allow
 
 bp = Blueprint("previews", __name__, url_prefix="/statements/<int:statement_id>/preview")
@@ -152,25 +154,12 @@ def send_test(statement_id: int) -> Any:
         audience=request.form.get("audience") or None,
     )
     try:
-        composed = compose_letter(statement, contact, language=language)
+        send_test_letter(statement, contact, to=current_user.email, language=language)
     except LanguageUnavailable:
         abort(404)
-    if composed.message is None:
-        flash(f"Not sent: {composed.error}.", "error")
-        return redirect(back)
-    try:
-        # Sent to the member of staff only; the contact's address is merely shown in To.
-        sender = str(current_app.config["MAIL_DEFAULT_SENDER"])
-        send_message(composed.message, sender=sender, recipients=[current_user.email])
-    except SendError as error:
+    except LetterNotSent as error:
         flash(f"Not sent: {error}.", "error")
         return redirect(back)
-    record_event(
-        "letter.test_send",
-        target_type="statement",
-        target_id=statement.id,
-        detail={"contact_id": contact.id, "language": composed.letter.language},
-    )
     db.session.commit()
     flash(f"A test of this letter was sent to {current_user.email}.", "success")
     return redirect(back)
