@@ -56,7 +56,8 @@ def add_statement_command(file: Path, language: str, statement_id: int | None) -
                 raise statements.StatementError(f"there is no statement {statement_id}")
             subject = parsed.subject
             if not subject and found.text_for(statements.clean_language(lang)) is None:
-                subject = _subject_of(found)
+                # A translation without its own subject starts from the first language's.
+                subject = found.texts[0].subject if found.texts else ""
                 click.echo(
                     f"warning: {file} has no `subject:`; the {lang} text starts with the "
                     f"subject of the first language ({subject!r}) — translate it",
@@ -73,9 +74,3 @@ def add_statement_command(file: Path, language: str, statement_id: int | None) -
         raise click.ClickException(str(error)) from None
     db.session.commit()
     click.echo(message)
-
-
-def _subject_of(statement: object) -> str:
-    # A translation without its own subject starts from the first language's subject.
-    texts = getattr(statement, "texts", [])
-    return texts[0].subject if texts else ""

@@ -32,7 +32,7 @@ def letter_names(contact: object, language: str, rules: RuleSet | None = None) -
     """Return given, family and patronymic in the letter's script (never mixed)."""
     rule_set = rules or RuleSet.builtin()
     # The salutation rules own the script choice; reuse it so address and salutation agree.
-    return rule_set._names(contact, primary_language(language))
+    return rule_set.names(contact, primary_language(language))
 
 
 def full_name(names: dict[str, str], language: str) -> str:

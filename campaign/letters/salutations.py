@@ -428,7 +428,7 @@ class RuleSet:
         lang = self.resolve_language(language)
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        names = self._names(contact, lang)
+        names = self.names(contact, lang)
         override = _text(contact, "salutation_override").strip()
         if kind == "salutation":
             if override:
@@ -479,7 +479,8 @@ class RuleSet:
             f"add a default rule (role *) for {language!r}"
         )
 
-    def _names(self, contact: object, language: str) -> dict[str, str]:
+    def names(self, contact: object, language: str) -> dict[str, str]:
+        """The contact's given, family and patronymic names in the language's script."""
         primary = {part: _text(contact, f"{part}_name").strip() for part in ("given", "family")}
         primary["patronymic"] = _text(contact, "patronymic").strip()
         alt = {part: _text(contact, f"{part}_name_alt").strip() for part in ("given", "family")}
