@@ -49,6 +49,24 @@ class Config:
     MESSAGE_ID_DOMAIN: str = ""
     # The letterhead of e-mails and PDFs (empty: the sender's display name).
     ORGANISATION_NAME: str = ""
+    # Limits of the default SMTP account (0 = none): messages per second, minute and day,
+    # and connections open at once; shared by every worker through Redis.
+    MAIL_RATE_PER_SECOND: int = 0
+    MAIL_RATE_PER_MINUTE: int = 0
+    MAIL_RATE_PER_DAY: int = 0
+    MAIL_MAX_CONNECTIONS: int = 0
+    # Seconds to wait for an SMTP server before treating the attempt as a temporary failure.
+    MAIL_TIMEOUT: int = 30
+    # The address recipients reach this app at (unsubscribe links); empty: http://127.0.0.1:5000.
+    PUBLIC_URL: str = ""
+    # Deliveries a send job claims and sends over one SMTP connection.
+    SEND_BATCH_SIZE: int = 200
+    # How long a claimed delivery belongs to its worker before the reconciler takes it back.
+    SEND_LEASE_SECONDS: int = 600
+    # Failures in a row (connection or server errors) after which a campaign pauses itself.
+    SEND_ERROR_THRESHOLD: int = 25
+    # How often workers look for lost work and stale leases, in seconds.
+    RECONCILE_SECONDS: int = 30
     # Where the development SMTP sink stores what it receives (empty: instance/devmail).
     DEVMAIL_PATH: str = ""
     # Session cookies are marked Secure unless the app runs in debug over plain HTTP.

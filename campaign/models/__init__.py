@@ -2,6 +2,7 @@
 
 from campaign.models.audience import ContactList, Segment, list_memberships
 from campaign.models.audit import AuditEvent
+from campaign.models.campaign import Campaign, CampaignStatus
 from campaign.models.contact import (
     Contact,
     ContactKind,
@@ -11,7 +12,9 @@ from campaign.models.contact import (
     Style,
 )
 from campaign.models.contact_import import ContactImport, ImportMapping, ImportStatus
+from campaign.models.delivery import CLAIMABLE, FINAL, Delivery, DeliveryStatus
 from campaign.models.salutation_rule import SalutationRule, SalutationSetting
+from campaign.models.smtp_account import SmtpAccount, SmtpSecurity
 from campaign.models.statement import (
     PublishAs,
     Signatory,
@@ -22,14 +25,21 @@ from campaign.models.statement import (
     StatementText,
     StatementVersion,
 )
+from campaign.models.suppression import Suppression, SuppressionReason
 from campaign.models.user import Role, RolePolicy, User
 
 __all__ = [
+    "CLAIMABLE",
+    "FINAL",
     "AuditEvent",
+    "Campaign",
+    "CampaignStatus",
     "Contact",
     "ContactImport",
     "ContactKind",
     "ContactList",
+    "Delivery",
+    "DeliveryStatus",
     "GrammaticalGender",
     "ImportMapping",
     "ImportStatus",
@@ -43,12 +53,16 @@ __all__ = [
     "Segment",
     "Signatory",
     "SignatoryKind",
+    "SmtpAccount",
+    "SmtpSecurity",
     "Statement",
     "StatementAttachment",
     "StatementStatus",
     "StatementText",
     "StatementVersion",
     "Style",
+    "Suppression",
+    "SuppressionReason",
     "User",
     "list_memberships",
 ]

@@ -1,0 +1,493 @@
+"""Campaigns: build one, check it, launch it into the ledger, pause, resume and cancel it."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parseaddr
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Select, false, func, insert, select, update
+
+from campaign.extensions import db
+from campaign.mail import MessageError, check_header_value, make_message_id, message_id_domain
+from campaign.models import (
+    CLAIMABLE,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    Delivery,
+    DeliveryStatus,
+    SmtpAccount,
+    Statement,
+    Suppression,
+    User,
+)
+from campaign.queue import enqueue_after_commit
+from campaign.services import statements
+from campaign.services.audiences import find_audience
+from campaign.services.audit import record_event
+
+SEND_JOB = "workers.jobs.send_batch"
+# Launch queues at most this many send jobs at once; the reconciler tops up the rest.
+MAX_JOBS_PER_LAUNCH = 500
+
+
+class CampaignError(ValueError):
+    """A campaign cannot be saved or launched as asked; `field` names the culprit."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class AudienceSpec:
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> AudienceSpec:
+        data = data or {}
+        return cls(tuple(data.get("include") or ()), tuple(data.get("exclude") or ()))
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"include": list(self.include), "exclude": list(self.exclude)}
+
+
+@dataclass(frozen=True)
+class AudienceCount:
+    total: int  # contacts in the audience, exclusions applied
+    suppressed: int  # of those, on the suppression list
+
+    @property
+    def sendable(self) -> int:
+        return self.total - self.suppressed
+
+
+@dataclass
+class CampaignCheck:
+    """What stands in the way of a launch (errors) and what staff should know (warnings)."""
+
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    count: AudienceCount = AudienceCount(0, 0)
+
+
+# --- audience ----------------------------------------------------------------------------
+
+
+def _member_ids(keys: Iterable[str], field_name: str) -> list[Select[Any]]:
+    found = []
+    for key in keys:
+        audience = find_audience(key)
+        if audience is None:
+            raise CampaignError(
+                f"{key!r} is not a list or segment (it may have been deleted)", field_name
+            )
+        found.append(audience.query.with_only_columns(Contact.id).order_by(None))
+    return found
+
+
+def audience_query(spec: AudienceSpec) -> Select[Any]:
+    """The contacts of the included lists and segments, minus the excluded ones."""
+    included = _member_ids(spec.include, "include")
+    excluded = _member_ids(spec.exclude, "exclude")
+    query = select(Contact)
+    if not included:
+        return query.where(false())
+    query = query.where(
+        Contact.id.in_(included[0].union(*included[1:]) if len(included) > 1 else included[0])
+    )
+    for sub in excluded:
+        query = query.where(Contact.id.not_in(sub))
+    return query
+
+
+def _suppressed_clause() -> Any:
+    return Contact.email_key.in_(select(Suppression.email_key))
+
+
+def count_audience(spec: AudienceSpec) -> AudienceCount:
+    """How many contacts the audience holds, and how many of them are suppressed."""
+    ids = audience_query(spec).with_only_columns(Contact.id).subquery()
+    total = db.session.scalar(select(func.count()).select_from(ids)) or 0
+    suppressed = (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Contact)
+            .where(Contact.id.in_(select(ids.c.id)), _suppressed_clause())
+        )
+        or 0
+    )
+    return AudienceCount(total, suppressed)
+
+
+# --- building ----------------------------------------------------------------------------
+
+
+def _clean_mailbox(value: str, field_name: str, label: str, *, required: bool) -> str:
+    value = value.strip()
+    if not value:
+        if required:
+            raise CampaignError(f"{label}: an address is required", field_name)
+        return ""
+    try:
+        check_header_value(label, value)
+    except MessageError as error:
+        raise CampaignError(str(error), field_name) from None
+    address = parseaddr(value)[1]
+    if "@" not in address or address.startswith("@") or address.endswith("@"):
+        raise CampaignError(f"{label}: {value!r} is not an email address", field_name)
+    return value
+
+
+def _validate_audience(spec: AudienceSpec) -> None:
+    _member_ids(spec.include, "include")
+    _member_ids(spec.exclude, "exclude")
+
+
+def create_campaign(
+    statement: Statement,
+    *,
+    name: str = "",
+    audience: AudienceSpec,
+    from_address: str = "",
+    reply_to: str = "",
+    smtp_account: SmtpAccount | None = None,
+    is_pdf_attached: bool | None = None,
+    has_list_unsubscribe: bool = True,
+    is_open_tracking: bool = False,
+    is_click_tracking: bool = False,
+    actor: User | None = None,
+) -> Campaign:
+    """Save a draft campaign; raise CampaignError naming the field that is wrong."""
+    campaign = Campaign(
+        statement_id=statement.id,
+        status=CampaignStatus.DRAFT.value,
+        created_by_id=actor.id if actor else None,
+    )
+    db.session.add(campaign)
+    update_campaign(
+        campaign,
+        name=name or statement.title,
+        audience=audience,
+        from_address=from_address or str(current_app.config["MAIL_DEFAULT_SENDER"]),
+        reply_to=reply_to,
+        smtp_account=smtp_account,
+        is_pdf_attached=statement.is_pdf_attached if is_pdf_attached is None else is_pdf_attached,
+        has_list_unsubscribe=has_list_unsubscribe,
+        is_open_tracking=is_open_tracking,
+        is_click_tracking=is_click_tracking,
+    )
+    record_event("campaign.create", target_type="campaign", target_id=campaign.id, actor=actor)
+    return campaign
+
+
+def update_campaign(
+    campaign: Campaign,
+    *,
+    name: str,
+    audience: AudienceSpec,
+    from_address: str,
+    reply_to: str,
+    smtp_account: SmtpAccount | None,
+    is_pdf_attached: bool,
+    has_list_unsubscribe: bool,
+    is_open_tracking: bool,
+    is_click_tracking: bool,
+    statement: Statement | None = None,
+) -> None:
+    """Change a draft; a launched campaign's settings are fixed."""
+    if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+        raise CampaignError(f"the campaign is {campaign.status}; only a draft can be changed")
+    name = " ".join(name.split())
+    if not name:
+        raise CampaignError("Name: a campaign needs a name", "name")
+    if len(name) > 300:
+        raise CampaignError("Name: at most 300 characters", "name")
+    _validate_audience(audience)
+    campaign.name = name
+    if statement is not None:
+        campaign.statement_id = statement.id
+    campaign.audience = audience.to_json()
+    campaign.from_address = _clean_mailbox(from_address, "from_address", "From", required=True)
+    campaign.reply_to = _clean_mailbox(reply_to, "reply_to", "Reply-To", required=False)
+    campaign.smtp_account_id = smtp_account.id if smtp_account else None
+    campaign.is_pdf_attached = is_pdf_attached
+    campaign.has_list_unsubscribe = has_list_unsubscribe
+    campaign.is_open_tracking = is_open_tracking
+    campaign.is_click_tracking = is_click_tracking
+    db.session.flush()
+
+
+def _domain(mailbox: str) -> str:
+    return parseaddr(mailbox)[1].rpartition("@")[2].lower()
+
+
+def check_campaign(campaign: Campaign) -> CampaignCheck:
+    """Everything a launch would refuse (errors) or staff should know (warnings)."""
+    check = CampaignCheck()
+    spec = AudienceSpec.from_json(campaign.audience)
+    if not spec.include:
+        check.errors.append("Audience: choose at least one list or segment")
+    else:
+        try:
+            check.count = count_audience(spec)
+        except CampaignError as error:
+            check.errors.append(str(error))
+    if spec.include and check.count.total == 0:
+        check.errors.append("Audience: the chosen lists and segments hold no contacts")
+    elif check.count.total and check.count.sendable == 0:
+        check.errors.append(
+            f"Audience: all {check.count.total} contacts are on the suppression list"
+        )
+    elif check.count.suppressed:
+        check.warnings.append(
+            f"{check.count.suppressed} of {check.count.total} contacts are on the suppression "
+            "list and will not be written to"
+        )
+    for label, value, required in (
+        ("From", campaign.from_address, True),
+        ("Reply-To", campaign.reply_to, False),
+    ):
+        try:
+            _clean_mailbox(value, "", label, required=required)
+        except CampaignError as error:
+            check.errors.append(str(error))
+    statement = db.session.get(Statement, campaign.statement_id)
+    if statement is None or not statement.texts:
+        check.errors.append("Statement: it has no text to send")
+    account = campaign.smtp_account
+    login = account.username if account else str(current_app.config["MAIL_USERNAME"])
+    if "@" in login and _domain(campaign.from_address) != login.rpartition("@")[2].lower():
+        check.warnings.append(
+            f"From: the address's domain ({_domain(campaign.from_address)}) differs from the "
+            f"SMTP account's ({login.rpartition('@')[2]}); the relay may refuse the messages or "
+            "recipients' providers may mark them as spam (SPF/DMARC)"
+        )
+    return check
+
+
+# --- launching ---------------------------------------------------------------------------
+
+
+def _new_rows(
+    campaign: Campaign, contacts: Sequence[tuple[int, str, str]], suppressed: set[str], domain: str
+) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    return [
+        {
+            "campaign_id": campaign.id,
+            "contact_id": contact_id,
+            "step": 0,
+            "email": email,
+            "status": (
+                DeliveryStatus.SUPPRESSED.value
+                if key in suppressed
+                else DeliveryStatus.QUEUED.value
+            ),
+            "reason": "suppressed" if key in suppressed else "",
+            "message_id": make_message_id(domain),
+            "unsubscribe_token": secrets.token_urlsafe(18),
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for contact_id, email, key in contacts
+    ]
+
+
+def launch_campaign(
+    campaign: Campaign,
+    *,
+    actor: User | None = None,
+    presend_errors: int = 0,
+    override: bool = False,
+) -> bool:
+    """Write the campaign's ledger rows and queue the sending; False if it was already launched.
+
+    `presend_errors` is the number of contacts the pre-send check found letters with errors
+    for; launching with any needs `override`, which the audit log records.
+    """
+    locked = db.session.execute(
+        select(Campaign).where(Campaign.id == campaign.id).with_for_update()
+    ).scalar_one()
+    if locked.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+        return False  # launching twice is a no-op: the ledger already exists
+    check = check_campaign(locked)
+    if check.errors:
+        raise CampaignError("; ".join(check.errors))
+    if presend_errors and not override:
+        raise CampaignError(
+            f"the pre-send check found letters with errors for {presend_errors} contacts; "
+            "fix them or launch with the override"
+        )
+    statement = db.session.get(Statement, locked.statement_id)
+    assert statement is not None
+    version = statements.latest_version(statement) or statements.record_version(
+        statement, "frozen for a campaign", actor=actor
+    )
+    locked.statement_version_id = version.id
+
+    domain = message_id_domain(locked.from_address)
+    suppressed_keys = set(
+        db.session.scalars(
+            select(Suppression.email_key).where(
+                Suppression.email_key.in_(
+                    audience_query(AudienceSpec.from_json(locked.audience))
+                    .with_only_columns(Contact.email_key)
+                    .order_by(None)
+                )
+            )
+        )
+    )
+    contacts = db.session.execute(
+        audience_query(AudienceSpec.from_json(locked.audience))
+        .with_only_columns(Contact.id, Contact.email, Contact.email_key)
+        .order_by(Contact.id)
+    ).all()
+    rows = _new_rows(
+        locked, [(row[0], row[1], row[2]) for row in contacts], suppressed_keys, domain
+    )
+    for start in range(0, len(rows), 1000):
+        db.session.execute(insert(Delivery), rows[start : start + 1000])
+
+    locked.status = CampaignStatus.SENDING.value
+    locked.status_reason = ""
+    locked.launched_at = datetime.now(UTC)
+    locked.launched_by_id = actor.id if actor else None
+    locked.is_presend_overridden = bool(presend_errors and override)
+    queued = len(rows) - len(suppressed_keys & {key for _, _, key in contacts})
+    record_event(
+        "campaign.launch",
+        target_type="campaign",
+        target_id=locked.id,
+        actor=actor,
+        detail={
+            "recipients": queued,
+            "suppressed": len(rows) - queued,
+            "statement_version": version.number,
+            "presend_errors": presend_errors,
+            "override": bool(presend_errors and override),
+        },
+    )
+    db.session.flush()
+    enqueue_send_jobs(locked.id, queued)
+    return True
+
+
+def enqueue_send_jobs(campaign_id: int, deliveries: int) -> int:
+    """Queue enough send jobs (after commit) to cover `deliveries` rows; return how many."""
+    batch = max(1, int(current_app.config["SEND_BATCH_SIZE"]))
+    jobs = min(MAX_JOBS_PER_LAUNCH, math.ceil(deliveries / batch))
+    timeout = int(current_app.config["SEND_LEASE_SECONDS"])
+    for _ in range(jobs):
+        enqueue_after_commit(db.session(), SEND_JOB, campaign_id, job_timeout=timeout)
+    return jobs
+
+
+# --- pause, resume, cancel ----------------------------------------------------------------
+
+
+def _set_status(
+    campaign: Campaign,
+    allowed: Iterable[CampaignStatus],
+    new: CampaignStatus,
+    action: str,
+    reason: str,
+    actor: User | None,
+) -> bool:
+    if campaign.status not in {s.value for s in allowed}:
+        return False
+    campaign.status = new.value
+    campaign.status_reason = reason
+    record_event(
+        f"campaign.{action}",
+        target_type="campaign",
+        target_id=campaign.id,
+        actor=actor,
+        detail={"reason": reason} if reason else None,
+    )
+    db.session.flush()
+    return True
+
+
+def pause_campaign(
+    campaign: Campaign, *, reason: str = "paused by staff", actor: User | None = None
+) -> bool:
+    """Stop sending after the messages in flight; False if the campaign was not sending."""
+    return _set_status(
+        campaign, [CampaignStatus.SENDING], CampaignStatus.PAUSED, "pause", reason, actor
+    )
+
+
+def resume_campaign(campaign: Campaign, *, actor: User | None = None) -> bool:
+    """Carry on sending a paused campaign; False if it was not paused."""
+    if not _set_status(
+        campaign, [CampaignStatus.PAUSED], CampaignStatus.SENDING, "resume", "", actor
+    ):
+        return False
+    remaining = (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.campaign_id == campaign.id,
+                Delivery.status.in_([s.value for s in CLAIMABLE]),
+            )
+        )
+        or 0
+    )
+    enqueue_send_jobs(campaign.id, remaining)
+    return True
+
+
+def cancel_campaign(campaign: Campaign, *, actor: User | None = None) -> bool:
+    """Stop for good: recipients not yet written to are marked cancelled."""
+    if not _set_status(
+        campaign,
+        [
+            CampaignStatus.DRAFT,
+            CampaignStatus.SCHEDULED,
+            CampaignStatus.SENDING,
+            CampaignStatus.PAUSED,
+        ],
+        CampaignStatus.CANCELLED,
+        "cancel",
+        "cancelled by staff",
+        actor,
+    ):
+        return False
+    db.session.execute(
+        update(Delivery)
+        .where(
+            Delivery.campaign_id == campaign.id,
+            Delivery.status.in_([s.value for s in CLAIMABLE]),
+        )
+        .values(
+            status=DeliveryStatus.CANCELLED.value, reason="cancelled", updated_at=datetime.now(UTC)
+        )
+    )
+    campaign.finished_at = datetime.now(UTC)
+    db.session.flush()
+    return True
+
+
+# --- where it stands ---------------------------------------------------------------------
+
+
+def status_counts(campaign_id: int) -> dict[str, int]:
+    """Deliveries per status, every status present (zero when none)."""
+    counts = dict.fromkeys((s.value for s in DeliveryStatus), 0)
+    for status, count in db.session.execute(
+        select(Delivery.status, func.count())
+        .where(Delivery.campaign_id == campaign_id)
+        .group_by(Delivery.status)
+    ):
+        counts[status] = count
+    return counts
