@@ -31,3 +31,8 @@ def import_contacts(import_id: int) -> None:
             db.session.commit()
         # The contacts are in the database (or the user must upload again): the file goes.
         importing.delete_upload(import_id)
+
+
+def send_batch(campaign_id: int) -> None:
+    """Send the next batch of campaign `campaign_id`'s due deliveries (filled in by the engine)."""
+    raise NotImplementedError("the sending engine is being built")
