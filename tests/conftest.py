@@ -179,3 +179,11 @@ def login(client: FlaskClient):  # type: ignore[no-untyped-def]
         return user
 
     return _login
+
+
+@pytest.fixture
+def fault_smtp() -> Iterator[Any]:
+    """A started FaultSmtpServer (tests/fault_smtp.py) on 127.0.0.1; stopped after the test."""
+    from tests.fault_smtp import running_server
+
+    yield from running_server()
