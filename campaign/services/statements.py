@@ -579,3 +579,37 @@ def remove_attachment(attachment: StatementAttachment, *, actor: User | None = N
         detail={"filename": name, "sha256": attachment.sha256},
     )
     return path
+
+
+def delete_statement(statement: Statement, *, actor: User | None = None) -> list[Path]:
+    """Delete a statement no campaign uses; return its attachment files for the caller.
+
+    A campaign keeps the version it sent as evidence, so a statement any campaign refers to
+    (running, finished or still a draft) cannot go: the error names those campaigns.
+    """
+    from campaign.models import Campaign
+
+    users = db.session.execute(
+        select(Campaign.id, Campaign.name, Campaign.status)
+        .where(Campaign.statement_id == statement.id)
+        .order_by(Campaign.id)
+    ).all()
+    if users:
+        named = ", ".join(f"#{cid} “{name}” ({status})" for cid, name, status in users[:5])
+        more = f" and {len(users) - 5} more" if len(users) > 5 else ""
+        raise StatementError(
+            f"The statement cannot be deleted: campaigns use it ({named}{more}). "
+            "Cancel or delete those campaigns first; a sent campaign keeps its statement."
+        )
+    paths = [attachment_file(a) for a in attachments_of(statement)]
+    title, statement_id = statement.title, statement.id
+    db.session.delete(statement)
+    db.session.flush()
+    record_event(
+        "statement.delete",
+        actor=actor,
+        target_type="statement",
+        target_id=statement_id,
+        detail={"title": title},
+    )
+    return paths

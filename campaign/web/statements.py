@@ -212,6 +212,23 @@ def set_status(statement_id: int) -> Any:
     return redirect(url_for("statements.show", statement_id=statement.id))
 
 
+@bp.route("/<int:statement_id>/delete", methods=["POST"])
+@allow(Role.EDITOR)
+def delete(statement_id: int) -> Any:
+    statement = db.get_or_404(Statement, statement_id)
+    try:
+        files = statement_service.delete_statement(statement, actor=_me())
+    except StatementError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(url_for("statements.show", statement_id=statement_id))
+    db.session.commit()
+    for path in files:
+        path.unlink(missing_ok=True)
+    flash("Statement deleted.", "success")
+    return redirect(url_for("statements.index"))
+
+
 @bp.route("/<int:statement_id>/texts/<language>", methods=["POST"])
 @allow(Role.EDITOR)
 def save_text(statement_id: int, language: str) -> Any:

@@ -293,3 +293,26 @@ def test_viewer_downloads_but_cannot_attach_or_delete(
     download.close()
     assert client.post(f"{url}/delete").status_code == 403
     assert "Delete a.pdf" not in _text(client.get(f"/statements/{statement.id}"))
+
+
+def test_an_editor_deletes_an_unused_statement_but_not_one_a_campaign_uses(
+    client: FlaskClient, login: Login, statement: Statement
+) -> None:
+    from campaign.services import campaigns, lists
+
+    login(Role.EDITOR)
+    used = statements.create_statement("Used", language="en", subject="S", body=BODY)
+    contact_list = lists.create_list("Press")
+    campaigns.create_campaign(used, audience=campaigns.AudienceSpec((f"list:{contact_list.id}",)))
+    db.session.commit()
+
+    refused = client.post(f"/statements/{used.id}/delete", follow_redirects=True)
+    assert "cannot be deleted: campaigns use it" in _text(refused)
+    assert db.session.get(Statement, used.id) is not None
+
+    statement_id = statement.id
+    deleted = client.post(f"/statements/{statement_id}/delete", follow_redirects=True)
+    assert "Statement deleted." in _text(deleted)
+    db.session.expunge_all()
+    assert db.session.get(Statement, statement_id) is None
+    assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "statement.delete"))

@@ -1,0 +1,259 @@
+"""Campaigns: audience arithmetic, the checks before launch, the ledger a launch writes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from campaign.extensions import db
+from campaign.models import (
+    AuditEvent,
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    Statement,
+    Suppression,
+)
+from campaign.queue import get_queue
+from campaign.services import campaigns, lists, statements
+from campaign.services.campaigns import AudienceSpec, CampaignError
+from campaign.services.contacts import create_contact
+
+BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n"
+
+
+def _statement() -> Statement:
+    return statements.create_statement("Joint letter", language="en", subject="S", body=BODY)
+
+
+def _list(name: str, emails: list[str]) -> Any:
+    contact_list = lists.create_list(name)
+    ids = []
+    for email in emails:
+        found = db.session.scalar(
+            select(campaigns.Contact.id).where(campaigns.Contact.email_key == email.lower())
+        )
+        ids.append(found or create_contact({"email": email, "family_name": "X"}).id)
+    lists.add_contacts(contact_list, ids)
+    return contact_list
+
+
+def _suppress(email: str) -> None:
+    db.session.add(Suppression(email_key=email.lower(), email=email, reason="unsubscribed"))
+    db.session.flush()
+
+
+def _deliveries(campaign: Campaign) -> list[Delivery]:
+    return list(
+        db.session.scalars(
+            select(Delivery).where(Delivery.campaign_id == campaign.id).order_by(Delivery.email)
+        )
+    )
+
+
+def test_audience_is_the_union_of_includes_minus_the_excludes(app: Flask) -> None:
+    press = _list("Press", ["a@example.org", "b@example.org"])
+    diplomats = _list("Diplomats", ["b@example.org", "c@example.org", "d@example.org"])
+    partners = _list("Partners", ["d@example.org"])
+    spec = AudienceSpec((f"list:{press.id}", f"list:{diplomats.id}"), (f"list:{partners.id}",))
+    emails = sorted(c.email for c in db.session.scalars(campaigns.audience_query(spec)))
+    assert emails == ["a@example.org", "b@example.org", "c@example.org"]
+    _suppress("c@example.org")
+    count = campaigns.count_audience(spec)
+    assert (count.total, count.suppressed, count.sendable) == (3, 1, 2)
+
+
+def test_a_deleted_list_in_the_audience_is_named(app: Flask) -> None:
+    with pytest.raises(CampaignError, match="'list:999' is not a list or segment") as error:
+        campaigns.count_audience(AudienceSpec(("list:999",)))
+    assert error.value.field == "include"
+
+
+def test_a_header_injection_in_from_is_refused_naming_the_field(app: Flask) -> None:
+    press = _list("Press", ["a@example.org"])
+    with pytest.raises(CampaignError) as error:
+        campaigns.create_campaign(
+            _statement(),
+            audience=AudienceSpec((f"list:{press.id}",)),
+            from_address="Us <us@example.org>\r\nBcc: spy@evil.test",
+        )
+    assert error.value.field == "from_address"
+    with pytest.raises(CampaignError, match="Reply-To") as error:
+        campaigns.create_campaign(
+            _statement(),
+            audience=AudienceSpec((f"list:{press.id}",)),
+            reply_to="not an address",
+        )
+    assert error.value.field == "reply_to"
+
+
+def test_empty_and_fully_suppressed_audiences_cannot_launch(app: Flask) -> None:
+    empty = lists.create_list("Empty")
+    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{empty.id}",)))
+    assert "hold no contacts" in " ".join(campaigns.check_campaign(campaign).errors)
+    with pytest.raises(CampaignError, match="hold no contacts"):
+        campaigns.launch_campaign(campaign)
+
+    press = _list("Press", ["a@example.org", "b@example.org"])
+    _suppress("a@example.org")
+    _suppress("b@example.org")
+    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    assert (
+        "all 2 contacts are on the suppression list" in campaigns.check_campaign(campaign).errors[0]
+    )
+    with pytest.raises(CampaignError, match="suppression list"):
+        campaigns.launch_campaign(campaign)
+    assert campaign.status == CampaignStatus.DRAFT
+
+
+def test_a_from_domain_other_than_the_accounts_is_a_warning(app: Flask) -> None:
+    app.config["MAIL_USERNAME"] = "relay@ngo.example"
+    press = _list("Press", ["a@example.org"])
+    campaign = campaigns.create_campaign(
+        _statement(),
+        audience=AudienceSpec((f"list:{press.id}",)),
+        from_address="Us <us@other.example>",
+    )
+    check = campaigns.check_campaign(campaign)
+    assert check.errors == []
+    assert "other.example" in check.warnings[0] and "ngo.example" in check.warnings[0]
+
+
+def test_launch_writes_one_row_per_recipient_and_queues_after_commit(app: Flask) -> None:
+    press = _list("Press", ["a@example.org", "b@example.org", "c@example.org"])
+    _suppress("b@example.org")
+    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    db.session.commit()
+    queue = get_queue()
+    queue.empty()
+
+    assert campaigns.launch_campaign(campaign) is True
+    assert queue.count == 0, "nothing is queued before the launch is committed"
+    db.session.commit()
+    assert queue.count >= 1
+    assert queue.jobs[0].func_name == "workers.jobs.send_batch"
+    assert list(queue.jobs[0].args) == [campaign.id]
+
+    rows = _deliveries(campaign)
+    assert [(r.email, r.status) for r in rows] == [
+        ("a@example.org", DeliveryStatus.QUEUED),
+        ("b@example.org", DeliveryStatus.SUPPRESSED),
+        ("c@example.org", DeliveryStatus.QUEUED),
+    ]
+    assert len({r.message_id for r in rows}) == 3
+    assert all(r.message_id.startswith("<") and "@" in r.message_id for r in rows)
+    assert len({r.unsubscribe_token for r in rows}) == 3
+    assert campaign.status == CampaignStatus.SENDING
+    assert campaign.statement_version_id is not None
+    assert campaigns.status_counts(campaign.id)["queued"] == 2
+
+
+def test_launching_twice_writes_nothing_more(app: Flask) -> None:
+    press = _list("Press", ["a@example.org", "b@example.org"])
+    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    assert campaigns.launch_campaign(campaign) is True
+    db.session.commit()
+    assert campaigns.launch_campaign(campaign) is False
+    db.session.commit()
+    assert len(_deliveries(campaign)) == 2
+
+
+def test_a_rolled_back_launch_leaves_no_rows_and_no_jobs(app: Flask) -> None:
+    press = _list("Press", ["a@example.org"])
+    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    db.session.commit()
+    queue = get_queue()
+    queue.empty()
+    campaigns.launch_campaign(campaign)
+    db.session.rollback()
+    assert queue.count == 0
+    assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
+
+
+def test_presend_errors_need_an_override_which_the_audit_log_records(app: Flask) -> None:
+    press = _list("Press", ["a@example.org"])
+    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    with pytest.raises(CampaignError, match="errors for 3 contacts"):
+        campaigns.launch_campaign(campaign, presend_errors=3)
+    assert campaigns.launch_campaign(campaign, presend_errors=3, override=True)
+    db.session.commit()
+    assert campaign.is_presend_overridden
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "campaign.launch"))
+    assert event is not None and event.detail["override"] is True
+    assert event.detail["presend_errors"] == 3
+
+
+def test_the_launched_version_is_frozen_against_later_edits(app: Flask) -> None:
+    statement = _statement()
+    press = _list("Press", ["a@example.org"])
+    campaign = campaigns.create_campaign(statement, audience=AudienceSpec((f"list:{press.id}",)))
+    campaigns.launch_campaign(campaign)
+    frozen = campaign.statement_version_id
+    statements.set_text(statement, language="en", subject="Changed", body=BODY)
+    db.session.commit()
+    assert campaign.statement_version_id == frozen
+    assert campaign.statement_version.snapshot["texts"]["en"]["subject"] == "S"
+
+
+def test_pause_resume_and_cancel(app: Flask) -> None:
+    press = _list("Press", ["a@example.org", "b@example.org"])
+    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    campaigns.launch_campaign(campaign)
+    db.session.commit()
+    assert campaigns.resume_campaign(campaign) is False, "a sending campaign is not paused"
+    assert campaigns.pause_campaign(campaign, reason="checking a name") is True
+    assert campaign.status == CampaignStatus.PAUSED
+    assert campaign.status_reason == "checking a name"
+    assert campaigns.pause_campaign(campaign) is False
+    queue = get_queue()
+    db.session.commit()
+    queue.empty()
+    assert campaigns.resume_campaign(campaign) is True
+    db.session.commit()
+    assert campaign.status == CampaignStatus.SENDING
+    assert queue.count >= 1, "resuming queues the remaining work"
+
+    first = _deliveries(campaign)[0]
+    first.status = DeliveryStatus.SENT.value
+    db.session.flush()
+    assert campaigns.cancel_campaign(campaign) is True
+    db.session.commit()
+    statuses = [d.status for d in _deliveries(campaign)]
+    assert statuses == [DeliveryStatus.SENT, DeliveryStatus.CANCELLED]
+    assert campaign.status == CampaignStatus.CANCELLED
+    with pytest.raises(CampaignError, match="only a draft can be changed"):
+        campaigns.update_campaign(
+            campaign,
+            name="x",
+            audience=AudienceSpec((f"list:{press.id}",)),
+            from_address="us@example.org",
+            reply_to="",
+            smtp_account=None,
+            is_pdf_attached=False,
+            has_list_unsubscribe=True,
+            is_open_tracking=False,
+            is_click_tracking=False,
+        )
+
+
+def test_a_statement_a_campaign_uses_cannot_be_deleted(app: Flask) -> None:
+    statement = _statement()
+    press = _list("Press", ["a@example.org"])
+    campaign = campaigns.create_campaign(statement, audience=AudienceSpec((f"list:{press.id}",)))
+    campaigns.launch_campaign(campaign)
+    db.session.commit()
+    with pytest.raises(
+        statements.StatementError, match=r"campaigns use it \(#\d+ “Joint letter” \(sending\)\)"
+    ):
+        statements.delete_statement(statement)
+    db.session.rollback()
+    assert db.session.get(Statement, statement.id) is not None
+
+    unused = statements.create_statement("Unused", language="en", subject="S", body=BODY)
+    statements.delete_statement(unused)
+    db.session.commit()
+    assert db.session.get(Statement, unused.id) is None
