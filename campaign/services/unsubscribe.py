@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 from flask import current_app
+from sqlalchemy import select, update
+
+from campaign.extensions import db
+from campaign.mail import organisation_name
+from campaign.models import Campaign, Delivery, DeliveryStatus, Suppression, SuppressionReason
+from campaign.services.suppressions import find_suppression, mask_email, suppress_address
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
+# secrets.token_urlsafe output; anything else cannot be a token, so no query is spent on it.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+
+log = logging.getLogger(__name__)
 
 
 def public_url() -> str:
@@ -14,3 +29,58 @@ def public_url() -> str:
 def unsubscribe_url(token: str) -> str:
     """The https link of a delivery's List-Unsubscribe header (its token is opaque)."""
     return f"{public_url()}/u/{token}"
+
+
+@dataclass(frozen=True)
+class UnsubscribeTarget:
+    """What the confirmation page may show: the sender and a masked address, nothing else."""
+
+    delivery: Delivery
+    organisation: str
+    masked_email: str
+    is_suppressed: bool
+
+
+def find_target(token: str) -> UnsubscribeTarget | None:
+    """The delivery an unsubscribe token belongs to, or None for any unknown or malformed one."""
+    if not _TOKEN.fullmatch(token):
+        return None
+    delivery = db.session.scalar(select(Delivery).where(Delivery.unsubscribe_token == token))
+    if delivery is None:
+        return None
+    campaign = db.session.get(Campaign, delivery.campaign_id)
+    sender = campaign.from_address if campaign is not None else None
+    return UnsubscribeTarget(
+        delivery=delivery,
+        organisation=organisation_name(sender),
+        masked_email=mask_email(delivery.email),
+        is_suppressed=find_suppression(delivery.email) is not None,
+    )
+
+
+def unsubscribe(target: UnsubscribeTarget) -> Suppression:
+    """Put the delivery's address on the suppression list (idempotent) and stop its queued mail.
+
+    Letters still waiting in any campaign for the same contact are marked suppressed at once,
+    so nobody gets another letter after saying stop, even from a campaign already sending.
+    """
+    delivery = target.delivery
+    suppression = suppress_address(
+        delivery.email, SuppressionReason.UNSUBSCRIBED, campaign_id=delivery.campaign_id
+    )
+    if delivery.contact_id is not None:
+        db.session.execute(
+            update(Delivery)
+            .where(
+                Delivery.contact_id == delivery.contact_id,
+                Delivery.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value]),
+            )
+            .values(
+                status=DeliveryStatus.SUPPRESSED.value,
+                reason="unsubscribed",
+                updated_at=datetime.now(UTC),
+            )
+        )
+    db.session.flush()
+    log.info("unsubscribed %s (campaign %s)", target.masked_email, delivery.campaign_id)
+    return suppression

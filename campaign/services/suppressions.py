@@ -1,0 +1,180 @@
+"""The suppression list: add, remove, look up and page through addresses nobody may write to."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from campaign.extensions import db
+from campaign.models import Suppression, SuppressionReason, User
+from campaign.models._types import utcnow
+from campaign.services.audit import record_event
+from campaign.services.contacts import normalise_email
+
+PER_PAGE = 50
+MAX_NOTE = 2000
+
+
+class SuppressionError(ValueError):
+    """An address cannot be put on the list as asked; the message names the field."""
+
+    def __init__(self, message: str, field: str = "email") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def mask_email(address: str) -> str:
+    """Show enough of an address for its owner to recognise it, not enough to harvest it."""
+    local, at, domain = address.partition("@")
+    if not at:
+        return "***"
+    shown = local[:1] if len(local) <= 3 else local[:2]
+    return f"{shown}***@{domain}"
+
+
+def _reason(reason: SuppressionReason | str) -> SuppressionReason:
+    try:
+        return SuppressionReason(reason)
+    except ValueError:
+        known = ", ".join(r.value for r in SuppressionReason)
+        raise SuppressionError(f"Reason: {reason!r} is not one of {known}", "reason") from None
+
+
+def find_suppression(email: str) -> Suppression | None:
+    """The list's entry for `email` (any spelling of the same address), or None."""
+    try:
+        _, key = normalise_email(email)
+    except ValueError:
+        return None
+    return db.session.scalar(select(Suppression).where(Suppression.email_key == key))
+
+
+def is_suppressed(email: str) -> bool:
+    """Whether no campaign may write to `email`."""
+    return find_suppression(email) is not None
+
+
+def suppress_address(
+    email: str,
+    reason: SuppressionReason | str,
+    *,
+    campaign_id: int | None = None,
+    note: str = "",
+    actor: User | None = None,
+) -> Suppression:
+    """Put `email` on the suppression list (idempotent: an existing entry is returned as is).
+
+    Raises SuppressionError (a ValueError) naming the field when the address is not valid.
+    """
+    try:
+        stored, key = normalise_email(email)
+    except ValueError as error:
+        raise SuppressionError(f"Email: {error}") from None
+    why = _reason(reason)
+    note = note.strip()
+    if len(note) > MAX_NOTE:
+        raise SuppressionError(f"Note: at most {MAX_NOTE} characters", "note")
+    existing = db.session.scalar(select(Suppression).where(Suppression.email_key == key))
+    if existing is not None:
+        return existing
+    # ON CONFLICT DO NOTHING: two one-click POSTs for one address at once (mail providers do
+    # that) must both succeed, the second finding the row the first wrote.
+    insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    new_id = db.session.scalar(
+        insert(Suppression)
+        .values(
+            email_key=key,
+            email=stored,
+            reason=why.value,
+            note=note,
+            campaign_id=campaign_id,
+            created_by_id=actor.id if actor else None,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["email_key"])
+        .returning(Suppression.id)
+    )
+    entry = db.session.scalar(select(Suppression).where(Suppression.email_key == key))
+    assert entry is not None
+    if new_id is None:
+        return entry  # someone else suppressed it a moment ago; they audited it
+    record_event(
+        "suppression.add",
+        target_type="suppression",
+        target_id=entry.id,
+        actor=actor,
+        # The address is personal data: the audit log keeps a masked form only.
+        detail={"email": mask_email(stored), "reason": why.value, "campaign_id": campaign_id},
+    )
+    return entry
+
+
+def remove_suppression(suppression: Suppression, *, actor: User | None = None) -> None:
+    """Take an address off the list so campaigns may write to it again."""
+    record_event(
+        "suppression.remove",
+        target_type="suppression",
+        target_id=suppression.id,
+        actor=actor,
+        detail={
+            "email": mask_email(suppression.email),
+            "reason": suppression.reason,
+            "added_at": suppression.created_at.isoformat() if suppression.created_at else "",
+        },
+    )
+    db.session.delete(suppression)
+    db.session.flush()
+
+
+def counts_by_reason() -> dict[str, int]:
+    """Entries per reason, every reason present (zero when none)."""
+    counts = dict.fromkeys((r.value for r in SuppressionReason), 0)
+    for reason, count in db.session.execute(
+        select(Suppression.reason, func.count()).group_by(Suppression.reason)
+    ):
+        counts[reason] = counts.get(reason, 0) + count
+    return counts
+
+
+@dataclass
+class SuppressionPage:
+    items: list[Suppression]
+    total: int
+    page: int
+    pages: int
+
+
+def search_suppressions(
+    query: str = "", reason: str = "", *, page: int = 1, per_page: int = PER_PAGE
+) -> SuppressionPage:
+    """One page of entries, newest first, matching part of an address or note and a reason."""
+    statement = select(Suppression)
+    text = query.strip().lower()
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        statement = statement.where(
+            or_(
+                Suppression.email_key.like(pattern, escape="\\"),
+                func.lower(Suppression.note).like(pattern, escape="\\"),
+            )
+        )
+    if reason:
+        statement = statement.where(Suppression.reason == reason)
+    total = (
+        db.session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
+        or 0
+    )
+    pages = max(1, math.ceil(total / per_page))
+    page = min(max(1, page), pages)
+    items = list(
+        db.session.scalars(
+            statement.order_by(Suppression.created_at.desc(), Suppression.id.desc())
+            .limit(per_page)
+            .offset((page - 1) * per_page)
+        )
+    )
+    return SuppressionPage(items, total, page, pages)

@@ -1,0 +1,140 @@
+"""One-click unsubscribe (RFC 8058): a GET only asks, a POST without cookies unsubscribes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from campaign.extensions import db
+from campaign.models import AuditEvent, Campaign, Delivery, DeliveryStatus, Suppression
+from campaign.services import campaigns, lists, statements
+from campaign.services.campaigns import AudienceSpec
+from campaign.services.contacts import create_contact
+from tests.conftest import IsolatedClient
+
+BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n"
+ONE_CLICK = {"List-Unsubscribe": "One-Click"}
+
+
+@pytest.fixture(autouse=True)
+def _forget_misses(app: Flask) -> Iterator[None]:
+    """Each test starts with no unknown-token misses counted (the Redis is shared)."""
+    from campaign.queue import get_redis
+
+    yield
+    for key in get_redis().scan_iter("campaign:unsubscribe-misses:*"):
+        get_redis().delete(key)
+
+
+def _launched_campaign(emails: list[str], name: str = "Letter") -> Campaign:
+    statement = statements.create_statement(name, language="en", subject="S", body=BODY)
+    contact_list = lists.create_list(f"{name} list")
+    ids = []
+    for email in emails:
+        found = db.session.scalar(
+            select(campaigns.Contact.id).where(campaigns.Contact.email_key == email.lower())
+        )
+        ids.append(found or create_contact({"email": email, "family_name": "X"}).id)
+    lists.add_contacts(contact_list, ids)
+    campaign = campaigns.create_campaign(
+        statement,
+        audience=AudienceSpec(include=(f"list:{contact_list.id}",)),
+        from_address="Rights Watch <office@rights.example>",
+    )
+    assert campaigns.launch_campaign(campaign)
+    db.session.commit()
+    return campaign
+
+
+def _delivery(campaign: Campaign, email: str) -> Delivery:
+    return db.session.scalars(
+        select(Delivery).where(Delivery.campaign_id == campaign.id, Delivery.email == email)
+    ).one()
+
+
+def _text(response: object) -> str:
+    return str(response.get_data(as_text=True))  # type: ignore[attr-defined]
+
+
+def test_get_asks_and_never_unsubscribes(client: FlaskClient, app: Flask) -> None:
+    campaign = _launched_campaign(["anna.k@example.org", "boris@example.org"])
+    token = _delivery(campaign, "anna.k@example.org").unsubscribe_token
+    page = client.get(f"/u/{token}")
+    assert page.status_code == 200
+    text = _text(page)
+    assert "Stop receiving letters from Rights Watch at an***@example.org?" in text
+    assert "anna.k@example.org" not in text and "boris" not in text
+    # Works without JS: a plain form posting back to the same link.
+    assert f'<form method="post" action="/u/{token}"' in text
+    client.get(f"/u/{token}")
+    assert db.session.scalar(select(Suppression)) is None
+
+
+def test_one_click_post_without_cookie_or_csrf_unsubscribes_once(app: Flask) -> None:
+    # CSRF on, as in production: the mail provider's POST carries neither cookie nor token.
+    app.config["WTF_CSRF_ENABLED"] = True
+    campaign = _launched_campaign(["anna@example.org", "boris@example.org"])
+    token = _delivery(campaign, "anna@example.org").unsubscribe_token
+    app.test_client_class = IsolatedClient
+    client = app.test_client(use_cookies=False)
+    for _ in range(2):
+        response = client.post(f"/u/{token}", data=ONE_CLICK)
+        assert response.status_code == 200, _text(response)
+        assert "You are unsubscribed" in _text(response)
+    entries = list(db.session.scalars(select(Suppression)))
+    assert [(e.email, e.reason, e.campaign_id) for e in entries] == [
+        ("anna@example.org", "unsubscribed", campaign.id)
+    ]
+    events = list(
+        db.session.scalars(select(AuditEvent).where(AuditEvent.action == "suppression.add"))
+    )
+    assert len(events) == 1
+    assert "anna@example.org" not in str(events[0].detail)
+    # Every other form of the site still needs its CSRF token.
+    assert client.post("/login", data={"email": "x@example.org"}).status_code == 400
+
+
+def test_confirmation_form_unsubscribes_and_stops_queued_letters(
+    client: FlaskClient, app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = _launched_campaign(["anna@example.org", "boris@example.org"], "First")
+    second = _launched_campaign(["anna@example.org"], "Second")
+    token = _delivery(first, "anna@example.org").unsubscribe_token
+    with caplog.at_level(logging.DEBUG):
+        response = client.post(f"/u/{token}", data={"confirm": "yes"})
+    assert response.status_code == 200
+    assert "anna@example.org" not in caplog.text
+    # The letter still queued in the other campaign will not go out.
+    assert _delivery(second, "anna@example.org").status == DeliveryStatus.SUPPRESSED
+    assert _delivery(first, "boris@example.org").status == DeliveryStatus.QUEUED
+    again = client.get(f"/u/{token}")
+    assert "You are unsubscribed" in _text(again) and "<form" not in _text(again).split("main")[1]
+
+
+@pytest.mark.parametrize("token", ["A" * 24, "not a token", "x", "a" * 300, "%00"])
+def test_unknown_and_malformed_tokens_get_one_uniform_404(
+    client: FlaskClient, app: Flask, token: str
+) -> None:
+    campaign = _launched_campaign(["anna@example.org"])
+    real = _delivery(campaign, "anna@example.org").unsubscribe_token
+    reference = client.get(f"/u/{'B' * 24}")
+    for method in (client.get, client.post):
+        response = method(f"/u/{token}")
+        assert response.status_code == 404
+        assert _text(response) == _text(reference)
+    assert db.session.scalar(select(Suppression)) is None
+    assert client.get(f"/u/{real}").status_code == 200
+
+
+def test_many_unknown_tokens_from_one_address_are_slowed_down(
+    client: FlaskClient, app: Flask
+) -> None:
+    statuses = [client.post(f"/u/{'C' * 20}{n:04d}").status_code for n in range(62)]
+    assert statuses[:60] == [404] * 60
+    assert statuses[-1] == 429
+    assert "Wait a minute" in _text(client.get(f"/u/{'D' * 24}"))
