@@ -1,4 +1,9 @@
-"""`python -m workers`: an RQ worker on this installation's queue, with the app loaded once."""
+"""`python -m workers`: an RQ worker on this installation's queue, with the app loaded once.
+
+The worker's main process also runs the reconciler (workers/ticker.py): at start-up and
+every RECONCILE_SECONDS, on one machine per interval. In --burst mode it runs once, at
+start, so that work Redis lost is queued before the worker looks at the queue.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     from campaign.extensions import db
     from campaign.queue import get_queue, get_redis
     from workers.context import set_app
+    from workers.jobs import reconcile
+    from workers.ticker import Reconciler
 
     try:
         app = create_app()
@@ -54,7 +61,16 @@ def main(argv: list[str] | None = None) -> int:
         worker = worker_class(
             [queue], connection=connection, serializer=JSONSerializer, name=args.name
         )
-        worker.work(burst=args.burst, logging_level=args.log_level)
+        if args.burst:
+            reconcile()
+            worker.work(burst=True, logging_level=args.log_level)
+            return 0
+        reconciler = Reconciler(app, reconcile)
+        reconciler.start()
+        try:
+            worker.work(logging_level=args.log_level)
+        finally:
+            reconciler.stop()
     return 0
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 
 from campaign.extensions import db
-from campaign.services import importing
+from campaign.services import importing, sending
 from workers.context import job_context
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,23 @@ def import_contacts(import_id: int) -> None:
         importing.delete_upload(import_id)
 
 
+def _worker_name() -> str:
+    # gethostname, not getfqdn: the latter may wait seconds on a slow resolver.
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def send_batch(campaign_id: int) -> None:
-    """Send the next batch of campaign `campaign_id`'s due deliveries (filled in by the engine)."""
-    raise NotImplementedError("the sending engine is being built")
+    """Send the next batch of campaign `campaign_id`'s due deliveries; chain one more if due."""
+    with job_context():
+        result = sending.send_batch(campaign_id, worker=_worker_name(), commit=db.session.commit)
+        if result.has_more:
+            sending.chain_next_batch(campaign_id)
+            db.session.commit()
+
+
+def reconcile() -> None:
+    """Take back stale leases, re-queue work Redis lost, finish campaigns with nothing left."""
+    with job_context():
+        report = sending.reconcile(commit=db.session.commit)
+        if report.requeued or report.enqueued or report.finished:
+            log.info("reconcile: %s", report)

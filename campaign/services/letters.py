@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -41,11 +42,18 @@ def compose_letter(
     with_pdf: bool | None = None,
     rules: RuleSet | None = None,
     today: date | None = None,
+    sender: str | None = None,
+    reply_to: str | None = None,
+    message_id: str | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+    attach_pdf: bool | None = None,
 ) -> ComposedLetter:
     """Merge `statement` (a Statement or StatementVersion) for `contact` and build it whole.
 
-    The PDF is made (and attached) when the statement asks for one; `with_pdf` makes it
-    for a preview without attaching it.
+    The PDF is made (and attached) when the statement asks for one, or `attach_pdf` (a
+    campaign's choice) says so; `with_pdf` makes it for a preview without attaching it.
+    A campaign passes its sender, Reply-To, the delivery's fixed Message-ID and its
+    List-Unsubscribe headers; a preview leaves them to the defaults.
     Raises LanguageUnavailable when `language` is forced and the statement lacks it.
     """
     from campaign.services.salutation_rules import current_rule_set
@@ -54,11 +62,12 @@ def compose_letter(
     letter = render_letter(
         source, contact, language=language, rules=rules or current_rule_set(), today=today
     )
-    sender = str(current_app.config["MAIL_DEFAULT_SENDER"])
+    sender = sender or str(current_app.config["MAIL_DEFAULT_SENDER"])
     organisation = organisation_name(sender)
     letter_date = letter.letter_date or today or datetime.now(UTC).date()
     parts = letter_parts(letter, organisation=organisation, letter_date=letter_date)
-    attach_pdf = bool(source.snapshot.get("is_pdf_attached"))
+    if attach_pdf is None:
+        attach_pdf = bool(source.snapshot.get("is_pdf_attached"))
     wants_pdf = attach_pdf or bool(with_pdf)
     filename = pdf_filename(source.title)
     pdf: bytes | None = None
@@ -77,6 +86,9 @@ def compose_letter(
         message = build_message(
             letter,
             sender=sender,
+            reply_to=reply_to or None,
+            message_id=message_id,
+            extra_headers=extra_headers,
             attachments=attachments,
             organisation=organisation,
             letter_date=letter_date,

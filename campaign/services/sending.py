@@ -1,0 +1,792 @@
+"""Sending a campaign: claim ledger rows with a lease, send them, record each outcome; reconcile.
+
+Services elsewhere only flush. The send loop takes the job's `commit` callable instead,
+because each outcome must be durable before the next message goes out: a worker killed
+at any moment then duplicates at most the one message in flight (decision 0011).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parseaddr
+from types import SimpleNamespace
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from campaign.extensions import db
+from campaign.letters.letter import LetterSource, letter_source
+from campaign.mail import MessageError, encode_address, message_id_domain
+from campaign.models import (
+    CLAIMABLE,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    Delivery,
+    DeliveryStatus,
+    StatementVersion,
+    Suppression,
+    SuppressionReason,
+)
+from campaign.queue import get_queue, get_redis
+from campaign.rate_limit import (
+    ConnectionSemaphore,
+    DailyLimitReached,
+    RateLimiter,
+    pace_interval,
+)
+from campaign.services.campaigns import SEND_JOB, enqueue_send_jobs, pause_campaign
+from campaign.services.letters import compose_letter
+from campaign.services.smtp_accounts import SmtpSettings, settings_for
+from campaign.services.unsubscribe import unsubscribe_url
+from campaign.smtp import Outcome, SendOutcome, SmtpConnection
+
+log = logging.getLogger(__name__)
+
+# Retry after a temporary failure: 1 min, 2, 4, ... at most an hour, each ±20% so that
+# rows deferred together do not all come back in the same second.
+BACKOFF_FIRST = timedelta(minutes=1)
+BACKOFF_MAX = timedelta(hours=1)
+BACKOFF_JITTER = 0.2
+# How often a batch looks again at the campaign's status and the suppression list.
+RECHECK_SECONDS = 1.0
+RECHECK_MESSAGES = 50
+# Rows that are still someone's work (the campaign is not finished while any remain).
+OPEN_STATUSES = (*(s.value for s in CLAIMABLE), DeliveryStatus.SENDING.value)
+_CLAIMABLE = [s.value for s in CLAIMABLE]
+
+
+@dataclass
+class BatchResult:
+    """What one batch did; `has_more` says whether due rows are left for another job."""
+
+    claimed: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    bounced: int = 0
+    suppressed: int = 0
+    in_doubt: int = 0
+    released: int = 0  # handed back unsent (pause, cancel, daily limit, time budget)
+    stopped: str = ""  # why the batch ended before its last row, in words
+    has_more: bool = False
+    finished: bool = False  # the campaign was finished by this batch
+
+
+@dataclass
+class ReconcileReport:
+    requeued: int = 0  # stale leases handed back
+    in_doubt: int = 0  # of those, the one possibly in flight when its worker was lost
+    cancelled: int = 0  # stale rows of cancelled campaigns
+    enqueued: dict[int, int] = field(default_factory=dict)  # campaign id -> jobs queued
+    finished: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Row:
+    id: int
+    contact_id: int | None
+    email: str
+    message_id: str
+    unsubscribe_token: str
+    attempts: int
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _config(name: str) -> int:
+    return int(current_app.config[name])
+
+
+def backoff_delay(attempts: int, *, rng: Callable[[], float] = random.random) -> timedelta:
+    """How long to wait after the `attempts`-th failed try (1 min, 2, 4 … capped, jittered)."""
+    base = min(BACKOFF_FIRST * (2 ** max(0, attempts - 1)), BACKOFF_MAX)
+    return base * (1 + BACKOFF_JITTER * (2 * rng() - 1))
+
+
+def batch_size(settings: SmtpSettings) -> int:
+    """Rows one job claims: SEND_BATCH_SIZE, fewer when the account's pace is slow.
+
+    A batch should be sent within half its lease even at the account's full pace.
+    """
+    size = max(1, _config("SEND_BATCH_SIZE"))
+    interval = pace_interval(settings.per_second, settings.per_minute)
+    if interval > 0:
+        size = min(size, max(1, int(_config("SEND_LEASE_SECONDS") / 2 / interval)))
+    return size
+
+
+def _key_prefix() -> str:
+    return f"campaign:{current_app.config['QUEUE_NAME']}"
+
+
+# --- claims ------------------------------------------------------------------------------
+
+
+def claim_deliveries(campaign_id: int, claim_id: str, limit: int) -> list[int]:
+    """Lease up to `limit` due rows of a sending campaign to `claim_id`; return their ids.
+
+    One conditional UPDATE: on PostgreSQL the candidates are chosen FOR UPDATE SKIP LOCKED,
+    so workers on many machines never take the same row; SQLite's single writer makes the
+    same statement safe there. The caller commits, then sends.
+    """
+    now = _now()
+    candidates = (
+        select(Delivery.id)
+        .where(
+            Delivery.campaign_id == campaign_id,
+            Delivery.status.in_(_CLAIMABLE),
+            Delivery.next_attempt_at <= now,
+            exists().where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SENDING),
+        )
+        .order_by(Delivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    db.session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(candidates), Delivery.status.in_(_CLAIMABLE))
+        .values(
+            status=DeliveryStatus.SENDING.value,
+            claimed_by=claim_id,
+            lease_until=now + timedelta(seconds=_config("SEND_LEASE_SECONDS")),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return list(
+        db.session.scalars(
+            select(Delivery.id)
+            .where(Delivery.claimed_by == claim_id, Delivery.status == DeliveryStatus.SENDING)
+            .order_by(Delivery.id)
+        )
+    )
+
+
+def _held(claim_id: str) -> Any:
+    return and_(Delivery.claimed_by == claim_id, Delivery.status == DeliveryStatus.SENDING)
+
+
+def _release(claim_id: str, *, status: str, note: str, next_attempt_at: datetime | None) -> int:
+    """Hand back the rows still held by this claim (unsent: attempts unchanged)."""
+    values: dict[str, Any] = {
+        "status": status,
+        "lease_until": None,
+        "claimed_by": "",
+        "updated_at": _now(),
+    }
+    if next_attempt_at is not None:
+        values["next_attempt_at"] = next_attempt_at
+    if status == DeliveryStatus.CANCELLED:
+        values["reason"] = "cancelled"
+    if note:
+        values["last_reply"] = note
+    result = db.session.execute(
+        update(Delivery)
+        .where(_held(claim_id))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _renew_leases(claim_id: str) -> None:
+    db.session.execute(
+        update(Delivery)
+        .where(_held(claim_id))
+        .values(lease_until=_now() + timedelta(seconds=_config("SEND_LEASE_SECONDS")))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _record(row: _Row, claim_id: str, **values: Any) -> None:
+    # Guarded by the claim: a row the reconciler took back from a lease we overran is
+    # recorded only if nobody else has claimed it since.
+    values.setdefault("lease_until", None)
+    values["updated_at"] = _now()
+    db.session.execute(
+        update(Delivery)
+        .where(
+            Delivery.id == row.id,
+            or_(Delivery.claimed_by == claim_id, Delivery.status.in_(_CLAIMABLE)),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# --- one batch ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    campaign_id: int
+    claim_id: str
+    commit: Callable[[], None]
+    sender: str
+    envelope_from: str
+    reply_to: str
+    has_list_unsubscribe: bool
+    is_pdf_attached: bool
+    deadline: datetime
+    source: LetterSource
+    rules: Any
+    settings: SmtpSettings
+    result: BatchResult
+    errors_in_a_row: int = 0
+    last_error: str = ""
+
+
+def _suppressed_keys(rows: Sequence[_Row]) -> set[str]:
+    keys = {row.email.strip().lower() for row in rows}
+    if not keys:
+        return set()
+    return set(
+        db.session.scalars(select(Suppression.email_key).where(Suppression.email_key.in_(keys)))
+    )
+
+
+def _campaign_status(campaign_id: int) -> str | None:
+    return db.session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+
+
+def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> BatchResult:
+    """Claim a batch of the campaign's due deliveries, send them over one connection, record each.
+
+    `commit` makes each outcome durable before the next message (the job passes
+    db.session.commit). Problems with single messages are recorded on their rows; nothing
+    is raised for them.
+    """
+    result = BatchResult()
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign is None or campaign.status != CampaignStatus.SENDING:
+        return result
+    version = db.session.get(StatementVersion, campaign.statement_version_id)
+    settings = settings_for(campaign.smtp_account)
+    claim_id = f"{worker[:60]}:{uuid.uuid4().hex[:16]}"
+    ids = claim_deliveries(campaign_id, claim_id, batch_size(settings))
+    commit()
+    result.claimed = len(ids)
+    if not ids:
+        result.finished = finish_if_done(campaign_id)
+        commit()
+        return result
+
+    from campaign.services.salutation_rules import current_rule_set
+
+    launched_at = campaign.launched_at or _now()
+    batch = _Batch(
+        campaign_id=campaign_id,
+        claim_id=claim_id,
+        commit=commit,
+        sender=campaign.from_address,
+        envelope_from=parseaddr(campaign.from_address)[1],
+        reply_to=campaign.reply_to,
+        has_list_unsubscribe=campaign.has_list_unsubscribe,
+        is_pdf_attached=campaign.is_pdf_attached,
+        deadline=launched_at + timedelta(hours=campaign.give_up_hours),
+        source=letter_source(version if version is not None else campaign.statement),
+        rules=current_rule_set(),
+        settings=settings,
+        result=result,
+    )
+    rows = [
+        _Row(*row)
+        for row in db.session.execute(
+            select(
+                Delivery.id,
+                Delivery.contact_id,
+                Delivery.email,
+                Delivery.message_id,
+                Delivery.unsubscribe_token,
+                Delivery.attempts,
+            )
+            .where(Delivery.id.in_(ids))
+            .order_by(Delivery.id)
+        )
+    ]
+    # Plain data, not ORM objects: the commit after each message would expire them and
+    # reload every contact with a query of its own.
+    contacts = {
+        row.id: dict(row._mapping)
+        for row in db.session.execute(
+            select(Contact.__table__).where(
+                Contact.id.in_({r.contact_id for r in rows if r.contact_id})
+            )
+        )
+    }
+    _run(batch, rows, contacts)
+    result.has_more = has_due_rows(campaign_id)
+    if not result.has_more:
+        result.finished = finish_if_done(campaign_id)
+    commit()
+    return result
+
+
+def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -> None:
+    result = batch.result
+    redis = get_redis()
+    prefix = f"{_key_prefix()}:smtp:{batch.settings.key}"
+    limiter = RateLimiter(
+        redis,
+        prefix,
+        per_second=batch.settings.per_second,
+        per_minute=batch.settings.per_minute,
+        per_day=batch.settings.per_day,
+    )
+    lease = _config("SEND_LEASE_SECONDS")
+    semaphore = ConnectionSemaphore(
+        redis,
+        prefix,
+        batch.settings.max_connections,
+        ttl=max(60.0, 3.0 * batch.settings.timeout),
+        holder=batch.claim_id,
+    )
+    started = last_check = last_renew = time.monotonic()
+    if not semaphore.acquire(timeout=lease / 4):
+        result.released += _release(
+            batch.claim_id,
+            status=DeliveryStatus.QUEUED.value,
+            note="",
+            next_attempt_at=None,
+        )
+        result.stopped = "all the SMTP account's connections were in use"
+        batch.commit()
+        return
+    helo = message_id_domain(batch.sender)
+    suppressed = _suppressed_keys(rows)
+    since_check = 0
+    try:
+        with SmtpConnection(batch.settings, helo_name=helo) as connection:
+            for index, row in enumerate(rows):
+                clock = time.monotonic()
+                if since_check >= RECHECK_MESSAGES or clock - last_check >= RECHECK_SECONDS:
+                    status = _campaign_status(batch.campaign_id)
+                    if status != CampaignStatus.SENDING:
+                        _stop_for_status(batch, status)
+                        return
+                    suppressed = _suppressed_keys(rows[index:])
+                    semaphore.renew()
+                    last_check, since_check = clock, 0
+                if clock - last_renew >= lease / 3:
+                    _renew_leases(batch.claim_id)
+                    last_renew = clock
+                if clock - started >= lease / 2:
+                    # Stay well inside the lease and the job's timeout; another job goes on.
+                    result.released += _release(
+                        batch.claim_id,
+                        status=DeliveryStatus.QUEUED.value,
+                        note="",
+                        next_attempt_at=None,
+                    )
+                    result.stopped = "the batch used its time; the rest goes to the next job"
+                    batch.commit()
+                    return
+                since_check += 1
+                if not _send_row(batch, row, contacts, suppressed, limiter, connection):
+                    return
+    finally:
+        semaphore.release()
+
+
+def _stop_for_status(batch: _Batch, status: str | None) -> None:
+    cancelled = status == CampaignStatus.CANCELLED
+    batch.result.released += _release(
+        batch.claim_id,
+        status=(DeliveryStatus.CANCELLED if cancelled else DeliveryStatus.QUEUED).value,
+        note="",
+        next_attempt_at=None,
+    )
+    batch.result.stopped = f"the campaign is {status}"
+    batch.commit()
+
+
+def _letter_error(composed: Any) -> str:
+    problems = [p.message for p in composed.letter.problems if p.severity == "error"]
+    return "; ".join(problems) or composed.error or "the letter could not be built"
+
+
+def _send_row(
+    batch: _Batch,
+    row: _Row,
+    contacts: dict[int, dict[str, Any]],
+    suppressed: set[str],
+    limiter: RateLimiter,
+    connection: SmtpConnection,
+) -> bool:
+    """Send one row and commit its outcome; False when the batch must stop."""
+    result = batch.result
+    if row.email.strip().lower() in suppressed:
+        _record(
+            row,
+            batch.claim_id,
+            status=DeliveryStatus.SUPPRESSED.value,
+            reason="suppressed",
+            last_reply="the address was put on the suppression list after the launch",
+        )
+        result.suppressed += 1
+        batch.commit()
+        return True
+    contact = contacts.get(row.contact_id) if row.contact_id else None
+    data, recipient, copies, language, error = _build(batch, row, contact)
+    if data is None:
+        _record(
+            row,
+            batch.claim_id,
+            status=DeliveryStatus.FAILED.value,
+            reason="letter_error",
+            last_reply=error,
+            language=language,
+        )
+        result.failed += 1
+        batch.commit()
+        return True
+    try:
+        limiter.acquire()
+    except DailyLimitReached as limit:
+        result.released += _release(
+            batch.claim_id,
+            status=DeliveryStatus.QUEUED.value,
+            note=str(limit),
+            next_attempt_at=_now() + timedelta(seconds=limit.retry_after),
+        )
+        result.stopped = str(limit)
+        batch.commit()
+        return False
+    outcome = connection.send(batch.envelope_from, recipient, data, copies=copies)
+    return _apply(batch, row, outcome, data, language)
+
+
+def _build(
+    batch: _Batch, row: _Row, contact: dict[str, Any] | None
+) -> tuple[bytes | None, str, list[str], str, str]:
+    """(message bytes or None, envelope recipient, copy recipients, language, error)."""
+    if contact is None:
+        return None, "", [], "", "the contact was deleted after the launch"
+    headers: dict[str, str] = {}
+    if batch.has_list_unsubscribe:
+        headers["List-Unsubscribe"] = f"<{unsubscribe_url(row.unsubscribe_token)}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    # Written to the address the ledger holds, even if the contact's has changed since.
+    recipient_data = SimpleNamespace(**{**contact, "email": row.email})
+    try:
+        composed = compose_letter(
+            batch.source,
+            recipient_data,
+            rules=batch.rules,
+            sender=batch.sender,
+            reply_to=batch.reply_to,
+            message_id=row.message_id,
+            extra_headers=headers,
+            attach_pdf=batch.is_pdf_attached,
+        )
+    except (LookupError, MessageError) as error:
+        return None, "", [], "", str(error)
+    language = composed.letter.language
+    if composed.message is None:
+        return None, "", [], language, _letter_error(composed)
+    try:
+        recipient = encode_address(row.email, field="To")
+        copies = [encode_address(cc, field="Cc") for cc in composed.letter.cc_addresses]
+    except MessageError as error:
+        return None, "", [], language, str(error)
+    return composed.message, recipient, copies, language, ""
+
+
+def _apply(batch: _Batch, row: _Row, outcome: SendOutcome, data: bytes, language: str) -> bool:
+    result = batch.result
+    now = _now()
+    attempts = row.attempts + 1
+    common: dict[str, Any] = {
+        "attempts": attempts,
+        "last_code": outcome.code,
+        "last_reply": outcome.summary[:2000],
+        "language": language,
+    }
+    if outcome.kind == Outcome.SENT:
+        if outcome.refused_copies:
+            common["last_reply"] += " (copies refused: " + ", ".join(outcome.refused_copies) + ")"
+        _record(
+            row,
+            batch.claim_id,
+            status=DeliveryStatus.SENT.value,
+            sent_at=now,
+            reason="",
+            message_sha256=hashlib.sha256(data).hexdigest(),
+            message_blob=zlib.compress(data),
+            **common,
+        )
+        result.sent += 1
+        batch.errors_in_a_row = 0
+        batch.commit()
+        return True
+    if outcome.kind == Outcome.AUTH_FAILED:
+        _pause_for_account(batch, outcome)
+        return False
+    if outcome.kind == Outcome.PERMANENT and outcome.is_hard_bounce:
+        _record(
+            row, batch.claim_id, status=DeliveryStatus.BOUNCED.value, reason="hard_bounce", **common
+        )
+        _suppress(row.email, batch.campaign_id, outcome)
+        result.bounced += 1
+        batch.commit()
+        # One bad address says nothing about the server: it does not count as an error.
+        return True
+    if outcome.kind == Outcome.PERMANENT:
+        _record(
+            row, batch.claim_id, status=DeliveryStatus.FAILED.value, reason="rejected", **common
+        )
+        result.failed += 1
+    elif outcome.kind == Outcome.IN_DOUBT:
+        _record(
+            row,
+            batch.claim_id,
+            status=DeliveryStatus.IN_DOUBT.value,
+            possible_duplicates=Delivery.possible_duplicates + 1,
+            next_attempt_at=now + backoff_delay(attempts),
+            **common,
+        )
+        result.in_doubt += 1
+    elif now >= batch.deadline:
+        common["last_reply"] = (
+            f"gave up after {attempts} attempts (the campaign retries for "
+            f"{_hours(batch)} hours); last answer: {outcome.summary}"
+        )[:2000]
+        _record(row, batch.claim_id, status=DeliveryStatus.FAILED.value, reason="expired", **common)
+        result.failed += 1
+    else:
+        _record(
+            row,
+            batch.claim_id,
+            status=DeliveryStatus.DEFERRED.value,
+            next_attempt_at=min(now + backoff_delay(attempts), batch.deadline),
+            **common,
+        )
+        result.deferred += 1
+    batch.errors_in_a_row += 1
+    batch.last_error = outcome.summary
+    threshold = _config("SEND_ERROR_THRESHOLD")
+    if threshold and batch.errors_in_a_row >= threshold:
+        reason = (
+            f"paused after {batch.errors_in_a_row} messages in a row failed; the SMTP "
+            f"server's last answer was: {batch.last_error}. Check the server and the "
+            "account, then resume"
+        )
+        _pause(batch, reason)
+        return False
+    batch.commit()
+    return True
+
+
+def _hours(batch: _Batch) -> int:
+    campaign = db.session.get(Campaign, batch.campaign_id)
+    return campaign.give_up_hours if campaign else 0
+
+
+def _pause_for_account(batch: _Batch, outcome: SendOutcome) -> None:
+    if outcome.phase == "tls":
+        reason = (
+            f"the SMTP server refused a secure connection ({outcome.summary}): check the "
+            "account's security setting (STARTTLS or SSL) and port"
+        )
+    else:
+        reason = (
+            f"the SMTP server refused the login ({outcome.summary}): check the account's "
+            "user name and password"
+        )
+    _pause(batch, reason)
+
+
+def _pause(batch: _Batch, reason: str) -> None:
+    campaign = db.session.get(Campaign, batch.campaign_id)
+    if campaign is not None:
+        pause_campaign(campaign, reason=reason)
+    batch.result.released += _release(
+        batch.claim_id, status=DeliveryStatus.QUEUED.value, note="", next_attempt_at=None
+    )
+    batch.result.stopped = reason
+    log.warning("campaign %s paused: %s", batch.campaign_id, reason)
+    batch.commit()
+
+
+def _suppress(email: str, campaign_id: int, outcome: SendOutcome) -> None:
+    key = email.strip().lower()
+    if db.session.scalar(select(Suppression.id).where(Suppression.email_key == key)):
+        return
+    try:
+        # A savepoint: another worker may suppress the same address at the same moment.
+        with db.session.begin_nested():
+            db.session.add(
+                Suppression(
+                    email_key=key,
+                    email=email.strip(),
+                    reason=SuppressionReason.HARD_BOUNCE.value,
+                    note=f"the server refused the address: {outcome.summary}"[:2000],
+                    campaign_id=campaign_id,
+                )
+            )
+    except IntegrityError:
+        pass
+
+
+# --- where a campaign stands ---------------------------------------------------------------
+
+
+def has_due_rows(campaign_id: int) -> bool:
+    """Whether the campaign has rows a worker could claim now."""
+    return bool(
+        db.session.scalar(
+            select(
+                exists().where(
+                    Delivery.campaign_id == campaign_id,
+                    Delivery.status.in_(_CLAIMABLE),
+                    Delivery.next_attempt_at <= _now(),
+                )
+            )
+        )
+    )
+
+
+def due_count(campaign_id: int) -> int:
+    return int(
+        db.session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.status.in_(_CLAIMABLE),
+                Delivery.next_attempt_at <= _now(),
+            )
+        )
+        or 0
+    )
+
+
+def finish_if_done(campaign_id: int) -> bool:
+    """Mark a sending campaign finished when none of its rows is left to send or retry."""
+    left = db.session.scalar(
+        select(
+            exists().where(Delivery.campaign_id == campaign_id, Delivery.status.in_(OPEN_STATUSES))
+        )
+    )
+    if left:
+        return False
+    now = _now()
+    done = db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SENDING)
+        .values(status=CampaignStatus.FINISHED.value, finished_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    finished = bool(getattr(done, "rowcount", 0))
+    if finished:
+        from campaign.services.audit import record_event
+
+        record_event("campaign.finish", target_type="campaign", target_id=campaign_id)
+    return finished
+
+
+# --- the reconciler ------------------------------------------------------------------------
+
+
+LOST_NOTE = "the worker was lost; re-queued"
+IN_DOUBT_NOTE = (
+    "the worker was lost while this message may have been on its way; it is sent again "
+    "with the same Message-ID"
+)
+
+
+def _expire_leases(report: ReconcileReport) -> None:
+    now = _now()
+    stale = db.session.execute(
+        select(Delivery.id, Delivery.claimed_by, Campaign.status)
+        .join(Campaign, Campaign.id == Delivery.campaign_id)
+        .where(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_until < now)
+        .order_by(Delivery.id)
+    ).all()
+    first_of_claim: set[str] = set()
+    for row_id, claim_id, campaign_status in stale:
+        guard = and_(
+            Delivery.id == row_id,
+            Delivery.status == DeliveryStatus.SENDING,
+            Delivery.claimed_by == claim_id,
+            Delivery.lease_until < now,
+        )
+        values: dict[str, Any] = {"lease_until": None, "updated_at": now, "next_attempt_at": now}
+        if campaign_status == CampaignStatus.CANCELLED:
+            values.update(status=DeliveryStatus.CANCELLED.value, reason="cancelled")
+            report.cancelled += 1
+        elif claim_id not in first_of_claim:
+            # A batch sends its rows in id order and commits each outcome, so of the rows
+            # it still held only the first can have been in flight when it was lost.
+            values.update(
+                status=DeliveryStatus.IN_DOUBT.value,
+                possible_duplicates=Delivery.possible_duplicates + 1,
+                last_reply=IN_DOUBT_NOTE,
+            )
+            report.in_doubt += 1
+        else:
+            values.update(status=DeliveryStatus.QUEUED.value, last_reply=LOST_NOTE)
+        first_of_claim.add(claim_id)
+        report.requeued += 1
+        db.session.execute(
+            update(Delivery)
+            .where(guard)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def waiting_send_jobs() -> set[int]:
+    """Campaign ids that have a send job waiting in the queue."""
+    waiting: set[int] = set()
+    for job in get_queue().jobs:
+        if job is not None and job.func_name == SEND_JOB and job.args:
+            try:
+                waiting.add(int(job.args[0]))
+            except (TypeError, ValueError):
+                continue
+    return waiting
+
+
+def reconcile(*, commit: Callable[[], None]) -> ReconcileReport:
+    """Take back stale leases, re-queue lost send jobs and finish campaigns with nothing left.
+
+    The database is the truth: whatever Redis lost (a flush, a restart) is queued again
+    from the ledger. Running it twice changes nothing more.
+    """
+    report = ReconcileReport()
+    _expire_leases(report)
+    commit()
+    sending = list(
+        db.session.scalars(select(Campaign.id).where(Campaign.status == CampaignStatus.SENDING))
+    )
+    waiting = waiting_send_jobs() if sending else set()
+    for campaign_id in sending:
+        if finish_if_done(campaign_id):
+            report.finished.append(campaign_id)
+            continue
+        if campaign_id in waiting:
+            continue
+        due = due_count(campaign_id)
+        if due:
+            report.enqueued[campaign_id] = enqueue_send_jobs(campaign_id, due)
+    commit()
+    return report
+
+
+def chain_next_batch(campaign_id: int) -> None:
+    """Queue one more send job for the campaign (after commit)."""
+    enqueue_send_jobs(campaign_id, 1)

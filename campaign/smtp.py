@@ -1,0 +1,329 @@
+"""The pooled SMTP client of campaign sends: one connection per batch, every answer classified.
+
+With campaign/mail.py this is the only code that talks SMTP. `SmtpConnection.send` never
+raises for SMTP or network trouble: it says what happened (a `SendOutcome`), because the
+ledger needs to know more than "it failed" — whether to retry, to suppress the address,
+to pause the campaign, or to mark the message in doubt (the connection was lost after the
+final dot, so the server may have taken it). smtplib's low-level calls (MAIL, RCPT, DATA)
+are used instead of `sendmail` so that the phase of every failure is known.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import re
+import smtplib
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the settings are plain data; the adapter does not import services
+    from campaign.services.smtp_accounts import SmtpSettings
+
+# Enhanced status code at the start of a reply text (RFC 3463): "5.1.1", "4.7.0".
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+class Outcome(enum.StrEnum):
+    SENT = "sent"
+    TRANSIENT = "transient"  # try again later (4xx, refused connection, timeout before the dot)
+    PERMANENT = "permanent"  # the server refused this message or address for good (5xx)
+    AUTH_FAILED = "auth_failed"  # the account's settings were refused: pause the campaign
+    IN_DOUBT = "in_doubt"  # the connection was lost after the final dot: maybe delivered
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    kind: Outcome
+    code: int | None = None
+    reply: str = ""
+    # "5.1.1" when the server gave an enhanced status code.
+    enhanced: str = ""
+    # Where it happened: connect, tls, auth, mail, rcpt, data, dot.
+    phase: str = ""
+    # Copy (Cc) recipients the server refused while taking the message for the main one.
+    refused_copies: tuple[str, ...] = field(default=())
+
+    @property
+    def summary(self) -> str:
+        """The server's answer as staff read it: "550 5.1.1 no such user"."""
+        code = f"{self.code} " if self.code is not None else ""
+        return f"{code}{self.reply}".strip()
+
+    @property
+    def is_hard_bounce(self) -> bool:
+        """The address itself is bad (5.1.x, 5.2.1, or a bare 550/551/553): suppress it."""
+        if self.kind != Outcome.PERMANENT or self.phase not in ("rcpt", "dot"):
+            return False
+        if self.enhanced:
+            return self.enhanced.startswith("5.1.") or self.enhanced == "5.2.1"
+        return self.code in (550, 551, 553)
+
+
+def _text(reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return " ".join(text.split())
+
+
+def _enhanced(text: str) -> str:
+    found = _ENHANCED.match(text)
+    return ".".join(found.groups()) if found else ""
+
+
+def classify_reply(code: int, reply: bytes | str, phase: str) -> SendOutcome:
+    """What an SMTP reply other than success means for the message."""
+    text = _text(reply)
+    enhanced = _enhanced(text)
+    if code == 552 and (not enhanced or enhanced == "5.2.2"):
+        # A full mailbox (5.2.2) may empty; RFC 5321 4.5.3.1.10: a 552 to RCPT is a 452.
+        kind = Outcome.TRANSIENT
+    elif code == 530 or (code >= 500 and enhanced in ("5.7.0", "5.7.8") and phase == "mail"):
+        # "Authentication required" at MAIL: the account is not logged in as it must be.
+        kind = Outcome.AUTH_FAILED
+    elif 400 <= code < 500:
+        kind = Outcome.TRANSIENT
+    elif code >= 500:
+        kind = Outcome.PERMANENT
+    else:
+        # A code outside 2xx-5xx is a broken server; try again rather than give up.
+        kind = Outcome.TRANSIENT
+    return SendOutcome(kind, code, text, enhanced, phase)
+
+
+def _dropped(phase: str, error: BaseException) -> SendOutcome:
+    kind = Outcome.IN_DOUBT if phase == "dot" else Outcome.TRANSIENT
+    text = _text(str(error)) or type(error).__name__
+    if phase == "dot":
+        text = f"the connection was lost after the message was sent, before the answer ({text})"
+    return SendOutcome(kind, None, text, "", phase)
+
+
+class SmtpConnection:
+    """One SMTP connection for a batch; connects lazily and reconnects after a drop.
+
+    `helo_name` is what EHLO says (the sender's domain or "localhost"): never
+    socket.getfqdn(), which can take seconds when the resolver is slow.
+    """
+
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        *,
+        helo_name: str = "localhost",
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.settings = settings
+        self.helo_name = helo_name or "localhost"
+        self._tls_context = tls_context
+        self._client: smtplib.SMTP | None = None
+        self._used = False  # a message went through the current connection
+        self._reused = False  # the message being sent started on such a connection
+        self.connections_opened = 0
+
+    def __repr__(self) -> str:  # the settings' repr leaves the password out
+        return f"SmtpConnection({self.settings!r}, connected={self.connected})"
+
+    def __enter__(self) -> SmtpConnection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    def _context(self) -> ssl.SSLContext:
+        return self._tls_context or ssl.create_default_context()
+
+    def _open(self) -> SendOutcome | None:
+        """Connect, secure and log in; None when ready, else why not."""
+        settings = self.settings
+        timeout = max(1, settings.timeout)
+        phase = "connect"
+        client: smtplib.SMTP | None = None
+        try:
+            if settings.security == "ssl":
+                client = smtplib.SMTP_SSL(
+                    local_hostname=self.helo_name, timeout=timeout, context=self._context()
+                )
+            else:
+                client = smtplib.SMTP(local_hostname=self.helo_name, timeout=timeout)
+            code, reply = client.connect(settings.host, settings.port)
+            if code != 220:
+                self._discard(client)
+                return classify_reply(code, reply, phase)
+            code, reply = client.ehlo()
+            if code != 250:
+                code, reply = client.helo()
+                if code != 250:
+                    self._discard(client)
+                    return classify_reply(code, reply, phase)
+            if settings.security == "starttls":
+                phase = "tls"
+                client.starttls(context=self._context())
+                client.ehlo()
+            if settings.username:
+                phase = "auth"
+                client.login(settings.username, settings.password)
+        except smtplib.SMTPAuthenticationError as error:
+            self._discard(client)
+            if 400 <= error.smtp_code < 500:
+                # 454 4.7.0 and 421 are the server's temporary trouble, not wrong credentials.
+                return classify_reply(error.smtp_code, error.smtp_error, phase)
+            return SendOutcome(
+                Outcome.AUTH_FAILED, error.smtp_code, _text(error.smtp_error), "", phase
+            )
+        except smtplib.SMTPNotSupportedError as error:
+            self._discard(client)
+            what = "STARTTLS" if phase == "tls" else "AUTH (a login)"
+            return SendOutcome(
+                Outcome.AUTH_FAILED, None, f"the server does not offer {what} ({error})", "", phase
+            )
+        except smtplib.SMTPServerDisconnected as error:
+            self._discard(client)
+            return _dropped(phase, error)
+        except smtplib.SMTPResponseException as error:
+            self._discard(client)
+            if phase == "tls" and error.smtp_code >= 500:
+                return SendOutcome(
+                    Outcome.AUTH_FAILED, error.smtp_code, _text(error.smtp_error), "", phase
+                )
+            return classify_reply(error.smtp_code, error.smtp_error, phase)
+        except ssl.SSLCertVerificationError as error:
+            self._discard(client)
+            return SendOutcome(
+                Outcome.AUTH_FAILED,
+                None,
+                f"the server's TLS certificate was not accepted ({error.verify_message})",
+                "",
+                "tls",
+            )
+        except smtplib.SMTPException as error:
+            # e.g. "No suitable authentication method found."
+            self._discard(client)
+            if phase == "auth":
+                return SendOutcome(Outcome.AUTH_FAILED, None, _text(str(error)), "", phase)
+            return _dropped(phase, error)
+        except OSError as error:  # refused, reset, unreachable, timed out, TLS handshake
+            self._discard(client)
+            return _dropped(phase, error)
+        self._client = client
+        self._used = False
+        self.connections_opened += 1
+        return None
+
+    @staticmethod
+    def _discard(client: smtplib.SMTP | None) -> None:
+        if client is not None:
+            with contextlib.suppress(OSError):
+                client.close()
+
+    def close(self) -> None:
+        """Say QUIT politely and close; never raises."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        with contextlib.suppress(OSError, smtplib.SMTPException):
+            client.quit()
+        self._discard(client)
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        self._discard(client)
+
+    def _reset(self) -> None:
+        # After a refused MAIL/RCPT the transaction must be cleared before the next one.
+        client = self._client
+        if client is None:
+            return
+        try:
+            code, _ = client.rset()
+            if code != 250:
+                self._drop()
+        except (OSError, smtplib.SMTPException):
+            self._drop()
+
+    def send(
+        self,
+        envelope_from: str,
+        recipient: str,
+        data: bytes,
+        *,
+        copies: Sequence[str] = (),
+    ) -> SendOutcome:
+        """Send `data` to `recipient` (and `copies`); return what happened, never raise.
+
+        A connection the server closed since the last message is reopened once,
+        transparently: nothing was delivered before DATA, so retrying is safe.
+        """
+        outcome = self._send_once(envelope_from, recipient, data, copies)
+        if (
+            outcome.kind == Outcome.TRANSIENT
+            and outcome.phase == "mail"
+            and (outcome.code is None or outcome.code == 421)
+            and self._reused
+        ):
+            outcome = self._send_once(envelope_from, recipient, data, copies)
+        return outcome
+
+    def _send_once(
+        self, envelope_from: str, recipient: str, data: bytes, copies: Sequence[str]
+    ) -> SendOutcome:
+        self._reused = self._client is not None and self._used
+        if self._client is None:
+            failed = self._open()
+            if failed is not None:
+                return failed
+        client = self._client
+        assert client is not None
+        phase = "mail"
+        try:
+            eight_bit = client.has_extn("8bitmime") and not data.isascii()
+            options = ["BODY=8BITMIME"] if eight_bit else []
+            code, reply = client.mail(envelope_from, options)
+            if code != 250:
+                return self._refused(code, reply, phase)
+            phase = "rcpt"
+            code, reply = client.rcpt(recipient)
+            if code not in (250, 251):
+                return self._refused(code, reply, phase)
+            refused: list[str] = []
+            for copy in copies:
+                copy_code, _ = client.rcpt(copy)
+                if copy_code not in (250, 251):
+                    refused.append(copy)
+            phase = "data"
+            code, reply = client.docmd("DATA")
+            if code != 354:
+                return self._refused(code, reply, phase)
+            body = _LEADING_DOT.sub(b"..", data)
+            if not body.endswith(b"\r\n"):
+                body += b"\r\n"
+            # Until the final dot is written the server cannot have taken the message.
+            client.send(body + b".\r\n")
+            phase = "dot"
+            code, reply = client.getreply()
+        except (smtplib.SMTPException, OSError) as error:
+            self._drop()
+            return _dropped(phase, error)
+        self._used = True
+        if code == 250:
+            return SendOutcome(
+                Outcome.SENT, code, _text(reply), _enhanced(_text(reply)), phase, tuple(refused)
+            )
+        outcome = classify_reply(code, reply, phase)
+        if code == 421:
+            self._drop()
+        return outcome
+
+    def _refused(self, code: int, reply: bytes, phase: str) -> SendOutcome:
+        outcome = classify_reply(code, reply, phase)
+        if code == 421:
+            self._drop()  # the server is closing the connection
+        else:
+            self._reset()
+        return outcome
