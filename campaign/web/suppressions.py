@@ -2,6 +2,91 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from campaign.extensions import db
+from campaign.models import Role, Suppression, SuppressionReason, User
+from campaign.services import suppressions as suppression_service
+from campaign.web.access import allow
 
 bp = Blueprint("suppressions", __name__, url_prefix="/suppressions")
+
+
+def _me() -> User:
+    user: User = current_user._get_current_object()
+    return user
+
+
+def _render_index(
+    error: str = "", error_field: str = "", form: dict[str, str] | None = None, status: int = 200
+) -> Any:
+    query = request.args.get("q", "")
+    reason = request.args.get("reason", "")
+    if reason not in {r.value for r in SuppressionReason}:
+        reason = ""
+    page = request.args.get("page", "1")
+    found = suppression_service.search_suppressions(
+        query, reason, page=int(page) if page.isdigit() else 1
+    )
+    return (
+        render_template(
+            "suppressions/index.html",
+            found=found,
+            counts=suppression_service.counts_by_reason(),
+            reasons=[r.value for r in SuppressionReason],
+            filters={"q": query, "reason": reason},
+            error=error,
+            error_field=error_field,
+            form=form or {},
+        ),
+        status,
+    )
+
+
+# Addresses of people who asked not to be written to are personal data: senders and admins
+# only, like the ledger.
+@bp.route("/")
+@allow(Role.SENDER)
+def index() -> Any:
+    return _render_index()
+
+
+@bp.route("/", methods=["POST"])
+@allow(Role.SENDER)
+def create() -> Any:
+    form = {k: request.form.get(k, "") for k in ("email", "note")}
+    existing = suppression_service.find_suppression(form["email"])
+    try:
+        entry = suppression_service.suppress_address(
+            form["email"], SuppressionReason.MANUAL, note=form["note"], actor=_me()
+        )
+    except suppression_service.SuppressionError as problem:
+        db.session.rollback()
+        return _render_index(str(problem), problem.field, form, 422)
+    db.session.commit()
+    if existing is not None:
+        flash(f"{entry.email} was already on the list ({entry.reason}).", "success")
+    else:
+        flash(f"{entry.email} added: no campaign will write to it.", "success")
+    return redirect(url_for("suppressions.index"))
+
+
+@bp.route("/<int:suppression_id>/remove")
+@allow(Role.SENDER)
+def confirm_remove(suppression_id: int) -> Any:
+    entry = db.get_or_404(Suppression, suppression_id)
+    return render_template("suppressions/remove.html", entry=entry)
+
+
+@bp.route("/<int:suppression_id>/remove", methods=["POST"])
+@allow(Role.SENDER)
+def remove(suppression_id: int) -> Any:
+    entry = db.get_or_404(Suppression, suppression_id)
+    email = entry.email
+    suppression_service.remove_suppression(entry, actor=_me())
+    db.session.commit()
+    flash(f"{email} removed from the suppression list: campaigns may write to it again.", "success")
+    return redirect(url_for("suppressions.index"))
