@@ -122,7 +122,7 @@ def _register_template_helpers(app: Flask) -> None:
         ("audiences.index", "Lists & segments", Role.VIEWER),
         ("statements.index", "Statements", Role.VIEWER),
         ("campaigns.index", "Campaigns", Role.VIEWER),
-        ("suppressions.index", "Suppressions", Role.VIEWER),
+        ("suppressions.index", "Suppressions", Role.SENDER),
         ("smtp_accounts.index", "SMTP accounts", Role.ADMIN),
         ("salutations.index", "Salutations", Role.ADMIN),
         ("imports.new", "Import", Role.EDITOR),
