@@ -7,6 +7,7 @@ at any moment then duplicates at most the one message in flight (decision 0011).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
@@ -22,7 +23,6 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import and_, exists, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
 
 from campaign.extensions import db
 from campaign.letters.letter import LetterSource, letter_source
@@ -622,23 +622,15 @@ def _pause(batch: _Batch, reason: str) -> None:
 
 
 def _suppress(email: str, campaign_id: int, outcome: SendOutcome) -> None:
-    key = email.strip().lower()
-    if db.session.scalar(select(Suppression.id).where(Suppression.email_key == key)):
-        return
-    try:
-        # A savepoint: another worker may suppress the same address at the same moment.
-        with db.session.begin_nested():
-            db.session.add(
-                Suppression(
-                    email_key=key,
-                    email=email.strip(),
-                    reason=SuppressionReason.HARD_BOUNCE.value,
-                    note=f"the server refused the address: {outcome.summary}"[:2000],
-                    campaign_id=campaign_id,
-                )
-            )
-    except IntegrityError:
-        pass
+    from campaign.services.suppressions import suppress_address
+
+    with contextlib.suppress(ValueError):  # an address the list cannot hold stays bounced
+        suppress_address(
+            email,
+            SuppressionReason.HARD_BOUNCE,
+            campaign_id=campaign_id,
+            note=f"the server refused the address: {outcome.summary}"[:2000],
+        )
 
 
 # --- where a campaign stands ---------------------------------------------------------------
