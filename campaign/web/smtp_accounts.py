@@ -2,6 +2,129 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from campaign.extensions import db
+from campaign.models import Role, SmtpAccount, SmtpSecurity, User
+from campaign.services import smtp_accounts as account_service
+from campaign.web.access import allow
 
 bp = Blueprint("smtp_accounts", __name__, url_prefix="/smtp-accounts")
+
+# The password is not among them: a form shown again never carries it back to the browser.
+FORM_FIELDS = ("name", "host", "port", "security", "username", *account_service.LIMIT_FIELDS)
+
+
+def _me() -> User:
+    user: User = current_user._get_current_object()
+    return user
+
+
+def _form_of(account: SmtpAccount) -> dict[str, str]:
+    return {field: str(getattr(account, field)) for field in FORM_FIELDS}
+
+
+def _render_form(
+    account: SmtpAccount | None,
+    form: dict[str, str],
+    error: str = "",
+    error_field: str = "",
+    status: int = 200,
+) -> Any:
+    return (
+        render_template(
+            "smtp_accounts/form.html",
+            account=account,
+            form=form,
+            securities=[s.value for s in SmtpSecurity],
+            error=error,
+            error_field=error_field,
+        ),
+        status,
+    )
+
+
+@bp.route("/")
+@allow(Role.ADMIN)
+def index() -> Any:
+    accounts = account_service.list_accounts()
+    return render_template(
+        "smtp_accounts/index.html",
+        default=account_service.default_settings(),
+        accounts=accounts,
+        used_by={a.id: len(account_service.campaigns_using(a)) for a in accounts},
+    )
+
+
+@bp.route("/new")
+@allow(Role.ADMIN)
+def new() -> Any:
+    return _render_form(None, {"port": "587", "security": SmtpSecurity.STARTTLS.value})
+
+
+@bp.route("/new", methods=["POST"])
+@allow(Role.ADMIN)
+def create() -> Any:
+    form = {k: request.form.get(k, "") for k in FORM_FIELDS}
+    try:
+        fields = account_service.fields_from_form(request.form)
+        account = account_service.create_account(fields, actor=_me())
+    except account_service.SmtpAccountError as problem:
+        db.session.rollback()
+        return _render_form(None, form, str(problem), problem.field, 422)
+    db.session.commit()
+    flash(f"SMTP account {account.name} added.", "success")
+    return redirect(url_for("smtp_accounts.index"))
+
+
+@bp.route("/<int:account_id>/edit")
+@allow(Role.ADMIN)
+def edit(account_id: int) -> Any:
+    account = db.get_or_404(SmtpAccount, account_id)
+    return _render_form(account, _form_of(account))
+
+
+@bp.route("/<int:account_id>/edit", methods=["POST"])
+@allow(Role.ADMIN)
+def update(account_id: int) -> Any:
+    account = db.get_or_404(SmtpAccount, account_id)
+    form = {k: request.form.get(k, "") for k in FORM_FIELDS}
+    try:
+        fields = account_service.fields_from_form(request.form)
+        account_service.update_account(account, fields, actor=_me())
+    except account_service.SmtpAccountError as problem:
+        db.session.rollback()
+        return _render_form(account, form, str(problem), problem.field, 422)
+    db.session.commit()
+    flash(f"SMTP account {account.name} saved.", "success")
+    return redirect(url_for("smtp_accounts.index"))
+
+
+@bp.route("/<int:account_id>/delete")
+@allow(Role.ADMIN)
+def confirm_delete(account_id: int) -> Any:
+    account = db.get_or_404(SmtpAccount, account_id)
+    return render_template(
+        "smtp_accounts/delete.html",
+        account=account,
+        campaigns=account_service.campaigns_using(account),
+    )
+
+
+@bp.route("/<int:account_id>/delete", methods=["POST"])
+@allow(Role.ADMIN)
+def delete(account_id: int) -> Any:
+    account = db.get_or_404(SmtpAccount, account_id)
+    name = account.name
+    try:
+        account_service.delete_account(account, actor=_me())
+    except account_service.SmtpAccountError as problem:
+        db.session.rollback()
+        flash(f"Not deleted: {problem}.", "error")
+        return redirect(url_for("smtp_accounts.index"))
+    db.session.commit()
+    flash(f"SMTP account {name} deleted.", "success")
+    return redirect(url_for("smtp_accounts.index"))
