@@ -172,18 +172,22 @@ def create_campaign(
         created_by_id=actor.id if actor else None,
     )
     db.session.add(campaign)
-    update_campaign(
-        campaign,
-        name=name or statement.title,
-        audience=audience,
-        from_address=from_address or str(current_app.config["MAIL_DEFAULT_SENDER"]),
-        reply_to=reply_to,
-        smtp_account=smtp_account,
-        is_pdf_attached=statement.is_pdf_attached if is_pdf_attached is None else is_pdf_attached,
-        has_list_unsubscribe=has_list_unsubscribe,
-        is_open_tracking=is_open_tracking,
-        is_click_tracking=is_click_tracking,
-    )
+    # The audience lookups query the database; an autoflush would insert the half-built row.
+    with db.session.no_autoflush:
+        update_campaign(
+            campaign,
+            name=name or statement.title,
+            audience=audience,
+            from_address=from_address or str(current_app.config["MAIL_DEFAULT_SENDER"]),
+            reply_to=reply_to,
+            smtp_account=smtp_account,
+            is_pdf_attached=(
+                statement.is_pdf_attached if is_pdf_attached is None else is_pdf_attached
+            ),
+            has_list_unsubscribe=has_list_unsubscribe,
+            is_open_tracking=is_open_tracking,
+            is_click_tracking=is_click_tracking,
+        )
     record_event("campaign.create", target_type="campaign", target_id=campaign.id, actor=actor)
     return campaign
 
