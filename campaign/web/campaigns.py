@@ -2,6 +2,460 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
+
+from campaign.extensions import db
+from campaign.models import (
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    Role,
+    SmtpAccount,
+    Statement,
+    User,
+)
+from campaign.services import campaigns as campaign_service
+from campaign.services import ledger
+from campaign.services.audiences import audience_choices
+from campaign.services.audit import record_event
+from campaign.services.campaigns import AudienceSpec, CampaignError
+from campaign.services.presend import PresendReport, check_audience
+from campaign.services.salutation_rules import current_rule_set
+from campaign.web.access import allow
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
+
+EDITABLE = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
+# The launch page lists this many pre-send problems at most; the summary counts them all.
+MAX_PROBLEMS = 200
+STATUS_LABELS = {
+    DeliveryStatus.QUEUED.value: "Queued",
+    DeliveryStatus.SENDING.value: "Sending",
+    DeliveryStatus.SENT.value: "Sent",
+    DeliveryStatus.DEFERRED.value: "Deferred (will retry)",
+    DeliveryStatus.FAILED.value: "Failed",
+    DeliveryStatus.BOUNCED.value: "Bounced",
+    DeliveryStatus.SUPPRESSED.value: "Suppressed",
+    DeliveryStatus.IN_DOUBT.value: "In doubt",
+    DeliveryStatus.CANCELLED.value: "Cancelled",
+}
+
+
+def _me() -> User:
+    user: User = current_user._get_current_object()
+    return user
+
+
+def _may(role: Role) -> bool:
+    return bool(current_user.role_enum.includes(role))
+
+
+# --- the builder form ----------------------------------------------------------------------
+
+
+@dataclass
+class CampaignForm:
+    """The builder's fields as the user typed them, kept when the save is refused."""
+
+    name: str = ""
+    statement_id: str = ""
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    from_address: str = ""
+    reply_to: str = ""
+    smtp_account_id: str = ""
+    is_pdf_attached: bool = False
+    has_list_unsubscribe: bool = True
+    is_open_tracking: bool = False
+    is_click_tracking: bool = False
+
+    @classmethod
+    def from_request(cls, form: MultiDict[str, str]) -> CampaignForm:
+        return cls(
+            name=form.get("name", ""),
+            statement_id=form.get("statement_id", ""),
+            include=form.getlist("include"),
+            exclude=form.getlist("exclude"),
+            from_address=form.get("from_address", ""),
+            reply_to=form.get("reply_to", ""),
+            smtp_account_id=form.get("smtp_account_id", ""),
+            is_pdf_attached="is_pdf_attached" in form,
+            has_list_unsubscribe="has_list_unsubscribe" in form,
+            is_open_tracking="is_open_tracking" in form,
+            is_click_tracking="is_click_tracking" in form,
+        )
+
+    @classmethod
+    def from_campaign(cls, campaign: Campaign) -> CampaignForm:
+        spec = AudienceSpec.from_json(campaign.audience)
+        return cls(
+            name=campaign.name,
+            statement_id=str(campaign.statement_id),
+            include=list(spec.include),
+            exclude=list(spec.exclude),
+            from_address=campaign.from_address,
+            reply_to=campaign.reply_to,
+            smtp_account_id=str(campaign.smtp_account_id or ""),
+            is_pdf_attached=campaign.is_pdf_attached,
+            has_list_unsubscribe=campaign.has_list_unsubscribe,
+            is_open_tracking=campaign.is_open_tracking,
+            is_click_tracking=campaign.is_click_tracking,
+        )
+
+    @classmethod
+    def blank(cls, statement: Statement | None) -> CampaignForm:
+        return cls(
+            name=statement.title if statement else "",
+            statement_id=str(statement.id) if statement else "",
+            from_address=str(current_app.config["MAIL_DEFAULT_SENDER"] or ""),
+            is_pdf_attached=bool(statement and statement.is_pdf_attached),
+        )
+
+    @property
+    def audience(self) -> AudienceSpec:
+        return AudienceSpec(tuple(self.include), tuple(self.exclude))
+
+
+def _statement_of(form: CampaignForm) -> Statement:
+    statement = (
+        db.session.get(Statement, int(form.statement_id)) if form.statement_id.isdigit() else None
+    )
+    if statement is None:
+        raise CampaignError("Statement: choose the statement to send", "statement_id")
+    return statement
+
+
+def _account_of(form: CampaignForm) -> SmtpAccount | None:
+    if not form.smtp_account_id:
+        return None
+    account = (
+        db.session.get(SmtpAccount, int(form.smtp_account_id))
+        if form.smtp_account_id.isdigit()
+        else None
+    )
+    if account is None:
+        raise CampaignError(
+            "SMTP account: that account no longer exists; choose another", "smtp_account_id"
+        )
+    return account
+
+
+def _save(form: CampaignForm, campaign: Campaign | None) -> Campaign:
+    statement = _statement_of(form)
+    account = _account_of(form)
+    options: dict[str, Any] = {
+        "name": form.name,
+        "audience": form.audience,
+        "from_address": form.from_address,
+        "reply_to": form.reply_to,
+        "smtp_account": account,
+        "is_pdf_attached": form.is_pdf_attached,
+        "has_list_unsubscribe": form.has_list_unsubscribe,
+        "is_open_tracking": form.is_open_tracking,
+        "is_click_tracking": form.is_click_tracking,
+    }
+    if campaign is None:
+        return campaign_service.create_campaign(statement, actor=_me(), **options)
+    campaign_service.update_campaign(campaign, statement=statement, **options)
+    return campaign
+
+
+def _render_builder(
+    form: CampaignForm, campaign: Campaign | None, error: CampaignError | None = None
+) -> Any:
+    statements = list(db.session.scalars(select(Statement).order_by(Statement.title)))
+    accounts = list(db.session.scalars(select(SmtpAccount).order_by(SmtpAccount.name)))
+    try:
+        count_text = _count_text(campaign_service.count_audience(form.audience))
+    except CampaignError as problem:
+        count_text = str(problem)
+    return render_template(
+        "campaigns/form.html",
+        form=form,
+        campaign=campaign,
+        error=error,
+        statements=statements,
+        accounts=accounts,
+        choices=audience_choices(),
+        count_text=count_text,
+    ), (422 if error else 200)
+
+
+def _count_text(found: campaign_service.AudienceCount) -> str:
+    return (
+        f"{found.total} contact{'' if found.total == 1 else 's'}, "
+        f"{found.suppressed} suppressed, {found.sendable} will be written to"
+    )
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@allow(Role.EDITOR)
+def new() -> Any:
+    if request.method == "GET":
+        raw = request.args.get("statement", "")
+        statement = db.session.get(Statement, int(raw)) if raw.isdigit() else None
+        return _render_builder(CampaignForm.blank(statement), None)
+    form = CampaignForm.from_request(request.form)
+    try:
+        campaign = _save(form, None)
+    except CampaignError as error:
+        db.session.rollback()
+        return _render_builder(form, None, error)
+    db.session.commit()
+    flash(f"Campaign {campaign.name} saved as a draft. Check it below before launching.", "success")
+    return redirect(url_for("campaigns.show", campaign_id=campaign.id))
+
+
+@bp.route("/<int:campaign_id>/edit", methods=["GET", "POST"])
+@allow(Role.EDITOR)
+def edit(campaign_id: int) -> Any:
+    campaign = db.get_or_404(Campaign, campaign_id)
+    if campaign.status not in EDITABLE:
+        flash(f"The campaign is {campaign.status}: its settings can no longer change.", "error")
+        return redirect(url_for("campaigns.show", campaign_id=campaign.id))
+    if request.method == "GET":
+        return _render_builder(CampaignForm.from_campaign(campaign), campaign)
+    form = CampaignForm.from_request(request.form)
+    try:
+        _save(form, campaign)
+    except CampaignError as error:
+        db.session.rollback()
+        return _render_builder(form, db.session.get(Campaign, campaign_id), error)
+    db.session.commit()
+    flash("Campaign saved.", "success")
+    return redirect(url_for("campaigns.show", campaign_id=campaign.id))
+
+
+@bp.route("/count", methods=["POST"])
+@allow(Role.EDITOR)
+def count() -> Any:
+    """The live count: the builder's audience in, {"total", "suppressed", "sendable"} out."""
+    form = CampaignForm.from_request(request.form)
+    try:
+        found = campaign_service.count_audience(form.audience)
+    except CampaignError as error:
+        return {"error": str(error), "field": error.field}, 422
+    return {
+        "total": found.total,
+        "suppressed": found.suppressed,
+        "sendable": found.sendable,
+        "text": _count_text(found),
+    }
+
+
+# --- list and campaign page ----------------------------------------------------------------
+
+
+@bp.route("/")
+@allow(Role.VIEWER)
+def index() -> Any:
+    campaigns = list(
+        db.session.scalars(select(Campaign).order_by(Campaign.created_at.desc(), Campaign.id))
+    )
+    return render_template(
+        "campaigns/index.html",
+        campaigns=campaigns,
+        totals=ledger.sent_and_totals(c.id for c in campaigns),
+        may_build=_may(Role.EDITOR),
+    )
+
+
+def _presend_report(campaign: Campaign) -> PresendReport | None:
+    spec = AudienceSpec.from_json(campaign.audience)
+    statement = db.session.get(Statement, campaign.statement_id)
+    if statement is None or not spec.include:
+        return None
+    try:
+        query = campaign_service.audience_query(spec)
+    except CampaignError:
+        return None  # the campaign check names the missing list or segment
+    return check_audience(statement, query, rules=current_rule_set())
+
+
+@bp.route("/<int:campaign_id>")
+@allow(Role.VIEWER)
+def show(campaign_id: int) -> Any:
+    campaign = db.get_or_404(Campaign, campaign_id)
+    is_draft = campaign.status in EDITABLE
+    check = campaign_service.check_campaign(campaign) if is_draft else None
+    report = _presend_report(campaign) if is_draft and _may(Role.EDITOR) else None
+    return render_template(
+        "campaigns/show.html",
+        campaign=campaign,
+        is_draft=is_draft,
+        check=check,
+        report=report,
+        max_problems=MAX_PROBLEMS,
+        progress=None if is_draft else ledger.campaign_progress(campaign),
+        audience_labels=dict(audience_choices()),
+        status_labels=STATUS_LABELS,
+        may_edit=_may(Role.EDITOR),
+        may_send=_may(Role.SENDER),
+    )
+
+
+@bp.route("/<int:campaign_id>/progress")
+@allow(Role.VIEWER)
+def progress(campaign_id: int) -> Any:
+    campaign = db.get_or_404(Campaign, campaign_id)
+    return ledger.campaign_progress(campaign).to_json()
+
+
+# --- launch, pause, resume, cancel ------------------------------------------------------
+
+
+@bp.route("/<int:campaign_id>/launch", methods=["POST"])
+@allow(Role.SENDER)
+def launch(campaign_id: int) -> Any:
+    campaign = db.get_or_404(Campaign, campaign_id)
+    back = redirect(url_for("campaigns.show", campaign_id=campaign.id))
+    if campaign.status not in EDITABLE:
+        flash(f"This campaign was already launched (it is {campaign.status}).", "info")
+        return back
+    override = request.form.get("override") == "1"
+    reason = " ".join(request.form.get("override_reason", "").split())
+    report = _presend_report(campaign)
+    presend_errors = report.contacts_with_errors if report is not None else 0
+    if presend_errors and override and not reason:
+        flash("Override: say why the campaign is launched despite the errors.", "error")
+        return back
+    try:
+        launched = campaign_service.launch_campaign(
+            campaign, actor=_me(), presend_errors=presend_errors, override=override
+        )
+    except CampaignError as error:
+        db.session.rollback()
+        flash(f"Not launched: {error}.", "error")
+        return back
+    if not launched:
+        db.session.rollback()
+        flash("This campaign was already launched; nothing was queued twice.", "info")
+        return back
+    if presend_errors and override:
+        record_event(
+            "campaign.presend_override",
+            target_type="campaign",
+            target_id=campaign.id,
+            actor=_me(),
+            detail={"reason": reason, "contacts_with_errors": presend_errors},
+        )
+    db.session.commit()
+    flash("Campaign launched: the letters are being sent.", "success")
+    return back
+
+
+@bp.route("/<int:campaign_id>/pause", methods=["POST"])
+@allow(Role.SENDER)
+def pause(campaign_id: int) -> Any:
+    campaign = db.get_or_404(Campaign, campaign_id)
+    if campaign_service.pause_campaign(campaign, actor=_me()):
+        db.session.commit()
+        flash("Paused: letters already handed to the server finish; no new ones start.", "success")
+    else:
+        flash(f"Not paused: the campaign is {campaign.status}, not sending.", "error")
+    return redirect(url_for("campaigns.show", campaign_id=campaign.id))
+
+
+@bp.route("/<int:campaign_id>/resume", methods=["POST"])
+@allow(Role.SENDER)
+def resume(campaign_id: int) -> Any:
+    campaign = db.get_or_404(Campaign, campaign_id)
+    if campaign_service.resume_campaign(campaign, actor=_me()):
+        db.session.commit()
+        flash("Resumed: sending carries on where it stopped.", "success")
+    else:
+        flash(f"Not resumed: the campaign is {campaign.status}, not paused.", "error")
+    return redirect(url_for("campaigns.show", campaign_id=campaign.id))
+
+
+@bp.route("/<int:campaign_id>/cancel", methods=["GET", "POST"])
+@allow(Role.SENDER)
+def cancel(campaign_id: int) -> Any:
+    campaign = db.get_or_404(Campaign, campaign_id)
+    if request.method == "GET":
+        progress_now = None if campaign.status in EDITABLE else ledger.campaign_progress(campaign)
+        return render_template("campaigns/cancel.html", campaign=campaign, progress=progress_now)
+    if campaign_service.cancel_campaign(campaign, actor=_me()):
+        db.session.commit()
+        flash("Cancelled: recipients not yet written to will not be.", "success")
+    else:
+        flash(f"Not cancelled: the campaign is already {campaign.status}.", "error")
+    return redirect(url_for("campaigns.show", campaign_id=campaign.id))
+
+
+# --- the ledger and the evidence ------------------------------------------------------------
+
+
+@bp.route("/<int:campaign_id>/deliveries")
+@allow(Role.VIEWER)
+def deliveries(campaign_id: int) -> Any:
+    campaign = db.get_or_404(Campaign, campaign_id)
+    page_number = request.args.get("page", "1")
+    found = ledger.ledger_page(
+        campaign.id,
+        status=request.args.get("status", ""),
+        search=request.args.get("q", ""),
+        page=int(page_number) if page_number.isdigit() else 1,
+    )
+    return render_template(
+        "campaigns/deliveries.html",
+        campaign=campaign,
+        ledger_page=found,
+        counts=campaign_service.status_counts(campaign.id),
+        status_labels=STATUS_LABELS,
+        may_see_evidence=_may(Role.SENDER),
+    )
+
+
+def _delivery_of(campaign_id: int, delivery_id: int) -> Delivery:
+    delivery = db.get_or_404(Delivery, delivery_id)
+    if delivery.campaign_id != campaign_id:
+        abort(404)
+    return delivery
+
+
+@bp.route("/<int:campaign_id>/deliveries/<int:delivery_id>")
+@allow(Role.SENDER)
+def delivery(campaign_id: int, delivery_id: int) -> Any:
+    campaign = db.get_or_404(Campaign, campaign_id)
+    found = _delivery_of(campaign.id, delivery_id)
+    return render_template(
+        "campaigns/delivery.html",
+        campaign=campaign,
+        delivery=found,
+        evidence=ledger.delivery_evidence(found),
+        status_labels=STATUS_LABELS,
+    )
+
+
+@bp.route("/<int:campaign_id>/deliveries/<int:delivery_id>/raw")
+@allow(Role.SENDER)
+def delivery_raw(campaign_id: int, delivery_id: int) -> Any:
+    found = _delivery_of(campaign_id, delivery_id)
+    raw = ledger.raw_message(found)
+    if raw is None:
+        abort(404)
+    response = Response(raw, mimetype="message/rfc822")
+    # Always a download: the browser must never render a sent message as a page.
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="campaign-{campaign_id}-delivery-{delivery_id}.eml"'
+    )
+    response.headers["Content-Security-Policy"] = "sandbox"
+    return response

@@ -1,0 +1,339 @@
+"""Reading the delivery ledger for staff: progress figures, filtered pages and evidence."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import math
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage, MIMEPart
+from typing import Any
+
+from sqlalchemy import case, func, select
+
+from campaign.extensions import db
+from campaign.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus
+from campaign.services.campaigns import status_counts
+
+# The current rate is measured over this window: long enough to smooth a batch's burst,
+# short enough to show a pause or a throttle within half a minute.
+RATE_WINDOW_SECONDS = 30
+PER_PAGE = 50
+
+# Not yet at a final status: still to be written to.
+REMAINING = (
+    DeliveryStatus.QUEUED,
+    DeliveryStatus.SENDING,
+    DeliveryStatus.DEFERRED,
+    DeliveryStatus.IN_DOUBT,
+)
+ENDED = (CampaignStatus.FINISHED, CampaignStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a campaign's sending stands, as the progress view shows it."""
+
+    status: str
+    status_reason: str
+    counts: dict[str, int]
+    total: int
+    sent: int
+    deferred: int
+    failed: int  # failed + bounced
+    suppressed: int
+    in_doubt: int
+    cancelled: int
+    remaining: int
+    sent_recently: int  # in the last RATE_WINDOW_SECONDS
+    eta_seconds: int | None
+
+    @property
+    def processed(self) -> int:
+        return self.total - self.remaining
+
+    @property
+    def percent(self) -> int:
+        return math.floor(100 * self.processed / self.total) if self.total else 100
+
+    @property
+    def rate_per_second(self) -> float:
+        return self.sent_recently / RATE_WINDOW_SECONDS
+
+    @property
+    def rate_per_minute(self) -> float:
+        return self.rate_per_second * 60
+
+    @property
+    def is_ended(self) -> bool:
+        return self.status in {s.value for s in ENDED}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "status_reason": self.status_reason,
+            "is_ended": self.is_ended,
+            "counts": self.counts,
+            "total": self.total,
+            "processed": self.processed,
+            "percent": self.percent,
+            "sent": self.sent,
+            "deferred": self.deferred,
+            "failed": self.failed,
+            "suppressed": self.suppressed,
+            "in_doubt": self.in_doubt,
+            "cancelled": self.cancelled,
+            "remaining": self.remaining,
+            "rate_per_second": round(self.rate_per_second, 2),
+            "rate_per_minute": round(self.rate_per_minute, 1),
+            "eta_seconds": self.eta_seconds,
+            "eta": format_duration(self.eta_seconds),
+        }
+
+
+def format_duration(seconds: int | None) -> str:
+    """Write a duration as "2 h 05 min", "4 min 10 s" or "12 s"; an em dash when unknown."""
+    if seconds is None:
+        return "—"
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
+def campaign_progress(campaign: Campaign, *, now: datetime | None = None) -> Progress:
+    """Figures of a campaign's sending, read from the ledger (never from the queue)."""
+    now = now or datetime.now(UTC)
+    counts = status_counts(campaign.id)
+    remaining = sum(counts[s.value] for s in REMAINING)
+    recent = (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.campaign_id == campaign.id,
+                Delivery.status == DeliveryStatus.SENT.value,
+                Delivery.sent_at >= now - timedelta(seconds=RATE_WINDOW_SECONDS),
+            )
+        )
+        or 0
+    )
+    eta: int | None = None
+    if remaining == 0:
+        eta = 0
+    elif campaign.status == CampaignStatus.SENDING.value and recent:
+        eta = math.ceil(remaining * RATE_WINDOW_SECONDS / recent)
+    return Progress(
+        status=campaign.status,
+        status_reason=campaign.status_reason or "",
+        counts=counts,
+        total=sum(counts.values()),
+        sent=counts[DeliveryStatus.SENT.value],
+        deferred=counts[DeliveryStatus.DEFERRED.value],
+        failed=counts[DeliveryStatus.FAILED.value] + counts[DeliveryStatus.BOUNCED.value],
+        suppressed=counts[DeliveryStatus.SUPPRESSED.value],
+        in_doubt=counts[DeliveryStatus.IN_DOUBT.value],
+        cancelled=counts[DeliveryStatus.CANCELLED.value],
+        remaining=remaining,
+        sent_recently=recent,
+        eta_seconds=eta,
+    )
+
+
+def sent_and_totals(campaign_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
+    """(sent, total) deliveries per campaign, for the campaign list; absent ids have none."""
+    ids = list(campaign_ids)
+    if not ids:
+        return {}
+    rows = db.session.execute(
+        select(
+            Delivery.campaign_id,
+            func.sum(case((Delivery.status == DeliveryStatus.SENT.value, 1), else_=0)),
+            func.count(),
+        )
+        .where(Delivery.campaign_id.in_(ids))
+        .group_by(Delivery.campaign_id)
+    )
+    return {campaign_id: (int(sent or 0), int(total)) for campaign_id, sent, total in rows}
+
+
+# --- the per-recipient ledger ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    delivery: Delivery
+    contact: Contact | None
+
+
+@dataclass(frozen=True)
+class LedgerPage:
+    """One page of a campaign's ledger, filtered by status and an address search."""
+
+    rows: list[LedgerRow]
+    page: int
+    per_page: int
+    matching: int  # rows matching the filter, on every page
+    status: str
+    search: str
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.matching / self.per_page))
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+
+def ledger_page(
+    campaign_id: int,
+    *,
+    status: str = "",
+    search: str = "",
+    page: int = 1,
+    per_page: int = PER_PAGE,
+) -> LedgerPage:
+    """A page of the ledger: rows of one status (all when empty) whose address contains `search`.
+
+    An unknown status is treated as no filter; a page past the end shows the last page.
+    """
+    if status not in {s.value for s in DeliveryStatus}:
+        status = ""
+    search = search.strip()
+    conditions: list[Any] = [Delivery.campaign_id == campaign_id]
+    if status:
+        conditions.append(Delivery.status == status)
+    if search:
+        conditions.append(func.lower(Delivery.email).contains(search.lower(), autoescape=True))
+    matching = db.session.scalar(select(func.count()).select_from(Delivery).where(*conditions)) or 0
+    pages = max(1, math.ceil(matching / per_page))
+    page = min(max(1, page), pages)
+    found = db.session.execute(
+        select(Delivery, Contact)
+        .outerjoin(Contact, Contact.id == Delivery.contact_id)
+        .where(*conditions)
+        .order_by(Delivery.id)
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+    ).all()
+    return LedgerPage(
+        rows=[LedgerRow(delivery, contact) for delivery, contact in found],
+        page=page,
+        per_page=per_page,
+        matching=matching,
+        status=status,
+        search=search,
+    )
+
+
+# --- evidence ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvidencePart:
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass
+class Evidence:
+    """What the ledger holds of the message one recipient was sent."""
+
+    message_id: str
+    sha256: str
+    raw: bytes | None  # the exact bytes, when they were kept
+    # True: the stored bytes hash to sha256; False: they do not; None: nothing to compare.
+    is_verified: bool | None
+    missing_reason: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    text: str = ""
+    attachments: list[EvidencePart] = field(default_factory=list)
+
+
+def _missing_reason(delivery: Delivery) -> str:
+    if delivery.message_sha256:
+        return (
+            "Only the SHA-256 of the message was kept, not its bytes: the hash proves what "
+            "was sent if the message is rebuilt from the frozen statement version."
+        )
+    if delivery.status in (DeliveryStatus.SUPPRESSED.value, DeliveryStatus.CANCELLED.value):
+        return f"Nothing was sent: this recipient is {delivery.status}."
+    if delivery.status in (DeliveryStatus.FAILED.value, DeliveryStatus.BOUNCED.value):
+        return "Nothing was accepted by the mail server, so no message is kept."
+    return "Not sent yet: the message is stored once the mail server accepts it."
+
+
+def raw_message(delivery: Delivery) -> bytes | None:
+    """The exact bytes sent to this recipient, or None when they were not kept."""
+    if not delivery.message_blob:
+        return None
+    try:
+        return zlib.decompress(delivery.message_blob)
+    except zlib.error:
+        return None
+
+
+def _safe_headers(message: EmailMessage) -> list[tuple[str, str]]:
+    items = []
+    for name, value in message.raw_items():
+        try:
+            shown = str(message.policy.header_fetch_parse(name, value))
+        except (ValueError, IndexError, TypeError):
+            shown = str(value)  # malformed: show it undecoded rather than fail the page
+        items.append((name, " ".join(shown.split())))
+    return items
+
+
+def _text_of(part: MIMEPart) -> str:
+    try:
+        content = part.get_content()
+    except (LookupError, ValueError):
+        payload = part.get_payload(decode=True) or b""
+        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
+    return content if isinstance(content, str) else content.decode("utf-8", "replace")
+
+
+def delivery_evidence(delivery: Delivery) -> Evidence:
+    """Decode the stored message of one delivery and check it against its SHA-256."""
+    raw = raw_message(delivery)
+    evidence = Evidence(
+        message_id=delivery.message_id,
+        sha256=delivery.message_sha256,
+        raw=raw,
+        is_verified=None,
+    )
+    if raw is None:
+        evidence.missing_reason = (
+            "The stored message could not be decompressed."
+            if delivery.message_blob
+            else _missing_reason(delivery)
+        )
+        return evidence
+    if delivery.message_sha256:
+        evidence.is_verified = hashlib.sha256(raw).hexdigest() == delivery.message_sha256.lower()
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    evidence.headers = _safe_headers(message)
+    text_part = message.get_body(preferencelist=("plain",))
+    evidence.text = _text_of(text_part) if text_part is not None else ""
+    evidence.attachments = [
+        EvidencePart(
+            filename=part.get_filename() or "(no name)",
+            content_type=part.get_content_type(),
+            size=len(part.get_payload(decode=True) or b""),
+        )
+        for part in message.iter_attachments()
+        if isinstance(part, MIMEPart)
+    ]
+    return evidence

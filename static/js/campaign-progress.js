@@ -1,0 +1,58 @@
+/* Campaign progress: polls the ledger's figures and updates the page until sending ends. */
+(function () {
+  "use strict";
+  var box = document.getElementById("campaign-progress");
+  if (!box) { return; }
+  var url = box.getAttribute("data-url");
+  var bar = document.getElementById("p-bar");
+  var status = document.getElementById("p-status");
+  var reason = document.getElementById("p-reason");
+  var note = document.getElementById("p-nojs");
+  var INTERVAL = 1500;
+  if (note) { note.hidden = true; }
+
+  function setText(selector, value) {
+    var nodes = box.querySelectorAll(selector);
+    for (var i = 0; i < nodes.length; i++) { nodes[i].textContent = String(value); }
+  }
+
+  function render(p) {
+    bar.max = Math.max(p.total, 1);
+    bar.value = p.processed;
+    bar.textContent = p.percent + "%";
+    ["processed", "total", "percent", "sent", "deferred", "failed", "suppressed", "in_doubt",
+     "cancelled", "remaining", "eta"].forEach(function (key) {
+      setText('[data-figure="' + key + '"]', p[key]);
+    });
+    setText('[data-figure="rate_per_second"]', p.rate_per_second.toFixed(2));
+    setText('[data-figure="rate_per_minute"]', p.rate_per_minute.toFixed(1));
+    Object.keys(p.counts).forEach(function (key) {
+      var meter = box.querySelector('[data-count-of="' + key + '"]');
+      if (meter) { meter.max = Math.max(p.total, 1); meter.value = p.counts[key]; }
+      setText('[data-count-text="' + key + '"]', p.counts[key]);
+    });
+    status.textContent = p.status;
+    status.className = "campaign-status-" + p.status;
+    reason.textContent = p.status_reason ? "— " + p.status_reason : "";
+    var actions = box.querySelectorAll("[data-show-when]");
+    for (var i = 0; i < actions.length; i++) {
+      var when = actions[i].getAttribute("data-show-when").split(" ");
+      actions[i].hidden = when.indexOf(p.status) < 0;
+    }
+  }
+
+  function poll() {
+    fetch(url, {headers: {"Accept": "application/json"}, credentials: "same-origin"})
+      .then(function (response) {
+        if (!response.ok) { throw new Error("HTTP " + response.status); }
+        return response.json();
+      })
+      .then(function (p) {
+        render(p);
+        if (!p.is_ended) { window.setTimeout(poll, INTERVAL); }
+      })
+      .catch(function () { window.setTimeout(poll, INTERVAL * 3); });
+  }
+
+  if (box.getAttribute("data-ended") !== "true") { window.setTimeout(poll, INTERVAL); }
+})();
