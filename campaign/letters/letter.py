@@ -10,6 +10,7 @@ import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import TemplateError
@@ -110,15 +111,18 @@ class LetterSource:
     def variables(self, language: str) -> frozenset[str]:
         """The names the language's subject and body use (to know if a salutation is needed)."""
         if language not in self._variables:
-            found: set[str] = set()
-            environment = get_environment("text")
-            for source in self.text(language):
-                try:
-                    found |= find_undeclared_variables(environment.parse(source))
-                except (TemplateError, TemplateRefused):
-                    found |= {"salutation", "closing"}  # reported when it is rendered
-            self._variables[language] = frozenset(found)
+            subject, body = self.text(language)
+            self._variables[language] = _template_variables(subject) | _template_variables(body)
         return self._variables[language]
+
+
+# Every letter of a campaign asks this of the same few texts; parsing them once is enough.
+@lru_cache(maxsize=256)
+def _template_variables(source: str) -> frozenset[str]:
+    try:
+        return frozenset(find_undeclared_variables(get_environment("text").parse(source)))
+    except (TemplateError, TemplateRefused):
+        return frozenset({"salutation", "closing"})  # reported when it is rendered
 
 
 def letter_source(statement: Any) -> LetterSource:

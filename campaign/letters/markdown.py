@@ -93,6 +93,13 @@ def render_body(
 ) -> LetterBody:
     """Merge a Markdown body for one recipient and return its HTML and text parts."""
     merged = render(source, context, html=False, markdown=True, limits=limits, lang=lang)
+    return _convert(merged)
+
+
+# Most bodies merge to the same Markdown for every recipient (the salutation is outside the
+# body, or only a few variants exist), so a campaign converts each distinct body once.
+@lru_cache(maxsize=256)
+def _convert(merged: str) -> LetterBody:
     md = _parser()
     env: dict[str, Any] = {}
     tokens = md.parse(merged, env)  # parsed once for both parts
