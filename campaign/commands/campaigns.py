@@ -1,0 +1,376 @@
+"""Campaign commands: create, send, pause/resume/cancel, status, the worker, SMTP accounts."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any, NoReturn
+
+import click
+from flask import Flask
+
+# Lines of the pre-send report `send` prints when the check blocks the launch.
+MAX_PROBLEMS_SHOWN = 20
+PROGRESS_EVERY = 250
+
+
+def register(app: Flask) -> None:
+    for command in (
+        create_campaign_command,
+        send_command,
+        pause_command,
+        resume_command,
+        cancel_command,
+        status_command,
+        worker_command,
+        add_smtp_account_command,
+    ):
+        app.cli.add_command(command)
+
+
+def _fail(message: str) -> NoReturn:
+    """Stop with exit status 2: the command was asked for something that does not exist."""
+    from campaign.extensions import db
+
+    db.session.rollback()
+    click.echo(f"Error: {message}", err=True)
+    raise click.exceptions.Exit(2)
+
+
+def _campaign(campaign_id: int) -> Any:
+    from campaign.extensions import db
+    from campaign.models import Campaign
+
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign is None:
+        _fail(f"there is no campaign {campaign_id}")
+    return campaign
+
+
+def _audience_keys(
+    list_names: tuple[str, ...], segment_names: tuple[str, ...], option: str
+) -> list[str]:
+    from campaign.services import lists, segments
+
+    keys = []
+    for name in list_names:
+        found = lists.find_list(name)
+        if found is None:
+            _fail(f"{option}: there is no list called {name!r}")
+        keys.append(f"list:{found.id}")
+    for name in segment_names:
+        segment = segments.find_segment(name)
+        if segment is None:
+            _fail(f"{option}: there is no segment called {name!r}")
+        keys.append(f"segment:{segment.id}")
+    return keys
+
+
+@click.command("create-campaign")
+@click.option("--statement", "statement_id", type=int, required=True, help="Statement to send.")
+@click.option("--list", "list_names", multiple=True, help="Send to this list (repeatable).")
+@click.option(
+    "--segment", "segment_names", multiple=True, help="Send to this segment (repeatable)."
+)
+@click.option(
+    "--exclude-list", "exclude_lists", multiple=True, help="Leave out this list's members."
+)
+@click.option(
+    "--exclude-segment",
+    "exclude_segments",
+    multiple=True,
+    help="Leave out this segment's contacts.",
+)
+@click.option("--smtp", "smtp_name", default=None, help="SMTP account (default: CAMPAIGN_MAIL_*).")
+@click.option(
+    "--from", "from_address", default="", help="From address (default: the default sender)."
+)
+@click.option("--reply-to", "reply_to", default="", help="Reply-To address.")
+@click.option("--name", "name", default="", help="Campaign name (default: the statement's title).")
+@click.option(
+    "--no-unsubscribe",
+    is_flag=True,
+    help="No List-Unsubscribe headers (for one-to-one letters to officials).",
+)
+@click.option(
+    "--attach-pdf/--no-attach-pdf",
+    default=None,
+    help="Attach the letter as a PDF (default: the statement's own setting).",
+)
+def create_campaign_command(
+    statement_id: int,
+    list_names: tuple[str, ...],
+    segment_names: tuple[str, ...],
+    exclude_lists: tuple[str, ...],
+    exclude_segments: tuple[str, ...],
+    smtp_name: str | None,
+    from_address: str,
+    reply_to: str,
+    name: str,
+    no_unsubscribe: bool,
+    attach_pdf: bool | None,
+) -> None:
+    """Save a draft campaign; print "created campaign ID" (the id is the last number).
+
+    Nothing is sent: `campaign send ID` launches it. Exits 2, storing nothing, when the
+    statement, a list, a segment or the SMTP account does not exist, or a field is wrong.
+    """
+    from campaign.extensions import db
+    from campaign.models import Statement
+    from campaign.services import campaigns
+    from campaign.services.smtp_accounts import find_account
+
+    statement = db.session.get(Statement, statement_id)
+    if statement is None:
+        _fail(f"--statement: there is no statement {statement_id}")
+    if not list_names and not segment_names:
+        _fail("name the recipients with --list NAME or --segment NAME (repeatable)")
+    include = _audience_keys(list_names, segment_names, "--list/--segment")
+    exclude = _audience_keys(exclude_lists, exclude_segments, "--exclude-list/--exclude-segment")
+    account = None
+    if smtp_name is not None:
+        account = find_account(smtp_name)
+        if account is None:
+            _fail(f"--smtp: there is no SMTP account called {smtp_name!r}")
+    try:
+        campaign = campaigns.create_campaign(
+            statement,
+            name=name,
+            audience=campaigns.AudienceSpec(tuple(include), tuple(exclude)),
+            from_address=from_address,
+            reply_to=reply_to,
+            smtp_account=account,
+            is_pdf_attached=attach_pdf,
+            has_list_unsubscribe=not no_unsubscribe,
+        )
+    except campaigns.CampaignError as error:
+        _fail(str(error))
+    check = campaigns.check_campaign(campaign)
+    db.session.commit()
+    for warning in check.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"{check.count.sendable} recipients ({check.count.suppressed} suppressed)", err=True)
+    click.echo(f"created campaign {campaign.id}")
+
+
+def _with_progress(query: Any, total: int) -> Iterator[Any]:
+    from campaign.extensions import db
+    from campaign.models import Contact
+
+    done = 0
+    for contact in db.session.scalars(query.order_by(Contact.id).execution_options(yield_per=500)):
+        yield contact
+        done += 1
+        if done % PROGRESS_EVERY == 0:
+            click.echo(f"\rchecking letters: {done}/{total}", err=True, nl=False)
+    click.echo(f"\rchecking letters: {done}/{total}", err=True)
+
+
+@click.command("send")
+@click.argument("campaign_id", type=int)
+@click.option(
+    "--override",
+    is_flag=True,
+    help="Launch although the pre-send check found letters with errors (audited).",
+)
+def send_command(campaign_id: int, override: bool) -> None:
+    """Check every letter, then launch CAMPAIGN_ID: queue its sending and return at once.
+
+    Workers (`campaign worker`) do the sending; `campaign status ID` shows where it stands.
+    Launching a campaign twice does nothing the second time (exit 0). Exits 2 when the
+    campaign cannot be launched (the reason is printed).
+    """
+    from sqlalchemy import select
+
+    from campaign.extensions import db
+    from campaign.models import CampaignStatus, Contact, Statement, Suppression
+    from campaign.services import campaigns, presend
+    from campaign.services.salutation_rules import current_rule_set
+
+    campaign = _campaign(campaign_id)
+    if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+        click.echo(f"campaign {campaign.id} already launched ({campaign.status})")
+        return
+    check = campaigns.check_campaign(campaign)
+    if check.errors:
+        _fail(f"campaign {campaign.id} cannot be launched: " + "; ".join(check.errors))
+    statement = db.session.get(Statement, campaign.statement_id)
+    # Suppressed contacts get no letter, so their letters' problems block nothing.
+    audience = campaigns.audience_query(campaigns.AudienceSpec.from_json(campaign.audience)).where(
+        Contact.email_key.not_in(select(Suppression.email_key))
+    )
+    report = presend.check_audience(
+        statement,
+        _with_progress(audience, check.count.sendable),
+        rules=current_rule_set(),
+    )
+    click.echo(report.summary(), err=True)
+    if report.has_errors:
+        errors = [p for p in report.problems if p.problem.severity == "error"]
+        for item in errors[:MAX_PROBLEMS_SHOWN]:
+            click.echo(f"{item.who} — {item.problem.code}: {item.problem.message}", err=True)
+        if len(errors) > MAX_PROBLEMS_SHOWN:
+            click.echo(f"… and {len(errors) - MAX_PROBLEMS_SHOWN} more", err=True)
+    try:
+        launched = campaigns.launch_campaign(
+            campaign, presend_errors=report.contacts_with_errors, override=override
+        )
+    except campaigns.CampaignError as error:
+        _fail(str(error))
+    if not launched:  # another launch got there between our look and the lock
+        db.session.rollback()
+        click.echo(f"campaign {campaign_id} already launched")
+        return
+    db.session.commit()
+    counts = campaigns.status_counts(campaign_id)
+    if report.has_errors:
+        click.echo(
+            f"warning: launched with letters with errors for {report.contacts_with_errors} "
+            "contacts (--override, recorded in the audit log)",
+            err=True,
+        )
+    click.echo(
+        f"campaign {campaign_id} launched: {counts['queued']} recipients queued, "
+        f"{counts['suppressed']} suppressed"
+    )
+
+
+def _change(campaign_id: int, action: str) -> None:
+    from campaign.extensions import db
+    from campaign.services import campaigns
+
+    campaign = _campaign(campaign_id)
+    change = {
+        "pause": (campaigns.pause_campaign, "paused"),
+        "resume": (campaigns.resume_campaign, "resumed: sending again"),
+        "cancel": (campaigns.cancel_campaign, "cancelled"),
+    }
+    function, done = change[action]
+    before = campaign.status
+    if not function(campaign):
+        db.session.rollback()
+        click.echo(f"campaign {campaign_id} is {before}; nothing to {action}")
+        return
+    db.session.commit()
+    click.echo(f"campaign {campaign_id} {done}")
+
+
+@click.command("pause")
+@click.argument("campaign_id", type=int)
+def pause_command(campaign_id: int) -> None:
+    """Stop sending CAMPAIGN_ID after the messages in flight (resume carries on)."""
+    _change(campaign_id, "pause")
+
+
+@click.command("resume")
+@click.argument("campaign_id", type=int)
+def resume_command(campaign_id: int) -> None:
+    """Carry on sending a paused CAMPAIGN_ID."""
+    _change(campaign_id, "resume")
+
+
+@click.command("cancel")
+@click.argument("campaign_id", type=int)
+def cancel_command(campaign_id: int) -> None:
+    """Stop CAMPAIGN_ID for good: recipients not yet written to are marked cancelled."""
+    _change(campaign_id, "cancel")
+
+
+@click.command("status")
+@click.argument("campaign_id", type=int)
+def status_command(campaign_id: int) -> None:
+    """Print "campaign ID STATUS", then "<delivery status> <count>" for every status.
+
+    Every status is printed, zeros included, so scripts can grep for `sent 300`. Why a
+    campaign is paused or cancelled goes to stderr.
+    """
+    from campaign.services import campaigns
+
+    campaign = _campaign(campaign_id)
+    click.echo(f"campaign {campaign.id} {campaign.status}")
+    for status, count in campaigns.status_counts(campaign.id).items():
+        click.echo(f"{status} {count}")
+    if campaign.status_reason:
+        click.echo(f"reason: {campaign.status_reason}", err=True)
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Exit when the queue is empty.")
+@click.option("--simple", is_flag=True, help="Run jobs in the worker process (for a debugger).")
+@click.option("--name", default=None, help="Worker name shown by `rq info`.")
+def worker_command(burst: bool, simple: bool, name: str | None) -> None:
+    """Run an RQ worker on this installation's queue (any number, on any machines)."""
+    # The worker is its own program (python -m workers): campaign/ never imports workers/.
+    argv = [sys.executable, "-m", "workers"]
+    if burst:
+        argv.append("--burst")
+    if simple:
+        argv.append("--simple")
+    if name:
+        argv += ["--name", name]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # noqa: S606  (a fixed argv: this interpreter, -m workers)
+
+
+@click.command("add-smtp-account")
+@click.argument("name")
+@click.option("--host", required=True, help="SMTP server host name.")
+@click.option("--port", type=int, default=587, show_default=True)
+@click.option(
+    "--security",
+    type=click.Choice(["none", "starttls", "ssl"]),
+    default="starttls",
+    show_default=True,
+)
+@click.option("--user", "username", default="", help="User name for AUTH.")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from standard input (never from the command line).",
+)
+@click.option("--per-second", type=int, default=0, help="Messages per second (0: no limit).")
+@click.option("--per-minute", type=int, default=0, help="Messages per minute (0: no limit).")
+@click.option("--per-day", type=int, default=0, help="Messages per day (0: no limit).")
+@click.option("--max-connections", type=int, default=0, help="Connections at once (0: no limit).")
+def add_smtp_account_command(
+    name: str,
+    host: str,
+    port: int,
+    security: str,
+    username: str,
+    password_stdin: bool,
+    per_second: int,
+    per_minute: int,
+    per_day: int,
+    max_connections: int,
+) -> None:
+    """Add SMTP account NAME; its password, if any, is read from stdin and stored encrypted."""
+    from campaign.extensions import db
+    from campaign.services import smtp_accounts
+
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            _fail("--password-stdin: standard input held no password")
+    try:
+        account = smtp_accounts.create_account(
+            smtp_accounts.AccountFields(
+                name=name,
+                host=host,
+                port=port,
+                security=security,
+                username=username,
+                password=password,
+                per_second=per_second,
+                per_minute=per_minute,
+                per_day=per_day,
+                max_connections=max_connections,
+            )
+        )
+    except smtp_accounts.SmtpAccountError as error:
+        _fail(str(error))
+    db.session.commit()
+    click.echo(f"added SMTP account {account.name} ({account.id})")
