@@ -96,6 +96,7 @@ def load_demo(
     from campaign.services.demo_statements import load_seed_statements
 
     seeded = load_seed_statements()
+    demo_campaign = _create_demo_campaign()
     record_event(
         "demo.load",
         detail={
@@ -103,9 +104,28 @@ def load_demo(
             "lists": lists,
             "segments": segments,
             "statements": seeded,
+            "draft_campaign": demo_campaign,
         },
     )
     return DemoResult(len(cleaned), lists, segments, seeded, **admin_fields)
+
+
+def _create_demo_campaign() -> int | None:
+    """A draft campaign ready to launch: the joint letter to the UN special procedures list."""
+    from campaign.models import Statement
+    from campaign.services import campaigns
+    from campaign.services.lists import find_list
+
+    statement = db.session.scalar(select(Statement).order_by(Statement.id).limit(1))
+    audience = find_list("UN special procedures")
+    if statement is None or audience is None:
+        return None
+    campaign = campaigns.create_campaign(
+        statement,
+        name=f"Demo: {statement.title}",
+        audience=campaigns.AudienceSpec((f"list:{audience.id}",)),
+    )
+    return int(campaign.id)
 
 
 def _clean_all(rows: list[dict[str, str]]) -> list[dict[str, Any]]:

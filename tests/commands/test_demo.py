@@ -158,3 +158,16 @@ def test_a_random_admin_password_is_printed_and_works(app: Flask) -> None:
     password = line.rsplit(": ", 1)[1]
     assert len(password) >= 12
     assert users.authenticate("admin@example.org", password).user is not None
+
+
+def test_load_demo_leaves_a_draft_campaign_that_passes_its_checks(app: Flask) -> None:
+    from campaign.models import Campaign, CampaignStatus
+    from campaign.services import campaigns
+
+    _load(app)
+    campaign = db.session.scalars(select(Campaign)).one()
+    assert campaign.status == CampaignStatus.DRAFT
+    assert campaign.name.startswith("Demo: ")
+    check = campaigns.check_campaign(campaign)
+    assert check.errors == []
+    assert check.count.sendable == 48, "the UN special procedures list"
