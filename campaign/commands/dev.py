@@ -140,6 +140,9 @@ class DevRunner:
         from campaign import create_app
         from campaign.config import ConfigError
 
+        # Unsubscribe links in letters sent from this machine point at this web app; the
+        # worker inherits the variable.
+        os.environ.setdefault("CAMPAIGN_PUBLIC_URL", f"http://127.0.0.1:{self.port}")
         try:
             app = create_app()
         except ConfigError as error:
