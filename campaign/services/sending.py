@@ -327,7 +327,15 @@ def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> 
             )
         )
     }
-    _run(batch, rows, contacts)
+    # Failures in a row carry over from batch to batch of the campaign (through Redis, two
+    # calls a batch), so small batches pause a campaign on a broken server too.
+    errors_key = f"{_key_prefix()}:campaign:{campaign_id}:errors-in-a-row"
+    redis = get_redis()
+    batch.errors_in_a_row = int(redis.get(errors_key) or 0)
+    try:
+        _run(batch, rows, contacts)
+    finally:
+        redis.set(errors_key, batch.errors_in_a_row, ex=86_400)
     result.has_more = has_due_rows(campaign_id)
     if not result.has_more:
         result.finished = finish_if_done(campaign_id)
@@ -610,6 +618,7 @@ def _pause_for_account(batch: _Batch, outcome: SendOutcome) -> None:
 
 
 def _pause(batch: _Batch, reason: str) -> None:
+    batch.errors_in_a_row = 0  # a resumed campaign counts afresh
     campaign = db.session.get(Campaign, batch.campaign_id)
     if campaign is not None:
         pause_campaign(campaign, reason=reason)

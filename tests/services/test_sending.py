@@ -295,6 +295,19 @@ def test_errors_in_a_row_past_the_threshold_pause_the_campaign(
     assert _by_status(_rows(campaign.id)) == {"deferred": 3, "queued": 2}
 
 
+def test_failures_in_a_row_add_up_across_small_batches(
+    app: Flask, fault_smtp: FaultSmtpServer
+) -> None:
+    app.config.update(SEND_ERROR_THRESHOLD=3, SEND_BATCH_SIZE=2)
+    campaign, _ = _launch(5)
+    fault_smtp.fail(451, "4.3.0 Disk full", stage="mail", times=None)
+    assert _send(campaign.id).deferred == 2
+    assert _status(campaign.id).status == CampaignStatus.SENDING
+    _send(campaign.id)
+    assert _status(campaign.id).status == CampaignStatus.PAUSED
+    assert _by_status(_rows(campaign.id)) == {"deferred": 3, "queued": 2}
+
+
 # --- F8, F9: lost connections and stalls --------------------------------------------------------
 
 
