@@ -8,6 +8,7 @@ start, so that work Redis lost is queued before the worker looks at the queue.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -62,7 +63,11 @@ def main(argv: list[str] | None = None) -> int:
             [queue], connection=connection, serializer=JSONSerializer, name=args.name
         )
         if args.burst:
-            reconcile()
+            try:
+                reconcile()
+            except Exception:
+                # The queue may still hold work; the next worker's reconcile catches up.
+                logging.getLogger("workers").exception("the start-up reconcile failed")
             worker.work(burst=True, logging_level=args.log_level)
             return 0
         reconciler = Reconciler(app, reconcile)

@@ -545,3 +545,13 @@ def test_the_batch_is_small_enough_for_a_slow_account(app: Flask) -> None:
     assert sending.batch_size(default_settings()) == 150
     app.config.update(MAIL_RATE_PER_MINUTE=0)
     assert sending.batch_size(default_settings()) == app.config["SEND_BATCH_SIZE"]
+
+
+def test_the_reconciler_runs_on_one_worker_per_interval(app: Flask) -> None:
+    from workers.ticker import run_if_due
+
+    runs: list[str] = []
+    app.config["RECONCILE_SECONDS"] = 60
+    assert run_if_due(app, lambda: runs.append("first worker"))
+    assert not run_if_due(app, lambda: runs.append("second worker"))
+    assert runs == ["first worker"]
