@@ -3,7 +3,8 @@
 And two workers racing on one PostgreSQL. Each test runs `python -m workers` processes (a
 forking RQ worker: the parent and its work horse, killed together as a process group)
 against a real database, a private Redis server and the fault-injecting SMTP server, then
-reads the ledger and what the SMTP server received. The deadlines are generous ceilings for a loaded 2-core machine, not timings.
+reads the ledger and what the SMTP server received. The deadlines are generous ceilings
+for a loaded 2-core machine, not timings.
 
 The promise checked everywhere: every recipient ends with exactly one delivery row, sent
 (or suppressed when on the suppression list); the server got every Message-ID at least
@@ -279,8 +280,7 @@ class Scene:
             self.workers.restart_exited()
             time.sleep(0.02)
         raise AssertionError(
-            f"only {len(self.smtp.messages)} of {count} messages arrived\n"
-            f"{self.workers.log_tail()}"
+            f"only {len(self.smtp.messages)} of {count} messages arrived\n{self.workers.log_tail()}"
         )
 
     def deliveries(self) -> list[Delivery]:
