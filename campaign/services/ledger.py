@@ -49,7 +49,9 @@ class Progress:
     in_doubt: int
     cancelled: int
     remaining: int
-    sent_recently: int  # in the last RATE_WINDOW_SECONDS
+    sent_recently: int  # in the last `window_seconds`
+    # RATE_WINDOW_SECONDS, or less when the campaign was launched more recently than that.
+    window_seconds: float
     eta_seconds: int | None
 
     @property
@@ -62,7 +64,7 @@ class Progress:
 
     @property
     def rate_per_second(self) -> float:
-        return self.sent_recently / RATE_WINDOW_SECONDS
+        return self.sent_recently / self.window_seconds
 
     @property
     def rate_per_minute(self) -> float:
@@ -109,6 +111,10 @@ def format_duration(seconds: int | None) -> str:
 def campaign_progress(campaign: Campaign, *, now: datetime | None = None) -> Progress:
     """Figures of a campaign's sending, read from the ledger (never from the queue)."""
     now = now or datetime.now(UTC)
+    window = float(RATE_WINDOW_SECONDS)
+    if campaign.launched_at is not None:
+        # Dividing the first seconds' letters by the whole window would understate the pace.
+        window = min(window, max(1.0, (now - campaign.launched_at).total_seconds()))
     counts = status_counts(campaign.id)
     remaining = sum(counts[s.value] for s in REMAINING)
     recent = (
@@ -118,7 +124,7 @@ def campaign_progress(campaign: Campaign, *, now: datetime | None = None) -> Pro
             .where(
                 Delivery.campaign_id == campaign.id,
                 Delivery.status == DeliveryStatus.SENT.value,
-                Delivery.sent_at >= now - timedelta(seconds=RATE_WINDOW_SECONDS),
+                Delivery.sent_at >= now - timedelta(seconds=window),
             )
         )
         or 0
@@ -127,7 +133,7 @@ def campaign_progress(campaign: Campaign, *, now: datetime | None = None) -> Pro
     if remaining == 0:
         eta = 0
     elif campaign.status == CampaignStatus.SENDING.value and recent:
-        eta = math.ceil(remaining * RATE_WINDOW_SECONDS / recent)
+        eta = math.ceil(remaining * window / recent)
     return Progress(
         status=campaign.status,
         status_reason=campaign.status_reason or "",
@@ -141,6 +147,7 @@ def campaign_progress(campaign: Campaign, *, now: datetime | None = None) -> Pro
         cancelled=counts[DeliveryStatus.CANCELLED.value],
         remaining=remaining,
         sent_recently=recent,
+        window_seconds=window,
         eta_seconds=eta,
     )
 

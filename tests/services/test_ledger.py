@@ -29,6 +29,7 @@ def launched(app: Flask) -> Campaign:
     lists.add_contacts(audience, ids)
     campaign = campaigns.create_campaign(statement, audience=AudienceSpec((f"list:{audience.id}",)))
     campaigns.launch_campaign(campaign)
+    campaign.launched_at = NOW - timedelta(hours=1)
     db.session.commit()
     return campaign
 
@@ -61,6 +62,18 @@ def test_the_rate_counts_the_last_thirty_seconds_and_sets_the_eta(launched: Camp
     assert progress.eta_seconds == 50
     assert progress.to_json()["eta"] == "50 s"
     assert progress.percent == 50
+
+
+def test_just_after_launch_the_rate_is_taken_over_the_seconds_since(launched: Campaign) -> None:
+    launched.launched_at = NOW - timedelta(seconds=2)
+    for i in range(4):
+        _mark(
+            launched, f"r{i}@example.org", DeliveryStatus.SENT, sent_at=NOW - timedelta(seconds=1)
+        )
+    progress = ledger.campaign_progress(launched, now=NOW)
+    # Four letters in two seconds, not four in thirty: six left take three seconds.
+    assert progress.rate_per_second == pytest.approx(2.0)
+    assert progress.eta_seconds == 3
 
 
 def test_a_paused_or_stalled_campaign_has_no_eta(launched: Campaign) -> None:

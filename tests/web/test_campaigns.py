@@ -345,6 +345,7 @@ def test_progress_figures_match_the_ledger(
     campaign = _draft(setup)
     campaigns.launch_campaign(campaign)
     now = datetime.now(UTC)
+    campaign.launched_at = now - timedelta(minutes=5)
     _set(campaign.id, "p0@example.org", DeliveryStatus.SENT, sent_at=now - timedelta(seconds=5))
     _set(campaign.id, "p2@example.org", DeliveryStatus.SENT, sent_at=now - timedelta(seconds=10))
     _set(campaign.id, "p3@example.org", DeliveryStatus.SENT, sent_at=now - timedelta(hours=1))
