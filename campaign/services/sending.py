@@ -502,6 +502,11 @@ def _build(
         )
     except (LookupError, MessageError) as error:
         return None, "", [], "", str(error)
+    except Exception as error:
+        # A bug in rendering one letter must not stop the campaign nor loop the batch for
+        # ever: the row records it, the log keeps the traceback.
+        log.exception("delivery %s: the letter could not be built", row.id)
+        return None, "", [], "", f"the letter could not be built ({type(error).__name__})"
     language = composed.letter.language
     if composed.message is None:
         return None, "", [], language, _letter_error(composed)
