@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 
 from campaign.extensions import db
 from campaign.letters.letter import LetterSource, letter_source
@@ -211,20 +211,38 @@ def _renew_leases(claim_id: str) -> None:
     )
 
 
-def _record(row: _Row, claim_id: str, **values: Any) -> None:
-    # Guarded by the claim: a row the reconciler took back from a lease we overran is
-    # recorded only if nobody else has claimed it since.
+_RECORD_STATEMENTS: dict[tuple[frozenset[str], bool], Any] = {}
+
+
+def _record(row: _Row, claim_id: str, *, bump_duplicates: bool = False, **values: Any) -> None:
+    """Write a row's outcome (the caller commits).
+
+    Guarded by the claim: a row the reconciler took back from a lease we overran is
+    recorded only if nobody else has claimed it since. The statement is built once per
+    shape and run on the Core connection: this runs once per message.
+    """
     values.setdefault("lease_until", None)
     values["updated_at"] = _now()
-    db.session.execute(
-        update(Delivery)
-        .where(
-            Delivery.id == row.id,
-            or_(Delivery.claimed_by == claim_id, Delivery.status.in_(_CLAIMABLE)),
+    key = (frozenset(values), bump_duplicates)
+    statement = _RECORD_STATEMENTS.get(key)
+    if statement is None:
+        table = Delivery.__table__
+        assigns: dict[str, Any] = {
+            name: bindparam(f"v_{name}", type_=table.c[name].type) for name in values
+        }
+        if bump_duplicates:
+            assigns["possible_duplicates"] = table.c.possible_duplicates + 1
+        statement = (
+            update(table)
+            .where(
+                table.c.id == bindparam("row_id"),
+                or_(table.c.claimed_by == bindparam("claim_id"), table.c.status.in_(_CLAIMABLE)),
+            )
+            .values(assigns)
         )
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+        _RECORD_STATEMENTS[key] = statement
+    params = {f"v_{name}": value for name, value in values.items()}
+    db.session.connection().execute(statement, {"row_id": row.id, "claim_id": claim_id, **params})
 
 
 # --- one batch ---------------------------------------------------------------------------
@@ -567,7 +585,7 @@ def _apply(batch: _Batch, row: _Row, outcome: SendOutcome, data: bytes, language
             row,
             batch.claim_id,
             status=DeliveryStatus.IN_DOUBT.value,
-            possible_duplicates=Delivery.possible_duplicates + 1,
+            bump_duplicates=True,
             next_attempt_at=now + backoff_delay(attempts),
             **common,
         )
