@@ -123,6 +123,11 @@ def app(app_overrides: dict[str, Any]) -> Iterator[Flask]:
     if application.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         _empty_postgres(application)
     with application.app_context():
+        # Every test's database starts its ids at 1, so Redis state keyed by a campaign id
+        # (error streaks, rate limits, queued jobs) must not leak from the previous test.
+        from campaign.queue import get_redis
+
+        get_redis().flushdb()
         yield application
         db.session.remove()
         db.engine.dispose()
