@@ -15,13 +15,16 @@ from functools import lru_cache
 from typing import Any
 
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
 from markdown_it.token import Token
 from markdown_it.tree import SyntaxTreeNode
 from mdit_py_plugins.footnote import footnote_plugin
 
 from campaign.letters.sandbox import (
     DEFAULT_LIMITS,
+    PLACEHOLDER_OPEN,
     MarkdownText,
+    Placeholder,
     RenderLimits,
     markdown_literal,
     render,
@@ -92,18 +95,93 @@ def render_body(
     lang: str = "en",
 ) -> LetterBody:
     """Merge a Markdown body for one recipient and return its HTML and text parts."""
-    merged = render(source, context, html=False, markdown=True, limits=limits, lang=lang)
-    return _convert(merged)
+    placeholders: list[Placeholder] = []
+    merged = render(
+        source,
+        context,
+        html=False,
+        markdown=True,
+        limits=limits,
+        lang=lang,
+        placeholders=placeholders,
+    )
+    if placeholders:
+        converted = _convert(merged)
+        filled = _fill(converted, placeholders)
+        if filled is not None:
+            return filled
+        # A value in a link or heading, or a marker look-alike: convert this letter whole.
+        merged = render(source, context, html=False, markdown=True, limits=limits, lang=lang)
+    return _convert(merged).body
 
 
-# Most bodies merge to the same Markdown for every recipient (the salutation is outside the
-# body, or only a few variants exist), so a campaign converts each distinct body once.
+# A campaign's letters differ mostly in printed values (names, salutations). Values are
+# merged as placeholders, so each distinct shape of a body is converted once and the
+# values are put into its HTML and text afterwards — the Markdown conversion was the
+# largest cost of a letter.
 @lru_cache(maxsize=256)
-def _convert(merged: str) -> LetterBody:
+def _convert(merged: str) -> _Converted:
     md = _parser()
     env: dict[str, Any] = {}
     tokens = md.parse(merged, env)  # parsed once for both parts
-    return LetterBody(html=md.renderer.render(tokens, md.options, env), text=_text(tokens))
+    body = LetterBody(html=md.renderer.render(tokens, md.options, env), text=_text(tokens))
+    return _Converted(body, _placeholders_are_plain_text(tokens))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Converted:
+    body: LetterBody
+    # False when a placeholder sits where its length or characters matter: in a link
+    # (text or address) or a heading (the text part underlines it to its length).
+    is_fillable: bool
+
+
+def _placeholders_are_plain_text(tokens: list[Token]) -> bool:
+    in_heading = False
+    for token in tokens:
+        if token.type == "heading_open":
+            in_heading = True
+        elif token.type == "heading_close":
+            in_heading = False
+        elif token.type in {"code_block", "fence"}:
+            # Code shows backslash escapes as typed: the value would read differently.
+            if PLACEHOLDER_OPEN in token.content:
+                return False
+        elif token.type == "inline":
+            if in_heading and PLACEHOLDER_OPEN in token.content:
+                return False
+            link_depth = 0
+            for child in token.children or ():
+                if child.type == "link_open":
+                    link_depth += 1
+                    if any(
+                        PLACEHOLDER_OPEN in str(v) or "%EE%80%80" in str(v)
+                        for v in child.attrs.values()
+                    ):
+                        return False
+                elif child.type == "link_close":
+                    link_depth -= 1
+                elif (link_depth or child.type == "code_inline") and (
+                    PLACEHOLDER_OPEN in child.content
+                ):
+                    return False
+    return True
+
+
+def _fill(converted: _Converted, placeholders: list[Placeholder]) -> LetterBody | None:
+    """Put the values into a converted body, or None when that would not be exact."""
+    if not converted.is_fillable:
+        return None
+    html, text = converted.body.html, converted.body.text
+    for placeholder in placeholders:
+        if PLACEHOLDER_OPEN in placeholder.value:
+            return None
+        if html.count(placeholder.rendered) != 1 or text.count(placeholder.rendered) != 1:
+            return None
+    for placeholder in placeholders:
+        html = html.replace(placeholder.rendered, escapeHtml(placeholder.value), 1)
+        text = text.replace(placeholder.rendered, placeholder.value, 1)
+    return LetterBody(html=html, text=text)
 
 
 def _footnote(node: SyntaxTreeNode) -> str:

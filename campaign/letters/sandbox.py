@@ -20,6 +20,7 @@ import re
 import time
 import traceback
 import types
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from decimal import Decimal
@@ -99,14 +100,18 @@ DEFAULT_LIMITS = RenderLimits()
 class _RenderState:
     """The budget of the render in progress (one per render, held in a ContextVar)."""
 
-    __slots__ = ("chars", "deadline", "lang", "limits", "steps")
+    __slots__ = ("chars", "deadline", "lang", "limits", "placeholders", "steps")
 
-    def __init__(self, limits: RenderLimits, lang: str) -> None:
+    def __init__(
+        self, limits: RenderLimits, lang: str, placeholders: list[Placeholder] | None = None
+    ) -> None:
         self.limits = limits
         self.lang = lang
         self.steps = 0
         self.chars = 0
         self.deadline = time.monotonic() + limits.max_seconds
+        # When a list: printed values become placeholders (see markdown_placeholder).
+        self.placeholders = placeholders
 
     def step(self) -> None:
         self.steps += 1
@@ -394,15 +399,62 @@ class MarkdownText(str):
 _MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
 
 
+def _value_lines(value: Any) -> list[str]:
+    text = str(value).replace("\r\n", "\n").replace("\r", "\n")
+    return [line for line in (raw.strip() for raw in text.split("\n")) if line]
+
+
 def markdown_literal(value: Any) -> str:
     """Escape a printed value so Markdown shows it as text (every ASCII punctuation mark)."""
     if isinstance(value, MarkdownText):
         return str(value)
-    text = str(value).replace("\r\n", "\n").replace("\r", "\n")
-    lines = [_MARKDOWN_PUNCTUATION.sub(r"\\\1", line.strip()) for line in text.split("\n")]
     # A backslash before a newline is a hard line break: an address keeps its lines,
     # and no line of a value can start a heading, list or code block of its own.
-    return "\\\n".join(line for line in lines if line)
+    return "\\\n".join(_MARKDOWN_PUNCTUATION.sub(r"\\\1", line) for line in _value_lines(value))
+
+
+@dataclasses.dataclass(frozen=True)
+class Placeholder:
+    """A one-line value printed into a Markdown body, stood in for by `marker`.
+
+    The body is converted with markers instead of values, so every recipient whose letter
+    differs only in such values shares one conversion; `rendered` is the marker as it
+    comes out of the converter, to be replaced by the value.
+    """
+
+    value: str
+    marker: str
+    rendered: str
+
+
+PLACEHOLDER_OPEN = "\ue000"
+PLACEHOLDER_CLOSE = "\ue001"
+_PLACEHOLDER_IDS = 0x1000  # private-use characters U+E100 onwards number the values
+
+
+def _is_punctuation(char: str) -> bool:
+    return (char.isascii() and not char.isalnum()) or unicodedata.category(char)[0] in "PS"
+
+
+def markdown_placeholder(value: Any) -> str:
+    """The markdown finalizer: a value's escaped text, or a placeholder when collecting."""
+    state = _STATE.get()
+    if isinstance(value, MarkdownText) or state is None or state.placeholders is None:
+        return markdown_literal(value)
+    lines = _value_lines(value)
+    if len(lines) != 1 or len(state.placeholders) >= _PLACEHOLDER_IDS:
+        return markdown_literal(value)  # line breaks shape the text part: convert for real
+    line = lines[0]
+    # Emphasis delimiters next to a value behave differently before punctuation than
+    # before a letter; an escaped "!" at either end keeps that behaviour.
+    head = "\\!" if _is_punctuation(line[0]) else ""
+    tail = "\\!" if _is_punctuation(line[-1]) else ""
+    number = chr(0xE100 + len(state.placeholders))
+    core = PLACEHOLDER_OPEN + number + PLACEHOLDER_CLOSE
+    state.placeholders.append(
+        Placeholder(line, head + core + tail, ("!" if head else "") + core + ("!" if tail else ""))
+    )
+    return head + core + tail
 
 
 # --- Undefined values --------------------------------------------------------------------
@@ -594,7 +646,7 @@ class LetterEnvironment(ImmutableSandboxedEnvironment):
         super().__init__(
             autoescape=mode == "html",
             undefined=LetterUndefined,
-            finalize=markdown_literal if mode == "markdown" else None,
+            finalize=markdown_placeholder if mode == "markdown" else None,
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
@@ -772,17 +824,19 @@ def render(
     limits: RenderLimits = DEFAULT_LIMITS,
     lang: str = "en",
     markdown: bool = False,
+    placeholders: list[Placeholder] | None = None,
 ) -> str:
     """Render one letter part; contact data is only ever context, never template source.
 
     ``html`` escapes printed values for HTML; ``markdown`` escapes them for Markdown (a
-    body converted afterwards); neither leaves them as they are (the text part).
+    body converted afterwards); neither leaves them as they are (the text part). With
+    ``markdown``, a ``placeholders`` list collects one-line values instead of printing them.
     """
     mode = _mode(html, markdown)
     if isinstance(source_or_compiled, Template):
         _check_compiled(source_or_compiled, mode)
     data = {str(key): _plain(value, str(key)) for key, value in context.items()}
-    state = _RenderState(limits, lang)
+    state = _RenderState(limits, lang, placeholders if markdown else None)
     token = _STATE.set(state)
     try:
         template = (

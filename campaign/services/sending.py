@@ -556,7 +556,8 @@ def _apply(batch: _Batch, row: _Row, outcome: SendOutcome, data: bytes, language
             sent_at=now,
             reason="",
             message_sha256=hashlib.sha256(data).hexdigest(),
-            message_blob=zlib.compress(data),
+            # Level 1: a third of the size for a tenth of the default level's time.
+            message_blob=zlib.compress(data, 1),
             **common,
         )
         result.sent += 1
