@@ -774,6 +774,25 @@ def _expire_leases(report: ReconcileReport) -> None:
         )
 
 
+def _cancel_leftovers(report: ReconcileReport) -> None:
+    # A batch that hands rows back as queued (pause, time budget, no free connection) can
+    # do so just after staff cancelled the campaign, whose cancel saw those rows as
+    # `sending`: without this they would wait in a cancelled campaign for ever.
+    now = _now()
+    result = db.session.execute(
+        update(Delivery)
+        .where(
+            Delivery.status.in_(_CLAIMABLE),
+            Delivery.campaign_id.in_(
+                select(Campaign.id).where(Campaign.status == CampaignStatus.CANCELLED)
+            ),
+        )
+        .values(status=DeliveryStatus.CANCELLED.value, reason="cancelled", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    report.cancelled += int(getattr(result, "rowcount", 0) or 0)
+
+
 def waiting_send_jobs() -> set[int]:
     """Campaign ids that have a send job waiting in the queue."""
     waiting: set[int] = set()
@@ -794,6 +813,7 @@ def reconcile(*, commit: Callable[[], None]) -> ReconcileReport:
     """
     report = ReconcileReport()
     _expire_leases(report)
+    _cancel_leftovers(report)
     commit()
     sending = list(
         db.session.scalars(select(Campaign.id).where(Campaign.status == CampaignStatus.SENDING))

@@ -439,6 +439,27 @@ def test_cancel_stops_the_batch_and_marks_the_rest_cancelled(
     assert len(fault_smtp.messages) == 1
 
 
+def test_rows_handed_back_after_a_cancel_end_cancelled_not_queued(
+    app: Flask, fault_smtp: FaultSmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Staff cancel while the batch waits for a free SMTP connection: the batch then hands
+    # its rows back as queued, after the cancel marked the campaign's other rows cancelled.
+    campaign, _ = _launch(3)
+    cancel = _in_other_session(campaigns.cancel_campaign)
+
+    def no_slot(self: Any, timeout: float, poll: float = 0.25) -> bool:
+        cancel(campaign.id)
+        return False
+
+    monkeypatch.setattr(sending.ConnectionSemaphore, "acquire", no_slot)
+    assert _send(campaign.id).released == 3
+    sending.reconcile(commit=db.session.commit)
+
+    assert _status(campaign.id).status == CampaignStatus.CANCELLED
+    assert _by_status(_rows(campaign.id)) == {"cancelled": 3}, "no row waits for ever"
+    assert fault_smtp.messages == []
+
+
 # --- claims and the reconciler -------------------------------------------------------------------
 
 
