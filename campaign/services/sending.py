@@ -45,6 +45,7 @@ from campaign.rate_limit import (
     RateLimiter,
     pace_interval,
 )
+from campaign.secret_box import SecretUnreadable
 from campaign.services.campaigns import SEND_JOB, enqueue_send_jobs, pause_campaign
 from campaign.services.letters import compose_letter
 from campaign.services.smtp_accounts import SmtpSettings, settings_for
@@ -292,7 +293,21 @@ def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> 
     if campaign is None or campaign.status != CampaignStatus.SENDING:
         return result
     version = db.session.get(StatementVersion, campaign.statement_version_id)
-    settings = settings_for(campaign.smtp_account)
+    try:
+        settings = settings_for(campaign.smtp_account)
+    except SecretUnreadable:
+        # Raising would fail every job while the campaign still says "sending"; staff must
+        # enter the password again, so say so where they look.
+        name = campaign.smtp_account.name if campaign.smtp_account else ""
+        reason = (
+            f"the stored password of the SMTP account {name!r} cannot be read (was "
+            "CAMPAIGN_SECRET_KEY changed?): enter it again on the account's page, then resume"
+        )
+        pause_campaign(campaign, reason=reason)
+        log.warning("campaign %s paused: %s", campaign_id, reason)
+        commit()
+        result.stopped = reason
+        return result
     claim_id = f"{worker[:60]}:{uuid.uuid4().hex[:16]}"
     ids = claim_deliveries(campaign_id, claim_id, batch_size(settings))
     commit()

@@ -280,6 +280,39 @@ def test_a_wrong_password_pauses_the_campaign_and_fails_nobody(
     assert fault_smtp.messages == []
 
 
+def test_an_account_password_that_cannot_be_read_pauses_the_campaign(
+    app: Flask, fault_smtp: FaultSmtpServer
+) -> None:
+    from campaign.models import SmtpAccount
+    from campaign.services import smtp_accounts
+
+    account = smtp_accounts.create_account(
+        smtp_accounts.AccountFields(
+            name="Relay",
+            host=fault_smtp.host,
+            port=fault_smtp.port,
+            security="none",
+            username="office",
+            password="the-password",
+        )
+    )
+    db.session.commit()
+    campaign, _ = _launch(2, smtp_account=account)
+    # As after CAMPAIGN_SECRET_KEY was changed: the stored ciphertext no longer decrypts.
+    stored = db.session.get(SmtpAccount, account.id)
+    assert stored is not None
+    stored.password_encrypted = stored.password_encrypted[:-8] + "AAAAAAA="
+    db.session.commit()
+
+    result = _send(campaign.id)
+    assert result.sent == 0
+    paused = _status(campaign.id)
+    assert paused.status == CampaignStatus.PAUSED
+    assert "password of the SMTP account 'Relay' cannot be read" in paused.status_reason
+    assert _by_status(_rows(campaign.id)) == {"queued": 2}
+    assert fault_smtp.messages == []
+
+
 def test_errors_in_a_row_past_the_threshold_pause_the_campaign(
     app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
