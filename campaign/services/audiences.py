@@ -32,7 +32,7 @@ def audience_choices() -> list[tuple[str, str]]:
 def find_audience(key: str) -> Audience | None:
     """The list or segment a key such as "list:3" or "segment:2" names, or None."""
     kind, _, raw_id = key.partition(":")
-    if not raw_id.isdigit():
+    if not raw_id.isdecimal() or len(raw_id) >= 10:  # "²" passes isdigit(), not int()
         return None
     if kind == "list":
         contact_list = db.session.get(ContactList, int(raw_id))

@@ -128,7 +128,7 @@ def _whole_number(raw: str, field: str, label: str) -> int:
     raw = raw.strip()
     if not raw:
         return 0
-    if not raw.isdigit():
+    if not raw.isdecimal():
         raise SmtpAccountError(f"{label}: {raw!r} is not a whole number (0 or more)", field)
     return int(raw)
 
@@ -136,7 +136,7 @@ def _whole_number(raw: str, field: str, label: str) -> int:
 def fields_from_form(form: Mapping[str, str]) -> AccountFields:
     """Read an account form's text fields; raise SmtpAccountError naming a bad number."""
     port_raw = form.get("port", "").strip()
-    if not port_raw.isdigit():
+    if not port_raw.isdecimal():
         raise SmtpAccountError(f"Port: {port_raw!r} is not a port number (1-65535)", "port")
     return AccountFields(
         name=form.get("name", ""),

@@ -133,10 +133,15 @@ class CampaignForm:
         return AudienceSpec(tuple(self.include), tuple(self.exclude))
 
 
+def _id(raw: str) -> int | None:
+    """A row id typed or sent by the browser, or None: isdigit() lets "²" through to int(),
+    and a number past the column's range breaks the query instead of finding nothing."""
+    return int(raw) if raw.isdecimal() and len(raw) < 10 else None
+
+
 def _statement_of(form: CampaignForm) -> Statement:
-    statement = (
-        db.session.get(Statement, int(form.statement_id)) if form.statement_id.isdigit() else None
-    )
+    statement_id = _id(form.statement_id)
+    statement = db.session.get(Statement, statement_id) if statement_id is not None else None
     if statement is None:
         raise CampaignError("Statement: choose the statement to send", "statement_id")
     return statement
@@ -145,11 +150,8 @@ def _statement_of(form: CampaignForm) -> Statement:
 def _account_of(form: CampaignForm) -> SmtpAccount | None:
     if not form.smtp_account_id:
         return None
-    account = (
-        db.session.get(SmtpAccount, int(form.smtp_account_id))
-        if form.smtp_account_id.isdigit()
-        else None
-    )
+    account_id = _id(form.smtp_account_id)
+    account = db.session.get(SmtpAccount, account_id) if account_id is not None else None
     if account is None:
         raise CampaignError(
             "SMTP account: that account no longer exists; choose another", "smtp_account_id"
@@ -209,8 +211,8 @@ def _count_text(found: campaign_service.AudienceCount) -> str:
 @allow(Role.EDITOR)
 def new() -> Any:
     if request.method == "GET":
-        raw = request.args.get("statement", "")
-        statement = db.session.get(Statement, int(raw)) if raw.isdigit() else None
+        statement_id = _id(request.args.get("statement", ""))
+        statement = db.session.get(Statement, statement_id) if statement_id is not None else None
         return _render_builder(CampaignForm.blank(statement), None)
     form = CampaignForm.from_request(request.form)
     try:
@@ -412,7 +414,7 @@ def deliveries(campaign_id: int) -> Any:
         campaign.id,
         status=request.args.get("status", ""),
         search=request.args.get("q", ""),
-        page=int(page_number) if page_number.isdigit() else 1,
+        page=int(page_number) if page_number.isdecimal() else 1,
     )
     return render_template(
         "campaigns/deliveries.html",

@@ -29,7 +29,7 @@ def _render_index(
         reason = ""
     page = request.args.get("page", "1")
     found = suppression_service.search_suppressions(
-        query, reason, page=int(page) if page.isdigit() else 1
+        query, reason, page=int(page) if page.isdecimal() else 1
     )
     return (
         render_template(

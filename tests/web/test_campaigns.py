@@ -160,6 +160,29 @@ def test_a_missing_statement_and_a_deleted_list_are_named(
     assert "'list:999' is not a list or segment" in _text(page, "e-include")
 
 
+def test_odd_ids_and_pages_are_named_or_ignored_not_a_server_error(
+    client: FlaskClient, login: Any, setup: dict[str, Any]
+) -> None:
+    login(Role.SENDER)
+    huge = "9" * 25  # past SQLite's 64-bit integers
+    for raw in ("²", huge):
+        page = client.post("/campaigns/new", data=_form(setup, statement_id=raw))
+        assert page.status_code == 422
+        assert "choose the statement" in _text(page.get_data(as_text=True), "e-statement_id")
+        page = client.post("/campaigns/new", data=_form(setup, smtp_account_id=raw))
+        assert page.status_code == 422
+        assert "that account no longer exists" in _text(
+            page.get_data(as_text=True), "e-smtp_account_id"
+        )
+        counted = client.post("/campaigns/count", data={"include": [f"list:{raw}"]})
+        assert counted.status_code == 422
+        assert "is not a list or segment" in counted.get_json()["error"]
+        assert client.get(f"/campaigns/new?statement={raw}").status_code == 200
+        assert client.get(f"/suppressions/?page={raw}").status_code == 200
+    campaign = _draft(setup)
+    assert client.get(f"/campaigns/{campaign.id}/deliveries?page=²").status_code == 200
+
+
 def test_the_live_count_names_contacts_suppressed_and_those_written_to(
     client: FlaskClient, login: Any, setup: dict[str, Any]
 ) -> None:

@@ -107,6 +107,9 @@ def test_admin_adds_and_edits_an_account_without_ever_seeing_the_password(
         ({"security": "tls"}, "Security: choose none, starttls or ssl"),
         ({"per_minute": "-5"}, "Per minute: &#39;-5&#39; is not a whole number"),
         ({"max_connections": "2.5"}, "Connections: &#39;2.5&#39; is not a whole number"),
+        # isdigit() is true for superscripts, which int() refuses.
+        ({"port": "²"}, "Port: &#39;²&#39; is not a port number"),
+        ({"per_day": "²"}, "Per day: &#39;²&#39; is not a whole number"),
     ],
 )
 def test_bad_fields_are_named(
