@@ -596,7 +596,7 @@ def _apply(batch: _Batch, row: _Row, outcome: SendOutcome, data: bytes, language
             row, batch.claim_id, status=DeliveryStatus.FAILED.value, reason="rejected", **common
         )
         result.failed += 1
-    elif outcome.kind == Outcome.IN_DOUBT:
+    elif outcome.kind == Outcome.IN_DOUBT and now < batch.deadline:
         _record(
             row,
             batch.claim_id,

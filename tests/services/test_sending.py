@@ -376,6 +376,23 @@ def test_a_drop_after_the_final_dot_is_in_doubt_and_resent_with_the_same_message
     assert _status(campaign.id).status == CampaignStatus.FINISHED
 
 
+def test_drops_after_the_final_dot_stop_being_retried_at_the_give_up_time(
+    app: Flask, fault_smtp: FaultSmtpServer
+) -> None:
+    # A relay that always drops one recipient's message after the dot: each retry may
+    # deliver another copy, so like any temporary failure it ends at the give-up time.
+    campaign, rows = _launch(2)
+    fault_smtp.drop(stage="after_dot", times=None, match=rows[0].email)
+    campaign.launched_at = datetime.now(UTC) - timedelta(hours=campaign.give_up_hours + 1)
+    db.session.commit()
+    _send(campaign.id)
+    row = _rows(campaign.id)[0]
+    assert (row.status, row.reason) == ("failed", "expired")
+    assert "gave up" in row.last_reply and "lost after the message was sent" in row.last_reply
+    assert _status(campaign.id).status == CampaignStatus.FINISHED
+    assert len(fault_smtp.by_message_id()[row.message_id]) == 1
+
+
 def test_a_stalling_server_ends_the_attempt_and_the_row_can_be_retried(
     app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
