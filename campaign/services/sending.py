@@ -582,6 +582,16 @@ def _apply(batch: _Batch, row: _Row, outcome: SendOutcome, data: bytes, language
     if outcome.kind == Outcome.AUTH_FAILED:
         _pause_for_account(batch, outcome)
         return False
+    if outcome.kind == Outcome.PERMANENT and outcome.phase in ("connect", "mail"):
+        # Refused before any recipient was named (a 554 greeting, "sender not allowed"):
+        # every letter would fail the same way, so nobody is marked failed for it.
+        refused = "the connection" if outcome.phase == "connect" else "the sender"
+        _pause(
+            batch,
+            f"the SMTP server refused {refused} ({outcome.summary}): check the From address "
+            "and that the account may send from it, then resume",
+        )
+        return False
     if outcome.kind == Outcome.PERMANENT and outcome.is_hard_bounce:
         _record(
             row, batch.claim_id, status=DeliveryStatus.BOUNCED.value, reason="hard_bounce", **common

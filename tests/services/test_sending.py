@@ -261,6 +261,20 @@ def test_a_policy_refusal_fails_the_row_but_keeps_the_address(
     assert db.session.scalar(select(Suppression.id)) is None
 
 
+def test_a_sender_the_server_refuses_pauses_the_campaign_and_fails_nobody(
+    app: Flask, fault_smtp: FaultSmtpServer
+) -> None:
+    campaign, _ = _launch(3)
+    fault_smtp.fail(550, "5.7.1 Sender address not allowed", stage="mail", times=None)
+    result = _send(campaign.id)
+    assert (result.sent, result.failed, result.released) == (0, 0, 3)
+    paused = _status(campaign.id)
+    assert paused.status == CampaignStatus.PAUSED
+    assert "refused the sender (550 5.7.1 Sender address not allowed)" in paused.status_reason
+    assert _by_status(_rows(campaign.id)) == {"queued": 3}
+    assert db.session.scalar(select(Suppression.id)) is None
+
+
 def test_a_wrong_password_pauses_the_campaign_and_fails_nobody(
     app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
