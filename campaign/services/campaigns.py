@@ -318,10 +318,14 @@ def launch_campaign(
     `presend_errors` is the number of contacts the pre-send check found letters with errors
     for; launching with any needs `override`, which the audit log records.
     """
+    launchable = [CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value]
     locked = db.session.execute(
-        select(Campaign).where(Campaign.id == campaign.id).with_for_update()
+        select(Campaign)
+        .where(Campaign.id == campaign.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     ).scalar_one()
-    if locked.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+    if locked.status not in launchable:
         return False  # launching twice is a no-op: the ledger already exists
     check = check_campaign(locked)
     if check.errors:
@@ -331,6 +335,17 @@ def launch_campaign(
             f"the pre-send check found letters with errors for {presend_errors} contacts; "
             "fix them or launch with the override"
         )
+    # The status moves in one conditional UPDATE: SQLite ignores FOR UPDATE, and of two
+    # launches at the same moment (a double click) the second must find nothing to do
+    # rather than fail on the ledger's unique key.
+    moved = db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == locked.id, Campaign.status.in_(launchable))
+        .values(status=CampaignStatus.SENDING.value)
+        .execution_options(synchronize_session=False)
+    )
+    if int(getattr(moved, "rowcount", 0) or 0) != 1:
+        return False
     statement = db.session.get(Statement, locked.statement_id)
     assert statement is not None
     version = statements.latest_version(statement) or statements.record_version(

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from campaign.extensions import db
 from campaign.models import (
@@ -257,3 +257,30 @@ def test_a_statement_a_campaign_uses_cannot_be_deleted(app: Flask) -> None:
     statements.delete_statement(unused)
     db.session.commit()
     assert db.session.get(Statement, unused.id) is None
+
+
+def test_a_launch_that_finds_the_campaign_launched_meanwhile_does_nothing(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    press = _list("Press", ["a@example.org", "b@example.org"])
+    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    db.session.commit()
+    real_check = campaigns.check_campaign
+    is_sqlite = db.engine.dialect.name == "sqlite"
+
+    def launched_by_someone_else(now: Campaign) -> campaigns.CampaignCheck:
+        # Another request (a double click) launches while this one runs its checks. SQLite
+        # ignores FOR UPDATE, so there it really gets in between; PostgreSQL's row lock
+        # makes it wait, so there it comes first.
+        with db.engine.connect() as other:
+            other.execute(update(Campaign).where(Campaign.id == now.id).values(status="sending"))
+            other.commit()
+        return real_check(now)
+
+    if is_sqlite:
+        monkeypatch.setattr(campaigns, "check_campaign", launched_by_someone_else)
+    else:
+        launched_by_someone_else(campaign)
+    assert campaigns.launch_campaign(campaign) is False
+    db.session.commit()
+    assert _deliveries(campaign) == []
