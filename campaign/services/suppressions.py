@@ -65,15 +65,20 @@ def suppress_address(
     campaign_id: int | None = None,
     note: str = "",
     actor: User | None = None,
+    is_address_checked: bool = True,
 ) -> Suppression:
     """Put `email` on the suppression list (idempotent: an existing entry is returned as is).
 
     Raises SuppressionError (a ValueError) naming the field when the address is not valid.
+    `is_address_checked=False` stores an address we have written to as it is, even if
+    today's rules would refuse it: a person's "stop" must never fail on a technicality.
     """
     try:
         stored, key = normalise_email(email)
     except ValueError as error:
-        raise SuppressionError(f"Email: {error}") from None
+        if is_address_checked or not email.strip():
+            raise SuppressionError(f"Email: {error}") from None
+        stored, key = email.strip(), email.strip().lower()
     why = _reason(reason)
     note = note.strip()
     if len(note) > MAX_NOTE:

@@ -66,7 +66,10 @@ def unsubscribe(target: UnsubscribeTarget) -> Suppression:
     """
     delivery = target.delivery
     suppression = suppress_address(
-        delivery.email, SuppressionReason.UNSUBSCRIBED, campaign_id=delivery.campaign_id
+        delivery.email,
+        SuppressionReason.UNSUBSCRIBED,
+        campaign_id=delivery.campaign_id,
+        is_address_checked=False,
     )
     if delivery.contact_id is not None:
         db.session.execute(
