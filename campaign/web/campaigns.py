@@ -39,6 +39,7 @@ from campaign.services.campaigns import AudienceSpec, CampaignError
 from campaign.services.presend import PresendReport, check_audience
 from campaign.services.salutation_rules import current_rule_set
 from campaign.web.access import allow
+from campaign.web.params import row_id
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
@@ -133,14 +134,8 @@ class CampaignForm:
         return AudienceSpec(tuple(self.include), tuple(self.exclude))
 
 
-def _id(raw: str) -> int | None:
-    """A row id typed or sent by the browser, or None: isdigit() lets "²" through to int(),
-    and a number past the column's range breaks the query instead of finding nothing."""
-    return int(raw) if raw.isdecimal() and len(raw) < 10 else None
-
-
 def _statement_of(form: CampaignForm) -> Statement:
-    statement_id = _id(form.statement_id)
+    statement_id = row_id(form.statement_id)
     statement = db.session.get(Statement, statement_id) if statement_id is not None else None
     if statement is None:
         raise CampaignError("Statement: choose the statement to send", "statement_id")
@@ -150,7 +145,7 @@ def _statement_of(form: CampaignForm) -> Statement:
 def _account_of(form: CampaignForm) -> SmtpAccount | None:
     if not form.smtp_account_id:
         return None
-    account_id = _id(form.smtp_account_id)
+    account_id = row_id(form.smtp_account_id)
     account = db.session.get(SmtpAccount, account_id) if account_id is not None else None
     if account is None:
         raise CampaignError(
@@ -211,7 +206,7 @@ def _count_text(found: campaign_service.AudienceCount) -> str:
 @allow(Role.EDITOR)
 def new() -> Any:
     if request.method == "GET":
-        statement_id = _id(request.args.get("statement", ""))
+        statement_id = row_id(request.args.get("statement", ""))
         statement = db.session.get(Statement, statement_id) if statement_id is not None else None
         return _render_builder(CampaignForm.blank(statement), None)
     form = CampaignForm.from_request(request.form)

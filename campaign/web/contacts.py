@@ -40,6 +40,7 @@ from campaign.services import lists as list_service
 from campaign.services.contact_search import SORTS, ContactFilters, filtered_query, search_page
 from campaign.services.contacts import CONTACT_FIELDS, FIELD_LABELS, ContactInputError
 from campaign.web.access import allow
+from campaign.web.params import row_id
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 
@@ -218,7 +219,8 @@ def _index_url(filters: ContactFilters) -> str:
 
 
 def _get_list(raw: str | None) -> ContactList:
-    contact_list = db.session.get(ContactList, int(raw)) if raw and raw.isdigit() else None
+    list_id = row_id(raw)
+    contact_list = db.session.get(ContactList, list_id) if list_id else None
     if contact_list is None:
         abort(400)
     return contact_list
@@ -253,7 +255,7 @@ def bulk() -> Any:
     contact_list = _get_list(request.form.get("list_id"))
     filters = ContactFilters.from_args(request.form)
     action = request.form.get("action", "")
-    ids = [int(i) for i in request.form.getlist("contact_id") if i.isdigit()]
+    ids = [i for i in map(row_id, request.form.getlist("contact_id")) if i is not None]
     if action == "add_selected":
         changed = list_service.add_contacts(contact_list, ids)
     elif action == "remove_selected":

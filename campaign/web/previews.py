@@ -28,6 +28,7 @@ from campaign.services.letters import (
     send_test_letter,
 )
 from campaign.web.access import allow
+from campaign.web.params import row_id
 
 bp = Blueprint("previews", __name__, url_prefix="/statements/<int:statement_id>/preview")
 
@@ -51,7 +52,7 @@ _HEADERS_SHOWN = (
 
 def _contact() -> Contact:
     raw = request.args.get("contact", "")
-    contact = db.session.get(Contact, int(raw)) if raw.isdigit() else None
+    contact = db.session.get(Contact, contact_id) if (contact_id := row_id(raw)) else None
     if contact is None:
         abort(404)
     return contact
@@ -76,7 +77,7 @@ def show(statement_id: int) -> Any:
         query = audience.query.order_by(Contact.family_name, Contact.given_name, Contact.id)
         recipients = list(db.session.scalars(query.limit(MAX_CHOICES)))
     raw_contact = request.args.get("contact", "")
-    contact = db.session.get(Contact, int(raw_contact)) if raw_contact.isdigit() else None
+    contact = db.session.get(Contact, contact_id) if (contact_id := row_id(raw_contact)) else None
     if contact is None and recipients:
         contact = recipients[0]
     composed = _compose(statement, contact) if contact is not None else None

@@ -220,6 +220,10 @@ def test_add_to_and_remove_from_a_list(
     assert set(db.session.scalars(lists.member_ids(diplomats))) == {ambassador.id}
     client.post(f"/contacts/{ambassador.id}/lists/{diplomats.id}/remove")
     assert set(db.session.scalars(lists.member_ids(diplomats))) == set()
+    # A list id no list can have is a bad request, not a server error.
+    for odd in ("²", "99999999999999999999"):
+        response = client.post(f"/contacts/{ambassador.id}/lists", data={"list_id": odd})
+        assert response.status_code == 400, odd
 
 
 def test_bulk_add_all_matching_the_filters(

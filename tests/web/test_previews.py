@@ -159,3 +159,13 @@ def test_a_test_letter_goes_to_the_signed_in_user_only(
 def test_viewers_cannot_preview(client: FlaskClient, login: Any, letter: dict[str, Any]) -> None:
     login(Role.VIEWER)
     assert client.get(_url(letter, "en")).status_code == 403
+
+
+def test_an_odd_contact_id_in_the_address_is_not_a_server_error(
+    client: FlaskClient, login: Any, letter: dict[str, Any]
+) -> None:
+    login(Role.ADMIN)
+    base = f"/statements/{letter['statement'].id}/preview/?audience=list:{letter['list'].id}"
+    for odd in ("²", "99999999999999999999", "-1", "1e3"):
+        response = client.get(f"{base}&contact={odd}")
+        assert response.status_code < 500, odd
