@@ -238,9 +238,9 @@ def read_message(directory: Path, key: str) -> StoredMessage | None:
     html_part = message.get_body(preferencelist=("html",))
     text_from_html = False
     if text_part is not None:
-        text = _content(text_part)
+        text = part_text(text_part)
     elif html_part is not None:
-        text = html_to_text(_content(html_part))
+        text = html_to_text(part_text(html_part))
         text_from_html = True
     else:
         text = ""
@@ -253,7 +253,7 @@ def read_message(directory: Path, key: str) -> StoredMessage | None:
         for part in message.iter_attachments()
         if isinstance(part, MIMEPart)
     ]
-    headers = _safe_items(message)
+    headers = header_items(message)
     return StoredMessage(
         summary=_summary(key, path, message, len(raw)),
         headers=headers,
@@ -265,7 +265,7 @@ def read_message(directory: Path, key: str) -> StoredMessage | None:
     )
 
 
-def _safe_items(message: EmailMessage) -> list[tuple[str, str]]:
+def header_items(message: EmailMessage) -> list[tuple[str, str]]:
     """Every header in order, repeated ones included, decoded where possible."""
     items = []
     for name, raw in message.raw_items():
@@ -277,7 +277,8 @@ def _safe_items(message: EmailMessage) -> list[tuple[str, str]]:
     return items
 
 
-def _content(part: MIMEPart) -> str:
+def part_text(part: MIMEPart) -> str:
+    """A text part decoded; with a wrong or unknown charset, what can be read of it."""
     try:
         content = part.get_content()
     except (LookupError, ValueError):
@@ -326,4 +327,4 @@ def html_to_text(html: str) -> str:
 def html_source(message: StoredMessage) -> str:
     """The HTML part's source, for showing as escaped text (never rendered)."""
     html_part = _parse(message.raw).get_body(preferencelist=("html",))
-    return _content(html_part) if html_part is not None else ""
+    return part_text(html_part) if html_part is not None else ""

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import case, func, select
 
+from campaign.devmail import header_items, part_text
 from campaign.extensions import db
 from campaign.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus
 from campaign.services.campaigns import status_counts
@@ -291,26 +292,6 @@ def raw_message(delivery: Delivery) -> bytes | None:
         return None
 
 
-def _safe_headers(message: EmailMessage) -> list[tuple[str, str]]:
-    items = []
-    for name, value in message.raw_items():
-        try:
-            shown = str(message.policy.header_fetch_parse(name, value))
-        except (ValueError, IndexError, TypeError):
-            shown = str(value)  # malformed: show it undecoded rather than fail the page
-        items.append((name, " ".join(shown.split())))
-    return items
-
-
-def _text_of(part: MIMEPart) -> str:
-    try:
-        content = part.get_content()
-    except (LookupError, ValueError):
-        payload = part.get_payload(decode=True) or b""
-        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
-    return content if isinstance(content, str) else content.decode("utf-8", "replace")
-
-
 def delivery_evidence(delivery: Delivery) -> Evidence:
     """Decode the stored message of one delivery and check it against its SHA-256."""
     raw = raw_message(delivery)
@@ -331,9 +312,9 @@ def delivery_evidence(delivery: Delivery) -> Evidence:
         evidence.is_verified = hashlib.sha256(raw).hexdigest() == delivery.message_sha256.lower()
     message = email.message_from_bytes(raw, policy=email.policy.default)
     assert isinstance(message, EmailMessage)
-    evidence.headers = _safe_headers(message)
+    evidence.headers = header_items(message)
     text_part = message.get_body(preferencelist=("plain",))
-    evidence.text = _text_of(text_part) if text_part is not None else ""
+    evidence.text = part_text(text_part) if text_part is not None else ""
     evidence.attachments = [
         EvidencePart(
             filename=part.get_filename() or "(no name)",
