@@ -181,10 +181,9 @@ def send_command(campaign_id: int, override: bool) -> None:
     Launching a campaign twice does nothing the second time (exit 0). Exits 2 when the
     campaign cannot be launched (the reason is printed).
     """
-    from sqlalchemy import select
 
     from campaign.extensions import db
-    from campaign.models import CampaignStatus, Contact, Statement, Suppression
+    from campaign.models import CampaignStatus, Statement
     from campaign.services import campaigns, presend
     from campaign.services.salutation_rules import current_rule_set
 
@@ -196,13 +195,9 @@ def send_command(campaign_id: int, override: bool) -> None:
     if check.errors:
         _fail(f"campaign {campaign.id} cannot be launched: " + "; ".join(check.errors))
     statement = db.session.get(Statement, campaign.statement_id)
-    # Suppressed contacts get no letter, so their letters' problems block nothing.
-    audience = campaigns.audience_query(campaigns.AudienceSpec.from_json(campaign.audience)).where(
-        Contact.email_key.not_in(select(Suppression.email_key))
-    )
     report = presend.check_audience(
         statement,
-        _with_progress(audience, check.count.sendable),
+        _with_progress(campaigns.recipients_query(campaign), check.count.sendable),
         rules=current_rule_set(),
     )
     click.echo(report.summary(), err=True)

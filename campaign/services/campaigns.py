@@ -112,6 +112,15 @@ def _suppressed_clause() -> Any:
     return Contact.email_key.in_(select(Suppression.email_key))
 
 
+def recipients_query(campaign: Campaign) -> Select[Any]:
+    """The contacts a launch would write to: the audience minus the suppression list.
+
+    The pre-send check runs over these (in the page and the CLI alike): a suppressed
+    contact gets no letter, so problems with their letter block nothing.
+    """
+    return audience_query(AudienceSpec.from_json(campaign.audience)).where(~_suppressed_clause())
+
+
 def count_audience(spec: AudienceSpec) -> AudienceCount:
     """How many contacts the audience holds, and how many of them are suppressed."""
     ids = audience_query(spec).with_only_columns(Contact.id).subquery()

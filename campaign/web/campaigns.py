@@ -280,7 +280,7 @@ def _presend_report(campaign: Campaign) -> PresendReport | None:
     if statement is None or not spec.include:
         return None
     try:
-        query = campaign_service.audience_query(spec)
+        query = campaign_service.recipients_query(campaign)
     except CampaignError:
         return None  # the campaign check names the missing list or segment
     return check_audience(statement, query, rules=current_rule_set())
