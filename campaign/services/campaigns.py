@@ -290,8 +290,9 @@ def check_campaign(campaign: Campaign) -> CampaignCheck:
 
 
 def _new_rows(
-    campaign: Campaign, contacts: Sequence[tuple[int, str, str]], suppressed: set[str], domain: str
+    campaign: Campaign, contacts: Sequence[tuple[int, str, bool]], domain: str
 ) -> list[dict[str, Any]]:
+    """Ledger rows for (contact id, address, is suppressed) triples."""
     now = datetime.now(UTC)
     return [
         {
@@ -300,18 +301,16 @@ def _new_rows(
             "step": 0,
             "email": email,
             "status": (
-                DeliveryStatus.SUPPRESSED.value
-                if key in suppressed
-                else DeliveryStatus.QUEUED.value
+                DeliveryStatus.SUPPRESSED.value if is_suppressed else DeliveryStatus.QUEUED.value
             ),
-            "reason": "suppressed" if key in suppressed else "",
+            "reason": "suppressed" if is_suppressed else "",
             "message_id": make_message_id(domain),
             "unsubscribe_token": secrets.token_urlsafe(18),
             "next_attempt_at": now,
             "created_at": now,
             "updated_at": now,
         }
-        for contact_id, email, key in contacts
+        for contact_id, email, is_suppressed in contacts
     ]
 
 
@@ -363,25 +362,16 @@ def launch_campaign(
     locked.statement_version_id = version.id
 
     domain = message_id_domain(locked.from_address)
-    suppressed_keys = set(
-        db.session.scalars(
-            select(Suppression.email_key).where(
-                Suppression.email_key.in_(
-                    audience_query(AudienceSpec.from_json(locked.audience))
-                    .with_only_columns(Contact.email_key)
-                    .order_by(None)
-                )
-            )
+    # One read of the audience, each contact with whether the suppression list holds it.
+    contacts = [
+        (contact_id, email, bool(is_suppressed))
+        for contact_id, email, is_suppressed in db.session.execute(
+            audience_query(AudienceSpec.from_json(locked.audience))
+            .with_only_columns(Contact.id, Contact.email, _suppressed_clause())
+            .order_by(Contact.id)
         )
-    )
-    contacts = db.session.execute(
-        audience_query(AudienceSpec.from_json(locked.audience))
-        .with_only_columns(Contact.id, Contact.email, Contact.email_key)
-        .order_by(Contact.id)
-    ).all()
-    rows = _new_rows(
-        locked, [(row[0], row[1], row[2]) for row in contacts], suppressed_keys, domain
-    )
+    ]
+    rows = _new_rows(locked, contacts, domain)
     for start in range(0, len(rows), 1000):
         db.session.execute(insert(Delivery), rows[start : start + 1000])
 
@@ -390,7 +380,7 @@ def launch_campaign(
     locked.launched_at = datetime.now(UTC)
     locked.launched_by_id = actor.id if actor else None
     locked.is_presend_overridden = bool(presend_errors and override)
-    queued = len(rows) - len(suppressed_keys & {key for _, _, key in contacts})
+    queued = sum(1 for _, _, is_suppressed in contacts if not is_suppressed)
     record_event(
         "campaign.launch",
         target_type="campaign",
