@@ -320,6 +320,7 @@ def launch_campaign(
     actor: User | None = None,
     presend_errors: int = 0,
     override: bool = False,
+    override_reason: str = "",
 ) -> bool:
     """Write the campaign's ledger rows and queue the sending; False if it was already launched.
 
@@ -394,6 +395,14 @@ def launch_campaign(
             "override": bool(presend_errors and override),
         },
     )
+    if presend_errors and override:
+        record_event(
+            "campaign.presend_override",
+            target_type="campaign",
+            target_id=locked.id,
+            actor=actor,
+            detail={"reason": override_reason, "contacts_with_errors": presend_errors},
+        )
     db.session.flush()
     enqueue_send_jobs(locked.id, queued)
     return True

@@ -34,7 +34,6 @@ from campaign.models import (
 from campaign.services import campaigns as campaign_service
 from campaign.services import ledger
 from campaign.services.audiences import audience_choices
-from campaign.services.audit import record_event
 from campaign.services.campaigns import AudienceSpec, CampaignError
 from campaign.services.presend import PresendReport, check_audience
 from campaign.services.salutation_rules import current_rule_set
@@ -335,7 +334,11 @@ def launch(campaign_id: int) -> Any:
         return back
     try:
         launched = campaign_service.launch_campaign(
-            campaign, actor=_me(), presend_errors=presend_errors, override=override
+            campaign,
+            actor=_me(),
+            presend_errors=presend_errors,
+            override=override,
+            override_reason=reason,
         )
     except CampaignError as error:
         db.session.rollback()
@@ -345,14 +348,6 @@ def launch(campaign_id: int) -> Any:
         db.session.rollback()
         flash("This campaign was already launched; nothing was queued twice.", "info")
         return back
-    if presend_errors and override:
-        record_event(
-            "campaign.presend_override",
-            target_type="campaign",
-            target_id=campaign.id,
-            actor=_me(),
-            detail={"reason": reason, "contacts_with_errors": presend_errors},
-        )
     db.session.commit()
     flash("Campaign launched: the letters are being sent.", "success")
     return back
