@@ -25,18 +25,25 @@ _BOUNCE_SUBJECTS = re.compile(
     re.I,
 )
 _DELAY_SUBJECTS = re.compile(r"\(delay\)|delayed|warning:|verzögert|retard", re.I)
-_AUTO_SUBJECTS = re.compile(
+# Phrases no human answer uses in a subject, found anywhere in it.
+_AUTO_PHRASES = re.compile(
     r"out of (the )?office|automatic reply|auto(matic)?[- ]?(reply|response)|autoreply|"
-    r"vacation|away from (the )?office|on leave|thank you for (your )?(message|email|contacting)|"
-    r"we have received your|acknowledg(e)?ment|"
-    r"réponse automatique|absence|absent du bureau|en congés?|accusé de réception|"
-    r"автоматический ответ|автоответ|нет на месте|вне офиса|в отпуске|отсутств|"
-    r"abwesenheit|automatische antwort|außer haus|ausser haus|nicht im büro|"
-    r"eingangsbestätigung|urlaub",
+    r"réponse automatique|réponse auto\b|message d'absence|"
+    r"автоматический ответ|автоответ|нет на месте|вне офиса|"
+    r"abwesenheitsnotiz|automatische antwort|nicht im büro|außer haus|ausser haus",
+    re.I,
+)
+# Words a person may also use ("Absence of due process"): only when the subject opens with them.
+_AUTO_OPENINGS = re.compile(
+    r"^\s*(absence|absent|vacation|on leave|away|thank you for (your )?(message|email|letter)|"
+    r"thanks for (your )?(message|email)|we have received|your (message|email) (has been|was) "
+    r"received|acknowledg|accusé de réception|en congés?|"
+    r"отсутств|в отпуске|ваше (письмо|сообщение) получено|"
+    r"urlaub|eingangsbestätigung|abwesend)",
     re.I,
 )
 _PRECEDENCE_AUTO = {"bulk", "junk", "list", "auto_reply"}
-_SMTP_PERMANENT = re.compile(r"\b5\.\d{1,3}\.\d{1,3}\b|\b55[0-4][ -]")
+_SMTP_PERMANENT = re.compile(r"\b5\.\d{1,3}\.\d{1,3}\b|\b55[0-4]\b")
 _FREE_TEXT_ADDRESS = re.compile(
     r"<?([A-Za-z0-9._%+'=-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63})>?"
 )
@@ -92,7 +99,7 @@ def is_auto_reply(parsed: ParsedMessage) -> bool:
         return True
     if headers.get("return-path", "").strip() == "<>":
         return True
-    return bool(_AUTO_SUBJECTS.search(parsed.subject))
+    return bool(_AUTO_PHRASES.search(parsed.subject) or _AUTO_OPENINGS.match(parsed.subject))
 
 
 def _status_severity(action: str, status: str) -> str:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from email import errors as email_errors
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser, HeaderParser
+from email.policy import compat32
 from email.policy import default as default_policy
 from email.utils import getaddresses, parsedate_to_datetime
 
@@ -19,11 +20,14 @@ MAX_DEPTH = 30
 # Multipart containers in the raw bytes beyond which the body is not parsed at all: the
 # standard parser's work grows with nesting depth times size, so a deep bomb stops here.
 MAX_CONTAINERS = 2 * MAX_DEPTH + MAX_PARTS // 10
+# Headers beyond this are not read (10,000 References ids take about 160 kB).
+MAX_HEADER_BYTES = 1024 * 1024
 # Only the most recent ids of a References chain matter for threading.
 MAX_REFERENCES = 100
 MAX_TEXT = 20_000
 MAX_HEADER = 998
 
+_BOUNDARY_LINE = re.compile(rb"^--", re.MULTILINE)
 _MULTIPART = re.compile(rb"content-type:[ \t]*(?:\r?\n[ \t]+)?multipart/", re.IGNORECASE)
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,250}>")
 _QUOTED_MESSAGE_ID = re.compile(r"^[ \t>]*Message-ID:[ \t]*(<[^<>\s]{1,250}>)", re.I | re.M)
@@ -92,33 +96,50 @@ def parse_message(raw: bytes) -> ParsedMessage:
     if not raw.strip():
         parsed.flag("empty message")
         return parsed
-    body_parsed = True
+    # The modern policy for the top-level headers (decoded words, addresses); compat32 for
+    # the tree, which it builds about fifteen times faster: 5,000 parts must not cost seconds.
+    headers = _parse(raw[:MAX_HEADER_BYTES], parsed, BytesHeaderParser(policy=default_policy))
+    if headers is None:
+        parsed.is_complete = False
+        return parsed
+    _read_headers(headers, parsed)
     if len(raw) > MAX_BYTES:
         parsed.flag(f"larger than {MAX_BYTES // (1024 * 1024)} MB: body not read")
-        body_parsed = False
-    elif len(_MULTIPART.findall(raw, 0, len(raw))) > MAX_CONTAINERS:
-        parsed.flag("too many nested parts: body not read")
-        body_parsed = False
-    message = _parse(raw, parsed, body=body_parsed)
-    if message is None and body_parsed:
-        body_parsed = False
-        message = _parse(raw, parsed, body=False)
-    if message is None:
-        return parsed
-    _read_headers(message, raw, parsed)
-    if body_parsed:
-        parsed.message = message
-        _read_body(message, parsed)
-    else:
         parsed.is_complete = False
+        return parsed
+    body = _parse(_bounded(raw, parsed), parsed, BytesParser(policy=compat32))
+    if body is None:
+        parsed.is_complete = False
+        return parsed
+    parsed.message = body
+    _read_body(body, parsed)
     return parsed
 
 
-def _parse(raw: bytes, parsed: ParsedMessage, *, body: bool) -> Message | None:
+def _bounded(raw: bytes, parsed: ParsedMessage) -> bytes:
+    """The message cut before its part or nesting limit, so the parser's work stays bounded."""
+    cut = _nth(_BOUNDARY_LINE, raw, MAX_PARTS * 2 + 2)
+    if cut is not None:
+        parsed.flag(f"too many parts: only the first {MAX_PARTS} read")
+        parsed.is_complete = False
+    deep = _nth(_MULTIPART, raw, MAX_CONTAINERS)
+    if deep is not None:
+        parsed.flag(f"nested deeper than {MAX_DEPTH} levels: inner parts not read")
+        parsed.is_complete = False
+    ends = [position for position in (cut, deep) if position is not None]
+    return raw[: min(ends)] if ends else raw
+
+
+def _nth(pattern: re.Pattern[bytes], raw: bytes, count: int) -> int | None:
+    for number, found in enumerate(pattern.finditer(raw), start=1):
+        if number >= count:
+            return found.start()
+    return None
+
+
+def _parse(raw: bytes, parsed: ParsedMessage, parser: BytesParser) -> Message | None:
     try:
-        if body:
-            return BytesParser(policy=default_policy).parsebytes(raw)
-        return BytesHeaderParser(policy=default_policy).parsebytes(raw[: 256 * 1024])
+        return parser.parsebytes(raw)
     except (RecursionError, MemoryError):
         parsed.flag("too many nested parts: body not read")
     except Exception:  # the stdlib parser has raised on hostile input before
@@ -150,7 +171,7 @@ def _clean(value: str) -> str:
     return " ".join(value.split())[:MAX_HEADER]
 
 
-def _read_headers(message: Message, raw: bytes, parsed: ParsedMessage) -> None:
+def _read_headers(message: Message, parsed: ParsedMessage) -> None:
     for name in _WATCHED:
         value = _header(message, name, parsed)
         if value:
@@ -255,10 +276,30 @@ def _read_body(message: Message, parsed: ParsedMessage) -> None:
             plain.append(_decoded_text(part, parsed))
         elif content_type == "text/html" and not plain and sum(map(len, html)) < MAX_TEXT:
             html.append(_decoded_text(part, parsed))
-    text = "\n".join(plain) if plain else _TAG.sub(" ", "\n".join(html))
+    text = "\n".join(plain) if plain else _html_text("\n".join(html))
     parsed.text = text[:MAX_TEXT]
     for quoted in _QUOTED_MESSAGE_ID.findall(text[: MAX_TEXT * 5]):
         parsed.quoted_message_ids.append(quoted)
+
+
+def _html_text(html: str) -> str:
+    """A rough excerpt of an HTML part: scripts and styles dropped, tags removed."""
+    html = html[: MAX_TEXT * 5]
+    lowered = html.lower()
+    kept, position = [], 0
+    while True:
+        starts = (lowered.find("<script", position), lowered.find("<style", position))
+        start = min((at for at in starts if at >= 0), default=-1)
+        if start < 0:
+            kept.append(html[position:])
+            break
+        kept.append(html[position:start])
+        closing = "</script" if lowered.startswith("<script", start) else "</style"
+        end = lowered.find(closing, start)
+        if end < 0:
+            break
+        position = lowered.find(">", end) + 1 or len(html)
+    return " ".join(_TAG.sub(" ", "".join(kept)).split())
 
 
 def _content_type(part: Message, parsed: ParsedMessage) -> str:
