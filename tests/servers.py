@@ -209,6 +209,7 @@ def start_postgres() -> PostgresServer:
 
 
 DOVECOT_BINARY = "/usr/sbin/dovecot"
+DOVEADM_BINARY = "/usr/bin/doveadm"
 DOVECOT_INSTALL_HINT = "apt-get install dovecot-imapd"
 
 
@@ -271,6 +272,22 @@ class DovecotServer:
         finally:
             client.logout()
 
+    def change_uidvalidity(self, user: str, folder: str = "INBOX") -> int:
+        """Give a folder a new UIDVALIDITY, as a rebuilt mailbox would have; return it."""
+        client = self.connect(user)
+        try:
+            current = int(client.folder_status(folder, ["UIDVALIDITY"])[b"UIDVALIDITY"])
+        finally:
+            client.logout()
+        new = current + 1
+        doveadm = [DOVEADM_BINARY, "-c", str(self.directory / "dovecot.conf"), "mailbox"]
+        subprocess.run(
+            [*doveadm, "update", "--uid-validity", str(new), "-u", user, folder],
+            check=True,
+            capture_output=True,
+        )
+        return new
+
     def halt(self) -> None:
         """Stop the server but keep its mailboxes, so start_dovecot(directory=...) resumes them."""
         if self.process.poll() is None:
@@ -305,7 +322,13 @@ def _dovecot_accounts() -> dict[str, str]:
     if os.geteuid() != 0:
         me = pwd.getpwuid(os.geteuid()).pw_name
         group = grp.getgrgid(os.getegid()).gr_name
-        return {"internal": me, "login": me, "mail_uid": me, "mail_gid": group}
+        return {
+            "internal": me,
+            "internal_group": group,
+            "login": me,
+            "mail_uid": me,
+            "mail_gid": group,
+        }
 
     def existing(*names: str) -> str:
         for name in names:
@@ -318,8 +341,10 @@ def _dovecot_accounts() -> dict[str, str]:
 
     # Dovecot refuses to run mail processes as root; Debian's package creates these accounts.
     mail_user = existing("nobody")
+    internal = existing("dovecot", "nobody")
     return {
-        "internal": existing("dovecot", "nobody"),
+        "internal": internal,
+        "internal_group": grp.getgrgid(pwd.getpwnam(internal).pw_gid).gr_name,
         "login": existing("dovenull", "nobody"),
         "mail_uid": mail_user,
         "mail_gid": grp.getgrgid(pwd.getpwnam(mail_user).pw_gid).gr_name,
@@ -330,6 +355,8 @@ def _dovecot_config(
     version: tuple[int, int], directory: Path, port: int, accounts: dict[str, str]
 ) -> str:
     runtime = directory / "run"
+    # chroot needs root; without it the login and anvil processes simply run unconfined.
+    chroot = "" if os.geteuid() == 0 else "\n  chroot ="
     common = f"""\
 protocols = imap
 listen = 127.0.0.1
@@ -341,12 +368,13 @@ ssl = no
 auth_mechanisms = plain login
 # Refused logins answer at once: tests of wrong passwords and backoff should not sleep.
 auth_failure_delay = 0
-service anvil {{
+service anvil {{{chroot}
   unix_listener anvil-auth-penalty {{
     mode = 0
   }}
 }}
 default_internal_user = {accounts["internal"]}
+default_internal_group = {accounts["internal_group"]}
 default_login_user = {accounts["login"]}
 mail_uid = {accounts["mail_uid"]}
 mail_gid = {accounts["mail_gid"]}
@@ -356,7 +384,7 @@ namespace inbox {{
   inbox = yes
   separator = /
 }}
-service imap-login {{
+service imap-login {{{chroot}
   inet_listener imap {{
     address = 127.0.0.1
     port = {port}

@@ -153,3 +153,23 @@ def test_a_restart_keeps_uidvalidity_and_uids(tmp_path: Path) -> None:
     # Old messages keep their UIDs; a new one gets a higher UID, never a reused one.
     assert after_inbox[1][:-1] == before_inbox[1]
     assert after_inbox[1][-1] > max(before_inbox[1] + before_processed[1])
+
+
+def test_a_changed_uidvalidity_is_what_clients_see(imap_server: servers.DovecotServer) -> None:
+    user = _fresh_user(imap_server)
+    imap_server.deliver(user, _message("before the change", "Old."))
+    client = imap_server.connect(user)
+    try:
+        before, _ = _uids(client, "INBOX")
+    finally:
+        client.logout()
+
+    changed = imap_server.change_uidvalidity(user)
+
+    client = imap_server.connect(user)
+    try:
+        after, uids = _uids(client, "INBOX")
+    finally:
+        client.logout()
+    assert after == changed != before
+    assert len(uids) == 1
