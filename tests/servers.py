@@ -386,7 +386,6 @@ namespace inbox {{
 }}
 service imap-login {{{chroot}
   inet_listener imap {{
-    address = 127.0.0.1
     port = {port}
   }}
   inet_listener imaps {{
@@ -436,6 +435,17 @@ def _write_dovecot_passwd(directory: Path, users: dict[str, str]) -> None:
     staged.replace(passwd)
 
 
+def _read_dovecot_passwd(directory: Path) -> dict[str, str]:
+    passwd = directory / "passwd"
+    if not passwd.exists():
+        return {}
+    users = {}
+    for line in passwd.read_text().splitlines():
+        name, password = line.split(":")[:2]
+        users[name] = password.removeprefix("{PLAIN}")
+    return users
+
+
 def _imap_greets(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1) as sock:
@@ -445,12 +455,12 @@ def _imap_greets(host: str, port: int) -> bool:
 
 
 def start_dovecot(
-    users: dict[str, str] | None = None, directory: Path | None = None
+    users: dict[str, str] | None = None, directory: Path | None = None, port: int | None = None
 ) -> DovecotServer:
     """Run a private Dovecot (plain IMAP, passwd-file users, maildirs) on a free loopback port.
 
-    Given the `directory` of a halted server, the same mailboxes are served again, which is
-    how tests check that UIDVALIDITY and UIDs survive a restart.
+    Given the `directory` (and `port`) of a halted server, the same mailboxes and users are
+    served again at the same address: a restart, as a poller would see it.
     """
     if not os.access(DOVECOT_BINARY, os.X_OK):
         service_missing("Dovecot", f"{DOVECOT_BINARY} not found ({DOVECOT_INSTALL_HINT})")
@@ -458,7 +468,11 @@ def start_dovecot(
     accounts = _dovecot_accounts()
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="campaign-test-dovecot-"))
-    users = users if users is not None else {"replies": "replies-password", "other": "other-pw"}
+    if users is None:
+        users = _read_dovecot_passwd(directory) or {
+            "replies": "replies-password",
+            "other": "other-password",
+        }
     mail = directory / "mail"
     mail.mkdir(exist_ok=True)
     (directory / "state").mkdir(exist_ok=True)
@@ -467,7 +481,7 @@ def start_dovecot(
         os.chmod(directory, 0o711)  # noqa: S103 — a throw-away test directory
         shutil.chown(mail, accounts["mail_uid"], accounts["mail_gid"])
     _write_dovecot_passwd(directory, users)
-    port = free_port()
+    port = port or free_port()
     config = directory / "dovecot.conf"
     config.write_text(_dovecot_config(version, directory, port, accounts))
     log = directory / "dovecot.log"

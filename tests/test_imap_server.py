@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
@@ -118,7 +117,7 @@ def test_a_wrong_password_is_refused(imap_server: servers.DovecotServer) -> None
         client.shutdown()
 
 
-def test_a_restart_keeps_uidvalidity_and_uids(tmp_path: Path) -> None:
+def test_a_restart_keeps_uidvalidity_and_uids() -> None:
     # Its own server: stopping the session one would break other tests.
     server = servers.start_dovecot(users={"replies": "replies-password"})
     directory = server.directory
@@ -136,7 +135,7 @@ def test_a_restart_keeps_uidvalidity_and_uids(tmp_path: Path) -> None:
             client.logout()
 
         server.halt()
-        server = servers.start_dovecot(users={"replies": "replies-password"}, directory=directory)
+        server = servers.start_dovecot(directory=directory, port=server.port)
         server.deliver("replies", _message("after restart", "Arrived later."))
 
         client = server.connect("replies")
