@@ -40,15 +40,18 @@ def _messages(path: Path) -> Iterator[tuple[int | None, bytes | None]]:
         yield None, _read(path)
         return
     try:
-        keys = sorted(box.keys())
-    except OSError:
-        yield None, None
-        return
-    for index, key in enumerate(keys):
         try:
-            yield index, box.get_bytes(key)
-        except (OSError, KeyError):
-            yield index, None
+            keys = sorted(box.keys())
+        except OSError:
+            yield None, None
+            return
+        for index, key in enumerate(keys):
+            try:
+                yield index, box.get_bytes(key)
+            except (OSError, KeyError):
+                yield index, None
+    finally:
+        box.close()
 
 
 def _read(path: Path) -> bytes | None:

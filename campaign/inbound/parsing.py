@@ -168,7 +168,12 @@ def _header(message: Message, name: str, parsed: ParsedMessage) -> str:
 
 
 def _clean(value: str) -> str:
-    return " ".join(value.split())[:MAX_HEADER]
+    return " ".join(storable(value).split())[:MAX_HEADER]
+
+
+def storable(text: str) -> str:
+    """`text` as any database stores it: no NUL characters, no lone surrogates."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 def _read_headers(message: Message, parsed: ParsedMessage) -> None:
@@ -277,7 +282,7 @@ def _read_body(message: Message, parsed: ParsedMessage) -> None:
         elif content_type == "text/html" and not plain and sum(map(len, html)) < MAX_TEXT:
             html.append(_decoded_text(part, parsed))
     text = "\n".join(plain) if plain else _html_text("\n".join(html))
-    parsed.text = text[:MAX_TEXT]
+    parsed.text = storable(text[:MAX_TEXT])
     for quoted in _QUOTED_MESSAGE_ID.findall(text[: MAX_TEXT * 5]):
         parsed.quoted_message_ids.append(quoted)
 
@@ -355,7 +360,7 @@ def _dsn_recipients(part: Message) -> list[DsnRecipient]:
         if not recipient:
             continue
         address = recipient.partition(";")[2].strip() or recipient.strip()
-        address = address.strip("<> ").lower()
+        address = storable(address.strip("<> ").lower())
         if "@" not in address:
             continue
         found.append(
