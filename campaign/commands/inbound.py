@@ -65,9 +65,20 @@ def _read(path: Path) -> bytes | None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def inbound_command(paths: tuple[Path, ...]) -> None:
     """Record raw messages (.eml files, mbox files, maildir directories): one JSON line each."""
+    from sqlalchemy import select
+    from sqlalchemy.exc import SQLAlchemyError
+
     from campaign.extensions import db
+    from campaign.models import InboundMessage
     from campaign.services.inbound import record_inbound
 
+    try:
+        db.session.execute(select(InboundMessage.id).limit(1))
+    except SQLAlchemyError:
+        db.session.rollback()
+        raise click.ClickException(
+            "the database cannot store inbound mail; run `campaign db upgrade` first"
+        ) from None
     for path in paths:
         for index, raw in _messages(path):
             line: dict[str, Any] = {"file": str(path)}

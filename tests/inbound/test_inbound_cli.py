@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import func, select
 
+from campaign import create_app
 from campaign.extensions import db
 from campaign.models import InboundMessage
 from campaign.services.suppressions import is_suppressed
@@ -109,3 +110,18 @@ def test_running_twice_answers_the_same_and_stores_each_message_once(app: Flask)
     assert _fields(first[1]) == ("reply", deliveries["chen@example.com"], [], None)
     db.session.remove()
     assert db.session.scalar(select(func.count()).select_from(InboundMessage)) == 2
+
+
+def test_without_a_migrated_database_it_says_so_and_fails(
+    app_overrides: dict[str, Any], tmp_path: Path
+) -> None:
+    empty = create_app({**app_overrides, "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"})
+
+    with empty.app_context():
+        result = empty.test_cli_runner().invoke(args=["inbound", str(CORPUS / "ooo_fr.eml")])
+        db.session.remove()
+        db.engine.dispose()
+
+    assert result.exit_code == 1
+    assert "campaign db upgrade" in result.output
+    assert '"kind"' not in result.output
