@@ -466,6 +466,7 @@ def start_dovecot(
         service_missing("Dovecot", f"{DOVECOT_BINARY} not found ({DOVECOT_INSTALL_HINT})")
     version = _dovecot_version()
     accounts = _dovecot_accounts()
+    created = directory is None
     if directory is None:
         directory = Path(tempfile.mkdtemp(prefix="campaign-test-dovecot-"))
     if users is None:
@@ -502,4 +503,6 @@ def start_dovecot(
     output = (directory / "dovecot.stderr").read_text(errors="replace")
     if log.exists():
         output += log.read_text(errors="replace")
+    if created:
+        shutil.rmtree(directory, ignore_errors=True)
     service_missing("Dovecot", f"dovecot did not answer on port {port}: {output.strip()[-500:]}")
