@@ -13,6 +13,7 @@ from campaign.models.contact import (
 )
 from campaign.models.contact_import import ContactImport, ImportMapping, ImportStatus
 from campaign.models.delivery import CLAIMABLE, FINAL, Delivery, DeliveryStatus
+from campaign.models.imap_mailbox import ImapMailbox, ImapSecurity
 from campaign.models.inbound import BounceKind, InboundKind, InboundMessage, MatchMethod
 from campaign.models.salutation_rule import SalutationRule, SalutationSetting
 from campaign.models.smtp_account import SmtpAccount, SmtpSecurity
@@ -43,6 +44,8 @@ __all__ = [
     "Delivery",
     "DeliveryStatus",
     "GrammaticalGender",
+    "ImapMailbox",
+    "ImapSecurity",
     "ImportMapping",
     "ImportStatus",
     "InboundKind",
