@@ -45,6 +45,7 @@ def register_commands(app: Flask) -> None:
     from campaign.commands.dev import register as register_dev
     from campaign.commands.inbound import register as register_inbound
     from campaign.commands.letters import register as register_letters
+    from campaign.commands.mailboxes import register as register_mailboxes
     from campaign.commands.statements import register as register_statements
     from campaign.commands.users import register as register_users
 
@@ -53,5 +54,6 @@ def register_commands(app: Flask) -> None:
     register_dev(app)
     register_inbound(app)
     register_letters(app)
+    register_mailboxes(app)
     register_statements(app)
     register_users(app)
