@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 from email.message import EmailMessage
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy import func, select
 from campaign.extensions import db
 from campaign.inbound.parsing import MAX_BYTES
 from campaign.models import Delivery, ImapMailbox, InboundMessage
+from campaign.models._types import utcnow
 from campaign.secret_box import encrypt_secret
 from campaign.services import mailboxes
 from tests import servers
@@ -271,3 +273,25 @@ def test_add_mailbox_stores_the_password_encrypted(app: Flask) -> None:
     )
     assert again.exit_code != 0
     assert "exists already" in again.output
+
+
+def test_the_periodic_job_polls_only_the_mailboxes_that_are_due(
+    app: Flask, imap_server: servers.DovecotServer
+) -> None:
+    from workers import jobs
+    from workers.context import set_app
+
+    set_app(app)
+    sent_campaign()
+    due = _mailbox(imap_server)
+    waiting = _mailbox(imap_server)
+    waiting.next_poll_at = utcnow() + timedelta(minutes=5)
+    db.session.commit()
+    imap_server.deliver(due.username, _reply("ana@example.org"))
+    imap_server.deliver(waiting.username, _reply("ben@example.net"))
+
+    jobs.poll_inboxes()
+
+    db.session.expire_all()
+    sources = db.session.scalars(select(InboundMessage.source)).all()
+    assert sources == [f"imap:{due.name}"]
