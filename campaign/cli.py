@@ -43,13 +43,17 @@ def register_commands(app: Flask) -> None:
     from campaign.commands.campaigns import register as register_campaigns
     from campaign.commands.contacts import register as register_contacts
     from campaign.commands.dev import register as register_dev
+    from campaign.commands.inbound import register as register_inbound
     from campaign.commands.letters import register as register_letters
+    from campaign.commands.mailboxes import register as register_mailboxes
     from campaign.commands.statements import register as register_statements
     from campaign.commands.users import register as register_users
 
     register_campaigns(app)
     register_contacts(app)
     register_dev(app)
+    register_inbound(app)
     register_letters(app)
+    register_mailboxes(app)
     register_statements(app)
     register_users(app)

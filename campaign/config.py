@@ -67,6 +67,8 @@ class Config:
     SEND_ERROR_THRESHOLD: int = 25
     # How often workers look for lost work and stale leases, in seconds.
     RECONCILE_SECONDS: int = 30
+    # How often workers poll the IMAP mailboxes that are due, in seconds.
+    INBOX_POLL_SECONDS: int = 60
     # Where the development SMTP sink stores what it receives (empty: instance/devmail).
     DEVMAIL_PATH: str = ""
     # Session cookies are marked Secure unless the app runs in debug over plain HTTP.

@@ -192,3 +192,11 @@ def fault_smtp() -> Iterator[Any]:
     from tests.fault_smtp import running_server
 
     yield from running_server()
+
+
+@pytest.fixture(scope="session")
+def imap_server() -> Iterator[servers.DovecotServer]:
+    """A real Dovecot for the whole run; tests that need a clean mailbox call add_user()."""
+    server = servers.start_dovecot()
+    yield server
+    server.stop()

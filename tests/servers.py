@@ -1,4 +1,4 @@
-"""Real services for the test suite: Redis (bundled binary) and PostgreSQL (Debian's server).
+"""Real services for the test suite: Redis (bundled binary), PostgreSQL and Dovecot (Debian's).
 
 A service that cannot be started is a loud skip on a developer's machine and a failure
 in CI (CI=true), so a green CI run always means the integration suites really ran.
@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -206,3 +206,303 @@ def start_postgres() -> PostgresServer:
     return PostgresServer(
         f"postgresql+psycopg://campaign@127.0.0.1:{port}/campaign_test", data_dir, bin_dir, run_as
     )
+
+
+DOVECOT_BINARY = "/usr/sbin/dovecot"
+DOVEADM_BINARY = "/usr/bin/doveadm"
+DOVECOT_INSTALL_HINT = "apt-get install dovecot-imapd"
+
+
+@dataclass
+class DovecotServer:
+    """A private Dovecot instance: plain IMAP on 127.0.0.1, maildirs under `directory`."""
+
+    host: str
+    port: int
+    users: dict[str, str]
+    directory: Path
+    process: subprocess.Popen[bytes]
+
+    def connect(self, user: str) -> Any:
+        """Return a logged-in IMAPClient for `user` (the caller logs out)."""
+        from imapclient import IMAPClient
+
+        client = IMAPClient(self.host, port=self.port, ssl=False, timeout=10)
+        try:
+            client.login(user, self.users[user])
+        except BaseException:
+            client.shutdown()
+            raise
+        return client
+
+    def add_user(self, user: str, password: str) -> None:
+        """Add a mailbox to the running server (passwd-file is re-read when it changes)."""
+        from imapclient.exceptions import LoginError
+
+        self.users[user] = password
+        _write_dovecot_passwd(self.directory, self.users)
+        # Dovecot looks at the file at most once a second: wait until the new login works.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.connect(user).logout()
+                return
+            except LoginError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def create_folder(self, user: str, folder: str) -> None:
+        client = self.connect(user)
+        try:
+            if not client.folder_exists(folder):
+                client.create_folder(folder)
+        finally:
+            client.logout()
+
+    def deliver(
+        self, user: str, message: bytes, folder: str = "INBOX", flags: tuple[str, ...] = ()
+    ) -> None:
+        """Put a raw RFC 5322 message into a user's folder, as if it had arrived by mail."""
+        client = self.connect(user)
+        try:
+            if not client.folder_exists(folder):
+                client.create_folder(folder)
+            client.append(folder, message, flags=flags)
+        finally:
+            client.logout()
+
+    def change_uidvalidity(self, user: str, folder: str = "INBOX") -> int:
+        """Give a folder a new UIDVALIDITY, as a rebuilt mailbox would have; return it."""
+        client = self.connect(user)
+        try:
+            current = int(client.folder_status(folder, ["UIDVALIDITY"])[b"UIDVALIDITY"])
+        finally:
+            client.logout()
+        new = current + 1
+        doveadm = [DOVEADM_BINARY, "-c", str(self.directory / "dovecot.conf"), "mailbox"]
+        subprocess.run(
+            [*doveadm, "update", "--uid-validity", str(new), "-u", user, folder],
+            check=True,
+            capture_output=True,
+        )
+        return new
+
+    def halt(self) -> None:
+        """Stop the server but keep its mailboxes, so start_dovecot(directory=...) resumes them."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        self.halt()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _dovecot_version() -> tuple[int, int]:
+    found = subprocess.run(
+        [DOVECOT_BINARY, "--version"], capture_output=True, text=True, check=False
+    ).stdout
+    parts = found.split()[0].split(".") if found.split() else []
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        service_missing("Dovecot", f"cannot read the version from {found!r}")
+
+
+def _dovecot_accounts() -> dict[str, str]:
+    """Whom Dovecot's processes run as: the current user, or unprivileged accounts under root."""
+    import grp
+    import pwd
+
+    if os.geteuid() != 0:
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        group = grp.getgrgid(os.getegid()).gr_name
+        return {
+            "internal": me,
+            "internal_group": group,
+            "login": me,
+            "mail_uid": me,
+            "mail_gid": group,
+        }
+
+    def existing(*names: str) -> str:
+        for name in names:
+            try:
+                pwd.getpwnam(name)
+                return name
+            except KeyError:
+                continue
+        service_missing("Dovecot", f"running as root and none of the users {names} exists")
+
+    # Dovecot refuses to run mail processes as root; Debian's package creates these accounts.
+    mail_user = existing("nobody")
+    internal = existing("dovecot", "nobody")
+    return {
+        "internal": internal,
+        "internal_group": grp.getgrgid(pwd.getpwnam(internal).pw_gid).gr_name,
+        "login": existing("dovenull", "nobody"),
+        "mail_uid": mail_user,
+        "mail_gid": grp.getgrgid(pwd.getpwnam(mail_user).pw_gid).gr_name,
+    }
+
+
+def _dovecot_config(
+    version: tuple[int, int], directory: Path, port: int, accounts: dict[str, str]
+) -> str:
+    runtime = directory / "run"
+    # chroot needs root; without it the login and anvil processes simply run unconfined.
+    chroot = "" if os.geteuid() == 0 else "\n  chroot ="
+    common = f"""\
+protocols = imap
+listen = 127.0.0.1
+base_dir = {runtime}
+state_dir = {directory / "state"}
+instance_name = campaign-test-{port}
+log_path = {directory / "dovecot.log"}
+ssl = no
+auth_mechanisms = plain login
+# Refused logins answer at once: tests of wrong passwords and backoff should not sleep.
+auth_failure_delay = 0
+service anvil {{{chroot}
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+default_internal_user = {accounts["internal"]}
+default_internal_group = {accounts["internal_group"]}
+default_login_user = {accounts["login"]}
+mail_uid = {accounts["mail_uid"]}
+mail_gid = {accounts["mail_gid"]}
+first_valid_uid = 1
+first_valid_gid = 1
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+service imap-login {{{chroot}
+  inet_listener imap {{
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+"""
+    passwd = directory / "passwd"
+    if version >= (2, 4):
+        return f"""\
+dovecot_config_version = 2.4.0
+dovecot_storage_version = 2.4.0
+{common}
+auth_allow_cleartext = yes
+mail_driver = maildir
+mail_home = {directory / "mail"}/%{{user}}
+mail_path = ~/Maildir
+passdb passwd-file {{
+  passwd_file_path = {passwd}
+}}
+userdb static {{
+}}
+"""
+    return f"""\
+{common}
+disable_plaintext_auth = no
+mail_location = maildir:{directory / "mail"}/%u/Maildir
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {passwd}
+}}
+userdb {{
+  driver = static
+  args = uid={accounts["mail_uid"]} gid={accounts["mail_gid"]} home={directory / "mail"}/%u
+}}
+"""
+
+
+def _write_dovecot_passwd(directory: Path, users: dict[str, str]) -> None:
+    passwd = directory / "passwd"
+    staged = directory / "passwd.new"
+    staged.write_text(
+        "".join(f"{name}:{{PLAIN}}{password}::::::\n" for name, password in users.items())
+    )
+    os.chmod(staged, 0o644)
+    # Atomic, so the auth process never reads half a file.
+    staged.replace(passwd)
+
+
+def _read_dovecot_passwd(directory: Path) -> dict[str, str]:
+    passwd = directory / "passwd"
+    if not passwd.exists():
+        return {}
+    users = {}
+    for line in passwd.read_text().splitlines():
+        name, password = line.split(":")[:2]
+        users[name] = password.removeprefix("{PLAIN}")
+    return users
+
+
+def _imap_greets(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1) as sock:
+            return sock.recv(256).startswith(b"* OK")
+    except OSError:
+        return False
+
+
+def start_dovecot(
+    users: dict[str, str] | None = None, directory: Path | None = None, port: int | None = None
+) -> DovecotServer:
+    """Run a private Dovecot (plain IMAP, passwd-file users, maildirs) on a free loopback port.
+
+    Given the `directory` (and `port`) of a halted server, the same mailboxes and users are
+    served again at the same address: a restart, as a poller would see it.
+    """
+    if not os.access(DOVECOT_BINARY, os.X_OK):
+        service_missing("Dovecot", f"{DOVECOT_BINARY} not found ({DOVECOT_INSTALL_HINT})")
+    version = _dovecot_version()
+    accounts = _dovecot_accounts()
+    created = directory is None
+    if directory is None:
+        directory = Path(tempfile.mkdtemp(prefix="campaign-test-dovecot-"))
+    if users is None:
+        users = _read_dovecot_passwd(directory) or {
+            "replies": "replies-password",
+            "other": "other-password",
+        }
+    mail = directory / "mail"
+    mail.mkdir(exist_ok=True)
+    (directory / "state").mkdir(exist_ok=True)
+    if os.geteuid() == 0:
+        # The unprivileged accounts must get through to the maildirs and the passwd-file.
+        os.chmod(directory, 0o711)  # noqa: S103 — a throw-away test directory
+        shutil.chown(mail, accounts["mail_uid"], accounts["mail_gid"])
+    _write_dovecot_passwd(directory, users)
+    port = port or free_port()
+    config = directory / "dovecot.conf"
+    config.write_text(_dovecot_config(version, directory, port, accounts))
+    log = directory / "dovecot.log"
+    with (directory / "dovecot.stderr").open("wb") as stderr:
+        process = subprocess.Popen(
+            [DOVECOT_BINARY, "-F", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=stderr
+        )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        if _imap_greets("127.0.0.1", port):
+            return DovecotServer("127.0.0.1", port, dict(users), directory, process)
+        time.sleep(0.05)
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+    output = (directory / "dovecot.stderr").read_text(errors="replace")
+    if log.exists():
+        output += log.read_text(errors="replace")
+    if created:
+        shutil.rmtree(directory, ignore_errors=True)
+    service_missing("Dovecot", f"dovecot did not answer on port {port}: {output.strip()[-500:]}")

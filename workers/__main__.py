@@ -1,7 +1,8 @@
 """`python -m workers`: an RQ worker on this installation's queue, with the app loaded once.
 
 The worker's main process also runs the reconciler (workers/ticker.py): at start-up and
-every RECONCILE_SECONDS, on one machine per interval. In --burst mode it runs once, at
+every RECONCILE_SECONDS, on one machine per interval, and polls the IMAP mailboxes that
+are due every INBOX_POLL_SECONDS the same way. In --burst mode it runs once, at
 start, so that work Redis lost is queued before the worker looks at the queue.
 """
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from campaign.extensions import db
     from campaign.queue import get_queue, get_redis
     from workers.context import set_app
-    from workers.jobs import reconcile
+    from workers.jobs import poll_inboxes, reconcile
     from workers.ticker import Reconciler
 
     try:
@@ -72,10 +73,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         reconciler = Reconciler(app, reconcile)
         reconciler.start()
+        inbox_poller = Reconciler(
+            app, poll_inboxes, name="poll-inboxes", interval_key="INBOX_POLL_SECONDS"
+        )
+        inbox_poller.start()
         try:
             worker.work(logging_level=args.log_level)
         finally:
             reconciler.stop()
+            inbox_poller.stop()
     return 0
 
 

@@ -7,7 +7,7 @@ import os
 import socket
 
 from campaign.extensions import db
-from campaign.services import importing, sending
+from campaign.services import importing, mailboxes, sending
 from workers.context import job_context
 
 log = logging.getLogger(__name__)
@@ -55,3 +55,12 @@ def reconcile() -> None:
         report = sending.reconcile(commit=db.session.commit)
         if report.requeued or report.enqueued or report.finished:
             log.info("reconcile: %s", report)
+
+
+def poll_inboxes() -> None:
+    """Poll each enabled IMAP mailbox whose next poll has come (failing ones back off)."""
+    with job_context():
+        for mailbox in mailboxes.due_mailboxes():
+            report = mailboxes.poll_mailbox(mailbox, commit=db.session.commit)
+            if report.fetched or report.errors:
+                log.info("poll-inbox: %s", report.summary())

@@ -17,16 +17,22 @@ from campaign.queue import get_redis
 log = logging.getLogger(__name__)
 
 
-def lock_key(app: Flask) -> str:
-    return f"campaign:{app.config['QUEUE_NAME']}:reconcile-lock"
+def lock_key(app: Flask, name: str = "reconcile") -> str:
+    return f"campaign:{app.config['QUEUE_NAME']}:{name}-lock"
 
 
-def run_if_due(app: Flask, run: Callable[[], None]) -> bool:
+def run_if_due(
+    app: Flask,
+    run: Callable[[], None],
+    *,
+    name: str = "reconcile",
+    interval_key: str = "RECONCILE_SECONDS",
+) -> bool:
     """Run `run` unless another worker did in this interval; True if it ran here."""
-    interval = max(1, int(app.config["RECONCILE_SECONDS"]))
+    interval = max(1, int(app.config[interval_key]))
     with app.app_context():
         # Expires by itself: a worker that dies mid-run does not block the next interval.
-        taken = get_redis().set(lock_key(app), "1", nx=True, ex=interval)
+        taken = get_redis().set(lock_key(app, name), "1", nx=True, ex=interval)
     if not taken:
         return False
     run()
@@ -34,22 +40,36 @@ def run_if_due(app: Flask, run: Callable[[], None]) -> bool:
 
 
 class Reconciler(threading.Thread):
-    """Calls `run` (the reconcile job) now and then every RECONCILE_SECONDS until stopped."""
+    """Calls `run` (the reconcile job by default) now and then every interval until stopped.
 
-    def __init__(self, app: Flask, run: Callable[[], None]) -> None:
-        super().__init__(name="campaign-reconciler", daemon=True)
+    The inbox poller uses it too, with name="poll-inboxes" and INBOX_POLL_SECONDS.
+    """
+
+    def __init__(
+        self,
+        app: Flask,
+        run: Callable[[], None],
+        *,
+        name: str = "reconcile",
+        interval_key: str = "RECONCILE_SECONDS",
+    ) -> None:
+        super().__init__(name=f"campaign-{name}", daemon=True)
         self.app = app
         self.run_job = run
+        self.job_name = name
+        self.interval_key = interval_key
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        interval = max(1, int(self.app.config["RECONCILE_SECONDS"]))
+        interval = max(1, int(self.app.config[self.interval_key]))
         while not self.stopped.is_set():
             try:
-                run_if_due(self.app, self.run_job)
+                run_if_due(
+                    self.app, self.run_job, name=self.job_name, interval_key=self.interval_key
+                )
             except Exception:
                 # Redis or the database may be away for a moment; the next tick tries again.
-                log.exception("the reconciler failed; trying again in %s s", interval)
+                log.exception("%s failed; trying again in %s s", self.job_name, interval)
             self.stopped.wait(interval)
 
     def stop(self) -> None:

@@ -13,6 +13,8 @@ from campaign.models.contact import (
 )
 from campaign.models.contact_import import ContactImport, ImportMapping, ImportStatus
 from campaign.models.delivery import CLAIMABLE, FINAL, Delivery, DeliveryStatus
+from campaign.models.imap_mailbox import ImapMailbox, ImapSecurity
+from campaign.models.inbound import BounceKind, InboundKind, InboundMessage, MatchMethod
 from campaign.models.salutation_rule import SalutationRule, SalutationSetting
 from campaign.models.smtp_account import SmtpAccount, SmtpSecurity
 from campaign.models.statement import (
@@ -32,6 +34,7 @@ __all__ = [
     "CLAIMABLE",
     "FINAL",
     "AuditEvent",
+    "BounceKind",
     "Campaign",
     "CampaignStatus",
     "Contact",
@@ -41,8 +44,13 @@ __all__ = [
     "Delivery",
     "DeliveryStatus",
     "GrammaticalGender",
+    "ImapMailbox",
+    "ImapSecurity",
     "ImportMapping",
     "ImportStatus",
+    "InboundKind",
+    "InboundMessage",
+    "MatchMethod",
     "PublishAs",
     "RiskLevel",
     "Role",

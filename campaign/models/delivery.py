@@ -69,6 +69,8 @@ class Delivery(db.Model):  # type: ignore[name-defined]
     reason: Mapped[str] = mapped_column(String(40), default="")
     language: Mapped[str] = mapped_column(String(20), default="")
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When the recipient first answered in person (auto-replies and bounces do not count).
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Evidence: SHA-256 of the exact bytes sent, and the bytes themselves (zlib).
     message_sha256: Mapped[str] = mapped_column(String(64), default="")
     message_blob: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

@@ -1,0 +1,1 @@
+"""Inbound mail: MIME parsing with limits, classification, matching to deliveries."""

@@ -1,0 +1,55 @@
+"""The IMAP side of the poller: connect to a mailbox and turn server failures into words."""
+
+from __future__ import annotations
+
+import ssl
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from campaign.models import ImapMailbox, ImapSecurity
+from campaign.secret_box import decrypt_secret
+
+TIMEOUT_SECONDS = 30
+
+
+class MailboxUnavailable(Exception):
+    """The server could not be reached, refused the login or the folder: worth retrying later."""
+
+
+def connect(mailbox: ImapMailbox, *, timeout: float = TIMEOUT_SECONDS) -> IMAPClient:
+    """Return a logged-in client for `mailbox`, or raise MailboxUnavailable saying why."""
+    where = f"{mailbox.host}:{mailbox.port}"
+    try:
+        client = IMAPClient(
+            mailbox.host,
+            port=mailbox.port,
+            ssl=mailbox.security == ImapSecurity.SSL.value,
+            ssl_context=ssl.create_default_context(),
+            timeout=timeout,
+        )
+    except TimeoutError:
+        raise MailboxUnavailable(f"no answer from {where} within {timeout:.0f} s") from None
+    except ssl.SSLError as error:
+        raise MailboxUnavailable(f"TLS with {where} failed: {error.reason or error}") from None
+    except OSError as error:
+        raise MailboxUnavailable(
+            f"cannot connect to {where}: {error.strerror or error.__class__.__name__}"
+        ) from None
+    try:
+        if mailbox.security == ImapSecurity.STARTTLS.value:
+            client.starttls(ssl.create_default_context())
+        client.login(mailbox.username, decrypt_secret(mailbox.password_encrypted))
+    except LoginError:
+        client.shutdown()
+        # The server's text may echo what we sent; the password never goes into our message.
+        raise MailboxUnavailable(
+            f"{where} refused the login for user {mailbox.username!r}: check the password"
+        ) from None
+    except ssl.SSLError as error:
+        client.shutdown()
+        raise MailboxUnavailable(f"STARTTLS with {where} failed: {error.reason or error}") from None
+    except (IMAPClientError, OSError) as error:
+        client.shutdown()
+        raise MailboxUnavailable(f"{where} failed during login: {error}") from None
+    return client

@@ -1,0 +1,298 @@
+"""IMAP mailboxes: add them; poll them with checkpoints so nothing is missed or done twice."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+from sqlalchemy import or_, select
+
+from campaign.extensions import db
+from campaign.inbound.imap import MailboxUnavailable, connect
+from campaign.inbound.parsing import MAX_BYTES
+from campaign.models import ImapMailbox, ImapSecurity, InboundMessage
+from campaign.models._types import utcnow
+from campaign.secret_box import encrypt_secret
+from campaign.services.inbound import record_inbound
+
+log = logging.getLogger(__name__)
+
+# Failed polls in a row after which staff are warned (each retry is logged quietly before).
+ALERT_AFTER = 3
+MAX_BACKOFF = timedelta(minutes=15)
+# How many messages' sizes and Message-IDs are asked for in one FETCH.
+META_CHUNK = 100
+_MESSAGE_ID = re.compile(rb"<[^<>\s]{1,250}>")
+_MESSAGE_ID_FIELD = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
+
+
+class MailboxError(ValueError):
+    """A mailbox cannot be added as given; the message names the field."""
+
+
+@dataclass
+class PollReport:
+    mailbox: str
+    fetched: int = 0
+    new: int = 0
+    skipped_large: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.errors:
+            return f"{self.mailbox}: error: {'; '.join(self.errors)}"
+        return (
+            f"{self.mailbox}: fetched {self.fetched}, new {self.new}, skipped {self.skipped_large}"
+        )
+
+
+def add_mailbox(
+    name: str,
+    *,
+    host: str,
+    port: int,
+    security: str,
+    username: str,
+    password: str,
+    folder: str = "INBOX",
+    processed_folder: str = "Processed",
+) -> ImapMailbox:
+    """Add an IMAP mailbox to poll; the password is stored encrypted."""
+    name = name.strip()
+    if not name:
+        raise MailboxError("The mailbox name is empty.")
+    if find_mailbox(name) is not None:
+        raise MailboxError(f"A mailbox named {name!r} exists already.")
+    if not host.strip():
+        raise MailboxError("The host is empty.")
+    if not 0 < port < 65536:
+        raise MailboxError(f"The port {port} is not between 1 and 65535.")
+    if security not in {s.value for s in ImapSecurity}:
+        raise MailboxError(f"The security {security!r} is not one of ssl, starttls, none.")
+    if not folder.strip():
+        raise MailboxError("The folder to watch is empty.")
+    if processed_folder.strip() == folder.strip():
+        raise MailboxError("The processed folder must differ from the folder watched.")
+    mailbox = ImapMailbox(
+        name=name,
+        host=host.strip(),
+        port=port,
+        security=security,
+        username=username,
+        password_encrypted=encrypt_secret(password),
+        folder=folder.strip(),
+        processed_folder=processed_folder.strip(),
+        uidvalidity=0,
+        last_uid=0,
+        failures=0,
+        last_error="",
+        is_enabled=True,
+    )
+    db.session.add(mailbox)
+    db.session.flush()
+    return mailbox
+
+
+def find_mailbox(name: str) -> ImapMailbox | None:
+    """Return the mailbox called `name`, or None."""
+    return db.session.scalar(select(ImapMailbox).where(ImapMailbox.name == name))
+
+
+def enabled_mailboxes() -> list[ImapMailbox]:
+    """Return every enabled mailbox, by name."""
+    query = select(ImapMailbox).where(ImapMailbox.is_enabled.is_(True)).order_by(ImapMailbox.name)
+    return list(db.session.scalars(query))
+
+
+def due_mailboxes(now: datetime | None = None) -> list[ImapMailbox]:
+    """Return the enabled mailboxes whose next poll has come (backed-off ones wait)."""
+    now = now or utcnow()
+    query = (
+        select(ImapMailbox)
+        .where(ImapMailbox.is_enabled.is_(True))
+        .where(or_(ImapMailbox.next_poll_at.is_(None), ImapMailbox.next_poll_at <= now))
+        .order_by(ImapMailbox.name)
+    )
+    return list(db.session.scalars(query))
+
+
+def backoff(failures: int) -> timedelta:
+    """How long to wait after `failures` failed polls in a row: 1, 2, 4 … minutes, at most 15."""
+    return min(timedelta(minutes=2 ** max(0, min(failures, 10) - 1)), MAX_BACKOFF)
+
+
+def poll_mailbox(mailbox: ImapMailbox, *, commit: Callable[[], None]) -> PollReport:
+    """Fetch and record the mailbox's new messages once; commit after each one."""
+    report = PollReport(mailbox.name)
+    try:
+        client = connect(mailbox)
+    except MailboxUnavailable as error:
+        _failed(mailbox, str(error), report, commit)
+        return report
+    try:
+        _poll(client, mailbox, report, commit)
+    except (IMAPClientError, OSError) as error:
+        db.session.rollback()
+        _failed(
+            mailbox, f"{mailbox.host}:{mailbox.port} failed while reading: {error}", report, commit
+        )
+        return report
+    finally:
+        _close(client)
+    mailbox.failures = 0
+    mailbox.last_error = ""
+    mailbox.last_polled_at = utcnow()
+    mailbox.next_poll_at = None
+    commit()
+    return report
+
+
+def _poll(
+    client: IMAPClient, mailbox: ImapMailbox, report: PollReport, commit: Callable[[], None]
+) -> None:
+    selected = client.select_folder(mailbox.folder)
+    uidvalidity = int(selected[b"UIDVALIDITY"])
+    if uidvalidity != mailbox.uidvalidity:
+        # UIDs of the old numbering mean nothing now: read the folder again. Message-IDs
+        # already recorded from this mailbox keep that from handling anything twice.
+        if mailbox.uidvalidity:
+            log.warning(
+                "mailbox %s: UIDVALIDITY changed from %s to %s; reading the folder again",
+                mailbox.name,
+                mailbox.uidvalidity,
+                uidvalidity,
+            )
+        mailbox.uidvalidity = uidvalidity
+        mailbox.last_uid = 0
+        commit()
+    # "N:*" also answers the highest UID when it is below N: keep only the new ones.
+    uids = sorted(
+        u for u in client.search(["UID", f"{mailbox.last_uid + 1}:*"]) if u > mailbox.last_uid
+    )
+    processed_ready = False
+    for start in range(0, len(uids), META_CHUNK):
+        chunk = uids[start : start + META_CHUNK]
+        meta = client.fetch(chunk, ["RFC822.SIZE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+        for uid in chunk:
+            if uid not in meta:
+                continue  # expunged by someone else meanwhile
+            _handle(client, mailbox, uid, meta[uid], report)
+            # The checkpoint and the message are committed together: a crash after this
+            # line (before the move) leaves nothing to handle again.
+            mailbox.last_uid = uid
+            commit()
+            if mailbox.processed_folder:
+                if not processed_ready:
+                    _ensure_folder(client, mailbox.processed_folder)
+                    processed_ready = True
+                _move(client, uid, mailbox.processed_folder)
+
+
+def _handle(
+    client: IMAPClient,
+    mailbox: ImapMailbox,
+    uid: int,
+    meta: dict[bytes, object],
+    report: PollReport,
+) -> None:
+    source = f"imap:{mailbox.name}"
+    report.fetched += 1
+    size = int(meta.get(b"RFC822.SIZE") or 0)  # type: ignore[call-overload]
+    found = _MESSAGE_ID.search(_as_bytes(meta.get(_MESSAGE_ID_FIELD)))
+    message_id = found.group().decode("ascii", "replace") if found else ""
+    if message_id and _seen(source, message_id):
+        return
+    key = f"{mailbox.name}:{mailbox.uidvalidity}:{uid}"
+    if size > MAX_BYTES:
+        # Never download it: the headers are enough to thread it and for staff to see it.
+        header = _as_bytes(
+            client.fetch([uid], ["BODY.PEEK[HEADER]"]).get(uid, {}).get(b"BODY[HEADER]")
+        )
+        result = record_inbound(header, source=source, source_key=key)
+        report.skipped_large += 1
+        if result.is_new:
+            report.new += 1
+            megabytes = size / (1024 * 1024)
+            result.message.problems = [
+                *result.message.problems,
+                f"too large ({megabytes:.0f} MB): only its headers were fetched",
+            ]
+            result.message.raw_size = size
+        return
+    raw = _as_bytes(client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {}).get(b"BODY[]"))
+    if record_inbound(raw, source=source, source_key=key).is_new:
+        report.new += 1
+
+
+def _seen(source: str, message_id: str) -> bool:
+    query = (
+        select(InboundMessage.id)
+        .where(InboundMessage.source == source, InboundMessage.message_id == message_id)
+        .limit(1)
+    )
+    return db.session.scalar(query) is not None
+
+
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace")
+    return b""
+
+
+def _ensure_folder(client: IMAPClient, folder: str) -> None:
+    if not client.folder_exists(folder):
+        client.create_folder(folder)
+
+
+def _move(client: IMAPClient, uid: int, folder: str) -> None:
+    if client.has_capability("MOVE"):
+        client.move([uid], folder)
+        return
+    client.copy([uid], folder)
+    client.delete_messages([uid])
+    if client.has_capability("UIDPLUS"):
+        client.uid_expunge([uid])
+
+
+def _failed(
+    mailbox: ImapMailbox, reason: str, report: PollReport, commit: Callable[[], None]
+) -> None:
+    now = utcnow()
+    mailbox.failures += 1
+    mailbox.last_error = reason[:2000]
+    mailbox.last_polled_at = now
+    mailbox.next_poll_at = now + backoff(mailbox.failures)
+    report.errors.append(reason)
+    commit()
+    if mailbox.failures >= ALERT_AFTER:
+        log.warning(
+            "ALERT: mailbox %s failed %s polls in a row (%s); nothing is lost, "
+            "its mail waits on the server",
+            mailbox.name,
+            mailbox.failures,
+            reason,
+        )
+    else:
+        log.info(
+            "mailbox %s: poll failed (%s); retrying at %s",
+            mailbox.name,
+            reason,
+            mailbox.next_poll_at,
+        )
+
+
+def _close(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except (IMAPClientError, OSError):
+        # The connection is already gone; there is nothing to tidy.
+        with contextlib.suppress(OSError):
+            client.shutdown()

@@ -1,0 +1,1 @@
+"""Inbound mail: parsing, classification, matching, the ledger effects and the CLI."""
