@@ -45,6 +45,10 @@ class Config:
     MAIL_DEFAULT_SENDER: str = "Campaign <campaign@localhost>"
     # Whether the SMTP relay takes 8-bit bodies (8BITMIME); off: quoted-printable/base64.
     MAIL_EIGHT_BIT: bool = True
+    # A mailbox that takes plus-addressing ("replies@example.org"): each letter's Reply-To
+    # becomes replies+<signed token>@example.org, so replies match even when a mail client
+    # drops the thread headers. Empty: off (Reply-To is the campaign's own).
+    REPLY_ADDRESS: str = ""
     # Right-hand side of every Message-ID (empty: the sender address's domain).
     MESSAGE_ID_DOMAIN: str = ""
     # The letterhead of e-mails and PDFs (empty: the sender's display name).

@@ -14,7 +14,13 @@ from campaign.models.contact import (
 from campaign.models.contact_import import ContactImport, ImportMapping, ImportStatus
 from campaign.models.delivery import CLAIMABLE, FINAL, Delivery, DeliveryStatus
 from campaign.models.imap_mailbox import ImapMailbox, ImapSecurity
-from campaign.models.inbound import BounceKind, InboundKind, InboundMessage, MatchMethod
+from campaign.models.inbound import (
+    BounceKind,
+    InboundKind,
+    InboundMessage,
+    InboundNote,
+    MatchMethod,
+)
 from campaign.models.salutation_rule import SalutationRule, SalutationSetting
 from campaign.models.smtp_account import SmtpAccount, SmtpSecurity
 from campaign.models.statement import (
@@ -28,6 +34,7 @@ from campaign.models.statement import (
     StatementVersion,
 )
 from campaign.models.suppression import Suppression, SuppressionReason
+from campaign.models.tracking import TrackedLink, TrackingEvent, TrackingKind
 from campaign.models.user import Role, RolePolicy, User
 
 __all__ = [
@@ -50,6 +57,7 @@ __all__ = [
     "ImportStatus",
     "InboundKind",
     "InboundMessage",
+    "InboundNote",
     "MatchMethod",
     "PublishAs",
     "RiskLevel",
@@ -70,6 +78,9 @@ __all__ = [
     "StatementVersion",
     "Style",
     "Suppression",
+    "TrackedLink",
+    "TrackingEvent",
+    "TrackingKind",
     "SuppressionReason",
     "User",
     "list_memberships",

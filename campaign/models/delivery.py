@@ -5,7 +5,17 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from campaign.extensions import db
@@ -41,6 +51,8 @@ class Delivery(db.Model):  # type: ignore[name-defined]
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id", "step", name="uq_deliveries_recipient_step"),
         Index("ix_deliveries_claim", "campaign_id", "status", "next_attempt_at"),
+        # Bounces and weak reply matches look deliveries up by address, whatever its case.
+        Index("ix_deliveries_email_lower", func.lower(text("email"))),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -71,6 +83,9 @@ class Delivery(db.Model):  # type: ignore[name-defined]
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # When the recipient first answered in person (auto-replies and bounces do not count).
     replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # First open / first click, only when the campaign tracks them (written in batches).
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    clicked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Evidence: SHA-256 of the exact bytes sent, and the bytes themselves (zlib).
     message_sha256: Mapped[str] = mapped_column(String(64), default="")
     message_blob: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

@@ -25,6 +25,7 @@ from flask import current_app
 from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 
 from campaign.extensions import db
+from campaign.inbound.reply_token import reply_address
 from campaign.letters.letter import LetterSource, letter_source
 from campaign.mail import MessageError, encode_address, message_id_domain
 from campaign.models import (
@@ -528,7 +529,7 @@ def _build(
             recipient_data,
             rules=batch.rules,
             sender=batch.sender,
-            reply_to=batch.reply_to,
+            reply_to=_reply_to(batch, row),
             message_id=row.message_id,
             extra_headers=headers,
             attach_pdf=batch.is_pdf_attached,
@@ -549,6 +550,14 @@ def _build(
     except MessageError as error:
         return None, "", [], language, str(error)
     return composed.message, recipient, copies, language, ""
+
+
+def _reply_to(batch: _Batch, row: _Row) -> str:
+    # The tracked reply address only where the campaign names no person to answer to:
+    # a Reply-To staff chose must not be replaced behind their back.
+    if batch.reply_to:
+        return batch.reply_to
+    return reply_address(row.id) or ""
 
 
 def _apply(batch: _Batch, row: _Row, outcome: SendOutcome, data: bytes, language: str) -> bool:
