@@ -78,10 +78,10 @@ __all__ = [
     "StatementVersion",
     "Style",
     "Suppression",
+    "SuppressionReason",
     "TrackedLink",
     "TrackingEvent",
     "TrackingKind",
-    "SuppressionReason",
     "User",
     "list_memberships",
 ]
