@@ -3,62 +3,17 @@
 from __future__ import annotations
 
 import json
-import mailbox
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 from flask import Flask
 
-# Files larger than this are not read whole: the parser would only look at their headers.
-HEAD_BYTES = 256 * 1024
+from campaign.inbound.sources import messages_in_path
 
 
 def register(app: Flask) -> None:
     app.cli.add_command(inbound_command)
-
-
-def _is_mbox(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            return handle.read(5) == b"From "
-    except OSError:
-        return False
-
-
-def _messages(path: Path) -> Iterator[tuple[int | None, bytes | None]]:
-    """(index within a mailbox or None, raw bytes or None when unreadable) for one path."""
-    if path.is_dir():
-        if not all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
-            yield None, None
-            return
-        box: mailbox.Mailbox[Any] = mailbox.Maildir(path, factory=None, create=False)
-    elif _is_mbox(path):
-        box = mailbox.mbox(path, factory=None, create=False)
-    else:
-        yield None, _read(path)
-        return
-    try:
-        try:
-            keys = sorted(box.keys())
-        except OSError:
-            yield None, None
-            return
-        for index, key in enumerate(keys):
-            try:
-                yield index, box.get_bytes(key)
-            except (OSError, KeyError):
-                yield index, None
-    finally:
-        box.close()
-
-
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
 
 
 @click.command("inbound")
@@ -80,7 +35,7 @@ def inbound_command(paths: tuple[Path, ...]) -> None:
             "the database cannot store inbound mail; run `campaign db upgrade` first"
         ) from None
     for path in paths:
-        for index, raw in _messages(path):
+        for index, raw in messages_in_path(path):
             line: dict[str, Any] = {"file": str(path)}
             if index is not None:
                 line["index"] = index
