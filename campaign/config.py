@@ -49,6 +49,9 @@ class Config:
     # becomes replies+<signed token>@example.org, so replies match even when a mail client
     # drops the thread headers. Empty: off (Reply-To is the campaign's own).
     REPLY_ADDRESS: str = ""
+    # Authentication-Results headers trusted for DMARC: the authserv-ids of our receiving
+    # servers, comma-separated. Empty: only the topmost header (the last server's) counts.
+    AUTHSERV_IDS: str = ""
     # Right-hand side of every Message-ID (empty: the sender address's domain).
     MESSAGE_ID_DOMAIN: str = ""
     # The letterhead of e-mails and PDFs (empty: the sender's display name).

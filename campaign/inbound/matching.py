@@ -11,6 +11,7 @@ from email.policy import default as default_policy
 from sqlalchemy import func, select
 
 from campaign.extensions import db
+from campaign.inbound.reply_token import delivery_id_in
 from campaign.models import Campaign, Delivery, MatchMethod, StatementVersion
 from campaign.services.ledger import raw_message
 
@@ -60,8 +61,23 @@ def latest_delivery_to(address: str) -> Delivery | None:
     )
 
 
-def match_reply(in_reply_to: str, references: list[str], sender: str, subject: str) -> Match | None:
-    """Thread headers first; then, as a weak match, the sender and the letter's subject."""
+def by_reply_token(recipient_headers: list[str]) -> Delivery | None:
+    """The delivery whose signed reply address the message was sent to, or None."""
+    if not recipient_headers:
+        return None
+    # A forged or garbled token reads as None, so such mail falls through to weaker methods.
+    delivery_id = delivery_id_in(recipient_headers)
+    return db.session.get(Delivery, delivery_id) if delivery_id is not None else None
+
+
+def match_reply(
+    in_reply_to: str,
+    references: list[str],
+    sender: str,
+    subject: str,
+    recipient_headers: list[str] | None = None,
+) -> Match | None:
+    """Thread headers, then the reply token; then, weakly, the sender and the letter's subject."""
     if in_reply_to:
         found = by_message_ids([in_reply_to])
         if found is not None:
@@ -69,6 +85,9 @@ def match_reply(in_reply_to: str, references: list[str], sender: str, subject: s
     found = by_message_ids(references)
     if found is not None:
         return Match(found, MatchMethod.REFERENCES)
+    found = by_reply_token(recipient_headers or [])
+    if found is not None:
+        return Match(found, MatchMethod.REPLY_TOKEN)
     if not sender or not subject:
         return None
     wanted = normalise_subject(subject)

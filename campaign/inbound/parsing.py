@@ -1,4 +1,4 @@
-"""Reading raw inbound mail with bounded work: headers, a text excerpt, DSN fields, quoted ids."""
+"""Reading raw inbound mail with bounded work: headers, text and HTML, attachments, DSN fields."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import errors as email_errors
+from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesHeaderParser, BytesParser, HeaderParser
 from email.policy import compat32
@@ -26,12 +27,21 @@ MAX_HEADER_BYTES = 1024 * 1024
 MAX_REFERENCES = 100
 MAX_TEXT = 20_000
 MAX_HEADER = 998
+# The HTML part is kept as received for the sanitised view; a letter's answer is far smaller.
+MAX_HTML = 2 * 1024 * 1024
+MAX_FILENAME = 255
+# Address headers read for a reply token, and Authentication-Results headers read at all:
+# a message may repeat them, but only the first few can be ours.
+MAX_HEADER_VALUES = 50
+MAX_ADDRESS_HEADER = 64 * 1024
+RECIPIENT_HEADERS = ("to", "cc", "delivered-to", "x-original-to", "envelope-to")
 
 _BOUNDARY_LINE = re.compile(rb"^--", re.MULTILINE)
 _MULTIPART = re.compile(rb"content-type:[ \t]*(?:\r?\n[ \t]+)?multipart/", re.IGNORECASE)
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,250}>")
 _QUOTED_MESSAGE_ID = re.compile(r"^[ \t>]*Message-ID:[ \t]*(<[^<>\s]{1,250}>)", re.I | re.M)
 _TAG = re.compile(r"<[^>]{0,2000}>")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BASE64_DEFECTS = (
     email_errors.InvalidBase64CharactersDefect,
     email_errors.InvalidBase64PaddingDefect,
@@ -72,6 +82,14 @@ class ParsedMessage:
     message: Message | None = None
     # False when parts were skipped: detectors that walk the whole tree must not run.
     is_complete: bool = True
+    # The first HTML body part, decoded but otherwise as received (sanitised only when shown).
+    html: str = ""
+    # [{"filename", "content_type", "size"}] of the parts that are attachments; never opened.
+    attachments: list[dict[str, object]] = field(default_factory=list)
+    # Raw values of To, Cc, Delivered-To, X-Original-To and Envelope-To (reply tokens).
+    recipient_headers: list[str] = field(default_factory=list)
+    # Authentication-Results values, topmost (added last, by the receiving server) first.
+    authentication_results: list[str] = field(default_factory=list)
 
     def flag(self, problem: str) -> None:
         if problem not in self.problems:
@@ -176,7 +194,25 @@ def storable(text: str) -> str:
     return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
+def _raw_values(message: Message, names: tuple[str, ...], limit: int) -> list[str]:
+    """Raw values of these headers in order, each cut to `limit` characters, 8-bit bytes
+    replaced: they are read with their own parsers, which need the unfolded text only."""
+    values = []
+    for key, value in message.raw_items():
+        if key.lower() not in names or not isinstance(value, str):
+            continue
+        text = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        values.append(storable(text[:limit]))
+        if len(values) >= MAX_HEADER_VALUES:
+            break
+    return values
+
+
 def _read_headers(message: Message, parsed: ParsedMessage) -> None:
+    parsed.recipient_headers = _raw_values(message, RECIPIENT_HEADERS, MAX_ADDRESS_HEADER)
+    parsed.authentication_results = _raw_values(
+        message, ("authentication-results",), MAX_ADDRESS_HEADER
+    )
     for name in _WATCHED:
         value = _header(message, name, parsed)
         if value:
@@ -244,10 +280,13 @@ def _read_body(message: Message, parsed: ParsedMessage) -> None:
     """Walk the MIME tree breadth-first within the part and depth caps."""
     plain: list[str] = []
     html: list[str] = []
-    stack: list[tuple[Message, int]] = [(message, 0)]
+    # The flag says the part is inside an attached or quoted message: its HTML and its
+    # attachments belong to that message, which is listed as one attachment itself.
+    stack: list[tuple[Message, int, bool]] = [(message, 0, False)]
     seen = 0
+    has_html = False
     while stack:
-        part, depth = stack.pop()
+        part, depth, is_quoted = stack.pop()
         seen += 1
         if seen > MAX_PARTS:
             parsed.flag(f"too many parts: only the first {MAX_PARTS} read")
@@ -263,6 +302,9 @@ def _read_body(message: Message, parsed: ParsedMessage) -> None:
             for child in _children(part):
                 quoted = _header(child, "message-id", parsed)
                 parsed.quoted_message_ids.extend(_MESSAGE_ID.findall(quoted))
+            if not is_quoted:
+                parsed.attachments.append(_attachment(part, content_type, parsed))
+            is_quoted = True
         if content_type in ("text/rfc822-headers", "text/rfc822-header"):
             headers = HeaderParser().parsestr(_decoded_text(part, parsed))
             parsed.quoted_message_ids.extend(_MESSAGE_ID.findall(headers.get("message-id", "")))
@@ -273,14 +315,30 @@ def _read_body(message: Message, parsed: ParsedMessage) -> None:
                 parsed.flag(f"nested deeper than {MAX_DEPTH} levels: inner parts not read")
                 parsed.is_complete = False
                 continue
-            stack.extend((child, depth + 1) for child in reversed(children))
+            stack.extend((child, depth + 1, is_quoted) for child in reversed(children))
             continue
-        if _is_attachment(part):
+        # Listed when attached or named; the excerpt keeps its older rule (disposition only).
+        is_attached = _is_attachment(part)
+        is_listed = is_attached or _has_filename(part)
+        if is_listed and not is_quoted:
+            parsed.attachments.append(_attachment(part, content_type, parsed))
+        if is_attached:
             continue
         if content_type == "text/plain" and sum(map(len, plain)) < MAX_TEXT:
             plain.append(_decoded_text(part, parsed))
-        elif content_type == "text/html" and not plain and sum(map(len, html)) < MAX_TEXT:
-            html.append(_decoded_text(part, parsed))
+        elif content_type == "text/html":
+            wants_excerpt = not plain and sum(map(len, html)) < MAX_TEXT
+            wants_html = not has_html and not is_quoted and not is_listed
+            if not (wants_excerpt or wants_html):
+                continue
+            decoded = _decoded_text(part, parsed)
+            if wants_excerpt:
+                html.append(decoded)
+            if wants_html:
+                has_html = True
+                if len(decoded) > MAX_HTML:
+                    parsed.flag(f"HTML cut at {MAX_HTML // (1024 * 1024)} MB")
+                parsed.html = storable(decoded[:MAX_HTML])
     text = "\n".join(plain) if plain else _html_text("\n".join(html))
     parsed.text = storable(text[:MAX_TEXT])
     for quoted in _QUOTED_MESSAGE_ID.findall(text[: MAX_TEXT * 5]):
@@ -320,6 +378,70 @@ def _is_attachment(part: Message) -> bool:
         return (part.get_content_disposition() or "") == "attachment"
     except Exception:
         return False
+
+
+def _has_filename(part: Message) -> bool:
+    try:
+        return bool(part.get_filename())
+    except Exception:
+        return False
+
+
+def _attachment(part: Message, content_type: str, parsed: ParsedMessage) -> dict[str, object]:
+    """An attachment as a line in a list: its name, declared type and decoded size."""
+    return {
+        "filename": _filename(part, content_type, parsed),
+        "content_type": content_type,
+        "size": _payload_size(part),
+    }
+
+
+def _filename(part: Message, content_type: str, parsed: ParsedMessage) -> str:
+    try:
+        raw_name = part.get_filename() or ""
+    except Exception:
+        raw_name = ""
+    if not raw_name and content_type in ("message/rfc822", "message/global"):
+        children = _children(part)
+        subject = _header(children[0], "subject", parsed) if children else ""
+        return _safe_filename((subject or "message") + ".eml")
+    name = str(raw_name)
+    if "=?" in name:
+        # Outlook and others put RFC 2047 words in the filename, which compat32 leaves as is.
+        try:
+            name = str(make_header(decode_header(name)))
+        except Exception:
+            parsed.flag("unreadable attachment filename")
+    if any("\udc80" <= char <= "\udcff" for char in name):
+        name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return _safe_filename(name)
+
+
+def _safe_filename(name: str) -> str:
+    # Control characters (CR, LF, NUL ...) have no place in a name shown or sent in a header.
+    return storable(" ".join(_CONTROL.sub(" ", name).split()))[:MAX_FILENAME]
+
+
+def _payload_size(part: Message) -> int:
+    """The decoded size in bytes, computed from the encoded text where that is exact."""
+    try:
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            return sum(len(child.as_bytes()) for child in payload if isinstance(child, Message))
+        if not isinstance(payload, str):
+            return 0
+        encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
+        if encoding == "base64":
+            # Counting characters in C instead of decoding a file nobody asked to open.
+            length = len(payload) - sum(payload.count(space) for space in "\r\n\t ")
+            padding = payload.rstrip().endswith("==") + payload.rstrip().endswith("=")
+            return max(0, length * 3 // 4 - padding)
+        if encoding == "quoted-printable":
+            decoded = part.get_payload(decode=True)
+            return len(decoded) if isinstance(decoded, bytes) else 0
+        return len(payload.encode("utf-8", "surrogateescape"))
+    except Exception:
+        return 0
 
 
 def _decoded_text(part: Message, parsed: ParsedMessage) -> str:
