@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -47,6 +47,7 @@ def compose_letter(
     message_id: str | None = None,
     extra_headers: Mapping[str, str] | None = None,
     attach_pdf: bool | None = None,
+    html_transform: Callable[[str], str] | None = None,
 ) -> ComposedLetter:
     """Merge `statement` (a Statement or StatementVersion) for `contact` and build it whole.
 
@@ -54,6 +55,7 @@ def compose_letter(
     campaign's choice) says so; `with_pdf` makes it for a preview without attaching it.
     A campaign passes its sender, Reply-To, the delivery's fixed Message-ID and its
     List-Unsubscribe headers; a preview leaves them to the defaults.
+    `html_transform` changes the laid-out HTML part only (a campaign's opt-in tracking).
     Raises LanguageUnavailable when `language` is forced and the statement lacks it.
     """
     from campaign.services.salutation_rules import current_rule_set
@@ -66,6 +68,8 @@ def compose_letter(
     organisation = organisation_name(sender)
     letter_date = letter.letter_date or today or datetime.now(UTC).date()
     parts = letter_parts(letter, organisation=organisation, letter_date=letter_date)
+    if html_transform is not None and not letter.has_errors:
+        parts = replace(parts, html=html_transform(parts.html))
     if attach_pdf is None:
         attach_pdf = bool(source.snapshot.get("is_pdf_attached"))
     wants_pdf = attach_pdf or bool(with_pdf)

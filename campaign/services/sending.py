@@ -50,8 +50,9 @@ from campaign.secret_box import SecretUnreadable
 from campaign.services.campaigns import SEND_JOB, enqueue_send_jobs, pause_campaign
 from campaign.services.letters import compose_letter
 from campaign.services.smtp_accounts import SmtpSettings, settings_for
-from campaign.services.unsubscribe import unsubscribe_url
+from campaign.services.unsubscribe import public_url, unsubscribe_url
 from campaign.smtp import Outcome, SendOutcome, SmtpConnection
+from campaign.tracking.links import LetterTracking
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +266,8 @@ class _Batch:
     rules: Any
     settings: SmtpSettings
     result: BatchResult
+    # The campaign's opt-in open/click tracking; None when it tracks nothing.
+    tracking: LetterTracking | None = None
     errors_in_a_row: int = 0
     last_error: str = ""
 
@@ -335,6 +338,7 @@ def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> 
         rules=current_rule_set(),
         settings=settings,
         result=result,
+        tracking=_tracking(campaign, commit),
     )
     rows = [
         _Row(*row)
@@ -533,6 +537,7 @@ def _build(
             message_id=row.message_id,
             extra_headers=headers,
             attach_pdf=batch.is_pdf_attached,
+            html_transform=batch.tracking.transform_for(row.id) if batch.tracking else None,
         )
     except (LookupError, MessageError) as error:
         return None, "", [], "", str(error)
@@ -550,6 +555,18 @@ def _build(
     except MessageError as error:
         return None, "", [], language, str(error)
     return composed.message, recipient, copies, language, ""
+
+
+def _tracking(campaign: Campaign, commit: Callable[[], None]) -> LetterTracking | None:
+    if not (campaign.is_open_tracking or campaign.is_click_tracking):
+        return None
+    return LetterTracking(
+        campaign.id,
+        base_url=public_url(),
+        opens=campaign.is_open_tracking,
+        clicks=campaign.is_click_tracking,
+        commit=commit,
+    )
 
 
 def _reply_to(batch: _Batch, row: _Row) -> str:

@@ -1,0 +1,92 @@
+"""Tracking tests: campaigns sent through the fault SMTP server, then opened and clicked."""
+
+from __future__ import annotations
+
+import uuid
+import zlib
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from campaign.extensions import db
+from campaign.models import Campaign, Delivery
+from campaign.services import campaigns, lists, sending, statements
+from campaign.services.campaigns import AudienceSpec
+from campaign.services.contacts import create_contact
+from tests.fault_smtp import FaultSmtpServer
+
+PUBLIC_URL = "https://campaign.example.org"
+REPORT_URL = "https://example.org/report?year=2024&lang=en"
+BODY = (
+    "{{ salutation }}\n\n"
+    f"Read [our report]({REPORT_URL}) and [the appeal](http://example.net/appeal).\n\n"
+    "Write to [the office](mailto:office@example.org), or "
+    f"[stop these letters]({PUBLIC_URL}/u/some-token).\n\n"
+    "{{ closing }}\n"
+)
+
+
+@pytest.fixture
+def app_overrides(app_overrides: dict[str, Any], fault_smtp: FaultSmtpServer) -> dict[str, Any]:
+    return {
+        **app_overrides,
+        "MAIL_SERVER": fault_smtp.host,
+        "MAIL_PORT": fault_smtp.port,
+        "MAIL_TIMEOUT": 2,
+        "PUBLIC_URL": PUBLIC_URL,
+        "QUEUE_NAME": f"test-{uuid.uuid4().hex[:12]}",
+    }
+
+
+def send_campaign(
+    count: int = 2, *, opens: bool = False, clicks: bool = False, body: str = BODY
+) -> tuple[Campaign, list[Delivery]]:
+    """Launch a campaign to `count` new contacts and send it all; return it and its rows."""
+    statement = statements.create_statement(
+        f"Letter {uuid.uuid4().hex[:6]}", language="en", subject="S", body=body
+    )
+    contact_list = lists.create_list(f"List {uuid.uuid4().hex[:6]}")
+    ids = [
+        create_contact(
+            {"email": f"p{n}-{uuid.uuid4().hex[:6]}@example.net", "family_name": f"P{n}"}
+        ).id
+        for n in range(count)
+    ]
+    lists.add_contacts(contact_list, ids)
+    campaign = campaigns.create_campaign(
+        statement,
+        audience=AudienceSpec((f"list:{contact_list.id}",)),
+        from_address="Human Rights Office <office@example.org>",
+        is_open_tracking=opens,
+        is_click_tracking=clicks,
+    )
+    assert campaigns.launch_campaign(campaign)
+    db.session.commit()
+    result = sending.send_batch(campaign.id, worker="test", commit=db.session.commit)
+    assert result.sent == count, result
+    db.session.expire_all()
+    rows = list(
+        db.session.scalars(
+            select(Delivery).where(Delivery.campaign_id == campaign.id).order_by(Delivery.id)
+        )
+    )
+    return campaign, rows
+
+
+def sent_message(fault_smtp: FaultSmtpServer, row: Delivery) -> EmailMessage:
+    """The message the server received for `row`, checked to be the stored evidence."""
+    (received,) = fault_smtp.by_message_id()[row.message_id]
+    assert row.message_blob is not None and zlib.decompress(row.message_blob) == received.raw
+    message = message_from_bytes(received.raw, policy=default_policy)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def part(message: EmailMessage, subtype: str) -> str:
+    body = message.get_body(preferencelist=(subtype,))
+    assert body is not None and body.get_content_subtype() == subtype
+    return str(body.get_content())
