@@ -1,0 +1,123 @@
+"""The dashboard page and its CSV: figures for everyone, names for editors, the file for senders."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from campaign.extensions import db
+from campaign.models import AuditEvent, Role, User
+from campaign.services import campaigns, statements
+from campaign.services.campaigns import AudienceSpec
+from tests.services.test_dashboard import build
+
+Login = Callable[[Role], User]
+
+
+def _text(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def test_a_viewer_sees_the_funnel_and_the_chart_but_no_names(
+    app: Flask, client: FlaskClient, login: Login
+) -> None:
+    built = build()
+    login(Role.VIEWER)
+    page = client.get(f"/campaigns/{built.campaign.id}/dashboard")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'data-count="sent">8<' in html
+    assert 'data-percent="replied">25.0%<' in html
+    assert 'data-count="bounced_hard">1<' in html
+    assert 'data-count="auto_replied">2<' in html
+    assert '<svg id="timeline-chart"' in html
+    assert html.count('class="bar bar-replies" data-series="replies"') == 2  # two reply days
+    assert 'id="timeline-table"' in html
+    # The names of the people who have not answered, and the file, are for other roles.
+    assert "chen@example.org" not in html
+    assert "shown to editors and above" in html
+    assert "dashboard.csv" not in html
+    assert client.get(f"/campaigns/{built.campaign.id}/dashboard.csv").status_code == 403
+
+
+def test_an_editor_sees_who_has_not_replied_with_links_to_them(
+    app: Flask, client: FlaskClient, login: Login
+) -> None:
+    built = build()
+    login(Role.EDITOR)
+    html = client.get(f"/campaigns/{built.campaign.id}/dashboard").get_data(as_text=True)
+    table = html[html.index('id="non-responders"') :]
+    assert "5 recipients were sent the letter and have not replied" in _text(html)
+    for name in ("Chen", "Eve", "Frank", "Grace", "Hank"):
+        assert f"{name.lower()}@example.org" in table
+    for name in ("Ana", "Ben", "Dana"):  # replied, replied, hard bounce
+        assert f"{name.lower()}@example.org" not in table
+    chen = built.to["Chen"].contact_id
+    assert f'href="/contacts/{chen}"' in table
+    assert "out of office" in table
+    assert "dashboard.csv" not in html
+    assert client.get(f"/campaigns/{built.campaign.id}/dashboard.csv").status_code == 403
+
+
+def _read_csv(body: bytes) -> list[dict[str, str]]:
+    assert body.startswith(b"\xef\xbb\xbf"), "a BOM, so Excel reads UTF-8"
+    return list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))
+
+
+def test_a_sender_downloads_every_recipient_or_only_those_who_have_not_replied(
+    app: Flask, client: FlaskClient, login: Login
+) -> None:
+    built = build()
+    login(Role.SENDER)
+    html = client.get(f"/campaigns/{built.campaign.id}/dashboard").get_data(as_text=True)
+    assert f'href="/campaigns/{built.campaign.id}/dashboard.csv"' in html
+
+    everyone = client.get(f"/campaigns/{built.campaign.id}/dashboard.csv")
+    assert everyone.status_code == 200
+    assert everyone.mimetype == "text/csv"
+    assert "attachment;" in everyone.headers["Content-Disposition"]
+    rows = _read_csv(everyone.get_data())
+    assert len(rows) == 10
+    assert {r["email"]: r["bounce"] for r in rows}["dana@example.org"] == "hard"
+
+    silent = client.get(f"/campaigns/{built.campaign.id}/dashboard.csv?only=non_responders")
+    assert "non-responders" in silent.headers["Content-Disposition"]
+    assert [r["email"] for r in _read_csv(silent.get_data())] == [
+        f"{n}@example.org" for n in ("chen", "eve", "frank", "grace", "hank")
+    ]
+    exports = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "campaign.export")
+    ).all()
+    assert [(e.actor_email, e.detail["rows"]) for e in exports] == [
+        ("sender@example.org", 10),
+        ("sender@example.org", 5),
+    ]
+
+
+def test_the_campaign_page_links_to_its_dashboard_and_replies(
+    app: Flask, client: FlaskClient, login: Login
+) -> None:
+    built = build()
+    login(Role.VIEWER)
+    html = client.get(f"/campaigns/{built.campaign.id}").get_data(as_text=True)
+    assert f'href="/campaigns/{built.campaign.id}/dashboard"' in html
+    assert f"campaign={built.campaign.id}" in html  # the replies inbox of this campaign
+    assert ">Replies<" in html
+
+
+def test_a_draft_has_no_dashboard_figures(app: Flask, client: FlaskClient, login: Login) -> None:
+    statement = statements.create_statement("Draft", language="en", subject="S", body="x")
+    draft = campaigns.create_campaign(statement, audience=AudienceSpec(()))
+    db.session.commit()
+    login(Role.VIEWER)
+    show = client.get(f"/campaigns/{draft.id}").get_data(as_text=True)
+    assert "/dashboard" not in show
+    html = client.get(f"/campaigns/{draft.id}/dashboard").get_data(as_text=True)
+    assert "has not been launched yet" in html
+    assert client.get("/campaigns/999/dashboard").status_code == 404
