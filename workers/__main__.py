@@ -2,7 +2,8 @@
 
 The worker's main process also runs the reconciler (workers/ticker.py): at start-up and
 every RECONCILE_SECONDS, on one machine per interval, and polls the IMAP mailboxes that
-are due every INBOX_POLL_SECONDS the same way. In --burst mode it runs once, at
+are due every INBOX_POLL_SECONDS and writes buffered tracking hits every
+TRACKING_FLUSH_SECONDS the same way. In --burst mode it runs once, at
 start, so that work Redis lost is queued before the worker looks at the queue.
 """
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from campaign.extensions import db
     from campaign.queue import get_queue, get_redis
     from workers.context import set_app
-    from workers.jobs import poll_inboxes, reconcile
+    from workers.jobs import flush_tracking, poll_inboxes, reconcile
     from workers.ticker import Reconciler
 
     try:
@@ -77,11 +78,16 @@ def main(argv: list[str] | None = None) -> int:
             app, poll_inboxes, name="poll-inboxes", interval_key="INBOX_POLL_SECONDS"
         )
         inbox_poller.start()
+        tracking_flusher = Reconciler(
+            app, flush_tracking, name="flush-tracking", interval_key="TRACKING_FLUSH_SECONDS"
+        )
+        tracking_flusher.start()
         try:
             worker.work(logging_level=args.log_level)
         finally:
             reconciler.stop()
             inbox_poller.stop()
+            tracking_flusher.stop()
     return 0
 
 

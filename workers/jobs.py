@@ -8,6 +8,7 @@ import socket
 
 from campaign.extensions import db
 from campaign.services import importing, mailboxes, sending
+from campaign.tracking import buffer
 from workers.context import job_context
 
 log = logging.getLogger(__name__)
@@ -64,3 +65,11 @@ def poll_inboxes() -> None:
             report = mailboxes.poll_mailbox(mailbox, commit=db.session.commit)
             if report.fetched or report.errors:
                 log.info("poll-inbox: %s", report.summary())
+
+
+def flush_tracking() -> None:
+    """Write the open and click hits buffered in Redis to the database, batch by batch."""
+    with job_context():
+        report = buffer.flush_hits(commit=db.session.commit)
+        if report.written or report.dropped or report.recovered_lists:
+            log.info("flush-tracking: %s", report)

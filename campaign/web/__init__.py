@@ -26,6 +26,7 @@ def register_blueprints(app: Flask) -> None:
         smtp_accounts,
         statements,
         suppressions,
+        tracking,
         unsubscribe,
         users,
     )
@@ -46,6 +47,7 @@ def register_blueprints(app: Flask) -> None:
         suppressions,
         smtp_accounts,
         unsubscribe,
+        tracking,
         users,
         audit,
     ):

@@ -1,0 +1,340 @@
+"""The Redis buffer of tracking hits: pushed by the public routes, written to SQL in batches.
+
+A hit costs the request one RPUSH and no database write. The flusher moves a batch
+atomically from the shared list to a processing list of its own, writes the events
+(`hit_key` unique, inserted with ON CONFLICT DO NOTHING), sets the deliveries'
+first-opened/first-clicked times, commits, and only then deletes its processing list. A
+flusher that dies anywhere in between leaves its list behind; the next flush writes it
+again, and the unique hit keys make that second write store nothing twice.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import current_app
+from redis import Redis
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from campaign.extensions import db
+from campaign.models import Delivery
+from campaign.models.tracking import TrackedLink, TrackingEvent, TrackingKind
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 1000
+MAX_USER_AGENT = 200
+# A flusher refreshes its liveness key each batch; one silent this long is taken for dead
+# and its processing list is written by the next flush.
+FLUSHER_TTL_SECONDS = 60
+# Tracking must never make a click wait: a stuck Redis costs a hit, not the redirect.
+REDIS_TIMEOUT_SECONDS = 0.5
+
+# Move up to ARGV[1] hits from the shared list to a processing list, atomically.
+_TAKE_BATCH = """
+local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if #items > 0 then
+  redis.call('LTRIM', KEYS[1], #items, -1)
+  redis.call('RPUSH', KEYS[2], unpack(items))
+end
+return items
+"""
+
+
+@dataclass(frozen=True)
+class Hit:
+    kind: TrackingKind
+    campaign_id: int
+    delivery_id: int
+    link_id: int | None
+    occurred_at: float  # seconds since the epoch
+    ip_prefix: str
+    user_agent: str
+    hit_key: str
+
+
+@dataclass
+class FlushReport:
+    written: int = 0  # events stored by this flush
+    duplicates: int = 0  # hits already stored (a re-run after an interrupted flush)
+    dropped: int = 0  # unreadable hits, or hits of deliveries deleted since
+    recovered_lists: int = 0  # processing lists of dead flushers written by this flush
+
+
+def _prefix() -> str:
+    return f"campaign:{current_app.config['QUEUE_NAME']}:tracking"
+
+
+def hits_key() -> str:
+    return f"{_prefix()}:hits"
+
+
+def _flushers_key() -> str:
+    return f"{_prefix()}:flushers"
+
+
+def _processing_key(flusher: str) -> str:
+    return f"{_prefix()}:processing:{flusher}"
+
+
+def _alive_key(flusher: str) -> str:
+    return f"{_prefix()}:alive:{flusher}"
+
+
+def buffer_redis() -> Redis:
+    """A Redis client with short timeouts, for the public routes."""
+    extensions = current_app.extensions
+    if "campaign_tracking_redis" not in extensions:
+        from campaign.queue import redis_url
+
+        extensions["campaign_tracking_redis"] = Redis.from_url(
+            redis_url(),
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        )
+    client: Redis = extensions["campaign_tracking_redis"]
+    return client
+
+
+# --- the request side ----------------------------------------------------------------------
+
+
+def ip_prefix(address: str | None) -> str:
+    """The network a client is in, never its address: IPv4 /24, IPv6 /48 ("" if unknown)."""
+    if not address:
+        return ""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return ""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    bits = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+
+
+def encode_hit(hit: Hit) -> str:
+    return json.dumps(
+        [
+            hit.kind.value,
+            hit.campaign_id,
+            hit.delivery_id,
+            hit.link_id,
+            hit.occurred_at,
+            hit.ip_prefix,
+            hit.user_agent,
+            hit.hit_key,
+        ],
+        separators=(",", ":"),
+    )
+
+
+def decode_hit(raw: bytes | str) -> Hit | None:
+    try:
+        kind, campaign_id, delivery_id, link_id, at, prefix, agent, key = json.loads(raw)
+        return Hit(
+            TrackingKind(kind),
+            int(campaign_id),
+            int(delivery_id),
+            int(link_id) if link_id else None,
+            float(at),
+            str(prefix)[:50],
+            str(agent)[:MAX_USER_AGENT],
+            str(key)[:64],
+        )
+    except (ValueError, TypeError):
+        return None
+
+
+def new_hit(
+    kind: TrackingKind,
+    *,
+    campaign_id: int,
+    delivery_id: int,
+    link_id: int | None,
+    remote_addr: str | None,
+    user_agent: str,
+) -> Hit:
+    return Hit(
+        kind,
+        campaign_id,
+        delivery_id,
+        link_id,
+        round(time.time(), 3),
+        ip_prefix(remote_addr),
+        user_agent[:MAX_USER_AGENT],
+        secrets.token_hex(16),
+    )
+
+
+def push_hit(hit: Hit, redis: Redis | None = None) -> None:
+    """Append a hit to the buffer (raises RedisError when Redis is away)."""
+    (redis or buffer_redis()).rpush(hits_key(), encode_hit(hit))
+
+
+# --- the flush -----------------------------------------------------------------------------
+
+
+def flush_hits(
+    *,
+    commit: Callable[[], None],
+    batch_size: int = BATCH_SIZE,
+    max_batches: int | None = None,
+    redis: Redis | None = None,
+) -> FlushReport:
+    """Write buffered hits to the database in batches until the buffer is empty.
+
+    `commit` makes each batch durable before its Redis copy is deleted (the job and the
+    CLI pass db.session.commit). `max_batches` bounds one run under a flood.
+    """
+    from campaign.queue import get_redis
+
+    redis = redis or get_redis()
+    report = FlushReport()
+    _recover_dead_flushers(redis, report, commit)
+    flusher = f"{uuid.uuid4().hex[:16]}"
+    processing = _processing_key(flusher)
+    # Registered before any hit moves, so a crash right after the move is recovered.
+    redis.set(_alive_key(flusher), "1", ex=FLUSHER_TTL_SECONDS)
+    redis.sadd(_flushers_key(), flusher)
+    take = redis.register_script(_TAKE_BATCH)
+    batches = 0
+    try:
+        while max_batches is None or batches < max_batches:
+            redis.expire(_alive_key(flusher), FLUSHER_TTL_SECONDS)
+            items = take(keys=[hits_key(), processing], args=[batch_size])
+            if not items:
+                break
+            batches += 1
+            _write(items, report)
+            commit()
+            redis.delete(processing)
+            if len(items) < batch_size:
+                break
+    finally:
+        # A flusher that failed is not coming back for its list: let the next run take it.
+        # (One killed outright is noticed when its liveness key expires.)
+        redis.delete(_alive_key(flusher))
+        if not redis.exists(processing):
+            redis.srem(_flushers_key(), flusher)
+    return report
+
+
+def _recover_dead_flushers(redis: Redis, report: FlushReport, commit: Callable[[], None]) -> None:
+    for raw in redis.smembers(_flushers_key()):
+        flusher = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if redis.exists(_alive_key(flusher)):
+            continue  # still at work
+        processing = _processing_key(flusher)
+        items = redis.lrange(processing, 0, -1)
+        if items:
+            _write(items, report)
+            commit()
+            report.recovered_lists += 1
+        redis.delete(processing)
+        redis.srem(_flushers_key(), flusher)
+
+
+def _write(items: Sequence[bytes | str], report: FlushReport) -> None:
+    readable = [hit for hit in (decode_hit(item) for item in items) if hit is not None]
+    hits = _known(readable) if readable else []
+    report.dropped += len(items) - len(hits)
+    if not hits:
+        return
+    written = _insert_events(hits)
+    report.written += written
+    report.duplicates += len(hits) - written
+    _mark_deliveries(hits)
+
+
+def _known(hits: list[Hit]) -> list[Hit]:
+    """Hits whose delivery still exists in the token's campaign; foreign links made None.
+
+    A campaign deleted while its hits waited in Redis must not make the batch fail on a
+    foreign key for ever.
+    """
+    delivery_ids = {hit.delivery_id for hit in hits}
+    campaigns: dict[int, int] = dict(
+        db.session.execute(
+            select(Delivery.id, Delivery.campaign_id).where(Delivery.id.in_(delivery_ids))
+        ).all()
+    )
+    link_ids = {hit.link_id for hit in hits if hit.link_id}
+    link_campaigns: dict[int, int] = (
+        dict(
+            db.session.execute(
+                select(TrackedLink.id, TrackedLink.campaign_id).where(TrackedLink.id.in_(link_ids))
+            ).all()
+        )
+        if link_ids
+        else {}
+    )
+    kept = []
+    for hit in hits:
+        if campaigns.get(hit.delivery_id) != hit.campaign_id:
+            continue
+        if hit.link_id and link_campaigns.get(hit.link_id) != hit.campaign_id:
+            hit = Hit(**{**hit.__dict__, "link_id": None})
+        kept.append(hit)
+    return kept
+
+
+def _when(hit: Hit) -> datetime:
+    return datetime.fromtimestamp(hit.occurred_at, UTC)
+
+
+def _insert_events(hits: list[Hit]) -> int:
+    table = TrackingEvent.__table__
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(table).on_conflict_do_nothing(index_elements=["hit_key"]).returning(table.c.id)
+    )
+    rows: list[dict[str, Any]] = [
+        {
+            "campaign_id": hit.campaign_id,
+            "delivery_id": hit.delivery_id,
+            "kind": hit.kind.value,
+            "link_id": hit.link_id,
+            "occurred_at": _when(hit),
+            "ip_prefix": hit.ip_prefix,
+            "user_agent": hit.user_agent,
+            "hit_key": hit.hit_key,
+        }
+        for hit in hits
+    ]
+    return len(db.session.execute(statement, rows).all())
+
+
+def _mark_deliveries(hits: list[Hit]) -> None:
+    """Set each delivery's first open and first click, where not set yet.
+
+    A click implies the letter was opened (the pixel is often blocked, a click is not).
+    """
+    opened: dict[int, datetime] = {}
+    clicked: dict[int, datetime] = {}
+    for hit in hits:
+        at = _when(hit)
+        opened[hit.delivery_id] = min(at, opened.get(hit.delivery_id, at))
+        if hit.kind == TrackingKind.CLICK:
+            clicked[hit.delivery_id] = min(at, clicked.get(hit.delivery_id, at))
+    table = Delivery.__table__
+    for column, firsts in (("opened_at", opened), ("clicked_at", clicked)):
+        if not firsts:
+            continue
+        db.session.connection().execute(
+            update(table)
+            .where(table.c.id == bindparam("row_id"), table.c[column].is_(None))
+            .values({column: bindparam("first_at")}),
+            [{"row_id": row_id, "first_at": at} for row_id, at in firsts.items()],
+        )
