@@ -1,4 +1,7 @@
-"""Demo data: the fictional sample contacts, a few hundred generated ones, lists and segments."""
+"""Demo data: the fictional sample contacts, a few hundred generated ones, lists and segments.
+
+Then a draft campaign, and a finished one with its answers (campaign.services.demo_answers).
+"""
 
 from __future__ import annotations
 
@@ -97,6 +100,9 @@ def load_demo(
 
     seeded = load_seed_statements()
     demo_campaign = _create_demo_campaign()
+    from campaign.services.demo_answers import create_finished_campaign
+
+    finished = create_finished_campaign(actor=admin.user, seed=seed)
     record_event(
         "demo.load",
         detail={
@@ -105,6 +111,8 @@ def load_demo(
             "segments": segments,
             "statements": seeded,
             "draft_campaign": demo_campaign,
+            "finished_campaign": finished.campaign_id if finished else None,
+            "inbound": finished.inbound if finished else {},
         },
     )
     return DemoResult(len(cleaned), lists, segments, seeded, **admin_fields)

@@ -165,9 +165,74 @@ def test_load_demo_leaves_a_draft_campaign_that_passes_its_checks(app: Flask) ->
     from campaign.services import campaigns
 
     _load(app)
-    campaign = db.session.scalars(select(Campaign)).one()
-    assert campaign.status == CampaignStatus.DRAFT
+    campaign = db.session.scalars(
+        select(Campaign).where(Campaign.status == CampaignStatus.DRAFT)
+    ).one()
     assert campaign.name.startswith("Demo: ")
     check = campaigns.check_campaign(campaign)
     assert check.errors == []
     assert check.count.sendable == 48, "the UN special procedures list"
+
+
+def test_load_demo_leaves_a_finished_campaign_with_replies_auto_replies_and_bounces(
+    app: Flask,
+) -> None:
+    import hashlib
+    import zlib
+    from datetime import timedelta
+
+    from campaign.models import (
+        Campaign,
+        CampaignStatus,
+        Delivery,
+        DeliveryStatus,
+        InboundMessage,
+        Suppression,
+    )
+    from campaign.models._types import utcnow
+    from campaign.services import dashboard
+
+    _load(app)
+    campaign = db.session.scalars(
+        select(Campaign).where(Campaign.status == CampaignStatus.FINISHED)
+    ).one()
+    assert campaign.name == "Joint letter ahead of the EU\u2013Central Asia summit (sent)"
+    assert campaign.launched_at is not None
+    assert utcnow() - campaign.launched_at > timedelta(days=3)
+
+    # Every letter is recorded as the sending path records it: the bytes and their hash.
+    deliveries = db.session.scalars(select(Delivery).where(Delivery.campaign_id == campaign.id))
+    sent = [d for d in deliveries if d.sent_at is not None]
+    assert len(sent) == 70, "the EU officials list"
+    for delivery in sent:
+        assert delivery.message_blob is not None
+        raw = zlib.decompress(delivery.message_blob)
+        assert hashlib.sha256(raw).hexdigest() == delivery.message_sha256
+        assert f"Message-ID: {delivery.message_id}".encode() in raw
+        assert campaign.launched_at <= delivery.sent_at <= campaign.launched_at + timedelta(hours=1)
+
+    # The answers went through record_inbound: matched, classified, applied to the ledger.
+    inbound = db.session.scalars(select(InboundMessage)).all()
+    kinds = Counter(m.kind for m in inbound)
+    assert kinds == {"reply": 9, "auto_reply": 5, "bounce": 3, "unmatched": 1}
+    bounces = Counter(m.bounce_kind for m in inbound if m.kind == "bounce")
+    assert bounces == {"hard": 2, "soft": 1}
+    assert all(m.delivery_id for m in inbound if m.kind != "unmatched")
+    hard = [m.delivery for m in inbound if m.bounce_kind == "hard"]
+    assert {d.status for d in hard} == {DeliveryStatus.BOUNCED.value}
+    suppressed = set(db.session.scalars(select(Suppression.email_key)))
+    assert {d.email.lower() for d in hard} <= suppressed
+    subjects = {m.subject.partition(":")[0] for m in inbound if m.kind == "auto_reply"}
+    assert {"Automatic reply", "R\u00e9ponse automatique ", "Abwesenheitsnotiz"} <= subjects
+    assert any("\u0410\u0432\u0442\u043e\u043c\u0430\u0442" in s for s in subjects)
+    hostile = [m for m in inbound if "<script>" in m.html]
+    assert len(hostile) == 1 and "https://tracker.example/" in hostile[0].html
+
+    # The dashboard has something to show, spread over several days.
+    funnel = dashboard.funnel(campaign.id)
+    assert (funnel.count("replied"), funnel.count("auto_replied")) == (9, 5)
+    assert (funnel.count("bounced_hard"), funnel.count("bounced_soft")) == (2, 1)
+    line = dashboard.timeline(campaign.id)
+    assert not line.is_hourly
+    assert sum(1 for b in line.buckets if b.replies) >= 3
+    assert dashboard.non_responders(campaign.id).total == 70 - 9 - 2
