@@ -37,7 +37,7 @@ LETTER_STEP = 0
 HOURLY_UNTIL = timedelta(days=3)
 # A chart of more days than this ends at the last event instead of today.
 MAX_DAYS = 92
-NON_RESPONDERS_PER_PAGE = 50
+NON_RESPONDERS_PER_PAGE = 25
 # Rows fetched per round trip while writing the CSV; memory stays flat.
 EXPORT_BATCH = 1000
 BASE_COLUMNS = (
