@@ -76,6 +76,8 @@ class Config:
     RECONCILE_SECONDS: int = 30
     # How often workers poll the IMAP mailboxes that are due, in seconds.
     INBOX_POLL_SECONDS: int = 60
+    # Largest upload of .eml/mbox files on the replies upload page, in megabytes per request.
+    INBOUND_UPLOAD_MAX_MB: int = 50
     # How often workers write buffered open/click hits from Redis to the database, in seconds.
     TRACKING_FLUSH_SECONDS: int = 5
     # Where the development SMTP sink stores what it receives (empty: instance/devmail).

@@ -32,6 +32,7 @@ class MatchMethod(enum.StrEnum):
     BOUNCED_MESSAGE = "bounced_message"  # the original Message-ID quoted inside a bounce
     BOUNCED_RECIPIENT = "bounced_recipient"  # the address a bounce reports
     SENDER_SUBJECT = "sender_subject"
+    MANUAL = "manual"  # attached or confirmed by a person in the replies inbox
 
 
 class InboundMessage(db.Model):  # type: ignore[name-defined]

@@ -20,8 +20,10 @@ def register_blueprints(app: Flask) -> None:
         devmail,
         home,
         imports,
+        mailboxes,
         presend,
         previews,
+        replies,
         salutations,
         smtp_accounts,
         statements,
@@ -50,6 +52,8 @@ def register_blueprints(app: Flask) -> None:
         tracking,
         users,
         audit,
+        replies,
+        mailboxes,
     ):
         app.register_blueprint(module.bp)
     enforce_access_policies(app)
@@ -126,8 +130,10 @@ def _register_template_helpers(app: Flask) -> None:
         ("audiences.index", "Lists & segments", Role.VIEWER),
         ("statements.index", "Statements", Role.VIEWER),
         ("campaigns.index", "Campaigns", Role.VIEWER),
+        ("replies.index", "Replies", Role.EDITOR),
         ("suppressions.index", "Suppressions", Role.SENDER),
         ("smtp_accounts.index", "SMTP accounts", Role.ADMIN),
+        ("mailboxes.index", "Mailboxes", Role.ADMIN),
         ("salutations.index", "Salutations", Role.ADMIN),
         ("imports.new", "Import", Role.EDITOR),
         ("devmail.index", "Dev mailbox", Role.VIEWER),

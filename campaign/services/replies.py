@@ -1,0 +1,411 @@
+"""The replies inbox: find received mail, triage it (handle, assign, note, attach), upload more."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from typing import Any
+
+from sqlalchemy import Select, func, or_, select
+
+from campaign.extensions import db
+from campaign.inbound.parsing import MAX_HEADER_BYTES, storable
+from campaign.inbound.sources import messages_in_upload
+from campaign.models import (
+    Campaign,
+    Delivery,
+    InboundKind,
+    InboundMessage,
+    InboundNote,
+    MatchMethod,
+    Role,
+    User,
+)
+from campaign.models._types import utcnow
+from campaign.services.audit import record_event
+from campaign.services.inbound import record_inbound
+
+PER_PAGE = 50
+MAX_NOTE_CHARS = 5_000
+KINDS = (
+    InboundKind.REPLY.value,
+    InboundKind.AUTO_REPLY.value,
+    InboundKind.BOUNCE.value,
+    InboundKind.UNMATCHED.value,
+)
+STATES = ("open", "handled")
+
+
+class ReplyError(ValueError):
+    """A triage action was refused; the message says why, for the person who asked."""
+
+
+# --- finding ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InboxFilter:
+    """What the inbox shows; unknown values from the browser are dropped, never an error."""
+
+    kind: str | None = None
+    state: str | None = None
+    campaign_id: int | None = None
+    assigned_to_id: int | None = None
+    search: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            object.__setattr__(self, "kind", None)
+        if self.state not in STATES:
+            object.__setattr__(self, "state", None)
+        object.__setattr__(self, "search", (self.search or "").strip() or None)
+
+
+def _conditions(found: InboxFilter, *, with_kind: bool = True) -> list[Any]:
+    conditions: list[Any] = []
+    if with_kind and found.kind:
+        conditions.append(InboundMessage.kind == found.kind)
+    if found.state == "open":
+        conditions.append(InboundMessage.handled_at.is_(None))
+    elif found.state == "handled":
+        conditions.append(InboundMessage.handled_at.is_not(None))
+    if found.campaign_id is not None:
+        conditions.append(Delivery.campaign_id == found.campaign_id)
+    if found.assigned_to_id is not None:
+        conditions.append(InboundMessage.assigned_to_id == found.assigned_to_id)
+    if found.search:
+        needle = found.search.lower()
+        conditions.append(
+            or_(
+                func.lower(InboundMessage.from_address).contains(needle, autoescape=True),
+                func.lower(InboundMessage.subject).contains(needle, autoescape=True),
+            )
+        )
+    return conditions
+
+
+def inbox_query(
+    kind: str | None = None,
+    state: str | None = None,
+    campaign_id: int | None = None,
+    assigned_to_id: int | None = None,
+    search: str | None = None,
+) -> Select[InboundMessage, Delivery, Campaign]:
+    """Select (message, its delivery, its campaign) matching the filter, newest first."""
+    found = InboxFilter(kind, state, campaign_id, assigned_to_id, search)
+    return (
+        select(InboundMessage, Delivery, Campaign)
+        .outerjoin(Delivery, Delivery.id == InboundMessage.delivery_id)
+        .outerjoin(Campaign, Campaign.id == Delivery.campaign_id)
+        .where(*_conditions(found))
+        .order_by(InboundMessage.received_at.desc(), InboundMessage.id.desc())
+    )
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    message: InboundMessage
+    delivery: Delivery | None
+    campaign: Campaign | None
+
+
+@dataclass(frozen=True)
+class InboxPage:
+    rows: list[InboxRow]
+    page: int
+    per_page: int
+    matching: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.matching / self.per_page))
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+
+def inbox_page(found: InboxFilter, page: int = 1, per_page: int = PER_PAGE) -> InboxPage:
+    """One page of the inbox; a page past the end shows the last one."""
+    query = inbox_query(
+        found.kind, found.state, found.campaign_id, found.assigned_to_id, found.search
+    )
+    matching = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    pages = max(1, math.ceil(matching / per_page))
+    page = min(max(1, page), pages)
+    rows = db.session.execute(query.offset((page - 1) * per_page).limit(per_page)).all()
+    return InboxPage(
+        rows=[InboxRow(*row) for row in rows],
+        page=page,
+        per_page=per_page,
+        matching=matching,
+    )
+
+
+def kind_counts(found: InboxFilter) -> dict[str, int]:
+    """How many messages of each kind the filter finds (its own kind aside), for the tabs."""
+    query = (
+        select(InboundMessage.kind, func.count())
+        .outerjoin(Delivery, Delivery.id == InboundMessage.delivery_id)
+        .where(*_conditions(found, with_kind=False))
+        .group_by(InboundMessage.kind)
+    )
+    counts = dict.fromkeys(KINDS, 0)
+    for kind, count in db.session.execute(query):
+        counts[kind] = int(count)
+    return counts
+
+
+def open_reply_count() -> int:
+    """Human replies nobody has handled yet (the number beside "Replies" in the menu)."""
+    query = (
+        select(func.count())
+        .select_from(InboundMessage)
+        .where(
+            InboundMessage.kind == InboundKind.REPLY.value,
+            InboundMessage.handled_at.is_(None),
+        )
+    )
+    return db.session.scalar(query) or 0
+
+
+def triage_users() -> list[User]:
+    """Active users who may triage replies, the people a message can be assigned to."""
+    allowed = [role.value for role in Role if role.includes(Role.EDITOR)]
+    query = (
+        select(User)
+        .where(User.is_active_account.is_(True), User.role.in_(allowed))
+        .order_by(User.email)
+    )
+    return list(db.session.scalars(query))
+
+
+def raw_message(message: InboundMessage) -> bytes | None:
+    """The message's bytes as received, or None when they were not kept."""
+    if not message.raw_blob:
+        return None
+    try:
+        return zlib.decompress(message.raw_blob)
+    except zlib.error:
+        return None
+
+
+def find_delivery(campaign_id: int, email: str) -> Delivery | None:
+    """The campaign's latest letter to `email` (any case), or None."""
+    query = (
+        select(Delivery)
+        .where(
+            Delivery.campaign_id == campaign_id,
+            func.lower(Delivery.email) == email.strip().lower(),
+        )
+        .order_by(Delivery.step.desc(), Delivery.id.desc())
+        .limit(1)
+    )
+    return db.session.scalar(query)
+
+
+# --- triage -------------------------------------------------------------------------------
+
+
+def _audit(action: str, message: InboundMessage, user: User, **detail: Any) -> None:
+    record_event(
+        f"inbound.{action}",
+        target_type="inbound_message",
+        target_id=message.id,
+        actor=user,
+        detail={"from": message.from_address, "subject": message.subject[:200], **detail},
+    )
+
+
+def mark_handled(message: InboundMessage, user: User, handled: bool = True) -> bool:
+    """Mark the message handled (or open again); False when it already was."""
+    if (message.handled_at is not None) == handled:
+        return False
+    message.handled_at = utcnow() if handled else None
+    message.handled_by_id = user.id if handled else None
+    _audit("handled" if handled else "reopened", message, user)
+    db.session.flush()
+    return True
+
+
+def assign(message: InboundMessage, user: User, assignee: User | None) -> None:
+    """Give the message to a colleague (None: to nobody)."""
+    if assignee is not None and not (
+        assignee.is_active_account and assignee.role_enum.includes(Role.EDITOR)
+    ):
+        raise ReplyError(f"{assignee.email} cannot triage replies (an editor or above can).")
+    if message.assigned_to_id == (assignee.id if assignee else None):
+        return
+    message.assigned_to_id = assignee.id if assignee else None
+    _audit("assigned", message, user, assignee=assignee.email if assignee else "")
+    db.session.flush()
+
+
+def add_note(message: InboundMessage, user: User, text: str) -> InboundNote:
+    """Add a colleague's note to the message."""
+    text = text.strip()
+    if not text:
+        raise ReplyError("The note is empty.")
+    if len(text) > MAX_NOTE_CHARS:
+        raise ReplyError(
+            f"The note has {len(text):,} characters; {MAX_NOTE_CHARS:,} at most are kept."
+        )
+    note = InboundNote(inbound_id=message.id, author_id=user.id, text=text, created_at=utcnow())
+    db.session.add(note)
+    _audit("note", message, user, note=text[:200])
+    db.session.flush()
+    db.session.expire(message, ["notes"])
+    return note
+
+
+def attach_to_delivery(message: InboundMessage, delivery: Delivery, user: User) -> None:
+    """Link a message to the letter it answers, as a person decided (unmatched or weak)."""
+    if message.kind == InboundKind.BOUNCE.value:
+        raise ReplyError("A bounce is matched by the addresses it reports, not by hand.")
+    previous = db.session.get(Delivery, message.delivery_id) if message.delivery_id else None
+    if message.kind == InboundKind.UNMATCHED.value:
+        message.kind = InboundKind.REPLY.value
+    message.delivery_id = delivery.id
+    message.match_method = MatchMethod.MANUAL.value
+    message.is_weak_match = False
+    if previous is not None and previous.id != delivery.id:
+        _forget_reply(previous, message)
+    if message.kind == InboundKind.REPLY.value and delivery.replied_at is None:
+        delivery.replied_at = message.received_at
+    _audit(
+        "attached",
+        message,
+        user,
+        delivery_id=delivery.id,
+        campaign_id=delivery.campaign_id,
+        email=delivery.email,
+        previous_delivery_id=previous.id if previous else None,
+    )
+    db.session.flush()
+
+
+def _forget_reply(delivery: Delivery, moved: InboundMessage) -> None:
+    # A weak match that a person moved elsewhere: the first delivery was never answered,
+    # unless another human reply still points at it.
+    db.session.flush()
+    earliest = db.session.scalar(
+        select(func.min(InboundMessage.received_at)).where(
+            InboundMessage.delivery_id == delivery.id,
+            InboundMessage.kind == InboundKind.REPLY.value,
+            InboundMessage.id != moved.id,
+        )
+    )
+    delivery.replied_at = earliest
+
+
+# --- uploads ------------------------------------------------------------------------------
+
+
+@dataclass
+class UploadOutcome:
+    """What happened to one uploaded message, as the upload page lists it."""
+
+    label: str
+    inbound_id: int | None = None
+    kind: str = ""
+    delivery: Delivery | None = None
+    campaign_name: str = ""
+    is_duplicate: bool = False
+    bounce: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+
+def ingest_upload(filename: str, data: bytes, user: User) -> list[UploadOutcome]:
+    """Record every message of an uploaded .eml or mbox file; one outcome each."""
+    outcomes: list[UploadOutcome] = []
+    for label, raw in messages_in_upload(filename, data):
+        outcome = UploadOutcome(label)
+        outcomes.append(outcome)
+        if raw is None:
+            outcome.problems.append("could not be read")
+            continue
+        try:
+            # One message that breaks the store must not lose the others of the same file.
+            with db.session.begin_nested():
+                result = record_inbound(raw, source="upload")
+        except Exception as error:  # reported on the page, per message
+            outcome.problems.append(f"not recorded: {type(error).__name__}")
+            continue
+        message = result.message
+        outcome.inbound_id = message.id
+        outcome.kind = message.kind
+        outcome.is_duplicate = not result.is_new
+        outcome.bounce = message.bounce_kind
+        outcome.problems.extend(message.problems or [])
+        if message.delivery_id is not None:
+            outcome.delivery = db.session.get(Delivery, message.delivery_id)
+            campaign = (
+                db.session.get(Campaign, outcome.delivery.campaign_id) if outcome.delivery else None
+            )
+            outcome.campaign_name = campaign.name if campaign else ""
+    record_event(
+        "inbound.upload",
+        target_type="upload",
+        actor=user,
+        detail={
+            "filename": filename[:255],
+            "messages": len(outcomes),
+            "new": sum(1 for o in outcomes if o.inbound_id and not o.is_duplicate),
+            "duplicates": sum(1 for o in outcomes if o.is_duplicate),
+            "failed": sum(1 for o in outcomes if o.inbound_id is None),
+        },
+    )
+    return outcomes
+
+
+def record_download(message: InboundMessage, user: User) -> None:
+    """Note in the audit log that someone took a copy of the original message."""
+    _audit("download", message, user)
+
+
+def campaign_filter_choices() -> list[tuple[int, str]]:
+    """(id, name) of launched campaigns (the only ones with letters to answer), newest first."""
+    query = (
+        select(Campaign.id, Campaign.name)
+        .where(Campaign.launched_at.is_not(None))
+        .order_by(Campaign.created_at.desc(), Campaign.id.desc())
+    )
+    return [(campaign_id, name) for campaign_id, name in db.session.execute(query)]
+
+
+# Headers the message page shows beside those stored in columns.
+SHOWN_HEADERS = ("To", "Cc", "Date")
+
+
+def original_headers(message: InboundMessage) -> dict[str, str]:
+    """To, Cc and Date as received (none when the raw bytes were not kept)."""
+    raw = raw_message(message)
+    if raw is None:
+        return {}
+    try:
+        parsed = BytesHeaderParser(policy=default_policy).parsebytes(raw[:MAX_HEADER_BYTES])
+    except Exception:  # hostile headers have broken the stdlib parser before
+        return {}
+    shown: dict[str, str] = {}
+    for name in SHOWN_HEADERS:
+        try:
+            value = parsed.get(name)
+        except Exception:  # a malformed header: show what was sent, undecoded
+            value = _raw_header(parsed, name)
+        if value is not None:
+            shown[name] = " ".join(storable(str(value)).split())[:2000]
+    return shown
+
+
+def _raw_header(parsed: Any, name: str) -> str | None:
+    for key, value in parsed.raw_items():
+        if key.lower() == name.lower():
+            return str(value)
+    return None

@@ -1,0 +1,142 @@
+"""IMAP mailboxes (admins): the mailboxes replies are read from, their health, "Poll now"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from campaign.extensions import db
+from campaign.models import ImapMailbox, ImapSecurity, Role, User
+from campaign.models._types import utcnow
+from campaign.services import mailbox_admin
+from campaign.services.mailbox_admin import MailboxSettings
+from campaign.services.mailboxes import ALERT_AFTER, MailboxError, poll_mailbox
+from campaign.web.access import allow
+
+bp = Blueprint("mailboxes", __name__, url_prefix="/mailboxes")
+
+# The password is not among them: a form shown again never carries it back to the browser.
+FORM_FIELDS = ("name", "host", "port", "security", "username", "folder", "processed_folder")
+
+
+def _me() -> User:
+    user: User = current_user._get_current_object()
+    return user
+
+
+def _form_of(mailbox: ImapMailbox) -> dict[str, str]:
+    return {name: str(getattr(mailbox, name)) for name in FORM_FIELDS}
+
+
+def _render_form(
+    mailbox: ImapMailbox | None, form: dict[str, str], error: str = "", status: int = 200
+) -> Any:
+    return render_template(
+        "mailboxes/form.html",
+        mailbox=mailbox,
+        form=form,
+        securities=[s.value for s in ImapSecurity],
+        error=error,
+    ), status
+
+
+def _back() -> Any:
+    return redirect(url_for("mailboxes.index"))
+
+
+@bp.route("/")
+@allow(Role.ADMIN)
+def index() -> Any:
+    mailboxes = list(db.session.scalars(db.select(ImapMailbox).order_by(ImapMailbox.name)))
+    return render_template(
+        "mailboxes/index.html",
+        mailboxes=mailboxes,
+        alerting=[m for m in mailboxes if mailbox_admin.needs_alert(m)],
+        alert_after=ALERT_AFTER,
+        now=utcnow(),
+    )
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@allow(Role.ADMIN)
+def new() -> Any:
+    if request.method == "GET":
+        blank = {"port": "993", "security": ImapSecurity.SSL.value, "folder": "INBOX"}
+        return _render_form(None, {**blank, "processed_folder": "Processed"})
+    form = {name: request.form.get(name, "") for name in FORM_FIELDS}
+    try:
+        settings = MailboxSettings.from_form({**form, "password": request.form.get("password", "")})
+        mailbox = mailbox_admin.create_mailbox(settings, actor=_me())
+    except MailboxError as error:
+        db.session.rollback()
+        return _render_form(None, form, str(error), 422)
+    db.session.commit()
+    flash(f"Mailbox {mailbox.name} added; it is polled within a minute.", "success")
+    return _back()
+
+
+@bp.route("/<int:mailbox_id>/edit", methods=["GET", "POST"])
+@allow(Role.ADMIN)
+def edit(mailbox_id: int) -> Any:
+    mailbox = db.get_or_404(ImapMailbox, mailbox_id)
+    if request.method == "GET":
+        return _render_form(mailbox, _form_of(mailbox))
+    form = {name: request.form.get(name, "") for name in FORM_FIELDS}
+    try:
+        settings = MailboxSettings.from_form({**form, "password": request.form.get("password", "")})
+        reset = mailbox_admin.update_mailbox(mailbox, settings, actor=_me())
+    except MailboxError as error:
+        db.session.rollback()
+        return _render_form(db.session.get(ImapMailbox, mailbox_id), form, str(error), 422)
+    db.session.commit()
+    note = " It now points at another folder: that folder is read from its start." if reset else ""
+    flash(f"Mailbox {mailbox.name} saved.{note}", "success")
+    return _back()
+
+
+@bp.route("/<int:mailbox_id>/enabled", methods=["POST"])
+@allow(Role.ADMIN)
+def set_enabled(mailbox_id: int) -> Any:
+    mailbox = db.get_or_404(ImapMailbox, mailbox_id)
+    is_enabled = request.form.get("enabled") == "1"
+    if mailbox_admin.set_enabled(mailbox, is_enabled, actor=_me()):
+        db.session.commit()
+        flash(
+            f"Mailbox {mailbox.name} {'enabled' if is_enabled else 'disabled: it is not polled'}.",
+            "success",
+        )
+    return _back()
+
+
+@bp.route("/<int:mailbox_id>/delete", methods=["GET", "POST"])
+@allow(Role.ADMIN)
+def delete(mailbox_id: int) -> Any:
+    mailbox = db.get_or_404(ImapMailbox, mailbox_id)
+    if request.method == "GET":
+        return render_template("mailboxes/delete.html", mailbox=mailbox)
+    name = mailbox.name
+    mailbox_admin.delete_mailbox(mailbox, actor=_me())
+    db.session.commit()
+    flash(f"Mailbox {name} deleted; the mail already received stays in the inbox.", "success")
+    return _back()
+
+
+@bp.route("/<int:mailbox_id>/poll", methods=["POST"])
+@allow(Role.ADMIN)
+def poll(mailbox_id: int) -> Any:
+    """Poll one mailbox now, in this request (the same code the workers run)."""
+    mailbox = db.get_or_404(ImapMailbox, mailbox_id)
+    report = poll_mailbox(mailbox, commit=db.session.commit)
+    mailbox_admin.record_poll(mailbox, report.summary(), actor=_me())
+    db.session.commit()
+    if report.errors:
+        flash(f"Poll failed: {'; '.join(report.errors)}", "error")
+    else:
+        flash(
+            f"Polled {mailbox.name}: {report.fetched} fetched, {report.new} new, "
+            f"{report.skipped_large} too large (headers only).",
+            "success",
+        )
+    return _back()

@@ -1,0 +1,293 @@
+"""The replies inbox: list, read and triage received mail; upload .eml and mbox files.
+
+Replies are private correspondence: editors and above read and triage them; only admins may
+download an original message. A received message's HTML is only ever shown sanitised, in a
+sandboxed frame whose own response forbids every network source (FRAME_CSP).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+
+from campaign.extensions import db
+from campaign.inbound.sanitise import FRAME_CSP, safe_html
+from campaign.models import Campaign, Delivery, InboundKind, InboundMessage, Role, User
+from campaign.services import ledger
+from campaign.services import replies as reply_service
+from campaign.services.replies import InboxFilter, ReplyError
+from campaign.web.access import allow
+from campaign.web.params import row_id
+
+bp = Blueprint("replies", __name__, url_prefix="/replies")
+
+KIND_LABELS = {
+    InboundKind.REPLY.value: "Human replies",
+    InboundKind.AUTO_REPLY.value: "Auto-replies",
+    InboundKind.BOUNCE.value: "Bounces",
+    InboundKind.UNMATCHED.value: "Unmatched",
+}
+KIND_BADGES = {
+    InboundKind.REPLY.value: "reply",
+    InboundKind.AUTO_REPLY.value: "auto-reply",
+    InboundKind.BOUNCE.value: "bounce",
+    InboundKind.UNMATCHED.value: "unmatched",
+}
+MATCH_LABELS = {
+    "in_reply_to": "In-Reply-To header",
+    "references": "References header",
+    "reply_token": "reply address token",
+    "bounced_message": "our Message-ID quoted in the bounce",
+    "bounced_recipient": "the address the bounce reports",
+    "sender_subject": "sender and subject only (weak)",
+    "manual": "attached by a person",
+}
+
+
+@bp.app_context_processor
+def _open_reply_count() -> dict[str, object]:
+    # A callable: the count is queried only when the menu shows the Replies link.
+    return {"open_reply_count": reply_service.open_reply_count}
+
+
+def _me() -> User:
+    user: User = current_user._get_current_object()
+    return user
+
+
+def _message(message_id: int) -> InboundMessage:
+    message: InboundMessage = db.get_or_404(InboundMessage, message_id)
+    return message
+
+
+def _filter_from_args() -> InboxFilter:
+    return InboxFilter(
+        kind=request.args.get("kind") or None,
+        state=request.args.get("state") or None,
+        campaign_id=row_id(request.args.get("campaign")),
+        assigned_to_id=_me().id if request.args.get("mine") == "1" else None,
+        search=request.args.get("q"),
+    )
+
+
+def _back_to(message: InboundMessage) -> Any:
+    return redirect(url_for("replies.show", message_id=message.id))
+
+
+# --- the inbox ----------------------------------------------------------------------------
+
+
+@bp.route("/")
+@allow(Role.EDITOR)
+def index() -> Any:
+    found = _filter_from_args()
+    page_number = request.args.get("page", "1")
+    campaign = db.session.get(Campaign, found.campaign_id) if found.campaign_id else None
+    if found.campaign_id and campaign is None:
+        abort(404)
+    return render_template(
+        "replies/index.html",
+        found=found,
+        campaign=campaign,
+        mine=request.args.get("mine") == "1",
+        inbox=reply_service.inbox_page(
+            found, page=int(page_number) if page_number.isdecimal() else 1
+        ),
+        counts=reply_service.kind_counts(found),
+        kind_labels=KIND_LABELS,
+        kind_badges=KIND_BADGES,
+    )
+
+
+@bp.route("/<int:message_id>")
+@allow(Role.EDITOR)
+def show(message_id: int) -> Any:
+    message = _message(message_id)
+    delivery = db.session.get(Delivery, message.delivery_id) if message.delivery_id else None
+    campaign = db.session.get(Campaign, delivery.campaign_id) if delivery else None
+    may_attach = message.kind != InboundKind.BOUNCE.value and (
+        message.kind == InboundKind.UNMATCHED.value or message.is_weak_match
+    )
+    return render_template(
+        "replies/show.html",
+        message=message,
+        headers=reply_service.original_headers(message),
+        delivery=delivery,
+        campaign=campaign,
+        # The letter it answers, decoded the way the delivery page decodes it.
+        letter=ledger.delivery_evidence(delivery) if delivery else None,
+        users=reply_service.triage_users(),
+        campaigns=reply_service.campaign_filter_choices() if may_attach else [],
+        may_attach=may_attach,
+        may_download=current_user.role_enum.includes(Role.ADMIN),
+        may_see_evidence=current_user.role_enum.includes(Role.SENDER),
+        has_raw=message.raw_blob is not None,
+        kind_badges=KIND_BADGES,
+        match_labels=MATCH_LABELS,
+        max_note=reply_service.MAX_NOTE_CHARS,
+    )
+
+
+@bp.route("/<int:message_id>/html")
+@allow(Role.EDITOR)
+def html(message_id: int) -> Any:
+    """The sanitised HTML as its own document, for the page's sandboxed frame only."""
+    message = _message(message_id)
+    response = Response(
+        render_template("replies/frame.html", body=safe_html(message.html)),
+        mimetype="text/html",
+    )
+    # These replace the app's defaults for this response only: framed by our own page,
+    # no script, no network source of any kind, a unique origin (sandbox).
+    response.headers["Content-Security-Policy"] = f"{FRAME_CSP}; sandbox"
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.route("/<int:message_id>/original")
+@allow(Role.ADMIN)
+def original(message_id: int) -> Any:
+    message = _message(message_id)
+    raw = reply_service.raw_message(message)
+    if raw is None:
+        abort(404)
+    reply_service.record_download(message, _me())
+    db.session.commit()
+    # Always a download, never rendered: the bytes are whatever the sender chose.
+    response = Response(raw, mimetype="application/octet-stream")
+    response.headers["Content-Disposition"] = f'attachment; filename="reply-{message.id}.eml"'
+    response.headers["Content-Security-Policy"] = "sandbox"
+    return response
+
+
+# --- triage -------------------------------------------------------------------------------
+
+
+@bp.route("/<int:message_id>/handled", methods=["POST"])
+@allow(Role.EDITOR)
+def handled(message_id: int) -> Any:
+    message = _message(message_id)
+    is_handled = request.form.get("handled") == "1"
+    if reply_service.mark_handled(message, _me(), is_handled):
+        db.session.commit()
+        flash("Marked handled." if is_handled else "Open again.", "success")
+    else:
+        flash("Already handled." if is_handled else "Already open.", "info")
+    return _back_to(message)
+
+
+@bp.route("/<int:message_id>/assign", methods=["POST"])
+@allow(Role.EDITOR)
+def assign(message_id: int) -> Any:
+    message = _message(message_id)
+    raw = request.form.get("user_id", "")
+    assignee = None
+    if raw:
+        user_id = row_id(raw)
+        assignee = db.session.get(User, user_id) if user_id is not None else None
+        if assignee is None:
+            flash("Not assigned: that user no longer exists.", "error")
+            return _back_to(message)
+    try:
+        reply_service.assign(message, _me(), assignee)
+    except ReplyError as error:
+        db.session.rollback()
+        flash(f"Not assigned: {error}", "error")
+        return _back_to(message)
+    db.session.commit()
+    flash(f"Assigned to {assignee.email}." if assignee else "Assigned to nobody.", "success")
+    return _back_to(message)
+
+
+@bp.route("/<int:message_id>/notes", methods=["POST"])
+@allow(Role.EDITOR)
+def add_note(message_id: int) -> Any:
+    message = _message(message_id)
+    try:
+        reply_service.add_note(message, _me(), request.form.get("text", ""))
+    except ReplyError as error:
+        db.session.rollback()
+        flash(f"Note not added: {error}", "error")
+        return _back_to(message)
+    db.session.commit()
+    flash("Note added.", "success")
+    return _back_to(message)
+
+
+@bp.route("/<int:message_id>/attach", methods=["POST"])
+@allow(Role.EDITOR)
+def attach(message_id: int) -> Any:
+    message = _message(message_id)
+    campaign_id = row_id(request.form.get("campaign_id"))
+    email = request.form.get("email", "").strip()
+    campaign = db.session.get(Campaign, campaign_id) if campaign_id is not None else None
+    if campaign is None or not email:
+        flash("Not attached: choose the campaign and type the recipient's address.", "error")
+        return _back_to(message)
+    delivery = reply_service.find_delivery(campaign.id, email)
+    if delivery is None:
+        flash(f"Not attached: {campaign.name} did not write to {email}.", "error")
+        return _back_to(message)
+    try:
+        reply_service.attach_to_delivery(message, delivery, _me())
+    except ReplyError as error:
+        db.session.rollback()
+        flash(f"Not attached: {error}", "error")
+        return _back_to(message)
+    db.session.commit()
+    flash(f"Attached to the letter {campaign.name} sent to {delivery.email}.", "success")
+    return _back_to(message)
+
+
+# --- uploads ------------------------------------------------------------------------------
+
+
+def _upload_cap() -> int:
+    return int(current_app.config["INBOUND_UPLOAD_MAX_MB"]) * 1024 * 1024
+
+
+def _render_upload(outcomes: list[Any] | None = None, error: str = "", status: int = 200) -> Any:
+    return render_template(
+        "replies/upload.html",
+        outcomes=outcomes,
+        error=error,
+        max_mb=current_app.config["INBOUND_UPLOAD_MAX_MB"],
+        kind_labels=KIND_LABELS,
+    ), status
+
+
+@bp.route("/upload", methods=["GET", "POST"])
+@allow(Role.EDITOR)
+def upload() -> Any:
+    if request.method == "GET":
+        return _render_upload()
+    too_large = (
+        f"The upload is larger than the {current_app.config['INBOUND_UPLOAD_MAX_MB']} MB "
+        "accepted at once (CAMPAIGN_INBOUND_UPLOAD_MAX_MB). Upload fewer files at a time, "
+        "or give large mailboxes to the `campaign inbound` command."
+    )
+    # Browsers send the length of a file upload; a body sent without one is still bounded
+    # by the app-wide MAX_CONTENT_LENGTH.
+    if request.content_length is not None and request.content_length > _upload_cap():
+        return _render_upload(error=too_large, status=413)
+    files = [f for f in request.files.getlist("files") if f.filename]
+    if not files:
+        return _render_upload(error="Choose one or more .eml or mbox files.", status=400)
+    outcomes = []
+    for file in files:
+        outcomes.extend(reply_service.ingest_upload(file.filename or "", file.read(), _me()))
+    db.session.commit()
+    return _render_upload(outcomes)
