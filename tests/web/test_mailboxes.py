@@ -1,0 +1,225 @@
+"""Mailboxes page (admins): add, edit, enable, delete, poll now; passwords never shown."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from email.message import EmailMessage
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from campaign.extensions import db
+from campaign.models import AuditEvent, ImapMailbox, InboundMessage, Role, User
+from campaign.models._types import utcnow
+from campaign.secret_box import decrypt_secret
+from tests import servers
+from tests.inbound.helpers import delivery, letter_id, sent_campaign
+
+Login = Callable[[Role], User]
+SECRET = "imap-Secret-42&more"
+
+
+def _text(response: Any) -> str:
+    return str(response.get_data(as_text=True))
+
+
+def _form(**changes: str) -> dict[str, str]:
+    form = {
+        "name": "Replies",
+        "host": "imap.example.org",
+        "port": "993",
+        "security": "ssl",
+        "username": "replies@example.org",
+        "password": SECRET,
+        "folder": "INBOX",
+        "processed_folder": "Processed",
+    }
+    form.update(changes)
+    return form
+
+
+def _mailbox(name: str = "Replies") -> ImapMailbox:
+    db.session.expire_all()
+    found = db.session.scalar(select(ImapMailbox).where(ImapMailbox.name == name))
+    assert found is not None
+    return found
+
+
+def _actions() -> list[str]:
+    query = select(AuditEvent.action).where(AuditEvent.target_type == "imap_mailbox")
+    return list(db.session.scalars(query.order_by(AuditEvent.id)))
+
+
+def test_only_admins_see_mailboxes(client: FlaskClient, login: Login, app: Flask) -> None:
+    login(Role.SENDER)
+
+    assert client.get("/mailboxes/").status_code == 403
+    assert client.post("/mailboxes/new", data=_form()).status_code == 403
+    assert db.session.scalar(select(ImapMailbox)) is None
+    assert "/mailboxes/" not in _text(client.get("/"))
+
+
+def test_admin_adds_a_mailbox_and_the_password_is_never_shown(
+    client: FlaskClient, login: Login, app: Flask
+) -> None:
+    login(Role.ADMIN)
+    assert 'href="/mailboxes/"' in _text(client.get("/"))
+
+    response = client.post("/mailboxes/new", data=_form(), follow_redirects=True)
+
+    page = _text(response)
+    assert "Mailbox Replies added" in page
+    assert "imap.example.org:993" in page and "INBOX → Processed" in page
+    mailbox = _mailbox()
+    assert decrypt_secret(mailbox.password_encrypted) == SECRET
+    assert SECRET not in page
+    assert SECRET not in _text(client.get(f"/mailboxes/{mailbox.id}/edit"))
+    event = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "mailbox.create")
+    ).one()
+    assert SECRET not in str(event.detail)
+    assert event.detail["password_changed"] is True
+
+
+def test_a_refused_form_says_why_and_keeps_what_was_typed(
+    client: FlaskClient, login: Login, app: Flask
+) -> None:
+    login(Role.ADMIN)
+
+    response = client.post("/mailboxes/new", data=_form(processed_folder="INBOX"))
+
+    assert response.status_code == 422
+    page = _text(response)
+    assert "The processed folder must differ from the folder watched." in page
+    assert 'value="imap.example.org"' in page
+    assert SECRET not in page
+    assert client.post("/mailboxes/new", data=_form(port="http")).status_code == 422
+    assert db.session.scalar(select(ImapMailbox)) is None
+
+
+def test_editing_keeps_a_blank_password_and_a_new_folder_resets_the_checkpoint(
+    client: FlaskClient, login: Login, app: Flask
+) -> None:
+    login(Role.ADMIN)
+    client.post("/mailboxes/new", data=_form())
+    mailbox = _mailbox()
+    mailbox.uidvalidity, mailbox.last_uid = 77, 1200
+    db.session.commit()
+
+    client.post(f"/mailboxes/{mailbox.id}/edit", data=_form(password="", port="1993"))
+
+    mailbox = _mailbox()
+    assert decrypt_secret(mailbox.password_encrypted) == SECRET
+    assert (mailbox.port, mailbox.uidvalidity, mailbox.last_uid) == (1993, 77, 1200)
+
+    response = client.post(
+        f"/mailboxes/{mailbox.id}/edit",
+        data=_form(password="new-secret", folder="Replies"),
+        follow_redirects=True,
+    )
+
+    assert "that folder is read from its start" in _text(response)
+    mailbox = _mailbox()
+    assert decrypt_secret(mailbox.password_encrypted) == "new-secret"
+    assert (mailbox.folder, mailbox.uidvalidity, mailbox.last_uid) == ("Replies", 0, 0)
+
+
+def test_disable_enable_and_delete(client: FlaskClient, login: Login, app: Flask) -> None:
+    login(Role.ADMIN)
+    client.post("/mailboxes/new", data=_form())
+    mailbox_id = _mailbox().id
+
+    client.post(f"/mailboxes/{mailbox_id}/enabled", data={"enabled": "0"})
+    assert _mailbox().is_enabled is False
+    assert "not polled" in _text(client.get("/mailboxes/"))
+    client.post(f"/mailboxes/{mailbox_id}/enabled", data={"enabled": "1"})
+    assert _mailbox().is_enabled is True
+
+    assert "stays in the replies inbox" in _text(client.get(f"/mailboxes/{mailbox_id}/delete"))
+    client.post(f"/mailboxes/{mailbox_id}/delete")
+
+    assert db.session.scalar(select(ImapMailbox)) is None
+    assert _actions() == [
+        "mailbox.create",
+        "mailbox.disable",
+        "mailbox.enable",
+        "mailbox.delete",
+    ]
+
+
+def test_a_failing_mailbox_raises_a_visible_alert(
+    client: FlaskClient, login: Login, app: Flask
+) -> None:
+    login(Role.ADMIN)
+    client.post("/mailboxes/new", data=_form())
+    mailbox = _mailbox()
+    mailbox.failures = 2
+    mailbox.last_error = "imap.example.org:993 refused the connection"
+    mailbox.next_poll_at = utcnow() + timedelta(minutes=2)
+    db.session.commit()
+
+    page = _text(client.get("/mailboxes/"))
+    assert 'role="alert"' not in page
+    assert "backing off" in page
+
+    mailbox.failures = 3
+    db.session.commit()
+    page = _text(client.get("/mailboxes/"))
+
+    assert "Replies has failed 3 polls in a row" in page
+    assert "refused the connection" in page
+
+
+def _reply(to_address: str) -> bytes:
+    message = EmailMessage()
+    message["From"] = f"Ambassador <{to_address}>"
+    message["To"] = "office@hro.example.org"
+    message["Subject"] = "Re: Release the defenders"
+    message["Message-ID"] = f"<{uuid.uuid4().hex}@embassy.example>"
+    message["In-Reply-To"] = letter_id(to_address)
+    message.set_content("We have read your letter.")
+    return bytes(message)
+
+
+def test_poll_now_reads_the_mailbox_and_says_what_it_did(
+    client: FlaskClient, login: Login, app: Flask, imap_server: servers.DovecotServer
+) -> None:
+    sent = sent_campaign()
+    login(Role.ADMIN)
+    user = f"web{uuid.uuid4().hex[:8]}"
+    imap_server.add_user(user, f"{user}-pw")
+    imap_server.deliver(user, _reply("ana@example.org"))
+    form = _form(
+        name=user,
+        host=imap_server.host,
+        port=str(imap_server.port),
+        security="none",
+        username=user,
+        password=f"{user}-pw",
+    )
+    client.post("/mailboxes/new", data=form)
+    mailbox_id = _mailbox(user).id
+
+    response = client.post(f"/mailboxes/{mailbox_id}/poll", follow_redirects=True)
+
+    assert f"Polled {user}: 1 fetched, 1 new" in _text(response)
+    assert delivery(sent["ana@example.org"]).replied_at is not None
+    assert db.session.scalar(select(InboundMessage.source)) == f"imap:{user}"
+    assert _actions()[-1] == "mailbox.poll"
+
+
+def test_poll_now_reports_a_failure(client: FlaskClient, login: Login, app: Flask) -> None:
+    login(Role.ADMIN)
+    port = servers.free_port()  # nothing listens there
+    client.post("/mailboxes/new", data=_form(host="127.0.0.1", port=str(port), security="none"))
+    mailbox_id = _mailbox().id
+
+    response = client.post(f"/mailboxes/{mailbox_id}/poll", follow_redirects=True)
+
+    assert "Poll failed:" in _text(response)
+    mailbox = _mailbox()
+    assert mailbox.failures == 1 and mailbox.last_error
