@@ -1,0 +1,71 @@
+"""The replies inbox in Chromium: a hostile HTML reply is read without any outside request."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from playwright.sync_api import Page, Request, expect
+
+from campaign.extensions import db
+from campaign.models import Role
+from campaign.services.inbound import record_inbound
+from tests.browser.conftest import LiveServer
+from tests.inbound.helpers import corpus, sent_campaign
+
+
+def _prepare(live_server: LiveServer) -> None:
+    with live_server.app.app_context():
+        sent_campaign()
+        # A human reply whose HTML has a script, a tracking pixel, a meta refresh, a <base>,
+        # a javascript: link and a form; an auto-reply and a bounce beside it.
+        for name in ("reply_hostile_html.eml", "ooo_fr.eml", "postfix_dsn.eml"):
+            record_inbound(corpus(name))
+        db.session.commit()
+        db.session.remove()
+
+
+def test_a_hostile_reply_is_read_triaged_and_filed_as_handled(
+    signed_in_page: Callable[..., Page], live_server: LiveServer
+) -> None:
+    _prepare(live_server)
+    page = signed_in_page(Role.EDITOR)
+    app_origin = urlsplit(live_server.url).netloc
+
+    page.get_by_role("link", name="Replies").first.click()
+    expect(page.get_by_role("heading", name="Replies")).to_be_visible()
+    expect(page.locator("#inbox tbody tr")).to_have_count(3)
+    page.get_by_role("link", name="Human replies (1)").click()
+    expect(page.locator("#inbox tbody tr")).to_have_count(1)
+    expect(page.locator("#inbox")).not_to_contain_text("Absence")
+
+    requests: list[Request] = []
+    page.on("request", lambda request: requests.append(request))
+    page.get_by_role("link", name="Re: Release the defenders").click()
+    frame = page.frame_locator("#reply-html")
+    expect(frame.get_by_text("Please see")).to_be_visible()
+    expect(frame.get_by_text("[remote image blocked]")).to_be_visible()
+    page.wait_for_load_state("networkidle")
+
+    hosts = {urlsplit(request.url).netloc for request in requests}
+    assert hosts == {app_origin}, [request.url for request in requests]
+    assert not any("tracker.example" in r.url or "evil.example" in r.url for r in requests)
+    # The page did not navigate away (meta refresh) and the framed page has no form.
+    assert page.url.startswith(f"{live_server.url}/replies/")
+    expect(frame.locator("form, script, base, meta[http-equiv]")).to_have_count(0)
+
+    page.get_by_role("button", name="Mark handled").click()
+    expect(page.get_by_text("Marked handled.")).to_be_visible()
+    page.get_by_label("Add a note").fill("Forwarded to the legal team.")
+    page.get_by_role("button", name="Add note").click()
+    expect(page.locator("#reply-notes")).to_contain_text("Forwarded to the legal team.")
+    expect(page.locator("#reply-notes")).to_contain_text("editor@example.org")
+
+    page.get_by_role("link", name="← Replies").click()
+    page.get_by_label("State").select_option("open")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#inbox")).not_to_contain_text("Re: Release the defenders")
+    page.get_by_label("State").select_option("handled")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("#inbox tbody tr")).to_have_count(1)
+    expect(page.locator("#inbox")).to_contain_text("Re: Release the defenders")
