@@ -54,6 +54,12 @@ def enqueue_after_commit(
     pending.append((func, args, kwargs, {"job_id": job_id, "timeout": job_timeout}))
 
 
+def discard_pending_jobs(session: Session, func: str, *args: Any) -> None:
+    """Forget jobs `func(*args)` that `session` would enqueue at its commit (nothing else)."""
+    pending = session.info.get(_PENDING_KEY, [])
+    session.info[_PENDING_KEY] = [job for job in pending if not (job[0] == func and job[1] == args)]
+
+
 def install_commit_hooks(session_factory: Any) -> None:
     @event.listens_for(session_factory, "after_commit")
     def _flush_jobs(session: Session) -> None:

@@ -34,7 +34,7 @@ from campaign.models import (
     User,
 )
 from campaign.models._types import utcnow
-from campaign.queue import _PENDING_KEY
+from campaign.queue import discard_pending_jobs
 from campaign.services import campaigns
 from campaign.services.inbound import record_inbound
 from campaign.services.letters import compose_letter
@@ -126,11 +126,7 @@ def create_finished_campaign(*, actor: User | None, seed: int) -> FinishedCampai
 def _drop_send_jobs(campaign_id: int) -> None:
     # The launch queued send jobs for after the commit; the demo sends nothing, and a job
     # would need a Redis server while the demo loads.
-    session = db.session()
-    pending = session.info.get(_PENDING_KEY, [])
-    session.info[_PENDING_KEY] = [
-        job for job in pending if not (job[0] == campaigns.SEND_JOB and job[1] == (campaign_id,))
-    ]
+    discard_pending_jobs(db.session(), campaigns.SEND_JOB, campaign_id)
 
 
 @dataclass(frozen=True)
