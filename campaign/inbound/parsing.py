@@ -114,9 +114,16 @@ def parse_message(raw: bytes) -> ParsedMessage:
     if not raw.strip():
         parsed.flag("empty message")
         return parsed
-    # The modern policy for the top-level headers (decoded words, addresses); compat32 for
-    # the tree, which it builds about fifteen times faster: 5,000 parts must not cost seconds.
-    headers = _parse(raw[:MAX_HEADER_BYTES], parsed, BytesHeaderParser(policy=default_policy))
+    # compat32 everywhere: it builds 5,000 parts about fifteen times faster than the modern
+    # policy, and leaves headers raw; the modern policy decodes only the ones that need it.
+    body = None
+    if len(raw) <= MAX_BYTES:
+        bounded = _bounded(raw, parsed)
+        body = _parse(bounded, parsed, BytesParser(policy=compat32))
+    if body is not None and _has_whole_head(raw, len(bounded)):
+        headers: Message | None = body  # one parse serves both
+    else:
+        headers = _parse(raw[:MAX_HEADER_BYTES], parsed, BytesHeaderParser(policy=compat32))
     if headers is None:
         parsed.is_complete = False
         return parsed
@@ -125,13 +132,21 @@ def parse_message(raw: bytes) -> ParsedMessage:
         parsed.flag(f"larger than {MAX_BYTES // (1024 * 1024)} MB: body not read")
         parsed.is_complete = False
         return parsed
-    body = _parse(_bounded(raw, parsed), parsed, BytesParser(policy=compat32))
     if body is None:
         parsed.is_complete = False
         return parsed
     parsed.message = body
     _read_body(body, parsed)
     return parsed
+
+
+def _has_whole_head(raw: bytes, kept: int) -> bool:
+    """Whether the part kept for the body parse holds all the top-level headers, within
+    the header cap (else the headers are read again on their own)."""
+    end = raw.find(b"\n\n", 0, MAX_HEADER_BYTES)
+    crlf_end = raw.find(b"\n\r\n", 0, MAX_HEADER_BYTES)
+    ends = [position for position in (end, crlf_end) if position >= 0]
+    return bool(ends) and min(ends) < kept
 
 
 def _bounded(raw: bytes, parsed: ParsedMessage) -> bytes:
@@ -174,12 +189,16 @@ def _header(message: Message, name: str, parsed: ParsedMessage) -> str:
             break
     if raw_value is None:
         return ""
-    if any("\udc80" <= char <= "\udcff" for char in raw_value):
+    is_ascii = raw_value.isascii()
+    if is_ascii and "=?" not in raw_value:
+        # Nothing to decode: the modern policy would only unfold it, at ~0.1 ms a header.
+        return _clean(raw_value)
+    if not is_ascii and any("\udc80" <= char <= "\udcff" for char in raw_value):
         parsed.flag("raw 8-bit header")
         text = raw_value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         return _clean(text)
     try:
-        return _clean(str(message[name]))
+        return _clean(str(default_policy.header_fetch_parse(name, raw_value)))
     except Exception:  # a header the policy cannot parse: keep the raw text
         parsed.flag(f"malformed {name} header")
         return _clean(raw_value)
