@@ -51,9 +51,7 @@ def _flip(token: str, index: int) -> str:
 @pytest.mark.parametrize("index", [0, 4, 8, 12, 13, 26])
 def test_a_token_with_any_byte_changed_is_refused(index: int) -> None:
     # Bytes 0-12 are kind, campaign, delivery and link; the rest is the MAC.
-    token = make_token(
-        TrackingKind.CLICK, campaign_id=7, delivery_id=8, link_id=9, secret_key=KEY
-    )
+    token = make_token(TrackingKind.CLICK, campaign_id=7, delivery_id=8, link_id=9, secret_key=KEY)
     assert read_token(_flip(token, index), secret_key=KEY) is None
 
 
