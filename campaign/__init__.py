@@ -35,6 +35,10 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app.config.update({k: v for k, v in (overrides or {}).items() if not hasattr(config, k)})
     app.config["CAMPAIGN_CONFIG"] = config
 
+    from campaign.tracking.wsgi import install as install_tracking
+
+    # Tracking hits are answered before Flask's request pipeline (sessions, sign-in, CSRF).
+    install_tracking(app)
     if config.TRUSTED_PROXIES > 0:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

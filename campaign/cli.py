@@ -47,6 +47,7 @@ def register_commands(app: Flask) -> None:
     from campaign.commands.letters import register as register_letters
     from campaign.commands.mailboxes import register as register_mailboxes
     from campaign.commands.statements import register as register_statements
+    from campaign.commands.tracking import register as register_tracking
     from campaign.commands.users import register as register_users
 
     register_campaigns(app)
@@ -56,4 +57,5 @@ def register_commands(app: Flask) -> None:
     register_letters(app)
     register_mailboxes(app)
     register_statements(app)
+    register_tracking(app)
     register_users(app)

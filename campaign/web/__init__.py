@@ -28,7 +28,6 @@ def register_blueprints(app: Flask) -> None:
         smtp_accounts,
         statements,
         suppressions,
-        tracking,
         unsubscribe,
         users,
     )
@@ -49,7 +48,6 @@ def register_blueprints(app: Flask) -> None:
         suppressions,
         smtp_accounts,
         unsubscribe,
-        tracking,
         users,
         audit,
         replies,

@@ -280,7 +280,7 @@ def test_with_redis_down_a_click_still_redirects_and_the_pixel_still_loads(
     response = client.get(links[REPORT_URL], environ_base={"REMOTE_ADDR": "192.0.2.55"})
     assert response.status_code == 302 and response.headers["Location"] == REPORT_URL
     assert client.get(pixel).status_code == 200
-    warnings = [r.getMessage() for r in caplog.records if r.name == "campaign.web.tracking"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "campaign.tracking.wsgi"]
     assert len(warnings) == 2 and all("not recorded" in w for w in warnings)
     assert not any("192.0.2" in w for w in warnings)
 

@@ -1,0 +1,123 @@
+"""The open pixel and click redirect, served in front of Flask's request pipeline.
+
+A tracking hit needs none of what a staff page needs (session, sign-in, CSRF, two-factor
+and access checks, security headers for HTML): going through them cost each hit about
+four times a bare route. This WSGI layer answers `/t/o/<token>.gif` and `/t/c/<token>`
+itself, inside an application context (for the configuration and the database), and
+passes every other request on to Flask untouched.
+
+A click goes only to the URL recorded at send time for that campaign; anything we did not
+sign is a 404, never a redirect. Nothing is written to the database here: a hit is one
+Redis push, written to SQL in batches by the flusher (campaign/tracking/buffer.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+from sqlalchemy import select
+from werkzeug.wrappers import Request, Response
+
+from campaign.extensions import db
+from campaign.models.tracking import TrackedLink, TrackingKind
+from campaign.tracking.buffer import new_hit, push_hit
+from campaign.tracking.tokens import TrackingToken, read_token
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from flask import Flask
+
+log = logging.getLogger(__name__)
+
+OPEN_PREFIX = "/t/o/"
+CLICK_PREFIX = "/t/c/"
+# A transparent 1×1 GIF.
+PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+# Link rows never change once written; a process keeps this many in memory.
+LINK_CACHE_SIZE = 10_000
+_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'",
+}
+
+
+class TrackingMiddleware:
+    """Answer tracking hits; hand everything else to `next_app` (Flask's own wsgi_app)."""
+
+    def __init__(self, flask_app: Flask, next_app: WSGIApplication) -> None:
+        self.flask_app = flask_app
+        self.next_app = next_app
+        self.link_cache: dict[int, tuple[int, str]] = {}
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith(("/t/o/", "/t/c/")) or environ.get("REQUEST_METHOD") not in (
+            "GET",
+            "HEAD",
+        ):
+            return self.next_app(environ, start_response)
+        request = Request(environ)
+        with self.flask_app.app_context():
+            response = self._answer(path, request)
+        response.headers.update(_HEADERS)
+        return response(environ, start_response)
+
+    def _answer(self, path: str, request: Request) -> Response:
+        if path.startswith(OPEN_PREFIX) and path.endswith(".gif"):
+            read = read_token(path[len(OPEN_PREFIX) : -len(".gif")])
+            if read is not None and read.kind == TrackingKind.OPEN:
+                _record(read, request)
+            # The same image whatever the token: a broken image would only puzzle the reader.
+            return Response(PIXEL, mimetype="image/gif")
+        if path.startswith(CLICK_PREFIX):
+            read = read_token(path[len(CLICK_PREFIX) :])
+            if read is not None and read.kind == TrackingKind.CLICK and read.link_id is not None:
+                url = self._link_url(read.campaign_id, read.link_id)
+                if url is not None:
+                    _record(read, request)
+                    return Response(status=302, headers={"Location": url})
+        return Response("Not found", status=404, mimetype="text/plain")
+
+    def _link_url(self, campaign_id: int, link_id: int) -> str | None:
+        if link_id not in self.link_cache:
+            row = db.session.execute(
+                select(TrackedLink.campaign_id, TrackedLink.url).where(TrackedLink.id == link_id)
+            ).first()
+            db.session.remove()  # a read: give the connection back at once
+            if row is None:
+                return None
+            if len(self.link_cache) >= LINK_CACHE_SIZE:
+                self.link_cache.clear()
+            self.link_cache[link_id] = (row.campaign_id, row.url)
+        owner, url = self.link_cache[link_id]
+        # Another campaign's link id under a valid token of this one: no redirect.
+        return url if owner == campaign_id else None
+
+
+def _record(token: TrackingToken, request: Request) -> None:
+    hit = new_hit(
+        token.kind,
+        campaign_id=token.campaign_id,
+        delivery_id=token.delivery_id,
+        link_id=token.link_id,
+        remote_addr=request.remote_addr,
+        user_agent=request.headers.get("User-Agent", ""),
+    )
+    try:
+        push_hit(hit)
+    except RedisError as error:
+        # The reader still gets the image or the page; only the count misses this hit.
+        # The error names Redis's address, never the reader's.
+        log.warning("a %s hit was not recorded: Redis is unavailable (%s)", token.kind, error)
+
+
+def install(app: Flask) -> None:
+    """Put the tracking layer in front of Flask (and behind ProxyFix, which wraps later)."""
+    wrapped: Callable[..., Any] = TrackingMiddleware(app, app.wsgi_app)
+    app.wsgi_app = wrapped  # type: ignore[method-assign]
