@@ -18,13 +18,13 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import select
-from werkzeug.wrappers import Request, Response
 
 from campaign.extensions import db
 from campaign.models.tracking import TrackedLink, TrackingKind
-from campaign.tracking.buffer import new_hit, push_hit
+from campaign.tracking.buffer import buffer_redis, encode_hit, hits_key, new_hit
 from campaign.tracking.tokens import TrackingToken, read_token
 
 if TYPE_CHECKING:
@@ -39,12 +39,16 @@ CLICK_PREFIX = "/t/c/"
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 # Link rows never change once written; a process keeps this many in memory.
 LINK_CACHE_SIZE = 10_000
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'",
-}
+_HEADERS = [
+    ("Cache-Control", "no-store"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Content-Security-Policy", "default-src 'none'"),
+]
+
+
+# Status line, headers, body.
+_Answer = tuple[str, list[tuple[str, str]], bytes]
 
 
 class TrackingMiddleware:
@@ -53,43 +57,49 @@ class TrackingMiddleware:
     def __init__(self, flask_app: Flask, next_app: WSGIApplication) -> None:
         self.flask_app = flask_app
         self.next_app = next_app
+        self.secret_key = str(flask_app.config["SECRET_KEY"])
         self.link_cache: dict[int, tuple[int, str]] = {}
+        # Made on the first hit (inside an app context), then shared by the process's threads.
+        self.redis: Redis | None = None
+        self.hits_key = ""
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
+        path: str = environ.get("PATH_INFO", "")
         if not path.startswith(("/t/o/", "/t/c/")) or environ.get("REQUEST_METHOD") not in (
             "GET",
             "HEAD",
         ):
             return self.next_app(environ, start_response)
-        request = Request(environ)
-        with self.flask_app.app_context():
-            response = self._answer(path, request)
-        response.headers.update(_HEADERS)
-        return response(environ, start_response)
+        status, headers, body = self._answer(path, environ)
+        start_response(status, [*headers, *_HEADERS, ("Content-Length", str(len(body)))])
+        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
-    def _answer(self, path: str, request: Request) -> Response:
+    def _answer(
+        self, path: str, environ: WSGIEnvironment
+    ) -> tuple[str, list[tuple[str, str]], bytes]:
         if path.startswith(OPEN_PREFIX) and path.endswith(".gif"):
-            read = read_token(path[len(OPEN_PREFIX) : -len(".gif")])
+            read = read_token(path[len(OPEN_PREFIX) : -len(".gif")], secret_key=self.secret_key)
             if read is not None and read.kind == TrackingKind.OPEN:
-                _record(read, request)
+                self._record(read, environ)
             # The same image whatever the token: a broken image would only puzzle the reader.
-            return Response(PIXEL, mimetype="image/gif")
+            return "200 OK", [("Content-Type", "image/gif")], PIXEL
         if path.startswith(CLICK_PREFIX):
-            read = read_token(path[len(CLICK_PREFIX) :])
+            read = read_token(path[len(CLICK_PREFIX) :], secret_key=self.secret_key)
             if read is not None and read.kind == TrackingKind.CLICK and read.link_id is not None:
                 url = self._link_url(read.campaign_id, read.link_id)
                 if url is not None:
-                    _record(read, request)
-                    return Response(status=302, headers={"Location": url})
-        return Response("Not found", status=404, mimetype="text/plain")
+                    self._record(read, environ)
+                    return "302 Found", [("Location", url)], b""
+        return "404 Not Found", [("Content-Type", "text/plain; charset=utf-8")], b"Not found"
 
     def _link_url(self, campaign_id: int, link_id: int) -> str | None:
         if link_id not in self.link_cache:
-            row = db.session.execute(
-                select(TrackedLink.campaign_id, TrackedLink.url).where(TrackedLink.id == link_id)
-            ).first()
-            db.session.remove()  # a read: give the connection back at once
+            with self.flask_app.app_context():
+                row = db.session.execute(
+                    select(TrackedLink.campaign_id, TrackedLink.url).where(
+                        TrackedLink.id == link_id
+                    )
+                ).first()
             if row is None:
                 return None
             if len(self.link_cache) >= LINK_CACHE_SIZE:
@@ -99,22 +109,24 @@ class TrackingMiddleware:
         # Another campaign's link id under a valid token of this one: no redirect.
         return url if owner == campaign_id else None
 
-
-def _record(token: TrackingToken, request: Request) -> None:
-    hit = new_hit(
-        token.kind,
-        campaign_id=token.campaign_id,
-        delivery_id=token.delivery_id,
-        link_id=token.link_id,
-        remote_addr=request.remote_addr,
-        user_agent=request.headers.get("User-Agent", ""),
-    )
-    try:
-        push_hit(hit)
-    except RedisError as error:
-        # The reader still gets the image or the page; only the count misses this hit.
-        # The error names Redis's address, never the reader's.
-        log.warning("a %s hit was not recorded: Redis is unavailable (%s)", token.kind, error)
+    def _record(self, token: TrackingToken, environ: WSGIEnvironment) -> None:
+        hit = new_hit(
+            token.kind,
+            campaign_id=token.campaign_id,
+            delivery_id=token.delivery_id,
+            link_id=token.link_id,
+            remote_addr=environ.get("REMOTE_ADDR"),
+            user_agent=environ.get("HTTP_USER_AGENT", ""),
+        )
+        try:
+            if self.redis is None:
+                with self.flask_app.app_context():
+                    self.redis, self.hits_key = buffer_redis(), hits_key()
+            self.redis.rpush(self.hits_key, encode_hit(hit))
+        except RedisError as error:
+            # The reader still gets the image or the page; only the count misses this hit.
+            # The error names Redis's address, never the reader's.
+            log.warning("a %s hit was not recorded: Redis is unavailable (%s)", token.kind, error)
 
 
 def install(app: Flask) -> None:
