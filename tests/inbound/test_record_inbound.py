@@ -191,3 +191,18 @@ def test_a_later_reply_keeps_the_first_reply_time(app: Flask) -> None:
 
     assert delivery(deliveries["ana@example.org"]).replied_at == first
     assert db.session.scalar(select(func.count()).select_from(InboundMessage)) == 2
+
+
+def test_a_bounce_lists_the_returned_letter_and_keeps_its_ledger_effect(app: Flask) -> None:
+    deliveries = sent_campaign()
+
+    record = record_inbound(corpus("sendmail_dsn.eml")).message
+    db.session.commit()
+
+    # Staff see what came back as one attached message, and the hard bounce still applies.
+    assert record.attachments == [
+        {"filename": "Release the defenders.eml", "content_type": "message/rfc822", "size": 290}
+    ]
+    assert record.html == ""
+    assert delivery(deliveries["chen@example.com"]).status == "bounced"
+    assert (record.dmarc, record.is_unverified) == ("", False)
