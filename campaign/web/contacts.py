@@ -39,6 +39,7 @@ from campaign.services import contacts as contact_service
 from campaign.services import lists as list_service
 from campaign.services.contact_search import SORTS, ContactFilters, filtered_query, search_page
 from campaign.services.contacts import CONTACT_FIELDS, FIELD_LABELS, ContactInputError
+from campaign.services.correspondence import correspondence
 from campaign.web.access import allow
 from campaign.web.params import row_id
 
@@ -116,6 +117,7 @@ def show(contact_id: int) -> Any:
     return render_template(
         "contacts/show.html",
         contact=contact,
+        letters=correspondence(contact.id),
         fields=CONTACT_FIELDS,
         labels=FIELD_LABELS,
         history=history,
