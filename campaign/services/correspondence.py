@@ -68,6 +68,9 @@ def correspondence(contact_id: int) -> list[LetterSent]:
         .where(InboundMessage.delivery_id.in_(list(letters)))
         .order_by(InboundMessage.received_at)
     ).all()
-    for delivery_id, *values in answers:
-        letters[delivery_id].answers.append(Answer(*values))
+    for row in answers:
+        answer = Answer(
+            row.id, row.kind, row.bounce_kind, row.subject, row.received_at, row.is_weak_match
+        )
+        letters[int(row.delivery_id)].answers.append(answer)
     return list(letters.values())
