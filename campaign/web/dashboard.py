@@ -157,7 +157,9 @@ def show(campaign_id: int) -> Any:
     return render_template(
         "campaigns/dashboard.html",
         campaign=campaign,
-        is_draft=campaign.status in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED),
+        # Not the status: a campaign cancelled before its launch has no ledger either.
+        is_unlaunched=campaign.launched_at is None,
+        is_cancelled=campaign.status == CampaignStatus.CANCELLED,
         funnel=dashboard.funnel(campaign.id),
         timeline=line,
         chart=build_chart(line),

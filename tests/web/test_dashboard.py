@@ -121,3 +121,18 @@ def test_a_draft_has_no_dashboard_figures(app: Flask, client: FlaskClient, login
     html = client.get(f"/campaigns/{draft.id}/dashboard").get_data(as_text=True)
     assert "has not been launched yet" in html
     assert client.get("/campaigns/999/dashboard").status_code == 404
+
+
+def test_a_campaign_cancelled_before_its_launch_has_no_figures(
+    app: Flask, client: FlaskClient, login: Login
+) -> None:
+    statement = statements.create_statement("Dropped", language="en", subject="S", body="x")
+    dropped = campaigns.create_campaign(statement, audience=AudienceSpec(()))
+    assert campaigns.cancel_campaign(dropped)
+    db.session.commit()
+    login(Role.VIEWER)
+    page = client.get(f"/campaigns/{dropped.id}/dashboard")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "cancelled before it was launched" in _text(html)
+    assert 'id="funnel"' not in html
