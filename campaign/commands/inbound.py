@@ -51,11 +51,10 @@ def inbound_command(paths: tuple[Path, ...]) -> None:
                     line.update(kind="unmatched", delivery_id=None, recipients=[], bounce=None)
                     line["problems"] = [f"not recorded: {type(error).__name__}"]
                 else:
-                    message = result.message
                     line.update(
-                        kind=message.kind,
-                        delivery_id=message.delivery_id,
+                        kind=result.kind,
+                        delivery_id=result.delivery_id,
                         recipients=list(result.recipients),
-                        bounce=message.bounce_kind,
+                        bounce=result.bounce_kind,
                     )
             click.echo(json.dumps(line, ensure_ascii=False))

@@ -1,19 +1,28 @@
-"""Threading inbound mail to the delivery it answers or reports on."""
+"""Threading inbound mail to the delivery it answers or reports on.
+
+Matching only reads, and it runs for every message: the lookups select the few delivery
+columns the decision needs (never the stored letter, kilobytes each, except for the weak
+match that reads its Subject), through statements built once, so SQLAlchemy neither loads
+ORM objects nor recomputes cache keys per message.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import re
+import zlib
 from dataclasses import dataclass
+from datetime import datetime
 from email.parser import BytesHeaderParser
+from email.policy import compat32
 from email.policy import default as default_policy
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select
 
 from campaign.extensions import db
 from campaign.inbound.reply_token import delivery_id_in
 from campaign.models import Campaign, Delivery, MatchMethod, StatementVersion
-from campaign.services.ledger import raw_message
 
 # Reply and forward prefixes in the languages our users write in, including Outlook's
 # French "RE :" and numbered ones like "Re[2]:".
@@ -23,13 +32,63 @@ _PREFIX = re.compile(
 )
 # The weak match looks at this many of the sender's most recent deliveries.
 MAX_CANDIDATES = 50
+# Our letters' headers fit in this; only the head of a stored letter is decompressed.
+_HEAD_CHUNK = 16 * 1024
+
+
+@dataclass(frozen=True)
+class MatchedDelivery:
+    """What matching and the ledger effects need of a delivery (not the letter itself)."""
+
+    id: int
+    email: str
+    status: str
+    replied_at: datetime | None
+    campaign_id: int
+    language: str
 
 
 @dataclass
 class Match:
-    delivery: Delivery
+    delivery: MatchedDelivery
     method: MatchMethod
     is_weak: bool = False
+
+
+_deliveries: Table = Delivery.__table__  # plain Core: rows, not ORM objects
+_COLUMNS = (
+    _deliveries.c.id,
+    _deliveries.c.email,
+    _deliveries.c.status,
+    _deliveries.c.replied_at,
+    _deliveries.c.campaign_id,
+    _deliveries.c.language,
+)
+_NEWEST_FIRST = (_deliveries.c.created_at.desc(), _deliveries.c.id.desc())
+_BY_MESSAGE_IDS = select(_deliveries.c.message_id, *_COLUMNS).where(
+    _deliveries.c.message_id.in_(bindparam("ids", expanding=True))
+)
+_BY_ID = select(*_COLUMNS).where(_deliveries.c.id == bindparam("id"))
+# lower(email) is what ix_deliveries_email_lower indexes.
+_SENT_TO = func.lower(_deliveries.c.email) == bindparam("address")
+_LATEST_TO = select(*_COLUMNS).where(_SENT_TO).order_by(*_NEWEST_FIRST).limit(1)
+_CANDIDATES = (
+    select(*_COLUMNS, _deliveries.c.message_blob)
+    .where(_SENT_TO)
+    .order_by(*_NEWEST_FIRST)
+    .limit(MAX_CANDIDATES)
+)
+
+
+def _rows(statement: Any, params: dict[str, Any]) -> Any:
+    # On the session's connection: same transaction, without the ORM's per-statement work.
+    return db.session.connection().execute(statement, params)
+
+
+def _matched(row: Any) -> MatchedDelivery:
+    return MatchedDelivery(
+        row.id, row.email, row.status, row.replied_at, row.campaign_id, row.language
+    )
 
 
 def normalise_subject(subject: str) -> str:
@@ -37,37 +96,43 @@ def normalise_subject(subject: str) -> str:
     return " ".join(_PREFIX.sub("", subject).split()).casefold()
 
 
-def by_message_ids(ids: list[str]) -> Delivery | None:
-    """The delivery whose Message-ID comes latest in `ids`, or None."""
+def deliveries_by_message_id(ids: list[str]) -> dict[str, MatchedDelivery]:
+    """Our deliveries among these Message-IDs, by Message-ID (one query)."""
     if not ids:
-        return None
-    rows = {
-        row.message_id: row
-        for row in db.session.scalars(select(Delivery).where(Delivery.message_id.in_(set(ids))))
-    }
+        return {}
+    rows = _rows(_BY_MESSAGE_IDS, {"ids": list(set(ids))})
+    return {row.message_id: _matched(row) for row in rows}
+
+
+def latest_of(ids: list[str], found: dict[str, MatchedDelivery]) -> MatchedDelivery | None:
+    """The delivery whose Message-ID comes latest in `ids`, or None."""
     for message_id in reversed(ids):
-        if message_id in rows:
-            return rows[message_id]
+        if message_id in found:
+            return found[message_id]
     return None
 
 
-def latest_delivery_to(address: str) -> Delivery | None:
+def by_message_ids(ids: list[str]) -> MatchedDelivery | None:
+    """The delivery whose Message-ID comes latest in `ids`, or None."""
+    return latest_of(ids, deliveries_by_message_id(ids))
+
+
+def latest_delivery_to(address: str) -> MatchedDelivery | None:
     """The most recent delivery written to `address` (any spelling of its case)."""
-    return db.session.scalar(
-        select(Delivery)
-        .where(func.lower(Delivery.email) == address.strip().lower())
-        .order_by(Delivery.created_at.desc(), Delivery.id.desc())
-        .limit(1)
-    )
+    row = _rows(_LATEST_TO, {"address": address.strip().lower()}).first()
+    return _matched(row) if row is not None else None
 
 
-def by_reply_token(recipient_headers: list[str]) -> Delivery | None:
+def by_reply_token(recipient_headers: list[str]) -> MatchedDelivery | None:
     """The delivery whose signed reply address the message was sent to, or None."""
     if not recipient_headers:
         return None
     # A forged or garbled token reads as None, so such mail falls through to weaker methods.
     delivery_id = delivery_id_in(recipient_headers)
-    return db.session.get(Delivery, delivery_id) if delivery_id is not None else None
+    if delivery_id is None:
+        return None
+    row = _rows(_BY_ID, {"id": delivery_id}).first()
+    return _matched(row) if row is not None else None
 
 
 def match_reply(
@@ -78,11 +143,11 @@ def match_reply(
     recipient_headers: list[str] | None = None,
 ) -> Match | None:
     """Thread headers, then the reply token; then, weakly, the sender and the letter's subject."""
-    if in_reply_to:
-        found = by_message_ids([in_reply_to])
-        if found is not None:
-            return Match(found, MatchMethod.IN_REPLY_TO)
-    found = by_message_ids(references)
+    # One lookup serves both thread headers; In-Reply-To still wins over References.
+    threaded = deliveries_by_message_id([*([in_reply_to] if in_reply_to else []), *references])
+    if in_reply_to in threaded:
+        return Match(threaded[in_reply_to], MatchMethod.IN_REPLY_TO)
+    found = latest_of(references, threaded)
     if found is not None:
         return Match(found, MatchMethod.REFERENCES)
     found = by_reply_token(recipient_headers or [])
@@ -93,27 +158,27 @@ def match_reply(
     wanted = normalise_subject(subject)
     if not wanted:
         return None
-    candidates = db.session.scalars(
-        select(Delivery)
-        .where(func.lower(Delivery.email) == sender.lower())
-        .order_by(Delivery.created_at.desc(), Delivery.id.desc())
-        .limit(MAX_CANDIDATES)
-    )
-    for delivery in candidates:
-        if wanted in {normalise_subject(s) for s in letter_subjects(delivery)}:
-            return Match(delivery, MatchMethod.SENDER_SUBJECT, is_weak=True)
+    for row in _rows(_CANDIDATES, {"address": sender.lower()}):
+        candidate = _matched(row)
+        subjects = letter_subjects(candidate, row.message_blob)
+        if wanted in {normalise_subject(s) for s in subjects}:
+            return Match(candidate, MatchMethod.SENDER_SUBJECT, is_weak=True)
     return None
 
 
-def letter_subjects(delivery: Delivery) -> set[str]:
+def letter_subjects(delivery: MatchedDelivery, message_blob: bytes | None) -> set[str]:
     """Subjects this recipient may have seen: the one sent, else the statement version's."""
     subjects = set()
-    raw = raw_message(delivery)
-    if raw:
-        headers = BytesHeaderParser(policy=default_policy).parsebytes(raw)
+    head = _letter_head(message_blob)
+    if head:
+        # Only the Subject goes through the modern policy's header parsing (RFC 2047 words):
+        # parsing every header of every candidate letter that way cost more than the query.
+        headers = BytesHeaderParser(policy=compat32).parsebytes(head).raw_items()
+        raw_subject = next((value for name, value in headers if name.lower() == "subject"), None)
         # Our own stored message; a header that will not parse only loses this source.
         with contextlib.suppress(Exception):
-            subjects.add(str(headers.get("subject", "")))
+            if raw_subject is not None:
+                subjects.add(str(default_policy.header_fetch_parse("Subject", raw_subject)))
     if subjects:
         return subjects
     campaign = db.session.get(Campaign, delivery.campaign_id)
@@ -127,3 +192,29 @@ def letter_subjects(delivery: Delivery) -> set[str]:
     else:
         subjects.update(str(text.get("subject", "")) for text in texts.values())
     return {s for s in subjects if s}
+
+
+def _letter_head(message_blob: bytes | None) -> bytes | None:
+    """The header section of a stored letter, decompressing no more of it than that."""
+    if not message_blob:
+        return None
+    inflater = zlib.decompressobj()
+    head, pending = b"", message_blob
+    try:
+        while True:
+            head += inflater.decompress(pending, _HEAD_CHUNK)
+            end = _end_of_head(head)
+            if end != -1:
+                return head[:end]
+            pending = inflater.unconsumed_tail
+            if not pending:
+                head += inflater.flush()  # a letter that is all head
+                # A cut-off blob is not what we sent: its subject is not evidence.
+                return head if inflater.eof else None
+    except zlib.error:
+        return None
+
+
+def _end_of_head(data: bytes) -> int:
+    ends = [i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i != -1]
+    return min(ends) if ends else -1

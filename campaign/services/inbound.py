@@ -1,4 +1,13 @@
-"""Inbound mail: classify, match to a delivery, apply its effects on the ledger."""
+"""Inbound mail: classify, match to a delivery, apply its effects on the ledger.
+
+Everything about a message is decided before anything is written (classification and
+matching only read); then one INSERT ... ON CONFLICT (source_key) DO NOTHING RETURNING id
+stores it, and only a message that this call stored changes the ledger. That keeps a
+message stored once and applied once without a pre-insert lock or a savepoint: a second
+poller storing the same message at the same moment gets no id back, and returns the row
+the first one wrote. It is also what makes the path cheap (decision 0016, "Measured"):
+no ORM unit of work per message, only statements built once.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +17,21 @@ import logging
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Insert, Table, bindparam, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm.util import identity_key
 
 from campaign.extensions import db
 from campaign.inbound.authentication import dmarc_verdict
 from campaign.inbound.classify import classify
 from campaign.inbound.matching import (
     Match,
-    by_message_ids,
+    MatchedDelivery,
+    deliveries_by_message_id,
     latest_delivery_to,
+    latest_of,
     match_reply,
 )
 from campaign.inbound.parsing import MAX_BYTES, ParsedMessage, parse_message
@@ -46,14 +59,65 @@ _NOT_SENT = (
     DeliveryStatus.QUEUED.value,
 )
 
+_inbound: Table = InboundMessage.__table__
+_deliveries: Table = Delivery.__table__
+_STORED_ID = select(_inbound.c.id).where(_inbound.c.source_key == bindparam("key"))
+# The conditions make each effect happen once even if two messages race for one delivery.
+_MARK_REPLIED = (
+    update(_deliveries)
+    .where(_deliveries.c.id == bindparam("delivery_id"), _deliveries.c.replied_at.is_(None))
+    .values(replied_at=bindparam("replied_at"))
+)
+_MARK_BOUNCED = (
+    update(_deliveries)
+    .where(
+        _deliveries.c.id == bindparam("delivery_id"),
+        _deliveries.c.status.not_in([*_NOT_SENT, DeliveryStatus.BOUNCED.value]),
+    )
+    .values(status=DeliveryStatus.BOUNCED.value, reason="hard_bounce")
+)
+_STORE: dict[str, Insert] = {
+    name: dialect.insert(_inbound)
+    .on_conflict_do_nothing(index_elements=["source_key"])
+    .returning(_inbound.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
 
 @dataclass
 class InboundResult:
-    message: InboundMessage
+    """What recording one message did; `message` is its stored row, read when first asked for."""
+
+    inbound_id: int
     # False when these bytes (or this IMAP UID) had been recorded before.
     is_new: bool
+    kind: str
+    delivery_id: int | None
+    bounce_kind: str | None
     # Every address the bounce reports, with "hard" or "soft".
     recipients: dict[str, str] = field(default_factory=dict)
+    _message: InboundMessage | None = field(default=None, repr=False)
+
+    @property
+    def message(self) -> InboundMessage:
+        # Loaded on demand: the CLI needs only the fields above, and loading the row back
+        # would cost the full path more than its INSERT does.
+        if self._message is None:
+            self._message = db.session.get(InboundMessage, self.inbound_id)
+            if self._message is None:
+                raise LookupError(f"inbound message {self.inbound_id} is not stored (rolled back?)")
+        return self._message
+
+
+@dataclass
+class _Filing:
+    """Where a message goes: decided by reading only, applied once it is stored."""
+
+    kind: str
+    match: Match | None = None
+    # The human answer to this delivery (None when it is not one, or it was answered before).
+    answers: MatchedDelivery | None = None
+    hard_bounced: list[MatchedDelivery] = field(default_factory=list)
 
 
 def file_source_key(raw: bytes) -> str:
@@ -66,54 +130,83 @@ def record_inbound(
 ) -> InboundResult:
     """Classify and store one raw message once, applying its effects to the ledger."""
     key = source_key or file_source_key(raw)
-    existing = db.session.scalar(select(InboundMessage).where(InboundMessage.source_key == key))
+    # The lookups below are plain Core statements, which do not autoflush: changes still
+    # pending in the session (a test's, a caller's) must be visible to them.
+    db.session.flush()
+    existing = _stored(key)
     if existing is not None:
-        return InboundResult(existing, False, _stored_recipients(existing))
+        return _already_stored(existing)
     parsed = parse_message(raw)
     verdict = classify(parsed)
     dmarc, is_unverified = dmarc_verdict(parsed)
     raw_blob = _compressed(raw, parsed)
     now = utcnow()
-    record = InboundMessage(
-        source=source,
-        source_key=key,
-        message_id=parsed.message_id,
-        in_reply_to=parsed.in_reply_to,
-        from_address=parsed.from_address[:320],
-        subject=parsed.subject,
-        received_at=_received_at(parsed, now),
-        kind=verdict.kind,
-        bounce_kind=verdict.bounce_kind,
-        bounce_recipients=[],
-        match_method=MatchMethod.NONE.value,
-        is_weak_match=False,
-        problems=parsed.problems,
-        text=parsed.text,
-        raw_size=parsed.raw_size,
-        raw_blob=raw_blob,
-        html=parsed.html,
-        attachments=parsed.attachments,
-        dmarc=dmarc,
-        is_unverified=is_unverified,
-        created_at=now,
-    )
+    received_at = _received_at(parsed, now)
     recipients = dict(verdict.recipients)
     if verdict.kind == InboundKind.BOUNCE:
-        _apply_bounce(record, parsed, recipients)
+        filing = _file_bounce(parsed, verdict.bounce_kind, recipients)
     else:
-        _apply_reply(record, parsed, is_human=verdict.kind == InboundKind.REPLY)
-    record.bounce_recipients = list(recipients)
-    # A savepoint: a second poller storing the same message first must not undo our work.
-    try:
-        with db.session.begin_nested():
-            db.session.add(record)
-    except IntegrityError:
-        db.session.expire_all()
-        stored = db.session.scalar(select(InboundMessage).where(InboundMessage.source_key == key))
-        if stored is None:
-            raise
-        return InboundResult(stored, False, _stored_recipients(stored))
-    return InboundResult(record, True, recipients)
+        filing = _file_reply(parsed, verdict.kind)
+    match = filing.match
+    values: dict[str, Any] = {
+        "source": source,
+        "source_key": key,
+        "message_id": parsed.message_id,
+        "in_reply_to": parsed.in_reply_to,
+        "from_address": parsed.from_address[:320],
+        "subject": parsed.subject,
+        "received_at": received_at,
+        "kind": filing.kind,
+        "bounce_kind": verdict.bounce_kind,
+        "bounce_recipients": list(recipients),
+        "delivery_id": match.delivery.id if match else None,
+        "match_method": match.method.value if match else MatchMethod.NONE.value,
+        "is_weak_match": match.is_weak if match else False,
+        "problems": parsed.problems,
+        "text": parsed.text,
+        "raw_size": parsed.raw_size,
+        "raw_blob": raw_blob,
+        "html": parsed.html,
+        "attachments": parsed.attachments,
+        "dmarc": dmarc,
+        "is_unverified": is_unverified,
+        "created_at": now,
+    }
+    connection = db.session.connection()
+    stored_id = connection.scalar(_STORE[connection.dialect.name], values)
+    if stored_id is None:
+        # Another poller stored it since our check: theirs counts, ours changes nothing.
+        existing = _stored(key)
+        if existing is None:
+            raise LookupError(f"inbound message {key!r} conflicted but is not stored")
+        return _already_stored(existing)
+    _apply(filing, received_at)
+    return InboundResult(
+        stored_id,
+        True,
+        kind=filing.kind,
+        delivery_id=values["delivery_id"],
+        bounce_kind=verdict.bounce_kind,
+        recipients=recipients,
+    )
+
+
+def _stored(key: str) -> InboundMessage | None:
+    stored_id = db.session.connection().scalar(_STORED_ID, {"key": key})
+    return db.session.get(InboundMessage, stored_id) if stored_id is not None else None
+
+
+def _already_stored(record: InboundMessage) -> InboundResult:
+    severity = record.bounce_kind or BounceKind.SOFT.value
+    return InboundResult(
+        record.id,
+        False,
+        kind=record.kind,
+        delivery_id=record.delivery_id,
+        bounce_kind=record.bounce_kind,
+        recipients=dict.fromkeys(record.bounce_recipients or [], severity),
+        _message=record,
+    )
 
 
 def _compressed(raw: bytes, parsed: ParsedMessage) -> bytes | None:
@@ -135,11 +228,6 @@ def raw_message_of(record: InboundMessage) -> bytes | None:
         return None
 
 
-def _stored_recipients(record: InboundMessage) -> dict[str, str]:
-    severity = record.bounce_kind or BounceKind.SOFT.value
-    return dict.fromkeys(record.bounce_recipients or [], severity)
-
-
 def _received_at(parsed: ParsedMessage, now: datetime) -> datetime:
     # The sender's clock, but never a future one: a Date in 2099 must not sort first for ever.
     if parsed.date is None or parsed.date > now:
@@ -147,7 +235,8 @@ def _received_at(parsed: ParsedMessage, now: datetime) -> datetime:
     return parsed.date
 
 
-def _apply_reply(record: InboundMessage, parsed: ParsedMessage, *, is_human: bool) -> None:
+def _file_reply(parsed: ParsedMessage, kind: str) -> _Filing:
+    is_human = kind == InboundKind.REPLY
     match = match_reply(
         parsed.in_reply_to,
         parsed.references,
@@ -156,33 +245,26 @@ def _apply_reply(record: InboundMessage, parsed: ParsedMessage, *, is_human: boo
         parsed.recipient_headers,
     )
     if match is None:
-        if is_human:
-            record.kind = InboundKind.UNMATCHED.value
-        return
-    _link(record, match)
-    if is_human and match.delivery.replied_at is None:
-        match.delivery.replied_at = record.received_at
+        return _Filing(InboundKind.UNMATCHED.value if is_human else kind)
+    answered = is_human and match.delivery.replied_at is None
+    return _Filing(kind, match, answers=match.delivery if answered else None)
 
 
-def _link(record: InboundMessage, match: Match) -> None:
-    record.delivery_id = match.delivery.id
-    record.match_method = match.method.value
-    record.is_weak_match = match.is_weak
-
-
-def _apply_bounce(
-    record: InboundMessage, parsed: ParsedMessage, recipients: dict[str, str]
-) -> None:
-    quoted = by_message_ids(parsed.quoted_message_ids) or by_message_ids(
-        [*parsed.references, *([parsed.in_reply_to] if parsed.in_reply_to else [])]
-    )
+def _file_bounce(
+    parsed: ParsedMessage, bounce_kind: str | None, recipients: dict[str, str]
+) -> _Filing:
+    filing = _Filing(InboundKind.BOUNCE.value)
+    threads = [*parsed.references, *([parsed.in_reply_to] if parsed.in_reply_to else [])]
+    # One lookup for both: the letter quoted inside the bounce wins over the thread headers.
+    ours = deliveries_by_message_id([*parsed.quoted_message_ids, *threads])
+    quoted = latest_of(parsed.quoted_message_ids, ours) or latest_of(threads, ours)
     if quoted is not None:
-        _link(record, Match(quoted, MatchMethod.BOUNCED_MESSAGE))
+        filing.match = Match(quoted, MatchMethod.BOUNCED_MESSAGE)
         if not recipients:
             # The bounce names no address we could read, but it quotes our letter to this one.
-            recipients[quoted.email.lower()] = record.bounce_kind or BounceKind.SOFT.value
+            recipients[quoted.email.lower()] = bounce_kind or BounceKind.SOFT.value
     for address, severity in recipients.items():
-        delivery: Delivery | None
+        delivery: MatchedDelivery | None
         if quoted is not None and quoted.email.lower() == address:
             delivery = quoted
         else:
@@ -191,16 +273,28 @@ def _apply_bounce(
             delivery = latest_delivery_to(address)
         if delivery is None:
             continue
-        if record.delivery_id is None:
-            _link(record, Match(delivery, MatchMethod.BOUNCED_RECIPIENT))
+        if filing.match is None:
+            filing.match = Match(delivery, MatchMethod.BOUNCED_RECIPIENT)
         if severity == BounceKind.HARD:
-            _hard_bounce(delivery)
+            filing.hard_bounced.append(delivery)
+    return filing
 
 
-def _hard_bounce(delivery: Delivery) -> None:
+def _apply(filing: _Filing, received_at: datetime) -> None:
+    """The ledger's changes for a message this call has just stored."""
+    if filing.answers is not None:
+        _update_delivery(
+            _MARK_REPLIED,
+            {"delivery_id": filing.answers.id, "replied_at": received_at},
+            changed=("replied_at",),
+        )
+    for delivery in filing.hard_bounced:
+        _hard_bounce(delivery)
+
+
+def _hard_bounce(delivery: MatchedDelivery) -> None:
     if delivery.status not in _NOT_SENT and delivery.status != DeliveryStatus.BOUNCED:
-        delivery.status = DeliveryStatus.BOUNCED.value
-        delivery.reason = "hard_bounce"
+        _update_delivery(_MARK_BOUNCED, {"delivery_id": delivery.id}, changed=("status", "reason"))
     # An address too broken to store cannot be written to again anyway.
     with contextlib.suppress(SuppressionError):
         suppress_address(
@@ -210,3 +304,11 @@ def _hard_bounce(delivery: Delivery) -> None:
             note="Hard bounce received",
             is_address_checked=False,
         )
+
+
+def _update_delivery(statement: Any, params: dict[str, Any], *, changed: tuple[str, ...]) -> None:
+    db.session.connection().execute(statement, params)
+    # A Delivery this session already holds must not keep showing the values from before.
+    held = db.session.identity_map.get(identity_key(Delivery, params["delivery_id"]))
+    if held is not None:
+        db.session.expire(held, [*changed, "updated_at"])
