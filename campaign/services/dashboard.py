@@ -31,6 +31,7 @@ from campaign.models import (
 )
 from campaign.models._types import utcnow
 from campaign.services.exporting import neutralise_cell
+from campaign.tracking.stats import TrackingCounts, tracking_counts
 
 LETTER_STEP = 0
 # A campaign younger than this gets its chart per hour: per day it would be one or two bars.
@@ -164,6 +165,13 @@ def funnel(campaign_id: int) -> Funnel:
         figures.append(("clicked", "Clicked a link", clicked))
     stages = [FunnelStage(key, label, n, _percent(n, sent)) for key, label, n in figures]
     return Funnel(sent, stages, campaign.is_open_tracking, campaign.is_click_tracking)
+
+
+def tracking(campaign: Campaign) -> TrackingCounts | None:
+    """Opens and clicks (totals, unique, per link) when the campaign counted them, else None."""
+    if not (campaign.is_open_tracking or campaign.is_click_tracking):
+        return None
+    return tracking_counts(campaign.id)
 
 
 # --- over time -------------------------------------------------------------------------------

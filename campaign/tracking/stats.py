@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
 
 from sqlalchemy import distinct, func, select
 
@@ -11,12 +11,28 @@ from campaign.models import Delivery
 from campaign.models.tracking import TrackedLink, TrackingEvent, TrackingKind
 
 
-def tracking_counts(campaign_id: int) -> dict[str, Any]:
+@dataclass(frozen=True)
+class LinkClicks:
+    link_id: int
+    url: str
+    clicks: int
+    unique_clicks: int  # deliveries that clicked it
+
+
+@dataclass(frozen=True)
+class TrackingCounts:
+    opens: int  # pixel loads
+    unique_opens: int  # deliveries opened (by the pixel or by a click)
+    clicks: int
+    unique_clicks: int  # deliveries that clicked at least one link
+    # Every link recorded at send time, most clicked first (unclicked ones too, at 0).
+    links: list[LinkClicks] = field(default_factory=list)
+
+
+def tracking_counts(campaign_id: int) -> TrackingCounts:
     """Count the campaign's opens and clicks: totals, unique deliveries, clicks per link.
 
-    {"opens": pixel loads, "unique_opens": deliveries opened (clicks included),
-     "clicks": int, "unique_clicks": deliveries that clicked,
-     "links": [{"link_id", "url", "clicks", "unique_clicks"}, ...] most clicked first}.
+    Every letter of the campaign counts (follow-ups too: each carries its own tokens).
     Hits still waiting in the Redis buffer are not counted until the next flush (seconds).
     """
     per_kind = {
@@ -57,7 +73,7 @@ def tracking_counts(campaign_id: int) -> dict[str, Any]:
         .subquery()
     )
     links = [
-        {"link_id": link_id, "url": url, "clicks": int(n or 0), "unique_clicks": int(u or 0)}
+        LinkClicks(link_id, url, int(n or 0), int(u or 0))
         for link_id, url, n, u in db.session.execute(
             select(
                 TrackedLink.id, TrackedLink.url, link_clicks.c.clicks, link_clicks.c.unique_clicks
@@ -67,10 +83,4 @@ def tracking_counts(campaign_id: int) -> dict[str, Any]:
             .order_by(link_clicks.c.clicks.desc().nulls_last(), TrackedLink.id)
         )
     ]
-    return {
-        "opens": opens,
-        "unique_opens": unique_opens,
-        "clicks": clicks,
-        "unique_clicks": unique_clicks,
-        "links": links,
-    }
+    return TrackingCounts(opens, unique_opens, clicks, unique_clicks, links)

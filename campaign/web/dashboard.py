@@ -161,6 +161,7 @@ def show(campaign_id: int) -> Any:
         is_unlaunched=campaign.launched_at is None,
         is_cancelled=campaign.status == CampaignStatus.CANCELLED,
         funnel=dashboard.funnel(campaign.id),
+        tracking=dashboard.tracking(campaign),
         timeline=line,
         chart=build_chart(line),
         series=SERIES,

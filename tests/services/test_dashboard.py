@@ -42,7 +42,9 @@ def _inbound(delivery: Delivery, kind: str, at: datetime, bounce: str | None = N
     )
 
 
-def build(*, open_tracking: bool = False, name_of_ana: str = "Ana") -> Built:
+def build(
+    *, open_tracking: bool = False, click_tracking: bool = False, name_of_ana: str = "Ana"
+) -> Built:
     """Ten recipients: two replied, two auto-replied (one of them replied too), one hard and
     one soft bounce, three silent, one refused before sending and one suppressed."""
     statement = statements.create_statement(
@@ -67,6 +69,7 @@ def build(*, open_tracking: bool = False, name_of_ana: str = "Ana") -> Built:
         audience=AudienceSpec((f"list:{people.id}",)),
         from_address="Office <office@example.org>",
         is_open_tracking=open_tracking,
+        is_click_tracking=click_tracking,
     )
     assert campaigns.launch_campaign(campaign)
     campaign.launched_at = LAUNCH

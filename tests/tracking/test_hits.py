@@ -84,9 +84,9 @@ def test_opens_and_clicks_are_counted_after_a_flush(
     report = _flush()
     assert report.written == 5
     counts = tracking_counts(campaign.id)
-    assert counts["opens"] == 3 and counts["unique_opens"] == 2  # a click implies an open
-    assert counts["clicks"] == 2 and counts["unique_clicks"] == 2
-    per_link = {link["url"]: link["clicks"] for link in counts["links"]}
+    assert counts.opens == 3 and counts.unique_opens == 2  # a click implies an open
+    assert counts.clicks == 2 and counts.unique_clicks == 2
+    per_link = {link.url: link.clicks for link in counts.links}
     assert per_link == {REPORT_URL: 1, "http://example.net/appeal": 1}
     db.session.expire_all()
     first, second, third = (db.session.get(Delivery, row.id) for row in rows)

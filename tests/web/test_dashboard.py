@@ -12,9 +12,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import AuditEvent, Role, User
+from campaign.models import AuditEvent, Delivery, Role, User
+from campaign.models.tracking import TrackingKind
 from campaign.services import campaigns, statements
 from campaign.services.campaigns import AudienceSpec
+from campaign.tracking import buffer
+from campaign.tracking.links import record_link
 from tests.services.test_dashboard import build
 
 Login = Callable[[Role], User]
@@ -136,3 +139,74 @@ def test_a_campaign_cancelled_before_its_launch_has_no_figures(
     html = page.get_data(as_text=True)
     assert "cancelled before it was launched" in _text(html)
     assert 'id="funnel"' not in html
+
+
+def _hit(delivery: Delivery, kind: TrackingKind, link_id: int | None = None) -> None:
+    buffer.push_hit(
+        buffer.new_hit(
+            kind,
+            campaign_id=delivery.campaign_id,
+            delivery_id=delivery.id,
+            link_id=link_id,
+            remote_addr="192.0.2.1",
+            user_agent="Mail/1.0",
+        )
+    )
+
+
+def test_a_tracked_campaign_shows_its_opens_and_clicks_per_link(
+    app: Flask, client: FlaskClient, login: Login
+) -> None:
+    built = build(open_tracking=True, click_tracking=True)
+    report = record_link(built.campaign.id, "https://example.org/report")
+    appeal = record_link(built.campaign.id, "https://example.org/appeal")
+    unclicked = record_link(built.campaign.id, "https://example.org/never")
+    db.session.commit()
+    for _ in range(3):
+        _hit(built.to["Ana"], TrackingKind.OPEN)
+    _hit(built.to["Ben"], TrackingKind.OPEN)
+    _hit(built.to["Ana"], TrackingKind.CLICK, report)
+    _hit(built.to["Ana"], TrackingKind.CLICK, report)
+    _hit(built.to["Chen"], TrackingKind.CLICK, report)  # pixel blocked, still a reader
+    _hit(built.to["Chen"], TrackingKind.CLICK, appeal)
+    assert buffer.flush_hits(commit=db.session.commit).written == 8
+    login(Role.VIEWER)
+    html = client.get(f"/campaigns/{built.campaign.id}/dashboard").get_data(as_text=True)
+    assert 'data-total="opens">4<' in html
+    # Ana, Ben, Frank were marked opened by build(); Chen by his click.
+    assert 'data-unique="opens">4<' in html
+    assert 'data-total="clicks">4<' in html
+    assert 'data-unique="clicks">2<' in html
+    links = html[html.index('id="tracking-links"') :]
+    rows = re.findall(
+        r'<tr data-link="(\d+)"><td class="url">([^<]+)</td>'
+        r"<td [^>]*>(\d+)</td><td [^>]*>(\d+)</td>",
+        links,
+    )
+    assert [(int(i), url, int(n), int(u)) for i, url, n, u in rows] == [
+        (report, "https://example.org/report", 3, 2),
+        (appeal, "https://example.org/appeal", 1, 1),
+        (unclicked, "https://example.org/never", 0, 0),
+    ]
+
+
+def test_opens_and_clicks_are_not_shown_when_the_campaign_did_not_track_them(
+    app: Flask, client: FlaskClient, login: Login
+) -> None:
+    built = build()
+    login(Role.VIEWER)
+    html = client.get(f"/campaigns/{built.campaign.id}/dashboard").get_data(as_text=True)
+    assert 'id="tracking-totals"' not in html
+    assert "tracking was off for this campaign" in html
+
+
+def test_a_campaign_counting_only_opens_shows_no_click_figures(
+    app: Flask, client: FlaskClient, login: Login
+) -> None:
+    built = build(open_tracking=True)
+    _hit(built.to["Ana"], TrackingKind.OPEN)
+    buffer.flush_hits(commit=db.session.commit)
+    login(Role.VIEWER)
+    html = client.get(f"/campaigns/{built.campaign.id}/dashboard").get_data(as_text=True)
+    assert 'data-total="opens">1<' in html
+    assert 'data-tracking="clicks"' not in html and 'id="tracking-links"' not in html
