@@ -62,7 +62,20 @@ def poll_inboxes() -> None:
     """Poll each enabled IMAP mailbox whose next poll has come (failing ones back off)."""
     with job_context():
         for mailbox in mailboxes.due_mailboxes():
-            report = mailboxes.poll_mailbox(mailbox, commit=db.session.commit)
+            mailbox_id = mailbox.id  # read now: after a failure the row may not load
+            try:
+                report = mailboxes.poll_mailbox(mailbox, commit=db.session.commit)
+            except Exception as error:
+                # One broken mailbox must not stop the others. The error's text is left out:
+                # database errors quote their parameters, which may hold a stored secret.
+                db.session.rollback()
+                log.error(
+                    "poll-inbox: mailbox %s failed with %s at %s; the others are polled",
+                    mailbox_id,
+                    error.__class__.__name__,
+                    mailboxes.where_it_failed(error),
+                )
+                continue
             if report.fetched or report.errors:
                 log.info("poll-inbox: %s", report.summary())
 

@@ -8,7 +8,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from campaign.models import ImapMailbox, ImapSecurity
-from campaign.secret_box import decrypt_secret
+from campaign.secret_box import SecretUnreadable, decrypt_secret
 
 TIMEOUT_SECONDS = 30
 
@@ -20,6 +20,13 @@ class MailboxUnavailable(Exception):
 def connect(mailbox: ImapMailbox, *, timeout: float = TIMEOUT_SECONDS) -> IMAPClient:
     """Return a logged-in client for `mailbox`, or raise MailboxUnavailable saying why."""
     where = f"{mailbox.host}:{mailbox.port}"
+    try:
+        # Before any socket is opened: a password we cannot read leaves nothing to close.
+        password = decrypt_secret(mailbox.password_encrypted)
+    except SecretUnreadable:
+        raise MailboxUnavailable(
+            "the stored password cannot be read (was CAMPAIGN_SECRET_KEY changed?): enter it again"
+        ) from None
     try:
         client = IMAPClient(
             mailbox.host,
@@ -39,7 +46,7 @@ def connect(mailbox: ImapMailbox, *, timeout: float = TIMEOUT_SECONDS) -> IMAPCl
     try:
         if mailbox.security == ImapSecurity.STARTTLS.value:
             client.starttls(ssl.create_default_context())
-        client.login(mailbox.username, decrypt_secret(mailbox.password_encrypted))
+        client.login(mailbox.username, password)
     except LoginError:
         client.shutdown()
         # The server's text may echo what we sent; the password never goes into our message.

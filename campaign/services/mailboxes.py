@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import PurePath
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
@@ -142,6 +144,18 @@ def poll_mailbox(mailbox: ImapMailbox, *, commit: Callable[[], None]) -> PollRep
         _failed(
             mailbox, f"{mailbox.host}:{mailbox.port} failed while reading: {error}", report, commit
         )
+        return report
+    except Exception as error:
+        # A message we cannot record (a bug, a database refusal) would fail every poll at
+        # the same place: back off and alert like an outage, so staff see it on the page.
+        # Its text is left out: database errors quote parameters, possibly mail or secrets.
+        db.session.rollback()
+        reason = (
+            f"unexpected {error.__class__.__name__} at {where_it_failed(error)} "
+            f"after {report.fetched} message(s); see the worker log"
+        )
+        log.error("mailbox %s: %s", _label(mailbox), reason)
+        _failed(mailbox, reason, report, commit)
         return report
     finally:
         _close(client)
@@ -287,6 +301,22 @@ def _failed(
             reason,
             mailbox.next_poll_at,
         )
+
+
+def where_it_failed(error: BaseException) -> str:
+    """Name the file, line and function an error was raised in (never its message)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "an unknown place"
+    # Our own last frame says more than the library's ("default.py in do_execute").
+    ours = [frame for frame in frames if "campaign" in PurePath(frame.filename).parts]
+    last = (ours or frames)[-1]
+    return f"{PurePath(last.filename).name}:{last.lineno} in {last.name}"
+
+
+def _label(mailbox: ImapMailbox) -> str:
+    # For logs: the name and id staff know it by; never the login, often an email address.
+    return f"{mailbox.id} ({mailbox.name})"
 
 
 def _close(client: IMAPClient) -> None:

@@ -295,3 +295,91 @@ def test_the_periodic_job_polls_only_the_mailboxes_that_are_due(
     db.session.expire_all()
     sources = db.session.scalars(select(InboundMessage.source)).all()
     assert sources == [f"imap:{due.name}"]
+
+
+def _unreadable_secret(app: Flask) -> str:
+    """A password encrypted under another SECRET_KEY: what a key change leaves behind."""
+    kept = app.config["SECRET_KEY"]
+    app.config["SECRET_KEY"] = "the-key-before-it-was-changed"
+    try:
+        return encrypt_secret("lost-password")
+    finally:
+        app.config["SECRET_KEY"] = kept
+
+
+def test_an_unreadable_stored_password_backs_off_and_asks_for_it_again(
+    app: Flask, imap_server: servers.DovecotServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = _mailbox(imap_server)
+    box.password_encrypted = _unreadable_secret(app)
+    db.session.commit()
+
+    with caplog.at_level(logging.INFO, logger="campaign.services.mailboxes"):
+        reports = [_poll(box) for _ in range(3)]
+
+    assert all(len(report.errors) == 1 for report in reports)
+    assert "stored password cannot be read" in reports[0].errors[0]
+    assert "enter it again" in reports[0].errors[0]
+    db.session.refresh(box)
+    assert box.failures == 3 and "cannot be read" in box.last_error
+    assert box not in mailboxes.due_mailboxes()
+    assert any("ALERT" in r.message for r in caplog.records)
+
+
+def test_a_message_that_cannot_be_recorded_backs_off_and_is_read_again_later(
+    app: Flask, imap_server: servers.DovecotServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent = sent_campaign()
+    box = _mailbox(imap_server)
+    imap_server.deliver(box.username, _reply("ana@example.org"))
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise ValueError("a refusal quoting private text")
+
+    monkeypatch.setattr(mailboxes, "record_inbound", broken)
+    report = _poll(box)
+
+    assert report.errors and report.new == 0
+    db.session.refresh(box)
+    assert box.failures == 1 and box.next_poll_at is not None
+    assert "unexpected ValueError" in box.last_error
+    assert "private text" not in box.last_error
+    assert _folder_count(imap_server, box.username, "INBOX") == 1
+    monkeypatch.undo()
+
+    assert (_poll(box).new, _stored()) == (1, 1)
+    assert delivery(sent["ana@example.org"]).replied_at is not None
+
+
+def test_the_periodic_job_polls_the_other_mailboxes_when_one_breaks(
+    app: Flask,
+    imap_server: servers.DovecotServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from workers import jobs
+    from workers.context import set_app
+
+    set_app(app)
+    sent = sent_campaign()
+    first, second = sorted([_mailbox(imap_server), _mailbox(imap_server)], key=lambda m: m.name)
+    imap_server.deliver(first.username, _reply("ana@example.org"))
+    imap_server.deliver(second.username, _reply("ben@example.net"))
+    real_connect = mailboxes.connect
+
+    def connect(mailbox: ImapMailbox, **kwargs: float) -> object:
+        if mailbox.name == first.name:
+            raise RuntimeError(f"bug while connecting as {mailbox.username}")
+        return real_connect(mailbox, **kwargs)
+
+    monkeypatch.setattr(mailboxes, "connect", connect)
+    with caplog.at_level(logging.INFO, logger="workers.jobs"):
+        jobs.poll_inboxes()
+
+    db.session.expire_all()
+    assert delivery(sent["ben@example.net"]).replied_at is not None
+    assert delivery(sent["ana@example.org"]).replied_at is None
+    failure = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(failure) == 1
+    assert f"mailbox {first.id} failed with RuntimeError" in failure[0]
+    assert first.username not in failure[0]

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models import AuditEvent, ImapMailbox, InboundMessage, Role, User
 from campaign.models._types import utcnow
-from campaign.secret_box import decrypt_secret
+from campaign.secret_box import decrypt_secret, encrypt_secret
 from tests import servers
 from tests.inbound.helpers import delivery, letter_id, sent_campaign
 
@@ -223,3 +223,22 @@ def test_poll_now_reports_a_failure(client: FlaskClient, login: Login, app: Flas
     assert "Poll failed:" in _text(response)
     mailbox = _mailbox()
     assert mailbox.failures == 1 and mailbox.last_error
+
+
+def test_poll_now_with_an_unreadable_password_asks_for_it_again(
+    client: FlaskClient, login: Login, app: Flask
+) -> None:
+    login(Role.ADMIN)
+    client.post("/mailboxes/new", data=_form())
+    mailbox = _mailbox()
+    kept = app.config["SECRET_KEY"]
+    app.config["SECRET_KEY"] = "the-key-before-it-was-changed"
+    mailbox.password_encrypted = encrypt_secret("lost-password")
+    app.config["SECRET_KEY"] = kept
+    db.session.commit()
+
+    response = client.post(f"/mailboxes/{mailbox.id}/poll", follow_redirects=True)
+
+    assert response.status_code == 200
+    assert "the stored password cannot be read" in _text(response)
+    assert _mailbox().failures == 1
