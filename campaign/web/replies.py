@@ -22,7 +22,7 @@ from flask import (
 )
 from flask_login import current_user
 
-from campaign.extensions import db
+from campaign.extensions import csrf, db
 from campaign.inbound.sanitise import FRAME_CSP, safe_html
 from campaign.models import Campaign, Delivery, InboundKind, InboundMessage, Role, User
 from campaign.services import ledger
@@ -255,6 +255,12 @@ def attach(message_id: int) -> Any:
 # --- uploads ------------------------------------------------------------------------------
 
 
+NO_LENGTH = (
+    "The upload did not say how large it is (no Content-Length), so it was not read. "
+    "Upload from the form in a browser, or give the files to the `campaign inbound` command."
+)
+
+
 def _upload_cap() -> int:
     return int(current_app.config["INBOUND_UPLOAD_MAX_MB"]) * 1024 * 1024
 
@@ -271,6 +277,9 @@ def _render_upload(outcomes: list[Any] | None = None, error: str = "", status: i
 
 @bp.route("/upload", methods=["GET", "POST"])
 @allow(Role.EDITOR)
+# Checked by hand below, after the size: CSRFProtect's own before_request hook reads the
+# whole multipart body (request.form) before any view runs, which would defeat the cap.
+@csrf.exempt
 def upload() -> Any:
     if request.method == "GET":
         return _render_upload()
@@ -279,10 +288,17 @@ def upload() -> Any:
         "accepted at once (CAMPAIGN_INBOUND_UPLOAD_MAX_MB). Upload fewer files at a time, "
         "or give large mailboxes to the `campaign inbound` command."
     )
-    # Browsers send the length of a file upload; a body sent without one is still bounded
-    # by the app-wide MAX_CONTENT_LENGTH.
-    if request.content_length is not None and request.content_length > _upload_cap():
+    # Browsers always send the length of a form upload: refuse before reading a byte of
+    # the body. A body without one (chunked, from a script) is refused too rather than read
+    # up to a limit: werkzeug leaves the half-spooled file of an interrupted parse open.
+    if request.content_length is None:
+        return _render_upload(error=NO_LENGTH, status=411)
+    if request.content_length > _upload_cap():
         return _render_upload(error=too_large, status=413)
+    # Whatever the headers claim, the parser reads no further than the cap.
+    request.max_content_length = _upload_cap()
+    if current_app.config["WTF_CSRF_ENABLED"]:
+        csrf.protect()
     files = [f for f in request.files.getlist("files") if f.filename]
     if not files:
         return _render_upload(error="Choose one or more .eml or mbox files.", status=400)
