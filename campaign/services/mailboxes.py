@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 # Failed polls in a row after which staff are warned (each retry is logged quietly before).
 ALERT_AFTER = 3
 MAX_BACKOFF = timedelta(minutes=15)
+# Inbound rows polled from a mailbox have source "imap:<mailbox id>".
+IMAP_SOURCE_PREFIX = "imap:"
 # How many messages' sizes and Message-IDs are asked for in one FETCH.
 META_CHUNK = 100
 _MESSAGE_ID = re.compile(rb"<[^<>\s]{1,250}>")
@@ -215,14 +217,15 @@ def _handle(
     meta: dict[bytes, object],
     report: PollReport,
 ) -> None:
-    source = f"imap:{mailbox.name}"
+    # Keyed on the id, not the name: a renamed mailbox still knows what it has recorded.
+    source = f"{IMAP_SOURCE_PREFIX}{mailbox.id}"
     report.fetched += 1
     size = int(meta.get(b"RFC822.SIZE") or 0)  # type: ignore[call-overload]
     found = _MESSAGE_ID.search(_as_bytes(meta.get(_MESSAGE_ID_FIELD)))
     message_id = found.group().decode("ascii", "replace") if found else ""
-    if message_id and _seen(source, message_id):
+    if message_id and _seen(message_id):
         return
-    key = f"{mailbox.name}:{mailbox.uidvalidity}:{uid}"
+    key = f"{source}:{mailbox.uidvalidity}:{uid}"
     if size > MAX_BYTES:
         # Never download it: the headers are enough to thread it and for staff to see it.
         header = _as_bytes(
@@ -244,10 +247,16 @@ def _handle(
         report.new += 1
 
 
-def _seen(source: str, message_id: str) -> bool:
+def _seen(message_id: str) -> bool:
+    # Any mailbox, not only this one: a reply sent to two of our addresses, or a mailbox
+    # renamed or re-pointed before its rows were keyed by id, is still recorded once. The
+    # message_id index finds the few candidates; the prefix keeps files and uploads apart.
     query = (
         select(InboundMessage.id)
-        .where(InboundMessage.source == source, InboundMessage.message_id == message_id)
+        .where(
+            InboundMessage.message_id == message_id,
+            InboundMessage.source.startswith(IMAP_SOURCE_PREFIX, autoescape=True),
+        )
         .limit(1)
     )
     return db.session.scalar(query) is not None

@@ -13,11 +13,13 @@ from sqlalchemy import func, select
 
 from campaign.extensions import db
 from campaign.inbound.parsing import MAX_BYTES
-from campaign.models import Delivery, ImapMailbox, InboundMessage
+from campaign.models import Delivery, ImapMailbox, InboundMessage, Role
 from campaign.models._types import utcnow
 from campaign.secret_box import encrypt_secret
-from campaign.services import mailboxes
+from campaign.services import mailbox_admin, mailboxes
+from campaign.services.mailbox_admin import MailboxSettings
 from tests import servers
+from tests.conftest import make_user
 from tests.inbound.helpers import delivery, letter_id, sent_campaign
 
 
@@ -294,7 +296,7 @@ def test_the_periodic_job_polls_only_the_mailboxes_that_are_due(
 
     db.session.expire_all()
     sources = db.session.scalars(select(InboundMessage.source)).all()
-    assert sources == [f"imap:{due.name}"]
+    assert sources == [f"imap:{due.id}"]
 
 
 def _unreadable_secret(app: Flask) -> str:
@@ -383,3 +385,45 @@ def test_the_periodic_job_polls_the_other_mailboxes_when_one_breaks(
     assert len(failure) == 1
     assert f"mailbox {first.id} failed with RuntimeError" in failure[0]
     assert first.username not in failure[0]
+
+
+def test_a_renamed_mailbox_read_again_records_nothing_twice(
+    app: Flask, imap_server: servers.DovecotServer
+) -> None:
+    sent_campaign()
+    box = _mailbox(imap_server, processed_folder="")
+    imap_server.deliver(box.username, _reply("ana@example.org"))
+    assert _poll(box).new == 1
+    settings = MailboxSettings(
+        name="Replies (renamed)",
+        host=box.host,
+        port=box.port,
+        security=box.security,
+        username=box.username,
+        password="",
+        folder=box.folder,
+        processed_folder=box.processed_folder,
+    )
+    mailbox_admin.update_mailbox(box, settings, actor=make_user(Role.ADMIN))
+    db.session.commit()
+
+    imap_server.change_uidvalidity(box.username)
+    report = _poll(box)
+
+    assert (report.fetched, report.new, report.errors) == (1, 0, [])
+    assert _stored() == 1
+
+
+def test_a_reply_reaching_two_mailboxes_is_recorded_once(
+    app: Flask, imap_server: servers.DovecotServer
+) -> None:
+    sent = sent_campaign()
+    office, press = _mailbox(imap_server), _mailbox(imap_server)
+    reply = _reply("ana@example.org")
+    imap_server.deliver(office.username, reply)
+    imap_server.deliver(press.username, reply)
+
+    assert _poll(office).new == 1
+    assert (_poll(press).fetched, _stored()) == (1, 1)
+    assert delivery(sent["ana@example.org"]).replied_at is not None
+    assert db.session.scalar(select(InboundMessage.source)) == f"imap:{office.id}"

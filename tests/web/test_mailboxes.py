@@ -208,7 +208,7 @@ def test_poll_now_reads_the_mailbox_and_says_what_it_did(
 
     assert f"Polled {user}: 1 fetched, 1 new" in _text(response)
     assert delivery(sent["ana@example.org"]).replied_at is not None
-    assert db.session.scalar(select(InboundMessage.source)) == f"imap:{user}"
+    assert db.session.scalar(select(InboundMessage.source)) == f"imap:{mailbox_id}"
     assert _actions()[-1] == "mailbox.poll"
 
 
