@@ -117,9 +117,7 @@ def show(message_id: int) -> Any:
     message = _message(message_id)
     delivery = db.session.get(Delivery, message.delivery_id) if message.delivery_id else None
     campaign = db.session.get(Campaign, delivery.campaign_id) if delivery else None
-    may_attach = message.kind != InboundKind.BOUNCE.value and (
-        message.kind == InboundKind.UNMATCHED.value or message.is_weak_match
-    )
+    may_attach = reply_service.may_attach(message)
     return render_template(
         "replies/show.html",
         message=message,

@@ -347,6 +347,32 @@ def test_a_weak_match_moved_elsewhere_unmarks_the_first_delivery(
     assert _message(weak.id).is_weak_match is False
 
 
+def test_a_strong_match_cannot_be_attached_elsewhere(
+    client: FlaskClient,
+    login: Login,
+    app: Flask,
+) -> None:
+    sent = sent_campaign()
+    login(Role.EDITOR)
+    reply = _record("reply_in_reply_to.eml")  # In-Reply-To names the letter to ana
+    campaign = db.session.scalars(select(Campaign)).one()
+    assert 'id="attach-form"' not in client.get(f"/replies/{reply.id}").get_data(as_text=True)
+
+    # A hand-made POST, as the page offers no form for it.
+    refused = client.post(
+        f"/replies/{reply.id}/attach",
+        data={"campaign_id": str(campaign.id), "email": "dana@example.org"},
+        follow_redirects=True,
+    )
+
+    assert "already matched to its letter by its own headers" in refused.get_data(as_text=True)
+    assert _message(reply.id).delivery_id == sent["ana@example.org"]
+    assert _message(reply.id).match_method == "in_reply_to"
+    assert delivery(sent["dana@example.org"]).replied_at is None
+    assert delivery(sent["ana@example.org"]).replied_at is not None
+    assert _actions(reply.id) == []
+
+
 def test_the_letter_it_answers_is_shown_beside_it(
     client: FlaskClient,
     login: Login,
