@@ -266,24 +266,28 @@ def add_note(message: InboundMessage, user: User, text: str) -> InboundNote:
 
 
 def may_attach(message: InboundMessage) -> bool:
-    """Whether a person may link the message to a letter: unmatched mail and weak matches.
+    """Whether a person may link the message to a letter: unlinked mail and weak matches.
 
-    Never a bounce (matched by the addresses it reports), never a strong match (its headers
-    name the letter; moving it would mark someone else's letter answered).
+    Unlinked includes an auto-reply the matcher could not place. Never a bounce (matched
+    by the addresses it reports), never a strong match (its headers name the letter;
+    moving it would mark someone else's letter answered).
     """
     if message.kind == InboundKind.BOUNCE.value:
         return False
-    return message.kind == InboundKind.UNMATCHED.value or message.is_weak_match
+    return message.delivery_id is None or message.is_weak_match
 
 
 def attach_to_delivery(message: InboundMessage, delivery: Delivery, user: User) -> None:
-    """Link a message to the letter it answers, as a person decided (unmatched or weak)."""
+    """Link a message to the letter it answers, as a person decided (unlinked or weak).
+
+    An auto-reply stays an auto-reply and leaves `replied_at` alone: it is not an answer.
+    """
     if message.kind == InboundKind.BOUNCE.value:
         raise ReplyError("A bounce is matched by the addresses it reports, not by hand.")
     if not may_attach(message):
         raise ReplyError(
             "It is already matched to its letter by its own headers; "
-            "only unmatched messages and weak matches are attached by hand."
+            "only unlinked messages and weak matches are attached by hand."
         )
     previous = db.session.get(Delivery, message.delivery_id) if message.delivery_id else None
     if message.kind == InboundKind.UNMATCHED.value:

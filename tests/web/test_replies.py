@@ -347,6 +347,34 @@ def test_a_weak_match_moved_elsewhere_unmarks_the_first_delivery(
     assert _message(weak.id).is_weak_match is False
 
 
+def test_an_unmatched_auto_reply_is_attached_without_marking_the_letter_answered(
+    client: FlaskClient,
+    login: Login,
+    app: Flask,
+) -> None:
+    # Recorded before the campaign exists, so nothing can match it.
+    auto = _record("ooo_de.eml")
+    assert (auto.kind, auto.delivery_id) == ("auto_reply", None)
+    sent = sent_campaign()
+    login(Role.EDITOR)
+    campaign = db.session.scalars(select(Campaign)).one()
+    assert 'id="attach-form"' in client.get(f"/replies/{auto.id}").get_data(as_text=True)
+
+    done = client.post(
+        f"/replies/{auto.id}/attach",
+        data={"campaign_id": str(campaign.id), "email": "eve@example.org"},
+        follow_redirects=True,
+    )
+
+    assert "Attached to the letter" in done.get_data(as_text=True)
+    message = _message(auto.id)
+    assert (message.kind, message.delivery_id) == ("auto_reply", sent["eve@example.org"])
+    assert message.match_method == "manual"
+    # An out-of-office is not an answer: the letter still waits for one.
+    assert delivery(sent["eve@example.org"]).replied_at is None
+    assert auto.id in _inbox_ids(client, f"?campaign={campaign.id}&kind=auto_reply")
+
+
 def test_a_strong_match_cannot_be_attached_elsewhere(
     client: FlaskClient,
     login: Login,
