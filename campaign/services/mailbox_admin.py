@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from campaign.extensions import db
-from campaign.models import ImapMailbox, ImapSecurity, User
+from campaign.models import ImapMailbox, User
 from campaign.secret_box import encrypt_secret
 from campaign.services.audit import record_event
-from campaign.services.mailboxes import ALERT_AFTER, MailboxError, add_mailbox, find_mailbox
+from campaign.services.mailboxes import ALERT_AFTER, MailboxError, add_mailbox, validate_mailbox
 
 # Changing any of these points the mailbox at other mail: its UIDs mean nothing there.
 _WHERE_FIELDS = ("host", "username", "folder")
@@ -61,27 +61,20 @@ class MailboxSettings:
         }
 
 
-def _check(settings: MailboxSettings, mailbox: ImapMailbox | None) -> None:
-    if not settings.name:
-        raise MailboxError("The mailbox name is empty.")
-    same_name = find_mailbox(settings.name)
-    if same_name is not None and same_name is not mailbox:
-        raise MailboxError(f"A mailbox named {settings.name!r} exists already.")
-    if not settings.host:
-        raise MailboxError("The host is empty.")
-    if not 0 < settings.port < 65536:
-        raise MailboxError(f"The port {settings.port} is not between 1 and 65535.")
-    if settings.security not in {s.value for s in ImapSecurity}:
-        raise MailboxError(f"The security {settings.security!r} is not one of ssl, starttls, none.")
-    if not settings.folder:
-        raise MailboxError("The folder to watch is empty.")
-    if settings.processed_folder == settings.folder:
-        raise MailboxError("The processed folder must differ from the folder watched.")
+def _validate(settings: MailboxSettings, mailbox: ImapMailbox) -> None:
+    validate_mailbox(
+        name=settings.name,
+        host=settings.host,
+        port=settings.port,
+        security=settings.security,
+        folder=settings.folder,
+        processed_folder=settings.processed_folder,
+        existing=mailbox,
+    )
 
 
 def create_mailbox(settings: MailboxSettings, *, actor: User) -> ImapMailbox:
     """Add a mailbox to poll; the password is stored encrypted."""
-    _check(settings, None)
     mailbox = add_mailbox(
         settings.name,
         host=settings.host,
@@ -104,7 +97,7 @@ def create_mailbox(settings: MailboxSettings, *, actor: User) -> ImapMailbox:
 
 def update_mailbox(mailbox: ImapMailbox, settings: MailboxSettings, *, actor: User) -> bool:
     """Save new settings; True when the checkpoint was reset (the folder is read again)."""
-    _check(settings, mailbox)
+    _validate(settings, mailbox)
     moved = any(getattr(mailbox, name) != getattr(settings, name) for name in _WHERE_FIELDS)
     mailbox.name = settings.name
     mailbox.host = settings.host

@@ -56,6 +56,34 @@ class PollReport:
         )
 
 
+def validate_mailbox(
+    *,
+    name: str,
+    host: str,
+    port: int,
+    security: str,
+    folder: str,
+    processed_folder: str,
+    existing: ImapMailbox | None = None,
+) -> None:
+    """Raise MailboxError naming the field when these settings cannot be saved."""
+    if not name:
+        raise MailboxError("The mailbox name is empty.")
+    same_name = find_mailbox(name)
+    if same_name is not None and same_name is not existing:
+        raise MailboxError(f"A mailbox named {name!r} exists already.")
+    if not host:
+        raise MailboxError("The host is empty.")
+    if not 0 < port < 65536:
+        raise MailboxError(f"The port {port} is not between 1 and 65535.")
+    if security not in {s.value for s in ImapSecurity}:
+        raise MailboxError(f"The security {security!r} is not one of ssl, starttls, none.")
+    if not folder:
+        raise MailboxError("The folder to watch is empty.")
+    if processed_folder == folder:
+        raise MailboxError("The processed folder must differ from the folder watched.")
+
+
 def add_mailbox(
     name: str,
     *,
@@ -68,30 +96,25 @@ def add_mailbox(
     processed_folder: str = "Processed",
 ) -> ImapMailbox:
     """Add an IMAP mailbox to poll; the password is stored encrypted."""
-    name = name.strip()
-    if not name:
-        raise MailboxError("The mailbox name is empty.")
-    if find_mailbox(name) is not None:
-        raise MailboxError(f"A mailbox named {name!r} exists already.")
-    if not host.strip():
-        raise MailboxError("The host is empty.")
-    if not 0 < port < 65536:
-        raise MailboxError(f"The port {port} is not between 1 and 65535.")
-    if security not in {s.value for s in ImapSecurity}:
-        raise MailboxError(f"The security {security!r} is not one of ssl, starttls, none.")
-    if not folder.strip():
-        raise MailboxError("The folder to watch is empty.")
-    if processed_folder.strip() == folder.strip():
-        raise MailboxError("The processed folder must differ from the folder watched.")
+    name, host = name.strip(), host.strip()
+    folder, processed_folder = folder.strip(), processed_folder.strip()
+    validate_mailbox(
+        name=name,
+        host=host,
+        port=port,
+        security=security,
+        folder=folder,
+        processed_folder=processed_folder,
+    )
     mailbox = ImapMailbox(
         name=name,
-        host=host.strip(),
+        host=host,
         port=port,
         security=security,
         username=username,
         password_encrypted=encrypt_secret(password),
-        folder=folder.strip(),
-        processed_folder=processed_folder.strip(),
+        folder=folder,
+        processed_folder=processed_folder,
         uidvalidity=0,
         last_uid=0,
         failures=0,

@@ -242,3 +242,20 @@ def test_poll_now_with_an_unreadable_password_asks_for_it_again(
     assert response.status_code == 200
     assert "the stored password cannot be read" in _text(response)
     assert _mailbox().failures == 1
+
+
+def test_an_edit_is_checked_like_a_new_mailbox(
+    client: FlaskClient, login: Login, app: Flask
+) -> None:
+    login(Role.ADMIN)
+    client.post("/mailboxes/new", data=_form())
+    client.post("/mailboxes/new", data=_form(name="Press"))
+    press = _mailbox("Press")
+
+    taken = client.post(f"/mailboxes/{press.id}/edit", data=_form(name="Replies"))
+    same_folder = client.post(f"/mailboxes/{press.id}/edit", data=_form(processed_folder="INBOX"))
+
+    assert taken.status_code == 422 and "exists already" in _text(taken)
+    assert same_folder.status_code == 422
+    assert "must differ from the folder watched" in _text(same_folder)
+    assert (_mailbox("Press").name, _mailbox("Press").processed_folder) == ("Press", "Processed")
