@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import zlib
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
@@ -26,7 +25,7 @@ from campaign.models import (
 )
 from campaign.models._types import utcnow
 from campaign.services.audit import record_event
-from campaign.services.inbound import record_inbound
+from campaign.services.inbound import raw_message_of, record_inbound
 
 PER_PAGE = 50
 MAX_NOTE_CHARS = 5_000
@@ -185,16 +184,6 @@ def triage_users() -> list[User]:
         .order_by(User.email)
     )
     return list(db.session.scalars(query))
-
-
-def raw_message(message: InboundMessage) -> bytes | None:
-    """The message's bytes as received, or None when they were not kept."""
-    if not message.raw_blob:
-        return None
-    try:
-        return zlib.decompress(message.raw_blob)
-    except zlib.error:
-        return None
 
 
 def find_delivery(campaign_id: int, email: str) -> Delivery | None:
@@ -406,7 +395,7 @@ SHOWN_HEADERS = ("To", "Cc", "Date")
 
 def original_headers(message: InboundMessage) -> dict[str, str]:
     """To, Cc and Date as received (none when the raw bytes were not kept)."""
-    raw = raw_message(message)
+    raw = raw_message_of(message)
     if raw is None:
         return {}
     try:

@@ -27,6 +27,7 @@ from campaign.inbound.sanitise import FRAME_CSP, safe_html
 from campaign.models import Campaign, Delivery, InboundKind, InboundMessage, Role, User
 from campaign.services import ledger
 from campaign.services import replies as reply_service
+from campaign.services.inbound import raw_message_of
 from campaign.services.replies import InboxFilter, ReplyError
 from campaign.web.access import allow
 from campaign.web.params import row_id
@@ -159,7 +160,7 @@ def html(message_id: int) -> Any:
 @allow(Role.ADMIN)
 def original(message_id: int) -> Any:
     message = _message(message_id)
-    raw = reply_service.raw_message(message)
+    raw = raw_message_of(message)
     if raw is None:
         abort(404)
     reply_service.record_download(message, _me())

@@ -116,6 +116,24 @@ def test_only_an_admin_downloads_the_original(client: FlaskClient, app: Flask) -
     assert "inbound.download" in _actions(message.id)
 
 
+def test_a_stored_original_that_does_not_decompress_is_reported_not_served(
+    client: FlaskClient, login: Login, mail: dict[str, int], caplog: pytest.LogCaptureFixture
+) -> None:
+    login(Role.ADMIN)
+    reply = _message(mail["reply"])
+    reply.raw_blob = b"not zlib at all"
+    db.session.commit()
+
+    page = client.get(f"/replies/{reply.id}")
+    download = client.get(f"/replies/{reply.id}/original")
+
+    assert page.status_code == 200  # the message is still readable from its columns
+    assert download.status_code == 404
+    # The one reader of stored originals says which row is damaged, for the admin's log.
+    assert f"inbound message {reply.id}: stored original does not decompress" in caplog.text
+    assert "inbound.download" not in _actions(reply.id)
+
+
 # --- the inbox and its filters -----------------------------------------------------------
 
 
