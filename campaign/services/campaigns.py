@@ -31,6 +31,7 @@ from campaign.queue import enqueue_after_commit
 from campaign.services import statements
 from campaign.services.audiences import find_audience
 from campaign.services.audit import record_event
+from campaign.tracking.links import base_url_problem
 
 SEND_JOB = "workers.jobs.send_batch"
 # Launch queues at most this many send jobs at once; the reconciler tops up the rest.
@@ -275,6 +276,12 @@ def check_campaign(campaign: Campaign) -> CampaignCheck:
     statement = db.session.get(Statement, campaign.statement_id)
     if statement is None or not statement.texts:
         check.errors.append("Statement: it has no text to send")
+    if campaign.is_open_tracking or campaign.is_click_tracking:
+        problem = base_url_problem(
+            str(current_app.config.get("PUBLIC_URL") or ""), debug=current_app.debug
+        )
+        if problem:
+            check.errors.append(f"Tracking: {problem}")
     account = campaign.smtp_account
     login = account.username if account else str(current_app.config["MAIL_USERNAME"])
     if "@" in login and _domain(campaign.from_address) != login.rpartition("@")[2].lower():

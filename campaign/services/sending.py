@@ -52,7 +52,7 @@ from campaign.services.letters import compose_letter
 from campaign.services.smtp_accounts import SmtpSettings, settings_for
 from campaign.services.unsubscribe import public_url, unsubscribe_url
 from campaign.smtp import Outcome, SendOutcome, SmtpConnection
-from campaign.tracking.links import LetterTracking
+from campaign.tracking.links import LetterTracking, base_url_problem
 
 log = logging.getLogger(__name__)
 
@@ -559,6 +559,17 @@ def _build(
 
 def _tracking(campaign: Campaign, commit: Callable[[], None]) -> LetterTracking | None:
     if not (campaign.is_open_tracking or campaign.is_click_tracking):
+        return None
+    # The launch checked the address, but a worker may run with other settings than the web
+    # app. A letter whose pixel and links point nowhere is worse than one without them: the
+    # reader's links must work, the counts may be missing (docs/decisions/0018).
+    problem = base_url_problem(
+        str(current_app.config.get("PUBLIC_URL") or ""), debug=current_app.debug
+    )
+    if problem:
+        log.warning(
+            "campaign %s: letters sent without open and click tracking: %s", campaign.id, problem
+        )
         return None
     return LetterTracking(
         campaign.id,

@@ -12,6 +12,7 @@ import hashlib
 import html
 import re
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,6 +26,30 @@ _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 _TRACKED_SCHEMES = ("http://", "https://")
 # Links longer than this stay as they are: no mail client needs them and the table stays small.
 MAX_URL_LENGTH = 4000
+
+
+def base_url_problem(public_url: str, *, debug: bool) -> str:
+    """Why a letter's pixel and links could not point at `public_url` ("" when they can).
+
+    Without CAMPAIGN_PUBLIC_URL they would point at the development address, which no
+    reader can reach; over plain HTTP a reader's clicks (and tokens) would cross the
+    network unencrypted, which only a machine in debug mode may accept.
+    """
+    if not public_url.strip():
+        return (
+            "CAMPAIGN_PUBLIC_URL is not set, so the open pixel and tracked links would point "
+            "at no address readers can reach; set it to this app's public https:// address "
+            "or turn tracking off"
+        )
+    parts = urlsplit(public_url.strip())
+    if parts.scheme != "https" and not (debug and parts.scheme == "http"):
+        return (
+            f"CAMPAIGN_PUBLIC_URL ({public_url}) must start with https:// for tracked letters "
+            "(readers' clicks would travel unencrypted)"
+        )
+    if not parts.hostname:
+        return f"CAMPAIGN_PUBLIC_URL ({public_url}) names no host"
+    return ""
 
 
 def open_url(base_url: str, *, campaign_id: int, delivery_id: int) -> str:

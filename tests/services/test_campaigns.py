@@ -284,3 +284,46 @@ def test_a_launch_that_finds_the_campaign_launched_meanwhile_does_nothing(
     assert campaigns.launch_campaign(campaign) is False
     db.session.commit()
     assert _deliveries(campaign) == []
+
+
+@pytest.mark.parametrize(
+    ("public_url", "debug", "refusal"),
+    [
+        ("", False, "CAMPAIGN_PUBLIC_URL is not set"),
+        ("", True, "CAMPAIGN_PUBLIC_URL is not set"),
+        ("http://campaign.example.org", False, "must start with https://"),
+        ("campaign.example.org", False, "must start with https://"),
+        ("https://", False, "names no host"),
+        ("http://127.0.0.1:5000", True, None),  # `campaign dev`: debug over plain HTTP
+        ("https://campaign.example.org/", False, None),
+    ],
+)
+@pytest.mark.parametrize("tracking", ["opens", "clicks"])
+def test_tracking_needs_the_public_address_letters_can_link_to(
+    app: Flask, public_url: str, debug: bool, refusal: str | None, tracking: str
+) -> None:
+    app.config.update(PUBLIC_URL=public_url, DEBUG=debug)
+    press = _list("Press", ["a@example.org"])
+    campaign = campaigns.create_campaign(
+        _statement(),
+        audience=AudienceSpec((f"list:{press.id}",)),
+        is_open_tracking=tracking == "opens",
+        is_click_tracking=tracking == "clicks",
+    )
+    errors = campaigns.check_campaign(campaign).errors
+    if refusal is None:
+        assert errors == []
+        assert campaigns.launch_campaign(campaign)
+        return
+    assert len(errors) == 1 and errors[0].startswith("Tracking: ") and refusal in errors[0]
+    with pytest.raises(CampaignError, match=refusal):
+        campaigns.launch_campaign(campaign)
+    assert campaign.status == CampaignStatus.DRAFT
+    assert _deliveries(campaign) == []
+
+
+def test_a_campaign_without_tracking_needs_no_public_address(app: Flask) -> None:
+    app.config.update(PUBLIC_URL="", DEBUG=False)
+    press = _list("Press", ["a@example.org"])
+    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    assert campaigns.check_campaign(campaign).errors == []

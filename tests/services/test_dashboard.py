@@ -6,6 +6,7 @@ import csv
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -16,6 +17,13 @@ from campaign.models import Campaign, Delivery, DeliveryStatus, InboundMessage
 from campaign.services import campaigns, dashboard, lists, statements
 from campaign.services.campaigns import AudienceSpec
 from campaign.services.contacts import create_contact
+
+
+@pytest.fixture
+def app_overrides(app_overrides: dict[str, Any]) -> dict[str, Any]:
+    # A tracked campaign launches only with an address its letters' pixel and links reach.
+    return {**app_overrides, "PUBLIC_URL": "https://campaign.example.org"}
+
 
 LAUNCH = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 NAMES = ["Ana", "Ben", "Chen", "Dana", "Eve", "Frank", "Grace", "Hank", "Ida", "Jon"]

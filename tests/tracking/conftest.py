@@ -10,6 +10,7 @@ from email.policy import default as default_policy
 from typing import Any
 
 import pytest
+from flask import current_app
 from sqlalchemy import select
 
 from campaign.extensions import db
@@ -43,9 +44,18 @@ def app_overrides(app_overrides: dict[str, Any], fault_smtp: FaultSmtpServer) ->
 
 
 def send_campaign(
-    count: int = 2, *, opens: bool = False, clicks: bool = False, body: str = BODY
+    count: int = 2,
+    *,
+    opens: bool = False,
+    clicks: bool = False,
+    body: str = BODY,
+    worker_config: dict[str, Any] | None = None,
 ) -> tuple[Campaign, list[Delivery]]:
-    """Launch a campaign to `count` new contacts and send it all; return it and its rows."""
+    """Launch a campaign to `count` new contacts and send it all; return it and its rows.
+
+    `worker_config` changes the configuration between the launch and the sending, as a
+    worker started with other settings than the web app would see it.
+    """
     statement = statements.create_statement(
         f"Letter {uuid.uuid4().hex[:6]}", language="en", subject="S", body=body
     )
@@ -66,6 +76,8 @@ def send_campaign(
     )
     assert campaigns.launch_campaign(campaign)
     db.session.commit()
+    if worker_config:
+        current_app.config.update(worker_config)
     result = sending.send_batch(campaign.id, worker="test", commit=db.session.commit)
     assert result.sent == count, result
     db.session.expire_all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from flask import Flask
 from sqlalchemy import select
 
@@ -101,3 +102,27 @@ def test_a_second_campaign_gets_its_own_link_rows(app: Flask, fault_smtp: FaultS
             (second.id, "http://example.net/appeal"),
         ]
     )
+
+
+@pytest.mark.parametrize("public_url", ["", "http://campaign.example.org"])
+def test_a_worker_without_a_usable_public_address_sends_untracked_letters(
+    app: Flask, fault_smtp: FaultSmtpServer, caplog: pytest.LogCaptureFixture, public_url: str
+) -> None:
+    # The web app that launched had CAMPAIGN_PUBLIC_URL; the worker that sends has not (or
+    # an http:// one outside debug). Links to 127.0.0.1 would be dead in every letter.
+    campaign, rows = send_campaign(
+        2, opens=True, clicks=True, worker_config={"PUBLIC_URL": public_url}
+    )
+    for row in rows:
+        html = part(sent_message(fault_smtp, row), "html")
+        assert "/t/" not in html and not _PIXEL.search(html)
+        assert "http://example.net/appeal" in _HREFS.findall(html)
+        assert "127.0.0.1" not in html
+    assert db.session.scalars(select(TrackedLink)).all() == []
+    warnings = [r.getMessage() for r in caplog.records if r.name == "campaign.services.sending"]
+    assert any(
+        f"campaign {campaign.id}" in w
+        and "without open and click tracking" in w
+        and "CAMPAIGN_PUBLIC_URL" in w
+        for w in warnings
+    ), warnings

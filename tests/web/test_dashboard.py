@@ -6,7 +6,9 @@ import csv
 import io
 import re
 from collections.abc import Callable
+from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -19,6 +21,13 @@ from campaign.services.campaigns import AudienceSpec
 from campaign.tracking import buffer
 from campaign.tracking.links import record_link
 from tests.services.test_dashboard import build
+
+
+@pytest.fixture
+def app_overrides(app_overrides: dict[str, Any]) -> dict[str, Any]:
+    # A tracked campaign launches only with an address its letters' pixel and links reach.
+    return {**app_overrides, "PUBLIC_URL": "https://campaign.example.org"}
+
 
 Login = Callable[[Role], User]
 
