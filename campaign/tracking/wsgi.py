@@ -70,16 +70,19 @@ class TrackingMiddleware:
             "HEAD",
         ):
             return self.next_app(environ, start_response)
-        status, headers, body = self._answer(path, environ)
+        # Link scanners and preview fetchers check a link with HEAD before (or instead of)
+        # following it: they get the same answer, but only a GET is a reader's hit.
+        is_hit = environ["REQUEST_METHOD"] == "GET"
+        status, headers, body = self._answer(path, environ, is_hit=is_hit)
         start_response(status, [*headers, *_HEADERS, ("Content-Length", str(len(body)))])
-        return [b""] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+        return [body] if is_hit else [b""]
 
     def _answer(
-        self, path: str, environ: WSGIEnvironment
+        self, path: str, environ: WSGIEnvironment, *, is_hit: bool
     ) -> tuple[str, list[tuple[str, str]], bytes]:
         if path.startswith(OPEN_PREFIX) and path.endswith(".gif"):
             read = read_token(path[len(OPEN_PREFIX) : -len(".gif")], secret_key=self.secret_key)
-            if read is not None and read.kind == TrackingKind.OPEN:
+            if read is not None and read.kind == TrackingKind.OPEN and is_hit:
                 self._record(read, environ)
             # The same image whatever the token: a broken image would only puzzle the reader.
             return "200 OK", [("Content-Type", "image/gif")], PIXEL
@@ -88,7 +91,8 @@ class TrackingMiddleware:
             if read is not None and read.kind == TrackingKind.CLICK and read.link_id is not None:
                 url = self._link_url(read.campaign_id, read.link_id)
                 if url is not None:
-                    self._record(read, environ)
+                    if is_hit:
+                        self._record(read, environ)
                     return "302 Found", [("Location", url)], b""
         return "404 Not Found", [("Content-Type", "text/plain; charset=utf-8")], b"Not found"
 

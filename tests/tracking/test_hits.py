@@ -333,3 +333,26 @@ def test_two_workers_recording_the_same_new_link_at_once_share_one_row(
         .where(TrackedLink.url == "https://example.org/new")
     )
     assert rows == 1
+
+
+def test_a_head_request_gets_the_same_answer_but_counts_nothing(
+    app: Flask, client: FlaskClient, fault_smtp: FaultSmtpServer
+) -> None:
+    # Link scanners (mail security gateways, chat previews) check links with HEAD.
+    _campaign, rows = send_campaign(1, opens=True, clicks=True)
+    pixel, links = _paths(fault_smtp, rows[0])
+    image = client.head(pixel)
+    assert image.status_code == 200 and image.mimetype == "image/gif"
+    assert image.data == b""
+    click = client.head(links[REPORT_URL])
+    assert click.status_code == 302 and click.headers["Location"] == REPORT_URL
+    assert get_redis().llen(buffer.hits_key()) == 0
+    assert _flush().written == 0
+    db.session.expire_all()
+    delivery = db.session.get(Delivery, rows[0].id)
+    assert delivery is not None and delivery.opened_at is None and delivery.clicked_at is None
+    # The reader's own GETs are counted as ever.
+    client.get(pixel)
+    client.get(links[REPORT_URL])
+    assert _flush().written == 2
+    assert _events(kind="open") == 1 and _events(kind="click") == 1
