@@ -18,7 +18,11 @@ def register(app: Flask) -> None:
 @click.option("--host", required=True, help="IMAP server host name.")
 @click.option("--port", type=int, default=993, show_default=True)
 @click.option(
-    "--security", type=click.Choice(["ssl", "starttls", "none"]), default="ssl", show_default=True
+    "--security",
+    type=click.Choice(["ssl", "starttls", "none"]),
+    default="ssl",
+    show_default=True,
+    help="none (a clear-text login) only for a server on this machine.",
 )
 @click.option("--user", "username", required=True, help="IMAP user name.")
 @click.option(

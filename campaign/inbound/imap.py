@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import ssl
 
 from imapclient import IMAPClient
@@ -13,6 +14,24 @@ from campaign.secret_box import SecretUnreadable, decrypt_secret
 TIMEOUT_SECONDS = 30
 
 
+# Completes "Security: …" in the form's error and "host:port: security …" in a poll's.
+CLEAR_TEXT_REFUSED = (
+    "none sends the password in clear, so it is allowed only for a server on this machine "
+    "(127.0.0.1, ::1, localhost): choose ssl or starttls"
+)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` names this machine, where a clear-text login crosses no network."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 class MailboxUnavailable(Exception):
     """The server could not be reached, refused the login or the folder: worth retrying later."""
 
@@ -20,6 +39,9 @@ class MailboxUnavailable(Exception):
 def connect(mailbox: ImapMailbox, *, timeout: float = TIMEOUT_SECONDS) -> IMAPClient:
     """Return a logged-in client for `mailbox`, or raise MailboxUnavailable saying why."""
     where = f"{mailbox.host}:{mailbox.port}"
+    if mailbox.security == ImapSecurity.NONE.value and not is_loopback_host(mailbox.host):
+        # Rows saved before the form refused this still never send a password in clear.
+        raise MailboxUnavailable(f"{where}: security {CLEAR_TEXT_REFUSED}")
     try:
         # Before any socket is opened: a password we cannot read leaves nothing to close.
         password = decrypt_secret(mailbox.password_encrypted)

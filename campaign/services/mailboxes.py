@@ -16,7 +16,12 @@ from imapclient.exceptions import IMAPClientError
 from sqlalchemy import or_, select
 
 from campaign.extensions import db
-from campaign.inbound.imap import MailboxUnavailable, connect
+from campaign.inbound.imap import (
+    CLEAR_TEXT_REFUSED,
+    MailboxUnavailable,
+    connect,
+    is_loopback_host,
+)
 from campaign.inbound.parsing import MAX_BYTES
 from campaign.models import ImapMailbox, ImapSecurity, InboundMessage
 from campaign.models._types import utcnow
@@ -78,6 +83,8 @@ def validate_mailbox(
         raise MailboxError(f"The port {port} is not between 1 and 65535.")
     if security not in {s.value for s in ImapSecurity}:
         raise MailboxError(f"The security {security!r} is not one of ssl, starttls, none.")
+    if security == ImapSecurity.NONE.value and not is_loopback_host(host):
+        raise MailboxError(f"Security: {CLEAR_TEXT_REFUSED}.")
     if not folder:
         raise MailboxError("The folder to watch is empty.")
     if processed_folder == folder:

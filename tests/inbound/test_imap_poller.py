@@ -427,3 +427,28 @@ def test_a_reply_reaching_two_mailboxes_is_recorded_once(
     assert (_poll(press).fetched, _stored()) == (1, 1)
     assert delivery(sent["ana@example.org"]).replied_at is not None
     assert db.session.scalar(select(InboundMessage.source)) == f"imap:{office.id}"
+
+
+def test_add_mailbox_refuses_a_clear_text_login_to_another_machine(app: Flask) -> None:
+    result = app.test_cli_runner().invoke(
+        args=["add-mailbox", "replies", "--host", "imap.example.org", "--user", "office"]
+        + ["--security", "none", "--port", "143", "--password-stdin"],
+        input="s3cret\n",
+    )
+
+    assert result.exit_code != 0
+    assert "Security: none sends the password in clear" in result.output
+    assert mailboxes.find_mailbox("replies") is None
+
+
+def test_a_stored_clear_text_mailbox_on_another_machine_is_never_logged_into(
+    app: Flask, imap_server: servers.DovecotServer
+) -> None:
+    box = _mailbox(imap_server)
+    box.host = "localhost.example.org"  # saved before the form refused it
+    db.session.commit()
+
+    report = _poll(box)
+
+    assert report.errors and "in clear" in report.errors[0]
+    assert box.failures == 1

@@ -259,3 +259,25 @@ def test_an_edit_is_checked_like_a_new_mailbox(
     assert same_folder.status_code == 422
     assert "must differ from the folder watched" in _text(same_folder)
     assert (_mailbox("Press").name, _mailbox("Press").processed_folder) == ("Press", "Processed")
+
+
+def test_a_clear_text_login_is_refused_unless_the_server_is_this_machine(
+    client: FlaskClient, login: Login, app: Flask
+) -> None:
+    login(Role.ADMIN)
+
+    remote = client.post("/mailboxes/new", data=_form(security="none", port="143"))
+
+    assert remote.status_code == 422
+    assert "Security: none sends the password in clear" in _text(remote)
+    assert db.session.scalar(select(ImapMailbox)) is None
+    for host in ("127.0.0.1", "localhost", "::1"):
+        client.post("/mailboxes/new", data=_form(name=host, host=host, security="none"))
+        assert _mailbox(host).security == "none"
+    local = _mailbox("localhost")
+    moved = client.post(
+        f"/mailboxes/{local.id}/edit",
+        data=_form(name="localhost", host="imap.example.org", security="none"),
+    )
+    assert moved.status_code == 422 and "in clear" in _text(moved)
+    assert _mailbox("localhost").host == "localhost"
