@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
@@ -11,7 +12,7 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 
 from campaign.extensions import db
-from campaign.inbound.parsing import MAX_HEADER_BYTES, storable
+from campaign.inbound.parsing import storable
 from campaign.inbound.sources import messages_in_upload
 from campaign.models import (
     Campaign,
@@ -25,7 +26,7 @@ from campaign.models import (
 )
 from campaign.models._types import utcnow
 from campaign.services.audit import record_event
-from campaign.services.inbound import raw_message_of, record_inbound
+from campaign.services.inbound import record_inbound
 
 PER_PAGE = 50
 MAX_NOTE_CHARS = 5_000
@@ -391,15 +392,27 @@ def campaign_filter_choices() -> list[tuple[int, str]]:
 
 # Headers the message page shows beside those stored in columns.
 SHOWN_HEADERS = ("To", "Cc", "Date")
+# Enough for any real header block; the page must not inflate a 25 MB original to show three.
+HEADER_PREFIX_BYTES = 256 * 1024
+
+
+def _original_prefix(message: InboundMessage) -> bytes | None:
+    # The first bytes of the stored original, decompressed no further than that.
+    if message.raw_blob is None:
+        return None
+    try:
+        return zlib.decompressobj().decompress(message.raw_blob, HEADER_PREFIX_BYTES)
+    except zlib.error:
+        return None  # the download reports (and logs) a damaged original
 
 
 def original_headers(message: InboundMessage) -> dict[str, str]:
     """To, Cc and Date as received (none when the raw bytes were not kept)."""
-    raw = raw_message_of(message)
-    if raw is None:
+    head = _original_prefix(message)
+    if head is None:
         return {}
     try:
-        parsed = BytesHeaderParser(policy=default_policy).parsebytes(raw[:MAX_HEADER_BYTES])
+        parsed = BytesHeaderParser(policy=default_policy).parsebytes(head)
     except Exception:  # hostile headers have broken the stdlib parser before
         return {}
     shown: dict[str, str] = {}

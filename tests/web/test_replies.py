@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import mailbox
 import re
+import tracemalloc
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -132,6 +133,29 @@ def test_a_stored_original_that_does_not_decompress_is_reported_not_served(
     # The one reader of stored originals says which row is damaged, for the admin's log.
     assert f"inbound message {reply.id}: stored original does not decompress" in caplog.text
     assert "inbound.download" not in _actions(reply.id)
+
+
+def test_a_large_original_is_not_inflated_to_show_its_headers(
+    client: FlaskClient, login: Login, mail: dict[str, int]
+) -> None:
+    login(Role.EDITOR)
+    reply = _message(mail["reply"])
+    head = b"To: Ana <ana@example.org>\r\nCc: desk@example.org\r\nSubject: big\r\n\r\n"
+    size = 25 * 1024 * 1024
+    reply.raw_blob = zlib.compress(head + b"x" * size)  # a 25 MB attachment, say
+    db.session.commit()
+
+    tracemalloc.start()
+    try:
+        page = client.get(f"/replies/{reply.id}").get_data(as_text=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    headers = page.split('id="reply-headers"', 1)[1].split("</dl>", 1)[0]
+    assert "ana@example.org" in headers and "desk@example.org" in headers
+    # Showing three headers must not hold the whole original in memory.
+    assert peak < size // 4
 
 
 # --- the inbox and its filters -----------------------------------------------------------
