@@ -431,8 +431,10 @@ def test_a_reply_reaching_two_mailboxes_is_recorded_once(
 
 def test_add_mailbox_refuses_a_clear_text_login_to_another_machine(app: Flask) -> None:
     result = app.test_cli_runner().invoke(
-        args=["add-mailbox", "replies", "--host", "imap.example.org", "--user", "office"]
-        + ["--security", "none", "--port", "143", "--password-stdin"],
+        args=[
+            *("add-mailbox", "replies", "--host", "imap.example.org", "--user", "office"),
+            *("--security", "none", "--port", "143", "--password-stdin"),
+        ],
         input="s3cret\n",
     )
 
