@@ -14,6 +14,7 @@ import ipaddress
 import json
 import logging
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -39,6 +40,22 @@ MAX_USER_AGENT = 200
 FLUSHER_TTL_SECONDS = 60
 # Tracking must never make a click wait: a stuck Redis costs a hit, not the redirect.
 REDIS_TIMEOUT_SECONDS = 0.5
+
+# Hits the shared list may hold. It only grows while no flusher runs (workers down); past
+# this a hit is dropped rather than letting Redis fill its memory (about 150 MB here).
+MAX_BUFFERED_HITS = 1_000_000
+# At most one "buffer full" warning per process per this many seconds, with the count.
+FULL_WARNING_SECONDS = 60.0
+
+# Append ARGV[1] unless the list already holds ARGV[2] items: 1 if appended, 0 if dropped.
+# One atomic round trip, so concurrent pushes cannot overshoot the cap.
+_PUSH_BELOW_CAP = """
+if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+return 1
+"""
 
 # Move up to ARGV[1] hits from the shared list to a processing list, atomically.
 _TAKE_BATCH = """
@@ -177,9 +194,47 @@ def new_hit(
     )
 
 
-def push_hit(hit: Hit, redis: Redis | None = None) -> None:
-    """Append a hit to the buffer (raises RedisError when Redis is away)."""
-    (redis or buffer_redis()).rpush(hits_key(), encode_hit(hit))
+class HitPusher:
+    """Appends hits to the buffer until it holds `cap`; past that drops them, warning rarely.
+
+    Every accepted hit is its own record (random hit key), so the flush stores exactly the
+    hits pushed; only a full buffer (no flusher for a long while) loses any, and says so.
+    """
+
+    def __init__(self, redis: Redis, key: str, *, cap: int | None = None) -> None:
+        self.redis = redis
+        self.key = key
+        self.cap = MAX_BUFFERED_HITS if cap is None else cap
+        self._push = redis.register_script(_PUSH_BELOW_CAP)
+        self._lock = threading.Lock()
+        self._dropped = 0  # since the last warning
+        self._warned_at: float | None = None
+
+    def push(self, hit: Hit) -> bool:
+        """Append `hit`; False if the buffer was full (raises RedisError when Redis is away)."""
+        if self._push(keys=[self.key], args=[encode_hit(hit), self.cap]):
+            return True
+        self._note_drop()
+        return False
+
+    def _note_drop(self) -> None:
+        with self._lock:
+            self._dropped += 1
+            now = time.monotonic()
+            if self._warned_at is not None and now - self._warned_at < FULL_WARNING_SECONDS:
+                return
+            dropped, self._dropped, self._warned_at = self._dropped, 0, now
+        log.warning(
+            "tracking buffer full (%d hits waiting): %d hit(s) dropped; is a worker running "
+            "the flush (campaign flush-tracking writes it by hand)?",
+            self.cap,
+            dropped,
+        )
+
+
+def push_hit(hit: Hit, redis: Redis | None = None) -> bool:
+    """Append a hit to the buffer; False if it was full (raises RedisError when Redis is away)."""
+    return HitPusher(redis or buffer_redis(), hits_key()).push(hit)
 
 
 # --- the flush -----------------------------------------------------------------------------

@@ -18,13 +18,12 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models.tracking import TrackedLink, TrackingKind
-from campaign.tracking.buffer import buffer_redis, encode_hit, hits_key, new_hit
+from campaign.tracking.buffer import HitPusher, buffer_redis, hits_key, new_hit
 from campaign.tracking.tokens import TrackingToken, read_token
 
 if TYPE_CHECKING:
@@ -60,8 +59,7 @@ class TrackingMiddleware:
         self.secret_key = str(flask_app.config["SECRET_KEY"])
         self.link_cache: dict[int, tuple[int, str]] = {}
         # Made on the first hit (inside an app context), then shared by the process's threads.
-        self.redis: Redis | None = None
-        self.hits_key = ""
+        self.pusher: HitPusher | None = None
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
@@ -123,10 +121,11 @@ class TrackingMiddleware:
             user_agent=environ.get("HTTP_USER_AGENT", ""),
         )
         try:
-            if self.redis is None:
+            if self.pusher is None:
                 with self.flask_app.app_context():
-                    self.redis, self.hits_key = buffer_redis(), hits_key()
-            self.redis.rpush(self.hits_key, encode_hit(hit))
+                    self.pusher = HitPusher(buffer_redis(), hits_key())
+            # A full buffer drops the hit and warns (rarely) by itself.
+            self.pusher.push(hit)
         except RedisError as error:
             # The reader still gets the image or the page; only the count misses this hit.
             # The error names Redis's address, never the reader's.

@@ -356,3 +356,53 @@ def test_a_head_request_gets_the_same_answer_but_counts_nothing(
     client.get(links[REPORT_URL])
     assert _flush().written == 2
     assert _events(kind="open") == 1 and _events(kind="click") == 1
+
+
+def test_a_full_buffer_drops_hits_with_one_warning_and_takes_them_again_after_a_flush(
+    app: Flask,
+    client: FlaskClient,
+    fault_smtp: FaultSmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # No flusher runs (workers down): the list must stop growing before Redis's memory does.
+    monkeypatch.setattr(buffer, "MAX_BUFFERED_HITS", 3)
+    _campaign, rows = send_campaign(1, opens=True, clicks=True)
+    pixel, links = _paths(fault_smtp, rows[0])
+    for _ in range(5):
+        assert client.get(pixel).status_code == 200
+    # The reader's click still goes through when its hit cannot be kept.
+    response = client.get(links[REPORT_URL])
+    assert response.status_code == 302 and response.headers["Location"] == REPORT_URL
+    assert get_redis().llen(buffer.hits_key()) == 3
+    warnings = [r.getMessage() for r in caplog.records if r.name == "campaign.tracking.buffer"]
+    assert len(warnings) == 1, warnings  # three drops, one warning
+    assert "buffer full" in warnings[0] and "flush" in warnings[0]
+    # Every kept hit is stored, once; with room again, hits are kept again.
+    assert _flush().written == 3
+    client.get(links[REPORT_URL])
+    assert _flush().written == 1
+    assert _events(kind="open") == 3 and _events(kind="click") == 1
+
+
+def test_the_full_buffer_warning_counts_what_was_dropped_since_the_last_one(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(buffer.time, "monotonic", lambda: clock[0])
+    pusher = buffer.HitPusher(get_redis(), buffer.hits_key(), cap=1)
+    hit = buffer.new_hit(
+        TrackingKind.OPEN,
+        campaign_id=1,
+        delivery_id=1,
+        link_id=None,
+        remote_addr=None,
+        user_agent="",
+    )
+    assert pusher.push(hit)
+    assert [pusher.push(hit) for _ in range(4)] == [False] * 4
+    clock[0] += buffer.FULL_WARNING_SECONDS
+    assert not pusher.push(hit)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "campaign.tracking.buffer"]
+    assert len(warnings) == 2
+    assert "1 hit(s) dropped" in warnings[0] and "4 hit(s) dropped" in warnings[1]
