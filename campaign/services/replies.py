@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import zlib
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
@@ -27,6 +26,7 @@ from campaign.models import (
 from campaign.models._types import utcnow
 from campaign.services.audit import record_event
 from campaign.services.inbound import record_inbound
+from campaign.services.paging import Page, clamp_page, offset_of
 
 PER_PAGE = 50
 MAX_NOTE_CHARS = 5_000
@@ -112,40 +112,19 @@ class InboxRow:
     campaign: Campaign | None
 
 
-@dataclass(frozen=True)
-class InboxPage:
-    rows: list[InboxRow]
-    page: int
-    per_page: int
-    matching: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.matching / self.per_page))
-
-    @property
-    def has_previous(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
-
-
-def inbox_page(found: InboxFilter, page: int = 1, per_page: int = PER_PAGE) -> InboxPage:
+def inbox_page(found: InboxFilter, page: int = 1, per_page: int = PER_PAGE) -> Page[InboxRow]:
     """One page of the inbox; a page past the end shows the last one."""
     query = inbox_query(
         found.kind, found.state, found.campaign_id, found.assigned_to_id, found.search
     )
-    matching = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    pages = max(1, math.ceil(matching / per_page))
-    page = min(max(1, page), pages)
-    rows = db.session.execute(query.offset((page - 1) * per_page).limit(per_page)).all()
-    return InboxPage(
-        rows=[InboxRow(*row) for row in rows],
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    page = clamp_page(page, total, per_page)
+    rows = db.session.execute(query.offset(offset_of(page, per_page)).limit(per_page)).all()
+    return Page(
+        items=[InboxRow(*row) for row in rows],
         page=page,
         per_page=per_page,
-        matching=matching,
+        total=total,
     )
 
 

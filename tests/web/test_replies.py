@@ -256,8 +256,13 @@ def test_the_inbox_pages_through_many_messages(
 
     assert len(first) == 50
     assert "Page 2 of 2" in second_page
+    assert "55 messages, 51–55 shown." in second_page
     assert len(_inbox_ids(client, "?page=2")) == 5
     assert not set(first) & set(_inbox_ids(client, "?page=2"))
+    # A page past the end shows the last one; nonsense shows the first.
+    assert "Page 2 of 2" in client.get("/replies/?page=99").get_data(as_text=True)
+    assert _inbox_ids(client, "?page=0") == first
+    assert _inbox_ids(client, "?page=x") == first
 
 
 # --- triage ------------------------------------------------------------------------------

@@ -1,0 +1,61 @@
+"""One page of a long list: the items shown and where they sit among all that match.
+
+Shared by every paged list (the replies inbox; the ledger and the non-responders are meant
+to move here too). Pages are numbered from 1; a page asked for past the end shows the last
+one, and an empty list still has one (empty) page, so "Page 1 of 1" is never "of 0".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+def page_count(total: int, per_page: int) -> int:
+    """How many pages `total` items fill, at least one."""
+    return max(1, math.ceil(total / per_page))
+
+
+def clamp_page(requested: int, total: int, per_page: int) -> int:
+    """The page to show for the one asked for: 1 at least, the last one at most."""
+    return min(max(1, requested), page_count(total, per_page))
+
+
+def offset_of(page: int, per_page: int) -> int:
+    """How many items come before `page` (for SQL OFFSET)."""
+    return (page - 1) * per_page
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """A page of items; subclass it to carry the filter that found them."""
+
+    items: list[T]
+    page: int
+    per_page: int
+    total: int  # items matching on every page, not only this one
+
+    @property
+    def pages(self) -> int:
+        return page_count(self.total, self.per_page)
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+    @property
+    def first_number(self) -> int:
+        """The position of the first item shown among all (1-based; 0 when none)."""
+        return offset_of(self.page, self.per_page) + 1 if self.items else 0
+
+    @property
+    def last_number(self) -> int:
+        """The position of the last item shown among all (0 when none)."""
+        return offset_of(self.page, self.per_page) + len(self.items)
