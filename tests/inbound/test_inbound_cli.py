@@ -7,12 +7,15 @@ import mailbox
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
 from campaign import create_app
+from campaign.commands import inbound as inbound_command
 from campaign.extensions import db
 from campaign.models import InboundMessage
+from campaign.services import inbound
 from campaign.services.suppressions import is_suppressed
 from tests.inbound.helpers import CORPUS, corpus, delivery, sent_campaign
 
@@ -110,6 +113,58 @@ def test_running_twice_answers_the_same_and_stores_each_message_once(app: Flask)
     assert _fields(first[1]) == ("reply", deliveries["chen@example.com"], [], None)
     db.session.remove()
     assert db.session.scalar(select(func.count()).select_from(InboundMessage)) == 2
+
+
+def test_a_message_that_fails_mid_batch_loses_only_itself(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deliveries = sent_campaign()
+    names = ["reply_in_reply_to.eml", "postfix_dsn.eml", "ooo_fr.eml"]
+    broken_bytes = corpus("postfix_dsn.eml")
+    real = inbound.record_inbound
+
+    def record(raw: bytes, **kwargs: Any) -> inbound.InboundResult:
+        result = real(raw, **kwargs)  # stored and applied, then the store fails
+        if raw == broken_bytes:
+            raise RuntimeError("the database went away")
+        return result
+
+    monkeypatch.setattr(inbound, "record_inbound", record)
+
+    lines = _lines(app, *(CORPUS / name for name in names))
+
+    assert [(line["kind"], line.get("problems")) for line in lines] == [
+        ("reply", None),
+        ("unmatched", ["not recorded: RuntimeError"]),
+        ("auto_reply", None),
+    ]
+    # The others of its batch are stored; nothing of the failed one stayed behind.
+    db.session.remove()
+    assert db.session.scalar(select(func.count()).select_from(InboundMessage)) == 2
+    assert delivery(deliveries["ana@example.org"]).replied_at is not None
+    assert delivery(deliveries["ana@example.org"]).status == "sent"
+    assert not is_suppressed("ana@example.org")
+
+
+def test_lines_keep_their_order_across_batches_and_each_is_stored(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deliveries = sent_campaign()
+    monkeypatch.setattr(inbound_command, "BATCH_MESSAGES", 2)
+    names = ["reply_in_reply_to.eml", "ooo_fr.eml", "gmail_delay.eml", "ooo_de.eml", "x.eml"]
+
+    lines = _lines(app, *(CORPUS / name for name in names))
+
+    assert [line["file"] for line in lines] == [str(CORPUS / name) for name in names]
+    assert [line["delivery_id"] for line in lines] == [
+        deliveries["ana@example.org"],
+        deliveries["ben@example.net"],
+        deliveries["grace@example.org"],
+        deliveries["eve@example.org"],
+        None,  # no such file
+    ]
+    db.session.remove()
+    assert db.session.scalar(select(func.count()).select_from(InboundMessage)) == 4
 
 
 def test_without_a_migrated_database_it_says_so_and_fails(
