@@ -8,9 +8,6 @@ and counting them again would inflate "sent".
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +27,8 @@ from campaign.models import (
     InboundMessage,
 )
 from campaign.models._types import utcnow
-from campaign.services.exporting import neutralise_cell
+from campaign.services.audit import record_event
+from campaign.services.exporting import write_csv
 from campaign.tracking.stats import TrackingCounts, tracking_counts
 
 LETTER_STEP = 0
@@ -425,13 +423,10 @@ def _iso(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
-def export_rows(campaign_id: int, *, only_non_responders: bool = False) -> Iterator[list[str]]:
-    """One row of text cells per recipient of the letter (header first), in name order."""
-    campaign = db.session.get(Campaign, campaign_id)
-    if campaign is None:
-        raise LookupError(f"no campaign {campaign_id}")
+def export_rows(campaign: Campaign, *, only_non_responders: bool = False) -> Iterator[list[str]]:
+    """One row of text cells per recipient of the letter (export_columns' order), by name."""
+    campaign_id = campaign.id
     columns = export_columns(campaign)
-    yield list(columns)
     summary = _inbound_per_delivery(campaign_id)
     bounce = case(
         (_hard_bounced(summary), "hard"),
@@ -487,23 +482,26 @@ def export_rows(campaign_id: int, *, only_non_responders: bool = False) -> Itera
             "opened_at": _iso(opened),
             "clicked_at": _iso(clicked),
         }
-        # Names and addresses come from outside (imports, the contact form): a cell a
-        # spreadsheet would run as a formula gets an apostrophe.
-        yield [neutralise_cell(values[column]) for column in columns]
+        yield [values[column] for column in columns]
 
 
-def write_csv(rows: Iterator[list[str]], destination: BinaryIO) -> int:
-    """Write `rows` (header first) as UTF-8 CSV with a BOM for Excel; return the data rows."""
-    destination.write(codecs.BOM_UTF8)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    count = -1
-    for row in rows:
-        writer.writerow(row)
-        count += 1
-        if count % EXPORT_BATCH == 0:
-            destination.write(buffer.getvalue().encode("utf-8"))
-            buffer.seek(0)
-            buffer.truncate()
-    destination.write(buffer.getvalue().encode("utf-8"))
-    return max(count, 0)
+def export_csv(
+    campaign: Campaign, destination: BinaryIO, *, only_non_responders: bool = False
+) -> int:
+    """Write the recipients' outcomes (or only the non-responders') as CSV; audit; return rows.
+
+    Names and addresses come from outside (imports, the contact form): write_csv gives a
+    cell a spreadsheet would run as a formula an apostrophe.
+    """
+    count = write_csv(
+        export_columns(campaign),
+        export_rows(campaign, only_non_responders=only_non_responders),
+        destination,
+    )
+    record_event(
+        "campaign.export",
+        target_type="campaign",
+        target_id=campaign.id,
+        detail={"rows": count, "only": "non_responders" if only_non_responders else "all"},
+    )
+    return count

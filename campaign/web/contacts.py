@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlencode
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     flash,
@@ -41,6 +39,7 @@ from campaign.services.contact_search import SORTS, ContactFilters, filtered_que
 from campaign.services.contacts import CONTACT_FIELDS, FIELD_LABELS, ContactInputError
 from campaign.services.correspondence import correspondence
 from campaign.web.access import allow
+from campaign.web.downloads import file_download
 from campaign.web.params import row_id
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
@@ -291,27 +290,17 @@ def export() -> Any:
         else ""
     )
     # A temporary file keeps a 100,000-row export out of memory.
-    destination = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _stream_and_close)
+    destination = tempfile.TemporaryFile()  # noqa: SIM115 (closed by file_download)
     try:
         export_contacts(query, fmt, destination, description=description)
         db.session.commit()
     except Exception:
         destination.close()
         raise
-    destination.seek(0)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
-    response = Response(_stream_and_close(destination), mimetype=EXPORT_FORMATS[fmt])
-    response.headers["Content-Disposition"] = f'attachment; filename="contacts-{stamp}.{fmt}"'
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _stream_and_close(file: IO[bytes]) -> Iterator[bytes]:
-    try:
-        while chunk := file.read(64 * 1024):
-            yield chunk
-    finally:
-        file.close()
+    return file_download(
+        destination, mimetype=EXPORT_FORMATS[fmt], filename=f"contacts-{stamp}.{fmt}"
+    )
 
 
 @bp.app_template_global()

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import Any
 
-from flask import Blueprint, Response, current_app, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, request, url_for
 from flask_login import current_user
 
 from campaign.extensions import db
 from campaign.models import Campaign, CampaignStatus, Role
 from campaign.services import dashboard
-from campaign.services.audit import record_event
 from campaign.web.access import allow
+from campaign.web.downloads import file_download
 from campaign.web.params import row_id
 
 bp = Blueprint("dashboard", __name__, url_prefix="/campaigns")
@@ -178,32 +177,13 @@ def export(campaign_id: int) -> Any:
     campaign = db.get_or_404(Campaign, campaign_id)
     only = request.args.get("only", "") == "non_responders"
     # A temporary file keeps a 100,000-row export out of memory.
-    destination = tempfile.TemporaryFile()  # noqa: SIM115 (closed by _stream_and_close)
+    destination = tempfile.TemporaryFile()  # noqa: SIM115 (closed by file_download)
     try:
-        rows = dashboard.write_csv(
-            dashboard.export_rows(campaign.id, only_non_responders=only), destination
-        )
-        record_event(
-            "campaign.export",
-            target_type="campaign",
-            target_id=campaign.id,
-            detail={"rows": rows, "only": "non_responders" if only else "all"},
-        )
+        dashboard.export_csv(campaign, destination, only_non_responders=only)
         db.session.commit()
     except Exception:
         destination.close()
         raise
-    destination.seek(0)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
     name = f"campaign-{campaign.id}-{'non-responders' if only else 'recipients'}-{stamp}.csv"
-    response = Response(_stream_and_close(destination), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
-    return response
-
-
-def _stream_and_close(file: IO[bytes]) -> Iterator[bytes]:
-    try:
-        while chunk := file.read(64 * 1024):
-            yield chunk
-    finally:
-        file.close()
+    return file_download(destination, mimetype="text/csv", filename=name)

@@ -94,6 +94,7 @@ def test_a_sender_downloads_every_recipient_or_only_those_who_have_not_replied(
     assert everyone.status_code == 200
     assert everyone.mimetype == "text/csv"
     assert "attachment;" in everyone.headers["Content-Disposition"]
+    assert everyone.headers["Cache-Control"] == "no-store"  # addresses: no cached copy
     rows = _read_csv(everyone.get_data())
     assert len(rows) == 10
     assert {r["email"]: r["bounce"] for r in rows}["dana@example.org"] == "hard"
