@@ -184,12 +184,14 @@ def find_delivery(campaign_id: int, email: str) -> Delivery | None:
 
 
 def _audit(action: str, message: InboundMessage, user: User, **detail: Any) -> None:
+    # Ids only: the audit log is read by every admin and kept for years; the sender, the
+    # subject and colleagues' notes stay in the inbox, where access and deletion apply.
     record_event(
         f"inbound.{action}",
         target_type="inbound_message",
         target_id=message.id,
         actor=user,
-        detail={"from": message.from_address, "subject": message.subject[:200], **detail},
+        detail={"delivery_id": message.delivery_id, **detail},
     )
 
 
@@ -213,7 +215,7 @@ def assign(message: InboundMessage, user: User, assignee: User | None) -> None:
     if message.assigned_to_id == (assignee.id if assignee else None):
         return
     message.assigned_to_id = assignee.id if assignee else None
-    _audit("assigned", message, user, assignee=assignee.email if assignee else "")
+    _audit("assigned", message, user, assignee_id=assignee.id if assignee else None)
     db.session.flush()
 
 
@@ -228,7 +230,8 @@ def add_note(message: InboundMessage, user: User, text: str) -> InboundNote:
         )
     note = InboundNote(inbound_id=message.id, author_id=user.id, text=text, created_at=utcnow())
     db.session.add(note)
-    _audit("note", message, user, note=text[:200])
+    db.session.flush()  # the note's id, for the audit event
+    _audit("note", message, user, note_id=note.id)
     db.session.flush()
     db.session.expire(message, ["notes"])
     return note
@@ -272,9 +275,7 @@ def attach_to_delivery(message: InboundMessage, delivery: Delivery, user: User) 
         "attached",
         message,
         user,
-        delivery_id=delivery.id,
         campaign_id=delivery.campaign_id,
-        email=delivery.email,
         previous_delivery_id=previous.id if previous else None,
     )
     db.session.flush()
@@ -343,8 +344,8 @@ def ingest_upload(filename: str, data: bytes, user: User) -> list[UploadOutcome]
         "inbound.upload",
         target_type="upload",
         actor=user,
+        # Counts, not the file name: exported mail is often named after its subject.
         detail={
-            "filename": filename[:255],
             "messages": len(outcomes),
             "new": sum(1 for o in outcomes if o.inbound_id and not o.is_duplicate),
             "duplicates": sum(1 for o in outcomes if o.is_duplicate),

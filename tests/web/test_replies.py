@@ -471,6 +471,39 @@ def test_the_letter_it_answers_is_shown_beside_it(
     assert "ana@example.org" in aside
 
 
+def test_the_audit_log_keeps_ids_not_the_correspondence(
+    client: FlaskClient,
+    login: Login,
+    app: Flask,
+) -> None:
+    sent = sent_campaign()
+    login(Role.EDITOR)
+    colleague = make_user(Role.EDITOR, "colleague@example.org")
+    campaign = db.session.scalars(select(Campaign)).one()
+    unmatched = _record("reply_unmatched.eml")
+    sender, subject = unmatched.from_address, unmatched.subject
+    url = f"/replies/{unmatched.id}"
+
+    client.post(f"{url}/notes", data={"text": "Called the minister's private line."})
+    client.post(f"{url}/assign", data={"user_id": str(colleague.id)})
+    to_dana = {"campaign_id": str(campaign.id), "email": "dana@example.org"}
+    client.post(f"{url}/attach", data=to_dana)
+    client.post(f"{url}/handled", data={"handled": "1"})
+    _upload(client, ("Re Release the defenders.eml", corpus("ooo_fr.eml")))
+
+    events = db.session.scalars(select(AuditEvent).where(AuditEvent.action.like("inbound.%")))
+    details = {event.action: event.detail for event in events}
+    written = repr(details).lower()
+    for private in (sender, subject, "minister", "colleague@example.org", "dana@", "release"):
+        assert private.lower() not in written, private
+    note = _message(unmatched.id).notes[0]
+    assert details["inbound.note"] == {"delivery_id": None, "note_id": note.id}
+    assert details["inbound.assigned"]["assignee_id"] == colleague.id
+    assert details["inbound.attached"]["delivery_id"] == sent["dana@example.org"]
+    assert details["inbound.handled"] == {"delivery_id": sent["dana@example.org"]}
+    assert details["inbound.upload"]["messages"] == 1
+
+
 # --- the sanitised HTML ------------------------------------------------------------------
 
 
