@@ -69,3 +69,29 @@ def test_a_hostile_reply_is_read_triaged_and_filed_as_handled(
     page.get_by_role("button", name="Filter").click()
     expect(page.locator("#inbox tbody tr")).to_have_count(1)
     expect(page.locator("#inbox")).to_contain_text("Re: Release the defenders")
+
+
+def test_uploads_from_the_form_with_csrf_on_and_over_the_cap(
+    signed_in_page: Callable[..., Page], live_server: LiveServer
+) -> None:
+    with live_server.app.app_context():
+        sent_campaign()
+        db.session.remove()
+    live_server.app.config["INBOUND_UPLOAD_MAX_MB"] = 1
+    page = signed_in_page(Role.EDITOR)
+    page.goto(f"{live_server.url}/replies/upload")
+
+    page.get_by_label("Files").set_input_files(
+        {"name": "answer.eml", "mimeType": "message/rfc822", "buffer": corpus("ooo_fr.eml")}
+    )
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#upload-summary")).to_have_text(
+        "1 message: 1 new, 0 already recorded, 0 not recorded."
+    )
+
+    big = b"From: a@example.org\r\nSubject: big\r\n\r\n" + b"x" * (2 * 1024 * 1024)
+    page.get_by_label("Files").set_input_files(
+        {"name": "big.eml", "mimeType": "message/rfc822", "buffer": big}
+    )
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#upload-error")).to_contain_text("larger than the 1 MB accepted at once")
