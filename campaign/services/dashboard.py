@@ -8,7 +8,6 @@ and counting them again would inflate "sent".
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +28,7 @@ from campaign.models import (
 from campaign.models._types import utcnow
 from campaign.services.audit import record_event
 from campaign.services.exporting import write_csv
+from campaign.services.paging import Page, clamp_page, offset_of
 from campaign.tracking.stats import TrackingCounts, tracking_counts
 
 LETTER_STEP = 0
@@ -332,24 +332,8 @@ class NonResponder:
     has_auto_replied: bool
 
 
-@dataclass(frozen=True)
-class NonResponderPage:
-    rows: list[NonResponder]
-    page: int
-    per_page: int
-    total: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.total / self.per_page))
-
-    @property
-    def has_previous(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
+class NonResponderPage(Page[NonResponder]):
+    """One page of the recipients who have not replied (`total`: on every page)."""
 
 
 def _name(given: str | None, family: str | None, organisation: str | None) -> str:
@@ -362,8 +346,7 @@ def non_responders(
     """One page of the recipients who have not replied, by name."""
     ids = non_responder_ids_query(campaign_id)
     total = db.session.scalar(select(func.count()).select_from(ids.subquery())) or 0
-    pages = max(1, math.ceil(total / per_page))
-    page = min(max(1, page), pages)
+    page = clamp_page(page, total, per_page)
     query = (
         select(
             Delivery.id,
@@ -380,7 +363,7 @@ def non_responders(
         .where(Delivery.id.in_(ids))
         .order_by(Contact.family_name, Contact.given_name, Delivery.id)
         .limit(per_page)
-        .offset((page - 1) * per_page)
+        .offset(offset_of(page, per_page))
     )
     rows = [
         NonResponder(

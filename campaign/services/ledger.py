@@ -19,6 +19,7 @@ from campaign.devmail import header_items, part_text
 from campaign.extensions import db
 from campaign.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus
 from campaign.services.campaigns import status_counts
+from campaign.services.paging import Page, clamp_page, offset_of
 
 # The current rate is measured over this window: long enough to smooth a batch's burst,
 # short enough to show a pause or a throttle within half a minute.
@@ -180,27 +181,21 @@ class LedgerRow:
 
 
 @dataclass(frozen=True)
-class LedgerPage:
+class LedgerPage(Page[LedgerRow]):
     """One page of a campaign's ledger, filtered by status and an address search."""
 
-    rows: list[LedgerRow]
-    page: int
-    per_page: int
-    matching: int  # rows matching the filter, on every page
     status: str
     search: str
 
+    # The names the deliveries page has always read.
     @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.matching / self.per_page))
+    def rows(self) -> list[LedgerRow]:
+        return self.items
 
     @property
-    def has_previous(self) -> bool:
-        return self.page > 1
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
+    def matching(self) -> int:
+        """Rows matching the filter, on every page."""
+        return self.total
 
 
 def ledger_page(
@@ -224,21 +219,20 @@ def ledger_page(
     if search:
         conditions.append(func.lower(Delivery.email).contains(search.lower(), autoescape=True))
     matching = db.session.scalar(select(func.count()).select_from(Delivery).where(*conditions)) or 0
-    pages = max(1, math.ceil(matching / per_page))
-    page = min(max(1, page), pages)
+    page = clamp_page(page, matching, per_page)
     found = db.session.execute(
         select(Delivery, Contact)
         .outerjoin(Contact, Contact.id == Delivery.contact_id)
         .where(*conditions)
         .order_by(Delivery.id)
-        .offset((page - 1) * per_page)
+        .offset(offset_of(page, per_page))
         .limit(per_page)
     ).all()
     return LedgerPage(
-        rows=[LedgerRow(delivery, contact) for delivery, contact in found],
+        items=[LedgerRow(delivery, contact) for delivery, contact in found],
         page=page,
         per_page=per_page,
-        matching=matching,
+        total=matching,
         status=status,
         search=search,
     )

@@ -204,14 +204,14 @@ def test_non_responders_keep_auto_repliers_and_drop_repliers_and_hard_bounces(
     built = build()
     found = dashboard.non_responders(built.campaign.id)
     assert found.total == 5
-    assert [(r.name, r.has_auto_replied) for r in found.rows] == [
+    assert [(r.name, r.has_auto_replied) for r in found.items] == [
         ("Chen Sample", True),
         ("Eve Sample", False),
         ("Frank Sample", False),
         ("Grace Sample", False),
         ("Hank Sample", False),
     ]
-    first = found.rows[0]
+    first = found.items[0]
     assert (first.email, first.role, first.organisation) == (
         "chen@example.org",
         "Counsellor",
@@ -227,7 +227,7 @@ def test_non_responders_are_paged(app: Flask) -> None:
     built = build()
     second = dashboard.non_responders(built.campaign.id, page=2, per_page=2)
     assert (second.page, second.pages, second.has_previous, second.has_next) == (2, 3, True, True)
-    assert [r.name for r in second.rows] == ["Frank Sample", "Grace Sample"]
+    assert [r.name for r in second.items] == ["Frank Sample", "Grace Sample"]
     # A page past the end shows the last one rather than nothing.
     assert dashboard.non_responders(built.campaign.id, page=99, per_page=2).page == 3
 
