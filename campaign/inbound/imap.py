@@ -58,7 +58,7 @@ def connect(mailbox: ImapMailbox, *, timeout: float = TIMEOUT_SECONDS) -> IMAPCl
             timeout=timeout,
         )
     except TimeoutError:
-        raise MailboxUnavailable(f"no answer from {where} within {timeout:.0f} s") from None
+        raise MailboxUnavailable(f"no answer from {where} within {timeout:g} s") from None
     except ssl.SSLError as error:
         raise MailboxUnavailable(f"TLS with {where} failed: {error.reason or error}") from None
     except OSError as error:

@@ -5,19 +5,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import PurePath
 
+from flask import current_app
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
+from redis.exceptions import LockError
+from redis.lock import Lock
 from sqlalchemy import or_, select
 
 from campaign.extensions import db
 from campaign.inbound.imap import (
     CLEAR_TEXT_REFUSED,
+    TIMEOUT_SECONDS,
     MailboxUnavailable,
     connect,
     is_loopback_host,
@@ -25,6 +30,7 @@ from campaign.inbound.imap import (
 from campaign.inbound.parsing import MAX_BYTES
 from campaign.models import ImapMailbox, ImapSecurity, InboundMessage
 from campaign.models._types import utcnow
+from campaign.queue import get_redis
 from campaign.secret_box import encrypt_secret
 from campaign.services.inbound import record_inbound
 
@@ -33,6 +39,9 @@ log = logging.getLogger(__name__)
 # Failed polls in a row after which staff are warned (each retry is logged quietly before).
 ALERT_AFTER = 3
 MAX_BACKOFF = timedelta(minutes=15)
+# A mailbox's poll lock lives this long past its last message: a poller killed outright
+# blocks that mailbox no longer than this, and a live one renews it before every message.
+POLL_LOCK_SECONDS = 600
 # Inbound rows polled from a mailbox have source "imap:<mailbox id>".
 IMAP_SOURCE_PREFIX = "imap:"
 # How many messages' sizes and Message-IDs are asked for in one FETCH.
@@ -52,12 +61,20 @@ class PollReport:
     new: int = 0
     skipped_large: int = 0
     errors: list[str] = field(default_factory=list)
+    # Another poll of this mailbox held its lock: this one did nothing.
+    is_busy: bool = False
+    # The time budget ran out with messages left: the next poll reads them.
+    has_more: bool = False
 
     def summary(self) -> str:
+        if self.is_busy:
+            return f"{self.mailbox}: a poll is already running; nothing done"
         if self.errors:
             return f"{self.mailbox}: error: {'; '.join(self.errors)}"
+        more = ", more waiting" if self.has_more else ""
         return (
-            f"{self.mailbox}: fetched {self.fetched}, new {self.new}, skipped {self.skipped_large}"
+            f"{self.mailbox}: fetched {self.fetched}, new {self.new}, "
+            f"skipped {self.skipped_large}{more}"
         )
 
 
@@ -161,22 +178,75 @@ def backoff(failures: int) -> timedelta:
     return min(timedelta(minutes=2 ** max(0, min(failures, 10) - 1)), MAX_BACKOFF)
 
 
-def poll_mailbox(mailbox: ImapMailbox, *, commit: Callable[[], None]) -> PollReport:
-    """Fetch and record the mailbox's new messages once; commit after each one."""
+def poll_lock_key(mailbox_id: int) -> str:
+    return f"campaign:{current_app.config['QUEUE_NAME']}:mailbox-{mailbox_id}-poll-lock"
+
+
+def poll_mailbox(
+    mailbox: ImapMailbox,
+    *,
+    commit: Callable[[], None],
+    timeout: float = TIMEOUT_SECONDS,
+    budget_seconds: float | None = None,
+) -> PollReport:
+    """Fetch and record the mailbox's new messages once; commit after each one.
+
+    Workers, `campaign poll-inbox` and the page's "Poll now" all come here, and a Redis lock
+    per mailbox lets only one of them poll it at a time: two would fetch and move the same
+    UIDs. `budget_seconds` stops before the next message once spent (for a web request).
+    """
     report = PollReport(mailbox.name)
+    lock = get_redis().lock(poll_lock_key(mailbox.id), timeout=POLL_LOCK_SECONDS)
+    if not lock.acquire(blocking=False):
+        report.is_busy = True
+        return report
+    stop_at = None if budget_seconds is None else time.monotonic() + budget_seconds
+
+    def keep_going() -> bool:
+        if stop_at is not None and time.monotonic() >= stop_at:
+            report.has_more = True
+            return False
+        return _renew(lock, mailbox)
+
     try:
-        client = connect(mailbox)
+        _poll_locked(mailbox, report, commit, timeout, keep_going)
+    finally:
+        with contextlib.suppress(LockError):
+            lock.release()
+    return report
+
+
+def _renew(lock: Lock, mailbox: ImapMailbox) -> bool:
+    try:
+        lock.reacquire()
+    except LockError:
+        # Expired (one message took longer than POLL_LOCK_SECONDS): another poller may hold
+        # it now, so stop; the checkpoint lets whoever polls next carry on.
+        log.warning("mailbox %s: its poll lock expired; this poll stops here", _label(mailbox))
+        return False
+    return True
+
+
+def _poll_locked(
+    mailbox: ImapMailbox,
+    report: PollReport,
+    commit: Callable[[], None],
+    timeout: float,
+    keep_going: Callable[[], bool],
+) -> None:
+    try:
+        client = connect(mailbox, timeout=timeout)
     except MailboxUnavailable as error:
         _failed(mailbox, str(error), report, commit)
-        return report
+        return
     try:
-        _poll(client, mailbox, report, commit)
+        _poll(client, mailbox, report, commit, keep_going)
     except (IMAPClientError, OSError) as error:
         db.session.rollback()
         _failed(
             mailbox, f"{mailbox.host}:{mailbox.port} failed while reading: {error}", report, commit
         )
-        return report
+        return
     except Exception as error:
         # A message we cannot record (a bug, a database refusal) would fail every poll at
         # the same place: back off and alert like an outage, so staff see it on the page.
@@ -188,7 +258,7 @@ def poll_mailbox(mailbox: ImapMailbox, *, commit: Callable[[], None]) -> PollRep
         )
         log.error("mailbox %s: %s", _label(mailbox), reason)
         _failed(mailbox, reason, report, commit)
-        return report
+        return
     finally:
         _close(client)
     mailbox.failures = 0
@@ -196,11 +266,14 @@ def poll_mailbox(mailbox: ImapMailbox, *, commit: Callable[[], None]) -> PollRep
     mailbox.last_polled_at = utcnow()
     mailbox.next_poll_at = None
     commit()
-    return report
 
 
 def _poll(
-    client: IMAPClient, mailbox: ImapMailbox, report: PollReport, commit: Callable[[], None]
+    client: IMAPClient,
+    mailbox: ImapMailbox,
+    report: PollReport,
+    commit: Callable[[], None],
+    keep_going: Callable[[], bool],
 ) -> None:
     selected = client.select_folder(mailbox.folder)
     uidvalidity = int(selected[b"UIDVALIDITY"])
@@ -226,6 +299,8 @@ def _poll(
         chunk = uids[start : start + META_CHUNK]
         meta = client.fetch(chunk, ["RFC822.SIZE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
         for uid in chunk:
+            if not keep_going():
+                return
             if uid not in meta:
                 continue  # expunged by someone else meanwhile
             _handle(client, mailbox, uid, meta[uid], report)

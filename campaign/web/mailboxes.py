@@ -17,6 +17,11 @@ from campaign.web.access import allow
 
 bp = Blueprint("mailboxes", __name__, url_prefix="/mailboxes")
 
+# "Poll now" runs in the request: a silent server costs at most this long to give up on,
+# and a big backlog at most about the budget (the workers read the rest).
+PAGE_TIMEOUT_SECONDS = 10
+PAGE_BUDGET_SECONDS = 20
+
 # The password is not among them: a form shown again never carries it back to the browser.
 FORM_FIELDS = ("name", "host", "port", "security", "username", "folder", "processed_folder")
 
@@ -126,17 +131,28 @@ def delete(mailbox_id: int) -> Any:
 @bp.route("/<int:mailbox_id>/poll", methods=["POST"])
 @allow(Role.ADMIN)
 def poll(mailbox_id: int) -> Any:
-    """Poll one mailbox now, in this request (the same code the workers run)."""
+    """Poll one mailbox now, in this request, under the lock the workers' polls take."""
     mailbox = db.get_or_404(ImapMailbox, mailbox_id)
-    report = poll_mailbox(mailbox, commit=db.session.commit)
+    report = poll_mailbox(
+        mailbox,
+        commit=db.session.commit,
+        timeout=PAGE_TIMEOUT_SECONDS,
+        budget_seconds=PAGE_BUDGET_SECONDS,
+    )
     mailbox_admin.record_poll(mailbox, report.summary(), actor=_me())
     db.session.commit()
-    if report.errors:
+    if report.is_busy:
+        flash(
+            f"A poll of {mailbox.name} is already running; its results show here when it ends.",
+            "info",
+        )
+    elif report.errors:
         flash(f"Poll failed: {'; '.join(report.errors)}", "error")
     else:
+        more = " More messages wait: the workers read them next." if report.has_more else ""
         flash(
             f"Polled {mailbox.name}: {report.fetched} fetched, {report.new} new, "
-            f"{report.skipped_large} too large (headers only).",
+            f"{report.skipped_large} too large (headers only).{more}",
             "success",
         )
     return _back()

@@ -15,6 +15,7 @@ from campaign.extensions import db
 from campaign.inbound.parsing import MAX_BYTES
 from campaign.models import Delivery, ImapMailbox, InboundMessage, Role
 from campaign.models._types import utcnow
+from campaign.queue import get_redis
 from campaign.secret_box import encrypt_secret
 from campaign.services import mailbox_admin, mailboxes
 from campaign.services.mailbox_admin import MailboxSettings
@@ -454,3 +455,25 @@ def test_a_stored_clear_text_mailbox_on_another_machine_is_never_logged_into(
 
     assert report.errors and "in clear" in report.errors[0]
     assert box.failures == 1
+
+
+def test_a_mailbox_another_poller_holds_is_left_alone(
+    app: Flask, imap_server: servers.DovecotServer
+) -> None:
+    from workers import jobs
+    from workers.context import set_app
+
+    set_app(app)
+    sent_campaign()
+    box = _mailbox(imap_server)
+    imap_server.deliver(box.username, _reply("ana@example.org"))
+    get_redis().set(mailboxes.poll_lock_key(box.id), "another poller", ex=60)
+
+    jobs.poll_inboxes()
+    result = app.test_cli_runner().invoke(args=["poll-inbox", "--mailbox", box.name])
+
+    assert result.output.strip() == f"{box.name}: a poll is already running; nothing done"
+    assert _stored() == 0
+    assert _folder_count(imap_server, box.username, "INBOX") == 1
+    db.session.refresh(box)
+    assert box.failures == 0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from email.message import EmailMessage
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -15,7 +17,10 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models import AuditEvent, ImapMailbox, InboundMessage, Role, User
 from campaign.models._types import utcnow
+from campaign.queue import get_redis
 from campaign.secret_box import decrypt_secret, encrypt_secret
+from campaign.services.mailboxes import poll_lock_key
+from campaign.web import mailboxes as mailboxes_page
 from tests import servers
 from tests.inbound.helpers import delivery, letter_id, sent_campaign
 
@@ -281,3 +286,76 @@ def test_a_clear_text_login_is_refused_unless_the_server_is_this_machine(
     )
     assert moved.status_code == 422 and "in clear" in _text(moved)
     assert _mailbox("localhost").host == "localhost"
+
+
+def _dovecot_mailbox(client: FlaskClient, server: servers.DovecotServer) -> ImapMailbox:
+    user = f"web{uuid.uuid4().hex[:8]}"
+    server.add_user(user, f"{user}-pw")
+    form = _form(
+        name=user,
+        host=server.host,
+        port=str(server.port),
+        security="none",
+        username=user,
+        password=f"{user}-pw",
+    )
+    client.post("/mailboxes/new", data=form)
+    return _mailbox(user)
+
+
+def test_poll_now_leaves_a_mailbox_alone_while_a_worker_polls_it(
+    client: FlaskClient, login: Login, app: Flask, imap_server: servers.DovecotServer
+) -> None:
+    sent = sent_campaign()
+    login(Role.ADMIN)
+    mailbox = _dovecot_mailbox(client, imap_server)
+    imap_server.deliver(mailbox.username, _reply("ana@example.org"))
+    key = poll_lock_key(mailbox.id)
+    get_redis().set(key, "a worker's token", ex=60)
+
+    busy = client.post(f"/mailboxes/{mailbox.id}/poll", follow_redirects=True)
+
+    assert f"A poll of {mailbox.name} is already running" in _text(busy)
+    assert db.session.scalar(select(InboundMessage)) is None
+    assert _mailbox(mailbox.name).failures == 0
+    get_redis().delete(key)
+    done = client.post(f"/mailboxes/{mailbox.id}/poll", follow_redirects=True)
+    assert f"Polled {mailbox.name}: 1 fetched, 1 new" in _text(done)
+    assert delivery(sent["ana@example.org"]).replied_at is not None
+
+
+def test_poll_now_gives_up_on_a_silent_server_at_the_page_timeout(
+    client: FlaskClient, login: Login, app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    login(Role.ADMIN)
+    monkeypatch.setattr(mailboxes_page, "PAGE_TIMEOUT_SECONDS", 0.5)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never greets
+        port = silent.getsockname()[1]
+        client.post("/mailboxes/new", data=_form(host="127.0.0.1", port=str(port)))
+        mailbox_id = _mailbox().id
+
+        response = client.post(f"/mailboxes/{mailbox_id}/poll", follow_redirects=True)
+
+    assert f"no answer from 127.0.0.1:{port} within 0.5 s" in _text(response)
+    assert _mailbox().failures == 1
+
+
+def test_poll_now_stops_at_its_time_budget_and_leaves_the_rest_to_the_workers(
+    client: FlaskClient,
+    login: Login,
+    app: Flask,
+    imap_server: servers.DovecotServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent_campaign()
+    login(Role.ADMIN)
+    mailbox = _dovecot_mailbox(client, imap_server)
+    imap_server.deliver(mailbox.username, _reply("ana@example.org"))
+    monkeypatch.setattr(mailboxes_page, "PAGE_BUDGET_SECONDS", 0)
+
+    response = client.post(f"/mailboxes/{mailbox.id}/poll", follow_redirects=True)
+
+    assert "0 fetched" in _text(response)
+    assert "More messages wait: the workers read them next." in _text(response)
+    assert db.session.scalar(select(InboundMessage)) is None
+    assert _mailbox(mailbox.name).failures == 0
