@@ -77,7 +77,7 @@ def poll_inboxes() -> None:
                 )
                 continue
             if report.fetched or report.errors:
-                log.info("poll-inbox: %s", report.summary())
+                log.info("poll-inbox: mailbox %s: %s", mailbox_id, report.summary())
 
 
 def flush_tracking() -> None:

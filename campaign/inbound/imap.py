@@ -71,9 +71,10 @@ def connect(mailbox: ImapMailbox, *, timeout: float = TIMEOUT_SECONDS) -> IMAPCl
         client.login(mailbox.username, password)
     except LoginError:
         client.shutdown()
-        # The server's text may echo what we sent; the password never goes into our message.
+        # Neither the server's text (it may echo what we sent) nor the login name (often an
+        # address, and this message is logged) goes in; the mailbox page shows the login.
         raise MailboxUnavailable(
-            f"{where} refused the login for user {mailbox.username!r}: check the password"
+            f"{where} refused the login: check the user name and password"
         ) from None
     except ssl.SSLError as error:
         client.shutdown()

@@ -279,11 +279,11 @@ def _poll(
     uidvalidity = int(selected[b"UIDVALIDITY"])
     if uidvalidity != mailbox.uidvalidity:
         # UIDs of the old numbering mean nothing now: read the folder again. Message-IDs
-        # already recorded from this mailbox keep that from handling anything twice.
+        # already recorded from any mailbox keep that from handling anything twice.
         if mailbox.uidvalidity:
             log.warning(
                 "mailbox %s: UIDVALIDITY changed from %s to %s; reading the folder again",
-                mailbox.name,
+                _label(mailbox),
                 mailbox.uidvalidity,
                 uidvalidity,
             )
@@ -404,14 +404,14 @@ def _failed(
         log.warning(
             "ALERT: mailbox %s failed %s polls in a row (%s); nothing is lost, "
             "its mail waits on the server",
-            mailbox.name,
+            _label(mailbox),
             mailbox.failures,
             reason,
         )
     else:
         log.info(
             "mailbox %s: poll failed (%s); retrying at %s",
-            mailbox.name,
+            _label(mailbox),
             reason,
             mailbox.next_poll_at,
         )

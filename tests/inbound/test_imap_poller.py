@@ -39,7 +39,7 @@ def _mailbox(server: servers.DovecotServer, processed_folder: str = "Processed")
     user = f"replies{uuid.uuid4().hex[:8]}"
     server.add_user(user, f"{user}-secret")
     mailbox = mailboxes.add_mailbox(
-        user,
+        f"Replies {user[-8:]}",  # not the login: logs must name the mailbox, not the login
         host=server.host,
         port=server.port,
         security="none",
@@ -213,19 +213,25 @@ def test_backoff_doubles_up_to_fifteen_minutes() -> None:
     assert minutes == [1, 2, 4, 8, 15, 15, 15]
 
 
-def test_a_wrong_password_is_reported_without_the_password(
-    app: Flask, imap_server: servers.DovecotServer
+def test_a_wrong_password_is_reported_and_logged_without_the_password_or_login(
+    app: Flask, imap_server: servers.DovecotServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     box = _mailbox(imap_server)
     box.password_encrypted = encrypt_secret("not-the-password")
     db.session.commit()
 
-    report = _poll(box)
+    with caplog.at_level(logging.INFO):
+        reports = [_poll(box) for _ in range(3)]
 
-    assert report.errors
-    assert "refused the login" in report.errors[0]
+    assert reports[0].errors
+    assert "refused the login" in reports[0].errors[0]
     assert "not-the-password" not in box.last_error
-    assert box.failures == 1
+    assert box.failures == 3
+    alert = [r.getMessage() for r in caplog.records if "ALERT" in r.getMessage()]
+    assert len(alert) == 1 and f"mailbox {box.id} ({box.name})" in alert[0]
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert box.username not in logged
+    assert "not-the-password" not in logged
 
 
 def test_poll_inbox_prints_what_each_mailbox_did(
