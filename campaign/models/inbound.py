@@ -39,7 +39,7 @@ class InboundMessage(db.Model):  # type: ignore[name-defined]
     __tablename__ = "inbound_messages"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # "file" or "imap:<mailbox name>".
+    # "file", "upload" or "imap:<mailbox id>".
     source: Mapped[str] = mapped_column(String(120), default="file")
     # Dedupe key: SHA-256 of the raw bytes for files; mailbox, UIDVALIDITY and UID for IMAP.
     source_key: Mapped[str] = mapped_column(String(255), unique=True)
