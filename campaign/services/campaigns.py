@@ -290,6 +290,16 @@ def check_campaign(campaign: Campaign) -> CampaignCheck:
             f"SMTP account's ({login.rpartition('@')[2]}); the relay may refuse the messages or "
             "recipients' providers may mark them as spam (SPF/DMARC)"
         )
+    if (
+        campaign.has_list_unsubscribe
+        and not current_app.debug
+        and not str(current_app.config.get("PUBLIC_URL") or "").strip()
+    ):
+        check.warnings.append(
+            "Unsubscribe: CAMPAIGN_PUBLIC_URL is not set, so the unsubscribe links in the "
+            "letters would point at this machine's development address; set it to this "
+            "app's public https:// address"
+        )
     return check
 
 

@@ -327,3 +327,21 @@ def test_a_campaign_without_tracking_needs_no_public_address(app: Flask) -> None
     press = _list("Press", ["a@example.org"])
     campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
     assert campaigns.check_campaign(campaign).errors == []
+
+
+def test_without_a_public_address_the_check_warns_that_unsubscribe_links_will_not_work(
+    app: Flask,
+) -> None:
+    press = _list("Press", ["a@example.org"])
+    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    app.config["PUBLIC_URL"] = ""
+    assert any(
+        "CAMPAIGN_PUBLIC_URL is not set" in w for w in campaigns.check_campaign(campaign).warnings
+    )
+
+    app.config["PUBLIC_URL"] = "https://campaign.ngo.example"
+    assert not any("Unsubscribe" in w for w in campaigns.check_campaign(campaign).warnings)
+
+    app.config["PUBLIC_URL"] = ""
+    campaign.has_list_unsubscribe = False
+    assert not any("Unsubscribe" in w for w in campaigns.check_campaign(campaign).warnings)
