@@ -476,7 +476,7 @@ def run_cases(
 # What each step of the full path costs in CPU time, around the real functions (no profiler).
 # (module[:class], function, label); a label starting "of which" is part of the row above.
 STAGES = [
-    ("campaign.services.inbound", "_stored", "duplicate check (query)"),
+    ("campaign.services.inbound", "_stored", "a message stored before: read it back"),
     ("campaign.services.inbound", "parse_message", "parse"),
     ("campaign.services.inbound", "classify", "classify"),
     ("campaign.services.inbound", "dmarc_verdict", "DMARC"),

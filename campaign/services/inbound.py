@@ -3,9 +3,9 @@
 Everything about a message is decided before anything is written (classification and
 matching only read); then one INSERT ... ON CONFLICT (source_key) DO NOTHING RETURNING id
 stores it, and only a message that this call stored changes the ledger. That keeps a
-message stored once and applied once without a pre-insert lock or a savepoint: a second
-poller storing the same message at the same moment gets no id back, and returns the row
-the first one wrote. It is also what makes the path cheap (decision 0016, "Measured"):
+message stored once and applied once without a lookup first or a savepoint: a message
+recorded before, or by a second poller at the same moment, gets no id back, and the
+result is the row stored first. It is also what makes the path cheap (decision 0016, "Measured"):
 no ORM unit of work per message, only statements built once.
 """
 
@@ -133,9 +133,9 @@ def record_inbound(
     # The lookups below are plain Core statements, which do not autoflush: changes still
     # pending in the session (a test's, a caller's) must be visible to them.
     db.session.flush()
-    existing = _stored(key)
-    if existing is not None:
-        return _already_stored(existing)
+    # No lookup of the key first: the INSERT below finds a message stored before. A
+    # duplicate costs a parse instead of a query, and new mail (nearly all of it: the IMAP
+    # poller keeps UID checkpoints) saves that query.
     parsed = parse_message(raw)
     verdict = classify(parsed)
     dmarc, is_unverified = dmarc_verdict(parsed)
@@ -175,7 +175,8 @@ def record_inbound(
     connection = db.session.connection()
     stored_id = connection.scalar(_STORE[connection.dialect.name], values)
     if stored_id is None:
-        # Another poller stored it since our check: theirs counts, ours changes nothing.
+        # Stored before, by an earlier run or by another poller a moment ago: that one
+        # counts, and this one changes nothing.
         existing = _stored(key)
         if existing is None:
             raise LookupError(f"inbound message {key!r} conflicted but is not stored")
@@ -309,6 +310,8 @@ def _hard_bounce(delivery: MatchedDelivery) -> None:
 def _update_delivery(statement: Any, params: dict[str, Any], *, changed: tuple[str, ...]) -> None:
     db.session.connection().execute(statement, params)
     # A Delivery this session already holds must not keep showing the values from before.
+    if not db.session.identity_map:
+        return
     held = db.session.identity_map.get(identity_key(Delivery, params["delivery_id"]))
     if held is not None:
         db.session.expire(held, [*changed, "updated_at"])
