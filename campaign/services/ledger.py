@@ -187,16 +187,6 @@ class LedgerPage(Page[LedgerRow]):
     status: str
     search: str
 
-    # The names the deliveries page has always read.
-    @property
-    def rows(self) -> list[LedgerRow]:
-        return self.items
-
-    @property
-    def matching(self) -> int:
-        """Rows matching the filter, on every page."""
-        return self.total
-
 
 def ledger_page(
     campaign_id: int,

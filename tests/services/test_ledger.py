@@ -118,17 +118,17 @@ def test_sent_and_totals_per_campaign(launched: Campaign) -> None:
 def test_a_page_filters_by_status_and_a_literal_address_fragment(launched: Campaign) -> None:
     _mark(launched, "r3@example.org", DeliveryStatus.BOUNCED)
     bounced = ledger.ledger_page(launched.id, status="bounced")
-    assert [r.delivery.email for r in bounced.rows] == ["r3@example.org"]
-    assert bounced.rows[0].contact is not None and bounced.rows[0].contact.family_name == "X"
-    assert ledger.ledger_page(launched.id, search="R1@").matching == 1
-    assert ledger.ledger_page(launched.id, search="_").matching == 0  # not a wildcard
+    assert [r.delivery.email for r in bounced.items] == ["r3@example.org"]
+    assert bounced.items[0].contact is not None and bounced.items[0].contact.family_name == "X"
+    assert ledger.ledger_page(launched.id, search="R1@").total == 1
+    assert ledger.ledger_page(launched.id, search="_").total == 0  # not a wildcard
     # An unknown status is no filter rather than an empty page.
-    assert ledger.ledger_page(launched.id, status="nonsense").matching == 10
+    assert ledger.ledger_page(launched.id, status="nonsense").total == 10
 
 
 def test_pages_are_clamped_to_those_that_exist(launched: Campaign) -> None:
     last = ledger.ledger_page(launched.id, page=7, per_page=4)
-    assert (last.page, last.pages, len(last.rows)) == (3, 3, 2)
+    assert (last.page, last.pages, len(last.items)) == (3, 3, 2)
     assert last.has_previous and not last.has_next
     first = ledger.ledger_page(launched.id, page=0, per_page=4)
     assert first.page == 1 and not first.has_previous
