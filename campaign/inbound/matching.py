@@ -208,9 +208,7 @@ def _letter_head(message_blob: bytes | None) -> bytes | None:
                 return head[:end]
             pending = inflater.unconsumed_tail
             if not pending:
-                head += inflater.flush()  # a letter that is all head
-                # A cut-off blob is not what we sent: its subject is not evidence.
-                return head if inflater.eof else None
+                return head + inflater.flush()  # a letter that is all head
     except zlib.error:
         return None
 
