@@ -230,7 +230,7 @@ def _record_answers(
     messages.append(_unmatched(templates["unmatched"], campaign, launched + _h(33)))
     for raw in messages:
         recorded = record_inbound(raw)
-        kind = recorded.message.kind
+        kind = recorded.kind
         result.inbound[kind] = result.inbound.get(kind, 0) + 1
 
 
