@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from email.message import Message
 
 from flufl.bounce import all_failures
 
-from campaign.inbound.parsing import ParsedMessage, as_email_message
+from campaign.inbound.parsing import MAX_PARTS, ParsedMessage, as_email_message
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ class Classification:
     bounce_kind: str | None = None
     # Address → "hard" | "soft", in the order the bounce reports them.
     recipients: dict[str, str] = field(default_factory=dict)
+    # Reported (Final-Recipient) address → the Original-Recipient the same DSN block names,
+    # when it names one: the address we wrote to, before an alias or forward expanded it.
+    original_recipients: dict[str, str] = field(default_factory=dict)
 
 
 def classify(parsed: ParsedMessage) -> Classification:
@@ -64,7 +68,8 @@ def classify(parsed: ParsedMessage) -> Classification:
         kind = "hard" if "hard" in recipients.values() else "soft"
         if not recipients:
             kind = "hard" if _free_text_severity(parsed) == "hard" else "soft"
-        return Classification("bounce", kind, recipients)
+        originals = original_recipients(parsed) if parsed.dsn else {}
+        return Classification("bounce", kind, recipients, originals)
     if is_auto_reply(parsed):
         return Classification("auto_reply")
     return Classification("reply")
@@ -129,6 +134,39 @@ def bounce_recipients(parsed: ParsedMessage) -> dict[str, str]:
     for address in _FREE_TEXT_ADDRESS.findall(failed_header):
         found.setdefault(address.lower(), _free_text_severity(parsed))
     return found
+
+
+def original_recipients(parsed: ParsedMessage) -> dict[str, str]:
+    """Final-Recipient → Original-Recipient for the DSN blocks that carry both and differ."""
+    found: dict[str, str] = {}
+    stack = [parsed.message] if parsed.message is not None else []
+    seen = 0
+    # The tree was already cut to the parser's caps; this walk keeps to them too.
+    while stack and seen < MAX_PARTS:
+        part = stack.pop()
+        seen += 1
+        payload = part.get_payload()
+        children = (
+            [child for child in payload if isinstance(child, Message)]
+            if isinstance(payload, list)
+            else []
+        )
+        if part.get_content_type() == "message/delivery-status":
+            for block in children:
+                final = _dsn_address(block.get("final-recipient", ""))
+                original = _dsn_address(block.get("original-recipient", ""))
+                if final and original and final != original:
+                    found.setdefault(final, original)
+        else:
+            stack.extend(children)
+    return found
+
+
+def _dsn_address(value: object) -> str:
+    """`rfc822; Name@Example.org` → `name@example.org`; "" when it is not an address."""
+    text = str(value or "")
+    address = (text.partition(";")[2] or text).strip().strip("<> ").lower()
+    return address if "@" in address else ""
 
 
 def _detector_failures(parsed: ParsedMessage) -> tuple[list[str], list[str]]:

@@ -32,8 +32,9 @@ _PREFIX = re.compile(
 )
 # The weak match looks at this many of the sender's most recent deliveries.
 MAX_CANDIDATES = 50
-# Our letters' headers fit in this; only the head of a stored letter is decompressed.
-_HEAD_CHUNK = 16 * 1024
+# Our letters' headers fit in this; no more of a stored letter is ever decompressed (a
+# letter with a PDF attached inflates to megabytes).
+_HEAD_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,18 +65,24 @@ _COLUMNS = (
     _deliveries.c.campaign_id,
     _deliveries.c.language,
 )
-_NEWEST_FIRST = (_deliveries.c.created_at.desc(), _deliveries.c.id.desc())
 _BY_MESSAGE_IDS = select(_deliveries.c.message_id, *_COLUMNS).where(
     _deliveries.c.message_id.in_(bindparam("ids", expanding=True))
 )
 _BY_ID = select(*_COLUMNS).where(_deliveries.c.id == bindparam("id"))
-# lower(email) is what ix_deliveries_email_lower indexes.
-_SENT_TO = func.lower(_deliveries.c.email) == bindparam("address")
-_LATEST_TO = select(*_COLUMNS).where(_SENT_TO).order_by(*_NEWEST_FIRST).limit(1)
+# Letters actually sent to the address (lower(email) is what ix_deliveries_email_lower
+# indexes) before the message arrived: a queued letter, or one sent after the mail was
+# written, cannot be what it answers or reports on.
+_SENT_TO = (
+    (func.lower(_deliveries.c.email) == bindparam("address"))
+    & _deliveries.c.sent_at.is_not(None)
+    & (_deliveries.c.sent_at <= bindparam("received_at"))
+)
+_LATEST_SENT_FIRST = (_deliveries.c.sent_at.desc(), _deliveries.c.id.desc())
+_LATEST_TO = select(*_COLUMNS).where(_SENT_TO).order_by(*_LATEST_SENT_FIRST).limit(1)
 _CANDIDATES = (
     select(*_COLUMNS, _deliveries.c.message_blob)
     .where(_SENT_TO)
-    .order_by(*_NEWEST_FIRST)
+    .order_by(*_LATEST_SENT_FIRST)
     .limit(MAX_CANDIDATES)
 )
 
@@ -117,9 +124,10 @@ def by_message_ids(ids: list[str]) -> MatchedDelivery | None:
     return latest_of(ids, deliveries_by_message_id(ids))
 
 
-def latest_delivery_to(address: str) -> MatchedDelivery | None:
-    """The most recent delivery written to `address` (any spelling of its case)."""
-    row = _rows(_LATEST_TO, {"address": address.strip().lower()}).first()
+def latest_delivery_to(address: str, received_at: datetime) -> MatchedDelivery | None:
+    """The letter last sent to `address` (any case) no later than `received_at`."""
+    params = {"address": address.strip().lower(), "received_at": received_at}
+    row = _rows(_LATEST_TO, params).first()
     return _matched(row) if row is not None else None
 
 
@@ -141,6 +149,8 @@ def match_reply(
     sender: str,
     subject: str,
     recipient_headers: list[str] | None = None,
+    *,
+    received_at: datetime,
 ) -> Match | None:
     """Thread headers, then the reply token; then, weakly, the sender and the letter's subject."""
     # One lookup serves both thread headers; In-Reply-To still wins over References.
@@ -158,61 +168,57 @@ def match_reply(
     wanted = normalise_subject(subject)
     if not wanted:
         return None
-    for row in _rows(_CANDIDATES, {"address": sender.lower()}):
+    params = {"address": sender.lower(), "received_at": received_at}
+    for row in _rows(_CANDIDATES, params):
         candidate = _matched(row)
-        subjects = letter_subjects(candidate, row.message_blob)
-        if wanted in {normalise_subject(s) for s in subjects}:
+        # The statement's subjects cost no decompression (the version is read once per
+        # campaign: the session keeps it); the letter as sent is read only when they differ.
+        if wanted in {normalise_subject(s) for s in statement_subjects(candidate)}:
+            return Match(candidate, MatchMethod.SENDER_SUBJECT, is_weak=True)
+        sent = sent_subject(row.message_blob)
+        if sent is not None and normalise_subject(sent) == wanted:
             return Match(candidate, MatchMethod.SENDER_SUBJECT, is_weak=True)
     return None
 
 
-def letter_subjects(delivery: MatchedDelivery, message_blob: bytes | None) -> set[str]:
-    """Subjects this recipient may have seen: the one sent, else the statement version's."""
-    subjects = set()
-    head = _letter_head(message_blob)
-    if head:
-        # Only the Subject goes through the modern policy's header parsing (RFC 2047 words):
-        # parsing every header of every candidate letter that way cost more than the query.
-        headers = BytesHeaderParser(policy=compat32).parsebytes(head).raw_items()
-        raw_subject = next((value for name, value in headers if name.lower() == "subject"), None)
-        # Our own stored message; a header that will not parse only loses this source.
-        with contextlib.suppress(Exception):
-            if raw_subject is not None:
-                subjects.add(str(default_policy.header_fetch_parse("Subject", raw_subject)))
-    if subjects:
-        return subjects
+def statement_subjects(delivery: MatchedDelivery) -> set[str]:
+    """The subjects of the statement version the delivery's campaign sent, in its language."""
     campaign = db.session.get(Campaign, delivery.campaign_id)
     if campaign is None or campaign.statement_version_id is None:
-        return subjects
+        return set()
     version = db.session.get(StatementVersion, campaign.statement_version_id)
     texts = (version.snapshot or {}).get("texts", {}) if version else {}
     chosen = texts.get(delivery.language) or {}
     if chosen.get("subject"):
-        subjects.add(str(chosen["subject"]))
-    else:
-        subjects.update(str(text.get("subject", "")) for text in texts.values())
-    return {s for s in subjects if s}
+        return {str(chosen["subject"])}
+    return {str(text.get("subject", "")) for text in texts.values()} - {""}
+
+
+def sent_subject(message_blob: bytes | None) -> str | None:
+    """The Subject of the letter as sent, read from the first 64 KiB of it only."""
+    head = _letter_head(message_blob)
+    if not head:
+        return None
+    # Only the Subject goes through the modern policy's header parsing (RFC 2047 words):
+    # parsing every header of every candidate letter that way cost more than the query.
+    headers = BytesHeaderParser(policy=compat32).parsebytes(head).raw_items()
+    raw_subject = next((value for name, value in headers if name.lower() == "subject"), None)
+    if raw_subject is None:
+        return None
+    # Our own stored message; a header that will not parse only loses this source.
+    with contextlib.suppress(Exception):
+        return str(default_policy.header_fetch_parse("Subject", raw_subject))
+    return None
 
 
 def _letter_head(message_blob: bytes | None) -> bytes | None:
-    """The header section of a stored letter, decompressing no more of it than that."""
+    """The header section of a stored letter, from a bounded prefix of its inflated bytes."""
     if not message_blob:
         return None
-    inflater = zlib.decompressobj()
-    head, pending = b"", message_blob
     try:
-        while True:
-            head += inflater.decompress(pending, _HEAD_CHUNK)
-            end = _end_of_head(head)
-            if end != -1:
-                return head[:end]
-            pending = inflater.unconsumed_tail
-            if not pending:
-                return head + inflater.flush()  # a letter that is all head
+        prefix = zlib.decompressobj().decompress(message_blob, _HEAD_LIMIT)
     except zlib.error:
         return None
-
-
-def _end_of_head(data: bytes) -> int:
-    ends = [i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i != -1]
-    return min(ends) if ends else -1
+    ends = [i for i in (prefix.find(b"\r\n\r\n"), prefix.find(b"\n\n")) if i != -1]
+    # Headers longer than the limit: the parser reads what is there (the Subject may be in it).
+    return prefix[: min(ends)] if ends else prefix

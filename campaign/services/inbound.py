@@ -19,16 +19,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, Table, bindparam, select, update
+from sqlalchemy import Insert, Table, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm.util import identity_key
 
 from campaign.extensions import db
 from campaign.inbound.authentication import dmarc_verdict
-from campaign.inbound.classify import classify
+from campaign.inbound.classify import Classification, classify
 from campaign.inbound.matching import (
     Match,
     MatchedDelivery,
+    by_reply_token,
     deliveries_by_message_id,
     latest_delivery_to,
     latest_of,
@@ -62,10 +63,17 @@ _NOT_SENT = (
 _inbound: Table = InboundMessage.__table__
 _deliveries: Table = Delivery.__table__
 _STORED_ID = select(_inbound.c.id).where(_inbound.c.source_key == bindparam("key"))
-# The conditions make each effect happen once even if two messages race for one delivery.
+# The conditions make each effect happen once even if two messages race for one delivery;
+# the earliest answer's time wins whichever of them is recorded first.
 _MARK_REPLIED = (
     update(_deliveries)
-    .where(_deliveries.c.id == bindparam("delivery_id"), _deliveries.c.replied_at.is_(None))
+    .where(
+        _deliveries.c.id == bindparam("delivery_id"),
+        or_(
+            _deliveries.c.replied_at.is_(None),
+            _deliveries.c.replied_at > bindparam("replied_at"),
+        ),
+    )
     .values(replied_at=bindparam("replied_at"))
 )
 _MARK_BOUNCED = (
@@ -144,9 +152,9 @@ def record_inbound(
     received_at = _received_at(parsed, now)
     recipients = dict(verdict.recipients)
     if verdict.kind == InboundKind.BOUNCE:
-        filing = _file_bounce(parsed, verdict.bounce_kind, recipients)
+        filing = _file_bounce(parsed, verdict, recipients, received_at)
     else:
-        filing = _file_reply(parsed, verdict.kind)
+        filing = _file_reply(parsed, verdict.kind, received_at, is_unverified=is_unverified)
     match = filing.match
     values: dict[str, Any] = {
         "source": source,
@@ -236,7 +244,9 @@ def _received_at(parsed: ParsedMessage, now: datetime) -> datetime:
     return parsed.date
 
 
-def _file_reply(parsed: ParsedMessage, kind: str) -> _Filing:
+def _file_reply(
+    parsed: ParsedMessage, kind: str, received_at: datetime, *, is_unverified: bool
+) -> _Filing:
     is_human = kind == InboundKind.REPLY
     match = match_reply(
         parsed.in_reply_to,
@@ -244,40 +254,68 @@ def _file_reply(parsed: ParsedMessage, kind: str) -> _Filing:
         parsed.from_address,
         parsed.subject,
         parsed.recipient_headers,
+        received_at=received_at,
     )
     if match is None:
         return _Filing(InboundKind.UNMATCHED.value if is_human else kind)
-    answered = is_human and match.delivery.replied_at is None
-    return _Filing(kind, match, answers=match.delivery if answered else None)
+    # Only a strong match from a sender DMARC did not refute counts as an answer on its own:
+    # a weak or unverified one would drop the recipient from the non-responders (and their
+    # follow-ups) before anyone looked. A person confirming it on the replies page counts it.
+    counts = is_human and not match.is_weak and not is_unverified
+    replied_at = match.delivery.replied_at
+    earlier = replied_at is None or replied_at > received_at
+    return _Filing(kind, match, answers=match.delivery if counts and earlier else None)
 
 
 def _file_bounce(
-    parsed: ParsedMessage, bounce_kind: str | None, recipients: dict[str, str]
+    parsed: ParsedMessage,
+    verdict: Classification,
+    recipients: dict[str, str],
+    received_at: datetime,
 ) -> _Filing:
+    """Which letters the bounce is proven to report on; only those change the ledger.
+
+    Anyone can send a text naming an address: a bounce counts only when it quotes one of
+    our Message-IDs (the returned letter's headers, or its own In-Reply-To/References) or
+    came to a signed per-delivery reply address. An address-only bounce is linked, weakly,
+    to the letter last sent there, for a person to check, and changes nothing else.
+    """
     filing = _Filing(InboundKind.BOUNCE.value)
     threads = [*parsed.references, *([parsed.in_reply_to] if parsed.in_reply_to else [])]
     # One lookup for both: the letter quoted inside the bounce wins over the thread headers.
     ours = deliveries_by_message_id([*parsed.quoted_message_ids, *threads])
     quoted = latest_of(parsed.quoted_message_ids, ours) or latest_of(threads, ours)
+    method = MatchMethod.BOUNCED_MESSAGE
+    if quoted is None:
+        quoted = by_reply_token(parsed.recipient_headers)
+        method = MatchMethod.REPLY_TOKEN
     if quoted is not None:
-        filing.match = Match(quoted, MatchMethod.BOUNCED_MESSAGE)
+        filing.match = Match(quoted, method)
         if not recipients:
             # The bounce names no address we could read, but it quotes our letter to this one.
-            recipients[quoted.email.lower()] = bounce_kind or BounceKind.SOFT.value
+            recipients[quoted.email.lower()] = verdict.bounce_kind or BounceKind.SOFT.value
+    # The letters the bounce proves it concerns, by the address each was written to.
+    proven = {delivery.email.lower(): delivery for delivery in ours.values()}
+    if quoted is not None:
+        proven[quoted.email.lower()] = quoted
     for address, severity in recipients.items():
-        delivery: MatchedDelivery | None
-        if quoted is not None and quoted.email.lower() == address:
+        original = verdict.original_recipients.get(address, address)
+        delivery = proven.get(original) or proven.get(address)
+        if delivery is None and quoted is not None and len(recipients) == 1:
+            # One letter quoted, one address reported under another name: an alias or a
+            # forward expanded the address we wrote to. The letter is what bounced.
             delivery = quoted
-        else:
+        if delivery is not None:
+            if severity == BounceKind.HARD and delivery not in filing.hard_bounced:
+                filing.hard_bounced.append(delivery)
+        elif filing.match is None:
             # Only our own recipients: a bounce for an address we never wrote to is
-            # backscatter, and must not put strangers on the suppression list.
-            delivery = latest_delivery_to(address)
-        if delivery is None:
-            continue
-        if filing.match is None:
-            filing.match = Match(delivery, MatchMethod.BOUNCED_RECIPIENT)
-        if severity == BounceKind.HARD:
-            filing.hard_bounced.append(delivery)
+            # backscatter and is linked to nothing.
+            sent = latest_delivery_to(original, received_at) or (
+                latest_delivery_to(address, received_at) if original != address else None
+            )
+            if sent is not None:
+                filing.match = Match(sent, MatchMethod.BOUNCED_RECIPIENT, is_weak=True)
     return filing
 
 

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Delivery, DeliveryStatus
-from campaign.models._types import utcnow
 from campaign.services import campaigns, lists, statements
 from campaign.services.campaigns import AudienceSpec
 from campaign.services.contacts import create_contact
 
 CORPUS = Path(__file__).parent / "corpus"
 SUBJECT = "Release the defenders"
+# Before every Date in the corpus: mail can only answer or report on a letter already sent.
+SENT_AT = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 RECIPIENTS = (
     "ana@example.org",
     "ben@example.net",
@@ -59,7 +61,7 @@ def sent_campaign() -> dict[str, int]:
     for delivery in db.session.scalars(select(Delivery).where(Delivery.campaign_id == campaign.id)):
         delivery.message_id = letter_id(delivery.email)
         delivery.status = DeliveryStatus.SENT.value
-        delivery.sent_at = utcnow()
+        delivery.sent_at = SENT_AT
         found[delivery.email] = delivery.id
     db.session.commit()
     return found

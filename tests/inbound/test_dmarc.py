@@ -42,9 +42,10 @@ def test_a_failed_dmarc_reply_is_recorded_unverified_and_the_forged_pass_below_i
     db.session.commit()
 
     assert (record.dmarc, record.is_unverified) == ("fail", True)
-    # Still the answer it claims to be: threaded, and shown with a warning.
+    # Threaded to the letter it claims to answer, and shown with a warning; but Eve is not
+    # counted as having answered (nor dropped from the follow-ups) on a forgeable sender.
     assert (record.kind, record.delivery_id) == ("reply", deliveries["eve@example.org"])
-    assert delivery(deliveries["eve@example.org"]).replied_at is not None
+    assert delivery(deliveries["eve@example.org"]).replied_at is None
 
 
 def test_a_passing_reply_is_verified_whatever_the_senders_own_header_says(app: Flask) -> None:

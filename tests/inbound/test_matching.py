@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import tracemalloc
 import zlib
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask
+from sqlalchemy import update
 
 from campaign.extensions import db
 from campaign.models import Delivery
 from campaign.services.inbound import record_inbound
-from tests.inbound.helpers import SUBJECT, corpus, sent_campaign
+from tests.inbound.helpers import SENT_AT, SUBJECT, corpus, delivery, sent_campaign
 
 OTHER_SUBJECT = "Joint letter on civic space"
 
@@ -82,3 +85,67 @@ def test_a_delivery_the_session_holds_shows_the_reply_and_the_bounce_at_once(
     # The same object, not read again by the test: the session shows what was written.
     assert ana.replied_at is not None
     assert (ana.status, ana.reason) == ("bounced", "hard_bounce")
+
+
+def test_a_weak_match_is_shown_but_not_counted_as_an_answer(app: Flask) -> None:
+    deliveries = sent_campaign()
+
+    record = record_inbound(corpus("reply_rewritten_headers.eml")).message
+    db.session.commit()
+
+    assert (record.delivery_id, record.is_weak_match) == (deliveries["chen@example.com"], True)
+    # Chen stays among the non-responders until a person confirms the match.
+    assert delivery(deliveries["chen@example.com"]).replied_at is None
+
+
+def test_the_earliest_reply_wins_whichever_is_recorded_first(app: Flask) -> None:
+    deliveries = sent_campaign()
+    first = corpus("reply_in_reply_to.eml")
+    later = first.replace(b"Mon, 3 Mar 2025 15:42:10", b"Tue, 4 Mar 2025 09:00:00").replace(
+        b"<CAF+reply.ana.1@mail.example.org>", b"<CAF+reply.ana.2@mail.example.org>"
+    )
+
+    # The later answer arrives first (a mailbox polled late, an upload of older mail).
+    record_inbound(later)
+    db.session.commit()
+    record_inbound(first)
+    db.session.commit()
+
+    replied_at = delivery(deliveries["ana@example.org"]).replied_at
+    assert replied_at == datetime(2025, 3, 3, 15, 42, 10, tzinfo=UTC)
+
+
+def test_a_weak_match_ignores_a_letter_not_yet_sent_when_the_answer_was_written(
+    app: Flask,
+) -> None:
+    deliveries = sent_campaign()
+    ana = deliveries["ana@example.org"]
+    db.session.execute(
+        update(Delivery).where(Delivery.id == ana).values(sent_at=SENT_AT + timedelta(days=30))
+    )
+    db.session.commit()
+
+    record = record_inbound(_answer(SUBJECT)).message
+    db.session.commit()
+
+    assert (record.kind, record.delivery_id) == ("unmatched", None)
+
+
+def test_a_stored_letter_is_never_inflated_whole_to_read_its_subject(app: Flask) -> None:
+    deliveries = sent_campaign()
+    # 40 MB that inflate from a few kB and never reach a blank line.
+    bomb = zlib.compress(b"X-Padding: " + b"a" * 40_000_000, 9)
+    _store_letter(deliveries["ana@example.org"], bomb)
+
+    tracemalloc.start()
+    try:
+        other = record_inbound(_answer(OTHER_SUBJECT, 1)).message
+        statement = record_inbound(_answer(SUBJECT, 2)).message
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    db.session.commit()
+
+    assert (other.kind, other.delivery_id) == ("unmatched", None)
+    assert (statement.kind, statement.delivery_id) == ("reply", deliveries["ana@example.org"])
+    assert peak < 10_000_000
