@@ -43,10 +43,9 @@ from campaign.models import (
     InboundKind,
     InboundMessage,
     MatchMethod,
-    SuppressionReason,
 )
 from campaign.models._types import utcnow
-from campaign.services.suppressions import SuppressionError, suppress_address
+from campaign.services.suppressions import SuppressionError, suppress_bounced_address
 
 log = logging.getLogger(__name__)
 
@@ -336,12 +335,8 @@ def _hard_bounce(delivery: MatchedDelivery) -> None:
         _update_delivery(_MARK_BOUNCED, {"delivery_id": delivery.id}, changed=("status", "reason"))
     # An address too broken to store cannot be written to again anyway.
     with contextlib.suppress(SuppressionError):
-        suppress_address(
-            delivery.email,
-            SuppressionReason.HARD_BOUNCE,
-            campaign_id=delivery.campaign_id,
-            note="Hard bounce received",
-            is_address_checked=False,
+        suppress_bounced_address(
+            delivery.email, campaign_id=delivery.campaign_id, note="Hard bounce received"
         )
 
 

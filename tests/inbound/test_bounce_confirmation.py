@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from campaign.extensions import db
 from campaign.inbound.reply_token import reply_token
-from campaign.models import Contact, Delivery
+from campaign.models import AuditEvent, Contact, Delivery
 from campaign.services import campaigns, lists, statements
 from campaign.services.campaigns import AudienceSpec
 from campaign.services.inbound import record_inbound
-from campaign.services.suppressions import is_suppressed
+from campaign.services.suppressions import find_suppression, is_suppressed
 from tests.inbound.helpers import SENT_AT, corpus, delivery, sent_campaign
 
 REPLY_ADDRESS = "replies@hro.example.org"
@@ -152,3 +152,34 @@ def test_a_bounce_from_an_expanded_alias_bounces_the_quoted_letter(
     # The address we wrote to is the one not to write to again.
     assert is_suppressed("ana@example.org")
     assert not is_suppressed("a.lima@mailhost.example.net")
+
+
+def test_a_hard_bounce_puts_the_address_on_the_list_once_and_audits_it_masked(
+    app: Flask,
+) -> None:
+    deliveries = sent_campaign()
+    campaign_id = delivery(deliveries["ana@example.org"]).campaign_id
+
+    record_inbound(corpus("postfix_dsn.eml"))
+    # The same report again, from another relay (other bytes): nothing more is added.
+    record_inbound(corpus("postfix_dsn.eml").replace(b"id 4Zx1y2", b"id 4Zx1y3"))
+    db.session.commit()
+
+    entry = find_suppression("ANA@example.org")
+    assert entry is not None
+    assert (entry.reason, entry.campaign_id, entry.note, entry.created_by_id) == (
+        "hard_bounce",
+        campaign_id,
+        "Hard bounce received",
+        None,
+    )
+    events = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "suppression.add")
+    ).all()
+    assert [(e.target_id, e.actor_id, e.detail) for e in events] == [
+        (
+            str(entry.id),
+            None,
+            {"email": "a***@example.org", "reason": "hard_bounce", "campaign_id": campaign_id},
+        )
+    ]
