@@ -90,7 +90,9 @@ def _count_if(condition: Any) -> Any:
 
 def _inbound_per_delivery(campaign_id: int) -> Any:
     """Per delivery of the letter: whether it got an auto-reply, and its worst bounce (2 hard)."""
-    is_bounce = InboundMessage.kind == InboundKind.BOUNCE.value
+    # An unconfirmed bounce (it names the address but quotes none of our letters) may be
+    # forged: it is shown in the inbox for a person to check, and not counted here.
+    is_bounce = and_(InboundMessage.kind == InboundKind.BOUNCE.value, ~InboundMessage.is_weak_match)
     return (
         select(
             InboundMessage.delivery_id.label("delivery_id"),

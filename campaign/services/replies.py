@@ -269,8 +269,12 @@ def attach_to_delivery(message: InboundMessage, delivery: Delivery, user: User) 
     message.is_weak_match = False
     if previous is not None and previous.id != delivery.id:
         _forget_reply(previous, message)
-    if message.kind == InboundKind.REPLY.value and delivery.replied_at is None:
-        delivery.replied_at = message.received_at
+    if message.kind == InboundKind.REPLY.value:
+        # The earliest answer wins, whichever was confirmed first.
+        current = delivery.replied_at
+        delivery.replied_at = (
+            message.received_at if current is None else min(current, message.received_at)
+        )
     _audit(
         "attached",
         message,

@@ -137,6 +137,22 @@ def test_funnel_counts_each_recipient_once_with_percentages_of_sent(app: Flask) 
     }
 
 
+def test_an_unconfirmed_bounce_is_not_counted_as_a_bounce(app: Flask) -> None:
+    built = build()
+    # It names Frank's address but quotes none of our letters: it may be forged.
+    _inbound(built.to["Frank"], "bounce", LAUNCH + timedelta(days=1), "hard")
+    db.session.flush()
+    unconfirmed = db.session.scalars(
+        select(InboundMessage).where(InboundMessage.delivery_id == built.to["Frank"].id)
+    ).one()
+    unconfirmed.is_weak_match = True
+    db.session.commit()
+
+    figures = {stage.key: stage.count for stage in dashboard.funnel(built.campaign.id).stages}
+
+    assert (figures["bounced_hard"], figures["delivered"]) == (1, 6)
+
+
 def test_funnel_shows_opens_only_when_the_campaign_tracked_them(app: Flask) -> None:
     built = build(open_tracking=True)
     result = dashboard.funnel(built.campaign.id)
