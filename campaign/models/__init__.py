@@ -2,6 +2,16 @@
 
 from campaign.models.audience import ContactList, Segment, list_memberships
 from campaign.models.audit import AuditEvent
+from campaign.models.calendar import (
+    CalendarEvent,
+    Case,
+    CaseDate,
+    CaseDateKind,
+    CaseStatus,
+    EventKind,
+    Notification,
+    campaign_cases,
+)
 from campaign.models.campaign import Campaign, CampaignStatus
 from campaign.models.contact import (
     Contact,
@@ -22,6 +32,14 @@ from campaign.models.inbound import (
     MatchMethod,
 )
 from campaign.models.salutation_rule import SalutationRule, SalutationSetting
+from campaign.models.schedule import (
+    CampaignStep,
+    FollowUpCondition,
+    RunOutcome,
+    Schedule,
+    ScheduleKind,
+    ScheduleRun,
+)
 from campaign.models.smtp_account import SmtpAccount, SmtpSecurity
 from campaign.models.statement import (
     PublishAs,
@@ -42,14 +60,22 @@ __all__ = [
     "FINAL",
     "AuditEvent",
     "BounceKind",
+    "CalendarEvent",
     "Campaign",
     "CampaignStatus",
+    "CampaignStep",
+    "Case",
+    "CaseDate",
+    "CaseDateKind",
+    "CaseStatus",
     "Contact",
     "ContactImport",
     "ContactKind",
     "ContactList",
     "Delivery",
     "DeliveryStatus",
+    "EventKind",
+    "FollowUpCondition",
     "GrammaticalGender",
     "ImapMailbox",
     "ImapSecurity",
@@ -59,13 +85,18 @@ __all__ = [
     "InboundMessage",
     "InboundNote",
     "MatchMethod",
+    "Notification",
     "PublishAs",
     "RiskLevel",
     "Role",
     "RolePolicy",
     "RoleType",
+    "RunOutcome",
     "SalutationRule",
     "SalutationSetting",
+    "Schedule",
+    "ScheduleKind",
+    "ScheduleRun",
     "Segment",
     "Signatory",
     "SignatoryKind",
@@ -83,5 +114,6 @@ __all__ = [
     "TrackingEvent",
     "TrackingKind",
     "User",
+    "campaign_cases",
     "list_memberships",
 ]

@@ -63,6 +63,12 @@ class Campaign(db.Model):  # type: ignore[name-defined]
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # When a scheduled campaign launches (UTC; its schedule keeps the local time and zone).
+    send_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A yearly campaign's instance points at the template campaign it was made from.
+    template_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="SET NULL"), nullable=True
+    )
     launched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
