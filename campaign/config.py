@@ -56,6 +56,8 @@ class Config:
     MESSAGE_ID_DOMAIN: str = ""
     # The letterhead of e-mails and PDFs (empty: the sender's display name).
     ORGANISATION_NAME: str = ""
+    # The organisation's own time zone (IANA name): calendar reminders go out at 09:00 in it.
+    TIMEZONE: str = "Europe/Paris"
     # Limits of the default SMTP account (0 = none): messages per second, minute and day,
     # and connections open at once; shared by every worker through Redis.
     MAIL_RATE_PER_SECOND: int = 0
