@@ -103,6 +103,7 @@ class _Row:
     message_id: str
     unsubscribe_token: str
     attempts: int
+    step: int = 0  # 0 for the letter, N for follow-up N
 
 
 def _now() -> datetime:
@@ -268,6 +269,10 @@ class _Batch:
     result: BatchResult
     # The campaign's opt-in open/click tracking; None when it tracks nothing.
     tracking: LetterTracking | None = None
+    # Follow-ups: the letter source of each step >= 1, and per delivery the Message-IDs of
+    # the letters sent before it to the same person (oldest first), to thread under them.
+    step_sources: dict[int, LetterSource] = field(default_factory=dict)
+    earlier_ids: dict[int, list[str]] = field(default_factory=dict)
     errors_in_a_row: int = 0
     last_error: str = ""
 
@@ -350,11 +355,13 @@ def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> 
                 Delivery.message_id,
                 Delivery.unsubscribe_token,
                 Delivery.attempts,
+                Delivery.step,
             )
             .where(Delivery.id.in_(ids))
             .order_by(Delivery.id)
         )
     ]
+    _add_follow_up_context(batch, rows)
     # Plain data, not ORM objects: the commit after each message would expire them and
     # reload every contact with a query of its own.
     contacts = {
@@ -379,6 +386,32 @@ def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> 
         result.finished = finish_if_done(campaign_id)
     commit()
     return result
+
+
+def _add_follow_up_context(batch: _Batch, rows: list[_Row]) -> None:
+    """For a batch holding follow-up rows: their statements, and the letters they answer."""
+    follow_ups = [row for row in rows if row.step > 0]
+    if not follow_ups:
+        return
+    from campaign.services.followups import step_versions
+
+    for position, version_id in step_versions(batch.campaign_id).items():
+        version = db.session.get(StatementVersion, version_id) if version_id else None
+        if version is not None:
+            batch.step_sources[position] = letter_source(version)
+    # One query for the whole batch: every earlier letter to these people in this campaign.
+    sent_before: dict[int, list[tuple[int, str]]] = {}
+    for contact_id, step, message_id in db.session.execute(
+        select(Delivery.contact_id, Delivery.step, Delivery.message_id).where(
+            Delivery.campaign_id == batch.campaign_id,
+            Delivery.contact_id.in_({row.contact_id for row in follow_ups if row.contact_id}),
+            Delivery.step < max(row.step for row in follow_ups),
+        )
+    ):
+        sent_before.setdefault(contact_id or 0, []).append((step, message_id))
+    for row in follow_ups:
+        earlier = sorted(sent_before.get(row.contact_id or 0, []))
+        batch.earlier_ids[row.id] = [message_id for step, message_id in earlier if step < row.step]
 
 
 def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -> None:
@@ -525,11 +558,18 @@ def _build(
     if batch.has_list_unsubscribe:
         headers["List-Unsubscribe"] = f"<{unsubscribe_url(row.unsubscribe_token)}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if row.step > 0:
+        from campaign.services.followups import thread_headers
+
+        headers.update(thread_headers(batch.earlier_ids.get(row.id, [])))
+        if row.step not in batch.step_sources:
+            return None, "", [], "", f"follow-up {row.step}: its statement was deleted"
+    source = batch.step_sources.get(row.step, batch.source) if row.step > 0 else batch.source
     # Written to the address the ledger holds, even if the contact's has changed since.
     recipient_data = SimpleNamespace(**{**contact, "email": row.email})
     try:
         composed = compose_letter(
-            batch.source,
+            source,
             recipient_data,
             rules=batch.rules,
             sender=batch.sender,

@@ -1,0 +1,361 @@
+"""Follow-up steps: N days after the previous letter, a statement to those who have not replied.
+
+A step is a CampaignStep and a one-shot Schedule (kind follow_up). Its due time is known only
+once the letter before it has gone out: step 1 is due `delay_days` after the launch, step N
+after step N-1 fired. The scheduler's tick calls `fire_follow_up`, which writes the step's
+ledger rows (deliveries.step = position) and queues their sending; the ledger's unique
+(campaign, contact, step) key and the NOT EXISTS below make a second fire add nobody.
+
+Who gets the letter: recipients of the previous step whose letter was sent, who have not
+answered in person at any earlier step (an out-of-office is not an answer), per the step's
+condition, and who are not on the suppression list.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, and_, exists, func, insert, select
+from sqlalchemy.orm import aliased
+
+from campaign.extensions import db
+from campaign.mail import message_id_domain
+from campaign.models import (
+    Campaign,
+    CampaignStatus,
+    CampaignStep,
+    Contact,
+    Delivery,
+    DeliveryStatus,
+    FollowUpCondition,
+    InboundMessage,
+    Schedule,
+    ScheduleKind,
+    Statement,
+    StatementVersion,
+    Suppression,
+    User,
+)
+from campaign.models.inbound import BounceKind, InboundKind
+from campaign.services import statements
+from campaign.services.campaigns import _new_rows, enqueue_send_jobs
+
+CONDITION_WORDS = {
+    FollowUpCondition.NO_REPLY.value: "who have not replied",
+    FollowUpCondition.NO_REPLY_NO_BOUNCE.value: (
+        "who have not replied and whose letter did not bounce"
+    ),
+    FollowUpCondition.OPENED_NO_REPLY.value: "who opened the letter but have not replied",
+}
+# Key of the step's schedule rule holding the statement version frozen when it fired.
+FROZEN_VERSION_KEY = "statement_version_id"
+
+
+class FollowUpError(ValueError):
+    """A follow-up step cannot be added as asked; `field` names the culprit."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# --- adding steps ----------------------------------------------------------------------------
+
+
+def steps_of(campaign: Campaign) -> list[CampaignStep]:
+    return list(
+        db.session.scalars(
+            select(CampaignStep)
+            .where(CampaignStep.campaign_id == campaign.id)
+            .order_by(CampaignStep.position)
+        )
+    )
+
+
+def schedule_of(step: CampaignStep) -> Schedule | None:
+    return db.session.scalar(
+        select(Schedule).where(
+            Schedule.step_id == step.id, Schedule.kind == ScheduleKind.FOLLOW_UP.value
+        )
+    )
+
+
+def add_step(
+    campaign: Campaign,
+    statement: Statement | None,
+    delay_days: int,
+    condition: str | FollowUpCondition,
+    *,
+    actor: User | None = None,
+) -> CampaignStep:
+    """Add the campaign's next follow-up step and its schedule; FollowUpError says what is wrong."""
+    if campaign.status == CampaignStatus.CANCELLED:
+        raise FollowUpError("the campaign is cancelled: it sends no follow-ups")
+    if statement is None or db.session.get(Statement, statement.id) is None:
+        raise FollowUpError(
+            "Statement: the statement no longer exists (it may have been deleted); choose another",
+            "statement",
+        )
+    if not statement.texts:
+        raise FollowUpError(f"Statement: “{statement.title}” has no text to send", "statement")
+    if isinstance(delay_days, bool) or not isinstance(delay_days, int) or delay_days < 1:
+        raise FollowUpError(
+            f"Days: a follow-up goes at least 1 day after the previous letter (not {delay_days})",
+            "delay_days",
+        )
+    try:
+        condition = FollowUpCondition(condition)
+    except ValueError:
+        raise FollowUpError(
+            f"Condition: {condition!r} is not a known condition", "condition"
+        ) from None
+    if condition == FollowUpCondition.OPENED_NO_REPLY and not campaign.is_open_tracking:
+        raise FollowUpError(
+            "Condition: “opened but did not reply” needs open tracking, which this campaign "
+            "does not use",
+            "condition",
+        )
+    position = (
+        db.session.scalar(
+            select(func.max(CampaignStep.position)).where(CampaignStep.campaign_id == campaign.id)
+        )
+        or 0
+    ) + 1
+    step = CampaignStep(
+        campaign_id=campaign.id,
+        position=position,
+        statement_id=statement.id,
+        delay_days=delay_days,
+        condition=condition.value,
+    )
+    db.session.add(step)
+    db.session.flush()
+    db.session.add(
+        Schedule(
+            kind=ScheduleKind.FOLLOW_UP.value,
+            name=f"{campaign.name}: follow-up {position}",
+            campaign_id=campaign.id,
+            step_id=step.id,
+            rule={"delay_days": delay_days},
+            created_by_id=actor.id if actor else None,
+        )
+    )
+    db.session.flush()
+    schedule_steps(campaign)
+    return step
+
+
+def _previous_sent_at(campaign: Campaign, step: CampaignStep) -> datetime | None:
+    """When the letter before this step went out (None while it has not)."""
+    if step.position == 1:
+        return campaign.launched_at
+    previous = db.session.scalar(
+        select(CampaignStep).where(
+            CampaignStep.campaign_id == campaign.id, CampaignStep.position == step.position - 1
+        )
+    )
+    if previous is None:
+        return None
+    schedule = schedule_of(previous)
+    return schedule.last_fired_at if schedule else None
+
+
+def schedule_steps(campaign: Campaign) -> int:
+    """Give each step whose previous letter has gone out its due time; return how many changed.
+
+    Called when a step is added, at launch and after each fire. A step already fired keeps
+    its record; a step waiting for its predecessor stays without a due time.
+    """
+    changed = 0
+    for step in steps_of(campaign):
+        schedule = schedule_of(step)
+        if schedule is None or schedule.last_fired_at is not None:
+            continue
+        since = _previous_sent_at(campaign, step)
+        due = since + timedelta(days=step.delay_days) if since is not None else None
+        if schedule.next_run_at != due:
+            schedule.next_run_at = due
+            changed += 1
+    db.session.flush()
+    return changed
+
+
+# --- who gets a step -------------------------------------------------------------------------
+
+
+def _hard_bounce_reported(delivery: Any) -> Any:
+    return exists().where(
+        InboundMessage.delivery_id == delivery.id,
+        InboundMessage.kind == InboundKind.BOUNCE.value,
+        InboundMessage.bounce_kind == BounceKind.HARD.value,
+    )
+
+
+def recipients_query(step: CampaignStep) -> Select[int | None, str]:
+    """(contact id, address) of the recipients the step would write to now."""
+    previous = aliased(Delivery)
+    earlier = aliased(Delivery)
+    already = aliased(Delivery)
+    query = (
+        select(previous.contact_id, previous.email)
+        .join(Contact, Contact.id == previous.contact_id)
+        .where(
+            previous.campaign_id == step.campaign_id,
+            previous.step == step.position - 1,
+            previous.sent_at.is_not(None),
+            # A person's answer to any earlier letter ends the sequence for them.
+            ~exists().where(
+                earlier.campaign_id == step.campaign_id,
+                earlier.contact_id == previous.contact_id,
+                earlier.step < step.position,
+                earlier.replied_at.is_not(None),
+            ),
+            ~exists().where(
+                already.campaign_id == step.campaign_id,
+                already.contact_id == previous.contact_id,
+                already.step == step.position,
+            ),
+            ~Contact.email_key.in_(select(Suppression.email_key)),
+        )
+        .order_by(previous.contact_id)
+    )
+    if step.condition == FollowUpCondition.NO_REPLY_NO_BOUNCE:
+        query = query.where(
+            previous.status != DeliveryStatus.BOUNCED.value, ~_hard_bounce_reported(previous)
+        )
+    elif step.condition == FollowUpCondition.OPENED_NO_REPLY:
+        query = query.where(previous.opened_at.is_not(None))
+    return query
+
+
+def recipient_count(step: CampaignStep) -> int:
+    return int(
+        db.session.scalar(select(func.count()).select_from(recipients_query(step).subquery())) or 0
+    )
+
+
+def _day(when: datetime) -> str:
+    return f"{when.day} {when:%B}"
+
+
+def step_summary(step: CampaignStep) -> str:
+    """The step in words for the campaign page, with today's count of recipients."""
+    statement = db.session.get(Statement, step.statement_id) if step.statement_id else None
+    title = f"‘{statement.title}’" if statement else "a statement that has been deleted"
+    schedule = schedule_of(step)
+    who = CONDITION_WORDS.get(step.condition, step.condition)
+    days = f"{step.delay_days} day{'s' if step.delay_days != 1 else ''}"
+    if schedule is not None and schedule.last_fired_at is not None:
+        sent = int(
+            db.session.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.campaign_id == step.campaign_id, Delivery.step == step.position)
+            )
+            or 0
+        )
+        return f"On {_day(schedule.last_fired_at)}, {sent} recipients {who} were sent {title}"
+    before = "the letter" if step.position == 1 else f"follow-up {step.position - 1}"
+    if schedule is None or schedule.next_run_at is None:
+        return f"{days} after {before} goes out, recipients {who} will receive {title}"
+    count = recipient_count(step)
+    noun = "recipient" if count == 1 else "recipients"
+    return f"On {_day(schedule.next_run_at)}, {count} {noun} {who} will receive {title}"
+
+
+# --- firing ----------------------------------------------------------------------------------
+
+
+def _freeze_version(schedule: Schedule, statement: Statement) -> StatementVersion:
+    """The statement's current version, kept in the step's schedule rule for the senders."""
+    version = statements.latest_version(statement) or statements.record_version(
+        statement, "frozen for a follow-up"
+    )
+    # A new dict: the JSON column notices assignment, not changes inside the dict.
+    schedule.rule = {**(schedule.rule or {}), FROZEN_VERSION_KEY: version.id}
+    return version
+
+
+def fire_follow_up(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, int | None]:
+    """Write the step's ledger rows and queue them; (what it did in words, campaign id).
+
+    Raises FollowUpError when the step cannot go (the tick records that as a failure).
+    """
+    step = db.session.get(CampaignStep, schedule.step_id) if schedule.step_id else None
+    if step is None:
+        raise FollowUpError("the follow-up step no longer exists")
+    campaign = db.session.get(Campaign, step.campaign_id)
+    if campaign is None:
+        raise FollowUpError("the campaign no longer exists")
+    if campaign.status == CampaignStatus.CANCELLED:
+        return "nothing sent: the campaign was cancelled", campaign.id
+    if campaign.launched_at is None:
+        raise FollowUpError("the campaign has not been launched, so there is nobody to follow up")
+    statement = db.session.get(Statement, step.statement_id) if step.statement_id else None
+    if statement is None:
+        raise FollowUpError(
+            f"follow-up {step.position}: its statement was deleted; choose another on the "
+            "campaign page"
+        )
+    _freeze_version(schedule, statement)
+    # The query joins Contact, so every contact id is set; suppressed people are left out.
+    contacts = [
+        (int(contact_id or 0), email, False)
+        for contact_id, email in db.session.execute(recipients_query(step))
+    ]
+    rows = _new_rows(campaign, contacts, message_id_domain(campaign.from_address))
+    for row in rows:
+        row["step"] = step.position
+    for start in range(0, len(rows), 1000):
+        db.session.execute(insert(Delivery), rows[start : start + 1000])
+    schedule.last_fired_at = now
+    schedule.next_run_at = None  # one letter per step: the schedule is done
+    if rows and campaign.status == CampaignStatus.FINISHED:
+        campaign.status = CampaignStatus.SENDING.value
+        campaign.finished_at = None
+    db.session.flush()
+    if rows and campaign.status == CampaignStatus.SENDING:
+        enqueue_send_jobs(campaign.id, len(rows))
+    schedule_steps(campaign)
+    paused = (
+        " (the campaign is paused: they go when it resumes)"
+        if (rows and campaign.status == CampaignStatus.PAUSED)
+        else ""
+    )
+    return f"follow-up {step.position}: {len(rows)} letters queued{paused}", campaign.id
+
+
+# --- threading, for the senders --------------------------------------------------------------
+
+
+def step_versions(campaign_id: int) -> dict[int, int | None]:
+    """Step position -> the statement version its letters use (frozen at fire, else latest)."""
+    found: dict[int, int | None] = {}
+    for position, statement_id, rule in db.session.execute(
+        select(CampaignStep.position, CampaignStep.statement_id, Schedule.rule)
+        .outerjoin(
+            Schedule,
+            and_(
+                Schedule.step_id == CampaignStep.id, Schedule.kind == ScheduleKind.FOLLOW_UP.value
+            ),
+        )
+        .where(CampaignStep.campaign_id == campaign_id)
+    ):
+        frozen = (rule or {}).get(FROZEN_VERSION_KEY)
+        if frozen is None and statement_id is not None:
+            frozen = db.session.scalar(
+                select(StatementVersion.id)
+                .where(StatementVersion.statement_id == statement_id)
+                .order_by(StatementVersion.number.desc())
+                .limit(1)
+            )
+        found[position] = frozen
+    return found
+
+
+def thread_headers(earlier_ids: list[str]) -> dict[str, str]:
+    """In-Reply-To (the first letter) and References (every earlier letter, oldest first)."""
+    if not earlier_ids:
+        return {}
+    return {"In-Reply-To": earlier_ids[0], "References": " ".join(earlier_ids)}
