@@ -46,6 +46,7 @@ def register_commands(app: Flask) -> None:
     from campaign.commands.inbound import register as register_inbound
     from campaign.commands.letters import register as register_letters
     from campaign.commands.mailboxes import register as register_mailboxes
+    from campaign.commands.schedules import register as register_schedules
     from campaign.commands.statements import register as register_statements
     from campaign.commands.tracking import register as register_tracking
     from campaign.commands.users import register as register_users
@@ -56,6 +57,7 @@ def register_commands(app: Flask) -> None:
     register_inbound(app)
     register_letters(app)
     register_mailboxes(app)
+    register_schedules(app)
     register_statements(app)
     register_tracking(app)
     register_users(app)

@@ -82,6 +82,9 @@ class Config:
     INBOUND_UPLOAD_MAX_MB: int = 50
     # How often workers write buffered open/click hits from Redis to the database, in seconds.
     TRACKING_FLUSH_SECONDS: int = 5
+    # A scheduled fire found more than this many hours late (after downtime) is skipped and
+    # reported, not sent late.
+    SCHEDULER_GRACE_HOURS: int = 6
     # Where the development SMTP sink stores what it receives (empty: instance/devmail).
     DEVMAIL_PATH: str = ""
     # Session cookies are marked Secure unless the app runs in debug over plain HTTP.

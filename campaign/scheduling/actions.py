@@ -1,0 +1,121 @@
+"""What send-at and yearly-campaign schedules do when they fire (registered with the tick)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from campaign.extensions import db
+from campaign.models import Campaign, CampaignStatus, Statement
+from campaign.models.schedule import Schedule, ScheduleKind
+from campaign.scheduling.recurrence import next_yearly
+from campaign.scheduling.tick import ACTIONS, NEXT_RUN, ON_MISSED, ActionFailed
+from campaign.scheduling.timezones import zone_of
+from campaign.services import campaigns, presend
+from campaign.services.salutation_rules import current_rule_set
+
+LAUNCHABLE = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
+
+
+def _launch(campaign: Campaign) -> str:
+    """Launch with the same checks as `campaign launch`, never overriding them: nobody is there
+    to decide. Raise CampaignError with the reason."""
+    check = campaigns.check_campaign(campaign)
+    if check.errors:
+        raise campaigns.CampaignError("; ".join(check.errors))
+    statement = db.session.get(Statement, campaign.statement_id)
+    report = presend.check_audience(
+        statement, campaigns.recipients_query(campaign), rules=current_rule_set()
+    )
+    if report.has_errors:
+        raise campaigns.CampaignError(
+            f"the pre-send check found letters with errors for {report.contacts_with_errors} "
+            "contacts; fix them, then schedule or launch it again"
+        )
+    if not campaigns.launch_campaign(campaign):
+        return f"campaign {campaign.name!r} was already launched: nothing to do"
+    counts = campaigns.status_counts(campaign.id)
+    return f"campaign {campaign.name!r} launched: {counts['queued']} recipients queued"
+
+
+def _back_to_draft(campaign: Campaign, reason: str) -> None:
+    if campaign.status == CampaignStatus.SCHEDULED.value:
+        campaign.status = CampaignStatus.DRAFT.value
+    campaign.send_at = None
+    campaign.status_reason = reason
+
+
+def fire_send_at(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, int | None]:
+    campaign = db.session.get(Campaign, schedule.campaign_id)
+    if campaign is None:
+        raise ActionFailed("its campaign was deleted")
+    if campaign.status not in LAUNCHABLE:
+        return (
+            f"campaign {campaign.name!r} is already {campaign.status}: nothing to do",
+            campaign.id,
+        )
+    try:
+        return _launch(campaign), campaign.id
+    except campaigns.CampaignError as error:
+        reason = f"scheduled launch failed: {error}"
+        _back_to_draft(campaign, reason)
+        raise ActionFailed(reason, campaign.id) from None
+
+
+def missed_send_at(schedule: Schedule, due_at: datetime, detail: str) -> None:
+    campaign = db.session.get(Campaign, schedule.campaign_id)
+    if campaign is not None and campaign.status in LAUNCHABLE:
+        _back_to_draft(campaign, f"scheduled launch skipped: {detail}")
+
+
+def yearly_instance_name(template: Campaign, due_at: datetime, zone: str) -> str:
+    return f"{template.name} {due_at.astimezone(zone_of(zone)).year}"
+
+
+def copy_campaign(template: Campaign, name: str) -> Campaign:
+    """A draft with the template's audience, statement and sender, pointing back at it."""
+    copy = Campaign(
+        name=name[:300],
+        statement_id=template.statement_id,
+        audience=dict(template.audience or {}),
+        from_address=template.from_address,
+        reply_to=template.reply_to,
+        smtp_account_id=template.smtp_account_id,
+        is_pdf_attached=template.is_pdf_attached,
+        has_list_unsubscribe=template.has_list_unsubscribe,
+        is_open_tracking=template.is_open_tracking,
+        is_click_tracking=template.is_click_tracking,
+        give_up_hours=template.give_up_hours,
+        status=CampaignStatus.DRAFT.value,
+        template_id=template.id,
+        created_by_id=template.created_by_id,
+    )
+    db.session.add(copy)
+    db.session.flush()
+    return copy
+
+
+def fire_yearly(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, int | None]:
+    template = db.session.get(Campaign, schedule.campaign_id)
+    if template is None:
+        raise ActionFailed("its template campaign was deleted")
+    copy = copy_campaign(template, yearly_instance_name(template, due_at, schedule.timezone))
+    try:
+        return _launch(copy), copy.id
+    except campaigns.CampaignError as error:
+        copy.status_reason = f"scheduled launch failed: {error}"
+        raise ActionFailed(
+            f"{error} (the draft {copy.name!r} is kept to fix and launch by hand)", copy.id
+        ) from None
+
+
+def next_yearly_run(schedule: Schedule, due_at: datetime) -> datetime:
+    rule = schedule.rule
+    return next_yearly(
+        due_at, int(rule["month"]), int(rule["day"]), str(rule["time"]), schedule.timezone
+    )
+
+
+ACTIONS[ScheduleKind.SEND_AT.value] = fire_send_at
+ON_MISSED[ScheduleKind.SEND_AT.value] = missed_send_at
+ACTIONS[ScheduleKind.YEARLY_CAMPAIGN.value] = fire_yearly
+NEXT_RUN[ScheduleKind.YEARLY_CAMPAIGN.value] = next_yearly_run

@@ -1,0 +1,93 @@
+"""Making schedules: validate the local rule, store it with its next run in UTC. Flushes only."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from campaign.extensions import db
+from campaign.models import Campaign, CampaignStatus, User
+from campaign.models.schedule import Schedule, ScheduleKind
+from campaign.scheduling.recurrence import check_month_day, next_yearly, parse_time
+from campaign.scheduling.timezones import ScheduleError, to_utc, zone_of
+from campaign.services.audit import record_event
+
+
+def create_send_at(
+    campaign: Campaign,
+    local: str,
+    zone: str,
+    *,
+    now: datetime | None = None,
+    actor: User | None = None,
+) -> Schedule:
+    """Schedule a draft campaign's launch at `local` in `zone` (replacing an earlier send-at)."""
+    now = now or datetime.now(UTC)
+    if campaign.status not in (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value):
+        raise ScheduleError(f"the campaign is {campaign.status}; only a draft can be scheduled")
+    send_at = to_utc(local, zone, not_before=now)
+    tz = zone_of(zone).key
+    schedule = db.session.scalar(
+        select(Schedule).where(
+            Schedule.kind == ScheduleKind.SEND_AT.value,
+            Schedule.campaign_id == campaign.id,
+            Schedule.is_enabled.is_(True),
+        )
+    )
+    if schedule is None:
+        schedule = Schedule(kind=ScheduleKind.SEND_AT.value, campaign_id=campaign.id)
+        db.session.add(schedule)
+    schedule.name = campaign.name
+    schedule.timezone = tz
+    schedule.rule = {"at": send_at.astimezone(zone_of(tz)).strftime("%Y-%m-%dT%H:%M")}
+    schedule.next_run_at = send_at
+    schedule.created_by_id = actor.id if actor else None
+    campaign.status = CampaignStatus.SCHEDULED.value
+    campaign.send_at = send_at
+    campaign.status_reason = ""
+    db.session.flush()
+    record_event(
+        "campaign.schedule",
+        target_type="campaign",
+        target_id=campaign.id,
+        actor=actor,
+        detail={"send_at": send_at.isoformat(), "local": local, "timezone": tz},
+    )
+    return schedule
+
+
+def create_yearly(
+    campaign: Campaign,
+    month: int,
+    day: int,
+    time: str,
+    zone: str,
+    *,
+    now: datetime | None = None,
+    actor: User | None = None,
+) -> Schedule:
+    """Every year on `month`/`day` at `time` in `zone`, a copy of `campaign` is launched."""
+    now = now or datetime.now(UTC)
+    check_month_day(month, day)
+    at = parse_time(time)
+    tz = zone_of(zone).key
+    schedule = Schedule(
+        kind=ScheduleKind.YEARLY_CAMPAIGN.value,
+        name=campaign.name,
+        campaign_id=campaign.id,
+        timezone=tz,
+        rule={"month": month, "day": day, "time": at.strftime("%H:%M")},
+        next_run_at=next_yearly(now, month, day, at, tz),
+        created_by_id=actor.id if actor else None,
+    )
+    db.session.add(schedule)
+    db.session.flush()
+    record_event(
+        "schedule.create",
+        target_type="schedule",
+        target_id=schedule.id,
+        actor=actor,
+        detail={"kind": schedule.kind, "campaign": campaign.id, **schedule.rule, "timezone": tz},
+    )
+    return schedule

@@ -1,0 +1,187 @@
+"""The tick: fire every schedule that is due, each fire claimed once, late ones skipped and said so.
+
+A fire is claimed by inserting its `schedule_runs` row, unique on (schedule, due time):
+a second tick, here or on another machine, finds the row taken and does nothing. The
+claim, the action's writes and the schedule's advance commit together, one fire at a time,
+so a crash loses at most the fire in hand, which the next tick then runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+from campaign.extensions import db
+from campaign.models.schedule import RunOutcome, Schedule, ScheduleRun
+from campaign.scheduling.timezones import local_label
+
+log = logging.getLogger(__name__)
+
+# What a kind of schedule does when it fires: (schedule, due_at, now) -> (detail, campaign id).
+Action = Callable[[Schedule, datetime, datetime], tuple[str, int | None]]
+ACTIONS: dict[str, Action] = {}
+# When a kind fires next after `due_at`; kinds not listed fire once.
+NEXT_RUN: dict[str, Callable[[Schedule, datetime], datetime | None]] = {}
+# Called when a fire is skipped as too late (undo a "scheduled" status, say why).
+ON_MISSED: dict[str, Callable[[Schedule, datetime, str], None]] = {}
+# Modules that fill the registries above when imported (one per kind's owner).
+ACTION_MODULES = ("campaign.scheduling.actions", "campaign.services.followups")
+
+
+class ActionFailed(Exception):
+    """The action could not do its work; its writes so far stand (it left them consistent)."""
+
+    def __init__(self, detail: str, campaign_id: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.campaign_id = campaign_id
+
+
+@dataclass(frozen=True)
+class TickLine:
+    schedule_id: int
+    kind: str
+    name: str
+    due_at: datetime
+    outcome: str
+    detail: str
+    campaign_id: int | None
+
+
+@dataclass
+class TickReport:
+    lines: list[TickLine] = field(default_factory=list)
+
+    def count(self, outcome: RunOutcome) -> int:
+        return sum(1 for line in self.lines if line.outcome == outcome.value)
+
+    @property
+    def summary(self) -> str:
+        parts = [
+            f"{self.count(RunOutcome.FIRED)} fired",
+            f"{self.count(RunOutcome.SKIPPED)} skipped",
+        ]
+        if self.count(RunOutcome.FAILED):
+            parts.append(f"{self.count(RunOutcome.FAILED)} failed")
+        return ", ".join(parts)
+
+
+_runs: Table = ScheduleRun.__table__
+_CLAIM: dict[str, Insert] = {
+    name: dialect.insert(_runs)
+    .on_conflict_do_nothing(index_elements=["schedule_id", "due_at"])
+    .returning(_runs.c.id)
+    for name, dialect in (("postgresql", postgresql), ("sqlite", sqlite))
+}
+
+
+def load_actions() -> None:
+    for module in ACTION_MODULES:
+        importlib.import_module(module)
+
+
+def grace() -> timedelta:
+    return timedelta(hours=float(current_app.config["SCHEDULER_GRACE_HOURS"]))
+
+
+def lateness(due_at: datetime, now: datetime) -> str:
+    """How late a fire is, in words ("3 days late", "7 hours late")."""
+    late = now - due_at
+    if late >= timedelta(days=1):
+        days = late.days
+        return f"{days} day{'s' if days != 1 else ''} late"
+    hours = int(late.total_seconds() // 3600)
+    return f"{hours} hour{'s' if hours != 1 else ''} late"
+
+
+def _claim(schedule_id: int, due_at: datetime) -> int | None:
+    statement = _CLAIM[db.session.get_bind().dialect.name]
+    values: dict[str, Any] = {
+        "schedule_id": schedule_id,
+        "due_at": due_at,
+        "ran_at": datetime.now(UTC),
+        "outcome": RunOutcome.FAILED.value,
+        "detail": "interrupted",
+    }
+    return db.session.execute(statement, values).scalar()
+
+
+def _run(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, str, int | None]:
+    if due_at < now - grace():
+        detail = f"due {local_label(due_at, schedule.timezone)}, {lateness(due_at, now)}: not sent"
+        missed = ON_MISSED.get(schedule.kind)
+        if missed is not None:
+            missed(schedule, due_at, detail)
+        return RunOutcome.SKIPPED.value, detail, None
+    try:
+        with db.session.begin_nested():
+            try:
+                detail, campaign_id = ACTIONS[schedule.kind](schedule, due_at, now)
+            except ActionFailed as failure:
+                return RunOutcome.FAILED.value, failure.detail, failure.campaign_id
+    except Exception as error:  # one broken schedule must not stop the others
+        log.exception("schedule %s failed at %s", schedule.id, due_at)
+        return RunOutcome.FAILED.value, f"error: {error}", None
+    return RunOutcome.FIRED.value, detail, campaign_id
+
+
+def _fire_one(schedule: Schedule, now: datetime) -> TickLine | None:
+    """Claim and run the schedule's next due fire; None if another tick holds it."""
+    due_at = schedule.next_run_at
+    assert due_at is not None
+    run_id = _claim(schedule.id, due_at)
+    if run_id is None:
+        return None
+    outcome, detail, campaign_id = _run(schedule, due_at, now)
+    db.session.execute(
+        update(_runs)
+        .where(_runs.c.id == run_id)
+        .values(outcome=outcome, detail=detail, campaign_id=campaign_id)
+    )
+    next_run = NEXT_RUN.get(schedule.kind)
+    schedule.next_run_at = next_run(schedule, due_at) if next_run else None
+    if outcome == RunOutcome.FIRED.value:
+        schedule.last_fired_at = now
+    db.session.flush()
+    return TickLine(schedule.id, schedule.kind, schedule.name, due_at, outcome, detail, campaign_id)
+
+
+def tick(now: datetime, *, commit: Callable[[], None] | None = None) -> TickReport:
+    """Fire what is due at `now`, committing after each fire; report every fire and skip."""
+    load_actions()
+    commit = commit or db.session.commit
+    report = TickReport()
+    due_ids = list(
+        db.session.scalars(
+            select(Schedule.id)
+            .where(
+                Schedule.is_enabled.is_(True),
+                Schedule.next_run_at <= now,
+                Schedule.kind.in_(list(ACTIONS)),
+            )
+            .order_by(Schedule.next_run_at, Schedule.id)
+        )
+    )
+    for schedule_id in due_ids:
+        # A yearly schedule down for years catches up one year (one run row) at a time.
+        while True:
+            schedule = db.session.get(Schedule, schedule_id, populate_existing=True)
+            if schedule is None or not schedule.is_enabled:
+                break
+            if schedule.next_run_at is None or schedule.next_run_at > now:
+                break
+            line = _fire_one(schedule, now)
+            commit()
+            if line is None:
+                break  # another tick has this fire, and will carry on after it
+            report.lines.append(line)
+    return report
