@@ -1,0 +1,443 @@
+"""The advocacy calendar: built-in days, the organisation's events, staff reminders, ICS feed.
+
+Reminders are `Schedule` rows of kind "reminder" (rule {"days_before": N}) that fire at
+09:00 in the organisation's zone (CAMPAIGN_TIMEZONE) N days before an event or a case
+anniversary. The scheduler's tick claims each fire once and calls `fire_reminder`, which
+writes a `Notification` and e-mails the staff. An organisation's event fires once;
+built-in days and case anniversaries recur every year, so `fire_reminder` moves
+`next_run_at` to the next year's date itself (`next_reminder_run` says when).
+"""
+
+from __future__ import annotations
+
+import calendar as month_names
+import csv
+import hashlib
+import hmac
+import io
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from importlib import resources
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pycountry
+from flask import current_app
+from sqlalchemy import select
+
+from campaign.extensions import db
+from campaign.models import (
+    CalendarEvent,
+    Case,
+    CaseDate,
+    Notification,
+    Role,
+    Schedule,
+    ScheduleKind,
+    ScheduleRun,
+    User,
+)
+from campaign.models.calendar import EventKind
+
+# Reminders reach staff at the start of their working day, in the organisation's zone.
+REMINDER_TIME = time(9, 0)
+# Country-like codes contacts already use that are not ISO countries (services/contacts.py).
+_GROUPINGS = {"EU": "European Union", "UN": "United Nations"}
+# A reminder further ahead than this is almost certainly a typing error (3650 for 365).
+_MAX_DAYS_BEFORE = 366
+LEAP_DAY_NOTE = "fires on 28 February in years without 29 February"
+
+
+class CalendarError(ValueError):
+    """An event or reminder cannot be made as asked; the message says why."""
+
+
+# --- dates and zones ---------------------------------------------------------------------
+
+
+def organisation_zone() -> ZoneInfo:
+    name = str(current_app.config.get("TIMEZONE") or "UTC")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CalendarError(
+            f"CAMPAIGN_TIMEZONE: {name!r} is not a known time zone (use one like Europe/Paris)"
+        ) from None
+
+
+def date_in_year(year: int, month: int, day: int) -> date:
+    """(month, day) in `year`; 29 February is kept on 28 February in other years."""
+    if (month, day) == (2, 29) and not month_names.isleap(year):
+        day = 28
+    return date(year, month, day)
+
+
+def reminder_instant(on: date, days_before: int, zone: ZoneInfo) -> datetime:
+    """09:00 local, `days_before` days before `on`, as UTC (DST-correct: the zone decides)."""
+    local = datetime.combine(on - timedelta(days=days_before), REMINDER_TIME, tzinfo=zone)
+    return local.astimezone(UTC)
+
+
+def check_country(code: str) -> str:
+    """An ISO 3166 alpha-2 code (or EU / UN, as contacts allow), upper-cased."""
+    cleaned = code.strip().upper()
+    if cleaned in _GROUPINGS or (
+        len(cleaned) == 2 and pycountry.countries.get(alpha_2=cleaned) is not None
+    ):
+        return cleaned
+    raise CalendarError(f"Country: {code.strip()!r} is not a country code such as FR, UZ or EU")
+
+
+def country_name(code: str) -> str:
+    if code in _GROUPINGS:
+        return _GROUPINGS[code]
+    country = pycountry.countries.get(alpha_2=code) if code else None
+    return str(getattr(country, "common_name", None) or getattr(country, "name", code))
+
+
+def format_day(on: date, *, with_year: bool = False) -> str:
+    text = f"{on.day} {month_names.month_name[on.month]}"
+    return f"{text} {on.year}" if with_year else text
+
+
+def format_span(starts_on: date, ends_on: date | None) -> str:
+    """ "3 April", "3–4 April", "30 March – 2 April" (en dashes, as printed calendars do)."""
+    if ends_on is None or ends_on == starts_on:
+        return format_day(starts_on)
+    if (starts_on.year, starts_on.month) == (ends_on.year, ends_on.month):
+        return f"{starts_on.day}–{format_day(ends_on)}"
+    return f"{format_day(starts_on)} – {format_day(ends_on)}"
+
+
+# --- built-in days -----------------------------------------------------------------------
+
+
+def builtin_days() -> list[dict[str, str | int]]:
+    """The rows of demo_data/calendar.csv: month, day, name, kind."""
+    text = resources.files("campaign.demo_data").joinpath("calendar.csv").read_text("utf-8")
+    rows: list[dict[str, str | int]] = []
+    for record in csv.DictReader(io.StringIO(text)):
+        month, day = (int(part) for part in record["month_day"].split("-"))
+        rows.append(
+            {"month": month, "day": day, "name": record["name"].strip(), "kind": record["kind"]}
+        )
+    return rows
+
+
+def load_builtin_days() -> int:
+    """Add the built-in days not in the database yet (by date and name); return how many.
+
+    Running it again adds nothing, and a day an admin renamed is not brought back twice
+    only if its date and name still match: the file is the source, not a sync target.
+    """
+    existing = {
+        (event.month, event.day, event.name)
+        for event in db.session.scalars(
+            select(CalendarEvent).where(CalendarEvent.is_builtin.is_(True))
+        )
+    }
+    added = 0
+    for row in builtin_days():
+        if (row["month"], row["day"], row["name"]) in existing:
+            continue
+        db.session.add(
+            CalendarEvent(
+                name=row["name"],
+                kind=row["kind"],
+                is_builtin=True,
+                month=row["month"],
+                day=row["day"],
+            )
+        )
+        added += 1
+    db.session.flush()
+    return added
+
+
+# --- the organisation's events and their reminders ------------------------------------------
+
+
+def check_reminder_days(reminder_days: Iterable[int]) -> list[int]:
+    days = sorted(set(reminder_days))
+    for value in days:
+        if not 0 <= value <= _MAX_DAYS_BEFORE:
+            raise CalendarError(
+                f"Reminder: {value} days before is not possible (0 to {_MAX_DAYS_BEFORE} days)"
+            )
+    return days
+
+
+def add_event(
+    name: str,
+    starts_on: date,
+    ends_on: date | None = None,
+    place: str = "",
+    countries: Sequence[str] = (),
+    kind: str = EventKind.SUMMIT.value,
+    reminder_days: Sequence[int] = (),
+    *,
+    notes: str = "",
+    created_by: User | None = None,
+) -> CalendarEvent:
+    """An event of the organisation (a summit, a dialogue …) with reminders N days before."""
+    cleaned_name = " ".join(name.split())
+    if not cleaned_name:
+        raise CalendarError("Name: give the event a name")
+    if ends_on is not None and ends_on < starts_on:
+        raise CalendarError(
+            f"Dates: the event ends ({ends_on.isoformat()}) before it starts "
+            f"({starts_on.isoformat()})"
+        )
+    try:
+        kind = EventKind(kind).value
+    except ValueError:
+        allowed = ", ".join(k.value for k in EventKind)
+        raise CalendarError(f"Kind: {kind!r} is not one of {allowed}") from None
+    codes: list[str] = []
+    for code in countries:
+        checked = check_country(code)
+        if checked not in codes:
+            codes.append(checked)
+    days = check_reminder_days(reminder_days)
+    event = CalendarEvent(
+        name=cleaned_name,
+        kind=kind,
+        is_builtin=False,
+        starts_on=starts_on,
+        ends_on=ends_on,
+        place=place.strip(),
+        countries=codes,
+        notes=notes,
+    )
+    db.session.add(event)
+    db.session.flush()
+    for days_before in days:
+        add_reminder(event, days_before, created_by=created_by)
+    return event
+
+
+def add_reminder(
+    event: CalendarEvent, days_before: int, *, created_by: User | None = None
+) -> Schedule:
+    """Remind staff `days_before` days before `event` (every year for a built-in day)."""
+    [days_before] = check_reminder_days([days_before])
+    zone = organisation_zone()
+    schedule = Schedule(
+        kind=ScheduleKind.REMINDER.value,
+        name=f"Reminder: {event.name}, {days_phrase(days_before, before=True)}",
+        event_id=event.id,
+        timezone=zone.key,
+        rule={"days_before": days_before},
+        created_by_id=created_by.id if created_by else None,
+    )
+    db.session.add(schedule)
+    db.session.flush()
+    schedule.next_run_at = next_reminder_run(schedule, datetime.now(UTC))
+    if schedule.next_run_at is None:
+        schedule.is_enabled = False  # the event's reminder day has passed already
+    return schedule
+
+
+def days_phrase(days: int, *, before: bool = False) -> str:
+    if days == 0:
+        return "on the day" if before else "today"
+    if days == 1:
+        return "1 day before" if before else "tomorrow"
+    return f"{days} days before" if before else f"in {days} days"
+
+
+# --- when a reminder fires ---------------------------------------------------------------
+
+
+def _anchor(schedule: Schedule) -> tuple[CalendarEvent | None, CaseDate | None]:
+    event = db.session.get(CalendarEvent, schedule.event_id) if schedule.event_id else None
+    case_date = db.session.get(CaseDate, schedule.case_date_id) if schedule.case_date_id else None
+    return event, case_date
+
+
+def _yearly_date(event: CalendarEvent | None, case_date: CaseDate | None) -> tuple[int, int]:
+    if case_date is not None:
+        return case_date.on.month, case_date.on.day
+    assert event is not None and event.month and event.day
+    return event.month, event.day
+
+
+def next_reminder_run(schedule: Schedule, after: datetime) -> datetime | None:
+    """The first fire of a reminder strictly after `after`; None when it will not fire again.
+
+    A dated event fires once; a built-in day or a case anniversary every year (29 February
+    falls on 28 February in other years).
+    """
+    event, case_date = _anchor(schedule)
+    days_before = int(schedule.rule.get("days_before", 0))
+    zone = ZoneInfo(schedule.timezone or "UTC")
+    if event is not None and not event.is_builtin:
+        if event.starts_on is None:
+            return None
+        fire = reminder_instant(event.starts_on, days_before, zone)
+        return fire if fire > after else None
+    if event is None and case_date is None:
+        return None
+    month, day = _yearly_date(event, case_date)
+    local_year = after.astimezone(zone).year
+    # The reminder may fall in the year before the day (a 7-day reminder of 2 January).
+    for year in range(local_year, local_year + 3):
+        fire = reminder_instant(date_in_year(year, month, day), days_before, zone)
+        if fire > after:
+            return fire
+    raise AssertionError("a yearly reminder fires every year")  # pragma: no cover
+
+
+def reminder_text(schedule: Schedule, due_at: datetime) -> str:
+    """What staff read: "EU–Central Asia summit in 7 days (Samarkand, 3–4 April)"."""
+    from campaign.services.cases import letter_name
+
+    event, case_date = _anchor(schedule)
+    days_before = int(schedule.rule.get("days_before", 0))
+    zone = ZoneInfo(schedule.timezone or "UTC")
+    on = due_at.astimezone(zone).date() + timedelta(days=days_before)
+    when = days_phrase(days_before)
+    if case_date is not None:
+        case = db.session.get(Case, case_date.case_id)
+        who = letter_name(case) if case is not None else "a case"
+        years = on.year - case_date.on.year
+        moved = (on.month, on.day) != (case_date.on.month, case_date.on.day)
+        when_text = format_day(case_date.on, with_year=True)
+        text = (
+            f"Anniversary {when}: {case_date.kind} of {who} ({when_text}, "
+            f"{years} {'year' if years == 1 else 'years'})"
+        )
+        return f"{text} — marked on 28 February this year" if moved else text
+    if event is None:
+        return f"{schedule.name} (its event was deleted)"
+    if event.is_builtin:
+        return f"{event.name} {when} ({format_day(on)})"
+    details = [event.place] if event.place else []
+    if event.starts_on is not None:
+        details.append(format_span(event.starts_on, event.ends_on))
+    return f"{event.name} {when} ({', '.join(details)})" if details else f"{event.name} {when}"
+
+
+def staff_to_remind() -> list[User]:
+    """Active accounts of editors and above (viewers only read)."""
+    users = db.session.scalars(select(User).where(User.is_active_account.is_(True))).all()
+    return [user for user in users if user.role_enum.includes(Role.EDITOR)]
+
+
+def _email_staff(text: str, recipients: Sequence[User]) -> list[str]:
+    """Send the reminder to each member of staff separately; return the addresses that failed."""
+    from campaign.mail import SendError, send_message
+
+    sender = str(current_app.config["MAIL_DEFAULT_SENDER"])
+    failed = []
+    for user in recipients:
+        message = EmailMessage()
+        message["From"] = sender
+        message["To"] = user.email
+        message["Subject"] = f"Reminder: {text}"
+        message["Date"] = format_datetime(datetime.now(UTC))
+        domain = sender.rsplit("@", 1)[-1].strip("> ") or "localhost"
+        message["Message-ID"] = make_msgid(domain=domain)
+        message["Auto-Submitted"] = "auto-generated"  # no out-of-office answers, please
+        message.set_content(
+            f"{text}\n\nThis reminder comes from the advocacy calendar of the campaign app.\n"
+        )
+        try:
+            send_message(message.as_bytes(), sender=sender, recipients=[user.email])
+        except SendError:
+            failed.append(user.email)
+    return failed
+
+
+def fire_reminder(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, None]:
+    """The scheduler's action for kind "reminder": notify staff in the app and by e-mail."""
+    text = reminder_text(schedule, due_at)
+    run_id = db.session.scalar(
+        select(ScheduleRun.id).where(
+            ScheduleRun.schedule_id == schedule.id, ScheduleRun.due_at == due_at
+        )
+    )
+    notification = Notification(text=text, schedule_run_id=run_id, created_at=now)
+    db.session.add(notification)
+    staff = staff_to_remind()
+    failed = _email_staff(text, staff)
+    if not failed:
+        notification.emailed_at = now
+    schedule.next_run_at = next_reminder_run(schedule, due_at)
+    db.session.flush()
+    sent = len(staff) - len(failed)
+    detail = f"{text} — e-mailed to {sent} of {len(staff)} staff"
+    if failed:
+        detail += f" (not sent to {', '.join(failed)})"
+    return detail, None
+
+
+# --- the ICS feed ------------------------------------------------------------------------
+
+
+def feed_token(secret_key: str | None = None) -> str:
+    """The secret of /calendar.ics: an HMAC of the installation's SECRET_KEY.
+
+    Derived, not the key itself, so a leaked feed address reveals nothing that signs
+    sessions; it changes when SECRET_KEY does.
+    """
+    key = (secret_key or str(current_app.config["SECRET_KEY"])).encode()
+    return hmac.new(key, b"campaign calendar feed v1", hashlib.sha256).hexdigest()[:40]
+
+
+def check_feed_token(token: str, secret_key: str | None = None) -> bool:
+    return hmac.compare_digest(token.encode(), feed_token(secret_key).encode())
+
+
+def ics_feed(
+    events: Iterable[CalendarEvent],
+    schedules: Iterable[Schedule] = (),
+    *,
+    now: datetime | None = None,
+) -> bytes:
+    """An iCalendar file: built-in days yearly, the organisation's events, timed schedules."""
+    from icalendar import Calendar, Event
+
+    stamp = now or datetime.now(UTC)
+    feed = Calendar()
+    feed.add("prodid", "-//campaign//advocacy calendar//EN")
+    feed.add("version", "2.0")
+    feed.add("x-wr-calname", "Advocacy calendar")
+    for item in events:
+        entry = Event()
+        entry.add("uid", f"event-{item.id}@campaign")
+        entry.add("dtstamp", stamp)
+        entry.add("summary", item.name)
+        if item.is_builtin and item.month and item.day:
+            first = date_in_year(stamp.year, item.month, item.day)
+            entry.add("dtstart", first)
+            entry.add("dtend", first + timedelta(days=1))
+            if (item.month, item.day) == (2, 29):
+                # The last day of February: 29th in leap years, 28th otherwise, as reminders.
+                entry.add("rrule", {"freq": "yearly", "bymonth": 2, "bymonthday": -1})
+            else:
+                entry.add("rrule", {"freq": "yearly"})
+        elif item.starts_on is not None:
+            entry.add("dtstart", item.starts_on)
+            entry.add("dtend", (item.ends_on or item.starts_on) + timedelta(days=1))
+            if item.place:
+                entry.add("location", item.place)
+        else:
+            continue
+        if item.countries:
+            entry.add("description", "Countries: " + ", ".join(item.countries))
+        entry.add("categories", [item.kind])
+        feed.add_component(entry)
+    for schedule in schedules:
+        if schedule.next_run_at is None or not schedule.is_enabled:
+            continue
+        entry = Event()
+        entry.add("uid", f"schedule-{schedule.id}@campaign")
+        entry.add("dtstamp", stamp)
+        entry.add("summary", schedule.name or schedule.kind.replace("_", " "))
+        entry.add("dtstart", schedule.next_run_at.astimezone(UTC))
+        entry.add("dtend", schedule.next_run_at.astimezone(UTC) + timedelta(minutes=30))
+        entry.add("categories", [schedule.kind])
+        feed.add_component(entry)
+    return feed.to_ical()
