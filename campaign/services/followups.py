@@ -38,6 +38,7 @@ from campaign.models import (
     User,
 )
 from campaign.models.inbound import BounceKind, InboundKind
+from campaign.scheduling.tick import ACTIONS, ActionFailed
 from campaign.services import statements
 from campaign.services.campaigns import _new_rows, enqueue_send_jobs
 
@@ -359,3 +360,17 @@ def thread_headers(earlier_ids: list[str]) -> dict[str, str]:
     if not earlier_ids:
         return {}
     return {"In-Reply-To": earlier_ids[0], "References": " ".join(earlier_ids)}
+
+
+# --- the scheduler's registry ----------------------------------------------------------------
+
+
+def _tick_action(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, int | None]:
+    """fire_follow_up for the tick: a step that cannot go is a failed fire, in the step's words."""
+    try:
+        return fire_follow_up(schedule, due_at, now)
+    except FollowUpError as error:
+        raise ActionFailed(str(error), schedule.campaign_id) from None
+
+
+ACTIONS[ScheduleKind.FOLLOW_UP.value] = _tick_action

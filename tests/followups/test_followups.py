@@ -72,10 +72,10 @@ def _letters(campaign_id: int, step: int) -> dict[str, Delivery]:
     }
 
 
-def _sent_campaign(**options: Any) -> Campaign:
+def _sent_campaign(domain: str = "example.net", **options: Any) -> Campaign:
     contact_list = lists.create_list(f"List {uuid.uuid4().hex[:6]}")
     ids = [
-        create_contact({"email": f"{name}@example.net", "family_name": name.title()}).id
+        create_contact({"email": f"{name}@{domain}", "family_name": name.title()}).id
         for name in PEOPLE
     ]
     lists.add_contacts(contact_list, ids)
@@ -235,3 +235,36 @@ def test_bad_steps_say_what_is_wrong(app: Flask) -> None:
     assert "a statement that has been deleted" in followups.step_summary(step)
     with pytest.raises(FollowUpError, match="its statement was deleted"):
         _fire(step)
+
+
+def test_the_tick_fires_a_step_when_it_is_due_and_records_a_deleted_statement_as_failed(
+    app: Flask,
+) -> None:
+    from campaign.models import RunOutcome
+    from campaign.scheduling.tick import tick
+
+    campaign = _sent_campaign()
+    statement = _statement("Reminder")
+    step = followups.add_step(campaign, statement, 14, FollowUpCondition.NO_REPLY)
+    other = _sent_campaign("example.com")
+    doomed = _statement("Doomed")
+    broken = followups.add_step(other, doomed, 14, FollowUpCondition.NO_REPLY)
+    db.session.commit()
+    statements.delete_statement(doomed)
+    db.session.commit()
+    due = followups.schedule_of(step).next_run_at  # type: ignore[union-attr]
+    assert due is not None
+
+    assert tick(due - timedelta(minutes=1)).lines == []
+    assert _letters(campaign.id, 1) == {}
+    lines = {line.schedule_id: line for line in tick(due + timedelta(minutes=1)).lines}
+    fired = lines[followups.schedule_of(step).id]  # type: ignore[union-attr]
+    assert (fired.outcome, fired.detail) == (
+        RunOutcome.FIRED.value,
+        "follow-up 1: 4 letters queued",
+    )
+    assert len(_letters(campaign.id, 1)) == len(PEOPLE)
+    failed = lines[followups.schedule_of(broken).id]  # type: ignore[union-attr]
+    assert failed.outcome == RunOutcome.FAILED.value
+    assert "its statement was deleted" in failed.detail
+    assert tick(due + timedelta(minutes=2)).lines == []  # nothing fires twice
