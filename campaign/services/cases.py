@@ -43,6 +43,13 @@ def _choice(label: str, value: str, allowed: type[CaseStatus] | type[CaseDateKin
         raise CaseError(f"{label}: {value!r} is not one of {names}") from None
 
 
+def _country(code: str) -> str:
+    try:
+        return check_country(code) if code.strip() else ""
+    except CalendarError as error:
+        raise CaseError(str(error)) from None
+
+
 def create_case(
     name: str,
     pseudonym: str = "",
@@ -66,7 +73,7 @@ def create_case(
         name=cleaned_name,
         pseudonym=cleaned_pseudonym,
         is_high_risk=is_high_risk,
-        country=check_country(country) if country.strip() else "",
+        country=_country(country),
         status=_choice("Status", status, CaseStatus),
         summary=summary,
     )

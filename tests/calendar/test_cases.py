@@ -1,0 +1,112 @@
+"""Cases: who sees a high-risk person's real name, 29 February anniversaries, letter merge data."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from campaign.extensions import db
+from campaign.models import Campaign, Notification, Role, Schedule
+from campaign.services import calendar, cases, statements
+from campaign.services.cases import CaseError
+from tests.conftest import make_user
+
+
+def test_a_high_risk_name_is_for_admins_only(app: Flask) -> None:
+    admin, editor, viewer = (make_user(role) for role in (Role.ADMIN, Role.EDITOR, Role.VIEWER))
+    case = cases.create_case(
+        "Dilnoza Karimova", "D. K.", is_high_risk=True, country="uz", status="detained"
+    )
+    assert cases.display_name(case, admin) == "Dilnoza Karimova"
+    assert cases.display_name(case, editor) == "D. K."
+    assert cases.display_name(case, viewer) == "D. K."
+    assert cases.display_name(case, None) == "D. K."
+    assert case.country == "UZ"
+    public = cases.create_case("Azamjon Formonov", country="UZ", status="sentenced")
+    assert cases.display_name(public, viewer) == "Azamjon Formonov"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"is_high_risk": True}, "a person at high risk needs one"),
+        ({"country": "ZZ"}, "'ZZ' is not a country code"),
+        ({"status": "jailed"}, "'jailed' is not one of"),
+    ],
+)
+def test_bad_cases_are_refused(app: Flask, kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(CaseError, match=message):
+        cases.create_case("Someone", **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_29_february_anniversary_fires_on_28_february_and_says_so(app: Flask) -> None:
+    make_user(Role.EDITOR)
+    case = cases.create_case("Real Name", "Prisoner A", is_high_risk=True, country="TM")
+    arrest = cases.add_case_date(
+        case,
+        "arrest",
+        date(2016, 2, 29),
+        "Art. 159 Criminal Code",
+        "HRW report",
+        mark_anniversary=True,
+        reminder_days=[0],
+    )
+    db.session.commit()
+    assert cases.anniversary_note(arrest.on) == "fires on 28 February in years without 29 February"
+    schedule = db.session.scalars(select(Schedule).where(Schedule.case_date_id == arrest.id)).one()
+    # The schedule's name carries the note, so every list of schedules says it.
+    assert schedule.name.endswith("fires on 28 February in years without 29 February")
+    assert "Real Name" not in schedule.name and "Prisoner A" in schedule.name
+    # From 2027 (no 29 February) the reminder is on 28 February at 09:00 Paris (08:00 UTC) …
+    after = datetime(2027, 1, 1, tzinfo=UTC)
+    due = calendar.next_reminder_run(schedule, after)
+    assert due == datetime(2027, 2, 28, 8, 0, tzinfo=UTC)
+    assert due is not None
+    calendar.fire_reminder(schedule, due, due)
+    db.session.commit()
+    text = db.session.scalars(select(Notification)).one().text
+    assert text == (
+        "Anniversary today: arrest of Prisoner A (29 February 2016, 11 years)"
+        " — marked on 28 February this year"
+    )
+    # … and in the leap year 2028 back on 29 February.
+    assert schedule.next_run_at == datetime(2028, 2, 29, 8, 0, tzinfo=UTC)
+
+
+def test_future_case_dates_are_refused(app: Flask) -> None:
+    case = cases.create_case("Someone")
+    with pytest.raises(CaseError, match="is in the future"):
+        cases.add_case_date(case, "arrest", date(2999, 1, 1))
+
+
+def test_letters_get_the_linked_cases_with_letter_safe_names(app: Flask) -> None:
+    statement = statements.create_statement(
+        "Joint letter", language="en", subject="Free them", body="We write about the journalists."
+    )
+    campaign = Campaign(name="Free the journalists", statement_id=statement.id)
+    db.session.add(campaign)
+    db.session.flush()
+    hidden = cases.create_case(
+        "Real Name", "Journalist B", is_high_risk=True, country="UZ", status="detained"
+    )
+    cases.add_case_date(hidden, "arrest", date(2021, 3, 12), "Art. 244-1", "RFE/RL")
+    cases.create_case("Not linked", country="KZ")
+    cases.link_case(campaign, hidden)
+    cases.link_case(campaign, hidden)  # twice: still one
+    db.session.commit()
+    [merged] = cases.cases_context(campaign)
+    assert merged["name"] == "Journalist B"
+    assert merged["country"] == "UZ" and merged["country_name"] == "Uzbekistan"
+    assert merged["status"] == "detained"
+    assert merged["dates"] == [
+        {
+            "kind": "arrest",
+            "on": date(2021, 3, 12),
+            "on_text": "12 March 2021",
+            "legal_reference": "Art. 244-1",
+            "source": "RFE/RL",
+        }
+    ]
