@@ -85,6 +85,8 @@ class Config:
     # A scheduled fire found more than this many hours late (after downtime) is skipped and
     # reported, not sent late.
     SCHEDULER_GRACE_HOURS: int = 6
+    # How often workers run the scheduler's tick (send-at, yearly, follow-ups, reminders).
+    SCHEDULER_TICK_SECONDS: int = 60
     # Where the development SMTP sink stores what it receives (empty: instance/devmail).
     DEVMAIL_PATH: str = ""
     # Session cookies are marked Secure unless the app runs in debug over plain HTTP.

@@ -3,7 +3,8 @@
 The worker's main process also runs the reconciler (workers/ticker.py): at start-up and
 every RECONCILE_SECONDS, on one machine per interval, and polls the IMAP mailboxes that
 are due every INBOX_POLL_SECONDS and writes buffered tracking hits every
-TRACKING_FLUSH_SECONDS the same way. In --burst mode it runs once, at
+TRACKING_FLUSH_SECONDS and runs the scheduler's tick every SCHEDULER_TICK_SECONDS the
+same way. In --burst mode it runs once, at
 start, so that work Redis lost is queued before the worker looks at the queue.
 """
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     from campaign.extensions import db
     from campaign.queue import get_queue, get_redis
     from workers.context import set_app
-    from workers.jobs import flush_tracking, poll_inboxes, reconcile
+    from workers.jobs import flush_tracking, poll_inboxes, reconcile, run_scheduler
     from workers.ticker import Reconciler
 
     try:
@@ -82,12 +83,17 @@ def main(argv: list[str] | None = None) -> int:
             app, flush_tracking, name="flush-tracking", interval_key="TRACKING_FLUSH_SECONDS"
         )
         tracking_flusher.start()
+        scheduler = Reconciler(
+            app, run_scheduler, name="scheduler-tick", interval_key="SCHEDULER_TICK_SECONDS"
+        )
+        scheduler.start()
         try:
             worker.work(logging_level=args.log_level)
         finally:
             reconciler.stop()
             inbox_poller.stop()
             tracking_flusher.stop()
+            scheduler.stop()
     return 0
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from datetime import UTC, datetime
 
 from campaign.extensions import db
+from campaign.scheduling import tick
 from campaign.services import importing, mailboxes, sending
 from campaign.tracking import buffer
 from workers.context import job_context
@@ -86,3 +88,20 @@ def flush_tracking() -> None:
         report = buffer.flush_hits(commit=db.session.commit)
         if report.written or report.dropped or report.recovered_lists:
             log.info("flush-tracking: %s", report)
+
+
+def run_scheduler() -> None:
+    """Fire every schedule that is due now (send-at, yearly, follow-ups, reminders)."""
+    with job_context():
+        # The tick commits after each fire and claims each once, so a second tick on another
+        # machine (the Redis lock expired mid-run) finds the fires taken and does nothing.
+        report = tick.tick(datetime.now(UTC), commit=db.session.commit)
+        for line in report.lines:
+            log.info(
+                "scheduler: %s %s %r due %s: %s",
+                line.outcome,
+                line.kind,
+                line.name,
+                line.due_at.isoformat(),
+                line.detail,
+            )

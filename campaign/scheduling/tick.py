@@ -34,7 +34,11 @@ NEXT_RUN: dict[str, Callable[[Schedule, datetime], datetime | None]] = {}
 # Called when a fire is skipped as too late (undo a "scheduled" status, say why).
 ON_MISSED: dict[str, Callable[[Schedule, datetime, str], None]] = {}
 # Modules that fill the registries above when imported (one per kind's owner).
-ACTION_MODULES = ("campaign.scheduling.actions", "campaign.services.followups")
+ACTION_MODULES = (
+    "campaign.scheduling.actions",
+    "campaign.services.followups",
+    "campaign.services.calendar",
+)
 
 
 class ActionFailed(Exception):

@@ -39,6 +39,7 @@ from campaign.models import (
     User,
 )
 from campaign.models.calendar import EventKind
+from campaign.scheduling.tick import ACTIONS, NEXT_RUN
 
 # Reminders reach staff at the start of their working day, in the organisation's zone.
 REMINDER_TIME = time(9, 0)
@@ -441,3 +442,11 @@ def ics_feed(
         entry.add("categories", [schedule.kind])
         feed.add_component(entry)
     return feed.to_ical()
+
+
+# --- the scheduler's registry ----------------------------------------------------------------
+
+ACTIONS[ScheduleKind.REMINDER.value] = fire_reminder
+# The tick sets next_run_at after the action: it must ask the same question fire_reminder
+# does, or a yearly reminder (built-in day, case anniversary) would stop after one fire.
+NEXT_RUN[ScheduleKind.REMINDER.value] = next_reminder_run

@@ -421,6 +421,12 @@ def launch_campaign(
             detail={"reason": override_reason, "contacts_with_errors": presend_errors},
         )
     db.session.flush()
+    # Follow-up steps added to the draft are due N days after launch: date them now, in the
+    # launch's transaction, whichever path launched (page, CLI, scheduled send, yearly copy).
+    # Imported here because followups imports this module.
+    from campaign.services import followups
+
+    followups.schedule_steps(locked)
     enqueue_send_jobs(locked.id, queued)
     return True
 
