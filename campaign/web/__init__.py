@@ -14,6 +14,7 @@ def register_blueprints(app: Flask) -> None:
         audiences,
         audit,
         auth,
+        calendar,
         campaigns,
         contacts,
         dashboard,
@@ -25,6 +26,7 @@ def register_blueprints(app: Flask) -> None:
         previews,
         replies,
         salutations,
+        schedules,
         smtp_accounts,
         statements,
         suppressions,
@@ -52,6 +54,8 @@ def register_blueprints(app: Flask) -> None:
         audit,
         replies,
         mailboxes,
+        schedules,
+        calendar,
     ):
         app.register_blueprint(module.bp)
     enforce_access_policies(app)
@@ -128,6 +132,7 @@ def _register_template_helpers(app: Flask) -> None:
         ("audiences.index", "Lists & segments", Role.VIEWER),
         ("statements.index", "Statements", Role.VIEWER),
         ("campaigns.index", "Campaigns", Role.VIEWER),
+        ("calendar.index", "Calendar", Role.VIEWER),
         ("replies.index", "Replies", Role.EDITOR),
         ("suppressions.index", "Suppressions", Role.SENDER),
         ("smtp_accounts.index", "SMTP accounts", Role.ADMIN),

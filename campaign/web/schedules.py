@@ -1,0 +1,283 @@
+"""A campaign's schedule page: send-at, a yearly repeat, and follow-up steps.
+
+Everything here makes letters go out later without anyone pressing Launch, so it asks for
+the role that may launch (SENDER), as campaigns.launch does; viewers may read the page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+
+from campaign.extensions import db
+from campaign.models import (
+    Campaign,
+    CampaignStatus,
+    FollowUpCondition,
+    Role,
+    Schedule,
+    ScheduleKind,
+    Statement,
+    User,
+)
+from campaign.scheduling.recurrence import yearly_note
+from campaign.scheduling.schedules import create_send_at, create_yearly
+from campaign.scheduling.timezones import ScheduleError, zone_of
+from campaign.services import audit
+from campaign.services.followups import (
+    CONDITION_WORDS,
+    FollowUpError,
+    add_step,
+    step_summary,
+    steps_of,
+)
+from campaign.web.access import allow
+from campaign.web.params import row_id
+
+bp = Blueprint("schedules", __name__, url_prefix="/campaigns/<int:campaign_id>/schedule")
+
+# The zones an advocacy office in Europe and Central Asia picks most; any IANA name is accepted.
+COMMON_ZONES = (
+    "UTC",
+    "Europe/Brussels",
+    "Europe/Paris",
+    "Europe/Berlin",
+    "Europe/Zurich",
+    "Europe/London",
+    "Europe/Moscow",
+    "Asia/Tashkent",
+    "Asia/Almaty",
+    "Asia/Bishkek",
+    "Asia/Dushanbe",
+    "Asia/Ashgabat",
+    "America/New_York",
+)
+SCHEDULABLE = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+def _me() -> User:
+    user: User = current_user._get_current_object()
+    return user
+
+
+def _zone_from(form: dict[str, str]) -> str:
+    """The free-text zone when given (any IANA name), else the one picked in the list."""
+    return form.get("zone_other", "").strip() or form.get("zone", "").strip()
+
+
+def _schedules(campaign: Campaign, kind: ScheduleKind) -> list[Schedule]:
+    return list(
+        db.session.scalars(
+            select(Schedule)
+            .where(
+                Schedule.campaign_id == campaign.id,
+                Schedule.kind == kind.value,
+                Schedule.is_enabled.is_(True),
+            )
+            .order_by(Schedule.id)
+        )
+    )
+
+
+def _local(schedule: Schedule) -> str:
+    if schedule.next_run_at is None:
+        return "not due"
+    zone = zone_of(schedule.timezone or "UTC")
+    return schedule.next_run_at.astimezone(zone).strftime("%A %-d %B %Y at %H:%M ") + zone.key
+
+
+def _yearly_text(schedule: Schedule) -> str:
+    rule = schedule.rule or {}
+    month, day = int(rule.get("month", 1)), int(rule.get("day", 1))
+    text = f"Every year on {day} {MONTHS[month - 1]} at {rule.get('time', '')} {schedule.timezone}"
+    note = yearly_note(month, day)
+    return f"{text} ({note})" if note else text
+
+
+def _render(
+    campaign: Campaign,
+    *,
+    errors: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
+    which: str = "",
+) -> Any:
+    steps = steps_of(campaign)
+    statements = list(db.session.scalars(select(Statement).order_by(Statement.title)))
+    conditions = [
+        (condition.value, CONDITION_WORDS[condition.value]) for condition in FollowUpCondition
+    ]
+    return render_template(
+        "schedules/show.html",
+        campaign=campaign,
+        send_at=_schedules(campaign, ScheduleKind.SEND_AT),
+        yearly=[
+            (s, _yearly_text(s), _local(s))
+            for s in _schedules(campaign, ScheduleKind.YEARLY_CAMPAIGN)
+        ],
+        local=_local,
+        steps=[(step, step_summary(step)) for step in steps],
+        statements=statements,
+        conditions=conditions,
+        zones=COMMON_ZONES,
+        months=list(enumerate(MONTHS, start=1)),
+        may_send=bool(current_user.role_enum.includes(Role.SENDER)),
+        is_schedulable=campaign.status in SCHEDULABLE,
+        errors=errors or {},
+        form=form or {},
+        which=which,
+    ), (422 if errors else 200)
+
+
+def _campaign(campaign_id: int) -> Campaign:
+    return db.get_or_404(Campaign, campaign_id)
+
+
+def _back(campaign: Campaign) -> Any:
+    return redirect(url_for("schedules.show", campaign_id=campaign.id))
+
+
+@bp.route("/")
+@allow(Role.VIEWER)
+def show(campaign_id: int) -> Any:
+    return _render(_campaign(campaign_id))
+
+
+def _schedule_field(message: str, default: str) -> str:
+    if message.startswith("Time zone"):
+        return "zone"
+    if message.startswith("Time:"):
+        return "time"
+    return default
+
+
+@bp.route("/send-at", methods=["POST"])
+@allow(Role.SENDER)
+def send_at(campaign_id: int) -> Any:
+    campaign = _campaign(campaign_id)
+    form = {key: request.form.get(key, "") for key in request.form}
+    local = f"{form.get('date', '').strip()}T{form.get('time', '').strip()}"
+    try:
+        schedule = create_send_at(campaign, local, _zone_from(form), actor=_me())
+    except ScheduleError as error:
+        db.session.rollback()
+        message = str(error)
+        field = _schedule_field(message, "date")
+        return _render(_campaign(campaign_id), errors={field: message}, form=form, which="send-at")
+    db.session.commit()
+    flash(f"Campaign scheduled: it will be launched on {_local(schedule)}.", "success")
+    return _back(campaign)
+
+
+@bp.route("/send-at/cancel", methods=["POST"])
+@allow(Role.SENDER)
+def cancel_send_at(campaign_id: int) -> Any:
+    campaign = _campaign(campaign_id)
+    schedules = _schedules(campaign, ScheduleKind.SEND_AT)
+    for schedule in schedules:
+        schedule.is_enabled = False
+        schedule.next_run_at = None
+    if campaign.status == CampaignStatus.SCHEDULED.value:
+        campaign.status = CampaignStatus.DRAFT.value
+    campaign.send_at = None
+    if schedules:
+        audit.record_event(
+            "campaign.unschedule", target_type="campaign", target_id=campaign.id, actor=_me()
+        )
+    db.session.commit()
+    flash("The scheduled launch is cancelled; the campaign is a draft again.", "success")
+    return _back(campaign)
+
+
+def _int(value: str, label: str) -> int:
+    try:
+        return int(value.strip())
+    except ValueError:
+        raise ScheduleError(f"{label}: {value.strip()!r} is not a number") from None
+
+
+@bp.route("/yearly", methods=["POST"])
+@allow(Role.SENDER)
+def yearly(campaign_id: int) -> Any:
+    campaign = _campaign(campaign_id)
+    form = {key: request.form.get(key, "") for key in request.form}
+    try:
+        month = _int(form.get("month", ""), "Date")
+        day = _int(form.get("day", ""), "Date")
+        schedule = create_yearly(
+            campaign, month, day, form.get("time", ""), _zone_from(form), actor=_me()
+        )
+    except ScheduleError as error:
+        db.session.rollback()
+        message = str(error)
+        field = _schedule_field(message, "day")
+        return _render(_campaign(campaign_id), errors={field: message}, form=form, which="yearly")
+    db.session.commit()
+    flash(f"{_yearly_text(schedule)}; next: {_local(schedule)}.", "success")
+    return _back(campaign)
+
+
+@bp.route("/yearly/<int:schedule_id>/stop", methods=["POST"])
+@allow(Role.SENDER)
+def stop_yearly(campaign_id: int, schedule_id: int) -> Any:
+    campaign = _campaign(campaign_id)
+    schedule = db.session.get(Schedule, schedule_id)
+    if (
+        schedule is None
+        or schedule.campaign_id != campaign.id
+        or schedule.kind != ScheduleKind.YEARLY_CAMPAIGN.value
+    ):
+        abort(404)
+    schedule.is_enabled = False
+    audit.record_event("schedule.stop", target_type="schedule", target_id=schedule.id, actor=_me())
+    db.session.commit()
+    flash("The yearly repeat is stopped; campaigns already sent stay as they are.", "success")
+    return _back(campaign)
+
+
+@bp.route("/steps", methods=["POST"])
+@allow(Role.SENDER)
+def add_follow_up(campaign_id: int) -> Any:
+    campaign = _campaign(campaign_id)
+    form = {key: request.form.get(key, "") for key in request.form}
+    statement_id = row_id(form.get("statement_id", ""))
+    statement = db.session.get(Statement, statement_id) if statement_id is not None else None
+    try:
+        days_text = form.get("delay_days", "").strip()
+        try:
+            delay_days = int(days_text)
+        except ValueError:
+            raise FollowUpError(
+                f"Days: {days_text!r} is not a number of days", "delay_days"
+            ) from None
+        step = add_step(campaign, statement, delay_days, form.get("condition", ""), actor=_me())
+    except FollowUpError as error:
+        db.session.rollback()
+        field = error.field or "statement"
+        return _render(_campaign(campaign_id), errors={field: str(error)}, form=form, which="step")
+    audit.record_event(
+        "campaign.step_add",
+        target_type="campaign",
+        target_id=campaign.id,
+        actor=_me(),
+        detail={"position": step.position, "delay_days": step.delay_days},
+    )
+    db.session.commit()
+    flash(f"Follow-up {step.position} added: {step_summary(step)}.", "success")
+    return _back(campaign)
