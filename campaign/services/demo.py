@@ -103,6 +103,9 @@ def load_demo(
     from campaign.services.demo_answers import create_finished_campaign
 
     finished = create_finished_campaign(actor=admin.user, seed=seed)
+    from campaign.services.demo_schedules import load_demo_schedules
+
+    scheduled = load_demo_schedules(actor=admin.user)
     record_event(
         "demo.load",
         detail={
@@ -113,6 +116,9 @@ def load_demo(
             "draft_campaign": demo_campaign,
             "finished_campaign": finished.campaign_id if finished else None,
             "inbound": finished.inbound if finished else {},
+            "yearly_campaign": scheduled.yearly_campaign_id,
+            "case": scheduled.case_id,
+            "event": scheduled.event_id,
         },
     )
     return DemoResult(len(cleaned), lists, segments, seeded, **admin_fields)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from flask import Flask
 from sqlalchemy import func, select
@@ -166,9 +168,10 @@ def test_load_demo_leaves_a_draft_campaign_that_passes_its_checks(app: Flask) ->
 
     _load(app)
     campaign = db.session.scalars(
-        select(Campaign).where(Campaign.status == CampaignStatus.DRAFT)
+        select(Campaign).where(
+            Campaign.status == CampaignStatus.DRAFT, Campaign.name.startswith("Demo: ")
+        )
     ).one()
-    assert campaign.name.startswith("Demo: ")
     check = campaigns.check_campaign(campaign)
     assert check.errors == []
     assert check.count.sendable == 48, "the UN special procedures list"
@@ -236,3 +239,93 @@ def test_load_demo_leaves_a_finished_campaign_with_replies_auto_replies_and_boun
     assert not line.is_hourly
     assert sum(1 for b in line.buckets if b.replies) >= 3
     assert dashboard.non_responders(campaign.id).total == 70 - 9 - 2
+
+
+def _next_26_june_9_paris() -> datetime:
+    """When the demo's yearly campaign is next due, worked out by hand (not by the scheduler)."""
+    paris = ZoneInfo("Europe/Paris")
+    today = datetime.now(paris)
+    this_year = datetime(today.year, 6, 26, 9, tzinfo=paris)
+    due = this_year if today < this_year else this_year.replace(year=today.year + 1)
+    return due.astimezone(UTC)
+
+
+def test_load_demo_schedules_a_yearly_campaign_a_follow_up_a_summit_and_an_anniversary(
+    app: Flask,
+) -> None:
+    from campaign.models import CalendarEvent, Case
+
+    _load(app)
+    runner = app.test_cli_runner()
+    listing = runner.invoke(args=["schedules"])
+    assert listing.exit_code == 0, listing.output
+    rows = [line.split("\t") for line in listing.output.splitlines()]
+    by_name = {row[2]: row for row in rows}
+
+    due = _next_26_june_9_paris()
+    yearly = by_name["26 June: justice for torture victims"]
+    assert yearly[1] == "yearly_campaign"
+    assert yearly[3] == f"next {due:%Y-%m-%d %H:%M} UTC ({due.year}-06-26 09:00 Europe/Paris)"
+    # The follow-up waits for a launch: it has no date of its own until then.
+    follow_up = by_name["26 June: justice for torture victims: follow-up 1"]
+    assert (follow_up[1], follow_up[3]) == ("follow_up", "no next run")
+
+    summit = by_name["Reminder: EU\u2013Central Asia summit, 7 days before"]
+    reminder_day = date.today() + timedelta(days=21 - 7)
+    assert summit[1] == "reminder"
+    assert f"({reminder_day.isoformat()} 09:00 Europe/Paris)" in summit[3]
+
+    anniversary = by_name["Anniversary of the arrest of Prisoner J. (14 March 2019), 7 days before"]
+    assert anniversary[1] == "reminder" and "-03-07 09:00 Europe/Paris)" in anniversary[3]
+    # A person at high risk is named by the pseudonym wherever staff lists show the case.
+    assert "Namunov" not in listing.output
+
+    summit_event = db.session.scalars(
+        select(CalendarEvent).where(CalendarEvent.name == "EU\u2013Central Asia summit")
+    ).one()
+    assert (summit_event.place, summit_event.countries) == (
+        "Samarkand, Uzbekistan",
+        ["KZ", "KG", "TJ", "TM", "UZ"],
+    )
+    assert (
+        db.session.scalar(
+            select(func.count(CalendarEvent.id)).where(CalendarEvent.is_builtin.is_(True))
+        )
+        >= 10
+    )
+    case = db.session.scalars(select(Case)).one()
+    assert (case.is_high_risk, case.country, case.status) == (True, "UZ", "sentenced")
+    assert [(d.kind, d.is_anniversary_marked) for d in sorted(case.dates, key=lambda d: d.on)] == [
+        ("arrest", True),
+        ("sentence", False),
+    ]
+    assert all(d.legal_reference and d.source for d in case.dates)
+
+
+def test_a_tick_on_26_june_launches_the_demo_yearly_campaign_for_that_year(app: Flask) -> None:
+    from campaign.models import Campaign, CampaignStatus
+
+    _load(app)
+    due = _next_26_june_9_paris()
+    now = (due + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%MZ")
+    result = app.test_cli_runner().invoke(args=["tick", "--now", now])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+
+    fired = [line for line in lines if line.startswith("fired\t")]
+    name = f"26 June: justice for torture victims {due.year}"
+    assert fired == [
+        "fired\tyearly_campaign\t26 June: justice for torture victims\t"
+        f"due {due:%Y-%m-%d %H:%M} UTC\tcampaign {name!r} launched: 48 recipients queued"
+    ]
+    # The summit's reminder and the arrest anniversary fell months earlier: skipped, and said.
+    skipped = [line for line in lines if line.startswith("skipped\treminder\t")]
+    assert skipped and all(line.endswith("late: not sent") for line in skipped)
+    assert lines[-1] == f"1 fired, {len(skipped)} skipped"
+
+    db.session.expire_all()
+    launched = db.session.scalars(select(Campaign).where(Campaign.name == name)).one()
+    assert launched.status == CampaignStatus.SENDING
+    # Running the same tick again (a second worker, a retry) launches nothing more.
+    again = app.test_cli_runner().invoke(args=["tick", "--now", now])
+    assert again.output.splitlines()[-1] == "0 fired, 0 skipped"
