@@ -359,9 +359,13 @@ def render_letter(
     language: str | None = None,
     today: dt.date | None = None,
     rules: RuleSet | None = None,
+    cases: Sequence[Mapping[str, Any]] = (),
 ) -> RenderedLetter:
     """Merge a statement (a StatementVersion, a Statement's latest version, or a LetterSource)
     for one contact and report what is wrong; template errors become problems, not exceptions.
+
+    `cases` is the campaign's linked cases as `services.cases.cases_context` gives them
+    (letter-safe names); outside a campaign (previews, `campaign render`) there are none.
 
     `language` forces the text (LanguageUnavailable when the statement has none in it);
     otherwise it is chosen from the contact's languages.
@@ -406,6 +410,7 @@ def render_letter(
         "contact": person,
         "today": today,
         "statement": {"title": source.title},
+        "cases": list(cases),
     }
     subject_source, body_source = source.text(chosen)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
@@ -48,6 +48,7 @@ def compose_letter(
     extra_headers: Mapping[str, str] | None = None,
     attach_pdf: bool | None = None,
     html_transform: Callable[[str], str] | None = None,
+    cases: Sequence[Mapping[str, Any]] = (),
 ) -> ComposedLetter:
     """Merge `statement` (a Statement or StatementVersion) for `contact` and build it whole.
 
@@ -56,13 +57,19 @@ def compose_letter(
     A campaign passes its sender, Reply-To, the delivery's fixed Message-ID and its
     List-Unsubscribe headers; a preview leaves them to the defaults.
     `html_transform` changes the laid-out HTML part only (a campaign's opt-in tracking).
+    `cases` is the campaign's `cases` merge data (services/cases.cases_context).
     Raises LanguageUnavailable when `language` is forced and the statement lacks it.
     """
     from campaign.services.salutation_rules import current_rule_set
 
     source = letter_source(statement)
     letter = render_letter(
-        source, contact, language=language, rules=rules or current_rule_set(), today=today
+        source,
+        contact,
+        language=language,
+        rules=rules or current_rule_set(),
+        today=today,
+        cases=cases,
     )
     sender = sender or str(current_app.config["MAIL_DEFAULT_SENDER"])
     organisation = organisation_name(sender)

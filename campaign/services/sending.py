@@ -48,6 +48,7 @@ from campaign.rate_limit import (
 )
 from campaign.secret_box import SecretUnreadable
 from campaign.services.campaigns import SEND_JOB, enqueue_send_jobs, pause_campaign
+from campaign.services.cases import cases_context
 from campaign.services.letters import compose_letter
 from campaign.services.smtp_accounts import SmtpSettings, settings_for
 from campaign.services.unsubscribe import public_url, unsubscribe_url
@@ -273,6 +274,8 @@ class _Batch:
     # the letters sent before it to the same person (oldest first), to thread under them.
     step_sources: dict[int, LetterSource] = field(default_factory=dict)
     earlier_ids: dict[int, list[str]] = field(default_factory=dict)
+    # `{% for case in cases %}`: the campaign's linked cases, read once per batch.
+    cases: list[dict[str, Any]] = field(default_factory=list)
     errors_in_a_row: int = 0
     last_error: str = ""
 
@@ -344,6 +347,7 @@ def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> 
         settings=settings,
         result=result,
         tracking=_tracking(campaign, commit),
+        cases=cases_context(campaign),
     )
     rows = [
         _Row(*row)
@@ -578,6 +582,7 @@ def _build(
             extra_headers=headers,
             attach_pdf=batch.is_pdf_attached,
             html_transform=batch.tracking.transform_for(row.id) if batch.tracking else None,
+            cases=batch.cases,
         )
     except (LookupError, MessageError) as error:
         return None, "", [], "", str(error)

@@ -31,7 +31,16 @@ from campaign.services.audit import record_event
 
 # What a statement's subject and body may use; everything else is refused when saved.
 TEMPLATE_VARIABLES = frozenset(
-    {"salutation", "closing", "contact", "address_block", "signatories", "today", "statement"}
+    {
+        "salutation",
+        "closing",
+        "contact",
+        "address_block",
+        "signatories",
+        "today",
+        "statement",
+        "cases",  # the campaign's linked cases, letter-safe names (services/cases.py)
+    }
 )
 MAX_TITLE = 300
 MAX_SUBJECT = 998  # RFC 5322's line limit; the rendered subject is checked again
