@@ -1,0 +1,235 @@
+"""The advocacy calendar page (month grid, 12-month list, reminders, adding events) and the
+secret ICS feed."""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from campaign.extensions import db
+from campaign.models import CalendarEvent, Notification, Role
+from campaign.services import calendar as calendar_service
+from campaign.services import cases
+from tests.conftest import TEST_PASSWORD, make_user
+
+NEXT_YEAR = date.today().year + 1
+
+
+@pytest.fixture
+def csrf_enabled() -> bool:
+    return False
+
+
+@pytest.fixture
+def app_overrides(app_overrides: dict[str, Any], csrf_enabled: bool) -> dict[str, Any]:
+    return {**app_overrides, "WTF_CSRF_ENABLED": csrf_enabled, "TIMEZONE": "Europe/Paris"}
+
+
+def _text(response: Any) -> str:
+    return html.unescape(response.get_data(as_text=True))
+
+
+def _day_cell(page: str, on: date) -> str:
+    found = re.search(rf'data-date="{on.isoformat()}">(.*?)</td>', page, re.S)
+    assert found, f"no cell for {on}"
+    return found.group(1)
+
+
+def _event_form(**changes: str) -> dict[str, str]:
+    return {
+        "name": "EU–Central Asia summit",
+        "kind": "summit",
+        "starts_on": f"{NEXT_YEAR}-04-03",
+        "ends_on": f"{NEXT_YEAR}-04-04",
+        "place": "Samarkand",
+        "countries": "UZ, KZ",
+        "reminder_days": "7",
+        **changes,
+    }
+
+
+def test_a_viewer_sees_the_built_in_days_in_the_month_and_pages_through_months(
+    client: FlaskClient, login: Any, app: Flask
+) -> None:
+    calendar_service.load_builtin_days()
+    db.session.commit()
+    login(Role.VIEWER)
+    page = _text(client.get(f"/calendar/?month={NEXT_YEAR}-06"))
+    assert f"June {NEXT_YEAR}" in page
+    assert "International Day in Support of Victims of Torture" in _day_cell(
+        page, date(NEXT_YEAR, 6, 26)
+    )
+    assert f"month={NEXT_YEAR}-05" in page and f"month={NEXT_YEAR}-07" in page
+    # A viewer reads only: no form to add an event, no secret feed address.
+    assert "Add an event" not in page and "calendar.ics" not in page
+    december = _text(client.get(f"/calendar/?month={NEXT_YEAR}-12"))
+    assert "Human Rights Day" in _day_cell(december, date(NEXT_YEAR, 12, 10))
+
+
+def test_an_editor_adds_an_event_and_its_reminder_shows_a_week_before(
+    client: FlaskClient, login: Any, app: Flask
+) -> None:
+    login(Role.EDITOR)
+    response = client.post("/calendar/events", data=_event_form())
+    assert response.status_code == 302
+    page = _text(client.get(f"/calendar/?month={NEXT_YEAR}-04"))
+    for day in (3, 4):
+        assert "EU–Central Asia summit (3–4 April, Samarkand)" in _day_cell(
+            page, date(NEXT_YEAR, 4, day)
+        )
+    march = _text(client.get(f"/calendar/?month={NEXT_YEAR}-03"))
+    reminder = _day_cell(march, date(NEXT_YEAR, 3, 27))
+    assert "Reminder" in reminder and "7 days before" in reminder
+    assert "09:00" in reminder  # 09:00 in the organisation's zone
+    event = db.session.scalar(select(CalendarEvent))
+    assert event is not None and event.countries == ["UZ", "KZ"]
+
+
+def test_a_viewer_cannot_add_an_event(client: FlaskClient, login: Any, app: Flask) -> None:
+    login(Role.VIEWER)
+    assert client.post("/calendar/events", data=_event_form()).status_code == 403
+    assert db.session.scalars(select(CalendarEvent)).all() == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "words"),
+    [
+        ({"name": "  "}, "name", "give the event a name"),
+        ({"ends_on": f"{NEXT_YEAR}-04-01"}, "ends_on", "ends"),
+        ({"countries": "Narnia"}, "countries", "'Narnia' is not a country code"),
+        ({"reminder_days": "3650"}, "reminder_days", "3650 days before is not possible"),
+        ({"reminder_days": "a week"}, "reminder_days", "'a week' is not a number of days"),
+        ({"starts_on": "soon"}, "starts_on", "'soon' is not a date"),
+    ],
+)
+def test_bad_event_input_is_explained_next_to_its_field(
+    client: FlaskClient,
+    login: Any,
+    app: Flask,
+    changes: dict[str, str],
+    field: str,
+    words: str,
+) -> None:
+    login(Role.EDITOR)
+    response = client.post("/calendar/events", data=_event_form(**changes))
+    assert response.status_code == 422
+    found = re.search(rf'id="e-{field}"[^>]*>([^<]*)<', _text(response))
+    assert found and words in found.group(1)
+    assert db.session.scalars(select(CalendarEvent)).all() == []
+
+
+def test_reminders_are_listed_at_the_top_newest_first(
+    client: FlaskClient, login: Any, app: Flask
+) -> None:
+    now = datetime.now(UTC)
+    db.session.add(Notification(text="Older: summit in 7 days", created_at=now - timedelta(days=2)))
+    db.session.add(Notification(text="Newer: anniversary in 7 days", created_at=now))
+    db.session.commit()
+    login(Role.VIEWER)
+    page = _text(client.get("/calendar/"))
+    reminders = page[page.index("Reminders") : page.index("Calendar views")]
+    assert reminders.index("Newer: anniversary") < reminders.index("Older: summit")
+
+
+def test_a_case_anniversary_shows_with_its_years_and_the_pseudonym(
+    client: FlaskClient, login: Any, app: Flask
+) -> None:
+    arrested = date(date.today().year - 3, 3, 12)
+    case = cases.create_case(
+        "Real Name", pseudonym="Journalist A.", is_high_risk=True, country="UZ"
+    )
+    cases.add_case_date(case, "arrest", arrested, mark_anniversary=True)
+    db.session.commit()
+    login(Role.EDITOR)
+    page = _text(client.get(f"/calendar/?month={NEXT_YEAR}-03"))
+    cell = _day_cell(page, date(NEXT_YEAR, 3, 12))
+    assert f"Arrest of Journalist A. (12 March {arrested.year}, 4 years)" in cell
+    assert "Real Name" not in page
+
+
+def test_the_list_view_shows_a_send_and_its_follow_up(
+    client: FlaskClient, login: Any, app: Flask
+) -> None:
+    from campaign.scheduling.schedules import create_send_at
+    from campaign.services import campaigns, followups, lists, statements
+    from campaign.services.campaigns import AudienceSpec
+
+    body = "{{ salutation }}\n\nAbout the trial.\n\n{{ closing }}\n"
+    letter = statements.create_statement("Letter", language="en", subject="Trial", body=body)
+    press = lists.create_list("Press")
+    campaign = campaigns.create_campaign(
+        letter,
+        name="Letter at the summit",
+        audience=AudienceSpec((f"list:{press.id}",)),
+        from_address="Office <office@example.org>",
+    )
+    send_on = date.today() + timedelta(days=30)
+    create_send_at(campaign, f"{send_on.isoformat()}T10:00", "Europe/Paris")
+    followups.add_step(campaign, letter, 14, "no_reply")
+    db.session.commit()
+    login(Role.VIEWER)
+    page = _text(client.get("/calendar/?view=list"))
+    listing = page[page.index('id="calendar-list"') :]
+    sent = listing.index(f'data-date="{send_on.isoformat()}"')
+    follow = listing.index(f'data-date="{(send_on + timedelta(days=14)).isoformat()}"')
+    assert "Letter at the summit is sent" in listing[sent:follow]
+    assert (
+        "Letter at the summit: follow-up 1 to recipients who have not replied" in (listing[follow:])
+    )
+    assert f'href="/campaigns/{campaign.id}/schedule/"' in listing
+
+
+# --- the ICS feed ---------------------------------------------------------------------------
+
+
+def test_the_ics_feed_answers_only_with_its_secret_token(
+    client: FlaskClient, login: Any, app: Flask
+) -> None:
+    calendar_service.add_event("EU–Central Asia summit", date(NEXT_YEAR, 4, 3), place="Samarkand")
+    db.session.commit()
+    token = calendar_service.feed_token()
+    response = client.get(f"/calendar.ics?token={token}")
+    assert response.status_code == 200
+    assert response.mimetype == "text/calendar"
+    body = response.get_data(as_text=True)
+    assert "BEGIN:VCALENDAR" in body and "SUMMARY:EU–Central Asia summit" in body
+    assert client.get("/calendar.ics?token=" + "0" * len(token)).status_code == 404
+    assert client.get("/calendar.ics").status_code == 404
+
+
+def test_only_admins_see_the_secret_feed_address_with_a_warning(
+    client: FlaskClient, login: Any, app: Flask
+) -> None:
+    login(Role.EDITOR)
+    assert "calendar.ics" not in _text(client.get("/calendar/"))
+    admin = make_user(Role.ADMIN, "boss@example.org")
+    client.post("/logout")
+    client.post("/login", data={"email": admin.email, "password": TEST_PASSWORD})
+    page = _text(client.get("/calendar/"))
+    assert f"/calendar.ics?token={calendar_service.feed_token()}" in page
+    assert "This address is a secret" in page
+
+
+@pytest.mark.parametrize("csrf_enabled", [True])
+def test_adding_an_event_needs_the_csrf_token(client: FlaskClient, app: Flask) -> None:
+    def token(path: str) -> str:
+        found = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(True))
+        assert found
+        return found.group(1)
+
+    user = make_user(Role.EDITOR)
+    client.post(
+        "/login",
+        data={"email": user.email, "password": TEST_PASSWORD, "csrf_token": token("/login")},
+    )
+    assert client.post("/calendar/events", data=_event_form()).status_code == 400
+    assert db.session.scalars(select(CalendarEvent)).all() == []
+    form = {**_event_form(), "csrf_token": token("/calendar/")}
+    assert client.post("/calendar/events", data=form).status_code == 302
