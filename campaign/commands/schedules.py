@@ -1,11 +1,14 @@
-"""The `campaign schedules` and `campaign tick` commands: what is scheduled, and firing it."""
+"""Scheduling commands: what is scheduled (`schedules`), firing it (`tick`), and making it:
+`schedule-send`, `yearly` and `add-step` (a follow-up to non-responders)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+
+from campaign.models.schedule import FollowUpCondition
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -14,6 +17,9 @@ if TYPE_CHECKING:
 def register(app: Flask) -> None:
     app.cli.add_command(schedules_command)
     app.cli.add_command(tick_command)
+    app.cli.add_command(schedule_send_command)
+    app.cli.add_command(yearly_command)
+    app.cli.add_command(add_step_command)
 
 
 def _utc(moment: datetime) -> str:
@@ -73,3 +79,108 @@ def tick_command(now_text: str | None) -> None:
             f"{line.outcome}\t{line.kind}\t{line.name}\tdue {_utc(line.due_at)}\t{line.detail}"
         )
     click.echo(report.summary)
+
+
+# --- making schedules ------------------------------------------------------------------------
+
+
+def _fail(message: str) -> NoReturn:
+    """Stop with exit status 2 and nothing written: the request cannot be done as asked."""
+    from campaign.extensions import db
+
+    db.session.rollback()
+    click.echo(f"Error: {message}", err=True)
+    raise click.exceptions.Exit(2)
+
+
+def _campaign(campaign_id: int) -> Any:
+    from campaign.extensions import db
+    from campaign.models import Campaign
+
+    campaign = db.session.get(Campaign, campaign_id)
+    if campaign is None:
+        _fail(f"there is no campaign {campaign_id}")
+    return campaign
+
+
+@click.command("schedule-send")
+@click.argument("campaign_id", type=int)
+@click.option("--at", "local", required=True, help="Local date and time, e.g. 2027-06-26T09:00.")
+@click.option("--tz", "zone", required=True, help="IANA time zone, e.g. Europe/Paris.")
+def schedule_send_command(campaign_id: int, local: str, zone: str) -> None:
+    """Launch a draft campaign at a local time in a named zone (replaces an earlier one)."""
+    from campaign.extensions import db
+    from campaign.scheduling.schedules import create_send_at
+    from campaign.scheduling.timezones import ScheduleError, local_label
+
+    campaign = _campaign(campaign_id)
+    try:
+        schedule = create_send_at(campaign, local, zone)
+    except ScheduleError as error:
+        _fail(str(error))
+    db.session.commit()
+    assert schedule.next_run_at is not None
+    click.echo(
+        f"campaign {campaign.id} {campaign.name!r} will launch at "
+        f"{local_label(schedule.next_run_at, schedule.timezone)} ({_utc(schedule.next_run_at)})"
+    )
+
+
+@click.command("yearly")
+@click.argument("campaign_id", type=int)
+@click.option("--date", "month_day", required=True, help="Month and day, e.g. 06-26.")
+@click.option("--time", "at", default="09:00", show_default=True, help="Local time, HH:MM.")
+@click.option("--tz", "zone", required=True, help="IANA time zone, e.g. Europe/Paris.")
+def yearly_command(campaign_id: int, month_day: str, at: str, zone: str) -> None:
+    """Every year on that date, launch a copy of the campaign (named with the year)."""
+    from campaign.extensions import db
+    from campaign.scheduling.recurrence import yearly_note
+    from campaign.scheduling.schedules import create_yearly
+    from campaign.scheduling.timezones import ScheduleError, local_label
+
+    campaign = _campaign(campaign_id)
+    month_text, _, day_text = month_day.partition("-")
+    if not (month_text.isdigit() and day_text.isdigit()):
+        _fail(f"--date: {month_day!r} is not a month and day like 06-26")
+    month, day = int(month_text), int(day_text)
+    try:
+        schedule = create_yearly(campaign, month, day, at, zone)
+    except ScheduleError as error:
+        _fail(str(error))
+    db.session.commit()
+    assert schedule.next_run_at is not None
+    note = yearly_note(month, day)
+    click.echo(
+        f"schedule {schedule.id}: a copy of {campaign.name!r} every year, first at "
+        f"{local_label(schedule.next_run_at, schedule.timezone)} ({_utc(schedule.next_run_at)})"
+        + (f"; {note}" if note else "")
+    )
+
+
+@click.command("add-step")
+@click.argument("campaign_id", type=int)
+@click.option("--statement", "statement_id", type=int, required=True, help="Statement id.")
+@click.option("--days", type=int, required=True, help="Days after the previous letter.")
+@click.option(
+    "--condition",
+    default="no_reply",
+    show_default=True,
+    type=click.Choice([condition.value for condition in FollowUpCondition]),
+    help="Who gets it among the previous letter's recipients.",
+)
+def add_step_command(campaign_id: int, statement_id: int, days: int, condition: str) -> None:
+    """Add a follow-up step to non-responders; print what it will do."""
+    from campaign.extensions import db
+    from campaign.models import Statement
+    from campaign.services import followups
+
+    campaign = _campaign(campaign_id)
+    statement = db.session.get(Statement, statement_id)
+    if statement is None:
+        _fail(f"--statement: there is no statement {statement_id}")
+    try:
+        step = followups.add_step(campaign, statement, days, condition)
+    except followups.FollowUpError as error:
+        _fail(str(error))
+    db.session.commit()
+    click.echo(f"follow-up {step.position}: {followups.step_summary(step)}")

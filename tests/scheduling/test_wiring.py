@@ -120,3 +120,94 @@ def test_a_scheduled_launch_dates_the_steps_too(app: Flask) -> None:
         .where(Schedule.kind == "follow_up", Schedule.next_run_at.is_not(None))
     )
     assert due_follow_ups == 1
+
+
+# --- the commands that make schedules ---------------------------------------------------------
+
+
+def test_schedule_send_launches_at_local_time_and_refuses_clearly(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    campaign = _campaign("Summit letter")
+    year = datetime.now(UTC).year + 1
+    result = runner.invoke(
+        args=[
+            "schedule-send",
+            str(campaign.id),
+            "--at",
+            f"{year}-06-26T09:00",
+            "--tz",
+            "Europe/Paris",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        f"campaign {campaign.id} 'Summit letter' will launch at {year}-06-26 09:00 Europe/Paris "
+        f"({year}-06-26 07:00 UTC)\n"
+    )
+    assert "send_at\tSummit letter" in runner.invoke(args=["schedules"]).output
+
+    for args, message in (
+        (["999", "--at", f"{year}-06-26T09:00", "--tz", "Europe/Paris"], "no campaign 999"),
+        ([str(campaign.id), "--at", f"{year}-06-26T09:00", "--tz", "Mars/Olympus"], "Mars/Olympus"),
+        ([str(campaign.id), "--at", "2001-06-26T09:00", "--tz", "Europe/Paris"], "past"),
+    ):
+        refused = runner.invoke(args=["schedule-send", *args])
+        assert refused.exit_code == 2, refused.output
+        assert message in refused.output
+
+
+def test_yearly_schedules_a_copy_every_year_and_refuses_dates_no_year_has(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    campaign = _campaign("Torture day")
+    result = runner.invoke(
+        args=[
+            "yearly",
+            str(campaign.id),
+            "--date",
+            "06-26",
+            "--time",
+            "09:00",
+            "--tz",
+            "Europe/Paris",
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    assert "a copy of 'Torture day' every year, first at" in result.output
+    assert "-06-26 09:00 Europe/Paris" in result.output
+
+    leap = runner.invoke(args=["yearly", str(campaign.id), "--date", "02-29", "--tz", "UTC"])
+    assert leap.exit_code == 0 and "28 February in years without 29 February" in leap.output
+
+    for date_text, message in (("02-30", "February has no day 30"), ("june", "like 06-26")):
+        refused = runner.invoke(
+            args=["yearly", str(campaign.id), "--date", date_text, "--tz", "Europe/Paris"]
+        )
+        assert refused.exit_code == 2 and message in refused.output
+
+
+def test_add_step_prints_what_the_follow_up_will_do(app: Flask) -> None:
+    runner = app.test_cli_runner()
+    campaign = _campaign("Joint letter")
+    reminder = statements.create_statement("Reminder", language="en", subject="R", body=BODY)
+    db.session.commit()
+    result = runner.invoke(
+        args=["add-step", str(campaign.id), "--statement", str(reminder.id), "--days", "14"]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        "follow-up 1: 14 days after the letter goes out, recipients who have not replied "
+        "will receive ‘Reminder’\n"
+    )
+
+    for args, message in (
+        (["--statement", "999", "--days", "14"], "no statement 999"),
+        (["--statement", str(reminder.id), "--days", "0"], "at least 1 day"),
+        (
+            ["--statement", str(reminder.id), "--days", "7", "--condition", "opened_no_reply"],
+            "open tracking",
+        ),
+        (["--statement", str(reminder.id), "--days", "7", "--condition", "maybe"], "maybe"),
+    ):
+        refused = runner.invoke(args=["add-step", str(campaign.id), *args])
+        assert refused.exit_code == 2, refused.output
+        assert message in refused.output
