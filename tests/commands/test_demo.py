@@ -6,6 +6,7 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -329,3 +330,21 @@ def test_a_tick_on_26_june_launches_the_demo_yearly_campaign_for_that_year(app: 
     # Running the same tick again (a second worker, a retry) launches nothing more.
     again = app.test_cli_runner().invoke(args=["tick", "--now", now])
     assert again.output.splitlines()[-1] == "0 fired, 0 skipped"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="copy_campaign (campaign/scheduling/actions.py) does not copy the template's "
+    "follow-up steps to the yearly copy, so the demo's 14-day follow-up never becomes due",
+)
+def test_the_demo_follow_up_fires_14_days_after_the_yearly_launch(app: Flask) -> None:
+    _load(app)
+    due = _next_26_june_9_paris()
+    runner = app.test_cli_runner()
+    runner.invoke(args=["tick", "--now", (due + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%MZ")])
+    later = (due + timedelta(days=14, minutes=1)).strftime("%Y-%m-%dT%H:%MZ")
+    result = runner.invoke(args=["tick", "--now", later])
+    assert any(
+        line.startswith("fired\tfollow_up\t26 June: justice for torture victims")
+        for line in result.output.splitlines()
+    ), result.output
