@@ -1,0 +1,90 @@
+"""Through the pages in Chromium: a campaign repeated every 26 June with a 14-day follow-up,
+and both dates in the calendar's list."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+
+from playwright.sync_api import Page, expect
+
+from campaign.extensions import db
+from campaign.models import Role
+from campaign.services import calendar as calendar_service
+from campaign.services import lists, statements
+from campaign.services.contacts import create_contact
+from tests.browser.conftest import LiveServer
+
+BODY = (
+    "{{ salutation }}\n\nWe write on the day in support of victims of torture.\n\n{{ closing }}\n"
+)
+
+
+def _prepare(live_server: LiveServer) -> None:
+    with live_server.app.app_context():
+        statements.create_statement("Day letter", language="en", subject="26 June", body=BODY)
+        statements.create_statement(
+            "Follow-up: day letter", language="en", subject="Still no answer", body=BODY
+        )
+        press = lists.create_list("Press")
+        person = create_contact(
+            {"given_name": "Ana", "family_name": "Sample", "email": "ana@example.org"}
+        )
+        lists.add_contacts(press, [person.id])
+        calendar_service.load_builtin_days()
+        db.session.commit()
+        db.session.remove()
+
+
+def _next_26_june() -> date:
+    today = date.today()
+    this_year = date(today.year, 6, 26)
+    return this_year if this_year >= today else date(today.year + 1, 6, 26)
+
+
+def test_a_yearly_26_june_campaign_and_its_follow_up_show_in_the_calendar(
+    signed_in_page: Callable[..., Page], live_server: LiveServer
+) -> None:
+    _prepare(live_server)
+    page = signed_in_page(Role.SENDER)
+    page.get_by_role("link", name="Campaigns").click()
+    page.get_by_role("link", name="New campaign").click()
+    page.get_by_label("Name").fill("Torture victims day")
+    page.get_by_label("Statement").select_option(label="Day letter (draft)")
+    page.locator("#f-include").get_by_label("List: Press").check()
+    page.get_by_role("button", name="Save draft").click()
+
+    page.locator("#open-schedule").click()
+    expect(page.get_by_role("heading", name="Schedule and follow-ups")).to_be_visible()
+    page.locator("#yearly-day").fill("26")
+    page.locator("#yearly-month").select_option(label="June")
+    page.locator("#yearly-time").fill("09:00")
+    page.locator("#yearly-zone").select_option("Europe/Brussels")
+    page.get_by_role("button", name="Repeat every year").click()
+    expect(page.locator("#yearly-list")).to_contain_text(
+        "Every year on 26 June at 09:00 Europe/Brussels"
+    )
+
+    page.get_by_label("Statement").select_option(label="Follow-up: day letter")
+    page.get_by_label("Days after the previous letter").fill("14")
+    page.get_by_label("To recipients").select_option(label="who have not replied")
+    page.get_by_role("button", name="Add follow-up").click()
+    expect(page.locator("#step-list")).to_contain_text(
+        "14 days after the letter goes out, recipients who have not replied will receive "
+        "‘Follow-up: day letter’"
+    )
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Calendar").click()
+    page.get_by_role("link", name="Next 12 months").click()
+    send_day = _next_26_june()
+    follow_day = send_day.replace(month=7, day=10)
+    sent = page.locator(f'#calendar-list dt[data-date="{send_day.isoformat()}"] + dd')
+    expect(sent).to_contain_text("Torture victims day (yearly) is sent")
+    expect(sent).to_contain_text("International Day in Support of Victims of Torture")
+    followed = page.locator(f'#calendar-list dt[data-date="{follow_day.isoformat()}"] + dd')
+    expect(followed).to_contain_text(
+        "Torture victims day: follow-up 1 to recipients who have not replied"
+    )
+
+    followed.get_by_role("link").first.click()
+    expect(page.get_by_role("heading", name="Schedule and follow-ups")).to_be_visible()
