@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select
+
 from campaign.extensions import db
-from campaign.models import Campaign, CampaignStatus, Statement
+from campaign.models import Campaign, CampaignStatus, CampaignStep, Statement, campaign_cases
 from campaign.models.schedule import Schedule, ScheduleKind
 from campaign.scheduling.recurrence import next_yearly
 from campaign.scheduling.tick import ACTIONS, NEXT_RUN, ON_MISSED, ActionFailed
@@ -16,7 +18,7 @@ from campaign.services.salutation_rules import current_rule_set
 LAUNCHABLE = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
 
 
-def _launch(campaign: Campaign) -> str:
+def _launch(campaign: Campaign, now: datetime) -> str:
     """Launch with the same checks as `campaign launch`, never overriding them: nobody is there
     to decide. Raise CampaignError with the reason."""
     check = campaigns.check_campaign(campaign)
@@ -31,7 +33,7 @@ def _launch(campaign: Campaign) -> str:
             f"the pre-send check found letters with errors for {report.contacts_with_errors} "
             "contacts; fix them, then schedule or launch it again"
         )
-    if not campaigns.launch_campaign(campaign):
+    if not campaigns.launch_campaign(campaign, at=now):
         return f"campaign {campaign.name!r} was already launched: nothing to do"
     counts = campaigns.status_counts(campaign.id)
     return f"campaign {campaign.name!r} launched: {counts['queued']} recipients queued"
@@ -54,7 +56,7 @@ def fire_send_at(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[s
             campaign.id,
         )
     try:
-        return _launch(campaign), campaign.id
+        return _launch(campaign, now), campaign.id
     except campaigns.CampaignError as error:
         reason = f"scheduled launch failed: {error}"
         _back_to_draft(campaign, reason)
@@ -91,7 +93,36 @@ def copy_campaign(template: Campaign, name: str) -> Campaign:
     )
     db.session.add(copy)
     db.session.flush()
+    _copy_cases(template, copy)
+    _copy_steps(template, copy)
     return copy
+
+
+def _copy_cases(template: Campaign, copy: Campaign) -> None:
+    case_ids = db.session.scalars(
+        select(campaign_cases.c.case_id).where(campaign_cases.c.campaign_id == template.id)
+    ).all()
+    for case_id in case_ids:
+        db.session.execute(campaign_cases.insert().values(campaign_id=copy.id, case_id=case_id))
+
+
+def _copy_steps(template: Campaign, copy: Campaign) -> None:
+    """The year's copy follows up as the template does; launching it dates the steps."""
+    from campaign.services import followups
+
+    steps = db.session.scalars(
+        select(CampaignStep)
+        .where(CampaignStep.campaign_id == template.id)
+        .order_by(CampaignStep.position)
+    ).all()
+    for step in steps:
+        statement = db.session.get(Statement, step.statement_id) if step.statement_id else None
+        try:
+            followups.add_step(copy, statement, step.delay_days, step.condition)
+        except followups.FollowUpError as error:
+            raise ActionFailed(
+                f"follow-up {step.position} of the template cannot be copied: {error}", copy.id
+            ) from None
 
 
 def fire_yearly(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, int | None]:
@@ -100,7 +131,7 @@ def fire_yearly(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[st
         raise ActionFailed("its template campaign was deleted")
     copy = copy_campaign(template, yearly_instance_name(template, due_at, schedule.timezone))
     try:
-        return _launch(copy), copy.id
+        return _launch(copy, now), copy.id
     except campaigns.CampaignError as error:
         copy.status_reason = f"scheduled launch failed: {error}"
         raise ActionFailed(

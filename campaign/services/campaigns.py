@@ -338,8 +338,12 @@ def launch_campaign(
     presend_errors: int = 0,
     override: bool = False,
     override_reason: str = "",
+    at: datetime | None = None,
 ) -> bool:
     """Write the campaign's ledger rows and queue the sending; False if it was already launched.
+
+    `at` is the launch time (the scheduler passes the tick's time, so `campaign tick --now`
+    dates follow-up steps from the simulated launch); default now.
 
     `presend_errors` is the number of contacts the pre-send check found letters with errors
     for; launching with any needs `override`, which the audit log records.
@@ -395,7 +399,7 @@ def launch_campaign(
 
     locked.status = CampaignStatus.SENDING.value
     locked.status_reason = ""
-    locked.launched_at = datetime.now(UTC)
+    locked.launched_at = at or datetime.now(UTC)
     locked.launched_by_id = actor.id if actor else None
     locked.is_presend_overridden = bool(presend_errors and override)
     queued = sum(1 for _, _, is_suppressed in contacts if not is_suppressed)

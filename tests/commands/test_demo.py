@@ -6,7 +6,6 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -332,11 +331,6 @@ def test_a_tick_on_26_june_launches_the_demo_yearly_campaign_for_that_year(app: 
     assert again.output.splitlines()[-1] == "0 fired, 0 skipped"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="copy_campaign (campaign/scheduling/actions.py) does not copy the template's "
-    "follow-up steps to the yearly copy, so the demo's 14-day follow-up never becomes due",
-)
 def test_the_demo_follow_up_fires_14_days_after_the_yearly_launch(app: Flask) -> None:
     _load(app)
     due = _next_26_june_9_paris()
