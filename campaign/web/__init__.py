@@ -26,6 +26,7 @@ def register_blueprints(app: Flask) -> None:
         previews,
         replies,
         salutations,
+        schedule_runs,
         schedules,
         smtp_accounts,
         statements,
@@ -55,6 +56,7 @@ def register_blueprints(app: Flask) -> None:
         replies,
         mailboxes,
         schedules,
+        schedule_runs,
         calendar,
     ):
         app.register_blueprint(module.bp)

@@ -38,6 +38,7 @@ from campaign.services.calendar import CalendarError
 from campaign.services.cases import display_name
 from campaign.services.followups import CONDITION_WORDS, schedule_of, steps_of
 from campaign.web.access import allow, public
+from campaign.web.schedule_runs import unacknowledged_trouble
 
 bp = Blueprint("calendar", __name__)
 
@@ -331,6 +332,7 @@ def _render(form: dict[str, str] | None = None, error: str = "", field: str = ""
         error=error,
         field=field,
         zone=_zone().key,
+        run_trouble=unacknowledged_trouble(),
     ), (422 if error else 200)
 
 
