@@ -107,15 +107,28 @@ def _campaign(campaign_id: int) -> Any:
 @click.argument("campaign_id", type=int)
 @click.option("--at", "local", required=True, help="Local date and time, e.g. 2027-06-26T09:00.")
 @click.option("--tz", "zone", required=True, help="IANA time zone, e.g. Europe/Paris.")
-def schedule_send_command(campaign_id: int, local: str, zone: str) -> None:
+@click.option(
+    "--pacing",
+    "pacing_mode",
+    default="none",
+    show_default=True,
+    type=click.Choice(["none", "office-hours", "window"]),
+    help="First attempts in recipients' office hours, or spread over --days.",
+)
+@click.option("--days", type=int, help="With --pacing window: days to spread the letters over.")
+def schedule_send_command(
+    campaign_id: int, local: str, zone: str, pacing_mode: str, days: int | None
+) -> None:
     """Launch a draft campaign at a local time in a named zone (replaces an earlier one)."""
     from campaign.extensions import db
+    from campaign.scheduling.pacing import describe, pacing_rule
     from campaign.scheduling.schedules import create_send_at
     from campaign.scheduling.timezones import ScheduleError, local_label
 
     campaign = _campaign(campaign_id)
     try:
-        schedule = create_send_at(campaign, local, zone)
+        pacing = pacing_rule(pacing_mode, days)
+        schedule = create_send_at(campaign, local, zone, pacing=pacing)
     except ScheduleError as error:
         _fail(str(error))
     db.session.commit()
@@ -123,6 +136,7 @@ def schedule_send_command(campaign_id: int, local: str, zone: str) -> None:
     click.echo(
         f"campaign {campaign.id} {campaign.name!r} will launch at "
         f"{local_label(schedule.next_run_at, schedule.timezone)} ({_utc(schedule.next_run_at)})"
+        + (f", letters {describe(pacing)}" if pacing else "")
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 
@@ -21,8 +22,12 @@ def create_send_at(
     *,
     now: datetime | None = None,
     actor: User | None = None,
+    pacing: dict[str, Any] | None = None,
 ) -> Schedule:
-    """Schedule a draft campaign's launch at `local` in `zone` (replacing an earlier send-at)."""
+    """Schedule a draft campaign's launch at `local` in `zone` (replacing an earlier send-at).
+
+    `pacing` (from `pacing.pacing_rule`) is kept in the rule for the launch to read.
+    """
     now = now or datetime.now(UTC)
     if campaign.status not in (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value):
         raise ScheduleError(f"the campaign is {campaign.status}; only a draft can be scheduled")
@@ -40,7 +45,10 @@ def create_send_at(
         db.session.add(schedule)
     schedule.name = campaign.name
     schedule.timezone = tz
-    schedule.rule = {"at": send_at.astimezone(zone_of(tz)).strftime("%Y-%m-%dT%H:%M")}
+    rule: dict[str, Any] = {"at": send_at.astimezone(zone_of(tz)).strftime("%Y-%m-%dT%H:%M")}
+    if pacing:
+        rule["pacing"] = pacing
+    schedule.rule = rule
     schedule.next_run_at = send_at
     schedule.created_by_id = actor.id if actor else None
     campaign.status = CampaignStatus.SCHEDULED.value
@@ -52,7 +60,12 @@ def create_send_at(
         target_type="campaign",
         target_id=campaign.id,
         actor=actor,
-        detail={"send_at": send_at.isoformat(), "local": local, "timezone": tz},
+        detail={
+            "send_at": send_at.isoformat(),
+            "local": local,
+            "timezone": tz,
+            **({"pacing": pacing} if pacing else {}),
+        },
     )
     return schedule
 

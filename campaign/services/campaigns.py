@@ -394,12 +394,18 @@ def launch_campaign(
         )
     ]
     rows = _new_rows(locked, contacts, domain)
+    launched = at or datetime.now(UTC)
+    # A send-at with pacing (office hours, a window of days) dates each row's first attempt;
+    # workers claim rows only when that time comes. Imported here as followups is below.
+    from campaign.scheduling import pacing
+
+    pacing_text = pacing.pace_rows(locked, rows, launched)
     for start in range(0, len(rows), 1000):
         db.session.execute(insert(Delivery), rows[start : start + 1000])
 
     locked.status = CampaignStatus.SENDING.value
     locked.status_reason = ""
-    locked.launched_at = at or datetime.now(UTC)
+    locked.launched_at = launched
     locked.launched_by_id = actor.id if actor else None
     locked.is_presend_overridden = bool(presend_errors and override)
     queued = sum(1 for _, _, is_suppressed in contacts if not is_suppressed)
@@ -414,6 +420,7 @@ def launch_campaign(
             "statement_version": version.number,
             "presend_errors": presend_errors,
             "override": bool(presend_errors and override),
+            "pacing": pacing_text,
         },
     )
     if presend_errors and override:

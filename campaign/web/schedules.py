@@ -23,6 +23,7 @@ from campaign.models import (
     Statement,
     User,
 )
+from campaign.scheduling.pacing import describe, pacing_rule
 from campaign.scheduling.recurrence import yearly_note
 from campaign.scheduling.schedules import create_send_at, create_yearly
 from campaign.scheduling.timezones import ScheduleError, zone_of
@@ -132,6 +133,7 @@ def _render(
             for s in _schedules(campaign, ScheduleKind.YEARLY_CAMPAIGN)
         ],
         local=_local,
+        pacing_text=lambda s: describe((s.rule or {}).get("pacing")),
         steps=[(step, step_summary(step)) for step in steps],
         statements=statements,
         conditions=conditions,
@@ -167,6 +169,13 @@ def _schedule_field(message: str, default: str) -> str:
     return default
 
 
+def _pacing_days(form: dict[str, str]) -> int | None:
+    """The window's days, read only when a window is chosen (the field stays filled otherwise)."""
+    if form.get("pacing") != "window":
+        return None
+    return _int(form.get("pacing_days", ""), "Days")
+
+
 @bp.route("/send-at", methods=["POST"])
 @allow(Role.SENDER)
 def send_at(campaign_id: int) -> Any:
@@ -174,14 +183,21 @@ def send_at(campaign_id: int) -> Any:
     form = {key: request.form.get(key, "") for key in request.form}
     local = f"{form.get('date', '').strip()}T{form.get('time', '').strip()}"
     try:
-        schedule = create_send_at(campaign, local, _zone_from(form), actor=_me())
+        pacing = pacing_rule(form.get("pacing", ""), _pacing_days(form))
+        schedule = create_send_at(campaign, local, _zone_from(form), actor=_me(), pacing=pacing)
     except ScheduleError as error:
         db.session.rollback()
         message = str(error)
         field = _schedule_field(message, "date")
+        if message.startswith(("Days:", "Pacing:")):
+            field = "pacing"
         return _render(_campaign(campaign_id), errors={field: message}, form=form, which="send-at")
     db.session.commit()
-    flash(f"Campaign scheduled: it will be launched on {_local(schedule)}.", "success")
+    flash(
+        f"Campaign scheduled: it will be launched on {_local(schedule)}, "
+        f"letters {describe(pacing)}.",
+        "success",
+    )
     return _back(campaign)
 
 
