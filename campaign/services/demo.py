@@ -18,7 +18,15 @@ from typing import Any
 from sqlalchemy import func, insert, select
 
 from campaign.extensions import db
-from campaign.models import Contact, ContactList, Role, Segment, User, list_memberships
+from campaign.models import (
+    Contact,
+    ContactList,
+    Role,
+    Segment,
+    Statement,
+    User,
+    list_memberships,
+)
 from campaign.models._types import utcnow
 from campaign.services.audit import record_event
 from campaign.services.contacts import ContactInputError, clean_contact_data, count_contacts
@@ -121,7 +129,9 @@ def load_demo(
             "event": scheduled.event_id,
         },
     )
-    return DemoResult(len(cleaned), lists, segments, seeded, **admin_fields)
+    # The seed statements and the letters the demo's campaigns added (the follow-up letter).
+    statement_count = db.session.scalar(select(func.count(Statement.id))) or 0
+    return DemoResult(len(cleaned), lists, segments, statement_count, **admin_fields)
 
 
 def _create_demo_campaign() -> int | None:

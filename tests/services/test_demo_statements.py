@@ -55,8 +55,9 @@ def test_the_demo_loads_the_seed_statements_once(app) -> None:  # type: ignore[n
 
     result = load_demo(admin_password="a long demo password")
     db.session.commit()
-    assert result.statements == 7
-    assert db.session.scalar(select(func.count(Statement.id))) == 7
+    # The six seed statements and the joint letter, plus the yearly campaign's follow-up letter.
+    assert result.statements == 8
+    assert db.session.scalar(select(func.count(Statement.id))) == 8
     assert db.session.scalar(select(func.count(Signatory.id))) == 27 + 5
     joint, first_seed = db.session.scalars(select(Statement).order_by(Statement.id)).all()[:2]
     assert joint.languages == ["en", "fr", "ru"] and joint.is_pdf_attached
