@@ -146,6 +146,10 @@ def claim_deliveries(campaign_id: int, claim_id: str, limit: int) -> list[int]:
     One conditional UPDATE: on PostgreSQL the candidates are chosen FOR UPDATE SKIP LOCKED,
     so workers on many machines never take the same row; SQLite's single writer makes the
     same statement safe there. The caller commits, then sends.
+
+    The candidates are a MATERIALIZED common table expression, evaluated exactly once. As a
+    plain `id IN (subquery)` PostgreSQL may re-run the LIMITed subquery inside its join
+    (the plan depends on table statistics), and one claim then took a whole campaign.
     """
     now = _now()
     candidates = (
@@ -159,10 +163,12 @@ def claim_deliveries(campaign_id: int, claim_id: str, limit: int) -> list[int]:
         .order_by(Delivery.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .cte("claim_candidates")
+        .prefix_with("MATERIALIZED")
     )
     db.session.execute(
         update(Delivery)
-        .where(Delivery.id.in_(candidates), Delivery.status.in_(_CLAIMABLE))
+        .where(Delivery.id.in_(select(candidates.c.id)), Delivery.status.in_(_CLAIMABLE))
         .values(
             status=DeliveryStatus.SENDING.value,
             claimed_by=claim_id,
