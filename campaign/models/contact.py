@@ -74,6 +74,9 @@ class Contact(db.Model):  # type: ignore[name-defined]
     organisation: Mapped[str] = mapped_column(String(500), default="", index=True)
     # ISO 3166-1 alpha-2, or EU / UN for institutions.
     country: Mapped[str] = mapped_column(String(8), default="", index=True)
+    # An IANA zone ("Asia/Tashkent") for a recipient whose clock is not their country's
+    # (a mission abroad, a country with several zones); "" means "from the country".
+    time_zone: Mapped[str] = mapped_column(String(64), default="", server_default="")
     # BCP 47 tags in order of preference, separated by single spaces ("ru fr").
     languages: Mapped[str] = mapped_column(String(200), default="")
     # The address as given, normalised by email-validator (IDN domains in Unicode).

@@ -55,7 +55,10 @@ def describe(rule: dict[str, Any] | None) -> str:
     if not rule:
         return "all at once"
     if rule.get("mode") == OFFICE_HOURS:
-        return "in each recipient's office hours (09:00–17:00, Monday to Friday, their own zone)"
+        return (
+            "in each recipient's office hours (09:00–17:00, Monday to Friday, their own zone: "
+            "explicit or from their country, else the schedule's)"
+        )
     days = int(rule.get("days", 1))
     return f"spread evenly over {days} day{'s' if days != 1 else ''}"
 
@@ -115,6 +118,28 @@ def country_zone(country: str) -> str | None:
     return found[0] if found else None
 
 
+@functools.cache
+def _loads(zone: str) -> bool:
+    try:
+        zone_of(zone)
+    except ScheduleError:
+        return False
+    return True
+
+
+def recipient_zone(time_zone: str, country: str) -> str | None:
+    """The zone a recipient's office hours are read in: their explicit zone (a mission
+    abroad, a country with several clocks), else their country's; None if neither is known.
+
+    The contact form only stores zones that load; one a later tz database dropped falls
+    back to the country rather than stopping a launch.
+    """
+    explicit = (time_zone or "").strip()
+    if explicit and _loads(explicit):
+        return explicit
+    return country_zone(country)
+
+
 # --- office hours --------------------------------------------------------------------------
 
 
@@ -143,19 +168,20 @@ def _spread(start: datetime, end: datetime, count: int) -> list[datetime]:
 
 
 def first_attempts(
-    recipients: Sequence[tuple[int, str]],
+    recipients: Sequence[tuple[int, str | None]],
     rule: dict[str, Any],
     campaign_zone: str,
     launched: datetime,
 ) -> dict[int, datetime]:
-    """Each (contact id, country) recipient's first attempt, by contact id, as UTC-aware times."""
+    """Each (contact id, own zone) recipient's first attempt, by contact id, as UTC-aware
+    times; a recipient without a zone of their own (None) gets `campaign_zone`."""
     if rule.get("mode") == WINDOW:
         days = int(rule.get("days", 1))
         times = _spread(launched, launched + timedelta(days=days), len(recipients))
         return {contact_id: at for (contact_id, _), at in zip(recipients, times, strict=True)}
     by_zone: dict[str, list[int]] = defaultdict(list)
-    for contact_id, country in recipients:
-        by_zone[country_zone(country) or campaign_zone].append(contact_id)
+    for contact_id, own_zone in recipients:
+        by_zone[own_zone or campaign_zone].append(contact_id)
     result: dict[int, datetime] = {}
     for zone_name, contact_ids in by_zone.items():
         start, end = office_window(launched, zone_of(zone_name))
@@ -170,15 +196,17 @@ def pace_rows(campaign: Campaign, rows: list[dict[str, Any]], launched: datetime
     if not rule:
         return describe(None)
     queued = [row for row in rows if not row["reason"]]  # suppressed rows are never sent
-    countries: dict[int, str] = {}
+    zones: dict[int, str | None] = {}
     ids = [row["contact_id"] for row in queued]
     for start in range(0, len(ids), 1000):
-        for contact_id, country in db.session.execute(
-            select(Contact.id, Contact.country).where(Contact.id.in_(ids[start : start + 1000]))
+        for contact_id, time_zone, country in db.session.execute(
+            select(Contact.id, Contact.time_zone, Contact.country).where(
+                Contact.id.in_(ids[start : start + 1000])
+            )
         ):
-            countries[contact_id] = country
+            zones[contact_id] = recipient_zone(time_zone, country)
     times = first_attempts(
-        [(contact_id, countries.get(contact_id, "")) for contact_id in ids], rule, zone, launched
+        [(contact_id, zones.get(contact_id)) for contact_id in ids], rule, zone, launched
     )
     for row in queued:
         row["next_attempt_at"] = times[row["contact_id"]]

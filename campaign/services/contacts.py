@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -26,6 +27,7 @@ from campaign.models import (
     RoleType,
     Style,
 )
+from campaign.scheduling.timezones import ScheduleError, zone_of
 from campaign.services.audit import record_event
 
 MAX_TEXT = 500
@@ -197,6 +199,33 @@ def _country(value: str) -> str:
     return code
 
 
+MAX_ZONE = 64  # the column's width; the longest IANA name is about half of it
+
+
+@functools.cache
+def _zone_spellings() -> dict[str, str]:
+    # Lower-cased IANA name -> its canonical spelling, so "asia/tashkent" is stored as
+    # Asia/Tashkent whatever the file system's case rules.
+    return {name.lower(): name for name in zoneinfo.available_timezones()}
+
+
+def zone_names() -> list[str]:
+    """Every IANA zone name, sorted, for the form's suggestions."""
+    return sorted(_zone_spellings().values())
+
+
+def _time_zone(value: str) -> str:
+    """An IANA zone name in its canonical spelling; "" (from the country) when blank."""
+    text = _one_line(value, MAX_ZONE)
+    if not text:
+        return ""
+    try:
+        return zone_of(_zone_spellings().get(text.lower(), text)).key
+    except ScheduleError as error:
+        # zone_of names the field itself ("Time zone: ..."); the form and import add it.
+        raise _Invalid(str(error).removeprefix("Time zone: ")) from None
+
+
 def _date(value: str) -> date | None:
     text = value.strip()
     if not text:
@@ -239,6 +268,7 @@ FIELD_PARSERS: dict[str, Callable[[str], Any]] = {
     "position_title": _one_line,
     "organisation": _one_line,
     "country": _country,
+    "time_zone": _time_zone,
     "languages": _languages,
     "email": lambda v: normalise_email(v)[0],
     "cc_emails": _cc_emails,
@@ -268,6 +298,7 @@ FIELD_LABELS: dict[str, str] = {
     "position_title": "Position title",
     "organisation": "Organisation",
     "country": "Country (two letters, or EU / UN)",
+    "time_zone": "Time zone",
     "languages": "Languages, in order of preference",
     "email": "Email",
     "cc_emails": "Secretariat / copy addresses",

@@ -521,6 +521,8 @@ class _Generator:
                     ]
                 ),
                 country="EU",
+                # EU and UN are no country's clock: their offices give theirs explicitly.
+                time_zone="Europe/Brussels",
                 tags=self._tags("eu"),
             )
         row["languages"] = languages
@@ -552,6 +554,7 @@ class _Generator:
         row.update(
             organisation="OHCHR Special Procedures",
             country="UN",
+            time_zone="Europe/Zurich",  # Geneva, where the special procedures sit
             languages=self.rnd.choice(["en", "en fr", "en fr ru", "fr en"]),
             tags=self._tags("un"),
         )

@@ -118,6 +118,7 @@ _SYNONYMS: dict[str, tuple[str, ...]] = {
         "organisme",
     ),
     "country": ("country", "country code", "pays", "land", "nation"),
+    "time_zone": ("time zone", "timezone", "tz", "iana time zone", "fuseau horaire"),
     "languages": ("languages", "language", "langs", "lang", "preferred languages", "langues"),
     "email": (
         "email",

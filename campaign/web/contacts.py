@@ -33,6 +33,7 @@ from campaign.models import (
     Segment,
     Style,
 )
+from campaign.scheduling.pacing import country_zone
 from campaign.services import contacts as contact_service
 from campaign.services import lists as list_service
 from campaign.services.contact_search import SORTS, ContactFilters, filtered_query, search_page
@@ -56,6 +57,10 @@ HINTS = {
     "languages": "Language tags separated by spaces, e.g. ru fr.",
     "cc_emails": "Separated by spaces.",
     "tags": "Separated by spaces or commas.",
+    "time_zone": (
+        "Only if their clock is not their country's (a mission abroad, a country with "
+        "several zones), e.g. Asia/Almaty. Blank: from the country."
+    ),
 }
 DATE_FIELDS = {"term_ends_on", "last_verified_on"}
 EXPORT_FORMATS = {
@@ -119,6 +124,7 @@ def show(contact_id: int) -> Any:
         letters=correspondence(contact.id),
         fields=CONTACT_FIELDS,
         labels=FIELD_LABELS,
+        zone_from_country=country_zone(contact.country),
         history=history,
         member_of=member_of,
         other_lists=[lst for lst in list_service.all_lists() if lst.id not in member_ids],
@@ -150,6 +156,7 @@ def _render_form(contact: Contact | None, values: dict[str, str], errors: dict[s
             choices=CHOICES,
             hints=HINTS,
             date_fields=DATE_FIELDS,
+            zone_names=contact_service.zone_names(),
         ),
         status,
     )

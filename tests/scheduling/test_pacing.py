@@ -21,7 +21,7 @@ from campaign.scheduling.tick import tick
 from campaign.scheduling.timezones import ScheduleError
 from campaign.services import campaigns, lists, sending, statements
 from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import create_contact, update_contact
 
 BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n"
 CREATED = datetime(2027, 6, 1, 12, tzinfo=UTC)
@@ -200,3 +200,36 @@ def test_schedule_send_takes_pacing_and_refuses_a_window_without_days(app: Flask
     assert result.exit_code == 0, result.output
     assert "letters in each recipient's office hours" in result.output
     assert _send_at_rule(campaign)["pacing"] == {"mode": "office_hours"}
+
+
+def test_a_contacts_explicit_zone_wins_over_their_countrys(app: Flask) -> None:
+    # Both in France; one works at a mission in Almaty and says so on their contact record.
+    campaign = _campaign([("almaty@example.fr", "FR"), ("paris@example.fr", "FR")])
+    mission = db.session.scalar(select(Contact).where(Contact.email == "almaty@example.fr"))
+    assert mission is not None
+    update_contact(mission, {"time_zone": "Asia/Almaty"})
+    create_send_at(
+        campaign,
+        "2027-06-25T16:00",  # Friday: Paris is open another hour, Almaty closed for the week
+        "Europe/Paris",
+        now=CREATED,
+        pacing=pacing.pacing_rule("office_hours"),
+    )
+    db.session.commit()
+    launch = datetime(2027, 6, 25, 14, tzinfo=UTC)
+    tick(launch)
+
+    firsts = _first_attempts(campaign)
+    assert _in_office_hours(firsts["almaty@example.fr"], "Asia/Almaty")
+    assert firsts["almaty@example.fr"].astimezone(ZoneInfo("Asia/Almaty")).date() == date(
+        2027, 6, 28
+    )
+    assert firsts["paris@example.fr"] == launch
+
+
+def test_a_recipients_zone_is_their_own_then_their_countrys() -> None:
+    assert pacing.recipient_zone("Asia/Almaty", "FR") == "Asia/Almaty"
+    assert pacing.recipient_zone("", "US") == "America/New_York"
+    assert pacing.recipient_zone("", "EU") is None
+    # A stored zone a later tz database no longer knows must not stop a launch.
+    assert pacing.recipient_zone("Atlantis/Capital", "FR") == "Europe/Paris"
