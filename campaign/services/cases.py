@@ -1,20 +1,36 @@
 """Cases: the people the organisation defends, their key dates and anniversary reminders.
 
 A high-risk person's real name is for admins only: everyone else, every letter, every
-reminder and every e-mail to staff uses the pseudonym (`letter_name`).
+reminder and every e-mail to staff uses the pseudonym (`letter_name`). Audit events about
+cases hold ids and field names, never names: the audit log is read by admins today but is
+a record that outlives who may read it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, false, func, or_, select
 
 from campaign.extensions import db
-from campaign.models import Case, CaseDate, Role, Schedule, ScheduleKind, User
+from campaign.models import (
+    Campaign,
+    CampaignStatus,
+    Case,
+    CaseDate,
+    Notification,
+    Role,
+    Schedule,
+    ScheduleKind,
+    ScheduleRun,
+    User,
+)
 from campaign.models.calendar import CaseDateKind, CaseStatus, campaign_cases
+from campaign.services.audit import record_event
 from campaign.services.calendar import (
     LEAP_DAY_NOTE,
     CalendarError,
@@ -29,6 +45,9 @@ from campaign.services.calendar import (
 
 # Anniversary reminders, in days before the date, when the caller does not say.
 DEFAULT_ANNIVERSARY_REMINDERS = (7,)
+CASES_PER_PAGE = 50
+# Letters of these campaigns have not gone out yet, so linking a case changes no letter sent.
+LINKABLE_STATUSES = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
 
 
 class CaseError(CalendarError):
@@ -50,15 +69,15 @@ def _country(code: str) -> str:
         raise CaseError(str(error)) from None
 
 
-def create_case(
-    name: str,
-    pseudonym: str = "",
-    is_high_risk: bool = False,
-    country: str = "",
-    status: str = CaseStatus.OTHER.value,
-    *,
-    summary: str = "",
-) -> Case:
+def _reminder_days(days: Iterable[int]) -> list[int]:
+    try:
+        return check_reminder_days(days)
+    except CalendarError as error:
+        raise CaseError(str(error)) from None
+
+
+def _identity(name: str, pseudonym: str, is_high_risk: bool) -> tuple[str, str]:
+    """The cleaned (name, pseudonym), or CaseError naming the field that is wrong."""
     cleaned_name = " ".join(name.split())
     cleaned_pseudonym = " ".join(pseudonym.split())
     if not cleaned_name:
@@ -69,17 +88,141 @@ def create_case(
         )
     if is_high_risk and cleaned_pseudonym.casefold() == cleaned_name.casefold():
         raise CaseError("Pseudonym: it must differ from the real name")
+    return cleaned_name, cleaned_pseudonym
+
+
+def _check_date(on: date) -> None:
+    if on > date.today():
+        raise CaseError(f"Date: {on.isoformat()} is in the future; record dates that happened")
+
+
+def create_case(
+    name: str,
+    pseudonym: str = "",
+    is_high_risk: bool = False,
+    country: str = "",
+    status: str = CaseStatus.OTHER.value,
+    *,
+    summary: str = "",
+    actor: User | None = None,
+) -> Case:
+    cleaned_name, cleaned_pseudonym = _identity(name, pseudonym, is_high_risk)
     case = Case(
         name=cleaned_name,
         pseudonym=cleaned_pseudonym,
         is_high_risk=is_high_risk,
         country=_country(country),
         status=_choice("Status", status, CaseStatus),
-        summary=summary,
+        summary=summary.strip(),
     )
     db.session.add(case)
     db.session.flush()
+    record_event(
+        "case.create",
+        target_type="case",
+        target_id=case.id,
+        actor=actor,
+        detail={"high_risk": case.is_high_risk},
+    )
     return case
+
+
+def may_see_real_name(viewer: User | None) -> bool:
+    """Admins only: the real name of a high-risk person is never shown to anyone else."""
+    return viewer is not None and bool(viewer.role_enum.includes(Role.ADMIN))
+
+
+def update_case(
+    case: Case,
+    *,
+    name: str | None,
+    pseudonym: str,
+    is_high_risk: bool,
+    country: str,
+    status: str,
+    summary: str,
+    actor: User | None,
+) -> list[str]:
+    """Change a case; returns the names of the fields that changed.
+
+    `name=None` keeps the stored name: an editor's form for a high-risk case has no name
+    field. Only an admin may change a high-risk person's name or lift the high risk (which
+    would show the real name to everyone).
+    """
+    admin = may_see_real_name(actor)
+    if case.is_high_risk and not admin:
+        if not is_high_risk:
+            raise CaseError(
+                "High risk: only an administrator can lift it, as it shows the real name"
+            )
+        name = None  # never taken from a non-admin for a high-risk person
+    cleaned_name, cleaned_pseudonym = _identity(
+        case.name if name is None else name, pseudonym, is_high_risk
+    )
+    values = {
+        "name": cleaned_name,
+        "pseudonym": cleaned_pseudonym,
+        "is_high_risk": is_high_risk,
+        "country": _country(country),
+        "status": _choice("Status", status, CaseStatus),
+        "summary": summary.strip(),
+    }
+    old_letter_name = letter_name(case)
+    changed = [field for field, value in values.items() if getattr(case, field) != value]
+    for field in changed:
+        setattr(case, field, values[field])
+    db.session.flush()
+    if letter_name(case) != old_letter_name:
+        _rename_reminders(case, old_letter_name)
+    if changed:
+        record_event(
+            "case.update",
+            target_type="case",
+            target_id=case.id,
+            actor=actor,
+            detail={"fields": changed},
+        )
+    return changed
+
+
+def _reminders_of(case_dates: Iterable[CaseDate]) -> list[Schedule]:
+    ids = [item.id for item in case_dates]
+    if not ids:
+        return []
+    query = select(Schedule).where(Schedule.case_date_id.in_(ids)).order_by(Schedule.id)
+    return list(db.session.scalars(query))
+
+
+def _rename_reminders(case: Case, old_letter_name: str) -> None:
+    """The letter-safe name changed: reminder names and past reminder texts follow.
+
+    A case just marked high-risk must not keep its real name in the schedule list, the
+    calendar, the in-app reminders or the scheduler record (each run's detail repeats the
+    reminder's text), which every viewer reads. E-mails already sent stay sent.
+    """
+    reminders = _reminders_of(case.dates)
+    for schedule in reminders:
+        case_date = db.session.get(CaseDate, schedule.case_date_id)
+        if case_date is not None:
+            days_before = int((schedule.rule or {}).get("days_before", 0))
+            schedule.name = _reminder_name(case_date, days_before)
+    if not reminders or not old_letter_name:
+        return
+    runs = list(
+        db.session.scalars(
+            select(ScheduleRun).where(
+                ScheduleRun.schedule_id.in_([schedule.id for schedule in reminders])
+            )
+        )
+    )
+    notes = select(Notification).where(Notification.schedule_run_id.in_([run.id for run in runs]))
+    # Only where the text names the person ("… arrest of Prisoner A (14 March 2019, …"), so a
+    # short pseudonym does not rewrite other words.
+    old, new = f" of {old_letter_name} (", f" of {letter_name(case)} ("
+    for note in db.session.scalars(notes):
+        note.text = note.text.replace(old, new)
+    for run in runs:
+        run.detail = (run.detail or "").replace(old, new)
 
 
 def anniversary_note(on: date) -> str:
@@ -99,11 +242,13 @@ def add_case_date(
     created_by: User | None = None,
 ) -> CaseDate:
     """A key date (arrest, sentence …); marked as an anniversary, it reminds staff yearly."""
-    if on > date.today():
-        raise CaseError(f"Date: {on.isoformat()} is in the future; record dates that happened")
+    # Everything is checked before the first write: nothing half-saved on a bad input.
+    _check_date(on)
+    checked_kind = _choice("Kind", kind, CaseDateKind)
+    days = _reminder_days(reminder_days) if mark_anniversary else []
     case_date = CaseDate(
         case_id=case.id,
-        kind=_choice("Kind", kind, CaseDateKind),
+        kind=checked_kind,
         on=on,
         legal_reference=legal_reference.strip(),
         source=source.strip(),
@@ -111,16 +256,19 @@ def add_case_date(
     )
     db.session.add(case_date)
     db.session.flush()
-    if mark_anniversary:
-        for days_before in sorted(set(reminder_days)):
-            add_anniversary_reminder(case_date, days_before, created_by=created_by)
+    for days_before in days:
+        add_anniversary_reminder(case_date, days_before, created_by=created_by)
+    record_event(
+        "case.date_add",
+        target_type="case",
+        target_id=case.id,
+        actor=created_by,
+        detail={"case_date_id": case_date.id, "kind": checked_kind, "marked": mark_anniversary},
+    )
     return case_date
 
 
-def add_anniversary_reminder(
-    case_date: CaseDate, days_before: int, *, created_by: User | None = None
-) -> Schedule:
-    [days_before] = check_reminder_days([days_before])
+def _reminder_name(case_date: CaseDate, days_before: int) -> str:
     case = db.session.get(Case, case_date.case_id)
     who = letter_name(case) if case is not None else "a case"
     note = anniversary_note(case_date.on)
@@ -129,10 +277,17 @@ def add_anniversary_reminder(
         f"Anniversary of the {case_date.kind} of {who} ({when}), "
         f"{days_phrase(days_before, before=True)}"
     )
+    # The note is in the name so that every list of schedules (CLI, pages) says it.
+    return f"{name} — {note}" if note else name
+
+
+def add_anniversary_reminder(
+    case_date: CaseDate, days_before: int, *, created_by: User | None = None
+) -> Schedule:
+    [days_before] = check_reminder_days([days_before])
     schedule = Schedule(
         kind=ScheduleKind.REMINDER.value,
-        # The note is in the name so that every list of schedules (CLI, pages) says it.
-        name=f"{name} — {note}" if note else name,
+        name=_reminder_name(case_date, days_before),
         case_date_id=case_date.id,
         timezone=organisation_zone().key,
         rule={"days_before": days_before},
@@ -144,6 +299,97 @@ def add_anniversary_reminder(
     return schedule
 
 
+def reminder_days_of(case_date: CaseDate) -> list[int]:
+    """The days before the anniversary on which staff are reminded, smallest first."""
+    return sorted(
+        int((schedule.rule or {}).get("days_before", 0)) for schedule in _reminders_of([case_date])
+    )
+
+
+def _remove_reminders(case_date: CaseDate, keep: Iterable[int] = ()) -> int:
+    """Delete the date's reminder schedules except those `keep` days before; returns how many.
+
+    Deleted explicitly rather than left to the foreign key's ON DELETE CASCADE: the session
+    would otherwise hold stale Schedule rows, and SQLite enforces the cascade only with its
+    foreign_keys pragma on. Their runs go with them (schedule_runs cascade); notifications
+    already shown stay, unlinked from the run (SET NULL).
+    """
+    kept = set(keep)
+    doomed = [
+        schedule.id
+        for schedule in _reminders_of([case_date])
+        if int((schedule.rule or {}).get("days_before", 0)) not in kept
+    ]
+    if doomed:
+        db.session.execute(
+            delete(Schedule)
+            .where(Schedule.id.in_(doomed))
+            .execution_options(synchronize_session="fetch")
+        )
+    return len(doomed)
+
+
+def update_case_date(
+    case_date: CaseDate,
+    *,
+    kind: str,
+    on: date,
+    legal_reference: str,
+    source: str,
+    mark_anniversary: bool,
+    reminder_days: Sequence[int],
+    actor: User | None,
+) -> None:
+    """Change a key date; its reminders follow the marking, the reminder days and the date."""
+    _check_date(on)
+    checked_kind = _choice("Kind", kind, CaseDateKind)
+    days = _reminder_days(reminder_days) if mark_anniversary else []
+    moved = (case_date.on, case_date.kind) != (on, checked_kind)
+    case_date.kind = checked_kind
+    case_date.on = on
+    case_date.legal_reference = legal_reference.strip()
+    case_date.source = source.strip()
+    case_date.is_anniversary_marked = mark_anniversary
+    db.session.flush()
+    _remove_reminders(case_date, keep=days)
+    existing = set(reminder_days_of(case_date))
+    if moved:
+        now = datetime.now(UTC)
+        for schedule in _reminders_of([case_date]):
+            schedule.name = _reminder_name(case_date, int(schedule.rule.get("days_before", 0)))
+            schedule.next_run_at = next_reminder_run(schedule, now)
+    for days_before in days:
+        if days_before not in existing:
+            add_anniversary_reminder(case_date, days_before, created_by=actor)
+    record_event(
+        "case.date_update",
+        target_type="case",
+        target_id=case_date.case_id,
+        actor=actor,
+        detail={"case_date_id": case_date.id, "marked": mark_anniversary, "reminder_days": days},
+    )
+
+
+def remove_case_date(case_date: CaseDate, *, actor: User | None) -> int:
+    """Delete a key date and its anniversary reminders; returns how many reminders went."""
+    removed = _remove_reminders(case_date)
+    case_id, case_date_id = case_date.case_id, case_date.id
+    case = db.session.get(Case, case_id)
+    if case is not None and case_date in case.dates:
+        case.dates.remove(case_date)  # delete-orphan: the row goes at the flush
+    else:
+        db.session.delete(case_date)
+    db.session.flush()
+    record_event(
+        "case.date_remove",
+        target_type="case",
+        target_id=case_id,
+        actor=actor,
+        detail={"case_date_id": case_date_id, "reminders_removed": removed},
+    )
+    return removed
+
+
 def letter_name(case: Case) -> str:
     """The name safe anywhere staff or letters see it: the pseudonym for people at high risk."""
     return case.pseudonym if case.is_high_risk else case.name
@@ -151,9 +397,61 @@ def letter_name(case: Case) -> str:
 
 def display_name(case: Case, viewer: User | None) -> str:
     """The real name of a high-risk person for admins only; the pseudonym for everyone else."""
-    if case.is_high_risk and viewer is not None and viewer.role_enum.includes(Role.ADMIN):
+    if case.is_high_risk and may_see_real_name(viewer):
         return case.name
     return letter_name(case)
+
+
+@dataclass(frozen=True)
+class CasePage:
+    cases: list[Case]
+    total: int
+    page: int
+    pages: int
+
+
+def list_cases(
+    viewer: User | None,
+    *,
+    country: str = "",
+    status: str = "",
+    q: str = "",
+    page: int = 1,
+    per_page: int = CASES_PER_PAGE,
+) -> CasePage:
+    """Cases by name, filtered; the words in `q` never match a real name the viewer may not see.
+
+    Searching a high-risk person's real name would otherwise tell a non-admin which
+    pseudonym hides them.
+    """
+    query = select(Case)
+    if country.strip():
+        query = query.where(Case.country == country.strip().upper())
+    if status.strip():
+        query = query.where(Case.status == status.strip().lower())
+    words = q.strip().lower()
+    if words:
+        escaped = words.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        name_hit = func.lower(Case.name).like(pattern, escape="\\")
+        visible_name = (
+            name_hit if may_see_real_name(viewer) else (name_hit & Case.is_high_risk.is_(false()))
+        )
+        query = query.where(
+            or_(
+                visible_name,
+                func.lower(Case.pseudonym).like(pattern, escape="\\"),
+            )
+        )
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    pages = max(1, math.ceil(total / per_page))
+    page = min(max(1, page), pages)
+    ordered = query.order_by(
+        func.lower(func.coalesce(func.nullif(Case.pseudonym, ""), Case.name)), Case.id
+    )
+    # Ordered by the pseudonym where there is one, so the order reveals nothing either.
+    found = db.session.scalars(ordered.offset((page - 1) * per_page).limit(per_page))
+    return CasePage(list(found), total, page, pages)
 
 
 def linked_cases(campaign: Any) -> list[Case]:
@@ -166,15 +464,70 @@ def linked_cases(campaign: Any) -> list[Case]:
     return list(db.session.scalars(query))
 
 
-def link_case(campaign: Any, case: Case) -> None:
+def linked_campaigns(case: Case) -> list[Campaign]:
+    query = (
+        select(Campaign)
+        .join(campaign_cases, campaign_cases.c.campaign_id == Campaign.id)
+        .where(campaign_cases.c.case_id == case.id)
+        .order_by(Campaign.id.desc())
+    )
+    return list(db.session.scalars(query))
+
+
+def linkable_campaigns(case: Case) -> list[Campaign]:
+    """Campaigns whose letters have not gone out yet and that do not merge this case already."""
+    linked = select(campaign_cases.c.campaign_id).where(campaign_cases.c.case_id == case.id)
+    query = (
+        select(Campaign)
+        .where(Campaign.status.in_(LINKABLE_STATUSES), Campaign.id.not_in(linked))
+        .order_by(Campaign.id.desc())
+    )
+    return list(db.session.scalars(query))
+
+
+def _check_linkable(campaign: Campaign) -> None:
+    if campaign.status not in LINKABLE_STATUSES:
+        raise CaseError(
+            f"Campaign: {campaign.name} is {campaign.status}; only a draft or scheduled "
+            "campaign's cases can change (its letters would no longer match those sent)"
+        )
+
+
+def link_case(campaign: Any, case: Case, *, actor: User | None = None) -> None:
     """Link `case` to `campaign` (its letters can then merge it); linking twice is harmless."""
     already = db.session.execute(
         select(campaign_cases).where(
             campaign_cases.c.campaign_id == campaign.id, campaign_cases.c.case_id == case.id
         )
     ).first()
-    if already is None:
-        db.session.execute(campaign_cases.insert().values(campaign_id=campaign.id, case_id=case.id))
+    if already is not None:
+        return
+    _check_linkable(campaign)
+    db.session.execute(campaign_cases.insert().values(campaign_id=campaign.id, case_id=case.id))
+    record_event(
+        "case.link",
+        target_type="case",
+        target_id=case.id,
+        actor=actor,
+        detail={"campaign_id": campaign.id},
+    )
+
+
+def unlink_case(campaign: Campaign, case: Case, *, actor: User | None) -> bool:
+    """Stop merging `case` into `campaign`'s letters; False when it was not linked."""
+    link = (campaign_cases.c.campaign_id == campaign.id) & (campaign_cases.c.case_id == case.id)
+    if db.session.execute(select(campaign_cases).where(link)).first() is None:
+        return False
+    _check_linkable(campaign)
+    db.session.execute(campaign_cases.delete().where(link))
+    record_event(
+        "case.unlink",
+        target_type="case",
+        target_id=case.id,
+        actor=actor,
+        detail={"campaign_id": campaign.id},
+    )
+    return True
 
 
 def cases_context(campaign: Any) -> list[dict[str, Any]]:

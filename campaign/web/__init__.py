@@ -16,6 +16,7 @@ def register_blueprints(app: Flask) -> None:
         auth,
         calendar,
         campaigns,
+        cases,
         contacts,
         dashboard,
         devmail,
@@ -58,6 +59,7 @@ def register_blueprints(app: Flask) -> None:
         schedules,
         schedule_runs,
         calendar,
+        cases,
     ):
         app.register_blueprint(module.bp)
     enforce_access_policies(app)
@@ -135,6 +137,7 @@ def _register_template_helpers(app: Flask) -> None:
         ("statements.index", "Statements", Role.VIEWER),
         ("campaigns.index", "Campaigns", Role.VIEWER),
         ("calendar.index", "Calendar", Role.VIEWER),
+        ("cases.index", "Cases", Role.VIEWER),
         ("replies.index", "Replies", Role.EDITOR),
         ("suppressions.index", "Suppressions", Role.SENDER),
         ("smtp_accounts.index", "SMTP accounts", Role.ADMIN),

@@ -1,4 +1,9 @@
-"""Letter preview: any recipient of an audience, every part side by side, a test to oneself."""
+"""Letter preview: any recipient of an audience, every part side by side, a test to oneself.
+
+A statement that loops `{% for case in cases %}` merges the cases linked to a campaign; the
+preview takes them from a campaign that uses the statement (by default the most recent
+one with linked cases), so the letter shows as that campaign would send it.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +21,13 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
+from sqlalchemy import exists, or_, select
 
 from campaign.extensions import db
 from campaign.letters.letter import LanguageUnavailable
-from campaign.models import Contact, Role, Statement
+from campaign.models import Campaign, CampaignStep, Contact, Role, Statement, campaign_cases
 from campaign.services.audiences import audience_choices, find_audience
+from campaign.services.cases import cases_context
 from campaign.services.letters import (
     ComposedLetter,
     LetterNotSent,
@@ -58,12 +65,56 @@ def _contact() -> Contact:
     return contact
 
 
-def _compose(statement: Statement, contact: Contact, *, with_pdf: bool = False) -> ComposedLetter:
+# The "Cases from campaign" chooser's value for "no campaign: merge no cases".
+NO_CASES = "none"
+
+
+def _campaigns_using(statement: Statement) -> list[tuple[Campaign, bool]]:
+    """Campaigns whose first letter or a follow-up is this statement, newest first, each
+    with whether it has linked cases."""
+    has_cases = exists().where(campaign_cases.c.campaign_id == Campaign.id)
+    in_step = exists().where(
+        CampaignStep.campaign_id == Campaign.id, CampaignStep.statement_id == statement.id
+    )
+    query = (
+        select(Campaign, has_cases)
+        .where(or_(Campaign.statement_id == statement.id, in_step))
+        .order_by(Campaign.created_at.desc(), Campaign.id.desc())
+    )
+    return [(campaign, bool(linked)) for campaign, linked in db.session.execute(query)]
+
+
+def _cases_campaign(
+    statement: Statement, raw: str | None, using: list[tuple[Campaign, bool]] | None = None
+) -> Campaign | None:
+    """The campaign whose cases the preview merges: the chosen one (if it uses the statement),
+    none when "none" is chosen, else the most recent one with linked cases."""
+    using = _campaigns_using(statement) if using is None else using
+    if raw == NO_CASES:
+        return None
+    chosen = row_id(raw)
+    if chosen is not None:
+        return next((campaign for campaign, _ in using if campaign.id == chosen), None)
+    return next((campaign for campaign, linked in using if linked), None)
+
+
+def _compose(
+    statement: Statement,
+    contact: Contact,
+    *,
+    with_pdf: bool = False,
+    cases_from: Campaign | None = None,
+) -> ComposedLetter:
     language = request.args.get("lang") or None
+    cases = cases_context(cases_from) if cases_from is not None else []
     try:
-        return compose_letter(statement, contact, language=language, with_pdf=with_pdf)
+        return compose_letter(statement, contact, language=language, with_pdf=with_pdf, cases=cases)
     except LanguageUnavailable:
         abort(404)
+
+
+def _args_campaign(statement: Statement) -> Campaign | None:
+    return _cases_campaign(statement, request.args.get("cases_from"))
 
 
 @bp.route("/")
@@ -80,7 +131,9 @@ def show(statement_id: int) -> Any:
     contact = db.session.get(Contact, contact_id) if (contact_id := row_id(raw_contact)) else None
     if contact is None and recipients:
         contact = recipients[0]
-    composed = _compose(statement, contact) if contact is not None else None
+    using = _campaigns_using(statement)
+    cases_from = _cases_campaign(statement, request.args.get("cases_from"), using)
+    composed = _compose(statement, contact, cases_from=cases_from) if contact is not None else None
     headers: list[tuple[str, str]] = []
     if composed is not None and composed.message is not None:
         parsed = message_from_bytes(composed.message, policy=policy.default)
@@ -96,17 +149,26 @@ def show(statement_id: int) -> Any:
         headers=headers,
         language=request.args.get("lang", ""),
         max_choices=MAX_CHOICES,
+        campaigns_using=using,
+        cases_from=cases_from,
+        # Passed on to the parts and the test letter, so they merge the same cases.
+        cases_arg=str(cases_from.id) if cases_from is not None else NO_CASES,
     )
 
 
 def _part_args(contact: Contact) -> dict[str, Any]:
-    return {"contact": contact.id, "lang": request.args.get("lang") or None}
+    return {
+        "contact": contact.id,
+        "lang": request.args.get("lang") or None,
+        "cases_from": request.args.get("cases_from") or None,
+    }
 
 
 @bp.route("/html")
 @allow(Role.EDITOR)
 def html_part(statement_id: int) -> Any:
-    composed = _compose(db.get_or_404(Statement, statement_id), _contact())
+    statement = db.get_or_404(Statement, statement_id)
+    composed = _compose(statement, _contact(), cases_from=_args_campaign(statement))
     response = Response(composed.parts.html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = _FRAME_POLICY
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
@@ -116,7 +178,8 @@ def html_part(statement_id: int) -> Any:
 @bp.route("/letter.pdf")
 @allow(Role.EDITOR)
 def pdf(statement_id: int) -> Any:
-    composed = _compose(db.get_or_404(Statement, statement_id), _contact(), with_pdf=True)
+    statement = db.get_or_404(Statement, statement_id)
+    composed = _compose(statement, _contact(), with_pdf=True, cases_from=_args_campaign(statement))
     if composed.pdf is None:
         flash(composed.error or "The letter has errors, so there is no PDF.", "error")
         return redirect(
@@ -131,7 +194,8 @@ def pdf(statement_id: int) -> Any:
 @bp.route("/message.eml")
 @allow(Role.EDITOR)
 def message(statement_id: int) -> Any:
-    composed = _compose(db.get_or_404(Statement, statement_id), _contact())
+    statement = db.get_or_404(Statement, statement_id)
+    composed = _compose(statement, _contact(), cases_from=_args_campaign(statement))
     if composed.message is None:
         abort(404)
     response = Response(composed.message, mimetype="message/rfc822")

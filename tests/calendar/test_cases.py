@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from flask import Flask
 from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import Campaign, Notification, Role, Schedule
+from campaign.models import Campaign, Notification, Role, Schedule, ScheduleRun
+from campaign.scheduling.tick import tick
 from campaign.services import calendar, cases, statements
 from campaign.services.cases import CaseError
 from tests.conftest import make_user
@@ -110,3 +111,65 @@ def test_letters_get_the_linked_cases_with_letter_safe_names(app: Flask) -> None
             "source": "RFE/RL",
         }
     ]
+
+
+def test_a_case_marked_high_risk_later_loses_its_real_name_from_reminders(app: Flask) -> None:
+    editor = make_user(Role.EDITOR)
+    case = cases.create_case("Open Name", country="UZ")
+    arrest = cases.add_case_date(
+        case, "arrest", date(2019, 3, 14), mark_anniversary=True, reminder_days=[0]
+    )
+    db.session.commit()
+    [schedule] = db.session.scalars(select(Schedule).where(Schedule.case_date_id == arrest.id))
+    due = datetime(2027, 3, 14, 8, 0, tzinfo=UTC)
+    schedule.next_run_at = due
+    db.session.commit()
+    tick(due + timedelta(minutes=1))  # as the scheduler fires it: a run, then the reminder
+    db.session.commit()
+    assert "arrest of Open Name (" in db.session.scalars(select(Notification)).one().text
+    assert "arrest of Open Name (" in db.session.scalars(select(ScheduleRun.detail)).one()
+    with pytest.raises(CaseError, match=r"^Pseudonym: a person at high risk needs one"):
+        cases.update_case(
+            case,
+            name="Open Name",
+            pseudonym="",
+            is_high_risk=True,
+            country="UZ",
+            status="detained",
+            summary="",
+            actor=editor,
+        )
+    changed = cases.update_case(
+        case,
+        name=None,
+        pseudonym="Prisoner M.",
+        is_high_risk=True,
+        country="UZ",
+        status="detained",
+        summary="",
+        actor=editor,
+    )
+    db.session.commit()
+    assert changed == ["pseudonym", "is_high_risk", "status"]
+    assert "Open Name" not in schedule.name and "Prisoner M." in schedule.name
+    text = db.session.scalars(select(Notification)).one().text
+    assert "Open Name" not in text and "arrest of Prisoner M. (" in text
+    detail = db.session.scalars(select(ScheduleRun.detail)).one()
+    assert "Open Name" not in detail and "arrest of Prisoner M. (" in detail
+
+
+def test_cases_are_listed_in_pages_by_the_name_the_viewer_may_see(app: Flask) -> None:
+    viewer, admin = make_user(Role.VIEWER), make_user(Role.ADMIN)
+    for number in range(5):
+        cases.create_case(f"Person {number}", country="KZ", status="detained")
+    cases.create_case("Hidden Person", "Zed", is_high_risk=True, country="KZ")
+    db.session.commit()
+    first = cases.list_cases(viewer, country="kz", per_page=4)
+    assert (first.total, first.pages, len(first.cases)) == (6, 2, 4)
+    second = cases.list_cases(viewer, country="KZ", page=2, per_page=4)
+    # Ordered by the name shown: "Zed" sorts last, not as "Hidden Person" would.
+    assert [cases.letter_name(case) for case in second.cases] == ["Person 4", "Zed"]
+    assert cases.list_cases(viewer, q="hidden").total == 0
+    assert cases.list_cases(admin, q="hidden").total == 1
+    assert cases.list_cases(viewer, status="detained").total == 5
+    assert cases.list_cases(viewer, q="50%").total == 0  # a wildcard is a character
