@@ -295,6 +295,36 @@ def _suppressed_keys(rows: Sequence[_Row]) -> set[str]:
     )
 
 
+def _answered_contacts(campaign_id: int, rows: Sequence[_Row]) -> set[int]:
+    """Contacts among these follow-up rows who have answered a letter of this campaign.
+
+    A follow-up row is written when its step fires; a human reply that arrives while the row
+    waits (a daily limit, a pause, retries) must still stop it.
+    """
+    contact_ids = {row.contact_id for row in rows if row.step > 0 and row.contact_id}
+    if not contact_ids:
+        return set()
+    return set(
+        db.session.scalars(
+            select(Delivery.contact_id)
+            .where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.contact_id.in_(contact_ids),
+                Delivery.replied_at.is_not(None),
+            )
+            .distinct()
+        )
+    )
+
+
+@dataclass(frozen=True)
+class _StopList:
+    """Who must not get their letter after all, as last read (addresses, contact ids)."""
+
+    suppressed: set[str]
+    answered: set[int]
+
+
 def _campaign_status(campaign_id: int) -> str | None:
     return db.session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
 
@@ -456,6 +486,7 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
         return
     helo = message_id_domain(batch.sender)
     suppressed = _suppressed_keys(rows)
+    answered = _answered_contacts(batch.campaign_id, rows)
     since_check = 0
     try:
         with SmtpConnection(batch.settings, helo_name=helo) as connection:
@@ -467,6 +498,7 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
                         _stop_for_status(batch, status)
                         return
                     suppressed = _suppressed_keys(rows[index:])
+                    answered = _answered_contacts(batch.campaign_id, rows[index:])
                     semaphore.renew()
                     last_check, since_check = clock, 0
                 if clock - last_renew >= lease / 3:
@@ -484,7 +516,8 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
                     batch.commit()
                     return
                 since_check += 1
-                if not _send_row(batch, row, contacts, suppressed, limiter, connection):
+                stop_list = _StopList(suppressed, answered)
+                if not _send_row(batch, row, contacts, stop_list, limiter, connection):
                     return
     finally:
         semaphore.release()
@@ -511,13 +544,23 @@ def _send_row(
     batch: _Batch,
     row: _Row,
     contacts: dict[int, dict[str, Any]],
-    suppressed: set[str],
+    stop_list: _StopList,
     limiter: RateLimiter,
     connection: SmtpConnection,
 ) -> bool:
     """Send one row and commit its outcome; False when the batch must stop."""
     result = batch.result
-    if row.email.strip().lower() in suppressed:
+    if row.step > 0 and row.contact_id in stop_list.answered:
+        _record(
+            row,
+            batch.claim_id,
+            status=DeliveryStatus.CANCELLED.value,
+            reason="replied",
+            last_reply="not sent: they replied in person before this follow-up went out",
+        )
+        batch.commit()
+        return True
+    if row.email.strip().lower() in stop_list.suppressed:
         _record(
             row,
             batch.claim_id,

@@ -268,3 +268,24 @@ def test_the_tick_fires_a_step_when_it_is_due_and_records_a_deleted_statement_as
     assert failed.outcome == RunOutcome.FAILED.value
     assert "its statement was deleted" in failed.detail
     assert tick(due + timedelta(minutes=2)).lines == []  # nothing fires twice
+
+
+def test_a_reply_that_arrives_while_the_follow_up_waits_stops_it(
+    app: Flask, fault_smtp: FaultSmtpServer
+) -> None:
+    campaign = _sent_campaign()
+    step = followups.add_step(campaign, _statement("Reminder"), 7, FollowUpCondition.NO_REPLY)
+    db.session.commit()
+    _fire(step)  # four follow-ups written to the ledger; a daily limit could hold them a day
+    first = _letters(campaign.id, 0)
+    _answer(first["replier"])  # the answer comes in before the worker reaches the follow-up
+    _answer(first["holiday"], auto=True)  # an out-of-office does not count as an answer
+
+    _send_all(campaign.id)
+    follow_ups = _letters(campaign.id, 1)
+    assert follow_ups["replier"].status == DeliveryStatus.CANCELLED
+    assert follow_ups["replier"].reason == "replied"
+    assert follow_ups["holiday"].status == DeliveryStatus.SENT
+    received = fault_smtp.by_message_id()
+    assert follow_ups["replier"].message_id not in received
+    assert follow_ups["holiday"].message_id in received
