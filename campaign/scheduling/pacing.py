@@ -99,8 +99,7 @@ def _zone_tab() -> str:
 
 @functools.cache
 def _country_zones() -> dict[str, list[str]]:
-    # The IANA tz database's own country table (what pytz.country_timezones reads), in its
-    # order: a country's first zone is its main one (America/New_York for US).
+    # The IANA tz database's own country table (what pytz.country_timezones reads).
     zones: dict[str, list[str]] = defaultdict(list)
     for line in _zone_tab().splitlines():
         if line.startswith("#") or not line.strip():
@@ -111,11 +110,27 @@ def _country_zones() -> dict[str, list[str]]:
     return dict(zones)
 
 
+# zone.tab orders a country's zones geographically (east to west, say), not by where its
+# government and most offices are: its first entry for Canada is St John's, for Russia
+# Kaliningrad, for Ukraine Simferopol. For the countries whose zones keep different clocks
+# and whose first entry is not the capital's, the capital's (or most populous) zone wins.
+_MAIN_ZONE = {
+    "AU": "Australia/Sydney",
+    "BR": "America/Sao_Paulo",
+    "CA": "America/Toronto",
+    "RU": "Europe/Moscow",
+    "UA": "Europe/Kyiv",
+}
+
+
 def country_zone(country: str) -> str | None:
-    """The first zone of an ISO 3166 country ("UZ" → Asia/Samarkand, same clock as Tashkent);
-    None for EU, UN, blank or unknown codes."""
-    found = _country_zones().get((country or "").strip().upper())
-    return found[0] if found else None
+    """The main zone of an ISO 3166 country ("UZ" → Asia/Samarkand, same clock as Tashkent;
+    "RU" → Europe/Moscow); None for EU, UN, blank or unknown codes."""
+    code = (country or "").strip().upper()
+    found = _country_zones().get(code)
+    if not found:
+        return None
+    return _MAIN_ZONE.get(code, found[0])
 
 
 @functools.cache

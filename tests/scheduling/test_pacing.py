@@ -156,6 +156,16 @@ def test_country_zones_come_from_the_tz_database() -> None:
     assert pacing.country_zone("UN") is None
 
 
+def test_a_country_with_several_clocks_is_read_in_its_capitals_zone() -> None:
+    # zone.tab lists St John's first for Canada and Kaliningrad first for Russia: 09:00
+    # there is 07:30 in Ottawa and 08:00 in Moscow, before any office opens.
+    assert pacing.country_zone("CA") == "America/Toronto"
+    assert pacing.country_zone("RU") == "Europe/Moscow"
+    assert pacing.country_zone("ua") == "Europe/Kyiv"
+    assert pacing.country_zone("AU") == "Australia/Sydney"
+    assert pacing.country_zone("BR") == "America/Sao_Paulo"
+
+
 @pytest.mark.parametrize(("mode", "days"), [("window", 0), ("window", None), ("weekly", None)])
 def test_a_bad_pacing_is_refused_in_words(mode: str, days: int | None) -> None:
     with pytest.raises(ScheduleError):
