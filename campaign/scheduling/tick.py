@@ -31,7 +31,8 @@ Action = Callable[[Schedule, datetime, datetime], tuple[str, int | None]]
 ACTIONS: dict[str, Action] = {}
 # When a kind fires next after `due_at`; kinds not listed fire once.
 NEXT_RUN: dict[str, Callable[[Schedule, datetime], datetime | None]] = {}
-# Called when a fire is skipped as too late (undo a "scheduled" status, say why).
+# Called when a fire did not happen: skipped as too late, or broken by an unexpected error
+# (undo a "scheduled" status, say why), so nothing is left promising a send that won't come.
 ON_MISSED: dict[str, Callable[[Schedule, datetime, str], None]] = {}
 # Modules that fill the registries above when imported (one per kind's owner).
 ACTION_MODULES = (
@@ -122,9 +123,7 @@ def _claim(schedule_id: int, due_at: datetime) -> int | None:
 def _run(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, str, int | None]:
     if due_at < now - grace():
         detail = f"due {local_label(due_at, schedule.timezone)}, {lateness(due_at, now)}: not sent"
-        missed = ON_MISSED.get(schedule.kind)
-        if missed is not None:
-            missed(schedule, due_at, detail)
+        _not_fired(schedule, due_at, detail)
         return RunOutcome.SKIPPED.value, detail, None
     try:
         with db.session.begin_nested():
@@ -134,8 +133,21 @@ def _run(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, str,
                 return RunOutcome.FAILED.value, failure.detail, failure.campaign_id
     except Exception as error:  # one broken schedule must not stop the others
         log.exception("schedule %s failed at %s", schedule.id, due_at)
+        # The action's writes were rolled back with its savepoint; what it promised was not.
+        _not_fired(schedule, due_at, f"an unexpected error stopped it ({error})")
         return RunOutcome.FAILED.value, f"error: {error}", None
     return RunOutcome.FIRED.value, detail, campaign_id
+
+
+def _not_fired(schedule: Schedule, due_at: datetime, detail: str) -> None:
+    missed = ON_MISSED.get(schedule.kind)
+    if missed is None:
+        return
+    try:
+        with db.session.begin_nested():
+            missed(schedule, due_at, detail)
+    except Exception:  # the run row still records the failure
+        log.exception("schedule %s: undoing the missed fire at %s failed", schedule.id, due_at)
 
 
 def _fire_one(schedule: Schedule, now: datetime) -> TickLine | None:
