@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import io
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -40,6 +41,7 @@ from campaign.models import (
 )
 from campaign.models.calendar import EventKind
 from campaign.scheduling.tick import ACTIONS, NEXT_RUN
+from campaign.services.audit import record_event
 
 # Reminders reach staff at the start of their working day, in the organisation's zone.
 REMINDER_TIME = time(9, 0)
@@ -52,6 +54,10 @@ LEAP_DAY_NOTE = "fires on 28 February in years without 29 February"
 
 class CalendarError(ValueError):
     """An event or reminder cannot be made as asked; the message says why."""
+
+
+class BuiltinDayError(CalendarError):
+    """Built-in days come with the app (demo_data/calendar.csv): nobody edits or deletes them."""
 
 
 # --- dates and zones ---------------------------------------------------------------------
@@ -169,7 +175,21 @@ def check_reminder_days(reminder_days: Iterable[int]) -> list[int]:
     return days
 
 
-def add_event(
+@dataclass(frozen=True)
+class EventFields:
+    """An event's fields once checked: what add_event and update_event write."""
+
+    name: str
+    kind: str
+    starts_on: date
+    ends_on: date | None
+    place: str
+    countries: list[str]
+    notes: str
+    reminder_days: list[int]
+
+
+def check_event_fields(
     name: str,
     starts_on: date,
     ends_on: date | None = None,
@@ -177,11 +197,9 @@ def add_event(
     countries: Sequence[str] = (),
     kind: str = EventKind.SUMMIT.value,
     reminder_days: Sequence[int] = (),
-    *,
     notes: str = "",
-    created_by: User | None = None,
-) -> CalendarEvent:
-    """An event of the organisation (a summit, a dialogue …) with reminders N days before."""
+) -> EventFields:
+    """Check everything before anything is written; the message opens with the field's name."""
     cleaned_name = " ".join(name.split())
     if not cleaned_name:
         raise CalendarError("Name: give the event a name")
@@ -201,21 +219,209 @@ def add_event(
         if checked not in codes:
             codes.append(checked)
     days = check_reminder_days(reminder_days)
+    return EventFields(cleaned_name, kind, starts_on, ends_on, place.strip(), codes, notes, days)
+
+
+def add_event(
+    name: str,
+    starts_on: date,
+    ends_on: date | None = None,
+    place: str = "",
+    countries: Sequence[str] = (),
+    kind: str = EventKind.SUMMIT.value,
+    reminder_days: Sequence[int] = (),
+    *,
+    notes: str = "",
+    created_by: User | None = None,
+) -> CalendarEvent:
+    """An event of the organisation (a summit, a dialogue …) with reminders N days before."""
+    fields = check_event_fields(
+        name, starts_on, ends_on, place, countries, kind, reminder_days, notes
+    )
     event = CalendarEvent(
-        name=cleaned_name,
-        kind=kind,
+        name=fields.name,
+        kind=fields.kind,
         is_builtin=False,
-        starts_on=starts_on,
-        ends_on=ends_on,
-        place=place.strip(),
-        countries=codes,
-        notes=notes,
+        starts_on=fields.starts_on,
+        ends_on=fields.ends_on,
+        place=fields.place,
+        countries=fields.countries,
+        notes=fields.notes,
     )
     db.session.add(event)
     db.session.flush()
-    for days_before in days:
+    for days_before in fields.reminder_days:
         add_reminder(event, days_before, created_by=created_by)
+    record_event(
+        "calendar.event.create",
+        target_type="calendar_event",
+        target_id=event.id,
+        actor=created_by,
+        detail={
+            "starts_on": event.starts_on.isoformat() if event.starts_on else None,
+            "reminder_days": fields.reminder_days,
+        },
+    )
     return event
+
+
+def _refuse_builtin(event: CalendarEvent, doing: str) -> None:
+    if event.is_builtin:
+        raise BuiltinDayError(
+            f"{event.name} is a built-in day of the calendar: it cannot be {doing}. "
+            "Add your own event for that day instead."
+        )
+
+
+def reminders_of(event: CalendarEvent) -> list[Schedule]:
+    """The event's reminder schedules (one whose day has passed is disabled), oldest first."""
+    return list(
+        db.session.scalars(
+            select(Schedule)
+            .where(Schedule.event_id == event.id, Schedule.kind == ScheduleKind.REMINDER.value)
+            .order_by(Schedule.id)
+        )
+    )
+
+
+def reminder_days_of(event: CalendarEvent) -> list[int]:
+    """The days before the event its staff are reminded (those past included)."""
+    return sorted({int(s.rule.get("days_before", 0)) for s in reminders_of(event)})
+
+
+def _with_history(schedules: Sequence[Schedule]) -> set[int]:
+    """Ids of the schedules that have fired (or been skipped) at least once."""
+    if not schedules:
+        return set()
+    query = select(ScheduleRun.schedule_id).where(
+        ScheduleRun.schedule_id.in_([s.id for s in schedules])
+    )
+    return set(db.session.scalars(query.distinct()))
+
+
+def _retire(schedules: Sequence[Schedule]) -> list[int]:
+    """Remove reminders; one that has fired is disabled and unlinked instead; return its id.
+
+    Deleting a schedule deletes its runs (schedule_runs.schedule_id cascades), and with them
+    what the scheduler record and the notifications say happened. A kept one is unlinked from
+    its event so that the event's reminders are exactly the days asked, and so that deleting
+    the event (schedules.event_id cascades too) does not take it along.
+    """
+    fired = _with_history(schedules)
+    kept = []
+    for schedule in schedules:
+        if schedule.id not in fired:
+            db.session.delete(schedule)
+            continue
+        schedule.is_enabled = False
+        schedule.next_run_at = None
+        schedule.event_id = None
+        kept.append(schedule.id)
+    db.session.flush()
+    return kept
+
+
+def _sync_reminders(event: CalendarEvent, days: Sequence[int], actor: User | None) -> None:
+    """Make the event's reminders match `days`, each one's next run following the dates."""
+    wanted = set(days)
+    current: dict[int, Schedule] = {}
+    unwanted = []
+    for schedule in reminders_of(event):
+        days_before = int(schedule.rule.get("days_before", 0))
+        if days_before in wanted and days_before not in current:
+            current[days_before] = schedule
+        else:
+            unwanted.append(schedule)
+    _retire(unwanted)
+    now = datetime.now(UTC)
+    for days_before in sorted(wanted):
+        kept = current.get(days_before)
+        if kept is None:
+            add_reminder(event, days_before, created_by=actor)
+            continue
+        kept.name = _reminder_name(event, days_before)
+        kept.next_run_at = next_reminder_run(kept, now)
+        # As add_reminder: a reminder day already past is kept disabled, not fired late.
+        kept.is_enabled = kept.next_run_at is not None
+    db.session.flush()
+
+
+def update_event(
+    event: CalendarEvent,
+    name: str,
+    starts_on: date,
+    ends_on: date | None = None,
+    place: str = "",
+    countries: Sequence[str] = (),
+    kind: str = EventKind.SUMMIT.value,
+    reminder_days: Sequence[int] = (),
+    *,
+    notes: str = "",
+    actor: User | None = None,
+) -> CalendarEvent:
+    """Change an organisation's event; its reminders follow its dates and the days asked."""
+    _refuse_builtin(event, "edited")
+    fields = check_event_fields(
+        name, starts_on, ends_on, place, countries, kind, reminder_days, notes
+    )
+    before = {
+        "starts_on": event.starts_on.isoformat() if event.starts_on else None,
+        "ends_on": event.ends_on.isoformat() if event.ends_on else None,
+        "reminder_days": reminder_days_of(event),
+    }
+    changed = [
+        key
+        for key in ("name", "kind", "starts_on", "ends_on", "place", "countries", "notes")
+        if getattr(event, key) != getattr(fields, key)
+    ]
+    event.name = fields.name
+    event.kind = fields.kind
+    event.starts_on = fields.starts_on
+    event.ends_on = fields.ends_on
+    event.place = fields.place
+    event.countries = fields.countries
+    event.notes = fields.notes
+    db.session.flush()
+    _sync_reminders(event, fields.reminder_days, actor)
+    record_event(
+        "calendar.event.update",
+        target_type="calendar_event",
+        target_id=event.id,
+        actor=actor,
+        detail={
+            "changed": changed,
+            "before": before,
+            "starts_on": fields.starts_on.isoformat(),
+            "ends_on": fields.ends_on.isoformat() if fields.ends_on else None,
+            "reminder_days": fields.reminder_days,
+        },
+    )
+    return event
+
+
+def delete_event(event: CalendarEvent, *, actor: User | None = None) -> list[int]:
+    """Delete an organisation's event and its reminders; return the ids of reminders kept.
+
+    A reminder that already fired is kept, disabled and unlinked, so the scheduler record
+    and the notifications it wrote still read as they did.
+    """
+    _refuse_builtin(event, "deleted")
+    reminders = reminders_of(event)
+    kept = _retire(reminders)
+    record_event(
+        "calendar.event.delete",
+        target_type="calendar_event",
+        target_id=event.id,
+        actor=actor,
+        detail={
+            "starts_on": event.starts_on.isoformat() if event.starts_on else None,
+            "reminders_deleted": len(reminders) - len(kept),
+            "reminders_kept_disabled": kept,
+        },
+    )
+    db.session.delete(event)
+    db.session.flush()
+    return kept
 
 
 def add_reminder(
@@ -226,7 +432,7 @@ def add_reminder(
     zone = organisation_zone()
     schedule = Schedule(
         kind=ScheduleKind.REMINDER.value,
-        name=f"Reminder: {event.name}, {days_phrase(days_before, before=True)}",
+        name=_reminder_name(event, days_before),
         event_id=event.id,
         timezone=zone.key,
         rule={"days_before": days_before},
@@ -238,6 +444,10 @@ def add_reminder(
     if schedule.next_run_at is None:
         schedule.is_enabled = False  # the event's reminder day has passed already
     return schedule
+
+
+def _reminder_name(event: CalendarEvent, days_before: int) -> str:
+    return f"Reminder: {event.name}, {days_phrase(days_before, before=True)}"
 
 
 def days_phrase(days: int, *, before: bool = False) -> str:

@@ -1,42 +1,36 @@
-"""The advocacy calendar: a month grid and a 12-month list of everything dated, and its ICS feed.
+"""The advocacy calendar pages: a month grid and a 12-month list of everything dated, the
+organisation's events (add, edit, delete) and the secret ICS feed.
 
-What shows: the built-in days (every year), the organisation's events, scheduled sends
-(send-at and the yearly campaigns' next runs), follow-up steps' due dates, staff reminders
-and case anniversaries. Instants are shown on the day they fall in the organisation's zone
-(CAMPAIGN_TIMEZONE), as staff read their diary there.
+What the calendar shows is assembled in campaign/services/calendar_items.py; this module
+parses requests, turns items into links and renders.
 """
 
 from __future__ import annotations
 
 import calendar as month_grid
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user
 from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import (
-    CalendarEvent,
-    Campaign,
-    CampaignStep,
-    Case,
-    CaseDate,
-    Notification,
-    Role,
-    Schedule,
-    ScheduleKind,
-)
+from campaign.models import CalendarEvent, Notification, Role, Schedule
 from campaign.models.calendar import EventKind
-from campaign.scheduling.recurrence import occurrence_in, parse_time
-from campaign.scheduling.timezones import ScheduleError
 from campaign.services import calendar as calendar_service
-from campaign.services.calendar import CalendarError
-from campaign.services.cases import display_name
-from campaign.services.followups import CONDITION_WORDS, schedule_of, steps_of
+from campaign.services.calendar import BuiltinDayError, CalendarError
+from campaign.services.calendar_items import KIND_WORDS, Item, calendar_items, display_zone
 from campaign.web.access import allow, public
 from campaign.web.schedule_runs import unacknowledged_trouble
 
@@ -53,202 +47,16 @@ EVENT_KIND_LABELS = {
 }
 
 
-@dataclass(frozen=True)
-class Item:
-    """One labelled entry of the calendar on one day."""
-
-    on: date
-    kind: str  # css class and the word shown before the label
-    label: str
-    url: str = ""
-    time: str = ""  # "09:00" for timed entries, local to the organisation
-
-
-KIND_WORDS = {
-    "day": "Day",
-    "event": "Event",
-    "send": "Send",
-    "follow-up": "Follow-up",
-    "reminder": "Reminder",
-    "anniversary": "Anniversary",
-}
-
-
-def _zone() -> ZoneInfo:
-    try:
-        return calendar_service.organisation_zone()
-    except CalendarError:
-        return ZoneInfo("UTC")
-
-
-def _years(start: date, end: date) -> range:
-    return range(start.year, end.year + 1)
-
-
-def _builtin_items(start: date, end: date) -> list[Item]:
-    items = []
-    query = select(CalendarEvent).where(CalendarEvent.is_builtin.is_(True))
-    for event in db.session.scalars(query):
-        if not (event.month and event.day):
-            continue
-        for year in _years(start, end):
-            on = calendar_service.date_in_year(year, event.month, event.day)
-            if start <= on <= end:
-                items.append(Item(on, "day", event.name))
-    return items
-
-
-def _event_items(start: date, end: date) -> list[Item]:
-    query = select(CalendarEvent).where(
-        CalendarEvent.is_builtin.is_(False),
-        CalendarEvent.starts_on.is_not(None),
-        CalendarEvent.starts_on <= end,
-    )
-    items = []
-    for event in db.session.scalars(query):
-        assert event.starts_on is not None
-        last = event.ends_on or event.starts_on
-        if last < start:
-            continue
-        span = calendar_service.format_span(event.starts_on, event.ends_on)
-        place = f", {event.place}" if event.place else ""
-        label = f"{event.name} ({span}{place})"
-        # A multi-day event shows on each of its days, as a printed diary does.
-        day = max(event.starts_on, start)
-        while day <= min(last, end):
-            items.append(Item(day, "event", label, url=f"#event-{event.id}"))
-            day += timedelta(days=1)
-    return items
-
-
-def _campaign_url(campaign_id: int | None) -> str:
-    if campaign_id is None:
-        return ""
-    return url_for("schedules.show", campaign_id=campaign_id)
-
-
-def _instant_item(when: datetime, kind: str, label: str, url: str, zone: ZoneInfo) -> Item:
-    local = when.astimezone(zone)
-    return Item(local.date(), kind, label, url=url, time=local.strftime("%H:%M"))
-
-
-def _step_items(campaign: Campaign, base: datetime | None, zone: ZoneInfo) -> list[Item]:
-    """A campaign's follow-up steps: their due time when known, else counted from `base`."""
-    items = []
-    due = base
-    for step in steps_of(campaign):
-        schedule = schedule_of(step)
-        if schedule is not None and schedule.last_fired_at is not None:
-            due = schedule.last_fired_at
-            continue
-        if schedule is not None and schedule.next_run_at is not None:
-            due = schedule.next_run_at
-        elif due is not None:
-            due = due + timedelta(days=step.delay_days)
-        else:
-            break
-        items.append(_instant_item(due, "follow-up", _step_label(campaign, step), "", zone))
-    return [
-        Item(item.on, item.kind, item.label, _campaign_url(campaign.id), item.time)
-        for item in items
-    ]
-
-
-def _step_label(campaign: Campaign, step: CampaignStep) -> str:
-    who = CONDITION_WORDS.get(step.condition, step.condition)
-    return f"{campaign.name}: follow-up {step.position} to recipients {who}"
-
-
-def _yearly_runs(schedule: Schedule, start: date, end: date) -> list[datetime]:
-    """The yearly campaign's runs from its next one on, that fall in [start, end]."""
-    if schedule.next_run_at is None:
-        return []
-    rule = schedule.rule or {}
-    try:
-        at = parse_time(str(rule["time"]))
-        runs = [
-            occurrence_in(year, int(rule["month"]), int(rule["day"]), at, schedule.timezone)
-            for year in range(start.year - 1, end.year + 2)
-        ]
-    except (KeyError, ValueError, ScheduleError):
-        return [schedule.next_run_at]
-    return [run for run in runs if run >= schedule.next_run_at]
-
-
-def _schedule_items(start: date, end: date, zone: ZoneInfo) -> list[Item]:
-    items: list[Item] = []
-    query = select(Schedule).where(Schedule.is_enabled.is_(True)).order_by(Schedule.id)
-    seen_follow_ups: set[int] = set()
-    for schedule in db.session.scalars(query):
-        campaign = db.session.get(Campaign, schedule.campaign_id) if schedule.campaign_id else None
-        url = _campaign_url(schedule.campaign_id)
-        if schedule.kind == ScheduleKind.SEND_AT.value and campaign and schedule.next_run_at:
-            items.append(
-                _instant_item(schedule.next_run_at, "send", f"{campaign.name} is sent", url, zone)
-            )
-            items.extend(_step_items(campaign, schedule.next_run_at, zone))
-            seen_follow_ups.add(campaign.id)
-        elif schedule.kind == ScheduleKind.YEARLY_CAMPAIGN.value and campaign:
-            for run in _yearly_runs(schedule, start - timedelta(days=400), end):
-                label = f"{campaign.name} (yearly) is sent"
-                items.append(_instant_item(run, "send", label, url, zone))
-                items.extend(_step_items(campaign, run, zone))
-            seen_follow_ups.add(campaign.id)
-        elif schedule.kind == ScheduleKind.REMINDER.value and schedule.next_run_at:
-            items.append(_instant_item(schedule.next_run_at, "reminder", schedule.name, "", zone))
-    # Follow-ups of launched campaigns (their send is past; their steps are due).
-    query_steps = select(Schedule).where(
-        Schedule.kind == ScheduleKind.FOLLOW_UP.value,
-        Schedule.is_enabled.is_(True),
-        Schedule.next_run_at.is_not(None),
-        Schedule.last_fired_at.is_(None),
-    )
-    for schedule in db.session.scalars(query_steps):
-        if schedule.campaign_id in seen_follow_ups or schedule.next_run_at is None:
-            continue
-        step = db.session.get(CampaignStep, schedule.step_id) if schedule.step_id else None
-        campaign = db.session.get(Campaign, schedule.campaign_id)
-        if step is None or campaign is None:
-            continue
-        label = _step_label(campaign, step)
-        url = _campaign_url(campaign.id)
-        items.append(_instant_item(schedule.next_run_at, "follow-up", label, url, zone))
-    return [item for item in items if start <= item.on <= end]
-
-
-def _anniversary_items(start: date, end: date) -> list[Item]:
-    items = []
-    query = select(CaseDate).where(CaseDate.is_anniversary_marked.is_(True))
-    viewer = current_user._get_current_object()
-    for case_date in db.session.scalars(query):
-        case = db.session.get(Case, case_date.case_id)
-        if case is None:
-            continue
-        for year in _years(start, end):
-            years = year - case_date.on.year
-            on = calendar_service.date_in_year(year, case_date.on.month, case_date.on.day)
-            if years < 1 or not start <= on <= end:
-                continue
-            moved = " — marked on 28 February this year" if on.day != case_date.on.day else ""
-            label = (
-                f"{case_date.kind.capitalize()} of {display_name(case, viewer)} "
-                f"({calendar_service.format_day(case_date.on, with_year=True)}, "
-                f"{years} {'year' if years == 1 else 'years'}){moved}"
-            )
-            items.append(Item(on, "anniversary", label))
-    return items
-
-
-def calendar_items(start: date, end: date) -> list[Item]:
-    """Everything dated between `start` and `end` (inclusive), by day then time."""
-    zone = _zone()
-    items = (
-        _builtin_items(start, end)
-        + _event_items(start, end)
-        + _schedule_items(start, end, zone)
-        + _anniversary_items(start, end)
-    )
-    return sorted(items, key=lambda item: (item.on, item.time or "", item.kind, item.label))
+def url_of(item: Item) -> str:
+    """Where an entry links: its campaign's schedule, its case, its event's line below."""
+    if item.campaign_id is not None:
+        return url_for("schedules.show", campaign_id=item.campaign_id)
+    # The cases pages may not be installed yet; the calendar works without them.
+    if item.case_id is not None and "cases.show" in current_app.view_functions:
+        return url_for("cases.show", case_id=item.case_id)
+    if item.event_id is not None:
+        return f"#event-{item.event_id}"
+    return ""
 
 
 # --- pages ---------------------------------------------------------------------------------
@@ -280,8 +88,12 @@ def _may(role: Role) -> bool:
     return bool(current_user.role_enum.includes(role))
 
 
+def _me() -> Any:
+    return current_user._get_current_object()
+
+
 def _render(form: dict[str, str] | None = None, error: str = "", field: str = "") -> Any:
-    today = datetime.now(UTC).astimezone(_zone()).date()
+    today = datetime.now(UTC).astimezone(display_zone()).date()
     view = "list" if request.args.get("view") == "list" else "month"
     first = _month_of(request.args.get("month", ""), today)
     if view == "list":
@@ -293,7 +105,7 @@ def _render(form: dict[str, str] | None = None, error: str = "", field: str = ""
     else:
         weeks = month_grid.Calendar(firstweekday=0).monthdatescalendar(first.year, first.month)
         start, end = weeks[0][0], weeks[-1][-1]
-    items = calendar_items(start, end)
+    items = calendar_items(start, end, _me())
     by_day: dict[date, list[Item]] = {}
     for item in items:
         by_day.setdefault(item.on, []).append(item)
@@ -319,6 +131,7 @@ def _render(form: dict[str, str] | None = None, error: str = "", field: str = ""
         weeks=weeks,
         by_day=by_day,
         items=items,
+        url_of=url_of,
         start=start,
         end=end,
         kind_words=KIND_WORDS,
@@ -331,7 +144,7 @@ def _render(form: dict[str, str] | None = None, error: str = "", field: str = ""
         form=form or {},
         error=error,
         field=field,
-        zone=_zone().key,
+        zone=display_zone().key,
         run_trouble=unacknowledged_trouble(),
     ), (422 if error else 200)
 
@@ -348,6 +161,8 @@ def _field_of(message: str) -> str:
     return {
         "name": "name",
         "dates": "ends_on",
+        "starts on": "starts_on",
+        "ends on": "ends_on",
         "kind": "kind",
         "country": "countries",
         "reminder": "reminder_days",
@@ -375,38 +190,142 @@ def _parse_days(value: str) -> list[int]:
     return days
 
 
+def _event_input(form: dict[str, str]) -> dict[str, Any]:
+    """The event form's fields as the calendar service takes them (add and edit alike)."""
+    ends_text = form.get("ends_on", "").strip()
+    countries = form.get("countries", "").replace(";", ",").split(",")
+    return {
+        "name": form.get("name", ""),
+        "starts_on": _parse_date(form.get("starts_on", ""), "Starts on"),
+        "ends_on": _parse_date(ends_text, "Ends on") if ends_text else None,
+        "place": form.get("place", ""),
+        "countries": [code for code in countries if code.strip()],
+        "kind": form.get("kind", EventKind.OTHER.value),
+        "reminder_days": _parse_days(form.get("reminder_days", "")),
+        "notes": form.get("notes", ""),
+    }
+
+
+def _posted_form() -> dict[str, str]:
+    return {key: request.form.get(key, "") for key in request.form}
+
+
 @bp.route("/calendar/events", methods=["POST"])
 @allow(Role.EDITOR)
 def add_event() -> Any:
-    form = {key: request.form.get(key, "") for key in request.form}
+    form = _posted_form()
     try:
-        starts_on = _parse_date(form.get("starts_on", ""), "Starts on")
-        ends_text = form.get("ends_on", "").strip()
-        ends_on = _parse_date(ends_text, "Ends on") if ends_text else None
-        countries = [c for c in form.get("countries", "").replace(";", ",").split(",") if c.strip()]
-        event = calendar_service.add_event(
-            form.get("name", ""),
-            starts_on,
-            ends_on,
-            place=form.get("place", ""),
-            countries=countries,
-            kind=form.get("kind", EventKind.OTHER.value),
-            reminder_days=_parse_days(form.get("reminder_days", "")),
-            notes=form.get("notes", ""),
-            created_by=current_user._get_current_object(),
-        )
+        event = calendar_service.add_event(**_event_input(form), created_by=_me())
     except CalendarError as error:
         db.session.rollback()
         message = str(error)
-        field = _field_of(message)
-        if message.startswith("Starts on"):
-            field = "starts_on"
-        elif message.startswith("Ends on"):
-            field = "ends_on"
-        return _render(form, message, field)
+        return _render(form, message, _field_of(message))
     db.session.commit()
     flash(f"Event {event.name} added to the calendar.", "success")
     month = event.starts_on.strftime("%Y-%m") if event.starts_on else ""
+    return redirect(url_for("calendar.index", month=month))
+
+
+# --- one event: its page, editing, deleting ----------------------------------------------------
+
+
+def _event(event_id: int) -> CalendarEvent:
+    event = db.session.get(CalendarEvent, event_id)
+    if event is None:
+        abort(404)
+    return event
+
+
+def _form_of(event: CalendarEvent) -> dict[str, str]:
+    return {
+        "name": event.name,
+        "kind": event.kind,
+        "starts_on": event.starts_on.isoformat() if event.starts_on else "",
+        "ends_on": event.ends_on.isoformat() if event.ends_on else "",
+        "place": event.place,
+        "countries": ", ".join(event.countries or []),
+        "notes": event.notes,
+        "reminder_days": ", ".join(str(days) for days in calendar_service.reminder_days_of(event)),
+    }
+
+
+def _reminder_state(schedule: Schedule) -> str:
+    zone = display_zone()
+    if schedule.next_run_at is not None and schedule.is_enabled:
+        when = schedule.next_run_at.astimezone(zone)
+        return f"next on {when.strftime('%-d %B %Y at %H:%M')}"
+    if schedule.last_fired_at is not None:
+        return f"sent on {schedule.last_fired_at.astimezone(zone).strftime('%-d %B %Y')}"
+    return "its day has passed: it will not be sent"
+
+
+def _render_event(
+    event: CalendarEvent,
+    form: dict[str, str] | None = None,
+    error: str = "",
+    field: str = "",
+    status: int | None = None,
+) -> Any:
+    reminders = [(s, _reminder_state(s)) for s in calendar_service.reminders_of(event)]
+    return render_template(
+        "calendar/event.html",
+        event=event,
+        reminders=reminders,
+        event_kinds=EVENT_KIND_LABELS,
+        format_span=calendar_service.format_span,
+        may_edit=_may(Role.EDITOR) and not event.is_builtin,
+        form=form or _form_of(event),
+        error=error,
+        field=field,
+        zone=display_zone().key,
+    ), (status or (422 if error else 200))
+
+
+@bp.route("/calendar/events/<int:event_id>")
+@allow(Role.VIEWER)
+def show_event(event_id: int) -> Any:
+    return _render_event(_event(event_id))
+
+
+def _refused_builtin(event: CalendarEvent, error: BuiltinDayError) -> Any:
+    """A built-in day cannot be changed by anyone: 403, with the reason on the page."""
+    db.session.rollback()
+    return _render_event(event, error=str(error), status=403)
+
+
+@bp.route("/calendar/events/<int:event_id>", methods=["POST"])
+@allow(Role.EDITOR)
+def update_event(event_id: int) -> Any:
+    event = _event(event_id)
+    form = _posted_form()
+    try:
+        calendar_service.update_event(event, **_event_input(form), actor=_me())
+    except BuiltinDayError as error:
+        return _refused_builtin(_event(event_id), error)
+    except CalendarError as error:
+        db.session.rollback()
+        message = str(error)
+        return _render_event(_event(event_id), form, message, _field_of(message))
+    db.session.commit()
+    flash(f"Event {event.name} saved; its reminders follow its dates.", "success")
+    return redirect(url_for("calendar.show_event", event_id=event.id))
+
+
+@bp.route("/calendar/events/<int:event_id>/delete", methods=["POST"])
+@allow(Role.EDITOR)
+def delete_event(event_id: int) -> Any:
+    event = _event(event_id)
+    name = event.name
+    month = event.starts_on.strftime("%Y-%m") if event.starts_on else ""
+    try:
+        kept = calendar_service.delete_event(event, actor=_me())
+    except BuiltinDayError as error:
+        return _refused_builtin(_event(event_id), error)
+    db.session.commit()
+    message = f"Event {name} deleted, with its reminders."
+    if kept:
+        message += " Reminders already sent stay in the scheduler record."
+    flash(message, "success")
     return redirect(url_for("calendar.index", month=month))
 
 
