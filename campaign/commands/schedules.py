@@ -1,5 +1,6 @@
 """Scheduling commands: what is scheduled (`schedules`), firing it (`tick`), and making it:
-`schedule-send`, `yearly` and `add-step` (a follow-up to non-responders)."""
+`schedule-send`, `yearly` (on a date or a case date's anniversary) and the follow-up steps
+to non-responders (`add-step`, `edit-step`, `remove-step`, `rearm-step`)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ def register(app: Flask) -> None:
     app.cli.add_command(schedule_send_command)
     app.cli.add_command(yearly_command)
     app.cli.add_command(add_step_command)
+    app.cli.add_command(edit_step_command)
+    app.cli.add_command(remove_step_command)
+    app.cli.add_command(rearm_step_command)
 
 
 def _utc(moment: datetime) -> str:
@@ -142,30 +146,54 @@ def schedule_send_command(
 
 @click.command("yearly")
 @click.argument("campaign_id", type=int)
-@click.option("--date", "month_day", required=True, help="Month and day, e.g. 06-26.")
+@click.option("--date", "month_day", help="Month and day, e.g. 06-26.")
+@click.option(
+    "--case-date",
+    "case_date_id",
+    type=int,
+    help="Instead of --date: the anniversary of this case date (its case joins each copy).",
+)
 @click.option("--time", "at", default="09:00", show_default=True, help="Local time, HH:MM.")
 @click.option("--tz", "zone", required=True, help="IANA time zone, e.g. Europe/Paris.")
-def yearly_command(campaign_id: int, month_day: str, at: str, zone: str) -> None:
+def yearly_command(
+    campaign_id: int, month_day: str | None, case_date_id: int | None, at: str, zone: str
+) -> None:
     """Every year on that date, launch a copy of the campaign (named with the year)."""
     from campaign.extensions import db
+    from campaign.models import Case, CaseDate
     from campaign.scheduling.recurrence import yearly_note
-    from campaign.scheduling.schedules import create_yearly
+    from campaign.scheduling.schedules import anniversary_words, create_yearly
     from campaign.scheduling.timezones import ScheduleError, local_label
+    from campaign.services.cases import letter_name
 
     campaign = _campaign(campaign_id)
-    month_text, _, day_text = month_day.partition("-")
-    if not (month_text.isdigit() and day_text.isdigit()):
-        _fail(f"--date: {month_day!r} is not a month and day like 06-26")
-    month, day = int(month_text), int(day_text)
+    if (month_day is None) == (case_date_id is None):
+        _fail("give either --date MM-DD or --case-date ID")
+    case_date = None
+    if case_date_id is not None:
+        case_date = db.session.get(CaseDate, case_date_id)
+        if case_date is None:
+            _fail(f"--case-date: there is no case date {case_date_id}")
+        month, day = case_date.on.month, case_date.on.day
+    else:
+        assert month_day is not None
+        month_text, _, day_text = month_day.partition("-")
+        if not (month_text.isdigit() and day_text.isdigit()):
+            _fail(f"--date: {month_day!r} is not a month and day like 06-26")
+        month, day = int(month_text), int(day_text)
     try:
-        schedule = create_yearly(campaign, month, day, at, zone)
+        schedule = create_yearly(campaign, month, day, at, zone, case_date=case_date)
     except ScheduleError as error:
         _fail(str(error))
     db.session.commit()
     assert schedule.next_run_at is not None
     note = yearly_note(month, day)
+    on = ""
+    if case_date is not None:
+        case = db.session.get(Case, case_date.case_id)
+        on = f" on {anniversary_words(case_date, letter_name(case) if case else 'a case')}"
     click.echo(
-        f"schedule {schedule.id}: a copy of {campaign.name!r} every year, first at "
+        f"schedule {schedule.id}: a copy of {campaign.name!r} every year{on}, first at "
         f"{local_label(schedule.next_run_at, schedule.timezone)} ({_utc(schedule.next_run_at)})"
         + (f"; {note}" if note else "")
     )
@@ -198,3 +226,96 @@ def add_step_command(campaign_id: int, statement_id: int, days: int, condition: 
         _fail(str(error))
     db.session.commit()
     click.echo(f"follow-up {step.position}: {followups.step_summary(step)}")
+
+
+def _step(campaign_id: int, position: int) -> Any:
+    from sqlalchemy import select
+
+    from campaign.extensions import db
+    from campaign.models import CampaignStep
+
+    campaign = _campaign(campaign_id)
+    step = db.session.scalar(
+        select(CampaignStep).where(
+            CampaignStep.campaign_id == campaign.id, CampaignStep.position == position
+        )
+    )
+    if step is None:
+        _fail(f"campaign {campaign_id} has no follow-up {position}")
+    return step
+
+
+@click.command("edit-step")
+@click.argument("campaign_id", type=int)
+@click.argument("position", type=int)
+@click.option("--statement", "statement_id", type=int, help="Statement id (default: unchanged).")
+@click.option("--days", type=int, help="Days after the previous letter (default: unchanged).")
+@click.option(
+    "--condition",
+    type=click.Choice([condition.value for condition in FollowUpCondition]),
+    help="Who gets it among the previous letter's recipients (default: unchanged).",
+)
+def edit_step_command(
+    campaign_id: int,
+    position: int,
+    statement_id: int | None,
+    days: int | None,
+    condition: str | None,
+) -> None:
+    """Change follow-up POSITION of a campaign, if it has not gone out; print it in words."""
+    from campaign.extensions import db
+    from campaign.models import Statement
+    from campaign.services import followups
+
+    step = _step(campaign_id, position)
+    wanted = statement_id if statement_id is not None else step.statement_id
+    statement = db.session.get(Statement, wanted) if wanted is not None else None
+    if statement_id is not None and statement is None:
+        _fail(f"--statement: there is no statement {statement_id}")
+    try:
+        followups.update_step(
+            step,
+            statement,
+            days if days is not None else step.delay_days,
+            condition or step.condition,
+        )
+    except followups.FollowUpError as error:
+        _fail(str(error))
+    db.session.commit()
+    click.echo(f"follow-up {step.position}: {followups.step_summary(step)}")
+
+
+@click.command("remove-step")
+@click.argument("campaign_id", type=int)
+@click.argument("position", type=int)
+def remove_step_command(campaign_id: int, position: int) -> None:
+    """Delete follow-up POSITION of a campaign, if it has not gone out; later ones move up."""
+    from campaign.extensions import db
+    from campaign.services import followups
+
+    step = _step(campaign_id, position)
+    try:
+        followups.remove_step(step)
+    except followups.FollowUpError as error:
+        _fail(str(error))
+    db.session.commit()
+    click.echo(f"follow-up {position} of campaign {campaign_id} deleted")
+
+
+@click.command("rearm-step")
+@click.argument("campaign_id", type=int)
+@click.argument("position", type=int)
+@click.option("--now", "now_text", help="Due at this ISO 8601 time (UTC if no offset).")
+def rearm_step_command(campaign_id: int, position: int, now_text: str | None) -> None:
+    """Send a follow-up whose fire was skipped or failed at the next tick (once)."""
+    from campaign.extensions import db
+    from campaign.services import followups
+
+    step = _step(campaign_id, position)
+    try:
+        schedule = followups.rearm_step(step, now=_parse_now(now_text))
+    except followups.FollowUpError as error:
+        _fail(str(error))
+    db.session.commit()
+    assert schedule.next_run_at is not None
+    click.echo(f"follow-up {position}: due again at {_utc(schedule.next_run_at)}")

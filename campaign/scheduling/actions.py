@@ -7,12 +7,21 @@ from datetime import datetime
 from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import Campaign, CampaignStatus, CampaignStep, Statement, campaign_cases
+from campaign.models import (
+    Campaign,
+    CampaignStatus,
+    CampaignStep,
+    Case,
+    CaseDate,
+    Statement,
+    campaign_cases,
+)
 from campaign.models.schedule import Schedule, ScheduleKind
 from campaign.scheduling.recurrence import next_yearly
 from campaign.scheduling.tick import ACTIONS, NEXT_RUN, ON_MISSED, ActionFailed
 from campaign.scheduling.timezones import zone_of
 from campaign.services import campaigns, presend
+from campaign.services.cases import link_case
 from campaign.services.salutation_rules import current_rule_set
 
 LAUNCHABLE = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
@@ -125,11 +134,23 @@ def _copy_steps(template: Campaign, copy: Campaign) -> None:
             ) from None
 
 
+def _anniversary_case(schedule: Schedule) -> Case:
+    case_date = db.session.get(CaseDate, schedule.case_date_id)
+    case = db.session.get(Case, case_date.case_id) if case_date is not None else None
+    if case is None:
+        raise ActionFailed("the case date of this anniversary no longer exists")
+    return case
+
+
 def fire_yearly(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, int | None]:
     template = db.session.get(Campaign, schedule.campaign_id)
     if template is None:
         raise ActionFailed("its template campaign was deleted")
+    case = _anniversary_case(schedule) if schedule.case_date_id is not None else None
     copy = copy_campaign(template, yearly_instance_name(template, due_at, schedule.timezone))
+    if case is not None:
+        # The case whose anniversary it is goes into the year's letters, on the template or not.
+        link_case(copy, case)
     try:
         return _launch(copy, now), copy.id
     except campaigns.CampaignError as error:

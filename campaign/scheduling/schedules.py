@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import Campaign, CampaignStatus, User
+from campaign.models import Campaign, CampaignStatus, Case, CaseDate, User
 from campaign.models.schedule import Schedule, ScheduleKind
-from campaign.scheduling.recurrence import check_month_day, next_yearly, parse_time
+from campaign.scheduling.recurrence import check_month_day, next_yearly, parse_time, yearly_note
 from campaign.scheduling.timezones import ScheduleError, to_utc, zone_of
 from campaign.services.audit import record_event
 
@@ -70,6 +70,11 @@ def create_send_at(
     return schedule
 
 
+def anniversary_words(case_date: CaseDate, name: str) -> str:
+    """ "the anniversary of the arrest of Prisoner J." with the name the caller may show."""
+    return f"the anniversary of the {case_date.kind} of {name}"
+
+
 def create_yearly(
     campaign: Campaign,
     month: int,
@@ -79,16 +84,33 @@ def create_yearly(
     *,
     now: datetime | None = None,
     actor: User | None = None,
+    case_date: CaseDate | None = None,
 ) -> Schedule:
-    """Every year on `month`/`day` at `time` in `zone`, a copy of `campaign` is launched."""
+    """Every year on `month`/`day` at `time` in `zone`, a copy of `campaign` is launched.
+
+    With `case_date` the date is that case date's anniversary (the caller's month and day
+    are ignored) and each year's copy gets the case linked, so its letters can merge it.
+    """
     now = now or datetime.now(UTC)
+    name = campaign.name
+    if case_date is not None:
+        from campaign.services.cases import letter_name
+
+        month, day = case_date.on.month, case_date.on.day
+        case = db.session.get(Case, case_date.case_id)
+        # Schedule names are shown to everyone (CLI, scheduler record): the letter-safe name.
+        who = letter_name(case) if case is not None else "a case"
+        name = f"{campaign.name} on {anniversary_words(case_date, who)}"
+        note = yearly_note(month, day)
+        name = f"{name} — {note}" if note else name
     check_month_day(month, day)
     at = parse_time(time)
     tz = zone_of(zone).key
     schedule = Schedule(
         kind=ScheduleKind.YEARLY_CAMPAIGN.value,
-        name=campaign.name,
+        name=name[:300],
         campaign_id=campaign.id,
+        case_date_id=case_date.id if case_date is not None else None,
         timezone=tz,
         rule={"month": month, "day": day, "time": at.strftime("%H:%M")},
         next_run_at=next_yearly(now, month, day, at, tz),
@@ -101,6 +123,12 @@ def create_yearly(
         target_type="schedule",
         target_id=schedule.id,
         actor=actor,
-        detail={"kind": schedule.kind, "campaign": campaign.id, **schedule.rule, "timezone": tz},
+        detail={
+            "kind": schedule.kind,
+            "campaign": campaign.id,
+            **schedule.rule,
+            "timezone": tz,
+            **({"case_date": case_date.id} if case_date is not None else {}),
+        },
     )
     return schedule

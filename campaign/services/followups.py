@@ -9,11 +9,14 @@ ledger rows (deliveries.step = position) and queues their sending; the ledger's 
 Who gets the letter: recipients of the previous step whose letter was sent, who have not
 answered in person at any earlier step (an out-of-office is not an answer), per the step's
 condition, and who are not on the suppression list.
+
+A step that has not gone out may be edited or removed; one whose fire was skipped or failed
+may be re-armed to go at the next tick (decision 0025).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, and_, exists, func, insert, select
@@ -30,8 +33,10 @@ from campaign.models import (
     DeliveryStatus,
     FollowUpCondition,
     InboundMessage,
+    RunOutcome,
     Schedule,
     ScheduleKind,
+    ScheduleRun,
     Statement,
     StatementVersion,
     Suppression,
@@ -40,6 +45,7 @@ from campaign.models import (
 from campaign.models.inbound import BounceKind, InboundKind
 from campaign.scheduling.tick import ACTIONS, ActionFailed
 from campaign.services import statements
+from campaign.services.audit import record_event
 from campaign.services.campaigns import _new_rows, enqueue_send_jobs
 
 CONDITION_WORDS = {
@@ -51,10 +57,12 @@ CONDITION_WORDS = {
 }
 # Key of the step's schedule rule holding the statement version frozen when it fired.
 FROZEN_VERSION_KEY = "statement_version_id"
+# Key of the step's schedule rule holding the time a skipped or failed step was re-armed for.
+REARMED_KEY = "rearmed_at"
 
 
 class FollowUpError(ValueError):
-    """A follow-up step cannot be added as asked; `field` names the culprit."""
+    """A follow-up step cannot be added or changed as asked; `field` names the culprit."""
 
     def __init__(self, message: str, field: str = "") -> None:
         super().__init__(message)
@@ -82,15 +90,13 @@ def schedule_of(step: CampaignStep) -> Schedule | None:
     )
 
 
-def add_step(
+def _checked(
     campaign: Campaign,
     statement: Statement | None,
     delay_days: int,
     condition: str | FollowUpCondition,
-    *,
-    actor: User | None = None,
-) -> CampaignStep:
-    """Add the campaign's next follow-up step and its schedule; FollowUpError says what is wrong."""
+) -> FollowUpCondition:
+    """The step's condition, once statement, days and condition are known to be sendable."""
     if campaign.status == CampaignStatus.CANCELLED:
         raise FollowUpError("the campaign is cancelled: it sends no follow-ups")
     if statement is None or db.session.get(Statement, statement.id) is None:
@@ -117,6 +123,20 @@ def add_step(
             "does not use",
             "condition",
         )
+    return condition
+
+
+def add_step(
+    campaign: Campaign,
+    statement: Statement | None,
+    delay_days: int,
+    condition: str | FollowUpCondition,
+    *,
+    actor: User | None = None,
+) -> CampaignStep:
+    """Add the campaign's next follow-up step and its schedule; FollowUpError says what is wrong."""
+    condition = _checked(campaign, statement, delay_days, condition)
+    assert statement is not None
     position = (
         db.session.scalar(
             select(func.max(CampaignStep.position)).where(CampaignStep.campaign_id == campaign.id)
@@ -162,24 +182,230 @@ def _previous_sent_at(campaign: Campaign, step: CampaignStep) -> datetime | None
     return schedule.last_fired_at if schedule else None
 
 
+def _has_run(schedule: Schedule, due_at: datetime) -> bool:
+    return (
+        db.session.scalar(
+            select(ScheduleRun.id).where(
+                ScheduleRun.schedule_id == schedule.id, ScheduleRun.due_at == due_at
+            )
+        )
+        is not None
+    )
+
+
+def _due_at(campaign: Campaign, step: CampaignStep, schedule: Schedule) -> datetime | None:
+    """When the unfired step is due: its re-armed time, else `delay_days` after the letter
+    before it; None while that letter has not gone out, or when the fire at that time was
+    already skipped or failed (a run row holds it: only a re-arm sends it now)."""
+    rearmed = (schedule.rule or {}).get(REARMED_KEY)
+    if rearmed:
+        return datetime.fromisoformat(rearmed)
+    since = _previous_sent_at(campaign, step)
+    if since is None:
+        return None
+    due = since + timedelta(days=step.delay_days)
+    return None if _has_run(schedule, due) else due
+
+
 def schedule_steps(campaign: Campaign) -> int:
     """Give each step whose previous letter has gone out its due time; return how many changed.
 
-    Called when a step is added, at launch and after each fire. A step already fired keeps
-    its record; a step waiting for its predecessor stays without a due time.
+    Called when a step is added, edited or removed, at launch and after each fire. A step
+    already fired keeps its record; a step waiting for its predecessor stays without a due
+    time, and so does one whose fire was skipped or failed until it is re-armed.
     """
     changed = 0
     for step in steps_of(campaign):
         schedule = schedule_of(step)
         if schedule is None or schedule.last_fired_at is not None:
             continue
-        since = _previous_sent_at(campaign, step)
-        due = since + timedelta(days=step.delay_days) if since is not None else None
+        due = _due_at(campaign, step, schedule)
         if schedule.next_run_at != due:
             schedule.next_run_at = due
             changed += 1
     db.session.flush()
     return changed
+
+
+# --- changing steps --------------------------------------------------------------------------
+
+
+def letters_sent(step: CampaignStep) -> int:
+    """How many ledger rows the step wrote (its letters, whatever became of them)."""
+    return int(
+        db.session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(Delivery.campaign_id == step.campaign_id, Delivery.step == step.position)
+        )
+        or 0
+    )
+
+
+def has_gone_out(step: CampaignStep) -> bool:
+    """True once the step fired (even to nobody) or wrote letters: it is part of the record."""
+    schedule = schedule_of(step)
+    if schedule is not None:
+        if schedule.last_fired_at is not None:
+            return True
+        fired = db.session.scalar(
+            select(ScheduleRun.id).where(
+                ScheduleRun.schedule_id == schedule.id,
+                ScheduleRun.outcome == RunOutcome.FIRED.value,
+            )
+        )
+        if fired is not None:
+            return True
+    return letters_sent(step) > 0
+
+
+def last_run(step: CampaignStep) -> ScheduleRun | None:
+    schedule = schedule_of(step)
+    if schedule is None:
+        return None
+    return db.session.scalar(
+        select(ScheduleRun)
+        .where(ScheduleRun.schedule_id == schedule.id)
+        .order_by(ScheduleRun.due_at.desc(), ScheduleRun.id.desc())
+        .limit(1)
+    )
+
+
+def may_rearm(step: CampaignStep) -> bool:
+    """True for a step whose last fire was skipped or failed and that nothing will send now."""
+    schedule = schedule_of(step)
+    run = last_run(step)
+    if schedule is None or run is None or run.outcome == RunOutcome.FIRED.value:
+        return False
+    if has_gone_out(step):
+        return False
+    return schedule.next_run_at is None or _has_run(schedule, schedule.next_run_at)
+
+
+def _refuse_if_gone_out(step: CampaignStep, doing: str) -> None:
+    if has_gone_out(step):
+        sent = letters_sent(step)
+        raise FollowUpError(
+            f"follow-up {step.position} has already gone out ({sent} "
+            f"letter{'' if sent == 1 else 's'} in the record): it cannot be {doing}; "
+            "add a new follow-up instead"
+        )
+
+
+def update_step(
+    step: CampaignStep,
+    statement: Statement | None,
+    delay_days: int,
+    condition: str | FollowUpCondition,
+    *,
+    actor: User | None = None,
+) -> CampaignStep:
+    """Change a step that has not gone out, with add_step's checks; re-date it and the rest."""
+    campaign = db.session.get(Campaign, step.campaign_id)
+    assert campaign is not None
+    _refuse_if_gone_out(step, "edited")
+    condition = _checked(campaign, statement, delay_days, condition)
+    assert statement is not None
+    schedule = schedule_of(step)
+    if schedule is not None:
+        rule = {**(schedule.rule or {}), "delay_days": delay_days}
+        if delay_days != step.delay_days:
+            # New days are a new date: a pending re-arm ("send it now") no longer applies.
+            rule.pop(REARMED_KEY, None)
+        schedule.rule = rule  # a new dict: the JSON column notices assignment only
+    step.statement_id = statement.id
+    step.delay_days = delay_days
+    step.condition = condition.value
+    db.session.flush()
+    schedule_steps(campaign)
+    record_event(
+        "campaign.step_edit",
+        target_type="campaign",
+        target_id=campaign.id,
+        actor=actor,
+        detail={
+            "step_id": step.id,
+            "position": step.position,
+            "statement_id": statement.id,
+            "delay_days": delay_days,
+            "condition": condition.value,
+        },
+    )
+    return step
+
+
+def remove_step(step: CampaignStep, *, actor: User | None = None) -> None:
+    """Remove a step that has not gone out; later steps move up one place.
+
+    Positions are the ledger's Delivery.step, so only steps without letters are renumbered:
+    a step after an unsent one cannot have letters either (its recipients are the previous
+    step's). A schedule with skipped or failed runs is kept, disabled and detached, so the
+    scheduler record still shows them; one without runs goes with its step.
+    """
+    campaign = db.session.get(Campaign, step.campaign_id)
+    assert campaign is not None
+    _refuse_if_gone_out(step, "deleted")
+    step_id, position = step.id, step.position
+    schedule = schedule_of(step)
+    if schedule is not None:
+        if last_run(step) is not None:
+            schedule.step_id = None
+            schedule.is_enabled = False
+            schedule.next_run_at = None
+            schedule.name = f"{campaign.name}: follow-up {position} (removed)"
+        else:
+            db.session.delete(schedule)
+        # Before the step: the database's cascade would otherwise remove it first.
+        db.session.flush()
+    db.session.delete(step)
+    db.session.flush()
+    for later in steps_of(campaign):
+        if later.position > position:
+            later.position -= 1
+            # One at a time, in order: (campaign, position) is unique at every flush.
+            db.session.flush()
+            later_schedule = schedule_of(later)
+            if later_schedule is not None:
+                later_schedule.name = f"{campaign.name}: follow-up {later.position}"
+    db.session.flush()
+    schedule_steps(campaign)
+    record_event(
+        "campaign.step_remove",
+        target_type="campaign",
+        target_id=campaign.id,
+        actor=actor,
+        detail={"step_id": step_id, "position": position},
+    )
+
+
+def rearm_step(
+    step: CampaignStep, *, now: datetime | None = None, actor: User | None = None
+) -> Schedule:
+    """Make a skipped or failed step due at `now`, so the next tick sends it once."""
+    schedule = schedule_of(step)
+    if schedule is None:
+        raise FollowUpError(f"follow-up {step.position} has no schedule")
+    _refuse_if_gone_out(step, "sent again")
+    if not may_rearm(step):
+        raise FollowUpError(
+            f"follow-up {step.position} is not stuck: only a step whose last fire was skipped "
+            "or failed can be sent now"
+        )
+    due = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    # A fresh due time: (schedule, due_at) is the claim key of the fire.
+    while _has_run(schedule, due):
+        due += timedelta(seconds=1)
+    schedule.rule = {**(schedule.rule or {}), REARMED_KEY: due.isoformat()}
+    schedule.next_run_at = due
+    db.session.flush()
+    record_event(
+        "campaign.step_rearm",
+        target_type="campaign",
+        target_id=step.campaign_id,
+        actor=actor,
+        detail={"step_id": step.id, "position": step.position, "due_at": due.isoformat()},
+    )
+    return schedule
 
 
 # --- who gets a step -------------------------------------------------------------------------
@@ -258,6 +484,13 @@ def step_summary(step: CampaignStep) -> str:
         )
         return f"On {_day(schedule.last_fired_at)}, {sent} recipients {who} were sent {title}"
     before = "the letter" if step.position == 1 else f"follow-up {step.position - 1}"
+    if may_rearm(step):
+        run = last_run(step)
+        assert run is not None
+        return (
+            f"Not sent: the fire due on {_day(run.due_at)} was {run.outcome} ({run.detail}); "
+            f"recipients {who} have not received {title}"
+        )
     if schedule is None or schedule.next_run_at is None:
         return f"{days} after {before} goes out, recipients {who} will receive {title}"
     count = recipient_count(step)

@@ -1,4 +1,5 @@
-"""A campaign's schedule page: send-at, a yearly repeat, and follow-up steps.
+"""A campaign's schedule page: send-at, a yearly repeat (on a date or a case date's
+anniversary), and follow-up steps (added, edited, removed, re-armed after a skip).
 
 Everything here makes letters go out later without anyone pressing Launch, so it asks for
 the role that may launch (SENDER), as campaigns.launch does; viewers may read the page.
@@ -16,6 +17,9 @@ from campaign.extensions import db
 from campaign.models import (
     Campaign,
     CampaignStatus,
+    CampaignStep,
+    Case,
+    CaseDate,
     FollowUpCondition,
     Role,
     Schedule,
@@ -25,15 +29,23 @@ from campaign.models import (
 )
 from campaign.scheduling.pacing import describe, pacing_rule
 from campaign.scheduling.recurrence import yearly_note
-from campaign.scheduling.schedules import create_send_at, create_yearly
+from campaign.scheduling.schedules import anniversary_words, create_send_at, create_yearly
 from campaign.scheduling.timezones import ScheduleError, zone_of
 from campaign.services import audit
+from campaign.services.calendar import format_day
+from campaign.services.cases import display_name, linked_cases
 from campaign.services.followups import (
     CONDITION_WORDS,
     FollowUpError,
     add_step,
+    has_gone_out,
+    letters_sent,
+    may_rearm,
+    rearm_step,
+    remove_step,
     step_summary,
     steps_of,
+    update_step,
 )
 from campaign.web.access import allow
 from campaign.web.params import row_id
@@ -104,12 +116,54 @@ def _local(schedule: Schedule) -> str:
     return schedule.next_run_at.astimezone(zone).strftime("%A %-d %B %Y at %H:%M ") + zone.key
 
 
+def _anniversary_of(case_date: CaseDate) -> str:
+    """The case date in words for this viewer: the real name of a high-risk case for admins."""
+    case = db.session.get(Case, case_date.case_id)
+    who = display_name(case, _me()) if case is not None else "a case"
+    return anniversary_words(case_date, who)
+
+
 def _yearly_text(schedule: Schedule) -> str:
     rule = schedule.rule or {}
     month, day = int(rule.get("month", 1)), int(rule.get("day", 1))
-    text = f"Every year on {day} {MONTHS[month - 1]} at {rule.get('time', '')} {schedule.timezone}"
+    on = f"{day} {MONTHS[month - 1]}"
+    case_date = db.session.get(CaseDate, schedule.case_date_id) if schedule.case_date_id else None
+    if case_date is not None:
+        on = f"{_anniversary_of(case_date)} ({on})"
+    text = f"Every year on {on} at {rule.get('time', '')} {schedule.timezone}"
     note = yearly_note(month, day)
     return f"{text} ({note})" if note else text
+
+
+def _case_date_choices(campaign: Campaign) -> list[tuple[int, str]]:
+    """Dates of the campaign's linked cases, then every date marked as an anniversary."""
+    linked = [case.id for case in linked_cases(campaign)]
+    query = (
+        select(CaseDate)
+        .where(CaseDate.case_id.in_(linked) | CaseDate.is_anniversary_marked.is_(True))
+        .order_by(CaseDate.case_id, CaseDate.on)
+    )
+    viewer = _me()
+    choices = []
+    for case_date in db.session.scalars(query):
+        case = db.session.get(Case, case_date.case_id)
+        who = display_name(case, viewer) if case is not None else "a case"
+        label = (
+            f"{case_date.kind.capitalize()} of {who}, {format_day(case_date.on, with_year=True)}"
+        )
+        choices.append((case_date.id, label))
+    return choices
+
+
+def _step_view(step: CampaignStep) -> dict[str, Any]:
+    gone_out = has_gone_out(step)
+    return {
+        "step": step,
+        "summary": step_summary(step),
+        "gone_out": gone_out,
+        "letters": letters_sent(step) if gone_out else 0,
+        "may_rearm": may_rearm(step),
+    }
 
 
 def _render(
@@ -134,7 +188,8 @@ def _render(
         ],
         local=_local,
         pacing_text=lambda s: describe((s.rule or {}).get("pacing")),
-        steps=[(step, step_summary(step)) for step in steps],
+        steps=[_step_view(step) for step in steps],
+        case_dates=_case_date_choices(campaign),
         statements=statements,
         conditions=conditions,
         zones=COMMON_ZONES,
@@ -233,16 +288,31 @@ def _int(value: str, label: str) -> int:
 def yearly(campaign_id: int) -> Any:
     campaign = _campaign(campaign_id)
     form = {key: request.form.get(key, "") for key in request.form}
+    on_case_date = form.get("on") == "case_date"
     try:
-        month = _int(form.get("month", ""), "Date")
-        day = _int(form.get("day", ""), "Date")
+        case_date = None
+        if on_case_date:
+            month = day = 0  # the case date decides
+            case_date_id = row_id(form.get("case_date_id", ""))
+            case_date = db.session.get(CaseDate, case_date_id) if case_date_id else None
+            if case_date is None:
+                raise ScheduleError("Case date: choose one of the case dates in the list")
+        else:
+            month = _int(form.get("month", ""), "Date")
+            day = _int(form.get("day", ""), "Date")
         schedule = create_yearly(
-            campaign, month, day, form.get("time", ""), _zone_from(form), actor=_me()
+            campaign,
+            month,
+            day,
+            form.get("time", ""),
+            _zone_from(form),
+            actor=_me(),
+            case_date=case_date,
         )
     except ScheduleError as error:
         db.session.rollback()
         message = str(error)
-        field = _schedule_field(message, "day")
+        field = _schedule_field(message, "case_date" if on_case_date else "day")
         return _render(_campaign(campaign_id), errors={field: message}, form=form, which="yearly")
     db.session.commit()
     flash(f"{_yearly_text(schedule)}; next: {_local(schedule)}.", "success")
@@ -296,4 +366,80 @@ def add_follow_up(campaign_id: int) -> Any:
     )
     db.session.commit()
     flash(f"Follow-up {step.position} added: {step_summary(step)}.", "success")
+    return _back(campaign)
+
+
+def _step(campaign: Campaign, step_id: int) -> CampaignStep:
+    step = db.session.get(CampaignStep, step_id)
+    if step is None or step.campaign_id != campaign.id:
+        abort(404)
+    return step
+
+
+def _step_refused(campaign_id: int, step_id: int, error: FollowUpError, form: Any = None) -> Any:
+    """The page again, the reason next to the step's field (or the step) it concerns."""
+    db.session.rollback()
+    field = f"step-{step_id}-{error.field or 'step'}"
+    return _render(
+        _campaign(campaign_id),
+        errors={field: str(error)},
+        form=form or {},
+        which=f"step-{step_id}",
+    )
+
+
+@bp.route("/steps/<int:step_id>/edit", methods=["POST"])
+@allow(Role.SENDER)
+def edit_follow_up(campaign_id: int, step_id: int) -> Any:
+    campaign = _campaign(campaign_id)
+    step = _step(campaign, step_id)
+    form = {key: request.form.get(key, "") for key in request.form}
+    statement_id = row_id(form.get("statement_id", ""))
+    statement = db.session.get(Statement, statement_id) if statement_id is not None else None
+    try:
+        days_text = form.get("delay_days", "").strip()
+        try:
+            delay_days = int(days_text)
+        except ValueError:
+            raise FollowUpError(
+                f"Days: {days_text!r} is not a number of days", "delay_days"
+            ) from None
+        update_step(step, statement, delay_days, form.get("condition", ""), actor=_me())
+    except FollowUpError as error:
+        return _step_refused(campaign_id, step_id, error, form)
+    db.session.commit()
+    flash(f"Follow-up {step.position} changed: {step_summary(step)}.", "success")
+    return _back(campaign)
+
+
+@bp.route("/steps/<int:step_id>/delete", methods=["POST"])
+@allow(Role.SENDER)
+def delete_follow_up(campaign_id: int, step_id: int) -> Any:
+    campaign = _campaign(campaign_id)
+    step = _step(campaign, step_id)
+    position = step.position
+    try:
+        remove_step(step, actor=_me())
+    except FollowUpError as error:
+        return _step_refused(campaign_id, step_id, error)
+    db.session.commit()
+    flash(f"Follow-up {position} deleted; the steps after it moved up one place.", "success")
+    return _back(campaign)
+
+
+@bp.route("/steps/<int:step_id>/rearm", methods=["POST"])
+@allow(Role.SENDER)
+def rearm_follow_up(campaign_id: int, step_id: int) -> Any:
+    campaign = _campaign(campaign_id)
+    step = _step(campaign, step_id)
+    try:
+        rearm_step(step, actor=_me())
+    except FollowUpError as error:
+        return _step_refused(campaign_id, step_id, error)
+    db.session.commit()
+    flash(
+        f"Follow-up {step.position} will be sent at the scheduler's next tick (within a minute "
+        "while the workers run).",
+        "success",
+    )
     return _back(campaign)

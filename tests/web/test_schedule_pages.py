@@ -5,17 +5,27 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from campaign.extensions import db
-from campaign.models import Campaign, CampaignStatus, CampaignStep, Role, Schedule, ScheduleKind
-from campaign.services import campaigns, lists, statements
+from campaign.models import (
+    Campaign,
+    CampaignStatus,
+    CampaignStep,
+    Delivery,
+    DeliveryStatus,
+    Role,
+    Schedule,
+    ScheduleKind,
+)
+from campaign.scheduling.tick import tick
+from campaign.services import campaigns, cases, followups, lists, statements
 from campaign.services.campaigns import AudienceSpec
 from campaign.services.contacts import create_contact
 from tests.conftest import TEST_PASSWORD, make_user
@@ -298,3 +308,235 @@ def test_schedule_forms_need_the_csrf_token(
     assert client.post(url, data={**form, "csrf_token": token}).status_code == 302
     db.session.refresh(campaign)
     assert campaign.status == CampaignStatus.SCHEDULED.value
+
+
+# --- editing, deleting and re-arming follow-ups (decision 0025) -----------------------------
+
+
+def _add_step(client: FlaskClient, campaign: Campaign, days: str = "14") -> CampaignStep:
+    response = client.post(
+        f"/campaigns/{campaign.id}/schedule/steps",
+        data={
+            "statement_id": str(_statement_id("Follow-up: joint letter")),
+            "delay_days": days,
+            "condition": "no_reply",
+        },
+    )
+    assert response.status_code == 302
+    step = db.session.scalars(select(CampaignStep).order_by(CampaignStep.id.desc())).first()
+    assert step is not None
+    return step
+
+
+def _calendar_list(client: FlaskClient) -> str:
+    page = html.unescape(client.get("/calendar/?view=list").get_data(as_text=True))
+    return page[page.index('id="calendar-list"') :]
+
+
+def _launched_long_ago(campaign: Campaign, days: int) -> None:
+    """Launch the campaign `days` days ago, its letters sent then."""
+    launched = datetime.now(UTC) - timedelta(days=days)
+    assert campaigns.launch_campaign(campaign, at=launched)
+    db.session.execute(
+        update(Delivery)
+        .where(Delivery.campaign_id == campaign.id)
+        .values(status=DeliveryStatus.SENT.value, sent_at=launched)
+    )
+    db.session.commit()
+
+
+def test_a_sender_edits_then_deletes_a_follow_up_and_the_calendar_follows(
+    client: FlaskClient, login: Any, campaign: Campaign
+) -> None:
+    login(Role.SENDER)
+    client.post(
+        f"/campaigns/{campaign.id}/schedule/yearly",
+        data={"day": "26", "month": "6", "time": "09:00", "zone": "Europe/Brussels"},
+    )
+    step = _add_step(client, campaign)
+    assert "Torture victims day: follow-up 1 to recipients who have not replied" in (
+        _calendar_list(client)
+    )
+    response = client.post(
+        f"/campaigns/{campaign.id}/schedule/steps/{step.id}/edit",
+        data={
+            "statement_id": str(_statement_id("Joint letter")),
+            "delay_days": "10",
+            "condition": "no_reply_no_bounce",
+        },
+    )
+    assert response.status_code == 302
+    page = _page(client, campaign)
+    assert (
+        "10 days after the letter goes out, recipients who have not replied and whose letter "
+        "did not bounce will receive ‘Joint letter’" in page
+    )
+    assert "Torture victims day: follow-up 1 to recipients who have not replied and whose" in (
+        _calendar_list(client)
+    )
+
+    response = client.post(f"/campaigns/{campaign.id}/schedule/steps/{step.id}/delete")
+    assert response.status_code == 302
+    assert "No follow-ups." in _page(client, campaign)
+    assert "follow-up 1" not in _calendar_list(client)
+    assert (
+        db.session.scalars(
+            select(Schedule).where(Schedule.kind == ScheduleKind.FOLLOW_UP.value)
+        ).all()
+        == []
+    )
+
+
+def test_a_bad_edit_is_explained_next_to_the_step_field_with_the_values_kept(
+    client: FlaskClient, login: Any, campaign: Campaign
+) -> None:
+    login(Role.SENDER)
+    step = _add_step(client, campaign)
+    response = client.post(
+        f"/campaigns/{campaign.id}/schedule/steps/{step.id}/edit",
+        data={
+            "statement_id": str(_statement_id("Follow-up: joint letter")),
+            "delay_days": "0",
+            "condition": "no_reply",
+        },
+    )
+    assert response.status_code == 422
+    page = html.unescape(response.get_data(as_text=True))
+    assert "at least 1 day" in _field_error(page, f"step-{step.id}-delay_days")
+    assert re.search(rf'id="step-{step.id}-days"[^>]*value="0"', page)
+    # The add form below stays clean.
+    assert 'id="e-delay_days"' not in page
+    db.session.refresh(step)
+    assert step.delay_days == 14
+
+
+def test_a_step_that_went_out_says_so_and_refuses_changes(
+    client: FlaskClient, login: Any, campaign: Campaign
+) -> None:
+    login(Role.SENDER)
+    _launched_long_ago(campaign, days=3)
+    step = _add_step(client, campaign, days="1")
+    schedule = followups.schedule_of(step)
+    assert schedule is not None and schedule.next_run_at is not None
+    followups.fire_follow_up(schedule, schedule.next_run_at, datetime.now(UTC))
+    db.session.commit()
+
+    page = _page(client, campaign)
+    assert "Already sent (1 letter in the record)" in page
+    assert f'id="step-{step.id}-form"' not in page
+    for action in ("edit", "delete"):
+        response = client.post(
+            f"/campaigns/{campaign.id}/schedule/steps/{step.id}/{action}",
+            data={"statement_id": "1", "delay_days": "5", "condition": "no_reply"},
+        )
+        assert response.status_code == 422
+        message = _field_error(
+            html.unescape(response.get_data(as_text=True)), f"step-{step.id}-step"
+        )
+        assert "has already gone out" in message
+    assert db.session.get(CampaignStep, step.id) is not None
+
+
+def test_send_now_re_arms_a_skipped_follow_up_and_the_tick_sends_it_once(
+    client: FlaskClient, login: Any, campaign: Campaign
+) -> None:
+    login(Role.SENDER)
+    _launched_long_ago(campaign, days=30)
+    step = _add_step(client, campaign)
+    assert "Send this follow-up now" not in _page(client, campaign)
+    now = datetime.now(UTC)
+    assert tick(now).summary == "0 fired, 1 skipped"
+    page = _page(client, campaign)
+    assert "Not sent: the fire due on" in page and "16 days late: not sent" in page
+    assert "Send this follow-up now" in page
+
+    response = client.post(f"/campaigns/{campaign.id}/schedule/steps/{step.id}/rearm")
+    assert response.status_code == 302
+    assert "Send this follow-up now" not in _page(client, campaign)
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    assert tick(later).summary == "1 fired, 0 skipped"
+    assert tick(later).lines == []
+    letters = db.session.scalars(select(Delivery).where(Delivery.step == 1)).all()
+    assert [letter.email for letter in letters] == ["ana@example.org"]
+
+
+def test_viewers_and_editors_cannot_change_steps(
+    client: FlaskClient, login: Any, campaign: Campaign
+) -> None:
+    login(Role.SENDER)
+    step = _add_step(client, campaign)
+    for role in (Role.VIEWER, Role.EDITOR):
+        client.post("/logout")
+        login(role)
+        page = _page(client, campaign)
+        assert f'id="step-{step.id}-form"' not in page
+        for action in ("edit", "delete", "rearm"):
+            url = f"/campaigns/{campaign.id}/schedule/steps/{step.id}/{action}"
+            form = {"statement_id": "1", "delay_days": "3", "condition": "no_reply"}
+            assert client.post(url, data=form).status_code == 403
+    db.session.refresh(step)
+    assert step.delay_days == 14
+
+
+# --- yearly on a case date's anniversary ----------------------------------------------------
+
+
+def _linked_high_risk_case(campaign: Campaign) -> int:
+    case = cases.create_case("Real Secret Name", "Journalist B", is_high_risk=True, country="UZ")
+    arrest = cases.add_case_date(case, "arrest", date(2021, 3, 12))
+    cases.link_case(campaign, case)
+    db.session.commit()
+    return int(arrest.id)
+
+
+def test_a_yearly_campaign_on_a_case_anniversary_names_the_case_safely(
+    client: FlaskClient, login: Any, campaign: Campaign
+) -> None:
+    arrest_id = _linked_high_risk_case(campaign)
+    login(Role.SENDER)
+    page = _page(client, campaign)
+    assert "Arrest of Journalist B, 12 March 2021" in page
+    assert "Real Secret Name" not in page
+    response = client.post(
+        f"/campaigns/{campaign.id}/schedule/yearly",
+        data={
+            "on": "case_date",
+            "case_date_id": str(arrest_id),
+            "day": "",
+            "month": "1",
+            "time": "09:00",
+            "zone": "UTC",
+        },
+    )
+    assert response.status_code == 302
+    page = _page(client, campaign)
+    assert (
+        "Every year on the anniversary of the arrest of Journalist B (12 March) at 09:00 UTC"
+        in page
+    )
+    schedule = db.session.scalars(
+        select(Schedule).where(Schedule.kind == ScheduleKind.YEARLY_CAMPAIGN.value)
+    ).one()
+    assert schedule.case_date_id == arrest_id
+    assert schedule.rule["month"] == 3 and schedule.rule["day"] == 12
+
+    client.post("/logout")
+    login(Role.ADMIN)
+    admin_page = _page(client, campaign)
+    assert "the anniversary of the arrest of Real Secret Name (12 March)" in admin_page
+
+
+def test_a_case_anniversary_without_a_case_date_is_refused(
+    client: FlaskClient, login: Any, campaign: Campaign
+) -> None:
+    _linked_high_risk_case(campaign)
+    login(Role.SENDER)
+    response = client.post(
+        f"/campaigns/{campaign.id}/schedule/yearly",
+        data={"on": "case_date", "case_date_id": "9999", "time": "09:00", "zone": "UTC"},
+    )
+    assert response.status_code == 422
+    page = html.unescape(response.get_data(as_text=True))
+    assert "choose one of the case dates" in _field_error(page, "case_date")
+    assert re.search(r'value="case_date"\s+checked', page)
+    assert db.session.scalars(select(Schedule)).all() == []
