@@ -34,6 +34,9 @@ NEXT_RUN: dict[str, Callable[[Schedule, datetime], datetime | None]] = {}
 # Called when a fire did not happen: skipped as too late, or broken by an unexpected error
 # (undo a "scheduled" status, say why), so nothing is left promising a send that won't come.
 ON_MISSED: dict[str, Callable[[Schedule, datetime, str], None]] = {}
+# Work that must wait until the fires are committed, run at the end of every tick with its
+# `now`: e-mail cannot be rolled back, so it is sent only for what the database kept.
+AFTER_TICK: list[Callable[[datetime], object]] = []
 # Modules that fill the registries above when imported (one per kind's owner).
 ACTION_MODULES = (
     "campaign.scheduling.actions",
@@ -200,4 +203,10 @@ def tick(now: datetime, *, commit: Callable[[], None] | None = None) -> TickRepo
             if line is None:
                 break  # another tick has this fire, and will carry on after it
             report.lines.append(line)
+    for after in AFTER_TICK:
+        try:
+            after(now)
+        except Exception:  # the fires stand; the hook tries again at the next tick
+            log.exception("after the tick: %s failed", getattr(after, "__name__", after))
+            db.session.rollback()
     return report

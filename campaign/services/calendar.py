@@ -15,6 +15,7 @@ import csv
 import hashlib
 import hmac
 import io
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -25,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pycountry
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from campaign.extensions import db
 from campaign.models import (
@@ -40,8 +41,10 @@ from campaign.models import (
     User,
 )
 from campaign.models.calendar import EventKind
-from campaign.scheduling.tick import ACTIONS, NEXT_RUN
+from campaign.scheduling.tick import ACTIONS, AFTER_TICK, NEXT_RUN
 from campaign.services.audit import record_event
+
+log = logging.getLogger(__name__)
 
 # Reminders reach staff at the start of their working day, in the organisation's zone.
 REMINDER_TIME = time(9, 0)
@@ -562,26 +565,65 @@ def _email_staff(text: str, recipients: Sequence[User]) -> list[str]:
 
 
 def fire_reminder(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, None]:
-    """The scheduler's action for kind "reminder": notify staff in the app and by e-mail."""
+    """The scheduler's action for kind "reminder": a notification in the app.
+
+    The e-mail to staff goes after the tick has committed (email_reminders): sent from
+    inside the fire, a crash or failed commit after it would send it again at the next tick.
+    """
     text = reminder_text(schedule, due_at)
     run_id = db.session.scalar(
         select(ScheduleRun.id).where(
             ScheduleRun.schedule_id == schedule.id, ScheduleRun.due_at == due_at
         )
     )
-    notification = Notification(text=text, schedule_run_id=run_id, created_at=now)
-    db.session.add(notification)
-    staff = staff_to_remind()
-    failed = _email_staff(text, staff)
-    if not failed:
-        notification.emailed_at = now
-    schedule.next_run_at = next_reminder_run(schedule, due_at)
+    db.session.add(Notification(text=text, schedule_run_id=run_id, created_at=now))
     db.session.flush()
-    sent = len(staff) - len(failed)
-    detail = f"{text} — e-mailed to {sent} of {len(staff)} staff"
-    if failed:
-        detail += f" (not sent to {', '.join(failed)})"
-    return detail, None
+    return f"{text} — shown in the app, e-mailed to {len(staff_to_remind())} staff", None
+
+
+# Reminders older than this are not e-mailed any more (after a long outage the in-app
+# notice is enough; a week-old "in 7 days" mail would mislead).
+EMAIL_REMINDERS_WITHIN = timedelta(days=1)
+
+
+def email_reminders(now: datetime) -> int:
+    """E-mail staff each committed, not yet e-mailed reminder, once; return how many.
+
+    Each notification is claimed (emailed_at set and committed) before its mail goes: a
+    crash in between costs that e-mail, never sends it twice, and the notice stays in the app.
+    """
+    pending = db.session.scalars(
+        select(Notification.id)
+        .where(
+            Notification.emailed_at.is_(None),
+            Notification.schedule_run_id.is_not(None),
+            Notification.created_at >= now - EMAIL_REMINDERS_WITHIN,
+        )
+        .order_by(Notification.id)
+    ).all()
+    emailed = 0
+    for notification_id in pending:
+        result = db.session.execute(
+            update(Notification)
+            .where(Notification.id == notification_id, Notification.emailed_at.is_(None))
+            .values(emailed_at=now)
+        )
+        claimed = int(getattr(result, "rowcount", 0) or 0)
+        db.session.commit()
+        notification = db.session.get(Notification, notification_id)
+        if not claimed or notification is None:
+            continue  # another tick has it
+        staff = staff_to_remind()
+        failed = _email_staff(notification.text, staff)
+        if failed:
+            log.warning(
+                "reminder %s: e-mail to %d of %d staff failed",
+                notification_id,
+                len(failed),
+                len(staff),
+            )
+        emailed += 1
+    return emailed
 
 
 # --- the ICS feed ------------------------------------------------------------------------
@@ -660,3 +702,4 @@ ACTIONS[ScheduleKind.REMINDER.value] = fire_reminder
 # The tick sets next_run_at after the action: it must ask the same question fire_reminder
 # does, or a yearly reminder (built-in day, case anniversary) would stop after one fire.
 NEXT_RUN[ScheduleKind.REMINDER.value] = next_reminder_run
+AFTER_TICK.append(email_reminders)

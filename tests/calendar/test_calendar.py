@@ -11,10 +11,12 @@ import pytest
 from flask import Flask
 from icalendar import Calendar
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from campaign.devmail import DevmailSink
 from campaign.extensions import db
 from campaign.models import CalendarEvent, Notification, Role, Schedule
+from campaign.scheduling.tick import tick
 from campaign.services import calendar
 from campaign.services.calendar import CalendarError
 from tests import servers
@@ -110,12 +112,13 @@ def test_a_reminder_notifies_staff_in_the_app_and_by_email(app: Flask) -> None:
     assert due is not None
     config = app.config["CAMPAIGN_CONFIG"]
     with DevmailSink(config.devmail_path, config.MAIL_SERVER, config.MAIL_PORT):
-        detail, campaign_id = calendar.fire_reminder(schedule, due, due)
-        db.session.commit()
+        report = tick(due)
+        assert tick(due + timedelta(minutes=1)).lines == []  # the next tick mails nothing more
     span = calendar.format_span(start, start + timedelta(days=1))
     expected = f"EU–Central Asia summit in 7 days (Samarkand, {span})"
-    assert campaign_id is None
-    assert detail.startswith(expected) and "e-mailed to 2 of 2 staff" in detail
+    [line] = report.lines
+    assert line.campaign_id is None
+    assert line.detail.startswith(expected) and "e-mailed to 2 staff" in line.detail
     notification = db.session.scalars(select(Notification)).one()
     assert notification.text == expected and notification.emailed_at is not None
     received = list(mailbox.Maildir(config.devmail_path, create=False))
@@ -123,7 +126,34 @@ def test_a_reminder_notifies_staff_in_the_app_and_by_email(app: Flask) -> None:
     subjects = {str(make_header(decode_header(m["Subject"]))) for m in received}
     assert subjects == {f"Reminder: {expected}"}
     # A dated event is reminded once.
+    db.session.refresh(schedule)
     assert schedule.next_run_at is None
+
+
+def test_a_tick_whose_commit_fails_mails_nobody_and_the_retry_mails_each_person_once(
+    app: Flask,
+) -> None:
+    make_user(Role.EDITOR, "editor@example.org")
+    start = date.today() + timedelta(days=30)
+    event = calendar.add_event("Human-rights dialogue", start, reminder_days=[7])
+    db.session.commit()
+    schedule = db.session.scalars(select(Schedule).where(Schedule.event_id == event.id)).one()
+    due = schedule.next_run_at
+    assert due is not None
+
+    def failing_commit() -> None:
+        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    config = app.config["CAMPAIGN_CONFIG"]
+    with DevmailSink(config.devmail_path, config.MAIL_SERVER, config.MAIL_PORT):
+        with pytest.raises(OperationalError):
+            tick(due, commit=failing_commit)
+        db.session.rollback()
+        assert list(mailbox.Maildir(config.devmail_path, create=False)) == []
+        assert tick(due).summary == "1 fired, 0 skipped"
+        tick(due + timedelta(minutes=1))
+    received = list(mailbox.Maildir(config.devmail_path, create=False))
+    assert [m["Delivered-To"] for m in received] == ["editor@example.org"]
 
 
 def test_a_built_in_day_reminder_recurs_every_year(app: Flask) -> None:
@@ -133,11 +163,11 @@ def test_a_built_in_day_reminder_recurs_every_year(app: Flask) -> None:
     due = schedule.next_run_at
     assert due is not None
     assert (due.month, due.day, due.hour, due.minute) == (6, 19, 7, 0)  # 09:00 summer time
-    detail, _ = calendar.fire_reminder(schedule, due, due)  # no mail server: still noted
-    db.session.commit()
-    assert detail.startswith(
+    [line] = tick(due).lines  # no mail server: still noted in the app
+    assert line.detail.startswith(
         "International Day in Support of Victims of Torture in 7 days (26 June)"
     )
+    db.session.refresh(schedule)
     assert schedule.next_run_at == due.replace(year=due.year + 1)
     winter = calendar.add_reminder(_builtin(12, 10), 0)
     assert winter.next_run_at is not None and winter.next_run_at.hour == 8  # 09:00 winter time
