@@ -34,6 +34,9 @@ NEXT_RUN: dict[str, Callable[[Schedule, datetime], datetime | None]] = {}
 # Called when a fire did not happen: skipped as too late, or broken by an unexpected error
 # (undo a "scheduled" status, say why), so nothing is left promising a send that won't come.
 ON_MISSED: dict[str, Callable[[Schedule, datetime, str], None]] = {}
+# Kinds that fire however late they are: past the grace period a follow-up still serves (the
+# people are still waiting for it), a launch timed for a summit does not.
+LATE_OK: set[str] = set()
 # Work that must wait until the fires are committed, run at the end of every tick with its
 # `now`: e-mail cannot be rolled back, so it is sent only for what the database kept.
 AFTER_TICK: list[Callable[[datetime], object]] = []
@@ -124,7 +127,7 @@ def _claim(schedule_id: int, due_at: datetime) -> int | None:
 
 
 def _run(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, str, int | None]:
-    if due_at < now - grace():
+    if due_at < now - grace() and schedule.kind not in LATE_OK:
         detail = f"due {local_label(due_at, schedule.timezone)}, {lateness(due_at, now)}: not sent"
         _not_fired(schedule, due_at, detail)
         return RunOutcome.SKIPPED.value, detail, None
@@ -167,7 +170,11 @@ def _fire_one(schedule: Schedule, now: datetime) -> TickLine | None:
         .values(outcome=outcome, detail=detail, campaign_id=campaign_id)
     )
     next_run = NEXT_RUN.get(schedule.kind)
-    schedule.next_run_at = next_run(schedule, due_at) if next_run else None
+    if next_run is not None:
+        schedule.next_run_at = next_run(schedule, due_at)
+    elif schedule.next_run_at is not None and schedule.next_run_at <= due_at:
+        # Fired once, unless the action itself set a later run (a follow-up's next sweep).
+        schedule.next_run_at = None
     if outcome == RunOutcome.FIRED.value:
         schedule.last_fired_at = now
     db.session.flush()

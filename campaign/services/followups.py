@@ -1,9 +1,12 @@
 """Follow-up steps: N days after the previous letter, a statement to those who have not replied.
 
-A step is a CampaignStep and a one-shot Schedule (kind follow_up). Its due time is known only
-once the letter before it has gone out: step 1 is due `delay_days` after the launch, step N
-after step N-1 fired. The scheduler's tick calls `fire_follow_up`, which writes the step's
-ledger rows (deliveries.step = position) and queues their sending; the ledger's unique
+A step is a CampaignStep and a Schedule (kind follow_up). "N days after the previous letter"
+is counted for each recipient from when their own letter went out: with pacing, a daily
+limit, a pause or retries, letters of one step leave over days. So a step fires in sweeps:
+its first is due `delay_days` after the launch (step 1) or after the previous step's first
+fire; each sweep writes the ledger rows (deliveries.step = position) of those whose letter
+is at least N days old, then sets the next sweep for the next person to come due, until
+every letter before it has gone out or ended (decision 0021). The ledger's unique
 (campaign, contact, step) key and the NOT EXISTS below make a second fire add nobody.
 
 Who gets the letter: recipients of the previous step whose letter was sent, who have not
@@ -43,7 +46,7 @@ from campaign.models import (
     User,
 )
 from campaign.models.inbound import BounceKind, InboundKind
-from campaign.scheduling.tick import ACTIONS, ActionFailed
+from campaign.scheduling.tick import ACTIONS, LATE_OK, ActionFailed
 from campaign.services import statements
 from campaign.services.audit import record_event
 from campaign.services.campaigns import _new_rows, enqueue_send_jobs
@@ -55,6 +58,11 @@ CONDITION_WORDS = {
     ),
     FollowUpCondition.OPENED_NO_REPLY.value: "who opened the letter but have not replied",
 }
+# Letters that leave within this time after a sweep's cut-off go with it: a campaign's
+# batch takes minutes to send, and a second sweep an hour later for its tail helps nobody.
+SWEEP_SLACK = timedelta(hours=1)
+# A follow-up later than a year is a new campaign, not a reminder of this one.
+MAX_DELAY_DAYS = 365
 # Key of the step's schedule rule holding the statement version frozen when it fired.
 FROZEN_VERSION_KEY = "statement_version_id"
 # Key of the step's schedule rule holding the time a skipped or failed step was re-armed for.
@@ -109,6 +117,12 @@ def _checked(
     if isinstance(delay_days, bool) or not isinstance(delay_days, int) or delay_days < 1:
         raise FollowUpError(
             f"Days: a follow-up goes at least 1 day after the previous letter (not {delay_days})",
+            "delay_days",
+        )
+    if delay_days > MAX_DELAY_DAYS:
+        raise FollowUpError(
+            f"Days: a follow-up goes at most {MAX_DELAY_DAYS} days after the previous letter "
+            f"(not {delay_days}); for a letter next year, use a yearly campaign",
             "delay_days",
         )
     try:
@@ -179,7 +193,19 @@ def _previous_sent_at(campaign: Campaign, step: CampaignStep) -> datetime | None
     if previous is None:
         return None
     schedule = schedule_of(previous)
-    return schedule.last_fired_at if schedule else None
+    return _first_fire(schedule) if schedule else None
+
+
+def _first_fire(schedule: Schedule) -> datetime | None:
+    """When the step's first sweep was due: the earliest its letters can have gone out
+    (its last fire if it was fired outside the tick, with no run recorded)."""
+    first = db.session.scalar(
+        select(func.min(ScheduleRun.due_at)).where(
+            ScheduleRun.schedule_id == schedule.id,
+            ScheduleRun.outcome == RunOutcome.FIRED.value,
+        )
+    )
+    return first or schedule.last_fired_at
 
 
 def _has_run(schedule: Schedule, due_at: datetime) -> bool:
@@ -419,8 +445,11 @@ def _hard_bounce_reported(delivery: Any) -> Any:
     )
 
 
-def recipients_query(step: CampaignStep) -> Select[int | None, str]:
-    """(contact id, address) of the recipients the step would write to now."""
+def recipients_query(
+    step: CampaignStep, *, sent_by: datetime | None = None
+) -> Select[int | None, str]:
+    """(contact id, address) of the recipients the step would write to now; with `sent_by`,
+    only those whose previous letter went out by then (N days before the sweep)."""
     previous = aliased(Delivery)
     earlier = aliased(Delivery)
     already = aliased(Delivery)
@@ -447,6 +476,8 @@ def recipients_query(step: CampaignStep) -> Select[int | None, str]:
         )
         .order_by(previous.contact_id)
     )
+    if sent_by is not None:
+        query = query.where(previous.sent_at <= sent_by)
     if step.condition == FollowUpCondition.NO_REPLY_NO_BOUNCE:
         query = query.where(
             previous.status != DeliveryStatus.BOUNCED.value, ~_hard_bounce_reported(previous)
@@ -474,14 +505,12 @@ def step_summary(step: CampaignStep) -> str:
     who = CONDITION_WORDS.get(step.condition, step.condition)
     days = f"{step.delay_days} day{'s' if step.delay_days != 1 else ''}"
     if schedule is not None and schedule.last_fired_at is not None:
-        sent = int(
-            db.session.scalar(
-                select(func.count())
-                .select_from(Delivery)
-                .where(Delivery.campaign_id == step.campaign_id, Delivery.step == step.position)
+        sent = letters_sent(step)
+        if schedule.next_run_at is not None:
+            return (
+                f"{sent} recipients {who} were sent {title} so far; the others follow "
+                f"{days} after their own letter went out (next on {_day(schedule.next_run_at)})"
             )
-            or 0
-        )
         return f"On {_day(schedule.last_fired_at)}, {sent} recipients {who} were sent {title}"
     before = "the letter" if step.position == 1 else f"follow-up {step.position - 1}"
     if may_rearm(step):
@@ -533,10 +562,12 @@ def fire_follow_up(schedule: Schedule, due_at: datetime, now: datetime) -> tuple
             "campaign page"
         )
     _freeze_version(schedule, statement)
+    # Due: whose letter went out N days ago (or within the slack after that).
+    sent_by = now - timedelta(days=step.delay_days) + SWEEP_SLACK
     # The query joins Contact, so every contact id is set; suppressed people are left out.
     contacts = [
         (int(contact_id or 0), email, False)
-        for contact_id, email in db.session.execute(recipients_query(step))
+        for contact_id, email in db.session.execute(recipients_query(step, sent_by=sent_by))
     ]
     rows = _new_rows(campaign, contacts, message_id_domain(campaign.from_address))
     for row in rows:
@@ -544,7 +575,7 @@ def fire_follow_up(schedule: Schedule, due_at: datetime, now: datetime) -> tuple
     for start in range(0, len(rows), 1000):
         db.session.execute(insert(Delivery), rows[start : start + 1000])
     schedule.last_fired_at = now
-    schedule.next_run_at = None  # one letter per step: the schedule is done
+    schedule.next_run_at = _next_sweep(campaign, step, now)
     if rows and campaign.status == CampaignStatus.FINISHED:
         campaign.status = CampaignStatus.SENDING.value
         campaign.finished_at = None
@@ -557,7 +588,56 @@ def fire_follow_up(schedule: Schedule, due_at: datetime, now: datetime) -> tuple
         if (rows and campaign.status == CampaignStatus.PAUSED)
         else ""
     )
-    return f"follow-up {step.position}: {len(rows)} letters queued{paused}", campaign.id
+    later = (
+        f"; the others as their letters reach {step.delay_days} days"
+        if schedule.next_run_at is not None
+        else ""
+    )
+    return f"follow-up {step.position}: {len(rows)} letters queued{paused}{later}", campaign.id
+
+
+_NOT_GONE_YET = (
+    DeliveryStatus.QUEUED.value,
+    DeliveryStatus.DEFERRED.value,
+    DeliveryStatus.SENDING.value,
+    DeliveryStatus.IN_DOUBT.value,
+)
+
+
+def _next_sweep(campaign: Campaign, step: CampaignStep, now: datetime) -> datetime | None:
+    """When the next recipient of this step comes due; None when nobody can any more.
+
+    Candidates: the oldest letter before it that went out less than N days ago (due N days
+    after it went); letters still waiting to go (at the earliest N days from now); and, for
+    step 2 onwards, recipients the previous step has yet to write (N days after its next sweep).
+    """
+    delay = timedelta(days=step.delay_days)
+    sent_by = now - delay + SWEEP_SLACK  # what this sweep took (see fire_follow_up)
+    previous = and_(Delivery.campaign_id == campaign.id, Delivery.step == step.position - 1)
+    candidates: list[datetime] = []
+    oldest_recent = db.session.scalar(
+        select(func.min(Delivery.sent_at)).where(previous, Delivery.sent_at > sent_by)
+    )
+    if oldest_recent is not None:
+        candidates.append(oldest_recent + delay - SWEEP_SLACK)
+    if campaign.status != CampaignStatus.CANCELLED and db.session.scalar(
+        select(exists().where(previous, Delivery.status.in_(_NOT_GONE_YET)))
+    ):
+        candidates.append(now + delay)
+    if step.position > 1:
+        before = db.session.scalar(
+            select(Schedule.next_run_at)
+            .join(CampaignStep, CampaignStep.id == Schedule.step_id)
+            .where(
+                Schedule.kind == ScheduleKind.FOLLOW_UP.value,
+                CampaignStep.campaign_id == campaign.id,
+                CampaignStep.position == step.position - 1,
+            )
+        )
+        if before is not None:
+            # Its next rows go out no sooner than its sweep, and not before now.
+            candidates.append(max(before, now) + delay)
+    return min(candidates) if candidates else None
 
 
 # --- threading, for the senders --------------------------------------------------------------
@@ -607,3 +687,4 @@ def _tick_action(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[s
 
 
 ACTIONS[ScheduleKind.FOLLOW_UP.value] = _tick_action
+LATE_OK.add(ScheduleKind.FOLLOW_UP.value)

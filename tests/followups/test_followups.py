@@ -110,7 +110,9 @@ def _answer(letter: Delivery, *, auto: bool = False) -> None:
 def _fire(step: Any) -> str:
     schedule = followups.schedule_of(step)
     assert schedule is not None and schedule.next_run_at is not None
-    detail, _ = followups.fire_follow_up(schedule, schedule.next_run_at, datetime.now(UTC))
+    # Fired when due: N days after the launch, when the letters (sent then) are N days old.
+    due = schedule.next_run_at
+    detail, _ = followups.fire_follow_up(schedule, due, due)
     db.session.commit()
     return detail
 
@@ -193,8 +195,8 @@ def test_firing_twice_adds_nobody_twice(app: Flask) -> None:
     schedule = followups.schedule_of(step)
     assert schedule is not None and schedule.next_run_at is not None
     due = schedule.next_run_at
-    followups.fire_follow_up(schedule, due, datetime.now(UTC))
-    again, _ = followups.fire_follow_up(schedule, due, datetime.now(UTC))
+    followups.fire_follow_up(schedule, due, due)
+    again, _ = followups.fire_follow_up(schedule, due, due)
     db.session.commit()
     assert again == "follow-up 1: 0 letters queued"
     assert len(_letters(campaign.id, 1)) == len(PEOPLE)

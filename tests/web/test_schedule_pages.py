@@ -313,11 +313,13 @@ def test_schedule_forms_need_the_csrf_token(
 # --- editing, deleting and re-arming follow-ups (decision 0025) -----------------------------
 
 
-def _add_step(client: FlaskClient, campaign: Campaign, days: str = "14") -> CampaignStep:
+def _add_step(
+    client: FlaskClient, campaign: Campaign, days: str = "14", statement_id: int | None = None
+) -> CampaignStep:
     response = client.post(
         f"/campaigns/{campaign.id}/schedule/steps",
         data={
-            "statement_id": str(_statement_id("Follow-up: joint letter")),
+            "statement_id": str(statement_id or _statement_id("Follow-up: joint letter")),
             "delay_days": days,
             "condition": "no_reply",
         },
@@ -437,19 +439,32 @@ def test_a_step_that_went_out_says_so_and_refuses_changes(
     assert db.session.get(CampaignStep, step.id) is not None
 
 
-def test_send_now_re_arms_a_skipped_follow_up_and_the_tick_sends_it_once(
+def test_send_now_re_arms_a_failed_follow_up_and_the_tick_sends_it_once(
     client: FlaskClient, login: Any, campaign: Campaign
 ) -> None:
     login(Role.SENDER)
     _launched_long_ago(campaign, days=30)
-    step = _add_step(client, campaign)
+    doomed = statements.create_statement(
+        "Doomed", language="en", subject="D", body="{{ salutation }}\n\nX\n\n{{ closing }}\n"
+    )
+    db.session.commit()
+    step = _add_step(client, campaign, statement_id=doomed.id)
+    statements.delete_statement(doomed)
+    db.session.commit()
     assert "Send this follow-up now" not in _page(client, campaign)
     now = datetime.now(UTC)
-    assert tick(now).summary == "0 fired, 1 skipped"
+    assert tick(now).summary == "0 fired, 0 skipped, 1 failed"
     page = _page(client, campaign)
-    assert "Not sent: the fire due on" in page and "16 days late: not sent" in page
+    assert "Not sent: the fire due on" in page and "its statement was deleted" in page
     assert "Send this follow-up now" in page
 
+    form = {
+        "statement_id": str(_statement_id("Follow-up: joint letter")),
+        "delay_days": "14",
+        "condition": "no_reply",
+    }
+    edit = client.post(f"/campaigns/{campaign.id}/schedule/steps/{step.id}/edit", data=form)
+    assert edit.status_code == 302
     response = client.post(f"/campaigns/{campaign.id}/schedule/steps/{step.id}/rearm")
     assert response.status_code == 302
     assert "Send this follow-up now" not in _page(client, campaign)
