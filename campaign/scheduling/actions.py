@@ -16,7 +16,7 @@ from campaign.models import (
     Statement,
     campaign_cases,
 )
-from campaign.models.schedule import Schedule, ScheduleKind
+from campaign.models.schedule import RunOutcome, Schedule, ScheduleKind, ScheduleRun
 from campaign.scheduling.recurrence import next_yearly
 from campaign.scheduling.tick import ACTIONS, NEXT_RUN, ON_MISSED, ActionFailed
 from campaign.scheduling.timezones import zone_of
@@ -142,10 +142,35 @@ def _anniversary_case(schedule: Schedule) -> Case:
     return case
 
 
+def _copy_made_this_year(schedule: Schedule, due_at: datetime) -> tuple[int, str] | None:
+    """(id, name) of this year's copy made by any repeat of the same campaign on the same
+    day — one stopped and made again for another hour, say — or None."""
+    zone = zone_of(schedule.timezone)
+    year, day = due_at.astimezone(zone).year, (schedule.rule["month"], schedule.rule["day"])
+    runs = db.session.execute(
+        select(ScheduleRun.campaign_id, ScheduleRun.due_at, Schedule.rule, Campaign.name)
+        .join(Schedule, Schedule.id == ScheduleRun.schedule_id)
+        .join(Campaign, Campaign.id == ScheduleRun.campaign_id)
+        .where(
+            Schedule.campaign_id == schedule.campaign_id,
+            Schedule.kind == ScheduleKind.YEARLY_CAMPAIGN.value,
+            # A failed launch keeps its draft copy to fix by hand: it counts as made.
+            ScheduleRun.outcome.in_((RunOutcome.FIRED.value, RunOutcome.FAILED.value)),
+        )
+    )
+    for campaign_id, run_due, rule, name in runs:
+        if (rule["month"], rule["day"]) == day and run_due.astimezone(zone).year == year:
+            return campaign_id, name
+    return None
+
+
 def fire_yearly(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, int | None]:
     template = db.session.get(Campaign, schedule.campaign_id)
     if template is None:
         raise ActionFailed("its template campaign was deleted")
+    made = _copy_made_this_year(schedule, due_at)
+    if made is not None:
+        return f"the {made[1]!r} copy was already made this year: nothing to do", made[0]
     case = _anniversary_case(schedule) if schedule.case_date_id is not None else None
     copy = copy_campaign(template, yearly_instance_name(template, due_at, schedule.timezone))
     if case is not None:

@@ -75,6 +75,23 @@ def anniversary_words(case_date: CaseDate, name: str) -> str:
     return f"the anniversary of the {case_date.kind} of {name}"
 
 
+def _refuse_a_second_repeat(campaign: Campaign, month: int, day: int) -> None:
+    """One repeat per campaign and day: a second (a double submit, a re-run command, a new
+    time for the same day) would launch two copies in one year."""
+    for rule, zone in db.session.execute(
+        select(Schedule.rule, Schedule.timezone).where(
+            Schedule.campaign_id == campaign.id,
+            Schedule.kind == ScheduleKind.YEARLY_CAMPAIGN.value,
+            Schedule.is_enabled.is_(True),
+        )
+    ):
+        if (int(rule.get("month", 0)), int(rule.get("day", 0))) == (month, day):
+            raise ScheduleError(
+                f"Date: {campaign.name!r} already repeats every year on this day "
+                f"(at {rule.get('time')} {zone}); stop that repeat first to change it"
+            )
+
+
 def create_yearly(
     campaign: Campaign,
     month: int,
@@ -106,6 +123,7 @@ def create_yearly(
     check_month_day(month, day)
     at = parse_time(time)
     tz = zone_of(zone).key
+    _refuse_a_second_repeat(campaign, month, day)
     schedule = Schedule(
         kind=ScheduleKind.YEARLY_CAMPAIGN.value,
         name=name[:300],

@@ -93,3 +93,32 @@ def test_a_scheduled_send_broken_by_an_unexpected_error_goes_back_to_draft_and_s
     assert campaign.send_at is None
     assert "the salutation table is unreadable" in campaign.status_reason
     assert _letters(campaign.id) == 0
+
+
+def test_a_campaign_repeats_once_a_year_per_day_even_when_its_repeat_is_made_again(
+    app: Flask,
+) -> None:
+    from campaign.scheduling.timezones import ScheduleError
+
+    template = _campaign("26 June letter")
+    first = create_yearly(template, 6, 26, "09:00", "Europe/Paris", now=CREATED)
+    db.session.commit()
+    # A double submit, or the command run twice: refused, with what to do instead.
+    with pytest.raises(ScheduleError, match="already repeats every year on this day"):
+        create_yearly(template, 6, 26, "09:00", "Europe/Paris", now=CREATED)
+    assert tick(datetime(2027, 6, 26, 7, tzinfo=UTC)).summary == "1 fired, 0 skipped"
+
+    # Stopped after this year's fire and made again for 10:00 the same day: no second copy.
+    first.is_enabled = False
+    create_yearly(
+        template, 6, 26, "10:00", "Europe/Paris", now=datetime(2027, 6, 26, 7, 30, tzinfo=UTC)
+    )
+    db.session.commit()
+    report = tick(datetime(2027, 6, 26, 8, tzinfo=UTC))
+    assert report.lines[0].detail == (
+        "the '26 June letter 2027' copy was already made this year: nothing to do"
+    )
+    assert _copies(template) == ["26 June letter 2027"]
+    # The next year, the new repeat makes its copy.
+    assert tick(datetime(2028, 6, 26, 8, tzinfo=UTC)).summary == "1 fired, 0 skipped"
+    assert _copies(template) == ["26 June letter 2027", "26 June letter 2028"]
