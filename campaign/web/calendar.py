@@ -62,12 +62,19 @@ def url_of(item: Item) -> str:
 # --- pages ---------------------------------------------------------------------------------
 
 
+# Months the calendar pages can show; anything else (a typo, 9999-12 whose "next month"
+# does not exist) shows the current month.
+YEARS_SHOWN = range(1900, 3000)
+
+
 def _month_of(value: str, today: date) -> date:
     try:
         year, month = (int(part) for part in value.split("-"))
-        return date(year, month, 1)
+        if year in YEARS_SHOWN:
+            return date(year, month, 1)
     except ValueError:
-        return today.replace(day=1)
+        pass
+    return today.replace(day=1)
 
 
 def _add_months(first: date, count: int) -> date:

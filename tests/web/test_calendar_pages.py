@@ -342,3 +342,13 @@ def test_a_yearly_send_anchored_on_a_case_date_shows_on_the_anniversary(
     cell = _day_cell(page, date(NEXT_YEAR, 3, 12))
     assert "Free Ana (yearly) is sent" in cell and "Arrest of Ana Example" in cell
     assert "10:00" in cell
+
+
+@pytest.mark.parametrize("month", ["9999-12", "0-1", "2027-13", "june", "2027-06-01"])
+def test_a_month_the_calendar_cannot_show_opens_the_current_month(
+    client: FlaskClient, login: Any, month: str
+) -> None:
+    login(Role.VIEWER)
+    response = client.get(f"/calendar/?month={month}")
+    assert response.status_code == 200
+    assert date.today().strftime("%B %Y") in _text(response)
