@@ -40,6 +40,7 @@ from campaign.models.schedule import (
     ScheduleKind,
     ScheduleRun,
 )
+from campaign.models.setting import InstallationSetting
 from campaign.models.smtp_account import SmtpAccount, SmtpSecurity
 from campaign.models.statement import (
     PublishAs,
@@ -84,6 +85,7 @@ __all__ = [
     "InboundKind",
     "InboundMessage",
     "InboundNote",
+    "InstallationSetting",
     "MatchMethod",
     "Notification",
     "PublishAs",

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import io
 import logging
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -33,6 +34,7 @@ from campaign.models import (
     CalendarEvent,
     Case,
     CaseDate,
+    InstallationSetting,
     Notification,
     Role,
     Schedule,
@@ -629,18 +631,43 @@ def email_reminders(now: datetime) -> int:
 # --- the ICS feed ------------------------------------------------------------------------
 
 
+# The installation setting whose value is mixed into the feed's secret: replacing it makes
+# a new address and retires the old one, without touching SECRET_KEY (which also keeps
+# stored passwords readable and reply addresses valid).
+FEED_NONCE_SETTING = "calendar_feed_nonce"
+
+
+def _feed_nonce() -> str:
+    setting = db.session.get(InstallationSetting, FEED_NONCE_SETTING)
+    return setting.value if setting is not None else ""
+
+
 def feed_token(secret_key: str | None = None) -> str:
-    """The secret of /calendar.ics: an HMAC of the installation's SECRET_KEY.
+    """The secret of /calendar.ics: an HMAC of the installation's SECRET_KEY and nonce.
 
     Derived, not the key itself, so a leaked feed address reveals nothing that signs
-    sessions; it changes when SECRET_KEY does.
+    sessions; `new_feed_address` retires it.
     """
     key = (secret_key or str(current_app.config["SECRET_KEY"])).encode()
-    return hmac.new(key, b"campaign calendar feed v1", hashlib.sha256).hexdigest()[:40]
+    message = b"campaign calendar feed v1" + _feed_nonce().encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:40]
 
 
 def check_feed_token(token: str, secret_key: str | None = None) -> bool:
     return hmac.compare_digest(token.encode(), feed_token(secret_key).encode())
+
+
+def new_feed_address(actor: User | None = None) -> str:
+    """Retire the feed's address (a leak, someone leaving) and return the new token."""
+    setting = db.session.get(InstallationSetting, FEED_NONCE_SETTING)
+    if setting is None:
+        setting = InstallationSetting(name=FEED_NONCE_SETTING)
+        db.session.add(setting)
+    setting.value = secrets.token_hex(16)
+    setting.updated_by_id = actor.id if actor else None
+    db.session.flush()
+    record_event("calendar.feed_address_replaced", target_type="calendar", actor=actor)
+    return feed_token()
 
 
 def ics_feed(

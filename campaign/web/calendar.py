@@ -336,6 +336,19 @@ def delete_event(event_id: int) -> Any:
     return redirect(url_for("calendar.index", month=month))
 
 
+@bp.route("/calendar/feed-address", methods=["POST"])
+@allow(Role.ADMIN)
+def new_feed_address() -> Any:
+    calendar_service.new_feed_address(_me())
+    db.session.commit()
+    flash(
+        "The calendar feed has a new address; the old one no longer works. "
+        "Give the new one to staff who subscribe.",
+        "success",
+    )
+    return redirect(url_for("calendar.index") + "#feed-heading")
+
+
 @bp.route("/calendar.ics")
 @public
 def feed() -> Any:

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import CalendarEvent, Notification, Role
+from campaign.models import AuditEvent, CalendarEvent, Notification, Role
 from campaign.services import calendar as calendar_service
 from campaign.services import cases
 from tests.conftest import TEST_PASSWORD, make_user
@@ -352,3 +352,26 @@ def test_a_month_the_calendar_cannot_show_opens_the_current_month(
     response = client.get(f"/calendar/?month={month}")
     assert response.status_code == 200
     assert date.today().strftime("%B %Y") in _text(response)
+
+
+def test_an_admin_retires_a_leaked_feed_address_and_only_the_new_one_works(
+    client: FlaskClient, login: Any, app: Flask
+) -> None:
+    calendar_service.add_event("EU–Central Asia summit", date(NEXT_YEAR, 4, 3))
+    db.session.commit()
+    leaked = calendar_service.feed_token()
+    login(Role.EDITOR)
+    assert client.post("/calendar/feed-address").status_code == 403
+    client.post("/logout")
+    login(Role.ADMIN)
+    response = client.post("/calendar/feed-address", follow_redirects=True)
+    page = _text(response)
+    assert "the old one no longer works" in page
+    fresh = calendar_service.feed_token()
+    assert fresh != leaked and f"/calendar.ics?token={fresh}" in page
+    assert client.get(f"/calendar.ics?token={leaked}").status_code == 404
+    assert client.get(f"/calendar.ics?token={fresh}").status_code == 200
+    events = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "calendar.feed_address_replaced")
+    ).all()
+    assert len(events) == 1
