@@ -122,16 +122,22 @@ class LetterNotSent(RuntimeError):
 
 
 def send_test_letter(
-    statement: Any, contact: object, *, to: str, language: str | None = None
+    statement: Any,
+    contact: object,
+    *,
+    to: str,
+    language: str | None = None,
+    cases: list[dict[str, Any]] | None = None,
 ) -> ComposedLetter:
     """Send `contact`'s letter to `to` only (a member of staff) and record it in the audit log.
 
-    The contact's address is merely shown in To: the envelope goes to `to` alone.
+    The contact's address is merely shown in To: the envelope goes to `to` alone. `cases`
+    is the `{% for case in cases %}` data the preview merged, so the test shows the same.
     """
     from campaign.mail import SendError, send_message
     from campaign.services.audit import record_event
 
-    composed = compose_letter(statement, contact, language=language)
+    composed = compose_letter(statement, contact, language=language, cases=cases or [])
     if composed.message is None:
         raise LetterNotSent(composed.error)
     try:

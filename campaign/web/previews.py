@@ -217,9 +217,12 @@ def send_test(statement_id: int) -> Any:
         contact=contact.id,
         lang=language,
         audience=request.form.get("audience") or None,
+        cases_from=request.form.get("cases_from") or None,
     )
+    cases_from = _cases_campaign(statement, request.form.get("cases_from"))
+    cases = cases_context(cases_from) if cases_from is not None else []
     try:
-        send_test_letter(statement, contact, to=current_user.email, language=language)
+        send_test_letter(statement, contact, to=current_user.email, language=language, cases=cases)
     except LanguageUnavailable:
         abort(404)
     except LetterNotSent as error:

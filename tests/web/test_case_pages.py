@@ -4,8 +4,11 @@ sees a high-risk person's real name, and the statement preview merging a campaig
 from __future__ import annotations
 
 import html
+import mailbox
 import re
 from datetime import date, timedelta
+from email import message_from_bytes
+from email.policy import default as default_policy
 from typing import Any
 
 import pytest
@@ -13,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from campaign.devmail import DevmailSink
 from campaign.extensions import db
 from campaign.models import AuditEvent, Campaign, CampaignStatus, Case, CaseDate, Role, Schedule
 from campaign.services import campaigns, cases, lists, statements
@@ -355,3 +359,15 @@ def test_the_preview_merges_the_cases_of_a_campaign_using_the_statement(
     assert PSEUDONYM in part
     none = _text(client.get(f"{url}?cases_from=none"))
     assert PSEUDONYM not in none.split('id="preview-text"')[1]
+    # The test sent to oneself merges the same cases as the preview on screen.
+    config = app.config["CAMPAIGN_CONFIG"]
+    with DevmailSink(config.devmail_path, config.MAIL_SERVER, config.MAIL_PORT):
+        response = client.post(
+            f"/statements/{statement.id}/preview/send-test",
+            data={"contact": contact.id, "lang": "", "cases_from": str(linked.id)},
+        )
+        assert response.status_code == 302
+    [received] = mailbox.Maildir(config.devmail_path, create=False)
+    message = message_from_bytes(bytes(received), policy=default_policy)
+    text_part = message.get_body(preferencelist=("plain",))
+    assert text_part is not None and PSEUDONYM in text_part.get_content()
