@@ -178,6 +178,14 @@ def add_step(
     )
     db.session.flush()
     schedule_steps(campaign)
+    # Here, not in the page: a step added with `campaign add-step` is recorded too.
+    record_event(
+        "campaign.step_add",
+        target_type="campaign",
+        target_id=campaign.id,
+        actor=actor,
+        detail={"step_id": step.id, "position": position, "delay_days": delay_days},
+    )
     return step
 
 

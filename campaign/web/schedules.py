@@ -357,13 +357,6 @@ def add_follow_up(campaign_id: int) -> Any:
         db.session.rollback()
         field = error.field or "statement"
         return _render(_campaign(campaign_id), errors={field: str(error)}, form=form, which="step")
-    audit.record_event(
-        "campaign.step_add",
-        target_type="campaign",
-        target_id=campaign.id,
-        actor=_me(),
-        detail={"position": step.position, "delay_days": step.delay_days},
-    )
     db.session.commit()
     flash(f"Follow-up {step.position} added: {step_summary(step)}.", "success")
     return _back(campaign)

@@ -198,10 +198,18 @@ def test_add_step_prints_what_the_follow_up_will_do(app: Flask) -> None:
         "follow-up 1: 14 days after the letter goes out, recipients who have not replied "
         "will receive ‘Reminder’\n"
     )
+    # Recorded like a step added on the page.
+    from campaign.models import AuditEvent
+
+    events = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "campaign.step_add")
+    ).all()
+    assert [event.target_id for event in events] == [str(campaign.id)]
 
     for args, message in (
         (["--statement", "999", "--days", "14"], "no statement 999"),
         (["--statement", str(reminder.id), "--days", "0"], "at least 1 day"),
+        (["--statement", str(reminder.id), "--days", "999999999"], "at most 365 days"),
         (
             ["--statement", str(reminder.id), "--days", "7", "--condition", "opened_no_reply"],
             "open tracking",
