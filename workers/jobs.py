@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from campaign.extensions import db
 from campaign.scheduling import tick
-from campaign.services import importing, mailboxes, sending
+from campaign.services import importing, mailboxes, notices, sending
 from campaign.tracking import buffer
 from workers.context import job_context
 
@@ -105,3 +105,10 @@ def run_scheduler() -> None:
                 line.due_at.isoformat(),
                 line.detail,
             )
+
+
+def send_notice(kind: str, target_id: int) -> None:
+    """Send one notice (a signer's confirmation link, say): campaign.services.notices."""
+    with job_context():
+        sent = notices.send_notice(kind, target_id)
+        log.info("notice %s for %s: %d e-mail(s) sent", kind, target_id, sent)

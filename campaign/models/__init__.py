@@ -41,6 +41,13 @@ from campaign.models.schedule import (
     ScheduleRun,
 )
 from campaign.models.setting import InstallationSetting
+from campaign.models.sign_on import (
+    Signature,
+    SignatureStatus,
+    SignOn,
+    SignOnInvitation,
+    SignOnOrder,
+)
 from campaign.models.smtp_account import SmtpAccount, SmtpSecurity
 from campaign.models.statement import (
     PublishAs,
@@ -100,8 +107,13 @@ __all__ = [
     "ScheduleKind",
     "ScheduleRun",
     "Segment",
+    "SignOn",
+    "SignOnInvitation",
+    "SignOnOrder",
     "Signatory",
     "SignatoryKind",
+    "Signature",
+    "SignatureStatus",
     "SmtpAccount",
     "SmtpSecurity",
     "Statement",

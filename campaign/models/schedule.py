@@ -25,6 +25,7 @@ class ScheduleKind(enum.StrEnum):
     FOLLOW_UP = "follow_up"  # a campaign step, N days after the previous letter
     YEARLY_CAMPAIGN = "yearly_campaign"  # a new campaign from a template campaign every year
     REMINDER = "reminder"  # tell staff, N days before an event or a case anniversary
+    SIGN_ON_REMINDER = "sign_on_reminder"  # invitees who have not signed, before the deadline
 
 
 class RunOutcome(enum.StrEnum):

@@ -1,0 +1,109 @@
+"""Single e-mails to people outside a campaign's ledger: a signer's confirmation link, the
+news that a joint letter went out, an invitation to sign. Sent by a worker job after the
+transaction that asked for them commits, never from inside a web request.
+
+Each kind registers a builder in NOTICES: target id -> the messages to send now (empty when
+there is nothing to send any more: a signature already confirmed, a notice already given).
+A builder that must not send twice claims its row (a column set and committed) before
+returning its messages; a failed send then costs that e-mail rather than repeating it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+from flask import current_app
+
+from campaign.extensions import db
+from campaign.queue import enqueue_after_commit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Notice:
+    recipient: str
+    message: bytes
+
+
+Builder = Callable[[int], Sequence[Notice]]
+NOTICES: dict[str, Builder] = {}
+# Modules that register builders when imported (one per kind's owner).
+NOTICE_MODULES = (
+    "campaign.services.signatures",
+    "campaign.services.sign_on_moderation",
+    "campaign.services.sign_on_invitations",
+)
+SEND_JOB = "workers.jobs.send_notice"
+
+
+def load_builders() -> None:
+    for module in NOTICE_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+
+
+def queue_notice(kind: str, target_id: int) -> None:
+    """Send notice `kind` about `target_id` once the current transaction commits."""
+    enqueue_after_commit(db.session(), SEND_JOB, kind, target_id)
+
+
+def sender_address() -> str:
+    return str(current_app.config["MAIL_DEFAULT_SENDER"])
+
+
+def build_message(
+    to: str,
+    subject: str,
+    text: str,
+    *,
+    language: str = "en",
+    attachments: Sequence[tuple[str, str, bytes]] = (),
+) -> bytes:
+    """A plain-text e-mail from the organisation's address; attachments are
+    (filename, MIME type "type/subtype", bytes). Header values are set through the e-mail
+    library, which refuses CR/LF in them: a name typed by a stranger cannot add headers."""
+    sender = sender_address()
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.now(UTC))
+    domain = sender.rsplit("@", 1)[-1].strip("> ") or "localhost"
+    message["Message-ID"] = make_msgid(domain=domain)
+    message["Content-Language"] = language
+    message["Auto-Submitted"] = "auto-generated"  # no out-of-office answers, please
+    message.set_content(text)
+    for filename, mime_type, data in attachments:
+        maintype, _, subtype = mime_type.partition("/")
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return message.as_bytes()
+
+
+def send_notice(kind: str, target_id: int) -> int:
+    """Build and send notice `kind` for `target_id`; return how many e-mails went.
+
+    Raises campaign.mail.SendError when the SMTP server refuses (the job fails and RQ
+    keeps it in its failed registry with the reason).
+    """
+    from campaign.mail import send_message
+
+    load_builders()
+    builder = NOTICES.get(kind)
+    if builder is None:
+        log.error("no notice of kind %r (target %s): nothing sent", kind, target_id)
+        return 0
+    notices = builder(target_id)
+    db.session.commit()  # a builder's claim is durable before anything is sent
+    for notice in notices:
+        send_message(notice.message, sender=sender_address(), recipients=[notice.recipient])
+    return len(notices)
