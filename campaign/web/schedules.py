@@ -337,21 +337,24 @@ def stop_yearly(campaign_id: int, schedule_id: int) -> Any:
     return _back(campaign)
 
 
+def _step_fields(form: dict[str, str]) -> tuple[Statement | None, int]:
+    """The step form's statement (None if gone) and days; FollowUpError if days is not a number."""
+    statement_id = row_id(form.get("statement_id", ""))
+    statement = db.session.get(Statement, statement_id) if statement_id is not None else None
+    days_text = form.get("delay_days", "").strip()
+    try:
+        return statement, int(days_text)
+    except ValueError:
+        raise FollowUpError(f"Days: {days_text!r} is not a number of days", "delay_days") from None
+
+
 @bp.route("/steps", methods=["POST"])
 @allow(Role.SENDER)
 def add_follow_up(campaign_id: int) -> Any:
     campaign = _campaign(campaign_id)
     form = {key: request.form.get(key, "") for key in request.form}
-    statement_id = row_id(form.get("statement_id", ""))
-    statement = db.session.get(Statement, statement_id) if statement_id is not None else None
     try:
-        days_text = form.get("delay_days", "").strip()
-        try:
-            delay_days = int(days_text)
-        except ValueError:
-            raise FollowUpError(
-                f"Days: {days_text!r} is not a number of days", "delay_days"
-            ) from None
+        statement, delay_days = _step_fields(form)
         step = add_step(campaign, statement, delay_days, form.get("condition", ""), actor=_me())
     except FollowUpError as error:
         db.session.rollback()
@@ -387,16 +390,8 @@ def edit_follow_up(campaign_id: int, step_id: int) -> Any:
     campaign = _campaign(campaign_id)
     step = _step(campaign, step_id)
     form = {key: request.form.get(key, "") for key in request.form}
-    statement_id = row_id(form.get("statement_id", ""))
-    statement = db.session.get(Statement, statement_id) if statement_id is not None else None
     try:
-        days_text = form.get("delay_days", "").strip()
-        try:
-            delay_days = int(days_text)
-        except ValueError:
-            raise FollowUpError(
-                f"Days: {days_text!r} is not a number of days", "delay_days"
-            ) from None
+        statement, delay_days = _step_fields(form)
         update_step(step, statement, delay_days, form.get("condition", ""), actor=_me())
     except FollowUpError as error:
         return _step_refused(campaign_id, step_id, error, form)
