@@ -1,0 +1,647 @@
+"""Signing a statement on its public page: the form checked, abuse limited, the e-mailed link.
+
+A stranger's form becomes an unconfirmed `Signature`; the e-mail sent after the commit
+(NOTICES["signature_confirmation"]) carries a link whose SHA-256 alone is stored. Following
+it (a POST: mail scanners fetch every GET) confirms the signature for the editors. Nothing a
+signer types is ever rendered as a template; one-line fields lose line breaks (decision 0028).
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import hmac
+import ipaddress
+import logging
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from flask import current_app, render_template
+from redis.exceptions import RedisError
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from campaign.extensions import db
+from campaign.letters.letter import LetterSource, contact_context, letter_source, match_language
+from campaign.letters.markdown import render_body
+from campaign.letters.salutations import primary_language
+from campaign.letters.sandbox import RenderError
+from campaign.models import (
+    PublishAs,
+    SignatoryKind,
+    Signature,
+    SignatureStatus,
+    SignOn,
+    Statement,
+)
+from campaign.queue import get_redis
+from campaign.services.audit import record_event
+from campaign.services.contacts import normalise_email
+from campaign.services.notices import NOTICES, Notice, build_message, queue_notice
+from campaign.services.sign_on import accepting, closed_reason, email_key, name_key
+from campaign.services.unsubscribe import public_url
+
+log = logging.getLogger(__name__)
+
+LINK_LIFETIME = timedelta(hours=48)
+CONFIRM_PATH = "/sign/confirm/"  # campaign.web.sign_on_public serves it
+SIGN_PATH = "/sign/"
+# Languages the e-mails are written in; any other signer reads English.
+EMAIL_LANGUAGES = ("en", "fr", "ru")
+
+# Submissions per hour that reach the database. A person signs once or twice; a partner's
+# office behind one address may sign for a dozen colleagues; a page shared widely gets
+# hundreds an hour at most. Beyond these the form answers 429 with the wait in words.
+PER_EMAIL_PER_HOUR = 5
+PER_NETWORK_PER_HOUR = 30  # one IPv4 /24 or IPv6 /48: a household, an office, a VPN exit
+PER_SIGN_ON_PER_HOUR = 500
+RATE_WINDOW_SECONDS = 3600
+
+# The longest value each field keeps (the column's size): a longer one is refused, not cut.
+FIELD_LIMITS = {
+    "name": 300,
+    "acronym": 50,
+    "role": 200,
+    "organisation": 300,
+    "country": 100,
+    "exile_country": 100,
+    "email": 320,
+}
+FIELD_LABELS = {
+    "kind": "Signing as",
+    "name": "Name",
+    "acronym": "Acronym",
+    "role": "Role",
+    "organisation": "Organisation",
+    "country": "Country",
+    "exile_country": "Based in exile in",
+    "publish_as": "Publish my signature",
+    "email": "E-mail",
+    "consent": "Consent",
+}
+# Which fields each kind of signer fills in; the others are ignored (a form switched halfway).
+KIND_FIELDS = {
+    SignatoryKind.ORGANISATION.value: ("name", "acronym", "country", "exile_country"),
+    SignatoryKind.INDIVIDUAL.value: ("name", "role", "organisation", "country"),
+}
+HONEYPOT_FIELD = "website"
+# Control characters that survive whitespace collapsing, and the bidirectional overrides
+# and isolates that make a name display as something else than it is.
+_REFUSED_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+class SubmitOutcome(enum.StrEnum):
+    NEW = "new"  # a new unconfirmed signature, its link e-mailed
+    RESENT = "resent"  # the same signer again before confirming: a fresh link
+    ALREADY_SIGNED = "already_signed"  # confirmed before: told so by e-mail, nothing stored
+    DOUBLE = "double"  # a simultaneous copy of a submission being recorded
+    IGNORED = "ignored"  # the honeypot was filled: answered as accepted, nothing stored
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    outcome: SubmitOutcome
+    signature_id: int | None = None
+
+
+class SignatureInputError(ValueError):
+    """The form cannot be accepted; `errors` maps each wrong field to its message."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("; ".join(self.errors.values()))
+
+
+class SignOnClosed(ValueError):
+    """The page takes no signatures now (closed, or past its deadline)."""
+
+
+class SigningTooOften(RuntimeError):
+    """A rate limit is reached; `retry_after` is in seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ConfirmationError(ValueError):
+    """A confirmation link that cannot confirm: unknown, or expired."""
+
+
+# --- the form ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Cleaned:
+    values: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def clean_line(value: str) -> str:
+    """One line of text: Unicode-composed, every run of whitespace (CR/LF too) one space."""
+    return " ".join(unicodedata.normalize("NFC", value).split())
+
+
+def _clean_field(cleaned: _Cleaned, form: Mapping[str, str], name: str) -> None:
+    label = FIELD_LABELS[name]
+    raw = str(form.get(name, "") or "")
+    value = clean_line(raw)
+    limit = FIELD_LIMITS[name]
+    if len(value) > limit:
+        cleaned.errors[name] = (
+            f"{label}: at most {limit:,} characters (this one has {len(value):,})"
+        )
+    elif _REFUSED_CHARACTERS.search(value):
+        cleaned.errors[name] = f"{label}: contains an invisible control character; type it again"
+    cleaned.values[name] = value
+
+
+def _checked(form: Mapping[str, str], name: str) -> bool:
+    return str(form.get(name, "")).strip().lower() in {"1", "on", "yes", "true"}
+
+
+def clean_form(form: Mapping[str, str]) -> dict[str, str]:
+    """Check every field of a signature form; SignatureInputError lists all that are wrong."""
+    cleaned = _Cleaned()
+    kind = str(form.get("kind", "")).strip()
+    if kind not in KIND_FIELDS:
+        cleaned.errors["kind"] = "Signing as: choose an organisation or an individual"
+        kind = SignatoryKind.ORGANISATION.value
+    cleaned.values["kind"] = kind
+    for name in KIND_FIELDS[kind]:
+        _clean_field(cleaned, form, name)
+    for name in FIELD_LIMITS:
+        cleaned.values.setdefault(name, "")
+    if "name" not in cleaned.errors and not cleaned.values["name"]:
+        who = (
+            "your organisation's name" if kind == SignatoryKind.ORGANISATION.value else "your name"
+        )
+        cleaned.errors["name"] = f"Name: give {who}"
+
+    publish_as = str(form.get("publish_as", "")).strip()
+    if publish_as not in {p.value for p in PublishAs}:
+        cleaned.errors["publish_as"] = "Publish my signature: choose how your name is shown"
+    elif (
+        publish_as == PublishAs.ORGANISATION_ONLY.value
+        and kind == SignatoryKind.INDIVIDUAL.value
+        and not cleaned.values["organisation"]
+        and "organisation" not in cleaned.errors
+    ):
+        cleaned.errors["organisation"] = (
+            "Organisation: needed to publish your signature under your organisation only"
+        )
+    cleaned.values["publish_as"] = publish_as
+
+    _clean_field(cleaned, form, "email")
+    if "email" not in cleaned.errors:
+        try:
+            address, _key = normalise_email(cleaned.values["email"])
+        except ValueError as error:
+            cleaned.errors["email"] = f"E-mail: {error}"
+        else:
+            cleaned.values["email"] = address
+    if not _checked(form, "consent"):
+        cleaned.errors["consent"] = "Consent: tick the box to agree, or your signature is not sent"
+    cleaned.values["wants_notice"] = "yes" if _checked(form, "wants_notice") else ""
+    if cleaned.errors:
+        raise SignatureInputError(cleaned.errors)
+    return cleaned.values
+
+
+# --- rate limits ---------------------------------------------------------------------------
+
+# KEYS: the counters; ARGV[1]: the window in seconds, ARGV[i + 1]: KEYS[i]'s limit.
+# Counts nothing unless every counter has room; returns {0, 0}, or {i, seconds left} for
+# the first full counter.
+_COUNT = """
+for i, key in ipairs(KEYS) do
+  local used = tonumber(redis.call('GET', key) or '0')
+  if used >= tonumber(ARGV[i + 1]) then
+    local ttl = redis.call('TTL', key)
+    if ttl < 0 then ttl = tonumber(ARGV[1]) end
+    return {i, ttl}
+  end
+end
+for _, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+end
+return {0, 0}
+"""
+
+
+def client_network(client_ip: str) -> str:
+    """The /24 (IPv4) or /48 (IPv6) a client address belongs to: one household or office."""
+    try:
+        address = ipaddress.ip_address(client_ip.strip())
+    except ValueError:
+        return "unknown"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def _wait_words(seconds: int) -> str:
+    minutes = max(1, -(-seconds // 60))
+    return "a minute" if minutes == 1 else f"{minutes} minutes"
+
+
+def _count_submission(sign_on: SignOn, address_key: str, client_ip: str) -> None:
+    prefix = f"campaign:sign-on:{sign_on.id}"
+    # Redis holds a digest of the address, never the address itself.
+    digest = hashlib.sha256(address_key.encode()).hexdigest()[:32]
+    keys = [
+        f"{prefix}:email:{digest}",
+        f"{prefix}:net:{client_network(client_ip)}",
+        f"{prefix}:all",
+    ]
+    limits = [PER_EMAIL_PER_HOUR, PER_NETWORK_PER_HOUR, PER_SIGN_ON_PER_HOUR]
+    try:
+        redis = get_redis()
+        full, ttl = redis.register_script(_COUNT)(keys=keys, args=[RATE_WINDOW_SECONDS, *limits])
+    except RedisError as error:
+        # The limits protect inboxes and editors; signing must not stop when Redis does.
+        log.warning("sign-on %s: rate limits not checked: %s", sign_on.id, error)
+        return
+    full, ttl = int(full), int(ttl)
+    if not full:
+        return
+    wait = _wait_words(ttl)
+    messages = {
+        1: f"This e-mail address has been used to sign too often in the last hour. "
+        f"Try again in {wait}.",
+        2: f"Too many signatures came from your network in the last hour. Try again in {wait}.",
+        3: f"This page is receiving an unusual number of signatures. Try again in {wait}.",
+    }
+    raise SigningTooOften(messages[full], ttl)
+
+
+# --- confirmation links --------------------------------------------------------------------
+
+
+def _token_for(signature: Signature) -> str:
+    """The link's secret: derived, with the server's key, from the row and its expiry, so
+    the worker can write the link the web request made without the token being stored."""
+    expires = signature.confirm_expires_at
+    assert expires is not None
+    stamp = (expires - _EPOCH) // timedelta(microseconds=1)  # exact, unlike a float
+    message = f"signature-confirm:{signature.id}:{stamp}".encode()
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    digest = hmac.new(key, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _issue_link(signature: Signature, now: datetime) -> None:
+    """A new link for the signature; any earlier one stops working."""
+    expires = now + LINK_LIFETIME
+    if signature.confirm_expires_at is not None and expires <= signature.confirm_expires_at:
+        # Two forms in the same microsecond (or a clock set back) still get two links.
+        expires = signature.confirm_expires_at + timedelta(microseconds=1)
+    signature.confirm_expires_at = expires
+    db.session.flush()  # the id is part of the token
+    signature.confirm_hash = _hash(_token_for(signature))
+
+
+def confirm_url(token: str) -> str:
+    return f"{public_url()}{CONFIRM_PATH}{token}"
+
+
+def sign_url(sign_on: SignOn) -> str:
+    return f"{public_url()}{SIGN_PATH}{sign_on.token}"
+
+
+# --- submitting ----------------------------------------------------------------------------
+
+
+def _existing(sign_on: SignOn, address_key: str, signer_key: str) -> Signature | None:
+    return db.session.scalar(
+        select(Signature).where(
+            Signature.sign_on_id == sign_on.id,
+            Signature.email_key == address_key,
+            Signature.name_key == signer_key,
+        )
+    )
+
+
+def _fill(signature: Signature, values: Mapping[str, str], language: str, now: datetime) -> None:
+    for name in ("kind", "name", "acronym", "role", "organisation", "country", "exile_country"):
+        setattr(signature, name, values[name])
+    signature.publish_as = values["publish_as"]
+    signature.email = values["email"]
+    signature.language = language[:10]
+    signature.wants_notice = bool(values["wants_notice"])
+    signature.consented_at = now
+
+
+def _again(
+    sign_on: SignOn,
+    signature: Signature,
+    values: Mapping[str, str],
+    language: str,
+    now: datetime,
+) -> SubmitResult:
+    """The same address and name a second time."""
+    if signature.status != SignatureStatus.UNCONFIRMED.value:
+        if signature.status in (SignatureStatus.CONFIRMED.value, SignatureStatus.APPROVED.value):
+            queue_notice("signature_already_signed", signature.id)
+        return SubmitResult(SubmitOutcome.ALREADY_SIGNED, signature.id)
+    # Not confirmed yet: what they typed now replaces what they typed before.
+    _fill(signature, values, language, now)
+    _issue_link(signature, now)
+    db.session.flush()
+    record_event(
+        "signature.resend",
+        target_type="signature",
+        target_id=signature.id,
+        detail={"sign_on_id": sign_on.id},
+    )
+    queue_notice("signature_confirmation", signature.id)
+    return SubmitResult(SubmitOutcome.RESENT, signature.id)
+
+
+def submit_signature(
+    sign_on: SignOn,
+    form: Mapping[str, str],
+    *,
+    language: str,
+    client_ip: str,
+    now: datetime | None = None,
+) -> SubmitResult:
+    """Record a signature from the public form (unconfirmed) and e-mail its link after commit.
+
+    Raises SignOnClosed, SignatureInputError (every wrong field) or SigningTooOften.
+    """
+    now = now or datetime.now(UTC)
+    if str(form.get(HONEYPOT_FIELD, "")).strip():
+        # Only a program fills a field nobody sees; it is answered as a person would be.
+        return SubmitResult(SubmitOutcome.IGNORED)
+    if not accepting(sign_on, now):
+        raise SignOnClosed(closed_reason(sign_on, now))
+    values = clean_form(form)
+    address_key = email_key(values["email"])
+    signer_key = name_key(values["name"])
+    _count_submission(sign_on, address_key, client_ip)
+
+    existing = _existing(sign_on, address_key, signer_key)
+    if existing is not None:
+        return _again(sign_on, existing, values, language, now)
+    signature = Signature(
+        sign_on_id=sign_on.id,
+        email_key=address_key,
+        name_key=signer_key,
+        status=SignatureStatus.UNCONFIRMED.value,
+    )
+    _fill(signature, values, language, now)
+    try:
+        with db.session.begin_nested():
+            db.session.add(signature)
+            _issue_link(signature, now)
+            db.session.flush()
+    except IntegrityError:
+        # The same form sent twice at once (a double click, two tabs): the other request
+        # is recording it and e-mailing its link; this one adds nothing.
+        copy = _existing(sign_on, address_key, signer_key)
+        return SubmitResult(SubmitOutcome.DOUBLE, copy.id if copy else None)
+    record_event(
+        "signature.submit",
+        target_type="signature",
+        target_id=signature.id,
+        detail={"sign_on_id": sign_on.id, "statement_id": sign_on.statement_id},
+    )
+    queue_notice("signature_confirmation", signature.id)
+    return SubmitResult(SubmitOutcome.NEW, signature.id)
+
+
+# --- confirming ----------------------------------------------------------------------------
+
+
+class LinkState(enum.StrEnum):
+    VALID = "valid"
+    EXPIRED = "expired"
+    USED = "used"  # the signature is confirmed already (or moderated since)
+
+
+@dataclass(frozen=True)
+class LinkCheck:
+    state: LinkState
+    signature: Signature
+    sign_on: SignOn
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
+
+
+def check_link(token: str, now: datetime | None = None) -> LinkCheck | None:
+    """What a confirmation link would do now (None: no such link); changes nothing."""
+    now = now or datetime.now(UTC)
+    if not _TOKEN.fullmatch(token):
+        return None
+    signature = db.session.scalar(select(Signature).where(Signature.confirm_hash == _hash(token)))
+    if signature is None:
+        return None
+    sign_on = db.session.get(SignOn, signature.sign_on_id)
+    if sign_on is None:
+        return None
+    if signature.status != SignatureStatus.UNCONFIRMED.value:
+        state = LinkState.USED
+    elif signature.confirm_expires_at is None or now >= signature.confirm_expires_at:
+        state = LinkState.EXPIRED
+    else:
+        state = LinkState.VALID
+    return LinkCheck(state, signature, sign_on)
+
+
+EXPIRED_MESSAGE = "This link has expired. Sign again on the statement's page for a new one."
+UNKNOWN_MESSAGE = (
+    "This confirmation link is not valid. It may be incomplete, or a newer link was sent "
+    "to you: use the most recent e-mail."
+)
+
+
+def confirm_signature(token: str, now: datetime | None = None) -> LinkCheck:
+    """Confirm the signature a link belongs to; its state says USED if it was already.
+
+    Raises ConfirmationError for an unknown or expired link. The link's hash is kept, so a
+    second use is told "already confirmed" rather than "unknown".
+    """
+    now = now or datetime.now(UTC)
+    check = check_link(token, now)
+    if check is None:
+        raise ConfirmationError(UNKNOWN_MESSAGE)
+    if check.state == LinkState.EXPIRED:
+        raise ConfirmationError(EXPIRED_MESSAGE)
+    if check.state == LinkState.USED:
+        return check
+    # Conditional: of two clicks at once, one confirms and the other finds it confirmed.
+    result = db.session.execute(
+        update(Signature)
+        .where(
+            Signature.id == check.signature.id,
+            Signature.status == SignatureStatus.UNCONFIRMED.value,
+        )
+        .values(status=SignatureStatus.CONFIRMED.value, confirmed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    claimed = int(getattr(result, "rowcount", 0) or 0)
+    db.session.refresh(check.signature)
+    if not claimed:
+        return LinkCheck(LinkState.USED, check.signature, check.sign_on)
+    record_event(
+        "signature.confirm",
+        target_type="signature",
+        target_id=check.signature.id,
+        detail={"sign_on_id": check.sign_on.id},
+    )
+    return LinkCheck(LinkState.VALID, check.signature, check.sign_on)
+
+
+# --- what the signer reads -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublicText:
+    language: str
+    languages: tuple[str, ...]
+    title: str
+    html: str  # "" when the text cannot be shown
+    is_broken: bool = False
+
+
+def page_language(available: Sequence[str], requested: str, accepted: Sequence[str] = ()) -> str:
+    """The statement language for a reader: ?lang= first, then the browser's languages."""
+    for wanted in (requested, *accepted):
+        if wanted:
+            found = match_language(wanted, available)
+            if found is not None:
+                return found
+    return available[0] if available else "en"
+
+
+def _source(sign_on: SignOn) -> tuple[Statement, LetterSource]:
+    statement = db.session.get(Statement, sign_on.statement_id)
+    assert statement is not None
+    return statement, letter_source(statement)
+
+
+def statement_title(sign_on: SignOn) -> str:
+    statement, source = _source(sign_on)
+    return source.title or statement.title
+
+
+def signer_language(sign_on: SignOn, requested: str = "", accepted: Sequence[str] = ()) -> str:
+    """The language of the text the signer reads (their e-mails follow it)."""
+    return page_language(_source(sign_on)[1].languages, requested, accepted)
+
+
+def public_text(sign_on: SignOn, requested: str = "", accepted: Sequence[str] = ()) -> PublicText:
+    """The statement as the latest version has it, in the reader's language, addressed to
+    nobody: no salutation, no closing, no contact fields (they read as empty)."""
+    statement, source = _source(sign_on)
+    languages = tuple(source.languages)
+    if not languages:
+        return PublicText("en", (), source.title or statement.title, "", True)
+    language = page_language(languages, requested, accepted)
+    _subject, body = source.text(language)
+    context = {
+        "salutation": "",
+        "closing": "",
+        "contact": contact_context(object(), language),
+        "today": datetime.now(UTC).date(),
+        "statement": {"title": source.title},
+        "cases": [],
+        "address_block": "",
+        # The page lists the signatories itself, as each chose to be published.
+        "signatories": "",
+    }
+    try:
+        rendered = render_body(body, context, lang=language)
+    except RenderError as error:
+        log.warning("sign-on %s: the %s text cannot be shown: %s", sign_on.id, language, error)
+        return PublicText(language, languages, source.title, "", True)
+    return PublicText(language, languages, source.title, rendered.html)
+
+
+# --- e-mails -------------------------------------------------------------------------------
+
+SUBJECTS = {
+    "signature_confirmation": {
+        "en": "Confirm your signature: {title}",
+        "fr": "Confirmez votre signature : {title}",
+        "ru": "Подтвердите вашу подпись: {title}",
+    },
+    "signature_already_signed": {
+        "en": "You have already signed: {title}",
+        "fr": "Vous avez déjà signé : {title}",
+        "ru": "Вы уже подписали: {title}",
+    },
+}
+
+
+def email_language(language: str) -> str:
+    primary = primary_language(language or "en")
+    return primary if primary in EMAIL_LANGUAGES else "en"
+
+
+def _signer_email(kind: str, signature: Signature, **extra: str) -> Notice:
+    sign_on = db.session.get(SignOn, signature.sign_on_id)
+    statement = db.session.get(Statement, sign_on.statement_id) if sign_on else None
+    assert sign_on is not None and statement is not None
+    language = email_language(signature.language)
+    title = clean_line(letter_source(statement).title or statement.title)
+    text = render_template(
+        f"email/signature_confirmation{'' if kind == 'signature_confirmation' else '_again'}"
+        f".{language}.txt",
+        title=title,
+        name=clean_line(signature.name),
+        sign_url=sign_url(sign_on),
+        hours=int(LINK_LIFETIME.total_seconds() // 3600),
+        **extra,
+    )
+    subject = SUBJECTS[kind][language].format(title=title)
+    message = build_message(signature.email, subject, text, language=language)
+    return Notice(signature.email, _crlf(message))
+
+
+def _crlf(message: bytes) -> bytes:
+    """Lines end in CRLF, as SMTP DATA requires (RFC 5321 2.3.8): a message serialised with
+    bare LFs reads as one overlong line to a strict server. A no-op on CRLF input."""
+    return message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _confirmation_email(signature_id: int) -> list[Notice]:
+    signature = db.session.get(Signature, signature_id)
+    if signature is None or signature.status != SignatureStatus.UNCONFIRMED.value:
+        return []
+    if signature.confirm_hash is None or signature.confirm_expires_at is None:
+        return []
+    token = _token_for(signature)
+    if _hash(token) != signature.confirm_hash:
+        # The server's key changed since the link was made: the signer can ask again.
+        log.warning("signature %s: link made with another secret key; not sent", signature.id)
+        return []
+    if datetime.now(UTC) >= signature.confirm_expires_at:
+        return []
+    return [_signer_email("signature_confirmation", signature, link=confirm_url(token))]
+
+
+def _already_signed_email(signature_id: int) -> list[Notice]:
+    signature = db.session.get(Signature, signature_id)
+    done = (SignatureStatus.CONFIRMED.value, SignatureStatus.APPROVED.value)
+    if signature is None or signature.status not in done:
+        return []
+    return [_signer_email("signature_already_signed", signature)]
+
+
+NOTICES["signature_confirmation"] = _confirmation_email
+NOTICES["signature_already_signed"] = _already_signed_email
