@@ -29,6 +29,7 @@ def register_blueprints(app: Flask) -> None:
         salutations,
         schedule_runs,
         schedules,
+        sign_on_admin,
         sign_on_public,
         smtp_accounts,
         statements,
@@ -61,6 +62,7 @@ def register_blueprints(app: Flask) -> None:
         schedule_runs,
         calendar,
         cases,
+        sign_on_admin,
         sign_on_public,
     ):
         app.register_blueprint(module.bp)
