@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
 from flask import current_app
@@ -73,16 +74,18 @@ def build_message(
     (filename, MIME type "type/subtype", bytes). Header values are set through the e-mail
     library, which refuses CR/LF in them: a name typed by a stranger cannot add headers."""
     sender = sender_address()
-    message = EmailMessage()
+    # The SMTP policy writes CRLF line ends: with bare LF some servers read the whole
+    # message as one overlong line ("500 Line too long").
+    message = EmailMessage(policy=SMTP)
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
     message["Date"] = format_datetime(datetime.now(UTC))
     domain = sender.rsplit("@", 1)[-1].strip("> ") or "localhost"
     message["Message-ID"] = make_msgid(domain=domain)
-    message["Content-Language"] = language
     message["Auto-Submitted"] = "auto-generated"  # no out-of-office answers, please
     message.set_content(text)
+    message["Content-Language"] = language  # after set_content, which would remove it
     for filename, mime_type, data in attachments:
         maintype, _, subtype = mime_type.partition("/")
         message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
