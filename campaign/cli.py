@@ -47,6 +47,7 @@ def register_commands(app: Flask) -> None:
     from campaign.commands.letters import register as register_letters
     from campaign.commands.mailboxes import register as register_mailboxes
     from campaign.commands.schedules import register as register_schedules
+    from campaign.commands.sign_on import register as register_sign_on
     from campaign.commands.statements import register as register_statements
     from campaign.commands.tracking import register as register_tracking
     from campaign.commands.users import register as register_users
@@ -58,6 +59,7 @@ def register_commands(app: Flask) -> None:
     register_letters(app)
     register_mailboxes(app)
     register_schedules(app)
+    register_sign_on(app)
     register_statements(app)
     register_tracking(app)
     register_users(app)

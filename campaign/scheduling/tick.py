@@ -45,6 +45,7 @@ ACTION_MODULES = (
     "campaign.scheduling.actions",
     "campaign.services.followups",
     "campaign.services.calendar",
+    "campaign.services.sign_on_invitations",
 )
 
 

@@ -141,6 +141,9 @@ def update_settings(
             "reminder_days": reminder_days,
         },
     )
+    from campaign.services.sign_on_invitations import sync_reminder  # it imports this module
+
+    sync_reminder(sign_on, now=now)
     return sign_on
 
 

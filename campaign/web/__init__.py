@@ -30,6 +30,7 @@ def register_blueprints(app: Flask) -> None:
         schedule_runs,
         schedules,
         sign_on_admin,
+        sign_on_invitations,
         sign_on_public,
         smtp_accounts,
         statements,
@@ -63,6 +64,7 @@ def register_blueprints(app: Flask) -> None:
         calendar,
         cases,
         sign_on_admin,
+        sign_on_invitations,
         sign_on_public,
     ):
         app.register_blueprint(module.bp)
