@@ -58,6 +58,9 @@ def load_demo_command(admin_password: str | None) -> None:
             f"loaded {result.contacts} contacts, {result.lists} lists, {result.segments} segments,"
             f" {result.statements} statements"
         )
+        from campaign.services.demo_sign_on import demo_sign_on_line
+
+        click.echo(demo_sign_on_line())
     else:
         click.echo("there are contacts already; demo data not loaded")
     if result.admin_email:
@@ -196,6 +199,9 @@ class DevRunner:
                     f"demo data: {result.contacts} contacts, {result.lists} lists, "
                     f"{result.segments} segments, {result.statements} statements"
                 )
+                from campaign.services.demo_sign_on import demo_sign_on_line
+
+                click.echo(demo_sign_on_line())
             if result.admin_email:
                 return (
                     f"Sign in as:   {result.admin_email}  password: {result.admin_password}"

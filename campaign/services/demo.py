@@ -114,6 +114,9 @@ def load_demo(
     from campaign.services.demo_schedules import load_demo_schedules
 
     scheduled = load_demo_schedules(actor=admin.user)
+    from campaign.services.demo_sign_on import load_demo_sign_on
+
+    load_demo_sign_on(actor=admin.user)  # the joint letter's open sign-on page
     record_event(
         "demo.load",
         detail={
