@@ -58,10 +58,11 @@ def test_the_demo_loads_the_seed_statements_once(app) -> None:  # type: ignore[n
     # The six seed statements and the joint letter, plus the yearly campaign's follow-up letter.
     assert result.statements == 8
     assert db.session.scalar(select(func.count(Statement.id))) == 8
-    assert db.session.scalar(select(func.count(Signatory.id))) == 27 + 5
+    # The seeds' 27, the joint letter's 5, and the 3 the demo's sign-on page approved.
+    assert db.session.scalar(select(func.count(Signatory.id))) == 27 + 5 + 3
     joint, first_seed = db.session.scalars(select(Statement).order_by(Statement.id)).all()[:2]
     assert joint.languages == ["en", "fr", "ru"] and joint.is_pdf_attached
-    assert len(joint.signatories) == 5
+    assert len(joint.signatories) == 5 + 3
     assert first_seed.languages == ["en"]
     assert first_seed.text_for("en").body.startswith("{{ salutation }}")  # type: ignore[union-attr]
     again = load_demo()
