@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from campaign.extensions import db
 from campaign.models import (
@@ -337,7 +337,13 @@ def _edit_notices(signature_id: int) -> list[Notice]:
     if row is None:
         return []  # told already (two edits, two jobs: the first sent both)
     changed = [(str(f), str(o), str(n)) for f, o, n in json.loads(row.value or "[]")]
-    db.session.delete(row)  # the claim: send_notice commits it before sending
+    # The claim, committed by send_notice before sending: a second job deletes nothing
+    # (it waits for the first's row lock, or follows its commit on SQLite) and sends nothing.
+    result = db.session.execute(
+        delete(InstallationSetting).where(InstallationSetting.name == row.name)
+    )
+    if int(getattr(result, "rowcount", 0) or 0) != 1:
+        return []
     signature = db.session.get(Signature, signature_id)
     if signature is None or not changed:
         return []
