@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from flask import Flask, abort, redirect, request, url_for
 from flask_login import current_user
 
-from campaign.models.user import Role
+from campaign.models.user import Role, User
 
 F = TypeVar("F", bound=Callable[..., Any])
 POLICY_ATTRIBUTE = "access_policy"
@@ -22,6 +22,12 @@ PUBLIC = "public"
 
 # Endpoints served by Flask itself rather than by our views.
 _BUILTIN_ENDPOINTS = {"static"}
+
+
+def signed_in_user() -> User:
+    """The signed-in user as a model object (for views behind `allow`, where one always is)."""
+    user: User = current_user._get_current_object()
+    return user
 
 
 def allow(minimum_role: Role) -> Callable[[F], F]:

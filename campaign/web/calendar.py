@@ -31,7 +31,7 @@ from campaign.models.calendar import EventKind
 from campaign.services import calendar as calendar_service
 from campaign.services.calendar import BuiltinDayError, CalendarError
 from campaign.services.calendar_items import KIND_WORDS, Item, calendar_items, display_zone
-from campaign.web.access import allow, public
+from campaign.web.access import allow, public, signed_in_user
 from campaign.web.schedule_runs import unacknowledged_trouble
 
 bp = Blueprint("calendar", __name__)
@@ -95,10 +95,6 @@ def _may(role: Role) -> bool:
     return bool(current_user.role_enum.includes(role))
 
 
-def _me() -> Any:
-    return current_user._get_current_object()
-
-
 def _render(form: dict[str, str] | None = None, error: str = "", field: str = "") -> Any:
     today = datetime.now(UTC).astimezone(display_zone()).date()
     view = "list" if request.args.get("view") == "list" else "month"
@@ -112,7 +108,7 @@ def _render(form: dict[str, str] | None = None, error: str = "", field: str = ""
     else:
         weeks = month_grid.Calendar(firstweekday=0).monthdatescalendar(first.year, first.month)
         start, end = weeks[0][0], weeks[-1][-1]
-    items = calendar_items(start, end, _me())
+    items = calendar_items(start, end, signed_in_user())
     by_day: dict[date, list[Item]] = {}
     for item in items:
         by_day.setdefault(item.on, []).append(item)
@@ -222,7 +218,7 @@ def _posted_form() -> dict[str, str]:
 def add_event() -> Any:
     form = _posted_form()
     try:
-        event = calendar_service.add_event(**_event_input(form), created_by=_me())
+        event = calendar_service.add_event(**_event_input(form), created_by=signed_in_user())
     except CalendarError as error:
         db.session.rollback()
         message = str(error)
@@ -306,7 +302,7 @@ def update_event(event_id: int) -> Any:
     event = _event(event_id)
     form = _posted_form()
     try:
-        calendar_service.update_event(event, **_event_input(form), actor=_me())
+        calendar_service.update_event(event, **_event_input(form), actor=signed_in_user())
     except BuiltinDayError as error:
         return _refused_builtin(_event(event_id), error)
     except CalendarError as error:
@@ -325,7 +321,7 @@ def delete_event(event_id: int) -> Any:
     name = event.name
     month = event.starts_on.strftime("%Y-%m") if event.starts_on else ""
     try:
-        kept = calendar_service.delete_event(event, actor=_me())
+        kept = calendar_service.delete_event(event, actor=signed_in_user())
     except BuiltinDayError as error:
         return _refused_builtin(_event(event_id), error)
     db.session.commit()
@@ -339,7 +335,7 @@ def delete_event(event_id: int) -> Any:
 @bp.route("/calendar/feed-address", methods=["POST"])
 @allow(Role.ADMIN)
 def new_feed_address() -> Any:
-    calendar_service.new_feed_address(_me())
+    calendar_service.new_feed_address(signed_in_user())
     db.session.commit()
     flash(
         "The calendar feed has a new address; the old one no longer works. "

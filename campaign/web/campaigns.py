@@ -29,7 +29,6 @@ from campaign.models import (
     Role,
     SmtpAccount,
     Statement,
-    User,
 )
 from campaign.services import campaigns as campaign_service
 from campaign.services import ledger
@@ -37,7 +36,7 @@ from campaign.services.audiences import audience_choices
 from campaign.services.campaigns import AudienceSpec, CampaignError
 from campaign.services.presend import PresendReport, check_audience
 from campaign.services.salutation_rules import current_rule_set
-from campaign.web.access import allow
+from campaign.web.access import allow, signed_in_user
 from campaign.web.params import row_id
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
@@ -56,11 +55,6 @@ STATUS_LABELS = {
     DeliveryStatus.IN_DOUBT.value: "In doubt",
     DeliveryStatus.CANCELLED.value: "Cancelled",
 }
-
-
-def _me() -> User:
-    user: User = current_user._get_current_object()
-    return user
 
 
 def _may(role: Role) -> bool:
@@ -168,7 +162,7 @@ def _save(form: CampaignForm, campaign: Campaign | None) -> Campaign:
         "is_click_tracking": form.is_click_tracking,
     }
     if campaign is None:
-        return campaign_service.create_campaign(statement, actor=_me(), **options)
+        return campaign_service.create_campaign(statement, actor=signed_in_user(), **options)
     campaign_service.update_campaign(campaign, statement=statement, **options)
     return campaign
 
@@ -335,7 +329,7 @@ def launch(campaign_id: int) -> Any:
     try:
         launched = campaign_service.launch_campaign(
             campaign,
-            actor=_me(),
+            actor=signed_in_user(),
             presend_errors=presend_errors,
             override=override,
             override_reason=reason,
@@ -357,7 +351,7 @@ def launch(campaign_id: int) -> Any:
 @allow(Role.SENDER)
 def pause(campaign_id: int) -> Any:
     campaign = db.get_or_404(Campaign, campaign_id)
-    if campaign_service.pause_campaign(campaign, actor=_me()):
+    if campaign_service.pause_campaign(campaign, actor=signed_in_user()):
         db.session.commit()
         flash("Paused: letters already handed to the server finish; no new ones start.", "success")
     else:
@@ -369,7 +363,7 @@ def pause(campaign_id: int) -> Any:
 @allow(Role.SENDER)
 def resume(campaign_id: int) -> Any:
     campaign = db.get_or_404(Campaign, campaign_id)
-    if campaign_service.resume_campaign(campaign, actor=_me()):
+    if campaign_service.resume_campaign(campaign, actor=signed_in_user()):
         db.session.commit()
         flash("Resumed: sending carries on where it stopped.", "success")
     else:
@@ -384,7 +378,7 @@ def cancel(campaign_id: int) -> Any:
     if request.method == "GET":
         progress_now = None if campaign.status in EDITABLE else ledger.campaign_progress(campaign)
         return render_template("campaigns/cancel.html", campaign=campaign, progress=progress_now)
-    if campaign_service.cancel_campaign(campaign, actor=_me()):
+    if campaign_service.cancel_campaign(campaign, actor=signed_in_user()):
         db.session.commit()
         flash("Cancelled: recipients not yet written to will not be.", "success")
     else:

@@ -11,10 +11,9 @@ from datetime import date
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 
 from campaign.extensions import db
-from campaign.models import Campaign, Case, CaseDate, Role, User
+from campaign.models import Campaign, Case, CaseDate, Role
 from campaign.models.calendar import CaseDateKind, CaseStatus
 from campaign.services import cases as case_service
 from campaign.services.calendar import CalendarError, country_name, format_day
@@ -25,7 +24,7 @@ from campaign.services.cases import (
     display_name,
     may_see_real_name,
 )
-from campaign.web.access import allow
+from campaign.web.access import allow, signed_in_user
 from campaign.web.params import row_id
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
@@ -46,13 +45,8 @@ FIELDS = {
 }
 
 
-def _me() -> User:
-    user: User = current_user._get_current_object()
-    return user
-
-
 def _may_edit() -> bool:
-    return bool(_me().role_enum.includes(Role.EDITOR))
+    return bool(signed_in_user().role_enum.includes(Role.EDITOR))
 
 
 def _field_of(message: str, default: str = "") -> str:
@@ -100,9 +94,9 @@ def _template_helpers() -> dict[str, Any]:
         "kind_words": KIND_WORDS,
         "country_name": country_name,
         "format_day": format_day,
-        "shown_name": lambda case: display_name(case, _me()),
+        "shown_name": lambda case: display_name(case, signed_in_user()),
         "may_edit": _may_edit(),
-        "is_admin": may_see_real_name(_me()),
+        "is_admin": may_see_real_name(signed_in_user()),
     }
 
 
@@ -116,7 +110,9 @@ def index() -> Any:
     status = request.args.get("status", "").strip()
     q = request.args.get("q", "").strip()
     page = row_id(request.args.get("page")) or 1
-    found = case_service.list_cases(_me(), country=country, status=status, q=q, page=page)
+    found = case_service.list_cases(
+        signed_in_user(), country=country, status=status, q=q, page=page
+    )
     return render_template(
         "cases/index.html",
         found=found,
@@ -167,7 +163,7 @@ def _back(case: Case) -> Any:
 def _render_form(case: Case | None, form: dict[str, str], errors: dict[str, str]) -> Any:
     # The real-name field is rendered for a new case (its author knows the name), for a
     # case that is not at risk, and for admins; never for anyone else on a high-risk case.
-    shows_name = case is None or not case.is_high_risk or may_see_real_name(_me())
+    shows_name = case is None or not case.is_high_risk or may_see_real_name(signed_in_user())
     return render_template(
         "cases/form.html",
         case=case,
@@ -197,14 +193,14 @@ def new() -> Any:
             country=form.get("country", ""),
             status=form.get("status", ""),
             summary=form.get("summary", ""),
-            actor=_me(),
+            actor=signed_in_user(),
         )
     except CaseError as error:
         db.session.rollback()
         message = str(error)
         return _render_form(None, form, {_field_of(message, "name"): message})
     db.session.commit()
-    flash(f"Case {display_name(case, _me())} added. Add its key dates below.", "success")
+    flash(f"Case {display_name(case, signed_in_user())} added. Add its key dates below.", "success")
     return _back(case)
 
 
@@ -216,7 +212,7 @@ def _edit_values(case: Case) -> dict[str, str]:
         "status": case.status,
         "summary": case.summary,
     }
-    if not case.is_high_risk or may_see_real_name(_me()):
+    if not case.is_high_risk or may_see_real_name(signed_in_user()):
         values["name"] = case.name
     return values
 
@@ -228,7 +224,7 @@ def edit(case_id: int) -> Any:
     if request.method == "GET":
         return _render_form(case, _edit_values(case), {})
     form = _form()
-    shows_name = not case.is_high_risk or may_see_real_name(_me())
+    shows_name = not case.is_high_risk or may_see_real_name(signed_in_user())
     try:
         changed = case_service.update_case(
             case,
@@ -239,7 +235,7 @@ def edit(case_id: int) -> Any:
             country=form.get("country", ""),
             status=form.get("status", ""),
             summary=form.get("summary", ""),
-            actor=_me(),
+            actor=signed_in_user(),
         )
     except CaseError as error:
         db.session.rollback()
@@ -282,7 +278,7 @@ def add_date(case_id: int) -> Any:
             values["source"],
             values["mark_anniversary"],
             reminder_days=values["reminder_days"],
-            created_by=_me(),
+            created_by=signed_in_user(),
         )
     except CalendarError as error:
         db.session.rollback()
@@ -332,7 +328,7 @@ def edit_date(case_id: int, date_id: int) -> Any:
     form = _form()
     try:
         values = _date_values(form)
-        case_service.update_case_date(case_date, **values, actor=_me())
+        case_service.update_case_date(case_date, **values, actor=signed_in_user())
     except CalendarError as error:
         db.session.rollback()
         message = str(error)
@@ -350,7 +346,7 @@ def remove_date(case_id: int, date_id: int) -> Any:
     case = _case(case_id)
     case_date = _case_date(case, date_id)
     kind = KIND_WORDS.get(case_date.kind, case_date.kind)
-    removed = case_service.remove_case_date(case_date, actor=_me())
+    removed = case_service.remove_case_date(case_date, actor=signed_in_user())
     db.session.commit()
     reminders = f" and its {removed} reminder{'s' if removed != 1 else ''}" if removed else ""
     flash(f"{kind} date removed{reminders}.", "success")
@@ -370,7 +366,7 @@ def link(case_id: int) -> Any:
     try:
         if campaign is None:
             raise CaseError("Campaign: choose a campaign from the list")
-        case_service.link_case(campaign, case, actor=_me())
+        case_service.link_case(campaign, case, actor=signed_in_user())
     except CaseError as error:
         db.session.rollback()
         errors = {"campaign_id": str(error)}
@@ -386,7 +382,7 @@ def unlink(case_id: int, campaign_id: int) -> Any:
     case = _case(case_id)
     campaign = db.get_or_404(Campaign, campaign_id)
     try:
-        unlinked = case_service.unlink_case(campaign, case, actor=_me())
+        unlinked = case_service.unlink_case(campaign, case, actor=signed_in_user())
     except CaseError as error:
         db.session.rollback()
         return _render_case(_case(case_id), errors={"unlink": str(error)}, which="unlink")

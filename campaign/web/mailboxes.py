@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 
 from campaign.extensions import db
-from campaign.models import ImapMailbox, ImapSecurity, Role, User
+from campaign.models import ImapMailbox, ImapSecurity, Role
 from campaign.models._types import utcnow
 from campaign.services import mailbox_admin
 from campaign.services.mailbox_admin import MailboxSettings
 from campaign.services.mailboxes import ALERT_AFTER, MailboxError, poll_mailbox
-from campaign.web.access import allow
+from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("mailboxes", __name__, url_prefix="/mailboxes")
 
@@ -24,11 +23,6 @@ PAGE_BUDGET_SECONDS = 20
 
 # The password is not among them: a form shown again never carries it back to the browser.
 FORM_FIELDS = ("name", "host", "port", "security", "username", "folder", "processed_folder")
-
-
-def _me() -> User:
-    user: User = current_user._get_current_object()
-    return user
 
 
 def _form_of(mailbox: ImapMailbox) -> dict[str, str]:
@@ -73,7 +67,7 @@ def new() -> Any:
     form = {name: request.form.get(name, "") for name in FORM_FIELDS}
     try:
         settings = MailboxSettings.from_form({**form, "password": request.form.get("password", "")})
-        mailbox = mailbox_admin.create_mailbox(settings, actor=_me())
+        mailbox = mailbox_admin.create_mailbox(settings, actor=signed_in_user())
     except MailboxError as error:
         db.session.rollback()
         return _render_form(None, form, str(error), 422)
@@ -91,7 +85,7 @@ def edit(mailbox_id: int) -> Any:
     form = {name: request.form.get(name, "") for name in FORM_FIELDS}
     try:
         settings = MailboxSettings.from_form({**form, "password": request.form.get("password", "")})
-        reset = mailbox_admin.update_mailbox(mailbox, settings, actor=_me())
+        reset = mailbox_admin.update_mailbox(mailbox, settings, actor=signed_in_user())
     except MailboxError as error:
         db.session.rollback()
         return _render_form(db.session.get(ImapMailbox, mailbox_id), form, str(error), 422)
@@ -106,7 +100,7 @@ def edit(mailbox_id: int) -> Any:
 def set_enabled(mailbox_id: int) -> Any:
     mailbox = db.get_or_404(ImapMailbox, mailbox_id)
     is_enabled = request.form.get("enabled") == "1"
-    if mailbox_admin.set_enabled(mailbox, is_enabled, actor=_me()):
+    if mailbox_admin.set_enabled(mailbox, is_enabled, actor=signed_in_user()):
         db.session.commit()
         flash(
             f"Mailbox {mailbox.name} {'enabled' if is_enabled else 'disabled: it is not polled'}.",
@@ -122,7 +116,7 @@ def delete(mailbox_id: int) -> Any:
     if request.method == "GET":
         return render_template("mailboxes/delete.html", mailbox=mailbox)
     name = mailbox.name
-    mailbox_admin.delete_mailbox(mailbox, actor=_me())
+    mailbox_admin.delete_mailbox(mailbox, actor=signed_in_user())
     db.session.commit()
     flash(f"Mailbox {name} deleted; the mail already received stays in the inbox.", "success")
     return _back()
@@ -139,7 +133,7 @@ def poll(mailbox_id: int) -> Any:
         timeout=PAGE_TIMEOUT_SECONDS,
         budget_seconds=PAGE_BUDGET_SECONDS,
     )
-    mailbox_admin.record_poll(mailbox, report.summary(), actor=_me())
+    mailbox_admin.record_poll(mailbox, report.summary(), actor=signed_in_user())
     db.session.commit()
     if report.is_busy:
         flash(

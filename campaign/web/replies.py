@@ -29,7 +29,7 @@ from campaign.services import ledger
 from campaign.services import replies as reply_service
 from campaign.services.inbound import raw_message_of
 from campaign.services.replies import InboxFilter, ReplyError
-from campaign.web.access import allow
+from campaign.web.access import allow, signed_in_user
 from campaign.web.params import row_id
 
 bp = Blueprint("replies", __name__, url_prefix="/replies")
@@ -63,11 +63,6 @@ def _open_reply_count() -> dict[str, object]:
     return {"open_reply_count": reply_service.open_reply_count}
 
 
-def _me() -> User:
-    user: User = current_user._get_current_object()
-    return user
-
-
 def _message(message_id: int) -> InboundMessage:
     message: InboundMessage = db.get_or_404(InboundMessage, message_id)
     return message
@@ -78,7 +73,7 @@ def _filter_from_args() -> InboxFilter:
         kind=request.args.get("kind") or None,
         state=request.args.get("state") or None,
         campaign_id=row_id(request.args.get("campaign")),
-        assigned_to_id=_me().id if request.args.get("mine") == "1" else None,
+        assigned_to_id=signed_in_user().id if request.args.get("mine") == "1" else None,
         search=request.args.get("q"),
     )
 
@@ -163,7 +158,7 @@ def original(message_id: int) -> Any:
     raw = raw_message_of(message)
     if raw is None:
         abort(404)
-    reply_service.record_download(message, _me())
+    reply_service.record_download(message, signed_in_user())
     db.session.commit()
     # Always a download, never rendered: the bytes are whatever the sender chose.
     response = Response(raw, mimetype="application/octet-stream")
@@ -180,7 +175,7 @@ def original(message_id: int) -> Any:
 def handled(message_id: int) -> Any:
     message = _message(message_id)
     is_handled = request.form.get("handled") == "1"
-    if reply_service.mark_handled(message, _me(), is_handled):
+    if reply_service.mark_handled(message, signed_in_user(), is_handled):
         db.session.commit()
         flash("Marked handled." if is_handled else "Open again.", "success")
     else:
@@ -201,7 +196,7 @@ def assign(message_id: int) -> Any:
             flash("Not assigned: that user no longer exists.", "error")
             return _back_to(message)
     try:
-        reply_service.assign(message, _me(), assignee)
+        reply_service.assign(message, signed_in_user(), assignee)
     except ReplyError as error:
         db.session.rollback()
         flash(f"Not assigned: {error}", "error")
@@ -216,7 +211,7 @@ def assign(message_id: int) -> Any:
 def add_note(message_id: int) -> Any:
     message = _message(message_id)
     try:
-        reply_service.add_note(message, _me(), request.form.get("text", ""))
+        reply_service.add_note(message, signed_in_user(), request.form.get("text", ""))
     except ReplyError as error:
         db.session.rollback()
         flash(f"Note not added: {error}", "error")
@@ -241,7 +236,7 @@ def attach(message_id: int) -> Any:
         flash(f"Not attached: {campaign.name} did not write to {email}.", "error")
         return _back_to(message)
     try:
-        reply_service.attach_to_delivery(message, delivery, _me())
+        reply_service.attach_to_delivery(message, delivery, signed_in_user())
     except ReplyError as error:
         db.session.rollback()
         flash(f"Not attached: {error}", "error")
@@ -303,6 +298,8 @@ def upload() -> Any:
         return _render_upload(error="Choose one or more .eml or mbox files.", status=400)
     outcomes = []
     for file in files:
-        outcomes.extend(reply_service.ingest_upload(file.filename or "", file.read(), _me()))
+        outcomes.extend(
+            reply_service.ingest_upload(file.filename or "", file.read(), signed_in_user())
+        )
     db.session.commit()
     return _render_upload(outcomes)

@@ -5,22 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 
 from campaign.extensions import db
 from campaign.letters.salutations import ANY, GENDERS, KINDS, STYLES, InvalidRuleError
-from campaign.models import Role, RoleType, SalutationRule, User
+from campaign.models import Role, RoleType, SalutationRule
 from campaign.services import salutation_rules as rule_service
-from campaign.web.access import allow
+from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("salutations", __name__, url_prefix="/salutations")
 
 RULE_FIELDS = ("language", "kind", "role", "gender", "style", "text")
-
-
-def _me() -> User:
-    user: User = current_user._get_current_object()
-    return user
 
 
 def _choices() -> dict[str, list[str]]:
@@ -88,7 +82,7 @@ def index() -> Any:
 def create_rule() -> Any:
     values = _rule_form(request.form)
     try:
-        row = rule_service.create_rule(values, actor=_me())
+        row = rule_service.create_rule(values, actor=signed_in_user())
     except InvalidRuleError as error:
         db.session.rollback()
         return _render_index(values=values, problems=error.problems, status=422)
@@ -105,7 +99,7 @@ def edit_rule(rule_id: int) -> Any:
         return _render_form(row, _row_values(row), [])
     values = _rule_form(request.form)
     try:
-        rule_service.update_rule(row, values, actor=_me())
+        rule_service.update_rule(row, values, actor=signed_in_user())
     except InvalidRuleError as error:
         db.session.rollback()
         return _render_form(db.get_or_404(SalutationRule, rule_id), values, error.problems, 422)
@@ -129,7 +123,7 @@ def _render_form(
 @allow(Role.ADMIN)
 def delete_rule(rule_id: int) -> Any:
     row = db.get_or_404(SalutationRule, rule_id)
-    rule_service.delete_rule(row, actor=_me())
+    rule_service.delete_rule(row, actor=signed_in_user())
     db.session.commit()
     flash("Rule deleted; the built-in rule it replaced, if any, applies again.", "success")
     return redirect(url_for("salutations.index"))
@@ -143,7 +137,7 @@ def save_settings() -> Any:
         for name in rule_service.current_rule_set().settings:
             choice = request.form.get(name)
             if choice is not None:
-                changed = rule_service.set_setting(name, choice, actor=_me()) or changed
+                changed = rule_service.set_setting(name, choice, actor=signed_in_user()) or changed
     except InvalidRuleError as error:
         db.session.rollback()
         return _render_index(setting_problems=error.problems, status=422)

@@ -25,7 +25,6 @@ from campaign.models import (
     Schedule,
     ScheduleKind,
     Statement,
-    User,
 )
 from campaign.scheduling.pacing import describe, pacing_rule
 from campaign.scheduling.recurrence import yearly_note
@@ -47,7 +46,7 @@ from campaign.services.followups import (
     steps_of,
     update_step,
 )
-from campaign.web.access import allow
+from campaign.web.access import allow, signed_in_user
 from campaign.web.params import row_id
 
 bp = Blueprint("schedules", __name__, url_prefix="/campaigns/<int:campaign_id>/schedule")
@@ -85,11 +84,6 @@ MONTHS = (
 )
 
 
-def _me() -> User:
-    user: User = current_user._get_current_object()
-    return user
-
-
 def _zone_from(form: dict[str, str]) -> str:
     """The free-text zone when given (any IANA name), else the one picked in the list."""
     return form.get("zone_other", "").strip() or form.get("zone", "").strip()
@@ -119,7 +113,7 @@ def _local(schedule: Schedule) -> str:
 def _anniversary_of(case_date: CaseDate) -> str:
     """The case date in words for this viewer: the real name of a high-risk case for admins."""
     case = db.session.get(Case, case_date.case_id)
-    who = display_name(case, _me()) if case is not None else "a case"
+    who = display_name(case, signed_in_user()) if case is not None else "a case"
     return anniversary_words(case_date, who)
 
 
@@ -143,7 +137,7 @@ def _case_date_choices(campaign: Campaign) -> list[tuple[int, str]]:
         .where(CaseDate.case_id.in_(linked) | CaseDate.is_anniversary_marked.is_(True))
         .order_by(CaseDate.case_id, CaseDate.on)
     )
-    viewer = _me()
+    viewer = signed_in_user()
     choices = []
     for case_date in db.session.scalars(query):
         case = db.session.get(Case, case_date.case_id)
@@ -239,7 +233,9 @@ def send_at(campaign_id: int) -> Any:
     local = f"{form.get('date', '').strip()}T{form.get('time', '').strip()}"
     try:
         pacing = pacing_rule(form.get("pacing", ""), _pacing_days(form))
-        schedule = create_send_at(campaign, local, _zone_from(form), actor=_me(), pacing=pacing)
+        schedule = create_send_at(
+            campaign, local, _zone_from(form), actor=signed_in_user(), pacing=pacing
+        )
     except ScheduleError as error:
         db.session.rollback()
         message = str(error)
@@ -269,7 +265,10 @@ def cancel_send_at(campaign_id: int) -> Any:
     campaign.send_at = None
     if schedules:
         audit.record_event(
-            "campaign.unschedule", target_type="campaign", target_id=campaign.id, actor=_me()
+            "campaign.unschedule",
+            target_type="campaign",
+            target_id=campaign.id,
+            actor=signed_in_user(),
         )
     db.session.commit()
     flash("The scheduled launch is cancelled; the campaign is a draft again.", "success")
@@ -306,7 +305,7 @@ def yearly(campaign_id: int) -> Any:
             day,
             form.get("time", ""),
             _zone_from(form),
-            actor=_me(),
+            actor=signed_in_user(),
             case_date=case_date,
         )
     except ScheduleError as error:
@@ -331,7 +330,9 @@ def stop_yearly(campaign_id: int, schedule_id: int) -> Any:
     ):
         abort(404)
     schedule.is_enabled = False
-    audit.record_event("schedule.stop", target_type="schedule", target_id=schedule.id, actor=_me())
+    audit.record_event(
+        "schedule.stop", target_type="schedule", target_id=schedule.id, actor=signed_in_user()
+    )
     db.session.commit()
     flash("The yearly repeat is stopped; campaigns already sent stay as they are.", "success")
     return _back(campaign)
@@ -355,7 +356,9 @@ def add_follow_up(campaign_id: int) -> Any:
     form = {key: request.form.get(key, "") for key in request.form}
     try:
         statement, delay_days = _step_fields(form)
-        step = add_step(campaign, statement, delay_days, form.get("condition", ""), actor=_me())
+        step = add_step(
+            campaign, statement, delay_days, form.get("condition", ""), actor=signed_in_user()
+        )
     except FollowUpError as error:
         db.session.rollback()
         field = error.field or "statement"
@@ -392,7 +395,7 @@ def edit_follow_up(campaign_id: int, step_id: int) -> Any:
     form = {key: request.form.get(key, "") for key in request.form}
     try:
         statement, delay_days = _step_fields(form)
-        update_step(step, statement, delay_days, form.get("condition", ""), actor=_me())
+        update_step(step, statement, delay_days, form.get("condition", ""), actor=signed_in_user())
     except FollowUpError as error:
         return _step_refused(campaign_id, step_id, error, form)
     db.session.commit()
@@ -407,7 +410,7 @@ def delete_follow_up(campaign_id: int, step_id: int) -> Any:
     step = _step(campaign, step_id)
     position = step.position
     try:
-        remove_step(step, actor=_me())
+        remove_step(step, actor=signed_in_user())
     except FollowUpError as error:
         return _step_refused(campaign_id, step_id, error)
     db.session.commit()
@@ -421,7 +424,7 @@ def rearm_follow_up(campaign_id: int, step_id: int) -> Any:
     campaign = _campaign(campaign_id)
     step = _step(campaign, step_id)
     try:
-        rearm_step(step, actor=_me())
+        rearm_step(step, actor=signed_in_user())
     except FollowUpError as error:
         return _step_refused(campaign_id, step_id, error)
     db.session.commit()

@@ -15,7 +15,6 @@ from flask import (
     request,
     url_for,
 )
-from flask_login import current_user
 from sqlalchemy import select
 
 from campaign.extensions import db
@@ -28,7 +27,6 @@ from campaign.models import (
     SignOn,
     SignOnOrder,
     Statement,
-    User,
 )
 from campaign.scheduling.timezones import ScheduleError, to_utc, zone_of
 from campaign.services import sign_on as sign_on_service
@@ -36,7 +34,7 @@ from campaign.services import sign_on_moderation as moderation
 from campaign.services.sign_on_moderation import ModerationError
 from campaign.services.statements import StatementError
 from campaign.services.unsubscribe import public_url
-from campaign.web.access import allow
+from campaign.web.access import allow, signed_in_user
 from campaign.web.params import row_id
 
 bp = Blueprint("sign_on_admin", __name__, url_prefix="/statements/<int:statement_id>/sign-on")
@@ -76,11 +74,6 @@ SETTINGS_FIELDS = (
     "reminder_days",
     "consent_text",
 )
-
-
-def _me() -> User:
-    user: User = current_user._get_current_object()
-    return user
 
 
 def _statement(statement_id: int) -> Statement:
@@ -195,7 +188,7 @@ def index(statement_id: int) -> Any:
 @allow(Role.EDITOR)
 def open_page(statement_id: int) -> Any:
     statement = _statement(statement_id)
-    sign_on_service.open_sign_on(statement, actor=_me())
+    sign_on_service.open_sign_on(statement, actor=signed_in_user())
     db.session.commit()
     flash("The sign-on page is open. Share its address with the partners you trust.", "success")
     return _back(statement)
@@ -238,7 +231,7 @@ def settings(statement_id: int) -> Any:
     sign_on = _sign_on(statement)
     form = {name: request.form.get(name, "") for name in SETTINGS_FIELDS}
     try:
-        sign_on_service.update_settings(sign_on, **_parse_settings(form), actor=_me())
+        sign_on_service.update_settings(sign_on, **_parse_settings(form), actor=signed_in_user())
     except sign_on_service.SignOnError as error:
         db.session.rollback()
         field = error.field or "settings"
@@ -259,7 +252,7 @@ def approve(statement_id: int, signature_id: int) -> Any:
     statement = _statement(statement_id)
     signature = _signature(_sign_on(statement), signature_id)
     try:
-        moderation.approve(signature, actor=_me())
+        moderation.approve(signature, actor=signed_in_user())
     except (ModerationError, StatementError) as error:
         return _refused(statement_id, error)
     db.session.commit()
@@ -273,7 +266,7 @@ def reject(statement_id: int, signature_id: int) -> Any:
     statement = _statement(statement_id)
     signature = _signature(_sign_on(statement), signature_id)
     try:
-        moderation.reject(signature, actor=_me())
+        moderation.reject(signature, actor=signed_in_user())
     except ModerationError as error:
         return _refused(statement_id, error)
     db.session.commit()
@@ -314,7 +307,7 @@ def edit(statement_id: int, signature_id: int) -> Any:
         return _render_edit(statement, signature, moderation.signer_fields(signature), {})
     values = {name: request.form.get(name, "") for name in moderation.EDITABLE_FIELDS}
     try:
-        changed = moderation.edit(signature, values, actor=_me())
+        changed = moderation.edit(signature, values, actor=signed_in_user())
     except (ModerationError, StatementError) as error:
         db.session.rollback()
         statement = _statement(statement_id)
@@ -340,7 +333,7 @@ def merge(statement_id: int, signature_id: int) -> Any:
         abort(400)
     keep = _signature(sign_on, keep_id)
     try:
-        moderation.merge(duplicate, keep, actor=_me())
+        moderation.merge(duplicate, keep, actor=signed_in_user())
     except (ModerationError, StatementError) as error:
         return _refused(statement_id, error)
     db.session.commit()
@@ -360,7 +353,7 @@ def move(statement_id: int, signatory_id: int) -> Any:
     if offset is None:
         abort(400)
     try:
-        moderation.move(sign_on, signatory, offset, actor=_me())
+        moderation.move(sign_on, signatory, offset, actor=signed_in_user())
     except ModerationError as error:
         return _refused(statement_id, error)
     db.session.commit()

@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 
 from campaign.extensions import db
-from campaign.models import Role, SignOn, Statement, User
+from campaign.models import Role, SignOn, Statement
 from campaign.services import sign_on as sign_on_service
 from campaign.services import sign_on_invitations as invitations
 from campaign.services.audiences import audience_choices
 from campaign.services.sign_on_invitations import InvitationError
-from campaign.web.access import allow
+from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("sign_on_invitations", __name__)
 
@@ -25,11 +24,6 @@ STATUS_WORDS = {
     "rejected": "Signed, rejected",
     "merged": "Signed (merged duplicate)",
 }
-
-
-def _me() -> User:
-    user: User = current_user._get_current_object()
-    return user
 
 
 def _render(
@@ -69,7 +63,7 @@ def index(statement_id: int) -> Any:
         message = "Audience: open the statement's sign-on page before inviting anyone"
         return _render(statement, None, form=form, errors={"audience": message})
     try:
-        result = invitations.invite(sign_on, form["audience"], actor=_me())
+        result = invitations.invite(sign_on, form["audience"], actor=signed_in_user())
     except InvitationError as error:
         db.session.rollback()
         sign_on = sign_on_service.sign_on_of(statement)

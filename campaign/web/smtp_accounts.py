@@ -5,22 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 
 from campaign.extensions import db
-from campaign.models import Role, SmtpAccount, SmtpSecurity, User
+from campaign.models import Role, SmtpAccount, SmtpSecurity
 from campaign.services import smtp_accounts as account_service
-from campaign.web.access import allow
+from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("smtp_accounts", __name__, url_prefix="/smtp-accounts")
 
 # The password is not among them: a form shown again never carries it back to the browser.
 FORM_FIELDS = ("name", "host", "port", "security", "username", *account_service.LIMIT_FIELDS)
-
-
-def _me() -> User:
-    user: User = current_user._get_current_object()
-    return user
 
 
 def _form_of(account: SmtpAccount) -> dict[str, str]:
@@ -71,7 +65,7 @@ def create() -> Any:
     form = {k: request.form.get(k, "") for k in FORM_FIELDS}
     try:
         fields = account_service.fields_from_form(request.form)
-        account = account_service.create_account(fields, actor=_me())
+        account = account_service.create_account(fields, actor=signed_in_user())
     except account_service.SmtpAccountError as problem:
         db.session.rollback()
         return _render_form(None, form, str(problem), problem.field, 422)
@@ -94,7 +88,7 @@ def update(account_id: int) -> Any:
     form = {k: request.form.get(k, "") for k in FORM_FIELDS}
     try:
         fields = account_service.fields_from_form(request.form)
-        account_service.update_account(account, fields, actor=_me())
+        account_service.update_account(account, fields, actor=signed_in_user())
     except account_service.SmtpAccountError as problem:
         db.session.rollback()
         return _render_form(account, form, str(problem), problem.field, 422)
@@ -120,7 +114,7 @@ def delete(account_id: int) -> Any:
     account = db.get_or_404(SmtpAccount, account_id)
     name = account.name
     try:
-        account_service.delete_account(account, actor=_me())
+        account_service.delete_account(account, actor=signed_in_user())
     except account_service.SmtpAccountError as problem:
         db.session.rollback()
         flash(f"Not deleted: {problem}.", "error")

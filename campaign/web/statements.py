@@ -15,7 +15,6 @@ from flask import (
     send_file,
     url_for,
 )
-from flask_login import current_user
 from sqlalchemy import func, select
 
 from campaign.extensions import db
@@ -32,7 +31,7 @@ from campaign.models import (
 )
 from campaign.services import statements as statement_service
 from campaign.services.statements import PASTE_FORMATS, StatementError
-from campaign.web.access import allow
+from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("statements", __name__, url_prefix="/statements")
 
@@ -54,11 +53,6 @@ PUBLISH_LABELS = {
     PublishAs.WITHHELD.value: "Name withheld for security reasons",
 }
 WITHHELD = "[name withheld]"
-
-
-def _me() -> User:
-    user: User = current_user._get_current_object()
-    return user
 
 
 def _get_signatory(statement: Statement, signatory_id: int) -> Signatory:
@@ -114,7 +108,7 @@ def create() -> Any:
             language=values["language"],
             subject=values["subject"],
             body=values["body"],
-            actor=_me(),
+            actor=signed_in_user(),
         )
     except StatementError as error:
         db.session.rollback()
@@ -190,7 +184,7 @@ def rename(statement_id: int) -> Any:
     statement = db.get_or_404(Statement, statement_id)
     values = {"title": request.form.get("title", "")}
     try:
-        changed = statement_service.set_title(statement, values["title"], actor=_me())
+        changed = statement_service.set_title(statement, values["title"], actor=signed_in_user())
     except StatementError as error:
         return _refused(statement_id, None, "title", values, error)
     db.session.commit()
@@ -206,7 +200,7 @@ def set_status(statement_id: int) -> Any:
         status = StatementStatus(request.form.get("status", ""))
     except ValueError:
         abort(400)
-    statement_service.set_status(statement, status, actor=_me())
+    statement_service.set_status(statement, status, actor=signed_in_user())
     db.session.commit()
     flash(f"Statement marked {status.value}.", "success")
     return redirect(url_for("statements.show", statement_id=statement.id))
@@ -217,7 +211,7 @@ def set_status(statement_id: int) -> Any:
 def delete(statement_id: int) -> Any:
     statement = db.get_or_404(Statement, statement_id)
     try:
-        files = statement_service.delete_statement(statement, actor=_me())
+        files = statement_service.delete_statement(statement, actor=signed_in_user())
     except StatementError as error:
         db.session.rollback()
         flash(str(error), "error")
@@ -247,7 +241,7 @@ def save_text(statement_id: int, language: str) -> Any:
             language=language,
             subject=values["subject"],
             body=values["body"],
-            actor=_me(),
+            actor=signed_in_user(),
         )
     except StatementError as error:
         return _refused(statement_id, language, "text", values, error)
@@ -273,7 +267,7 @@ def add_language(statement_id: int) -> Any:
             language=language,
             subject=values["subject"],
             body=values["body"],
-            actor=_me(),
+            actor=signed_in_user(),
         )
     except StatementError as error:
         return _refused(statement_id, None, "language", values, error)
@@ -382,7 +376,7 @@ def add_signatory(statement_id: int) -> Any:
     statement = db.get_or_404(Statement, statement_id)
     values = _signatory_form(request.form)
     try:
-        signatory = statement_service.add_signatory(statement, values, actor=_me())
+        signatory = statement_service.add_signatory(statement, values, actor=signed_in_user())
     except StatementError as error:
         return _refused(statement_id, None, "signatory", values, error)
     db.session.commit()
@@ -413,7 +407,7 @@ def paste_signatories(statement_id: int) -> Any:
             publish_as=values["publish_as"],
             group_label=values["group_label"],
         )
-        added = statement_service.add_signatories(statement, rows, actor=_me())
+        added = statement_service.add_signatories(statement, rows, actor=signed_in_user())
     except StatementError as error:
         return _refused(statement_id, None, "paste", values, error)
     db.session.commit()
@@ -431,7 +425,7 @@ def edit_signatory(statement_id: int, signatory_id: int) -> Any:
         return _render_signatory_form(statement, signatory, values, "")
     values = _signatory_form(request.form)
     try:
-        changed = statement_service.update_signatory(signatory, values, actor=_me())
+        changed = statement_service.update_signatory(signatory, values, actor=signed_in_user())
     except StatementError as error:
         db.session.rollback()
         statement = db.get_or_404(Statement, statement_id)
@@ -473,7 +467,7 @@ def move_signatory(statement_id: int, signatory_id: int) -> Any:
     offset = {"up": -1, "down": 1}.get(request.form.get("direction", ""))
     if offset is None:
         abort(400)
-    statement_service.move_signatory(signatory, offset, actor=_me())
+    statement_service.move_signatory(signatory, offset, actor=signed_in_user())
     db.session.commit()
     return redirect(url_for("statements.show", statement_id=statement.id) + "#signatories")
 
@@ -484,7 +478,7 @@ def remove_signatory(statement_id: int, signatory_id: int) -> Any:
     statement = db.get_or_404(Statement, statement_id)
     signatory = _get_signatory(statement, signatory_id)
     label = _flash_label(signatory)
-    statement_service.remove_signatory(signatory, actor=_me())
+    statement_service.remove_signatory(signatory, actor=signed_in_user())
     db.session.commit()
     flash(f"Signatory removed: {label}.", "success")
     return redirect(url_for("statements.show", statement_id=statement.id) + "#signatories")
@@ -502,7 +496,7 @@ def add_attachment(statement_id: int) -> Any:
         if upload is None or not upload.filename:
             raise StatementError("Choose a PDF or Word (.docx) file to attach.")
         attachment = statement_service.add_attachment(
-            statement, upload.filename, upload.stream, actor=_me()
+            statement, upload.filename, upload.stream, actor=signed_in_user()
         )
     except StatementError as error:
         return _refused(statement_id, None, "attachment", {}, error)
@@ -536,7 +530,7 @@ def remove_attachment(statement_id: int, attachment_id: int) -> Any:
     statement = db.get_or_404(Statement, statement_id)
     attachment = _get_attachment(statement, attachment_id)
     name = attachment.filename
-    path = statement_service.remove_attachment(attachment, actor=_me())
+    path = statement_service.remove_attachment(attachment, actor=signed_in_user())
     db.session.commit()
     path.unlink(missing_ok=True)
     flash(f"Attachment {name} deleted.", "success")

@@ -5,19 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 
 from campaign.extensions import db
-from campaign.models import Role, Suppression, SuppressionReason, User
+from campaign.models import Role, Suppression, SuppressionReason
 from campaign.services import suppressions as suppression_service
-from campaign.web.access import allow
+from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("suppressions", __name__, url_prefix="/suppressions")
-
-
-def _me() -> User:
-    user: User = current_user._get_current_object()
-    return user
 
 
 def _render_index(
@@ -61,7 +55,7 @@ def create() -> Any:
     existing = suppression_service.find_suppression(form["email"])
     try:
         entry = suppression_service.suppress_address(
-            form["email"], SuppressionReason.MANUAL, note=form["note"], actor=_me()
+            form["email"], SuppressionReason.MANUAL, note=form["note"], actor=signed_in_user()
         )
     except suppression_service.SuppressionError as problem:
         db.session.rollback()
@@ -86,7 +80,7 @@ def confirm_remove(suppression_id: int) -> Any:
 def remove(suppression_id: int) -> Any:
     entry = db.get_or_404(Suppression, suppression_id)
     email = entry.email
-    suppression_service.remove_suppression(entry, actor=_me())
+    suppression_service.remove_suppression(entry, actor=signed_in_user())
     db.session.commit()
     flash(f"{email} removed from the suppression list: campaigns may write to it again.", "success")
     return redirect(url_for("suppressions.index"))

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Role, User
 from campaign.models._types import utcnow
 from campaign.services import users as user_service
-from campaign.web.access import allow
+from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 
@@ -22,11 +21,6 @@ def _role(raw: str | None) -> Role:
         return Role(raw or "")
     except ValueError:
         abort(400)
-
-
-def _me() -> User:
-    user: User = current_user._get_current_object()
-    return user
 
 
 def _render_index(error: str = "", form: dict[str, str] | None = None, status: int = 200) -> Any:
@@ -76,7 +70,7 @@ def change_role(user_id: int) -> Any:
     user = db.get_or_404(User, user_id)
     role = _role(request.form.get("role"))
     try:
-        user_service.change_role(user, role, actor=_me())
+        user_service.change_role(user, role, actor=signed_in_user())
     except user_service.UserError as problem:
         flash(str(problem), "error")
         return redirect(url_for("users.index"))
@@ -91,7 +85,7 @@ def set_active(user_id: int) -> Any:
     user = db.get_or_404(User, user_id)
     active = request.form.get("active") == "1"
     try:
-        user_service.set_active(user, active, actor=_me())
+        user_service.set_active(user, active, actor=signed_in_user())
     except user_service.UserError as problem:
         flash(str(problem), "error")
         return redirect(url_for("users.index"))
