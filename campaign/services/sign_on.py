@@ -31,6 +31,7 @@ from campaign.models import (
     Statement,
     User,
 )
+from campaign.services import statements
 from campaign.services.audit import record_event
 
 DEFAULT_CONSENT = (
@@ -121,6 +122,13 @@ def update_settings(
             f"Consent: at most {MAX_CONSENT_CHARS} characters (not {len(consent)})",
             "consent_text",
         )
+    if (
+        ordering == SignOnOrder.ORGANISATIONS_FIRST.value
+        and sign_on.ordering != ordering
+        and (statement := db.session.get(Statement, sign_on.statement_id)) is not None
+    ):
+        # The letters print the list in its stored order: make it the page's order.
+        statements.put_organisations_first(statement, actor=actor)
     sign_on.is_open = is_open
     sign_on.deadline = deadline
     sign_on.shows_names = shows_names
@@ -181,8 +189,13 @@ def _published(signatory: Signatory) -> PublicSignatory:
     if signatory.publish_as == PublishAs.WITHHELD.value:
         return PublicSignatory(signatory.kind, "", "", True)
     if signatory.publish_as == PublishAs.ORGANISATION_ONLY.value:
-        organisation = signatory.organisation or signatory.name
-        return PublicSignatory(SignatoryKind.ORGANISATION.value, organisation, "", False)
+        if signatory.kind == SignatoryKind.ORGANISATION.value:
+            return PublicSignatory(signatory.kind, signatory.name, "", False)
+        if not signatory.organisation:
+            # A person who asked for their organisation only, and gave none: nothing of
+            # theirs may show (the letters print the withheld line for them too).
+            return PublicSignatory(SignatoryKind.INDIVIDUAL.value, "", "", True)
+        return PublicSignatory(SignatoryKind.ORGANISATION.value, signatory.organisation, "", False)
     parts: list[str] = []
     if signatory.kind == SignatoryKind.ORGANISATION.value:
         if signatory.acronym:

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from campaign.extensions import db
 from campaign.models import (
     InstallationSetting,
+    PublishAs,
     Signatory,
     SignatoryKind,
     Signature,
@@ -115,12 +116,38 @@ def _audit(action: str, signature: Signature, actor: User | None, **ids: Any) ->
 # --- approve and reject --------------------------------------------------------------------
 
 
+def _claim(signature: Signature, allowed: tuple[str, ...], doing: str) -> str:
+    """Take the signature for one moderation step; return its status before the step.
+
+    A conditional UPDATE: of two editors approving at once (or a double click), the second
+    finds the row changed and is told so, instead of adding the signer to the list twice.
+    """
+    before = signature.status
+    result = db.session.execute(
+        update(Signature)
+        .where(Signature.id == signature.id, Signature.status.in_(allowed))
+        .values(moderated_at=_now())
+    )
+    db.session.refresh(signature)
+    if int(getattr(result, "rowcount", 0) or 0) != 1 or signature.status != before:
+        raise ModerationError(_status_problem(signature, doing))
+    return before
+
+
 def approve(signature: Signature, *, actor: User | None = None) -> Signatory:
     """Make a confirmed signature a signatory of the statement (a new statement version)."""
     if signature.status != SignatureStatus.CONFIRMED.value:
         raise ModerationError(_status_problem(signature, "approved"))
+    _claim(signature, (SignatureStatus.CONFIRMED.value,), "approved")
     statement = _statement_of(signature)
-    signatory = statements.add_signatory(statement, as_signatory_values(signature), actor=actor)
+    sign_on = db.session.get(SignOn, signature.sign_on_id)
+    signatory = statements.add_signatory(
+        statement,
+        as_signatory_values(signature),
+        actor=actor,
+        organisations_first=sign_on is not None
+        and sign_on.ordering == SignOnOrder.ORGANISATIONS_FIRST.value,
+    )
     signature.status = SignatureStatus.APPROVED.value
     signature.signatory_id = signatory.id
     _moderated(signature, actor)
@@ -133,6 +160,7 @@ def reject(signature: Signature, *, actor: User | None = None) -> None:
     """Refuse a confirmed signature; an approved one also leaves the statement's list."""
     if signature.status not in _MODERATED:
         raise ModerationError(_status_problem(signature, "rejected"))
+    _claim(signature, _MODERATED, "rejected")
     signatory = _signatory_of(signature)
     if signatory is not None:
         statements.remove_signatory(signatory, actor=actor)
@@ -430,6 +458,16 @@ def merge(duplicate: Signature, keep: Signature, *, actor: User | None = None) -
             "The signature to keep must be confirmed or approved (it is "
             f"{keep.status}); keep another one."
         )
+    if duplicate.status == SignatureStatus.APPROVED.value and (
+        keep.status != SignatureStatus.APPROVED.value
+    ):
+        # Else the signer would silently leave the letter until someone approves the other.
+        raise ModerationError(
+            "The signature to keep is not approved yet, but this one is: approve the one to "
+            "keep first, or keep this one instead."
+        )
+    _claim(duplicate, _MODERATED, "merged")
+    _keep_the_more_private_choice(duplicate, keep, actor)
     signatory = _signatory_of(duplicate)
     if signatory is not None:
         statements.remove_signatory(signatory, actor=actor)
@@ -445,6 +483,25 @@ def merge(duplicate: Signature, keep: Signature, *, actor: User | None = None) -
         kept_signature_id=keep.id,
         removed_signatory_id=signatory.id if signatory is not None else None,
     )
+
+
+# From most to least public: a merge keeps the more private of the two choices, since a
+# signer who signed again asking to be withheld must not end up published in full.
+_PRIVACY = (PublishAs.FULL.value, PublishAs.ORGANISATION_ONLY.value, PublishAs.WITHHELD.value)
+
+
+def _keep_the_more_private_choice(
+    duplicate: Signature, keep: Signature, actor: User | None
+) -> None:
+    if duplicate.wants_notice:
+        keep.wants_notice = True  # asked once to be told when it goes out: still asked
+    rank = {choice: index for index, choice in enumerate(_PRIVACY)}
+    if rank.get(duplicate.publish_as, 0) <= rank.get(keep.publish_as, 0):
+        return
+    keep.publish_as = duplicate.publish_as
+    kept_signatory = _signatory_of(keep)
+    if kept_signatory is not None:
+        statements.update_signatory(kept_signatory, as_signatory_values(keep), actor=actor)
 
 
 # --- order ---------------------------------------------------------------------------------

@@ -282,14 +282,41 @@ def signatory_as_dict(signatory: Signatory) -> dict[str, Any]:
     }
 
 
+def lock_signatories(statement: Statement) -> None:
+    """Hold the statement's row until commit and read its signatories afresh.
+
+    Two editors approving two signers at once would otherwise each snapshot the list they
+    loaded, and the newest version (the one a launch freezes) could miss one of them. The
+    lock is PostgreSQL's; SQLite has one writer at a time anyway.
+    """
+    db.session.execute(select(Statement.id).where(Statement.id == statement.id).with_for_update())
+    db.session.expire(statement, ["signatories"])
+
+
 def add_signatory(
-    statement: Statement, data: Mapping[str, str], *, actor: User | None = None
+    statement: Statement,
+    data: Mapping[str, str],
+    *,
+    actor: User | None = None,
+    organisations_first: bool = False,
 ) -> Signatory:
-    """Add a co-signer at the end of the list; records a new version."""
+    """Add a co-signer at the end of the list (with `organisations_first`, an organisation
+    goes after the last organisation, before the individuals); records a new version."""
     values = _clean_signatory(data)
-    signatory = Signatory(position=len(statement.signatories), **values)
+    lock_signatories(statement)
+    ordered = list(statement.signatories)
+    signatory = Signatory(**values)
+    at = len(ordered)
+    if organisations_first and values.get("kind") == SignatoryKind.ORGANISATION.value:
+        at = next(
+            (i for i, s in enumerate(ordered) if s.kind != SignatoryKind.ORGANISATION.value),
+            len(ordered),
+        )
+    ordered.insert(at, signatory)
     statement.signatories.append(signatory)
+    _renumber(ordered)
     db.session.flush()
+    db.session.expire(statement, ["signatories"])
     record_version(statement, f"signatory added: {_public_label(signatory)}", actor=actor)
     return signatory
 
@@ -342,6 +369,7 @@ def update_signatory(
 ) -> bool:
     """Replace a co-signer's details; records a version when anything changed."""
     values = _clean_signatory(data)
+    lock_signatories(signatory.statement)
     if all(getattr(signatory, name) == value for name, value in values.items()):
         return False
     for name, value in values.items():
@@ -356,6 +384,7 @@ def update_signatory(
 def move_signatory(signatory: Signatory, offset: int, *, actor: User | None = None) -> bool:
     """Move a co-signer up (-1) or down (+1) the list; records a version when it moved."""
     statement = signatory.statement
+    lock_signatories(statement)
     ordered = list(statement.signatories)
     index = ordered.index(signatory)
     target = index + offset
@@ -375,6 +404,7 @@ def move_signatory(signatory: Signatory, offset: int, *, actor: User | None = No
 def remove_signatory(signatory: Signatory, *, actor: User | None = None) -> None:
     """Remove a co-signer; records a version and an audit event."""
     statement = signatory.statement
+    lock_signatories(statement)
     label = _public_label(signatory)
     statement.signatories.remove(signatory)
     _renumber(statement.signatories)
@@ -392,6 +422,21 @@ def remove_signatory(signatory: Signatory, *, actor: User | None = None) -> None
 def _renumber(signatories: list[Signatory]) -> None:
     for position, signatory in enumerate(signatories):
         signatory.position = position
+
+
+def put_organisations_first(statement: Statement, *, actor: User | None = None) -> bool:
+    """Reorder the list organisations then individuals (each kept in its order); records a
+    version when anything moved. The letters print the list in this order."""
+    lock_signatories(statement)
+    ordered = list(statement.signatories)
+    wanted = sorted(ordered, key=lambda s: 0 if s.kind == SignatoryKind.ORGANISATION.value else 1)
+    if wanted == ordered:
+        return False
+    _renumber(wanted)
+    db.session.flush()
+    db.session.expire(statement, ["signatories"])
+    record_version(statement, "signatories: organisations first", actor=actor)
+    return True
 
 
 PASTE_FORMATS = {

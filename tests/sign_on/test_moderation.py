@@ -326,7 +326,16 @@ def test_custom_order_moves_signatories(page: SignOn) -> None:
         sign_on_moderation.move(page, jane, -1)
     assert caught.value.field == "ordering"
 
+    # The custom order starts from the order shown (organisations first, as the letters
+    # printed it), not from the order of approval.
     page.ordering = SignOnOrder.CUSTOM.value
+    assert sign_on_moderation.move(page, jane, -1)
+    db.session.commit()
+    assert [p.name for p in sign_on.public_signatories(page)] == [
+        "First Org",
+        "Jane Doe",
+        "Second Org",
+    ]
     assert sign_on_moderation.move(page, jane, -1)
     db.session.commit()
     assert [p.name for p in sign_on.public_signatories(page)] == [
