@@ -9,6 +9,7 @@ from flask_login import current_user
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, User
+from campaign.tracking.buffer import ip_prefix
 
 
 def record_event(
@@ -22,7 +23,14 @@ def record_event(
     """Append one event; the actor and address default to the current request's."""
     if actor is None and has_request_context() and current_user.is_authenticated:
         actor = current_user._get_current_object()
-    remote_addr = request.remote_addr or "" if has_request_context() else "cli"
+    if not has_request_context():
+        remote_addr = "cli"
+    elif current_user.is_authenticated:
+        remote_addr = request.remote_addr or ""
+    else:
+        # A member of the public (a signer on a sign-on page): their network, never their
+        # address — a withheld co-signer must not be traceable through the audit log.
+        remote_addr = ip_prefix(request.remote_addr)
     event = AuditEvent(
         actor_id=actor.id if actor else None,
         actor_email=actor.email if actor else "",

@@ -12,7 +12,6 @@ import base64
 import enum
 import hashlib
 import hmac
-import ipaddress
 import logging
 import re
 import unicodedata
@@ -44,6 +43,7 @@ from campaign.services.contacts import normalise_email
 from campaign.services.notices import NOTICES, Notice, build_message, queue_notice
 from campaign.services.sign_on import accepting, closed_reason, email_key, name_key
 from campaign.services.unsubscribe import public_url
+from campaign.tracking.buffer import ip_prefix
 
 log = logging.getLogger(__name__)
 
@@ -235,14 +235,7 @@ return {0, 0}
 
 def client_network(client_ip: str) -> str:
     """The /24 (IPv4) or /48 (IPv6) a client address belongs to: one household or office."""
-    try:
-        address = ipaddress.ip_address(client_ip.strip())
-    except ValueError:
-        return "unknown"
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+    return ip_prefix(client_ip.strip()) or "unknown"
 
 
 def _wait_words(seconds: int) -> str:

@@ -344,3 +344,20 @@ def test_the_same_person_submitting_ten_times_at_once_is_one_signature(
     # The link the worker e-mails is the row's current one, however many forms came in.
     [message] = deliver(app, "signature_confirmation", signature.id)
     assert signatures.confirm_signature(link_token(message)).state == "valid"
+
+
+def test_the_audit_log_keeps_a_signers_network_never_their_address(
+    app: Flask, client: FlaskClient
+) -> None:
+    from campaign.models import AuditEvent
+
+    sign_on = make_sign_on()
+    client.post(
+        f"/sign/{sign_on.token}",
+        data=individual_form(publish_as="withheld"),
+        environ_base={"REMOTE_ADDR": "203.0.113.57"},
+    )
+    events = db.session.scalars(select(AuditEvent)).all()
+    signed = [event for event in events if event.target_type == "signature"]
+    assert signed, [event.action for event in events]
+    assert {event.remote_addr for event in signed} == {"203.0.113.0/24"}
