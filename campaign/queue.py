@@ -42,6 +42,7 @@ def enqueue_after_commit(
     *args: Any,
     job_id: str | None = None,
     job_timeout: int | None = None,
+    retry: Any = None,
     **kwargs: Any,
 ) -> None:
     """Enqueue job `func` (dotted name) with JSON-able args once `session` commits.
@@ -51,7 +52,10 @@ def enqueue_after_commit(
     """
     pending: list[tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]]
     pending = session.info.setdefault(_PENDING_KEY, [])
-    pending.append((func, args, kwargs, {"job_id": job_id, "timeout": job_timeout}))
+    options = {"job_id": job_id, "timeout": job_timeout}
+    if retry is not None:
+        options["retry"] = retry  # an rq.Retry: how often and when RQ tries a failed job again
+    pending.append((func, args, kwargs, options))
 
 
 def discard_pending_jobs(session: Session, func: str, *args: Any) -> None:

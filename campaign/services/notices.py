@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 class Notice:
     recipient: str
     message: bytes
+    # Undo the builder's claim when the SMTP server refuses this e-mail, so the job's retry
+    # sends it: a mail server that is down delays a notice, it does not lose it.
+    release: Callable[[], None] | None = field(default=None, compare=False)
 
 
 Builder = Callable[[int], Sequence[Notice]]
@@ -42,6 +45,8 @@ NOTICE_MODULES = (
     "campaign.services.sign_on_invitations",
 )
 SEND_JOB = "workers.jobs.send_notice"
+# A notice the SMTP server refused is tried again after 1, 5, 15 and 60 minutes, then 3 h.
+RETRY_MINUTES = (1, 5, 15, 60, 180)
 
 
 def load_builders() -> None:
@@ -55,7 +60,15 @@ def load_builders() -> None:
 
 def queue_notice(kind: str, target_id: int) -> None:
     """Send notice `kind` about `target_id` once the current transaction commits."""
-    enqueue_after_commit(db.session(), SEND_JOB, kind, target_id)
+    from rq import Retry
+
+    enqueue_after_commit(
+        db.session(),
+        SEND_JOB,
+        kind,
+        target_id,
+        retry=Retry(max=len(RETRY_MINUTES), interval=[m * 60 for m in RETRY_MINUTES]),
+    )
 
 
 def sender_address() -> str:
@@ -95,10 +108,10 @@ def build_message(
 def send_notice(kind: str, target_id: int) -> int:
     """Build and send notice `kind` for `target_id`; return how many e-mails went.
 
-    Raises campaign.mail.SendError when the SMTP server refuses (the job fails and RQ
-    keeps it in its failed registry with the reason).
+    Raises campaign.mail.SendError when the SMTP server refuses, after releasing the claims
+    of the e-mails not sent (RQ tries the job again later; its builder then sends just those).
     """
-    from campaign.mail import send_message
+    from campaign.mail import SendError, send_message
 
     load_builders()
     builder = NOTICES.get(kind)
@@ -107,6 +120,16 @@ def send_notice(kind: str, target_id: int) -> int:
         return 0
     notices = builder(target_id)
     db.session.commit()  # a builder's claim is durable before anything is sent
-    for notice in notices:
-        send_message(notice.message, sender=sender_address(), recipients=[notice.recipient])
+    for index, notice in enumerate(notices):
+        try:
+            send_message(notice.message, sender=sender_address(), recipients=[notice.recipient])
+        except SendError:
+            for unsent in notices[index:]:
+                if unsent.release is not None:
+                    unsent.release()
+            db.session.commit()
+            log.warning(
+                "notice %s for %s: the mail server refused it; retried later", kind, target_id
+            )
+            raise
     return len(notices)

@@ -14,6 +14,7 @@ that asked for it, and each claims its row before it goes, so nobody gets one tw
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
@@ -531,6 +532,20 @@ def _claim(model: Any, column: str, row_id: int) -> bool:
     return int(getattr(moved, "rowcount", 0) or 0) == 1
 
 
+def _unclaim(model: Any, column: str, row_id: int) -> Callable[[], None]:
+    """What undoes `_claim` when the mail server refuses the e-mail (notices retries it)."""
+
+    def release() -> None:
+        db.session.execute(
+            update(model)
+            .where(model.id == row_id)
+            .values({column: None})
+            .execution_options(synchronize_session=False)
+        )
+
+    return release
+
+
 def _invitation_parts(invitation_id: int) -> tuple[SignOnInvitation, SignOn, Statement, str] | None:
     invitation = db.session.get(SignOnInvitation, invitation_id)
     if invitation is None:
@@ -568,7 +583,8 @@ def build_invitation(invitation_id: int) -> list[Notice]:
     }
     text = body.format(**values)
     message = build_message(invitation.email, subject.format(**values), text, language=language)
-    return [Notice(invitation.email, message)]
+    release = _unclaim(SignOnInvitation, "invited_at", invitation.id)
+    return [Notice(invitation.email, message, release)]
 
 
 def build_reminder(invitation_id: int) -> list[Notice]:
@@ -598,7 +614,8 @@ def build_reminder(invitation_id: int) -> list[Notice]:
     message = build_message(
         invitation.email, subject.format(**values), body.format(**values), language=language
     )
-    return [Notice(invitation.email, message)]
+    release = _unclaim(SignOnInvitation, "reminded_at", invitation.id)
+    return [Notice(invitation.email, message, release)]
 
 
 # --- the notice after sending -------------------------------------------------------------
@@ -769,7 +786,7 @@ def build_sent_notice(signature_id: int) -> list[Notice]:
         language=language,
         attachments=[(pdf[0], "application/pdf", pdf[1])] if pdf else [],
     )
-    return [Notice(signature.email, message)]
+    return [Notice(signature.email, message, _unclaim(Signature, "notified_at", signature.id))]
 
 
 NOTICES[INVITATION] = build_invitation

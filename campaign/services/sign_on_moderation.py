@@ -367,18 +367,22 @@ def _edit_notices(signature_id: int) -> list[Notice]:
     changed = [(str(f), str(o), str(n)) for f, o, n in json.loads(row.value or "[]")]
     # The claim, committed by send_notice before sending: a second job deletes nothing
     # (it waits for the first's row lock, or follows its commit on SQLite) and sends nothing.
-    result = db.session.execute(
-        delete(InstallationSetting).where(InstallationSetting.name == row.name)
-    )
+    name, value = row.name, row.value
+    result = db.session.execute(delete(InstallationSetting).where(InstallationSetting.name == name))
     if int(getattr(result, "rowcount", 0) or 0) != 1:
         return []
+    db.session.expunge(row)
     signature = db.session.get(Signature, signature_id)
     if signature is None or not changed:
         return []
     title = _statement_of(signature).title
     subject, text = edit_notice_text(signature.language, title, changed)
     message = build_message(signature.email, subject, text, language=signature.language)
-    return [Notice(signature.email, message)]
+
+    def release() -> None:  # the mail server refused it: the retry finds it again
+        db.session.add(InstallationSetting(name=name, value=value))
+
+    return [Notice(signature.email, message, release)]
 
 
 NOTICES["signature_edited"] = _edit_notices

@@ -399,3 +399,25 @@ def test_the_invitations_page_invites_a_list_and_shows_who_signed(
     assert "a@partner.example" in html and "Signed, approved" in html and "Not signed" in html
     assert f"/sign/{page.token}" in html
     assert len(get_queue().get_jobs()) == 2  # two invitation e-mails, queued after the commit
+
+
+def test_an_invitation_the_mail_server_refused_goes_when_the_job_is_tried_again(
+    app: Flask, fault_smtp: FaultSmtpServer
+) -> None:
+    from campaign.mail import SendError
+
+    page = sign_on.open_sign_on(joint_statement())
+    set_deadline(page, deadline_in(20), None)
+    audience = partner_list("Partners", {"email": "ngo@partner.example", "organisation": "NGO"})
+    invite(page, audience)
+    db.session.commit()
+    [job] = [j for j in get_queue().get_jobs() if j.func_name == "workers.jobs.send_notice"]
+    assert job.retries_left == 5  # RQ tries a refused notice again, later
+    fault_smtp.fail(451, "4.3.0 Try again later", stage="mail", times=1)
+    with pytest.raises(SendError):
+        send_notice(*job.args)
+    db.session.expire_all()
+    invitation = db.session.scalars(select(SignOnInvitation)).one()
+    assert invitation.invited_at is None  # not counted as invited: it was not
+    assert send_notice(*job.args) == 1  # the retry
+    assert [rcpt for rcpt, _ in received(fault_smtp)] == ["ngo@partner.example"]
