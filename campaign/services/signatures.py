@@ -29,6 +29,7 @@ from campaign.letters.letter import LetterSource, contact_context, letter_source
 from campaign.letters.markdown import render_body
 from campaign.letters.salutations import primary_language
 from campaign.letters.sandbox import RenderError
+from campaign.letters.signatories import signatory_line
 from campaign.models import (
     PublishAs,
     SignatoryKind,
@@ -41,7 +42,13 @@ from campaign.queue import get_redis
 from campaign.services.audit import record_event
 from campaign.services.contacts import normalise_email
 from campaign.services.notices import NOTICES, Notice, build_message, queue_notice
-from campaign.services.sign_on import accepting, closed_reason, email_key, name_key
+from campaign.services.sign_on import (
+    accepting,
+    as_signatory_values,
+    closed_reason,
+    email_key,
+    name_key,
+)
 from campaign.services.unsubscribe import public_url
 from campaign.tracking.buffer import ip_prefix
 
@@ -597,6 +604,7 @@ def _signer_email(kind: str, signature: Signature, **extra: str) -> Notice:
         f".{language}.txt",
         title=title,
         name=clean_line(signature.name),
+        appears_as=appears_as(signature, language),
         sign_url=sign_url(sign_on),
         hours=int(LINK_LIFETIME.total_seconds() // 3600),
         **extra,
@@ -604,6 +612,13 @@ def _signer_email(kind: str, signature: Signature, **extra: str) -> Notice:
     subject = SUBJECTS[kind][language].format(title=title)
     message = build_message(signature.email, subject, text, language=language)
     return Notice(signature.email, _crlf(message))
+
+
+def appears_as(signature: Signature, language: str = "en") -> str:
+    """The signer's line exactly as the letters will print it (the withheld line if so):
+    whoever knows an unconfirmed signer's address and name can send the form again with
+    another choice, so the signer sees the choice before confirming it."""
+    return clean_line(signatory_line(as_signatory_values(signature), language))
 
 
 def _crlf(message: bytes) -> bytes:

@@ -129,7 +129,12 @@ def confirm_page(token: str) -> Any:
     db.session.rollback()
     if check is None:
         return _link_page(token, 404, problem=signatures.UNKNOWN_MESSAGE)
-    return _link_page(token, check=check, title=_title(check.sign_on))
+    return _link_page(
+        token,
+        check=check,
+        title=_title(check.sign_on),
+        appears_as=signatures.appears_as(check.signature, check.signature.language),
+    )
 
 
 @bp.route("/sign/confirm/<token>", methods=["POST"])

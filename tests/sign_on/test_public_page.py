@@ -361,3 +361,21 @@ def test_the_audit_log_keeps_a_signers_network_never_their_address(
     signed = [event for event in events if event.target_type == "signature"]
     assert signed, [event.action for event in events]
     assert {event.remote_addr for event in signed} == {"203.0.113.0/24"}
+
+
+def test_the_email_and_the_confirm_page_show_how_the_signer_will_appear(
+    app: Flask, client: FlaskClient
+) -> None:
+    sign_on = make_sign_on()
+    # Someone who knows the signer's address and name sends the form again, published in
+    # full: the signer sees that before confirming.
+    client.post(f"/sign/{sign_on.token}", data=individual_form(publish_as="withheld"))
+    client.post(f"/sign/{sign_on.token}", data=individual_form(publish_as="full"))
+    [signature] = _signatures()
+    [message] = deliver(app, "signature_confirmation", signature.id)
+    text = message.get_body(("plain",)).get_content()
+    name = individual_form()["name"]
+    assert "you will appear as:" in text and name in text.split("you will appear as:")[1]
+    page = _text(client.get(_path(link_token(message))))
+    assert "you will appear as:" in page and name in page.split("you will appear as:")[1]
+    assert "do not confirm" in page
