@@ -438,9 +438,6 @@ def launch_campaign(
     from campaign.services import followups
 
     followups.schedule_steps(locked)
-    from campaign.services.sign_on_invitations import notify_signers_after_launch
-
-    notify_signers_after_launch(locked)  # signers who asked are told, with the frozen letter
     enqueue_send_jobs(locked.id, queued)
     return True
 

@@ -874,8 +874,14 @@ def finish_if_done(campaign_id: int) -> bool:
     finished = bool(getattr(done, "rowcount", 0))
     if finished:
         from campaign.services.audit import record_event
+        from campaign.services.sign_on_invitations import notify_signers
 
         record_event("campaign.finish", target_type="campaign", target_id=campaign_id)
+        # Co-signers who asked are told now that every letter has gone (not at the launch:
+        # a paced, paused or cancelled campaign has not "gone out" then).
+        campaign = db.session.get(Campaign, campaign_id)
+        if campaign is not None:
+            notify_signers(campaign)
     return finished
 
 

@@ -631,10 +631,12 @@ def _frozen_signatory_ids(version: StatementVersion | None) -> set[int]:
     }
 
 
-def notify_signers_after_launch(campaign: Campaign) -> int:
+def notify_signers(campaign: Campaign) -> int:
     """Queue the notice for each approved signer who asked and is in the frozen version.
 
-    Called by launch_campaign in the launch's transaction: the notices go after its commit.
+    Called when the campaign has finished sending (sending.finish_if_done), in that
+    transaction: the notices go after its commit. A cancelled campaign never finishes, so
+    nobody is told it went out.
     """
     statement = db.session.get(Statement, campaign.statement_id)
     sign_on = sign_on_of(statement) if statement is not None else None

@@ -15,11 +15,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from pypdf import PdfReader
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from campaign.extensions import db
 from campaign.models import (
+    Campaign,
     ContactList,
+    Delivery,
+    DeliveryStatus,
     Role,
     Schedule,
     ScheduleKind,
@@ -32,7 +35,7 @@ from campaign.models import (
 )
 from campaign.queue import get_queue
 from campaign.scheduling.tick import tick
-from campaign.services import campaigns, lists, sign_on, statements
+from campaign.services import campaigns, lists, sending, sign_on, statements
 from campaign.services.campaigns import AudienceSpec
 from campaign.services.contacts import create_contact
 from campaign.services.notices import send_notice
@@ -283,7 +286,18 @@ def test_no_reminder_once_the_page_is_closed_and_none_without_a_deadline(
     assert len(runs) == 1
 
 
-def test_signers_who_asked_are_told_once_after_the_launch_with_the_pdf_and_no_addresses(
+def sent_all(campaign: Campaign) -> None:
+    """Every letter of the campaign went; the reconciler's check marks it finished."""
+    db.session.execute(
+        update(Delivery)
+        .where(Delivery.campaign_id == campaign.id, Delivery.status == DeliveryStatus.QUEUED.value)
+        .values(status=DeliveryStatus.SENT.value, sent_at=datetime.now(UTC))
+    )
+    assert sending.finish_if_done(campaign.id)
+    db.session.commit()
+
+
+def test_signers_who_asked_are_told_once_when_the_letter_has_gone_with_the_pdf_and_no_addresses(
     app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
     statement = joint_statement()
@@ -323,6 +337,8 @@ def test_signers_who_asked_are_told_once_after_the_launch_with_the_pdf_and_no_ad
     )
     assert campaigns.launch_campaign(campaign)
     db.session.commit()
+    assert deliver_notices() == 0  # launched is not sent: nobody is told yet
+    sent_all(campaign)
     assert deliver_notices() == 2
 
     mails = dict(received(fault_smtp))
@@ -359,6 +375,7 @@ def test_signers_who_asked_are_told_once_after_the_launch_with_the_pdf_and_no_ad
     )
     assert campaigns.launch_campaign(second)
     db.session.commit()
+    sent_all(second)
     assert deliver_notices() == 1
     assert [rcpt for rcpt, _ in received(fault_smtp)] == ["later@ngo.example"]
     db.session.refresh(later)
