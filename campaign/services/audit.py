@@ -19,18 +19,22 @@ def record_event(
     target_id: object = "",
     actor: User | None = None,
     detail: dict[str, Any] | None = None,
+    network_only: bool = False,
 ) -> AuditEvent:
-    """Append one event; the actor and address default to the current request's."""
+    """Append one event; the actor and address default to the current request's.
+
+    `network_only` (events of members of the public, such as a signer on a sign-on page)
+    keeps the client's /24 or /48, never its address: a withheld co-signer must not be
+    traceable through the audit log. Staff sign-ins keep the full address.
+    """
     if actor is None and has_request_context() and current_user.is_authenticated:
         actor = current_user._get_current_object()
     if not has_request_context():
         remote_addr = "cli"
-    elif current_user.is_authenticated:
-        remote_addr = request.remote_addr or ""
-    else:
-        # A member of the public (a signer on a sign-on page): their network, never their
-        # address — a withheld co-signer must not be traceable through the audit log.
+    elif network_only:
         remote_addr = ip_prefix(request.remote_addr)
+    else:
+        remote_addr = request.remote_addr or ""
     event = AuditEvent(
         actor_id=actor.id if actor else None,
         actor_email=actor.email if actor else "",

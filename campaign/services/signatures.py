@@ -365,6 +365,7 @@ def _again(
         target_type="signature",
         target_id=signature.id,
         detail={"sign_on_id": sign_on.id},
+        network_only=True,
     )
     queue_notice("signature_confirmation", signature.id)
     return SubmitResult(SubmitOutcome.RESENT, signature.id)
@@ -418,6 +419,7 @@ def submit_signature(
         target_type="signature",
         target_id=signature.id,
         detail={"sign_on_id": sign_on.id, "statement_id": sign_on.statement_id},
+        network_only=True,
     )
     queue_notice("signature_confirmation", signature.id)
     return SubmitResult(SubmitOutcome.NEW, signature.id)
@@ -502,6 +504,7 @@ def confirm_signature(token: str, now: datetime | None = None) -> LinkCheck:
         target_type="signature",
         target_id=check.signature.id,
         detail={"sign_on_id": check.sign_on.id},
+        network_only=True,
     )
     return LinkCheck(LinkState.VALID, check.signature, check.sign_on)
 

@@ -282,6 +282,9 @@ def test_the_form_and_the_confirmation_need_the_pages_csrf_token(
 def live_url(app: Flask) -> Iterator[str]:
     """The app on a real port, each request in its own thread (and database session)."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
+    # Request threads are joined by server_close(), so none is still returning its database
+    # connection when the test's engine is disposed (it would be left open, then collected).
+    server.daemon_threads = False
     thread = threading.Thread(target=server.serve_forever, name="sign-on-live", daemon=True)
     thread.start()
     try:
