@@ -11,6 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
+from sqlalchemy.orm import close_all_sessions
 
 from campaign import create_app
 from campaign.extensions import db
@@ -130,6 +131,10 @@ def app(app_overrides: dict[str, Any]) -> Iterator[Flask]:
         get_redis().flushdb()
         yield application
         db.session.remove()
+        # Sessions a test's threads (a live server's requests, concurrent claims) left open
+        # give their connections back first: dispose() closes only those in the pool, and an
+        # open psycopg connection collected later fails whichever test is running then.
+        close_all_sessions()
         db.engine.dispose()
     close_redis(application)
 
