@@ -110,5 +110,5 @@ def run_scheduler() -> None:
 def send_notice(kind: str, target_id: int) -> None:
     """Send one notice (a signer's confirmation link, say): campaign.services.notices."""
     with job_context():
-        sent = notices.send_notice(kind, target_id)
+        sent = notices.send_notice(kind, target_id, commit=db.session.commit)
         log.info("notice %s for %s: %d e-mail(s) sent", kind, target_id, sent)

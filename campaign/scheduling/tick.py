@@ -39,7 +39,7 @@ ON_MISSED: dict[str, Callable[[Schedule, datetime, str], None]] = {}
 LATE_OK: set[str] = set()
 # Work that must wait until the fires are committed, run at the end of every tick with its
 # `now`: e-mail cannot be rolled back, so it is sent only for what the database kept.
-AFTER_TICK: list[Callable[[datetime], object]] = []
+AFTER_TICK: list[Callable[[datetime, Callable[[], None]], object]] = []
 # Modules that fill the registries above when imported (one per kind's owner).
 ACTION_MODULES = (
     "campaign.scheduling.actions",
@@ -213,7 +213,7 @@ def tick(now: datetime, *, commit: Callable[[], None] | None = None) -> TickRepo
             report.lines.append(line)
     for after in AFTER_TICK:
         try:
-            after(now)
+            after(now, commit)
         except Exception:  # the fires stand; the hook tries again at the next tick
             log.exception("after the tick: %s failed", getattr(after, "__name__", after))
             db.session.rollback()

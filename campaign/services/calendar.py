@@ -17,7 +17,7 @@ import hmac
 import io
 import logging
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
@@ -588,7 +588,7 @@ def fire_reminder(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[
 EMAIL_REMINDERS_WITHIN = timedelta(days=1)
 
 
-def email_reminders(now: datetime) -> int:
+def email_reminders(now: datetime, commit: Callable[[], None]) -> int:
     """E-mail staff each committed, not yet e-mailed reminder, once; return how many.
 
     Each notification is claimed (emailed_at set and committed) before its mail goes: a
@@ -611,7 +611,7 @@ def email_reminders(now: datetime) -> int:
             .values(emailed_at=now)
         )
         claimed = int(getattr(result, "rowcount", 0) or 0)
-        db.session.commit()
+        commit()
         notification = db.session.get(Notification, notification_id)
         if not claimed or notification is None:
             continue  # another tick has it

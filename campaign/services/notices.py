@@ -105,7 +105,7 @@ def build_message(
     return message.as_bytes()
 
 
-def send_notice(kind: str, target_id: int) -> int:
+def send_notice(kind: str, target_id: int, *, commit: Callable[[], None]) -> int:
     """Build and send notice `kind` for `target_id`; return how many e-mails went.
 
     Raises campaign.mail.SendError when the SMTP server refuses, after releasing the claims
@@ -119,7 +119,7 @@ def send_notice(kind: str, target_id: int) -> int:
         log.error("no notice of kind %r (target %s): nothing sent", kind, target_id)
         return 0
     notices = builder(target_id)
-    db.session.commit()  # a builder's claim is durable before anything is sent
+    commit()  # a builder's claim is durable before anything is sent
     for index, notice in enumerate(notices):
         try:
             send_message(notice.message, sender=sender_address(), recipients=[notice.recipient])
@@ -127,7 +127,7 @@ def send_notice(kind: str, target_id: int) -> int:
             for unsent in notices[index:]:
                 if unsent.release is not None:
                     unsent.release()
-            db.session.commit()
+            commit()
             log.warning(
                 "notice %s for %s: the mail server refused it; retried later", kind, target_id
             )

@@ -325,6 +325,10 @@ class _StopList:
     answered: set[int]
 
 
+def _read_stop_list(campaign_id: int, rows: Sequence[_Row]) -> _StopList:
+    return _StopList(_suppressed_keys(rows), _answered_contacts(campaign_id, rows))
+
+
 def _campaign_status(campaign_id: int) -> str | None:
     return db.session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
 
@@ -485,8 +489,7 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
         batch.commit()
         return
     helo = message_id_domain(batch.sender)
-    suppressed = _suppressed_keys(rows)
-    answered = _answered_contacts(batch.campaign_id, rows)
+    stop_list = _read_stop_list(batch.campaign_id, rows)
     since_check = 0
     try:
         with SmtpConnection(batch.settings, helo_name=helo) as connection:
@@ -497,8 +500,7 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
                     if status != CampaignStatus.SENDING:
                         _stop_for_status(batch, status)
                         return
-                    suppressed = _suppressed_keys(rows[index:])
-                    answered = _answered_contacts(batch.campaign_id, rows[index:])
+                    stop_list = _read_stop_list(batch.campaign_id, rows[index:])
                     semaphore.renew()
                     last_check, since_check = clock, 0
                 if clock - last_renew >= lease / 3:
@@ -516,7 +518,6 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
                     batch.commit()
                     return
                 since_check += 1
-                stop_list = _StopList(suppressed, answered)
                 if not _send_row(batch, row, contacts, stop_list, limiter, connection):
                     return
     finally:

@@ -67,7 +67,7 @@ def deliver_notices() -> int:
     queue = get_queue()
     for job in queue.get_jobs():
         if job.func_name == "workers.jobs.send_notice":
-            sent += send_notice(*job.args)
+            sent += send_notice(*job.args, commit=db.session.commit)
         queue.remove(job)
     return sent
 
@@ -187,7 +187,7 @@ def test_invitations_go_once_per_contact_in_their_language_and_skip_suppressed_a
     # A notice job run twice (RQ may) sends nothing the second time.
     invitation = db.session.scalars(select(SignOnInvitation).order_by(SignOnInvitation.id)).first()
     assert invitation is not None and invitation.invited_at is not None
-    assert send_notice("sign_on_invitation", invitation.id) == 0
+    assert send_notice("sign_on_invitation", invitation.id, commit=db.session.commit) == 0
 
 
 def test_invitations_are_refused_in_words_for_a_closed_page_or_an_unknown_audience(
@@ -432,9 +432,9 @@ def test_an_invitation_the_mail_server_refused_goes_when_the_job_is_tried_again(
     assert job.retries_left == 5  # RQ tries a refused notice again, later
     fault_smtp.fail(451, "4.3.0 Try again later", stage="mail", times=1)
     with pytest.raises(SendError):
-        send_notice(*job.args)
+        send_notice(*job.args, commit=db.session.commit)
     db.session.expire_all()
     invitation = db.session.scalars(select(SignOnInvitation)).one()
     assert invitation.invited_at is None  # not counted as invited: it was not
-    assert send_notice(*job.args) == 1  # the retry
+    assert send_notice(*job.args, commit=db.session.commit) == 1  # the retry
     assert [rcpt for rcpt, _ in received(fault_smtp)] == ["ngo@partner.example"]

@@ -185,7 +185,7 @@ def _received(app: Flask) -> list[EmailMessage]:
 def _send_edit_notices(app: Flask, signature: Signature) -> int:
     config = app.config["CAMPAIGN_CONFIG"]
     with DevmailSink(config.devmail_path, config.MAIL_SERVER, config.MAIL_PORT):
-        return send_notice("signature_edited", signature.id)
+        return send_notice("signature_edited", signature.id, commit=db.session.commit)
 
 
 def test_correcting_a_typo_tells_the_signer_before_and_after(app: Flask, page: SignOn) -> None:

@@ -116,7 +116,7 @@ def deliver(app: Flask, kind: str, target_id: int) -> list[EmailMessage]:
     """Run the notice job as the worker would and return what reached the mail sink."""
     config = app.config["CAMPAIGN_CONFIG"]
     with DevmailSink(config.devmail_path, config.MAIL_SERVER, config.MAIL_PORT):
-        send_notice(kind, target_id)
+        send_notice(kind, target_id, commit=db.session.commit)
     return mailbox_messages(app)
 
 
@@ -242,7 +242,7 @@ def test_signing_again_after_confirming_stores_nothing_and_tells_the_address_own
     mails = deliver(app, "signature_already_signed", first.signature_id)
     assert any(m["Subject"].startswith("You have already signed") for m in mails)
     # A confirmed signature's link e-mail is not sent again.
-    assert send_notice("signature_confirmation", first.signature_id) == 0
+    assert send_notice("signature_confirmation", first.signature_id, commit=db.session.commit) == 0
 
 
 # --- bad input --------------------------------------------------------------------------------
