@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask_babel import lazy_gettext
 
 from campaign.config import PROJECT_ROOT, Config
 from campaign.extensions import csrf, db, login_manager, migrate
+from campaign.i18n import init_babel
 
 # Not bound as `mail`: in this package that name is the campaign.mail module.
 from campaign.extensions import mail as mail_extension
@@ -61,9 +63,10 @@ def _init_extensions(app: Flask) -> None:
     )
     mail_extension.init_app(app)
     csrf.init_app(app)
+    init_babel(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
-    login_manager.login_message = "Please sign in to see that page."
+    login_manager.login_message = lazy_gettext("Please sign in to see that page.")
     login_manager.session_protection = "strong"
 
     with app.app_context():

@@ -43,6 +43,8 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
     totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # Bumped to end every session of this user (password change, role change, lock).
     session_version: Mapped[int] = mapped_column(Integer, default=1)
+    # The interface language this person chose ("en", "fr", "ru"); "" follows the browser.
+    language: Mapped[str] = mapped_column(String(8), default="", server_default="")
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -249,3 +249,15 @@ def unlock(user: User) -> None:
     user.locked_until = None
     user.failed_logins = 0
     record_event("user.unlock", target_type="user", target_id=user.id, detail={"email": user.email})
+
+
+def set_interface_language(user: User, language: str) -> None:
+    """Store the interface language a person chose; "" goes back to the browser's."""
+    from flask_babel import gettext
+
+    from campaign.i18n import LANGUAGES
+
+    if language and language not in LANGUAGES:
+        raise UserError(gettext("There is no interface in that language."))
+    user.language = language
+    db.session.flush()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import Flask, Response, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from campaign.web.access import enforce_access_policies
 
@@ -97,16 +99,21 @@ def _add_security_headers(app: Flask) -> None:
 
 def _register_error_pages(app: Flask) -> None:
     messages = {
-        400: ("Bad request", "The form could not be read. Go back, reload the page and try again."),
-        403: (
-            "Not allowed",
-            "Your role does not allow this page. Ask an administrator if you need it.",
+        400: (
+            _l("Bad request"),
+            _l("The form could not be read. Go back, reload the page and try again."),
         ),
-        404: ("Not found", "There is nothing at this address."),
+        403: (
+            _l("Not allowed"),
+            _l("Your role does not allow this page. Ask an administrator if you need it."),
+        ),
+        404: (_l("Not found"), _l("There is nothing at this address.")),
         413: (
-            "File too large",
-            "The file is larger than this installation accepts "
-            "(CAMPAIGN_IMPORT_MAX_MB). Split it into smaller files.",
+            _l("File too large"),
+            _l(
+                "The file is larger than this installation accepts "
+                "(CAMPAIGN_IMPORT_MAX_MB). Split it into smaller files."
+            ),
         ),
     }
 
@@ -125,34 +132,38 @@ def _register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError) -> tuple[str, int]:
-        text = (
+        text = _(
             "This form has expired or was sent from another site. "
             "Reload the page and submit it again."
         )
-        return render_template("error.html", code=400, title="Form expired", text=text), 400
+        return render_template("error.html", code=400, title=_("Form expired"), text=text), 400
 
 
 def _register_template_helpers(app: Flask) -> None:
+    from campaign.labels import choices, label
     from campaign.models import Role
+
+    app.add_template_filter(label, "label")
+    app.add_template_global(choices, "choices")
 
     # Planned areas are listed once here; an entry shows only when its endpoint exists
     # and the signed-in user's role reaches it.
     nav = [
-        ("contacts.index", "Contacts", Role.VIEWER),
-        ("audiences.index", "Lists & segments", Role.VIEWER),
-        ("statements.index", "Statements", Role.VIEWER),
-        ("campaigns.index", "Campaigns", Role.VIEWER),
-        ("calendar.index", "Calendar", Role.VIEWER),
-        ("cases.index", "Cases", Role.VIEWER),
-        ("replies.index", "Replies", Role.EDITOR),
-        ("suppressions.index", "Suppressions", Role.SENDER),
-        ("smtp_accounts.index", "SMTP accounts", Role.ADMIN),
-        ("mailboxes.index", "Mailboxes", Role.ADMIN),
-        ("salutations.index", "Salutations", Role.ADMIN),
-        ("imports.new", "Import", Role.EDITOR),
-        ("devmail.index", "Dev mailbox", Role.VIEWER),
-        ("users.index", "Users", Role.ADMIN),
-        ("audit.index", "Audit log", Role.ADMIN),
+        ("contacts.index", _l("Contacts"), Role.VIEWER),
+        ("audiences.index", _l("Lists & segments"), Role.VIEWER),
+        ("statements.index", _l("Statements"), Role.VIEWER),
+        ("campaigns.index", _l("Campaigns"), Role.VIEWER),
+        ("calendar.index", _l("Calendar"), Role.VIEWER),
+        ("cases.index", _l("Cases"), Role.VIEWER),
+        ("replies.index", _l("Replies"), Role.EDITOR),
+        ("suppressions.index", _l("Suppressions"), Role.SENDER),
+        ("smtp_accounts.index", _l("SMTP accounts"), Role.ADMIN),
+        ("mailboxes.index", _l("Mailboxes"), Role.ADMIN),
+        ("salutations.index", _l("Salutations"), Role.ADMIN),
+        ("imports.new", _l("Import"), Role.EDITOR),
+        ("devmail.index", _l("Dev mailbox"), Role.VIEWER),
+        ("users.index", _l("Users"), Role.ADMIN),
+        ("audit.index", _l("Audit log"), Role.ADMIN),
     ]
 
     @app.context_processor

@@ -6,12 +6,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import refresh
 from flask_login import current_user, login_user, logout_user
 
 from campaign.extensions import db
 from campaign.models import Role, User
 from campaign.services import users
-from campaign.web.access import allow, public
+from campaign.web.access import allow, public, signed_in_user
 
 bp = Blueprint("auth", __name__)
 _PENDING_TOTP = "pending_totp_user"
@@ -101,6 +103,20 @@ def setup_totp() -> Any:
     return render_template(
         "auth/setup_totp.html", secret=secret, uri=users.totp_uri(current_user, secret), error=error
     )
+
+
+@bp.route("/account/language", methods=["POST"])
+@allow(Role.VIEWER)
+def set_language() -> Any:
+    try:
+        users.set_interface_language(signed_in_user(), request.form.get("language", ""))
+    except users.UserError as problem:
+        flash(str(problem), "error")
+    else:
+        db.session.commit()
+        refresh()  # this request's flash below is already in the new language
+        flash(_("The interface language is changed."), "success")
+    return redirect(_safe_next(request.form.get("next")))
 
 
 @bp.route("/logout", methods=["POST"])

@@ -1,0 +1,179 @@
+"""Interface and reader languages: Flask-Babel set-up, locale choice and catalogue compiling.
+
+Three kinds of language are kept apart (ARCHITECTURE.md, Languages): the *interface*
+language of a signed-in user (their stored choice, else the browser's Accept-Language),
+the *reader's* language of a public page or an e-mail to a stranger (chosen by the view
+with `use_reader_language`), and the data's language (a contact's fields per language,
+handled by the letters package). This module owns the first two.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, date, datetime
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from babel import Locale, UnknownLocaleError
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from flask import Flask, g, has_request_context, request
+from flask_babel import Babel, refresh
+
+log = logging.getLogger(__name__)
+
+# The languages the interface has catalogues for; the first is the source language.
+LANGUAGES: tuple[str, ...] = ("en", "fr", "ru")
+DEFAULT_LANGUAGE = LANGUAGES[0]
+TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
+
+# A language tag as a person or a browser might send it: "ru", "fr-CH", "zh-Hant-TW".
+_TAG = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}$")
+
+babel = Babel()
+
+
+def init_babel(app: Flask) -> None:
+    """Compile stale catalogues and attach Flask-Babel with our locale choice."""
+    compile_catalogues()
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", DEFAULT_LANGUAGE)
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(TRANSLATIONS_DIR))
+    babel.init_app(app, locale_selector=select_locale)
+
+    # Staff read times in the organisation's zone (CAMPAIGN_TIMEZONE) unless told otherwise.
+    app.config.setdefault("BABEL_DEFAULT_TIMEZONE", app.config["CAMPAIGN_CONFIG"].TIMEZONE)
+
+    app.add_template_filter(local_time, "when")
+    app.add_template_filter(local_date, "day")
+
+    @app.context_processor
+    def _inject_language() -> dict[str, object]:
+        return {
+            "interface_language": current_language,
+            "interface_languages": LANGUAGES,
+            "autonym": autonym,
+        }
+
+
+def autonym(tag: str) -> str:
+    """A language as its own readers write it ("français", "русский"), or the tag."""
+    try:
+        locale = Locale.parse(tag.replace("-", "_"))
+    except (ValueError, TypeError, UnknownLocaleError):
+        return tag
+    return locale.get_display_name(locale) or tag
+
+
+def normalise_tag(value: str | None) -> str:
+    """The primary language of a well-formed tag, lower-cased ("fr-CH" → "fr"), else ""."""
+    if not value or len(value) > 35 or not _TAG.match(value.strip()):
+        return ""
+    return value.strip().replace("_", "-").split("-")[0].lower()
+
+
+def supported(value: str | None) -> str:
+    """The interface language for a tag, or "" when there is no catalogue for it."""
+    tag = normalise_tag(value)
+    return tag if tag in LANGUAGES else ""
+
+
+def accepted_languages() -> list[str]:
+    """The browser's languages, best first; a malformed or huge header counts as none."""
+    if not has_request_context():
+        return []
+    header = request.headers.get("Accept-Language", "")
+    if len(header) > 1000:  # a real browser sends a few dozen characters
+        return []
+    return [tag for tag, _quality in request.accept_languages if tag and tag != "*"]
+
+
+def choose_language(candidates: Iterable[str | None], available: Sequence[str]) -> str:
+    """The first candidate (a tag or a primary language) that `available` holds, else ""."""
+    wanted = {normalise_tag(tag): tag for tag in available}
+    for candidate in candidates:
+        tag = normalise_tag(candidate)
+        if tag and tag in wanted:
+            return wanted[tag]
+    return ""
+
+
+def select_locale() -> str:
+    """Flask-Babel's locale selector: reader's language on public pages, else the user's."""
+    reader = g.get("reader_language")
+    if not has_request_context():
+        # A CLI command or a worker job: the language its code chose, else English.
+        return str(reader) if reader else DEFAULT_LANGUAGE
+    if reader:
+        return str(reader)
+    from flask_login import current_user
+
+    if getattr(current_user, "is_authenticated", False):
+        stored = supported(getattr(current_user, "language", ""))
+        if stored:
+            return stored
+    return choose_language(accepted_languages(), LANGUAGES) or DEFAULT_LANGUAGE
+
+
+def use_reader_language(language: str) -> str:
+    """Show the rest of this request in `language` (a public page's reader); returns the
+    interface language actually used, English when there is no catalogue for it."""
+    chosen = supported(language) or DEFAULT_LANGUAGE
+    g.reader_language = chosen  # outside a request too: a CLI command, a worker job
+    refresh()
+    return chosen
+
+
+def local_time(value: datetime | None, format: str = "short") -> str:
+    """A moment in the interface locale and the organisation's zone, the zone named."""
+    if value is None:
+        return ""
+    from flask_babel import format_datetime, get_timezone
+
+    zone = get_timezone()
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    abbreviation = aware.astimezone(zone).strftime("%Z") if zone else "UTC"
+    return f"{format_datetime(aware, format)} {abbreviation}"
+
+
+def local_date(value: date | datetime | None, format: str = "medium") -> str:
+    """A date in the interface locale ("6 déc. 2026", "6 дек. 2026 г.")."""
+    if value is None:
+        return ""
+    from flask_babel import format_date
+
+    return str(format_date(value, format))
+
+
+def current_language() -> str:
+    """The language this request's strings are shown in."""
+    from flask_babel import get_locale
+
+    locale = get_locale()
+    return locale.language if locale is not None else DEFAULT_LANGUAGE
+
+
+def compile_catalogues(directory: Path = TRANSLATIONS_DIR) -> list[Path]:
+    """Write each messages.mo older than its messages.po; returns the files written.
+
+    The .po files are the source kept in the repository; the .mo files are build output,
+    made here so that every way of starting the app (scripts/run, tests, a worker, gunicorn
+    from a checkout) finds them current without a separate step.
+    """
+    written = []
+    for po_path in sorted(directory.glob("*/LC_MESSAGES/messages.po")):
+        mo_path = po_path.with_suffix(".mo")
+        if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+            continue
+        with po_path.open("rb") as source:
+            catalogue = read_po(source, locale=po_path.parent.parent.name)
+        temporary = mo_path.with_suffix(".mo.tmp")
+        try:
+            with temporary.open("wb") as target:
+                write_mo(target, catalogue, use_fuzzy=False)
+            temporary.replace(mo_path)
+        except OSError as error:  # a read-only checkout: the shipped .mo files must do
+            log.warning("cannot write %s: %s", mo_path, error)
+            continue
+        written.append(mo_path)
+    return written
