@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, date, datetime
 from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError

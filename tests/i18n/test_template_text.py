@@ -7,7 +7,7 @@ from jinja2 import Environment
 
 from tests.i18n.template_text import TEMPLATES, interface_templates, untranslated_words
 
-ENVIRONMENT = Environment(extensions=["jinja2.ext.i18n", "jinja2.ext.do"])
+ENVIRONMENT = Environment(autoescape=True, extensions=["jinja2.ext.i18n", "jinja2.ext.do"])
 
 
 @pytest.mark.parametrize("name", interface_templates())
