@@ -21,8 +21,11 @@ from campaign.letters.address import (
     country_name,
     full_name,
     letter_names,
+    localised,
 )
+from campaign.letters.countries import load_country_names
 from campaign.letters.markdown import render_body
+from campaign.letters.protocol_checks import protocol_problems
 from campaign.letters.salutations import (
     MissingRuleError,
     Resolution,
@@ -237,6 +240,8 @@ def contact_context(
     """
     names = letter_names(contact, language, rules)
     country = _field(contact, "country").strip()
+    location = _field(contact, "location_country").strip()
+    countries = load_country_names()
     return {
         "kind": _field(contact, "kind"),
         "given_name": names["given"],
@@ -244,10 +249,13 @@ def contact_context(
         "patronymic": names["patronymic"],
         "full_name": full_name(names, language),
         "honorific": _field(contact, "honorific"),
-        "position_title": _field(contact, "position_title"),
-        "organisation": _field(contact, "organisation"),
+        "position_title": localised(contact, "position_title", language),
+        "organisation": localised(contact, "organisation", language),
         "country": country,
-        "country_name": country_name(country, language),
+        "country_name": country_name(country, language, countries),
+        "country_formal_name": countries.formal(country, language) if country else "",
+        "location_country": location,
+        "location_country_name": country_name(location, language, countries),
         "email": _field(contact, "email"),
         "role_type": _field(contact, "role_type"),
         "grammatical_gender": _field(contact, "grammatical_gender"),
@@ -400,6 +408,8 @@ def render_letter(
         needed=bool(variables & {"salutation", "closing"}),
     )
     problems += rule_problems
+
+    problems += protocol_problems(contact, chosen, rule_set)
 
     person = contact_context(contact, chosen, rules=rule_set)
     address = address_lines(contact, chosen, rules=rule_set)

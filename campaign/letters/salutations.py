@@ -479,8 +479,23 @@ class RuleSet:
             f"add a default rule (role *) for {language!r}"
         )
 
+    def script(self, language: str) -> str:
+        """The script letters in `language` are written in ("LATIN", "CYRILLIC")."""
+        return self._scripts.get(primary_language(language), "Latin").upper()
+
     def names(self, contact: object, language: str) -> dict[str, str]:
-        """The contact's given, family and patronymic names in the language's script."""
+        """The contact's given, family and patronymic names in the language's script.
+
+        The names stored for this very language (given_name_ru, …) come first; then the
+        default or the other-script names, whichever is written in the language's script.
+        """
+        own = {
+            "given": _text(contact, f"given_name_{language}").strip(),
+            "family": _text(contact, f"family_name_{language}").strip(),
+            "patronymic": _text(contact, f"patronymic_{language}").strip(),
+        }
+        if own["given"] or own["family"]:
+            return own
         primary = {part: _text(contact, f"{part}_name").strip() for part in ("given", "family")}
         primary["patronymic"] = _text(contact, "patronymic").strip()
         alt = {part: _text(contact, f"{part}_name_alt").strip() for part in ("given", "family")}

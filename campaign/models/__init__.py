@@ -22,6 +22,7 @@ from campaign.models.contact import (
     Style,
 )
 from campaign.models.contact_import import ContactImport, ImportMapping, ImportStatus
+from campaign.models.country_name import CountryNameOverride
 from campaign.models.delivery import CLAIMABLE, FINAL, Delivery, DeliveryStatus
 from campaign.models.imap_mailbox import ImapMailbox, ImapSecurity
 from campaign.models.inbound import (
@@ -80,6 +81,7 @@ __all__ = [
     "ContactImport",
     "ContactKind",
     "ContactList",
+    "CountryNameOverride",
     "Delivery",
     "DeliveryStatus",
     "EventKind",

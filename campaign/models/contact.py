@@ -5,11 +5,12 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import Date, Index, Integer, String, Text
+from sqlalchemy import Boolean, Date, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from campaign.extensions import db
 from campaign.models._types import UTCDateTime, utcnow
+from campaign.models.search_key import install_key_maintenance
 
 
 class ContactKind(enum.StrEnum):
@@ -72,8 +73,33 @@ class Contact(db.Model):  # type: ignore[name-defined]
     honorific: Mapped[str] = mapped_column(String(100), default="")
     position_title: Mapped[str] = mapped_column(String(500), default="")
     organisation: Mapped[str] = mapped_column(String(500), default="", index=True)
-    # ISO 3166-1 alpha-2, or EU / UN for institutions.
+    # The country the person represents or belongs to: ISO 3166-1 alpha-2, or EU / UN.
     country: Mapped[str] = mapped_column(String(8), default="", index=True)
+    # Where the office is (an embassy in Paris: FR); the address block prints this one.
+    location_country: Mapped[str] = mapped_column(String(8), default="", server_default="")
+    # The contact's fields in a letter language, used by letters in that language; ""
+    # falls back to the default fields above (decision 0031).
+    given_name_en: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    family_name_en: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    position_title_en: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    organisation_en: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    given_name_fr: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    family_name_fr: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    position_title_fr: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    organisation_fr: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    given_name_ru: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    family_name_ru: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    patronymic_ru: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    position_title_ru: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    organisation_ru: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    # Russian address blocks put the addressee in the dative ("госпоже Д. Намуновой",
+    # "Послу Республики Узбекистан …"): suggested by morphology, confirmed by a person.
+    name_dative: Mapped[str] = mapped_column(String(300), default="", server_default="")
+    position_title_dative: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    dative_confirmed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Every name form folded to lower-case ASCII ("Ольга" and "Olga" both give "olga"), so
+    # a search in one script finds the other (campaign.services.name_search).
+    search_key: Mapped[str] = mapped_column(Text, default="", server_default="")
     # An IANA zone ("Asia/Tashkent") for a recipient whose clock is not their country's
     # (a mission abroad, a country with several zones); "" means "from the country".
     time_zone: Mapped[str] = mapped_column(String(64), default="", server_default="")
@@ -114,3 +140,6 @@ class Contact(db.Model):  # type: ignore[name-defined]
     @property
     def cc_list(self) -> list[str]:
         return self.cc_emails.split()
+
+
+install_key_maintenance(Contact)

@@ -1,0 +1,141 @@
+"""Russian address blocks in the dative: suggestions from morphology, never guesses.
+
+ГОСТ Р 7.0.97-2016 addresses a letter "Послу Кыргызской Республики во Французской
+Республике / госпоже Д. Б. Намуновой": the position's head noun (and the adjectives before
+it) and the family name in the dative, the rest as written. pymorphy3 (OpenCorpora's
+dictionary) declines them; a word it does not know as the expected part of speech makes the
+whole suggestion fail, and the block then prints the form as stored and the pre-send check
+flags it: a wrong ending is worse than none. Staff confirm or correct the suggestion on the
+contact page (Contact.name_dative, position_title_dative, dative_confirmed).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Any
+
+_CYRILLIC_WORD = re.compile(r"^[А-Яа-яЁё]+(?:-[А-Яа-яЁё]+)*$")
+_DECLINABLE_BEFORE_HEAD = {"ADJF", "PRTF"}
+
+
+@dataclass(frozen=True)
+class DativeSuggestion:
+    name: str  # "Д. Б. Намуновой"; "" when the name cannot be declined
+    position_title: str  # "Послу Республики Узбекистан …"; "" when it cannot be declined
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.name) and bool(self.position_title)
+
+
+@functools.cache
+def _analyzer() -> Any:
+    import pymorphy3
+
+    return pymorphy3.MorphAnalyzer()
+
+
+def _same_case(template: str, word: str) -> str:
+    if template.isupper() and len(template) > 1:
+        return word.upper()
+    if template[:1].isupper():
+        return word[:1].upper() + word[1:]
+    return word
+
+
+def _gender_tag(gender: str) -> str | None:
+    return {"f": "femn", "m": "masc"}.get(gender)
+
+
+def decline_family_name(family: str, gender: str) -> str:
+    """The family name in the dative ("Намунова", f → "Намуновой"), or "" if unsure."""
+    parts = family.split("-")
+    if not family or not all(_CYRILLIC_WORD.match(part) for part in parts):
+        return ""
+    wanted = _gender_tag(gender)
+    if wanted is None:
+        return ""
+    declined = []
+    for part in parts:
+        form = _decline_surname_part(part, wanted)
+        if not form:
+            return ""
+        declined.append(form)
+    return "-".join(declined)
+
+
+def _decline_surname_part(word: str, gender: str) -> str:
+    for parse in _analyzer().parse(word):
+        tag = parse.tag
+        if "Surn" in tag and "nomn" in tag and "sing" in tag and gender in tag:
+            inflected = parse.inflect({"datv"})
+            if inflected is not None:
+                return _same_case(word, inflected.word)
+    # Foreign or indeclinable surnames (Шмидт for a woman, Гюго, Ким) are printed as they are
+    # only when the dictionary says so; otherwise we do not know.
+    for parse in _analyzer().parse(word):
+        if "Fixd" in parse.tag and "nomn" in parse.tag:
+            return word
+    return ""
+
+
+def initials(*names: str) -> str:
+    """ "Дильноза", "Бахтиёровна" → "Д. Б." """
+    return " ".join(f"{n.strip()[0].upper()}." for n in names if n.strip())
+
+
+def suggest_name(given: str, family: str, patronymic: str, gender: str) -> str:
+    """Initials and the family name in the dative: "Д. Б. Намуновой"; "" if unsure."""
+    family_dative = decline_family_name(family.strip(), gender)
+    if not family_dative:
+        return ""
+    return " ".join(p for p in (initials(given, patronymic), family_dative) if p)
+
+
+def suggest_position_title(title: str) -> str:
+    """The title with its head noun (and adjectives before it) in the dative; "" if unsure.
+
+    "Посол Кыргызской Республики во Французской Республике" → "Послу Кыргызской Республики
+    во Французской Республике"; "Специальный докладчик ООН …" → "Специальному докладчику
+    ООН …". Only the words up to the head noun change: what follows is already in the
+    genitive or prepositional and stays as written.
+    """
+    words = title.split()
+    if not words:
+        return ""
+    out: list[str] = []
+    for index, word in enumerate(words):
+        bare = word.strip(",")
+        if bare.lower() == "и" and out:
+            out.append(word)
+            continue
+        if not _CYRILLIC_WORD.match(bare):
+            return ""
+        parse = _nominative(bare, {"NOUN", *_DECLINABLE_BEFORE_HEAD})
+        if parse is None:
+            return ""
+        inflected = parse.inflect({"datv"})
+        if inflected is None:
+            return ""
+        out.append(word.replace(bare, _same_case(bare, inflected.word)))
+        if parse.tag.POS == "NOUN":
+            return " ".join(out + words[index + 1 :])
+    return ""  # no head noun: not a title we understand
+
+
+def _nominative(word: str, parts_of_speech: set[str]) -> Any | None:
+    for parse in _analyzer().parse(word):
+        tag = parse.tag
+        if tag.POS in parts_of_speech and "nomn" in tag and "sing" in tag and parse.score > 0.05:
+            return parse
+    return None
+
+
+def suggest(
+    *, given: str, family: str, patronymic: str, gender: str, position_title: str
+) -> DativeSuggestion:
+    return DativeSuggestion(
+        suggest_name(given, family, patronymic, gender), suggest_position_title(position_title)
+    )
