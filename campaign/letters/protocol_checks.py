@@ -76,6 +76,8 @@ def dative_problems(contact: object, rules: RuleSet) -> list[LetterProblem]:
     """Russian letters: the dative forms are suggestions until someone confirms them."""
     names = letter_names(contact, "ru", rules)
     forms = dative_forms(contact, names)
+    if not (forms.name or forms.position_title):
+        return []  # nothing to decline: an office or a mandate without a person or title
     labels = {"name": _("name"), "position title": _("position title")}
     if forms.undeclined:
         return [

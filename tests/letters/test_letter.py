@@ -48,6 +48,7 @@ def _contact(**fields: Any) -> Contact:
         "grammatical_gender": "f",
         "role_type": "ambassador",
         "languages": "en",
+        "location_country": "FR",
     }
     values.update(fields)
     return Contact(**values)
@@ -147,7 +148,8 @@ def test_the_address_block_carries_his_excellency_and_the_salutation_does_not() 
     assert letter.salutation == "Your Excellency,"
     assert "H.E. Jean Martin<br />" in letter.html_body
     french = render_letter(source, contact, language="fr", today=TODAY)
-    assert french.address_block[0] == "S.E. Jean Martin"
+    # French protocol writes the style and the civility out in full.
+    assert french.address_block[0] == "Son Excellence Monsieur Jean Martin"
     assert french.salutation == "Monsieur l'Ambassadeur,"
 
 

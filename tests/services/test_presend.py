@@ -82,20 +82,28 @@ def test_the_check_reports_each_recipients_problems_and_a_summary(app: Flask) ->
         ("de@example.org", "language_fallback", "warning"),
         ("sr@example.org", "language_fallback", "warning"),
         ("amb@example.org", "missing_name_part", "warning"),
+        # An ambassador whose office country is unknown: the address would print the
+        # country represented.
+        ("amb@example.org", "no_office_country", "warning"),
         (f"contact #{nomail}", "no_email", "error"),
         ("cr@example.org", "header_injection", "error"),
     }
-    assert (report.errors, report.warnings, report.contacts_with_errors) == (2, 3, 2)
+    assert (report.errors, report.warnings, report.contacts_with_errors) == (2, 4, 2)
     assert report.codes["language_fallback"] == 2
     assert report.languages == {"en": 5, "fr": 1}
     assert report.has_errors
-    assert report.summary() == "checked 6 recipients: 2 errors, 3 warnings"
+    assert report.summary() == "checked 6 recipients: 2 errors, 4 warnings"
 
 
 def test_the_check_flags_un_language_and_writes_nothing(app: Flask) -> None:
     statement = statements.create_statement("Letter", language="ru", subject="Т", body=BODY)
     create_contact(
-        {"email": "wg@example.org", "organisation": "WGAD", "role_type": "un_wg", "languages": "ru"}
+        {
+            "email": "wg@example.org",
+            "organisation": "Рабочая группа по произвольным задержаниям",
+            "role_type": "un_wg",
+            "languages": "ru",
+        }
     )
     db.session.commit()
     before = (
