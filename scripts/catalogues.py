@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,20 @@ def write(po_path: Path, catalogue: Catalog) -> None:
         write_po(handle, catalogue, omit_header=False, sort_output=True, width=100)
 
 
+_FRENCH_SPACES = re.compile(r" ([:;!?»])|(«) ")
+
+
+def french_typography(text: str) -> str:
+    """A no-break space before : ; ! ? » and after «, as French typesetting has it."""
+    return _FRENCH_SPACES.sub(
+        lambda m: f"\u00a0{m.group(1)}" if m.group(1) else f"{m.group(2)}\u00a0", text
+    )
+
+
+def _typeset(language: str, text: str) -> str:
+    return french_typography(text) if language == "fr" else text
+
+
 def fill(catalogue: Catalog, language: str, entries: list[dict[str, object]]) -> int:
     added = 0
     for entry in entries:
@@ -72,9 +87,10 @@ def fill(catalogue: Catalog, language: str, entries: list[dict[str, object]]) ->
             continue
         if message.pluralizable:
             forms = translation if isinstance(translation, list) else [translation]
-            message.string = tuple(str(form) for form in forms)
+            message.string = tuple(_typeset(language, str(form)) for form in forms)
         else:
-            message.string = str(translation[0] if isinstance(translation, list) else translation)
+            chosen = translation[0] if isinstance(translation, list) else translation
+            message.string = _typeset(language, str(chosen))
         del key
         added += 1
     return added

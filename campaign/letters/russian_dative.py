@@ -128,6 +128,8 @@ def suggest_position_title(title: str) -> str:
 def _nominative(word: str, parts_of_speech: set[str]) -> Any | None:
     for parse in _analyzer().parse(word):
         tag = parse.tag
+        if "Abbr" in tag or "Fixd" in tag:
+            continue  # an abbreviation (ООН) or an indeclinable word is not a head we decline
         if tag.POS in parts_of_speech and "nomn" in tag and "sing" in tag and parse.score > 0.05:
             return parse
     return None

@@ -20,6 +20,7 @@ def register_blueprints(app: Flask) -> None:
         campaigns,
         cases,
         contacts,
+        countries,
         dashboard,
         devmail,
         home,
@@ -52,6 +53,7 @@ def register_blueprints(app: Flask) -> None:
         previews,
         presend,
         salutations,
+        countries,
         campaigns,
         dashboard,
         suppressions,
@@ -139,11 +141,22 @@ def _register_error_pages(app: Flask) -> None:
         return render_template("error.html", code=400, title=_("Form expired"), text=text), 400
 
 
+def country_label(code: str | None) -> str:
+    """A country code as its name in the interface language ("KG" → "Кыргызстан")."""
+    from campaign.i18n import current_language
+    from campaign.letters.countries import load_country_names
+
+    if not code:
+        return ""
+    return load_country_names().short(code, current_language()) or code
+
+
 def _register_template_helpers(app: Flask) -> None:
     from campaign.labels import choices, label
     from campaign.models import Role
 
     app.add_template_filter(label, "label")
+    app.add_template_filter(country_label, "country")
     app.add_template_global(choices, "choices")
 
     # Planned areas are listed once here; an entry shows only when its endpoint exists
@@ -160,6 +173,7 @@ def _register_template_helpers(app: Flask) -> None:
         ("smtp_accounts.index", _l("SMTP accounts"), Role.ADMIN),
         ("mailboxes.index", _l("Mailboxes"), Role.ADMIN),
         ("salutations.index", _l("Salutations"), Role.ADMIN),
+        ("countries.index", _l("Countries"), Role.ADMIN),
         ("imports.new", _l("Import"), Role.EDITOR),
         ("devmail.index", _l("Dev mailbox"), Role.VIEWER),
         ("users.index", _l("Users"), Role.ADMIN),

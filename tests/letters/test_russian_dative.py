@@ -1,0 +1,64 @@
+"""Russian addressees in the dative: declined with confidence, or kept as written."""
+
+from __future__ import annotations
+
+import pytest
+
+from campaign.letters.russian_dative import (
+    suggest_name,
+    suggest_position_title,
+)
+
+
+@pytest.mark.parametrize(
+    ("title", "dative"),
+    [
+        (
+            "Посол Кыргызской Республики во Французской Республике",
+            "Послу Кыргызской Республики во Французской Республике",
+        ),
+        (
+            "Чрезвычайный и Полномочный Посол Республики Казахстан",
+            "Чрезвычайному и Полномочному Послу Республики Казахстан",
+        ),
+        (
+            "Специальный докладчик ООН по вопросу о пытках",
+            "Специальному докладчику ООН по вопросу о пытках",
+        ),
+        ("Министр иностранных дел", "Министру иностранных дел"),
+        ("Председатель Европейского совета", "Председателю Европейского совета"),
+        ("Глава делегации ЕС", "Главе делегации ЕС"),
+    ],
+)
+def test_the_head_of_a_title_is_put_in_the_dative(title: str, dative: str) -> None:
+    assert suggest_position_title(title) == dative
+
+
+@pytest.mark.parametrize(
+    "title", ["Ambassador of Uzbekistan to France", "по вопросу о пытках", "ООН", ""]
+)
+def test_a_title_morphology_cannot_decline_gives_no_suggestion(title: str) -> None:
+    # The address then prints it as written and the pre-send check flags it.
+    assert suggest_position_title(title) == ""
+
+
+@pytest.mark.parametrize(
+    ("given", "family", "patronymic", "gender", "dative"),
+    [
+        ("Дильноза", "Намунова", "", "f", "Д. Намуновой"),
+        ("Айда", "Бекова", "Бахтиёровна", "f", "А. Б. Бековой"),
+        ("Берди", "Мисалов", "", "m", "Б. Мисалову"),
+        ("Анна", "Шмидт", "", "f", "А. Шмидт"),  # a woman's foreign surname does not decline
+        ("Иван", "Шмидт", "", "m", "И. Шмидту"),
+        ("Мария", "Кюри-Склодовская", "", "f", "М. Кюри-Склодовской"),
+    ],
+)
+def test_family_names_decline_by_gender(
+    given: str, family: str, patronymic: str, gender: str, dative: str
+) -> None:
+    assert suggest_name(given, family, patronymic, gender) == dative
+
+
+def test_no_gender_or_no_cyrillic_means_no_suggestion() -> None:
+    assert suggest_name("Дильноза", "Намунова", "", "unknown") == ""
+    assert suggest_name("Dilnoza", "Namunova", "", "f") == ""

@@ -1,0 +1,92 @@
+"""Countries page: everyone reads the names letters print; only admins correct them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from campaign.extensions import db
+from campaign.letters.address import address_lines
+from campaign.letters.countries import forget_loaded_names
+from campaign.models import AuditEvent, Contact, CountryNameOverride, Role, User
+
+Login = Callable[[Role], User]
+
+
+def _text(response: Any) -> str:
+    return str(response.get_data(as_text=True))
+
+
+def _token(client: FlaskClient) -> str:
+    page = _text(client.get("/countries/"))
+    return page.split('name="csrf_token" value="')[1].split('"')[0]
+
+
+def test_the_table_shows_reviewed_names_and_finds_a_country_by_any_name(
+    client: FlaskClient, login: Login
+) -> None:
+    login(Role.VIEWER)
+    page = _text(client.get("/countries/?q=кыргыз"))
+    assert "Кыргызстан<br><small>Кыргызская Республика</small>" in page
+    assert "Kyrgyzstan<br><small>Kyrgyz Republic</small>" in page
+    assert "reviewed table" in page and "Save the name" not in page
+    assert 'id="country-FR"' not in page
+    assert client.post("/countries/", data={"code": "KG"}).status_code == 403
+
+
+def test_an_admin_corrects_a_name_and_letters_print_it(
+    client: FlaskClient, login: Login, app: Flask
+) -> None:
+    login(Role.ADMIN)
+    response = client.post(
+        "/countries/",
+        data={
+            "csrf_token": _token(client),
+            "code": "kg",
+            "language": "fr",
+            "short_name": "  Kirghizstan ",
+            "formal_name": "",
+            "note": "as the embassy writes it",
+        },
+        follow_redirects=True,
+    )
+    assert response.status_code == 200 and "Kirghizstan" in _text(response)
+    row = db.session.scalars(select(CountryNameOverride)).one()
+    assert (row.code, row.language, row.short_name, row.formal_name) == (
+        "KG", "fr", "Kirghizstan", "Kirghizstan",
+    )  # fmt: skip
+    event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "country_name.save"))
+    assert event.one().detail["short"] == "Kirghizstan"
+    contact = Contact(given_name="Aida", family_name="Bekova", country="KG", email="a@x.org")
+    with app.test_request_context():
+        assert address_lines(contact, "fr")[-1] == "Kirghizstan"
+        assert address_lines(contact, "ru")[-1] == "Кыргызстан"
+    client.post(f"/countries/{row.id}/delete", data={"csrf_token": _token(client)})
+    assert db.session.scalars(select(CountryNameOverride)).all() == []
+    # Each request or job reads the table afresh (this test's own context cached it).
+    forget_loaded_names()
+    with app.test_request_context():
+        assert address_lines(contact, "fr")[-1] == "Kirghizistan"
+
+
+def test_bad_input_names_the_field_and_stores_nothing(client: FlaskClient, login: Login) -> None:
+    login(Role.ADMIN)
+    token = _token(client)
+    bad_code = client.post(
+        "/countries/", data={"csrf_token": token, "code": "K1", "language": "en", "short_name": "X"}
+    )
+    assert bad_code.status_code == 400 and "two-letter ISO code" in _text(bad_code)
+    no_name = client.post(
+        "/countries/", data={"csrf_token": token, "code": "KG", "language": "en", "short_name": " "}
+    )
+    assert no_name.status_code == 400 and "This field is required." in _text(no_name)
+    bad_language = client.post(
+        "/countries/",
+        data={"csrf_token": token, "code": "KG", "language": "xx", "short_name": "Kirgistan"},
+    )
+    assert bad_language.status_code == 400 and "not written in that language" in _text(bad_language)
+    assert db.session.scalars(select(CountryNameOverride)).all() == []
