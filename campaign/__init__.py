@@ -11,10 +11,10 @@ from flask_babel import lazy_gettext
 
 from campaign.config import PROJECT_ROOT, Config
 from campaign.extensions import csrf, db, login_manager, migrate
-from campaign.i18n import init_babel
 
 # Not bound as `mail`: in this package that name is the campaign.mail module.
 from campaign.extensions import mail as mail_extension
+from campaign.i18n import init_babel
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
@@ -55,6 +55,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
 def _init_extensions(app: Flask) -> None:
     from campaign import models  # noqa: F401  (registers the tables with the metadata)
+    from campaign.models.search_key import install_bulk_key_maintenance
     from campaign.queue import install_commit_hooks
 
     db.init_app(app)
@@ -71,6 +72,7 @@ def _init_extensions(app: Flask) -> None:
 
     with app.app_context():
         install_commit_hooks(db.session)
+        install_bulk_key_maintenance(db.session)
         if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
             from sqlalchemy import event
 

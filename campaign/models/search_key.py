@@ -66,3 +66,46 @@ def install_key_maintenance(contact_class: type) -> None:
     @event.listens_for(contact_class, "before_update")
     def _refresh_key(_mapper: Any, _connection: Any, target: Any) -> None:
         target.search_key = search_key_of(target)
+
+
+def install_bulk_key_maintenance(session: Any) -> None:
+    """Give bulk INSERTs of contacts (lists of dicts, as imports and the demo send) their key.
+
+    Mapper events do not fire for bulk statements; this hook sees every statement the
+    session executes and fills `search_key` in each row that names no key of its own.
+    """
+    from sqlalchemy import Insert
+
+    @event.listens_for(session, "do_orm_execute")
+    def _fill_keys(state: Any) -> None:
+        statement = state.statement
+        if not isinstance(statement, Insert) or statement.table.name != "contacts":
+            return
+        rows = state.parameters
+        if isinstance(rows, Mapping):
+            rows = [rows]
+        for row in rows or ():
+            if isinstance(row, dict) and "search_key" not in row:
+                row["search_key"] = search_key_of(row)
+
+
+def refresh_search_keys(session: Any, contact_ids: list[int]) -> None:
+    """Recompute the key of these contacts (after a bulk UPDATE changed their names)."""
+    from sqlalchemy import bindparam, select, update
+
+    from campaign.models.contact import Contact
+
+    if not contact_ids:
+        return
+    columns = [getattr(Contact, name) for name in KEY_FIELDS]
+    for start in range(0, len(contact_ids), 1000):
+        chunk = contact_ids[start : start + 1000]
+        rows = session.execute(select(Contact.id, *columns).where(Contact.id.in_(chunk))).mappings()
+        params = [{"row_id": row["id"], "key": search_key_of(row)} for row in rows]
+        if params:
+            session.execute(
+                update(Contact.__table__)
+                .where(Contact.__table__.c.id == bindparam("row_id"))
+                .values(search_key=bindparam("key")),
+                params,
+            )

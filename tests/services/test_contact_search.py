@@ -191,3 +191,39 @@ def test_bad_cursors_and_sorts_give_the_first_page(app: Flask) -> None:
         assert [c.id for c in page.contacts] == [c.id for c in first.contacts]
     odd = search_page(ContactFilters(), sort="password_hash; drop table", per_page=10)
     assert odd.sort == "name"
+
+
+def test_a_search_in_one_script_finds_names_written_in_the_other(app: Flask) -> None:
+    olga = create_contact(
+        {"given_name": "Ольга", "family_name": "Петрова", "email": "o.petrova@example.org"}
+    )
+    latin = create_contact(
+        {"given_name": "Olga", "family_name": "Petrova", "email": "olga.p@example.org"}
+    )
+    other = create_contact({"given_name": "Oleg", "family_name": "Sidorov", "email": "os@x.org"})
+    dilnoza = create_contact(
+        {"given_name": "Дильноза", "family_name": "Намунова", "email": "dn@example.org"}
+    )
+    db.session.commit()
+    both = {olga.id, latin.id}
+    assert _ids(ContactFilters(q="Olga")) == both
+    assert _ids(ContactFilters(q="Ольга")) == both
+    assert _ids(ContactFilters(q="petrova")) == both
+    assert _ids(ContactFilters(q="ПЕТРОВА")) == both
+    assert _ids(ContactFilters(q="Olga Петрова")) == both
+    # The soft sign transliterates to nothing: "Dilnoza" finds "Дильноза".
+    assert _ids(ContactFilters(q="Dilnoza")) == {dilnoza.id}
+    assert other.id not in _ids(ContactFilters(q="olga"))
+
+
+def test_a_bulk_insert_and_an_edit_keep_the_search_key(app: Flask) -> None:
+    db.session.execute(
+        insert(Contact),
+        [{"family_name": "Иванова", "email": "i@example.org", "email_key": "i@example.org"}],
+    )
+    db.session.commit()
+    [found] = db.session.scalars(filtered_query(ContactFilters(q="ivanova")))
+    found.family_name = "Смирнова"
+    db.session.commit()
+    assert _ids(ContactFilters(q="ivanova")) == set()
+    assert _ids(ContactFilters(q="smirnova")) == {found.id}
