@@ -72,6 +72,20 @@ def reviewed_names() -> dict[tuple[str, str], CountryName]:
     return names
 
 
+@functools.cache
+def _names_index() -> dict[str, str]:
+    """Every built-in name of every country, folded, to its code (CLDR, then reviewed)."""
+    index: dict[str, str] = {}
+    for language in ("en", "fr", "ru"):
+        for code, name in _cldr_territories(language).items():
+            if code in iso_codes():
+                index.setdefault(name.casefold(), code)
+    for (code, _language), name in reviewed_names().items():
+        index[name.short.casefold()] = code
+        index[name.formal.casefold()] = code
+    return index
+
+
 class CountryNames:
     """The names in force: CLDR, then the reviewed table, then an admin's corrections."""
 
@@ -102,6 +116,19 @@ class CountryNames:
             if cldr and code in iso_codes():
                 return CountryName(code, wanted, cldr, cldr)
         return None
+
+    def find(self, text: str) -> str:
+        """The code of a country written as a code or by any of its names ("Kyrgyzstan",
+        "Кыргызстан", "KG"), or "" when the text names no country we know."""
+        wanted = " ".join(text.split()).casefold()
+        if not wanted:
+            return ""
+        if len(wanted) == 2 and self.knows(wanted):
+            return wanted.upper()
+        for override in self._overrides.values():
+            if wanted in (override.short.casefold(), override.formal.casefold()):
+                return override.code
+        return _names_index().get(wanted, "")
 
     def short(self, code: str, language: str) -> str:
         found = self.name(code, language)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from campaign.letters.countries import CountryNames, load_country_names
 from campaign.letters.salutations import primary_language
 from campaign.letters.sandbox import MarkdownText, markdown_literal
 from campaign.models.statement import PublishAs, SignatoryKind
@@ -36,6 +37,8 @@ IN_EXILE = {
     "de": "im Exil ({country})",
 }
 _FIELDS = ("name", "acronym", "role", "organisation", "country", "exile_country", "group_label")
+# The fields an editor may give per letter language (Signatory.translations).
+TRANSLATED_FIELDS = ("name", "role", "organisation")
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,42 @@ def withheld_text(language: str) -> str:
     return WITHHELD.get(primary_language(language), WITHHELD["en"])
 
 
-def signatory_line(signatory: Mapping[str, Any] | object, language: str = "en") -> str:
-    """Return one signer's line as published (never a withheld signer's name)."""
+def _translated(signatory: Mapping[str, Any] | object, language: str) -> Mapping[str, Any]:
+    """The signer's own forms in `language` ({"name": …, "role": …, "organisation": …})."""
+    if isinstance(signatory, Mapping):
+        translations = signatory.get("translations")
+    else:
+        translations = getattr(signatory, "translations", None)
+    if not isinstance(translations, Mapping):
+        return {}
+    found = translations.get(primary_language(language))
+    return found if isinstance(found, Mapping) else {}
+
+
+def _country(text: str, language: str, countries: CountryNames) -> str:
+    """A country as the protocol table names it in the letter's language; free text that
+    names no known country is printed as the signer wrote it."""
+    code = countries.find(text)
+    return (countries.short(code, language) or text) if code else text
+
+
+def signatory_line(
+    signatory: Mapping[str, Any] | object,
+    language: str = "en",
+    countries: CountryNames | None = None,
+) -> str:
+    """Return one signer's line as published (never a withheld signer's name), with their
+    name, role and organisation in the letter's language where the editors gave them and
+    the countries as the protocol table names them."""
+    table = countries or load_country_names()
     values = {name: _value(signatory, name) for name in _FIELDS}
+    own = _translated(signatory, language)
+    for name in TRANSLATED_FIELDS:
+        text = " ".join(str(own.get(name) or "").split())
+        if text:
+            values[name] = text
+    for name in ("country", "exile_country"):
+        values[name] = _country(values[name], language, table)
     publish_as = _value(signatory, "publish_as") or PublishAs.FULL.value
     kind = _value(signatory, "kind") or SignatoryKind.ORGANISATION.value
     if publish_as not in (PublishAs.FULL.value, PublishAs.ORGANISATION_ONLY.value):
@@ -134,8 +170,9 @@ def signatory_block(
         key=lambda item: (_position(item[1]), item[0]),
     )
     groups: dict[str, list[str]] = {}
+    countries = load_country_names()
     for _, signatory in ordered:
-        line = signatory_line(signatory, language)
+        line = signatory_line(signatory, language, countries)
         if line:
             groups.setdefault(_value(signatory, "group_label"), []).append(line)
     return SignatoryBlock(

@@ -124,6 +124,12 @@ class Signatory(db.Model):  # type: ignore[name-defined]
     # "based in exile in …": the country an organisation works from in exile.
     exile_country: Mapped[str] = mapped_column(String(100), default="")
     publish_as: Mapped[str] = mapped_column(String(20), default=PublishAs.FULL.value)
+    # The signer's name, role and organisation per letter language, as editors gave them:
+    # {"ru": {"name": "…", "role": "…", "organisation": "…"}}; the country needs none (the
+    # protocol table names it in every language).
+    translations: Mapped[dict[str, dict[str, str]]] = mapped_column(
+        JSON, default=dict, server_default="{}"
+    )
     # Optional heading the signatory is listed under ("Organisations", "Individuals"...).
     group_label: Mapped[str] = mapped_column(String(100), default="")
     position: Mapped[int] = mapped_column(Integer, default=0)

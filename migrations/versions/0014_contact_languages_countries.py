@@ -1,5 +1,6 @@
 """contact fields per letter language, the office's country, Russian dative forms,
-a cross-script search key, and admins' corrections of country names
+a cross-script search key, signatories per language, and admins' corrections of
+country names
 
 Revision ID: 0014
 Revises: 0013
@@ -47,6 +48,11 @@ def upgrade():
         )
         batch_op.add_column(sa.Column('search_key', sa.Text(), server_default='', nullable=False))
 
+    with op.batch_alter_table('signatories', schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column('translations', sa.JSON(), server_default='{}', nullable=False)
+        )
+
     op.create_table(
         'country_names',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -90,6 +96,8 @@ _KEY_SOURCES = (
 
 def downgrade():
     op.drop_table('country_names')
+    with op.batch_alter_table('signatories', schema=None) as batch_op:
+        batch_op.drop_column('translations')
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.drop_column('search_key')
         batch_op.drop_column('dative_confirmed')
