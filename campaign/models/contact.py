@@ -98,7 +98,7 @@ class Contact(db.Model):  # type: ignore[name-defined]
     position_title_dative: Mapped[str] = mapped_column(String(500), default="", server_default="")
     dative_confirmed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # Every name form folded to lower-case ASCII ("Ольга" and "Olga" both give "olga"), so
-    # a search in one script finds the other (campaign.services.name_search).
+    # a search in one script finds the other (campaign.models.search_key).
     search_key: Mapped[str] = mapped_column(Text, default="", server_default="")
     # An IANA zone ("Asia/Tashkent") for a recipient whose clock is not their country's
     # (a mission abroad, a country with several zones); "" means "from the country".

@@ -3,7 +3,7 @@
 "Ольга Петрова", "Olga Petrova" and "OLGA PETROVA" all fold to "olga petrova", so a
 query typed in either script finds both (anyascii transliterates Cyrillic, Greek, Arabic
 and the rest; apostrophes it writes for soft signs are dropped: "Ol'ga" → "olga"). The key
-is one indexed text column searched with one LIKE per word, which is also cheaper than the
+is one text column searched with one LIKE per word, which is also cheaper than the
 nine per-column LIKEs it replaces (decision 0031 has the figures). The model keeps it current.
 """
 
