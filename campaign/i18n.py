@@ -20,6 +20,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import Flask, g, has_request_context, request
 from flask_babel import Babel, refresh
+from jinja2 import pass_context
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,10 @@ def init_babel(app: Flask) -> None:
     # Staff read times in the organisation's zone (CAMPAIGN_TIMEZONE) unless told otherwise.
     app.config.setdefault("BABEL_DEFAULT_TIMEZONE", app.config["CAMPAIGN_CONFIG"].TIMEZONE)
 
-    app.add_template_filter(local_time, "when")
-    app.add_template_filter(local_date, "day")
+    # Taking the context keeps Jinja from folding `'…'|when` at compile time in the first
+    # visitor's locale.
+    app.add_template_filter(pass_context(lambda _c, v, f="short": local_time(v, f)), "when")
+    app.add_template_filter(pass_context(lambda _c, v, f="medium": local_date(v, f)), "day")
 
     @app.context_processor
     def _inject_language() -> dict[str, object]:

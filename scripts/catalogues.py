@@ -59,7 +59,9 @@ def write(po_path: Path, catalogue: Catalog) -> None:
         write_po(handle, catalogue, omit_header=False, sort_output=True, width=100)
 
 
-_FRENCH_SPACES = re.compile(r" ([:;!?»])|(«) ")
+# Only before punctuation that ends a phrase (followed by a space, the end or a closing
+# sign): "::1" or "a :b" in an address or a code is left alone.
+_FRENCH_SPACES = re.compile(r"(?<=\S) ([:;!?»])(?=\s|$|[»)\]\"'.,])|(«) ")
 
 
 def french_typography(text: str) -> str:
@@ -87,6 +89,9 @@ def fill(catalogue: Catalog, language: str, entries: list[dict[str, object]]) ->
             continue
         if message.pluralizable:
             forms = translation if isinstance(translation, list) else [translation]
+            # CLDR gives French a third form (millions: "1 000 000 de …"); a translator's
+            # two forms are padded with the last one, which reads right for every count.
+            forms = forms + forms[-1:] * (catalogue.num_plurals - len(forms))
             message.string = tuple(_typeset(language, str(form)) for form in forms)
         else:
             chosen = translation[0] if isinstance(translation, list) else translation
@@ -94,6 +99,18 @@ def fill(catalogue: Catalog, language: str, entries: list[dict[str, object]]) ->
         del key
         added += 1
     return added
+
+
+def pad_plurals(catalogue: Catalog) -> None:
+    """Fill a plural's empty trailing forms with the last one given (see fill)."""
+    for message in catalogue:
+        if not message.id or not message.pluralizable:
+            continue
+        forms = list(message.string) if isinstance(message.string, tuple) else [message.string]
+        given = [form for form in forms if form]
+        if given and len(given) < catalogue.num_plurals:
+            forms = forms + [""] * (catalogue.num_plurals - len(forms))
+            message.string = tuple(form or given[-1] for form in forms)
 
 
 def untranslated(catalogue: Catalog) -> list[str]:
@@ -121,6 +138,7 @@ def main() -> int:
         po_path = merge(language)
         catalogue = read(po_path, language)
         added = fill(catalogue, language, entries) if entries else 0
+        pad_plurals(catalogue)
         write(po_path, catalogue)
         missing = untranslated(catalogue)
         total = len([m for m in catalogue if m.id])

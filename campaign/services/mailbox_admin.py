@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask_babel import gettext
+
 from campaign.extensions import db
 from campaign.models import ImapMailbox, User
 from campaign.secret_box import encrypt_secret
@@ -35,7 +37,7 @@ class MailboxSettings:
     def from_form(cls, form: dict[str, str]) -> MailboxSettings:
         port = form.get("port", "").strip()
         if not port.isdecimal() or len(port) > 5:
-            raise MailboxError("The port must be a number between 1 and 65535.")
+            raise MailboxError(gettext("The port must be a number between 1 and 65535."))
         return cls(
             name=form.get("name", "").strip(),
             host=form.get("host", "").strip(),

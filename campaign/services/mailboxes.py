@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import PurePath
 
 from flask import current_app
+from flask_babel import gettext
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 from redis.exceptions import LockError
@@ -21,13 +22,13 @@ from sqlalchemy import or_, select
 
 from campaign.extensions import db
 from campaign.inbound.imap import (
-    CLEAR_TEXT_REFUSED,
     TIMEOUT_SECONDS,
     MailboxUnavailable,
     connect,
     is_loopback_host,
 )
 from campaign.inbound.parsing import MAX_BYTES
+from campaign.labels import label
 from campaign.models import ImapMailbox, ImapSecurity, InboundMessage
 from campaign.models._types import utcnow
 from campaign.queue import get_redis
@@ -90,22 +91,39 @@ def validate_mailbox(
 ) -> None:
     """Raise MailboxError naming the field when these settings cannot be saved."""
     if not name:
-        raise MailboxError("The mailbox name is empty.")
+        raise MailboxError(gettext("The mailbox name is empty."))
     same_name = find_mailbox(name)
     if same_name is not None and same_name is not existing:
-        raise MailboxError(f"A mailbox named {name!r} exists already.")
+        raise MailboxError(gettext("A mailbox named %(name)s exists already.", name=repr(name)))
     if not host:
-        raise MailboxError("The host is empty.")
+        raise MailboxError(gettext("The host is empty."))
     if not 0 < port < 65536:
-        raise MailboxError(f"The port {port} is not between 1 and 65535.")
+        raise MailboxError(gettext("The port %(port)s is not between 1 and 65535.", port=port))
     if security not in {s.value for s in ImapSecurity}:
-        raise MailboxError(f"The security {security!r} is not one of ssl, starttls, none.")
+        raise MailboxError(
+            gettext(
+                "The security %(security)s is not one of ssl, starttls, none.",
+                security=repr(security),
+            )
+        )
     if security == ImapSecurity.NONE.value and not is_loopback_host(host):
-        raise MailboxError(f"Security: {CLEAR_TEXT_REFUSED}.")
+        raise MailboxError(_clear_text_refused())
     if not folder:
-        raise MailboxError("The folder to watch is empty.")
+        raise MailboxError(gettext("The folder to watch is empty."))
     if processed_folder == folder:
-        raise MailboxError("The processed folder must differ from the folder watched.")
+        raise MailboxError(gettext("The processed folder must differ from the folder watched."))
+
+
+def _clear_text_refused() -> str:
+    # What campaign.inbound.imap.CLEAR_TEXT_REFUSED says to a poll, for the person at the
+    # form, naming the choices as the form shows them.
+    return gettext(
+        "Security: “%(none)s” sends the password in clear, so it is allowed only for a server "
+        "on this machine (127.0.0.1, ::1, localhost): choose “%(ssl)s” or “%(starttls)s”.",
+        none=label(ImapSecurity.NONE.value, "connection_security"),
+        ssl=label(ImapSecurity.SSL.value, "connection_security"),
+        starttls=label(ImapSecurity.STARTTLS.value, "connection_security"),
+    )
 
 
 def add_mailbox(

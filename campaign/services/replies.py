@@ -8,6 +8,7 @@ from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from typing import Any
 
+from flask_babel import format_number, gettext
 from sqlalchemy import Select, func, or_, select
 
 from campaign.extensions import db
@@ -211,7 +212,11 @@ def assign(message: InboundMessage, user: User, assignee: User | None) -> None:
     if assignee is not None and not (
         assignee.is_active_account and assignee.role_enum.includes(Role.EDITOR)
     ):
-        raise ReplyError(f"{assignee.email} cannot triage replies (an editor or above can).")
+        raise ReplyError(
+            gettext(
+                "%(email)s cannot triage replies (an editor or above can).", email=assignee.email
+            )
+        )
     if message.assigned_to_id == (assignee.id if assignee else None):
         return
     message.assigned_to_id = assignee.id if assignee else None
@@ -223,10 +228,14 @@ def add_note(message: InboundMessage, user: User, text: str) -> InboundNote:
     """Add a colleague's note to the message."""
     text = text.strip()
     if not text:
-        raise ReplyError("The note is empty.")
+        raise ReplyError(gettext("The note is empty."))
     if len(text) > MAX_NOTE_CHARS:
         raise ReplyError(
-            f"The note has {len(text):,} characters; {MAX_NOTE_CHARS:,} at most are kept."
+            gettext(
+                "The note has %(length)s characters; %(limit)s at most are kept.",
+                length=format_number(len(text)),
+                limit=format_number(MAX_NOTE_CHARS),
+            )
         )
     note = InboundNote(inbound_id=message.id, author_id=user.id, text=text, created_at=utcnow())
     db.session.add(note)
@@ -255,11 +264,13 @@ def attach_to_delivery(message: InboundMessage, delivery: Delivery, user: User) 
     An auto-reply stays an auto-reply and leaves `replied_at` alone: it is not an answer.
     """
     if message.kind == InboundKind.BOUNCE.value:
-        raise ReplyError("A bounce is matched by the addresses it reports, not by hand.")
+        raise ReplyError(gettext("A bounce is matched by the addresses it reports, not by hand."))
     if not may_attach(message):
         raise ReplyError(
-            "It is already matched to its letter by its own headers; "
-            "only unlinked messages and weak matches are attached by hand."
+            gettext(
+                "It is already matched to its letter by its own headers; "
+                "only unlinked messages and weak matches are attached by hand."
+            )
         )
     previous = db.session.get(Delivery, message.delivery_id) if message.delivery_id else None
     if message.kind == InboundKind.UNMATCHED.value:
@@ -323,14 +334,14 @@ def ingest_upload(filename: str, data: bytes, user: User) -> list[UploadOutcome]
         outcome = UploadOutcome(label)
         outcomes.append(outcome)
         if raw is None:
-            outcome.problems.append("could not be read")
+            outcome.problems.append(gettext("could not be read"))
             continue
         try:
             # One message that breaks the store must not lose the others of the same file.
             with db.session.begin_nested():
                 result = record_inbound(raw, source="upload")
         except Exception as error:  # reported on the page, per message
-            outcome.problems.append(f"not recorded: {type(error).__name__}")
+            outcome.problems.append(gettext("not recorded: %(error)s", error=type(error).__name__))
             continue
         message = result.message
         outcome.inbound_id = message.id

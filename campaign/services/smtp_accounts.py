@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext, ngettext
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from campaign.extensions import db
@@ -94,6 +96,13 @@ def find_account(name: str) -> SmtpAccount | None:
 
 MAX_LIMIT = 10_000_000
 LIMIT_FIELDS = ("per_second", "per_minute", "per_day", "max_connections")
+# How errors name each limit: the column headings of the accounts page.
+LIMIT_LABELS = {
+    "per_second": _l("Per second"),
+    "per_minute": _l("Per minute"),
+    "per_day": _l("Per day"),
+    "max_connections": _l("Connections"),
+}
 _HOST = re.compile(r"[A-Za-z0-9.\-:\[\]_]+")
 
 
@@ -124,12 +133,19 @@ class AccountFields:
         return f"AccountFields({self.name!r}, {self.host}:{self.port}, {self.security})"
 
 
-def _whole_number(raw: str, field: str, label: str) -> int:
+def _whole_number(raw: str, field: str) -> int:
     raw = raw.strip()
     if not raw:
         return 0
     if not raw.isdecimal():
-        raise SmtpAccountError(f"{label}: {raw!r} is not a whole number (0 or more)", field)
+        raise SmtpAccountError(
+            gettext(
+                "%(field)s: %(value)s is not a whole number (0 or more)",
+                field=LIMIT_LABELS[field],
+                value=repr(raw),
+            ),
+            field,
+        )
     return int(raw)
 
 
@@ -137,7 +153,9 @@ def fields_from_form(form: Mapping[str, str]) -> AccountFields:
     """Read an account form's text fields; raise SmtpAccountError naming a bad number."""
     port_raw = form.get("port", "").strip()
     if not port_raw.isdecimal():
-        raise SmtpAccountError(f"Port: {port_raw!r} is not a port number (1-65535)", "port")
+        raise SmtpAccountError(
+            gettext("Port: %(port)s is not a port number (1-65535)", port=repr(port_raw)), "port"
+        )
     return AccountFields(
         name=form.get("name", ""),
         host=form.get("host", ""),
@@ -145,48 +163,61 @@ def fields_from_form(form: Mapping[str, str]) -> AccountFields:
         security=form.get("security", ""),
         username=form.get("username", ""),
         password=form.get("password") or None,
-        per_second=_whole_number(form.get("per_second", ""), "per_second", "Per second"),
-        per_minute=_whole_number(form.get("per_minute", ""), "per_minute", "Per minute"),
-        per_day=_whole_number(form.get("per_day", ""), "per_day", "Per day"),
-        max_connections=_whole_number(
-            form.get("max_connections", ""), "max_connections", "Connections"
-        ),
+        per_second=_whole_number(form.get("per_second", ""), "per_second"),
+        per_minute=_whole_number(form.get("per_minute", ""), "per_minute"),
+        per_day=_whole_number(form.get("per_day", ""), "per_day"),
+        max_connections=_whole_number(form.get("max_connections", ""), "max_connections"),
     )
 
 
 def _clean(fields: AccountFields, account: SmtpAccount | None) -> AccountFields:
     name = " ".join(fields.name.split())
     if not name:
-        raise SmtpAccountError("Name: an account needs a name", "name")
+        raise SmtpAccountError(gettext("Name: an account needs a name"), "name")
     if len(name) > 100:
-        raise SmtpAccountError("Name: at most 100 characters", "name")
+        raise SmtpAccountError(gettext("Name: at most 100 characters"), "name")
     if name.lower() == DEFAULT_KEY:
         raise SmtpAccountError(
-            "Name: “default” is the account from the CAMPAIGN_MAIL_* settings; choose another",
+            gettext(
+                "Name: “default” is the account from the CAMPAIGN_MAIL_* settings; choose another"
+            ),
             "name",
         )
     other = find_account(name)
     if other is not None and (account is None or other.id != account.id):
-        raise SmtpAccountError(f"Name: an account called {other.name!r} exists already", "name")
+        raise SmtpAccountError(
+            gettext("Name: an account called %(name)s exists already", name=repr(other.name)),
+            "name",
+        )
     host = fields.host.strip()
     if not host:
-        raise SmtpAccountError("Host: the SMTP server's name is required", "host")
+        raise SmtpAccountError(gettext("Host: the SMTP server's name is required"), "host")
     if len(host) > 255 or not _HOST.fullmatch(host):
-        raise SmtpAccountError(f"Host: {host!r} is not a server name or address", "host")
+        raise SmtpAccountError(
+            gettext("Host: %(host)s is not a server name or address", host=repr(host)), "host"
+        )
     if not 1 <= fields.port <= 65535:
-        raise SmtpAccountError(f"Port: {fields.port} is not a port number (1-65535)", "port")
+        raise SmtpAccountError(
+            gettext("Port: %(port)s is not a port number (1-65535)", port=fields.port), "port"
+        )
     if fields.security not in {s.value for s in SmtpSecurity}:
-        raise SmtpAccountError("Security: choose none, starttls or ssl", "security")
+        raise SmtpAccountError(gettext("Security: choose none, starttls or ssl"), "security")
     username = fields.username.strip()
     if len(username) > 320 or any(c in username for c in "\r\n"):
-        raise SmtpAccountError("User name: at most 320 characters on one line", "username")
+        raise SmtpAccountError(gettext("User name: at most 320 characters on one line"), "username")
     if fields.password is not None and any(c in fields.password for c in "\r\n"):
-        raise SmtpAccountError("Password: it cannot contain a line break", "password")
+        raise SmtpAccountError(gettext("Password: it cannot contain a line break"), "password")
     for field in LIMIT_FIELDS:
         value = getattr(fields, field)
         if not 0 <= value <= MAX_LIMIT:
-            label = field.replace("_", " ").capitalize()
-            raise SmtpAccountError(f"{label}: a whole number from 0 to {MAX_LIMIT}", field)
+            raise SmtpAccountError(
+                gettext(
+                    "%(field)s: a whole number from 0 to %(limit)s",
+                    field=LIMIT_LABELS[field],
+                    limit=MAX_LIMIT,
+                ),
+                field,
+            )
     return AccountFields(
         name=name,
         host=host,
@@ -279,11 +310,28 @@ def delete_account(account: SmtpAccount, *, actor: User | None = None) -> None:
     users = campaigns_using(account)
     if users:
         named = ", ".join(f"{cid} ({name})" for cid, name in users[:5])
-        more = f" and {len(users) - 5} more" if len(users) > 5 else ""
-        raise SmtpAccountError(
-            f"the account {account.name!r} is used by campaign {named}{more}; "
-            "a campaign's record keeps the account it was sent through, so it cannot be deleted"
-        )
+        if len(users) > 5:
+            message = gettext(
+                "the account %(name)s is used by campaigns %(campaigns)s and %(more)d more; "
+                "a campaign's record keeps the account it was sent through, so it cannot be "
+                "deleted",
+                name=repr(account.name),
+                campaigns=named,
+                more=len(users) - 5,
+            )
+        else:
+            message = ngettext(
+                "the account %(name)s is used by campaign %(campaigns)s; "
+                "a campaign's record keeps the account it was sent through, so it cannot be "
+                "deleted",
+                "the account %(name)s is used by campaigns %(campaigns)s; "
+                "a campaign's record keeps the account it was sent through, so it cannot be "
+                "deleted",
+                len(users),
+                name=repr(account.name),
+                campaigns=named,
+            )
+        raise SmtpAccountError(message)
     record_event(
         "smtp_account.delete",
         target_type="smtp_account",

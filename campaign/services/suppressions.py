@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from flask import has_request_context, request
+from flask_babel import gettext
 from sqlalchemy import Insert, Table, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -42,7 +43,10 @@ def _reason(reason: SuppressionReason | str) -> SuppressionReason:
         return SuppressionReason(reason)
     except ValueError:
         known = ", ".join(r.value for r in SuppressionReason)
-        raise SuppressionError(f"Reason: {reason!r} is not one of {known}", "reason") from None
+        raise SuppressionError(
+            gettext("Reason: %(reason)s is not one of %(known)s", reason=repr(reason), known=known),
+            "reason",
+        ) from None
 
 
 def find_suppression(email: str) -> Suppression | None:
@@ -117,7 +121,7 @@ def _storable(email: str, *, is_address_checked: bool) -> tuple[str, str]:
         return normalise_email(email)
     except ValueError as error:
         if is_address_checked or not email.strip():
-            raise SuppressionError(f"Email: {error}") from None
+            raise SuppressionError(gettext("Email: %(reason)s", reason=error)) from None
         return email.strip(), email.strip().lower()
 
 
@@ -147,7 +151,9 @@ def suppress_address(
     why = _reason(reason)
     note = note.strip()
     if len(note) > MAX_NOTE:
-        raise SuppressionError(f"Note: at most {MAX_NOTE} characters", "note")
+        raise SuppressionError(
+            gettext("Note: at most %(count)d characters", count=MAX_NOTE), "note"
+        )
     existing = db.session.scalar(select(Suppression).where(Suppression.email_key == key))
     if existing is not None:
         return existing

@@ -10,6 +10,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
+from flask_babel import gettext, ngettext
 from sqlalchemy import func, select
 
 from campaign.extensions import db
@@ -37,7 +38,12 @@ class LoginResult:
 
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(f"The password must be at least {MIN_PASSWORD_LENGTH} characters long.")
+        raise UserError(
+            gettext(
+                "The password must be at least %(count)d characters long.",
+                count=MIN_PASSWORD_LENGTH,
+            )
+        )
     return _hasher.hash(password)
 
 
@@ -45,7 +51,13 @@ def normalise_staff_email(email: str) -> str:
     try:
         return validate_email(email.strip(), check_deliverability=False).normalized.lower()
     except EmailNotValidError as error:
-        raise UserError(f"{email!r} is not a valid email address: {error}") from None
+        raise UserError(
+            gettext(
+                "%(address)s is not a valid email address: %(reason)s",
+                address=repr(email),
+                reason=str(error),
+            )
+        ) from None
 
 
 def find_user(email: str) -> User | None:
@@ -57,7 +69,7 @@ def create_user(email: str, password: str, role: Role, display_name: str = "") -
     """Create a staff account; the email must not be taken."""
     normalised = normalise_staff_email(email)
     if find_user(normalised) is not None:
-        raise UserError(f"An account for {normalised} already exists.")
+        raise UserError(gettext("An account for %(email)s already exists.", email=normalised))
     user = User(
         email=normalised,
         display_name=display_name,
@@ -84,14 +96,14 @@ def authenticate(email: str, password: str) -> LoginResult:
         # password into the email field, and the audit log must not keep it.
         typed = email.strip()[:320] if "@" in email else "(not an email address)"
         record_event("login.failed", detail={"email": typed, "reason": "unknown account"})
-        return LoginResult(None, error=_BAD_CREDENTIALS)
+        return LoginResult(None, error=_bad_credentials())
     locked = _locked_message(user)
     if locked:
         _audit_failure(user, "locked")
         return LoginResult(None, error=locked)
     if not user.is_active_account or not _verify(user.password_hash, password):
         _count_failure(user, "bad password")
-        return LoginResult(None, error=_BAD_CREDENTIALS)
+        return LoginResult(None, error=_bad_credentials())
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
     if user.has_totp:
@@ -111,11 +123,14 @@ def verify_second_factor(user: User, code: str) -> LoginResult:
         return LoginResult(user)
     _count_failure(user, "wrong two-factor code")
     return LoginResult(
-        None, error="That code is not right or has expired. Enter the current 6-digit code."
+        None,
+        error=gettext("That code is not right or has expired. Enter the current 6-digit code."),
     )
 
 
-_BAD_CREDENTIALS = "The email or password is not right."
+def _bad_credentials() -> str:
+    # The same words for an unknown address and a wrong password: nothing to tell them apart.
+    return gettext("The email or password is not right.")
 
 
 def _locked_message(user: User) -> str:
@@ -123,9 +138,12 @@ def _locked_message(user: User) -> str:
     if not user.locked_until or user.locked_until <= now:
         return ""
     minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
-    return (
-        f"Too many failed attempts: this account is locked for about {minutes} more "
-        "minute(s). Ask an administrator if you need in sooner."
+    return ngettext(
+        "Too many failed attempts: this account is locked for about %(num)d more minute. "
+        "Ask an administrator if you need in sooner.",
+        "Too many failed attempts: this account is locked for about %(num)d more minutes. "
+        "Ask an administrator if you need in sooner.",
+        minutes,
     )
 
 
@@ -198,7 +216,9 @@ def check_totp(secret: str, code: str) -> bool:
 
 def enable_totp(user: User, secret: str, code: str) -> None:
     if not check_totp(secret, code):
-        raise UserError("That code does not match. Check the clock on your phone and try again.")
+        raise UserError(
+            gettext("That code does not match. Check the clock on your phone and try again.")
+        )
     user.totp_secret = secret
     record_event("user.totp_enabled", target_type="user", target_id=user.id)
 
@@ -215,7 +235,9 @@ def change_role(user: User, role: Role, *, actor: User | None = None) -> None:
     if user.role == role.value:
         return
     if user.role == Role.ADMIN.value and _other_active_admins(user) == 0:
-        raise UserError("This is the last active administrator; make someone else admin first.")
+        raise UserError(
+            gettext("This is the last active administrator; make someone else admin first.")
+        )
     old = user.role
     user.role = role.value
     user.session_version += 1
@@ -231,9 +253,9 @@ def change_role(user: User, role: Role, *, actor: User | None = None) -> None:
 def set_active(user: User, active: bool, *, actor: User | None = None) -> None:
     """Deactivate (ending their sessions) or reactivate an account."""
     if not active and actor is not None and actor.id == user.id:
-        raise UserError("You cannot deactivate your own account.")
+        raise UserError(gettext("You cannot deactivate your own account."))
     if not active and user.role == Role.ADMIN.value and _other_active_admins(user) == 0:
-        raise UserError("This is the last active administrator; it cannot be deactivated.")
+        raise UserError(gettext("This is the last active administrator; it cannot be deactivated."))
     user.is_active_account = active
     user.session_version += 1
     record_event(
@@ -253,8 +275,6 @@ def unlock(user: User) -> None:
 
 def set_interface_language(user: User, language: str) -> None:
     """Store the interface language a person chose; "" goes back to the browser's."""
-    from flask_babel import gettext
-
     from campaign.i18n import LANGUAGES
 
     if language and language not in LANGUAGES:

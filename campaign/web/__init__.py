@@ -7,6 +7,7 @@ from collections.abc import Callable
 from flask import Flask, Response, render_template, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from jinja2 import pass_context
 
 from campaign.web.access import enforce_access_policies
 
@@ -141,6 +142,12 @@ def _register_error_pages(app: Flask) -> None:
         return render_template("error.html", code=400, title=_("Form expired"), text=text), 400
 
 
+@pass_context
+def country_filter(_context: object, code: str | None) -> str:
+    """The `country` filter (taking the context so Jinja never folds it at compile time)."""
+    return country_label(code)
+
+
 def country_label(code: str | None) -> str:
     """A country code as its name in the interface language ("KG" → "Кыргызстан")."""
     from campaign.i18n import current_language
@@ -152,11 +159,11 @@ def country_label(code: str | None) -> str:
 
 
 def _register_template_helpers(app: Flask) -> None:
-    from campaign.labels import choices, label
+    from campaign.labels import choices, label_filter
     from campaign.models import Role
 
-    app.add_template_filter(label, "label")
-    app.add_template_filter(country_label, "country")
+    app.add_template_filter(label_filter, "label")
+    app.add_template_filter(country_filter, "country")
     app.add_template_global(choices, "choices")
 
     # Planned areas are listed once here; an entry shows only when its endpoint exists

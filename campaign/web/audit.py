@@ -9,12 +9,25 @@ from flask import Blueprint, render_template, request
 from sqlalchemy import select
 
 from campaign.extensions import db
+from campaign.labels import LABELS, label
 from campaign.models import AuditEvent, Role
 from campaign.services.segments import escape_like
 from campaign.web.access import allow
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
 PER_PAGE = 50
+
+
+def event_label(action: str) -> str:
+    """An event's readable name; the code itself for an event the table does not know yet."""
+    return label(action, "audit_event") if action in LABELS["audit_event"] else action
+
+
+def target_label(target_type: str) -> str:
+    """What an event is about ("Account", "Mailbox"), or the code when it is not known."""
+    return (
+        label(target_type, "audit_target") if target_type in LABELS["audit_target"] else target_type
+    )
 
 
 def _day(raw: str) -> date | None:
@@ -53,7 +66,10 @@ def index() -> Any:
     events = list(db.session.scalars(query.order_by(AuditEvent.id.desc()).limit(PER_PAGE + 1)))
     more = len(events) > PER_PAGE
     events = events[:PER_PAGE]
-    actions = list(db.session.scalars(select(AuditEvent.action).distinct().order_by("action")))
+    codes = db.session.scalars(select(AuditEvent.action).distinct().order_by("action"))
+    actions = sorted(
+        ((code, event_label(code)) for code in codes), key=lambda pair: pair[1].casefold()
+    )
     args = {
         k: v
         for k, v in {
@@ -71,4 +87,6 @@ def index() -> Any:
         args=args,
         next_before=events[-1].id if more and events else None,
         paged=before is not None,
+        event_label=event_label,
+        target_label=target_label,
     )

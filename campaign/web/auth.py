@@ -62,7 +62,7 @@ def _finish_login(user: User) -> Any:
     session.clear()  # a fresh session at login: no fixation
     login_user(user)
     if users.is_totp_required(user.role_enum) and not user.has_totp:
-        flash("Your role requires two-factor authentication. Set it up to continue.", "info")
+        flash(_("Your role requires two-factor authentication. Set it up to continue."), "info")
         return redirect(url_for("auth.setup_totp"))
     return redirect(_safe_next(request.args.get("next")))
 
@@ -98,7 +98,7 @@ def setup_totp() -> Any:
         else:
             db.session.commit()
             session.pop(_SETUP_SECRET, None)
-            flash("Two-factor authentication is on for your account.", "success")
+            flash(_("Two-factor authentication is on for your account."), "success")
             return redirect(url_for("home.index"))
     return render_template(
         "auth/setup_totp.html", secret=secret, uri=users.totp_uri(current_user, secret), error=error
@@ -122,9 +122,10 @@ def set_language() -> Any:
 @bp.route("/logout", methods=["POST"])
 @allow(Role.VIEWER)
 def logout() -> Any:
+    signed_out = _("You are signed out.")  # in their language, before they are forgotten
     logout_user()
     session.clear()
-    flash("You are signed out.", "info")
+    flash(signed_out, "info")
     return redirect(url_for("auth.login"))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from campaign.extensions import db
 from campaign.models import ImapMailbox, ImapSecurity, Role
@@ -37,6 +38,9 @@ def _render_form(
         mailbox=mailbox,
         form=form,
         securities=[s.value for s in ImapSecurity],
+        # A variable, not a literal in the template: Jinja would fold "none"|label(...) once,
+        # at compile time, in whichever language the first page was shown in.
+        clear_text=ImapSecurity.NONE.value,
         error=error,
     ), status
 
@@ -72,7 +76,7 @@ def new() -> Any:
         db.session.rollback()
         return _render_form(None, form, str(error), 422)
     db.session.commit()
-    flash(f"Mailbox {mailbox.name} added; it is polled within a minute.", "success")
+    flash(_("Mailbox %(name)s added; it is polled within a minute.", name=mailbox.name), "success")
     return _back()
 
 
@@ -90,8 +94,15 @@ def edit(mailbox_id: int) -> Any:
         db.session.rollback()
         return _render_form(db.session.get(ImapMailbox, mailbox_id), form, str(error), 422)
     db.session.commit()
-    note = " It now points at another folder: that folder is read from its start." if reset else ""
-    flash(f"Mailbox {mailbox.name} saved.{note}", "success")
+    if reset:
+        saved = _(
+            "Mailbox %(name)s saved. It now points at another folder: "
+            "that folder is read from its start.",
+            name=mailbox.name,
+        )
+    else:
+        saved = _("Mailbox %(name)s saved.", name=mailbox.name)
+    flash(saved, "success")
     return _back()
 
 
@@ -102,10 +113,10 @@ def set_enabled(mailbox_id: int) -> Any:
     is_enabled = request.form.get("enabled") == "1"
     if mailbox_admin.set_enabled(mailbox, is_enabled, actor=signed_in_user()):
         db.session.commit()
-        flash(
-            f"Mailbox {mailbox.name} {'enabled' if is_enabled else 'disabled: it is not polled'}.",
-            "success",
-        )
+        if is_enabled:
+            flash(_("Mailbox %(name)s enabled.", name=mailbox.name), "success")
+        else:
+            flash(_("Mailbox %(name)s disabled: it is not polled.", name=mailbox.name), "success")
     return _back()
 
 
@@ -118,7 +129,10 @@ def delete(mailbox_id: int) -> Any:
     name = mailbox.name
     mailbox_admin.delete_mailbox(mailbox, actor=signed_in_user())
     db.session.commit()
-    flash(f"Mailbox {name} deleted; the mail already received stays in the inbox.", "success")
+    flash(
+        _("Mailbox %(name)s deleted; the mail already received stays in the inbox.", name=name),
+        "success",
+    )
     return _back()
 
 
@@ -137,16 +151,24 @@ def poll(mailbox_id: int) -> Any:
     db.session.commit()
     if report.is_busy:
         flash(
-            f"A poll of {mailbox.name} is already running; its results show here when it ends.",
+            _(
+                "A poll of %(name)s is already running; its results show here when it ends.",
+                name=mailbox.name,
+            ),
             "info",
         )
     elif report.errors:
-        flash(f"Poll failed: {'; '.join(report.errors)}", "error")
+        flash(_("Poll failed: %(errors)s", errors="; ".join(report.errors)), "error")
     else:
-        more = " More messages wait: the workers read them next." if report.has_more else ""
-        flash(
-            f"Polled {mailbox.name}: {report.fetched} fetched, {report.new} new, "
-            f"{report.skipped_large} too large (headers only).{more}",
-            "success",
+        polled = _(
+            "Polled %(name)s: %(fetched)d fetched, %(new)d new, "
+            "%(large)d too large (headers only).",
+            name=mailbox.name,
+            fetched=report.fetched,
+            new=report.new,
+            large=report.skipped_large,
         )
+        if report.has_more:
+            polled += " " + _("More messages wait: the workers read them next.")
+        flash(polled, "success")
     return _back()

@@ -20,6 +20,8 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from campaign.extensions import csrf, db
@@ -34,26 +36,13 @@ from campaign.web.params import row_id
 
 bp = Blueprint("replies", __name__, url_prefix="/replies")
 
+# The inbox's tabs name each kind of mail in the plural; a single message shows its kind
+# with the "inbound_kind" label table (campaign.labels).
 KIND_LABELS = {
-    InboundKind.REPLY.value: "Human replies",
-    InboundKind.AUTO_REPLY.value: "Auto-replies",
-    InboundKind.BOUNCE.value: "Bounces",
-    InboundKind.UNMATCHED.value: "Unmatched",
-}
-KIND_BADGES = {
-    InboundKind.REPLY.value: "reply",
-    InboundKind.AUTO_REPLY.value: "auto-reply",
-    InboundKind.BOUNCE.value: "bounce",
-    InboundKind.UNMATCHED.value: "unmatched",
-}
-MATCH_LABELS = {
-    "in_reply_to": "In-Reply-To header",
-    "references": "References header",
-    "reply_token": "reply address token",
-    "bounced_message": "our Message-ID quoted in the bounce",
-    "bounced_recipient": "the address the bounce reports",
-    "sender_subject": "sender and subject only (weak)",
-    "manual": "attached by a person",
+    InboundKind.REPLY.value: _l("Human replies"),
+    InboundKind.AUTO_REPLY.value: _l("Auto-replies"),
+    InboundKind.BOUNCE.value: _l("Bounces"),
+    InboundKind.UNMATCHED.value: _l("Unmatched"),
 }
 
 
@@ -103,7 +92,6 @@ def index() -> Any:
         ),
         counts=reply_service.kind_counts(found),
         kind_labels=KIND_LABELS,
-        kind_badges=KIND_BADGES,
     )
 
 
@@ -128,8 +116,6 @@ def show(message_id: int) -> Any:
         may_download=current_user.role_enum.includes(Role.ADMIN),
         may_see_evidence=current_user.role_enum.includes(Role.SENDER),
         has_raw=message.raw_blob is not None,
-        kind_badges=KIND_BADGES,
-        match_labels=MATCH_LABELS,
         max_note=reply_service.MAX_NOTE_CHARS,
     )
 
@@ -177,9 +163,9 @@ def handled(message_id: int) -> Any:
     is_handled = request.form.get("handled") == "1"
     if reply_service.mark_handled(message, signed_in_user(), is_handled):
         db.session.commit()
-        flash("Marked handled." if is_handled else "Open again.", "success")
+        flash(_("Marked handled.") if is_handled else _("Open again."), "success")
     else:
-        flash("Already handled." if is_handled else "Already open.", "info")
+        flash(_("Already handled.") if is_handled else _("Already open."), "info")
     return _back_to(message)
 
 
@@ -193,16 +179,19 @@ def assign(message_id: int) -> Any:
         user_id = row_id(raw)
         assignee = db.session.get(User, user_id) if user_id is not None else None
         if assignee is None:
-            flash("Not assigned: that user no longer exists.", "error")
+            flash(_("Not assigned: that user no longer exists."), "error")
             return _back_to(message)
     try:
         reply_service.assign(message, signed_in_user(), assignee)
     except ReplyError as error:
         db.session.rollback()
-        flash(f"Not assigned: {error}", "error")
+        flash(_("Not assigned: %(reason)s", reason=error), "error")
         return _back_to(message)
     db.session.commit()
-    flash(f"Assigned to {assignee.email}." if assignee else "Assigned to nobody.", "success")
+    if assignee:
+        flash(_("Assigned to %(email)s.", email=assignee.email), "success")
+    else:
+        flash(_("Assigned to nobody."), "success")
     return _back_to(message)
 
 
@@ -214,10 +203,10 @@ def add_note(message_id: int) -> Any:
         reply_service.add_note(message, signed_in_user(), request.form.get("text", ""))
     except ReplyError as error:
         db.session.rollback()
-        flash(f"Note not added: {error}", "error")
+        flash(_("Note not added: %(reason)s", reason=error), "error")
         return _back_to(message)
     db.session.commit()
-    flash("Note added.", "success")
+    flash(_("Note added."), "success")
     return _back_to(message)
 
 
@@ -229,27 +218,41 @@ def attach(message_id: int) -> Any:
     email = request.form.get("email", "").strip()
     campaign = db.session.get(Campaign, campaign_id) if campaign_id is not None else None
     if campaign is None or not email:
-        flash("Not attached: choose the campaign and type the recipient's address.", "error")
+        flash(_("Not attached: choose the campaign and type the recipient's address."), "error")
         return _back_to(message)
     delivery = reply_service.find_delivery(campaign.id, email)
     if delivery is None:
-        flash(f"Not attached: {campaign.name} did not write to {email}.", "error")
+        flash(
+            _(
+                "Not attached: %(campaign)s did not write to %(email)s.",
+                campaign=campaign.name,
+                email=email,
+            ),
+            "error",
+        )
         return _back_to(message)
     try:
         reply_service.attach_to_delivery(message, delivery, signed_in_user())
     except ReplyError as error:
         db.session.rollback()
-        flash(f"Not attached: {error}", "error")
+        flash(_("Not attached: %(reason)s", reason=error), "error")
         return _back_to(message)
     db.session.commit()
-    flash(f"Attached to the letter {campaign.name} sent to {delivery.email}.", "success")
+    flash(
+        _(
+            "Attached to the letter %(campaign)s sent to %(email)s.",
+            campaign=campaign.name,
+            email=delivery.email,
+        ),
+        "success",
+    )
     return _back_to(message)
 
 
 # --- uploads ------------------------------------------------------------------------------
 
 
-NO_LENGTH = (
+NO_LENGTH = _l(
     "The upload did not say how large it is (no Content-Length), so it was not read. "
     "Upload from the form in a browser, or give the files to the `campaign inbound` command."
 )
@@ -277,16 +280,17 @@ def _render_upload(outcomes: list[Any] | None = None, error: str = "", status: i
 def upload() -> Any:
     if request.method == "GET":
         return _render_upload()
-    too_large = (
-        f"The upload is larger than the {current_app.config['INBOUND_UPLOAD_MAX_MB']} MB "
-        "accepted at once (CAMPAIGN_INBOUND_UPLOAD_MAX_MB). Upload fewer files at a time, "
-        "or give large mailboxes to the `campaign inbound` command."
+    too_large = _(
+        "The upload is larger than the %(size)s MB accepted at once "
+        "(CAMPAIGN_INBOUND_UPLOAD_MAX_MB). Upload fewer files at a time, "
+        "or give large mailboxes to the `campaign inbound` command.",
+        size=current_app.config["INBOUND_UPLOAD_MAX_MB"],
     )
     # Browsers always send the length of a form upload: refuse before reading a byte of
     # the body. A body without one (chunked, from a script) is refused too rather than read
     # up to a limit: werkzeug leaves the half-spooled file of an interrupted parse open.
     if request.content_length is None:
-        return _render_upload(error=NO_LENGTH, status=411)
+        return _render_upload(error=str(NO_LENGTH), status=411)
     if request.content_length > _upload_cap():
         return _render_upload(error=too_large, status=413)
     # Whatever the headers claim, the parser reads no further than the cap.
@@ -295,7 +299,7 @@ def upload() -> Any:
         csrf.protect()
     files = [f for f in request.files.getlist("files") if f.filename]
     if not files:
-        return _render_upload(error="Choose one or more .eml or mbox files.", status=400)
+        return _render_upload(error=_("Choose one or more .eml or mbox files."), status=400)
     outcomes = []
     for file in files:
         outcomes.extend(

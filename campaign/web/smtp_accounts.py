@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from campaign.extensions import db
 from campaign.models import Role, SmtpAccount, SmtpSecurity
@@ -70,7 +71,7 @@ def create() -> Any:
         db.session.rollback()
         return _render_form(None, form, str(problem), problem.field, 422)
     db.session.commit()
-    flash(f"SMTP account {account.name} added.", "success")
+    flash(_("SMTP account %(name)s added.", name=account.name), "success")
     return redirect(url_for("smtp_accounts.index"))
 
 
@@ -93,7 +94,7 @@ def update(account_id: int) -> Any:
         db.session.rollback()
         return _render_form(account, form, str(problem), problem.field, 422)
     db.session.commit()
-    flash(f"SMTP account {account.name} saved.", "success")
+    flash(_("SMTP account %(name)s saved.", name=account.name), "success")
     return redirect(url_for("smtp_accounts.index"))
 
 
@@ -117,8 +118,8 @@ def delete(account_id: int) -> Any:
         account_service.delete_account(account, actor=signed_in_user())
     except account_service.SmtpAccountError as problem:
         db.session.rollback()
-        flash(f"Not deleted: {problem}.", "error")
+        flash(_("Not deleted: %(reason)s.", reason=problem), "error")
         return redirect(url_for("smtp_accounts.index"))
     db.session.commit()
-    flash(f"SMTP account {name} deleted.", "success")
+    flash(_("SMTP account %(name)s deleted.", name=name), "success")
     return redirect(url_for("smtp_accounts.index"))

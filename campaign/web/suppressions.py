@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from campaign.extensions import db
+from campaign.labels import label
 from campaign.models import Role, Suppression, SuppressionReason
 from campaign.services import suppressions as suppression_service
 from campaign.web.access import allow, signed_in_user
@@ -62,9 +64,16 @@ def create() -> Any:
         return _render_index(str(problem), problem.field, form, 422)
     db.session.commit()
     if existing is not None:
-        flash(f"{entry.email} was already on the list ({entry.reason}).", "success")
+        flash(
+            _(
+                "%(email)s was already on the list (%(reason)s).",
+                email=entry.email,
+                reason=label(entry.reason, "suppression_reason"),
+            ),
+            "success",
+        )
     else:
-        flash(f"{entry.email} added: no campaign will write to it.", "success")
+        flash(_("%(email)s added: no campaign will write to it.", email=entry.email), "success")
     return redirect(url_for("suppressions.index"))
 
 
@@ -82,5 +91,11 @@ def remove(suppression_id: int) -> Any:
     email = entry.email
     suppression_service.remove_suppression(entry, actor=signed_in_user())
     db.session.commit()
-    flash(f"{email} removed from the suppression list: campaigns may write to it again.", "success")
+    flash(
+        _(
+            "%(email)s removed from the suppression list: campaigns may write to it again.",
+            email=email,
+        ),
+        "success",
+    )
     return redirect(url_for("suppressions.index"))

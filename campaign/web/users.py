@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from campaign.extensions import db
+from campaign.labels import label
 from campaign.models import Role, User
 from campaign.models._types import utcnow
 from campaign.services import users as user_service
@@ -32,6 +34,7 @@ def _render_index(error: str = "", form: dict[str, str] | None = None, status: i
             roles=list(Role),
             totp_required={role: user_service.is_totp_required(role) for role in Role},
             now=utcnow(),
+            min_password=user_service.MIN_PASSWORD_LENGTH,
             error=error,
             form=form or {},
         ),
@@ -60,7 +63,14 @@ def create() -> Any:
         db.session.rollback()
         return _render_index(str(problem), form, 422)
     db.session.commit()
-    flash(f"Account {user.email} created with role {user.role}.", "success")
+    flash(
+        _(
+            "Account %(email)s created with role %(role)s.",
+            email=user.email,
+            role=label(user.role, "role"),
+        ),
+        "success",
+    )
     return redirect(url_for("users.index"))
 
 
@@ -75,7 +85,14 @@ def change_role(user_id: int) -> Any:
         flash(str(problem), "error")
         return redirect(url_for("users.index"))
     db.session.commit()
-    flash(f"{user.email} is now {role.value}; their open sessions have ended.", "success")
+    flash(
+        _(
+            "%(email)s is now %(role)s; their open sessions have ended.",
+            email=user.email,
+            role=label(role.value, "role"),
+        ),
+        "success",
+    )
     return redirect(url_for("users.index"))
 
 
@@ -90,7 +107,10 @@ def set_active(user_id: int) -> Any:
         flash(str(problem), "error")
         return redirect(url_for("users.index"))
     db.session.commit()
-    flash(f"{user.email} {'reactivated' if active else 'deactivated'}.", "success")
+    if active:
+        flash(_("%(email)s reactivated.", email=user.email), "success")
+    else:
+        flash(_("%(email)s deactivated.", email=user.email), "success")
     return redirect(url_for("users.index"))
 
 
@@ -100,7 +120,7 @@ def unlock(user_id: int) -> Any:
     user = db.get_or_404(User, user_id)
     user_service.unlock(user)
     db.session.commit()
-    flash(f"{user.email} unlocked.", "success")
+    flash(_("%(email)s unlocked.", email=user.email), "success")
     return redirect(url_for("users.index"))
 
 
@@ -115,8 +135,9 @@ def two_factor_policy() -> Any:
             user_service.set_totp_required(role, wanted)
             changed.append(role.value)
     db.session.commit()
-    flash(
-        f"Two-factor rule changed for: {', '.join(changed)}." if changed else "No changes.",
-        "success",
-    )
+    if changed:
+        roles = ", ".join(label(code, "role") for code in changed)
+        flash(_("Two-factor rule changed for: %(roles)s.", roles=roles), "success")
+    else:
+        flash(_("No changes."), "success")
     return redirect(url_for("users.index"))

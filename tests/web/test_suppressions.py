@@ -43,7 +43,7 @@ def test_sender_searches_filters_and_sees_counts(
     login(Role.SENDER)
     page = _text(client.get("/suppressions/"))
     assert all(f"{name}@example.org" in page for name in ("anna", "boris", "chen"))
-    assert "<strong>1</strong> hard bounce" in page
+    assert "<strong>1</strong> Hard bounce" in page
     filtered = _text(client.get("/suppressions/?reason=hard_bounce"))
     assert "boris@example.org" in filtered and "anna@example.org" not in filtered
     searched = _text(client.get("/suppressions/?q=phone"))
@@ -63,7 +63,7 @@ def test_sender_adds_an_address_by_hand(client: FlaskClient, login: Login, app: 
         "lawyer's request",
     )
     again = client.post("/suppressions/", data={"email": "dana@example.org"}, follow_redirects=True)
-    assert "already on the list (manual)" in _text(again)
+    assert "already on the list (Added by hand)" in _text(again)
     bad = client.post("/suppressions/", data={"email": "dana@", "note": "kept"})
     assert bad.status_code == 422
     assert "Email: " in _text(bad) and "not a valid email address" in _text(bad)
