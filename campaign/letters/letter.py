@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from jinja2 import TemplateError
 from jinja2.meta import find_undeclared_variables
 
@@ -50,20 +53,24 @@ MAX_SUBJECT = 998
 _HEADER_BREAK = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 # Contact fields that go into headers (To, Cc) or the address block.
 _HEADER_FIELDS = (
-    ("email", "email address"),
-    ("cc_emails", "copy addresses"),
-    ("given_name", "given name"),
-    ("family_name", "family name"),
-    ("patronymic", "patronymic"),
-    ("given_name_alt", "given name (other script)"),
-    ("family_name_alt", "family name (other script)"),
-    ("patronymic_alt", "patronymic (other script)"),
-    ("honorific", "honorific"),
-    ("position_title", "position title"),
-    ("organisation", "organisation"),
-    ("country", "country"),
+    ("email", _l("email address")),
+    ("cc_emails", _l("copy addresses")),
+    ("given_name", _l("given name")),
+    ("family_name", _l("family name")),
+    ("patronymic", _l("patronymic")),
+    ("given_name_alt", _l("given name (other script)")),
+    ("family_name_alt", _l("family name (other script)")),
+    ("patronymic_alt", _l("patronymic (other script)")),
+    ("honorific", _l("honorific")),
+    ("position_title", _l("position title")),
+    ("organisation", _l("organisation")),
+    ("country", _l("country")),
 )
-_NAME_PART_WORDS = {"given": "given name", "family": "family name", "patronymic": "patronymic"}
+_NAME_PART_WORDS = {
+    "given": _l("given name"),
+    "family": _l("family name"),
+    "patronymic": _l("patronymic"),
+}
 
 
 class LanguageUnavailable(LookupError):
@@ -73,7 +80,11 @@ class LanguageUnavailable(LookupError):
         self.language = language
         self.available = tuple(available)
         super().__init__(
-            f"the statement has no text in {language!r}; it has: {', '.join(available) or 'none'}"
+            _(
+                "the statement has no text in %(language)s; it has: %(available)s",
+                language=repr(language),
+                available=", ".join(available) or _("none"),
+            )
         )
 
 
@@ -193,15 +204,17 @@ def choose_language(
             return found, None
     fallback = statement_languages[0]
     if contact_languages:
-        reason = (
-            f"the statement has none of the contact's languages "
-            f"({', '.join(contact_languages)}); the letter goes out in {fallback}, "
-            "the statement's first language"
+        reason = _(
+            "the statement has none of the contact's languages (%(languages)s); the letter "
+            "goes out in %(fallback)s, the statement's first language",
+            languages=", ".join(contact_languages),
+            fallback=fallback,
         )
     else:
-        reason = (
-            f"the contact has no language; the letter goes out in {fallback}, "
-            "the statement's first language"
+        reason = _(
+            "the contact has no language; the letter goes out in %(fallback)s, "
+            "the statement's first language",
+            fallback=fallback,
         )
     return fallback, LetterProblem("warning", "language_fallback", reason)
 
@@ -212,8 +225,11 @@ def un_language_problem(role_type: str, language: str) -> LetterProblem | None:
         return LetterProblem(
             "warning",
             "un_language",
-            f"a letter to a UN special procedure in {language}: the mandates work in "
-            "English, French and Spanish; add a text in one of them",
+            _(
+                "a letter to a UN special procedure in %(language)s: the mandates work in "
+                "English, French and Spanish; add a text in one of them",
+                language=language,
+            ),
         )
     return None
 
@@ -269,15 +285,23 @@ def contact_context(
 
 def header_problems(contact: object) -> list[LetterProblem]:
     """A line break or control character in a value that becomes a header or address line."""
-    bad = [label for name, label in _HEADER_FIELDS if _HEADER_BREAK.search(_field(contact, name))]
+    bad = [
+        str(label) for name, label in _HEADER_FIELDS if _HEADER_BREAK.search(_field(contact, name))
+    ]
     if not bad:
         return []
     return [
         LetterProblem(
             "error",
             "header_injection",
-            f"the contact's {', '.join(bad)} contain{'s' if len(bad) == 1 else ''} a line "
-            "break or control character; correct the contact before sending",
+            ngettext(
+                "the contact's %(fields)s contains a line break or control character; "
+                "correct the contact before sending",
+                "the contact's %(fields)s contain a line break or control character; "
+                "correct the contact before sending",
+                len(bad),
+                fields=", ".join(bad),
+            ),
         )
     ]
 
@@ -300,15 +324,35 @@ def address_problems(contact: object) -> list[LetterProblem]:
 
 
 def _describe_fallback(kind: str, contact: object, resolution: Resolution) -> LetterProblem:
-    missing = " and ".join(_NAME_PART_WORDS.get(p, p) for p in sorted(resolution.missing))
-    role = _field(contact, "role_type") or "other"
-    gender = _field(contact, "grammatical_gender") or "unknown"
-    return LetterProblem(
-        "warning",
-        "missing_name_part",
-        f"the {kind} rule for {role} ({gender}) in {resolution.language} needs the "
-        f"{missing}, which is empty; the letter says “{resolution.text}” instead",
-    )
+    from campaign.labels import label
+
+    parts = [str(_NAME_PART_WORDS.get(p, p)) for p in sorted(resolution.missing)]
+    missing = parts[0]
+    if len(parts) > 1:
+        missing = _("%(first)s and %(second)s", first=", ".join(parts[:-1]), second=parts[-1])
+    role = label(_field(contact, "role_type") or "other", "role_type")
+    gender = label(_field(contact, "grammatical_gender") or "unknown", "gender")
+    if kind == "closing":
+        message = _(
+            "the closing rule for %(role)s (%(gender)s) in %(language)s needs the %(missing)s, "
+            "which is empty; the letter says “%(text)s” instead",
+            role=role,
+            gender=gender,
+            language=resolution.language,
+            missing=missing,
+            text=resolution.text,
+        )
+    else:
+        message = _(
+            "the salutation rule for %(role)s (%(gender)s) in %(language)s needs the "
+            "%(missing)s, which is empty; the letter says “%(text)s” instead",
+            role=role,
+            gender=gender,
+            language=resolution.language,
+            missing=missing,
+            text=resolution.text,
+        )
+    return LetterProblem("warning", "missing_name_part", message)
 
 
 def _salutation_and_closing(
@@ -321,15 +365,23 @@ def _salutation_and_closing(
             resolution = rules.explain(contact, language, kind=kind)
         except (UnsupportedLanguageError, MissingRuleError) as error:
             if needed:
-                problems.append(
-                    LetterProblem(
-                        "error",
-                        "no_salutation_rule",
-                        f"no {kind} for this contact in {language} ({error}); add a rule "
+                if kind == "closing":
+                    message = _(
+                        "no closing for this contact in %(language)s (%(reason)s); add a rule "
                         "on the salutations page or write the text without {{ salutation }} "
                         "and {{ closing }}",
+                        language=language,
+                        reason=str(error),
                     )
-                )
+                else:
+                    message = _(
+                        "no salutation for this contact in %(language)s (%(reason)s); add a "
+                        "rule on the salutations page or write the text without "
+                        "{{ salutation }} and {{ closing }}",
+                        language=language,
+                        reason=str(error),
+                    )
+                problems.append(LetterProblem("error", "no_salutation_rule", message))
             texts.append("")
             continue
         if resolution.fell_through and needed:
@@ -346,8 +398,12 @@ def _salutation_and_closing(
             LetterProblem(
                 "warning",
                 "salutation_override_language",
-                f"the contact's own salutation “{override}” is used as written in a "
-                f"{language} letter; check it reads right in that language",
+                _(
+                    "the contact's own salutation “%(text)s” is used as written in a "
+                    "%(language)s letter; check it reads right in that language",
+                    text=override,
+                    language=language,
+                ),
             )
         )
     return texts[0], texts[1], problems
@@ -357,7 +413,9 @@ def _salutation_and_closing(
 
 
 def _render_problem(part: str, error: Exception) -> LetterProblem:
-    return LetterProblem("error", "render_error", f"{part}: {error}")
+    if part == "subject":
+        return LetterProblem("error", "render_error", _("subject: %(reason)s", reason=str(error)))
+    return LetterProblem("error", "render_error", _("body: %(reason)s", reason=str(error)))
 
 
 def render_letter(
@@ -397,7 +455,7 @@ def render_letter(
 
     email = _field(contact, "email").strip()
     if not email:
-        problems.append(LetterProblem("error", "no_email", "the contact has no email address"))
+        problems.append(LetterProblem("error", "no_email", _("the contact has no email address")))
     problems += header_problems(contact) or address_problems(contact)
 
     variables = source.variables(chosen)
@@ -444,8 +502,10 @@ def render_letter(
                 LetterProblem(
                     "error",
                     "header_injection",
-                    "the subject contains a line break or control character once merged; "
-                    "a value it prints must be on one line",
+                    _(
+                        "the subject contains a line break or control character once merged; "
+                        "a value it prints must be on one line"
+                    ),
                 )
             )
         elif len(subject) > MAX_SUBJECT:
@@ -453,11 +513,15 @@ def render_letter(
                 LetterProblem(
                     "error",
                     "render_error",
-                    f"subject: {len(subject)} characters once merged; the limit is {MAX_SUBJECT}",
+                    _(
+                        "subject: %(length)d characters once merged; the limit is %(limit)d",
+                        length=len(subject),
+                        limit=MAX_SUBJECT,
+                    ),
                 )
             )
         elif not subject.strip():
-            problems.append(LetterProblem("warning", "empty_subject", "the subject is empty"))
+            problems.append(LetterProblem("warning", "empty_subject", _("the subject is empty")))
 
     html_body = text_body = ""
     try:

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
 from campaign.models.contact import GrammaticalGender, RoleType, Style
 
 RULES_FILE = "salutation_rules.toml"
@@ -45,8 +48,11 @@ class UnsupportedLanguageError(LookupError):
         self.language = tag
         self.supported = sorted(supported)
         super().__init__(
-            f"no salutation rules for language {tag!r}; "
-            f"rules exist for: {', '.join(self.supported) or 'none'}"
+            _(
+                "no salutation rules for language %(language)s; rules exist for: %(languages)s",
+                language=repr(tag),
+                languages=", ".join(self.supported) or _("none"),
+            )
         )
 
 
@@ -141,13 +147,13 @@ def validate_rule(data: Any, *, source: str = "admin") -> Rule:
     kind = _check_choice("kind", _get(data, "kind"), KINDS, problems, default="salutation")
     roles = tuple(r.value for r in RoleType)
     role = _check_choice(
-        "role", _get(data, "role"), (*roles, ANY), problems, hint="or * for the language's default"
+        "role", _get(data, "role"), (*roles, ANY), problems, hint=_HINT_DEFAULT_ROLE
     )
     gender = _check_choice(
-        "gender", _get(data, "gender"), (*GENDERS, ANY), problems, hint="or * for any"
+        "gender", _get(data, "gender"), (*GENDERS, ANY), problems, hint=_HINT_ANY
     )
     style = _check_choice(
-        "style", _get(data, "style"), (*STYLES, ANY), problems, default=ANY, hint="or * for any"
+        "style", _get(data, "style"), (*STYLES, ANY), problems, default=ANY, hint=_HINT_ANY
     )
     texts = _check_texts(_get(data, "text"), kind, problems)
     if problems:
@@ -155,9 +161,20 @@ def validate_rule(data: Any, *, source: str = "admin") -> Rule:
     return Rule(language, kind, role, gender, style, texts, source)
 
 
+# The fields of a rule as its problems name them ("role: required").
+_FIELD_WORDS = {
+    "kind": _l("kind"),
+    "role": _l("role"),
+    "gender": _l("gender"),
+    "style": _l("style"),
+}
+_HINT_DEFAULT_ROLE = _l("or * for the language's default")
+_HINT_ANY = _l("or * for any")
+
+
 def _check_language(value: Any, problems: list[str]) -> str:
     if value is None or not str(value).strip():
-        problems.append("language: required (a language code such as de)")
+        problems.append(_("language: required (a language code such as de)"))
         return ""
     raw = str(value).strip()
     tag = raw.lower()
@@ -166,11 +183,20 @@ def _check_language(value: Any, problems: list[str]) -> str:
     whole = _LANGUAGE_WITH_SUBTAGS.fullmatch(tag)
     if whole:
         problems.append(
-            f"language: rules are kept per language, not per region or script: "
-            f"use {whole.group(1)!r} instead of {raw!r}"
+            _(
+                "language: rules are kept per language, not per region or script: "
+                "use %(language)s instead of %(value)s",
+                language=repr(whole.group(1)),
+                value=repr(raw),
+            )
         )
     else:
-        problems.append(f"language: {raw!r} is not a language code such as en, fr or de")
+        problems.append(
+            _(
+                "language: %(value)s is not a language code such as en, fr or de",
+                value=repr(raw),
+            )
+        )
     return ""
 
 
@@ -181,17 +207,33 @@ def _check_choice(
     problems: list[str],
     *,
     default: str | None = None,
-    hint: str = "",
+    hint: object = "",
 ) -> str:
     text = "" if value is None else str(value).strip()
+    word = str(_FIELD_WORDS.get(field, field))
     if not text:
         if default is not None:
             return default
-        problems.append(f"{field}: required")
+        problems.append(_("%(field)s: required", field=word))
         return ""
     if text not in allowed:
         listed = ", ".join(a for a in allowed if a != ANY)
-        problems.append(f"{field}: {text!r} is not one of {listed}{f' ({hint})' if hint else ''}")
+        if hint:
+            problem = _(
+                "%(field)s: %(value)s is not one of %(allowed)s (%(hint)s)",
+                field=word,
+                value=repr(text),
+                allowed=listed,
+                hint=str(hint),
+            )
+        else:
+            problem = _(
+                "%(field)s: %(value)s is not one of %(allowed)s",
+                field=word,
+                value=repr(text),
+                allowed=listed,
+            )
+        problems.append(problem)
         return ""
     return text
 
@@ -204,7 +246,7 @@ def _check_texts(value: Any, kind: str, problems: list[str]) -> tuple[str, ...]:
     else:
         values = []
     if not values:
-        problems.append("text: required (the salutation or closing, e.g. 'Dear Minister,')")
+        problems.append(_("text: required (the salutation or closing, e.g. 'Dear Minister,')"))
         return ()
     for item in values:
         problems.extend(_text_problems(item, kind))
@@ -213,14 +255,26 @@ def _check_texts(value: Any, kind: str, problems: list[str]) -> tuple[str, ...]:
 
 def _text_problems(text: Any, kind: str) -> list[str]:
     if not isinstance(text, str):
-        return [f"text: {text!r} is not text"]
+        return [_("text: %(value)s is not text", value=repr(text))]
     shown = text.strip()
     if not shown:
-        return ["text: must not be empty"]
+        return [_("text: must not be empty")]
     if _CONTROL.search(shown):
-        return [f"text {shown!r}: must be on one line (it contains a line break or control)"]
+        return [
+            _(
+                "text %(text)s: must be on one line (it contains a line break or control)",
+                text=repr(shown),
+            )
+        ]
     if len(shown) > MAX_TEXT:
-        return [f"text {shown[:40]!r}…: is {len(shown)} characters long; the limit is {MAX_TEXT}"]
+        return [
+            _(
+                "text %(text)s…: is %(length)d characters long; the limit is %(limit)d",
+                text=repr(shown[:40]),
+                length=len(shown),
+                limit=MAX_TEXT,
+            )
+        ]
     allowed = NAME_PARTS + (("salutation",) if kind == "closing" else ())
     listed = " ".join(f"{{{a}}}" for a in allowed)
     problems: list[str] = []
@@ -228,23 +282,49 @@ def _text_problems(text: Any, kind: str) -> list[str]:
         fields = list(string.Formatter().parse(shown))
     except ValueError as error:
         return [
-            f"text {shown!r}: braces do not pair up ({error}); placeholders look like "
-            f"{{family}}, and a literal brace is written {{{{ or }}}}"
+            _(
+                "text %(text)s: braces do not pair up (%(reason)s); placeholders look like "
+                "{family}, and a literal brace is written {{ or }}",
+                text=repr(shown),
+                reason=str(error),
+            )
         ]
     for _literal, name, spec, conversion in fields:
         if name is None:
             continue
         if name not in allowed:
             unknown = "{}" if name == "" else f"{{{name}}}"
-            extra = " ({salutation} is for closings)" if name == "salutation" else ""
-            problems.append(
-                f"text {shown!r}: unknown placeholder {unknown}{extra}; use only {listed}"
-            )
+            if name == "salutation":
+                problem = _(
+                    "text %(text)s: unknown placeholder %(placeholder)s ({salutation} is for "
+                    "closings); use only %(allowed)s",
+                    text=repr(shown),
+                    placeholder=unknown,
+                    allowed=listed,
+                )
+            else:
+                problem = _(
+                    "text %(text)s: unknown placeholder %(placeholder)s; use only %(allowed)s",
+                    text=repr(shown),
+                    placeholder=unknown,
+                    allowed=listed,
+                )
+            problems.append(problem)
         elif spec or conversion:
-            problems.append(f"text {shown!r}: write {{{name}}} plainly, without ':' or '!'")
+            placeholder = "{" + name + "}"
+            problems.append(
+                _(
+                    "text %(text)s: write %(placeholder)s plainly, without ':' or '!'",
+                    text=repr(shown),
+                    placeholder=placeholder,
+                )
+            )
     if kind == "salutation" and _HIS_EXCELLENCY.search(shown):
         problems.append(
-            f"text {shown!r}: 'H.E.' belongs in the address block, never in a salutation"
+            _(
+                "text %(text)s: 'H.E.' belongs in the address block, never in a salutation",
+                text=repr(shown),
+            )
         )
     return problems
 
@@ -358,11 +438,22 @@ class RuleSet:
         for name, choice in choices.items():
             setting = self._settings.get(name)
             if setting is None:
-                known = ", ".join(sorted(self._settings)) or "none"
-                problems.append(f"{name!r} is not a salutation setting; settings are: {known}")
+                known = ", ".join(sorted(self._settings)) or _("none")
+                problems.append(
+                    _(
+                        "%(name)s is not a salutation setting; settings are: %(known)s",
+                        name=repr(name),
+                        known=known,
+                    )
+                )
             elif choice not in setting.choices:
                 problems.append(
-                    f"setting {name}: {choice!r} is not one of {', '.join(setting.choices)}"
+                    _(
+                        "setting %(name)s: %(value)s is not one of %(choices)s",
+                        name=name,
+                        value=repr(choice),
+                        choices=", ".join(setting.choices),
+                    )
                 )
         if problems:
             raise InvalidRuleError(problems)
@@ -380,7 +471,10 @@ class RuleSet:
             try:
                 added.append(data if isinstance(data, Rule) else validate_rule(data))
             except InvalidRuleError as error:
-                problems += [f"rule {number}: {p}" for p in error.problems]
+                problems += [
+                    _("rule %(number)d: %(problem)s", number=number, problem=p)
+                    for p in error.problems
+                ]
         if problems:
             raise InvalidRuleError(problems)
         return self._replace(extra=(*self._extra, *added))
@@ -473,11 +567,28 @@ class RuleSet:
                 if missing is None:
                     # A rule's later texts are its own alternatives, not a fall-through.
                     missing = frozenset(_needs(rule.texts[-1]) - present)
-        raise MissingRuleError(
-            f"no {kind} rule in {language!r} fits a contact with role {role!r}, gender "
-            f"{gender!r} and name parts {sorted(present & set(NAME_PARTS)) or 'none'}; "
-            f"add a default rule (role *) for {language!r}"
-        )
+        parts = ", ".join(sorted(present & set(NAME_PARTS))) or _("none")
+        if kind == "closing":
+            message = _(
+                "no closing rule in %(language)s fits a contact with role %(role)s, gender "
+                "%(gender)s and name parts %(parts)s; add a default rule (role *) for "
+                "%(language)s",
+                language=repr(language),
+                role=repr(role),
+                gender=repr(gender),
+                parts=parts,
+            )
+        else:
+            message = _(
+                "no salutation rule in %(language)s fits a contact with role %(role)s, gender "
+                "%(gender)s and name parts %(parts)s; add a default rule (role *) for "
+                "%(language)s",
+                language=repr(language),
+                role=repr(role),
+                gender=repr(gender),
+                parts=parts,
+            )
+        raise MissingRuleError(message)
 
     def script(self, language: str) -> str:
         """The script letters in `language` are written in ("LATIN", "CYRILLIC")."""

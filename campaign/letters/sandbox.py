@@ -27,6 +27,9 @@ from decimal import Decimal
 from functools import lru_cache, wraps
 from typing import Any, Literal, NoReturn, cast
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from jinja2 import (
     StrictUndefined,
     Template,
@@ -55,11 +58,29 @@ Mode = Literal["html", "text", "markdown"]
 MAX_SOURCE_CHARS = 200_000
 
 
+def _at_line(message: str, line: int | None) -> str:
+    """The message an author reads, with the template line it is about."""
+    if line is None:
+        return message
+    return _("Line %(line)d: %(message)s", line=line, message=message)
+
+
+def _count(number: int) -> str:
+    """A limit as the author reads it: "1,000,000" (en), "1 000 000" (fr, ru)."""
+    from flask_babel import format_number, get_locale
+
+    return format_number(number) if get_locale() is not None else f"{number:,}"
+
+
 class TemplateRefused(Exception):
-    """A template that cannot be saved; ``message`` is written for its author."""
+    """A template that cannot be saved; ``message`` is written for its author.
+
+    Messages are made with gettext when raised: in the author's interface language
+    during a request, English elsewhere (a CLI command that chose no language).
+    """
 
     def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(message if line is None else f"Line {line}: {message}")
+        super().__init__(_at_line(message, line))
         self.message = message
         self.line = line
 
@@ -68,7 +89,7 @@ class RenderError(Exception):
     """A letter that could not be rendered for one recipient."""
 
     def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(message if line is None else f"Line {line}: {message}")
+        super().__init__(_at_line(message, line))
         self.message = message
         self.line = line
 
@@ -117,8 +138,11 @@ class _RenderState:
         self.steps += 1
         if self.steps > self.limits.max_steps:
             raise RenderLimitExceeded(
-                f"The letter does too much work: more than {self.limits.max_steps:,} loop "
-                "rounds and calls. Look for a loop inside a loop."
+                _(
+                    "The letter does too much work: more than %(limit)s loop rounds and "
+                    "calls. Look for a loop inside a loop.",
+                    limit=_count(self.limits.max_steps),
+                )
             )
         if not self.steps % 64:
             self.check_time()
@@ -127,15 +151,20 @@ class _RenderState:
         self.chars += size
         if self.chars > self.limits.max_total_chars:
             raise RenderLimitExceeded(
-                f"The letter builds too much text while rendering (more than "
-                f"{self.limits.max_total_chars:,} characters in all)."
+                _(
+                    "The letter builds too much text while rendering (more than %(limit)s "
+                    "characters in all).",
+                    limit=_count(self.limits.max_total_chars),
+                )
             )
 
     def check_time(self) -> None:
         if time.monotonic() > self.deadline:
             raise RenderLimitExceeded(
-                f"The letter took longer than {self.limits.max_seconds:g} seconds to render "
-                "and was stopped."
+                _(
+                    "The letter took longer than %(seconds)s seconds to render and was stopped.",
+                    seconds=format(self.limits.max_seconds, "g"),
+                )
             )
 
 
@@ -151,8 +180,12 @@ def _state() -> _RenderState:
 
 def _too_large(size: int, limits: RenderLimits) -> NoReturn:
     raise RenderLimitExceeded(
-        f"A value in this letter would be too large ({size:,} characters or items; "
-        f"the limit is {limits.max_value_chars:,})."
+        _(
+            "A value in this letter would be too large (%(size)s characters or items; "
+            "the limit is %(limit)s).",
+            size=_count(size),
+            limit=_count(limits.max_value_chars),
+        )
     )
 
 
@@ -171,10 +204,17 @@ def _check_value(value: Any) -> Any:
             _too_large(len(value), limits)
         state.charge(len(value))
     if isinstance(value, int) and value.bit_length() > limits.max_int_bits:
-        raise RenderLimitExceeded(
-            f"A number in this letter would be too large (more than {limits.max_int_bits:,} bits)."
-        )
+        raise _number_too_large(limits)
     return value
+
+
+def _number_too_large(limits: RenderLimits) -> RenderLimitExceeded:
+    return RenderLimitExceeded(
+        _(
+            "A number in this letter would be too large (more than %(limit)s bits).",
+            limit=_count(limits.max_int_bits),
+        )
+    )
 
 
 # --- What templates may call -------------------------------------------------------------
@@ -248,7 +288,10 @@ def capped_range(*args: int) -> range:
         size = limit + 1
     if size > limit:
         raise RenderLimitExceeded(
-            f"range() in a letter is limited to {limit:,} numbers; this one asks for more."
+            _(
+                "range() in a letter is limited to %(limit)s numbers; this one asks for more.",
+                limit=_count(limit),
+            )
         )
     return numbers
 
@@ -340,7 +383,7 @@ def _sum(
 ) -> Any:
     # Summing lists (start=[]) would build lists quadratically; letters add numbers only.
     if isinstance(start, bool) or not isinstance(start, int | float | Decimal):
-        raise SecurityError("The sum filter adds numbers only.")
+        raise SecurityError(_("The sum filter adds numbers only."))
     return _check_value(FILTERS["sum"](environment, iterable, attribute, start))
 
 
@@ -469,43 +512,55 @@ class LetterUndefined(StrictUndefined):
     def _undefined_message(self) -> str:
         if self._undefined_hint:
             return self._undefined_hint
+        name = self._undefined_name
         if self._undefined_obj is missing:
-            return f"`{self._undefined_name}` is not defined for this letter."
+            return _("`%(name)s` is not defined for this letter.", name=name)
         if isinstance(self._undefined_obj, Mapping):
             fields = ", ".join(sorted(str(key) for key in self._undefined_obj)[:30])
-            return f"There is no field `{self._undefined_name}` here (available: {fields})."
-        return f"There is no field `{self._undefined_name}` here."
+            return _(
+                "There is no field `%(name)s` here (available: %(fields)s).",
+                name=name,
+                fields=fields,
+            )
+        return _("There is no field `%(name)s` here.", name=name)
 
 
 # --- Structural refusals (check time and compile time) -----------------------------------
 
+_APPLICATION_NAME = _l("belongs to the web application, not to letters")
+_JINJA_HELPER = _l("is a Jinja helper that letters do not provide")
 FORBIDDEN_NAMES = {
-    "config": "belongs to the web application; letters cannot read its configuration",
-    "request": "belongs to the web application, not to letters",
-    "session": "belongs to the web application, not to letters",
-    "g": "belongs to the web application, not to letters",
-    "url_for": "belongs to the web application, not to letters",
-    "self": "refers to the template itself, which letters cannot use",
-    "cycler": "is a Jinja helper that letters do not provide",
-    "lipsum": "is a Jinja helper that letters do not provide",
-    "joiner": "is a Jinja helper that letters do not provide",
-    "namespace": "is a Jinja helper that letters do not provide",
-    "dict": "is a Jinja helper that letters do not provide",
+    "config": _l("belongs to the web application; letters cannot read its configuration"),
+    "request": _APPLICATION_NAME,
+    "session": _APPLICATION_NAME,
+    "g": _APPLICATION_NAME,
+    "url_for": _APPLICATION_NAME,
+    "self": _l("refers to the template itself, which letters cannot use"),
+    "cycler": _JINJA_HELPER,
+    "lipsum": _JINJA_HELPER,
+    "joiner": _JINJA_HELPER,
+    "namespace": _JINJA_HELPER,
+    "dict": _JINJA_HELPER,
 }
 _FORMAT_METHODS = frozenset({"format", "format_map"})
 _REFUSED_FILTERS = {
-    "attr": "The `attr` filter is not allowed: it reads any attribute of an object. "
-    "Write `contact.given_name` instead.",
-    "format": "The `format` filter is not allowed: it can reach Python internals. "
-    "Put each value in {{ }} instead.",
-    "safe": "The `safe` filter is not allowed: it would let contact data write HTML into "
-    "the letter.",
+    "attr": _l(
+        "The `attr` filter is not allowed: it reads any attribute of an object. "
+        "Write `contact.given_name` instead."
+    ),
+    "format": _l(
+        "The `format` filter is not allowed: it can reach Python internals. "
+        "Put each value in {{ }} instead."
+    ),
+    "safe": _l(
+        "The `safe` filter is not allowed: it would let contact data write HTML into the letter."
+    ),
 }
 # Filters whose string arguments name attributes to read.
 _ATTRIBUTE_FILTERS = frozenset(
     {"join", "map", "max", "min", "rejectattr", "selectattr", "sort", "sum", "unique"}
 )
-_UNDERSCORE = (
+_UNDERSCORE = _l(
     "names starting with an underscore reach into Python internals and cannot be used in letters"
 )
 
@@ -569,30 +624,36 @@ def _filter_problems(node: nodes.Filter | nodes.Test, environment: Environment):
 def _message(kind: str, details: list[str], environment: Environment) -> str:
     names = ", ".join(f"`{d}`" for d in dict.fromkeys(details))
     if kind == "forbidden":
-        return "; ".join(f"`{d}` {FORBIDDEN_NAMES[d]}" for d in dict.fromkeys(details)) + "."
+        return "; ".join(f"`{d}` {FORBIDDEN_NAMES[d]!s}" for d in dict.fromkeys(details)) + "."
     if kind == "underscore":
-        return f"{names}: {_UNDERSCORE}."
+        return f"{names}: {_UNDERSCORE!s}."
     if kind == "format":
-        return (
-            f"Calling {names} is not allowed: it can reach Python internals. "
-            "Put each value in {{ }} instead."
+        return _(
+            "Calling %(names)s is not allowed: it can reach Python internals. "
+            "Put each value in {{ }} instead.",
+            names=names,
         )
     if kind == "method":
-        return (
-            f"Calling the method {names} is not available in letters. "
-            "Use a filter instead, such as {{ contact.family_name|upper }}."
+        return _(
+            "Calling the method %(names)s is not available in letters. "
+            "Use a filter instead, such as {{ contact.family_name|upper }}.",
+            names=names,
         )
     if kind == "refused-filter":
-        return " ".join(_REFUSED_FILTERS[d] for d in dict.fromkeys(details))
+        return " ".join(str(_REFUSED_FILTERS[d]) for d in dict.fromkeys(details))
     if kind == "filter":
         available = ", ".join(sorted(environment.filters))
-        return f"There is no filter {names} in letters. Available filters: {available}."
+        return _(
+            "There is no filter %(names)s in letters. Available filters: %(available)s.",
+            names=names,
+            available=available,
+        )
     if kind == "test":
-        return f"There is no test {names} in letters."
+        return _("There is no test %(names)s in letters.", names=names)
     if kind == "include":
-        return "Letters cannot include, import or extend other templates."
+        return _("Letters cannot include, import or extend other templates.")
     if kind == "autoescape":
-        return (
+        return _(
             "Turning autoescaping off is not allowed: it would let contact data write HTML "
             "into the letter."
         )
@@ -621,7 +682,11 @@ def _refuse_first(problems: list[tuple[int, str, str]], environment: Environment
     message = _message(kind, [p[2] for p in on_line if p[1] == kind], environment)
     others = len({(p[0], p[1]) for p in problems}) - 1
     if others:
-        message += f" ({others} more problem{'s' if others > 1 else ''} after this one.)"
+        message += " " + ngettext(
+            "(%(num)d more problem after this one.)",
+            "(%(num)d more problems after this one.)",
+            others,
+        )
     raise TemplateRefused(message, line)
 
 
@@ -666,13 +731,16 @@ class LetterEnvironment(ImmutableSandboxedEnvironment):
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         if len(source) > MAX_SOURCE_CHARS:
             raise TemplateRefused(
-                f"The template is too long ({len(source):,} characters; "
-                f"the limit is {MAX_SOURCE_CHARS:,})."
+                _(
+                    "The template is too long (%(length)s characters; the limit is %(limit)s).",
+                    length=_count(len(source)),
+                    limit=_count(MAX_SOURCE_CHARS),
+                )
             )
         try:
             tree = Parser(self, source, name, filename).parse()
         except RecursionError:
-            raise TemplateRefused("The template is nested too deeply.") from None
+            raise TemplateRefused(_("The template is nested too deeply.")) from None
         _refuse_first(_problems(tree, self), self)
         for loop in tree.find_all(nodes.For):
             loop.iter = nodes.Call(
@@ -709,21 +777,22 @@ class LetterEnvironment(ImmutableSandboxedEnvironment):
             )
         ):
             name = getattr(obj, "__name__", type(obj).__name__)
-            raise SecurityError(f"Calling `{name}` is not available in letters.")
+            raise SecurityError(_("Calling `%(name)s` is not available in letters.", name=name))
         return _check_value(context.call(obj, *args, **kwargs))
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         limits = _state().limits
         if operator == "%" and isinstance(left, str):
             raise SecurityError(
-                "Formatting text with % is not available in letters; put each value in {{ }}."
+                _(
+                    "Formatting text with %(operator)s is not available in letters; put each "
+                    "value in {{ }}.",
+                    operator="%",
+                )
             )
         if operator == "**" and _is_int(left) and _is_int(right) and abs(left) > 1:
             if right > 0 and left.bit_length() * right > limits.max_int_bits:
-                raise RenderLimitExceeded(
-                    f"A number in this letter would be too large "
-                    f"(more than {limits.max_int_bits:,} bits)."
-                )
+                raise _number_too_large(limits)
         elif operator == "*":
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, str | list | tuple) and _is_int(times):
@@ -732,8 +801,10 @@ class LetterEnvironment(ImmutableSandboxedEnvironment):
                     # A list is printed as text: count what its items would print.
                     if len(seq) * times > limits.max_range:
                         raise RenderLimitExceeded(
-                            f"A list in this letter would have more than "
-                            f"{limits.max_range:,} items."
+                            _(
+                                "A list in this letter would have more than %(limit)s items.",
+                                limit=_count(limits.max_range),
+                            )
                         )
                     _check_size(sum(len(x) if isinstance(x, str) else 1 for x in seq) * times)
             if (
@@ -741,10 +812,7 @@ class LetterEnvironment(ImmutableSandboxedEnvironment):
                 and _is_int(right)
                 and left.bit_length() + right.bit_length() > limits.max_int_bits + 1
             ):
-                raise RenderLimitExceeded(
-                    f"A number in this letter would be too large "
-                    f"(more than {limits.max_int_bits:,} bits)."
-                )
+                raise _number_too_large(limits)
         elif (
             operator == "+"
             and isinstance(left, str | list | tuple)
@@ -762,11 +830,18 @@ class LetterEnvironment(ImmutableSandboxedEnvironment):
         total = sum(map(len, chunks))
         state = _state()
         if total > state.limits.max_output_chars:
-            raise RenderLimitExceeded(
-                f"The letter would be longer than {state.limits.max_output_chars:,} characters."
-            )
+            raise _too_long(state.limits)
         state.charge(total)
         return "".join(chunks)
+
+
+def _too_long(limits: RenderLimits) -> RenderLimitExceeded:
+    return RenderLimitExceeded(
+        _(
+            "The letter would be longer than %(limit)s characters.",
+            limit=_count(limits.max_output_chars),
+        )
+    )
 
 
 def _is_int(value: Any) -> bool:
@@ -788,7 +863,7 @@ def check_template(source: str, *, allowed_variables: set[str]) -> None:
     try:
         tree = environment.parse(source)
     except TemplateSyntaxError as exc:
-        raise TemplateRefused(f"Template syntax error: {exc.message}", exc.lineno) from None
+        raise TemplateRefused(_syntax_error(exc), exc.lineno) from None
     allowed = set(allowed_variables) | set(environment.globals)
     unknown = find_undeclared_variables(tree) - allowed
     if unknown:
@@ -798,12 +873,22 @@ def check_template(source: str, *, allowed_variables: set[str]) -> None:
             if node.ctx == "load" and node.name in unknown
         ]
         names = ", ".join(f"`{name}`" for name in sorted(unknown))
-        plural = "s" if len(unknown) > 1 else ""
-        known = ", ".join(sorted(allowed_variables)) or "none"
+        known = ", ".join(sorted(allowed_variables)) or _("none")
         raise TemplateRefused(
-            f"Unknown variable{plural} {names}. Letters can use: {known}.",
+            ngettext(
+                "Unknown variable %(names)s. Letters can use: %(known)s.",
+                "Unknown variables %(names)s. Letters can use: %(known)s.",
+                len(unknown),
+                names=names,
+                known=known,
+            ),
             min(lines) if lines else None,
         )
+
+
+def _syntax_error(exc: TemplateSyntaxError) -> str:
+    # Jinja's own explanation stays in English: it names the construct the author wrote.
+    return _("Template syntax error: %(reason)s", reason=exc.message or "")
 
 
 @lru_cache(maxsize=512)
@@ -849,9 +934,7 @@ def render(
         for chunk in template.generate(data):
             size += len(chunk)
             if size > limits.max_output_chars:
-                raise RenderLimitExceeded(
-                    f"The letter would be longer than {limits.max_output_chars:,} characters."
-                )
+                raise _too_long(limits)
             chunks.append(chunk)
             if not len(chunks) % 64:
                 state.check_time()
@@ -859,15 +942,15 @@ def render(
     except RenderError:
         raise
     except TemplateRefused as exc:
-        raise RenderError(f"Refused: {exc.message}", exc.line) from None
+        raise RenderError(_("Refused: %(reason)s", reason=exc.message), exc.line) from None
     except TemplateSyntaxError as exc:
-        raise RenderError(f"Template syntax error: {exc.message}", exc.lineno) from None
+        raise RenderError(_syntax_error(exc), exc.lineno) from None
     except SecurityError as exc:
-        raise RenderError(f"Refused: {exc}", _template_line(exc)) from None
+        raise RenderError(_("Refused: %(reason)s", reason=str(exc)), _template_line(exc)) from None
     except RecursionError:
-        raise RenderLimitExceeded("The letter nests too deeply to render.") from None
+        raise RenderLimitExceeded(_("The letter nests too deeply to render.")) from None
     except MemoryError:
-        raise RenderLimitExceeded("The letter needs too much memory to render.") from None
+        raise RenderLimitExceeded(_("The letter needs too much memory to render.")) from None
     except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
         raise RenderError(str(exc), _template_line(exc)) from None
     finally:

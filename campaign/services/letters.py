@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext as _
 
 from campaign.letters.letter import letter_source, render_letter
 from campaign.letters.salutations import RuleSet
@@ -90,7 +91,7 @@ def compose_letter(
         except PdfError as error:
             return ComposedLetter(letter, parts, None, None, str(error), filename)
     if letter.has_errors:
-        return ComposedLetter(letter, parts, pdf, None, "the letter has errors", filename)
+        return ComposedLetter(letter, parts, pdf, None, _("the letter has errors"), filename)
     # A PDF made only for a preview is shown, not attached.
     attachments = [Attachment(filename, "application/pdf", pdf)] if attach_pdf and pdf else []
     try:

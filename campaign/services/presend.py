@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import Select
 
 from campaign.extensions import db
@@ -46,7 +47,9 @@ class ContactProblem:
         """How the report names the recipient: the address, or the contact number without one."""
         if self.email.strip():
             return self.email
-        return f"contact #{self.contact_id}" if self.contact_id is not None else "(no email)"
+        if self.contact_id is not None:
+            return _("contact #%(id)d", id=self.contact_id)
+        return _("(no email)")
 
 
 @dataclass
@@ -76,7 +79,12 @@ class PresendReport:
         return self.contacts_with_errors > 0
 
     def summary(self) -> str:
-        return f"checked {self.checked} recipients: {self.errors} errors, {self.warnings} warnings"
+        return _(
+            "checked %(checked)d recipients: %(errors)d errors, %(warnings)d warnings",
+            checked=self.checked,
+            errors=self.errors,
+            warnings=self.warnings,
+        )
 
 
 def _contacts(audience: Select[Any] | Iterable[Contact]) -> Iterator[Contact]:
@@ -118,7 +126,11 @@ def check_audience(
         except Exception as error:  # one broken letter must not stop the check of the others
             log.exception("pre-send check failed for contact %s", contact.id)
             found = (
-                LetterProblem("error", "render_error", f"the letter could not be made: {error}"),
+                LetterProblem(
+                    "error",
+                    "render_error",
+                    _("the letter could not be made: %(reason)s", reason=str(error)),
+                ),
             )
             letter_language = ""
         if letter_language:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from campaign.extensions import db
@@ -77,7 +78,9 @@ def rule_from_form(data: Mapping[str, Any]) -> Rule:
         else [line.strip() for line in str(raw).splitlines() if line.strip()]
     )
     if len(texts) > MAX_TEXTS:
-        raise InvalidRuleError([f"text: at most {MAX_TEXTS} alternatives, one a line"])
+        raise InvalidRuleError(
+            [_("text: at most %(limit)d alternatives, one a line", limit=MAX_TEXTS)]
+        )
     return validate_rule(
         {
             "language": data.get("language"),
@@ -102,6 +105,21 @@ def _find(rule: Rule) -> SalutationRule | None:
     )
 
 
+def _cell_words(rule: Rule) -> dict[str, str]:
+    """A rule's kind, role, gender and style as a person reads them ("*" is "any")."""
+    from campaign.labels import label
+
+    def word(value: str, table: str) -> str:
+        return _("any") if value == ANY else label(value, table)
+
+    return {
+        "kind": word(rule.kind, "salutation_kind"),
+        "role": word(rule.role, "role_type"),
+        "gender": word(rule.gender, "gender"),
+        "style": word(rule.style, "style"),
+    }
+
+
 def _describe(rule: Rule) -> dict[str, Any]:
     return {
         "language": rule.language,
@@ -119,8 +137,12 @@ def create_rule(data: Mapping[str, Any], *, actor: User | None = None) -> Saluta
     if _find(rule) is not None:
         raise InvalidRuleError(
             [
-                f"an admin rule for {rule.language} {rule.kind}, role {rule.role}, gender "
-                f"{rule.gender}, style {rule.style} exists already: edit that one"
+                _(
+                    "an admin rule for %(language)s, %(kind)s, role %(role)s, gender "
+                    "%(gender)s, style %(style)s exists already: edit that one",
+                    language=rule.language,
+                    **_cell_words(rule),
+                )
             ]
         )
     row = SalutationRule(
@@ -153,8 +175,11 @@ def update_rule(
     if other is not None and other.id != row.id:
         raise InvalidRuleError(
             [
-                "another admin rule has the same language, kind, role, gender and style "
-                f"(#{other.id})"
+                _(
+                    "another admin rule has the same language, kind, role, gender and style "
+                    "(#%(id)d)",
+                    id=other.id,
+                )
             ]
         )
     before = _describe(_as_rule(row))

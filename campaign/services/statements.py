@@ -13,9 +13,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from campaign.extensions import db
+from campaign.labels import label
+from campaign.letters.signatories import TRANSLATED_FIELDS
 from campaign.models import (
     PublishAs,
     Signatory,
@@ -80,12 +84,13 @@ class MarkdownFile:
     body: str
 
 
-def parse_markdown_file(text: str, *, source: str = "the file") -> MarkdownFile:
+def parse_markdown_file(text: str, *, source: str | None = None) -> MarkdownFile:
     """Split optional front matter (title, subject, lang: one `key: value` a line) from the body.
 
     A deliberately small format rather than YAML: three keys, no types, nothing to execute.
     """
     text = text.lstrip("\ufeff")
+    source = source or _("the file")
     meta: dict[str, str] = {}
     match = _FRONT_MATTER.match(text)
     if match:
@@ -96,8 +101,14 @@ def parse_markdown_file(text: str, *, source: str = "the file") -> MarkdownFile:
             key = key.strip().lower()
             if not colon or key not in _FRONT_MATTER_KEYS:
                 raise StatementError(
-                    f"{source}, line {number}: front matter lines are `key: value` with key "
-                    f"one of {', '.join(_FRONT_MATTER_KEYS)}; found {line.strip()!r}"
+                    _(
+                        "%(source)s, line %(line)d: front matter lines are `key: value` with "
+                        "key one of %(keys)s; found %(found)s",
+                        source=source,
+                        line=number,
+                        keys=", ".join(_FRONT_MATTER_KEYS),
+                        found=repr(line.strip()),
+                    )
                 )
             meta[key] = value.strip().strip("\"'")
         text = text[match.end() :]
@@ -114,22 +125,38 @@ def clean_language(tag: str) -> str:
     raw = tag.strip()
     if not _BCP47.match(raw):
         raise StatementError(
-            f"{raw!r} is not a language tag such as en, fr, ru or pt-BR", field="language"
+            _("%(value)s is not a language tag such as en, fr, ru or pt-BR", value=repr(raw)),
+            field="language",
         )
     parts = raw.split("-")
     return "-".join([parts[0].lower(), *[p.upper() if len(p) == 2 else p for p in parts[1:]]])
 
 
-def check_statement_template(source: str, *, field: str) -> None:
-    """Refuse a subject or body that does not compile or reaches beyond the letter's data."""
+def check_statement_template(source: str, *, field: str, language: str) -> None:
+    """Refuse a subject or body that does not compile or reaches beyond the letter's data.
+
+    `field` is "subject" or "body"; `language` the text's language tag, named in the message.
+    """
     from campaign.letters.sandbox import TemplateRefused, check_template
 
     try:
         check_template(source, allowed_variables=set(TEMPLATE_VARIABLES))
     except TemplateRefused as refused:
+        if field == "subject":
+            message = _(
+                "The %(language)s subject cannot be saved: %(reason)s",
+                language=language,
+                reason=str(refused),
+            )
+        else:
+            message = _(
+                "The %(language)s body cannot be saved: %(reason)s",
+                language=language,
+                reason=str(refused),
+            )
         raise StatementError(
-            f"The {field} cannot be saved: {refused}",
-            field=field.rsplit(" ", 1)[-1],
+            message,
+            field=field,
             line=refused.line,
         ) from None
 
@@ -169,21 +196,30 @@ def set_text(
 def _apply_text(statement: Statement, language: str, subject: str, body: str) -> None:
     if len(subject) > MAX_SUBJECT:
         raise StatementError(
-            f"The subject is {len(subject)} characters; the limit is {MAX_SUBJECT}.",
+            _(
+                "The subject is %(length)d characters; the limit is %(limit)d.",
+                length=len(subject),
+                limit=MAX_SUBJECT,
+            ),
             field="subject",
         )
     if re.search(r"[\r\n\x00]", subject):
         raise StatementError(
-            "The subject must be one line (it becomes a mail header).", field="subject"
+            _("The subject must be one line (it becomes a mail header)."), field="subject"
         )
     if len(body) > MAX_BODY:
         raise StatementError(
-            f"The body is {len(body)} characters; the limit is {MAX_BODY}.", field="body"
+            _(
+                "The body is %(length)d characters; the limit is %(limit)d.",
+                length=len(body),
+                limit=MAX_BODY,
+            ),
+            field="body",
         )
     if not body.strip():
-        raise StatementError(f"The {language} body is empty.", field="body")
-    check_statement_template(subject, field=f"{language} subject")
-    check_statement_template(body, field=f"{language} body")
+        raise StatementError(_("The %(language)s body is empty.", language=language), field="body")
+    check_statement_template(subject, field="subject", language=language)
+    check_statement_template(body, field="body", language=language)
     text = statement.text_for(language)
     if text is None:
         statement.texts.append(StatementText(language=language, subject=subject, body=body))
@@ -195,11 +231,17 @@ def _clean_title(title: str) -> str:
     cleaned = " ".join(title.split())
     if not cleaned:
         raise StatementError(
-            "A statement needs a title (front matter `title:` or a `# heading`).", field="title"
+            _("A statement needs a title (front matter `title:` or a `# heading`)."),
+            field="title",
         )
     if len(cleaned) > MAX_TITLE:
         raise StatementError(
-            f"The title is {len(cleaned)} characters; the limit is {MAX_TITLE}.", field="title"
+            _(
+                "The title is %(length)d characters; the limit is %(limit)d.",
+                length=len(cleaned),
+                limit=MAX_TITLE,
+            ),
+            field="title",
         )
     return cleaned
 
@@ -269,6 +311,19 @@ _SIGNATORY_FIELDS = (
     "exile_country",
     "group_label",
 )
+# Languages a signer's name, role and organisation can be given in (the letter languages
+# with catalogues); the letter prints the form of its own language, else the default.
+SIGNATORY_LANGUAGES = ("en", "fr", "ru")
+# The fields as a message names them ("The signatory's role is longer than 300 characters.").
+_SIGNATORY_FIELD_WORDS = {
+    "name": _l("name"),
+    "acronym": _l("acronym"),
+    "role": _l("role"),
+    "organisation": _l("organisation"),
+    "country": _l("country"),
+    "exile_country": _l("country of exile"),
+    "group_label": _l("group"),
+}
 
 
 def signatory_as_dict(signatory: Signatory) -> dict[str, Any]:
@@ -279,6 +334,7 @@ def signatory_as_dict(signatory: Signatory) -> dict[str, Any]:
         "publish_as": signatory.publish_as,
         "position": signatory.position,
         **{name: getattr(signatory, name) for name in _SIGNATORY_FIELDS},
+        "translations": dict(signatory.translations or {}),
     }
 
 
@@ -321,26 +377,60 @@ def add_signatory(
     return signatory
 
 
-def _clean_signatory(data: Mapping[str, str]) -> dict[str, str]:
-    values: dict[str, str] = {}
+def _clean_translations(data: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """The signer's name, role and organisation per letter language (name_ru, role_fr…)."""
+    translations: dict[str, dict[str, str]] = {}
+    for language in SIGNATORY_LANGUAGES:
+        own = {}
+        for name in TRANSLATED_FIELDS:
+            value = " ".join(str(data.get(f"{name}_{language}", "") or "").split())
+            if len(value) > 300:
+                raise StatementError(
+                    _(
+                        "The signatory's %(field)s is longer than 300 characters.",
+                        field=str(_SIGNATORY_FIELD_WORDS[name]),
+                    )
+                )
+            if value:
+                own[name] = value
+        if own:
+            translations[language] = own
+    return translations
+
+
+def _clean_signatory(data: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
     for name in _SIGNATORY_FIELDS:
         value = " ".join(str(data.get(name, "") or "").split())
         if len(value) > 300:
-            raise StatementError(f"The signatory's {name} is longer than 300 characters.")
+            raise StatementError(
+                _(
+                    "The signatory's %(field)s is longer than 300 characters.",
+                    field=str(_SIGNATORY_FIELD_WORDS[name]),
+                )
+            )
         values[name] = value
     if not values["name"]:
-        raise StatementError("A signatory needs a name.")
+        raise StatementError(_("A signatory needs a name."))
     kind = str(data.get("kind") or SignatoryKind.ORGANISATION.value).strip().lower()
     publish_as = str(data.get("publish_as") or PublishAs.FULL.value).strip().lower()
     if kind not in {k.value for k in SignatoryKind}:
-        raise StatementError(f"{kind!r} is not a signatory kind (organisation or individual).")
+        raise StatementError(_not_a_kind(kind))
     if publish_as not in {p.value for p in PublishAs}:
         raise StatementError(
-            f"{publish_as!r} is not a way to publish a signatory "
-            "(full, organisation_only or withheld)."
+            _(
+                "%(value)s is not a way to publish a signatory "
+                "(full, organisation_only or withheld).",
+                value=repr(publish_as),
+            )
         )
     values["kind"], values["publish_as"] = kind, publish_as
+    values["translations"] = _clean_translations(data)
     return values
+
+
+def _not_a_kind(kind: str) -> str:
+    return _("%(value)s is not a signatory kind (organisation or individual).", value=repr(kind))
 
 
 def _public_label(signatory: Signatory) -> str:
@@ -439,9 +529,10 @@ def put_organisations_first(statement: Statement, *, actor: User | None = None) 
     return True
 
 
+# The words "based in exile in" are what the parser reads (_EXILE): translations keep them.
 PASTE_FORMATS = {
-    SignatoryKind.ORGANISATION.value: "Name (ACRONYM), Country, based in exile in Country",
-    SignatoryKind.INDIVIDUAL.value: "Name, role, organisation, country",
+    SignatoryKind.ORGANISATION.value: _l("Name (ACRONYM), Country, based in exile in Country"),
+    SignatoryKind.INDIVIDUAL.value: _l("Name, role, organisation, country"),
 }
 _ACRONYM = re.compile(r"^(?P<name>.*?)\s*\((?P<acronym>[^()]{1,50})\)$")
 _EXILE = re.compile(r"^(?:based\s+)?in\s+exile\s+in\s+", re.IGNORECASE)
@@ -457,12 +548,12 @@ def parse_signatory_lines(
     label of the lines after it. Raises StatementError listing every bad line by number.
     """
     if kind not in PASTE_FORMATS:
-        raise StatementError(f"{kind!r} is not a signatory kind (organisation or individual).")
+        raise StatementError(_not_a_kind(kind))
     rows: list[dict[str, str]] = []
     problems: list[str] = []
     lines = text.splitlines()
     if len(lines) > MAX_PASTE_LINES:
-        raise StatementError(f"Paste at most {MAX_PASTE_LINES} lines at a time.")
+        raise StatementError(_("Paste at most %(limit)d lines at a time.", limit=MAX_PASTE_LINES))
     for number, raw in enumerate(lines, start=1):
         line = raw.strip()
         if not line:
@@ -475,8 +566,14 @@ def parse_signatory_lines(
         if kind == SignatoryKind.ORGANISATION.value:
             if len(parts) > 3:
                 problems.append(
-                    f"Line {number}: {len(parts)} parts separated by commas; an organisation "
-                    f"line has at most 3 ({PASTE_FORMATS[kind]}): {line!r}"
+                    _(
+                        "Line %(line)d: %(parts)d parts separated by commas; an organisation "
+                        "line has at most 3 (%(format)s): %(found)s",
+                        line=number,
+                        parts=len(parts),
+                        format=str(PASTE_FORMATS[kind]),
+                        found=repr(line),
+                    )
                 )
                 continue
             name, country, exile = [*parts, "", ""][:3]
@@ -485,16 +582,26 @@ def parse_signatory_lines(
                 name, data["acronym"] = match.group("name"), match.group("acronym").strip()
             if exile and not _EXILE.match(exile):
                 problems.append(
-                    f"Line {number}: the third part must read 'based in exile in Country', "
-                    f"found {exile!r}"
+                    _(
+                        "Line %(line)d: the third part must read 'based in exile in Country', "
+                        "found %(found)s",
+                        line=number,
+                        found=repr(exile),
+                    )
                 )
                 continue
             data.update(name=name, country=country, exile_country=_EXILE.sub("", exile))
         else:
             if len(parts) > 4:
                 problems.append(
-                    f"Line {number}: {len(parts)} parts separated by commas; an individual "
-                    f"line has at most 4 ({PASTE_FORMATS[kind]}): {line!r}"
+                    _(
+                        "Line %(line)d: %(parts)d parts separated by commas; an individual "
+                        "line has at most 4 (%(format)s): %(found)s",
+                        line=number,
+                        parts=len(parts),
+                        format=str(PASTE_FORMATS[kind]),
+                        found=repr(line),
+                    )
                 )
                 continue
             name, role, organisation, country = [*parts, "", "", ""][:4]
@@ -502,11 +609,11 @@ def parse_signatory_lines(
         try:
             rows.append({**data, **_clean_signatory(data)})
         except StatementError as error:
-            problems.append(f"Line {number}: {error}")
+            problems.append(_("Line %(line)d: %(problem)s", line=number, problem=str(error)))
     if problems:
         raise StatementError(" ".join(problems), problems=problems)
     if not rows:
-        raise StatementError("Nothing to add: paste one signatory a line.")
+        raise StatementError(_("Nothing to add: paste one signatory a line."))
     return rows
 
 
@@ -553,7 +660,7 @@ def attachment_file(attachment: StatementAttachment) -> Path:
     folder = attachment_folder().resolve()
     path = (folder / attachment.stored_path).resolve()
     if not path.is_relative_to(folder):
-        raise StatementError("The attachment's stored path is outside the attachments folder.")
+        raise StatementError(_("The attachment's stored path is outside the attachments folder."))
     return path
 
 
@@ -571,8 +678,10 @@ def sniff_attachment(head: bytes, data: IO[bytes]) -> str:
         if "[Content_Types].xml" in names and "word/document.xml" in names:
             return "docx"
     raise StatementError(
-        "Only PDF and Word (.docx) files can be attached; this file is neither "
-        "(judged by its content, not its name)."
+        _(
+            "Only PDF and Word (.docx) files can be attached; this file is neither "
+            "(judged by its content, not its name)."
+        )
     )
 
 
@@ -588,10 +697,13 @@ def add_attachment(
     data = stream.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise StatementError(
-            f"The file is larger than {max_bytes // (1024 * 1024)} MB; attach a smaller one."
+            _(
+                "The file is larger than %(size)d MB; attach a smaller one.",
+                size=max_bytes // (1024 * 1024),
+            )
         )
     if not data:
-        raise StatementError("The file is empty.")
+        raise StatementError(_("The file is empty."))
     kind = sniff_attachment(data[:8], io.BytesIO(data))
     stem = _UNSAFE_FILENAME.sub("_", Path(filename or "attachment").stem).strip("._ ")[:200]
     shown = f"{stem or 'attachment'}.{kind}"
@@ -649,11 +761,23 @@ def delete_statement(statement: Statement, *, actor: User | None = None) -> list
         .order_by(Campaign.id)
     ).all()
     if users:
-        named = ", ".join(f"#{cid} “{name}” ({status})" for cid, name, status in users[:5])
-        more = f" and {len(users) - 5} more" if len(users) > 5 else ""
+        named = ", ".join(
+            _(
+                "#%(id)d “%(name)s” (%(status)s)",
+                id=cid,
+                name=name,
+                status=label(status, "campaign_status"),
+            )
+            for cid, name, status in users[:5]
+        )
+        if len(users) > 5:
+            named = _("%(campaigns)s and %(more)d more", campaigns=named, more=len(users) - 5)
         raise StatementError(
-            f"The statement cannot be deleted: campaigns use it ({named}{more}). "
-            "Cancel or delete those campaigns first; a sent campaign keeps its statement."
+            _(
+                "The statement cannot be deleted: campaigns use it (%(campaigns)s). "
+                "Cancel or delete those campaigns first; a sent campaign keeps its statement.",
+                campaigns=named,
+            )
         )
     paths = [attachment_file(a) for a in attachments_of(statement)]
     title, statement_id = statement.title, statement.id

@@ -44,7 +44,7 @@ def show(statement_id: int) -> Any:
     return render_template(
         "presend/show.html",
         statement=statement,
-        choices=choices,
+        audiences=choices,
         audience=audience,
         language=language,
         language_error=language_error,

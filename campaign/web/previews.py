@@ -20,6 +20,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import exists, or_, select
 
@@ -141,7 +142,7 @@ def show(statement_id: int) -> Any:
     return render_template(
         "previews/show.html",
         statement=statement,
-        choices=choices,
+        audiences=choices,
         audience=audience,
         recipients=recipients,
         contact=contact,
@@ -181,7 +182,7 @@ def pdf(statement_id: int) -> Any:
     statement = db.get_or_404(Statement, statement_id)
     composed = _compose(statement, _contact(), with_pdf=True, cases_from=_args_campaign(statement))
     if composed.pdf is None:
-        flash(composed.error or "The letter has errors, so there is no PDF.", "error")
+        flash(composed.error or _("The letter has errors, so there is no PDF."), "error")
         return redirect(
             url_for("previews.show", statement_id=statement_id, **_part_args(_contact()))
         )
@@ -226,8 +227,8 @@ def send_test(statement_id: int) -> Any:
     except LanguageUnavailable:
         abort(404)
     except LetterNotSent as error:
-        flash(f"Not sent: {error}.", "error")
+        flash(_("Not sent: %(reason)s.", reason=str(error)), "error")
         return redirect(back)
     db.session.commit()
-    flash(f"A test of this letter was sent to {current_user.email}.", "success")
+    flash(_("A test of this letter was sent to %(email)s.", email=current_user.email), "success")
     return redirect(back)

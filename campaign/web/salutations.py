@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from campaign.extensions import db
+from campaign.labels import label
 from campaign.letters.salutations import ANY, GENDERS, KINDS, STYLES, InvalidRuleError
 from campaign.models import Role, RoleType, SalutationRule
 from campaign.services import salutation_rules as rule_service
@@ -15,6 +18,13 @@ from campaign.web.access import allow, signed_in_user
 bp = Blueprint("salutations", __name__, url_prefix="/salutations")
 
 RULE_FIELDS = ("language", "kind", "role", "gender", "style", "text")
+# The settings of salutation_rules.toml in the interface language; the file's own
+# description (English) is shown for a setting not listed here.
+SETTING_DESCRIPTIONS = {
+    "fr_ambassador_feminine": _l(
+        "French salutation for a woman ambassador (the feminine form is disputed)."
+    ),
+}
 
 
 def _choices() -> dict[str, list[str]]:
@@ -62,10 +72,11 @@ def _render_index(
             chosen=rule_set.chosen_settings,
             admin_rules=rule_service.admin_rules(),
             incomplete=rule_service.incomplete_languages(rule_set),
+            setting_descriptions=SETTING_DESCRIPTIONS,
             values=values or {"kind": "salutation", "gender": ANY, "style": ANY},
             problems=problems or [],
             setting_problems=setting_problems or [],
-            choices=_choices(),
+            rule_choices=_choices(),
         ),
         status,
     )
@@ -87,7 +98,16 @@ def create_rule() -> Any:
         db.session.rollback()
         return _render_index(values=values, problems=error.problems, status=422)
     db.session.commit()
-    flash(f"Rule added for {row.language} ({row.kind}, role {row.role_type}).", "success")
+    role = _("any role") if row.role_type == ANY else label(row.role_type, "role_type")
+    flash(
+        _(
+            "Rule added for %(language)s (%(kind)s, %(role)s).",
+            language=row.language,
+            kind=label(row.kind, "salutation_kind"),
+            role=role,
+        ),
+        "success",
+    )
     return redirect(url_for("salutations.index", lang=row.language))
 
 
@@ -104,7 +124,7 @@ def edit_rule(rule_id: int) -> Any:
         db.session.rollback()
         return _render_form(db.get_or_404(SalutationRule, rule_id), values, error.problems, 422)
     db.session.commit()
-    flash("Rule saved.", "success")
+    flash(_("Rule saved."), "success")
     return redirect(url_for("salutations.index", lang=row.language))
 
 
@@ -113,7 +133,11 @@ def _render_form(
 ) -> Any:
     return (
         render_template(
-            "salutations/edit.html", row=row, values=values, problems=problems, choices=_choices()
+            "salutations/edit.html",
+            row=row,
+            values=values,
+            problems=problems,
+            rule_choices=_choices(),
         ),
         status,
     )
@@ -125,7 +149,7 @@ def delete_rule(rule_id: int) -> Any:
     row = db.get_or_404(SalutationRule, rule_id)
     rule_service.delete_rule(row, actor=signed_in_user())
     db.session.commit()
-    flash("Rule deleted; the built-in rule it replaced, if any, applies again.", "success")
+    flash(_("Rule deleted; the built-in rule it replaced, if any, applies again."), "success")
     return redirect(url_for("salutations.index"))
 
 
@@ -142,5 +166,5 @@ def save_settings() -> Any:
         db.session.rollback()
         return _render_index(setting_problems=error.problems, status=422)
     db.session.commit()
-    flash("Settings saved." if changed else "No changes.", "success")
+    flash(_("Settings saved.") if changed else _("No changes."), "success")
     return redirect(url_for("salutations.index"))

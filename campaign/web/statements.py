@@ -15,9 +15,13 @@ from flask import (
     send_file,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from sqlalchemy import func, select
 
 from campaign.extensions import db
+from campaign.labels import label
 from campaign.models import (
     PublishAs,
     Role,
@@ -37,22 +41,18 @@ bp = Blueprint("statements", __name__, url_prefix="/statements")
 
 SIGNATORY_FIELDS = ("name", "acronym", "role", "organisation", "country", "exile_country")
 SIGNATORY_LABELS = {
-    "name": "Name",
-    "acronym": "Acronym",
-    "role": "Role",
-    "organisation": "Organisation",
-    "country": "Country",
-    "exile_country": "Based in exile in",
-    "group_label": "Group",
-    "kind": "Kind",
-    "publish_as": "Publish as",
+    "name": _l("Name"),
+    "acronym": _l("Acronym"),
+    "role": _l("Role"),
+    "organisation": _l("Organisation"),
+    "country": _l("Country"),
+    "exile_country": _l("Based in exile in"),
+    "group_label": _l("Group"),
+    "kind": _l("Kind"),
+    "publish_as": _l("Publish as"),
 }
-PUBLISH_LABELS = {
-    PublishAs.FULL.value: "Full",
-    PublishAs.ORGANISATION_ONLY.value: "Organisation only",
-    PublishAs.WITHHELD.value: "Name withheld for security reasons",
-}
-WITHHELD = "[name withheld]"
+# What stands in for a withheld name in the version history (shown to staff).
+WITHHELD = _l("[name withheld]")
 
 
 def _get_signatory(statement: Statement, signatory_id: int) -> Signatory:
@@ -115,7 +115,7 @@ def create() -> Any:
         errors = {error.field or "title": str(error)}
         return render_template("statements/new.html", values=values, errors=errors), 422
     db.session.commit()
-    flash(f"Statement “{statement.title}” created as a draft.", "success")
+    flash(_("Statement “%(title)s” created as a draft.", title=statement.title), "success")
     return redirect(url_for("statements.show", statement_id=statement.id))
 
 
@@ -148,8 +148,6 @@ def _render_show(
             attachments=statement_service.attachments_of(statement),
             last_version=versions[-1] if versions else None,
             statuses=[s.value for s in StatementStatus],
-            kinds=[k.value for k in SignatoryKind],
-            publish_labels=PUBLISH_LABELS,
             paste_formats=PASTE_FORMATS,
             fields=SIGNATORY_FIELDS,
             labels=SIGNATORY_LABELS,
@@ -188,7 +186,7 @@ def rename(statement_id: int) -> Any:
     except StatementError as error:
         return _refused(statement_id, None, "title", values, error)
     db.session.commit()
-    flash("Title saved." if changed else "No changes.", "success")
+    flash(_("Title saved.") if changed else _("No changes."), "success")
     return redirect(url_for("statements.show", statement_id=statement.id))
 
 
@@ -202,7 +200,10 @@ def set_status(statement_id: int) -> Any:
         abort(400)
     statement_service.set_status(statement, status, actor=signed_in_user())
     db.session.commit()
-    flash(f"Statement marked {status.value}.", "success")
+    flash(
+        _("Statement marked %(status)s.", status=label(status.value, "statement_status")),
+        "success",
+    )
     return redirect(url_for("statements.show", statement_id=statement.id))
 
 
@@ -219,7 +220,7 @@ def delete(statement_id: int) -> Any:
     db.session.commit()
     for path in files:
         path.unlink(missing_ok=True)
-    flash("Statement deleted.", "success")
+    flash(_("Statement deleted."), "success")
     return redirect(url_for("statements.index"))
 
 
@@ -233,7 +234,7 @@ def save_text(statement_id: int, language: str) -> Any:
     text = statement.text_for(language)
     assert text is not None
     if (text.subject, text.body) == (values["subject"], values["body"]):
-        flash("No changes.", "success")
+        flash(_("No changes."), "success")
         return redirect(url_for("statements.show", statement_id=statement.id, lang=language))
     try:
         statement_service.set_text(
@@ -246,7 +247,7 @@ def save_text(statement_id: int, language: str) -> Any:
     except StatementError as error:
         return _refused(statement_id, language, "text", values, error)
     db.session.commit()
-    flash(f"The {language} text is saved.", "success")
+    flash(_("The %(language)s text is saved.", language=language), "success")
     return redirect(url_for("statements.show", statement_id=statement.id, lang=language))
 
 
@@ -259,7 +260,10 @@ def add_language(statement_id: int) -> Any:
         language = statement_service.clean_language(values["language"])
         if statement.text_for(language) is not None:
             raise StatementError(
-                f"The statement has a {language} text already; edit it in its tab.",
+                _(
+                    "The statement has a %(language)s text already; edit it in its tab.",
+                    language=language,
+                ),
                 field="language",
             )
         statement_service.set_text(
@@ -272,7 +276,7 @@ def add_language(statement_id: int) -> Any:
     except StatementError as error:
         return _refused(statement_id, None, "language", values, error)
     db.session.commit()
-    flash(f"The {language} text is added.", "success")
+    flash(_("The %(language)s text is added.", language=language), "success")
     return redirect(url_for("statements.show", statement_id=statement.id, lang=language))
 
 
@@ -296,8 +300,9 @@ def _withheld_names(statement: Statement) -> list[str]:
 
 def _redact(text: str, names: list[str]) -> str:
     # Whole words only: a withheld "Anna" must not turn "Annapurna Rights" into a clue.
+    shown = str(WITHHELD)
     for name in names:
-        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", WITHHELD, text)
+        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", lambda _match: shown, text)
     return text
 
 
@@ -311,7 +316,7 @@ def _public_snapshot(snapshot: dict[str, Any], names: list[str]) -> dict[str, An
                     "kind": signer.get("kind", ""),
                     "publish_as": "withheld",
                     "position": signer.get("position", 0),
-                    "name": WITHHELD,
+                    "name": str(WITHHELD),
                 }
             )
             continue
@@ -358,7 +363,6 @@ def version(statement_id: int, number: int) -> Any:
         summary=_redact(found.change_summary, names),
         snapshot=_public_snapshot(found.snapshot, names),
         author=_authors([found]).get(found.created_by_id or 0, ""),
-        publish_labels=PUBLISH_LABELS,
     )
 
 
@@ -380,13 +384,13 @@ def add_signatory(statement_id: int) -> Any:
     except StatementError as error:
         return _refused(statement_id, None, "signatory", values, error)
     db.session.commit()
-    flash(f"Signatory added: {_flash_label(signatory)}.", "success")
+    flash(_("Signatory added: %(name)s.", name=_flash_label(signatory)), "success")
     return redirect(url_for("statements.show", statement_id=statement.id) + "#signatories")
 
 
 def _flash_label(signatory: Signatory) -> str:
     if signatory.publish_as == PublishAs.WITHHELD.value:
-        return "name withheld"
+        return _("name withheld")
     return signatory.name
 
 
@@ -411,7 +415,7 @@ def paste_signatories(statement_id: int) -> Any:
     except StatementError as error:
         return _refused(statement_id, None, "paste", values, error)
     db.session.commit()
-    flash(f"{len(added)} signatories added.", "success")
+    flash(ngettext("%(num)d signatory added.", "%(num)d signatories added.", len(added)), "success")
     return redirect(url_for("statements.show", statement_id=statement.id) + "#signatories")
 
 
@@ -432,7 +436,7 @@ def edit_signatory(statement_id: int, signatory_id: int) -> Any:
         signatory = _get_signatory(statement, signatory_id)
         return _render_signatory_form(statement, signatory, values, str(error), 422)
     db.session.commit()
-    flash("Signatory saved." if changed else "No changes.", "success")
+    flash(_("Signatory saved.") if changed else _("No changes."), "success")
     return redirect(url_for("statements.show", statement_id=statement.id) + "#signatories")
 
 
@@ -452,8 +456,6 @@ def _render_signatory_form(
             error=error,
             fields=SIGNATORY_FIELDS,
             labels=SIGNATORY_LABELS,
-            kinds=[k.value for k in SignatoryKind],
-            publish_labels=PUBLISH_LABELS,
         ),
         status,
     )
@@ -477,10 +479,10 @@ def move_signatory(statement_id: int, signatory_id: int) -> Any:
 def remove_signatory(statement_id: int, signatory_id: int) -> Any:
     statement = db.get_or_404(Statement, statement_id)
     signatory = _get_signatory(statement, signatory_id)
-    label = _flash_label(signatory)
+    removed = _flash_label(signatory)
     statement_service.remove_signatory(signatory, actor=signed_in_user())
     db.session.commit()
-    flash(f"Signatory removed: {label}.", "success")
+    flash(_("Signatory removed: %(name)s.", name=removed), "success")
     return redirect(url_for("statements.show", statement_id=statement.id) + "#signatories")
 
 
@@ -494,14 +496,14 @@ def add_attachment(statement_id: int) -> Any:
     upload = request.files.get("file")
     try:
         if upload is None or not upload.filename:
-            raise StatementError("Choose a PDF or Word (.docx) file to attach.")
+            raise StatementError(_("Choose a PDF or Word (.docx) file to attach."))
         attachment = statement_service.add_attachment(
             statement, upload.filename, upload.stream, actor=signed_in_user()
         )
     except StatementError as error:
         return _refused(statement_id, None, "attachment", {}, error)
     db.session.commit()
-    flash(f"Attached {attachment.filename}.", "success")
+    flash(_("Attached %(name)s.", name=attachment.filename), "success")
     return redirect(url_for("statements.show", statement_id=statement.id) + "#attachments")
 
 
@@ -533,5 +535,5 @@ def remove_attachment(statement_id: int, attachment_id: int) -> Any:
     path = statement_service.remove_attachment(attachment, actor=signed_in_user())
     db.session.commit()
     path.unlink(missing_ok=True)
-    flash(f"Attachment {name} deleted.", "success")
+    flash(_("Attachment %(name)s deleted.", name=name), "success")
     return redirect(url_for("statements.show", statement_id=statement.id) + "#attachments")

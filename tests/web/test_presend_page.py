@@ -78,6 +78,16 @@ def letter(app: Flask) -> dict[str, Any]:
     db.session.commit()
     # The service refuses a line break in a name; an older import or a direct edit may not.
     people["broken"].family_name = "Injected\r\nBcc: everyone@example.org"
+    # The Russian readers' names in Cyrillic, their datives confirmed, the ambassador's
+    # office country known: the protocol checks find nothing to say about them.
+    for who, given, family, dative in (
+        ("rapporteur", "Амара", "Сампл", "Амаре Сампл"),
+        ("ambassador", "Берди", "Мисалов", "Берди Мисалову"),
+    ):
+        person = people[who]
+        person.given_name_ru, person.family_name_ru = given, family
+        person.name_dative, person.dative_confirmed = dative, True
+    people["ambassador"].location_country = "FR"
     db.session.commit()
     return {"statement": statement, "people": people, "list": audience}
 
@@ -123,11 +133,11 @@ def test_the_check_lists_each_contacts_problems_and_counts_them(
         if code in row
     }
     assert set(by_code) == {"un_language", "language_fallback", "header_injection"}
-    assert "sr@example.org" in by_code["un_language"] and "warning" in by_code["un_language"]
+    assert "sr@example.org" in by_code["un_language"] and "Warning" in by_code["un_language"]
     assert "claire@example.org" in by_code["language_fallback"]
-    assert "warning" in by_code["language_fallback"]
+    assert "Warning" in by_code["language_fallback"]
     assert "eve@example.org" in by_code["header_injection"]
-    assert "error" in by_code["header_injection"]
+    assert "Error" in by_code["header_injection"]
     assert "mission@example.org" not in page  # a letter with no problem is not listed
     assert "Errors stop a letter from being queued" in page
     assert "1 recipient would get no letter" in page
