@@ -21,6 +21,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import exists, or_, select
 
@@ -46,16 +47,18 @@ MAX_CHOICES = 500
 _FRAME_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; sandbox"
 )
-_HEADERS_SHOWN = (
-    "From",
-    "To",
-    "Cc",
-    "Reply-To",
-    "Subject",
-    "Date",
-    "Message-ID",
-    "Content-Language",
-)
+# The headers shown above the letter, each named as a mail client in the reader's
+# interface language names it ("От", "Кому"); the technical ones keep their names.
+_HEADERS_SHOWN = {
+    "From": _l("From"),
+    "To": _l("To"),
+    "Cc": _l("Cc"),
+    "Reply-To": _l("Reply to"),
+    "Subject": _l("Subject"),
+    "Date": _l("Date"),
+    "Message-ID": "Message-ID",
+    "Content-Language": _l("Content language"),
+}
 
 
 def _contact() -> Contact:
@@ -138,7 +141,11 @@ def show(statement_id: int) -> Any:
     headers: list[tuple[str, str]] = []
     if composed is not None and composed.message is not None:
         parsed = message_from_bytes(composed.message, policy=policy.default)
-        headers = [(name, str(parsed[name])) for name in _HEADERS_SHOWN if parsed[name]]
+        headers = [
+            (str(shown), str(parsed[name]))
+            for name, shown in _HEADERS_SHOWN.items()
+            if parsed[name]
+        ]
     return render_template(
         "previews/show.html",
         statement=statement,
