@@ -15,10 +15,16 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from babel.lists import format_list
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from sqlalchemy import func, select
 
 from campaign.extensions import db
+from campaign.labels import LABELS
 from campaign.models import (
     Contact,
     ContactKind,
@@ -65,13 +71,18 @@ def normalise_email(value: str) -> tuple[str, str]:
     """Return (address as stored, case-insensitive key) or raise with the reason."""
     candidate = value.strip()
     if not candidate:
-        raise _Invalid("an email address is required")
-    local, _, domain = candidate.rpartition("@")
+        raise _Invalid(_("an email address is required"))
+    local, _at, domain = candidate.rpartition("@")
     if len(local) > MAX_LOCAL_PART:
         # RFC 5321 4.5.3.1.1; email-validator lets longer SMTPUTF8 local parts through.
         raise _Invalid(
-            f"{candidate!r} is not a valid email address: the part before the "
-            f"@-sign is {len(local)} characters long; the limit is {MAX_LOCAL_PART}"
+            _(
+                "%(address)s is not a valid email address: the part before the @-sign is "
+                "%(length)d characters long; the limit is %(limit)d",
+                address=repr(candidate),
+                length=len(local),
+                limit=MAX_LOCAL_PART,
+            )
         )
     fast = _plain_address(local, domain)
     if fast is not None:
@@ -79,15 +90,74 @@ def normalise_email(value: str) -> tuple[str, str]:
     try:
         result = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as error:
-        raise _Invalid(f"{candidate!r} is not a valid email address: {error}") from None
+        raise _Invalid(
+            _(
+                "%(address)s is not a valid email address: %(reason)s",
+                address=repr(candidate),
+                reason=_validator_reason(str(error)),
+            )
+        ) from None
     for part in (result.local_part, *result.domain.split(".")):
         scripts = _scripts_in(part)
         if len(scripts) > 1:
             raise _Invalid(
-                f"{candidate!r} mixes {' and '.join(sorted(scripts))} letters in {part!r}; "
-                "look-alike letters are a common impersonation trick, so check the address"
+                _(
+                    "%(address)s mixes %(scripts)s letters in %(part)s; look-alike letters "
+                    "are a common impersonation trick, so check the address",
+                    address=repr(candidate),
+                    scripts=_script_list(scripts),
+                    part=repr(part),
+                )
             )
     return result.normalized, result.normalized.lower()
+
+
+# email-validator explains itself in English only. Its commonest explanations are in our
+# catalogues under its own wording; any other is shown as it wrote it.
+_VALIDATOR_REASONS: dict[str, LazyString] = {
+    "An email address must have an @-sign.": _l("An email address must have an @-sign."),
+    "There must be something before the @-sign.": _l("There must be something before the @-sign."),
+    "There must be something after the @-sign.": _l("There must be something after the @-sign."),
+    "The part after the @-sign is not valid. It should have a period.": _l(
+        "The part after the @-sign is not valid. It should have a period."
+    ),
+    "The part after the @-sign is not valid. It is not within a valid top-level domain.": _l(
+        "The part after the @-sign is not valid. It is not within a valid top-level domain."
+    ),
+    "An email address cannot have two periods in a row.": _l(
+        "An email address cannot have two periods in a row."
+    ),
+    "An email address cannot have a period immediately before the @-sign.": _l(
+        "An email address cannot have a period immediately before the @-sign."
+    ),
+    "An email address cannot end with a period.": _l("An email address cannot end with a period."),
+    "A display name and angle brackets around the email address are not permitted here.": _l(
+        "A display name and angle brackets around the email address are not permitted here."
+    ),
+    "A bracketed IP address after the @-sign is not allowed here.": _l(
+        "A bracketed IP address after the @-sign is not allowed here."
+    ),
+}
+# Explanations that end with the characters at fault ("…: '@'.").
+_VALIDATOR_PREFIXES: dict[str, LazyString] = {
+    "The part after the @-sign contains invalid characters: ": _l(
+        "The part after the @-sign contains invalid characters: %(characters)s"
+    ),
+    "The email address contains invalid characters before the @-sign: ": _l(
+        "The email address contains invalid characters before the @-sign: %(characters)s"
+    ),
+}
+
+
+def _validator_reason(reason: str) -> str:
+    """email-validator's explanation in the interface language when we have it."""
+    known = _VALIDATOR_REASONS.get(reason)
+    if known is not None:
+        return str(known)
+    for prefix, template in _VALIDATOR_PREFIXES.items():
+        if reason.startswith(prefix):
+            return str(template) % {"characters": reason.removeprefix(prefix)}
+    return reason
 
 
 MAX_LOCAL_PART = 64
@@ -127,6 +197,24 @@ def _checked_domain(domain: str) -> tuple[str, str] | None:
     return probe.domain, probe.ascii_domain
 
 
+# Script names as a reader knows them; any other script is shown by its Unicode name.
+_SCRIPT_NAMES: dict[str, LazyString] = {
+    "LATIN": _l("Latin"),
+    "CYRILLIC": _l("Cyrillic"),
+    "GREEK": _l("Greek"),
+    "ARMENIAN": _l("Armenian"),
+    "GEORGIAN": _l("Georgian"),
+    "ARABIC": _l("Arabic"),
+    "HEBREW": _l("Hebrew"),
+}
+
+
+def _script_list(scripts: set[str]) -> str:
+    """ "Cyrillic and Latin" in the interface language."""
+    names = sorted(str(_SCRIPT_NAMES.get(s, s.capitalize())) for s in scripts)
+    return format_list(names, locale=get_locale() or "en")
+
+
 def _scripts_in(text: str) -> set[str]:
     # The first word of a letter's Unicode name is its script (LATIN, CYRILLIC, GREEK...).
     return {unicodedata.name(ch, "?").split(" ")[0] for ch in text if ch.isalpha()}
@@ -135,25 +223,46 @@ def _scripts_in(text: str) -> set[str]:
 def _one_line(value: str, limit: int = MAX_TEXT) -> str:
     text = value.strip()
     if _CONTROL.search(text):
-        raise _Invalid("must be on one line (it contains a line break or a control character)")
+        raise _Invalid(_("must be on one line (it contains a line break or a control character)"))
     if len(text) > limit:
-        raise _Invalid(f"is {len(text)} characters long; the limit is {limit}")
+        raise _Invalid(_too_long(len(text), limit))
     return text
 
 
+def _too_long(length: int, limit: int) -> str:
+    return _("is %(length)d characters long; the limit is %(limit)d", length=length, limit=limit)
+
+
 def _choice(
-    options: type[Any], *, default: str, aliases: Mapping[str, str] | None = None
+    options: type[Any],
+    *,
+    default: str,
+    labels: str,
+    aliases: Mapping[str, str] | None = None,
 ) -> Callable[[str], str]:
+    """A parser for an enumeration: its code, an alias, or its label in the interface
+    language ("Ambassador", "Посол"); the error lists the labels, never the codes."""
     allowed = {o.value for o in options}
+    table: dict[str, LazyString] = LABELS[labels]
 
     def parse(value: str) -> str:
         key = value.strip().lower().replace(" ", "_").replace("-", "_")
         if not key:
             return default
         key = (aliases or {}).get(key, key)
-        if key not in allowed:
-            raise _Invalid(f"{value.strip()!r} is not one of: {', '.join(sorted(allowed))}")
-        return key
+        if key in allowed:
+            return key
+        wanted = value.strip().casefold()
+        for code, text in table.items():
+            if code in allowed and str(text).casefold() == wanted:
+                return code
+        raise _Invalid(
+            _(
+                "%(value)s is not one of: %(allowed)s",
+                value=repr(value.strip()),
+                allowed=", ".join(str(text) for code, text in table.items() if code in allowed),
+            )
+        )
 
     return parse
 
@@ -162,7 +271,9 @@ def _languages(value: str) -> str:
     tags = [t for t in _SPLIT_LIST.split(value.strip()) if t]
     for tag in tags:
         if not _BCP47.match(tag):
-            raise _Invalid(f"{tag!r} is not a language tag such as en, fr, ru or pt-BR")
+            raise _Invalid(
+                _("%(tag)s is not a language tag such as en, fr, ru or pt-BR", tag=repr(tag))
+            )
     seen: list[str] = []
     for tag in tags:
         parts = tag.split("-")
@@ -181,7 +292,12 @@ def _tags(value: str) -> str:
         if not tag:
             continue
         if not _TAG.match(tag):
-            raise _Invalid(f"{raw.strip()!r} is not a usable tag (letters, digits, - _ . : /)")
+            raise _Invalid(
+                _(
+                    "%(tag)s is not a usable tag (letters, digits, - _ . : /)",
+                    tag=repr(raw.strip()),
+                )
+            )
         if tag not in tags:
             tags.append(tag)
     return " ".join(tags)
@@ -195,7 +311,12 @@ def _cc_emails(value: str) -> str:
 def _country(value: str) -> str:
     code = value.strip().upper()
     if code and not re.fullmatch(r"[A-Z]{2}", code):
-        raise _Invalid(f"{value.strip()!r} is not a two-letter country code such as FR, UZ or EU")
+        raise _Invalid(
+            _(
+                "%(value)s is not a two-letter country code such as FR, UZ or EU",
+                value=repr(value.strip()),
+            )
+        )
     return code
 
 
@@ -221,9 +342,14 @@ def _time_zone(value: str) -> str:
         return ""
     try:
         return zone_of(_zone_spellings().get(text.lower(), text)).key
-    except ScheduleError as error:
-        # zone_of names the field itself ("Time zone: ..."); the form and import add it.
-        raise _Invalid(str(error).removeprefix("Time zone: ")) from None
+    except ScheduleError:
+        # The form and the import name the field themselves.
+        raise _Invalid(
+            _(
+                "%(value)s is not a known time zone (use a name such as Europe/Paris)",
+                value=repr(text),
+            )
+        ) from None
 
 
 def _date(value: str) -> date | None:
@@ -233,13 +359,15 @@ def _date(value: str) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise _Invalid(f"{text!r} is not a date in the form YYYY-MM-DD") from None
+        raise _Invalid(
+            _("%(value)s is not a date in the form YYYY-MM-DD", value=repr(text))
+        ) from None
 
 
 def _notes(value: str) -> str:
     text = value.replace("\x00", "").strip()
     if len(text) > MAX_NOTES:
-        raise _Invalid(f"is {len(text)} characters long; the limit is {MAX_NOTES}")
+        raise _Invalid(_too_long(len(text), MAX_NOTES))
     return text
 
 
@@ -251,6 +379,7 @@ FIELD_PARSERS: dict[str, Callable[[str], Any]] = {
     "kind": _choice(
         ContactKind,
         default=ContactKind.PERSON.value,
+        labels="contact_kind",
         aliases={"organization": "organisation", "org": "organisation"},
     ),
     "given_name": _one_line,
@@ -260,10 +389,13 @@ FIELD_PARSERS: dict[str, Callable[[str], Any]] = {
     "family_name_alt": _one_line,
     "patronymic_alt": _one_line,
     "grammatical_gender": _choice(
-        GrammaticalGender, default=GrammaticalGender.UNKNOWN.value, aliases=_GENDER_ALIASES
+        GrammaticalGender,
+        default=GrammaticalGender.UNKNOWN.value,
+        labels="gender",
+        aliases=_GENDER_ALIASES,
     ),
-    "role_type": _choice(RoleType, default=RoleType.OTHER.value),
-    "style": _choice(Style, default=Style.NONE.value, aliases=_STYLE_ALIASES),
+    "role_type": _choice(RoleType, default=RoleType.OTHER.value, labels="role_type"),
+    "style": _choice(Style, default=Style.NONE.value, labels="style", aliases=_STYLE_ALIASES),
     "honorific": _one_line,
     "position_title": _one_line,
     "organisation": _one_line,
@@ -274,7 +406,7 @@ FIELD_PARSERS: dict[str, Callable[[str], Any]] = {
     "cc_emails": _cc_emails,
     "tags": _tags,
     "notes": _notes,
-    "risk_level": _choice(RiskLevel, default=RiskLevel.PUBLIC.value),
+    "risk_level": _choice(RiskLevel, default=RiskLevel.PUBLIC.value, labels="risk_level"),
     "consent_basis": _one_line,
     "term_ends_on": _date,
     "last_verified_on": _date,
@@ -283,32 +415,32 @@ FIELD_PARSERS: dict[str, Callable[[str], Any]] = {
 CONTACT_FIELDS: tuple[str, ...] = tuple(FIELD_PARSERS)
 
 # What people see for each field: the edit form, the import's column mapping, messages.
-FIELD_LABELS: dict[str, str] = {
-    "kind": "Kind (person, organisation, mandate)",
-    "given_name": "Given name",
-    "family_name": "Family name",
-    "patronymic": "Patronymic",
-    "given_name_alt": "Given name (other script)",
-    "family_name_alt": "Family name (other script)",
-    "patronymic_alt": "Patronymic (other script)",
-    "grammatical_gender": "Grammatical gender",
-    "role_type": "Role type",
-    "style": "Style (excellency)",
-    "honorific": "Honorific",
-    "position_title": "Position title",
-    "organisation": "Organisation",
-    "country": "Country (two letters, or EU / UN)",
-    "time_zone": "Time zone",
-    "languages": "Languages, in order of preference",
-    "email": "Email",
-    "cc_emails": "Secretariat / copy addresses",
-    "tags": "Tags",
-    "notes": "Notes",
-    "risk_level": "Risk level",
-    "consent_basis": "Consent basis",
-    "term_ends_on": "Term ends on",
-    "last_verified_on": "Last verified on",
-    "salutation_override": "Salutation override",
+FIELD_LABELS: dict[str, LazyString] = {
+    "kind": _l("Kind"),
+    "given_name": _l("Given name"),
+    "family_name": _l("Family name"),
+    "patronymic": _l("Patronymic"),
+    "given_name_alt": _l("Given name (other script)"),
+    "family_name_alt": _l("Family name (other script)"),
+    "patronymic_alt": _l("Patronymic (other script)"),
+    "grammatical_gender": _l("Grammatical gender"),
+    "role_type": _l("Role type"),
+    "style": _l("Style (excellency)"),
+    "honorific": _l("Honorific"),
+    "position_title": _l("Position title"),
+    "organisation": _l("Organisation"),
+    "country": _l("Country (two letters, or EU / UN)"),
+    "time_zone": _l("Time zone"),
+    "languages": _l("Languages, in order of preference"),
+    "email": _l("Email"),
+    "cc_emails": _l("Secretariat / copy addresses"),
+    "tags": _l("Tags"),
+    "notes": _l("Notes"),
+    "risk_level": _l("Risk level"),
+    "consent_basis": _l("Consent basis"),
+    "term_ends_on": _l("Term ends on"),
+    "last_verified_on": _l("Last verified on"),
+    "salutation_override": _l("Salutation override"),
 }
 
 
@@ -346,7 +478,9 @@ def _check_has_a_name(cleaned: Mapping[str, Any], errors: list[FieldError]) -> N
         or cleaned.get("position_title")
     ):
         errors.append(
-            FieldError("family_name", "a contact needs a name, an organisation or a position title")
+            FieldError(
+                "family_name", _("a contact needs a name, an organisation or a position title")
+            )
         )
 
 
@@ -361,7 +495,12 @@ def _ensure_address_free(email_key: str, current_id: int | None) -> None:
         raise ContactInputError(
             [
                 FieldError(
-                    "email", f"another contact (#{existing}) already has the address {email_key}"
+                    "email",
+                    _(
+                        "another contact (#%(id)d) already has the address %(address)s",
+                        id=existing,
+                        address=email_key,
+                    ),
                 )
             ]
         )

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from typing import Any, BinaryIO, cast
 
+from flask_babel import gettext as _
 from sqlalchemy import Select, select
 
 from campaign.extensions import db
@@ -44,7 +45,13 @@ def export_contacts(
 ) -> int:
     """Write the contacts selected by `query` to `destination`; return how many."""
     if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
+        raise ExportError(
+            _(
+                "unknown export format %(format)s; use one of: %(formats)s",
+                format=repr(fmt),
+                formats=", ".join(FORMATS),
+            )
+        )
     rows = _rows(query)
     count = (
         write_csv(EXPORT_COLUMNS, rows, destination)
@@ -121,7 +128,8 @@ def _write_xlsx(rows: Iterable[list[str]], destination: BinaryIO) -> int:
 
     # Write-only mode streams rows to a temporary file instead of keeping them all.
     workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet("Contacts")
+    # The sheet's name is for people; the columns keep the field names an import reads.
+    sheet = workbook.create_sheet(_("Contacts"))
     sheet.append(list(EXPORT_COLUMNS))
     count = 0
     for row in rows:

@@ -13,13 +13,16 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from flask import current_app
+from flask import current_app, g, has_request_context
+from flask_babel import gettext as _
+from flask_babel import refresh
 from sqlalchemy import String, any_, bindparam, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -35,7 +38,12 @@ from campaign.models import (
 )
 from campaign.services import lists
 from campaign.services.audit import record_event
-from campaign.services.contacts import CONTACT_FIELDS, ContactInputError, clean_contact_data
+from campaign.services.contacts import (
+    CONTACT_FIELDS,
+    FIELD_LABELS,
+    ContactInputError,
+    clean_contact_data,
+)
 from campaign.services.exporting import FORMULA_TRIGGERS, neutralise_cell
 from campaign.services.tabular import Row, RowReader, TableInfo, TabularError, read_table
 
@@ -223,19 +231,34 @@ def clean_mapping(
     for header in headers:
         name = (mapping.get(header) or "").strip()
         if name and name not in CONTACT_FIELDS:
-            raise ImportSetupError(f"column {header!r}: {name!r} is not a contact field")
+            raise ImportSetupError(
+                _(
+                    "column %(column)s: %(field)s is not a contact field",
+                    column=repr(header),
+                    field=repr(name),
+                )
+            )
         if name and name in owner:
             raise ImportSetupError(
-                f"columns {owner[name]!r} and {header!r} are both mapped to {name}; "
-                "choose one of them"
+                _(
+                    "columns %(first)s and %(second)s are both mapped to %(field)s; "
+                    "choose one of them",
+                    first=repr(owner[name]),
+                    second=repr(header),
+                    field=str(FIELD_LABELS[name]).lower(),
+                )
             )
         if name:
             owner[name] = header
         cleaned[header] = name
     if require_email and "email" not in owner:
         raise ImportSetupError(
-            "no column is mapped to email; every contact needs an address "
-            f"(the file's columns are: {', '.join(headers)})"
+            _(
+                "no column is mapped to %(field)s; every contact needs an address "
+                "(the file's columns are: %(columns)s)",
+                field=str(FIELD_LABELS["email"]).lower(),
+                columns=", ".join(headers),
+            )
         )
     return cleaned
 
@@ -265,7 +288,7 @@ class RowResult:
 
     @property
     def column(self) -> str:
-        return ", ".join(dict.fromkeys(c for c, _ in self.problems if c))
+        return ", ".join(dict.fromkeys(c for c, _reason in self.problems if c))
 
     @property
     def reason(self) -> str:
@@ -373,7 +396,11 @@ def preview_import(
 
 
 def _duplicate_reason(key: str, first_line: int) -> str:
-    return f"the address {key} is already on line {first_line} of this file"
+    return _(
+        "the address %(address)s is already on line %(line)d of this file",
+        address=key,
+        line=first_line,
+    )
 
 
 # --- The import ------------------------------------------------------------------------
@@ -389,9 +416,13 @@ class ImportResult:
     rejects_path: str = ""
 
     def summary(self) -> str:
-        return (
-            f"imported {self.imported}, updated {self.updated}, "
-            f"skipped {self.skipped}, rejected {self.rejected}"
+        return _(
+            "imported %(imported)d, updated %(updated)d, skipped %(skipped)d, "
+            "rejected %(rejected)d",
+            imported=self.imported,
+            updated=self.updated,
+            skipped=self.skipped,
+            rejected=self.rejected,
         )
 
 
@@ -414,7 +445,9 @@ class _RejectsWriter:
             # utf-8-sig: Excel opens it with the right characters; we read it back too.
             self._file = path.open("w", encoding="utf-8-sig", newline="")
             self._writer = csv.writer(self._file, lineterminator="\r\n")
-            self._writer.writerow(["line", "column", "reason", *headers])
+            # The file is for people to correct and import again: its own columns are
+            # named in their language (the importer ignores them: they map to no field).
+            self._writer.writerow([_("line"), _("column"), _("reason"), *headers])
 
     def write(self, result: RowResult) -> None:
         if self._writer is not None:
@@ -446,7 +479,7 @@ def import_contacts(
     written to `rejects_path`; they never stop the valid ones.
     """
     if on_duplicate not in ON_DUPLICATE:
-        raise ImportSetupError(f"on_duplicate must be one of {', '.join(ON_DUPLICATE)}")
+        raise ImportSetupError(duplicate_choice_message())
     info, rows = open_contact_file(path, filename=filename)
     try:
         checked_mapping = clean_mapping(info.headers, mapping)
@@ -515,6 +548,10 @@ def import_contacts(
         },
     )
     return result
+
+
+def duplicate_choice_message() -> str:
+    return _("choose whether to skip or update duplicates")
 
 
 def _prefer_indexes(on: bool) -> None:
@@ -668,7 +705,12 @@ def rejects_path_for(contact_import: ContactImport) -> Path:
 
 
 IMPORT_JOB = "workers.jobs.import_contacts"
-STOPPED_MESSAGE = "The import stopped before finishing; no contact was changed. Start it again."
+
+
+def stopped_message() -> str:
+    return _("The import stopped before finishing; no contact was changed. Start it again.")
+
+
 # RQ job states after which nothing will ever finish an import that is still open.
 _DEAD_JOB_STATES = ("finished", "failed", "stopped", "canceled")
 
@@ -741,9 +783,15 @@ def run_import(import_id: int) -> ImportResult | None:
     """
     record = db.session.get(ContactImport, import_id)
     if record is None:
-        raise ImportSetupError(f"import #{import_id} does not exist")
+        raise ImportSetupError(_("import #%(id)d does not exist", id=import_id))
     if record.status != ImportStatus.RUNNING.value:
         return None
+    with _speaking_to(record):
+        return _run_claimed(record)
+
+
+def _run_claimed(record: ContactImport) -> ImportResult:
+    import_id = record.id
     contact_list = db.session.get(ContactList, record.list_id) if record.list_id else None
     actor = db.session.get(User, record.created_by_id) if record.created_by_id else None
     _report(import_id, "running", 0, 0, ImportResult())
@@ -777,17 +825,48 @@ def run_import(import_id: int) -> ImportResult | None:
     return result
 
 
+@contextmanager
+def _speaking_to(record: ContactImport | None) -> Iterator[None]:
+    """Outside a request (the worker), write the import's messages (the rejects file, the
+    failure) in the language of the person who started it; a page request keeps its own."""
+    language = ""
+    if record is not None and record.created_by_id and not has_request_context():
+        user = db.session.get(User, record.created_by_id)
+        language = user.language if user is not None else ""
+    if not language:
+        yield
+        return
+    from campaign.i18n import use_reader_language
+
+    before = g.get("reader_language")
+    use_reader_language(language)
+    try:
+        yield
+    finally:
+        if before is None:
+            g.pop("reader_language", None)
+        else:
+            g.reader_language = before
+        refresh()
+
+
 def mark_import_failed(import_id: int, error: Exception | str) -> None:
     """Record why an import failed (in a fresh transaction: its contacts were rolled back)."""
+    with _speaking_to(db.session.get(ContactImport, import_id)):
+        _mark_failed(import_id, error)
+
+
+def _mark_failed(import_id: int, error: Exception | str) -> None:
     if isinstance(error, str):
         message = error
     elif isinstance(error, TabularError | ImportSetupError):
         message = str(error)
     else:
         # A database or programming error: say so plainly, without internals on the page.
-        message = (
-            f"The import stopped because of an internal error ({type(error).__name__}); "
-            "no contact was changed. Try again, or ask an administrator to read the worker log."
+        message = _(
+            "The import stopped because of an internal error (%(error)s); no contact was "
+            "changed. Try again, or ask an administrator to read the worker log.",
+            error=type(error).__name__,
         )
     table = ContactImport.__table__
     # Conditional: a finished import is never turned into a failed one.
@@ -846,7 +925,7 @@ def fail_if_stopped(record: ContactImport, *, now: datetime | None = None) -> bo
         stopped = ((now or datetime.now(UTC)) - last).total_seconds() > timeout
     if not stopped:
         return False
-    mark_import_failed(record.id, STOPPED_MESSAGE)
+    mark_import_failed(record.id, stopped_message())
     delete_upload(record.id)
     return record.status == ImportStatus.FAILED.value
 
@@ -887,9 +966,10 @@ def purge_old_import_files(*, now: datetime | None = None) -> int:
     for record in db.session.scalars(abandoned):
         Path(record.stored_path).unlink(missing_ok=True)
         record.status = ImportStatus.FAILED.value
-        record.error = (
-            f"Not started within {UNSTARTED_KEPT_HOURS} hours, so the uploaded file was "
-            "deleted. Upload it again to import it."
+        record.error = _(
+            "Not started within %(hours)d hours, so the uploaded file was deleted. Upload it "
+            "again to import it.",
+            hours=UNSTARTED_KEPT_HOURS,
         )
         record.finished_at = now
         deleted += 1

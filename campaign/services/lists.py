@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import Integer, Select, delete, exists, func, insert, literal, select
 
 from campaign.extensions import db
@@ -34,12 +35,12 @@ def find_or_create_list(name: str) -> ContactList:
 def _clean_name(name: str, current_id: int | None) -> str:
     cleaned = " ".join(name.split())
     if not cleaned:
-        raise ListError("A list needs a name.")
+        raise ListError(_("A list needs a name."))
     if len(cleaned) > MAX_NAME:
-        raise ListError(f"A list name can be at most {MAX_NAME} characters long.")
+        raise ListError(_("A list name can be at most %(limit)d characters long.", limit=MAX_NAME))
     clash = find_list(cleaned)
     if clash is not None and clash.id != current_id:
-        raise ListError(f"A list called {cleaned!r} already exists.")
+        raise ListError(_("A list called “%(name)s” already exists.", name=cleaned))
     return cleaned
 
 

@@ -22,6 +22,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from sqlalchemy import (
     ColumnElement,
     Select,
@@ -38,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute
 
 from campaign.extensions import db
+from campaign.labels import label
 from campaign.models import (
     Contact,
     ContactKind,
@@ -58,22 +62,34 @@ ENUM_OPS = ("is", "is_not", "in")
 TOKEN_OPS = ("is", "is_not", "in")
 TEXT_OPS = ("is", "is_not", "in", "contains")
 OPS = ("is", "is_not", "in", "contains")
-OP_LABELS = {"is": "is", "is_not": "is not", "in": "is one of", "contains": "contains"}
+OP_LABELS: dict[str, LazyString] = {
+    "is": _l("is"),
+    "is_not": _l("is not"),
+    "in": _l("is one of"),
+    "contains": _l("contains"),
+}
 
 # field -> (label, operators, choices for a select box or None for free text)
-FIELDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...] | None]] = {
-    "role_type": ("Role", ENUM_OPS, tuple(r.value for r in RoleType)),
-    "country": ("Country", ENUM_OPS, None),
-    "language": ("Language", TOKEN_OPS, None),
-    "tag": ("Tag", TOKEN_OPS, None),
-    "organisation": ("Organisation", TEXT_OPS, None),
-    "risk_level": ("Risk level", ENUM_OPS, tuple(r.value for r in RiskLevel)),
-    "kind": ("Kind", ENUM_OPS, tuple(k.value for k in ContactKind)),
+FIELDS: dict[str, tuple[LazyString, tuple[str, ...], tuple[str, ...] | None]] = {
+    "role_type": (_l("Role type"), ENUM_OPS, tuple(r.value for r in RoleType)),
+    "country": (_l("Country"), ENUM_OPS, None),
+    "language": (_l("Language"), TOKEN_OPS, None),
+    "tag": (_l("Tag"), TOKEN_OPS, None),
+    "organisation": (_l("Organisation"), TEXT_OPS, None),
+    "risk_level": (_l("Risk level"), ENUM_OPS, tuple(r.value for r in RiskLevel)),
+    "kind": (_l("Kind"), ENUM_OPS, tuple(k.value for k in ContactKind)),
     "grammatical_gender": (
-        "Grammatical gender",
+        _l("Grammatical gender"),
         ENUM_OPS,
         tuple(g.value for g in GrammaticalGender),
     ),
+}
+# The label table (campaign.labels) of each field whose values are codes.
+LABEL_KINDS = {
+    "role_type": "role_type",
+    "risk_level": "risk_level",
+    "kind": "contact_kind",
+    "grammatical_gender": "gender",
 }
 
 _COLUMNS: dict[str, InstrumentedAttribute[str]] = {
@@ -117,17 +133,32 @@ def validate_definition(definition: Any) -> dict[str, Any]:
 def _validate_node(node: Any, path: str, depth: int, counter: list[int]) -> dict[str, Any]:
     counter[0] += 1
     if counter[0] > MAX_NODES:
-        raise SegmentError(f"the definition has more than {MAX_NODES} parts; simplify it")
+        raise SegmentError(
+            _("the definition has more than %(limit)d parts; simplify it", limit=MAX_NODES)
+        )
     if depth > MAX_DEPTH:
-        raise SegmentError(f"{path}: groups are nested more than {MAX_DEPTH} deep")
+        raise SegmentError(
+            _(
+                "%(path)s: groups are nested more than %(limit)d deep",
+                path=path,
+                limit=MAX_DEPTH,
+            )
+        )
     if not isinstance(node, Mapping):
-        raise SegmentError(f"{path}: expected an object, got {_kind_of(node)}")
+        raise SegmentError(
+            _("%(path)s: expected an object, got %(kind)s", path=path, kind=_kind_of(node))
+        )
     keys = set(node)
     if keys == {"all"} or keys == {"any"}:
         (combinator,) = keys
         children = node[combinator]
         if not isinstance(children, list):
-            raise SegmentError(f"{path}.{combinator}: expected a list of conditions or groups")
+            raise SegmentError(
+                _(
+                    "%(path)s: expected a list of conditions or groups",
+                    path=f"{path}.{combinator}",
+                )
+            )
         return {
             combinator: [
                 _validate_node(child, f"{path}.{combinator}[{i}]", depth + 1, counter)
@@ -139,60 +170,121 @@ def _validate_node(node: Any, path: str, depth: int, counter: list[int]) -> dict
     if "field" in keys or "op" in keys:
         return _validate_condition(node, path)
     raise SegmentError(
-        f"{path}: expected a group ('all', 'any' or 'not') or a condition "
-        f"('field', 'op', 'value'), got keys {sorted(str(k) for k in keys)}"
+        _(
+            "%(path)s: expected a group ('all', 'any' or 'not') or a condition "
+            "('field', 'op', 'value'), got keys %(keys)s",
+            path=path,
+            keys=sorted(str(k) for k in keys),
+        )
     )
 
 
 def _validate_condition(node: Mapping[str, Any], path: str) -> dict[str, Any]:
     extra = set(node) - {"field", "op", "value"}
     if extra:
-        raise SegmentError(f"{path}: unknown key(s) {sorted(str(k) for k in extra)} in condition")
+        raise SegmentError(
+            _(
+                "%(path)s: unknown key(s) %(keys)s in condition",
+                path=path,
+                keys=sorted(str(k) for k in extra),
+            )
+        )
     field = node.get("field")
     if field not in FIELDS:
         raise SegmentError(
-            f"{path}.field: {field!r} is not a field a segment can use "
-            f"(one of: {', '.join(FIELDS)})"
+            _(
+                "%(path)s: %(field)s is not a field a segment can use (one of: %(fields)s)",
+                path=f"{path}.field",
+                field=repr(field),
+                fields=", ".join(FIELDS),
+            )
         )
     ops = FIELDS[field][1]
     op = node.get("op")
     if op not in ops:
         raise SegmentError(
-            f"{path}.op: {op!r} cannot be used with {field} (use one of: {', '.join(ops)})"
+            _(
+                "%(path)s: %(op)s cannot be used with %(field)s (use one of: %(ops)s)",
+                path=f"{path}.op",
+                op=repr(op),
+                field=FIELDS[field][0],
+                ops=", ".join(f"{o} ({OP_LABELS[o]})" for o in ops),
+            )
         )
     raw = node.get("value")
     if op == "in":
         items = raw.split(",") if isinstance(raw, str) else raw
         if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
-            raise SegmentError(f"{path}.value: 'in' needs a list of texts")
+            raise SegmentError(
+                _("%(path)s: “%(op)s” needs a list of texts", path=f"{path}.value", op=_in())
+            )
         items = [v for v in items if v.strip()]
         if not items:
-            raise SegmentError(f"{path}.value: 'in' needs at least one value")
+            raise SegmentError(
+                _(
+                    "%(path)s: “%(op)s” needs at least one value",
+                    path=f"{path}.value",
+                    op=_in(),
+                )
+            )
         if len(items) > MAX_IN_VALUES:
-            raise SegmentError(f"{path}.value: at most {MAX_IN_VALUES} values")
+            raise SegmentError(
+                _(
+                    "%(path)s: at most %(limit)d values",
+                    path=f"{path}.value",
+                    limit=MAX_IN_VALUES,
+                )
+            )
         values = [_normalise_value(field, v, f"{path}.value") for v in items]
         return {"field": field, "op": op, "value": list(dict.fromkeys(values))}
     if not isinstance(raw, str):
-        raise SegmentError(f"{path}.value: expected a text value, got {_kind_of(raw)}")
+        raise SegmentError(
+            _(
+                "%(path)s: expected a text value, got %(kind)s",
+                path=f"{path}.value",
+                kind=_kind_of(raw),
+            )
+        )
     return {"field": field, "op": op, "value": _normalise_value(field, raw, f"{path}.value")}
+
+
+def _in() -> str:
+    return str(OP_LABELS["in"])
 
 
 def _normalise_value(field: str, raw: str, path: str) -> str:
     if not raw.strip():
-        raise SegmentError(f"{path}: a value is required for {field}")
+        raise SegmentError(
+            _(
+                "%(path)s: a value is required for %(field)s",
+                path=path,
+                field=str(FIELDS[field][0]).lower(),
+            )
+        )
     try:
         value = str(FIELD_PARSERS[_PARSER_NAME[field]](raw))
     except ValueError as problem:
         raise SegmentError(f"{path}: {problem}") from None
     if field in _TOKEN_FIELDS and len(value.split()) != 1:
-        raise SegmentError(f"{path}: give one {field} per value ({raw.strip()!r} has several)")
+        raise SegmentError(
+            _(
+                "%(path)s: give one %(field)s per value (%(value)s has several)",
+                path=path,
+                field=str(FIELDS[field][0]).lower(),
+                value=repr(raw.strip()),
+            )
+        )
     return value
 
 
 def _kind_of(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a text", type(None): "nothing"}.get(
-        type(value), type(value).__name__
-    )
+    kinds = {
+        dict: _l("an object"),
+        list: _l("a list"),
+        str: _l("a text"),
+        type(None): _l("nothing"),
+    }
+    return str(kinds.get(type(value), type(value).__name__))
 
 
 # --------------------------------------------------------------------------- SQL
@@ -270,12 +362,12 @@ def find_segment(name: str) -> Segment | None:
 def _clean_name(name: str, current_id: int | None) -> str:
     cleaned = " ".join(name.split())
     if not cleaned:
-        raise SegmentError("name: a segment needs a name")
+        raise SegmentError(_("Name: a segment needs a name"))
     if len(cleaned) > MAX_NAME:
-        raise SegmentError(f"name: at most {MAX_NAME} characters")
+        raise SegmentError(_("Name: at most %(limit)d characters", limit=MAX_NAME))
     clash = find_segment(cleaned)
     if clash is not None and clash.id != current_id:
-        raise SegmentError(f"name: a segment called {cleaned!r} already exists")
+        raise SegmentError(_("Name: a segment called “%(name)s” already exists", name=cleaned))
     return cleaned
 
 
@@ -333,8 +425,15 @@ def delete_segment(segment: Segment) -> None:
 
 
 def describe(definition: Mapping[str, Any]) -> str:
-    """A readable one-line rendering, e.g. ``role is mep AND NOT (tag is press)``."""
+    """A readable one-line rendering in the interface language, e.g.
+    ``role is Member of the European Parliament AND NOT (tag is press)``."""
     return _describe(definition, top=True)
+
+
+def value_label(field: str, value: str) -> str:
+    """How a stored value of `field` is shown: the label of a code, other values as they are."""
+    kind = LABEL_KINDS.get(field)
+    return label(value, kind) if kind else value
 
 
 def _describe(node: Mapping[str, Any], *, top: bool = False) -> str:
@@ -342,12 +441,18 @@ def _describe(node: Mapping[str, Any], *, top: bool = False) -> str:
         key = "all" if "all" in node else "any"
         parts = [_describe(c) for c in node[key]]
         if not parts:
-            return "everyone" if key == "all" else "no one"
-        text = (" AND " if key == "all" else " OR ").join(parts)
+            return _("everyone") if key == "all" else _("no one")
+        joiner = _("AND") if key == "all" else _("OR")
+        text = f" {joiner} ".join(parts)
         return text if top or len(parts) == 1 else f"({text})"
     if "not" in node:
-        return f"NOT {_describe(node['not'])}"
-    label = FIELDS[node["field"]][0].lower()
+        return _("NOT %(condition)s", condition=_describe(node["not"]))
+    field = node["field"]
     value = node["value"]
-    shown = ", ".join(value) if isinstance(value, list) else value
-    return f"{label} {OP_LABELS[node['op']]} {shown}"
+    values = value if isinstance(value, list) else [value]
+    return _(
+        "%(field)s %(op)s %(value)s",
+        field=str(FIELDS[field][0]).lower(),
+        op=OP_LABELS[node["op"]],
+        value=", ".join(value_label(field, v) for v in values),
+    )

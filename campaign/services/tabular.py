@@ -16,11 +16,18 @@ from pathlib import Path
 from typing import IO, Any
 
 from charset_normalizer import from_bytes
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 # Python's csv refuses longer cells; we keep its limit and reject such rows ourselves.
 MAX_CELL_CHARS = 131_072
 DELIMITERS = (",", ";", "\t", "|")
-_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
+_DELIMITER_NAMES = {
+    ",": _l("comma"),
+    ";": _l("semicolon"),
+    "\t": _l("tab"),
+    "|": _l("vertical bar"),
+}
 # Enough text to tell the encoding and the delimiter without reading a large file twice.
 _SAMPLE_BYTES = 256 * 1024
 _CHUNK_BYTES = 1024 * 1024
@@ -75,7 +82,7 @@ class TableInfo:
 
     @property
     def delimiter_name(self) -> str:
-        return _DELIMITER_NAMES.get(self.delimiter, repr(self.delimiter))
+        return str(_DELIMITER_NAMES.get(self.delimiter, repr(self.delimiter)))
 
 
 class RowReader(Iterator[Row]):
@@ -110,17 +117,26 @@ def read_table(path: Path, *, max_bytes: int, filename: str = "") -> tuple[Table
     size = path.stat().st_size
     if size > max_bytes:
         raise TabularError(
-            f"{name} is {_megabytes(size)}; the limit is {_megabytes(max_bytes)} "
-            "(CAMPAIGN_IMPORT_MAX_MB). Split it into smaller files."
+            _(
+                "%(file)s is %(size)s; the limit is %(limit)s (CAMPAIGN_IMPORT_MAX_MB). "
+                "Split it into smaller files.",
+                file=name,
+                size=_megabytes(size),
+                limit=_megabytes(max_bytes),
+            )
         )
     if size == 0:
-        raise TabularError(f"{name} is empty.")
+        raise TabularError(_("%(file)s is empty.", file=name))
     with path.open("rb") as probe:
         head = probe.read(8)
     suffix = Path(name).suffix.lower()
     if suffix == ".xls" or head.startswith(b"\xd0\xcf\x11\xe0"):
         raise TabularError(
-            f"{name} is an old Excel (.xls) workbook. Save it as .xlsx or as CSV and try again."
+            _(
+                "%(file)s is an old Excel (.xls) workbook. Save it as .xlsx or as CSV and "
+                "try again.",
+                file=name,
+            )
         )
     if head.startswith(b"PK\x03\x04") or suffix == ".xlsx":
         _check_zip(path, name, max_bytes)
@@ -149,8 +165,12 @@ def detect_encoding(path: Path, name: str = "") -> tuple[str, int]:
             lines = _count_lines(path, encoding)
             if lines is None:
                 raise TabularError(
-                    f"{name} starts with a {encoding.upper()} byte-order mark but is not "
-                    f"valid {encoding.upper()}. Save it again as UTF-8."
+                    _(
+                        "%(file)s starts with a %(encoding)s byte-order mark but is not valid "
+                        "%(encoding)s. Save it again as UTF-8.",
+                        file=name,
+                        encoding=encoding.upper(),
+                    )
                 )
             return encoding, lines
     if sample.count(b"\x00") * 10 < len(sample):
@@ -162,15 +182,22 @@ def detect_encoding(path: Path, name: str = "") -> tuple[str, int]:
     guessed = _guess_encoding(sample)
     if guessed is None:
         raise TabularError(
-            f"{name} does not look like a text (CSV) file: its encoding could not be "
-            "recognised. Save it as 'CSV UTF-8' or as .xlsx."
+            _(
+                "%(file)s does not look like a text (CSV) file: its encoding could not be "
+                "recognised. Save it as “CSV UTF-8” or as .xlsx.",
+                file=name,
+            )
         )
     encoding = guessed
     lines = _count_lines(path, encoding)
     if lines is None:
         raise TabularError(
-            f"{name} mixes encodings (it reads as {encoding} at first, then not). "
-            "Save it as 'CSV UTF-8' and try again."
+            _(
+                "%(file)s mixes encodings (it reads as %(encoding)s at first, then not). "
+                "Save it as “CSV UTF-8” and try again.",
+                file=name,
+                encoding=encoding,
+            )
         )
     return encoding, lines
 
@@ -247,8 +274,12 @@ def _sniff_delimiter(lines: list[str], name: str) -> str:
     if _PLAIN_HEADER.match(first):
         return ","  # a single column, such as a list of addresses under "email"
     raise TabularError(
-        f"{name}: could not tell how the columns are separated. The first line is "
-        f"{first[:80]!r}. Use commas, semicolons, tabs or | between columns."
+        _(
+            "%(file)s: could not tell how the columns are separated. The first line is "
+            "%(line)s. Use commas, semicolons, tabs or | between columns.",
+            file=name,
+            line=repr(first[:80]),
+        )
     )
 
 
@@ -289,34 +320,44 @@ def _read_csv(path: Path, name: str) -> tuple[TableInfo, RowReader]:
     stream = path.open("r", encoding=encoding, errors="strict", newline="")
     try:
         sample_lines: list[str] = []
-        for _ in range(50):
+        for _sample in range(50):
             line = stream.readline()
             if not line:
                 break
             sample_lines.append(line)
         if not "".join(sample_lines).strip():
-            raise TabularError(f"{name} is empty (it contains only blank lines).")
+            raise TabularError(_("%(file)s is empty (it contains only blank lines).", file=name))
         delimiter = _sniff_delimiter([ln for ln in sample_lines if ln.strip()], name)
         stream.seek(0)  # the codec skips the byte-order mark again
         records = _csv_records(stream, delimiter)
         header = _next_record(records)
         if header is None:
-            raise TabularError(f"{name} is empty.")
+            raise TabularError(_("%(file)s is empty.", file=name))
         if header.error:
             raise TabularError(
-                f"{name}: the header row (line {header.line}) cannot be read: {header.error}"
+                _(
+                    "%(file)s: the header row (line %(line)d) cannot be read: %(reason)s",
+                    file=name,
+                    line=header.line,
+                    reason=header.error,
+                )
             )
         headers = _clean_headers(header.cells)
         first = _next_record(records)
         if first is None:
-            raise TabularError(
-                f"{name} has a header row but no data rows below it: there is nothing to import."
-            )
+            raise TabularError(_no_data_rows(name))
     except BaseException:
         stream.close()
         raise
     info = TableInfo("csv", headers, encoding, delimiter, total_lines)
     return info, RowReader(_csv_rows(stream, headers, first, records), stream.close)
+
+
+def _no_data_rows(name: str) -> str:
+    return _(
+        "%(file)s has a header row but no data rows below it: there is nothing to import.",
+        file=name,
+    )
 
 
 @dataclass(slots=True)
@@ -352,23 +393,25 @@ def _csv_records(stream: IO[str], delimiter: str) -> Iterator[_Record]:
                 yield _Record(lines.taken[0][0], cells, "", len(lines.taken) > 1)
 
 
-_UNBALANCED = "unbalanced quotes: a quoted cell starts on this line and is never closed"
+def _unbalanced() -> str:
+    return _("unbalanced quotes: a quoted cell starts on this line and is never closed")
 
 
 def _describe(error: csv.Error, taken: list[tuple[int, str]]) -> str:
     message = str(error)
     if "unexpected end of data" in message:
-        return _UNBALANCED
+        return _unbalanced()
     if "field larger than field limit" in message:
         if len(taken) > 1:
-            return _UNBALANCED
-        return f"a cell is longer than {MAX_CELL_CHARS:,} characters"
+            return _unbalanced()
+        return _("a cell is longer than %(limit)s characters", limit=f"{MAX_CELL_CHARS:,}")
     if "expected after" in message:
-        return (
+        return _(
             "unbalanced quotes: a quote closes a cell but more text follows it "
             "(quote the whole cell and double any quote inside it)"
         )
-    return f"the line cannot be read as CSV ({message})"
+    # Python's csv explains itself in English only.
+    return _("the line cannot be read as CSV (%(reason)s)", reason=message)
 
 
 def _best_effort_cells(taken: list[tuple[int, str]], delimiter: str) -> list[str]:
@@ -396,7 +439,7 @@ def _csv_rows(
                 yield Row(record.line, _fit(record.cells, width), RowProblem("", record.error))
             elif record.spans_lines and _width_of(record.cells) > width:
                 # A quoted cell ran across lines and swallowed others: a stray quote.
-                yield Row(record.line, _fit(record.cells, width), RowProblem("", _UNBALANCED))
+                yield Row(record.line, _fit(record.cells, width), RowProblem("", _unbalanced()))
             else:
                 yield _checked_row(record.line, record.cells, headers)
             record = _next_record(records)
@@ -424,8 +467,12 @@ def _checked_row(line: int, cells: list[str], headers: list[str]) -> Row:
             _fit(cells, width),
             RowProblem(
                 "",
-                f"has {_width_of(cells)} cells but the header has {width} columns "
-                "(a delimiter inside an unquoted cell?)",
+                _(
+                    "has %(cells)d cells but the header has %(columns)d columns "
+                    "(a delimiter inside an unquoted cell?)",
+                    cells=_width_of(cells),
+                    columns=width,
+                ),
             ),
         )
     fitted = _fit(cells, width)
@@ -434,7 +481,7 @@ def _checked_row(line: int, cells: list[str], headers: list[str]) -> Row:
             return Row(
                 line,
                 [c.replace("\x00", "") for c in fitted],
-                RowProblem(header, "contains a NUL byte (\\0); the file may be damaged"),
+                RowProblem(header, _("contains a NUL byte (\\0); the file may be damaged")),
             )
     return Row(line, fitted, None)
 
@@ -453,7 +500,7 @@ def _clean_headers(cells: list[str]) -> list[str]:
             n += 1
         headers.append(candidate)
     if not headers:
-        raise TabularError("the header row is empty")
+        raise TabularError(_("the header row is empty"))
     return headers
 
 
@@ -471,11 +518,15 @@ def _check_zip(path: Path, name: str, max_bytes: int) -> None:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
     except (zipfile.BadZipFile, OSError) as error:
-        raise TabularError(f"{name} cannot be opened as an Excel workbook ({error}).") from None
+        raise TabularError(_not_a_workbook(name, error)) from None
     if len(members) > XLSX_MAX_MEMBERS:
         raise TabularError(
-            f"{name} holds {len(members):,} files inside; an Excel workbook has a few dozen. "
-            "It was not opened. Save it again from Excel, or as CSV."
+            _(
+                "%(file)s holds %(count)s files inside; an Excel workbook has a few dozen. "
+                "It was not opened. Save it again from Excel, or as CSV.",
+                file=name,
+                count=f"{len(members):,}",
+            )
         )
     limit = XLSX_EXPANSION * max_bytes
     total = 0
@@ -483,10 +534,21 @@ def _check_zip(path: Path, name: str, max_bytes: int) -> None:
         total += member.file_size
         if member.file_size > limit or total > limit:
             raise TabularError(
-                f"{name} would unpack to more than {_megabytes(limit)} "
-                f"({XLSX_EXPANSION} times the upload limit), so it was not opened: it is "
-                "damaged or built to exhaust the server. Save it as CSV and try again."
+                _(
+                    "%(file)s would unpack to more than %(size)s (%(times)d times the upload "
+                    "limit), so it was not opened: it is damaged or built to exhaust the "
+                    "server. Save it as CSV and try again.",
+                    file=name,
+                    size=_megabytes(limit),
+                    times=XLSX_EXPANSION,
+                )
             )
+
+
+def _not_a_workbook(name: str, error: Exception) -> str:
+    return _(
+        "%(file)s cannot be opened as an Excel workbook (%(reason)s).", file=name, reason=error
+    )
 
 
 def _read_xlsx(path: Path, name: str) -> tuple[TableInfo, RowReader]:
@@ -498,7 +560,7 @@ def _read_xlsx(path: Path, name: str) -> tuple[TableInfo, RowReader]:
             warnings.simplefilter("ignore")
             workbook = load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as error:
-        raise TabularError(f"{name} cannot be opened as an Excel workbook ({error}).") from None
+        raise TabularError(_not_a_workbook(name, error)) from None
     try:
         sheet = workbook.worksheets[0]
         values = sheet.iter_rows(values_only=True)
@@ -509,7 +571,7 @@ def _read_xlsx(path: Path, name: str) -> tuple[TableInfo, RowReader]:
             if any(c.strip() for c in header_cells):
                 break
         else:
-            raise TabularError(f"{name} is empty: its first sheet has no cells.")
+            raise TabularError(_("%(file)s is empty: its first sheet has no cells.", file=name))
         headers = _clean_headers(header_cells)
         first: tuple[int, list[str]] | None = None
         for line, raw in enumerate(values, start=header_line + 1):
@@ -518,9 +580,7 @@ def _read_xlsx(path: Path, name: str) -> tuple[TableInfo, RowReader]:
                 first = (line, cells)
                 break
         if first is None:
-            raise TabularError(
-                f"{name} has a header row but no data rows below it: there is nothing to import."
-            )
+            raise TabularError(_no_data_rows(name))
         total = int(sheet.max_row or 0)
     except BaseException:
         workbook.close()

@@ -8,14 +8,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
 from campaign.extensions import db
+from campaign.labels import label
 from campaign.models import ContactList, Role, Segment
 from campaign.services import lists as list_service
 from campaign.services import segments as segment_service
-from campaign.services.segments import FIELDS, OP_LABELS, OPS, SegmentError
+from campaign.services.segments import (
+    FIELDS,
+    LABEL_KINDS,
+    OP_LABELS,
+    OPS,
+    SegmentError,
+    value_label,
+)
 from campaign.web.access import allow
 
 bp = Blueprint("audiences", __name__, url_prefix="/audiences")
@@ -109,7 +119,14 @@ class Builder:
                     node = segment_service.validate_definition(node)
                 except SegmentError as problem:
                     message = str(problem).removeprefix("definition.")
-                    raise SegmentError(f"Group {g + 1}, condition {c + 1}: {message}") from None
+                    raise SegmentError(
+                        _(
+                            "Group %(group)d, condition %(condition)d: %(problem)s",
+                            group=g + 1,
+                            condition=c + 1,
+                            problem=message,
+                        )
+                    ) from None
                 conditions.append({"not": node} if cond.negate else node)
             if not conditions:
                 continue
@@ -134,9 +151,12 @@ def _condition_from(node: Any) -> Condition | None:
         negate, node = True, node["not"]
     if not isinstance(node, dict) or "field" not in node:
         return None
+    field_name = str(node["field"])
     value = node.get("value", "")
-    text = ", ".join(value) if isinstance(value, list) else str(value)
-    return Condition(str(node["field"]), str(node.get("op", "is")), text, negate)
+    # Codes are shown (and typed) as their labels; the definition keeps the codes.
+    values = value if isinstance(value, list) else [value]
+    text = ", ".join(value_label(field_name, str(v)) for v in values)
+    return Condition(field_name, str(node.get("op", "is")), text, negate)
 
 
 def _group_from(node: Any) -> Group | None:
@@ -165,7 +185,9 @@ def _definition_from_request() -> tuple[dict[str, Any], Builder | None]:
         try:
             definition = json.loads(raw_json)
         except ValueError as error:
-            raise SegmentError(f"The definition is not valid JSON: {error}") from None
+            raise SegmentError(
+                _("The definition is not valid JSON: %(error)s", error=str(error))
+            ) from None
         return segment_service.validate_definition(definition), None
     builder = Builder.from_form(request.form)
     return segment_service.validate_definition(builder.definition()), builder
@@ -180,6 +202,11 @@ def _builder_context(builder: Builder | None, definition: dict[str, Any] | None)
         "fields": FIELDS,
         "ops": OPS,
         "op_labels": OP_LABELS,
+        "value_choices": {
+            name: [label(code, LABEL_KINDS[name]) for code in choices]
+            for name, (_text, _ops, choices) in FIELDS.items()
+            if choices and name in LABEL_KINDS
+        },
     }
 
 
@@ -196,7 +223,7 @@ def index() -> Any:
             count: int | None = segment_service.count_matching(segment.definition)
             summary = segment_service.describe(segment.definition)
         except SegmentError:
-            count, summary = None, "(this definition no longer validates: edit it)"
+            count, summary = None, _("(this definition no longer validates: edit it)")
         segment_rows.append((segment, count, summary))
     return render_template(
         "audiences/index.html",
@@ -218,7 +245,7 @@ def create_list() -> Any:
         flash(str(problem), "error")
         return redirect(url_for("audiences.index"))
     db.session.commit()
-    flash(f"List {contact_list.name} created.", "success")
+    flash(_("List %(name)s created.", name=contact_list.name), "success")
     return redirect(url_for("audiences.index"))
 
 
@@ -240,7 +267,7 @@ def rename_list(list_id: int) -> Any:
         flash(str(problem), "error")
         return redirect(url_for("audiences.index"))
     db.session.commit()
-    flash(f"List renamed to {contact_list.name}.", "success")
+    flash(_("List renamed to %(name)s.", name=contact_list.name), "success")
     return redirect(url_for("audiences.index"))
 
 
@@ -257,7 +284,10 @@ def delete_list(list_id: int) -> Any:
     name = contact_list.name
     list_service.delete_list(contact_list)
     db.session.commit()
-    flash(f"List {name} deleted. Its contacts are still in the address book.", "success")
+    flash(
+        _("List %(name)s deleted. Its contacts are still in the address book.", name=name),
+        "success",
+    )
     return redirect(url_for("audiences.index"))
 
 
@@ -303,7 +333,7 @@ def _segment_form(segment: Segment | None) -> Any:
             else:
                 segment_service.update_segment(segment, name, definition, description)
             db.session.commit()
-            flash(f"Segment {segment.name} saved.", "success")
+            flash(_("Segment %(name)s saved.", name=segment.name), "success")
             return redirect(url_for("audiences.index"))
     except SegmentError as problem:
         db.session.rollback()
@@ -366,7 +396,7 @@ def delete_segment(segment_id: int) -> Any:
     name = segment.name
     segment_service.delete_segment(segment)
     db.session.commit()
-    flash(f"Segment {name} deleted. No contact was changed.", "success")
+    flash(_("Segment %(name)s deleted. No contact was changed.", name=name), "success")
     return redirect(url_for("audiences.index"))
 
 
@@ -378,7 +408,16 @@ def count_segment() -> Any:
         definition, _builder = _definition_from_request()
     except SegmentError as problem:
         return {"error": str(problem)}, 422
+    count = segment_service.count_matching(definition)
+    summary = segment_service.describe(definition)
     return {
-        "count": segment_service.count_matching(definition),
-        "summary": segment_service.describe(definition),
+        "count": count,
+        "summary": summary,
+        # The whole sentence in the interface language, for segment-count.js.
+        "message": ngettext(
+            "%(num)d contact matches now: %(summary)s",
+            "%(num)d contacts match now: %(summary)s",
+            count,
+            summary=summary,
+        ),
     }

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from babel import Locale, UnknownLocaleError
 from flask import (
     Blueprint,
     abort,
@@ -17,10 +18,14 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import get_locale, ngettext
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
 from campaign.extensions import db
+from campaign.labels import LABELS, label
 from campaign.models import (
     AuditEvent,
     Contact,
@@ -52,15 +57,32 @@ CHOICES: dict[str, list[str]] = {
     "style": [s.value for s in Style],
     "risk_level": [r.value for r in RiskLevel],
 }
+# The label table (campaign.labels) of each field whose values are codes.
+LABEL_KINDS: dict[str, str] = {
+    "kind": "contact_kind",
+    "grammatical_gender": "gender",
+    "role_type": "role_type",
+    "style": "style",
+    "risk_level": "risk_level",
+}
 HINTS = {
-    "grammatical_gender": "Used for grammar in letters; never guessed.",
-    "languages": "Language tags separated by spaces, e.g. ru fr.",
-    "cc_emails": "Separated by spaces.",
-    "tags": "Separated by spaces or commas.",
-    "time_zone": (
+    "grammatical_gender": _l("Used for grammar in letters; never guessed."),
+    "languages": _l("Language tags separated by spaces, e.g. ru fr."),
+    "cc_emails": _l("Separated by spaces."),
+    "tags": _l("Separated by spaces or commas."),
+    "time_zone": _l(
         "Only if their clock is not their country's (a mission abroad, a country with "
         "several zones), e.g. Asia/Almaty. Blank: from the country."
     ),
+}
+# What the table can be sorted by, as the caption says it.
+SORT_LABELS = {
+    "name": _l("name"),
+    "organisation": _l("organisation"),
+    "country": _l("country"),
+    "role": _l("role type"),
+    "risk": _l("risk level"),
+    "email": _l("email"),
 }
 DATE_FIELDS = {"term_ends_on", "last_verified_on"}
 EXPORT_FORMATS = {
@@ -69,10 +91,34 @@ EXPORT_FORMATS = {
 }
 
 
+def _options(name: str) -> list[tuple[str, str]]:
+    """(code, translated label) pairs for the select of an enumerated field."""
+    return [(code, label(code, LABEL_KINDS[name])) for code in CHOICES[name]]
+
+
+def language_names(tags: str) -> str:
+    """ "Russian (ru), French (fr)" in the interface language; a tag Babel does not know
+    stays as written."""
+    locale = get_locale()
+    names = []
+    for tag in tags.split():
+        try:
+            name = Locale.parse(tag.replace("-", "_")).get_display_name(locale)
+        except (ValueError, TypeError, UnknownLocaleError):
+            name = None
+        names.append(f"{name} ({tag})" if name else tag)
+    return ", ".join(names)
+
+
+def history_label(action: str) -> str:
+    """An audit event's readable name; the code only for an event not in the table yet."""
+    return label(action, "audit_event") if action in LABELS["audit_event"] else action
+
+
 def _filter_choices() -> dict[str, Any]:
     return {
-        "roles": CHOICES["role_type"],
-        "risks": CHOICES["risk_level"],
+        "roles": _options("role_type"),
+        "risks": _options("risk_level"),
         "lists": list_service.all_lists(),
         "segments": list(db.session.scalars(select(Segment).order_by(Segment.name))),
     }
@@ -100,6 +146,7 @@ def index() -> Any:
         filters=filters,
         args=filters.as_args(),
         sorts=list(SORTS),
+        sort_labels=SORT_LABELS,
         active_list=active_list,
         active_segment=active_segment,
         **_filter_choices(),
@@ -124,6 +171,10 @@ def show(contact_id: int) -> Any:
         letters=correspondence(contact.id),
         fields=CONTACT_FIELDS,
         labels=FIELD_LABELS,
+        label_kinds=LABEL_KINDS,
+        date_fields=DATE_FIELDS,
+        language_names=language_names,
+        history_label=history_label,
         zone_from_country=country_zone(contact.country),
         history=history,
         member_of=member_of,
@@ -153,7 +204,7 @@ def _render_form(contact: Contact | None, values: dict[str, str], errors: dict[s
             errors=errors,
             fields=CONTACT_FIELDS,
             labels=FIELD_LABELS,
-            choices=CHOICES,
+            options={name: _options(name) for name in CHOICES},
             hints=HINTS,
             date_fields=DATE_FIELDS,
             zone_names=contact_service.zone_names(),
@@ -182,7 +233,7 @@ def create() -> Any:
         db.session.rollback()
         return _render_form(None, values, _errors_by_field(problem))
     db.session.commit()
-    flash(f"Contact {contact.display_name} created.", "success")
+    flash(_("Contact %(name)s created.", name=contact.display_name), "success")
     return redirect(url_for("contacts.show", contact_id=contact.id))
 
 
@@ -200,9 +251,9 @@ def edit(contact_id: int) -> Any:
         return _render_form(db.get_or_404(Contact, contact_id), values, _errors_by_field(problem))
     db.session.commit()
     flash(
-        f"Saved: {', '.join(FIELD_LABELS[f].lower() for f in changed)}."
+        _("Saved: %(fields)s.", fields=", ".join(str(FIELD_LABELS[f]).lower() for f in changed))
         if changed
-        else "No changes.",
+        else _("No changes."),
         "success",
     )
     return redirect(url_for("contacts.show", contact_id=contact.id))
@@ -217,7 +268,7 @@ def delete(contact_id: int) -> Any:
     name = contact.display_name
     contact_service.delete_contact(contact)
     db.session.commit()
-    flash(f"Contact {name} deleted.", "success")
+    flash(_("Contact %(name)s deleted.", name=name), "success")
     return redirect(url_for("contacts.index"))
 
 
@@ -241,7 +292,7 @@ def add_to_list(contact_id: int) -> Any:
     contact_list = _get_list(request.form.get("list_id"))
     list_service.add_contacts(contact_list, [contact.id])
     db.session.commit()
-    flash(f"Added to {contact_list.name}.", "success")
+    flash(_("Added to %(list)s.", list=contact_list.name), "success")
     return redirect(url_for("contacts.show", contact_id=contact.id))
 
 
@@ -252,7 +303,7 @@ def remove_from_list(contact_id: int, list_id: int) -> Any:
     contact_list = _get_list(str(list_id))
     list_service.remove_contacts(contact_list, [contact.id])
     db.session.commit()
-    flash(f"Removed from {contact_list.name}.", "success")
+    flash(_("Removed from %(list)s.", list=contact_list.name), "success")
     return redirect(url_for("contacts.show", contact_id=contact.id))
 
 
@@ -275,8 +326,21 @@ def bulk() -> Any:
     else:
         abort(400)
     db.session.commit()
-    verb = "added to" if action.startswith("add") else "removed from"
-    flash(f"{changed} contact(s) {verb} {contact_list.name}.", "success")
+    if action.startswith("add"):
+        message = ngettext(
+            "%(num)d contact added to %(list)s.",
+            "%(num)d contacts added to %(list)s.",
+            changed,
+            list=contact_list.name,
+        )
+    else:
+        message = ngettext(
+            "%(num)d contact removed from %(list)s.",
+            "%(num)d contacts removed from %(list)s.",
+            changed,
+            list=contact_list.name,
+        )
+    flash(message, "success")
     return redirect(_index_url(filters))
 
 

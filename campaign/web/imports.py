@@ -17,6 +17,7 @@ from flask import (
     send_file,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
@@ -43,10 +44,19 @@ def _uploads() -> Path:
     return folder
 
 
+class _TooLarge(str):
+    """The message for a file over the size cap (answered with 413, not 400)."""
+
+    __slots__ = ()
+
+
 def _too_large_message() -> str:
-    return (
-        f"The file is larger than the {current_app.config['IMPORT_MAX_MB']} MB this "
-        "installation accepts (CAMPAIGN_IMPORT_MAX_MB). Split it into smaller files."
+    return _TooLarge(
+        _(
+            "The file is larger than the %(limit)s MB this installation accepts "
+            "(CAMPAIGN_IMPORT_MAX_MB). Split it into smaller files.",
+            limit=current_app.config["IMPORT_MAX_MB"],
+        )
     )
 
 
@@ -70,7 +80,7 @@ def new() -> Any:
     ).all()
     status = 200
     if error:
-        status = 413 if "CAMPAIGN_IMPORT_MAX_MB" in error else 400
+        status = 413 if isinstance(error, _TooLarge) else 400
     return render_template(
         "imports/new.html",
         error=error,
@@ -81,13 +91,16 @@ def new() -> Any:
 
 def _accept_upload(upload: FileStorage | None) -> tuple[ContactImport | None, str]:
     if upload is None or not upload.filename:
-        return None, "Choose a CSV or Excel (.xlsx) file to upload."
+        return None, _("Choose a CSV or Excel (.xlsx) file to upload.")
     original = Path(upload.filename).name[:300]
     suffix = Path(original).suffix.lower()
     if suffix not in ALLOWED_SUFFIXES:
         return (
             None,
-            f"{original}: only CSV (.csv, .txt, .tsv) and Excel (.xlsx) files can be imported.",
+            _(
+                "%(file)s: only CSV (.csv, .txt, .tsv) and Excel (.xlsx) files can be imported.",
+                file=original,
+            ),
         )
     stored = _uploads() / f"{secrets.token_hex(16)}{suffix}"
     size = 0
@@ -124,7 +137,7 @@ def _samples(record: ContactImport, count: int = 3) -> tuple[Any, list[list[str]
         Path(record.stored_path), filename=record.original_filename
     )
     with rows:
-        samples = [row.cells for _, row in zip(range(count), rows, strict=False)]
+        samples = [row.cells for _index, row in zip(range(count), rows, strict=False)]
     return info, samples
 
 
@@ -139,7 +152,7 @@ def mapping(import_id: int) -> Any:
     except importing.TabularError as problem:
         flash(str(problem), "error")
         return redirect(url_for("imports.new"))
-    _, remembered = importing.suggest_mapping(info.headers)
+    _mapping, remembered = importing.suggest_mapping(info.headers)
     error = ""
     chosen = {h: str(record.mapping.get(h, "")) for h in info.headers}
     list_name = ""
@@ -153,7 +166,7 @@ def mapping(import_id: int) -> Any:
         list_name = request.form.get("list_name", "").strip()
         try:
             if on_duplicate not in importing.ON_DUPLICATE:
-                raise importing.ImportSetupError("choose whether to skip or update duplicates")
+                raise importing.ImportSetupError(importing.duplicate_choice_message())
             cleaned = importing.clean_mapping(info.headers, chosen)
             contact_list = importing.find_or_create_list(list_name) if list_name else None
         except importing.ImportSetupError as problem:
@@ -254,9 +267,23 @@ def _progress(record: ContactImport) -> dict[str, Any]:
         done = int(report.get("done_lines", 0))
         total = int(report.get("total_lines", 0))
         counts = {k: int(report.get(k, 0)) for k in ("imported", "updated", "skipped", "rejected")}
+    summary = importing.ImportResult(
+        imported=counts["imported"],
+        updated=counts["updated"],
+        skipped=counts["skipped"],
+        rejected=counts["rejected"],
+    ).summary()
+    message = (
+        _("Line %(done)d of %(total)d: %(summary)s", done=done, total=total, summary=summary)
+        if total
+        else _("Waiting for the worker to start…")
+    )
     return {
         "status": status,
         "is_done": status in (ImportStatus.FINISHED.value, ImportStatus.FAILED.value),
+        # In the interface language, for the page and for import-progress.js.
+        "summary": summary,
+        "message": message,
         "done_lines": done,
         "total_lines": total,
         "percent": int(100 * done / total) if total else 0,

@@ -392,7 +392,7 @@ def test_an_xlsx_file_imports(app: Flask, tmp_path: Path) -> None:
 
 
 def test_an_unknown_duplicate_choice_is_refused(app: Flask, tmp_path: Path) -> None:
-    with pytest.raises(ImportSetupError, match="on_duplicate"):
+    with pytest.raises(ImportSetupError, match="skip or update duplicates"):
         importing.import_contacts(
             csv_file(tmp_path, HEADER + "A,B,a@example.org\n"), {}, on_duplicate="merge"
         )

@@ -181,4 +181,4 @@ def test_describe_reads_like_the_builder(app: Flask) -> None:
     text = segments.describe(
         {"all": [cond("role_type", "is", "mep"), {"not": {"any": [cond("tag", "is", "press")]}}]}
     )
-    assert text == "role is mep AND NOT tag is press"
+    assert text == "role type is Member of the European Parliament AND NOT tag is press"

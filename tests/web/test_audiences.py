@@ -106,7 +106,12 @@ def test_live_count_follows_the_form(client: FlaskClient, login: Login, contacts
     login(Role.EDITOR)
     response = client.post("/audiences/segments/count", data=_builder_form())
     assert response.status_code == 200
-    assert response.get_json() == {"count": 1, "summary": "role is mep AND NOT tag is press"}
+    summary = "role type is Member of the European Parliament AND NOT tag is press"
+    assert response.get_json() == {
+        "count": 1,
+        "summary": summary,
+        "message": f"1 contact matches now: {summary}",
+    }
     either = client.post("/audiences/segments/count", data=_builder_form(match="any"))
     # (role is mep) OR NOT (tag is press): both MEPs; the journalist is tagged press.
     assert either.get_json()["count"] == 2

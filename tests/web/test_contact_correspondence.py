@@ -34,10 +34,10 @@ def test_a_contact_shows_its_letter_and_reply_with_a_link_for_editors(
 
     assert "Joint letter" in table or f"/campaigns/{letter.campaign_id}" in table
     assert f'href="/replies/{reply.id}"' in table
-    assert ">reply<" in table
+    assert ">Reply<" in table
     # Replied time is filled in, as the ledger says.
     assert letter.replied_at is not None
-    assert letter.replied_at.strftime("%Y-%m-%d %H:%M") in table
+    assert f'datetime="{letter.replied_at.isoformat()}"' in table
 
 
 def test_an_auto_reply_is_shown_as_such_and_viewers_get_no_link(
@@ -51,7 +51,7 @@ def test_an_auto_reply_is_shown_as_such_and_viewers_get_no_link(
 
     table = _correspondence(client, int(letter.contact_id or 0))
 
-    assert "auto-reply" in table
+    assert "Automatic reply" in table
     assert "/replies/" not in table
     # An out-of-office answer is not a reply: the "Replied" column stays empty.
     assert letter.replied_at is None
