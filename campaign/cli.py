@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import click
 from flask import Flask
-from flask.cli import FlaskGroup
+from flask.cli import FlaskGroup, with_appcontext
 
 from campaign.config import ConfigError
+from campaign.i18n import DEFAULT_LANGUAGE, supported, use_reader_language
+
+# Where a terminal says which language its user reads, in gettext's order: the first one
+# set (not empty) decides (decision 0031, "The command line").
+LANGUAGE_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
 
 
 def _create_app() -> Flask:
@@ -39,6 +49,55 @@ def main() -> None:
     cli.main(prog_name="campaign")
 
 
+def terminal_language(environ: Mapping[str, str] | None = None) -> str:
+    """The interface language this terminal's user reads, by gettext's rules.
+
+    The first of LANGUAGE, LC_ALL, LC_MESSAGES and LANG that is set decides. LANGUAGE may
+    list several languages, best first ("de:ru"); the first one we have a catalogue for
+    wins. "C", "POSIX" or a language without a catalogue means English.
+    """
+    environ = os.environ if environ is None else environ
+    for name in LANGUAGE_VARIABLES:
+        value = environ.get(name, "").strip()
+        if not value:
+            continue
+        for entry in value.split(":"):
+            # ru_RU.UTF-8, sr_RS@latin → ru_RU, sr_RS
+            locale_name = entry.split(".", 1)[0].split("@", 1)[0]
+            if locale_name in ("C", "POSIX"):
+                return DEFAULT_LANGUAGE
+            language = supported(locale_name)
+            if language:
+                return language
+        return DEFAULT_LANGUAGE
+    return DEFAULT_LANGUAGE
+
+
+def _speaks_terminal_language(command: click.Command) -> None:
+    """Make `command` (each command of a group) print in the terminal's language."""
+    if isinstance(command, click.Group):
+        for subcommand in command.commands.values():
+            _speaks_terminal_language(subcommand)
+        return
+    callback = command.callback
+    # The command objects are module-level: every app built in a process registers them.
+    if callback is None or getattr(callback, "speaks_terminal_language", False):
+        return
+    command.callback = _in_terminal_language(callback)
+
+
+def _in_terminal_language(callback: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(callback)
+    def speaking(*args: Any, **kwargs: Any) -> Any:
+        use_reader_language(terminal_language())
+        return callback(*args, **kwargs)
+
+    speaking.speaks_terminal_language = True  # type: ignore[attr-defined]
+    # with_appcontext: the language is kept on the app context's `g`, which must be the one
+    # the command runs in (FlaskGroup pushes it; a test's own context is reused).
+    return with_appcontext(speaking)
+
+
 def register_commands(app: Flask) -> None:
     from campaign.commands.campaigns import register as register_campaigns
     from campaign.commands.contacts import register as register_contacts
@@ -63,3 +122,7 @@ def register_commands(app: Flask) -> None:
     register_statements(app)
     register_tracking(app)
     register_users(app)
+
+    # Once per invocation, inside its app context: the language the terminal asks for.
+    for command in app.cli.commands.values():
+        _speaks_terminal_language(command)

@@ -28,6 +28,14 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             terminalreporter.write_line(line)
 
 
+@pytest.fixture(autouse=True)
+def _english_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`campaign` commands print in the terminal's language (decision 0031, "The command
+    line"), and tests read their English output: whatever the developer's LANG, LANGUAGE
+    (the first variable the CLI looks at) says English. tests/i18n changes it."""
+    monkeypatch.setenv("LANGUAGE", "en")
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[servers.RedisServer]:
     server = servers.start_redis()

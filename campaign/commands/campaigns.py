@@ -9,6 +9,10 @@ from typing import Any, NoReturn
 
 import click
 from flask import Flask
+from flask_babel import gettext as _
+from flask_babel import ngettext
+
+from campaign.commands import named
 
 # Lines of the pre-send report `send` prints when the check blocks the launch.
 MAX_PROBLEMS_SHOWN = 20
@@ -34,7 +38,7 @@ def _fail(message: str) -> NoReturn:
     from campaign.extensions import db
 
     db.session.rollback()
-    click.echo(f"Error: {message}", err=True)
+    click.echo(_("Error: %(message)s", message=message), err=True)
     raise click.exceptions.Exit(2)
 
 
@@ -44,7 +48,7 @@ def _campaign(campaign_id: int) -> Any:
 
     campaign = db.session.get(Campaign, campaign_id)
     if campaign is None:
-        _fail(f"there is no campaign {campaign_id}")
+        _fail(_("there is no campaign %(id)s", id=campaign_id))
     return campaign
 
 
@@ -57,12 +61,14 @@ def _audience_keys(
     for name in list_names:
         found = lists.find_list(name)
         if found is None:
-            _fail(f"{option}: there is no list called {name!r}")
+            _fail(_("%(option)s: there is no list called %(name)s", option=option, name=repr(name)))
         keys.append(f"list:{found.id}")
     for name in segment_names:
         segment = segments.find_segment(name)
         if segment is None:
-            _fail(f"{option}: there is no segment called {name!r}")
+            _fail(
+                _("%(option)s: there is no segment called %(name)s", option=option, name=repr(name))
+            )
         keys.append(f"segment:{segment.id}")
     return keys
 
@@ -123,16 +129,16 @@ def create_campaign_command(
 
     statement = db.session.get(Statement, statement_id)
     if statement is None:
-        _fail(f"--statement: there is no statement {statement_id}")
+        _fail(_("%(option)s: there is no statement %(id)s", option="--statement", id=statement_id))
     if not list_names and not segment_names:
-        _fail("name the recipients with --list NAME or --segment NAME (repeatable)")
+        _fail(_("name the recipients with --list NAME or --segment NAME (repeatable)"))
     include = _audience_keys(list_names, segment_names, "--list/--segment")
     exclude = _audience_keys(exclude_lists, exclude_segments, "--exclude-list/--exclude-segment")
     account = None
     if smtp_name is not None:
         account = find_account(smtp_name)
         if account is None:
-            _fail(f"--smtp: there is no SMTP account called {smtp_name!r}")
+            _fail(_("--smtp: there is no SMTP account called %(name)s", name=repr(smtp_name)))
     try:
         campaign = campaigns.create_campaign(
             statement,
@@ -149,9 +155,18 @@ def create_campaign_command(
     check = campaigns.check_campaign(campaign)
     db.session.commit()
     for warning in check.warnings:
-        click.echo(f"warning: {warning}", err=True)
-    click.echo(f"{check.count.sendable} recipients ({check.count.suppressed} suppressed)", err=True)
-    click.echo(f"created campaign {campaign.id}")
+        click.echo(_("warning: %(message)s", message=warning), err=True)
+    click.echo(
+        ngettext(
+            "%(num)d recipient (%(suppressed)d suppressed)",
+            "%(num)d recipients (%(suppressed)d suppressed)",
+            check.count.sendable,
+            suppressed=check.count.suppressed,
+        ),
+        err=True,
+    )
+    # The id stays the last number in every language: scripts take it from there.
+    click.echo(_("created campaign %(id)s", id=campaign.id))
 
 
 def _with_progress(query: Any, total: int) -> Iterator[Any]:
@@ -159,12 +174,15 @@ def _with_progress(query: Any, total: int) -> Iterator[Any]:
     from campaign.models import Contact
 
     done = 0
+    checking = _("checking letters: %(done)d/%(total)d", done=0, total=total)
     for contact in db.session.scalars(query.order_by(Contact.id).execution_options(yield_per=500)):
         yield contact
         done += 1
         if done % PROGRESS_EVERY == 0:
-            click.echo(f"\rchecking letters: {done}/{total}", err=True, nl=False)
-    click.echo(f"\rchecking letters: {done}/{total}", err=True)
+            checking = _("checking letters: %(done)d/%(total)d", done=done, total=total)
+            click.echo(f"\r{checking}", err=True, nl=False)
+    checking = _("checking letters: %(done)d/%(total)d", done=done, total=total)
+    click.echo(f"\r{checking}", err=True)
 
 
 @click.command("send")
@@ -189,11 +207,23 @@ def send_command(campaign_id: int, override: bool) -> None:
 
     campaign = _campaign(campaign_id)
     if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
-        click.echo(f"campaign {campaign.id} already launched ({campaign.status})")
+        click.echo(
+            _(
+                "campaign %(id)s already launched (%(status)s)",
+                id=campaign.id,
+                status=named(campaign.status, "campaign_status", in_sentence=True),
+            )
+        )
         return
     check = campaigns.check_campaign(campaign)
     if check.errors:
-        _fail(f"campaign {campaign.id} cannot be launched: " + "; ".join(check.errors))
+        _fail(
+            _(
+                "campaign %(id)s cannot be launched: %(reasons)s",
+                id=campaign.id,
+                reasons="; ".join(check.errors),
+            )
+        )
     statement = db.session.get(Statement, campaign.statement_id)
     report = presend.check_audience(
         statement,
@@ -206,7 +236,7 @@ def send_command(campaign_id: int, override: bool) -> None:
         for item in errors[:MAX_PROBLEMS_SHOWN]:
             click.echo(f"{item.who} — {item.problem.code}: {item.problem.message}", err=True)
         if len(errors) > MAX_PROBLEMS_SHOWN:
-            click.echo(f"… and {len(errors) - MAX_PROBLEMS_SHOWN} more", err=True)
+            click.echo(_("… and %(num)d more", num=len(errors) - MAX_PROBLEMS_SHOWN), err=True)
     try:
         launched = campaigns.launch_campaign(
             campaign, presend_errors=report.contacts_with_errors, override=override
@@ -215,19 +245,28 @@ def send_command(campaign_id: int, override: bool) -> None:
         _fail(str(error))
     if not launched:  # another launch got there between our look and the lock
         db.session.rollback()
-        click.echo(f"campaign {campaign_id} already launched")
+        click.echo(_("campaign %(id)s already launched", id=campaign_id))
         return
     db.session.commit()
     counts = campaigns.status_counts(campaign_id)
     if report.has_errors:
         click.echo(
-            f"warning: launched with letters with errors for {report.contacts_with_errors} "
-            "contacts (--override, recorded in the audit log)",
+            ngettext(
+                "warning: launched with letters with errors for %(num)d contact "
+                "(--override, recorded in the audit log)",
+                "warning: launched with letters with errors for %(num)d contacts "
+                "(--override, recorded in the audit log)",
+                report.contacts_with_errors,
+            ),
             err=True,
         )
     click.echo(
-        f"campaign {campaign_id} launched: {counts['queued']} recipients queued, "
-        f"{counts['suppressed']} suppressed"
+        _(
+            "campaign %(id)s launched: %(queued)d recipients queued, %(suppressed)d suppressed",
+            id=campaign_id,
+            queued=counts["queued"],
+            suppressed=counts["suppressed"],
+        )
     )
 
 
@@ -236,19 +275,32 @@ def _change(campaign_id: int, action: str) -> None:
     from campaign.services import campaigns
 
     campaign = _campaign(campaign_id)
+    # One whole sentence per action: translations need the verb, not a word to splice in.
     change = {
-        "pause": (campaigns.pause_campaign, "paused"),
-        "resume": (campaigns.resume_campaign, "resumed: sending again"),
-        "cancel": (campaigns.cancel_campaign, "cancelled"),
+        "pause": (
+            campaigns.pause_campaign,
+            _("campaign %(id)s paused", id=campaign_id),
+            _("campaign %(id)s is %(status)s; nothing to pause"),
+        ),
+        "resume": (
+            campaigns.resume_campaign,
+            _("campaign %(id)s resumed: sending again", id=campaign_id),
+            _("campaign %(id)s is %(status)s; nothing to resume"),
+        ),
+        "cancel": (
+            campaigns.cancel_campaign,
+            _("campaign %(id)s cancelled", id=campaign_id),
+            _("campaign %(id)s is %(status)s; nothing to cancel"),
+        ),
     }
-    function, done = change[action]
-    before = campaign.status
+    function, done, unchanged = change[action]
+    before = named(campaign.status, "campaign_status", in_sentence=True)
     if not function(campaign):
         db.session.rollback()
-        click.echo(f"campaign {campaign_id} is {before}; nothing to {action}")
+        click.echo(unchanged % {"id": campaign_id, "status": before})
         return
     db.session.commit()
-    click.echo(f"campaign {campaign_id} {done}")
+    click.echo(done)
 
 
 @click.command("pause")
@@ -283,11 +335,16 @@ def status_command(campaign_id: int) -> None:
     from campaign.services import campaigns
 
     campaign = _campaign(campaign_id)
-    click.echo(f"campaign {campaign.id} {campaign.status}")
+    status_line = _(
+        "campaign %(id)s %(status)s",
+        id=campaign.id,
+        status=named(campaign.status, "campaign_status", in_sentence=True),
+    )
+    click.echo(status_line)
     for status, count in campaigns.status_counts(campaign.id).items():
-        click.echo(f"{status} {count}")
+        click.echo(f"{named(status, 'delivery_status')} {count}")
     if campaign.status_reason:
-        click.echo(f"reason: {campaign.status_reason}", err=True)
+        click.echo(_("reason: %(reason)s", reason=campaign.status_reason), err=True)
 
 
 @click.command("worker")
@@ -349,7 +406,7 @@ def add_smtp_account_command(
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
-            _fail("--password-stdin: standard input held no password")
+            _fail(_("--password-stdin: standard input held no password"))
     try:
         account = smtp_accounts.create_account(
             smtp_accounts.AccountFields(
@@ -368,4 +425,4 @@ def add_smtp_account_command(
     except smtp_accounts.SmtpAccountError as error:
         _fail(str(error))
     db.session.commit()
-    click.echo(f"added SMTP account {account.name} ({account.id})")
+    click.echo(_("added SMTP account %(name)s (%(id)s)", name=account.name, id=account.id))

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import click
 from flask import Flask
+from flask_babel import format_number, ngettext
+from flask_babel import gettext as _
+
+from campaign.commands import CommandError
 
 # A progress line is worth printing only when an import takes more than a moment.
 _PROGRESS_FROM_LINES = 5000
@@ -43,16 +47,16 @@ def import_contacts_command(
     from campaign.services import importing
 
     if not file.is_file():
-        raise click.ClickException(f"{file}: no such file")
+        raise CommandError(_("%(file)s: no such file", file=file))
     try:
         info, rows = importing.open_contact_file(file, filename=str(file))
         rows.close()
         mapping, remembered = importing.suggest_mapping(info.headers)
         mapping = importing.clean_mapping(info.headers, mapping)
     except importing.TabularError as error:
-        raise click.ClickException(str(error)) from None  # it names the file
+        raise CommandError(str(error)) from None  # it names the file
     except importing.ImportSetupError as error:
-        raise click.ClickException(f"{file}: {error}") from None
+        raise CommandError(f"{file}: {error}") from None
     _describe_mapping(mapping, remembered)
     shown_progress = [0.0]
 
@@ -63,15 +67,21 @@ def import_contacts_command(
         if now - shown_progress[0] >= 1 or p.done_lines >= p.total_lines:
             shown_progress[0] = now
             percent = 100 * p.done_lines // max(p.total_lines, 1)
+            line = _(
+                "%(percent)3d%% line %(done)s of %(total)s — %(summary)s",
+                percent=percent,
+                done=format_number(p.done_lines),
+                total=format_number(p.total_lines),
+                summary=p.result.summary(),
+            )
             click.echo(
-                f"\r{percent:3d}% line {p.done_lines:,} of {p.total_lines:,} — "
-                f"{p.result.summary()}",
+                f"\r{line}",
                 err=True,
                 nl=p.done_lines >= p.total_lines,
             )
 
     def reject(row: importing.RowResult) -> None:
-        click.echo(f"line {row.line}: {row.reason}")
+        click.echo(_("line %(line)s: %(reason)s", line=row.line, reason=row.reason))
 
     try:
         contact_list = importing.find_or_create_list(list_name) if list_name else None
@@ -87,26 +97,28 @@ def import_contacts_command(
         )
     except importing.TabularError as error:
         db.session.rollback()
-        raise click.ClickException(str(error)) from None
+        raise CommandError(str(error)) from None
     except importing.ImportSetupError as error:
         db.session.rollback()
-        raise click.ClickException(f"{file}: {error}") from None
+        raise CommandError(f"{file}: {error}") from None
     except BaseException:
         db.session.rollback()
         raise
     db.session.commit()
     if rejects_path is not None:
-        click.echo(f"rejected rows written to {rejects_path}", err=True)
+        click.echo(_("rejected rows written to %(path)s", path=rejects_path), err=True)
     click.echo(result.summary())
 
 
 def _describe_mapping(mapping: dict[str, str], remembered: bool) -> None:
-    source = "remembered mapping" if remembered else "automatic mapping"
     used = ", ".join(f"{h} -> {f}" for h, f in mapping.items() if f)
-    click.echo(f"columns ({source}): {used}", err=True)
+    if remembered:
+        click.echo(_("columns (remembered mapping): %(columns)s", columns=used), err=True)
+    else:
+        click.echo(_("columns (automatic mapping): %(columns)s", columns=used), err=True)
     ignored = [h for h, f in mapping.items() if not f]
     if ignored:
-        click.echo(f"ignored columns: {', '.join(ignored)}", err=True)
+        click.echo(_("ignored columns: %(columns)s", columns=", ".join(ignored)), err=True)
 
 
 @click.command("export-contacts")
@@ -123,13 +135,13 @@ def export_contacts_command(file: Path, list_name: str) -> None:
 
     fmt = file.suffix.lower().lstrip(".")
     if fmt not in ("csv", "xlsx"):
-        raise click.ClickException(f"{file}: the name must end in .csv or .xlsx")
+        raise CommandError(_("%(file)s: the name must end in .csv or .xlsx", file=file))
     query = select(Contact).order_by(Contact.id)
     description = "all contacts"
     if list_name:
         found = find_list(list_name)
         if found is None:
-            raise click.ClickException(f"there is no list called {list_name!r}")
+            raise CommandError(_("there is no list called %(name)s", name=repr(list_name)))
         query = members_query(found).order_by(Contact.id)
         description = f"list {found.name}"
     partial = file.with_name(file.name + ".part")
@@ -142,4 +154,12 @@ def export_contacts_command(file: Path, list_name: str) -> None:
         db.session.rollback()
         raise
     db.session.commit()
-    click.echo(f"exported {count} contacts to {file}", file=sys.stdout)
+    click.echo(
+        ngettext(
+            "exported %(num)d contact to %(file)s",
+            "exported %(num)d contacts to %(file)s",
+            count,
+            file=file,
+        ),
+        file=sys.stdout,
+    )

@@ -14,6 +14,9 @@ from typing import Any
 import click
 from flask import Flask
 from flask.cli import with_appcontext
+from flask_babel import gettext as _
+
+from campaign.commands import CommandError
 
 DEFAULT_PORT = 5000
 WORKER_STOP_SECONDS = 15.0
@@ -51,20 +54,32 @@ def load_demo_command(admin_password: str | None) -> None:
         result = load_demo(admin_password=admin_password)
     except UserError as error:
         db.session.rollback()
-        raise click.ClickException(str(error)) from None
+        raise CommandError(str(error)) from None
     db.session.commit()
     if result.contacts:
         click.echo(
-            f"loaded {result.contacts} contacts, {result.lists} lists, {result.segments} segments,"
-            f" {result.statements} statements"
+            _(
+                "loaded %(contacts)d contacts, %(lists)d lists, %(segments)d segments, "
+                "%(statements)d statements",
+                contacts=result.contacts,
+                lists=result.lists,
+                segments=result.segments,
+                statements=result.statements,
+            )
         )
         from campaign.services.demo_sign_on import demo_sign_on_line
 
         click.echo(demo_sign_on_line())
     else:
-        click.echo("there are contacts already; demo data not loaded")
+        click.echo(_("there are contacts already; demo data not loaded"))
     if result.admin_email:
-        click.echo(f"created {result.admin_email} with password: {result.admin_password}")
+        click.echo(
+            _(
+                "created %(email)s with password: %(password)s",
+                email=result.admin_email,
+                password=result.admin_password,
+            )
+        )
 
 
 @click.command("dev")
@@ -100,11 +115,15 @@ class DevRunner:
         self.exit_code = 0
         self._cleanup = contextlib.ExitStack()
         self._watched: list[tuple[str, subprocess.Popen[bytes]]] = []
+        # Said after everything stopped, the app context with the language gone: _start
+        # puts it in the terminal's language while it can.
+        self._stopped_note = "stopped: web app, worker, mail sink and Redis are down."
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         if self.stopping.is_set():
             return
-        click.echo(f"\n{signal.Signals(signum).name} received: stopping…", err=True)
+        note = _("%(signal)s received: stopping…", signal=signal.Signals(signum).name)
+        click.echo(f"\n{note}", err=True)
         self.stopping.set()
 
     def run(self) -> int:
@@ -122,15 +141,19 @@ class DevRunner:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        click.echo("stopped: web app, worker, mail sink and Redis are down.", err=True)
+        click.echo(self._stopped_note, err=True)
         return self.exit_code
 
     def _check_children(self) -> None:
         for name, process in self._watched:
             if process.poll() is not None:
                 click.echo(
-                    f"error: the {name} exited unexpectedly (code {process.returncode}); "
-                    "stopping everything.",
+                    _(
+                        "error: the %(name)s exited unexpectedly (code %(code)s); "
+                        "stopping everything.",
+                        name=name,
+                        code=process.returncode,
+                    ),
                     err=True,
                 )
                 self.exit_code = 1
@@ -141,7 +164,9 @@ class DevRunner:
         from werkzeug.serving import make_server
 
         from campaign import create_app
+        from campaign.cli import terminal_language
         from campaign.config import ConfigError
+        from campaign.i18n import use_reader_language
 
         # Unsubscribe links in letters sent from this machine point at this web app; the
         # worker inherits the variable.
@@ -151,13 +176,23 @@ class DevRunner:
         except ConfigError as error:
             raise click.ClickException(str(error)) from None
         config = app.config["CAMPAIGN_CONFIG"]
+        # What this runner prints is in the terminal's language (decision 0031): an app
+        # context for the runner's life holds it; it is popped last, after the services.
+        self._cleanup.enter_context(app.app_context())
+        use_reader_language(terminal_language())
+        self._stopped_note = _("stopped: web app, worker, mail sink and Redis are down.")
 
         # Claim the port first: if it is taken, nothing else has been started yet.
         try:
             server = make_server("127.0.0.1", self.port, app, threaded=True)
         except (OSError, SystemExit) as error:
-            raise click.ClickException(
-                f"port {self.port} on 127.0.0.1 is in use or not allowed ({error}); try --port 5001"
+            raise CommandError(
+                _(
+                    "port %(port)s on 127.0.0.1 is in use or not allowed (%(error)s); "
+                    "try --port 5001",
+                    port=self.port,
+                    error=error,
+                )
             ) from None
         self._cleanup.callback(server.server_close)
 
@@ -177,45 +212,67 @@ class DevRunner:
 
         url = f"http://127.0.0.1:{server.server_port}/"
         click.echo("")
-        click.echo(f"  Campaign is running at {url}")
-        click.echo(f"  Dev mailbox:  {url}devmail/  {mailbox_note}")
-        click.echo(f"  Instance:     {config.INSTANCE_PATH}")
-        click.echo(f"  {login}")
-        click.echo("  Press Ctrl-C to stop everything.")
+        click.echo("  " + _("Campaign is running at %(url)s", url=url))
+        click.echo(_column(_("Dev mailbox:"), f"{url}devmail/  {mailbox_note}"))
+        click.echo(_column(_("Instance:"), str(config.INSTANCE_PATH)))
+        click.echo(login)
+        click.echo("  " + _("Press Ctrl-C to stop everything."))
         click.echo("")
 
     def _prepare_database(self, app: Flask) -> str:
         from flask_migrate import upgrade
 
+        from campaign.cli import terminal_language
         from campaign.extensions import db
+        from campaign.i18n import use_reader_language
         from campaign.services.demo import load_demo
 
         with app.app_context():
+            use_reader_language(terminal_language())  # a context of its own: its own `g`
             upgrade()
             result = load_demo(admin_password=self.admin_password)
             db.session.commit()
             if result.contacts:
                 click.echo(
-                    f"demo data: {result.contacts} contacts, {result.lists} lists, "
-                    f"{result.segments} segments, {result.statements} statements"
+                    _(
+                        "demo data: %(contacts)d contacts, %(lists)d lists, "
+                        "%(segments)d segments, %(statements)d statements",
+                        contacts=result.contacts,
+                        lists=result.lists,
+                        segments=result.segments,
+                        statements=result.statements,
+                    )
                 )
                 from campaign.services.demo_sign_on import demo_sign_on_line
 
                 click.echo(demo_sign_on_line())
+            sign_in = _("Sign in as:")
             if result.admin_email:
-                return (
-                    f"Sign in as:   {result.admin_email}  password: {result.admin_password}"
-                    "  (shown only this once)"
+                return _column(
+                    sign_in,
+                    _(
+                        "%(email)s  password: %(password)s  (shown only this once)",
+                        email=result.admin_email,
+                        password=result.admin_password,
+                    ),
                 )
             from campaign.services.demo import ensure_admin
 
             first = ensure_admin().user
             db.session.rollback()
-            return f"Sign in as:   {first.email}  (password as printed at the first start)"
+            return _column(
+                sign_in,
+                _("%(email)s  (password as printed at the first start)", email=first.email),
+            )
 
     def _start_redis(self, app: Flask) -> None:
         if app.config["REDIS_URL"]:
-            click.echo(f"using Redis at CAMPAIGN_REDIS_URL ({_redacted(app.config['REDIS_URL'])})")
+            click.echo(
+                _(
+                    "using Redis at CAMPAIGN_REDIS_URL (%(url)s)",
+                    url=_redacted(app.config["REDIS_URL"]),
+                )
+            )
             return
         from campaign.embedded_redis import embedded_for
 
@@ -229,9 +286,14 @@ class DevRunner:
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         if process is None:
-            click.echo(f"using the embedded Redis server already running in {server.directory}")
+            click.echo(
+                _(
+                    "using the embedded Redis server already running in %(directory)s",
+                    directory=server.directory,
+                )
+            )
             return
-        self._watched.append(("Redis server", process))
+        self._watched.append((_("Redis server"), process))
 
         def stop_redis() -> None:
             # SIGTERM is Redis's clean shutdown (AOF flushed); EmbeddedRedis.stop() would also
@@ -255,21 +317,31 @@ class DevRunner:
             # No threads are running yet, so preexec_fn is safe here.
             preexec_fn=_parent_death_signal,
         )
-        self._watched.append(("RQ worker", process))
-        self._cleanup.callback(_stop_process, process, "RQ worker")
+        name = _("RQ worker")
+        self._watched.append((name, process))
+        self._cleanup.callback(_stop_process, process, name)
 
     def _start_mail_sink(self, config: Any) -> str:
         from campaign.devmail import LOOPBACK_HOSTS, DevmailError, sink_for
 
         if config.MAIL_SERVER not in LOOPBACK_HOSTS:
-            return f"(not started: mail goes to {config.MAIL_SERVER}:{config.MAIL_PORT})"
+            return _(
+                "(not started: mail goes to %(server)s:%(port)s)",
+                server=config.MAIL_SERVER,
+                port=config.MAIL_PORT,
+            )
         sink = sink_for(config)
         try:
             sink.start()
         except DevmailError as error:
-            raise click.ClickException(str(error)) from None
+            raise CommandError(str(error)) from None
         self._cleanup.callback(sink.stop)
-        return f"(SMTP sink on {config.MAIL_SERVER}:{config.MAIL_PORT}, files in {sink.directory})"
+        return _(
+            "(SMTP sink on %(server)s:%(port)s, files in %(directory)s)",
+            server=config.MAIL_SERVER,
+            port=config.MAIL_PORT,
+            directory=sink.directory,
+        )
 
 
 def _stop_process(process: subprocess.Popen[bytes], name: str) -> None:
@@ -279,9 +351,22 @@ def _stop_process(process: subprocess.Popen[bytes], name: str) -> None:
     try:
         process.wait(timeout=WORKER_STOP_SECONDS)
     except subprocess.TimeoutExpired:
-        click.echo(f"the {name} did not stop in {WORKER_STOP_SECONDS:.0f} s; killing it", err=True)
+        click.echo(
+            _(
+                "the %(name)s did not stop in %(seconds).0f s; killing it",
+                name=name,
+                seconds=WORKER_STOP_SECONDS,
+            ),
+            err=True,
+        )
         process.kill()
         process.wait()
+
+
+def _column(label: str, value: str) -> str:
+    """A line of the started banner: the labels padded so the values line up (English:
+    "  Dev mailbox:  …"; a longer label in another language pushes its value along)."""
+    return f"  {label:<13} {value}"
 
 
 def _redacted(url: str) -> str:

@@ -18,7 +18,9 @@ from typing import Any
 
 import click
 from flask import Flask
+from flask_babel import gettext as _
 
+from campaign.commands import CommandError
 from campaign.inbound.sources import messages_in_path
 
 # A batch ends at this many messages or this many bytes of them, whichever comes first:
@@ -45,8 +47,8 @@ def inbound_command(paths: tuple[Path, ...]) -> None:
         db.session.execute(select(InboundMessage.id).limit(1))
     except SQLAlchemyError:
         db.session.rollback()
-        raise click.ClickException(
-            "the database cannot store inbound mail; run `campaign db upgrade` first"
+        raise CommandError(
+            _("the database cannot store inbound mail; run `campaign db upgrade` first")
         ) from None
     for line in record_paths(paths):
         click.echo(json.dumps(line, ensure_ascii=False))

@@ -7,6 +7,7 @@ from typing import NoReturn
 
 import click
 from flask import Flask
+from flask_babel import gettext as _
 
 
 def register(app: Flask) -> None:
@@ -16,7 +17,7 @@ def register(app: Flask) -> None:
 
 def _fail(message: str) -> NoReturn:
     """Stop with exit status 2: the command was asked for something that does not exist."""
-    click.echo(f"Error: {message}", err=True)
+    click.echo(_("Error: %(message)s", message=message), err=True)
     raise click.exceptions.Exit(2)
 
 
@@ -42,19 +43,19 @@ def check_command(
     from campaign.services.salutation_rules import current_rule_set
 
     if (list_name is None) == (segment_name is None):
-        _fail("name the recipients with --list NAME or --segment NAME (one of them)")
+        _fail(_("name the recipients with --list NAME or --segment NAME (one of them)"))
     statement = db.session.get(Statement, statement_id)
     if statement is None:
-        _fail(f"there is no statement {statement_id}")
+        _fail(_("there is no statement %(id)s", id=statement_id))
     if list_name is not None:
         contact_list = lists.find_list(list_name)
         if contact_list is None:
-            _fail(f"there is no list called {list_name!r}")
+            _fail(_("there is no list called %(name)s", name=repr(list_name)))
         audience = lists.members_query(contact_list)
     else:
         segment = segments.find_segment(str(segment_name))
         if segment is None:
-            _fail(f"there is no segment called {segment_name!r}")
+            _fail(_("there is no segment called %(name)s", name=repr(segment_name)))
         audience = segments.contacts_matching(segment.definition)
     try:
         report = presend.check_audience(
@@ -90,21 +91,29 @@ def render_command(statement_id: int, contact_email: str, language: str | None) 
     try:
         statement = db.session.get(Statement, statement_id)
         if statement is None:
-            _fail(f"there is no statement {statement_id}")
+            _fail(_("there is no statement %(id)s", id=statement_id))
         contact = find_by_email(contact_email)
         if contact is None:
-            _fail(f"there is no contact with the address {contact_email!r}")
+            _fail(
+                _("there is no contact with the address %(address)s", address=repr(contact_email))
+            )
         try:
             composed = compose_letter(statement, contact, language=language)
         except LanguageUnavailable as error:
             _fail(str(error))
         for problem in composed.letter.problems:
-            click.echo(f"{problem.severity}: {problem.code}: {problem.message}", err=True)
+            if problem.severity == "error":
+                line = _("error: %(code)s: %(message)s", code=problem.code, message=problem.message)
+            else:
+                line = _(
+                    "warning: %(code)s: %(message)s", code=problem.code, message=problem.message
+                )
+            click.echo(line, err=True)
         if composed.message is None:
             reason = composed.error
             if composed.letter.has_errors:
-                reason = "the letter cannot be sent as it is; nothing printed"
-            click.echo(f"Error: {reason}", err=True)
+                reason = _("the letter cannot be sent as it is; nothing printed")
+            click.echo(_("Error: %(message)s", message=reason), err=True)
             raise click.exceptions.Exit(1)
         data = composed.message
     finally:

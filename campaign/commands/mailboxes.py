@@ -6,6 +6,9 @@ import sys
 
 import click
 from flask import Flask
+from flask_babel import gettext as _
+
+from campaign.commands import CommandError
 
 
 def register(app: Flask) -> None:
@@ -55,7 +58,7 @@ def add_mailbox_command(
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
-            raise click.ClickException("--password-stdin: standard input held no password")
+            raise CommandError(_("--password-stdin: standard input held no password"))
     try:
         mailbox = mailboxes.add_mailbox(
             name,
@@ -68,9 +71,9 @@ def add_mailbox_command(
             processed_folder=processed_folder,
         )
     except mailboxes.MailboxError as error:
-        raise click.ClickException(str(error)) from None
+        raise CommandError(str(error)) from None
     db.session.commit()
-    click.echo(f"added mailbox {mailbox.name} ({mailbox.id})")
+    click.echo(_("added mailbox %(name)s (%(id)s)", name=mailbox.name, id=mailbox.id))
 
 
 @click.command("poll-inbox")
@@ -83,12 +86,14 @@ def poll_inbox_command(name: str | None) -> None:
     if name is not None:
         found = mailboxes.find_mailbox(name)
         if found is None:
-            raise click.ClickException(f"no mailbox named {name!r} (see campaign add-mailbox)")
+            raise CommandError(
+                _("no mailbox named %(name)s (see campaign add-mailbox)", name=repr(name))
+            )
         targets = [found]
     else:
         targets = mailboxes.enabled_mailboxes()
         if not targets:
-            click.echo("no enabled mailboxes (add one with campaign add-mailbox)")
+            click.echo(_("no enabled mailboxes (add one with campaign add-mailbox)"))
             return
     for mailbox in targets:
         report = mailboxes.poll_mailbox(mailbox, commit=db.session.commit)

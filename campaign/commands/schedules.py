@@ -8,7 +8,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+from flask_babel import gettext as _
 
+from campaign.commands import named
 from campaign.models.schedule import FollowUpCondition
 
 if TYPE_CHECKING:
@@ -43,18 +45,20 @@ def schedules_command() -> None:
         select(Schedule).order_by(Schedule.next_run_at.is_(None), Schedule.next_run_at)
     ).all()
     if not rows:
-        click.echo("no schedules")
+        click.echo(_("no schedules"))
         return
     for schedule in rows:
         if schedule.next_run_at is None:
-            when = "no next run"
+            when = _("no next run")
         else:
-            when = (
-                f"next {_utc(schedule.next_run_at)} "
-                f"({local_label(schedule.next_run_at, schedule.timezone)})"
+            when = _(
+                "next %(utc)s (%(local)s)",
+                utc=_utc(schedule.next_run_at),
+                local=local_label(schedule.next_run_at, schedule.timezone),
             )
-        state = "" if schedule.is_enabled else " [disabled]"
-        click.echo(f"{schedule.id}\t{schedule.kind}\t{schedule.name}\t{when}{state}")
+        state = "" if schedule.is_enabled else " " + _("[disabled]")
+        kind = named(schedule.kind, "schedule_kind")
+        click.echo(f"{schedule.id}\t{kind}\t{schedule.name}\t{when}{state}")
 
 
 def _parse_now(value: str | None) -> datetime:
@@ -64,7 +68,8 @@ def _parse_now(value: str | None) -> datetime:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is not an ISO 8601 time like 2027-06-26T07:00Z", param_hint="--now"
+            _("%(value)s is not an ISO 8601 time like 2027-06-26T07:00Z", value=repr(value)),
+            param_hint="--now",
         ) from None
     # A time without an offset is taken as UTC, as every time the scheduler keeps.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
@@ -79,9 +84,10 @@ def tick_command(now_text: str | None) -> None:
 
     report = tick(_parse_now(now_text), commit=db.session.commit)
     for line in report.lines:
-        click.echo(
-            f"{line.outcome}\t{line.kind}\t{line.name}\tdue {_utc(line.due_at)}\t{line.detail}"
-        )
+        outcome = named(line.outcome, "run_outcome")
+        kind = named(line.kind, "schedule_kind")
+        due = _("due %(when)s", when=_utc(line.due_at))
+        click.echo(f"{outcome}\t{kind}\t{line.name}\t{due}\t{line.detail}")
     click.echo(report.summary)
 
 
@@ -93,7 +99,7 @@ def _fail(message: str) -> NoReturn:
     from campaign.extensions import db
 
     db.session.rollback()
-    click.echo(f"Error: {message}", err=True)
+    click.echo(_("Error: %(message)s", message=message), err=True)
     raise click.exceptions.Exit(2)
 
 
@@ -103,7 +109,7 @@ def _campaign(campaign_id: int) -> Any:
 
     campaign = db.session.get(Campaign, campaign_id)
     if campaign is None:
-        _fail(f"there is no campaign {campaign_id}")
+        _fail(_("there is no campaign %(id)s", id=campaign_id))
     return campaign
 
 
@@ -137,11 +143,22 @@ def schedule_send_command(
         _fail(str(error))
     db.session.commit()
     assert schedule.next_run_at is not None
-    click.echo(
-        f"campaign {campaign.id} {campaign.name!r} will launch at "
-        f"{local_label(schedule.next_run_at, schedule.timezone)} ({_utc(schedule.next_run_at)})"
-        + (f", letters {describe(pacing)}" if pacing else "")
-    )
+    when = {
+        "id": campaign.id,
+        "name": repr(campaign.name),
+        "local": local_label(schedule.next_run_at, schedule.timezone),
+        "utc": _utc(schedule.next_run_at),
+    }
+    if pacing:
+        click.echo(
+            _(
+                "campaign %(id)s %(name)s will launch at %(local)s (%(utc)s), letters %(pacing)s",
+                pacing=describe(pacing),
+                **when,
+            )
+        )
+    else:
+        click.echo(_("campaign %(id)s %(name)s will launch at %(local)s (%(utc)s)", **when))
 
 
 @click.command("yearly")
@@ -168,18 +185,18 @@ def yearly_command(
 
     campaign = _campaign(campaign_id)
     if (month_day is None) == (case_date_id is None):
-        _fail("give either --date MM-DD or --case-date ID")
+        _fail(_("give either --date MM-DD or --case-date ID"))
     case_date = None
     if case_date_id is not None:
         case_date = db.session.get(CaseDate, case_date_id)
         if case_date is None:
-            _fail(f"--case-date: there is no case date {case_date_id}")
+            _fail(_("--case-date: there is no case date %(id)s", id=case_date_id))
         month, day = case_date.on.month, case_date.on.day
     else:
         assert month_day is not None
-        month_text, _, day_text = month_day.partition("-")
+        month_text, _dash, day_text = month_day.partition("-")
         if not (month_text.isdigit() and day_text.isdigit()):
-            _fail(f"--date: {month_day!r} is not a month and day like 06-26")
+            _fail(_("--date: %(value)s is not a month and day like 06-26", value=repr(month_day)))
         month, day = int(month_text), int(day_text)
     try:
         schedule = create_yearly(campaign, month, day, at, zone, case_date=case_date)
@@ -188,15 +205,27 @@ def yearly_command(
     db.session.commit()
     assert schedule.next_run_at is not None
     note = yearly_note(month, day)
-    on = ""
+    facts = {
+        "id": schedule.id,
+        "name": repr(campaign.name),
+        "local": local_label(schedule.next_run_at, schedule.timezone),
+        "utc": _utc(schedule.next_run_at),
+    }
     if case_date is not None:
         case = db.session.get(Case, case_date.case_id)
-        on = f" on {anniversary_words(case_date, letter_name(case) if case else 'a case')}"
-    click.echo(
-        f"schedule {schedule.id}: a copy of {campaign.name!r} every year{on}, first at "
-        f"{local_label(schedule.next_run_at, schedule.timezone)} ({_utc(schedule.next_run_at)})"
-        + (f"; {note}" if note else "")
-    )
+        anniversary = anniversary_words(case_date, letter_name(case) if case else _("a case"))
+        text = _(
+            "schedule %(id)s: a copy of %(name)s every year on %(anniversary)s, "
+            "first at %(local)s (%(utc)s)",
+            anniversary=anniversary,
+            **facts,
+        )
+    else:
+        text = _(
+            "schedule %(id)s: a copy of %(name)s every year, first at %(local)s (%(utc)s)",
+            **facts,
+        )
+    click.echo(f"{text}; {note}" if note else text)
 
 
 @click.command("add-step")
@@ -219,13 +248,19 @@ def add_step_command(campaign_id: int, statement_id: int, days: int, condition: 
     campaign = _campaign(campaign_id)
     statement = db.session.get(Statement, statement_id)
     if statement is None:
-        _fail(f"--statement: there is no statement {statement_id}")
+        _fail(_("%(option)s: there is no statement %(id)s", option="--statement", id=statement_id))
     try:
         step = followups.add_step(campaign, statement, days, condition)
     except followups.FollowUpError as error:
         _fail(str(error))
     db.session.commit()
-    click.echo(f"follow-up {step.position}: {followups.step_summary(step)}")
+    click.echo(
+        _(
+            "follow-up %(position)s: %(summary)s",
+            position=step.position,
+            summary=followups.step_summary(step),
+        )
+    )
 
 
 def _step(campaign_id: int, position: int) -> Any:
@@ -241,7 +276,7 @@ def _step(campaign_id: int, position: int) -> Any:
         )
     )
     if step is None:
-        _fail(f"campaign {campaign_id} has no follow-up {position}")
+        _fail(_("campaign %(id)s has no follow-up %(position)s", id=campaign_id, position=position))
     return step
 
 
@@ -271,7 +306,7 @@ def edit_step_command(
     wanted = statement_id if statement_id is not None else step.statement_id
     statement = db.session.get(Statement, wanted) if wanted is not None else None
     if statement_id is not None and statement is None:
-        _fail(f"--statement: there is no statement {statement_id}")
+        _fail(_("%(option)s: there is no statement %(id)s", option="--statement", id=statement_id))
     try:
         followups.update_step(
             step,
@@ -282,7 +317,13 @@ def edit_step_command(
     except followups.FollowUpError as error:
         _fail(str(error))
     db.session.commit()
-    click.echo(f"follow-up {step.position}: {followups.step_summary(step)}")
+    click.echo(
+        _(
+            "follow-up %(position)s: %(summary)s",
+            position=step.position,
+            summary=followups.step_summary(step),
+        )
+    )
 
 
 @click.command("remove-step")
@@ -299,7 +340,9 @@ def remove_step_command(campaign_id: int, position: int) -> None:
     except followups.FollowUpError as error:
         _fail(str(error))
     db.session.commit()
-    click.echo(f"follow-up {position} of campaign {campaign_id} deleted")
+    click.echo(
+        _("follow-up %(position)s of campaign %(id)s deleted", position=position, id=campaign_id)
+    )
 
 
 @click.command("rearm-step")
@@ -318,4 +361,10 @@ def rearm_step_command(campaign_id: int, position: int, now_text: str | None) ->
         _fail(str(error))
     db.session.commit()
     assert schedule.next_run_at is not None
-    click.echo(f"follow-up {position}: due again at {_utc(schedule.next_run_at)}")
+    click.echo(
+        _(
+            "follow-up %(position)s: due again at %(when)s",
+            position=position,
+            when=_utc(schedule.next_run_at),
+        )
+    )

@@ -6,6 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import click
+from flask_babel import gettext as _
+
+from campaign.commands import CommandError, named
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -27,21 +30,32 @@ def sign_on_command(statement_id: int) -> None:
 
     statement = db.session.get(Statement, statement_id)
     if statement is None:
-        raise click.ClickException(f"there is no statement {statement_id}")
+        raise CommandError(_("there is no statement %(id)s", id=statement_id))
     page = sign_on.sign_on_of(statement)
     if page is None:
-        raise click.ClickException(
-            f"statement {statement_id} ({statement.title}) has no sign-on page; "
-            "open one on the statement's page"
+        raise CommandError(
+            _(
+                "statement %(id)s (%(title)s) has no sign-on page; "
+                "open one on the statement's page",
+                id=statement_id,
+                title=statement.title,
+            )
         )
-    click.echo(f"statement:  {statement.id} {statement.title}")
-    click.echo(f"address:    {sign_on_invitations.sign_on_address(page)}")
+    lines: list[tuple[str, str]] = [
+        (_("statement:"), f"{statement.id} {statement.title}"),
+        (_("address:"), sign_on_invitations.sign_on_address(page)),
+    ]
     reason = sign_on.closed_reason(page)
-    click.echo(f"accepting:  {'no: ' + reason if reason else 'yes'}")
+    accepting = _("no: %(reason)s", reason=reason) if reason else _("yes")
+    lines.append((_("accepting:"), accepting))
     if page.deadline is not None:
-        click.echo(f"deadline:   {page.deadline:%Y-%m-%d %H:%M} UTC")
+        lines.append((_("deadline:"), f"{page.deadline:%Y-%m-%d %H:%M} UTC"))
     counts = sign_on.signature_counts(page)
-    click.echo("signatures: " + ", ".join(f"{status} {count}" for status, count in counts.items()))
+    signatures = ", ".join(
+        f"{named(status, 'signature_status', in_sentence=True)} {count}"
+        for status, count in counts.items()
+    )
+    lines.append((_("signatures:"), signatures))
     invited, reminded, total = db.session.execute(
         select(
             func.count(SignOnInvitation.invited_at),
@@ -49,9 +63,20 @@ def sign_on_command(statement_id: int) -> None:
             func.count(),
         ).where(SignOnInvitation.sign_on_id == page.id)
     ).one()
-    click.echo(f"invitations: {total} ({invited} e-mailed, {reminded} reminded)")
+    invitations = _(
+        "%(total)d (%(invited)d e-mailed, %(reminded)d reminded)",
+        total=total,
+        invited=invited,
+        reminded=reminded,
+    )
+    lines.append((_("invitations:"), invitations))
     reminder = sign_on_invitations.reminder_of(page)
     if reminder is not None and reminder.is_enabled and reminder.next_run_at is not None:
-        click.echo(f"reminder:   {reminder.next_run_at:%Y-%m-%d %H:%M} UTC")
+        lines.append((_("reminder:"), f"{reminder.next_run_at:%Y-%m-%d %H:%M} UTC"))
     else:
-        click.echo("reminder:   none")
+        lines.append((_("reminder:"), _("none")))
+    # The values line up after the labels, as they always have in English ("statement:  1",
+    # "signatures: …"), where "invitations:" sticks out by one.
+    width = max(len(text) for text, _value in lines if text != _("invitations:"))
+    for text, value in lines:
+        click.echo(f"{text:<{width}} {value}")

@@ -7,6 +7,9 @@ from pathlib import Path
 import click
 from flask import Flask
 from flask.cli import AppGroup
+from flask_babel import gettext as _
+
+from campaign.commands import CommandError
 
 statement_group = AppGroup("statement", help="Statements: the texts letters are merged from.")
 
@@ -37,40 +40,56 @@ def add_statement_command(file: Path, language: str, statement_id: int | None) -
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise click.ClickException(f"{file}: cannot be read as UTF-8 text ({error})") from None
+        raise CommandError(
+            _("%(file)s: cannot be read as UTF-8 text (%(error)s)", file=file, error=error)
+        ) from None
     try:
         parsed = statements.parse_markdown_file(text, source=str(file))
         lang = language or parsed.language
         if not lang:
             raise statements.StatementError(
-                f"{file}: say which language it is in (--lang en, or `lang: en` in front matter)"
+                _(
+                    "%(file)s: say which language it is in (--lang en, or `lang: en` in front "
+                    "matter)",
+                    file=file,
+                )
             )
         if statement_id is None:
             statement = statements.create_statement(
                 parsed.title, language=lang, subject=parsed.subject, body=parsed.body
             )
-            message = f"created statement {statement.id}"
+            message = _("created statement %(id)s", id=statement.id)
         else:
             found = db.session.get(Statement, statement_id)
             if found is None:
-                raise statements.StatementError(f"there is no statement {statement_id}")
+                raise statements.StatementError(_("there is no statement %(id)s", id=statement_id))
             subject = parsed.subject
             if not subject and found.text_for(statements.clean_language(lang)) is None:
                 # A translation without its own subject starts from the first language's.
                 subject = found.texts[0].subject if found.texts else ""
                 click.echo(
-                    f"warning: {file} has no `subject:`; the {lang} text starts with the "
-                    f"subject of the first language ({subject!r}) — translate it",
+                    _(
+                        "warning: %(file)s has no `subject:`; the %(language)s text starts with "
+                        "the subject of the first language (%(subject)s) — translate it",
+                        file=file,
+                        language=lang,
+                        subject=repr(subject),
+                    ),
                     err=True,
                 )
             elif not subject:
                 existing = found.text_for(statements.clean_language(lang))
                 subject = existing.subject if existing else ""
             version = statements.set_text(found, language=lang, subject=subject, body=parsed.body)
-            message = f"statement {found.id} version {version.number}: {version.change_summary}"
-            message += f"; statement {found.id}"
+            # The statement's id stays the last number in every language (scripts read it).
+            message = _(
+                "statement %(id)s version %(number)s: %(summary)s; statement %(id)s",
+                id=found.id,
+                number=version.number,
+                summary=version.change_summary,
+            )
     except statements.StatementError as error:
         db.session.rollback()
-        raise click.ClickException(str(error)) from None
+        raise CommandError(str(error)) from None
     db.session.commit()
     click.echo(message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import click
+from flask_babel import ngettext
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -21,11 +22,25 @@ def flush_tracking_command() -> None:
     from campaign.tracking.buffer import flush_hits
 
     report = flush_hits(commit=db.session.commit)
-    notes = [f"{report.written} events written"]
+    notes = [ngettext("%(num)d event written", "%(num)d events written", report.written)]
     if report.duplicates:
-        notes.append(f"{report.duplicates} already stored")
+        notes.append(
+            ngettext("%(num)d already stored", "%(num)d already stored", report.duplicates)
+        )
     if report.dropped:
-        notes.append(f"{report.dropped} dropped (unreadable, or their delivery was deleted)")
+        notes.append(
+            ngettext(
+                "%(num)d dropped (unreadable, or its delivery was deleted)",
+                "%(num)d dropped (unreadable, or their delivery was deleted)",
+                report.dropped,
+            )
+        )
     if report.recovered_lists:
-        notes.append(f"{report.recovered_lists} interrupted flushes recovered")
+        notes.append(
+            ngettext(
+                "%(num)d interrupted flush recovered",
+                "%(num)d interrupted flushes recovered",
+                report.recovered_lists,
+            )
+        )
     click.echo(", ".join(notes))

@@ -6,7 +6,9 @@ import sys
 
 import click
 from flask import Flask
+from flask_babel import gettext as _
 
+from campaign.commands import CommandError, named
 from campaign.models import Role
 
 
@@ -30,13 +32,23 @@ def create_user_command(email: str, role: str, name: str) -> None:
     from campaign.services.users import UserError, create_user
 
     if sys.stdin.isatty():
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        password = click.prompt(
+            _("Password"),
+            hide_input=True,
+            confirmation_prompt=_("Repeat for confirmation"),
+        )
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     try:
         user = create_user(email, password, Role(role), display_name=name)
     except UserError as error:
         db.session.rollback()
-        raise click.ClickException(str(error)) from None
+        raise CommandError(str(error)) from None
     db.session.commit()
-    click.echo(f"created {user.email} with role {user.role}")
+    click.echo(
+        _(
+            "created %(email)s with role %(role)s",
+            email=user.email,
+            role=named(user.role, "role", in_sentence=True),
+        )
+    )
