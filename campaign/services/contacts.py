@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 
 from campaign.extensions import db
 from campaign.labels import LABELS
+from campaign.letters.countries import load_country_names
 from campaign.models import (
     Contact,
     ContactKind,
@@ -310,14 +311,31 @@ def _cc_emails(value: str) -> str:
 
 def _country(value: str) -> str:
     code = value.strip().upper()
-    if code and not re.fullmatch(r"[A-Z]{2}", code):
+    if not code:
+        return ""
+    if not re.fullmatch(r"[A-Z]{2}", code) or not load_country_names().knows(code):
         raise _Invalid(
             _(
-                "%(value)s is not a two-letter country code such as FR, UZ or EU",
+                "%(value)s is not a country code the country table knows (two letters such "
+                "as FR, UZ or KG, or EU / UN); an administrator can add one on the "
+                "Countries page",
                 value=repr(value.strip()),
             )
         )
     return code
+
+
+_TRUE = {"1", "true", "yes", "on", "y", "x", "oui", "да"}
+_FALSE = {"", "0", "false", "no", "off", "n", "non", "нет"}
+
+
+def _flag(value: str) -> bool:
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise _Invalid(_("%(value)s is not yes or no", value=repr(str(value).strip())))
 
 
 MAX_ZONE = 64  # the column's width; the longest IANA name is about half of it
@@ -400,6 +418,7 @@ FIELD_PARSERS: dict[str, Callable[[str], Any]] = {
     "position_title": _one_line,
     "organisation": _one_line,
     "country": _country,
+    "location_country": _country,
     "time_zone": _time_zone,
     "languages": _languages,
     "email": lambda v: normalise_email(v)[0],
@@ -411,7 +430,35 @@ FIELD_PARSERS: dict[str, Callable[[str], Any]] = {
     "term_ends_on": _date,
     "last_verified_on": _date,
     "salutation_override": _one_line,
+    # The contact in each letter language (decision 0032); "" uses the fields above.
+    "given_name_en": _one_line,
+    "family_name_en": _one_line,
+    "position_title_en": _one_line,
+    "organisation_en": _one_line,
+    "given_name_fr": _one_line,
+    "family_name_fr": _one_line,
+    "position_title_fr": _one_line,
+    "organisation_fr": _one_line,
+    "given_name_ru": _one_line,
+    "family_name_ru": _one_line,
+    "patronymic_ru": _one_line,
+    "position_title_ru": _one_line,
+    "organisation_ru": _one_line,
+    # The Russian address block's dative forms, as a person confirmed or corrected them.
+    "name_dative": _one_line,
+    "position_title_dative": _one_line,
+    "dative_confirmed": _flag,
 }
+# Fields whose change makes stored dative forms stale (they were declined from these).
+DATIVE_SOURCES = frozenset(
+    {
+        "given_name", "family_name", "patronymic", "given_name_alt", "family_name_alt",
+        "patronymic_alt", "given_name_ru", "family_name_ru", "patronymic_ru",
+        "position_title", "position_title_ru", "grammatical_gender",
+    }
+)  # fmt: skip
+DATIVE_FIELDS = ("name_dative", "position_title_dative", "dative_confirmed")
+BOOLEAN_FIELDS = frozenset({"dative_confirmed"})
 CONTACT_FIELDS: tuple[str, ...] = tuple(FIELD_PARSERS)
 
 # What people see for each field: the edit form, the import's column mapping, messages.
@@ -429,7 +476,7 @@ FIELD_LABELS: dict[str, LazyString] = {
     "honorific": _l("Honorific"),
     "position_title": _l("Position title"),
     "organisation": _l("Organisation"),
-    "country": _l("Country (two letters, or EU / UN)"),
+    "country": _l("Country represented (two letters, or EU / UN)"),
     "time_zone": _l("Time zone"),
     "languages": _l("Languages, in order of preference"),
     "email": _l("Email"),
@@ -441,6 +488,23 @@ FIELD_LABELS: dict[str, LazyString] = {
     "term_ends_on": _l("Term ends on"),
     "last_verified_on": _l("Last verified on"),
     "salutation_override": _l("Salutation override"),
+    "location_country": _l("Country of the office (where the letter goes)"),
+    "given_name_en": _l("Given name in English letters"),
+    "family_name_en": _l("Family name in English letters"),
+    "position_title_en": _l("Position title in English"),
+    "organisation_en": _l("Organisation in English"),
+    "given_name_fr": _l("Given name in French letters"),
+    "family_name_fr": _l("Family name in French letters"),
+    "position_title_fr": _l("Position title in French"),
+    "organisation_fr": _l("Organisation in French"),
+    "given_name_ru": _l("Given name in Russian letters"),
+    "family_name_ru": _l("Family name in Russian letters"),
+    "patronymic_ru": _l("Patronymic in Russian letters"),
+    "position_title_ru": _l("Position title in Russian"),
+    "organisation_ru": _l("Organisation in Russian"),
+    "name_dative": _l("Name in the dative (Russian address)"),
+    "position_title_dative": _l("Position title in the dative (Russian address)"),
+    "dative_confirmed": _l("Dative forms checked by a person"),
 }
 
 
@@ -522,6 +586,10 @@ def update_contact(contact: Contact, raw: Mapping[str, Any]) -> list[str]:
     data = clean_contact_data({**_as_raw(contact), **raw})
     _ensure_address_free(data["email_key"], contact.id)
     changed = [k for k, v in data.items() if getattr(contact, k) != v and k != "email_key"]
+    if DATIVE_SOURCES & set(changed) and not set(DATIVE_FIELDS) & set(changed):
+        # The dative was declined from the old name or title: suggest it afresh.
+        data.update(name_dative="", position_title_dative="", dative_confirmed=False)
+        changed += [k for k in DATIVE_FIELDS if getattr(contact, k) != data[k]]
     for key in changed:
         setattr(contact, key, data[key])
     contact.email_key = data["email_key"]
@@ -540,7 +608,10 @@ def _as_raw(contact: Contact) -> dict[str, str]:
     raw: dict[str, str] = {}
     for name in CONTACT_FIELDS:
         value = getattr(contact, name)
-        raw[name] = value.isoformat() if isinstance(value, date) else (value or "")
+        if isinstance(value, bool):
+            raw[name] = "yes" if value else ""
+        else:
+            raw[name] = value.isoformat() if isinstance(value, date) else (value or "")
     return raw
 
 

@@ -36,10 +36,13 @@ from campaign.models import (
     User,
     list_memberships,
 )
+from campaign.models.search_key import KEY_FIELDS, refresh_search_keys, search_key_of
 from campaign.services import lists
 from campaign.services.audit import record_event
 from campaign.services.contacts import (
     CONTACT_FIELDS,
+    DATIVE_FIELDS,
+    DATIVE_SOURCES,
     FIELD_LABELS,
     ContactInputError,
     clean_contact_data,
@@ -614,12 +617,16 @@ def _write_chunk(
         _insert_contacts(new_rows)
         result.imported += len(new_rows)
     for fields, params in updates.items():
+        values: dict[str, Any] = {f: bindparam(f"new_{f}") for f in (*fields, "updated_at")}
+        if DATIVE_SOURCES & set(fields) and not set(DATIVE_FIELDS) & set(fields):
+            # The stored dative was declined from the old name or title: suggest it afresh.
+            values.update(name_dative="", position_title_dative="", dative_confirmed=False)
         statement = (
-            update(_contacts)
-            .where(_contacts.c.id == bindparam("contact_id"))
-            .values({f: bindparam(f"new_{f}") for f in (*fields, "updated_at")})
+            update(_contacts).where(_contacts.c.id == bindparam("contact_id")).values(values)
         )
         db.session.execute(statement, params)
+        if set(KEY_FIELDS) & set(fields):
+            refresh_search_keys(db.session, [p["contact_id"] for p in params])
     if list_id is not None:
         new_ids = list(_existing_ids([row["email_key"] for row in new_rows]).values())
         _add_to_list(list_id, existing_ids, new_ids)
@@ -630,6 +637,9 @@ def _insert_contacts(rows: list[dict[str, Any]]) -> None:
     # would build one INSERT with 27,000 placeholders per chunk, which psycopg then parses
     # in Python on every execution. PostgreSQL gets COPY, the fastest way in; SQLite a
     # plain executemany of one short statement.
+    for row in rows:
+        # COPY bypasses the session's hooks: the search key is computed here for both paths.
+        row.setdefault("search_key", search_key_of(row))
     connection = db.session.connection()
     if connection.dialect.name != "postgresql":
         db.session.execute(insert(_contacts), rows)

@@ -25,7 +25,10 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from campaign.extensions import db
+from campaign.i18n import LANGUAGES, current_language
 from campaign.labels import LABELS, label
+from campaign.letters.address import address_lines, dative_forms, letter_names
+from campaign.letters.countries import load_country_names
 from campaign.models import (
     AuditEvent,
     Contact,
@@ -44,6 +47,7 @@ from campaign.services import lists as list_service
 from campaign.services.contact_search import SORTS, ContactFilters, filtered_query, search_page
 from campaign.services.contacts import CONTACT_FIELDS, FIELD_LABELS, ContactInputError
 from campaign.services.correspondence import correspondence
+from campaign.services.salutation_rules import current_rule_set
 from campaign.web.access import allow
 from campaign.web.downloads import file_download
 from campaign.web.params import row_id
@@ -176,10 +180,43 @@ def show(contact_id: int) -> Any:
         language_names=language_names,
         history_label=history_label,
         zone_from_country=country_zone(contact.country),
+        **_address_context(contact),
         history=history,
         member_of=member_of,
         other_lists=[lst for lst in list_service.all_lists() if lst.id not in member_ids],
     )
+
+
+COUNTRY_FIELDS = frozenset({"country", "location_country"})
+
+
+def country_choices() -> list[tuple[str, str]]:
+    """Every country code with its name in the interface language, by name."""
+    names = load_country_names()
+    language = current_language()
+    pairs = [(code, names.short(code, language)) for code in names.codes()]
+    return sorted(pairs, key=lambda pair: pair[1].casefold())
+
+
+def _address_context(contact: Contact) -> dict[str, Any]:
+    """The address block in each letter language, and the state of the Russian dative."""
+    rules = current_rule_set()
+    blocks = [(language, address_lines(contact, language, rules=rules)) for language in LANGUAGES]
+    dative = dative_forms(contact, letter_names(contact, "ru", rules))
+    has_dative = bool(dative.name or dative.position_title)
+    words = {"name": _("name"), "position title": _("position title")}
+    return {
+        "address_blocks": blocks,
+        "dative": dative if has_dative else None,
+        "dative_undeclined_words": ", ".join(str(words[f]) for f in dative.undeclined),
+    }
+
+
+def _dative_suggestions(contact: Contact | None) -> dict[str, str]:
+    if contact is None:
+        return {}
+    dative = dative_forms(contact, letter_names(contact, "ru", current_rule_set()))
+    return {"name_dative": dative.name, "position_title_dative": dative.position_title}
 
 
 def _form_values(source: Any) -> dict[str, str]:
@@ -208,6 +245,10 @@ def _render_form(contact: Contact | None, values: dict[str, str], errors: dict[s
             hints=HINTS,
             date_fields=DATE_FIELDS,
             zone_names=contact_service.zone_names(),
+            boolean_fields=contact_service.BOOLEAN_FIELDS,
+            country_fields=COUNTRY_FIELDS,
+            country_choices=country_choices(),
+            suggestions=_dative_suggestions(contact),
         ),
         status,
     )
@@ -234,6 +275,27 @@ def create() -> Any:
         return _render_form(None, values, _errors_by_field(problem))
     db.session.commit()
     flash(_("Contact %(name)s created.", name=contact.display_name), "success")
+    return redirect(url_for("contacts.show", contact_id=contact.id))
+
+
+@bp.route("/<int:contact_id>/dative", methods=["POST"])
+@allow(Role.EDITOR)
+def confirm_dative(contact_id: int) -> Any:
+    contact = db.get_or_404(Contact, contact_id)
+    dative = dative_forms(contact, letter_names(contact, "ru", current_rule_set()))
+    if dative.undeclined or not (dative.name or dative.position_title):
+        flash(_("There is no suggestion to confirm; enter the forms on the edit page."), "error")
+        return redirect(url_for("contacts.show", contact_id=contact.id))
+    contact_service.update_contact(
+        contact,
+        {
+            "name_dative": dative.name,
+            "position_title_dative": dative.position_title,
+            "dative_confirmed": "yes",
+        },
+    )
+    db.session.commit()
+    flash(_("The Russian dative forms are confirmed."), "success")
     return redirect(url_for("contacts.show", contact_id=contact.id))
 
 

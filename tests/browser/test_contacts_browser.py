@@ -116,7 +116,7 @@ def test_saving_a_segment_with_its_live_count(
 
     page.get_by_label("Field of condition 1, group 1").select_option("country")
     page.get_by_label("Value of condition 1, group 1").fill("France")
-    expect(live).to_contain_text("not a two-letter country code")
+    expect(live).to_contain_text("not a country code the country table knows")
 
     page.get_by_label("Field of condition 1, group 1").select_option("tag")
     page.get_by_label("Operator of condition 1, group 1").select_option("is")

@@ -56,7 +56,7 @@ def test_an_import_with_bad_rows_shows_line_column_and_reason(
         ("5", ""),
     ]
     assert "two periods in a row" in cells[0][2]
-    assert "two-letter country code" in cells[1][2]
+    assert "not a country code the country table knows" in cells[1][2]
     assert "already on line 2" in cells[2][2]
 
     with page.expect_download() as download_info:

@@ -137,7 +137,7 @@ def test_contact_form_in_russian_explains_errors_and_says_saved(
     assert refused.status_code == 422
     text = unescape(refused.get_data(as_text=True))
     assert "Контакт не сохранён. Исправьте 2 поля:" in text
-    assert "'France' — не двухбуквенный код страны" in text
+    assert "'France' — не код страны из таблицы стран" in text
     assert "недействительный адрес электронной почты" in text
 
     saved = _page(
@@ -210,7 +210,7 @@ def test_import_wizard_in_french_names_file_line_and_column(
     )  # fmt: skip
     preview = _page(client, f"/imports/{import_id}/preview")
     assert "Rien n’a encore été enregistré." in preview
-    assert "Country: 'France' n’est pas un code de pays à deux lettres" in preview
+    assert "'France' n’est pas un code de pays connu de la table des pays" in preview
     assert "figure déjà à la ligne 2 de ce fichier" in preview
 
     client.post(f"/imports/{import_id}/start")

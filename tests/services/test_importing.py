@@ -201,7 +201,7 @@ def test_every_rejected_row_is_counted_and_the_valid_ones_are_imported(
         (4, "country"),
         (5, "family_name"),
     ]
-    assert "two-letter country code" in rejected[1].reason
+    assert "not a country code the country table knows" in rejected[1].reason
     assert "needs a name" in rejected[2].reason
     with (tmp_path / "rejects.csv").open(encoding="utf-8-sig", newline="") as stream:
         lines = list(csv.reader(stream))

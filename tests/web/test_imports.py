@@ -111,7 +111,7 @@ def test_the_whole_wizard_imports_and_shows_each_rejected_row(
         ("5", ""),
     ]
     assert "a@b@c.org" in rejects[0][2]
-    assert "two-letter country code" in rejects[1][2]
+    assert "not a country code the country table knows" in rejects[1][2]
     assert "already on line 2" in rejects[2][2]
     download = client.get(f"/imports/{import_id}/rejects.csv")
     assert download.status_code == 200
