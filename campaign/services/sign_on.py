@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from babel import Locale
+from babel.dates import format_datetime, get_timezone_name
+from flask_babel import get_locale
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from campaign.extensions import db
@@ -34,12 +38,27 @@ from campaign.models import (
 from campaign.services import statements
 from campaign.services.audit import record_event
 
-DEFAULT_CONSENT = (
+
+def N_(message: str) -> str:  # gettext's conventional name for "mark, translate later"
+    """Mark a string for the catalogues without translating it here."""
+    return message
+
+
+# Stored in English with each new page; shown in the reader's language while unchanged (an
+# editor's own wording is data, shown as written).
+DEFAULT_CONSENT = N_(
     "I agree that the name I give is published with this statement as I chose above, and "
     "that the organisers keep my e-mail address to confirm my signature and, if I ask, to "
     "tell me when the letter has been sent. My address is never published or shared."
 )
 MAX_CONSENT_CHARS = 2000
+
+
+def consent_text(sign_on: SignOn) -> str:
+    """The consent words signers read: the default in the reader's language, else as written."""
+    if sign_on.consent_text.strip() == DEFAULT_CONSENT:
+        return _(DEFAULT_CONSENT)
+    return sign_on.consent_text
 
 
 class SignOnError(ValueError):
@@ -97,29 +116,41 @@ def update_settings(
     """Change the page's settings; SignOnError names the field that is wrong."""
     now = now or datetime.now(UTC)
     if deadline is not None and deadline.tzinfo is None:
-        raise SignOnError("Deadline: give it with its time zone", "deadline")
+        raise SignOnError(_("Deadline: give it with its time zone"), "deadline")
     if deadline is not None and is_open and deadline <= now and deadline != sign_on.deadline:
-        raise SignOnError("Deadline: it is in the past; the page would close at once", "deadline")
+        raise SignOnError(
+            _("Deadline: it is in the past; the page would close at once"), "deadline"
+        )
     try:
         ordering = SignOnOrder(ordering).value
     except ValueError:
+        from campaign.labels import label
+
         raise SignOnError(
-            f"Order: {ordering!r} is not one of {', '.join(o.value for o in SignOnOrder)}",
+            _(
+                "Order: “%(value)s” is not one of: %(choices)s",
+                value=ordering,
+                choices=", ".join(label(o.value, "sign_on_order") for o in SignOnOrder),
+            ),
             "ordering",
         ) from None
     if reminder_days is not None:
         if deadline is None:
             raise SignOnError(
-                "Reminder: a reminder needs a deadline to count from", "reminder_days"
+                _("Reminder: a reminder needs a deadline to count from"), "reminder_days"
             )
         if not 1 <= reminder_days <= 60:
-            raise SignOnError("Reminder: 1 to 60 days before the deadline", "reminder_days")
+            raise SignOnError(_("Reminder: 1 to 60 days before the deadline"), "reminder_days")
     consent = consent_text.strip()
     if not consent:
-        raise SignOnError("Consent: signers must be told what they agree to", "consent_text")
+        raise SignOnError(_("Consent: signers must be told what they agree to"), "consent_text")
     if len(consent) > MAX_CONSENT_CHARS:
         raise SignOnError(
-            f"Consent: at most {MAX_CONSENT_CHARS} characters (not {len(consent)})",
+            _(
+                "Consent: at most %(limit)s characters (not %(length)s)",
+                limit=MAX_CONSENT_CHARS,
+                length=len(consent),
+            ),
             "consent_text",
         )
     if (
@@ -155,15 +186,39 @@ def update_settings(
     return sign_on
 
 
+def deadline_zone() -> str:
+    """The zone a deadline is read in: the organisation's (CAMPAIGN_TIMEZONE), else UTC."""
+    from campaign.services.calendar import CalendarError, organisation_zone
+
+    try:
+        return organisation_zone().key
+    except CalendarError:
+        return "UTC"
+
+
+def deadline_words(moment: datetime, language: str | None = None) -> str:
+    """A deadline as its reader writes it, in the organisation's zone, the zone named:
+    "6 December 2026, 18:00 (Central European Standard Time)", "6 декабря 2026 г., 18:00
+    (Центральная Европа, стандартное время)". `language` defaults to the current locale."""
+    locale = Locale.parse(language) if language else (get_locale() or Locale.parse("en"))
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(deadline_zone())
+    local = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(zone)
+    pattern = f"{locale.date_formats['long'].pattern}, {locale.time_formats['short'].pattern}"
+    shown = format_datetime(local, pattern, tzinfo=zone, locale=locale)
+    return f"{shown} ({get_timezone_name(local, 'long', locale=locale)})"
+
+
 def closed_reason(sign_on: SignOn, now: datetime | None = None) -> str:
     """Why the page takes no signatures now ("" when it does), in the signer's terms."""
     now = now or datetime.now(UTC)
     if not sign_on.is_open:
-        return "This statement is closed for signatures."
+        return _("This statement is closed for signatures.")
     if sign_on.deadline is not None and now >= sign_on.deadline:
-        return (
-            "The deadline to sign this statement has passed "
-            f"({sign_on.deadline.astimezone(UTC):%d %B %Y, %H:%M} UTC)."
+        return _(
+            "The deadline to sign this statement has passed (%(deadline)s).",
+            deadline=deadline_words(sign_on.deadline),
         )
     return ""
 

@@ -20,12 +20,17 @@ from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
 from types import SimpleNamespace
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from flask_babel import force_locale, ngettext
+from flask_babel import gettext as _
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from campaign.extensions import db
+from campaign.labels import LABELS, label
 from campaign.letters.salutations import primary_language
+from campaign.letters.signatories import withheld_text
 from campaign.models import (
     Campaign,
     Contact,
@@ -46,7 +51,13 @@ from campaign.models.contact import RiskLevel, RoleType
 from campaign.scheduling.tick import ACTIONS
 from campaign.services.audit import record_event
 from campaign.services.notices import NOTICES, Notice, build_message, queue_notice
-from campaign.services.sign_on import closed_reason, email_key, sign_on_of
+from campaign.services.sign_on import (
+    closed_reason,
+    deadline_words,
+    deadline_zone,
+    email_key,
+    sign_on_of,
+)
 from campaign.services.unsubscribe import public_url
 
 INVITATION = "sign_on_invitation"
@@ -111,15 +122,22 @@ def invite(sign_on: SignOn, audience_key: str, actor: User | None = None) -> Inv
     reason = closed_reason(sign_on)
     if reason:
         raise InvitationError(
-            f"Audience: nobody can be invited, the page takes no signatures. {reason}", "audience"
+            _(
+                "Audience: nobody can be invited, the page takes no signatures. %(reason)s",
+                reason=reason,
+            ),
+            "audience",
         )
     if not audience_key:
-        raise InvitationError("Audience: choose a list or segment to invite", "audience")
+        raise InvitationError(_("Audience: choose a list or segment to invite"), "audience")
     try:
         query = audience_query(AudienceSpec((audience_key,)))
     except CampaignError:
         raise InvitationError(
-            f"Audience: {audience_key!r} is not a list or segment (it may have been deleted)",
+            _(
+                "Audience: “%(audience)s” is not a list or segment (it may have been deleted)",
+                audience=audience_key,
+            ),
             "audience",
         ) from None
     members = db.session.execute(
@@ -229,12 +247,7 @@ def _is_suppressed(address: str) -> bool:
 
 
 def organisation_zone_name() -> str:
-    from campaign.services.calendar import CalendarError, organisation_zone
-
-    try:
-        return organisation_zone().key
-    except CalendarError:
-        return "UTC"
+    return deadline_zone()
 
 
 def reminder_due(sign_on: SignOn) -> datetime | None:
@@ -354,166 +367,30 @@ def _day(value: date, language: str) -> str:
     return format_date(value, language)
 
 
-def _deadline_words(deadline: datetime, language: str) -> str:
-    moment = deadline.astimezone(UTC)
-    return f"{_day(moment.date(), language)}, {moment:%H:%M} UTC"
-
-
 def _organisation() -> str:
     from campaign.mail import organisation_name
 
     return organisation_name()
 
 
-_INVITATION = {
-    "en": (
-        "Invitation to sign: {title}",
-        "Hello,\n\n"
-        "{organisation} invites you to sign the joint statement “{title}”.\n\n"
-        "Read the statement and add your name or your organisation's here:\n{link}\n\n"
-        "{deadline}"
-        "You choose how your signature is published, including “Name withheld for security "
-        "reasons”. Each signature is confirmed by e-mail before it counts, and your e-mail "
-        "address is never published.\n\n{organisation}\n",
-        "Signatures close on {deadline}.\n\n",
-    ),
-    "fr": (
-        "Invitation à signer : {title}",
-        "Bonjour,\n\n"
-        "{organisation} vous invite à signer la déclaration commune « {title} ».\n\n"
-        "Lisez la déclaration et ajoutez votre nom ou celui de votre organisation ici :\n"
-        "{link}\n\n"
-        "{deadline}"
-        "Vous choisissez comment votre signature est publiée, y compris « Nom non divulgué "
-        "pour des raisons de sécurité ». Chaque signature est confirmée par e-mail avant "
-        "d'être prise en compte, et votre adresse e-mail n'est jamais publiée.\n\n"
-        "{organisation}\n",
-        "Les signatures sont acceptées jusqu'au {deadline}.\n\n",
-    ),
-    "ru": (
-        "Приглашение подписать: {title}",
-        "Здравствуйте!\n\n"
-        "{organisation} приглашает вас подписать совместное заявление «{title}».\n\n"
-        "Прочитайте заявление и добавьте свою подпись или подпись вашей организации здесь:\n"
-        "{link}\n\n"
-        "{deadline}"
-        "Вы сами выбираете, как будет опубликована ваша подпись, в том числе «Имя не "
-        "раскрывается по соображениям безопасности». Каждая подпись подтверждается по "
-        "электронной почте, а ваш адрес электронной почты никогда не публикуется.\n\n"
-        "{organisation}\n",
-        "Подписи принимаются до {deadline}.\n\n",
-    ),
-}
-
-_REMINDER = {
-    "en": (
-        "Reminder: sign “{title}” by {day}",
-        "Hello,\n\n"
-        "The joint statement “{title}” takes signatures until {deadline}. You were invited "
-        "to sign it and we have not received your signature yet.\n\n"
-        "If you wish to sign, please do so here before the deadline:\n{link}\n\n"
-        "If you have already signed, please follow the confirmation link we e-mailed you: an "
-        "unconfirmed signature does not count. This is the only reminder we send.\n\n"
-        "{organisation}\n",
-    ),
-    "fr": (
-        "Rappel : signer « {title} » avant le {day}",
-        "Bonjour,\n\n"
-        "La déclaration commune « {title} » est ouverte aux signatures jusqu'au {deadline}. "
-        "Vous avez été invité·e à la signer et nous n'avons pas encore reçu votre "
-        "signature.\n\n"
-        "Si vous souhaitez la signer, faites-le ici avant la date limite :\n{link}\n\n"
-        "Si vous l'avez déjà signée, suivez le lien de confirmation que nous vous avons "
-        "envoyé par e-mail : une signature non confirmée n'est pas prise en compte. C'est le "
-        "seul rappel que nous envoyons.\n\n{organisation}\n",
-    ),
-    "ru": (
-        "Напоминание: подпишите «{title}» до {day}",
-        "Здравствуйте!\n\n"
-        "Совместное заявление «{title}» открыто для подписей до {deadline}. Вас пригласили "
-        "его подписать, но мы ещё не получили вашу подпись.\n\n"
-        "Если вы хотите подписать заявление, сделайте это здесь до окончания срока:\n"
-        "{link}\n\n"
-        "Если вы уже подписали его, перейдите по ссылке подтверждения из нашего письма: "
-        "неподтверждённая подпись не учитывается. Это единственное напоминание.\n\n"
-        "{organisation}\n",
-    ),
-}
-
-_SENT = {
-    "en": (
-        "Sent: {title}",
-        "Hello,\n\n"
-        "You asked to be told when the joint statement “{title}”, which you signed, was "
-        "sent.\n\n"
-        "It went out on {day} to {count}:\n\n{recipients}\n\n"
-        "{attached}Thank you for signing.\n\n{organisation}\n",
-        "The letter as sent is attached (PDF).\n\n",
-    ),
-    "fr": (
-        "Envoyée : {title}",
-        "Bonjour,\n\n"
-        "Vous avez demandé à être informé·e de l'envoi de la déclaration commune « {title} », "
-        "que vous avez signée.\n\n"
-        "Elle a été envoyée le {day} à {count} :\n\n{recipients}\n\n"
-        "{attached}Merci de l'avoir signée.\n\n{organisation}\n",
-        "La lettre envoyée est jointe (PDF).\n\n",
-    ),
-    "ru": (
-        "Отправлено: {title}",
-        "Здравствуйте!\n\n"
-        "Вы просили сообщить, когда будет отправлено подписанное вами совместное заявление "
-        "«{title}».\n\n"
-        "Оно было отправлено {day}. Получатели ({count}):\n\n{recipients}\n\n"
-        "{attached}Спасибо за вашу подпись.\n\n{organisation}\n",
-        "Письмо в том виде, в каком оно было отправлено, приложено (PDF).\n\n",
-    ),
-}
+def _recipients_count(count: int) -> str:
+    return ngettext("%(num)d recipient", "%(num)d recipients", count)
 
 
-def _recipients_count(count: int, language: str) -> str:
-    if language == "fr":
-        return f"{count} destinataire{'s' if count != 1 else ''}"
-    if language == "ru":
-        return str(count)
-    return f"{count} recipient{'s' if count != 1 else ''}"
+def _more(count: int) -> str:
+    return ngettext("and %(num)d more", "and %(num)d more", count)
 
 
-def _more(count: int, language: str) -> str:
-    if language == "fr":
-        return f"et {count} autre{'s' if count != 1 else ''}"
-    if language == "ru":
-        return f"и другие ({count})"
-    return f"and {count} more"
-
-
-def _unnamed(count: int, language: str) -> str:
-    if language == "fr":
-        return f"{count} autre{'s' if count != 1 else ''} destinataire{'s' if count != 1 else ''}"
-    if language == "ru":
-        return f"другие получатели ({count})"
-    return f"{count} other recipient{'s' if count != 1 else ''}"
-
-
-_ROLE_WORDS = {
-    RoleType.HEAD_OF_STATE.value: "Head of State",
-    RoleType.HEAD_OF_GOV.value: "Head of Government",
-    RoleType.MINISTER.value: "Minister",
-    RoleType.AMBASSADOR.value: "Ambassador",
-    RoleType.OFFICIAL.value: "Official",
-    RoleType.EU_COUNCIL_PRESIDENT.value: "President of the European Council",
-    RoleType.EU_HIGH_REP.value: "EU High Representative",
-    RoleType.MEP.value: "Member of the European Parliament",
-    RoleType.UN_SR.value: "UN Special Rapporteur",
-    RoleType.UN_WG.value: "UN Working Group",
-    RoleType.JOURNALIST.value: "Journalist",
-    RoleType.NGO.value: "Non-governmental organisation",
-}
+def _unnamed(count: int) -> str:
+    return ngettext("%(num)d other recipient", "%(num)d other recipients", count)
 
 
 def recipient_description(contact: Contact) -> str:
     """A recipient by role and institution ("Ambassador, Embassy of …"); never a name or address."""
-    role = " ".join(contact.position_title.split()) or _ROLE_WORDS.get(contact.role_type, "")
+    described = contact.role_type in LABELS["role_type"] and contact.role_type != RoleType.OTHER
+    role = " ".join(contact.position_title.split()) or (
+        label(contact.role_type, "role_type") if described else ""
+    )
     institution = " ".join(contact.organisation.split())
     return ", ".join(part for part in (role, institution) if part)
 
@@ -569,20 +446,35 @@ def build_invitation(invitation_id: int) -> list[Notice]:
         return []
     if not _claim(SignOnInvitation, "invited_at", invitation.id):
         return []
-    subject, body, deadline_line = _INVITATION[language]
-    deadline = (
-        deadline_line.format(deadline=_deadline_words(sign_on.deadline, language))
-        if sign_on.deadline
-        else ""
-    )
-    values = {
-        "title": statement.title,
-        "organisation": _organisation(),
-        "link": sign_on_address(sign_on),
-        "deadline": deadline,
-    }
-    text = body.format(**values)
-    message = build_message(invitation.email, subject.format(**values), text, language=language)
+    title, organisation = statement.title, _organisation()
+    with force_locale(language):
+        subject = _("Invitation to sign: %(title)s", title=title)
+        paragraphs = [
+            _("Hello,"),
+            _(
+                "%(organisation)s invites you to sign the joint statement “%(title)s”.",
+                organisation=organisation,
+                title=title,
+            ),
+            _("Read the statement and add your name or your organisation's here:")
+            + "\n"
+            + sign_on_address(sign_on),
+        ]
+        if sign_on.deadline:
+            paragraphs.append(
+                _("Signatures close on %(deadline)s.", deadline=deadline_words(sign_on.deadline))
+            )
+        paragraphs += [
+            _(
+                "You choose how your signature is published, including “%(withheld)s”. Each "
+                "signature is confirmed by e-mail before it counts, and your e-mail address "
+                "is never published.",
+                withheld=withheld_text(language),
+            ),
+            organisation,
+        ]
+    text = "\n\n".join(paragraphs) + "\n"
+    message = build_message(invitation.email, subject, text, language=language)
     release = _unclaim(SignOnInvitation, "invited_at", invitation.id)
     return [Notice(invitation.email, message, release)]
 
@@ -603,17 +495,31 @@ def build_reminder(invitation_id: int) -> list[Notice]:
         return []
     if not _claim(SignOnInvitation, "reminded_at", invitation.id):
         return []
-    subject, body = _REMINDER[language]
-    values = {
-        "title": statement.title,
-        "organisation": _organisation(),
-        "link": sign_on_address(sign_on),
-        "deadline": _deadline_words(sign_on.deadline, language),
-        "day": _day(sign_on.deadline.astimezone(UTC).date(), language),
-    }
-    message = build_message(
-        invitation.email, subject.format(**values), body.format(**values), language=language
-    )
+    title, organisation = statement.title, _organisation()
+    local_day = sign_on.deadline.astimezone(ZoneInfo(deadline_zone())).date()
+    with force_locale(language):
+        subject = _(
+            "Reminder: sign “%(title)s” by %(day)s", title=title, day=_day(local_day, language)
+        )
+        paragraphs = [
+            _("Hello,"),
+            _(
+                "The joint statement “%(title)s” takes signatures until %(deadline)s. You were "
+                "invited to sign it and we have not received your signature yet.",
+                title=title,
+                deadline=deadline_words(sign_on.deadline),
+            ),
+            _("If you wish to sign, please do so here before the deadline:")
+            + "\n"
+            + sign_on_address(sign_on),
+            _(
+                "If you have already signed, please follow the confirmation link we e-mailed "
+                "you: an unconfirmed signature does not count. This is the only reminder we send."
+            ),
+            organisation,
+        ]
+    text = "\n\n".join(paragraphs) + "\n"
+    message = build_message(invitation.email, subject, text, language=language)
     release = _unclaim(SignOnInvitation, "reminded_at", invitation.id)
     return [Notice(invitation.email, message, release)]
 
@@ -703,9 +609,9 @@ def recipient_lines(campaign: Campaign, language: str) -> tuple[int, list[str]]:
     ]
     if len(lines) > MAX_RECIPIENT_LINES:
         rest = sum(count for _, count in sorted(described.items())[MAX_RECIPIENT_LINES:])
-        lines = [*lines[:MAX_RECIPIENT_LINES], f"- {_more(rest, language)}"]
+        lines = [*lines[:MAX_RECIPIENT_LINES], f"- {_more(rest)}"]
     if unnamed:
-        lines.append(f"- {_unnamed(unnamed, language)}")
+        lines.append(f"- {_unnamed(unnamed)}")
     return len(contacts), lines
 
 
@@ -770,21 +676,35 @@ def build_sent_notice(signature_id: int) -> list[Notice]:
     language = email_language([signature.language], statement)
     version = db.session.get(StatementVersion, campaign.statement_version_id)
     assert version is not None
-    count, lines = recipient_lines(campaign, language)
     pdf = letter_pdf_for_signers(version, language)
-    subject, body, attached = _SENT[language]
-    values = {
-        "title": str((version.snapshot or {}).get("title") or statement.title),
-        "organisation": _organisation(),
-        "day": _day(campaign.launched_at.astimezone(UTC).date(), language),
-        "count": _recipients_count(count, language),
-        "recipients": "\n".join(lines),
-        "attached": attached if pdf else "",
-    }
+    title = str((version.snapshot or {}).get("title") or statement.title)
+    organisation = _organisation()
+    with force_locale(language):
+        count, lines = recipient_lines(campaign, language)
+        subject = _("Sent: %(title)s", title=title)
+        paragraphs = [
+            _("Hello,"),
+            _(
+                "You asked to be told when the joint statement “%(title)s”, which you signed, "
+                "was sent.",
+                title=title,
+            ),
+            _(
+                "It went out on %(day)s to %(count)s:",
+                day=_day(campaign.launched_at.astimezone(UTC).date(), language),
+                count=_recipients_count(count),
+            )
+            + "\n\n"
+            + "\n".join(lines),
+        ]
+        if pdf:
+            paragraphs.append(_("The letter as sent is attached (PDF)."))
+        paragraphs += [_("Thank you for signing."), organisation]
+    text = "\n\n".join(paragraphs) + "\n"
     message = build_message(
         signature.email,
-        subject.format(**values),
-        body.format(**values),
+        subject,
+        text,
         language=language,
         attachments=[(pdf[0], "application/pdf", pdf[1])] if pdf else [],
     )

@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from flask_babel import force_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select, update
 
 from campaign.extensions import db
+from campaign.labels import label
 from campaign.models import (
     InstallationSetting,
     PublishAs,
@@ -33,7 +37,7 @@ from campaign.services import statements
 from campaign.services.audit import record_event
 from campaign.services.notices import NOTICES, Notice, build_message, queue_notice
 from campaign.services.sign_on import as_signatory_values, name_key
-from campaign.services.signatures import SignatureInputError, clean_form
+from campaign.services.signatures import SignatureInputError, clean_form, email_language
 
 
 class ModerationError(ValueError):
@@ -56,14 +60,14 @@ EDITABLE_LIMITS = {
 }
 EDITABLE_FIELDS = ("kind", *EDITABLE_LIMITS, "publish_as")
 FIELD_LABELS = {
-    "kind": "Kind",
-    "name": "Name",
-    "acronym": "Acronym",
-    "role": "Role",
-    "organisation": "Organisation",
-    "country": "Country",
-    "exile_country": "Based in exile in",
-    "publish_as": "Publish as",
+    "kind": _l("Kind"),
+    "name": _l("Name"),
+    "acronym": _l("Acronym"),
+    "role": _l("Role"),
+    "organisation": _l("Organisation"),
+    "country": _l("Country"),
+    "exile_country": _l("Based in exile in"),
+    "publish_as": _l("Publish as"),
 }
 _MODERATED = (SignatureStatus.CONFIRMED.value, SignatureStatus.APPROVED.value)
 
@@ -72,23 +76,40 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+# "This signature cannot be approved: <why>", one sentence per step and per state.
+_CANNOT = {
+    "approved": _l("This signature cannot be approved: %(reason)s"),
+    "rejected": _l("This signature cannot be rejected: %(reason)s"),
+    "edited": _l("This signature cannot be edited: %(reason)s"),
+    "merged": _l("This signature cannot be merged: %(reason)s"),
+}
+_BECAUSE = {
+    SignatureStatus.UNCONFIRMED.value: _l(
+        "it is not confirmed by the signer yet (they have not followed the link e-mailed to them)."
+    ),
+    SignatureStatus.MERGED.value: _l("it was merged into another one."),
+    SignatureStatus.CONFIRMED.value: _l("it is confirmed already."),
+    SignatureStatus.APPROVED.value: _l("it is approved already."),
+    SignatureStatus.REJECTED.value: _l("it is rejected already."),
+}
+
+
 def _status_problem(signature: Signature, verb: str) -> str:
     """Why `signature` cannot be `verb`ed in its state, in the editor's terms."""
-    if signature.status == SignatureStatus.UNCONFIRMED.value:
-        return (
-            f"This signature cannot be {verb}: it is not confirmed by the signer yet "
-            "(they have not followed the link e-mailed to them)."
-        )
-    if signature.status == SignatureStatus.MERGED.value:
-        return f"This signature cannot be {verb}: it was merged into another one."
-    return f"This signature cannot be {verb}: it is {signature.status} already."
+    reason = _BECAUSE.get(signature.status)
+    because = (
+        str(reason)
+        if reason is not None
+        else _("its state is “%(state)s”.", state=label(signature.status, "signature_status"))
+    )
+    return str(_CANNOT[verb]) % {"reason": because}
 
 
 def _statement_of(signature: Signature) -> Statement:
     sign_on = db.session.get(SignOn, signature.sign_on_id)
     statement = db.session.get(Statement, sign_on.statement_id) if sign_on else None
     if statement is None:
-        raise ModerationError("This signature's statement no longer exists.")
+        raise ModerationError(_("This signature's statement no longer exists."))
     return statement
 
 
@@ -226,8 +247,10 @@ def edit(
         )
         if clash is not None:
             raise ModerationError(
-                "Name: the same signer has another signature under this name; "
-                "merge the two instead",
+                _(
+                    "Name: the same signer has another signature under this name; "
+                    "merge the two instead"
+                ),
                 "name",
             )
     for field, _old, new in changed:
@@ -268,95 +291,44 @@ def _remember_edit(signature: Signature, changed: list[tuple[str, str, str]]) ->
     row.value = json.dumps([item for item in pending if item[1] != item[2]])
 
 
-_TEXTS = {
-    "en": {
-        "subject": "Your signature on “{title}” was corrected",
-        "intro": "Hello,\n\nAn editor of “{title}” corrected your signature:",
-        "outro": "If this is not right, please reply to this e-mail.",
-        "quote": "“{}”",
-        "colon": ": ",
-        "labels": FIELD_LABELS,
-        "values": {
-            "organisation": "organisation",
-            "individual": "individual",
-            "full": "full",
-            "organisation_only": "organisation only",
-            "withheld": "name withheld for security reasons",
-        },
-    },
-    "fr": {
-        "subject": "Votre signature de « {title} » a été corrigée",
-        "intro": "Bonjour,\n\nUn éditeur de « {title} » a corrigé votre signature :",
-        "outro": "Si ce n’est pas juste, merci de répondre à ce message.",
-        "quote": "« {} »",
-        "colon": " : ",
-        "labels": {
-            "kind": "Type",
-            "name": "Nom",
-            "acronym": "Sigle",
-            "role": "Fonction",
-            "organisation": "Organisation",
-            "country": "Pays",
-            "exile_country": "En exil en/au",
-            "publish_as": "Publication",
-        },
-        "values": {
-            "organisation": "organisation",
-            "individual": "personne",
-            "full": "complète",
-            "organisation_only": "organisation seulement",
-            "withheld": "nom masqué pour raisons de sécurité",
-        },
-    },
-    "ru": {
-        "subject": "Ваша подпись под «{title}» исправлена",
-        "intro": "Здравствуйте!\n\nРедактор заявления «{title}» исправил вашу подпись:",
-        "outro": "Если это неверно, пожалуйста, ответьте на это письмо.",
-        "quote": "«{}»",
-        "colon": ": ",
-        "labels": {
-            "kind": "Тип",
-            "name": "Имя или название",
-            "acronym": "Аббревиатура",
-            "role": "Должность",
-            "organisation": "Организация",
-            "country": "Страна",
-            "exile_country": "В эмиграции в",
-            "publish_as": "Публикация",
-        },
-        "values": {
-            "organisation": "организация",
-            "individual": "частное лицо",
-            "full": "полностью",
-            "organisation_only": "только организация",
-            "withheld": "имя скрыто по соображениям безопасности",
-        },
-    },
-}
-
-
 def edit_notice_text(
     language: str, title: str, changed: list[tuple[str, str, str]]
 ) -> tuple[str, str]:
-    """The subject and body telling a signer what an editor corrected, in their language."""
-    texts = _TEXTS.get(language.split("-")[0].lower(), _TEXTS["en"])
-    labels: dict[str, str] = texts["labels"]  # type: ignore[assignment]
-    words: dict[str, str] = texts["values"]  # type: ignore[assignment]
-    quote, colon = str(texts["quote"]), str(texts["colon"])
+    """The subject and body telling a signer what an editor corrected, in their language
+    (English when there is no catalogue for it)."""
+    with force_locale(email_language(language)):
 
-    def shown(field: str, value: str) -> str:
-        if field in ("kind", "publish_as"):
-            return words.get(value, value)
-        return quote.format(value) if value else "—"
+        def shown(field: str, value: str) -> str:
+            if field == "kind":
+                return label(value, "signatory_kind")
+            if field == "publish_as":
+                return label(value, "publish_as")
+            return _("“%(value)s”", value=value) if value else "—"
 
-    lines = [
-        f"  {labels[field]}{colon}{shown(field, old)} → {shown(field, new)}"
-        for field, old, new in changed
-    ]
-    subject = str(texts["subject"]).format(title=title)
-    body = "\n".join(
-        [str(texts["intro"]).format(title=title), "", *lines, "", str(texts["outro"]), ""]
-    )
+        lines = [
+            "  "
+            + _(
+                "%(field)s: %(before)s → %(after)s",
+                field=str(FIELD_LABELS[field]),
+                before=shown(field, old),
+                after=shown(field, new),
+            )
+            for field, old, new in changed
+        ]
+        subject = _("Your signature on “%(title)s” was corrected", title=title)
+        intro = _("An editor of “%(title)s” corrected your signature:", title=title)
+        body = "\n".join(
+            [
+                _("Hello,"),
+                "",
+                intro,
+                "",
+                *lines,
+                "",
+                _("If this is not right, please reply to this e-mail."),
+                "",
+            ]
+        )
     return subject, body
 
 
@@ -377,7 +349,9 @@ def _edit_notices(signature_id: int) -> list[Notice]:
         return []
     title = _statement_of(signature).title
     subject, text = edit_notice_text(signature.language, title, changed)
-    message = build_message(signature.email, subject, text, language=signature.language)
+    # Content-Language: the language the e-mail is written in, not the stored tag.
+    language = email_language(signature.language)
+    message = build_message(signature.email, subject, text, language=language)
 
     def release() -> None:  # the mail server refused it: the retry finds it again
         db.session.add(InstallationSetting(name=name, value=value))
@@ -422,10 +396,10 @@ def duplicate_groups(sign_on: SignOn) -> list[DuplicateGroup]:
     reasons: dict[tuple[str, str], list[int]] = {}
     for signature in rows:
         if signature.name_key:
-            reasons.setdefault(("same name", signature.name_key), []).append(signature.id)
+            reasons.setdefault(("name", signature.name_key), []).append(signature.id)
         acronym = signature.acronym.strip().casefold()
         if acronym and signature.kind == SignatoryKind.ORGANISATION.value:
-            reasons.setdefault(("same acronym", acronym), []).append(signature.id)
+            reasons.setdefault(("acronym", acronym), []).append(signature.id)
     for ids in reasons.values():
         for other in ids[1:]:
             parent[root(other)] = root(ids[0])
@@ -439,9 +413,9 @@ def duplicate_groups(sign_on: SignOn) -> list[DuplicateGroup]:
             continue
         head = root(group[0].id)
         why = [
-            f"same acronym {by_id[ids[0]].acronym.strip().upper()}"
-            if kind == "same acronym"
-            else "same name (ignoring case, accents and punctuation)"
+            _("same acronym %(acronym)s", acronym=by_id[ids[0]].acronym.strip().upper())
+            if kind == "acronym"
+            else _("same name (ignoring case, accents and punctuation)")
             for (kind, _key), ids in reasons.items()
             if len(ids) > 1 and root(ids[0]) == head
         ]
@@ -452,23 +426,28 @@ def duplicate_groups(sign_on: SignOn) -> list[DuplicateGroup]:
 def merge(duplicate: Signature, keep: Signature, *, actor: User | None = None) -> None:
     """Fold `duplicate` into `keep`: it leaves the statement's list if it was on it."""
     if duplicate.id == keep.id:
-        raise ModerationError("Choose another signature to keep: a signature is itself.")
+        raise ModerationError(_("Choose another signature to keep: a signature is itself."))
     if duplicate.sign_on_id != keep.sign_on_id:
-        raise ModerationError("Both signatures must be on the same sign-on page.")
+        raise ModerationError(_("Both signatures must be on the same sign-on page."))
     if duplicate.status not in _MODERATED:
         raise ModerationError(_status_problem(duplicate, "merged"))
     if keep.status not in _MODERATED:
         raise ModerationError(
-            "The signature to keep must be confirmed or approved (it is "
-            f"{keep.status}); keep another one."
+            _(
+                "The signature to keep must be confirmed or approved (it is “%(state)s”); "
+                "keep another one.",
+                state=label(keep.status, "signature_status"),
+            )
         )
     if duplicate.status == SignatureStatus.APPROVED.value and (
         keep.status != SignatureStatus.APPROVED.value
     ):
         # Else the signer would silently leave the letter until someone approves the other.
         raise ModerationError(
-            "The signature to keep is not approved yet, but this one is: approve the one to "
-            "keep first, or keep this one instead."
+            _(
+                "The signature to keep is not approved yet, but this one is: approve the one "
+                "to keep first, or keep this one instead."
+            )
         )
     _claim(duplicate, _MODERATED, "merged")
     _keep_the_more_private_choice(duplicate, keep, actor)
@@ -515,12 +494,14 @@ def move(sign_on: SignOn, signatory: Signatory, offset: int, *, actor: User | No
     """Move a signatory up (-1) or down (+1) in the custom order; False if it cannot go."""
     if sign_on.ordering != SignOnOrder.CUSTOM.value:
         raise ModerationError(
-            "Order: the list is sorted organisations first; choose the custom order to "
-            "move signatories by hand",
+            _(
+                "Order: the list is sorted organisations first; choose the custom order to "
+                "move signatories by hand"
+            ),
             "ordering",
         )
     if signatory.statement_id != sign_on.statement_id:
-        raise ModerationError("This signatory belongs to another statement.")
+        raise ModerationError(_("This signatory belongs to another statement."))
     moved = statements.move_signatory(signatory, offset, actor=actor)
     if moved:
         record_event(

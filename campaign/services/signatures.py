@@ -20,11 +20,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app, render_template
+from flask_babel import force_locale, format_number, ngettext
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from redis.exceptions import RedisError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from campaign.extensions import db
+from campaign.i18n import normalise_tag
 from campaign.letters.letter import LetterSource, contact_context, letter_source, match_language
 from campaign.letters.markdown import render_body
 from campaign.letters.salutations import primary_language
@@ -79,16 +83,16 @@ FIELD_LIMITS = {
     "email": 320,
 }
 FIELD_LABELS = {
-    "kind": "Signing as",
-    "name": "Name",
-    "acronym": "Acronym",
-    "role": "Role",
-    "organisation": "Organisation",
-    "country": "Country",
-    "exile_country": "Based in exile in",
-    "publish_as": "Publish my signature",
-    "email": "E-mail",
-    "consent": "Consent",
+    "kind": _l("Signing as"),
+    "name": _l("Name"),
+    "acronym": _l("Acronym"),
+    "role": _l("Role"),
+    "organisation": _l("Organisation"),
+    "country": _l("Country"),
+    "exile_country": _l("Based in exile in"),
+    "publish_as": _l("Publish my signature"),
+    "email": _l("E-mail"),
+    "consent": _l("Consent"),
 }
 # Which fields each kind of signer fills in; the others are ignored (a form switched halfway).
 KIND_FIELDS = {
@@ -154,16 +158,21 @@ def clean_line(value: str) -> str:
 
 
 def _clean_field(cleaned: _Cleaned, form: Mapping[str, str], name: str) -> None:
-    label = FIELD_LABELS[name]
+    label = str(FIELD_LABELS[name])
     raw = str(form.get(name, "") or "")
     value = clean_line(raw)
     limit = FIELD_LIMITS[name]
     if len(value) > limit:
-        cleaned.errors[name] = (
-            f"{label}: at most {limit:,} characters (this one has {len(value):,})"
+        cleaned.errors[name] = _(
+            "%(label)s: at most %(limit)s characters (this one has %(length)s)",
+            label=label,
+            limit=format_number(limit),
+            length=format_number(len(value)),
         )
     elif _REFUSED_CHARACTERS.search(value):
-        cleaned.errors[name] = f"{label}: contains an invisible control character; type it again"
+        cleaned.errors[name] = _(
+            "%(label)s: contains an invisible control character; type it again", label=label
+        )
     cleaned.values[name] = value
 
 
@@ -176,7 +185,7 @@ def clean_form(form: Mapping[str, str]) -> dict[str, str]:
     cleaned = _Cleaned()
     kind = str(form.get("kind", "")).strip()
     if kind not in KIND_FIELDS:
-        cleaned.errors["kind"] = "Signing as: choose an organisation or an individual"
+        cleaned.errors["kind"] = _("Signing as: choose an organisation or an individual")
         kind = SignatoryKind.ORGANISATION.value
     cleaned.values["kind"] = kind
     for name in KIND_FIELDS[kind]:
@@ -184,21 +193,22 @@ def clean_form(form: Mapping[str, str]) -> dict[str, str]:
     for name in FIELD_LIMITS:
         cleaned.values.setdefault(name, "")
     if "name" not in cleaned.errors and not cleaned.values["name"]:
-        who = (
-            "your organisation's name" if kind == SignatoryKind.ORGANISATION.value else "your name"
+        cleaned.errors["name"] = (
+            _("Name: give your organisation's name")
+            if kind == SignatoryKind.ORGANISATION.value
+            else _("Name: give your name")
         )
-        cleaned.errors["name"] = f"Name: give {who}"
 
     publish_as = str(form.get("publish_as", "")).strip()
     if publish_as not in {p.value for p in PublishAs}:
-        cleaned.errors["publish_as"] = "Publish my signature: choose how your name is shown"
+        cleaned.errors["publish_as"] = _("Publish my signature: choose how your name is shown")
     elif (
         publish_as == PublishAs.ORGANISATION_ONLY.value
         and kind == SignatoryKind.INDIVIDUAL.value
         and not cleaned.values["organisation"]
         and "organisation" not in cleaned.errors
     ):
-        cleaned.errors["organisation"] = (
+        cleaned.errors["organisation"] = _(
             "Organisation: needed to publish your signature under your organisation only"
         )
     cleaned.values["publish_as"] = publish_as
@@ -208,11 +218,13 @@ def clean_form(form: Mapping[str, str]) -> dict[str, str]:
         try:
             address, _key = normalise_email(cleaned.values["email"])
         except ValueError as error:
-            cleaned.errors["email"] = f"E-mail: {error}"
+            cleaned.errors["email"] = _("E-mail: %(problem)s", problem=str(error))
         else:
             cleaned.values["email"] = address
     if not _checked(form, "consent"):
-        cleaned.errors["consent"] = "Consent: tick the box to agree, or your signature is not sent"
+        cleaned.errors["consent"] = _(
+            "Consent: tick the box to agree, or your signature is not sent"
+        )
     cleaned.values["wants_notice"] = "yes" if _checked(form, "wants_notice") else ""
     if cleaned.errors:
         raise SignatureInputError(cleaned.errors)
@@ -247,7 +259,7 @@ def client_network(client_ip: str) -> str:
 
 def _wait_words(seconds: int) -> str:
     minutes = max(1, -(-seconds // 60))
-    return "a minute" if minutes == 1 else f"{minutes} minutes"
+    return ngettext("%(num)d minute", "%(num)d minutes", minutes)
 
 
 def _count_submission(sign_on: SignOn, address_key: str, client_ip: str) -> None:
@@ -272,12 +284,16 @@ def _count_submission(sign_on: SignOn, address_key: str, client_ip: str) -> None
         return
     wait = _wait_words(ttl)
     messages = {
-        1: f"This e-mail address has been used to sign too often in the last hour. "
-        f"Try again in {wait}.",
-        2: f"Too many signatures came from your network in the last hour. Try again in {wait}.",
-        3: f"This page is receiving an unusual number of signatures. Try again in {wait}.",
+        1: _l(
+            "This e-mail address has been used to sign too often in the last hour. "
+            "Try again in %(wait)s."
+        ),
+        2: _l(
+            "Too many signatures came from your network in the last hour. Try again in %(wait)s."
+        ),
+        3: _l("This page is receiving an unusual number of signatures. Try again in %(wait)s."),
     }
-    raise SigningTooOften(messages[full], ttl)
+    raise SigningTooOften(str(messages[full]) % {"wait": wait}, ttl)
 
 
 # --- confirmation links --------------------------------------------------------------------
@@ -464,8 +480,8 @@ def check_link(token: str, now: datetime | None = None) -> LinkCheck | None:
     return LinkCheck(state, signature, sign_on)
 
 
-EXPIRED_MESSAGE = "This link has expired. Sign again on the statement's page for a new one."
-UNKNOWN_MESSAGE = (
+EXPIRED_MESSAGE = _l("This link has expired. Sign again on the statement's page for a new one.")
+UNKNOWN_MESSAGE = _l(
     "This confirmation link is not valid. It may be incomplete, or a newer link was sent "
     "to you: use the most recent e-mail."
 )
@@ -480,9 +496,9 @@ def confirm_signature(token: str, now: datetime | None = None) -> LinkCheck:
     now = now or datetime.now(UTC)
     check = check_link(token, now)
     if check is None:
-        raise ConfirmationError(UNKNOWN_MESSAGE)
+        raise ConfirmationError(str(UNKNOWN_MESSAGE))
     if check.state == LinkState.EXPIRED:
-        raise ConfirmationError(EXPIRED_MESSAGE)
+        raise ConfirmationError(str(EXPIRED_MESSAGE))
     if check.state == LinkState.USED:
         return check
     # Conditional: of two clicks at once, one confirms and the other finds it confirmed.
@@ -521,13 +537,25 @@ class PublicText:
     is_broken: bool = False
 
 
-def page_language(available: Sequence[str], requested: str, accepted: Sequence[str] = ()) -> str:
-    """The statement language for a reader: ?lang= first, then the browser's languages."""
-    for wanted in (requested, *accepted):
-        if wanted:
-            found = match_language(wanted, available)
-            if found is not None:
-                return found
+def page_language(
+    available: Sequence[str],
+    requested: str | None = "",
+    accepted: Sequence[str] = (),
+    stored: str | None = "",
+) -> str:
+    """The statement language for a reader: an explicit ?lang= first, then the language
+    stored for them (a signer's), then the browser's languages, then the statement's first.
+
+    A requested value that is not a language tag, or one the statement lacks, is passed
+    over silently: a visitor who typed ?lang=xx still gets the page.
+    """
+    for wanted in (requested, stored, *accepted):
+        tag = normalise_tag(wanted)
+        if not tag:
+            continue
+        found = match_language(str(wanted).strip(), available) or match_language(tag, available)
+        if found is not None:
+            return found
     return available[0] if available else "en"
 
 
@@ -542,12 +570,21 @@ def statement_title(sign_on: SignOn) -> str:
     return source.title or statement.title
 
 
-def signer_language(sign_on: SignOn, requested: str = "", accepted: Sequence[str] = ()) -> str:
+def statement_languages(sign_on: SignOn) -> tuple[str, ...]:
+    """The languages the statement's latest text is written in, its first language first."""
+    return tuple(_source(sign_on)[1].languages)
+
+
+def signer_language(
+    sign_on: SignOn, requested: str | None = "", accepted: Sequence[str] = (), stored: str = ""
+) -> str:
     """The language of the text the signer reads (their e-mails follow it)."""
-    return page_language(_source(sign_on)[1].languages, requested, accepted)
+    return page_language(statement_languages(sign_on), requested, accepted, stored)
 
 
-def public_text(sign_on: SignOn, requested: str = "", accepted: Sequence[str] = ()) -> PublicText:
+def public_text(
+    sign_on: SignOn, requested: str | None = "", accepted: Sequence[str] = ()
+) -> PublicText:
     """The statement as the latest version has it, in the reader's language, addressed to
     nobody: no salutation, no closing, no contact fields (they read as empty)."""
     statement, source = _source(sign_on)
@@ -578,20 +615,17 @@ def public_text(sign_on: SignOn, requested: str = "", accepted: Sequence[str] = 
 # --- e-mails -------------------------------------------------------------------------------
 
 SUBJECTS = {
-    "signature_confirmation": {
-        "en": "Confirm your signature: {title}",
-        "fr": "Confirmez votre signature : {title}",
-        "ru": "Подтвердите вашу подпись: {title}",
-    },
-    "signature_already_signed": {
-        "en": "You have already signed: {title}",
-        "fr": "Vous avez déjà signé : {title}",
-        "ru": "Вы уже подписали: {title}",
-    },
+    "signature_confirmation": _l("Confirm your signature: %(title)s"),
+    "signature_already_signed": _l("You have already signed: %(title)s"),
+}
+TEMPLATES = {
+    "signature_confirmation": "email/signature_confirmation.txt",
+    "signature_already_signed": "email/signature_confirmation_again.txt",
 }
 
 
 def email_language(language: str) -> str:
+    """The language a signer's e-mails are written in: theirs if we have a catalogue, else en."""
     primary = primary_language(language or "en")
     return primary if primary in EMAIL_LANGUAGES else "en"
 
@@ -602,17 +636,18 @@ def _signer_email(kind: str, signature: Signature, **extra: str) -> Notice:
     assert sign_on is not None and statement is not None
     language = email_language(signature.language)
     title = clean_line(letter_source(statement).title or statement.title)
-    text = render_template(
-        f"email/signature_confirmation{'' if kind == 'signature_confirmation' else '_again'}"
-        f".{language}.txt",
-        title=title,
-        name=clean_line(signature.name),
-        appears_as=appears_as(signature, language),
-        sign_url=sign_url(sign_on),
-        hours=int(LINK_LIFETIME.total_seconds() // 3600),
-        **extra,
-    )
-    subject = SUBJECTS[kind][language].format(title=title)
+    with force_locale(language):
+        text = render_template(
+            TEMPLATES[kind],
+            title=title,
+            name=clean_line(signature.name),
+            appears_as=appears_as(signature, language),
+            sign_url=sign_url(sign_on),
+            hours=int(LINK_LIFETIME.total_seconds() // 3600),
+            **extra,
+        )
+        subject = str(SUBJECTS[kind]) % {"title": title}
+    # Content-Language is the language the words above were written in.
     message = build_message(signature.email, subject, text, language=language)
     return Notice(signature.email, _crlf(message))
 

@@ -12,7 +12,15 @@ from sqlalchemy import select, update
 
 from campaign.extensions import db
 from campaign.mail import organisation_name
-from campaign.models import Campaign, Delivery, DeliveryStatus, Suppression, SuppressionReason
+from campaign.models import (
+    Campaign,
+    Contact,
+    Delivery,
+    DeliveryStatus,
+    Statement,
+    Suppression,
+    SuppressionReason,
+)
 from campaign.services.suppressions import find_suppression, mask_email, suppress_address
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
@@ -33,12 +41,15 @@ def unsubscribe_url(token: str) -> str:
 
 @dataclass(frozen=True)
 class UnsubscribeTarget:
-    """What the confirmation page may show: the sender and a masked address, nothing else."""
+    """What the confirmation page may show: the sender and a masked address, nothing else;
+    and what its language is chosen from (the contact's languages, the letter's)."""
 
     delivery: Delivery
     organisation: str
     masked_email: str
     is_suppressed: bool
+    contact_languages: tuple[str, ...] = ()  # the recipient's, best first
+    letter_languages: tuple[str, ...] = ()  # the statement's, its first language first
 
 
 def find_target(token: str) -> UnsubscribeTarget | None:
@@ -50,11 +61,15 @@ def find_target(token: str) -> UnsubscribeTarget | None:
         return None
     campaign = db.session.get(Campaign, delivery.campaign_id)
     sender = campaign.from_address if campaign is not None else None
+    contact = db.session.get(Contact, delivery.contact_id) if delivery.contact_id else None
+    statement = db.session.get(Statement, campaign.statement_id) if campaign is not None else None
     return UnsubscribeTarget(
         delivery=delivery,
         organisation=organisation_name(sender),
         masked_email=mask_email(delivery.email),
         is_suppressed=find_suppression(delivery.email) is not None,
+        contact_languages=tuple(contact.language_list) if contact is not None else (),
+        letter_languages=tuple(statement.languages) if statement is not None else (),
     )
 
 

@@ -15,6 +15,7 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from campaign.extensions import db
@@ -54,15 +55,6 @@ COMMON_ZONES = (
     "Asia/Ashgabat",
     "America/New_York",
 )
-ORDER_LABELS = {
-    SignOnOrder.ORGANISATIONS_FIRST.value: "Organisations first, then individuals",
-    SignOnOrder.CUSTOM.value: "Custom order (move signatories up and down)",
-}
-PUBLISH_LABELS = {
-    "full": "Full",
-    "organisation_only": "Organisation only",
-    "withheld": "Name withheld for security reasons",
-}
 SETTINGS_FIELDS = (
     "is_open",
     "deadline_date",
@@ -163,8 +155,6 @@ def _render(
             form=form or _settings_form(sign_on),
             errors=errors or {},
             zones=COMMON_ZONES,
-            order_labels=ORDER_LABELS,
-            publish_labels=PUBLISH_LABELS,
             counts=sign_on_service.signature_counts(sign_on),
             waiting=_signatures(sign_on, SignatureStatus.CONFIRMED),
             signatories=sign_on_service.ordered_signatories(statement, sign_on.ordering),
@@ -190,7 +180,7 @@ def open_page(statement_id: int) -> Any:
     statement = _statement(statement_id)
     sign_on_service.open_sign_on(statement, actor=signed_in_user())
     db.session.commit()
-    flash("The sign-on page is open. Share its address with the partners you trust.", "success")
+    flash(_("The sign-on page is open. Share its address with the partners you trust."), "success")
     return _back(statement)
 
 
@@ -201,17 +191,20 @@ def _parse_settings(form: dict[str, str]) -> dict[str, Any]:
     if date:
         zone = form["zone_other"].strip() or form["zone"].strip()
         try:
+            zone_of(zone)
+        except ScheduleError as error:
+            raise sign_on_service.SignOnError(str(error), "zone") from None
+        try:
             deadline = to_utc(f"{date}T{time or '23:59'}", zone)
         except ScheduleError as error:
-            field = "zone" if str(error).startswith("Time zone") else "deadline"
-            message = str(error) if field == "zone" else f"Deadline: {error}"
-            raise sign_on_service.SignOnError(message, field) from None
+            message = _("Deadline: %(problem)s", problem=str(error))
+            raise sign_on_service.SignOnError(message, "deadline") from None
     reminder: int | None = None
     raw = form["reminder_days"].strip()
     if raw:
         if not raw.isdecimal() or len(raw) > 4:
             raise sign_on_service.SignOnError(
-                f"Reminder: {raw!r} is not a number of days", "reminder_days"
+                _("Reminder: “%(value)s” is not a number of days", value=raw), "reminder_days"
             )
         reminder = int(raw)
     return {
@@ -237,7 +230,7 @@ def settings(statement_id: int) -> Any:
         field = error.field or "settings"
         return _render(_statement(statement_id), form=form, errors={field: str(error)}, status=422)
     db.session.commit()
-    flash("Sign-on settings saved.", "success")
+    flash(_("Sign-on settings saved."), "success")
     return _back(statement, "#settings")
 
 
@@ -256,7 +249,7 @@ def approve(statement_id: int, signature_id: int) -> Any:
     except (ModerationError, StatementError) as error:
         return _refused(statement_id, error)
     db.session.commit()
-    flash("Signature approved: it is on the statement's list (a new version).", "success")
+    flash(_("Signature approved: it is on the statement's list (a new version)."), "success")
     return _back(statement, "#waiting")
 
 
@@ -270,7 +263,7 @@ def reject(statement_id: int, signature_id: int) -> Any:
     except ModerationError as error:
         return _refused(statement_id, error)
     db.session.commit()
-    flash("Signature rejected.", "success")
+    flash(_("Signature rejected."), "success")
     return _back(statement, "#waiting")
 
 
@@ -292,7 +285,6 @@ def _render_edit(
             text_fields=tuple(moderation.EDITABLE_LIMITS),
             limits=moderation.EDITABLE_LIMITS,
             kinds=[k.value for k in SignatoryKind],
-            publish_labels=PUBLISH_LABELS,
         ),
         status,
     )
@@ -316,9 +308,9 @@ def edit(statement_id: int, signature_id: int) -> Any:
         return _render_edit(statement, signature, values, {field: str(error)}, 422)
     db.session.commit()
     if changed:
-        flash("Signature corrected; the signer is e-mailed what changed.", "success")
+        flash(_("Signature corrected; the signer is e-mailed what changed."), "success")
     else:
-        flash("No changes.", "success")
+        flash(_("No changes."), "success")
     return _back(statement)
 
 
@@ -337,7 +329,7 @@ def merge(statement_id: int, signature_id: int) -> Any:
     except (ModerationError, StatementError) as error:
         return _refused(statement_id, error)
     db.session.commit()
-    flash("Signatures merged: the duplicate is off the list.", "success")
+    flash(_("Signatures merged: the duplicate is off the list."), "success")
     return _back(statement, "#duplicates")
 
 

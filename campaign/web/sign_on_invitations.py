@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from campaign.extensions import db
 from campaign.models import Role, SignOn, Statement
@@ -15,15 +17,6 @@ from campaign.services.sign_on_invitations import InvitationError
 from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("sign_on_invitations", __name__)
-
-STATUS_WORDS = {
-    "": "Not signed",
-    "unconfirmed": "Signed, not confirmed",
-    "confirmed": "Signed, awaiting moderation",
-    "approved": "Signed, approved",
-    "rejected": "Signed, rejected",
-    "merged": "Signed (merged duplicate)",
-}
 
 
 def _render(
@@ -44,7 +37,6 @@ def _render(
         reminder_due=invitations.reminder_due(sign_on) if sign_on else None,
         invitees=invitations.invitees(sign_on) if sign_on else [],
         choices=audience_choices(),
-        status_words=STATUS_WORDS,
         has_admin_page="sign_on_admin.index" in current_app.view_functions,
         form=form or {},
         errors=errors or {},
@@ -60,7 +52,7 @@ def index(statement_id: int) -> Any:
         return _render(statement, sign_on)
     form = {"audience": request.form.get("audience", "").strip()}
     if sign_on is None:
-        message = "Audience: open the statement's sign-on page before inviting anyone"
+        message = _("Audience: open the statement's sign-on page before inviting anyone")
         return _render(statement, None, form=form, errors={"audience": message})
     try:
         result = invitations.invite(sign_on, form["audience"], actor=signed_in_user())
@@ -71,10 +63,28 @@ def index(statement_id: int) -> Any:
             statement, sign_on, form=form, errors={error.field or "audience": str(error)}
         )
     db.session.commit()
-    parts = [f"{result.invited} invited; the invitations are being e-mailed"]
+    parts = [
+        ngettext(
+            "%(num)d invited; the invitations are being e-mailed",
+            "%(num)d invited; the invitations are being e-mailed",
+            result.invited,
+        )
+    ]
     if result.already:
-        parts.append(f"{result.already} already invited (not e-mailed again)")
+        parts.append(
+            ngettext(
+                "%(num)d already invited (not e-mailed again)",
+                "%(num)d already invited (not e-mailed again)",
+                result.already,
+            )
+        )
     if result.suppressed:
-        parts.append(f"{result.suppressed} on the suppression list (not invited)")
+        parts.append(
+            ngettext(
+                "%(num)d on the suppression list (not invited)",
+                "%(num)d on the suppression list (not invited)",
+                result.suppressed,
+            )
+        )
     flash("; ".join(parts) + ".", "success")
     return redirect(url_for("sign_on_invitations.index", statement_id=statement.id))

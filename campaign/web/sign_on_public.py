@@ -1,14 +1,29 @@
-"""The public sign-on page: a statement's text, who signed, the form, the e-mailed link."""
+"""The public sign-on page: a statement's text, who signed, the form, the e-mailed link.
+
+Every page here is in the visitor's language (ARCHITECTURE.md, Languages): an explicit
+`?lang=` first (a value that is not a language tag, or one the statement lacks, is passed
+over silently), then the language stored for the signer, then the browser's
+Accept-Language, then the statement's first language. The statement's text and the
+page's own words (form, errors, layout) follow the same choice.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from babel import Locale, UnknownLocaleError
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, render_template, request, url_for
 
 from campaign.extensions import db
+from campaign.i18n import (
+    LANGUAGES,
+    accepted_languages,
+    autonym,
+    choose_language,
+    normalise_tag,
+    use_reader_language,
+)
 from campaign.letters.signatories import withheld_text
+from campaign.mail import organisation_name
 from campaign.models import PublishAs, SignatoryKind, SignOn
 from campaign.services import sign_on as sign_on_service
 from campaign.services import signatures
@@ -31,20 +46,44 @@ FORM_FIELDS = (
 )
 
 
+def _requested() -> str:
+    """The visitor's explicit choice (?lang=), or "" when absent or not a language tag."""
+    value = request.args.get("lang", "")
+    return value.strip() if normalise_tag(value) else ""
+
+
+def _stranger_language() -> str:
+    """For a page with no statement to go by (an unknown address): ?lang=, then the browser."""
+    return use_reader_language(
+        choose_language([_requested(), *accepted_languages()], LANGUAGES) or LANGUAGES[0]
+    )
+
+
+def _reader_language(sign_on: SignOn, stored: str = "") -> str:
+    """The statement language this visitor reads; the page's own words follow it."""
+    language = signatures.signer_language(sign_on, _requested(), accepted_languages(), stored)
+    use_reader_language(language)
+    return language
+
+
 def _sign_on(token: str) -> SignOn:
     found = sign_on_service.by_token(token)
     if found is None:
+        _stranger_language()
         abort(404)  # the same page for every unknown address: nothing to learn from it
     return found
 
 
-def language_name(tag: str) -> str:
-    """A language as its own readers write it ("français"), or the tag if unknown."""
-    try:
-        locale = Locale.parse(tag.replace("-", "_"))
-    except (ValueError, UnknownLocaleError):
-        return tag
-    return locale.get_display_name(locale) or tag
+def _switcher(
+    languages: tuple[str, ...], current: str, endpoint: str, **values: Any
+) -> list[tuple[str, str, str, bool]]:
+    """The language links of a page: (tag, its name in itself, address, is the current one)."""
+    if len(languages) < 2:
+        return []
+    return [
+        (tag, autonym(tag), url_for(endpoint, lang=tag, **values), tag == current)
+        for tag in languages
+    ]
 
 
 def _render_page(
@@ -55,15 +94,19 @@ def _render_page(
     message: str = "",
     status: int = 200,
 ) -> Any:
-    text = signatures.public_text(
-        sign_on, request.values.get("lang", ""), list(request.accept_languages.values())
-    )
+    text = signatures.public_text(sign_on, _requested(), accepted_languages())
+    use_reader_language(text.language)
     signed = sign_on_service.public_signatories(sign_on)
     page = render_template(
         "sign_on/public/page.html",
         sign_on=sign_on,
         text=text,
-        language_name=language_name,
+        languages=_switcher(
+            text.languages, text.language, "sign_on_public.page", token=sign_on.token
+        ),
+        organiser=organisation_name(),
+        consent=sign_on_service.consent_text(sign_on),
+        deadline=(sign_on_service.deadline_words(sign_on.deadline) if sign_on.deadline else ""),
         signatories=signed if sign_on.shows_names else [],
         signatory_count=len(signed),
         withheld=withheld_text(text.language),
@@ -91,9 +134,8 @@ def page(token: str) -> Any:
 def sign(token: str) -> Any:
     sign_on = _sign_on(token)
     form = {name: request.form.get(name, "") for name in FORM_FIELDS}
-    language = signatures.signer_language(
-        sign_on, request.values.get("lang", ""), list(request.accept_languages.values())
-    )
+    # Set before the form is checked: its errors are written in this language.
+    language = _reader_language(sign_on)
     try:
         signatures.submit_signature(
             sign_on,
@@ -114,11 +156,25 @@ def sign(token: str) -> Any:
     db.session.commit()
     # The same words whatever happened (new, again, already signed, a robot): the page must
     # not tell a stranger whether an address signed. The e-mail tells its owner.
-    return render_template("sign_on/public/sent.html", sign_on=sign_on, email=form["email"])
+    return render_template(
+        "sign_on/public/sent.html", sign_on=sign_on, email=form["email"], lang=language
+    )
 
 
 def _link_page(token: str, status: int = 200, **context: Any) -> Any:
     return render_template("sign_on/public/confirm.html", token=token, **context), status
+
+
+def _link_language(
+    check: signatures.LinkCheck | None,
+) -> tuple[str, list[tuple[str, str, str, bool]]]:
+    """The confirmation pages' language: ?lang=, the signer's, the browser's, the statement's."""
+    if check is None:
+        return _stranger_language(), []
+    language = _reader_language(check.sign_on, check.signature.language)
+    languages = signatures.statement_languages(check.sign_on)
+    token = request.view_args["token"] if request.view_args else ""
+    return language, _switcher(languages, language, "sign_on_public.confirm_page", token=token)
 
 
 @bp.route("/sign/confirm/<token>", methods=["GET"])
@@ -126,20 +182,26 @@ def _link_page(token: str, status: int = 200, **context: Any) -> Any:
 def confirm_page(token: str) -> Any:
     # A GET never confirms: mail scanners and link previewers open every link they see.
     check = signatures.check_link(token)
-    db.session.rollback()
+    language, languages = _link_language(check)
     if check is None:
-        return _link_page(token, 404, problem=signatures.UNKNOWN_MESSAGE)
-    return _link_page(
+        db.session.rollback()
+        return _link_page(token, 404, problem=str(signatures.UNKNOWN_MESSAGE))
+    response = _link_page(
         token,
         check=check,
         title=_title(check.sign_on),
         appears_as=signatures.appears_as(check.signature, check.signature.language),
+        languages=languages,
+        lang=language,
     )
+    db.session.rollback()
+    return response
 
 
 @bp.route("/sign/confirm/<token>", methods=["POST"])
 @public
 def confirm(token: str) -> Any:
+    language, _languages = _link_language(signatures.check_link(token))
     try:
         check = signatures.confirm_signature(token)
     except signatures.ConfirmationError as error:
@@ -147,10 +209,10 @@ def confirm(token: str) -> Any:
         found = signatures.check_link(token)
         status = 404 if found is None else 410
         sign_on = found.sign_on if found else None
-        return _link_page(token, status, problem=str(error), sign_on=sign_on)
+        return _link_page(token, status, problem=str(error), sign_on=sign_on, lang=language)
     title = _title(check.sign_on)
     db.session.commit()
-    return _link_page(token, check=check, title=title, done=True)
+    return _link_page(token, check=check, title=title, done=True, lang=language)
 
 
 def _title(sign_on: SignOn) -> str:

@@ -1,14 +1,29 @@
-"""Public one-click unsubscribe (RFC 8058): no login, no CSRF, token-authenticated."""
+"""Public one-click unsubscribe (RFC 8058): no login, no CSRF, token-authenticated.
+
+The pages are in the recipient's language: an explicit ?lang= (or the form's `lang`), then
+the contact's languages, then the browser's Accept-Language, then the letter's first
+language, among the languages the interface has catalogues for; English last.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from flask import Blueprint, abort, make_response, render_template, request
+from flask import Blueprint, abort, make_response, render_template, request, url_for
+from flask_babel import gettext as _
 from redis.exceptions import RedisError
 
 from campaign.extensions import csrf, db
+from campaign.i18n import (
+    DEFAULT_LANGUAGE,
+    LANGUAGES,
+    accepted_languages,
+    autonym,
+    choose_language,
+    normalise_tag,
+    use_reader_language,
+)
 from campaign.queue import get_redis
 from campaign.services import unsubscribe as unsubscribe_service
 from campaign.web.access import public
@@ -42,16 +57,45 @@ def _count_miss() -> None:
         log.warning("could not count an unknown unsubscribe token: %s", error)
 
 
+def _requested() -> str:
+    """The visitor's explicit choice (?lang=, or the form's lang), "" if not a language tag."""
+    value = request.values.get("lang", "")
+    return value.strip() if normalise_tag(value) else ""
+
+
+def _reader_language(target: unsubscribe_service.UnsubscribeTarget | None) -> str:
+    """Choose the page's language and make the rest of the request use it."""
+    candidates = [_requested()]
+    if target is not None:
+        candidates.extend(target.contact_languages)
+    candidates.extend(accepted_languages())
+    if target is not None:
+        candidates.extend(target.letter_languages[:1])
+    return use_reader_language(choose_language(candidates, LANGUAGES) or DEFAULT_LANGUAGE)
+
+
 def _target(token: str) -> unsubscribe_service.UnsubscribeTarget:
     if _too_many_misses():
-        text = "Too many unknown links were opened from your address. Wait a minute and try again."
-        page = render_template("error.html", code=429, title="Too many requests", text=text)
+        _reader_language(None)
+        text = _(
+            "Too many unknown links were opened from your address. Wait a minute and try again."
+        )
+        page = render_template("error.html", code=429, title=_("Too many requests"), text=text)
         abort(make_response(page, 429))
     target = unsubscribe_service.find_target(token)
     if target is None:
         _count_miss()
+        _reader_language(None)
         abort(404)  # the same page for malformed, unknown and expired tokens
     return target
+
+
+def _languages(token: str, current: str) -> list[tuple[str, str, str, bool]]:
+    """The language links: (tag, its name in itself, address, is the current one)."""
+    return [
+        (tag, autonym(tag), url_for("unsubscribe.confirm", token=token, lang=tag), tag == current)
+        for tag in LANGUAGES
+    ]
 
 
 @bp.route("/u/<token>", methods=["GET"])
@@ -59,8 +103,15 @@ def _target(token: str) -> unsubscribe_service.UnsubscribeTarget:
 def confirm(token: str) -> Any:
     # A GET never unsubscribes: mail scanners and link previewers follow every link.
     target = _target(token)
+    language = _reader_language(target)
     db.session.rollback()
-    return render_template("unsubscribe/confirm.html", target=target, token=token)
+    return render_template(
+        "unsubscribe/confirm.html",
+        target=target,
+        token=token,
+        lang=language,
+        languages=_languages(token, language),
+    )
 
 
 @bp.route("/u/<token>", methods=["POST"])
@@ -70,6 +121,9 @@ def one_click(token: str) -> Any:
     # Mail providers POST "List-Unsubscribe=One-Click" without cookies or a CSRF token
     # (RFC 8058); the confirmation form posts the same way. Both do the same, idempotently.
     target = _target(token)
+    language = _reader_language(target)
     unsubscribe_service.unsubscribe(target)
     db.session.commit()
-    return render_template("unsubscribe/done.html", target=target)
+    return render_template(
+        "unsubscribe/done.html", target=target, languages=_languages(token, language)
+    )

@@ -168,8 +168,9 @@ def test_invitations_go_once_per_contact_in_their_language_and_skip_suppressed_a
     assert english["Subject"] == "Invitation to sign: Free the Karakalpak defenders"
     assert link in text_of(english) and "Signatures close on" in text_of(english)
     french = mails["ong@partenaire.example"]
-    assert french["Subject"] == "Invitation à signer : Free the Karakalpak defenders"
-    assert link in text_of(french) and "jusqu'au" in text_of(french)
+    # French typography: a no-break space before the colon.
+    assert french["Subject"] == "Invitation à signer\u00a0: Free the Karakalpak defenders"
+    assert link in text_of(french) and "jusqu’au" in text_of(french)
     # The statement has no Russian text: the invitation is in English, not a language the
     # page cannot show.
     assert mails["ru@partner.example"]["Subject"].startswith("Invitation to sign")
@@ -239,7 +240,7 @@ def test_the_reminder_fires_once_through_tick_to_invitees_who_have_not_signed(
     assert deliver_notices() == 0
     mails = dict(received(fault_smtp))
     assert set(mails) == {"pending@partner.example", "silent@partner.example"}
-    assert mails["silent@partner.example"]["Subject"].startswith("Rappel : signer")
+    assert mails["silent@partner.example"]["Subject"].startswith("Rappel\u00a0: signer")
     assert f"{PUBLIC}/sign/{page.token}" in text_of(mails["pending@partner.example"])
 
     # Moving the deadline moves the one schedule; those reminded are not reminded again.
@@ -359,8 +360,8 @@ def test_signers_who_asked_are_told_once_when_the_letter_has_gone_with_the_pdf_a
     for name in ("Asking Association", "Quiet Committee", "Ligue des droits"):
         assert name in pdf_text
     assert "Release them." in pdf_text
-    assert mails["fr@ngo.example"]["Subject"] == "Envoyée : Free the Karakalpak defenders"
-    assert "à 3 destinataires :" in text_of(mails["fr@ngo.example"])
+    assert mails["fr@ngo.example"]["Subject"] == "Envoyée\u00a0: Free the Karakalpak defenders"
+    assert "à 3 destinataires\u00a0:" in text_of(mails["fr@ngo.example"])
 
     db.session.refresh(asked)
     db.session.refresh(quiet)
@@ -413,7 +414,9 @@ def test_the_invitations_page_invites_a_list_and_shows_who_signed(
     html = done.get_data(as_text=True)
     assert done.status_code == 200
     assert "2 invited" in html
-    assert "a@partner.example" in html and "Signed, approved" in html and "Not signed" in html
+    # The signature column uses the signature-status labels.
+    assert "a@partner.example" in html and 'signature-approved">Approved<' in html
+    assert 'signature-none">Not signed<' in html
     assert f"/sign/{page.token}" in html
     assert len(get_queue().get_jobs()) == 2  # two invitation e-mails, queued after the commit
 

@@ -205,8 +205,14 @@ def test_correcting_a_typo_tells_the_signer_before_and_after(app: Flask, page: S
     assert _send_edit_notices(app, signature) == 1
     [message] = _received(app)
     assert message["To"] == "office@ahr.example.org"
-    assert message["Subject"] == "Votre signature de « Free the defenders » a été corrigée"
-    expected = "Nom : « Asociation for Human Rights » → « Association for Human Rights »"
+    # French typography: no-break spaces before the colon and inside the quotes.
+    assert (
+        message["Subject"] == "Votre signature de «\u00a0Free the defenders\u00a0» a été corrigée"
+    )
+    expected = (
+        "Nom\u00a0: «\u00a0Asociation for Human Rights\u00a0» "
+        "→ «\u00a0Association for Human Rights\u00a0»"
+    )
     assert expected in message.get_content()
     # The job running twice (RQ may) e-mails nobody a second time.
     assert _send_edit_notices(app, signature) == 0
