@@ -141,9 +141,8 @@ def update_settings(
             )
         if not 1 <= reminder_days <= 60:
             raise SignOnError(_("Reminder: 1 to 60 days before the deadline"), "reminder_days")
-    consent = consent_text.strip()
-    if not consent:
-        raise SignOnError(_("Consent: signers must be told what they agree to"), "consent_text")
+    # Empty means the standard wording, which each signer reads in their own language.
+    consent = consent_text.strip() or DEFAULT_CONSENT
     if len(consent) > MAX_CONSENT_CHARS:
         raise SignOnError(
             _(

@@ -114,7 +114,13 @@ def _settings_form(sign_on: SignOn) -> dict[str, str]:
         "shows_names": "names" if sign_on.shows_names else "count",
         "ordering": sign_on.ordering,
         "reminder_days": "" if sign_on.reminder_days is None else str(sign_on.reminder_days),
-        "consent_text": sign_on.consent_text,
+        # The standard wording is shown as the empty field's placeholder, in the editor's
+        # language; only words an editor wrote are in the field itself.
+        "consent_text": (
+            ""
+            if sign_on.consent_text.strip() == sign_on_service.DEFAULT_CONSENT
+            else sign_on.consent_text
+        ),
     }
 
 
@@ -164,6 +170,7 @@ def _render(
             rejected=_signatures(sign_on, SignatureStatus.REJECTED),
             merged=_signatures(sign_on, SignatureStatus.MERGED),
             unconfirmed=_signatures(sign_on, SignatureStatus.UNCONFIRMED),
+            standard_consent=_(sign_on_service.DEFAULT_CONSENT),
         )
     return render_template("sign_on/admin/index.html", **context), status
 

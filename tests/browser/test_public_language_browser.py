@@ -11,10 +11,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import cache
-from pathlib import Path
 
-from babel.messages.pofile import read_po
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
@@ -25,63 +22,11 @@ from campaign.services.campaigns import AudienceSpec
 from campaign.services.contacts import create_contact
 from campaign.services.demo_sign_on import load_demo_sign_on
 from campaign.services.demo_statements import load_joint_letter
+from tests.browser.catalogue_check import assert_translated
 from tests.browser.conftest import DEFAULT_TIMEOUT_MS, LiveServer
 
-TRANSLATIONS = Path(__file__).resolve().parents[2] / "campaign" / "translations"
 SIGNER = {"name": "Правозащитный центр «Мемориал»", "email": "memorial@example.org"}
 FRENCH_RECIPIENT = "marie.durand@example.fr"
-
-# The visible text nodes of a page, whitespace collapsed, that are in the page's language:
-# a node inside an element marked with another lang (the language switcher's "English")
-# is meant to be in that language. The honeypot counts: it is only moved off-screen.
-_TEXT_NODES = """() => {
-  const found = [];
-  const language = document.documentElement.lang;
-  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-    const text = node.textContent.replace(/\\s+/g, " ").trim();
-    const parent = node.parentElement;
-    if (!text || !parent || !parent.checkVisibility()) continue;
-    const marked = parent.closest("[lang]");
-    if (marked && marked.lang !== language) continue;
-    found.push(text);
-  }
-  return found;
-}"""
-
-
-@cache
-def _english_left(language: str) -> tuple[frozenset[str], tuple[re.Pattern[str], ...]]:
-    """The catalogue's msgids whose translation differs: as exact strings, and those with
-    placeholders as patterns (when they carry enough words to mean something)."""
-    with (TRANSLATIONS / language / "LC_MESSAGES" / "messages.po").open("rb") as source:
-        catalogue = read_po(source, locale=language)
-    exact: set[str] = set()
-    patterns: list[re.Pattern[str]] = []
-    for message in catalogue:
-        if not message.id:
-            continue
-        ids = message.id if isinstance(message.id, tuple) else (message.id,)
-        strings = message.string if isinstance(message.string, tuple) else (message.string,)
-        if not any(strings) or set(strings) <= set(ids):
-            continue  # untranslated in the catalogue, or the same word in both languages
-        for msgid in ids:
-            shown = " ".join(msgid.replace("%%", "%").split())
-            pieces = re.split(r"%\(\w+\)[sdr]", shown)
-            if len(pieces) == 1:
-                exact.add(shown)
-            elif sum(len(re.sub(r"\W", "", piece)) for piece in pieces) >= 12:
-                patterns.append(re.compile(".+?".join(re.escape(piece) for piece in pieces)))
-    return frozenset(exact), tuple(patterns)
-
-
-def assert_translated(page: Page, language: str) -> None:
-    exact, patterns = _english_left(language)
-    nodes: list[str] = page.evaluate(_TEXT_NODES)
-    assert nodes, "the page shows no text"
-    left = [node for node in nodes if node in exact or any(p.fullmatch(node) for p in patterns)]
-    assert not left, f"{page.url}: English left in a {language} page: {left}"
-    assert page.locator("html").get_attribute("lang") == language
 
 
 @contextmanager

@@ -275,7 +275,7 @@ def test_settings_are_saved_with_the_deadline_in_its_zone(
         ({"deadline_date": f"{NEXT_YEAR}-06-26", "zone_other": "Mars/Olympus"}, "zone", "Mars"),
         ({"deadline_date": "26/06", "deadline_time": "9"}, "deadline", "not a date and time"),
         ({"ordering": "alphabetical"}, "ordering", "not one of"),
-        ({"consent_text": "   "}, "consent_text", "what they agree to"),
+        ({"consent_text": "x" * 5000}, "consent_text", "at most"),
     ],
 )
 def test_settings_errors_name_their_field_and_keep_what_was_typed(
@@ -297,9 +297,22 @@ def test_settings_errors_name_their_field_and_keep_what_was_typed(
         if form[name]:
             assert f'value="{form[name]}"' in shown
     if form["consent_text"].strip():
-        assert "Kept consent words" in shown
+        assert form["consent_text"] in shown
     db.session.refresh(page)
     assert page.deadline is None and page.reminder_days is None
+
+
+def test_an_empty_consent_is_the_standard_wording_each_signer_reads_in_their_language(
+    client: FlaskClient, login: Any, page: SignOn, statement: Statement
+) -> None:
+    login(Role.EDITOR)
+    response = client.post(base(statement) + "/settings", data=settings_form(consent_text=" "))
+    assert response.status_code == 302
+    db.session.refresh(page)
+    assert page.consent_text == sign_on.DEFAULT_CONSENT
+    shown = text_of(client.get(base(statement) + "/"))
+    # The field stays empty; the standard words are its placeholder.
+    assert 'placeholder="I agree that the name I give is published' in shown
 
 
 def _routes(statement: Statement, signature: Signature, signatory_id: int) -> list[tuple[str, str]]:
