@@ -18,6 +18,7 @@ from campaign.models import (
 )
 from campaign.models.schedule import RunOutcome, Schedule, ScheduleKind, ScheduleRun
 from campaign.scheduling.recurrence import next_yearly
+from campaign.scheduling.stored_text import Text, _l, dump, joined, labelled, lazy_ngettext
 from campaign.scheduling.tick import ACTIONS, NEXT_RUN, ON_MISSED, ActionFailed
 from campaign.scheduling.timezones import zone_of
 from campaign.services import campaigns, presend
@@ -27,55 +28,69 @@ from campaign.services.salutation_rules import current_rule_set
 LAUNCHABLE = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
 
 
-def _launch(campaign: Campaign, now: datetime) -> str:
+def _launch(campaign: Campaign, now: datetime) -> Text:
     """Launch with the same checks as `campaign launch`, never overriding them: nobody is there
     to decide. Raise CampaignError with the reason."""
     check = campaigns.check_campaign(campaign)
     if check.errors:
-        raise campaigns.CampaignError("; ".join(check.errors))
+        raise campaigns.CampaignError(joined("; ", check.errors))
     statement = db.session.get(Statement, campaign.statement_id)
     report = presend.check_audience(
         statement, campaigns.recipients_query(campaign), rules=current_rule_set()
     )
     if report.has_errors:
         raise campaigns.CampaignError(
-            f"the pre-send check found letters with errors for {report.contacts_with_errors} "
-            "contacts; fix them, then schedule or launch it again"
+            lazy_ngettext(
+                "the pre-send check found letters with errors for %(num)d contact; fix them, "
+                "then schedule or launch it again",
+                "the pre-send check found letters with errors for %(num)d contacts; fix them, "
+                "then schedule or launch it again",
+                report.contacts_with_errors,
+            )
         )
     if not campaigns.launch_campaign(campaign, at=now):
-        return f"campaign {campaign.name!r} was already launched: nothing to do"
+        return _l("campaign '%(name)s' was already launched: nothing to do", name=campaign.name)
     counts = campaigns.status_counts(campaign.id)
-    return f"campaign {campaign.name!r} launched: {counts['queued']} recipients queued"
+    return lazy_ngettext(
+        "campaign '%(name)s' launched: %(num)d recipient queued",
+        "campaign '%(name)s' launched: %(num)d recipients queued",
+        counts["queued"],
+        name=campaign.name,
+    )
 
 
-def _back_to_draft(campaign: Campaign, reason: str) -> None:
+def _back_to_draft(campaign: Campaign, reason: Text) -> None:
     if campaign.status == CampaignStatus.SCHEDULED.value:
         campaign.status = CampaignStatus.DRAFT.value
     campaign.send_at = None
-    campaign.status_reason = reason
+    campaign.status_reason = dump(reason)
 
 
-def fire_send_at(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, int | None]:
+def fire_send_at(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[Text, int | None]:
     campaign = db.session.get(Campaign, schedule.campaign_id)
     if campaign is None:
-        raise ActionFailed("its campaign was deleted")
+        raise ActionFailed(_l("its campaign was deleted"))
     if campaign.status not in LAUNCHABLE:
         return (
-            f"campaign {campaign.name!r} is already {campaign.status}: nothing to do",
+            _l(
+                "campaign '%(name)s' is already %(status)s: nothing to do",
+                name=campaign.name,
+                status=labelled(campaign.status, "campaign_status"),
+            ),
             campaign.id,
         )
     try:
         return _launch(campaign, now), campaign.id
     except campaigns.CampaignError as error:
-        reason = f"scheduled launch failed: {error}"
+        reason = _l("scheduled launch failed: %(error)s", error=error.message)
         _back_to_draft(campaign, reason)
         raise ActionFailed(reason, campaign.id) from None
 
 
-def missed_send_at(schedule: Schedule, due_at: datetime, detail: str) -> None:
+def missed_send_at(schedule: Schedule, due_at: datetime, detail: Text) -> None:
     campaign = db.session.get(Campaign, schedule.campaign_id)
     if campaign is not None and campaign.status in LAUNCHABLE:
-        _back_to_draft(campaign, f"scheduled launch skipped: {detail}")
+        _back_to_draft(campaign, _l("scheduled launch skipped: %(detail)s", detail=detail))
 
 
 def yearly_instance_name(template: Campaign, due_at: datetime, zone: str) -> str:
@@ -130,7 +145,12 @@ def _copy_steps(template: Campaign, copy: Campaign) -> None:
             followups.add_step(copy, statement, step.delay_days, step.condition)
         except followups.FollowUpError as error:
             raise ActionFailed(
-                f"follow-up {step.position} of the template cannot be copied: {error}", copy.id
+                _l(
+                    "follow-up %(position)d of the template cannot be copied: %(error)s",
+                    position=step.position,
+                    error=error.message,
+                ),
+                copy.id,
             ) from None
 
 
@@ -138,7 +158,7 @@ def _anniversary_case(schedule: Schedule) -> Case:
     case_date = db.session.get(CaseDate, schedule.case_date_id)
     case = db.session.get(Case, case_date.case_id) if case_date is not None else None
     if case is None:
-        raise ActionFailed("the case date of this anniversary no longer exists")
+        raise ActionFailed(_l("the case date of this anniversary no longer exists"))
     return case
 
 
@@ -164,13 +184,16 @@ def _copy_made_this_year(schedule: Schedule, due_at: datetime) -> tuple[int, str
     return None
 
 
-def fire_yearly(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, int | None]:
+def fire_yearly(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[Text, int | None]:
     template = db.session.get(Campaign, schedule.campaign_id)
     if template is None:
-        raise ActionFailed("its template campaign was deleted")
+        raise ActionFailed(_l("its template campaign was deleted"))
     made = _copy_made_this_year(schedule, due_at)
     if made is not None:
-        return f"the {made[1]!r} copy was already made this year: nothing to do", made[0]
+        return (
+            _l("the '%(name)s' copy was already made this year: nothing to do", name=made[1]),
+            made[0],
+        )
     case = _anniversary_case(schedule) if schedule.case_date_id is not None else None
     copy = copy_campaign(template, yearly_instance_name(template, due_at, schedule.timezone))
     if case is not None:
@@ -179,9 +202,14 @@ def fire_yearly(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[st
     try:
         return _launch(copy, now), copy.id
     except campaigns.CampaignError as error:
-        copy.status_reason = f"scheduled launch failed: {error}"
+        copy.status_reason = dump(_l("scheduled launch failed: %(error)s", error=error.message))
         raise ActionFailed(
-            f"{error} (the draft {copy.name!r} is kept to fix and launch by hand)", copy.id
+            _l(
+                "%(error)s (the draft '%(name)s' is kept to fix and launch by hand)",
+                error=error.message,
+                name=copy.name,
+            ),
+            copy.id,
         ) from None
 
 

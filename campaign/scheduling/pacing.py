@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from flask_babel import force_locale, gettext, ngettext
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from campaign.extensions import db
@@ -45,22 +47,32 @@ def pacing_rule(mode: str, days: int | None = None) -> dict[str, Any] | None:
         return {"mode": OFFICE_HOURS}
     if mode == WINDOW:
         if days is None or not 1 <= days <= MAX_WINDOW_DAYS:
-            raise ScheduleError(f"Days: spread over 1 to {MAX_WINDOW_DAYS} days")
+            raise ScheduleError(
+                _l("Days: spread over 1 to %(most)d days", most=MAX_WINDOW_DAYS), "pacing"
+            )
         return {"mode": WINDOW, "days": days}
-    raise ScheduleError(f"Pacing: {mode!r} is not one of none, office_hours, window")
+    raise ScheduleError(
+        _l("Pacing: '%(mode)s' is not one of none, office_hours, window", mode=mode), "pacing"
+    )
 
 
 def describe(rule: dict[str, Any] | None) -> str:
-    """The pacing in words, for pages and commands."""
+    """The pacing in words (the interface language), for pages and commands."""
     if not rule:
-        return "all at once"
+        return gettext("all at once")
     if rule.get("mode") == OFFICE_HOURS:
-        return (
+        return gettext(
             "in each recipient's office hours (09:00–17:00, Monday to Friday, their own zone: "
             "explicit or from their country, else the schedule's)"
         )
     days = int(rule.get("days", 1))
-    return f"spread evenly over {days} day{'s' if days != 1 else ''}"
+    return ngettext("spread evenly over %(num)d day", "spread evenly over %(num)d days", days)
+
+
+def _recorded(rule: dict[str, Any] | None) -> str:
+    """The pacing in English, for the audit log (a record, whoever launched)."""
+    with force_locale("en"):
+        return describe(rule)
 
 
 def campaign_pacing(campaign: Campaign) -> tuple[dict[str, Any] | None, str]:
@@ -209,7 +221,7 @@ def pace_rows(campaign: Campaign, rows: list[dict[str, Any]], launched: datetime
     """Set the queued rows' `next_attempt_at` by the campaign's pacing; its description."""
     rule, zone = campaign_pacing(campaign)
     if not rule:
-        return describe(None)
+        return _recorded(None)
     queued = [row for row in rows if not row["reason"]]  # suppressed rows are never sent
     zones: dict[int, str | None] = {}
     ids = [row["contact_id"] for row in queued]
@@ -225,4 +237,4 @@ def pace_rows(campaign: Campaign, rows: list[dict[str, Any]], launched: datetime
     )
     for row in queued:
         row["next_attempt_at"] = times[row["contact_id"]]
-    return describe(rule)
+    return _recorded(rule)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import calendar
 from datetime import UTC, datetime, time
 
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
+
+from campaign.scheduling.stored_text import labelled
 from campaign.scheduling.timezones import ScheduleError, localize, zone_of
 
-LEAP_DAY_NOTE = "fires on 28 February in years without 29 February"
+LEAP_DAY_NOTE = _l("fires on 28 February in years without 29 February")
 
 
 def parse_time(value: str) -> time:
@@ -15,19 +19,31 @@ def parse_time(value: str) -> time:
     try:
         return datetime.strptime(value.strip(), "%H:%M").time()
     except ValueError:
-        raise ScheduleError(f"Time: {value!r} is not a time like 09:00") from None
+        raise ScheduleError(
+            _l("Time: '%(value)s' is not a time like 09:00", value=value), "time"
+        ) from None
 
 
 def check_month_day(month: int, day: int) -> None:
     """Refuse a date no year has (31 April); 29 February is allowed (see `yearly_note`)."""
     if not 1 <= month <= 12:
-        raise ScheduleError(f"Date: month {month} does not exist (1 to 12)")
+        raise ScheduleError(
+            _l("Date: month %(month)d does not exist (1 to 12)", month=month), "day"
+        )
     longest = 29 if month == 2 else calendar.monthrange(2001, month)[1]
     if not 1 <= day <= longest:
-        raise ScheduleError(f"Date: {calendar.month_name[month]} has no day {day} (1 to {longest})")
+        raise ScheduleError(
+            _l(
+                "Date: %(month)s has no day %(day)d (1 to %(longest)d)",
+                month=labelled(str(month), "month"),
+                day=day,
+                longest=longest,
+            ),
+            "day",
+        )
 
 
-def yearly_note(month: int, day: int) -> str:
+def yearly_note(month: int, day: int) -> str | LazyString:
     """What staff should know about when the rule fires ("" when nothing unusual)."""
     return LEAP_DAY_NOTE if (month, day) == (2, 29) else ""
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from flask_babel import force_locale
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Campaign, CampaignStatus, Case, CaseDate, User
 from campaign.models.schedule import Schedule, ScheduleKind
 from campaign.scheduling.recurrence import check_month_day, next_yearly, parse_time, yearly_note
+from campaign.scheduling.stored_text import labelled, lowered
 from campaign.scheduling.timezones import ScheduleError, to_utc, zone_of
 from campaign.services.audit import record_event
 
@@ -30,7 +34,12 @@ def create_send_at(
     """
     now = now or datetime.now(UTC)
     if campaign.status not in (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value):
-        raise ScheduleError(f"the campaign is {campaign.status}; only a draft can be scheduled")
+        raise ScheduleError(
+            _l(
+                "the campaign is %(status)s; only a draft can be scheduled",
+                status=lowered(labelled(campaign.status, "campaign_status")),
+            )
+        )
     send_at = to_utc(local, zone, not_before=now)
     tz = zone_of(zone).key
     schedule = db.session.scalar(
@@ -70,9 +79,13 @@ def create_send_at(
     return schedule
 
 
-def anniversary_words(case_date: CaseDate, name: str) -> str:
+def anniversary_words(case_date: CaseDate, name: str) -> LazyString:
     """ "the anniversary of the arrest of Prisoner J." with the name the caller may show."""
-    return f"the anniversary of the {case_date.kind} of {name}"
+    return _l(
+        "the anniversary of the %(kind)s of %(name)s",
+        kind=lowered(labelled(case_date.kind, "case_date_kind")),
+        name=name,
+    )
 
 
 def _refuse_a_second_repeat(campaign: Campaign, month: int, day: int) -> None:
@@ -87,8 +100,14 @@ def _refuse_a_second_repeat(campaign: Campaign, month: int, day: int) -> None:
     ):
         if (int(rule.get("month", 0)), int(rule.get("day", 0))) == (month, day):
             raise ScheduleError(
-                f"Date: {campaign.name!r} already repeats every year on this day "
-                f"(at {rule.get('time')} {zone}); stop that repeat first to change it"
+                _l(
+                    "Date: '%(name)s' already repeats every year on this day (at %(time)s "
+                    "%(zone)s); stop that repeat first to change it",
+                    name=campaign.name,
+                    time=str(rule.get("time")),
+                    zone=zone,
+                ),
+                "day",
             )
 
 
@@ -117,9 +136,11 @@ def create_yearly(
         case = db.session.get(Case, case_date.case_id)
         # Schedule names are shown to everyone (CLI, scheduler record): the letter-safe name.
         who = letter_name(case) if case is not None else "a case"
-        name = f"{campaign.name} on {anniversary_words(case_date, who)}"
-        note = yearly_note(month, day)
-        name = f"{name} — {note}" if note else name
+        # Stored in English: the CLI and the scheduler record read it (pages name it anew).
+        with force_locale("en"):
+            name = f"{campaign.name} on {anniversary_words(case_date, who)}"
+            note = yearly_note(month, day)
+            name = f"{name} — {note}" if note else name
     check_month_day(month, day)
     at = parse_time(time)
     tz = zone_of(zone).key

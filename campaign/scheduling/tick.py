@@ -16,24 +16,28 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from campaign.extensions import db
 from campaign.models.schedule import RunOutcome, Schedule, ScheduleRun
+from campaign.scheduling.stored_text import Text, _l, dump, lazy_ngettext
 from campaign.scheduling.timezones import local_label
 
 log = logging.getLogger(__name__)
 
 # What a kind of schedule does when it fires: (schedule, due_at, now) -> (detail, campaign id).
-Action = Callable[[Schedule, datetime, datetime], tuple[str, int | None]]
+# The detail is a lazy string (stored_text) so that staff read it in their language; plain
+# text is kept as it is.
+Action = Callable[[Schedule, datetime, datetime], tuple[Text, int | None]]
 ACTIONS: dict[str, Action] = {}
 # When a kind fires next after `due_at`; kinds not listed fire once.
 NEXT_RUN: dict[str, Callable[[Schedule, datetime], datetime | None]] = {}
 # Called when a fire did not happen: skipped as too late, or broken by an unexpected error
 # (undo a "scheduled" status, say why), so nothing is left promising a send that won't come.
-ON_MISSED: dict[str, Callable[[Schedule, datetime, str], None]] = {}
+ON_MISSED: dict[str, Callable[[Schedule, datetime, Text], None]] = {}
 # Kinds that fire however late they are: past the grace period a follow-up still serves (the
 # people are still waiting for it), a launch timed for a summit does not.
 LATE_OK: set[str] = set()
@@ -52,7 +56,7 @@ ACTION_MODULES = (
 class ActionFailed(Exception):
     """The action could not do its work; its writes so far stand (it left them consistent)."""
 
-    def __init__(self, detail: str, campaign_id: int | None = None) -> None:
+    def __init__(self, detail: Text, campaign_id: int | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.campaign_id = campaign_id
@@ -65,7 +69,7 @@ class TickLine:
     name: str
     due_at: datetime
     outcome: str
-    detail: str
+    detail: str  # in the words of whoever runs the tick (English from the CLI)
     campaign_id: int | None
 
 
@@ -79,11 +83,11 @@ class TickReport:
     @property
     def summary(self) -> str:
         parts = [
-            f"{self.count(RunOutcome.FIRED)} fired",
-            f"{self.count(RunOutcome.SKIPPED)} skipped",
+            gettext("%(num)d fired", num=self.count(RunOutcome.FIRED)),
+            gettext("%(num)d skipped", num=self.count(RunOutcome.SKIPPED)),
         ]
         if self.count(RunOutcome.FAILED):
-            parts.append(f"{self.count(RunOutcome.FAILED)} failed")
+            parts.append(gettext("%(num)d failed", num=self.count(RunOutcome.FAILED)))
         return ", ".join(parts)
 
 
@@ -105,14 +109,13 @@ def grace() -> timedelta:
     return timedelta(hours=float(current_app.config["SCHEDULER_GRACE_HOURS"]))
 
 
-def lateness(due_at: datetime, now: datetime) -> str:
-    """How late a fire is, in words ("3 days late", "7 hours late")."""
+def lateness(due_at: datetime, now: datetime) -> Text:
+    """How late a fire is, in words ("3 days late", "7 hours late"), read when shown."""
     late = now - due_at
     if late >= timedelta(days=1):
-        days = late.days
-        return f"{days} day{'s' if days != 1 else ''} late"
+        return lazy_ngettext("%(num)d day late", "%(num)d days late", late.days)
     hours = int(late.total_seconds() // 3600)
-    return f"{hours} hour{'s' if hours != 1 else ''} late"
+    return lazy_ngettext("%(num)d hour late", "%(num)d hours late", hours)
 
 
 def _claim(schedule_id: int, due_at: datetime) -> int | None:
@@ -127,9 +130,13 @@ def _claim(schedule_id: int, due_at: datetime) -> int | None:
     return db.session.execute(statement, values).scalar()
 
 
-def _run(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, str, int | None]:
+def _run(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, Text, int | None]:
     if due_at < now - grace() and schedule.kind not in LATE_OK:
-        detail = f"due {local_label(due_at, schedule.timezone)}, {lateness(due_at, now)}: not sent"
+        detail = _l(
+            "due %(when)s, %(late)s: not sent",
+            when=local_label(due_at, schedule.timezone),
+            late=lateness(due_at, now),
+        )
         _not_fired(schedule, due_at, detail)
         return RunOutcome.SKIPPED.value, detail, None
     try:
@@ -141,12 +148,14 @@ def _run(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, str,
     except Exception as error:  # one broken schedule must not stop the others
         log.exception("schedule %s failed at %s", schedule.id, due_at)
         # The action's writes were rolled back with its savepoint; what it promised was not.
-        _not_fired(schedule, due_at, f"an unexpected error stopped it ({error})")
-        return RunOutcome.FAILED.value, f"error: {error}", None
+        _not_fired(
+            schedule, due_at, _l("an unexpected error stopped it (%(error)s)", error=str(error))
+        )
+        return RunOutcome.FAILED.value, _l("error: %(error)s", error=str(error)), None
     return RunOutcome.FIRED.value, detail, campaign_id
 
 
-def _not_fired(schedule: Schedule, due_at: datetime, detail: str) -> None:
+def _not_fired(schedule: Schedule, due_at: datetime, detail: Text) -> None:
     missed = ON_MISSED.get(schedule.kind)
     if missed is None:
         return
@@ -168,7 +177,7 @@ def _fire_one(schedule: Schedule, now: datetime) -> TickLine | None:
     db.session.execute(
         update(_runs)
         .where(_runs.c.id == run_id)
-        .values(outcome=outcome, detail=detail, campaign_id=campaign_id)
+        .values(outcome=outcome, detail=dump(detail), campaign_id=campaign_id)
     )
     next_run = NEXT_RUN.get(schedule.kind)
     if next_run is not None:
@@ -179,7 +188,9 @@ def _fire_one(schedule: Schedule, now: datetime) -> TickLine | None:
     if outcome == RunOutcome.FIRED.value:
         schedule.last_fired_at = now
     db.session.flush()
-    return TickLine(schedule.id, schedule.kind, schedule.name, due_at, outcome, detail, campaign_id)
+    return TickLine(
+        schedule.id, schedule.kind, schedule.name, due_at, outcome, str(detail), campaign_id
+    )
 
 
 def tick(now: datetime, *, commit: Callable[[], None] | None = None) -> TickReport:

@@ -6,25 +6,41 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
+
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 # What to do with a local time that a zone's clocks show twice (the hour after they go back).
 Ambiguity = Literal["refuse", "first"]
 
 
 class ScheduleError(ValueError):
-    """A schedule cannot be made as asked; the message says why in the user's terms."""
+    """A schedule cannot be made as asked; the message says why in the user's terms.
+
+    `field` names the form field it is about ("zone", "date", "time", "pacing", …; "" when
+    the caller knows best). The message is lazy: read in the language of whoever reads it.
+    """
+
+    def __init__(self, message: str | LazyString, field: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
 
 
 def zone_of(name: str) -> ZoneInfo:
     """The zone called `name` ("Europe/Paris"); ScheduleError naming it if there is none."""
     cleaned = name.strip()
     if not cleaned:
-        raise ScheduleError("Time zone: choose one (for example Europe/Paris)")
+        raise ScheduleError(_l("Time zone: choose one (for example Europe/Paris)"), "zone")
     try:
         return ZoneInfo(cleaned)
     except (ZoneInfoNotFoundError, ValueError):
         raise ScheduleError(
-            f"Time zone: {cleaned!r} is not a known time zone (use a name such as Europe/Paris)"
+            _l(
+                "Time zone: '%(zone)s' is not a known time zone (use a name such as Europe/Paris)",
+                zone=cleaned,
+            ),
+            "zone",
         ) from None
 
 
@@ -34,7 +50,11 @@ def parse_local(local: str) -> datetime:
         return datetime.strptime(local.strip().replace(" ", "T", 1), LOCAL_FORMAT)
     except ValueError:
         raise ScheduleError(
-            f"Date and time: {local!r} is not a date and time like 2027-06-26T09:00"
+            _l(
+                "Date and time: '%(value)s' is not a date and time like 2027-06-26T09:00",
+                value=local,
+            ),
+            "date",
         ) from None
 
 
@@ -58,15 +78,28 @@ def localize(naive: datetime, zone: ZoneInfo, *, ambiguous: Ambiguity = "refuse"
         gap = abs(before - after) or timedelta(hours=1)
         start = _gap_start(naive, zone, gap)
         raise ScheduleError(
-            f"{_shown(naive)} does not exist in {zone.key}: clocks go from "
-            f"{start:%H:%M} to {start + gap:%H:%M}"
+            _l(
+                "%(moment)s does not exist in %(zone)s: clocks go from %(start)s to %(end)s",
+                moment=_shown(naive),
+                zone=zone.key,
+                start=f"{start:%H:%M}",
+                end=f"{start + gap:%H:%M}",
+            ),
         )
     if first.utcoffset() != second.utcoffset() and ambiguous == "refuse":
         earlier, later = first.astimezone(UTC), second.astimezone(UTC)
         raise ScheduleError(
-            f"{_shown(naive)} happens twice in {zone.key} (clocks go back that night): at "
-            f"{earlier:%H:%M} UTC ({first.tzname()}) and at {later:%H:%M} UTC "
-            f"({second.tzname()}); choose a time outside that hour or give it in UTC"
+            _l(
+                "%(moment)s happens twice in %(zone)s (clocks go back that night): at "
+                "%(earlier)s UTC (%(first)s) and at %(later)s UTC (%(second)s); choose a time "
+                "outside that hour or give it in UTC",
+                moment=_shown(naive),
+                zone=zone.key,
+                earlier=f"{earlier:%H:%M}",
+                first=str(first.tzname()),
+                later=f"{later:%H:%M}",
+                second=str(second.tzname()),
+            ),
         )
     return first.astimezone(UTC)
 
@@ -100,8 +133,13 @@ def to_utc(
     if not_before is not None and instant <= not_before:
         now_local = not_before.astimezone(tz)
         raise ScheduleError(
-            f"{_shown(naive)} in {tz.key} is in the past (it is now "
-            f"{_shown(now_local.replace(tzinfo=None))} there)"
+            _l(
+                "%(moment)s in %(zone)s is in the past (it is now %(now)s there)",
+                moment=_shown(naive),
+                zone=tz.key,
+                now=_shown(now_local.replace(tzinfo=None)),
+            ),
+            "date",
         )
     return instant
 

@@ -23,13 +23,17 @@ from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from importlib import resources
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pycountry
 from flask import current_app
+from flask_babel import force_locale, gettext, lazy_ngettext
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 
 from campaign.extensions import db
+from campaign.i18n import supported
 from campaign.models import (
     CalendarEvent,
     Case,
@@ -43,6 +47,17 @@ from campaign.models import (
     User,
 )
 from campaign.models.calendar import EventKind
+from campaign.scheduling.stored_text import (
+    Text,
+    day,
+    day_text,
+    dump,
+    labelled,
+    lowered,
+    read,
+    span,
+    span_text,
+)
 from campaign.scheduling.tick import ACTIONS, AFTER_TICK, NEXT_RUN
 from campaign.services.audit import record_event
 
@@ -54,11 +69,19 @@ REMINDER_TIME = time(9, 0)
 _GROUPINGS = {"EU": "European Union", "UN": "United Nations"}
 # A reminder further ahead than this is almost certainly a typing error (3650 for 365).
 _MAX_DAYS_BEFORE = 366
-LEAP_DAY_NOTE = "fires on 28 February in years without 29 February"
+LEAP_DAY_NOTE = _l("fires on 28 February in years without 29 February")
 
 
 class CalendarError(ValueError):
-    """An event or reminder cannot be made as asked; the message says why."""
+    """An event or reminder cannot be made as asked; the message says why, `field` where.
+
+    The message is lazy: read in the language of whoever reads it.
+    """
+
+    def __init__(self, message: Text, field: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
 
 
 class BuiltinDayError(CalendarError):
@@ -74,7 +97,11 @@ def organisation_zone() -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise CalendarError(
-            f"CAMPAIGN_TIMEZONE: {name!r} is not a known time zone (use one like Europe/Paris)"
+            _l(
+                "CAMPAIGN_TIMEZONE: '%(zone)s' is not a known time zone (use one like "
+                "Europe/Paris)",
+                zone=name,
+            )
         ) from None
 
 
@@ -98,7 +125,10 @@ def check_country(code: str) -> str:
         len(cleaned) == 2 and pycountry.countries.get(alpha_2=cleaned) is not None
     ):
         return cleaned
-    raise CalendarError(f"Country: {code.strip()!r} is not a country code such as FR, UZ or EU")
+    raise CalendarError(
+        _l("Country: '%(code)s' is not a country code such as FR, UZ or EU", code=code.strip()),
+        "countries",
+    )
 
 
 def country_name(code: str) -> str:
@@ -109,17 +139,13 @@ def country_name(code: str) -> str:
 
 
 def format_day(on: date, *, with_year: bool = False) -> str:
-    text = f"{on.day} {month_names.month_name[on.month]}"
-    return f"{text} {on.year}" if with_year else text
+    """ "3 April" ("3 April 2027") in the interface language ("3 avril", "3 апреля")."""
+    return day_text(on.isoformat(), with_year)
 
 
 def format_span(starts_on: date, ends_on: date | None) -> str:
     """ "3 April", "3–4 April", "30 March – 2 April" (en dashes, as printed calendars do)."""
-    if ends_on is None or ends_on == starts_on:
-        return format_day(starts_on)
-    if (starts_on.year, starts_on.month) == (ends_on.year, ends_on.month):
-        return f"{starts_on.day}–{format_day(ends_on)}"
-    return f"{format_day(starts_on)} – {format_day(ends_on)}"
+    return span_text(starts_on.isoformat(), ends_on.isoformat() if ends_on else "")
 
 
 # --- built-in days -----------------------------------------------------------------------
@@ -175,7 +201,12 @@ def check_reminder_days(reminder_days: Iterable[int]) -> list[int]:
     for value in days:
         if not 0 <= value <= _MAX_DAYS_BEFORE:
             raise CalendarError(
-                f"Reminder: {value} days before is not possible (0 to {_MAX_DAYS_BEFORE} days)"
+                _l(
+                    "Reminder: %(days)d days before is not possible (0 to %(most)d days)",
+                    days=value,
+                    most=_MAX_DAYS_BEFORE,
+                ),
+                "reminder_days",
             )
     return days
 
@@ -207,17 +238,23 @@ def check_event_fields(
     """Check everything before anything is written; the message opens with the field's name."""
     cleaned_name = " ".join(name.split())
     if not cleaned_name:
-        raise CalendarError("Name: give the event a name")
+        raise CalendarError(_l("Name: give the event a name"), "name")
     if ends_on is not None and ends_on < starts_on:
         raise CalendarError(
-            f"Dates: the event ends ({ends_on.isoformat()}) before it starts "
-            f"({starts_on.isoformat()})"
+            _l(
+                "Dates: the event ends (%(ends)s) before it starts (%(starts)s)",
+                ends=day(ends_on, with_year=True),
+                starts=day(starts_on, with_year=True),
+            ),
+            "ends_on",
         )
     try:
         kind = EventKind(kind).value
     except ValueError:
         allowed = ", ".join(k.value for k in EventKind)
-        raise CalendarError(f"Kind: {kind!r} is not one of {allowed}") from None
+        raise CalendarError(
+            _l("Kind: '%(kind)s' is not one of %(allowed)s", kind=kind, allowed=allowed), "kind"
+        ) from None
     codes: list[str] = []
     for code in countries:
         checked = check_country(code)
@@ -271,11 +308,22 @@ def add_event(
 
 
 def _refuse_builtin(event: CalendarEvent, doing: str) -> None:
-    if event.is_builtin:
-        raise BuiltinDayError(
-            f"{event.name} is a built-in day of the calendar: it cannot be {doing}. "
-            "Add your own event for that day instead."
+    """`doing` is "edited" or "deleted"."""
+    if not event.is_builtin:
+        return
+    if doing == "deleted":
+        message = _l(
+            "%(name)s is a built-in day of the calendar: it cannot be deleted. Add your own "
+            "event for that day instead.",
+            name=event.name,
         )
+    else:
+        message = _l(
+            "%(name)s is a built-in day of the calendar: it cannot be edited. Add your own "
+            "event for that day instead.",
+            name=event.name,
+        )
+    raise BuiltinDayError(message)
 
 
 def reminders_of(event: CalendarEvent) -> list[Schedule]:
@@ -451,16 +499,35 @@ def add_reminder(
     return schedule
 
 
+def reminder_title(event: CalendarEvent, days_before: int) -> Text:
+    """ "Reminder: EU–Central Asia summit, 7 days before", read in the reader's language."""
+    return _l(
+        "Reminder: %(event)s, %(when)s",
+        event=event.name,
+        when=days_phrase(days_before, before=True),
+    )
+
+
+def stored_name(title: Text) -> str:
+    """A schedule's stored name: in English, whoever made it (the CLI, the feed and the
+    scheduler's record read it; pages show the schedule's title in the reader's language)."""
+    with force_locale("en"):
+        return str(title)[:300]
+
+
 def _reminder_name(event: CalendarEvent, days_before: int) -> str:
-    return f"Reminder: {event.name}, {days_phrase(days_before, before=True)}"
+    return stored_name(reminder_title(event, days_before))
 
 
-def days_phrase(days: int, *, before: bool = False) -> str:
+def days_phrase(days: int, *, before: bool = False) -> Text:
+    """ "in 7 days", "tomorrow", "today"; with `before`, "7 days before", "on the day"."""
     if days == 0:
-        return "on the day" if before else "today"
+        return _l("on the day") if before else _l("today")
+    if before:
+        return lazy_ngettext("%(num)d day before", "%(num)d days before", days)
     if days == 1:
-        return "1 day before" if before else "tomorrow"
-    return f"{days} days before" if before else f"in {days} days"
+        return _l("tomorrow")
+    return lazy_ngettext("in %(num)d day", "in %(num)d days", days)
 
 
 # --- when a reminder fires ---------------------------------------------------------------
@@ -505,8 +572,79 @@ def next_reminder_run(schedule: Schedule, after: datetime) -> datetime | None:
     raise AssertionError("a yearly reminder fires every year")  # pragma: no cover
 
 
-def reminder_text(schedule: Schedule, due_at: datetime) -> str:
-    """What staff read: "EU–Central Asia summit in 7 days (Samarkand, 3–4 April)"."""
+def anniversary_title(case_date: CaseDate, who: Text, days_before: int) -> Text:
+    """ "Anniversary of the arrest of Prisoner A (14 March 2019), 7 days before"."""
+    title = _l(
+        "Anniversary of the %(kind)s of %(who)s (%(date)s), %(when)s",
+        kind=lowered(labelled(case_date.kind, "case_date_kind")),
+        who=who,
+        date=day(case_date.on, with_year=True),
+        when=days_phrase(days_before, before=True),
+    )
+    # The note is in the title so that every list of schedules (CLI, pages) says it.
+    if (case_date.on.month, case_date.on.day) == (2, 29):
+        return _l("%(title)s — %(note)s", title=title, note=LEAP_DAY_NOTE)
+    return title
+
+
+def _rows_by_id(model: Any, ids: Iterable[int | None]) -> dict[int, Any]:
+    wanted = {value for value in ids if value is not None}
+    if not wanted:
+        return {}
+    rows: list[Any] = list(db.session.scalars(select(model).where(model.id.in_(wanted))))
+    return {row.id: row for row in rows}
+
+
+def schedule_titles(schedules: Sequence[Schedule]) -> dict[int, str]:
+    """Each schedule's name in the reader's language, by id: reminders and follow-ups are
+    named anew from what they point at; other schedules (and one whose anchor is gone) by
+    their stored name. A few queries whatever the number of schedules."""
+    from campaign.models import Campaign, CampaignStep
+    from campaign.services.cases import letter_name
+
+    events = _rows_by_id(CalendarEvent, (s.event_id for s in schedules))
+    case_dates = _rows_by_id(CaseDate, (s.case_date_id for s in schedules))
+    cases = _rows_by_id(Case, (d.case_id for d in case_dates.values()))
+    follow_ups = [s for s in schedules if s.kind == ScheduleKind.FOLLOW_UP.value]
+    steps = _rows_by_id(CampaignStep, (s.step_id for s in follow_ups))
+    campaigns = _rows_by_id(Campaign, (step.campaign_id for step in steps.values()))
+    titles = {}
+    for schedule in schedules:
+        title = schedule.name
+        days_before = int((schedule.rule or {}).get("days_before", 0))
+        if schedule.kind == ScheduleKind.REMINDER.value:
+            case_date = case_dates.get(schedule.case_date_id or 0)
+            event = events.get(schedule.event_id or 0)
+            if case_date is not None:
+                case = cases.get(case_date.case_id)
+                who = letter_name(case) if case is not None else gettext("a case")
+                title = str(anniversary_title(case_date, who, days_before))
+            elif event is not None:
+                title = str(reminder_title(event, days_before))
+        elif schedule.kind == ScheduleKind.FOLLOW_UP.value:
+            step = steps.get(schedule.step_id or 0)
+            campaign = campaigns.get(step.campaign_id) if step is not None else None
+            if step is not None and campaign is not None:
+                title = gettext(
+                    "%(campaign)s: follow-up %(position)d",
+                    campaign=campaign.name,
+                    position=step.position,
+                )
+        titles[schedule.id] = title
+    return titles
+
+
+def schedule_title(schedule: Schedule) -> str:
+    """One schedule's name in the reader's language (see schedule_titles)."""
+    return schedule_titles([schedule])[schedule.id]
+
+
+def reminder_text(schedule: Schedule, due_at: datetime) -> Text:
+    """What staff read: "EU–Central Asia summit in 7 days (Samarkand, 3–4 April)".
+
+    A lazy string: the notification keeps it as a message (stored_text), read in each
+    reader's language, and each member of staff gets the e-mail in theirs.
+    """
     from campaign.services.cases import letter_name
 
     event, case_date = _anchor(schedule)
@@ -516,23 +654,40 @@ def reminder_text(schedule: Schedule, due_at: datetime) -> str:
     when = days_phrase(days_before)
     if case_date is not None:
         case = db.session.get(Case, case_date.case_id)
-        who = letter_name(case) if case is not None else "a case"
+        who: Text = letter_name(case) if case is not None else _l("a case")
         years = on.year - case_date.on.year
         moved = (on.month, on.day) != (case_date.on.month, case_date.on.day)
-        when_text = format_day(case_date.on, with_year=True)
-        text = (
-            f"Anniversary {when}: {case_date.kind} of {who} ({when_text}, "
-            f"{years} {'year' if years == 1 else 'years'})"
+        text = _l(
+            "Anniversary %(when)s: %(kind)s of %(who)s (%(date)s, %(years)s)",
+            when=when,
+            kind=lowered(labelled(case_date.kind, "case_date_kind")),
+            who=who,
+            date=day(case_date.on, with_year=True),
+            years=lazy_ngettext("%(num)d year", "%(num)d years", years),
         )
-        return f"{text} — marked on 28 February this year" if moved else text
+        return _l("%(text)s — marked on 28 February this year", text=text) if moved else text
     if event is None:
-        return f"{schedule.name} (its event was deleted)"
+        return _l("%(name)s (its event was deleted)", name=schedule.name)
     if event.is_builtin:
-        return f"{event.name} {when} ({format_day(on)})"
-    details = [event.place] if event.place else []
+        return _l("%(event)s %(when)s (%(day)s)", event=event.name, when=when, day=day(on))
+    if event.starts_on is not None and event.place:
+        return _l(
+            "%(event)s %(when)s (%(place)s, %(days)s)",
+            event=event.name,
+            when=when,
+            place=event.place,
+            days=span(event.starts_on, event.ends_on),
+        )
     if event.starts_on is not None:
-        details.append(format_span(event.starts_on, event.ends_on))
-    return f"{event.name} {when} ({', '.join(details)})" if details else f"{event.name} {when}"
+        return _l(
+            "%(event)s %(when)s (%(days)s)",
+            event=event.name,
+            when=when,
+            days=span(event.starts_on, event.ends_on),
+        )
+    if event.place:
+        return _l("%(event)s %(when)s (%(place)s)", event=event.name, when=when, place=event.place)
+    return _l("%(event)s %(when)s", event=event.name, when=when)
 
 
 def staff_to_remind() -> list[User]:
@@ -541,24 +696,36 @@ def staff_to_remind() -> list[User]:
     return [user for user in users if user.role_enum.includes(Role.EDITOR)]
 
 
-def _email_staff(text: str, recipients: Sequence[User]) -> list[str]:
-    """Send the reminder to each member of staff separately; return the addresses that failed."""
+def reminder_email(stored: str, user: User) -> tuple[str, str]:
+    """(subject, body) of a reminder e-mail in the interface language of `user` (else English)."""
+    with force_locale(supported(getattr(user, "language", "")) or "en"):
+        text = read(stored)
+        subject = gettext("Reminder: %(text)s", text=text)
+        body = gettext(
+            "%(text)s\n\nThis reminder comes from the advocacy calendar of the campaign app.\n",
+            text=text,
+        )
+    return subject, body
+
+
+def _email_staff(stored: str, recipients: Sequence[User]) -> list[str]:
+    """Send the reminder to each member of staff separately, each in their own language;
+    return the addresses that failed. `stored` is the notification's text (stored_text)."""
     from campaign.mail import SendError, send_message
 
     sender = str(current_app.config["MAIL_DEFAULT_SENDER"])
     failed = []
     for user in recipients:
+        subject, body = reminder_email(stored, user)
         message = EmailMessage()
         message["From"] = sender
         message["To"] = user.email
-        message["Subject"] = f"Reminder: {text}"
+        message["Subject"] = subject
         message["Date"] = format_datetime(datetime.now(UTC))
         domain = sender.rsplit("@", 1)[-1].strip("> ") or "localhost"
         message["Message-ID"] = make_msgid(domain=domain)
         message["Auto-Submitted"] = "auto-generated"  # no out-of-office answers, please
-        message.set_content(
-            f"{text}\n\nThis reminder comes from the advocacy calendar of the campaign app.\n"
-        )
+        message.set_content(body)
         try:
             send_message(message.as_bytes(), sender=sender, recipients=[user.email])
         except SendError:
@@ -566,7 +733,7 @@ def _email_staff(text: str, recipients: Sequence[User]) -> list[str]:
     return failed
 
 
-def fire_reminder(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, None]:
+def fire_reminder(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[Text, None]:
     """The scheduler's action for kind "reminder": a notification in the app.
 
     The e-mail to staff goes after the tick has committed (email_reminders): sent from
@@ -578,9 +745,15 @@ def fire_reminder(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[
             ScheduleRun.schedule_id == schedule.id, ScheduleRun.due_at == due_at
         )
     )
-    db.session.add(Notification(text=text, schedule_run_id=run_id, created_at=now))
+    db.session.add(Notification(text=dump(text), schedule_run_id=run_id, created_at=now))
     db.session.flush()
-    return f"{text} — shown in the app, e-mailed to {len(staff_to_remind())} staff", None
+    detail = lazy_ngettext(
+        "%(text)s — shown in the app, e-mailed to %(num)d staff",
+        "%(text)s — shown in the app, e-mailed to %(num)d staff",
+        len(staff_to_remind()),
+        text=text,
+    )
+    return detail, None
 
 
 # Reminders older than this are not e-mailed any more (after a long outage the in-app
@@ -683,7 +856,7 @@ def ics_feed(
     feed = Calendar()
     feed.add("prodid", "-//campaign//advocacy calendar//EN")
     feed.add("version", "2.0")
-    feed.add("x-wr-calname", "Advocacy calendar")
+    feed.add("x-wr-calname", gettext("Advocacy calendar"))
     for item in events:
         entry = Event()
         entry.add("uid", f"event-{item.id}@campaign")
@@ -706,7 +879,9 @@ def ics_feed(
         else:
             continue
         if item.countries:
-            entry.add("description", "Countries: " + ", ".join(item.countries))
+            entry.add(
+                "description", gettext("Countries: %(codes)s", codes=", ".join(item.countries))
+            )
         entry.add("categories", [item.kind])
         feed.add_component(entry)
     for schedule in schedules:

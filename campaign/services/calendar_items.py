@@ -15,9 +15,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from sqlalchemy import or_, select
 
 from campaign.extensions import db
+from campaign.labels import label
 from campaign.models import (
     CalendarEvent,
     Campaign,
@@ -35,13 +39,14 @@ from campaign.services.calendar import CalendarError
 from campaign.services.cases import display_name
 from campaign.services.followups import CONDITION_WORDS
 
+# The word shown before an entry, by its kind (also its CSS class).
 KIND_WORDS = {
-    "day": "Day",
-    "event": "Event",
-    "send": "Send",
-    "follow-up": "Follow-up",
-    "reminder": "Reminder",
-    "anniversary": "Anniversary",
+    "day": _l("Day"),
+    "event": _l("Event"),
+    "send": _l("Send"),
+    "follow-up": _l("Follow-up"),
+    "reminder": _l("Reminder"),
+    "anniversary": _l("Anniversary"),
 }
 
 
@@ -69,7 +74,8 @@ def display_zone() -> ZoneInfo:
 def calendar_items(start: date, end: date, viewer: User | None) -> list[Item]:
     """Everything dated between `start` and `end` (inclusive), by day then time.
 
-    `viewer` decides how high-risk people are named (real names for admins only).
+    `viewer` decides how high-risk people are named (real names for admins only). The
+    labels are in the interface language.
     """
     zone = display_zone()
     items = (
@@ -180,8 +186,14 @@ def _instant_item(
 
 
 def _step_label(campaign: Campaign, step: CampaignStep) -> str:
-    who = CONDITION_WORDS.get(step.condition, step.condition)
-    return f"{campaign.name}: follow-up {step.position} to recipients {who}"
+    found = CONDITION_WORDS.get(step.condition)
+    who = str(found) if found is not None else label(step.condition, "follow_up_condition")
+    return _(
+        "%(campaign)s: follow-up %(position)d to recipients %(who)s",
+        campaign=campaign.name,
+        position=step.position,
+        who=who,
+    )
 
 
 def _step_items(
@@ -229,23 +241,27 @@ def _schedule_items(start: date, end: date, zone: ZoneInfo) -> list[Item]:
     rows = _load_rows(schedules)
     items: list[Item] = []
     seen_follow_ups: set[int] = set()
+    titles = calendar_service.schedule_titles(
+        [s for s in schedules if s.kind == ScheduleKind.REMINDER.value and s.next_run_at]
+    )
     for schedule in schedules:
         campaign = rows.campaigns.get(schedule.campaign_id) if schedule.campaign_id else None
         if schedule.kind == ScheduleKind.SEND_AT.value and campaign and schedule.next_run_at:
-            label = f"{campaign.name} is sent"
-            items.append(_instant_item(schedule.next_run_at, "send", label, zone, campaign.id))
+            text = _("%(campaign)s is sent", campaign=campaign.name)
+            items.append(_instant_item(schedule.next_run_at, "send", text, zone, campaign.id))
             items.extend(_step_items(campaign, schedule.next_run_at, zone, rows))
             seen_follow_ups.add(campaign.id)
         elif schedule.kind == ScheduleKind.YEARLY_CAMPAIGN.value and campaign:
             # Anniversary-anchored yearly sends (case_date_id set) keep their date in the
             # rule as every yearly schedule does, so they land on the anniversary here too.
             for run in _yearly_runs(schedule, start - timedelta(days=400), end):
-                label = f"{campaign.name} (yearly) is sent"
-                items.append(_instant_item(run, "send", label, zone, campaign.id))
+                text = _("%(campaign)s (yearly) is sent", campaign=campaign.name)
+                items.append(_instant_item(run, "send", text, zone, campaign.id))
                 items.extend(_step_items(campaign, run, zone, rows))
             seen_follow_ups.add(campaign.id)
         elif schedule.kind == ScheduleKind.REMINDER.value and schedule.next_run_at:
-            items.append(_instant_item(schedule.next_run_at, "reminder", schedule.name, zone))
+            title = titles[schedule.id]
+            items.append(_instant_item(schedule.next_run_at, "reminder", title, zone))
     # Follow-ups of launched campaigns (their send is past; their steps are due).
     for schedule in schedules:
         if (
@@ -259,8 +275,8 @@ def _schedule_items(start: date, end: date, zone: ZoneInfo) -> list[Item]:
         campaign = rows.campaigns.get(schedule.campaign_id) if schedule.campaign_id else None
         if step is None or campaign is None:
             continue
-        label = _step_label(campaign, step)
-        items.append(_instant_item(schedule.next_run_at, "follow-up", label, zone, campaign.id))
+        text = _step_label(campaign, step)
+        items.append(_instant_item(schedule.next_run_at, "follow-up", text, zone, campaign.id))
     return [item for item in items if start <= item.on <= end]
 
 
@@ -280,11 +296,15 @@ def _anniversary_items(start: date, end: date, viewer: User | None) -> list[Item
             on = calendar_service.date_in_year(year, case_date.on.month, case_date.on.day)
             if years < 1 or not start <= on <= end:
                 continue
-            moved = " — marked on 28 February this year" if on.day != case_date.on.day else ""
-            label = (
-                f"{case_date.kind.capitalize()} of {display_name(case, viewer)} "
-                f"({calendar_service.format_day(case_date.on, with_year=True)}, "
-                f"{years} {'year' if years == 1 else 'years'}){moved}"
+            text = ngettext(
+                "%(kind)s of %(who)s (%(date)s, %(num)d year)",
+                "%(kind)s of %(who)s (%(date)s, %(num)d years)",
+                years,
+                kind=label(case_date.kind, "case_date_kind"),
+                who=display_name(case, viewer),
+                date=calendar_service.format_day(case_date.on, with_year=True),
             )
-            items.append(Item(on, "anniversary", label, case_id=case.id))
+            if on.day != case_date.on.day:
+                text = _("%(text)s — marked on 28 February this year", text=text)
+            items.append(Item(on, "anniversary", text, case_id=case.id))
     return items

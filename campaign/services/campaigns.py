@@ -11,6 +11,8 @@ from email.utils import parseaddr
 from typing import Any
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_ngettext
 from sqlalchemy import Select, false, func, insert, select, update
 
 from campaign.extensions import db
@@ -28,6 +30,7 @@ from campaign.models import (
     User,
 )
 from campaign.queue import enqueue_after_commit
+from campaign.scheduling.stored_text import Said, Text, joined, labelled, said
 from campaign.services import statements
 from campaign.services.audiences import find_audience
 from campaign.services.audit import record_event
@@ -38,11 +41,25 @@ SEND_JOB = "workers.jobs.send_batch"
 MAX_JOBS_PER_LAUNCH = 500
 
 
-class CampaignError(ValueError):
-    """A campaign cannot be saved or launched as asked; `field` names the culprit."""
+def N_(message: str) -> str:
+    return message
 
-    def __init__(self, message: str, field: str = "") -> None:
+
+# Reasons stored in English as they are (the CLI prints them) and read through the catalogue.
+PAUSED_BY_STAFF = N_("paused by staff")
+CANCELLED_BY_STAFF = N_("cancelled by staff")
+
+
+class CampaignError(ValueError):
+    """A campaign cannot be saved or launched as asked; `field` names the culprit.
+
+    The message is read in the language of whoever reads it (a lazy string): the page's
+    user, or the scheduler's record, which keeps it as a message (stored_text).
+    """
+
+    def __init__(self, message: Text, field: str = "") -> None:
         super().__init__(message)
+        self.message = message
         self.field = field
 
 
@@ -74,8 +91,8 @@ class AudienceCount:
 class CampaignCheck:
     """What stands in the way of a launch (errors) and what staff should know (warnings)."""
 
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    errors: list[Said] = field(default_factory=list)
+    warnings: list[Said] = field(default_factory=list)
     count: AudienceCount = AudienceCount(0, 0)
 
 
@@ -88,7 +105,8 @@ def _member_ids(keys: Iterable[str], field_name: str) -> list[Select[Any]]:
         audience = find_audience(key)
         if audience is None:
             raise CampaignError(
-                f"{key!r} is not a list or segment (it may have been deleted)", field_name
+                _l("'%(key)s' is not a list or segment (it may have been deleted)", key=key),
+                field_name,
             )
         found.append(audience.query.with_only_columns(Contact.id).order_by(None))
     return found
@@ -141,10 +159,11 @@ def count_audience(spec: AudienceSpec) -> AudienceCount:
 
 
 def _clean_mailbox(value: str, field_name: str, label: str, *, required: bool) -> str:
+    """`label` is the header's name (From, Reply-To), the same in every language."""
     value = value.strip()
     if not value:
         if required:
-            raise CampaignError(f"{label}: an address is required", field_name)
+            raise CampaignError(_l("%(field)s: an address is required", field=label), field_name)
         return ""
     try:
         check_header_value(label, value)
@@ -152,7 +171,10 @@ def _clean_mailbox(value: str, field_name: str, label: str, *, required: bool) -
         raise CampaignError(str(error), field_name) from None
     address = parseaddr(value)[1]
     if "@" not in address or address.startswith("@") or address.endswith("@"):
-        raise CampaignError(f"{label}: {value!r} is not an email address", field_name)
+        raise CampaignError(
+            _l("%(field)s: '%(value)s' is not an email address", field=label, value=value),
+            field_name,
+        )
     return value
 
 
@@ -218,12 +240,17 @@ def update_campaign(
 ) -> None:
     """Change a draft; a launched campaign's settings are fixed."""
     if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
-        raise CampaignError(f"the campaign is {campaign.status}; only a draft can be changed")
+        raise CampaignError(
+            _l(
+                "the campaign is %(status)s; only a draft can be changed",
+                status=labelled(campaign.status, "campaign_status"),
+            )
+        )
     name = " ".join(name.split())
     if not name:
-        raise CampaignError("Name: a campaign needs a name", "name")
+        raise CampaignError(_l("Name: a campaign needs a name"), "name")
     if len(name) > 300:
-        raise CampaignError("Name: at most 300 characters", "name")
+        raise CampaignError(_l("Name: at most 300 characters"), "name")
     _validate_audience(audience)
     campaign.name = name
     if statement is not None:
@@ -248,22 +275,36 @@ def check_campaign(campaign: Campaign) -> CampaignCheck:
     check = CampaignCheck()
     spec = AudienceSpec.from_json(campaign.audience)
     if not spec.include:
-        check.errors.append("Audience: choose at least one list or segment")
+        check.errors.append(said(_l("Audience: choose at least one list or segment")))
     else:
         try:
             check.count = count_audience(spec)
         except CampaignError as error:
-            check.errors.append(str(error))
+            check.errors.append(_said(error))
     if spec.include and check.count.total == 0:
-        check.errors.append("Audience: the chosen lists and segments hold no contacts")
+        check.errors.append(said(_l("Audience: the chosen lists and segments hold no contacts")))
     elif check.count.total and check.count.sendable == 0:
         check.errors.append(
-            f"Audience: all {check.count.total} contacts are on the suppression list"
+            said(
+                lazy_ngettext(
+                    "Audience: the %(num)d contact is on the suppression list",
+                    "Audience: all %(num)d contacts are on the suppression list",
+                    check.count.total,
+                )
+            )
         )
     elif check.count.suppressed:
         check.warnings.append(
-            f"{check.count.suppressed} of {check.count.total} contacts are on the suppression "
-            "list and will not be written to"
+            said(
+                lazy_ngettext(
+                    "%(num)d of %(total)d contacts is on the suppression list and will not be "
+                    "written to",
+                    "%(num)d of %(total)d contacts are on the suppression list and will not be "
+                    "written to",
+                    check.count.suppressed,
+                    total=check.count.total,
+                )
+            )
         )
     for label, value, required in (
         ("From", campaign.from_address, True),
@@ -272,23 +313,29 @@ def check_campaign(campaign: Campaign) -> CampaignCheck:
         try:
             _clean_mailbox(value, "", label, required=required)
         except CampaignError as error:
-            check.errors.append(str(error))
+            check.errors.append(_said(error))
     statement = db.session.get(Statement, campaign.statement_id)
     if statement is None or not statement.texts:
-        check.errors.append("Statement: it has no text to send")
+        check.errors.append(said(_l("Statement: it has no text to send")))
     if campaign.is_open_tracking or campaign.is_click_tracking:
         problem = base_url_problem(
             str(current_app.config.get("PUBLIC_URL") or ""), debug=current_app.debug
         )
         if problem:
-            check.errors.append(f"Tracking: {problem}")
+            check.errors.append(said(_l("Tracking: %(problem)s", problem=problem)))
     account = campaign.smtp_account
     login = account.username if account else str(current_app.config["MAIL_USERNAME"])
     if "@" in login and _domain(campaign.from_address) != login.rpartition("@")[2].lower():
         check.warnings.append(
-            f"From: the address's domain ({_domain(campaign.from_address)}) differs from the "
-            f"SMTP account's ({login.rpartition('@')[2]}); the relay may refuse the messages or "
-            "recipients' providers may mark them as spam (SPF/DMARC)"
+            said(
+                _l(
+                    "From: the address's domain (%(domain)s) differs from the SMTP account's "
+                    "(%(account_domain)s); the relay may refuse the messages or recipients' "
+                    "providers may mark them as spam (SPF/DMARC)",
+                    domain=_domain(campaign.from_address),
+                    account_domain=login.rpartition("@")[2],
+                )
+            )
         )
     if (
         campaign.has_list_unsubscribe
@@ -296,11 +343,24 @@ def check_campaign(campaign: Campaign) -> CampaignCheck:
         and not str(current_app.config.get("PUBLIC_URL") or "").strip()
     ):
         check.warnings.append(
-            "Unsubscribe: CAMPAIGN_PUBLIC_URL is not set, so the unsubscribe links in the "
-            "letters would point at this machine's development address; set it to this "
-            "app's public https:// address"
+            said(
+                _l(
+                    "Unsubscribe: CAMPAIGN_PUBLIC_URL is not set, so the unsubscribe links in "
+                    "the letters would point at this machine's development address; set it to "
+                    "this app's public https:// address"
+                )
+            )
         )
     return check
+
+
+def _said(error: CampaignError) -> Said:
+    """The error's message in words now, its message kept (a plain one as it is)."""
+    if isinstance(error.message, Said):
+        return error.message
+    if isinstance(error.message, str):
+        return said(joined("", [error.message]))
+    return said(error.message)
 
 
 # --- launching ---------------------------------------------------------------------------
@@ -359,11 +419,16 @@ def launch_campaign(
         return False  # launching twice is a no-op: the ledger already exists
     check = check_campaign(locked)
     if check.errors:
-        raise CampaignError("; ".join(check.errors))
+        raise CampaignError(joined("; ", check.errors))
     if presend_errors and not override:
         raise CampaignError(
-            f"the pre-send check found letters with errors for {presend_errors} contacts; "
-            "fix them or launch with the override"
+            lazy_ngettext(
+                "the pre-send check found letters with errors for %(num)d contact; fix them or "
+                "launch with the override",
+                "the pre-send check found letters with errors for %(num)d contacts; fix them or "
+                "launch with the override",
+                presend_errors,
+            )
         )
     # The status moves in one conditional UPDATE: SQLite ignores FOR UPDATE, and of two
     # launches at the same moment (a double click) the second must find nothing to do
@@ -479,7 +544,7 @@ def _set_status(
 
 
 def pause_campaign(
-    campaign: Campaign, *, reason: str = "paused by staff", actor: User | None = None
+    campaign: Campaign, *, reason: str = PAUSED_BY_STAFF, actor: User | None = None
 ) -> bool:
     """Stop sending after the messages in flight; False if the campaign was not sending."""
     return _set_status(
@@ -520,7 +585,7 @@ def cancel_campaign(campaign: Campaign, *, actor: User | None = None) -> bool:
         ],
         CampaignStatus.CANCELLED,
         "cancel",
-        "cancelled by staff",
+        CANCELLED_BY_STAFF,
         actor,
     ):
         return False

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, false, func, or_, select
 
 from campaign.extensions import db
@@ -30,17 +31,20 @@ from campaign.models import (
     User,
 )
 from campaign.models.calendar import CaseDateKind, CaseStatus, campaign_cases
+from campaign.scheduling import stored_text
+from campaign.scheduling.stored_text import Text, day, labelled
 from campaign.services.audit import record_event
 from campaign.services.calendar import (
     LEAP_DAY_NOTE,
     CalendarError,
+    anniversary_title,
     check_country,
     check_reminder_days,
     country_name,
-    days_phrase,
     format_day,
     next_reminder_run,
     organisation_zone,
+    stored_name,
 )
 
 # Anniversary reminders, in days before the date, when the caller does not say.
@@ -54,26 +58,31 @@ class CaseError(CalendarError):
     """A case or case date cannot be saved as given; the message says why."""
 
 
-def _choice(label: str, value: str, allowed: type[CaseStatus] | type[CaseDateKind]) -> str:
+def _choice(field: str, value: str, allowed: type[CaseStatus] | type[CaseDateKind]) -> str:
+    """The code of a status (`field` "status") or a date's kind (`field` "kind")."""
     try:
         return allowed(value.strip().lower()).value
     except ValueError:
         names = ", ".join(item.value for item in allowed)
-        raise CaseError(f"{label}: {value!r} is not one of {names}") from None
+        if field == "status":
+            message = _l("Status: '%(value)s' is not one of %(names)s", value=value, names=names)
+        else:
+            message = _l("Kind: '%(value)s' is not one of %(names)s", value=value, names=names)
+        raise CaseError(message, field) from None
 
 
 def _country(code: str) -> str:
     try:
         return check_country(code) if code.strip() else ""
     except CalendarError as error:
-        raise CaseError(str(error)) from None
+        raise CaseError(error.message, "country") from None
 
 
 def _reminder_days(days: Iterable[int]) -> list[int]:
     try:
         return check_reminder_days(days)
     except CalendarError as error:
-        raise CaseError(str(error)) from None
+        raise CaseError(error.message, "reminder_days") from None
 
 
 def _identity(name: str, pseudonym: str, is_high_risk: bool) -> tuple[str, str]:
@@ -81,19 +90,28 @@ def _identity(name: str, pseudonym: str, is_high_risk: bool) -> tuple[str, str]:
     cleaned_name = " ".join(name.split())
     cleaned_pseudonym = " ".join(pseudonym.split())
     if not cleaned_name:
-        raise CaseError("Name: give the person's name (a pseudonym is shown where needed)")
+        raise CaseError(
+            _l("Name: give the person's name (a pseudonym is shown where needed)"), "name"
+        )
     if is_high_risk and not cleaned_pseudonym:
         raise CaseError(
-            "Pseudonym: a person at high risk needs one; only admins will see the real name"
+            _l("Pseudonym: a person at high risk needs one; only admins will see the real name"),
+            "pseudonym",
         )
     if is_high_risk and cleaned_pseudonym.casefold() == cleaned_name.casefold():
-        raise CaseError("Pseudonym: it must differ from the real name")
+        raise CaseError(_l("Pseudonym: it must differ from the real name"), "pseudonym")
     return cleaned_name, cleaned_pseudonym
 
 
 def _check_date(on: date) -> None:
     if on > date.today():
-        raise CaseError(f"Date: {on.isoformat()} is in the future; record dates that happened")
+        raise CaseError(
+            _l(
+                "Date: %(date)s is in the future; record dates that happened",
+                date=day(on, with_year=True),
+            ),
+            "on",
+        )
 
 
 def create_case(
@@ -112,7 +130,7 @@ def create_case(
         pseudonym=cleaned_pseudonym,
         is_high_risk=is_high_risk,
         country=_country(country),
-        status=_choice("Status", status, CaseStatus),
+        status=_choice("status", status, CaseStatus),
         summary=summary.strip(),
     )
     db.session.add(case)
@@ -153,7 +171,8 @@ def update_case(
     if case.is_high_risk and not admin:
         if not is_high_risk:
             raise CaseError(
-                "High risk: only an administrator can lift it, as it shows the real name"
+                _l("High risk: only an administrator can lift it, as it shows the real name"),
+                "is_high_risk",
             )
         name = None  # never taken from a non-admin for a high-risk person
     cleaned_name, cleaned_pseudonym = _identity(
@@ -164,7 +183,7 @@ def update_case(
         "pseudonym": cleaned_pseudonym,
         "is_high_risk": is_high_risk,
         "country": _country(country),
-        "status": _choice("Status", status, CaseStatus),
+        "status": _choice("status", status, CaseStatus),
         "summary": summary.strip(),
     }
     old_letter_name = letter_name(case)
@@ -216,16 +235,23 @@ def _rename_reminders(case: Case, old_letter_name: str) -> None:
         )
     )
     notes = select(Notification).where(Notification.schedule_run_id.in_([run.id for run in runs]))
-    # Only where the text names the person ("… arrest of Prisoner A (14 March 2019, …"), so a
-    # short pseudonym does not rewrite other words.
-    old, new = f" of {old_letter_name} (", f" of {letter_name(case)} ("
+    # Stored texts hold the name as the value "who" of their message; texts written before
+    # messages were stored (plain English) only where they name the person ("… arrest of
+    # Prisoner A (14 March 2019, …"), so a short pseudonym does not rewrite other words.
+    new_name = letter_name(case)
+    old, new = f" of {old_letter_name} (", f" of {new_name} ("
+
+    def renamed(stored: str) -> str:
+        changed = stored_text.rename(stored, "who", old_letter_name, new_name)
+        return changed if changed != stored else stored.replace(old, new)
+
     for note in db.session.scalars(notes):
-        note.text = note.text.replace(old, new)
+        note.text = renamed(note.text)
     for run in runs:
-        run.detail = (run.detail or "").replace(old, new)
+        run.detail = renamed(run.detail or "")
 
 
-def anniversary_note(on: date) -> str:
+def anniversary_note(on: date) -> Text:
     """What staff should know about when this date's anniversary fires ("" if nothing)."""
     return LEAP_DAY_NOTE if (on.month, on.day) == (2, 29) else ""
 
@@ -244,7 +270,7 @@ def add_case_date(
     """A key date (arrest, sentence …); marked as an anniversary, it reminds staff yearly."""
     # Everything is checked before the first write: nothing half-saved on a bad input.
     _check_date(on)
-    checked_kind = _choice("Kind", kind, CaseDateKind)
+    checked_kind = _choice("kind", kind, CaseDateKind)
     days = _reminder_days(reminder_days) if mark_anniversary else []
     case_date = CaseDate(
         case_id=case.id,
@@ -270,15 +296,8 @@ def add_case_date(
 
 def _reminder_name(case_date: CaseDate, days_before: int) -> str:
     case = db.session.get(Case, case_date.case_id)
-    who = letter_name(case) if case is not None else "a case"
-    note = anniversary_note(case_date.on)
-    when = format_day(case_date.on, with_year=True)
-    name = (
-        f"Anniversary of the {case_date.kind} of {who} ({when}), "
-        f"{days_phrase(days_before, before=True)}"
-    )
-    # The note is in the name so that every list of schedules (CLI, pages) says it.
-    return f"{name} — {note}" if note else name
+    who = letter_name(case) if case is not None else _l("a case")
+    return stored_name(anniversary_title(case_date, who, days_before))
 
 
 def add_anniversary_reminder(
@@ -342,7 +361,7 @@ def update_case_date(
 ) -> None:
     """Change a key date; its reminders follow the marking, the reminder days and the date."""
     _check_date(on)
-    checked_kind = _choice("Kind", kind, CaseDateKind)
+    checked_kind = _choice("kind", kind, CaseDateKind)
     days = _reminder_days(reminder_days) if mark_anniversary else []
     moved = (case_date.on, case_date.kind) != (on, checked_kind)
     case_date.kind = checked_kind
@@ -488,8 +507,13 @@ def linkable_campaigns(case: Case) -> list[Campaign]:
 def _check_linkable(campaign: Campaign) -> None:
     if campaign.status not in LINKABLE_STATUSES:
         raise CaseError(
-            f"Campaign: {campaign.name} is {campaign.status}; only a draft or scheduled "
-            "campaign's cases can change (its letters would no longer match those sent)"
+            _l(
+                "Campaign: %(name)s is %(status)s; only a draft or scheduled campaign's cases "
+                "can change (its letters would no longer match those sent)",
+                name=campaign.name,
+                status=stored_text.lowered(labelled(campaign.status, "campaign_status")),
+            ),
+            "campaign_id",
         )
 
 

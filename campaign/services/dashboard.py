@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
+from flask_babel import gettext as _
 from sqlalchemy import Select, and_, case, exists, func, literal, select
 
 from campaign.extensions import db
@@ -152,17 +153,17 @@ def funnel(campaign_id: int) -> Funnel:
     ).one()
     sent, hard, soft, replied, auto, opened, clicked = (int(value or 0) for value in row)
     figures = [
-        ("sent", "Sent", sent),
-        ("delivered", "Delivered (no bounce reported)", sent - hard - soft),
-        ("bounced_hard", "Bounced: hard (address refused for good)", hard),
-        ("bounced_soft", "Bounced: soft (temporary; may still arrive)", soft),
-        ("replied", "Replied in person", replied),
-        ("auto_replied", "Auto-replied (out of office; not a reply)", auto),
+        ("sent", _("Sent"), sent),
+        ("delivered", _("Delivered (no bounce reported)"), sent - hard - soft),
+        ("bounced_hard", _("Bounced: hard (address refused for good)"), hard),
+        ("bounced_soft", _("Bounced: soft (temporary; may still arrive)"), soft),
+        ("replied", _("Replied in person"), replied),
+        ("auto_replied", _("Auto-replied (out of office; not a reply)"), auto),
     ]
     if campaign.is_open_tracking:
-        figures.append(("opened", "Opened (at least; images are often blocked)", opened))
+        figures.append(("opened", _("Opened (at least; images are often blocked)"), opened))
     if campaign.is_click_tracking:
-        figures.append(("clicked", "Clicked a link", clicked))
+        figures.append(("clicked", _("Clicked a link"), clicked))
     stages = [FunnelStage(key, label, n, _percent(n, sent)) for key, label, n in figures]
     return Funnel(sent, stages, campaign.is_open_tracking, campaign.is_click_tracking)
 

@@ -22,10 +22,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_ngettext, ngettext
 from sqlalchemy import Select, and_, exists, func, insert, select
 from sqlalchemy.orm import aliased
 
 from campaign.extensions import db
+from campaign.labels import label
 from campaign.mail import message_id_domain
 from campaign.models import (
     Campaign,
@@ -46,17 +50,20 @@ from campaign.models import (
     User,
 )
 from campaign.models.inbound import BounceKind, InboundKind
+from campaign.scheduling.stored_text import Text, day_text, read
 from campaign.scheduling.tick import ACTIONS, LATE_OK, ActionFailed
 from campaign.services import statements
 from campaign.services.audit import record_event
 from campaign.services.campaigns import _new_rows, enqueue_send_jobs
 
+# The condition inside a sentence ("recipients who have not replied"); a select shows the
+# condition's label (campaign.labels, "follow_up_condition").
 CONDITION_WORDS = {
-    FollowUpCondition.NO_REPLY.value: "who have not replied",
-    FollowUpCondition.NO_REPLY_NO_BOUNCE.value: (
+    FollowUpCondition.NO_REPLY.value: _l("who have not replied"),
+    FollowUpCondition.NO_REPLY_NO_BOUNCE.value: _l(
         "who have not replied and whose letter did not bounce"
     ),
-    FollowUpCondition.OPENED_NO_REPLY.value: "who opened the letter but have not replied",
+    FollowUpCondition.OPENED_NO_REPLY.value: _l("who opened the letter but have not replied"),
 }
 # Letters that leave within this time after a sweep's cut-off go with it: a campaign's
 # batch takes minutes to send, and a second sweep an hour later for its tail helps nobody.
@@ -70,10 +77,15 @@ REARMED_KEY = "rearmed_at"
 
 
 class FollowUpError(ValueError):
-    """A follow-up step cannot be added or changed as asked; `field` names the culprit."""
+    """A follow-up step cannot be added or changed as asked; `field` names the culprit.
 
-    def __init__(self, message: str, field: str = "") -> None:
+    The message is lazy: read in the language of the page's user, or kept as a message by
+    the scheduler's record (stored_text) when a fire fails.
+    """
+
+    def __init__(self, message: Text, field: str = "") -> None:
         super().__init__(message)
+        self.message = message
         self.field = field
 
 
@@ -106,35 +118,50 @@ def _checked(
 ) -> FollowUpCondition:
     """The step's condition, once statement, days and condition are known to be sendable."""
     if campaign.status == CampaignStatus.CANCELLED:
-        raise FollowUpError("the campaign is cancelled: it sends no follow-ups")
+        raise FollowUpError(_l("the campaign is cancelled: it sends no follow-ups"))
     if statement is None or db.session.get(Statement, statement.id) is None:
         raise FollowUpError(
-            "Statement: the statement no longer exists (it may have been deleted); choose another",
+            _l(
+                "Statement: the statement no longer exists (it may have been deleted); "
+                "choose another"
+            ),
             "statement",
         )
     if not statement.texts:
-        raise FollowUpError(f"Statement: “{statement.title}” has no text to send", "statement")
+        raise FollowUpError(
+            _l("Statement: “%(title)s” has no text to send", title=statement.title), "statement"
+        )
     if isinstance(delay_days, bool) or not isinstance(delay_days, int) or delay_days < 1:
         raise FollowUpError(
-            f"Days: a follow-up goes at least 1 day after the previous letter (not {delay_days})",
+            _l(
+                "Days: a follow-up goes at least 1 day after the previous letter (not %(days)s)",
+                days=delay_days,
+            ),
             "delay_days",
         )
     if delay_days > MAX_DELAY_DAYS:
         raise FollowUpError(
-            f"Days: a follow-up goes at most {MAX_DELAY_DAYS} days after the previous letter "
-            f"(not {delay_days}); for a letter next year, use a yearly campaign",
+            _l(
+                "Days: a follow-up goes at most %(most)d days after the previous letter "
+                "(not %(days)d); for a letter next year, use a yearly campaign",
+                most=MAX_DELAY_DAYS,
+                days=delay_days,
+            ),
             "delay_days",
         )
     try:
         condition = FollowUpCondition(condition)
     except ValueError:
         raise FollowUpError(
-            f"Condition: {condition!r} is not a known condition", "condition"
+            _l("Condition: '%(condition)s' is not a known condition", condition=condition),
+            "condition",
         ) from None
     if condition == FollowUpCondition.OPENED_NO_REPLY and not campaign.is_open_tracking:
         raise FollowUpError(
-            "Condition: “opened but did not reply” needs open tracking, which this campaign "
-            "does not use",
+            _l(
+                "Condition: “opened but did not reply” needs open tracking, which this "
+                "campaign does not use"
+            ),
             "condition",
         )
     return condition
@@ -316,14 +343,40 @@ def may_rearm(step: CampaignStep) -> bool:
     return schedule.next_run_at is None or _has_run(schedule, schedule.next_run_at)
 
 
-def _refuse_if_gone_out(step: CampaignStep, doing: str) -> None:
-    if has_gone_out(step):
-        sent = letters_sent(step)
-        raise FollowUpError(
-            f"follow-up {step.position} has already gone out ({sent} "
-            f"letter{'' if sent == 1 else 's'} in the record): it cannot be {doing}; "
-            "add a new follow-up instead"
+def _gone_out(doing: str, position: int, sent: int) -> Text:
+    # Each sentence whole, for the catalogue (the extractor reads literal calls).
+    if doing == "edit":
+        return lazy_ngettext(
+            "follow-up %(position)d has already gone out (%(num)d letter in the record): it "
+            "cannot be edited; add a new follow-up instead",
+            "follow-up %(position)d has already gone out (%(num)d letters in the record): it "
+            "cannot be edited; add a new follow-up instead",
+            sent,
+            position=position,
         )
+    if doing == "delete":
+        return lazy_ngettext(
+            "follow-up %(position)d has already gone out (%(num)d letter in the record): it "
+            "cannot be deleted; add a new follow-up instead",
+            "follow-up %(position)d has already gone out (%(num)d letters in the record): it "
+            "cannot be deleted; add a new follow-up instead",
+            sent,
+            position=position,
+        )
+    return lazy_ngettext(
+        "follow-up %(position)d has already gone out (%(num)d letter in the record): it "
+        "cannot be sent again; add a new follow-up instead",
+        "follow-up %(position)d has already gone out (%(num)d letters in the record): it "
+        "cannot be sent again; add a new follow-up instead",
+        sent,
+        position=position,
+    )
+
+
+def _refuse_if_gone_out(step: CampaignStep, doing: str) -> None:
+    """`doing` is "edit", "delete" or "rearm"."""
+    if has_gone_out(step):
+        raise FollowUpError(_gone_out(doing, step.position, letters_sent(step)))
 
 
 def update_step(
@@ -337,7 +390,7 @@ def update_step(
     """Change a step that has not gone out, with add_step's checks; re-date it and the rest."""
     campaign = db.session.get(Campaign, step.campaign_id)
     assert campaign is not None
-    _refuse_if_gone_out(step, "edited")
+    _refuse_if_gone_out(step, "edit")
     condition = _checked(campaign, statement, delay_days, condition)
     assert statement is not None
     schedule = schedule_of(step)
@@ -378,7 +431,7 @@ def remove_step(step: CampaignStep, *, actor: User | None = None) -> None:
     """
     campaign = db.session.get(Campaign, step.campaign_id)
     assert campaign is not None
-    _refuse_if_gone_out(step, "deleted")
+    _refuse_if_gone_out(step, "delete")
     step_id, position = step.id, step.position
     schedule = schedule_of(step)
     if schedule is not None:
@@ -418,12 +471,15 @@ def rearm_step(
     """Make a skipped or failed step due at `now`, so the next tick sends it once."""
     schedule = schedule_of(step)
     if schedule is None:
-        raise FollowUpError(f"follow-up {step.position} has no schedule")
-    _refuse_if_gone_out(step, "sent again")
+        raise FollowUpError(_l("follow-up %(position)d has no schedule", position=step.position))
+    _refuse_if_gone_out(step, "rearm")
     if not may_rearm(step):
         raise FollowUpError(
-            f"follow-up {step.position} is not stuck: only a step whose last fire was skipped "
-            "or failed can be sent now"
+            _l(
+                "follow-up %(position)d is not stuck: only a step whose last fire was skipped "
+                "or failed can be sent now",
+                position=step.position,
+            )
         )
     due = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
     # A fresh due time: (schedule, due_at) is the claim key of the fire.
@@ -502,37 +558,76 @@ def recipient_count(step: CampaignStep) -> int:
 
 
 def _day(when: datetime) -> str:
-    return f"{when.day} {when:%B}"
+    """The UTC day of `when` in the interface language ("3 May", "3 mai")."""
+    return day_text(when.astimezone(UTC).date().isoformat())
 
 
 def step_summary(step: CampaignStep) -> str:
     """The step in words for the campaign page, with today's count of recipients."""
     statement = db.session.get(Statement, step.statement_id) if step.statement_id else None
-    title = f"‘{statement.title}’" if statement else "a statement that has been deleted"
+    title = f"‘{statement.title}’" if statement else _("a statement that has been deleted")
     schedule = schedule_of(step)
-    who = CONDITION_WORDS.get(step.condition, step.condition)
-    days = f"{step.delay_days} day{'s' if step.delay_days != 1 else ''}"
+    found = CONDITION_WORDS.get(step.condition)
+    who = str(found) if found is not None else label(step.condition, "follow_up_condition")
+    days = ngettext("%(num)d day", "%(num)d days", step.delay_days)
     if schedule is not None and schedule.last_fired_at is not None:
         sent = letters_sent(step)
         if schedule.next_run_at is not None:
-            return (
-                f"{sent} recipients {who} were sent {title} so far; the others follow "
-                f"{days} after their own letter went out (next on {_day(schedule.next_run_at)})"
+            return ngettext(
+                "%(num)d recipient %(who)s was sent %(title)s so far; the others follow "
+                "%(days)s after their own letter went out (next on %(day)s)",
+                "%(num)d recipients %(who)s were sent %(title)s so far; the others follow "
+                "%(days)s after their own letter went out (next on %(day)s)",
+                sent,
+                who=who,
+                title=title,
+                days=days,
+                day=_day(schedule.next_run_at),
             )
-        return f"On {_day(schedule.last_fired_at)}, {sent} recipients {who} were sent {title}"
-    before = "the letter" if step.position == 1 else f"follow-up {step.position - 1}"
+        return ngettext(
+            "On %(day)s, %(num)d recipient %(who)s was sent %(title)s",
+            "On %(day)s, %(num)d recipients %(who)s were sent %(title)s",
+            sent,
+            day=_day(schedule.last_fired_at),
+            who=who,
+            title=title,
+        )
     if may_rearm(step):
         run = last_run(step)
         assert run is not None
-        return (
-            f"Not sent: the fire due on {_day(run.due_at)} was {run.outcome} ({run.detail}); "
-            f"recipients {who} have not received {title}"
+        return _(
+            "Not sent: the fire due on %(day)s was %(outcome)s (%(detail)s); recipients "
+            "%(who)s have not received %(title)s",
+            day=_day(run.due_at),
+            outcome=label(run.outcome, "run_outcome").lower(),
+            detail=read(run.detail),
+            who=who,
+            title=title,
         )
     if schedule is None or schedule.next_run_at is None:
-        return f"{days} after {before} goes out, recipients {who} will receive {title}"
-    count = recipient_count(step)
-    noun = "recipient" if count == 1 else "recipients"
-    return f"On {_day(schedule.next_run_at)}, {count} {noun} {who} will receive {title}"
+        if step.position == 1:
+            return _(
+                "%(days)s after the letter goes out, recipients %(who)s will receive %(title)s",
+                days=days,
+                who=who,
+                title=title,
+            )
+        return _(
+            "%(days)s after follow-up %(previous)d goes out, recipients %(who)s will receive "
+            "%(title)s",
+            days=days,
+            previous=step.position - 1,
+            who=who,
+            title=title,
+        )
+    return ngettext(
+        "On %(day)s, %(num)d recipient %(who)s will receive %(title)s",
+        "On %(day)s, %(num)d recipients %(who)s will receive %(title)s",
+        recipient_count(step),
+        day=_day(schedule.next_run_at),
+        who=who,
+        title=title,
+    )
 
 
 # --- firing ----------------------------------------------------------------------------------
@@ -548,26 +643,31 @@ def _freeze_version(schedule: Schedule, statement: Statement) -> StatementVersio
     return version
 
 
-def fire_follow_up(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, int | None]:
+def fire_follow_up(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[Text, int | None]:
     """Write the step's ledger rows and queue them; (what it did in words, campaign id).
 
     Raises FollowUpError when the step cannot go (the tick records that as a failure).
     """
     step = db.session.get(CampaignStep, schedule.step_id) if schedule.step_id else None
     if step is None:
-        raise FollowUpError("the follow-up step no longer exists")
+        raise FollowUpError(_l("the follow-up step no longer exists"))
     campaign = db.session.get(Campaign, step.campaign_id)
     if campaign is None:
-        raise FollowUpError("the campaign no longer exists")
+        raise FollowUpError(_l("the campaign no longer exists"))
     if campaign.status == CampaignStatus.CANCELLED:
-        return "nothing sent: the campaign was cancelled", campaign.id
+        return _l("nothing sent: the campaign was cancelled"), campaign.id
     if campaign.launched_at is None:
-        raise FollowUpError("the campaign has not been launched, so there is nobody to follow up")
+        raise FollowUpError(
+            _l("the campaign has not been launched, so there is nobody to follow up")
+        )
     statement = db.session.get(Statement, step.statement_id) if step.statement_id else None
     if statement is None:
         raise FollowUpError(
-            f"follow-up {step.position}: its statement was deleted; choose another on the "
-            "campaign page"
+            _l(
+                "follow-up %(position)d: its statement was deleted; choose another on the "
+                "campaign page",
+                position=step.position,
+            )
         )
     _freeze_version(schedule, statement)
     # Due: whose letter went out N days ago (or within the slack after that).
@@ -591,17 +691,22 @@ def fire_follow_up(schedule: Schedule, due_at: datetime, now: datetime) -> tuple
     if rows and campaign.status == CampaignStatus.SENDING:
         enqueue_send_jobs(campaign.id, len(rows))
     schedule_steps(campaign)
-    paused = (
-        " (the campaign is paused: they go when it resumes)"
-        if (rows and campaign.status == CampaignStatus.PAUSED)
-        else ""
+    detail: Text = lazy_ngettext(
+        "follow-up %(position)d: %(num)d letter queued",
+        "follow-up %(position)d: %(num)d letters queued",
+        len(rows),
+        position=step.position,
     )
-    later = (
-        f"; the others as their letters reach {step.delay_days} days"
-        if schedule.next_run_at is not None
-        else ""
-    )
-    return f"follow-up {step.position}: {len(rows)} letters queued{paused}{later}", campaign.id
+    if rows and campaign.status == CampaignStatus.PAUSED:
+        detail = _l("%(detail)s (the campaign is paused: they go when it resumes)", detail=detail)
+    if schedule.next_run_at is not None:
+        detail = lazy_ngettext(
+            "%(detail)s; the others as their letters reach %(num)d day",
+            "%(detail)s; the others as their letters reach %(num)d days",
+            step.delay_days,
+            detail=detail,
+        )
+    return detail, campaign.id
 
 
 _NOT_GONE_YET = (
@@ -686,12 +791,12 @@ def thread_headers(earlier_ids: list[str]) -> dict[str, str]:
 # --- the scheduler's registry ----------------------------------------------------------------
 
 
-def _tick_action(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, int | None]:
+def _tick_action(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[Text, int | None]:
     """fire_follow_up for the tick: a step that cannot go is a failed fire, in the step's words."""
     try:
         return fire_follow_up(schedule, due_at, now)
     except FollowUpError as error:
-        raise ActionFailed(str(error), schedule.campaign_id) from None
+        raise ActionFailed(error.message, schedule.campaign_id) from None
 
 
 ACTIONS[ScheduleKind.FOLLOW_UP.value] = _tick_action

@@ -13,11 +13,14 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage, MIMEPart
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import case, func, select
 
 from campaign.devmail import header_items, part_text
 from campaign.extensions import db
+from campaign.labels import label
 from campaign.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus
+from campaign.scheduling.stored_text import read
 from campaign.services.campaigns import status_counts
 from campaign.services.paging import Page, clamp_page, offset_of
 
@@ -77,9 +80,11 @@ class Progress:
         return self.status in {s.value for s in ENDED}
 
     def to_json(self) -> dict[str, Any]:
+        """The figures for the progress view; the words in the interface language."""
         return {
             "status": self.status,
-            "status_reason": self.status_reason,
+            "status_label": label(self.status, "campaign_status"),
+            "status_reason": read(self.status_reason),
             "is_ended": self.is_ended,
             "counts": self.counts,
             "total": self.total,
@@ -100,14 +105,17 @@ class Progress:
 
 
 def format_duration(seconds: int | None) -> str:
-    """Write a duration as "2 h 05 min", "4 min 10 s" or "12 s"; an em dash when unknown."""
+    """Write a duration as "2 h 05 min", "4 min 10 s" or "12 s" (the interface language's
+    units); an em dash when unknown."""
     if seconds is None:
         return "—"
     if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+        return _(
+            "%(hours)d h %(minutes)02d min", hours=seconds // 3600, minutes=seconds % 3600 // 60
+        )
     if seconds >= 60:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds} s"
+        return _("%(minutes)d min %(seconds)02d s", minutes=seconds // 60, seconds=seconds % 60)
+    return _("%(seconds)d s", seconds=seconds)
 
 
 def campaign_progress(campaign: Campaign, *, now: datetime | None = None) -> Progress:
@@ -255,15 +263,17 @@ class Evidence:
 
 def _missing_reason(delivery: Delivery) -> str:
     if delivery.message_sha256:
-        return (
+        return _(
             "Only the SHA-256 of the message was kept, not its bytes: the hash proves what "
             "was sent if the message is rebuilt from the frozen statement version."
         )
-    if delivery.status in (DeliveryStatus.SUPPRESSED.value, DeliveryStatus.CANCELLED.value):
-        return f"Nothing was sent: this recipient is {delivery.status}."
+    if delivery.status == DeliveryStatus.SUPPRESSED.value:
+        return _("Nothing was sent: this recipient is suppressed.")
+    if delivery.status == DeliveryStatus.CANCELLED.value:
+        return _("Nothing was sent: this recipient is cancelled.")
     if delivery.status in (DeliveryStatus.FAILED.value, DeliveryStatus.BOUNCED.value):
-        return "Nothing was accepted by the mail server, so no message is kept."
-    return "Not sent yet: the message is stored once the mail server accepts it."
+        return _("Nothing was accepted by the mail server, so no message is kept.")
+    return _("Not sent yet: the message is stored once the mail server accepts it.")
 
 
 def raw_message(delivery: Delivery) -> bytes | None:
@@ -287,7 +297,7 @@ def delivery_evidence(delivery: Delivery) -> Evidence:
     )
     if raw is None:
         evidence.missing_reason = (
-            "The stored message could not be decompressed."
+            _("The stored message could not be decompressed.")
             if delivery.message_blob
             else _missing_reason(delivery)
         )
@@ -301,7 +311,7 @@ def delivery_evidence(delivery: Delivery) -> Evidence:
     evidence.text = part_text(text_part) if text_part is not None else ""
     evidence.attachments = [
         EvidencePart(
-            filename=part.get_filename() or "(no name)",
+            filename=part.get_filename() or _("(no name)"),
             content_type=part.get_content_type(),
             size=len(part.get_payload(decode=True) or b""),
         )

@@ -11,6 +11,7 @@ import calendar as month_grid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from babel.dates import get_day_names
 from flask import (
     Blueprint,
     Response,
@@ -22,12 +23,17 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import format_date, get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
 from campaign.extensions import db
+from campaign.labels import label
 from campaign.models import CalendarEvent, Notification, Role, Schedule
 from campaign.models.calendar import EventKind
+from campaign.scheduling.stored_text import read
 from campaign.services import calendar as calendar_service
 from campaign.services.calendar import BuiltinDayError, CalendarError
 from campaign.services.calendar_items import KIND_WORDS, Item, calendar_items, display_zone
@@ -38,13 +44,25 @@ bp = Blueprint("calendar", __name__)
 
 LIST_MONTHS = 12
 NOTIFICATIONS_SHOWN = 20
-EVENT_KIND_LABELS = {
-    EventKind.SUMMIT.value: "Summit",
-    EventKind.DIALOGUE.value: "Human-rights dialogue",
-    EventKind.HRC_SESSION.value: "Human Rights Council session",
-    EventKind.UPR_REVIEW.value: "UPR review",
-    EventKind.OTHER.value: "Other",
-}
+# The kinds an organisation's event may have (built-in days have their own, UN days …).
+EVENT_KINDS = (
+    EventKind.SUMMIT.value,
+    EventKind.DIALOGUE.value,
+    EventKind.HRC_SESSION.value,
+    EventKind.UPR_REVIEW.value,
+    EventKind.OTHER.value,
+)
+
+
+def _event_kinds() -> dict[str, str]:
+    """The kinds an event form offers, with their labels in the interface language."""
+    return {kind: label(kind, "event_kind") for kind in EVENT_KINDS}
+
+
+def _weekday_names() -> list[str]:
+    """Monday to Sunday, abbreviated, in the interface language."""
+    names = get_day_names("abbreviated", context="stand-alone", locale=get_locale())
+    return [str(names[index]) for index in range(7)]
 
 
 def url_of(item: Item) -> str:
@@ -82,13 +100,14 @@ def _add_months(first: date, count: int) -> date:
     return date(index // 12, index % 12 + 1, 1)
 
 
-def _notifications() -> list[Notification]:
+def _notifications() -> list[tuple[Notification, str]]:
+    """The latest reminders, each with its text in the reader's language."""
     query = (
         select(Notification)
         .order_by(Notification.created_at.desc(), Notification.id.desc())
         .limit(NOTIFICATIONS_SHOWN)
     )
-    return list(db.session.scalars(query))
+    return [(note, read(note.text)) for note in db.session.scalars(query)]
 
 
 def _may(role: Role) -> bool:
@@ -138,9 +157,10 @@ def _render(form: dict[str, str] | None = None, error: str = "", field: str = ""
         start=start,
         end=end,
         kind_words=KIND_WORDS,
+        weekday_names=_weekday_names(),
         notifications=_notifications(),
         events=events,
-        event_kinds=EVENT_KIND_LABELS,
+        event_kinds=_event_kinds(),
         format_span=calendar_service.format_span,
         may_edit=_may(Role.EDITOR),
         feed_url=feed_url,
@@ -158,25 +178,18 @@ def index() -> Any:
     return _render()
 
 
-def _field_of(message: str) -> str:
-    """The form field a service message is about, from its "Field: …" opening."""
-    opening = message.split(":", 1)[0].strip().lower()
-    return {
-        "name": "name",
-        "dates": "ends_on",
-        "starts on": "starts_on",
-        "ends on": "ends_on",
-        "kind": "kind",
-        "country": "countries",
-        "reminder": "reminder_days",
-    }.get(opening, "")
-
-
-def _parse_date(value: str, label: str) -> date:
+def _parse_date(value: str, field: str) -> date:
+    """A date of the form; `field` is "starts_on" or "ends_on"."""
     try:
         return date.fromisoformat(value.strip())
     except ValueError:
-        raise CalendarError(f"{label}: {value.strip()!r} is not a date like 2027-04-03") from None
+        if field == "starts_on":
+            message = _l(
+                "Starts on: '%(value)s' is not a date like 2027-04-03", value=value.strip()
+            )
+        else:
+            message = _l("Ends on: '%(value)s' is not a date like 2027-04-03", value=value.strip())
+        raise CalendarError(message, field) from None
 
 
 def _parse_days(value: str) -> list[int]:
@@ -188,7 +201,10 @@ def _parse_days(value: str) -> list[int]:
             days.append(int(part.strip()))
         except ValueError:
             raise CalendarError(
-                f"Reminder: {part.strip()!r} is not a number of days (write 7, 1)"
+                _l(
+                    "Reminder: '%(value)s' is not a number of days (write 7, 1)", value=part.strip()
+                ),
+                "reminder_days",
             ) from None
     return days
 
@@ -199,8 +215,8 @@ def _event_input(form: dict[str, str]) -> dict[str, Any]:
     countries = form.get("countries", "").replace(";", ",").split(",")
     return {
         "name": form.get("name", ""),
-        "starts_on": _parse_date(form.get("starts_on", ""), "Starts on"),
-        "ends_on": _parse_date(ends_text, "Ends on") if ends_text else None,
+        "starts_on": _parse_date(form.get("starts_on", ""), "starts_on"),
+        "ends_on": _parse_date(ends_text, "ends_on") if ends_text else None,
         "place": form.get("place", ""),
         "countries": [code for code in countries if code.strip()],
         "kind": form.get("kind", EventKind.OTHER.value),
@@ -221,10 +237,9 @@ def add_event() -> Any:
         event = calendar_service.add_event(**_event_input(form), created_by=signed_in_user())
     except CalendarError as error:
         db.session.rollback()
-        message = str(error)
-        return _render(form, message, _field_of(message))
+        return _render(form, str(error), error.field)
     db.session.commit()
-    flash(f"Event {event.name} added to the calendar.", "success")
+    flash(_("Event %(name)s added to the calendar.", name=event.name), "success")
     month = event.starts_on.strftime("%Y-%m") if event.starts_on else ""
     return redirect(url_for("calendar.index", month=month))
 
@@ -253,13 +268,19 @@ def _form_of(event: CalendarEvent) -> dict[str, str]:
 
 
 def _reminder_state(schedule: Schedule) -> str:
+    """When the reminder goes (went), in the organisation's zone and the interface language."""
     zone = display_zone()
     if schedule.next_run_at is not None and schedule.is_enabled:
         when = schedule.next_run_at.astimezone(zone)
-        return f"next on {when.strftime('%-d %B %Y at %H:%M')}"
+        return _(
+            "next on %(date)s at %(time)s",
+            date=format_date(when.date(), "d MMMM y"),
+            time=f"{when:%H:%M}",
+        )
     if schedule.last_fired_at is not None:
-        return f"sent on {schedule.last_fired_at.astimezone(zone).strftime('%-d %B %Y')}"
-    return "its day has passed: it will not be sent"
+        sent = schedule.last_fired_at.astimezone(zone)
+        return _("sent on %(date)s", date=format_date(sent.date(), "d MMMM y"))
+    return _("its day has passed: it will not be sent")
 
 
 def _render_event(
@@ -269,13 +290,22 @@ def _render_event(
     field: str = "",
     status: int | None = None,
 ) -> Any:
-    reminders = [(s, _reminder_state(s)) for s in calendar_service.reminders_of(event)]
+    reminders = [
+        (calendar_service.schedule_title(s), _reminder_state(s))
+        for s in calendar_service.reminders_of(event)
+    ]
     return render_template(
         "calendar/event.html",
         event=event,
         reminders=reminders,
-        event_kinds=EVENT_KIND_LABELS,
+        event_kinds=_event_kinds(),
         format_span=calendar_service.format_span,
+        # A built-in day's day and month (2000: a leap year, so 29 February has a name too).
+        builtin_on=(
+            calendar_service.format_day(date(2000, event.month, event.day))
+            if event.is_builtin and event.month and event.day
+            else ""
+        ),
         may_edit=_may(Role.EDITOR) and not event.is_builtin,
         form=form or _form_of(event),
         error=error,
@@ -307,10 +337,9 @@ def update_event(event_id: int) -> Any:
         return _refused_builtin(_event(event_id), error)
     except CalendarError as error:
         db.session.rollback()
-        message = str(error)
-        return _render_event(_event(event_id), form, message, _field_of(message))
+        return _render_event(_event(event_id), form, str(error), error.field)
     db.session.commit()
-    flash(f"Event {event.name} saved; its reminders follow its dates.", "success")
+    flash(_("Event %(name)s saved; its reminders follow its dates.", name=event.name), "success")
     return redirect(url_for("calendar.show_event", event_id=event.id))
 
 
@@ -325,9 +354,14 @@ def delete_event(event_id: int) -> Any:
     except BuiltinDayError as error:
         return _refused_builtin(_event(event_id), error)
     db.session.commit()
-    message = f"Event {name} deleted, with its reminders."
     if kept:
-        message += " Reminders already sent stay in the scheduler record."
+        message = _(
+            "Event %(name)s deleted, with its reminders. Reminders already sent stay in the "
+            "scheduler record.",
+            name=name,
+        )
+    else:
+        message = _("Event %(name)s deleted, with its reminders.", name=name)
     flash(message, "success")
     return redirect(url_for("calendar.index", month=month))
 
@@ -338,8 +372,10 @@ def new_feed_address() -> Any:
     calendar_service.new_feed_address(signed_in_user())
     db.session.commit()
     flash(
-        "The calendar feed has a new address; the old one no longer works. "
-        "Give the new one to staff who subscribe.",
+        _(
+            "The calendar feed has a new address; the old one no longer works. "
+            "Give the new one to staff who subscribe."
+        ),
         "success",
     )
     return redirect(url_for("calendar.index") + "#feed-heading")

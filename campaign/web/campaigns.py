@@ -16,20 +16,24 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
 from campaign.extensions import db
+from campaign.labels import choices, label
 from campaign.models import (
     Campaign,
     CampaignStatus,
     Delivery,
-    DeliveryStatus,
     Role,
     SmtpAccount,
     Statement,
 )
+from campaign.scheduling.stored_text import read
 from campaign.services import campaigns as campaign_service
 from campaign.services import ledger
 from campaign.services.audiences import audience_choices
@@ -44,21 +48,21 @@ bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 EDITABLE = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
 # The launch page lists this many pre-send problems at most; the summary counts them all.
 MAX_PROBLEMS = 200
-STATUS_LABELS = {
-    DeliveryStatus.QUEUED.value: "Queued",
-    DeliveryStatus.SENDING.value: "Sending",
-    DeliveryStatus.SENT.value: "Sent",
-    DeliveryStatus.DEFERRED.value: "Deferred (will retry)",
-    DeliveryStatus.FAILED.value: "Failed",
-    DeliveryStatus.BOUNCED.value: "Bounced",
-    DeliveryStatus.SUPPRESSED.value: "Suppressed",
-    DeliveryStatus.IN_DOUBT.value: "In doubt",
-    DeliveryStatus.CANCELLED.value: "Cancelled",
-}
+
+
+def _status_labels() -> dict[str, str]:
+    """Delivery statuses and their labels in the interface language, in the ledger's order."""
+    return dict(choices("delivery_status"))
 
 
 def _may(role: Role) -> bool:
     return bool(current_user.role_enum.includes(role))
+
+
+@bp.app_template_global("read_stored")
+def read_stored(stored: str | None) -> str:
+    """A text the scheduler stored (a status reason, a run's detail) in the reader's words."""
+    return read(stored)
 
 
 # --- the builder form ----------------------------------------------------------------------
@@ -131,7 +135,7 @@ def _statement_of(form: CampaignForm) -> Statement:
     statement_id = row_id(form.statement_id)
     statement = db.session.get(Statement, statement_id) if statement_id is not None else None
     if statement is None:
-        raise CampaignError("Statement: choose the statement to send", "statement_id")
+        raise CampaignError(_l("Statement: choose the statement to send"), "statement_id")
     return statement
 
 
@@ -142,7 +146,7 @@ def _account_of(form: CampaignForm) -> SmtpAccount | None:
     account = db.session.get(SmtpAccount, account_id) if account_id is not None else None
     if account is None:
         raise CampaignError(
-            "SMTP account: that account no longer exists; choose another", "smtp_account_id"
+            _l("SMTP account: that account no longer exists; choose another"), "smtp_account_id"
         )
     return account
 
@@ -189,9 +193,12 @@ def _render_builder(
 
 
 def _count_text(found: campaign_service.AudienceCount) -> str:
-    return (
-        f"{found.total} contact{'' if found.total == 1 else 's'}, "
-        f"{found.suppressed} suppressed, {found.sendable} will be written to"
+    return ngettext(
+        "%(num)d contact, %(suppressed)d suppressed, %(sendable)d will be written to",
+        "%(num)d contacts, %(suppressed)d suppressed, %(sendable)d will be written to",
+        found.total,
+        suppressed=found.suppressed,
+        sendable=found.sendable,
     )
 
 
@@ -209,7 +216,13 @@ def new() -> Any:
         db.session.rollback()
         return _render_builder(form, None, error)
     db.session.commit()
-    flash(f"Campaign {campaign.name} saved as a draft. Check it below before launching.", "success")
+    flash(
+        _(
+            "Campaign %(name)s saved as a draft. Check it below before launching.",
+            name=campaign.name,
+        ),
+        "success",
+    )
     return redirect(url_for("campaigns.show", campaign_id=campaign.id))
 
 
@@ -218,7 +231,13 @@ def new() -> Any:
 def edit(campaign_id: int) -> Any:
     campaign = db.get_or_404(Campaign, campaign_id)
     if campaign.status not in EDITABLE:
-        flash(f"The campaign is {campaign.status}: its settings can no longer change.", "error")
+        flash(
+            _(
+                "The campaign is %(status)s: its settings can no longer change.",
+                status=label(campaign.status, "campaign_status").lower(),
+            ),
+            "error",
+        )
         return redirect(url_for("campaigns.show", campaign_id=campaign.id))
     if request.method == "GET":
         return _render_builder(CampaignForm.from_campaign(campaign), campaign)
@@ -229,7 +248,7 @@ def edit(campaign_id: int) -> Any:
         db.session.rollback()
         return _render_builder(form, db.session.get(Campaign, campaign_id), error)
     db.session.commit()
-    flash("Campaign saved.", "success")
+    flash(_("Campaign saved."), "success")
     return redirect(url_for("campaigns.show", campaign_id=campaign.id))
 
 
@@ -295,7 +314,7 @@ def show(campaign_id: int) -> Any:
         max_problems=MAX_PROBLEMS,
         progress=None if is_draft else ledger.campaign_progress(campaign),
         audience_labels=dict(audience_choices()),
-        status_labels=STATUS_LABELS,
+        status_labels=_status_labels(),
         may_edit=_may(Role.EDITOR),
         may_send=_may(Role.SENDER),
     )
@@ -317,14 +336,20 @@ def launch(campaign_id: int) -> Any:
     campaign = db.get_or_404(Campaign, campaign_id)
     back = redirect(url_for("campaigns.show", campaign_id=campaign.id))
     if campaign.status not in EDITABLE:
-        flash(f"This campaign was already launched (it is {campaign.status}).", "info")
+        flash(
+            _(
+                "This campaign was already launched (it is %(status)s).",
+                status=label(campaign.status, "campaign_status").lower(),
+            ),
+            "info",
+        )
         return back
     override = request.form.get("override") == "1"
     reason = " ".join(request.form.get("override_reason", "").split())
     report = _presend_report(campaign)
     presend_errors = report.contacts_with_errors if report is not None else 0
     if presend_errors and override and not reason:
-        flash("Override: say why the campaign is launched despite the errors.", "error")
+        flash(_("Override: say why the campaign is launched despite the errors."), "error")
         return back
     try:
         launched = campaign_service.launch_campaign(
@@ -336,14 +361,14 @@ def launch(campaign_id: int) -> Any:
         )
     except CampaignError as error:
         db.session.rollback()
-        flash(f"Not launched: {error}.", "error")
+        flash(_("Not launched: %(error)s.", error=str(error)), "error")
         return back
     if not launched:
         db.session.rollback()
-        flash("This campaign was already launched; nothing was queued twice.", "info")
+        flash(_("This campaign was already launched; nothing was queued twice."), "info")
         return back
     db.session.commit()
-    flash("Campaign launched: the letters are being sent.", "success")
+    flash(_("Campaign launched: the letters are being sent."), "success")
     return back
 
 
@@ -353,9 +378,18 @@ def pause(campaign_id: int) -> Any:
     campaign = db.get_or_404(Campaign, campaign_id)
     if campaign_service.pause_campaign(campaign, actor=signed_in_user()):
         db.session.commit()
-        flash("Paused: letters already handed to the server finish; no new ones start.", "success")
+        flash(
+            _("Paused: letters already handed to the server finish; no new ones start."),
+            "success",
+        )
     else:
-        flash(f"Not paused: the campaign is {campaign.status}, not sending.", "error")
+        flash(
+            _(
+                "Not paused: the campaign is %(status)s, not sending.",
+                status=label(campaign.status, "campaign_status").lower(),
+            ),
+            "error",
+        )
     return redirect(url_for("campaigns.show", campaign_id=campaign.id))
 
 
@@ -365,9 +399,15 @@ def resume(campaign_id: int) -> Any:
     campaign = db.get_or_404(Campaign, campaign_id)
     if campaign_service.resume_campaign(campaign, actor=signed_in_user()):
         db.session.commit()
-        flash("Resumed: sending carries on where it stopped.", "success")
+        flash(_("Resumed: sending carries on where it stopped."), "success")
     else:
-        flash(f"Not resumed: the campaign is {campaign.status}, not paused.", "error")
+        flash(
+            _(
+                "Not resumed: the campaign is %(status)s, not paused.",
+                status=label(campaign.status, "campaign_status").lower(),
+            ),
+            "error",
+        )
     return redirect(url_for("campaigns.show", campaign_id=campaign.id))
 
 
@@ -380,9 +420,15 @@ def cancel(campaign_id: int) -> Any:
         return render_template("campaigns/cancel.html", campaign=campaign, progress=progress_now)
     if campaign_service.cancel_campaign(campaign, actor=signed_in_user()):
         db.session.commit()
-        flash("Cancelled: recipients not yet written to will not be.", "success")
+        flash(_("Cancelled: recipients not yet written to will not be."), "success")
     else:
-        flash(f"Not cancelled: the campaign is already {campaign.status}.", "error")
+        flash(
+            _(
+                "Not cancelled: the campaign is already %(status)s.",
+                status=label(campaign.status, "campaign_status").lower(),
+            ),
+            "error",
+        )
     return redirect(url_for("campaigns.show", campaign_id=campaign.id))
 
 
@@ -405,7 +451,7 @@ def deliveries(campaign_id: int) -> Any:
         campaign=campaign,
         ledger_page=found,
         counts=campaign_service.status_counts(campaign.id),
-        status_labels=STATUS_LABELS,
+        status_labels=_status_labels(),
         may_see_evidence=_may(Role.SENDER),
     )
 
@@ -427,7 +473,6 @@ def delivery(campaign_id: int, delivery_id: int) -> Any:
         campaign=campaign,
         delivery=found,
         evidence=ledger.delivery_evidence(found),
-        status_labels=STATUS_LABELS,
     )
 
 

@@ -11,10 +11,14 @@ from datetime import date
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 
 from campaign.extensions import db
+from campaign.labels import choices, label
 from campaign.models import Campaign, Case, CaseDate, Role
-from campaign.models.calendar import CaseDateKind, CaseStatus
+from campaign.models.calendar import CaseStatus
 from campaign.services import cases as case_service
 from campaign.services.calendar import CalendarError, country_name, format_day
 from campaign.services.cases import (
@@ -29,28 +33,14 @@ from campaign.web.params import row_id
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 
-STATUS_WORDS = {status.value: status.value.capitalize() for status in CaseStatus}
-KIND_WORDS = {kind.value: kind.value.capitalize() for kind in CaseDateKind}
-# The opening word of a service message ("Pseudonym: …") → the form field it is about.
-FIELDS = {
-    "name": "name",
-    "pseudonym": "pseudonym",
-    "high risk": "is_high_risk",
-    "country": "country",
-    "status": "status",
-    "date": "on",
-    "kind": "kind",
-    "reminder": "reminder_days",
-    "campaign": "campaign_id",
-}
-
 
 def _may_edit() -> bool:
     return bool(signed_in_user().role_enum.includes(Role.EDITOR))
 
 
-def _field_of(message: str, default: str = "") -> str:
-    return FIELDS.get(message.split(":", 1)[0].strip().lower(), default)
+def _field_of(error: CalendarError, default: str = "") -> str:
+    """The form field a service error is about (`field`), else `default`."""
+    return error.field or default
 
 
 def _form() -> dict[str, str]:
@@ -72,7 +62,9 @@ def _parse_date(value: str) -> date:
     try:
         return date.fromisoformat(value.strip())
     except ValueError:
-        raise CaseError(f"Date: {value.strip()!r} is not a date like 2019-03-14") from None
+        raise CaseError(
+            _l("Date: '%(value)s' is not a date like 2019-03-14", value=value.strip()), "on"
+        ) from None
 
 
 def _parse_days(value: str) -> list[int]:
@@ -83,15 +75,19 @@ def _parse_days(value: str) -> list[int]:
                 days.append(int(part.strip()))
             except ValueError:
                 raise CaseError(
-                    f"Reminder: {part.strip()!r} is not a number of days (write 7, 1)"
+                    _l(
+                        "Reminder: '%(value)s' is not a number of days (write 7, 1)",
+                        value=part.strip(),
+                    ),
+                    "reminder_days",
                 ) from None
     return days
 
 
 def _template_helpers() -> dict[str, Any]:
     return {
-        "status_words": STATUS_WORDS,
-        "kind_words": KIND_WORDS,
+        "status_words": dict(choices("case_status")),
+        "kind_words": dict(choices("case_date_kind")),
         "country_name": country_name,
         "format_day": format_day,
         "shown_name": lambda case: display_name(case, signed_in_user()),
@@ -197,10 +193,15 @@ def new() -> Any:
         )
     except CaseError as error:
         db.session.rollback()
-        message = str(error)
-        return _render_form(None, form, {_field_of(message, "name"): message})
+        return _render_form(None, form, {_field_of(error, "name"): str(error)})
     db.session.commit()
-    flash(f"Case {display_name(case, signed_in_user())} added. Add its key dates below.", "success")
+    flash(
+        _(
+            "Case %(name)s added. Add its key dates below.",
+            name=display_name(case, signed_in_user()),
+        ),
+        "success",
+    )
     return _back(case)
 
 
@@ -239,12 +240,11 @@ def edit(case_id: int) -> Any:
         )
     except CaseError as error:
         db.session.rollback()
-        message = str(error)
         if not shows_name:
             form.pop("name", None)
-        return _render_form(_case(case_id), form, {_field_of(message, "name"): message})
+        return _render_form(_case(case_id), form, {_field_of(error, "name"): str(error)})
     db.session.commit()
-    flash("Case saved." if changed else "Nothing changed.", "success")
+    flash(_("Case saved.") if changed else _("Nothing changed."), "success")
     return _back(case)
 
 
@@ -282,13 +282,17 @@ def add_date(case_id: int) -> Any:
         )
     except CalendarError as error:
         db.session.rollback()
-        message = str(error)
-        errors = {_field_of(message, "on"): message}
+        errors = {_field_of(error, "on"): str(error)}
         return _render_case(_case(case_id), errors=errors, form=form, which="add-date")
     db.session.commit()
     note = anniversary_note(case_date.on) if case_date.is_anniversary_marked else ""
+    kind = label(case_date.kind, "case_date_kind")
     when = format_day(case_date.on, with_year=True)
-    flash(f"{KIND_WORDS[case_date.kind]} on {when} added{f' ({note})' if note else ''}.", "success")
+    if note:
+        message = _("%(kind)s on %(date)s added (%(note)s).", kind=kind, date=when, note=note)
+    else:
+        message = _("%(kind)s on %(date)s added.", kind=kind, date=when)
+    flash(message, "success")
     return _back(case)
 
 
@@ -331,12 +335,11 @@ def edit_date(case_id: int, date_id: int) -> Any:
         case_service.update_case_date(case_date, **values, actor=signed_in_user())
     except CalendarError as error:
         db.session.rollback()
-        message = str(error)
         case = _case(case_id)
-        errors = {_field_of(message, "on"): message}
+        errors = {_field_of(error, "on"): str(error)}
         return _render_date_form(case, _case_date(case, date_id), form, errors)
     db.session.commit()
-    flash(f"{KIND_WORDS[case_date.kind]} date saved.", "success")
+    flash(_("%(kind)s date saved.", kind=label(case_date.kind, "case_date_kind")), "success")
     return _back(case)
 
 
@@ -345,11 +348,19 @@ def edit_date(case_id: int, date_id: int) -> Any:
 def remove_date(case_id: int, date_id: int) -> Any:
     case = _case(case_id)
     case_date = _case_date(case, date_id)
-    kind = KIND_WORDS.get(case_date.kind, case_date.kind)
+    kind = label(case_date.kind, "case_date_kind")
     removed = case_service.remove_case_date(case_date, actor=signed_in_user())
     db.session.commit()
-    reminders = f" and its {removed} reminder{'s' if removed != 1 else ''}" if removed else ""
-    flash(f"{kind} date removed{reminders}.", "success")
+    if removed:
+        message = ngettext(
+            "%(kind)s date removed and its %(num)d reminder.",
+            "%(kind)s date removed and its %(num)d reminders.",
+            removed,
+            kind=kind,
+        )
+    else:
+        message = _("%(kind)s date removed.", kind=kind)
+    flash(message, "success")
     return _back(case)
 
 
@@ -365,14 +376,14 @@ def link(case_id: int) -> Any:
     campaign = db.session.get(Campaign, campaign_id) if campaign_id else None
     try:
         if campaign is None:
-            raise CaseError("Campaign: choose a campaign from the list")
+            raise CaseError(_l("Campaign: choose a campaign from the list"), "campaign_id")
         case_service.link_case(campaign, case, actor=signed_in_user())
     except CaseError as error:
         db.session.rollback()
         errors = {"campaign_id": str(error)}
         return _render_case(_case(case_id), errors=errors, form=form, which="link")
     db.session.commit()
-    flash(f"Linked to {campaign.name}: its letters can name this case.", "success")
+    flash(_("Linked to %(name)s: its letters can name this case.", name=campaign.name), "success")
     return _back(case)
 
 
@@ -388,5 +399,5 @@ def unlink(case_id: int, campaign_id: int) -> Any:
         return _render_case(_case(case_id), errors={"unlink": str(error)}, which="unlink")
     db.session.commit()
     if unlinked:
-        flash(f"No longer linked to {campaign.name}.", "success")
+        flash(_("No longer linked to %(name)s.", name=campaign.name), "success")
     return _back(case)

@@ -15,6 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, current_app, render_template, request, url_for
+from flask_babel import format_date
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
 from campaign.extensions import db
@@ -48,9 +51,9 @@ MARGIN_RIGHT = 12
 MARGIN_TOP = 12
 MARGIN_BOTTOM = 44
 SERIES = (
-    ("replies", "Replies"),
-    ("auto_replies", "Auto-replies"),
-    ("bounces", "Bounces"),
+    ("replies", _l("Replies")),
+    ("auto_replies", _l("Auto-replies")),
+    ("bounces", _l("Bounces")),
 )
 # At most this many date labels under the bars; more would overlap.
 MAX_LABELS = 10
@@ -94,9 +97,19 @@ def _y_scale(peak: int) -> tuple[int, int]:
 
 
 def _bucket_label(start: datetime, *, hourly: bool, first: bool) -> str:
+    """An x-axis label: "3 Apr" ("3 avr.", "3 апр."), the hour too when hourly."""
     if hourly and not (first or start.hour == 0):
         return start.strftime("%H:00")
-    return f"{start.day} {start.strftime('%b')}" + (start.strftime(" %H:00") if hourly else "")
+    # A date, not a datetime: the bucket is a UTC day, never moved to another zone.
+    day = str(format_date(start.date(), "d MMM"))
+    return f"{day} {start:%H:00}" if hourly else day
+
+
+@bp.app_template_global()
+def bucket_label(start: datetime, hourly: bool) -> str:
+    """A bucket of the timeline in the table: its UTC day (and hour) in the interface locale."""
+    day = str(format_date(start.date(), "medium"))
+    return f"{day} {start:%H:00}" if hourly else day
 
 
 def build_chart(line: dashboard.Timeline) -> Chart:
@@ -111,7 +124,6 @@ def build_chart(line: dashboard.Timeline) -> Chart:
     bars: list[Bar] = []
     x_ticks: list[Tick] = []
     every = max(1, math.ceil(count / MAX_LABELS))
-    when = "%Y-%m-%d %H:00" if line.is_hourly else "%Y-%m-%d"
     for index, bucket in enumerate(line.buckets):
         group_left = left + index * group + group * 0.1
         for offset, (series, label) in enumerate(SERIES):
@@ -126,7 +138,12 @@ def build_chart(line: dashboard.Timeline) -> Chart:
                     round(bottom - height, 2),
                     round(bar_width, 2),
                     round(height, 2),
-                    f"{bucket.start.strftime(when)}: {value} {label.lower()}",
+                    _(
+                        "%(when)s: %(count)s %(series)s",
+                        when=bucket_label(bucket.start, line.is_hourly),
+                        count=value,
+                        series=str(label).lower(),
+                    ),
                 )
             )
         if index % every == 0:

@@ -13,14 +13,18 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import func, select
 
 from campaign.extensions import db
-from campaign.models import AuditEvent, Campaign, Role, Schedule, ScheduleKind, ScheduleRun
+from campaign.labels import choices
+from campaign.models import AuditEvent, Campaign, Role, Schedule, ScheduleRun
 from campaign.models.schedule import RunOutcome
+from campaign.scheduling.stored_text import read
 from campaign.scheduling.timezones import ScheduleError, local_label
 from campaign.services.audit import record_event
+from campaign.services.calendar import schedule_titles
 from campaign.web.access import allow
 
 bp = Blueprint("schedule_runs", __name__)
@@ -28,17 +32,7 @@ bp = Blueprint("schedule_runs", __name__)
 ACKNOWLEDGE_ACTION = "schedule_runs.acknowledge"
 PAGE_SIZE = 200
 TROUBLE = (RunOutcome.SKIPPED.value, RunOutcome.FAILED.value)
-KIND_WORDS = {
-    ScheduleKind.SEND_AT.value: "Scheduled launch",
-    ScheduleKind.FOLLOW_UP.value: "Follow-up",
-    ScheduleKind.YEARLY_CAMPAIGN.value: "Yearly campaign",
-    ScheduleKind.REMINDER.value: "Staff reminder",
-}
-OUTCOME_WORDS = {
-    RunOutcome.FIRED.value: "Fired",
-    RunOutcome.SKIPPED.value: "Skipped",
-    RunOutcome.FAILED.value: "Failed",
-}
+OUTCOMES = tuple(outcome.value for outcome in RunOutcome)
 
 
 @dataclass(frozen=True)
@@ -47,6 +41,8 @@ class RunRow:
     schedule: Schedule
     campaign: Campaign | None
     due_local: str  # in the schedule's own zone, as its rule was written
+    title: str  # the schedule's name in the reader's language
+    detail: str  # what happened, in the reader's language
 
     @property
     def stands_out(self) -> bool:
@@ -101,9 +97,18 @@ def _rows(outcome: str) -> list[RunRow]:
     )
     if outcome:
         query = query.where(ScheduleRun.outcome == outcome)
+    found = db.session.execute(query).all()
+    titles = schedule_titles([schedule for _run, schedule, _campaign in found])
     return [
-        RunRow(run, schedule, campaign, _due_local(run, schedule))
-        for run, schedule, campaign in db.session.execute(query)
+        RunRow(
+            run,
+            schedule,
+            campaign,
+            _due_local(run, schedule),
+            titles[schedule.id],
+            read(run.detail),
+        )
+        for run, schedule, campaign in found
     ]
 
 
@@ -111,14 +116,13 @@ def _rows(outcome: str) -> list[RunRow]:
 @allow(Role.VIEWER)
 def index() -> Any:
     outcome = request.args.get("outcome", "")
-    if outcome not in OUTCOME_WORDS:
+    if outcome not in OUTCOMES:
         outcome = ""
     return render_template(
         "schedule_runs/index.html",
         rows=_rows(outcome),
         outcome=outcome,
-        outcome_words=OUTCOME_WORDS,
-        kind_words=KIND_WORDS,
+        outcome_words=dict(choices("run_outcome")),
         trouble=unacknowledged_trouble(),
         may_acknowledge=bool(current_user.role_enum.includes(Role.EDITOR)),
         page_size=PAGE_SIZE,
@@ -136,5 +140,12 @@ def acknowledge() -> Any:
         detail={"through_run_id": int(newest), "skipped_or_failed": trouble.count},
     )
     db.session.commit()
-    flash(f"Acknowledged {trouble.count} skipped or failed fire(s).", "success")
+    flash(
+        ngettext(
+            "Acknowledged %(num)d skipped or failed fire.",
+            "Acknowledged %(num)d skipped or failed fires.",
+            trouble.count,
+        ),
+        "success",
+    )
     return redirect(url_for("schedule_runs.index"))

@@ -10,17 +10,20 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import format_date
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 
 from campaign.extensions import db
+from campaign.labels import choices, label
 from campaign.models import (
     Campaign,
     CampaignStatus,
     CampaignStep,
     Case,
     CaseDate,
-    FollowUpCondition,
     Role,
     Schedule,
     ScheduleKind,
@@ -29,12 +32,12 @@ from campaign.models import (
 from campaign.scheduling.pacing import describe, pacing_rule
 from campaign.scheduling.recurrence import yearly_note
 from campaign.scheduling.schedules import anniversary_words, create_send_at, create_yearly
+from campaign.scheduling.stored_text import day_text
 from campaign.scheduling.timezones import ScheduleError, zone_of
 from campaign.services import audit
 from campaign.services.calendar import format_day
 from campaign.services.cases import display_name, linked_cases
 from campaign.services.followups import (
-    CONDITION_WORDS,
     FollowUpError,
     add_step,
     has_gone_out,
@@ -68,20 +71,6 @@ COMMON_ZONES = (
     "America/New_York",
 )
 SCHEDULABLE = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
-MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
 
 
 def _zone_from(form: dict[str, str]) -> str:
@@ -104,27 +93,41 @@ def _schedules(campaign: Campaign, kind: ScheduleKind) -> list[Schedule]:
 
 
 def _local(schedule: Schedule) -> str:
+    """When the schedule next fires, in its own zone, in the interface language."""
     if schedule.next_run_at is None:
-        return "not due"
+        return _("not due")
     zone = zone_of(schedule.timezone or "UTC")
-    return schedule.next_run_at.astimezone(zone).strftime("%A %-d %B %Y at %H:%M ") + zone.key
+    local = schedule.next_run_at.astimezone(zone)
+    # A date, not a datetime: it is already the schedule's own day, not the viewer's.
+    return _(
+        "%(date)s at %(time)s %(zone)s",
+        date=format_date(local.date(), "EEEE d MMMM y"),
+        time=f"{local:%H:%M}",
+        zone=zone.key,
+    )
 
 
 def _anniversary_of(case_date: CaseDate) -> str:
     """The case date in words for this viewer: the real name of a high-risk case for admins."""
     case = db.session.get(Case, case_date.case_id)
-    who = display_name(case, signed_in_user()) if case is not None else "a case"
-    return anniversary_words(case_date, who)
+    who = display_name(case, signed_in_user()) if case is not None else _("a case")
+    return str(anniversary_words(case_date, who))
 
 
 def _yearly_text(schedule: Schedule) -> str:
     rule = schedule.rule or {}
     month, day = int(rule.get("month", 1)), int(rule.get("day", 1))
-    on = f"{day} {MONTHS[month - 1]}"
+    # 2000 is a leap year: 29 February has a name too.
+    on = day_text(f"2000-{month:02d}-{day:02d}")
     case_date = db.session.get(CaseDate, schedule.case_date_id) if schedule.case_date_id else None
     if case_date is not None:
         on = f"{_anniversary_of(case_date)} ({on})"
-    text = f"Every year on {on} at {rule.get('time', '')} {schedule.timezone}"
+    text = _(
+        "Every year on %(on)s at %(time)s %(zone)s",
+        on=on,
+        time=str(rule.get("time", "")),
+        zone=schedule.timezone,
+    )
     note = yearly_note(month, day)
     return f"{text} ({note})" if note else text
 
@@ -138,15 +141,18 @@ def _case_date_choices(campaign: Campaign) -> list[tuple[int, str]]:
         .order_by(CaseDate.case_id, CaseDate.on)
     )
     viewer = signed_in_user()
-    choices = []
+    found = []
     for case_date in db.session.scalars(query):
         case = db.session.get(Case, case_date.case_id)
-        who = display_name(case, viewer) if case is not None else "a case"
-        label = (
-            f"{case_date.kind.capitalize()} of {who}, {format_day(case_date.on, with_year=True)}"
+        who = display_name(case, viewer) if case is not None else _("a case")
+        text = _(
+            "%(kind)s of %(who)s, %(date)s",
+            kind=label(case_date.kind, "case_date_kind"),
+            who=who,
+            date=format_day(case_date.on, with_year=True),
         )
-        choices.append((case_date.id, label))
-    return choices
+        found.append((case_date.id, text))
+    return found
 
 
 def _step_view(step: CampaignStep) -> dict[str, Any]:
@@ -169,9 +175,6 @@ def _render(
 ) -> Any:
     steps = steps_of(campaign)
     statements = list(db.session.scalars(select(Statement).order_by(Statement.title)))
-    conditions = [
-        (condition.value, CONDITION_WORDS[condition.value]) for condition in FollowUpCondition
-    ]
     return render_template(
         "schedules/show.html",
         campaign=campaign,
@@ -185,9 +188,9 @@ def _render(
         steps=[_step_view(step) for step in steps],
         case_dates=_case_date_choices(campaign),
         statements=statements,
-        conditions=conditions,
+        conditions=choices("follow_up_condition"),
         zones=COMMON_ZONES,
-        months=list(enumerate(MONTHS, start=1)),
+        months=[(int(number), name) for number, name in choices("month")],
         may_send=bool(current_user.role_enum.includes(Role.SENDER)),
         is_schedulable=campaign.status in SCHEDULABLE,
         errors=errors or {},
@@ -210,19 +213,17 @@ def show(campaign_id: int) -> Any:
     return _render(_campaign(campaign_id))
 
 
-def _schedule_field(message: str, default: str) -> str:
-    if message.startswith("Time zone"):
-        return "zone"
-    if message.startswith("Time:"):
-        return "time"
-    return default
-
-
 def _pacing_days(form: dict[str, str]) -> int | None:
     """The window's days, read only when a window is chosen (the field stays filled otherwise)."""
     if form.get("pacing") != "window":
         return None
-    return _int(form.get("pacing_days", ""), "Days")
+    value = form.get("pacing_days", "").strip()
+    try:
+        return int(value)
+    except ValueError:
+        raise ScheduleError(
+            _l("Days: '%(value)s' is not a number", value=value), "pacing"
+        ) from None
 
 
 @bp.route("/send-at", methods=["POST"])
@@ -238,15 +239,17 @@ def send_at(campaign_id: int) -> Any:
         )
     except ScheduleError as error:
         db.session.rollback()
-        message = str(error)
-        field = _schedule_field(message, "date")
-        if message.startswith(("Days:", "Pacing:")):
-            field = "pacing"
-        return _render(_campaign(campaign_id), errors={field: message}, form=form, which="send-at")
+        field = error.field if error.field in ("zone", "time", "pacing") else "date"
+        return _render(
+            _campaign(campaign_id), errors={field: str(error)}, form=form, which="send-at"
+        )
     db.session.commit()
     flash(
-        f"Campaign scheduled: it will be launched on {_local(schedule)}, "
-        f"letters {describe(pacing)}.",
+        _(
+            "Campaign scheduled: it will be launched on %(when)s, letters %(pacing)s.",
+            when=_local(schedule),
+            pacing=describe(pacing),
+        ),
         "success",
     )
     return _back(campaign)
@@ -271,15 +274,18 @@ def cancel_send_at(campaign_id: int) -> Any:
             actor=signed_in_user(),
         )
     db.session.commit()
-    flash("The scheduled launch is cancelled; the campaign is a draft again.", "success")
+    flash(_("The scheduled launch is cancelled; the campaign is a draft again."), "success")
     return _back(campaign)
 
 
-def _int(value: str, label: str) -> int:
+def _date_part(value: str) -> int:
+    """The yearly form's day or month as a number; ScheduleError (about the date) if not."""
     try:
         return int(value.strip())
     except ValueError:
-        raise ScheduleError(f"{label}: {value.strip()!r} is not a number") from None
+        raise ScheduleError(
+            _l("Date: '%(value)s' is not a number", value=value.strip()), "day"
+        ) from None
 
 
 @bp.route("/yearly", methods=["POST"])
@@ -295,10 +301,12 @@ def yearly(campaign_id: int) -> Any:
             case_date_id = row_id(form.get("case_date_id", ""))
             case_date = db.session.get(CaseDate, case_date_id) if case_date_id else None
             if case_date is None:
-                raise ScheduleError("Case date: choose one of the case dates in the list")
+                raise ScheduleError(
+                    _l("Case date: choose one of the case dates in the list"), "case_date"
+                )
         else:
-            month = _int(form.get("month", ""), "Date")
-            day = _int(form.get("day", ""), "Date")
+            month = _date_part(form.get("month", ""))
+            day = _date_part(form.get("day", ""))
         schedule = create_yearly(
             campaign,
             month,
@@ -310,11 +318,16 @@ def yearly(campaign_id: int) -> Any:
         )
     except ScheduleError as error:
         db.session.rollback()
-        message = str(error)
-        field = _schedule_field(message, "case_date" if on_case_date else "day")
-        return _render(_campaign(campaign_id), errors={field: message}, form=form, which="yearly")
+        field = error.field if error.field in ("zone", "time") else ""
+        field = field or ("case_date" if on_case_date else "day")
+        return _render(
+            _campaign(campaign_id), errors={field: str(error)}, form=form, which="yearly"
+        )
     db.session.commit()
-    flash(f"{_yearly_text(schedule)}; next: {_local(schedule)}.", "success")
+    flash(
+        _("%(yearly)s; next: %(when)s.", yearly=_yearly_text(schedule), when=_local(schedule)),
+        "success",
+    )
     return _back(campaign)
 
 
@@ -334,7 +347,7 @@ def stop_yearly(campaign_id: int, schedule_id: int) -> Any:
         "schedule.stop", target_type="schedule", target_id=schedule.id, actor=signed_in_user()
     )
     db.session.commit()
-    flash("The yearly repeat is stopped; campaigns already sent stay as they are.", "success")
+    flash(_("The yearly repeat is stopped; campaigns already sent stay as they are."), "success")
     return _back(campaign)
 
 
@@ -346,7 +359,9 @@ def _step_fields(form: dict[str, str]) -> tuple[Statement | None, int]:
     try:
         return statement, int(days_text)
     except ValueError:
-        raise FollowUpError(f"Days: {days_text!r} is not a number of days", "delay_days") from None
+        raise FollowUpError(
+            _l("Days: '%(value)s' is not a number of days", value=days_text), "delay_days"
+        ) from None
 
 
 @bp.route("/steps", methods=["POST"])
@@ -364,7 +379,14 @@ def add_follow_up(campaign_id: int) -> Any:
         field = error.field or "statement"
         return _render(_campaign(campaign_id), errors={field: str(error)}, form=form, which="step")
     db.session.commit()
-    flash(f"Follow-up {step.position} added: {step_summary(step)}.", "success")
+    flash(
+        _(
+            "Follow-up %(position)d added: %(summary)s.",
+            position=step.position,
+            summary=step_summary(step),
+        ),
+        "success",
+    )
     return _back(campaign)
 
 
@@ -399,7 +421,14 @@ def edit_follow_up(campaign_id: int, step_id: int) -> Any:
     except FollowUpError as error:
         return _step_refused(campaign_id, step_id, error, form)
     db.session.commit()
-    flash(f"Follow-up {step.position} changed: {step_summary(step)}.", "success")
+    flash(
+        _(
+            "Follow-up %(position)d changed: %(summary)s.",
+            position=step.position,
+            summary=step_summary(step),
+        ),
+        "success",
+    )
     return _back(campaign)
 
 
@@ -414,7 +443,13 @@ def delete_follow_up(campaign_id: int, step_id: int) -> Any:
     except FollowUpError as error:
         return _step_refused(campaign_id, step_id, error)
     db.session.commit()
-    flash(f"Follow-up {position} deleted; the steps after it moved up one place.", "success")
+    flash(
+        _(
+            "Follow-up %(position)d deleted; the steps after it moved up one place.",
+            position=position,
+        ),
+        "success",
+    )
     return _back(campaign)
 
 
@@ -429,8 +464,11 @@ def rearm_follow_up(campaign_id: int, step_id: int) -> Any:
         return _step_refused(campaign_id, step_id, error)
     db.session.commit()
     flash(
-        f"Follow-up {step.position} will be sent at the scheduler's next tick (within a minute "
-        "while the workers run).",
+        _(
+            "Follow-up %(position)d will be sent at the scheduler's next tick (within a minute "
+            "while the workers run).",
+            position=step.position,
+        ),
         "success",
     )
     return _back(campaign)

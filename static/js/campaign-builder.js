@@ -1,4 +1,5 @@
-/* Campaign builder: the audience count updates as lists and segments are ticked. */
+/* Campaign builder: the audience count updates as lists and segments are ticked.
+   The words it may show come from the page (data- attributes), in the page's language. */
 (function () {
   "use strict";
   var form = document.getElementById("campaign-form");
@@ -22,9 +23,9 @@
       if (mine !== latest) { return; }  /* an answer to an older change */
       out.classList.toggle("error-text", !result.ok);
       out.textContent = result.ok ? result.body.text
-        : (result.body.error || "The count could not be worked out.");
+        : (result.body.error || out.getAttribute("data-count-failed"));
     }).catch(function () {
-      if (mine === latest) { out.textContent = "The count could not be updated."; }
+      if (mine === latest) { out.textContent = out.getAttribute("data-update-failed"); }
     });
   }
 

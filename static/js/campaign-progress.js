@@ -31,7 +31,7 @@
       if (meter) { meter.max = Math.max(p.total, 1); meter.value = p.counts[key]; }
       setText('[data-count-text="' + key + '"]', p.counts[key]);
     });
-    status.textContent = p.status;
+    status.textContent = p.status_label;  /* the label in the page's language, never the code */
     status.className = "campaign-status-" + p.status;
     reason.textContent = p.status_reason ? "— " + p.status_reason : "";
     var actions = box.querySelectorAll("[data-show-when]");

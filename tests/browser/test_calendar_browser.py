@@ -67,7 +67,7 @@ def test_a_yearly_26_june_campaign_and_its_follow_up_show_in_the_calendar(
 
     page.get_by_label("Statement").select_option(label="Follow-up: day letter")
     page.get_by_label("Days after the previous letter").fill("14")
-    page.get_by_label("To recipients").select_option(label="who have not replied")
+    page.get_by_label("To recipients").select_option(label="No reply")
     page.get_by_role("button", name="Add follow-up").click()
     expect(page.locator("#step-list")).to_contain_text(
         "14 days after the letter goes out, recipients who have not replied will receive "

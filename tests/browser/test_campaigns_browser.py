@@ -73,7 +73,7 @@ def test_a_campaign_is_built_launched_and_followed_to_the_end_without_reloading(
     # The page was rendered while sending was under way, so what follows is the polling.
     expect(page.locator("#campaign-progress")).to_have_attribute("data-ended", "false")
     page.evaluate("window.stillTheSamePage = true")
-    expect(page.locator("#p-status")).to_have_text("finished", timeout=30_000)
+    expect(page.locator("#p-status")).to_have_text("Finished", timeout=30_000)  # its label
     expect(page.locator("#p-bar")).to_have_js_property("value", RECIPIENTS)
     expect(page.locator('dd[data-figure="sent"]')).to_have_text(str(RECIPIENTS))
     expect(page.locator('dd[data-figure="remaining"]')).to_have_text("0")

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Campaign, Notification, Role, Schedule, ScheduleRun
+from campaign.scheduling.stored_text import read
 from campaign.scheduling.tick import tick
 from campaign.services import calendar, cases, statements
 from campaign.services.cases import CaseError
@@ -68,7 +69,7 @@ def test_a_29_february_anniversary_fires_on_28_february_and_says_so(app: Flask) 
     assert schedule.next_run_at == due
     assert tick(due).summary == "1 fired, 0 skipped"
     db.session.refresh(schedule)
-    text = db.session.scalars(select(Notification)).one().text
+    text = read(db.session.scalars(select(Notification)).one().text)
     assert text == (
         "Anniversary today: arrest of Prisoner A (29 February 2016, 11 years)"
         " — marked on 28 February this year"
@@ -126,8 +127,8 @@ def test_a_case_marked_high_risk_later_loses_its_real_name_from_reminders(app: F
     db.session.commit()
     tick(due + timedelta(minutes=1))  # as the scheduler fires it: a run, then the reminder
     db.session.commit()
-    assert "arrest of Open Name (" in db.session.scalars(select(Notification)).one().text
-    assert "arrest of Open Name (" in db.session.scalars(select(ScheduleRun.detail)).one()
+    assert "arrest of Open Name (" in read(db.session.scalars(select(Notification)).one().text)
+    assert "arrest of Open Name (" in read(db.session.scalars(select(ScheduleRun.detail)).one())
     with pytest.raises(CaseError, match=r"^Pseudonym: a person at high risk needs one"):
         cases.update_case(
             case,
@@ -152,9 +153,9 @@ def test_a_case_marked_high_risk_later_loses_its_real_name_from_reminders(app: F
     db.session.commit()
     assert changed == ["pseudonym", "is_high_risk", "status"]
     assert "Open Name" not in schedule.name and "Prisoner M." in schedule.name
-    text = db.session.scalars(select(Notification)).one().text
+    text = read(db.session.scalars(select(Notification)).one().text)
     assert "Open Name" not in text and "arrest of Prisoner M. (" in text
-    detail = db.session.scalars(select(ScheduleRun.detail)).one()
+    detail = read(db.session.scalars(select(ScheduleRun.detail)).one())
     assert "Open Name" not in detail and "arrest of Prisoner M. (" in detail
 
 

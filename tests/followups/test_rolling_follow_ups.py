@@ -79,7 +79,7 @@ def test_letters_that_leave_over_days_are_each_followed_up_n_days_after_they_wen
     _goes_out(letters[1], LAUNCH + DAY)  # the other four still wait in the queue
 
     report = tick(LAUNCH + 2 * DAY)
-    assert report.lines[0].detail.startswith("follow-up 1: 1 letters queued; the others")
+    assert report.lines[0].detail.startswith("follow-up 1: 1 letter queued; the others")
     assert _followed_up(campaign) == ["p0@example.net"]  # p1's letter is a day old only
     schedule = followups.schedule_of(step)
     assert schedule is not None

@@ -14,6 +14,7 @@ from campaign.extensions import db
 from campaign.models import Campaign, CampaignStatus, Delivery
 from campaign.models.schedule import RunOutcome, ScheduleRun
 from campaign.scheduling.schedules import create_send_at, create_yearly
+from campaign.scheduling.stored_text import read
 from campaign.scheduling.tick import tick
 from campaign.scheduling.timezones import ScheduleError
 from campaign.services import campaigns, lists, statements
@@ -84,8 +85,8 @@ def test_a_three_day_downtime_skips_the_send_and_reports_it(app: Flask) -> None:
     assert _letters(campaign.id) == 0
     db.session.refresh(campaign)
     assert campaign.status == CampaignStatus.DRAFT
-    assert "3 days late" in campaign.status_reason
-    assert [(run.outcome, run.detail) for run in _runs()] == [
+    assert "3 days late" in read(campaign.status_reason)
+    assert [(run.outcome, read(run.detail)) for run in _runs()] == [
         (RunOutcome.SKIPPED, "due 2027-06-26 09:00 Europe/Paris, 3 days late: not sent")
     ]
 

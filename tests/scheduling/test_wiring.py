@@ -12,6 +12,7 @@ from campaign.extensions import db
 from campaign.models import CalendarEvent, Notification, Schedule
 from campaign.models.schedule import RunOutcome, ScheduleRun
 from campaign.scheduling.schedules import create_send_at
+from campaign.scheduling.stored_text import read
 from campaign.scheduling.tick import tick
 from campaign.services import calendar, campaigns, followups, statements
 from tests.scheduling.test_tick import BODY, _campaign
@@ -32,7 +33,10 @@ def _torture_day_reminder() -> Schedule:
 
 
 def _notifications() -> list[str]:
-    return list(db.session.scalars(select(Notification.text).order_by(Notification.id)))
+    return [
+        read(text)
+        for text in db.session.scalars(select(Notification.text).order_by(Notification.id))
+    ]
 
 
 def test_a_built_in_day_reminder_fires_through_the_tick_every_year(app: Flask) -> None:

@@ -247,7 +247,7 @@ def test_a_statement_a_campaign_uses_cannot_be_deleted(app: Flask) -> None:
     campaigns.launch_campaign(campaign)
     db.session.commit()
     with pytest.raises(
-        statements.StatementError, match=r"campaigns use it \(#\d+ “Joint letter” \(sending\)\)"
+        statements.StatementError, match=r"campaigns use it \(#\d+ “Joint letter” \(Sending\)\)"
     ):
         statements.delete_statement(statement)
     db.session.rollback()

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, CalendarEvent, Notification, Role, Schedule, ScheduleRun
+from campaign.scheduling.stored_text import read
 from campaign.scheduling.tick import tick
 from campaign.services import calendar as calendar_service
 from tests.conftest import TEST_PASSWORD, make_user
@@ -164,7 +165,7 @@ def test_a_reminder_already_sent_stays_readable_after_its_event_is_deleted(
     run = db.session.scalars(select(ScheduleRun)).one()
     assert run.schedule_id == kept.id
     note = db.session.scalars(select(Notification)).one()
-    assert note.schedule_run_id == run.id and "EU–Central Asia summit in 7 days" in note.text
+    assert note.schedule_run_id == run.id and "EU–Central Asia summit in 7 days" in read(note.text)
     assert "[disabled]" in _schedules_listing(app)
     record = _text(client.get("/schedules/runs"))
     assert "Reminder: EU–Central Asia summit, 7 days before" in record

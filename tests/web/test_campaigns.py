@@ -446,7 +446,7 @@ def test_the_ledger_filters_by_status_and_address(
 
     bounced = client.get(f"{url}?status=bounced").get_data(as_text=True)
     assert "p2@example.org" in bounced and "p0@example.org" not in bounced
-    assert "user unknown" in bounced and "hard_bounce" in bounced
+    assert "user unknown" in bounced and "Hard bounce" in bounced and "hard_bounce" not in bounced
 
     found = client.get(f"{url}?q=P3@EXAMPLE").get_data(as_text=True)
     assert "p3@example.org" in found and "p4@example.org" not in found

@@ -199,12 +199,14 @@ def test_a_future_date_is_refused_with_a_message_naming_date(
     case = cases.create_case("Someone", country="KZ")
     db.session.commit()
     login(Role.EDITOR)
-    tomorrow = (TODAY + timedelta(days=1)).isoformat()
+    day = TODAY + timedelta(days=1)
+    tomorrow = day.isoformat()
     data = {"kind": "release", "on": tomorrow, "source": "kept", "mark_anniversary": "1"}
     response = client.post(f"/cases/{case.id}/dates", data=data)
     assert response.status_code == 422
     page = _text(response)
-    assert _field_error(page, "on").startswith(f"Date: {tomorrow} is in the future")
+    in_words = f"{day.day} {day:%B} {day.year}"  # the interface's date, in English here
+    assert _field_error(page, "on").startswith(f"Date: {in_words} is in the future")
     assert 'value="kept"' in page
     bad_days = client.post(
         f"/cases/{case.id}/dates", data={**data, "on": "2020-01-01", "reminder_days": "a week"}
