@@ -344,7 +344,10 @@ def status_command(campaign_id: int) -> None:
     for status, count in campaigns.status_counts(campaign.id).items():
         click.echo(f"{named(status, 'delivery_status')} {count}")
     if campaign.status_reason:
-        click.echo(_("reason: %(reason)s", reason=campaign.status_reason), err=True)
+        from campaign.scheduling import stored_text
+
+        reason = stored_text.read(campaign.status_reason)
+        click.echo(_("reason: %(reason)s", reason=reason), err=True)
 
 
 @click.command("worker")
