@@ -446,7 +446,7 @@ def test_add_mailbox_refuses_a_clear_text_login_to_another_machine(app: Flask) -
     )
 
     assert result.exit_code != 0
-    assert "Security: none sends the password in clear" in result.output
+    assert "Security: “None (plain text)” sends the password in clear" in result.output
     assert mailboxes.find_mailbox("replies") is None
 
 
