@@ -10,8 +10,9 @@ the protocol table has it (campaign.letters.countries).
 Each language has its protocol (../shared/domain/salutations.md):
 - English: "H.E. Ms Aida Bekova", position, organisation, country.
 - French: "Son Excellence Madame Aida Bekova" (or "Madame Aida Bekova"), then the rest.
-- Russian: the dative (ГОСТ Р 7.0.97-2016): "Её Превосходительству / госпоже Д. Б. Бековой /
-  Послу Кыргызской Республики во Французской Республике / organisation / Франция".
+- Russian: the dative (ГОСТ Р 7.0.97-2016: the position, then the person): "Её
+  Превосходительству / Послу Кыргызской Республики во Французской Республике / госпоже
+  Д.Б. Бековой / organisation / Франция".
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ EXCELLENCY: dict[str, dict[str, str]] = {
 }
 # The civility before a name, per language and gender, where protocol writes one.
 CIVILITY: dict[str, dict[str, str]] = {
+    "en": {"f": "Ms", "m": "Mr"},
     "fr": {"f": "Madame", "m": "Monsieur"},
     "ru": {"f": "госпоже", "m": "господину"},
 }
@@ -142,16 +144,14 @@ def address_lines(
     location = country_name(office_country(contact), language, countries)
     if primary == "ru":
         dative = dative_forms(contact, names)
-        person = " ".join(p for p in (civility(contact, "ru"), dative.name) if p)
-        lines = [excellency(contact, "ru"), person, dative.position_title, organisation, location]
+        # "господину" before a name left in the nominative would be a grammatical error.
+        polite = "" if "name" in dative.undeclined else civility(contact, "ru")
+        person = " ".join(p for p in (polite, dative.name) if p)
+        lines = [excellency(contact, "ru"), dative.position_title, person, organisation, location]
     else:
-        if primary == "fr":
-            first = [
-                excellency(contact, "fr"),
-                civility(contact, "fr") or _text(contact, "honorific"),
-            ]
-        else:
-            first = [excellency(contact, language), _text(contact, "honorific")]
+        # An honorific the contact has ("Dr", "Professor") replaces Ms / Madame.
+        polite = _text(contact, "honorific") or civility(contact, primary)
+        first = [excellency(contact, language), polite]
         lines = [
             " ".join(p for p in (*first, name) if p) if name else "",
             localised(contact, "position_title", language),

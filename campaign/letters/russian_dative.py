@@ -1,7 +1,7 @@
 """Russian address blocks in the dative: suggestions from morphology, never guesses.
 
 ГОСТ Р 7.0.97-2016 addresses a letter "Послу Кыргызской Республики во Французской
-Республике / госпоже Д. Б. Намуновой": the position's head noun (and the adjectives before
+Республике / госпоже Д.Б. Намуновой": the position's head noun (and the adjectives before
 it) and the family name in the dative, the rest as written. pymorphy3 (OpenCorpora's
 dictionary) declines them; a word it does not know as the expected part of speech makes the
 whole suggestion fail, and the block then prints the form as stored and the pre-send check
@@ -22,7 +22,7 @@ _DECLINABLE_BEFORE_HEAD = {"ADJF", "PRTF"}
 
 @dataclass(frozen=True)
 class DativeSuggestion:
-    name: str  # "Д. Б. Намуновой"; "" when the name cannot be declined
+    name: str  # "Д.Б. Намуновой" (no-break space); "" when the name cannot be declined
     position_title: str  # "Послу Республики Узбекистан …"; "" when it cannot be declined
 
     @property
@@ -74,24 +74,44 @@ def _decline_surname_part(word: str, gender: str) -> str:
             if inflected is not None:
                 return _same_case(word, inflected.word)
     # Foreign or indeclinable surnames (Шмидт for a woman, Гюго, Ким) are printed as they are
-    # only when the dictionary says so; otherwise we do not know.
+    # only when the dictionary says so.
     for parse in _analyzer().parse(word):
         if "Fixd" in parse.tag and "nomn" in parse.tag:
             return word
+    # Russian-pattern surnames decline by rule whether or not the dictionary knows them
+    # (Токаев, Жапаров, Бердымухамедов): the endings are regular.
+    return _regular_surname(word, gender)
+
+
+# (ending in the nominative, ending in the dative), longest first, per gender.
+_REGULAR_ENDINGS = {
+    "masc": (("ский", "скому"), ("цкий", "цкому"), ("ов", "ову"), ("ев", "еву"),
+             ("ёв", "ёву"), ("ин", "ину"), ("ын", "ыну")),
+    "femn": (("ская", "ской"), ("цкая", "цкой"), ("ова", "овой"), ("ева", "евой"),
+             ("ёва", "ёвой"), ("ина", "иной"), ("ына", "ыной")),
+}  # fmt: skip
+
+
+def _regular_surname(word: str, gender: str) -> str:
+    lower = word.lower()
+    for ending, dative in _REGULAR_ENDINGS.get(gender, ()):
+        if lower.endswith(ending) and len(lower) > len(ending) + 1:
+            return _same_case(word, word[: -len(ending)] + dative)
     return ""
 
 
 def initials(*names: str) -> str:
-    """ "Дильноза", "Бахтиёровна" → "Д. Б." """
-    return " ".join(f"{n.strip()[0].upper()}." for n in names if n.strip())
+    """ "Дильноза", "Бахтиёровна" → "Д.Б." (ГОСТ Р 7.0.97: no space between initials)."""
+    return "".join(f"{n.strip()[0].upper()}." for n in names if n.strip())
 
 
 def suggest_name(given: str, family: str, patronymic: str, gender: str) -> str:
-    """Initials and the family name in the dative: "Д. Б. Намуновой"; "" if unsure."""
+    """Initials and the family name in the dative, joined by a no-break space so a line
+    never ends between them: "Д.Б. Намуновой"; "" if unsure."""
     family_dative = decline_family_name(family.strip(), gender)
     if not family_dative:
         return ""
-    return " ".join(p for p in (initials(given, patronymic), family_dative) if p)
+    return "\u00a0".join(p for p in (initials(given, patronymic), family_dative) if p)
 
 
 def suggest_position_title(title: str) -> str:

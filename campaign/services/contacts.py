@@ -221,10 +221,23 @@ def _scripts_in(text: str) -> set[str]:
     return {unicodedata.name(ch, "?").split(" ")[0] for ch in text if ch.isalpha()}
 
 
+# Invisible formatting characters that can reorder or hide what a letter prints (U+202E
+# turns "Посольство" around; U+200B splits a word a search would find). ZWNJ and ZWJ stay:
+# Persian and Indic names need them.
+_INVISIBLE = re.compile(r"[\u00ad\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
+
+
 def _one_line(value: str, limit: int = MAX_TEXT) -> str:
     text = value.strip()
     if _CONTROL.search(text):
         raise _Invalid(_("must be on one line (it contains a line break or a control character)"))
+    if _INVISIBLE.search(text):
+        raise _Invalid(
+            _(
+                "contains an invisible formatting character (such as a direction mark or a "
+                "zero-width space) that would change how the letter prints it; type it again"
+            )
+        )
     if len(text) > limit:
         raise _Invalid(_too_long(len(text), limit))
     return text
@@ -527,6 +540,7 @@ def clean_contact_data(raw: Mapping[str, Any], *, partial: bool = False) -> dict
             errors.append(FieldError(name, str(problem)))
     if not errors and not partial:
         _check_has_a_name(cleaned, errors)
+        _settle_confirmed_dative(cleaned, errors)
     if errors:
         raise ContactInputError(errors)
     if "email" in cleaned:
@@ -546,6 +560,32 @@ def _check_has_a_name(cleaned: Mapping[str, Any], errors: list[FieldError]) -> N
                 "family_name", _("a contact needs a name, an organisation or a position title")
             )
         )
+
+
+def _settle_confirmed_dative(cleaned: dict[str, Any], errors: list[FieldError]) -> None:
+    """A confirmation covers forms someone saw: empty dative fields take the suggestion
+    the page showed as their placeholder, so what is stored is what was confirmed (a later
+    morphology upgrade cannot change a confirmed letter). No suggestion, no confirmation."""
+    if not cleaned.get("dative_confirmed"):
+        return
+    from types import SimpleNamespace
+
+    from campaign.letters.address import dative_forms, letter_names
+
+    person = SimpleNamespace(**cleaned)
+    forms = dative_forms(person, letter_names(person, "ru"))
+    if forms.undeclined:
+        errors.append(
+            FieldError(
+                "dative_confirmed",
+                _("enter the dative forms before confirming them (no suggestion can be made)"),
+            )
+        )
+        return
+    cleaned["name_dative"] = cleaned.get("name_dative") or forms.name
+    cleaned["position_title_dative"] = cleaned.get("position_title_dative") or (
+        forms.position_title
+    )
 
 
 def find_by_email(email: str) -> Contact | None:

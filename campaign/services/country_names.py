@@ -20,7 +20,9 @@ from campaign.models import CountryNameOverride
 from campaign.services.audit import record_event
 
 _CODE = re.compile(r"^[A-Z]{2}$|^[A-Z]{2,3}-[A-Z0-9]{1,4}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+_CONTROL = re.compile(
+    r"[\x00-\x1f\x7f\u00ad\u200b\u200e\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
 MAX_SHORT = 200
 MAX_FORMAL = 300
 MAX_NOTE = 500
@@ -84,7 +86,9 @@ def _sort_name(row: CountryRow, language: str) -> str:
 def _clean(value: str, field: str, limit: int, *, required: bool = False) -> str:
     text = " ".join(value.split())
     if _CONTROL.search(value.replace("\n", " ")):
-        raise CountryNameError(field, _("This field cannot contain control characters."))
+        raise CountryNameError(
+            field, _("This field cannot contain control or invisible formatting characters.")
+        )
     if required and not text:
         raise CountryNameError(field, _("This field is required."))
     if len(text) > limit:
@@ -110,7 +114,12 @@ def save_country_name(
             "language", _("Letters are not written in that language in this installation.")
         )
     short = _clean(short_name, "short_name", MAX_SHORT, required=True)
-    formal = _clean(formal_name, "formal_name", MAX_FORMAL) or short
+    # An empty formal name keeps the reviewed one (correcting "Kirghizistan" must not turn
+    # "République kirghize" into "Kirghizstan"); with none reviewed, the short name.
+    reviewed = reviewed_names().get((code, language))
+    formal = _clean(formal_name, "formal_name", MAX_FORMAL) or (
+        reviewed.formal if reviewed else short
+    )
     note_text = _clean(note, "note", MAX_NOTE)
     row = db.session.scalar(
         select(CountryNameOverride).where(

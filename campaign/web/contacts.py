@@ -286,6 +286,11 @@ def confirm_dative(contact_id: int) -> Any:
     if dative.undeclined or not (dative.name or dative.position_title):
         flash(_("There is no suggestion to confirm; enter the forms on the edit page."), "error")
         return redirect(url_for("contacts.show", contact_id=contact.id))
+    shown = (request.form.get("name_dative", ""), request.form.get("position_title_dative", ""))
+    if shown != (dative.name, dative.position_title):
+        # Someone edited the contact since this page was shown: confirm only what was seen.
+        flash(_("The contact changed since the page was shown; check the forms again."), "error")
+        return redirect(url_for("contacts.show", contact_id=contact.id))
     contact_service.update_contact(
         contact,
         {

@@ -63,8 +63,8 @@ def test_one_ambassador_three_letters_each_in_its_own_protocol(app: Flask, tmp_p
     russian = render("ru")
     assert (
         "Её Превосходительству\n"
-        "госпоже А. Бековой\n"
         "Послу Кыргызской Республики во Французской Республике\n"
+        "госпоже А.\u00a0Бековой\n"
         "Посольство Кыргызской Республики во Французской Республике\n"
         "Франция\n"
     ) in russian, russian
@@ -78,7 +78,7 @@ def test_one_ambassador_three_letters_each_in_its_own_protocol(app: Flask, tmp_p
     ) in french, french
     english = render("en")
     assert (
-        "H.E. Aida Bekova\nAmbassador of the Kyrgyz Republic to France\n"
+        "H.E. Ms Aida Bekova\nAmbassador of the Kyrgyz Republic to France\n"
         "Embassy of the Kyrgyz Republic in France\nFrance\n"
     ) in english, english
 

@@ -59,8 +59,8 @@ def test_a_russian_letter_addresses_the_ambassador_in_the_dative_at_her_office()
     letter = render_letter(_source(), _ambassador(), language="ru", today=TODAY)
     assert letter.address_block == (
         "Её Превосходительству",
-        "госпоже Д. Намуновой",
         "Послу Кыргызской Республики во Французской Республике",
+        "госпоже Д.\u00a0Намуновой",
         "Посольство Кыргызской Республики во Французской Республике",
         "Франция",
     )
@@ -78,7 +78,7 @@ def test_confirmed_or_corrected_dative_forms_are_printed_as_stored() -> None:
         dative_confirmed=True,
     )
     letter = render_letter(_source(), contact, language="ru", today=TODAY)
-    assert letter.address_block[1] == "госпоже Дильнозе Намуновой"
+    assert letter.address_block[2] == "госпоже Дильнозе Намуновой"
     assert not {"dative_unconfirmed", "dative_undeclined"} & _codes(letter)
 
 
@@ -100,7 +100,7 @@ def test_french_and_english_letters_use_their_own_forms() -> None:
     )
     english = render_letter(_source(), _ambassador(), language="en", today=TODAY)
     assert english.address_block == (
-        "H.E. Dilnoza Namunova",
+        "H.E. Ms Dilnoza Namunova",
         "Ambassador of the Kyrgyz Republic to France",
         "Embassy of the Kyrgyz Republic in France",
         "France",
@@ -135,3 +135,11 @@ def test_salutations_use_the_names_stored_for_the_language() -> None:
     letter = render_letter(_source(), _ambassador(), language="ru", today=TODAY, rules=rules)
     assert "Намунова" in letter.salutation or "Посол" in letter.salutation
     assert "Namunova" not in letter.salutation
+
+
+def test_a_name_that_cannot_be_declined_gets_no_dative_civility() -> None:
+    contact = _ambassador(grammatical_gender="unknown", style="none")
+    letter = render_letter(_source(), contact, language="ru", today=TODAY)
+    assert "Дильноза Намунова" in letter.address_block
+    assert not any(line.startswith(("госпоже", "господину")) for line in letter.address_block)
+    assert "dative_undeclined" in _codes(letter)

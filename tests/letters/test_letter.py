@@ -140,13 +140,13 @@ def test_the_address_block_carries_his_excellency_and_the_salutation_does_not() 
     source = _source({"en": ("S", "{{ address_block }}\n\n" + BODY), "fr": ("O", BODY)})
     letter = render_letter(source, contact, today=TODAY)
     assert letter.address_block == (
-        "H.E. Jean Martin",
+        "H.E. Mr Jean Martin",
         "Ambassador of France",
         "Embassy of France",
         "France",
     )
     assert letter.salutation == "Your Excellency,"
-    assert "H.E. Jean Martin<br />" in letter.html_body
+    assert "H.E. Mr Jean Martin<br />" in letter.html_body
     french = render_letter(source, contact, language="fr", today=TODAY)
     # French protocol writes the style and the civility out in full.
     assert french.address_block[0] == "Son Excellence Monsieur Jean Martin"

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 
 from campaign.extensions import db
 from campaign.models import Contact, Role, User
-from campaign.services.contacts import create_contact, update_contact
+from campaign.services.contacts import ContactInputError, create_contact, update_contact
 
 Login = Callable[[Role], User]
 
@@ -48,16 +49,30 @@ def test_the_page_shows_each_languages_address_and_confirms_the_dative(
     contact = _ambassador()
     login(Role.EDITOR)
     page = _text(client.get(f"/contacts/{contact.id}"))
-    assert "госпоже А. Бековой<br>Послу Кыргызской Республики" in page
+    assert (
+        "Послу Кыргызской Республики во Французской Республике<br>госпоже А.\u00a0Бековой" in page
+    )
     assert "Son Excellence Madame Aida Bekova" in page
     assert 'Kyrgyzstan <span class="muted">(KG)</span>' in page  # a name, not only a code
     assert "suggested by morphology" in page and "These forms are right" in page
-    confirmed = client.post(
-        f"/contacts/{contact.id}/dative", data={"csrf_token": _token(page)}, follow_redirects=True
+    shown = {
+        "csrf_token": _token(page),
+        "name_dative": "А.\u00a0Бековой",
+        "position_title_dative": "Послу Кыргызской Республики во Французской Республике",
+    }
+    # What the page showed is what is confirmed: a form from before an edit is refused.
+    stale = client.post(
+        f"/contacts/{contact.id}/dative",
+        data={**shown, "position_title_dative": "Послу Республики Узбекистан"},
+        follow_redirects=True,
     )
+    assert "changed since the page was shown" in _text(stale)
+    db.session.refresh(contact)
+    assert not contact.dative_confirmed
+    confirmed = client.post(f"/contacts/{contact.id}/dative", data=shown, follow_redirects=True)
     assert "The Russian dative forms are confirmed." in _text(confirmed)
     db.session.refresh(contact)
-    assert (contact.name_dative, contact.dative_confirmed) == ("А. Бековой", True)
+    assert (contact.name_dative, contact.dative_confirmed) == ("А.\u00a0Бековой", True)
     assert contact.position_title_dative.startswith("Послу ")
     assert "checked by a person" in _text(confirmed)
 
@@ -93,6 +108,29 @@ def test_the_edit_form_suggests_the_dative_and_names_countries(
     contact = _ambassador()
     login(Role.EDITOR)
     form = _text(client.get(f"/contacts/{contact.id}/edit"))
-    assert 'placeholder="А. Бековой"' in form
+    assert 'placeholder="А.\u00a0Бековой"' in form
     assert '<option value="KG" label="Kyrgyzstan">' in form
     assert 'list="country-names"' in form
+
+
+def test_ticking_confirmed_with_empty_fields_stores_the_suggestion_it_confirms(app: Any) -> None:
+    contact = _ambassador()
+    update_contact(contact, {"dative_confirmed": "yes"})
+    assert contact.dative_confirmed
+    assert contact.name_dative == "А.\u00a0Бековой"
+    assert contact.position_title_dative.startswith("Послу Кыргызской Республики")
+
+
+def test_nothing_to_suggest_cannot_be_confirmed(app: Any) -> None:
+    contact = _ambassador()
+    with pytest.raises(ContactInputError) as refused:
+        update_contact(contact, {"grammatical_gender": "unknown", "dative_confirmed": "yes"})
+    assert refused.value.errors[0].field == "dative_confirmed"
+
+
+def test_an_invisible_direction_mark_in_a_field_is_refused(app: Any) -> None:
+    contact = _ambassador()
+    with pytest.raises(ContactInputError) as refused:
+        update_contact(contact, {"organisation_ru": "Посольство\u202eX"})
+    assert refused.value.errors[0].field == "organisation_ru"
+    assert "invisible" in refused.value.errors[0].message

@@ -57,7 +57,7 @@ def test_an_admin_corrects_a_name_and_letters_print_it(
     assert response.status_code == 200 and "Kirghizstan" in _text(response)
     row = db.session.scalars(select(CountryNameOverride)).one()
     assert (row.code, row.language, row.short_name, row.formal_name) == (
-        "KG", "fr", "Kirghizstan", "Kirghizstan",
+        "KG", "fr", "Kirghizstan", "République kirghize",
     )  # fmt: skip
     event = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "country_name.save"))
     assert event.one().detail["short"] == "Kirghizstan"
@@ -90,3 +90,26 @@ def test_bad_input_names_the_field_and_stores_nothing(client: FlaskClient, login
     )
     assert bad_language.status_code == 400 and "not written in that language" in _text(bad_language)
     assert db.session.scalars(select(CountryNameOverride)).all() == []
+
+
+def test_a_short_name_alone_keeps_the_reviewed_formal_name_and_invisible_marks_are_refused(
+    client: FlaskClient, login: Login
+) -> None:
+    login(Role.ADMIN)
+    token = _token(client)
+    client.post(
+        "/countries/",
+        data={"csrf_token": token, "code": "KG", "language": "fr", "short_name": "Kirghizstan"},
+    )
+    row = db.session.scalars(select(CountryNameOverride)).one()
+    assert (row.short_name, row.formal_name) == ("Kirghizstan", "République kirghize")
+    hidden = client.post(
+        "/countries/",
+        data={
+            "csrf_token": token,
+            "code": "UZ",
+            "language": "ru",
+            "short_name": "Узбеки\u202eстан",
+        },
+    )
+    assert hidden.status_code == 400 and "invisible" in _text(hidden)
