@@ -324,6 +324,20 @@ _SIGNATORY_FIELD_WORDS = {
     "exile_country": _l("country of exile"),
     "group_label": _l("group"),
 }
+# The per-language inputs (name_ru, role_fr…) as the form labels them; a message names
+# the one at fault the same way.
+TRANSLATION_LABELS = {
+    "name_en": _l("Name in English"),
+    "role_en": _l("Role in English"),
+    "organisation_en": _l("Organisation in English"),
+    "name_fr": _l("Name in French"),
+    "role_fr": _l("Role in French"),
+    "organisation_fr": _l("Organisation in French"),
+    "name_ru": _l("Name in Russian"),
+    "role_ru": _l("Role in Russian"),
+    "organisation_ru": _l("Organisation in Russian"),
+}
+TRANSLATION_INPUTS = tuple(f"{n}_{lang}" for lang in SIGNATORY_LANGUAGES for n in TRANSLATED_FIELDS)
 
 
 def signatory_as_dict(signatory: Signatory) -> dict[str, Any]:
@@ -377,28 +391,64 @@ def add_signatory(
     return signatory
 
 
-def _clean_translations(data: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """The signer's name, role and organisation per letter language (name_ru, role_fr…)."""
-    translations: dict[str, dict[str, str]] = {}
+def translation_inputs(translations: Mapping[str, Any] | None) -> dict[str, str]:
+    """The stored per-language forms as the form's inputs (name_ru, role_fr…), all present."""
+    stored = translations if isinstance(translations, Mapping) else {}
+    inputs: dict[str, str] = {}
     for language in SIGNATORY_LANGUAGES:
-        own = {}
+        own = stored.get(language)
+        own = own if isinstance(own, Mapping) else {}
         for name in TRANSLATED_FIELDS:
-            value = " ".join(str(data.get(f"{name}_{language}", "") or "").split())
+            inputs[f"{name}_{language}"] = str(own.get(name) or "")
+    return inputs
+
+
+def _clean_translations(
+    data: Mapping[str, Any], current: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, str]]:
+    """The signer's name, role and organisation per letter language (name_ru, role_fr…).
+
+    An input the data holds replaces that form (empty removes it); one it does not hold
+    keeps the `current` form, so a caller that knows nothing of the translations (the
+    sign-on moderation, an older form) never wipes what editors gave.
+    """
+    translations: dict[str, dict[str, str]] = {}
+    for language, own in (current or {}).items():
+        if isinstance(own, Mapping):
+            kept = {str(k): str(v) for k, v in own.items() if v}
+            if kept:
+                translations[str(language)] = kept
+    for language in SIGNATORY_LANGUAGES:
+        own = dict(translations.get(language, {}))
+        for name in TRANSLATED_FIELDS:
+            key = f"{name}_{language}"
+            if key not in data:
+                continue
+            value = " ".join(str(data.get(key) or "").split())
             if len(value) > 300:
                 raise StatementError(
                     _(
-                        "The signatory's %(field)s is longer than 300 characters.",
-                        field=str(_SIGNATORY_FIELD_WORDS[name]),
-                    )
+                        "%(field)s is longer than 300 characters.",
+                        field=str(TRANSLATION_LABELS[key]),
+                    ),
+                    field=key,
                 )
             if value:
                 own[name] = value
+            else:
+                own.pop(name, None)
         if own:
             translations[language] = own
+        else:
+            translations.pop(language, None)
     return translations
 
 
-def _clean_signatory(data: Mapping[str, str]) -> dict[str, Any]:
+def _clean_signatory(
+    data: Mapping[str, str], current: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The signatory's columns from `data`; `current` is the stored translations an update
+    keeps where the data holds no input for them."""
     values: dict[str, Any] = {}
     for name in _SIGNATORY_FIELDS:
         value = " ".join(str(data.get(name, "") or "").split())
@@ -425,7 +475,7 @@ def _clean_signatory(data: Mapping[str, str]) -> dict[str, Any]:
             )
         )
     values["kind"], values["publish_as"] = kind, publish_as
-    values["translations"] = _clean_translations(data)
+    values["translations"] = _clean_translations(data, current)
     return values
 
 
@@ -457,8 +507,11 @@ def set_title(statement: Statement, title: str, *, actor: User | None = None) ->
 def update_signatory(
     signatory: Signatory, data: Mapping[str, str], *, actor: User | None = None
 ) -> bool:
-    """Replace a co-signer's details; records a version when anything changed."""
-    values = _clean_signatory(data)
+    """Replace a co-signer's details; records a version when anything changed.
+
+    The per-language forms (name_ru, role_fr…) change only where `data` holds their inputs.
+    """
+    values = _clean_signatory(data, signatory.translations)
     lock_signatories(signatory.statement)
     if all(getattr(signatory, name) == value for name, value in values.items()):
         return False

@@ -34,7 +34,12 @@ from campaign.models import (
     User,
 )
 from campaign.services import statements as statement_service
-from campaign.services.statements import PASTE_FORMATS, StatementError
+from campaign.services.statements import (
+    PASTE_FORMATS,
+    TRANSLATION_INPUTS,
+    TRANSLATION_LABELS,
+    StatementError,
+)
 from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("statements", __name__, url_prefix="/statements")
@@ -50,6 +55,31 @@ SIGNATORY_LABELS = {
     "group_label": _l("Group"),
     "kind": _l("Kind"),
     "publish_as": _l("Publish as"),
+}
+# The per-language forms of a signer's name, role and organisation (Signatory.translations):
+# each letter language's legend and hint.
+SIGNATORY_TRANSLATIONS = {
+    "en": (
+        _l("English"),
+        _l(
+            "A letter in English prints these instead of the name, role and organisation "
+            "above; where one is empty it prints the one above."
+        ),
+    ),
+    "fr": (
+        _l("French"),
+        _l(
+            "A letter in French prints these instead of the name, role and organisation "
+            "above; where one is empty it prints the one above."
+        ),
+    ),
+    "ru": (
+        _l("Russian"),
+        _l(
+            "A letter in Russian prints these instead of the name, role and organisation "
+            "above; where one is empty it prints the one above."
+        ),
+    ),
 }
 # What stands in for a withheld name in the version history (shown to staff).
 WITHHELD = _l("[name withheld]")
@@ -149,8 +179,7 @@ def _render_show(
             last_version=versions[-1] if versions else None,
             statuses=[s.value for s in StatementStatus],
             paste_formats=PASTE_FORMATS,
-            fields=SIGNATORY_FIELDS,
-            labels=SIGNATORY_LABELS,
+            **_signatory_form_words(),
             max_mb=statement_service.ATTACHMENT_MAX_BYTES // (1024 * 1024),
         ),
         status,
@@ -369,9 +398,27 @@ def version(statement_id: int, number: int) -> Any:
 # --- Signatories ---------------------------------------------------------------------------
 
 
+def _signatory_form_words() -> dict[str, Any]:
+    """What the signatory form's template needs besides the values (_signatory_fields.html)."""
+    return {
+        "fields": SIGNATORY_FIELDS,
+        "labels": SIGNATORY_LABELS,
+        "translation_groups": [
+            (language, legend, hint, [n for n in TRANSLATION_INPUTS if n.endswith(f"_{language}")])
+            for language, (legend, hint) in SIGNATORY_TRANSLATIONS.items()
+        ],
+        "translation_labels": TRANSLATION_LABELS,
+    }
+
+
 def _signatory_form(source: Any) -> dict[str, str]:
     names = (*SIGNATORY_FIELDS, "group_label", "kind", "publish_as")
-    return {name: str(source.get(name, "") or "") for name in names}
+    values = {name: str(source.get(name, "") or "") for name in names}
+    # Only the per-language inputs that were sent: one left out keeps its stored form.
+    values.update(
+        {name: str(source.get(name) or "") for name in TRANSLATION_INPUTS if name in source}
+    )
+    return values
 
 
 @bp.route("/<int:statement_id>/signatories", methods=["POST"])
@@ -426,6 +473,7 @@ def edit_signatory(statement_id: int, signatory_id: int) -> Any:
     signatory = _get_signatory(statement, signatory_id)
     if request.method == "GET":
         values = _signatory_form({n: getattr(signatory, n) for n in _signatory_form({})})
+        values.update(statement_service.translation_inputs(signatory.translations))
         return _render_signatory_form(statement, signatory, values, "")
     values = _signatory_form(request.form)
     try:
@@ -434,7 +482,9 @@ def edit_signatory(statement_id: int, signatory_id: int) -> Any:
         db.session.rollback()
         statement = db.get_or_404(Statement, statement_id)
         signatory = _get_signatory(statement, signatory_id)
-        return _render_signatory_form(statement, signatory, values, str(error), 422)
+        return _render_signatory_form(
+            statement, signatory, values, str(error), 422, field=error.field
+        )
     db.session.commit()
     flash(_("Signatory saved.") if changed else _("No changes."), "success")
     return redirect(url_for("statements.show", statement_id=statement.id) + "#signatories")
@@ -446,6 +496,8 @@ def _render_signatory_form(
     values: dict[str, str],
     error: str,
     status: int = 200,
+    *,
+    field: str = "",
 ) -> Any:
     return (
         render_template(
@@ -454,8 +506,8 @@ def _render_signatory_form(
             signatory=signatory,
             values=values,
             error=error,
-            fields=SIGNATORY_FIELDS,
-            labels=SIGNATORY_LABELS,
+            error_field=field,
+            **_signatory_form_words(),
         ),
         status,
     )
