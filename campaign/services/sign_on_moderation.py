@@ -484,7 +484,8 @@ def _keep_the_more_private_choice(
     keep.publish_as = duplicate.publish_as
     kept_signatory = _signatory_of(keep)
     if kept_signatory is not None:
-        statements.update_signatory(kept_signatory, as_signatory_values(keep), actor=actor)
+        values = {**as_signatory_values(keep), "group_label": kept_signatory.group_label}
+        statements.update_signatory(kept_signatory, values, actor=actor)
 
 
 # --- order ---------------------------------------------------------------------------------

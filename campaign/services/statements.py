@@ -452,11 +452,15 @@ def _clean_signatory(
     values: dict[str, Any] = {}
     for name in _SIGNATORY_FIELDS:
         value = " ".join(str(data.get(name, "") or "").split())
-        if len(value) > 300:
+        # The column's own width (a role of 250 characters would otherwise be a database
+        # error on PostgreSQL rather than a message).
+        limit = min(300, Signatory.__table__.c[name].type.length or 300)
+        if len(value) > limit:
             raise StatementError(
                 _(
-                    "The signatory's %(field)s is longer than 300 characters.",
+                    "The signatory's %(field)s is longer than %(limit)d characters.",
                     field=str(_SIGNATORY_FIELD_WORDS[name]),
+                    limit=limit,
                 )
             )
         values[name] = value

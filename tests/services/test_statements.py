@@ -129,3 +129,14 @@ def test_moving_and_removing_signatories_keeps_positions_and_records_versions(ap
     assert [(s.name, s.position) for s in statement.signatories] == [("C", 0), ("B", 1)]
     assert statement.versions[-1].change_summary == "signatory removed: A"
     assert [s["name"] for s in statement.versions[-1].snapshot["signatories"]] == ["C", "B"]
+
+
+def test_a_signatory_field_longer_than_its_column_is_refused_in_words(app: Flask) -> None:
+    statement = statements.create_statement("Letter", language="en", subject="S", body="B")
+    with pytest.raises(StatementError, match="role is longer than 200 characters"):
+        statements.add_signatory(
+            statement, {"name": "Anna", "kind": "individual", "role": "r" * 250}
+        )
+    with pytest.raises(StatementError, match="acronym is longer than 50 characters"):
+        statements.add_signatory(statement, {"name": "AHRCA", "acronym": "A" * 60})
+    assert statement.signatories == []
