@@ -15,35 +15,10 @@ from campaign.services.audit import record_event
 from campaign.services.inbound import record_inbound
 from campaign.services.suppressions import suppress_address
 from tests.conftest import make_user, sign_in
+from tests.i18n.pages import assert_no_codes, page_text, user_in
 from tests.inbound.helpers import corpus, sent_campaign
 
 NBSP = "\u00a0"
-
-
-def _user(role: Role, language: str, email: str | None = None) -> User:
-    user = make_user(role, email)
-    user.language = language
-    db.session.commit()
-    return user
-
-
-def _page(client: FlaskClient, url: str, method: str = "GET", **kwargs: object) -> str:
-    """The page at `url` (after the redirect of a POST), its entities decoded."""
-    response = client.open(url, method=method, follow_redirects=True, **kwargs)  # type: ignore[arg-type]
-    assert response.status_code == 200, url
-    return unescape(response.get_data(as_text=True))
-
-
-def _text_nodes(html: str) -> set[str]:
-    """What a reader sees between tags (scripts, styles and attributes left out)."""
-    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.DOTALL)
-    return {" ".join(node.split()) for node in re.findall(r">([^<]+)<", html) if node.strip()}
-
-
-def _no_codes(html: str, *codes: str) -> None:
-    shown = _text_nodes(html)
-    leaked = [code for code in codes if code in shown]
-    assert not leaked, f"raw codes shown as text: {leaked}"
 
 
 # --- Russian ------------------------------------------------------------------------------
@@ -52,12 +27,12 @@ def _no_codes(html: str, *codes: str) -> None:
 def test_users_page_in_russian_shows_roles_and_languages_as_labels(
     client: FlaskClient, app: Flask
 ) -> None:
-    admin = _user(Role.ADMIN, "ru")
-    french = _user(Role.EDITOR, "fr", "redactrice@example.org")
-    _user(Role.VIEWER, "", "browser@example.org")
+    admin = user_in(Role.ADMIN, "ru")
+    french = user_in(Role.EDITOR, "fr", "redactrice@example.org")
+    user_in(Role.VIEWER, "", "browser@example.org")
     sign_in(client, admin)
 
-    page = _page(client, "/users/")
+    page = page_text(client, "/users/")
 
     assert "<h1>Пользователи</h1>" in page
     assert 'lang="ru"' in page
@@ -66,9 +41,9 @@ def test_users_page_in_russian_shows_roles_and_languages_as_labels(
     # Each user's interface language, as a label; "" follows their browser.
     languages = dict(re.findall(r'data-language="(\w*)">([^<]+)</td>', page))
     assert languages == {"ru": "Русский", "fr": "Французский", "": "Как в браузере"}
-    _no_codes(page, "admin", "editor", "viewer", "sender", "ru", "fr", "on", "off")
+    assert_no_codes(page, "admin", "editor", "viewer", "sender", "ru", "fr", "on", "off")
 
-    changed = _page(client, f"/users/{french.id}/role", method="POST", data={"role": "viewer"})
+    changed = page_text(client, f"/users/{french.id}/role", method="POST", data={"role": "viewer"})
     assert "У redactrice@example.org теперь роль «Читатель»" in changed
 
 
@@ -77,33 +52,33 @@ def test_replies_in_russian_label_kinds_and_match_methods(client: FlaskClient, a
     reply = record_inbound(corpus("reply_in_reply_to.eml")).message
     record_inbound(corpus("postfix_dsn.eml"))
     db.session.commit()
-    sign_in(client, _user(Role.EDITOR, "ru"))
+    sign_in(client, user_in(Role.EDITOR, "ru"))
 
-    inbox = _page(client, "/replies/")
+    inbox = page_text(client, "/replies/")
     assert '<h1 id="inbox-title">Ответы</h1>' in inbox
     assert ">Ответ</span>" in inbox and ">Возврат</span>" in inbox  # kinds as labels
     assert "Постоянный возврат" in inbox  # the bounce's kind
     assert "2 сообщения." in inbox  # a Russian plural ("few")
-    _no_codes(inbox, "reply", "bounce", "hard", "auto_reply", "open")
+    assert_no_codes(inbox, "reply", "bounce", "hard", "auto_reply", "open")
 
-    shown = _page(client, f"/replies/{reply.id}")
+    shown = page_text(client, f"/replies/{reply.id}")
     assert "Заголовок In-Reply-To" in shown  # how it was matched, as a label
     assert "Отметить как обработанное" in shown
-    _no_codes(shown, "in_reply_to", "reply")
+    assert_no_codes(shown, "in_reply_to", "reply")
 
-    done = _page(client, f"/replies/{reply.id}/handled", method="POST", data={"handled": "1"})
+    done = page_text(client, f"/replies/{reply.id}/handled", method="POST", data={"handled": "1"})
     assert "Отмечено как обработанное." in done  # the flash
 
 
 def test_mailbox_and_smtp_forms_in_russian_label_the_security_modes(
     client: FlaskClient, app: Flask
 ) -> None:
-    sign_in(client, _user(Role.ADMIN, "ru"))
+    sign_in(client, user_in(Role.ADMIN, "ru"))
 
-    form = _page(client, "/mailboxes/new")
+    form = page_text(client, "/mailboxes/new")
     assert "Новый почтовый ящик" in form
     assert ">Нет (открытый текст)</option>" in form
-    _no_codes(form, "none", "ssl", "starttls")
+    assert_no_codes(form, "none", "ssl", "starttls")
 
     refused = client.post(
         "/mailboxes/new",
@@ -119,14 +94,14 @@ def test_mailbox_and_smtp_forms_in_russian_label_the_security_modes(
     assert refused.status_code == 422
     assert "передаёт пароль открытым текстом" in unescape(refused.get_data(as_text=True))
 
-    accounts = _page(client, "/smtp-accounts/")
+    accounts = page_text(client, "/smtp-accounts/")
     assert "<h1>Учётные записи SMTP</h1>" in accounts
     assert "по умолчанию (CAMPAIGN_MAIL_*)" in accounts
 
     # The same compiled template for a French admin next: no label frozen in Russian.
     client.post("/logout")
-    sign_in(client, _user(Role.ADMIN, "fr", "admin.fr@example.org"))
-    french = _page(client, "/mailboxes/new")
+    sign_in(client, user_in(Role.ADMIN, "fr", "admin.fr@example.org"))
+    french = page_text(client, "/mailboxes/new")
     assert f"Ne choisissez «{NBSP}Aucune (texte en clair){NBSP}»" in french
     assert "Нет (открытый текст)" not in french
 
@@ -137,15 +112,15 @@ def test_mailbox_and_smtp_forms_in_russian_label_the_security_modes(
 def test_suppression_list_in_french(client: FlaskClient, app: Flask) -> None:
     suppress_address("gone@example.org", SuppressionReason.HARD_BOUNCE)
     db.session.commit()
-    sign_in(client, _user(Role.SENDER, "fr"))
+    sign_in(client, user_in(Role.SENDER, "fr"))
 
-    page = _page(client, "/suppressions/")
+    page = page_text(client, "/suppressions/")
     assert "<h1>Liste d’exclusion</h1>" in page
     assert "<td>Rejet définitif</td>" in page  # the reason, as a label
     assert ">Ajouter à la liste d’exclusion</button>" in page
-    _no_codes(page, "hard_bounce", "hard bounce", "manual", "unsubscribed")
+    assert_no_codes(page, "hard_bounce", "hard bounce", "manual", "unsubscribed")
 
-    added = _page(
+    added = page_text(
         client, "/suppressions/", method="POST", data={"email": "dana@example.org", "note": ""}
     )
     assert f"dana@example.org ajoutée{NBSP}: aucune campagne n’y écrira." in added
@@ -154,13 +129,13 @@ def test_suppression_list_in_french(client: FlaskClient, app: Flask) -> None:
 def test_audit_log_in_french_names_events_and_keeps_unknown_codes(
     client: FlaskClient, app: Flask
 ) -> None:
-    admin = _user(Role.ADMIN, "fr")
+    admin = user_in(Role.ADMIN, "fr")
     record_event("test.unknown_event", target_type="thing", target_id=1)
     record_event("mailbox.poll", target_type="imap_mailbox", target_id=3)
     db.session.commit()
     sign_in(client, admin)
 
-    page = _page(client, "/audit/")
+    page = page_text(client, "/audit/")
 
     assert "<h1>Journal d’audit</h1>" in page
     assert '<td data-action="login">Connexion</td>' in page
@@ -168,7 +143,7 @@ def test_audit_log_in_french_names_events_and_keeps_unknown_codes(
     assert "Boîte aux lettres 3" in page  # the target, named
     assert "test.unknown_event" in page and "thing 1" in page  # unknown: the code itself
     assert '<option value="user.create" >Compte créé</option>' in page  # the filter
-    _no_codes(page, "login", "user.create", "mailbox.poll", "imap_mailbox")
+    assert_no_codes(page, "login", "user.create", "mailbox.poll", "imap_mailbox")
 
 
 def test_login_errors_follow_the_browser_language(client: FlaskClient, app: Flask) -> None:
@@ -188,24 +163,24 @@ def test_login_errors_follow_the_browser_language(client: FlaskClient, app: Flas
 
 
 def test_choosing_french_shows_the_next_page_in_french(client: FlaskClient, app: Flask) -> None:
-    admin = _user(Role.ADMIN, "")
+    admin = user_in(Role.ADMIN, "")
     sign_in(client, admin)
-    assert "<h1>Users</h1>" in _page(client, "/users/")
+    assert "<h1>Users</h1>" in page_text(client, "/users/")
 
     response = client.post("/account/language", data={"language": "fr", "next": "/users/"})
 
     assert response.status_code == 302 and response.headers["Location"] == "/users/"
-    page = _page(client, "/users/")
+    page = page_text(client, "/users/")
     assert 'lang="fr"' in page and "<h1>Utilisateurs</h1>" in page
     assert "La langue de l’interface a été changée." in page  # the flash, already French
     assert db.session.get(User, admin.id).language == "fr"  # type: ignore[union-attr]
 
 
 def test_an_unknown_language_is_refused_with_a_message(client: FlaskClient, app: Flask) -> None:
-    admin = _user(Role.ADMIN, "ru")
+    admin = user_in(Role.ADMIN, "ru")
     sign_in(client, admin)
 
-    page = _page(
+    page = page_text(
         client,
         "/account/language",
         method="POST",
@@ -218,11 +193,11 @@ def test_an_unknown_language_is_refused_with_a_message(client: FlaskClient, app:
 
 
 def test_a_user_without_a_choice_follows_accept_language(client: FlaskClient, app: Flask) -> None:
-    sign_in(client, _user(Role.ADMIN, ""))
+    sign_in(client, user_in(Role.ADMIN, ""))
 
-    russian = _page(client, "/users/", headers={"Accept-Language": "ru-RU,ru;q=0.9,en;q=0.5"})
-    french = _page(client, "/users/", headers={"Accept-Language": "fr-CH, en;q=0.5"})
-    english = _page(client, "/users/", headers={"Accept-Language": "de-DE"})
+    russian = page_text(client, "/users/", headers={"Accept-Language": "ru-RU,ru;q=0.9,en;q=0.5"})
+    french = page_text(client, "/users/", headers={"Accept-Language": "fr-CH, en;q=0.5"})
+    english = page_text(client, "/users/", headers={"Accept-Language": "de-DE"})
 
     assert "<h1>Пользователи</h1>" in russian and 'lang="ru"' in russian
     assert "<h1>Utilisateurs</h1>" in french and 'lang="fr"' in french

@@ -15,9 +15,10 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.test import encode_multipart
 
 from campaign.extensions import db
-from campaign.models import Contact, Role, User
+from campaign.models import Contact, Role
 from campaign.services.contacts import create_contact
-from tests.conftest import make_user, sign_in
+from tests.conftest import sign_in
+from tests.i18n.pages import assert_no_codes, page_text, text_nodes, user_in
 from workers import context, jobs
 
 NBSP = "\u00a0"
@@ -28,13 +29,6 @@ BAD_ROWS = (
     "Carl,Probe,carl@example.org,France\n"
     "Dora,Beispiel,ANNA@example.org,DE\n"
 )
-
-
-def _user(role: Role, language: str) -> User:
-    user = make_user(role)
-    user.language = language
-    db.session.commit()
-    return user
 
 
 def _ambassador() -> Contact:
@@ -56,25 +50,6 @@ def _ambassador() -> Contact:
     return contact
 
 
-def _page(client: FlaskClient, url: str, method: str = "GET", **kwargs: Any) -> str:
-    """The page at `url` (after the redirect of a POST), its entities decoded."""
-    response = client.open(url, method=method, follow_redirects=True, **kwargs)
-    assert response.status_code == 200, url
-    return unescape(response.get_data(as_text=True))
-
-
-def _text_nodes(html: str) -> set[str]:
-    """What a reader sees between tags (scripts, styles and attributes left out)."""
-    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.DOTALL)
-    return {" ".join(node.split()) for node in re.findall(r">([^<]+)<", html) if node.strip()}
-
-
-def _no_codes(html: str, *codes: str) -> None:
-    shown = _text_nodes(html)
-    leaked = [code for code in codes if code in shown]
-    assert not leaked, f"raw codes shown as text: {leaked}"
-
-
 def _upload(client: FlaskClient, content: bytes, name: str = "contacts.csv") -> Any:
     values = MultiDict({"file": FileStorage(io.BytesIO(content), filename=name)})
     boundary, body = encode_multipart(values)
@@ -88,28 +63,28 @@ def _upload(client: FlaskClient, content: bytes, name: str = "contacts.csv") -> 
 
 def test_contacts_table_in_russian_shows_labels_not_codes(client: FlaskClient, app: Flask) -> None:
     _ambassador()
-    sign_in(client, _user(Role.EDITOR, "ru"))
+    sign_in(client, user_in(Role.EDITOR, "ru"))
 
-    page = _page(client, "/contacts/")
+    page = page_text(client, "/contacts/")
 
     assert "<h1>Контакты</h1>" in page
     assert "Новый контакт" in page  # a button
-    assert "1 контакт." in " ".join(_text_nodes(page))
+    assert "1 контакт." in " ".join(text_nodes(page))
     assert ">Посол</option>" in page  # the role filter offers labels
     assert "<td>Посол</td>" in page
     assert ">Публичный</span>" in page  # the risk level
-    _no_codes(page, "ambassador", "public", "mep", "head_of_gov", "un_sr")
+    assert_no_codes(page, "ambassador", "public", "mep", "head_of_gov", "un_sr")
 
-    filtered = _page(client, "/contacts/?role_type=un_wg")
+    filtered = page_text(client, "/contacts/?role_type=un_wg")
     assert "Подходящих контактов нет." in filtered
     assert "соответствуют этим фильтрам" in filtered or "соответствует этим фильтрам" in filtered
 
 
 def test_contact_page_in_russian_labels_every_coded_field(client: FlaskClient, app: Flask) -> None:
     contact = _ambassador()
-    sign_in(client, _user(Role.EDITOR, "ru"))
+    sign_in(client, user_in(Role.EDITOR, "ru"))
 
-    page = _page(client, f"/contacts/{contact.id}")
+    page = page_text(client, f"/contacts/{contact.id}")
 
     assert ">Изменить</a>" in page and ">Удалить</a>" in page
     assert "<dt>Тип роли</dt>" in page and "<dd>Посол</dd>" in page
@@ -118,18 +93,18 @@ def test_contact_page_in_russian_labels_every_coded_field(client: FlaskClient, a
     assert "2027" in page and "2027-03-31</time>" not in page  # a date in words
     assert "Контакт создан" in page  # the history, not "contact.create"
     assert "Письма и ответы" in page
-    _no_codes(page, "ambassador", "excellency", "f", "person", "public", "contact.create")
+    assert_no_codes(page, "ambassador", "excellency", "f", "person", "public", "contact.create")
 
 
 def test_contact_form_in_russian_explains_errors_and_says_saved(
     client: FlaskClient, app: Flask
 ) -> None:
-    sign_in(client, _user(Role.EDITOR, "ru"))
+    sign_in(client, user_in(Role.EDITOR, "ru"))
 
-    form = _page(client, "/contacts/new")
+    form = page_text(client, "/contacts/new")
     assert "Создать контакт" in form
     assert ">Посол</option>" in form and ">Женский</option>" in form
-    _no_codes(form, "ambassador", "excellency", "unknown", "mandate")
+    assert_no_codes(form, "ambassador", "excellency", "unknown", "mandate")
 
     refused = client.post(
         "/contacts/new", data={"family_name": "Петрова", "email": "a@b@c.org", "country": "France"}
@@ -140,7 +115,7 @@ def test_contact_form_in_russian_explains_errors_and_says_saved(
     assert "'France' — не код страны из таблицы стран" in text
     assert "недействительный адрес электронной почты" in text
 
-    saved = _page(
+    saved = page_text(
         client,
         "/contacts/new",
         method="POST",
@@ -155,18 +130,18 @@ def test_contact_form_in_russian_explains_errors_and_says_saved(
 
 def test_lists_and_segments_in_french(client: FlaskClient, app: Flask) -> None:
     _ambassador()
-    sign_in(client, _user(Role.EDITOR, "fr"))
+    sign_in(client, user_in(Role.EDITOR, "fr"))
 
-    page = _page(client, "/audiences/")
+    page = page_text(client, "/audiences/")
     assert "<h1>Listes et segments</h1>" in page
     assert "Créer la liste" in page  # a button
 
-    created = _page(client, "/audiences/lists", method="POST", data={"name": "Presse"})
+    created = page_text(client, "/audiences/lists", method="POST", data={"name": "Presse"})
     assert "Liste Presse créée." in created
-    again = _page(client, "/audiences/lists", method="POST", data={"name": "presse"})
+    again = page_text(client, "/audiences/lists", method="POST", data={"name": "presse"})
     assert f"Une liste nommée «{NBSP}presse{NBSP}» existe déjà." in again
 
-    form = _page(client, "/audiences/segments/new")
+    form = page_text(client, "/audiences/segments/new")
     assert "Enregistrer le segment" in form
     assert '<option value="Ambassadeur">' in form  # the value choices are labels
     count = client.post(
@@ -183,9 +158,9 @@ def test_lists_and_segments_in_french(client: FlaskClient, app: Flask) -> None:
 def test_import_wizard_in_french_names_file_line_and_column(
     client: FlaskClient, app: Flask
 ) -> None:
-    sign_in(client, _user(Role.EDITOR, "fr"))
+    sign_in(client, user_in(Role.EDITOR, "fr"))
 
-    page = _page(client, "/imports/")
+    page = page_text(client, "/imports/")
     assert "<h1>Importer des contacts</h1>" in page and "Téléverser" in page
 
     wrong = client.post(
@@ -200,7 +175,7 @@ def test_import_wizard_in_french_names_file_line_and_column(
     match = re.search(r"/imports/(\d+)/", uploaded.headers["Location"])
     assert match
     import_id = int(match.group(1))
-    mapping = _page(client, f"/imports/{import_id}/mapping")
+    mapping = page_text(client, f"/imports/{import_id}/mapping")
     assert "Les colonnes ont été associées d’après leur nom" in mapping
     assert "— ignorer cette colonne —" in mapping
     client.post(
@@ -208,7 +183,7 @@ def test_import_wizard_in_french_names_file_line_and_column(
         data={"map-0": "given_name", "map-1": "family_name", "map-2": "email",
               "map-3": "country", "on_duplicate": "skip"},
     )  # fmt: skip
-    preview = _page(client, f"/imports/{import_id}/preview")
+    preview = page_text(client, f"/imports/{import_id}/preview")
     assert "Rien n’a encore été enregistré." in preview
     assert "'France' n’est pas un code de pays connu de la table des pays" in preview
     assert "figure déjà à la ligne 2 de ce fichier" in preview
@@ -217,7 +192,7 @@ def test_import_wizard_in_french_names_file_line_and_column(
     context.set_app(app)
     jobs.import_contacts(import_id)  # the worker writes in the language of who started it
 
-    done = _page(client, f"/imports/{import_id}")
+    done = page_text(client, f"/imports/{import_id}")
     assert f"importés{NBSP}: 1, mis à jour{NBSP}: 0, ignorés{NBSP}: 0, rejetés{NBSP}: 3" in done
     rejects = re.findall(r"<tr><td>(\d+)</td><td>([^<]*)</td><td>([^<]*)</td></tr>", done)
     assert [(line, column) for line, column, _reason in rejects] == [

@@ -4,46 +4,18 @@ a raw code (statuses, signatory kinds, severities, role types, genders, rule kin
 
 from __future__ import annotations
 
-import re
-from html import unescape
-
 from flask import Flask
 from flask.testing import FlaskClient
 
 from campaign.extensions import db
-from campaign.models import Role, Statement, User
+from campaign.models import Role, Statement
 from campaign.services import lists, statements
 from campaign.services.contacts import create_contact
-from tests.conftest import make_user, sign_in
+from tests.conftest import sign_in
+from tests.i18n.pages import assert_no_codes, page_text, user_in
 
 NBSP = "\u00a0"
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n"
-
-
-def _user(role: Role, language: str) -> User:
-    user = make_user(role)
-    user.language = language
-    db.session.commit()
-    return user
-
-
-def _page(client: FlaskClient, url: str, method: str = "GET", **kwargs: object) -> str:
-    """The page at `url` (after the redirect of a POST), its entities decoded."""
-    response = client.open(url, method=method, follow_redirects=True, **kwargs)  # type: ignore[arg-type]
-    assert response.status_code in (200, 422), (url, response.status_code)
-    return unescape(response.get_data(as_text=True))
-
-
-def _text_nodes(html: str) -> set[str]:
-    """What a reader sees between tags (scripts, styles and attributes left out)."""
-    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.DOTALL)
-    return {" ".join(node.split()) for node in re.findall(r">([^<]+)<", html) if node.strip()}
-
-
-def _no_codes(html: str, *codes: str) -> None:
-    shown = _text_nodes(html)
-    leaked = [code for code in codes if code in shown]
-    assert not leaked, f"raw codes shown as text: {leaked}"
 
 
 def _statement() -> Statement:
@@ -91,26 +63,26 @@ def _audience() -> str:
 
 def test_statement_pages_in_russian(client: FlaskClient, app: Flask) -> None:
     statement = _statement()
-    sign_in(client, _user(Role.EDITOR, "ru"))
+    sign_in(client, user_in(Role.EDITOR, "ru"))
 
-    index = _page(client, "/statements/")
+    index = page_text(client, "/statements/")
     assert "<h1>Заявления</h1>" in index and "Новое заявление" in index
-    _no_codes(index, "draft")
+    assert_no_codes(index, "draft")
 
-    show = _page(client, f"/statements/{statement.id}")
+    show = page_text(client, f"/statements/{statement.id}")
     assert "Предпросмотр писем" in show and "Проверить перед отправкой" in show
     assert "Добавить подписанта" in show and "Организация" in show
     assert "Удалить это заявление и все его версии?" in show  # the confirmation
-    _no_codes(show, "draft", "final", "organisation", "individual", "full", "withheld")
+    assert_no_codes(show, "draft", "final", "organisation", "individual", "full", "withheld")
 
-    flashed = _page(
+    flashed = page_text(
         client, f"/statements/{statement.id}/status", method="POST", data={"status": "final"}
     )
     assert "Заявлению присвоен статус «" in flashed
-    _no_codes(flashed, "final")
+    assert_no_codes(flashed, "final")
 
     # A template the sandbox refuses: the reason in Russian, the line kept.
-    refused = _page(
+    refused = page_text(
         client,
         f"/statements/{statement.id}/texts/en",
         method="POST",
@@ -119,40 +91,42 @@ def test_statement_pages_in_russian(client: FlaskClient, app: Flask) -> None:
     assert "Текст (en) нельзя сохранить: Строка 3:" in refused
     assert "относится к веб-приложению" in refused
 
-    versions = _page(client, f"/statements/{statement.id}/versions")
+    versions = page_text(client, f"/statements/{statement.id}/versions")
     assert "<h1>История версий</h1>" in versions
 
 
 def test_preview_and_check_in_russian(client: FlaskClient, app: Flask) -> None:
     statement = _statement()
     audience = _audience()
-    sign_in(client, _user(Role.EDITOR, "ru"))
+    sign_in(client, user_in(Role.EDITOR, "ru"))
 
-    check = _page(client, f"/statements/{statement.id}/check/?audience={audience}")
+    check = page_text(client, f"/statements/{statement.id}/check/?audience={audience}")
     assert "<h1>Проверка перед отправкой</h1>" in check
     assert "Ошибки не дают поставить письмо в очередь:" in check
     assert "Предупреждение" in check  # the severity, as a label
-    assert "у заявления нет ни одного из языков контакта (fr)" in check  # the problem
-    assert "language_fallback" in check  # the code stays, as an identifier
-    _no_codes(check, "warning", "error")
+    assert "у заявления нет ни одного из языков контакта (французский)" in check  # the problem
+    assert 'data-code="language_fallback"' in check  # the code stays, as an identifier
+    assert_no_codes(check, "warning", "error", "language_fallback")
 
-    preview = _page(client, f"/statements/{statement.id}/preview/?audience={audience}")
+    preview = page_text(client, f"/statements/{statement.id}/preview/?audience={audience}")
     assert "<h1>Предпросмотр</h1>" in preview and "Скачать PDF" in preview
-    assert "Письмо на языке" in preview
-    _no_codes(preview, "warning", "error")
+    assert "Письмо для" in preview and 'data-language="en">английский</strong>' in preview
+    assert_no_codes(preview, "warning", "error")
 
 
 def test_salutation_rules_in_russian(client: FlaskClient, app: Flask) -> None:
-    sign_in(client, _user(Role.ADMIN, "ru"))
-    page = _page(client, "/salutations/")
+    sign_in(client, user_in(Role.ADMIN, "ru"))
+    page = page_text(client, "/salutations/")
     assert "<h1>Обращения и заключительные формулы</h1>" in page
     assert "Сохранить настройки" in page
     assert "Французское обращение к женщине-послу" in page
     # Rule tables: kinds, role types, genders and styles as labels.
     assert "Заключительная формула" in page
-    _no_codes(page, "salutation", "closing", "ambassador", "head_of_gov", "un_sr", "f", "m", "*")
+    assert_no_codes(
+        page, "salutation", "closing", "ambassador", "head_of_gov", "un_sr", "f", "m", "*"
+    )
 
-    refused = _page(
+    refused = page_text(
         client,
         "/salutations/rules",
         method="POST",
@@ -167,13 +141,13 @@ def test_salutation_rules_in_russian(client: FlaskClient, app: Flask) -> None:
 
 def test_statement_pages_and_flashes_in_french(client: FlaskClient, app: Flask) -> None:
     statement = _statement()
-    sign_in(client, _user(Role.EDITOR, "fr"))
+    sign_in(client, user_in(Role.EDITOR, "fr"))
 
-    index = _page(client, "/statements/")
+    index = page_text(client, "/statements/")
     assert "<h1>Déclarations</h1>" in index and "Nouvelle déclaration" in index
-    _no_codes(index, "draft")
+    assert_no_codes(index, "draft")
 
-    flashed = _page(
+    flashed = page_text(
         client,
         "/statements/new",
         method="POST",
@@ -181,7 +155,7 @@ def test_statement_pages_and_flashes_in_french(client: FlaskClient, app: Flask) 
     )
     assert "Déclaration «\u00a0Lettre\u00a0» créée comme brouillon." in flashed
 
-    added = _page(
+    added = page_text(
         client,
         f"/statements/{statement.id}/signatories/paste",
         method="POST",
@@ -189,7 +163,7 @@ def test_statement_pages_and_flashes_in_french(client: FlaskClient, app: Flask) 
     )
     assert "2 signataires ajoutés." in added
 
-    bad = _page(
+    bad = page_text(
         client,
         f"/statements/{statement.id}/signatories/paste",
         method="POST",
@@ -202,14 +176,14 @@ def test_statement_pages_and_flashes_in_french(client: FlaskClient, app: Flask) 
 def test_check_and_salutations_in_french(client: FlaskClient, app: Flask) -> None:
     statement = _statement()
     audience = _audience()
-    sign_in(client, _user(Role.ADMIN, "fr"))
+    sign_in(client, user_in(Role.ADMIN, "fr"))
 
-    check = _page(client, f"/statements/{statement.id}/check/?audience={audience}")
+    check = page_text(client, f"/statements/{statement.id}/check/?audience={audience}")
     assert "<h1>Vérification avant envoi</h1>" in check
     assert "Avertissement" in check and "Destinataires vérifiés" in check
-    _no_codes(check, "warning", "error")
+    assert_no_codes(check, "warning", "error")
 
-    page = _page(client, "/salutations/?lang=fr")
+    page = page_text(client, "/salutations/?lang=fr")
     assert "<h1>Formules d’appel et de politesse</h1>" in page
     assert "Formule de politesse" in page and "Formule d’appel" in page
-    _no_codes(page, "salutation", "closing", "ambassador", "minister", "f", "m", "*")
+    assert_no_codes(page, "salutation", "closing", "ambassador", "minister", "f", "m", "*")
