@@ -1,10 +1,11 @@
 """Interface and reader languages: Flask-Babel set-up, locale choice and catalogue compiling.
 
 Three kinds of language are kept apart (ARCHITECTURE.md, Languages): the *interface*
-language of a signed-in user (their stored choice, else the browser's Accept-Language),
-the *reader's* language of a public page or an e-mail to a stranger (chosen by the view
-with `use_reader_language`), and the data's language (a contact's fields per language,
-handled by the letters package). This module owns the first two.
+language of a signed-in user (their stored choice, else the browser's Accept-Language; a
+visitor before sign-in: their choice kept in the session, else the browser's), the
+*reader's* language of a public page or an e-mail to a stranger (chosen by the view with
+`use_reader_language`), and the data's language (a contact's fields per language, handled
+by the letters package). This module owns the first two.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from babel import Locale, UnknownLocaleError
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import Flask, g, has_request_context, request
+from flask import Flask, g, has_request_context, request, session
 from flask_babel import Babel, refresh
 from jinja2 import pass_context
 
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 LANGUAGES: tuple[str, ...] = ("en", "fr", "ru")
 DEFAULT_LANGUAGE = LANGUAGES[0]
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
+# The session key holding a visitor's explicit choice before sign-in (the sign-in page's
+# language links) or the language of the user who just signed out.
+SESSION_LANGUAGE = "interface_language"
 
 # A language tag as a person or a browser might send it: "ru", "fr-CH", "zh-Hant-TW".
 _TAG = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,3}$")
@@ -49,6 +53,8 @@ def init_babel(app: Flask) -> None:
     # visitor's locale.
     app.add_template_filter(pass_context(lambda _c, v, f="short": local_time(v, f)), "when")
     app.add_template_filter(pass_context(lambda _c, v, f="medium": local_date(v, f)), "day")
+    app.add_template_filter(pass_context(lambda _c, v, d=1: local_percent(v, d)), "percent")
+    app.add_template_global(language_name, "language_name")
 
     @app.context_processor
     def _inject_language() -> dict[str, object]:
@@ -66,6 +72,21 @@ def autonym(tag: str) -> str:
     except (ValueError, TypeError, UnknownLocaleError):
         return tag
     return locale.get_display_name(locale) or tag
+
+
+def language_name(tag: str | None) -> str:
+    """A letter's language named in the interface language ("English", "anglais",
+    "английский"), or the tag as written when Babel does not know it."""
+    if not tag:
+        return ""
+    try:
+        language = Locale.parse(str(tag).replace("-", "_"))
+    except (ValueError, TypeError, UnknownLocaleError):
+        return str(tag)
+    from flask_babel import get_locale
+
+    interface = get_locale() or Locale.parse(DEFAULT_LANGUAGE)
+    return language.get_display_name(interface) or str(tag)
 
 
 def normalise_tag(value: str | None) -> str:
@@ -102,7 +123,9 @@ def choose_language(candidates: Iterable[str | None], available: Sequence[str]) 
 
 
 def select_locale() -> str:
-    """Flask-Babel's locale selector: reader's language on public pages, else the user's."""
+    """Flask-Babel's locale selector: the reader's language on public pages; else the
+    signed-in user's stored language, or an anonymous visitor's choice kept in the session;
+    else the browser's Accept-Language; else English."""
     reader = g.get("reader_language")
     if not has_request_context():
         # A CLI command or a worker job: the language its code chose, else English.
@@ -115,7 +138,22 @@ def select_locale() -> str:
         stored = supported(getattr(current_user, "language", ""))
         if stored:
             return stored
+    else:
+        # A visitor before sign-in: the language they chose on the sign-in page, or the
+        # language of the user who signed out in this browser (auth.logout).
+        chosen = supported(str(session.get(SESSION_LANGUAGE) or ""))
+        if chosen:
+            return chosen
     return choose_language(accepted_languages(), LANGUAGES) or DEFAULT_LANGUAGE
+
+
+def remember_visitor_language(language: str | None) -> str:
+    """Keep a visitor's language for the pages before sign-in; returns it, "" if refused."""
+    chosen = supported(language)
+    if chosen:
+        session[SESSION_LANGUAGE] = chosen
+        refresh()
+    return chosen
 
 
 def use_reader_language(language: str) -> str:
@@ -146,6 +184,22 @@ def local_date(value: date | datetime | None, format: str = "medium") -> str:
     from flask_babel import format_date
 
     return str(format_date(value, format))
+
+
+def local_percent(value: float | None, digits: int = 1) -> str:
+    """A share given in percent (12.5) as the interface locale writes it: "12.5%",
+    "12,5 %", with `digits` decimals."""
+    if value is None:
+        return ""
+    from babel.numbers import format_percent
+    from flask_babel import get_locale
+
+    locale = get_locale() or Locale.parse(DEFAULT_LANGUAGE)
+    pattern = locale.percent_formats[None].pattern  # "#,##0%", "#,##0\u00a0%"
+    if digits > 0:
+        # The last digit of the integer part takes the decimals: "#,##0" -> "#,##0.0".
+        pattern = re.sub(r"0(?![0#,.])", "0." + "0" * digits, pattern, count=1)
+    return str(format_percent(value / 100, format=pattern, locale=locale))
 
 
 def current_language() -> str:

@@ -262,6 +262,8 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "salutation_rule.update": _l("Salutation rule changed"),
         "salutation_rule.delete": _l("Salutation rule deleted"),
         "salutation_setting.update": _l("Salutation settings changed"),
+        "country_name.save": _l("Country name corrected"),
+        "country_name.delete": _l("Country name correction removed"),
         "inbound.upload": _l("Replies uploaded"),
         "inbound.handled": _l("Reply marked handled"),
         "inbound.reopened": _l("Reply reopened"),
@@ -300,6 +302,7 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "case": _l("Case"),
         "salutation_rule": _l("Salutation rule"),
         "salutation_setting": _l("Salutation setting"),
+        "country_name": _l("Country name"),
         "inbound_message": _l("Received message"),
         "upload": _l("File upload"),
         "imap_mailbox": _l("Mailbox"),
@@ -348,6 +351,26 @@ LABELS: dict[str, dict[str, LazyString]] = {
     "problem_severity": {
         "error": _l("Error"),
         "warning": _l("Warning"),
+    },
+    # What a letter problem is about (letters/types.py LetterProblem.code); pages show
+    # this name, the code stays a data- attribute for filters and tests.
+    "problem": {
+        "no_email": _l("No email address"),
+        "bad_address": _l("Unusable email address"),
+        "header_injection": _l("Line break in a header"),
+        "language_fallback": _l("Not in the contact's language"),
+        "un_language": _l("Not a UN working language"),
+        "missing_name_part": _l("Part of the name missing"),
+        "no_salutation_rule": _l("No salutation rule"),
+        "salutation_override_language": _l("Own salutation in another language"),
+        "render_error": _l("The letter could not be made"),
+        "unknown_variable": _l("Unknown field in the text"),
+        "empty_subject": _l("Empty subject"),
+        "foreign_script": _l("Written in another script"),
+        "dative_unconfirmed": _l("Dative forms not confirmed"),
+        "dative_undeclined": _l("Dative form missing"),
+        "unknown_country": _l("Unknown country code"),
+        "no_office_country": _l("Country of the office missing"),
     },
 }
 

@@ -134,6 +134,12 @@ class CountryNames:
         found = self.name(code, language)
         return found.short if found else ""
 
+    def printed(self, text: str, language: str) -> str:
+        """A country as typed by a signer ("Belgium", "BE", "Бельгия") as the table names it
+        in `language` ("Belgique"); text that names no known country stays as typed."""
+        code = self.find(text)
+        return (self.short(code, language) or text) if code else text
+
     def formal(self, code: str, language: str) -> str:
         found = self.name(code, language)
         return found.formal if found else ""

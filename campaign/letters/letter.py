@@ -19,6 +19,7 @@ from flask_babel import ngettext
 from jinja2 import TemplateError
 from jinja2.meta import find_undeclared_variables
 
+from campaign.i18n import language_name
 from campaign.letters.address import (
     address_lines,
     country_name,
@@ -206,15 +207,15 @@ def choose_language(
     if contact_languages:
         reason = _(
             "the statement has none of the contact's languages (%(languages)s); the letter "
-            "goes out in %(fallback)s, the statement's first language",
-            languages=", ".join(contact_languages),
-            fallback=fallback,
+            "goes out in the statement's first language (%(fallback)s)",
+            languages=", ".join(language_name(tag) for tag in contact_languages),
+            fallback=language_name(fallback),
         )
     else:
         reason = _(
-            "the contact has no language; the letter goes out in %(fallback)s, "
-            "the statement's first language",
-            fallback=fallback,
+            "the contact has no language; the letter goes out in the statement's first "
+            "language (%(fallback)s)",
+            fallback=language_name(fallback),
         )
     return fallback, LetterProblem("warning", "language_fallback", reason)
 
@@ -226,9 +227,9 @@ def un_language_problem(role_type: str, language: str) -> LetterProblem | None:
             "warning",
             "un_language",
             _(
-                "a letter to a UN special procedure in %(language)s: the mandates work in "
-                "English, French and Spanish; add a text in one of them",
-                language=language,
+                "the letter to a UN special procedure is in %(language)s, but the mandates "
+                "work in English, French and Spanish; add a text in one of them",
+                language=language_name(language),
             ),
         )
     return None
@@ -334,21 +335,21 @@ def _describe_fallback(kind: str, contact: object, resolution: Resolution) -> Le
     gender = label(_field(contact, "grammatical_gender") or "unknown", "gender")
     if kind == "closing":
         message = _(
-            "the closing rule for %(role)s (%(gender)s) in %(language)s needs the %(missing)s, "
-            "which is empty; the letter says “%(text)s” instead",
+            "the closing rule for %(role)s (%(gender)s; letter language: %(language)s) needs "
+            "the %(missing)s, which is empty; the letter says “%(text)s” instead",
             role=role,
             gender=gender,
-            language=resolution.language,
+            language=language_name(resolution.language),
             missing=missing,
             text=resolution.text,
         )
     else:
         message = _(
-            "the salutation rule for %(role)s (%(gender)s) in %(language)s needs the "
-            "%(missing)s, which is empty; the letter says “%(text)s” instead",
+            "the salutation rule for %(role)s (%(gender)s; letter language: %(language)s) "
+            "needs the %(missing)s, which is empty; the letter says “%(text)s” instead",
             role=role,
             gender=gender,
-            language=resolution.language,
+            language=language_name(resolution.language),
             missing=missing,
             text=resolution.text,
         )
@@ -367,18 +368,18 @@ def _salutation_and_closing(
             if needed:
                 if kind == "closing":
                     message = _(
-                        "no closing for this contact in %(language)s (%(reason)s); add a rule "
-                        "on the salutations page or write the text without {{ salutation }} "
-                        "and {{ closing }}",
-                        language=language,
+                        "no closing for this contact in the letter's language, %(language)s "
+                        "(%(reason)s); add a rule on the salutations page or write the text "
+                        "without {{ salutation }} and {{ closing }}",
+                        language=language_name(language),
                         reason=str(error),
                     )
                 else:
                     message = _(
-                        "no salutation for this contact in %(language)s (%(reason)s); add a "
-                        "rule on the salutations page or write the text without "
-                        "{{ salutation }} and {{ closing }}",
-                        language=language,
+                        "no salutation for this contact in the letter's language, %(language)s "
+                        "(%(reason)s); add a rule on the salutations page or write the text "
+                        "without {{ salutation }} and {{ closing }}",
+                        language=language_name(language),
                         reason=str(error),
                     )
                 problems.append(LetterProblem("error", "no_salutation_rule", message))
@@ -399,10 +400,10 @@ def _salutation_and_closing(
                 "warning",
                 "salutation_override_language",
                 _(
-                    "the contact's own salutation “%(text)s” is used as written in a "
-                    "%(language)s letter; check it reads right in that language",
+                    "the contact's own salutation “%(text)s” is used as written, but the "
+                    "letter is in %(language)s; check it reads right in that language",
                     text=override,
-                    language=language,
+                    language=language_name(language),
                 ),
             )
         )

@@ -13,6 +13,7 @@ import unicodedata
 
 from flask_babel import gettext as _
 
+from campaign.i18n import language_name
 from campaign.letters.address import (
     dative_forms,
     letter_names,
@@ -60,12 +61,12 @@ def script_problems(contact: object, language: str, rules: RuleSet) -> list[Lett
                     "warning",
                     "foreign_script",
                     _(
-                        "the %(field)s “%(value)s” is not written in the script of a "
-                        "%(language)s letter; add the contact's %(field)s in that language "
-                        "on the contact page",
+                        "the %(field)s “%(value)s” is not written in the script of the "
+                        "letter's language (%(language)s); add the contact's %(field)s in that "
+                        "language on the contact page",
                         field=labels[field_name],
                         value=value,
-                        language=language,
+                        language=language_name(language),
                     ),
                 )
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from campaign.extensions import db
@@ -21,9 +22,9 @@ class Audience:
 
 def audience_choices() -> list[tuple[str, str]]:
     """(key, label) for every list and segment, lists first."""
-    found = [(f"list:{item.id}", f"List: {item.name}") for item in lists.all_lists()]
+    found = [(f"list:{item.id}", _("List: %(name)s", name=item.name)) for item in lists.all_lists()]
     found += [
-        (f"segment:{item.id}", f"Segment: {item.name}")
+        (f"segment:{item.id}", _("Segment: %(name)s", name=item.name))
         for item in db.session.scalars(select(Segment).order_by(Segment.name))
     ]
     return found

@@ -26,14 +26,14 @@ from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import pycountry
 from flask import current_app
 from flask_babel import force_locale, gettext, lazy_ngettext
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 
 from campaign.extensions import db
-from campaign.i18n import supported
+from campaign.i18n import current_language, supported
+from campaign.letters.countries import load_country_names
 from campaign.models import (
     CalendarEvent,
     Case,
@@ -65,8 +65,6 @@ log = logging.getLogger(__name__)
 
 # Reminders reach staff at the start of their working day, in the organisation's zone.
 REMINDER_TIME = time(9, 0)
-# Country-like codes contacts already use that are not ISO countries (services/contacts.py).
-_GROUPINGS = {"EU": "European Union", "UN": "United Nations"}
 # A reminder further ahead than this is almost certainly a typing error (3650 for 365).
 _MAX_DAYS_BEFORE = 366
 LEAP_DAY_NOTE = _l("fires on 28 February in years without 29 February")
@@ -119,11 +117,9 @@ def reminder_instant(on: date, days_before: int, zone: ZoneInfo) -> datetime:
 
 
 def check_country(code: str) -> str:
-    """An ISO 3166 alpha-2 code (or EU / UN, as contacts allow), upper-cased."""
+    """A code the country table knows (ISO 3166 alpha-2, EU / UN, an admin's), upper-cased."""
     cleaned = code.strip().upper()
-    if cleaned in _GROUPINGS or (
-        len(cleaned) == 2 and pycountry.countries.get(alpha_2=cleaned) is not None
-    ):
+    if len(cleaned) == 2 and cleaned.isascii() and load_country_names().knows(cleaned):
         return cleaned
     raise CalendarError(
         _l("Country: '%(code)s' is not a country code such as FR, UZ or EU", code=code.strip()),
@@ -131,11 +127,13 @@ def check_country(code: str) -> str:
     )
 
 
-def country_name(code: str) -> str:
-    if code in _GROUPINGS:
-        return _GROUPINGS[code]
-    country = pycountry.countries.get(alpha_2=code) if code else None
-    return str(getattr(country, "common_name", None) or getattr(country, "name", code))
+def country_name(code: str, language: str | None = None) -> str:
+    """A country code as the protocol table names it (campaign/letters/countries.py) in
+    `language`, by default the interface language ("UZ" → "Узбекистан"); the code itself
+    when no layer of the table knows it."""
+    if not code:
+        return ""
+    return load_country_names().short(code, language or current_language()) or code
 
 
 def format_day(on: date, *, with_year: bool = False) -> str:
@@ -880,7 +878,11 @@ def ics_feed(
             continue
         if item.countries:
             entry.add(
-                "description", gettext("Countries: %(codes)s", codes=", ".join(item.countries))
+                "description",
+                gettext(
+                    "Countries: %(codes)s",
+                    codes=", ".join(country_name(code) for code in item.countries),
+                ),
             )
         entry.add("categories", [item.kind])
         feed.add_component(entry)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from babel import Locale, UnknownLocaleError
+from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, false, func, or_, select
 
@@ -554,17 +556,43 @@ def unlink_case(campaign: Campaign, case: Case, *, actor: User | None) -> bool:
     return True
 
 
-def cases_context(campaign: Any) -> list[dict[str, Any]]:
+def _letters_language(campaign: Any) -> str | None:
+    """The one language every letter of `campaign` is written in, or None when its
+    statement has several (each recipient's letter then chooses its own)."""
+    from campaign.letters.letter import letter_source
+
+    statement = getattr(campaign, "statement_version", None) or getattr(campaign, "statement", None)
+    if statement is None:
+        return None
+    languages = letter_source(statement).languages
+    return languages[0] if len(languages) == 1 else None
+
+
+def cases_context(campaign: Any, language: str | None = None) -> list[dict[str, Any]]:
     """The merge data of `{% for case in cases %}` in a campaign's letters.
 
     Names are the letter-safe ones (pseudonym when high risk): a letter leaves the
-    organisation, so an admin's view never decides what it says.
+    organisation, so an admin's view never decides what it says. Country names (from the
+    protocol table) and dates are in `language`, else in the letters' language when the
+    campaign's statement has only one, else in the current (interface) language.
     """
+    language = language or _letters_language(campaign)
+    if language is None:
+        return _cases_context(campaign, None)
+    try:
+        locale = Locale.parse(language.replace("-", "_"))
+    except (ValueError, TypeError, UnknownLocaleError):
+        return _cases_context(campaign, language)  # names still follow it; dates cannot
+    with force_locale(locale):
+        return _cases_context(campaign, language)
+
+
+def _cases_context(campaign: Any, language: str | None) -> list[dict[str, Any]]:
     return [
         {
             "name": letter_name(case),
             "country": case.country,
-            "country_name": country_name(case.country) if case.country else "",
+            "country_name": country_name(case.country, language) if case.country else "",
             "status": case.status,
             "dates": [
                 {

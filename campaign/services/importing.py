@@ -295,7 +295,14 @@ class RowResult:
 
     @property
     def reason(self) -> str:
-        return "; ".join(f"{c}: {r}" if c else r for c, r in self.problems)
+        # Through gettext, so that French gets its no-break spaces before ":" and ";".
+        parts = [
+            _("%(column)s: %(reason)s", column=c, reason=r) if c else r for c, r in self.problems
+        ]
+        joined = parts[0] if parts else ""
+        for part in parts[1:]:
+            joined = _("%(earlier)s; %(later)s", earlier=joined, later=part)
+        return joined
 
 
 def _restore_cell(value: str) -> str:

@@ -41,7 +41,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute
 
 from campaign.extensions import db
+from campaign.i18n import current_language
 from campaign.labels import label
+from campaign.letters.countries import load_country_names
 from campaign.models import (
     Contact,
     ContactKind,
@@ -431,7 +433,12 @@ def describe(definition: Mapping[str, Any]) -> str:
 
 
 def value_label(field: str, value: str) -> str:
-    """How a stored value of `field` is shown: the label of a code, other values as they are."""
+    """How a stored value of `field` is shown: the label of a code, a country by its name in
+    the interface language (the protocol table), other values as they are."""
+    if field == "country":
+        name = load_country_names().short(value, current_language())
+        # A name with a comma would split in an "is one of" list typed back: code then.
+        return name if name and "," not in name else value
     kind = LABEL_KINDS.get(field)
     return label(value, kind) if kind else value
 

@@ -24,6 +24,8 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from campaign.extensions import db
+from campaign.i18n import current_language
+from campaign.letters.countries import CountryNames, load_country_names
 from campaign.models import (
     PublishAs,
     Signatory,
@@ -239,7 +241,7 @@ class PublicSignatory:
     is_withheld: bool
 
 
-def _published(signatory: Signatory) -> PublicSignatory:
+def _published(signatory: Signatory, language: str, countries: CountryNames) -> PublicSignatory:
     if signatory.publish_as == PublishAs.WITHHELD.value:
         return PublicSignatory(signatory.kind, "", "", True)
     if signatory.publish_as == PublishAs.ORGANISATION_ONLY.value:
@@ -257,7 +259,9 @@ def _published(signatory: Signatory) -> PublicSignatory:
     else:
         parts.extend(p for p in (signatory.role, signatory.organisation) if p)
     if signatory.country:
-        parts.append(signatory.country)
+        # As the letters print it: the table's name in the reader's language ("Belgium"
+        # typed, "Belgique" read); text that names no country stays as the signer wrote it.
+        parts.append(countries.printed(signatory.country, language))
     return PublicSignatory(signatory.kind, signatory.name, ", ".join(parts), False)
 
 
@@ -270,11 +274,17 @@ def ordered_signatories(statement: Statement, ordering: str) -> list[Signatory]:
     return signatories
 
 
-def public_signatories(sign_on: SignOn) -> list[PublicSignatory]:
+def public_signatories(sign_on: SignOn, language: str | None = None) -> list[PublicSignatory]:
+    """The approved signers as the public page lists them, countries named in `language`
+    (the reader's; by default the language this request or job reads in)."""
     statement = db.session.get(Statement, sign_on.statement_id)
     if statement is None:
         return []
-    return [_published(s) for s in ordered_signatories(statement, sign_on.ordering)]
+    language = language or current_language()
+    countries = load_country_names()
+    return [
+        _published(s, language, countries) for s in ordered_signatories(statement, sign_on.ordering)
+    ]
 
 
 def signature_counts(sign_on: SignOn) -> dict[str, int]:

@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from email.utils import parseaddr
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from flask_babel import force_locale, ngettext
@@ -87,9 +88,11 @@ class InvitationError(ValueError):
         self.field = field
 
 
-def sign_on_address(sign_on: SignOn) -> str:
-    """The public page's absolute address (what invitations and the CLI give out)."""
-    return f"{public_url()}/sign/{sign_on.token}"
+def sign_on_address(sign_on: SignOn, language: str = "") -> str:
+    """The public page's absolute address (what invitations and the CLI give out); with a
+    language, the page opens in it whatever the reader's browser says."""
+    address = f"{public_url()}/sign/{sign_on.token}"
+    return f"{address}?{urlencode({'lang': language})}" if language else address
 
 
 # --- invitations -------------------------------------------------------------------------
@@ -458,7 +461,7 @@ def build_invitation(invitation_id: int) -> list[Notice]:
             ),
             _("Read the statement and add your name or your organisation's here:")
             + "\n"
-            + sign_on_address(sign_on),
+            + sign_on_address(sign_on, language),
         ]
         if sign_on.deadline:
             paragraphs.append(
@@ -511,7 +514,7 @@ def build_reminder(invitation_id: int) -> list[Notice]:
             ),
             _("If you wish to sign, please do so here before the deadline:")
             + "\n"
-            + sign_on_address(sign_on),
+            + sign_on_address(sign_on, language),
             _(
                 "If you have already signed, please follow the confirmation link we e-mailed "
                 "you: an unconfirmed signature does not count. This is the only reminder we send."

@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from flask import current_app, render_template
 from flask_babel import force_locale, format_number, ngettext
@@ -32,7 +33,7 @@ from campaign.i18n import normalise_tag
 from campaign.letters.letter import LetterSource, contact_context, letter_source, match_language
 from campaign.letters.markdown import render_body
 from campaign.letters.salutations import primary_language
-from campaign.letters.sandbox import RenderError
+from campaign.letters.sandbox import RenderError, render
 from campaign.letters.signatories import signatory_line
 from campaign.models import (
     PublishAs,
@@ -565,9 +566,50 @@ def _source(sign_on: SignOn) -> tuple[Statement, LetterSource]:
     return statement, letter_source(statement)
 
 
-def statement_title(sign_on: SignOn) -> str:
+def statement_title(sign_on: SignOn, language: str = "") -> str:
+    """The statement's name as a reader of `language` (a statement language) reads it."""
     statement, source = _source(sign_on)
-    return source.title or statement.title
+    return reader_title(source, language, statement.title)
+
+
+def reader_title(source: LetterSource, language: str, fallback: str = "") -> str:
+    """The statement's name for a reader of `language`: the title in the statement's first
+    language (the title is written with its first text), else the subject of that
+    language's own text, read as on the public page (addressed to nobody), else the title.
+
+    A Russian signer reads "Перед саммитом" above the Russian text, on the confirmation
+    pages and in their e-mails' subjects, not the English title the editors gave it.
+    """
+    title = clean_line(source.title or fallback)
+    languages = source.languages
+    found = match_language(language, languages) if language else None
+    if found is None or found == languages[0]:
+        return title
+    subject_source, _body = source.text(found)
+    try:
+        subject = render(subject_source, _nobody(source, found), html=False, lang=found)
+    except RenderError as error:
+        log.warning(
+            "statement %s: the %s subject cannot be shown: %s", source.statement_id, found, error
+        )
+        return title
+    return clean_line(subject) or title
+
+
+def _nobody(source: LetterSource, language: str) -> dict[str, Any]:
+    """What a statement's text sees on the public page: addressed to nobody, no salutation,
+    no closing, no contact fields (they read as empty)."""
+    return {
+        "salutation": "",
+        "closing": "",
+        "contact": contact_context(object(), language),
+        "today": datetime.now(UTC).date(),
+        "statement": {"title": source.title},
+        "cases": [],
+        "address_block": "",
+        # The page lists the signatories itself, as each chose to be published.
+        "signatories": "",
+    }
 
 
 def statement_languages(sign_on: SignOn) -> tuple[str, ...]:
@@ -593,23 +635,13 @@ def public_text(
         return PublicText("en", (), source.title or statement.title, "", True)
     language = page_language(languages, requested, accepted)
     _subject, body = source.text(language)
-    context = {
-        "salutation": "",
-        "closing": "",
-        "contact": contact_context(object(), language),
-        "today": datetime.now(UTC).date(),
-        "statement": {"title": source.title},
-        "cases": [],
-        "address_block": "",
-        # The page lists the signatories itself, as each chose to be published.
-        "signatories": "",
-    }
+    title = reader_title(source, language, statement.title)
     try:
-        rendered = render_body(body, context, lang=language)
+        rendered = render_body(body, _nobody(source, language), lang=language)
     except RenderError as error:
         log.warning("sign-on %s: the %s text cannot be shown: %s", sign_on.id, language, error)
-        return PublicText(language, languages, source.title, "", True)
-    return PublicText(language, languages, source.title, rendered.html)
+        return PublicText(language, languages, title, "", True)
+    return PublicText(language, languages, title, rendered.html)
 
 
 # --- e-mails -------------------------------------------------------------------------------
@@ -635,7 +667,8 @@ def _signer_email(kind: str, signature: Signature, **extra: str) -> Notice:
     statement = db.session.get(Statement, sign_on.statement_id) if sign_on else None
     assert sign_on is not None and statement is not None
     language = email_language(signature.language)
-    title = clean_line(letter_source(statement).title or statement.title)
+    # The name of the text they signed, as its page showed it (its own subject).
+    title = reader_title(letter_source(statement), signature.language, statement.title)
     with force_locale(language):
         text = render_template(
             TEMPLATES[kind],

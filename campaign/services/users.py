@@ -275,9 +275,11 @@ def unlock(user: User) -> None:
 
 def set_interface_language(user: User, language: str) -> None:
     """Store the interface language a person chose; "" goes back to the browser's."""
-    from campaign.i18n import LANGUAGES
+    from campaign.i18n import supported
 
-    if language and language not in LANGUAGES:
+    # "RU" or "ru-RU" (a script, a bookmark) mean the Russian interface.
+    chosen = supported(language)
+    if language.strip() and not chosen:
         raise UserError(gettext("There is no interface in that language."))
-    user.language = language
+    user.language = chosen
     db.session.flush()

@@ -4,12 +4,37 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Flask, Response, render_template, request
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    has_request_context,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from jinja2 import pass_context
+from werkzeug.exceptions import HTTPException
 
+from campaign.i18n import (
+    DEFAULT_LANGUAGE,
+    LANGUAGES,
+    accepted_languages,
+    choose_language,
+    use_reader_language,
+)
 from campaign.web.access import enforce_access_policies
+
+# The blueprints strangers use (signers, recipients): their pages are in the reader's
+# language and never lead to the staff sign-in.
+PUBLIC_BLUEPRINTS = frozenset({"sign_on_public", "unsubscribe"})
+
+
+def is_public_page() -> bool:
+    """Whether this request is for a page of a public blueprint (sign-on, unsubscribe)."""
+    return has_request_context() and request.blueprint in PUBLIC_BLUEPRINTS
 
 
 def register_blueprints(app: Flask) -> None:
@@ -111,11 +136,25 @@ def _register_error_pages(app: Flask) -> None:
             _l("Your role does not allow this page. Ask an administrator if you need it."),
         ),
         404: (_l("Not found"), _l("There is nothing at this address.")),
+        405: (
+            _l("Not possible here"),
+            _l(
+                "This address cannot be opened this way. "
+                "Go back and use the page's links and buttons."
+            ),
+        ),
         413: (
             _l("File too large"),
             _l(
                 "The file is larger than this installation accepts "
                 "(CAMPAIGN_IMPORT_MAX_MB). Split it into smaller files."
+            ),
+        ),
+        500: (
+            _l("Something went wrong"),
+            _l(
+                "The server could not finish this request. Try again in a moment; if it "
+                "happens again, tell an administrator."
             ),
         ),
     }
@@ -124,6 +163,13 @@ def _register_error_pages(app: Flask) -> None:
         title, text = messages[code]
 
         def handler(_error: Exception) -> tuple[str, int]:
+            if code == 500:
+                # Whatever failed may have left the transaction unusable (PostgreSQL refuses
+                # every statement after an error): the page itself reads the database.
+                # The exception is logged by Flask, never shown.
+                from campaign.extensions import db
+
+                db.session.rollback()
             return render_template("error.html", code=code, title=title, text=text), code
 
         return handler
@@ -135,11 +181,39 @@ def _register_error_pages(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError) -> tuple[str, int]:
+        back = ""
+        if is_public_page():
+            # A signer's or recipient's form: their language, not the staff's or browser's,
+            # and a way back to the page the form was on rather than to the staff sign-in.
+            language = _reader_language()
+            back = _page_of_the_form(language)
         text = _(
             "This form has expired or was sent from another site. "
             "Reload the page and submit it again."
         )
-        return render_template("error.html", code=400, title=_("Form expired"), text=text), 400
+        page = render_template(
+            "error.html", code=400, title=_("Form expired"), text=text, back=back
+        )
+        return page, 400
+
+
+def _reader_language() -> str:
+    """A public page's reader before its view ran: ?lang= (or the form's lang), else the
+    browser's Accept-Language, else English."""
+    candidates = [request.args.get("lang"), request.form.get("lang"), *accepted_languages()]
+    return use_reader_language(choose_language(candidates, LANGUAGES) or DEFAULT_LANGUAGE)
+
+
+def _page_of_the_form(language: str) -> str:
+    """The public page at this address (the GET the refused form was sent from), or ""."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    try:
+        endpoint, values = adapter.match(request.path, method="GET")
+    except HTTPException:
+        return ""
+    if endpoint.split(".")[0] not in PUBLIC_BLUEPRINTS:
+        return ""
+    return url_for(endpoint, **values, lang=language)
 
 
 @pass_context
@@ -158,13 +232,42 @@ def country_label(code: str | None) -> str:
     return load_country_names().short(code, current_language()) or code
 
 
+@pass_context
+def country_text_filter(_context: object, text: str | None) -> str:
+    """The `country_text` filter: a country typed as free text (a signer's "Belgium") as
+    the table names it in the interface language ("Бельгия"); other text as typed."""
+    from campaign.i18n import current_language
+    from campaign.letters.countries import load_country_names
+
+    return load_country_names().printed(text or "", current_language())
+
+
+def country_code(text: str) -> str:
+    """A country a form was given ("UZ", "uz", "Uzbekistan", "Узбекистан") as its code;
+    text that names no country comes back as typed, for the service to refuse."""
+    from campaign.letters.countries import load_country_names
+
+    return load_country_names().find(text) or text.strip()
+
+
+def country_options() -> list[tuple[str, str]]:
+    """(code, name) of every country, by name in the interface language: a datalist's
+    options (value = code, label = name), so a country is searched by its name."""
+    from campaign.web.contacts import country_choices
+
+    return country_choices()
+
+
 def _register_template_helpers(app: Flask) -> None:
     from campaign.labels import choices, label_filter
     from campaign.models import Role
 
     app.add_template_filter(label_filter, "label")
     app.add_template_filter(country_filter, "country")
+    app.add_template_filter(country_text_filter, "country_text")
+    app.add_template_global(country_options, "country_options")
     app.add_template_global(choices, "choices")
+    app.add_template_global(is_public_page, "is_public_page")
 
     # Planned areas are listed once here; an entry shows only when its endpoint exists
     # and the signed-in user's role reaches it.

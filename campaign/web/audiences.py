@@ -26,6 +26,7 @@ from campaign.services.segments import (
     SegmentError,
     value_label,
 )
+from campaign.web import country_code, country_options
 from campaign.web.access import allow
 
 bp = Blueprint("audiences", __name__, url_prefix="/audiences")
@@ -114,7 +115,11 @@ class Builder:
             for c, cond in enumerate(group.conditions):
                 if not cond.value:
                     continue
-                node: dict[str, Any] = {"field": cond.field, "op": cond.op, "value": cond.value}
+                value = cond.value
+                if cond.field == "country":
+                    # Shown (and typed) by name, in any language; the definition keeps codes.
+                    value = ", ".join(country_code(text) for text in value.split(","))
+                node: dict[str, Any] = {"field": cond.field, "op": cond.op, "value": value}
                 try:
                     node = segment_service.validate_definition(node)
                 except SegmentError as problem:
@@ -203,9 +208,13 @@ def _builder_context(builder: Builder | None, definition: dict[str, Any] | None)
         "ops": OPS,
         "op_labels": OP_LABELS,
         "value_choices": {
-            name: [label(code, LABEL_KINDS[name]) for code in choices]
-            for name, (_text, _ops, choices) in FIELDS.items()
-            if choices and name in LABEL_KINDS
+            **{
+                name: [label(code, LABEL_KINDS[name]) for code in choices]
+                for name, (_text, _ops, choices) in FIELDS.items()
+                if choices and name in LABEL_KINDS
+            },
+            # Countries are chosen by name too; the definition keeps their codes.
+            "country": [value_label("country", code) for code, _name in country_options()],
         },
     }
 

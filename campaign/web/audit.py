@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -28,6 +29,12 @@ def target_label(target_type: str) -> str:
     return (
         label(target_type, "audit_target") if target_type in LABELS["audit_target"] else target_type
     )
+
+
+def detail_text(detail: object) -> str:
+    """An event's details as JSON that reads as written ("Кыргызстан", not "\\u041a…");
+    the template escapes it for HTML like any other text."""
+    return json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def _day(raw: str) -> date | None:
@@ -89,4 +96,5 @@ def index() -> Any:
         paged=before is not None,
         event_label=event_label,
         target_label=target_label,
+        detail_text=detail_text,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -11,6 +12,7 @@ from flask_babel import refresh
 from flask_login import current_user, login_user, logout_user
 
 from campaign.extensions import db
+from campaign.i18n import SESSION_LANGUAGE, current_language, remember_visitor_language
 from campaign.models import Role, User
 from campaign.services import users
 from campaign.web.access import allow, public, signed_in_user
@@ -31,9 +33,20 @@ def load_user(user_id: str) -> User | None:
     return user
 
 
+def _has_control_character(value: str) -> bool:
+    # CR/LF would split the Location header (Werkzeug refuses it: a 500 after the commit).
+    return any(unicodedata.category(character) == "Cc" for character in value)
+
+
 def _safe_next(target: str | None) -> str:
     # Only same-site relative paths: never an open redirect to another host.
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    if (
+        target
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and not _has_control_character(target)
+    ):
         parts = urlsplit(target)
         if not parts.netloc and not parts.scheme:
             return target
@@ -45,6 +58,8 @@ def _safe_next(target: str | None) -> str:
 def login() -> Any:
     if current_user.is_authenticated:
         return redirect(url_for("home.index"))
+    # The page's language links (?lang=): the choice stays for this browser until sign-in.
+    remember_visitor_language(request.args.get("lang"))
     error = ""
     if request.method == "POST":
         result = users.authenticate(request.form.get("email", ""), request.form.get("password", ""))
@@ -123,8 +138,11 @@ def set_language() -> Any:
 @allow(Role.VIEWER)
 def logout() -> Any:
     signed_out = _("You are signed out.")  # in their language, before they are forgotten
+    language = current_language()
     logout_user()
     session.clear()
+    # The sign-in page it leads to speaks the language the flash above is written in.
+    session[SESSION_LANGUAGE] = language
     flash(signed_out, "info")
     return redirect(url_for("auth.login"))
 

@@ -37,6 +37,7 @@ from campaign.scheduling.stored_text import read
 from campaign.services import calendar as calendar_service
 from campaign.services.calendar import BuiltinDayError, CalendarError
 from campaign.services.calendar_items import KIND_WORDS, Item, calendar_items, display_zone
+from campaign.web import country_code
 from campaign.web.access import allow, public, signed_in_user
 from campaign.web.schedule_runs import unacknowledged_trouble
 
@@ -212,7 +213,10 @@ def _parse_days(value: str) -> list[int]:
 def _event_input(form: dict[str, str]) -> dict[str, Any]:
     """The event form's fields as the calendar service takes them (add and edit alike)."""
     ends_text = form.get("ends_on", "").strip()
-    countries = form.get("countries", "").replace(";", ",").split(",")
+    # Each box holds a code from the datalist (or a name typed without choosing from it).
+    countries = [
+        country_code(text) for text in form.get("countries", "").replace(";", ",").split(",")
+    ]
     return {
         "name": form.get("name", ""),
         "starts_on": _parse_date(form.get("starts_on", ""), "starts_on"),
@@ -226,7 +230,11 @@ def _event_input(form: dict[str, str]) -> dict[str, Any]:
 
 
 def _posted_form() -> dict[str, str]:
-    return {key: request.form.get(key, "") for key in request.form}
+    form = {key: request.form.get(key, "") for key in request.form}
+    # One box per country: kept as one comma-separated value, as the form shows it again.
+    boxes = [text.strip() for text in request.form.getlist("countries") if text.strip()]
+    form["countries"] = ", ".join(boxes)
+    return form
 
 
 @bp.route("/calendar/events", methods=["POST"])

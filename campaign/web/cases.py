@@ -28,6 +28,7 @@ from campaign.services.cases import (
     display_name,
     may_see_real_name,
 )
+from campaign.web import country_code
 from campaign.web.access import allow, signed_in_user
 from campaign.web.params import row_id
 
@@ -44,7 +45,11 @@ def _field_of(error: CalendarError, default: str = "") -> str:
 
 
 def _form() -> dict[str, str]:
-    return {key: request.form.get(key, "") for key in request.form}
+    form = {key: request.form.get(key, "") for key in request.form}
+    if form.get("country", "").strip():
+        # The datalist gives the code; a name typed without choosing from it finds it too.
+        form["country"] = country_code(form["country"])
+    return form
 
 
 def _case(case_id: int) -> Case:
@@ -103,6 +108,7 @@ def _template_helpers() -> dict[str, Any]:
 @allow(Role.VIEWER)
 def index() -> Any:
     country = request.args.get("country", "").strip()
+    country = country_code(country) if country else ""
     status = request.args.get("status", "").strip()
     q = request.args.get("q", "").strip()
     page = row_id(request.args.get("page")) or 1

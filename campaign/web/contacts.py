@@ -132,6 +132,9 @@ def _filter_choices() -> dict[str, Any]:
 @allow(Role.VIEWER)
 def index() -> Any:
     filters = ContactFilters.from_args(request.args)
+    if filters.country:
+        # The select sends the code; a name in the address (?country=Туркменистан) works too.
+        filters.country = load_country_names().find(filters.country) or filters.country
     sort = request.args.get("sort", "name")
     descending = request.args.get("dir") == "desc"
     page = search_page(
@@ -153,6 +156,7 @@ def index() -> Any:
         sort_labels=SORT_LABELS,
         active_list=active_list,
         active_segment=active_segment,
+        **_country_filter_choices(),
         **_filter_choices(),
     )
 
@@ -196,6 +200,12 @@ def country_choices() -> list[tuple[str, str]]:
     language = current_language()
     pairs = [(code, names.short(code, language)) for code in names.codes()]
     return sorted(pairs, key=lambda pair: pair[1].casefold())
+
+
+def _country_filter_choices() -> dict[str, Any]:
+    """The country filter's options: every country by its name in the interface language."""
+    pairs = country_choices()
+    return {"country_choices": pairs, "country_codes": {code for code, _name in pairs}}
 
 
 def _address_context(contact: Contact) -> dict[str, Any]:

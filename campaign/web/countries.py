@@ -8,7 +8,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import gettext as _
 
 from campaign.extensions import db
-from campaign.i18n import current_language
+from campaign.i18n import current_language, language_name
 from campaign.models import CountryNameOverride, Role
 from campaign.services import country_names
 from campaign.web.access import allow
@@ -53,8 +53,8 @@ def save() -> Any:
         return _render(form, {problem.field: str(problem)})
     db.session.commit()
     flash(
-        _("Letters in %(language)s now name %(code)s “%(name)s”.", language=row.language,
-          code=row.code, name=row.short_name),
+        _("%(code)s is now named “%(name)s” in letters written in %(language)s.",
+          code=row.code, name=row.short_name, language=language_name(row.language)),
         "success",
     )  # fmt: skip
     return redirect(url_for("countries.index", q=row.code))

@@ -26,6 +26,7 @@ from flask_login import current_user
 from sqlalchemy import exists, or_, select
 
 from campaign.extensions import db
+from campaign.i18n import language_name
 from campaign.letters.letter import LanguageUnavailable
 from campaign.models import Campaign, CampaignStep, Contact, Role, Statement, campaign_cases
 from campaign.services.audiences import audience_choices, find_audience
@@ -59,6 +60,13 @@ _HEADERS_SHOWN = {
     "Message-ID": "Message-ID",
     "Content-Language": _l("Content language"),
 }
+
+
+def _header_value(name: str, value: str) -> str:
+    """A header as the page shows it: the letter's language named, not tagged ("ru")."""
+    if name == "Content-Language":
+        return ", ".join(language_name(tag.strip()) for tag in value.split(",") if tag.strip())
+    return value
 
 
 def _contact() -> Contact:
@@ -142,7 +150,7 @@ def show(statement_id: int) -> Any:
     if composed is not None and composed.message is not None:
         parsed = message_from_bytes(composed.message, policy=policy.default)
         headers = [
-            (str(shown), str(parsed[name]))
+            (str(shown), _header_value(name, str(parsed[name])))
             for name, shown in _HEADERS_SHOWN.items()
             if parsed[name]
         ]

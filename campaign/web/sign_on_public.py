@@ -96,7 +96,7 @@ def _render_page(
 ) -> Any:
     text = signatures.public_text(sign_on, _requested(), accepted_languages())
     use_reader_language(text.language)
-    signed = sign_on_service.public_signatories(sign_on)
+    signed = sign_on_service.public_signatories(sign_on, text.language)
     page = render_template(
         "sign_on/public/page.html",
         sign_on=sign_on,
@@ -189,7 +189,7 @@ def confirm_page(token: str) -> Any:
     response = _link_page(
         token,
         check=check,
-        title=_title(check.sign_on),
+        title=signatures.statement_title(check.sign_on, language),
         appears_as=signatures.appears_as(check.signature, check.signature.language),
         languages=languages,
         lang=language,
@@ -210,10 +210,6 @@ def confirm(token: str) -> Any:
         status = 404 if found is None else 410
         sign_on = found.sign_on if found else None
         return _link_page(token, status, problem=str(error), sign_on=sign_on, lang=language)
-    title = _title(check.sign_on)
+    title = signatures.statement_title(check.sign_on, language)
     db.session.commit()
     return _link_page(token, check=check, title=title, done=True, lang=language)
-
-
-def _title(sign_on: SignOn) -> str:
-    return signatures.statement_title(sign_on)

@@ -130,9 +130,11 @@ def _write_statement(page: Page) -> None:
         form.get_by_label("Body (Markdown)").fill(_body(language))
         form.get_by_role("button", name="Add language").click()
         expect(page.get_by_text(f"The {language} text is added.")).to_be_visible()
-    expect(page.get_by_role("navigation", name="Languages")).to_contain_text("en")
-    for language in ("fr", "ru"):
-        expect(page.get_by_role("link", name=language, exact=True)).to_be_visible()
+    # The tabs name each language; the tag is the link's data-language.
+    expect(page.get_by_role("navigation", name="Languages")).to_contain_text("English")
+    for language, name in (("fr", "French"), ("ru", "Russian")):
+        tab = page.get_by_role("link", name=name, exact=True)
+        expect(tab).to_have_attribute("data-language", language)
 
 
 def _pdf_text(page: Page, tmp_path: Path, language: str) -> str:
@@ -163,7 +165,7 @@ def test_a_statement_previewed_for_three_readers_with_its_pdf_and_check(
         page.locator("#preview-contact").select_option(str(audience[language]))
         page.locator("#preview-lang").select_option("")  # as the recipient reads
         page.get_by_role("button", name="Show").click()
-        expect(page.locator("#preview-language")).to_have_text(language)
+        expect(page.locator("#preview-language")).to_have_attribute("data-language", language)
         text = page.locator("#preview-text")
         expect(text).to_contain_text(salutation)
         expect(text).to_contain_text(TEXTS[language]["footnote"])
@@ -188,7 +190,7 @@ def test_a_statement_previewed_for_three_readers_with_its_pdf_and_check(
     expect(page.locator("#check-checked")).to_have_text("3")
     expect(page.locator("#check-errors")).to_have_text("0")
     expect(page.locator("#check-warnings")).to_have_text("0")
-    expect(page.locator("#check-languages")).to_have_text("en: 1, fr: 1, ru: 1")
+    expect(page.locator("#check-languages")).to_have_text("English: 1, French: 1, Russian: 1")
     expect(page.get_by_text("No problems found")).to_be_visible()
     expect(page.get_by_text("Errors stop a letter from being queued")).to_be_visible()
 
@@ -210,9 +212,10 @@ def test_the_check_sends_an_editor_from_a_problem_to_its_preview(
     expect(page.locator("#check-checked")).to_have_text("3")
     expect(page.locator("#check-warnings")).to_have_text("2")  # fr and ru fall back to en
     row = page.locator("#check-problems tbody tr").filter(has_text="claire@example.org")
-    expect(row).to_contain_text("language_fallback")
+    expect(row).to_have_attribute("data-code", "language_fallback")
+    expect(row).to_contain_text("Not in the contact's language")
     row.get_by_role("link", name="Preview").click()
     expect(page.get_by_role("heading", name="Preview")).to_be_visible()
     expect(page.locator("#preview-contact")).to_have_value(str(audience["fr"]))
-    expect(page.locator("#preview-language")).to_have_text("en")
+    expect(page.locator("#preview-language")).to_have_text("English")
     expect(page.locator("#preview-text")).to_contain_text("Dear Minister,")

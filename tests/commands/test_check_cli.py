@@ -42,7 +42,8 @@ def test_check_prints_one_line_per_problem_and_fails_on_errors(app: Flask) -> No
     assert sorted(lines[:-1]) == sorted(
         [
             "de@example.org — language_fallback: the statement has none of the contact's "
-            "languages (de); the letter goes out in en, the statement's first language",
+            "languages (German); the letter goes out in the statement's first language "
+            "(English)",
             f"contact #{nomail} — no_email: the contact has no email address",
         ]
     )

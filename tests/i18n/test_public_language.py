@@ -203,13 +203,14 @@ def test_a_russian_signers_confirmation_email_and_pages_are_russian(
     assert signature.language == "ru"
 
     [message] = deliver(app, "signature_confirmation", signature.id)
-    assert message["Subject"] == "Подтвердите вашу подпись: Joint letter ahead of the summit"
+    # The name of the text they signed (its Russian subject), not the English title.
+    assert message["Subject"] == "Подтвердите вашу подпись: Перед саммитом"
     assert message["Content-Language"] == "ru"
     body = message.get_body(("plain",))
     assert body is not None
     text = body.get_content()
     assert text.startswith("Здравствуйте!")
-    assert "Спасибо, что подписали заявление «Joint letter ahead of the summit»" in text
+    assert "Спасибо, что подписали заявление «Перед саммитом»" in text
     assert "в течение 48 часов" in text and "«Подтвердить подпись»" in text
     assert "Hello" not in text and "Confirm my signature" not in text
     # As handed to the SMTP server: CRLF line ends only (the mailbox stores it with LFs).
@@ -244,7 +245,7 @@ def test_the_already_signed_email_follows_the_signers_language(
     client.post(f"/sign/{sign_on.token}?lang=fr", data=organisation_form())
     mails = deliver(app, "signature_already_signed", signature.id)
     again = next(m for m in mails if m["Subject"].startswith("Vous avez déjà signé"))
-    assert again["Subject"] == f"Vous avez déjà signé{NBSP}: Joint letter ahead of the summit"
+    assert again["Subject"] == f"Vous avez déjà signé{NBSP}: Avant le sommet"
     assert again["Content-Language"] == "fr"
     assert "Vous avez déjà signé et confirmé" in again.get_body(("plain",)).get_content()
 

@@ -10,6 +10,7 @@ import pytest
 from flask import Flask
 
 from campaign.extensions import db
+from campaign.i18n import language_name
 from campaign.letters.letter import (
     LanguageUnavailable,
     LetterSource,
@@ -83,7 +84,7 @@ def test_the_language_is_the_first_of_the_contacts_the_statement_has(
     if fallback:
         assert problem is not None
         assert (problem.severity, problem.code) == ("warning", "language_fallback")
-        assert expected in problem.message
+        assert language_name(expected) in problem.message  # named, not tagged
     else:
         assert problem is None
 

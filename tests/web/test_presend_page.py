@@ -105,11 +105,15 @@ def _value(page: str, element_id: str) -> str:
     return html.unescape(found.group(1)).strip()
 
 
-def _rows(page: str) -> list[str]:
+def _rows(page: str) -> dict[str, str]:
+    """Each problem row's visible text by its problem code (the row's data-code)."""
     body = re.search(r'<table class="problems" id="check-problems">(.*?)</table>', page, re.S)
     assert body, "no problems table"
-    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", body.group(1), re.S)[1:]  # without the header
-    return [html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", r))).strip() for r in rows]
+    rows = re.findall(r'<tr[^>]*data-code="([^"]*)"[^>]*>(.*?)</tr>', body.group(1), re.S)
+    return {
+        code: html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row))).strip()
+        for code, row in rows
+    }
 
 
 def test_the_check_lists_each_contacts_problems_and_counts_them(
@@ -122,17 +126,14 @@ def test_the_check_lists_each_contacts_problems_and_counts_them(
     assert _value(page, "check-blocked") == "1"
     assert _value(page, "check-warnings") == "2"
     # Rapporteur and ambassador in Russian; the minister (fallback) and Eve in English.
-    assert _value(page, "check-languages") == "en: 2, ru: 2"
+    assert _value(page, "check-languages") == "English: 2, Russian: 2"
 
-    rows = _rows(page)
-    assert len(rows) == 3
-    by_code = {
-        code: row
-        for row in rows
-        for code in ("un_language", "language_fallback", "header_injection")
-        if code in row
-    }
+    by_code = _rows(page)
     assert set(by_code) == {"un_language", "language_fallback", "header_injection"}
+    # The problem is named in words; its code is only the row's data-code.
+    assert "Not a UN working language" in by_code["un_language"]
+    assert "Not in the contact's language" in by_code["language_fallback"]
+    assert not any(code in row for code, row in by_code.items())
     assert "sr@example.org" in by_code["un_language"] and "Warning" in by_code["un_language"]
     assert "claire@example.org" in by_code["language_fallback"]
     assert "Warning" in by_code["language_fallback"]
@@ -167,7 +168,8 @@ def test_each_row_links_to_that_contacts_preview(
         f"&contact={letter['people']['minister'].id}"
     )
     assert preview.status_code == 200
-    assert '<strong id="preview-language">en</strong>' in preview.get_data(as_text=True)
+    shown = preview.get_data(as_text=True)
+    assert '<strong id="preview-language" data-language="en">English</strong>' in shown
 
 
 def test_a_forced_language_and_a_segment(
@@ -183,7 +185,7 @@ def test_a_forced_language_and_a_segment(
     assert _value(page, "check-checked") == "2"
     assert _value(page, "check-warnings") == "0"
     assert _value(page, "check-errors") == "0"
-    assert _value(page, "check-languages") == "en: 2"
+    assert _value(page, "check-languages") == "English: 2"
     assert "No problems found" in page
 
     page = _check(client, letter, f"audience=list:{letter['list'].id}&lang=fr")

@@ -90,11 +90,11 @@ def _url(letter: dict[str, Any], who: str, part: str = "") -> str:
 
 
 @pytest.mark.parametrize(
-    ("who", "salutation", "subject"),
+    ("who", "name", "salutation", "subject"),
     [
-        ("en", "Dear Special Rapporteur,", "Ahead of the summit"),
-        ("fr", "Madame la Ministre,", "Avant le sommet"),
-        ("ru", "Уважаемый господин Посол!", "Перед саммитом"),
+        ("en", "English", "Dear Special Rapporteur,", "Ahead of the summit"),
+        ("fr", "French", "Madame la Ministre,", "Avant le sommet"),
+        ("ru", "Russian", "Уважаемый господин Посол!", "Перед саммитом"),
     ],
 )
 def test_each_recipient_gets_the_letter_in_their_language(
@@ -102,12 +102,13 @@ def test_each_recipient_gets_the_letter_in_their_language(
     login: Any,
     letter: dict[str, Any],
     who: str,
+    name: str,
     salutation: str,
     subject: str,
 ) -> None:
     login(Role.EDITOR)
     page = client.get(_url(letter, who)).get_data(as_text=True)
-    assert f'<strong id="preview-language">{who}</strong>' in page
+    assert f'<strong id="preview-language" data-language="{who}">{name}</strong>' in page
     assert salutation in page and subject in page
     html = client.get(_url(letter, who, "html"))
     assert salutation in html.get_data(as_text=True)
@@ -119,7 +120,7 @@ def test_the_language_can_be_switched(
 ) -> None:
     login(Role.EDITOR)
     page = client.get(_url(letter, "en") + "&lang=fr").get_data(as_text=True)
-    assert '<strong id="preview-language">fr</strong>' in page
+    assert '<strong id="preview-language" data-language="fr">French</strong>' in page
     assert "Avant le sommet" in page
 
 

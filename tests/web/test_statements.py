@@ -60,7 +60,7 @@ def test_editor_creates_a_statement_and_adds_a_language(client: FlaskClient, log
     )
     assert response.status_code == 302
     page = _text(client.get(f"/statements/{created.id}?lang=fr"))
-    assert "Objet" in page and 'aria-current="page">fr<' in page
+    assert "Objet" in page and 'aria-current="page" data-language="fr">French<' in page
     client.post(f"/statements/{created.id}/status", data={"status": "final"})
     db.session.refresh(created)
     assert created.status == "final" and created.languages == ["en", "fr"]
