@@ -21,6 +21,7 @@ from flask_babel import ngettext
 from sqlalchemy import func, select
 
 from campaign.extensions import db
+from campaign.i18n import language_name
 from campaign.labels import label
 from campaign.models import (
     PublishAs,
@@ -276,7 +277,7 @@ def save_text(statement_id: int, language: str) -> Any:
     except StatementError as error:
         return _refused(statement_id, language, "text", values, error)
     db.session.commit()
-    flash(_("The %(language)s text is saved.", language=language), "success")
+    flash(_("The text in %(language)s is saved.", language=language_name(language)), "success")
     return redirect(url_for("statements.show", statement_id=statement.id, lang=language))
 
 
@@ -290,8 +291,8 @@ def add_language(statement_id: int) -> Any:
         if statement.text_for(language) is not None:
             raise StatementError(
                 _(
-                    "The statement has a %(language)s text already; edit it in its tab.",
-                    language=language,
+                    "The statement has a text in %(language)s already; edit it in its tab.",
+                    language=language_name(language),
                 ),
                 field="language",
             )
@@ -305,7 +306,7 @@ def add_language(statement_id: int) -> Any:
     except StatementError as error:
         return _refused(statement_id, None, "language", values, error)
     db.session.commit()
-    flash(_("The %(language)s text is added.", language=language), "success")
+    flash(_("The text in %(language)s is added.", language=language_name(language)), "success")
     return redirect(url_for("statements.show", statement_id=statement.id, lang=language))
 
 

@@ -24,8 +24,11 @@
      "cancelled", "remaining", "eta"].forEach(function (key) {
       setText('[data-figure="' + key + '"]', p[key]);
     });
-    setText('[data-figure="rate_per_second"]', p.rate_per_second.toFixed(2));
-    setText('[data-figure="rate_per_minute"]', p.rate_per_minute.toFixed(1));
+    // Numbers in the page's language ("0,50" in French and Russian), as the server writes them.
+    const locale = document.documentElement.lang || undefined;
+    const decimals = (value, digits) => value.toLocaleString(locale, {minimumFractionDigits: digits, maximumFractionDigits: digits});
+    setText('[data-figure="rate_per_second"]', decimals(p.rate_per_second, 2));
+    setText('[data-figure="rate_per_minute"]', decimals(p.rate_per_minute, 1));
     Object.keys(p.counts).forEach(function (key) {
       var meter = box.querySelector('[data-count-of="' + key + '"]');
       if (meter) { meter.max = Math.max(p.total, 1); meter.value = p.counts[key]; }

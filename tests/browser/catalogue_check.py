@@ -4,7 +4,8 @@ A visible text node that is exactly a catalogue msgid whose translation differs 
 is missing) is a string the page showed untranslated; a node that is exactly an
 enumeration's code ("un_sr", "head_of_gov") is a code shown instead of its label. Nodes
 inside an element marked with another `lang` (a language's own name in a switcher, a
-letter's text) are meant to be in that language and are left out.
+letter's text) are meant to be in that language, and nodes inside `translate="no"` are data
+as stored (a contact's position title): both are left out.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ TEXT_NODES = """() => {
     if (!text || !parent || !parent.checkVisibility()) continue;
     const marked = parent.closest("[lang]");
     if (marked && marked.lang !== language) continue;
+    // translate="no" marks data (a contact's title as stored), not interface text.
+    if (parent.closest('[translate="no"]')) continue;
     found.push(text);
   }
   return found;

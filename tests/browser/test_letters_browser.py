@@ -122,14 +122,14 @@ def _write_statement(page: Page) -> None:
     page.get_by_role("button", name="Create statement").click()
     expect(page.get_by_text("Statement “Summit letter” created as a draft.")).to_be_visible()
 
-    for language in ("fr", "ru"):
+    for language, name in (("fr", "French"), ("ru", "Russian")):
         page.locator("#add-language summary").click()
         form = page.locator("#add-language")
         form.get_by_label("Language (BCP 47").fill(language)
         form.get_by_label("Subject", exact=True).fill(TEXTS[language]["subject"])
         form.get_by_label("Body (Markdown)").fill(_body(language))
         form.get_by_role("button", name="Add language").click()
-        expect(page.get_by_text(f"The {language} text is added.")).to_be_visible()
+        expect(page.get_by_text(f"The text in {name} is added.")).to_be_visible()
     # The tabs name each language; the tag is the link's data-language.
     expect(page.get_by_role("navigation", name="Languages")).to_contain_text("English")
     for language, name in (("fr", "French"), ("ru", "Russian")):
