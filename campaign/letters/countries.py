@@ -80,9 +80,9 @@ def _names_index() -> dict[str, str]:
         for code, name in _cldr_territories(language).items():
             if code in iso_codes():
                 index.setdefault(name.casefold(), code)
-    for (code, _language), name in reviewed_names().items():
-        index[name.short.casefold()] = code
-        index[name.formal.casefold()] = code
+    for (code, _language), reviewed in reviewed_names().items():
+        index[reviewed.short.casefold()] = code
+        index[reviewed.formal.casefold()] = code
     return index
 
 
@@ -153,7 +153,7 @@ def load_country_names(session: Any | None = None) -> CountryNames:
         return CountryNames.builtin()
     cached = g.get("_country_names")
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     from sqlalchemy import select
 
     from campaign.extensions import db

@@ -624,12 +624,12 @@ def _write_chunk(
         _insert_contacts(new_rows)
         result.imported += len(new_rows)
     for fields, params in updates.items():
-        values: dict[str, Any] = {f: bindparam(f"new_{f}") for f in (*fields, "updated_at")}
+        assignments: dict[str, Any] = {f: bindparam(f"new_{f}") for f in (*fields, "updated_at")}
         if DATIVE_SOURCES & set(fields) and not set(DATIVE_FIELDS) & set(fields):
             # The stored dative was declined from the old name or title: suggest it afresh.
-            values.update(name_dative="", position_title_dative="", dative_confirmed=False)
+            assignments.update(name_dative="", position_title_dative="", dative_confirmed=False)
         statement = (
-            update(_contacts).where(_contacts.c.id == bindparam("contact_id")).values(values)
+            update(_contacts).where(_contacts.c.id == bindparam("contact_id")).values(assignments)
         )
         db.session.execute(statement, params)
         if set(KEY_FIELDS) & set(fields):
