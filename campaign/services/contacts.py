@@ -548,13 +548,17 @@ def clean_contact_data(raw: Mapping[str, Any], *, partial: bool = False) -> dict
     return cleaned
 
 
+# A name, an organisation or a title in any language is enough to address a letter.
+_NAMING_FIELDS = tuple(
+    name
+    for name in FIELD_PARSERS
+    if name.split("_")[0] in {"given", "family", "organisation", "position"}
+    and not name.endswith(("_alt", "_dative"))
+)
+
+
 def _check_has_a_name(cleaned: Mapping[str, Any], errors: list[FieldError]) -> None:
-    if not (
-        cleaned.get("given_name")
-        or cleaned.get("family_name")
-        or cleaned.get("organisation")
-        or cleaned.get("position_title")
-    ):
+    if not any(cleaned.get(name) for name in _NAMING_FIELDS):
         errors.append(
             FieldError(
                 "family_name", _("a contact needs a name, an organisation or a position title")
