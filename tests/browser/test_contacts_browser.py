@@ -115,7 +115,10 @@ def test_saving_a_segment_with_its_live_count(
     expect(live).to_contain_text("3 contacts match now")
 
     page.get_by_label("Field of condition 1, group 1").select_option("country")
+    # A country is chosen by its name; a name no table knows is explained.
     page.get_by_label("Value of condition 1, group 1").fill("France")
+    expect(live).to_contain_text("country is not France")
+    page.get_by_label("Value of condition 1, group 1").fill("Narnia")
     expect(live).to_contain_text("not a country code the country table knows")
 
     page.get_by_label("Field of condition 1, group 1").select_option("tag")
