@@ -138,12 +138,11 @@ def select_locale() -> str:
         stored = supported(getattr(current_user, "language", ""))
         if stored:
             return stored
-    else:
-        # A visitor before sign-in: the language they chose on the sign-in page, or the
-        # language of the user who signed out in this browser (auth.logout).
-        chosen = supported(str(session.get(SESSION_LANGUAGE) or ""))
-        if chosen:
-            return chosen
+    # The language chosen on the sign-in page (kept through sign-in by a user who has not
+    # chosen one on their account), or the language of the user who signed out here.
+    chosen = supported(str(session.get(SESSION_LANGUAGE) or ""))
+    if chosen:
+        return chosen
     return choose_language(accepted_languages(), LANGUAGES) or DEFAULT_LANGUAGE
 
 

@@ -147,7 +147,9 @@ def address_lines(
         # "господину" before a name left in the nominative would be a grammatical error.
         polite = "" if "name" in dative.undeclined else civility(contact, "ru")
         person = " ".join(p for p in (polite, dative.name) if p)
-        lines = [excellency(contact, "ru"), dative.position_title, person, organisation, location]
+        # A line of the block starts with a capital ("министр …" typed in lower case).
+        title = dative.position_title[:1].upper() + dative.position_title[1:]
+        lines = [excellency(contact, "ru"), title, person, organisation, location]
     else:
         # An honorific the contact has ("Dr", "Professor") replaces Ms / Madame.
         polite = _text(contact, "honorific") or civility(contact, primary)

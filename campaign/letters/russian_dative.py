@@ -101,8 +101,13 @@ def _regular_surname(word: str, gender: str) -> str:
 
 
 def initials(*names: str) -> str:
-    """ "Дильноза", "Бахтиёровна" → "Д.Б." (ГОСТ Р 7.0.97: no space between initials)."""
-    return "".join(f"{n.strip()[0].upper()}." for n in names if n.strip())
+    """ "Дильноза", "Бахтиёровна" → "Д.Б." (ГОСТ Р 7.0.97: no space between initials);
+    a hyphenated name keeps each part: "Касым-Жомарт" → "К.-Ж."."""
+    return "".join(
+        "-".join(f"{part[0].upper()}." for part in name.strip().split("-") if part)
+        for name in names
+        if name.strip()
+    )
 
 
 def suggest_name(given: str, family: str, patronymic: str, gender: str) -> str:
@@ -120,29 +125,65 @@ def suggest_position_title(title: str) -> str:
     "Посол Кыргызской Республики во Французской Республике" → "Послу Кыргызской Республики
     во Французской Республике"; "Специальный докладчик ООН …" → "Специальному докладчику
     ООН …". Only the words up to the head noun change: what follows is already in the
-    genitive or prepositional and stays as written.
+    genitive or prepositional and stays as written. Titles joined right after a head noun
+    ("Посол, Постоянный представитель …", "Посол и Постоянный представитель") are each
+    declined; if one of them cannot be, nothing is suggested.
     """
     words = title.split()
-    if not words:
-        return ""
-    out: list[str] = []
-    for index, word in enumerate(words):
+    # The title's nominative group: the words up to the first that cannot be nominative
+    # singular (the genitive "Кыргызской Республики", "иностранных дел" that follows).
+    group: list[tuple[str, Any]] = []
+    for word in words:
         bare = word.strip(",")
-        if bare.lower() == "и" and out:
-            out.append(word)
+        if bare.lower() == "и" and group:
+            group.append((word, None))
             continue
         if not _CYRILLIC_WORD.match(bare):
-            return ""
+            break
         parse = _nominative(bare, {"NOUN", *_DECLINABLE_BEFORE_HEAD})
         if parse is None:
-            return ""
-        inflected = parse.inflect({"datv"})
+            break
+        group.append((word, parse))
+        if word.endswith(","):
+            break  # a second title follows
+    # The head is the group's last noun; the words before it qualify it ("Старший
+    # научный сотрудник": "Старший" reads as a noun too, but here it is an adjective).
+    while group and (
+        group[-1][1] is None or _nominative(group[-1][0].strip(","), {"NOUN"}) is None
+    ):
+        group.pop()
+    if not group:
+        return ""
+    out = []
+    for position, (word, parse) in enumerate(group):
+        if parse is None:
+            out.append(word)
+            continue
+        bare = word.strip(",")
+        is_head = position == len(group) - 1
+        # Before the head a word is an adjective when it can be one ("Старший"), else the
+        # head of a first title joined by "и" ("Посол и Постоянный представитель").
+        reading = (
+            _nominative(bare, {"NOUN"})
+            if is_head
+            else _nominative(bare, _DECLINABLE_BEFORE_HEAD) or _nominative(bare, {"NOUN"})
+        )
+        inflected = reading.inflect({"datv"}) if reading is not None else None
         if inflected is None:
             return ""
         out.append(word.replace(bare, _same_case(bare, inflected.word)))
-        if parse.tag.POS == "NOUN":
-            return " ".join(out + words[index + 1 :])
-    return ""  # no head noun: not a title we understand
+    rest = words[len(group) :]
+    if group[-1][0].endswith(","):
+        joined = suggest_position_title(" ".join(rest))
+        return " ".join([*out, joined]) if joined else ""
+    if rest and rest[0].lower() in _TITLE_JOINS:
+        joined = suggest_position_title(" ".join(rest[1:]))
+        return " ".join([*out, rest[0], joined]) if joined else ""
+    return " ".join(out + rest)
+
+
+# Words that join a second title right after a head noun ("Посол и Постоянный представитель").
+_TITLE_JOINS = frozenset({"и", "/", "—", "-"})
 
 
 def _nominative(word: str, parts_of_speech: set[str]) -> Any | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -34,7 +35,15 @@ def target_label(target_type: str) -> str:
 def detail_text(detail: object) -> str:
     """An event's details as JSON that reads as written ("Кыргызстан", not "\\u041a…");
     the template escapes it for HTML like any other text."""
-    return json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)
+    text = json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)
+    # Invisible characters a stranger can type into a failed sign-in (U+202E turns the rest
+    # of the entry around, U+2028 breaks it) stay visible as escapes, as before.
+    return "".join(
+        f"\\u{ord(c):04x}" if unicodedata.category(c) in _HIDDEN_CATEGORIES else c for c in text
+    )
+
+
+_HIDDEN_CATEGORIES = frozenset({"Cf", "Zl", "Zp", "Cc"})
 
 
 def _day(raw: str) -> date | None:

@@ -74,7 +74,10 @@ def login() -> Any:
 
 
 def _finish_login(user: User) -> Any:
+    chosen = session.get(SESSION_LANGUAGE)  # a language picked on the sign-in page
     session.clear()  # a fresh session at login: no fixation
+    if chosen and not user.language:
+        session[SESSION_LANGUAGE] = chosen  # validated again whenever it is read
     login_user(user)
     if users.is_totp_required(user.role_enum) and not user.has_totp:
         flash(_("Your role requires two-factor authentication. Set it up to continue."), "info")

@@ -121,6 +121,21 @@ def test_a_signed_in_users_stored_language_wins_over_the_visitors_choice(
     assert _html_lang(_text(signed_in)) == "fr"
 
 
+def test_a_choice_on_the_sign_in_page_stays_after_sign_in_for_a_user_without_one(
+    app: Flask, client: FlaskClient
+) -> None:
+    user = make_user(Role.EDITOR)
+    client.get("/login?lang=ru", headers=ENGLISH_BROWSER)
+    signed_in = client.post(
+        "/login",
+        data={"email": user.email, "password": TEST_PASSWORD},
+        headers=ENGLISH_BROWSER,
+        follow_redirects=True,
+    )
+    assert _html_lang(_text(signed_in)) == "ru"
+    assert user.language == ""  # the account keeps following the browser elsewhere
+
+
 @pytest.mark.parametrize(
     ("stored", "browser", "language", "signed_out", "sign_in"),
     [

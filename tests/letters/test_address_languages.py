@@ -143,3 +143,9 @@ def test_a_name_that_cannot_be_declined_gets_no_dative_civility() -> None:
     assert "Дильноза Намунова" in letter.address_block
     assert not any(line.startswith(("госпоже", "господину")) for line in letter.address_block)
     assert "dative_undeclined" in _codes(letter)
+
+
+def test_a_title_typed_in_lower_case_starts_its_line_with_a_capital() -> None:
+    contact = _ambassador(position_title_ru="министр иностранных дел")
+    letter = render_letter(_source(), contact, language="ru", today=TODAY)
+    assert "Министру иностранных дел" in letter.address_block

@@ -66,3 +66,13 @@ def test_filters_by_action_actor_and_date(client: FlaskClient, login: Login, app
     assert "contact #8" in older and "contact #7" not in older
     assert "login" in _text(client.get("/audit/?action=login"))
     assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "login")) is not None
+
+
+def test_invisible_characters_typed_at_sign_in_stay_visible_in_the_audit_log(
+    client: FlaskClient, login: Any
+) -> None:
+    client.post("/login", data={"email": "x@\u202eevil.example\u2028", "password": "nope"})
+    login(Role.ADMIN)
+    page = client.get("/audit/").get_data(as_text=True)
+    assert "\u202e" not in page and "\u2028" not in page
+    assert "\\u202e" in page
