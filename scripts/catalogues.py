@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 import subprocess
@@ -54,9 +55,19 @@ def read(po_path: Path, language: str) -> Catalog:
         return read_po(handle, locale=language)
 
 
-def write(po_path: Path, catalogue: Catalog) -> None:
-    with po_path.open("wb") as handle:
-        write_po(handle, catalogue, omit_header=False, sort_output=True, width=100)
+_CREATION_DATE = re.compile(rb'^"POT-Creation-Date: .*\\n"$', re.MULTILINE)
+
+
+def write(po_path: Path, catalogue: Catalog, old: bytes = b"") -> None:
+    catalogue.project, catalogue.version = "campaign", ""
+    buffer = io.BytesIO()
+    write_po(buffer, catalogue, omit_header=False, sort_output=True, width=100)
+    new = buffer.getvalue()
+    # Only the extraction's date changed: keep the file as it is (no churn in git).
+    if old and _CREATION_DATE.sub(b"", new) == _CREATION_DATE.sub(b"", old):
+        po_path.write_bytes(old)
+        return
+    po_path.write_bytes(new)
 
 
 # Only before punctuation that ends a phrase (followed by a space, the end or a closing
@@ -135,11 +146,13 @@ def main() -> int:
         entries.extend(json.loads(path.read_text(encoding="utf-8")))
     status = 0
     for language in TARGET_LANGUAGES:
+        existing = TRANSLATIONS / language / "LC_MESSAGES" / "messages.po"
+        before = existing.read_bytes() if existing.exists() else b""
         po_path = merge(language)
         catalogue = read(po_path, language)
         added = fill(catalogue, language, entries) if entries else 0
         pad_plurals(catalogue)
-        write(po_path, catalogue)
+        write(po_path, catalogue, before)
         missing = untranslated(catalogue)
         total = len([m for m in catalogue if m.id])
         print(f"{language}: {total - len(missing)} of {total} translated (+{added} filled)")
