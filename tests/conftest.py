@@ -61,6 +61,8 @@ def _base_overrides(instance: Path, redis_url: str, database_url: str) -> dict[s
         "SESSION_COOKIE_SECURE": False,
         "WTF_CSRF_ENABLED": False,
         "MAIL_SUPPRESS_SEND": False,
+        # A free port per app: a developer's `scripts/run` holds 8025 while the tests run.
+        "MAIL_PORT": servers.free_port(),
     }
 
 

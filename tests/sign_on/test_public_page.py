@@ -165,7 +165,9 @@ def test_markup_and_template_code_in_a_name_are_shown_literally_once_approved(
     approve(signature)
     page = client.get(f"/sign/{sign_on.token}").get_data(as_text=True)
     assert "&lt;b&gt;Bold&lt;/b&gt; {{ 7*7 }} *stars*" in page
-    assert "<b>Bold" not in page and "49" not in page
+    # The template code is not run: no 49 anywhere but inside a random token's value.
+    shown = re.sub(r'value="[^"]*"', "", page)
+    assert "<b>Bold" not in page and "49" not in shown
 
 
 def test_withheld_names_and_a_count_only_page(app: Flask, client: FlaskClient) -> None:
