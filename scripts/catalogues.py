@@ -60,6 +60,7 @@ _CREATION_DATE = re.compile(rb'^"POT-Creation-Date: .*\\n"$', re.MULTILINE)
 
 def write(po_path: Path, catalogue: Catalog, old: bytes = b"") -> None:
     catalogue.project, catalogue.version = "campaign", ""
+    catalogue.fuzzy = False  # the header is ours and complete, not a guess
     buffer = io.BytesIO()
     write_po(buffer, catalogue, omit_header=False, sort_output=True, width=100)
     new = buffer.getvalue()
@@ -130,7 +131,8 @@ def untranslated(catalogue: Catalog) -> list[str]:
         if not message.id:
             continue
         strings = message.string if isinstance(message.string, tuple) else (message.string,)
-        if not all(strings):
+        # A fuzzy entry is left out of the .mo file: its readers meet the English.
+        if not all(strings) or message.fuzzy:
             missing.append(message.id if isinstance(message.id, str) else message.id[0])
     return missing
 
