@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 
 from campaign.extensions import db
 from campaign.labels import LABELS
+from campaign.letters.address import RussianDative
 from campaign.letters.countries import load_country_names
 from campaign.models import (
     Contact,
@@ -574,10 +575,7 @@ def _settle_confirmed_dative(cleaned: dict[str, Any], errors: list[FieldError]) 
         return
     from types import SimpleNamespace
 
-    from campaign.letters.address import dative_forms, letter_names
-
-    person = SimpleNamespace(**cleaned)
-    forms = dative_forms(person, letter_names(person, "ru"))
+    forms = dative_of(SimpleNamespace(**cleaned))
     if forms.undeclined:
         errors.append(
             FieldError(
@@ -589,6 +587,47 @@ def _settle_confirmed_dative(cleaned: dict[str, Any], errors: list[FieldError]) 
     cleaned["name_dative"] = cleaned.get("name_dative") or forms.name
     cleaned["position_title_dative"] = cleaned.get("position_title_dative") or (
         forms.position_title
+    )
+
+
+def dative_of(contact: object) -> RussianDative:
+    """The forms a Russian letter prints for this contact, and whether a person saw them."""
+    from campaign.letters.address import dative_forms, letter_names
+    from campaign.services.salutation_rules import current_rule_set
+
+    return dative_forms(contact, letter_names(contact, "ru", current_rule_set()))
+
+
+def confirm_dative(contact: Contact, shown_name: str, shown_title: str) -> None:
+    """Confirm the dative forms a page showed; refused (ContactInputError) when there is
+    nothing to confirm or the contact changed since the page was shown."""
+    dative = dative_of(contact)
+    if dative.undeclined or not (dative.name or dative.position_title):
+        raise ContactInputError(
+            [
+                FieldError(
+                    "dative_confirmed",
+                    _("There is no suggestion to confirm; enter the forms on the edit page."),
+                )
+            ]
+        )
+    if (shown_name, shown_title) != (dative.name, dative.position_title):
+        # Someone edited the contact since the page was drawn: confirm only what was seen.
+        raise ContactInputError(
+            [
+                FieldError(
+                    "dative_confirmed",
+                    _("The contact changed since the page was shown; check the forms again."),
+                )
+            ]
+        )
+    update_contact(
+        contact,
+        {
+            "name_dative": dative.name,
+            "position_title_dative": dative.position_title,
+            "dative_confirmed": "yes",
+        },
     )
 
 

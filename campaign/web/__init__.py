@@ -15,7 +15,6 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from jinja2 import pass_context
 from werkzeug.exceptions import HTTPException
 
 from campaign.i18n import (
@@ -216,56 +215,13 @@ def _page_of_the_form(language: str) -> str:
     return url_for(endpoint, **values, lang=language)
 
 
-@pass_context
-def country_filter(_context: object, code: str | None) -> str:
-    """The `country` filter (taking the context so Jinja never folds it at compile time)."""
-    return country_label(code)
-
-
-def country_label(code: str | None) -> str:
-    """A country code as its name in the interface language ("KG" → "Кыргызстан")."""
-    from campaign.i18n import current_language
-    from campaign.letters.countries import load_country_names
-
-    if not code:
-        return ""
-    return load_country_names().short(code, current_language()) or code
-
-
-@pass_context
-def country_text_filter(_context: object, text: str | None) -> str:
-    """The `country_text` filter: a country typed as free text (a signer's "Belgium") as
-    the table names it in the interface language ("Бельгия"); other text as typed."""
-    from campaign.i18n import current_language
-    from campaign.letters.countries import load_country_names
-
-    return load_country_names().printed(text or "", current_language())
-
-
-def country_code(text: str) -> str:
-    """A country a form was given ("UZ", "uz", "Uzbekistan", "Узбекистан") as its code;
-    text that names no country comes back as typed, for the service to refuse."""
-    from campaign.letters.countries import load_country_names
-
-    return load_country_names().find(text) or text.strip()
-
-
-def country_options() -> list[tuple[str, str]]:
-    """(code, name) of every country, by name in the interface language: a datalist's
-    options (value = code, label = name), so a country is searched by its name."""
-    from campaign.web.contacts import country_choices
-
-    return country_choices()
-
-
 def _register_template_helpers(app: Flask) -> None:
     from campaign.labels import choices, label_filter
     from campaign.models import Role
+    from campaign.web import country_names
 
     app.add_template_filter(label_filter, "label")
-    app.add_template_filter(country_filter, "country")
-    app.add_template_filter(country_text_filter, "country_text")
-    app.add_template_global(country_options, "country_options")
+    country_names.install_template_helpers(app)
     app.add_template_global(choices, "choices")
     app.add_template_global(is_public_page, "is_public_page")
 

@@ -26,8 +26,8 @@ from campaign.services.segments import (
     SegmentError,
     value_label,
 )
-from campaign.web import country_code, country_options
 from campaign.web.access import allow
+from campaign.web.country_names import country_code, country_options
 
 bp = Blueprint("audiences", __name__, url_prefix="/audiences")
 

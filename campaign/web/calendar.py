@@ -37,8 +37,8 @@ from campaign.scheduling.stored_text import read
 from campaign.services import calendar as calendar_service
 from campaign.services.calendar import BuiltinDayError, CalendarError
 from campaign.services.calendar_items import KIND_WORDS, Item, calendar_items, display_zone
-from campaign.web import country_code
 from campaign.web.access import allow, public, signed_in_user
+from campaign.web.country_names import country_code
 from campaign.web.schedule_runs import unacknowledged_trouble
 
 bp = Blueprint("calendar", __name__)

@@ -28,8 +28,8 @@ from campaign.services.cases import (
     display_name,
     may_see_real_name,
 )
-from campaign.web import country_code
 from campaign.web.access import allow, signed_in_user
+from campaign.web.country_names import country_code
 from campaign.web.params import row_id
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")

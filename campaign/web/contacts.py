@@ -25,9 +25,9 @@ from flask_login import current_user
 from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.i18n import LANGUAGES, current_language
+from campaign.i18n import LANGUAGES
 from campaign.labels import LABELS, label
-from campaign.letters.address import address_lines, dative_forms, letter_names
+from campaign.letters.address import address_lines
 from campaign.letters.countries import load_country_names
 from campaign.models import (
     AuditEvent,
@@ -49,6 +49,7 @@ from campaign.services.contacts import CONTACT_FIELDS, FIELD_LABELS, ContactInpu
 from campaign.services.correspondence import correspondence
 from campaign.services.salutation_rules import current_rule_set
 from campaign.web.access import allow
+from campaign.web.country_names import country_options
 from campaign.web.downloads import file_download
 from campaign.web.params import row_id
 
@@ -194,17 +195,9 @@ def show(contact_id: int) -> Any:
 COUNTRY_FIELDS = frozenset({"country", "location_country"})
 
 
-def country_choices() -> list[tuple[str, str]]:
-    """Every country code with its name in the interface language, by name."""
-    names = load_country_names()
-    language = current_language()
-    pairs = [(code, names.short(code, language)) for code in names.codes()]
-    return sorted(pairs, key=lambda pair: pair[1].casefold())
-
-
 def _country_filter_choices() -> dict[str, Any]:
     """The country filter's options: every country by its name in the interface language."""
-    pairs = country_choices()
+    pairs = country_options()
     return {"country_choices": pairs, "country_codes": {code for code, _name in pairs}}
 
 
@@ -212,7 +205,7 @@ def _address_context(contact: Contact) -> dict[str, Any]:
     """The address block in each letter language, and the state of the Russian dative."""
     rules = current_rule_set()
     blocks = [(language, address_lines(contact, language, rules=rules)) for language in LANGUAGES]
-    dative = dative_forms(contact, letter_names(contact, "ru", rules))
+    dative = contact_service.dative_of(contact)
     has_dative = bool(dative.name or dative.position_title)
     words = {"name": _("name"), "position title": _("position title")}
     return {
@@ -225,7 +218,7 @@ def _address_context(contact: Contact) -> dict[str, Any]:
 def _dative_suggestions(contact: Contact | None) -> dict[str, str]:
     if contact is None:
         return {}
-    dative = dative_forms(contact, letter_names(contact, "ru", current_rule_set()))
+    dative = contact_service.dative_of(contact)
     return {"name_dative": dative.name, "position_title_dative": dative.position_title}
 
 
@@ -257,7 +250,6 @@ def _render_form(contact: Contact | None, values: dict[str, str], errors: dict[s
             zone_names=contact_service.zone_names(),
             boolean_fields=contact_service.BOOLEAN_FIELDS,
             country_fields=COUNTRY_FIELDS,
-            country_choices=country_choices(),
             suggestions=_dative_suggestions(contact),
         ),
         status,
@@ -292,26 +284,19 @@ def create() -> Any:
 @allow(Role.EDITOR)
 def confirm_dative(contact_id: int) -> Any:
     contact = db.get_or_404(Contact, contact_id)
-    dative = dative_forms(contact, letter_names(contact, "ru", current_rule_set()))
-    if dative.undeclined or not (dative.name or dative.position_title):
-        flash(_("There is no suggestion to confirm; enter the forms on the edit page."), "error")
-        return redirect(url_for("contacts.show", contact_id=contact.id))
-    shown = (request.form.get("name_dative", ""), request.form.get("position_title_dative", ""))
-    if shown != (dative.name, dative.position_title):
-        # Someone edited the contact since this page was shown: confirm only what was seen.
-        flash(_("The contact changed since the page was shown; check the forms again."), "error")
-        return redirect(url_for("contacts.show", contact_id=contact.id))
-    contact_service.update_contact(
-        contact,
-        {
-            "name_dative": dative.name,
-            "position_title_dative": dative.position_title,
-            "dative_confirmed": "yes",
-        },
-    )
-    db.session.commit()
-    flash(_("The Russian dative forms are confirmed."), "success")
-    return redirect(url_for("contacts.show", contact_id=contact.id))
+    try:
+        contact_service.confirm_dative(
+            contact,
+            request.form.get("name_dative", ""),
+            request.form.get("position_title_dative", ""),
+        )
+    except ContactInputError as problem:
+        db.session.rollback()
+        flash(problem.errors[0].message, "error")
+    else:
+        db.session.commit()
+        flash(_("The Russian dative forms are confirmed."), "success")
+    return redirect(url_for("contacts.show", contact_id=contact_id))
 
 
 @bp.route("/<int:contact_id>/edit", methods=["GET", "POST"])
