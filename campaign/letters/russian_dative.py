@@ -110,6 +110,9 @@ def initials(*names: str) -> str:
     )
 
 
+# Pure functions of their text, asked for the address block and again for the pre-send
+# check of every Russian letter: a campaign's recipients share titles and names.
+@functools.lru_cache(maxsize=4096)
 def suggest_name(given: str, family: str, patronymic: str, gender: str) -> str:
     """Initials and the family name in the dative, joined by a no-break space so a line
     never ends between them: "Д.Б. Намуновой"; "" if unsure."""
@@ -119,6 +122,7 @@ def suggest_name(given: str, family: str, patronymic: str, gender: str) -> str:
     return "\u00a0".join(p for p in (initials(given, patronymic), family_dative) if p)
 
 
+@functools.lru_cache(maxsize=4096)
 def suggest_position_title(title: str) -> str:
     """The title with its head noun (and adjectives before it) in the dative; "" if unsure.
 
