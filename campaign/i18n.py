@@ -155,6 +155,23 @@ def remember_visitor_language(language: str | None) -> str:
     return chosen
 
 
+def requested_language() -> str:
+    """A public page visitor's explicit choice (?lang=, or a form's `lang`), "" if absent
+    or not a language tag."""
+    if not has_request_context():
+        return ""
+    value = request.values.get("lang", "")
+    return value.strip() if normalise_tag(value) else ""
+
+
+def use_visitor_language(*stored: str, fallback: Sequence[str] = ()) -> str:
+    """Show a public page in its visitor's language, among those with an interface: their
+    explicit choice, then `stored` (the recipient's or signer's languages), then the
+    browser's, then `fallback` (the letter's language), else English."""
+    candidates = [requested_language(), *stored, *accepted_languages(), *fallback]
+    return use_reader_language(choose_language(candidates, LANGUAGES) or DEFAULT_LANGUAGE)
+
+
 def use_reader_language(language: str) -> str:
     """Show the rest of this request in `language` (a public page's reader); returns the
     interface language actually used, English when there is no catalogue for it."""

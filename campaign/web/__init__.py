@@ -17,13 +17,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException
 
-from campaign.i18n import (
-    DEFAULT_LANGUAGE,
-    LANGUAGES,
-    accepted_languages,
-    choose_language,
-    use_reader_language,
-)
+from campaign.i18n import use_visitor_language
 from campaign.web.access import enforce_access_policies
 
 # The blueprints strangers use (signers, recipients): their pages are in the reader's
@@ -184,7 +178,7 @@ def _register_error_pages(app: Flask) -> None:
         if is_public_page():
             # A signer's or recipient's form: their language, not the staff's or browser's,
             # and a way back to the page the form was on rather than to the staff sign-in.
-            language = _reader_language()
+            language = use_visitor_language()
             back = _page_of_the_form(language)
         text = _(
             "This form has expired or was sent from another site. "
@@ -194,13 +188,6 @@ def _register_error_pages(app: Flask) -> None:
             "error.html", code=400, title=_("Form expired"), text=text, back=back
         )
         return page, 400
-
-
-def _reader_language() -> str:
-    """A public page's reader before its view ran: ?lang= (or the form's lang), else the
-    browser's Accept-Language, else English."""
-    candidates = [request.args.get("lang"), request.form.get("lang"), *accepted_languages()]
-    return use_reader_language(choose_language(candidates, LANGUAGES) or DEFAULT_LANGUAGE)
 
 
 def _page_of_the_form(language: str) -> str:

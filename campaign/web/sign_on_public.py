@@ -15,12 +15,11 @@ from flask import Blueprint, abort, render_template, request, url_for
 
 from campaign.extensions import db
 from campaign.i18n import (
-    LANGUAGES,
     accepted_languages,
     autonym,
-    choose_language,
-    normalise_tag,
+    requested_language,
     use_reader_language,
+    use_visitor_language,
 )
 from campaign.letters.signatories import withheld_text
 from campaign.mail import organisation_name
@@ -46,22 +45,11 @@ FORM_FIELDS = (
 )
 
 
-def _requested() -> str:
-    """The visitor's explicit choice (?lang=), or "" when absent or not a language tag."""
-    value = request.args.get("lang", "")
-    return value.strip() if normalise_tag(value) else ""
-
-
-def _stranger_language() -> str:
-    """For a page with no statement to go by (an unknown address): ?lang=, then the browser."""
-    return use_reader_language(
-        choose_language([_requested(), *accepted_languages()], LANGUAGES) or LANGUAGES[0]
-    )
-
-
 def _reader_language(sign_on: SignOn, stored: str = "") -> str:
     """The statement language this visitor reads; the page's own words follow it."""
-    language = signatures.signer_language(sign_on, _requested(), accepted_languages(), stored)
+    language = signatures.signer_language(
+        sign_on, requested_language(), accepted_languages(), stored
+    )
     use_reader_language(language)
     return language
 
@@ -69,7 +57,7 @@ def _reader_language(sign_on: SignOn, stored: str = "") -> str:
 def _sign_on(token: str) -> SignOn:
     found = sign_on_service.by_token(token)
     if found is None:
-        _stranger_language()
+        use_visitor_language()
         abort(404)  # the same page for every unknown address: nothing to learn from it
     return found
 
@@ -94,7 +82,7 @@ def _render_page(
     message: str = "",
     status: int = 200,
 ) -> Any:
-    text = signatures.public_text(sign_on, _requested(), accepted_languages())
+    text = signatures.public_text(sign_on, requested_language(), accepted_languages())
     use_reader_language(text.language)
     signed = sign_on_service.public_signatories(sign_on, text.language)
     page = render_template(
@@ -170,7 +158,7 @@ def _link_language(
 ) -> tuple[str, list[tuple[str, str, str, bool]]]:
     """The confirmation pages' language: ?lang=, the signer's, the browser's, the statement's."""
     if check is None:
-        return _stranger_language(), []
+        return use_visitor_language(), []
     language = _reader_language(check.sign_on, check.signature.language)
     languages = signatures.statement_languages(check.sign_on)
     token = request.view_args["token"] if request.view_args else ""

@@ -16,13 +16,9 @@ from redis.exceptions import RedisError
 
 from campaign.extensions import csrf, db
 from campaign.i18n import (
-    DEFAULT_LANGUAGE,
     LANGUAGES,
-    accepted_languages,
     autonym,
-    choose_language,
-    normalise_tag,
-    use_reader_language,
+    use_visitor_language,
 )
 from campaign.queue import get_redis
 from campaign.services import unsubscribe as unsubscribe_service
@@ -57,21 +53,11 @@ def _count_miss() -> None:
         log.warning("could not count an unknown unsubscribe token: %s", error)
 
 
-def _requested() -> str:
-    """The visitor's explicit choice (?lang=, or the form's lang), "" if not a language tag."""
-    value = request.values.get("lang", "")
-    return value.strip() if normalise_tag(value) else ""
-
-
 def _reader_language(target: unsubscribe_service.UnsubscribeTarget | None) -> str:
     """Choose the page's language and make the rest of the request use it."""
-    candidates = [_requested()]
-    if target is not None:
-        candidates.extend(target.contact_languages)
-    candidates.extend(accepted_languages())
-    if target is not None:
-        candidates.extend(target.letter_languages[:1])
-    return use_reader_language(choose_language(candidates, LANGUAGES) or DEFAULT_LANGUAGE)
+    if target is None:
+        return use_visitor_language()
+    return use_visitor_language(*target.contact_languages, fallback=target.letter_languages[:1])
 
 
 def _target(token: str) -> unsubscribe_service.UnsubscribeTarget:
