@@ -62,7 +62,14 @@ from campaign.models.statement import (
 )
 from campaign.models.suppression import Suppression, SuppressionReason
 from campaign.models.tracking import TrackedLink, TrackingEvent, TrackingKind
-from campaign.models.user import Role, RolePolicy, User
+from campaign.models.user import (
+    PasswordResetToken,
+    RecoveryCode,
+    Role,
+    RolePolicy,
+    User,
+    UserSession,
+)
 
 __all__ = [
     "CLAIMABLE",
@@ -130,6 +137,9 @@ __all__ = [
     "TrackingEvent",
     "TrackingKind",
     "User",
+    "UserSession",
+    "PasswordResetToken",
+    "RecoveryCode",
     "campaign_cases",
     "list_memberships",
 ]

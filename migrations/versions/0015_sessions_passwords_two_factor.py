@@ -1,0 +1,85 @@
+"""server-side sessions, password resets, two-factor replay guard and recovery codes;
+two-factor secrets widened for encryption at rest
+
+Revision ID: 0015
+Revises: 0014
+Create Date: 2026-12-06 23:40:00
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+
+# revision identifiers, used by Alembic.
+revision = '0015'
+down_revision = '0014'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.alter_column(
+            'totp_secret', existing_type=sa.String(length=64), type_=sa.String(length=255)
+        )
+        batch_op.add_column(sa.Column('totp_last_step', sa.Integer(), nullable=True))
+        batch_op.add_column(
+            sa.Column('must_change_password', sa.Boolean(), server_default='0', nullable=False)
+        )
+        batch_op.add_column(sa.Column('password_changed_at', sa.DateTime(timezone=True), nullable=True))
+
+    op.create_table(
+        'user_sessions',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('user_id', sa.Integer(), nullable=False),
+        sa.Column('token_hash', sa.String(length=64), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('network', sa.String(length=64), nullable=False),
+        sa.Column('user_agent', sa.String(length=200), nullable=False),
+        sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('id'),
+        sa.UniqueConstraint('token_hash'),
+    )
+    op.create_index('ix_user_sessions_user_id', 'user_sessions', ['user_id'])
+    op.create_table(
+        'password_reset_tokens',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('user_id', sa.Integer(), nullable=False),
+        sa.Column('token_hash', sa.String(length=64), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('id'),
+        sa.UniqueConstraint('token_hash'),
+    )
+    op.create_index('ix_password_reset_tokens_user_id', 'password_reset_tokens', ['user_id'])
+    op.create_table(
+        'recovery_codes',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('user_id', sa.Integer(), nullable=False),
+        sa.Column('code_hash', sa.String(length=255), nullable=False),
+        sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='CASCADE'),
+        sa.PrimaryKeyConstraint('id'),
+    )
+    op.create_index('ix_recovery_codes_user_id', 'recovery_codes', ['user_id'])
+
+
+def downgrade():
+    op.drop_index('ix_recovery_codes_user_id', table_name='recovery_codes')
+    op.drop_table('recovery_codes')
+    op.drop_index('ix_password_reset_tokens_user_id', table_name='password_reset_tokens')
+    op.drop_table('password_reset_tokens')
+    op.drop_index('ix_user_sessions_user_id', table_name='user_sessions')
+    op.drop_table('user_sessions')
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.drop_column('password_changed_at')
+        batch_op.drop_column('must_change_password')
+        batch_op.drop_column('totp_last_step')
+        batch_op.alter_column(
+            'totp_secret', existing_type=sa.String(length=255), type_=sa.String(length=64)
+        )
