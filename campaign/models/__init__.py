@@ -104,7 +104,9 @@ __all__ = [
     "InstallationSetting",
     "MatchMethod",
     "Notification",
+    "PasswordResetToken",
     "PublishAs",
+    "RecoveryCode",
     "RiskLevel",
     "Role",
     "RolePolicy",
@@ -138,8 +140,6 @@ __all__ = [
     "TrackingKind",
     "User",
     "UserSession",
-    "PasswordResetToken",
-    "RecoveryCode",
     "campaign_cases",
     "list_memberships",
 ]

@@ -45,9 +45,7 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
     # The last TOTP time step accepted: a code of that step or an earlier one is a replay.
     totp_last_step: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Set by an admin's reset: the next sign-in must choose a new password first.
-    must_change_password: Mapped[bool] = mapped_column(
-        Boolean, default=False, server_default="0"
-    )
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Bumped to end every session of this user (password change, role change, lock).
     session_version: Mapped[int] = mapped_column(Integer, default=1)

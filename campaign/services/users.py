@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
@@ -14,7 +13,7 @@ from flask_babel import gettext, ngettext
 from sqlalchemy import func, select
 
 from campaign.extensions import db
-from campaign.models import Role, RolePolicy, User
+from campaign.models import Role, User
 from campaign.models._types import utcnow
 from campaign.services.audit import record_event
 
@@ -97,12 +96,12 @@ def authenticate(email: str, password: str) -> LoginResult:
         typed = email.strip()[:320] if "@" in email else "(not an email address)"
         record_event("login.failed", detail={"email": typed, "reason": "unknown account"})
         return LoginResult(None, error=_bad_credentials())
-    locked = _locked_message(user)
+    locked = refusal(user)
     if locked:
-        _audit_failure(user, "locked")
+        audit_failure(user, "locked")
         return LoginResult(None, error=locked)
     if not user.is_active_account or not _verify(user.password_hash, password):
-        _count_failure(user, "bad password")
+        count_failure(user, "bad password")
         return LoginResult(None, error=_bad_credentials())
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
@@ -112,28 +111,12 @@ def authenticate(email: str, password: str) -> LoginResult:
     return LoginResult(user)
 
 
-def verify_second_factor(user: User, code: str) -> LoginResult:
-    """Check the two-factor code of a user whose password was right; failures count too."""
-    locked = _locked_message(user)
-    if locked:
-        _audit_failure(user, "locked")
-        return LoginResult(None, error=locked)
-    if user.totp_secret and user.is_active_account and check_totp(user.totp_secret, code):
-        complete_login(user)
-        return LoginResult(user)
-    _count_failure(user, "wrong two-factor code")
-    return LoginResult(
-        None,
-        error=gettext("That code is not right or has expired. Enter the current 6-digit code."),
-    )
-
-
 def _bad_credentials() -> str:
     # The same words for an unknown address and a wrong password: nothing to tell them apart.
     return gettext("The email or password is not right.")
 
 
-def _locked_message(user: User) -> str:
+def refusal(user: User) -> str:
     now = utcnow()
     if not user.locked_until or user.locked_until <= now:
         return ""
@@ -147,7 +130,7 @@ def _locked_message(user: User) -> str:
     )
 
 
-def _count_failure(user: User, reason: str) -> None:
+def count_failure(user: User, reason: str) -> None:
     # Password and two-factor failures share one counter, so neither can be guessed
     # without limit. A lock does not end the user's open sessions: an attacker's wrong
     # guesses must not sign the real user out.
@@ -159,10 +142,10 @@ def _count_failure(user: User, reason: str) -> None:
         )
         user.failed_logins = 0
         detail["locked_until"] = user.locked_until.isoformat()
-    _audit_failure(user, reason, detail)
+    audit_failure(user, reason, detail)
 
 
-def _audit_failure(user: User, reason: str, extra: dict[str, object] | None = None) -> None:
+def audit_failure(user: User, reason: str, extra: dict[str, object] | None = None) -> None:
     record_event(
         "login.failed",
         target_type="user",
@@ -183,44 +166,6 @@ def _verify(password_hash: str, password: str) -> bool:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
-
-
-def is_totp_required(role: Role) -> bool:
-    policy = db.session.get(RolePolicy, role.value)
-    return bool(policy and policy.is_totp_required)
-
-
-def set_totp_required(role: Role, required: bool) -> None:
-    policy = db.session.get(RolePolicy, role.value) or RolePolicy(role=role.value)
-    policy.is_totp_required = required
-    db.session.add(policy)
-    record_event(
-        "role_policy.change",
-        target_type="role",
-        target_id=role.value,
-        detail={"totp_required": required},
-    )
-
-
-def new_totp_secret() -> str:
-    return pyotp.random_base32()
-
-
-def totp_uri(user: User, secret: str) -> str:
-    return pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name="Campaign")
-
-
-def check_totp(secret: str, code: str) -> bool:
-    return pyotp.TOTP(secret).verify(code.strip().replace(" ", ""), valid_window=1)
-
-
-def enable_totp(user: User, secret: str, code: str) -> None:
-    if not check_totp(secret, code):
-        raise UserError(
-            gettext("That code does not match. Check the clock on your phone and try again.")
-        )
-    user.totp_secret = secret
-    record_event("user.totp_enabled", target_type="user", target_id=user.id)
 
 
 def _other_active_admins(user: User) -> int:

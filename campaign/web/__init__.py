@@ -57,12 +57,14 @@ def register_blueprints(app: Flask) -> None:
         smtp_accounts,
         statements,
         suppressions,
+        two_factor,
         unsubscribe,
         users,
     )
 
     for module in (
         auth,
+        two_factor,
         home,
         devmail,
         imports,

@@ -1,4 +1,4 @@
-"""Signing in and out, two-factor verification and set-up."""
+"""Signing in and out (two-factor verification and set-up are in web/two_factor.py)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ from flask_login import current_user, login_user, logout_user
 from campaign.extensions import db
 from campaign.i18n import SESSION_LANGUAGE, current_language, remember_visitor_language
 from campaign.models import Role, User
-from campaign.services import users
+from campaign.services import two_factor, users
 from campaign.web.access import allow, public, signed_in_user
 
 bp = Blueprint("auth", __name__)
-_PENDING_TOTP = "pending_totp_user"
-_SETUP_SECRET = "totp_setup_secret"  # noqa: S105 (a session key name)
+# The user whose password was right and who still owes a two-factor code (web/two_factor.py).
+PENDING_TOTP = "pending_totp_user"
 
 
 def load_user(user_id: str) -> User | None:
@@ -65,62 +65,24 @@ def login() -> Any:
         result = users.authenticate(request.form.get("email", ""), request.form.get("password", ""))
         db.session.commit()
         if result.user and result.needs_totp:
-            session[_PENDING_TOTP] = result.user.get_id()
-            return redirect(url_for("auth.verify_totp", next=request.args.get("next")))
+            session[PENDING_TOTP] = result.user.get_id()
+            return redirect(url_for("two_factor.verify", next=request.args.get("next")))
         if result.user:
-            return _finish_login(result.user)
+            return finish_login(result.user)
         error = result.error
     return render_template("auth/login.html", error=error), (401 if error else 200)
 
 
-def _finish_login(user: User) -> Any:
+def finish_login(user: User) -> Any:
     chosen = session.get(SESSION_LANGUAGE)  # a language picked on the sign-in page
     session.clear()  # a fresh session at login: no fixation
     if chosen and not user.language:
         session[SESSION_LANGUAGE] = chosen  # validated again whenever it is read
     login_user(user)
-    if users.is_totp_required(user.role_enum) and not user.has_totp:
+    if two_factor.is_totp_required(user.role_enum) and not user.has_totp:
         flash(_("Your role requires two-factor authentication. Set it up to continue."), "info")
-        return redirect(url_for("auth.setup_totp"))
+        return redirect(url_for("two_factor.setup"))
     return redirect(_safe_next(request.args.get("next")))
-
-
-@bp.route("/login/verify", methods=["GET", "POST"])
-@public
-def verify_totp() -> Any:
-    pending = session.get(_PENDING_TOTP)
-    user = load_user(pending) if pending else None
-    if user is None:
-        return redirect(url_for("auth.login"))
-    error = ""
-    if request.method == "POST":
-        result = users.verify_second_factor(user, request.form.get("code", ""))
-        db.session.commit()
-        if result.user:
-            return _finish_login(result.user)
-        error = result.error
-    return render_template("auth/verify_totp.html", error=error), (401 if error else 200)
-
-
-@bp.route("/account/two-factor", methods=["GET", "POST"])
-@allow(Role.VIEWER)
-def setup_totp() -> Any:
-    secret = session.get(_SETUP_SECRET) or users.new_totp_secret()
-    session[_SETUP_SECRET] = secret
-    error = ""
-    if request.method == "POST":
-        try:
-            users.enable_totp(current_user, secret, request.form.get("code", ""))
-        except users.UserError as problem:
-            error = str(problem)
-        else:
-            db.session.commit()
-            session.pop(_SETUP_SECRET, None)
-            flash(_("Two-factor authentication is on for your account."), "success")
-            return redirect(url_for("home.index"))
-    return render_template(
-        "auth/setup_totp.html", secret=secret, uri=users.totp_uri(current_user, secret), error=error
-    )
 
 
 @bp.route("/account/language", methods=["POST"])
@@ -148,15 +110,3 @@ def logout() -> Any:
     session[SESSION_LANGUAGE] = language
     flash(signed_out, "info")
     return redirect(url_for("auth.login"))
-
-
-@bp.before_app_request
-def _require_mandatory_totp() -> Any:
-    """Users whose role requires two-factor may only reach the set-up page until it is on."""
-    if not current_user.is_authenticated or current_user.has_totp:
-        return None
-    if request.endpoint in {"auth.setup_totp", "auth.logout", "static"}:
-        return None
-    if users.is_totp_required(current_user.role_enum):
-        return redirect(url_for("auth.setup_totp"))
-    return None

@@ -12,6 +12,7 @@ from campaign.extensions import db
 from campaign.labels import label
 from campaign.models import Role, User
 from campaign.models._types import utcnow
+from campaign.services import two_factor
 from campaign.services import users as user_service
 from campaign.web.access import allow, signed_in_user
 
@@ -32,7 +33,7 @@ def _render_index(error: str = "", form: dict[str, str] | None = None, status: i
             "users/index.html",
             accounts=accounts,
             roles=list(Role),
-            totp_required={role: user_service.is_totp_required(role) for role in Role},
+            totp_required={role: two_factor.is_totp_required(role) for role in Role},
             now=utcnow(),
             min_password=user_service.MIN_PASSWORD_LENGTH,
             error=error,
@@ -131,8 +132,8 @@ def two_factor_policy() -> Any:
     changed = []
     for role in Role:
         wanted = role.value in required
-        if wanted != user_service.is_totp_required(role):
-            user_service.set_totp_required(role, wanted)
+        if wanted != two_factor.is_totp_required(role):
+            two_factor.set_totp_required(role, wanted)
             changed.append(role.value)
     db.session.commit()
     if changed:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models import AuditEvent, Role, User
 from campaign.models._types import utcnow
-from campaign.services import users
+from campaign.services import two_factor, users
 from tests.conftest import TEST_PASSWORD, make_user, sign_in
 
 
@@ -58,7 +58,7 @@ def test_two_factor_is_asked_for_after_the_password(app: Flask, client: FlaskCli
 
 
 def test_mandatory_two_factor_sends_the_user_to_set_up(app: Flask, client: FlaskClient) -> None:
-    users.set_totp_required(Role.SENDER, True)
+    two_factor.set_totp_required(Role.SENDER, True)
     db.session.commit()
     user = make_user(Role.SENDER)
     sign_in(client, user)

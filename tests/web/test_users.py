@@ -13,7 +13,7 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models import AuditEvent, Role, User
 from campaign.models._types import utcnow
-from campaign.services import users
+from campaign.services import two_factor
 from tests.conftest import TEST_PASSWORD, IsolatedClient, make_user, sign_in
 
 Login = Callable[[Role], User]
@@ -127,8 +127,8 @@ def test_deactivate_reactivate_and_unlock(client: FlaskClient, login: Login, app
 def test_two_factor_switches_per_role(client: FlaskClient, login: Login, app: Flask) -> None:
     login(Role.ADMIN)
     client.post("/users/two-factor", data={"required": ["sender", "editor"]})
-    assert [users.is_totp_required(r) for r in Role] == [False, True, True, False]
+    assert [two_factor.is_totp_required(r) for r in Role] == [False, True, True, False]
     client.post("/users/two-factor", data={"required": ["sender"]})
-    assert [users.is_totp_required(r) for r in Role] == [False, False, True, False]
+    assert [two_factor.is_totp_required(r) for r in Role] == [False, False, True, False]
     events = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "role_policy.change"))
     assert len(list(events)) == 3
