@@ -585,7 +585,8 @@ def send_message(data: bytes, *, sender: str, recipients: Sequence[str]) -> None
     pooled connections (a later issue).
     """
     import smtplib
-    import ssl
+
+    from campaign.tls import TlsFailure, client_context
 
     settings = _settings()
     host, port = str(settings["MAIL_SERVER"]), int(settings["MAIL_PORT"])
@@ -593,17 +594,17 @@ def send_message(data: bytes, *, sender: str, recipients: Sequence[str]) -> None
     try:
         if settings.get("MAIL_USE_SSL"):
             client: smtplib.SMTP = smtplib.SMTP_SSL(
-                host, port, timeout=30, context=ssl.create_default_context()
+                host, port, timeout=30, context=client_context()
             )
         else:
             client = smtplib.SMTP(host, port, timeout=30)
         with client:
             if settings.get("MAIL_USE_TLS") and not settings.get("MAIL_USE_SSL"):
-                client.starttls(context=ssl.create_default_context())
+                client.starttls(context=client_context())
             if settings.get("MAIL_USERNAME"):
                 client.login(str(settings["MAIL_USERNAME"]), str(settings.get("MAIL_PASSWORD", "")))
             client.sendmail(envelope_from, list(recipients), data)
-    except (OSError, smtplib.SMTPException) as error:
+    except (OSError, smtplib.SMTPException, TlsFailure) as error:
         # Never the password: only the server's address and its answer.
         raise SendError(
             f"the mail server {host}:{port} did not take the message ({error})"

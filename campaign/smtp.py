@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from campaign.tls import TlsFailure, TlsProblem, client_context, detail_of, problem_of
+
 if TYPE_CHECKING:  # the settings are plain data; the adapter does not import services
     from campaign.services.smtp_accounts import SmtpSettings
 
@@ -45,6 +47,9 @@ class SendOutcome:
     phase: str = ""
     # Copy (Cc) recipients the server refused while taking the message for the main one.
     refused_copies: tuple[str, ...] = field(default=())
+    # Why no secure connection was made (kind AUTH_FAILED, phase "tls"): campaign/tls.py
+    # turns it into words; nothing was sent in clear text instead.
+    tls: TlsProblem | None = None
 
     @property
     def summary(self) -> str:
@@ -100,6 +105,11 @@ def _dropped(phase: str, error: BaseException) -> SendOutcome:
     return SendOutcome(kind, None, text, "", phase)
 
 
+def _insecure(problem: TlsProblem, detail: str) -> SendOutcome:
+    # An account problem: the campaign pauses (waiting would not fix a certificate).
+    return SendOutcome(Outcome.AUTH_FAILED, None, detail, "", "tls", tls=problem)
+
+
 class SmtpConnection:
     """One SMTP connection for a batch; connects lazily and reconnects after a drop.
 
@@ -136,7 +146,7 @@ class SmtpConnection:
         return self._client is not None
 
     def _context(self) -> ssl.SSLContext:
-        return self._tls_context or ssl.create_default_context()
+        return self._tls_context or client_context()
 
     def _open(self) -> SendOutcome | None:
         """Connect, secure and log in; None when ready, else why not."""
@@ -151,6 +161,9 @@ class SmtpConnection:
                 )
             else:
                 client = smtplib.SMTP(local_hostname=self.helo_name, timeout=timeout)
+            # The name the certificate must carry (and SNI). smtplib records it only when its
+            # constructor connects, and verification would otherwise fail for want of a name.
+            client._host = settings.host  # type: ignore[attr-defined]
             code, reply = client.connect(settings.host, settings.port)
             if code != 220:
                 self._discard(client)
@@ -178,9 +191,15 @@ class SmtpConnection:
             )
         except smtplib.SMTPNotSupportedError as error:
             self._discard(client)
-            what = "STARTTLS" if phase == "tls" else "AUTH (a login)"
+            if phase == "tls":
+                # Never carry on without it: the login and the letters would cross in clear.
+                return _insecure(TlsProblem.NO_STARTTLS, "the server does not offer STARTTLS")
             return SendOutcome(
-                Outcome.AUTH_FAILED, None, f"the server does not offer {what} ({error})", "", phase
+                Outcome.AUTH_FAILED,
+                None,
+                f"the server does not offer AUTH (a login) ({error})",
+                "",
+                phase,
             )
         except smtplib.SMTPServerDisconnected as error:
             self._discard(client)
@@ -192,15 +211,15 @@ class SmtpConnection:
                     Outcome.AUTH_FAILED, error.smtp_code, _text(error.smtp_error), "", phase
                 )
             return classify_reply(error.smtp_code, error.smtp_error, phase)
-        except ssl.SSLCertVerificationError as error:
+        except TlsFailure as error:
             self._discard(client)
-            return SendOutcome(
-                Outcome.AUTH_FAILED,
-                None,
-                f"the server's TLS certificate was not accepted ({error.verify_message})",
-                "",
-                "tls",
-            )
+            return _insecure(error.problem, error.detail)
+        except ssl.SSLError as error:
+            self._discard(client)
+            problem = problem_of(error)
+            if problem is None:  # the server went away during the handshake: an outage
+                return _dropped(phase, error)
+            return _insecure(problem, detail_of(error))
         except smtplib.SMTPException as error:
             # e.g. "No suitable authentication method found."
             self._discard(client)

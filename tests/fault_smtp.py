@@ -34,6 +34,7 @@ all a process-level test needs.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -186,9 +187,19 @@ class _Controller(Controller):
 class FaultSmtpServer:
     """An SMTP server on 127.0.0.1 that records what it receives and misbehaves on request."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        starttls: ssl.SSLContext | None = None,
+        implicit_tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """`starttls`: offer STARTTLS and refuse AUTH and MAIL before it (port 587);
+        `implicit_tls`: TLS from the first byte (port 465). Contexts: tests/tls_ca.py."""
         self.host = "127.0.0.1"
         self.port = port or free_port()
+        self._starttls = starttls
+        self._implicit_tls = implicit_tls
         self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._messages: list[ReceivedMessage] = []
@@ -202,6 +213,9 @@ class FaultSmtpServer:
     def start(self) -> FaultSmtpServer:
         if self._controller is not None:
             return self
+        tls: dict[str, Any] = {}
+        if self._starttls is not None:
+            tls = {"tls_context": self._starttls, "require_starttls": True}
         controller = _Controller(
             self,
             hostname=self.host,
@@ -210,6 +224,8 @@ class FaultSmtpServer:
             auth_require_tls=False,
             decode_data=False,
             ready_timeout=10.0,
+            ssl_context=self._implicit_tls,
+            **tls,
         )
         try:
             controller.start()

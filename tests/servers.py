@@ -222,6 +222,8 @@ class DovecotServer:
     users: dict[str, str]
     directory: Path
     process: subprocess.Popen[bytes]
+    # With start_dovecot(tls=...): the IMAPS port; the IMAP port then offers STARTTLS.
+    tls_port: int | None = None
 
     def connect(self, user: str) -> Any:
         """Return a logged-in IMAPClient for `user` (the caller logs out)."""
@@ -352,9 +354,23 @@ def _dovecot_accounts() -> dict[str, str]:
 
 
 def _dovecot_config(
-    version: tuple[int, int], directory: Path, port: int, accounts: dict[str, str]
+    version: tuple[int, int],
+    directory: Path,
+    port: int,
+    accounts: dict[str, str],
+    tls: tuple[Path, Path, int] | None = None,
 ) -> str:
     runtime = directory / "run"
+    # TLS (cert file, key file, IMAPS port): required for logins, STARTTLS offered on `port`.
+    imaps_port = tls[2] if tls else 0
+    if tls is None:
+        ssl_settings = "ssl = no"
+    elif version >= (2, 4):
+        ssl_settings = (
+            f"ssl = required\nssl_server_cert_file = {tls[0]}\nssl_server_key_file = {tls[1]}"
+        )
+    else:
+        ssl_settings = f"ssl = required\nssl_cert = <{tls[0]}\nssl_key = <{tls[1]}"
     # chroot needs root; without it the login and anvil processes simply run unconfined.
     chroot = "" if os.geteuid() == 0 else "\n  chroot ="
     common = f"""\
@@ -364,7 +380,7 @@ base_dir = {runtime}
 state_dir = {directory / "state"}
 instance_name = campaign-test-{port}
 log_path = {directory / "dovecot.log"}
-ssl = no
+{ssl_settings}
 auth_mechanisms = plain login
 # Refused logins answer at once: tests of wrong passwords and backoff should not sleep.
 auth_failure_delay = 0
@@ -389,7 +405,7 @@ service imap-login {{{chroot}
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    port = {imaps_port}
   }}
 }}
 """
@@ -455,12 +471,17 @@ def _imap_greets(host: str, port: int) -> bool:
 
 
 def start_dovecot(
-    users: dict[str, str] | None = None, directory: Path | None = None, port: int | None = None
+    users: dict[str, str] | None = None,
+    directory: Path | None = None,
+    port: int | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> DovecotServer:
     """Run a private Dovecot (plain IMAP, passwd-file users, maildirs) on a free loopback port.
 
     Given the `directory` (and `port`) of a halted server, the same mailboxes and users are
-    served again at the same address: a restart, as a poller would see it.
+    served again at the same address: a restart, as a poller would see it. Given `tls` (a
+    certificate and key file, tests/tls_ca.py), it also serves IMAPS on `tls_port`, offers
+    STARTTLS on `port`, and requires TLS for logins from anywhere but itself.
     """
     if not os.access(DOVECOT_BINARY, os.X_OK):
         service_missing("Dovecot", f"{DOVECOT_BINARY} not found ({DOVECOT_INSTALL_HINT})")
@@ -483,8 +504,10 @@ def start_dovecot(
         shutil.chown(mail, accounts["mail_uid"], accounts["mail_gid"])
     _write_dovecot_passwd(directory, users)
     port = port or free_port()
+    tls_port = free_port() if tls else None
     config = directory / "dovecot.conf"
-    config.write_text(_dovecot_config(version, directory, port, accounts))
+    tls_files = (tls[0], tls[1], tls_port or 0) if tls else None
+    config.write_text(_dovecot_config(version, directory, port, accounts, tls_files))
     log = directory / "dovecot.log"
     with (directory / "dovecot.stderr").open("wb") as stderr:
         process = subprocess.Popen(
@@ -495,7 +518,7 @@ def start_dovecot(
         if process.poll() is not None:
             break
         if _imap_greets("127.0.0.1", port):
-            return DovecotServer("127.0.0.1", port, dict(users), directory, process)
+            return DovecotServer("127.0.0.1", port, dict(users), directory, process, tls_port)
         time.sleep(0.05)
     if process.poll() is None:
         process.kill()

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import ssl
 
+from flask_babel.speaklater import LazyString
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from campaign.models import ImapMailbox, ImapSecurity
 from campaign.secret_box import SecretUnreadable, decrypt_secret
+from campaign.tls import (
+    TlsFailure,
+    TlsProblem,
+    client_context,
+    detail_of,
+    mailbox_paused,
+    problem_of,
+)
 
 TIMEOUT_SECONDS = 30
 
@@ -33,7 +43,30 @@ def is_loopback_host(host: str) -> bool:
 
 
 class MailboxUnavailable(Exception):
-    """The server could not be reached, refused the login or the folder: worth retrying later."""
+    """The server could not be reached, refused the login or the folder: worth retrying later.
+
+    Unless `pauses`: a secure connection could not be made (a certificate refused, no
+    STARTTLS), which waiting does not fix, so the mailbox stops being polled; `reason` is
+    then a lazy string, read in each reader's language.
+    """
+
+    def __init__(self, reason: str | LazyString, *, pauses: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.pauses = pauses
+
+    def __str__(self) -> str:
+        return str(self.reason)
+
+
+def _shut(client: IMAPClient) -> None:
+    # After a failed TLS handshake the socket is already closed: closing it again raises.
+    with contextlib.suppress(IMAPClientError, OSError):
+        client.shutdown()
+
+
+def _insecure(where: str, problem: TlsProblem, detail: str = "") -> MailboxUnavailable:
+    return MailboxUnavailable(mailbox_paused(problem, where, detail), pauses=True)
 
 
 def connect(mailbox: ImapMailbox, *, timeout: float = TIMEOUT_SECONDS) -> IMAPClient:
@@ -50,16 +83,22 @@ def connect(mailbox: ImapMailbox, *, timeout: float = TIMEOUT_SECONDS) -> IMAPCl
             "the stored password cannot be read (was CAMPAIGN_SECRET_KEY changed?): enter it again"
         ) from None
     try:
+        context = client_context()
         client = IMAPClient(
             mailbox.host,
             port=mailbox.port,
             ssl=mailbox.security == ImapSecurity.SSL.value,
-            ssl_context=ssl.create_default_context(),
+            ssl_context=context,
             timeout=timeout,
         )
+    except TlsFailure as error:
+        raise _insecure(where, error.problem, error.detail) from None
     except TimeoutError:
         raise MailboxUnavailable(f"no answer from {where} within {timeout:g} s") from None
     except ssl.SSLError as error:
+        problem = problem_of(error)
+        if problem is not None:
+            raise _insecure(where, problem, detail_of(error)) from None
         raise MailboxUnavailable(f"TLS with {where} failed: {error.reason or error}") from None
     except OSError as error:
         raise MailboxUnavailable(
@@ -67,19 +106,26 @@ def connect(mailbox: ImapMailbox, *, timeout: float = TIMEOUT_SECONDS) -> IMAPCl
         ) from None
     try:
         if mailbox.security == ImapSecurity.STARTTLS.value:
-            client.starttls(ssl.create_default_context())
+            if not client.has_capability("STARTTLS"):
+                # Never log in without it: the password would cross the network in clear.
+                _shut(client)
+                raise _insecure(where, TlsProblem.NO_STARTTLS)
+            client.starttls(context)
         client.login(mailbox.username, password)
     except LoginError:
-        client.shutdown()
+        _shut(client)
         # Neither the server's text (it may echo what we sent) nor the login name (often an
         # address, and this message is logged) goes in; the mailbox page shows the login.
         raise MailboxUnavailable(
             f"{where} refused the login: check the user name and password"
         ) from None
     except ssl.SSLError as error:
-        client.shutdown()
+        _shut(client)
+        problem = problem_of(error)
+        if problem is not None:
+            raise _insecure(where, problem, detail_of(error)) from None
         raise MailboxUnavailable(f"STARTTLS with {where} failed: {error.reason or error}") from None
     except (IMAPClientError, OSError) as error:
-        client.shutdown()
+        _shut(client)
         raise MailboxUnavailable(f"{where} failed during login: {error}") from None
     return client

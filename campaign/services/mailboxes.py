@@ -14,6 +14,7 @@ from pathlib import PurePath
 
 from flask import current_app
 from flask_babel import gettext
+from flask_babel.speaklater import LazyString
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 from redis.exceptions import LockError
@@ -32,7 +33,9 @@ from campaign.labels import label
 from campaign.models import ImapMailbox, ImapSecurity, InboundMessage
 from campaign.models._types import utcnow
 from campaign.queue import get_redis
+from campaign.scheduling import stored_text
 from campaign.secret_box import encrypt_secret
+from campaign.services.audit import record_event
 from campaign.services.inbound import record_inbound
 
 log = logging.getLogger(__name__)
@@ -255,7 +258,7 @@ def _poll_locked(
     try:
         client = connect(mailbox, timeout=timeout)
     except MailboxUnavailable as error:
-        _failed(mailbox, str(error), report, commit)
+        _failed(mailbox, error.reason, report, commit, pause=error.pauses)
         return
     try:
         _poll(client, mailbox, report, commit, keep_going)
@@ -409,14 +412,32 @@ def _move(client: IMAPClient, uid: int, folder: str) -> None:
 
 
 def _failed(
-    mailbox: ImapMailbox, reason: str, report: PollReport, commit: Callable[[], None]
+    mailbox: ImapMailbox,
+    reason: str | LazyString,
+    report: PollReport,
+    commit: Callable[[], None],
+    *,
+    pause: bool = False,
 ) -> None:
     now = utcnow()
     mailbox.failures += 1
-    mailbox.last_error = reason[:2000]
+    # A lazy reason is kept as its message, read later in each reader's language.
+    stored = stored_text.dump(reason)
+    mailbox.last_error = stored if len(stored) <= 2000 else str(reason)[:2000]
     mailbox.last_polled_at = now
     mailbox.next_poll_at = now + backoff(mailbox.failures)
-    report.errors.append(reason)
+    report.errors.append(str(reason))
+    if pause and mailbox.is_enabled:
+        # A refused certificate or a missing STARTTLS does not mend by waiting, and may be
+        # someone in the middle: polling stops until staff enable the mailbox again.
+        mailbox.is_enabled = False
+        record_event(
+            "mailbox.disable",
+            target_type="imap_mailbox",
+            target_id=mailbox.id,
+            detail={"name": mailbox.name, "reason": str(reason)},
+        )
+        log.warning("mailbox %s: polling paused: %s", _label(mailbox), reason)
     commit()
     if mailbox.failures >= ALERT_AFTER:
         log.warning(
