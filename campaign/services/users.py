@@ -1,7 +1,11 @@
-"""Staff accounts: creation, password checks with lock-out, roles and two-factor."""
+"""Staff accounts: creation, passwords and their rules, sign-in checks, roles."""
 
 from __future__ import annotations
 
+import logging
+import re
+import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -9,17 +13,28 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from flask_babel import gettext, ngettext
-from sqlalchemy import func, select
+from flask_babel import format_decimal, gettext
+from sqlalchemy import func, select, update
+from zxcvbn import zxcvbn
 
 from campaign.extensions import db
-from campaign.models import Role, User
+from campaign.models import PasswordResetToken, Role, User
 from campaign.models._types import utcnow
+from campaign.services import sessions, sign_in_limits
 from campaign.services.audit import record_event
 
+log = logging.getLogger(__name__)
 # argon2id with OWASP's minimum for interactive logins: 19 MiB, 2 passes, 1 lane.
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 MIN_PASSWORD_LENGTH = 12
+# Enough for any passphrase; a longer one is refused before argon2 hashes it.
+MAX_PASSWORD_LENGTH = 1000
+# zxcvbn's score (0-4): 3 means more than 10^8 guesses, beyond an online attacker's reach
+# even without our sign-in delays and a slow offline attack on an argon2id hash.
+MIN_STRENGTH = 3
+# zxcvbn looks at this many first characters (its own default); a longer password that
+# starts well is not made weak by its tail.
+_STRENGTH_PREFIX = 72
 # Verified against when the email is unknown, so both paths cost the same time.
 _DUMMY_HASH = _hasher.hash("not-a-real-password-just-for-timing")
 
@@ -33,16 +48,65 @@ class LoginResult:
     user: User | None
     needs_totp: bool = False
     error: str = ""
+    # Seconds to wait when refused for too many attempts (the page answers 429).
+    retry_after: int = 0
 
 
-def hash_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise UserError(
-            gettext(
-                "The password must be at least %(count)d characters long.",
-                count=MIN_PASSWORD_LENGTH,
-            )
+def password_problem(password: str, *, user_inputs: Iterable[str] = ()) -> str:
+    """Why `password` may not be used, in words ("" when it may)."""
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return gettext(
+            "The password must be at most %(count)s characters long.",
+            count=format_decimal(MAX_PASSWORD_LENGTH),
         )
+    inputs = _personal_words(user_inputs)
+    result = zxcvbn(password[:_STRENGTH_PREFIX], user_inputs=inputs, max_length=_STRENGTH_PREFIX)
+    dictionaries = {match.get("dictionary_name") for match in result["sequence"]}
+    weak = ""
+    if result["score"] < MIN_STRENGTH:
+        if "user_inputs" in dictionaries:
+            weak = gettext(
+                "This password is too easy to guess: it contains your e-mail address or name."
+            )
+        elif "passwords" in dictionaries:
+            weak = gettext(
+                "This password is too easy to guess: it is one of the most common passwords, "
+                "or a small change to one, and those are tried first."
+            )
+        else:
+            weak = gettext(
+                "This password is too easy to guess: it is made of common words, names, "
+                "dates, repeated characters, sequences or keyboard patterns."
+            )
+    if len(password) < MIN_PASSWORD_LENGTH:
+        short = gettext(
+            "The password must be at least %(count)d characters long.",
+            count=MIN_PASSWORD_LENGTH,
+        )
+        return f"{short} {weak}".strip() if "passwords" in dictionaries else short
+    if weak:
+        return weak + " " + gettext("A few unrelated words make a strong password.")
+    return ""
+
+
+def _personal_words(values: Iterable[str]) -> list[str]:
+    words: list[str] = []
+    for value in values:
+        value = value.strip().lower()
+        if not value:
+            continue
+        words.append(value)
+        local = value.split("@", 1)[0]
+        words.append(local)
+        words.extend(part for part in re.split(r"[\s._+@-]+", value) if len(part) >= 3)
+    return words
+
+
+def hash_password(password: str, *, user_inputs: Iterable[str] = ()) -> str:
+    """The argon2id hash of an acceptable password (UserError saying why if it is not)."""
+    problem = password_problem(password, user_inputs=user_inputs)
+    if problem:
+        raise UserError(problem)
     return _hasher.hash(password)
 
 
@@ -72,7 +136,7 @@ def create_user(email: str, password: str, role: Role, display_name: str = "") -
     user = User(
         email=normalised,
         display_name=display_name,
-        password_hash=hash_password(password),
+        password_hash=hash_password(password, user_inputs=(normalised, display_name)),
         role=role.value,
     )
     db.session.add(user)
@@ -87,19 +151,37 @@ def create_user(email: str, password: str, role: Role, display_name: str = "") -
 
 
 def authenticate(email: str, password: str) -> LoginResult:
-    """Check a password; count failures and lock the account after too many."""
+    """Check a password, unless this address or network must still wait after failures.
+
+    An unknown address, a wrong password and a deactivated account read alike, and cost
+    the same time; a delay reads alike for every address, an account or not.
+    """
+    key = email.strip().lower()
+    fallback = False
+    try:
+        delay = sign_in_limits.current_delay(key)
+    except sign_in_limits.LimitsUnavailable as error:
+        log.warning("sign-in limits in Redis unavailable, the database's used: %s", error)
+        delay, fallback = None, True
+    if delay is not None:
+        # Refused before the password is checked; not audited one by one (the failure that
+        # started the delay is), so a flood cannot fill the audit log.
+        return LoginResult(None, error=delay.message, retry_after=delay.seconds)
     user = find_user(email)
     if user is None:
         _verify(_DUMMY_HASH, password)
         # What was typed is kept only if it looks like an address: people do type their
         # password into the email field, and the audit log must not keep it.
         typed = email.strip()[:320] if "@" in email else "(not an email address)"
-        record_event("login.failed", detail={"email": typed, "reason": "unknown account"})
+        detail: dict[str, object] = {"email": typed, "reason": "unknown account"}
+        if not fallback:
+            detail.update(_count_in_redis(key))
+        record_event("login.failed", detail=detail)
         return LoginResult(None, error=_bad_credentials())
-    locked = refusal(user)
-    if locked:
-        audit_failure(user, "locked")
-        return LoginResult(None, error=locked)
+    if fallback and _database_delay(user):
+        _verify(_DUMMY_HASH, password)
+        audit_failure(user, "delayed")
+        return LoginResult(None, error=_bad_credentials())
     if not user.is_active_account or not _verify(user.password_hash, password):
         count_failure(user, "bad password")
         return LoginResult(None, error=_bad_credentials())
@@ -117,32 +199,53 @@ def _bad_credentials() -> str:
 
 
 def refusal(user: User) -> str:
-    now = utcnow()
-    if not user.locked_until or user.locked_until <= now:
-        return ""
-    minutes = max(1, int((user.locked_until - now).total_seconds() // 60) + 1)
-    return ngettext(
-        "Too many failed attempts: this account is locked for about %(num)d more minute. "
-        "Ask an administrator if you need in sooner.",
-        "Too many failed attempts: this account is locked for about %(num)d more minutes. "
-        "Ask an administrator if you need in sooner.",
-        minutes,
-    )
+    """Why `user` may not try a password or code now ("" when they may)."""
+    try:
+        delay = sign_in_limits.current_delay(user.email)
+    except sign_in_limits.LimitsUnavailable:
+        seconds = _database_delay(user)
+        delay = sign_in_limits.Delay(sign_in_limits.ACCOUNT, seconds) if seconds else None
+    return delay.message if delay else ""
 
 
 def count_failure(user: User, reason: str) -> None:
-    # Password and two-factor failures share one counter, so neither can be guessed
-    # without limit. A lock does not end the user's open sessions: an attacker's wrong
-    # guesses must not sign the real user out.
+    """Count a failed password or two-factor code of `user` (one limit for both); audited.
+
+    A delay does not end the user's open sessions: an attacker's wrong guesses must not
+    sign the real user out.
+    """
+    try:
+        detail = _count_in_redis(user.email, strict=True)
+    except sign_in_limits.LimitsUnavailable:
+        detail = _count_in_database(user)
+    audit_failure(user, reason, detail)
+
+
+def _count_in_redis(email: str, *, strict: bool = False) -> dict[str, object]:
+    try:
+        delay = sign_in_limits.record_failure(email)
+    except sign_in_limits.LimitsUnavailable:
+        if strict:
+            raise
+        return {}
+    return {"delay_seconds": delay} if delay else {}
+
+
+def _count_in_database(user: User) -> dict[str, object]:
+    # Only while Redis is away: the same growing delays, per account only.
     user.failed_logins += 1
     detail: dict[str, object] = {"failures": user.failed_logins}
-    if user.failed_logins >= current_app.config["LOGIN_MAX_FAILURES"]:
-        user.locked_until = utcnow() + timedelta(
-            minutes=current_app.config["LOGIN_LOCKOUT_MINUTES"]
-        )
-        user.failed_logins = 0
-        detail["locked_until"] = user.locked_until.isoformat()
-    audit_failure(user, reason, detail)
+    delay = sign_in_limits.delay_for(user.failed_logins, current_app.config["LOGIN_MAX_FAILURES"])
+    if delay:
+        user.locked_until = utcnow() + timedelta(seconds=delay)
+        detail["delay_seconds"] = delay
+    return detail
+
+
+def _database_delay(user: User) -> int:
+    if not user.locked_until or user.locked_until <= utcnow():
+        return 0
+    return max(1, int((user.locked_until - utcnow()).total_seconds()))
 
 
 def audit_failure(user: User, reason: str, extra: dict[str, object] | None = None) -> None:
@@ -158,6 +261,7 @@ def complete_login(user: User) -> None:
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = utcnow()
+    sign_in_limits.clear_account(user.email)
     record_event("login", actor=user, target_type="user", target_id=user.id)
 
 
@@ -186,6 +290,7 @@ def change_role(user: User, role: Role, *, actor: User | None = None) -> None:
     old = user.role
     user.role = role.value
     user.session_version += 1
+    sessions.end_sessions(user)
     record_event(
         "user.role_change",
         actor=actor,
@@ -203,6 +308,7 @@ def set_active(user: User, active: bool, *, actor: User | None = None) -> None:
         raise UserError(gettext("This is the last active administrator; it cannot be deactivated."))
     user.is_active_account = active
     user.session_version += 1
+    sessions.end_sessions(user)
     record_event(
         "user.activate" if active else "user.deactivate",
         actor=actor,
@@ -212,10 +318,109 @@ def set_active(user: User, active: bool, *, actor: User | None = None) -> None:
     )
 
 
-def unlock(user: User) -> None:
+def unlock(user: User, *, actor: User | None = None) -> None:
+    """End the sign-in delay of `user`'s address (their failures are forgotten)."""
     user.locked_until = None
     user.failed_logins = 0
-    record_event("user.unlock", target_type="user", target_id=user.id, detail={"email": user.email})
+    sign_in_limits.clear_account(user.email)
+    record_event(
+        "user.unlock",
+        actor=actor,
+        target_type="user",
+        target_id=user.id,
+        detail={"email": user.email},
+    )
+
+
+def sign_in_delay(user: User) -> int:
+    """Seconds before `user` may try to sign in again (0: now)."""
+    return sign_in_limits.account_delay(user.email) or _database_delay(user)
+
+
+def _store_password(user: User, password: str) -> None:
+    user.password_hash = hash_password(password, user_inputs=(user.email, user.display_name))
+    user.password_changed_at = utcnow()
+    user.must_change_password = False
+    # Links asked for before are spent: they must not set another password later.
+    db.session.execute(
+        update(PasswordResetToken)
+        .where(PasswordResetToken.user_id == user.id, PasswordResetToken.used_at.is_(None))
+        .values(used_at=utcnow())
+    )
+
+
+def change_password(
+    user: User, current: str, new: str, repeat: str, *, keep_token: str | None
+) -> None:
+    """Change `user`'s own password; every other session of theirs ends."""
+    delayed = refusal(user)
+    if delayed:
+        raise UserError(delayed)
+    if not _verify(user.password_hash, current):
+        count_failure(user, "wrong current password")
+        raise UserError(gettext("The current password is not right."))
+    if new != repeat:
+        raise UserError(gettext("The two new passwords do not match."))
+    if new == current:
+        raise UserError(gettext("The new password must differ from the current one."))
+    _store_password(user, new)
+    ended = sessions.end_sessions(user, keep_token=keep_token)
+    record_event(
+        "user.password_change",
+        actor=user,
+        target_type="user",
+        target_id=user.id,
+        detail={"email": user.email, "sessions_ended": ended},
+    )
+
+
+def sign_out_everywhere(user: User) -> None:
+    """End every session of `user`, the current one included ("sign out everywhere")."""
+    ended = sessions.end_sessions(user)
+    record_event(
+        "user.sessions_ended",
+        actor=user,
+        target_type="user",
+        target_id=user.id,
+        detail={"email": user.email, "sessions_ended": ended},
+    )
+
+
+def reset_password(user: User, *, actor: User) -> str:
+    """Give `user` a random temporary password to change at their next sign-in; return it.
+
+    Their sessions end at once and the old password stops working.
+    """
+    if actor.id == user.id:
+        raise UserError(gettext("Change your own password on your account page."))
+    temporary = secrets.token_urlsafe(15)  # 20 characters, about 120 bits
+    user.password_hash = _hasher.hash(temporary)
+    user.password_changed_at = utcnow()
+    user.must_change_password = True
+    ended = sessions.end_sessions(user)
+    record_event(
+        "user.password_reset",
+        actor=actor,
+        target_type="user",
+        target_id=user.id,
+        detail={"email": user.email, "sessions_ended": ended},
+    )
+    return temporary
+
+
+def set_password(user: User, password: str, *, action: str = "user.password_set") -> None:
+    """Set `user`'s password (command line, reset link); all their sessions end."""
+    _store_password(user, password)
+    ended = sessions.end_sessions(user)
+    sign_in_limits.clear_account(user.email)
+    user.failed_logins = 0
+    user.locked_until = None
+    record_event(
+        action,
+        target_type="user",
+        target_id=user.id,
+        detail={"email": user.email, "sessions_ended": ended},
+    )
 
 
 def set_interface_language(user: User, language: str) -> None:

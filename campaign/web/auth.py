@@ -1,4 +1,5 @@
-"""Signing in and out (two-factor verification and set-up are in web/two_factor.py)."""
+"""Signing in and out, server-side sessions, forgotten passwords (two-factor verification
+and set-up are in web/two_factor.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ import unicodedata
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import refresh
 from flask_login import current_user, login_user, logout_user
@@ -14,15 +24,18 @@ from flask_login import current_user, login_user, logout_user
 from campaign.extensions import db
 from campaign.i18n import SESSION_LANGUAGE, current_language, remember_visitor_language
 from campaign.models import Role, User
-from campaign.services import two_factor, users
+from campaign.services import password_reset, sessions, users
 from campaign.web.access import allow, public, signed_in_user
 
 bp = Blueprint("auth", __name__)
 # The user whose password was right and who still owes a two-factor code (web/two_factor.py).
 PENDING_TOTP = "pending_totp_user"
+# The signed-in browser's session token (services/sessions.py keeps only its hash).
+SESSION_TOKEN = "session_token"  # noqa: S105 (a session key name)
 
 
 def load_user(user_id: str) -> User | None:
+    """The active user an id of the form "id:session_version" names (or None)."""
     try:
         raw_id, version = user_id.split(":")
         user = db.session.get(User, int(raw_id))
@@ -31,6 +44,39 @@ def load_user(user_id: str) -> User | None:
     if user is None or str(user.session_version) != version or not user.is_active_account:
         return None
     return user
+
+
+def load_session_user(user_id: str) -> User | None:
+    """Flask-Login's loader: the user of this browser's open server-side session.
+
+    A cookie whose session row is gone (logout, sign out everywhere, idle, too old, a
+    password change elsewhere) signs in nobody, however valid its signature. So does a
+    remember-me cookie, which carries no session token.
+    """
+    user = load_user(user_id)
+    token = session.get(SESSION_TOKEN)
+    if user is None or not isinstance(token, str):
+        return None
+    row = sessions.find_session(token)
+    # The loader runs at the start of the request (_load_session_user below): nothing of
+    # the view is in this transaction yet, only the session's own bookkeeping.
+    db.session.commit()
+    if row is None or row.user_id != user.id:
+        return None
+    return user
+
+
+def current_session_token() -> str | None:
+    token = session.get(SESSION_TOKEN)
+    return token if isinstance(token, str) else None
+
+
+@bp.before_app_request
+def _load_session_user() -> None:
+    # Load the user first thing, so the session's last-seen time is written (and committed)
+    # before any view has changed anything.
+    if request.endpoint != "static":
+        _ = current_user.is_authenticated
 
 
 def _has_control_character(value: str) -> bool:
@@ -64,6 +110,11 @@ def login() -> Any:
     if request.method == "POST":
         result = users.authenticate(request.form.get("email", ""), request.form.get("password", ""))
         db.session.commit()
+        if result.retry_after:
+            page = render_template("auth/login.html", error=result.error)
+            response = make_response(page, 429)
+            response.headers["Retry-After"] = str(result.retry_after)
+            return response
         if result.user and result.needs_totp:
             session[PENDING_TOTP] = result.user.get_id()
             return redirect(url_for("two_factor.verify", next=request.args.get("next")))
@@ -78,11 +129,20 @@ def finish_login(user: User) -> Any:
     session.clear()  # a fresh session at login: no fixation
     if chosen and not user.language:
         session[SESSION_LANGUAGE] = chosen  # validated again whenever it is read
+    token = sessions.open_session(
+        user, remote_addr=request.remote_addr, user_agent=request.user_agent.string
+    )
+    db.session.commit()
+    session[SESSION_TOKEN] = token
     login_user(user)
-    if two_factor.is_totp_required(user.role_enum) and not user.has_totp:
-        flash(_("Your role requires two-factor authentication. Set it up to continue."), "info")
-        return redirect(url_for("two_factor.setup"))
-    return redirect(_safe_next(request.args.get("next")))
+    if user.must_change_password:
+        flash(_("An administrator reset your password: choose a new one to continue."), "info")
+        return redirect(url_for("account.password"))
+    # Set-up first where the role requires it, else an offer (web/two_factor.py imports this
+    # module, hence the late import).
+    from campaign.web.two_factor import after_sign_in
+
+    return after_sign_in(user) or redirect(_safe_next(request.args.get("next")))
 
 
 @bp.route("/account/language", methods=["POST"])
@@ -104,9 +164,74 @@ def set_language() -> Any:
 def logout() -> Any:
     signed_out = _("You are signed out.")  # in their language, before they are forgotten
     language = current_language()
+    token = current_session_token()
+    if token:
+        sessions.end_session(token)  # every copy of this browser's cookie stops working
+        db.session.commit()
     logout_user()
     session.clear()
     # The sign-in page it leads to speaks the language the flash above is written in.
     session[SESSION_LANGUAGE] = language
     flash(signed_out, "info")
     return redirect(url_for("auth.login"))
+
+
+def _no_referrer(response: Any) -> Any:
+    # The reset link's token is in the address: never send it to another page or site.
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@bp.route("/login/forgot", methods=["GET", "POST"])
+@public
+def forgot_password() -> Any:
+    if current_user.is_authenticated:
+        return redirect(url_for("account.password"))
+    if request.method == "GET":
+        return render_template("auth/forgot_password.html", sent=False, error="")
+    address = request.form.get("email", "").strip()[:320]
+    try:
+        password_reset.request_reset(address)
+    except password_reset.TooManyRequests as refused:
+        db.session.rollback()
+        page = render_template("auth/forgot_password.html", sent=False, error=str(refused))
+        response = make_response(page, 429)
+        response.headers["Retry-After"] = str(refused.retry_after)
+        return response
+    db.session.commit()
+    # The same page whether the address is an account or not.
+    return render_template("auth/forgot_password.html", sent=True, address=address, error="")
+
+
+@bp.route("/login/reset/<token>", methods=["GET", "POST"])
+@public
+def reset_password(token: str) -> Any:
+    try:
+        password_reset.check_link(token)
+    except password_reset.LinkRefused as refused:
+        page = render_template("auth/reset_password.html", refused=str(refused), error="")
+        return _no_referrer(make_response(page, 410))
+    error = ""
+    if request.method == "POST":
+        try:
+            password_reset.use_link(
+                token, request.form.get("new", ""), request.form.get("repeat", "")
+            )
+        except users.UserError as problem:
+            db.session.rollback()
+            error = str(problem)
+        else:
+            db.session.commit()
+            if current_user.is_authenticated:
+                logout_user()
+            session.clear()
+            flash(_("Your new password is set. Sign in with it."), "success")
+            return redirect(url_for("auth.login"))
+    page = render_template(
+        "auth/reset_password.html",
+        refused="",
+        error=error,
+        min_password=users.MIN_PASSWORD_LENGTH,
+        max_password=users.MAX_PASSWORD_LENGTH,
+    )
+    return _no_referrer(make_response(page, 422 if error else 200))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pyotp
@@ -13,9 +12,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import AuditEvent, Role, User
-from campaign.models._types import utcnow
-from campaign.services import two_factor, users
+from campaign.models import AuditEvent, Role
+from campaign.services import users
 from tests.conftest import TEST_PASSWORD, make_user, sign_in
 
 
@@ -34,13 +32,13 @@ def test_wrong_password_is_refused_and_audited(app: Flask, client: FlaskClient) 
     assert "login.failed" in actions
 
 
-def test_account_locks_after_repeated_failures(app: Flask, client: FlaskClient) -> None:
+def test_sign_in_waits_after_repeated_failures(app: Flask, client: FlaskClient) -> None:
     user = make_user(Role.EDITOR)
     for _ in range(app.config["LOGIN_MAX_FAILURES"]):
         client.post("/login", data={"email": user.email, "password": "wrong password!"})
     response = client.post("/login", data={"email": user.email, "password": TEST_PASSWORD})
-    assert response.status_code == 401
-    assert "locked" in response.get_data(as_text=True)
+    assert response.status_code == 429
+    assert "Too many failed sign-in attempts" in response.get_data(as_text=True)
 
 
 def test_two_factor_is_asked_for_after_the_password(app: Flask, client: FlaskClient) -> None:
@@ -55,19 +53,6 @@ def test_two_factor_is_asked_for_after_the_password(app: Flask, client: FlaskCli
     good = client.post("/login/verify", data={"code": pyotp.TOTP(user.totp_secret).now()})
     assert good.status_code == 302
     assert client.get("/").status_code == 200
-
-
-def test_mandatory_two_factor_sends_the_user_to_set_up(app: Flask, client: FlaskClient) -> None:
-    two_factor.set_totp_required(Role.SENDER, True)
-    db.session.commit()
-    user = make_user(Role.SENDER)
-    sign_in(client, user)
-    assert client.get("/").headers["Location"].endswith("/account/two-factor")
-    page = client.get("/account/two-factor").get_data(as_text=True)
-    secret = page.split('<code class="secret">')[1].split("<")[0]
-    client.post("/account/two-factor", data={"code": pyotp.TOTP(secret).now()})
-    assert client.get("/").status_code == 200
-    assert db.session.get(User, user.id).totp_secret == secret
 
 
 def test_role_change_ends_existing_sessions(app: Flask, client: FlaskClient) -> None:
@@ -88,20 +73,21 @@ def test_two_factor_codes_cannot_be_guessed_without_limit(app: Flask, client: Fl
     right_code = pyotp.TOTP(user.totp_secret).now()
     response = client.post("/login/verify", data={"code": right_code})
     assert response.status_code == 401
-    assert "locked" in response.get_data(as_text=True)
+    assert "Too many failed sign-in attempts" in response.get_data(as_text=True)
     assert client.get("/").status_code == 302
 
 
-def test_a_lock_expires_and_is_in_the_audit_log(app: Flask, client: FlaskClient) -> None:
+def test_a_delay_expires_and_is_in_the_audit_log(app: Flask, client: FlaskClient) -> None:
+    from campaign.queue import get_redis
+
     user = make_user(Role.EDITOR)
     for _ in range(app.config["LOGIN_MAX_FAILURES"]):
         client.post("/login", data={"email": user.email, "password": "wrong password!"})
-    locked = db.session.get(User, user.id)
-    assert locked is not None and locked.locked_until is not None
+    assert users.sign_in_delay(user) > 0
     details = db.session.scalars(select(AuditEvent.detail)).all()
-    assert any("locked_until" in d for d in details)
-    locked.locked_until = utcnow() - timedelta(seconds=1)
-    db.session.commit()
+    assert any("delay_seconds" in d for d in details)
+    for key in get_redis().scan_iter("campaign:sign-in:*"):
+        get_redis().hset(key, "until", "0")  # the wait is over
     assert (
         client.post("/login", data={"email": user.email, "password": TEST_PASSWORD}).status_code
         == 302

@@ -1,0 +1,102 @@
+"""The signed-in user's own account: open sessions, signing out everywhere, the password."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_login import current_user, logout_user
+
+from campaign.extensions import db
+from campaign.i18n import SESSION_LANGUAGE, current_language
+from campaign.models import Role
+from campaign.services import sessions, users
+from campaign.web.access import allow, signed_in_user
+from campaign.web.auth import current_session_token
+
+bp = Blueprint("account", __name__, url_prefix="/account")
+
+# What a user whose password an administrator reset may still open before choosing one.
+_OPEN_BEFORE_NEW_PASSWORD = {"account.password", "auth.logout", "auth.set_language", "static"}
+
+
+@bp.route("")
+@allow(Role.VIEWER)
+def index() -> Any:
+    user = signed_in_user()
+    token = current_session_token()
+    return render_template(
+        "account/index.html",
+        open_sessions=[
+            (row, sessions.is_current(row, token)) for row in sessions.sessions_of(user)
+        ],
+    )
+
+
+@bp.route("/sessions/end-all", methods=["POST"])
+@allow(Role.VIEWER)
+def end_all_sessions() -> Any:
+    users.sign_out_everywhere(signed_in_user())
+    db.session.commit()
+    message = _("You are signed out everywhere, this browser included.")
+    language = current_language()
+    logout_user()
+    session.clear()
+    session[SESSION_LANGUAGE] = language
+    flash(message, "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/sessions/<int:session_id>/end", methods=["POST"])
+@allow(Role.VIEWER)
+def end_session(session_id: int) -> Any:
+    if not sessions.end_one_session(signed_in_user(), session_id):
+        abort(404)
+    db.session.commit()
+    flash(_("That session is ended."), "success")
+    return redirect(url_for("account.index"))
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@allow(Role.VIEWER)
+def password() -> Any:
+    user = signed_in_user()
+    error = ""
+    if request.method == "POST":
+        try:
+            users.change_password(
+                user,
+                request.form.get("current", ""),
+                request.form.get("new", ""),
+                request.form.get("repeat", ""),
+                keep_token=current_session_token(),
+            )
+        except users.UserError as problem:
+            # The failure counted against the account (a wrong current password) is kept.
+            db.session.commit()
+            error = str(problem)
+        else:
+            db.session.commit()
+            flash(_("Your password is changed; your other sessions have ended."), "success")
+            return redirect(url_for("account.index"))
+    page = render_template(
+        "account/password.html",
+        error=error,
+        forced=user.must_change_password,
+        min_password=users.MIN_PASSWORD_LENGTH,
+        max_password=users.MAX_PASSWORD_LENGTH,
+    )
+    return page, (422 if error else 200)
+
+
+@bp.before_app_request
+def _require_new_password() -> Any:
+    """After an administrator's reset, the new password comes before anything else."""
+    if not current_user.is_authenticated or not current_user.must_change_password:
+        return None
+    endpoint = request.endpoint or ""
+    # Two-factor set-up (web/two_factor.py) may come first; it sends the user on here.
+    if endpoint in _OPEN_BEFORE_NEW_PASSWORD or endpoint.startswith("two_factor."):
+        return None
+    return redirect(url_for("account.password"))
