@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from flask_babel import lazy_gettext
 
-from campaign.config import PROJECT_ROOT, Config
+from campaign.config import PRIVATE_FOLDERS, PROJECT_ROOT, Config
 from campaign.extensions import csrf, db, login_manager, migrate
 
 # Not bound as `mail`: in this package that name is the campaign.mail module.
 from campaign.extensions import mail as mail_extension
 from campaign.i18n import init_babel
+from campaign.log_redaction import install_werkzeug_filter
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
@@ -23,9 +26,13 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     for key, value in (overrides or {}).items():
         if hasattr(config, key):
             setattr(config, key, value)
+    # Every file this process and its children (Redis, the mail sink) create is theirs
+    # alone: the database, its WAL, uploads, the Redis files hold people's names.
+    os.umask(0o077)
+    _close_instance_folder(Path(config.INSTANCE_PATH), config.devmail_path)
+    config.use_instance_secret_key()
     config.check_safe_to_start()
 
-    Path(config.INSTANCE_PATH).mkdir(parents=True, exist_ok=True)
     app = Flask(
         __name__,
         instance_path=config.INSTANCE_PATH,
@@ -46,11 +53,56 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
 
         hops = config.TRUSTED_PROXIES
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    _install_hsts(app, config)
     _init_extensions(app)
     _register_blueprints(app)
     _register_cli(app)
     _quiet_secret_logging(app)
     return app
+
+
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+def _install_hsts(app: Flask, config: Config) -> None:
+    """Strict-Transport-Security on every response (tracking hits and errors included) when
+    the public address is https; browsers ignore it on a plain-HTTP answer (RFC 6797)."""
+    if not config.PUBLIC_URL.strip().lower().startswith("https://"):
+        return
+    inner = app.wsgi_app
+
+    def with_hsts(environ: Any, start_response: Any) -> Any:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if not any(name.lower() == "strict-transport-security" for name, _ in headers):
+                headers.append(("Strict-Transport-Security", HSTS))
+            return start_response(status, headers, exc_info)
+
+        return inner(environ, start)
+
+    app.wsgi_app = with_hsts  # type: ignore[method-assign]
+
+
+def _close_instance_folder(instance: Path, devmail: Path) -> None:
+    """Make the instance folder (0700) and close what older versions left open (0755/0644).
+
+    The instance folder, the database files and the data folders with their direct
+    subfolders (the Maildir's new/cur/tmp, Redis's appendonlydir): a closed folder hides
+    the older files inside it, so these are not walked one by one.
+    """
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folders = [instance / name for name in PRIVATE_FOLDERS if name != "devmail"] + [devmail]
+    paths = [instance, *instance.glob("*.sqlite3*")]
+    for folder in folders:
+        paths.append(folder)
+        with contextlib.suppress(OSError):
+            paths.extend(path for path in folder.iterdir() if path.is_dir())
+    for path in paths:
+        try:
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:
+                path.chmod(mode & 0o700)
+        except OSError:
+            continue  # absent, or not ours (a shared folder): nothing we may change
 
 
 def _init_extensions(app: Flask) -> None:
@@ -88,9 +140,10 @@ def _init_extensions(app: Flask) -> None:
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.close()
 
-    from campaign.web.auth import load_user
+    from campaign.web.auth import load_session_user
 
-    login_manager.user_loader(load_user)
+    # Only a browser with an open server-side session is signed in (services/sessions.py).
+    login_manager.user_loader(load_session_user)
 
 
 def _register_blueprints(app: Flask) -> None:
@@ -108,3 +161,5 @@ def _register_cli(app: Flask) -> None:
 def _quiet_secret_logging(app: Flask) -> None:
     # SQL echo would print password hashes and TOTP secrets; keep it off whatever the level.
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
+    # The dev server's request log would keep unsubscribe, sign-on and feed tokens.
+    install_werkzeug_filter()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import os
+import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
 from flask import Flask
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import FlaskGroup, NoAppException, with_appcontext
 
 from campaign.config import ConfigError
 from campaign.i18n import DEFAULT_LANGUAGE, supported, use_reader_language
@@ -19,17 +21,47 @@ from campaign.i18n import DEFAULT_LANGUAGE, supported, use_reader_language
 LANGUAGE_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
 
 
+# True while the group lists its commands (`campaign --help`): nothing runs then.
+_LISTING: contextvars.ContextVar[bool] = contextvars.ContextVar("listing", default=False)
+
+
 def _create_app() -> Flask:
     from campaign import create_app
 
     try:
         return create_app()
     except ConfigError as error:
-        raise click.ClickException(str(error)) from None
+        if not _LISTING.get():
+            raise click.ClickException(str(error)) from None
+        # Help only lists the commands: nothing is signed, read or sent, so an app with a
+        # throwaway key shows them on a machine not configured yet.
+        try:
+            return create_app({"SECRET_KEY": secrets.token_hex(32)})
+        except ConfigError:
+            raise NoAppException(str(error)) from None  # Flask prints it without a traceback
+
+
+class CampaignGroup(FlaskGroup):
+    """Flask's group whose help lists our commands even before any configuration."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        listing = _LISTING.set(True)
+        try:
+            return super().list_commands(ctx)
+        finally:
+            _LISTING.reset(listing)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Each listed command is looked up again (get_command) for its short help.
+        listing = _LISTING.set(True)
+        try:
+            super().format_commands(ctx, formatter)
+        finally:
+            _LISTING.reset(listing)
 
 
 @click.group(
-    cls=FlaskGroup,
+    cls=CampaignGroup,
     create_app=_create_app,
     add_version_option=False,
     load_dotenv=False,

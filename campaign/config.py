@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 DEVELOPMENT_SECRET_KEY = "development-only-secret-key-change-me"  # noqa: S105
 ENV_PREFIX = "CAMPAIGN_"
+# Without CAMPAIGN_SECRET_KEY, the instance folder's own random key (decision 0037).
+SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
+# Folders of the instance that hold people's data; closed to other local users at start.
+PRIVATE_FOLDERS = ("uploads", "attachments", "devmail", "redis")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -66,12 +72,19 @@ class Config:
     MAIL_MAX_CONNECTIONS: int = 0
     # Seconds to wait for an SMTP server before treating the attempt as a temporary failure.
     MAIL_TIMEOUT: int = 30
+    # A PEM file of certificate authorities trusted besides the system's, for the SMTP and
+    # IMAP servers' certificates (a private CA); verification is never turned off.
+    TLS_CA_FILE: str = ""
     # The address recipients reach this app at (unsubscribe links); empty: http://127.0.0.1:5000.
     PUBLIC_URL: str = ""
     # Deliveries a send job claims and sends over one SMTP connection.
     SEND_BATCH_SIZE: int = 200
-    # How long a claimed delivery belongs to its worker before the reconciler takes it back.
+    # The longest a send job may run (RQ's job timeout); a batch hands its unsent rows back
+    # after half of it.
     SEND_LEASE_SECONDS: int = 600
+    # A worker renews its claim on the rows it sends this often; a claim not renewed for four
+    # heartbeats is taken back by the reconciler (the worker was lost).
+    SEND_HEARTBEAT_SECONDS: int = 5
     # Failures in a row (connection or server errors) after which a campaign pauses itself.
     SEND_ERROR_THRESHOLD: int = 25
     # How often workers look for lost work and stale leases, in seconds.
@@ -82,6 +95,9 @@ class Config:
     INBOUND_UPLOAD_MAX_MB: int = 50
     # How often workers write buffered open/click hits from Redis to the database, in seconds.
     TRACKING_FLUSH_SECONDS: int = 5
+    # Open and click hits recorded per minute from one network (/24, /48); beyond it a hit
+    # is answered as usual but not recorded (0 = no limit).
+    TRACKING_HITS_PER_MINUTE: int = 600
     # A scheduled fire found more than this many hours late (after downtime) is skipped and
     # reported, not sent late.
     SCHEDULER_GRACE_HOURS: int = 6
@@ -91,9 +107,20 @@ class Config:
     DEVMAIL_PATH: str = ""
     # Session cookies are marked Secure unless the app runs in debug over plain HTTP.
     SESSION_COOKIE_SECURE: bool = True
-    # Failed logins before an account is locked, and for how long.
+    # Failed sign-ins (password or two-factor code) for one address, and from one network
+    # (/24 or /48), before each further attempt must wait: 2, 4, 8 ... seconds, never more
+    # than LOGIN_MAX_DELAY_MINUTES. Counted in Redis.
     LOGIN_MAX_FAILURES: int = 5
-    LOGIN_LOCKOUT_MINUTES: int = 15
+    LOGIN_NETWORK_MAX_FAILURES: int = 20
+    LOGIN_MAX_DELAY_MINUTES: int = 15
+    # A signed-in session ends after this many minutes without a request, and this many
+    # hours after sign-in however busy.
+    SESSION_IDLE_MINUTES: int = 30
+    SESSION_MAX_HOURS: int = 12
+    # Roles that must use two-factor authentication while an admin has not chosen otherwise
+    # on the Users page: comma-separated role names, "none", or "auto" (admin and sender;
+    # none in debug, so the demo signs in with a password alone).
+    TOTP_REQUIRED_ROLES: str = "auto"
     # Largest contact file accepted for import, in megabytes.
     IMPORT_MAX_MB: int = 200
     # Rows per page in the contacts table.
@@ -129,6 +156,23 @@ class Config:
     def devmail_path(self) -> Path:
         return Path(self.DEVMAIL_PATH or Path(self.INSTANCE_PATH) / "devmail")
 
+    @property
+    def secret_key_path(self) -> Path:
+        return Path(self.INSTANCE_PATH) / SECRET_KEY_FILE
+
+    def use_instance_secret_key(self) -> None:
+        """Without CAMPAIGN_SECRET_KEY, sign with the instance folder's random key: made once
+        in debug mode (`campaign dev`), found by every later process on the same instance."""
+        if self.SECRET_KEY != DEVELOPMENT_SECRET_KEY:
+            return  # an explicit key wins
+        path = self.secret_key_path
+        if self.DEBUG and not path.exists():
+            _write_new_key(path)
+        with contextlib.suppress(FileNotFoundError):
+            key = path.read_text(encoding="ascii").strip()
+            if key:
+                self.SECRET_KEY = key
+
     def check_safe_to_start(self) -> None:
         if not self.DEBUG and self.SECRET_KEY == DEVELOPMENT_SECRET_KEY:
             raise ConfigError(
@@ -151,6 +195,24 @@ class Config:
             WTF_CSRF_TIME_LIMIT=None,
         )
         return settings
+
+
+def _write_new_key(path: Path) -> None:
+    """Write a new random key to `path` (0600), unless another process got there first."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        # A hard link appears whole or not at all: the web app and the worker starting at
+        # once agree on one key, and neither reads a half-written file.
+        with contextlib.suppress(FileExistsError):
+            os.link(draft, path)
+    finally:
+        draft.unlink(missing_ok=True)
 
 
 def _engine_options(uri: str) -> dict[str, Any]:
@@ -180,3 +242,23 @@ def _parse(name: str, raw: str, kind: Any) -> Any:
         except ValueError:
             raise ConfigError(f"{ENV_PREFIX}{name} must be a whole number, not {raw!r}") from None
     return raw
+
+
+_ROLE_NAMES = ("viewer", "editor", "sender", "admin")  # campaign.models.Role's values
+
+
+def totp_required_roles(setting: str, debug: bool) -> frozenset[str]:
+    """The roles TOTP_REQUIRED_ROLES names; "auto" is admin and sender outside debug."""
+    value = setting.strip().lower()
+    if value == "auto":
+        return frozenset() if debug else frozenset({"admin", "sender"})
+    if value in {"", "none"}:
+        return frozenset()
+    names = frozenset(name.strip() for name in value.split(",") if name.strip())
+    unknown = sorted(names - set(_ROLE_NAMES))
+    if unknown:
+        raise ConfigError(
+            f"{ENV_PREFIX}TOTP_REQUIRED_ROLES names no such role: {', '.join(unknown)} "
+            f"(roles: {', '.join(_ROLE_NAMES)}; or auto, none)"
+        )
+    return names

@@ -55,6 +55,8 @@ def _base_overrides(instance: Path, redis_url: str, database_url: str) -> dict[s
         "TESTING": True,
         "DEBUG": False,
         "SECRET_KEY": "test-secret-key-not-for-production",
+        # Two-factor is required of nobody unless a test says so (production: admin, sender).
+        "TOTP_REQUIRED_ROLES": "none",
         "INSTANCE_PATH": str(instance),
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
@@ -63,6 +65,9 @@ def _base_overrides(instance: Path, redis_url: str, database_url: str) -> dict[s
         "MAIL_SUPPRESS_SEND": False,
         # A free port per app: a developer's `scripts/run` holds 8025 while the tests run.
         "MAIL_PORT": servers.free_port(),
+        # Outside debug a launch needs addresses the internet can use (decision 0037).
+        "MAIL_DEFAULT_SENDER": "Campaign <campaign@example.org>",
+        "PUBLIC_URL": "https://campaign.example.org",
     }
 
 

@@ -128,3 +128,95 @@ def test_defaults_put_sqlite_and_the_dev_mailbox_in_the_instance_folder(tmp_path
     config = Config.from_env({"CAMPAIGN_INSTANCE_PATH": str(tmp_path)})
     assert config.database_uri == f"sqlite:///{tmp_path}/campaign.sqlite3"
     assert config.devmail_path == tmp_path / "devmail"
+
+
+def test_debug_signs_with_a_random_key_made_once_in_the_instance_folder(tmp_path: Path) -> None:
+    from flask.sessions import SecureCookieSessionInterface
+    from itsdangerous import BadSignature
+
+    first = create_app({"INSTANCE_PATH": str(tmp_path), "DEBUG": True})
+    key_file = tmp_path / "secret_key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert first.secret_key == key_file.read_text().strip()
+    assert first.secret_key != DEVELOPMENT_SECRET_KEY
+    assert len(str(first.secret_key)) >= 64
+    # The next start (scripts/run again) keeps it: sessions and links stay valid.
+    assert create_app({"INSTANCE_PATH": str(tmp_path), "DEBUG": True}).secret_key == (
+        first.secret_key
+    )
+
+    # A cookie the app issues cannot be read, nor one forged, with the published key.
+    with first.test_request_context():
+        from flask import session
+
+        session["_user_id"] = "1"
+        cookie = SecureCookieSessionInterface().get_signing_serializer(first).dumps(dict(session))
+    published = create_app({"INSTANCE_PATH": str(tmp_path / "other"), "DEBUG": True})
+    published.secret_key = DEVELOPMENT_SECRET_KEY
+    serializer = SecureCookieSessionInterface().get_signing_serializer(published)
+    assert serializer is not None
+    with pytest.raises(BadSignature):
+        serializer.loads(cookie)
+
+
+def test_a_second_terminal_finds_the_instance_key_without_configuration(tmp_path: Path) -> None:
+    dev = create_app({"INSTANCE_PATH": str(tmp_path), "DEBUG": True})
+    # `campaign routes` in another terminal: not debug, no CAMPAIGN_SECRET_KEY.
+    result = CliRunner().invoke(
+        cli, ["routes"], env={"CAMPAIGN_INSTANCE_PATH": str(tmp_path), "CAMPAIGN_DEBUG": "false"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "/u/<token>" in result.output
+    assert create_app({"INSTANCE_PATH": str(tmp_path)}).secret_key == dev.secret_key
+    # An explicit key wins over the file.
+    explicit = create_app({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "y" * 64})
+    assert explicit.secret_key == "y" * 64
+
+
+def test_folders_left_open_by_older_versions_are_closed_at_start(tmp_path: Path) -> None:
+    instance = tmp_path / "instance"
+    for folder in (instance, instance / "uploads", instance / "devmail", instance / "redis"):
+        folder.mkdir()
+        folder.chmod(0o755)
+    database = instance / "campaign.sqlite3"
+    database.write_bytes(b"")
+    database.chmod(0o644)
+    create_app({"INSTANCE_PATH": str(instance), "DEBUG": True})
+    for folder in (instance, instance / "uploads", instance / "devmail", instance / "redis"):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+    assert database.stat().st_mode & 0o777 == 0o600
+
+
+HSTS = "max-age=31536000; includeSubDomains"
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/login", "/t/o/not-a-token.gif", "/no-such-page"])
+def test_an_https_installation_tells_browsers_to_use_https_only(tmp_path: Path, path: str) -> None:
+    app = create_app(
+        {
+            "INSTANCE_PATH": str(tmp_path),
+            "SECRET_KEY": "x" * 64,
+            "PUBLIC_URL": "https://campaign.example.org",
+            "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
+        }
+    )
+    response = app.test_client().get(path)
+    assert response.headers.get("Strict-Transport-Security") == HSTS
+
+
+@pytest.mark.parametrize(
+    ("public_url", "debug"), [("http://127.0.0.1:5000", True), ("", True), ("", False)]
+)
+def test_no_hsts_without_an_https_public_address(
+    tmp_path: Path, public_url: str, debug: bool
+) -> None:
+    app = create_app(
+        {
+            "INSTANCE_PATH": str(tmp_path),
+            "SECRET_KEY": "x" * 64,
+            "DEBUG": debug,
+            "PUBLIC_URL": public_url,
+            "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
+        }
+    )
+    assert "Strict-Transport-Security" not in app.test_client().get("/healthz").headers

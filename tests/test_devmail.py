@@ -75,7 +75,7 @@ def test_mail_sent_with_smtplib_and_flask_mail_is_stored_and_listed_newest_first
     listed = list_messages(sink.directory)
     assert [m.subject for m in listed] == ["Second: follow-up", "Первое письмо: appeal"]
     assert listed[0].recipients == "amb.uz@example.org"
-    assert listed[0].sender == "Campaign <campaign@localhost>"  # MAIL_DEFAULT_SENDER
+    assert listed[0].sender == "Campaign <campaign@example.org>"  # MAIL_DEFAULT_SENDER
     assert listed[1].recipients == "Рафаэль Пример <sr-hrd@example.org>"
     assert all(m.size > 0 for m in listed)
 
@@ -132,7 +132,7 @@ def test_the_mailbox_pages_list_show_and_download_without_rendering_html(
         html="<p>Hello</p><script>alert('x')</script>",
         text="Plain text body",
     )
-    login(Role.VIEWER)  # type: ignore[operator]
+    login(Role.SENDER)  # type: ignore[operator]
 
     listing = client.get("/devmail/")
     assert listing.status_code == 200
@@ -160,3 +160,27 @@ def test_the_mailbox_needs_a_signed_in_user(client: FlaskClient) -> None:
     response = client.get("/devmail/")
     assert response.status_code == 302
     assert "/login" in response.headers["Location"]
+
+
+@pytest.mark.parametrize("role", [Role.VIEWER, Role.EDITOR])
+def test_below_sender_the_mailbox_and_its_links_are_refused(
+    client: FlaskClient, login: object, sink: DevmailSink, role: Role
+) -> None:
+    """It holds confirmation and password-reset links: reading it would let a viewer
+    confirm a signature or take over another account."""
+    _send(sink.port, "Reset your password", text="https://campaign.example.org/reset/secret")
+    key = list_messages(sink.directory)[0].key
+    login(role)  # type: ignore[operator]
+    for path in ("/devmail/", f"/devmail/{key}", f"/devmail/{key}/raw"):
+        response = client.get(path)
+        assert response.status_code == 403, path
+        assert b"/reset/secret" not in response.data
+    assert "/devmail/" not in client.get("/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("role", [Role.SENDER, Role.ADMIN])
+def test_senders_and_admins_see_the_mailbox_in_the_menu(
+    client: FlaskClient, login: object, role: Role
+) -> None:
+    login(role)  # type: ignore[operator]
+    assert 'href="/devmail/"' in client.get("/").get_data(as_text=True)

@@ -7,13 +7,17 @@ problems, so it runs over thousands of contacts in little memory.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from sqlalchemy import Select
 
 from campaign.extensions import db
@@ -26,6 +30,7 @@ from campaign.letters.letter import (
 )
 from campaign.letters.salutations import RuleSet
 from campaign.letters.types import LetterProblem
+from campaign.mail import message_id_domain
 from campaign.models import Contact
 
 log = logging.getLogger(__name__)
@@ -143,3 +148,91 @@ def check_audience(
         if any(p.severity == "error" for p in found):
             report.contacts_with_errors += 1
     return report
+
+
+# --- the installation's addresses, checked before a launch --------------------------------
+
+
+def launch_address_problems(
+    from_address: str, *, settings: dict[str, Any], links_here: bool
+) -> list[LazyString]:
+    """What makes letters from `from_address` unfit for the internet, in words.
+
+    A sender or Message-ID domain of localhost (or without a dot); and, when the letters
+    link back to this app (`links_here`: the unsubscribe header, tracking), a public address
+    that is missing, not https:// (RFC 8058 one-click needs HTTPS) or that recipients
+    cannot reach. Launches refuse them outside debug; `campaign dev` shows them as warnings.
+    """
+    problems: list[LazyString] = []
+    sender_domain = from_address.rpartition("@")[2].strip(" >").lower()
+    if not _internet_domain(sender_domain):
+        problems.append(
+            _l(
+                "From: the sender's domain (%(domain)s) is not a domain on the internet; "
+                "recipients' providers would refuse the letters or file them as spam. Use an "
+                "address at your organisation's domain",
+                domain=sender_domain or "-",
+            )
+        )
+    configured = str(settings.get("MESSAGE_ID_DOMAIN") or "").strip()
+    if configured and not _internet_domain(configured.lower()):
+        problems.append(
+            _l(
+                "Message-ID: CAMPAIGN_MESSAGE_ID_DOMAIN (%(domain)s) is not a domain on the "
+                "internet; set it to your organisation's domain or leave it empty to use the "
+                "sender's",
+                domain=message_id_domain(from_address, settings),
+            )
+        )
+    if links_here:
+        problem = public_url_problem(str(settings.get("PUBLIC_URL") or ""))
+        if problem is not None:
+            problems.append(problem)
+    return problems
+
+
+def public_url_problem(public_url: str) -> LazyString | None:
+    """Why recipients could not follow a link to `public_url` (None when they can)."""
+    url = public_url.strip()
+    if not url:
+        return _l(
+            "Unsubscribe: CAMPAIGN_PUBLIC_URL is not set, so the unsubscribe links in "
+            "the letters would point at this machine's development address; set it to "
+            "this app's public https:// address"
+        )
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https":
+        return _l(
+            "Unsubscribe: CAMPAIGN_PUBLIC_URL (%(url)s) must start with https://: one-click "
+            "unsubscribe (RFC 8058) needs an address recipients' providers reach over HTTPS",
+            url=url,
+        )
+    host = (parts.hostname or "").lower()
+    if not host:
+        return _l("Unsubscribe: CAMPAIGN_PUBLIC_URL (%(url)s) names no host", url=url)
+    if not _reachable_host(host):
+        return _l(
+            "Unsubscribe: CAMPAIGN_PUBLIC_URL (%(url)s) points at this machine or a private "
+            "network (%(host)s), which recipients cannot reach; set it to this app's public "
+            "https:// address",
+            url=url,
+            host=host,
+        )
+    return None
+
+
+def _internet_domain(domain: str) -> bool:
+    domain = domain.strip().rstrip(".")
+    if not domain or domain == "localhost" or domain.endswith(".localhost"):
+        return False
+    if domain.startswith("["):  # an address literal, user@[192.0.2.1]
+        return False
+    return "." in domain
+
+
+def _reachable_host(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return _internet_domain(host)
+    return address.is_global

@@ -32,6 +32,7 @@ def is_public_page() -> bool:
 
 def register_blueprints(app: Flask) -> None:
     from campaign.web import (
+        account,
         audiences,
         audit,
         auth,
@@ -65,6 +66,7 @@ def register_blueprints(app: Flask) -> None:
     for module in (
         auth,
         two_factor,
+        account,
         home,
         devmail,
         imports,
@@ -230,7 +232,7 @@ def _register_template_helpers(app: Flask) -> None:
         ("salutations.index", _l("Salutations"), Role.ADMIN),
         ("countries.index", _l("Countries"), Role.ADMIN),
         ("imports.new", _l("Import"), Role.EDITOR),
-        ("devmail.index", _l("Dev mailbox"), Role.VIEWER),
+        ("devmail.index", _l("Dev mailbox"), Role.SENDER),
         ("users.index", _l("Users"), Role.ADMIN),
         ("audit.index", _l("Audit log"), Role.ADMIN),
     ]

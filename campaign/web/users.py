@@ -35,6 +35,8 @@ def _render_index(error: str = "", form: dict[str, str] | None = None, status: i
             roles=list(Role),
             totp_required={role: two_factor.is_totp_required(role) for role in Role},
             now=utcnow(),
+            # Seconds each account must still wait after failed sign-ins (0: none).
+            delays={account.id: user_service.sign_in_delay(account) for account in accounts},
             min_password=user_service.MIN_PASSWORD_LENGTH,
             error=error,
             form=form or {},
@@ -119,9 +121,44 @@ def set_active(user_id: int) -> Any:
 @allow(Role.ADMIN)
 def unlock(user_id: int) -> Any:
     user = db.get_or_404(User, user_id)
-    user_service.unlock(user)
+    user_service.unlock(user, actor=signed_in_user())
     db.session.commit()
-    flash(_("%(email)s unlocked.", email=user.email), "success")
+    flash(_("%(email)s may sign in again at once.", email=user.email), "success")
+    return redirect(url_for("users.index"))
+
+
+@bp.route("/<int:user_id>/password/reset", methods=["POST"])
+@allow(Role.ADMIN)
+def reset_password(user_id: int) -> Any:
+    user = db.get_or_404(User, user_id)
+    try:
+        temporary = user_service.reset_password(user, actor=signed_in_user())
+    except user_service.UserError as problem:
+        flash(str(problem), "error")
+        return redirect(url_for("users.index"))
+    db.session.commit()
+    # Shown once, in this response only: never in a flash (the session cookie) or a log.
+    return render_template("users/password_reset.html", account=user, temporary=temporary)
+
+
+@bp.route("/<int:user_id>/two-factor/reset", methods=["POST"])
+@allow(Role.ADMIN)
+def reset_two_factor(user_id: int) -> Any:
+    user = db.get_or_404(User, user_id)
+    try:
+        two_factor.reset_two_factor(user, actor=signed_in_user())
+    except user_service.UserError as problem:
+        flash(str(problem), "error")
+        return redirect(url_for("users.index"))
+    db.session.commit()
+    flash(
+        _(
+            "Two-factor authentication of %(email)s is reset and their sessions have ended; "
+            "they can set it up again after signing in.",
+            email=user.email,
+        ),
+        "success",
+    )
     return redirect(url_for("users.index"))
 
 

@@ -68,7 +68,7 @@ def test_render_prints_the_whole_message_as_sent(app: Flask) -> None:
     assert message["To"].addresses[0].display_name == "Marie Dupont"
     assert message["Subject"] == "Libérez les défenseurs"  # her first language
     assert message["Content-Language"] == "fr"
-    assert message["Message-ID"].endswith("@localhost>")  # MAIL_DEFAULT_SENDER's domain
+    assert message["Message-ID"].endswith("@example.org>")  # MAIL_DEFAULT_SENDER's domain
     text = message.get_body(("plain",))
     html = message.get_body(("html",))
     assert text is not None and html is not None

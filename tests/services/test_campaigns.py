@@ -322,26 +322,29 @@ def test_tracking_needs_the_public_address_letters_can_link_to(
     assert _deliveries(campaign) == []
 
 
-def test_a_campaign_without_tracking_needs_no_public_address(app: Flask) -> None:
+def test_a_campaign_without_tracking_or_unsubscribe_needs_no_public_address(app: Flask) -> None:
     app.config.update(PUBLIC_URL="", DEBUG=False)
     press = _list("Press", ["a@example.org"])
-    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    campaign = campaigns.create_campaign(
+        _statement(), audience=AudienceSpec((f"list:{press.id}",)), has_list_unsubscribe=False
+    )
     assert campaigns.check_campaign(campaign).errors == []
 
 
-def test_without_a_public_address_the_check_warns_that_unsubscribe_links_will_not_work(
+def test_without_a_public_address_unsubscribe_links_would_not_work_and_the_launch_refuses(
     app: Flask,
 ) -> None:
+    # Outside debug an error (decision 0037), in `campaign dev` a warning.
     press = _list("Press", ["a@example.org"])
     campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
     app.config["PUBLIC_URL"] = ""
     assert any(
-        "CAMPAIGN_PUBLIC_URL is not set" in w for w in campaigns.check_campaign(campaign).warnings
+        "CAMPAIGN_PUBLIC_URL is not set" in e for e in campaigns.check_campaign(campaign).errors
     )
 
     app.config["PUBLIC_URL"] = "https://campaign.ngo.example"
-    assert not any("Unsubscribe" in w for w in campaigns.check_campaign(campaign).warnings)
+    assert not any("Unsubscribe" in e for e in campaigns.check_campaign(campaign).errors)
 
     app.config["PUBLIC_URL"] = ""
     campaign.has_list_unsubscribe = False
-    assert not any("Unsubscribe" in w for w in campaigns.check_campaign(campaign).warnings)
+    assert not any("Unsubscribe" in e for e in campaigns.check_campaign(campaign).errors)

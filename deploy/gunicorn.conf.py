@@ -1,0 +1,43 @@
+"""gunicorn settings of the shipped web unit (deploy/systemd/campaign-web.service).
+
+`gunicorn -c deploy/gunicorn.conf.py wsgi:app`. The access log keeps gunicorn's usual
+format, but every request line, path, query string, Referer and Location passes through
+campaign.log_redaction first: unsubscribe, sign-on, confirmation, reset and tracking
+tokens and the calendar feed's ?token= never reach the journal (decision 0037).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.glogging import Logger
+
+from campaign.log_redaction import REDACTED, redact, redact_query
+
+# Behind nginx on the same machine; --bind and --workers on the command line override these.
+bind = "127.0.0.1:8000"
+workers = 4
+accesslog = "-"  # the journal, under systemd
+errorlog = "-"
+# Files gunicorn itself creates (its worker heartbeat files) are the service's alone.
+umask = 0o077
+# Never log a cookie or a credential, even if a custom access_log_format names one.
+_HIDDEN_HEADERS = ("{cookie}i", "{authorization}i", "{set-cookie}o", "{http_cookie}e")
+
+
+class RedactingLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger whose access-log atoms carry no secret token."""
+
+    def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
+        atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)
+        for key, value in atoms.items():
+            if key in _HIDDEN_HEADERS:
+                atoms[key] = REDACTED
+            elif key in ("q", "{query_string}e"):
+                atoms[key] = redact_query(value) if isinstance(value, str) else value
+            elif isinstance(value, str):
+                atoms[key] = redact(value)
+        return atoms
+
+
+logger_class = RedactingLogger
