@@ -89,6 +89,8 @@ def _environment(database_url: str, redis_url: str) -> dict[str, str]:
         "CAMPAIGN_REDIS_URL": redis_url,
         "CAMPAIGN_QUEUE_NAME": QUEUE_NAME,
         "CAMPAIGN_PUBLIC_URL": PUBLIC_URL,
+        # Every request comes from 127.0.0.1: the per-network limit would drop most hits.
+        "CAMPAIGN_TRACKING_HITS_PER_MINUTE": "0",
         "CAMPAIGN_INSTANCE_PATH": str(Path(database_url.removeprefix("sqlite:///")).parent),
     }
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     ForeignKey,
     Integer,
@@ -98,6 +100,12 @@ class Signature(db.Model):  # type: ignore[name-defined]
     confirm_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     confirm_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A later form for this unconfirmed signature that differs from it: held here until the
+    # signer confirms the change by its own e-mailed link (SHA-256 and expiry below); the
+    # first choice stands meanwhile, so a stranger cannot widen what is published.
+    pending_change: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    change_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    change_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     moderated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     moderated_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True

@@ -87,8 +87,15 @@ def _reminder_days(days: Iterable[int]) -> list[int]:
         raise CaseError(error.message, "reminder_days") from None
 
 
-def _identity(name: str, pseudonym: str, is_high_risk: bool) -> tuple[str, str]:
-    """The cleaned (name, pseudonym), or CaseError naming the field that is wrong."""
+def _identity(
+    name: str, pseudonym: str, is_high_risk: bool, *, knows_name: bool = True
+) -> tuple[str, str]:
+    """The cleaned (name, pseudonym), or CaseError naming the field that is wrong.
+
+    The pseudonym is compared with the real name only for someone who knows it (`knows_name`:
+    an admin, or the author giving both in one form): for anyone else "it must differ from
+    the real name" would answer a guess.
+    """
     cleaned_name = " ".join(name.split())
     cleaned_pseudonym = " ".join(pseudonym.split())
     if not cleaned_name:
@@ -100,9 +107,13 @@ def _identity(name: str, pseudonym: str, is_high_risk: bool) -> tuple[str, str]:
             _l("Pseudonym: a person at high risk needs one; only admins will see the real name"),
             "pseudonym",
         )
-    if is_high_risk and cleaned_pseudonym.casefold() == cleaned_name.casefold():
+    if knows_name and is_high_risk and _alike(cleaned_pseudonym, cleaned_name):
         raise CaseError(_l("Pseudonym: it must differ from the real name"), "pseudonym")
     return cleaned_name, cleaned_pseudonym
+
+
+def _alike(pseudonym: str, name: str) -> bool:
+    return pseudonym.casefold() == name.casefold()
 
 
 def _check_date(on: date) -> None:
@@ -170,7 +181,8 @@ def update_case(
     would show the real name to everyone).
     """
     admin = may_see_real_name(actor)
-    if case.is_high_risk and not admin:
+    hidden = case.is_high_risk and not admin
+    if hidden:
         if not is_high_risk:
             raise CaseError(
                 _l("High risk: only an administrator can lift it, as it shows the real name"),
@@ -178,7 +190,7 @@ def update_case(
             )
         name = None  # never taken from a non-admin for a high-risk person
     cleaned_name, cleaned_pseudonym = _identity(
-        case.name if name is None else name, pseudonym, is_high_risk
+        case.name if name is None else name, pseudonym, is_high_risk, knows_name=not hidden
     )
     values = {
         "name": cleaned_name,
@@ -196,14 +208,34 @@ def update_case(
     if letter_name(case) != old_letter_name:
         _rename_reminders(case, old_letter_name)
     if changed:
+        detail: dict[str, Any] = {"fields": changed}
+        if hidden:
+            # Accepted like any pseudonym (a refusal would confirm the guess), recorded in the
+            # same event for the admins, who alone read the log: no extra write to time.
+            detail["pseudonym_matches_real_name"] = _alike(cleaned_pseudonym, cleaned_name)
         record_event(
             "case.update",
             target_type="case",
             target_id=case.id,
             actor=actor,
-            detail={"fields": changed},
+            detail=detail,
         )
     return changed
+
+
+def record_reveal(viewer: User | None, shown: Sequence[Case], *, page: str) -> None:
+    """Audit that an admin was shown the real names of these high-risk people (ids only)."""
+    hidden = [case.id for case in shown if case.is_high_risk]
+    if not hidden or not may_see_real_name(viewer):
+        return
+    one = len(hidden) == 1 and page != "list"
+    record_event(
+        "case.reveal",
+        target_type="case",
+        target_id=hidden[0] if one else "",
+        actor=viewer,
+        detail={"page": page} if one else {"page": page, "case_ids": hidden},
+    )
 
 
 def _reminders_of(case_dates: Iterable[CaseDate]) -> list[Schedule]:

@@ -359,9 +359,14 @@ def max_upload_bytes() -> int:
     return int(current_app.config["IMPORT_MAX_MB"]) * 1024 * 1024
 
 
-def open_contact_file(path: Path, *, filename: str = "") -> tuple[TableInfo, RowReader]:
-    """Open an uploaded file under the configured size cap (TabularError if unreadable)."""
-    return read_table(path, max_bytes=max_upload_bytes(), filename=filename)
+def open_contact_file(
+    path: Path, *, filename: str = "", thorough: bool = False
+) -> tuple[TableInfo, RowReader]:
+    """Open an uploaded file under the configured size cap (TabularError if unreadable).
+
+    `thorough` when the file has just arrived: every part of a workbook is parsed once.
+    """
+    return read_table(path, max_bytes=max_upload_bytes(), filename=filename, thorough=thorough)
 
 
 def preview_import(

@@ -109,6 +109,9 @@ _REFUSED_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069
 class SubmitOutcome(enum.StrEnum):
     NEW = "new"  # a new unconfirmed signature, its link e-mailed
     RESENT = "resent"  # the same signer again before confirming: a fresh link
+    # The same signer again before confirming, with other values: held until the signer
+    # confirms the change from its own e-mail; the first choice stands meanwhile.
+    CHANGE_PENDING = "change_pending"
     ALREADY_SIGNED = "already_signed"  # confirmed before: told so by e-mail, nothing stored
     DOUBLE = "double"  # a simultaneous copy of a submission being recorded
     IGNORED = "ignored"  # the honeypot was filled: answered as accepted, nothing stored
@@ -300,13 +303,15 @@ def _count_submission(sign_on: SignOn, address_key: str, client_ip: str) -> None
 # --- confirmation links --------------------------------------------------------------------
 
 
-def _token_for(signature: Signature) -> str:
+def _token_for(signature: Signature, *, change: bool = False) -> str:
     """The link's secret: derived, with the server's key, from the row and its expiry, so
-    the worker can write the link the web request made without the token being stored."""
-    expires = signature.confirm_expires_at
+    the worker can write the link the web request made without the token being stored.
+    A change's link (`change`) has a purpose of its own: neither link opens the other."""
+    expires = signature.change_expires_at if change else signature.confirm_expires_at
     assert expires is not None
     stamp = (expires - _EPOCH) // timedelta(microseconds=1)  # exact, unlike a float
-    message = f"signature-confirm:{signature.id}:{stamp}".encode()
+    purpose = "signature-change" if change else "signature-confirm"
+    message = f"{purpose}:{signature.id}:{stamp}".encode()
     key = str(current_app.config["SECRET_KEY"]).encode()
     digest = hmac.new(key, message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
@@ -330,6 +335,21 @@ def _issue_link(signature: Signature, now: datetime) -> None:
     signature.confirm_hash = _hash(_token_for(signature))
 
 
+def _issue_change_link(signature: Signature, now: datetime) -> None:
+    """A new link for the signature's pending change; an earlier change's link stops."""
+    expires = now + LINK_LIFETIME
+    if signature.change_expires_at is not None and expires <= signature.change_expires_at:
+        expires = signature.change_expires_at + timedelta(microseconds=1)
+    signature.change_expires_at = expires
+    signature.change_hash = _hash(_token_for(signature, change=True))
+
+
+def _drop_change(signature: Signature) -> None:
+    signature.pending_change = None
+    signature.change_hash = None
+    signature.change_expires_at = None
+
+
 def confirm_url(token: str) -> str:
     return f"{public_url()}{CONFIRM_PATH}{token}"
 
@@ -351,14 +371,40 @@ def _existing(sign_on: SignOn, address_key: str, signer_key: str) -> Signature |
     )
 
 
-def _fill(signature: Signature, values: Mapping[str, str], language: str, now: datetime) -> None:
-    for name in ("kind", "name", "acronym", "role", "organisation", "country", "exile_country"):
+_LINE_FIELDS = ("kind", "name", "acronym", "role", "organisation", "country", "exile_country")
+# From most to least public (as sign_on_moderation's merge ranks them).
+_PRIVACY = (PublishAs.FULL.value, PublishAs.ORGANISATION_ONLY.value, PublishAs.WITHHELD.value)
+
+
+def _fill(signature: Signature, values: Mapping[str, Any], language: str, now: datetime) -> None:
+    for name in _LINE_FIELDS:
         setattr(signature, name, values[name])
     signature.publish_as = values["publish_as"]
     signature.email = values["email"]
     signature.language = language[:10]
     signature.wants_notice = bool(values["wants_notice"])
     signature.consented_at = now
+
+
+def _what_it_says(source: Signature | Mapping[str, Any]) -> dict[str, Any]:
+    """Everything a form decides about a signature except the language it was read in."""
+
+    def get(name: str) -> Any:
+        return source[name] if isinstance(source, Mapping) else getattr(source, name)
+
+    # The address is the same one (the same key found the row); how it is spelt changes
+    # nothing anyone reads, so it is not a change to confirm.
+    said: dict[str, Any] = {name: str(get(name) or "") for name in (*_LINE_FIELDS, "publish_as")}
+    said["wants_notice"] = bool(get("wants_notice"))
+    return said
+
+
+def _only_more_private(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """The later form differs only by a more private publishing choice."""
+    if {**before, "publish_as": ""} != {**after, "publish_as": ""}:
+        return False
+    rank = {choice: index for index, choice in enumerate(_PRIVACY)}
+    return rank.get(after["publish_as"], -1) > rank.get(before["publish_as"], len(_PRIVACY))
 
 
 def _again(
@@ -373,8 +419,26 @@ def _again(
         if signature.status in (SignatureStatus.CONFIRMED.value, SignatureStatus.APPROVED.value):
             queue_notice("signature_already_signed", signature.id)
         return SubmitResult(SubmitOutcome.ALREADY_SIGNED, signature.id)
-    # Not confirmed yet: what they typed now replaces what they typed before.
+    # Not confirmed yet. Whoever knows the signer's address and name can send the form, so
+    # the same values (a lost e-mail) or a more private choice apply at once, with a fresh
+    # link; anything else waits for the signer to confirm it from the e-mail describing it,
+    # and the first choice and its link stand meanwhile (decision 0038).
+    before, after = _what_it_says(signature), _what_it_says(values)
+    if after != before and not _only_more_private(before, after):
+        signature.pending_change = {**after, "email": values["email"], "language": language[:10]}
+        _issue_change_link(signature, now)
+        db.session.flush()
+        record_event(
+            "signature.change_requested",
+            target_type="signature",
+            target_id=signature.id,
+            detail={"sign_on_id": sign_on.id},
+            network_only=True,
+        )
+        queue_notice("signature_change", signature.id)
+        return SubmitResult(SubmitOutcome.CHANGE_PENDING, signature.id)
     _fill(signature, values, language, now)
+    _drop_change(signature)
     _issue_link(signature, now)
     db.session.flush()
     record_event(
@@ -456,6 +520,29 @@ class LinkCheck:
     state: LinkState
     signature: Signature
     sign_on: SignOn
+    # The link confirms the signature with its pending change (a later form) applied.
+    is_change: bool = False
+
+    def appears_as(self) -> str:
+        """The signer's line as confirming this link would publish it."""
+        if self.is_change and self.signature.pending_change:
+            return appears_as_changed(self.signature)
+        return appears_as(self.signature, self.signature.language)
+
+
+class _Changed:
+    """A pending change read as the signature it would make (for its signatory line)."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def appears_as_changed(signature: Signature, language: str = "") -> str:
+    """The signer's line as it would print once the pending change is confirmed."""
+    pending = signature.pending_change or {}
+    language = language or str(pending.get("language") or signature.language)
+    changed: Any = _Changed(pending)
+    return appears_as(changed, language)
 
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
@@ -466,19 +553,25 @@ def check_link(token: str, now: datetime | None = None) -> LinkCheck | None:
     now = now or datetime.now(UTC)
     if not _TOKEN.fullmatch(token):
         return None
-    signature = db.session.scalar(select(Signature).where(Signature.confirm_hash == _hash(token)))
+    digest = _hash(token)
+    is_change = False
+    signature = db.session.scalar(select(Signature).where(Signature.confirm_hash == digest))
+    if signature is None:
+        signature = db.session.scalar(select(Signature).where(Signature.change_hash == digest))
+        is_change = True
     if signature is None:
         return None
     sign_on = db.session.get(SignOn, signature.sign_on_id)
     if sign_on is None:
         return None
+    expires = signature.change_expires_at if is_change else signature.confirm_expires_at
     if signature.status != SignatureStatus.UNCONFIRMED.value:
         state = LinkState.USED
-    elif signature.confirm_expires_at is None or now >= signature.confirm_expires_at:
+    elif expires is None or now >= expires or (is_change and not signature.pending_change):
         state = LinkState.EXPIRED
     else:
         state = LinkState.VALID
-    return LinkCheck(state, signature, sign_on)
+    return LinkCheck(state, signature, sign_on, is_change)
 
 
 EXPIRED_MESSAGE = _l("This link has expired. Sign again on the statement's page for a new one.")
@@ -502,20 +595,39 @@ def confirm_signature(token: str, now: datetime | None = None) -> LinkCheck:
         raise ConfirmationError(str(EXPIRED_MESSAGE))
     if check.state == LinkState.USED:
         return check
-    # Conditional: of two clicks at once, one confirms and the other finds it confirmed.
+    # Conditional: of two clicks at once, one confirms and the other finds it confirmed. A
+    # change's link confirms only the change it was sent for (a newer form replaces it).
+    signature = check.signature
+    which = (
+        Signature.change_hash == signature.change_hash
+        if check.is_change
+        else Signature.confirm_hash == signature.confirm_hash
+    )
+    pending = dict(signature.pending_change or {}) if check.is_change else None
     result = db.session.execute(
         update(Signature)
         .where(
-            Signature.id == check.signature.id,
+            Signature.id == signature.id,
             Signature.status == SignatureStatus.UNCONFIRMED.value,
+            which,
         )
-        .values(status=SignatureStatus.CONFIRMED.value, confirmed_at=now)
+        .values(status=SignatureStatus.CONFIRMED.value, confirmed_at=now, pending_change=None)
         .execution_options(synchronize_session=False)
     )
     claimed = int(getattr(result, "rowcount", 0) or 0)
-    db.session.refresh(check.signature)
+    db.session.refresh(signature)
     if not claimed:
-        return LinkCheck(LinkState.USED, check.signature, check.sign_on)
+        return LinkCheck(LinkState.USED, signature, check.sign_on, check.is_change)
+    if pending:
+        _fill(signature, pending, str(pending.get("language") or signature.language), now)
+        db.session.flush()
+        record_event(
+            "signature.change_confirmed",
+            target_type="signature",
+            target_id=signature.id,
+            detail={"sign_on_id": check.sign_on.id},
+            network_only=True,
+        )
     record_event(
         "signature.confirm",
         target_type="signature",
@@ -523,7 +635,7 @@ def confirm_signature(token: str, now: datetime | None = None) -> LinkCheck:
         detail={"sign_on_id": check.sign_on.id},
         network_only=True,
     )
-    return LinkCheck(LinkState.VALID, check.signature, check.sign_on)
+    return LinkCheck(LinkState.VALID, signature, check.sign_on, check.is_change)
 
 
 # --- what the signer reads -----------------------------------------------------------------
@@ -649,10 +761,12 @@ def public_text(
 SUBJECTS = {
     "signature_confirmation": _l("Confirm your signature: %(title)s"),
     "signature_already_signed": _l("You have already signed: %(title)s"),
+    "signature_change": _l("Confirm a change to your signature: %(title)s"),
 }
 TEMPLATES = {
     "signature_confirmation": "email/signature_confirmation.txt",
     "signature_already_signed": "email/signature_confirmation_again.txt",
+    "signature_change": "email/signature_change.txt",
 }
 
 
@@ -662,13 +776,16 @@ def email_language(language: str) -> str:
     return primary if primary in EMAIL_LANGUAGES else "en"
 
 
-def _signer_email(kind: str, signature: Signature, **extra: str) -> Notice:
+def _signer_email(
+    kind: str, signature: Signature, *, reader_language: str = "", **extra: str
+) -> Notice:
     sign_on = db.session.get(SignOn, signature.sign_on_id)
     statement = db.session.get(Statement, sign_on.statement_id) if sign_on else None
     assert sign_on is not None and statement is not None
-    language = email_language(signature.language)
+    reader_language = reader_language or signature.language
+    language = email_language(reader_language)
     # The name of the text they signed, as its page showed it (its own subject).
-    title = reader_title(letter_source(statement), signature.language, statement.title)
+    title = reader_title(letter_source(statement), reader_language, statement.title)
     with force_locale(language):
         text = render_template(
             TEMPLATES[kind],
@@ -714,6 +831,36 @@ def _confirmation_email(signature_id: int) -> list[Notice]:
     return [_signer_email("signature_confirmation", signature, link=confirm_url(token))]
 
 
+def _change_email(signature_id: int) -> list[Notice]:
+    """The e-mail for a later form that would change an unconfirmed signature: what the
+    signer's line is now, what it would become, and the link that applies the change."""
+    signature = db.session.get(Signature, signature_id)
+    if signature is None or signature.status != SignatureStatus.UNCONFIRMED.value:
+        return []
+    pending = signature.pending_change
+    if not pending or signature.change_hash is None or signature.change_expires_at is None:
+        return []
+    token = _token_for(signature, change=True)
+    if _hash(token) != signature.change_hash:
+        log.warning(
+            "signature %s: change link made with another secret key; not sent", signature.id
+        )
+        return []
+    if datetime.now(UTC) >= signature.change_expires_at:
+        return []
+    language = str(pending.get("language") or signature.language)
+    return [
+        _signer_email(
+            "signature_change",
+            signature,
+            reader_language=language,
+            link=confirm_url(token),
+            appears_now=appears_as(signature, email_language(language)),
+            appears_after=appears_as_changed(signature, email_language(language)),
+        )
+    ]
+
+
 def _already_signed_email(signature_id: int) -> list[Notice]:
     signature = db.session.get(Signature, signature_id)
     done = (SignatureStatus.CONFIRMED.value, SignatureStatus.APPROVED.value)
@@ -724,3 +871,4 @@ def _already_signed_email(signature_id: int) -> list[Notice]:
 
 NOTICES["signature_confirmation"] = _confirmation_email
 NOTICES["signature_already_signed"] = _already_signed_email
+NOTICES["signature_change"] = _change_email

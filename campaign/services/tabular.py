@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import IO, Any
+from xml.etree.ElementTree import ParseError
+from xml.parsers import expat
 
 from charset_normalizer import from_bytes
 from flask_babel import gettext as _
@@ -107,11 +109,15 @@ class RowReader(Iterator[Row]):
         self.close()
 
 
-def read_table(path: Path, *, max_bytes: int, filename: str = "") -> tuple[TableInfo, RowReader]:
+def read_table(
+    path: Path, *, max_bytes: int, filename: str = "", thorough: bool = False
+) -> tuple[TableInfo, RowReader]:
     """Open `path` and return what it is plus an iterator over its data rows.
 
     Raise TabularError for a file that cannot be read at all (too large, empty, header
-    only, unknown encoding or delimiter). Rows that cannot be read come with a problem.
+    only, unknown encoding or delimiter, a workbook with a DTD or damaged XML). Rows that
+    cannot be read come with a problem. `thorough` (on upload) parses every XML part of a
+    workbook to the end, so damage far down a sheet is found before the import starts.
     """
     name = filename or path.name
     size = path.stat().st_size
@@ -140,6 +146,7 @@ def read_table(path: Path, *, max_bytes: int, filename: str = "") -> tuple[Table
         )
     if head.startswith(b"PK\x03\x04") or suffix == ".xlsx":
         _check_zip(path, name, max_bytes)
+        _check_xml_parts(path, name, thorough=thorough)
         return _read_xlsx(path, name)
     return _read_csv(path, name)
 
@@ -545,6 +552,86 @@ def _check_zip(path: Path, name: str, max_bytes: int) -> None:
             )
 
 
+class _Doctype(Exception):
+    """A part of the workbook has a document type declaration."""
+
+
+class _PrologEnd(Exception):
+    """The root element started: no DTD can follow (quick check)."""
+
+
+def _check_xml_parts(path: Path, name: str, *, thorough: bool) -> None:
+    """Refuse a workbook any of whose parts has a DTD, or (thorough) is not well-formed XML.
+
+    A DTD is how XML declares entities: ones that expand to gigabytes ("billion laughs")
+    or that read the server's files (external entities). Spreadsheet programs never write
+    one, so any DTD is refused before openpyxl parses anything. A DTD can only come before
+    the root element, so the quick check stops there; the thorough one reads to the end.
+    Every part is checked, whatever its name: relationships may point anywhere.
+    """
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            if member.is_dir():
+                continue
+            parser = expat.ParserCreate()
+
+            def doctype(*_args: object) -> None:
+                raise _Doctype
+
+            def root(*_args: object) -> None:
+                raise _PrologEnd
+
+            parser.StartDoctypeDeclHandler = doctype
+            if not thorough:
+                parser.StartElementHandler = root
+            try:
+                with archive.open(member) as stream:
+                    while chunk := stream.read(_CHUNK_BYTES):
+                        parser.Parse(chunk, False)
+                    parser.Parse(b"", True)
+            except _PrologEnd:
+                continue
+            except _Doctype:
+                raise TabularError(
+                    _(
+                        "%(file)s contains XML features that are not allowed (a DTD) in its "
+                        "part %(part)s, so it was not opened: save it again from your "
+                        "spreadsheet program and upload the new file.",
+                        file=name,
+                        part=member.filename,
+                    )
+                ) from None
+            except expat.ExpatError as error:
+                if not thorough or not _looks_like_xml(archive, member):
+                    continue  # an image or other binary part; openpyxl does not parse it
+                raise TabularError(
+                    _damaged(name, member.filename, expat.ErrorString(error.code), error.lineno)
+                ) from None
+            except (zipfile.BadZipFile, OSError, EOFError) as error:
+                raise TabularError(_not_a_workbook(name, error)) from None
+
+
+def _looks_like_xml(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bool:
+    if member.filename.lower().endswith((".xml", ".rels", ".vml")):
+        return True
+    with archive.open(member) as stream:
+        head = stream.read(64)
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<") or head.startswith(
+        (b"\xff\xfe<", b"\xfe\xff\x00<")
+    )
+
+
+def _damaged(name: str, part: str, reason: str, line: int) -> str:
+    return _(
+        "%(file)s is damaged: its part %(part)s is not valid XML (%(reason)s, line %(line)d). "
+        "Save it again from your spreadsheet program, or as CSV, and upload the new file.",
+        file=name,
+        part=part,
+        reason=reason,
+        line=line,
+    )
+
+
 def _not_a_workbook(name: str, error: Exception) -> str:
     return _(
         "%(file)s cannot be opened as an Excel workbook (%(reason)s).", file=name, reason=error
@@ -559,11 +646,12 @@ def _read_xlsx(path: Path, name: str) -> tuple[TableInfo, RowReader]:
             # openpyxl warns about styles and data validation it does not keep; harmless.
             warnings.simplefilter("ignore")
             workbook = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as error:
+    except Exception as error:  # openpyxl fails on damaged parts in many different ways
         raise TabularError(_not_a_workbook(name, error)) from None
     try:
         sheet = workbook.worksheets[0]
-        values = sheet.iter_rows(values_only=True)
+        part = str(getattr(sheet, "_worksheet_path", "")) or "xl/worksheets/sheet1.xml"
+        values = _parsed(sheet.iter_rows(values_only=True), name, part)
         header_line = 0
         header_cells: list[str] = []
         for header_line, raw in enumerate(values, start=1):  # noqa: B007
@@ -587,6 +675,19 @@ def _read_xlsx(path: Path, name: str) -> tuple[TableInfo, RowReader]:
         raise
     info = TableInfo("xlsx", headers, total_lines=total)
     return info, RowReader(_xlsx_rows(workbook, values, headers, first), workbook.close)
+
+
+def _parsed(values: Iterator[Any], name: str, part: str) -> Iterator[Any]:
+    """The sheet's rows; XML damage found while reading them is a TabularError naming it.
+
+    Uploads are checked to the end when they arrive; this catches a file that changed on
+    disk since, and keeps a damaged part from ever surfacing as an internal error.
+    """
+    try:
+        yield from values
+    except ParseError as error:
+        line = error.position[0] if error.position else 0
+        raise TabularError(_damaged(name, part, str(error).split(":")[0], line)) from None
 
 
 def _xlsx_rows(

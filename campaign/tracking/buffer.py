@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from campaign.extensions import db
-from campaign.models import Delivery
+from campaign.models import Campaign, Delivery
 from campaign.models.tracking import TrackedLink, TrackingEvent, TrackingKind
 
 log = logging.getLogger(__name__)
@@ -47,15 +47,28 @@ MAX_BUFFERED_HITS = 1_000_000
 # At most one "buffer full" warning per process per this many seconds, with the count.
 FULL_WARNING_SECONDS = 60.0
 
-# Append ARGV[1] unless the list already holds ARGV[2] items: 1 if appended, 0 if dropped.
-# One atomic round trip, so concurrent pushes cannot overshoot the cap.
+# Append ARGV[1] to the list KEYS[1] unless it already holds ARGV[2] items (0: dropped), or
+# the hit's network (counter KEYS[2], reset a minute after its first hit) has had more than
+# ARGV[3] hits this minute (2: over the limit; ARGV[3] = 0: no limit). 1 if appended.
+# One atomic round trip, so concurrent pushes cannot overshoot the cap or the limit.
 _PUSH_BELOW_CAP = """
+local limit = tonumber(ARGV[3] or '0')
+if limit > 0 then
+  local seen = redis.call('INCR', KEYS[2])
+  if seen == 1 then
+    redis.call('EXPIRE', KEYS[2], 60)
+  end
+  if seen > limit then
+    return 2
+  end
+end
 if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then
   return 0
 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 return 1
 """
+_APPENDED, _FULL, _LIMITED = 1, 0, 2
 
 # Move up to ARGV[1] hits from the shared list to a processing list, atomically.
 _TAKE_BATCH = """
@@ -94,6 +107,11 @@ def _prefix() -> str:
 
 def hits_key() -> str:
     return f"{_prefix()}:hits"
+
+
+def rate_key_prefix() -> str:
+    """Where the per-network hit counters live (one key per /24 or /48, one minute each)."""
+    return f"{_prefix()}:rate:"
 
 
 def _flushers_key() -> str:
@@ -199,37 +217,76 @@ class HitPusher:
 
     Every accepted hit is its own record (random hit key), so the flush stores exactly the
     hits pushed; only a full buffer (no flusher for a long while) loses any, and says so.
+    A network (/24, /48) sending more than `per_minute` hits in a minute has the rest
+    dropped too: a script or a scanner replaying a pixel must not write the statistics.
     """
 
-    def __init__(self, redis: Redis, key: str, *, cap: int | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        key: str,
+        *,
+        cap: int | None = None,
+        per_minute: int = 0,
+        rate_prefix: str = "",
+    ) -> None:
         self.redis = redis
         self.key = key
         self.cap = MAX_BUFFERED_HITS if cap is None else cap
+        self.per_minute = per_minute
+        self.rate_prefix = rate_prefix or f"{key}:rate:"
         self._push = redis.register_script(_PUSH_BELOW_CAP)
         self._lock = threading.Lock()
-        self._dropped = 0  # since the last warning
-        self._warned_at: float | None = None
+        self._dropped = {_FULL: 0, _LIMITED: 0}  # since the last warning of each kind
+        self._warned_at: dict[int, float] = {}
 
     def push(self, hit: Hit) -> bool:
-        """Append `hit`; False if the buffer was full (raises RedisError when Redis is away)."""
-        if self._push(keys=[self.key], args=[encode_hit(hit), self.cap]):
+        """Append `hit`; False if the buffer was full or its network over the limit.
+
+        Raises RedisError when Redis is away.
+        """
+        counter = self.rate_prefix + (hit.ip_prefix or "unknown")
+        outcome = self._push(
+            keys=[self.key, counter], args=[encode_hit(hit), self.cap, self.per_minute]
+        )
+        if outcome == _APPENDED:
             return True
-        self._note_drop()
+        self._note_drop(_LIMITED if outcome == _LIMITED else _FULL)
         return False
 
-    def _note_drop(self) -> None:
+    def _note_drop(self, why: int) -> None:
         with self._lock:
-            self._dropped += 1
+            self._dropped[why] += 1
             now = time.monotonic()
-            if self._warned_at is not None and now - self._warned_at < FULL_WARNING_SECONDS:
+            warned = self._warned_at.get(why)
+            if warned is not None and now - warned < FULL_WARNING_SECONDS:
                 return
-            dropped, self._dropped, self._warned_at = self._dropped, 0, now
+            dropped, self._dropped[why], self._warned_at[why] = self._dropped[why], 0, now
+        if why == _LIMITED:
+            # Never the network itself: the log is not where readers' whereabouts go.
+            log.warning(
+                "tracking hits over the limit of %d a minute from one network: %d hit(s) "
+                "not recorded (CAMPAIGN_TRACKING_HITS_PER_MINUTE)",
+                self.per_minute,
+                dropped,
+            )
+            return
         log.warning(
             "tracking buffer full (%d hits waiting): %d hit(s) dropped; is a worker running "
             "the flush (campaign flush-tracking writes it by hand)?",
             self.cap,
             dropped,
         )
+
+
+def hit_pusher(redis: Redis | None = None) -> HitPusher:
+    """A pusher with this installation's buffer and per-network limit (in an app context)."""
+    return HitPusher(
+        redis or buffer_redis(),
+        hits_key(),
+        per_minute=int(current_app.config.get("TRACKING_HITS_PER_MINUTE", 0) or 0),
+        rate_prefix=rate_key_prefix(),
+    )
 
 
 def push_hit(hit: Hit, redis: Redis | None = None) -> bool:
@@ -302,28 +359,38 @@ def _recover_dead_flushers(redis: Redis, report: FlushReport, commit: Callable[[
 
 def _write(items: Sequence[bytes | str], report: FlushReport) -> None:
     readable = [hit for hit in (decode_hit(item) for item in items) if hit is not None]
-    hits = _known(readable) if readable else []
+    hits, opens_tracked = _known(readable) if readable else ([], set())
     report.dropped += len(items) - len(hits)
     if not hits:
         return
     written = _insert_events(hits)
     report.written += written
     report.duplicates += len(hits) - written
-    _mark_deliveries(hits)
+    _mark_deliveries(hits, opens_tracked)
 
 
-def _known(hits: list[Hit]) -> list[Hit]:
-    """Hits whose delivery still exists in the token's campaign; foreign links made None.
+def _known(hits: list[Hit]) -> tuple[list[Hit], set[int]]:
+    """Hits whose delivery still exists in the token's campaign and whose kind that campaign
+    tracks (now), foreign links made None; and the deliveries whose campaign tracks opens.
 
     A campaign deleted while its hits waited in Redis must not make the batch fail on a
-    foreign key for ever.
+    foreign key for ever. A campaign whose open (click) tracking is off records no open
+    (click), even under a valid token: one from a letter sent before it was turned off, or
+    signed by someone who has the key.
     """
     delivery_ids = {hit.delivery_id for hit in hits}
-    campaigns: dict[int, int] = dict(
-        db.session.execute(
-            select(Delivery.id, Delivery.campaign_id).where(Delivery.id.in_(delivery_ids))
-        ).all()
-    )
+    owners = db.session.execute(
+        select(
+            Delivery.id, Delivery.campaign_id, Campaign.is_open_tracking, Campaign.is_click_tracking
+        )
+        .join(Campaign, Campaign.id == Delivery.campaign_id)
+        .where(Delivery.id.in_(delivery_ids))
+    ).all()
+    campaigns: dict[int, int] = {row[0]: row[1] for row in owners}
+    tracked = {
+        TrackingKind.OPEN: {row[0] for row in owners if row[2]},
+        TrackingKind.CLICK: {row[0] for row in owners if row[3]},
+    }
     link_ids = {hit.link_id for hit in hits if hit.link_id}
     link_campaigns: dict[int, int] = (
         dict(
@@ -338,10 +405,12 @@ def _known(hits: list[Hit]) -> list[Hit]:
     for hit in hits:
         if campaigns.get(hit.delivery_id) != hit.campaign_id:
             continue
+        if hit.delivery_id not in tracked[hit.kind]:
+            continue
         if hit.link_id and link_campaigns.get(hit.link_id) != hit.campaign_id:
             hit = Hit(**{**hit.__dict__, "link_id": None})
         kept.append(hit)
-    return kept
+    return kept, tracked[TrackingKind.OPEN]
 
 
 def _when(hit: Hit) -> datetime:
@@ -371,16 +440,18 @@ def _insert_events(hits: list[Hit]) -> int:
     return len(db.session.execute(statement, rows).all())
 
 
-def _mark_deliveries(hits: list[Hit]) -> None:
+def _mark_deliveries(hits: list[Hit], opens_tracked: set[int]) -> None:
     """Set each delivery's first open and first click, where not set yet.
 
-    A click implies the letter was opened (the pixel is often blocked, a click is not).
+    A click implies the letter was opened (the pixel is often blocked, a click is not),
+    where the campaign tracks opens at all.
     """
     opened: dict[int, datetime] = {}
     clicked: dict[int, datetime] = {}
     for hit in hits:
         at = _when(hit)
-        opened[hit.delivery_id] = min(at, opened.get(hit.delivery_id, at))
+        if hit.delivery_id in opens_tracked:
+            opened[hit.delivery_id] = min(at, opened.get(hit.delivery_id, at))
         if hit.kind == TrackingKind.CLICK:
             clicked[hit.delivery_id] = min(at, clicked.get(hit.delivery_id, at))
     table = Delivery.__table__

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models.tracking import TrackedLink, TrackingKind
-from campaign.tracking.buffer import HitPusher, buffer_redis, hits_key, new_hit
+from campaign.tracking.buffer import HitPusher, hit_pusher, new_hit
 from campaign.tracking.tokens import TrackingToken, read_token
 
 if TYPE_CHECKING:
@@ -123,8 +123,9 @@ class TrackingMiddleware:
         try:
             if self.pusher is None:
                 with self.flask_app.app_context():
-                    self.pusher = HitPusher(buffer_redis(), hits_key())
-            # A full buffer drops the hit and warns (rarely) by itself.
+                    self.pusher = hit_pusher()
+            # A full buffer, or a network over its limit, drops the hit and warns (rarely)
+            # by itself; the reader gets the same answer either way.
             self.pusher.push(hit)
         except RedisError as error:
             # The reader still gets the image or the page; only the count misses this hit.

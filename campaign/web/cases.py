@@ -115,6 +115,7 @@ def index() -> Any:
     found = case_service.list_cases(
         signed_in_user(), country=country, status=status, q=q, page=page
     )
+    _audit_reveal(found.cases, "list")
     return render_template(
         "cases/index.html",
         found=found,
@@ -152,7 +153,17 @@ def _render_case(
 @bp.route("/<int:case_id>")
 @allow(Role.VIEWER)
 def show(case_id: int) -> Any:
-    return _render_case(_case(case_id))
+    case = _case(case_id)
+    _audit_reveal([case], "case")
+    return _render_case(case)
+
+
+def _audit_reveal(shown: list[Case], page: str) -> None:
+    """An admin about to read high-risk people's real names: the audit log says who, when."""
+    user = signed_in_user()
+    if may_see_real_name(user) and any(case.is_high_risk for case in shown):
+        case_service.record_reveal(user, shown, page=page)
+        db.session.commit()
 
 
 def _back(case: Case) -> Any:
@@ -229,6 +240,7 @@ def _edit_values(case: Case) -> dict[str, str]:
 def edit(case_id: int) -> Any:
     case = _case(case_id)
     if request.method == "GET":
+        _audit_reveal([case], "edit")
         return _render_form(case, _edit_values(case), {})
     form = _form()
     shows_name = not case.is_high_risk or may_see_real_name(signed_in_user())

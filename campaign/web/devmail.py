@@ -11,6 +11,8 @@ from campaign.models import Role
 from campaign.web.access import allow
 
 bp = Blueprint("devmail", __name__, url_prefix="/devmail")
+# Senders and admins only: the mailbox holds sign-on confirmation and password-reset links,
+# which would let anyone who reads them act as someone else.
 
 
 def _config() -> Any:
@@ -18,7 +20,7 @@ def _config() -> Any:
 
 
 @bp.route("/")
-@allow(Role.VIEWER)
+@allow(Role.SENDER)
 def index() -> Any:
     config = _config()
     return render_template(
@@ -30,7 +32,7 @@ def index() -> Any:
 
 
 @bp.route("/<key>")
-@allow(Role.VIEWER)
+@allow(Role.SENDER)
 def show(key: str) -> Any:
     message = read_message(_config().devmail_path, key)
     if message is None:
@@ -43,7 +45,7 @@ def show(key: str) -> Any:
 
 
 @bp.route("/<key>/raw")
-@allow(Role.VIEWER)
+@allow(Role.SENDER)
 def raw(key: str) -> Any:
     message = read_message(_config().devmail_path, key)
     if message is None:

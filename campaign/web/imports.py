@@ -103,6 +103,17 @@ def _accept_upload(upload: FileStorage | None) -> tuple[ContactImport | None, st
             ),
         )
     stored = _uploads() / f"{secrets.token_hex(16)}{suffix}"
+    # The copy is ours to delete on every way out but one: a committed import record.
+    try:
+        return _keep_upload(upload, stored, original)
+    except BaseException:
+        stored.unlink(missing_ok=True)
+        raise
+
+
+def _keep_upload(
+    upload: FileStorage, stored: Path, original: str
+) -> tuple[ContactImport | None, str]:
     size = 0
     with stored.open("wb") as out:
         while chunk := upload.stream.read(_COPY_CHUNK):
@@ -114,7 +125,7 @@ def _accept_upload(upload: FileStorage | None) -> tuple[ContactImport | None, st
         stored.unlink(missing_ok=True)
         return None, _too_large_message()
     try:
-        info, rows = importing.open_contact_file(stored, filename=original)
+        info, rows = importing.open_contact_file(stored, filename=original, thorough=True)
         rows.close()
     except importing.TabularError as problem:
         stored.unlink(missing_ok=True)
@@ -141,6 +152,15 @@ def _samples(record: ContactImport, count: int = 3) -> tuple[Any, list[list[str]
     return info, samples
 
 
+def _give_up(record: ContactImport, problem: Exception) -> None:
+    """The stored file cannot be read after all: say why, fail the import, delete the file."""
+    flash(str(problem), "error")
+    db.session.rollback()
+    importing.mark_import_failed(record.id, problem)
+    db.session.commit()
+    importing.delete_upload(record.id)
+
+
 @bp.route("/<int:import_id>/mapping", methods=["GET", "POST"])
 @allow(Role.EDITOR)
 def mapping(import_id: int) -> Any:
@@ -150,7 +170,7 @@ def mapping(import_id: int) -> Any:
     try:
         info, samples = _samples(record)
     except importing.TabularError as problem:
-        flash(str(problem), "error")
+        _give_up(record, problem)
         return redirect(url_for("imports.new"))
     _mapping, remembered = importing.suggest_mapping(info.headers)
     error = ""
@@ -216,7 +236,10 @@ def preview(import_id: int) -> Any:
             on_duplicate=record.on_duplicate,
             filename=record.original_filename,
         )
-    except (importing.TabularError, importing.ImportSetupError) as problem:
+    except importing.TabularError as problem:
+        _give_up(record, problem)
+        return redirect(url_for("imports.new"))
+    except importing.ImportSetupError as problem:
         flash(str(problem), "error")
         return redirect(url_for("imports.mapping", import_id=record.id))
     mapped = [

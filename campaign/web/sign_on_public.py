@@ -178,7 +178,7 @@ def confirm_page(token: str) -> Any:
         token,
         check=check,
         title=signatures.statement_title(check.sign_on, language),
-        appears_as=signatures.appears_as(check.signature, check.signature.language),
+        appears_as=check.appears_as(),
         languages=languages,
         lang=language,
     )

@@ -76,7 +76,7 @@ def test_a_partner_with_a_russian_browser_signs_and_confirms_in_russian(
     browser: Browser, signed_in_page: Callable[..., Page], live_server: LiveServer
 ) -> None:
     address = _demo_sign_on_address(live_server)
-    mailbox = signed_in_page(Role.VIEWER)
+    mailbox = signed_in_page(Role.SENDER)
 
     with _browser_in(browser, live_server, "ru-RU") as signer:
         signer.goto(address)

@@ -372,9 +372,8 @@ def test_the_email_and_the_confirm_page_show_how_the_signer_will_appear(
     app: Flask, client: FlaskClient
 ) -> None:
     sign_on = make_sign_on()
-    # Someone who knows the signer's address and name sends the form again, published in
-    # full: the signer sees that before confirming.
-    client.post(f"/sign/{sign_on.token}", data=individual_form(publish_as="withheld"))
+    # The signer sees the line before confirming it. (A second form from someone who knows
+    # their address and name is held for the signer: tests/sign_on/test_resubmission.py.)
     client.post(f"/sign/{sign_on.token}", data=individual_form(publish_as="full"))
     [signature] = _signatures()
     [message] = deliver(app, "signature_confirmation", signature.id)

@@ -210,10 +210,15 @@ def test_signing_again_before_confirming_sends_a_fresh_link_and_the_old_one_stop
     first = submit(sign_on, organisation_form())
     assert first.signature_id
     old = link_token(deliver(app, "signature_confirmation", first.signature_id)[0])
-    # Same address, same organisation spelt differently: the same signer, one row.
-    second = submit(
+    # Same address, same organisation spelt differently: the same signer, one row; the new
+    # spelling waits for the signer's confirmation of the change (test_resubmission.py).
+    respelt = submit(
         sign_on, organisation_form(name="association for human-rights in Central Asia.")
     )
+    assert respelt.outcome == signatures.SubmitOutcome.CHANGE_PENDING
+    assert respelt.signature_id == first.signature_id
+    # The same form again (the first e-mail got lost): a fresh link, the old one stops.
+    second = submit(sign_on, organisation_form())
     assert second.outcome == signatures.SubmitOutcome.RESENT
     assert second.signature_id == first.signature_id
     assert signature_count() == 1

@@ -1,0 +1,155 @@
+"""A second form for an unconfirmed signature never widens what is published by itself.
+
+Anyone who knows a pending signer's address and name can send the form again. The first
+choice stands (and its link keeps working) until the signer confirms the change from the
+e-mail that describes it; a more private choice applies at once (decision 0038).
+"""
+
+from __future__ import annotations
+
+import html
+from email.message import EmailMessage
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from campaign.extensions import db
+from campaign.models import Signature, SignatureStatus
+from campaign.services import signatures
+from tests.sign_on.test_signing import (
+    app_overrides as app_overrides,
+)
+from tests.sign_on.test_signing import (
+    deliver,
+    individual_form,
+    link_token,
+    make_sign_on,
+    signature_count,
+)
+
+NAME = individual_form()["name"]
+WITHHELD = "withheld"
+
+
+def _only() -> Signature:
+    db.session.expire_all()
+    [signature] = db.session.scalars(select(Signature)).all()
+    return signature
+
+
+def _text(message: EmailMessage) -> str:
+    body = message.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def _first_and_change(
+    app: Flask, client: FlaskClient, first: dict[str, str], second: dict[str, str]
+) -> tuple[EmailMessage, EmailMessage]:
+    """The signer sends `first`; a stranger then sends `second`. Both e-mails, in order."""
+    sign_on = make_sign_on()
+    assert client.post(f"/sign/{sign_on.token}", data=first).status_code == 200
+    signature = _only()
+    [original] = deliver(app, "signature_confirmation", signature.id)
+    answer = client.post(f"/sign/{sign_on.token}", data=second)
+    # The stranger is told nothing more than anyone is.
+    assert answer.status_code == 200 and "Check your inbox" in html.unescape(answer.get_data(True))
+    mails = deliver(app, "signature_change", signature.id)
+    [change] = [m for m in mails if m["Message-ID"] != original["Message-ID"]]
+    return original, change
+
+
+def test_a_stranger_cannot_widen_a_withheld_signature(app: Flask, client: FlaskClient) -> None:
+    original, change = _first_and_change(
+        app, client, individual_form(publish_as=WITHHELD), individual_form(publish_as="full")
+    )
+    signature = _only()
+    assert signature.publish_as == WITHHELD
+    assert signatures.appears_as(signature).count(NAME) == 0
+    # The signer's own link still confirms what they chose.
+    check = signatures.confirm_signature(link_token(original))
+    db.session.commit()
+    assert check.state == signatures.LinkState.VALID
+    signature = _only()
+    assert signature.status == SignatureStatus.CONFIRMED.value
+    assert signature.publish_as == WITHHELD
+    assert NAME not in signatures.appears_as(signature)
+    # The change can no longer be applied: the signature is confirmed as first chosen.
+    again = signatures.confirm_signature(link_token(change))
+    db.session.commit()
+    assert again.state == signatures.LinkState.USED
+    assert _only().publish_as == WITHHELD
+    assert signature_count() == 1
+
+
+def test_the_change_email_says_what_would_change_and_confirming_it_applies_it(
+    app: Flask, client: FlaskClient
+) -> None:
+    _original, change = _first_and_change(
+        app,
+        client,
+        individual_form(publish_as=WITHHELD),
+        individual_form(publish_as="full", role="judge"),
+    )
+    assert change["Subject"].startswith("Confirm a change to your signature")
+    text = _text(change)
+    now_part, after_part = text.split("If you confirm, you will appear as:")
+    assert NAME not in now_part.split("You appear now as:")[1]
+    assert NAME in after_part and "judge" in after_part
+    assert "If you did not ask for this change, ignore this e-mail" in text
+    token = link_token(change)
+    # The confirm page shows the line after the change, before anything happens.
+    page = html.unescape(client.get(f"/sign/confirm/{token}").get_data(as_text=True))
+    assert NAME in page.split("you will appear as:")[1]
+    assert _only().publish_as == WITHHELD
+    response = client.post(f"/sign/confirm/{token}")
+    assert response.status_code == 200
+    signature = _only()
+    assert signature.status == SignatureStatus.CONFIRMED.value
+    assert (signature.publish_as, signature.role) == ("full", "judge")
+    assert NAME in signatures.appears_as(signature)
+
+
+def test_not_confirming_the_change_leaves_the_first_choice(app: Flask, client: FlaskClient) -> None:
+    _first_and_change(
+        app,
+        client,
+        individual_form(publish_as="organisation_only"),
+        individual_form(publish_as="full", organisation="Ministry of Interior"),
+    )
+    signature = _only()
+    assert signature.status == SignatureStatus.UNCONFIRMED.value
+    assert (signature.publish_as, signature.organisation) == (
+        "organisation_only",
+        "Bar of Tashkent",
+    )
+
+
+def test_a_more_private_choice_applies_at_once(app: Flask, client: FlaskClient) -> None:
+    sign_on = make_sign_on()
+    client.post(f"/sign/{sign_on.token}", data=individual_form(publish_as="full"))
+    signature = _only()
+    [first] = deliver(app, "signature_confirmation", signature.id)
+    client.post(f"/sign/{sign_on.token}", data=individual_form(publish_as=WITHHELD))
+    assert _only().publish_as == WITHHELD
+    # The old link (which showed the name in full) no longer confirms anything.
+    mails = deliver(app, "signature_confirmation", signature.id)
+    [latest] = [m for m in mails if m["Message-ID"] != first["Message-ID"]]
+    assert NAME not in _text(latest).split("you will appear as:")[1].split("\n\n")[0]
+    assert client.post(f"/sign/confirm/{link_token(first)}").status_code == 404
+    assert client.post(f"/sign/confirm/{link_token(latest)}").status_code == 200
+    assert _only().publish_as == WITHHELD
+
+
+def test_the_same_form_again_just_sends_a_fresh_link(app: Flask, client: FlaskClient) -> None:
+    sign_on = make_sign_on()
+    form: dict[str, Any] = individual_form(publish_as=WITHHELD)
+    client.post(f"/sign/{sign_on.token}", data=form)
+    client.post(f"/sign/{sign_on.token}", data=form)
+    signature = _only()
+    assert signature.pending_change is None
+    mails = deliver(app, "signature_confirmation", signature.id)
+    assert len(mails) == 1  # only the current link's e-mail is built
+    assert client.post(f"/sign/confirm/{link_token(mails[0])}").status_code == 200
