@@ -104,6 +104,8 @@ def live_server(
             "TESTING": True,
             "DEBUG": False,
             "SECRET_KEY": "browser-test-secret-key",
+            # As in tests/conftest.py: nobody must set up two-factor unless a test says so.
+            "TOTP_REQUIRED_ROLES": "none",
             "INSTANCE_PATH": str(tmp_path / "instance"),
             "DATABASE_URL": f"sqlite:///{database}",
             "REDIS_URL": redis_server.url,
@@ -113,6 +115,9 @@ def live_server(
             "WTF_CSRF_ENABLED": True,
             "MAIL_SERVER": "localhost",
             "MAIL_PORT": mail_port,
+            # Addresses launches accept outside debug (tests/test_launch_checks.py).
+            "MAIL_DEFAULT_SENDER": "Campaign <campaign@example.org>",
+            "PUBLIC_URL": "https://campaign.example.org",
             "MAIL_SUPPRESS_SEND": False,
         }
     )

@@ -42,6 +42,8 @@ def _browser_in(browser: Browser, live_server: LiveServer, locale: str) -> Itera
 
 def _demo_sign_on_address(live_server: LiveServer) -> str:
     live_server.app.config["PUBLIC_URL"] = live_server.url
+    # An http:// address on loopback is a development set-up: launches accept it in debug only.
+    live_server.app.debug = True
     with live_server.app.app_context():
         load_joint_letter()
         demo = load_demo_sign_on()

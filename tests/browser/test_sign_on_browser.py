@@ -59,6 +59,8 @@ def _prepare(live_server: LiveServer) -> None:
     """A draft statement and a list of two recipients, made as an editor would have earlier."""
     # Links in e-mails point at PUBLIC_URL; here that is the live server, as in a deployment.
     live_server.app.config["PUBLIC_URL"] = live_server.url
+    # An http:// address on loopback is a development set-up: launches accept it in debug only.
+    live_server.app.debug = True
     with live_server.app.app_context():
         statements.create_statement(TITLE, language="en", subject=SUBJECT, body=BODY)
         ministries = lists.create_list("Ministries")
