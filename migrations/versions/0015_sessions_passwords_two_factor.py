@@ -67,9 +67,53 @@ def upgrade():
         sa.PrimaryKeyConstraint('id'),
     )
     op.create_index('ix_recovery_codes_user_id', 'recovery_codes', ['user_id'])
+    _encrypt_clear_totp_secrets()
+
+
+def _encrypt_clear_totp_secrets():
+    # Two-factor keys were stored in clear before this revision: encrypt them now, so no
+    # clear key stays in the table, even of someone who never signs in again. Flask-Migrate
+    # runs this inside the app, whose SECRET_KEY derives the key (decision 0034).
+    from flask import current_app
+
+    from campaign.secret_box import FERNET_PREFIX, TOTP_SECRETS, encrypt_secret
+
+    users = sa.table('users', sa.column('id', sa.Integer), sa.column('totp_secret', sa.String))
+    bind = op.get_bind()
+    rows = bind.execute(sa.select(users.c.id, users.c.totp_secret)).all()
+    key = str(current_app.config['SECRET_KEY'])
+    for user_id, secret in rows:
+        if not secret or secret.startswith(FERNET_PREFIX):
+            continue
+        bind.execute(
+            users.update()
+            .where(users.c.id == user_id)
+            .values(totp_secret=encrypt_secret(secret, purpose=TOTP_SECRETS, secret_key=key))
+        )
+
+
+def _decrypt_totp_secrets():
+    # The older schema keeps keys in clear in 64 characters: a secret this key cannot read
+    # is dropped (that user sets two-factor up again) rather than left too long for it.
+    from flask import current_app
+
+    from campaign.secret_box import FERNET_PREFIX, TOTP_SECRETS, _fernet
+
+    users = sa.table('users', sa.column('id', sa.Integer), sa.column('totp_secret', sa.String))
+    bind = op.get_bind()
+    box = _fernet(str(current_app.config['SECRET_KEY']), TOTP_SECRETS)
+    for user_id, secret in bind.execute(sa.select(users.c.id, users.c.totp_secret)).all():
+        if not secret or not secret.startswith(FERNET_PREFIX):
+            continue
+        try:
+            plain = box.decrypt(secret.encode('ascii')).decode()
+        except Exception:
+            plain = None
+        bind.execute(users.update().where(users.c.id == user_id).values(totp_secret=plain))
 
 
 def downgrade():
+    _decrypt_totp_secrets()
     op.drop_index('ix_recovery_codes_user_id', table_name='recovery_codes')
     op.drop_table('recovery_codes')
     op.drop_index('ix_password_reset_tokens_user_id', table_name='password_reset_tokens')
