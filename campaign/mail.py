@@ -586,11 +586,25 @@ def send_message(data: bytes, *, sender: str, recipients: Sequence[str]) -> None
     """
     import smtplib
 
+    from flask_babel import gettext
+
+    from campaign.smtp import logs_in_in_clear
     from campaign.tls import TlsFailure, client_context
 
     settings = _settings()
     host, port = str(settings["MAIL_SERVER"]), int(settings["MAIL_PORT"])
     envelope_from = _split_mailbox(sender)[1] or sender
+    security = "ssl" if settings.get("MAIL_USE_SSL") or settings.get("MAIL_USE_TLS") else "none"
+    if logs_in_in_clear(security, str(settings.get("MAIL_USERNAME") or ""), host):
+        # Nothing is connected: the password would cross the network in clear.
+        raise SendError(
+            gettext(
+                "the mail server %(server)s was not used: the default SMTP account logs in "
+                "without TLS to a server that is not this machine, so the password would cross "
+                "the network in clear. Set CAMPAIGN_MAIL_USE_TLS or CAMPAIGN_MAIL_USE_SSL",
+                server=f"{host}:{port}",
+            )
+        )
     try:
         if settings.get("MAIL_USE_SSL"):
             client: smtplib.SMTP = smtplib.SMTP_SSL(

@@ -19,7 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from campaign.tls import TlsFailure, TlsProblem, client_context, detail_of, problem_of
+from campaign.tls import (
+    TlsFailure,
+    TlsProblem,
+    client_context,
+    detail_of,
+    is_loopback_host,
+    problem_of,
+)
 
 if TYPE_CHECKING:  # the settings are plain data; the adapter does not import services
     from campaign.services.smtp_accounts import SmtpSettings
@@ -105,6 +112,16 @@ def _dropped(phase: str, error: BaseException) -> SendOutcome:
     return SendOutcome(kind, None, text, "", phase)
 
 
+def logs_in_in_clear(security: str, username: str, host: str) -> bool:
+    """Whether these settings would send a password in clear text across the network.
+
+    Security "none" with a login is for a relay on this machine only (as for IMAP); a relay
+    elsewhere that takes mail without a login (it trusts this machine's address) may still
+    be reached in clear text.
+    """
+    return security == "none" and bool(username) and not is_loopback_host(host)
+
+
 def _insecure(problem: TlsProblem, detail: str) -> SendOutcome:
     # An account problem: the campaign pauses (waiting would not fix a certificate).
     return SendOutcome(Outcome.AUTH_FAILED, None, detail, "", "tls", tls=problem)
@@ -151,6 +168,9 @@ class SmtpConnection:
     def _open(self) -> SendOutcome | None:
         """Connect, secure and log in; None when ready, else why not."""
         settings = self.settings
+        if logs_in_in_clear(settings.security, settings.username, settings.host):
+            # Accounts saved before the form refused this still never log in in clear.
+            return _insecure(TlsProblem.CLEAR_TEXT, "")
         timeout = max(1, settings.timeout)
         phase = "connect"
         client: smtplib.SMTP | None = None
@@ -207,9 +227,9 @@ class SmtpConnection:
         except smtplib.SMTPResponseException as error:
             self._discard(client)
             if phase == "tls" and error.smtp_code >= 500:
-                return SendOutcome(
-                    Outcome.AUTH_FAILED, error.smtp_code, _text(error.smtp_error), "", phase
-                )
+                # STARTTLS offered but refused for good: no letter goes out without it.
+                refused = f"{error.smtp_code} {_text(error.smtp_error)}".strip()
+                return _insecure(TlsProblem.STARTTLS_REFUSED, refused)
             return classify_reply(error.smtp_code, error.smtp_error, phase)
         except TlsFailure as error:
             self._discard(client)

@@ -11,6 +11,7 @@ would not fix it, and it may be someone in the middle.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import ssl
 
 from flask import current_app, has_app_context
@@ -25,8 +26,12 @@ class TlsProblem(enum.StrEnum):
     UNTRUSTED = "untrusted"
     REFUSED = "refused"  # any other reason OpenSSL refused the certificate
     NO_STARTTLS = "no_starttls"
+    STARTTLS_REFUSED = "starttls_refused"  # offered, but the command got a 5xx reply
     HANDSHAKE = "handshake"  # no TLS spoken on that port, or no protocol in common
     CA_FILE = "ca_file"  # CAMPAIGN_TLS_CA_FILE cannot be read
+    # Security "none" with a login to a server on another machine: the password would cross
+    # the network in clear, so nothing is even connected.
+    CLEAR_TEXT = "clear_text"
 
 
 class TlsFailure(Exception):
@@ -50,6 +55,17 @@ _BY_VERIFY_CODE = {
     62: TlsProblem.WRONG_HOST,  # host name mismatch
     64: TlsProblem.WRONG_HOST,  # IP address mismatch
 }
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` names this machine, where a clear-text login crosses no network."""
+    name = host.strip().strip("[]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def client_context() -> ssl.SSLContext:
@@ -108,6 +124,14 @@ def explain(problem: TlsProblem, server: str, detail: str = "") -> LazyString:
         )
     if problem == TlsProblem.NO_STARTTLS:
         return _l("%(server)s does not offer STARTTLS", server=server)
+    if problem == TlsProblem.STARTTLS_REFUSED:
+        return _l("%(server)s refused STARTTLS (%(detail)s)", server=server, detail=detail)
+    if problem == TlsProblem.CLEAR_TEXT:
+        return _l(
+            "the SMTP account's security is “none” but it logs in to %(server)s, which is not "
+            "this machine: the password would cross the network in clear",
+            server=server,
+        )
     if problem == TlsProblem.HANDSHAKE:
         return _l(
             "no secure connection could be made with %(server)s (%(detail)s): check the "
@@ -127,6 +151,13 @@ def explain(problem: TlsProblem, server: str, detail: str = "") -> LazyString:
 
 def campaign_paused(problem: TlsProblem, server: str, detail: str = "") -> LazyString:
     """A campaign's pause reason for a TLS failure with its SMTP server."""
+    if problem == TlsProblem.CLEAR_TEXT:
+        return _l(
+            "%(problem)s. Nothing was sent. Choose STARTTLS or SSL for the account (the default "
+            "account: CAMPAIGN_MAIL_USE_TLS or CAMPAIGN_MAIL_USE_SSL), or a relay that needs no "
+            "login, then resume",
+            problem=explain(problem, server, detail),
+        )
     return _l(
         "%(problem)s; no letter goes out in clear text. Resume once the server or the SMTP "
         "account's security setting is fixed",

@@ -14,6 +14,7 @@
 Stages, in the order a client meets them:
   "connect"     fail: the greeting is the error (e.g. 421) and the server hangs up;
                 stall: the greeting comes late.
+  "starttls"    fail: the STARTTLS command is refused with the error (e.g. 502, 454).
   "mail"        MAIL FROM (match: a substring of the sender).
   "rcpt"        RCPT TO (match: a substring of that recipient).
   "before_data" drop only: the DATA command gets no answer, the connection closes.
@@ -48,8 +49,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from tests.servers import free_port
 
-STAGES = ("connect", "mail", "rcpt", "before_data", "data", "after_dot")
-_FAIL_STAGES = ("connect", "mail", "rcpt", "data")
+STAGES = ("connect", "starttls", "mail", "rcpt", "before_data", "data", "after_dot")
+_FAIL_STAGES = ("connect", "starttls", "mail", "rcpt", "data")
 _DROP_STAGES = ("before_data", "after_dot")
 _STALL_STAGES = ("connect", "mail", "rcpt", "data")
 
@@ -137,6 +138,11 @@ class _FaultSMTP(SMTP):
     async def smtp_HELO(self, hostname: str) -> None:
         self.owner._count_session()
         await super().smtp_HELO(hostname)
+
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        if await self._faulted("starttls", ""):
+            return
+        await super().smtp_STARTTLS(arg)
 
     async def smtp_MAIL(self, arg: str | None) -> None:
         if await self._faulted("mail", arg or ""):
@@ -256,7 +262,7 @@ class FaultSmtpServer:
         times: int | None = 1,
         match: str | None = None,
     ) -> None:
-        """Answer `code text` at `stage` (connect, mail, rcpt or data) instead of going on."""
+        """Answer `code text` at `stage` (connect, starttls, mail, rcpt, data), not going on."""
         if stage not in _FAIL_STAGES:
             raise ValueError(f"fail() stage must be one of {_FAIL_STAGES}, not {stage!r}")
         reply = f"{code} {text or _DEFAULT_TEXT.get(code, 'Fault injected')}"

@@ -10,6 +10,7 @@ a login nor a letter: nothing falls back to clear text.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +21,9 @@ from flask import Flask
 from flask_babel import force_locale
 from sqlalchemy import select
 
+from campaign.config import Config, ConfigError
 from campaign.extensions import db
-from campaign.models import Campaign, CampaignStatus, Delivery
+from campaign.models import AuditEvent, Campaign, CampaignStatus, Delivery, Role
 from campaign.scheduling.stored_text import read
 from campaign.services import campaigns, lists, sending, statements
 from campaign.services.campaigns import AudienceSpec
@@ -240,3 +242,107 @@ def test_an_unreadable_ca_file_pauses_the_campaign_with_its_name(
     reason = _reason(app, campaign.status_reason, "en")
     assert "CAMPAIGN_TLS_CA_FILE cannot be read" in reason and str(missing) in reason
     assert server.messages == []
+
+
+def test_a_starttls_the_server_refuses_pauses_the_campaign_in_words(
+    app: Flask, certificates: dict[str, Any], servers_started: list[FaultSmtpServer]
+) -> None:
+    server = _server(certificates["good"], "starttls")
+    servers_started.append(server)
+    server.fail(502, "5.5.1 STARTTLS not available here", stage="starttls", times=None)
+    _use(app, server, "starttls")
+    campaign = _send(_launch(2))
+    assert campaign.status == CampaignStatus.PAUSED
+    where = f"{server.host}:{server.port}"
+    in_english = _reason(app, campaign.status_reason, "en")
+    assert f"{where} refused STARTTLS (502 5.5.1 STARTTLS not available here)" in in_english
+    assert "no letter goes out in clear text" in in_english
+    in_french = _reason(app, campaign.status_reason, "fr")
+    assert "a refusé STARTTLS" in in_french and "aucune lettre" in in_french
+    assert _statuses(campaign) == ["queued", "queued"]
+    assert server.messages == [] and server.logins == []
+
+
+def test_a_campaign_paused_after_errors_in_a_row_says_so_in_the_readers_language(
+    app: Flask, certificates: dict[str, Any], servers_started: list[FaultSmtpServer]
+) -> None:
+    server = _server(certificates["good"], "starttls")
+    servers_started.append(server)
+    server.fail(451, "4.3.0 Try again later", stage="rcpt", times=None)
+    _use(app, server, "starttls")
+    app.config["SEND_ERROR_THRESHOLD"] = 2
+    campaign = _send(_launch(3))
+    assert campaign.status == CampaignStatus.PAUSED
+    in_english = _reason(app, campaign.status_reason, "en")
+    assert "paused after 2 messages in a row failed" in in_english
+    assert "451 4.3.0 Try again later" in in_english
+    in_french = _reason(app, campaign.status_reason, "fr")
+    assert "mise en pause après 2 messages en échec d’affilée" in in_french
+    assert "451 4.3.0 Try again later" in in_french
+
+
+def test_a_login_the_server_refuses_pauses_the_campaign_in_the_readers_language(
+    app: Flask, certificates: dict[str, Any], servers_started: list[FaultSmtpServer]
+) -> None:
+    server = _server(certificates["good"], "ssl")
+    servers_started.append(server)
+    _use(app, server, "ssl")
+    app.config["MAIL_PASSWORD"] = "not-the-password"
+    campaign = _send(_launch(1))
+    assert campaign.status == CampaignStatus.PAUSED
+    assert "the SMTP server refused the login (535" in _reason(app, campaign.status_reason, "en")
+    assert "a refusé la connexion au compte (535" in _reason(app, campaign.status_reason, "fr")
+
+
+def test_the_audit_log_shows_a_pause_reason_in_words(
+    app: Flask,
+    client: Any,
+    login: Any,
+    certificates: dict[str, Any],
+    servers_started: list[FaultSmtpServer],
+) -> None:
+    server = _server(certificates["expired"], "ssl")
+    servers_started.append(server)
+    _use(app, server, "ssl")
+    campaign = _send(_launch(1))
+    assert campaign.status == CampaignStatus.PAUSED
+    event = db.session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.action == "campaign.pause", AuditEvent.target_id == str(campaign.id)
+        )
+    ).one()
+    reason = event.detail["reason"]
+    assert reason.startswith(f"the certificate of {server.host}:{server.port} has expired")
+    login(Role.ADMIN)
+    page = client.get("/audit/?action=campaign.pause").get_data(as_text=True)
+    assert f"the certificate of {server.host}:{server.port} has expired" in page
+    assert "&#34;msg&#34;" not in page and '"msg":' not in page
+
+
+def _config(**settings: Any) -> Config:
+    return Config(SECRET_KEY="a-long-random-production-key-for-this-test", **settings)
+
+
+def test_the_app_does_not_start_with_a_ca_file_it_cannot_use(
+    certificates: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _config(TLS_CA_FILE=str(certificates["ca"].ca_file)).check_safe_to_start()
+    _config(TLS_CA_FILE="").check_safe_to_start()
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate\n")
+    unreadable = tmp_path / "locked.pem"
+    unreadable.write_bytes(certificates["ca"].ca_file.read_bytes())
+    unreadable.chmod(0)
+    monkeypatch.chdir(certificates["ca"].ca_file.parent)
+    cases = {
+        str(tmp_path / "missing.pem"): "does not exist",
+        str(not_pem): "holds no PEM certificate",
+        certificates["ca"].ca_file.name: "must be an absolute path",
+        str(tmp_path): "is not a file",
+    }
+    if os.geteuid() != 0:  # root reads any file
+        cases[str(unreadable)] = "cannot be read"
+    for path, words in cases.items():
+        with pytest.raises(ConfigError, match="CAMPAIGN_TLS_CA_FILE") as raised:
+            _config(TLS_CA_FILE=path).check_safe_to_start()
+        assert words in str(raised.value) and path in str(raised.value)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import ssl
 
 from flask_babel.speaklater import LazyString
@@ -17,9 +16,12 @@ from campaign.tls import (
     TlsProblem,
     client_context,
     detail_of,
+    is_loopback_host,
     mailbox_paused,
     problem_of,
 )
+
+__all__ = ["CLEAR_TEXT_REFUSED", "MailboxUnavailable", "connect", "is_loopback_host"]
 
 TIMEOUT_SECONDS = 30
 
@@ -29,17 +31,6 @@ CLEAR_TEXT_REFUSED = (
     "none sends the password in clear, so it is allowed only for a server on this machine "
     "(127.0.0.1, ::1, localhost): choose ssl or starttls"
 )
-
-
-def is_loopback_host(host: str) -> bool:
-    """Whether `host` names this machine, where a clear-text login crosses no network."""
-    name = host.strip().strip("[]").rstrip(".").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 class MailboxUnavailable(Exception):
@@ -57,6 +48,14 @@ class MailboxUnavailable(Exception):
 
     def __str__(self) -> str:
         return str(self.reason)
+
+
+def _said(error: BaseException) -> str:
+    """What the server said, as text: imaplib gives its greeting as bytes."""
+    said = error.args[0] if error.args else error
+    if isinstance(said, bytes):
+        said = said.decode("utf-8", "replace")
+    return " ".join(str(said).split())[:300]
 
 
 def _shut(client: IMAPClient) -> None:
@@ -83,7 +82,10 @@ def connect(mailbox: ImapMailbox, *, timeout: float = TIMEOUT_SECONDS) -> IMAPCl
             "the stored password cannot be read (was CAMPAIGN_SECRET_KEY changed?): enter it again"
         ) from None
     try:
-        context = client_context()
+        # Only a connection that uses TLS needs the authorities (a bad CAMPAIGN_TLS_CA_FILE
+        # must not stop a mailbox on this machine that uses none).
+        uses_tls = mailbox.security != ImapSecurity.NONE.value
+        context = client_context() if uses_tls else None
         client = IMAPClient(
             mailbox.host,
             port=mailbox.port,
@@ -93,6 +95,9 @@ def connect(mailbox: ImapMailbox, *, timeout: float = TIMEOUT_SECONDS) -> IMAPCl
         )
     except TlsFailure as error:
         raise _insecure(where, error.problem, error.detail) from None
+    except IMAPClientError as error:
+        # The greeting was not OK ("* BYE too many connections"): an outage, tried again.
+        raise MailboxUnavailable(f"{where} refused the connection: {_said(error)}") from None
     except TimeoutError:
         raise MailboxUnavailable(f"no answer from {where} within {timeout:g} s") from None
     except ssl.SSLError as error:
@@ -110,7 +115,7 @@ def connect(mailbox: ImapMailbox, *, timeout: float = TIMEOUT_SECONDS) -> IMAPCl
                 # Never log in without it: the password would cross the network in clear.
                 _shut(client)
                 raise _insecure(where, TlsProblem.NO_STARTTLS)
-            client.starttls(context)
+            client.starttls(context or client_context())
         client.login(mailbox.username, password)
     except LoginError:
         _shut(client)

@@ -20,7 +20,7 @@ from typing import Any, TypeAlias
 
 from babel import dates
 from flask import has_app_context
-from flask_babel import format_date, gettext, lazy_ngettext, ngettext
+from flask_babel import force_locale, format_date, gettext, lazy_ngettext, ngettext
 from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
 
@@ -36,6 +36,7 @@ __all__ = [
     "_l",
     "day",
     "dump",
+    "english",
     "joined",
     "labelled",
     "lazy_ngettext",
@@ -199,6 +200,15 @@ def read(stored: str | None) -> str:
         except (KeyError, ValueError, TypeError):  # a catalogue entry lost a placeholder
             return str(stored)
     return gettext(loaded) if loaded and has_app_context() else loaded
+
+
+def english(stored: str | None) -> str:
+    """A stored text in English words, as records kept for good say it (the audit log):
+    the same words whoever is reading, never the JSON `dump` keeps."""
+    if not has_app_context():
+        return str(stored or "")
+    with force_locale("en"):
+        return read(stored)
 
 
 def rename(stored: str, key: str, old: str, new: str) -> str:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flask_babel import gettext
+from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import ImapMailbox, User
+from campaign.models import AuditEvent, ImapMailbox, User
 from campaign.secret_box import encrypt_secret
 from campaign.services.audit import record_event
 from campaign.services.mailboxes import ALERT_AFTER, MailboxError, add_mailbox, validate_mailbox
@@ -135,7 +136,10 @@ def set_enabled(mailbox: ImapMailbox, is_enabled: bool, *, actor: User) -> bool:
         return False
     mailbox.is_enabled = is_enabled
     if is_enabled:
+        # A fresh start: the error that stopped it (or an older one) no longer describes it.
         mailbox.next_poll_at = None
+        mailbox.failures = 0
+        mailbox.last_error = ""
     record_event(
         "mailbox.enable" if is_enabled else "mailbox.disable",
         target_type="imap_mailbox",
@@ -169,6 +173,31 @@ def record_poll(mailbox: ImapMailbox, summary: str, *, actor: User) -> None:
         actor=actor,
         detail={"summary": summary[:500]},
     )
+
+
+def stopped_by_failure(mailboxes: list[ImapMailbox]) -> set[int]:
+    """Ids of the disabled mailboxes whose polling a failure stopped (a refused certificate,
+    no STARTTLS), not a person: their last enable/disable in the audit log gave a reason."""
+    disabled = {str(m.id): m.id for m in mailboxes if not m.is_enabled and m.last_error}
+    if not disabled:
+        return set()
+    events = db.session.execute(
+        select(AuditEvent.target_id, AuditEvent.detail)
+        .where(
+            AuditEvent.target_type == "imap_mailbox",
+            AuditEvent.target_id.in_(disabled),
+            AuditEvent.action.in_(("mailbox.enable", "mailbox.disable")),
+        )
+        .order_by(AuditEvent.id.desc())
+    )
+    latest: dict[str, object] = {}
+    for target_id, detail in events:
+        latest.setdefault(target_id, detail)
+    return {
+        disabled[target_id]
+        for target_id, detail in latest.items()
+        if isinstance(detail, dict) and detail.get("reason")
+    }
 
 
 def needs_alert(mailbox: ImapMailbox) -> bool:

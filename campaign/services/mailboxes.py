@@ -435,7 +435,7 @@ def _failed(
             "mailbox.disable",
             target_type="imap_mailbox",
             target_id=mailbox.id,
-            detail={"name": mailbox.name, "reason": str(reason)},
+            detail={"name": mailbox.name, "reason": stored_text.english(stored)},
         )
         log.warning("mailbox %s: polling paused: %s", _label(mailbox), reason)
     commit()

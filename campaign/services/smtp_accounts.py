@@ -13,9 +13,11 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from campaign.extensions import db
+from campaign.labels import label
 from campaign.models import Campaign, SmtpAccount, SmtpSecurity, User
 from campaign.secret_box import decrypt_secret, encrypt_secret
 from campaign.services.audit import record_event
+from campaign.smtp import logs_in_in_clear
 
 DEFAULT_KEY = "default"
 
@@ -207,6 +209,19 @@ def _clean(fields: AccountFields, account: SmtpAccount | None) -> AccountFields:
         raise SmtpAccountError(gettext("User name: at most 320 characters on one line"), "username")
     if fields.password is not None and any(c in fields.password for c in "\r\n"):
         raise SmtpAccountError(gettext("Password: it cannot contain a line break"), "password")
+    if logs_in_in_clear(fields.security, username, host):
+        raise SmtpAccountError(
+            gettext(
+                "Security: “%(none)s” sends the password in clear, so with a user name it is "
+                "allowed only for a server on this machine (127.0.0.1, ::1, localhost): choose "
+                "“%(starttls)s” or “%(ssl)s”, or leave the user name empty for a relay that "
+                "takes mail from this machine without a login.",
+                none=label(SmtpSecurity.NONE.value, "connection_security"),
+                starttls=label(SmtpSecurity.STARTTLS.value, "connection_security"),
+                ssl=label(SmtpSecurity.SSL.value, "connection_security"),
+            ),
+            "security",
+        )
     for field in LIMIT_FIELDS:
         value = getattr(fields, field)
         if not 0 <= value <= MAX_LIMIT:

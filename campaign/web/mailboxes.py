@@ -57,6 +57,7 @@ def index() -> Any:
         "mailboxes/index.html",
         mailboxes=mailboxes,
         alerting=[m for m in mailboxes if mailbox_admin.needs_alert(m)],
+        stopped=mailbox_admin.stopped_by_failure(mailboxes),
         alert_after=ALERT_AFTER,
         now=utcnow(),
     )

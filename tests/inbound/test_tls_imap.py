@@ -9,10 +9,13 @@ in the "Poll now" answer), and Dovecot's own log shows that no login was ever at
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,3 +184,83 @@ def test_poll_now_and_the_mailboxes_page_say_why_polling_stopped(
     # The stored reason is read in the reader's language, not kept in the poller's.
     french = client.get("/mailboxes/", headers={"Accept-Language": "fr"}).get_data(as_text=True)
     assert f"le certificat de {where} a expiré" in french
+
+
+def test_a_bad_ca_file_does_not_stop_a_mailbox_that_uses_no_tls(
+    app: Flask, imap_server: servers.DovecotServer, tmp_path: Path
+) -> None:
+    # A server on this machine in clear text needs no authority: a CA file set wrong
+    # after start-up (start-up refuses it) must not stop it.
+    app.config["TLS_CA_FILE"] = str(tmp_path / "no-such-ca.pem")
+    mailbox = _mailbox(imap_server, "none")
+    imap_server.deliver(mailbox.username, _message())
+    report = mailboxes.poll_mailbox(mailbox, commit=db.session.commit)
+    assert report.errors == [] and report.fetched == 1
+    assert mailbox.is_enabled and mailbox.last_error == ""
+
+
+@pytest.fixture
+def bye_server() -> Iterator[tuple[str, int]]:
+    """A server that greets every connection with "* BYE" (too busy) and hangs up."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return  # closed: the test is over
+            with connection:
+                connection.sendall(b"* BYE Too many connections from your address\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    host, port = listener.getsockname()[:2]
+    yield str(host), int(port)
+    listener.close()
+    thread.join(timeout=2)
+
+
+def test_a_server_that_says_bye_at_once_is_a_mailbox_failure_with_backoff(
+    app: Flask, bye_server: tuple[str, int]
+) -> None:
+    host, port = bye_server
+    mailbox = mailboxes.add_mailbox(
+        "Busy", host=host, port=port, security="none", username="u", password="p"
+    )
+    db.session.commit()
+    report = mailboxes.poll_mailbox(mailbox, commit=db.session.commit)
+    db.session.refresh(mailbox)
+    (error,) = report.errors
+    assert f"{host}:{port}" in error and "Too many connections" in error
+    assert mailbox.failures == 1 and mailbox.is_enabled
+    assert mailbox.next_poll_at is not None and mailbox not in mailboxes.due_mailboxes()
+    assert "Too many connections" in read(mailbox.last_error)
+
+
+def test_enabling_a_paused_mailbox_clears_its_error_and_only_a_failure_shows_the_banner(
+    app: Flask, client: FlaskClient, login: Any, tls_servers: dict[str, Any]
+) -> None:
+    login(Role.ADMIN)
+    server = tls_servers["expired"]
+    paused = _mailbox(server, "ssl")
+    mailboxes.poll_mailbox(paused, commit=db.session.commit)
+    assert f"{paused.name} is not polled:" in client.get("/mailboxes/").get_data(as_text=True)
+    client.post(f"/mailboxes/{paused.id}/enabled", data={"enabled": "1"})
+    db.session.expire_all()
+    assert paused.is_enabled and paused.last_error == "" and paused.failures == 0
+    page = client.get("/mailboxes/").get_data(as_text=True)
+    assert "has expired" not in page and f"{paused.name} is not polled:" not in page
+
+    # Disabled by staff after an ordinary failure: its last error stays in the table, but
+    # no banner says polling was stopped by it.
+    quiet = _mailbox(tls_servers["good"], "ssl")
+    quiet.failures = 1
+    quiet.last_error = "imap.example.org:993 refused the connection"
+    db.session.commit()
+    client.post(f"/mailboxes/{quiet.id}/enabled", data={"enabled": "0"})
+    page = client.get("/mailboxes/").get_data(as_text=True)
+    assert f"{quiet.name} is not polled:" not in page
+    assert "refused the connection" in page  # the table's "Last error" column
