@@ -8,6 +8,7 @@ words, and the uploaded copy is deleted whatever happened.
 
 from __future__ import annotations
 
+import html
 import io
 import zipfile
 from pathlib import Path
@@ -211,4 +212,145 @@ def test_a_stored_upload_that_became_unreadable_fails_its_import_and_is_deleted(
     assert "contacts.xlsx cannot be opened as an Excel workbook" in page
     record = db.session.scalars(select(ContactImport)).one()
     assert record.status == "failed" and "cannot be opened" in record.error
+    assert uploads_left(app) == []
+
+
+def _rezip(content: bytes, change: Any) -> bytes:
+    """The workbook with each part replaced by `change(name, data)`; None leaves it out."""
+    source = zipfile.ZipFile(io.BytesIO(content))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for info in source.infolist():
+            data = change(info.filename, source.read(info))
+            if data is not None:
+                archive.writestr(info.filename, data)
+    return buffer.getvalue()
+
+
+def _patch_headers(content: bytes, patch: Any, part: bytes = b"xl/worksheets/sheet1.xml") -> bytes:
+    """Change the sheet's local and central zip headers in place: `patch(buffer, start)`."""
+    data = bytearray(content)
+    at = data.find(part)
+    while at >= 0:
+        if data[at - 30 : at - 26] == b"PK\x03\x04":
+            patch(data, at - 30, local=True)
+        if data[at - 46 : at - 42] == b"PK\x01\x02":
+            patch(data, at - 46, local=False)
+        at = data.find(part, at + 1)
+    return bytes(data)
+
+
+def _corrupt_deflate(content: bytes) -> bytes:
+    data = bytearray(content)
+    start = data.index(b"xl/worksheets/sheet1.xml") + len(b"xl/worksheets/sheet1.xml")
+    for k in range(start, start + 10):
+        data[k] ^= 0xFF
+    return bytes(data)
+
+
+def _encrypted_flag(data: bytearray, header: int, *, local: bool) -> None:
+    data[header + (6 if local else 8)] |= 1
+
+
+def _deflate64(data: bytearray, header: int, *, local: bool) -> None:
+    at = header + (8 if local else 10)
+    data[at : at + 2] = (9).to_bytes(2, "little")
+
+
+_GOOD = workbook()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (_corrupt_deflate(_GOOD), "its part xl/worksheets/sheet1.xml cannot be read"),
+        (_patch_headers(_GOOD, _encrypted_flag), "protected with a password"),
+        (_patch_headers(_GOOD, _deflate64), "compressed in a way that cannot be read"),
+        (
+            workbook(sheet='<?xml version="1.0" encoding="x-foo"?>' + _SHEET_BODY),
+            "its part xl/worksheets/sheet1.xml cannot be read",
+        ),
+        (
+            _rezip(_GOOD, lambda n, d: None if n == "xl/worksheets/sheet1.xml" else d),
+            "has no worksheet that can be read",
+        ),
+        (
+            _rezip(
+                _GOOD,
+                lambda n, d: d.replace(b'<sheet name="Contacts" sheetId="1" r:id="rId1"/>', b""),
+            ),
+            "has no worksheet that can be read",
+        ),
+    ],
+    ids=[
+        "corrupt-deflate",
+        "encrypted",
+        "deflate64",
+        "unknown-encoding",
+        "no-sheet-part",
+        "no-sheet",
+    ],
+)
+def test_a_workbook_whose_parts_cannot_be_read_is_refused_in_words_and_deleted(
+    app: Flask, client: FlaskClient, login: Any, content: bytes, message: str
+) -> None:
+    login(Role.EDITOR)
+    response = upload(client, content, "crafted.xlsx")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400, page
+    assert "crafted.xlsx" in page and message in page
+    assert uploads_left(app) == []
+    assert db.session.scalar(select(func.count(ContactImport.id))) == 0
+
+
+def _sheet_with(bad_row: int, cell: str) -> str:
+    rows = [
+        '<row r="1"><c r="A1" t="inlineStr"><is><t>Email</t></is></c>'
+        '<c r="B1" t="inlineStr"><is><t>Name</t></is></c></row>'
+    ]
+    for i in range(2, 30):
+        second = cell if i == bad_row else f'<c r="B{i}" t="inlineStr"><is><t>N{i}</t></is></c>'
+        rows.append(
+            f'<row r="{i}"><c r="A{i}" t="inlineStr"><is><t>p{i}@example.org</t></is></c>'
+            f"{second}</row>"
+        )
+    return (
+        _PROLOG + '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        "<sheetData>" + "".join(rows) + "</sheetData></worksheet>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad_row", "cell", "step", "reason"),
+    [
+        (3, '<c r="B3" t="s"><v>99</v></c>', "mapping", "shared text that does not exist"),
+        (15, '<c r="B15" t="d"><v>nope</v></c>', "preview", "Invalid datetime value nope"),
+    ],
+    ids=["shared-string-index", "bad-date"],
+)
+def test_a_bad_cell_past_the_first_row_fails_the_import_in_words_and_deletes_the_file(
+    app: Flask, client: FlaskClient, login: Any, bad_row: int, cell: str, step: str, reason: str
+) -> None:
+    """The upload reads the header and the first row; a cell further down that cannot be
+    read stops the mapping or the preview page with the file, row and reason, not a 500."""
+    login(Role.EDITOR)
+    response = upload(client, workbook(sheet=_sheet_with(bad_row, cell)), "rows.xlsx")
+    assert response.status_code == 302
+    mapping_url = response.headers["Location"]
+    if step == "preview":
+        mapping = client.get(mapping_url)
+        assert mapping.status_code == 200
+        form = {"map-0": "email", "map-1": "family_name", "on_duplicate": "skip"}
+        chosen = client.post(mapping_url, data=form)
+        assert chosen.status_code == 302, chosen.get_data(as_text=True)
+        answer = client.get(chosen.headers["Location"])
+    else:
+        answer = client.get(mapping_url)
+    assert answer.status_code == 302
+    assert answer.headers["Location"] == "/imports/"
+    page = html.unescape(client.get(answer.headers["Location"]).get_data(as_text=True))
+    assert f"rows.xlsx is damaged at row {bad_row} of its first sheet" in page
+    assert reason in page
+    record = db.session.scalars(select(ContactImport)).one()
+    assert record.status == "failed" and f"row {bad_row}" in record.error
     assert uploads_left(app) == []

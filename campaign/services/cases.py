@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
+from flask import g, has_request_context
 from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, false, func, or_, select
@@ -177,8 +178,10 @@ def update_case(
     """Change a case; returns the names of the fields that changed.
 
     `name=None` keeps the stored name: an editor's form for a high-risk case has no name
-    field. Only an admin may change a high-risk person's name or lift the high risk (which
-    would show the real name to everyone).
+    field. Only an admin may change a high-risk person's name or pseudonym, or lift the high
+    risk (which would show the real name to everyone). A non-admin's new pseudonym for a
+    high-risk person is refused whatever it is, without comparing it with anything: a
+    right guess of the real name would otherwise become the name everyone reads.
     """
     admin = may_see_real_name(actor)
     hidden = case.is_high_risk and not admin
@@ -187,6 +190,11 @@ def update_case(
             raise CaseError(
                 _l("High risk: only an administrator can lift it, as it shows the real name"),
                 "is_high_risk",
+            )
+        if " ".join(pseudonym.split()) != case.pseudonym:
+            raise CaseError(
+                _l("Pseudonym: only an administrator can change it for a person at high risk"),
+                "pseudonym",
             )
         name = None  # never taken from a non-admin for a high-risk person
     cleaned_name, cleaned_pseudonym = _identity(
@@ -208,17 +216,12 @@ def update_case(
     if letter_name(case) != old_letter_name:
         _rename_reminders(case, old_letter_name)
     if changed:
-        detail: dict[str, Any] = {"fields": changed}
-        if hidden:
-            # Accepted like any pseudonym (a refusal would confirm the guess), recorded in the
-            # same event for the admins, who alone read the log: no extra write to time.
-            detail["pseudonym_matches_real_name"] = _alike(cleaned_pseudonym, cleaned_name)
         record_event(
             "case.update",
             target_type="case",
             target_id=case.id,
             actor=actor,
-            detail=detail,
+            detail={"fields": changed},
         )
     return changed
 
@@ -449,10 +452,27 @@ def letter_name(case: Case) -> str:
 
 
 def display_name(case: Case, viewer: User | None) -> str:
-    """The real name of a high-risk person for admins only; the pseudonym for everyone else."""
+    """The real name of a high-risk person for admins only; the pseudonym for everyone else.
+
+    Each real name given out during a request is noted, for `record_page_reveals` to audit
+    once when the page is made (the calendar, a campaign's schedule, a case's pages).
+    """
     if case.is_high_risk and may_see_real_name(viewer):
+        if has_request_context():
+            revealed: dict[int, Case] = g.setdefault("revealed_cases", {})
+            revealed[case.id] = case
         return case.name
     return letter_name(case)
+
+
+def record_page_reveals(viewer: User | None, *, page: str) -> bool:
+    """Audit the high-risk people whose real names this request has shown (one event, ids
+    only); True if there were any. Call it once the page is rendered."""
+    revealed: dict[int, Case] = g.pop("revealed_cases", {}) if has_request_context() else {}
+    if not revealed:
+        return False
+    record_reveal(viewer, sorted(revealed.values(), key=lambda case: case.id), page=page)
+    return True
 
 
 @dataclass(frozen=True)

@@ -377,13 +377,21 @@ _PRIVACY = (PublishAs.FULL.value, PublishAs.ORGANISATION_ONLY.value, PublishAs.W
 
 
 def _fill(signature: Signature, values: Mapping[str, Any], language: str, now: datetime) -> None:
+    """A signature as the signer's own form (or a change they confirmed) has it."""
+    _fill_line(signature, values)
+    signature.email = values["email"]
+    signature.language = language[:10]
+    signature.consented_at = now
+
+
+def _fill_line(signature: Signature, values: Mapping[str, Any]) -> None:
+    """What the form says about the signature, without the language the form was read in
+    or how the address was spelt: a later form may come from anyone who knows the
+    address, and must not choose the language of the signer's e-mails (decision 0038)."""
     for name in _LINE_FIELDS:
         setattr(signature, name, values[name])
     signature.publish_as = values["publish_as"]
-    signature.email = values["email"]
-    signature.language = language[:10]
     signature.wants_notice = bool(values["wants_notice"])
-    signature.consented_at = now
 
 
 def _what_it_says(source: Signature | Mapping[str, Any]) -> dict[str, Any]:
@@ -437,7 +445,7 @@ def _again(
         )
         queue_notice("signature_change", signature.id)
         return SubmitResult(SubmitOutcome.CHANGE_PENDING, signature.id)
-    _fill(signature, values, language, now)
+    _fill_line(signature, values)
     _drop_change(signature)
     _issue_link(signature, now)
     db.session.flush()
@@ -848,15 +856,15 @@ def _change_email(signature_id: int) -> list[Notice]:
         return []
     if datetime.now(UTC) >= signature.change_expires_at:
         return []
-    language = str(pending.get("language") or signature.language)
+    # In the signer's language, not the later form's: whoever sent it may not be the signer.
+    language = email_language(signature.language)
     return [
         _signer_email(
             "signature_change",
             signature,
-            reader_language=language,
             link=confirm_url(token),
-            appears_now=appears_as(signature, email_language(language)),
-            appears_after=appears_as_changed(signature, email_language(language)),
+            appears_now=appears_as(signature, language),
+            appears_after=appears_as_changed(signature, language),
         )
     ]
 

@@ -8,6 +8,7 @@ import io
 import re
 import warnings
 import zipfile
+import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -607,15 +608,18 @@ def _check_xml_parts(path: Path, name: str, *, thorough: bool) -> None:
                 raise TabularError(
                     _damaged(name, member.filename, expat.ErrorString(error.code), error.lineno)
                 ) from None
-            except (zipfile.BadZipFile, OSError, EOFError) as error:
-                raise TabularError(_not_a_workbook(name, error)) from None
+            except Exception as error:  # any failure to read is the file's
+                raise TabularError(_unreadable_part(name, member.filename, error)) from None
 
 
 def _looks_like_xml(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bool:
     if member.filename.lower().endswith((".xml", ".rels", ".vml")):
         return True
-    with archive.open(member) as stream:
-        head = stream.read(64)
+    try:
+        with archive.open(member) as stream:
+            head = stream.read(64)
+    except Exception:  # it was read once already; unreadable is not XML
+        return False
     return head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<") or head.startswith(
         (b"\xff\xfe<", b"\xfe\xff\x00<")
     )
@@ -629,6 +633,27 @@ def _damaged(name: str, part: str, reason: str, line: int) -> str:
         part=part,
         reason=reason,
         line=line,
+    )
+
+
+def _unreadable_part(name: str, part: str, error: Exception) -> str:
+    """A part that cannot be unpacked or decoded (damaged, encrypted, unknown method…)."""
+    reason: str
+    if isinstance(error, RuntimeError) and "encrypted" in str(error):
+        reason = _("it is protected with a password")
+    elif isinstance(error, NotImplementedError):
+        reason = _("it is compressed in a way that cannot be read")
+    elif isinstance(error, zlib.error | zipfile.BadZipFile | EOFError):
+        reason = _("its compressed data is damaged")
+    else:
+        reason = str(error) or type(error).__name__
+    return _(
+        "%(file)s cannot be opened as an Excel workbook: its part %(part)s cannot be read "
+        "(%(reason)s). Save it again from your spreadsheet program, or as CSV, and upload "
+        "the new file.",
+        file=name,
+        part=part,
+        reason=reason,
     )
 
 
@@ -649,6 +674,14 @@ def _read_xlsx(path: Path, name: str) -> tuple[TableInfo, RowReader]:
     except Exception as error:  # openpyxl fails on damaged parts in many different ways
         raise TabularError(_not_a_workbook(name, error)) from None
     try:
+        if not workbook.worksheets:  # no sheet listed, or its part is missing
+            raise TabularError(
+                _(
+                    "%(file)s has no worksheet that can be read. Save it again from your "
+                    "spreadsheet program, or as CSV, and upload the new file.",
+                    file=name,
+                )
+            )
         sheet = workbook.worksheets[0]
         part = str(getattr(sheet, "_worksheet_path", "")) or "xl/worksheets/sheet1.xml"
         values = _parsed(sheet.iter_rows(values_only=True), name, part)
@@ -683,11 +716,27 @@ def _parsed(values: Iterator[Any], name: str, part: str) -> Iterator[Any]:
     Uploads are checked to the end when they arrive; this catches a file that changed on
     disk since, and keeps a damaged part from ever surfacing as an internal error.
     """
+    row = 0
     try:
-        yield from values
+        for row, value in enumerate(values, start=1):  # noqa: B007
+            yield value
     except ParseError as error:
         line = error.position[0] if error.position else 0
         raise TabularError(_damaged(name, part, str(error).split(":")[0], line)) from None
+    except Exception as error:  # a crafted cell fails openpyxl in many ways
+        if isinstance(error, IndexError):
+            reason = _("a cell refers to a shared text that does not exist")
+        else:
+            reason = str(error) or type(error).__name__
+        raise TabularError(
+            _(
+                "%(file)s is damaged at row %(row)d of its first sheet: %(reason)s. Save it "
+                "again from your spreadsheet program, or as CSV, and upload the new file.",
+                file=name,
+                row=row + 1,
+                reason=reason,
+            )
+        ) from None
 
 
 def _xlsx_rows(

@@ -37,6 +37,7 @@ from campaign.scheduling.stored_text import read
 from campaign.services import calendar as calendar_service
 from campaign.services.calendar import BuiltinDayError, CalendarError
 from campaign.services.calendar_items import KIND_WORDS, Item, calendar_items, display_zone
+from campaign.services.cases import record_page_reveals
 from campaign.web.access import allow, public, signed_in_user
 from campaign.web.country_names import country_code
 from campaign.web.schedule_runs import unacknowledged_trouble
@@ -144,7 +145,7 @@ def _render(form: dict[str, str] | None = None, error: str = "", field: str = ""
         if _may(Role.ADMIN)
         else ""
     )
-    return render_template(
+    page = render_template(
         "calendar/index.html",
         view=view,
         today=today,
@@ -170,7 +171,11 @@ def _render(form: dict[str, str] | None = None, error: str = "", field: str = ""
         field=field,
         zone=display_zone().key,
         run_trouble=unacknowledged_trouble(),
-    ), (422 if error else 200)
+    )
+    # Anniversaries name high-risk people in full for admins: audited once per page.
+    if record_page_reveals(signed_in_user(), page="calendar"):
+        db.session.commit()
+    return page, (422 if error else 200)
 
 
 @bp.route("/calendar/")

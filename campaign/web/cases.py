@@ -135,7 +135,7 @@ def _render_case(
         (item, case_service.reminder_days_of(item), anniversary_note(item.on))
         for item in case.dates
     ]
-    return render_template(
+    page = render_template(
         "cases/show.html",
         case=case,
         dates=dates,
@@ -147,15 +147,22 @@ def _render_case(
         form=form or {},
         which=which,
         **_template_helpers(),
-    ), (422 if errors else 200)
+    )
+    # Audited on every showing, the one after a refused form too.
+    _audit_page_reveals("case")
+    return page, (422 if errors else 200)
 
 
 @bp.route("/<int:case_id>")
 @allow(Role.VIEWER)
 def show(case_id: int) -> Any:
-    case = _case(case_id)
-    _audit_reveal([case], "case")
-    return _render_case(case)
+    return _render_case(_case(case_id))
+
+
+def _audit_page_reveals(page: str) -> None:
+    """The real names this page gave an admin (noted by display_name): audited once."""
+    if case_service.record_page_reveals(signed_in_user(), page=page):
+        db.session.commit()
 
 
 def _audit_reveal(shown: list[Case], page: str) -> None:
@@ -177,15 +184,22 @@ def _render_form(case: Case | None, form: dict[str, str], errors: dict[str, str]
     # The real-name field is rendered for a new case (its author knows the name), for a
     # case that is not at risk, and for admins; never for anyone else on a high-risk case.
     shows_name = case is None or not case.is_high_risk or may_see_real_name(signed_in_user())
-    return render_template(
+    if not shows_name and case is not None:
+        # Read-only for them (only an admin changes it): show the stored one, never a
+        # refused value.
+        form = {**form, "pseudonym": case.pseudonym}
+    page = render_template(
         "cases/form.html",
         case=case,
         form=form,
         errors=errors,
         shows_name=shows_name,
+        pseudonym_locked=not shows_name,
         statuses=list(CaseStatus),
         **_template_helpers(),
-    ), (422 if errors else 200)
+    )
+    _audit_page_reveals("edit")
+    return page, (422 if errors else 200)
 
 
 def _is_checked(form: dict[str, str], key: str) -> bool:
@@ -240,7 +254,6 @@ def _edit_values(case: Case) -> dict[str, str]:
 def edit(case_id: int) -> Any:
     case = _case(case_id)
     if request.method == "GET":
-        _audit_reveal([case], "edit")
         return _render_form(case, _edit_values(case), {})
     form = _form()
     shows_name = not case.is_high_risk or may_see_real_name(signed_in_user())
@@ -249,7 +262,8 @@ def edit(case_id: int) -> Any:
             case,
             # Not rendered for an editor on a high-risk case: whatever is posted is ignored.
             name=form.get("name", "") if shows_name else None,
-            pseudonym=form.get("pseudonym", ""),
+            # Read-only for them: a form without it keeps it; a changed one is refused.
+            pseudonym=form.get("pseudonym", "" if shows_name else case.pseudonym),
             is_high_risk=_is_checked(form, "is_high_risk"),
             country=form.get("country", ""),
             status=form.get("status", ""),
@@ -317,7 +331,7 @@ def add_date(case_id: int) -> Any:
 def _render_date_form(
     case: Case, case_date: CaseDate, form: dict[str, str], errors: dict[str, str]
 ) -> Any:
-    return render_template(
+    page = render_template(
         "cases/date_form.html",
         case=case,
         case_date=case_date,
@@ -326,7 +340,9 @@ def _render_date_form(
         note=anniversary_note(case_date.on),
         today=date.today(),
         **_template_helpers(),
-    ), (422 if errors else 200)
+    )
+    _audit_page_reveals("date")
+    return page, (422 if errors else 200)
 
 
 @bp.route("/<int:case_id>/dates/<int:date_id>/edit", methods=["GET", "POST"])

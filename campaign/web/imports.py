@@ -153,7 +153,22 @@ def _samples(record: ContactImport, count: int = 3) -> tuple[Any, list[list[str]
 
 
 def _give_up(record: ContactImport, problem: Exception) -> None:
-    """The stored file cannot be read after all: say why, fail the import, delete the file."""
+    """The stored file cannot be read after all: say why, fail the import, delete the file.
+
+    Any exception, not only a TabularError: whatever stops reading it, the import cannot go
+    on, and the file must not wait on disk for the daily purge.
+    """
+    if not isinstance(problem, importing.TabularError):
+        current_app.logger.exception("Import %s: the stored file could not be read", record.id)
+        problem = importing.TabularError(
+            _(
+                "%(file)s could not be read (%(error)s), so the import was stopped and the "
+                "file deleted. Save it again from your spreadsheet program, or as CSV, and "
+                "upload the new file.",
+                file=record.original_filename,
+                error=type(problem).__name__,
+            )
+        )
     flash(str(problem), "error")
     db.session.rollback()
     importing.mark_import_failed(record.id, problem)
@@ -169,7 +184,7 @@ def mapping(import_id: int) -> Any:
         return redirect(url_for("imports.show", import_id=record.id))
     try:
         info, samples = _samples(record)
-    except importing.TabularError as problem:
+    except Exception as problem:  # see _give_up
         _give_up(record, problem)
         return redirect(url_for("imports.new"))
     _mapping, remembered = importing.suggest_mapping(info.headers)
@@ -236,12 +251,12 @@ def preview(import_id: int) -> Any:
             on_duplicate=record.on_duplicate,
             filename=record.original_filename,
         )
-    except importing.TabularError as problem:
-        _give_up(record, problem)
-        return redirect(url_for("imports.new"))
     except importing.ImportSetupError as problem:
         flash(str(problem), "error")
         return redirect(url_for("imports.mapping", import_id=record.id))
+    except Exception as problem:  # see _give_up
+        _give_up(record, problem)
+        return redirect(url_for("imports.new"))
     mapped = [
         (i, h, record.mapping[h])
         for i, h in enumerate(result.info.headers)

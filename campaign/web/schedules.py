@@ -36,7 +36,7 @@ from campaign.scheduling.stored_text import day_text
 from campaign.scheduling.timezones import ScheduleError, zone_of
 from campaign.services import audit
 from campaign.services.calendar import format_day
-from campaign.services.cases import display_name, linked_cases
+from campaign.services.cases import display_name, linked_cases, record_page_reveals
 from campaign.services.followups import (
     FollowUpError,
     add_step,
@@ -175,7 +175,7 @@ def _render(
 ) -> Any:
     steps = steps_of(campaign)
     statements = list(db.session.scalars(select(Statement).order_by(Statement.title)))
-    return render_template(
+    page = render_template(
         "schedules/show.html",
         campaign=campaign,
         send_at=_schedules(campaign, ScheduleKind.SEND_AT),
@@ -196,7 +196,11 @@ def _render(
         errors=errors or {},
         form=form or {},
         which=which,
-    ), (422 if errors else 200)
+    )
+    # Anniversaries name high-risk people in full for admins: audited once per page.
+    if record_page_reveals(signed_in_user(), page="schedule"):
+        db.session.commit()
+    return page, (422 if errors else 200)
 
 
 def _campaign(campaign_id: int) -> Campaign:

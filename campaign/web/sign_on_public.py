@@ -179,6 +179,8 @@ def confirm_page(token: str) -> Any:
         check=check,
         title=signatures.statement_title(check.sign_on, language),
         appears_as=check.appears_as(),
+        # A change's link shows the line as it is too, next to the one it would make.
+        appears_now=signatures.appears_as(check.signature, check.signature.language),
         languages=languages,
         lang=language,
     )

@@ -95,14 +95,22 @@ def test_the_change_email_says_what_would_change_and_confirming_it_applies_it(
     )
     assert change["Subject"].startswith("Confirm a change to your signature")
     text = _text(change)
+    assert "but with different details from the first time" in text
     now_part, after_part = text.split("If you confirm, you will appear as:")
-    assert NAME not in now_part.split("You appear now as:")[1]
+    assert NAME not in now_part.split("Now (nothing is shown anywhere until you confirm):")[1]
     assert NAME in after_part and "judge" in after_part
     assert "If you did not ask for this change, ignore this e-mail" in text
     token = link_token(change)
-    # The confirm page shows the line after the change, before anything happens.
+    # The page the link opens says it applies a change, and shows both lines, before
+    # anything happens; it does not send the signer to sign again.
     page = html.unescape(client.get(f"/sign/confirm/{token}").get_data(as_text=True))
-    assert NAME in page.split("you will appear as:")[1]
+    assert "Confirm the change to your signature" in page
+    assert "This link applies a change to your signature" in page
+    now_line = page.split('id="appears-now"')[1].split("</p>")[0]
+    after_line = page.split('id="appears-as"')[1].split("</p>")[0]
+    assert NAME not in now_line and "judge" not in now_line
+    assert NAME in after_line and "judge" in after_line
+    assert "sign again" not in page
     assert _only().publish_as == WITHHELD
     response = client.post(f"/sign/confirm/{token}")
     assert response.status_code == 200
@@ -153,3 +161,43 @@ def test_the_same_form_again_just_sends_a_fresh_link(app: Flask, client: FlaskCl
     mails = deliver(app, "signature_confirmation", signature.id)
     assert len(mails) == 1  # only the current link's e-mail is built
     assert client.post(f"/sign/confirm/{link_token(mails[0])}").status_code == 200
+
+
+def test_a_stranger_does_not_choose_the_language_of_the_signers_emails(
+    app: Flask, client: FlaskClient
+) -> None:
+    """The signer read the page in French; a stranger's form in Russian neither writes the
+    change's e-mail in Russian nor makes Russian the signer's language."""
+    sign_on = make_sign_on()
+    first = individual_form(publish_as=WITHHELD)
+    client.post(f"/sign/{sign_on.token}?lang=fr", data=first)
+    signature = _only()
+    [original] = deliver(app, "signature_confirmation", signature.id)
+    assert original["Content-Language"] == "fr"
+    client.post(f"/sign/{sign_on.token}?lang=ru", data=individual_form(publish_as="full"))
+    mails = deliver(app, "signature_change", signature.id)
+    [change] = [m for m in mails if m["Message-ID"] != original["Message-ID"]]
+    assert change["Content-Language"] == "fr"
+    assert _only().language == "fr"
+
+
+def test_a_stranger_repeating_the_form_keeps_the_signers_language_and_address(
+    app: Flask, client: FlaskClient
+) -> None:
+    """The same values, or a more private choice, apply at once: but the language and the
+    spelling of the address stay the signer's until the signer confirms a change."""
+    sign_on = make_sign_on()
+    client.post(
+        f"/sign/{sign_on.token}?lang=fr",
+        data=individual_form(publish_as="full", email="dilnoza@example.org"),
+    )
+    same = individual_form(publish_as="full", email="DILNOZA@EXAMPLE.ORG")
+    client.post(f"/sign/{sign_on.token}?lang=ru", data=same)
+    assert (_only().language, _only().email) == ("fr", "dilnoza@example.org")
+    private = individual_form(publish_as=WITHHELD, email="Dilnoza@Example.org")
+    client.post(f"/sign/{sign_on.token}?lang=ru", data=private)
+    signature = _only()
+    assert signature.publish_as == WITHHELD
+    assert (signature.language, signature.email) == ("fr", "dilnoza@example.org")
+    [latest] = deliver(app, "signature_confirmation", signature.id)
+    assert latest["Content-Language"] == "fr" and latest["To"] == "dilnoza@example.org"

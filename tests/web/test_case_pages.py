@@ -133,7 +133,8 @@ def test_an_editor_never_sees_a_high_risk_real_name(
     # Searching the real name does not tell which pseudonym hides it.
     assert PSEUDONYM not in _text(client.get("/cases/?q=real-name"))
     assert PSEUDONYM in _text(client.get("/cases/?q=prisoner"))
-    # An edit keeps the stored name, whatever is posted; lifting the high risk is refused.
+    # An edit keeps the stored name, whatever is posted; the pseudonym is an admin's to
+    # change (decision 0038); lifting the high risk is refused.
     form = {
         "name": "Replaced",
         "pseudonym": "Prisoner K.",
@@ -141,18 +142,20 @@ def test_an_editor_never_sees_a_high_risk_real_name(
         "country": "UZ",
         "status": "released",
     }
+    renamed = client.post(f"/cases/{case.id}/edit", data=form)
+    assert renamed.status_code == 422
+    assert "only an administrator can change it" in _field_error(_text(renamed), "pseudonym")
+    form["pseudonym"] = PSEUDONYM
     assert client.post(f"/cases/{case.id}/edit", data=form).status_code == 302
     db.session.refresh(case)
-    assert (case.name, case.pseudonym, case.status) == (REAL_NAME, "Prisoner K.", "released")
+    assert (case.name, case.pseudonym, case.status) == (REAL_NAME, PSEUDONYM, "released")
     lifted = client.post(f"/cases/{case.id}/edit", data={**form, "is_high_risk": ""})
     assert lifted.status_code == 422
     assert "only an administrator can lift it" in _field_error(_text(lifted), "is_high_risk")
     assert REAL_NAME not in _text(lifted)
     db.session.refresh(case)
     assert case.is_high_risk
-    # Reminder names follow the new pseudonym; no audit event carries a name.
-    [reminder] = _reminders(case.dates[0].id)
-    assert "Prisoner K." in reminder.name
+    # No audit event carries a name.
     for event in db.session.scalars(select(AuditEvent)):
         assert "Real-Name" not in str(event.detail) and "Prisoner" not in str(event.detail)
 
@@ -167,14 +170,17 @@ def test_an_admin_sees_and_edits_the_real_name(client: FlaskClient, login: Any, 
     assert PSEUDONYM in _text(client.get("/cases/?q=real-name"))
     form = {
         "name": "Dilshod Corrected",
-        "pseudonym": PSEUDONYM,
+        "pseudonym": "Prisoner K.",
         "is_high_risk": "1",
         "country": "UZ",
         "status": "sentenced",
     }
     assert client.post(f"/cases/{case.id}/edit", data=form).status_code == 302
     db.session.refresh(case)
-    assert case.name == "Dilshod Corrected"
+    assert (case.name, case.pseudonym) == ("Dilshod Corrected", "Prisoner K.")
+    # Reminder names follow the new pseudonym.
+    [reminder] = _reminders(case.dates[0].id)
+    assert "Prisoner K." in reminder.name
 
 
 def test_marking_a_case_high_risk_needs_a_pseudonym(

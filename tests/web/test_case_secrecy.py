@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Case, Role
@@ -39,27 +39,52 @@ def _answer(response: Any) -> tuple[int, str]:
     return response.status_code, response.headers.get("Location", "")
 
 
-def test_an_editor_guessing_the_real_name_gets_the_same_answer_as_for_any_pseudonym(
+def test_an_editor_cannot_change_a_high_risk_pseudonym_whatever_it_is(
+    app: Flask, client: FlaskClient, login: Any
+) -> None:
+    """A right guess of the real name is refused exactly like any other pseudonym, so it
+    neither confirms the guess nor becomes the name letters, reminders and .ics show."""
+    case = _hidden_case()
+    login(Role.EDITOR)
+    form_page = _text(client.get(f"/cases/{case.id}/edit"))
+    field = re.search(r'<input id="case-pseudonym"[^>]*>', form_page)
+    assert field is not None and "readonly" in field.group(0)
+    assert f'value="{PSEUDONYM}"' in field.group(0)
+    assert "Only an administrator can change the pseudonym of a person at high risk" in form_page
+    wrong = _edit(client, case, "Rustam Aliev")
+    right = _edit(client, case, REAL_NAME.upper())  # the right guess, in other letters
+    assert wrong.status_code == right.status_code == 422
+    refusal = "Pseudonym: only an administrator can change it for a person at high risk"
+    for page in (_text(wrong), _text(right)):
+        assert refusal in page
+        assert "differ from the real name" not in page
+        assert REAL_NAME.casefold() not in page.casefold()  # not even echoed back
+        assert f'value="{PSEUDONYM}"' in page
+    db.session.refresh(case)
+    assert (case.pseudonym, case.name) == (PSEUDONYM, REAL_NAME)
+    # The same pseudonym with other changes is saved as before.
+    kept = client.post(
+        f"/cases/{case.id}/edit",
+        data={"pseudonym": PSEUDONYM, "is_high_risk": "1", "country": "KZ", "status": "other"},
+    )
+    assert kept.status_code == 302
+    db.session.refresh(case)
+    assert (case.pseudonym, case.country) == (PSEUDONYM, "KZ")
+
+
+def test_an_admin_can_change_a_high_risk_pseudonym(
     app: Flask, client: FlaskClient, login: Any
 ) -> None:
     case = _hidden_case()
-    login(Role.EDITOR)
-    wrong = _edit(client, case, "Rustam Aliev")
-    wrong_page = _text(client.get(wrong.headers["Location"]))
-    right = _edit(client, case, REAL_NAME.upper())  # the right guess, in other letters
-    right_page = _text(client.get(right.headers["Location"]))
-    assert _answer(right) == _answer(wrong) == (302, f"/cases/{case.id}")
-    assert "differ from the real name" not in right_page
-    assert "Case saved." in wrong_page and "Case saved." in right_page
-    # The right guess is kept as asked (refusing it would tell), and admins are told.
+    login(Role.ADMIN)
+    field = re.search(
+        r'<input id="case-pseudonym"[^>]*>', _text(client.get(f"/cases/{case.id}/edit"))
+    )
+    assert field is not None and "readonly" not in field.group(0)
+    form = {"name": REAL_NAME, "pseudonym": "Prisoner Y.", "is_high_risk": "1", "status": "other"}
+    assert client.post(f"/cases/{case.id}/edit", data=form).status_code == 302
     db.session.refresh(case)
-    assert case.pseudonym == REAL_NAME.upper() and case.name == REAL_NAME
-    events = db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action == "case.update").order_by(AuditEvent.id)
-    ).all()
-    flags = [bool((event.detail or {}).get("pseudonym_matches_real_name")) for event in events]
-    assert flags == [False, True]
-    assert all(REAL_NAME.casefold() not in str(event.detail).casefold() for event in events)
+    assert case.pseudonym == "Prisoner Y."
 
 
 def test_an_admin_setting_both_names_alike_is_still_told(
@@ -122,3 +147,52 @@ def test_an_admin_seeing_a_real_name_is_audited(
     assert [str(event.target_id) for event in reveals[:2]] == [str(case.id)] * 2
     assert reveals[2].detail.get("case_ids") == [case.id]
     assert all(REAL_NAME not in str(event.detail) for event in reveals)
+
+
+def test_every_admin_page_naming_a_high_risk_person_is_audited_once(
+    app: Flask, client: FlaskClient, login: Any
+) -> None:
+    """The calendar's anniversaries, a campaign's schedule page (its list of case dates), a
+    date's edit form and the case page shown again after a refused form name the person in
+    full for an admin: each showing is one case.reveal, with ids only."""
+    from datetime import date
+
+    from campaign.services import campaigns, statements
+    from campaign.services.campaigns import AudienceSpec
+
+    case = _hidden_case()
+    case_date = cases.add_case_date(
+        case, "arrest", date(2019, 3, 14), mark_anniversary=True, reminder_days=[7]
+    )
+    statement = statements.create_statement("Joint letter", language="en", subject="S", body="B")
+    campaign = campaigns.create_campaign(statement, audience=AudienceSpec(()))
+    db.session.commit()
+    admin = login(Role.ADMIN)
+    year = date.today().year + 1
+    pages = {
+        "calendar": lambda: client.get("/calendar/", query_string={"month": f"{year}-03"}),
+        "schedule": lambda: client.get(f"/campaigns/{campaign.id}/schedule/"),
+        "date": lambda: client.get(f"/cases/{case.id}/dates/{case_date.id}/edit"),
+        "case after a refused form": lambda: client.post(
+            f"/cases/{case.id}/dates", data={"kind": "arrest", "on": "not a date"}
+        ),
+    }
+    for page, show in pages.items():
+        before = db.session.scalar(
+            select(func.count(AuditEvent.id)).where(AuditEvent.action == "case.reveal")
+        )
+        response = show()
+        assert response.status_code in (200, 422), page
+        assert REAL_NAME in _text(response), page
+        reveals = db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "case.reveal")
+            .order_by(AuditEvent.id)
+            .offset(before)
+        ).all()
+        assert len(reveals) == 1, page
+        assert reveals[0].actor_id == admin.id
+        assert str(reveals[0].target_id) == str(case.id) or reveals[0].detail.get("case_ids") == [
+            case.id
+        ], page
+        assert REAL_NAME not in str(reveals[0].detail), page
