@@ -121,10 +121,18 @@ class Config:
     # on the Users page: comma-separated role names, "none", or "auto" (admin and sender;
     # none in debug, so the demo signs in with a password alone).
     TOTP_REQUIRED_ROLES: str = "auto"
+    # Wrong two-factor or recovery codes (after a right password) for one account from all
+    # networks together before each further code must wait 2, 4, 8 ... seconds.
+    TOTP_MAX_FAILURES: int = 10
+    # The label authenticator apps show beside the codes (empty: the organisation's name).
+    TOTP_ISSUER: str = ""
     # Largest contact file accepted for import, in megabytes.
     IMPORT_MAX_MB: int = 200
     # Rows per page in the contacts table.
     CONTACTS_PER_PAGE: int = 50
+    # Strict-Transport-Security (sent when PUBLIC_URL is https://) covers subdomains too:
+    # only when every site under the app's host name is https (decision 0037).
+    HSTS_INCLUDE_SUBDOMAINS: bool = False
     # Reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust (0 = none).
     # The audit log's "from where" is the client's address only when this is right.
     TRUSTED_PROXIES: int = 0
@@ -168,10 +176,20 @@ class Config:
         path = self.secret_key_path
         if self.DEBUG and not path.exists():
             _write_new_key(path)
-        with contextlib.suppress(FileNotFoundError):
+        try:
+            _check_key_file(path)
             key = path.read_text(encoding="ascii").strip()
-            if key:
-                self.SECRET_KEY = key
+        except FileNotFoundError:
+            return  # outside debug without a file: check_safe_to_start says what to do
+        if not key and self.DEBUG:
+            # Never the published key in its place: a new random one, as on the first start.
+            key = _replace_empty_key(path)
+        if not key:
+            raise ConfigError(
+                f"{path} is empty: set CAMPAIGN_SECRET_KEY, or delete the file and start once "
+                "in debug mode (campaign dev) to have a new key made"
+            )
+        self.SECRET_KEY = key
 
     def check_safe_to_start(self) -> None:
         if not self.DEBUG and self.SECRET_KEY == DEVELOPMENT_SECRET_KEY:
@@ -180,6 +198,7 @@ class Config:
                 "value (for example: python -c 'import secrets; print(secrets.token_hex(32))') "
                 "or run in debug mode with CAMPAIGN_DEBUG=true."
             )
+        _check_tls_ca_file(self.TLS_CA_FILE)
 
     def flask_settings(self) -> dict[str, Any]:
         """The settings Flask and its extensions read from app.config."""
@@ -213,6 +232,72 @@ def _write_new_key(path: Path) -> None:
             os.link(draft, path)
     finally:
         draft.unlink(missing_ok=True)
+
+
+def _check_key_file(path: Path) -> None:
+    """Refuse a key file another user owns or may read: whoever reads it can sign sessions."""
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise ConfigError(
+            f"{path} belongs to another user (uid {info.st_uid}), who could change the key "
+            f"this app signs with: run chown {os.getuid()} {path} (as root), or delete the "
+            "file to have a new key made in debug mode"
+        )
+    if info.st_mode & 0o077:
+        raise ConfigError(
+            f"{path} can be read by other users of this machine (mode "
+            f"{info.st_mode & 0o777:o}): run chmod 600 {path}; if others may have read it, "
+            "delete it instead so that a new key is made (sign-ins and links made with the "
+            "old one stop working)"
+        )
+
+
+def _replace_empty_key(path: Path) -> str:
+    """A new random key in place of the empty file at `path`; the key the file then holds.
+
+    Under a lock on the folder: two processes starting at once must not each replace it.
+    """
+    import fcntl
+
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        if not path.read_text(encoding="ascii").strip():
+            path.unlink()
+            _write_new_key(path)
+        return path.read_text(encoding="ascii").strip()
+    finally:
+        os.close(folder)  # releases the lock
+
+
+def _check_tls_ca_file(setting: str) -> None:
+    """Stop at start, not at the first send or poll, when CAMPAIGN_TLS_CA_FILE is unusable.
+
+    An absolute path only: the web app, the workers and the CLI start in different folders.
+    """
+    if not setting:
+        return
+    import ssl
+
+    name = f"{ENV_PREFIX}TLS_CA_FILE"
+    path = Path(setting)
+    if not path.is_absolute():
+        raise ConfigError(f"{name} must be an absolute path, not {setting!r}")
+    if not path.exists():
+        raise ConfigError(f"{name}: {setting} does not exist")
+    if not path.is_file():
+        raise ConfigError(f"{name}: {setting} is not a file")
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=str(path))
+    except PermissionError:
+        raise ConfigError(
+            f"{name}: {setting} cannot be read by this user (check its permissions)"
+        ) from None
+    except (OSError, ssl.SSLError):
+        raise ConfigError(
+            f"{name}: {setting} holds no PEM certificate (it must hold the certificate "
+            "authorities as -----BEGIN CERTIFICATE----- blocks)"
+        ) from None
 
 
 def _engine_options(uri: str) -> dict[str, Any]:

@@ -207,6 +207,7 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "user.totp_reset": _l("Two-factor authentication reset by an administrator"),
         "user.recovery_code_used": _l("Recovery code used"),
         "user.recovery_codes_replaced": _l("New recovery codes made"),
+        "user.two_factor_codes_delayed": _l("Two-factor code step delayed after many wrong codes"),
         "role_policy.change": _l("Two-factor rule changed"),
         "contact.create": _l("Contact created"),
         "contact.update": _l("Contact changed"),

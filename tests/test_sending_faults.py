@@ -144,12 +144,14 @@ class Workers:
     unexpected_exits: int = 0
     _started: int = 0
 
-    def start(self, *, burst: bool = False) -> subprocess.Popen[bytes]:
+    def start(self, *, burst: bool = False, name: str | None = None) -> subprocess.Popen[bytes]:
         self._started += 1
         log = (self.logs / f"worker-{self._started}.log").open("wb")
         arguments = [sys.executable, "-m", "workers", "--log-level", "WARNING"]
         if burst:
             arguments.append("--burst")
+        if name:
+            arguments += ["--name", name]
         process = subprocess.Popen(
             arguments,
             cwd=PROJECT_ROOT,
@@ -350,6 +352,7 @@ def _worker_env(app: Flask, redis_url: str, smtp: FaultSmtpServer, tmp: Path) ->
         "CAMPAIGN_MAIL_DEFAULT_SENDER": "Human Rights Network <office@hrn.example.org>",
         # Small leases and a quick reconciler: a killed worker's rows come back in seconds.
         "CAMPAIGN_SEND_LEASE_SECONDS": "5",
+        "CAMPAIGN_SEND_HEARTBEAT_SECONDS": "1",
         "CAMPAIGN_RECONCILE_SECONDS": "1",
         "CAMPAIGN_SEND_BATCH_SIZE": "50",
         "CAMPAIGN_SEND_ERROR_THRESHOLD": "1000",

@@ -13,10 +13,24 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import socket
 import sys
+import threading
+from typing import Any
 
+from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import SimpleWorker, Worker
 from rq.serializers import JSONSerializer
+
+log = logging.getLogger("workers")
+
+# Waits between attempts to reach Redis again after it went away: 1 s, 2, 4 … at most 30.
+RECONNECT_FIRST = 1.0
+RECONNECT_MAX = 30.0
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,6 +49,93 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--name", default=None, help="Worker name shown by `rq info`.")
     parser.add_argument("--log-level", default="INFO", help="Python logging level (INFO).")
     return parser.parse_args(argv)
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def free_name(connection: Redis, name: str | None, worker_class: Any) -> str | None:
+    """The name to register under: `name`, its stale registration cleaned, or `name-PID`.
+
+    RQ refuses a worker whose name is still registered, and a SIGKILLed worker's entry stays
+    for minutes: a unit restarted by systemd (`--name %H-%i`) would be refused again and
+    again. An entry left by a dead process on this machine (or by this very process, before
+    Redis went away) is cleaned; a name held by a live worker gets this process's id added.
+    """
+    if not name:
+        return name
+    key = worker_class.redis_worker_namespace_prefix + name
+    found: dict[bytes, bytes] = connection.hgetall(key)  # type: ignore[assignment]
+    if not found or b"death" in found:
+        return name
+    hostname = found.get(b"hostname", b"").decode()
+    try:
+        pid = int(found.get(b"pid", b"0"))
+    except ValueError:
+        pid = 0
+    if hostname == socket.gethostname() and (pid == os.getpid() or not _is_alive(pid)):
+        stale = worker_class.find_by_key(key, connection=connection, serializer=JSONSerializer)
+        if stale is not None:
+            stale.register_death()
+        connection.delete(key)
+        log.info("worker %s: cleaned the registration its lost process %s left", name, pid)
+        return name
+    return f"{name}-{os.getpid()}"
+
+
+def _wait_for_redis(connection: Redis, stop: threading.Event) -> bool:
+    """Ping Redis with a growing pause until it answers (True) or a stop is asked (False)."""
+    wait = RECONNECT_FIRST
+    while not stop.is_set():
+        try:
+            connection.ping()
+            return True
+        except RedisError as error:
+            log.warning("Redis cannot be reached (%s); trying again in %.0f s", error, wait)
+        stop.wait(wait)
+        wait = min(wait * 2, RECONNECT_MAX)
+    return False
+
+
+def work_until_stopped(make_worker: Any, connection: Redis, log_level: str) -> None:
+    """Run RQ's work loop; when Redis goes away, wait for it and start the loop again.
+
+    RQ's loop gives up on a Redis error (`python -m workers` then exited and stayed down).
+    Only SIGTERM or SIGINT ends this one. The rows a job was sending are not at risk: their
+    claim lives in the database with its own heartbeat (campaign.services.sending).
+    """
+    stop = threading.Event()
+    while True:
+        worker = None
+        try:
+            worker = make_worker()
+            worker.work(logging_level=log_level)
+        except (RedisConnectionError, RedisTimeoutError) as error:
+            log.warning("the worker lost Redis (%s)", error)
+        if (worker is not None and worker._stop_requested) or stop.is_set():
+            return
+        # RQ's handlers stay installed after its loop; ours just end the wait.
+        previous = {
+            number: signal.signal(number, lambda *_args: stop.set())
+            for number in (signal.SIGTERM, signal.SIGINT)
+        }
+        try:
+            # A short pause even when Redis answers: RQ's loop may have quit for another
+            # reason, and must not be restarted in a tight loop.
+            stop.wait(RECONNECT_FIRST)
+            if not _wait_for_redis(connection, stop):
+                return
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+        log.warning("Redis answers again; the worker goes back to work")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,16 +162,23 @@ def main(argv: list[str] | None = None) -> int:
         os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
         connection = get_redis()
         queue = get_queue()
-        worker_class = SimpleWorker if args.simple else Worker
-        worker = worker_class(
-            [queue], connection=connection, serializer=JSONSerializer, name=args.name
-        )
+        worker_class: Any = SimpleWorker if args.simple else Worker
+
+        def make_worker() -> Any:
+            return worker_class(
+                [queue],
+                connection=connection,
+                serializer=JSONSerializer,
+                name=free_name(connection, args.name, worker_class),
+            )
+
         if args.burst:
+            worker = make_worker()
             try:
                 reconcile()
             except Exception:
                 # The queue may still hold work; the next worker's reconcile catches up.
-                logging.getLogger("workers").exception("the start-up reconcile failed")
+                log.exception("the start-up reconcile failed")
             worker.work(burst=True, logging_level=args.log_level)
             return 0
         reconciler = Reconciler(app, reconcile)
@@ -88,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         scheduler.start()
         try:
-            worker.work(logging_level=args.log_level)
+            work_until_stopped(make_worker, connection, args.log_level)
         finally:
             reconciler.stop()
             inbox_poller.stop()

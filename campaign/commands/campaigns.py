@@ -26,6 +26,7 @@ def register(app: Flask) -> None:
         pause_command,
         resume_command,
         cancel_command,
+        retry_command,
         status_command,
         worker_command,
         add_smtp_account_command,
@@ -217,13 +218,21 @@ def send_command(campaign_id: int, override: bool) -> None:
         return
     check = campaigns.check_campaign(campaign)
     if check.errors:
-        _fail(
-            _(
-                "campaign %(id)s cannot be launched: %(reasons)s",
-                id=campaign.id,
-                reasons="; ".join(check.errors),
-            )
+        refusal = _(
+            "campaign %(id)s cannot be launched: %(reasons)s",
+            id=campaign.id,
+            reasons="; ".join(check.errors),
         )
+        if check.address_errors:
+            # A second terminal beside `scripts/run` without its CAMPAIGN_DEBUG (README).
+            refusal += "\n" + _(
+                "`campaign dev` shows these as warnings, so that the demo can send to its own "
+                "mailbox. If this terminal works on the development instance beside "
+                "`scripts/run`, run `export CAMPAIGN_DEBUG=true` in it first; a real "
+                "installation needs a sender at its own domain and CAMPAIGN_PUBLIC_URL set to "
+                "its https:// address."
+            )
+        _fail(refusal)
     statement = db.session.get(Statement, campaign.statement_id)
     report = presend.check_audience(
         statement,
@@ -322,6 +331,33 @@ def resume_command(campaign_id: int) -> None:
 def cancel_command(campaign_id: int) -> None:
     """Stop CAMPAIGN_ID for good: recipients not yet written to are marked cancelled."""
     _change(campaign_id, "cancel")
+
+
+@click.command("retry")
+@click.argument("campaign_id", type=int)
+def retry_command(campaign_id: int) -> None:
+    """Try CAMPAIGN_ID's deferred and in-doubt letters again now, not at their next attempt.
+
+    In-doubt letters keep their Message-ID and stay counted as possible duplicates. The
+    campaign must be sending (resume a paused one first).
+    """
+    from campaign.extensions import db
+    from campaign.services import campaigns
+
+    campaign = _campaign(campaign_id)
+    try:
+        count = campaigns.retry_now(campaign)
+    except campaigns.CampaignError as error:
+        _fail(str(error.message))
+    db.session.commit()
+    click.echo(
+        ngettext(
+            "campaign %(id)s: %(num)d deferred or in-doubt letter queued to be tried again now",
+            "campaign %(id)s: %(num)d deferred or in-doubt letters queued to be tried again now",
+            count,
+            id=campaign_id,
+        )
+    )
 
 
 @click.command("status")

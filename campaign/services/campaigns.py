@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -13,7 +14,8 @@ from typing import Any
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_ngettext
-from sqlalchemy import Select, false, func, insert, select, update
+from redis.exceptions import RedisError
+from sqlalchemy import Select, and_, case, false, func, insert, or_, select, update
 
 from campaign.extensions import db
 from campaign.mail import MessageError, check_header_value, make_message_id, message_id_domain
@@ -29,12 +31,15 @@ from campaign.models import (
     Suppression,
     User,
 )
-from campaign.queue import enqueue_after_commit
-from campaign.scheduling.stored_text import Said, Text, joined, labelled, said
+from campaign.queue import enqueue_after_commit, get_redis
+from campaign.scheduling.stored_text import Said, Text, english, joined, labelled, said
 from campaign.services import statements
 from campaign.services.audiences import find_audience
 from campaign.services.audit import record_event
+from campaign.services.presend import launch_address_problems
 from campaign.tracking.links import base_url_problem
+
+log = logging.getLogger(__name__)
 
 SEND_JOB = "workers.jobs.send_batch"
 # Launch queues at most this many send jobs at once; the reconciler tops up the rest.
@@ -94,6 +99,8 @@ class CampaignCheck:
     errors: list[Said] = field(default_factory=list)
     warnings: list[Said] = field(default_factory=list)
     count: AudienceCount = AudienceCount(0, 0)
+    # Among the errors, addresses `campaign dev` would only warn about (decision 0037).
+    address_errors: bool = False
 
 
 # --- audience ----------------------------------------------------------------------------
@@ -317,12 +324,26 @@ def check_campaign(campaign: Campaign) -> CampaignCheck:
     statement = db.session.get(Statement, campaign.statement_id)
     if statement is None or not statement.texts:
         check.errors.append(said(_l("Statement: it has no text to send")))
+    tracking_problem = ""
     if campaign.is_open_tracking or campaign.is_click_tracking:
-        problem = base_url_problem(
+        tracking_problem = base_url_problem(
             str(current_app.config.get("PUBLIC_URL") or ""), debug=current_app.debug
         )
-        if problem:
-            check.errors.append(said(_l("Tracking: %(problem)s", problem=problem)))
+        if tracking_problem:
+            check.errors.append(said(_l("Tracking: %(problem)s", problem=tracking_problem)))
+    # Addresses the internet cannot use: errors outside debug, warnings in `campaign dev`.
+    address_problems = launch_address_problems(
+        campaign.from_address,
+        settings=dict(current_app.config),
+        links_here=not tracking_problem
+        and (
+            campaign.has_list_unsubscribe or campaign.is_open_tracking or campaign.is_click_tracking
+        ),
+    )
+    (check.warnings if current_app.debug else check.errors).extend(
+        said(problem) for problem in address_problems
+    )
+    check.address_errors = bool(address_problems) and not current_app.debug
     account = campaign.smtp_account
     login = account.username if account else str(current_app.config["MAIL_USERNAME"])
     if "@" in login and _domain(campaign.from_address) != login.rpartition("@")[2].lower():
@@ -334,20 +355,6 @@ def check_campaign(campaign: Campaign) -> CampaignCheck:
                     "providers may mark them as spam (SPF/DMARC)",
                     domain=_domain(campaign.from_address),
                     account_domain=login.rpartition("@")[2],
-                )
-            )
-        )
-    if (
-        campaign.has_list_unsubscribe
-        and not current_app.debug
-        and not str(current_app.config.get("PUBLIC_URL") or "").strip()
-    ):
-        check.warnings.append(
-            said(
-                _l(
-                    "Unsubscribe: CAMPAIGN_PUBLIC_URL is not set, so the unsubscribe links in "
-                    "the letters would point at this machine's development address; set it to "
-                    "this app's public https:// address"
                 )
             )
         )
@@ -520,6 +527,28 @@ def enqueue_send_jobs(campaign_id: int, deliveries: int) -> int:
 # --- pause, resume, cancel ----------------------------------------------------------------
 
 
+def stop_flag_key(campaign_id: int) -> str:
+    """The Redis key that tells running batches to stop (pause, cancel) before their next letter."""
+    return f"campaign:{current_app.config['QUEUE_NAME']}:campaign:{campaign_id}:stop"
+
+
+def _raise_stop_flag(campaign_id: int, status: str) -> None:
+    # Only batches already running read it, and none outlives its job's timeout. If Redis is
+    # away the batches still find the new status in the database, within a second.
+    expiry = max(3600, 2 * int(current_app.config["SEND_LEASE_SECONDS"]))
+    try:
+        get_redis().set(stop_flag_key(campaign_id), status, ex=expiry)
+    except RedisError as error:
+        log.warning("campaign %s: the stop flag could not be raised (%s)", campaign_id, error)
+
+
+def _lower_stop_flag(campaign_id: int) -> None:
+    try:
+        get_redis().delete(stop_flag_key(campaign_id))
+    except RedisError as error:
+        log.warning("campaign %s: the stop flag could not be lowered (%s)", campaign_id, error)
+
+
 def _set_status(
     campaign: Campaign,
     allowed: Iterable[CampaignStatus],
@@ -537,7 +566,8 @@ def _set_status(
         target_type="campaign",
         target_id=campaign.id,
         actor=actor,
-        detail={"reason": reason} if reason else None,
+        # The audit log keeps words: a reason stored as a message (stored_text) in English.
+        detail={"reason": english(reason)} if reason else None,
     )
     db.session.flush()
     return True
@@ -547,9 +577,12 @@ def pause_campaign(
     campaign: Campaign, *, reason: str = PAUSED_BY_STAFF, actor: User | None = None
 ) -> bool:
     """Stop sending after the messages in flight; False if the campaign was not sending."""
-    return _set_status(
+    if not _set_status(
         campaign, [CampaignStatus.SENDING], CampaignStatus.PAUSED, "pause", reason, actor
-    )
+    ):
+        return False
+    _raise_stop_flag(campaign.id, CampaignStatus.PAUSED.value)
+    return True
 
 
 def resume_campaign(campaign: Campaign, *, actor: User | None = None) -> bool:
@@ -558,6 +591,7 @@ def resume_campaign(campaign: Campaign, *, actor: User | None = None) -> bool:
         campaign, [CampaignStatus.PAUSED], CampaignStatus.SENDING, "resume", "", actor
     ):
         return False
+    _lower_stop_flag(campaign.id)
     remaining = (
         db.session.scalar(
             select(func.count())
@@ -589,14 +623,21 @@ def cancel_campaign(campaign: Campaign, *, actor: User | None = None) -> bool:
         actor,
     ):
         return False
+    _raise_stop_flag(campaign.id, CampaignStatus.CANCELLED.value)
+    # A row that may already have reached the server stays in doubt (reason "cancelled"):
+    # cancelling stops what has not gone, it does not unsay what may have.
     db.session.execute(
         update(Delivery)
         .where(
             Delivery.campaign_id == campaign.id,
             Delivery.status.in_([s.value for s in CLAIMABLE]),
+            Delivery.reason == "",
         )
         .values(
-            status=DeliveryStatus.CANCELLED.value, reason="cancelled", updated_at=datetime.now(UTC)
+            status=unless_gone(DeliveryStatus.CANCELLED.value),
+            reason="cancelled",
+            next_attempt_at=None,
+            updated_at=datetime.now(UTC),
         )
     )
     campaign.finished_at = datetime.now(UTC)
@@ -604,7 +645,78 @@ def cancel_campaign(campaign: Campaign, *, actor: User | None = None) -> bool:
     return True
 
 
+def retry_now(campaign: Campaign, *, actor: User | None = None) -> int:
+    """Make the campaign's deferred and in-doubt rows due now; return how many.
+
+    Only a sending campaign (a paused one retries them at its resume, a finished or cancelled
+    one has nothing left to try). In-doubt rows keep their Message-ID and stay counted as
+    possible duplicates. Audited.
+    """
+    if campaign.status != CampaignStatus.SENDING.value:
+        raise CampaignError(
+            _l("Only a campaign that is sending can retry its letters now; resume it first.")
+            if campaign.status == CampaignStatus.PAUSED.value
+            else _l("This campaign is not sending: it has no letters to retry.")
+        )
+    now = datetime.now(UTC)
+    result = db.session.execute(
+        update(Delivery)
+        .where(
+            Delivery.campaign_id == campaign.id,
+            Delivery.status.in_([DeliveryStatus.DEFERRED.value, DeliveryStatus.IN_DOUBT.value]),
+            Delivery.reason == "",
+            Delivery.next_attempt_at > now,
+        )
+        .values(next_attempt_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    count = int(getattr(result, "rowcount", 0) or 0)
+    record_event(
+        "campaign.retry",
+        target_type="campaign",
+        target_id=campaign.id,
+        actor=actor,
+        detail={"rows": count},
+    )
+    if count:
+        enqueue_send_jobs(campaign.id, count)
+    db.session.flush()
+    return count
+
+
 # --- where it stands ---------------------------------------------------------------------
+
+
+def is_open() -> Any:
+    """SQL: the row is still someone's work (claimable, being sent, or in doubt and retried).
+
+    An in-doubt row with a reason is final: it may have reached the server, and will not be
+    tried again (the campaign was cancelled, the give-up time passed, ...; decision 0035).
+    """
+    return or_(
+        Delivery.status.in_(
+            [
+                DeliveryStatus.QUEUED.value,
+                DeliveryStatus.DEFERRED.value,
+                DeliveryStatus.SENDING.value,
+            ]
+        ),
+        and_(Delivery.status == DeliveryStatus.IN_DOUBT.value, Delivery.reason == ""),
+    )
+
+
+def may_have_gone() -> Any:
+    """SQL: a try of this row may have reached the server (its outcome was never known)."""
+    return or_(Delivery.possible_duplicates > 0, Delivery.status == DeliveryStatus.IN_DOUBT.value)
+
+
+def unless_gone(status: str) -> Any:
+    """SQL for a row's new status: `status`, but in_doubt for a row that may have gone.
+
+    Whatever happens to a row later (cancelled, suppressed, refused, given up, handed back),
+    "possibly delivered" is never written over: the ledger must not say less than the truth.
+    """
+    return case((may_have_gone(), DeliveryStatus.IN_DOUBT.value), else_=status)
 
 
 def status_counts(campaign_id: int) -> dict[str, int]:

@@ -152,6 +152,20 @@ def funnel(campaign_id: int) -> Funnel:
         .where(_letters(campaign_id), _sent())
     ).one()
     sent, hard, soft, replied, auto, opened, clicked = (int(value or 0) for value in row)
+    # Letters whose outcome nobody knows (the connection was lost after the message, or
+    # the worker died with it in flight): possibly delivered, so never counted as not sent.
+    in_doubt = int(
+        db.session.scalar(
+            select(_count_if(literal(True)))
+            .select_from(Delivery)
+            .where(
+                _letters(campaign_id),
+                Delivery.status == DeliveryStatus.IN_DOUBT.value,
+                ~_sent(),
+            )
+        )
+        or 0
+    )
     figures = [
         ("sent", _("Sent"), sent),
         ("delivered", _("Delivered (no bounce reported)"), sent - hard - soft),
@@ -160,6 +174,11 @@ def funnel(campaign_id: int) -> Funnel:
         ("replied", _("Replied in person"), replied),
         ("auto_replied", _("Auto-replied (out of office; not a reply)"), auto),
     ]
+    if in_doubt:
+        # Shown only when there are any, after "sent": they are not part of its funnel.
+        figures.insert(
+            1, ("in_doubt", _("In doubt (possibly delivered, not counted as sent)"), in_doubt)
+        )
     if campaign.is_open_tracking:
         figures.append(("opened", _("Opened (at least; images are often blocked)"), opened))
     if campaign.is_click_tracking:

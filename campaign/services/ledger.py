@@ -21,7 +21,7 @@ from campaign.extensions import db
 from campaign.labels import label
 from campaign.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus
 from campaign.scheduling.stored_text import read
-from campaign.services.campaigns import status_counts
+from campaign.services.campaigns import is_open, status_counts
 from campaign.services.paging import Page, clamp_page, offset_of
 
 # The current rate is measured over this window: long enough to smooth a batch's burst,
@@ -29,13 +29,6 @@ from campaign.services.paging import Page, clamp_page, offset_of
 RATE_WINDOW_SECONDS = 30
 PER_PAGE = 50
 
-# Not yet at a final status: still to be written to.
-REMAINING = (
-    DeliveryStatus.QUEUED,
-    DeliveryStatus.SENDING,
-    DeliveryStatus.DEFERRED,
-    DeliveryStatus.IN_DOUBT,
-)
 ENDED = (CampaignStatus.FINISHED, CampaignStatus.CANCELLED)
 
 
@@ -126,7 +119,16 @@ def campaign_progress(campaign: Campaign, *, now: datetime | None = None) -> Pro
         # Dividing the first seconds' letters by the whole window would understate the pace.
         window = min(window, max(1.0, (now - campaign.launched_at).total_seconds()))
     counts = status_counts(campaign.id)
-    remaining = sum(counts[s.value] for s in REMAINING)
+    # In-doubt rows that will not be tried again (cancelled, given up) are done: they count
+    # as "in doubt (possibly delivered)", not as remaining.
+    remaining = int(
+        db.session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(Delivery.campaign_id == campaign.id, is_open())
+        )
+        or 0
+    )
     recent = (
         db.session.scalar(
             select(func.count())
@@ -269,6 +271,11 @@ def _missing_reason(delivery: Delivery) -> str:
         )
     if delivery.status == DeliveryStatus.SUPPRESSED.value:
         return _("Nothing was sent: this recipient is suppressed.")
+    if delivery.status == DeliveryStatus.IN_DOUBT.value:
+        return _(
+            "The mail server may have received this message: the connection was lost before "
+            "it answered, so nobody knows. Nothing was kept, since no server confirmed it."
+        )
     if delivery.status == DeliveryStatus.CANCELLED.value:
         return _("Nothing was sent: this recipient is cancelled.")
     if delivery.status in (DeliveryStatus.FAILED.value, DeliveryStatus.BOUNCED.value):

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import threading
 import time
 import uuid
 import zlib
@@ -22,8 +23,12 @@ from types import SimpleNamespace
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, exists, func, or_, select, update
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
+from redis.exceptions import RedisError
+from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
 
+from campaign import tls
 from campaign.extensions import db
 from campaign.inbound.reply_token import reply_address
 from campaign.letters.letter import LetterSource, letter_source
@@ -46,8 +51,17 @@ from campaign.rate_limit import (
     RateLimiter,
     pace_interval,
 )
+from campaign.scheduling import stored_text
 from campaign.secret_box import SecretUnreadable
-from campaign.services.campaigns import SEND_JOB, enqueue_send_jobs, pause_campaign
+from campaign.services import presend
+from campaign.services.campaigns import (
+    SEND_JOB,
+    enqueue_send_jobs,
+    is_open,
+    pause_campaign,
+    stop_flag_key,
+    unless_gone,
+)
 from campaign.services.cases import cases_context
 from campaign.services.letters import compose_letter
 from campaign.services.smtp_accounts import SmtpSettings, settings_for
@@ -65,9 +79,9 @@ BACKOFF_JITTER = 0.2
 # How often a batch looks again at the campaign's status and the suppression list.
 RECHECK_SECONDS = 1.0
 RECHECK_MESSAGES = 50
-# Rows that are still someone's work (the campaign is not finished while any remain).
-OPEN_STATUSES = (*(s.value for s in CLAIMABLE), DeliveryStatus.SENDING.value)
 _CLAIMABLE = [s.value for s in CLAIMABLE]
+# A claim's lease lasts this many heartbeats; the worker renews it every heartbeat.
+LEASE_HEARTBEATS = 4
 
 
 @dataclass
@@ -133,6 +147,11 @@ def batch_size(settings: SmtpSettings) -> int:
     return size
 
 
+def claim_lease_seconds() -> int:
+    """How long a claim holds without its heartbeat: a lost worker's rows come back after it."""
+    return max(1, _config("SEND_HEARTBEAT_SECONDS")) * LEASE_HEARTBEATS
+
+
 def _key_prefix() -> str:
     return f"campaign:{current_app.config['QUEUE_NAME']}"
 
@@ -172,7 +191,7 @@ def claim_deliveries(campaign_id: int, claim_id: str, limit: int) -> list[int]:
         .values(
             status=DeliveryStatus.SENDING.value,
             claimed_by=claim_id,
-            lease_until=now + timedelta(seconds=_config("SEND_LEASE_SECONDS")),
+            lease_until=now + timedelta(seconds=claim_lease_seconds()),
             updated_at=now,
         )
         .execution_options(synchronize_session=False)
@@ -191,9 +210,12 @@ def _held(claim_id: str) -> Any:
 
 
 def _release(claim_id: str, *, status: str, note: str, next_attempt_at: datetime | None) -> int:
-    """Hand back the rows still held by this claim (unsent: attempts unchanged)."""
+    """Hand back the rows still held by this claim (unsent: attempts unchanged).
+
+    A row that may already have reached the server on an earlier try stays in doubt.
+    """
     values: dict[str, Any] = {
-        "status": status,
+        "status": unless_gone(status),
         "lease_until": None,
         "claimed_by": "",
         "updated_at": _now(),
@@ -202,6 +224,7 @@ def _release(claim_id: str, *, status: str, note: str, next_attempt_at: datetime
         values["next_attempt_at"] = next_attempt_at
     if status == DeliveryStatus.CANCELLED:
         values["reason"] = "cancelled"
+        values["next_attempt_at"] = None
     if note:
         values["last_reply"] = note
     result = db.session.execute(
@@ -213,16 +236,83 @@ def _release(claim_id: str, *, status: str, note: str, next_attempt_at: datetime
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _renew_leases(claim_id: str) -> None:
-    db.session.execute(
-        update(Delivery)
-        .where(_held(claim_id))
-        .values(lease_until=_now() + timedelta(seconds=_config("SEND_LEASE_SECONDS")))
-        .execution_options(synchronize_session=False)
-    )
+class LeaseKeeper:
+    """The claim's heartbeat: a thread renews the lease of the rows a batch holds.
+
+    The lease is short (SEND_HEARTBEAT_SECONDS x LEASE_HEARTBEATS), so the rows of a worker
+    that died come back within a minute, however long a batch or one slow message takes. The
+    database is the truth: the batch sends only while the last renewal it saw still holds
+    with a heartbeat to spare; a worker that cannot reach the database (or whose rows were
+    taken back) stops instead of sending on a lease that has run out.
+    """
+
+    def __init__(self, app: Any, claim_id: str) -> None:
+        self.engine = db.engine
+        self.claim_id = claim_id
+        self.heartbeat = max(1, int(app.config["SEND_HEARTBEAT_SECONDS"]))
+        self.lease = self.heartbeat * LEASE_HEARTBEATS
+        # The claim itself set a full lease just now.
+        self.good_until = time.monotonic() + self.lease - self.heartbeat
+        self.is_lost = False
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, name=f"lease-{claim_id[-8:]}", daemon=True
+        )
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=self.heartbeat * 2)
+
+    def holds(self) -> bool:
+        """Whether the batch may still send: its lease holds, with a heartbeat to spare."""
+        return not self.is_lost and time.monotonic() < self.good_until
+
+    def renew(self) -> None:
+        started = time.monotonic()
+        now = _now()
+        # SKIP LOCKED: the row the batch is recording right now is leaving `sending` anyway;
+        # waiting for it could deadlock with the batch's own transaction (PostgreSQL).
+        held = (
+            select(Delivery.id)
+            .where(_held(self.claim_id))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(Delivery)
+                .where(Delivery.id.in_(held), _held(self.claim_id))
+                .values(lease_until=now + timedelta(seconds=self.lease))
+            )
+            renewed = int(getattr(result, "rowcount", 0) or 0)
+        if renewed:
+            self.good_until = started + self.lease - self.heartbeat
+        else:
+            # Nothing held any more: all recorded, or taken back by the reconciler.
+            self.is_lost = True
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self.heartbeat):
+            try:
+                self.renew()
+            except Exception:
+                # The database is away: the lease is not renewed, and holds() says so in time.
+                log.warning(
+                    "claim %s: the lease could not be renewed", self.claim_id, exc_info=True
+                )
 
 
-_RECORD_STATEMENTS: dict[tuple[frozenset[str], bool], Any] = {}
+_RECORD_STATEMENTS: dict[tuple[frozenset[str], bool, bool], Any] = {}
+# Outcomes that end a row, and that a row which may already have gone keeps as in_doubt.
+_FINAL_UNLESS_GONE = (
+    DeliveryStatus.FAILED.value,
+    DeliveryStatus.SUPPRESSED.value,
+    DeliveryStatus.CANCELLED.value,
+)
 
 
 def _record(row: _Row, claim_id: str, *, bump_duplicates: bool = False, **values: Any) -> None:
@@ -234,13 +324,30 @@ def _record(row: _Row, claim_id: str, *, bump_duplicates: bool = False, **values
     """
     values.setdefault("lease_until", None)
     values["updated_at"] = _now()
-    key = (frozenset(values), bump_duplicates)
+    status = values.get("status")
+    if status in _FINAL_UNLESS_GONE:
+        values.setdefault("next_attempt_at", None)  # never claimed again, in doubt or not
+    keeps_doubt = status in _FINAL_UNLESS_GONE or status == DeliveryStatus.DEFERRED
+    key = (frozenset(values), bump_duplicates, keeps_doubt)
     statement = _RECORD_STATEMENTS.get(key)
     if statement is None:
         table = Delivery.__table__
         assigns: dict[str, Any] = {
             name: bindparam(f"v_{name}", type_=table.c[name].type) for name in values
         }
+        if keeps_doubt:
+            # A row that may have reached the server earlier stays in doubt (with the reason
+            # it stopped, when it stops): the ledger never says less than the truth.
+            assigns["status"] = case(
+                (
+                    or_(
+                        table.c.possible_duplicates > 0,
+                        table.c.status == DeliveryStatus.IN_DOUBT.value,
+                    ),
+                    DeliveryStatus.IN_DOUBT.value,
+                ),
+                else_=assigns["status"],
+            )
         if bump_duplicates:
             assigns["possible_duplicates"] = table.c.possible_duplicates + 1
         statement = (
@@ -284,6 +391,7 @@ class _Batch:
     cases: list[dict[str, Any]] = field(default_factory=list)
     errors_in_a_row: int = 0
     last_error: str = ""
+    keeper: LeaseKeeper | None = None
 
 
 def _suppressed_keys(rows: Sequence[_Row]) -> set[str]:
@@ -360,6 +468,14 @@ def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> 
         commit()
         result.stopped = reason
         return result
+    # The launch checked the web app's addresses; the letters use this worker's (0037).
+    unfit = presend.worker_pause_reason(campaign)
+    if unfit is not None:
+        pause_campaign(campaign, reason=stored_text.dump(unfit))
+        log.warning("campaign %s paused: %s", campaign_id, unfit)
+        commit()
+        result.stopped = str(unfit)
+        return result
     claim_id = f"{worker[:60]}:{uuid.uuid4().hex[:16]}"
     ids = claim_deliveries(campaign_id, claim_id, batch_size(settings))
     commit()
@@ -420,11 +536,22 @@ def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> 
     # calls a batch), so small batches pause a campaign on a broken server too.
     errors_key = f"{_key_prefix()}:campaign:{campaign_id}:errors-in-a-row"
     redis = get_redis()
-    batch.errors_in_a_row = int(redis.get(errors_key) or 0)
-    try:
-        _run(batch, rows, contacts)
-    finally:
-        redis.set(errors_key, batch.errors_in_a_row, ex=86_400)
+    with LeaseKeeper(current_app, claim_id) as keeper:
+        batch.keeper = keeper
+        try:
+            batch.errors_in_a_row = int(redis.get(errors_key) or 0)
+            _run(batch, rows, contacts)
+            redis.set(errors_key, batch.errors_in_a_row, ex=86_400)
+        except RedisError as error:
+            # Redis went away (the limits and flags live there): nothing more is sent; the rows
+            # not yet written to go back to the ledger at once, for the next job.
+            db.session.rollback()
+            result.released += _release(
+                claim_id, status=DeliveryStatus.QUEUED.value, note="", next_attempt_at=None
+            )
+            result.stopped = f"Redis could not be reached ({type(error).__name__})"
+            log.warning("campaign %s: %s; the batch's rows go back", campaign_id, result.stopped)
+            commit()
     result.has_more = has_due_rows(campaign_id)
     if not result.has_more:
         result.finished = finish_if_done(campaign_id)
@@ -477,7 +604,7 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
         ttl=max(60.0, 3.0 * batch.settings.timeout),
         holder=batch.claim_id,
     )
-    started = last_check = last_renew = time.monotonic()
+    started = last_check = time.monotonic()
     if not semaphore.acquire(timeout=lease / 4):
         result.released += _release(
             batch.claim_id,
@@ -503,9 +630,9 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
                     stop_list = _read_stop_list(batch.campaign_id, rows[index:])
                     semaphore.renew()
                     last_check, since_check = clock, 0
-                if clock - last_renew >= lease / 3:
-                    _renew_leases(batch.claim_id)
-                    last_renew = clock
+                if batch.keeper is not None and not batch.keeper.holds():
+                    _stop_lease_lost(batch)
+                    return
                 if clock - started >= lease / 2:
                     # Stay well inside the lease and the job's timeout; another job goes on.
                     result.released += _release(
@@ -522,6 +649,36 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
                     return
     finally:
         semaphore.release()
+
+
+def _stop_lease_lost(batch: _Batch) -> None:
+    # Whatever is still ours goes back; if the database is away this fails too, and the
+    # reconciler takes the rows back when their lease runs out.
+    with contextlib.suppress(Exception):
+        batch.result.released += _release(
+            batch.claim_id, status=DeliveryStatus.QUEUED.value, note="", next_attempt_at=None
+        )
+        batch.commit()
+    batch.result.stopped = "the claim's lease could not be renewed; the rows go back"
+    log.warning("campaign %s: %s", batch.campaign_id, batch.result.stopped)
+
+
+def _stop_requested(batch: _Batch) -> bool:
+    """Whether staff paused or cancelled the campaign: one Redis read, the database if in doubt.
+
+    Pause and cancel raise a flag in Redis (campaigns.stop_flag_key); the database stays the
+    truth, read only when the flag is up or cannot be read.
+    """
+    try:
+        if not get_redis().exists(stop_flag_key(batch.campaign_id)):
+            return False
+    except RedisError:
+        pass
+    status = _campaign_status(batch.campaign_id)
+    if status == CampaignStatus.SENDING:
+        return False
+    _stop_for_status(batch, status)
+    return True
 
 
 def _stop_for_status(batch: _Batch, status: str | None) -> None:
@@ -597,6 +754,10 @@ def _send_row(
         )
         result.stopped = str(limit)
         batch.commit()
+        return False
+    # Checked at the last moment, after the pace's wait: a pause stops every worker within
+    # the message each may have in flight.
+    if _stop_requested(batch):
         return False
     outcome = connection.send(batch.envelope_from, recipient, data, copies=copies)
     return _apply(batch, row, outcome, data, language)
@@ -753,8 +914,23 @@ def _apply(batch: _Batch, row: _Row, outcome: SendOutcome, data: bytes, language
             f"gave up after {attempts} attempts (the campaign retries for "
             f"{_hours(batch)} hours); last answer: {outcome.summary}"
         )[:2000]
-        _record(row, batch.claim_id, status=DeliveryStatus.FAILED.value, reason="expired", **common)
-        result.failed += 1
+        if outcome.kind == Outcome.IN_DOUBT:
+            # This last try may have arrived: in doubt for good, not failed.
+            _record(
+                row,
+                batch.claim_id,
+                status=DeliveryStatus.IN_DOUBT.value,
+                bump_duplicates=True,
+                reason="expired",
+                next_attempt_at=None,
+                **common,
+            )
+            result.in_doubt += 1
+        else:
+            _record(
+                row, batch.claim_id, status=DeliveryStatus.FAILED.value, reason="expired", **common
+            )
+            result.failed += 1
     else:
         _record(
             row,
@@ -768,10 +944,11 @@ def _apply(batch: _Batch, row: _Row, outcome: SendOutcome, data: bytes, language
     batch.last_error = outcome.summary
     threshold = _config("SEND_ERROR_THRESHOLD")
     if threshold and batch.errors_in_a_row >= threshold:
-        reason = (
-            f"paused after {batch.errors_in_a_row} messages in a row failed; the SMTP "
-            f"server's last answer was: {batch.last_error}. Check the server and the "
-            "account, then resume"
+        reason = _l(
+            "paused after %(count)s messages in a row failed; the SMTP server's last answer "
+            "was: %(answer)s. Check the server and the account, then resume",
+            count=batch.errors_in_a_row,
+            answer=batch.last_error,
         )
         _pause(batch, reason)
         return False
@@ -785,28 +962,31 @@ def _hours(batch: _Batch) -> int:
 
 
 def _pause_for_account(batch: _Batch, outcome: SendOutcome) -> None:
-    if outcome.phase == "tls":
-        reason = (
-            f"the SMTP server refused a secure connection ({outcome.summary}): check the "
-            "account's security setting (STARTTLS or SSL) and port"
-        )
-    else:
-        reason = (
-            f"the SMTP server refused the login ({outcome.summary}): check the account's "
-            "user name and password"
-        )
-    _pause(batch, reason)
+    if outcome.tls is not None:  # a certificate refused, no STARTTLS: words in campaign/tls.py
+        where = f"{batch.settings.host}:{batch.settings.port}"
+        _pause(batch, tls.campaign_paused(outcome.tls, where, outcome.reply))
+        return
+    # A lazy reason: stored as its message, read in each reader's language.
+    _pause(
+        batch,
+        _l(
+            "the SMTP server refused the login (%(answer)s): check the account's user name "
+            "and password",
+            answer=outcome.summary,
+        ),
+    )
 
 
-def _pause(batch: _Batch, reason: str) -> None:
+def _pause(batch: _Batch, reason: str | LazyString) -> None:
     batch.errors_in_a_row = 0  # a resumed campaign counts afresh
     campaign = db.session.get(Campaign, batch.campaign_id)
     if campaign is not None:
-        pause_campaign(campaign, reason=reason)
+        # A lazy reason is kept as its message, read later in each reader's language.
+        pause_campaign(campaign, reason=stored_text.dump(reason))
     batch.result.released += _release(
         batch.claim_id, status=DeliveryStatus.QUEUED.value, note="", next_attempt_at=None
     )
-    batch.result.stopped = reason
+    batch.result.stopped = str(reason)
     log.warning("campaign %s paused: %s", batch.campaign_id, reason)
     batch.commit()
 
@@ -858,11 +1038,7 @@ def due_count(campaign_id: int) -> int:
 
 def finish_if_done(campaign_id: int) -> bool:
     """Mark a sending campaign finished when none of its rows is left to send or retry."""
-    left = db.session.scalar(
-        select(
-            exists().where(Delivery.campaign_id == campaign_id, Delivery.status.in_(OPEN_STATUSES))
-        )
-    )
+    left = db.session.scalar(select(exists().where(Delivery.campaign_id == campaign_id, is_open())))
     if left:
         return False
     now = _now()
@@ -913,20 +1089,26 @@ def _expire_leases(report: ReconcileReport) -> None:
             Delivery.lease_until < now,
         )
         values: dict[str, Any] = {"lease_until": None, "updated_at": now, "next_attempt_at": now}
-        if campaign_status == CampaignStatus.CANCELLED:
-            values.update(status=DeliveryStatus.CANCELLED.value, reason="cancelled")
-            report.cancelled += 1
-        elif claim_id not in first_of_claim:
+        in_flight = claim_id not in first_of_claim
+        if in_flight:
             # A batch sends its rows in id order and commits each outcome, so of the rows
-            # it still held only the first can have been in flight when it was lost.
+            # it still held only the first can have been in flight when it was lost. It
+            # counts as a try: it may have been handed to the server.
             values.update(
                 status=DeliveryStatus.IN_DOUBT.value,
                 possible_duplicates=Delivery.possible_duplicates + 1,
+                attempts=Delivery.attempts + 1,
                 last_reply=IN_DOUBT_NOTE,
             )
             report.in_doubt += 1
         else:
-            values.update(status=DeliveryStatus.QUEUED.value, last_reply=LOST_NOTE)
+            values.update(status=unless_gone(DeliveryStatus.QUEUED.value), last_reply=LOST_NOTE)
+        if campaign_status == CampaignStatus.CANCELLED:
+            # Nothing more goes out; a row that may have gone stays in doubt, for good.
+            if not in_flight:
+                values["status"] = unless_gone(DeliveryStatus.CANCELLED.value)
+            values.update(reason="cancelled", next_attempt_at=None)
+            report.cancelled += 1
         first_of_claim.add(claim_id)
         report.requeued += 1
         db.session.execute(
@@ -946,11 +1128,17 @@ def _cancel_leftovers(report: ReconcileReport) -> None:
         update(Delivery)
         .where(
             Delivery.status.in_(_CLAIMABLE),
+            Delivery.reason == "",
             Delivery.campaign_id.in_(
                 select(Campaign.id).where(Campaign.status == CampaignStatus.CANCELLED)
             ),
         )
-        .values(status=DeliveryStatus.CANCELLED.value, reason="cancelled", updated_at=now)
+        .values(
+            status=unless_gone(DeliveryStatus.CANCELLED.value),
+            reason="cancelled",
+            next_attempt_at=None,
+            updated_at=now,
+        )
         .execution_options(synchronize_session=False)
     )
     report.cancelled += int(getattr(result, "rowcount", 0) or 0)

@@ -411,6 +411,27 @@ def resume(campaign_id: int) -> Any:
     return redirect(url_for("campaigns.show", campaign_id=campaign.id))
 
 
+@bp.route("/<int:campaign_id>/retry", methods=["POST"])
+@allow(Role.SENDER)
+def retry(campaign_id: int) -> Any:
+    campaign = db.get_or_404(Campaign, campaign_id)
+    try:
+        count = campaign_service.retry_now(campaign, actor=signed_in_user())
+    except campaign_service.CampaignError as error:
+        flash(str(error.message), "error")
+    else:
+        db.session.commit()
+        flash(
+            ngettext(
+                "%(num)d deferred or in-doubt letter is tried again now.",
+                "%(num)d deferred or in-doubt letters are tried again now.",
+                count,
+            ),
+            "success",
+        )
+    return redirect(url_for("campaigns.show", campaign_id=campaign.id))
+
+
 @bp.route("/<int:campaign_id>/cancel", methods=["GET", "POST"])
 @allow(Role.SENDER)
 def cancel(campaign_id: int) -> Any:

@@ -1,0 +1,108 @@
+"""Workers that survive: a lost worker's rows come back within a minute, a restarted unit is
+not refused for its name, and a Redis outage does not end the worker.
+
+Real `python -m workers` processes against SQLite, a private Redis server and the fault SMTP
+server (the scene of tests/test_sending_faults.py). Waits are bounded ceilings, not timings.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from rq import Worker
+
+from tests.test_sending_faults import PER_MESSAGE_STALL, Scene, _make_scene
+
+WAIT = 40.0  # seconds: a ceiling against a hung test
+
+
+@pytest.fixture
+def scene(tmp_path: Path, sqlite_template: Path) -> Iterator[Scene]:
+    database = tmp_path / "campaign.sqlite3"
+    shutil.copyfile(sqlite_template, database)
+    yield from _make_scene(tmp_path, f"sqlite:///{database}")
+
+
+def _wait(condition: Callable[[], bool], what: str, scene: Scene) -> None:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what} within {WAIT:.0f} s\n{scene.workers.log_tail()}")
+
+
+def _registered(scene: Scene) -> dict[str, int]:
+    """Names of the live RQ workers in Redis, with their process ids."""
+    with scene.redis.client() as connection:
+        return {w.name: int(w.pid or 0) for w in Worker.all(connection=connection)}
+
+
+def test_a_lost_claim_is_taken_back_after_its_heartbeat_and_a_live_one_is_kept(
+    scene: Scene,
+) -> None:
+    # The job may run for 600 s (SEND_LEASE_SECONDS), but a claim lives on its heartbeat:
+    # a worker that stops renewing it (killed) loses its rows after 4 heartbeats, not 600 s.
+    from datetime import UTC, datetime
+
+    from campaign.extensions import db
+    from campaign.services import sending
+
+    scene.app.config.update(SEND_LEASE_SECONDS=600, SEND_HEARTBEAT_SECONDS=1)
+    scene.seed(4)
+    scene.launch()
+    lost = sending.claim_deliveries(scene.campaign_id, "killed:1", 2)
+    live = sending.claim_deliveries(scene.campaign_id, "alive:1", 2)
+    db.session.commit()
+    with sending.LeaseKeeper(scene.app, "alive:1") as keeper:
+        deadline = time.monotonic() + WAIT
+        taken_back = 0
+        while time.monotonic() < deadline and not taken_back:
+            time.sleep(0.5)
+            taken_back = sending.reconcile(commit=db.session.commit).requeued
+        assert keeper.holds()
+    rows = {row.id: row for row in scene.deliveries()}
+    assert taken_back == 2
+    assert [rows[i].status for i in lost] == ["in_doubt", "queued"]
+    assert rows[lost[0]].attempts == 1, "the try possibly in flight counts"
+    assert all(rows[i].status == "sending" for i in live), "a renewed claim is kept"
+    assert all(rows[i].lease_until > datetime.now(UTC) for i in live)
+
+
+def test_a_worker_restarted_under_the_same_name_after_a_kill_starts_at_once(
+    scene: Scene,
+) -> None:
+    name = "host-1"  # what the unit's `--name %H-%i` gives, again after the restart
+    first = scene.workers.start(name=name)
+    _wait(lambda: name in _registered(scene), "the first worker did not register", scene)
+    scene.workers.kill(first)
+    second = scene.workers.start(name=name)
+    _wait(
+        lambda: _registered(scene).get(name) == second.pid,
+        "the restarted worker did not register under its name",
+        scene,
+    )
+    time.sleep(1)
+    assert second.poll() is None, scene.workers.log_tail()
+
+
+def test_a_worker_waits_for_redis_to_come_back_and_carries_on(scene: Scene) -> None:
+    worker = scene.workers.start(name="outage-1")
+    _wait(lambda: "outage-1" in _registered(scene), "the worker did not register", scene)
+    scene.redis.kill()
+    time.sleep(3)
+    assert worker.poll() is None, "the worker must not exit while Redis is away"
+    scene.redis.start()
+    _wait(lambda: "outage-1" in _registered(scene), "the worker did not come back", scene)
+
+    scene.seed(20)
+    scene.smtp.stall(PER_MESSAGE_STALL, stage="data", times=None)
+    scene.launch()
+    _wait(lambda: scene.finished(), "the campaign did not finish", scene)
+    assert worker.poll() is None, scene.workers.log_tail()
+    assert scene.workers.unexpected_exits == 0
+    scene.assert_everyone_written_to_once(extra_copies_allowed=0)
