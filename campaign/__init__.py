@@ -17,7 +17,7 @@ from campaign.extensions import csrf, db, login_manager, migrate
 # Not bound as `mail`: in this package that name is the campaign.mail module.
 from campaign.extensions import mail as mail_extension
 from campaign.i18n import init_babel
-from campaign.log_redaction import install_werkzeug_filter
+from campaign.log_redaction import install_log_redaction
 
 
 def create_app(overrides: dict[str, Any] | None = None) -> Flask:
@@ -61,7 +61,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-HSTS = "max-age=31536000; includeSubDomains"
+HSTS = "max-age=31536000"
 
 
 def _install_hsts(app: Flask, config: Config) -> None:
@@ -69,12 +69,13 @@ def _install_hsts(app: Flask, config: Config) -> None:
     the public address is https; browsers ignore it on a plain-HTTP answer (RFC 6797)."""
     if not config.PUBLIC_URL.strip().lower().startswith("https://"):
         return
+    value = HSTS + ("; includeSubDomains" if config.HSTS_INCLUDE_SUBDOMAINS else "")
     inner = app.wsgi_app
 
     def with_hsts(environ: Any, start_response: Any) -> Any:
         def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             if not any(name.lower() == "strict-transport-security" for name, _ in headers):
-                headers.append(("Strict-Transport-Security", HSTS))
+                headers.append(("Strict-Transport-Security", value))
             return start_response(status, headers, exc_info)
 
         return inner(environ, start)
@@ -161,5 +162,6 @@ def _register_cli(app: Flask) -> None:
 def _quiet_secret_logging(app: Flask) -> None:
     # SQL echo would print password hashes and TOTP secrets; keep it off whatever the level.
     logging.getLogger("sqlalchemy.engine").setLevel(logging.WARNING)
-    # The dev server's request log would keep unsubscribe, sign-on and feed tokens.
-    install_werkzeug_filter()
+    # The dev server's request log and Flask's error log would keep unsubscribe, sign-on,
+    # reset and feed tokens.
+    install_log_redaction(app.logger)

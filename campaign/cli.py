@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import FlaskGroup, NoAppException, with_appcontext
 
 from campaign.config import ConfigError
@@ -36,9 +36,15 @@ def _create_app() -> Flask:
         # Help only lists the commands: nothing is signed, read or sent, so an app with a
         # throwaway key shows them on a machine not configured yet.
         try:
-            return create_app({"SECRET_KEY": secrets.token_hex(32)})
+            app = create_app({"SECRET_KEY": secrets.token_hex(32)})
         except ConfigError:
             raise NoAppException(str(error)) from None  # Flask prints it without a traceback
+        # Should a command still run with it (an option whose value is "--help"), it refuses.
+        app.config[_HELP_ONLY] = str(error)
+        return app
+
+
+_HELP_ONLY = "CAMPAIGN_HELP_ONLY"
 
 
 class CampaignGroup(FlaskGroup):
@@ -59,6 +65,23 @@ class CampaignGroup(FlaskGroup):
         finally:
             _LISTING.reset(listing)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # `campaign send --help`, `campaign db upgrade --help`: the command only prints its
+        # help and exits while its arguments are parsed, so it is looked up as for a listing.
+        own = args[1 : args.index("--")] if "--" in args else args[1:]
+        if not any(arg in _HELP_OPTIONS for arg in own):
+            return super().resolve_command(ctx, args)
+        listing = _LISTING.set(True)
+        try:
+            return super().resolve_command(ctx, args)
+        finally:
+            _LISTING.reset(listing)
+
+
+_HELP_OPTIONS = ("--help",)
+
 
 @click.group(
     cls=CampaignGroup,
@@ -75,6 +98,25 @@ def cli() -> None:
 from campaign.commands.dev import dev_command  # noqa: E402
 
 cli.add_command(dev_command)
+
+
+@cli.command("help", with_appcontext=False)
+@click.argument("names", nargs=-1)
+@click.pass_context
+def help_command(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Show the help of campaign, or of one command: campaign help send."""
+    listing = _LISTING.set(True)  # help runs nothing: no configuration needed
+    try:
+        target: click.Context = ctx.find_root()
+        for name in names:
+            command = target.command
+            found = command.get_command(target, name) if isinstance(command, click.Group) else None
+            if found is None:
+                raise click.UsageError(f"No such command {name!r}.", ctx)
+            target = click.Context(found, info_name=name, parent=target)
+        click.echo(target.get_help())
+    finally:
+        _LISTING.reset(listing)
 
 
 def main() -> None:
@@ -121,6 +163,9 @@ def _speaks_terminal_language(command: click.Command) -> None:
 def _in_terminal_language(callback: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(callback)
     def speaking(*args: Any, **kwargs: Any) -> Any:
+        refusal = current_app.config.get(_HELP_ONLY)
+        if refusal:
+            raise click.ClickException(refusal)
         use_reader_language(terminal_language())
         return callback(*args, **kwargs)
 

@@ -12,13 +12,16 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from campaign.log_redaction import REDACTED, redact, redact_query
+from campaign.log_redaction import REDACTED, add_filter, redact, redact_query
 
 # Behind nginx on the same machine; --bind and --workers on the command line override these.
 bind = "127.0.0.1:8000"
 workers = 4
 accesslog = "-"  # the journal, under systemd
 errorlog = "-"
+# Not debug: gunicorn's debug level logs every request's path (its pre_request hook). The
+# error log hides tokens at any level (RedactingLogger below), but info is what is shipped.
+loglevel = "info"
 # Files gunicorn itself creates (its worker heartbeat files) are the service's alone.
 umask = 0o077
 # Never log a cookie or a credential, even if a custom access_log_format names one.
@@ -26,7 +29,12 @@ _HIDDEN_HEADERS = ("{cookie}i", "{authorization}i", "{set-cookie}o", "{http_cook
 
 
 class RedactingLogger(Logger):  # type: ignore[misc]
-    """gunicorn's logger whose access-log atoms carry no secret token."""
+    """gunicorn's logger whose access-log atoms carry no secret token, and whose error log
+    ("Error handling request /u/<token>", the debug-level request line) hides them too."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        add_filter(self.error_log)
 
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
         atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)

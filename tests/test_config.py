@@ -187,7 +187,7 @@ def test_folders_left_open_by_older_versions_are_closed_at_start(tmp_path: Path)
     assert database.stat().st_mode & 0o777 == 0o600
 
 
-HSTS = "max-age=31536000; includeSubDomains"
+HSTS = "max-age=31536000"
 
 
 @pytest.mark.parametrize("path", ["/healthz", "/login", "/t/o/not-a-token.gif", "/no-such-page"])
@@ -202,6 +202,20 @@ def test_an_https_installation_tells_browsers_to_use_https_only(tmp_path: Path, 
     )
     response = app.test_client().get(path)
     assert response.headers.get("Strict-Transport-Security") == HSTS
+
+
+def test_subdomains_are_covered_only_when_the_operator_says_so(tmp_path: Path) -> None:
+    # The app may live at the organisation's own domain, whose other sites may still be http.
+    settings = {
+        "INSTANCE_PATH": str(tmp_path),
+        "SECRET_KEY": "x" * 64,
+        "PUBLIC_URL": "https://campaign.example.org",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
+    }
+    plain = create_app(settings).test_client().get("/healthz")
+    assert plain.headers["Strict-Transport-Security"] == "max-age=31536000"
+    wide = create_app({**settings, "HSTS_INCLUDE_SUBDOMAINS": True}).test_client().get("/healthz")
+    assert wide.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
 
 
 @pytest.mark.parametrize(
@@ -220,3 +234,53 @@ def test_no_hsts_without_an_https_public_address(
         }
     )
     assert "Strict-Transport-Security" not in app.test_client().get("/healthz").headers
+
+
+def test_an_empty_key_file_is_made_again_in_debug_and_refused_outside(tmp_path: Path) -> None:
+    key_file = tmp_path / "secret_key"
+    tmp_path.chmod(0o700)
+    key_file.write_text("")
+    key_file.chmod(0o600)
+    with pytest.raises(ConfigError, match=f"{key_file} is empty"):
+        create_app({"INSTANCE_PATH": str(tmp_path), "DEBUG": False})
+    # Debug never falls back to the published key: it writes a new random one.
+    app = create_app({"INSTANCE_PATH": str(tmp_path), "DEBUG": True})
+    assert app.secret_key != DEVELOPMENT_SECRET_KEY
+    assert re.fullmatch(r"[0-9a-f]{64}", key_file.read_text().strip())
+    assert app.secret_key == key_file.read_text().strip()
+    assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_a_key_file_others_can_read_is_refused(tmp_path: Path, debug: bool) -> None:
+    create_app({"INSTANCE_PATH": str(tmp_path), "DEBUG": True})
+    key_file = tmp_path / "secret_key"
+    key_file.chmod(0o644)
+    with pytest.raises(ConfigError, match=re.escape(f"chmod 600 {key_file}")):
+        create_app({"INSTANCE_PATH": str(tmp_path), "DEBUG": debug})
+    key_file.chmod(0o640)
+    with pytest.raises(ConfigError, match="can be read by other users"):
+        create_app({"INSTANCE_PATH": str(tmp_path), "DEBUG": debug})
+    key_file.chmod(0o600)
+    assert create_app({"INSTANCE_PATH": str(tmp_path), "DEBUG": debug}).secret_key
+
+
+def test_a_key_file_owned_by_someone_else_is_refused(tmp_path: Path) -> None:
+    import os
+
+    if os.getuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    create_app({"INSTANCE_PATH": str(tmp_path), "DEBUG": True})
+    key_file = tmp_path / "secret_key"
+    os.chown(key_file, 65534, 65534)  # nobody
+    with pytest.raises(ConfigError, match=re.escape(f"chown {os.getuid()} {key_file}")):
+        create_app({"INSTANCE_PATH": str(tmp_path), "DEBUG": True})
+
+
+def test_the_command_line_names_the_key_file_to_fix(tmp_path: Path) -> None:
+    create_app({"INSTANCE_PATH": str(tmp_path), "DEBUG": True})
+    key_file = tmp_path / "secret_key"
+    key_file.chmod(0o604)
+    result = CliRunner().invoke(cli, ["routes"], env={"CAMPAIGN_INSTANCE_PATH": str(tmp_path)})
+    assert result.exit_code != 0
+    assert f"chmod 600 {key_file}" in result.output

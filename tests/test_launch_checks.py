@@ -7,6 +7,7 @@ warnings. The page, `campaign send` and the launch itself share the one check.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -58,6 +59,55 @@ def _campaign(from_address: str = "Office <office@example.org>", **options: Any)
             "Office <office@example.org>",
             "a private network (localhost)",
         ),
+        # Addresses in other spellings, names only a local network knows, a broken port.
+        ({}, "Campaign <c@127.0.0.1>", "From: the sender's domain (127.0.0.1)"),
+        ({}, "Campaign <c@[192.0.2.1]>", "From: the sender's domain ([192.0.2.1])"),
+        ({}, "Campaign <c@8.8.8.8>", "From: the sender's domain (8.8.8.8)"),
+        (
+            {},
+            "Campaign <c@localhost.localdomain>",
+            "From: the sender's domain (localhost.localdomain)",
+        ),
+        ({}, "Campaign <c@printer.local>", "From: the sender's domain (printer.local)"),
+        ({}, "Campaign <c@office.lan>", "From: the sender's domain (office.lan)"),
+        ({}, "Campaign <c@ngo.home.arpa>", "From: the sender's domain (ngo.home.arpa)"),
+        ({}, "Campaign <c@ngo.test>", "From: the sender's domain (ngo.test)"),
+        ({}, "Campaign <c@ngo.invalid>", "From: the sender's domain (ngo.invalid)"),
+        (
+            {"MESSAGE_ID_DOMAIN": "10.0.0.5"},
+            "Office <office@example.org>",
+            "Message-ID: CAMPAIGN_MESSAGE_ID_DOMAIN (10.0.0.5)",
+        ),
+        (
+            {"MESSAGE_ID_DOMAIN": "mail.corp.internal"},
+            "Office <office@example.org>",
+            "Message-ID: CAMPAIGN_MESSAGE_ID_DOMAIN (mail.corp.internal)",
+        ),
+        (
+            {"PUBLIC_URL": "https://127.1"},
+            "Office <office@example.org>",
+            "a private network (127.1)",
+        ),
+        (
+            {"PUBLIC_URL": "https://0x7f.0.0.1"},
+            "Office <office@example.org>",
+            "a private network (0x7f.0.0.1)",
+        ),
+        (
+            {"PUBLIC_URL": "https://campaign.internal"},
+            "Office <office@example.org>",
+            "a private network (campaign.internal)",
+        ),
+        (
+            {"PUBLIC_URL": "https://campaign.localdomain"},
+            "Office <office@example.org>",
+            "a private network (campaign.localdomain)",
+        ),
+        (
+            {"PUBLIC_URL": "https://c.example.org:99999"},
+            "Office <office@example.org>",
+            "Unsubscribe: CAMPAIGN_PUBLIC_URL (https://c.example.org:99999) has no valid port",
+        ),
     ],
 )
 def test_outside_debug_an_address_the_internet_cannot_use_stops_the_launch(
@@ -67,7 +117,7 @@ def test_outside_debug_an_address_the_internet_cannot_use_stops_the_launch(
     campaign = _campaign(from_address)
     errors = campaigns.check_campaign(campaign).errors
     assert [e for e in errors if expected in e], errors
-    with pytest.raises(CampaignError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(CampaignError, match=re.escape(expected)):
         campaigns.launch_campaign(campaign)
     assert campaign.status == CampaignStatus.DRAFT
 
@@ -87,6 +137,20 @@ def test_a_letter_without_unsubscribe_or_tracking_needs_no_public_address(app: F
     app.config.update(DEBUG=False, PUBLIC_URL="")
     campaign = _campaign(has_list_unsubscribe=False)
     assert campaigns.check_campaign(campaign).errors == []
+
+
+@pytest.mark.parametrize(
+    "public_url",
+    [
+        "https://campaign.example.org",
+        "https://campaign.example.org:8443/app",
+        "https://93.184.215.14",
+    ],
+)
+def test_a_public_address_on_the_internet_passes(app: Flask, public_url: str) -> None:
+    # A global address literal or an explicit port is unusual but reachable.
+    app.config.update(DEBUG=False, **{**GOOD, "PUBLIC_URL": public_url})
+    assert campaigns.check_campaign(_campaign()).errors == []
 
 
 def test_a_real_domain_and_an_https_address_launch(app: Flask) -> None:
@@ -118,3 +182,107 @@ def test_the_page_and_the_command_line_say_the_same_in_words(
     assert result.exit_code == 2
     assert "From: the sender's domain (localhost)" in result.output
     assert "must start with https://" in result.output
+
+
+def test_the_command_line_says_how_a_second_terminal_joins_campaign_dev(app: Flask) -> None:
+    # `scripts/run` (campaign dev) in one terminal, `campaign send` in another: without
+    # CAMPAIGN_DEBUG the second one is refused where the page only warned; it says why.
+    from campaign.extensions import db
+
+    app.config.update(DEBUG=False, PUBLIC_URL="")
+    campaign = _campaign("Campaign <campaign@localhost>")
+    db.session.commit()
+    result = app.test_cli_runner().invoke(args=["send", str(campaign.id)])
+    assert result.exit_code == 2
+    assert "`campaign dev` shows these as warnings" in result.output, result.output
+    assert "export CAMPAIGN_DEBUG=true" in result.output
+
+
+def test_a_refusal_for_other_reasons_gives_no_development_hint(app: Flask) -> None:
+    from campaign.extensions import db
+
+    app.config.update(DEBUG=False, **GOOD)
+    campaign = _campaign(has_list_unsubscribe=False)
+    campaign.audience = AudienceSpec(()).to_json()
+    db.session.commit()
+    result = app.test_cli_runner().invoke(args=["send", str(campaign.id)])
+    assert result.exit_code == 2
+    assert "Audience: choose at least one list" in result.output
+    assert "CAMPAIGN_DEBUG" not in result.output
+
+
+def test_the_readmes_shell_steps_run_beside_campaign_dev() -> None:
+    from campaign.config import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    steps = readme.split("From the shell", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    assert steps.index("export CAMPAIGN_DEBUG=true") < steps.index("campaign send")
+
+
+# --- where the launch's check does not run: the worker's own settings, follow-up steps ------
+
+
+def test_a_worker_without_a_usable_public_address_pauses_before_sending(app: Flask) -> None:
+    from sqlalchemy import func, select
+
+    from campaign.extensions import db
+    from campaign.models import Delivery, DeliveryStatus
+    from campaign.scheduling.stored_text import read
+    from campaign.services import sending
+
+    app.config.update(DEBUG=False, **GOOD)
+    campaign = _campaign()
+    assert campaigns.launch_campaign(campaign)
+    db.session.commit()
+    # The worker's machine has no CAMPAIGN_PUBLIC_URL: its unsubscribe links would point at
+    # http://127.0.0.1:5000, where no recipient can unsubscribe.
+    app.config.update(PUBLIC_URL="")
+    result = sending.send_batch(campaign.id, worker="w1", commit=db.session.commit)
+    db.session.expire_all()
+    assert result.claimed == 0
+    assert campaign.status == CampaignStatus.PAUSED
+    reason = read(campaign.status_reason)
+    assert "this worker's settings" in reason and "CAMPAIGN_PUBLIC_URL is not set" in reason
+    queued = db.session.scalar(
+        select(func.count())
+        .select_from(Delivery)
+        .where(Delivery.campaign_id == campaign.id, Delivery.status == DeliveryStatus.QUEUED)
+    )
+    assert queued == 1
+
+
+def test_a_follow_up_step_is_checked_like_a_launch(app: Flask) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select, update
+
+    from campaign.extensions import db
+    from campaign.models import Delivery, DeliveryStatus, FollowUpCondition, RunOutcome
+    from campaign.scheduling.stored_text import read
+    from campaign.scheduling.tick import tick
+    from campaign.services import followups
+    from campaign.services.followups import FollowUpError
+
+    app.config.update(DEBUG=False, **GOOD)
+    campaign = _campaign()
+    assert campaigns.launch_campaign(campaign)
+    db.session.execute(
+        update(Delivery)
+        .where(Delivery.campaign_id == campaign.id)
+        .values(status=DeliveryStatus.SENT.value, sent_at=datetime.now(UTC) - timedelta(days=3))
+    )
+    step = followups.add_step(campaign, _statement(), 1, FollowUpCondition.NO_REPLY)
+    db.session.commit()
+    schedule = followups.schedule_of(step)
+    assert schedule is not None and schedule.next_run_at is not None
+    due = schedule.next_run_at
+
+    app.config.update(PUBLIC_URL="http://127.0.0.1:5000")
+    with pytest.raises(FollowUpError, match="follow-up 1 not sent: Unsubscribe:"):
+        followups.fire_follow_up(schedule, due, due)
+    db.session.rollback()
+    lines = tick(due + timedelta(minutes=1)).lines
+    assert [line.outcome for line in lines] == [RunOutcome.FAILED.value]
+    assert "must start with https://" in read(lines[0].detail)
+    letters = select(Delivery).where(Delivery.campaign_id == campaign.id, Delivery.step == 1)
+    assert db.session.scalars(letters).all() == []

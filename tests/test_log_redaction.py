@@ -177,3 +177,151 @@ def test_the_shipped_gunicorn_access_log_hides_tokens(app: Flask, tmp_path: Path
             process.stderr.close()
     assert statuses == [200, 200, 200, 200, 200]
     _assert_redacted(access_log.read_text(), secrets)
+
+
+# --- error logs: Flask's "Exception on <path>" and gunicorn's error log ----------------------
+
+TOKEN_PATHS = {
+    "/u/ErrUnsubscribeTokenX": "/u/[redacted]",
+    "/sign/ErrSignOnTokenX": "/sign/[redacted]",
+    "/login/reset/ErrResetTokenX": "/login/reset/[redacted]",
+    # The same routes percent-encoded: werkzeug decodes them to /u/… before routing.
+    "/%75/ErrEncodedUnsubX": "/u/[redacted]",
+    "/%73ign/ErrEncodedSignX": "/sign/[redacted]",
+}
+
+
+def _broken_app_overrides(tmp_path: Path, redis_url: str) -> dict[str, Any]:
+    # A database without tables: every token page fails with a 500 and an error log entry.
+    return {
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "k" * 64,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}",
+        "PUBLIC_URL": PUBLIC_URL,
+        "PROPAGATE_EXCEPTIONS": False,
+    }
+
+
+def test_the_error_log_of_a_failing_token_page_hides_the_token(
+    tmp_path: Path, redis_server: servers.RedisServer
+) -> None:
+    from campaign import create_app
+
+    captured = io.StringIO()
+    handler = logging.StreamHandler(captured)
+    root = logging.getLogger()
+    root.addHandler(handler)  # where an operator's logging configuration sends records
+    try:
+        app = create_app(_broken_app_overrides(tmp_path, redis_server.url))
+        client = app.test_client()
+        for path in TOKEN_PATHS:
+            assert client.get(path).status_code == 500
+    finally:
+        root.removeHandler(handler)
+    log = captured.getvalue()
+    for path, shown in TOKEN_PATHS.items():
+        assert f"Exception on {shown} [GET]" in log, log
+        assert path.rsplit("/", 1)[1] not in log, log
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("GET /%75/Abc HTTP/1.1", "GET /u/[redacted] HTTP/1.1"),
+        ("GET /%55/Abc HTTP/1.1", "GET /U/Abc HTTP/1.1"),  # /U/ is no route of ours
+        ("GET /%73ign/%63onfirm/Abc", "GET /sign/confirm/[redacted]"),
+        ("GET /u%2FAbc", "GET /u/[redacted]"),
+        ("GET /login/%72eset/Abc", "GET /login/reset/[redacted]"),
+        # An escaped line break stays escaped: decoding must not let a request forge log lines.
+        ("GET /x%0Ay", "GET /x%0Ay"),
+    ],
+)
+def test_percent_encoded_token_routes_are_recognised(line: str, expected: str) -> None:
+    from campaign.log_redaction import redact
+
+    assert redact(line) == expected
+
+
+def test_the_shipped_gunicorn_logs_at_info_level() -> None:
+    # At debug level gunicorn's pre_request hook logs every request path.
+    source = (PROJECT_ROOT / "deploy" / "gunicorn.conf.py").read_text()
+    assert '\nloglevel = "info"' in source
+
+
+def test_the_shipped_gunicorn_error_log_hides_tokens_even_at_debug_level(
+    tmp_path: Path, redis_server: servers.RedisServer
+) -> None:
+    if not GUNICORN.exists():
+        pytest.skip("gunicorn is not installed (pip install -e '.[production]')")
+    overrides = _broken_app_overrides(tmp_path, redis_server.url)
+    redis_url = redis_server.url
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_")}
+    env.update(
+        CAMPAIGN_DATABASE_URL=overrides["DATABASE_URL"],
+        CAMPAIGN_REDIS_URL=redis_url,
+        CAMPAIGN_INSTANCE_PATH=overrides["INSTANCE_PATH"],
+        CAMPAIGN_SECRET_KEY=overrides["SECRET_KEY"],
+        CAMPAIGN_PUBLIC_URL=PUBLIC_URL,
+    )
+    port = servers.free_port()
+    access_log = tmp_path / "access.log"
+    error_log = tmp_path / "error.log"
+    with error_log.open("w") as stderr:
+        process = subprocess.Popen(
+            [
+                str(GUNICORN),
+                "-c",
+                str(PROJECT_ROOT / "deploy" / "gunicorn.conf.py"),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--log-level",
+                "debug",
+                "--access-logfile",
+                str(access_log),
+                "wsgi:app",
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/", timeout=2):
+                    break
+            except urllib.error.HTTPError:
+                break  # the server answers
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, error_log.read_text()
+                time.sleep(0.2)
+        statuses = _fetch(f"http://127.0.0.1:{port}", [("GET", path) for path in TOKEN_PATHS])
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert statuses == [500] * len(TOKEN_PATHS)
+    log = error_log.read_text()
+    logs = log + access_log.read_text()
+    assert "Exception on /u/[redacted] [GET]" in log, log
+    for path in TOKEN_PATHS:
+        assert path.rsplit("/", 1)[1] not in logs, logs
+
+
+def test_the_nginx_example_keeps_tokens_out_of_its_logs_and_sends_hsts_once() -> None:
+    deploy = (PROJECT_ROOT / "docs" / "deploy.md").read_text()
+    nginx = deploy.split("```nginx", 1)[1].split("```", 1)[0]
+    # The error log writes the request line of every failed request: only critical ones.
+    assert "error_log /var/log/nginx/campaign.error.log crit;" in nginx
+    # The port-80 redirect would log the token of a link typed or followed as http://.
+    plain = nginx[nginx.index("listen 80;") :]
+    assert "access_log off;" in plain
+    # The app sends Strict-Transport-Security itself; a second copy from nginx is a duplicate.
+    assert "add_header Strict-Transport-Security" not in nginx

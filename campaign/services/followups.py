@@ -50,9 +50,9 @@ from campaign.models import (
     User,
 )
 from campaign.models.inbound import BounceKind, InboundKind
-from campaign.scheduling.stored_text import Text, day_text, read
+from campaign.scheduling.stored_text import Text, day_text, joined, read
 from campaign.scheduling.tick import ACTIONS, LATE_OK, ActionFailed
-from campaign.services import statements
+from campaign.services import presend, statements
 from campaign.services.audit import record_event
 from campaign.services.campaigns import _new_rows, enqueue_send_jobs
 
@@ -667,6 +667,18 @@ def fire_follow_up(schedule: Schedule, due_at: datetime, now: datetime) -> tuple
                 "follow-up %(position)d: its statement was deleted; choose another on the "
                 "campaign page",
                 position=step.position,
+            )
+        )
+    # The launch's address check, under the settings of the worker that fires the step
+    # (outside debug): the step's letters carry the same List-Unsubscribe and Message-IDs.
+    problems = presend.this_machines_problems(campaign)
+    if problems:
+        raise FollowUpError(
+            _l(
+                "follow-up %(position)d not sent: %(problems)s; fix the settings, then press "
+                '"Send this follow-up now"',
+                position=step.position,
+                problems=joined("; ", list(problems)),
             )
         )
     _freeze_version(schedule, statement)

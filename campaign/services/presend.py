@@ -9,12 +9,14 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
+import socket
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
@@ -32,6 +34,7 @@ from campaign.letters.salutations import RuleSet
 from campaign.letters.types import LetterProblem
 from campaign.mail import message_id_domain
 from campaign.models import Contact
+from campaign.scheduling.stored_text import joined
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
@@ -191,6 +194,37 @@ def launch_address_problems(
     return problems
 
 
+def this_machines_problems(campaign: Any) -> list[LazyString]:
+    """launch_address_problems for `campaign` under this process's own settings; none in debug.
+
+    The launch checked the web app's settings, but a worker builds the letters (their
+    List-Unsubscribe, Message-IDs) from its own: a worker machine without CAMPAIGN_PUBLIC_URL
+    would send unsubscribe links to http://127.0.0.1:5000.
+    """
+    if current_app.debug:
+        return []
+    return launch_address_problems(
+        campaign.from_address,
+        settings=dict(current_app.config),
+        links_here=bool(
+            campaign.has_list_unsubscribe or campaign.is_open_tracking or campaign.is_click_tracking
+        ),
+    )
+
+
+def worker_pause_reason(campaign: Any) -> LazyString | None:
+    """Why this worker must pause `campaign` before sending anything (None: it may send)."""
+    problems = this_machines_problems(campaign)
+    if not problems:
+        return None
+    return _l(
+        "paused before sending: this worker's settings would make letters the internet "
+        "cannot use (%(problems)s); set them on the worker's machine as on the web app's, "
+        "restart the worker, then resume",
+        problems=joined("; ", list(problems)),
+    )
+
+
 def public_url_problem(public_url: str) -> LazyString | None:
     """Why recipients could not follow a link to `public_url` (None when they can)."""
     url = public_url.strip()
@@ -210,6 +244,10 @@ def public_url_problem(public_url: str) -> LazyString | None:
     host = (parts.hostname or "").lower()
     if not host:
         return _l("Unsubscribe: CAMPAIGN_PUBLIC_URL (%(url)s) names no host", url=url)
+    try:
+        parts.port  # noqa: B018 (raises on a port that is not 0-65535)
+    except ValueError:
+        return _l("Unsubscribe: CAMPAIGN_PUBLIC_URL (%(url)s) has no valid port", url=url)
     if not _reachable_host(host):
         return _l(
             "Unsubscribe: CAMPAIGN_PUBLIC_URL (%(url)s) points at this machine or a private "
@@ -221,18 +259,55 @@ def public_url_problem(public_url: str) -> LazyString | None:
     return None
 
 
+# Names that only a local network resolves, or that never resolve (RFC 6761, 6762, 8375 and
+# ICANN's .internal): letters from or links to them cannot work on the internet. The
+# documentation names (.example, example.org/.com/.net) stay allowed: the demo and the
+# tests use them, and they are registered domains nobody mistakes for their own.
+_LOCAL_SUFFIXES = (
+    "localhost",
+    "localdomain",
+    "local",
+    "internal",
+    "lan",
+    "home.arpa",
+    "intranet",
+    "corp",
+    "private",
+    "test",
+    "invalid",
+)
+
+
 def _internet_domain(domain: str) -> bool:
-    domain = domain.strip().rstrip(".")
-    if not domain or domain == "localhost" or domain.endswith(".localhost"):
+    """Whether `domain` (of an address, of Message-IDs) is a name on the internet: not an
+    address literal in any spelling, not a local name, not a single label."""
+    domain = domain.strip().rstrip(".").lower()
+    if not domain or domain.startswith("["):  # user@[192.0.2.1]
         return False
-    if domain.startswith("["):  # an address literal, user@[192.0.2.1]
+    if _ip_address(domain) is not None:
+        return False  # user@127.0.0.1: mail servers take domains, not bare addresses
+    if any(domain == suffix or domain.endswith("." + suffix) for suffix in _LOCAL_SUFFIXES):
         return False
     return "." in domain
 
 
-def _reachable_host(host: str) -> bool:
+def _ip_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`host` read as an address the way resolvers and browsers read it (None if it is a
+    name): 127.1, 0x7f.0.0.1 and 2130706433 are all 127.0.0.1."""
     try:
-        address = ipaddress.ip_address(host)
+        return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
+        pass
+    if not all(c in "0123456789abcdefxABCDEFX." for c in host):
+        return None  # inet_aton reads only digits, hex and dots; a name has other letters
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def _reachable_host(host: str) -> bool:
+    address = _ip_address(host)
+    if address is None:
         return _internet_domain(host)
     return address.is_global

@@ -263,6 +263,8 @@ def test_campaign_worker_burst_sends_the_queued_letters(app: Flask, fault_smtp: 
         "CAMPAIGN_QUEUE_NAME": config["QUEUE_NAME"],
         "CAMPAIGN_MAIL_SERVER": "127.0.0.1",
         "CAMPAIGN_MAIL_PORT": str(fault_smtp.port),
+        # A worker configured as the web app is: without it, it pauses the campaign (0037).
+        "CAMPAIGN_PUBLIC_URL": config["PUBLIC_URL"],
     }
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_")}
     env.update(settings)
