@@ -3,11 +3,14 @@ moving to a new phone, new recovery codes and turning it off, all on the account
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 from flask import (
     Blueprint,
     flash,
+    make_response,
     redirect,
     render_template,
     request,
@@ -29,12 +32,21 @@ from campaign.web.access import allow, public, signed_in_user
 from campaign.web.auth import finish_login, pending_user
 
 bp = Blueprint("two_factor", __name__)
-# The key being set up, encrypted: the session cookie is signed, not secret.
+# The key being set up, encrypted: the session cookie is signed, not secret; and when it
+# was made (seconds since the epoch): after SETUP_KEY_LIFETIME a new key is offered.
 _SETUP_SECRET = "totp_setup_secret"  # noqa: S105 (a session key name)
+_SETUP_SINCE = "totp_setup_since"
+SETUP_KEY_LIFETIME = 10 * 60
+# New recovery codes, encrypted, between the form that made them and the page that shows
+# them once (post-redirect-get: reloading that page submits nothing).
+_NEW_CODES = "totp_new_recovery_codes"
+_NEW_CODES_SINCE = "totp_new_recovery_codes_since"
+_CODES_LIFETIME = 10 * 60
 # Pages a user who owes the set-up may still open.
 _OPEN_DURING_SET_UP = {
     "two_factor.setup",
     "two_factor.enable",
+    "two_factor.show_recovery_codes",
     "auth.logout",
     "auth.set_language",
     "static",
@@ -79,7 +91,7 @@ def verify() -> Any:
     if user is None:
         return redirect(url_for("auth.login"))
     recovery = request.values.get("recovery") == "1"
-    error = ""
+    result = None
     if request.method == "POST" and recovery:
         outcome = two_factor.sign_in_with_recovery_code(user, request.form.get("recovery_code", ""))
         db.session.commit()
@@ -87,17 +99,25 @@ def verify() -> Any:
             response = finish_login(outcome.result.user)
             _flash_recovery_notice(outcome.remaining)
             return response
-        error = outcome.result.error
+        result = outcome.result
     elif request.method == "POST":
         result = two_factor.verify_second_factor(user, request.form.get("code", ""))
         db.session.commit()
         if result.user:
             return finish_login(result.user)
-        error = result.error
-    return (
-        render_template("auth/verify_totp.html", error=error, recovery=recovery),
-        (401 if error else 200),
+    error = result.error if result else ""
+    page = render_template(
+        "auth/verify_totp.html",
+        error=error,
+        recovery=recovery,
+        # Nothing left to sign in with but the phone: the page says whom to ask.
+        no_codes_left=two_factor.remaining_recovery_codes(user) == 0,
     )
+    if result is not None and result.retry_after:
+        response = make_response(page, 429)
+        response.headers["Retry-After"] = str(result.retry_after)
+        return response
+    return page, (401 if error else 200)
 
 
 def _flash_recovery_notice(remaining: int) -> None:
@@ -111,16 +131,27 @@ def _flash_recovery_notice(remaining: int) -> None:
         flash(notice, "info")
 
 
+def _stored_candidate() -> str | None:
+    """The key offered earlier in this browser, unless it is older than SETUP_KEY_LIFETIME."""
+    stored, since = session.get(_SETUP_SECRET), session.get(_SETUP_SINCE)
+    if not stored or not isinstance(since, int):
+        return None
+    if not 0 <= time.time() - since < SETUP_KEY_LIFETIME:
+        return None
+    try:
+        return decrypt_secret(stored, purpose=TOTP_SECRETS)
+    except SecretUnreadable:
+        return None
+
+
 def _candidate_secret() -> str:
-    """The key offered on the set-up page: the same one until it is turned on."""
-    stored = session.get(_SETUP_SECRET)
-    if stored:
-        try:
-            return decrypt_secret(stored, purpose=TOTP_SECRETS)
-        except SecretUnreadable:
-            pass
+    """The key offered on the set-up page: the same one for ten minutes, then a new one."""
+    secret = _stored_candidate()
+    if secret:
+        return secret
     secret = two_factor.new_totp_secret()
     session[_SETUP_SECRET] = encrypt_secret(secret, purpose=TOTP_SECRETS)
+    session[_SETUP_SINCE] = int(time.time())
     return secret
 
 
@@ -131,12 +162,13 @@ def _render_setup(error: str = "", section: str = "", status: int = 200) -> Any:
     return (
         render_template(
             "auth/setup_totp.html",
-            secret=secret,
+            secret=two_factor.grouped_key(secret),
             uri=uri,
             qr_code=two_factor.qr_code_svg(uri, _("QR code to scan with an authenticator app")),
             has_totp=user.has_totp,
             required=two_factor.is_totp_required(user.role_enum),
             remaining=two_factor.remaining_recovery_codes(user) if user.has_totp else 0,
+            key_minutes=SETUP_KEY_LIFETIME // 60,
             error=error,
             section=section,
         ),
@@ -145,7 +177,33 @@ def _render_setup(error: str = "", section: str = "", status: int = 200) -> Any:
 
 
 def _show_codes(codes: list[str]) -> Any:
-    # Shown once, in this answer only (no-store): nothing keeps them but their hashes.
+    """Keep the new codes (encrypted) for the page that shows them once, and go there: a
+    reload of that page asks for nothing again and counts no failure."""
+    session[_NEW_CODES] = encrypt_secret(json.dumps(codes), purpose=TOTP_SECRETS)
+    session[_NEW_CODES_SINCE] = int(time.time())
+    return redirect(url_for("two_factor.show_recovery_codes"), 303)
+
+
+@bp.route("/account/two-factor/recovery-codes", methods=["GET"])
+@allow(Role.VIEWER)
+def show_recovery_codes() -> Any:
+    # Shown once (no-store): then they leave the session; only their hashes are kept.
+    stored, since = session.pop(_NEW_CODES, None), session.pop(_NEW_CODES_SINCE, None)
+    codes: list[str] = []
+    if stored and isinstance(since, int) and 0 <= time.time() - since < _CODES_LIFETIME:
+        try:
+            codes = json.loads(decrypt_secret(stored, purpose=TOTP_SECRETS))
+        except (SecretUnreadable, ValueError):
+            codes = []
+    if not codes:
+        flash(
+            _(
+                "Recovery codes are shown only once. If you did not keep them, make new ones "
+                "below (the old ones then stop working)."
+            ),
+            "info",
+        )
+        return redirect(url_for("two_factor.setup"))
     return render_template("auth/recovery_codes.html", codes=codes)
 
 
@@ -161,10 +219,19 @@ def enable() -> Any:
     """Turn two-factor on, or move it to a new phone (then a current code is needed too)."""
     user = signed_in_user()
     replacing = user.has_totp
+    candidate = _stored_candidate()
+    if candidate is None:  # shown too long ago (or never): not a failure, a new key
+        session.pop(_SETUP_SECRET, None)
+        problem = _(
+            "The key shown on this page expired after %(num)d minutes. A new one is shown: "
+            "scan it (or type it) again, then enter the new code.",
+            num=SETUP_KEY_LIFETIME // 60,
+        )
+        return _render_setup(problem, "replace" if replacing else "enable", 422)
     try:
         codes = two_factor.enable_totp(
             user,
-            _candidate_secret(),
+            candidate,
             request.form.get("code", ""),
             password=request.form.get("password", ""),
             current_code=request.form.get("current_code", ""),
@@ -174,6 +241,7 @@ def enable() -> Any:
         return _render_setup(str(problem), "replace" if replacing else "enable", 422)
     db.session.commit()
     session.pop(_SETUP_SECRET, None)
+    session.pop(_SETUP_SINCE, None)
     if replacing:
         flash(_("Your new authenticator app is set up; the old one no longer works."), "success")
     else:

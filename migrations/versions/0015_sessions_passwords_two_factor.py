@@ -93,22 +93,35 @@ def _encrypt_clear_totp_secrets():
 
 
 def _decrypt_totp_secrets():
-    # The older schema keeps keys in clear in 64 characters: a secret this key cannot read
-    # is dropped (that user sets two-factor up again) rather than left too long for it.
+    # The older schema keeps keys in clear in 64 characters. A key this SECRET_KEY cannot
+    # read stops the downgrade before anything changes: dropping it would silently turn off
+    # someone's two-factor (decision 0034).
     from flask import current_app
 
     from campaign.secret_box import FERNET_PREFIX, TOTP_SECRETS, _fernet
+    from campaign.services.two_factor import unreadable_keys_refusal
 
-    users = sa.table('users', sa.column('id', sa.Integer), sa.column('totp_secret', sa.String))
+    users = sa.table(
+        'users',
+        sa.column('id', sa.Integer),
+        sa.column('email', sa.String),
+        sa.column('totp_secret', sa.String),
+    )
     bind = op.get_bind()
     box = _fernet(str(current_app.config['SECRET_KEY']), TOTP_SECRETS)
-    for user_id, secret in bind.execute(sa.select(users.c.id, users.c.totp_secret)).all():
+    plain_keys = {}
+    unreadable = []
+    rows = bind.execute(sa.select(users.c.id, users.c.email, users.c.totp_secret)).all()
+    for user_id, email, secret in rows:
         if not secret or not secret.startswith(FERNET_PREFIX):
             continue
         try:
-            plain = box.decrypt(secret.encode('ascii')).decode()
+            plain_keys[user_id] = box.decrypt(secret.encode('ascii')).decode()
         except Exception:
-            plain = None
+            unreadable.append(email)
+    if unreadable:
+        raise RuntimeError(unreadable_keys_refusal(unreadable))
+    for user_id, plain in plain_keys.items():
         bind.execute(users.update().where(users.c.id == user_id).values(totp_secret=plain))
 
 
