@@ -44,6 +44,7 @@ NOTICE_MODULES = (
     "campaign.services.sign_on_moderation",
     "campaign.services.sign_on_invitations",
     "campaign.services.password_reset",
+    "campaign.services.two_factor",
 )
 SEND_JOB = "workers.jobs.send_notice"
 # A notice the SMTP server refused is tried again after 1, 5, 15 and 60 minutes, then 3 h.

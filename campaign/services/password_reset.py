@@ -1,25 +1,23 @@
 """Forgotten passwords: single-use links sent by e-mail, valid for one hour.
 
-The link's token is derived with the server's key from its row (like a signer's
-confirmation link), so the worker that writes the e-mail can make it again without the
-token being stored or queued; the database keeps only its SHA-256. Asking for a link
-answers the same whether the address is an account or not, and costs the same: both
-paths write one audit event and queue one job; only an account's job sends anything.
+The link's token is 32 random bytes drawn by the worker that writes the e-mail, just
+before it sends it: it is never stored nor queued, only its SHA-256 is in the database, so
+neither a copy of the database nor the server's secret key opens an account. Asking for
+a link answers the same whether the address is an account or not, and costs the same:
+both paths write one audit event and queue one job; only an account's job sends anything.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import logging
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from flask import current_app, render_template
+from flask import render_template
 from flask_babel import force_locale, gettext
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from campaign.extensions import db
 from campaign.i18n import supported
@@ -33,10 +31,15 @@ from campaign.services.unsubscribe import public_url
 log = logging.getLogger(__name__)
 KIND = "password_reset"
 LINK_LIFETIME = timedelta(hours=1)
-# Requests per address and per network (/24, /48) in an hour.
+# Requests for one address from one network (/24, /48), and from one network, in an hour:
+# requests from other networks never count against the address's owner.
 PER_ADDRESS_PER_HOUR = 3
 PER_NETWORK_PER_HOUR = 10
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# E-mails sent to one address in a day, whoever asks: more requests get the same answer and
+# send nothing (nobody can fill someone's mailbox with links).
+EMAILS_PER_ADDRESS_PER_DAY = 5
+# Openings of the link page (GET or POST) from one network in an hour.
+PAGE_PER_NETWORK_PER_HOUR = 30
 SUBJECT = _l("Choose a new password")
 
 
@@ -67,21 +70,32 @@ def request_reset(email: str) -> None:
             ),
             wait,
         )
+    # Counted for every address, an account or not, so the answer and the work stay alike.
+    over_daily_cap = sign_in_limits.count_daily(KIND, email, EMAILS_PER_ADDRESS_PER_DAY)
     user = users.find_user(email) if "@" in email else None
-    if user is None or not user.is_active_account:
+    if user is None or not user.is_active_account or over_daily_cap:
         typed = email.strip()[:320] if "@" in email else "(not an email address)"
-        record_event("user.password_reset_requested", detail={"email": typed, "sent": False})
+        detail: dict[str, object] = {"email": typed, "sent": False}
+        if over_daily_cap:
+            detail["reason"] = "daily limit of e-mails to this address"
+        record_event(
+            "user.password_reset_requested",
+            target_type="user" if user else "",
+            target_id=user.id if user else "",
+            detail=detail,
+        )
         queue_notice(KIND, 0)  # sends nothing: the same work as for an account
         return
+    now = utcnow()
     row = PasswordResetToken(
         user_id=user.id,
-        token_hash=secrets.token_hex(32),  # a placeholder until the id is known
-        created_at=utcnow(),
+        # No token exists yet (the worker draws it): the hash of 32 random bytes nobody keeps.
+        token_hash=_hash(secrets.token_urlsafe(32)),
+        created_at=now,
+        expires_at=now + LINK_LIFETIME,
     )
-    row.expires_at = row.created_at + LINK_LIFETIME
     db.session.add(row)
     db.session.flush()
-    row.token_hash = _hash(_token_for(row))
     record_event(
         "user.password_reset_requested",
         target_type="user",
@@ -91,12 +105,11 @@ def request_reset(email: str) -> None:
     queue_notice(KIND, row.id)
 
 
-def _token_for(row: PasswordResetToken) -> str:
-    stamp = (row.expires_at - _EPOCH) // timedelta(microseconds=1)
-    message = f"password-reset:{row.id}:{row.user_id}:{stamp}".encode()
-    key = str(current_app.config["SECRET_KEY"]).encode()
-    digest = hmac.new(key, message, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+def page_refusal() -> int:
+    """Count one opening of a link page from this network; seconds to wait if over the limit."""
+    return sign_in_limits.count_network_requests(
+        "password_reset_page", PAGE_PER_NETWORK_PER_HOUR, 3600
+    )
 
 
 def _hash(token: str) -> str:
@@ -132,12 +145,32 @@ def check_link(token: str) -> tuple[PasswordResetToken, User]:
 
 
 def use_link(token: str, new: str, repeat: str) -> User:
-    """Set the password of the link's account; the link and all sessions end."""
+    """Set the password of the link's account; the link and all sessions end.
+
+    The link is spent by a conditional update: of two requests with one link at the same
+    moment, only the one that spends it sets a password.
+    """
     row, user = check_link(token)
     if new != repeat:
         raise users.UserError(gettext("The two new passwords do not match."))
-    users.set_password(user, new, action="user.password_reset_used")
-    row.used_at = utcnow()
+    spent = db.session.execute(
+        update(PasswordResetToken)
+        .where(
+            PasswordResetToken.id == row.id,
+            PasswordResetToken.used_at.is_(None),
+            PasswordResetToken.expires_at > utcnow(),
+        )
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(spent, "rowcount", 0) != 1:
+        raise LinkRefused(
+            gettext(
+                "This link has already been used or a newer password was set. "
+                "Ask for a new one if you need it."
+            )
+        )
+    users.set_password(user, new, action="user.password_reset_used", advise=False)
     return user
 
 
@@ -155,10 +188,10 @@ def _reset_email(row_id: int) -> list[Notice]:
     user = db.session.get(User, row.user_id)
     if user is None or not user.is_active_account:
         return []
-    token = _token_for(row)
-    if _hash(token) != row.token_hash:
-        log.warning("password reset %s: made with another secret key; not sent", row.id)
-        return []
+    # Drawn now and kept nowhere but in the e-mail; send_notice commits the hash before
+    # sending. A retried job draws another: the latest e-mail's link is the one that works.
+    token = secrets.token_urlsafe(32)
+    row.token_hash = _hash(token)
     language = _email_language(user)
     with force_locale(language):
         text = render_template(

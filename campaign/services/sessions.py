@@ -67,10 +67,11 @@ def is_expired(row: UserSession) -> bool:
     return now - row.last_seen_at >= idle or now - row.created_at >= lifetime
 
 
-def find_session(token: str) -> UserSession | None:
+def find_session(token: str, *, activity: bool = True) -> UserSession | None:
     """The open session with this token; None (and the row deleted) once it has expired.
 
-    Seeing the session counts as activity: its last_seen_at moves on, at most once a minute.
+    Seeing the session counts as activity (unless `activity` is False: a page's background
+    polling): its last_seen_at moves on, at most once a minute.
     """
     row = db.session.scalar(select(UserSession).where(UserSession.token_hash == _hash(token)))
     if row is None:
@@ -80,7 +81,7 @@ def find_session(token: str) -> UserSession | None:
         db.session.flush()
         return None
     now = utcnow()
-    if now - row.last_seen_at >= SEEN_GRANULARITY:
+    if activity and now - row.last_seen_at >= SEEN_GRANULARITY:
         row.last_seen_at = now
         db.session.flush()
     return row

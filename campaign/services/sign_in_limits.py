@@ -1,14 +1,16 @@
-"""Sign-in abuse limits in Redis: growing delays per network and per address, never a lock.
+"""Sign-in abuse limits in Redis: growing delays per network and per address from that
+network, never a lock.
 
 Failed sign-ins (a wrong password, an unknown address, a wrong two-factor code) are
-counted per network (IPv4 /24, IPv6 /48) and per typed address, known or not, so a delay
-says nothing about whether an address is an account. After `free` failures each further
-failure makes the next attempt wait 2, 4, 8 ... seconds, never more than the cap: someone
-guessing can make the real user wait at most that long, not lock them out. Attempts made
-while a delay runs are refused without checking the password and are not counted.
+counted per network (IPv4 /24, IPv6 /48) and per typed address *from that network*, known
+or not, so a delay says nothing about whether an address is an account, and failures from
+one network never delay the same address from another: a stranger cannot keep the real
+user out. After `free` failures each further failure makes the next attempt wait 2, 4, 8
+... seconds, never more than the cap. Attempts made while a delay runs are refused without
+checking the password and are not counted.
 
 The clock is Redis's own (TIME). Redis holds digests of addresses, never the addresses.
-Forgotten-password requests have plain hourly counters (`count_requests`).
+Forgotten-password requests have plain counters (`count_requests`, `count_daily`).
 """
 
 from __future__ import annotations
@@ -127,8 +129,13 @@ def _network_key(network: str) -> str:
     return f"{PREFIX}:{NETWORK}:{network}"
 
 
-def _account_key(email: str) -> str:
-    return f"{PREFIX}:{ACCOUNT}:{address_digest(email)}"
+def _account_key(email: str, network: str) -> str:
+    return f"{PREFIX}:{ACCOUNT}:{address_digest(email)}:{network}"
+
+
+def _networks_key(email: str) -> str:
+    # The networks an address has failures from (for the admin's page and "Unlock").
+    return f"{PREFIX}:{ACCOUNT}-networks:{address_digest(email)}"
 
 
 def cap_seconds() -> int:
@@ -147,7 +154,7 @@ def current_delay(email: str, network: str | None = None) -> Delay | None:
     network = network or client_network()
     try:
         scope, seconds = get_redis().register_script(_CHECK)(
-            keys=[_network_key(network), _account_key(email)]
+            keys=[_network_key(network), _account_key(email, network)]
         )
     except RedisError as error:
         raise LimitsUnavailable(str(error)) from error
@@ -161,52 +168,106 @@ def record_failure(email: str, network: str | None = None) -> int:
     network = network or client_network()
     config = current_app.config
     cap = cap_seconds()
+    memory = max(3600, 2 * cap)
     try:
-        delays = get_redis().register_script(_FAIL)(
-            keys=[_network_key(network), _account_key(email)],
+        redis = get_redis()
+        delays = redis.register_script(_FAIL)(
+            keys=[_network_key(network), _account_key(email, network)],
             args=[
                 cap * 1000,
-                max(3600, 2 * cap),
+                memory,
                 int(config["LOGIN_NETWORK_MAX_FAILURES"]),
                 int(config["LOGIN_MAX_FAILURES"]),
             ],
         )
+        index = redis.pipeline()
+        index.hset(_networks_key(email), network, "1")
+        index.expire(_networks_key(email), memory + cap)
+        index.execute()
     except RedisError as error:
         raise LimitsUnavailable(str(error)) from error
     return max(int(delay) for delay in delays)
 
 
+def _failed_networks(email: str) -> list[str]:
+    return [
+        network.decode() if isinstance(network, bytes) else str(network)
+        for network in get_redis().hkeys(_networks_key(email))
+    ]
+
+
 def account_delay(email: str) -> int:
-    """Seconds the address must still wait before its next sign-in (0: none; admin page)."""
+    """The longest wait the address has from any network (0: none; the admin's page)."""
     try:
-        raw = get_redis().hget(_account_key(email), "until")
+        networks = _failed_networks(email)
+        waits = [get_redis().hget(_account_key(email, network), "until") for network in networks]
         now_s, now_us = get_redis().time()
     except RedisError:
         return 0
-    if not raw:
-        return 0
-    remaining = int(raw) - (int(now_s) * 1000 + int(now_us) // 1000)
+    latest = max((int(raw) for raw in waits if raw), default=0)
+    remaining = latest - (int(now_s) * 1000 + int(now_us) // 1000)
     return max(0, math.ceil(remaining / 1000))
 
 
 def clear_account(email: str) -> None:
-    """Forget the address's failures (a successful sign-in, an admin's unlock)."""
+    """Forget the address's failures from every network (an admin's unlock, a new password)."""
     try:
-        get_redis().delete(_account_key(email))
+        keys = [_account_key(email, network) for network in _failed_networks(email)]
+        get_redis().delete(_networks_key(email), *keys)
+    except RedisError as error:
+        log.warning("sign-in failures of an address not cleared: %s", error)
+
+
+def clear_network_failures(email: str, network: str | None = None) -> None:
+    """Forget the address's failures from this network (a successful sign-in from it); the
+    failures from other networks stay (the real user's success frees no guesser)."""
+    network = network or client_network()
+    try:
+        pipe = get_redis().pipeline()
+        pipe.delete(_account_key(email, network))
+        pipe.hdel(_networks_key(email), network)
+        pipe.execute()
     except RedisError as error:
         log.warning("sign-in failures of an address not cleared: %s", error)
 
 
 def count_requests(kind: str, email: str, limits: tuple[int, int], window: int) -> int:
-    """Count one request of `kind` for `email` and this network in the current window.
+    """Count one request of `kind` for `email` from this network in the current window.
 
-    `limits` are (per address, per network). Returns 0, or the seconds until the counter
-    that is full empties (nothing counted then). When Redis is away nothing is limited.
+    `limits` are (per address from this network, per network): requests from elsewhere
+    never count against the address. Returns 0, or the seconds until the counter that is
+    full empties (nothing counted then). When Redis is away nothing is limited.
     """
+    network = client_network()
     keys = [
-        f"{PREFIX}:{kind}:{ACCOUNT}:{address_digest(email)}",
-        f"{PREFIX}:{kind}:{NETWORK}:{client_network()}",
+        f"{PREFIX}:{kind}:{ACCOUNT}:{address_digest(email)}:{network}",
+        f"{PREFIX}:{kind}:{NETWORK}:{network}",
     ]
+    return _count(kind, keys, limits, window)
+
+
+def count_network_requests(kind: str, limit: int, window: int) -> int:
+    """Count one request of `kind` from this network; as count_requests, per network only."""
+    return _count(kind, [f"{PREFIX}:{kind}:{NETWORK}:{client_network()}"], (limit,), window)
+
+
+def count_daily(kind: str, email: str, limit: int) -> bool:
+    """Count one more `kind` for `email` today, whoever asks; True once past `limit`.
+
+    The day starts at the first one. When Redis is away it is never past the limit.
+    """
+    key = f"{PREFIX}:{kind}:daily:{address_digest(email)}"
+    try:
+        count = int(get_redis().incr(key))
+        if count == 1:
+            get_redis().expire(key, 86400)
+    except RedisError as error:
+        log.warning("%s not counted per day: %s", kind, error)
+        return False
+    return count > limit
+
+
+def _count(kind: str, keys: list[str], limits: tuple[int, ...], window: int) -> int:
     try:
         full, ttl = get_redis().register_script(_COUNT)(keys=keys, args=[window, *limits])
     except RedisError as error:

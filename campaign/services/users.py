@@ -35,6 +35,10 @@ MIN_STRENGTH = 3
 # zxcvbn looks at this many first characters (its own default); a longer password that
 # starts well is not made weak by its tail.
 _STRENGTH_PREFIX = 72
+# An administrator's temporary password works this long; then the administrator resets again.
+TEMPORARY_PASSWORD_LIFETIME = timedelta(hours=72)
+# 32 characters (5 bits each): no l, 1, o, 0 (nor capitals, so no I or O either).
+_TEMPORARY_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 # Verified against when the email is unknown, so both paths cost the same time.
 _DUMMY_HASH = _hasher.hash("not-a-real-password-just-for-timing")
 
@@ -52,8 +56,11 @@ class LoginResult:
     retry_after: int = 0
 
 
-def password_problem(password: str, *, user_inputs: Iterable[str] = ()) -> str:
-    """Why `password` may not be used, in words ("" when it may)."""
+def password_problem(password: str, *, user_inputs: Iterable[str] = (), advise: bool = True) -> str:
+    """Why `password` may not be used, in words ("" when it may).
+
+    `advise` adds how to make a strong one; pages that say it above the form leave it out.
+    """
     if len(password) > MAX_PASSWORD_LENGTH:
         return gettext(
             "The password must be at most %(count)s characters long.",
@@ -84,9 +91,9 @@ def password_problem(password: str, *, user_inputs: Iterable[str] = ()) -> str:
             count=MIN_PASSWORD_LENGTH,
         )
         return f"{short} {weak}".strip() if "passwords" in dictionaries else short
-    if weak:
+    if weak and advise:
         return weak + " " + gettext("A few unrelated words make a strong password.")
-    return ""
+    return weak
 
 
 def _personal_words(values: Iterable[str]) -> list[str]:
@@ -102,9 +109,9 @@ def _personal_words(values: Iterable[str]) -> list[str]:
     return words
 
 
-def hash_password(password: str, *, user_inputs: Iterable[str] = ()) -> str:
+def hash_password(password: str, *, user_inputs: Iterable[str] = (), advise: bool = True) -> str:
     """The argon2id hash of an acceptable password (UserError saying why if it is not)."""
-    problem = password_problem(password, user_inputs=user_inputs)
+    problem = password_problem(password, user_inputs=user_inputs, advise=advise)
     if problem:
         raise UserError(problem)
     return _hasher.hash(password)
@@ -182,8 +189,13 @@ def authenticate(email: str, password: str) -> LoginResult:
         _verify(_DUMMY_HASH, password)
         audit_failure(user, "delayed")
         return LoginResult(None, error=_bad_credentials())
-    if not user.is_active_account or not _verify(user.password_hash, password):
+    # argon2 runs for a deactivated account too: the time taken tells nothing.
+    right = _verify(user.password_hash, password)
+    if not user.is_active_account or not right:
         count_failure(user, "bad password")
+        return LoginResult(None, error=_bad_credentials())
+    if temporary_password_expired(user):
+        count_failure(user, "temporary password expired")
         return LoginResult(None, error=_bad_credentials())
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = _hasher.hash(password)
@@ -261,7 +273,7 @@ def complete_login(user: User) -> None:
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = utcnow()
-    sign_in_limits.clear_account(user.email)
+    sign_in_limits.clear_network_failures(user.email)
     record_event("login", actor=user, target_type="user", target_id=user.id)
 
 
@@ -337,16 +349,36 @@ def sign_in_delay(user: User) -> int:
     return sign_in_limits.account_delay(user.email) or _database_delay(user)
 
 
-def _store_password(user: User, password: str) -> None:
-    user.password_hash = hash_password(password, user_inputs=(user.email, user.display_name))
+def _store_password(user: User, password: str, *, advise: bool = True) -> None:
+    user.password_hash = hash_password(
+        password, user_inputs=(user.email, user.display_name), advise=advise
+    )
     user.password_changed_at = utcnow()
     user.must_change_password = False
+    _spend_reset_links(user)
+
+
+def _spend_reset_links(user: User) -> None:
     # Links asked for before are spent: they must not set another password later.
     db.session.execute(
         update(PasswordResetToken)
         .where(PasswordResetToken.user_id == user.id, PasswordResetToken.used_at.is_(None))
         .values(used_at=utcnow())
     )
+
+
+def temporary_password() -> str:
+    """20 random characters in groups of 4 ("k7dw-..."), 100 bits: lower-case letters and
+    digits without the look-alikes (l, 1, o, 0), easy to read out over the phone."""
+    chosen = "".join(secrets.choice(_TEMPORARY_ALPHABET) for _ in range(20))
+    return "-".join(chosen[i : i + 4] for i in range(0, 20, 4))
+
+
+def temporary_password_expired(user: User) -> bool:
+    """Whether `user` holds an administrator's temporary password older than its lifetime."""
+    if not user.must_change_password or user.password_changed_at is None:
+        return False
+    return utcnow() - user.password_changed_at >= TEMPORARY_PASSWORD_LIFETIME
 
 
 def change_password(
@@ -363,7 +395,11 @@ def change_password(
         raise UserError(gettext("The two new passwords do not match."))
     if new == current:
         raise UserError(gettext("The new password must differ from the current one."))
-    _store_password(user, new)
+    # The page says how to make a strong password above the form: the refusal need not.
+    _store_password(user, new, advise=False)
+    # A half-finished sign-in (two-factor code owed) elsewhere ends too; the caller signs
+    # this browser in again under the new version.
+    user.session_version += 1
     ended = sessions.end_sessions(user, keep_token=keep_token)
     record_event(
         "user.password_change",
@@ -375,7 +411,9 @@ def change_password(
 
 
 def sign_out_everywhere(user: User) -> None:
-    """End every session of `user`, the current one included ("sign out everywhere")."""
+    """End every session of `user`, the current one included ("sign out everywhere"), and
+    every half-finished sign-in that still owes a two-factor code."""
+    user.session_version += 1
     ended = sessions.end_sessions(user)
     record_event(
         "user.sessions_ended",
@@ -389,14 +427,17 @@ def sign_out_everywhere(user: User) -> None:
 def reset_password(user: User, *, actor: User) -> str:
     """Give `user` a random temporary password to change at their next sign-in; return it.
 
-    Their sessions end at once and the old password stops working.
+    Their sessions, half-finished sign-ins and open reset links end at once and the old
+    password stops working. The temporary password works for TEMPORARY_PASSWORD_LIFETIME.
     """
     if actor.id == user.id:
         raise UserError(gettext("Change your own password on your account page."))
-    temporary = secrets.token_urlsafe(15)  # 20 characters, about 120 bits
+    temporary = temporary_password()
     user.password_hash = _hasher.hash(temporary)
     user.password_changed_at = utcnow()
     user.must_change_password = True
+    user.session_version += 1
+    _spend_reset_links(user)
     ended = sessions.end_sessions(user)
     record_event(
         "user.password_reset",
@@ -408,9 +449,12 @@ def reset_password(user: User, *, actor: User) -> str:
     return temporary
 
 
-def set_password(user: User, password: str, *, action: str = "user.password_set") -> None:
+def set_password(
+    user: User, password: str, *, action: str = "user.password_set", advise: bool = True
+) -> None:
     """Set `user`'s password (command line, reset link); all their sessions end."""
-    _store_password(user, password)
+    _store_password(user, password, advise=advise)
+    user.session_version += 1
     ended = sessions.end_sessions(user)
     sign_in_limits.clear_account(user.email)
     user.failed_logins = 0

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
-from flask_login import current_user, logout_user
+from flask_login import current_user, login_user, logout_user
 
 from campaign.extensions import db
 from campaign.i18n import SESSION_LANGUAGE, current_language
@@ -78,6 +78,7 @@ def password() -> Any:
             error = str(problem)
         else:
             db.session.commit()
+            login_user(user)  # this browser goes on under the new session version
             flash(_("Your password is changed; your other sessions have ended."), "success")
             return redirect(url_for("account.index"))
     page = render_template(

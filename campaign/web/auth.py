@@ -3,6 +3,7 @@ and set-up are in web/two_factor.py)."""
 
 from __future__ import annotations
 
+import time
 import unicodedata
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,11 +26,18 @@ from campaign.extensions import db
 from campaign.i18n import SESSION_LANGUAGE, current_language, remember_visitor_language
 from campaign.models import Role, User
 from campaign.services import password_reset, sessions, users
+from campaign.services.sign_in_limits import wait_words
 from campaign.web.access import allow, public, signed_in_user
 
 bp = Blueprint("auth", __name__)
 # The user whose password was right and who still owes a two-factor code (web/two_factor.py).
 PENDING_TOTP = "pending_totp_user"
+# When the password was right (seconds since the epoch): the code is owed within PENDING_LIFETIME.
+PENDING_TOTP_SINCE = "pending_totp_since"
+PENDING_LIFETIME = 5 * 60
+# Set by the pages' scripts on requests nobody asked for (progress polling): they do not count
+# as activity, so the idle timeout still ends a session left open on such a page.
+BACKGROUND_HEADER = "X-Background-Request"
 # The signed-in browser's session token (services/sessions.py keeps only its hash).
 SESSION_TOKEN = "session_token"  # noqa: S105 (a session key name)
 
@@ -46,6 +54,23 @@ def load_user(user_id: str) -> User | None:
     return user
 
 
+def pending_user() -> User | None:
+    """The user whose password was right in this browser less than five minutes ago and who
+    still owes a two-factor code (None otherwise; the half-finished sign-in is then dropped).
+
+    The id carries the session version, so a password change, an admin reset, a reset link,
+    `set-password` or "sign out everywhere" since then ends it too.
+    """
+    pending, since = session.get(PENDING_TOTP), session.get(PENDING_TOTP_SINCE)
+    user = load_user(pending) if isinstance(pending, str) else None
+    fresh = isinstance(since, int) and 0 <= time.time() - since < PENDING_LIFETIME
+    if user is None or not fresh:
+        session.pop(PENDING_TOTP, None)
+        session.pop(PENDING_TOTP_SINCE, None)
+        return None
+    return user
+
+
 def load_session_user(user_id: str) -> User | None:
     """Flask-Login's loader: the user of this browser's open server-side session.
 
@@ -57,7 +82,7 @@ def load_session_user(user_id: str) -> User | None:
     token = session.get(SESSION_TOKEN)
     if user is None or not isinstance(token, str):
         return None
-    row = sessions.find_session(token)
+    row = sessions.find_session(token, activity=request.headers.get(BACKGROUND_HEADER) != "poll")
     # The loader runs at the start of the request (_load_session_user below): nothing of
     # the view is in this transaction yet, only the session's own bookkeeping.
     db.session.commit()
@@ -117,6 +142,7 @@ def login() -> Any:
             return response
         if result.user and result.needs_totp:
             session[PENDING_TOTP] = result.user.get_id()
+            session[PENDING_TOTP_SINCE] = int(time.time())
             return redirect(url_for("two_factor.verify", next=request.args.get("next")))
         if result.user:
             return finish_login(result.user)
@@ -206,6 +232,15 @@ def forgot_password() -> Any:
 @bp.route("/login/reset/<token>", methods=["GET", "POST"])
 @public
 def reset_password(token: str) -> Any:
+    wait = password_reset.page_refusal()
+    if wait:
+        refused = _(
+            "Too many requests from your network. Try again in %(wait)s.", wait=wait_words(wait)
+        )
+        page = render_template("auth/reset_password.html", refused=refused, error="")
+        response = _no_referrer(make_response(page, 429))
+        response.headers["Retry-After"] = str(wait)
+        return response
     try:
         password_reset.check_link(token)
     except password_reset.LinkRefused as refused:

@@ -36,7 +36,12 @@ def _render_index(error: str = "", form: dict[str, str] | None = None, status: i
             totp_required={role: two_factor.is_totp_required(role) for role in Role},
             now=utcnow(),
             # Seconds each account must still wait after failed sign-ins (0: none).
-            delays={account.id: user_service.sign_in_delay(account) for account in accounts},
+            delays={
+                account.id: max(
+                    user_service.sign_in_delay(account), two_factor.code_delay(account)
+                )
+                for account in accounts
+            },
             min_password=user_service.MIN_PASSWORD_LENGTH,
             error=error,
             form=form or {},
@@ -122,6 +127,7 @@ def set_active(user_id: int) -> Any:
 def unlock(user_id: int) -> Any:
     user = db.get_or_404(User, user_id)
     user_service.unlock(user, actor=signed_in_user())
+    two_factor.clear_code_failures(user)
     db.session.commit()
     flash(_("%(email)s may sign in again at once.", email=user.email), "success")
     return redirect(url_for("users.index"))
@@ -145,16 +151,20 @@ def reset_password(user_id: int) -> Any:
 @allow(Role.ADMIN)
 def reset_two_factor(user_id: int) -> Any:
     user = db.get_or_404(User, user_id)
+    actor = signed_in_user()
     try:
-        two_factor.reset_two_factor(user, actor=signed_in_user())
+        if actor.id != user.id:  # (their own is refused below, in words)
+            two_factor.confirm_administrator(actor, request.form.get("password", ""))
+        two_factor.reset_two_factor(user, actor=actor)
     except user_service.UserError as problem:
+        db.session.commit()  # a wrong password counts, as at sign-in
         flash(str(problem), "error")
         return redirect(url_for("users.index"))
     db.session.commit()
     flash(
         _(
             "Two-factor authentication of %(email)s is reset and their sessions have ended; "
-            "they can set it up again after signing in.",
+            "they are told by e-mail and can set it up again after signing in.",
             email=user.email,
         ),
         "success",

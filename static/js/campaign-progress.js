@@ -45,7 +45,7 @@
   }
 
   function poll() {
-    fetch(url, {headers: {"Accept": "application/json"}, credentials: "same-origin"})
+    fetch(url, {headers: {"Accept": "application/json", "X-Background-Request": "poll"}, credentials: "same-origin"})
       .then(function (response) {
         if (!response.ok) { throw new Error("HTTP " + response.status); }
         return response.json();

@@ -3,7 +3,7 @@
   var bar = document.getElementById("bar");
   var text = document.getElementById("progress-text");
   function poll() {
-    fetch(box.dataset.url, {headers: {"Accept": "application/json"}, credentials: "same-origin"})
+    fetch(box.dataset.url, {headers: {"Accept": "application/json", "X-Background-Request": "poll"}, credentials: "same-origin"})
       .then(function (response) { return response.json(); })
       .then(function (p) {
         if (p.is_done) { window.location.reload(); return; }

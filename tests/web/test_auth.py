@@ -72,7 +72,8 @@ def test_two_factor_codes_cannot_be_guessed_without_limit(app: Flask, client: Fl
         client.post("/login/verify", data={"code": "000000"})
     right_code = pyotp.TOTP(user.totp_secret).now()
     response = client.post("/login/verify", data={"code": right_code})
-    assert response.status_code == 401
+    assert response.status_code == 429  # as /login: the wait in words and in Retry-After
+    assert int(response.headers["Retry-After"]) > 0
     assert "Too many failed sign-in attempts" in response.get_data(as_text=True)
     assert client.get("/").status_code == 302
 

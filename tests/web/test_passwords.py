@@ -15,6 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from campaign.devmail import DevmailSink
 from campaign.extensions import db
@@ -106,9 +107,9 @@ def test_changing_the_password_needs_the_current_one_and_ends_other_sessions(
     assert done.status_code == 302
     assert is_signed_in(client)
     assert not is_signed_in(other)
-    # This browser's cookie goes on working; a copy taken before the change was of the same
-    # session, so a thief who must be shut out needs "sign out everywhere".
-    assert is_signed_in(copied)
+    # This browser's cookie goes on working under the new session version; a copy taken
+    # before the change carries the old one and stops.
+    assert not is_signed_in(copied)
     assert len(rows_of(user)) == 1
     assert not can_sign_in(app, user, TEST_PASSWORD)
     assert can_sign_in(app, user, NEW_PASSWORD)
@@ -347,3 +348,198 @@ def test_set_password_explains_a_refusal(app: Flask) -> None:
     nobody = runner.invoke(args=["set-password", "nobody@example.org"], input=NEW_PASSWORD + "\n")
     assert nobody.exit_code != 0 and "no account" in nobody.output.lower()
     assert can_sign_in(app, user, TEST_PASSWORD)
+
+
+# --- issue 13 review: admin reset, temporary password, reset links, timing, wording -----------
+
+TEMPORARY = re.compile(r'<code class="secret">([^<]+)</code>')
+
+
+def admin_resets(app: Flask, user: User) -> str:
+    admin = db.session.scalar(select(User).where(User.email == "boss@example.org"))
+    admin = admin or make_user(Role.ADMIN, "boss@example.org")
+    browser = app.test_client()
+    sign_in(browser, admin)
+    page = browser.post(f"/users/{user.id}/password/reset")
+    assert page.status_code == 200
+    found = TEMPORARY.search(page.get_data(as_text=True))
+    assert found
+    return found.group(1)
+
+
+def test_an_admin_reset_spends_the_open_reset_links(app: Flask, client: FlaskClient) -> None:
+    user = make_user(Role.EDITOR)
+    ask_for_link(client, user.email)
+    [message] = deliver_resets(app)
+    admin_resets(app, user)
+    response = client.post(
+        f"/login/reset/{token_in(message)}", data={"new": NEW_PASSWORD, "repeat": NEW_PASSWORD}
+    )
+    assert response.status_code == 410
+    assert not can_sign_in(app, user, NEW_PASSWORD)
+
+
+def test_the_temporary_password_is_easy_to_read_out_and_expires_after_72_hours(
+    app: Flask, client: FlaskClient
+) -> None:
+    user = make_user(Role.EDITOR)
+    temporary = admin_resets(app, user)
+    assert re.fullmatch(r"[a-z2-9]{4}(-[a-z2-9]{4}){4}", temporary), temporary
+    assert not set(temporary) & set("lI1O0o")
+    assert timedelta(hours=72) == users.TEMPORARY_PASSWORD_LIFETIME
+    db.session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(password_changed_at=utcnow() - timedelta(hours=72, minutes=1))
+    )
+    db.session.commit()
+    late = client.post("/login", data={"email": user.email, "password": temporary})
+    assert late.status_code == 401
+    assert "The email or password is not right." in late.get_data(as_text=True)
+    # The administrator resets again; the new one works.
+    again = admin_resets(app, user)
+    assert client.post("/login", data={"email": user.email, "password": again}).status_code == 302
+
+
+def test_the_forced_change_page_asks_for_the_temporary_password(
+    app: Flask, client: FlaskClient
+) -> None:
+    user = make_user(Role.EDITOR)
+    temporary = admin_resets(app, user)
+    client.post("/login", data={"email": user.email, "password": temporary})
+    page = client.get("/account/password").get_data(as_text=True)
+    assert "The temporary password your administrator gave you" in page
+    assert ">Current password<" not in page
+    client.post(
+        "/account/password",
+        data={"current": temporary, "new": NEW_PASSWORD, "repeat": NEW_PASSWORD},
+    )
+    assert ">Current password<" in client.get("/account/password").get_data(as_text=True)
+
+
+def test_a_deactivated_account_costs_the_same_argon2_check(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = make_user(Role.ADMIN)
+    gone = make_user(Role.VIEWER)
+    users.set_active(gone, False, actor=admin)
+    db.session.commit()
+    checked: list[str] = []
+    real = users._hasher
+
+    class CountingHasher:
+        """The real argon2 hasher, counting its verifications."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def verify(self, password_hash: str, password: str) -> bool:
+            checked.append(password_hash)
+            return real.verify(password_hash, password)
+
+    monkeypatch.setattr(users, "_hasher", CountingHasher())
+    for address in (admin.email, gone.email, "nobody@example.org"):
+        checked.clear()
+        response = client.post("/login", data={"email": address, "password": "wrong guess!"})
+        assert response.status_code == 401
+        assert len(checked) == 1, address  # one argon2 verification whichever the case
+
+
+def test_a_reset_link_is_random_not_derived_from_the_secret_key(
+    app: Flask, client: FlaskClient
+) -> None:
+    import base64
+    import hashlib
+    import hmac
+    from datetime import UTC, datetime
+
+    user = make_user(Role.EDITOR)
+    ask_for_link(client, user.email)
+    [message] = deliver_resets(app)
+    assert len(token_in(message)) >= 43  # 32 random bytes
+    row = db.session.scalar(select(PasswordResetToken))
+    assert row is not None
+    # Someone holding the secret key (a leaked configuration) forges the old derivation.
+    stamp = (row.expires_at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    forged_message = f"password-reset:{row.id}:{row.user_id}:{stamp}".encode()
+    key = str(app.config["SECRET_KEY"]).encode()
+    forged = base64.urlsafe_b64encode(hmac.new(key, forged_message, hashlib.sha256).digest())
+    response = client.post(
+        f"/login/reset/{forged.rstrip(b'=').decode()}",
+        data={"new": NEW_PASSWORD, "repeat": NEW_PASSWORD},
+    )
+    assert response.status_code == 410
+    assert not can_sign_in(app, user, NEW_PASSWORD)
+
+
+def test_one_link_used_twice_at_the_same_moment_sets_one_password(
+    app: Flask, client: FlaskClient
+) -> None:
+    from campaign.services import password_reset
+
+    user = make_user(Role.EDITOR)
+    ask_for_link(client, user.email)
+    [message] = deliver_resets(app)
+    token = token_in(message)
+    second = "a second passphrase, later"
+    with app.test_request_context(f"/login/reset/{token}", method="POST"):
+        # This request reads the link as unused (and holds what it read) ...
+        held, _ = password_reset.check_link(token)
+        # ... when another request, in its own database session, uses it and commits.
+        with Session(db.engine) as other:
+            row = other.scalar(select(PasswordResetToken))
+            assert row is not None and row.used_at is None
+            other.execute(
+                update(PasswordResetToken)
+                .where(PasswordResetToken.id == row.id)
+                .values(used_at=utcnow())
+            )
+            stored = other.get(User, user.id)
+            assert stored is not None
+            stored.password_hash = users.hash_password(NEW_PASSWORD)
+            other.commit()
+        with pytest.raises(password_reset.LinkRefused):
+            password_reset.use_link(token, second, second)
+        assert held.user_id == user.id
+        db.session.rollback()
+    assert can_sign_in(app, user, NEW_PASSWORD)
+    assert not can_sign_in(app, user, second)
+
+
+def test_the_reset_page_is_rate_limited_per_network(app: Flask, client: FlaskClient) -> None:
+    statuses = [
+        client.get(f"/login/reset/guess{n:04d}guessguessguessguessguessguessgu").status_code
+        for n in range(40)
+    ]
+    assert statuses[0] == 410
+    assert statuses[-1] == 429
+    other = client.get("/login/reset/guess", environ_base={"REMOTE_ADDR": "203.0.113.8"})
+    assert other.status_code == 410
+
+
+def test_the_reset_form_links_back_to_sign_in_and_says_advice_once(
+    app: Flask, client: FlaskClient
+) -> None:
+    user = make_user(Role.EDITOR)
+    ask_for_link(client, user.email)
+    [message] = deliver_resets(app)
+    token = token_in(message)
+    page = client.get(f"/login/reset/{token}").get_data(as_text=True)
+    assert 'href="/login"' in page
+    advice = "A few unrelated words make a strong password."
+    weak = client.post(
+        f"/login/reset/{token}", data={"new": "qwertyuiop123", "repeat": "qwertyuiop123"}
+    )
+    assert weak.status_code == 422
+    assert "most common passwords" in weak.get_data(as_text=True)
+    assert weak.get_data(as_text=True).count(advice) == 1
+    signed = app.test_client()
+    sign_in(signed, user)
+    changed = signed.post(
+        "/account/password",
+        data={"current": TEST_PASSWORD, "new": "qwertyuiop123", "repeat": "qwertyuiop123"},
+    )
+    assert changed.get_data(as_text=True).count(advice) == 1
+    # Where no page says it first (the command line), the refusal gives the advice.
+    with pytest.raises(users.UserError, match=advice):
+        users.hash_password("qwertyuiop123")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
@@ -12,7 +14,7 @@ from campaign.extensions import db
 from campaign.models import Role, User, UserSession
 from campaign.models._types import utcnow
 from campaign.services import users
-from tests.conftest import make_user, sign_in
+from tests.conftest import TEST_PASSWORD, make_user, sign_in
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"
 
@@ -189,3 +191,152 @@ def test_a_remember_me_cookie_does_not_bring_a_session_back(
         remembered = encode_cookie(user.get_id())
     client.set_cookie("remember_token", remembered)
     assert not is_signed_in(client)
+
+
+# --- a half-finished sign-in (password right, two-factor code owed) -----------------------------
+
+NEW_PASSPHRASE = "violet tractor mercury plank"
+
+
+def _with_totp(user: User) -> str:
+    import pyotp
+
+    from campaign.secret_box import TOTP_SECRETS, encrypt_secret
+
+    secret = pyotp.random_base32()
+    user.totp_secret = encrypt_secret(secret, purpose=TOTP_SECRETS)
+    db.session.commit()
+    return secret
+
+
+def _fully_signed_in(app: Flask, user: User, secret: str) -> FlaskClient:
+    """The real user's browser, past both steps with the previous 30-second code (the
+    attacker is left the current one: each code works once)."""
+    import pyotp
+
+    browser = app.test_client()
+    browser.post("/login", data={"email": user.email, "password": TEST_PASSWORD})
+    code = pyotp.TOTP(secret).at(utcnow() - timedelta(seconds=30))
+    assert browser.post("/login/verify", data={"code": code}).status_code == 302
+    assert is_signed_in(browser)
+    return browser
+
+
+def _change_own_password(app: Flask, user: User, secret: str) -> None:
+    browser = _fully_signed_in(app, user, secret)
+    done = browser.post(
+        "/account/password",
+        data={"current": TEST_PASSWORD, "new": NEW_PASSPHRASE, "repeat": NEW_PASSPHRASE},
+    )
+    assert done.status_code == 302
+    assert is_signed_in(browser)  # the browser that changed it stays signed in
+
+
+def _sign_out_everywhere(app: Flask, user: User, secret: str) -> None:
+    browser = _fully_signed_in(app, user, secret)
+    assert browser.post("/account/sessions/end-all").status_code == 302
+
+
+def _admin_reset(app: Flask, user: User, secret: str) -> None:
+    admin = make_user(Role.ADMIN, "boss@example.org")
+    browser = app.test_client()
+    sign_in(browser, admin)
+    assert browser.post(f"/users/{user.id}/password/reset").status_code == 200
+
+
+def _set_password_command(app: Flask, user: User, secret: str) -> None:
+    result = app.test_cli_runner().invoke(
+        args=["set-password", user.email], input=NEW_PASSPHRASE + "\n"
+    )
+    assert result.exit_code == 0, result.output
+
+
+def _reset_link(app: Flask, user: User, secret: str) -> None:
+    from tests.web.test_passwords import deliver_resets, token_in
+
+    browser = app.test_client()
+    assert browser.post("/login/forgot", data={"email": user.email}).status_code == 200
+    [message] = deliver_resets(app)
+    done = browser.post(
+        f"/login/reset/{token_in(message)}",
+        data={"new": NEW_PASSPHRASE, "repeat": NEW_PASSPHRASE},
+    )
+    assert done.status_code == 302
+
+
+@pytest.mark.parametrize(
+    "event",
+    [_change_own_password, _sign_out_everywhere, _admin_reset, _set_password_command, _reset_link],
+)
+def test_a_half_finished_sign_in_ends_with_a_password_change_or_sign_out_everywhere(
+    app: Flask, client: FlaskClient, event: Callable[[Flask, User, str], None]
+) -> None:
+    import pyotp
+
+    user = make_user(Role.SENDER, "victim@example.org")
+    secret = _with_totp(user)
+    # Someone with the old password stops at the two-factor step...
+    attacker = client
+    step = attacker.post("/login", data={"email": user.email, "password": TEST_PASSWORD})
+    assert step.headers["Location"].startswith("/login/verify")
+    # ... the real user secures the account ...
+    event(app, user, secret)
+    # ... and one current code (a glance at the phone, a phished code) must not finish it.
+    late = attacker.post("/login/verify", data={"code": pyotp.TOTP(secret).now()})
+    assert late.status_code == 302 and late.headers["Location"].startswith("/login")
+    assert not is_signed_in(attacker)
+
+
+def test_a_half_finished_sign_in_is_refused_after_five_minutes(
+    app: Flask, client: FlaskClient
+) -> None:
+    import pyotp
+
+    from campaign.web.auth import PENDING_TOTP_SINCE
+
+    user = make_user(Role.SENDER)
+    secret = _with_totp(user)
+    client.post("/login", data={"email": user.email, "password": TEST_PASSWORD})
+    with client.session_transaction() as cookie:
+        cookie[PENDING_TOTP_SINCE] = int(cookie[PENDING_TOTP_SINCE]) - 5 * 60 - 1
+    late = client.post("/login/verify", data={"code": pyotp.TOTP(secret).now()})
+    assert late.status_code == 302 and late.headers["Location"].startswith("/login")
+    assert not is_signed_in(client)
+    # A fresh start works.
+    client.post("/login", data={"email": user.email, "password": TEST_PASSWORD})
+    code = pyotp.TOTP(secret).at(utcnow() + timedelta(seconds=30))
+    assert client.post("/login/verify", data={"code": code}).status_code == 302
+    assert is_signed_in(client)
+
+
+# --- background polling is not activity ------------------------------------------------------
+
+POLL_HEADER = {"X-Background-Request": "poll"}
+
+
+def test_a_progress_page_polling_in_the_background_does_not_keep_the_session_open(
+    app: Flask, client: FlaskClient
+) -> None:
+    from pathlib import Path
+
+    user = make_user(Role.EDITOR)
+    sign_in(client, user)
+    idle = app.config["SESSION_IDLE_MINUTES"]
+    long_ago = utcnow() - timedelta(minutes=idle - 1)
+    db.session.execute(update(UserSession).values(last_seen_at=long_ago))
+    db.session.commit()
+    # The page's script polls every 1.5 s while nobody is at the screen.
+    assert client.get("/", headers=POLL_HEADER).status_code == 200
+    [row] = rows_of(user)
+    db.session.refresh(row)
+    assert row.last_seen_at == long_ago
+    db.session.execute(
+        update(UserSession).values(last_seen_at=utcnow() - timedelta(minutes=idle, seconds=5))
+    )
+    db.session.commit()
+    assert client.get("/", headers=POLL_HEADER).status_code in (302, 401)
+    assert not is_signed_in(client)
+    # Both polling scripts mark their requests so.
+    for script in ("campaign-progress.js", "import-progress.js"):
+        source = (Path(str(app.static_folder)) / "js" / script).read_text()
+        assert '"X-Background-Request": "poll"' in source, script

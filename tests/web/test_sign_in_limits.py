@@ -45,8 +45,8 @@ def test_unknown_wrong_and_delayed_addresses_read_alike(app: Flask, client: Flas
             response = attempt(client, address, "wrong password!", remote=f"192.0.2.{n}")
             assert response.status_code == 401
             assert GENERIC in response.get_data(as_text=True)
-        # Still delayed for this address, even with the right password and from elsewhere.
-        delayed = attempt(client, address, TEST_PASSWORD, remote="203.0.113.9")
+        # Still delayed for this address from this network, even with the right password.
+        delayed = attempt(client, address, TEST_PASSWORD, remote="192.0.2.99")
         assert delayed.status_code == 429
         page = delayed.get_data(as_text=True).replace(address, "X")
         answers[address] = re.sub(r'name="csrf_token" value="[^"]*"', "", page)
@@ -143,7 +143,7 @@ def test_two_factor_failures_share_the_accounts_limit(app: Flask, client: FlaskC
     user.totp_secret = pyotp.random_base32()
     db.session.commit()
     client.post("/login", data={"email": user.email, "password": TEST_PASSWORD})
-    with app.test_request_context():
+    with app.test_request_context(environ_base={"REMOTE_ADDR": "127.0.0.1"}):  # the client's
         for _ in range(app.config["LOGIN_MAX_FAILURES"]):
             users.count_failure(db.session.get(User, user.id), "wrong two-factor code")
         assert users.refusal(db.session.get(User, user.id))
@@ -178,3 +178,71 @@ def test_without_redis_the_account_delay_falls_back_to_the_database(
     stored.locked_until = None
     db.session.commit()
     assert attempt(client, user.email, TEST_PASSWORD).status_code == 302
+
+
+# --- a stranger cannot keep the real user out ----------------------------------------------
+
+
+def test_failures_from_another_network_never_delay_the_right_password_from_yours(
+    app: Flask, client: FlaskClient
+) -> None:
+    user = make_user(Role.EDITOR)
+    for n in range(app.config["LOGIN_MAX_FAILURES"] + 1):
+        attempt(client, user.email, "a stranger's guess", remote=f"198.51.100.{n}")
+    # The stranger's network waits ...
+    assert attempt(client, user.email, TEST_PASSWORD, remote="198.51.100.50").status_code == 429
+    # ... the real user, from their own network, signs in at once.
+    own = app.test_client()
+    assert attempt(own, user.email, TEST_PASSWORD, remote="192.0.2.77").status_code == 302
+    # Their success frees no guesser: the stranger's network still waits.
+    assert attempt(client, user.email, TEST_PASSWORD, remote="198.51.100.51").status_code == 429
+    # The administrator still sees the delay (from any network), and can end it.
+    assert users.sign_in_delay(db.session.get(User, user.id)) > 0
+
+
+def test_a_stranger_cannot_spend_the_owners_reset_requests_nor_flood_their_mailbox(
+    app: Flask, client: FlaskClient
+) -> None:
+    from campaign.models import PasswordResetToken
+    from campaign.services import password_reset
+
+    user = make_user(Role.EDITOR)
+    answers = set()
+    for n in range(8):  # from eight networks, more than a day's e-mails
+        response = client.post(
+            "/login/forgot",
+            data={"email": user.email},
+            environ_base={"REMOTE_ADDR": f"198.51.{n}.9"},
+        )
+        assert response.status_code == 200
+        answers.add(re.sub(r'name="csrf_token" value="[^"]*"', "", response.get_data(as_text=True)))
+    own = client.post(
+        "/login/forgot", data={"email": user.email}, environ_base={"REMOTE_ADDR": "192.0.2.5"}
+    )
+    assert own.status_code == 200  # the owner's own request is not refused ...
+    answers.add(re.sub(r'name="csrf_token" value="[^"]*"', "", own.get_data(as_text=True)))
+    assert len(answers) == 1  # ... and every answer reads the same
+    links = db.session.scalar(select(db.func.count(PasswordResetToken.id)))
+    assert links == password_reset.EMAILS_PER_ADDRESS_PER_DAY == 5
+
+
+def test_refusals_during_a_wait_at_the_two_factor_step_are_not_audited_one_by_one(
+    app: Flask, client: FlaskClient
+) -> None:
+    import pyotp
+
+    user = make_user(Role.SENDER)
+    user.totp_secret = pyotp.random_base32()
+    db.session.commit()
+    client.post("/login", data={"email": user.email, "password": TEST_PASSWORD})
+    for _ in range(app.config["LOGIN_MAX_FAILURES"]):
+        client.post("/login/verify", data={"code": "000000"})
+
+    def audited() -> int:
+        query = select(db.func.count(AuditEvent.id)).where(AuditEvent.action == "login.failed")
+        return int(db.session.scalar(query) or 0)
+
+    before = audited()
+    for _ in range(20):
+        assert client.post("/login/verify", data={"code": "000000"}).status_code == 429
+    assert audited() == before

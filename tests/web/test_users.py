@@ -111,11 +111,12 @@ def test_the_last_admin_cannot_be_demoted_or_deactivated(
 def test_deactivate_reactivate_and_unlock(client: FlaskClient, login: Login, app: Flask) -> None:
     login(Role.ADMIN)
     other = make_user(Role.EDITOR)
-    other.locked_until = utcnow() + timedelta(minutes=10)
+    other.locked_until = utcnow() + timedelta(minutes=10)  # delayed while Redis was away
     db.session.commit()
-    assert "locked until" in _text(client.get("/users/"))
+    assert "sign-in delayed" in _text(client.get("/users/"))
     client.post(f"/users/{other.id}/unlock")
     assert db.session.get(User, other.id).locked_until is None
+    assert "sign-in delayed" not in _text(client.get("/users/"))
     client.post(f"/users/{other.id}/active", data={"active": "0"})
     assert not db.session.get(User, other.id).is_active_account
     client.post(f"/users/{other.id}/active", data={"active": "1"})
