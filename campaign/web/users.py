@@ -37,9 +37,7 @@ def _render_index(error: str = "", form: dict[str, str] | None = None, status: i
             now=utcnow(),
             # Seconds each account must still wait after failed sign-ins (0: none).
             delays={
-                account.id: max(
-                    user_service.sign_in_delay(account), two_factor.code_delay(account)
-                )
+                account.id: max(user_service.sign_in_delay(account), two_factor.code_delay(account))
                 for account in accounts
             },
             min_password=user_service.MIN_PASSWORD_LENGTH,
