@@ -208,3 +208,35 @@ class ConnectionSemaphore:
         if self.limit and self.held:
             self.redis.zrem(self.key, self.holder)
         self.held = False
+
+
+# KEYS: the counters; ARGV[1]: the window in seconds, ARGV[i + 1]: KEYS[i]'s limit.
+# Counts nothing unless every counter has room; returns {0, 0}, or {i, seconds left} for
+# the first full counter.
+_COUNT_IN_WINDOW = """
+for i, key in ipairs(KEYS) do
+  local used = tonumber(redis.call('GET', key) or '0')
+  if used >= tonumber(ARGV[i + 1]) then
+    local ttl = redis.call('TTL', key)
+    if ttl < 0 then ttl = tonumber(ARGV[1]) end
+    return {i, ttl}
+  end
+end
+for _, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, ARGV[1]) end
+end
+return {0, 0}
+"""
+
+
+def count_in_window(
+    redis: Any, keys: list[str], limits: list[int] | tuple[int, ...], window: int
+) -> tuple[int, int]:
+    """Count one request against each of `keys` (fixed windows of `window` seconds).
+
+    Atomic: nothing is counted unless every counter has room. Returns (0, 0) when counted,
+    or (the 1-based index of the first full counter, seconds until it empties). Sign-on
+    submissions and sign-in/reset requests share this one script.
+    """
+    full, ttl = redis.register_script(_COUNT_IN_WINDOW)(keys=keys, args=[window, *limits])
+    return int(full), int(ttl)

@@ -25,6 +25,7 @@ from flask_babel import gettext, ngettext
 from redis.exceptions import RedisError
 
 from campaign.queue import get_redis
+from campaign.rate_limit import count_in_window
 from campaign.tracking.buffer import ip_prefix
 
 log = logging.getLogger(__name__)
@@ -66,23 +67,6 @@ for i, key in ipairs(KEYS) do
   delays[i] = math.ceil(delay / 1000)
 end
 return delays
-"""
-
-# KEYS: hourly counters. ARGV: window in s, then each key's limit. Returns {index, ttl} of
-# the first full counter (nothing counted then), or {0, 0} after counting in every one.
-_COUNT = """
-for i, key in ipairs(KEYS) do
-  local used = tonumber(redis.call('GET', key) or '0')
-  if used >= tonumber(ARGV[i + 1]) then
-    local ttl = redis.call('TTL', key)
-    if ttl < 0 then ttl = tonumber(ARGV[1]) end
-    return {i, ttl}
-  end
-end
-for _, key in ipairs(KEYS) do
-  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, ARGV[1]) end
-end
-return {0, 0}
 """
 
 
@@ -269,8 +253,8 @@ def count_daily(kind: str, email: str, limit: int) -> bool:
 
 def _count(kind: str, keys: list[str], limits: tuple[int, ...], window: int) -> int:
     try:
-        full, ttl = get_redis().register_script(_COUNT)(keys=keys, args=[window, *limits])
+        full, ttl = count_in_window(get_redis(), keys, limits, window)
     except RedisError as error:
         log.warning("%s requests not limited: %s", kind, error)
         return 0
-    return int(ttl) if int(full) else 0
+    return ttl if full else 0

@@ -44,6 +44,7 @@ from campaign.models import (
     Statement,
 )
 from campaign.queue import get_redis
+from campaign.rate_limit import count_in_window
 from campaign.services.audit import record_event
 from campaign.services.contacts import normalise_email
 from campaign.services.notices import NOTICES, Notice, build_message, queue_notice
@@ -237,24 +238,6 @@ def clean_form(form: Mapping[str, str]) -> dict[str, str]:
 
 # --- rate limits ---------------------------------------------------------------------------
 
-# KEYS: the counters; ARGV[1]: the window in seconds, ARGV[i + 1]: KEYS[i]'s limit.
-# Counts nothing unless every counter has room; returns {0, 0}, or {i, seconds left} for
-# the first full counter.
-_COUNT = """
-for i, key in ipairs(KEYS) do
-  local used = tonumber(redis.call('GET', key) or '0')
-  if used >= tonumber(ARGV[i + 1]) then
-    local ttl = redis.call('TTL', key)
-    if ttl < 0 then ttl = tonumber(ARGV[1]) end
-    return {i, ttl}
-  end
-end
-for _, key in ipairs(KEYS) do
-  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, ARGV[1]) end
-end
-return {0, 0}
-"""
-
 
 def client_network(client_ip: str) -> str:
     """The /24 (IPv4) or /48 (IPv6) a client address belongs to: one household or office."""
@@ -278,12 +261,11 @@ def _count_submission(sign_on: SignOn, address_key: str, client_ip: str) -> None
     limits = [PER_EMAIL_PER_HOUR, PER_NETWORK_PER_HOUR, PER_SIGN_ON_PER_HOUR]
     try:
         redis = get_redis()
-        full, ttl = redis.register_script(_COUNT)(keys=keys, args=[RATE_WINDOW_SECONDS, *limits])
+        full, ttl = count_in_window(redis, keys, limits, RATE_WINDOW_SECONDS)
     except RedisError as error:
         # The limits protect inboxes and editors; signing must not stop when Redis does.
         log.warning("sign-on %s: rate limits not checked: %s", sign_on.id, error)
         return
-    full, ttl = int(full), int(ttl)
     if not full:
         return
     wait = _wait_words(ttl)
