@@ -106,3 +106,18 @@ def test_a_worker_waits_for_redis_to_come_back_and_carries_on(scene: Scene) -> N
     assert worker.poll() is None, scene.workers.log_tail()
     assert scene.workers.unexpected_exits == 0
     scene.assert_everyone_written_to_once(extra_copies_allowed=0)
+
+
+def test_a_worker_left_idle_takes_the_next_campaign(scene: Scene) -> None:
+    # RQ sets the long socket timeout of its blocking dequeue on the connection pool; a
+    # connection the background threads had opened before kept a short one, so an idle
+    # worker failed every dequeue ("Timeout reading") and never ran a job.
+    worker = scene.workers.start(name="idle-1")
+    _wait(lambda: "idle-1" in _registered(scene), "the worker did not register", scene)
+    time.sleep(8)  # idle past the short timeout the background threads' connections had
+    scene.seed(3)
+    scene.launch()
+    _wait(lambda: scene.finished(), "the campaign did not finish", scene)
+    assert "Timeout reading" not in scene.workers.log_tail()
+    assert worker.poll() is None, scene.workers.log_tail()
+    scene.assert_everyone_written_to_once(extra_copies_allowed=0)

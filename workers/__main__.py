@@ -104,7 +104,9 @@ def _wait_for_redis(connection: Redis, stop: threading.Event) -> bool:
     return False
 
 
-def work_until_stopped(make_worker: Any, connection: Redis, log_level: str) -> None:
+def work_until_stopped(
+    make_worker: Any, connection: Redis, log_level: str, first: Any = None
+) -> None:
     """Run RQ's work loop; when Redis goes away, wait for it and start the loop again.
 
     RQ's loop gives up on a Redis error (`python -m workers` then exited and stayed down).
@@ -115,7 +117,7 @@ def work_until_stopped(make_worker: Any, connection: Redis, log_level: str) -> N
     while True:
         worker = None
         try:
-            worker = make_worker()
+            worker, first = first or make_worker(), None
             worker.work(logging_level=log_level)
         except (RedisConnectionError, RedisTimeoutError) as error:
             log.warning("the worker lost Redis (%s)", error)
@@ -181,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
                 log.exception("the start-up reconcile failed")
             worker.work(burst=True, logging_level=args.log_level)
             return 0
+        # The worker is made before the background threads touch Redis: RQ gives the
+        # connection pool the long socket timeout its blocking dequeue needs, but only
+        # connections opened after that get it. With the threads first, an idle worker's
+        # dequeue failed every few seconds ("Timeout reading") and it ran no job.
+        first = make_worker()
         reconciler = Reconciler(app, reconcile)
         reconciler.start()
         inbox_poller = Reconciler(
@@ -196,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         scheduler.start()
         try:
-            work_until_stopped(make_worker, connection, args.log_level)
+            work_until_stopped(make_worker, connection, args.log_level, first)
         finally:
             reconciler.stop()
             inbox_poller.stop()
