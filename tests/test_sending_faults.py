@@ -1,7 +1,8 @@
 """Sending under faults with real processes: workers SIGKILLed, Redis killed or flushed.
 
 And two workers racing on one PostgreSQL. Each test runs `python -m workers` processes (a
-forking RQ worker: the parent and its work horse, killed together as a process group)
+forking RQ worker: the parent and its work horse, killed together as systemd's cgroup kill
+would; the horse runs in a process group of its own, so both are found and killed)
 against a real database, a private Redis server and the fault-injecting SMTP server, then
 reads the ledger and what the SMTP server received. The deadlines are generous ceilings
 for a loaded 2-core machine, not timings.
@@ -133,6 +134,18 @@ class OwnRedis:
 # --- worker processes ------------------------------------------------------------------------
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (read from /proc, Linux only)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # The command name may hold spaces; the fields after its ")" are fixed.
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
 @dataclass
 class Workers:
     """`python -m workers` processes, each in its own process group (parent + work horse)."""
@@ -166,8 +179,14 @@ class Workers:
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         """SIGKILL the worker and its work horse at once, as a power cut or the OOM killer would."""
+        # RQ's work horse calls setpgrp(): it is not in the worker's process group, and a
+        # killpg alone would leave it sending. Kill it too, by its parent's pid.
+        horses = _children(process.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+        for horse in horses:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(horse, signal.SIGKILL)
         process.wait(timeout=30)
         self.processes.remove(process)
         self.kills += 1

@@ -121,3 +121,21 @@ def test_a_worker_left_idle_takes_the_next_campaign(scene: Scene) -> None:
     assert "Timeout reading" not in scene.workers.log_tail()
     assert worker.poll() is None, scene.workers.log_tail()
     scene.assert_everyone_written_to_once(extra_copies_allowed=0)
+
+
+def test_an_idle_worker_stops_on_sigterm(scene: Scene) -> None:
+    # systemd stops a unit with SIGTERM and waits 300 s before SIGKILL: a worker that went
+    # back to work instead of exiting would be killed mid-batch at every stop.
+    import signal
+    import subprocess
+
+    worker = scene.workers.start(name="stop-1")
+    _wait(lambda: "stop-1" in _registered(scene), "the worker did not register", scene)
+    time.sleep(2)  # in RQ's dequeue, its own signal handlers installed
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        log = scene.workers.log_tail()
+        raise AssertionError(f"SIGTERM did not stop an idle worker\n{log}") from None
+    assert "goes back to work" not in scene.workers.log_tail()

@@ -23,8 +23,9 @@ from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq import SimpleWorker, Worker
+from rq import Queue, SimpleWorker, Worker
 from rq.serializers import JSONSerializer
+from sqlalchemy.orm import configure_mappers
 
 log = logging.getLogger("workers")
 
@@ -121,7 +122,12 @@ def work_until_stopped(
             worker.work(logging_level=log_level)
         except (RedisConnectionError, RedisTimeoutError) as error:
             log.warning("the worker lost Redis (%s)", error)
-        if (worker is not None and worker._stop_requested) or stop.is_set():
+        # RQ marks a stop asked for while busy in _stop_requested, and any SIGTERM/SIGINT in
+        # _shutdown_requested_date (an idle worker's loop just ends): both mean "exit".
+        asked_to_stop = worker is not None and (
+            worker._stop_requested or getattr(worker, "_shutdown_requested_date", None)
+        )
+        if asked_to_stop or stop.is_set():
             return
         # RQ's handlers stay installed after its loop; ours just end the wait.
         previous = {
@@ -145,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     from campaign import create_app
     from campaign.config import ConfigError
     from campaign.extensions import db
-    from campaign.queue import get_queue, get_redis
+    from campaign.queue import get_redis, redis_url
     from workers.context import set_app
     from workers.jobs import flush_tracking, poll_inboxes, reconcile, run_scheduler
     from workers.ticker import Reconciler
@@ -162,14 +168,22 @@ def main(argv: list[str] | None = None) -> int:
         engine = db.engine
         # A forked work horse must not reuse the parent's pooled database connections.
         os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+        # The mappers are configured now, before any thread or fork: a work horse forked
+        # while a thread held SQLAlchemy's configuration lock would wait on it forever.
+        configure_mappers()
         connection = get_redis()
-        queue = get_queue()
+        # RQ gets a client of its own that nothing else has used: RQ raises the pool's socket
+        # timeout to fit its blocking dequeue, but connections opened before keep redis-py's
+        # 5 s, and an idle worker's every dequeue then failed ("Timeout reading") and it ran
+        # no job. The name check, the pings and the background threads use `connection`.
+        rq_connection = Redis.from_url(redis_url())
+        queue = Queue(app.config["QUEUE_NAME"], connection=rq_connection, serializer=JSONSerializer)
         worker_class: Any = SimpleWorker if args.simple else Worker
 
         def make_worker() -> Any:
             return worker_class(
                 [queue],
-                connection=connection,
+                connection=rq_connection,
                 serializer=JSONSerializer,
                 name=free_name(connection, args.name, worker_class),
             )
@@ -183,10 +197,6 @@ def main(argv: list[str] | None = None) -> int:
                 log.exception("the start-up reconcile failed")
             worker.work(burst=True, logging_level=args.log_level)
             return 0
-        # The worker is made before the background threads touch Redis: RQ gives the
-        # connection pool the long socket timeout its blocking dequeue needs, but only
-        # connections opened after that get it. With the threads first, an idle worker's
-        # dequeue failed every few seconds ("Timeout reading") and it ran no job.
         first = make_worker()
         reconciler = Reconciler(app, reconcile)
         reconciler.start()

@@ -759,6 +759,11 @@ def _send_row(
     # the message each may have in flight.
     if _stop_requested(batch):
         return False
+    # And the lease, again: the pace's wait may have outlasted it, and another worker may
+    # already have taken the row back.
+    if batch.keeper is not None and not batch.keeper.holds():
+        _stop_lease_lost(batch)
+        return False
     outcome = connection.send(batch.envelope_from, recipient, data, copies=copies)
     return _apply(batch, row, outcome, data, language)
 
