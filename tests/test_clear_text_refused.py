@@ -29,13 +29,11 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.mail import SendError, send_message
-from campaign.models import Campaign, CampaignStatus, Delivery, Role, SmtpAccount, User
+from campaign.models import CampaignStatus, Role, SmtpAccount, User
 from campaign.scheduling.stored_text import read
 from campaign.secret_box import encrypt_secret
-from campaign.services import campaigns, lists, sending, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
 from tests.fault_smtp import FaultSmtpServer
+from tests.test_tls_smtp import launch_letters, send_letters, statuses
 
 USER, PASSWORD = "office", "relay-password-in-clear"
 Login = Callable[[Role], User]
@@ -90,41 +88,6 @@ def _use(app: Flask, server: FaultSmtpServer, *, username: str = USER) -> None:
         MAIL_USERNAME=username,
         MAIL_PASSWORD=PASSWORD if username else "",
         MAIL_TIMEOUT=5,
-    )
-
-
-def _launch(count: int = 2, account: SmtpAccount | None = None) -> Campaign:
-    statement = statements.create_statement(
-        "Joint letter", language="en", subject="S", body="{{ salutation }}\n\nFree them.\n"
-    )
-    contact_list = lists.create_list(f"List {uuid.uuid4().hex[:6]}")
-    ids = [
-        create_contact({"email": f"p{n}@example.net", "family_name": f"P{n}"}).id
-        for n in range(count)
-    ]
-    lists.add_contacts(contact_list, ids)
-    campaign = campaigns.create_campaign(
-        statement,
-        audience=AudienceSpec((f"list:{contact_list.id}",)),
-        from_address="Human Rights Office <office@example.org>",
-        smtp_account=account,
-    )
-    assert campaigns.launch_campaign(campaign)
-    db.session.commit()
-    return campaign
-
-
-def _send(campaign: Campaign) -> Campaign:
-    sending.send_batch(campaign.id, worker="test-worker", commit=db.session.commit)
-    db.session.expire_all()
-    sent = db.session.get(Campaign, campaign.id)
-    assert sent is not None
-    return sent
-
-
-def _statuses(campaign: Campaign) -> list[str]:
-    return list(
-        db.session.scalars(select(Delivery.status).where(Delivery.campaign_id == campaign.id))
     )
 
 
@@ -196,7 +159,7 @@ def test_a_campaign_does_not_log_in_in_clear_to_another_machine(
 ) -> None:
     remote_server.require_auth(USER, PASSWORD)
     _use(app, remote_server)
-    campaign = _send(_launch(2))
+    campaign = send_letters(launch_letters(2))
     assert campaign.status == CampaignStatus.PAUSED
     where = f"{remote_server.host}:{remote_server.port}"
     in_english = _read(campaign.status_reason, "en")
@@ -205,7 +168,7 @@ def test_a_campaign_does_not_log_in_in_clear_to_another_machine(
     in_french = _read(campaign.status_reason, "fr")
     assert where in in_french and "en clair" in in_french
     # Nothing was even connected: no login, no letter; the rows wait for a resume.
-    assert _statuses(campaign) == ["queued", "queued"]
+    assert statuses(campaign) == ["queued", "queued"]
     assert remote_server.logins == [] and remote_server.messages == []
     assert remote_server.sessions == 0
 
@@ -224,7 +187,7 @@ def test_an_account_saved_before_the_rule_does_not_log_in_in_clear_either(
     )
     db.session.add(account)
     db.session.commit()
-    campaign = _send(_launch(1, account))
+    campaign = send_letters(launch_letters(1, account))
     assert campaign.status == CampaignStatus.PAUSED
     assert "in clear" in _read(campaign.status_reason, "en")
     assert remote_server.logins == [] and remote_server.sessions == 0
@@ -247,7 +210,7 @@ def test_a_relay_that_takes_mail_without_a_login_may_be_used_in_clear(
     app: Flask, remote_server: FaultSmtpServer
 ) -> None:
     _use(app, remote_server, username="")
-    campaign = _send(_launch(2))
+    campaign = send_letters(launch_letters(2))
     assert campaign.status == CampaignStatus.FINISHED, campaign.status_reason
     assert len(remote_server.messages) == 2 and remote_server.logins == []
     _send_one()
@@ -259,6 +222,6 @@ def test_a_login_in_clear_to_a_server_on_this_machine_still_works(
 ) -> None:
     fault_smtp.require_auth(USER, PASSWORD)
     _use(app, fault_smtp)  # 127.0.0.1
-    campaign = _send(_launch(1))
+    campaign = send_letters(launch_letters(1))
     assert campaign.status == CampaignStatus.FINISHED, campaign.status_reason
     assert fault_smtp.logins == [USER] and len(fault_smtp.messages) == 1

@@ -23,7 +23,7 @@ from sqlalchemy import select
 
 from campaign.config import Config, ConfigError
 from campaign.extensions import db
-from campaign.models import AuditEvent, Campaign, CampaignStatus, Delivery, Role
+from campaign.models import AuditEvent, Campaign, CampaignStatus, Delivery, Role, SmtpAccount
 from campaign.scheduling.stored_text import read
 from campaign.services import campaigns, lists, sending, statements
 from campaign.services.campaigns import AudienceSpec
@@ -93,7 +93,8 @@ def _use(app: Flask, server: FaultSmtpServer, security: str) -> None:
     )
 
 
-def _launch(count: int = 2) -> Campaign:
+def launch_letters(count: int = 2, account: SmtpAccount | None = None) -> Campaign:
+    """A launched campaign of `count` letters (through `account`, or the default one)."""
     statement = statements.create_statement(
         "Joint letter", language="en", subject="S", body="{{ salutation }}\n\nFree them.\n"
     )
@@ -107,13 +108,14 @@ def _launch(count: int = 2) -> Campaign:
         statement,
         audience=AudienceSpec((f"list:{contact_list.id}",)),
         from_address="Human Rights Office <office@example.org>",
+        smtp_account=account,
     )
     assert campaigns.launch_campaign(campaign)
     db.session.commit()
     return campaign
 
 
-def _send(campaign: Campaign) -> Campaign:
+def send_letters(campaign: Campaign) -> Campaign:
     sending.send_batch(campaign.id, worker="test-worker", commit=db.session.commit)
     db.session.expire_all()
     sent = db.session.get(Campaign, campaign.id)
@@ -121,7 +123,7 @@ def _send(campaign: Campaign) -> Campaign:
     return sent
 
 
-def _statuses(campaign: Campaign) -> list[str]:
+def statuses(campaign: Campaign) -> list[str]:
     return list(
         db.session.scalars(select(Delivery.status).where(Delivery.campaign_id == campaign.id))
     )
@@ -139,9 +141,9 @@ def test_letters_go_out_over_tls_to_a_server_whose_certificate_a_private_ca_sign
     server = _server(certificates["good"], security)
     servers_started.append(server)
     _use(app, server, security)
-    campaign = _send(_launch(2))
+    campaign = send_letters(launch_letters(2))
     assert campaign.status == CampaignStatus.FINISHED, campaign.status_reason
-    assert sorted(_statuses(campaign)) == ["sent", "sent"]
+    assert sorted(statuses(campaign)) == ["sent", "sent"]
     # One connection for the batch, logged in once the channel was secure.
     assert len(server.messages) == 2 and server.logins == [USER]
 
@@ -167,7 +169,7 @@ def test_a_refused_certificate_pauses_the_campaign_and_nothing_goes_out_in_clear
     server = _server(certificates[certificate], security)
     servers_started.append(server)
     _use(app, server, security)
-    campaign = _send(_launch(2))
+    campaign = send_letters(launch_letters(2))
     assert campaign.status == CampaignStatus.PAUSED
     where = f"{server.host}:{server.port}"
     in_english = _reason(app, campaign.status_reason, "en")
@@ -177,7 +179,7 @@ def test_a_refused_certificate_pauses_the_campaign_and_nothing_goes_out_in_clear
     in_french = _reason(app, campaign.status_reason, "fr")
     assert where in in_french and french in in_french
     # The rows wait for a resume; the server saw neither a login nor a letter.
-    assert _statuses(campaign) == ["queued", "queued"]
+    assert statuses(campaign) == ["queued", "queued"]
     assert server.messages == [] and server.logins == []
 
 
@@ -187,14 +189,14 @@ def test_a_server_without_starttls_pauses_the_campaign_before_any_login(
     server = _server(None, "starttls")  # clear text only: it offers no STARTTLS
     servers_started.append(server)
     _use(app, server, "starttls")
-    campaign = _send(_launch(2))
+    campaign = send_letters(launch_letters(2))
     assert campaign.status == CampaignStatus.PAUSED
     where = f"{server.host}:{server.port}"
     assert f"{where} does not offer STARTTLS; no letter goes out in clear text" in _reason(
         app, campaign.status_reason, "en"
     )
     assert "ne propose pas STARTTLS" in _reason(app, campaign.status_reason, "fr")
-    assert _statuses(campaign) == ["queued", "queued"]
+    assert statuses(campaign) == ["queued", "queued"]
     assert server.messages == [] and server.logins == []
     assert server.sessions == 1  # it connected once, asked, and went away
 
@@ -205,7 +207,7 @@ def test_a_plain_text_server_on_the_ssl_port_pauses_the_campaign(
     server = _server(None, "ssl")
     servers_started.append(server)
     _use(app, server, "ssl")
-    campaign = _send(_launch(1))
+    campaign = send_letters(launch_letters(1))
     assert campaign.status == CampaignStatus.PAUSED
     reason = _reason(app, campaign.status_reason, "en")
     assert "no secure connection could be made" in reason
@@ -237,7 +239,7 @@ def test_an_unreadable_ca_file_pauses_the_campaign_with_its_name(
     server = _server(certificates["good"], "ssl")
     servers_started.append(server)
     _use(app, server, "ssl")
-    campaign = _send(_launch(1))
+    campaign = send_letters(launch_letters(1))
     assert campaign.status == CampaignStatus.PAUSED
     reason = _reason(app, campaign.status_reason, "en")
     assert "CAMPAIGN_TLS_CA_FILE cannot be read" in reason and str(missing) in reason
@@ -251,7 +253,7 @@ def test_a_starttls_the_server_refuses_pauses_the_campaign_in_words(
     servers_started.append(server)
     server.fail(502, "5.5.1 STARTTLS not available here", stage="starttls", times=None)
     _use(app, server, "starttls")
-    campaign = _send(_launch(2))
+    campaign = send_letters(launch_letters(2))
     assert campaign.status == CampaignStatus.PAUSED
     where = f"{server.host}:{server.port}"
     in_english = _reason(app, campaign.status_reason, "en")
@@ -259,7 +261,7 @@ def test_a_starttls_the_server_refuses_pauses_the_campaign_in_words(
     assert "no letter goes out in clear text" in in_english
     in_french = _reason(app, campaign.status_reason, "fr")
     assert "a refusé STARTTLS" in in_french and "aucune lettre" in in_french
-    assert _statuses(campaign) == ["queued", "queued"]
+    assert statuses(campaign) == ["queued", "queued"]
     assert server.messages == [] and server.logins == []
 
 
@@ -271,7 +273,7 @@ def test_a_campaign_paused_after_errors_in_a_row_says_so_in_the_readers_language
     server.fail(451, "4.3.0 Try again later", stage="rcpt", times=None)
     _use(app, server, "starttls")
     app.config["SEND_ERROR_THRESHOLD"] = 2
-    campaign = _send(_launch(3))
+    campaign = send_letters(launch_letters(3))
     assert campaign.status == CampaignStatus.PAUSED
     in_english = _reason(app, campaign.status_reason, "en")
     assert "paused after 2 messages in a row failed" in in_english
@@ -288,7 +290,7 @@ def test_a_login_the_server_refuses_pauses_the_campaign_in_the_readers_language(
     servers_started.append(server)
     _use(app, server, "ssl")
     app.config["MAIL_PASSWORD"] = "not-the-password"
-    campaign = _send(_launch(1))
+    campaign = send_letters(launch_letters(1))
     assert campaign.status == CampaignStatus.PAUSED
     assert "the SMTP server refused the login (535" in _reason(app, campaign.status_reason, "en")
     assert "a refusé la connexion au compte (535" in _reason(app, campaign.status_reason, "fr")
@@ -304,7 +306,7 @@ def test_the_audit_log_shows_a_pause_reason_in_words(
     server = _server(certificates["expired"], "ssl")
     servers_started.append(server)
     _use(app, server, "ssl")
-    campaign = _send(_launch(1))
+    campaign = send_letters(launch_letters(1))
     assert campaign.status == CampaignStatus.PAUSED
     event = db.session.scalars(
         select(AuditEvent).where(
