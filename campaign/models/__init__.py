@@ -40,6 +40,7 @@ from campaign.models.schedule import (
     Schedule,
     ScheduleKind,
     ScheduleRun,
+    SignatoriesFrom,
 )
 from campaign.models.setting import InstallationSetting
 from campaign.models.sign_on import (
@@ -121,6 +122,7 @@ __all__ = [
     "SignOn",
     "SignOnInvitation",
     "SignOnOrder",
+    "SignatoriesFrom",
     "Signatory",
     "SignatoryKind",
     "Signature",

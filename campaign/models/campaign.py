@@ -44,6 +44,8 @@ class Campaign(db.Model):  # type: ignore[name-defined]
         ForeignKey("smtp_accounts.id", ondelete="RESTRICT"), nullable=True
     )
     is_pdf_attached: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Files stored with the statement (statement_attachments ids) attached to every letter.
+    attached_file_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     # RFC 8058 one-click unsubscribe headers; off is allowed for one-to-one letters.
     has_list_unsubscribe: Mapped[bool] = mapped_column(Boolean, default=True)
     is_open_tracking: Mapped[bool] = mapped_column(Boolean, default=False)

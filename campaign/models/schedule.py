@@ -40,6 +40,12 @@ class FollowUpCondition(enum.StrEnum):
     OPENED_NO_REPLY = "opened_no_reply"
 
 
+class SignatoriesFrom(enum.StrEnum):
+    FIRST_LETTER = "first_letter"  # the frozen version of the campaign's statement
+    STEP_STATEMENT = "step_statement"  # the follow-up statement's own signatories
+    NONE = "none"
+
+
 class Schedule(db.Model):  # type: ignore[name-defined]
     __tablename__ = "schedules"
 
@@ -111,5 +117,11 @@ class CampaignStep(db.Model):  # type: ignore[name-defined]
     delay_days: Mapped[int] = mapped_column(Integer)
     condition: Mapped[str] = mapped_column(
         String(30), default=FollowUpCondition.NO_REPLY_NO_BOUNCE.value
+    )
+    # "" means "Re: " + the first letter's subject, so mail clients keep one thread.
+    subject: Mapped[str] = mapped_column(Text, default="")
+    # Whose signatures close the follow-up: SignatoriesFrom values.
+    signatories_from: Mapped[str] = mapped_column(
+        String(20), default=SignatoriesFrom.FIRST_LETTER.value
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -34,5 +34,11 @@ class SmtpAccount(db.Model):  # type: ignore[name-defined]
     per_minute: Mapped[int] = mapped_column(Integer, default=0)
     per_day: Mapped[int] = mapped_column(Integer, default=0)
     max_connections: Mapped[int] = mapped_column(Integer, default=0)
+    # DKIM: letters and notices sent through this account are signed when a key is set.
+    dkim_domain: Mapped[str] = mapped_column(String(255), default="")
+    dkim_selector: Mapped[str] = mapped_column(String(63), default="")
+    dkim_algorithm: Mapped[str] = mapped_column(String(10), default="")
+    # Fernet ciphertext of the PEM private key, like the password; never shown back or logged.
+    dkim_private_key_encrypted: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -150,4 +150,6 @@ class StatementAttachment(db.Model):  # type: ignore[name-defined]
     sha256: Mapped[str] = mapped_column(String(64))
     # Inside the instance folder; never served directly.
     stored_path: Mapped[str] = mapped_column(String(500))
+    # The letter language this file belongs to; "" for a file sent with every language.
+    language: Mapped[str] = mapped_column(String(35), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
