@@ -95,6 +95,12 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "no_reply_no_bounce": _l("No reply and no bounce"),
         "opened_no_reply": _l("Opened, no reply"),
     },
+    # Whose signatures close a follow-up (CampaignStep.signatories_from).
+    "signatories_from": {
+        "first_letter": _l("Those of the first letter, as sent"),
+        "step_statement": _l("Those of the follow-up's statement"),
+        "none": _l("No signatures"),
+    },
     "statement_status": {
         "draft": _l("Draft"),
         "final": _l("Final"),
@@ -178,6 +184,10 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "none": _l("None (plain text)"),
         "starttls": _l("STARTTLS"),
         "ssl": _l("TLS from the start (SSL)"),
+    },
+    "dkim_algorithm": {
+        "rsa": _l("RSA 2048 (read by every receiver)"),
+        "ed25519": _l("Ed25519 (RFC 8463; add an RSA key too for older receivers)"),
     },
     "import_status": {
         "uploaded": _l("Uploaded"),
@@ -380,6 +390,18 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "dative_undeclined": _l("Dative form missing"),
         "unknown_country": _l("Unknown country code"),
         "no_office_country": _l("Country of the office missing"),
+        # What a reader would see wrong in the text (letters/content_checks.py).
+        "footnote_undefined": _l("Footnote not defined"),
+        "footnote_unused": _l("Footnote never referred to"),
+        "footnote_duplicate": _l("Footnote defined twice"),
+        "footnote_nested": _l("Footnote inside a footnote"),
+        "markdown_left": _l("Markdown printed as typed"),
+        "no_signature": _l("No signature"),
+        "empty_salutation": _l("Empty salutation"),
+        "no_closing": _l("No closing"),
+        "merged_lines": _l("Lines that run together"),
+        "parts_differ": _l("Text and HTML parts differ"),
+        "long_subject": _l("Subject too long"),
     },
 }
 

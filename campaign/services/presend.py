@@ -23,6 +23,13 @@ from flask_babel.speaklater import LazyString
 from sqlalchemy import Select
 
 from campaign.extensions import db
+from campaign.i18n import language_name
+from campaign.letters.content_checks import (
+    ContentProblem,
+    LetterContent,
+    check_content,
+    salutation_problem,
+)
 from campaign.letters.letter import (
     LanguageUnavailable,
     LetterSource,
@@ -31,7 +38,7 @@ from campaign.letters.letter import (
     render_letter,
 )
 from campaign.letters.salutations import RuleSet
-from campaign.letters.types import LetterProblem
+from campaign.letters.types import LetterProblem, RenderedLetter
 from campaign.mail import message_id_domain
 from campaign.models import Contact
 from campaign.scheduling.stored_text import joined
@@ -60,6 +67,39 @@ class ContactProblem:
         return _("(no email)")
 
 
+@dataclass(frozen=True)
+class TextProblem:
+    """One problem of a statement's text in one language: every letter in it carries it."""
+
+    statement_id: int
+    title: str
+    language: str
+    line: int  # in the statement's text of that language, 1-based; 0: the subject
+    problem: LetterProblem
+
+    @property
+    def where(self) -> str:
+        """How the report names the place: the statement, the language and the line."""
+        return where(self.statement_id, self.title, self.language, self.line)
+
+
+def where(statement_id: int, title: str, language: str, line: int) -> str:
+    if line:
+        return _(
+            "statement %(id)d “%(title)s” (%(language)s), line %(line)d",
+            id=statement_id,
+            title=title,
+            language=language_name(language),
+            line=line,
+        )
+    return _(
+        "statement %(id)d “%(title)s” (%(language)s), subject",
+        id=statement_id,
+        title=title,
+        language=language_name(language),
+    )
+
+
 @dataclass
 class PresendReport:
     """What the check found over an audience: per-contact problems and a summary."""
@@ -68,6 +108,8 @@ class PresendReport:
     statement_version: int
     checked: int = 0
     problems: list[ContactProblem] = field(default_factory=list)
+    # What a reader would see wrong in the text of a language, found once per language.
+    text_problems: list[TextProblem] = field(default_factory=list)
     # Recipients per letter language.
     languages: Counter[str] = field(default_factory=Counter)
     # Problems per code ("no_email": 3).
@@ -76,11 +118,15 @@ class PresendReport:
 
     @property
     def errors(self) -> int:
-        return sum(1 for p in self.problems if p.problem.severity == "error")
+        return sum(1 for p in self._all() if p.severity == "error")
 
     @property
     def warnings(self) -> int:
-        return sum(1 for p in self.problems if p.problem.severity != "error")
+        return sum(1 for p in self._all() if p.severity != "error")
+
+    def _all(self) -> Iterator[LetterProblem]:
+        yield from (p.problem for p in self.text_problems)
+        yield from (p.problem for p in self.problems)
 
     @property
     def has_errors(self) -> bool:
@@ -124,6 +170,9 @@ def check_audience(
     rule_set = rules or RuleSet.builtin()
     today = today or dt.date.today()
     report = PresendReport(source.statement_id, source.version)
+    # The text of each language is read once, with its first recipient's letter: a
+    # statement with 10,000 recipients is not parsed 10,000 times.
+    text_errors: dict[str, bool] = {}
     for contact in _contacts(contacts):
         report.checked += 1
         email = str(contact.email or "")
@@ -131,6 +180,7 @@ def check_audience(
         try:
             letter = render_letter(source, contact, language=language, today=today, rules=rule_set)
             found, letter_language = letter.problems, letter.language
+            found += _reader_problems(source, letter, text_errors, report)
         except Exception as error:  # one broken letter must not stop the check of the others
             log.exception("pre-send check failed for contact %s", contact.id)
             found = (
@@ -148,9 +198,72 @@ def check_audience(
                 ContactProblem(contact.id, email, name, letter_language, problem)
             )
             report.codes[problem.code] += 1
-        if any(p.severity == "error" for p in found):
+        if any(p.severity == "error" for p in found) or text_errors.get(letter_language):
             report.contacts_with_errors += 1
     return report
+
+
+def _reader_problems(
+    source: LetterSource,
+    letter: RenderedLetter,
+    text_errors: dict[str, bool],
+    report: PresendReport,
+) -> tuple[LetterProblem, ...]:
+    """Read `letter` as its recipient will: its language's text once, its salutation always.
+
+    Adds the text's problems to `report` the first time a language is seen (and records in
+    `text_errors` whether they stop its letters); returns the recipient's own problems.
+    """
+    if any(p.code == "render_error" for p in letter.problems):
+        return ()  # reported already; the text is read with a letter that could be made
+    language = letter.language
+    body = source.text(language)[1]
+    if language not in text_errors:
+        found = check_content(
+            LetterContent(
+                source=body,
+                html=letter.html_body,
+                text=letter.text_body,
+                subject=letter.subject,
+                language=language,
+                closing=letter.closing,
+                signatory_lines=letter.signatory_lines,
+            )
+        )
+        text_errors[language] = any(p.severity == "error" for p in found)
+        for problem in found:
+            report.text_problems.append(
+                TextProblem(
+                    source.statement_id,
+                    source.title,
+                    language,
+                    problem.line,
+                    LetterProblem(problem.severity, problem.code, problem.message),
+                )
+            )
+            report.codes[problem.code] += 1
+    if any(p.code == "no_salutation_rule" for p in letter.problems):
+        return ()  # the missing rule is the problem, said already
+    own = salutation_problem(
+        body,
+        letter.html_body,
+        letter.salutation,
+        language,
+        uses_salutation="salutation" in source.variables(language),
+    )
+    if own is None:
+        return ()
+    return (_located(source, language, own),)
+
+
+def _located(source: LetterSource, language: str, problem: ContentProblem) -> LetterProblem:
+    """A recipient's content problem, its message naming the statement, language and line."""
+    place = where(source.statement_id, source.title, language, problem.line)
+    return LetterProblem(
+        problem.severity,
+        problem.code,
+        _("%(where)s: %(message)s", where=place, message=problem.message),
+    )
 
 
 # --- the installation's addresses, checked before a launch --------------------------------

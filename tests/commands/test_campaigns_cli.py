@@ -28,7 +28,7 @@ from campaign.queue import get_queue
 from campaign.services import lists, segments, smtp_accounts, statements, suppressions
 from campaign.services.contacts import create_contact
 
-BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n"
+BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n\nAnna Sample\n"
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from campaign.models import Contact
 from campaign.services import lists, segments, statements
 from campaign.services.contacts import create_contact
 
-BODY = "{{ salutation }}\n\nText.\n\n{{ closing }}\n"
+BODY = "{{ salutation }}\n\nText.\n\n{{ closing }}\n\nAnna Sample\n"
 
 
 def _setup(*, with_problems: bool) -> int:

@@ -28,7 +28,7 @@ from campaign.services.contacts import create_contact
 from tests.conftest import make_user, sign_in
 from tests.i18n.pages import assert_no_codes, page_text, user_in
 
-BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n"
+BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna Sample\n"
 NBSP = "\u00a0"
 
 

@@ -23,7 +23,7 @@ from campaign.services import campaigns, lists, sending, statements
 from campaign.services.campaigns import AudienceSpec
 from campaign.services.contacts import create_contact, update_contact
 
-BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n"
+BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n\nAnna Sample\n"
 CREATED = datetime(2027, 6, 1, 12, tzinfo=UTC)
 NEXT_YEAR = date.today().year + 1
 

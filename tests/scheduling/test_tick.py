@@ -21,7 +21,7 @@ from campaign.services import campaigns, lists, statements
 from campaign.services.campaigns import AudienceSpec
 from campaign.services.contacts import create_contact
 
-BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n"
+BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n\nAnna Sample\n"
 CREATED = datetime(2027, 6, 1, 12, tzinfo=UTC)
 
 

@@ -15,7 +15,7 @@ from campaign.models import AuditEvent, Contact, StatementVersion
 from campaign.services import lists, presend, statements
 from campaign.services.contacts import create_contact
 
-BODY = "{{ salutation }}\n\nText for {{ contact.organisation }}.\n\n{{ closing }}\n"
+BODY = "{{ salutation }}\n\nText for {{ contact.organisation }}.\n\n{{ closing }}\n\nAnna Sample\n"
 
 
 def _statement() -> Any:

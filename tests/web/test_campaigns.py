@@ -28,7 +28,7 @@ from campaign.services import campaigns, lists, statements
 from campaign.services.campaigns import AudienceSpec
 from campaign.services.contacts import create_contact
 
-BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n"
+BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna Sample\n"
 
 
 @pytest.fixture

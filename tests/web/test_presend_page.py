@@ -17,8 +17,8 @@ from campaign.services import lists, segments, statements
 from campaign.services.contacts import create_contact
 
 BODY = {
-    "en": "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n",
-    "ru": "{{ salutation }}\n\nМы пишем Вам о процессе.\n\n{{ closing }}\n",
+    "en": "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna Sample\n",
+    "ru": "{{ salutation }}\n\nМы пишем Вам о процессе.\n\n{{ closing }}\n\nАнна Образцова\n",
 }
 
 

@@ -1,0 +1,233 @@
+"""The pre-send check's reading of a letter: what a reader would see wrong, with its line."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from campaign.letters.content_checks import (
+    ContentProblem,
+    LetterContent,
+    check_content,
+    salutation_problem,
+    source_problems,
+)
+from campaign.letters.markdown import markdown_to_html, markdown_to_text
+
+SIGNED = "Yours sincerely,\n\nAnna Smith\n"
+
+
+def _check(
+    source: str,
+    *,
+    subject: str = "A letter",
+    language: str = "en",
+    closing: str = "",
+    signatories: tuple[str, ...] = (),
+    html: str | None = None,
+    text: str | None = None,
+) -> list[ContentProblem]:
+    return check_content(
+        LetterContent(
+            source=source,
+            html=markdown_to_html(source) if html is None else html,
+            text=markdown_to_text(source) if text is None else text,
+            subject=subject,
+            language=language,
+            closing=closing,
+            signatory_lines=signatories,
+        )
+    )
+
+
+def _codes(problems: list[ContentProblem]) -> list[tuple[str, str, int]]:
+    return [(p.severity, p.code, p.line) for p in problems]
+
+
+def test_a_sound_letter_has_no_problem(app: Flask) -> None:
+    source = (
+        "Dear Minister,\n\n"
+        "We write about the trial[^1] of **two** [lawyers](https://example.org/case).\n\n"
+        "# Our requests\n\n"
+        "1. Release them.\n"
+        "2. Investigate the torture allegations.\n\n"
+        "> Quoted words.\n\n"
+        "Code `**` and a hand-wrapped paragraph that goes on and on\n"
+        "over a second line and\n"
+        "a third one, as editors wrap\n"
+        "text at seventy-two characters\n\n" + SIGNED + "\n[^1]: Held on 3 May.\n"
+    )
+    assert _check(source) == []
+
+
+def test_an_undefined_footnote_is_an_error_naming_its_line(app: Flask) -> None:
+    source = "Dear Sir,\n\nFirst.[^1]\nSecond.[^3]\n\n" + SIGNED + "\n[^1]: One.\n"
+    problems = _check(source)
+    assert _codes(problems) == [("error", "footnote_undefined", 4)]
+    assert "“[^3]” printed as it is" in problems[0].message
+    assert "[^3]: …" in problems[0].message
+
+
+def test_a_footnote_never_referred_to_is_an_error(app: Flask) -> None:
+    source = "Dear Sir,\n\nText.[^a]\n\n" + SIGNED + "\n[^a]: Used.\n\n[^b]: Forgotten.\n"
+    problems = _check(source)
+    assert _codes(problems) == [("error", "footnote_unused", 11)]
+    assert "[^b]" in problems[0].message and "never sees it" in problems[0].message
+
+
+def test_a_footnote_defined_twice_names_both_lines(app: Flask) -> None:
+    source = "Dear Sir,\n\nText.[^1]\n\n" + SIGNED + "\n[^1]: First.\n\n[^1]: Second.\n"
+    problems = _check(source)
+    assert _codes(problems) == [("error", "footnote_duplicate", 9)]
+    assert "lines 9, 11" in problems[0].message
+    assert "only the last text (line 11)" in problems[0].message
+
+
+def test_a_footnote_inside_a_footnote_is_a_warning_and_a_note_citing_itself_an_error(
+    app: Flask,
+) -> None:
+    nested = "Dear Sir,\n\nText.[^1]\n\n" + SIGNED + "\n[^1]: See also[^2].\n\n[^2]: Inner.\n"
+    problems = _check(nested)
+    assert _codes(problems) == [("warning", "footnote_nested", 11)]
+    assert "[^1]" in problems[0].message
+    itself = "Dear Sir,\n\nText.\n\n" + SIGNED + "\n[^x]: See[^x].\n"
+    assert ("error", "footnote_unused", 9) in _codes(_check(itself))
+
+
+def test_two_hundred_footnotes_are_fine(app: Flask) -> None:
+    refs = " ".join(f"Point {n}.[^{n}]" for n in range(1, 201))
+    notes = "\n".join(f"[^{n}]: Source {n}, https://example.org/{n}." for n in range(1, 201))
+    source = f"Dear Sir,\n\n{refs}\n\n{SIGNED}\n{notes}\n"
+    assert _check(source) == []
+
+
+def test_markdown_left_unconverted_is_an_error_with_its_line(app: Flask) -> None:
+    source = (
+        "Dear Sir,\n\n"
+        "This is **not bold **.\n\n"
+        "A [link](javascript:alert(1)) here.\n\n"
+        "#hashtag at the start of a line\n\n"
+        "Code shows `**stars**` as typed, on purpose.\n\n" + SIGNED
+    )
+    problems = _check(source)
+    assert _codes(problems) == [
+        ("error", "markdown_left", 3),
+        ("error", "markdown_left", 5),
+        ("error", "markdown_left", 7),
+    ]
+    assert "“**”" in problems[0].message
+    assert "[text](address)" in problems[1].message
+    assert "“#”" in problems[2].message
+
+
+def test_markdown_in_a_part_that_the_source_does_not_explain_is_reported(app: Flask) -> None:
+    source = "Dear Sir,\n\nWe write about the trial.\n\n" + SIGNED
+    html = markdown_to_html(source).replace("trial.", "trial.[^9]")
+    problems = _check(source, html=html)
+    assert ("error", "markdown_left", 3) in _codes(problems)
+    assert any("the HTML part shows “[^”" in p.message for p in problems)
+
+
+def test_a_letter_without_signature_is_an_error_unless_signed(app: Flask) -> None:
+    unsigned = "Dear Sir,\n\nText.\n\n{{ closing }}\n\n{{ signatories }}\n"
+    rendered = "Dear Sir,\n\nText.\n\nYours sincerely,\n"
+    problems = _check(
+        unsigned,
+        closing="Yours sincerely,",
+        html=markdown_to_html(rendered),
+        text=markdown_to_text(rendered),
+    )
+    assert _codes(problems) == [("error", "no_signature", 5)]
+    assert "“Yours sincerely,”" in problems[0].message
+    # Signatories (printed by the body or the layout), or a name after the closing.
+    assert (
+        _check(
+            unsigned,
+            closing="Yours sincerely,",
+            signatories=("Anna Smith, Director",),
+            html=markdown_to_html(rendered),
+            text=markdown_to_text(rendered),
+        )
+        == []
+    )
+    assert _check("Dear Sir,\n\nText.\n\nKind regards,\nAnna Smith\n") == []
+    # The footnotes after the closing are no signature.
+    noted = "Dear Sir,\n\nText.[^1]\n\nKind regards,\n\n[^1]: Note.\n"
+    assert _codes(_check(noted)) == [("error", "no_signature", 0 + 5)]
+
+
+def test_a_letter_without_closing_is_an_error_at_its_last_line(app: Flask) -> None:
+    problems = _check("Dear Sir,\n\nText.\n\nMore text.\n\n[^1]: x\n")
+    assert ("error", "no_closing", 5) in _codes(problems)
+    # French and Russian closings are recognised.
+    assert _check("Madame,\n\nTexte.\n\nVeuillez agréer, Madame, …\n\nAnne", language="fr") == []
+    assert _check("Уважаемая госпожа Посол!\n\nТекст.\n\nС уважением,\nАнна", language="ru") == []
+
+
+def test_an_empty_salutation_is_an_error_for_that_recipient(app: Flask) -> None:
+    source = "{{ salutation }}\n\nText.\n"
+    empty = salutation_problem(source, "<p></p>", "", "en", uses_salutation=True)
+    assert empty is not None and (empty.code, empty.line) == ("empty_salutation", 1)
+    assert salutation_problem(source, "", "Dear Anna,", "en", uses_salutation=True) is None
+    written = "Text first.\n\nDear {{ contact.given_name }},\n"
+    no_name = salutation_problem(
+        written, "<p>Dear ,</p>\n<p>Text.</p>", "", "en", uses_salutation=False
+    )
+    assert no_name is not None and "“Dear ,”" in no_name.message and no_name.line == 3
+    named = salutation_problem(
+        written, "<p>Dear Anna,</p>\n<p>Text.</p>", "", "en", uses_salutation=False
+    )
+    assert named is None
+    russian = salutation_problem(
+        "Уважаемая {{ contact.given_name }}!", "<p>Уважаемая !</p>", "", "ru", uses_salutation=False
+    )
+    assert russian is not None
+
+
+def test_a_pasted_paragraph_of_single_line_breaks_is_a_warning(app: Flask) -> None:
+    pasted = (
+        "Dear Sir,\n\n"
+        "First paragraph, pasted from a word processor.\n"
+        "Second paragraph, which the reader will see glued to the first.\n"
+        "Third paragraph, also glued.\n"
+        "Fourth one.\n\n" + SIGNED
+    )
+    problems = _check(pasted)
+    assert _codes(problems) == [("warning", "merged_lines", 3)]
+    assert "lines 3–6" in problems[0].message and "4 lines" in problems[0].message
+    listed = "Dear Sir,\n\n- first;\n- last.\nThe closing words, swallowed by the list.\n\n"
+    problems = _check(listed + SIGNED)
+    assert _codes(problems) == [("warning", "merged_lines", 5)]
+    assert "joins the list item" in problems[0].message
+
+
+def test_text_and_html_parts_that_differ_name_the_first_different_words(app: Flask) -> None:
+    source = "Dear Sir,\n\nWe ask for the release of both lawyers today.\n\n" + SIGNED
+    text = markdown_to_text(source).replace("both lawyers", "all lawyers")
+    problems = _check(source, text=text)
+    assert _codes(problems) == [("warning", "parts_differ", 3)]
+    assert "“both lawyers today yours”" in problems[0].message
+    assert "“all lawyers today yours”" in problems[0].message
+    assert "after “for the release of”" in problems[0].message
+
+
+def test_a_subject_over_120_characters_is_a_warning(app: Flask) -> None:
+    source = "Dear Sir,\n\nText.\n\n" + SIGNED
+    assert _check(source, subject="x" * 120) == []
+    problems = _check(source, subject="x" * 121)
+    assert _codes(problems) == [("warning", "long_subject", 0)]
+    assert "121 characters" in problems[0].message
+
+
+def test_a_30000_character_paragraph_is_read_whole_without_trouble(app: Flask) -> None:
+    words = " ".join(f"word{n % 97}" for n in range(6000))[:30000]
+    assert len(words) == 30000
+    assert _check(f"Dear Sir,\n\n{words}\n\n{SIGNED}") == []
+    stars = "a ** b " * 5000
+    problems = _check(f"Dear Sir,\n\n{stars}\n\n{SIGNED}")
+    # One problem for the line, not one per pair of stars.
+    assert _codes(problems) == [("error", "markdown_left", 3)]
+
+
+def test_the_source_is_read_once_per_text(app: Flask) -> None:
+    source = "Dear Sir,\n\nText.[^9]\n\n" + SIGNED
+    assert source_problems(source) is source_problems(source)
