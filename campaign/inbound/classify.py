@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from email.message import Message
 
 from flufl.bounce import all_failures
 
-from campaign.inbound.parsing import MAX_PARTS, ParsedMessage, as_email_message
+from campaign.inbound.parsing import ParsedMessage, as_email_message
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +55,12 @@ class Classification:
     bounce_kind: str | None = None
     # Address → "hard" | "soft", in the order the bounce reports them.
     recipients: dict[str, str] = field(default_factory=dict)
-    # Reported (Final-Recipient) address → the Original-Recipient the same DSN block names,
-    # when it names one: the address we wrote to, before an alias or forward expanded it.
+    # Final-Recipient → the Original-Recipient the same DSN block names, when they differ:
+    # `recipients` reports the address we wrote to, before an alias or forward rewrote it.
     original_recipients: dict[str, str] = field(default_factory=dict)
+    # Addresses the report says were delivered (relayed, expanded): not bounced, whatever
+    # the report says of its other recipients.
+    delivered: frozenset[str] = frozenset()
 
 
 def classify(parsed: ParsedMessage) -> Classification:
@@ -69,7 +71,14 @@ def classify(parsed: ParsedMessage) -> Classification:
         if not recipients:
             kind = "hard" if _free_text_severity(parsed) == "hard" else "soft"
         originals = original_recipients(parsed) if parsed.dsn else {}
-        return Classification("bounce", kind, recipients, originals)
+        delivered = frozenset(
+            address
+            for recipient in parsed.dsn
+            if recipient.action in _DELIVERED
+            for address in (recipient.address, recipient.final)
+            if address
+        )
+        return Classification("bounce", kind, recipients, originals, delivered)
     if is_auto_reply(parsed):
         return Classification("auto_reply")
     return Classification("reply")
@@ -107,23 +116,30 @@ def is_auto_reply(parsed: ParsedMessage) -> bool:
     return bool(_AUTO_PHRASES.search(parsed.subject) or _AUTO_OPENINGS.match(parsed.subject))
 
 
+_DELIVERED = ("delivered", "relayed", "expanded")
+
+
 def _status_severity(action: str, status: str) -> str:
-    # Some MTAs leave Action out; a 5.x.x status alone still means the address is gone.
-    if action in ("failed", "") and status.startswith("5"):
+    # Some MTAs leave Action out, others write "error" (OpenSMTPD); a 5.x.x status alone
+    # still means the address is gone. A "failed" with a 4.x.x status gave up on a
+    # temporary fault (a full mailbox, a queue that expired): the address may work again.
+    if action in ("failed", "error", "") and status.startswith("5"):
         return "hard"
     return "soft"
 
 
 def bounce_recipients(parsed: ParsedMessage) -> dict[str, str]:
-    """Each address the bounce reports → "hard" or "soft" (unknown counts as soft)."""
+    """Each address the bounce reports → "hard" or "soft" (unknown counts as soft), by the
+    address we sent to; an address the report also says was delivered is not listed."""
     found: dict[str, str] = {}
+    delivered = {r.address for r in parsed.dsn if r.action in _DELIVERED}
     for recipient in parsed.dsn:
-        if recipient.action in ("delivered", "relayed", "expanded"):
+        if recipient.action in _DELIVERED or recipient.address in delivered:
             continue
         severity = _status_severity(recipient.action, recipient.status)
         if found.get(recipient.address) != "hard":
             found[recipient.address] = severity
-    if found:
+    if found or parsed.dsn:
         return found
     temporary, permanent = _detector_failures(parsed)
     for address in permanent:
@@ -139,34 +155,10 @@ def bounce_recipients(parsed: ParsedMessage) -> dict[str, str]:
 def original_recipients(parsed: ParsedMessage) -> dict[str, str]:
     """Final-Recipient → Original-Recipient for the DSN blocks that carry both and differ."""
     found: dict[str, str] = {}
-    stack = [parsed.message] if parsed.message is not None else []
-    seen = 0
-    # The tree was already cut to the parser's caps; this walk keeps to them too.
-    while stack and seen < MAX_PARTS:
-        part = stack.pop()
-        seen += 1
-        payload = part.get_payload()
-        children = (
-            [child for child in payload if isinstance(child, Message)]
-            if isinstance(payload, list)
-            else []
-        )
-        if part.get_content_type() == "message/delivery-status":
-            for block in children:
-                final = _dsn_address(block.get("final-recipient", ""))
-                original = _dsn_address(block.get("original-recipient", ""))
-                if final and original and final != original:
-                    found.setdefault(final, original)
-        else:
-            stack.extend(children)
+    for recipient in parsed.dsn:
+        if recipient.final and recipient.final != recipient.address:
+            found.setdefault(recipient.final, recipient.address)
     return found
-
-
-def _dsn_address(value: object) -> str:
-    """`rfc822; Name@Example.org` → `name@example.org`; "" when it is not an address."""
-    text = str(value or "")
-    address = (text.partition(";")[2] or text).strip().strip("<> ").lower()
-    return address if "@" in address else ""
 
 
 def _detector_failures(parsed: ParsedMessage) -> tuple[list[str], list[str]]:

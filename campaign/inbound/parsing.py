@@ -53,10 +53,14 @@ _BASE64_DEFECTS = (
 class DsnRecipient:
     """One per-recipient block of an RFC 3464 delivery-status report."""
 
+    # The address we sent to: Original-Recipient when the block gives one (RFC 3464 2.3.1),
+    # else Final-Recipient, lower-cased without its `rfc822;` type.
     address: str
-    action: str
-    status: str
+    action: str  # the action's word, lower-cased, without comments: "failed", "delayed"...
+    status: str  # the status code alone ("5.1.1"), "" when the block has none
     diagnostic: str = ""
+    # Final-Recipient as reported (an alias or forward may have rewritten it), "" if none.
+    final: str = ""
 
 
 @dataclass
@@ -497,22 +501,57 @@ def _dsn_recipients(part: Message) -> list[DsnRecipient]:
         blocks = [HeaderParser().parsestr(chunk) for chunk in re.split(r"\r?\n\s*\r?\n", text)]
     found = []
     for block in blocks[:MAX_PARTS]:
-        recipient = str(block.get("final-recipient", "") or block.get("original-recipient", ""))
-        if not recipient:
-            continue
-        address = recipient.partition(";")[2].strip() or recipient.strip()
-        address = storable(address.strip("<> ").lower())
-        if "@" not in address:
+        final = dsn_address(block.get("final-recipient", ""))
+        address = dsn_address(block.get("original-recipient", "")) or final
+        if not address:
             continue
         found.append(
             DsnRecipient(
                 address=address,
-                action=str(block.get("action", "")).strip().lower(),
-                status=str(block.get("status", "")).strip(),
+                action=_dsn_action(block.get("action", "")),
+                status=_dsn_status(block.get("status", "")),
                 diagnostic=_clean(str(block.get("diagnostic-code", ""))),
+                final=final,
             )
         )
     return found
+
+
+_DSN_COMMENT = re.compile(r"\([^()]*\)")
+_DSN_STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+_XTEXT = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
+
+
+def dsn_address(value: object) -> str:
+    """`rfc822; <Ana@Example.org>` (or `utf-8;` RFC 6533) → `ana@example.org`; "" when the
+    field is absent, of another address type (x400...) or not an address."""
+    text = _DSN_COMMENT.sub("", str(value or "")).strip()
+    kind, semicolon, address = text.partition(";")
+    if not semicolon:
+        kind, address = "rfc822", text  # some MTAs leave the type out
+    if kind.strip().lower() not in ("rfc822", "utf-8"):
+        return ""
+    address = _XTEXT.sub(lambda m: _code_point(m.group(1)), address)
+    bracketed = re.search(r"<([^<>]*)>", address)
+    address = storable((bracketed.group(1) if bracketed else address).strip().lower())
+    return address if "@" in address and " " not in address else ""
+
+
+def _code_point(hex_digits: str) -> str:
+    value = int(hex_digits, 16)
+    return chr(value) if value <= 0x10FFFF else "\ufffd"
+
+
+def _dsn_action(value: object) -> str:
+    """`failed (Bad destination mailbox address)` → `failed` (RFC 822 comments allowed)."""
+    words = _DSN_COMMENT.sub(" ", str(value or "")).split()
+    return words[0].lower() if words else ""
+
+
+def _dsn_status(value: object) -> str:
+    """`5.1.1 (bad destination)`, `(permanent) 5.1.1`, `smtp; 5.1.1` → `5.1.1`."""
+    match = _DSN_STATUS.search(str(value or ""))
+    return ".".join(match.groups()) if match else ""
 
 
 def as_email_message(parsed: ParsedMessage) -> EmailMessage | None:

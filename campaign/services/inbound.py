@@ -290,7 +290,7 @@ def _file_bounce(
         method = MatchMethod.REPLY_TOKEN
     if quoted is not None:
         filing.match = Match(quoted, method)
-        if not recipients:
+        if not recipients and quoted.email.lower() not in verdict.delivered:
             # The bounce names no address we could read, but it quotes our letter to this one.
             recipients[quoted.email.lower()] = verdict.bounce_kind or BounceKind.SOFT.value
     # The letters the bounce proves it concerns, by the address each was written to.
@@ -300,9 +300,16 @@ def _file_bounce(
     for address, severity in recipients.items():
         original = verdict.original_recipients.get(address, address)
         delivery = proven.get(original) or proven.get(address)
-        if delivery is None and quoted is not None and len(recipients) == 1:
+        if (
+            delivery is None
+            and quoted is not None
+            and len(recipients) == 1
+            and quoted.email.lower() not in verdict.delivered
+        ):
             # One letter quoted, one address reported under another name: an alias or a
-            # forward expanded the address we wrote to. The letter is what bounced.
+            # forward expanded the address we wrote to. The letter is what bounced (unless
+            # the report says it reached the address we wrote to: then another recipient of
+            # the same message, a Cc, is what failed).
             delivery = quoted
         if delivery is not None:
             if severity == BounceKind.HARD and delivery not in filing.hard_bounced:
