@@ -29,6 +29,7 @@ from campaign.letters.sandbox import (
     markdown_literal,
     render,
 )
+from campaign.letters.typography import typeset_tokens
 
 __all__ = [
     "LetterBody",
@@ -56,10 +57,46 @@ def _validate_link(url: str) -> bool:
 def _parser() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     md.use(footnote_plugin)
+    # Footnotes keep the author's numbers, without back-link arrows (decision 0040).
+    md.add_render_rule("footnote_ref", _render_footnote_ref)
+    md.add_render_rule("footnote_open", _render_footnote_open)
+    md.add_render_rule("footnote_anchor", lambda *args: "")
     # Remote images in a letter are tracking pixels at best; attachments carry documents.
     md.disable("image")
     md.validateLink = _validate_link  # type: ignore[method-assign]
     return md
+
+
+# U+2060 WORD JOINER: no line break between a word and its footnote marker (email, PDF).
+WORD_JOINER = "\u2060"
+
+
+def footnote_label(meta: Mapping[str, Any]) -> str:
+    """The marker a footnote shows: its label as written when that is a number ([^3] is 3),
+    otherwise its place in the order of first reference."""
+    label = str(meta.get("label") or "")
+    return label if label.isdigit() and int(label) > 0 else str(int(meta["id"]) + 1)
+
+
+def _render_footnote_ref(
+    renderer: Any, tokens: list[Token], idx: int, options: Any, env: Any
+) -> str:
+    meta = tokens[idx].meta
+    ident = str(int(meta["id"]) + 1)
+    sub = int(meta.get("subId", -1) or 0)
+    refid = ident + (f":{sub}" if sub > 0 else "")
+    return (
+        f'{WORD_JOINER}<sup class="footnote-ref"><a href="#fn{ident}" id="fnref{refid}">'
+        f"[{escapeHtml(footnote_label(meta))}]</a></sup>"
+    )
+
+
+def _render_footnote_open(
+    renderer: Any, tokens: list[Token], idx: int, options: Any, env: Any
+) -> str:
+    meta = tokens[idx].meta
+    label = footnote_label(meta)
+    return f'<li id="fn{int(meta["id"]) + 1}" class="footnote-item" value="{label}">'
 
 
 def markdown_to_html(source: str) -> str:
@@ -106,13 +143,13 @@ def render_body(
         placeholders=placeholders,
     )
     if placeholders:
-        converted = _convert(merged)
-        filled = _fill(converted, placeholders)
+        converted = _convert(merged, lang)
+        filled = _fill(converted, placeholders, lang)
         if filled is not None:
             return filled
         # A value in a link or heading, or a marker look-alike: convert this letter whole.
         merged = render(source, context, html=False, markdown=True, limits=limits, lang=lang)
-    return _convert(merged).body
+    return _convert(merged, lang).body
 
 
 # A campaign's letters differ mostly in printed values (names, salutations). Values are
@@ -120,10 +157,15 @@ def render_body(
 # values are put into its HTML and text afterwards — the Markdown conversion was the
 # largest cost of a letter.
 @lru_cache(maxsize=256)
-def _convert(merged: str) -> _Converted:
+def _convert(merged: str, lang: str = "en") -> _Converted:
     md = _parser()
     env: dict[str, Any] = {}
     tokens = md.parse(merged, env)  # parsed once for both parts
+    # The language's typography on the text only (never link targets or code), so the
+    # HTML and text parts both have it (campaign.letters.typography).
+    for token in tokens:
+        if token.type == "inline" and token.children:
+            typeset_tokens(token.children, lang)
     body = LetterBody(html=md.renderer.render(tokens, md.options, env), text=_text(tokens))
     return _Converted(body, _placeholders_are_plain_text(tokens))
 
@@ -168,7 +210,9 @@ def _placeholders_are_plain_text(tokens: list[Token]) -> bool:
     return True
 
 
-def _fill(converted: _Converted, placeholders: list[Placeholder]) -> LetterBody | None:
+def _fill(
+    converted: _Converted, placeholders: list[Placeholder], lang: str = "en"
+) -> LetterBody | None:
     """Put the values into a converted body, or None when that would not be exact."""
     if not converted.is_fillable:
         return None
@@ -179,15 +223,19 @@ def _fill(converted: _Converted, placeholders: list[Placeholder]) -> LetterBody 
         if html.count(placeholder.rendered) != 1 or text.count(placeholder.rendered) != 1:
             return None
     for placeholder in placeholders:
-        html = html.replace(placeholder.rendered, escapeHtml(placeholder.value), 1)
-        text = text.replace(placeholder.rendered, placeholder.value, 1)
+        marker, value = placeholder.rendered, placeholder.value
+        if lang.startswith("ru") and value.endswith(".") and not value.endswith(".."):
+            # "{{ today|date }}." in Russian: the date ends "г.", the sentence adds none.
+            html = html.replace(marker + ".", marker, 1)
+            text = text.replace(marker + ".", marker, 1)
+        html = html.replace(marker, escapeHtml(value), 1)
+        text = text.replace(marker, value, 1)
     return LetterBody(html=html, text=text)
 
 
 def _footnote(node: SyntaxTreeNode) -> str:
-    number = int(node.meta["id"]) + 1
     content = "\n\n".join(_block(child) for child in node.children).strip()
-    return _hang(f"[{number}] ", content)
+    return _hang(f"[{footnote_label(node.meta)}] ", content)
 
 
 def _hang(marker: str, content: str) -> str:
@@ -232,10 +280,14 @@ def _inline(node: SyntaxTreeNode) -> str:
     kind = node.type
     if kind in {"text", "code_inline"}:
         return node.content
-    if kind in {"softbreak", "hardbreak"}:
+    if kind == "softbreak":
+        # One paragraph, as in the HTML: the text part is sent as format=flowed, so the
+        # reader's client wraps it (a line break typed inside a paragraph is a space).
+        return " "
+    if kind == "hardbreak":
         return "\n"
     if kind == "footnote_ref":
-        return f"[{int(node.meta['id']) + 1}]"
+        return f"[{footnote_label(node.meta)}]"
     if kind == "footnote_anchor":
         return ""
     text = "".join(_inline(child) for child in node.children)

@@ -22,6 +22,8 @@ from email.utils import format_datetime, make_msgid
 from flask import current_app
 
 from campaign.extensions import db
+from campaign.letters.flowed import CONTENT_TYPE_PARAMS, flow
+from campaign.letters.typography import typeset
 from campaign.queue import enqueue_after_commit
 
 log = logging.getLogger(__name__)
@@ -99,7 +101,10 @@ def build_message(
     domain = sender.rsplit("@", 1)[-1].strip("> ") or "localhost"
     message["Message-ID"] = make_msgid(domain=domain)
     message["Auto-Submitted"] = "auto-generated"  # no out-of-office answers, please
-    message.set_content(text)
+    # The language's typography (French spaces, Russian quotes, no "2026 г.."), then
+    # wrapped at 72 as format=flowed like the letters (campaign.letters.flowed); the
+    # stdlib's quoted-printable keeps the soft breaks' trailing spaces as "=20".
+    message.set_content(flow(typeset(text, language)), params=dict(CONTENT_TYPE_PARAMS))
     message["Content-Language"] = language  # after set_content, which would remove it
     for filename, mime_type, data in attachments:
         maintype, _, subtype = mime_type.partition("/")

@@ -37,7 +37,7 @@ def test_a_body_becomes_html_with_footnotes_lists_links_and_emphasis() -> None:
     body = render_body(BODY, {"salutation": "Your Excellency,", "today": dt.date(2026, 12, 10)})
     assert body.html == (
         "<p>Your Excellency,</p>\n"
-        "<p>We write to you about <em>Article 5</em>"
+        "<p>We write to you about <em>Article 5</em>\u2060"
         '<sup class="footnote-ref"><a href="#fn1" id="fnref1">[1]</a></sup> of the '
         '<a href="https://example.org/code">Criminal Code</a>.\n'
         'Please reply to <a href="mailto:office@example.org">our office</a>.</p>\n'
@@ -45,10 +45,28 @@ def test_a_body_becomes_html_with_footnotes_lists_links_and_emphasis() -> None:
         "<ol>\n<li>in Minsk</li>\n<li>in Gomel</li>\n</ol>\n</li>\n</ul>\n"
         "<p>Signed on 10 December 2026.</p>\n"
         '<hr class="footnotes-sep" />\n<section class="footnotes">\n'
-        '<ol class="footnotes-list">\n<li id="fn1" class="footnote-item">'
-        "<p>Criminal Code, art. 5, as amended. "
-        '<a href="#fnref1" class="footnote-backref">↩︎</a></p>\n</li>\n</ol>\n</section>\n'
+        '<ol class="footnotes-list">\n<li id="fn1" class="footnote-item" value="1">'
+        "<p>Criminal Code, art. 5, as amended.</p>\n</li>\n</ol>\n</section>\n"
     )
+
+
+def test_footnotes_keep_the_authors_numbers_bound_to_their_word_without_back_links() -> None:
+    source = (
+        "The trial[^3] was closed,[^7] and the appeal too.[^3]\n\n"
+        "[^7]: Court record.\n\n[^3]: Article 159.\n"
+    )
+    body = render_body(source, {})
+    # [^3] prints 3 and [^7] prints 7, as written: not renumbered 1 and 2.
+    assert "The trial[3] was closed,[7] and the appeal too.[3]" in body.text
+    assert body.text.endswith("----\n[3] Article 159.\n[7] Court record.\n")
+    markers = [m.split('">[')[1] for m in body.html.split("</a></sup>")[:-1]]
+    assert markers == ["3]", "7]", "3]"]
+    assert '<li id="fn1" class="footnote-item" value="3"><p>Article 159.</p>' in body.html
+    assert '<li id="fn2" class="footnote-item" value="7"><p>Court record.</p>' in body.html
+    # No back-link arrow (it would print in the PDF), and no line break before a marker.
+    assert "\u21a9" not in body.html and "footnote-backref" not in body.html
+    assert body.html.count('\u2060<sup class="footnote-ref">') == 3
+    assert "trial\u2060<sup" in body.html and "closed,\u2060<sup" in body.html
 
 
 def test_the_text_part_reads_well_on_its_own() -> None:
@@ -59,7 +77,8 @@ def test_the_text_part_reads_well_on_its_own() -> None:
     )
     assert body.text == (
         "Madame la Rapporteuse spéciale,\n\n"
-        "We write to you about Article 5[1] of the Criminal Code (https://example.org/code).\n"
+        # A line break typed inside a paragraph is a space, as in the HTML (decision 0041).
+        "We write to you about Article 5[1] of the Criminal Code (https://example.org/code). "
         "Please reply to our office (office@example.org).\n\n"
         "- release the prisoners\n"
         "- end the trials\n"
@@ -160,7 +179,7 @@ def test_text_conversion_of_ordered_lists_quotes_headings_and_several_notes() ->
         "Write to https://example.org/x.\n\n"
         "----\n"
         "[1] ICCPR, art. 19.\n"
-        "[2] UN Declaration on Human Rights Defenders,\n    art. 12.\n"
+        "[2] UN Declaration on Human Rights Defenders, art. 12.\n"
     )
 
 
@@ -171,3 +190,14 @@ def test_markdown_literal_escapes_every_markdown_mark() -> None:
 def test_body_merge_errors_are_render_errors() -> None:
     with pytest.raises(RenderError, match="Refused"):
         render_body("{{ x.__class__ }}", {"x": 1})
+
+
+def test_two_hundred_footnotes_keep_their_numbers_in_both_parts() -> None:
+    # Bad input (issue 14): notes defined in reverse order still print the author's numbers.
+    source = " ".join(f"w{i}[^{i}]" for i in range(1, 201)) + "\n\n"
+    source += "\n\n".join(f"[^{i}]: Note {i}." for i in range(200, 0, -1)) + "\n"
+    body = render_body(source, {})
+    assert body.text.endswith("[199] Note 199.\n[200] Note 200.\n")
+    assert "w200[200]" in body.text
+    assert body.html.count("\u2060<sup") == 200
+    assert '<li id="fn200" class="footnote-item" value="200"><p>Note 200.</p>' in body.html

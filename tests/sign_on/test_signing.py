@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from campaign.devmail import DevmailSink
 from campaign.extensions import db
+from campaign.letters.flowed import unflow
 from campaign.models import Signature, SignatureStatus, SignOn, Statement
 from campaign.services import signatures, statements
 from campaign.services.notices import send_notice
@@ -176,7 +177,8 @@ def test_the_email_is_in_the_signers_language_and_says_what_happens_next(app: Fl
     by_address = {m["To"]: m for m in deliver(app, "signature_confirmation", other.signature_id)}
     fr = by_address["dilnoza@example.org"]
     assert fr["Subject"].startswith("Confirmez votre signature")
-    assert "les organisateurs la vérifient" in fr.get_body(("plain",)).get_content()
+    # Read as a mail client does: the text part is format=flowed (wrapped at 72).
+    assert "les organisateurs la vérifient" in unflow(fr.get_body(("plain",)).get_content())
     assert by_address["ru@example.org"]["Subject"].startswith("Подтвердите")
     assert by_address["de@example.org"]["Subject"].startswith("Confirm your signature")
 

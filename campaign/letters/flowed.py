@@ -1,0 +1,136 @@
+"""Plain text as format=flowed (RFC 3676), wrapped at 72 characters.
+
+The text parts we build hold one logical line per paragraph. `flow` wraps them for the
+wire: a paragraph's lines end in a space (a soft break) so that a flowed-aware reader joins
+them again and wraps them to its own window, while a terminal client shows lines of at
+most 72 characters. DelSp=No: every soft break is a space that was in the text, so a
+reader that knows only RFC 2646 rejoins it exactly too (DelSp=Yes is for scripts written
+without spaces, which we do not send).
+
+- Breaks fall on ASCII spaces only: words, URLs, e-mail addresses and footnote markers
+  ("word[3]") are never split, and no-break spaces (U+00A0, U+202F, set by
+  campaign.letters.typography) hold "mot ?" together. A token longer than the width
+  stands alone on its own line, however long.
+- List items ("- ", "1. ") and footnotes ("[1] "), and indented lines, keep a hanging
+  indent: their continuation lines are indented under the text and end hard (no soft
+  break). Flowed readers do not keep indents when they rejoin, so these lines are fixed:
+  every reader shows them as written.
+- Quoted lines (">") keep their depth: ">> text", wrapped as a paragraph at that depth.
+- Lines starting with a space, "From " or ">" (as text) are space-stuffed; trailing spaces
+  of hard lines are removed (they would join them to the next line); the signature
+  separator "-- " is kept as it is.
+
+See docs/decisions/0041-flowed-text-and-typography.md.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["CONTENT_TYPE_PARAMS", "WIDTH", "flow", "unflow"]
+
+WIDTH = 72
+# Parameters added to "Content-Type: text/plain; charset=utf-8".
+CONTENT_TYPE_PARAMS = (("format", "flowed"), ("delsp", "no"))
+
+SIGNATURE_SEPARATOR = "-- "
+_QUOTE = re.compile(r"(?:> ?)*>")
+_MARKER = re.compile(r"(?:[-*+•] |\d{1,9}[.)] |\[\d{1,4}\] )")
+_PIECE = re.compile(r" *[^ ]+ *")
+
+
+def flow(text: str, width: int = WIDTH) -> str:
+    """`text` (LF or CRLF line ends) as format=flowed lines joined by LF."""
+    out: list[str] = []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if line == SIGNATURE_SEPARATOR:
+            out.append(line)
+            continue
+        line = line.rstrip(" \t")
+        if not line:
+            out.append("")
+            continue
+        quote = _QUOTE.match(line)
+        if quote:
+            depth = quote.group().count(">")
+            content = line[quote.end() :]
+            content = content[1:] if content.startswith(" ") else content
+            prefix = ">" * depth + " "
+            out.extend(prefix + chunk for chunk in _soft(content, width - len(prefix)))
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        marker = _MARKER.match(line, indent)
+        if indent or marker:
+            hang = indent + (len(marker.group()) if marker else 0)
+            out.extend(_stuff(chunk) for chunk in _hard(line, hang, width))
+        else:
+            out.extend(_stuff(chunk) for chunk in _soft(line, width))
+    return "\n".join(out)
+
+
+def _stuff(line: str) -> str:
+    if line.startswith((" ", ">", "From ")):
+        return " " + line
+    return line
+
+
+def _soft(content: str, width: int) -> list[str]:
+    """A paragraph's lines: every line but the last ends with the space(s) it broke at."""
+    lines: list[str] = []
+    current = ""
+    for piece in _PIECE.findall(content):
+        # The soft-break space counts: no physical line is longer than `width`.
+        if current and len(current) + len(piece) > width:
+            lines.append(current)
+            current = ""
+        current += piece
+    lines.append(current.rstrip(" "))
+    return lines
+
+
+def _hard(line: str, hang: int, width: int) -> list[str]:
+    """A list item, footnote or indented line: fixed lines, continuations under the text."""
+    if len(line) <= width:
+        return [line]
+    lines: list[str] = []
+    current = line[:hang]
+    start = len(current)
+    for word in line[hang:].split(" "):
+        if not word:
+            continue
+        if len(current) > start and len(current) + 1 + len(word) > width:
+            lines.append(current)
+            current = " " * hang
+            start = hang
+        current += (" " if len(current) > start else "") + word
+    lines.append(current)
+    return [item.rstrip(" ") for item in lines]
+
+
+def unflow(text: str, *, delsp: bool = False) -> str:
+    """Decode format=flowed text (RFC 3676 section 4): soft breaks joined, stuffing removed.
+
+    For reading back what we send (devmail, tests); quote depth is kept as ">" marks.
+    """
+    logical: list[str] = []
+    pending: str | None = None
+    pending_depth = 0
+    for raw in text.replace("\r\n", "\n").split("\n"):
+        depth = len(raw) - len(raw.lstrip(">"))
+        line = raw[depth:]
+        if line.startswith(" "):
+            line = line[1:]
+        flowed = line.endswith(" ") and line != SIGNATURE_SEPARATOR
+        if flowed and delsp:
+            line = line[:-1]
+        if pending is not None and depth != pending_depth:
+            logical.append(">" * pending_depth + (" " if pending_depth else "") + pending)
+            pending = None
+        pending = line if pending is None else pending + line
+        pending_depth = depth
+        if not flowed:
+            logical.append(">" * depth + (" " if depth and pending else "") + pending)
+            pending = None
+    if pending is not None:
+        logical.append(">" * pending_depth + (" " if pending_depth else "") + pending)
+    return "\n".join(logical)
