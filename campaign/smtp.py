@@ -273,6 +273,17 @@ class SmtpConnection:
         client, self._client = self._client, None
         self._discard(client)
 
+    def size_limit(self) -> tuple[int | None, SendOutcome | None]:
+        """(the message size the server announced in EHLO SIZE, None if it names none or
+        says 0; why it could not be asked). Connects (and logs in) if need be."""
+        if self._client is None:
+            refused = self._open()
+            if refused is not None:
+                return None, refused
+        assert self._client is not None
+        announced = str(self._client.esmtp_features.get("size", "")).strip()
+        return (int(announced) or None if announced.isdigit() else None), None
+
     def _reset(self) -> None:
         # After a refused MAIL/RCPT the transaction must be cleared before the next one.
         client = self._client

@@ -11,7 +11,7 @@ import click
 from flask_babel import gettext as _
 
 from campaign.commands import named
-from campaign.models.schedule import FollowUpCondition
+from campaign.models.schedule import FollowUpCondition, SignatoriesFrom
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -239,7 +239,29 @@ def yearly_command(
     type=click.Choice([condition.value for condition in FollowUpCondition]),
     help="Who gets it among the previous letter's recipients.",
 )
-def add_step_command(campaign_id: int, statement_id: int, days: int, condition: str) -> None:
+@click.option(
+    "--subject",
+    default="",
+    help="The follow-up's subject (merge fields allowed); default: 'Re: ' and the subject "
+    "of the first letter each person received.",
+)
+@click.option(
+    "--signatories",
+    "signatories_from",
+    default=SignatoriesFrom.FIRST_LETTER.value,
+    show_default=True,
+    type=click.Choice([choice.value for choice in SignatoriesFrom]),
+    help="Whose signatures close it: the first letter's as sent, the follow-up statement's, "
+    "or none.",
+)
+def add_step_command(
+    campaign_id: int,
+    statement_id: int,
+    days: int,
+    condition: str,
+    subject: str,
+    signatories_from: str,
+) -> None:
     """Add a follow-up step to non-responders; print what it will do."""
     from campaign.extensions import db
     from campaign.models import Statement
@@ -250,7 +272,14 @@ def add_step_command(campaign_id: int, statement_id: int, days: int, condition: 
     if statement is None:
         _fail(_("%(option)s: there is no statement %(id)s", option="--statement", id=statement_id))
     try:
-        step = followups.add_step(campaign, statement, days, condition)
+        step = followups.add_step(
+            campaign,
+            statement,
+            days,
+            condition,
+            subject=subject,
+            signatories_from=signatories_from,
+        )
     except followups.FollowUpError as error:
         _fail(str(error))
     db.session.commit()
@@ -290,12 +319,25 @@ def _step(campaign_id: int, position: int) -> Any:
     type=click.Choice([condition.value for condition in FollowUpCondition]),
     help="Who gets it among the previous letter's recipients (default: unchanged).",
 )
+@click.option(
+    "--subject",
+    default=None,
+    help="The follow-up's subject; '' for 'Re: ' and the first letter's (default: unchanged).",
+)
+@click.option(
+    "--signatories",
+    "signatories_from",
+    type=click.Choice([choice.value for choice in SignatoriesFrom]),
+    help="Whose signatures close it (default: unchanged).",
+)
 def edit_step_command(
     campaign_id: int,
     position: int,
     statement_id: int | None,
     days: int | None,
     condition: str | None,
+    subject: str | None,
+    signatories_from: str | None,
 ) -> None:
     """Change follow-up POSITION of a campaign, if it has not gone out; print it in words."""
     from campaign.extensions import db
@@ -313,6 +355,8 @@ def edit_step_command(
             statement,
             days if days is not None else step.delay_days,
             condition or step.condition,
+            subject=subject,
+            signatories_from=signatories_from,
         )
     except followups.FollowUpError as error:
         _fail(str(error))

@@ -427,6 +427,7 @@ def render_letter(
     today: dt.date | None = None,
     rules: RuleSet | None = None,
     cases: Sequence[Mapping[str, Any]] = (),
+    fixed_subject: str | None = None,
 ) -> RenderedLetter:
     """Merge a statement (a StatementVersion, a Statement's latest version, or a LetterSource)
     for one contact and report what is wrong; template errors become problems, not exceptions.
@@ -435,7 +436,8 @@ def render_letter(
     (letter-safe names); outside a campaign (previews, `campaign render`) there are none.
 
     `language` forces the text (LanguageUnavailable when the statement has none in it);
-    otherwise it is chosen from the contact's languages.
+    otherwise it is chosen from the contact's languages. `fixed_subject`, when given, is the
+    subject as written (already merged: a follow-up's "Re: " + the first letter's subject).
     """
     source = letter_source(statement)
     rule_set = rules or RuleSet.builtin()
@@ -485,15 +487,19 @@ def render_letter(
 
     subject = ""
     try:
-        subject = render(
-            subject_source,
-            {
-                **shared,
-                "address_block": ", ".join(address),
-                "signatories": "; ".join(line for line in block.lines if line),
-            },
-            html=False,
-            lang=chosen,
+        subject = (
+            fixed_subject
+            if fixed_subject is not None
+            else render(
+                subject_source,
+                {
+                    **shared,
+                    "address_block": ", ".join(address),
+                    "signatories": "; ".join(line for line in block.lines if line),
+                },
+                html=False,
+                lang=chosen,
+            )
         )
     except RenderError as error:
         problems.append(_render_problem("subject", error))

@@ -19,7 +19,12 @@ may be re-armed to go at the next tick (decision 0025).
 
 from __future__ import annotations
 
+import re
+import zlib
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
 from typing import Any
 
 from flask_babel import gettext as _
@@ -30,6 +35,8 @@ from sqlalchemy.orm import aliased
 
 from campaign.extensions import db
 from campaign.labels import label
+from campaign.letters.letter import LetterSource, match_language
+from campaign.letters.sandbox import TemplateRefused, check_template
 from campaign.mail import message_id_domain
 from campaign.models import (
     Campaign,
@@ -44,6 +51,7 @@ from campaign.models import (
     Schedule,
     ScheduleKind,
     ScheduleRun,
+    SignatoriesFrom,
     Statement,
     StatementVersion,
     Suppression,
@@ -167,16 +175,75 @@ def _checked(
     return condition
 
 
+# "Re:" prefixes as mail clients write them ("Re: ", "RE:", "re : "), repeated or not.
+_REPLY_PREFIX = re.compile(r"^(?:\s*re\s*:\s*)+", re.IGNORECASE)
+# A mail header is one line (RFC 5322 limits it to 998 characters).
+MAX_STEP_SUBJECT = 998
+
+
+def reply_subject(subject: str) -> str:
+    """ "Re: " + `subject`, never "Re: Re: …"; an empty subject stays empty."""
+    rest = _REPLY_PREFIX.sub("", subject).strip()
+    return f"Re: {rest}" if rest else ""
+
+
+def _checked_subject(subject: str) -> str:
+    """The step's own subject, cleaned ("" keeps the default "Re: " + the first subject)."""
+    subject = (subject or "").strip()
+    if not subject:
+        return ""
+    if re.search(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]", subject):
+        raise FollowUpError(
+            _l("Subject: a subject must be one line (it becomes a mail header)"), "subject"
+        )
+    if len(subject) > MAX_STEP_SUBJECT:
+        raise FollowUpError(
+            _l(
+                "Subject: %(length)d characters; the limit is %(limit)d",
+                length=len(subject),
+                limit=MAX_STEP_SUBJECT,
+            ),
+            "subject",
+        )
+    try:
+        check_template(subject, allowed_variables=set(statements.TEMPLATE_VARIABLES))
+    except TemplateRefused as refused:
+        raise FollowUpError(_l("Subject: %(reason)s", reason=str(refused)), "subject") from None
+    # Written with a "Re:" of its own: one is enough.
+    return reply_subject(subject) if _REPLY_PREFIX.match(subject) else subject
+
+
+def _checked_signatories(value: str | SignatoriesFrom) -> SignatoriesFrom:
+    try:
+        return SignatoriesFrom(value or SignatoriesFrom.FIRST_LETTER.value)
+    except ValueError:
+        raise FollowUpError(
+            _l(
+                "Signatures: '%(value)s' is not a choice (the first letter's, the follow-up "
+                "statement's, or none)",
+                value=value,
+            ),
+            "signatories_from",
+        ) from None
+
+
 def add_step(
     campaign: Campaign,
     statement: Statement | None,
     delay_days: int,
     condition: str | FollowUpCondition,
     *,
+    subject: str = "",
+    signatories_from: str | SignatoriesFrom = SignatoriesFrom.FIRST_LETTER,
     actor: User | None = None,
 ) -> CampaignStep:
-    """Add the campaign's next follow-up step and its schedule; FollowUpError says what is wrong."""
+    """Add the campaign's next follow-up step and its schedule; FollowUpError says what is wrong.
+
+    `subject` "" means "Re: " + the subject of the first letter each person got.
+    """
     condition = _checked(campaign, statement, delay_days, condition)
+    subject = _checked_subject(subject)
+    signed_by = _checked_signatories(signatories_from)
     assert statement is not None
     position = (
         db.session.scalar(
@@ -190,6 +257,8 @@ def add_step(
         statement_id=statement.id,
         delay_days=delay_days,
         condition=condition.value,
+        subject=subject,
+        signatories_from=signed_by.value,
     )
     db.session.add(step)
     db.session.flush()
@@ -385,13 +454,22 @@ def update_step(
     delay_days: int,
     condition: str | FollowUpCondition,
     *,
+    subject: str | None = None,
+    signatories_from: str | SignatoriesFrom | None = None,
     actor: User | None = None,
 ) -> CampaignStep:
-    """Change a step that has not gone out, with add_step's checks; re-date it and the rest."""
+    """Change a step that has not gone out, with add_step's checks; re-date it and the rest.
+
+    `subject` and `signatories_from` left None keep the step's own.
+    """
     campaign = db.session.get(Campaign, step.campaign_id)
     assert campaign is not None
     _refuse_if_gone_out(step, "edit")
     condition = _checked(campaign, statement, delay_days, condition)
+    new_subject = step.subject if subject is None else _checked_subject(subject)
+    signed_by = _checked_signatories(
+        step.signatories_from if signatories_from is None else signatories_from
+    )
     assert statement is not None
     schedule = schedule_of(step)
     if schedule is not None:
@@ -403,6 +481,8 @@ def update_step(
     step.statement_id = statement.id
     step.delay_days = delay_days
     step.condition = condition.value
+    step.subject = new_subject
+    step.signatories_from = signed_by.value
     db.session.flush()
     schedule_steps(campaign)
     record_event(
@@ -416,6 +496,8 @@ def update_step(
             "statement_id": statement.id,
             "delay_days": delay_days,
             "condition": condition.value,
+            "subject": new_subject,
+            "signatories_from": signed_by.value,
         },
     )
     return step
@@ -813,3 +895,90 @@ def _tick_action(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[T
 
 ACTIONS[ScheduleKind.FOLLOW_UP.value] = _tick_action
 LATE_OK.add(ScheduleKind.FOLLOW_UP.value)
+
+
+def follow_up_source(
+    version: StatementVersion, step: CampaignStep, first: LetterSource
+) -> LetterSource:
+    """The step's letters as a LetterSource: its statement's text, the subject and the
+    signatures the step asks for (`first` is the campaign's frozen version)."""
+    snapshot = dict(version.snapshot or {})
+    if step.signatories_from == SignatoriesFrom.NONE:
+        snapshot["signatories"] = []
+    elif step.signatories_from != SignatoriesFrom.STEP_STATEMENT:
+        # Those who signed the letter sent, not the statement's list as edited since.
+        snapshot["signatories"] = list(first.snapshot.get("signatories") or [])
+    texts: dict[str, Any] = {}
+    for language, entry in (snapshot.get("texts") or {}).items():
+        subject = step.subject
+        if not subject:
+            # The first letter's subject in this language, merged as it was (the ledger's
+            # copy, when there is one, is passed per letter: see ledger_subjects).
+            matched = match_language(language, first.languages) or next(iter(first.languages), None)
+            subject = reply_subject(first.text(matched)[0]) if matched else entry.get("subject", "")
+        texts[language] = {**entry, "subject": subject}
+    snapshot["texts"] = texts
+    return LetterSource(version.statement_id, version.number, snapshot)
+
+
+def step_sources(campaign_id: int, first: LetterSource) -> dict[int, LetterSource]:
+    """Step position -> the LetterSource its letters are made from (steps whose statement
+    version still exists)."""
+    steps = {
+        step.position: step
+        for step in db.session.scalars(
+            select(CampaignStep).where(CampaignStep.campaign_id == campaign_id)
+        )
+    }
+    found: dict[int, LetterSource] = {}
+    for position, version_id in step_versions(campaign_id).items():
+        version = db.session.get(StatementVersion, version_id) if version_id else None
+        if version is not None and position in steps:
+            found[position] = follow_up_source(version, steps[position], first)
+    return found
+
+
+def _stored_subject(blob: bytes | None) -> str:
+    """The Subject of a message kept in the ledger (zlib), read from its head only."""
+    if not blob:
+        return ""
+    try:
+        head = zlib.decompressobj().decompress(blob, 64 * 1024)
+    except zlib.error:
+        return ""
+    end = head.find(b"\r\n\r\n")
+    if end < 0:
+        return ""
+    headers = BytesHeaderParser(policy=default_policy).parsebytes(head[: end + 4])
+    return " ".join(str(headers.get("Subject", "")).split())
+
+
+def ledger_subjects(campaign_id: int, rows: Iterable[Any]) -> dict[int, str]:
+    """Delivery id -> "Re: " + the subject the person's first letter carried, as the ledger
+    kept it, for follow-up rows (id, contact_id, step) of steps with the default subject."""
+    default_steps = set(
+        db.session.scalars(
+            select(CampaignStep.position).where(
+                CampaignStep.campaign_id == campaign_id, CampaignStep.subject == ""
+            )
+        )
+    )
+    wanted = [row for row in rows if row.step in default_steps and row.contact_id]
+    if not wanted:
+        return {}
+    subjects = {
+        contact_id: _stored_subject(blob)
+        for contact_id, blob in db.session.execute(
+            select(Delivery.contact_id, Delivery.message_blob).where(
+                Delivery.campaign_id == campaign_id,
+                Delivery.step == 0,
+                Delivery.contact_id.in_({row.contact_id for row in wanted}),
+                Delivery.message_blob.is_not(None),
+            )
+        )
+    }
+    return {
+        row.id: reply_subject(subjects[row.contact_id])
+        for row in wanted
+        if subjects.get(row.contact_id)
+    }

@@ -264,7 +264,13 @@ def snapshot(statement: Statement) -> dict[str, Any]:
         "languages": statement.languages,
         "signatories": [signatory_as_dict(s) for s in statement.signatories],
         "attachments": [
-            {"filename": a.filename, "sha256": a.sha256, "size_bytes": a.size_bytes}
+            {
+                "id": a.id,
+                "filename": a.filename,
+                "sha256": a.sha256,
+                "size_bytes": a.size_bytes,
+                "language": a.language,
+            }
             for a in attachments_of(statement)
         ],
     }
@@ -748,9 +754,16 @@ def add_attachment(
     stream: IO[bytes],
     *,
     max_bytes: int = ATTACHMENT_MAX_BYTES,
+    language: str = "",
     actor: User | None = None,
 ) -> StatementAttachment:
-    """Store an uploaded PDF or DOCX under the instance folder; records a version."""
+    """Store an uploaded PDF or DOCX under the instance folder; records a version.
+
+    `language` is the letter language the file goes with ("" for every language).
+    """
+    from campaign.services.statement_files import clean_file_language
+
+    language = clean_file_language(statement, language)
     data = stream.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise StatementError(
@@ -775,6 +788,7 @@ def add_attachment(
         size_bytes=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
         stored_path=stored.as_posix(),
+        language=language,
     )
     db.session.add(attachment)
     db.session.flush()
@@ -785,8 +799,12 @@ def add_attachment(
 def remove_attachment(attachment: StatementAttachment, *, actor: User | None = None) -> Path:
     """Delete the attachment's row (version + audit event); return its file for the caller.
 
-    The caller deletes the file after committing, so a rolled-back request keeps it.
+    The caller deletes the file after committing, so a rolled-back request keeps it. A file
+    that a campaign still to finish attaches is refused (StatementError, decision 0044).
     """
+    from campaign.services.statement_files import refuse_removal_if_chosen
+
+    refuse_removal_if_chosen(attachment)
     statement = db.session.get(Statement, attachment.statement_id)
     path = attachment_file(attachment)
     name = attachment.filename

@@ -32,10 +32,11 @@ from campaign.models import (
     Role,
     SmtpAccount,
     Statement,
+    StatementAttachment,
 )
 from campaign.scheduling.stored_text import read
 from campaign.services import campaigns as campaign_service
-from campaign.services import ledger
+from campaign.services import ledger, statement_files
 from campaign.services.audiences import audience_choices
 from campaign.services.campaigns import AudienceSpec, CampaignError
 from campaign.services.presend import PresendReport, check_audience
@@ -83,6 +84,7 @@ class CampaignForm:
     has_list_unsubscribe: bool = True
     is_open_tracking: bool = False
     is_click_tracking: bool = False
+    attached_file_ids: list[str] = field(default_factory=list)
 
     @classmethod
     def from_request(cls, form: MultiDict[str, str]) -> CampaignForm:
@@ -98,6 +100,7 @@ class CampaignForm:
             has_list_unsubscribe="has_list_unsubscribe" in form,
             is_open_tracking="is_open_tracking" in form,
             is_click_tracking="is_click_tracking" in form,
+            attached_file_ids=form.getlist("attached_file_ids"),
         )
 
     @classmethod
@@ -115,6 +118,7 @@ class CampaignForm:
             has_list_unsubscribe=campaign.has_list_unsubscribe,
             is_open_tracking=campaign.is_open_tracking,
             is_click_tracking=campaign.is_click_tracking,
+            attached_file_ids=[str(i) for i in campaign.attached_file_ids or []],
         )
 
     @classmethod
@@ -166,8 +170,10 @@ def _save(form: CampaignForm, campaign: Campaign | None) -> Campaign:
         "is_click_tracking": form.is_click_tracking,
     }
     if campaign is None:
-        return campaign_service.create_campaign(statement, actor=signed_in_user(), **options)
-    campaign_service.update_campaign(campaign, statement=statement, **options)
+        campaign = campaign_service.create_campaign(statement, actor=signed_in_user(), **options)
+    else:
+        campaign_service.update_campaign(campaign, statement=statement, **options)
+    statement_files.choose_files(campaign, form.attached_file_ids)
     return campaign
 
 
@@ -189,7 +195,22 @@ def _render_builder(
         accounts=accounts,
         choices=audience_choices(),
         count_text=count_text,
+        files=_statement_files(form),
     ), (422 if error else 200)
+
+
+def _statement_files(form: CampaignForm) -> list[StatementAttachment]:
+    """The files of the form's statement, to choose from."""
+    statement_id = row_id(form.statement_id)
+    if statement_id is None:
+        return []
+    return list(
+        db.session.scalars(
+            select(StatementAttachment)
+            .where(StatementAttachment.statement_id == statement_id)
+            .order_by(StatementAttachment.id)
+        )
+    )
 
 
 def _count_text(found: campaign_service.AudienceCount) -> str:

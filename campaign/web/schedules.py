@@ -189,6 +189,7 @@ def _render(
         case_dates=_case_date_choices(campaign),
         statements=statements,
         conditions=choices("follow_up_condition"),
+        signatory_choices=choices("signatories_from"),
         zones=COMMON_ZONES,
         months=[(int(number), name) for number, name in choices("month")],
         may_send=bool(current_user.role_enum.includes(Role.SENDER)),
@@ -376,7 +377,13 @@ def add_follow_up(campaign_id: int) -> Any:
     try:
         statement, delay_days = _step_fields(form)
         step = add_step(
-            campaign, statement, delay_days, form.get("condition", ""), actor=signed_in_user()
+            campaign,
+            statement,
+            delay_days,
+            form.get("condition", ""),
+            subject=form.get("subject", ""),
+            signatories_from=form.get("signatories_from", ""),
+            actor=signed_in_user(),
         )
     except FollowUpError as error:
         db.session.rollback()
@@ -421,7 +428,15 @@ def edit_follow_up(campaign_id: int, step_id: int) -> Any:
     form = {key: request.form.get(key, "") for key in request.form}
     try:
         statement, delay_days = _step_fields(form)
-        update_step(step, statement, delay_days, form.get("condition", ""), actor=signed_in_user())
+        update_step(
+            step,
+            statement,
+            delay_days,
+            form.get("condition", ""),
+            subject=form.get("subject", ""),
+            signatories_from=form.get("signatories_from", ""),
+            actor=signed_in_user(),
+        )
     except FollowUpError as error:
         return _step_refused(campaign_id, step_id, error, form)
     db.session.commit()

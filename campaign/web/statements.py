@@ -35,6 +35,7 @@ from campaign.models import (
     User,
 )
 from campaign.services import statements as statement_service
+from campaign.services.statement_files import set_file_language
 from campaign.services.statements import (
     PASTE_FORMATS,
     TRANSLATION_INPUTS,
@@ -551,7 +552,11 @@ def add_attachment(statement_id: int) -> Any:
         if upload is None or not upload.filename:
             raise StatementError(_("Choose a PDF or Word (.docx) file to attach."))
         attachment = statement_service.add_attachment(
-            statement, upload.filename, upload.stream, actor=signed_in_user()
+            statement,
+            upload.filename,
+            upload.stream,
+            language=request.form.get("language", ""),
+            actor=signed_in_user(),
         )
     except StatementError as error:
         return _refused(statement_id, None, "attachment", {}, error)
@@ -579,13 +584,32 @@ def download_attachment(statement_id: int, attachment_id: int) -> Any:
     )
 
 
+@bp.route("/<int:statement_id>/attachments/<int:attachment_id>/language", methods=["POST"])
+@allow(Role.EDITOR)
+def set_attachment_language(statement_id: int, attachment_id: int) -> Any:
+    statement = db.get_or_404(Statement, statement_id)
+    attachment = _get_attachment(statement, attachment_id)
+    try:
+        changed = set_file_language(
+            attachment, request.form.get("language", ""), actor=signed_in_user()
+        )
+    except StatementError as error:
+        return _refused(statement_id, None, "attachment", {}, error)
+    db.session.commit()
+    flash(_("Language saved.") if changed else _("No changes."), "success")
+    return redirect(url_for("statements.show", statement_id=statement.id) + "#attachments")
+
+
 @bp.route("/<int:statement_id>/attachments/<int:attachment_id>/delete", methods=["POST"])
 @allow(Role.EDITOR)
 def remove_attachment(statement_id: int, attachment_id: int) -> Any:
     statement = db.get_or_404(Statement, statement_id)
     attachment = _get_attachment(statement, attachment_id)
     name = attachment.filename
-    path = statement_service.remove_attachment(attachment, actor=signed_in_user())
+    try:
+        path = statement_service.remove_attachment(attachment, actor=signed_in_user())
+    except StatementError as error:
+        return _refused(statement_id, None, "attachment", {}, error)
     db.session.commit()
     path.unlink(missing_ok=True)
     flash(_("Attachment %(name)s deleted.", name=name), "success")

@@ -154,7 +154,8 @@ def test_a_follow_up_skips_repliers_keeps_auto_repliers_and_threads_under_the_le
     for name in ("holiday", "silent"):
         received = fault_smtp.by_message_id()[second[name].message_id]
         message = message_from_bytes(received[0].raw, policy=default_policy)
-        assert message["Subject"] == "Follow-up: joint letter"
+        # The first letter's subject, so that mail clients keep one conversation.
+        assert message["Subject"] == "Re: Joint letter"
         assert message["In-Reply-To"] == first[name].message_id
         assert message["References"] == first[name].message_id
 

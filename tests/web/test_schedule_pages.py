@@ -254,6 +254,8 @@ def test_a_yearly_date_that_does_not_exist_is_refused(
         ({"delay_days": "two"}, "delay_days", "'two' is not a number of days"),
         ({"statement_id": "9999"}, "statement", "no longer exists"),
         ({"condition": "opened_no_reply"}, "condition", "needs open tracking"),
+        ({"subject": "Re: {{ contact.family_name"}, "subject", "Subject:"),
+        ({"signatories_from": "everyone"}, "signatories_from", "not a choice"),
     ],
 )
 def test_bad_follow_up_input_is_explained_next_to_its_field(
@@ -555,3 +557,32 @@ def test_a_case_anniversary_without_a_case_date_is_refused(
     assert "choose one of the case dates" in _field_error(page, "case_date")
     assert re.search(r'value="case_date"\s+checked', page)
     assert db.session.scalars(select(Schedule)).all() == []
+
+
+def test_a_follow_up_gets_its_subject_and_signatures_on_the_page(
+    client: FlaskClient, login: Any, campaign: Campaign
+) -> None:
+    login(Role.SENDER)
+    page = _page(client, campaign)
+    # The default is said where it is chosen.
+    assert "Empty: “Re: ” and the subject of the first letter each person received" in page
+    assert "Those of the first letter, as sent" in page
+    form = {
+        "statement_id": str(_statement_id("Follow-up: joint letter")),
+        "delay_days": "14",
+        "condition": "no_reply",
+        "subject": "A second letter for {{ contact.family_name }}",
+        "signatories_from": "step_statement",
+    }
+    response = client.post(f"/campaigns/{campaign.id}/schedule/steps", data=form)
+    assert response.status_code == 302
+    step = db.session.scalars(select(CampaignStep)).one()
+    assert step.subject == "A second letter for {{ contact.family_name }}"
+    assert step.signatories_from == "step_statement"
+    edit = {**form, "subject": "", "signatories_from": "none"}
+    response = client.post(f"/campaigns/{campaign.id}/schedule/steps/{step.id}/edit", data=edit)
+    assert response.status_code == 302
+    db.session.refresh(step)
+    assert (step.subject, step.signatories_from) == ("", "none")
+    page = _page(client, campaign)
+    assert re.search(r'<option value="none" selected>No signatures</option>', page)
