@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 from flask import current_app
+from flask_babel import force_locale
 from flask_babel import gettext as _
 
 from campaign.letters.letter import letter_source, render_letter
@@ -50,6 +52,8 @@ def compose_letter(
     attach_pdf: bool | None = None,
     html_transform: Callable[[str], str] | None = None,
     cases: Sequence[Mapping[str, Any]] = (),
+    fixed_subject: str | None = None,
+    files: Sequence[Any] = (),
 ) -> ComposedLetter:
     """Merge `statement` (a Statement or StatementVersion) for `contact` and build it whole.
 
@@ -59,6 +63,10 @@ def compose_letter(
     List-Unsubscribe headers; a preview leaves them to the defaults.
     `html_transform` changes the laid-out HTML part only (a campaign's opt-in tracking).
     `cases` is the campaign's `cases` merge data (services/cases.cases_context).
+    `fixed_subject` is a subject already merged, used as written (a follow-up's "Re: " +
+    the subject the ledger kept of that person's first letter).
+    `files` are the statement files a campaign chose (statement_files.LetterFile): the
+    letter carries those for every language and those of its own language.
     Raises LanguageUnavailable when `language` is forced and the statement lacks it.
     """
     from campaign.services.salutation_rules import current_rule_set
@@ -71,6 +79,7 @@ def compose_letter(
         rules=rules or current_rule_set(),
         today=today,
         cases=cases,
+        fixed_subject=fixed_subject,
     )
     sender = sender or str(current_app.config["MAIL_DEFAULT_SENDER"])
     organisation = organisation_name(sender)
@@ -81,19 +90,29 @@ def compose_letter(
     if attach_pdf is None:
         attach_pdf = bool(source.snapshot.get("is_pdf_attached"))
     wants_pdf = attach_pdf or bool(with_pdf)
-    filename = pdf_filename(source.title)
+    filename = pdf_filename(letter, letter_date, fallback=source.title)
     pdf: bytes | None = None
     if wants_pdf and not letter.has_errors:
         from campaign.letters.pdf import PdfError, letter_pdf
+        from campaign.services.organisation import letterhead
 
         try:
-            pdf = letter_pdf(letter, organisation=organisation, letter_date=letter_date)
+            pdf = letter_pdf(
+                letter,
+                organisation=organisation,
+                letter_date=letter_date,
+                letterhead=letterhead(organisation),
+            )
         except PdfError as error:
             return ComposedLetter(letter, parts, None, None, str(error), filename)
     if letter.has_errors:
         return ComposedLetter(letter, parts, pdf, None, _("the letter has errors"), filename)
     # A PDF made only for a preview is shown, not attached.
     attachments = [Attachment(filename, "application/pdf", pdf)] if attach_pdf and pdf else []
+    if files:
+        from campaign.services.statement_files import files_for
+
+        attachments += files_for(files, letter.language)
     try:
         message = build_message(
             letter,
@@ -111,11 +130,31 @@ def compose_letter(
     return ComposedLetter(letter, parts, pdf, message, "", filename)
 
 
-def pdf_filename(title: str) -> str:
-    """A file name readers recognise, without characters file systems refuse."""
-    kept = "".join(c if c.isalnum() or c in " -_.,()" else " " for c in title)
-    cleaned = " ".join(kept.split())
-    return (cleaned[:80].strip() or "letter") + ".pdf"
+def pdf_filename(letter: RenderedLetter, letter_date: date, *, fallback: str = "") -> str:
+    """The PDF's name in the letter's language: "Lettre conjointe – 2026-12-10.pdf".
+
+    The merged subject (a follow-up's "Re: " left off), else the statement's title, then
+    the date; characters file systems refuse (/ \\ : * ? " < > | and controls) are dropped.
+    """
+    subject = _REPLY_PREFIX.sub("", letter.subject)
+    title = _safe_filename(subject) or _safe_filename(fallback)
+    if not title:
+        with force_locale(letter.language.replace("-", "_")):
+            title = _safe_filename(_("Letter"))
+    if len(title) > 80:
+        title = title[:80].rsplit(" ", 1)[0].rstrip(" .,;-–") or title[:80]
+    return f"{title} – {letter_date.isoformat()}.pdf"
+
+
+_REPLY_PREFIX = re.compile(r"^\s*((re|aw|fwd?|tr|отв|ответ)\s*:\s*)+", re.IGNORECASE)
+_UNSAFE_IN_FILENAME = re.compile(
+    r'[/\\:*?"<>|\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e]'
+)
+
+
+def _safe_filename(text: str) -> str:
+    cleaned = " ".join(_UNSAFE_IN_FILENAME.sub(" ", text).split())
+    return cleaned.strip(" .")
 
 
 class LetterNotSent(RuntimeError):

@@ -7,6 +7,7 @@ one with linked cases), so the letter shows as that campaign would send it.
 
 from __future__ import annotations
 
+import io
 from email import message_from_bytes, policy
 from typing import Any
 
@@ -18,6 +19,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_file,
     url_for,
 )
 from flask_babel import gettext as _
@@ -201,9 +203,15 @@ def pdf(statement_id: int) -> Any:
         return redirect(
             url_for("previews.show", statement_id=statement_id, **_part_args(_contact()))
         )
-    response = Response(composed.pdf, mimetype="application/pdf")
-    # Werkzeug writes non-ASCII titles as RFC 2231 filename* parameters.
-    response.headers.set("Content-Disposition", "attachment", filename=composed.pdf_filename)
+    # send_file writes a non-ASCII name as filename*=UTF-8''… (RFC 6266) beside an ASCII one.
+    response = send_file(
+        io.BytesIO(composed.pdf),
+        mimetype="application/pdf",
+        as_attachment=True,
+        download_name=composed.pdf_filename,
+        max_age=0,
+    )
+    response.headers["Cache-Control"] = "no-store"  # a contact's letter: never kept
     return response
 
 

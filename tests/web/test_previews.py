@@ -5,6 +5,7 @@ from __future__ import annotations
 import mailbox
 from email import message_from_bytes, policy
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from flask import Flask
@@ -130,7 +131,13 @@ def test_the_pdf_and_the_message_download(
     login(Role.EDITOR)
     pdf = client.get(_url(letter, "ru", "letter.pdf"))
     assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF-")
-    assert "attachment" in pdf.headers["Content-Disposition"]
+    disposition = pdf.headers["Content-Disposition"]
+    assert "attachment" in disposition
+    # The Russian title and the date, as RFC 6266 / 5987 allow in an HTTP header (ASCII only).
+    disposition.encode("ascii")
+    encoded = disposition.split("filename*=UTF-8''")[1]
+    assert unquote(encoded).startswith("Перед саммитом – 20")
+    assert pdf.headers["Cache-Control"] == "no-store"
     raw = client.get(_url(letter, "fr", "message.eml")).data
     parsed = message_from_bytes(raw, policy=policy.default)
     assert parsed["To"].addresses[0].addr_spec == "claire@example.org"
