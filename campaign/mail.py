@@ -26,6 +26,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
+from campaign.letters.flowed import CONTENT_TYPE_PARAMS, flow
 from campaign.letters.types import RenderedLetter
 
 __all__ = [
@@ -37,7 +38,9 @@ __all__ = [
     "build_message",
     "check_header_value",
     "encode_address",
+    "feedback_id",
     "letter_parts",
+    "list_id",
     "make_message_id",
 ]
 
@@ -201,8 +204,10 @@ def _fold(name: str, tokens: Sequence[str]) -> str:
     """
     line = name + ":"
     lines: list[str] = []
-    for index, token in enumerate(tokens):
-        if index and len(line) + 1 + len(token) > FOLD_AT:
+    for token in tokens:
+        # The first token may start a line of its own too (a field body may begin with
+        # folding white space): a long URL then stands alone, within 78 when it can be.
+        if len(line) + 1 + len(token) > FOLD_AT:
             lines.append(line)
             line = " " + token
         else:
@@ -332,12 +337,14 @@ def _crlf(text: str) -> str:
 _EIGHT_BIT_BYTES = bytes(range(128, 256))
 
 
-def _body_part(subtype: str, text: str, eight_bit: bool) -> bytes:
+def _body_part(subtype: str, text: str, eight_bit: bool, params: str = "") -> bytes:
     """A text part's headers and body, in the lightest transfer encoding that is safe.
 
     7bit for ASCII, 8bit for UTF-8 (when the relay takes 8BITMIME); when a line is longer
     than 998 octets, the text holds NUL, or 8bit is off: quoted-printable or base64,
     whichever is shorter (the stdlib's rule: QP for mostly-Latin text, base64 for Cyrillic).
+    Each keeps a line's trailing spaces (format=flowed soft breaks): 7bit and 8bit as they
+    are, quoted-printable as "=20". `params` are added to the Content-Type.
     """
     data = _crlf(text).encode("utf-8")
     long_line = max(map(len, data.split(b"\r\n"))) > MAX_LINE
@@ -357,9 +364,16 @@ def _body_part(subtype: str, text: str, eight_bit: bool) -> bytes:
         else:
             cte, data = "base64", base64.encodebytes(data).replace(b"\n", b"\r\n")
     head = (
-        f'Content-Type: text/{subtype}; charset="utf-8"\r\nContent-Transfer-Encoding: {cte}\r\n\r\n'
+        f'Content-Type: text/{subtype}; charset="utf-8"{params}\r\n'
+        f"Content-Transfer-Encoding: {cte}\r\n\r\n"
     ).encode("ascii")
     return head + data
+
+
+def _text_part(text: str, eight_bit: bool) -> bytes:
+    """The plain-text alternative, wrapped at 72 as format=flowed (RFC 3676)."""
+    params = "".join(f"; {name}={value}" for name, value in CONTENT_TYPE_PARAMS)
+    return _body_part("plain", flow(text), eight_bit, params)
 
 
 def _filename_params(filename: str) -> tuple[str, str]:
@@ -496,6 +510,48 @@ def message_id_domain(sender: str, settings: Mapping[str, Any] | None = None) ->
     return configured or _split_mailbox(sender)[1].rpartition("@")[2] or "localhost"
 
 
+_LIST_ID = re.compile(r"(.*?)\s*<([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+)>")
+
+
+def _list_id_header(name: str, value: str) -> str:
+    """List-Id as a phrase and `<id>` (RFC 2919): the name quoted or encoded, never the id."""
+    check_header_value(name, value)
+    found = _LIST_ID.fullmatch(value.strip())
+    if found is None:
+        raise MessageError(f"{name}: {value!r} is not of the form `Name <id.domain>`")
+    return _fold(name, [*_phrase(name, name, found.group(1)), f"<{found.group(2)}>"])
+
+
+_FEEDBACK_PART = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def list_id(
+    campaign_id: int, name: str, sender: str, settings: Mapping[str, Any] | None = None
+) -> str:
+    """List-Id (RFC 2919) of a campaign: `Name <campaign-N.lists.DOMAIN>`.
+
+    The id depends on the campaign's number and the Message-ID domain only, so it stays
+    the same when the campaign is renamed; the name is for people (encoded when needed).
+    """
+    domain = _ascii_domain(message_id_domain(sender, settings))
+    # build_message writes the name as a phrase (atoms, quoted or encoded-words).
+    display = " ".join(name.replace("<", " ").replace(">", " ").split())
+    return f"{display} <campaign-{int(campaign_id)}.lists.{domain}>".lstrip()
+
+
+def feedback_id(
+    campaign_id: int, kind: str, sender: str, settings: Mapping[str, Any] | None = None
+) -> str:
+    """Feedback-ID (Gmail's `a:b:SenderId`): campaign number, kind, the organisation's domain.
+
+    Nothing personal: complaint reports are counted per campaign and kind, never per person.
+    """
+    domain = _ascii_domain(message_id_domain(sender, settings))
+    if not _FEEDBACK_PART.fullmatch(kind):
+        raise MessageError(f"Feedback-ID: {kind!r} is not a kind (letters, digits, . _ -)")
+    return f"{int(campaign_id)}:{kind}:{domain}"
+
+
 def build_message(
     letter: RenderedLetter,
     *,
@@ -549,7 +605,10 @@ def build_message(
             raise MessageError(f"{name!r} is not a valid header name")
         if name.lower() in _OWN_HEADERS:
             raise MessageError(f"{name}: the message builder writes this header itself")
-        headers.append(_unstructured(name, value))
+        if name.lower() == "list-id":
+            headers.append(_list_id_header(name, value))
+        else:
+            headers.append(_unstructured(name, value))
 
     if parts is None:
         parts = letter_parts(
@@ -559,7 +618,7 @@ def build_message(
         )
     content_type, body = _multipart(
         "alternative",
-        [_body_part("plain", parts.text, eight_bit), _body_part("html", parts.html, eight_bit)],
+        [_text_part(parts.text, eight_bit), _body_part("html", parts.html, eight_bit)],
     )
     if attachments:
         inner = f"Content-Type: {content_type}\r\n\r\n".encode("ascii") + body
@@ -593,6 +652,14 @@ def send_message(data: bytes, *, sender: str, recipients: Sequence[str]) -> None
 
     settings = _settings()
     host, port = str(settings["MAIL_SERVER"]), int(settings["MAIL_PORT"])
+    from campaign.dkim import DkimError, DkimSigningError, default_signer
+
+    try:
+        signer = default_signer(settings)
+        if signer is not None:  # CAMPAIGN_DKIM_*: told to sign, it never goes unsigned
+            data = signer.sign(data)
+    except (DkimError, DkimSigningError) as error:
+        raise SendError(f"not sent: {error}") from None
     envelope_from = _split_mailbox(sender)[1] or sender
     security = "ssl" if settings.get("MAIL_USE_SSL") or settings.get("MAIL_USE_TLS") else "none"
     if logs_in_in_clear(security, str(settings.get("MAIL_USERNAME") or ""), host):

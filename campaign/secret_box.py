@@ -13,6 +13,7 @@ from flask import current_app
 # One derived key per purpose (HKDF "info"): a key that leaks from one use opens nothing else.
 MAIL_PASSWORDS = b"campaign smtp secrets"  # also the IMAP passwords, from before this split
 TOTP_SECRETS = b"campaign totp secrets"
+DKIM_KEYS = b"campaign dkim keys"  # SMTP accounts' DKIM private keys (PEM)
 # Every Fernet token starts with its version byte 0x80, "gAAAAA" in URL-safe base64; a
 # two-factor key in clear is base32 (A-Z, 2-7) and never does.
 FERNET_PREFIX = "gAAAAA"

@@ -33,10 +33,11 @@ from campaign.models import (
 )
 from campaign.queue import enqueue_after_commit, get_redis
 from campaign.scheduling.stored_text import Said, Text, english, joined, labelled, said
-from campaign.services import statements
+from campaign.services import statement_files, statements
 from campaign.services.audiences import find_audience
 from campaign.services.audit import record_event
 from campaign.services.presend import launch_address_problems
+from campaign.services.smtp_accounts import dkim_alignment_problem
 from campaign.tracking.links import base_url_problem
 
 log = logging.getLogger(__name__)
@@ -344,6 +345,7 @@ def check_campaign(campaign: Campaign) -> CampaignCheck:
         said(problem) for problem in address_problems
     )
     check.address_errors = bool(address_problems) and not current_app.debug
+    statement_files.add_size_problems(campaign, check)  # the chosen files vs. EHLO SIZE
     account = campaign.smtp_account
     login = account.username if account else str(current_app.config["MAIL_USERNAME"])
     if "@" in login and _domain(campaign.from_address) != login.rpartition("@")[2].lower():
@@ -358,6 +360,9 @@ def check_campaign(campaign: Campaign) -> CampaignCheck:
                 )
             )
         )
+    dkim_problem = dkim_alignment_problem(account, campaign.from_address)  # decision 0042
+    if dkim_problem is not None:
+        check.warnings.append(said(dkim_problem))
     return check
 
 

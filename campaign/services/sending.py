@@ -29,10 +29,17 @@ from redis.exceptions import RedisError
 from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
 
 from campaign import tls
+from campaign.dkim import DkimError, DkimSigningError
 from campaign.extensions import db
 from campaign.inbound.reply_token import reply_address
 from campaign.letters.letter import LetterSource, letter_source
-from campaign.mail import MessageError, encode_address, message_id_domain
+from campaign.mail import (
+    MessageError,
+    encode_address,
+    feedback_id,
+    list_id,
+    message_id_domain,
+)
 from campaign.models import (
     CLAIMABLE,
     Campaign,
@@ -53,7 +60,7 @@ from campaign.rate_limit import (
 )
 from campaign.scheduling import stored_text
 from campaign.secret_box import SecretUnreadable
-from campaign.services import presend
+from campaign.services import presend, statement_files
 from campaign.services.campaigns import (
     SEND_JOB,
     enqueue_send_jobs,
@@ -377,6 +384,8 @@ class _Batch:
     has_list_unsubscribe: bool
     is_pdf_attached: bool
     deadline: datetime
+    # List-Id and Feedback-ID of a campaign carrying List-Unsubscribe ("" for one-to-one).
+    list_id: str
     source: LetterSource
     rules: Any
     settings: SmtpSettings
@@ -387,6 +396,10 @@ class _Batch:
     # the letters sent before it to the same person (oldest first), to thread under them.
     step_sources: dict[int, LetterSource] = field(default_factory=dict)
     earlier_ids: dict[int, list[str]] = field(default_factory=dict)
+    # Delivery id -> "Re: " + the subject that person's first letter carried (the ledger's).
+    reply_subjects: dict[int, str] = field(default_factory=dict)
+    # The statement files the campaign attaches (read once per job), for first letters.
+    files: list[Any] = field(default_factory=list)
     # `{% for case in cases %}`: the campaign's linked cases, read once per batch.
     cases: list[dict[str, Any]] = field(default_factory=list)
     errors_in_a_row: int = 0
@@ -468,6 +481,14 @@ def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> 
         commit()
         result.stopped = reason
         return result
+    except DkimError as error:
+        # The account must sign and cannot: no letter leaves unsigned (decision 0042).
+        reason = f"not sent: the DKIM key cannot be used ({error}); mend it, then resume"
+        pause_campaign(campaign, reason=reason)
+        log.warning("campaign %s paused: %s", campaign_id, reason)
+        commit()
+        result.stopped = reason
+        return result
     # The launch checked the web app's addresses; the letters use this worker's (0037).
     unfit = presend.worker_pause_reason(campaign)
     if unfit is not None:
@@ -475,6 +496,14 @@ def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> 
         log.warning("campaign %s paused: %s", campaign_id, unfit)
         commit()
         result.stopped = str(unfit)
+        return result
+    try:
+        files = statement_files.campaign_files(campaign, version.snapshot if version else None)
+    except statement_files.FileMissing as missing:
+        # Every letter would go without its annex: staff restore it or change the campaign.
+        pause_campaign(campaign, reason=stored_text.dump(missing.message))
+        commit()
+        result.stopped = str(missing.message)
         return result
     claim_id = f"{worker[:60]}:{uuid.uuid4().hex[:16]}"
     ids = claim_deliveries(campaign_id, claim_id, batch_size(settings))
@@ -497,6 +526,11 @@ def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> 
         reply_to=campaign.reply_to,
         has_list_unsubscribe=campaign.has_list_unsubscribe,
         is_pdf_attached=campaign.is_pdf_attached,
+        list_id=(
+            list_id(campaign.id, campaign.name, campaign.from_address)
+            if campaign.has_list_unsubscribe
+            else ""
+        ),
         deadline=launched_at + timedelta(hours=campaign.give_up_hours),
         source=letter_source(version if version is not None else campaign.statement),
         rules=current_rule_set(),
@@ -504,6 +538,7 @@ def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> 
         result=result,
         tracking=_tracking(campaign, commit),
         cases=cases_context(campaign),
+        files=files,
     )
     rows = [
         _Row(*row)
@@ -564,12 +599,11 @@ def _add_follow_up_context(batch: _Batch, rows: list[_Row]) -> None:
     follow_ups = [row for row in rows if row.step > 0]
     if not follow_ups:
         return
-    from campaign.services.followups import step_versions
+    from campaign.services.followups import ledger_subjects, step_sources
 
-    for position, version_id in step_versions(batch.campaign_id).items():
-        version = db.session.get(StatementVersion, version_id) if version_id else None
-        if version is not None:
-            batch.step_sources[position] = letter_source(version)
+    # Signed and titled as the step says (the first letter's signatures, "Re: " subject).
+    batch.step_sources.update(step_sources(batch.campaign_id, batch.source))
+    batch.reply_subjects = ledger_subjects(batch.campaign_id, follow_ups)
     # One query for the whole batch: every earlier letter to these people in this campaign.
     sent_before: dict[int, list[tuple[int, str]]] = {}
     for contact_id, step, message_id in db.session.execute(
@@ -731,6 +765,15 @@ def _send_row(
         return True
     contact = contacts.get(row.contact_id) if row.contact_id else None
     data, recipient, copies, language, error = _build(batch, row, contact)
+    signer = batch.settings.dkim_signer
+    if data is not None and signer is not None:
+        try:
+            data = signer.sign(data)
+        except DkimSigningError as problem:
+            # Told to sign, never sent unsigned: retried like a server's refusal (0042).
+            log.warning("delivery %s: %s", row.id, problem)
+            refused = SendOutcome(Outcome.TRANSIENT, None, f"not sent: {problem}")
+            return _apply(batch, row, refused, data, language)
     if data is None:
         _record(
             row,
@@ -778,6 +821,9 @@ def _build(
     if batch.has_list_unsubscribe:
         headers["List-Unsubscribe"] = f"<{unsubscribe_url(row.unsubscribe_token)}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        headers["List-Id"] = batch.list_id
+        kind = "followup" if row.step > 0 else "campaign"
+        headers["Feedback-ID"] = feedback_id(batch.campaign_id, kind, batch.sender)
     if row.step > 0:
         from campaign.services.followups import thread_headers
 
@@ -799,6 +845,8 @@ def _build(
             attach_pdf=batch.is_pdf_attached,
             html_transform=batch.tracking.transform_for(row.id) if batch.tracking else None,
             cases=batch.cases,
+            fixed_subject=batch.reply_subjects.get(row.id),
+            files=batch.files if row.step == 0 else (),
         )
     except (LookupError, MessageError) as error:
         return None, "", [], "", str(error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -10,12 +11,14 @@ from typing import Any
 from flask import current_app
 from flask_babel import gettext, ngettext
 from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from sqlalchemy import func, select
 
+from campaign import dkim
 from campaign.extensions import db
 from campaign.labels import label
 from campaign.models import Campaign, SmtpAccount, SmtpSecurity, User
-from campaign.secret_box import decrypt_secret, encrypt_secret
+from campaign.secret_box import DKIM_KEYS, SecretUnreadable, decrypt_secret, encrypt_secret
 from campaign.services.audit import record_event
 from campaign.smtp import logs_in_in_clear
 
@@ -38,12 +41,16 @@ class SmtpSettings:
     per_minute: int = 0
     per_day: int = 0
     max_connections: int = 0
+    # Signs every message sent through the account; None: the account has no DKIM key.
+    dkim_signer: dkim.DkimSigner | None = None
 
     def __repr__(self) -> str:  # never the password, not even in a traceback
         return f"SmtpSettings({self.name!r}, {self.host}:{self.port}, {self.security})"
 
 
-def default_settings() -> SmtpSettings:
+def default_settings(*, with_dkim: bool = True) -> SmtpSettings:
+    """The default account (CAMPAIGN_MAIL_*); its DKIM key (CAMPAIGN_DKIM_*) read unless
+    `with_dkim` is False, raising DkimError when it is set but unusable."""
     config = current_app.config
     if config.get("MAIL_USE_SSL"):
         security = SmtpSecurity.SSL.value
@@ -64,6 +71,7 @@ def default_settings() -> SmtpSettings:
         per_minute=int(config["MAIL_RATE_PER_MINUTE"]),
         per_day=int(config["MAIL_RATE_PER_DAY"]),
         max_connections=int(config["MAIL_MAX_CONNECTIONS"]),
+        dkim_signer=dkim.default_signer(config) if with_dkim else None,
     )
 
 
@@ -84,7 +92,47 @@ def settings_for(account: SmtpAccount | None) -> SmtpSettings:
         per_minute=account.per_minute,
         per_day=account.per_day,
         max_connections=account.max_connections,
+        dkim_signer=account_signer(account),
     )
+
+
+# Parsed keys, per account and ciphertext: a new key (or SECRET_KEY) is a new entry, and a
+# worker never decrypts nor parses a key again for each batch or letter.
+_signers: dict[tuple[int, str, str, str], dkim.DkimSigner] = {}
+_signers_lock = threading.Lock()
+
+
+def account_signer(account: SmtpAccount) -> dkim.DkimSigner | None:
+    """The account's DKIM signer, or None when it has no key; SecretUnreadable or DkimError
+    when the stored key cannot be used (nothing is then sent unsigned)."""
+    if not account.dkim_private_key_encrypted:
+        return None
+    cache_key = (
+        account.id,
+        account.dkim_domain,
+        account.dkim_selector,
+        account.dkim_private_key_encrypted,
+    )
+    with _signers_lock:
+        found = _signers.get(cache_key)
+    if found is None:
+        try:
+            pem = decrypt_secret(account.dkim_private_key_encrypted, purpose=DKIM_KEYS)
+        except SecretUnreadable:
+            raise dkim.DkimError(
+                gettext(
+                    "the stored DKIM key of the SMTP account %(name)s cannot be read (was "
+                    "CAMPAIGN_SECRET_KEY changed?): create a new key on the account's page",
+                    name=repr(account.name),
+                ),
+                "key",
+            ) from None
+        found = dkim.signer_from_pem(account.dkim_domain, account.dkim_selector, pem)
+        with _signers_lock:
+            if len(_signers) > 256:
+                _signers.clear()
+            _signers[cache_key] = found
+    return found
 
 
 def find_account(name: str) -> SmtpAccount | None:
@@ -356,3 +404,146 @@ def delete_account(account: SmtpAccount, *, actor: User | None = None) -> None:
     )
     db.session.delete(account)
     db.session.flush()
+
+
+# --- DKIM keys -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DkimKeyInfo:
+    """What staff see of an account's key: never the private part."""
+
+    domain: str
+    selector: str
+    algorithm: str
+    record_name: str
+    record_value: str
+    zone_line: str
+
+
+def dkim_key_info(account: SmtpAccount) -> DkimKeyInfo | None:
+    """The account's DKIM domain, selector and DNS record, or None when it has no key.
+
+    The public key is kept in no column of its own: it is derived from the stored private
+    key (decrypted for this page only, never shown).
+    """
+    if not account.dkim_private_key_encrypted:
+        return None
+    signer = account_signer(account)
+    assert signer is not None
+    return DkimKeyInfo(
+        domain=signer.domain,
+        selector=signer.selector,
+        algorithm=signer.algorithm,
+        record_name=dkim.record_name(signer.selector, signer.domain),
+        record_value=dkim.record_value(signer.algorithm, signer.public_b64),
+        zone_line=signer.record,
+    )
+
+
+def default_dkim_domain() -> str:
+    """The domain of CAMPAIGN_MAIL_DEFAULT_SENDER: the usual d= of a new key."""
+    from email.utils import parseaddr
+
+    return parseaddr(str(current_app.config.get("MAIL_DEFAULT_SENDER") or ""))[1].rpartition("@")[2]
+
+
+def set_dkim_key(
+    account: SmtpAccount,
+    *,
+    selector: str,
+    domain: str = "",
+    algorithm: str = dkim.RSA,
+    key_pem: str | None = None,
+    source: str = "",
+    actor: User | None = None,
+) -> DkimKeyInfo:
+    """Generate (or import `key_pem`) the account's DKIM key, stored encrypted; audited.
+
+    Raises dkim.DkimError naming the field (selector, domain, algorithm, key); nothing is
+    stored then. A new key replaces the old one: rotation is a new selector (decision 0042).
+    """
+    clean_selector = dkim.check_selector(selector)
+    clean_domain = dkim.check_domain(domain or default_dkim_domain())
+    if key_pem is None:
+        if algorithm not in dkim.ALGORITHMS:
+            raise dkim.DkimError(gettext("Algorithm: choose rsa or ed25519"), "algorithm")
+        key_pem = dkim.generate_key(algorithm)
+        imported = False
+    else:
+        imported = True
+    # Parsed before anything is written: a bad file leaves the account as it was.
+    signer = dkim.signer_from_pem(clean_domain, clean_selector, key_pem, source=source)
+    previous = {
+        "selector": account.dkim_selector,
+        "domain": account.dkim_domain,
+        "algorithm": account.dkim_algorithm,
+    }
+    account.dkim_domain = signer.domain
+    account.dkim_selector = signer.selector
+    account.dkim_algorithm = signer.algorithm
+    account.dkim_private_key_encrypted = encrypt_secret(key_pem, purpose=DKIM_KEYS)
+    db.session.flush()
+    record_event(
+        "smtp_account.dkim_key",
+        target_type="smtp_account",
+        target_id=account.id,
+        actor=actor,
+        detail={
+            "name": account.name,
+            "domain": signer.domain,
+            "selector": signer.selector,
+            "algorithm": signer.algorithm,
+            "imported": imported,
+            "replaced": previous if previous["selector"] else None,
+        },
+    )
+    info = dkim_key_info(account)
+    assert info is not None
+    return info
+
+
+def remove_dkim_key(account: SmtpAccount, *, actor: User | None = None) -> None:
+    """Forget the account's DKIM key: its messages go out unsigned from now on; audited."""
+    if not account.dkim_private_key_encrypted:
+        return
+    record_event(
+        "smtp_account.dkim_key_remove",
+        target_type="smtp_account",
+        target_id=account.id,
+        actor=actor,
+        detail={
+            "name": account.name,
+            "domain": account.dkim_domain,
+            "selector": account.dkim_selector,
+            "algorithm": account.dkim_algorithm,
+        },
+    )
+    account.dkim_domain = ""
+    account.dkim_selector = ""
+    account.dkim_algorithm = ""
+    account.dkim_private_key_encrypted = ""
+    db.session.flush()
+
+
+def dkim_alignment_problem(account: SmtpAccount | None, from_address: str) -> LazyString | None:
+    """Why the account's DKIM signature would not align with `from_address` (DMARC), or None."""
+    from email.utils import parseaddr
+
+    from_domain = parseaddr(from_address)[1].rpartition("@")[2].lower()
+    if account is None:
+        domain = str(current_app.config.get("DKIM_DOMAIN") or "").strip().lower()
+        name = "default (CAMPAIGN_MAIL_*)"
+    else:
+        domain = account.dkim_domain if account.dkim_private_key_encrypted else ""
+        name = account.name
+    if not domain or not from_domain or dkim.aligned(domain, from_domain):
+        return None
+    return _l(
+        "DKIM: the SMTP account %(account)s signs for %(dkim)s, but the From address is at "
+        "%(sender)s, so receivers applying DMARC will not count the signature; give the "
+        "account a key for %(sender)s (campaign dkim-key) or send from an address at %(dkim)s",
+        account=name,
+        dkim=domain,
+        sender=from_domain,
+    )

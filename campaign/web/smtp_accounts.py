@@ -48,7 +48,7 @@ def index() -> Any:
     accounts = account_service.list_accounts()
     return render_template(
         "smtp_accounts/index.html",
-        default=account_service.default_settings(),
+        default=account_service.default_settings(with_dkim=False),
         accounts=accounts,
         used_by={a.id: len(account_service.campaigns_using(a)) for a in accounts},
     )
@@ -123,3 +123,110 @@ def delete(account_id: int) -> Any:
     db.session.commit()
     flash(_("SMTP account %(name)s deleted.", name=name), "success")
     return redirect(url_for("smtp_accounts.index"))
+
+
+# --- DKIM ------------------------------------------------------------------------------------
+
+
+def _render_dkim(
+    account: SmtpAccount,
+    form: dict[str, str],
+    error: str = "",
+    error_field: str = "",
+    status: int = 200,
+) -> Any:
+    from campaign.dkim import DkimError
+
+    info = None
+    key_error = ""
+    try:
+        info = account_service.dkim_key_info(account)
+    except DkimError as problem:
+        key_error = str(problem)
+    return (
+        render_template(
+            "smtp_accounts/dkim.html",
+            account=account,
+            info=info,
+            key_error=key_error,
+            form=form,
+            error=error,
+            error_field=error_field,
+            algorithms=("rsa", "ed25519"),
+            alignment=_alignment_problems(account),
+        ),
+        status,
+    )
+
+
+def _alignment_problems(account: SmtpAccount) -> list[str]:
+    # Campaigns sending through the account whose From domain its key does not cover.
+    from campaign.models import Campaign
+
+    problems = []
+    for campaign in db.session.scalars(
+        db.select(Campaign).where(Campaign.smtp_account_id == account.id).limit(50)
+    ):
+        problem = account_service.dkim_alignment_problem(account, campaign.from_address)
+        if problem:
+            problems.append(f"{campaign.name}: {problem}")
+    return problems[:5]
+
+
+def _dkim_defaults(account: SmtpAccount) -> dict[str, str]:
+    from campaign.dkim import default_selector
+
+    return {
+        "selector": default_selector(),
+        "domain": account.dkim_domain or account_service.default_dkim_domain(),
+        "algorithm": account.dkim_algorithm or "rsa",
+    }
+
+
+@bp.route("/<int:account_id>/dkim")
+@allow(Role.ADMIN)
+def dkim(account_id: int) -> Any:
+    account = db.get_or_404(SmtpAccount, account_id)
+    return _render_dkim(account, _dkim_defaults(account))
+
+
+@bp.route("/<int:account_id>/dkim", methods=["POST"])
+@allow(Role.ADMIN)
+def dkim_generate(account_id: int) -> Any:
+    from campaign.dkim import DkimError
+
+    account = db.get_or_404(SmtpAccount, account_id)
+    form = {k: request.form.get(k, "") for k in ("selector", "domain", "algorithm")}
+    try:
+        account_service.set_dkim_key(
+            account,
+            selector=form["selector"],
+            domain=form["domain"],
+            algorithm=form["algorithm"],
+            actor=signed_in_user(),
+        )
+    except DkimError as problem:
+        db.session.rollback()
+        return _render_dkim(account, form, str(problem), problem.field, 422)
+    db.session.commit()
+    flash(
+        _(
+            "A new DKIM key for %(name)s: publish the DNS record below before sending.",
+            name=account.name,
+        ),
+        "success",
+    )
+    return redirect(url_for("smtp_accounts.dkim", account_id=account.id))
+
+
+@bp.route("/<int:account_id>/dkim/remove", methods=["POST"])
+@allow(Role.ADMIN)
+def dkim_remove(account_id: int) -> Any:
+    account = db.get_or_404(SmtpAccount, account_id)
+    account_service.remove_dkim_key(account, actor=signed_in_user())
+    db.session.commit()
+    flash(
+        _("The DKIM key of %(name)s was removed: its mail goes out unsigned.", name=account.name),
+        "success",
+    )
+    return redirect(url_for("smtp_accounts.dkim", account_id=account.id))
