@@ -187,7 +187,10 @@ LABELS: dict[str, dict[str, LazyString]] = {
     },
     "dkim_algorithm": {
         "rsa": _l("RSA 2048 (read by every receiver)"),
-        "ed25519": _l("Ed25519 (RFC 8463; add an RSA key too for older receivers)"),
+        "ed25519": _l(
+            "Ed25519 (RFC 8463; Gmail, Outlook and most receivers do not verify it yet: "
+            "RSA is the safe choice)"
+        ),
     },
     "import_status": {
         "uploaded": _l("Uploaded"),
@@ -399,6 +402,9 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "no_signature": _l("No signature"),
         "empty_salutation": _l("Empty salutation"),
         "no_closing": _l("No closing"),
+        "no_closing_formula": _l("No closing formula"),
+        "html_shown": _l("HTML printed as typed"),
+        "reference_undefined": _l("Link without its address"),
         "merged_lines": _l("Lines that run together"),
         "parts_differ": _l("Text and HTML parts differ"),
         "long_subject": _l("Subject too long"),

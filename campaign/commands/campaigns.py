@@ -241,16 +241,10 @@ def send_command(campaign_id: int, override: bool) -> None:
     )
     click.echo(report.summary(), err=True)
     if report.has_errors:
-        for text_problem in report.text_problems:
-            if text_problem.problem.severity == "error":
-                click.echo(
-                    f"{text_problem.where} — {text_problem.problem.code}: "
-                    f"{text_problem.problem.message}",
-                    err=True,
-                )
-        errors = [p for p in report.problems if p.problem.severity == "error"]
-        for item in errors[:MAX_PROBLEMS_SHOWN]:
-            click.echo(f"{item.who} — {item.problem.code}: {item.problem.message}", err=True)
+        # The text's errors first, then the recipients'; the whole list is `campaign check`.
+        errors = presend.problem_lines(report, errors_only=True)
+        for line in errors[:MAX_PROBLEMS_SHOWN]:
+            click.echo(str(line), err=True)
         if len(errors) > MAX_PROBLEMS_SHOWN:
             click.echo(_("… and %(num)d more", num=len(errors) - MAX_PROBLEMS_SHOWN), err=True)
     try:

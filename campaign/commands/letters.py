@@ -31,9 +31,9 @@ def check_command(
 ) -> None:
     """Render STATEMENT_ID for every recipient and print what is wrong; nothing is sent.
 
-    One line per problem of the text, read once per language ("statement 6 “Title”
-    (English), line 12 — code: message"), one per recipient's problem ("address — code:
-    message"), then a summary line. Exits 0 when
+    One line per problem of the text, read once per distinct letter ("statement 6 “Title”
+    (English), line 12 — Problem: message"), one per recipient's problem ("address —
+    Problem: message"), then a summary line. Exits 0 when
     there are no errors (warnings allowed), 1 when some letter has an error, 2 when the
     statement, list or segment does not exist.
     """
@@ -67,12 +67,8 @@ def check_command(
         _fail(str(error))
     finally:
         db.session.rollback()  # the check writes nothing; make sure nothing is left pending
-    for text_problem in report.text_problems:
-        click.echo(
-            f"{text_problem.where} — {text_problem.problem.code}: {text_problem.problem.message}"
-        )
-    for item in report.problems:
-        click.echo(f"{item.who} — {item.problem.code}: {item.problem.message}")
+    for line in presend.problem_lines(report):
+        click.echo(str(line))
     click.echo(report.summary())
     raise click.exceptions.Exit(1 if report.has_errors else 0)
 

@@ -26,6 +26,8 @@ from campaign.services.cases import link_case
 from campaign.services.salutation_rules import current_rule_set
 
 LAUNCHABLE = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
+# The pre-send problems a refused scheduled launch records, in words, for the officer.
+SHOWN_IN_RECORD = 3
 
 
 def _launch(campaign: Campaign, now: datetime) -> Text:
@@ -39,13 +41,27 @@ def _launch(campaign: Campaign, now: datetime) -> Text:
         statement, campaigns.recipients_query(campaign), rules=current_rule_set()
     )
     if report.has_errors:
+        # The first problems in words (statement, language, line), kept as messages: the
+        # officer who reads the run later sees why in their own language.
+        shown = presend.problem_lines(report, errors_only=True)
         raise campaigns.CampaignError(
-            lazy_ngettext(
-                "the pre-send check found letters with errors for %(num)d contact; fix them, "
-                "then schedule or launch it again",
-                "the pre-send check found letters with errors for %(num)d contacts; fix them, "
-                "then schedule or launch it again",
-                report.contacts_with_errors,
+            joined(
+                " ",
+                [
+                    lazy_ngettext(
+                        "the pre-send check found letters with errors for %(num)d contact; "
+                        "fix them, then schedule or launch it again:",
+                        "the pre-send check found letters with errors for %(num)d contacts; "
+                        "fix them, then schedule or launch it again:",
+                        report.contacts_with_errors,
+                    ),
+                    joined("; ", list(shown[:SHOWN_IN_RECORD])),
+                    *(
+                        [_l("… and %(num)d more", num=len(shown) - SHOWN_IN_RECORD)]
+                        if len(shown) > SHOWN_IN_RECORD
+                        else []
+                    ),
+                ],
             )
         )
     if not campaigns.launch_campaign(campaign, at=now):

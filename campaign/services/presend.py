@@ -7,6 +7,7 @@ problems, so it runs over thousands of contacts in little memory.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import logging
 import socket
@@ -25,14 +26,17 @@ from sqlalchemy import Select
 from campaign.extensions import db
 from campaign.i18n import language_name
 from campaign.letters.content_checks import (
+    SUBJECT_LINE,
     ContentProblem,
     LetterContent,
     check_content,
     salutation_problem,
+    value_problems,
 )
 from campaign.letters.letter import (
     LanguageUnavailable,
     LetterSource,
+    contact_context,
     letter_source,
     match_language,
     render_letter,
@@ -41,7 +45,7 @@ from campaign.letters.salutations import RuleSet
 from campaign.letters.types import LetterProblem, RenderedLetter
 from campaign.mail import message_id_domain
 from campaign.models import Contact
-from campaign.scheduling.stored_text import joined
+from campaign.scheduling.stored_text import Text, joined, labelled, said
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
@@ -74,7 +78,9 @@ class TextProblem:
     statement_id: int
     title: str
     language: str
-    line: int  # in the statement's text of that language, 1-based; 0: the subject
+    # In the statement's text of that language, 1-based; SUBJECT_LINE: the subject;
+    # NO_LINE: no single line (the text as a whole).
+    line: int
     problem: LetterProblem
 
     @property
@@ -84,16 +90,28 @@ class TextProblem:
 
 
 def where(statement_id: int, title: str, language: str, line: int) -> str:
-    if line:
-        return _(
+    return str(_where(statement_id, title, language, line))
+
+
+def _where(statement_id: int, title: str, language: str, line: int) -> LazyString:
+    """The place, read in the reader's language when shown (or stored by the scheduler)."""
+    if line > 0:
+        return _l(
             "statement %(id)d “%(title)s” (%(language)s), line %(line)d",
             id=statement_id,
             title=title,
             language=language_name(language),
             line=line,
         )
-    return _(
-        "statement %(id)d “%(title)s” (%(language)s), subject",
+    if line == SUBJECT_LINE:
+        return _l(
+            "statement %(id)d “%(title)s” (%(language)s), subject",
+            id=statement_id,
+            title=title,
+            language=language_name(language),
+        )
+    return _l(
+        "statement %(id)d “%(title)s” (%(language)s)",
         id=statement_id,
         title=title,
         language=language_name(language),
@@ -170,17 +188,20 @@ def check_audience(
     rule_set = rules or RuleSet.builtin()
     today = today or dt.date.today()
     report = PresendReport(source.statement_id, source.version)
-    # The text of each language is read once, with its first recipient's letter: a
-    # statement with 10,000 recipients is not parsed 10,000 times.
-    text_errors: dict[str, bool] = {}
+    # Each distinct body of a language is read once (the source parse is cached per text):
+    # a statement with 10,000 recipients is not parsed 10,000 times, and a {% if %} that
+    # changes the ending for some recipients is read for them too.
+    reading = _Reading(rule_set)
     for contact in _contacts(contacts):
         report.checked += 1
         email = str(contact.email or "")
         name = contact.display_name
+        text_error = False
         try:
             letter = render_letter(source, contact, language=language, today=today, rules=rule_set)
             found, letter_language = letter.problems, letter.language
-            found += _reader_problems(source, letter, text_errors, report)
+            own, text_error = _reader_problems(source, contact, letter, reading, report)
+            found += own
         except Exception as error:  # one broken letter must not stop the check of the others
             log.exception("pre-send check failed for contact %s", contact.id)
             found = (
@@ -198,27 +219,83 @@ def check_audience(
                 ContactProblem(contact.id, email, name, letter_language, problem)
             )
             report.codes[problem.code] += 1
-        if any(p.severity == "error" for p in found) or text_errors.get(letter_language):
+        if any(p.severity == "error" for p in found) or text_error:
             report.contacts_with_errors += 1
+    report.text_problems.sort(
+        key=lambda p: (p.language, p.problem.severity != "error", p.line, p.problem.code)
+    )
     return report
+
+
+def _message(text: Text) -> str:
+    """A problem's words now, its message kept for the scheduler's record (stored_text)."""
+    return said(text) if isinstance(text, LazyString) else str(text)
+
+
+@dataclass
+class _Reading:
+    """What one check has read: the distinct bodies, and the text's problems listed."""
+
+    rules: RuleSet
+    bodies: dict[tuple[str, str], bool] = field(default_factory=dict)  # -> has an error
+    listed: set[tuple[str, str, str, int, str]] = field(default_factory=set)
+    closings: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def closings_in(self, language: str) -> tuple[str, ...]:
+        """The closings the salutation rules (built-in and admin) know in `language`."""
+        if language not in self.closings:
+            primary = language.split("-")[0].lower()
+            self.closings[language] = tuple(
+                text
+                for rule in self.rules.rules
+                if rule.kind == "closing" and rule.language in {primary, "*"}
+                for text in rule.texts
+            )
+        return self.closings[language]
+
+
+def _printed_values(contact: Contact, letter: RenderedLetter, rules: RuleSet) -> tuple[str, ...]:
+    """What the recipient's own fields print in `letter` (names, organisation, salutation)."""
+    person = contact_context(contact, letter.language, rules=rules)
+    candidates = [v for v in person.values() if isinstance(v, str)]
+    candidates += [letter.salutation, letter.closing, *letter.address_block]
+    visible = letter.text_body + "\n" + letter.html_body
+    return tuple(
+        sorted(
+            {v.strip() for v in candidates if len(v.strip()) > 2 and v.strip() in visible},
+            key=len,
+            reverse=True,
+        )
+    )
+
+
+def _shape(language: str, text: str, values: tuple[str, ...]) -> tuple[str, str]:
+    """A key for the body's shape: its text part with the recipient's values taken out."""
+    for value in values:
+        text = text.replace(value, "\0")
+    return language, hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _reader_problems(
     source: LetterSource,
+    contact: Contact,
     letter: RenderedLetter,
-    text_errors: dict[str, bool],
+    reading: _Reading,
     report: PresendReport,
-) -> tuple[LetterProblem, ...]:
-    """Read `letter` as its recipient will: its language's text once, its salutation always.
+) -> tuple[tuple[LetterProblem, ...], bool]:
+    """Read `letter` as its recipient will: each distinct body once, their own values and
+    salutation always.
 
-    Adds the text's problems to `report` the first time a language is seen (and records in
-    `text_errors` whether they stop its letters); returns the recipient's own problems.
+    Adds the text's problems to `report` when a body is first seen; returns the recipient's
+    own problems and whether their body has an error of the text.
     """
     if any(p.code == "render_error" for p in letter.problems):
-        return ()  # reported already; the text is read with a letter that could be made
+        return (), False  # reported already; the text is read with a letter that could be made
     language = letter.language
     body = source.text(language)[1]
-    if language not in text_errors:
+    values = _printed_values(contact, letter, reading.rules)
+    key = _shape(language, letter.text_body, values)
+    if key not in reading.bodies:
         found = check_content(
             LetterContent(
                 source=body,
@@ -228,41 +305,78 @@ def _reader_problems(
                 language=language,
                 closing=letter.closing,
                 signatory_lines=letter.signatory_lines,
+                closings=reading.closings_in(language),
+                values=values,
             )
         )
-        text_errors[language] = any(p.severity == "error" for p in found)
+        reading.bodies[key] = any(p.severity == "error" for p in found)
         for problem in found:
+            message = _message(problem.message)
+            seen = (language, problem.severity, problem.code, problem.line, message)
+            if seen in reading.listed:
+                continue  # the same problem in another body of the text
+            reading.listed.add(seen)
             report.text_problems.append(
                 TextProblem(
                     source.statement_id,
                     source.title,
                     language,
                     problem.line,
-                    LetterProblem(problem.severity, problem.code, problem.message),
+                    LetterProblem(problem.severity, problem.code, message),
                 )
             )
             report.codes[problem.code] += 1
-    if any(p.code == "no_salutation_rule" for p in letter.problems):
-        return ()  # the missing rule is the problem, said already
-    own = salutation_problem(
-        body,
-        letter.html_body,
-        letter.salutation,
-        language,
-        uses_salutation="salutation" in source.variables(language),
-    )
-    if own is None:
-        return ()
-    return (_located(source, language, own),)
+    own: list[ContentProblem] = value_problems(values)
+    if not any(p.code == "no_salutation_rule" for p in letter.problems):
+        # (a missing rule is the problem, said already)
+        salutation = salutation_problem(
+            body,
+            letter.html_body,
+            letter.salutation,
+            language,
+            uses_salutation="salutation" in source.variables(language),
+        )
+        if salutation is not None:
+            own.append(salutation)
+    return tuple(_located(source, language, p) for p in own), reading.bodies[key]
 
 
 def _located(source: LetterSource, language: str, problem: ContentProblem) -> LetterProblem:
     """A recipient's content problem, its message naming the statement, language and line."""
-    place = where(source.statement_id, source.title, language, problem.line)
+    place = _where(source.statement_id, source.title, language, problem.line)
     return LetterProblem(
         problem.severity,
         problem.code,
-        _("%(where)s: %(message)s", where=place, message=problem.message),
+        said(_l("%(where)s: %(message)s", where=place, message=problem.message)),
+    )
+
+
+def problem_lines(report: PresendReport, *, errors_only: bool = False) -> list[LazyString]:
+    """The report in words, one problem a line ("place — Problem: message"), the text's
+    problems first, read in the reader's language (the CLI prints them; the scheduler
+    keeps the first ones as the reason a launch did not go)."""
+    lines: list[LazyString] = []
+    for text_problem in report.text_problems:
+        if not errors_only or text_problem.problem.severity == "error":
+            place = _where(
+                text_problem.statement_id,
+                text_problem.title,
+                text_problem.language,
+                text_problem.line,
+            )
+            lines.append(_line(place, text_problem.problem))
+    for item in report.problems:
+        if not errors_only or item.problem.severity == "error":
+            lines.append(_line(item.who, item.problem))
+    return lines
+
+
+def _line(place: Text, problem: LetterProblem) -> LazyString:
+    return _l(
+        "%(where)s — %(problem)s: %(message)s",
+        where=place,
+        problem=labelled(problem.code, "problem"),
+        message=problem.message,
     )
 
 

@@ -159,7 +159,7 @@ def test_send_refuses_letters_with_errors_unless_overridden(app: Flask) -> None:
     campaign_id = _create(runner, setup["statement"], "--list", "Press")
     refused = _run(runner, "send", str(campaign_id))
     assert refused.exit_code == 2, refused.output
-    assert "no_email" in refused.output and "launch with the override" in refused.output
+    assert "No email address" in refused.output and "launch with the override" in refused.output
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
     assert db.session.get(Campaign, campaign_id).status == "draft"
 

@@ -41,10 +41,10 @@ def test_check_prints_one_line_per_problem_and_fails_on_errors(app: Flask) -> No
     assert lines[-1] == "checked 3 recipients: 1 errors, 1 warnings"
     assert sorted(lines[:-1]) == sorted(
         [
-            "de@example.org — language_fallback: the statement has none of the contact's "
-            "languages (German); the letter goes out in the statement's first language "
-            "(English)",
-            f"contact #{nomail} — no_email: the contact has no email address",
+            "de@example.org — Not in the contact's language: the statement has none of the "
+            "contact's languages (German); the letter goes out in the statement's first "
+            "language (English)",
+            f"contact #{nomail} — No email address: the contact has no email address",
         ]
     )
 
