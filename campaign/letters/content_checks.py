@@ -813,8 +813,10 @@ def _closing_problems(
         for number, line in enumerate(lines):
             if _opens_with(_folded(line), phrases):
                 at = (index, number)
+    signatories = {_folded(line) for line in letter.signatory_lines if line.strip()}
     if at is not None and any(
-        _is_more_letter(lines) and not _postscript(lines) for lines in blocks[at[0] + 1 :]
+        _is_more_letter(lines) and not _postscript(lines) and not _signed(lines, signatories)
+        for lines in blocks[at[0] + 1 :]
     ):
         at = None  # "Please accept our request…" mid-letter: the letter goes on
     if at is not None and reader.block_tags[at[0]] == "li":
@@ -883,6 +885,11 @@ def _closing_problems(
             ),
         )
     ]
+
+
+def _signed(lines: Sequence[str], signatories: set[str]) -> bool:
+    """Whether a block is the statement's signatory block (long lines are no more letter)."""
+    return bool(lines) and all(_folded(line) in signatories for line in lines)
 
 
 def _postscript(lines: Sequence[str]) -> bool:

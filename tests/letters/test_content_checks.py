@@ -411,3 +411,20 @@ def test_a_200000_character_body_of_unclosed_markers_finishes(app: Flask) -> Non
     # renderer's markdown-it parse is not what is measured here.
     problems = _check(source, html=f"<p>{html.escape(source)}</p>", text=source)
     assert len(problems) <= 6
+
+
+def test_a_closing_followed_by_a_signatory_block_of_long_lines_is_the_closing() -> None:
+    """Demo statement 6: organisations with their countries make long signatory lines."""
+    signatories = (
+        "Coalition against Torture in Kazakhstan",
+        "Association for Human Rights in Central Asia (AHRCA), Uzbekistan, based in exile in "
+        "France",
+        "Turkmen Initiative for Human Rights (TIHR), Turkmenistan, based in exile in Austria",
+        "International Partnership for Human Rights (IPHR), Belgium",
+        "World Organisation Against Torture (OMCT)",
+    )
+    source = (
+        "Dear Special Rapporteur,\n\nWe call on the authorities to put a stop to torture.\n\n"
+        "Yours sincerely,\n\n" + "  \n".join(signatories) + "\n"
+    )
+    assert _check(source, closing="Yours sincerely,", signatories=signatories) == []
