@@ -34,8 +34,8 @@ RSA = "rsa"
 ED25519 = "ed25519"
 ALGORITHMS = (RSA, ED25519)
 RSA_BITS = 2048  # the size generated; smaller keys are refused (RFC 8301: 1024 is weak)
-# Signed when present, in this order; From and Subject are listed once more so that a
-# second From or Subject added on the way breaks the signature (RFC 6376 8.15).
+# Signed when present, in this order; From, To, Subject, Date and Message-ID are listed once
+# more so that a second one added on the way breaks the signature (RFC 6376 8.15).
 SIGNED_HEADERS = (
     "from",
     "to",
@@ -54,7 +54,7 @@ SIGNED_HEADERS = (
     "mime-version",
     "content-language",
 )
-OVERSIGNED = ("from", "subject")
+OVERSIGNED = ("from", "to", "subject", "date", "message-id")
 # A selector is one DNS label or several (RFC 6376 3.1); we keep to one label, so that a
 # selector never hides a dot typed by mistake ("2026.06" would make a sub-domain).
 _SELECTOR = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
@@ -96,18 +96,18 @@ def check_selector(selector: str) -> str:
     if any(c.isspace() for c in value) or "." in value:
         raise DkimError(
             _(
-                "Selector: %(selector)s holds a dot or a space; a selector is one DNS label "
+                "Selector: “%(selector)s” holds a dot or a space; a selector is one DNS label "
                 "(letters, digits and hyphens), e.g. “campaign2026”",
-                selector=repr(value),
+                selector=value,
             ),
             "selector",
         )
     if not _SELECTOR.fullmatch(value):
         raise DkimError(
             _(
-                "Selector: %(selector)s is not a DNS label (letters, digits and hyphens, at "
+                "Selector: “%(selector)s” is not a DNS label (letters, digits and hyphens, at "
                 "most 63, not starting or ending with a hyphen)",
-                selector=repr(value),
+                selector=value,
             ),
             "selector",
         )
@@ -132,7 +132,17 @@ def check_domain(domain: str) -> str:
     labels = value.split(".")
     if len(labels) < 2 or len(value) > 253 or not all(map(_DOMAIN_LABEL.fullmatch, labels)):
         raise DkimError(
-            _("Domain: %(domain)s is not an internet domain", domain=repr(domain.strip())),
+            _("Domain: “%(domain)s” is not an internet domain", domain=domain.strip()),
+            "domain",
+        )
+    if organisational_domain(value) is None:
+        raise DkimError(
+            _(
+                "Domain: “%(domain)s” is a public suffix (like .org or co.uk), shared by many "
+                "owners: no receiver counts a signature for it; give your own domain, e.g. "
+                "example.org",
+                domain=value,
+            ),
             "domain",
         )
     return value
@@ -273,6 +283,7 @@ class DkimSigner:
     def sign(self, message: bytes, *, now: float | None = None) -> bytes:
         """Return message with its DKIM-Signature field first; raise DkimSigningError."""
         try:
+            message = _crlf_only(message)
             return self._signature(message, now) + message
         except DkimSigningError:
             raise
@@ -283,8 +294,8 @@ class DkimSigner:
 
     def _signature(self, message: bytes, now: float | None) -> bytes:
         head, separator, body = message.partition(b"\r\n\r\n")
-        if not separator or body.count(b"\n") != body.count(b"\r\n"):
-            # Not what campaign.mail writes (CRLF only): dkimpy's own reading, slower.
+        if not separator:
+            # A message without a body: dkimpy's own reading, slower.
             parsed = dkimpy.DKIM(message)
             headers, canonical_body = parsed.headers, _CANON.canonicalize_body(parsed.body)
         else:
@@ -295,7 +306,7 @@ class DkimSigner:
         if b"from" not in present:
             raise DkimSigningError("the DKIM signature could not be made: the message has no From")
         signed = [name.encode() for name in SIGNED_HEADERS if name.encode() in present]
-        signed += [name.encode() for name in OVERSIGNED]
+        signed += [name.encode() for name in OVERSIGNED if name.encode() in present]
         body_hash = base64.b64encode(hashlib.sha256(canonical_body).digest())
         algorithm = b"rsa-sha256" if self.algorithm == RSA else b"ed25519-sha256"
         fields = [
@@ -330,6 +341,21 @@ class DkimSigner:
         fields[-1] = (b"b", base64.b64encode(raw))
         value = dkimpy.fold(b"; ".join(b"=".join(f) for f in fields), namelen=len(name))
         return name + b": " + value + b"\r\n"
+
+
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
+def _crlf_only(message: bytes) -> bytes:
+    """The message with CRLF line ends only, as it will travel (SMTP writes CRLF).
+
+    Signing a head read one way and a body read another breaks the signature (a head of
+    bare LF and a CRLF body was signed over the wrong fields): anything not CRLF-only is
+    made so first, and the signature is put on top of that text.
+    """
+    if b"\n" not in message or not _BARE_LF.search(message):
+        return message
+    return _BARE_LF.sub(b"\r\n", message)
 
 
 def signer_from_pem(
@@ -386,8 +412,27 @@ def default_signer(config: Mapping[str, Any]) -> DkimSigner | None:
         return found
 
 
+_suffixes: Any = None
+
+
+def organisational_domain(domain: str) -> str | None:
+    """The registered ("organisational", RFC 7489 3.2) domain of `domain` by the Public
+    Suffix List shipped with `publicsuffixlist` (no network), or None for a public suffix
+    itself ("co.uk", "org", "github.io")."""
+    global _suffixes
+    if _suffixes is None:
+        from publicsuffixlist import PublicSuffixList
+
+        _suffixes = PublicSuffixList()
+    value = domain.lower().rstrip(".")
+    if not value:
+        return None
+    found = _suffixes.privatesuffix(value)
+    return str(found) if found else None
+
+
 def aligned(dkim_domain: str, from_domain: str) -> bool:
-    """Relaxed DMARC alignment, approximated without the public-suffix list: the same
-    domain, or one a sub-domain of the other."""
-    d, f = dkim_domain.lower().rstrip("."), from_domain.lower().rstrip(".")
-    return bool(d and f) and (d == f or f.endswith("." + d) or d.endswith("." + f))
+    """Relaxed DMARC alignment (RFC 7489 3.1.1): both domains have the same organisational
+    domain ("mail.example.org" signs for "news.example.org"); a public suffix never aligns."""
+    d = organisational_domain(dkim_domain)
+    return d is not None and d == organisational_domain(from_domain)

@@ -383,10 +383,33 @@ def _filename_params(filename: str) -> tuple[str, str]:
     if _PLAIN_HEADER.fullmatch(filename) and len(filename) <= 60:
         quoted = '"' + filename.replace("\\", "\\\\").replace('"', '\\"') + '"'
         return f"name={quoted}", f"filename={quoted}"
-    encoded = "utf-8''" + quote(filename, safe="")
-    if len(encoded) > 900:
+    if len(quote(filename, safe="")) > 900:
         raise MessageError(f"attachment filename {filename[:40]!r}… is too long")
-    return f"name*={encoded}", f"filename*={encoded}"
+    return _rfc2231_continued("name", filename), _rfc2231_continued("filename", filename)
+
+
+def _rfc2231_continued(param: str, value: str) -> str:
+    """`param*0*=utf-8''…;` CRLF ` param*1*=…` (RFC 2231 3 and 4): a UTF-8 value cut into
+    sections on lines of at most 78 characters, never inside a character or a %XX escape.
+    Without the cuts a long French or Russian title made a header line of 150+ characters.
+    """
+    sections: list[str] = []
+    line = ""
+    for char in value:
+        piece = quote(char, safe="")
+        # " name*12*=" + the section so far + ";" must stay within 78.
+        prefix = f" {param}*{len(sections)}*=" + ("utf-8''" if not sections else "")
+        if line and len(prefix) + len(line) + len(piece) + 1 > 78:
+            sections.append(line)
+            line = ""
+        line += piece
+    sections.append(line)
+    if len(sections) == 1:
+        return f"{param}*=utf-8''{sections[0]}"
+    return ";\r\n ".join(
+        f"{param}*{n}*=" + ("utf-8''" if n == 0 else "") + section
+        for n, section in enumerate(sections)
+    )
 
 
 _CONTENT_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*")

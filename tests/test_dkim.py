@@ -147,9 +147,9 @@ def _pem(key: Any) -> str:
 @pytest.mark.parametrize(
     ("args", "content", "message"),
     [
-        (["--selector", "s.2026"], None, "Selector: 's.2026' holds a dot or a space"),
-        (["--selector", "s 2026"], None, "Selector: 's 2026' holds a dot or a space"),
-        (["--domain", "localhost"], None, "Domain: 'localhost' is not an internet domain"),
+        (["--selector", "s.2026"], None, "Selector: “s.2026” holds a dot or a space"),
+        (["--selector", "s 2026"], None, "Selector: “s 2026” holds a dot or a space"),
+        (["--domain", "localhost"], None, "Domain: “localhost” is not an internet domain"),
         ([], "not a key at all\n", "is not a PEM private key"),
         ([], "rsa1024", "an RSA key of 1024 bits is refused: keys under 2048 bits"),
         ([], "ec", "DKIM signs with RSA or Ed25519 keys only"),

@@ -68,15 +68,16 @@ def dkim_key_command(
                     reason=error.strerror or type(error).__name__,
                 )
             ) from None
-    chosen = selector or dkim.default_selector()
     if account.strip().lower() == smtp_accounts.DEFAULT_KEY:
+        chosen = selector or dkim.default_selector()
         _default_account(chosen, algorithm, domain, key_pem, source, key_out, remove)
         return
     found = smtp_accounts.find_account(account)
     if found is None:
         raise CommandError(
-            _("no SMTP account named %(name)s (see the SMTP accounts page)", name=repr(account))
+            _("no SMTP account named “%(name)s” (see the SMTP accounts page)", name=account)
         )
+    chosen = selector or smtp_accounts.fresh_selector(found, domain or "")
     if remove:
         smtp_accounts.remove_dkim_key(found)
         db.session.commit()
@@ -108,6 +109,14 @@ def dkim_key_command(
         )
     )
     click.echo(info.zone_line)
+    if key_file is not None:
+        click.echo(
+            _(
+                "The key is now stored encrypted: delete the plain copy %(path)s (and any "
+                "backup of it), so that the private key is not left readable on disk.",
+                path=source,
+            )
+        )
 
 
 def _default_account(

@@ -148,7 +148,7 @@ def pdf_filename(letter: RenderedLetter, letter_date: date, *, fallback: str = "
 
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|fwd?|tr|отв|ответ)\s*:\s*)+", re.IGNORECASE)
 _UNSAFE_IN_FILENAME = re.compile(
-    r'[/\\:*?"<>|\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e]'
+    r'[/\\:*?"<>|\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]'
 )
 
 

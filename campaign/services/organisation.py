@@ -29,7 +29,9 @@ from campaign.services.audit import record_event
 
 SETTING = "organisation.letterhead"
 LOGO_MAX_BYTES = 1024 * 1024
-LOGO_MAX_PIXELS = 4000 * 4000
+LOGO_MAX_SIDE = 4000  # pixels a side accepted on upload (decompression bombs refused)
+LOGO_MAX_PIXELS = LOGO_MAX_SIDE * LOGO_MAX_SIDE
+LOGO_MAX_SIDE_STORED = 600  # the long side kept: ~5 cm at 300 dpi on the letterhead
 LOGO_TYPES = {"PNG": ("image/png", "png"), "JPEG": ("image/jpeg", "jpg")}
 MAX_ADDRESS_LINES = 6
 MAX_LINE = 120
@@ -185,6 +187,19 @@ def fields_from_form(form: Mapping[str, str]) -> dict[str, Any]:
 
 def check_logo(data: bytes) -> tuple[str, str]:
     """Return (content type, file suffix) of an acceptable logo, or OrganisationError."""
+    _data, content_type, suffix = prepare_logo(data)
+    return content_type, suffix
+
+
+def prepare_logo(data: bytes) -> tuple[bytes, str, str]:
+    """The logo as stored: (bytes, content type, suffix), or OrganisationError saying why.
+
+    Checked by content with Pillow (PNG or JPEG; an MPO from a phone camera is a JPEG
+    with more frames: its first is kept), at most 4000 pixels a side, then turned upright
+    (EXIF orientation), scaled to LOGO_MAX_SIDE on its long side and written again without
+    metadata: PNG stays PNG, JPEG at quality 85. Every letter's PDF carries it, so it must
+    stay small (a 4000-pixel photo made each letter 1 MB heavier).
+    """
     from PIL import Image, UnidentifiedImageError
 
     if not data:
@@ -211,24 +226,15 @@ def check_logo(data: bytes) -> tuple[str, str]:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
-                kind = image.format or ""
+                kind = "JPEG" if image.format == "MPO" else image.format or ""
                 width, height = image.size
-            if kind in LOGO_TYPES and width * height <= LOGO_MAX_PIXELS:
-                # WeasyPrint lets Pillow fill a cut-off image in grey; these checks do not:
-                # PNG chunk checksums, and the end-of-image marker a whole JPEG ends with.
-                with Image.open(io.BytesIO(data)) as image:
-                    image.verify()
-                if kind == "JPEG" and b"\xff\xd9" not in data[-1024:]:
-                    raise OSError("no end-of-image marker")
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise OrganisationError(
             _("The logo is not an image this page can read; upload a PNG or JPEG file."),
             "logo",
         ) from None
     except (OSError, ValueError, SyntaxError):
-        raise OrganisationError(
-            _("The logo file is damaged or incomplete; export it again as PNG or JPEG."), "logo"
-        ) from None
+        raise _damaged() from None
     if kind not in LOGO_TYPES:
         raise OrganisationError(
             _(
@@ -237,16 +243,71 @@ def check_logo(data: bytes) -> tuple[str, str]:
             ),
             "logo",
         )
-    if width * height > LOGO_MAX_PIXELS:
+    if max(width, height) > LOGO_MAX_SIDE or width * height > LOGO_MAX_PIXELS:
         raise OrganisationError(
             _(
-                "The logo is %(width)d × %(height)d pixels; at most 4000 × 4000 are accepted.",
+                "The logo is %(width)d × %(height)d pixels; at most %(side)d pixels on each "
+                "side are accepted (a letterhead needs about 600).",
                 width=width,
                 height=height,
+                side=LOGO_MAX_SIDE,
             ),
             "logo",
         )
-    return LOGO_TYPES[kind]
+    try:
+        image = _decode_whole(data, kind)
+    except (OSError, ValueError, SyntaxError, EOFError):
+        raise _damaged() from None
+    content_type, suffix = LOGO_TYPES[kind]
+    return _reencode(image, kind), content_type, suffix
+
+
+def _damaged() -> OrganisationError:
+    return OrganisationError(
+        _("The logo file is damaged or incomplete; export it again as PNG or JPEG."), "logo"
+    )
+
+
+def _decode_whole(data: bytes, kind: str) -> Any:
+    """The first frame, decoded; OSError for a cut-off file.
+
+    WeasyPrint sets Pillow's LOAD_TRUNCATED_IMAGES for the whole process, so a plain
+    decode would fill a cut-off logo with grey. PNG: the chunk checksums and the end chunk
+    (`verify`). JPEG: Pillow's incremental Parser, which ignores that setting and says
+    "incomplete" unless the image's end-of-image marker came; whatever follows it (data
+    phones append, an MPO's other frames) is not read.
+    """
+    from PIL import Image, ImageFile
+
+    if kind == "PNG":
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        return image
+    parser = ImageFile.Parser()
+    parser.feed(data)
+    return parser.close()
+
+
+def _reencode(image: Any, kind: str) -> bytes:
+    from PIL import Image, ImageOps
+
+    image = ImageOps.exif_transpose(image) or image
+    if kind == "JPEG":
+        image = image.convert("L" if image.mode in ("1", "L", "LA", "I", "I;16") else "RGB")
+    elif image.mode not in ("L", "LA", "RGB", "RGBA"):
+        has_alpha = image.mode in ("PA", "RGBa", "La") or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha or image.mode == "P" else "RGB")
+    if max(image.size) > LOGO_MAX_SIDE_STORED:
+        image.thumbnail((LOGO_MAX_SIDE_STORED, LOGO_MAX_SIDE_STORED), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    # No exif, no text chunks, no XMP: nothing of the original file but its pixels.
+    if kind == "JPEG":
+        image.save(out, "JPEG", quality=85, optimize=True, progressive=False)
+    else:
+        image.save(out, "PNG", optimize=True)
+    return out.getvalue()
 
 
 def read_logo(stream: IO[bytes]) -> bytes:
@@ -282,8 +343,8 @@ def save_letterhead(
     before = letterhead_settings()
     logo_file, logo_type, logo_bytes = before.logo_file, before.logo_type, before.logo_bytes
     if logo:
-        logo_type, suffix = check_logo(logo)
-        logo_file, logo_bytes = _store_logo(logo, suffix), len(logo)
+        stored, logo_type, suffix = prepare_logo(logo)
+        logo_file, logo_bytes = _store_logo(stored, suffix), len(stored)
     elif remove_logo:
         logo_file, logo_type, logo_bytes = "", "", 0
     value = {

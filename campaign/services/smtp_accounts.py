@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from sqlalchemy import func, select
 from campaign import dkim
 from campaign.extensions import db
 from campaign.labels import label
-from campaign.models import Campaign, SmtpAccount, SmtpSecurity, User
+from campaign.models import AuditEvent, Campaign, SmtpAccount, SmtpSecurity, User
 from campaign.secret_box import DKIM_KEYS, SecretUnreadable, decrypt_secret, encrypt_secret
 from campaign.services.audit import record_event
 from campaign.smtp import logs_in_in_clear
@@ -121,9 +122,9 @@ def account_signer(account: SmtpAccount) -> dkim.DkimSigner | None:
         except SecretUnreadable:
             raise dkim.DkimError(
                 gettext(
-                    "the stored DKIM key of the SMTP account %(name)s cannot be read (was "
+                    "the stored DKIM key of the SMTP account “%(name)s” cannot be read (was "
                     "CAMPAIGN_SECRET_KEY changed?): create a new key on the account's page",
-                    name=repr(account.name),
+                    name=account.name,
                 ),
                 "key",
             ) from None
@@ -419,6 +420,9 @@ class DkimKeyInfo:
     record_name: str
     record_value: str
     zone_line: str
+    # What DNS web panels ask for: the host relative to the domain, and the type.
+    record_host: str = ""
+    record_type: str = "TXT"
 
 
 def dkim_key_info(account: SmtpAccount) -> DkimKeyInfo | None:
@@ -438,6 +442,7 @@ def dkim_key_info(account: SmtpAccount) -> DkimKeyInfo | None:
         record_name=dkim.record_name(signer.selector, signer.domain),
         record_value=dkim.record_value(signer.algorithm, signer.public_b64),
         zone_line=signer.record,
+        record_host=f"{signer.selector}._domainkey",
     )
 
 
@@ -465,6 +470,7 @@ def set_dkim_key(
     """
     clean_selector = dkim.check_selector(selector)
     clean_domain = dkim.check_domain(domain or default_dkim_domain())
+    _refuse_used_selector(account, clean_selector, clean_domain)
     if key_pem is None:
         if algorithm not in dkim.ALGORITHMS:
             raise dkim.DkimError(gettext("Algorithm: choose rsa or ed25519"), "algorithm")
@@ -503,6 +509,66 @@ def set_dkim_key(
     return info
 
 
+def _earlier_selectors(account: SmtpAccount) -> set[tuple[str, str]]:
+    """(selector, domain) of every key the account had, from the audit log."""
+    events = db.session.scalars(
+        select(AuditEvent.detail).where(
+            AuditEvent.target_type == "smtp_account",
+            AuditEvent.target_id == str(account.id),
+            AuditEvent.action.in_(("smtp_account.dkim_key", "smtp_account.dkim_key_remove")),
+        )
+    )
+    return {
+        (str(detail.get("selector") or "").lower(), str(detail.get("domain") or "").lower())
+        for detail in events
+        if isinstance(detail, dict)
+    }
+
+
+def fresh_selector(account: SmtpAccount, domain: str = "") -> str:
+    """A selector the account never used at `domain`: "campaign202607", then "…b", "…c"."""
+    base = dkim.default_selector()
+    domain = (domain or account.dkim_domain or default_dkim_domain()).lower()
+    used = _earlier_selectors(account) | {(account.dkim_selector.lower(), account.dkim_domain)}
+    for suffix in ["", *"bcdefghijklmnopqrstuvwxyz"]:
+        if (base + suffix, domain) not in used:
+            return base + suffix
+    return base + time.strftime("%d%H%M", time.gmtime())
+
+
+def _refuse_used_selector(account: SmtpAccount, selector: str, domain: str) -> None:
+    """DkimError when `selector` at `domain` is the account's live key or was used before.
+
+    The record published for it holds the old public key: letters signed with a new key
+    under that name would fail every check until DNS changed, and letters still in transit
+    signed with the old one would fail after (decision 0042). The earlier selectors are
+    read from the audit log.
+    """
+    if (account.dkim_selector.lower(), account.dkim_domain.lower()) == (selector, domain):
+        raise dkim.DkimError(
+            gettext(
+                "Selector: “%(selector)s” is the selector of the key in use: the published "
+                "record would no longer match a new key under it, and letters would fail DKIM "
+                "checks until DNS changed. A new key takes a new selector, e.g. “%(example)s”",
+                selector=selector,
+                example=fresh_selector(account, domain),
+            ),
+            "selector",
+        )
+    if (selector, domain) in _earlier_selectors(account):
+        raise dkim.DkimError(
+            gettext(
+                "Selector: “%(selector)s” was used before by this account: its DNS record "
+                "may still be published with the old key, and the published record would "
+                "no longer match a new one. A new key takes a new selector, e.g. "
+                "“%(example)s”",
+                selector=selector,
+                example=fresh_selector(account, domain),
+            ),
+            "selector",
+        )
+
+
 def remove_dkim_key(account: SmtpAccount, *, actor: User | None = None) -> None:
     """Forget the account's DKIM key: its messages go out unsigned from now on; audited."""
     if not account.dkim_private_key_encrypted:
@@ -533,17 +599,24 @@ def dkim_alignment_problem(account: SmtpAccount | None, from_address: str) -> La
     from_domain = parseaddr(from_address)[1].rpartition("@")[2].lower()
     if account is None:
         domain = str(current_app.config.get("DKIM_DOMAIN") or "").strip().lower()
-        name = "default (CAMPAIGN_MAIL_*)"
     else:
         domain = account.dkim_domain if account.dkim_private_key_encrypted else ""
-        name = account.name
     if not domain or not from_domain or dkim.aligned(domain, from_domain):
         return None
+    if account is None:
+        return _l(
+            "DKIM: the default account (the mail server set in the configuration) signs for "
+            "%(dkim)s, but the From address is at %(sender)s, so receivers applying DMARC will "
+            "not count the signature; give it a key for %(sender)s (campaign dkim-key default) "
+            "or send from an address at %(dkim)s",
+            dkim=domain,
+            sender=from_domain,
+        )
     return _l(
-        "DKIM: the SMTP account %(account)s signs for %(dkim)s, but the From address is at "
+        "DKIM: the SMTP account “%(account)s” signs for %(dkim)s, but the From address is at "
         "%(sender)s, so receivers applying DMARC will not count the signature; give the "
         "account a key for %(sender)s (campaign dkim-key) or send from an address at %(dkim)s",
-        account=name,
+        account=account.name,
         dkim=domain,
         sender=from_domain,
     )

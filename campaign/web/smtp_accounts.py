@@ -174,10 +174,9 @@ def _alignment_problems(account: SmtpAccount) -> list[str]:
 
 
 def _dkim_defaults(account: SmtpAccount) -> dict[str, str]:
-    from campaign.dkim import default_selector
-
     return {
-        "selector": default_selector(),
+        # Never the live selector nor an earlier one: a new key takes a new name.
+        "selector": account_service.fresh_selector(account),
         "domain": account.dkim_domain or account_service.default_dkim_domain(),
         "algorithm": account.dkim_algorithm or "rsa",
     }
