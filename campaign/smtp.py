@@ -14,6 +14,7 @@ import contextlib
 import enum
 import re
 import smtplib
+import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -145,6 +146,8 @@ class SmtpConnection:
         self.helo_name = helo_name or "localhost"
         self._tls_context = tls_context
         self._client: smtplib.SMTP | None = None
+        # The client being connected (abort() can cut it before it is ready).
+        self._opening: smtplib.SMTP | None = None
         self._used = False  # a message went through the current connection
         self._reused = False  # the message being sent started on such a connection
         self.connections_opened = 0
@@ -181,6 +184,7 @@ class SmtpConnection:
                 )
             else:
                 client = smtplib.SMTP(local_hostname=self.helo_name, timeout=timeout)
+            self._opening = client
             # The name the certificate must carry (and SNI). smtplib records it only when its
             # constructor connects, and verification would otherwise fail for want of a name.
             client._host = settings.host  # type: ignore[attr-defined]
@@ -259,6 +263,17 @@ class SmtpConnection:
         if client is not None:
             with contextlib.suppress(OSError):
                 client.close()
+
+    def abort(self) -> bool:
+        """Cut the connection at once, from another thread (a caller's overall deadline):
+        a read it is blocked in fails. False when there was no socket to cut yet."""
+        client = self._client or self._opening
+        sock = getattr(client, "sock", None)
+        if sock is None:
+            return False
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        return True
 
     def close(self) -> None:
         """Say QUIT politely and close; never raises."""

@@ -82,6 +82,8 @@ class ParsedMessage:
     dsn: list[DsnRecipient] = field(default_factory=list)
     # Message-IDs of the original message quoted in a bounce (rfc822 parts or pasted headers).
     quoted_message_ids: list[str] = field(default_factory=list)
+    # Lower-cased To and Cc addresses of the quoted original (who else the letter went to).
+    quoted_recipients: list[str] = field(default_factory=list)
     # The parsed tree, for detectors; None when the body was not parsed.
     message: Message | None = None
     # False when parts were skipped: detectors that walk the whole tree must not run.
@@ -325,12 +327,16 @@ def _read_body(message: Message, parsed: ParsedMessage) -> None:
             for child in _children(part):
                 quoted = _header(child, "message-id", parsed)
                 parsed.quoted_message_ids.extend(_MESSAGE_ID.findall(quoted))
+                _add_quoted_recipients(
+                    parsed, [_header(child, name, parsed) for name in ("to", "cc")]
+                )
             if not is_quoted:
                 parsed.attachments.append(_attachment(part, content_type, parsed))
             is_quoted = True
         if content_type in ("text/rfc822-headers", "text/rfc822-header"):
             headers = HeaderParser().parsestr(_decoded_text(part, parsed))
             parsed.quoted_message_ids.extend(_MESSAGE_ID.findall(headers.get("message-id", "")))
+            _add_quoted_recipients(parsed, [str(headers.get(name, "")) for name in ("to", "cc")])
             continue
         children = _children(part)
         if children:
@@ -366,6 +372,18 @@ def _read_body(message: Message, parsed: ParsedMessage) -> None:
     parsed.text = storable(text[:MAX_TEXT])
     for quoted in _QUOTED_MESSAGE_ID.findall(text[: MAX_TEXT * 5]):
         parsed.quoted_message_ids.append(quoted)
+
+
+_MAX_QUOTED_RECIPIENTS = 100
+
+
+def _add_quoted_recipients(parsed: ParsedMessage, values: list[str]) -> None:
+    for _name, address in getaddresses([value[:10_000] for value in values]):
+        address = address.strip().lower()
+        if len(parsed.quoted_recipients) >= _MAX_QUOTED_RECIPIENTS:
+            return
+        if "@" in address and address not in parsed.quoted_recipients:
+            parsed.quoted_recipients.append(address[:320])
 
 
 def _html_text(html: str) -> str:
@@ -549,9 +567,20 @@ def _dsn_action(value: object) -> str:
 
 
 def _dsn_status(value: object) -> str:
-    """`5.1.1 (bad destination)`, `(permanent) 5.1.1`, `smtp; 5.1.1` → `5.1.1`."""
-    match = _DSN_STATUS.search(str(value or ""))
+    """`5.1.1 (bad destination)`, `(permanent) 5.1.1`, `smtp; 5.1.1` → `5.1.1`; a code
+    inside a comment (`(was 5.1.1) 4.4.7`) is not the status, unless there is no other."""
+    text = str(value or "")[:1000]
+    match = _DSN_STATUS.search(_without_comments(text)) or _DSN_STATUS.search(text)
     return ".".join(match.groups()) if match else ""
+
+
+def _without_comments(text: str) -> str:
+    """`text` without its RFC 5322 comments, nested ones included."""
+    while True:
+        stripped = _DSN_COMMENT.sub(" ", text)
+        if stripped == text:
+            return text
+        text = stripped
 
 
 def as_email_message(parsed: ParsedMessage) -> EmailMessage | None:

@@ -10,12 +10,15 @@ without spaces, which we do not send).
 - Breaks fall on ASCII spaces only: words, URLs, e-mail addresses and footnote markers
   ("word[3]") are never split, and no-break spaces (U+00A0, U+202F, set by
   campaign.letters.typography) hold "mot ?" together. A token longer than the width
-  stands alone on its own line, however long.
+  stands alone on its own line, however long. A "--" in a paragraph stays with the word
+  after it: a soft line ending "-- " would be read as the signature separator.
 - List items ("- ", "1. ") and footnotes ("[1] "), and indented lines, keep a hanging
   indent: their continuation lines are indented under the text and end hard (no soft
   break). Flowed readers do not keep indents when they rejoin, so these lines are fixed:
   every reader shows them as written.
 - Quoted lines (">") keep their depth: ">> text", wrapped as a paragraph at that depth.
+- A paragraph whose text opens with ">" comes from markdown_to_text with one space before it
+  (" > text"): it is flowed like any other, that space being its first line's stuffing.
 - Lines starting with a space, "From " or ">" (as text) are space-stuffed; trailing spaces
   of hard lines are removed (they would join them to the next line); the signature
   separator "-- " is kept as it is.
@@ -58,6 +61,11 @@ def flow(text: str, width: int = WIDTH) -> str:
             prefix = ">" * depth + " "
             out.extend(prefix + chunk for chunk in _soft(content, width - len(prefix)))
             continue
+        if line.startswith(" >") and not line.startswith("  "):
+            # A paragraph whose text opens with ">" (markdown_to_text writes it stuffed):
+            # flowed like any other, its first line stuffed so it is not read as a quote.
+            out.extend(_stuff(chunk) for chunk in _soft(line[1:], width - 1))
+            continue
         indent = len(line) - len(line.lstrip(" "))
         marker = _MARKER.match(line, indent)
         if indent or marker:
@@ -78,7 +86,7 @@ def _soft(content: str, width: int) -> list[str]:
     """A paragraph's lines: every line but the last ends with the space(s) it broke at."""
     lines: list[str] = []
     current = ""
-    for piece in _PIECE.findall(content):
+    for piece in _pieces(content):
         # The soft-break space counts: no physical line is longer than `width`.
         if current and len(current) + len(piece) > width:
             lines.append(current)
@@ -86,6 +94,25 @@ def _soft(content: str, width: int) -> list[str]:
         current += piece
     lines.append(current.rstrip(" "))
     return lines
+
+
+def _pieces(content: str) -> list[str]:
+    """The words a paragraph may break between, spaces after each; a "--" goes with the
+    word after it (with the one before when it ends the paragraph). A soft line ending in
+    "-- ", or a line of "--" alone, would read as the signature separator: readers cut the
+    letter there, or stop joining the paragraph."""
+    pieces = _PIECE.findall(content)
+    joined: list[str] = []
+    glue = False
+    for piece in pieces:
+        if glue:
+            joined[-1] += piece
+        else:
+            joined.append(piece)
+        glue = piece.strip(" ") == "--"
+    if len(joined) > 1 and joined[-1].strip(" ") == "--":
+        joined[-2:] = [joined[-2] + joined[-1]]
+    return joined
 
 
 def _hard(line: str, hang: int, width: int) -> list[str]:

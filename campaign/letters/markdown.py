@@ -61,6 +61,8 @@ def _parser() -> MarkdownIt:
     md.add_render_rule("footnote_ref", _render_footnote_ref)
     md.add_render_rule("footnote_open", _render_footnote_open)
     md.add_render_rule("footnote_anchor", lambda *args: "")
+    # After footnote_tail: every note's number decided once, for both parts.
+    md.core.ruler.push("footnote_numbers", _number_footnotes)
     # Remote images in a letter are tracking pixels at best; attachments carry documents.
     md.disable("image")
     md.validateLink = _validate_link  # type: ignore[method-assign]
@@ -73,9 +75,48 @@ WORD_JOINER = "\u2060"
 
 def footnote_label(meta: Mapping[str, Any]) -> str:
     """The marker a footnote shows: its label as written when that is a number ([^3] is 3),
-    otherwise its place in the order of first reference."""
-    label = str(meta.get("label") or "")
-    return label if label.isdigit() and int(label) > 0 else str(int(meta["id"]) + 1)
+    otherwise a number the author has not used, in the order of first reference."""
+    number = meta.get("number")
+    if number:
+        return str(number)
+    label = _author_number(meta.get("label"))
+    return str(label) if label else str(int(meta["id"]) + 1)
+
+
+def _author_number(label: object) -> int | None:
+    """[^3] → 3; None for a name, 0, or digits that are not ASCII ([^²], [^٣])."""
+    text = str(label or "")
+    if text.isascii() and text.isdecimal() and int(text) > 0:
+        return int(text)
+    return None
+
+
+def _number_footnotes(state: Any) -> None:
+    """Give each footnote token its marker: the author's number, or for a named or inline
+    note the smallest number no note uses, so no two notes ever show the same one."""
+    notes = state.env.get("footnotes", {}).get("list") or {}
+    if not notes:
+        return
+    numbers: dict[int, str] = {}
+    used = {n for note in notes.values() if (n := _author_number(note.get("label")))}
+    free = 1
+    for note_id in sorted(notes):
+        own = _author_number(notes[note_id].get("label"))
+        if own is None:
+            while free in used:
+                free += 1
+            used.add(free)
+            own = free
+        numbers[note_id] = str(own)
+    stack = list(state.tokens)
+    while stack:
+        token = stack.pop()
+        if token.type in ("footnote_ref", "footnote_open") and token.meta:
+            number = numbers.get(token.meta.get("id"))
+            if number:
+                token.meta["number"] = number
+        if token.children:
+            stack.extend(token.children)
 
 
 def _render_footnote_ref(
@@ -147,8 +188,10 @@ def render_body(
         filled = _fill(converted, placeholders, lang)
         if filled is not None:
             return filled
-        # A value in a link or heading, or a marker look-alike: convert this letter whole.
+        # A value in a link or heading, or a marker look-alike: convert this letter whole,
+        # the values still kept as typed by the typography (decision 0041).
         merged = render(source, context, html=False, markdown=True, limits=limits, lang=lang)
+        return _convert(merged, lang, tuple(p.value for p in placeholders)).body
     return _convert(merged, lang).body
 
 
@@ -157,7 +200,7 @@ def render_body(
 # values are put into its HTML and text afterwards — the Markdown conversion was the
 # largest cost of a letter.
 @lru_cache(maxsize=256)
-def _convert(merged: str, lang: str = "en") -> _Converted:
+def _convert(merged: str, lang: str = "en", values: tuple[str, ...] = ()) -> _Converted:
     md = _parser()
     env: dict[str, Any] = {}
     tokens = md.parse(merged, env)  # parsed once for both parts
@@ -165,7 +208,7 @@ def _convert(merged: str, lang: str = "en") -> _Converted:
     # HTML and text parts both have it (campaign.letters.typography).
     for token in tokens:
         if token.type == "inline" and token.children:
-            typeset_tokens(token.children, lang)
+            typeset_tokens(token.children, lang, values)
     body = LetterBody(html=md.renderer.render(tokens, md.options, env), text=_text(tokens))
     return _Converted(body, _placeholders_are_plain_text(tokens))
 
@@ -250,6 +293,9 @@ def _block(node: SyntaxTreeNode) -> str:
         text = "".join(_inline(child) for child in node.children)
         if kind == "heading" and node.tag in {"h1", "h2"}:
             text += "\n" + ("=" if node.tag == "h1" else "-") * len(text.split("\n")[-1])
+        if ">" in text:
+            # Typed "\>": text, not a quote. Space-stuffed as RFC 3676 does (campaign.flowed).
+            text = "\n".join(" " + line if line[:1] == ">" else line for line in text.split("\n"))
         return text
     if kind == "inline":
         return _inline(node)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 __all__ = ["NBSP", "NNBSP", "typeset", "typeset_tokens"]
 
@@ -47,7 +48,8 @@ _FR_RULES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"«[ \u00a0\u202f\t]*"), "«" + NBSP),
     (re.compile(r"[ \u00a0\u202f\t]*»"), NBSP + "»"),
 )
-_RU_RULES: tuple[tuple[re.Pattern[str], str], ...] = ((re.compile(r"(?<!\.)\.\.(?!\.)"), "."),)
+# "г.." → "г.", but an ellipsis and "?.." / "!.." (Russian's own marks) are kept.
+_RU_RULES: tuple[tuple[re.Pattern[str], str], ...] = ((re.compile(r"(?<![.?!…])\.\.(?!\.)"), "."),)
 # A guillemet left open or closed alone at a token's edge, and the space next to it.
 _OPEN_QUOTE = {"fr": "«" + NBSP, "ru": "«"}
 _CLOSE_QUOTE = {"fr": NBSP + "»", "ru": "»"}
@@ -65,11 +67,14 @@ def typeset(text: str, lang: str | None) -> str:
     return _typeset_segments([text], language)[0]
 
 
-def typeset_tokens(children: Iterable[object], lang: str | None) -> None:
+def typeset_tokens(
+    children: Iterable[object], lang: str | None, values: Iterable[str] = ()
+) -> None:
     """Set the typography of one inline token's children in place (markdown-it tokens).
 
     Text tokens only: code spans are left as typed, and the text of an autolink (the
-    address itself) is skipped, so no URL or address changes.
+    address itself) is skipped, so no URL or address changes. `values` (a contact's
+    merged values) are left as typed wherever they occur.
     """
     language = _language(lang)
     if language not in _OPEN_QUOTE:
@@ -86,26 +91,48 @@ def typeset_tokens(children: Iterable[object], lang: str | None) -> None:
             texts.append(child)
     if not texts:
         return
-    results = _typeset_segments([str(getattr(t, "content", "")) for t in texts], language)
+    results = _typeset_segments(
+        [str(getattr(t, "content", "")) for t in texts], language, _protection(values)
+    )
     for token, result in zip(texts, results, strict=True):
         token.content = result  # type: ignore[attr-defined]
 
 
-def _typeset_segments(segments: list[str], language: str) -> list[str]:
+def _protection(values: Iterable[str]) -> re.Pattern[str]:
+    """What typography leaves alone: URLs, addresses, placeholders, and these values."""
+    texts = sorted({value for value in values if value.strip()}, key=len, reverse=True)
+    if not texts:
+        return _PROTECTED
+    return _protection_of(tuple(texts))
+
+
+@lru_cache(maxsize=64)
+def _protection_of(texts: tuple[str, ...]) -> re.Pattern[str]:
+    return re.compile("|".join([*map(re.escape, texts), _PROTECTED.pattern]))
+
+
+def _typeset_segments(
+    segments: list[str], language: str, protected: re.Pattern[str] = _PROTECTED
+) -> list[str]:
     """Each segment typeset; quotes are paired across the segments (one paragraph)."""
-    quoted = _pair_quotes(segments, language)
+    quoted = _pair_quotes(segments, language, protected)
     rules = _FR_RULES if language == "fr" else _RU_RULES
     out = []
     for index, segment in enumerate(quoted):
         previous = quoted[index - 1][-1:] if index else ""
-        out.append(_apply(segment, rules, previous))
+        out.append(_apply(segment, rules, previous, protected))
     return out
 
 
-def _apply(text: str, rules: tuple[tuple[re.Pattern[str], str], ...], previous: str) -> str:
+def _apply(
+    text: str,
+    rules: tuple[tuple[re.Pattern[str], str], ...],
+    previous: str,
+    protected: re.Pattern[str] = _PROTECTED,
+) -> str:
     pieces = []
     last = 0
-    for match in _PROTECTED.finditer(text):
+    for match in protected.finditer(text):
         pieces.append((text[last : match.start()], True))
         pieces.append((match.group(), False))
         last = match.end()
@@ -132,12 +159,14 @@ _QUOTE = '"'
 _EDGE = "\x00"  # between two segments; counts as a space for pairing
 
 
-def _pair_quotes(segments: list[str], language: str) -> list[str]:
+def _pair_quotes(
+    segments: list[str], language: str, protection: re.Pattern[str] = _PROTECTED
+) -> list[str]:
     """Straight double quotes as « », when every one of them opens or closes clearly."""
     joined = _EDGE.join(segments)
     if _QUOTE not in joined:
         return segments
-    protected = [range(m.start(), m.end()) for m in _PROTECTED.finditer(joined)]
+    protected = [range(m.start(), m.end()) for m in protection.finditer(joined)]
     positions = [
         i
         for i, char in enumerate(joined)

@@ -278,8 +278,11 @@ def _domain(mailbox: str) -> str:
     return parseaddr(mailbox)[1].rpartition("@")[2].lower()
 
 
-def check_campaign(campaign: Campaign) -> CampaignCheck:
-    """Everything a launch would refuse (errors) or staff should know (warnings)."""
+def check_campaign(
+    campaign: Campaign, *, size_probe: statement_files.SizeProbe | None = None
+) -> CampaignCheck:
+    """Everything a launch would refuse (errors) or staff should know (warnings);
+    `size_probe` is the SMTP server's size limit when the caller asked it already."""
     check = CampaignCheck()
     spec = AudienceSpec.from_json(campaign.audience)
     if not spec.include:
@@ -345,7 +348,8 @@ def check_campaign(campaign: Campaign) -> CampaignCheck:
         said(problem) for problem in address_problems
     )
     check.address_errors = bool(address_problems) and not current_app.debug
-    statement_files.add_size_problems(campaign, check)  # the chosen files vs. EHLO SIZE
+    # The chosen files vs. EHLO SIZE.
+    statement_files.add_size_problems(campaign, check, size_probe)
     account = campaign.smtp_account
     login = account.username if account else str(current_app.config["MAIL_USERNAME"])
     if "@" in login and _domain(campaign.from_address) != login.rpartition("@")[2].lower():
@@ -421,6 +425,8 @@ def launch_campaign(
     for; launching with any needs `override`, which the audit log records.
     """
     launchable = [CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value]
+    # The SMTP server is asked before the row is locked: it may take up to its deadline.
+    size_probe = statement_files.size_probe(campaign) if campaign.status in launchable else None
     locked = db.session.execute(
         select(Campaign)
         .where(Campaign.id == campaign.id)
@@ -429,7 +435,7 @@ def launch_campaign(
     ).scalar_one()
     if locked.status not in launchable:
         return False  # launching twice is a no-op: the ledger already exists
-    check = check_campaign(locked)
+    check = check_campaign(locked, size_probe=size_probe)
     if check.errors:
         raise CampaignError(joined("; ", check.errors))
     if presend_errors and not override:

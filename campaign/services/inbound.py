@@ -38,6 +38,7 @@ from campaign.inbound.matching import (
 from campaign.inbound.parsing import MAX_BYTES, ParsedMessage, parse_message
 from campaign.models import (
     BounceKind,
+    Contact,
     Delivery,
     DeliveryStatus,
     InboundKind,
@@ -62,6 +63,12 @@ _NOT_SENT = (
 _inbound: Table = InboundMessage.__table__
 _deliveries: Table = Delivery.__table__
 _STORED_ID = select(_inbound.c.id).where(_inbound.c.source_key == bindparam("key"))
+_contacts: Table = Contact.__table__
+_COPY_ADDRESSES = (
+    select(_contacts.c.cc_emails)
+    .join(_deliveries, _deliveries.c.contact_id == _contacts.c.id)
+    .where(_deliveries.c.id == bindparam("delivery_id"))
+)
 # The conditions make each effect happen once even if two messages race for one delivery;
 # the earliest answer's time wins whichever of them is recorded first.
 _MARK_REPLIED = (
@@ -125,6 +132,8 @@ class _Filing:
     # The human answer to this delivery (None when it is not one, or it was answered before).
     answers: MatchedDelivery | None = None
     hard_bounced: list[MatchedDelivery] = field(default_factory=list)
+    # Copy (Cc) addresses of a proven letter that failed for good: (address, letter).
+    hard_bounced_copies: list[tuple[str, MatchedDelivery]] = field(default_factory=list)
 
 
 def file_source_key(raw: bytes) -> str:
@@ -297,19 +306,34 @@ def _file_bounce(
     proven = {delivery.email.lower(): delivery for delivery in ours.values()}
     if quoted is not None:
         proven[quoted.email.lower()] = quoted
+    copies: frozenset[str] | None = None
     for address, severity in recipients.items():
         original = verdict.original_recipients.get(address, address)
         delivery = proven.get(original) or proven.get(address)
+        if delivery is None and quoted is not None:
+            if copies is None:
+                copies = _copy_addresses(quoted)
+            if original in copies or address in copies:
+                # A copy of the letter failed, not the letter to the contact: the copy
+                # address is what goes on the list, the contact's letter reached them.
+                if severity == BounceKind.HARD:
+                    filing.hard_bounced_copies.append((original, quoted))
+                continue
+        is_other_recipient = address in parsed.quoted_recipients or (
+            original in parsed.quoted_recipients
+        )
         if (
             delivery is None
             and quoted is not None
             and len(recipients) == 1
             and quoted.email.lower() not in verdict.delivered
+            and not is_other_recipient
         ):
             # One letter quoted, one address reported under another name: an alias or a
             # forward expanded the address we wrote to. The letter is what bounced (unless
-            # the report says it reached the address we wrote to: then another recipient of
-            # the same message, a Cc, is what failed).
+            # the report says it reached the address we wrote to, or the quoted letter
+            # names the reported address among its own recipients: then another recipient
+            # of the same message, a Cc, is what failed).
             delivery = quoted
         if delivery is not None:
             if severity == BounceKind.HARD and delivery not in filing.hard_bounced:
@@ -325,6 +349,12 @@ def _file_bounce(
     return filing
 
 
+def _copy_addresses(letter: MatchedDelivery) -> frozenset[str]:
+    """The copy (Cc) addresses the contact of `letter` carries: lower-cased."""
+    value = db.session.connection().scalar(_COPY_ADDRESSES, {"delivery_id": letter.id})
+    return frozenset(address.lower() for address in (value or "").split())
+
+
 def _apply(filing: _Filing, received_at: datetime) -> None:
     """The ledger's changes for a message this call has just stored."""
     if filing.answers is not None:
@@ -335,6 +365,13 @@ def _apply(filing: _Filing, received_at: datetime) -> None:
         )
     for delivery in filing.hard_bounced:
         _hard_bounce(delivery)
+    for address, letter in filing.hard_bounced_copies:
+        with contextlib.suppress(SuppressionError):
+            suppress_bounced_address(
+                address,
+                campaign_id=letter.campaign_id,
+                note=f"Hard bounce received (copy of the letter to {letter.email})",
+            )
 
 
 def _hard_bounce(delivery: MatchedDelivery) -> None:

@@ -450,6 +450,33 @@ def _read_stop_list(campaign_id: int, rows: Sequence[_Row]) -> _StopList:
     return _StopList(_suppressed_keys(rows), _answered_contacts(campaign_id, rows))
 
 
+def _has_first_letters_to_send(campaign_id: int) -> bool:
+    """Whether a first letter (step 0) of the campaign may still be claimed and sent.
+
+    Claimed ones count too: another worker's lease may run out and free them to us."""
+    pending = [*_CLAIMABLE, DeliveryStatus.SENDING.value]
+    return bool(
+        db.session.scalar(
+            select(
+                exists().where(
+                    Delivery.campaign_id == campaign_id,
+                    Delivery.step == 0,
+                    Delivery.status.in_(pending),
+                )
+            )
+        )
+    )
+
+
+def _public_title(campaign: Campaign, version: StatementVersion | None) -> str:
+    """The title recipients may see (List-Id): the launched version's, else the statement's."""
+    if version is not None and isinstance(version.snapshot, dict):
+        title = str(version.snapshot.get("title") or "")
+        if title:
+            return title
+    return campaign.statement.title if campaign.statement is not None else ""
+
+
 def _campaign_status(campaign_id: int) -> str | None:
     return db.session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
 
@@ -483,11 +510,14 @@ def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> 
         return result
     except DkimError as error:
         # The account must sign and cannot: no letter leaves unsigned (decision 0042).
-        reason = f"not sent: the DKIM key cannot be used ({error}); mend it, then resume"
-        pause_campaign(campaign, reason=reason)
-        log.warning("campaign %s paused: %s", campaign_id, reason)
+        why = _l(
+            "not sent: the DKIM key cannot be used (%(reason)s); mend it, then resume",
+            reason=str(error),
+        )
+        pause_campaign(campaign, reason=stored_text.dump(why))
+        log.warning("campaign %s paused: %s", campaign_id, why)
         commit()
-        result.stopped = reason
+        result.stopped = str(why)
         return result
     # The launch checked the web app's addresses; the letters use this worker's (0037).
     unfit = presend.worker_pause_reason(campaign)
@@ -498,7 +528,12 @@ def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> 
         result.stopped = str(unfit)
         return result
     try:
-        files = statement_files.campaign_files(campaign, version.snapshot if version else None)
+        # Only first letters carry the files: follow-ups go out after an annex was deleted.
+        files = (
+            statement_files.campaign_files(campaign, version.snapshot if version else None)
+            if _has_first_letters_to_send(campaign_id)
+            else []
+        )
     except statement_files.FileMissing as missing:
         # Every letter would go without its annex: staff restore it or change the campaign.
         pause_campaign(campaign, reason=stored_text.dump(missing.message))
@@ -527,7 +562,8 @@ def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> 
         has_list_unsubscribe=campaign.has_list_unsubscribe,
         is_pdf_attached=campaign.is_pdf_attached,
         list_id=(
-            list_id(campaign.id, campaign.name, campaign.from_address)
+            # The statement's title as launched (public, stable), never the internal name.
+            list_id(campaign.id, _public_title(campaign, version), campaign.from_address)
             if campaign.has_list_unsubscribe
             else ""
         ),

@@ -9,7 +9,12 @@ it in the same thread and does not send the annexes again.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
+import json
+import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +23,7 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_ngettext
 from flask_babel.speaklater import LazyString
+from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from campaign.extensions import db
@@ -25,7 +31,10 @@ from campaign.i18n import language_name
 from campaign.letters.letter import match_language
 from campaign.mail import Attachment
 from campaign.models import Campaign, CampaignStatus, Statement, StatementAttachment
+from campaign.queue import get_redis
 from campaign.services.statements import StatementError, attachment_file
+
+log = logging.getLogger(__name__)
 
 # Above this, per message (after base64), the check warns: many providers refuse 10 MB and
 # more, and a recipient's mailbox may be small.
@@ -34,8 +43,10 @@ WARN_BYTES = 10 * 1024 * 1024
 # their layout, and the generated PDF when the campaign attaches it.
 LETTER_ALLOWANCE = 64 * 1024
 PDF_ALLOWANCE = 300 * 1024
-# A server's SIZE is asked once in this many seconds per account.
-PROBE_SECONDS = 300.0
+# A server's SIZE is asked once in this many seconds per account (kept in Redis).
+PROBE_SECONDS = 300
+# The whole question (connect, TLS, EHLO, login) gets this long, however the server drips.
+PROBE_DEADLINE = 10.0
 # Campaigns that can still send: a file they chose cannot be removed.
 _STILL_SENDING = (
     CampaignStatus.DRAFT.value,
@@ -182,7 +193,8 @@ def _frozen_entries(campaign: Campaign, snapshot: Mapping[str, Any] | None) -> l
         entry = frozen.get(file_id)
         if entry is None:
             row = db.session.get(StatementAttachment, file_id)
-            if row is None:
+            # Only the campaign's statement's own files (the statement may have changed).
+            if row is None or row.statement_id != campaign.statement_id:
                 continue
             entry = {"id": row.id, "filename": row.filename, "language": row.language}
         entries.append(dict(entry))
@@ -226,12 +238,16 @@ def campaign_files(campaign: Campaign, snapshot: Mapping[str, Any] | None) -> li
 
 
 def files_for(files: Sequence[LetterFile], language: str) -> list[Attachment]:
-    """The files a letter in `language` carries: those for every language and its own."""
-    return [
-        f.attachment
-        for f in files
-        if not f.language or match_language(f.language, [language]) is not None
-    ]
+    """The files a letter in `language` carries: those for every language, and those of the
+    one file language that serves it best ("fr" letters get the "fr" files, not "fr-BE")."""
+    best = _best_language([f.language for f in files], language)
+    return [f.attachment for f in files if not f.language or f.language == best]
+
+
+def _best_language(tags: Iterable[str], language: str) -> str | None:
+    """The file language a letter in `language` reads: its own tag, else the nearest."""
+    distinct = list(dict.fromkeys(tag for tag in tags if tag))
+    return match_language(language, distinct) if language and distinct else None
 
 
 # --- size, for the pre-send check -----------------------------------------------------------
@@ -247,28 +263,94 @@ def _mb(size: int) -> str:
     return f"{size / (1024 * 1024):.1f}"
 
 
-_probes: dict[str, tuple[float, int | None, str]] = {}
+@dataclass(frozen=True)
+class SizeProbe:
+    """What the account's server said of its size limit."""
+
+    # The SIZE it announces in EHLO; None if it names none or could not be asked.
+    limit: int | None = None
+    # Why it could not be asked ("" when it was).
+    reason: str = ""
+    # It did not answer within PROBE_DEADLINE.
+    timed_out: bool = False
 
 
-def server_size_limit(settings: Any) -> tuple[int | None, str]:
-    """(the SIZE the account's server announces in EHLO, None if it names none; why it could
-    not be asked, "" when it was), cached for PROBE_SECONDS per account."""
+def _probe_key(settings: Any) -> str:
+    account = f"{settings.key}|{settings.host}:{settings.port}|{settings.security}"
+    return "campaign:smtp-size:" + hashlib.sha256(account.encode()).hexdigest()[:32]
+
+
+def server_size_limit(settings: Any) -> SizeProbe:
+    """The account's EHLO SIZE, asked within PROBE_DEADLINE and kept PROBE_SECONDS in Redis
+    (every web and worker process shares it; without Redis it is asked each time)."""
+    key = _probe_key(settings)
+    try:
+        cached = get_redis().get(key)
+    except RedisError:
+        log.warning("the SMTP size limit is not cached: Redis is unreachable", exc_info=True)
+        cached = None
+    if cached is not None:
+        with contextlib.suppress(ValueError, TypeError):
+            return SizeProbe(**json.loads(cached))
+    probe = _probe_within(settings, PROBE_DEADLINE)
+    with contextlib.suppress(RedisError):
+        get_redis().set(key, json.dumps(dataclasses.asdict(probe)), ex=PROBE_SECONDS)
+    return probe
+
+
+def _probe_within(settings: Any, deadline: float) -> SizeProbe:
+    """Ask in a thread and give up at the deadline, cutting the connection: smtplib's
+    timeout counts each read alone, so a server sending a byte a second holds it for ever."""
     from campaign.smtp import SmtpConnection
 
-    key = f"{settings.key}|{settings.host}:{settings.port}"
-    cached = _probes.get(key)
-    now = time.monotonic()
-    if cached is not None and now - cached[0] < PROBE_SECONDS:
-        return cached[1], cached[2]
-    with SmtpConnection(settings) as connection:
-        limit, refused = connection.size_limit()
-    reason = refused.summary if refused is not None else ""
-    _probes[key] = (now, limit, reason)
-    return limit, reason
+    connection = SmtpConnection(settings)
+    found: list[SizeProbe] = []
+    answered = threading.Event()
+
+    def ask() -> None:
+        try:
+            limit, refused = connection.size_limit()
+            found.append(SizeProbe(limit, refused.summary if refused is not None else ""))
+        except Exception as error:  # the thread must say something, whatever happened
+            found.append(SizeProbe(None, type(error).__name__))
+        answered.set()
+        connection.close()
+
+    ends = time.monotonic() + deadline
+    thread = threading.Thread(target=ask, name="smtp-size-probe", daemon=True)
+    thread.start()
+    in_time = answered.wait(deadline)
+    # QUIT gets what is left of the deadline; then the socket is cut (again, if it was
+    # still being opened the first time), so the thread ends too.
+    thread.join(max(0.0, ends - time.monotonic()))
+    while thread.is_alive() and time.monotonic() < ends + 5:
+        connection.abort()
+        thread.join(0.2)
+    # Cut at the deadline, the thread may still report the broken read: it is the deadline.
+    if in_time and found:
+        return found[0]
+    return SizeProbe(None, "", timed_out=True)
 
 
-def size_problems(campaign: Campaign) -> tuple[list[LazyString], list[LazyString]]:
-    """(errors, warnings) about the size of the campaign's messages with their files."""
+def size_probe(campaign: Campaign) -> SizeProbe | None:
+    """Ask the campaign's server for its size limit now (outside any row lock), when the
+    check will need it: None when no file is chosen or the account cannot be used."""
+    from campaign.services.smtp_accounts import settings_for
+
+    if not campaign.attached_file_ids:
+        return None
+    try:
+        settings = settings_for(campaign.smtp_account)
+    except Exception:  # the check says why in its own words
+        return None
+    return server_size_limit(settings)
+
+
+def size_problems(
+    campaign: Campaign, probed: SizeProbe | None = None
+) -> tuple[list[LazyString], list[LazyString]]:
+    """(errors, warnings) about the size of the campaign's messages with their files;
+    `probed` is the server's answer when the caller asked already (size_probe)."""
     from campaign.services.smtp_accounts import settings_for
 
     statement = db.session.get(Statement, campaign.statement_id)
@@ -276,6 +358,7 @@ def size_problems(campaign: Campaign) -> tuple[list[LazyString], list[LazyString
         row
         for file_id in campaign.attached_file_ids or []
         if (row := db.session.get(StatementAttachment, file_id)) is not None
+        and row.statement_id == campaign.statement_id
     ]
     if statement is None or not chosen:
         return [], []
@@ -286,20 +369,19 @@ def size_problems(campaign: Campaign) -> tuple[list[LazyString], list[LazyString
     # The heaviest letter: the language whose files weigh most.
     heaviest, heaviest_files = "", list[StatementAttachment]()
     for language in languages:
-        files = [
-            row
-            for row in chosen
-            if not row.language or match_language(row.language, [language]) is not None
-        ]
+        best = _best_language([row.language for row in chosen], language)
+        files = [row for row in chosen if not row.language or row.language == best]
         if sum(r.size_bytes for r in files) >= sum(r.size_bytes for r in heaviest_files):
             heaviest, heaviest_files = language, files
     total = base + sum(_encoded(r.size_bytes) for r in heaviest_files)
     listed = ", ".join(f"{r.filename} ({_mb(r.size_bytes)} MB)" for r in heaviest_files)
     where = language_name(heaviest) if heaviest else ""
-    try:
-        limit, unreachable = server_size_limit(settings_for(campaign.smtp_account))
-    except Exception as error:  # an unreadable password, a bad account: not this check's say
-        limit, unreachable = None, type(error).__name__
+    if probed is None:
+        try:
+            probed = server_size_limit(settings_for(campaign.smtp_account))
+        except Exception as error:  # an unreadable password, a bad account: not this check's
+            probed = SizeProbe(None, type(error).__name__)
+    limit, unreachable = probed.limit, probed.reason
     if limit and total > limit:
         errors.append(
             _l(
@@ -326,7 +408,17 @@ def size_problems(campaign: Campaign) -> tuple[list[LazyString], list[LazyString
                 warn=_mb(WARN_BYTES),
             )
         )
-    if unreachable:
+    if probed.timed_out:
+        warnings.append(
+            _l(
+                "Files: the SMTP server could not be asked for its size limit (it did not "
+                "answer in time, within %(seconds)d seconds); letters of about %(total)s MB "
+                "may be refused",
+                seconds=round(PROBE_DEADLINE),
+                total=_mb(total),
+            )
+        )
+    elif unreachable:
         warnings.append(
             _l(
                 "Files: the SMTP server could not be asked for its size limit (%(reason)s); "
@@ -338,10 +430,10 @@ def size_problems(campaign: Campaign) -> tuple[list[LazyString], list[LazyString
     return errors, warnings
 
 
-def add_size_problems(campaign: Campaign, check: Any) -> None:
+def add_size_problems(campaign: Campaign, check: Any, probed: SizeProbe | None = None) -> None:
     """Add the size errors and warnings to a CampaignCheck (services.campaigns)."""
     from campaign.scheduling.stored_text import said
 
-    errors, warnings = size_problems(campaign)
+    errors, warnings = size_problems(campaign, probed)
     check.errors.extend(said(problem) for problem in errors)
     check.warnings.extend(said(problem) for problem in warnings)

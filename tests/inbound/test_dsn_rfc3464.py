@@ -37,6 +37,9 @@ def test_an_action_with_a_comment_and_a_status_with_text_is_a_hard_bounce(app: F
         (b"error", b"5.1.1", "5.1.1", "hard"),  # OpenSMTPD's non-standard action
         (b"delayed (retrying)", b"4.4.1 (no answer from host)", "4.4.1", "soft"),
         (b"failed (queue expired)", b"4.4.7 (delivery time expired)", "4.4.7", "soft"),
+        # A code inside a comment is not the status, even when it comes first.
+        (b"failed", b"(was 5.1.1 yesterday) 4.4.7", "4.4.7", "soft"),
+        (b"failed", b"(note (nested 5.1.1)) 4.4.7", "4.4.7", "soft"),
     ],
 )
 def test_action_and_status_are_read_through_their_comments(

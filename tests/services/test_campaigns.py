@@ -268,14 +268,14 @@ def test_a_launch_that_finds_the_campaign_launched_meanwhile_does_nothing(
     real_check = campaigns.check_campaign
     is_sqlite = db.engine.dialect.name == "sqlite"
 
-    def launched_by_someone_else(now: Campaign) -> campaigns.CampaignCheck:
+    def launched_by_someone_else(now: Campaign, **options: Any) -> campaigns.CampaignCheck:
         # Another request (a double click) launches while this one runs its checks. SQLite
         # ignores FOR UPDATE, so there it really gets in between; PostgreSQL's row lock
         # makes it wait, so there it comes first.
         with db.engine.connect() as other:
             other.execute(update(Campaign).where(Campaign.id == now.id).values(status="sending"))
             other.commit()
-        return real_check(now)
+        return real_check(now, **options)
 
     if is_sqlite:
         monkeypatch.setattr(campaigns, "check_campaign", launched_by_someone_else)
