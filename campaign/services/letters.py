@@ -81,6 +81,13 @@ def compose_letter(
         cases=cases,
         fixed_subject=fixed_subject,
     )
+    if letter.cc_addresses:
+        # A copy address that bounced for good (or asked to be left alone) gets no copy.
+        from campaign.services.suppressions import is_suppressed
+
+        kept = tuple(cc for cc in letter.cc_addresses if not is_suppressed(cc))
+        if kept != letter.cc_addresses:
+            letter = replace(letter, cc_addresses=kept)
     sender = sender or str(current_app.config["MAIL_DEFAULT_SENDER"])
     organisation = organisation_name(sender)
     letter_date = letter.letter_date or today or datetime.now(UTC).date()

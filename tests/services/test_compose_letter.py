@@ -66,3 +66,24 @@ def test_the_block_is_not_doubled_when_the_body_prints_it(app: Flask) -> None:
     db.session.commit()
     composed = compose_letter(statement, _contact())
     assert composed.parts.text.count("Turkmen Initiative") == 1
+
+
+def test_a_suppressed_copy_address_gets_no_copy(app: Flask) -> None:
+    """A secretariat address that bounced for good is left out of Cc; the other stays."""
+    from campaign.services.suppressions import suppress_address
+
+    statement = statements.create_statement(
+        "Letter",
+        language="en",
+        subject="S",
+        body="{{ salutation }}\n\nFree them.\n\n{{ closing }}\n\nAnna Smith\n",
+    )
+    contact = _contact()
+    contact.cc_emails = "old-registry@example.org secretariat@example.org"
+    suppress_address("old-registry@example.org", "hard_bounce")
+    db.session.commit()
+    composed = compose_letter(statement, contact)
+    assert composed.message is not None
+    assert composed.letter.cc_addresses == ("secretariat@example.org",)
+    assert b"Cc: secretariat@example.org\r\n" in composed.message
+    assert b"old-registry" not in composed.message
