@@ -104,12 +104,21 @@ def _case(actor: User | None) -> Case:
     return case
 
 
-def _follow_up_statement() -> Statement:
+def _follow_up_statement(first: Statement) -> Statement:
+    """The follow-up letter, signed by the first letter's signatories: read on its own (its
+    statement page, `campaign check`) it is a signed letter too."""
     text = resources.files("campaign.demo_data").joinpath("torture_day_follow_up.md")
     parsed = statements.parse_markdown_file(text.read_text("utf-8"))
-    return statements.create_statement(
+    follow_up = statements.create_statement(
         parsed.title, language=parsed.language, subject=parsed.subject, body=parsed.body
     )
+    signers = [
+        {**statements.signatory_as_dict(s), **statements.translation_inputs(s.translations)}
+        for s in first.signatories
+    ]
+    if signers:
+        statements.add_signatories(follow_up, signers)
+    return follow_up
 
 
 def _yearly_campaign(case: Case, actor: User | None) -> Campaign | None:
@@ -129,7 +138,7 @@ def _yearly_campaign(case: Case, actor: User | None) -> Campaign | None:
     create_yearly(campaign, 6, 26, "09:00", "Europe/Paris", actor=actor)
     followups.add_step(
         campaign,
-        _follow_up_statement(),
+        _follow_up_statement(statement),
         FOLLOW_UP_DAYS,
         FollowUpCondition.NO_REPLY_NO_BOUNCE,
         actor=actor,

@@ -14,7 +14,10 @@ from campaign.services.contacts import create_contact
 from tests.browser.conftest import LiveServer, stored_mail
 
 RECIPIENTS = 30
-BODY = "{{ salutation }}\n\nWe write about the trial of our colleague.\n\n{{ closing }}\n"
+BODY = (
+    "{{ salutation }}\n\nWe write about the trial of our colleague.\n\n{{ closing }}\n\n"
+    "Anna Sample\n"
+)
 
 
 def _prepare(live_server: LiveServer) -> None:

@@ -83,7 +83,8 @@ def _body(language: str) -> str:
         "{{ salutation }}\n\n"
         f"{text['paragraph']}\n\n"
         f"[^1]: {text['footnote']}\n\n"
-        "{{ closing }}\n"
+        "{{ closing }}\n\n"
+        "Anna Sample\n"
     )
 
 

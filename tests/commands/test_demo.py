@@ -343,3 +343,22 @@ def test_the_demo_follow_up_fires_14_days_after_the_yearly_launch(app: Flask) ->
         line.startswith("fired\tfollow_up\t26 June: justice for torture victims")
         for line in result.output.splitlines()
     ), result.output
+
+
+def test_every_demo_statement_passes_campaign_check_in_each_of_its_languages(app: Flask) -> None:
+    """The demo's campaigns, its yearly campaign and its follow-up letter are sent by the
+    scheduler, which never overrides the pre-send check: none of their texts may have an
+    error (a missing signature, a footnote pointing nowhere…) for anybody on the lists."""
+    from campaign.models import Statement
+
+    _load(app)
+    runner = app.test_cli_runner()
+    checked = []
+    for statement in db.session.scalars(select(Statement).order_by(Statement.id)):
+        for text in statement.texts:
+            for list_name in ("UN special procedures", "Diplomats"):
+                args = ["check", str(statement.id), "--list", list_name, "--lang", text.language]
+                result = runner.invoke(args=args)
+                assert result.exit_code == 0, (statement.title, text.language, result.output)
+                checked.append((statement.title, text.language))
+    assert ("Follow-up: justice for torture victims in Central Asia", "en") in checked

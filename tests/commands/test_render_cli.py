@@ -72,7 +72,9 @@ def test_render_prints_the_whole_message_as_sent(app: Flask) -> None:
     text = message.get_body(("plain",))
     html = message.get_body(("html",))
     assert text is not None and html is not None
-    assert "« liberté »" in text.get_content() and "« liberté »" in html.get_content()
+    # French typography: no-break spaces inside the guillemets, in both parts.
+    quoted = "«\u00a0liberté\u00a0»"
+    assert quoted in text.get_content() and quoted in html.get_content()
 
     english = _parse(
         _render(app, str(statement_id), "marie@example.org", "--lang", "en").stdout_bytes

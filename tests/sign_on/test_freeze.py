@@ -17,6 +17,7 @@ from pypdf import PdfReader
 from sqlalchemy import select, update
 
 from campaign.extensions import db
+from campaign.letters.flowed import unflow
 from campaign.models import (
     Campaign,
     Delivery,
@@ -110,7 +111,9 @@ def parts(letter: EmailMessage) -> tuple[str, str, str]:
     [pdf] = [p for p in letter.iter_attachments() if p.get_content_type() == "application/pdf"]
     reader = PdfReader(io.BytesIO(pdf.get_content()))
     pdf_text = " ".join(" ".join(page.extract_text().split()) for page in reader.pages)
-    return str(text.get_content()), str(html.get_content()), pdf_text  # type: ignore[attr-defined]
+    # The text part read as a mail client does: format=flowed, wrapped at 72.
+    plain = unflow(str(text.get_content()))
+    return plain, str(html.get_content()), pdf_text
 
 
 def test_a_launch_freezes_the_approved_signatories_into_every_letter_and_pdf(

@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from campaign.extensions import db
+from campaign.letters.flowed import unflow
 from campaign.models import Signature, SignatureStatus
 from campaign.services import signatures
 from tests.sign_on.test_signing import (
@@ -42,7 +43,8 @@ def _only() -> Signature:
 def _text(message: EmailMessage) -> str:
     body = message.get_body(("plain",))
     assert body is not None
-    return str(body.get_content())
+    # Read as a mail client does: the text part is format=flowed (wrapped at 72).
+    return unflow(str(body.get_content()))
 
 
 def _first_and_change(
