@@ -29,6 +29,32 @@ from sqlalchemy.orm import configure_mappers
 
 log = logging.getLogger("workers")
 
+
+class _PromptUnsubscribe:
+    """Stop RQ's command listener before unsubscribing, so a stopping worker never hangs.
+
+    RQ sends UNSUBSCRIBE and only then stops its pubsub thread, whose stop() waits for it.
+    When the thread read the UNSUBSCRIBE reply before the stop flag was set, it went back
+    to a 60-second read and the worker hung that long on exit (seen under load: a burst
+    worker's test timed out). With the flag down first, that reply ends the thread's read.
+    """
+
+    pubsub_thread: Any
+
+    def unsubscribe(self) -> None:
+        if self.pubsub_thread is not None:
+            self.pubsub_thread.stop(timeout=0)  # the flag only; the reply wakes the thread
+        super().unsubscribe()  # type: ignore[misc]
+
+
+class CampaignWorker(_PromptUnsubscribe, Worker):
+    """RQ's forking worker (a work horse per job), stopping promptly."""
+
+
+class CampaignSimpleWorker(_PromptUnsubscribe, SimpleWorker):
+    """RQ's in-process worker (--simple), stopping promptly."""
+
+
 # Waits between attempts to reach Redis again after it went away: 1 s, 2, 4 … at most 30.
 RECONNECT_FIRST = 1.0
 RECONNECT_MAX = 30.0
@@ -178,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         # no job. The name check, the pings and the background threads use `connection`.
         rq_connection = Redis.from_url(redis_url())
         queue = Queue(app.config["QUEUE_NAME"], connection=rq_connection, serializer=JSONSerializer)
-        worker_class: Any = SimpleWorker if args.simple else Worker
+        worker_class: Any = CampaignSimpleWorker if args.simple else CampaignWorker
 
         def make_worker() -> Any:
             return worker_class(
