@@ -154,6 +154,56 @@ CLOSING_PHRASES = (
     "мы, нижеподписавшиеся",
     "нижеподписавшиеся",
 )
+# Words of a closing formula wherever they stand in the last paragraph before the signer
+# ("Restant à votre disposition, nous vous prions d'agréer…", "Надеемся на Ваше
+# понимание."): matched at the start of a word, case-folded, as stems.
+CLOSING_WORDS = (
+    # English
+    "sincerely",
+    "regards",
+    "faithfully",
+    "respectfully",
+    "signed",
+    "signatories",
+    "signatures",
+    "thank you",
+    "many thanks",
+    "look forward",
+    "best wishes",
+    "yours",
+    # French
+    "agréer",
+    "agréez",
+    "salutations",
+    "considération",
+    "sentiments",
+    "sincèrement",
+    "cordialement",
+    "respectueusement",
+    "remerci",
+    "signataires",
+    "bien à vous",
+    "amitiés",
+    # Russian
+    "уважени",
+    "уважающ",
+    "почтени",
+    "благодар",
+    "спасибо",
+    "признательн",
+    "надеемся на ваш",
+    "надеюсь на ваш",
+    "надеемся на понимание",
+    "пожелани",
+    "искренне",
+    "подпис",
+)
+_CLOSING_WORD = re.compile(
+    r"(?<!\w)(?:" + "|".join(re.escape(word) for word in CLOSING_WORDS) + ")"
+)
+# A signer's line: a name, a title, an organisation. At most this many words, and no
+# sentence end ("We ask you to act." is the body; "Marie Dupont, présidente" a signer).
+SIGNER_LINE_WORDS = 12
 
 
 @dataclass(frozen=True)
@@ -835,6 +885,11 @@ def _closing_problems(
                 ),
             )
         ]
+    tail = _signer_tail(blocks, reader.block_tags)
+    if at is None:
+        # A formula inside the last paragraph ("Restant à votre disposition, nous vous
+        # prions d'agréer…"), or in the lines of the signer's block ("Signed,").
+        at = _closing_by_words(blocks, reader.block_tags, tail)
     if at is None:
         if signed_by_block:
             return [
@@ -847,6 +902,22 @@ def _closing_problems(
                         "the like): the signatories follow the last paragraph directly. Put "
                         "{{ closing }} (or a closing of your own) after it if the letter "
                         "needs one"
+                    ),
+                )
+            ]
+        if tail is not None:
+            # Signed by the name that ends it: a missing formula is a matter of style.
+            return [
+                ContentProblem(
+                    "warning",
+                    "no_closing_formula",
+                    _line_of(parsed.lines, _words(tail[2])[:3]) or _last_text_line(parsed),
+                    _l(
+                        "the letter ends without a closing formula (“Yours sincerely,” or "
+                        "the like): the signer %(name)s follows the last paragraph directly. "
+                        "Put {{ closing }} (or a closing of your own) before the name if the "
+                        "letter needs one",
+                        name=_quote(tail[2][:80]),
                     ),
                 )
             ]
@@ -885,6 +956,82 @@ def _closing_problems(
             ),
         )
     ]
+
+
+def _signer_line(line: str, *, last: bool) -> bool:
+    """Whether `line` reads as part of a signature: a name, a title, an organisation, or a
+    heading over them ("Signatories:") — few words and no sentence end."""
+    words = line.split()
+    if not words or len(words) > SIGNER_LINE_WORDS or not any(c.isalpha() for c in line):
+        return False
+    end = line.rstrip("»”’\"')] ")
+    if not end or end[-1] in "!?…;":
+        return False
+    if end[-1] == ":":
+        return not last  # a heading needs the names under it
+    if end[-1] == ".":
+        # "Jr.", "Ltd.", "И." end a name; any other full stop ends a sentence.
+        word = _strip_marks(end.split()[-1])
+        return 0 < len(word) <= 3 and word[0].isupper()
+    return True
+
+
+def _body_end(blocks: Sequence[Sequence[str]]) -> int:
+    """The number of blocks before the trailing postscripts (which neither sign nor close)."""
+    end = len(blocks)
+    while end > 0 and _postscript(blocks[end - 1]):
+        end -= 1
+    return end
+
+
+def _signer_tail(
+    blocks: Sequence[Sequence[str]], tags: Sequence[str]
+) -> tuple[int, int, str] | None:
+    """Where the signer's lines that end the letter start (block, line) and the first line
+    of the last block (the name shown); None when the letter ends with a body paragraph.
+
+    The first block (the salutation) never signs: something must come before the name.
+    """
+    end = _body_end(blocks)
+    start: tuple[int, int] | None = None
+    for index in range(end - 1, 0, -1):
+        if tags[index] != "p":
+            break
+        lines = blocks[index]
+        number = len(lines) - 1
+        while number >= 0 and _signer_line(lines[number], last=start is None):
+            start = (index, number)
+            number -= 1
+        if number >= 0:
+            break
+    if start is None:
+        return None
+    shown = blocks[end - 1][start[1] if start[0] == end - 1 else 0]
+    return start[0], start[1], shown
+
+
+def _closing_by_words(
+    blocks: Sequence[Sequence[str]], tags: Sequence[str], tail: tuple[int, int, str] | None
+) -> tuple[int, int] | None:
+    """The first line with a closing word in the last paragraph before the signer (or the
+    letter's last paragraph) or in the signer's lines; None if there is none."""
+    end = _body_end(blocks)
+    zone: list[tuple[int, int]] = []
+    if tail is None:
+        if end > 1 and tags[end - 1] == "p":
+            zone = [(end - 1, n) for n in range(len(blocks[end - 1]))]
+    else:
+        index, number, _shown = tail
+        if number > 0:
+            zone = [(index, n) for n in range(number)]
+        elif index > 1 and tags[index - 1] == "p":
+            zone = [(index - 1, n) for n in range(len(blocks[index - 1]))]
+        zone += [(index, n) for n in range(number, len(blocks[index]))]
+        zone += [(i, n) for i in range(index + 1, end) for n in range(len(blocks[i]))]
+    for index, number in zone:
+        if _CLOSING_WORD.search(_folded(blocks[index][number])):
+            return index, number
+    return None
 
 
 def _signed(lines: Sequence[str], signatories: set[str]) -> bool:

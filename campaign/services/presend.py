@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import ipaddress
 import logging
+import re
 import socket
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -20,12 +21,14 @@ from urllib.parse import urlsplit
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_ngettext
 from flask_babel.speaklater import LazyString
 from sqlalchemy import Select
 
 from campaign.extensions import db
 from campaign.i18n import language_name
 from campaign.letters.content_checks import (
+    NO_LINE,
     SUBJECT_LINE,
     ContentProblem,
     LetterContent,
@@ -49,6 +52,13 @@ from campaign.scheduling.stored_text import Text, joined, labelled, said
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500
+# At most this many different bodies of one language are read per check (each reading is a
+# parse of the HTML part and a walk over the letter: ~8 ms). Letters that differ only in
+# the recipient's values share a reading; beyond the bound the rest are counted and the
+# report says that they were not read one by one (the check runs on every view of a draft
+# campaign's page, so its cost must not grow with the audience).
+MAX_READINGS = 50
+_DIGITS = re.compile(r"\d+")
 
 
 @dataclass(frozen=True)
@@ -221,6 +231,9 @@ def check_audience(
             report.codes[problem.code] += 1
         if any(p.severity == "error" for p in found) or text_error:
             report.contacts_with_errors += 1
+    for letter_language, unread in sorted(reading.unread.items()):
+        report.text_problems.append(_not_read(source, letter_language, len(unread)))
+        report.codes["letters_not_read"] += 1
     report.text_problems.sort(
         key=lambda p: (p.language, p.problem.severity != "error", p.line, p.problem.code)
     )
@@ -238,6 +251,8 @@ class _Reading:
 
     rules: RuleSet
     bodies: dict[tuple[str, str], bool] = field(default_factory=dict)  # -> has an error
+    read: Counter[str] = field(default_factory=Counter)  # bodies read per language
+    unread: dict[str, set[str]] = field(default_factory=dict)  # beyond MAX_READINGS
     listed: set[tuple[str, str, str, int, str]] = field(default_factory=set)
     closings: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -254,26 +269,60 @@ class _Reading:
         return self.closings[language]
 
 
-def _printed_values(contact: Contact, letter: RenderedLetter, rules: RuleSet) -> tuple[str, ...]:
-    """What the recipient's own fields print in `letter` (names, organisation, salutation)."""
+def _printed_values(
+    contact: Contact, letter: RenderedLetter, rules: RuleSet
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What the recipient's own fields print in `letter` (names, organisation, salutation),
+    as typed; and, case-folded, those printed in any case (`|upper`), for the body's key."""
     person = contact_context(contact, letter.language, rules=rules)
     candidates = [v for v in person.values() if isinstance(v, str)]
     candidates += [letter.salutation, letter.closing, *letter.address_block]
     visible = letter.text_body + "\n" + letter.html_body
-    return tuple(
-        sorted(
-            {v.strip() for v in candidates if len(v.strip()) > 2 and v.strip() in visible},
-            key=len,
-            reverse=True,
-        )
+    folded = visible.casefold()
+    stripped = {v.strip() for v in candidates if len(v.strip()) > 2}
+    as_typed = sorted((v for v in stripped if v in visible), key=len, reverse=True)
+    in_any_case = sorted(
+        {v.casefold() for v in stripped if v.casefold() in folded}, key=len, reverse=True
     )
+    return tuple(as_typed), tuple(in_any_case)
 
 
 def _shape(language: str, text: str, values: tuple[str, ...]) -> tuple[str, str]:
-    """A key for the body's shape: its text part with the recipient's values taken out."""
-    for value in values:
+    """A key for the body's shape: its text part with the recipient's values taken out.
+
+    Compared case-folded, so a value printed through a filter that changes its case
+    (`{{ contact.family_name|upper }}`, `|title`) is taken out too, and with every number
+    the same (`{{ contact.email|length }}`, a count, a date's day): numbers change neither
+    the Markdown, nor the closing, nor the comparison of the parts (which leaves them out).
+    """
+    text = text.casefold()
+    for value in values:  # case-folded, longest first
         text = text.replace(value, "\0")
+    text = _DIGITS.sub("0", text)
     return language, hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _not_read(source: LetterSource, language: str, count: int) -> TextProblem:
+    """The warning for the letters of `language` beyond MAX_READINGS, not read one by one."""
+    message = lazy_ngettext(
+        "%(num)d letter differs from the %(read)d read in this language by more than the "
+        "recipient's names and values and was not read on its own (the check reads at most "
+        "%(read)d different letters per language). Its salutation and values were checked; "
+        "open a few letters in the preview to see their text",
+        "%(num)d letters differ from the %(read)d read in this language by more than the "
+        "recipients' names and values and were not read one by one (the check reads at most "
+        "%(read)d different letters per language). Their salutations and values were "
+        "checked; open a few letters in the preview to see their text",
+        count,
+        read=MAX_READINGS,
+    )
+    return TextProblem(
+        source.statement_id,
+        source.title,
+        language,
+        NO_LINE,
+        LetterProblem("warning", "letters_not_read", _message(message)),
+    )
 
 
 def _reader_problems(
@@ -293,9 +342,12 @@ def _reader_problems(
         return (), False  # reported already; the text is read with a letter that could be made
     language = letter.language
     body = source.text(language)[1]
-    values = _printed_values(contact, letter, reading.rules)
-    key = _shape(language, letter.text_body, values)
-    if key not in reading.bodies:
+    values, folded_values = _printed_values(contact, letter, reading.rules)
+    key = _shape(language, letter.text_body, folded_values)
+    if key not in reading.bodies and reading.read[language] >= MAX_READINGS:
+        reading.unread.setdefault(language, set()).add(key[1])
+    elif key not in reading.bodies:
+        reading.read[language] += 1
         found = check_content(
             LetterContent(
                 source=body,
@@ -338,7 +390,7 @@ def _reader_problems(
         )
         if salutation is not None:
             own.append(salutation)
-    return tuple(_located(source, language, p) for p in own), reading.bodies[key]
+    return tuple(_located(source, language, p) for p in own), reading.bodies.get(key, False)
 
 
 def _located(source: LetterSource, language: str, problem: ContentProblem) -> LetterProblem:

@@ -11,7 +11,10 @@ from campaign.services.contacts import create_contact
 
 def test_an_admin_german_rule_reaches_the_rendered_letter(app: Flask) -> None:
     statement = statements.create_statement(
-        "Brief", language="de", subject="Vor dem Gipfel", body="{{ salutation }}\n\nText.\n\n{{ closing }}\n\nAnna\n"
+        "Brief",
+        language="de",
+        subject="Vor dem Gipfel",
+        body="{{ salutation }}\n\nText.\n\n{{ closing }}\n\nAnna\n",
     )
     contact = create_contact(
         {

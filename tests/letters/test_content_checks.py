@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 
+import pytest
 from flask import Flask
 from flask_babel import force_locale
 
@@ -290,7 +291,8 @@ def test_closings_in_use_are_recognised_in_each_language(app: Flask) -> None:
 
 def test_a_closing_from_the_rules_data_is_recognised(app: Flask) -> None:
     source = "Dear friends,\n\nText.\n\nOnward together,\n\nAnne Exemple\n"
-    assert ("error", "no_closing", 7) in _codes(_check(source))
+    # Unknown as a formula, but a name ends the letter: signed, the formula a warning.
+    assert _codes(_check(source)) == [("warning", "no_closing_formula", 7)]
     assert _check(source, closings=("Onward together, {salutation}",)) == []
 
 
@@ -309,8 +311,12 @@ def test_a_letter_signed_by_its_block_without_a_closing_is_a_warning(app: Flask)
 def test_a_closing_word_opening_a_paragraph_mid_letter_is_no_closing(app: Flask) -> None:
     long = " ".join(["The detention of the lawyers continues without any charge."] * 8)
     for opening in ("Regards to your staff aside,", "Please accept our", "Sincerely, we"):
-        source = f"Dear Sir,\n\n{opening} request is urgent.\n\n{long}\n\nAnna Smith\n"
-        assert ("error", "no_closing", 7) in _codes(_check(source)), opening
+        unsigned = f"Dear Sir,\n\n{opening} request is urgent.\n\n{long}\n"
+        assert ("error", "no_closing", 5) in _codes(_check(unsigned)), opening
+        # Signed by a name: the formula is missing (a warning), the mid-letter words are
+        # still not taken for it.
+        signed = f"{unsigned}\nAnna Smith\n"
+        assert _codes(_check(signed)) == [("warning", "no_closing_formula", 7)], opening
 
 
 def test_a_postscript_after_the_closing_is_no_signature(app: Flask) -> None:
@@ -428,3 +434,107 @@ def test_a_closing_followed_by_a_signatory_block_of_long_lines_is_the_closing() 
         "Yours sincerely,\n\n" + "  \n".join(signatories) + "\n"
     )
     assert _check(source, closing="Yours sincerely,", signatories=signatories) == []
+
+
+# --- review R2: ordinary endings followed by a signer's name ------------------------------
+
+REVIEWED_ENDINGS = [
+    (
+        "fr",
+        "Nous vous prions de croire, Monsieur le Ministre, à l’assurance de notre haute "
+        "considération.",
+    ),
+    ("fr", "Veuillez croire, Madame, à l’expression de nos sentiments respectueux."),
+    (
+        "fr",
+        "Je vous prie de croire, Monsieur le Ministre, en l’expression de ma haute considération.",
+    ),
+    (
+        "fr",
+        "Restant à votre disposition, nous vous prions d’agréer, Monsieur, nos salutations "
+        "distinguées.",
+    ),
+    (
+        "fr",
+        "Espérant que vous donnerez suite à notre demande, nous vous prions d’agréer, Madame, "
+        "l’expression de notre considération.",
+    ),
+    ("fr", "Avec nos sincères salutations,"),
+    ("fr", "Bien sincèrement,"),
+    ("fr", "Avec l’expression de notre haute considération,"),
+    ("fr", "Nous vous adressons, Monsieur le Ministre, nos salutations respectueuses."),
+    ("ru", "Надеемся на Ваше понимание."),
+    ("ru", "Надеемся на Ваше понимание и поддержку."),
+    ("ru", "Благодарим за внимание к нашему обращению."),
+    ("ru", "Заранее спасибо за ответ."),
+    ("ru", "С почтением,"),
+    ("ru", "Уважающие Вас,"),
+    ("ru", "Подписи:"),
+    ("ru", "Подписавшие организации:"),
+    ("en", "We look forward to your response."),
+    ("en", "Signatories:"),
+    ("en", "Signed,"),
+]
+
+
+@pytest.mark.parametrize(
+    ("language", "ending"),
+    REVIEWED_ENDINGS,
+    ids=[f"{language}-{n}" for n, (language, _) in enumerate(REVIEWED_ENDINGS)],
+)
+def test_an_ordinary_ending_followed_by_a_name_is_a_closing(
+    app: Flask, language: str, ending: str
+) -> None:
+    source = (
+        "Dear X,\n\nWe write about the detention of defenders.\n\n"
+        f"{ending}\n\nMarie Dupont\\\nPresident\n"
+    )
+    assert _check(source, language=language) == [], ending
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        # The formula inside the last paragraph, the name under it by a hard break.
+        "Restant à votre disposition pour tout complément d’information, nous vous prions "
+        "d’agréer, Monsieur le Ministre, l’expression de notre haute considération.\n\n"
+        "Marie DUPONT\\\nPrésidente de l’Association Droits Ici\n",
+        "Nous vous prions de croire, Madame, Monsieur, à l’assurance de notre considération "
+        "distinguée.\n\nMarie Dupont, présidente\n",
+        "Надеемся на Ваше понимание и поддержку.\n\nПредседатель правления\\\nИ.&nbsp;И. Иванов\n",
+        "Благодарим за внимание к нашему обращению.\n\nПодписи:\n\n"
+        "Правозащитный центр «Мемориал»\\\nОбщественный фонд «Сана»\n",
+    ],
+    ids=["fr1", "fr2", "ru1", "ru2"],
+)
+def test_the_reviewers_statements_are_signed(app: Flask, ending: str) -> None:
+    source = "{{ salutation }}\n\nNous souhaitons attirer votre attention.\n\n" + ending
+    rendered = source.replace("{{ salutation }}", "Monsieur le Ministre,")
+    problems = _check(source, html=markdown_to_html(rendered), text=markdown_to_text(rendered))
+    assert problems == []
+
+
+def test_a_name_after_the_last_paragraph_signs_the_letter_without_a_formula(app: Flask) -> None:
+    source = "Dear X,\n\nWe write about the detention of defenders.\n\nMarie Dupont\\\nPresident\n"
+    problems = _check(source)
+    assert _codes(problems) == [("warning", "no_closing_formula", 5)]
+    message = str(problems[0].message)
+    assert "“Marie Dupont”" in message
+    assert "no signatories follow" not in message
+    # Ending with an ordinary paragraph and nothing after it is still no closing.
+    bare = _check("Dear X,\n\nWe write about the detention.\n\nWe ask you to act.\n")
+    assert _codes(bare) == [("error", "no_closing", 5)]
+    # A P.S. after the closing is no signer; a P.S. after the signer does not unsign.
+    assert _codes(_check("Dear X,\n\nText.\n\nSincerely,\n\nP.S. Report attached.\n")) == [
+        ("error", "no_signature", 5)
+    ]
+    assert _check("Dear X,\n\nText.\n\nSincerely,\n\nAnna Smith\n\nP.S. Report attached.\n") == []
+    # A closing written out with nothing after it is still unsigned, in any language.
+    assert _codes(_check("Уважаемый господин!\n\nТекст.\n\nС уважением,\n", language="ru")) == [
+        ("error", "no_signature", 5)
+    ]
+    unsigned_fr = (
+        "Madame,\n\nTexte.\n\nNous vous prions de croire, Madame, à l’assurance de notre "
+        "considération.\n"
+    )
+    assert _codes(_check(unsigned_fr, language="fr")) == [("error", "no_signature", 5)]

@@ -141,3 +141,72 @@ def test_a_forced_language_the_statement_lacks_is_refused_before_rendering(app: 
     with pytest.raises(LanguageUnavailable):
         presend.check_audience(statement, [], language="ru")
     assert presend.check_audience(statement, [], language="fr").checked == 0
+
+
+# --- review R2: a value printed through a filter must not make every letter "distinct" ------
+
+FILTERED = (
+    "{{ salutation }}\n\nRef. {{ contact.family_name|upper }}/{{ contact.email|length }}\n\n"
+    "We write about the trial.\n\n{{ closing }}\n\nAnna Sample\n"
+)
+
+
+def _letters_name(number: int) -> str:
+    """A family name of letters only, different for every number ("Baaa", "Baab", ...)."""
+    letters = ""
+    for _ in range(4):
+        number, digit = divmod(number, 26)
+        letters = chr(ord("a") + digit) + letters
+    return "B" + letters
+
+
+def _readings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the check's readings of a body (the spy calls the real reading)."""
+    calls: list[int] = []
+    real = presend.check_content
+
+    def counted(letter: Any) -> Any:
+        calls.append(1)
+        return real(letter)
+
+    monkeypatch.setattr(presend, "check_content", counted)
+    return calls
+
+
+def test_two_thousand_recipients_with_a_filtered_value_are_read_a_bounded_number_of_times(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statement = statements.create_statement("Letter", language="en", subject="S", body=FILTERED)
+    for n in range(2000):
+        _raw_contact(
+            f"p{n}@example.org", given_name="Pat", family_name=_letters_name(n), languages="en"
+        )
+    db.session.commit()
+    calls = _readings(monkeypatch)
+    report = presend.check_audience(statement, select(Contact))
+    assert report.checked == 2000
+    assert len(calls) <= presend.MAX_READINGS
+    # The name in capitals and the address's length are the recipient's values: one text.
+    assert len(calls) == 1
+    assert not report.has_errors
+    assert "letters_not_read" not in report.codes  # the values are recognised, not skipped
+
+
+def test_letters_beyond_the_bound_are_said_not_read_one_by_one(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A value the check cannot recognise in the letter (printed backwards): every letter
+    # differs, and only the first MAX_READINGS are read.
+    body = FILTERED.replace("|upper", "|reverse")
+    statement = statements.create_statement("Letter", language="en", subject="S", body=body)
+    for n in range(30):
+        _raw_contact(f"p{n}@example.org", family_name=_letters_name(n), languages="en")
+    db.session.commit()
+    monkeypatch.setattr(presend, "MAX_READINGS", 5)
+    calls = _readings(monkeypatch)
+    report = presend.check_audience(statement, select(Contact))
+    assert len(calls) == 5
+    [skipped] = [p for p in report.text_problems if p.problem.code == "letters_not_read"]
+    assert skipped.problem.severity == "warning"
+    assert "25 letters" in skipped.problem.message and "5 read" in skipped.problem.message
+    assert not report.has_errors
