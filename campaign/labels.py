@@ -408,6 +408,7 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "merged_lines": _l("Lines that run together"),
         "parts_differ": _l("Text and HTML parts differ"),
         "long_subject": _l("Subject too long"),
+        "letters_not_read": _l("Letters not read one by one"),
     },
 }
 

@@ -69,7 +69,7 @@ def dkim_key_command(
                 )
             ) from None
     if account.strip().lower() == smtp_accounts.DEFAULT_KEY:
-        chosen = selector or dkim.default_selector()
+        chosen = selector or smtp_accounts.fresh_selector(None, domain or "")
         _default_account(chosen, algorithm, domain, key_pem, source, key_out, remove)
         return
     found = smtp_accounts.find_account(account)
@@ -152,6 +152,8 @@ def _default_account(
         signer = dkim.signer_from_pem(
             domain or smtp_accounts.default_dkim_domain(), selector, key_pem, source=source
         )
+        # Not the name of another account's record: one DNS name holds one key.
+        smtp_accounts.refuse_selector_of_another_account(None, signer.selector, signer.domain)
     except dkim.DkimError as error:
         raise CommandError(str(error)) from None
     path = Path(source) if key_out is None else key_out

@@ -92,31 +92,46 @@ def _author_number(label: object) -> int | None:
 
 
 def _number_footnotes(state: Any) -> None:
-    """Give each footnote token its marker: the author's number, or for a named or inline
-    note the smallest number no note uses, so no two notes ever show the same one."""
+    """Give each footnote token its marker and list the notes in number order.
+
+    A note keeps the author's number ([^3] is 3); a named or inline note, or a number
+    already shown ([^02] after [^2]), takes the next number after the author's highest,
+    in reading order: `report[^2] … note[^note]` reads [2] then [3] (decision 0040).
+    """
     notes = state.env.get("footnotes", {}).get("list") or {}
     if not notes:
         return
-    numbers: dict[int, str] = {}
-    used = {n for note in notes.values() if (n := _author_number(note.get("label")))}
-    free = 1
-    for note_id in sorted(notes):
-        own = _author_number(notes[note_id].get("label"))
-        if own is None:
-            while free in used:
-                free += 1
-            used.add(free)
-            own = free
-        numbers[note_id] = str(own)
+    numbers: dict[int, int] = {}
+    authors = [_author_number(notes[note_id].get("label")) for note_id in sorted(notes)]
+    following = max((n for n in authors if n), default=0) + 1
+    for note_id, own in zip(sorted(notes), authors, strict=True):
+        if own is None or own in numbers.values():
+            own, following = following, following + 1
+        numbers[note_id] = own
     stack = list(state.tokens)
     while stack:
         token = stack.pop()
         if token.type in ("footnote_ref", "footnote_open") and token.meta:
             number = numbers.get(token.meta.get("id"))
             if number:
-                token.meta["number"] = number
+                token.meta["number"] = str(number)
         if token.children:
             stack.extend(token.children)
+    _list_notes_in_number_order(state.tokens, numbers)
+
+
+def _list_notes_in_number_order(tokens: list[Token], numbers: Mapping[int, int]) -> None:
+    """Reorder the notes of the footnote block (footnote_open … footnote_close each)."""
+    opens = [i for i, token in enumerate(tokens) if token.type == "footnote_block_open"]
+    for start in opens:
+        end = next(i for i in range(start, len(tokens)) if tokens[i].type == "footnote_block_close")
+        groups: list[list[Token]] = []
+        for token in tokens[start + 1 : end]:
+            if token.type == "footnote_open" or not groups:
+                groups.append([])
+            groups[-1].append(token)
+        groups.sort(key=lambda group: numbers.get(group[0].meta.get("id", -1), 0))
+        tokens[start + 1 : end] = [token for group in groups for token in group]
 
 
 def _render_footnote_ref(

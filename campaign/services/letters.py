@@ -140,28 +140,57 @@ def compose_letter(
 def pdf_filename(letter: RenderedLetter, letter_date: date, *, fallback: str = "") -> str:
     """The PDF's name in the letter's language: "Lettre conjointe – 2026-12-10.pdf".
 
-    The merged subject (a follow-up's "Re: " left off), else the statement's title, then
-    the date; characters file systems refuse (/ \\ : * ? " < > | and controls) are dropped.
+    The merged subject of the letter's language (a follow-up's "Re: " left off) stands for
+    the title: a statement has one title, in one language, and a subject per language
+    (decision 0043); else the statement's title, then the date. Characters file systems
+    refuse (/ \\ : * ? " < > | and controls) go: one that separated words leaves " – "
+    ("Turkmenistan: prisoner" → "Turkmenistan – prisoner"), one inside a word "-"
+    ("A/HRC/55" → "A-HRC-55"); a name over 80 characters is cut between words, with "…".
     """
     subject = _REPLY_PREFIX.sub("", letter.subject)
     title = _safe_filename(subject) or _safe_filename(fallback)
     if not title:
         with force_locale(letter.language.replace("-", "_")):
             title = _safe_filename(_("Letter"))
-    if len(title) > 80:
-        title = title[:80].rsplit(" ", 1)[0].rstrip(" .,;-–") or title[:80]
-    return f"{title} – {letter_date.isoformat()}.pdf"
+    return f"{_shortened(title)} – {letter_date.isoformat()}.pdf"
 
 
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|fwd?|tr|отв|ответ)\s*:\s*)+", re.IGNORECASE)
-_UNSAFE_IN_FILENAME = re.compile(
-    r'[/\\:*?"<>|\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]'
+_INVISIBLE_IN_FILENAME = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
 )
+# Quotes, angle brackets and asterisks enclose or stress words: dropped.
+_ENCLOSING_IN_FILENAME = re.compile(r'["<>*]')
+# Separators and sentence marks: a run of them, with the spaces around.
+_SEPARATING_IN_FILENAME = re.compile(r"\s*[/\\:|?](?:\s*[/\\:|?])*\s*")
+_FILENAME_TITLE_LIMIT = 80
+
+
+def _separator(match: re.Match[str]) -> str:
+    text = match.string
+    if match.start() == 0 or match.end() == len(text):
+        return " "  # nothing to separate: a leading or closing mark ("… released?")
+    if match.group().strip() != match.group():
+        return " – "  # it stood between words: "Turkmenistan: prisoner", "A / B"
+    return "-"  # inside a word: "A/HRC/55", "10:30"
 
 
 def _safe_filename(text: str) -> str:
-    cleaned = " ".join(_UNSAFE_IN_FILENAME.sub(" ", text).split())
-    return cleaned.strip(" .")
+    text = _INVISIBLE_IN_FILENAME.sub(" ", text)
+    text = _ENCLOSING_IN_FILENAME.sub("", text)
+    text = " ".join(text.split())
+    text = _SEPARATING_IN_FILENAME.sub(_separator, text)
+    return " ".join(text.split()).strip(" .")
+
+
+def _shortened(title: str) -> str:
+    """`title` within the limit, cut between words and ended with "…" when it is cut."""
+    if len(title) <= _FILENAME_TITLE_LIMIT:
+        return title
+    room = _FILENAME_TITLE_LIMIT - 1  # the ellipsis takes one
+    # Whole words only: the last one that fits may end exactly at the limit.
+    cut = title[:room] if title[room] == " " else title[:room].rpartition(" ")[0] or title[:room]
+    return cut.rstrip(" .,;–-") + "…"
 
 
 class LetterNotSent(RuntimeError):

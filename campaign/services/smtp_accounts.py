@@ -471,6 +471,7 @@ def set_dkim_key(
     clean_selector = dkim.check_selector(selector)
     clean_domain = dkim.check_domain(domain or default_dkim_domain())
     _refuse_used_selector(account, clean_selector, clean_domain)
+    refuse_selector_of_another_account(account, clean_selector, clean_domain)
     if key_pem is None:
         if algorithm not in dkim.ALGORITHMS:
             raise dkim.DkimError(gettext("Algorithm: choose rsa or ed25519"), "algorithm")
@@ -525,15 +526,97 @@ def _earlier_selectors(account: SmtpAccount) -> set[tuple[str, str]]:
     }
 
 
-def fresh_selector(account: SmtpAccount, domain: str = "") -> str:
-    """A selector the account never used at `domain`: "campaign202607", then "…b", "…c"."""
+def _selectors_of_others(account: SmtpAccount | None) -> dict[tuple[str, str], str]:
+    """(selector, domain) → the name of the account that holds it, for every account but
+    `account` (None: the default account): their current keys, the keys they had (from the
+    audit log, deleted accounts included) and the default account's CAMPAIGN_DKIM_* pair.
+
+    One DNS name holds one TXT record: two accounts with different keys under the same
+    selector and domain would leave one of them failing every check (decision 0042).
+    """
+    own_id = None if account is None else str(account.id)
+    taken: dict[tuple[str, str], str] = {}
+    events = db.session.execute(
+        select(AuditEvent.target_id, AuditEvent.detail).where(
+            AuditEvent.target_type == "smtp_account",
+            AuditEvent.action.in_(("smtp_account.dkim_key", "smtp_account.dkim_key_remove")),
+        )
+    )
+    for target_id, detail in events:
+        if target_id == own_id or not isinstance(detail, dict):
+            continue
+        pair = (str(detail.get("selector") or "").lower(), str(detail.get("domain") or "").lower())
+        if all(pair):
+            taken[pair] = str(detail.get("name") or "")
+    for other in db.session.scalars(select(SmtpAccount)):
+        if account is not None and other.id == account.id:
+            continue
+        if other.dkim_selector and other.dkim_domain:
+            taken[(other.dkim_selector.lower(), other.dkim_domain.lower())] = other.name
+    if account is not None:
+        config = current_app.config
+        selector = str(config.get("DKIM_SELECTOR") or "").strip().lower()
+        domain = str(config.get("DKIM_DOMAIN") or "").strip().rstrip(".").lower()
+        if selector and domain:
+            taken[(selector, domain)] = _DEFAULT_HOLDER
+    return taken
+
+
+# Who holds a selector when it is the default account's (no account can be named so).
+_DEFAULT_HOLDER = "\x00default"
+
+
+def fresh_selector(account: SmtpAccount | None, domain: str = "") -> str:
+    """A selector free at `domain`: never used by this account nor held by any other one
+    (the default account: None): "campaign202607", then "…b", "…c"."""
     base = dkim.default_selector()
-    domain = (domain or account.dkim_domain or default_dkim_domain()).lower()
-    used = _earlier_selectors(account) | {(account.dkim_selector.lower(), account.dkim_domain)}
+    if account is None:
+        domain = (domain or default_dkim_domain()).lower()
+        used: set[tuple[str, str]] = set()
+    else:
+        domain = (domain or account.dkim_domain or default_dkim_domain()).lower()
+        used = _earlier_selectors(account) | {
+            (account.dkim_selector.lower(), account.dkim_domain.lower())
+        }
+    used |= set(_selectors_of_others(account))
     for suffix in ["", *"bcdefghijklmnopqrstuvwxyz"]:
         if (base + suffix, domain) not in used:
             return base + suffix
     return base + time.strftime("%d%H%M", time.gmtime())
+
+
+def refuse_selector_of_another_account(
+    account: SmtpAccount | None, selector: str, domain: str
+) -> None:
+    """DkimError when another account (or the default one) holds or held `selector` at
+    `domain`: only one TXT record can be published under that name."""
+    holder = _selectors_of_others(account).get((selector.lower(), domain.lower()))
+    if holder is None:
+        return
+    values = {
+        "selector": selector,
+        "domain": domain,
+        "record": dkim.record_name(selector, domain),
+        "example": fresh_selector(account, domain),
+    }
+    if holder == _DEFAULT_HOLDER:
+        message = gettext(
+            "Selector: “%(selector)s” at %(domain)s is the selector of the default account "
+            "(CAMPAIGN_DKIM_SELECTOR): only one DNS record can be published under %(record)s, "
+            "so the two keys cannot both verify. Each account takes its own selector, e.g. "
+            "“%(example)s”",
+            **values,
+        )
+    else:
+        message = gettext(
+            "Selector: “%(selector)s” at %(domain)s is the selector of the SMTP account "
+            "“%(account)s”: only one DNS record can be published under %(record)s, so the "
+            "two keys cannot both verify. Each account takes its own selector, e.g. "
+            "“%(example)s”",
+            account=holder,
+            **values,
+        )
+    raise dkim.DkimError(message, "selector")
 
 
 def _refuse_used_selector(account: SmtpAccount, selector: str, domain: str) -> None:

@@ -292,7 +292,7 @@ def test_the_letterhead_shows_address_contacts_and_logo(context: Flask) -> None:
         (
             "en",
             'Re: A/HRC/55: "urgent" <appeal>? *|\\ x\x07y',
-            "A HRC 55 urgent appeal x y – 2026-12-10.pdf",
+            "A-HRC-55 – urgent appeal – x y – 2026-12-10.pdf",
         ),
         ("fr", "   ", "Lettre – 2026-12-10.pdf"),
     ],
