@@ -273,9 +273,9 @@ def _decode_whole(data: bytes, kind: str) -> Any:
 
     WeasyPrint sets Pillow's LOAD_TRUNCATED_IMAGES for the whole process, so a plain
     decode would fill a cut-off logo with grey. PNG: the chunk checksums and the end chunk
-    (`verify`). JPEG: Pillow's incremental Parser, which ignores that setting and says
-    "incomplete" unless the image's end-of-image marker came; whatever follows it (data
-    phones append, an MPO's other frames) is not read.
+    (`verify`). JPEG: its segments are walked to the first image's end-of-image marker
+    (`_jpeg_complete`), since Pillow's decoders honour that setting too; whatever follows
+    the marker (data phones append, an MPO's other frames) is not read.
     """
     from PIL import Image, ImageFile
 
@@ -285,9 +285,54 @@ def _decode_whole(data: bytes, kind: str) -> Any:
         image = Image.open(io.BytesIO(data))
         image.load()
         return image
+    if not _jpeg_complete(data):
+        raise OSError("the JPEG ends before its end-of-image marker")
     parser = ImageFile.Parser()
     parser.feed(data)
     return parser.close()
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    """Whether the first image of a JPEG reaches its end-of-image marker (FFD9).
+
+    Walks the marker segments by their lengths and the entropy-coded scans to the next
+    real marker (FF00 is a stuffed byte, FFD0–FFD7 restart markers, FFFF fill), so an EOI
+    inside an embedded EXIF thumbnail is skipped with its segment.
+    """
+    size = len(data)
+    if not data.startswith(b"\xff\xd8"):
+        return False
+    at = 2
+    while at + 2 <= size:
+        if data[at] != 0xFF:
+            return False
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            at += 1
+            continue
+        if marker == 0xD9:
+            return True
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:  # markers without a length
+            at += 2
+            continue
+        if at + 4 > size:
+            return False
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+        if marker != 0xDA:
+            continue
+        while True:  # a scan's coded data runs to the next marker that is not RST or stuffing
+            found = data.find(b"\xff", at)
+            if found < 0 or found + 1 >= size:
+                return False
+            following = data[found + 1]
+            if following == 0x00 or 0xD0 <= following <= 0xD7:
+                at = found + 2
+            elif following == 0xFF:
+                at = found + 1
+            else:
+                at = found
+                break
+    return False
 
 
 def _reencode(image: Any, kind: str) -> bytes:

@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
@@ -19,6 +20,13 @@ from campaign.services import organisation
 from tests.web.test_organisation import _form, _post, _text
 
 Login = Callable[[Role], User]
+
+
+@pytest.fixture(autouse=True)
+def weasyprint_loaded() -> None:
+    """As in production and after any PDF test: importing WeasyPrint turns on Pillow's
+    LOAD_TRUNCATED_IMAGES for the whole process; a cut-off logo is refused all the same."""
+    import weasyprint  # noqa: F401
 
 
 def _save(image: Image.Image, kind: str, **options: Any) -> bytes:
