@@ -2,6 +2,7 @@
 
 from campaign.models.audience import ContactList, Segment, list_memberships
 from campaign.models.audit import AuditEvent
+from campaign.models.bulk_edit import BulkEditStatus, ContactBulkEdit
 from campaign.models.calendar import (
     CalendarEvent,
     Case,
@@ -32,6 +33,7 @@ from campaign.models.inbound import (
     InboundNote,
     MatchMethod,
 )
+from campaign.models.reply_answer import AnswerStatus, ReplyAnswer
 from campaign.models.salutation_rule import SalutationRule, SalutationSetting
 from campaign.models.schedule import (
     CampaignStep,
@@ -75,8 +77,10 @@ from campaign.models.user import (
 __all__ = [
     "CLAIMABLE",
     "FINAL",
+    "AnswerStatus",
     "AuditEvent",
     "BounceKind",
+    "BulkEditStatus",
     "CalendarEvent",
     "Campaign",
     "CampaignStatus",
@@ -86,6 +90,7 @@ __all__ = [
     "CaseDateKind",
     "CaseStatus",
     "Contact",
+    "ContactBulkEdit",
     "ContactImport",
     "ContactKind",
     "ContactList",
@@ -108,6 +113,7 @@ __all__ = [
     "PasswordResetToken",
     "PublishAs",
     "RecoveryCode",
+    "ReplyAnswer",
     "RiskLevel",
     "Role",
     "RolePolicy",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, Index, Integer, String, Text
+from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from campaign.extensions import db
@@ -108,7 +108,9 @@ class Contact(db.Model):  # type: ignore[name-defined]
     # The address as given, normalised by email-validator (IDN domains in Unicode).
     email: Mapped[str] = mapped_column(String(320))
     # Lower-cased form: one contact per address, whatever the case.
-    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    # Unique among live contacts only (see the partial index below): a contact in the trash
+    # keeps its address, and a new contact may take that address meanwhile.
+    email_key: Mapped[str] = mapped_column(String(320), index=True)
     # Secretariat / copy addresses, separated by single spaces.
     cc_emails: Mapped[str] = mapped_column(Text, default="")
     # Lower-case tags separated by single spaces.
@@ -121,8 +123,22 @@ class Contact(db.Model):  # type: ignore[name-defined]
     salutation_override: Mapped[str] = mapped_column(String(300), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Set when the contact is moved to the trash; the scheduler purges it 30 days later.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    deleted_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
 
-    __table_args__ = (Index("ix_contacts_family_given", "family_name", "given_name"),)
+    __table_args__ = (
+        Index("ix_contacts_family_given", "family_name", "given_name"),
+        Index(
+            "uq_contacts_live_email_key",
+            "email_key",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+    )
 
     @property
     def display_name(self) -> str:
