@@ -639,16 +639,25 @@ def build_message(
             organisation=organisation or organisation_name(sender, settings),
             letter_date=letter_date or letter.letter_date or sent_at.date(),
         )
-    content_type, body = _multipart(
-        "alternative",
-        [_text_part(parts.text, eight_bit), _body_part("html", parts.html, eight_bit)],
-    )
+    transfer_encoding = ""
+    if parts.html or attachments:
+        content_type, body = _multipart(
+            "alternative",
+            [_text_part(parts.text, eight_bit), _body_part("html", parts.html, eight_bit)],
+        )
+    else:
+        # No HTML given (an answer typed by staff): one text/plain part, as mail clients send.
+        part_head, _, body = _text_part(parts.text, eight_bit).partition(b"\r\n\r\n")
+        type_line, transfer_encoding = part_head.decode("ascii").split("\r\n")
+        content_type = type_line.removeprefix("Content-Type: ")
     if attachments:
         inner = f"Content-Type: {content_type}\r\n\r\n".encode("ascii") + body
         content_type, body = _multipart(
             "mixed", [inner, *(_attachment_part(item) for item in attachments)]
         )
     headers.append(_fold("Content-Type", content_type.split(" ")))
+    if transfer_encoding:
+        headers.append(transfer_encoding)
     head = "\r\n".join(headers) + "\r\n\r\n"
     return head.encode("ascii") + body
 

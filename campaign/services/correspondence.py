@@ -8,10 +8,21 @@ from datetime import datetime
 from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import Campaign, Delivery, InboundMessage
+from campaign.models import Campaign, Delivery, InboundMessage, ReplyAnswer, User
 
 # The contact page shows this many letters; older ones stay in each campaign's ledger.
 MAX_LETTERS = 100
+
+
+@dataclass
+class StaffAnswer:
+    """An answer staff wrote in the app to one of the contact's replies."""
+
+    id: int
+    status: str
+    author_email: str
+    created_at: datetime
+    sent_at: datetime | None
 
 
 @dataclass
@@ -22,6 +33,8 @@ class Answer:
     subject: str
     received_at: datetime
     is_weak_match: bool
+    # What staff answered to it from the app, oldest first.
+    staff_answers: list[StaffAnswer] = field(default_factory=list)
 
 
 @dataclass
@@ -37,7 +50,7 @@ class LetterSent:
 
 def correspondence(contact_id: int) -> list[LetterSent]:
     """Letters written to the contact (any campaign) with the replies, auto-replies and
-    bounces matched to each."""
+    bounces matched to each, and the answers staff sent to those replies from the app."""
     rows = db.session.execute(
         select(
             Delivery.id,
@@ -68,9 +81,31 @@ def correspondence(contact_id: int) -> list[LetterSent]:
         .where(InboundMessage.delivery_id.in_(list(letters)))
         .order_by(InboundMessage.received_at)
     ).all()
+    by_id: dict[int, Answer] = {}
     for row in answers:
         answer = Answer(
             row.id, row.kind, row.bounce_kind, row.subject, row.received_at, row.is_weak_match
         )
         letters[int(row.delivery_id)].answers.append(answer)
+        by_id[answer.id] = answer
+    if by_id:
+        staff = db.session.execute(
+            select(
+                ReplyAnswer.inbound_id,
+                ReplyAnswer.id,
+                ReplyAnswer.status,
+                User.email,
+                ReplyAnswer.created_at,
+                ReplyAnswer.sent_at,
+            )
+            .outerjoin(User, User.id == ReplyAnswer.author_id)
+            .where(ReplyAnswer.inbound_id.in_(list(by_id)))
+            .order_by(ReplyAnswer.id)
+        ).all()
+        for found in staff:
+            by_id[found.inbound_id].staff_answers.append(
+                StaffAnswer(
+                    found.id, found.status, found.email or "", found.created_at, found.sent_at
+                )
+            )
     return list(letters.values())

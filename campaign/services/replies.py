@@ -16,6 +16,7 @@ from campaign.inbound.parsing import storable
 from campaign.inbound.sources import messages_in_upload
 from campaign.models import (
     Campaign,
+    Contact,
     Delivery,
     InboundKind,
     InboundMessage,
@@ -111,6 +112,39 @@ class InboxRow:
     message: InboundMessage
     delivery: Delivery | None
     campaign: Campaign | None
+    # The contact who wrote it (by the letter it answers, else by address), if any.
+    sender: Contact | None = None
+
+
+def sender_contacts(pairs: list[tuple[InboundMessage, Delivery | None]]) -> dict[int, Contact]:
+    """The live contact behind each message (by id): the contact the matched letter went to,
+    else the live contact with the sender's address. Two queries for a whole page."""
+    contact_ids = {d.contact_id for _m, d in pairs if d is not None and d.contact_id}
+    by_id: dict[int, Contact] = {}
+    if contact_ids:
+        query = select(Contact).where(Contact.id.in_(contact_ids), Contact.deleted_at.is_(None))
+        by_id = {contact.id: contact for contact in db.session.scalars(query)}
+    found: dict[int, Contact] = {}
+    wanted: dict[str, list[int]] = {}
+    for message, delivery in pairs:
+        contact = by_id.get(delivery.contact_id or 0) if delivery is not None else None
+        if contact is not None:
+            found[message.id] = contact
+        elif message.from_address:
+            wanted.setdefault(message.from_address.strip().lower(), []).append(message.id)
+    if wanted:
+        query = select(Contact).where(
+            Contact.email_key.in_(list(wanted)), Contact.deleted_at.is_(None)
+        )
+        for contact in db.session.scalars(query):
+            for message_id in wanted.get(contact.email_key, []):
+                found[message_id] = contact
+    return found
+
+
+def sender_contact(message: InboundMessage, delivery: Delivery | None) -> Contact | None:
+    """The live contact who wrote `message`, or None (see sender_contacts)."""
+    return sender_contacts([(message, delivery)]).get(message.id)
 
 
 def inbox_page(found: InboxFilter, page: int = 1, per_page: int = PER_PAGE) -> Page[InboxRow]:
@@ -121,12 +155,33 @@ def inbox_page(found: InboxFilter, page: int = 1, per_page: int = PER_PAGE) -> P
     total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
     page = clamp_page(page, total, per_page)
     rows = db.session.execute(query.offset(offset_of(page, per_page)).limit(per_page)).all()
+    senders = sender_contacts([(row[0], row[1]) for row in rows])
     return Page(
-        items=[InboxRow(*row) for row in rows],
+        items=[InboxRow(*row, sender=senders.get(row[0].id)) for row in rows],
         page=page,
         per_page=per_page,
         total=total,
     )
+
+
+def next_unhandled(found: InboxFilter, current: InboundMessage) -> InboundMessage | None:
+    """The oldest open message under the same filter (human replies when it names no kind),
+    other than `current`: where staff go after handling one."""
+    narrowed = InboxFilter(
+        kind=found.kind or InboundKind.REPLY.value,
+        state="open",
+        campaign_id=found.campaign_id,
+        assigned_to_id=found.assigned_to_id,
+        search=found.search,
+    )
+    query = (
+        select(InboundMessage)
+        .outerjoin(Delivery, Delivery.id == InboundMessage.delivery_id)
+        .where(*_conditions(narrowed), InboundMessage.id != current.id)
+        .order_by(InboundMessage.received_at, InboundMessage.id)
+        .limit(1)
+    )
+    return db.session.scalar(query)
 
 
 def kind_counts(found: InboxFilter) -> dict[str, int]:
@@ -222,6 +277,56 @@ def assign(message: InboundMessage, user: User, assignee: User | None) -> None:
     message.assigned_to_id = assignee.id if assignee else None
     _audit("assigned", message, user, assignee_id=assignee.id if assignee else None)
     db.session.flush()
+
+
+def _chosen(ids: list[int]) -> list[InboundMessage]:
+    if not ids:
+        raise ReplyError(gettext("No message was selected."))
+    query = select(InboundMessage).where(InboundMessage.id.in_(set(ids)))
+    return list(db.session.scalars(query.order_by(InboundMessage.id)))
+
+
+def _audit_bulk(action: str, user: User, changed: list[InboundMessage], **detail: Any) -> None:
+    # One event per action, with the count and the ids (never senders or subjects).
+    record_event(
+        f"inbound.bulk_{action}",
+        target_type="inbound_message",
+        actor=user,
+        detail={"count": len(changed), "ids": [m.id for m in changed], **detail},
+    )
+
+
+def bulk_mark_handled(ids: list[int], user: User) -> int:
+    """Mark the selected messages handled; how many were still open."""
+    now = utcnow()
+    changed = [message for message in _chosen(ids) if message.handled_at is None]
+    for message in changed:
+        message.handled_at = now
+        message.handled_by_id = user.id
+    if changed:
+        _audit_bulk("handled", user, changed)
+    db.session.flush()
+    return len(changed)
+
+
+def bulk_assign(ids: list[int], user: User, assignee: User | None) -> int:
+    """Give the selected messages to a colleague (None: to nobody); how many changed."""
+    if assignee is not None and not (
+        assignee.is_active_account and assignee.role_enum.includes(Role.EDITOR)
+    ):
+        raise ReplyError(
+            gettext(
+                "%(email)s cannot triage replies (an editor or above can).", email=assignee.email
+            )
+        )
+    target = assignee.id if assignee else None
+    changed = [message for message in _chosen(ids) if message.assigned_to_id != target]
+    for message in changed:
+        message.assigned_to_id = target
+    if changed:
+        _audit_bulk("assigned", user, changed, assignee_id=target)
+    db.session.flush()
+    return len(changed)
 
 
 def add_note(message: InboundMessage, user: User, text: str) -> InboundNote:
@@ -399,6 +504,22 @@ def _original_prefix(message: InboundMessage) -> bytes | None:
         return zlib.decompressobj().decompress(message.raw_blob, HEADER_PREFIX_BYTES)
     except zlib.error:
         return None  # the download reports (and logs) a damaged original
+
+
+def original_header(message: InboundMessage, name: str) -> str | None:
+    """One header of the stored original, unfolded (None: not kept, absent or unreadable)."""
+    head = _original_prefix(message)
+    if head is None:
+        return None
+    try:
+        parsed = BytesHeaderParser(policy=default_policy).parsebytes(head)
+    except Exception:  # hostile headers have broken the stdlib parser before
+        return None
+    try:
+        value = parsed.get(name)
+    except Exception:  # a malformed header: what was sent, undecoded
+        value = _raw_header(parsed, name)
+    return None if value is None else " ".join(storable(str(value)).split())
 
 
 def original_headers(message: InboundMessage) -> dict[str, str]:

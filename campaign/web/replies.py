@@ -22,12 +22,22 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user
 
 from campaign.extensions import csrf, db
 from campaign.inbound.sanitise import FRAME_CSP, safe_html
-from campaign.models import Campaign, Delivery, InboundKind, InboundMessage, Role, User
-from campaign.services import ledger
+from campaign.models import (
+    AnswerStatus,
+    Campaign,
+    Delivery,
+    InboundKind,
+    InboundMessage,
+    ReplyAnswer,
+    Role,
+    User,
+)
+from campaign.services import ledger, reply_answers
 from campaign.services import replies as reply_service
 from campaign.services.inbound import raw_message_of
 from campaign.services.replies import InboxFilter, ReplyError
@@ -57,14 +67,26 @@ def _message(message_id: int) -> InboundMessage:
     return message
 
 
-def _filter_from_args() -> InboxFilter:
+def _filter_from_args(source: Any = None) -> InboxFilter:
+    source = request.args if source is None else source
     return InboxFilter(
-        kind=request.args.get("kind") or None,
-        state=request.args.get("state") or None,
-        campaign_id=row_id(request.args.get("campaign")),
-        assigned_to_id=signed_in_user().id if request.args.get("mine") == "1" else None,
-        search=request.args.get("q"),
+        kind=source.get("kind") or None,
+        state=source.get("state") or None,
+        campaign_id=row_id(source.get("campaign")),
+        assigned_to_id=signed_in_user().id if source.get("mine") == "1" else None,
+        search=source.get("q"),
     )
+
+
+def _filter_args(found: InboxFilter) -> dict[str, Any]:
+    """The inbox's filter as URL arguments, carried from the inbox to a message and back."""
+    return {
+        "kind": found.kind,
+        "state": found.state,
+        "campaign": found.campaign_id,
+        "mine": "1" if found.assigned_to_id is not None else None,
+        "q": found.search,
+    }
 
 
 def _back_to(message: InboundMessage) -> Any:
@@ -92,18 +114,77 @@ def index() -> Any:
         ),
         counts=reply_service.kind_counts(found),
         kind_labels=KIND_LABELS,
+        filter_args=_filter_args(found),
+        users=reply_service.triage_users(),
     )
 
 
-@bp.route("/<int:message_id>")
+@bp.route("/bulk", methods=["POST"])
 @allow(Role.EDITOR)
-def show(message_id: int) -> Any:
-    message = _message(message_id)
+def bulk() -> Any:
+    """Mark handled or assign the messages ticked in the inbox, in one request."""
+    found = _filter_from_args(request.form)
+    back = redirect(url_for("replies.index", **_filter_args(found)))
+    ids = [found_id for raw in request.form.getlist("ids") if (found_id := row_id(raw))]
+    action = request.form.get("action")
+    try:
+        if action == "handled":
+            count = reply_service.bulk_mark_handled(ids, signed_in_user())
+            db.session.commit()
+            flash(
+                ngettext(
+                    "%(num)d message marked handled.", "%(num)d messages marked handled.", count
+                ),
+                "success",
+            )
+        elif action == "assign":
+            raw = request.form.get("user_id", "")
+            assignee = None
+            if raw:
+                user_id = row_id(raw)
+                assignee = db.session.get(User, user_id) if user_id is not None else None
+                if assignee is None:
+                    flash(_("Not assigned: that user no longer exists."), "error")
+                    return back
+            count = reply_service.bulk_assign(ids, signed_in_user(), assignee)
+            db.session.commit()
+            who = assignee.email if assignee else _("nobody")
+            flash(
+                ngettext(
+                    "%(num)d message assigned to %(user)s.",
+                    "%(num)d messages assigned to %(user)s.",
+                    count,
+                    user=who,
+                ),
+                "success",
+            )
+        else:
+            flash(_("Choose what to do with the selected messages."), "error")
+    except ReplyError as error:
+        db.session.rollback()
+        flash(_("Nothing changed: %(reason)s", reason=error), "error")
+    return back
+
+
+def _render_show(
+    message: InboundMessage, *, draft: Any = None, error: str = "", status: int = 200
+) -> Any:
+    found = _filter_from_args()
     delivery = db.session.get(Delivery, message.delivery_id) if message.delivery_id else None
     campaign = db.session.get(Campaign, delivery.campaign_id) if delivery else None
     may_attach = reply_service.may_attach(message)
+    answers = reply_answers.answers_to(message)
+    may_answer = reply_answers.may_answer(message)
     return render_template(
         "replies/show.html",
+        filter_args=_filter_args(found),
+        sender=reply_service.sender_contact(message, delivery),
+        answers=answers,
+        last_answer_id=answers[-1].id if answers else 0,
+        may_answer=may_answer,
+        draft=draft or (reply_answers.draft_for(message) if may_answer else None),
+        answer_error=error,
+        account_choices=reply_answers.account_choices() if delivery is None else [],
         message=message,
         headers=reply_service.original_headers(message),
         delivery=delivery,
@@ -117,7 +198,79 @@ def show(message_id: int) -> Any:
         may_see_evidence=current_user.role_enum.includes(Role.SENDER),
         has_raw=message.raw_blob is not None,
         max_note=reply_service.MAX_NOTE_CHARS,
+        max_answer=reply_answers.MAX_BODY_CHARS,
+    ), status
+
+
+@bp.route("/<int:message_id>")
+@allow(Role.EDITOR)
+def show(message_id: int) -> Any:
+    return _render_show(_message(message_id))
+
+
+@bp.route("/<int:message_id>/answer", methods=["POST"])
+@allow(Role.EDITOR)
+def answer(message_id: int) -> Any:
+    """Send staff's answer through the campaign's SMTP account, inside this request."""
+    message = _message(message_id)
+    form = request.form
+    draft = reply_answers.AnswerDraft(
+        to=form.get("to", ""), subject=form.get("subject", ""), body=form.get("body", "")
     )
+    seen = form.get("seen", "0")
+    try:
+        sent = reply_answers.send_answer(
+            message,
+            signed_in_user(),
+            to=draft.to,
+            subject=draft.subject,
+            body=draft.body,
+            account_choice=form.get("account", ""),
+            seen_answer_id=int(seen) if seen.isdecimal() else 0,
+            commit=db.session.commit,
+        )
+    except ReplyError as error:
+        db.session.rollback()
+        # Nothing was stored: the page comes back with what was typed.
+        return _render_show(
+            message, draft=draft, error=_("Not sent: %(reason)s", reason=error), status=400
+        )
+    db.session.commit()
+    status = sent.answer.status
+    if status == AnswerStatus.SENT:
+        flash(_("Answer sent to %(address)s.", address=sent.answer.to_address), "success")
+    elif status == AnswerStatus.IN_DOUBT:
+        flash(
+            _(
+                "The answer may have been delivered: %(reason)s. Check with the recipient "
+                "before sending it again.",
+                reason=sent.answer.error,
+            ),
+            "warning",
+        )
+    else:
+        flash(_("Not sent: %(reason)s", reason=sent.answer.error), "error")
+    if sent.colleague_warning:
+        flash(sent.colleague_warning, "warning")
+    return redirect(url_for("replies.show", message_id=message.id, _anchor="answers"))
+
+
+@bp.route("/<int:message_id>/answers/<int:answer_id>.eml")
+@allow(Role.EDITOR)
+def answer_original(message_id: int, answer_id: int) -> Any:
+    """The exact answer as handed to the SMTP server (evidence), always as a download."""
+    found: ReplyAnswer = db.get_or_404(ReplyAnswer, answer_id)
+    if found.inbound_id != message_id:
+        abort(404)
+    raw = reply_answers.answer_message(found)
+    if raw is None:
+        abort(404)
+    reply_answers.record_answer_download(found, signed_in_user())
+    db.session.commit()
+    response = Response(raw, mimetype="message/rfc822")
+    response.headers["Content-Disposition"] = f'attachment; filename="answer-{found.id}.eml"'
+    response.headers["Content-Security-Policy"] = "sandbox"
+    return response
 
 
 @bp.route("/<int:message_id>/html")
@@ -166,7 +319,15 @@ def handled(message_id: int) -> Any:
         flash(_("Marked handled.") if is_handled else _("Open again."), "success")
     else:
         flash(_("Already handled.") if is_handled else _("Already open."), "info")
-    return _back_to(message)
+    if not is_handled:
+        return _back_to(message)
+    # On to the next open message of the same inbox view, oldest first.
+    found = _filter_from_args(request.form)
+    following = reply_service.next_unhandled(found, message)
+    if following is None:
+        flash(_("Nothing else is waiting here."), "info")
+        return redirect(url_for("replies.index", **_filter_args(found)))
+    return redirect(url_for("replies.show", message_id=following.id, **_filter_args(found)))
 
 
 @bp.route("/<int:message_id>/assign", methods=["POST"])
