@@ -8,6 +8,7 @@ one with linked cases), so the letter shows as that campaign would send it.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from email import message_from_bytes, policy
 from typing import Any
 
@@ -25,7 +26,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from sqlalchemy import exists, or_, select
+from sqlalchemy import Select, exists, or_, select
 
 from campaign.extensions import db
 from campaign.i18n import language_name
@@ -39,13 +40,19 @@ from campaign.services.letters import (
     compose_letter,
     send_test_letter,
 )
+from campaign.services.previews import (
+    MAX_RESULTS,
+    campaign_audience,
+    clean_query,
+    neighbours,
+    recipient_warnings,
+    search_recipients,
+)
 from campaign.web.access import allow
 from campaign.web.params import row_id
 
 bp = Blueprint("previews", __name__, url_prefix="/statements/<int:statement_id>/preview")
 
-# Recipients offered in the chooser; the pre-send check covers the whole audience.
-MAX_CHOICES = 500
 # The HTML part is shown in a sandboxed frame: its inline styles may apply, nothing else.
 _FRAME_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; sandbox"
@@ -131,23 +138,65 @@ def _args_campaign(statement: Statement) -> Campaign | None:
     return _cases_campaign(statement, request.args.get("cases_from"))
 
 
+@dataclass(frozen=True)
+class _Audience:
+    key: str
+    query: Select[Any]
+
+
+def _audience_choices(using: list[tuple[Campaign, bool]]) -> list[tuple[str, str]]:
+    """The campaigns sending this statement first (their audience as it is now), then every
+    list and segment."""
+    campaigns = [
+        (f"campaign:{campaign.id}", _("Campaign: %(name)s", name=campaign.name))
+        for campaign, _linked in using
+    ]
+    return campaigns + audience_choices()
+
+
+def _find_audience(key: str, using: list[tuple[Campaign, bool]]) -> _Audience | None:
+    kind, _sep, raw = key.partition(":")
+    if kind == "campaign":
+        chosen = row_id(raw)
+        campaign = next((c for c, _linked in using if c.id == chosen), None)
+        return _Audience(key, campaign_audience(campaign)) if campaign is not None else None
+    found = find_audience(key)
+    return _Audience(found.key, found.query) if found is not None else None
+
+
+def _chosen_audience(
+    choices: list[tuple[str, str]], using: list[tuple[Campaign, bool]]
+) -> _Audience | None:
+    # By default the newest campaign sending the statement: the preview shows whom it
+    # writes to, read again at every load, so a change of its audience shows at once.
+    raw = request.args.get("audience") or (choices[0][0] if choices else "")
+    return _find_audience(raw, using)
+
+
 @bp.route("/")
 @allow(Role.EDITOR)
 def show(statement_id: int) -> Any:
     statement = db.get_or_404(Statement, statement_id)
-    choices = audience_choices()
-    audience = find_audience(request.args.get("audience") or (choices[0][0] if choices else ""))
-    recipients: list[Contact] = []
-    if audience is not None:
-        query = audience.query.order_by(Contact.family_name, Contact.given_name, Contact.id)
-        recipients = list(db.session.scalars(query.limit(MAX_CHOICES)))
+    using = _campaigns_using(statement)
+    choices = _audience_choices(using)
+    audience = _chosen_audience(choices, using)
+    q = clean_query(request.args.get("q"))
+    found = search_recipients(audience.query, q) if audience is not None else None
+    recipients = found.contacts if found is not None else []
     raw_contact = request.args.get("contact", "")
     contact = db.session.get(Contact, contact_id) if (contact_id := row_id(raw_contact)) else None
     if contact is None and recipients:
         contact = recipients[0]
-    using = _campaigns_using(statement)
+    before = after = None
+    if contact is not None and audience is not None:
+        before, after = neighbours(audience.query, contact, q)
     cases_from = _cases_campaign(statement, request.args.get("cases_from"), using)
     composed = _compose(statement, contact, cases_from=cases_from) if contact is not None else None
+    warnings = (
+        recipient_warnings(statement, contact, language=request.args.get("lang") or None)
+        if contact is not None
+        else []
+    )
     headers: list[tuple[str, str]] = []
     if composed is not None and composed.message is not None:
         parsed = message_from_bytes(composed.message, policy=policy.default)
@@ -162,15 +211,45 @@ def show(statement_id: int) -> Any:
         audiences=choices,
         audience=audience,
         recipients=recipients,
+        has_more=found.has_more if found is not None else False,
+        q=q,
         contact=contact,
+        before=before,
+        after=after,
         composed=composed,
+        warnings=warnings,
         headers=headers,
         language=request.args.get("lang", ""),
-        max_choices=MAX_CHOICES,
+        max_results=MAX_RESULTS,
         campaigns_using=using,
         cases_from=cases_from,
         # Passed on to the parts and the test letter, so they merge the same cases.
         cases_arg=str(cases_from.id) if cases_from is not None else NO_CASES,
+    )
+
+
+@bp.route("/recipients")
+@allow(Role.EDITOR)
+def recipients(statement_id: int) -> Any:
+    """The recipient list for a search and an audience, as the page's fragment (for the
+    search box and the audience chooser, which refresh it as one types or chooses)."""
+    statement = db.get_or_404(Statement, statement_id)
+    using = _campaigns_using(statement)
+    audience = _chosen_audience(_audience_choices(using), using)
+    q = clean_query(request.args.get("q"))
+    found = search_recipients(audience.query, q) if audience is not None else None
+    contact = row_id(request.args.get("contact", ""))
+    return render_template(
+        "previews/_recipients.html",
+        statement=statement,
+        audience=audience,
+        recipients=found.contacts if found is not None else [],
+        has_more=found.has_more if found is not None else False,
+        q=q,
+        contact=db.session.get(Contact, contact) if contact else None,
+        language=request.args.get("lang", ""),
+        max_results=MAX_RESULTS,
+        cases_arg=request.args.get("cases_from") or None,
     )
 
 
@@ -241,6 +320,7 @@ def send_test(statement_id: int) -> Any:
         contact=contact.id,
         lang=language,
         audience=request.form.get("audience") or None,
+        q=request.form.get("q") or None,
         cases_from=request.form.get("cases_from") or None,
     )
     cases_from = _cases_campaign(statement, request.form.get("cases_from"))

@@ -7,8 +7,10 @@ from typing import Any
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     flash,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -18,12 +20,14 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
+from flask_login import current_user
 from sqlalchemy import func, select
 
 from campaign.extensions import db
 from campaign.i18n import language_name
 from campaign.labels import label
 from campaign.models import (
+    Contact,
     PublishAs,
     Role,
     Signatory,
@@ -34,6 +38,7 @@ from campaign.models import (
     StatementVersion,
     User,
 )
+from campaign.services import previews as preview_service
 from campaign.services import statements as statement_service
 from campaign.services.statement_files import set_file_language
 from campaign.services.statements import (
@@ -183,6 +188,7 @@ def _render_show(
             paste_formats=PASTE_FORMATS,
             **_signatory_form_words(),
             max_mb=statement_service.ATTACHMENT_MAX_BYTES // (1024 * 1024),
+            samples=_samples(statement),
         ),
         status,
     )
@@ -309,6 +315,84 @@ def add_language(statement_id: int) -> Any:
     db.session.commit()
     flash(_("The text in %(language)s is added.", language=language_name(language)), "success")
     return redirect(url_for("statements.show", statement_id=statement.id, lang=language))
+
+
+# --- The live letter beside the editor (decision 0049) ------------------------------------
+
+# The live letter's frame: its inline styles may apply, nothing else (as the preview's).
+_FRAME_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; sandbox"
+)
+
+
+def _samples(statement: Statement) -> list[Contact]:
+    """The readers the editor offers for its live letter (editors only)."""
+    if not (current_user.is_authenticated and current_user.role_enum.includes(Role.EDITOR)):
+        return []
+    return preview_service.sample_recipients(statement)
+
+
+def _live_refused(message: str, status: int) -> Any:
+    return jsonify({"ok": False, "error": message}), status
+
+
+@bp.route("/<int:statement_id>/live", methods=["POST"])
+@allow(Role.EDITOR)
+def live_letter(statement_id: int) -> Any:
+    """Render the text being typed for a sample reader, as the letter will be (JSON)."""
+    statement = db.get_or_404(Statement, statement_id)
+    user = signed_in_user()
+    try:
+        preview_service.allow_draft_render(user.id)
+        language = statement_service.clean_language(request.form.get("language", ""))
+    except (preview_service.DraftRefused, StatementError) as error:
+        status = error.status if isinstance(error, preview_service.DraftRefused) else 422
+        return _live_refused(str(error), status)
+    raw = request.form.get("contact", "")
+    contact = db.session.get(Contact, int(raw)) if raw.isdecimal() and len(raw) < 10 else None
+    if contact is None or contact.deleted_at is not None:
+        return _live_refused(_("Choose a reader to see the letter as they will."), 422)
+    subject, body = request.form.get("subject", ""), request.form.get("body", "")
+    try:
+        draft = preview_service.render_draft(
+            statement, contact, language=language, subject=subject, body=body, user_id=user.id
+        )
+    except preview_service.DraftRefused as error:
+        return _live_refused(str(error), error.status)
+    return jsonify(
+        {
+            "ok": True,
+            "frame": url_for("statements.live_frame", statement_id=statement.id, v=draft.key),
+            "text": draft.text,
+            "problems": [
+                {
+                    "severity": problem.severity,
+                    "code": problem.code,
+                    "text": _(
+                        "%(severity)s (%(problem)s): %(message)s",
+                        severity=label(problem.severity, "problem_severity"),
+                        problem=label(problem.code, "problem"),
+                        message=problem.message,
+                    ),
+                }
+                for _place, problem in draft.warnings
+            ],
+        }
+    )
+
+
+@bp.route("/<int:statement_id>/live/frame")
+@allow(Role.EDITOR)
+def live_frame(statement_id: int) -> Any:
+    """The HTML part of the user's latest live letter, for the sandboxed frame."""
+    html = preview_service.stored_draft(signed_in_user().id, statement_id)
+    if html is None:
+        abort(404)
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = _FRAME_POLICY
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 # --- Versions ------------------------------------------------------------------------------

@@ -163,9 +163,8 @@ def test_a_statement_previewed_for_three_readers_with_its_pdf_and_check(
     expect(page.get_by_role("heading", name="Preview")).to_be_visible()
     for language, salutation in SALUTATIONS.items():
         page.locator("#preview-audience").select_option(f"list:{audience['list']}")
-        page.locator("#preview-contact").select_option(str(audience[language]))
-        page.locator("#preview-lang").select_option("")  # as the recipient reads
-        page.get_by_role("button", name="Show").click()
+        # The recipient list follows the audience without the Show button.
+        page.locator(f'#preview-recipients a[data-contact-id="{audience[language]}"]').click()
         expect(page.locator("#preview-language")).to_have_attribute("data-language", language)
         text = page.locator("#preview-text")
         expect(text).to_contain_text(salutation)
@@ -217,6 +216,7 @@ def test_the_check_sends_an_editor_from_a_problem_to_its_preview(
     expect(row).to_contain_text("Not in the contact's language")
     row.get_by_role("link", name="Preview").click()
     expect(page.get_by_role("heading", name="Preview")).to_be_visible()
-    expect(page.locator("#preview-contact")).to_have_value(str(audience["fr"]))
+    current = page.locator("#preview-recipients a[aria-current]")
+    expect(current).to_have_attribute("data-contact-id", str(audience["fr"]))
     expect(page.locator("#preview-language")).to_have_text("English")
     expect(page.locator("#preview-text")).to_contain_text("Dear Minister,")

@@ -1,0 +1,273 @@
+"""Previews: recipients of an audience found by search, their neighbours, one recipient's
+pre-send warnings, and a draft text rendered as its reader will see it (the live editor).
+
+Nothing here writes to the database; the live letter is kept a few minutes in Redis for the
+page's frame to fetch, and its renders are counted per user there.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from babel import Locale
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from redis.exceptions import RedisError
+from sqlalchemy import ColumnElement, Select, String, and_, literal, or_, select, tuple_
+
+from campaign.extensions import db
+from campaign.labels import choices
+from campaign.letters.letter import LanguageUnavailable, LetterSource, letter_source
+from campaign.letters.sandbox import MAX_SOURCE_CHARS
+from campaign.letters.types import LetterProblem
+from campaign.models import Campaign, Contact
+from campaign.models.search_key import fold
+from campaign.queue import get_redis
+from campaign.rate_limit import count_in_window
+from campaign.services.segments import escape_like
+
+# A search never lists more than this many recipients; the page says when there are more.
+MAX_RESULTS = 50
+MAX_QUERY = 200
+# The live editor: renders per user per minute, the text's size, how long a render is kept.
+DRAFT_RENDERS_PER_MINUTE = 120
+DRAFT_MAX_CHARS = MAX_SOURCE_CHARS
+DRAFT_TTL_SECONDS = 600
+_DRAFT_PREFIX = "campaign:draft-letter"
+_RATE_PREFIX = "campaign:draft-renders"
+_ORDER = (Contact.family_name, Contact.given_name, Contact.id)
+
+
+class DraftRefused(ValueError):
+    """A draft was not rendered; the message says why, in words; `status` is the HTTP one
+    (422 the text, 429 too many renders, 503 Redis unreachable)."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --- recipients ------------------------------------------------------------------------------
+
+
+def _language_codes(word: str) -> list[str]:
+    """Language tags whose name (in the interface language) or tag contains `word`."""
+    folded = fold(word)
+    if not folded:
+        return []
+    interface = get_locale() or Locale.parse("en")
+    found = {code for code, name in interface.languages.items() if folded in fold(name)}
+    if word.isalpha() and len(word) in (2, 3):
+        found.add(word.lower())
+    return sorted(code.replace("_", "-") for code in found)[:20]
+
+
+def _has_language(code: str) -> ColumnElement[bool]:
+    padded = literal(" ", String) + Contact.languages + literal(" ", String)
+    escaped = escape_like(code)
+    return or_(
+        padded.like(f"% {escaped} %", escape="\\"), padded.like(f"% {escaped}-%", escape="\\")
+    )
+
+
+def _word_clause(word: str) -> ColumnElement[bool] | None:
+    """One word of a search: in a name or organisation (any script), a role's label or a
+    language's name."""
+    folded = fold(word)
+    if not folded:
+        return None
+    clauses: list[ColumnElement[bool]] = [
+        Contact.search_key.like(f"%{escape_like(folded)}%", escape="\\")
+    ]
+    roles = [value for value, text in choices("role_type") if folded in fold(f"{text} {value}")]
+    if roles:
+        clauses.append(Contact.role_type.in_(roles))
+    clauses += [_has_language(code) for code in _language_codes(word)]
+    return or_(*clauses)
+
+
+def _searched(query: Select[Any], q: str) -> Select[Any]:
+    words = [c for c in (_word_clause(w) for w in q.split()[:10]) if c is not None]
+    query = query.where(Contact.deleted_at.is_(None))
+    return query.where(and_(*words)) if words else query
+
+
+def clean_query(raw: str | None) -> str:
+    """The search as typed, spaces tidied and its length bounded."""
+    return " ".join(str(raw or "").split())[:MAX_QUERY]
+
+
+@dataclass(frozen=True)
+class RecipientPage:
+    """The recipients a search shows (at most MAX_RESULTS) and whether there are more."""
+
+    contacts: list[Contact]
+    has_more: bool
+
+
+def search_recipients(audience: Select[Any], q: str = "") -> RecipientPage:
+    """The audience's contacts matching `q` by name, organisation, role or language."""
+    query = _searched(audience, clean_query(q)).order_by(*_ORDER).limit(MAX_RESULTS + 1)
+    found = list(db.session.scalars(query))
+    return RecipientPage(found[:MAX_RESULTS], len(found) > MAX_RESULTS)
+
+
+def neighbours(
+    audience: Select[Any], contact: Contact, q: str = ""
+) -> tuple[Contact | None, Contact | None]:
+    """The recipients before and after `contact` in the (searched) audience, by name."""
+    query = _searched(audience, clean_query(q))
+    key = tuple_(*_ORDER)
+    here = tuple_(
+        literal(contact.family_name or ""), literal(contact.given_name or ""), literal(contact.id)
+    )
+    before = db.session.scalars(
+        query.where(key < here).order_by(*(c.desc() for c in _ORDER)).limit(1)
+    ).first()
+    after = db.session.scalars(query.where(key > here).order_by(*_ORDER).limit(1)).first()
+    return before, after
+
+
+def campaign_audience(campaign: Campaign) -> Select[Any]:
+    """Who a campaign writes to now (its audience minus suppressions), read at each call."""
+    from campaign.services.campaigns import CampaignError, recipients_query
+
+    try:
+        return recipients_query(campaign)
+    except CampaignError:  # a list or segment of it was deleted
+        return select(Contact).where(Contact.id.is_(None))
+
+
+def recipient_warnings(
+    statement: Any, contact: Contact, *, language: str | None = None
+) -> list[tuple[str, LetterProblem]]:
+    """The pre-send check's problems for one recipient's letter, each with where it is.
+
+    The same check as a campaign's (services/presend), over this one contact.
+    """
+    from campaign.services.presend import check_audience
+    from campaign.services.salutation_rules import current_rule_set
+
+    report = check_audience(statement, [contact], language=language, rules=current_rule_set())
+    found = [(problem.where, problem.problem) for problem in report.text_problems]
+    found += [("", problem.problem) for problem in report.problems]
+    return found
+
+
+# --- the live editor ---------------------------------------------------------------------------
+
+
+def sample_recipients(statement: Any, limit: int = MAX_RESULTS) -> list[Contact]:
+    """Contacts offered as the editor's sample reader: the audience of the newest campaign
+    that sends this statement, else any contacts, by name."""
+    newest = db.session.scalars(
+        select(Campaign)
+        .where(Campaign.statement_id == statement.id)
+        .order_by(Campaign.created_at.desc(), Campaign.id.desc())
+        .limit(1)
+    ).first()
+    query = campaign_audience(newest) if newest is not None else select(Contact)
+    found = list(db.session.scalars(_searched(query, "").order_by(*_ORDER).limit(limit)))
+    if not found and newest is not None:
+        found = list(
+            db.session.scalars(_searched(select(Contact), "").order_by(*_ORDER).limit(limit))
+        )
+    return found
+
+
+def draft_source(statement: Any, language: str, subject: str, body: str) -> LetterSource:
+    """The statement as it would be with `language`'s text replaced by the draft."""
+    if len(body) + len(subject) > DRAFT_MAX_CHARS:
+        raise DraftRefused(
+            _(
+                "The text is too long to show: at most %(limit)d characters.",
+                limit=DRAFT_MAX_CHARS,
+            )
+        )
+    source = letter_source(statement)
+    snapshot = dict(source.snapshot)
+    texts = dict(snapshot.get("texts") or {})
+    texts[language] = {**dict(texts.get(language) or {}), "subject": subject, "body": body}
+    snapshot["texts"] = texts
+    languages = [str(lang) for lang in snapshot.get("languages") or texts]
+    if language not in languages:
+        languages.append(language)
+    snapshot["languages"] = languages
+    return LetterSource(source.statement_id, source.version, snapshot)
+
+
+@dataclass(frozen=True)
+class DraftLetter:
+    """A draft rendered for a sample reader: the key of its HTML part, its text, problems."""
+
+    key: str
+    text: str
+    # The pre-send check's problems for this reader's letter, as a campaign's check finds them.
+    warnings: Sequence[tuple[str, LetterProblem]]
+
+
+def allow_draft_render(user_id: int) -> None:
+    """Count one live render for the user; DraftRefused when they rendered too many."""
+    try:
+        full, wait = count_in_window(
+            get_redis(), [f"{_RATE_PREFIX}:{user_id}"], [DRAFT_RENDERS_PER_MINUTE], 60
+        )
+    except RedisError as error:
+        raise DraftRefused(
+            _("The letter cannot be shown just now: %(reason)s", reason=str(error)), 503
+        ) from None
+    if full:
+        raise DraftRefused(
+            _("Too many updates of the letter; it is shown again in %(seconds)d s.", seconds=wait),
+            429,
+        )
+
+
+def render_draft(
+    statement: Any, contact: Contact, *, language: str, subject: str, body: str, user_id: int
+) -> DraftLetter:
+    """Render the draft for `contact` as letters are rendered, check it as the pre-send check
+    does, and keep its HTML part for the user's frame (DRAFT_TTL_SECONDS)."""
+    from campaign.services.letters import compose_letter
+
+    source = draft_source(statement, language, subject, body)
+    try:
+        # No PDF: it takes a second and the frame shows the HTML part.
+        composed = compose_letter(source, contact, language=language, attach_pdf=False)
+    except LanguageUnavailable as error:
+        raise DraftRefused(str(error)) from None
+    # One kept render per user and statement, replaced by the next: typing costs no memory.
+    key = secrets.token_urlsafe(12)
+    stored = json.dumps({"key": key, "html": composed.parts.html})
+    try:
+        get_redis().set(_draft_key(user_id, source.statement_id), stored, ex=DRAFT_TTL_SECONDS)
+    except RedisError as error:
+        raise DraftRefused(
+            _("The letter cannot be shown just now: %(reason)s", reason=str(error)), 503
+        ) from None
+    if any(p.code == "render_error" for p in composed.letter.problems):
+        # The check would only make the same letter again (up to the sandbox's limits).
+        warnings = [("", problem) for problem in composed.letter.problems]
+    else:
+        warnings = recipient_warnings(source, contact, language=language)
+    return DraftLetter(key, composed.parts.text, warnings)
+
+
+def _draft_key(user_id: int, statement_id: int) -> str:
+    return f"{_DRAFT_PREFIX}:{user_id}:{statement_id}"
+
+
+def stored_draft(user_id: int, statement_id: int) -> str | None:
+    """The HTML part of the user's latest draft of the statement (kept a few minutes)."""
+    try:
+        raw = get_redis().get(_draft_key(user_id, statement_id))
+    except RedisError:
+        return None
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    return str(data["html"])
