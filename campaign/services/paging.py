@@ -59,3 +59,30 @@ class Page(Generic[T]):
     def last_number(self) -> int:
         """The position of the last item shown among all (0 when none)."""
         return offset_of(self.page, self.per_page) + len(self.items)
+
+
+def page_numbers(
+    page: int, pages: int, *, around: int = 2, last_known: bool = True
+) -> list[int | None]:
+    """The page numbers a pager links to: the first, the last, `page` and `around` pages
+    either side; None where numbers are left out (shown as an ellipsis).
+
+    `last_known=False` is for a count that stopped early ("more than 10,000"): `pages` is
+    then only the pages known to exist, so the last one is not offered as "the last".
+    """
+    pages = max(1, pages)
+    page = min(max(1, page), pages)
+    wanted = {1, *range(page - around, page + around + 1)}
+    if last_known:
+        wanted.add(pages)
+    numbers: list[int | None] = []
+    previous = 0
+    for number in sorted(n for n in wanted if 1 <= n <= pages):
+        if number > previous + 1:
+            # A gap of a single page shows that page rather than an ellipsis in its place.
+            numbers.append(previous + 1 if number == previous + 2 else None)
+        numbers.append(number)
+        previous = number
+    if not last_known and previous < pages:
+        numbers.append(None)
+    return numbers
