@@ -177,6 +177,7 @@ def _in_terminal_language(callback: Callable[..., Any]) -> Callable[..., Any]:
 
 def register_commands(app: Flask) -> None:
     from campaign.commands.campaigns import register as register_campaigns
+    from campaign.commands.connections import register as register_connections
     from campaign.commands.contacts import register as register_contacts
     from campaign.commands.dev import register as register_dev
     from campaign.commands.dkim import register as register_dkim
@@ -191,6 +192,7 @@ def register_commands(app: Flask) -> None:
 
     register_campaigns(app)
     register_contacts(app)
+    register_connections(app)
     register_dev(app)
     register_dkim(app)
     register_inbound(app)

@@ -324,6 +324,25 @@ def html_to_text(html: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
+def attachment_content(message: StoredMessage, index: int) -> tuple[Attachment, bytes] | None:
+    """The `index`-th attachment (as listed) and its decoded bytes; None if there is none."""
+    parts = [part for part in _parse(message.raw).iter_attachments() if isinstance(part, MIMEPart)]
+    if not 0 <= index < len(parts) or index >= len(message.attachments):
+        return None
+    payload = parts[index].get_payload(decode=True)
+    return message.attachments[index], payload if isinstance(payload, bytes) else b""
+
+
+# Path separators, control characters and quotes never reach a download's file name.
+_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+
+
+def safe_download_name(filename: str, fallback: str = "attachment") -> str:
+    """A file name a browser saves as given: no directory, no control character, no dot start."""
+    name = " ".join(_UNSAFE_NAME.sub("_", filename).split()).strip(". ")
+    return name[:150] or fallback
+
+
 def html_source(message: StoredMessage) -> str:
     """The HTML part's source, for showing as escaped text (never rendered)."""
     html_part = _parse(message.raw).get_body(preferencelist=("html",))

@@ -16,6 +16,7 @@ import re
 import smtplib
 import socket
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -141,8 +142,13 @@ class SmtpConnection:
         *,
         helo_name: str = "localhost",
         tls_context: ssl.SSLContext | None = None,
+        deadline: float | None = None,
     ) -> None:
         self.settings = settings
+        # time.monotonic() by which the whole conversation must be over (None: no overall
+        # limit, only the account's timeout per step): before each step the socket waits
+        # no longer than the time left, and a step that would start late is not started.
+        self.deadline = deadline
         self.helo_name = helo_name or "localhost"
         self._tls_context = tls_context
         self._client: smtplib.SMTP | None = None
@@ -165,6 +171,20 @@ class SmtpConnection:
     def connected(self) -> bool:
         return self._client is not None
 
+    def _step(self, client: smtplib.SMTP | None = None) -> float:
+        """The timeout for the next step: the account's, cut to what is left before the
+        deadline (set on the socket); TimeoutError (an OSError) when nothing is left."""
+        timeout = float(max(1, self.settings.timeout))
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the time allowed for the whole conversation ran out")
+            timeout = min(timeout, left)
+        sock = getattr(client, "sock", None)
+        if sock is not None:
+            sock.settimeout(timeout)
+        return timeout
+
     def _context(self) -> ssl.SSLContext:
         return self._tls_context or client_context()
 
@@ -174,10 +194,10 @@ class SmtpConnection:
         if logs_in_in_clear(settings.security, settings.username, settings.host):
             # Accounts saved before the form refused this still never log in in clear.
             return _insecure(TlsProblem.CLEAR_TEXT, "")
-        timeout = max(1, settings.timeout)
         phase = "connect"
         client: smtplib.SMTP | None = None
         try:
+            timeout = self._step()
             if settings.security == "ssl":
                 client = smtplib.SMTP_SSL(
                     local_hostname=self.helo_name, timeout=timeout, context=self._context()
@@ -192,18 +212,23 @@ class SmtpConnection:
             if code != 220:
                 self._discard(client)
                 return classify_reply(code, reply, phase)
+            self._step(client)
             code, reply = client.ehlo()
             if code != 250:
+                self._step(client)
                 code, reply = client.helo()
                 if code != 250:
                     self._discard(client)
                     return classify_reply(code, reply, phase)
             if settings.security == "starttls":
                 phase = "tls"
+                self._step(client)
                 client.starttls(context=self._context())
+                self._step(client)
                 client.ehlo()
             if settings.username:
                 phase = "auth"
+                self._step(client)
                 client.login(settings.username, settings.password)
         except smtplib.SMTPAuthenticationError as error:
             self._discard(client)
@@ -281,6 +306,7 @@ class SmtpConnection:
         if client is None:
             return
         with contextlib.suppress(OSError, smtplib.SMTPException):
+            self._step(client)  # QUIT waits no longer than the deadline leaves
             client.quit()
         self._discard(client)
 
@@ -298,6 +324,26 @@ class SmtpConnection:
         assert self._client is not None
         announced = str(self._client.esmtp_features.get("size", "")).strip()
         return (int(announced) or None if announced.isdigit() else None), None
+
+    def check_sender(self, envelope_from: str) -> SendOutcome:
+        """Connect (and log in) if need be, ask the server whether it takes mail from
+        `envelope_from` (MAIL FROM), then RSET: no recipient is named, nothing is sent.
+        Kind SENT (phase "mail") when it does; otherwise why not, phase and all."""
+        if self._client is None:
+            refused = self._open()
+            if refused is not None:
+                return refused
+        client = self._client
+        assert client is not None
+        try:
+            code, reply = client.mail(envelope_from)
+        except (smtplib.SMTPException, OSError) as error:
+            self._drop()
+            return _dropped("mail", error)
+        if code != 250:
+            return self._refused(code, reply, "mail")
+        self._reset()
+        return SendOutcome(Outcome.SENT, code, _text(reply), _enhanced(_text(reply)), "mail")
 
     def _reset(self) -> None:
         # After a refused MAIL/RCPT the transaction must be cleared before the next one.
@@ -348,19 +394,23 @@ class SmtpConnection:
         try:
             eight_bit = client.has_extn("8bitmime") and not data.isascii()
             options = ["BODY=8BITMIME"] if eight_bit else []
+            self._step(client)
             code, reply = client.mail(envelope_from, options)
             if code != 250:
                 return self._refused(code, reply, phase)
             phase = "rcpt"
+            self._step(client)
             code, reply = client.rcpt(recipient)
             if code not in (250, 251):
                 return self._refused(code, reply, phase)
             refused: list[str] = []
             for copy in copies:
+                self._step(client)
                 copy_code, _ = client.rcpt(copy)
                 if copy_code not in (250, 251):
                     refused.append(copy)
             phase = "data"
+            self._step(client)
             code, reply = client.docmd("DATA")
             if code != 354:
                 return self._refused(code, reply, phase)
@@ -371,8 +421,10 @@ class SmtpConnection:
             if not body.endswith(b"\r\n"):
                 body += b"\r\n"
             # Until the final dot is written the server cannot have taken the message.
+            self._step(client)
             client.send(body + b".\r\n")
             phase = "dot"
+            self._step(client)
             code, reply = client.getreply()
         except (smtplib.SMTPException, OSError) as error:
             self._drop()

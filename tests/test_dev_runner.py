@@ -66,6 +66,8 @@ def test_campaign_dev_serves_the_app_and_ctrl_c_stops_everything(tmp_path: Path)
         CAMPAIGN_MAIL_PORT=str(mail_port),
         CAMPAIGN_DEMO_ADMIN_PASSWORD="first start password",
         PYTHONUNBUFFERED="1",
+        # Paced, so that the worker is still in the middle of a batch when Ctrl-C comes.
+        CAMPAIGN_MAIL_RATE_PER_SECOND="4",
     )
     campaign = Path(sys.executable).parent / "campaign"
     started = time.monotonic()
@@ -121,7 +123,30 @@ def test_campaign_dev_serves_the_app_and_ctrl_c_stops_everything(tmp_path: Path)
         assert redis_pid in children
         assert len(children) >= 2, "expected at least Redis and the RQ worker"
         assert all(_alive(pid) for pid in children)
+
+        # The demo's draft campaign goes out to the sink; Ctrl-C comes while it is sending.
+        launched = subprocess.run(
+            [str(campaign), "send", "1", "--override"],
+            # As a terminal beside scripts/run (the demo's sender is at localhost).
+            env={
+                **env,
+                "CAMPAIGN_DEBUG": "true",
+                "CAMPAIGN_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert launched.returncode == 0, launched.stdout + launched.stderr
+        received = instance / "devmail" / "new"
+        deadline = time.monotonic() + START_TIMEOUT
+        while len(list(received.iterdir())) < 4:
+            assert time.monotonic() < deadline, "the campaign's letters never reached the sink"
+            time.sleep(0.2)
+        children = _children_of(runner.pid)  # the work horse sending the batch among them
     finally:
+        stop_asked = time.monotonic()
         if runner.poll() is None:
             os.killpg(runner.pid, signal.SIGINT)
         try:
@@ -136,7 +161,12 @@ def test_campaign_dev_serves_the_app_and_ctrl_c_stops_everything(tmp_path: Path)
     while not lines.empty():
         output.append(lines.get())
     text = "".join(output)
+    stop_seconds = time.monotonic() - stop_asked
     assert runner.returncode == 0, text
+    # The worker stopped by itself after the letter it was sending: never killed, and the
+    # campaign was not paused by its letters meeting a sink already gone.
+    assert "killing it" not in text, text
+    assert "paused" not in text, text
     assert "stopped: web app, worker, mail sink and Redis are down." in text
     deadline = time.monotonic() + 5
     while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
@@ -144,4 +174,6 @@ def test_campaign_dev_serves_the_app_and_ctrl_c_stops_everything(tmp_path: Path)
     assert not [pid for pid in children if _alive(pid)], "orphans left behind"
     assert _port_free(port), "the web port is still taken"
     assert _port_free(mail_port), "the SMTP sink's port is still taken"
-    print(f"campaign dev: started in {startup_seconds:.1f} s")
+    sent = len(list((instance / "devmail" / "new").iterdir())) - 1
+    print(f"campaign dev: started in {startup_seconds:.1f} s, stopped in {stop_seconds:.1f} s")
+    print(f"letters received before the stop: {sent}")

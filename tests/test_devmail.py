@@ -184,3 +184,51 @@ def test_senders_and_admins_see_the_mailbox_in_the_menu(
 ) -> None:
     login(role)  # type: ignore[operator]
     assert 'href="/devmail/"' in client.get("/").get_data(as_text=True)
+
+
+def test_the_html_part_is_served_sandboxed_and_attachments_download_safely(
+    client: FlaskClient, login: object, sink: DevmailSink
+) -> None:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "a@example.org", "b@example.org", "Files"
+    message.set_content("Plain text")
+    message.add_alternative("<p style='color:red'>Hello</p><script>x()</script>", subtype="html")
+    message.add_attachment(
+        b"%PDF-1.4 letter", maintype="application", subtype="pdf", filename="Lettre à l’ONU.pdf"
+    )
+    message.add_attachment(
+        b"<script>alert(1)</script>", maintype="text", subtype="html", filename="../../evil.html"
+    )
+    with smtplib.SMTP("127.0.0.1", sink.port, timeout=10) as smtp:
+        smtp.send_message(message)
+    login(Role.SENDER)  # type: ignore[operator]
+    key = list_messages(sink.directory)[0].key
+
+    shown = client.get(f"/devmail/{key}").get_data(as_text=True)
+    assert f'src="/devmail/{key}/html"' in shown and 'sandbox=""' in shown
+    assert "Lettre à l’ONU.pdf" in shown and "application/pdf" in shown
+    assert f"/devmail/{key}/attachments/0" in shown and f"/devmail/{key}/attachments/1" in shown
+
+    html = client.get(f"/devmail/{key}/html")
+    assert html.status_code == 200 and html.mimetype == "text/html"
+    assert "<p style='color:red'>Hello</p>" in html.get_data(as_text=True)  # as sent
+    policy = html.headers["Content-Security-Policy"]
+    assert "sandbox" in policy and "default-src 'none'" in policy and "script-src" not in policy
+    assert html.headers["Content-Disposition"] == "inline"
+    assert html.headers["X-Frame-Options"] == "SAMEORIGIN"
+
+    pdf = client.get(f"/devmail/{key}/attachments/0")
+    assert pdf.status_code == 200 and pdf.data == b"%PDF-1.4 letter"
+    assert pdf.headers["Content-Disposition"].startswith("attachment;")
+    assert (
+        "filename*=UTF-8''Lettre%20%C3%A0%20l%E2%80%99ONU.pdf" in pdf.headers["Content-Disposition"]
+    )
+    assert pdf.headers["X-Content-Type-Options"] == "nosniff"
+
+    evil = client.get(f"/devmail/{key}/attachments/1")
+    assert evil.mimetype == "application/octet-stream"  # never rendered as a page
+    assert "/" not in evil.headers["Content-Disposition"].split("filename=")[1]
+    assert evil.headers["Content-Disposition"] == "attachment; filename=_.._evil.html"
+
+    assert client.get(f"/devmail/{key}/attachments/2").status_code == 404
+    assert client.get("/devmail/no-such-message/html").status_code == 404

@@ -11,6 +11,7 @@ start, so that work Redis lost is queued before the worker looks at the queue.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -26,6 +27,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, SimpleWorker, Worker
 from rq.serializers import JSONSerializer
 from sqlalchemy.orm import configure_mappers
+
+from workers.context import request_stop
 
 log = logging.getLogger("workers")
 
@@ -47,12 +50,61 @@ class _PromptUnsubscribe:
         super().unsubscribe()  # type: ignore[misc]
 
 
+# What the worker sends its work horse on a warm shutdown: "finish the letter in hand, then
+# stop". RQ itself only waits for the whole job, and a batch of 200 paced letters outlasted
+# every stop timeout (Ctrl-C on scripts/run: "did not stop in 15 s; killing it").
+STOP_SOON_SIGNAL = signal.SIGUSR1
+
+
+# Held by the background threads (reconciler, inbox poller, scheduler tick ...) while they
+# use a SQLite database, and by the worker while it forks a work horse. SQLite keeps
+# process-wide mutexes: a horse forked while a thread was inside SQLite inherited the mutex
+# locked and hung at its first query, for ever (the job never ended, so a stop waited for
+# it until it was killed). None with PostgreSQL, whose client library has no such state.
+_fork_lock: threading.Lock | None = None
+
+
+def _without_fork(run: Any) -> Any:
+    """`run`, made to hold the fork lock (when there is one) while it runs."""
+
+    def guarded() -> None:
+        if _fork_lock is None:
+            run()
+            return
+        with _fork_lock:
+            run()
+
+    guarded.__name__ = getattr(run, "__name__", "run")
+    return guarded
+
+
 class CampaignWorker(_PromptUnsubscribe, Worker):
     """RQ's forking worker (a work horse per job), stopping promptly."""
+
+    def fork_work_horse(self, job: Any, queue: Any) -> None:
+        if _fork_lock is None:
+            super().fork_work_horse(job, queue)
+            return
+        with _fork_lock:  # the horse never returns from here; the parent releases the lock
+            super().fork_work_horse(job, queue)
+
+    def setup_work_horse_signals(self) -> None:
+        super().setup_work_horse_signals()
+        signal.signal(STOP_SOON_SIGNAL, lambda *_args: request_stop())
+
+    def handle_warm_shutdown_request(self) -> None:
+        super().handle_warm_shutdown_request()
+        if self.horse_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.horse_pid, STOP_SOON_SIGNAL)
 
 
 class CampaignSimpleWorker(_PromptUnsubscribe, SimpleWorker):
     """RQ's in-process worker (--simple), stopping promptly."""
+
+    def handle_warm_shutdown_request(self) -> None:
+        super().handle_warm_shutdown_request()
+        request_stop()  # the job runs in this very process
 
 
 # Waits between attempts to reach Redis again after it went away: 1 s, 2, 4 … at most 30.
@@ -194,6 +246,12 @@ def main(argv: list[str] | None = None) -> int:
         engine = db.engine
         # A forked work horse must not reuse the parent's pooled database connections.
         os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+        # Until a horse installs its handler (RQ does it first thing), the signal is ignored
+        # rather than fatal: one sent at the moment of the fork must not kill the job.
+        signal.signal(STOP_SOON_SIGNAL, signal.SIG_IGN)
+        if engine.dialect.name == "sqlite" and not args.simple:
+            global _fork_lock
+            _fork_lock = threading.Lock()
         # The mappers are configured now, before any thread or fork: a work horse forked
         # while a thread held SQLAlchemy's configuration lock would wait on it forever.
         configure_mappers()
@@ -224,18 +282,24 @@ def main(argv: list[str] | None = None) -> int:
             worker.work(burst=True, logging_level=args.log_level)
             return 0
         first = make_worker()
-        reconciler = Reconciler(app, reconcile)
+        reconciler = Reconciler(app, _without_fork(reconcile))
         reconciler.start()
         inbox_poller = Reconciler(
-            app, poll_inboxes, name="poll-inboxes", interval_key="INBOX_POLL_SECONDS"
+            app, _without_fork(poll_inboxes), name="poll-inboxes", interval_key="INBOX_POLL_SECONDS"
         )
         inbox_poller.start()
         tracking_flusher = Reconciler(
-            app, flush_tracking, name="flush-tracking", interval_key="TRACKING_FLUSH_SECONDS"
+            app,
+            _without_fork(flush_tracking),
+            name="flush-tracking",
+            interval_key="TRACKING_FLUSH_SECONDS",
         )
         tracking_flusher.start()
         scheduler = Reconciler(
-            app, run_scheduler, name="scheduler-tick", interval_key="SCHEDULER_TICK_SECONDS"
+            app,
+            _without_fork(run_scheduler),
+            name="scheduler-tick",
+            interval_key="SCHEDULER_TICK_SECONDS",
         )
         scheduler.start()
         try:

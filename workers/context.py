@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -10,6 +11,19 @@ from flask import Flask
 from campaign.extensions import db
 
 _app: Flask | None = None
+# Set when the worker is asked to stop (SIGTERM, Ctrl-C on scripts/run): a long job ends
+# after the unit of work in hand (a letter), giving the rest back, instead of being killed.
+_stopping = threading.Event()
+
+
+def request_stop() -> None:
+    """Ask the job running in this process to end after its current unit of work."""
+    _stopping.set()
+
+
+def stop_requested() -> bool:
+    """Whether this process was asked to stop (jobs ask between units of work)."""
+    return _stopping.is_set()
 
 
 def get_app() -> Flask:

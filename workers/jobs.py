@@ -11,7 +11,7 @@ from campaign.extensions import db
 from campaign.scheduling import tick
 from campaign.services import importing, mailboxes, notices, sending
 from campaign.tracking import buffer
-from workers.context import job_context
+from workers.context import job_context, stop_requested
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,12 @@ def _worker_name() -> str:
 def send_batch(campaign_id: int) -> None:
     """Send the next batch of campaign `campaign_id`'s due deliveries; chain one more if due."""
     with job_context():
-        result = sending.send_batch(campaign_id, worker=_worker_name(), commit=db.session.commit)
+        result = sending.send_batch(
+            campaign_id,
+            worker=_worker_name(),
+            commit=db.session.commit,
+            should_stop=stop_requested,
+        )
         if result.has_more:
             sending.chain_next_batch(campaign_id)
             db.session.commit()
@@ -112,3 +117,23 @@ def send_notice(kind: str, target_id: int) -> None:
     with job_context():
         sent = notices.send_notice(kind, target_id, commit=db.session.commit)
         log.info("notice %s for %s: %d e-mail(s) sent", kind, target_id, sent)
+
+
+def apply_contact_bulk_edit(edit_id: int) -> None:
+    """Apply contact bulk edit `edit_id` batch by batch; a failure is recorded on its row."""
+    from campaign.services import contact_bulk_edit
+
+    with job_context():
+        if not contact_bulk_edit.claim_bulk_edit(edit_id):
+            db.session.rollback()
+            log.info("contact bulk edit %s is not queued (already taken); nothing to do", edit_id)
+            return
+        db.session.commit()
+        try:
+            contact_bulk_edit.run_bulk_edit(edit_id, commit=db.session.commit)
+            db.session.commit()
+        except Exception as error:
+            db.session.rollback()
+            log.exception("contact bulk edit %s failed", edit_id)
+            contact_bulk_edit.mark_failed(edit_id, error)
+            db.session.commit()

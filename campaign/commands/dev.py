@@ -200,8 +200,11 @@ class DevRunner:
         if self.stopping.is_set():
             return
         self._start_redis(app)
-        self._start_worker()
+        # The sink before the worker, so that it stops after it (the stack unwinds in
+        # reverse): a worker finishing its letter must not find the sink gone, count the
+        # refused connections as failures and pause the campaign.
         mailbox_note = self._start_mail_sink(config)
+        self._start_worker()
         if self.stopping.is_set():
             return
 

@@ -41,10 +41,14 @@ class MailboxUnavailable(Exception):
     then a lazy string, read in each reader's language.
     """
 
-    def __init__(self, reason: str | LazyString, *, pauses: bool = False) -> None:
+    def __init__(
+        self, reason: str | LazyString, *, pauses: bool = False, phase: str = "connect"
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.pauses = pauses
+        # Where it failed: connect, tls, login (a connection test reports it step by step).
+        self.phase = "tls" if pauses else phase
 
     def __str__(self) -> str:
         return str(self.reason)
@@ -122,7 +126,7 @@ def connect(mailbox: ImapMailbox, *, timeout: float = TIMEOUT_SECONDS) -> IMAPCl
         # Neither the server's text (it may echo what we sent) nor the login name (often an
         # address, and this message is logged) goes in; the mailbox page shows the login.
         raise MailboxUnavailable(
-            f"{where} refused the login: check the user name and password"
+            f"{where} refused the login: check the user name and password", phase="login"
         ) from None
     except ssl.SSLError as error:
         _shut(client)
@@ -132,5 +136,5 @@ def connect(mailbox: ImapMailbox, *, timeout: float = TIMEOUT_SECONDS) -> IMAPCl
         raise MailboxUnavailable(f"STARTTLS with {where} failed: {error.reason or error}") from None
     except (IMAPClientError, OSError) as error:
         _shut(client)
-        raise MailboxUnavailable(f"{where} failed during login: {error}") from None
+        raise MailboxUnavailable(f"{where} failed during login: {error}", phase="login") from None
     return client

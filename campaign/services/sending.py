@@ -398,6 +398,8 @@ class _Batch:
     earlier_ids: dict[int, list[str]] = field(default_factory=dict)
     # Delivery id -> "Re: " + the subject that person's first letter carried (the ledger's).
     reply_subjects: dict[int, str] = field(default_factory=dict)
+    # The worker's shutdown, asked between letters (None: never).
+    should_stop: Callable[[], bool] | None = None
     # The statement files the campaign attaches (read once per job), for first letters.
     files: list[Any] = field(default_factory=list)
     # `{% for case in cases %}`: the campaign's linked cases, read once per batch.
@@ -481,12 +483,19 @@ def _campaign_status(campaign_id: int) -> str | None:
     return db.session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
 
 
-def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> BatchResult:
+def send_batch(
+    campaign_id: int,
+    *,
+    worker: str,
+    commit: Callable[[], None],
+    should_stop: Callable[[], bool] | None = None,
+) -> BatchResult:
     """Claim a batch of the campaign's due deliveries, send them over one connection, record each.
 
     `commit` makes each outcome durable before the next message (the job passes
     db.session.commit). Problems with single messages are recorded on their rows; nothing
-    is raised for them.
+    is raised for them. `should_stop` (the worker is shutting down) is asked between
+    letters: when it says yes, the rows not yet sent go back to the queue at once.
     """
     result = BatchResult()
     campaign = db.session.get(Campaign, campaign_id)
@@ -575,6 +584,7 @@ def send_batch(campaign_id: int, *, worker: str, commit: Callable[[], None]) -> 
         tracking=_tracking(campaign, commit),
         cases=cases_context(campaign),
         files=files,
+        should_stop=should_stop,
     )
     rows = [
         _Row(*row)
@@ -702,6 +712,18 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
                     last_check, since_check = clock, 0
                 if batch.keeper is not None and not batch.keeper.holds():
                     _stop_lease_lost(batch)
+                    return
+                if batch.should_stop is not None and batch.should_stop():
+                    # Ctrl-C or a deploy: the letter in hand was sent; the rest is not held
+                    # until the lease runs out but goes back now, for the next worker.
+                    result.released += _release(
+                        batch.claim_id,
+                        status=DeliveryStatus.QUEUED.value,
+                        note="",
+                        next_attempt_at=None,
+                    )
+                    result.stopped = "the worker is stopping; the rest goes to the next job"
+                    batch.commit()
                     return
                 if clock - started >= lease / 2:
                     # Stay well inside the lease and the job's timeout; another job goes on.

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
 from campaign.extensions import db
 from campaign.models import ImapMailbox, ImapSecurity, Role
 from campaign.models._types import utcnow
 from campaign.services import mailbox_admin
+from campaign.services.connection_tests import ConnectionReport, check_mailbox_connection
 from campaign.services.mailbox_admin import MailboxSettings
 from campaign.services.mailboxes import ALERT_AFTER, MailboxError, poll_mailbox
 from campaign.web.access import allow, signed_in_user
@@ -173,3 +174,32 @@ def poll(mailbox_id: int) -> Any:
             polled += " " + _("More messages wait: the workers read them next.")
         flash(polled, "success")
     return _back()
+
+
+_TEST_KEY = "mailbox_connection_test"
+
+
+@bp.route("/<int:mailbox_id>/test")
+@allow(Role.ADMIN)
+def test(mailbox_id: int) -> Any:
+    mailbox = db.get_or_404(ImapMailbox, mailbox_id)
+    found = session.get(_TEST_KEY)
+    report = None
+    if isinstance(found, dict) and found.get("mailbox") == mailbox_id:
+        report = ConnectionReport.from_dict(found["report"])
+    return render_template("mailboxes/test.html", mailbox=mailbox, report=report)
+
+
+@bp.route("/<int:mailbox_id>/test", methods=["POST"])
+@allow(Role.ADMIN)
+def run_test(mailbox_id: int) -> Any:
+    """Connect, secure, log in and open the folder read-only: nothing is fetched or moved."""
+    mailbox = db.get_or_404(ImapMailbox, mailbox_id)
+    report = check_mailbox_connection(mailbox, actor=signed_in_user())
+    db.session.commit()
+    session[_TEST_KEY] = {"mailbox": mailbox_id, "report": report.as_dict()}
+    if report.is_ok:
+        flash(_("The connection works."), "success")
+    else:
+        flash(_("The connection does not work."), "error")
+    return redirect(url_for("mailboxes.test", mailbox_id=mailbox_id))

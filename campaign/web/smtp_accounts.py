@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
 from campaign.extensions import db
 from campaign.models import Role, SmtpAccount, SmtpSecurity
 from campaign.services import smtp_accounts as account_service
+from campaign.services.connection_tests import (
+    ConnectionReport,
+    check_smtp_connection,
+    default_sender,
+)
 from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("smtp_accounts", __name__, url_prefix="/smtp-accounts")
@@ -123,6 +128,72 @@ def delete(account_id: int) -> Any:
     db.session.commit()
     flash(_("SMTP account %(name)s deleted.", name=name), "success")
     return redirect(url_for("smtp_accounts.index"))
+
+
+# --- test the connection ---------------------------------------------------------------------
+
+_TEST_KEY = "smtp_connection_test"
+
+
+def _tested(account_id: int | None) -> Any:
+    account = None if account_id is None else db.get_or_404(SmtpAccount, account_id)
+    found = session.get(_TEST_KEY)
+    report = None
+    sender = default_sender()
+    if isinstance(found, dict) and found.get("account") == (account_id or 0):
+        report = ConnectionReport.from_dict(found["report"])
+        sender = str(found.get("sender") or sender)
+    return render_template(
+        "smtp_accounts/test.html",
+        account=account,
+        settings=account_service.default_settings(with_dkim=False) if account is None else account,
+        report=report,
+        sender=sender,
+    )
+
+
+def _run_test(account_id: int | None) -> Any:
+    account = None if account_id is None else db.get_or_404(SmtpAccount, account_id)
+    sender = request.form.get("sender", "").strip()
+    report = check_smtp_connection(account, sender, actor=signed_in_user())
+    db.session.commit()
+    session[_TEST_KEY] = {
+        "account": account_id or 0,
+        "sender": sender or default_sender(),
+        "report": report.as_dict(),
+    }
+    if report.is_ok:
+        flash(_("The connection works; no message was sent."), "success")
+    else:
+        flash(_("The connection does not work; no message was sent."), "error")
+    if account_id is None:
+        return redirect(url_for("smtp_accounts.test_default"))
+    return redirect(url_for("smtp_accounts.test", account_id=account_id))
+
+
+@bp.route("/<int:account_id>/test")
+@allow(Role.ADMIN)
+def test(account_id: int) -> Any:
+    return _tested(account_id)
+
+
+@bp.route("/<int:account_id>/test", methods=["POST"])
+@allow(Role.ADMIN)
+def run_test(account_id: int) -> Any:
+    """Connect, secure, log in and try the From: nothing is sent (MAIL FROM, then RSET)."""
+    return _run_test(account_id)
+
+
+@bp.route("/default/test")
+@allow(Role.ADMIN)
+def test_default() -> Any:
+    return _tested(None)
+
+
+@bp.route("/default/test", methods=["POST"])
+@allow(Role.ADMIN)
+def run_test_default() -> Any:
+    return _run_test(None)
 
 
 # --- DKIM ------------------------------------------------------------------------------------
