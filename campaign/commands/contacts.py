@@ -39,10 +39,38 @@ def register(app: Flask) -> None:
     default=None,
     help="Write rejected rows (line, column, reason, original cells) to this CSV file.",
 )
+@click.option(
+    "--role",
+    default="",
+    help="Role for every row when the file has no role column (e.g. ambassador); "
+    "default: unknown (role other).",
+)
+@click.option(
+    "--gender",
+    default="",
+    help="Grammatical gender (f, m or unknown) for every row when the file has no gender "
+    "column; default: unknown.",
+)
+@click.option(
+    "--language",
+    default="",
+    help="Language tags (e.g. fr) for every row when the file has no language column; "
+    "default: none.",
+)
 def import_contacts_command(
-    file: Path, list_name: str, on_duplicate: str, rejects_path: Path | None
+    file: Path,
+    list_name: str,
+    on_duplicate: str,
+    rejects_path: Path | None,
+    role: str,
+    gender: str,
+    language: str,
 ) -> None:
-    """Import contacts from a CSV or XLSX file; the columns are mapped automatically."""
+    """Import contacts from a CSV or XLSX file; the columns are mapped automatically.
+
+    A file without a column letters need (role, gender, language) gets the value given by
+    --role, --gender or --language for every row, or leaves it unknown; either is printed.
+    """
     from campaign.extensions import db
     from campaign.services import importing
 
@@ -53,11 +81,14 @@ def import_contacts_command(
         rows.close()
         mapping, remembered = importing.suggest_mapping(info.headers)
         mapping = importing.clean_mapping(info.headers, mapping)
+        options = {"role_type": role, "grammatical_gender": gender, "languages": language}
+        fallbacks = importing.clean_fallbacks(mapping, options)
     except importing.TabularError as error:
         raise CommandError(str(error)) from None  # it names the file
     except importing.ImportSetupError as error:
         raise CommandError(f"{file}: {error}") from None
     _describe_mapping(mapping, remembered)
+    _describe_fallbacks(fallbacks, options)
     shown_progress = [0.0]
 
     def progress(p: importing.Progress) -> None:
@@ -94,6 +125,7 @@ def import_contacts_command(
             filename=str(file),
             on_progress=progress,
             on_reject=reject,
+            fallbacks=fallbacks,
         )
     except importing.TabularError as error:
         db.session.rollback()
@@ -121,6 +153,62 @@ def _describe_mapping(mapping: dict[str, str], remembered: bool) -> None:
         click.echo(_("ignored columns: %(columns)s", columns=", ".join(ignored)), err=True)
 
 
+_OPTIONS = {"role_type": "--role", "grammatical_gender": "--gender", "languages": "--language"}
+
+
+def _describe_fallbacks(fallbacks: dict[str, str], options: dict[str, str]) -> None:
+    """Say which columns letters need the file lacks, and what every row gets instead."""
+    from campaign.labels import label
+    from campaign.services.contacts import FIELD_LABELS
+
+    for name, value in fallbacks.items():
+        field, option = str(FIELD_LABELS[name]).lower(), _OPTIONS[name]
+        if value:
+            shown = value if name == "languages" else label(value, _LABEL_TABLES[name])
+            click.echo(
+                _(
+                    "no column for %(field)s: every row gets %(value)s (%(option)s)",
+                    field=field,
+                    value=shown,
+                    option=option,
+                ),
+                err=True,
+            )
+        else:
+            click.echo(
+                _(
+                    "no column for %(field)s: left unknown (%(meaning)s); choose with %(option)s",
+                    field=field,
+                    meaning=_unknown_meaning(name),
+                    option=option,
+                ),
+                err=True,
+            )
+    for name, value in options.items():
+        if value and name not in fallbacks:
+            click.echo(
+                _(
+                    "the file has a column for %(field)s: %(option)s is not used",
+                    field=str(FIELD_LABELS[name]).lower(),
+                    option=_OPTIONS[name],
+                ),
+                err=True,
+            )
+
+
+_LABEL_TABLES = {"role_type": "role_type", "grammatical_gender": "gender"}
+
+
+def _unknown_meaning(name: str) -> str:
+    from campaign.labels import label
+
+    if name == "role_type":
+        return label("other", "role_type")
+    if name == "grammatical_gender":
+        return label("unknown", "gender")
+    return _("no language: letters go out in the statement's first language")
+
+
 @click.command("export-contacts")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--list", "list_name", default="", help="Export only the members of this list.")
@@ -136,7 +224,7 @@ def export_contacts_command(file: Path, list_name: str) -> None:
     fmt = file.suffix.lower().lstrip(".")
     if fmt not in ("csv", "xlsx"):
         raise CommandError(_("%(file)s: the name must end in .csv or .xlsx", file=file))
-    query = select(Contact).order_by(Contact.id)
+    query = select(Contact).where(Contact.deleted_at.is_(None)).order_by(Contact.id)
     description = "all contacts"
     if list_name:
         found = find_list(list_name)

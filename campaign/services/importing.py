@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import IO, Any
 
 from flask import current_app, g, has_request_context
@@ -266,6 +267,62 @@ def clean_mapping(
     return cleaned
 
 
+# --- Columns letters need, when the file has none (decision 0047) ---------------------
+
+# The fields a letter's salutation and language are chosen by. A file without a column for
+# one of them gets a value for all rows, chosen by the person, or leaves it unknown (role
+# `other`, gender unknown, no language): never a value nobody chose.
+LETTER_FIELDS = ("role_type", "grammatical_gender", "languages")
+# What a person picks to leave a field unknown.
+LEAVE_UNKNOWN = "unknown"
+# The key under which ContactImport.mapping keeps the values for all rows next to the
+# header -> field pairs. Headers are trimmed (tabular._clean_headers), so no header is it.
+FALLBACKS_KEY = " for all rows"
+
+
+def missing_letter_fields(mapping: Mapping[str, Any]) -> list[str]:
+    """The fields letters need that no column of `mapping` fills, in LETTER_FIELDS order."""
+    mapped = {name for header, name in mapping.items() if header != FALLBACKS_KEY and name}
+    return [name for name in LETTER_FIELDS if name not in mapped]
+
+
+def clean_fallbacks(mapping: Mapping[str, Any], chosen: Mapping[str, str]) -> dict[str, str]:
+    """The values for all rows of the letter fields `mapping` lacks: field -> value as the
+    contact stores it, "" = left unknown. Values for fields a column fills are dropped.
+
+    Raise ImportSetupError naming the field when a value is not one the field takes.
+    """
+    cleaned: dict[str, str] = {}
+    for name in missing_letter_fields(mapping):
+        value = str(chosen.get(name) or "").strip()
+        if not value or value.lower() == LEAVE_UNKNOWN:
+            cleaned[name] = ""
+            continue
+        try:
+            cleaned[name] = str(clean_contact_data({name: value}, partial=True)[name])
+        except ContactInputError as error:
+            raise ImportSetupError(
+                _(
+                    "%(field)s for all rows: %(reason)s",
+                    field=FIELD_LABELS[name],
+                    reason=error.errors[0].message,
+                )
+            ) from None
+    return cleaned
+
+
+def stored_mapping(mapping: Mapping[str, str], fallbacks: Mapping[str, str]) -> dict[str, Any]:
+    """The mapping as ContactImport.mapping keeps it: the columns and the values for all rows."""
+    return {**mapping, FALLBACKS_KEY: dict(fallbacks)}
+
+
+def split_mapping(stored: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """(header -> field, values for all rows) from ContactImport.mapping."""
+    columns = {h: str(f or "") for h, f in stored.items() if h != FALLBACKS_KEY}
+    fallbacks = stored.get(FALLBACKS_KEY) or {}
+    return columns, {str(k): str(v or "") for k, v in dict(fallbacks).items()}
+
+
 def find_or_create_list(name: str) -> ContactList:
     """The contact list called `name` (compared without case), created if missing."""
     try:
@@ -288,6 +345,8 @@ class RowResult:
     problems: list[tuple[str, str]] = field(default_factory=list)
     # Fields whose cell was not blank: an update never erases what the file left empty.
     given: tuple[str, ...] = ()
+    # Fields given by a value chosen for all rows (the file has no column for them).
+    for_all_rows: tuple[str, ...] = ()
 
     @property
     def column(self) -> str:
@@ -314,9 +373,20 @@ def _restore_cell(value: str) -> str:
 
 
 class _RowChecker:
-    def __init__(self, headers: list[str], mapping: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        headers: list[str],
+        mapping: Mapping[str, str],
+        fallbacks: Mapping[str, str] | None = None,
+    ) -> None:
         self.positions = [(i, mapping[h]) for i, h in enumerate(headers) if mapping.get(h)]
         self.header_of = {mapping[h]: h for h in headers if mapping.get(h)}
+        # Only values someone chose, and only for letter fields no column fills.
+        self.fallbacks = {
+            name: value
+            for name, value in (fallbacks or {}).items()
+            if value and name in LETTER_FIELDS and name not in self.header_of
+        }
 
     def check(self, row: Row) -> RowResult:
         result = RowResult(row.line, row.cells)
@@ -324,6 +394,7 @@ class _RowChecker:
             result.problems.append((row.problem.column, row.problem.reason))
             return result
         raw = {name: _restore_cell(row.cells[i]) for i, name in self.positions}
+        raw.update(self.fallbacks)
         try:
             result.data = clean_contact_data(raw)
         except ContactInputError as error:
@@ -332,10 +403,24 @@ class _RowChecker:
             )
             return result
         result.given = tuple(name for name, value in raw.items() if value.strip())
+        result.for_all_rows = tuple(self.fallbacks)
         return result
 
 
 # --- Preview ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowLetter:
+    """What a previewed row's letters are made from: each letter field's value and where it
+    comes from ("file", "for_all_rows", "unknown": no column and left unknown, "contact":
+    the existing contact's, kept), and the salutation they give in `salutation_language`."""
+
+    role: tuple[str, str]
+    gender: tuple[str, str]
+    languages: tuple[str, str]
+    salutation: str
+    salutation_language: str
 
 
 @dataclass
@@ -345,6 +430,7 @@ class PreviewRow:
     problems: list[tuple[str, str]]
     # "new", "update", "skip" (the address exists), or "rejected".
     outcome: str
+    letter: RowLetter | None = None
 
 
 @dataclass
@@ -352,6 +438,8 @@ class Preview:
     info: TableInfo
     mapping: dict[str, str]
     rows: list[PreviewRow]
+    # The letter fields no column fills, and the value chosen for all rows ("" = unknown).
+    fallbacks: dict[str, str] = field(default_factory=dict)
 
 
 def max_upload_bytes() -> int:
@@ -376,15 +464,23 @@ def preview_import(
     on_duplicate: str = "skip",
     filename: str = "",
     limit: int = PREVIEW_ROWS,
+    fallbacks: Mapping[str, str] | None = None,
 ) -> Preview:
-    """Check the first `limit` rows as the import would, writing nothing."""
+    """Check the first `limit` rows as the import would, writing nothing; each row that
+    would be imported says what its letters will be made from (RowLetter).
+
+    `fallbacks`: values for all rows (clean_fallbacks); by default those kept in `mapping`.
+    """
+    columns, kept = split_mapping(mapping)
+    chosen = kept if fallbacks is None else dict(fallbacks)
     info, rows = open_contact_file(path, filename=filename)
     try:
-        checked_mapping = clean_mapping(info.headers, mapping)
+        checked_mapping = clean_mapping(info.headers, columns)
     except ImportSetupError:
         rows.close()
         raise
-    checker = _RowChecker(info.headers, checked_mapping)
+    chosen = {name: chosen.get(name, "") for name in missing_letter_fields(checked_mapping)}
+    checker = _RowChecker(info.headers, checked_mapping, chosen)
     results = []
     for row in rows:
         results.append(checker.check(row))
@@ -392,7 +488,13 @@ def preview_import(
             break
     rows.close()
     keys = [r.data["email_key"] for r in results if r.data]
-    existing = set(db.session.scalars(select(Contact.email_key).where(Contact.email_key.in_(keys))))
+    # Only live contacts: an address in the trash makes a new contact (decision 0048).
+    existing = {
+        contact.email_key: contact
+        for contact in db.session.scalars(
+            select(Contact).where(Contact.email_key.in_(keys), Contact.deleted_at.is_(None))
+        )
+    }
     seen: dict[str, int] = {}
     preview_rows = []
     for result in results:
@@ -406,8 +508,52 @@ def preview_import(
             else:
                 outcome = "new"
             seen.setdefault(key, result.line)
-        preview_rows.append(PreviewRow(result.line, result.cells, result.problems, outcome))
-    return Preview(info, checked_mapping, preview_rows)
+        letter = None
+        if outcome != "rejected" and result.data:
+            letter = _row_letter(
+                result, outcome, existing.get(result.data["email_key"]), set(checker.header_of)
+            )
+        preview_rows.append(PreviewRow(result.line, result.cells, result.problems, outcome, letter))
+    return Preview(info, checked_mapping, preview_rows, chosen)
+
+
+def _row_letter(
+    result: RowResult, outcome: str, contact: Contact | None, columns: set[str]
+) -> RowLetter:
+    """What the row's letters will be made from once imported (see RowLetter)."""
+    from campaign.services.salutation_rules import current_rule_set
+
+    data = dict(result.data or {})
+    origins = {
+        name: "for_all_rows"
+        if name in result.for_all_rows
+        else ("file" if name in columns else "unknown")
+        for name in LETTER_FIELDS
+    }
+    if contact is not None and outcome in ("update", "skip"):
+        # The contact keeps what the file does not change (all of it when skipped).
+        for name in CONTACT_FIELDS:
+            if outcome == "skip" or name not in result.given:
+                data[name] = getattr(contact, name)
+                if name in origins:
+                    origins[name] = "contact"
+    person = SimpleNamespace(**{name: data.get(name) for name in CONTACT_FIELDS})
+    rules = current_rule_set()
+    available = rules.languages()
+    tags = [t.split("-")[0].lower() for t in str(person.languages or "").split()]
+    language = next((t for t in tags if t in available), "en" if "en" in available else "")
+    language = language or available[0]
+    try:
+        salutation = rules.salutation(person, language)
+    except LookupError as error:  # no rule fits (MissingRuleError)
+        salutation = str(error)
+    return RowLetter(
+        role=(str(person.role_type or ""), origins["role_type"]),
+        gender=(str(person.grammatical_gender or ""), origins["grammatical_gender"]),
+        languages=(str(person.languages or ""), origins["languages"]),
+        salutation=salutation,
+        salutation_language=language,
+    )
 
 
 def _duplicate_reason(key: str, first_line: int) -> str:
@@ -486,22 +632,28 @@ def import_contacts(
     on_progress: Callable[[Progress], None] | None = None,
     on_reject: Callable[[RowResult], None] | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    fallbacks: Mapping[str, str] | None = None,
 ) -> ImportResult:
     """Import every valid row of the file at `path`; flush, the caller commits.
 
     Raise TabularError when the file cannot be read at all, ImportSetupError when the
     mapping or options are wrong. Invalid rows are counted, passed to `on_reject` and
     written to `rejects_path`; they never stop the valid ones.
+
+    `fallbacks`: values for all rows of letter fields no column fills (clean_fallbacks;
+    "" = left unknown); by default those kept in `mapping` (stored_mapping).
     """
     if on_duplicate not in ON_DUPLICATE:
         raise ImportSetupError(duplicate_choice_message())
+    columns, kept = split_mapping(mapping)
+    chosen = kept if fallbacks is None else dict(fallbacks)
     info, rows = open_contact_file(path, filename=filename)
     try:
-        checked_mapping = clean_mapping(info.headers, mapping)
+        checked_mapping = clean_mapping(info.headers, columns)
     except ImportSetupError:
         rows.close()
         raise
-    checker = _RowChecker(info.headers, checked_mapping)
+    checker = _RowChecker(info.headers, checked_mapping, chosen)
     result = ImportResult(rejects_path=str(rejects_path) if rejects_path else "")
     rejects = _RejectsWriter(rejects_path, info.headers)
     # Address key -> line of its first occurrence. Grows with the file (about 100 bytes
@@ -560,6 +712,7 @@ def import_contacts(
             "rejected": result.rejected,
             "on_duplicate": on_duplicate,
             "list": contact_list.name if contact_list is not None else "",
+            "for_all_rows": dict(checker.fallbacks),
         },
     )
     return result
@@ -593,8 +746,13 @@ def _existing_ids(keys: list[str]) -> dict[str, int]:
         condition = column == any_(bindparam("keys", keys, type_=ARRAY(String)))
     else:
         condition = column.in_(keys)
-    rows = db.session.execute(select(Contact.email_key, Contact.id).where(condition))
-    return {key: contact_id for key, contact_id in rows}
+    # Trashed contacts are left out here, not in SQL: "deleted_at IS NULL" would lead the
+    # planner, without statistics for the rows this import just wrote, to the deleted_at
+    # index instead of the address's. An address only in the trash makes a new contact.
+    rows = db.session.execute(
+        select(Contact.email_key, Contact.id, Contact.deleted_at).where(condition)
+    )
+    return {key: contact_id for key, contact_id, deleted_at in rows if deleted_at is None}
 
 
 def _write_chunk(

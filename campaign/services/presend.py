@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_babel import lazy_ngettext
+from flask_babel import lazy_ngettext, ngettext
 from flask_babel.speaklater import LazyString
 from sqlalchemy import Select
 
@@ -47,7 +47,7 @@ from campaign.letters.letter import (
 from campaign.letters.salutations import RuleSet
 from campaign.letters.types import LetterProblem, RenderedLetter
 from campaign.mail import message_id_domain
-from campaign.models import Contact
+from campaign.models import Contact, RoleType
 from campaign.scheduling.stored_text import Text, joined, labelled, said
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,9 @@ BATCH_SIZE = 500
 # campaign's page, so its cost must not grow with the audience).
 MAX_READINGS = 50
 _DIGITS = re.compile(r"\d+")
+# Roles of people who hold an office: an audience with any of them is "to officials", and
+# a recipient there whose role is `other` gets a warning (decision 0047).
+OFFICIAL_ROLES = frozenset(RoleType) - {RoleType.JOURNALIST, RoleType.NGO, RoleType.OTHER}
 
 
 @dataclass(frozen=True)
@@ -202,13 +205,18 @@ def check_audience(
     # a statement with 10,000 recipients is not parsed 10,000 times, and a {% if %} that
     # changes the ending for some recipients is read for them too.
     reading = _Reading(rule_set)
+    officials = 0
+    # Recipients whose role is `other`: (id, email, name, letter language, salutation).
+    unroled: list[tuple[int, str, str, str, str]] = []
     for contact in _contacts(contacts):
         report.checked += 1
         email = str(contact.email or "")
         name = contact.display_name
         text_error = False
+        salutation = ""
         try:
             letter = render_letter(source, contact, language=language, today=today, rules=rule_set)
+            salutation = letter.salutation
             found, letter_language = letter.problems, letter.language
             own, text_error = _reader_problems(source, contact, letter, reading, report)
             found += own
@@ -231,6 +239,13 @@ def check_audience(
             report.codes[problem.code] += 1
         if any(p.severity == "error" for p in found) or text_error:
             report.contacts_with_errors += 1
+        role = contact.role_type or RoleType.OTHER.value
+        if role in OFFICIAL_ROLES:
+            officials += 1
+        elif role == RoleType.OTHER.value:
+            unroled.append((contact.id, email, name, letter_language, salutation))
+    if officials:
+        _warn_unroled(report, unroled, officials)
     for letter_language, unread in sorted(reading.unread.items()):
         report.text_problems.append(_not_read(source, letter_language, len(unread)))
         report.codes["letters_not_read"] += 1
@@ -238,6 +253,36 @@ def check_audience(
         key=lambda p: (p.language, p.problem.severity != "error", p.line, p.problem.code)
     )
     return report
+
+
+def _warn_unroled(
+    report: PresendReport, unroled: list[tuple[int, str, str, str, str]], officials: int
+) -> None:
+    """Warn for each recipient whose role is `other` in an audience with `officials`:
+    their letter greets them without a title, which an official may take amiss."""
+    for contact_id, email, name, letter_language, salutation in unroled:
+        if salutation:
+            message = ngettext(
+                "the contact's role is “other” while %(num)d recipient of this audience is an "
+                "official: the letter greets them as “%(salutation)s”; if they hold an office, "
+                "set their role on the contact's page",
+                "the contact's role is “other” while %(num)d recipients of this audience are "
+                "officials: the letter greets them as “%(salutation)s”; if they hold an office, "
+                "set their role on the contact's page",
+                officials,
+                salutation=salutation,
+            )
+        else:
+            message = ngettext(
+                "the contact's role is “other” while %(num)d recipient of this audience is an "
+                "official; if they hold an office, set their role on the contact's page",
+                "the contact's role is “other” while %(num)d recipients of this audience are "
+                "officials; if they hold an office, set their role on the contact's page",
+                officials,
+            )
+        problem = LetterProblem("warning", "role_other", message)
+        report.problems.append(ContactProblem(contact_id, email, name, letter_language, problem))
+        report.codes["role_other"] += 1
 
 
 def _message(text: Text) -> str:

@@ -18,15 +18,19 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from campaign.extensions import db
+from campaign.i18n import language_name
+from campaign.labels import choices, label
 from campaign.models import ContactImport, ContactList, ImportStatus, Role
 from campaign.services import importing
 from campaign.services.contacts import FIELD_LABELS
+from campaign.services.country_names import letter_languages
 from campaign.web.access import allow
 
 bp = Blueprint("imports", __name__, url_prefix="/imports")
@@ -176,6 +180,74 @@ def _give_up(record: ContactImport, problem: Exception) -> None:
     importing.delete_upload(record.id)
 
 
+# The question for each column letters need that the file lacks (decision 0047).
+FALLBACK_QUESTIONS = {
+    "role_type": _l("Role for all rows"),
+    "grammatical_gender": _l("Grammatical gender for all rows"),
+    "languages": _l("Language for all rows"),
+}
+UNKNOWN_CHOICES = {
+    "role_type": _l("leave unknown (role: other)"),
+    "grammatical_gender": _l("leave unknown"),
+    "languages": _l("leave unknown (no language)"),
+}
+
+
+def _fallback_options(name: str) -> list[tuple[str, str]]:
+    if name == "role_type":
+        return choices("role_type")
+    if name == "grammatical_gender":
+        return [(code, text) for code, text in choices("gender") if code != "unknown"]
+    return [(tag, f"{language_name(tag)} ({tag})") for tag in letter_languages()]
+
+
+def _fallback_fields(mapping: dict[str, str], chosen: dict[str, str]) -> list[dict[str, Any]]:
+    """The questions the mapping page asks for the letter fields no column fills."""
+    return [
+        {
+            "name": name,
+            "question": FALLBACK_QUESTIONS[name],
+            "unknown": UNKNOWN_CHOICES[name],
+            "options": _fallback_options(name),
+            "value": chosen.get(name) or importing.LEAVE_UNKNOWN,
+        }
+        for name in importing.missing_letter_fields(mapping)
+    ]
+
+
+def fallback_value(name: str, value: str) -> str:
+    """A value of a letter field in words, as the preview shows it."""
+    if name == "role_type":
+        return label(value or "other", "role_type")
+    if name == "grammatical_gender":
+        return label(value or "unknown", "gender")
+    return ", ".join(language_name(tag) for tag in value.split()) or _("none")
+
+
+def _fallback_notes(fallbacks: dict[str, str]) -> list[str]:
+    """What the preview says about each letter field the file has no column for."""
+    notes = []
+    for name, value in fallbacks.items():
+        field = FIELD_LABELS[name]
+        if value:
+            notes.append(
+                _(
+                    "%(field)s: the file has no column for it; every row gets %(value)s.",
+                    field=field,
+                    value=fallback_value(name, value),
+                )
+            )
+        else:
+            notes.append(
+                _(
+                    "%(field)s: the file has no column for it; left unknown (%(value)s).",
+                    field=field,
+                    value=fallback_value(name, value),
+                )
+            )
+    return notes
+
+
 @bp.route("/<int:import_id>/mapping", methods=["GET", "POST"])
 @allow(Role.EDITOR)
 def mapping(import_id: int) -> Any:
@@ -189,7 +261,8 @@ def mapping(import_id: int) -> Any:
         return redirect(url_for("imports.new"))
     _mapping, remembered = importing.suggest_mapping(info.headers)
     error = ""
-    chosen = {h: str(record.mapping.get(h, "")) for h in info.headers}
+    stored, fallbacks = importing.split_mapping(record.mapping)
+    chosen = {h: stored.get(h, "") for h in info.headers}
     list_name = ""
     if record.list_id:
         chosen_list = db.session.get(ContactList, record.list_id)
@@ -199,16 +272,20 @@ def mapping(import_id: int) -> Any:
         chosen = {h: request.form.get(f"map-{i}", "") for i, h in enumerate(info.headers)}
         on_duplicate = request.form.get("on_duplicate", "skip")
         list_name = request.form.get("list_name", "").strip()
+        fallbacks = {
+            name: request.form.get(f"fallback-{name}", "") for name in importing.LETTER_FIELDS
+        }
         try:
             if on_duplicate not in importing.ON_DUPLICATE:
                 raise importing.ImportSetupError(importing.duplicate_choice_message())
             cleaned = importing.clean_mapping(info.headers, chosen)
+            for_all_rows = importing.clean_fallbacks(cleaned, fallbacks)
             contact_list = importing.find_or_create_list(list_name) if list_name else None
         except importing.ImportSetupError as problem:
             db.session.rollback()
             error = str(problem)
         else:
-            record.mapping = cleaned
+            record.mapping = importing.stored_mapping(cleaned, for_all_rows)
             record.on_duplicate = on_duplicate
             record.list_id = contact_list.id if contact_list else None
             importing.remember_mapping(info.headers, cleaned)
@@ -235,6 +312,7 @@ def mapping(import_id: int) -> Any:
         on_duplicate=on_duplicate,
         list_name=list_name,
         lists=lists,
+        fallbacks=_fallback_fields(chosen, fallbacks),
     ), (400 if error else 200)
 
 
@@ -258,9 +336,9 @@ def preview(import_id: int) -> Any:
         _give_up(record, problem)
         return redirect(url_for("imports.new"))
     mapped = [
-        (i, h, record.mapping[h])
+        (i, h, result.mapping[h])
         for i, h in enumerate(result.info.headers)
-        if record.mapping.get(h)
+        if result.mapping.get(h)
     ]
     contact_list = db.session.get(ContactList, record.list_id) if record.list_id else None
     return render_template(
@@ -270,6 +348,8 @@ def preview(import_id: int) -> Any:
         mapped=mapped,
         labels=FIELD_LABELS,
         contact_list=contact_list,
+        fallback_notes=_fallback_notes(result.fallbacks),
+        fallback_value=fallback_value,
     )
 
 

@@ -134,3 +134,41 @@ def test_export_refuses_an_unknown_extension_or_list(app: Flask, tmp_path: Path)
     missing = invoke(app, "export-contacts", str(tmp_path / "out.csv"), "--list", "Nope")
     assert missing.exit_code != 0 and "no list called 'Nope'" in missing.output
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_an_import_without_role_column_says_so_and_uses_the_chosen_values(
+    app: Flask, tmp_path: Path
+) -> None:
+    path = tmp_path / "ambassadors.csv"
+    path.write_text(
+        "given_name,family_name,email,gender\nAigerim,Bekova,a.bekova@example.org,f\n",
+        encoding="utf-8",
+    )
+    result = invoke(app, "import-contacts", str(path), "--role", "ambassador", "--language", "fr")
+    assert result.exit_code == 0, result.output
+    assert "no column for role type: every row gets Ambassador (--role)" in result.stderr
+    assert "no column for languages, in order of preference: every row gets fr" in result.stderr
+    db.session.expire_all()
+    contact = db.session.scalar(select(Contact))
+    assert contact is not None
+    assert (contact.role_type, contact.grammatical_gender, contact.languages) == (
+        "ambassador",
+        "f",
+        "fr",
+    )
+
+
+def test_an_import_without_role_column_and_no_option_leaves_it_unknown_and_says_so(
+    app: Flask, tmp_path: Path
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("family_name,email\nBekova,a.bekova@example.org\n", encoding="utf-8")
+    result = invoke(app, "import-contacts", str(path))
+    assert result.exit_code == 0, result.output
+    assert "no column for role type: left unknown (Other role); choose with --role" in (
+        result.stderr
+    )
+    assert "no column for grammatical gender: left unknown" in result.stderr
+    bad = invoke(app, "import-contacts", str(path), "--role", "emperor")
+    assert bad.exit_code != 0
+    assert "Role type for all rows: 'emperor' is not one of" in bad.output

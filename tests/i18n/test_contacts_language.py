@@ -111,7 +111,8 @@ def test_contact_form_in_russian_explains_errors_and_says_saved(
     )
     assert refused.status_code == 422
     text = unescape(refused.get_data(as_text=True))
-    assert "Контакт не сохранён. Исправьте 2 поля:" in text
+    # The two bad fields, and the role and risk level nobody chose (decision 0047).
+    assert "Контакт не сохранён. Исправьте 4 поля:" in text
     assert "'France' — не код страны из таблицы стран" in text
     assert "недействительный адрес электронной почты" in text
 
@@ -119,7 +120,12 @@ def test_contact_form_in_russian_explains_errors_and_says_saved(
         client,
         "/contacts/new",
         method="POST",
-        data={"family_name": "Петрова", "email": "petrova@example.org", "role_type": "Посол"},
+        data={
+            "family_name": "Петрова",
+            "email": "petrova@example.org",
+            "role_type": "Посол",
+            "risk_level": "public",
+        },
     )
     assert "Контакт Петрова создан." in saved  # the flash message
     assert "<dd>Посол</dd>" in saved  # the label typed in Russian was understood

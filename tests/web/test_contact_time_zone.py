@@ -21,7 +21,13 @@ from tests.web.test_imports import import_id_from, upload
 from workers import context, jobs
 
 Login = Callable[[Role], User]
-NEW = {"family_name": "Mission", "email": "mission@example.org", "country": "FR"}
+NEW = {
+    "family_name": "Mission",
+    "email": "mission@example.org",
+    "country": "FR",
+    "role_type": "official",
+    "risk_level": "public",
+}
 
 
 def _text(response: Any) -> str:

@@ -1,0 +1,71 @@
+"""The pre-send check warns for recipients with role `other` in an audience of officials."""
+
+from __future__ import annotations
+
+from flask import Flask
+from sqlalchemy import select
+
+from campaign.extensions import db
+from campaign.models import Contact
+from campaign.services import lists, presend, statements
+from campaign.services.contacts import create_contact
+
+BODY = "{{ salutation }}\n\nText.\n\n{{ closing }}\n\nAnna Sample\n"
+
+
+def _audience(*contacts: dict[str, str]) -> object:
+    for fields in contacts:
+        create_contact(fields)
+    contact_list = lists.create_list("Recipients")
+    lists.add_matching(contact_list, select(Contact))
+    db.session.commit()
+    return lists.members_query(contact_list)
+
+
+def test_role_other_among_officials_is_a_warning_naming_the_salutation(app: Flask) -> None:
+    statement = statements.create_statement("Letter", language="en", subject="S", body=BODY)
+    audience = _audience(
+        {"email": "amb@example.org", "family_name": "Namunova", "role_type": "ambassador"},
+        {"email": "min@example.org", "family_name": "Dupont", "role_type": "minister"},
+        {"email": "a.bekova@example.org", "given_name": "Aigerim", "family_name": "Bekova",
+         "grammatical_gender": "f"},
+    )  # fmt: skip
+    report = presend.check_audience(statement, audience)
+    found = [p for p in report.problems if p.problem.code == "role_other"]
+    assert [(p.email, p.problem.severity) for p in found] == [("a.bekova@example.org", "warning")]
+    message = found[0].problem.message
+    assert "role is “other”" in message and "2 recipients of this audience are officials" in message
+    assert "“Dear Aigerim,”" in message
+    assert report.contacts_with_errors == 0
+    assert report.codes["role_other"] == 1
+
+
+def test_no_warning_when_nobody_in_the_audience_is_an_official(app: Flask) -> None:
+    statement = statements.create_statement("Letter", language="en", subject="S", body=BODY)
+    audience = _audience(
+        {"email": "press@example.org", "family_name": "Press", "role_type": "journalist"},
+        {"email": "x@example.org", "given_name": "Aigerim", "family_name": "Bekova"},
+    )
+    report = presend.check_audience(statement, audience)
+    assert not [p for p in report.problems if p.problem.code == "role_other"]
+
+
+def test_the_check_page_names_them_and_links_to_each_contact(
+    app: Flask, client: object, login: object
+) -> None:
+    from campaign.models import Role
+
+    statement = statements.create_statement("Letter", language="en", subject="S", body=BODY)
+    _audience(
+        {"email": "amb@example.org", "family_name": "Namunova", "role_type": "ambassador"},
+        {"email": "x@example.org", "given_name": "Aigerim", "family_name": "Bekova"},
+    )
+    db.session.commit()
+    login(Role.EDITOR)  # type: ignore[operator]
+    bekova = db.session.scalar(select(Contact.id).where(Contact.family_name == "Bekova"))
+    list_id = db.session.scalar(select(lists.ContactList.id))
+    page = client.get(  # type: ignore[attr-defined]
+        f"/statements/{statement.id}/check/?audience=list:{list_id}"
+    ).get_data(as_text=True)
+    assert "1 recipient has the role “other” although this audience includes officials" in page
+    assert f'<a href="/contacts/{bekova}">Aigerim Bekova</a>' in page
