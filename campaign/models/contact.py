@@ -124,7 +124,7 @@ class Contact(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # Set when the contact is moved to the trash; the scheduler purges it 30 days later.
-    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     deleted_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
@@ -137,6 +137,14 @@ class Contact(db.Model):  # type: ignore[name-defined]
             unique=True,
             sqlite_where=text("deleted_at IS NULL"),
             postgresql_where=text("deleted_at IS NULL"),
+        ),
+        # Only the few trashed rows are indexed: an index over every live row's NULL once
+        # tempted PostgreSQL's planner away from the address index for live lookups.
+        Index(
+            "ix_contacts_trashed",
+            "deleted_at",
+            sqlite_where=text("deleted_at IS NOT NULL"),
+            postgresql_where=text("deleted_at IS NOT NULL"),
         ),
     )
 

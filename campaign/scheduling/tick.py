@@ -50,6 +50,7 @@ ACTION_MODULES = (
     "campaign.services.followups",
     "campaign.services.calendar",
     "campaign.services.sign_on_invitations",
+    "campaign.services.contact_trash",
 )
 
 

@@ -27,6 +27,7 @@ from campaign.models import Contact, Segment
 from campaign.models.search_key import fold
 from campaign.services.contacts import FIELD_PARSERS
 from campaign.services.lists import member_ids
+from campaign.services.paging import clamp_page, offset_of, page_count
 from campaign.services.segments import escape_like, has_token, where_clause
 
 COUNT_LIMIT = 10_000
@@ -117,7 +118,8 @@ def _search_clause(q: str) -> ColumnElement[bool]:
 
 def filtered_query(filters: ContactFilters) -> Select[Contact]:
     """Select the contacts passing every filter (unordered)."""
-    query = select(Contact)
+    # A contact in the trash is found only on the trash page.
+    query = select(Contact).where(Contact.deleted_at.is_(None))
     if filters.q:
         query = query.where(_search_clause(filters.q))
     if filters.role_type:
@@ -155,6 +157,14 @@ class Page:
     prev_cursor: str | None = None
     per_page: int = 50
     extra: dict[str, Any] = field(default_factory=dict)
+    number: int = 0  # the page's number when paged by numbers (0: by cursors)
+    has_more: bool = False  # rows follow this page (numbered pages)
+
+    @property
+    def pages(self) -> int:
+        """The pages known to exist: all of them when the count is exact."""
+        known = page_count(self.total, self.per_page)
+        return known if self.total_is_exact else max(known, self.number + int(self.has_more))
 
     @property
     def total_label(self) -> str:
@@ -259,4 +269,31 @@ def search_page(
         has_prev = (after_values is not None) if not backwards else more
         page.next_cursor = encode_cursor(last) if has_next else None
         page.prev_cursor = encode_cursor(first) if has_prev else None
+    return page
+
+
+def numbered_page(
+    filters: ContactFilters,
+    *,
+    sort: str = DEFAULT_SORT,
+    descending: bool = False,
+    number: int = 1,
+    per_page: int = 50,
+) -> Page:
+    """Page `number` of the contacts table (OFFSET pages, for the numbered pager).
+
+    The count stops at COUNT_LIMIT, so every page a person can pick from the numbers costs
+    at most a scan of that many index entries (decision 0045); past the count, "Next" walks on.
+    """
+    if sort not in SORTS:
+        sort = DEFAULT_SORT
+    per_page = max(1, min(per_page, 500))
+    columns = _order_columns(sort, searching=bool(filters.q))
+    order = [c.desc() if descending else c.asc() for c in columns]
+    total, exact = count_filtered(filters)
+    number = clamp_page(number, total, per_page) if exact else max(1, number)
+    query = filtered_query(filters).order_by(*order)
+    rows = list(db.session.scalars(query.offset(offset_of(number, per_page)).limit(per_page + 1)))
+    page = Page(rows[:per_page], total, exact, sort, descending, per_page=per_page, number=number)
+    page.has_more = len(rows) > per_page
     return page

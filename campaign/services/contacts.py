@@ -632,11 +632,16 @@ def confirm_dative(contact: Contact, shown_name: str, shown_title: str) -> None:
 
 
 def find_by_email(email: str) -> Contact | None:
-    return db.session.scalar(select(Contact).where(Contact.email_key == email.strip().lower()))
+    """The live contact with this address (the trash is not searched)."""
+    return db.session.scalar(
+        select(Contact).where(
+            Contact.email_key == email.strip().lower(), Contact.deleted_at.is_(None)
+        )
+    )
 
 
 def _ensure_address_free(email_key: str, current_id: int | None) -> None:
-    query = select(Contact.id).where(Contact.email_key == email_key)
+    query = select(Contact.id).where(Contact.email_key == email_key, Contact.deleted_at.is_(None))
     existing = db.session.scalar(query)
     if existing is not None and existing != current_id:
         raise ContactInputError(
@@ -699,16 +704,13 @@ def _as_raw(contact: Contact) -> dict[str, str]:
 
 
 def delete_contact(contact: Contact) -> None:
-    """Delete a contact; the audit log keeps who deleted whom (by id and address)."""
-    record_event(
-        "contact.delete",
-        target_type="contact",
-        target_id=contact.id,
-        detail={"email": contact.email, "name": contact.display_name},
-    )
-    db.session.delete(contact)
-    db.session.flush()
+    """Move a contact to the trash (kept 30 days, restorable); suppressions stay."""
+    from campaign.services.contact_trash import trash_contact
+
+    trash_contact(contact)
 
 
 def count_contacts() -> int:
-    return int(db.session.scalar(select(func.count(Contact.id))) or 0)
+    return int(
+        db.session.scalar(select(func.count(Contact.id)).where(Contact.deleted_at.is_(None))) or 0
+    )

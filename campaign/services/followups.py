@@ -619,6 +619,7 @@ def recipients_query(
                 already.step == step.position,
             ),
             ~Contact.email_key.in_(select(Suppression.email_key)),
+            Contact.deleted_at.is_(None),  # no follow-up to a contact in the trash
         )
         .order_by(previous.contact_id)
     )

@@ -104,7 +104,10 @@ def add_contacts(contact_list: ContactList, contact_ids: Iterable[int]) -> int:
     # Chunks keep the IN list under every database's parameter limit.
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        added += _insert_members(contact_list.id, select(Contact).where(Contact.id.in_(chunk)))
+        added += _insert_members(
+            contact_list.id,
+            select(Contact).where(Contact.id.in_(chunk), Contact.deleted_at.is_(None)),
+        )
     return added
 
 
@@ -163,20 +166,32 @@ def members_query(contact_list: ContactList | int) -> Select[Contact]:
     return select(Contact).where(Contact.id.in_(member_ids(contact_list)))
 
 
+# A contact in the trash keeps its memberships (a restore brings them back) but is no
+# member meanwhile: every member query and count goes through the live contacts.
+_live_ids = select(Contact.id).where(Contact.deleted_at.is_(None))
+
+
 def member_ids(contact_list: ContactList | int) -> Select[int]:
     list_id = contact_list if isinstance(contact_list, int) else contact_list.id
-    return select(list_memberships.c.contact_id).where(list_memberships.c.list_id == list_id)
+    return select(list_memberships.c.contact_id).where(
+        list_memberships.c.list_id == list_id, list_memberships.c.contact_id.in_(_live_ids)
+    )
 
 
 def member_count(contact_list: ContactList) -> int:
-    query = select(func.count()).where(list_memberships.c.list_id == contact_list.id)
+    query = select(func.count()).where(
+        list_memberships.c.list_id == contact_list.id,
+        list_memberships.c.contact_id.in_(_live_ids),
+    )
     return int(db.session.scalar(query) or 0)
 
 
 def member_counts() -> dict[int, int]:
     """Members per list id, in one query (lists without members are absent)."""
     rows = db.session.execute(
-        select(list_memberships.c.list_id, func.count()).group_by(list_memberships.c.list_id)
+        select(list_memberships.c.list_id, func.count())
+        .where(list_memberships.c.contact_id.in_(_live_ids))
+        .group_by(list_memberships.c.list_id)
     )
     return {int(list_id): int(count) for list_id, count in rows}
 

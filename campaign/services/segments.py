@@ -343,12 +343,14 @@ def where_clause(definition: Any) -> ColumnElement[bool]:
 
 def contacts_matching(definition: Any) -> Select[Contact]:
     """Select the contacts matching `definition` (unordered)."""
-    return select(Contact).where(where_clause(definition))
+    return select(Contact).where(Contact.deleted_at.is_(None), where_clause(definition))
 
 
 def count_matching(definition: Any) -> int:
     """Count the contacts matching `definition`."""
-    query = select(func.count(Contact.id)).where(where_clause(definition))
+    query = select(func.count(Contact.id)).where(
+        Contact.deleted_at.is_(None), where_clause(definition)
+    )
     return int(db.session.scalar(query) or 0)
 
 

@@ -323,6 +323,8 @@ def invitations_to_remind(sign_on: SignOn) -> list[SignOnInvitation]:
             SignOnInvitation.sign_on_id == sign_on.id,
             SignOnInvitation.invited_at.is_not(None),
             SignOnInvitation.reminded_at.is_(None),
+            # No reminder to a contact moved to the trash since the invitation.
+            SignOnInvitation.contact_id.in_(select(Contact.id).where(Contact.deleted_at.is_(None))),
         )
         .order_by(SignOnInvitation.id)
     )
@@ -435,6 +437,8 @@ def _invitation_parts(invitation_id: int) -> tuple[SignOnInvitation, SignOn, Sta
     contact = db.session.get(Contact, invitation.contact_id)
     if sign_on is None or statement is None:
         return None
+    if contact is not None and contact.deleted_at is not None:
+        return None  # moved to the trash since it was invited: no e-mail
     language = email_language(contact.language_list if contact else [], statement)
     return invitation, sign_on, statement, language
 

@@ -44,7 +44,13 @@ from campaign.models import (
 from campaign.scheduling.pacing import country_zone
 from campaign.services import contacts as contact_service
 from campaign.services import lists as list_service
-from campaign.services.contact_search import SORTS, ContactFilters, filtered_query, search_page
+from campaign.services.contact_search import (
+    SORTS,
+    ContactFilters,
+    filtered_query,
+    numbered_page,
+    search_page,
+)
 from campaign.services.contacts import CONTACT_FIELDS, FIELD_LABELS, ContactInputError
 from campaign.services.correspondence import correspondence
 from campaign.services.salutation_rules import current_rule_set
@@ -69,6 +75,18 @@ LABEL_KINDS: dict[str, str] = {
     "role_type": "role_type",
     "style": "style",
     "risk_level": "risk_level",
+}
+# Choices the form never makes for the person (decision 0047): the select starts on an
+# empty "choose" option, and saving without a choice is refused, naming the field.
+MUST_CHOOSE: dict[str, Any] = {
+    "role_type": _l("choose one; “Other role” if none fits (letters greet each role differently)"),
+    "risk_level": _l("choose one; it decides what pages and invitations may say about the person"),
+}
+# What a new contact's form starts with: the values that claim nothing about the person.
+NEW_CONTACT = {
+    "kind": ContactKind.PERSON.value,
+    "grammatical_gender": GrammaticalGender.UNKNOWN.value,
+    "style": Style.NONE.value,
 }
 HINTS = {
     "grammatical_gender": _l("Used for grammar in letters; never guessed."),
@@ -138,14 +156,26 @@ def index() -> Any:
         filters.country = load_country_names().find(filters.country) or filters.country
     sort = request.args.get("sort", "name")
     descending = request.args.get("dir") == "desc"
-    page = search_page(
-        filters,
-        sort=sort,
-        descending=descending,
-        after=request.args.get("after", ""),
-        before=request.args.get("before", ""),
-        per_page=int(current_app.config["CONTACTS_PER_PAGE"]),
-    )
+    per_page = int(current_app.config["CONTACTS_PER_PAGE"])
+    if request.args.get("after") or request.args.get("before"):
+        # Addresses saved before pages had numbers (cursor pages) still open.
+        page = search_page(
+            filters,
+            sort=sort,
+            descending=descending,
+            after=request.args.get("after", ""),
+            before=request.args.get("before", ""),
+            per_page=per_page,
+        )
+    else:
+        number = request.args.get("page", "1")
+        page = numbered_page(
+            filters,
+            sort=sort,
+            descending=descending,
+            number=int(number) if number.isdecimal() and len(number) < 7 else 1,
+            per_page=per_page,
+        )
     active_list = db.session.get(ContactList, filters.list_id) if filters.list_id else None
     active_segment = db.session.get(Segment, filters.segment_id) if filters.segment_id else None
     return render_template(
@@ -245,6 +275,7 @@ def _render_form(contact: Contact | None, values: dict[str, str], errors: dict[s
             fields=CONTACT_FIELDS,
             labels=FIELD_LABELS,
             options={name: _options(name) for name in CHOICES},
+            must_choose=MUST_CHOOSE,
             hints=HINTS,
             date_fields=DATE_FIELDS,
             zone_names=contact_service.zone_names(),
@@ -263,13 +294,30 @@ def _errors_by_field(problem: ContactInputError) -> dict[str, str]:
     return errors
 
 
+def _unchosen(values: dict[str, str]) -> dict[str, str]:
+    """The form's errors when a choice it needs is missing, with every other field's error
+    (checked, not stored), in the form's order; {} when every choice was made."""
+    missing = {name: str(message) for name, message in MUST_CHOOSE.items() if not values[name]}
+    if not missing:
+        return {}
+    try:
+        contact_service.clean_contact_data(values)
+        errors: dict[str, str] = {}
+    except ContactInputError as problem:
+        errors = _errors_by_field(problem)
+    errors.update(missing)
+    return {name: errors[name] for name in CONTACT_FIELDS if name in errors}
+
+
 @bp.route("/new", methods=["GET", "POST"])
 @allow(Role.EDITOR)
 def create() -> Any:
     if request.method == "GET":
-        return _render_form(None, _form_values({}), {})
+        return _render_form(None, _form_values(NEW_CONTACT), {})
     # Only the contact fields are read: anything else posted (id, email_key...) is ignored.
     values = _form_values(request.form)
+    if unchosen := _unchosen(values):
+        return _render_form(None, values, unchosen)
     try:
         contact = contact_service.create_contact(values)
     except ContactInputError as problem:
@@ -306,6 +354,8 @@ def edit(contact_id: int) -> Any:
     if request.method == "GET":
         return _render_form(contact, _contact_values(contact), {})
     values = _form_values(request.form)
+    if unchosen := _unchosen(values):
+        return _render_form(contact, values, unchosen)
     try:
         changed = contact_service.update_contact(contact, values)
     except ContactInputError as problem:
@@ -330,7 +380,10 @@ def delete(contact_id: int) -> Any:
     name = contact.display_name
     contact_service.delete_contact(contact)
     db.session.commit()
-    flash(_("Contact %(name)s deleted.", name=name), "success")
+    flash(
+        _("%(name)s is in the trash for 30 days; it can be restored from there.", name=name),
+        "success",
+    )
     return redirect(url_for("contacts.index"))
 
 

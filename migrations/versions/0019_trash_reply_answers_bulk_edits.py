@@ -26,7 +26,11 @@ def upgrade():
             ondelete='SET NULL',
         )
         batch_op.drop_constraint('uq_contacts_email_key', type_='unique')
-        batch_op.create_index(batch_op.f('ix_contacts_deleted_at'), ['deleted_at'], unique=False)
+        batch_op.create_index(
+            'ix_contacts_trashed', ['deleted_at'], unique=False,
+            sqlite_where=sa.text('deleted_at IS NOT NULL'),
+            postgresql_where=sa.text('deleted_at IS NOT NULL'),
+        )
         batch_op.create_index(batch_op.f('ix_contacts_email_key'), ['email_key'], unique=False)
         batch_op.create_index(
             'uq_contacts_live_email_key', ['email_key'], unique=True,
@@ -94,7 +98,7 @@ def downgrade():
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.drop_index('uq_contacts_live_email_key')
         batch_op.drop_index(batch_op.f('ix_contacts_email_key'))
-        batch_op.drop_index(batch_op.f('ix_contacts_deleted_at'))
+        batch_op.drop_index('ix_contacts_trashed')
         batch_op.create_unique_constraint('uq_contacts_email_key', ['email_key'])
         batch_op.drop_constraint(batch_op.f('fk_contacts_deleted_by_id_users'), type_='foreignkey')
         batch_op.drop_column('deleted_by_id')

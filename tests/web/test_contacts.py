@@ -199,12 +199,12 @@ def test_delete_asks_first_then_deletes_and_audits(
     editor_email = login(Role.EDITOR).email
     contact_id = ambassador.id
     confirm = client.get(f"/contacts/{contact_id}/delete")
-    assert "cannot be undone" in _text(confirm)
+    assert "trash for 30 days" in _text(confirm)
     assert db.session.get(Contact, contact_id) is not None
     assert client.post(f"/contacts/{contact_id}/delete").status_code == 302
     db.session.expunge_all()
-    assert db.session.get(Contact, contact_id) is None
-    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "contact.delete"))
+    assert db.session.get(Contact, contact_id).deleted_at is not None  # in the trash
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "contact.trash"))
     assert event is not None
     assert event.actor_email == editor_email
     assert event.detail["email"] == "amb.uz@example.org"
