@@ -346,6 +346,15 @@ def _body_part(subtype: str, text: str, eight_bit: bool, params: str = "") -> by
     Each keeps a line's trailing spaces (format=flowed soft breaks): 7bit and 8bit as they
     are, quoted-printable as "=20". `params` are added to the Content-Type.
     """
+    content_type, cte, data = _encoded_body(subtype, text, eight_bit, params)
+    return (
+        f"Content-Type: {content_type}\r\nContent-Transfer-Encoding: {cte}\r\n\r\n".encode("ascii")
+        + data
+    )
+
+
+def _encoded_body(subtype: str, text: str, eight_bit: bool, params: str) -> tuple[str, str, bytes]:
+    """(Content-Type, Content-Transfer-Encoding, encoded body) of a text part: see _body_part."""
     data = _crlf(text).encode("utf-8")
     long_line = max(map(len, data.split(b"\r\n"))) > MAX_LINE
     if not long_line and b"\x00" not in data and (eight_bit or data.isascii()):
@@ -363,17 +372,15 @@ def _body_part(subtype: str, text: str, eight_bit: bool, params: str = "") -> by
             cte, data = "quoted-printable", b"=46rom " + qp[5:] if qp.startswith(b"From ") else qp
         else:
             cte, data = "base64", base64.encodebytes(data).replace(b"\n", b"\r\n")
-    head = (
-        f'Content-Type: text/{subtype}; charset="utf-8"{params}\r\n'
-        f"Content-Transfer-Encoding: {cte}\r\n\r\n"
-    ).encode("ascii")
-    return head + data
+    return f'text/{subtype}; charset="utf-8"{params}', cte, data
 
 
 def _text_part(text: str, eight_bit: bool) -> bytes:
     """The plain-text alternative, wrapped at 72 as format=flowed (RFC 3676)."""
-    params = "".join(f"; {name}={value}" for name, value in CONTENT_TYPE_PARAMS)
-    return _body_part("plain", flow(text), eight_bit, params)
+    return _body_part("plain", flow(text), eight_bit, _FLOWED_PARAMS)
+
+
+_FLOWED_PARAMS = "".join(f"; {name}={value}" for name, value in CONTENT_TYPE_PARAMS)
 
 
 def _filename_params(filename: str) -> tuple[str, str]:
@@ -646,10 +653,12 @@ def build_message(
             [_text_part(parts.text, eight_bit), _body_part("html", parts.html, eight_bit)],
         )
     else:
-        # No HTML given (an answer typed by staff): one text/plain part, as mail clients send.
-        part_head, _, body = _text_part(parts.text, eight_bit).partition(b"\r\n\r\n")
-        type_line, transfer_encoding = part_head.decode("ascii").split("\r\n")
-        content_type = type_line.removeprefix("Content-Type: ")
+        # No HTML given (an answer typed by staff): one text/plain part, as mail clients send;
+        # its type and encoding become the message's own headers (no re-parsing of a part).
+        content_type, cte, body = _encoded_body(
+            "plain", flow(parts.text), eight_bit, _FLOWED_PARAMS
+        )
+        transfer_encoding = f"Content-Transfer-Encoding: {cte}"
     if attachments:
         inner = f"Content-Type: {content_type}\r\n\r\n".encode("ascii") + body
         content_type, body = _multipart(

@@ -282,6 +282,10 @@ def assign(message: InboundMessage, user: User, assignee: User | None) -> None:
 def _chosen(ids: list[int]) -> list[InboundMessage]:
     if not ids:
         raise ReplyError(gettext("No message was selected."))
+    if len(ids) > PER_PAGE:
+        raise ReplyError(
+            gettext("at most %(limit)d messages (one page) can be changed at once.", limit=PER_PAGE)
+        )
     query = select(InboundMessage).where(InboundMessage.id.in_(set(ids)))
     return list(db.session.scalars(query.order_by(InboundMessage.id)))
 

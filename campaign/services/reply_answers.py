@@ -9,10 +9,10 @@ never recorded as less than what may have gone out.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import re
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,11 +20,12 @@ from datetime import datetime, timedelta
 from email.utils import parseaddr
 
 from flask import current_app
-from flask_babel import format_date, format_timedelta, gettext
+from flask_babel import force_locale, format_date, format_time, format_timedelta, gettext
 from sqlalchemy import select
 
 from campaign.dkim import DkimError, DkimSigningError
 from campaign.extensions import db
+from campaign.i18n import LANGUAGES
 from campaign.letters.types import RenderedLetter
 from campaign.mail import (
     LetterParts,
@@ -38,10 +39,12 @@ from campaign.mail import (
 from campaign.models import (
     AnswerStatus,
     Campaign,
+    Contact,
     Delivery,
     InboundKind,
     InboundMessage,
     ReplyAnswer,
+    Role,
     SmtpAccount,
     User,
 )
@@ -49,6 +52,8 @@ from campaign.models._types import utcnow
 from campaign.secret_box import SecretUnreadable
 from campaign.services import replies as reply_service
 from campaign.services.audit import record_event
+from campaign.services.contacts import _Invalid as InvalidAddress
+from campaign.services.contacts import normalise_email
 from campaign.services.replies import ReplyError
 from campaign.services.smtp_accounts import settings_for
 from campaign.smtp import Outcome, SendOutcome, SmtpConnection
@@ -57,8 +62,13 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_CHARS = 100_000
 MAX_SUBJECT_CHARS = 500
-# One message while a person waits: well under a proxy's 60 s, whatever the account says.
-SEND_TIMEOUT_SECONDS = 15
+# One message while a person waits: the whole conversation (connect, TLS, login, MAIL,
+# RCPT, DATA, the server's last answer) must be over within this, well under gunicorn's
+# 30 s worker timeout and a proxy's 60 s, whatever the account's own timeout says.
+SEND_TIMEOUT_SECONDS: float = 15
+# An answer still "sending" after this long was cut off (the worker or the server died
+# mid-way): it is shown in doubt, as it may have gone out.
+STUCK_AFTER = timedelta(minutes=5)
 # References keeps the thread's start and its most recent ids (RFC 5322 3.6.4 allows
 # trimming); a hostile message with thousands must not make an unsendable header.
 MAX_REFERENCES = 20
@@ -75,11 +85,29 @@ def answer_subject(subject: str) -> str:
     return "Re: " + _REPLY_PREFIX.sub("", " ".join(subject.split()))
 
 
-def quoted_original(message: InboundMessage) -> str:
-    """The original text quoted with "> ", under an attribution line, for the answer's body."""
+def recipient_language(message: InboundMessage) -> str:
+    """The language the answer is written in for its reader: the letter's (the delivery's),
+    else the sender contact's first language; "" when neither is known."""
+    delivery = db.session.get(Delivery, message.delivery_id) if message.delivery_id else None
+    language = delivery.language if delivery is not None else ""
+    if not language:
+        contact = reply_service.sender_contact(message, delivery)
+        languages = contact.language_list if contact is not None else []
+        language = languages[0] if languages else ""
+    return language if language in LANGUAGES else ""
+
+
+def quoted_original(message: InboundMessage, language: str = "") -> str:
+    """The original text quoted with "> ", under an attribution line, for the answer's body.
+    The line ("On 3 March 2025, … wrote:") is in `language` (the reader's), when given."""
     sender = message.from_address or gettext("(no sender)")
-    when = format_date(message.received_at, "long")
-    head = gettext("On %(date)s, %(sender)s wrote:", date=when, sender=sender)
+    if language:
+        with force_locale(language):
+            when = format_date(message.received_at, "long")
+            head = gettext("On %(date)s, %(sender)s wrote:", date=when, sender=sender)
+    else:
+        when = format_date(message.received_at, "long")
+        head = gettext("On %(date)s, %(sender)s wrote:", date=when, sender=sender)
     lines = (message.text or "").replace("\r\n", "\n").rstrip("\n").split("\n")
     # "> text"; an already quoted line only gains a ">" (">> text"), as mail clients do.
     quoted = "\n".join(
@@ -102,7 +130,7 @@ def draft_for(message: InboundMessage) -> AnswerDraft:
     return AnswerDraft(
         to=message.from_address,
         subject=answer_subject(message.subject or ""),
-        body=quoted_original(message),
+        body=quoted_original(message, recipient_language(message)),
     )
 
 
@@ -168,15 +196,50 @@ def thread_headers(message: InboundMessage) -> dict[str, str]:
     return {"In-Reply-To": own[0], "References": " ".join(chain)}
 
 
-def newer_answers(message: InboundMessage, seen_id: int, user: User) -> list[ReplyAnswer]:
-    """Answers colleagues sent after the page was loaded (ids above `seen_id`)."""
+def newer_answers(
+    message: InboundMessage, seen_id: int, user: User, *, own: bool = False
+) -> list[ReplyAnswer]:
+    """Answers (not failed) sent after the page was loaded (ids above `seen_id`): by
+    colleagues, or with `own` by `user` (a second click, another tab)."""
     query = select(ReplyAnswer).where(
         ReplyAnswer.inbound_id == message.id,
         ReplyAnswer.id > seen_id,
-        ReplyAnswer.author_id != user.id,
+        (ReplyAnswer.author_id == user.id) if own else (ReplyAnswer.author_id != user.id),
         ReplyAnswer.status != AnswerStatus.FAILED.value,
     )
     return list(db.session.scalars(query.order_by(ReplyAnswer.id)))
+
+
+class AlreadyAnswered(ReplyError):
+    """The same person sent an answer after the page was loaded: ask before sending again."""
+
+
+def is_stuck(answer: ReplyAnswer, now: datetime | None = None) -> bool:
+    """Still "sending" long after it started: cut off mid-way, so it may have gone out."""
+    return (
+        answer.status == AnswerStatus.SENDING.value
+        and (now or utcnow()) - answer.created_at > STUCK_AFTER
+    )
+
+
+def shown_status(answer: ReplyAnswer) -> str:
+    """The status a person is shown: a stuck "sending" answer is in doubt."""
+    return AnswerStatus.IN_DOUBT.value if is_stuck(answer) else answer.status
+
+
+def counted_answers(answers: list[ReplyAnswer]) -> int:
+    """How many answers went out or may have (failed ones certainly did not)."""
+    return sum(1 for answer in answers if answer.status != AnswerStatus.FAILED.value)
+
+
+def allowed_addresses(message: InboundMessage) -> set[str]:
+    """The addresses an editor may answer to: the sender's and the matched contact's."""
+    delivery = db.session.get(Delivery, message.delivery_id) if message.delivery_id else None
+    contact: Contact | None = reply_service.sender_contact(message, delivery)
+    found = {parseaddr(message.from_address or "")[1].strip().lower()}
+    if contact is not None:
+        found.add(contact.email_key)
+    return {address for address in found if address}
 
 
 def colleague_warning(answers: list[ReplyAnswer], now: datetime | None = None) -> str:
@@ -192,16 +255,31 @@ def colleague_warning(answers: list[ReplyAnswer], now: datetime | None = None) -
 
 
 def _validated(to: str, subject: str, body: str) -> tuple[str, str, str]:
-    to = to.strip()
+    to = to.strip(" \t")
     subject = " ".join(subject.split())
     body = body.replace("\r\n", "\n").replace("\r", "\n")
     if not to:
         raise ReplyError(gettext("Type the address to answer to."))
+    # One address only: a list ("a@x, b@y", "a@x; b@y") or a line break is refused rather
+    # than cut to its first address, which parseaddr would do silently.
+    if any(mark in to for mark in ",;\r\n"):
+        raise ReplyError(
+            gettext(
+                "“%(to)s” is not one e-mail address: type a single address, without "
+                "commas, semicolons or line breaks.",
+                to=to,
+            )
+        )
     _display, address = parseaddr(to)
-    if not address or "@" not in address or "," in to:
+    if not address or "@" not in address:
         raise ReplyError(gettext("“%(to)s” is not one e-mail address.", to=to))
     try:
+        address, _key = normalise_email(address)
         encode_address(address, field="To")
+    except InvalidAddress as error:
+        raise ReplyError(
+            gettext("“%(to)s” cannot be used: %(reason)s", to=to, reason=error)
+        ) from None
     except MessageError:
         raise ReplyError(gettext("“%(to)s” is not an address we can send to.", to=to)) from None
     if not subject:
@@ -240,25 +318,64 @@ def _letter(to_address: str, display: str, subject: str, language: str) -> Rende
     )
 
 
-def failure_words(outcome: SendOutcome, recipient: str) -> str:
-    """Why the answer did not go, in words for staff, with the server's answer."""
-    answer = outcome.summary or gettext("no answer")
-    if outcome.phase == "connect":
-        return gettext("the mail server could not be reached (%(answer)s)", answer=answer)
-    if outcome.phase in ("tls", "auth") or outcome.kind == Outcome.AUTH_FAILED:
+# What is stored in ReplyAnswer.error: "<kind>: <the server's answer as it came>", in no
+# person's language; error_words() says it in the reader's language when shown.
+ERROR_KINDS = ("connect", "login", "sender", "recipient", "message", "broken", "in_doubt")
+
+
+def failure_code(outcome: SendOutcome) -> str:
+    """The neutral record of why the answer did not go (or may have): kind and answer."""
+    if outcome.kind == Outcome.IN_DOUBT:
+        kind = "in_doubt"
+    elif outcome.phase == "connect":
+        kind = "connect"
+    elif outcome.phase in ("tls", "auth") or outcome.kind == Outcome.AUTH_FAILED:
+        kind = "login"
+    elif outcome.code is None:
+        kind = "broken"  # no answer at all: the connection broke or the time ran out
+    elif outcome.phase == "mail":
+        kind = "sender"
+    elif outcome.phase == "rcpt":
+        kind = "recipient"
+    else:
+        kind = "message"
+    return f"{kind}: {outcome.summary}"
+
+
+def error_words(answer: ReplyAnswer) -> str:
+    """The stored error in words, in the current reader's language."""
+    kind, _sep, server = (answer.error or "").partition(": ")
+    if kind not in ERROR_KINDS:
+        return answer.error or ""  # written before codes were stored
+    said = server or gettext("no answer")
+    if kind == "in_doubt":
+        return gettext(
+            "the connection was lost after the message was handed over, before the server "
+            "answered: it may have been delivered (%(answer)s)",
+            answer=said,
+        )
+    if kind == "connect":
+        return gettext("the mail server could not be reached (%(answer)s)", answer=said)
+    if kind == "login":
         return gettext(
             "the SMTP account's secure connection or login was refused (%(answer)s)",
-            answer=answer,
+            answer=said,
         )
-    if outcome.phase == "mail":
-        return gettext("the mail server refused the sender address (%(answer)s)", answer=answer)
-    if outcome.phase == "rcpt":
+    if kind == "broken":
+        return gettext(
+            "the mail server stopped answering, or took too long, before the message was "
+            "handed over: it was not sent (%(answer)s)",
+            answer=said,
+        )
+    if kind == "sender":
+        return gettext("the mail server refused the sender address (%(answer)s)", answer=said)
+    if kind == "recipient":
         return gettext(
             "the mail server refused the recipient %(address)s (%(answer)s)",
-            address=recipient,
-            answer=answer,
+            address=answer.to_address,
+            answer=said,
         )
-    return gettext("the mail server refused the message (%(answer)s)", answer=answer)
+    return gettext("the mail server refused the message (%(answer)s)", answer=said)
 
 
 @dataclass
@@ -277,17 +394,40 @@ def send_answer(
     body: str,
     account_choice: str = "",
     seen_answer_id: int = 0,
+    send_again: bool = False,
     commit: Callable[[], None],
 ) -> SentAnswer:
     """Send staff's plain-text answer to the reply, threaded, and record it in the ledger.
 
-    Raises ReplyError (nothing stored) when the form or the account cannot be used.
-    `commit` makes the SENDING row durable before the SMTP conversation and the outcome
-    after it; the reply is then marked handled (the caller commits that).
+    Raises ReplyError (nothing stored) when the form or the account cannot be used, and
+    AlreadyAnswered when `user` sent an answer after the page was loaded and did not
+    confirm (`send_again`). `commit` makes the SENDING row durable before the SMTP
+    conversation, and the outcome together with its audit event and the reply marked
+    handled after it.
     """
     if not may_answer(message):
         raise ReplyError(gettext("A bounce is not answered: it was written by a mail server."))
     address, subject, body = _validated(to, subject, body)
+    if not user.role_enum.includes(Role.SENDER) and address.lower() not in allowed_addresses(
+        message
+    ):
+        raise ReplyError(
+            gettext(
+                "editors may answer only to the sender of the message (%(allowed)s); "
+                "writing to %(address)s from the organisation needs the sender role.",
+                allowed=", ".join(sorted(allowed_addresses(message))),
+                address=address,
+            )
+        )
+    own = newer_answers(message, seen_answer_id, user, own=True)
+    if own and not send_again:
+        raise AlreadyAnswered(
+            gettext(
+                "you already sent an answer to this message at %(time)s; tick “Send it "
+                "again” to send another.",
+                time=format_time(own[-1].created_at, "short"),
+            )
+        )
     display = parseaddr(to.strip())[0]
     route = route_for(message, account_choice)
     try:
@@ -303,9 +443,6 @@ def send_answer(
         raise ReplyError(
             gettext("The account's DKIM key cannot be used (%(reason)s).", reason=error)
         ) from None
-    settings = dataclasses.replace(
-        settings, timeout=min(max(1, settings.timeout), SEND_TIMEOUT_SECONDS)
-    )
     delivery = db.session.get(Delivery, message.delivery_id) if message.delivery_id else None
     contact = reply_service.sender_contact(message, delivery)
     threading = thread_headers(message)
@@ -341,6 +478,10 @@ def send_answer(
         references=threading.get("References", ""),
         status=AnswerStatus.SENDING.value,
         created_at=utcnow(),
+        # The exact bytes from the start: an answer cut off mid-way (shown in doubt) keeps
+        # what may have gone out; a failed one drops them below.
+        message_sha256=hashlib.sha256(data).hexdigest(),
+        message_blob=zlib.compress(data, 1),
     )
     db.session.add(answer)
     db.session.flush()
@@ -348,8 +489,13 @@ def send_answer(
     commit()  # SENDING is on record before a byte goes to the server
 
     envelope_from = parseaddr(route.sender)[1]
+    # One overall deadline for the whole conversation: each step waits only for the time
+    # left (a server answering every step just in time must not hold the request).
+    deadline = time.monotonic() + SEND_TIMEOUT_SECONDS
     try:
-        with SmtpConnection(settings, helo_name=message_id_domain(route.sender)) as connection:
+        with SmtpConnection(
+            settings, helo_name=message_id_domain(route.sender), deadline=deadline
+        ) as connection:
             outcome = connection.send(envelope_from, encode_address(address), data)
     except Exception as error:  # a bug mid-conversation: it may have gone out
         log.exception("answer %s: the SMTP conversation broke", answer_id)
@@ -362,21 +508,17 @@ def send_answer(
         answer.error = ""
     elif outcome.kind == Outcome.IN_DOUBT:
         answer.status = AnswerStatus.IN_DOUBT.value
-        answer.error = gettext(
-            "the connection was lost after the message was handed over, before the server "
-            "answered: it may have been delivered (%(answer)s)",
-            answer=outcome.summary,
-        )
+        answer.error = failure_code(outcome)
     else:
         answer.status = AnswerStatus.FAILED.value
-        answer.error = failure_words(outcome, address)
-    if answer.status != AnswerStatus.FAILED.value:
-        # What went out (or may have): the exact bytes, as for letters (decision 0050).
-        answer.message_sha256 = hashlib.sha256(data).hexdigest()
-        answer.message_blob = zlib.compress(data, 1)
-    commit()
+        answer.error = failure_code(outcome)
+        # Refused before the data was taken: nothing went out, no bytes to keep.
+        answer.message_sha256 = ""
+        answer.message_blob = None
 
     warning = colleague_warning(newer_answers(message, seen_answer_id, user))
+    # The audit event and "handled" go in the same commit as the outcome: an error
+    # between two commits must not leave a sent answer unaudited.
     record_event(
         "inbound.answered",
         target_type="inbound_message",
@@ -392,6 +534,7 @@ def send_answer(
     if answer.status != AnswerStatus.FAILED.value:
         reply_service.mark_handled(message, user)
     db.session.flush()
+    commit()
     return SentAnswer(answer, warning)
 
 

@@ -125,7 +125,17 @@ def bulk() -> Any:
     """Mark handled or assign the messages ticked in the inbox, in one request."""
     found = _filter_from_args(request.form)
     back = redirect(url_for("replies.index", **_filter_args(found)))
-    ids = [found_id for raw in request.form.getlist("ids") if (found_id := row_id(raw))]
+    raw_ids = request.form.getlist("ids")
+    if len(raw_ids) > reply_service.PER_PAGE:
+        flash(
+            _(
+                "Nothing changed: at most %(limit)d messages (one page) can be changed at once.",
+                limit=reply_service.PER_PAGE,
+            ),
+            "error",
+        )
+        return back
+    ids = [found_id for raw in raw_ids if (found_id := row_id(raw))]
     action = request.form.get("action")
     try:
         if action == "handled":
@@ -140,7 +150,10 @@ def bulk() -> Any:
         elif action == "assign":
             raw = request.form.get("user_id", "")
             assignee = None
-            if raw:
+            if not raw:
+                flash(_("Nothing changed: choose whom to assign the messages to."), "error")
+                return back
+            if raw != "none":
                 user_id = row_id(raw)
                 assignee = db.session.get(User, user_id) if user_id is not None else None
                 if assignee is None:
@@ -167,7 +180,13 @@ def bulk() -> Any:
 
 
 def _render_show(
-    message: InboundMessage, *, draft: Any = None, error: str = "", status: int = 200
+    message: InboundMessage,
+    *,
+    draft: Any = None,
+    error: str = "",
+    ask_again: bool = False,
+    seen: int | None = None,
+    status: int = 200,
 ) -> Any:
     found = _filter_from_args()
     delivery = db.session.get(Delivery, message.delivery_id) if message.delivery_id else None
@@ -180,7 +199,13 @@ def _render_show(
         filter_args=_filter_args(found),
         sender=reply_service.sender_contact(message, delivery),
         answers=answers,
-        last_answer_id=answers[-1].id if answers else 0,
+        answer_statuses={a.id: reply_answers.shown_status(a) for a in answers},
+        stuck_ids={a.id for a in answers if reply_answers.is_stuck(a)},
+        answer_errors={a.id: reply_answers.error_words(a) for a in answers if a.error},
+        answered_count=reply_answers.counted_answers(answers),
+        ask_again=ask_again,
+        # Asking "send again?" keeps what the page had seen: only the tick confirms.
+        last_answer_id=seen if seen is not None else (answers[-1].id if answers else 0),
         may_answer=may_answer,
         draft=draft or (reply_answers.draft_for(message) if may_answer else None),
         answer_error=error,
@@ -217,7 +242,15 @@ def answer(message_id: int) -> Any:
     draft = reply_answers.AnswerDraft(
         to=form.get("to", ""), subject=form.get("subject", ""), body=form.get("body", "")
     )
-    seen = form.get("seen", "0")
+    seen = row_id(form.get("seen") or "0")
+    if seen is None:
+        # Checked before anything is stored or sent (a number past any id broke the query).
+        return _render_show(
+            message,
+            draft=draft,
+            error=_("Not sent: the form is damaged (its “seen” field); reload the page."),
+            status=400,
+        )
     try:
         sent = reply_answers.send_answer(
             message,
@@ -226,8 +259,19 @@ def answer(message_id: int) -> Any:
             subject=draft.subject,
             body=draft.body,
             account_choice=form.get("account", ""),
-            seen_answer_id=int(seen) if seen.isdecimal() else 0,
+            seen_answer_id=seen,
+            send_again=form.get("again") == "1",
             commit=db.session.commit,
+        )
+    except reply_answers.AlreadyAnswered as error:
+        db.session.rollback()
+        return _render_show(
+            message,
+            draft=draft,
+            error=_("Not sent: %(reason)s", reason=error),
+            ask_again=True,
+            seen=seen,
+            status=409,
         )
     except ReplyError as error:
         db.session.rollback()
@@ -235,7 +279,6 @@ def answer(message_id: int) -> Any:
         return _render_show(
             message, draft=draft, error=_("Not sent: %(reason)s", reason=error), status=400
         )
-    db.session.commit()
     status = sent.answer.status
     if status == AnswerStatus.SENT:
         flash(_("Answer sent to %(address)s.", address=sent.answer.to_address), "success")
@@ -244,12 +287,12 @@ def answer(message_id: int) -> Any:
             _(
                 "The answer may have been delivered: %(reason)s. Check with the recipient "
                 "before sending it again.",
-                reason=sent.answer.error,
+                reason=reply_answers.error_words(sent.answer),
             ),
             "warning",
         )
     else:
-        flash(_("Not sent: %(reason)s", reason=sent.answer.error), "error")
+        flash(_("Not sent: %(reason)s", reason=reply_answers.error_words(sent.answer)), "error")
     if sent.colleague_warning:
         flash(sent.colleague_warning, "warning")
     return redirect(url_for("replies.show", message_id=message.id, _anchor="answers"))

@@ -149,3 +149,19 @@ def test_a_reply_is_answered_in_place_and_shows_in_the_thread_and_on_the_contact
     for path in ("/replies/", page_url):
         page.goto(path if path.startswith("http") else f"{live_server.url}{path}")
         assert page.evaluate("document.documentElement.scrollWidth") <= 390, path
+
+    # An unmatched reply, read in Russian: the account choice (long option text) fits too.
+    with live_server.app.app_context():
+        from campaign.models import InboundMessage, User
+
+        unmatched = db.session.scalar(
+            select(InboundMessage.id).where(InboundMessage.delivery_id.is_(None))
+        )
+        editor = db.session.scalar(select(User).where(User.email == "editor@example.org"))
+        assert editor is not None and unmatched is not None
+        editor.language = "ru"
+        db.session.commit()
+        db.session.remove()
+    page.goto(f"{live_server.url}/replies/{unmatched}")
+    expect(page.locator("#answer-account")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
