@@ -193,12 +193,20 @@ def _with_progress(query: Any, total: int) -> Iterator[Any]:
     is_flag=True,
     help="Launch although the pre-send check found letters with errors (audited).",
 )
-def send_command(campaign_id: int, override: bool) -> None:
+@click.option(
+    "--yes",
+    "assume_yes",
+    is_flag=True,
+    help="Do not ask for a confirmation at a terminal (scripts never are asked).",
+)
+def send_command(campaign_id: int, override: bool, assume_yes: bool) -> None:
     """Check every letter, then launch CAMPAIGN_ID: queue its sending and return at once.
 
-    Workers (`campaign worker`) do the sending; `campaign status ID` shows where it stands.
+    The summary (recipients, SMTP account, pace, expected duration, languages) is printed
+    first; at a terminal, the launch waits for a "y" unless --yes is given. Workers
+    (`campaign worker`) do the sending; `campaign status ID` shows where it stands.
     Launching a campaign twice does nothing the second time (exit 0). Exits 2 when the
-    campaign cannot be launched (the reason is printed).
+    campaign cannot be launched (the reason is printed), 1 when the confirmation is refused.
     """
 
     from campaign.extensions import db
@@ -247,6 +255,12 @@ def send_command(campaign_id: int, override: bool) -> None:
             click.echo(str(line), err=True)
         if len(errors) > MAX_PROBLEMS_SHOWN:
             click.echo(_("… and %(num)d more", num=len(errors) - MAX_PROBLEMS_SHOWN), err=True)
+    _print_launch_summary(campaign, check.count.sendable, report)
+    asked = not assume_yes and sys.stdin.isatty()
+    if asked and not click.confirm(_("Launch now?"), default=False, err=True):
+        db.session.rollback()
+        click.echo(_("campaign %(id)s not launched", id=campaign_id), err=True)
+        raise click.exceptions.Exit(1)
     try:
         launched = campaigns.launch_campaign(
             campaign, presend_errors=report.contacts_with_errors, override=override
@@ -278,6 +292,27 @@ def send_command(campaign_id: int, override: bool) -> None:
             suppressed=counts["suppressed"],
         )
     )
+
+
+def _print_launch_summary(campaign: Any, count: int, report: Any) -> None:
+    """What the page's confirmation names, on stderr: account, pace, duration, languages."""
+    from campaign.services import launch_confirmation
+
+    pace = launch_confirmation.expected_pace(campaign.smtp_account, count)
+    account = campaign.smtp_account.name if campaign.smtp_account else _("server settings")
+    click.echo(
+        ngettext("%(num)d recipient", "%(num)d recipients", count)
+        + " · "
+        + _("SMTP account: %(name)s", name=account)
+        + " · "
+        + _("pace: %(pace)s", pace=pace.limits_text())
+        + " · "
+        + _("expected duration: %(duration)s", duration=pace.duration_text()),
+        err=True,
+    )
+    lines = launch_confirmation.language_lines(launch_confirmation.language_split(report))
+    if lines:
+        click.echo(_("languages: %(split)s", split=", ".join(lines)), err=True)
 
 
 def _change(campaign_id: int, action: str) -> None:
@@ -366,10 +401,11 @@ def retry_command(campaign_id: int) -> None:
 def status_command(campaign_id: int) -> None:
     """Print "campaign ID STATUS", then "<delivery status> <count>" for every status.
 
-    Every status is printed, zeros included, so scripts can grep for `sent 300`. Why a
-    campaign is paused or cancelled goes to stderr.
+    Every status is printed, zeros included, so scripts can grep for `sent 300`. The counts
+    are the letter's (follow-ups apart), as on the campaign page, its dashboard and the CSV
+    (decision 0046). Why a campaign is paused or cancelled goes to stderr.
     """
-    from campaign.services import campaigns
+    from campaign.services import ledger
 
     campaign = _campaign(campaign_id)
     status_line = _(
@@ -378,7 +414,7 @@ def status_command(campaign_id: int) -> None:
         status=named(campaign.status, "campaign_status", in_sentence=True),
     )
     click.echo(status_line)
-    for status, count in campaigns.status_counts(campaign.id).items():
+    for status, count in ledger.campaign_figures(campaign.id).counts.items():
         click.echo(f"{named(status, 'delivery_status')} {count}")
     if campaign.status_reason:
         from campaign.scheduling import stored_text

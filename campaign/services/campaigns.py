@@ -124,7 +124,8 @@ def audience_query(spec: AudienceSpec) -> Select[Any]:
     """The contacts of the included lists and segments, minus the excluded ones."""
     included = _member_ids(spec.include, "include")
     excluded = _member_ids(spec.exclude, "exclude")
-    query = select(Contact)
+    # Contacts in the trash are nobody's audience.
+    query = select(Contact).where(Contact.deleted_at.is_(None))
     if not included:
         return query.where(false())
     query = query.where(
@@ -730,13 +731,12 @@ def unless_gone(status: str) -> Any:
     return case((may_have_gone(), DeliveryStatus.IN_DOUBT.value), else_=status)
 
 
-def status_counts(campaign_id: int) -> dict[str, int]:
-    """Deliveries per status, every status present (zero when none)."""
+def status_counts(campaign_id: int, *, step: int | None = None) -> dict[str, int]:
+    """Deliveries per status (of one step when given), every status present (zero when none)."""
     counts = dict.fromkeys((s.value for s in DeliveryStatus), 0)
-    for status, count in db.session.execute(
-        select(Delivery.status, func.count())
-        .where(Delivery.campaign_id == campaign_id)
-        .group_by(Delivery.status)
-    ):
+    query = select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id)
+    if step is not None:
+        query = query.where(Delivery.step == step)
+    for status, count in db.session.execute(query.group_by(Delivery.status)):
         counts[status] = count
     return counts

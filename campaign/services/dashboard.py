@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 from flask_babel import gettext as _
-from sqlalchemy import Select, and_, case, exists, func, literal, select
+from sqlalchemy import Select, and_, case, exists, func, select
 
 from campaign.extensions import db
 from campaign.models import (
@@ -29,6 +29,7 @@ from campaign.models import (
 from campaign.models._types import utcnow
 from campaign.services.audit import record_event
 from campaign.services.exporting import write_csv
+from campaign.services.ledger import campaign_figures
 from campaign.services.paging import Page, clamp_page, offset_of
 from campaign.tracking.stats import TrackingCounts, tracking_counts
 
@@ -61,13 +62,13 @@ class FunnelStage:
     key: str
     label: str
     count: int
-    # Of "sent"; 0 when nothing was sent.
+    # Of the letters handed to a mail server; 0 when none was.
     percent: float
 
 
 @dataclass(frozen=True)
 class Funnel:
-    sent: int
+    attempted: int  # letters handed to a mail server: the base of the percentages
     stages: list[FunnelStage]
     is_open_tracking: bool
     is_click_tracking: bool
@@ -132,16 +133,16 @@ def _percent(count: int, sent: int) -> float:
 
 
 def funnel(campaign_id: int) -> Funnel:
-    """Sent, delivered, bounced (hard, soft), replied, auto-replied, opened and clicked."""
+    """Sent, delivered, bounced (hard, soft), failed, in doubt, replied, auto-replied, opened
+    and clicked; percentages of the letters handed to a mail server (decision 0046)."""
     campaign = db.session.get(Campaign, campaign_id)
     if campaign is None:
         raise LookupError(f"no campaign {campaign_id}")
+    figures = campaign_figures(campaign_id)
     summary = _inbound_per_delivery(campaign_id)
     row = db.session.execute(
         select(
-            _count_if(literal(True)),
-            _count_if(_hard_bounced(summary)),
-            _count_if(_soft_bounced(summary)),
+            _count_if(_soft_bounced(summary) & (Delivery.status == DeliveryStatus.SENT.value)),
             _count_if(Delivery.replied_at.is_not(None)),
             _count_if(func.coalesce(summary.c.auto_replied, 0) == 1),
             _count_if(Delivery.opened_at.is_not(None)),
@@ -151,40 +152,32 @@ def funnel(campaign_id: int) -> Funnel:
         .outerjoin(summary, summary.c.delivery_id == Delivery.id)
         .where(_letters(campaign_id), _sent())
     ).one()
-    sent, hard, soft, replied, auto, opened, clicked = (int(value or 0) for value in row)
-    # Letters whose outcome nobody knows (the connection was lost after the message, or
-    # the worker died with it in flight): possibly delivered, so never counted as not sent.
-    in_doubt = int(
-        db.session.scalar(
-            select(_count_if(literal(True)))
-            .select_from(Delivery)
-            .where(
-                _letters(campaign_id),
-                Delivery.status == DeliveryStatus.IN_DOUBT.value,
-                ~_sent(),
-            )
-        )
-        or 0
-    )
-    figures = [
+    soft, replied, auto, opened, clicked = (int(value or 0) for value in row)
+    # The ledger's statuses, as on the campaign page: a bounce is never "sent" (decision 0046).
+    sent, hard = figures.sent, figures.bounced
+    figures_shown = [
         ("sent", _("Sent"), sent),
-        ("delivered", _("Delivered (no bounce reported)"), sent - hard - soft),
+        ("delivered", _("Delivered (no bounce reported)"), sent - soft),
         ("bounced_hard", _("Bounced: hard (address refused for good)"), hard),
         ("bounced_soft", _("Bounced: soft (temporary; may still arrive)"), soft),
         ("replied", _("Replied in person"), replied),
         ("auto_replied", _("Auto-replied (out of office; not a reply)"), auto),
     ]
-    if in_doubt:
-        # Shown only when there are any, after "sent": they are not part of its funnel.
-        figures.insert(
-            1, ("in_doubt", _("In doubt (possibly delivered, not counted as sent)"), in_doubt)
+    # Shown only when there are any, after "sent": they are not part of its funnel.
+    if figures.failed:
+        figures_shown.insert(1, ("failed", _("Failed (refused, not a bounce)"), figures.failed))
+    if figures.in_doubt:
+        figures_shown.insert(
+            1,
+            ("in_doubt", _("In doubt (possibly delivered, not counted as sent)"), figures.in_doubt),
         )
     if campaign.is_open_tracking:
-        figures.append(("opened", _("Opened (at least; images are often blocked)"), opened))
+        figures_shown.append(("opened", _("Opened (at least; images are often blocked)"), opened))
     if campaign.is_click_tracking:
-        figures.append(("clicked", _("Clicked a link"), clicked))
-    stages = [FunnelStage(key, label, n, _percent(n, sent)) for key, label, n in figures]
-    return Funnel(sent, stages, campaign.is_open_tracking, campaign.is_click_tracking)
+        figures_shown.append(("clicked", _("Clicked a link"), clicked))
+    base = figures.attempted
+    stages = [FunnelStage(key, label, n, _percent(n, base)) for key, label, n in figures_shown]
+    return Funnel(base, stages, campaign.is_open_tracking, campaign.is_click_tracking)
 
 
 def tracking(campaign: Campaign) -> TrackingCounts | None:

@@ -24,6 +24,10 @@ from campaign.scheduling.stored_text import read
 from campaign.services.campaigns import is_open, status_counts
 from campaign.services.paging import Page, clamp_page, offset_of
 
+# The letter itself; follow-ups (steps 1, 2 ...) go to the same people and are counted on
+# their own (decision 0046): counting them in the letter's figures would inflate "sent".
+LETTER_STEP = 0
+
 # The current rate is measured over this window: long enough to smooth a batch's burst,
 # short enough to show a pause or a throttle within half a minute.
 RATE_WINDOW_SECONDS = 30
@@ -42,10 +46,12 @@ class Progress:
     total: int
     sent: int
     deferred: int
-    failed: int  # failed + bounced
+    failed: int  # refused or given up, never accepted (bounces apart)
+    bounced: int
     suppressed: int
     in_doubt: int
     cancelled: int
+    queued: int  # not tried yet, or being tried now
     remaining: int
     sent_recently: int  # in the last `window_seconds`
     # RATE_WINDOW_SECONDS, or less when the campaign was launched more recently than that.
@@ -86,15 +92,95 @@ class Progress:
             "sent": self.sent,
             "deferred": self.deferred,
             "failed": self.failed,
+            "bounced": self.bounced,
             "suppressed": self.suppressed,
             "in_doubt": self.in_doubt,
             "cancelled": self.cancelled,
+            "queued": self.queued,
             "remaining": self.remaining,
             "rate_per_second": round(self.rate_per_second, 2),
             "rate_per_minute": round(self.rate_per_minute, 1),
             "eta_seconds": self.eta_seconds,
             "eta": format_duration(self.eta_seconds),
         }
+
+
+@dataclass(frozen=True)
+class Figures:
+    """How a campaign's letter went, in buckets that never overlap and add up to `total`.
+
+    The one count of deliveries that the campaign page, its dashboard, `campaign status`
+    and the CSV export all show (decision 0046): each bucket is a set of ledger statuses.
+    "Sent" is a letter the mail server accepted and that has not bounced since; a bounce
+    (refused during the conversation or reported later) is "bounced", never "sent" nor
+    "failed"; a letter whose outcome nobody knows is "in doubt", never "sent".
+    """
+
+    counts: dict[str, int]  # per ledger status, every status present
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def _of(self, *statuses: DeliveryStatus) -> int:
+        return sum(self.counts[s.value] for s in statuses)
+
+    @property
+    def sent(self) -> int:
+        return self._of(DeliveryStatus.SENT)
+
+    @property
+    def bounced(self) -> int:
+        return self._of(DeliveryStatus.BOUNCED)
+
+    @property
+    def failed(self) -> int:
+        return self._of(DeliveryStatus.FAILED)
+
+    @property
+    def in_doubt(self) -> int:
+        return self._of(DeliveryStatus.IN_DOUBT)
+
+    @property
+    def suppressed(self) -> int:
+        return self._of(DeliveryStatus.SUPPRESSED)
+
+    @property
+    def cancelled(self) -> int:
+        return self._of(DeliveryStatus.CANCELLED)
+
+    @property
+    def deferred(self) -> int:
+        return self._of(DeliveryStatus.DEFERRED)
+
+    @property
+    def queued(self) -> int:
+        """Not tried yet, or being tried now."""
+        return self._of(DeliveryStatus.QUEUED, DeliveryStatus.SENDING)
+
+    @property
+    def attempted(self) -> int:
+        """Letters handed to a mail server at least once: the base of the rates."""
+        return self.sent + self.bounced + self.failed + self.in_doubt
+
+    def as_dict(self) -> dict[str, int]:
+        """The buckets by name, in the order every surface lists them."""
+        return {
+            "sent": self.sent,
+            "bounced": self.bounced,
+            "failed": self.failed,
+            "in_doubt": self.in_doubt,
+            "suppressed": self.suppressed,
+            "cancelled": self.cancelled,
+            "deferred": self.deferred,
+            "queued": self.queued,
+            "total": self.total,
+        }
+
+
+def campaign_figures(campaign_id: int) -> Figures:
+    """Count the campaign's letter (step 0) per ledger status: the figures every page shows."""
+    return Figures(status_counts(campaign_id, step=LETTER_STEP))
 
 
 def format_duration(seconds: int | None) -> str:
@@ -118,14 +204,15 @@ def campaign_progress(campaign: Campaign, *, now: datetime | None = None) -> Pro
     if campaign.launched_at is not None:
         # Dividing the first seconds' letters by the whole window would understate the pace.
         window = min(window, max(1.0, (now - campaign.launched_at).total_seconds()))
-    counts = status_counts(campaign.id)
+    figures = campaign_figures(campaign.id)
+    counts = figures.counts
     # In-doubt rows that will not be tried again (cancelled, given up) are done: they count
     # as "in doubt (possibly delivered)", not as remaining.
     remaining = int(
         db.session.scalar(
             select(func.count())
             .select_from(Delivery)
-            .where(Delivery.campaign_id == campaign.id, is_open())
+            .where(Delivery.campaign_id == campaign.id, Delivery.step == LETTER_STEP, is_open())
         )
         or 0
     )
@@ -135,6 +222,7 @@ def campaign_progress(campaign: Campaign, *, now: datetime | None = None) -> Pro
             .select_from(Delivery)
             .where(
                 Delivery.campaign_id == campaign.id,
+                Delivery.step == LETTER_STEP,
                 Delivery.status == DeliveryStatus.SENT.value,
                 Delivery.sent_at >= now - timedelta(seconds=window),
             )
@@ -150,13 +238,15 @@ def campaign_progress(campaign: Campaign, *, now: datetime | None = None) -> Pro
         status=campaign.status,
         status_reason=campaign.status_reason or "",
         counts=counts,
-        total=sum(counts.values()),
-        sent=counts[DeliveryStatus.SENT.value],
-        deferred=counts[DeliveryStatus.DEFERRED.value],
-        failed=counts[DeliveryStatus.FAILED.value] + counts[DeliveryStatus.BOUNCED.value],
-        suppressed=counts[DeliveryStatus.SUPPRESSED.value],
-        in_doubt=counts[DeliveryStatus.IN_DOUBT.value],
-        cancelled=counts[DeliveryStatus.CANCELLED.value],
+        total=figures.total,
+        sent=figures.sent,
+        deferred=figures.deferred,
+        failed=figures.failed,
+        bounced=figures.bounced,
+        suppressed=figures.suppressed,
+        in_doubt=figures.in_doubt,
+        cancelled=figures.cancelled,
+        queued=figures.queued,
         remaining=remaining,
         sent_recently=recent,
         window_seconds=window,
@@ -165,7 +255,7 @@ def campaign_progress(campaign: Campaign, *, now: datetime | None = None) -> Pro
 
 
 def sent_and_totals(campaign_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
-    """(sent, total) deliveries per campaign, for the campaign list; absent ids have none."""
+    """(sent, total) letters per campaign (the figures' "sent"), for the list; absent: none."""
     ids = list(campaign_ids)
     if not ids:
         return {}
@@ -175,7 +265,7 @@ def sent_and_totals(campaign_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
             func.sum(case((Delivery.status == DeliveryStatus.SENT.value, 1), else_=0)),
             func.count(),
         )
-        .where(Delivery.campaign_id.in_(ids))
+        .where(Delivery.campaign_id.in_(ids), Delivery.step == LETTER_STEP)
         .group_by(Delivery.campaign_id)
     )
     return {campaign_id: (int(sent or 0), int(total)) for campaign_id, sent, total in rows}

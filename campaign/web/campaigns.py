@@ -34,13 +34,13 @@ from campaign.models import (
     Statement,
     StatementAttachment,
 )
+from campaign.scheduling import summary as schedule_summary
 from campaign.scheduling.stored_text import read
 from campaign.services import campaigns as campaign_service
-from campaign.services import ledger, statement_files
+from campaign.services import launch_confirmation as confirmation
+from campaign.services import ledger, letter_tests, statement_files
 from campaign.services.audiences import audience_choices
 from campaign.services.campaigns import AudienceSpec, CampaignError
-from campaign.services.presend import PresendReport, check_audience
-from campaign.services.salutation_rules import current_rule_set
 from campaign.web.access import allow, signed_in_user
 from campaign.web.params import row_id
 
@@ -303,20 +303,9 @@ def index() -> Any:
         "campaigns/index.html",
         campaigns=campaigns,
         totals=ledger.sent_and_totals(c.id for c in campaigns),
+        schedules=schedule_summary.campaign_schedules(campaigns),
         may_build=_may(Role.EDITOR),
     )
-
-
-def _presend_report(campaign: Campaign) -> PresendReport | None:
-    spec = AudienceSpec.from_json(campaign.audience)
-    statement = db.session.get(Statement, campaign.statement_id)
-    if statement is None or not spec.include:
-        return None
-    try:
-        query = campaign_service.recipients_query(campaign)
-    except CampaignError:
-        return None  # the campaign check names the missing list or segment
-    return check_audience(statement, query, rules=current_rule_set())
 
 
 @bp.route("/<int:campaign_id>")
@@ -325,10 +314,13 @@ def show(campaign_id: int) -> Any:
     campaign = db.get_or_404(Campaign, campaign_id)
     is_draft = campaign.status in EDITABLE
     check = campaign_service.check_campaign(campaign) if is_draft else None
-    report = _presend_report(campaign) if is_draft and _may(Role.EDITOR) else None
+    report = confirmation.presend_report(campaign) if is_draft and _may(Role.EDITOR) else None
+    planned = schedule_summary.campaign_schedules([campaign]).get(campaign.id)
     return render_template(
         "campaigns/show.html",
         campaign=campaign,
+        schedule_text=planned.text() if planned is not None else "",
+        is_scheduled=planned is not None and planned.first_send is not None,
         is_draft=is_draft,
         check=check,
         report=report,
@@ -351,27 +343,75 @@ def progress(campaign_id: int) -> Any:
 # --- launch, pause, resume, cancel ------------------------------------------------------
 
 
-@bp.route("/<int:campaign_id>/launch", methods=["POST"])
+def _already_launched(campaign: Campaign) -> Any:
+    flash(
+        _(
+            "This campaign was already launched (it is %(status)s).",
+            status=label(campaign.status, "campaign_status").lower(),
+        ),
+        "info",
+    )
+    return redirect(url_for("campaigns.show", campaign_id=campaign.id))
+
+
+def _render_confirmation(
+    campaign: Campaign,
+    summary: confirmation.LaunchSummary,
+    *,
+    changes: list[str] | None = None,
+    problem: str = "",
+    status: int = 200,
+) -> Any:
+    return render_template(
+        "campaigns/confirm.html",
+        campaign=campaign,
+        summary=summary,
+        check=summary.check,
+        report=summary.report,
+        token=confirmation.sign_summary(summary),
+        changes=changes or [],
+        problem=problem,
+        max_problems=MAX_PROBLEMS,
+        schedule_text=schedule_summary.campaign_schedule_text(campaign),
+    ), status
+
+
+@bp.route("/<int:campaign_id>/launch", methods=["GET", "POST"])
 @allow(Role.SENDER)
 def launch(campaign_id: int) -> Any:
+    """GET: the confirmation (who, through what, how fast, which problems); POST: launch."""
     campaign = db.get_or_404(Campaign, campaign_id)
-    back = redirect(url_for("campaigns.show", campaign_id=campaign.id))
     if campaign.status not in EDITABLE:
-        flash(
-            _(
-                "This campaign was already launched (it is %(status)s).",
-                status=label(campaign.status, "campaign_status").lower(),
-            ),
-            "info",
+        return _already_launched(campaign)
+    summary = confirmation.summarise_launch(campaign)
+    if request.method == "GET":
+        return _render_confirmation(campaign, summary)
+    try:
+        changes = confirmation.changes_since(request.form.get("token", ""), summary)
+    except confirmation.ConfirmationError as error:
+        return _render_confirmation(
+            campaign, summary, problem=_("Not launched: %(error)s.", error=str(error)), status=400
         )
-        return back
+    if changes:
+        # The page was left open while the audience or the settings changed: ask again.
+        return _render_confirmation(campaign, summary, changes=changes, status=409)
+    if request.form.get("confirm") != "1":
+        return _render_confirmation(
+            campaign,
+            summary,
+            problem=_("Not launched: tick the box to confirm the launch."),
+            status=422,
+        )
     override = request.form.get("override") == "1"
     reason = " ".join(request.form.get("override_reason", "").split())
-    report = _presend_report(campaign)
-    presend_errors = report.contacts_with_errors if report is not None else 0
+    presend_errors = summary.presend_errors
     if presend_errors and override and not reason:
-        flash(_("Override: say why the campaign is launched despite the errors."), "error")
-        return back
+        return _render_confirmation(
+            campaign,
+            summary,
+            problem=_("Override: say why the campaign is launched despite the errors."),
+            status=422,
+        )
     try:
         launched = campaign_service.launch_campaign(
             campaign,
@@ -382,8 +422,14 @@ def launch(campaign_id: int) -> Any:
         )
     except CampaignError as error:
         db.session.rollback()
-        flash(_("Not launched: %(error)s.", error=str(error)), "error")
-        return back
+        campaign = db.get_or_404(Campaign, campaign_id)
+        return _render_confirmation(
+            campaign,
+            confirmation.summarise_launch(campaign),
+            problem=_("Not launched: %(error)s.", error=str(error)),
+            status=422,
+        )
+    back = redirect(url_for("campaigns.show", campaign_id=campaign.id))
     if not launched:
         db.session.rollback()
         flash(_("This campaign was already launched; nothing was queued twice."), "info")
@@ -391,6 +437,55 @@ def launch(campaign_id: int) -> Any:
     db.session.commit()
     flash(_("Campaign launched: the letters are being sent."), "success")
     return back
+
+
+# --- a test letter to staff ---------------------------------------------------------------
+
+
+def _render_test_letter(
+    campaign: Campaign, contact_id: str, user_ids: list[str], error: str = ""
+) -> Any:
+    return render_template(
+        "campaigns/test_letter.html",
+        campaign=campaign,
+        contacts=letter_tests.contact_choices(campaign),
+        staff=letter_tests.staff_choices(),
+        chosen_contact=contact_id,
+        chosen_users=set(user_ids),
+        error=error,
+    ), (422 if error else 200)
+
+
+@bp.route("/<int:campaign_id>/test-letter", methods=["GET", "POST"])
+@allow(Role.EDITOR)
+def test_letter(campaign_id: int) -> Any:
+    """Send the letter one contact would get to yourself or colleagues, marked [Test]."""
+    campaign = db.get_or_404(Campaign, campaign_id)
+    if request.method == "GET":
+        return _render_test_letter(campaign, "", [str(signed_in_user().id)])
+    contact_id = request.form.get("contact_id", "")
+    user_ids = request.form.getlist("user_ids")
+    try:
+        result = letter_tests.send_test_letter(
+            campaign,
+            row_id(contact_id),
+            [i for i in (row_id(u) for u in user_ids) if i is not None],
+            actor=signed_in_user(),
+        )
+    except letter_tests.TestLetterError as error:
+        db.session.rollback()
+        return _render_test_letter(campaign, contact_id, user_ids, str(error))
+    db.session.commit()
+    flash(
+        _(
+            "Test letter “%(subject)s” sent to %(addresses)s. It is not counted in the "
+            "campaign's figures.",
+            subject=result.subject,
+            addresses=", ".join(result.sent_to),
+        ),
+        "success",
+    )
+    return redirect(url_for("campaigns.show", campaign_id=campaign.id))
 
 
 @bp.route("/<int:campaign_id>/pause", methods=["POST"])

@@ -22,7 +22,7 @@ from flask_login import current_user
 
 from campaign.extensions import db
 from campaign.models import Campaign, CampaignStatus, Role
-from campaign.services import dashboard
+from campaign.services import dashboard, ledger
 from campaign.web.access import allow
 from campaign.web.downloads import file_download
 from campaign.web.params import row_id
@@ -177,6 +177,7 @@ def show(campaign_id: int) -> Any:
         is_unlaunched=campaign.launched_at is None,
         is_cancelled=campaign.status == CampaignStatus.CANCELLED,
         funnel=dashboard.funnel(campaign.id),
+        figures=ledger.campaign_figures(campaign.id),
         tracking=dashboard.tracking(campaign),
         timeline=line,
         chart=build_chart(line),

@@ -20,8 +20,8 @@
     bar.max = Math.max(p.total, 1);
     bar.value = p.processed;
     bar.textContent = p.percent + "%";
-    ["processed", "total", "percent", "sent", "deferred", "failed", "suppressed", "in_doubt",
-     "cancelled", "remaining", "eta"].forEach(function (key) {
+    ["processed", "total", "percent", "sent", "deferred", "failed", "bounced", "suppressed",
+     "in_doubt", "cancelled", "queued", "remaining", "eta"].forEach(function (key) {
       setText('[data-figure="' + key + '"]', p[key]);
     });
     // Numbers in the page's language ("0,50" in French and Russian), as the server writes them.

@@ -70,7 +70,18 @@ def test_a_campaign_is_built_launched_and_followed_to_the_end_without_reloading(
 
     expect(page.get_by_role("heading", name="Before launching")).to_be_visible()
     expect(page.locator("#check-blocked")).to_have_text("0")
-    page.get_by_role("button", name=f"Launch: send to {RECIPIENTS} recipients").click()
+    # The campaign page only leads to a confirmation that names who, through what, how fast.
+    page.get_by_role("link", name=f"Review and launch: {RECIPIENTS} recipients…").click()
+    expect(page.locator("#confirm-account")).to_have_text("Paced sink")
+    expect(page.locator("#confirm-pace")).to_have_text("at most 10 letters a second")
+    expect(page.locator("#confirm-duration")).to_have_text("less than a minute")
+    expect(page.locator("#confirm-languages")).to_have_text(f"English: {RECIPIENTS}")
+    launch = page.get_by_role("button", name=f"Launch: send to {RECIPIENTS} recipients")
+    # Without the box ticked, the browser does not even send the form.
+    launch.click()
+    expect(page.locator("#confirm-summary")).to_be_visible()
+    page.get_by_label(f"I have read the above: send {RECIPIENTS} letters now").check()
+    launch.click()
     expect(page.get_by_text("Campaign launched")).to_be_visible()
 
     # The page was rendered while sending was under way, so what follows is the polling.

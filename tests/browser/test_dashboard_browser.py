@@ -23,13 +23,21 @@ def test_the_demo_campaigns_dashboard_shows_its_figures_and_downloads_its_csv(
         db.session.commit()
         db.session.remove()
     page = signed_in_page(Role.SENDER)
-    page.get_by_role("link", name="Campaigns").click()
+    page.get_by_role("link", name="Campaigns", exact=True).click()
     page.get_by_role("link", name="Joint letter ahead of the EU–Central Asia summit (sent)").click()
+    # The campaign page and its dashboard show the same figures (decision 0046).
+    shown = page.locator("#p-figures")
+    expect(shown.locator('[data-figure="sent"]')).to_have_text("68")
+    expect(shown.locator('[data-figure="bounced"]')).to_have_text("2")
     page.locator("#open-dashboard").click()
+    figures = page.locator("#dashboard-figures")
+    expect(figures.locator('[data-figure="sent"]')).to_have_text("68")
+    expect(figures.locator('[data-figure="bounced"]')).to_have_text("2")
     expect(page.get_by_role("heading", name="Funnel")).to_be_visible()
 
     funnel = page.locator("#funnel")
-    expect(funnel.locator('[data-count="sent"]')).to_have_text("70")
+    # A bounce is not "sent" (decision 0046); shares are of the 70 letters handed over.
+    expect(funnel.locator('[data-count="sent"]')).to_have_text("68")
     expect(funnel.locator('[data-count="replied"]')).to_have_text("9")
     expect(funnel.locator('[data-percent="replied"]')).to_have_text("12.9%")
     expect(funnel.locator('[data-count="auto_replied"]')).to_have_text("5")

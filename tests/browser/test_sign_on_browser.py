@@ -233,6 +233,8 @@ def test_partners_sign_confirm_and_are_approved_and_the_launch_freezes_the_block
     editor.get_by_label("Attach the letter as a PDF").check()
     editor.get_by_role("button", name="Save draft").click()
     expect(editor.get_by_role("heading", name="Before launching")).to_be_visible()
+    editor.get_by_role("link", name="Review and launch: 2 recipients…").click()
+    editor.get_by_label("I have read the above: send 2 letters now").check()
     editor.get_by_role("button", name="Launch: send to 2 recipients").click()
     expect(editor.get_by_text("Campaign launched")).to_be_visible()
     expect(editor.locator("#p-status")).to_have_text(

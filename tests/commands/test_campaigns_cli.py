@@ -288,3 +288,21 @@ def test_campaign_worker_burst_sends_the_queued_letters(app: Flask, fault_smtp: 
     status = _run(runner, "status", str(campaign_id)).stdout.splitlines()
     assert status[0] == f"campaign {campaign_id} finished"
     assert "sent 4" in status and "queued 0" in status
+
+
+def test_send_prints_what_the_confirmation_page_names_and_takes_yes(app: Flask) -> None:
+    setup = _setup()
+    smtp_accounts.create_account(
+        smtp_accounts.AccountFields(name="Relay", host="relay.example", per_minute=60)
+    )
+    db.session.commit()
+    runner = app.test_cli_runner()
+    campaign_id = _create(runner, setup["statement"], "--list", "Press", "--smtp", "Relay")
+    result = _run(runner, "send", str(campaign_id), "--yes")
+    assert result.exit_code == 0, result.output
+    assert (
+        "4 recipients · SMTP account: Relay · pace: at most 60 letters a minute · "
+        "expected duration: less than a minute" in result.stderr
+    )
+    assert "languages: English: 4" in result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith(f"campaign {campaign_id} launched")

@@ -27,6 +27,7 @@ from campaign.services.campaigns import AudienceSpec
 from campaign.services.contacts import create_contact
 from tests.conftest import make_user, sign_in
 from tests.i18n.pages import assert_no_codes, page_text, user_in
+from tests.launching import confirmation_token
 
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna Sample\n"
 NBSP = "\u00a0"
@@ -70,9 +71,17 @@ def test_a_russian_sender_launches_pauses_and_reads_the_ledger_in_russian(
     page = page_text(client, f"/campaigns/{draft.id}")
     assert "Перед запуском" in page
     assert "Письмо получат 2 получателя (в аудитории: 3, исключено: 1)." in page
-    assert "Запустить: отправить 2 получателям" in page
+    assert "Проверить и запустить: 2 получателя…" in page
 
-    launched = page_text(client, f"/campaigns/{draft.id}/launch", method="POST")
+    confirmation = page_text(client, f"/campaigns/{draft.id}/launch")
+    assert "Что произойдёт" in confirmation and "Ожидаемая длительность" in confirmation
+    assert "Запустить: отправить 2 получателям" in confirmation
+    launched = page_text(
+        client,
+        f"/campaigns/{draft.id}/launch",
+        method="POST",
+        data={"token": confirmation_token(client, draft.id), "confirm": "1"},
+    )
     assert "Кампания запущена: письма отправляются." in launched
     assert "Ход отправки" in launched and "Отправляется" in launched
     assert_no_codes(launched, "sending", "queued", "suppressed")

@@ -27,6 +27,7 @@ from campaign.models import (
 from campaign.services import campaigns, lists, statements
 from campaign.services.campaigns import AudienceSpec
 from campaign.services.contacts import create_contact
+from tests.launching import confirm_launch
 
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna Sample\n"
 
@@ -250,16 +251,18 @@ def test_a_sender_launches_once_and_a_second_launch_changes_nothing(
     campaign = _draft(setup)
     login(Role.SENDER)
     page = client.get(f"/campaigns/{campaign.id}").get_data(as_text=True)
-    assert 'id="launch-form"' in page and "Launch: send to 4 recipients" in page
+    assert "Review and launch: 4 recipients" in page
 
-    first = client.post(f"/campaigns/{campaign.id}/launch", follow_redirects=True)
+    first = confirm_launch(client, campaign.id)
     assert "Campaign launched" in first.get_data(as_text=True)
     rows = _rows(campaign.id)
     assert len(rows) == 5
     assert [r.status for r in rows if r.email == "p1@example.org"] == ["suppressed"]
     message_ids = {r.id: r.message_id for r in rows}
 
-    second = client.post(f"/campaigns/{campaign.id}/launch", follow_redirects=True)
+    second = client.post(
+        f"/campaigns/{campaign.id}/launch", data={"confirm": "1"}, follow_redirects=True
+    )
     assert "already launched" in second.get_data(as_text=True)
     assert {r.id: r.message_id for r in _rows(campaign.id)} == message_ids
     assert db.session.get(Campaign, campaign.id).status == CampaignStatus.SENDING
@@ -275,19 +278,18 @@ def test_pre_send_errors_need_the_override_and_a_reason_which_is_audited(
     login(Role.SENDER)
     page = client.get(f"/campaigns/{campaign.id}").get_data(as_text=True)
     assert _text(page, "check-blocked") == "1"
-    assert 'name="override"' in page
-
-    refused = client.post(f"/campaigns/{campaign.id}/launch", follow_redirects=True)
-    assert "Not launched" in refused.get_data(as_text=True)
-    no_reason = client.post(
-        f"/campaigns/{campaign.id}/launch", data={"override": "1"}, follow_redirects=True
+    assert 'name="override"' in client.get(f"/campaigns/{campaign.id}/launch").get_data(
+        as_text=True
     )
+
+    refused = confirm_launch(client, campaign.id)
+    assert "Not launched" in refused.get_data(as_text=True)
+    no_reason = confirm_launch(client, campaign.id, override="1")
     assert "say why" in no_reason.get_data(as_text=True)
     assert _rows(campaign.id) == []
 
-    client.post(
-        f"/campaigns/{campaign.id}/launch",
-        data={"override": "1", "override_reason": "the minister's office asked today"},
+    confirm_launch(
+        client, campaign.id, override="1", override_reason="the minister's office asked today"
     )
     launched = db.session.get(Campaign, campaign.id)
     assert launched.status == CampaignStatus.SENDING and launched.is_presend_overridden
@@ -302,8 +304,8 @@ def test_a_clean_campaign_shows_no_override(
 ) -> None:
     campaign = _draft(setup)
     login(Role.SENDER)
-    page = client.get(f"/campaigns/{campaign.id}").get_data(as_text=True)
-    assert _text(page, "check-blocked") == "0"
+    page = client.get(f"/campaigns/{campaign.id}/launch").get_data(as_text=True)
+    assert 'id="launch-form"' in page
     assert 'name="override"' not in page
 
 
@@ -319,8 +321,10 @@ def test_an_empty_audience_cannot_be_launched(
     login(Role.SENDER)
     page = client.get(f"/campaigns/{campaign.id}").get_data(as_text=True)
     assert "hold no contacts" in page
-    assert re.search(r'id="launch-button"\s+disabled', page)
-    client.post(f"/campaigns/{campaign.id}/launch")
+    assert 'id="launch-link"' not in page and "Correct the errors above to launch" in page
+    confirmation = client.get(f"/campaigns/{campaign.id}/launch").get_data(as_text=True)
+    assert "hold no contacts" in confirmation and 'id="launch-form"' not in confirmation
+    client.post(f"/campaigns/{campaign.id}/launch", data={"confirm": "1"})
     assert db.session.get(Campaign, campaign.id).status == CampaignStatus.DRAFT
 
 
@@ -381,7 +385,8 @@ def test_progress_figures_match_the_ledger(
     login(Role.VIEWER)
     figures = client.get(f"/campaigns/{campaign.id}/progress").get_json()
     assert figures["total"] == 8
-    assert (figures["sent"], figures["failed"], figures["suppressed"]) == (3, 2, 1)
+    assert (figures["sent"], figures["failed"], figures["suppressed"]) == (3, 1, 1)
+    assert figures["bounced"] == 1
     assert (figures["deferred"], figures["in_doubt"], figures["remaining"]) == (1, 1, 2)
     assert figures["processed"] == 6 and figures["percent"] == 75
     # Two sent in the last 30 s: 2/30 per second, 4 per minute; two left at that pace: 30 s.

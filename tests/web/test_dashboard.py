@@ -44,8 +44,8 @@ def test_a_viewer_sees_the_funnel_and_the_chart_but_no_names(
     page = client.get(f"/campaigns/{built.campaign.id}/dashboard")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
-    assert 'data-count="sent">8<' in html
-    assert 'data-percent="replied">25.0%<' in html
+    assert 'data-count="sent">7<' in html  # Dana's letter bounced: not sent (decision 0046)
+    assert 'data-percent="replied">22.2%<' in html
     assert 'data-count="bounced_hard">1<' in html
     assert 'data-count="auto_replied">2<' in html
     assert '<svg id="timeline-chart"' in html

@@ -15,6 +15,7 @@ from campaign.models import AuditEvent, Campaign, CampaignStatus, Role
 from campaign.services import campaigns, lists, statements
 from campaign.services.campaigns import AudienceSpec
 from campaign.services.contacts import create_contact
+from tests.launching import confirm_launch
 
 # Line 3: bold that never opens; lines 5-7: pasted with single breaks; line 9: unsigned.
 BODY = (
@@ -66,14 +67,14 @@ def test_the_page_lists_the_texts_problems_and_the_launch_needs_the_override(
     assert rows[2][1].startswith(f"{where}, line 5 Warning Lines that run together lines 5–7")
 
     shown = client.get(f"/campaigns/{campaign.id}").get_data(as_text=True)
-    assert 'id="check-text-problems"' in shown and 'name="override"' in shown
+    confirmation = client.get(f"/campaigns/{campaign.id}/launch").get_data(as_text=True)
+    assert 'id="check-text-problems"' in shown and 'name="override"' in confirmation
     refused = client.post(f"/campaigns/{campaign.id}/launch", follow_redirects=True)
     assert "Not launched" in refused.get_data(as_text=True)
     assert db.session.get(Campaign, campaign.id).status == CampaignStatus.DRAFT
 
-    client.post(
-        f"/campaigns/{campaign.id}/launch",
-        data={"override": "1", "override_reason": "the signed PDF goes as an annex"},
+    confirm_launch(
+        client, campaign.id, override="1", override_reason="the signed PDF goes as an annex"
     )
     launched = db.session.get(Campaign, campaign.id)
     assert launched.status == CampaignStatus.SENDING and launched.is_presend_overridden

@@ -1,0 +1,244 @@
+"""Launch confirmation: what a launch would do, in figures, and a signed token of what was shown.
+
+The confirmation page (and `campaign send`) shows a `LaunchSummary`; the confirm carries a
+token signed with the installation's secret that names the recipient count, a fingerprint
+of exactly who they are and the campaign's last change. A confirm whose token no longer
+matches (the page was left open while a list changed) launches nothing: the page is shown
+again with the new figures and what changed (decision 0046).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app
+from flask_babel import format_timedelta, ngettext
+from flask_babel import gettext as _
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import Select
+
+from campaign.extensions import db
+from campaign.i18n import language_name
+from campaign.models import Campaign, Contact, SmtpAccount, Statement
+from campaign.services import campaigns as campaign_service
+from campaign.services.campaigns import AudienceSpec, CampaignCheck, CampaignError
+from campaign.services.presend import PresendReport, check_audience
+from campaign.services.salutation_rules import current_rule_set
+
+TOKEN_SALT = "campaign.launch-confirmation"  # noqa: S105 (a namespace, not a secret)
+
+
+class ConfirmationError(ValueError):
+    """The confirm cannot launch: the token is missing, forged, or for another campaign."""
+
+
+@dataclass(frozen=True)
+class Pace:
+    """The SMTP account's limits (0: none) and the expected duration of the sending."""
+
+    per_second: int
+    per_minute: int
+    per_day: int
+    seconds: int | None  # None: no limit set, the server's speed decides
+
+    def limits_text(self) -> str:
+        parts = []
+        if self.per_second:
+            parts.append(
+                ngettext("%(num)d letter a second", "%(num)d letters a second", self.per_second)
+            )
+        if self.per_minute:
+            parts.append(
+                ngettext("%(num)d letter a minute", "%(num)d letters a minute", self.per_minute)
+            )
+        if self.per_day:
+            parts.append(ngettext("%(num)d letter a day", "%(num)d letters a day", self.per_day))
+        if not parts:
+            return _("no limit set: as fast as the mail server accepts them")
+        return _("at most %(limits)s", limits=", ".join(parts))
+
+    def duration_text(self) -> str:
+        if self.seconds is None:
+            return _("unknown (no limit set); usually a few minutes")
+        if self.seconds < 60:
+            return _("less than a minute")
+        return _(
+            "about %(duration)s",
+            duration=format_timedelta(
+                timedelta(seconds=self.seconds), threshold=1.1, granularity="minute"
+            ),
+        )
+
+
+def expected_pace(account: SmtpAccount | None, letters: int) -> Pace:
+    """How fast `letters` letters leave through `account` (None: the server settings)."""
+    if account is not None:
+        limits = (account.per_second, account.per_minute, account.per_day)
+    else:
+        config = current_app.config
+        limits = (
+            int(config["MAIL_RATE_PER_SECOND"]),
+            int(config["MAIL_RATE_PER_MINUTE"]),
+            int(config["MAIL_RATE_PER_DAY"]),
+        )
+    per_second, per_minute, per_day = (max(0, int(v or 0)) for v in limits)
+    intervals = [1 / per_second if per_second else 0.0, 60 / per_minute if per_minute else 0.0]
+    interval = max(intervals)
+    if not interval and not per_day:
+        return Pace(per_second, per_minute, per_day, None)
+    # The first letter leaves at once; each next one waits its interval.
+    seconds = max(0, letters - 1) * interval
+    if per_day and letters > per_day:
+        # Each full day's quota waits for the next day.
+        seconds = max(seconds, (math.ceil(letters / per_day) - 1) * 86400.0)
+    return Pace(per_second, per_minute, per_day, math.ceil(seconds))
+
+
+@dataclass
+class LaunchSummary:
+    """Everything the confirmation names before a launch."""
+
+    campaign_id: int
+    check: CampaignCheck
+    report: PresendReport | None
+    account_name: str  # "" for the server settings
+    pace: Pace
+    fingerprint: str
+    updated_at: str
+    languages: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return self.check.count.sendable
+
+    @property
+    def presend_errors(self) -> int:
+        return self.report.contacts_with_errors if self.report is not None else 0
+
+    @property
+    def is_blocked(self) -> bool:
+        return bool(self.check.errors)
+
+    def language_lines(self) -> list[str]:
+        return language_lines(self.languages)
+
+
+def language_split(report: PresendReport | None) -> list[tuple[str, int]]:
+    """(language, letters) from the pre-send check, the most letters first."""
+    found = report.languages if report is not None else {}
+    return sorted(found.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def language_lines(languages: list[tuple[str, int]]) -> list[str]:
+    """ "English: 12" per language, in the interface language."""
+    return [
+        _("%(language)s: %(num)d", language=language_name(code) if code else _("unknown"), num=n)
+        for code, n in languages
+    ]
+
+
+def presend_report(campaign: Campaign) -> PresendReport | None:
+    """The pre-send check of every letter the launch would send; None when it cannot run."""
+    spec = AudienceSpec.from_json(campaign.audience)
+    statement = db.session.get(Statement, campaign.statement_id)
+    if statement is None or not spec.include:
+        return None
+    try:
+        query = campaign_service.recipients_query(campaign)
+    except CampaignError:
+        return None  # the campaign check names the missing list or segment
+    return check_audience(statement, query, rules=current_rule_set())
+
+
+def audience_fingerprint(campaign: Campaign) -> str:
+    """A hash of who exactly would be written to: changes when anyone joins or leaves."""
+    digest = hashlib.sha256()
+    try:
+        query: Select[Any] = campaign_service.recipients_query(campaign)
+    except CampaignError:
+        return ""
+    ids = db.session.scalars(query.with_only_columns(Contact.id).order_by(Contact.id))
+    for contact_id in ids:
+        digest.update(f"{contact_id},".encode())
+    return digest.hexdigest()
+
+
+def _stamp(campaign: Campaign) -> str:
+    return campaign.updated_at.isoformat() if campaign.updated_at else ""
+
+
+def summarise_launch(campaign: Campaign, *, with_report: bool = True) -> LaunchSummary:
+    """What launching `campaign` now would do: recipients, account, pace, languages, problems."""
+    check = campaign_service.check_campaign(campaign)
+    report = presend_report(campaign) if with_report else None
+    account = campaign.smtp_account
+    languages = language_split(report)
+    return LaunchSummary(
+        campaign_id=campaign.id,
+        check=check,
+        report=report,
+        account_name=account.name if account is not None else "",
+        pace=expected_pace(account, check.count.sendable),
+        fingerprint=audience_fingerprint(campaign),
+        updated_at=_stamp(campaign),
+        languages=languages,
+    )
+
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(str(current_app.config["SECRET_KEY"]), salt=TOKEN_SALT)
+
+
+def sign_summary(summary: LaunchSummary) -> str:
+    """The token the confirm form carries: what the person saw, signed."""
+    return str(
+        _serializer().dumps(
+            {
+                "campaign": summary.campaign_id,
+                "count": summary.count,
+                "audience": summary.fingerprint,
+                "updated": summary.updated_at,
+            }
+        )
+    )
+
+
+def changes_since(token: str, summary: LaunchSummary) -> list[str]:
+    """What changed between the page that was confirmed and now, in words; [] if nothing.
+
+    Raises ConfirmationError for a token that is missing, forged or for another campaign.
+    """
+    if not token:
+        raise ConfirmationError(_("the confirmation is missing; review the figures and confirm"))
+    try:
+        shown = _serializer().loads(token)
+    except BadSignature:
+        raise ConfirmationError(
+            _("the confirmation could not be read; review the figures and confirm")
+        ) from None
+    if not isinstance(shown, dict) or shown.get("campaign") != summary.campaign_id:
+        raise ConfirmationError(_("the confirmation was for another campaign"))
+    changes = []
+    if shown.get("count") != summary.count:
+        changes.append(
+            ngettext(
+                "The number of recipients changed: %(then)s when the page was shown, %(num)d now.",
+                "The number of recipients changed: %(then)s when the page was shown, %(num)d now.",
+                summary.count,
+                then=shown.get("count"),
+            )
+        )
+    elif shown.get("audience") != summary.fingerprint:
+        changes.append(
+            _(
+                "The recipients changed since the page was shown: the same number, but not "
+                "the same people."
+            )
+        )
+    if shown.get("updated") != summary.updated_at:
+        changes.append(_("The campaign's settings were changed since the page was shown."))
+    return changes

@@ -1,0 +1,153 @@
+"""Test letters: a campaign's letter as one contact would get it, sent to staff only.
+
+Sent through the campaign's SMTP account (so the relay, its DKIM signature and its limits
+on the From address are tried for real), with "[Test]" before the subject and no
+unsubscribe or tracking headers. It is not a delivery: no ledger row, not counted in any
+figure; the audit log records who sent which contact's letter to whom (decision 0046).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.utils import parseaddr
+from types import SimpleNamespace
+
+from flask_babel import gettext as _
+from sqlalchemy import select
+
+from campaign.dkim import DkimSigningError
+from campaign.extensions import db
+from campaign.letters.letter import letter_source, render_letter
+from campaign.mail import MessageError, encode_address, make_message_id, message_id_domain
+from campaign.models import Campaign, Contact, Statement, User
+from campaign.services import campaigns as campaign_service
+from campaign.services.audit import record_event
+from campaign.services.letters import compose_letter
+from campaign.services.salutation_rules import current_rule_set
+from campaign.services.smtp_accounts import settings_for
+from campaign.smtp import Outcome, SmtpConnection
+
+SUBJECT_PREFIX = "[Test] "
+# The contact picker offers this many recipients of the audience.
+MAX_CHOICES = 200
+# At most this many staff receive one test.
+MAX_RECIPIENTS = 10
+
+
+class TestLetterError(ValueError):
+    """The test letter cannot be sent; the message says why, in words."""
+
+    __test__ = False  # not a pytest class
+
+
+@dataclass(frozen=True)
+class TestLetterResult:
+    __test__ = False
+
+    sent_to: list[str]
+    subject: str
+
+
+def contact_choices(campaign: Campaign) -> list[tuple[int, str]]:
+    """(id, "Name <address>") of the campaign's first recipients, to pick the letter's reader."""
+    try:
+        query = campaign_service.recipients_query(campaign)
+    except campaign_service.CampaignError:
+        return []
+    contacts = db.session.scalars(
+        query.order_by(Contact.family_name, Contact.id).limit(MAX_CHOICES)
+    )
+    return [(c.id, _contact_label(c)) for c in contacts]
+
+
+def _contact_label(contact: Contact) -> str:
+    name = " ".join(p for p in (contact.given_name, contact.family_name) if p)
+    return f"{name or contact.organisation or contact.email} <{contact.email}>"
+
+
+def staff_choices() -> list[User]:
+    """Active staff accounts, who may receive a test letter."""
+    return list(
+        db.session.scalars(
+            select(User).where(User.is_active_account.is_(True)).order_by(User.email)
+        )
+    )
+
+
+def send_test_letter(
+    campaign: Campaign, contact_id: int | None, user_ids: Sequence[int], *, actor: User
+) -> TestLetterResult:
+    """Send the letter `contact_id` would get to the chosen staff; raise TestLetterError."""
+    contact = db.session.get(Contact, contact_id) if contact_id is not None else None
+    if contact is None:
+        raise TestLetterError(_("Contact: choose whose letter to send as a test"))
+    users = [u for u in staff_choices() if u.id in set(user_ids)]
+    if not users:
+        raise TestLetterError(_("Send to: choose yourself or at least one colleague"))
+    if len(users) > MAX_RECIPIENTS:
+        raise TestLetterError(
+            _("Send to: at most %(num)d people receive one test letter", num=MAX_RECIPIENTS)
+        )
+    statement = db.session.get(Statement, campaign.statement_id)
+    if statement is None or not statement.texts:
+        raise TestLetterError(_("Statement: it has no text to send"))
+    source = letter_source(statement)
+    rules = current_rule_set()
+    reader = SimpleNamespace(
+        **{column.key: getattr(contact, column.key) for column in Contact.__table__.columns}
+    )
+    rendered = render_letter(source, reader, rules=rules)
+    subject = SUBJECT_PREFIX + rendered.subject
+    composed = compose_letter(
+        source,
+        reader,
+        rules=rules,
+        sender=campaign.from_address,
+        reply_to=campaign.reply_to or None,
+        message_id=make_message_id(message_id_domain(campaign.from_address)),
+        attach_pdf=campaign.is_pdf_attached,
+        fixed_subject=subject,
+    )
+    if composed.message is None:
+        errors = [p.message for p in composed.letter.problems if p.severity == "error"]
+        raise TestLetterError(
+            _(
+                "The letter cannot be built: %(reason)s",
+                reason="; ".join(str(e) for e in errors) or composed.error,
+            )
+        )
+    settings = settings_for(campaign.smtp_account)
+    data = composed.message
+    if settings.dkim_signer is not None:
+        try:
+            data = settings.dkim_signer.sign(data)
+        except DkimSigningError as problem:
+            raise TestLetterError(str(problem)) from None
+    envelope_from = parseaddr(campaign.from_address)[1]
+    sent_to = []
+    with SmtpConnection(settings, helo_name=message_id_domain(campaign.from_address)) as smtp:
+        for user in users:
+            try:
+                recipient = encode_address(user.email, field="To")
+            except MessageError as error:
+                raise TestLetterError(str(error)) from None
+            outcome = smtp.send(envelope_from, recipient, data)
+            if outcome.kind != Outcome.SENT:
+                raise TestLetterError(
+                    _(
+                        "The mail server did not take the test for %(address)s: %(reply)s",
+                        address=user.email,
+                        reply=outcome.summary,
+                    )
+                )
+            sent_to.append(user.email)
+    record_event(
+        "campaign.test_letter",
+        target_type="campaign",
+        target_id=campaign.id,
+        actor=actor,
+        detail={"contact_id": contact.id, "sent_to": sent_to, "subject": subject},
+    )
+    db.session.flush()
+    return TestLetterResult(sent_to, subject)
