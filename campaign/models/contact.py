@@ -128,6 +128,11 @@ class Contact(db.Model):  # type: ignore[name-defined]
     deleted_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
+    # Set on the record a merge put in the trash: the survivor it was merged into, whose
+    # history also shows the letters that stayed on this record.
+    merged_into_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL"), nullable=True, index=True
+    )
 
     __table_args__ = (
         Index("ix_contacts_family_given", "family_name", "given_name"),

@@ -21,6 +21,14 @@ def upgrade():
     with op.batch_alter_table('contacts', schema=None) as batch_op:
         batch_op.add_column(sa.Column('deleted_at', sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('deleted_by_id', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('merged_into_id', sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(
+            batch_op.f('fk_contacts_merged_into_id_contacts'), 'contacts', ['merged_into_id'],
+            ['id'], ondelete='SET NULL',
+        )
+        batch_op.create_index(
+            batch_op.f('ix_contacts_merged_into_id'), ['merged_into_id'], unique=False
+        )
         batch_op.create_foreign_key(
             batch_op.f('fk_contacts_deleted_by_id_users'), 'users', ['deleted_by_id'], ['id'],
             ondelete='SET NULL',
@@ -101,5 +109,10 @@ def downgrade():
         batch_op.drop_index('ix_contacts_trashed')
         batch_op.create_unique_constraint('uq_contacts_email_key', ['email_key'])
         batch_op.drop_constraint(batch_op.f('fk_contacts_deleted_by_id_users'), type_='foreignkey')
+        batch_op.drop_index(batch_op.f('ix_contacts_merged_into_id'))
+        batch_op.drop_constraint(
+            batch_op.f('fk_contacts_merged_into_id_contacts'), type_='foreignkey'
+        )
+        batch_op.drop_column('merged_into_id')
         batch_op.drop_column('deleted_by_id')
         batch_op.drop_column('deleted_at')
