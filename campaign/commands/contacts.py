@@ -158,18 +158,17 @@ _OPTIONS = {"role_type": "--role", "grammatical_gender": "--gender", "languages"
 
 def _describe_fallbacks(fallbacks: dict[str, str], options: dict[str, str]) -> None:
     """Say which columns letters need the file lacks, and what every row gets instead."""
-    from campaign.labels import label
     from campaign.services.contacts import FIELD_LABELS
+    from campaign.services.importing import letter_value_words, unknown_meaning
 
     for name, value in fallbacks.items():
         field, option = str(FIELD_LABELS[name]).lower(), _OPTIONS[name]
         if value:
-            shown = value if name == "languages" else label(value, _LABEL_TABLES[name])
             click.echo(
                 _(
                     "no column for %(field)s: every row gets %(value)s (%(option)s)",
                     field=field,
-                    value=shown,
+                    value=letter_value_words(name, value),
                     option=option,
                 ),
                 err=True,
@@ -179,7 +178,7 @@ def _describe_fallbacks(fallbacks: dict[str, str], options: dict[str, str]) -> N
                 _(
                     "no column for %(field)s: left unknown (%(meaning)s); choose with %(option)s",
                     field=field,
-                    meaning=_unknown_meaning(name),
+                    meaning=unknown_meaning(name),
                     option=option,
                 ),
                 err=True,
@@ -194,19 +193,6 @@ def _describe_fallbacks(fallbacks: dict[str, str], options: dict[str, str]) -> N
                 ),
                 err=True,
             )
-
-
-_LABEL_TABLES = {"role_type": "role_type", "grammatical_gender": "gender"}
-
-
-def _unknown_meaning(name: str) -> str:
-    from campaign.labels import label
-
-    if name == "role_type":
-        return label("other", "role_type")
-    if name == "grammatical_gender":
-        return label("unknown", "gender")
-    return _("no language: letters go out in the statement's first language")
 
 
 @click.command("export-contacts")

@@ -28,6 +28,7 @@ from sqlalchemy import String, any_, bindparam, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from campaign.extensions import db
+from campaign.letters.salutations import RuleSet
 from campaign.models import (
     Contact,
     ContactImport,
@@ -278,6 +279,44 @@ LEAVE_UNKNOWN = "unknown"
 # The key under which ContactImport.mapping keeps the values for all rows next to the
 # header -> field pairs. Headers are trimmed (tabular._clean_headers), so no header is it.
 FALLBACKS_KEY = " for all rows"
+# What each letter field stores when nobody says: "left unknown" (choosing it is the same).
+STORED_DEFAULTS = {"role_type": "other", "grammatical_gender": "unknown", "languages": ""}
+# The label table (campaign.labels) of the letter fields whose values are codes.
+_LETTER_LABELS = {"role_type": "role_type", "grammatical_gender": "gender"}
+
+
+def letter_value_words(name: str, value: str) -> str:
+    """A letter field's value in words ("" = the stored default, i.e. unknown)."""
+    from campaign.i18n import language_name
+    from campaign.labels import label
+
+    value = value or STORED_DEFAULTS[name]
+    if name in _LETTER_LABELS:
+        return label(value, _LETTER_LABELS[name])
+    words = ", ".join(f"{language_name(tag)} ({tag})" for tag in value.split())
+    return words or _("none")
+
+
+def unknown_meaning(name: str) -> str:
+    """What leaving a letter field unknown means for the letters, in words."""
+    if name == "languages":
+        return _("no language: letters go out in the statement's first language")
+    return letter_value_words(name, "")
+
+
+def letter_value_options(name: str) -> list[tuple[str, str]]:
+    """(value, words) a person may choose for all rows, besides leaving it unknown; the
+    stored default is not among them (it is "leave unknown", decision 0047)."""
+    from campaign.labels import choices
+    from campaign.services.country_names import letter_languages
+
+    if name in _LETTER_LABELS:
+        return [
+            (code, text)
+            for code, text in choices(_LETTER_LABELS[name])
+            if code != STORED_DEFAULTS[name]
+        ]
+    return [(tag, letter_value_words(name, tag)) for tag in letter_languages()]
 
 
 def missing_letter_fields(mapping: Mapping[str, Any]) -> list[str]:
@@ -299,7 +338,7 @@ def clean_fallbacks(mapping: Mapping[str, Any], chosen: Mapping[str, str]) -> di
             cleaned[name] = ""
             continue
         try:
-            cleaned[name] = str(clean_contact_data({name: value}, partial=True)[name])
+            stored = str(clean_contact_data({name: value}, partial=True)[name])
         except ContactInputError as error:
             raise ImportSetupError(
                 _(
@@ -308,6 +347,8 @@ def clean_fallbacks(mapping: Mapping[str, Any], chosen: Mapping[str, str]) -> di
                     reason=error.errors[0].message,
                 )
             ) from None
+        # Choosing what "unknown" stores (role other, gender unknown) is leaving it unknown.
+        cleaned[name] = "" if stored == STORED_DEFAULTS[name] else stored
     return cleaned
 
 
@@ -343,7 +384,8 @@ class RowResult:
     data: dict[str, Any] | None = None
     # (file column, reason) pairs; empty when the row is valid.
     problems: list[tuple[str, str]] = field(default_factory=list)
-    # Fields whose cell was not blank: an update never erases what the file left empty.
+    # Fields whose cell was not blank: an update never erases what the file left empty. A
+    # value chosen for all rows is not given: it never overwrites an existing contact.
     given: tuple[str, ...] = ()
     # Fields given by a value chosen for all rows (the file has no column for them).
     for_all_rows: tuple[str, ...] = ()
@@ -402,7 +444,9 @@ class _RowChecker:
                 (self.header_of.get(e.field, e.field), e.message) for e in error.errors
             )
             return result
-        result.given = tuple(name for name, value in raw.items() if value.strip())
+        result.given = tuple(
+            name for name, value in raw.items() if value.strip() and name not in self.fallbacks
+        )
         result.for_all_rows = tuple(self.fallbacks)
         return result
 
@@ -487,6 +531,10 @@ def preview_import(
         if len(results) >= limit:
             break
     rows.close()
+    from campaign.services import salutation_rules
+
+    # Read once for the whole preview, not once per row.
+    rules = salutation_rules.current_rule_set()
     keys = [r.data["email_key"] for r in results if r.data]
     # Only live contacts: an address in the trash makes a new contact (decision 0048).
     existing = {
@@ -511,18 +559,20 @@ def preview_import(
         letter = None
         if outcome != "rejected" and result.data:
             letter = _row_letter(
-                result, outcome, existing.get(result.data["email_key"]), set(checker.header_of)
+                result,
+                outcome,
+                existing.get(result.data["email_key"]),
+                set(checker.header_of),
+                rules,
             )
         preview_rows.append(PreviewRow(result.line, result.cells, result.problems, outcome, letter))
     return Preview(info, checked_mapping, preview_rows, chosen)
 
 
 def _row_letter(
-    result: RowResult, outcome: str, contact: Contact | None, columns: set[str]
+    result: RowResult, outcome: str, contact: Contact | None, columns: set[str], rules: RuleSet
 ) -> RowLetter:
     """What the row's letters will be made from once imported (see RowLetter)."""
-    from campaign.services.salutation_rules import current_rule_set
-
     data = dict(result.data or {})
     origins = {
         name: "for_all_rows"
@@ -538,7 +588,6 @@ def _row_letter(
                 if name in origins:
                     origins[name] = "contact"
     person = SimpleNamespace(**{name: data.get(name) for name in CONTACT_FIELDS})
-    rules = current_rule_set()
     available = rules.languages()
     tags = [t.split("-")[0].lower() for t in str(person.languages or "").split()]
     language = next((t for t in tags if t in available), "en" if "en" in available else "")

@@ -13,7 +13,7 @@ import logging
 import re
 import socket
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,8 +59,9 @@ BATCH_SIZE = 500
 # campaign's page, so its cost must not grow with the audience).
 MAX_READINGS = 50
 _DIGITS = re.compile(r"\d+")
-# Roles of people who hold an office: an audience with any of them is "to officials", and
-# a recipient there whose role is `other` gets a warning (decision 0047).
+# Roles of people who hold an office: an audience where at least half the recipients hold
+# one is "to officials", and a recipient there whose role is `other` gets a warning
+# (decision 0047).
 OFFICIAL_ROLES = frozenset(RoleType) - {RoleType.JOURNALIST, RoleType.NGO, RoleType.OTHER}
 
 
@@ -188,12 +189,15 @@ def check_audience(
     language: str | None = None,
     today: dt.date | None = None,
     rules: RuleSet | None = None,
+    rendered: Mapping[int, RenderedLetter] | None = None,
 ) -> PresendReport:
     """Render the statement for every recipient and report their problems; write nothing.
 
     `statement` is a Statement (its latest version) or the StatementVersion a campaign
     sends; `contacts` a select of contacts (streamed) or any iterable of them. `language`
     forces one text for everybody (LanguageUnavailable when the statement has no such text).
+    `rendered` holds letters already made from this source, by contact id (the live editor's):
+    those are read, not made again.
     """
     source: LetterSource = letter_source(statement)
     if language and match_language(language, source.languages) is None:
@@ -206,8 +210,9 @@ def check_audience(
     # changes the ending for some recipients is read for them too.
     reading = _Reading(rule_set)
     officials = 0
-    # Recipients whose role is `other`: (id, email, name, letter language, salutation).
-    unroled: list[tuple[int, str, str, str, str]] = []
+    # Recipients whose role is `other`: (where their problems end in report.problems, id,
+    # email, name, letter language, salutation).
+    unroled: list[tuple[int, int, str, str, str, str]] = []
     for contact in _contacts(contacts):
         report.checked += 1
         email = str(contact.email or "")
@@ -215,7 +220,9 @@ def check_audience(
         text_error = False
         salutation = ""
         try:
-            letter = render_letter(source, contact, language=language, today=today, rules=rule_set)
+            letter = (rendered or {}).get(contact.id) or render_letter(
+                source, contact, language=language, today=today, rules=rule_set
+            )
             salutation = letter.salutation
             found, letter_language = letter.problems, letter.language
             own, text_error = _reader_problems(source, contact, letter, reading, report)
@@ -243,8 +250,10 @@ def check_audience(
         if role in OFFICIAL_ROLES:
             officials += 1
         elif role == RoleType.OTHER.value:
-            unroled.append((contact.id, email, name, letter_language, salutation))
-    if officials:
+            unroled.append(
+                (len(report.problems), contact.id, email, name, letter_language, salutation)
+            )
+    if officials and 2 * officials >= report.checked:
         _warn_unroled(report, unroled, officials)
     for letter_language, unread in sorted(reading.unread.items()):
         report.text_problems.append(_not_read(source, letter_language, len(unread)))
@@ -256,11 +265,16 @@ def check_audience(
 
 
 def _warn_unroled(
-    report: PresendReport, unroled: list[tuple[int, str, str, str, str]], officials: int
+    report: PresendReport, unroled: list[tuple[int, int, str, str, str, str]], officials: int
 ) -> None:
     """Warn for each recipient whose role is `other` in an audience with `officials`:
-    their letter greets them without a title, which an official may take amiss."""
-    for contact_id, email, name, letter_language, salutation in unroled:
+    their letter greets them without a title, which an official may take amiss. Each
+    warning goes after that recipient's other problems, so the list keeps audience order."""
+    merged: list[ContactProblem] = []
+    taken = 0
+    for end, contact_id, email, name, letter_language, salutation in unroled:
+        merged.extend(report.problems[taken:end])
+        taken = end
         if salutation:
             message = ngettext(
                 "the contact's role is “other” while %(num)d recipient of this audience is an "
@@ -281,8 +295,10 @@ def _warn_unroled(
                 officials,
             )
         problem = LetterProblem("warning", "role_other", message)
-        report.problems.append(ContactProblem(contact_id, email, name, letter_language, problem))
+        merged.append(ContactProblem(contact_id, email, name, letter_language, problem))
         report.codes["role_other"] += 1
+    merged.extend(report.problems[taken:])
+    report.problems[:] = merged
 
 
 def _message(text: Text) -> str:

@@ -25,12 +25,9 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from campaign.extensions import db
-from campaign.i18n import language_name
-from campaign.labels import choices, label
 from campaign.models import ContactImport, ContactList, ImportStatus, Role
 from campaign.services import importing
 from campaign.services.contacts import FIELD_LABELS
-from campaign.services.country_names import letter_languages
 from campaign.web.access import allow
 
 bp = Blueprint("imports", __name__, url_prefix="/imports")
@@ -193,14 +190,6 @@ UNKNOWN_CHOICES = {
 }
 
 
-def _fallback_options(name: str) -> list[tuple[str, str]]:
-    if name == "role_type":
-        return choices("role_type")
-    if name == "grammatical_gender":
-        return [(code, text) for code, text in choices("gender") if code != "unknown"]
-    return [(tag, f"{language_name(tag)} ({tag})") for tag in letter_languages()]
-
-
 def _fallback_fields(mapping: dict[str, str], chosen: dict[str, str]) -> list[dict[str, Any]]:
     """The questions the mapping page asks for the letter fields no column fills."""
     return [
@@ -208,20 +197,26 @@ def _fallback_fields(mapping: dict[str, str], chosen: dict[str, str]) -> list[di
             "name": name,
             "question": FALLBACK_QUESTIONS[name],
             "unknown": UNKNOWN_CHOICES[name],
-            "options": _fallback_options(name),
+            "options": importing.letter_value_options(name),
             "value": chosen.get(name) or importing.LEAVE_UNKNOWN,
         }
         for name in importing.missing_letter_fields(mapping)
     ]
 
 
-def fallback_value(name: str, value: str) -> str:
-    """A value of a letter field in words, as the preview shows it."""
-    if name == "role_type":
-        return label(value or "other", "role_type")
-    if name == "grammatical_gender":
-        return label(value or "unknown", "gender")
-    return ", ".join(language_name(tag) for tag in value.split()) or _("none")
+def _refuse_unoffered(mapping: dict[str, str], fallbacks: dict[str, str]) -> None:
+    """Refuse a value for all rows the page did not offer (a crafted or stale form)."""
+    for name in importing.missing_letter_fields(mapping):
+        value = fallbacks.get(name, "")
+        offered = {code for code, _text in importing.letter_value_options(name)}
+        if value and value != importing.LEAVE_UNKNOWN and value not in offered:
+            raise importing.ImportSetupError(
+                _(
+                    "%(field)s for all rows: %(value)s is not one of the choices offered",
+                    field=FIELD_LABELS[name],
+                    value=repr(value),
+                )
+            )
 
 
 def _fallback_notes(fallbacks: dict[str, str]) -> list[str]:
@@ -234,7 +229,7 @@ def _fallback_notes(fallbacks: dict[str, str]) -> list[str]:
                 _(
                     "%(field)s: the file has no column for it; every row gets %(value)s.",
                     field=field,
-                    value=fallback_value(name, value),
+                    value=importing.letter_value_words(name, value),
                 )
             )
         else:
@@ -242,7 +237,7 @@ def _fallback_notes(fallbacks: dict[str, str]) -> list[str]:
                 _(
                     "%(field)s: the file has no column for it; left unknown (%(value)s).",
                     field=field,
-                    value=fallback_value(name, value),
+                    value=importing.unknown_meaning(name),
                 )
             )
     return notes
@@ -279,6 +274,7 @@ def mapping(import_id: int) -> Any:
             if on_duplicate not in importing.ON_DUPLICATE:
                 raise importing.ImportSetupError(importing.duplicate_choice_message())
             cleaned = importing.clean_mapping(info.headers, chosen)
+            _refuse_unoffered(cleaned, fallbacks)
             for_all_rows = importing.clean_fallbacks(cleaned, fallbacks)
             contact_list = importing.find_or_create_list(list_name) if list_name else None
         except importing.ImportSetupError as problem:
@@ -349,7 +345,7 @@ def preview(import_id: int) -> Any:
         labels=FIELD_LABELS,
         contact_list=contact_list,
         fallback_notes=_fallback_notes(result.fallbacks),
-        fallback_value=fallback_value,
+        fallback_value=importing.letter_value_words,
     )
 
 

@@ -147,7 +147,8 @@ def test_an_import_without_role_column_says_so_and_uses_the_chosen_values(
     result = invoke(app, "import-contacts", str(path), "--role", "ambassador", "--language", "fr")
     assert result.exit_code == 0, result.output
     assert "no column for role type: every row gets Ambassador (--role)" in result.stderr
-    assert "no column for languages, in order of preference: every row gets fr" in result.stderr
+    languages = "no column for languages, in order of preference: every row gets French (fr)"
+    assert languages in result.stderr
     db.session.expire_all()
     contact = db.session.scalar(select(Contact))
     assert contact is not None
@@ -172,3 +173,15 @@ def test_an_import_without_role_column_and_no_option_leaves_it_unknown_and_says_
     bad = invoke(app, "import-contacts", str(path), "--role", "emperor")
     assert bad.exit_code != 0
     assert "Role type for all rows: 'emperor' is not one of" in bad.output
+
+
+def test_an_option_naming_the_stored_default_is_reported_as_left_unknown(
+    app: Flask, tmp_path: Path
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("family_name,email\nBekova,a.bekova@example.org\n", encoding="utf-8")
+    result = invoke(app, "import-contacts", str(path), "--gender", "u", "--language", "fr ru")
+    assert result.exit_code == 0, result.output
+    assert "no column for grammatical gender: left unknown (Not known)" in result.stderr
+    # Words from the same place the import page takes them.
+    assert "every row gets French (fr), Russian (ru) (--language)" in result.stderr

@@ -84,16 +84,88 @@ def test_left_unknown_gives_role_other_and_changes_no_existing_contact(
     assert found["j.martin@example.org"].role_type == "minister"  # not erased by "unknown"
 
 
-def test_a_chosen_role_updates_existing_contacts_too(app: Flask, tmp_path: Path) -> None:
-    create_contact({"family_name": "Martin", "email": "j.martin@example.org"})
-    db.session.commit()
-    path = _file(tmp_path, NO_ROLE)
-    mapping = _mapping(path)
-    importing.import_contacts(
-        path, mapping, fallbacks={"role_type": "ambassador"}, on_duplicate="update"
+def test_values_for_all_rows_never_overwrite_an_existing_contact(
+    app: Flask, tmp_path: Path
+) -> None:
+    # A file with only names and addresses says nothing about an existing minister: the
+    # values chosen for all rows are for the rows it creates (decision 0047).
+    create_contact(
+        {
+            "family_name": "Martin",
+            "email": "j.martin@example.org",
+            "role_type": "minister",
+            "grammatical_gender": "f",
+            "languages": "en",
+        }
     )
     db.session.commit()
-    assert _contacts()["j.martin@example.org"].role_type == "ambassador"
+    path = _file(tmp_path, "given_name,family_name,email\nJean,Martin,j.martin@example.org\n")
+    mapping = _mapping(path)
+    chosen = {"role_type": "ambassador", "grammatical_gender": "m", "languages": "fr"}
+    preview = importing.preview_import(path, mapping, fallbacks=chosen, on_duplicate="update")
+    letter = preview.rows[0].letter
+    assert letter is not None
+    assert (letter.role, letter.gender, letter.languages) == (
+        ("minister", "contact"),
+        ("f", "contact"),
+        ("en", "contact"),
+    )
+    result = importing.import_contacts(path, mapping, fallbacks=chosen, on_duplicate="update")
+    db.session.commit()
+    assert result.updated == 1
+    martin = _contacts()["j.martin@example.org"]
+    assert (martin.given_name, martin.role_type, martin.grammatical_gender, martin.languages) == (
+        "Jean",
+        "minister",
+        "f",
+        "en",
+    )
+
+
+def test_choosing_the_stored_default_is_leaving_it_unknown(app: Flask, tmp_path: Path) -> None:
+    # "Other role" and "Not known" are what "leave unknown" stores: the same choice, counted
+    # once, as left unknown, however it is spelt.
+    path = _file(tmp_path, "family_name,email\nBekova,a@example.org\n")
+    mapping = _mapping(path)
+    chosen = {"role_type": "Other", "grammatical_gender": "x", "languages": ""}
+    assert importing.clean_fallbacks(mapping, chosen) == {
+        "role_type": "",
+        "grammatical_gender": "",
+        "languages": "",
+    }
+    crafted = importing.clean_fallbacks(mapping, {"grammatical_gender": "u"})
+    assert crafted["grammatical_gender"] == ""
+    assert "other" not in dict(importing.letter_value_options("role_type"))
+    assert "unknown" not in dict(importing.letter_value_options("grammatical_gender"))
+
+
+def test_one_place_says_what_a_letter_value_and_unknown_mean(app: Flask) -> None:
+    assert importing.letter_value_words("role_type", "ambassador") == "Ambassador"
+    assert importing.letter_value_words("role_type", "") == "Other role"
+    assert importing.letter_value_words("grammatical_gender", "") == "Not known"
+    assert importing.letter_value_words("languages", "fr ru") == "French (fr), Russian (ru)"
+    assert importing.unknown_meaning("role_type") == "Other role"
+    assert importing.unknown_meaning("languages").startswith("no language")
+    assert ("fr", "French (fr)") in importing.letter_value_options("languages")
+
+
+def test_the_preview_reads_the_salutation_rules_once(
+    app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from campaign.services import salutation_rules
+
+    calls: list[int] = []
+    real = salutation_rules.current_rule_set
+
+    def counted() -> object:
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(salutation_rules, "current_rule_set", counted)
+    path = _file(tmp_path, NO_ROLE)
+    preview = importing.preview_import(path, _mapping(path), fallbacks={"role_type": "minister"})
+    assert len(preview.rows) == 2 and all(r.letter for r in preview.rows)
+    assert len(calls) == 1
 
 
 def test_the_preview_shows_what_each_row_gets_and_marks_the_value_for_all_rows(

@@ -87,17 +87,12 @@ def test_the_check_reports_each_recipients_problems_and_a_summary(app: Flask) ->
         ("amb@example.org", "no_office_country", "warning"),
         (f"contact #{nomail}", "no_email", "error"),
         ("cr@example.org", "header_injection", "error"),
-        # Role `other` in an audience with officials (the ambassador, the rapporteur).
-        ("fr@example.org", "role_other", "warning"),
-        ("de@example.org", "role_other", "warning"),
-        (f"contact #{nomail}", "role_other", "warning"),
-        ("cr@example.org", "role_other", "warning"),
     }
-    assert (report.errors, report.warnings, report.contacts_with_errors) == (2, 8, 2)
+    assert (report.errors, report.warnings, report.contacts_with_errors) == (2, 4, 2)
     assert report.codes["language_fallback"] == 2
     assert report.languages == {"en": 5, "fr": 1}
     assert report.has_errors
-    assert report.summary() == "checked 6 recipients: 2 errors, 8 warnings"
+    assert report.summary() == "checked 6 recipients: 2 errors, 4 warnings"
 
 
 def test_the_check_flags_un_language_and_writes_nothing(app: Flask) -> None:

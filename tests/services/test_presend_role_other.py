@@ -69,3 +69,59 @@ def test_the_check_page_names_them_and_links_to_each_contact(
     ).get_data(as_text=True)
     assert "1 recipient has the role “other” although this audience includes officials" in page
     assert f'<a href="/contacts/{bekova}">Aigerim Bekova</a>' in page
+
+
+def test_no_warning_when_officials_are_less_than_half_of_the_audience(app: Flask) -> None:
+    # A press list with one minister on it is not a letter to officials (decision 0047).
+    statement = statements.create_statement("Letter", language="en", subject="S", body=BODY)
+    audience = _audience(
+        {"email": "min@example.org", "family_name": "Dupont", "role_type": "minister"},
+        {"email": "press@example.org", "family_name": "Press", "role_type": "journalist"},
+        {"email": "x@example.org", "given_name": "Aigerim", "family_name": "Bekova"},
+    )
+    report = presend.check_audience(statement, audience)
+    assert report.codes["role_other"] == 0
+
+
+def test_the_warning_stands_with_the_contact_s_other_problems_in_audience_order(
+    app: Flask,
+) -> None:
+    statement = statements.create_statement("Letter", language="en", subject="S", body=BODY)
+    audience = _audience(
+        {"email": "x@example.org", "given_name": "Aigerim", "family_name": "Bekova"},
+        {"email": "amb@example.org", "family_name": "Namunova", "role_type": "ambassador",
+         "languages": "de"},
+        {"email": "min@example.org", "family_name": "Dupont", "role_type": "minister",
+         "languages": "de"},
+    )  # fmt: skip
+    report = presend.check_audience(statement, audience)
+    emails = [p.email for p in report.problems]
+    assert "role_other" in [p.problem.code for p in report.problems if p.email == "x@example.org"]
+    order = ["x@example.org", "amb@example.org", "min@example.org"]
+    assert emails == sorted(emails, key=order.index)
+    assert len(set(emails)) == 3
+
+
+def test_the_box_says_listed_below_only_when_the_list_shows_them(
+    app: Flask, client: object, login: object, monkeypatch: object
+) -> None:
+    from campaign.models import Role
+    from campaign.web import presend as presend_page
+
+    statement = statements.create_statement("Letter", language="en", subject="S", body=BODY)
+    officials = [
+        {"email": f"amb{i}@example.org", "family_name": f"Amb{i}", "role_type": "ambassador",
+         "languages": "de"}
+        for i in range(7)
+    ]  # fmt: skip
+    others = [{"email": f"x{i}@example.org", "family_name": f"Other{i}"} for i in range(7)]
+    _audience(*officials, *others)
+    monkeypatch.setattr(presend_page, "MAX_ROWS", 3)  # type: ignore[attr-defined]
+    login(Role.EDITOR)  # type: ignore[operator]
+    list_id = db.session.scalar(select(lists.ContactList.id))
+    page = client.get(  # type: ignore[attr-defined]
+        f"/statements/{statement.id}/check/?audience=list:{list_id}"
+    ).get_data(as_text=True)
+    assert "7 recipients have the role “other”" in page
+    assert "and 2 more" in page
+    assert "(listed below)" not in page  # the list stops before them

@@ -119,3 +119,20 @@ def test_editing_keeps_the_contacts_values_and_still_needs_a_role(
     assert "choose one" in _text(cleared)
     db.session.expire_all()
     assert db.session.get(Contact, contact.id).role_type == "minister"  # type: ignore[union-attr]
+
+
+def test_the_french_error_names_the_option_as_the_select_shows_it(
+    client: FlaskClient, app: Flask
+) -> None:
+    from tests.conftest import sign_in
+    from tests.i18n.pages import user_in
+
+    sign_in(client, user_in(Role.EDITOR, "fr"))
+    form = _text(client.get("/contacts/new"))
+    assert ">Autre fonction</option>" in form
+    response = client.post(
+        "/contacts/new",
+        data={"family_name": "Namunova", "email": "amb@example.org", "role_type": ""},
+    )
+    assert response.status_code == 422
+    assert "« Autre fonction » si aucune ne convient" in _text(response).replace("\u00a0", " ")

@@ -90,3 +90,41 @@ def test_left_unknown_the_preview_says_the_role_is_other(
     preview = _text(client.get(f"/imports/{import_id}/preview"))
     assert "Role type: the file has no column for it; left unknown (Other role)." in preview
     assert "Dear Aigerim," in preview
+
+
+def test_a_value_the_page_never_offered_is_refused_naming_the_field(
+    app: Flask, client: FlaskClient, login: Any
+) -> None:
+    login(Role.EDITOR)
+    import_id = import_id_from(upload(client, NO_ROLE.encode()))
+    page = _text(client.get(f"/imports/{import_id}/mapping"))
+    role_select = re.search(r'<select id="fallback-role_type".*?</select>', page, re.S)
+    assert role_select is not None
+    # "Other role" is what "leave unknown" stores: one choice, offered once.
+    assert 'value="other"' not in role_select.group(0)
+    refused = client.post(
+        f"/imports/{import_id}/mapping",
+        data={**MAPPED, "fallback-role_type": "unknown", "fallback-languages": "de xx zz"},
+    )
+    assert refused.status_code == 400
+    assert "Languages, in order of preference for all rows: 'de xx zz'" in _text(refused)
+    record = db.session.get(ContactImport, import_id)
+    assert record is not None
+    db.session.refresh(record)
+    assert " for all rows" not in record.mapping  # nothing kept
+
+
+def test_the_preview_in_french_names_role_type_and_agrees_with_languages(
+    app: Flask, client: FlaskClient
+) -> None:
+    from tests.conftest import sign_in
+    from tests.i18n.pages import user_in
+
+    sign_in(client, user_in(Role.EDITOR, "fr"))
+    import_id = import_id_from(upload(client, NO_ROLE.encode()))
+    client.post(f"/imports/{import_id}/mapping", data=MAPPED)
+    preview = _text(client.get(f"/imports/{import_id}/preview"))
+    assert '<th scope="col">Type de rôle</th>' in preview
+    assert '<th scope="col">Fonction</th>' not in preview
+    assert "laissé inconnu" not in preview
+    assert "la valeur reste inconnue" in preview
