@@ -7,14 +7,15 @@ page's frame to fetch, and its renders are counted per user there.
 
 from __future__ import annotations
 
-import json
+import contextlib
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from babel import Locale
-from flask_babel import get_locale
+from flask_babel import format_number, get_locale
 from flask_babel import gettext as _
 from redis.exceptions import RedisError
 from sqlalchemy import ColumnElement, Select, String, and_, literal, or_, select, tuple_
@@ -22,7 +23,6 @@ from sqlalchemy import ColumnElement, Select, String, and_, literal, or_, select
 from campaign.extensions import db
 from campaign.labels import choices
 from campaign.letters.letter import LanguageUnavailable, LetterSource, letter_source
-from campaign.letters.sandbox import MAX_SOURCE_CHARS
 from campaign.letters.types import LetterProblem
 from campaign.models import Campaign, Contact
 from campaign.models.search_key import fold
@@ -35,32 +35,62 @@ MAX_RESULTS = 50
 MAX_QUERY = 200
 # The live editor: renders per user per minute, the text's size, how long a render is kept.
 DRAFT_RENDERS_PER_MINUTE = 120
-DRAFT_MAX_CHARS = MAX_SOURCE_CHARS
+# Markdown and the content checks are not bounded by the sandbox's 2 s (that is Jinja's):
+# a pathological text of this size still takes ~4 s (decision 0049), four times less than
+# the sandbox's own source limit would.
+DRAFT_MAX_CHARS = 50_000
 DRAFT_TTL_SECONDS = 600
+# One render in flight per user: held at most this long (a killed process's lock expires).
+DRAFT_BUSY_SECONDS = 30
+# How long the page waits before trying again when a render of the user's is running.
+DRAFT_BUSY_RETRY = 1
 _DRAFT_PREFIX = "campaign:draft-letter"
+_PANE_PREFIX = "campaign:draft-pane"
+_BUSY_PREFIX = "campaign:draft-busy"
 _RATE_PREFIX = "campaign:draft-renders"
+_PANE = re.compile(r"[a-z][a-z-]{0,39}")
+# Deletes the user's in-flight mark only if it is still this render's.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 _ORDER = (Contact.family_name, Contact.given_name, Contact.id)
 
 
 class DraftRefused(ValueError):
     """A draft was not rendered; the message says why, in words; `status` is the HTTP one
-    (422 the text, 429 too many renders, 503 Redis unreachable)."""
+    (422 the text, 429 too many renders or one still running, 503 Redis unreachable);
+    `retry` the seconds after which the same request may succeed (429 only)."""
 
-    def __init__(self, message: str, status: int = 422) -> None:
+    def __init__(self, message: str, status: int = 422, retry: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry = retry
 
 
 # --- recipients ------------------------------------------------------------------------------
 
 
+# A role or language is found by a word of its name only from this many letters on.
+_MIN_NAME_PREFIX = 3
+
+
+def _starts_a_word(folded: str, name: str) -> bool:
+    """Whether `folded` (a folded search word) starts a word of `name` ("jour" of
+    "Journalist", never "ali" of it), with at least _MIN_NAME_PREFIX characters."""
+    if len(folded) < _MIN_NAME_PREFIX:
+        return False
+    return any(word.startswith(folded) for word in re.split(r"[\W_]+", fold(name)))
+
+
 def _language_codes(word: str) -> list[str]:
-    """Language tags whose name (in the interface language) or tag contains `word`."""
+    """Language tags one of whose name's words (in the interface language) starts with
+    `word`, or whose tag is `word`."""
     folded = fold(word)
     if not folded:
         return []
     interface = get_locale() or Locale.parse("en")
-    found = {code for code, name in interface.languages.items() if folded in fold(name)}
+    found = {code for code, name in interface.languages.items() if _starts_a_word(folded, name)}
     if word.isalpha() and len(word) in (2, 3):
         found.add(word.lower())
     return sorted(code.replace("_", "-") for code in found)[:20]
@@ -75,15 +105,17 @@ def _has_language(code: str) -> ColumnElement[bool]:
 
 
 def _word_clause(word: str) -> ColumnElement[bool] | None:
-    """One word of a search: in a name or organisation (any script), a role's label or a
-    language's name."""
+    """One word of a search: in a name or organisation (any script), or starting a word of a
+    role's label or a language's name."""
     folded = fold(word)
     if not folded:
         return None
     clauses: list[ColumnElement[bool]] = [
         Contact.search_key.like(f"%{escape_like(folded)}%", escape="\\")
     ]
-    roles = [value for value, text in choices("role_type") if folded in fold(f"{text} {value}")]
+    roles = [
+        value for value, text in choices("role_type") if _starts_a_word(folded, f"{text} {value}")
+    ]
     if roles:
         clauses.append(Contact.role_type.in_(roles))
     clauses += [_has_language(code) for code in _language_codes(word)]
@@ -184,8 +216,8 @@ def draft_source(statement: Any, language: str, subject: str, body: str) -> Lett
     if len(body) + len(subject) > DRAFT_MAX_CHARS:
         raise DraftRefused(
             _(
-                "The text is too long to show: at most %(limit)d characters.",
-                limit=DRAFT_MAX_CHARS,
+                "The text is too long to show: at most %(limit)s characters.",
+                limit=format_number(DRAFT_MAX_CHARS),
             )
         )
     source = letter_source(statement)
@@ -217,57 +249,124 @@ def allow_draft_render(user_id: int) -> None:
             get_redis(), [f"{_RATE_PREFIX}:{user_id}"], [DRAFT_RENDERS_PER_MINUTE], 60
         )
     except RedisError as error:
-        raise DraftRefused(
-            _("The letter cannot be shown just now: %(reason)s", reason=str(error)), 503
-        ) from None
+        raise _unreachable(error) from None
     if full:
         raise DraftRefused(
             _("Too many updates of the letter; it is shown again in %(seconds)d s.", seconds=wait),
             429,
+            max(1, wait),
         )
 
 
+def busy_key(user_id: int) -> str:
+    """The Redis key marking that a live render of the user's is running."""
+    return f"{_BUSY_PREFIX}:{user_id}"
+
+
+def _unreachable(error: RedisError) -> DraftRefused:
+    return DraftRefused(
+        _("The letter cannot be shown just now: %(reason)s", reason=str(error)), 503
+    )
+
+
+def clean_pane(raw: str | None) -> str:
+    """Which of the page's panes asks (each keeps its own latest letter)."""
+    raw = str(raw or "")
+    return raw if _PANE.fullmatch(raw) else "pane"
+
+
 def render_draft(
-    statement: Any, contact: Contact, *, language: str, subject: str, body: str, user_id: int
+    statement: Any,
+    contact: Contact,
+    *,
+    language: str,
+    subject: str,
+    body: str,
+    user_id: int,
+    pane: str = "pane",
 ) -> DraftLetter:
     """Render the draft for `contact` as letters are rendered, check it as the pre-send check
-    does, and keep its HTML part for the user's frame (DRAFT_TTL_SECONDS)."""
-    from campaign.services.letters import compose_letter
+    does, and keep its HTML part for the pane's frame (DRAFT_TTL_SECONDS).
 
+    One render per user at a time (another tab or a slow text makes the next wait, 429):
+    a user cannot keep several workers busy with texts that take seconds to read."""
     source = draft_source(statement, language, subject, body)
+    token = secrets.token_urlsafe(12)
+    try:
+        if not get_redis().set(busy_key(user_id), token, nx=True, ex=DRAFT_BUSY_SECONDS):
+            raise DraftRefused(
+                _("Still drawing the previous letter; this one follows in a moment."),
+                429,
+                DRAFT_BUSY_RETRY,
+            )
+    except RedisError as error:
+        raise _unreachable(error) from None
+    try:
+        return _render_draft(source, contact, language=language, user_id=user_id, pane=pane)
+    finally:
+        with contextlib.suppress(RedisError):  # else it expires by itself
+            get_redis().eval(_RELEASE, 1, busy_key(user_id), token)
+
+
+def _render_draft(
+    source: LetterSource, contact: Contact, *, language: str, user_id: int, pane: str
+) -> DraftLetter:
+    from campaign.services.letters import compose_letter
+    from campaign.services.presend import check_audience
+    from campaign.services.salutation_rules import current_rule_set
+
+    rules = current_rule_set()
     try:
         # No PDF: it takes a second and the frame shows the HTML part.
-        composed = compose_letter(source, contact, language=language, attach_pdf=False)
+        composed = compose_letter(source, contact, language=language, attach_pdf=False, rules=rules)
     except LanguageUnavailable as error:
         raise DraftRefused(str(error)) from None
-    # One kept render per user and statement, replaced by the next: typing costs no memory.
     key = secrets.token_urlsafe(12)
-    stored = json.dumps({"key": key, "html": composed.parts.html})
-    try:
-        get_redis().set(_draft_key(user_id, source.statement_id), stored, ex=DRAFT_TTL_SECONDS)
-    except RedisError as error:
-        raise DraftRefused(
-            _("The letter cannot be shown just now: %(reason)s", reason=str(error)), 503
-        ) from None
+    _keep(user_id, source.statement_id, pane, key, composed.parts.html)
     if any(p.code == "render_error" for p in composed.letter.problems):
         # The check would only make the same letter again (up to the sandbox's limits).
-        warnings = [("", problem) for problem in composed.letter.problems]
+        warnings: list[tuple[str, LetterProblem]] = [
+            ("", problem) for problem in composed.letter.problems
+        ]
     else:
-        warnings = recipient_warnings(source, contact, language=language)
+        # The pre-send check reads the letter just made rather than making it again.
+        report = check_audience(
+            source,
+            [contact],
+            language=language,
+            rules=rules,
+            rendered={contact.id: composed.letter},
+        )
+        warnings = [(problem.where, problem.problem) for problem in report.text_problems]
+        warnings += [("", problem.problem) for problem in report.problems]
     return DraftLetter(key, composed.parts.text, warnings)
 
 
-def _draft_key(user_id: int, statement_id: int) -> str:
-    return f"{_DRAFT_PREFIX}:{user_id}:{statement_id}"
+def _draft_key(user_id: int, statement_id: int, key: str) -> str:
+    return f"{_DRAFT_PREFIX}:{user_id}:{statement_id}:{key}"
 
 
-def stored_draft(user_id: int, statement_id: int) -> str | None:
-    """The HTML part of the user's latest draft of the statement (kept a few minutes)."""
+def _keep(user_id: int, statement_id: int, pane: str, key: str, html: str) -> None:
+    """Keep a render's HTML part under its own key; the pane's previous one is dropped, so
+    that typing costs no memory and each pane's frame shows that pane's letter."""
+    redis = get_redis()
+    pointer = f"{_PANE_PREFIX}:{user_id}:{statement_id}:{pane}"
     try:
-        raw = get_redis().get(_draft_key(user_id, statement_id))
+        redis.set(_draft_key(user_id, statement_id, key), html, ex=DRAFT_TTL_SECONDS)
+        previous = redis.set(pointer, key, ex=DRAFT_TTL_SECONDS, get=True)
+        if isinstance(previous, bytes):
+            redis.delete(_draft_key(user_id, statement_id, previous.decode()))
+    except RedisError as error:
+        raise _unreachable(error) from None
+
+
+def stored_draft(user_id: int, statement_id: int, key: str) -> str | None:
+    """The HTML part of the user's render `key` of the statement (kept a few minutes, until
+    the same pane renders again)."""
+    if not key or len(key) > 40:
+        return None
+    try:
+        raw = get_redis().get(_draft_key(user_id, statement_id, key))
     except RedisError:
         return None
-    if raw is None:
-        return None
-    data = json.loads(raw)
-    return str(data["html"])
+    return raw.decode() if isinstance(raw, bytes) else None

@@ -53,8 +53,9 @@ from campaign.web.params import row_id
 
 bp = Blueprint("previews", __name__, url_prefix="/statements/<int:statement_id>/preview")
 
-# The HTML part is shown in a sandboxed frame: its inline styles may apply, nothing else.
-_FRAME_POLICY = (
+# The HTML part is shown in a sandboxed frame: its inline styles may apply, nothing else
+# (the preview's and the statement editor's live letter).
+FRAME_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; sandbox"
 )
 # The headers shown above the letter, each named as a mail client in the reader's
@@ -78,12 +79,23 @@ def _header_value(name: str, value: str) -> str:
     return value
 
 
-def _contact() -> Contact:
-    raw = request.args.get("contact", "")
-    contact = db.session.get(Contact, contact_id) if (contact_id := row_id(raw)) else None
-    if contact is None:
+def _found_contact(raw: str | None) -> Contact:
+    """The contact a preview is for; 404 for a bad id, an unknown or a trashed contact (the
+    trash is out of every preview)."""
+    contact_id = row_id(raw)
+    contact = db.session.get(Contact, contact_id) if contact_id is not None else None
+    if contact is None or contact.deleted_at is not None:
         abort(404)
     return contact
+
+
+def _asked_contact(raw: str | None) -> Contact | None:
+    """The contact asked for, None when none is asked (the page takes the first one)."""
+    return _found_contact(raw) if raw else None
+
+
+def _contact() -> Contact:
+    return _found_contact(request.args.get("contact"))
 
 
 # The "Cases from campaign" chooser's value for "no campaign: merge no cases".
@@ -183,8 +195,7 @@ def show(statement_id: int) -> Any:
     q = clean_query(request.args.get("q"))
     found = search_recipients(audience.query, q) if audience is not None else None
     recipients = found.contacts if found is not None else []
-    raw_contact = request.args.get("contact", "")
-    contact = db.session.get(Contact, contact_id) if (contact_id := row_id(raw_contact)) else None
+    contact = _asked_contact(request.args.get("contact"))
     if contact is None and recipients:
         contact = recipients[0]
     before = after = None
@@ -238,7 +249,11 @@ def recipients(statement_id: int) -> Any:
     audience = _chosen_audience(_audience_choices(using), using)
     q = clean_query(request.args.get("q"))
     found = search_recipients(audience.query, q) if audience is not None else None
-    contact = row_id(request.args.get("contact", ""))
+    contact = _asked_contact(request.args.get("contact"))
+    before = after = None
+    if contact is not None and audience is not None:
+        # The neighbours in this search and audience: the list and its links stay in step.
+        before, after = neighbours(audience.query, contact, q)
     return render_template(
         "previews/_recipients.html",
         statement=statement,
@@ -246,7 +261,9 @@ def recipients(statement_id: int) -> Any:
         recipients=found.contacts if found is not None else [],
         has_more=found.has_more if found is not None else False,
         q=q,
-        contact=db.session.get(Contact, contact) if contact else None,
+        contact=contact,
+        before=before,
+        after=after,
         language=request.args.get("lang", ""),
         max_results=MAX_RESULTS,
         cases_arg=request.args.get("cases_from") or None,
@@ -267,7 +284,7 @@ def html_part(statement_id: int) -> Any:
     statement = db.get_or_404(Statement, statement_id)
     composed = _compose(statement, _contact(), cases_from=_args_campaign(statement))
     response = Response(composed.parts.html, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = _FRAME_POLICY
+    response.headers["Content-Security-Policy"] = FRAME_POLICY
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     return response
 
@@ -310,9 +327,7 @@ def message(statement_id: int) -> Any:
 @allow(Role.EDITOR)
 def send_test(statement_id: int) -> Any:
     statement = db.get_or_404(Statement, statement_id)
-    contact = db.session.get(Contact, request.form.get("contact", type=int) or 0)
-    if contact is None:
-        abort(404)
+    contact = _found_contact(request.form.get("contact"))
     language = request.form.get("lang") or None
     back = url_for(
         "previews.show",

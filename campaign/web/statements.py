@@ -48,6 +48,8 @@ from campaign.services.statements import (
     StatementError,
 )
 from campaign.web.access import allow, signed_in_user
+from campaign.web.params import row_id
+from campaign.web.previews import FRAME_POLICY
 
 bp = Blueprint("statements", __name__, url_prefix="/statements")
 
@@ -319,11 +321,6 @@ def add_language(statement_id: int) -> Any:
 
 # --- The live letter beside the editor (decision 0049) ------------------------------------
 
-# The live letter's frame: its inline styles may apply, nothing else (as the preview's).
-_FRAME_POLICY = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'; sandbox"
-)
-
 
 def _samples(statement: Statement) -> list[Contact]:
     """The readers the editor offers for its live letter (editors only)."""
@@ -332,8 +329,11 @@ def _samples(statement: Statement) -> list[Contact]:
     return preview_service.sample_recipients(statement)
 
 
-def _live_refused(message: str, status: int) -> Any:
-    return jsonify({"ok": False, "error": message}), status
+def _live_refused(message: str, status: int, retry: int | None = None) -> Any:
+    answer: dict[str, Any] = {"ok": False, "error": message}
+    if retry is not None:
+        answer["retry"] = retry  # seconds; the page tries again by itself
+    return jsonify(answer), status
 
 
 @bp.route("/<int:statement_id>/live", methods=["POST"])
@@ -345,20 +345,27 @@ def live_letter(statement_id: int) -> Any:
     try:
         preview_service.allow_draft_render(user.id)
         language = statement_service.clean_language(request.form.get("language", ""))
-    except (preview_service.DraftRefused, StatementError) as error:
-        status = error.status if isinstance(error, preview_service.DraftRefused) else 422
-        return _live_refused(str(error), status)
-    raw = request.form.get("contact", "")
-    contact = db.session.get(Contact, int(raw)) if raw.isdecimal() and len(raw) < 10 else None
+    except preview_service.DraftRefused as error:
+        return _live_refused(str(error), error.status, error.retry)
+    except StatementError as error:
+        return _live_refused(str(error), 422)
+    contact_id = row_id(request.form.get("contact"))
+    contact = db.session.get(Contact, contact_id) if contact_id is not None else None
     if contact is None or contact.deleted_at is not None:
         return _live_refused(_("Choose a reader to see the letter as they will."), 422)
     subject, body = request.form.get("subject", ""), request.form.get("body", "")
     try:
         draft = preview_service.render_draft(
-            statement, contact, language=language, subject=subject, body=body, user_id=user.id
+            statement,
+            contact,
+            language=language,
+            subject=subject,
+            body=body,
+            user_id=user.id,
+            pane=preview_service.clean_pane(request.form.get("pane")),
         )
     except preview_service.DraftRefused as error:
-        return _live_refused(str(error), error.status)
+        return _live_refused(str(error), error.status, error.retry)
     return jsonify(
         {
             "ok": True,
@@ -384,12 +391,15 @@ def live_letter(statement_id: int) -> Any:
 @bp.route("/<int:statement_id>/live/frame")
 @allow(Role.EDITOR)
 def live_frame(statement_id: int) -> Any:
-    """The HTML part of the user's latest live letter, for the sandboxed frame."""
-    html = preview_service.stored_draft(signed_in_user().id, statement_id)
+    """The HTML part of one of the user's live letters (`v`, its render), for the sandboxed
+    frame of the pane that asked for it."""
+    html = preview_service.stored_draft(
+        signed_in_user().id, statement_id, request.args.get("v", "")
+    )
     if html is None:
         abort(404)
     response = Response(html, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = _FRAME_POLICY
+    response.headers["Content-Security-Policy"] = FRAME_POLICY
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     response.headers["Cache-Control"] = "no-store"
     return response

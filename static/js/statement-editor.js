@@ -4,6 +4,8 @@
 (function () {
   "use strict";
   var DELAY = 400;
+  /* A language tag as the server accepts it (en, pt-BR, sr-Latn): no request before. */
+  var TAG = /^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$/;
   var reader = document.getElementById("live-reader");
   var readerField = document.getElementById("live-reader-field");
   if (readerField) { readerField.hidden = false; }
@@ -86,6 +88,13 @@
       return form.getAttribute("data-language") || "";
     }
 
+    /* Shown: the pane is on screen (the "Add a language" form is inside a closed
+       <details> until opened). */
+    function open() {
+      var box = form.closest("details");
+      return !box || box.open;
+    }
+
     function say(text, failed) {
       status.textContent = text;
       status.classList.toggle("error-text", Boolean(failed));
@@ -114,11 +123,19 @@
     }
 
     function update() {
+      window.clearTimeout(timer);
+      var tag = language().trim();
+      if (!TAG.test(tag)) {  /* a new translation: no letter until its language is typed */
+        ++latest;
+        say("", false);
+        return;
+      }
       var mine = ++latest;
       var data = new FormData();
       var token = form.querySelector("input[name=csrf_token]");
       data.append("csrf_token", token ? token.value : "");
-      data.append("language", language());
+      data.append("pane", pane.id);
+      data.append("language", tag);
       var subject = form.querySelector("[name=subject]");
       data.append("subject", subject ? subject.value : "");
       data.append("body", form.querySelector("textarea[name=body]").value);
@@ -133,7 +150,12 @@
         return response.json();
       }).then(function (result) {
         if (mine !== latest) { return; }  /* an answer to older text */
-        if (!result.ok) { say(result.error || pane.getAttribute("data-failed"), true); return; }
+        if (!result.ok) {
+          say(result.error || pane.getAttribute("data-failed"), !result.retry);
+          /* Too many updates, or the previous one still drawing: try again when told. */
+          if (result.retry) { later(result.retry * 1000); }
+          return;
+        }
         showFrame(result.frame);
         showProblems(result.problems || []);
         var count = result.problems ? result.problems.length : 0;
@@ -143,13 +165,16 @@
       });
     }
 
-    function later() {
+    function later(delay) {
       window.clearTimeout(timer);
-      timer = window.setTimeout(update, DELAY);
+      timer = window.setTimeout(update, typeof delay === "number" ? delay : DELAY);
     }
 
-    form.addEventListener("input", later);
-    if (reader) { reader.addEventListener("change", later); }
+    form.addEventListener("input", function () { later(); });
+    /* Another reader: only the panes on screen draw again (a closed one when opened). */
+    if (reader) { reader.addEventListener("change", function () { if (open()) { later(); } }); }
+    var box = form.closest("details");
+    if (box) { box.addEventListener("toggle", function () { if (box.open) { later(); } }); }
     if (!form.getAttribute("data-language-field")) { update(); }
   }
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from playwright.sync_api import Page, expect
+from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import Role
-from campaign.services import lists, statements
+from campaign.models import Role, User
+from campaign.queue import get_redis
+from campaign.services import lists, previews, statements
 from campaign.services.contacts import create_contact
 from tests.browser.conftest import LiveServer
 
@@ -53,7 +55,7 @@ def test_preview_search_and_next_then_the_editor_with_its_live_letter(
     signed_in_page: Callable[..., Page], live_server: LiveServer
 ) -> None:
     ids = _setup(live_server)
-    page = signed_in_page(Role.EDITOR)
+    page = signed_in_page(Role.EDITOR, "editor-e@example.org")
 
     # Preview: the search narrows the list as one types; no button.
     page.goto(f"/statements/{ids['statement']}/preview/?audience=list:{ids['list']}")
@@ -74,6 +76,8 @@ def test_preview_search_and_next_then_the_editor_with_its_live_letter(
     expect(current).to_have_attribute("data-contact-id", str(ids["Berdi"]))
 
     # The editor: the letter beside the text follows the typing.
+    answers: list[int] = []
+    page.on("response", lambda r: answers.append(r.status) if r.url.endswith("/live") else None)
     page.goto(f"/statements/{ids['statement']}")
     page.get_by_label("Reader of the letter shown beside the text").select_option(str(ids["Amara"]))
     live = page.frame_locator("#live-text iframe")
@@ -91,10 +95,32 @@ def test_preview_search_and_next_then_the_editor_with_its_live_letter(
     page.keyboard.type("Article 159.")
     expect(live.get_by_text("Article 159.")).to_be_visible()
 
+    # While a render of this user's is still running the next one waits, then comes by itself.
+    with live_server.app.app_context():
+        user = db.session.scalars(select(User).filter_by(email="editor-e@example.org")).one()
+        busy = previews.busy_key(user.id)
+        get_redis().set(busy, "another render", ex=30)
+        db.session.remove()
+    page.keyboard.type(" Second note.")
+    expect(page.locator("#live-text .live-status")).to_contain_text(
+        "Still drawing the previous letter"
+    )
+    with live_server.app.app_context():
+        get_redis().delete(busy)
+    expect(live.get_by_text("Article 159. Second note.")).to_be_visible()
+    expect(page.locator("#live-text .live-status")).not_to_contain_text("Still drawing")
+
     # A new translation opens blank beside the source text.
     page.locator("#add-language summary").click()
     expect(page.locator("#source-text")).to_contain_text("We write about the")
     expect(page.locator("#f-language-body")).to_have_value("")
+    # The closed translation form, whose language is not typed yet, asked for no letter when
+    # the reader changed; neither does it when opened.
+    assert 422 not in answers, answers
+    page.locator("#f-language-language").fill("fr")
+    page.locator("#f-language-body").fill("{{ salutation }}\n\nNous écrivons.\n")
+    translation = page.frame_locator("#live-language iframe")
+    expect(translation.get_by_text("Nous écrivons.")).to_be_visible()
 
     # At 390 px the text and the letter are stacked, the letter below.
     page.set_viewport_size({"width": 390, "height": 844})

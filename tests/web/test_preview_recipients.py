@@ -74,6 +74,13 @@ def _search(client: FlaskClient, setup: dict[str, Any], q: str, audience: str = 
         ("French", ["Claire Exemple"]),  # the language's name
         ("german zeitung", ["Dana Zeller"]),  # every word must match
         ("nobody", []),
+        # A role or a language by the start of a word of its name, three letters at least:
+        # "ali" is in "journalist" and "Somali" but starts neither.
+        ("ali", []),
+        ("jour", ["Dana Zeller"]),
+        ("germ", ["Dana Zeller"]),
+        ("man", []),
+        ("rap", ["Amara Sample"]),
     ],
 )
 def test_the_search_narrows_the_recipients(
@@ -83,7 +90,7 @@ def test_the_search_narrows_the_recipients(
     html = _search(client, setup, q)
     assert _names(html) == expected
     if not expected:
-        assert "No recipient matches “nobody”." in html
+        assert f"No recipient matches “{q}”." in html
 
 
 def test_the_search_works_without_scripts_and_lists_at_most_fifty(
@@ -188,3 +195,44 @@ def test_viewers_cannot_list_recipients(
     login(Role.VIEWER)
     url = f"/statements/{setup['statement'].id}/preview/recipients"
     assert client.get(url).status_code == 403
+
+
+def test_the_neighbours_follow_the_search_in_the_list(
+    client: FlaskClient, login: Any, setup: dict[str, Any]
+) -> None:
+    login(Role.EDITOR)
+    people = setup["people"]
+    url = f"/statements/{setup['statement'].id}/preview/recipients"
+    args = {"audience": f"list:{setup['list'].id}", "contact": people["Claire"].id}
+    # Claire, then Berdi in the whole list; among the English and French readers, Amara.
+    html = client.get(url, query_string=args).get_data(as_text=True)
+    after = re.search(r'rel="next" id="preview-next" href="([^"]+)"', html)
+    assert after and f"contact={people['Berdi'].id}" in after.group(1)
+    html = client.get(url, query_string=args | {"q": "rap"}).get_data(as_text=True)
+    after = re.search(r'rel="next" id="preview-next" href="([^"]+)"', html)
+    assert after and f"contact={people['Amara'].id}" in after.group(1)
+    assert "q=rap" in after.group(1)
+    others = lists.create_list("Others")
+    lists.add_contacts(others, [people["Claire"].id, people["Dana"].id])
+    db.session.commit()
+    html = client.get(url, query_string=args | {"audience": f"list:{others.id}"}).get_data(
+        as_text=True
+    )
+    after = re.search(r'rel="next" id="preview-next" href="([^"]+)"', html)
+    assert after and f"contact={people['Dana'].id}" in after.group(1)
+    assert f"audience=list:{others.id}" in after.group(1)
+
+
+def test_a_trashed_contact_is_not_previewed(
+    client: FlaskClient, login: Any, setup: dict[str, Any]
+) -> None:
+    from campaign.services.contact_trash import trash_contact
+
+    claire = setup["people"]["Claire"]
+    trash_contact(claire)
+    db.session.commit()
+    login(Role.EDITOR)
+    base = f"/statements/{setup['statement'].id}/preview"
+    for part in ("/", "/html", "/letter.pdf", "/message.eml"):
+        assert client.get(base + part, query_string={"contact": claire.id}).status_code == 404
+    assert client.post(base + "/send-test", data={"contact": claire.id}).status_code == 404

@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 
 from campaign.extensions import db
 from campaign.models import Role
+from campaign.queue import get_redis
 from campaign.services import previews, statements
 from campaign.services.contacts import create_contact
 
@@ -37,7 +38,8 @@ def setup(app: Flask) -> dict[str, Any]:
 
 
 def _live(client: FlaskClient, setup: dict[str, Any], **fields: Any) -> Any:
-    data = {"language": "en", "subject": "The trial", "body": BODY, "contact": setup["reader"].id}
+    data = {"pane": "live-text", "language": "en", "subject": "The trial", "body": BODY}
+    data["contact"] = setup["reader"].id
     data.update(fields)
     return client.post(f"/statements/{setup['statement'].id}/live", data=data)
 
@@ -102,7 +104,9 @@ def test_the_new_translation_opens_blank_beside_its_source(
             200,
             "does too much work",
         ),
-        ({"body": "x" * (previews.DRAFT_MAX_CHARS + 1)}, 422, "The text is too long to show"),
+        # The limit keeps a render (Markdown and the checks too) within seconds; said as
+        # numbers are written in the reader's language.
+        ({"body": "x" * 50_001}, 422, "The text is too long to show: at most 50,000 characters."),
         ({"language": "not a tag!"}, 422, "language"),
         ({"contact": "²"}, 422, "Choose a reader"),
         ({"contact": "999999"}, 422, "Choose a reader"),
@@ -133,7 +137,69 @@ def test_renders_are_limited_per_user(
     monkeypatch.setattr(previews, "DRAFT_RENDERS_PER_MINUTE", 3)
     login(Role.EDITOR)
     assert [_live(client, setup).status_code for _ in range(4)] == [200, 200, 200, 429]
-    assert "Too many updates of the letter" in _live(client, setup).get_json()["error"]
+    refused = _live(client, setup).get_json()
+    assert "Too many updates of the letter" in refused["error"]
+    # The page tries again by itself when the wait is over.
+    assert 1 <= refused["retry"] <= 60
+
+
+def test_one_render_at_a_time_per_user(
+    app: Flask, client: FlaskClient, login: Any, setup: dict[str, Any]
+) -> None:
+    user = login(Role.EDITOR)
+    busy = previews.busy_key(user.id)
+    # A render of this user's is still running (another tab, a slow text): the next waits.
+    get_redis().set(busy, "another render", ex=30)
+    refused = _live(client, setup)
+    assert refused.status_code == 429
+    result = refused.get_json()
+    assert "Still drawing the previous letter" in result["error"] and result["retry"] >= 1
+    get_redis().delete(busy)
+    # A render frees its place when done, and another user is never held up.
+    assert [_live(client, setup).status_code for _ in range(2)] == [200, 200]
+    assert get_redis().get(busy) is None
+
+
+def test_the_letter_is_rendered_once_per_update(
+    client: FlaskClient, login: Any, setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from campaign.letters import letter as letter_module
+    from campaign.services import letters, presend
+
+    calls: list[int] = []
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return letter_module.render_letter(*args, **kwargs)
+
+    monkeypatch.setattr(letters, "render_letter", counted)
+    monkeypatch.setattr(presend, "render_letter", counted)
+    login(Role.EDITOR)
+    result = _live(client, setup, body=BODY.replace("the trial", "<b>the trial</b>")).get_json()
+    # The pre-send check reads the letter just made; it does not make it again.
+    assert [p["code"] for p in result["problems"]] == ["html_shown"]
+    assert len(calls) == 1
+
+
+def test_each_pane_shows_its_own_letter(
+    client: FlaskClient, login: Any, setup: dict[str, Any]
+) -> None:
+    login(Role.EDITOR)
+    french = "{{ salutation }}\n\nNous écrivons.\n\n{{ closing }}\n\nAnna\n"
+    english = _live(client, setup).get_json()["frame"]
+    other = _live(client, setup, pane="live-language", language="fr", body=french)
+    french_frame = other.get_json()["frame"]
+    # Both panes' frames keep their own letter, whichever was drawn last.
+    assert "Dear Minister," in client.get(english).get_data(as_text=True)
+    assert "Madame la Ministre," in client.get(french_frame).get_data(as_text=True)
+    # A frame asks for one render by its key; an unknown or missing key finds nothing.
+    base = english.split("?")[0]
+    assert client.get(base, query_string={"v": "not-a-render"}).status_code == 404
+    assert client.get(base).status_code == 404
+    # A pane keeps its latest letter only: typing costs no memory.
+    _live(client, setup, body=BODY.replace("trial", "hearing"))
+    assert client.get(english).status_code == 404
+    assert client.get(french_frame).status_code == 200
 
 
 def test_viewers_cannot_render_and_a_frame_is_the_users_own(
