@@ -8,6 +8,7 @@ import email.policy
 import mailbox
 import re
 import socket
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage, MIMEPart
@@ -338,8 +339,11 @@ _UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
 
 
 def safe_download_name(filename: str, fallback: str = "attachment") -> str:
-    """A file name a browser saves as given: no directory, no control character, no dot start."""
-    name = " ".join(_UNSAFE_NAME.sub("_", filename).split()).strip(". ")
+    """A file name a browser saves as given: no directory, no control character, no dot start,
+    and no invisible format character (Unicode Cf: a right-to-left override turns
+    "letter\u202egpj.exe" into what reads as "letterexe.jpg")."""
+    visible = "".join(char for char in filename if unicodedata.category(char) != "Cf")
+    name = " ".join(_UNSAFE_NAME.sub("_", visible).split()).strip(". ")
     return name[:150] or fallback
 
 

@@ -129,6 +129,10 @@ def _insecure(problem: TlsProblem, detail: str) -> SendOutcome:
     return SendOutcome(Outcome.AUTH_FAILED, None, detail, "", "tls", tls=problem)
 
 
+# The reply of check_sender for an address outside ASCII when the server offers no SMTPUTF8.
+NO_SMTPUTF8 = "the address is not ASCII and the server does not offer SMTPUTF8"
+
+
 class SmtpConnection:
     """One SMTP connection for a batch; connects lazily and reconnects after a drop.
 
@@ -335,8 +339,16 @@ class SmtpConnection:
                 return refused
         client = self._client
         assert client is not None
+        options: list[str] = []
+        if not envelope_from.isascii():
+            if not client.has_extn("smtputf8"):
+                return SendOutcome(Outcome.PERMANENT, None, NO_SMTPUTF8, "", "mail")
+            options = ["SMTPUTF8"]
         try:
-            code, reply = client.mail(envelope_from)
+            self._step(client)
+            code, reply = client.mail(envelope_from, options)
+        except ValueError as error:  # a line break in the address: nothing was sent
+            return SendOutcome(Outcome.PERMANENT, None, _text(str(error)), "", "mail")
         except (smtplib.SMTPException, OSError) as error:
             self._drop()
             return _dropped("mail", error)

@@ -7,7 +7,11 @@ a certificate the client refuses, a relay that refuses the From, a folder that i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,11 +19,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from flask_babel import force_locale
 from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, ImapMailbox, Role, SmtpAccount
-from campaign.services import mailboxes
+from campaign.services import connection_tests, mailboxes
 from campaign.services.connection_tests import (
     check_mailbox_connection,
     check_smtp_connection,
@@ -243,3 +248,187 @@ def test_a_mailbox_certificate_refused_is_named(
         assert db.session.get(ImapMailbox, mailbox.id) is not None
     finally:
         server.stop()
+
+
+# --- bounded time, bad From, no secrets (review) ----------------------------------------------
+
+
+class _DrippingServer:
+    """A server that greets, then answers by dripping a continuation line every 0.2 s and
+    never ends its answer (for 8 s at most, then it hangs up)."""
+
+    def __init__(self, greeting: bytes, drip: bytes, *, on_command: bool = False) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._greeting, self._drip, self._on_command = greeting, drip, on_command
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self._listener.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _address = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:  # closed by stop()
+                return
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.sendall(self._greeting)
+            if self._on_command:
+                conn.recv(4096)
+            for _n in range(40):
+                if self._stop.wait(0.2):
+                    return
+                conn.sendall(self._drip)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+
+class _PlainSmtp(_DrippingServer):
+    """An old SMTP server: EHLO without SMTPUTF8, 250 to everything else."""
+
+    def __init__(self) -> None:
+        self.heard: list[bytes] = []
+        super().__init__(b"", b"")
+
+    def _talk(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError), conn.makefile("rb") as lines:
+            conn.sendall(b"220 old.example.org ready\r\n")
+            for line in lines:
+                self.heard.append(line)
+                conn.sendall(b"221 bye\r\n" if line.startswith(b"QUIT") else b"250 ok\r\n")
+
+
+def test_a_server_that_never_ends_its_answer_is_cut_at_the_deadline(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(connection_tests, "OVERALL_SECONDS", 1)
+    smtp = _DrippingServer(b"220-slow.example.org hello\r\n", b"220-still here\r\n")
+    imap = _DrippingServer(
+        b"* OK [CAPABILITY IMAP4rev1] ready\r\n", b"* OK still thinking\r\n", on_command=True
+    )
+    try:
+        report = check_smtp_connection(_account(smtp.port, security="none"), "office@example.org")
+        name, ok, detail = _steps(report)[-1]
+        assert name == f"Connect to 127.0.0.1:{smtp.port}" and not ok
+        assert "did not finish within the 1 s a test may take" in detail
+
+        user = f"replies{uuid.uuid4().hex[:8]}"
+        mailbox = mailboxes.add_mailbox(
+            f"Slow {user[-8:]}",
+            host="127.0.0.1",
+            port=imap.port,
+            security="none",
+            username=user,
+            password="slow-secret",
+        )
+        db.session.commit()
+        slow = check_mailbox_connection(mailbox)
+        # imaplib asks CAPABILITY right after the greeting: the drip is in the connect step.
+        assert slow.steps[-1].name == f"Connect to 127.0.0.1:{imap.port}", _steps(slow)
+        assert not slow.steps[-1].is_ok
+        assert "did not finish within the 1 s a test may take" in slow.steps[-1].detail
+        assert slow.failed_code == "connect"
+    finally:
+        smtp.stop()
+        imap.stop()
+
+
+def test_a_from_that_is_not_one_plain_address_is_a_failed_step(
+    app: Flask, client: FlaskClient, login: Any, relay: FaultSmtpServer
+) -> None:
+    account = _account(relay.port)
+    broken = check_smtp_connection(account, "office@example.org\r\nRCPT TO:<x@example.net>")
+    assert _steps(broken) == [
+        (
+            "Check the From address",
+            False,
+            "the From contains a line break or another control character",
+        )
+    ]
+    two = check_smtp_connection(account, "a@example.org, b@example.org")
+    assert "the From must be one plain address" in two.steps[-1].detail
+
+    # aiosmtpd offers SMTPUTF8: the address is asked as UTF-8 (it used to raise).
+    accented = check_smtp_connection(account, "josé@exämple.org")
+    assert _steps(accented)[-1][:2] == ("Ask the server to accept mail from josé@exämple.org", True)
+    assert relay.messages == []
+    plain = _PlainSmtp()
+    try:
+        old = create_account(
+            AccountFields(name="Old relay", host="127.0.0.1", port=plain.port, security="none")
+        )
+        db.session.commit()
+        ascii_only = check_smtp_connection(old, "josé@exämple.org")
+        name, ok, detail = _steps(ascii_only)[-1]
+        assert name == "Ask the server to accept mail from josé@exämple.org" and not ok
+        assert "the server does not offer SMTPUTF8: use an ASCII address" in detail
+        assert not any(line.startswith(b"MAIL") for line in plain.heard)
+    finally:
+        plain.stop()
+
+    login(Role.ADMIN)
+    response = client.post(
+        f"/smtp-accounts/{account.id}/test", data={"sender": "office@example.org\nX: y"}
+    )
+    assert response.status_code == 302
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "the From contains a line break" in page
+    events = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "smtp_account.test")
+    ).all()
+    assert [event.detail["failed"] for event in events] == [
+        "sender",
+        "sender",
+        "",
+        "from",
+        "sender",
+    ]
+    result = app.test_cli_runner().invoke(args=["test-smtp", account.name, "--from", "a\rb@c.org"])
+    assert result.exit_code == 1 and "the From contains a line break" in result.output
+
+
+def test_no_password_in_the_audit_or_the_log_and_the_failed_step_is_a_code(
+    app: Flask,
+    relay: FaultSmtpServer,
+    imap_server: servers.DovecotServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    check_smtp_connection(_account(relay.port), "office@example.org")
+    check_smtp_connection(_account(relay.port, password="wrong-password-9"), "")
+    mailbox = _mailbox(imap_server)
+    check_mailbox_connection(mailbox)
+    check_mailbox_connection(_mailbox(imap_server, password="not-the-password"))
+    db.session.commit()
+    events = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+    details = [event.detail for event in events if event.action.endswith(".test")]
+    assert [detail["failed"] for detail in details] == ["", "login", "", "login"]
+    for secret in (PASSWORD, "wrong-password-9", f"{mailbox.username}-secret", "not-the-password"):
+        assert secret not in json.dumps(details)
+        assert secret not in caplog.text
+
+
+def test_an_unreadable_mailbox_password_is_its_own_step_and_failures_are_translated(
+    app: Flask, imap_server: servers.DovecotServer
+) -> None:
+    mailbox = _mailbox(imap_server)
+    mailbox.password_encrypted = "not-a-sealed-secret"
+    report = check_mailbox_connection(mailbox)
+    assert [(s.name, s.is_ok, s.code) for s in report.steps][1:] == [
+        ("Read the stored password", False, "password")
+    ]
+    moved = _mailbox(imap_server)
+    moved.port = servers.free_port()
+    with force_locale("fr"):
+        unreachable = check_mailbox_connection(moved)
+    assert unreachable.steps[-1].code == "connect"
+    assert "connection refused" not in unreachable.steps[-1].detail.lower()
+    assert unreachable.steps[-1].detail.startswith("rien ne répond")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -15,6 +16,8 @@ import time
 import urllib.request
 from email.message import EmailMessage
 from pathlib import Path
+
+import pytest
 
 from tests import servers
 
@@ -177,3 +180,60 @@ def test_campaign_dev_serves_the_app_and_ctrl_c_stops_everything(tmp_path: Path)
     sent = len(list((instance / "devmail" / "new").iterdir())) - 1
     print(f"campaign dev: started in {startup_seconds:.1f} s, stopped in {stop_seconds:.1f} s")
     print(f"letters received before the stop: {sent}")
+
+
+def test_a_worker_killed_at_last_takes_its_work_horse_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last resort kills the worker's children too: RQ's horse runs in its own session."""
+    from campaign.commands import dev
+
+    monkeypatch.setattr(dev, "WORKER_STOP_SECONDS", 0.5)
+    horse_pid = tmp_path / "horse"
+    # A "worker" that ignores SIGTERM and whose "horse" lives in a session of its own.
+    script = (
+        "import os, signal, subprocess, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "horse = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],"
+        " start_new_session=True)\n"
+        f"open({str(horse_pid)!r}, 'w').write(str(horse.pid))\n"
+        "time.sleep(60)\n"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", script])
+    for _n in range(200):
+        if horse_pid.exists() and horse_pid.read_text():
+            break
+        time.sleep(0.05)
+    horse = int(horse_pid.read_text())
+    try:
+        dev._stop_process(worker, "RQ worker")  # type: ignore[arg-type]
+        assert worker.poll() is not None
+        for _n in range(100):
+            if not _alive(horse):
+                break
+            time.sleep(0.05)
+        assert not _alive(horse)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(horse, signal.SIGKILL)
+
+
+def test_a_stop_reaches_work_horses_forked_after_it(redis_server: servers.RedisServer) -> None:
+    """A SIGTERM that came while the worker waited for the fork lock is not lost: the flag
+    is set in the worker itself, and fork copies it into the horse."""
+    from redis import Redis
+
+    from workers import context
+    from workers.__main__ import CampaignWorker
+
+    worker = CampaignWorker(["test"], connection=Redis.from_url(redis_server.url))
+    try:
+        worker.handle_warm_shutdown_request()
+        assert context.stop_requested()
+        child = os.fork()
+        if child == 0:  # the "horse"
+            os._exit(0 if context.stop_requested() else 1)
+        _pid, status = os.waitpid(child, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        context._stopping.clear()

@@ -232,3 +232,13 @@ def test_the_html_part_is_served_sandboxed_and_attachments_download_safely(
 
     assert client.get(f"/devmail/{key}/attachments/2").status_code == 404
     assert client.get("/devmail/no-such-message/html").status_code == 404
+
+
+def test_a_download_name_keeps_no_invisible_format_character() -> None:
+    from campaign.devmail import safe_download_name
+
+    # A right-to-left override makes "report\u202egpj.exe" read as "reportexe.jpg".
+    assert safe_download_name("report\u202egpj.exe") == "reportgpj.exe"
+    assert safe_download_name("a\u200bb\u2066c\u2069.pdf") == "abc.pdf"
+    assert "/" not in safe_download_name("../../etc/passwd")
+    assert safe_download_name("\u202e") == "attachment"

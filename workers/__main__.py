@@ -94,6 +94,9 @@ class CampaignWorker(_PromptUnsubscribe, Worker):
 
     def handle_warm_shutdown_request(self) -> None:
         super().handle_warm_shutdown_request()
+        # Here too: a horse forked from now on (the stop came while this process waited for
+        # the fork lock) starts with the stop already asked, since fork copies the flag.
+        request_stop()
         if self.horse_pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.horse_pid, STOP_SOON_SIGNAL)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import click
@@ -347,6 +348,22 @@ class DevRunner:
         )
 
 
+def _descendants(pid: int) -> set[int]:
+    """Every process below `pid` (from /proc; none where there is no /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
 def _stop_process(process: subprocess.Popen[bytes], name: str) -> None:
     if process.poll() is not None:
         return
@@ -354,6 +371,11 @@ def _stop_process(process: subprocess.Popen[bytes], name: str) -> None:
     try:
         process.wait(timeout=WORKER_STOP_SECONDS)
     except subprocess.TimeoutExpired:
+        # Its children too (RQ's work horse runs in a session of its own, so the parent's
+        # death does not reach it): found before the parent dies and they move to init.
+        for child in _descendants(process.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(child, signal.SIGKILL)
         click.echo(
             _(
                 "the %(name)s did not stop in %(seconds).0f s; killing it",

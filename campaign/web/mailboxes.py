@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from campaign.extensions import db
 from campaign.models import ImapMailbox, ImapSecurity, Role
 from campaign.models._types import utcnow
 from campaign.services import mailbox_admin
-from campaign.services.connection_tests import ConnectionReport, check_mailbox_connection
+from campaign.services.connection_tests import (
+    check_mailbox_connection,
+    keep_report,
+    kept_report,
+)
 from campaign.services.mailbox_admin import MailboxSettings
 from campaign.services.mailboxes import ALERT_AFTER, MailboxError, poll_mailbox
 from campaign.web.access import allow, signed_in_user
@@ -176,17 +180,12 @@ def poll(mailbox_id: int) -> Any:
     return _back()
 
 
-_TEST_KEY = "mailbox_connection_test"
-
-
 @bp.route("/<int:mailbox_id>/test")
 @allow(Role.ADMIN)
 def test(mailbox_id: int) -> Any:
     mailbox = db.get_or_404(ImapMailbox, mailbox_id)
-    found = session.get(_TEST_KEY)
-    report = None
-    if isinstance(found, dict) and found.get("mailbox") == mailbox_id:
-        report = ConnectionReport.from_dict(found["report"])
+    found = kept_report(request.args.get("report", ""), user_id=signed_in_user().id)
+    report = found[0] if found is not None and found[1].get("mailbox") == mailbox_id else None
     return render_template("mailboxes/test.html", mailbox=mailbox, report=report)
 
 
@@ -197,9 +196,10 @@ def run_test(mailbox_id: int) -> Any:
     mailbox = db.get_or_404(ImapMailbox, mailbox_id)
     report = check_mailbox_connection(mailbox, actor=signed_in_user())
     db.session.commit()
-    session[_TEST_KEY] = {"mailbox": mailbox_id, "report": report.as_dict()}
+    # Server-side, for this admin only (not in the session cookie its holder can read).
+    token = keep_report(report, user_id=signed_in_user().id, mailbox=mailbox_id)
     if report.is_ok:
         flash(_("The connection works."), "success")
     else:
         flash(_("The connection does not work."), "error")
-    return redirect(url_for("mailboxes.test", mailbox_id=mailbox_id))
+    return redirect(url_for("mailboxes.test", mailbox_id=mailbox_id, report=token))

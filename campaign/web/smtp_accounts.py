@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from campaign.extensions import db
 from campaign.models import Role, SmtpAccount, SmtpSecurity
 from campaign.services import smtp_accounts as account_service
 from campaign.services.connection_tests import (
-    ConnectionReport,
     check_smtp_connection,
     default_sender,
+    keep_report,
+    kept_report,
 )
 from campaign.web.access import allow, signed_in_user
 
@@ -132,17 +133,15 @@ def delete(account_id: int) -> Any:
 
 # --- test the connection ---------------------------------------------------------------------
 
-_TEST_KEY = "smtp_connection_test"
-
 
 def _tested(account_id: int | None) -> Any:
     account = None if account_id is None else db.get_or_404(SmtpAccount, account_id)
-    found = session.get(_TEST_KEY)
+    found = kept_report(request.args.get("report", ""), user_id=signed_in_user().id)
     report = None
     sender = default_sender()
-    if isinstance(found, dict) and found.get("account") == (account_id or 0):
-        report = ConnectionReport.from_dict(found["report"])
-        sender = str(found.get("sender") or sender)
+    if found is not None and found[1].get("account") == (account_id or 0):
+        report = found[0]
+        sender = str(found[1].get("sender") or sender)
     return render_template(
         "smtp_accounts/test.html",
         account=account,
@@ -157,18 +156,21 @@ def _run_test(account_id: int | None) -> Any:
     sender = request.form.get("sender", "").strip()
     report = check_smtp_connection(account, sender, actor=signed_in_user())
     db.session.commit()
-    session[_TEST_KEY] = {
-        "account": account_id or 0,
-        "sender": sender or default_sender(),
-        "report": report.as_dict(),
-    }
+    # Kept server-side (it names the server, the login and the server's answers), for
+    # this admin only, under a random key in the URL of the page that shows it.
+    token = keep_report(
+        report,
+        user_id=signed_in_user().id,
+        account=account_id or 0,
+        sender=sender or default_sender(),
+    )
     if report.is_ok:
         flash(_("The connection works; no message was sent."), "success")
     else:
         flash(_("The connection does not work; no message was sent."), "error")
     if account_id is None:
-        return redirect(url_for("smtp_accounts.test_default"))
-    return redirect(url_for("smtp_accounts.test", account_id=account_id))
+        return redirect(url_for("smtp_accounts.test_default", report=token))
+    return redirect(url_for("smtp_accounts.test", account_id=account_id, report=token))
 
 
 @bp.route("/<int:account_id>/test")
