@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from flask import current_app
+from flask import current_app, g, has_request_context
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from sqlalchemy import func, select
@@ -44,7 +44,9 @@ from campaign.models import (
 )
 from campaign.models.contact_import import ImportStatus
 from campaign.services import calendar_items as calendar_source
+from campaign.services import ledger
 from campaign.services.calendar import format_day
+from campaign.services.replies import sender_contacts
 
 SHOWN = 3  # items named in each group
 AHEAD_DAYS = 30  # how far ahead the dated groups look
@@ -128,16 +130,21 @@ def _replies_group() -> Group | None:
     count = db.session.scalar(select(func.count()).select_from(InboundMessage).where(*waiting))
     if not count:
         return None
-    oldest = db.session.execute(
-        select(InboundMessage, Contact)
-        .outerjoin(Delivery, Delivery.id == InboundMessage.delivery_id)
-        .outerjoin(Contact, Contact.id == Delivery.contact_id)
-        .where(*waiting)
-        .order_by(InboundMessage.received_at, InboundMessage.id)
-        .limit(SHOWN)
-    ).all()
+    oldest: list[tuple[InboundMessage, Delivery | None]] = [
+        (message, delivery)
+        for message, delivery in db.session.execute(
+            select(InboundMessage, Delivery)
+            .outerjoin(Delivery, Delivery.id == InboundMessage.delivery_id)
+            .where(*waiting)
+            .order_by(InboundMessage.received_at, InboundMessage.id)
+            .limit(SHOWN)
+        )
+    ]
+    # The inbox's own rule (a live contact, by the letter or else by the address).
+    senders = sender_contacts(oldest)
     items = []
-    for message, contact in oldest:
+    for message, _delivery in oldest:
+        contact = senders.get(message.id)
         if contact is not None:
             who = contact.display_name
             parts = [label(contact.role_type, "role_type"), contact.organisation]
@@ -204,7 +211,7 @@ def _signatures_group() -> Group | None:
         count=total,
         items=items,
         link=Link("sign_on_admin.index", {"statement_id": first.id}),
-        link_text=_("Moderate the first page"),
+        link_text=_("Moderate the sign-on page of “%(title)s”", title=first.title),
     )
 
 
@@ -222,6 +229,8 @@ def _campaigns_group() -> Group | None:
         )
         .join(Campaign, Campaign.id == Delivery.campaign_id)
         .where(
+            # The letter's deliveries, as the campaign page counts them (ledger figures).
+            Delivery.step == ledger.LETTER_STEP,
             Delivery.status.in_(PROBLEM_STATUSES),
             (Campaign.status.in_(active))
             | (
@@ -231,12 +240,10 @@ def _campaigns_group() -> Group | None:
         )
         .group_by(Delivery.campaign_id, Delivery.status)
     )
-    counts: dict[int, dict[str, int]] = {}
-    for campaign_id, status, n in db.session.execute(problems):
-        counts.setdefault(campaign_id, {})[status] = int(n)
+    with_problems = {campaign_id for campaign_id, _status, _n in db.session.execute(problems)}
     query = select(Campaign).where(Campaign.status.in_(active))
-    if counts:
-        query = select(Campaign).where(Campaign.status.in_(active) | Campaign.id.in_(counts))
+    if with_problems:
+        query = select(Campaign).where(Campaign.status.in_(active) | Campaign.id.in_(with_problems))
     campaigns = list(db.session.scalars(query))
     if not campaigns:
         return None
@@ -246,7 +253,8 @@ def _campaigns_group() -> Group | None:
     items = [
         Item(
             label=campaign.name,
-            detail=_campaign_detail(campaign, counts.get(campaign.id, {})),
+            # The figures the campaign page shows (one grouped query each, three at most).
+            detail=_campaign_detail(campaign, ledger.campaign_figures(campaign.id)),
             link=Link("campaigns.show", {"campaign_id": campaign.id}),
         )
         for campaign in campaigns[:SHOWN]
@@ -261,11 +269,9 @@ def _campaigns_group() -> Group | None:
     )
 
 
-def _campaign_detail(campaign: Campaign, counts: dict[str, int]) -> str:
+def _campaign_detail(campaign: Campaign, figures: ledger.Figures) -> str:
     parts = [label(campaign.status, "campaign_status")]
-    failed = counts.get(DeliveryStatus.FAILED.value, 0)
-    in_doubt = counts.get(DeliveryStatus.IN_DOUBT.value, 0)
-    bounced = counts.get(DeliveryStatus.BOUNCED.value, 0)
+    failed, in_doubt, bounced = figures.failed, figures.in_doubt, figures.bounced
     if failed:
         parts.append(_("%(num)d failed", num=failed))
     if in_doubt:
@@ -280,9 +286,17 @@ def _campaign_detail(campaign: Campaign, counts: dict[str, int]) -> str:
 
 def _dated_groups(start: date, viewer: User) -> list[Group | None]:
     end = start + timedelta(days=AHEAD_DAYS)
+    already = set(_revealed())
     entries = calendar_source.calendar_items(start, end, viewer)
     sends = [entry for entry in entries if entry.kind in SEND_KINDS]
     days = [entry for entry in entries if entry.kind in DAY_KINDS]
+    # calendar_items names every high-risk person of the 30 days for an admin; the page
+    # shows three items a group, so only the people in those are audited as revealed.
+    shown = {entry.case_id for entry in sends[:SHOWN] + days[:SHOWN]}
+    revealed = _revealed()
+    for case_id in [case_id for case_id in revealed if case_id not in already]:
+        if case_id not in shown:
+            del revealed[case_id]
     month = start.strftime("%Y-%m")
     return [
         _dated_group(
@@ -298,6 +312,14 @@ def _dated_groups(start: date, viewer: User) -> list[Group | None]:
             Link("calendar.index", {"month": month}),
         ),
     ]
+
+
+def _revealed() -> dict[int, Any]:
+    """The real names given out so far in this request (cases.display_name notes them)."""
+    if not has_request_context():
+        return {}
+    revealed: dict[int, Any] = g.setdefault("revealed_cases", {})
+    return revealed
 
 
 def _dated_group(key: str, title: str, entries: list[Any], link: Link) -> Group | None:
@@ -397,7 +419,7 @@ def setup_steps() -> list[SetupStep]:
     has_statement = db.session.scalar(select(Statement.id).limit(1)) is not None
     return [
         SetupStep("smtp", _("Add an SMTP account"), has_account, Link("smtp_accounts.new")),
-        SetupStep("contacts", _("Import contacts"), has_contacts, Link("imports.new")),
+        SetupStep("contacts", _("Import your contacts"), has_contacts, Link("imports.new")),
         SetupStep(
             "statement", _("Write a first statement"), has_statement, Link("statements.create")
         ),
@@ -409,6 +431,10 @@ def _has_default_relay() -> bool:
     without an account on the SMTP page. A relay on this machine is taken for the
     development sink every installation starts with (decision 0045)."""
     return str(current_app.config["MAIL_SERVER"]).strip().lower() not in LOCAL_HOSTS
+
+
+def steps_to_do(steps: list[SetupStep]) -> list[SetupStep]:
+    return [step for step in steps if not step.is_done]
 
 
 def needs_setup(steps: list[SetupStep]) -> bool:

@@ -27,7 +27,7 @@ from campaign.models import Contact, Segment
 from campaign.models.search_key import fold
 from campaign.services.contacts import FIELD_PARSERS
 from campaign.services.lists import member_ids
-from campaign.services.paging import clamp_page, offset_of, page_count
+from campaign.services.paging import offset_of, page_count
 from campaign.services.segments import escape_like, has_token, where_clause
 
 COUNT_LIMIT = 10_000
@@ -162,9 +162,12 @@ class Page:
 
     @property
     def pages(self) -> int:
-        """The pages known to exist: all of them when the count is exact."""
-        known = page_count(self.total, self.per_page)
-        return known if self.total_is_exact else max(known, self.number + int(self.has_more))
+        """The pages offered as numbers: all of them when the count is exact; else those
+        starting within the counted rows and the next one, which starts at most at the
+        first row past the count (so it is never empty). Past it, cursors walk on."""
+        if self.total_is_exact:
+            return page_count(self.total, self.per_page)
+        return self.total // self.per_page + 1
 
     @property
     def total_label(self) -> str:
@@ -200,8 +203,10 @@ def decode_cursor(cursor: str, sort: str) -> list[Any] | None:
     return values
 
 
-def count_filtered(filters: ContactFilters, limit: int = COUNT_LIMIT) -> tuple[int, bool]:
-    """(count, exact): counting stops after `limit` rows so a huge match stays cheap."""
+def count_filtered(filters: ContactFilters, limit: int | None = None) -> tuple[int, bool]:
+    """(count, exact): counting stops after `limit` rows (COUNT_LIMIT) so a huge match
+    stays cheap."""
+    limit = COUNT_LIMIT if limit is None else limit
     ids = filtered_query(filters).with_only_columns(Contact.id).limit(limit + 1).subquery()
     total = int(db.session.scalar(select(func.count()).select_from(ids)) or 0)
     return (limit, False) if total > limit else (total, True)
@@ -282,8 +287,10 @@ def numbered_page(
 ) -> Page:
     """Page `number` of the contacts table (OFFSET pages, for the numbered pager).
 
-    The count stops at COUNT_LIMIT, so every page a person can pick from the numbers costs
-    at most a scan of that many index entries (decision 0045); past the count, "Next" walks on.
+    The count stops at COUNT_LIMIT, and the numbers stop one page past the counted ones (a
+    larger `number` shows that page), so no page costs more than an OFFSET of COUNT_LIMIT
+    rows. From that last numbered page "Next" is a keyset cursor (`next_cursor`, opened
+    by `search_page`): deeper pages cost what page 1 costs (decision 0045).
     """
     if sort not in SORTS:
         sort = DEFAULT_SORT
@@ -291,9 +298,12 @@ def numbered_page(
     columns = _order_columns(sort, searching=bool(filters.q))
     order = [c.desc() if descending else c.asc() for c in columns]
     total, exact = count_filtered(filters)
-    number = clamp_page(number, total, per_page) if exact else max(1, number)
+    last = Page([], total, exact, sort, descending, per_page=per_page).pages
+    number = min(max(1, number), last)
     query = filtered_query(filters).order_by(*order)
     rows = list(db.session.scalars(query.offset(offset_of(number, per_page)).limit(per_page + 1)))
     page = Page(rows[:per_page], total, exact, sort, descending, per_page=per_page, number=number)
     page.has_more = len(rows) > per_page
+    if page.has_more and not exact and number == last:
+        page.next_cursor = encode_cursor(_sort_key(rows[per_page - 1], sort))
     return page

@@ -1,6 +1,7 @@
-// The main menu collapses behind its "Menu" button on narrow screens (decision 0045).
-// Loaded right after the menu (not deferred) so a phone never sees it open first. Without
-// JavaScript the menu stays open: a plain list above the page.
+// The main menu is open on wide screens and behind its "Menu" button on narrow ones
+// (decision 0045). The page draws it closed, so without JavaScript a phone starts with the
+// page and the button opens the menu; loaded right after the menu (not deferred), this
+// opens it on a wide screen before the first paint.
 (function () {
   "use strict";
   var menu = document.getElementById("menu");

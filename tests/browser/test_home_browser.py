@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from playwright.sync_api import Page, Response, expect
+from playwright.sync_api import Browser, Page, Response, expect
 from sqlalchemy import select
 
 from campaign.extensions import db
@@ -16,7 +16,8 @@ from campaign.services.contacts import create_contact
 from campaign.services.demo import load_demo
 from campaign.services.smtp_accounts import AccountFields, create_account
 from campaign.services.statements import create_statement
-from tests.browser.conftest import LiveServer
+from tests.browser.conftest import LiveServer, sign_in_through_form
+from tests.conftest import make_user
 
 PHONE = {"width": 390, "height": 844}
 
@@ -127,3 +128,36 @@ def test_the_demo_home_and_admin_pages_on_a_phone(
     expect(menu_button).to_be_hidden()
     expect(contacts_link).to_be_visible()
     assert not missing, f"404s: {missing}"
+
+    # Tablets too: the table scrolls in its box, the page never sideways.
+    for width in (768, 1024):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto("/contacts/")
+        scroll_width = page.evaluate("document.scrollingElement.scrollWidth")
+        assert scroll_width <= width, f"/contacts/ at {width} px is {scroll_width} px wide"
+
+
+def test_the_menu_without_javascript(browser: Browser, live_server: LiveServer) -> None:
+    """Without JavaScript the menu starts closed behind its button, on a phone as on a wide
+    screen, and the button opens it (a plain <details>)."""
+    with live_server.app.app_context():
+        address = make_user(Role.ADMIN).email
+        db.session.remove()
+    context = browser.new_context(
+        base_url=live_server.url, java_script_enabled=False, viewport=PHONE
+    )
+    try:
+        page = context.new_page()
+        sign_in_through_form(page, address)
+        for viewport in (PHONE, {"width": 1280, "height": 800}):
+            page.set_viewport_size(viewport)
+            page.goto("/")
+            heading = page.locator("main h1").first.bounding_box()
+            assert heading is not None and heading["y"] < 300, f"{viewport}: {heading}"
+            nav = page.get_by_role("navigation", name="Main")
+            contacts_link = nav.get_by_role("link", name="Contacts")
+            expect(contacts_link).to_be_hidden()
+            page.get_by_text("Menu", exact=True).click()
+            expect(contacts_link).to_be_visible()
+    finally:
+        context.close()
