@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import func, select, update
 
 from campaign.extensions import db
@@ -59,7 +60,9 @@ def parse_changes(form: Mapping[str, str]) -> dict[str, Any]:
     for key in ("add_list", "remove_list"):
         raw = form.get(key, "").strip()
         if raw:
-            contact_list = db.session.get(ContactList, int(raw)) if raw.isdigit() else None
+            # isdigit() lets "²" through, and a number past the column's range breaks the query.
+            number = int(raw) if raw.isdecimal() and len(raw) < 10 else None
+            contact_list = db.session.get(ContactList, number) if number is not None else None
             if contact_list is None:
                 raise BulkEditError(_("That list no longer exists; choose another."))
             changes[key] = contact_list.id
@@ -94,6 +97,43 @@ def describe_changes(changes: Mapping[str, Any]) -> list[str]:
     if changes.get("remove_list"):
         lines.append(_("Remove from the list “%(name)s”", name=_list_name(changes["remove_list"])))
     return lines
+
+
+def describe_filters(filters: Any) -> str:
+    """The contacts page's filters in words ("Role type: Journalist; List: “Press”")."""
+    from babel import Locale, UnknownLocaleError
+    from flask_babel import get_locale
+
+    from campaign.letters.countries import load_country_names
+    from campaign.models import Segment
+
+    parts: list[tuple[str, str]] = []
+    if filters.q:
+        parts.append((_("Search"), f"“{filters.q}”"))
+    if filters.role_type:
+        parts.append((_("Role type"), label(filters.role_type, "role_type")))
+    if filters.country:
+        locale = str(get_locale() or "en")
+        name = load_country_names().short(filters.country, locale)
+        parts.append((_("Country"), name or filters.country))
+    if filters.language:
+        try:
+            language = Locale.parse(filters.language.replace("-", "_")).get_display_name(
+                get_locale()
+            )
+        except (ValueError, TypeError, UnknownLocaleError):
+            language = None
+        parts.append((_("Language"), language or filters.language))
+    if filters.tag:
+        parts.append((_("Tag"), filters.tag))
+    if filters.risk_level:
+        parts.append((_("Risk"), label(filters.risk_level, "risk_level")))
+    if filters.list_id:
+        parts.append((_("List"), f"“{_list_name(filters.list_id)}”"))
+    if filters.segment_id:
+        segment = db.session.get(Segment, filters.segment_id)
+        parts.append((_("Segment"), f"“{segment.name}”" if segment else f"#{filters.segment_id}"))
+    return "; ".join(_("%(field)s: %(value)s", field=f, value=v) for f, v in parts)
 
 
 def _list_name(list_id: int) -> str:
@@ -147,6 +187,52 @@ def create_bulk_edit(
         db.session(), JOB, edit.id, job_id=f"contact-bulk-edit-{edit.id}", job_timeout=JOB_TIMEOUT
     )
     return edit
+
+
+CONFIRM_TTL = 86_400
+_PENDING = "pending"
+
+
+def _confirm_key(token: str) -> str:
+    from flask import current_app
+
+    return f"campaign:{current_app.config['QUEUE_NAME']}:bulk-confirm:{token}"
+
+
+def new_confirm_token() -> str:
+    """A token for one confirmation form: confirming it twice makes one edit."""
+    import secrets
+
+    return secrets.token_urlsafe(16)
+
+
+def take_confirm_token(token: str) -> int | str | None:
+    """None when this confirmation is the first (the token is now taken); else the id of
+    the edit it made already, or "pending" while that first submission is still running."""
+    from campaign.queue import get_redis
+
+    if not token:
+        return None
+    key = _confirm_key(token[:64])
+    redis = get_redis()
+    if redis.set(key, _PENDING, nx=True, ex=CONFIRM_TTL):
+        return None
+    found = redis.get(key)
+    text = found.decode() if isinstance(found, bytes) else str(found or "")
+    return int(text) if text.isdecimal() else _PENDING
+
+
+def settle_confirm_token(token: str, edit_id: int | None) -> None:
+    """Record the edit a token made (or free the token when nothing was made)."""
+    from campaign.queue import get_redis
+
+    if not token:
+        return
+    key = _confirm_key(token[:64])
+    if edit_id is None:
+        get_redis().delete(key)
+    else:
+        get_redis().set(key, str(edit_id), ex=CONFIRM_TTL)
 
 
 def claim_bulk_edit(edit_id: int) -> bool:
@@ -222,5 +308,10 @@ def progress_of(edit: ContactBulkEdit) -> dict[str, Any]:
         "total": edit.total,
         "percent": percent,
         "is_done": edit.status in (BulkEditStatus.DONE.value, BulkEditStatus.FAILED.value),
-        "message": _("%(done)d of %(total)d contacts changed", done=edit.done, total=edit.total),
+        "message": ngettext(
+            "%(done)d of %(num)d contact changed",
+            "%(done)d of %(num)d contacts changed",
+            edit.total,
+            done=edit.done,
+        ),
     }

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import and_, delete, exists, select, update
 from sqlalchemy.orm import aliased
 
 from campaign.extensions import db
+from campaign.labels import label
 from campaign.models import (
     Campaign,
     CampaignStatus,
@@ -27,6 +29,7 @@ from campaign.models import (
     Suppression,
     list_memberships,
 )
+from campaign.scheduling import stored_text
 from campaign.services.audit import record_event
 from campaign.services.contact_trash import trash_contact
 from campaign.services.contacts import CONTACT_FIELDS, update_contact
@@ -94,7 +97,7 @@ def check_merge(survivor: Contact, other: Contact) -> MergeCheck:
             _("%(name)s is in the trash; restore it before merging.", name=survivor.display_name)
         )
     busy = db.session.execute(
-        select(Campaign.name, Contact.id)
+        select(Campaign.name, Contact.id, Campaign.status)
         .join(Delivery, Delivery.campaign_id == Campaign.id)
         .join(Contact, Contact.id == Delivery.contact_id)
         .where(Delivery.contact_id.in_((survivor.id, other.id)), Campaign.status.in_(BUSY))
@@ -104,10 +107,11 @@ def check_merge(survivor: Contact, other: Contact) -> MergeCheck:
         name = survivor.display_name if busy[1] == survivor.id else other.display_name
         raise MergeError(
             _(
-                "%(name)s is a recipient of the campaign “%(campaign)s”, which is sending "
-                "now; merge them once it has finished or been cancelled.",
+                "%(name)s is a recipient of the campaign “%(campaign)s” (%(status)s); merge "
+                "them once it has finished or been cancelled.",
                 name=name,
                 campaign=busy[0],
+                status=label(busy[2], "campaign_status"),
             )
         )
     keys = {survivor.email_key: survivor.email, other.email_key: other.email}
@@ -136,6 +140,15 @@ def merge_contacts(survivor: Contact, other: Contact, choices: Mapping[str, str]
     chosen_from_other = sorted(f for f in CHOSEN_FIELDS if choices.get(f) == "other")
     # The other contact leaves the live contacts first, so its address is free to take.
     trash_contact(other)
+    # What stays on the other record (a letter both got from the same campaign step, with
+    # its replies) shows in the survivor's history; records merged into it before follow.
+    other.merged_into_id = survivor.id
+    db.session.execute(
+        update(Contact)
+        .where(Contact.merged_into_id == other.id)
+        .values(merged_into_id=survivor.id)
+        .execution_options(synchronize_session=False)
+    )
     changed = update_contact(survivor, values)
     moved = _move_records(survivor.id, other.id)
     _keep_suppressed(survivor, other, check)
@@ -231,6 +244,13 @@ def _keep_suppressed(survivor: Contact, other: Contact, check: MergeCheck) -> No
         suppress_address(
             address,
             reason,
-            note=f"kept on merging contacts #{survivor.id} and #{other.id}",
+            # Kept as its message, read in each reader's language (stored_text).
+            note=stored_text.dump(
+                _l(
+                    "kept on merging contacts #%(survivor)d and #%(merged)d",
+                    survivor=survivor.id,
+                    merged=other.id,
+                )
+            ),
             is_address_checked=False,
         )

@@ -14,14 +14,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from campaign.extensions import db
 from campaign.models import Contact, Delivery, DeliveryStatus, User
 from campaign.services.audit import record_event
+from campaign.services.paging import Page, clamp_page, offset_of
 
 TRASH_DAYS = 30
 PURGE_BATCH = 500
+TRASH_PAGE = 100
 
 
 class TrashError(ValueError):
@@ -39,6 +42,10 @@ class TrashedContact:
     contact: Contact
     deleted_by: str
     purge_on: datetime
+    # A record merged away that still holds letters (the survivor's history shows them) is
+    # kept, not purged: `merged_into` is that survivor (decision 0048).
+    merged_into: Contact | None = None
+    keeps_letters: bool = False
 
     @property
     def days_left(self) -> int:
@@ -51,6 +58,16 @@ def live() -> Any:
     return Contact.deleted_at.is_(None)
 
 
+def _holds_letters() -> Any:
+    """SQL: the contact still has deliveries (the ledger's letters to it)."""
+    return exists().where(Delivery.contact_id == Contact.id)
+
+
+def _kept_for_history() -> Any:
+    """SQL: a record merged into a live contact that still holds letters: never purged."""
+    return and_(Contact.merged_into_id.is_not(None), _holds_letters())
+
+
 def trash_contact(contact: Contact, *, actor: User | None = None) -> None:
     """Move a contact to the trash; its letters not yet sent are cancelled."""
     if contact.deleted_at is not None:
@@ -58,19 +75,7 @@ def trash_contact(contact: Contact, *, actor: User | None = None) -> None:
     now = datetime.now(UTC)
     contact.deleted_at = now
     contact.deleted_by_id = actor.id if actor is not None else _current_user_id()
-    db.session.execute(
-        update(Delivery)
-        .where(
-            Delivery.contact_id == contact.id,
-            Delivery.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value]),
-        )
-        .values(
-            status=DeliveryStatus.CANCELLED.value,
-            reason="contact_deleted",
-            next_attempt_at=None,
-            updated_at=now,
-        )
-    )
+    cancel_open_letters(Delivery.contact_id == contact.id)
     db.session.flush()
     record_event(
         "contact.trash",
@@ -79,6 +84,52 @@ def trash_contact(contact: Contact, *, actor: User | None = None) -> None:
         actor=actor,
         detail={"email": contact.email, "name": contact.display_name},
     )
+
+
+def _in_trash() -> Any:
+    """SQL: the delivery's contact is in the trash."""
+    return exists().where(Contact.id == Delivery.contact_id, Contact.deleted_at.is_not(None))
+
+
+def not_in_trash() -> Any:
+    """SQL for deliveries a worker may claim: their contact is not in the trash."""
+    return ~_in_trash()
+
+
+def cancel_open_letters(*where: Any) -> int:
+    """Cancel the letters still to be tried (queued, deferred, in doubt and retried) of the
+    deliveries `where` selects; return how many.
+
+    A row being sent now is left to its batch, which records it cancelled when it reaches
+    it (or hands it back, and the next claim cancels it here). A row that may already have
+    reached the server stays in doubt, now final (reason "contact_deleted"): the ledger never
+    says less than what may have gone out.
+    """
+    from campaign.services.campaigns import unless_gone
+
+    result = db.session.execute(
+        update(Delivery)
+        .where(
+            *where,
+            or_(
+                Delivery.status.in_([DeliveryStatus.QUEUED.value, DeliveryStatus.DEFERRED.value]),
+                and_(Delivery.status == DeliveryStatus.IN_DOUBT.value, Delivery.reason == ""),
+            ),
+        )
+        .values(
+            status=unless_gone(DeliveryStatus.CANCELLED.value),
+            reason="contact_deleted",
+            next_attempt_at=None,
+            updated_at=datetime.now(UTC),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def cancel_trashed_recipients(campaign_id: int) -> int:
+    """Cancel the campaign's open letters to contacts now in the trash (before a claim)."""
+    return cancel_open_letters(Delivery.campaign_id == campaign_id, _in_trash())
 
 
 def _current_user_id() -> int | None:
@@ -101,14 +152,17 @@ def address_holder(contact: Contact) -> Contact | None:
 
 def address_holders(contacts: list[Contact]) -> dict[int, Contact]:
     """For each trashed contact whose address a live contact has now: that live contact."""
-    by_key = {c.email_key: c.id for c in contacts}
+    by_key: dict[str, list[int]] = {}
+    for c in contacts:
+        by_key.setdefault(c.email_key, []).append(c.id)
     holders: dict[int, Contact] = {}
     for start in range(0, len(by_key), 500):
         keys = list(by_key)[start : start + 500]
         for holder in db.session.scalars(
             select(Contact).where(Contact.email_key.in_(keys), live())
         ):
-            holders[by_key[holder.email_key]] = holder
+            for trashed_id in by_key[holder.email_key]:
+                holders[trashed_id] = holder
     return holders
 
 
@@ -130,9 +184,25 @@ def restore_contact(contact: Contact) -> None:
             ),
             other_id=holder.id,
         )
-    contact.deleted_at = None
-    contact.deleted_by_id = None
-    db.session.flush()
+    try:
+        # The check above and this write are not one step: a contact created with the same
+        # address in between is refused by the unique index, and said in words here.
+        with db.session.begin_nested():
+            contact.deleted_at = None
+            contact.deleted_by_id = None
+            # Its own letters are its own again, no longer shown in the survivor's history.
+            contact.merged_into_id = None
+            db.session.flush()
+    except IntegrityError:
+        raise TrashError(
+            _(
+                "%(name)s cannot be restored: another contact took its address %(address)s "
+                "a moment ago. Merge the two contacts instead, or change that contact's "
+                "address first.",
+                name=contact.display_name,
+                address=contact.email,
+            )
+        ) from None
     record_event(
         "contact.restore",
         target_type="contact",
@@ -146,6 +216,18 @@ def purge_contact(contact: Contact) -> None:
     if contact.deleted_at is None:
         raise TrashError(
             _("%(name)s is not in the trash; delete it first.", name=contact.display_name)
+        )
+    survivor = db.session.get(Contact, contact.merged_into_id) if contact.merged_into_id else None
+    if survivor is not None and db.session.scalar(
+        select(_holds_letters()).where(Contact.id == contact.id)
+    ):
+        raise TrashError(
+            _(
+                "%(name)s was merged into %(other)s and holds letters shown in that contact's "
+                "history; it is kept for them.",
+                name=contact.display_name,
+                other=survivor.display_name,
+            )
         )
     record_event(
         "contact.delete",
@@ -165,7 +247,11 @@ def purge_expired(now: datetime) -> int:
         ids = list(
             db.session.scalars(
                 select(Contact.id)
-                .where(Contact.deleted_at.is_not(None), Contact.deleted_at < cutoff)
+                .where(
+                    Contact.deleted_at.is_not(None),
+                    Contact.deleted_at < cutoff,
+                    ~_kept_for_history(),
+                )
                 .order_by(Contact.id)
                 .limit(PURGE_BATCH)
             )
@@ -194,19 +280,47 @@ def purge_after_tick(now: datetime, commit: Callable[[], None]) -> int:
     return purged
 
 
-def trashed_contacts() -> list[TrashedContact]:
-    """The contacts in the trash, the most recently deleted first."""
+def trashed_contacts(page: int = 1, per_page: int | None = None) -> Page[TrashedContact]:
+    """One page of the contacts in the trash, the most recently deleted first."""
+    per_page = per_page or TRASH_PAGE
+    total = count_trashed()
+    page = clamp_page(page, total, per_page)
     rows = db.session.execute(
         select(Contact, User.email)
         .outerjoin(User, User.id == Contact.deleted_by_id)
         .where(Contact.deleted_at.is_not(None))
         .order_by(Contact.deleted_at.desc(), Contact.id.desc())
-        .limit(1000)
+        .offset(offset_of(page, per_page))
+        .limit(per_page)
     ).all()
-    return [
-        TrashedContact(contact, who or "", _aware(contact.deleted_at) + timedelta(days=TRASH_DAYS))
+    survivor_ids = {c.merged_into_id for c, _who in rows if c.merged_into_id}
+    survivors = (
+        {c.id: c for c in db.session.scalars(select(Contact).where(Contact.id.in_(survivor_ids)))}
+        if survivor_ids
+        else {}
+    )
+    holding = (
+        set(
+            db.session.scalars(
+                select(Delivery.contact_id)
+                .where(Delivery.contact_id.in_([c.id for c, _who in rows if c.merged_into_id]))
+                .distinct()
+            )
+        )
+        if survivors
+        else set()
+    )
+    entries = [
+        TrashedContact(
+            contact,
+            who or "",
+            _aware(contact.deleted_at) + timedelta(days=TRASH_DAYS),
+            merged_into=survivors.get(contact.merged_into_id or 0),
+            keeps_letters=contact.id in holding and contact.merged_into_id in survivors,
+        )
         for contact, who in rows
     ]
+    return Page(entries, page, per_page, total)
 
 
 def count_trashed() -> int:

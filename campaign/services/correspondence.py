@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from campaign.extensions import db
-from campaign.models import Campaign, Delivery, InboundMessage, ReplyAnswer, User
+from campaign.models import Campaign, Contact, Delivery, InboundMessage, ReplyAnswer, User
 
 # The contact page shows this many letters; older ones stay in each campaign's ledger.
 MAX_LETTERS = 100
@@ -45,12 +45,19 @@ class LetterSent:
     status: str
     sent_at: datetime | None
     replied_at: datetime | None
+    # Set when the letter went to a record merged into this contact: that record's address.
+    merged_address: str = ""
     answers: list[Answer] = field(default_factory=list)
 
 
 def correspondence(contact_id: int) -> list[LetterSent]:
     """Letters written to the contact (any campaign) with the replies, auto-replies and
-    bounces matched to each, and the answers staff sent to those replies from the app."""
+    bounces matched to each, and the answers staff sent to those replies from the app.
+
+    The letters that stayed on a record merged into this contact (both had the same letter
+    of a campaign) are the contact's too; each says which record it went to (decision 0048).
+    """
+    merged = select(Contact.id).where(Contact.merged_into_id == contact_id)
     rows = db.session.execute(
         select(
             Delivery.id,
@@ -59,13 +66,18 @@ def correspondence(contact_id: int) -> list[LetterSent]:
             Delivery.status,
             Delivery.sent_at,
             Delivery.replied_at,
+            Delivery.contact_id,
+            Delivery.email,
         )
         .join(Campaign, Campaign.id == Delivery.campaign_id)
-        .where(Delivery.contact_id == contact_id)
+        .where(or_(Delivery.contact_id == contact_id, Delivery.contact_id.in_(merged)))
         .order_by(Delivery.created_at.desc(), Delivery.id.desc())
         .limit(MAX_LETTERS)
     ).all()
-    letters = {row[0]: LetterSent(*row) for row in rows}
+    letters = {
+        row[0]: LetterSent(*row[:6], merged_address="" if row[6] == contact_id else row[7])
+        for row in rows
+    }
     if not letters:
         return []
     answers = db.session.execute(

@@ -599,8 +599,10 @@ def recipients_query(
     previous = aliased(Delivery)
     earlier = aliased(Delivery)
     already = aliased(Delivery)
+    # To the contact's address now: after a merge, the survivor's chosen one (decision 0048),
+    # not the address the merged-away record's letter went to.
     query = (
-        select(previous.contact_id, previous.email)
+        select(previous.contact_id, Contact.email)
         .join(Contact, Contact.id == previous.contact_id)
         .where(
             previous.campaign_id == step.campaign_id,

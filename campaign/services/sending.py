@@ -70,6 +70,7 @@ from campaign.services.campaigns import (
     unless_gone,
 )
 from campaign.services.cases import cases_context
+from campaign.services.contact_trash import cancel_trashed_recipients, not_in_trash
 from campaign.services.letters import compose_letter
 from campaign.services.smtp_accounts import SmtpSettings, settings_for
 from campaign.services.unsubscribe import public_url, unsubscribe_url
@@ -178,12 +179,16 @@ def claim_deliveries(campaign_id: int, claim_id: str, limit: int) -> list[int]:
     (the plan depends on table statistics), and one claim then took a whole campaign.
     """
     now = _now()
+    # A contact moved to the trash gets nothing more: its rows still open (one a stopped
+    # batch handed back, say) are cancelled here, and never claimed (decision 0048).
+    cancel_trashed_recipients(campaign_id)
     candidates = (
         select(Delivery.id)
         .where(
             Delivery.campaign_id == campaign_id,
             Delivery.status.in_(_CLAIMABLE),
             Delivery.next_attempt_at <= now,
+            not_in_trash(),
             exists().where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SENDING),
         )
         .order_by(Delivery.id)
@@ -446,10 +451,24 @@ class _StopList:
 
     suppressed: set[str]
     answered: set[int]
+    trashed: set[int] = field(default_factory=set)  # contacts moved to the trash since
+
+
+def _trashed_contacts(rows: Sequence[_Row]) -> set[int]:
+    ids = {row.contact_id for row in rows if row.contact_id}
+    if not ids:
+        return set()
+    return set(
+        db.session.scalars(
+            select(Contact.id).where(Contact.id.in_(ids), Contact.deleted_at.is_not(None))
+        )
+    )
 
 
 def _read_stop_list(campaign_id: int, rows: Sequence[_Row]) -> _StopList:
-    return _StopList(_suppressed_keys(rows), _answered_contacts(campaign_id, rows))
+    return _StopList(
+        _suppressed_keys(rows), _answered_contacts(campaign_id, rows), _trashed_contacts(rows)
+    )
 
 
 def _has_first_letters_to_send(campaign_id: int) -> bool:
@@ -675,6 +694,7 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
         per_second=batch.settings.per_second,
         per_minute=batch.settings.per_minute,
         per_day=batch.settings.per_day,
+        sleep=_stoppable_sleep(batch.should_stop),
     )
     lease = _config("SEND_LEASE_SECONDS")
     semaphore = ConnectionSemaphore(
@@ -683,9 +703,15 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
         batch.settings.max_connections,
         ttl=max(60.0, 3.0 * batch.settings.timeout),
         holder=batch.claim_id,
+        sleep=_stoppable_sleep(batch.should_stop),
     )
     started = last_check = time.monotonic()
-    if not semaphore.acquire(timeout=lease / 4):
+    try:
+        has_slot = semaphore.acquire(timeout=lease / 4)
+    except _WorkerStopping:
+        _stop_for_worker(batch)
+        return
+    if not has_slot:
         result.released += _release(
             batch.claim_id,
             status=DeliveryStatus.QUEUED.value,
@@ -714,16 +740,7 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
                     _stop_lease_lost(batch)
                     return
                 if batch.should_stop is not None and batch.should_stop():
-                    # Ctrl-C or a deploy: the letter in hand was sent; the rest is not held
-                    # until the lease runs out but goes back now, for the next worker.
-                    result.released += _release(
-                        batch.claim_id,
-                        status=DeliveryStatus.QUEUED.value,
-                        note="",
-                        next_attempt_at=None,
-                    )
-                    result.stopped = "the worker is stopping; the rest goes to the next job"
-                    batch.commit()
+                    _stop_for_worker(batch)
                     return
                 if clock - started >= lease / 2:
                     # Stay well inside the lease and the job's timeout; another job goes on.
@@ -741,6 +758,40 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
                     return
     finally:
         semaphore.release()
+
+
+class _WorkerStopping(Exception):
+    """Raised out of a pace or connection-slot wait when the worker is asked to stop."""
+
+
+# How often a wait for the pace or a connection slot asks whether the worker is stopping.
+STOP_CHECK_SECONDS = 0.5
+
+
+def _stoppable_sleep(should_stop: Callable[[], bool] | None) -> Callable[[float], None]:
+    """time.sleep in slices of STOP_CHECK_SECONDS, raising _WorkerStopping once asked to."""
+
+    def sleep(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while True:
+            if should_stop is not None and should_stop():
+                raise _WorkerStopping
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, STOP_CHECK_SECONDS))
+
+    return sleep
+
+
+def _stop_for_worker(batch: _Batch) -> None:
+    # Ctrl-C or a deploy: the letter in hand was sent; the rest is not held until the
+    # lease runs out but goes back now, for the next worker.
+    batch.result.released += _release(
+        batch.claim_id, status=DeliveryStatus.QUEUED.value, note="", next_attempt_at=None
+    )
+    batch.result.stopped = "the worker is stopping; the rest goes to the next job"
+    batch.commit()
 
 
 def _stop_lease_lost(batch: _Batch) -> None:
@@ -800,6 +851,17 @@ def _send_row(
 ) -> bool:
     """Send one row and commit its outcome; False when the batch must stop."""
     result = batch.result
+    if row.contact_id in stop_list.trashed:
+        # Moved to the trash while in this batch: cancelled (in doubt stays in doubt).
+        _record(
+            row,
+            batch.claim_id,
+            status=DeliveryStatus.CANCELLED.value,
+            reason="contact_deleted",
+            last_reply="not sent: the contact was moved to the trash",
+        )
+        batch.commit()
+        return True
     if row.step > 0 and row.contact_id in stop_list.answered:
         _record(
             row,
@@ -846,6 +908,12 @@ def _send_row(
         return True
     try:
         limiter.acquire()
+        if batch.should_stop is not None and batch.should_stop():
+            raise _WorkerStopping
+    except _WorkerStopping:
+        # Asked during the pace's wait (or right after it): this letter is not sent either.
+        _stop_for_worker(batch)
+        return False
     except DailyLimitReached as limit:
         result.released += _release(
             batch.claim_id,

@@ -38,10 +38,14 @@ bp = Blueprint("contact_tools", __name__, url_prefix="/contacts")
 @bp.route("/trash")
 @allow(Role.EDITOR)
 def trash() -> Any:
-    entries = trash_service.trashed_contacts()
-    holders = trash_service.address_holders([e.contact for e in entries])
+    found = trash_service.trashed_contacts(row_id(request.args.get("page")) or 1)
+    holders = trash_service.address_holders([e.contact for e in found.items])
     return render_template(
-        "contacts/trash.html", entries=entries, holders=holders, days=trash_service.TRASH_DAYS
+        "contacts/trash.html",
+        found=found,
+        entries=found.items,
+        holders=holders,
+        days=trash_service.TRASH_DAYS,
     )
 
 
@@ -152,7 +156,7 @@ def _selection() -> tuple[Any, str, list[int], ContactFilters]:
     filters = ContactFilters.from_args(request.form)
     ids = [i for i in map(row_id, request.form.getlist("contact_id")) if i is not None]
     if request.form.get("scope") == "all":
-        words = ", ".join(f"{k}={v}" for k, v in filters.as_args().items())
+        words = bulk_service.describe_filters(filters)
         label = (
             _("every contact matching: %(filters)s", filters=words) if words else _("every contact")
         )
@@ -195,6 +199,7 @@ def bulk_edit_review() -> Any:
     return render_template(
         "contacts/bulk_edit_confirm.html",
         descriptions=bulk_service.describe_changes(changes),
+        token=bulk_service.new_confirm_token(),
         **context,
     )
 
@@ -202,6 +207,14 @@ def bulk_edit_review() -> Any:
 @bp.route("/bulk-edit/confirm", methods=["POST"])
 @allow(Role.EDITOR)
 def bulk_edit_confirm() -> Any:
+    token = request.form.get("token", "")
+    # The form sent twice (a double click, a reload): the first one's edit, not a second.
+    made = bulk_service.take_confirm_token(token)
+    if isinstance(made, int):
+        return redirect(url_for("contact_tools.bulk_edit_show", edit_id=made))
+    if made is not None:
+        flash(_("This change is being confirmed already; wait for its page."), "error")
+        return redirect(url_for("contacts.index"))
     try:
         changes = bulk_service.parse_changes(request.form)
         query, label, _ids, _filters = _selection()
@@ -211,18 +224,22 @@ def bulk_edit_confirm() -> Any:
         if shown.isdigit() and int(shown) != len(ids):
             # The contacts changed since the count was shown: show the new count, ask again.
             values = {k: request.form.get(k, "") for k in bulk_service.KEYS}
+            bulk_service.settle_confirm_token(token, None)
             return render_template(
                 "contacts/bulk_edit_confirm.html",
                 descriptions=bulk_service.describe_changes(changes),
                 changed_since=int(shown),
+                token=bulk_service.new_confirm_token(),
                 **_bulk_context(values),
             )
         edit = bulk_service.create_bulk_edit(changes, ids, label, current_user)
     except bulk_service.BulkEditError as problem:
         db.session.rollback()
+        bulk_service.settle_confirm_token(token, None)
         flash(problem.message, "error")
         return redirect(url_for("contacts.index"))
     db.session.commit()
+    bulk_service.settle_confirm_token(token, edit.id)
     return redirect(url_for("contact_tools.bulk_edit_show", edit_id=edit.id))
 
 

@@ -328,10 +328,23 @@ def create() -> Any:
     return redirect(url_for("contacts.show", contact_id=contact.id))
 
 
+def _in_trash(contact: Contact) -> Any | None:
+    """For a contact in the trash: a redirect saying to restore it first (else None)."""
+    if contact.deleted_at is None:
+        return None
+    flash(
+        _("%(name)s is in the trash: restore it before changing it.", name=contact.display_name),
+        "error",
+    )
+    return redirect(url_for("contacts.show", contact_id=contact.id))
+
+
 @bp.route("/<int:contact_id>/dative", methods=["POST"])
 @allow(Role.EDITOR)
 def confirm_dative(contact_id: int) -> Any:
     contact = db.get_or_404(Contact, contact_id)
+    if (refused := _in_trash(contact)) is not None:
+        return refused
     try:
         contact_service.confirm_dative(
             contact,
@@ -351,6 +364,8 @@ def confirm_dative(contact_id: int) -> Any:
 @allow(Role.EDITOR)
 def edit(contact_id: int) -> Any:
     contact = db.get_or_404(Contact, contact_id)
+    if (refused := _in_trash(contact)) is not None:
+        return refused
     if request.method == "GET":
         return _render_form(contact, _contact_values(contact), {})
     values = _form_values(request.form)
@@ -404,6 +419,8 @@ def _get_list(raw: str | None) -> ContactList:
 @allow(Role.EDITOR)
 def add_to_list(contact_id: int) -> Any:
     contact = db.get_or_404(Contact, contact_id)
+    if (refused := _in_trash(contact)) is not None:
+        return refused
     contact_list = _get_list(request.form.get("list_id"))
     list_service.add_contacts(contact_list, [contact.id])
     db.session.commit()
@@ -415,6 +432,8 @@ def add_to_list(contact_id: int) -> Any:
 @allow(Role.EDITOR)
 def remove_from_list(contact_id: int, list_id: int) -> Any:
     contact = db.get_or_404(Contact, contact_id)
+    if (refused := _in_trash(contact)) is not None:
+        return refused
     contact_list = _get_list(str(list_id))
     list_service.remove_contacts(contact_list, [contact.id])
     db.session.commit()

@@ -10,6 +10,7 @@ from flask_babel import gettext as _
 from campaign.extensions import db
 from campaign.labels import label
 from campaign.models import Role, Suppression, SuppressionReason
+from campaign.scheduling import stored_text
 from campaign.services import suppressions as suppression_service
 from campaign.web.access import allow, signed_in_user
 
@@ -31,6 +32,7 @@ def _render_index(
         render_template(
             "suppressions/index.html",
             found=found,
+            read_note=stored_text.read,
             counts=suppression_service.counts_by_reason(),
             reasons=[r.value for r in SuppressionReason],
             filters={"q": query, "reason": reason},
@@ -81,7 +83,7 @@ def create() -> Any:
 @allow(Role.SENDER)
 def confirm_remove(suppression_id: int) -> Any:
     entry = db.get_or_404(Suppression, suppression_id)
-    return render_template("suppressions/remove.html", entry=entry)
+    return render_template("suppressions/remove.html", entry=entry, read_note=stored_text.read)
 
 
 @bp.route("/<int:suppression_id>/remove", methods=["POST"])
