@@ -261,17 +261,31 @@ def send_command(campaign_id: int, override: bool, assume_yes: bool) -> None:
         db.session.rollback()
         click.echo(_("campaign %(id)s not launched", id=campaign_id), err=True)
         raise click.exceptions.Exit(1)
+    from campaign.services.launch_confirmation import launch_now
+
     try:
-        launched = campaigns.launch_campaign(
+        launched = launch_now(
             campaign, presend_errors=report.contacts_with_errors, override=override
         )
     except campaigns.CampaignError as error:
         _fail(str(error))
-    if not launched:  # another launch got there between our look and the lock
+    if launched is None:  # another launch got there between our look and the lock
         db.session.rollback()
         click.echo(_("campaign %(id)s already launched", id=campaign_id))
         return
     db.session.commit()
+    if launched.id != campaign_id:
+        # A yearly campaign: its next copy went now, in place of that date's.
+        click.echo(
+            _(
+                "campaign %(id)s is sent every year: its copy %(name)s goes now, in place of "
+                "that date's; the rule goes on the following year",
+                id=campaign_id,
+                name=repr(launched.name),
+            ),
+            err=True,
+        )
+        campaign_id = launched.id
     counts = campaigns.status_counts(campaign_id)
     if report.has_errors:
         click.echo(
@@ -296,8 +310,12 @@ def send_command(campaign_id: int, override: bool, assume_yes: bool) -> None:
 
 def _print_launch_summary(campaign: Any, count: int, report: Any) -> None:
     """What the page's confirmation names, on stderr: account, pace, duration, languages."""
+    from campaign.scheduling.summary import campaign_schedule_text
     from campaign.services import launch_confirmation
 
+    planned = campaign_schedule_text(campaign)
+    if planned:
+        click.echo(planned, err=True)
     pace = launch_confirmation.expected_pace(campaign.smtp_account, count)
     account = campaign.smtp_account.name if campaign.smtp_account else _("server settings")
     click.echo(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from campaign.extensions import db
 from campaign.models import (
@@ -14,6 +14,7 @@ from campaign.models import (
     Case,
     CaseDate,
     Statement,
+    User,
     campaign_cases,
 )
 from campaign.models.schedule import RunOutcome, Schedule, ScheduleKind, ScheduleRun
@@ -22,6 +23,7 @@ from campaign.scheduling.stored_text import Text, _l, dump, joined, labelled, la
 from campaign.scheduling.tick import ACTIONS, NEXT_RUN, ON_MISSED, ActionFailed
 from campaign.scheduling.timezones import zone_of
 from campaign.services import campaigns, presend
+from campaign.services.audit import record_event
 from campaign.services.cases import link_case
 from campaign.services.salutation_rules import current_rule_set
 
@@ -227,6 +229,88 @@ def fire_yearly(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[Te
             ),
             copy.id,
         ) from None
+
+
+def yearly_schedule_of(campaign: Campaign) -> Schedule | None:
+    """The campaign's yearly rule that comes first (it is a template), or None."""
+    return db.session.scalar(
+        select(Schedule)
+        .where(
+            Schedule.kind == ScheduleKind.YEARLY_CAMPAIGN.value,
+            Schedule.campaign_id == campaign.id,
+            Schedule.is_enabled.is_(True),
+            Schedule.next_run_at.is_not(None),
+        )
+        .order_by(Schedule.next_run_at, Schedule.id)
+        .limit(1)
+    )
+
+
+def launch_yearly_now(
+    template: Campaign,
+    schedule: Schedule,
+    *,
+    actor: User | None = None,
+    presend_errors: int = 0,
+    override: bool = False,
+    override_reason: str = "",
+    now: datetime | None = None,
+) -> Campaign | None:
+    """ "Send now" on a yearly campaign: its next copy goes out now instead of on its date.
+
+    The copy is made as `fire_yearly` makes it and launched with the person's confirmation;
+    the date's run is recorded (so `_copy_made_this_year` knows it) and the rule moves on to
+    the following year, so the tick never sends that year's letters a second time.
+    None when another launch took that date first (a double confirm). Raises CampaignError.
+    """
+    now = now or datetime.now(UTC)
+    due_at = schedule.next_run_at
+    assert due_at is not None
+    # One conditional UPDATE: of two confirms at the same moment only one moves the date.
+    moved = db.session.execute(
+        update(Schedule)
+        .where(Schedule.id == schedule.id, Schedule.next_run_at == due_at)
+        .values(next_run_at=next_yearly_run(schedule, due_at))
+        .execution_options(synchronize_session=False)
+    )
+    if int(getattr(moved, "rowcount", 0) or 0) != 1 or _copy_made_this_year(schedule, due_at):
+        return None
+    db.session.expire(schedule, ["next_run_at"])
+    try:
+        case = _anniversary_case(schedule) if schedule.case_date_id is not None else None
+        copy = copy_campaign(template, yearly_instance_name(template, due_at, schedule.timezone))
+    except ActionFailed as failure:
+        raise campaigns.CampaignError(failure.detail) from None
+    if case is not None:
+        link_case(copy, case)
+    if not campaigns.launch_campaign(
+        copy,
+        actor=actor,
+        presend_errors=presend_errors,
+        override=override,
+        override_reason=override_reason,
+        at=now,
+    ):
+        return None
+    db.session.add(
+        ScheduleRun(
+            schedule_id=schedule.id,
+            due_at=due_at,
+            ran_at=now,
+            outcome=RunOutcome.FIRED.value,
+            detail=dump(_l("sent by hand ahead of its date as '%(name)s'", name=copy.name)),
+            campaign_id=copy.id,
+        )
+    )
+    record_event(
+        "campaign.send_yearly_now",
+        target_type="campaign",
+        target_id=template.id,
+        actor=actor,
+        detail={"copy_id": copy.id, "instead_of": due_at.isoformat()},
+    )
+    db.session.flush()
+    return copy
 
 
 def next_yearly_run(schedule: Schedule, due_at: datetime) -> datetime:

@@ -79,6 +79,34 @@ def create_send_at(
     return schedule
 
 
+def cancel_send_at(campaign: Campaign, *, actor: User | None = None) -> bool:
+    """Turn off the campaign's send-at (it goes back to draft); audited. False: it had none.
+
+    A launch by hand calls it first: its letters then leave at once (the send-at's pacing
+    goes with it) and the home page and the calendar no longer list the date."""
+    found = list(
+        db.session.scalars(
+            select(Schedule).where(
+                Schedule.kind == ScheduleKind.SEND_AT.value,
+                Schedule.campaign_id == campaign.id,
+                Schedule.is_enabled.is_(True),
+            )
+        )
+    )
+    for schedule in found:
+        schedule.is_enabled = False
+        schedule.next_run_at = None
+    if campaign.status == CampaignStatus.SCHEDULED.value:
+        campaign.status = CampaignStatus.DRAFT.value
+    had_date = campaign.send_at is not None
+    campaign.send_at = None
+    db.session.flush()
+    if not found and not had_date:
+        return False
+    record_event("campaign.unschedule", target_type="campaign", target_id=campaign.id, actor=actor)
+    return True
+
+
 def anniversary_words(case_date: CaseDate, name: str) -> LazyString:
     """ "the anniversary of the arrest of Prisoner J." with the name the caller may show."""
     return _l(

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from flask_babel import format_time, ngettext
 from flask_babel import gettext as _
-from flask_babel import ngettext
 from sqlalchemy import select
 
 from campaign.extensions import db
@@ -50,7 +50,8 @@ class CampaignSchedule:
             local = self.first_send.astimezone(zone_of(self.zone))
             words = {
                 "date": day_text(local.date().isoformat(), with_year=True),
-                "time": local.strftime("%H:%M"),
+                # The zone's own wall-clock time, written the interface language's way.
+                "time": format_time(local, "short", rebase=False),
                 "zone": self.zone,
             }
             parts.append(
@@ -61,7 +62,14 @@ class CampaignSchedule:
         else:
             parts.append(_("Not scheduled: it goes out when someone launches it"))
         if self.follow_up_days:
-            days = ", ".join(day_text(d.isoformat()) for d in self.follow_up_days)
+            year = (
+                self.first_send.astimezone(zone_of(self.zone)).year
+                if self.first_send is not None
+                else None
+            )
+            days = ", ".join(
+                day_text(d.isoformat(), with_year=d.year != year) for d in self.follow_up_days
+            )
             parts.append(
                 ngettext(
                     "follow-up on %(days)s",
@@ -79,7 +87,8 @@ class CampaignSchedule:
                     days=", ".join(str(d) for d in self.follow_up_delays),
                 )
             )
-        return "; ".join(parts)
+        # TRANSLATORS: between the parts of a schedule's sentence ("…, 09:00 UTC; follow-up …").
+        return _("; ").join(parts)
 
 
 def _first_send(schedule: Schedule, now: datetime) -> datetime | None:

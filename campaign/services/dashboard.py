@@ -8,6 +8,7 @@ and counting them again would inflate "sent".
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +33,8 @@ from campaign.services.exporting import write_csv
 from campaign.services.ledger import campaign_figures
 from campaign.services.paging import Page, clamp_page, offset_of
 from campaign.tracking.stats import TrackingCounts, tracking_counts
+
+log = logging.getLogger(__name__)
 
 LETTER_STEP = 0
 # A campaign younger than this gets its chart per hour: per day it would be one or two bars.
@@ -496,10 +499,21 @@ def export_csv(
         export_rows(campaign, only_non_responders=only_non_responders),
         destination,
     )
-    record_event(
-        "campaign.export",
-        target_type="campaign",
-        target_id=campaign.id,
-        detail={"rows": count, "only": "non_responders" if only_non_responders else "all"},
-    )
+    detail: dict[str, Any] = {
+        "rows": count,
+        "only": "non_responders" if only_non_responders else "all",
+    }
+    if not only_non_responders:
+        # One row per letter: the rows are the figures' total, and the audit log keeps the
+        # figures the export was made against (the page's, the dashboard's, the CLI's).
+        figures = campaign_figures(campaign.id)
+        if count != figures.total:
+            log.warning(
+                "campaign %s: the export wrote %d rows for %d letters",
+                campaign.id,
+                count,
+                figures.total,
+            )
+        detail["figures"] = figures.as_dict()
+    record_event("campaign.export", target_type="campaign", target_id=campaign.id, detail=detail)
     return count

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -18,18 +19,21 @@ from typing import Any
 from flask import current_app
 from flask_babel import format_timedelta, ngettext
 from flask_babel import gettext as _
-from itsdangerous import BadSignature, URLSafeSerializer
-from sqlalchemy import Select
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from sqlalchemy import Select, func, select
 
 from campaign.extensions import db
 from campaign.i18n import language_name
-from campaign.models import Campaign, Contact, SmtpAccount, Statement
+from campaign.models import Campaign, Contact, SmtpAccount, Statement, StatementText, User
 from campaign.services import campaigns as campaign_service
+from campaign.services import statements as statement_service
 from campaign.services.campaigns import AudienceSpec, CampaignCheck, CampaignError
 from campaign.services.presend import PresendReport, check_audience
 from campaign.services.salutation_rules import current_rule_set
 
 TOKEN_SALT = "campaign.launch-confirmation"  # noqa: S105 (a namespace, not a secret)
+# A confirmation page older than this launches nothing: it is shown again (decision 0046).
+TOKEN_MAX_AGE_SECONDS = 12 * 3600
 
 
 class ConfirmationError(ValueError):
@@ -63,14 +67,13 @@ class Pace:
 
     def duration_text(self) -> str:
         if self.seconds is None:
-            return _("unknown (no limit set); usually a few minutes")
+            # No pace to reckon with: the mail server's speed decides, whatever the count.
+            return _("unknown: no limit is set, so the mail server's speed decides")
         if self.seconds < 60:
             return _("less than a minute")
         return _(
             "about %(duration)s",
-            duration=format_timedelta(
-                timedelta(seconds=self.seconds), threshold=1.1, granularity="minute"
-            ),
+            duration=format_timedelta(timedelta(seconds=self.seconds), granularity="minute"),
         )
 
 
@@ -109,6 +112,9 @@ class LaunchSummary:
     pace: Pace
     fingerprint: str
     updated_at: str
+    letter: str = ""  # the statement's latest version and last edit
+    account: str = ""  # the SMTP account's last change
+    schedule: str = ""  # the send-at or the yearly rule's next date
     languages: list[tuple[str, int]] = field(default_factory=list)
 
     @property
@@ -171,6 +177,32 @@ def _stamp(campaign: Campaign) -> str:
     return campaign.updated_at.isoformat() if campaign.updated_at else ""
 
 
+def _letter_stamp(campaign: Campaign) -> str:
+    """Changes when the letter does: a new version, or an edit of the statement or a text."""
+    statement = db.session.get(Statement, campaign.statement_id)
+    if statement is None:
+        return ""
+    version = statement_service.latest_version(statement)
+    edited = db.session.scalar(
+        select(func.max(StatementText.updated_at)).where(StatementText.statement_id == statement.id)
+    )
+    return "|".join(
+        (
+            str(version.id if version is not None else ""),
+            statement.updated_at.isoformat() if statement.updated_at else "",
+            edited.isoformat() if edited else "",
+        )
+    )
+
+
+def _schedule_stamp(campaign: Campaign) -> str:
+    from campaign.scheduling.actions import yearly_schedule_of
+
+    yearly = yearly_schedule_of(campaign)
+    when = yearly.next_run_at if yearly is not None else campaign.send_at
+    return when.isoformat() if when else ""
+
+
 def summarise_launch(campaign: Campaign, *, with_report: bool = True) -> LaunchSummary:
     """What launching `campaign` now would do: recipients, account, pace, languages, problems."""
     check = campaign_service.check_campaign(campaign)
@@ -186,11 +218,28 @@ def summarise_launch(campaign: Campaign, *, with_report: bool = True) -> LaunchS
         fingerprint=audience_fingerprint(campaign),
         updated_at=_stamp(campaign),
         languages=languages,
+        letter=_letter_stamp(campaign),
+        account=(
+            account.updated_at.isoformat() if account is not None and account.updated_at else ""
+        ),
+        schedule=_schedule_stamp(campaign),
     )
 
 
-def _serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(str(current_app.config["SECRET_KEY"]), salt=TOKEN_SALT)
+def _clock() -> int:
+    """The signer's clock (tests move it to age a page)."""
+    return int(time.time())
+
+
+class _Signer(TimestampSigner):
+    def get_timestamp(self) -> int:
+        return _clock()
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(
+        str(current_app.config["SECRET_KEY"]), salt=TOKEN_SALT, signer=_Signer
+    )
 
 
 def sign_summary(summary: LaunchSummary) -> str:
@@ -202,6 +251,9 @@ def sign_summary(summary: LaunchSummary) -> str:
                 "count": summary.count,
                 "audience": summary.fingerprint,
                 "updated": summary.updated_at,
+                "letter": summary.letter,
+                "account": summary.account,
+                "schedule": summary.schedule,
             }
         )
     )
@@ -215,7 +267,15 @@ def changes_since(token: str, summary: LaunchSummary) -> list[str]:
     if not token:
         raise ConfirmationError(_("the confirmation is missing; review the figures and confirm"))
     try:
-        shown = _serializer().loads(token)
+        shown = _serializer().loads(token, max_age=TOKEN_MAX_AGE_SECONDS)
+    except SignatureExpired:
+        return [
+            ngettext(
+                "The page was shown more than %(num)d hour ago: review it again.",
+                "The page was shown more than %(num)d hours ago: review it again.",
+                TOKEN_MAX_AGE_SECONDS // 3600,
+            )
+        ]
     except BadSignature:
         raise ConfirmationError(
             _("the confirmation could not be read; review the figures and confirm")
@@ -241,4 +301,48 @@ def changes_since(token: str, summary: LaunchSummary) -> list[str]:
         )
     if shown.get("updated") != summary.updated_at:
         changes.append(_("The campaign's settings were changed since the page was shown."))
+    if shown.get("letter") != summary.letter:
+        changes.append(_("The letter was edited since the page was shown."))
+    if shown.get("account") != summary.account:
+        changes.append(_("The SMTP account was changed since the page was shown."))
+    if shown.get("schedule") != summary.schedule:
+        changes.append(_("The campaign's schedule changed since the page was shown."))
     return changes
+
+
+def launch_now(
+    campaign: Campaign,
+    *,
+    actor: User | None = None,
+    presend_errors: int = 0,
+    override: bool = False,
+    override_reason: str = "",
+) -> Campaign | None:
+    """A launch by hand (the confirmation page, `campaign send`); the campaign whose letters
+    went, or None when it was already launched. Raises CampaignError.
+
+    A yearly campaign sends its next copy now, in place of that date's (the rule moves to
+    the following year); a campaign with a send-at loses it first (audited), so its letters
+    leave at once and the calendar no longer lists the date (decision 0046).
+    """
+    from campaign.scheduling import actions, schedules
+
+    yearly = actions.yearly_schedule_of(campaign)
+    if yearly is not None:
+        return actions.launch_yearly_now(
+            campaign,
+            yearly,
+            actor=actor,
+            presend_errors=presend_errors,
+            override=override,
+            override_reason=override_reason,
+        )
+    schedules.cancel_send_at(campaign, actor=actor)
+    launched = campaign_service.launch_campaign(
+        campaign,
+        actor=actor,
+        presend_errors=presend_errors,
+        override=override,
+        override_reason=override_reason,
+    )
+    return campaign if launched else None

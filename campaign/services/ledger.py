@@ -14,14 +14,14 @@ from email.message import EmailMessage, MIMEPart
 from typing import Any
 
 from flask_babel import gettext as _
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from campaign.devmail import header_items, part_text
 from campaign.extensions import db
 from campaign.labels import label
 from campaign.models import Campaign, CampaignStatus, Contact, Delivery, DeliveryStatus
 from campaign.scheduling.stored_text import read
-from campaign.services.campaigns import is_open, status_counts
+from campaign.services.campaigns import is_open
 from campaign.services.paging import Page, clamp_page, offset_of
 
 # The letter itself; follow-ups (steps 1, 2 ...) go to the same people and are counted on
@@ -178,9 +178,24 @@ class Figures:
         }
 
 
+def figures_of(campaign_ids: Iterable[int]) -> dict[int, Figures]:
+    """The figures of each campaign (every id present, zeros when it has no letters yet)."""
+    ids = list(dict.fromkeys(campaign_ids))
+    found = {i: dict.fromkeys((s.value for s in DeliveryStatus), 0) for i in ids}
+    if ids:
+        rows = db.session.execute(
+            select(Delivery.campaign_id, Delivery.status, func.count())
+            .where(Delivery.campaign_id.in_(ids), Delivery.step == LETTER_STEP)
+            .group_by(Delivery.campaign_id, Delivery.status)
+        )
+        for campaign_id, status, count in rows:
+            found[campaign_id][status] = int(count)
+    return {i: Figures(counts) for i, counts in found.items()}
+
+
 def campaign_figures(campaign_id: int) -> Figures:
     """Count the campaign's letter (step 0) per ledger status: the figures every page shows."""
-    return Figures(status_counts(campaign_id, step=LETTER_STEP))
+    return figures_of([campaign_id])[campaign_id]
 
 
 def format_duration(seconds: int | None) -> str:
@@ -256,19 +271,11 @@ def campaign_progress(campaign: Campaign, *, now: datetime | None = None) -> Pro
 
 def sent_and_totals(campaign_ids: Iterable[int]) -> dict[int, tuple[int, int]]:
     """(sent, total) letters per campaign (the figures' "sent"), for the list; absent: none."""
-    ids = list(campaign_ids)
-    if not ids:
-        return {}
-    rows = db.session.execute(
-        select(
-            Delivery.campaign_id,
-            func.sum(case((Delivery.status == DeliveryStatus.SENT.value, 1), else_=0)),
-            func.count(),
-        )
-        .where(Delivery.campaign_id.in_(ids), Delivery.step == LETTER_STEP)
-        .group_by(Delivery.campaign_id)
-    )
-    return {campaign_id: (int(sent or 0), int(total)) for campaign_id, sent, total in rows}
+    return {
+        campaign_id: (figures.sent, figures.total)
+        for campaign_id, figures in figures_of(campaign_ids).items()
+        if figures.total
+    }
 
 
 # --- the per-recipient ledger ------------------------------------------------------------

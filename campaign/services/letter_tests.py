@@ -10,19 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from types import SimpleNamespace
 
 from flask_babel import gettext as _
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from campaign.dkim import DkimSigningError
 from campaign.extensions import db
 from campaign.letters.letter import letter_source, render_letter
 from campaign.mail import MessageError, encode_address, make_message_id, message_id_domain
-from campaign.models import Campaign, Contact, Statement, User
+from campaign.models import AuditEvent, Campaign, Contact, Statement, User
 from campaign.services import campaigns as campaign_service
+from campaign.services import statement_files
 from campaign.services.audit import record_event
+from campaign.services.cases import cases_context
 from campaign.services.letters import compose_letter
 from campaign.services.salutation_rules import current_rule_set
 from campaign.services.smtp_accounts import settings_for
@@ -33,6 +36,10 @@ SUBJECT_PREFIX = "[Test] "
 MAX_CHOICES = 200
 # At most this many staff receive one test.
 MAX_RECIPIENTS = 10
+# A person sends at most this many test letters an hour (counted in the audit log): a
+# test goes through the real relay and spends its daily quota.
+TESTS_PER_HOUR = 10
+AUDIT_ACTION = "campaign.test_letter"
 
 
 class TestLetterError(ValueError):
@@ -75,13 +82,51 @@ def staff_choices() -> list[User]:
     )
 
 
+def _recipient(campaign: Campaign, contact_id: int | None) -> Contact | None:
+    """The contact, if the campaign would write to them (the audience, not suppressed)."""
+    if contact_id is None:
+        return None
+    try:
+        query = campaign_service.recipients_query(campaign)
+    except campaign_service.CampaignError:
+        return None
+    return db.session.scalar(query.where(Contact.id == contact_id))
+
+
+def _refuse_too_many(actor: User) -> None:
+    since = datetime.now(UTC) - timedelta(hours=1)
+    sent = db.session.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(
+            AuditEvent.action == AUDIT_ACTION,
+            AuditEvent.actor_id == actor.id,
+            AuditEvent.at >= since,
+        )
+    )
+    if (sent or 0) >= TESTS_PER_HOUR:
+        raise TestLetterError(
+            _(
+                "You sent %(num)d test letters in the last hour, the most allowed: try again later",
+                num=TESTS_PER_HOUR,
+            )
+        )
+
+
 def send_test_letter(
     campaign: Campaign, contact_id: int | None, user_ids: Sequence[int], *, actor: User
 ) -> TestLetterResult:
-    """Send the letter `contact_id` would get to the chosen staff; raise TestLetterError."""
-    contact = db.session.get(Contact, contact_id) if contact_id is not None else None
+    """Send the letter `contact_id` would get to the chosen staff; raise TestLetterError.
+
+    Each colleague's copy names them in To (no Cc: a reply-all must not reach the contact)
+    and the contact in an X-Test-For header; the letter is merged and attached as the
+    campaign sends it (its cases, its chosen files).
+    """
+    contact = _recipient(campaign, contact_id)
     if contact is None:
-        raise TestLetterError(_("Contact: choose whose letter to send as a test"))
+        raise TestLetterError(
+            _("Contact: choose whose letter to send as a test among the campaign's recipients")
+        )
     users = [u for u in staff_choices() if u.id in set(user_ids)]
     if not users:
         raise TestLetterError(_("Send to: choose yourself or at least one colleague"))
@@ -89,6 +134,7 @@ def send_test_letter(
         raise TestLetterError(
             _("Send to: at most %(num)d people receive one test letter", num=MAX_RECIPIENTS)
         )
+    _refuse_too_many(actor)
     statement = db.session.get(Statement, campaign.statement_id)
     if statement is None or not statement.texts:
         raise TestLetterError(_("Statement: it has no text to send"))
@@ -97,41 +143,53 @@ def send_test_letter(
     reader = SimpleNamespace(
         **{column.key: getattr(contact, column.key) for column in Contact.__table__.columns}
     )
-    rendered = render_letter(source, reader, rules=rules)
+    cases = cases_context(campaign)
+    try:
+        files = statement_files.campaign_files(campaign, None)
+    except statement_files.FileMissing as missing:
+        raise TestLetterError(str(missing.message)) from None
+    rendered = render_letter(source, reader, rules=rules, cases=cases)
     subject = SUBJECT_PREFIX + rendered.subject
-    composed = compose_letter(
-        source,
-        reader,
-        rules=rules,
-        sender=campaign.from_address,
-        reply_to=campaign.reply_to or None,
-        message_id=make_message_id(message_id_domain(campaign.from_address)),
-        attach_pdf=campaign.is_pdf_attached,
-        fixed_subject=subject,
-    )
-    if composed.message is None:
-        errors = [p.message for p in composed.letter.problems if p.severity == "error"]
-        raise TestLetterError(
-            _(
-                "The letter cannot be built: %(reason)s",
-                reason="; ".join(str(e) for e in errors) or composed.error,
-            )
-        )
     settings = settings_for(campaign.smtp_account)
-    data = composed.message
-    if settings.dkim_signer is not None:
+    messages = []
+    for user in users:
         try:
-            data = settings.dkim_signer.sign(data)
-        except DkimSigningError as problem:
-            raise TestLetterError(str(problem)) from None
+            recipient = encode_address(user.email, field="To")
+        except MessageError as error:
+            raise TestLetterError(str(error)) from None
+        composed = compose_letter(
+            source,
+            reader,
+            rules=rules,
+            sender=campaign.from_address,
+            reply_to=campaign.reply_to or None,
+            message_id=make_message_id(message_id_domain(campaign.from_address)),
+            attach_pdf=campaign.is_pdf_attached,
+            fixed_subject=subject,
+            cases=cases,
+            files=files,
+            to=(user.display_name or "", user.email),
+            extra_headers={"X-Test-For": _contact_label(contact)},
+        )
+        if composed.message is None:
+            errors = [p.message for p in composed.letter.problems if p.severity == "error"]
+            raise TestLetterError(
+                _(
+                    "The letter cannot be built: %(reason)s",
+                    reason="; ".join(str(e) for e in errors) or composed.error,
+                )
+            )
+        data = composed.message
+        if settings.dkim_signer is not None:
+            try:
+                data = settings.dkim_signer.sign(data)
+            except DkimSigningError as problem:
+                raise TestLetterError(str(problem)) from None
+        messages.append((user, recipient, data))
     envelope_from = parseaddr(campaign.from_address)[1]
     sent_to = []
     with SmtpConnection(settings, helo_name=message_id_domain(campaign.from_address)) as smtp:
-        for user in users:
-            try:
-                recipient = encode_address(user.email, field="To")
-            except MessageError as error:
-                raise TestLetterError(str(error)) from None
+        for user, recipient, data in messages:
             outcome = smtp.send(envelope_from, recipient, data)
             if outcome.kind != Outcome.SENT:
                 raise TestLetterError(
@@ -143,7 +201,7 @@ def send_test_letter(
                 )
             sent_to.append(user.email)
     record_event(
-        "campaign.test_letter",
+        AUDIT_ACTION,
         target_type="campaign",
         target_id=campaign.id,
         actor=actor,

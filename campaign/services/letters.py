@@ -54,6 +54,7 @@ def compose_letter(
     cases: Sequence[Mapping[str, Any]] = (),
     fixed_subject: str | None = None,
     files: Sequence[Any] = (),
+    to: tuple[str, str] | None = None,
 ) -> ComposedLetter:
     """Merge `statement` (a Statement or StatementVersion) for `contact` and build it whole.
 
@@ -67,6 +68,8 @@ def compose_letter(
     the subject the ledger kept of that person's first letter).
     `files` are the statement files a campaign chose (statement_files.LetterFile): the
     letter carries those for every language and those of its own language.
+    `to` (display name, address) replaces the contact in To and drops the Cc (a test letter
+    to staff: a reply-all must not write to the contact).
     Raises LanguageUnavailable when `language` is forced and the statement lacks it.
     """
     from campaign.services.salutation_rules import current_rule_set
@@ -81,6 +84,8 @@ def compose_letter(
         cases=cases,
         fixed_subject=fixed_subject,
     )
+    if to is not None:
+        letter = replace(letter, to_name=to[0], to_address=to[1], cc_addresses=())
     if letter.cc_addresses:
         # A copy address that bounced for good (or asked to be left alone) gets no copy.
         from campaign.services.suppressions import is_suppressed

@@ -362,6 +362,7 @@ def _render_confirmation(
     problem: str = "",
     status: int = 200,
 ) -> Any:
+    planned = schedule_summary.campaign_schedules([campaign]).get(campaign.id)
     return render_template(
         "campaigns/confirm.html",
         campaign=campaign,
@@ -372,7 +373,8 @@ def _render_confirmation(
         changes=changes or [],
         problem=problem,
         max_problems=MAX_PROBLEMS,
-        schedule_text=schedule_summary.campaign_schedule_text(campaign),
+        schedule_text=planned.text() if planned is not None else "",
+        is_yearly=planned is not None and planned.is_yearly,
     ), status
 
 
@@ -413,7 +415,7 @@ def launch(campaign_id: int) -> Any:
             status=422,
         )
     try:
-        launched = campaign_service.launch_campaign(
+        launched = confirmation.launch_now(
             campaign,
             actor=signed_in_user(),
             presend_errors=presend_errors,
@@ -429,14 +431,23 @@ def launch(campaign_id: int) -> Any:
             problem=_("Not launched: %(error)s.", error=str(error)),
             status=422,
         )
-    back = redirect(url_for("campaigns.show", campaign_id=campaign.id))
-    if not launched:
+    if launched is None:
         db.session.rollback()
         flash(_("This campaign was already launched; nothing was queued twice."), "info")
-        return back
+        return redirect(url_for("campaigns.show", campaign_id=campaign_id))
     db.session.commit()
-    flash(_("Campaign launched: the letters are being sent."), "success")
-    return back
+    if launched.id != campaign_id:
+        flash(
+            _(
+                "“%(name)s” launched now in place of its date: the letters are being sent; "
+                "the yearly rule goes on next year.",
+                name=launched.name,
+            ),
+            "success",
+        )
+    else:
+        flash(_("Campaign launched: the letters are being sent."), "success")
+    return redirect(url_for("campaigns.show", campaign_id=launched.id))
 
 
 # --- a test letter to staff ---------------------------------------------------------------

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -306,3 +307,35 @@ def test_send_prints_what_the_confirmation_page_names_and_takes_yes(app: Flask) 
     )
     assert "languages: English: 4" in result.stderr
     assert result.stdout.strip().splitlines()[-1].startswith(f"campaign {campaign_id} launched")
+
+
+def test_send_on_a_yearly_campaign_sends_that_years_copy_once(app: Flask) -> None:
+    from campaign.models import Schedule
+    from campaign.scheduling.schedules import create_yearly
+
+    setup = _setup()
+    runner = app.test_cli_runner()
+    campaign_id = _create(runner, setup["statement"], "--list", "Press")
+    template = db.session.get(Campaign, campaign_id)
+    assert template is not None
+    rule = create_yearly(template, 6, 26, "09:00", "UTC")
+    db.session.commit()
+    due = rule.next_run_at
+    assert due is not None
+
+    result = _run(runner, "send", str(campaign_id), "--yes")
+    assert result.exit_code == 0, result.output
+    # The summary names the schedule, and what sending now does with it.
+    assert f"Sent every year; next on 26 June {due.year}" in result.stderr
+    assert "goes now, in place of that date's" in result.stderr
+    copy = db.session.scalars(select(Campaign).where(Campaign.template_id == campaign_id)).one()
+    assert result.stdout.strip().splitlines()[-1].startswith(f"campaign {copy.id} launched")
+    assert db.session.scalar(select(func.count()).select_from(Delivery)) == 4
+
+    # On the date the scheduler sends nothing more: nobody gets the letter twice.
+    ticked = _run(runner, "tick", "--now", (due + timedelta(minutes=1)).isoformat())
+    assert ticked.exit_code == 0, ticked.output
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(Delivery)) == 4
+    moved = db.session.get(Schedule, rule.id)
+    assert moved is not None and moved.next_run_at is not None and moved.next_run_at > due

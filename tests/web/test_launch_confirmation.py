@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,9 +14,20 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from campaign.extensions import db
-from campaign.models import Campaign, CampaignStatus, Delivery, Role, SmtpAccount
+from campaign.models import (
+    AuditEvent,
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    Role,
+    Schedule,
+    SmtpAccount,
+)
 from campaign.scheduling import schedules
-from campaign.services import campaigns, followups, lists, statements
+from campaign.scheduling.actions import fire_yearly
+from campaign.scheduling.tick import tick
+from campaign.services import campaigns, followups, launch_confirmation, lists, statements
+from campaign.services.calendar_items import calendar_items
 from campaign.services.campaigns import AudienceSpec
 from campaign.services.contacts import create_contact
 from tests.launching import confirm_launch, confirmation_token
@@ -168,21 +179,127 @@ def test_a_scheduled_campaign_says_when_and_offers_send_now_apart(
     client: FlaskClient, login: Any, draft: Campaign
 ) -> None:
     now = datetime(2026, 12, 7, 6, 0, tzinfo=UTC)
-    schedules.create_send_at(draft, "2027-06-26T09:00", "Asia/Tashkent", now=now)
+    schedules.create_send_at(
+        draft, "2027-12-20T09:00", "Asia/Tashkent", now=now, pacing={"mode": "window", "days": 5}
+    )
     followups.add_step(draft, draft.statement, 14, "no_reply")
     db.session.commit()
     login(Role.SENDER)
 
-    expected = "Scheduled for 26 June 2027, 09:00 Asia/Tashkent; follow-up on 10 July"
+    # The time as the language writes it (babel); the follow-up's year differs, so it is named.
+    expected = "Scheduled for 20 December 2027, 9:00 AM Asia/Tashkent; follow-up on 3 January 2028"
     page = client.get(f"/campaigns/{draft.id}").get_data(as_text=True)
     assert _text(page, "campaign-schedule") == expected
     assert 'id="launch-link"' not in page
     assert _text(page, "send-now-link") == "Send now instead…"
     listing = client.get("/campaigns/").get_data(as_text=True)
-    assert expected in html.unescape(listing)
+    assert expected in " ".join(html.unescape(listing).split())
     assert "not launched" not in listing
     confirmation = client.get(f"/campaigns/{draft.id}/launch").get_data(as_text=True)
     assert expected in _text(confirmation, "confirm-schedule")
+    assert "the scheduled date is cancelled" in _text(confirmation, "confirm-schedule")
+
+    # "Send now": the send-at goes first (audited), so its 5-day pacing does not spread the
+    # letters and the calendar no longer lists the date.
+    launched = confirm_launch(client, draft.id).get_data(as_text=True)
+    assert "Campaign launched" in launched
+    db.session.expire_all()
+    firsts = db.session.scalars(
+        select(Delivery.next_attempt_at).where(Delivery.campaign_id == draft.id)
+    ).all()
+    assert len(firsts) == 5
+    assert max(firsts) <= datetime.now(UTC)
+    assert db.session.get(Campaign, draft.id).send_at is None
+    on_calendar = [
+        item
+        for item in calendar_items(date(2027, 12, 1), date(2028, 1, 31), None)
+        if item.campaign_id == draft.id and item.kind != "follow-up"
+    ]
+    assert on_calendar == []
+    assert db.session.scalar(
+        select(func.count())
+        .select_from(AuditEvent)
+        .where(AuditEvent.action == "campaign.unschedule", AuditEvent.target_id == str(draft.id))
+    )
+
+
+def test_send_now_on_a_yearly_campaign_sends_that_years_copy_once(
+    app: Flask, client: FlaskClient, login: Any, draft: Campaign
+) -> None:
+    rule = schedules.create_yearly(draft, 6, 26, "09:00", "Asia/Tashkent")
+    db.session.commit()
+    due = rule.next_run_at
+    assert due is not None
+    login(Role.SENDER)
+    confirmation = client.get(f"/campaigns/{draft.id}/launch").get_data(as_text=True)
+    assert "sends the next yearly copy now" in _text(confirmation, "confirm-schedule")
+
+    token = confirmation_token(client, draft.id)
+    sent = client.post(f"/campaigns/{draft.id}/launch", data={"token": token, "confirm": "1"})
+    assert sent.status_code == 302
+    copy = db.session.scalars(select(Campaign).where(Campaign.template_id == draft.id)).one()
+    assert sent.location.endswith(f"/campaigns/{copy.id}")
+    assert copy.status == CampaignStatus.SENDING
+    assert _rows(copy.id) == 5 and _rows(draft.id) == 0
+    # The same form again (a double click) sends nothing more.
+    again = client.post(f"/campaigns/{draft.id}/launch", data={"token": token, "confirm": "1"})
+    assert again.status_code == 409
+    assert db.session.scalar(select(func.count()).select_from(Delivery)) == 5
+
+    # On the date, the scheduler finds this year's copy made: nobody gets the letter twice.
+    db.session.expire_all()
+    rule = db.session.get(Schedule, rule.id)
+    assert rule is not None and rule.next_run_at is not None and rule.next_run_at > due
+    fired = tick(due + timedelta(minutes=1)).lines
+    assert [line for line in fired if line.schedule_id == rule.id] == []
+    detail, _copy_id = fire_yearly(rule, due, due)
+    assert "already made" in str(detail)
+    assert db.session.scalar(select(func.count()).select_from(Delivery)) == 5
+    assert db.session.scalar(select(func.count()).select_from(Campaign)) == 2
+
+
+def test_a_confirmation_names_letter_and_account_changes_and_expires(
+    client: FlaskClient, login: Any, draft: Campaign, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    login(Role.SENDER)
+    # The letter is edited while the page is open.
+    token = confirmation_token(client, draft.id)
+    statements.set_text(
+        draft.statement,
+        language="en",
+        subject="Changed subject",
+        body=BODY.replace("trial", "case"),
+    )
+    db.session.commit()
+    edited = client.post(f"/campaigns/{draft.id}/launch", data={"token": token, "confirm": "1"})
+    assert edited.status_code == 409
+    assert "The letter was edited" in _text(edited.get_data(as_text=True), "confirm-changed")
+    # The SMTP account's pace is changed.
+    token = confirmation_token(client, draft.id)
+    account = db.session.get(SmtpAccount, draft.smtp_account_id)
+    assert account is not None
+    account.per_minute = 600
+    db.session.commit()
+    changed = client.post(f"/campaigns/{draft.id}/launch", data={"token": token, "confirm": "1"})
+    assert changed.status_code == 409
+    assert "SMTP account was changed" in _text(changed.get_data(as_text=True), "confirm-changed")
+    # A page shown 13 hours ago launches nothing: it is shown again, saying why.
+    token = confirmation_token(client, draft.id)
+    later = launch_confirmation._clock() + 13 * 3600
+    monkeypatch.setattr(launch_confirmation, "_clock", lambda: later)
+    old = client.post(f"/campaigns/{draft.id}/launch", data={"token": token, "confirm": "1"})
+    assert old.status_code == 409
+    assert "more than 12 hours ago" in _text(old.get_data(as_text=True), "confirm-changed")
+    assert _rows(draft.id) == 0
+
+
+def test_the_expected_duration_follows_the_count_and_the_pace(app: Flask) -> None:
+    with app.test_request_context():
+        daily = SmtpAccount(name="Daily", host="h", per_minute=30, per_day=40)
+        assert launch_confirmation.expected_pace(daily, 48).duration_text() == "about 1 day"
+        unlimited = SmtpAccount(name="Open", host="h")
+        text = launch_confirmation.expected_pace(unlimited, 10_000).duration_text()
+        assert "few minutes" not in text and "mail server's speed" in text
 
 
 def test_dates_are_written_in_the_users_language(
@@ -197,3 +314,11 @@ def test_dates_are_written_in_the_users_language(
         as_text=True
     )
     assert "26 juin 2027, 09:00 Asia/Tashkent" in _text(page, "campaign-schedule")
+    # The parts' separator is the language's own too.
+    followups.add_step(draft, draft.statement, 14, "no_reply")
+    db.session.commit()
+    page = client.get(f"/campaigns/{draft.id}", headers={"Accept-Language": "fr"}).get_data(
+        as_text=True
+    )
+    # (non-breaking space before the semicolon in French; the page helper reads it as a space)
+    assert "Asia/Tashkent ; relance" in _text(page, "campaign-schedule")

@@ -15,8 +15,15 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, Role
-from campaign.services import campaigns, lists, statements
+from campaign.models import (
+    AuditEvent,
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    Role,
+)
+from campaign.services import campaigns, ledger, lists, statements
 from campaign.services.campaigns import AudienceSpec
 from campaign.services.contacts import create_contact
 
@@ -130,6 +137,13 @@ def test_page_dashboard_status_and_csv_count_the_same(
     in_csv = {key: tally.get(key, 0) for key in EXPECTED}
     in_csv["queued"] = tally.get("queued", 0) + tally.get("sending", 0)
     assert in_csv == EXPECTED
+    # The export counts with the same function: its audit record keeps those figures.
+    exported_event = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "campaign.export")
+    ).one()
+    assert exported_event.detail["rows"] == len(OUTCOMES)
+    assert exported_event.detail["figures"] == {**EXPECTED, "total": len(OUTCOMES)}
+    assert ledger.sent_and_totals([campaign.id]) == {campaign.id: (6, len(OUTCOMES))}
 
     # And the list: sent of total.
     listing = client.get("/campaigns/").get_data(as_text=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import html
 from email.message import EmailMessage
 from typing import Any
 
@@ -14,13 +15,16 @@ from sqlalchemy import func, select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Delivery, Role, SmtpAccount
-from campaign.services import campaigns, lists, statements
+from campaign.services import campaigns, cases, letter_tests, lists, statements
 from campaign.services.campaigns import AudienceSpec
 from campaign.services.contacts import create_contact
 from tests.conftest import make_user
 from tests.fault_smtp import FaultSmtpServer
 
-BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna Sample\n"
+BODY = (
+    "{{ salutation }}\n\nWe write about the trial.\n\n"
+    "{% for case in cases %}- {{ case.name }}\n{% endfor %}\n{{ closing }}\n\nAnna Sample\n"
+)
 
 
 def test_a_test_letter_reaches_the_chosen_staff_as_the_contact_would_read_it(
@@ -36,9 +40,11 @@ def test_a_test_letter_reaches_the_chosen_staff_as_the_contact_would_read_it(
             "family_name": "Bekova",
             "email": "aigerim@example.org",
             "salutation_override": "Dear Ambassador Bekova,",
+            "cc_emails": "secretariat@example.org",
         }
     )
     other = create_contact({"family_name": "Other", "email": "other@example.org"})
+    outsider = create_contact({"family_name": "Outsider", "email": "outsider@example.org"})
     lists.add_contacts(press, [reader.id, other.id])
     relay = SmtpAccount(
         name="Office relay", host=fault_smtp.host, port=fault_smtp.port, security="none"
@@ -51,6 +57,7 @@ def test_a_test_letter_reaches_the_chosen_staff_as_the_contact_would_read_it(
         from_address="Office <office@example.org>",
         smtp_account=relay,
     )
+    cases.link_case(campaign, cases.create_case("Journalist B", country="UZ"))
     db.session.commit()
     colleague = make_user(Role.VIEWER, "colleague@example.org")
     me = login(Role.EDITOR)
@@ -66,6 +73,14 @@ def test_a_test_letter_reaches_the_chosen_staff_as_the_contact_would_read_it(
     )
     assert refused.status_code == 422
     assert "choose yourself or at least one colleague" in refused.get_data(as_text=True)
+    assert fault_smtp.messages == []
+    # A contact outside the campaign's audience: refused, nothing sent.
+    outside = client.post(
+        f"/campaigns/{campaign.id}/test-letter",
+        data={"contact_id": str(outsider.id), "user_ids": [str(me.id)]},
+    )
+    assert outside.status_code == 422
+    assert "among the campaign's recipients" in html.unescape(outside.get_data(as_text=True))
     assert fault_smtp.messages == []
 
     sent = client.post(
@@ -83,9 +98,16 @@ def test_a_test_letter_reaches_the_chosen_staff_as_the_contact_would_read_it(
     assert isinstance(message, EmailMessage)
     assert message["Subject"] == "[Test] Ahead of the summit"
     assert "List-Unsubscribe" not in message
+    # Addressed to the colleague alone: a reply-all must not write to the official.
+    assert message["To"] == "editor@example.org"
+    assert "Cc" not in message
+    assert "aigerim@example.org" in message["X-Test-For"]
+    assert b"secretariat@example.org" not in received.raw
     text = message.get_body(preferencelist=("plain",))
     assert text is not None
     assert "Dear Ambassador Bekova," in text.get_content()
+    # As the campaign sends it: with its cases.
+    assert "- Journalist B" in text.get_content()
 
     # Not a delivery: no ledger row, nothing counted; the audit log keeps it.
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
@@ -94,3 +116,18 @@ def test_a_test_letter_reaches_the_chosen_staff_as_the_contact_would_read_it(
     ).one()
     assert event.detail["contact_id"] == reader.id
     assert event.detail["sent_to"] == ["colleague@example.org", "editor@example.org"]
+
+    # At most TESTS_PER_HOUR tests an hour per person.
+    for _ in range(letter_tests.TESTS_PER_HOUR - 1):
+        client.post(
+            f"/campaigns/{campaign.id}/test-letter",
+            data={"contact_id": str(reader.id), "user_ids": [str(me.id)]},
+        )
+    received_before = len(fault_smtp.messages)
+    limited = client.post(
+        f"/campaigns/{campaign.id}/test-letter",
+        data={"contact_id": str(reader.id), "user_ids": [str(me.id)]},
+    )
+    assert limited.status_code == 422
+    assert "in the last hour" in limited.get_data(as_text=True)
+    assert len(fault_smtp.messages) == received_before
