@@ -158,6 +158,11 @@ def test_the_smtp_page_and_the_command_test_an_account(
     assert response.status_code == 302
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "The connection works; no message was sent." in page
+    # The plain-text setting in words, not a label in brackets ("(None (plain text))").
+    assert "secures the connection with STARTTLS" in page
+    plain = _account(relay.port, security="none")
+    form = client.get(f"/smtp-accounts/{plain.id}/test").get_data(as_text=True)
+    assert "without encryption (plain text)" in form and "(None (" not in form
     assert "Ask the server to accept mail from office@example.org" in page
     assert PASSWORD not in page
 

@@ -63,6 +63,12 @@ def reconcile() -> None:
         report = sending.reconcile(commit=db.session.commit)
         if report.requeued or report.enqueued or report.finished:
             log.info("reconcile: %s", report)
+        from campaign.services import contact_bulk_edit
+
+        requeued = contact_bulk_edit.requeue_stale()
+        db.session.commit()
+        if requeued:
+            log.info("reconcile: contact bulk edits queued again: %s", requeued)
 
 
 def poll_inboxes() -> None:
@@ -130,8 +136,13 @@ def apply_contact_bulk_edit(edit_id: int) -> None:
             return
         db.session.commit()
         try:
-            contact_bulk_edit.run_bulk_edit(edit_id, commit=db.session.commit)
+            contact_bulk_edit.run_bulk_edit(
+                edit_id, commit=db.session.commit, should_stop=stop_requested
+            )
             db.session.commit()
+        except contact_bulk_edit.BulkEditTakenOver:
+            db.session.rollback()  # the reconciler gave it to another run: that run finishes it
+            log.warning("contact bulk edit %s was queued again; this run ends", edit_id)
         except Exception as error:
             db.session.rollback()
             log.exception("contact bulk edit %s failed", edit_id)

@@ -42,3 +42,6 @@ class ContactBulkEdit(db.Model):  # type: ignore[name-defined]
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The running job's heartbeat (set when claimed and after each batch): a running edit
+    # not updated for a while lost its worker, and the reconciler queues it again.
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -8,7 +8,7 @@ ContactBulkEdit row; an RQ job applies it in batches, committing after each and 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask_babel import gettext as _
@@ -235,6 +235,15 @@ def settle_confirm_token(token: str, edit_id: int | None) -> None:
         get_redis().set(key, str(edit_id), ex=CONFIRM_TTL)
 
 
+# A running edit whose heartbeat (updated_at) is older than this lost its worker (killed,
+# the machine gone): a batch of BATCH contacts takes seconds, so two minutes is ample.
+STALE_AFTER = timedelta(minutes=2)
+
+
+class BulkEditTakenOver(RuntimeError):
+    """The edit is no longer this run's (the reconciler queued it again): stop quietly."""
+
+
 def claim_bulk_edit(edit_id: int) -> bool:
     """queued -> running for this worker; False when another run has it or it is done."""
     result = db.session.execute(
@@ -243,14 +252,66 @@ def claim_bulk_edit(edit_id: int) -> bool:
             ContactBulkEdit.id == edit_id,
             ContactBulkEdit.status == BulkEditStatus.QUEUED.value,
         )
-        .values(status=BulkEditStatus.RUNNING.value)
+        .values(status=BulkEditStatus.RUNNING.value, updated_at=datetime.now(UTC))
         .execution_options(preserve_rowcount=True)
     )
     return int(getattr(result, "rowcount", 0) or 0) == 1
 
 
-def run_bulk_edit(edit_id: int, *, commit: Callable[[], None]) -> ContactBulkEdit:
-    """Apply the edit batch by batch, committing after each (done counts what is applied)."""
+def _enqueue(edit_id: int) -> None:
+    from campaign.queue import enqueue_after_commit
+
+    # No fixed job id: the job that gives the edit back may still be running under it.
+    enqueue_after_commit(db.session(), JOB, edit_id, job_timeout=JOB_TIMEOUT)
+
+
+def requeue_stale(now: datetime | None = None) -> list[int]:
+    """Queue again the running edits whose worker is gone (no heartbeat for STALE_AFTER).
+
+    `done` counts the batches committed, so the next run carries on after them; each batch
+    is applied once, and applying one twice would change nothing more anyway.
+    """
+    limit = (now or datetime.now(UTC)) - STALE_AFTER
+    stale = db.session.scalars(
+        select(ContactBulkEdit).where(
+            ContactBulkEdit.status == BulkEditStatus.RUNNING.value,
+            func.coalesce(ContactBulkEdit.updated_at, ContactBulkEdit.created_at) < limit,
+        )
+    ).all()
+    for edit in stale:
+        edit.status = BulkEditStatus.QUEUED.value
+        edit.updated_at = now or datetime.now(UTC)
+        _enqueue(edit.id)
+    db.session.flush()
+    return [edit.id for edit in stale]
+
+
+def _still_ours(edit_id: int, done_before: int, done_now: int) -> bool:
+    """Record a batch's progress only if this run still holds the edit (compare and set)."""
+    result = db.session.execute(
+        update(ContactBulkEdit)
+        .where(
+            ContactBulkEdit.id == edit_id,
+            ContactBulkEdit.status == BulkEditStatus.RUNNING.value,
+            ContactBulkEdit.done == done_before,
+        )
+        .values(done=done_now, updated_at=datetime.now(UTC))
+        .execution_options(preserve_rowcount=True, synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+def run_bulk_edit(
+    edit_id: int,
+    *,
+    commit: Callable[[], None],
+    should_stop: Callable[[], bool] | None = None,
+) -> ContactBulkEdit:
+    """Apply the edit batch by batch, committing after each (done counts what is applied).
+
+    Asked to stop (`should_stop`, between batches), it gives the edit back: queued again,
+    with a job for the next worker, carrying on after the batches done.
+    """
     edit = db.session.get(ContactBulkEdit, edit_id)
     if edit is None:
         raise LookupError(f"contact bulk edit {edit_id} does not exist")
@@ -271,10 +332,17 @@ def run_bulk_edit(edit_id: int, *, commit: Callable[[], None]) -> ContactBulkEdi
             list_service.add_contacts(add_list, chunk)
         if remove_list is not None:
             list_service.remove_contacts(remove_list, chunk)
+        if not _still_ours(edit_id, start, start + len(chunk)):
+            raise BulkEditTakenOver(f"contact bulk edit {edit_id} was queued again")
         start += len(chunk)
-        edit.done = start
-        db.session.flush()
         commit()
+        db.session.refresh(edit)
+        if should_stop is not None and should_stop() and start < len(ids):
+            edit.status = BulkEditStatus.QUEUED.value
+            edit.updated_at = datetime.now(UTC)
+            _enqueue(edit.id)
+            db.session.flush()
+            return edit
     edit.status = BulkEditStatus.DONE.value
     edit.finished_at = datetime.now(UTC)
     db.session.flush()

@@ -112,6 +112,7 @@ class LaunchSummary:
     pace: Pace
     fingerprint: str
     updated_at: str
+    contacts: str = ""  # the recipients' last edit (a bulk edit of roles, say)
     letter: str = ""  # the statement's latest version and last edit
     account: str = ""  # the SMTP account's last change
     schedule: str = ""  # the send-at or the yearly rule's next date
@@ -160,17 +161,23 @@ def presend_report(campaign: Campaign) -> PresendReport | None:
     return check_audience(statement, query, rules=current_rule_set())
 
 
-def audience_fingerprint(campaign: Campaign) -> str:
-    """A hash of who exactly would be written to: changes when anyone joins or leaves."""
+def audience_fingerprint(campaign: Campaign) -> tuple[str, str]:
+    """A hash of who exactly would be written to (changes when anyone joins or leaves) and
+    the recipients' last edit (a role or language changed since), read in one query."""
     digest = hashlib.sha256()
     try:
         query: Select[Any] = campaign_service.recipients_query(campaign)
     except CampaignError:
-        return ""
-    ids = db.session.scalars(query.with_only_columns(Contact.id).order_by(Contact.id))
-    for contact_id in ids:
+        return "", ""
+    last = ""
+    rows = db.session.execute(
+        query.with_only_columns(Contact.id, Contact.updated_at).order_by(Contact.id)
+    )
+    for contact_id, updated_at in rows:
         digest.update(f"{contact_id},".encode())
-    return digest.hexdigest()
+        if updated_at is not None:
+            last = max(last, updated_at.isoformat())
+    return digest.hexdigest(), last
 
 
 def _stamp(campaign: Campaign) -> str:
@@ -209,14 +216,16 @@ def summarise_launch(campaign: Campaign, *, with_report: bool = True) -> LaunchS
     report = presend_report(campaign) if with_report else None
     account = campaign.smtp_account
     languages = language_split(report)
+    fingerprint, contacts = audience_fingerprint(campaign)
     return LaunchSummary(
         campaign_id=campaign.id,
         check=check,
         report=report,
         account_name=account.name if account is not None else "",
         pace=expected_pace(account, check.count.sendable),
-        fingerprint=audience_fingerprint(campaign),
+        fingerprint=fingerprint,
         updated_at=_stamp(campaign),
+        contacts=contacts,
         languages=languages,
         letter=_letter_stamp(campaign),
         account=(
@@ -250,6 +259,7 @@ def sign_summary(summary: LaunchSummary) -> str:
                 "campaign": summary.campaign_id,
                 "count": summary.count,
                 "audience": summary.fingerprint,
+                "contacts": summary.contacts,
                 "updated": summary.updated_at,
                 "letter": summary.letter,
                 "account": summary.account,
@@ -297,6 +307,13 @@ def changes_since(token: str, summary: LaunchSummary) -> list[str]:
             _(
                 "The recipients changed since the page was shown: the same number, but not "
                 "the same people."
+            )
+        )
+    elif shown.get("contacts", "") != summary.contacts:
+        changes.append(
+            _(
+                "The recipients' details were edited since the page was shown (a role, a "
+                "language or a name): their letters may read differently."
             )
         )
     if shown.get("updated") != summary.updated_at:

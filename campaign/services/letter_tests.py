@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from types import SimpleNamespace
+from typing import Any
 
 from flask_babel import gettext as _
 from sqlalchemy import func, select
@@ -40,12 +41,19 @@ MAX_RECIPIENTS = 10
 # test goes through the real relay and spends its daily quota.
 TESTS_PER_HOUR = 10
 AUDIT_ACTION = "campaign.test_letter"
+# The preview's test of a statement (services/letters.send_test_letter): the same rule.
+PREVIEW_AUDIT_ACTION = "letter.test_send"
 
 
 class TestLetterError(ValueError):
-    """The test letter cannot be sent; the message says why, in words."""
+    """The test letter cannot be sent; the message says why, in words. `audited`: the
+    attempt is in the audit log (the caller commits it rather than rolling back)."""
 
     __test__ = False  # not a pytest class
+
+    def __init__(self, message: str, *, audited: bool = False) -> None:
+        super().__init__(message)
+        self.audited = audited
 
 
 @dataclass(frozen=True)
@@ -65,10 +73,10 @@ def contact_choices(campaign: Campaign) -> list[tuple[int, str]]:
     contacts = db.session.scalars(
         query.order_by(Contact.family_name, Contact.id).limit(MAX_CHOICES)
     )
-    return [(c.id, _contact_label(c)) for c in contacts]
+    return [(c.id, contact_label(c)) for c in contacts]
 
 
-def _contact_label(contact: Contact) -> str:
+def contact_label(contact: Any) -> str:
     name = " ".join(p for p in (contact.given_name, contact.family_name) if p)
     return f"{name or contact.organisation or contact.email} <{contact.email}>"
 
@@ -93,13 +101,16 @@ def _recipient(campaign: Campaign, contact_id: int | None) -> Contact | None:
     return db.session.scalar(query.where(Contact.id == contact_id))
 
 
-def _refuse_too_many(actor: User) -> None:
+def refuse_too_many(actor: User | None) -> None:
+    """TestLetterError when `actor` sent TESTS_PER_HOUR tests (campaign or preview) this hour."""
+    if actor is None:
+        return  # a script: no person to limit
     since = datetime.now(UTC) - timedelta(hours=1)
     sent = db.session.scalar(
         select(func.count())
         .select_from(AuditEvent)
         .where(
-            AuditEvent.action == AUDIT_ACTION,
+            AuditEvent.action.in_((AUDIT_ACTION, PREVIEW_AUDIT_ACTION)),
             AuditEvent.actor_id == actor.id,
             AuditEvent.at >= since,
         )
@@ -134,7 +145,7 @@ def send_test_letter(
         raise TestLetterError(
             _("Send to: at most %(num)d people receive one test letter", num=MAX_RECIPIENTS)
         )
-    _refuse_too_many(actor)
+    refuse_too_many(actor)
     statement = db.session.get(Statement, campaign.statement_id)
     if statement is None or not statement.texts:
         raise TestLetterError(_("Statement: it has no text to send"))
@@ -169,7 +180,7 @@ def send_test_letter(
             cases=cases,
             files=files,
             to=(user.display_name or "", user.email),
-            extra_headers={"X-Test-For": _contact_label(contact)},
+            extra_headers={"X-Test-For": contact_label(contact)},
         )
         if composed.message is None:
             errors = [p.message for p in composed.letter.problems if p.severity == "error"]
@@ -187,25 +198,36 @@ def send_test_letter(
                 raise TestLetterError(str(problem)) from None
         messages.append((user, recipient, data))
     envelope_from = parseaddr(campaign.from_address)[1]
-    sent_to = []
-    with SmtpConnection(settings, helo_name=message_id_domain(campaign.from_address)) as smtp:
-        for user, recipient, data in messages:
-            outcome = smtp.send(envelope_from, recipient, data)
-            if outcome.kind != Outcome.SENT:
-                raise TestLetterError(
-                    _(
-                        "The mail server did not take the test for %(address)s: %(reply)s",
-                        address=user.email,
-                        reply=outcome.summary,
+    sent_to: list[str] = []
+    failed = ""
+    try:
+        with SmtpConnection(settings, helo_name=message_id_domain(campaign.from_address)) as smtp:
+            for user, recipient, data in messages:
+                outcome = smtp.send(envelope_from, recipient, data)
+                if outcome.kind != Outcome.SENT:
+                    failed = f"{user.email}: {outcome.summary}"
+                    raise TestLetterError(
+                        _(
+                            "The mail server did not take the test for %(address)s: %(reply)s",
+                            address=user.email,
+                            reply=outcome.summary,
+                        ),
+                        audited=True,
                     )
-                )
-            sent_to.append(user.email)
-    record_event(
-        AUDIT_ACTION,
-        target_type="campaign",
-        target_id=campaign.id,
-        actor=actor,
-        detail={"contact_id": contact.id, "sent_to": sent_to, "subject": subject},
-    )
-    db.session.flush()
+                sent_to.append(user.email)
+    finally:
+        # Recorded whatever happened at the relay: what left, and why the rest did not; a
+        # failed test counts toward the hourly limit too (it spent the relay's quota).
+        detail: dict[str, object] = {"contact_id": contact.id, "sent_to": sent_to}
+        detail["subject"] = subject
+        if failed:
+            detail["failed"] = failed
+        record_event(
+            AUDIT_ACTION,
+            target_type="campaign",
+            target_id=campaign.id,
+            actor=actor,
+            detail=detail,
+        )
+        db.session.flush()
     return TestLetterResult(sent_to, subject)

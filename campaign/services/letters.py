@@ -209,16 +209,35 @@ def send_test_letter(
     to: str,
     language: str | None = None,
     cases: list[dict[str, Any]] | None = None,
+    actor: Any = None,
 ) -> ComposedLetter:
     """Send `contact`'s letter to `to` only (a member of staff) and record it in the audit log.
 
-    The contact's address is merely shown in To: the envelope goes to `to` alone. `cases`
-    is the `{% for case in cases %}` data the preview merged, so the test shows the same.
+    The rule of a campaign's test letter (services/letter_tests): "[Test]" before the
+    subject, the member of staff in To (a reply-all must not reach the contact), the contact
+    named in X-Test-For, and the same hourly limit per person. `cases` is the
+    `{% for case in cases %}` data the preview merged, so the test shows the same.
     """
     from campaign.mail import SendError, send_message
+    from campaign.services import letter_tests
     from campaign.services.audit import record_event
 
-    composed = compose_letter(statement, contact, language=language, cases=cases or [])
+    try:
+        letter_tests.refuse_too_many(actor)
+    except letter_tests.TestLetterError as error:
+        raise LetterNotSent(str(error)) from None
+    subject = render_letter(
+        letter_source(statement), contact, language=language, cases=cases or []
+    ).subject
+    composed = compose_letter(
+        statement,
+        contact,
+        language=language,
+        cases=cases or [],
+        fixed_subject=letter_tests.SUBJECT_PREFIX + subject,
+        to=("", to),
+        extra_headers={"X-Test-For": letter_tests.contact_label(contact)},
+    )
     if composed.message is None:
         raise LetterNotSent(composed.error)
     try:
@@ -228,8 +247,9 @@ def send_test_letter(
     except SendError as error:
         raise LetterNotSent(str(error)) from None
     record_event(
-        "letter.test_send",
+        letter_tests.PREVIEW_AUDIT_ACTION,
         target_type="statement",
+        actor=actor,
         target_id=composed.letter.statement_id,
         detail={"contact_id": composed.letter.contact_id, "language": composed.letter.language},
     )

@@ -23,7 +23,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_ngettext, ngettext
 from flask_babel.speaklater import LazyString
-from sqlalchemy import Select
+from sqlalchemy import Select, case, func, select
 
 from campaign.extensions import db
 from campaign.i18n import language_name
@@ -190,6 +190,7 @@ def check_audience(
     today: dt.date | None = None,
     rules: RuleSet | None = None,
     rendered: Mapping[int, RenderedLetter] | None = None,
+    officials_share: tuple[int, int] | None = None,
 ) -> PresendReport:
     """Render the statement for every recipient and report their problems; write nothing.
 
@@ -197,7 +198,9 @@ def check_audience(
     sends; `contacts` a select of contacts (streamed) or any iterable of them. `language`
     forces one text for everybody (LanguageUnavailable when the statement has no such text).
     `rendered` holds letters already made from this source, by contact id (the live editor's):
-    those are read, not made again.
+    those are read, not made again. `officials_share` (officials, recipients) is the whole
+    audience's when `contacts` is only part of it (the preview's one recipient), so the
+    role `other` warning is given exactly when the launch page gives it.
     """
     source: LetterSource = letter_source(statement)
     if language and match_language(language, source.languages) is None:
@@ -253,7 +256,11 @@ def check_audience(
             unroled.append(
                 (len(report.problems), contact.id, email, name, letter_language, salutation)
             )
-    if officials and 2 * officials >= report.checked:
+    if officials_share is not None:
+        officials, recipients = officials_share
+    else:
+        recipients = report.checked
+    if officials and 2 * officials >= recipients:
         _warn_unroled(report, unroled, officials)
     for letter_language, unread in sorted(reading.unread.items()):
         report.text_problems.append(_not_read(source, letter_language, len(unread)))
@@ -262,6 +269,19 @@ def check_audience(
         key=lambda p: (p.language, p.problem.severity != "error", p.line, p.problem.code)
     )
     return report
+
+
+def officials_share(audience: Select[Any]) -> tuple[int, int]:
+    """(officials, recipients) of an audience, counted by the database in one query."""
+    ids = audience.with_only_columns(Contact.id, Contact.role_type).order_by(None).subquery()
+    role = func.coalesce(ids.c.role_type, RoleType.OTHER.value)
+    row = db.session.execute(
+        select(
+            func.count(),
+            func.count(case((role.in_([r.value for r in OFFICIAL_ROLES]), 1))),
+        ).select_from(ids)
+    ).one()
+    return int(row[1] or 0), int(row[0] or 0)
 
 
 def _warn_unroled(

@@ -175,16 +175,27 @@ def campaign_audience(campaign: Campaign) -> Select[Any]:
 
 
 def recipient_warnings(
-    statement: Any, contact: Contact, *, language: str | None = None
+    statement: Any,
+    contact: Contact,
+    *,
+    language: str | None = None,
+    audience: Select[Any] | None = None,
 ) -> list[tuple[str, LetterProblem]]:
     """The pre-send check's problems for one recipient's letter, each with where it is.
 
-    The same check as a campaign's (services/presend), over this one contact.
+    The same check as a campaign's (services/presend), over this one contact; the warnings
+    that depend on the whole audience (role `other` among officials) count `audience`.
     """
-    from campaign.services.presend import check_audience
+    from campaign.services.presend import check_audience, officials_share
     from campaign.services.salutation_rules import current_rule_set
 
-    report = check_audience(statement, [contact], language=language, rules=current_rule_set())
+    report = check_audience(
+        statement,
+        [contact],
+        language=language,
+        rules=current_rule_set(),
+        officials_share=officials_share(audience) if audience is not None else None,
+    )
     found = [(problem.where, problem.problem) for problem in report.text_problems]
     found += [("", problem.problem) for problem in report.problems]
     return found

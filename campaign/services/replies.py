@@ -117,13 +117,11 @@ class InboxRow:
 
 
 def sender_contacts(pairs: list[tuple[InboundMessage, Delivery | None]]) -> dict[int, Contact]:
-    """The live contact behind each message (by id): the contact the matched letter went to,
-    else the live contact with the sender's address. Two queries for a whole page."""
+    """The live contact behind each message (by id): the contact the matched letter went to
+    (or, when that record was merged away, the contact it was merged into), else the live
+    contact with the sender's address. A few queries for a whole page."""
     contact_ids = {d.contact_id for _m, d in pairs if d is not None and d.contact_id}
-    by_id: dict[int, Contact] = {}
-    if contact_ids:
-        query = select(Contact).where(Contact.id.in_(contact_ids), Contact.deleted_at.is_(None))
-        by_id = {contact.id: contact for contact in db.session.scalars(query)}
+    by_id = _live_contacts(contact_ids)
     found: dict[int, Contact] = {}
     wanted: dict[str, list[int]] = {}
     for message, delivery in pairs:
@@ -139,6 +137,38 @@ def sender_contacts(pairs: list[tuple[InboundMessage, Delivery | None]]) -> dict
         for contact in db.session.scalars(query):
             for message_id in wanted.get(contact.email_key, []):
                 found[message_id] = contact
+    return found
+
+
+# Merges point a merged-away record at its survivor (merging the survivor later repoints
+# them), so one step is the rule; a few more are followed in case, never a loop.
+MAX_MERGE_HOPS = 5
+
+
+def _live_contacts(contact_ids: set[int]) -> dict[int, Contact]:
+    """Each id's live contact: itself, or for a merged-away record the survivor it leads to."""
+    found: dict[int, Contact] = {}
+    # id asked for -> the record now looked at
+    pending = {contact_id: contact_id for contact_id in contact_ids}
+    for _hop in range(MAX_MERGE_HOPS):
+        if not pending:
+            break
+        rows = {
+            contact.id: contact
+            for contact in db.session.scalars(
+                select(Contact).where(Contact.id.in_(set(pending.values())))
+            )
+        }
+        following: dict[int, int] = {}
+        for asked, current in pending.items():
+            contact = rows.get(current)
+            if contact is None:
+                continue
+            if contact.deleted_at is None:
+                found[asked] = contact
+            elif contact.merged_into_id:
+                following[asked] = contact.merged_into_id
+        pending = following
     return found
 
 

@@ -484,7 +484,10 @@ def test_letter(campaign_id: int) -> Any:
             actor=signed_in_user(),
         )
     except letter_tests.TestLetterError as error:
-        db.session.rollback()
+        if error.audited:
+            db.session.commit()  # the copies that left and the failure stay in the audit log
+        else:
+            db.session.rollback()
         return _render_test_letter(campaign, contact_id, user_ids, str(error))
     db.session.commit()
     flash(

@@ -48,7 +48,7 @@ from campaign.services.previews import (
     recipient_warnings,
     search_recipients,
 )
-from campaign.web.access import allow
+from campaign.web.access import allow, signed_in_user
 from campaign.web.params import row_id
 
 bp = Blueprint("previews", __name__, url_prefix="/statements/<int:statement_id>/preview")
@@ -204,7 +204,12 @@ def show(statement_id: int) -> Any:
     cases_from = _cases_campaign(statement, request.args.get("cases_from"), using)
     composed = _compose(statement, contact, cases_from=cases_from) if contact is not None else None
     warnings = (
-        recipient_warnings(statement, contact, language=request.args.get("lang") or None)
+        recipient_warnings(
+            statement,
+            contact,
+            language=request.args.get("lang") or None,
+            audience=audience.query if audience is not None else None,
+        )
         if contact is not None
         else []
     )
@@ -341,7 +346,14 @@ def send_test(statement_id: int) -> Any:
     cases_from = _cases_campaign(statement, request.form.get("cases_from"))
     cases = cases_context(cases_from) if cases_from is not None else []
     try:
-        send_test_letter(statement, contact, to=current_user.email, language=language, cases=cases)
+        send_test_letter(
+            statement,
+            contact,
+            to=current_user.email,
+            language=language,
+            cases=cases,
+            actor=signed_in_user(),
+        )
     except LanguageUnavailable:
         abort(404)
     except LetterNotSent as error:

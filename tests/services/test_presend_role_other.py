@@ -125,3 +125,26 @@ def test_the_box_says_listed_below_only_when_the_list_shows_them(
     assert "7 recipients have the role “other”" in page
     assert "and 2 more" in page
     assert "(listed below)" not in page  # the list stops before them
+
+
+def test_the_preview_warns_for_one_recipient_exactly_when_the_launch_page_does(
+    app: Flask,
+) -> None:
+    from campaign.services.previews import recipient_warnings
+
+    statement = statements.create_statement("Letter", language="en", subject="S", body=BODY)
+    audience = _audience(
+        {"email": "amb@example.org", "family_name": "Namunova", "role_type": "ambassador"},
+        {"email": "min@example.org", "family_name": "Dupont", "role_type": "minister"},
+        {"email": "other@example.org", "family_name": "Bekova"},
+    )
+    other = db.session.scalar(select(Contact).where(Contact.email == "other@example.org"))
+    shown = recipient_warnings(statement, other, audience=audience)
+    assert any("2 recipients of this audience are officials" in str(p.message) for _w, p in shown)
+    # Alone (no audience chosen), or in an audience mostly not officials: no warning.
+    assert not any(p.code == "role_other" for _w, p in recipient_warnings(statement, other))
+    press = lists.create_list("Press")
+    lists.add_contacts(press, [other.id])
+    db.session.commit()
+    alone = recipient_warnings(statement, other, audience=lists.members_query(press))
+    assert not any(p.code == "role_other" for _w, p in alone)

@@ -18,6 +18,7 @@ from campaign.models import (
     AuditEvent,
     Campaign,
     CampaignStatus,
+    Contact,
     Delivery,
     Role,
     Schedule,
@@ -102,7 +103,7 @@ def test_the_campaign_page_only_leads_to_a_confirmation_that_names_everything(
     # Five letters at two a minute: the first at once, four intervals of 30 s, in words.
     assert _text(confirmation, "confirm-duration") == "about 2 minutes"
     assert _text(confirmation, "confirm-languages") == "English: 3 · French: 2"
-    assert "letters checked: 0 errors" in _text(confirmation, "confirm-check")
+    assert _text(confirmation, "confirm-check") == "5 letters checked: 0 errors, 0 warnings"
     assert 'name="confirm"' in confirmation and 'name="token"' in confirmation
     assert _rows(draft.id) == 0, "looking sends nothing"
 
@@ -168,6 +169,17 @@ def test_a_confirmation_left_open_while_the_audience_changed_asks_again(
     swapped = client.post(f"/campaigns/{draft.id}/launch", data={"token": token, "confirm": "1"})
     assert swapped.status_code == 409
     assert "not the same people" in swapped.get_data(as_text=True)
+    assert _rows(draft.id) == 0
+
+    # The same people, but a bulk edit changed a recipient's role meanwhile: asked again.
+    token = confirmation_token(client, draft.id)
+    edited = db.session.get(Contact, newcomers[1])
+    assert edited is not None
+    edited.role_type = "minister"
+    db.session.commit()
+    retyped = client.post(f"/campaigns/{draft.id}/launch", data={"token": token, "confirm": "1"})
+    assert retyped.status_code == 409
+    assert "details were edited since" in retyped.get_data(as_text=True)
     assert _rows(draft.id) == 0
 
     # Confirmed with what is shown now, it goes.

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from campaign.devmail import DevmailSink, list_messages
 from campaign.extensions import db
 from campaign.models import Role
-from campaign.services import lists, statements
+from campaign.services import letter_tests, lists, statements
 from campaign.services.contacts import create_contact
 from tests import servers
 
@@ -148,20 +148,27 @@ def test_a_test_letter_goes_to_the_signed_in_user_only(
     app: Flask, client: FlaskClient, login: Any, letter: dict[str, Any]
 ) -> None:
     config = app.config["CAMPAIGN_CONFIG"]
+    url = f"/statements/{letter['statement'].id}/preview/send-test"
     with DevmailSink(config.devmail_path, config.MAIL_SERVER, config.MAIL_PORT):
         user = login(Role.EDITOR)
         contact = letter["people"]["en"]
-        response = client.post(
-            f"/statements/{letter['statement'].id}/preview/send-test",
-            data={"contact": contact.id, "lang": ""},
-        )
+        response = client.post(url, data={"contact": contact.id, "lang": ""})
         assert response.status_code == 302
         stored = list_messages(config.devmail_path)
-    assert len(stored) == 1
-    assert stored[0].subject == "Ahead of the summit"
-    # The envelope: delivered to the member of staff only, never to the contact.
-    [received] = mailbox.Maildir(config.devmail_path, create=False)
-    assert received.get_all("Delivered-To") == [user.email]
+        assert len(stored) == 1
+        assert stored[0].subject == "[Test] Ahead of the summit"
+        # The envelope: delivered to the member of staff only, never to the contact.
+        [received] = mailbox.Maildir(config.devmail_path, create=False)
+        assert received.get_all("Delivered-To") == [user.email]
+        # As a campaign's test letter: the colleague in To (a reply-all must not reach the
+        # contact), the contact named in X-Test-For, and the same hourly limit.
+        assert received["To"] == user.email
+        assert contact.email in received["X-Test-For"]
+        for _ in range(letter_tests.TESTS_PER_HOUR - 1):
+            client.post(url, data={"contact": contact.id, "lang": ""})
+        limited = client.post(url, data={"contact": contact.id, "lang": ""}, follow_redirects=True)
+        assert "in the last hour" in limited.get_data(as_text=True)
+        assert len(list_messages(config.devmail_path)) == letter_tests.TESTS_PER_HOUR
 
 
 def test_viewers_cannot_preview(client: FlaskClient, login: Any, letter: dict[str, Any]) -> None:

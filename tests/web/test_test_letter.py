@@ -131,3 +131,39 @@ def test_a_test_letter_reaches_the_chosen_staff_as_the_contact_would_read_it(
     assert limited.status_code == 422
     assert "in the last hour" in limited.get_data(as_text=True)
     assert len(fault_smtp.messages) == received_before
+
+
+def test_a_test_letter_refused_partway_is_audited_and_counted(
+    app: Flask, client: FlaskClient, login: Any, fault_smtp: FaultSmtpServer
+) -> None:
+    statement = statements.create_statement("Letter", language="en", subject="S", body=BODY)
+    press = lists.create_list("Press")
+    reader = create_contact({"family_name": "Bekova", "email": "aigerim@example.org"})
+    lists.add_contacts(press, [reader.id])
+    relay = SmtpAccount(name="Relay", host=fault_smtp.host, port=fault_smtp.port, security="none")
+    db.session.add(relay)
+    db.session.flush()
+    campaign = campaigns.create_campaign(
+        statement,
+        audience=AudienceSpec((f"list:{press.id}",)),
+        from_address="Office <office@example.org>",
+        smtp_account=relay,
+    )
+    db.session.commit()
+    colleague = make_user(Role.VIEWER, "colleague@example.org")
+    me = login(Role.EDITOR)
+    fault_smtp.fail(550, "5.1.1 No such user", stage="rcpt", match="editor@")
+    refused = client.post(
+        f"/campaigns/{campaign.id}/test-letter",
+        data={"contact_id": str(reader.id), "user_ids": [str(me.id), str(colleague.id)]},
+    )
+    assert refused.status_code == 422
+    assert "did not take the test for editor@example.org" in refused.get_data(as_text=True)
+    # The colleague's copy left: the audit log says so, and the failure.
+    assert [m.rcpt_tos for m in fault_smtp.messages] == [("colleague@example.org",)]
+    db.session.expire_all()
+    event = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "campaign.test_letter")
+    ).one()
+    assert event.detail["sent_to"] == ["colleague@example.org"]
+    assert "editor@example.org" in event.detail["failed"]
