@@ -194,7 +194,7 @@ def run_case(case: str, path: Path, database_url: str, instance: Path) -> dict[s
         }
     app = make_app(database_url, instance)
     from campaign.extensions import db
-    from campaign.services import importing
+    from campaign.services.contacts import importing
 
     with app.app_context():
         info, rows_reader = importing.open_contact_file(path)
@@ -220,7 +220,7 @@ def time_contacts_page(app: Any) -> dict[str, float]:
     """Server time of the contacts table over the imported contacts (median of 5)."""
     from campaign.extensions import db
     from campaign.models import Role
-    from campaign.services.users import create_user
+    from campaign.services.accounts.users import create_user
 
     with app.app_context():
         create_user("bench@example.org", "bench password long enough", Role.VIEWER)

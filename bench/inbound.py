@@ -70,7 +70,7 @@ from campaign.inbound.parsing import parse_message  # noqa: E402
 from campaign.inbound.reply_token import reply_token  # noqa: E402
 from campaign.inbound.sources import messages_in_path  # noqa: E402
 from campaign.models import Campaign, Delivery, InboundMessage  # noqa: E402
-from campaign.services import statements  # noqa: E402
+from campaign.services.statements import statements  # noqa: E402
 
 CORPUS = ROOT / "tests" / "inbound" / "corpus"
 OUR_DOMAIN = "hro.example.org"
@@ -489,15 +489,19 @@ def run_cases(
 # What each step of the full path costs in CPU time, around the real functions (no profiler).
 # (module[:class], function, label); a label starting "of which" is part of the row above.
 STAGES = [
-    ("campaign.services.inbound", "_stored", "a message stored before: read it back"),
-    ("campaign.services.inbound", "parse_message", "parse"),
-    ("campaign.services.inbound", "classify", "classify"),
-    ("campaign.services.inbound", "dmarc_verdict", "DMARC"),
-    ("campaign.services.inbound", "_compressed", "compress the original"),
-    ("campaign.services.inbound", "_file_reply", "match a reply (queries)"),
-    ("campaign.services.inbound", "_file_bounce", "match a bounce (queries)"),
-    ("campaign.services.inbound", "_apply", "ledger effects: replied, bounced, suppressed"),
-    ("campaign.services.inbound", "suppress_address", "of which: suppress_address (+ audit)"),
+    ("campaign.services.replies.intake", "_stored", "a message stored before: read it back"),
+    ("campaign.services.replies.intake", "parse_message", "parse"),
+    ("campaign.services.replies.intake", "classify", "classify"),
+    ("campaign.services.replies.intake", "dmarc_verdict", "DMARC"),
+    ("campaign.services.replies.intake", "_compressed", "compress the original"),
+    ("campaign.services.replies.intake", "_file_reply", "match a reply (queries)"),
+    ("campaign.services.replies.intake", "_file_bounce", "match a bounce (queries)"),
+    ("campaign.services.replies.intake", "_apply", "ledger effects: replied, bounced, suppressed"),
+    (
+        "campaign.services.replies.intake",
+        "suppress_address",
+        "of which: suppress_address (+ audit)",
+    ),
     ("sqlalchemy.orm.session:Session", "commit", "commit (one per batch)"),
 ]
 

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from campaign import create_app  # noqa: E402
+from campaign.demo.statements import parse_seed_statements  # noqa: E402
 from campaign.extensions import db  # noqa: E402
 from campaign.letters.flowed import unflow  # noqa: E402
 from campaign.letters.letter import LetterSource, render_letter  # noqa: E402
@@ -51,7 +52,6 @@ from campaign.mail import (  # noqa: E402
     letter_parts,
     make_message_id,
 )
-from campaign.services.demo_statements import parse_seed_statements  # noqa: E402
 
 SENDER = "Human Rights Network <campaign@hrn.example.org>"
 ORGANISATION = "Human Rights Network"
@@ -87,7 +87,7 @@ CONTACTS = [
 
 
 def _source() -> LetterSource:
-    text = resources.files("campaign.demo_data").joinpath("seed_statements.txt").read_text("utf-8")
+    text = resources.files("campaign.demo.data").joinpath("seed_statements.txt").read_text("utf-8")
     seed = max(parse_seed_statements(text), key=lambda s: len(s.signatories))
     body = "{{ salutation }}\n\n" + seed.body + "\n\n{{ closing }}\n\n{{ signatories }}\n"
     return LetterSource(

@@ -302,7 +302,7 @@ def old_search_clause(q: str, dialect: str) -> Any:
     from sqlalchemy import String, and_, literal, or_
 
     from campaign.models import Contact
-    from campaign.services.segments import escape_like
+    from campaign.services.contacts.segments import escape_like
 
     columns = [getattr(Contact, name) for name in OLD_COLUMNS]
     clauses = []
@@ -430,7 +430,7 @@ def measure(rows: list[dict[str, Any]]) -> tuple[float, list[dict[str, Any]]]:
 
     from campaign.extensions import db
     from campaign.models import Contact
-    from campaign.services.contact_search import ContactFilters, filtered_query, search_page
+    from campaign.services.contacts.search import ContactFilters, filtered_query, search_page
 
     insert_seconds = insert_contacts(rows)
     dialect = db.session.get_bind().dialect.name

@@ -62,12 +62,14 @@ from flask import Flask  # noqa: E402
 from sqlalchemy import func, insert, select, text  # noqa: E402
 
 from campaign import create_app  # noqa: E402
+from campaign.demo.statements import parse_seed_statements  # noqa: E402
 from campaign.extensions import db  # noqa: E402
 from campaign.models import Campaign, Contact, Delivery, DeliveryStatus, SmtpAccount  # noqa: E402
-from campaign.services import campaigns, lists, statements  # noqa: E402
-from campaign.services.campaigns import AudienceSpec  # noqa: E402
-from campaign.services.contacts import clean_contact_data  # noqa: E402
-from campaign.services.demo_statements import parse_seed_statements  # noqa: E402
+from campaign.services.contacts import lists  # noqa: E402
+from campaign.services.contacts.contacts import clean_contact_data  # noqa: E402
+from campaign.services.sending import campaigns  # noqa: E402
+from campaign.services.sending.campaigns import AudienceSpec  # noqa: E402
+from campaign.services.statements import statements  # noqa: E402
 
 SENDER = "Human Rights Network <campaign@hrn.example.org>"
 ENVELOPE_FROM = "campaign@hrn.example.org"
@@ -249,7 +251,7 @@ def make_app(url: str, redis_url: str, instance: Path, mail_port: int, queue: st
 
 
 def seed_statement() -> tuple[str, str]:
-    text_ = resources.files("campaign.demo_data").joinpath("seed_statements.txt").read_text("utf-8")
+    text_ = resources.files("campaign.demo.data").joinpath("seed_statements.txt").read_text("utf-8")
     seed = max(parse_seed_statements(text_), key=lambda s: len(s.body))
     return seed.title, "{{ salutation }}\n\n" + seed.body + "\n\n{{ closing }}\n"
 
@@ -527,7 +529,7 @@ def end_to_end(
 def prebuilt_messages(app: Flask, count: int) -> list[tuple[str, bytes]]:
     """Messages built by our own pipeline before the clock starts (the smtplib ceiling)."""
     from campaign.mail import make_message_id
-    from campaign.services.letters import compose_letter
+    from campaign.services.statements.complete_letters import compose_letter
 
     with app.app_context():
         campaign_id = seed_campaign(count, name="prebuilt")
@@ -943,7 +945,7 @@ def dkim_costs(app: Flask, count: int) -> list[tuple[str, float]]:
     messages with an RSA 2048 and an Ed25519 key, each timed on its own."""
     from campaign.dkim import generate_key, signer_from_pem
     from campaign.mail import make_message_id
-    from campaign.services.letters import compose_letter
+    from campaign.services.statements.complete_letters import compose_letter
 
     signers = {
         "RSA 2048": signer_from_pem("hrn.example.org", "bench", generate_key("rsa")),

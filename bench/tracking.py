@@ -99,9 +99,11 @@ def _seed(app: Any, recipients: int) -> tuple[int, list[str], list[str]]:
     """A launched campaign with tracking on; (its id, open paths, click paths)."""
     from flask_migrate import upgrade
 
-    from campaign.services import campaigns, lists, statements
-    from campaign.services.campaigns import AudienceSpec
-    from campaign.services.contacts import create_contact
+    from campaign.services.contacts import lists
+    from campaign.services.contacts.contacts import create_contact
+    from campaign.services.sending import campaigns
+    from campaign.services.sending.campaigns import AudienceSpec
+    from campaign.services.statements import statements
     from campaign.tracking.links import click_url, open_url, record_link
 
     with app.app_context():

@@ -31,7 +31,7 @@ from campaign.tls import (
 )
 
 if TYPE_CHECKING:  # the settings are plain data; the adapter does not import services
-    from campaign.services.smtp_accounts import SmtpSettings
+    from campaign.services.sending.smtp_accounts import SmtpSettings
 
 # Enhanced status code at the start of a reply text (RFC 3463): "5.1.1", "4.7.0".
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")

@@ -182,7 +182,7 @@ def client(app: Flask) -> FlaskClient:
 
 
 def make_user(role: Role, email: str | None = None) -> User:
-    from campaign.services.users import create_user
+    from campaign.services.accounts.users import create_user
 
     user = create_user(email or f"{role.value}@example.org", TEST_PASSWORD, role)
     db.session.commit()

@@ -16,7 +16,7 @@ from flask import Flask
 
 from campaign.letters.types import RenderedLetter
 from campaign.mail import Attachment, build_message
-from campaign.services.letters import pdf_filename
+from campaign.services.statements.complete_letters import pdf_filename
 from tests.servers import DovecotServer
 
 NAMES = [

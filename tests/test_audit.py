@@ -9,7 +9,7 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models import AuditEvent
 from campaign.models.audit import AuditLogIsAppendOnly
-from campaign.services.audit import record_event
+from campaign.services.accounts.audit import record_event
 
 
 def test_audit_events_cannot_be_changed_or_deleted(app: Flask) -> None:

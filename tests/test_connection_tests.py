@@ -24,12 +24,13 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, ImapMailbox, Role, SmtpAccount
-from campaign.services import connection_tests, mailboxes
-from campaign.services.connection_tests import (
+from campaign.services.replies import mailboxes
+from campaign.services.sending import connection_tests
+from campaign.services.sending.connection_tests import (
     check_mailbox_connection,
     check_smtp_connection,
 )
-from campaign.services.smtp_accounts import AccountFields, create_account
+from campaign.services.sending.smtp_accounts import AccountFields, create_account
 from tests import servers
 from tests.fault_smtp import FaultSmtpServer
 from tests.tls_ca import CertificateAuthority

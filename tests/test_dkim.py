@@ -25,9 +25,12 @@ from campaign import dkim
 from campaign.extensions import db
 from campaign.mail import SendError, send_message
 from campaign.models import AuditEvent, Campaign, CampaignStatus, Delivery, Role, SmtpAccount, User
-from campaign.services import campaigns, lists, notices, sending, smtp_accounts, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import batches as sending
+from campaign.services.sending import campaigns, notices, smtp_accounts
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests.fault_smtp import FaultSmtpServer
 
 Login = Callable[[Role], User]

@@ -20,7 +20,7 @@ from campaign.extensions import db
 from campaign.labels import label
 from campaign.models import Campaign, CampaignStatus, Role, SmtpAccount, User
 from campaign.scheduling import stored_text
-from campaign.services import smtp_accounts
+from campaign.services.sending import smtp_accounts
 from tests.fault_smtp import FaultSmtpServer
 from tests.test_dkim import FROM, _account, _cli, _launch, _send_all
 

@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from campaign import dkim
 from campaign.extensions import db
 from campaign.models import Role, SmtpAccount, User
-from campaign.services import smtp_accounts
+from campaign.services.sending import smtp_accounts
 from tests.fault_smtp import FaultSmtpServer
 from tests.test_dkim import FROM, _account, _cli
 

@@ -15,8 +15,8 @@ from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
 from campaign.models import Campaign, CampaignStatus, Role
-from campaign.services import campaigns
-from campaign.services.campaigns import AudienceSpec, CampaignError
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec, CampaignError
 from tests.services.test_campaigns import _list, _statement
 
 GOOD = {"PUBLIC_URL": "https://campaign.example.org", "MESSAGE_ID_DOMAIN": ""}
@@ -228,7 +228,7 @@ def test_a_worker_without_a_usable_public_address_pauses_before_sending(app: Fla
     from campaign.extensions import db
     from campaign.models import Delivery, DeliveryStatus
     from campaign.scheduling.stored_text import read
-    from campaign.services import sending
+    from campaign.services.sending import batches as sending
 
     app.config.update(DEBUG=False, **GOOD)
     campaign = _campaign()
@@ -260,8 +260,8 @@ def test_a_follow_up_step_is_checked_like_a_launch(app: Flask) -> None:
     from campaign.models import Delivery, DeliveryStatus, FollowUpCondition, RunOutcome
     from campaign.scheduling.stored_text import read
     from campaign.scheduling.tick import tick
-    from campaign.services import followups
-    from campaign.services.followups import FollowUpError
+    from campaign.services.sending import followups
+    from campaign.services.sending.followups import FollowUpError
 
     app.config.update(DEBUG=False, **GOOD)
     campaign = _campaign()

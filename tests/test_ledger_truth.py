@@ -20,7 +20,9 @@ from sqlalchemy import select, update
 from campaign.extensions import db
 from campaign.models import AuditEvent, Campaign, CampaignStatus, Delivery, Role, Suppression
 from campaign.queue import get_queue, get_redis
-from campaign.services import campaigns, dashboard, ledger, sending
+from campaign.services.replies import dashboard
+from campaign.services.sending import batches as sending
+from campaign.services.sending import campaigns, ledger
 from tests.conftest import make_user, sign_in
 from tests.fault_smtp import FaultSmtpServer
 from tests.services.test_sending import PUBLIC_URL, _launch, _make_due, _rows, _send, _status

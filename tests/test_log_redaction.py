@@ -23,7 +23,7 @@ from werkzeug.serving import make_server
 from campaign.config import PROJECT_ROOT
 from campaign.extensions import db
 from campaign.models import Delivery
-from campaign.services import calendar as calendar_service
+from campaign.services.schedules import advocacy_calendar as calendar_service
 from tests import servers
 from tests.sign_on.test_signing import (
     PUBLIC_URL,

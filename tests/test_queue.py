@@ -9,7 +9,7 @@ from flask import Flask
 
 from campaign.extensions import db
 from campaign.queue import enqueue_after_commit, get_queue
-from campaign.services.audit import record_event
+from campaign.services.accounts.audit import record_event
 
 
 def test_job_is_enqueued_after_commit_as_json(app: Flask) -> None:

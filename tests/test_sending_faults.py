@@ -38,9 +38,11 @@ from campaign import create_app
 from campaign.config import PROJECT_ROOT
 from campaign.extensions import db
 from campaign.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
-from campaign.services import campaigns, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests import servers
 from tests.conftest import close_redis
 from tests.fault_smtp import FaultSmtpServer

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from campaign.services.smtp_accounts import SmtpSettings
+from campaign.services.sending.smtp_accounts import SmtpSettings
 from campaign.smtp import Outcome, SmtpConnection, classify_reply
 from tests.fault_smtp import FaultSmtpServer
 

@@ -25,10 +25,13 @@ from campaign.config import Config, ConfigError
 from campaign.extensions import db
 from campaign.models import AuditEvent, Campaign, CampaignStatus, Delivery, Role, SmtpAccount
 from campaign.scheduling.stored_text import read
-from campaign.services import campaigns, lists, sending, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
-from campaign.services.smtp_accounts import SmtpSettings
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import batches as sending
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.sending.smtp_accounts import SmtpSettings
+from campaign.services.statements import statements
 from campaign.smtp import Outcome, SmtpConnection
 from campaign.tls import TlsProblem
 from tests.fault_smtp import FaultSmtpServer

@@ -50,7 +50,7 @@ def test_a_lost_claim_is_taken_back_after_its_heartbeat_and_a_live_one_is_kept(
     from datetime import UTC, datetime
 
     from campaign.extensions import db
-    from campaign.services import sending
+    from campaign.services.sending import batches as sending
 
     scene.app.config.update(SEND_LEASE_SECONDS=600, SEND_HEARTBEAT_SECONDS=1)
     scene.seed(4)

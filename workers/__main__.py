@@ -193,7 +193,7 @@ def work_until_stopped(
 
     RQ's loop gives up on a Redis error (`python -m workers` then exited and stayed down).
     Only SIGTERM or SIGINT ends this one. The rows a job was sending are not at risk: their
-    claim lives in the database with its own heartbeat (campaign.services.sending).
+    claim lives in the database with its own heartbeat (campaign.services.sending.batches).
     """
     stop = threading.Event()
     while True:

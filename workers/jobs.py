@@ -9,7 +9,10 @@ from datetime import UTC, datetime
 
 from campaign.extensions import db
 from campaign.scheduling import tick
-from campaign.services import importing, mailboxes, notices, sending
+from campaign.services.contacts import importing
+from campaign.services.replies import mailboxes
+from campaign.services.sending import batches as sending
+from campaign.services.sending import notices
 from campaign.tracking import buffer
 from workers.context import job_context, stop_requested
 
@@ -63,7 +66,7 @@ def reconcile() -> None:
         report = sending.reconcile(commit=db.session.commit)
         if report.requeued or report.enqueued or report.finished:
             log.info("reconcile: %s", report)
-        from campaign.services import contact_bulk_edit
+        from campaign.services.contacts import bulk_edit as contact_bulk_edit
 
         requeued = contact_bulk_edit.requeue_stale()
         db.session.commit()
@@ -119,7 +122,7 @@ def run_scheduler() -> None:
 
 
 def send_notice(kind: str, target_id: int) -> None:
-    """Send one notice (a signer's confirmation link, say): campaign.services.notices."""
+    """Send one notice (a signer's confirmation link, say): campaign.services.sending.notices."""
     with job_context():
         sent = notices.send_notice(kind, target_id, commit=db.session.commit)
         log.info("notice %s for %s: %d e-mail(s) sent", kind, target_id, sent)
@@ -127,7 +130,7 @@ def send_notice(kind: str, target_id: int) -> None:
 
 def apply_contact_bulk_edit(edit_id: int) -> None:
     """Apply contact bulk edit `edit_id` batch by batch; a failure is recorded on its row."""
-    from campaign.services import contact_bulk_edit
+    from campaign.services.contacts import bulk_edit as contact_bulk_edit
 
     with job_context():
         if not contact_bulk_edit.claim_bulk_edit(edit_id):

@@ -56,7 +56,7 @@ def _campaign(campaign_id: int) -> Any:
 def _audience_keys(
     list_names: tuple[str, ...], segment_names: tuple[str, ...], option: str
 ) -> list[str]:
-    from campaign.services import lists, segments
+    from campaign.services.contacts import lists, segments
 
     keys = []
     for name in list_names:
@@ -125,8 +125,8 @@ def create_campaign_command(
     """
     from campaign.extensions import db
     from campaign.models import Statement
-    from campaign.services import campaigns
-    from campaign.services.smtp_accounts import find_account
+    from campaign.services.sending import campaigns
+    from campaign.services.sending.smtp_accounts import find_account
 
     statement = db.session.get(Statement, statement_id)
     if statement is None:
@@ -211,8 +211,9 @@ def send_command(campaign_id: int, override: bool, assume_yes: bool) -> None:
 
     from campaign.extensions import db
     from campaign.models import CampaignStatus, Statement
-    from campaign.services import campaigns, presend
-    from campaign.services.salutation_rules import current_rule_set
+    from campaign.services.sending import campaigns
+    from campaign.services.statements import presend
+    from campaign.services.statements.salutation_rules import current_rule_set
 
     campaign = _campaign(campaign_id)
     if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
@@ -261,7 +262,7 @@ def send_command(campaign_id: int, override: bool, assume_yes: bool) -> None:
         db.session.rollback()
         click.echo(_("campaign %(id)s not launched", id=campaign_id), err=True)
         raise click.exceptions.Exit(1)
-    from campaign.services.launch_confirmation import launch_now
+    from campaign.services.sending.launch import launch_now
 
     try:
         launched = launch_now(
@@ -311,7 +312,7 @@ def send_command(campaign_id: int, override: bool, assume_yes: bool) -> None:
 def _print_launch_summary(campaign: Any, count: int, report: Any) -> None:
     """What the page's confirmation names, on stderr: account, pace, duration, languages."""
     from campaign.scheduling.summary import campaign_schedule_text
-    from campaign.services import launch_confirmation
+    from campaign.services.sending import launch as launch_confirmation
 
     planned = campaign_schedule_text(campaign)
     if planned:
@@ -335,7 +336,7 @@ def _print_launch_summary(campaign: Any, count: int, report: Any) -> None:
 
 def _change(campaign_id: int, action: str) -> None:
     from campaign.extensions import db
-    from campaign.services import campaigns
+    from campaign.services.sending import campaigns
 
     campaign = _campaign(campaign_id)
     # One whole sentence per action: translations need the verb, not a word to splice in.
@@ -396,7 +397,7 @@ def retry_command(campaign_id: int) -> None:
     campaign must be sending (resume a paused one first).
     """
     from campaign.extensions import db
-    from campaign.services import campaigns
+    from campaign.services.sending import campaigns
 
     campaign = _campaign(campaign_id)
     try:
@@ -423,7 +424,7 @@ def status_command(campaign_id: int) -> None:
     are the letter's (follow-ups apart), as on the campaign page, its dashboard and the CSV
     (decision 0046). Why a campaign is paused or cancelled goes to stderr.
     """
-    from campaign.services import ledger
+    from campaign.services.sending import ledger
 
     campaign = _campaign(campaign_id)
     status_line = _(
@@ -494,7 +495,7 @@ def add_smtp_account_command(
 ) -> None:
     """Add SMTP account NAME; its password, if any, is read from stdin and stored encrypted."""
     from campaign.extensions import db
-    from campaign.services import smtp_accounts
+    from campaign.services.sending import smtp_accounts
 
     password = None
     if password_stdin:

@@ -18,7 +18,7 @@ def register(app: Flask) -> None:
 
 
 def _print(report: object) -> None:
-    from campaign.services.connection_tests import ConnectionReport
+    from campaign.services.sending.connection_tests import ConnectionReport
 
     assert isinstance(report, ConnectionReport)
     for step in report.steps:
@@ -47,8 +47,8 @@ def test_smtp_command(account: str, sender: str) -> None:
     mail from the sender (MAIL FROM, then RSET: no recipient, no message).
     """
     from campaign.extensions import db
-    from campaign.services.connection_tests import check_smtp_connection
-    from campaign.services.smtp_accounts import find_account
+    from campaign.services.sending.connection_tests import check_smtp_connection
+    from campaign.services.sending.smtp_accounts import find_account
 
     found = None
     if account != "default":
@@ -69,8 +69,8 @@ def test_smtp_command(account: str, sender: str) -> None:
 def test_mailbox_command(name: str) -> None:
     """Test IMAP mailbox NAME: connect, TLS, log in, open its folder; exit 1 if it fails."""
     from campaign.extensions import db
-    from campaign.services.connection_tests import check_mailbox_connection
-    from campaign.services.mailboxes import find_mailbox
+    from campaign.services.replies.mailboxes import find_mailbox
+    from campaign.services.sending.connection_tests import check_mailbox_connection
 
     mailbox = find_mailbox(name)
     if mailbox is None:

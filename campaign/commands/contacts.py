@@ -72,7 +72,7 @@ def import_contacts_command(
     --role, --gender or --language for every row, or leaves it unknown; either is printed.
     """
     from campaign.extensions import db
-    from campaign.services import importing
+    from campaign.services.contacts import importing
 
     if not file.is_file():
         raise CommandError(_("%(file)s: no such file", file=file))
@@ -158,8 +158,8 @@ _OPTIONS = {"role_type": "--role", "grammatical_gender": "--gender", "languages"
 
 def _describe_fallbacks(fallbacks: dict[str, str], options: dict[str, str]) -> None:
     """Say which columns letters need the file lacks, and what every row gets instead."""
-    from campaign.services.contacts import FIELD_LABELS
-    from campaign.services.importing import letter_value_words, unknown_meaning
+    from campaign.services.contacts.contacts import FIELD_LABELS
+    from campaign.services.contacts.importing import letter_value_words, unknown_meaning
 
     for name, value in fallbacks.items():
         field, option = str(FIELD_LABELS[name]).lower(), _OPTIONS[name]
@@ -204,8 +204,8 @@ def export_contacts_command(file: Path, list_name: str) -> None:
 
     from campaign.extensions import db
     from campaign.models import Contact
-    from campaign.services.exporting import export_contacts
-    from campaign.services.lists import find_list, members_query
+    from campaign.services.contacts.exporting import export_contacts
+    from campaign.services.contacts.lists import find_list, members_query
 
     fmt = file.suffix.lower().lstrip(".")
     if fmt not in ("csv", "xlsx"):

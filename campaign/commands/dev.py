@@ -47,9 +47,9 @@ def register(app: Flask) -> None:
 @with_appcontext
 def load_demo_command(admin_password: str | None) -> None:
     """Load fictional demo contacts, lists and segments (only into an empty database)."""
+    from campaign.demo.loader import load_demo
     from campaign.extensions import db
-    from campaign.services.demo import load_demo
-    from campaign.services.users import UserError
+    from campaign.services.accounts.users import UserError
 
     try:
         result = load_demo(admin_password=admin_password)
@@ -68,7 +68,7 @@ def load_demo_command(admin_password: str | None) -> None:
                 statements=result.statements,
             )
         )
-        from campaign.services.demo_sign_on import demo_sign_on_line
+        from campaign.demo.sign_on import demo_sign_on_line
 
         click.echo(demo_sign_on_line())
     else:
@@ -227,9 +227,9 @@ class DevRunner:
         from flask_migrate import upgrade
 
         from campaign.cli import terminal_language
+        from campaign.demo.loader import load_demo
         from campaign.extensions import db
         from campaign.i18n import use_reader_language
-        from campaign.services.demo import load_demo
 
         with app.app_context():
             use_reader_language(terminal_language())  # a context of its own: its own `g`
@@ -247,7 +247,7 @@ class DevRunner:
                         statements=result.statements,
                     )
                 )
-                from campaign.services.demo_sign_on import demo_sign_on_line
+                from campaign.demo.sign_on import demo_sign_on_line
 
                 click.echo(demo_sign_on_line())
             sign_in = _("Sign in as:")
@@ -260,7 +260,7 @@ class DevRunner:
                         password=result.admin_password,
                     ),
                 )
-            from campaign.services.demo import ensure_admin
+            from campaign.demo.loader import ensure_admin
 
             first = ensure_admin().user
             db.session.rollback()

@@ -52,7 +52,7 @@ def dkim_key_command(
     """Create (or import) the DKIM key of SMTP account ACCOUNT and print its DNS TXT record."""
     from campaign import dkim
     from campaign.extensions import db
-    from campaign.services import smtp_accounts
+    from campaign.services.sending import smtp_accounts
 
     key_pem: str | None = None
     source = ""
@@ -130,7 +130,7 @@ def _default_account(
 ) -> None:
     """The default account's key lives in a file named by the configuration, not in a row."""
     from campaign import dkim
-    from campaign.services import smtp_accounts
+    from campaign.services.sending import smtp_accounts
 
     if remove:
         raise CommandError(

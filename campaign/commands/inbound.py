@@ -108,7 +108,7 @@ def _record_alone(line: dict[str, Any], raw: bytes | None) -> dict[str, Any]:
 
 
 def _record(line: dict[str, Any], raw: bytes | None) -> dict[str, Any]:
-    from campaign.services.inbound import record_inbound
+    from campaign.services.replies.intake import record_inbound
 
     if raw is None:
         return _unrecorded(line, "could not be read")

@@ -41,8 +41,9 @@ def check_command(
     from campaign.extensions import db
     from campaign.letters.letter import LanguageUnavailable
     from campaign.models import Statement
-    from campaign.services import lists, presend, segments
-    from campaign.services.salutation_rules import current_rule_set
+    from campaign.services.contacts import lists, segments
+    from campaign.services.statements import presend
+    from campaign.services.statements.salutation_rules import current_rule_set
 
     if (list_name is None) == (segment_name is None):
         _fail(_("name the recipients with --list NAME or --segment NAME (one of them)"))
@@ -87,8 +88,8 @@ def render_command(statement_id: int, contact_email: str, language: str | None) 
     from campaign.extensions import db
     from campaign.letters.letter import LanguageUnavailable
     from campaign.models import Statement
-    from campaign.services.contacts import find_by_email
-    from campaign.services.letters import compose_letter
+    from campaign.services.contacts.contacts import find_by_email
+    from campaign.services.statements.complete_letters import compose_letter
 
     try:
         statement = db.session.get(Statement, statement_id)

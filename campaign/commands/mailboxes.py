@@ -52,7 +52,7 @@ def add_mailbox_command(
 ) -> None:
     """Add IMAP mailbox NAME to poll for replies; its password is stored encrypted."""
     from campaign.extensions import db
-    from campaign.services import mailboxes
+    from campaign.services.replies import mailboxes
 
     password = ""
     if password_stdin:
@@ -81,7 +81,7 @@ def add_mailbox_command(
 def poll_inbox_command(name: str | None) -> None:
     """Poll the enabled IMAP mailboxes (or one) once and say what each one did."""
     from campaign.extensions import db
-    from campaign.services import mailboxes
+    from campaign.services.replies import mailboxes
 
     if name is not None:
         found = mailboxes.find_mailbox(name)

@@ -181,7 +181,7 @@ def yearly_command(
     from campaign.scheduling.recurrence import yearly_note
     from campaign.scheduling.schedules import anniversary_words, create_yearly
     from campaign.scheduling.timezones import ScheduleError, local_label
-    from campaign.services.cases import letter_name
+    from campaign.services.schedules.cases import letter_name
 
     campaign = _campaign(campaign_id)
     if (month_day is None) == (case_date_id is None):
@@ -265,7 +265,7 @@ def add_step_command(
     """Add a follow-up step to non-responders; print what it will do."""
     from campaign.extensions import db
     from campaign.models import Statement
-    from campaign.services import followups
+    from campaign.services.sending import followups
 
     campaign = _campaign(campaign_id)
     statement = db.session.get(Statement, statement_id)
@@ -342,7 +342,7 @@ def edit_step_command(
     """Change follow-up POSITION of a campaign, if it has not gone out; print it in words."""
     from campaign.extensions import db
     from campaign.models import Statement
-    from campaign.services import followups
+    from campaign.services.sending import followups
 
     step = _step(campaign_id, position)
     wanted = statement_id if statement_id is not None else step.statement_id
@@ -376,7 +376,7 @@ def edit_step_command(
 def remove_step_command(campaign_id: int, position: int) -> None:
     """Delete follow-up POSITION of a campaign, if it has not gone out; later ones move up."""
     from campaign.extensions import db
-    from campaign.services import followups
+    from campaign.services.sending import followups
 
     step = _step(campaign_id, position)
     try:
@@ -396,7 +396,7 @@ def remove_step_command(campaign_id: int, position: int) -> None:
 def rearm_step_command(campaign_id: int, position: int, now_text: str | None) -> None:
     """Send a follow-up whose fire was skipped or failed at the next tick (once)."""
     from campaign.extensions import db
-    from campaign.services import followups
+    from campaign.services.sending import followups
 
     step = _step(campaign_id, position)
     try:

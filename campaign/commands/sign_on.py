@@ -26,7 +26,8 @@ def sign_on_command(statement_id: int) -> None:
 
     from campaign.extensions import db
     from campaign.models import SignOnInvitation, Statement
-    from campaign.services import sign_on, sign_on_invitations
+    from campaign.services.sign_on import invitations as sign_on_invitations
+    from campaign.services.sign_on import pages as sign_on
 
     statement = db.session.get(Statement, statement_id)
     if statement is None:

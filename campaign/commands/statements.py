@@ -35,7 +35,7 @@ def add_statement_command(file: Path, language: str, statement_id: int | None) -
     """
     from campaign.extensions import db
     from campaign.models import Statement
-    from campaign.services import statements
+    from campaign.services.statements import statements
 
     try:
         text = file.read_text(encoding="utf-8")

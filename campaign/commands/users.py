@@ -43,7 +43,7 @@ def _read_password() -> str:
 def create_user_command(email: str, role: str, name: str) -> None:
     """Create a staff account; the password is prompted for, or read from stdin."""
     from campaign.extensions import db
-    from campaign.services.users import UserError, create_user
+    from campaign.services.accounts.users import UserError, create_user
 
     password = _read_password()
     try:
@@ -66,7 +66,7 @@ def create_user_command(email: str, role: str, name: str) -> None:
 def set_password_command(email: str) -> None:
     """Set an account's password (prompted, or one line of stdin); its sessions end."""
     from campaign.extensions import db
-    from campaign.services.users import UserError, find_user, set_password
+    from campaign.services.accounts.users import UserError, find_user, set_password
 
     user = find_user(email)
     if user is None:
@@ -86,8 +86,8 @@ def set_password_command(email: str) -> None:
 def reset_two_factor_command(email: str) -> None:
     """Remove an account's two-factor and recovery codes (a lost phone); its sessions end."""
     from campaign.extensions import db
-    from campaign.services.two_factor import reset_two_factor
-    from campaign.services.users import find_user
+    from campaign.services.accounts.two_factor import reset_two_factor
+    from campaign.services.accounts.users import find_user
 
     user = find_user(email)
     if user is None:

@@ -149,7 +149,7 @@ def letter_source(statement: Any) -> LetterSource:
     if isinstance(statement, StatementVersion):
         return LetterSource(statement.statement_id, statement.number, statement.snapshot)
     if isinstance(statement, Statement):
-        from campaign.services.statements import latest_version, snapshot
+        from campaign.services.statements.statements import latest_version, snapshot
 
         version = latest_version(statement)
         if version is not None:

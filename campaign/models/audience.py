@@ -34,7 +34,7 @@ class ContactList(db.Model):  # type: ignore[name-defined]
 
 
 class Segment(db.Model):  # type: ignore[name-defined]
-    """A saved filter, evaluated when used; see campaign.services.segments for the format."""
+    """A saved filter, evaluated when used (its format: campaign.services.contacts.segments)."""
 
     __tablename__ = "segments"
 

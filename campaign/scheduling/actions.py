@@ -22,10 +22,11 @@ from campaign.scheduling.recurrence import next_yearly
 from campaign.scheduling.stored_text import Text, _l, dump, joined, labelled, lazy_ngettext
 from campaign.scheduling.tick import ACTIONS, NEXT_RUN, ON_MISSED, ActionFailed
 from campaign.scheduling.timezones import zone_of
-from campaign.services import campaigns, presend
-from campaign.services.audit import record_event
-from campaign.services.cases import link_case
-from campaign.services.salutation_rules import current_rule_set
+from campaign.services.accounts.audit import record_event
+from campaign.services.schedules.cases import link_case
+from campaign.services.sending import campaigns
+from campaign.services.statements import presend
+from campaign.services.statements.salutation_rules import current_rule_set
 
 LAUNCHABLE = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
 # The pre-send problems a refused scheduled launch records, in words, for the officer.
@@ -150,7 +151,7 @@ def _copy_cases(template: Campaign, copy: Campaign) -> None:
 
 def _copy_steps(template: Campaign, copy: Campaign) -> None:
     """The year's copy follows up as the template does; launching it dates the steps."""
-    from campaign.services import followups
+    from campaign.services.sending import followups
 
     steps = db.session.scalars(
         select(CampaignStep)

@@ -16,7 +16,7 @@ from campaign.models.schedule import Schedule, ScheduleKind
 from campaign.scheduling.recurrence import check_month_day, next_yearly, parse_time, yearly_note
 from campaign.scheduling.stored_text import labelled, lowered
 from campaign.scheduling.timezones import ScheduleError, to_utc, zone_of
-from campaign.services.audit import record_event
+from campaign.services.accounts.audit import record_event
 
 
 def create_send_at(
@@ -158,7 +158,7 @@ def create_yearly(
     now = now or datetime.now(UTC)
     name = campaign.name
     if case_date is not None:
-        from campaign.services.cases import letter_name
+        from campaign.services.schedules.cases import letter_name
 
         month, day = case_date.on.month, case_date.on.day
         case = db.session.get(Case, case_date.case_id)

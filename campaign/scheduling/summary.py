@@ -22,7 +22,7 @@ from campaign.models import Campaign, CampaignStatus, CampaignStep, Schedule, Sc
 from campaign.scheduling.recurrence import next_yearly
 from campaign.scheduling.stored_text import day_text
 from campaign.scheduling.timezones import ScheduleError, zone_of
-from campaign.services.calendar_items import calendar_items
+from campaign.services.schedules.calendar_items import calendar_items
 
 NOT_LAUNCHED = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
 # Follow-ups further than this after their letter are not looked up in the calendar.

@@ -47,10 +47,10 @@ AFTER_TICK: list[Callable[[datetime, Callable[[], None]], object]] = []
 # Modules that fill the registries above when imported (one per kind's owner).
 ACTION_MODULES = (
     "campaign.scheduling.actions",
-    "campaign.services.followups",
-    "campaign.services.calendar",
-    "campaign.services.sign_on_invitations",
-    "campaign.services.contact_trash",
+    "campaign.services.sending.followups",
+    "campaign.services.schedules.advocacy_calendar",
+    "campaign.services.sign_on.invitations",
+    "campaign.services.contacts.trash",
 )
 
 

@@ -43,10 +43,10 @@ from campaign.models import (
     User,
 )
 from campaign.models.contact_import import ImportStatus
-from campaign.services import calendar_items as calendar_source
-from campaign.services import ledger
-from campaign.services.calendar import format_day
-from campaign.services.replies import sender_contacts
+from campaign.services.replies.replies import sender_contacts
+from campaign.services.schedules import calendar_items as calendar_source
+from campaign.services.schedules.advocacy_calendar import format_day
+from campaign.services.sending import ledger
 
 SHOWN = 3  # items named in each group
 AHEAD_DAYS = 30  # how far ahead the dated groups look

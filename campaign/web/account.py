@@ -11,7 +11,7 @@ from flask_login import current_user, login_user, logout_user
 from campaign.extensions import db
 from campaign.i18n import SESSION_LANGUAGE, current_language
 from campaign.models import Role
-from campaign.services import sessions, users
+from campaign.services.accounts import sessions, users
 from campaign.web.access import allow, signed_in_user
 from campaign.web.auth import current_session_token
 

@@ -16,9 +16,9 @@ from werkzeug.datastructures import MultiDict
 from campaign.extensions import db
 from campaign.labels import label
 from campaign.models import ContactList, Role, Segment
-from campaign.services import lists as list_service
-from campaign.services import segments as segment_service
-from campaign.services.segments import (
+from campaign.services.contacts import lists as list_service
+from campaign.services.contacts import segments as segment_service
+from campaign.services.contacts.segments import (
     FIELDS,
     LABEL_KINDS,
     OP_LABELS,

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.labels import LABELS, label
 from campaign.models import AuditEvent, Role
-from campaign.services.segments import escape_like
+from campaign.services.contacts.segments import escape_like
 from campaign.web.access import allow
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")

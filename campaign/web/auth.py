@@ -25,8 +25,8 @@ from flask_login import current_user, login_user, logout_user
 from campaign.extensions import db
 from campaign.i18n import SESSION_LANGUAGE, current_language, remember_visitor_language
 from campaign.models import Role, User
-from campaign.services import password_reset, sessions, users
-from campaign.services.sign_in_limits import wait_words
+from campaign.services.accounts import password_reset, sessions, users
+from campaign.services.accounts.sign_in_limits import wait_words
 from campaign.web.access import allow, public, signed_in_user
 
 bp = Blueprint("auth", __name__)

@@ -1,7 +1,7 @@
 """The advocacy calendar pages: a month grid and a 12-month list of everything dated, the
 organisation's events (add, edit, delete) and the secret ICS feed.
 
-What the calendar shows is assembled in campaign/services/calendar_items.py; this module
+What the calendar shows is assembled in campaign/services/schedules/calendar_items.py; this module
 parses requests, turns items into links and renders.
 """
 
@@ -34,10 +34,15 @@ from campaign.labels import label
 from campaign.models import CalendarEvent, Notification, Role, Schedule
 from campaign.models.calendar import EventKind
 from campaign.scheduling.stored_text import read
-from campaign.services import calendar as calendar_service
-from campaign.services.calendar import BuiltinDayError, CalendarError
-from campaign.services.calendar_items import KIND_WORDS, Item, calendar_items, display_zone
-from campaign.services.cases import record_page_reveals
+from campaign.services.schedules import advocacy_calendar as calendar_service
+from campaign.services.schedules.advocacy_calendar import BuiltinDayError, CalendarError
+from campaign.services.schedules.calendar_items import (
+    KIND_WORDS,
+    Item,
+    calendar_items,
+    display_zone,
+)
+from campaign.services.schedules.cases import record_page_reveals
 from campaign.web.access import allow, public, signed_in_user
 from campaign.web.country_names import country_code
 from campaign.web.schedule_runs import unacknowledged_trouble

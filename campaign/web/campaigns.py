@@ -36,11 +36,12 @@ from campaign.models import (
 )
 from campaign.scheduling import summary as schedule_summary
 from campaign.scheduling.stored_text import read
-from campaign.services import campaigns as campaign_service
-from campaign.services import launch_confirmation as confirmation
-from campaign.services import ledger, letter_tests, statement_files
-from campaign.services.audiences import audience_choices
-from campaign.services.campaigns import AudienceSpec, CampaignError
+from campaign.services.contacts.audiences import audience_choices
+from campaign.services.sending import campaigns as campaign_service
+from campaign.services.sending import launch as confirmation
+from campaign.services.sending import ledger, letter_tests
+from campaign.services.sending.campaigns import AudienceSpec, CampaignError
+from campaign.services.statements import files as statement_files
 from campaign.web.access import allow, signed_in_user
 from campaign.web.params import row_id
 

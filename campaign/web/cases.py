@@ -19,9 +19,9 @@ from campaign.extensions import db
 from campaign.labels import choices, label
 from campaign.models import Campaign, Case, CaseDate, Role
 from campaign.models.calendar import CaseStatus
-from campaign.services import cases as case_service
-from campaign.services.calendar import CalendarError, country_name, format_day
-from campaign.services.cases import (
+from campaign.services.schedules import cases as case_service
+from campaign.services.schedules.advocacy_calendar import CalendarError, country_name, format_day
+from campaign.services.schedules.cases import (
     DEFAULT_ANNIVERSARY_REMINDERS,
     CaseError,
     anniversary_note,

@@ -20,12 +20,12 @@ from flask_login import current_user
 
 from campaign.extensions import db
 from campaign.models import Contact, ContactBulkEdit, Role
-from campaign.services import contact_bulk_edit as bulk_service
-from campaign.services import contact_merge as merge_service
-from campaign.services import contact_trash as trash_service
-from campaign.services import lists as list_service
-from campaign.services.contact_search import ContactFilters, filtered_query, search_page
-from campaign.services.contacts import FIELD_LABELS, ContactInputError
+from campaign.services.contacts import bulk_edit as bulk_service
+from campaign.services.contacts import lists as list_service
+from campaign.services.contacts import merge as merge_service
+from campaign.services.contacts import trash as trash_service
+from campaign.services.contacts.contacts import FIELD_LABELS, ContactInputError
+from campaign.services.contacts.search import ContactFilters, filtered_query, search_page
 from campaign.web.access import allow
 from campaign.web.contacts import LABEL_KINDS, _options
 from campaign.web.params import row_id

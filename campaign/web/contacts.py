@@ -42,18 +42,18 @@ from campaign.models import (
     Style,
 )
 from campaign.scheduling.pacing import country_zone
-from campaign.services import contacts as contact_service
-from campaign.services import lists as list_service
-from campaign.services.contact_search import (
+from campaign.services.contacts import contacts as contact_service
+from campaign.services.contacts import lists as list_service
+from campaign.services.contacts.contacts import CONTACT_FIELDS, FIELD_LABELS, ContactInputError
+from campaign.services.contacts.search import (
     SORTS,
     ContactFilters,
     filtered_query,
     numbered_page,
     search_page,
 )
-from campaign.services.contacts import CONTACT_FIELDS, FIELD_LABELS, ContactInputError
-from campaign.services.correspondence import correspondence
-from campaign.services.salutation_rules import current_rule_set
+from campaign.services.replies.correspondence import correspondence
+from campaign.services.statements.salutation_rules import current_rule_set
 from campaign.web.access import allow
 from campaign.web.country_names import country_options
 from campaign.web.downloads import file_download
@@ -482,7 +482,7 @@ def bulk() -> Any:
 @allow(Role.SENDER)
 def export() -> Any:
     """Download the contacts matching the current filters (senders and admins only)."""
-    from campaign.services.exporting import export_contacts
+    from campaign.services.contacts.exporting import export_contacts
 
     fmt = request.form.get("format", "csv")
     if fmt not in EXPORT_FORMATS:

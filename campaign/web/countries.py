@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 from campaign.extensions import db
 from campaign.i18n import current_language, language_name
 from campaign.models import CountryNameOverride, Role
-from campaign.services import country_names
+from campaign.services.statements import country_names
 from campaign.web.access import allow
 
 bp = Blueprint("countries", __name__, url_prefix="/countries")

@@ -22,7 +22,8 @@ from flask_login import current_user
 
 from campaign.extensions import db
 from campaign.models import Campaign, CampaignStatus, Role
-from campaign.services import dashboard, ledger
+from campaign.services.replies import dashboard
+from campaign.services.sending import ledger
 from campaign.web.access import allow
 from campaign.web.downloads import file_download
 from campaign.web.params import row_id

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models import Role
 from campaign.services import attention
-from campaign.services.cases import record_page_reveals
 from campaign.services.paging import page_numbers
+from campaign.services.schedules.cases import record_page_reveals
 from campaign.web.access import allow, public, signed_in_user
 
 bp = Blueprint("home", __name__)

@@ -26,8 +26,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from campaign.extensions import db
 from campaign.models import ContactImport, ContactList, ImportStatus, Role
-from campaign.services import importing
-from campaign.services.contacts import FIELD_LABELS
+from campaign.services.contacts import importing
+from campaign.services.contacts.contacts import FIELD_LABELS
 from campaign.web.access import allow
 
 bp = Blueprint("imports", __name__, url_prefix="/imports")

@@ -10,14 +10,14 @@ from flask_babel import gettext as _
 from campaign.extensions import db
 from campaign.models import ImapMailbox, ImapSecurity, Role
 from campaign.models._types import utcnow
-from campaign.services import mailbox_admin
-from campaign.services.connection_tests import (
+from campaign.services.replies import mailbox_admin
+from campaign.services.replies.mailbox_admin import MailboxSettings
+from campaign.services.replies.mailboxes import ALERT_AFTER, MailboxError, poll_mailbox
+from campaign.services.sending.connection_tests import (
     check_mailbox_connection,
     keep_report,
     kept_report,
 )
-from campaign.services.mailbox_admin import MailboxSettings
-from campaign.services.mailboxes import ALERT_AFTER, MailboxError, poll_mailbox
 from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("mailboxes", __name__, url_prefix="/mailboxes")

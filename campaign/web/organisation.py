@@ -11,7 +11,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from campaign.extensions import db
 from campaign.mail import organisation_name
 from campaign.models import Role
-from campaign.services import organisation as organisation_service
+from campaign.services.statements import organisation as organisation_service
 from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("organisation", __name__, url_prefix="/organisation")

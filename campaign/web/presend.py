@@ -9,9 +9,9 @@ from flask import Blueprint, abort, render_template, request
 from campaign.extensions import db
 from campaign.letters.letter import LanguageUnavailable
 from campaign.models import Role, Statement
-from campaign.services.audiences import audience_choices, find_audience
-from campaign.services.presend import PresendReport, check_audience
-from campaign.services.salutation_rules import current_rule_set
+from campaign.services.contacts.audiences import audience_choices, find_audience
+from campaign.services.statements.presend import PresendReport, check_audience
+from campaign.services.statements.salutation_rules import current_rule_set
 from campaign.web.access import allow
 
 bp = Blueprint("presend", __name__, url_prefix="/statements/<int:statement_id>/check")

@@ -32,15 +32,15 @@ from campaign.extensions import db
 from campaign.i18n import language_name
 from campaign.letters.letter import LanguageUnavailable
 from campaign.models import Campaign, CampaignStep, Contact, Role, Statement, campaign_cases
-from campaign.services.audiences import audience_choices, find_audience
-from campaign.services.cases import cases_context
-from campaign.services.letters import (
+from campaign.services.contacts.audiences import audience_choices, find_audience
+from campaign.services.schedules.cases import cases_context
+from campaign.services.statements.complete_letters import (
     ComposedLetter,
     LetterNotSent,
     compose_letter,
     send_test_letter,
 )
-from campaign.services.previews import (
+from campaign.services.statements.previews import (
     MAX_RESULTS,
     campaign_audience,
     clean_query,

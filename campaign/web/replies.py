@@ -37,10 +37,11 @@ from campaign.models import (
     Role,
     User,
 )
-from campaign.services import ledger, reply_answers
-from campaign.services import replies as reply_service
-from campaign.services.inbound import raw_message_of
-from campaign.services.replies import InboxFilter, ReplyError
+from campaign.services.replies import answers as reply_answers
+from campaign.services.replies import replies as reply_service
+from campaign.services.replies.intake import raw_message_of
+from campaign.services.replies.replies import InboxFilter, ReplyError
+from campaign.services.sending import ledger
 from campaign.web.access import allow, signed_in_user
 from campaign.web.params import row_id
 

@@ -12,7 +12,7 @@ from campaign.extensions import db
 from campaign.labels import label
 from campaign.letters.salutations import ANY, GENDERS, KINDS, STYLES, InvalidRuleError
 from campaign.models import Role, RoleType, SalutationRule
-from campaign.services import salutation_rules as rule_service
+from campaign.services.statements import salutation_rules as rule_service
 from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("salutations", __name__, url_prefix="/salutations")

@@ -23,8 +23,8 @@ from campaign.models import AuditEvent, Campaign, Role, Schedule, ScheduleRun
 from campaign.models.schedule import RunOutcome
 from campaign.scheduling.stored_text import read
 from campaign.scheduling.timezones import ScheduleError, local_label
-from campaign.services.audit import record_event
-from campaign.services.calendar import schedule_titles
+from campaign.services.accounts.audit import record_event
+from campaign.services.schedules.advocacy_calendar import schedule_titles
 from campaign.web.access import allow
 
 bp = Blueprint("schedule_runs", __name__)

@@ -34,10 +34,10 @@ from campaign.scheduling.recurrence import yearly_note
 from campaign.scheduling.schedules import anniversary_words, create_send_at, create_yearly
 from campaign.scheduling.stored_text import day_text
 from campaign.scheduling.timezones import ScheduleError, zone_of
-from campaign.services import audit
-from campaign.services.calendar import format_day
-from campaign.services.cases import display_name, linked_cases, record_page_reveals
-from campaign.services.followups import (
+from campaign.services.accounts import audit
+from campaign.services.schedules.advocacy_calendar import format_day
+from campaign.services.schedules.cases import display_name, linked_cases, record_page_reveals
+from campaign.services.sending.followups import (
     FollowUpError,
     add_step,
     has_gone_out,

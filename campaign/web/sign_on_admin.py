@@ -30,11 +30,11 @@ from campaign.models import (
     Statement,
 )
 from campaign.scheduling.timezones import ScheduleError, to_utc, zone_of
-from campaign.services import sign_on as sign_on_service
-from campaign.services import sign_on_moderation as moderation
-from campaign.services.sign_on_moderation import ModerationError
-from campaign.services.statements import StatementError
-from campaign.services.unsubscribe import public_url
+from campaign.services.sending.unsubscribe import public_url
+from campaign.services.sign_on import moderation
+from campaign.services.sign_on import pages as sign_on_service
+from campaign.services.sign_on.moderation import ModerationError
+from campaign.services.statements.statements import StatementError
 from campaign.web.access import allow, signed_in_user
 from campaign.web.params import row_id
 

@@ -10,10 +10,10 @@ from flask_babel import ngettext
 
 from campaign.extensions import db
 from campaign.models import Role, SignOn, Statement
-from campaign.services import sign_on as sign_on_service
-from campaign.services import sign_on_invitations as invitations
-from campaign.services.audiences import audience_choices
-from campaign.services.sign_on_invitations import InvitationError
+from campaign.services.contacts.audiences import audience_choices
+from campaign.services.sign_on import invitations
+from campaign.services.sign_on import pages as sign_on_service
+from campaign.services.sign_on.invitations import InvitationError
 from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("sign_on_invitations", __name__)

@@ -24,8 +24,8 @@ from campaign.i18n import (
 from campaign.letters.signatories import withheld_text
 from campaign.mail import organisation_name
 from campaign.models import PublishAs, SignatoryKind, SignOn
-from campaign.services import sign_on as sign_on_service
-from campaign.services import signatures
+from campaign.services.sign_on import pages as sign_on_service
+from campaign.services.sign_on import signatures
 from campaign.web.access import public
 
 bp = Blueprint("sign_on_public", __name__)

@@ -9,8 +9,8 @@ from flask_babel import gettext as _
 
 from campaign.extensions import db
 from campaign.models import Role, SmtpAccount, SmtpSecurity
-from campaign.services import smtp_accounts as account_service
-from campaign.services.connection_tests import (
+from campaign.services.sending import smtp_accounts as account_service
+from campaign.services.sending.connection_tests import (
     check_smtp_connection,
     default_sender,
     keep_report,

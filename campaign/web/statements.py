@@ -38,10 +38,10 @@ from campaign.models import (
     StatementVersion,
     User,
 )
-from campaign.services import previews as preview_service
-from campaign.services import statements as statement_service
-from campaign.services.statement_files import set_file_language
-from campaign.services.statements import (
+from campaign.services.statements import previews as preview_service
+from campaign.services.statements import statements as statement_service
+from campaign.services.statements.files import set_file_language
+from campaign.services.statements.statements import (
     PASTE_FORMATS,
     TRANSLATION_INPUTS,
     TRANSLATION_LABELS,

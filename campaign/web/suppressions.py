@@ -11,7 +11,7 @@ from campaign.extensions import db
 from campaign.labels import label
 from campaign.models import Role, Suppression, SuppressionReason
 from campaign.scheduling import stored_text
-from campaign.services import suppressions as suppression_service
+from campaign.services.contacts import suppressions as suppression_service
 from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("suppressions", __name__, url_prefix="/suppressions")

@@ -27,7 +27,7 @@ from campaign.config import totp_required_roles
 from campaign.extensions import db
 from campaign.models import Role, User
 from campaign.secret_box import TOTP_SECRETS, SecretUnreadable, decrypt_secret, encrypt_secret
-from campaign.services import two_factor, users
+from campaign.services.accounts import two_factor, users
 from campaign.web.access import allow, public, signed_in_user
 from campaign.web.auth import finish_login, pending_user
 

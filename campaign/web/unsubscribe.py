@@ -21,7 +21,7 @@ from campaign.i18n import (
     use_visitor_language,
 )
 from campaign.queue import get_redis
-from campaign.services import unsubscribe as unsubscribe_service
+from campaign.services.sending import unsubscribe as unsubscribe_service
 from campaign.web.access import public
 
 bp = Blueprint("unsubscribe", __name__)

@@ -12,8 +12,8 @@ from campaign.extensions import db
 from campaign.labels import label
 from campaign.models import Role, User
 from campaign.models._types import utcnow
-from campaign.services import two_factor
-from campaign.services import users as user_service
+from campaign.services.accounts import two_factor
+from campaign.services.accounts import users as user_service
 from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("users", __name__, url_prefix="/users")

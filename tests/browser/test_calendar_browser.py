@@ -10,9 +10,10 @@ from playwright.sync_api import Page, expect
 
 from campaign.extensions import db
 from campaign.models import Role
-from campaign.services import calendar as calendar_service
-from campaign.services import lists, statements
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.schedules import advocacy_calendar as calendar_service
+from campaign.services.statements import statements
 from tests.browser.conftest import LiveServer
 
 BODY = (

@@ -9,8 +9,9 @@ from playwright.sync_api import Page, expect
 
 from campaign.extensions import db
 from campaign.models import Role, SmtpAccount
-from campaign.services import lists, statements
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import statements
 from tests.browser.conftest import LiveServer, stored_mail
 
 RECIPIENTS = 30

@@ -10,8 +10,8 @@ from playwright.sync_api import Page, expect
 from campaign.devmail import list_messages
 from campaign.extensions import db
 from campaign.models import Role
-from campaign.services import mailboxes
-from campaign.services.smtp_accounts import AccountFields, create_account
+from campaign.services.replies import mailboxes
+from campaign.services.sending.smtp_accounts import AccountFields, create_account
 from tests import servers
 from tests.browser.conftest import LiveServer
 

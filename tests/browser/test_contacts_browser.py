@@ -12,7 +12,7 @@ from playwright.sync_api import Page, expect
 
 from campaign.extensions import db
 from campaign.models import Role
-from campaign.services.contacts import create_contact
+from campaign.services.contacts.contacts import create_contact
 from tests.browser.conftest import LiveServer
 
 PEOPLE = [

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
+from campaign.demo.loader import load_demo
 from campaign.extensions import db
 from campaign.models import Role
-from campaign.services.demo import load_demo
 from tests.browser.conftest import LiveServer
 
 

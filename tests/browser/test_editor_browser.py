@@ -11,8 +11,9 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models import Role, User
 from campaign.queue import get_redis
-from campaign.services import lists, previews, statements
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import previews, statements
 from tests.browser.conftest import LiveServer
 
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna Sample\n"

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from playwright.sync_api import Browser, Page, Response, expect
 from sqlalchemy import select
 
+from campaign.demo.loader import load_demo
 from campaign.extensions import db
 from campaign.models import Campaign, CampaignStatus, Role
-from campaign.services.contacts import create_contact
-from campaign.services.demo import load_demo
-from campaign.services.smtp_accounts import AccountFields, create_account
-from campaign.services.statements import create_statement
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending.smtp_accounts import AccountFields, create_account
+from campaign.services.statements.statements import create_statement
 from tests.browser.conftest import LiveServer, sign_in_through_form
 from tests.conftest import make_user
 

@@ -13,8 +13,8 @@ from playwright.sync_api import Page, expect
 
 from campaign.extensions import db
 from campaign.models import Role
-from campaign.services import lists
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
 from tests.browser.conftest import LiveServer
 
 # Generous for the first PDF: WeasyPrint loads its fonts then.

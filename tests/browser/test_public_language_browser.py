@@ -15,13 +15,15 @@ from contextlib import contextmanager
 from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
+from campaign.demo.sign_on import load_demo_sign_on
+from campaign.demo.statements import load_joint_letter
 from campaign.extensions import db
 from campaign.models import Delivery, Role, Signature, SignatureStatus
-from campaign.services import campaigns, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
-from campaign.services.demo_sign_on import load_demo_sign_on
-from campaign.services.demo_statements import load_joint_letter
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests.browser.catalogue_check import assert_translated
 from tests.browser.conftest import DEFAULT_TIMEOUT_MS, LiveServer
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Contact, Role
-from campaign.services.inbound import record_inbound
+from campaign.services.replies.intake import record_inbound
 from tests.browser.conftest import LiveServer
 from tests.inbound.helpers import corpus, sent_campaign
 

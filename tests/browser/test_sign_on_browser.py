@@ -21,8 +21,9 @@ from pypdf import PdfReader
 
 from campaign.extensions import db
 from campaign.models import Role
-from campaign.services import lists, statements
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import statements
 from tests.browser.conftest import DEFAULT_TIMEOUT_MS, LiveServer
 
 TITLE = "Free the defenders"

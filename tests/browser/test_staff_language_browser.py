@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
+from campaign.demo.loader import load_demo
 from campaign.extensions import db
 from campaign.models import (
     Campaign,
@@ -25,7 +26,6 @@ from campaign.models import (
     Role,
     SignOn,
 )
-from campaign.services.demo import load_demo
 from tests.browser.catalogue_check import assert_translated
 from tests.browser.conftest import LiveServer
 

@@ -18,8 +18,8 @@ from campaign.extensions import db
 from campaign.models import CalendarEvent, Notification, Role, Schedule
 from campaign.scheduling.stored_text import read
 from campaign.scheduling.tick import tick
-from campaign.services import calendar
-from campaign.services.calendar import CalendarError
+from campaign.services.schedules import advocacy_calendar as calendar
+from campaign.services.schedules.advocacy_calendar import CalendarError
 from tests import servers
 from tests.conftest import make_user
 

@@ -12,8 +12,10 @@ from campaign.extensions import db
 from campaign.models import Campaign, Notification, Role, Schedule, ScheduleRun
 from campaign.scheduling.stored_text import read
 from campaign.scheduling.tick import tick
-from campaign.services import calendar, cases, statements
-from campaign.services.cases import CaseError
+from campaign.services.schedules import advocacy_calendar as calendar
+from campaign.services.schedules import cases
+from campaign.services.schedules.cases import CaseError
+from campaign.services.statements import statements
 from tests.conftest import make_user
 
 

@@ -26,8 +26,10 @@ from campaign.models import (
     SmtpAccount,
 )
 from campaign.queue import get_queue
-from campaign.services import lists, segments, smtp_accounts, statements, suppressions
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists, segments, suppressions
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import smtp_accounts
+from campaign.services.statements import statements
 
 BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n\nAnna Sample\n"
 

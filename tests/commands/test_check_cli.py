@@ -7,8 +7,9 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Contact
-from campaign.services import lists, segments, statements
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists, segments
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import statements
 
 BODY = "{{ salutation }}\n\nText.\n\n{{ closing }}\n\nAnna Sample\n"
 

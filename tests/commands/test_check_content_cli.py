@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 
 from campaign.extensions import db
 from campaign.models import Campaign, Delivery
-from campaign.services import lists, statements
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import statements
 
 # Line 3 refers to a footnote nobody defined; nothing follows the closing (line 5).
 FLAWED = "{{ salutation }}\n\nWe write about the trial.[^3]\n\n{{ closing }}\n"

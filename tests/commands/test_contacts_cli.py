@@ -14,7 +14,7 @@ from campaign.extensions import db
 from campaign.models import Contact, ContactList
 
 # The packaged copy of ../shared/domain/sample_contacts.csv (CI has no fixed shared/ path).
-SAMPLE = Path(__file__).resolve().parents[2] / "campaign" / "demo_data" / "sample_contacts.csv"
+SAMPLE = Path(__file__).resolve().parents[2] / "campaign" / "demo" / "data" / "sample_contacts.csv"
 HEADER = "given_name,family_name,email\n"
 
 

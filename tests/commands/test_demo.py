@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Contact, ContactList, Segment, User, list_memberships
-from campaign.services import users
-from campaign.services.segments import count_matching
+from campaign.services.accounts import users
+from campaign.services.contacts.segments import count_matching
 
 
 def _load(app: Flask, env: dict[str, str] | None = None) -> str:
@@ -164,7 +164,7 @@ def test_a_random_admin_password_is_printed_and_works(app: Flask) -> None:
 
 def test_load_demo_leaves_a_draft_campaign_that_passes_its_checks(app: Flask) -> None:
     from campaign.models import Campaign, CampaignStatus
-    from campaign.services import campaigns
+    from campaign.services.sending import campaigns
 
     _load(app)
     campaign = db.session.scalars(
@@ -193,7 +193,7 @@ def test_load_demo_leaves_a_finished_campaign_with_replies_auto_replies_and_boun
         Suppression,
     )
     from campaign.models._types import utcnow
-    from campaign.services import dashboard
+    from campaign.services.replies import dashboard
 
     _load(app)
     campaign = db.session.scalars(

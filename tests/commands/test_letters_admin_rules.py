@@ -5,8 +5,9 @@ from __future__ import annotations
 from flask import Flask
 
 from campaign.extensions import db
-from campaign.services import lists, salutation_rules, statements
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import salutation_rules, statements
 
 
 def test_an_admin_german_rule_reaches_the_rendered_letter(app: Flask) -> None:

@@ -10,8 +10,8 @@ from flask import Flask
 
 from campaign.extensions import db
 from campaign.models import Contact
-from campaign.services import statements
-from campaign.services.contacts import create_contact
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import statements
 
 BODY_EN = "{{ salutation }}\n\nWe write about {{ contact.organisation }}.[^1]\n\n[^1]: Art. 1.\n"
 BODY_FR = "{{ salutation }}\n\nNous écrivons au sujet de la « liberté ».\n\n{{ closing }}\n"

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Contact
-from campaign.services import statements
+from campaign.services.statements import statements
 
 # The layout prints the address block above the body.
 BODY = "{{ salutation }}\n\n{{ closing }}\n"

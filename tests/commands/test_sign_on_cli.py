@@ -12,8 +12,9 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Signature, SignOn, SignOnInvitation, Statement
-from campaign.services import sign_on, statements
-from campaign.services.sign_on_invitations import reminder_of
+from campaign.services.sign_on import pages as sign_on
+from campaign.services.sign_on.invitations import reminder_of
+from campaign.services.statements import statements
 
 
 @pytest.fixture

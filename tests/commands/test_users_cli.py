@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import User
-from campaign.services.users import authenticate
+from campaign.services.accounts.users import authenticate
 
 
 def test_create_user_reads_the_password_from_stdin(app: Flask) -> None:

@@ -8,7 +8,9 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Delivery, FollowUpCondition
-from campaign.services import campaigns, followups, statement_files, statements
+from campaign.services.sending import campaigns, followups
+from campaign.services.statements import files as statement_files
+from campaign.services.statements import statements
 from tests.followups.test_signed_follow_ups import (  # noqa: F401 (the SMTP fixture)
     _first_statement,
     _reminder,

@@ -24,11 +24,14 @@ from campaign.models import (
     FollowUpCondition,
     Statement,
 )
-from campaign.services import campaigns, followups, lists, sending, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
-from campaign.services.followups import FollowUpError
-from campaign.services.inbound import record_inbound
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.replies.intake import record_inbound
+from campaign.services.sending import batches as sending
+from campaign.services.sending import campaigns, followups
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.sending.followups import FollowUpError
+from campaign.services.statements import statements
 from tests.fault_smtp import FaultSmtpServer
 
 BODY = "{{ salutation }}\n\nRelease the defenders.\n\n{{ closing }}\n"
@@ -205,7 +208,7 @@ def test_firing_twice_adds_nobody_twice(app: Flask) -> None:
 
 def test_suppressed_people_get_no_follow_up(app: Flask) -> None:
     from campaign.models import SuppressionReason
-    from campaign.services.suppressions import suppress_address
+    from campaign.services.contacts.suppressions import suppress_address
 
     campaign = _sent_campaign()
     suppress_address("silent@example.net", SuppressionReason.UNSUBSCRIBED)

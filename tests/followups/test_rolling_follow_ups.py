@@ -13,9 +13,11 @@ from sqlalchemy import select, update
 from campaign.extensions import db
 from campaign.models import Campaign, Delivery, DeliveryStatus, FollowUpCondition
 from campaign.scheduling.tick import tick
-from campaign.services import campaigns, followups, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import campaigns, followups
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 
 BODY = "{{ salutation }}\n\nRelease the defenders.\n\n{{ closing }}\n"
 LAUNCH = datetime(2027, 6, 1, 8, tzinfo=UTC)

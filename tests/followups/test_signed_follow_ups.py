@@ -21,10 +21,13 @@ from sqlalchemy import select, update
 from campaign.extensions import db
 from campaign.models import Campaign, CampaignStep, Contact, Delivery, FollowUpCondition
 from campaign.models.schedule import SignatoriesFrom
-from campaign.services import campaigns, followups, lists, sending, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
-from campaign.services.followups import FollowUpError
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import batches as sending
+from campaign.services.sending import campaigns, followups
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.sending.followups import FollowUpError
+from campaign.services.statements import statements
 from tests.fault_smtp import FaultSmtpServer
 
 FIRST_BODY = "{{ salutation }}\n\nRelease the defenders.\n\n{{ closing }}\n"

@@ -21,10 +21,12 @@ from campaign.models import (
     ScheduleKind,
     Statement,
 )
-from campaign.services import campaigns, followups, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
-from campaign.services.followups import FollowUpError
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import campaigns, followups
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.sending.followups import FollowUpError
+from campaign.services.statements import statements
 
 BODY = "{{ salutation }}\n\nRelease the defenders.\n\n{{ closing }}\n"
 PEOPLE = ("ana", "ben", "chloe")

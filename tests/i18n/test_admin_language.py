@@ -11,9 +11,9 @@ from flask.testing import FlaskClient
 
 from campaign.extensions import db
 from campaign.models import Role, SuppressionReason, User
-from campaign.services.audit import record_event
-from campaign.services.inbound import record_inbound
-from campaign.services.suppressions import suppress_address
+from campaign.services.accounts.audit import record_event
+from campaign.services.contacts.suppressions import suppress_address
+from campaign.services.replies.intake import record_inbound
 from tests.conftest import make_user, sign_in
 from tests.i18n.pages import assert_no_codes, page_text, user_in
 from tests.inbound.helpers import corpus, sent_campaign

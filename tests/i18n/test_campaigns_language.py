@@ -22,9 +22,12 @@ from campaign.extensions import db
 from campaign.models import Campaign, Role, Schedule, Suppression
 from campaign.scheduling.schedules import create_send_at
 from campaign.scheduling.tick import tick
-from campaign.services import calendar, campaigns, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.schedules import advocacy_calendar as calendar
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests.conftest import make_user, sign_in
 from tests.i18n.pages import assert_no_codes, page_text, user_in
 from tests.launching import confirmation_token

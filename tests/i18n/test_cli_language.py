@@ -10,8 +10,9 @@ from flask import Flask
 
 from campaign.cli import terminal_language
 from campaign.extensions import db
-from campaign.services import campaigns, statements
-from campaign.services.campaigns import AudienceSpec
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 
 UNSET: dict[str, str | None] = {"LANGUAGE": None, "LC_ALL": None, "LC_MESSAGES": None}
 

@@ -16,7 +16,7 @@ from werkzeug.test import encode_multipart
 
 from campaign.extensions import db
 from campaign.models import Contact, Role
-from campaign.services.contacts import create_contact
+from campaign.services.contacts.contacts import create_contact
 from tests.conftest import sign_in
 from tests.i18n.pages import assert_no_codes, page_text, text_nodes, user_in
 from workers import context, jobs

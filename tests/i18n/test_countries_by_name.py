@@ -25,11 +25,12 @@ from campaign.models import (
     SignatureStatus,
     User,
 )
-from campaign.services import cases, statements
-from campaign.services.contacts import create_contact
-from campaign.services.country_names import save_country_name
-from campaign.services.sign_on import open_sign_on
-from campaign.services.signatures import submit_signature
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.schedules import cases
+from campaign.services.sign_on.pages import open_sign_on
+from campaign.services.sign_on.signatures import submit_signature
+from campaign.services.statements import statements
+from campaign.services.statements.country_names import save_country_name
 from tests.conftest import make_user, sign_in
 
 NEXT_YEAR = date.today().year + 1

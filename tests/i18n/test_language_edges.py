@@ -19,10 +19,12 @@ from sqlalchemy import select, text
 
 from campaign.extensions import db
 from campaign.models import Role, Signature, SignOnInvitation, Statement, User
-from campaign.services import lists, statements, users
-from campaign.services.contacts import create_contact
-from campaign.services.notices import NOTICES
-from campaign.services.sign_on_invitations import build_invitation, build_reminder, invite
+from campaign.services.accounts import users
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending.notices import NOTICES
+from campaign.services.sign_on.invitations import build_invitation, build_reminder, invite
+from campaign.services.statements import statements
 from campaign.web.access import allow
 from tests.conftest import TEST_PASSWORD, make_user
 from tests.sign_on.test_signing import PUBLIC_URL, individual_form, link_token, make_sign_on
@@ -492,7 +494,7 @@ def test_an_invitation_links_the_page_in_the_invitees_language(
 def test_the_reminder_links_the_page_in_the_invitees_language(app: Flask) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from campaign.services.sign_on import update_settings
+    from campaign.services.sign_on.pages import update_settings
 
     sign_on = make_sign_on()
     update_settings(
@@ -527,7 +529,7 @@ def test_the_reminder_links_the_page_in_the_invitees_language(app: Flask) -> Non
 
 
 def test_the_page_address_given_to_staff_has_no_language(app: Flask) -> None:
-    from campaign.services.sign_on_invitations import sign_on_address
+    from campaign.services.sign_on.invitations import sign_on_address
 
     sign_on = make_sign_on()
     assert sign_on_address(sign_on) == f"{PUBLIC_URL}/sign/{sign_on.token}"

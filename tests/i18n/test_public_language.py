@@ -16,9 +16,11 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Delivery, Role, Signature, SignatureStatus
-from campaign.services import campaigns, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests.conftest import make_user, sign_in
 from tests.sign_on.test_signing import (
     app_overrides as app_overrides,
@@ -169,7 +171,7 @@ def test_the_browsers_language_chooses_the_page_and_an_unknown_address_answers_i
 def test_a_closed_page_and_a_rate_limit_speak_the_readers_language(
     app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from campaign.services import signatures
+    from campaign.services.sign_on import signatures
 
     sign_on = make_sign_on(deadline=datetime.now(UTC) + timedelta(days=3))
     monkeypatch.setattr(signatures, "PER_NETWORK_PER_HOUR", 1)
@@ -214,7 +216,7 @@ def test_a_russian_signers_confirmation_email_and_pages_are_russian(
     assert "в течение 48 часов" in text and "«Подтвердить подпись»" in text
     assert "Hello" not in text and "Confirm my signature" not in text
     # As handed to the SMTP server: CRLF line ends only (the mailbox stores it with LFs).
-    from campaign.services.notices import NOTICES
+    from campaign.services.sending.notices import NOTICES
 
     [notice] = NOTICES["signature_confirmation"](signature.id)
     assert b"\r\n" in notice.message and b"\n" not in notice.message.replace(b"\r\n", b"")

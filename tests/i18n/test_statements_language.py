@@ -9,8 +9,9 @@ from flask.testing import FlaskClient
 
 from campaign.extensions import db
 from campaign.models import Role, Statement
-from campaign.services import lists, statements
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import statements
 from tests.conftest import sign_in
 from tests.i18n.pages import assert_no_codes, page_text, user_in
 

@@ -14,8 +14,9 @@ from flask.testing import FlaskClient
 from campaign.extensions import db
 from campaign.labels import LABELS
 from campaign.models import Contact, Role
-from campaign.services import lists, statements
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import statements
 from tests.i18n.pages import page_text, text_nodes
 
 NBSP = "\u00a0"
@@ -187,8 +188,8 @@ def test_numbers_audiences_and_import_reasons_follow_the_interface_language(app:
     from flask_babel import force_locale
 
     from campaign.i18n import language_name, local_percent
-    from campaign.services.audiences import audience_choices
-    from campaign.services.importing import RowResult
+    from campaign.services.contacts.audiences import audience_choices
+    from campaign.services.contacts.importing import RowResult
 
     lists.create_list("Press")
     db.session.commit()

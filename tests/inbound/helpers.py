@@ -10,9 +10,11 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Delivery, DeliveryStatus
-from campaign.services import campaigns, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 
 CORPUS = Path(__file__).parent / "corpus"
 SUBJECT = "Release the defenders"

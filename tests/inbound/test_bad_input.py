@@ -7,7 +7,7 @@ from flask import Flask
 
 from campaign.extensions import db
 from campaign.inbound.parsing import MAX_BYTES, MAX_PARTS, MAX_REFERENCES, parse_message
-from campaign.services.inbound import record_inbound
+from campaign.services.replies.intake import record_inbound
 
 HEAD = b"From: Someone <someone@example.org>\r\nSubject: Hello\r\nMessage-ID: <m.1@example.org>\r\n"
 

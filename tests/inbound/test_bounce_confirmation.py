@@ -13,10 +13,12 @@ from sqlalchemy import select, update
 from campaign.extensions import db
 from campaign.inbound.reply_token import reply_token
 from campaign.models import AuditEvent, Contact, Delivery
-from campaign.services import campaigns, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.inbound import record_inbound
-from campaign.services.suppressions import find_suppression, is_suppressed
+from campaign.services.contacts import lists
+from campaign.services.contacts.suppressions import find_suppression, is_suppressed
+from campaign.services.replies.intake import record_inbound
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests.inbound.helpers import SENT_AT, corpus, delivery, sent_campaign
 
 REPLY_ADDRESS = "replies@hro.example.org"

@@ -7,8 +7,8 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Contact, Delivery
-from campaign.services.inbound import record_inbound
-from campaign.services.suppressions import find_suppression, is_suppressed
+from campaign.services.contacts.suppressions import find_suppression, is_suppressed
+from campaign.services.replies.intake import record_inbound
 from tests.inbound.helpers import corpus, delivery, sent_campaign
 
 

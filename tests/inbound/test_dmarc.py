@@ -10,7 +10,7 @@ from flask import Flask
 from campaign.extensions import db
 from campaign.inbound.authentication import dmarc_verdict, parse_authentication_results
 from campaign.inbound.parsing import parse_message
-from campaign.services.inbound import record_inbound
+from campaign.services.replies.intake import record_inbound
 from tests.inbound.helpers import corpus, delivery, sent_campaign
 
 BODY = (

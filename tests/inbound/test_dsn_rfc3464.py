@@ -9,8 +9,8 @@ from flask import Flask
 from campaign.extensions import db
 from campaign.inbound.classify import classify
 from campaign.inbound.parsing import dsn_address, parse_message
-from campaign.services.inbound import record_inbound
-from campaign.services.suppressions import is_suppressed
+from campaign.services.contacts.suppressions import is_suppressed
+from campaign.services.replies.intake import record_inbound
 from tests.inbound.helpers import corpus, delivery, sent_campaign
 
 

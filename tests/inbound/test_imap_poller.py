@@ -17,8 +17,8 @@ from campaign.models import Delivery, ImapMailbox, InboundMessage, Role
 from campaign.models._types import utcnow
 from campaign.queue import get_redis
 from campaign.secret_box import encrypt_secret
-from campaign.services import mailbox_admin, mailboxes
-from campaign.services.mailbox_admin import MailboxSettings
+from campaign.services.replies import mailbox_admin, mailboxes
+from campaign.services.replies.mailbox_admin import MailboxSettings
 from tests import servers
 from tests.conftest import make_user
 from tests.inbound.helpers import delivery, letter_id, sent_campaign
@@ -184,7 +184,7 @@ def test_the_server_down_backs_off_alerts_and_loses_nothing(
         server.deliver(box.username, _reply("ana@example.org"))
         server.halt()
 
-        with caplog.at_level(logging.INFO, logger="campaign.services.mailboxes"):
+        with caplog.at_level(logging.INFO, logger="campaign.services.replies.mailboxes"):
             reports = [_poll(box) for _ in range(3)]
 
         assert all(report.errors and report.new == 0 for report in reports)
@@ -323,7 +323,7 @@ def test_an_unreadable_stored_password_backs_off_and_asks_for_it_again(
     box.password_encrypted = _unreadable_secret(app)
     db.session.commit()
 
-    with caplog.at_level(logging.INFO, logger="campaign.services.mailboxes"):
+    with caplog.at_level(logging.INFO, logger="campaign.services.replies.mailboxes"):
         reports = [_poll(box) for _ in range(3)]
 
     assert all(len(report.errors) == 1 for report in reports)

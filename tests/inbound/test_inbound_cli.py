@@ -15,8 +15,8 @@ from campaign import create_app
 from campaign.commands import inbound as inbound_command
 from campaign.extensions import db
 from campaign.models import InboundMessage
-from campaign.services import inbound
-from campaign.services.suppressions import is_suppressed
+from campaign.services.contacts.suppressions import is_suppressed
+from campaign.services.replies import intake as inbound
 from tests.inbound.helpers import CORPUS, corpus, delivery, sent_campaign
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from campaign.extensions import db
 from campaign.models import Delivery
-from campaign.services.inbound import record_inbound
+from campaign.services.replies.intake import record_inbound
 from tests.inbound.helpers import SENT_AT, SUBJECT, corpus, delivery, sent_campaign
 
 OTHER_SUBJECT = "Joint letter on civic space"

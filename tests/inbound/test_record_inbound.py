@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 
 from campaign.extensions import db
 from campaign.models import InboundMessage
-from campaign.services.inbound import record_inbound
-from campaign.services.suppressions import find_suppression, is_suppressed
+from campaign.services.contacts.suppressions import find_suppression, is_suppressed
+from campaign.services.replies.intake import record_inbound
 from tests.inbound.helpers import corpus, delivery, sent_campaign
 
 # sample → (kind, bounce, the recipient whose delivery it concerns)

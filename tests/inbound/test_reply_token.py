@@ -9,7 +9,7 @@ from flask import Flask
 
 from campaign.extensions import db
 from campaign.inbound.reply_token import reply_token
-from campaign.services.inbound import record_inbound
+from campaign.services.replies.intake import record_inbound
 from tests.inbound.helpers import corpus, delivery, sent_campaign
 
 REPLY_ADDRESS = "replies@hro.example.org"

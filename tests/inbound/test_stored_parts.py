@@ -10,7 +10,7 @@ from flask import Flask
 from campaign.extensions import db
 from campaign.inbound.parsing import MAX_BYTES, MAX_FILENAME, MAX_HTML, parse_message
 from campaign.models import InboundMessage
-from campaign.services.inbound import raw_message_of, record_inbound
+from campaign.services.replies.intake import raw_message_of, record_inbound
 from tests.inbound.helpers import CORPUS, corpus, sent_campaign
 
 HEAD = b"From: Ana Lima <ana@example.org>\r\nSubject: Hello\r\nMessage-ID: <m.1@example.org>\r\n"

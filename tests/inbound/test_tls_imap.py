@@ -26,7 +26,7 @@ from flask_babel import force_locale
 from campaign.extensions import db
 from campaign.models import ImapMailbox, Role
 from campaign.scheduling.stored_text import read
-from campaign.services import mailboxes
+from campaign.services.replies import mailboxes
 from tests import servers
 from tests.tls_ca import CertificateAuthority
 

@@ -19,7 +19,7 @@ from campaign.letters.letter import (
     render_letter,
 )
 from campaign.models import Contact
-from campaign.services import statements
+from campaign.services.statements import statements
 
 TODAY = dt.date(2026, 12, 10)
 BODY = (

@@ -300,7 +300,7 @@ def test_the_letterhead_shows_address_contacts_and_logo(context: Flask) -> None:
 def test_the_file_name_is_the_letters_title_and_date(
     context: Flask, language: str, subject: str, expected: str
 ) -> None:
-    from campaign.services.letters import pdf_filename
+    from campaign.services.statements.complete_letters import pdf_filename
 
     letter = _letter(language, "<p>x</p>", subject=subject)
     assert pdf_filename(letter, date(2026, 12, 10)) == expected
@@ -311,9 +311,9 @@ def test_recipients_in_two_languages_get_their_own_file_names(app: Flask) -> Non
     from email.message import Message
 
     from campaign.extensions import db
-    from campaign.services import statements
-    from campaign.services.contacts import create_contact
-    from campaign.services.letters import compose_letter
+    from campaign.services.contacts.contacts import create_contact
+    from campaign.services.statements import statements
+    from campaign.services.statements.complete_letters import compose_letter
 
     statement = statements.create_statement(
         "Joint letter", language="en", subject="Joint letter", body="Text.\n"

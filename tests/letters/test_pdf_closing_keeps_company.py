@@ -11,13 +11,13 @@ import pytest
 from flask import Flask
 from pypdf import PdfReader
 
+from campaign.demo.loader import sample_contact_rows
+from campaign.demo.statements import load_joint_letter
 from campaign.extensions import db
 from campaign.letters import pdf
-from campaign.services import statements
-from campaign.services.contacts import create_contact
-from campaign.services.demo import sample_contact_rows
-from campaign.services.demo_statements import load_joint_letter
-from campaign.services.letters import compose_letter
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import statements
+from campaign.services.statements.complete_letters import compose_letter
 from tests.letters.test_pdf import _letter
 
 

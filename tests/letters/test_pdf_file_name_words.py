@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 from flask import Flask
 
-from campaign.services.letters import pdf_filename
+from campaign.services.statements.complete_letters import pdf_filename
 from tests.test_attachment_names import _letter
 
 DAY = date(2026, 12, 7)

@@ -29,12 +29,15 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
+from campaign.demo.statements import load_joint_letter
 from campaign.extensions import db
 from campaign.models import Campaign, Delivery, DeliveryStatus, FollowUpCondition
-from campaign.services import campaigns, followups, lists, sending, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
-from campaign.services.demo_statements import load_joint_letter
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import batches as sending
+from campaign.services.sending import campaigns, followups
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests.fault_smtp import FaultSmtpServer
 from tests.servers import service_missing
 
@@ -122,7 +125,7 @@ def _launched(statement: Any, contact_list: Any, *, pdf: bool) -> Campaign:
 
 
 def _follow_up(campaign: Campaign) -> None:
-    text = resources.files("campaign.demo_data").joinpath("torture_day_follow_up.md")
+    text = resources.files("campaign.demo.data").joinpath("torture_day_follow_up.md")
     parsed = statements.parse_markdown_file(text.read_text("utf-8"))
     statement = statements.create_statement(
         parsed.title, language="en", subject=parsed.subject, body=parsed.body

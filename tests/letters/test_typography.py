@@ -18,8 +18,8 @@ from campaign.letters.markdown import render_body
 from campaign.letters.typography import NBSP, NNBSP, typeset
 from campaign.mail import build_message
 from campaign.models import Contact
-from campaign.services import notices
-from campaign.services.smtp_accounts import SmtpSettings
+from campaign.services.sending import notices
+from campaign.services.sending.smtp_accounts import SmtpSettings
 from campaign.smtp import Outcome, SmtpConnection
 
 FR_BODY = (

@@ -17,9 +17,13 @@ from sqlalchemy import select, update
 from campaign.extensions import db
 from campaign.models import Campaign, Case, CaseDate, Delivery, Schedule, ScheduleKind
 from campaign.scheduling.schedules import create_yearly
-from campaign.services import campaigns, cases, lists, sending, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.schedules import cases
+from campaign.services.sending import batches as sending
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests.fault_smtp import FaultSmtpServer
 
 # The sandbox trims the line break after a block tag: "\n\n" after each endfor leaves one.

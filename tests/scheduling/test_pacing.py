@@ -19,9 +19,12 @@ from campaign.scheduling import pacing
 from campaign.scheduling.schedules import create_send_at
 from campaign.scheduling.tick import tick
 from campaign.scheduling.timezones import ScheduleError
-from campaign.services import campaigns, lists, sending, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact, update_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact, update_contact
+from campaign.services.sending import batches as sending
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 
 BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n\nAnna Sample\n"
 CREATED = datetime(2027, 6, 1, 12, tzinfo=UTC)

@@ -14,9 +14,11 @@ from campaign.models.schedule import ScheduleRun
 from campaign.scheduling.schedules import create_send_at
 from campaign.scheduling.stored_text import read
 from campaign.scheduling.tick import tick
-from campaign.services import campaigns, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 
 # Line 3 refers to a footnote nobody defined.
 FLAWED = "{{ salutation }}\n\nWe write about the trial.[^3]\n\n{{ closing }}\n\nAnna Sample\n"

@@ -17,9 +17,11 @@ from campaign.scheduling.schedules import create_send_at, create_yearly
 from campaign.scheduling.stored_text import read
 from campaign.scheduling.tick import tick
 from campaign.scheduling.timezones import ScheduleError
-from campaign.services import campaigns, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 
 BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n\nAnna Sample\n"
 CREATED = datetime(2027, 6, 1, 12, tzinfo=UTC)

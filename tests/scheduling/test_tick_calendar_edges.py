@@ -76,7 +76,7 @@ def test_a_new_year_send_east_of_utc_fires_in_the_old_utc_year_and_is_named_for_
 def test_a_scheduled_send_broken_by_an_unexpected_error_goes_back_to_draft_and_says_why(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from campaign.services import presend
+    from campaign.services.statements import presend
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the salutation table is unreadable")

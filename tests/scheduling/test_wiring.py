@@ -14,7 +14,9 @@ from campaign.models.schedule import RunOutcome, ScheduleRun
 from campaign.scheduling.schedules import create_send_at
 from campaign.scheduling.stored_text import read
 from campaign.scheduling.tick import tick
-from campaign.services import calendar, campaigns, followups, statements
+from campaign.services.schedules import advocacy_calendar as calendar
+from campaign.services.sending import campaigns, followups
+from campaign.services.statements import statements
 from tests.scheduling.test_tick import BODY, _campaign
 
 CREATED = datetime(2027, 6, 1, 12, tzinfo=UTC)

@@ -19,9 +19,11 @@ from campaign.models import (
     Suppression,
 )
 from campaign.queue import get_queue
-from campaign.services import campaigns, lists, statements
-from campaign.services.campaigns import AudienceSpec, CampaignError
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec, CampaignError
+from campaign.services.statements import statements
 
 BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n"
 

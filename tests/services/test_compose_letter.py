@@ -8,9 +8,9 @@ from flask import Flask
 from pypdf import PdfReader
 
 from campaign.extensions import db
-from campaign.services import statements
-from campaign.services.contacts import create_contact
-from campaign.services.letters import compose_letter
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import statements
+from campaign.services.statements.complete_letters import compose_letter
 
 
 def _contact():  # type: ignore[no-untyped-def]
@@ -70,7 +70,7 @@ def test_the_block_is_not_doubled_when_the_body_prints_it(app: Flask) -> None:
 
 def test_a_suppressed_copy_address_gets_no_copy(app: Flask) -> None:
     """A secretariat address that bounced for good is left out of Cc; the other stays."""
-    from campaign.services.suppressions import suppress_address
+    from campaign.services.contacts.suppressions import suppress_address
 
     statement = statements.create_statement(
         "Letter",

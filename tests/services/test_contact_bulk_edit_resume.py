@@ -11,8 +11,8 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models import BulkEditStatus, Contact, ContactBulkEdit
 from campaign.queue import get_queue
-from campaign.services import contact_bulk_edit
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import bulk_edit as contact_bulk_edit
+from campaign.services.contacts.contacts import create_contact
 from workers import context, jobs
 
 

@@ -18,9 +18,11 @@ from campaign.models import (
     ReplyAnswer,
     Role,
 )
-from campaign.services import contact_merge, contact_trash, followups
-from campaign.services.contacts import create_contact
-from campaign.services.correspondence import correspondence
+from campaign.services.contacts import merge as contact_merge
+from campaign.services.contacts import trash as contact_trash
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.replies.correspondence import correspondence
+from campaign.services.sending import followups
 from tests.followups.test_followups import (  # noqa: F401 (the SMTP fixture)
     _answer,
     _fire,

@@ -10,15 +10,15 @@ from sqlalchemy import insert
 
 from campaign.extensions import db
 from campaign.models import Contact
-from campaign.services import lists, segments
-from campaign.services.contact_search import (
+from campaign.services.contacts import lists, segments
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.contacts.search import (
     SORTS,
     ContactFilters,
     decode_cursor,
     filtered_query,
     search_page,
 )
-from campaign.services.contacts import create_contact
 
 
 def _ids(filters: ContactFilters) -> set[int]:
@@ -177,7 +177,7 @@ def test_counts_are_exact_below_the_limit_and_capped_above(app: Flask) -> None:
     _many_contacts(120)
     page = search_page(ContactFilters(), per_page=10)
     assert (page.total, page.total_is_exact) == (120, True)
-    from campaign.services import contact_search
+    from campaign.services.contacts import search as contact_search
 
     assert contact_search.count_filtered(ContactFilters(), limit=100) == (100, False)
 

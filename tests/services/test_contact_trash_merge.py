@@ -21,11 +21,15 @@ from campaign.models import (
     list_memberships,
 )
 from campaign.scheduling import tick
-from campaign.services import campaigns, contact_merge, contact_trash, lists, segments, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contact_search import ContactFilters, filtered_query
-from campaign.services.contacts import count_contacts, create_contact, delete_contact
-from campaign.services.exporting import export_contacts
+from campaign.services.contacts import lists, segments
+from campaign.services.contacts import merge as contact_merge
+from campaign.services.contacts import trash as contact_trash
+from campaign.services.contacts.contacts import count_contacts, create_contact, delete_contact
+from campaign.services.contacts.exporting import export_contacts
+from campaign.services.contacts.search import ContactFilters, filtered_query
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 
 BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\nAnna Example\n"
 
@@ -234,7 +238,7 @@ def test_merge_refusals_and_the_suppression_that_survives(app: Flask) -> None:
 
 
 def test_an_import_row_with_a_trashed_address_makes_a_new_live_contact(app: Flask) -> None:
-    from campaign.services.importing import _existing_ids
+    from campaign.services.contacts.importing import _existing_ids
 
     old = _contact("press@example.org")
     delete_contact(old)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from campaign.services.contacts import ContactInputError, clean_contact_data, normalise_email
+from campaign.services.contacts.contacts import (
+    ContactInputError,
+    clean_contact_data,
+    normalise_email,
+)
 
 
 @pytest.mark.parametrize(

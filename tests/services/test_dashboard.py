@@ -14,9 +14,12 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Campaign, Delivery, DeliveryStatus, InboundMessage
-from campaign.services import campaigns, dashboard, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.replies import dashboard
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 
 
 @pytest.fixture

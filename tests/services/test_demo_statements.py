@@ -12,15 +12,15 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from campaign.extensions import db
-from campaign.letters.letter import render_letter
-from campaign.models import Contact, Statement
-from campaign.services.demo_statements import (
+from campaign.demo.statements import (
     SeedStatement,
     load_seed_statements,
     parse_seed_statements,
     parse_signatory,
 )
+from campaign.extensions import db
+from campaign.letters.letter import render_letter
+from campaign.models import Contact, Statement
 
 # Lines of the web page the letters leave out on purpose (decision 0040): a photo's caption
 # and a download link whose address the seed lost.
@@ -29,7 +29,7 @@ CLOSING_LINE = "Kind regards,"
 
 
 def _raw() -> str:
-    return resources.files("campaign.demo_data").joinpath("seed_statements.txt").read_text("utf-8")
+    return resources.files("campaign.demo.data").joinpath("seed_statements.txt").read_text("utf-8")
 
 
 def _seeds() -> list[SeedStatement]:
@@ -274,8 +274,8 @@ def test_the_demo_statements_pass_the_content_check(app: Flask) -> None:
 def test_the_demo_loads_the_seed_statements_once(app: Flask) -> None:
     from sqlalchemy import func
 
+    from campaign.demo.loader import load_demo
     from campaign.models import Signatory
-    from campaign.services.demo import load_demo
 
     result = load_demo(admin_password="a long demo password")
     db.session.commit()

@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Contact
-from campaign.services import importing
-from campaign.services.contacts import CONTACT_FIELDS, create_contact
-from campaign.services.exporting import (
+from campaign.services.contacts import importing
+from campaign.services.contacts.contacts import CONTACT_FIELDS, create_contact
+from campaign.services.contacts.exporting import (
     EXPORT_COLUMNS,
     ExportError,
     export_contacts,
@@ -92,7 +92,7 @@ def test_xlsx_export_neutralises_formulas_and_round_trips_through_import(
 ) -> None:
     make_contacts()
     press = importing.find_or_create_list("Press")
-    from campaign.services.lists import add_contacts
+    from campaign.services.contacts.lists import add_contacts
 
     add_contacts(press, db.session.scalars(select(Contact.id)).all())
     db.session.commit()

@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Contact
-from campaign.services import importing
-from campaign.services.contacts import create_contact
-from campaign.services.importing import ImportSetupError
+from campaign.services.contacts import importing
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.contacts.importing import ImportSetupError
 
 NO_ROLE = (
     "given_name,family_name,email,gender\n"
@@ -152,7 +152,7 @@ def test_one_place_says_what_a_letter_value_and_unknown_mean(app: Flask) -> None
 def test_the_preview_reads_the_salutation_rules_once(
     app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from campaign.services import salutation_rules
+    from campaign.services.statements import salutation_rules
 
     calls: list[int] = []
     real = salutation_rules.current_rule_set

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from campaign.extensions import db
 from campaign.models import ContactImport, ImportStatus, Role
-from campaign.services import importing
+from campaign.services.contacts import importing
 
 HEADER = "given_name,family_name,email\n"
 MAPPING = {"given_name": "given_name", "family_name": "family_name", "email": "email"}

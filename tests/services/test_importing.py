@@ -13,12 +13,12 @@ from sqlalchemy import func, select, text
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Contact, ContactImport, ImportStatus, list_memberships
-from campaign.services import importing
-from campaign.services.contacts import create_contact
-from campaign.services.importing import ImportResult, ImportSetupError, RowResult
+from campaign.services.contacts import importing
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.contacts.importing import ImportResult, ImportSetupError, RowResult
 
 # The packaged copy of ../shared/domain/sample_contacts.csv (CI has no fixed shared/ path).
-SAMPLE = Path(__file__).resolve().parents[2] / "campaign" / "demo_data" / "sample_contacts.csv"
+SAMPLE = Path(__file__).resolve().parents[2] / "campaign" / "demo" / "data" / "sample_contacts.csv"
 HEADER = "given_name,family_name,email\n"
 
 

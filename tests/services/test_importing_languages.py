@@ -9,9 +9,9 @@ from flask import Flask
 
 from campaign.extensions import db
 from campaign.models import Contact
-from campaign.services import importing
-from campaign.services.contact_search import ContactFilters, filtered_query
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import importing
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.contacts.search import ContactFilters, filtered_query
 
 
 def _import(path: Path, text: str) -> importing.ImportResult:

@@ -13,9 +13,11 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Campaign, Delivery, DeliveryStatus
-from campaign.services import campaigns, ledger, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import campaigns, ledger
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 
 BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n"
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

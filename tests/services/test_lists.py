@@ -8,10 +8,10 @@ from sqlalchemy import func, select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Contact, ContactList, list_memberships
-from campaign.services import lists
-from campaign.services.contacts import create_contact, delete_contact
-from campaign.services.lists import ListError
-from campaign.services.segments import contacts_matching
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact, delete_contact
+from campaign.services.contacts.lists import ListError
+from campaign.services.contacts.segments import contacts_matching
 
 
 @pytest.fixture

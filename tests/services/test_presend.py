@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 from campaign.extensions import db
 from campaign.letters.letter import LanguageUnavailable
 from campaign.models import AuditEvent, Contact, StatementVersion
-from campaign.services import lists, presend, statements
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import presend, statements
 
 BODY = "{{ salutation }}\n\nText for {{ contact.organisation }}.\n\n{{ closing }}\n\nAnna Sample\n"
 

@@ -7,8 +7,9 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Contact
-from campaign.services import lists, presend, statements
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import presend, statements
 
 BODY = "{{ salutation }}\n\nText.\n\n{{ closing }}\n\nAnna Sample\n"
 
@@ -130,7 +131,7 @@ def test_the_box_says_listed_below_only_when_the_list_shows_them(
 def test_the_preview_warns_for_one_recipient_exactly_when_the_launch_page_does(
     app: Flask,
 ) -> None:
-    from campaign.services.previews import recipient_warnings
+    from campaign.services.statements.previews import recipient_warnings
 
     statement = statements.create_statement("Letter", language="en", subject="S", body=BODY)
     audience = _audience(

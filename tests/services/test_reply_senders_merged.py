@@ -6,8 +6,9 @@ from flask import Flask
 
 from campaign.extensions import db
 from campaign.models import Delivery, InboundMessage
-from campaign.services import contact_merge, replies
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import merge as contact_merge
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.replies import replies
 
 
 def test_the_sender_of_a_reply_to_a_merged_away_record_is_its_survivor(app: Flask) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.letters.salutations import InvalidRuleError, UnsupportedLanguageError, salutation_for
 from campaign.models import AuditEvent, SalutationRule
-from campaign.services import salutation_rules
+from campaign.services.statements import salutation_rules
 
 MINISTER = SimpleNamespace(
     given_name="Anna", family_name="Weber", grammatical_gender="f", role_type="minister"

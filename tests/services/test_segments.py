@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Contact, Segment
-from campaign.services import segments
-from campaign.services.contacts import create_contact
-from campaign.services.segments import SegmentError
+from campaign.services.contacts import segments
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.contacts.segments import SegmentError
 
 
 def _contact(email: str, **fields: str) -> Contact:

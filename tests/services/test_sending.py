@@ -33,9 +33,12 @@ from campaign.models import (
 )
 from campaign.queue import get_queue, get_redis
 from campaign.scheduling.stored_text import read
-from campaign.services import campaigns, lists, sending, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import batches as sending
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests.fault_smtp import FaultSmtpServer
 
 BODY = "{{ salutation }}\n\nRelease the defenders.\n\n{{ closing }}\n"
@@ -299,7 +302,7 @@ def test_an_account_password_that_cannot_be_read_pauses_the_campaign(
     app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
     from campaign.models import SmtpAccount
-    from campaign.services import smtp_accounts
+    from campaign.services.sending import smtp_accounts
 
     account = smtp_accounts.create_account(
         smtp_accounts.AccountFields(
@@ -641,7 +644,7 @@ def test_a_job_chains_the_next_batch_while_rows_are_due(
 
 
 def test_the_batch_is_small_enough_for_a_slow_account(app: Flask) -> None:
-    from campaign.services.smtp_accounts import default_settings
+    from campaign.services.sending.smtp_accounts import default_settings
 
     app.config.update(MAIL_RATE_PER_MINUTE=30, SEND_LEASE_SECONDS=600)
     # 30 a minute is one every 2 s: half a 600 s lease holds 150 messages.

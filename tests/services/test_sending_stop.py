@@ -6,7 +6,7 @@ from typing import Any
 
 from campaign.extensions import db
 from campaign.models import CampaignStatus, DeliveryStatus
-from campaign.services import sending
+from campaign.services.sending import batches as sending
 from tests.fault_smtp import FaultSmtpServer
 from tests.services.test_sending import _launch, _rows, _status, app_overrides  # noqa: F401
 

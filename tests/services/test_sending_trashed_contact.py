@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Contact, Delivery, DeliveryStatus
-from campaign.services import sending
-from campaign.services.contacts import delete_contact
+from campaign.services.contacts.contacts import delete_contact
+from campaign.services.sending import batches as sending
 from tests.fault_smtp import FaultSmtpServer
 from tests.services.test_sending import _launch, _rows, app_overrides  # noqa: F401
 

@@ -14,7 +14,9 @@ from flask import Flask
 
 from campaign.extensions import db
 from campaign.models import Campaign
-from campaign.services import campaigns, statement_files, statements
+from campaign.services.sending import campaigns
+from campaign.services.statements import files as statement_files
+from campaign.services.statements import statements
 from tests.services.test_statement_files import _campaign, _pdf, _statement
 
 

@@ -20,10 +20,14 @@ from sqlalchemy import select, update
 
 from campaign.extensions import db
 from campaign.models import Campaign, Delivery
-from campaign.services import campaigns, lists, sending, statement_files, statements
-from campaign.services.campaigns import AudienceSpec, CampaignError
-from campaign.services.contacts import create_contact
-from campaign.services.statements import StatementError
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import batches as sending
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec, CampaignError
+from campaign.services.statements import files as statement_files
+from campaign.services.statements import statements
+from campaign.services.statements.statements import StatementError
 from tests.fault_smtp import FaultSmtpServer
 from tests.servers import free_port
 

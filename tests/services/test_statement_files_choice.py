@@ -7,8 +7,9 @@ from flask import Flask
 
 from campaign.extensions import db
 from campaign.mail import Attachment
-from campaign.services import statement_files, statements
-from campaign.services.statement_files import LetterFile, campaign_files, files_for
+from campaign.services.statements import files as statement_files
+from campaign.services.statements import statements
+from campaign.services.statements.files import LetterFile, campaign_files, files_for
 from tests.services.test_statement_files import _campaign, _pdf, _statement
 
 

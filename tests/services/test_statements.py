@@ -6,8 +6,8 @@ import pytest
 from flask import Flask
 
 from campaign.extensions import db
-from campaign.services import statements
-from campaign.services.statements import StatementError
+from campaign.services.statements import statements
+from campaign.services.statements.statements import StatementError
 
 BODY = "{{ salutation }}\n\nWe write to you about the trial.[^1]\n\n[^1]: Article 159.\n"
 

@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Suppression
-from campaign.services import suppressions
-from campaign.services.suppressions import SuppressionError
+from campaign.services.contacts import suppressions
+from campaign.services.contacts.suppressions import SuppressionError
 
 
 def _events(action: str) -> list[AuditEvent]:

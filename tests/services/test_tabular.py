@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 from openpyxl import Workbook
 
-from campaign.services.tabular import MAX_CELL_CHARS, Row, TableInfo, TabularError, read_table
+from campaign.services.contacts.tabular import (
+    MAX_CELL_CHARS,
+    Row,
+    TableInfo,
+    TabularError,
+    read_table,
+)
 
 HEADER = "given_name,family_name,email\n"
 BIG = 10 * 1024 * 1024

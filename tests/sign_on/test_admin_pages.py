@@ -24,7 +24,8 @@ from campaign.models import (
     SignOnOrder,
     Statement,
 )
-from campaign.services import sign_on, statements
+from campaign.services.sign_on import pages as sign_on
+from campaign.services.statements import statements
 from tests.conftest import TEST_PASSWORD, make_user
 
 BODY = "{{ salutation }}\n\nWe call for the release of the defenders.\n\n{{ signatories }}\n"

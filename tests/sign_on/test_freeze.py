@@ -28,9 +28,13 @@ from campaign.models import (
     Statement,
     StatementVersion,
 )
-from campaign.services import campaigns, lists, sending, sign_on, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import batches as sending
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.sign_on import pages as sign_on
+from campaign.services.statements import statements
 from tests.fault_smtp import FaultSmtpServer
 
 WITHHELD = "Name withheld for security reasons"

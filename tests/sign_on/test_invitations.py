@@ -35,12 +35,16 @@ from campaign.models import (
 )
 from campaign.queue import get_queue
 from campaign.scheduling.tick import tick
-from campaign.services import campaigns, lists, sending, sign_on, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
-from campaign.services.notices import send_notice
-from campaign.services.sign_on_invitations import InvitationError, invite, reminder_of
-from campaign.services.suppressions import suppress_address
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.contacts.suppressions import suppress_address
+from campaign.services.sending import batches as sending
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.sending.notices import send_notice
+from campaign.services.sign_on import pages as sign_on
+from campaign.services.sign_on.invitations import InvitationError, invite, reminder_of
+from campaign.services.statements import statements
 from tests.conftest import make_user, sign_in
 from tests.fault_smtp import FaultSmtpServer
 

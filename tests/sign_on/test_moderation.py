@@ -1,5 +1,5 @@
 """Editors' moderation of sign-on signatures: approve, reject, correct (the signer is told),
-merge duplicates and order the list (campaign/services/sign_on_moderation.py)."""
+merge duplicates and order the list (campaign/services/sign_on/moderation.py)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,11 @@ from campaign.models import (
     SignOnOrder,
     Statement,
 )
-from campaign.services import sign_on, sign_on_moderation, statements
-from campaign.services.notices import send_notice
-from campaign.services.sign_on_moderation import ModerationError
+from campaign.services.sending.notices import send_notice
+from campaign.services.sign_on import moderation as sign_on_moderation
+from campaign.services.sign_on import pages as sign_on
+from campaign.services.sign_on.moderation import ModerationError
+from campaign.services.statements import statements
 from tests import servers
 from tests.conftest import make_user
 

@@ -24,8 +24,10 @@ from campaign.models import (
     SignOnOrder,
     Statement,
 )
-from campaign.services import sign_on, sign_on_moderation, statements
-from campaign.services.sign_on_moderation import ModerationError
+from campaign.services.sign_on import moderation as sign_on_moderation
+from campaign.services.sign_on import pages as sign_on
+from campaign.services.sign_on.moderation import ModerationError
+from campaign.services.statements import statements
 from tests.sign_on.test_moderation import add_signature, app_overrides, page, statement_of
 
 __all__ = ["app_overrides", "page"]  # fixtures shared with test_moderation

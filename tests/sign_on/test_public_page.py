@@ -22,8 +22,8 @@ from campaign import create_app
 from campaign.extensions import db
 from campaign.models import Signature, SignatureStatus
 from campaign.queue import get_queue
-from campaign.services import signatures
-from campaign.services.sign_on import update_settings
+from campaign.services.sign_on import signatures
+from campaign.services.sign_on.pages import update_settings
 from tests.conftest import close_redis
 from tests.sign_on.test_signing import (
     PUBLIC_URL,

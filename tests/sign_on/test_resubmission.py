@@ -18,7 +18,7 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.letters.flowed import unflow
 from campaign.models import Signature, SignatureStatus
-from campaign.services import signatures
+from campaign.services.sign_on import signatures
 from tests.sign_on.test_signing import (
     app_overrides as app_overrides,
 )

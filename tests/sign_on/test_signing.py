@@ -18,9 +18,10 @@ from campaign.devmail import DevmailSink
 from campaign.extensions import db
 from campaign.letters.flowed import unflow
 from campaign.models import Signature, SignatureStatus, SignOn, Statement
-from campaign.services import signatures, statements
-from campaign.services.notices import send_notice
-from campaign.services.sign_on import as_signatory_values, open_sign_on, update_settings
+from campaign.services.sending.notices import send_notice
+from campaign.services.sign_on import signatures
+from campaign.services.sign_on.pages import as_signatory_values, open_sign_on, update_settings
+from campaign.services.statements import statements
 from tests import servers
 
 PUBLIC_URL = "https://sign.example.org"

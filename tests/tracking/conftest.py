@@ -15,9 +15,12 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Campaign, Delivery
-from campaign.services import campaigns, lists, sending, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import batches as sending
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests.fault_smtp import FaultSmtpServer
 
 PUBLIC_URL = "https://campaign.example.org"

@@ -119,7 +119,9 @@ def test_a_worker_without_a_usable_public_address_sends_untracked_letters(
         assert "http://example.net/appeal" in _HREFS.findall(html)
         assert "127.0.0.1" not in html
     assert db.session.scalars(select(TrackedLink)).all() == []
-    warnings = [r.getMessage() for r in caplog.records if r.name == "campaign.services.sending"]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.name == "campaign.services.sending.batches"
+    ]
     assert any(
         f"campaign {campaign.id}" in w
         and "without open and click tracking" in w

@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, ContactList, Role, Segment, User
-from campaign.services import lists, segments
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists, segments
+from campaign.services.contacts.contacts import create_contact
 from campaign.web.audiences import Builder
 
 Login = Callable[[Role], User]

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models import AuditEvent, Role, User
 from campaign.models._types import utcnow
-from campaign.services.audit import record_event
+from campaign.services.accounts.audit import record_event
 
 Login = Callable[[Role], User]
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Role
-from campaign.services import users
+from campaign.services.accounts import users
 from tests.conftest import TEST_PASSWORD, make_user, sign_in
 
 

@@ -17,7 +17,7 @@ from campaign.extensions import db
 from campaign.models import AuditEvent, CalendarEvent, Notification, Role, Schedule, ScheduleRun
 from campaign.scheduling.stored_text import read
 from campaign.scheduling.tick import tick
-from campaign.services import calendar as calendar_service
+from campaign.services.schedules import advocacy_calendar as calendar_service
 from tests.conftest import TEST_PASSWORD, make_user
 
 NEXT_YEAR = date.today().year + 1

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, CalendarEvent, Notification, Role
-from campaign.services import calendar as calendar_service
-from campaign.services import cases
+from campaign.services.schedules import advocacy_calendar as calendar_service
+from campaign.services.schedules import cases
 from tests.conftest import TEST_PASSWORD, make_user
 
 NEXT_YEAR = date.today().year + 1
@@ -158,8 +158,10 @@ def test_the_list_view_shows_a_send_and_its_follow_up(
     client: FlaskClient, login: Any, app: Flask
 ) -> None:
     from campaign.scheduling.schedules import create_send_at
-    from campaign.services import campaigns, followups, lists, statements
-    from campaign.services.campaigns import AudienceSpec
+    from campaign.services.contacts import lists
+    from campaign.services.sending import campaigns, followups
+    from campaign.services.sending.campaigns import AudienceSpec
+    from campaign.services.statements import statements
 
     body = "{{ salutation }}\n\nAbout the trial.\n\n{{ closing }}\n"
     letter = statements.create_statement("Letter", language="en", subject="Trial", body=body)
@@ -241,8 +243,10 @@ def test_adding_an_event_needs_the_csrf_token(client: FlaskClient, app: Flask) -
 def _add_month_rows(first: int, count: int) -> None:
     """`count` marked case dates, campaigns (send-at + a follow-up) and events, in May."""
     from campaign.scheduling.schedules import create_send_at
-    from campaign.services import campaigns, followups, lists, statements
-    from campaign.services.campaigns import AudienceSpec
+    from campaign.services.contacts import lists
+    from campaign.services.sending import campaigns, followups
+    from campaign.services.sending.campaigns import AudienceSpec
+    from campaign.services.statements import statements
 
     body = "{{ salutation }}\n\nAbout the trial.\n\n{{ closing }}\n"
     press = lists.create_list(f"Press {first}")
@@ -321,8 +325,10 @@ def test_a_yearly_send_anchored_on_a_case_date_shows_on_the_anniversary(
     client: FlaskClient, login: Any, app: Flask
 ) -> None:
     from campaign.scheduling.schedules import create_yearly
-    from campaign.services import campaigns, lists, statements
-    from campaign.services.campaigns import AudienceSpec
+    from campaign.services.contacts import lists
+    from campaign.services.sending import campaigns
+    from campaign.services.sending.campaigns import AudienceSpec
+    from campaign.services.statements import statements
 
     case = cases.create_case("Ana Example", country="UZ")
     arrest = cases.add_case_date(case, "arrest", date(NEXT_YEAR - 2, 3, 12), mark_anniversary=True)

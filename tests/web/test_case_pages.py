@@ -19,9 +19,12 @@ from sqlalchemy import select
 from campaign.devmail import DevmailSink
 from campaign.extensions import db
 from campaign.models import AuditEvent, Campaign, CampaignStatus, Case, CaseDate, Role, Schedule
-from campaign.services import campaigns, cases, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.schedules import cases
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests.conftest import TEST_PASSWORD, make_user
 
 REAL_NAME = "Dilshod Real-Name"

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Case, Role
-from campaign.services import cases
+from campaign.services.schedules import cases
 
 REAL_NAME = "Aziz Karimov"
 PSEUDONYM = "Prisoner Z."
@@ -157,8 +157,9 @@ def test_every_admin_page_naming_a_high_risk_person_is_audited_once(
     full for an admin: each showing is one case.reveal, with ids only."""
     from datetime import date
 
-    from campaign.services import campaigns, statements
-    from campaign.services.campaigns import AudienceSpec
+    from campaign.services.sending import campaigns
+    from campaign.services.sending.campaigns import AudienceSpec
+    from campaign.services.statements import statements
 
     case = _hidden_case()
     case_date = cases.add_case_date(

@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 
 from campaign.extensions import db
 from campaign.models import Delivery, Role, User
-from campaign.services.inbound import record_inbound
+from campaign.services.replies.intake import record_inbound
 from tests.inbound.helpers import corpus, delivery, sent_campaign
 
 Login = Callable[[Role], User]

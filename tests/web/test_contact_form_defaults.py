@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from campaign.extensions import db
 from campaign.models import Contact, Role, User
-from campaign.services.contacts import create_contact
+from campaign.services.contacts.contacts import create_contact
 
 Login = Callable[[Role], User]
 

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from campaign.extensions import db
 from campaign.models import Contact, Role, User
-from campaign.services.contacts import ContactInputError, create_contact, update_contact
+from campaign.services.contacts.contacts import ContactInputError, create_contact, update_contact
 
 Login = Callable[[Role], User]
 

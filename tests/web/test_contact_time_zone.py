@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from campaign.extensions import db
 from campaign.models import Contact, Role, User
 from campaign.queue import get_queue
-from campaign.services.contacts import create_contact
+from campaign.services.contacts.contacts import create_contact
 from tests.web.test_imports import import_id_from, upload
 from workers import context, jobs
 

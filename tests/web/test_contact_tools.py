@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 from campaign.extensions import db
 from campaign.models import AuditEvent, Contact, ContactBulkEdit, Role, User
 from campaign.queue import get_queue
-from campaign.services import contact_bulk_edit, lists
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import bulk_edit as contact_bulk_edit
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
 from workers import context, jobs
 
 Login = Callable[[Role], User]

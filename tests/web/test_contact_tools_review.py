@@ -21,10 +21,14 @@ from campaign.models import (
     SuppressionReason,
     User,
 )
-from campaign.services import campaigns, contact_merge, contact_trash, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact, delete_contact
-from campaign.services.suppressions import suppress_address
+from campaign.services.contacts import lists
+from campaign.services.contacts import merge as contact_merge
+from campaign.services.contacts import trash as contact_trash
+from campaign.services.contacts.contacts import create_contact, delete_contact
+from campaign.services.contacts.suppressions import suppress_address
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 
 Login = Callable[[Role], User]
 BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\nAnna Example\n"
@@ -222,7 +226,7 @@ def test_a_restore_racing_a_new_contact_is_refused_in_words(
 
 
 def test_the_editors_sample_readers_leave_out_the_trash(app: Flask) -> None:
-    from campaign.services.previews import sample_recipients
+    from campaign.services.statements.previews import sample_recipients
 
     statement = statements.create_statement("J", language="en", subject="S", body=BODY)
     anna, bob = _contact("anna@example.org"), _contact("bob@example.org")

@@ -15,8 +15,8 @@ from sqlalchemy import insert, select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Contact, Role, User
-from campaign.services import lists
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
 
 Login = Callable[[Role], User]
 
@@ -156,7 +156,7 @@ def test_edit_with_bad_input_changes_nothing(
 
 
 def _form_of(contact: Contact) -> dict[str, str]:
-    from campaign.services.contacts import CONTACT_FIELDS
+    from campaign.services.contacts.contacts import CONTACT_FIELDS
 
     out = {}
     for name in CONTACT_FIELDS:

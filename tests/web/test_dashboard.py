@@ -16,8 +16,9 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models import AuditEvent, Delivery, Role, User
 from campaign.models.tracking import TrackingKind
-from campaign.services import campaigns, statements
-from campaign.services.campaigns import AudienceSpec
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from campaign.tracking import buffer
 from campaign.tracking.links import record_link
 from tests.services.test_dashboard import build

@@ -19,6 +19,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, select
 
+from campaign.demo.loader import load_demo
 from campaign.extensions import db
 from campaign.models import (
     AuditEvent,
@@ -35,13 +36,12 @@ from campaign.models import (
     User,
 )
 from campaign.models.contact_import import ImportStatus
-from campaign.services import ledger
-from campaign.services.calendar_items import display_zone
-from campaign.services.campaigns import AudienceSpec, create_campaign
-from campaign.services.contacts import create_contact
-from campaign.services.demo import load_demo
-from campaign.services.smtp_accounts import AccountFields, create_account
-from campaign.services.statements import create_statement
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.schedules.calendar_items import display_zone
+from campaign.services.sending import ledger
+from campaign.services.sending.campaigns import AudienceSpec, create_campaign
+from campaign.services.sending.smtp_accounts import AccountFields, create_account
+from campaign.services.statements.statements import create_statement
 from tests.conftest import make_user, sign_in
 
 Login = Callable[[Role], User]
@@ -270,7 +270,7 @@ def test_favicon_is_served_and_linked_on_every_page(client: FlaskClient, login: 
 def test_an_import_result_links_to_the_list_it_filled(
     app: Flask, client: FlaskClient, login: Login
 ) -> None:
-    from campaign.services.lists import add_contacts, create_list
+    from campaign.services.contacts.lists import add_contacts, create_list
 
     press = create_list("Press")
     contact = create_contact({"email": "someone@example.org", "family_name": "Someone"})

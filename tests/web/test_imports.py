@@ -21,7 +21,7 @@ from campaign.queue import get_queue
 from workers import context, jobs
 
 # The packaged copy of ../shared/domain/sample_contacts.csv (CI has no fixed shared/ path).
-SAMPLE = Path(__file__).resolve().parents[2] / "campaign" / "demo_data" / "sample_contacts.csv"
+SAMPLE = Path(__file__).resolve().parents[2] / "campaign" / "demo" / "data" / "sample_contacts.csv"
 BAD_ROWS = (
     "First name,Last name,E-mail,Country\n"
     "Anna,Muster,anna@example.org,DE\n"
@@ -287,7 +287,7 @@ def test_starting_twice_queues_one_job_that_runs_once(
 def test_a_job_whose_import_another_worker_claimed_does_nothing(
     app: Flask, client: FlaskClient, login: Any
 ) -> None:
-    from campaign.services import importing
+    from campaign.services.contacts import importing
 
     login(Role.EDITOR)
     import_id = _mapped_upload(client)
@@ -329,7 +329,7 @@ def test_a_running_import_silent_for_longer_than_its_timeout_is_failed(
 ) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from campaign.services import importing
+    from campaign.services.contacts import importing
 
     login(Role.EDITOR)
     import_id = _mapped_upload(client)

@@ -27,10 +27,13 @@ from campaign.models import (
 from campaign.scheduling import schedules
 from campaign.scheduling.actions import fire_yearly
 from campaign.scheduling.tick import tick
-from campaign.services import campaigns, followups, launch_confirmation, lists, statements
-from campaign.services.calendar_items import calendar_items
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.schedules.calendar_items import calendar_items
+from campaign.services.sending import campaigns, followups
+from campaign.services.sending import launch as launch_confirmation
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests.launching import confirm_launch, confirmation_token
 
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna Sample\n"

@@ -19,7 +19,7 @@ from campaign.models import AuditEvent, ImapMailbox, InboundMessage, Role, User
 from campaign.models._types import utcnow
 from campaign.queue import get_redis
 from campaign.secret_box import decrypt_secret, encrypt_secret
-from campaign.services.mailboxes import poll_lock_key
+from campaign.services.replies.mailboxes import poll_lock_key
 from campaign.web import mailboxes as mailboxes_page
 from tests import servers
 from tests.inbound.helpers import delivery, letter_id, sent_campaign

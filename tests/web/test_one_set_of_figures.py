@@ -23,9 +23,11 @@ from campaign.models import (
     DeliveryStatus,
     Role,
 )
-from campaign.services import campaigns, ledger, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import campaigns, ledger
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna Sample\n"
 LAUNCH = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

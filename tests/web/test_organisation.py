@@ -18,9 +18,9 @@ from werkzeug.test import EnvironBuilder
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, InstallationSetting, Role, User
-from campaign.services import organisation, statements
-from campaign.services.contacts import create_contact
-from campaign.services.letters import compose_letter
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import organisation, statements
+from campaign.services.statements.complete_letters import compose_letter
 
 Login = Callable[[Role], User]
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from campaign.extensions import db
 from campaign.models import InstallationSetting, Role, User
-from campaign.services import organisation
+from campaign.services.statements import organisation
 from tests.web.test_organisation import _form, _post, _text
 
 Login = Callable[[Role], User]

@@ -90,7 +90,7 @@ def test_past_the_counted_pages_next_walks_on_by_cursor(
     """The count stops at COUNT_LIMIT (patched small here: 30 rows, 3 pages of 10): the
     numbers go one page past it, a page asked for beyond is that page, and "Next" from
     there is a keyset cursor (no deep OFFSET, no row skipped when others are edited)."""
-    from campaign.services import contact_search
+    from campaign.services.contacts import search as contact_search
 
     monkeypatch.setattr(contact_search, "COUNT_LIMIT", 30)
     app.config["CONTACTS_PER_PAGE"] = 10
@@ -124,7 +124,7 @@ def test_past_the_counted_pages_next_walks_on_by_cursor(
 
 def test_the_cases_list_counts_cases(client: FlaskClient, login: Login, app: Flask) -> None:
     from campaign.models import Case
-    from campaign.services import cases
+    from campaign.services.schedules import cases
 
     total = cases.CASES_PER_PAGE + 1
     db.session.add_all([Case(name=f"Person {i:03d}", pseudonym=f"P{i}.") for i in range(total)])

@@ -21,8 +21,8 @@ from campaign.devmail import DevmailSink
 from campaign.extensions import db
 from campaign.models import AuditEvent, PasswordResetToken, Role, User
 from campaign.models._types import utcnow
-from campaign.services import users
-from campaign.services.notices import send_notice
+from campaign.services.accounts import users
+from campaign.services.sending.notices import send_notice
 from tests.conftest import TEST_PASSWORD, make_user, sign_in
 from tests.web.test_sessions import copy_of, is_signed_in, rows_of
 
@@ -475,7 +475,7 @@ def test_a_reset_link_is_random_not_derived_from_the_secret_key(
 def test_one_link_used_twice_at_the_same_moment_sets_one_password(
     app: Flask, client: FlaskClient
 ) -> None:
-    from campaign.services import password_reset
+    from campaign.services.accounts import password_reset
 
     user = make_user(Role.EDITOR)
     ask_for_link(client, user.email)

@@ -12,9 +12,11 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Campaign, CampaignStatus, Role
-from campaign.services import campaigns, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests.launching import confirm_launch
 
 # Line 3: bold that never opens; lines 5-7: pasted with single breaks; line 9: unsigned.

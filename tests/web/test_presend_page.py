@@ -13,8 +13,9 @@ from flask.testing import FlaskClient
 
 from campaign.extensions import db
 from campaign.models import Role
-from campaign.services import lists, segments, statements
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists, segments
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import statements
 
 BODY = {
     "en": "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna Sample\n",

@@ -12,9 +12,10 @@ from flask.testing import FlaskClient
 
 from campaign.extensions import db
 from campaign.models import Role
-from campaign.services import lists, statements
-from campaign.services.campaigns import AudienceSpec, create_campaign, update_campaign
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending.campaigns import AudienceSpec, create_campaign, update_campaign
+from campaign.services.statements import statements
 
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna Sample\n"
 PEOPLE = [
@@ -226,7 +227,7 @@ def test_the_neighbours_follow_the_search_in_the_list(
 def test_a_trashed_contact_is_not_previewed(
     client: FlaskClient, login: Any, setup: dict[str, Any]
 ) -> None:
-    from campaign.services.contact_trash import trash_contact
+    from campaign.services.contacts.trash import trash_contact
 
     claire = setup["people"]["Claire"]
     trash_contact(claire)

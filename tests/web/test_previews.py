@@ -14,8 +14,10 @@ from flask.testing import FlaskClient
 from campaign.devmail import DevmailSink, list_messages
 from campaign.extensions import db
 from campaign.models import Role
-from campaign.services import letter_tests, lists, statements
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import letter_tests
+from campaign.services.statements import statements
 from tests import servers
 
 BODY = {

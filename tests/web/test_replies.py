@@ -19,7 +19,7 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.inbound.sanitise import FRAME_CSP
 from campaign.models import AuditEvent, Campaign, InboundMessage, Role, User
-from campaign.services.inbound import record_inbound
+from campaign.services.replies.intake import record_inbound
 from tests.conftest import TEST_PASSWORD, make_user
 from tests.inbound.helpers import corpus, delivery, sent_campaign
 

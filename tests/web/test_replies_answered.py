@@ -27,7 +27,7 @@ from campaign.models import (
     User,
 )
 from campaign.models._types import utcnow
-from campaign.services.inbound import record_inbound
+from campaign.services.replies.intake import record_inbound
 from tests.conftest import make_user, sign_in
 from tests.fault_smtp import FaultSmtpServer
 from tests.inbound.helpers import corpus, sent_campaign
@@ -99,7 +99,7 @@ def test_the_inbox_names_contacts_with_role_and_organisation(
     ana.role_type, ana.organisation = "ambassador", "Embassy of Brazil"
     # The unmatched question comes from an address a live contact has; a trashed contact
     # with another stranger's address is not named.
-    from campaign.services.contacts import create_contact
+    from campaign.services.contacts.contacts import create_contact
 
     create_contact({"email": "someone@unknown.example", "family_name": "Else", "role_type": "ngo"})
     db.session.commit()
@@ -180,7 +180,7 @@ def test_handling_one_reply_opens_the_next_oldest_then_the_inbox(
 
 
 def test_answer_subject_gets_one_re() -> None:
-    from campaign.services.reply_answers import answer_subject
+    from campaign.services.replies.answers import answer_subject
 
     assert answer_subject("Release the defenders") == "Re: Release the defenders"
     assert answer_subject("RE: Re: Release") == "Re: Release"
@@ -367,7 +367,7 @@ def test_one_overall_deadline_for_the_conversation_not_one_per_step(
     fault_smtp: FaultSmtpServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from campaign.services import reply_answers
+    from campaign.services.replies import answers as reply_answers
 
     sent_campaign()
     reply = _record(corpus("reply_in_reply_to.eml"))
@@ -451,7 +451,7 @@ def test_a_damaged_seen_field_is_refused_before_anything_is_sent(
 def test_the_audit_and_handled_are_committed_with_the_outcome(
     app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
-    from campaign.services.reply_answers import send_answer
+    from campaign.services.replies.answers import send_answer
 
     sent_campaign()
     reply = _record(corpus("reply_in_reply_to.eml"))
@@ -512,7 +512,7 @@ def test_failed_answers_do_not_count_as_answered(
 def test_bulk_is_capped_at_a_page_and_assigning_needs_a_choice(
     client: FlaskClient, login: Login, app: Flask
 ) -> None:
-    from campaign.services.replies import PER_PAGE
+    from campaign.services.replies.replies import PER_PAGE
 
     sent_campaign()
     reply = _record(corpus("reply_in_reply_to.eml"))

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Role, SalutationRule, SalutationSetting, User
-from campaign.services import salutation_rules
+from campaign.services.statements import salutation_rules
 
 Login = Callable[[Role], User]
 

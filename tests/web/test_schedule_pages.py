@@ -25,9 +25,12 @@ from campaign.models import (
     ScheduleKind,
 )
 from campaign.scheduling.tick import tick
-from campaign.services import campaigns, cases, followups, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.schedules import cases
+from campaign.services.sending import campaigns, followups
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests.conftest import TEST_PASSWORD, make_user
 
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n"

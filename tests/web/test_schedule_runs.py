@@ -17,9 +17,11 @@ from campaign.models import Campaign, CampaignStatus, Role, Schedule, ScheduleRu
 from campaign.models.schedule import RunOutcome, ScheduleKind
 from campaign.scheduling.schedules import create_send_at
 from campaign.scheduling.tick import tick
-from campaign.services import campaigns, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests.conftest import TEST_PASSWORD, make_user
 
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n"

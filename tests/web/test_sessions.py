@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from campaign.extensions import db
 from campaign.models import Role, User, UserSession
 from campaign.models._types import utcnow
-from campaign.services import users
+from campaign.services.accounts import users
 from tests.conftest import TEST_PASSWORD, make_user, sign_in
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0"

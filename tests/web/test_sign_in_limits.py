@@ -14,7 +14,7 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models import AuditEvent, Role, User
 from campaign.queue import get_redis
-from campaign.services import sign_in_limits, users
+from campaign.services.accounts import sign_in_limits, users
 from tests import servers
 from tests.conftest import TEST_PASSWORD, make_user, sign_in
 
@@ -204,7 +204,7 @@ def test_a_stranger_cannot_spend_the_owners_reset_requests_nor_flood_their_mailb
     app: Flask, client: FlaskClient
 ) -> None:
     from campaign.models import PasswordResetToken
-    from campaign.services import password_reset
+    from campaign.services.accounts import password_reset
 
     user = make_user(Role.EDITOR)
     answers = set()

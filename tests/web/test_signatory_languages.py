@@ -13,7 +13,9 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.letters.signatories import signatory_block
 from campaign.models import Role, Signatory, Signature, SignatureStatus, Statement, User
-from campaign.services import sign_on, sign_on_moderation, statements
+from campaign.services.sign_on import moderation as sign_on_moderation
+from campaign.services.sign_on import pages as sign_on
+from campaign.services.statements import statements
 
 Login = Callable[[Role], User]
 BODY = "{{ salutation }}\n\nWe write about the trial.\n"

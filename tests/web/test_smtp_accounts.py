@@ -13,8 +13,9 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Campaign, Role, SmtpAccount, User
-from campaign.services import smtp_accounts, statements
-from campaign.services.campaigns import AudienceSpec, create_campaign
+from campaign.services.sending import smtp_accounts
+from campaign.services.sending.campaigns import AudienceSpec, create_campaign
+from campaign.services.statements import statements
 
 Login = Callable[[Role], User]
 SECRET = "Tr0ub4dor&3-relay-secret"

@@ -12,8 +12,9 @@ from werkzeug.test import EnvironBuilder
 
 from campaign.extensions import db
 from campaign.models import Campaign, Role, StatementAttachment
-from campaign.services import lists, statements
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import statements
 
 BODY = "{{ salutation }}\n\nRelease the defenders.\n\n{{ closing }}\n"
 PDF = b"%PDF-1.7\n" + b"x" * 100

@@ -12,8 +12,8 @@ from flask.testing import FlaskClient
 from campaign.extensions import db
 from campaign.models import Role
 from campaign.queue import get_redis
-from campaign.services import previews, statements
-from campaign.services.contacts import create_contact
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.statements import previews, statements
 
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna Sample\n"
 
@@ -164,7 +164,8 @@ def test_the_letter_is_rendered_once_per_update(
     client: FlaskClient, login: Any, setup: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from campaign.letters import letter as letter_module
-    from campaign.services import letters, presend
+    from campaign.services.statements import complete_letters as letters
+    from campaign.services.statements import presend
 
     calls: list[int] = []
 

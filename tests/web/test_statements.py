@@ -15,7 +15,7 @@ from werkzeug.test import EnvironBuilder
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Role, Signatory, Statement, StatementAttachment, User
-from campaign.services import statements
+from campaign.services.statements import statements
 
 Login = Callable[[Role], User]
 BODY = "{{ salutation }}\n\nWe write about the trial.[^1]\n\n[^1]: Article 159.\n"
@@ -298,7 +298,8 @@ def test_viewer_downloads_but_cannot_attach_or_delete(
 def test_an_editor_deletes_an_unused_statement_but_not_one_a_campaign_uses(
     client: FlaskClient, login: Login, statement: Statement
 ) -> None:
-    from campaign.services import campaigns, lists
+    from campaign.services.contacts import lists
+    from campaign.services.sending import campaigns
 
     login(Role.EDITOR)
     used = statements.create_statement("Used", language="en", subject="S", body=BODY)

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Role, Suppression, User
-from campaign.services import suppressions
+from campaign.services.contacts import suppressions
 
 Login = Callable[[Role], User]
 

@@ -15,9 +15,12 @@ from sqlalchemy import func, select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Delivery, Role, SmtpAccount
-from campaign.services import campaigns, cases, letter_tests, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.schedules import cases
+from campaign.services.sending import campaigns, letter_tests
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests.conftest import make_user
 from tests.fault_smtp import FaultSmtpServer
 

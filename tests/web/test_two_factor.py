@@ -30,8 +30,8 @@ from campaign.extensions import db
 from campaign.models import AuditEvent, RecoveryCode, Role, User
 from campaign.models._types import utcnow
 from campaign.secret_box import TOTP_SECRETS, decrypt_secret, encrypt_secret
-from campaign.services import two_factor
-from campaign.services.notices import send_notice
+from campaign.services.accounts import two_factor
+from campaign.services.sending.notices import send_notice
 from tests.conftest import TEST_PASSWORD, _base_overrides, close_redis, make_user, sign_in
 
 _RECOVERY = re.compile(r"<code>([0-9a-f]{5}(?:-[0-9a-f]{5}){3})</code>")

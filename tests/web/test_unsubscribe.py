@@ -12,9 +12,11 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Campaign, Delivery, DeliveryStatus, Suppression
-from campaign.services import campaigns, lists, statements
-from campaign.services.campaigns import AudienceSpec
-from campaign.services.contacts import create_contact
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import create_contact
+from campaign.services.sending import campaigns
+from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.statements import statements
 from tests.conftest import IsolatedClient
 
 BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n"

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models import AuditEvent, Role, User
 from campaign.models._types import utcnow
-from campaign.services import two_factor
+from campaign.services.accounts import two_factor
 from tests.conftest import TEST_PASSWORD, IsolatedClient, make_user, sign_in
 
 Login = Callable[[Role], User]

@@ -1,0 +1,1 @@
+"""Data the application ships with: the built-in calendar of advocacy days."""

@@ -1,0 +1,1 @@
+"""Files of the demo installation: sample contacts, statements, inbound mail."""

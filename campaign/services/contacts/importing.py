@@ -1,0 +1,1228 @@
+"""Importing contacts from a file: column mapping, preview, the import itself and its progress.
+
+Rows are checked with the same field rules as the edit form (campaign.services.contacts.contacts).
+All contact writes happen in the caller's one transaction: the edge commits once at the
+end, so an import that fails half-way leaves no contact behind. Rows are written in
+chunks with bulk statements, never one ORM object or one query per row.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import IO, Any
+
+from flask import current_app, g, has_request_context
+from flask_babel import gettext as _
+from flask_babel import refresh
+from sqlalchemy import String, any_, bindparam, insert, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from campaign.extensions import db
+from campaign.letters.salutations import RuleSet
+from campaign.models import (
+    Contact,
+    ContactImport,
+    ContactList,
+    ImportMapping,
+    ImportStatus,
+    User,
+    list_memberships,
+)
+from campaign.models.search_key import KEY_FIELDS, refresh_search_keys, search_key_of
+from campaign.services.accounts.audit import record_event
+from campaign.services.contacts import lists
+from campaign.services.contacts.contacts import (
+    CONTACT_FIELDS,
+    DATIVE_FIELDS,
+    DATIVE_SOURCES,
+    FIELD_LABELS,
+    ContactInputError,
+    clean_contact_data,
+)
+from campaign.services.contacts.exporting import FORMULA_TRIGGERS, neutralise_cell
+from campaign.services.contacts.tabular import Row, RowReader, TableInfo, TabularError, read_table
+
+__all__ = ["TabularError"]  # re-exported: callers catch it from here
+
+ON_DUPLICATE = ("skip", "update")
+CHUNK_ROWS = 1000
+PREVIEW_ROWS = 20
+PROGRESS_TTL_SECONDS = 7 * 24 * 3600
+_contacts = Contact.__table__
+
+
+class ImportSetupError(ValueError):
+    """The import cannot start as configured (mapping, duplicate choice, list name)."""
+
+
+# --- Mapping headers to fields ---------------------------------------------------------
+
+# Header spellings seen in the wild, compared after _normalise_header (lower case, no
+# accents, punctuation as spaces). Each field's own name ("given_name") matches too.
+_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "kind": ("kind", "contact type", "type", "contact kind"),
+    "given_name": (
+        "first name",
+        "firstname",
+        "given name",
+        "forename",
+        "first",
+        "prenom",
+        "vorname",
+        "имя",
+    ),
+    "family_name": (
+        "last name",
+        "lastname",
+        "surname",
+        "family name",
+        "last",
+        "nom",
+        "nom de famille",
+        "nachname",
+        "фамилия",
+        "name",
+    ),
+    "patronymic": ("patronymic", "patronym", "отчество"),
+    "given_name_alt": (
+        "given name alt",
+        "given name alternative",
+        "first name alt",
+        "given name other script",
+    ),
+    "family_name_alt": (
+        "family name alt",
+        "family name alternative",
+        "last name alt",
+        "family name other script",
+    ),
+    "patronymic_alt": ("patronymic alt", "patronymic alternative"),
+    "grammatical_gender": ("gender", "grammatical gender", "sex", "genre", "geschlecht"),
+    "role_type": ("role", "role type", "type of role", "category"),
+    "style": ("style", "form of address"),
+    "honorific": ("honorific", "title", "courtesy title", "prefix"),
+    "position_title": (
+        "position",
+        "position title",
+        "job title",
+        "function",
+        "job",
+        "post",
+        "fonction",
+    ),
+    "organisation": (
+        "organisation",
+        "organization",
+        "org",
+        "company",
+        "institution",
+        "employer",
+        "agency",
+        "organisme",
+    ),
+    "country": ("country", "country code", "pays", "land", "nation"),
+    "time_zone": ("time zone", "timezone", "tz", "iana time zone", "fuseau horaire"),
+    "languages": ("languages", "language", "langs", "lang", "preferred languages", "langues"),
+    "email": (
+        "email",
+        "e mail",
+        "email address",
+        "e mail address",
+        "mail",
+        "primary email",
+        "courriel",
+        "emails",
+    ),
+    "cc_emails": (
+        "cc",
+        "cc emails",
+        "cc email",
+        "secretariat email",
+        "secretariat emails",
+        "secretariat",
+        "copy to",
+        "assistant email",
+    ),
+    "tags": ("tags", "tag", "labels", "keywords"),
+    "notes": ("notes", "note", "comments", "comment", "remarks"),
+    "risk_level": ("risk", "risk level"),
+    "consent_basis": ("consent", "consent basis", "legal basis", "lawful basis"),
+    "term_ends_on": ("term ends", "term end", "term ends on", "end of term", "mandate ends"),
+    "last_verified_on": ("last verified", "last verified on", "verified on", "last checked"),
+    "salutation_override": ("salutation", "salutation override", "greeting"),
+}
+_PUNCTUATION = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def _normalise_header(header: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", header.strip().lower())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _PUNCTUATION.sub(" ", plain).strip()
+
+
+def _build_lookup() -> dict[str, str]:
+    lookup: dict[str, str] = {}
+    for name in CONTACT_FIELDS:
+        lookup[_normalise_header(name)] = name
+    for name, spellings in _SYNONYMS.items():
+        for spelling in spellings:
+            lookup.setdefault(_normalise_header(spelling), name)
+    return lookup
+
+
+_HEADER_LOOKUP = _build_lookup()
+
+
+def auto_mapping(headers: list[str]) -> dict[str, str]:
+    """Map each header to the contact field it names ("" = ignore); a field is used once."""
+    mapping: dict[str, str] = {}
+    used: set[str] = set()
+    for header in headers:
+        name = _HEADER_LOOKUP.get(_normalise_header(header), "")
+        if name in used:
+            name = ""
+        used.add(name)
+        mapping[header] = name
+    return mapping
+
+
+def header_signature(headers: list[str]) -> str:
+    """A fixed-length key for a set of headers, whatever their order and case."""
+    joined = "|".join(sorted(h.strip().lower() for h in headers))
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()
+
+
+def suggest_mapping(headers: list[str]) -> tuple[dict[str, str], bool]:
+    """Return (mapping, remembered): the saved mapping for these headers, else automatic."""
+    saved = db.session.scalar(
+        select(ImportMapping).where(ImportMapping.header_signature == header_signature(headers))
+    )
+    if saved is None:
+        return auto_mapping(headers), False
+    mapping = {h: str(saved.mapping.get(h.strip().lower(), "")) for h in headers}
+    return clean_mapping(headers, mapping, require_email=False), True
+
+
+def remember_mapping(headers: list[str], mapping: Mapping[str, str]) -> None:
+    """Save `mapping` for files with the same headers (case and order do not matter)."""
+    signature = header_signature(headers)
+    stored = {h.strip().lower(): mapping.get(h, "") for h in headers}
+    saved = db.session.scalar(
+        select(ImportMapping).where(ImportMapping.header_signature == signature)
+    )
+    if saved is None:
+        db.session.add(ImportMapping(header_signature=signature, mapping=stored))
+    else:
+        saved.mapping = stored
+    db.session.flush()
+
+
+def clean_mapping(
+    headers: list[str], mapping: Mapping[str, str], *, require_email: bool = True
+) -> dict[str, str]:
+    """Check a header -> field mapping; raise ImportSetupError saying what is wrong."""
+    cleaned: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for header in headers:
+        name = (mapping.get(header) or "").strip()
+        if name and name not in CONTACT_FIELDS:
+            raise ImportSetupError(
+                _(
+                    "column %(column)s: %(field)s is not a contact field",
+                    column=repr(header),
+                    field=repr(name),
+                )
+            )
+        if name and name in owner:
+            raise ImportSetupError(
+                _(
+                    "columns %(first)s and %(second)s are both mapped to %(field)s; "
+                    "choose one of them",
+                    first=repr(owner[name]),
+                    second=repr(header),
+                    field=str(FIELD_LABELS[name]).lower(),
+                )
+            )
+        if name:
+            owner[name] = header
+        cleaned[header] = name
+    if require_email and "email" not in owner:
+        raise ImportSetupError(
+            _(
+                "no column is mapped to %(field)s; every contact needs an address "
+                "(the file's columns are: %(columns)s)",
+                field=str(FIELD_LABELS["email"]).lower(),
+                columns=", ".join(headers),
+            )
+        )
+    return cleaned
+
+
+# --- Columns letters need, when the file has none (decision 0047) ---------------------
+
+# The fields a letter's salutation and language are chosen by. A file without a column for
+# one of them gets a value for all rows, chosen by the person, or leaves it unknown (role
+# `other`, gender unknown, no language): never a value nobody chose.
+LETTER_FIELDS = ("role_type", "grammatical_gender", "languages")
+# What a person picks to leave a field unknown.
+LEAVE_UNKNOWN = "unknown"
+# The key under which ContactImport.mapping keeps the values for all rows next to the
+# header -> field pairs. Headers are trimmed (tabular._clean_headers), so no header is it.
+FALLBACKS_KEY = " for all rows"
+# What each letter field stores when nobody says: "left unknown" (choosing it is the same).
+STORED_DEFAULTS = {"role_type": "other", "grammatical_gender": "unknown", "languages": ""}
+# The label table (campaign.labels) of the letter fields whose values are codes.
+_LETTER_LABELS = {"role_type": "role_type", "grammatical_gender": "gender"}
+
+
+def letter_value_words(name: str, value: str) -> str:
+    """A letter field's value in words ("" = the stored default, i.e. unknown)."""
+    from campaign.i18n import language_name
+    from campaign.labels import label
+
+    value = value or STORED_DEFAULTS[name]
+    if name in _LETTER_LABELS:
+        return label(value, _LETTER_LABELS[name])
+    words = ", ".join(f"{language_name(tag)} ({tag})" for tag in value.split())
+    return words or _("none")
+
+
+def unknown_meaning(name: str) -> str:
+    """What leaving a letter field unknown means for the letters, in words."""
+    if name == "languages":
+        return _("no language: letters go out in the statement's first language")
+    return letter_value_words(name, "")
+
+
+def letter_value_options(name: str) -> list[tuple[str, str]]:
+    """(value, words) a person may choose for all rows, besides leaving it unknown; the
+    stored default is not among them (it is "leave unknown", decision 0047)."""
+    from campaign.labels import choices
+    from campaign.services.statements.country_names import letter_languages
+
+    if name in _LETTER_LABELS:
+        return [
+            (code, text)
+            for code, text in choices(_LETTER_LABELS[name])
+            if code != STORED_DEFAULTS[name]
+        ]
+    return [(tag, letter_value_words(name, tag)) for tag in letter_languages()]
+
+
+def missing_letter_fields(mapping: Mapping[str, Any]) -> list[str]:
+    """The fields letters need that no column of `mapping` fills, in LETTER_FIELDS order."""
+    mapped = {name for header, name in mapping.items() if header != FALLBACKS_KEY and name}
+    return [name for name in LETTER_FIELDS if name not in mapped]
+
+
+def clean_fallbacks(mapping: Mapping[str, Any], chosen: Mapping[str, str]) -> dict[str, str]:
+    """The values for all rows of the letter fields `mapping` lacks: field -> value as the
+    contact stores it, "" = left unknown. Values for fields a column fills are dropped.
+
+    Raise ImportSetupError naming the field when a value is not one the field takes.
+    """
+    cleaned: dict[str, str] = {}
+    for name in missing_letter_fields(mapping):
+        value = str(chosen.get(name) or "").strip()
+        if not value or value.lower() == LEAVE_UNKNOWN:
+            cleaned[name] = ""
+            continue
+        try:
+            stored = str(clean_contact_data({name: value}, partial=True)[name])
+        except ContactInputError as error:
+            raise ImportSetupError(
+                _(
+                    "%(field)s for all rows: %(reason)s",
+                    field=FIELD_LABELS[name],
+                    reason=error.errors[0].message,
+                )
+            ) from None
+        # Choosing what "unknown" stores (role other, gender unknown) is leaving it unknown.
+        cleaned[name] = "" if stored == STORED_DEFAULTS[name] else stored
+    return cleaned
+
+
+def stored_mapping(mapping: Mapping[str, str], fallbacks: Mapping[str, str]) -> dict[str, Any]:
+    """The mapping as ContactImport.mapping keeps it: the columns and the values for all rows."""
+    return {**mapping, FALLBACKS_KEY: dict(fallbacks)}
+
+
+def split_mapping(stored: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """(header -> field, values for all rows) from ContactImport.mapping."""
+    columns = {h: str(f or "") for h, f in stored.items() if h != FALLBACKS_KEY}
+    fallbacks = stored.get(FALLBACKS_KEY) or {}
+    return columns, {str(k): str(v or "") for k, v in dict(fallbacks).items()}
+
+
+def find_or_create_list(name: str) -> ContactList:
+    """The contact list called `name` (compared without case), created if missing."""
+    try:
+        return lists.find_or_create_list(name)
+    except lists.ListError as error:
+        raise ImportSetupError(str(error)) from None
+
+
+# --- Checking rows ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RowResult:
+    """One file row after checking: cleaned contact data, or the problems found."""
+
+    line: int
+    cells: list[str]
+    data: dict[str, Any] | None = None
+    # (file column, reason) pairs; empty when the row is valid.
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    # Fields whose cell was not blank: an update never erases what the file left empty. A
+    # value chosen for all rows is not given: it never overwrites an existing contact.
+    given: tuple[str, ...] = ()
+    # Fields given by a value chosen for all rows (the file has no column for them).
+    for_all_rows: tuple[str, ...] = ()
+
+    @property
+    def column(self) -> str:
+        return ", ".join(dict.fromkeys(c for c, _reason in self.problems if c))
+
+    @property
+    def reason(self) -> str:
+        # Through gettext, so that French gets its no-break spaces before ":" and ";".
+        parts = [
+            _("%(column)s: %(reason)s", column=c, reason=r) if c else r for c, r in self.problems
+        ]
+        joined = parts[0] if parts else ""
+        for part in parts[1:]:
+            joined = _("%(earlier)s; %(later)s", earlier=joined, later=part)
+        return joined
+
+
+def _restore_cell(value: str) -> str:
+    # Our exports prefix formula-like cells with an apostrophe (neutralise_cell); take it
+    # off again so that export -> edit -> import round trips keep the value unchanged.
+    if value.startswith("'") and value[1:2] and value[1:].startswith(FORMULA_TRIGGERS):
+        return value[1:]
+    return value
+
+
+class _RowChecker:
+    def __init__(
+        self,
+        headers: list[str],
+        mapping: Mapping[str, str],
+        fallbacks: Mapping[str, str] | None = None,
+    ) -> None:
+        self.positions = [(i, mapping[h]) for i, h in enumerate(headers) if mapping.get(h)]
+        self.header_of = {mapping[h]: h for h in headers if mapping.get(h)}
+        # Only values someone chose, and only for letter fields no column fills.
+        self.fallbacks = {
+            name: value
+            for name, value in (fallbacks or {}).items()
+            if value and name in LETTER_FIELDS and name not in self.header_of
+        }
+
+    def check(self, row: Row) -> RowResult:
+        result = RowResult(row.line, row.cells)
+        if row.problem is not None:
+            result.problems.append((row.problem.column, row.problem.reason))
+            return result
+        raw = {name: _restore_cell(row.cells[i]) for i, name in self.positions}
+        raw.update(self.fallbacks)
+        try:
+            result.data = clean_contact_data(raw)
+        except ContactInputError as error:
+            result.problems.extend(
+                (self.header_of.get(e.field, e.field), e.message) for e in error.errors
+            )
+            return result
+        result.given = tuple(
+            name for name, value in raw.items() if value.strip() and name not in self.fallbacks
+        )
+        result.for_all_rows = tuple(self.fallbacks)
+        return result
+
+
+# --- Preview ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowLetter:
+    """What a previewed row's letters are made from: each letter field's value and where it
+    comes from ("file", "for_all_rows", "unknown": no column and left unknown, "contact":
+    the existing contact's, kept), and the salutation they give in `salutation_language`."""
+
+    role: tuple[str, str]
+    gender: tuple[str, str]
+    languages: tuple[str, str]
+    salutation: str
+    salutation_language: str
+
+
+@dataclass
+class PreviewRow:
+    line: int
+    cells: list[str]
+    problems: list[tuple[str, str]]
+    # "new", "update", "skip" (the address exists), or "rejected".
+    outcome: str
+    letter: RowLetter | None = None
+
+
+@dataclass
+class Preview:
+    info: TableInfo
+    mapping: dict[str, str]
+    rows: list[PreviewRow]
+    # The letter fields no column fills, and the value chosen for all rows ("" = unknown).
+    fallbacks: dict[str, str] = field(default_factory=dict)
+
+
+def max_upload_bytes() -> int:
+    """The largest contact file accepted (CAMPAIGN_IMPORT_MAX_MB)."""
+    return int(current_app.config["IMPORT_MAX_MB"]) * 1024 * 1024
+
+
+def open_contact_file(
+    path: Path, *, filename: str = "", thorough: bool = False
+) -> tuple[TableInfo, RowReader]:
+    """Open an uploaded file under the configured size cap (TabularError if unreadable).
+
+    `thorough` when the file has just arrived: every part of a workbook is parsed once.
+    """
+    return read_table(path, max_bytes=max_upload_bytes(), filename=filename, thorough=thorough)
+
+
+def preview_import(
+    path: Path,
+    mapping: Mapping[str, str],
+    *,
+    on_duplicate: str = "skip",
+    filename: str = "",
+    limit: int = PREVIEW_ROWS,
+    fallbacks: Mapping[str, str] | None = None,
+) -> Preview:
+    """Check the first `limit` rows as the import would, writing nothing; each row that
+    would be imported says what its letters will be made from (RowLetter).
+
+    `fallbacks`: values for all rows (clean_fallbacks); by default those kept in `mapping`.
+    """
+    columns, kept = split_mapping(mapping)
+    chosen = kept if fallbacks is None else dict(fallbacks)
+    info, rows = open_contact_file(path, filename=filename)
+    try:
+        checked_mapping = clean_mapping(info.headers, columns)
+    except ImportSetupError:
+        rows.close()
+        raise
+    chosen = {name: chosen.get(name, "") for name in missing_letter_fields(checked_mapping)}
+    checker = _RowChecker(info.headers, checked_mapping, chosen)
+    results = []
+    for row in rows:
+        results.append(checker.check(row))
+        if len(results) >= limit:
+            break
+    rows.close()
+    from campaign.services.statements import salutation_rules
+
+    # Read once for the whole preview, not once per row.
+    rules = salutation_rules.current_rule_set()
+    keys = [r.data["email_key"] for r in results if r.data]
+    # Only live contacts: an address in the trash makes a new contact (decision 0048).
+    existing = {
+        contact.email_key: contact
+        for contact in db.session.scalars(
+            select(Contact).where(Contact.email_key.in_(keys), Contact.deleted_at.is_(None))
+        )
+    }
+    seen: dict[str, int] = {}
+    preview_rows = []
+    for result in results:
+        outcome = "rejected"
+        if result.data:
+            key = result.data["email_key"]
+            if key in seen:
+                result.problems.append(("", _duplicate_reason(key, seen[key])))
+            elif key in existing:
+                outcome = on_duplicate
+            else:
+                outcome = "new"
+            seen.setdefault(key, result.line)
+        letter = None
+        if outcome != "rejected" and result.data:
+            letter = _row_letter(
+                result,
+                outcome,
+                existing.get(result.data["email_key"]),
+                set(checker.header_of),
+                rules,
+            )
+        preview_rows.append(PreviewRow(result.line, result.cells, result.problems, outcome, letter))
+    return Preview(info, checked_mapping, preview_rows, chosen)
+
+
+def _row_letter(
+    result: RowResult, outcome: str, contact: Contact | None, columns: set[str], rules: RuleSet
+) -> RowLetter:
+    """What the row's letters will be made from once imported (see RowLetter)."""
+    data = dict(result.data or {})
+    origins = {
+        name: "for_all_rows"
+        if name in result.for_all_rows
+        else ("file" if name in columns else "unknown")
+        for name in LETTER_FIELDS
+    }
+    if contact is not None and outcome in ("update", "skip"):
+        # The contact keeps what the file does not change (all of it when skipped).
+        for name in CONTACT_FIELDS:
+            if outcome == "skip" or name not in result.given:
+                data[name] = getattr(contact, name)
+                if name in origins:
+                    origins[name] = "contact"
+    person = SimpleNamespace(**{name: data.get(name) for name in CONTACT_FIELDS})
+    available = rules.languages()
+    tags = [t.split("-")[0].lower() for t in str(person.languages or "").split()]
+    language = next((t for t in tags if t in available), "en" if "en" in available else "")
+    language = language or available[0]
+    try:
+        salutation = rules.salutation(person, language)
+    except LookupError as error:  # no rule fits (MissingRuleError)
+        salutation = str(error)
+    return RowLetter(
+        role=(str(person.role_type or ""), origins["role_type"]),
+        gender=(str(person.grammatical_gender or ""), origins["grammatical_gender"]),
+        languages=(str(person.languages or ""), origins["languages"]),
+        salutation=salutation,
+        salutation_language=language,
+    )
+
+
+def _duplicate_reason(key: str, first_line: int) -> str:
+    return _(
+        "the address %(address)s is already on line %(line)d of this file",
+        address=key,
+        line=first_line,
+    )
+
+
+# --- The import ------------------------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    total_rows: int = 0
+    imported: int = 0
+    updated: int = 0
+    skipped: int = 0
+    rejected: int = 0
+    rejects_path: str = ""
+
+    def summary(self) -> str:
+        return _(
+            "imported %(imported)d, updated %(updated)d, skipped %(skipped)d, "
+            "rejected %(rejected)d",
+            imported=self.imported,
+            updated=self.updated,
+            skipped=self.skipped,
+            rejected=self.rejected,
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    done_lines: int
+    total_lines: int
+    result: ImportResult
+
+
+class _RejectsWriter:
+    """Rejected rows as CSV: line, column, reason, then the row's original cells."""
+
+    def __init__(self, path: Path | None, headers: list[str]) -> None:
+        self.path = path
+        self._file: IO[str] | None = None
+        self._writer: Any = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # utf-8-sig: Excel opens it with the right characters; we read it back too.
+            self._file = path.open("w", encoding="utf-8-sig", newline="")
+            self._writer = csv.writer(self._file, lineterminator="\r\n")
+            # The file is for people to correct and import again: its own columns are
+            # named in their language (the importer ignores them: they map to no field).
+            self._writer.writerow([_("line"), _("column"), _("reason"), *headers])
+
+    def write(self, result: RowResult) -> None:
+        if self._writer is not None:
+            cells = [str(result.line), result.column, result.reason, *result.cells]
+            self._writer.writerow([neutralise_cell(c) for c in cells])
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def import_contacts(
+    path: Path,
+    mapping: Mapping[str, str],
+    *,
+    on_duplicate: str = "skip",
+    contact_list: ContactList | None = None,
+    rejects_path: Path | None = None,
+    filename: str = "",
+    actor: User | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_reject: Callable[[RowResult], None] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    fallbacks: Mapping[str, str] | None = None,
+) -> ImportResult:
+    """Import every valid row of the file at `path`; flush, the caller commits.
+
+    Raise TabularError when the file cannot be read at all, ImportSetupError when the
+    mapping or options are wrong. Invalid rows are counted, passed to `on_reject` and
+    written to `rejects_path`; they never stop the valid ones.
+
+    `fallbacks`: values for all rows of letter fields no column fills (clean_fallbacks;
+    "" = left unknown); by default those kept in `mapping` (stored_mapping).
+    """
+    if on_duplicate not in ON_DUPLICATE:
+        raise ImportSetupError(duplicate_choice_message())
+    columns, kept = split_mapping(mapping)
+    chosen = kept if fallbacks is None else dict(fallbacks)
+    info, rows = open_contact_file(path, filename=filename)
+    try:
+        checked_mapping = clean_mapping(info.headers, columns)
+    except ImportSetupError:
+        rows.close()
+        raise
+    checker = _RowChecker(info.headers, checked_mapping, chosen)
+    result = ImportResult(rejects_path=str(rejects_path) if rejects_path else "")
+    rejects = _RejectsWriter(rejects_path, info.headers)
+    # Address key -> line of its first occurrence. Grows with the file (about 100 bytes
+    # a row); it is what lets us name the earlier line in a duplicate's message.
+    seen: dict[str, int] = {}
+    list_id = contact_list.id if contact_list is not None else None
+    _prefer_indexes(True)
+    try:
+        chunk: list[RowResult] = []
+        last_line = 0
+        for row in rows:
+            checked = checker.check(row)
+            result.total_rows += 1
+            last_line = row.line
+            if checked.data is not None:
+                key = checked.data["email_key"]
+                first = seen.get(key)
+                if first is not None:
+                    checked.problems.append(("", _duplicate_reason(key, first)))
+                    checked.data = None
+                else:
+                    seen[key] = row.line
+            if checked.data is None:
+                result.rejected += 1
+                rejects.write(checked)
+                if on_reject is not None:
+                    on_reject(checked)
+                continue
+            chunk.append(checked)
+            if len(chunk) >= chunk_rows:
+                _write_chunk(chunk, on_duplicate, list_id, result)
+                chunk = []
+                if on_progress is not None:
+                    on_progress(Progress(last_line, info.total_lines, result))
+        if chunk:
+            _write_chunk(chunk, on_duplicate, list_id, result)
+        # Not in `finally`: after a database error the transaction only takes a rollback,
+        # which undoes the SET LOCAL anyway.
+        _prefer_indexes(False)
+    finally:
+        rejects.close()
+        rows.close()
+    if on_progress is not None:
+        on_progress(Progress(max(info.total_lines, last_line), info.total_lines, result))
+    record_event(
+        "contacts.import",
+        target_type="contact_list" if contact_list is not None else "",
+        target_id=contact_list.id if contact_list is not None else "",
+        actor=actor,
+        detail={
+            "file": filename or path.name,
+            "rows": result.total_rows,
+            "imported": result.imported,
+            "updated": result.updated,
+            "skipped": result.skipped,
+            "rejected": result.rejected,
+            "on_duplicate": on_duplicate,
+            "list": contact_list.name if contact_list is not None else "",
+            "for_all_rows": dict(checker.fallbacks),
+        },
+    )
+    return result
+
+
+def duplicate_choice_message() -> str:
+    return _("choose whether to skip or update duplicates")
+
+
+def _prefer_indexes(on: bool) -> None:
+    """On PostgreSQL, make the per-chunk look-ups use their indexes while the table grows.
+
+    The import's own rows are not in the planner's statistics until the transaction ends,
+    and psycopg prepares a statement run five times, so PostgreSQL would keep a plan made
+    when the table looked empty: a sequential scan per chunk, quadratic over the file
+    (730 rows/s at 100,000 rows). Only the look-ups by unique address and by primary key
+    run while this is set, and it is reset after the import.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text(f"SET LOCAL enable_seqscan = {'off' if on else 'DEFAULT'}"))
+
+
+def _existing_ids(keys: list[str]) -> dict[str, int]:
+    """Address key -> contact id for the keys that are already contacts."""
+    if not keys:
+        return {}
+    column = Contact.email_key
+    if db.session.get_bind().dialect.name == "postgresql":
+        # One array parameter instead of 1,000 placeholders: psycopg converts a long query
+        # text on every execution, and this one runs once per chunk.
+        condition = column == any_(bindparam("keys", keys, type_=ARRAY(String)))
+    else:
+        condition = column.in_(keys)
+    # Trashed contacts are left out here, not in SQL: "deleted_at IS NULL" would lead the
+    # planner, without statistics for the rows this import just wrote, to the deleted_at
+    # index instead of the address's. An address only in the trash makes a new contact.
+    rows = db.session.execute(
+        select(Contact.email_key, Contact.id, Contact.deleted_at).where(condition)
+    )
+    return {key: contact_id for key, contact_id, deleted_at in rows if deleted_at is None}
+
+
+def _write_chunk(
+    chunk: list[RowResult], on_duplicate: str, list_id: int | None, result: ImportResult
+) -> None:
+    keys = [r.data["email_key"] for r in chunk if r.data]
+    existing = _existing_ids(keys)
+    new_rows: list[dict[str, Any]] = []
+    # Updates grouped by the set of fields they change: one executemany per group.
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    existing_ids: list[int] = []
+    now = datetime.now(UTC)
+    for checked in chunk:
+        data = checked.data
+        assert data is not None
+        contact_id = existing.get(data["email_key"])
+        if contact_id is None:
+            new_rows.append({**data, "created_at": now, "updated_at": now})
+            continue
+        existing_ids.append(contact_id)
+        if on_duplicate == "skip":
+            result.skipped += 1
+            continue
+        fields = tuple(f for f in checked.given if f != "email")
+        # Bound names must differ from column names in an UPDATE's SET clause.
+        values = {f"new_{f}": data[f] for f in fields}
+        values["contact_id"] = contact_id
+        values["new_updated_at"] = now
+        updates.setdefault(fields, []).append(values)
+        result.updated += 1
+    if new_rows:
+        _insert_contacts(new_rows)
+        result.imported += len(new_rows)
+    for fields, params in updates.items():
+        assignments: dict[str, Any] = {f: bindparam(f"new_{f}") for f in (*fields, "updated_at")}
+        if DATIVE_SOURCES & set(fields) and not set(DATIVE_FIELDS) & set(fields):
+            # The stored dative was declined from the old name or title: suggest it afresh.
+            assignments.update(name_dative="", position_title_dative="", dative_confirmed=False)
+        statement = (
+            update(_contacts).where(_contacts.c.id == bindparam("contact_id")).values(assignments)
+        )
+        db.session.execute(statement, params)
+        if set(KEY_FIELDS) & set(fields):
+            refresh_search_keys(db.session, [p["contact_id"] for p in params])
+    if list_id is not None:
+        new_ids = list(_existing_ids([row["email_key"] for row in new_rows]).values())
+        _add_to_list(list_id, existing_ids, new_ids)
+
+
+def _insert_contacts(rows: list[dict[str, Any]]) -> None:
+    # No RETURNING (ids are looked up by address only when a list needs them): SQLAlchemy
+    # would build one INSERT with 27,000 placeholders per chunk, which psycopg then parses
+    # in Python on every execution. PostgreSQL gets COPY, the fastest way in; SQLite a
+    # plain executemany of one short statement.
+    for row in rows:
+        # COPY bypasses the session's hooks: the search key is computed here for both paths.
+        row.setdefault("search_key", search_key_of(row))
+    connection = db.session.connection()
+    if connection.dialect.name != "postgresql":
+        db.session.execute(insert(_contacts), rows)
+        return
+    columns = list(rows[0])
+    quote = connection.dialect.identifier_preparer.quote
+    statement = f"COPY {quote(_contacts.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
+
+
+def _add_to_list(list_id: int, existing_ids: list[int], new_ids: list[int]) -> None:
+    # Contacts created by this chunk cannot be members yet; only the others are checked.
+    already: set[int] = set()
+    if existing_ids:
+        already = set(
+            db.session.scalars(
+                select(list_memberships.c.contact_id).where(
+                    list_memberships.c.list_id == list_id,
+                    list_memberships.c.contact_id.in_(existing_ids),
+                )
+            )
+        )
+    missing = [
+        {"list_id": list_id, "contact_id": cid}
+        for cid in dict.fromkeys([*existing_ids, *new_ids])
+        if cid not in already
+    ]
+    if missing:
+        db.session.execute(insert(list_memberships), missing)
+
+
+# --- Imports started from the page (ContactImport rows) and their progress ------------
+
+
+def _progress_key(import_id: int) -> str:
+    return f"campaign:import:{import_id}:progress"
+
+
+def _report(import_id: int, state: str, done: int, total: int, result: ImportResult) -> None:
+    from campaign.queue import get_redis
+
+    payload = {
+        "state": state,
+        "done_lines": done,
+        "total_lines": total,
+        "imported": result.imported,
+        "updated": result.updated,
+        "skipped": result.skipped,
+        "rejected": result.rejected,
+        "at": datetime.now(UTC).isoformat(),
+    }
+    get_redis().set(_progress_key(import_id), json.dumps(payload), ex=PROGRESS_TTL_SECONDS)
+
+
+def read_progress(import_id: int) -> dict[str, Any] | None:
+    """The last progress a running import reported, or None."""
+    from campaign.queue import get_redis
+
+    raw = get_redis().get(_progress_key(import_id))
+    if raw is None:
+        return None
+    progress: dict[str, Any] = json.loads(raw)
+    return progress
+
+
+def rejects_path_for(contact_import: ContactImport) -> Path:
+    stored = Path(contact_import.stored_path)
+    return stored.with_name(f"{stored.stem}-rejects.csv")
+
+
+IMPORT_JOB = "workers.jobs.import_contacts"
+
+
+def stopped_message() -> str:
+    return _("The import stopped before finishing; no contact was changed. Start it again.")
+
+
+# RQ job states after which nothing will ever finish an import that is still open.
+_DEAD_JOB_STATES = ("finished", "failed", "stopped", "canceled")
+
+
+def import_job_id(import_id: int) -> str:
+    """The RQ job id of an import: one id per import, so it is one job, not several."""
+    return f"contact-import-{import_id}"
+
+
+def job_timeout_for(total_lines: int) -> int:
+    """Seconds the job may run: ten minutes plus a second per 2,000 lines.
+
+    Generous on purpose (about twenty times the measured rate): a timeout kills the work
+    and the user starts again, so it must only catch a job that is really stuck.
+    """
+    return 600 + total_lines // 2000
+
+
+def queue_import(record: ContactImport) -> bool:
+    """Move an uploaded import to queued; its job is enqueued when the caller commits.
+
+    Returns False (and does nothing) when the import had already been started: a double
+    click on "Start" must not queue a second job.
+    """
+    info, rows = open_contact_file(Path(record.stored_path), filename=record.original_filename)
+    rows.close()
+    timeout = job_timeout_for(info.total_lines)
+    claimed = db.session.execute(
+        update(ContactImport.__table__)
+        .where(
+            ContactImport.__table__.c.id == record.id,
+            ContactImport.__table__.c.status == ImportStatus.UPLOADED.value,
+        )
+        .values(status=ImportStatus.QUEUED.value, job_timeout_seconds=timeout)
+    )
+    db.session.refresh(record)
+    if int(getattr(claimed, "rowcount", 0) or 0) != 1:
+        return False
+    from campaign.queue import enqueue_after_commit
+
+    enqueue_after_commit(
+        db.session(),
+        IMPORT_JOB,
+        record.id,
+        job_id=import_job_id(record.id),
+        job_timeout=timeout,
+    )
+    return True
+
+
+def claim_import(import_id: int) -> bool:
+    """Take a queued import for this worker (queued -> running); False if someone has it.
+
+    The caller commits the claim before the work starts, so a second delivery of the job
+    (RQ may run a job twice) finds the import running or finished and does nothing.
+    """
+    table = ContactImport.__table__
+    result = db.session.execute(
+        update(table)
+        .where(table.c.id == import_id, table.c.status == ImportStatus.QUEUED.value)
+        .values(status=ImportStatus.RUNNING.value, started_at=datetime.now(UTC))
+    )
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+def run_import(import_id: int) -> ImportResult | None:
+    """Run a claimed import; the counts and status are flushed with the contacts.
+
+    Returns None (and does nothing) unless this import is running, i.e. was claimed.
+    """
+    record = db.session.get(ContactImport, import_id)
+    if record is None:
+        raise ImportSetupError(_("import #%(id)d does not exist", id=import_id))
+    if record.status != ImportStatus.RUNNING.value:
+        return None
+    with _speaking_to(record):
+        return _run_claimed(record)
+
+
+def _run_claimed(record: ContactImport) -> ImportResult:
+    import_id = record.id
+    contact_list = db.session.get(ContactList, record.list_id) if record.list_id else None
+    actor = db.session.get(User, record.created_by_id) if record.created_by_id else None
+    _report(import_id, "running", 0, 0, ImportResult())
+
+    def report(progress: Progress) -> None:
+        _report(import_id, "running", progress.done_lines, progress.total_lines, progress.result)
+
+    rejects = rejects_path_for(record)
+    result = import_contacts(
+        Path(record.stored_path),
+        record.mapping,
+        on_duplicate=record.on_duplicate,
+        contact_list=contact_list,
+        rejects_path=rejects,
+        filename=record.original_filename,
+        actor=actor,
+        on_progress=report,
+    )
+    record.status = ImportStatus.FINISHED.value
+    record.total_rows = result.total_rows
+    record.imported_count = result.imported
+    record.updated_count = result.updated
+    record.skipped_count = result.skipped
+    record.rejected_count = result.rejected
+    record.rejects_path = str(rejects) if result.rejected else ""
+    record.error = ""
+    record.finished_at = datetime.now(UTC)
+    db.session.flush()
+    if not result.rejected:
+        rejects.unlink(missing_ok=True)
+    return result
+
+
+@contextmanager
+def _speaking_to(record: ContactImport | None) -> Iterator[None]:
+    """Outside a request (the worker), write the import's messages (the rejects file, the
+    failure) in the language of the person who started it; a page request keeps its own."""
+    language = ""
+    if record is not None and record.created_by_id and not has_request_context():
+        user = db.session.get(User, record.created_by_id)
+        language = user.language if user is not None else ""
+    if not language:
+        yield
+        return
+    from campaign.i18n import use_reader_language
+
+    before = g.get("reader_language")
+    use_reader_language(language)
+    try:
+        yield
+    finally:
+        if before is None:
+            g.pop("reader_language", None)
+        else:
+            g.reader_language = before
+        refresh()
+
+
+def mark_import_failed(import_id: int, error: Exception | str) -> None:
+    """Record why an import failed (in a fresh transaction: its contacts were rolled back)."""
+    with _speaking_to(db.session.get(ContactImport, import_id)):
+        _mark_failed(import_id, error)
+
+
+def _mark_failed(import_id: int, error: Exception | str) -> None:
+    if isinstance(error, str):
+        message = error
+    elif isinstance(error, TabularError | ImportSetupError):
+        message = str(error)
+    else:
+        # A database or programming error: say so plainly, without internals on the page.
+        message = _(
+            "The import stopped because of an internal error (%(error)s); no contact was "
+            "changed. Try again, or ask an administrator to read the worker log.",
+            error=type(error).__name__,
+        )
+    table = ContactImport.__table__
+    # Conditional: a finished import is never turned into a failed one.
+    db.session.execute(
+        update(table)
+        .where(
+            table.c.id == import_id,
+            table.c.status.in_(
+                [ImportStatus.UPLOADED.value, ImportStatus.QUEUED.value, ImportStatus.RUNNING.value]
+            ),
+        )
+        .values(
+            status=ImportStatus.FAILED.value,
+            error=message[:2000],
+            finished_at=datetime.now(UTC),
+        )
+    )
+    record = db.session.get(ContactImport, import_id)
+    if record is not None:
+        db.session.refresh(record)
+    _report(import_id, "failed", 0, 0, ImportResult())
+
+
+def _job_state(import_id: int) -> str | None:
+    """The state of the import's RQ job, or None when Redis no longer has it."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    from campaign.queue import get_redis
+
+    try:
+        job = Job.fetch(import_job_id(import_id), get_redis(), serializer=JSONSerializer)
+    except NoSuchJobError:
+        return None
+    return str(job.get_status(refresh=False).value)
+
+
+def fail_if_stopped(record: ContactImport, *, now: datetime | None = None) -> bool:
+    """Mark a queued or running import failed if nothing will ever finish it; flush.
+
+    That is when its RQ job is gone or over (killed, timed out, lost with Redis), or when a
+    running import has reported no progress for longer than its job's timeout. All of its
+    contact writes are in one transaction that was never committed, so nothing changed.
+    """
+    if record.status not in (ImportStatus.QUEUED.value, ImportStatus.RUNNING.value):
+        return False
+    state = _job_state(record.id)
+    stopped = state is None or state in _DEAD_JOB_STATES
+    if not stopped and record.status == ImportStatus.RUNNING.value:
+        progress = read_progress(record.id) or {}
+        last = record.started_at or record.created_at
+        if progress.get("at"):
+            last = max(last, datetime.fromisoformat(str(progress["at"])))
+        timeout = record.job_timeout_seconds or job_timeout_for(0)
+        stopped = ((now or datetime.now(UTC)) - last).total_seconds() > timeout
+    if not stopped:
+        return False
+    mark_import_failed(record.id, stopped_message())
+    delete_upload(record.id)
+    return record.status == ImportStatus.FAILED.value
+
+
+# The uploaded file goes as soon as its import has ended; the rejects file (the rows to
+# correct, with their original cells) stays this long for people to download it; a file
+# uploaded but never started goes after a day. These files can hold at-risk people's data.
+REJECTS_KEPT_DAYS = 7
+UNSTARTED_KEPT_HOURS = 24
+
+
+def delete_upload(import_id: int) -> None:
+    """Delete the uploaded file of an import that has ended (finished or failed)."""
+    record = db.session.get(ContactImport, import_id)
+    if record is not None and record.status in _ENDED:
+        Path(record.stored_path).unlink(missing_ok=True)
+
+
+_ENDED = (ImportStatus.FINISHED.value, ImportStatus.FAILED.value)
+
+
+def purge_old_import_files(*, now: datetime | None = None) -> int:
+    """Delete expired rejects files and never-started uploads; flush. Returns files deleted."""
+    now = now or datetime.now(UTC)
+    deleted = 0
+    expired_rejects = select(ContactImport).where(
+        ContactImport.rejects_path != "",
+        ContactImport.finished_at < now - timedelta(days=REJECTS_KEPT_DAYS),
+    )
+    for record in db.session.scalars(expired_rejects):
+        Path(record.rejects_path).unlink(missing_ok=True)
+        record.rejects_path = ""
+        deleted += 1
+    abandoned = select(ContactImport).where(
+        ContactImport.status == ImportStatus.UPLOADED.value,
+        ContactImport.created_at < now - timedelta(hours=UNSTARTED_KEPT_HOURS),
+    )
+    for record in db.session.scalars(abandoned):
+        Path(record.stored_path).unlink(missing_ok=True)
+        record.status = ImportStatus.FAILED.value
+        record.error = _(
+            "Not started within %(hours)d hours, so the uploaded file was deleted. Upload it "
+            "again to import it.",
+            hours=UNSTARTED_KEPT_HOURS,
+        )
+        record.finished_at = now
+        deleted += 1
+    db.session.flush()
+    return deleted
+
+
+def read_rejects(path: str, *, limit: int = 5000) -> tuple[list[dict[str, str]], bool]:
+    """The first `limit` rejected rows (line, column, reason) and whether there are more."""
+    if not path or not Path(path).exists():
+        return [], False
+    found: list[dict[str, str]] = []
+    with Path(path).open(encoding="utf-8-sig", newline="") as stream:
+        reader = csv.reader(stream)
+        next(reader, None)
+        for cells in reader:
+            if len(found) >= limit:
+                return found, True
+            line, column, reason = [*cells, "", "", ""][:3]
+            found.append(
+                {
+                    "line": _restore_cell(line),
+                    "column": _restore_cell(column),
+                    "reason": _restore_cell(reason),
+                }
+            )
+    return found, False

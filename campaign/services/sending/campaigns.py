@@ -1,0 +1,743 @@
+"""Campaigns: build one, check it, launch it into the ledger, pause, resume and cancel it."""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parseaddr
+from typing import Any
+
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_ngettext
+from redis.exceptions import RedisError
+from sqlalchemy import Select, and_, case, false, func, insert, or_, select, update
+
+from campaign.extensions import db
+from campaign.mail import MessageError, check_header_value, make_message_id, message_id_domain
+from campaign.models import (
+    CLAIMABLE,
+    Campaign,
+    CampaignStatus,
+    Contact,
+    Delivery,
+    DeliveryStatus,
+    SmtpAccount,
+    Statement,
+    Suppression,
+    User,
+)
+from campaign.queue import enqueue_after_commit, get_redis
+from campaign.scheduling.stored_text import Said, Text, english, joined, labelled, said
+from campaign.services.accounts.audit import record_event
+from campaign.services.contacts.audiences import find_audience
+from campaign.services.sending.smtp_accounts import dkim_alignment_problem
+from campaign.services.statements import files as statement_files
+from campaign.services.statements import statements
+from campaign.services.statements.presend import launch_address_problems
+from campaign.tracking.links import base_url_problem
+
+log = logging.getLogger(__name__)
+
+SEND_JOB = "workers.jobs.send_batch"
+# Launch queues at most this many send jobs at once; the reconciler tops up the rest.
+MAX_JOBS_PER_LAUNCH = 500
+
+
+def N_(message: str) -> str:
+    return message
+
+
+# Reasons stored in English as they are (the CLI prints them) and read through the catalogue.
+PAUSED_BY_STAFF = N_("paused by staff")
+CANCELLED_BY_STAFF = N_("cancelled by staff")
+
+
+class CampaignError(ValueError):
+    """A campaign cannot be saved or launched as asked; `field` names the culprit.
+
+    The message is read in the language of whoever reads it (a lazy string): the page's
+    user, or the scheduler's record, which keeps it as a message (stored_text).
+    """
+
+    def __init__(self, message: Text, field: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class AudienceSpec:
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> AudienceSpec:
+        data = data or {}
+        return cls(tuple(data.get("include") or ()), tuple(data.get("exclude") or ()))
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"include": list(self.include), "exclude": list(self.exclude)}
+
+
+@dataclass(frozen=True)
+class AudienceCount:
+    total: int  # contacts in the audience, exclusions applied
+    suppressed: int  # of those, on the suppression list
+
+    @property
+    def sendable(self) -> int:
+        return self.total - self.suppressed
+
+
+@dataclass
+class CampaignCheck:
+    """What stands in the way of a launch (errors) and what staff should know (warnings)."""
+
+    errors: list[Said] = field(default_factory=list)
+    warnings: list[Said] = field(default_factory=list)
+    count: AudienceCount = AudienceCount(0, 0)
+    # Among the errors, addresses `campaign dev` would only warn about (decision 0037).
+    address_errors: bool = False
+
+
+# --- audience ----------------------------------------------------------------------------
+
+
+def _member_ids(keys: Iterable[str], field_name: str) -> list[Select[Any]]:
+    found = []
+    for key in keys:
+        audience = find_audience(key)
+        if audience is None:
+            raise CampaignError(
+                _l("'%(key)s' is not a list or segment (it may have been deleted)", key=key),
+                field_name,
+            )
+        found.append(audience.query.with_only_columns(Contact.id).order_by(None))
+    return found
+
+
+def audience_query(spec: AudienceSpec) -> Select[Any]:
+    """The contacts of the included lists and segments, minus the excluded ones."""
+    included = _member_ids(spec.include, "include")
+    excluded = _member_ids(spec.exclude, "exclude")
+    # Contacts in the trash are nobody's audience.
+    query = select(Contact).where(Contact.deleted_at.is_(None))
+    if not included:
+        return query.where(false())
+    query = query.where(
+        Contact.id.in_(included[0].union(*included[1:]) if len(included) > 1 else included[0])
+    )
+    for sub in excluded:
+        query = query.where(Contact.id.not_in(sub))
+    return query
+
+
+def _suppressed_clause() -> Any:
+    return Contact.email_key.in_(select(Suppression.email_key))
+
+
+def recipients_query(campaign: Campaign) -> Select[Any]:
+    """The contacts a launch would write to: the audience minus the suppression list.
+
+    The pre-send check runs over these (in the page and the CLI alike): a suppressed
+    contact gets no letter, so problems with their letter block nothing.
+    """
+    return audience_query(AudienceSpec.from_json(campaign.audience)).where(~_suppressed_clause())
+
+
+def count_audience(spec: AudienceSpec) -> AudienceCount:
+    """How many contacts the audience holds, and how many of them are suppressed."""
+    ids = audience_query(spec).with_only_columns(Contact.id).subquery()
+    total = db.session.scalar(select(func.count()).select_from(ids)) or 0
+    suppressed = (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Contact)
+            .where(Contact.id.in_(select(ids.c.id)), _suppressed_clause())
+        )
+        or 0
+    )
+    return AudienceCount(total, suppressed)
+
+
+# --- building ----------------------------------------------------------------------------
+
+
+def _clean_mailbox(value: str, field_name: str, label: str, *, required: bool) -> str:
+    """`label` is the header's name (From, Reply-To), the same in every language."""
+    value = value.strip()
+    if not value:
+        if required:
+            raise CampaignError(_l("%(field)s: an address is required", field=label), field_name)
+        return ""
+    try:
+        check_header_value(label, value)
+    except MessageError as error:
+        raise CampaignError(str(error), field_name) from None
+    address = parseaddr(value)[1]
+    if "@" not in address or address.startswith("@") or address.endswith("@"):
+        raise CampaignError(
+            _l("%(field)s: '%(value)s' is not an email address", field=label, value=value),
+            field_name,
+        )
+    return value
+
+
+def _validate_audience(spec: AudienceSpec) -> None:
+    _member_ids(spec.include, "include")
+    _member_ids(spec.exclude, "exclude")
+
+
+def create_campaign(
+    statement: Statement,
+    *,
+    name: str = "",
+    audience: AudienceSpec,
+    from_address: str = "",
+    reply_to: str = "",
+    smtp_account: SmtpAccount | None = None,
+    is_pdf_attached: bool | None = None,
+    has_list_unsubscribe: bool = True,
+    is_open_tracking: bool = False,
+    is_click_tracking: bool = False,
+    actor: User | None = None,
+) -> Campaign:
+    """Save a draft campaign; raise CampaignError naming the field that is wrong."""
+    campaign = Campaign(
+        statement_id=statement.id,
+        status=CampaignStatus.DRAFT.value,
+        created_by_id=actor.id if actor else None,
+    )
+    db.session.add(campaign)
+    # The audience lookups query the database; an autoflush would insert the half-built row.
+    with db.session.no_autoflush:
+        update_campaign(
+            campaign,
+            name=name or statement.title,
+            audience=audience,
+            from_address=from_address or str(current_app.config["MAIL_DEFAULT_SENDER"]),
+            reply_to=reply_to,
+            smtp_account=smtp_account,
+            is_pdf_attached=(
+                statement.is_pdf_attached if is_pdf_attached is None else is_pdf_attached
+            ),
+            has_list_unsubscribe=has_list_unsubscribe,
+            is_open_tracking=is_open_tracking,
+            is_click_tracking=is_click_tracking,
+        )
+    record_event("campaign.create", target_type="campaign", target_id=campaign.id, actor=actor)
+    return campaign
+
+
+def update_campaign(
+    campaign: Campaign,
+    *,
+    name: str,
+    audience: AudienceSpec,
+    from_address: str,
+    reply_to: str,
+    smtp_account: SmtpAccount | None,
+    is_pdf_attached: bool,
+    has_list_unsubscribe: bool,
+    is_open_tracking: bool,
+    is_click_tracking: bool,
+    statement: Statement | None = None,
+) -> None:
+    """Change a draft; a launched campaign's settings are fixed."""
+    if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
+        raise CampaignError(
+            _l(
+                "the campaign is %(status)s; only a draft can be changed",
+                status=labelled(campaign.status, "campaign_status"),
+            )
+        )
+    name = " ".join(name.split())
+    if not name:
+        raise CampaignError(_l("Name: a campaign needs a name"), "name")
+    if len(name) > 300:
+        raise CampaignError(_l("Name: at most 300 characters"), "name")
+    _validate_audience(audience)
+    campaign.name = name
+    if statement is not None:
+        campaign.statement_id = statement.id
+    campaign.audience = audience.to_json()
+    campaign.from_address = _clean_mailbox(from_address, "from_address", "From", required=True)
+    campaign.reply_to = _clean_mailbox(reply_to, "reply_to", "Reply-To", required=False)
+    campaign.smtp_account_id = smtp_account.id if smtp_account else None
+    campaign.is_pdf_attached = is_pdf_attached
+    campaign.has_list_unsubscribe = has_list_unsubscribe
+    campaign.is_open_tracking = is_open_tracking
+    campaign.is_click_tracking = is_click_tracking
+    db.session.flush()
+
+
+def _domain(mailbox: str) -> str:
+    return parseaddr(mailbox)[1].rpartition("@")[2].lower()
+
+
+def check_campaign(
+    campaign: Campaign, *, size_probe: statement_files.SizeProbe | None = None
+) -> CampaignCheck:
+    """Everything a launch would refuse (errors) or staff should know (warnings);
+    `size_probe` is the SMTP server's size limit when the caller asked it already."""
+    check = CampaignCheck()
+    spec = AudienceSpec.from_json(campaign.audience)
+    if not spec.include:
+        check.errors.append(said(_l("Audience: choose at least one list or segment")))
+    else:
+        try:
+            check.count = count_audience(spec)
+        except CampaignError as error:
+            check.errors.append(_said(error))
+    if spec.include and check.count.total == 0:
+        check.errors.append(said(_l("Audience: the chosen lists and segments hold no contacts")))
+    elif check.count.total and check.count.sendable == 0:
+        check.errors.append(
+            said(
+                lazy_ngettext(
+                    "Audience: the %(num)d contact is on the suppression list",
+                    "Audience: all %(num)d contacts are on the suppression list",
+                    check.count.total,
+                )
+            )
+        )
+    elif check.count.suppressed:
+        check.warnings.append(
+            said(
+                lazy_ngettext(
+                    "%(num)d of %(total)d contacts is on the suppression list and will not be "
+                    "written to",
+                    "%(num)d of %(total)d contacts are on the suppression list and will not be "
+                    "written to",
+                    check.count.suppressed,
+                    total=check.count.total,
+                )
+            )
+        )
+    for label, value, required in (
+        ("From", campaign.from_address, True),
+        ("Reply-To", campaign.reply_to, False),
+    ):
+        try:
+            _clean_mailbox(value, "", label, required=required)
+        except CampaignError as error:
+            check.errors.append(_said(error))
+    statement = db.session.get(Statement, campaign.statement_id)
+    if statement is None or not statement.texts:
+        check.errors.append(said(_l("Statement: it has no text to send")))
+    tracking_problem = ""
+    if campaign.is_open_tracking or campaign.is_click_tracking:
+        tracking_problem = base_url_problem(
+            str(current_app.config.get("PUBLIC_URL") or ""), debug=current_app.debug
+        )
+        if tracking_problem:
+            check.errors.append(said(_l("Tracking: %(problem)s", problem=tracking_problem)))
+    # Addresses the internet cannot use: errors outside debug, warnings in `campaign dev`.
+    address_problems = launch_address_problems(
+        campaign.from_address,
+        settings=dict(current_app.config),
+        links_here=not tracking_problem
+        and (
+            campaign.has_list_unsubscribe or campaign.is_open_tracking or campaign.is_click_tracking
+        ),
+    )
+    (check.warnings if current_app.debug else check.errors).extend(
+        said(problem) for problem in address_problems
+    )
+    check.address_errors = bool(address_problems) and not current_app.debug
+    # The chosen files vs. EHLO SIZE.
+    statement_files.add_size_problems(campaign, check, size_probe)
+    account = campaign.smtp_account
+    login = account.username if account else str(current_app.config["MAIL_USERNAME"])
+    if "@" in login and _domain(campaign.from_address) != login.rpartition("@")[2].lower():
+        check.warnings.append(
+            said(
+                _l(
+                    "From: the address's domain (%(domain)s) differs from the SMTP account's "
+                    "(%(account_domain)s); the relay may refuse the messages or recipients' "
+                    "providers may mark them as spam (SPF/DMARC)",
+                    domain=_domain(campaign.from_address),
+                    account_domain=login.rpartition("@")[2],
+                )
+            )
+        )
+    dkim_problem = dkim_alignment_problem(account, campaign.from_address)  # decision 0042
+    if dkim_problem is not None:
+        check.warnings.append(said(dkim_problem))
+    return check
+
+
+def _said(error: CampaignError) -> Said:
+    """The error's message in words now, its message kept (a plain one as it is)."""
+    if isinstance(error.message, Said):
+        return error.message
+    if isinstance(error.message, str):
+        return said(joined("", [error.message]))
+    return said(error.message)
+
+
+# --- launching ---------------------------------------------------------------------------
+
+
+def _new_rows(
+    campaign: Campaign, contacts: Sequence[tuple[int, str, bool]], domain: str
+) -> list[dict[str, Any]]:
+    """Ledger rows for (contact id, address, is suppressed) triples."""
+    now = datetime.now(UTC)
+    return [
+        {
+            "campaign_id": campaign.id,
+            "contact_id": contact_id,
+            "step": 0,
+            "email": email,
+            "status": (
+                DeliveryStatus.SUPPRESSED.value if is_suppressed else DeliveryStatus.QUEUED.value
+            ),
+            "reason": "suppressed" if is_suppressed else "",
+            "message_id": make_message_id(domain),
+            "unsubscribe_token": secrets.token_urlsafe(18),
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for contact_id, email, is_suppressed in contacts
+    ]
+
+
+def launch_campaign(
+    campaign: Campaign,
+    *,
+    actor: User | None = None,
+    presend_errors: int = 0,
+    override: bool = False,
+    override_reason: str = "",
+    at: datetime | None = None,
+) -> bool:
+    """Write the campaign's ledger rows and queue the sending; False if it was already launched.
+
+    `at` is the launch time (the scheduler passes the tick's time, so `campaign tick --now`
+    dates follow-up steps from the simulated launch); default now.
+
+    `presend_errors` is the number of contacts the pre-send check found letters with errors
+    for; launching with any needs `override`, which the audit log records.
+    """
+    launchable = [CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value]
+    # The SMTP server is asked before the row is locked: it may take up to its deadline.
+    size_probe = statement_files.size_probe(campaign) if campaign.status in launchable else None
+    locked = db.session.execute(
+        select(Campaign)
+        .where(Campaign.id == campaign.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    if locked.status not in launchable:
+        return False  # launching twice is a no-op: the ledger already exists
+    check = check_campaign(locked, size_probe=size_probe)
+    if check.errors:
+        raise CampaignError(joined("; ", check.errors))
+    if presend_errors and not override:
+        raise CampaignError(
+            lazy_ngettext(
+                "the pre-send check found letters with errors for %(num)d contact; fix them or "
+                "launch with the override",
+                "the pre-send check found letters with errors for %(num)d contacts; fix them or "
+                "launch with the override",
+                presend_errors,
+            )
+        )
+    # The status moves in one conditional UPDATE: SQLite ignores FOR UPDATE, and of two
+    # launches at the same moment (a double click) the second must find nothing to do
+    # rather than fail on the ledger's unique key.
+    moved = db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == locked.id, Campaign.status.in_(launchable))
+        .values(status=CampaignStatus.SENDING.value)
+        .execution_options(synchronize_session=False)
+    )
+    if int(getattr(moved, "rowcount", 0) or 0) != 1:
+        return False
+    statement = db.session.get(Statement, locked.statement_id)
+    assert statement is not None
+    version = statements.latest_version(statement) or statements.record_version(
+        statement, "frozen for a campaign", actor=actor
+    )
+    locked.statement_version_id = version.id
+
+    domain = message_id_domain(locked.from_address)
+    # One read of the audience, each contact with whether the suppression list holds it.
+    contacts = [
+        (contact_id, email, bool(is_suppressed))
+        for contact_id, email, is_suppressed in db.session.execute(
+            audience_query(AudienceSpec.from_json(locked.audience))
+            .with_only_columns(Contact.id, Contact.email, _suppressed_clause())
+            .order_by(Contact.id)
+        )
+    ]
+    rows = _new_rows(locked, contacts, domain)
+    launched = at or datetime.now(UTC)
+    # A send-at with pacing (office hours, a window of days) dates each row's first attempt;
+    # workers claim rows only when that time comes. Imported here as followups is below.
+    from campaign.scheduling import pacing
+
+    pacing_text = pacing.pace_rows(locked, rows, launched)
+    for start in range(0, len(rows), 1000):
+        db.session.execute(insert(Delivery), rows[start : start + 1000])
+
+    locked.status = CampaignStatus.SENDING.value
+    locked.status_reason = ""
+    locked.launched_at = launched
+    locked.launched_by_id = actor.id if actor else None
+    locked.is_presend_overridden = bool(presend_errors and override)
+    queued = sum(1 for _, _, is_suppressed in contacts if not is_suppressed)
+    record_event(
+        "campaign.launch",
+        target_type="campaign",
+        target_id=locked.id,
+        actor=actor,
+        detail={
+            "recipients": queued,
+            "suppressed": len(rows) - queued,
+            "statement_version": version.number,
+            "presend_errors": presend_errors,
+            "override": bool(presend_errors and override),
+            "pacing": pacing_text,
+        },
+    )
+    if presend_errors and override:
+        record_event(
+            "campaign.presend_override",
+            target_type="campaign",
+            target_id=locked.id,
+            actor=actor,
+            detail={"reason": override_reason, "contacts_with_errors": presend_errors},
+        )
+    db.session.flush()
+    # Follow-up steps added to the draft are due N days after launch: date them now, in the
+    # launch's transaction, whichever path launched (page, CLI, scheduled send, yearly copy).
+    # Imported here because followups imports this module.
+    from campaign.services.sending import followups
+
+    followups.schedule_steps(locked)
+    enqueue_send_jobs(locked.id, queued)
+    return True
+
+
+def enqueue_send_jobs(campaign_id: int, deliveries: int) -> int:
+    """Queue enough send jobs (after commit) to cover `deliveries` rows; return how many."""
+    batch = max(1, int(current_app.config["SEND_BATCH_SIZE"]))
+    jobs = min(MAX_JOBS_PER_LAUNCH, math.ceil(deliveries / batch))
+    timeout = int(current_app.config["SEND_LEASE_SECONDS"])
+    for _ in range(jobs):
+        enqueue_after_commit(db.session(), SEND_JOB, campaign_id, job_timeout=timeout)
+    return jobs
+
+
+# --- pause, resume, cancel ----------------------------------------------------------------
+
+
+def stop_flag_key(campaign_id: int) -> str:
+    """The Redis key that tells running batches to stop (pause, cancel) before their next letter."""
+    return f"campaign:{current_app.config['QUEUE_NAME']}:campaign:{campaign_id}:stop"
+
+
+def _raise_stop_flag(campaign_id: int, status: str) -> None:
+    # Only batches already running read it, and none outlives its job's timeout. If Redis is
+    # away the batches still find the new status in the database, within a second.
+    expiry = max(3600, 2 * int(current_app.config["SEND_LEASE_SECONDS"]))
+    try:
+        get_redis().set(stop_flag_key(campaign_id), status, ex=expiry)
+    except RedisError as error:
+        log.warning("campaign %s: the stop flag could not be raised (%s)", campaign_id, error)
+
+
+def _lower_stop_flag(campaign_id: int) -> None:
+    try:
+        get_redis().delete(stop_flag_key(campaign_id))
+    except RedisError as error:
+        log.warning("campaign %s: the stop flag could not be lowered (%s)", campaign_id, error)
+
+
+def _set_status(
+    campaign: Campaign,
+    allowed: Iterable[CampaignStatus],
+    new: CampaignStatus,
+    action: str,
+    reason: str,
+    actor: User | None,
+) -> bool:
+    if campaign.status not in {s.value for s in allowed}:
+        return False
+    campaign.status = new.value
+    campaign.status_reason = reason
+    record_event(
+        f"campaign.{action}",
+        target_type="campaign",
+        target_id=campaign.id,
+        actor=actor,
+        # The audit log keeps words: a reason stored as a message (stored_text) in English.
+        detail={"reason": english(reason)} if reason else None,
+    )
+    db.session.flush()
+    return True
+
+
+def pause_campaign(
+    campaign: Campaign, *, reason: str = PAUSED_BY_STAFF, actor: User | None = None
+) -> bool:
+    """Stop sending after the messages in flight; False if the campaign was not sending."""
+    if not _set_status(
+        campaign, [CampaignStatus.SENDING], CampaignStatus.PAUSED, "pause", reason, actor
+    ):
+        return False
+    _raise_stop_flag(campaign.id, CampaignStatus.PAUSED.value)
+    return True
+
+
+def resume_campaign(campaign: Campaign, *, actor: User | None = None) -> bool:
+    """Carry on sending a paused campaign; False if it was not paused."""
+    if not _set_status(
+        campaign, [CampaignStatus.PAUSED], CampaignStatus.SENDING, "resume", "", actor
+    ):
+        return False
+    _lower_stop_flag(campaign.id)
+    remaining = (
+        db.session.scalar(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                Delivery.campaign_id == campaign.id,
+                Delivery.status.in_([s.value for s in CLAIMABLE]),
+            )
+        )
+        or 0
+    )
+    enqueue_send_jobs(campaign.id, remaining)
+    return True
+
+
+def cancel_campaign(campaign: Campaign, *, actor: User | None = None) -> bool:
+    """Stop for good: recipients not yet written to are marked cancelled."""
+    if not _set_status(
+        campaign,
+        [
+            CampaignStatus.DRAFT,
+            CampaignStatus.SCHEDULED,
+            CampaignStatus.SENDING,
+            CampaignStatus.PAUSED,
+        ],
+        CampaignStatus.CANCELLED,
+        "cancel",
+        CANCELLED_BY_STAFF,
+        actor,
+    ):
+        return False
+    _raise_stop_flag(campaign.id, CampaignStatus.CANCELLED.value)
+    # A row that may already have reached the server stays in doubt (reason "cancelled"):
+    # cancelling stops what has not gone, it does not unsay what may have.
+    db.session.execute(
+        update(Delivery)
+        .where(
+            Delivery.campaign_id == campaign.id,
+            Delivery.status.in_([s.value for s in CLAIMABLE]),
+            Delivery.reason == "",
+        )
+        .values(
+            status=unless_gone(DeliveryStatus.CANCELLED.value),
+            reason="cancelled",
+            next_attempt_at=None,
+            updated_at=datetime.now(UTC),
+        )
+    )
+    campaign.finished_at = datetime.now(UTC)
+    db.session.flush()
+    return True
+
+
+def retry_now(campaign: Campaign, *, actor: User | None = None) -> int:
+    """Make the campaign's deferred and in-doubt rows due now; return how many.
+
+    Only a sending campaign (a paused one retries them at its resume, a finished or cancelled
+    one has nothing left to try). In-doubt rows keep their Message-ID and stay counted as
+    possible duplicates. Audited.
+    """
+    if campaign.status != CampaignStatus.SENDING.value:
+        raise CampaignError(
+            _l("Only a campaign that is sending can retry its letters now; resume it first.")
+            if campaign.status == CampaignStatus.PAUSED.value
+            else _l("This campaign is not sending: it has no letters to retry.")
+        )
+    now = datetime.now(UTC)
+    result = db.session.execute(
+        update(Delivery)
+        .where(
+            Delivery.campaign_id == campaign.id,
+            Delivery.status.in_([DeliveryStatus.DEFERRED.value, DeliveryStatus.IN_DOUBT.value]),
+            Delivery.reason == "",
+            Delivery.next_attempt_at > now,
+        )
+        .values(next_attempt_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    count = int(getattr(result, "rowcount", 0) or 0)
+    record_event(
+        "campaign.retry",
+        target_type="campaign",
+        target_id=campaign.id,
+        actor=actor,
+        detail={"rows": count},
+    )
+    if count:
+        enqueue_send_jobs(campaign.id, count)
+    db.session.flush()
+    return count
+
+
+# --- where it stands ---------------------------------------------------------------------
+
+
+def is_open() -> Any:
+    """SQL: the row is still someone's work (claimable, being sent, or in doubt and retried).
+
+    An in-doubt row with a reason is final: it may have reached the server, and will not be
+    tried again (the campaign was cancelled, the give-up time passed, ...; decision 0035).
+    """
+    return or_(
+        Delivery.status.in_(
+            [
+                DeliveryStatus.QUEUED.value,
+                DeliveryStatus.DEFERRED.value,
+                DeliveryStatus.SENDING.value,
+            ]
+        ),
+        and_(Delivery.status == DeliveryStatus.IN_DOUBT.value, Delivery.reason == ""),
+    )
+
+
+def may_have_gone() -> Any:
+    """SQL: a try of this row may have reached the server (its outcome was never known)."""
+    return or_(Delivery.possible_duplicates > 0, Delivery.status == DeliveryStatus.IN_DOUBT.value)
+
+
+def unless_gone(status: str) -> Any:
+    """SQL for a row's new status: `status`, but in_doubt for a row that may have gone.
+
+    Whatever happens to a row later (cancelled, suppressed, refused, given up, handed back),
+    "possibly delivered" is never written over: the ledger must not say less than the truth.
+    """
+    return case((may_have_gone(), DeliveryStatus.IN_DOUBT.value), else_=status)
+
+
+def status_counts(campaign_id: int, *, step: int | None = None) -> dict[str, int]:
+    """Deliveries per status (of one step when given), every status present (zero when none)."""
+    counts = dict.fromkeys((s.value for s in DeliveryStatus), 0)
+    query = select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id)
+    if step is not None:
+        query = query.where(Delivery.step == step)
+    for status, count in db.session.execute(query.group_by(Delivery.status)):
+        counts[status] = count
+    return counts

@@ -1,0 +1,142 @@
+"""Single e-mails to people outside a campaign's ledger: a signer's confirmation link, the
+news that a joint letter went out, an invitation to sign. Sent by a worker job after the
+transaction that asked for them commits, never from inside a web request.
+
+Each kind registers a builder in NOTICES: target id -> the messages to send now (empty when
+there is nothing to send any more: a signature already confirmed, a notice already given).
+A builder that must not send twice claims its row (a column set and committed) before
+returning its messages; a failed send then costs that e-mail rather than repeating it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, make_msgid
+
+from flask import current_app
+
+from campaign.extensions import db
+from campaign.letters.flowed import CONTENT_TYPE_PARAMS, flow
+from campaign.letters.typography import typeset
+from campaign.queue import enqueue_after_commit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Notice:
+    recipient: str
+    message: bytes
+    # Undo the builder's claim when the SMTP server refuses this e-mail, so the job's retry
+    # sends it: a mail server that is down delays a notice, it does not lose it.
+    release: Callable[[], None] | None = field(default=None, compare=False)
+
+
+Builder = Callable[[int], Sequence[Notice]]
+NOTICES: dict[str, Builder] = {}
+# Modules that register builders when imported (one per kind's owner).
+NOTICE_MODULES = (
+    "campaign.services.sign_on.signatures",
+    "campaign.services.sign_on.moderation",
+    "campaign.services.sign_on.invitations",
+    "campaign.services.accounts.password_reset",
+    "campaign.services.accounts.two_factor",
+)
+SEND_JOB = "workers.jobs.send_notice"
+# A notice the SMTP server refused is tried again after 1, 5, 15 and 60 minutes, then 3 h.
+RETRY_MINUTES = (1, 5, 15, 60, 180)
+
+
+def load_builders() -> None:
+    for module in NOTICE_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+
+
+def queue_notice(kind: str, target_id: int) -> None:
+    """Send notice `kind` about `target_id` once the current transaction commits."""
+    from rq import Retry
+
+    enqueue_after_commit(
+        db.session(),
+        SEND_JOB,
+        kind,
+        target_id,
+        retry=Retry(max=len(RETRY_MINUTES), interval=[m * 60 for m in RETRY_MINUTES]),
+    )
+
+
+def sender_address() -> str:
+    return str(current_app.config["MAIL_DEFAULT_SENDER"])
+
+
+def build_message(
+    to: str,
+    subject: str,
+    text: str,
+    *,
+    language: str = "en",
+    attachments: Sequence[tuple[str, str, bytes]] = (),
+) -> bytes:
+    """A plain-text e-mail from the organisation's address; attachments are
+    (filename, MIME type "type/subtype", bytes). Header values are set through the e-mail
+    library, which refuses CR/LF in them: a name typed by a stranger cannot add headers."""
+    sender = sender_address()
+    # The SMTP policy writes CRLF line ends: with bare LF some servers read the whole
+    # message as one overlong line ("500 Line too long").
+    message = EmailMessage(policy=SMTP)
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime.now(UTC))
+    domain = sender.rsplit("@", 1)[-1].strip("> ") or "localhost"
+    message["Message-ID"] = make_msgid(domain=domain)
+    message["Auto-Submitted"] = "auto-generated"  # no out-of-office answers, please
+    # The language's typography (French spaces, Russian quotes, no "2026 г.."), then
+    # wrapped at 72 as format=flowed like the letters (campaign.letters.flowed); the
+    # stdlib's quoted-printable keeps the soft breaks' trailing spaces as "=20".
+    message.set_content(flow(typeset(text, language)), params=dict(CONTENT_TYPE_PARAMS))
+    message["Content-Language"] = language  # after set_content, which would remove it
+    for filename, mime_type, data in attachments:
+        maintype, _, subtype = mime_type.partition("/")
+        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return message.as_bytes()
+
+
+def send_notice(kind: str, target_id: int, *, commit: Callable[[], None]) -> int:
+    """Build and send notice `kind` for `target_id`; return how many e-mails went.
+
+    Raises campaign.mail.SendError when the SMTP server refuses, after releasing the claims
+    of the e-mails not sent (RQ tries the job again later; its builder then sends just those).
+    """
+    from campaign.mail import SendError, send_message
+
+    load_builders()
+    builder = NOTICES.get(kind)
+    if builder is None:
+        log.error("no notice of kind %r (target %s): nothing sent", kind, target_id)
+        return 0
+    notices = builder(target_id)
+    commit()  # a builder's claim is durable before anything is sent
+    for index, notice in enumerate(notices):
+        try:
+            send_message(notice.message, sender=sender_address(), recipients=[notice.recipient])
+        except SendError:
+            for unsent in notices[index:]:
+                if unsent.release is not None:
+                    unsent.release()
+            commit()
+            log.warning(
+                "notice %s for %s: the mail server refused it; retried later", kind, target_id
+            )
+            raise
+    return len(notices)

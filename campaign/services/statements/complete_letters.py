@@ -1,0 +1,256 @@
+"""One letter, complete: merged for a contact, laid out, its PDF, and the message bytes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from typing import Any
+
+from flask import current_app
+from flask_babel import force_locale
+from flask_babel import gettext as _
+
+from campaign.letters.letter import letter_source, render_letter
+from campaign.letters.salutations import RuleSet
+from campaign.letters.types import RenderedLetter
+from campaign.mail import (
+    Attachment,
+    LetterParts,
+    MessageError,
+    build_message,
+    letter_parts,
+    organisation_name,
+)
+
+
+@dataclass(frozen=True)
+class ComposedLetter:
+    letter: RenderedLetter
+    parts: LetterParts
+    pdf: bytes | None
+    # The RFC 5322 bytes as they would be sent; None when the letter cannot be sent.
+    message: bytes | None
+    # Why there is no message (letter errors are in letter.problems).
+    error: str = ""
+    pdf_filename: str = "letter.pdf"
+
+
+def compose_letter(
+    statement: Any,
+    contact: object,
+    *,
+    language: str | None = None,
+    with_pdf: bool | None = None,
+    rules: RuleSet | None = None,
+    today: date | None = None,
+    sender: str | None = None,
+    reply_to: str | None = None,
+    message_id: str | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+    attach_pdf: bool | None = None,
+    html_transform: Callable[[str], str] | None = None,
+    cases: Sequence[Mapping[str, Any]] = (),
+    fixed_subject: str | None = None,
+    files: Sequence[Any] = (),
+    to: tuple[str, str] | None = None,
+) -> ComposedLetter:
+    """Merge `statement` (a Statement or StatementVersion) for `contact` and build it whole.
+
+    The PDF is made (and attached) when the statement asks for one, or `attach_pdf` (a
+    campaign's choice) says so; `with_pdf` makes it for a preview without attaching it.
+    A campaign passes its sender, Reply-To, the delivery's fixed Message-ID and its
+    List-Unsubscribe headers; a preview leaves them to the defaults.
+    `html_transform` changes the laid-out HTML part only (a campaign's opt-in tracking).
+    `cases` is the campaign's `cases` merge data (services/cases.cases_context).
+    `fixed_subject` is a subject already merged, used as written (a follow-up's "Re: " +
+    the subject the ledger kept of that person's first letter).
+    `files` are the statement files a campaign chose (statement_files.LetterFile): the
+    letter carries those for every language and those of its own language.
+    `to` (display name, address) replaces the contact in To and drops the Cc (a test letter
+    to staff: a reply-all must not write to the contact).
+    Raises LanguageUnavailable when `language` is forced and the statement lacks it.
+    """
+    from campaign.services.statements.salutation_rules import current_rule_set
+
+    source = letter_source(statement)
+    letter = render_letter(
+        source,
+        contact,
+        language=language,
+        rules=rules or current_rule_set(),
+        today=today,
+        cases=cases,
+        fixed_subject=fixed_subject,
+    )
+    if to is not None:
+        letter = replace(letter, to_name=to[0], to_address=to[1], cc_addresses=())
+    if letter.cc_addresses:
+        # A copy address that bounced for good (or asked to be left alone) gets no copy.
+        from campaign.services.contacts.suppressions import is_suppressed
+
+        kept = tuple(cc for cc in letter.cc_addresses if not is_suppressed(cc))
+        if kept != letter.cc_addresses:
+            letter = replace(letter, cc_addresses=kept)
+    sender = sender or str(current_app.config["MAIL_DEFAULT_SENDER"])
+    organisation = organisation_name(sender)
+    letter_date = letter.letter_date or today or datetime.now(UTC).date()
+    parts = letter_parts(letter, organisation=organisation, letter_date=letter_date)
+    if html_transform is not None and not letter.has_errors:
+        parts = replace(parts, html=html_transform(parts.html))
+    if attach_pdf is None:
+        attach_pdf = bool(source.snapshot.get("is_pdf_attached"))
+    wants_pdf = attach_pdf or bool(with_pdf)
+    filename = pdf_filename(letter, letter_date, fallback=source.title)
+    pdf: bytes | None = None
+    if wants_pdf and not letter.has_errors:
+        from campaign.letters.pdf import PdfError, letter_pdf
+        from campaign.services.statements.organisation import letterhead
+
+        try:
+            pdf = letter_pdf(
+                letter,
+                organisation=organisation,
+                letter_date=letter_date,
+                letterhead=letterhead(organisation),
+            )
+        except PdfError as error:
+            return ComposedLetter(letter, parts, None, None, str(error), filename)
+    if letter.has_errors:
+        return ComposedLetter(letter, parts, pdf, None, _("the letter has errors"), filename)
+    # A PDF made only for a preview is shown, not attached.
+    attachments = [Attachment(filename, "application/pdf", pdf)] if attach_pdf and pdf else []
+    if files:
+        from campaign.services.statements.files import files_for
+
+        attachments += files_for(files, letter.language)
+    try:
+        message = build_message(
+            letter,
+            sender=sender,
+            reply_to=reply_to or None,
+            message_id=message_id,
+            extra_headers=extra_headers,
+            attachments=attachments,
+            organisation=organisation,
+            letter_date=letter_date,
+            parts=parts,
+        )
+    except MessageError as error:
+        return ComposedLetter(letter, parts, pdf, None, str(error), filename)
+    return ComposedLetter(letter, parts, pdf, message, "", filename)
+
+
+def pdf_filename(letter: RenderedLetter, letter_date: date, *, fallback: str = "") -> str:
+    """The PDF's name in the letter's language: "Lettre conjointe – 2026-12-10.pdf".
+
+    The merged subject of the letter's language (a follow-up's "Re: " left off) stands for
+    the title: a statement has one title, in one language, and a subject per language
+    (decision 0043); else the statement's title, then the date. Characters file systems
+    refuse (/ \\ : * ? " < > | and controls) go: one that separated words leaves " – "
+    ("Turkmenistan: prisoner" → "Turkmenistan – prisoner"), one inside a word "-"
+    ("A/HRC/55" → "A-HRC-55"); a name over 80 characters is cut between words, with "…".
+    """
+    subject = _REPLY_PREFIX.sub("", letter.subject)
+    title = _safe_filename(subject) or _safe_filename(fallback)
+    if not title:
+        with force_locale(letter.language.replace("-", "_")):
+            title = _safe_filename(_("Letter"))
+    return f"{_shortened(title)} – {letter_date.isoformat()}.pdf"
+
+
+_REPLY_PREFIX = re.compile(r"^\s*((re|aw|fwd?|tr|отв|ответ)\s*:\s*)+", re.IGNORECASE)
+_INVISIBLE_IN_FILENAME = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]"
+)
+# Quotes, angle brackets and asterisks enclose or stress words: dropped.
+_ENCLOSING_IN_FILENAME = re.compile(r'["<>*]')
+# Separators and sentence marks: a run of them, with the spaces around.
+_SEPARATING_IN_FILENAME = re.compile(r"\s*[/\\:|?](?:\s*[/\\:|?])*\s*")
+_FILENAME_TITLE_LIMIT = 80
+
+
+def _separator(match: re.Match[str]) -> str:
+    text = match.string
+    if match.start() == 0 or match.end() == len(text):
+        return " "  # nothing to separate: a leading or closing mark ("… released?")
+    if match.group().strip() != match.group():
+        return " – "  # it stood between words: "Turkmenistan: prisoner", "A / B"
+    return "-"  # inside a word: "A/HRC/55", "10:30"
+
+
+def _safe_filename(text: str) -> str:
+    text = _INVISIBLE_IN_FILENAME.sub(" ", text)
+    text = _ENCLOSING_IN_FILENAME.sub("", text)
+    text = " ".join(text.split())
+    text = _SEPARATING_IN_FILENAME.sub(_separator, text)
+    return " ".join(text.split()).strip(" .")
+
+
+def _shortened(title: str) -> str:
+    """`title` within the limit, cut between words and ended with "…" when it is cut."""
+    if len(title) <= _FILENAME_TITLE_LIMIT:
+        return title
+    room = _FILENAME_TITLE_LIMIT - 1  # the ellipsis takes one
+    # Whole words only: the last one that fits may end exactly at the limit.
+    cut = title[:room] if title[room] == " " else title[:room].rpartition(" ")[0] or title[:room]
+    return cut.rstrip(" .,;–-") + "…"
+
+
+class LetterNotSent(RuntimeError):
+    """A test letter could not be built or sent; the message says why."""
+
+
+def send_test_letter(
+    statement: Any,
+    contact: object,
+    *,
+    to: str,
+    language: str | None = None,
+    cases: list[dict[str, Any]] | None = None,
+    actor: Any = None,
+) -> ComposedLetter:
+    """Send `contact`'s letter to `to` only (a member of staff) and record it in the audit log.
+
+    The rule of a campaign's test letter (services/letter_tests): "[Test]" before the
+    subject, the member of staff in To (a reply-all must not reach the contact), the contact
+    named in X-Test-For, and the same hourly limit per person. `cases` is the
+    `{% for case in cases %}` data the preview merged, so the test shows the same.
+    """
+    from campaign.mail import SendError, send_message
+    from campaign.services.accounts.audit import record_event
+    from campaign.services.sending import letter_tests
+
+    try:
+        letter_tests.refuse_too_many(actor)
+    except letter_tests.TestLetterError as error:
+        raise LetterNotSent(str(error)) from None
+    subject = render_letter(
+        letter_source(statement), contact, language=language, cases=cases or []
+    ).subject
+    composed = compose_letter(
+        statement,
+        contact,
+        language=language,
+        cases=cases or [],
+        fixed_subject=letter_tests.SUBJECT_PREFIX + subject,
+        to=("", to),
+        extra_headers={"X-Test-For": letter_tests.contact_label(contact)},
+    )
+    if composed.message is None:
+        raise LetterNotSent(composed.error)
+    try:
+        send_message(
+            composed.message, sender=str(current_app.config["MAIL_DEFAULT_SENDER"]), recipients=[to]
+        )
+    except SendError as error:
+        raise LetterNotSent(str(error)) from None
+    record_event(
+        letter_tests.PREVIEW_AUDIT_ACTION,
+        target_type="statement",
+        actor=actor,
+        target_id=composed.letter.statement_id,
+        detail={"contact_id": composed.letter.contact_id, "language": composed.letter.language},
+    )
+    return composed
