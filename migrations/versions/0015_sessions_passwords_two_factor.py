@@ -99,7 +99,7 @@ def _decrypt_totp_secrets():
     from flask import current_app
 
     from campaign.secret_box import FERNET_PREFIX, TOTP_SECRETS, _fernet
-    from campaign.services.two_factor import unreadable_keys_refusal
+    from campaign.services.accounts.two_factor import unreadable_keys_refusal
 
     users = sa.table(
         'users',
