@@ -6,7 +6,7 @@ tracer and memory is the process's own: "peak MB" is the growth of peak RSS (get
 ru_maxrss) during the case, over the RSS after start-up (app built, database migrated).
 It includes SQLite's C allocations. Every case runs at a quarter and at all of the rows:
 flat memory means the two peaks are about equal. Also times the contacts page (server
-side, Flask test client) over 100,000 contacts when campaign/web/contacts.py exists.
+side, Flask test client) over 100,000 contacts when campaign/web/contacts/contacts.py exists.
 """
 
 from __future__ import annotations
@@ -325,7 +325,7 @@ def main() -> None:
         for label, seconds in page.items():
             print(f"  {label:24} {seconds * 1000:8.1f} ms")
     elif not has_page:
-        print("\ncontacts page: skipped (campaign/web/contacts.py does not exist yet)")
+        print("\ncontacts page: skipped (campaign/web/contacts/contacts.py does not exist yet)")
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ from flufl.bounce import scan_message  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
 from campaign import create_app  # noqa: E402
-from campaign.commands.inbound import record_paths  # noqa: E402
+from campaign.commands.replies.inbound import record_paths  # noqa: E402
 from campaign.extensions import db  # noqa: E402
 from campaign.inbound.authentication import dmarc_verdict  # noqa: E402
 from campaign.inbound.classify import classify  # noqa: E402

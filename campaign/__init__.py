@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask
 from flask_babel import lazy_gettext
 
-from campaign.config import PRIVATE_FOLDERS, PROJECT_ROOT, Config
+from campaign.config import MIGRATIONS_DIR, PRIVATE_FOLDERS, STATIC_DIR, TEMPLATES_DIR, Config
 from campaign.extensions import csrf, db, login_manager, migrate
 
 # Not bound as `mail`: in this package that name is the campaign.mail module.
@@ -36,8 +36,9 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     app = Flask(
         __name__,
         instance_path=config.INSTANCE_PATH,
-        template_folder=str(PROJECT_ROOT / "templates"),
-        static_folder=str(PROJECT_ROOT / "static"),
+        # Inside the package when installed from the wheel, else the checkout's (config.py).
+        template_folder=str(TEMPLATES_DIR),
+        static_folder=str(STATIC_DIR),
     )
     app.config.update(config.flask_settings())
     # Keys that are not Config fields (e.g. TESTING, WTF_CSRF_ENABLED) are passed through.
@@ -113,7 +114,7 @@ def _init_extensions(app: Flask) -> None:
 
     db.init_app(app)
     migrate.init_app(
-        app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True, compare_type=True
+        app, db, directory=str(MIGRATIONS_DIR), render_as_batch=True, compare_type=True
     )
     mail_extension.init_app(app)
     csrf.init_app(app)
@@ -141,7 +142,7 @@ def _init_extensions(app: Flask) -> None:
                 cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.close()
 
-    from campaign.web.auth import load_session_user
+    from campaign.web.accounts.auth import load_session_user
 
     # Only a browser with an open server-side session is signed in (services/sessions.py).
     login_manager.user_loader(load_session_user)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import importlib.metadata
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -83,6 +84,13 @@ class CampaignGroup(FlaskGroup):
 _HELP_OPTIONS = ("--help",)
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("campaign")
+    except importlib.metadata.PackageNotFoundError:  # a checkout run without installing it
+        return "unknown"
+
+
 @click.group(
     cls=CampaignGroup,
     create_app=_create_app,
@@ -90,6 +98,8 @@ _HELP_OPTIONS = ("--help",)
     load_dotenv=False,
     set_debug_flag=False,
 )
+# Ours, not Flask's (which prints Python's, Flask's and Werkzeug's): no configuration needed.
+@click.version_option(_version(), prog_name="campaign", message="%(prog)s %(version)s")
 def cli() -> None:
     """Advocacy mailing and campaign automation."""
 
@@ -176,19 +186,19 @@ def _in_terminal_language(callback: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def register_commands(app: Flask) -> None:
-    from campaign.commands.campaigns import register as register_campaigns
-    from campaign.commands.connections import register as register_connections
+    from campaign.commands.accounts import register as register_users
     from campaign.commands.contacts import register as register_contacts
     from campaign.commands.dev import register as register_dev
-    from campaign.commands.dkim import register as register_dkim
-    from campaign.commands.inbound import register as register_inbound
-    from campaign.commands.letters import register as register_letters
-    from campaign.commands.mailboxes import register as register_mailboxes
+    from campaign.commands.replies.inbound import register as register_inbound
+    from campaign.commands.replies.mailboxes import register as register_mailboxes
     from campaign.commands.schedules import register as register_schedules
+    from campaign.commands.sending.campaigns import register as register_campaigns
+    from campaign.commands.sending.connections import register as register_connections
+    from campaign.commands.sending.dkim import register as register_dkim
     from campaign.commands.sign_on import register as register_sign_on
-    from campaign.commands.statements import register as register_statements
+    from campaign.commands.statements.letters import register as register_letters
+    from campaign.commands.statements.statements import register as register_statements
     from campaign.commands.tracking import register as register_tracking
-    from campaign.commands.users import register as register_users
 
     register_campaigns(app)
     register_contacts(app)

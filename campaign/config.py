@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,16 @@ ENV_PREFIX = "CAMPAIGN_"
 SECRET_KEY_FILE = "secret_key"  # noqa: S105 (a file name)
 # Folders of the instance that hold people's data; closed to other local users at start.
 PRIVATE_FOLDERS = ("uploads", "attachments", "devmail", "redis")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+# Installed from the wheel, the package carries templates/, static/ and migrations/ (the
+# wheel maps the checkout's top-level folders there, docs/decisions/0053); run from a
+# checkout (an editable install too), they are the checkout's own.
+INSTALLED = (PACKAGE_DIR / "templates").is_dir()
+_RESOURCE_ROOT = PACKAGE_DIR if INSTALLED else PROJECT_ROOT
+TEMPLATES_DIR = _RESOURCE_ROOT / "templates"
+STATIC_DIR = _RESOURCE_ROOT / "static"
+MIGRATIONS_DIR = _RESOURCE_ROOT / "migrations"
 
 
 class ConfigError(RuntimeError):
@@ -23,6 +33,9 @@ class ConfigError(RuntimeError):
 
 
 def _default_instance_path() -> str:
+    if INSTALLED:
+        # Never inside site-packages: Flask's own place for an installed package's instance.
+        return str(Path(sys.prefix) / "var" / "campaign-instance")
     return str(PROJECT_ROOT / "instance")
 
 

@@ -462,10 +462,10 @@ def _standalone_environment() -> Any:
     # Outside an application (benchmarks, scripts) the same templates, the same rules.
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-    from campaign.config import PROJECT_ROOT
+    from campaign.config import TEMPLATES_DIR
 
     return Environment(
-        loader=FileSystemLoader(str(PROJECT_ROOT / "templates")),
+        loader=FileSystemLoader(str(TEMPLATES_DIR)),
         autoescape=select_autoescape(["html", "htm", "xml", "xhtml", "svg"]),
     )
 

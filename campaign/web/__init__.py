@@ -31,38 +31,23 @@ def is_public_page() -> bool:
 
 
 def register_blueprints(app: Flask) -> None:
-    from campaign.web import (
-        account,
-        audiences,
-        audit,
-        auth,
-        calendar,
-        campaigns,
-        cases,
-        contact_tools,
-        contacts,
+    from campaign.web import devmail, home
+    from campaign.web.accounts import account, audit, auth, two_factor, users
+    from campaign.web.contacts import audiences, contacts, imports, suppressions
+    from campaign.web.contacts import tools as contact_tools
+    from campaign.web.replies import dashboard, mailboxes, replies
+    from campaign.web.schedules import calendar, cases, schedule_runs, schedules
+    from campaign.web.sending import campaigns, smtp_accounts, unsubscribe
+    from campaign.web.sign_on import admin as sign_on_admin
+    from campaign.web.sign_on import invitations as sign_on_invitations
+    from campaign.web.sign_on import public as sign_on_public
+    from campaign.web.statements import (
         countries,
-        dashboard,
-        devmail,
-        home,
-        imports,
-        mailboxes,
         organisation,
         presend,
         previews,
-        replies,
         salutations,
-        schedule_runs,
-        schedules,
-        sign_on_admin,
-        sign_on_invitations,
-        sign_on_public,
-        smtp_accounts,
         statements,
-        suppressions,
-        two_factor,
-        unsubscribe,
-        users,
     )
 
     for module in (
@@ -213,7 +198,7 @@ def _page_of_the_form(language: str) -> str:
 def _register_template_helpers(app: Flask) -> None:
     from campaign.labels import choices, label_filter
     from campaign.models import Role
-    from campaign.web import country_names
+    from campaign.web.statements import country_names
 
     app.add_template_filter(label_filter, "label")
     country_names.install_template_helpers(app)

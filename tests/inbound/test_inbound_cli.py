@@ -12,7 +12,7 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from campaign import create_app
-from campaign.commands import inbound as inbound_command
+from campaign.commands.replies import inbound as inbound_command
 from campaign.extensions import db
 from campaign.models import InboundMessage
 from campaign.services.contacts.suppressions import is_suppressed

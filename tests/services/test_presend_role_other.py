@@ -107,7 +107,7 @@ def test_the_box_says_listed_below_only_when_the_list_shows_them(
     app: Flask, client: object, login: object, monkeypatch: object
 ) -> None:
     from campaign.models import Role
-    from campaign.web import presend as presend_page
+    from campaign.web.statements import presend as presend_page
 
     statement = statements.create_statement("Letter", language="en", subject="S", body=BODY)
     officials = [

@@ -14,7 +14,7 @@ from campaign.extensions import db
 from campaign.models import AuditEvent, ContactList, Role, Segment, User
 from campaign.services.contacts import lists, segments
 from campaign.services.contacts.contacts import create_contact
-from campaign.web.audiences import Builder
+from campaign.web.contacts.audiences import Builder
 
 Login = Callable[[Role], User]
 

@@ -20,7 +20,7 @@ from campaign.models._types import utcnow
 from campaign.queue import get_redis
 from campaign.secret_box import decrypt_secret, encrypt_secret
 from campaign.services.replies.mailboxes import poll_lock_key
-from campaign.web import mailboxes as mailboxes_page
+from campaign.web.replies import mailboxes as mailboxes_page
 from tests import servers
 from tests.inbound.helpers import delivery, letter_id, sent_campaign
 

@@ -292,7 +292,7 @@ def test_a_half_finished_sign_in_is_refused_after_five_minutes(
 ) -> None:
     import pyotp
 
-    from campaign.web.auth import PENDING_TOTP_SINCE
+    from campaign.web.accounts.auth import PENDING_TOTP_SINCE
 
     user = make_user(Role.SENDER)
     secret = _with_totp(user)

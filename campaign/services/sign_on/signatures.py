@@ -61,7 +61,7 @@ from campaign.tracking.buffer import ip_prefix
 log = logging.getLogger(__name__)
 
 LINK_LIFETIME = timedelta(hours=48)
-CONFIRM_PATH = "/sign/confirm/"  # campaign.web.sign_on_public serves it
+CONFIRM_PATH = "/sign/confirm/"  # campaign.web.sign_on.public serves it
 SIGN_PATH = "/sign/"
 # Languages the e-mails are written in; any other signer reads English.
 EMAIL_LANGUAGES = ("en", "fr", "ru")

@@ -27,7 +27,7 @@ from campaign.services.contacts import trash as trash_service
 from campaign.services.contacts.contacts import FIELD_LABELS, ContactInputError
 from campaign.services.contacts.search import ContactFilters, filtered_query, search_page
 from campaign.web.access import allow
-from campaign.web.contacts import LABEL_KINDS, _options
+from campaign.web.contacts.contacts import LABEL_KINDS, _options
 from campaign.web.params import row_id
 
 bp = Blueprint("contact_tools", __name__, url_prefix="/contacts")

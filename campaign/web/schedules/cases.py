@@ -29,8 +29,8 @@ from campaign.services.schedules.cases import (
     may_see_real_name,
 )
 from campaign.web.access import allow, signed_in_user
-from campaign.web.country_names import country_code
 from campaign.web.params import row_id
+from campaign.web.statements.country_names import country_code
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
 

@@ -27,7 +27,7 @@ from campaign.services.contacts.segments import (
     value_label,
 )
 from campaign.web.access import allow
-from campaign.web.country_names import country_code, country_options
+from campaign.web.statements.country_names import country_code, country_options
 
 bp = Blueprint("audiences", __name__, url_prefix="/audiences")
 

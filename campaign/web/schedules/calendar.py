@@ -44,8 +44,8 @@ from campaign.services.schedules.calendar_items import (
 )
 from campaign.services.schedules.cases import record_page_reveals
 from campaign.web.access import allow, public, signed_in_user
-from campaign.web.country_names import country_code
-from campaign.web.schedule_runs import unacknowledged_trouble
+from campaign.web.schedules.schedule_runs import unacknowledged_trouble
+from campaign.web.statements.country_names import country_code
 
 bp = Blueprint("calendar", __name__)
 

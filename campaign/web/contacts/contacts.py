@@ -55,9 +55,9 @@ from campaign.services.contacts.search import (
 from campaign.services.replies.correspondence import correspondence
 from campaign.services.statements.salutation_rules import current_rule_set
 from campaign.web.access import allow
-from campaign.web.country_names import country_options
 from campaign.web.downloads import file_download
 from campaign.web.params import row_id
+from campaign.web.statements.country_names import country_options
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 

@@ -49,7 +49,7 @@ from campaign.services.statements.statements import (
 )
 from campaign.web.access import allow, signed_in_user
 from campaign.web.params import row_id
-from campaign.web.previews import FRAME_POLICY
+from campaign.web.statements.previews import FRAME_POLICY
 
 bp = Blueprint("statements", __name__, url_prefix="/statements")
 

@@ -29,7 +29,7 @@ from campaign.models import Role, User
 from campaign.secret_box import TOTP_SECRETS, SecretUnreadable, decrypt_secret, encrypt_secret
 from campaign.services.accounts import two_factor, users
 from campaign.web.access import allow, public, signed_in_user
-from campaign.web.auth import finish_login, pending_user
+from campaign.web.accounts.auth import finish_login, pending_user
 
 bp = Blueprint("two_factor", __name__)
 # The key being set up, encrypted: the session cookie is signed, not secret; and when it

@@ -166,7 +166,7 @@ def finish_login(user: User) -> Any:
         return redirect(url_for("account.password"))
     # Set-up first where the role requires it, else an offer (web/two_factor.py imports this
     # module, hence the late import).
-    from campaign.web.two_factor import after_sign_in
+    from campaign.web.accounts.two_factor import after_sign_in
 
     return after_sign_in(user) or redirect(_safe_next(request.args.get("next")))
 

@@ -13,7 +13,7 @@ from campaign.i18n import SESSION_LANGUAGE, current_language
 from campaign.models import Role
 from campaign.services.accounts import sessions, users
 from campaign.web.access import allow, signed_in_user
-from campaign.web.auth import current_session_token
+from campaign.web.accounts.auth import current_session_token
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 

@@ -1,0 +1,3 @@
+"""Pages of what comes back: the replies inbox and answers, IMAP mailboxes, a campaign's
+dashboard. Services: campaign.services.replies.
+"""
