@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import contextvars
-import functools
 import importlib.metadata
-import os
 import secrets
-from collections.abc import Callable, Mapping
-from typing import Any
 
 import click
-from flask import Flask, current_app
-from flask.cli import FlaskGroup, NoAppException, with_appcontext
+from flask import Flask
+from flask.cli import FlaskGroup, NoAppException
 
+from campaign.commands.registry import HELP_ONLY
 from campaign.config import ConfigError
-from campaign.i18n import DEFAULT_LANGUAGE, supported, use_reader_language
-
-# Where a terminal says which language its user reads, in gettext's order: the first one
-# set (not empty) decides (decision 0031, "The command line").
-LANGUAGE_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
-
 
 # True while the group lists its commands (`campaign --help`): nothing runs then.
 _LISTING: contextvars.ContextVar[bool] = contextvars.ContextVar("listing", default=False)
@@ -41,11 +32,8 @@ def _create_app() -> Flask:
         except ConfigError:
             raise NoAppException(str(error)) from None  # Flask prints it without a traceback
         # Should a command still run with it (an option whose value is "--help"), it refuses.
-        app.config[_HELP_ONLY] = str(error)
+        app.config[HELP_ONLY] = str(error)
         return app
-
-
-_HELP_ONLY = "CAMPAIGN_HELP_ONLY"
 
 
 class CampaignGroup(FlaskGroup):
@@ -131,89 +119,3 @@ def help_command(ctx: click.Context, names: tuple[str, ...]) -> None:
 
 def main() -> None:
     cli.main(prog_name="campaign")
-
-
-def terminal_language(environ: Mapping[str, str] | None = None) -> str:
-    """The interface language this terminal's user reads, by gettext's rules.
-
-    The first of LANGUAGE, LC_ALL, LC_MESSAGES and LANG that is set decides. LANGUAGE may
-    list several languages, best first ("de:ru"); the first one we have a catalogue for
-    wins. "C", "POSIX" or a language without a catalogue means English.
-    """
-    environ = os.environ if environ is None else environ
-    for name in LANGUAGE_VARIABLES:
-        value = environ.get(name, "").strip()
-        if not value:
-            continue
-        for entry in value.split(":"):
-            # ru_RU.UTF-8, sr_RS@latin → ru_RU, sr_RS
-            locale_name = entry.split(".", 1)[0].split("@", 1)[0]
-            if locale_name in ("C", "POSIX"):
-                return DEFAULT_LANGUAGE
-            language = supported(locale_name)
-            if language:
-                return language
-        return DEFAULT_LANGUAGE
-    return DEFAULT_LANGUAGE
-
-
-def _speaks_terminal_language(command: click.Command) -> None:
-    """Make `command` (each command of a group) print in the terminal's language."""
-    if isinstance(command, click.Group):
-        for subcommand in command.commands.values():
-            _speaks_terminal_language(subcommand)
-        return
-    callback = command.callback
-    # The command objects are module-level: every app built in a process registers them.
-    if callback is None or getattr(callback, "speaks_terminal_language", False):
-        return
-    command.callback = _in_terminal_language(callback)
-
-
-def _in_terminal_language(callback: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(callback)
-    def speaking(*args: Any, **kwargs: Any) -> Any:
-        refusal = current_app.config.get(_HELP_ONLY)
-        if refusal:
-            raise click.ClickException(refusal)
-        use_reader_language(terminal_language())
-        return callback(*args, **kwargs)
-
-    speaking.speaks_terminal_language = True  # type: ignore[attr-defined]
-    # with_appcontext: the language is kept on the app context's `g`, which must be the one
-    # the command runs in (FlaskGroup pushes it; a test's own context is reused).
-    return with_appcontext(speaking)
-
-
-def register_commands(app: Flask) -> None:
-    from campaign.commands.accounts import register as register_users
-    from campaign.commands.contacts import register as register_contacts
-    from campaign.commands.dev import register as register_dev
-    from campaign.commands.replies.inbound import register as register_inbound
-    from campaign.commands.replies.mailboxes import register as register_mailboxes
-    from campaign.commands.schedules import register as register_schedules
-    from campaign.commands.sending.campaigns import register as register_campaigns
-    from campaign.commands.sending.connections import register as register_connections
-    from campaign.commands.sending.dkim import register as register_dkim
-    from campaign.commands.sign_on import register as register_sign_on
-    from campaign.commands.statements.letters import register as register_letters
-    from campaign.commands.statements.statements import register as register_statements
-    from campaign.commands.tracking import register as register_tracking
-
-    register_campaigns(app)
-    register_contacts(app)
-    register_connections(app)
-    register_dev(app)
-    register_dkim(app)
-    register_inbound(app)
-    register_letters(app)
-    register_mailboxes(app)
-    register_schedules(app)
-    register_sign_on(app)
-    register_statements(app)
-    register_tracking(app)
-    register_users(app)
-
-    # Once per invocation, inside its app context: the language the terminal asks for.
-    for command in app.cli.commands.values():
-        _speaks_terminal_language(command)
