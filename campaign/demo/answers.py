@@ -32,11 +32,12 @@ from campaign.models import (
     DeliveryStatus,
     StatementVersion,
     User,
+    utcnow,
 )
-from campaign.models._types import utcnow
 from campaign.queue import discard_pending_jobs
 from campaign.services.replies.intake import record_inbound
 from campaign.services.sending import campaigns
+from campaign.services.sending.deliveries import SEND_JOB
 from campaign.services.sending.unsubscribe import unsubscribe_url
 from campaign.services.statements.complete_letters import compose_letter
 from campaign.services.statements.salutation_rules import current_rule_set
@@ -126,7 +127,7 @@ def create_finished_campaign(*, actor: User | None, seed: int) -> FinishedCampai
 def _drop_send_jobs(campaign_id: int) -> None:
     # The launch queued send jobs for after the commit; the demo sends nothing, and a job
     # would need a Redis server while the demo loads.
-    discard_pending_jobs(db.session(), campaigns.SEND_JOB, campaign_id)
+    discard_pending_jobs(db.session(), SEND_JOB, campaign_id)
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,7 @@ def _mark_sent(campaign: Campaign, launched: datetime, rnd: random.Random) -> li
             },
             attach_pdf=False,
         )
+        # The past: no service marks a letter sent days ago (the sender marks it as it sends).
         delivery.attempts = 1
         delivery.next_attempt_at = None
         delivery.language = composed.letter.language
@@ -180,6 +182,7 @@ def _mark_sent(campaign: Campaign, launched: datetime, rnd: random.Random) -> li
         delivery.message_sha256 = hashlib.sha256(composed.message).hexdigest()
         delivery.message_blob = zlib.compress(composed.message, 1)
         sent.append(_Sent(delivery, contact.display_name, composed.letter.subject))
+    # The past as well: launched and finished days before the demo was loaded.
     campaign.launched_at = launched
     campaign.status = CampaignStatus.FINISHED.value
     campaign.finished_at = max(

@@ -6,6 +6,13 @@ page is open and the reminder ahead whenever the demo is loaded. Three signature
 approved (one published as "withheld"), one waits for an editor, one was never confirmed,
 and a few partner organisations are invited (their e-mails counted as sent days ago: the
 demo writes history, it sends nothing).
+
+The page, its settings and the approvals go through the services an editor's clicks do.
+The signatures themselves and the invitations are written directly, as the past: the only
+service that records a signature is the public form (it counts the signer in Redis, which
+`campaign dev` starts after the demo, and e-mails a link whose secret only that e-mail
+carries), and `invite` asks a whole list or segment and e-mails each invitation, while
+these four partners were invited, and e-mailed, days ago.
 """
 
 from __future__ import annotations
@@ -30,9 +37,10 @@ from campaign.models import (
     User,
 )
 from campaign.models.contact import RoleType
+from campaign.services.sign_on import moderation
 from campaign.services.sign_on import pages as sign_on
-from campaign.services.sign_on.invitations import organisation_zone_name, sign_on_address
-from campaign.services.statements import statements
+from campaign.services.sign_on.invitations import sign_on_address
+from campaign.services.sign_on.pages import organisation_zone_name
 
 JOINT_LETTER_TITLE = "Joint letter ahead of the EU\u2013Central Asia summit"
 DEADLINE_IN = timedelta(days=21)
@@ -105,6 +113,7 @@ def _signature(sign_on_row: SignOn, values: dict[str, object], status: str) -> S
     now = datetime.now(UTC)
     email = str(values["email"])
     fields = {key: value for key, value in values.items() if key != "email"}
+    # The past: signed (and confirmed) on the public form before the demo was loaded.
     signature = Signature(
         sign_on_id=sign_on_row.id,
         email=email,
@@ -149,23 +158,19 @@ def load_demo_sign_on(actor: User | None = None) -> DemoSignOn | None:
         .order_by(Contact.id)
         .limit(INVITED)
     ).all()
-    now = datetime.now(UTC)
     for number, values in enumerate(_APPROVED):
         approved = dict(values)
         if number == 0 and partners:
             # The first invited partner has signed: the invitations page shows it.
             approved["email"] = partners[0].email
-        signature = _signature(page, approved, SignatureStatus.APPROVED.value)
-        # Approval makes the signature a signatory of the statement (a new version).
-        signatory = statements.add_signatory(
-            statement, sign_on.as_signatory_values(signature), actor=actor
-        )
-        signature.signatory_id = signatory.id
-        signature.moderated_at = now
-        signature.moderated_by_id = actor.id if actor else None
+        signature = _signature(page, approved, SignatureStatus.CONFIRMED.value)
+        # An editor's approval: the signature becomes a signatory (a new statement version).
+        moderation.approve(signature, actor=actor)
     _signature(page, dict(_WAITING), SignatureStatus.CONFIRMED.value)
     _signature(page, dict(_UNCONFIRMED), SignatureStatus.UNCONFIRMED.value)
+    now = datetime.now(UTC)
     for partner in partners:
+        # The past: invited, and the invitation e-mailed, three days before the demo.
         db.session.add(
             SignOnInvitation(
                 sign_on_id=page.id,

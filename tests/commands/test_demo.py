@@ -6,11 +6,13 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Contact, ContactList, Segment, User, list_memberships
+from campaign.queue import get_queue
 from campaign.services.accounts import users
 from campaign.services.contacts.segments import count_matching
 
@@ -152,6 +154,36 @@ def test_load_demo_creates_the_first_admin_once_and_loads_nothing_twice(app: Fla
         db.session.scalar(select(func.count(AuditEvent.id)).where(AuditEvent.action == "demo.load"))
         == 1
     )
+
+
+def test_the_demo_goes_through_the_services_a_user_s_own_data_goes_through(app: Flask) -> None:
+    _load(app)
+
+    actions = Counter(db.session.scalars(select(AuditEvent.action)))
+    # One import of the contacts file, each list and segment saved, each signature approved.
+    assert actions["contacts.import"] == 1
+    assert (actions["list.create"], actions["segment.create"]) == (5, 2)
+    assert actions["signature.approve"] == 3
+    imported = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "contacts.import")
+    ).one()
+    assert imported.actor_email == "admin@example.org"
+    assert imported.detail is not None
+    assert (imported.detail["imported"], imported.detail["rejected"]) == (413, 0)
+    # The services' e-mails (signature links, invitations, letters) were never queued.
+    assert get_queue().count == 0
+
+
+def test_a_demo_contact_the_contact_rules_refuse_stops_the_load(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from campaign.demo import loader
+
+    rows = loader.sample_contact_rows()
+    rows[1]["email"] = "not an address"
+    monkeypatch.setattr(loader, "sample_contact_rows", lambda: rows)
+    with pytest.raises(ValueError, match=r"demo contact on line 3 \(not an address\): "):
+        loader.load_demo(generated=0)
 
 
 def test_a_random_admin_password_is_printed_and_works(app: Flask) -> None:
