@@ -58,6 +58,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     _init_extensions(app)
     _register_blueprints(app)
     _register_cli(app)
+    _register_tick_actions(app)
     _quiet_secret_logging(app)
     return app
 
@@ -154,8 +155,16 @@ def _register_blueprints(app: Flask) -> None:
     register_blueprints(app)
 
 
+def _register_tick_actions(app: Flask) -> None:
+    # What each kind of schedule does, listed once: the worker, `campaign tick` and the
+    # tests read the same registry (decision 0056).
+    from campaign.scheduling.registry import register_tick_actions
+
+    register_tick_actions(app)
+
+
 def _register_cli(app: Flask) -> None:
-    from campaign.cli import register_commands
+    from campaign.commands.registry import register_commands
 
     register_commands(app)
 

@@ -11,8 +11,9 @@ by the letters package). This module owns the first two.
 from __future__ import annotations
 
 import logging
+import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -179,6 +180,35 @@ def use_reader_language(language: str) -> str:
     g.reader_language = chosen  # outside a request too: a CLI command, a worker job
     refresh()
     return chosen
+
+
+# Where a terminal says which language its user reads, in gettext's order: the first one
+# set (not empty) decides (decision 0031, "The command line").
+LANGUAGE_VARIABLES = ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG")
+
+
+def terminal_language(environ: Mapping[str, str] | None = None) -> str:
+    """The interface language this terminal's user reads, by gettext's rules.
+
+    The first of LANGUAGE, LC_ALL, LC_MESSAGES and LANG that is set decides. LANGUAGE may
+    list several languages, best first ("de:ru"); the first one we have a catalogue for
+    wins. "C", "POSIX" or a language without a catalogue means English.
+    """
+    environ = os.environ if environ is None else environ
+    for name in LANGUAGE_VARIABLES:
+        value = environ.get(name, "").strip()
+        if not value:
+            continue
+        for entry in value.split(":"):
+            # ru_RU.UTF-8, sr_RS@latin → ru_RU, sr_RS
+            locale_name = entry.split(".", 1)[0].split("@", 1)[0]
+            if locale_name in ("C", "POSIX"):
+                return DEFAULT_LANGUAGE
+            language = supported(locale_name)
+            if language:
+                return language
+        return DEFAULT_LANGUAGE
+    return DEFAULT_LANGUAGE
 
 
 def local_time(value: datetime | None, format: str = "short") -> str:

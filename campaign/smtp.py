@@ -30,11 +30,39 @@ from campaign.tls import (
     problem_of,
 )
 
-if TYPE_CHECKING:  # the settings are plain data; the adapter does not import services
-    from campaign.services.sending.smtp_accounts import SmtpSettings
+if TYPE_CHECKING:
+    from campaign.dkim import DkimSigner
 
 # Enhanced status code at the start of a reply text (RFC 3463): "5.1.1", "4.7.0".
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    """Everything needed to open a connection and pace it. `key` names the rate limits.
+
+    Plain data, built by services/sending/smtp_accounts.py from an account or the
+    configuration; it lives here, with the connection that uses it, so that this adapter
+    imports nothing above it.
+    """
+
+    key: str
+    name: str
+    host: str
+    port: int
+    security: str  # none | starttls | ssl
+    username: str
+    password: str
+    timeout: int
+    per_second: int = 0
+    per_minute: int = 0
+    per_day: int = 0
+    max_connections: int = 0
+    # Signs every message sent through the account; None: the account has no DKIM key.
+    dkim_signer: DkimSigner | None = None
+
+    def __repr__(self) -> str:  # never the password, not even in a traceback
+        return f"SmtpSettings({self.name!r}, {self.host}:{self.port}, {self.security})"
 
 
 class Outcome(enum.StrEnum):

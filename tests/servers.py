@@ -163,30 +163,35 @@ def start_postgres() -> PostgresServer:
     )
     if init.returncode != 0:
         service_missing("PostgreSQL", f"initdb failed: {init.stderr.strip()[-300:]}")
-    port = free_port()
-    options = (
-        f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off"
-    )
-    start = subprocess.run(
-        [
-            *run_as,
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data_dir),
-            "-o",
-            options,
-            "-l",
-            str(root / "log"),
-            "-w",
-            "start",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if start.returncode != 0:
+    # xdist workers start their clusters at once: a free port another worker took between
+    # free_port() and the bind is tried again with a new one.
+    for _attempt in range(5):
+        port = free_port()
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off"
+        )
+        start = subprocess.run(
+            [
+                *run_as,
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data_dir),
+                "-o",
+                options,
+                "-l",
+                str(root / "log"),
+                "-w",
+                "start",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         log = (root / "log").read_text() if (root / "log").exists() else start.stderr
+        if start.returncode == 0 or "could not bind" not in log:
+            break
+    if start.returncode != 0:
         service_missing("PostgreSQL", f"pg_ctl start failed: {log.strip()[-300:]}")
     subprocess.run(
         [

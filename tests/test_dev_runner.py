@@ -129,7 +129,7 @@ def test_campaign_dev_serves_the_app_and_ctrl_c_stops_everything(tmp_path: Path)
 
         # The demo's draft campaign goes out to the sink; Ctrl-C comes while it is sending.
         launched = subprocess.run(
-            [str(campaign), "send", "1", "--override"],
+            [str(campaign), "send", "1", "--override", "--reason", "the demo's own mailbox"],
             # As a terminal beside scripts/run (the demo's sender is at localhost).
             env={
                 **env,

@@ -175,7 +175,9 @@ def test_below_sender_the_mailbox_and_its_links_are_refused(
         response = client.get(path)
         assert response.status_code == 403, path
         assert b"/reset/secret" not in response.data
-    assert "/devmail/" not in client.get("/").get_data(as_text=True)
+    home = client.get("/")
+    assert home.status_code == 200 and "<h1>Start</h1>" in home.get_data(as_text=True)
+    assert "/devmail/" not in home.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("role", [Role.SENDER, Role.ADMIN])

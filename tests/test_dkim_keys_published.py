@@ -110,7 +110,10 @@ def test_ed25519_is_explained_and_an_ed25519_only_account_is_warned(
     assert "add an RSA key" not in text and "Gmail" in text
     account = _account(fault_smtp)
     login(Role.ADMIN)
-    page = client.get(f"/smtp-accounts/{account.id}/dkim").get_data(as_text=True)
+    response = client.get(f"/smtp-accounts/{account.id}/dkim")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "<h1>DKIM key of the SMTP account" in page and 'id="dkim-key"' in page
     assert 'id="dkim-ed25519-warning"' not in page
     assert _make(client, account, "ed1", "ed25519").status_code == 302
     page = html.unescape(client.get(f"/smtp-accounts/{account.id}/dkim").get_data(as_text=True))

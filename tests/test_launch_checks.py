@@ -17,7 +17,8 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from campaign.models import Campaign, CampaignStatus, Role
 from campaign.services.sending import campaigns
 from campaign.services.sending.campaigns import AudienceSpec, CampaignError
-from tests.services.test_campaigns import _list, _statement
+from tests.factories import StatementFactory
+from tests.services.test_campaigns import BODY, _list
 
 GOOD = {"PUBLIC_URL": "https://campaign.example.org", "MESSAGE_ID_DOMAIN": ""}
 
@@ -25,7 +26,7 @@ GOOD = {"PUBLIC_URL": "https://campaign.example.org", "MESSAGE_ID_DOMAIN": ""}
 def _campaign(from_address: str = "Office <office@example.org>", **options: Any) -> Campaign:
     press = _list("Press", ["a@example.org"])
     return campaigns.create_campaign(
-        _statement(),
+        StatementFactory(body=BODY),
         audience=AudienceSpec((f"list:{press.id}",)),
         from_address=from_address,
         **options,
@@ -271,7 +272,7 @@ def test_a_follow_up_step_is_checked_like_a_launch(app: Flask) -> None:
         .where(Delivery.campaign_id == campaign.id)
         .values(status=DeliveryStatus.SENT.value, sent_at=datetime.now(UTC) - timedelta(days=3))
     )
-    step = followups.add_step(campaign, _statement(), 1, FollowUpCondition.NO_REPLY)
+    step = followups.add_step(campaign, StatementFactory(body=BODY), 1, FollowUpCondition.NO_REPLY)
     db.session.commit()
     schedule = followups.schedule_of(step)
     assert schedule is not None and schedule.next_run_at is not None

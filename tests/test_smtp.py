@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from campaign.services.sending.smtp_accounts import SmtpSettings
-from campaign.smtp import Outcome, SmtpConnection, classify_reply
+from campaign.smtp import Outcome, SmtpConnection, SmtpSettings, classify_reply
 from tests.fault_smtp import FaultSmtpServer
 
 SENDER = "office@example.org"

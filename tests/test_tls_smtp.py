@@ -30,9 +30,8 @@ from campaign.services.contacts.contacts import create_contact
 from campaign.services.sending import batches as sending
 from campaign.services.sending import campaigns
 from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.sending.smtp_accounts import SmtpSettings
 from campaign.services.statements import statements
-from campaign.smtp import Outcome, SmtpConnection
+from campaign.smtp import Outcome, SmtpConnection, SmtpSettings
 from campaign.tls import TlsProblem
 from tests.fault_smtp import FaultSmtpServer
 from tests.tls_ca import CertificateAuthority, ServerCertificate

@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -90,14 +91,31 @@ def test_a_worker_restarted_under_the_same_name_after_a_kill_starts_at_once(
     assert second.poll() is None, scene.workers.log_tail()
 
 
+def _heard_from_since(scene: Scene, name: str, since: datetime) -> bool:
+    """Whether worker `name` registered or sent a heartbeat at `since` or later."""
+    with scene.redis.client() as connection:
+        for worker in Worker.all(connection=connection):
+            if worker.name == name and worker.last_heartbeat and worker.last_heartbeat >= since:
+                return True
+    return False
+
+
 def test_a_worker_waits_for_redis_to_come_back_and_carries_on(scene: Scene) -> None:
     worker = scene.workers.start(name="outage-1")
     _wait(lambda: "outage-1" in _registered(scene), "the worker did not register", scene)
     scene.redis.kill()
     time.sleep(3)
     assert worker.poll() is None, "the worker must not exit while Redis is away"
+    restarted = datetime.now(UTC)
     scene.redis.start()
-    _wait(lambda: "outage-1" in _registered(scene), "the worker did not come back", scene)
+    # Redis keeps its append-only file, so the registration from before the outage is back at
+    # once: only a heartbeat (or a new registration) stamped after the restart shows that the
+    # worker itself is back.
+    _wait(
+        lambda: _heard_from_since(scene, "outage-1", restarted),
+        "the worker did not come back",
+        scene,
+    )
 
     scene.seed(20)
     scene.smtp.stall(PER_MESSAGE_STALL, stage="data", times=None)

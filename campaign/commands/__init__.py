@@ -1,8 +1,8 @@
 """Extra `campaign` CLI commands, one module per area.
 
-Every command prints in the terminal's language (campaign/cli.py sets it once per
-invocation; decision 0031, "The command line"). The helpers here are what the commands
-share for that.
+Every command prints in the terminal's language (registry.py, which create_app calls,
+sets it once per invocation; decision 0031, "The command line"). The helpers here are what
+the commands share for that.
 """
 
 from __future__ import annotations

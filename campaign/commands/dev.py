@@ -1,4 +1,4 @@
-"""`campaign dev` (the whole application on one laptop) and `campaign load-demo`."""
+"""`campaign dev`: the whole application on one laptop (`load-demo` is in demo.py)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,13 @@ from typing import Any
 
 import click
 from flask import Flask
-from flask.cli import with_appcontext
 from flask_babel import gettext as _
 
 from campaign.commands import CommandError
+from campaign.commands.demo import DEMO_PASSWORD_ENV
 
 DEFAULT_PORT = 5000
 WORKER_STOP_SECONDS = 15.0
-DEMO_PASSWORD_ENV = "CAMPAIGN_DEMO_ADMIN_PASSWORD"  # noqa: S105 (a variable name)
 # What local use needs and production must not have; anything set explicitly wins.
 DEV_ENVIRONMENT = {
     "CAMPAIGN_DEBUG": "true",
@@ -30,57 +29,6 @@ DEV_ENVIRONMENT = {
     # The demo's letterhead: a fictional organisation, never a real one's name.
     "CAMPAIGN_ORGANISATION_NAME": "Demo Association for Human Rights (fictional)",
 }
-
-
-def register(app: Flask) -> None:
-    """Add `load-demo` to the app's commands (`dev` is on the group itself, see cli.py)."""
-    app.cli.add_command(load_demo_command)
-
-
-@click.command("load-demo")
-@click.option(
-    "--admin-password",
-    envvar=DEMO_PASSWORD_ENV,
-    default=None,
-    help="Password for admin@example.org if it is created (default: random).",
-)
-@with_appcontext
-def load_demo_command(admin_password: str | None) -> None:
-    """Load fictional demo contacts, lists and segments (only into an empty database)."""
-    from campaign.demo.loader import load_demo
-    from campaign.extensions import db
-    from campaign.services.accounts.users import UserError
-
-    try:
-        result = load_demo(admin_password=admin_password)
-    except UserError as error:
-        db.session.rollback()
-        raise CommandError(str(error)) from None
-    db.session.commit()
-    if result.contacts:
-        click.echo(
-            _(
-                "loaded %(contacts)d contacts, %(lists)d lists, %(segments)d segments, "
-                "%(statements)d statements",
-                contacts=result.contacts,
-                lists=result.lists,
-                segments=result.segments,
-                statements=result.statements,
-            )
-        )
-        from campaign.demo.sign_on import demo_sign_on_line
-
-        click.echo(demo_sign_on_line())
-    else:
-        click.echo(_("there are contacts already; demo data not loaded"))
-    if result.admin_email:
-        click.echo(
-            _(
-                "created %(email)s with password: %(password)s",
-                email=result.admin_email,
-                password=result.admin_password,
-            )
-        )
 
 
 @click.command("dev")
@@ -165,9 +113,8 @@ class DevRunner:
         from werkzeug.serving import make_server
 
         from campaign import create_app
-        from campaign.cli import terminal_language
         from campaign.config import ConfigError
-        from campaign.i18n import use_reader_language
+        from campaign.i18n import terminal_language, use_reader_language
 
         # Unsubscribe links in letters sent from this machine point at this web app; the
         # worker inherits the variable.
@@ -226,10 +173,9 @@ class DevRunner:
     def _prepare_database(self, app: Flask) -> str:
         from flask_migrate import upgrade
 
-        from campaign.cli import terminal_language
         from campaign.demo.loader import load_demo
         from campaign.extensions import db
-        from campaign.i18n import use_reader_language
+        from campaign.i18n import terminal_language, use_reader_language
 
         with app.app_context():
             use_reader_language(terminal_language())  # a context of its own: its own `g`

@@ -71,7 +71,7 @@ def sign_on_command(statement_id: int) -> None:
         reminded=reminded,
     )
     lines.append((_("invitations:"), invitations))
-    reminder = sign_on_invitations.reminder_of(page)
+    reminder = sign_on.reminder_of(page)
     if reminder is not None and reminder.is_enabled and reminder.next_run_at is not None:
         lines.append((_("reminder:"), f"{reminder.next_run_at:%Y-%m-%d %H:%M} UTC"))
     else:

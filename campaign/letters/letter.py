@@ -141,20 +141,18 @@ def _template_variables(source: str) -> frozenset[str]:
 
 
 def letter_source(statement: Any) -> LetterSource:
-    """Return the LetterSource of a StatementVersion, or of a Statement's latest version."""
-    from campaign.models import Statement, StatementVersion
+    """Return the LetterSource of a StatementVersion (or the LetterSource given).
+
+    A Statement is not read here: which version is its latest, and what a statement not
+    yet frozen looks like as a snapshot, are the statements service's to say
+    (`services.statements.statements.letter_source`, which hands the result here).
+    """
+    from campaign.models import StatementVersion
 
     if isinstance(statement, LetterSource):
         return statement
     if isinstance(statement, StatementVersion):
         return LetterSource(statement.statement_id, statement.number, statement.snapshot)
-    if isinstance(statement, Statement):
-        from campaign.services.statements.statements import latest_version, snapshot
-
-        version = latest_version(statement)
-        if version is not None:
-            return LetterSource(statement.id, version.number, version.snapshot)
-        return LetterSource(statement.id, 0, snapshot(statement))
     raise TypeError(f"cannot make letters from a {type(statement).__name__}")
 
 
@@ -429,10 +427,11 @@ def render_letter(
     cases: Sequence[Mapping[str, Any]] = (),
     fixed_subject: str | None = None,
 ) -> RenderedLetter:
-    """Merge a statement (a StatementVersion, a Statement's latest version, or a LetterSource)
-    for one contact and report what is wrong; template errors become problems, not exceptions.
+    """Merge a statement (a StatementVersion or a LetterSource; for a Statement, its source
+    from `services.statements.statements.letter_source`) for one contact and report what is
+    wrong; template errors become problems, not exceptions.
 
-    `cases` is the campaign's linked cases as `services.cases.cases_context` gives them
+    `cases` is the campaign's linked cases as `services.schedules.cases.cases_context` gives
     (letter-safe names); outside a campaign (previews, `campaign render`) there are none.
 
     `language` forces the text (LanguageUnavailable when the statement has none in it);

@@ -1,5 +1,6 @@
 """SQLAlchemy models, one module per aggregate; importing this registers them all."""
 
+from campaign.models._types import utcnow
 from campaign.models.audience import ContactList, Segment, list_memberships
 from campaign.models.audit import AuditEvent
 from campaign.models.bulk_edit import BulkEditStatus, ContactBulkEdit
@@ -150,4 +151,5 @@ __all__ = [
     "UserSession",
     "campaign_cases",
     "list_memberships",
+    "utcnow",
 ]

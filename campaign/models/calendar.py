@@ -91,6 +91,14 @@ class Case(db.Model):  # type: ignore[name-defined]
     dates = relationship("CaseDate", order_by="CaseDate.on", cascade="all, delete-orphan")
 
 
+def letter_name(case: Case) -> str:
+    """The name safe anywhere staff or letters see it: the pseudonym for people at high risk.
+
+    Beside the model because the calendar, the cases and the schedules all name a case.
+    """
+    return case.pseudonym if case.is_high_risk else case.name
+
+
 class CaseDate(db.Model):  # type: ignore[name-defined]
     __tablename__ = "case_dates"
 

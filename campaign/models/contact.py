@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import enum
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Boolean, Date, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import (
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from campaign.extensions import db
 from campaign.models._types import UTCDateTime, utcnow
-from campaign.models.search_key import install_key_maintenance
+from campaign.models.search_key import KEY_FIELDS, install_key_maintenance, search_key_of
 
 
 class ContactKind(enum.StrEnum):
@@ -172,3 +185,21 @@ class Contact(db.Model):  # type: ignore[name-defined]
 
 
 install_key_maintenance(Contact)
+
+
+def refresh_search_keys(session: Any, contact_ids: list[int]) -> None:
+    """Recompute the key of these contacts (after a bulk UPDATE changed their names)."""
+    if not contact_ids:
+        return
+    columns = [getattr(Contact, name) for name in KEY_FIELDS]
+    for start in range(0, len(contact_ids), 1000):
+        chunk = contact_ids[start : start + 1000]
+        rows = session.execute(select(Contact.id, *columns).where(Contact.id.in_(chunk))).mappings()
+        params = [{"row_id": row["id"], "key": search_key_of(row)} for row in rows]
+        if params:
+            session.execute(
+                update(Contact.__table__)
+                .where(Contact.__table__.c.id == bindparam("row_id"))
+                .values(search_key=bindparam("key")),
+                params,
+            )

@@ -87,25 +87,3 @@ def install_bulk_key_maintenance(session: Any) -> None:
         for row in rows or ():
             if isinstance(row, dict) and "search_key" not in row:
                 row["search_key"] = search_key_of(row)
-
-
-def refresh_search_keys(session: Any, contact_ids: list[int]) -> None:
-    """Recompute the key of these contacts (after a bulk UPDATE changed their names)."""
-    from sqlalchemy import bindparam, select, update
-
-    from campaign.models.contact import Contact
-
-    if not contact_ids:
-        return
-    columns = [getattr(Contact, name) for name in KEY_FIELDS]
-    for start in range(0, len(contact_ids), 1000):
-        chunk = contact_ids[start : start + 1000]
-        rows = session.execute(select(Contact.id, *columns).where(Contact.id.in_(chunk))).mappings()
-        params = [{"row_id": row["id"], "key": search_key_of(row)} for row in rows]
-        if params:
-            session.execute(
-                update(Contact.__table__)
-                .where(Contact.__table__.c.id == bindparam("row_id"))
-                .values(search_key=bindparam("key")),
-                params,
-            )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 
 from campaign.extensions import db
@@ -19,14 +20,13 @@ from campaign.models import (
 )
 from campaign.models.schedule import RunOutcome, Schedule, ScheduleKind, ScheduleRun
 from campaign.scheduling.recurrence import next_yearly
-from campaign.scheduling.stored_text import Text, _l, dump, joined, labelled, lazy_ngettext
-from campaign.scheduling.tick import ACTIONS, NEXT_RUN, ON_MISSED, ActionFailed
+from campaign.scheduling.stored_text import Text, dump, joined, labelled, lazy_ngettext
+from campaign.scheduling.tick import ActionFailed
 from campaign.scheduling.timezones import zone_of
 from campaign.services.accounts.audit import record_event
 from campaign.services.schedules.cases import link_case
 from campaign.services.sending import campaigns
 from campaign.services.statements import presend
-from campaign.services.statements.salutation_rules import current_rule_set
 
 LAUNCHABLE = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
 # The pre-send problems a refused scheduled launch records, in words, for the officer.
@@ -34,40 +34,13 @@ SHOWN_IN_RECORD = 3
 
 
 def _launch(campaign: Campaign, now: datetime) -> Text:
-    """Launch with the same checks as `campaign launch`, never overriding them: nobody is there
-    to decide. Raise CampaignError with the reason."""
-    check = campaigns.check_campaign(campaign)
-    if check.errors:
-        raise campaigns.CampaignError(joined("; ", check.errors))
-    statement = db.session.get(Statement, campaign.statement_id)
-    report = presend.check_audience(
-        statement, campaigns.recipients_query(campaign), rules=current_rule_set()
-    )
-    if report.has_errors:
-        # The first problems in words (statement, language, line), kept as messages: the
-        # officer who reads the run later sees why in their own language.
-        shown = presend.problem_lines(report, errors_only=True)
-        raise campaigns.CampaignError(
-            joined(
-                " ",
-                [
-                    lazy_ngettext(
-                        "the pre-send check found letters with errors for %(num)d contact; "
-                        "fix them, then schedule or launch it again:",
-                        "the pre-send check found letters with errors for %(num)d contacts; "
-                        "fix them, then schedule or launch it again:",
-                        report.contacts_with_errors,
-                    ),
-                    joined("; ", list(shown[:SHOWN_IN_RECORD])),
-                    *(
-                        [_l("… and %(num)d more", num=len(shown) - SHOWN_IN_RECORD)]
-                        if len(shown) > SHOWN_IN_RECORD
-                        else []
-                    ),
-                ],
-            )
-        )
-    if not campaigns.launch_campaign(campaign, at=now):
+    """Launch through the one launch rule (campaigns.check_and_launch), never overriding the
+    pre-send check: nobody is there to decide. Raise CampaignError with the reason."""
+    try:
+        launched = campaigns.check_and_launch(campaign, at=now)
+    except campaigns.PresendRefused as refused:
+        raise campaigns.CampaignError(_presend_refusal(refused.report)) from None
+    if not launched:
         return _l("campaign '%(name)s' was already launched: nothing to do", name=campaign.name)
     counts = campaigns.status_counts(campaign.id)
     return lazy_ngettext(
@@ -75,6 +48,30 @@ def _launch(campaign: Campaign, now: datetime) -> Text:
         "campaign '%(name)s' launched: %(num)d recipients queued",
         counts["queued"],
         name=campaign.name,
+    )
+
+
+def _presend_refusal(report: presend.PresendReport) -> Text:
+    """The first problems in words (statement, language, line), kept as messages: the
+    officer who reads the run later sees why in their own language."""
+    shown = presend.problem_lines(report, errors_only=True)
+    return joined(
+        " ",
+        [
+            lazy_ngettext(
+                "the pre-send check found letters with errors for %(num)d contact; "
+                "fix them, then schedule or launch it again:",
+                "the pre-send check found letters with errors for %(num)d contacts; "
+                "fix them, then schedule or launch it again:",
+                report.contacts_with_errors,
+            ),
+            joined("; ", list(shown[:SHOWN_IN_RECORD])),
+            *(
+                [_l("… and %(num)d more", num=len(shown) - SHOWN_IN_RECORD)]
+                if len(shown) > SHOWN_IN_RECORD
+                else []
+            ),
+        ],
     )
 
 
@@ -252,7 +249,6 @@ def launch_yearly_now(
     schedule: Schedule,
     *,
     actor: User | None = None,
-    presend_errors: int = 0,
     override: bool = False,
     override_reason: str = "",
     now: datetime | None = None,
@@ -284,10 +280,9 @@ def launch_yearly_now(
         raise campaigns.CampaignError(failure.detail) from None
     if case is not None:
         link_case(copy, case)
-    if not campaigns.launch_campaign(
+    if not campaigns.check_and_launch(
         copy,
         actor=actor,
-        presend_errors=presend_errors,
         override=override,
         override_reason=override_reason,
         at=now,
@@ -319,9 +314,3 @@ def next_yearly_run(schedule: Schedule, due_at: datetime) -> datetime:
     return next_yearly(
         due_at, int(rule["month"]), int(rule["day"]), str(rule["time"]), schedule.timezone
     )
-
-
-ACTIONS[ScheduleKind.SEND_AT.value] = fire_send_at
-ON_MISSED[ScheduleKind.SEND_AT.value] = missed_send_at
-ACTIONS[ScheduleKind.YEARLY_CAMPAIGN.value] = fire_yearly
-NEXT_RUN[ScheduleKind.YEARLY_CAMPAIGN.value] = next_yearly_run

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from flask_babel import force_locale
@@ -10,8 +10,10 @@ from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
 from sqlalchemy import select
 
+from campaign import clock
 from campaign.extensions import db
 from campaign.models import Campaign, CampaignStatus, Case, CaseDate, User
+from campaign.models.calendar import letter_name
 from campaign.models.schedule import Schedule, ScheduleKind
 from campaign.scheduling.recurrence import check_month_day, next_yearly, parse_time, yearly_note
 from campaign.scheduling.stored_text import labelled, lowered
@@ -32,7 +34,7 @@ def create_send_at(
 
     `pacing` (from `pacing.pacing_rule`) is kept in the rule for the launch to read.
     """
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     if campaign.status not in (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value):
         raise ScheduleError(
             _l(
@@ -155,11 +157,9 @@ def create_yearly(
     With `case_date` the date is that case date's anniversary (the caller's month and day
     are ignored) and each year's copy gets the case linked, so its letters can merge it.
     """
-    now = now or datetime.now(UTC)
+    now = now or clock.now()
     name = campaign.name
     if case_date is not None:
-        from campaign.services.schedules.cases import letter_name
-
         month, day = case_date.on.month, case_date.on.day
         case = db.session.get(Case, case_date.case_id)
         # Schedule names are shown to everyone (CLI, scheduler record): the letter-safe name.

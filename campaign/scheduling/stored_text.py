@@ -21,7 +21,6 @@ from typing import Any, TypeAlias
 from babel import dates
 from flask import has_app_context
 from flask_babel import force_locale, format_date, gettext, lazy_ngettext, ngettext
-from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
 
 from campaign.labels import label
@@ -33,7 +32,6 @@ _OPENING = '{"' + _KEY + '":'
 __all__ = [
     "Said",
     "Text",
-    "_l",
     "day",
     "dump",
     "english",

@@ -4,26 +4,29 @@ A fire is claimed by inserting its `schedule_runs` row, unique on (schedule, due
 a second tick, here or on another machine, finds the row taken and does nothing. The
 claim, the action's writes and the schedule's advance commit together, one fire at a time,
 so a crash loses at most the fire in hand, which the next tick then runs.
+
+What each kind of schedule does is not known here: the app's `Registry`, built in one
+place (campaign/scheduling/registry.py) and installed by create_app, says it.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import current_app
+from flask import Flask, current_app
 from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from campaign.extensions import db
 from campaign.models.schedule import RunOutcome, Schedule, ScheduleRun
-from campaign.scheduling.stored_text import Text, _l, dump, lazy_ngettext
+from campaign.scheduling.stored_text import Text, dump, lazy_ngettext
 from campaign.scheduling.timezones import local_label
 
 log = logging.getLogger(__name__)
@@ -32,26 +35,50 @@ log = logging.getLogger(__name__)
 # The detail is a lazy string (stored_text) so that staff read it in their language; plain
 # text is kept as it is.
 Action = Callable[[Schedule, datetime, datetime], tuple[Text, int | None]]
-ACTIONS: dict[str, Action] = {}
-# When a kind fires next after `due_at`; kinds not listed fire once.
-NEXT_RUN: dict[str, Callable[[Schedule, datetime], datetime | None]] = {}
-# Called when a fire did not happen: skipped as too late, or broken by an unexpected error
-# (undo a "scheduled" status, say why), so nothing is left promising a send that won't come.
-ON_MISSED: dict[str, Callable[[Schedule, datetime, Text], None]] = {}
-# Kinds that fire however late they are: past the grace period a follow-up still serves (the
-# people are still waiting for it), a launch timed for a summit does not.
-LATE_OK: set[str] = set()
-# Work that must wait until the fires are committed, run at the end of every tick with its
-# `now`: e-mail cannot be rolled back, so it is sent only for what the database kept.
-AFTER_TICK: list[Callable[[datetime, Callable[[], None]], object]] = []
-# Modules that fill the registries above when imported (one per kind's owner).
-ACTION_MODULES = (
-    "campaign.scheduling.actions",
-    "campaign.services.sending.followups",
-    "campaign.services.schedules.advocacy_calendar",
-    "campaign.services.sign_on.invitations",
-    "campaign.services.contacts.trash",
-)
+# When a kind fires next after `due_at`.
+NextRun = Callable[[Schedule, datetime], datetime | None]
+# Called when a fire did not happen: skipped as too late, or broken by an unexpected error.
+OnMissed = Callable[[Schedule, datetime, Text], None]
+# Work after the tick's fires, given its `now` and the commit.
+AfterTick = Callable[[datetime, Callable[[], None]], object]
+# Where create_app keeps the registry in app.extensions.
+EXTENSION = "campaign.tick"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What the tick does with one kind of schedule."""
+
+    fire: Action
+    # When it fires next after `due_at`; None: it fires once.
+    next_run: NextRun | None = None
+    # Undo what the schedule promised (a "scheduled" status, say) and say why, so nothing is
+    # left promising a send that won't come.
+    on_missed: OnMissed | None = None
+    # Fires however late it is: past the grace period a follow-up still serves (the people
+    # are still waiting for it), a launch timed for a summit does not.
+    late_ok: bool = False
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Every kind of schedule the tick fires, by ScheduleKind value, and the work that must
+    wait until the fires are committed (run at the end of every tick: e-mail cannot be
+    rolled back, so it is sent only for what the database kept)."""
+
+    kinds: Mapping[str, Kind]
+    after_tick: tuple[AfterTick, ...] = ()
+
+
+def install(app: Flask, registry: Registry) -> None:
+    """Make `registry` the one the tick reads in `app` (create_app calls it)."""
+    app.extensions[EXTENSION] = registry
+
+
+def registry() -> Registry:
+    """The current app's registry."""
+    found: Registry = current_app.extensions[EXTENSION]
+    return found
 
 
 class ActionFailed(Exception):
@@ -101,11 +128,6 @@ _CLAIM: dict[str, Insert] = {
 }
 
 
-def load_actions() -> None:
-    for module in ACTION_MODULES:
-        importlib.import_module(module)
-
-
 def grace() -> timedelta:
     return timedelta(hours=float(current_app.config["SCHEDULER_GRACE_HOURS"]))
 
@@ -131,33 +153,38 @@ def _claim(schedule_id: int, due_at: datetime) -> int | None:
     return db.session.execute(statement, values).scalar()
 
 
-def _run(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[str, Text, int | None]:
-    if due_at < now - grace() and schedule.kind not in LATE_OK:
+def _run(
+    kind: Kind, schedule: Schedule, due_at: datetime, now: datetime
+) -> tuple[str, Text, int | None]:
+    if due_at < now - grace() and not kind.late_ok:
         detail = _l(
             "due %(when)s, %(late)s: not sent",
             when=local_label(due_at, schedule.timezone),
             late=lateness(due_at, now),
         )
-        _not_fired(schedule, due_at, detail)
+        _not_fired(kind, schedule, due_at, detail)
         return RunOutcome.SKIPPED.value, detail, None
     try:
         with db.session.begin_nested():
             try:
-                detail, campaign_id = ACTIONS[schedule.kind](schedule, due_at, now)
+                detail, campaign_id = kind.fire(schedule, due_at, now)
             except ActionFailed as failure:
                 return RunOutcome.FAILED.value, failure.detail, failure.campaign_id
     except Exception as error:  # one broken schedule must not stop the others
         log.exception("schedule %s failed at %s", schedule.id, due_at)
         # The action's writes were rolled back with its savepoint; what it promised was not.
         _not_fired(
-            schedule, due_at, _l("an unexpected error stopped it (%(error)s)", error=str(error))
+            kind,
+            schedule,
+            due_at,
+            _l("an unexpected error stopped it (%(error)s)", error=str(error)),
         )
         return RunOutcome.FAILED.value, _l("error: %(error)s", error=str(error)), None
     return RunOutcome.FIRED.value, detail, campaign_id
 
 
-def _not_fired(schedule: Schedule, due_at: datetime, detail: Text) -> None:
-    missed = ON_MISSED.get(schedule.kind)
+def _not_fired(kind: Kind, schedule: Schedule, due_at: datetime, detail: Text) -> None:
+    missed = kind.on_missed
     if missed is None:
         return
     try:
@@ -167,22 +194,21 @@ def _not_fired(schedule: Schedule, due_at: datetime, detail: Text) -> None:
         log.exception("schedule %s: undoing the missed fire at %s failed", schedule.id, due_at)
 
 
-def _fire_one(schedule: Schedule, now: datetime) -> TickLine | None:
+def _fire_one(kind: Kind, schedule: Schedule, now: datetime) -> TickLine | None:
     """Claim and run the schedule's next due fire; None if another tick holds it."""
     due_at = schedule.next_run_at
     assert due_at is not None
     run_id = _claim(schedule.id, due_at)
     if run_id is None:
         return None
-    outcome, detail, campaign_id = _run(schedule, due_at, now)
+    outcome, detail, campaign_id = _run(kind, schedule, due_at, now)
     db.session.execute(
         update(_runs)
         .where(_runs.c.id == run_id)
         .values(outcome=outcome, detail=dump(detail), campaign_id=campaign_id)
     )
-    next_run = NEXT_RUN.get(schedule.kind)
-    if next_run is not None:
-        schedule.next_run_at = next_run(schedule, due_at)
+    if kind.next_run is not None:
+        schedule.next_run_at = kind.next_run(schedule, due_at)
     elif schedule.next_run_at is not None and schedule.next_run_at <= due_at:
         # Fired once, unless the action itself set a later run (a follow-up's next sweep).
         schedule.next_run_at = None
@@ -196,7 +222,7 @@ def _fire_one(schedule: Schedule, now: datetime) -> TickLine | None:
 
 def tick(now: datetime, *, commit: Callable[[], None] | None = None) -> TickReport:
     """Fire what is due at `now`, committing after each fire; report every fire and skip."""
-    load_actions()
+    kinds = registry().kinds
     commit = commit or db.session.commit
     report = TickReport()
     due_ids = list(
@@ -205,7 +231,7 @@ def tick(now: datetime, *, commit: Callable[[], None] | None = None) -> TickRepo
             .where(
                 Schedule.is_enabled.is_(True),
                 Schedule.next_run_at <= now,
-                Schedule.kind.in_(list(ACTIONS)),
+                Schedule.kind.in_(list(kinds)),
             )
             .order_by(Schedule.next_run_at, Schedule.id)
         )
@@ -218,12 +244,12 @@ def tick(now: datetime, *, commit: Callable[[], None] | None = None) -> TickRepo
                 break
             if schedule.next_run_at is None or schedule.next_run_at > now:
                 break
-            line = _fire_one(schedule, now)
+            line = _fire_one(kinds[schedule.kind], schedule, now)
             commit()
             if line is None:
                 break  # another tick has this fire, and will carry on after it
             report.lines.append(line)
-    for after in AFTER_TICK:
+    for after in registry().after_tick:
         try:
             after(now, commit)
         except Exception:  # the fires stand; the hook tries again at the next tick

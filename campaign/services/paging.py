@@ -3,13 +3,19 @@
 Shared by every paged list (the replies inbox; the ledger and the non-responders are meant
 to move here too). Pages are numbered from 1; a page asked for past the end shows the last
 one, and an empty list still has one (empty) page, so "Page 1 of 1" is never "of 0".
+A log that only grows (the audit log) pages by key instead: `newest_first`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select
+from sqlalchemy.orm import InstrumentedAttribute
+
+from campaign.extensions import db
 
 T = TypeVar("T")
 
@@ -86,3 +92,26 @@ def page_numbers(
     if not last_known and previous < pages:
         numbers.append(None)
     return numbers
+
+
+@dataclass(frozen=True)
+class KeysetPage(Generic[T]):
+    """Rows newest first, below a key: the next page is asked for by `next_before`."""
+
+    items: list[T]
+    next_before: int | None  # the key that opens the next (older) page; None on the last
+    is_first: bool  # no `before` was given
+
+
+def newest_first(
+    query: Select[Any], key: InstrumentedAttribute[int], before: int | None, per_page: int
+) -> KeysetPage[Any]:
+    """One page of `query`'s rows by descending `key` (an id that only grows), those below
+    `before` when given. Keyset paging: a row added meanwhile never shifts the pages."""
+    if before is not None:
+        query = query.where(key < before)
+    rows = list(db.session.scalars(query.order_by(key.desc()).limit(per_page + 1)))
+    items = rows[:per_page]
+    more = len(rows) > per_page
+    next_before = getattr(items[-1], key.key) if more and items else None
+    return KeysetPage(items, next_before, before is None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from flask import (
     Flask,
@@ -16,8 +17,10 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from campaign.i18n import use_visitor_language
+from campaign.params import MAX_ROW_ID
 from campaign.web.access import enforce_access_policies
 
 # The blueprints strangers use (signers, recipients): their pages are in the reader's
@@ -28,6 +31,18 @@ PUBLIC_BLUEPRINTS = frozenset({"sign_on_public", "unsubscribe"})
 def is_public_page() -> bool:
     """Whether this request is for a page of a public blueprint (sign-on, unsubscribe)."""
     return has_request_context() and request.blueprint in PUBLIC_BLUEPRINTS
+
+
+class RowIdConverter(IntegerConverter):
+    """`<int:…>` in a route: a number past any INTEGER id does not match, so it is a 404.
+
+    PostgreSQL refuses to compare an INTEGER column with 99999999999 (a 500); campaign/params.py
+    reads ids from forms and query strings with the same bound.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", MAX_ROW_ID)
+        super().__init__(*args, **kwargs)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -50,6 +65,7 @@ def register_blueprints(app: Flask) -> None:
         statements,
     )
 
+    app.url_map.converters["int"] = RowIdConverter
     for module in (
         auth,
         two_factor,

@@ -30,6 +30,12 @@ def signed_in_user() -> User:
     return user
 
 
+def may(role: Role | str) -> bool:
+    """Whether the signed-in user's role is `role` or above: the one check behind what a page
+    offers (buttons, links, columns). Templates call it as `may('editor')`."""
+    return bool(current_user.is_authenticated and current_user.role_enum.includes(Role(role)))
+
+
 def allow(minimum_role: Role) -> Callable[[F], F]:
     """Allow signed-in users whose role is `minimum_role` or above."""
 
@@ -54,6 +60,8 @@ def policy_of(app: Flask, endpoint: str) -> Role | str | None:
 
 
 def enforce_access_policies(app: Flask) -> None:
+    app.add_template_global(may, "may")
+
     @app.before_request
     def _check_access() -> Any:
         if request.endpoint is None:
@@ -67,6 +75,6 @@ def enforce_access_policies(app: Flask) -> None:
         if not current_user.is_authenticated:
             return redirect(url_for("auth.login", next=request.full_path))
         assert isinstance(policy, Role)
-        if not current_user.role_enum.includes(policy):
+        if not may(policy):
             abort(403)
         return None

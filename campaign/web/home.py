@@ -13,7 +13,7 @@ from campaign.models import Role
 from campaign.services import attention
 from campaign.services.paging import page_numbers
 from campaign.services.schedules.cases import record_page_reveals
-from campaign.web.access import allow, public, signed_in_user
+from campaign.web.access import allow, may, public, signed_in_user
 
 bp = Blueprint("home", __name__)
 
@@ -33,7 +33,7 @@ def index() -> Any:
         "home/index.html",
         steps=steps,
         needs_setup=attention.needs_setup(steps),
-        is_admin=user.role_enum.includes(Role.ADMIN),
+        is_admin=may(Role.ADMIN),
         groups=attention.what_needs_attention(user),
     )
     # Anniversaries name high-risk people in full for admins: audited once per page.

@@ -158,4 +158,5 @@ def test_exporting_the_filtered_table(
 def test_editors_see_no_export_button(signed_in_page: Callable[..., Page], people: None) -> None:
     page = signed_in_page(Role.EDITOR)
     page.goto("/contacts/")
+    expect(page.get_by_role("heading", name="Contacts", level=1)).to_be_visible()
     expect(page.get_by_role("button", name="Export")).to_have_count(0)

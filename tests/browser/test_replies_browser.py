@@ -67,6 +67,7 @@ def test_a_hostile_reply_is_read_triaged_and_filed_as_handled(
     expect(page.get_by_text("Nothing else is waiting here.")).to_be_visible()
     page.get_by_label("State").select_option("open")
     page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_label("State")).to_have_value("open")  # the open inbox, shown
     expect(page.locator("#inbox")).not_to_contain_text("Re: Release the defenders")
     page.get_by_label("State").select_option("handled")
     page.get_by_role("button", name="Filter").click()

@@ -166,7 +166,7 @@ def test_send_refuses_letters_with_errors_unless_overridden(app: Flask) -> None:
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
     assert db.session.get(Campaign, campaign_id).status == "draft"
 
-    forced = _run(runner, "send", str(campaign_id), "--override")
+    forced = _run(runner, "send", str(campaign_id), "--override", "--reason", "no address yet")
     assert forced.exit_code == 0, forced.output
     assert db.session.get(Campaign, campaign_id).is_presend_overridden
     launch = db.session.scalars(

@@ -79,7 +79,7 @@ def test_send_refuses_a_flawed_text_unless_overridden(app: Flask) -> None:
     assert db.session.scalar(select(func.count()).select_from(Delivery)) == 0
     assert db.session.get(Campaign, campaign_id).status == "draft"
 
-    forced = runner.invoke(args=["send", str(campaign_id), "--override"])
+    forced = runner.invoke(args=["send", str(campaign_id), "--override", "--reason", "annex"])
     assert forced.exit_code == 0, forced.output
     assert db.session.get(Campaign, campaign_id).is_presend_overridden
 

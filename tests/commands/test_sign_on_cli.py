@@ -13,7 +13,7 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models import Signature, SignOn, SignOnInvitation, Statement
 from campaign.services.sign_on import pages as sign_on
-from campaign.services.sign_on.invitations import reminder_of
+from campaign.services.sign_on.pages import reminder_of
 from campaign.services.statements import statements
 
 

@@ -22,7 +22,6 @@ from campaign.models import (
     Delivery,
     DeliveryStatus,
     FollowUpCondition,
-    Statement,
 )
 from campaign.services.contacts import lists
 from campaign.services.contacts.contacts import create_contact
@@ -32,6 +31,7 @@ from campaign.services.sending import campaigns, followups
 from campaign.services.sending.campaigns import AudienceSpec
 from campaign.services.sending.followups import FollowUpError
 from campaign.services.statements import statements
+from tests.factories import StatementFactory
 from tests.fault_smtp import FaultSmtpServer
 
 BODY = "{{ salutation }}\n\nRelease the defenders.\n\n{{ closing }}\n"
@@ -48,10 +48,6 @@ def app_overrides(app_overrides: dict[str, Any], fault_smtp: FaultSmtpServer) ->
         "PUBLIC_URL": "https://campaign.example.org",
         "QUEUE_NAME": f"test-{uuid.uuid4().hex[:12]}",
     }
-
-
-def _statement(title: str) -> Statement:
-    return statements.create_statement(title, language="en", subject=title, body=BODY)
 
 
 def _send_all(campaign_id: int) -> None:
@@ -83,7 +79,7 @@ def _sent_campaign(domain: str = "example.net", **options: Any) -> Campaign:
     ]
     lists.add_contacts(contact_list, ids)
     campaign = campaigns.create_campaign(
-        _statement("Joint letter"),
+        StatementFactory(title="Joint letter", subject="Joint letter", body=BODY),
         audience=AudienceSpec((f"list:{contact_list.id}",)),
         from_address="Human Rights Office <office@example.org>",
         **options,
@@ -137,7 +133,12 @@ def test_a_follow_up_skips_repliers_keeps_auto_repliers_and_threads_under_the_le
     db.session.commit()
 
     step = followups.add_step(
-        campaign, _statement("Follow-up: joint letter"), 14, FollowUpCondition.NO_REPLY_NO_BOUNCE
+        campaign,
+        StatementFactory(
+            title="Follow-up: joint letter", subject="Follow-up: joint letter", body=BODY
+        ),
+        14,
+        FollowUpCondition.NO_REPLY_NO_BOUNCE,
     )
     db.session.commit()
     schedule = followups.schedule_of(step)
@@ -167,8 +168,18 @@ def test_a_second_step_references_both_letters_and_stops_for_a_reply_to_the_firs
     app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
     campaign = _sent_campaign()
-    step1 = followups.add_step(campaign, _statement("Reminder"), 7, FollowUpCondition.NO_REPLY)
-    step2 = followups.add_step(campaign, _statement("Last call"), 7, FollowUpCondition.NO_REPLY)
+    step1 = followups.add_step(
+        campaign,
+        StatementFactory(title="Reminder", subject="Reminder", body=BODY),
+        7,
+        FollowUpCondition.NO_REPLY,
+    )
+    step2 = followups.add_step(
+        campaign,
+        StatementFactory(title="Last call", subject="Last call", body=BODY),
+        7,
+        FollowUpCondition.NO_REPLY,
+    )
     db.session.commit()
     # The second step's date is unknown until the first has gone out.
     assert followups.schedule_of(step2).next_run_at is None  # type: ignore[union-attr]
@@ -194,7 +205,12 @@ def test_a_second_step_references_both_letters_and_stops_for_a_reply_to_the_firs
 
 def test_firing_twice_adds_nobody_twice(app: Flask) -> None:
     campaign = _sent_campaign()
-    step = followups.add_step(campaign, _statement("Reminder"), 3, FollowUpCondition.NO_REPLY)
+    step = followups.add_step(
+        campaign,
+        StatementFactory(title="Reminder", subject="Reminder", body=BODY),
+        3,
+        FollowUpCondition.NO_REPLY,
+    )
     db.session.commit()
     schedule = followups.schedule_of(step)
     assert schedule is not None and schedule.next_run_at is not None
@@ -212,22 +228,28 @@ def test_suppressed_people_get_no_follow_up(app: Flask) -> None:
 
     campaign = _sent_campaign()
     suppress_address("silent@example.net", SuppressionReason.UNSUBSCRIBED)
-    step = followups.add_step(campaign, _statement("Reminder"), 3, FollowUpCondition.NO_REPLY)
+    step = followups.add_step(
+        campaign,
+        StatementFactory(title="Reminder", subject="Reminder", body=BODY),
+        3,
+        FollowUpCondition.NO_REPLY,
+    )
     db.session.commit()
-    _fire(step)
-    assert "silent" not in _letters(campaign.id, 1)
+    assert _fire(step) == "follow-up 1: 3 letters queued"
+    # Everyone else, who has not replied either, gets the follow-up: only "silent" is left out.
+    assert sorted(_letters(campaign.id, 1)) == ["bouncer", "holiday", "replier"]
 
 
 def test_bad_steps_say_what_is_wrong(app: Flask) -> None:
     campaign = _sent_campaign()
-    statement = _statement("Reminder")
+    statement = StatementFactory(title="Reminder", subject="Reminder", body=BODY)
     for days in (0, -3):
         with pytest.raises(FollowUpError, match="at least 1 day") as error:
             followups.add_step(campaign, statement, days, FollowUpCondition.NO_REPLY)
         assert error.value.field == "delay_days"
     with pytest.raises(FollowUpError, match="needs open tracking"):
         followups.add_step(campaign, statement, 5, FollowUpCondition.OPENED_NO_REPLY)
-    doomed = _statement("Doomed")
+    doomed = StatementFactory(title="Doomed", subject="Doomed", body=BODY)
     statements.delete_statement(doomed)
     db.session.commit()
     with pytest.raises(FollowUpError, match="may have been deleted"):
@@ -250,10 +272,10 @@ def test_the_tick_fires_a_step_when_it_is_due_and_records_a_deleted_statement_as
     from campaign.scheduling.tick import tick
 
     campaign = _sent_campaign()
-    statement = _statement("Reminder")
+    statement = StatementFactory(title="Reminder", subject="Reminder", body=BODY)
     step = followups.add_step(campaign, statement, 14, FollowUpCondition.NO_REPLY)
     other = _sent_campaign("example.com")
-    doomed = _statement("Doomed")
+    doomed = StatementFactory(title="Doomed", subject="Doomed", body=BODY)
     broken = followups.add_step(other, doomed, 14, FollowUpCondition.NO_REPLY)
     db.session.commit()
     statements.delete_statement(doomed)
@@ -280,7 +302,12 @@ def test_a_reply_that_arrives_while_the_follow_up_waits_stops_it(
     app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
     campaign = _sent_campaign()
-    step = followups.add_step(campaign, _statement("Reminder"), 7, FollowUpCondition.NO_REPLY)
+    step = followups.add_step(
+        campaign,
+        StatementFactory(title="Reminder", subject="Reminder", body=BODY),
+        7,
+        FollowUpCondition.NO_REPLY,
+    )
     db.session.commit()
     _fire(step)  # four follow-ups written to the ledger; a daily limit could hold them a day
     first = _letters(campaign.id, 0)

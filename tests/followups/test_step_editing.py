@@ -27,13 +27,10 @@ from campaign.services.sending import campaigns, followups
 from campaign.services.sending.campaigns import AudienceSpec
 from campaign.services.sending.followups import FollowUpError
 from campaign.services.statements import statements
+from tests.factories import StatementFactory
 
 BODY = "{{ salutation }}\n\nRelease the defenders.\n\n{{ closing }}\n"
 PEOPLE = ("ana", "ben", "chloe")
-
-
-def _statement(title: str) -> Statement:
-    return statements.create_statement(title, language="en", subject=title, body=BODY)
 
 
 def _sent_campaign(days_ago: int) -> Campaign:
@@ -45,7 +42,7 @@ def _sent_campaign(days_ago: int) -> Campaign:
     ]
     lists.add_contacts(contact_list, ids)
     campaign = campaigns.create_campaign(
-        _statement("Joint letter"),
+        StatementFactory(title="Joint letter", subject="Joint letter", body=BODY),
         name="Defenders",
         audience=AudienceSpec((f"list:{contact_list.id}",)),
         from_address="Office <office@example.org>",
@@ -87,13 +84,23 @@ def _due(step: CampaignStep) -> datetime | None:
 
 def test_editing_days_and_condition_changes_the_summary_and_the_next_run(app: Flask) -> None:
     campaign = _sent_campaign(days_ago=2)
-    first = followups.add_step(campaign, _statement("Reminder"), 14, FollowUpCondition.NO_REPLY)
-    second = followups.add_step(campaign, _statement("Last call"), 7, FollowUpCondition.NO_REPLY)
+    first = followups.add_step(
+        campaign,
+        StatementFactory(title="Reminder", subject="Reminder", body=BODY),
+        14,
+        FollowUpCondition.NO_REPLY,
+    )
+    second = followups.add_step(
+        campaign,
+        StatementFactory(title="Last call", subject="Last call", body=BODY),
+        7,
+        FollowUpCondition.NO_REPLY,
+    )
     db.session.commit()
     assert campaign.launched_at is not None
     assert _due(first) == campaign.launched_at + timedelta(days=14)
 
-    other = _statement("Second reminder")
+    other = StatementFactory(title="Second reminder", subject="Second reminder", body=BODY)
     followups.update_step(first, other, 10, FollowUpCondition.NO_REPLY_NO_BOUNCE)
     db.session.commit()
     due = campaign.launched_at + timedelta(days=10)
@@ -115,9 +122,9 @@ def test_editing_days_and_condition_changes_the_summary_and_the_next_run(app: Fl
 
 def test_bad_edits_are_refused_with_the_field_and_change_nothing(app: Flask) -> None:
     campaign = _sent_campaign(days_ago=2)
-    statement = _statement("Reminder")
+    statement = StatementFactory(title="Reminder", subject="Reminder", body=BODY)
     step = followups.add_step(campaign, statement, 14, FollowUpCondition.NO_REPLY)
-    doomed = _statement("Doomed")
+    doomed = StatementFactory(title="Doomed", subject="Doomed", body=BODY)
     db.session.commit()
     statements.delete_statement(doomed)
     db.session.commit()
@@ -136,7 +143,7 @@ def test_bad_edits_are_refused_with_the_field_and_change_nothing(app: Flask) -> 
 
 def test_a_step_that_has_gone_out_cannot_be_edited_or_deleted(app: Flask) -> None:
     campaign = _sent_campaign(days_ago=20)
-    statement = _statement("Reminder")
+    statement = StatementFactory(title="Reminder", subject="Reminder", body=BODY)
     step = followups.add_step(campaign, statement, 14, FollowUpCondition.NO_REPLY)
     db.session.commit()
     due = _due(step)
@@ -160,8 +167,18 @@ def test_deleting_an_unfired_step_removes_its_schedule_and_moves_the_next_one_up
     app: Flask,
 ) -> None:
     campaign = _sent_campaign(days_ago=2)
-    first = followups.add_step(campaign, _statement("Reminder"), 14, FollowUpCondition.NO_REPLY)
-    second = followups.add_step(campaign, _statement("Last call"), 7, FollowUpCondition.NO_REPLY)
+    first = followups.add_step(
+        campaign,
+        StatementFactory(title="Reminder", subject="Reminder", body=BODY),
+        14,
+        FollowUpCondition.NO_REPLY,
+    )
+    second = followups.add_step(
+        campaign,
+        StatementFactory(title="Last call", subject="Last call", body=BODY),
+        7,
+        FollowUpCondition.NO_REPLY,
+    )
     db.session.commit()
     first_schedule = followups.schedule_of(first)
     assert first_schedule is not None
@@ -186,7 +203,12 @@ def test_deleting_an_unfired_step_removes_its_schedule_and_moves_the_next_one_up
 
 def test_a_step_due_while_the_scheduler_was_down_goes_at_the_next_tick(app: Flask) -> None:
     campaign = _sent_campaign(days_ago=30)
-    step = followups.add_step(campaign, _statement("Reminder"), 14, FollowUpCondition.NO_REPLY)
+    step = followups.add_step(
+        campaign,
+        StatementFactory(title="Reminder", subject="Reminder", body=BODY),
+        14,
+        FollowUpCondition.NO_REPLY,
+    )
     db.session.commit()
     now = datetime.now(UTC)
     # Due 16 days ago: unlike a launch timed for a summit, a late follow-up still serves.
@@ -202,7 +224,7 @@ def test_a_step_due_while_the_scheduler_was_down_goes_at_the_next_tick(app: Flas
 
 def test_a_failed_step_is_fixed_by_editing_then_sent_with_re_arm(app: Flask) -> None:
     campaign = _sent_campaign(days_ago=2)
-    doomed = _statement("Doomed")
+    doomed = StatementFactory(title="Doomed", subject="Doomed", body=BODY)
     step = followups.add_step(campaign, doomed, 1, FollowUpCondition.NO_REPLY)
     db.session.commit()
     statements.delete_statement(doomed)
@@ -212,7 +234,12 @@ def test_a_failed_step_is_fixed_by_editing_then_sent_with_re_arm(app: Flask) -> 
     failed = _tick(app, due + timedelta(minutes=1))
     assert failed[0].startswith("failed") and "its statement was deleted" in failed[0]
 
-    followups.update_step(step, _statement("Reminder"), 1, FollowUpCondition.NO_REPLY)
+    followups.update_step(
+        step,
+        StatementFactory(title="Reminder", subject="Reminder", body=BODY),
+        1,
+        FollowUpCondition.NO_REPLY,
+    )
     db.session.commit()
     # Same days, same due time: that fire is on record as failed, so it waits for a re-arm.
     assert _due(step) is None and followups.may_rearm(step)
@@ -227,7 +254,12 @@ def test_a_failed_step_is_fixed_by_editing_then_sent_with_re_arm(app: Flask) -> 
 
 def test_cli_edit_step_and_remove_step(app: Flask) -> None:
     campaign = _sent_campaign(days_ago=2)
-    step = followups.add_step(campaign, _statement("Reminder"), 14, FollowUpCondition.NO_REPLY)
+    step = followups.add_step(
+        campaign,
+        StatementFactory(title="Reminder", subject="Reminder", body=BODY),
+        14,
+        FollowUpCondition.NO_REPLY,
+    )
     db.session.commit()
     runner = app.test_cli_runner()
     edited = runner.invoke(args=["edit-step", str(campaign.id), "1", "--days", "10"])

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from campaign.cli import terminal_language
 from campaign.extensions import db
+from campaign.i18n import terminal_language
 from campaign.services.sending import campaigns
 from campaign.services.sending.campaigns import AudienceSpec
 from campaign.services.statements import statements

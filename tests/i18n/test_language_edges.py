@@ -7,10 +7,8 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.message import EmailMessage
-from html import unescape
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -27,14 +25,11 @@ from campaign.services.sign_on.invitations import build_invitation, build_remind
 from campaign.services.statements import statements
 from campaign.web.access import allow
 from tests.conftest import TEST_PASSWORD, make_user
+from tests.pages import text_of
 from tests.sign_on.test_signing import PUBLIC_URL, individual_form, link_token, make_sign_on
 from tests.sign_on.test_signing import app_overrides as app_overrides
 
 ENGLISH_BROWSER = {"Accept-Language": "en-GB,en;q=0.9"}
-
-
-def _text(response: Any) -> str:
-    return unescape(response.get_data(as_text=True))
 
 
 def _html_lang(page: str) -> str:
@@ -62,7 +57,7 @@ def _signed_in(login: Callable[..., User], role: Role, language: str) -> User:
 def test_a_visitors_choice_on_the_sign_in_page_sticks_until_sign_in(
     app: Flask, client: FlaskClient
 ) -> None:
-    page = _text(client.get("/login?lang=ru", headers=ENGLISH_BROWSER))
+    page = text_of(client.get("/login?lang=ru", headers=ENGLISH_BROWSER))
     assert _html_lang(page) == "ru" and _h1(page) == "Войти"
 
     # Each language named in itself, in its own language, the current one marked.
@@ -77,27 +72,27 @@ def test_a_visitors_choice_on_the_sign_in_page_sticks_until_sign_in(
     assert [code for code, _lang, current, _name in links if "aria-current" in current] == ["ru"]
 
     # The choice stays: the next visit with no ?lang=, a refused password, any other page.
-    assert _h1(_text(client.get("/login", headers=ENGLISH_BROWSER))) == "Войти"
+    assert _h1(text_of(client.get("/login", headers=ENGLISH_BROWSER))) == "Войти"
     refused = client.post(
         "/login", data={"email": "nobody@example.org", "password": "x"}, headers=ENGLISH_BROWSER
     )
     assert refused.status_code == 401
-    assert "Неверный адрес электронной почты или пароль." in _text(refused)
-    assert _html_lang(_text(client.get("/no-such-page", headers=ENGLISH_BROWSER))) == "ru"
+    assert "Неверный адрес электронной почты или пароль." in text_of(refused)
+    assert _html_lang(text_of(client.get("/no-such-page", headers=ENGLISH_BROWSER))) == "ru"
 
     # A value without a catalogue or not a language tag changes nothing.
     for value in ("de", "xx-<script>", "ru" * 40, ""):
-        shown = _text(client.get("/login", query_string={"lang": value}, headers=ENGLISH_BROWSER))
+        shown = text_of(client.get("/login", query_string={"lang": value}, headers=ENGLISH_BROWSER))
         assert _html_lang(shown) == "ru", value
     # A tag with a region or in capitals names its interface: "fr-CH" French, "EN" English.
-    assert _h1(_text(client.get("/login?lang=fr-CH", headers=ENGLISH_BROWSER))) == "Se connecter"
-    assert _h1(_text(client.get("/login?lang=EN", headers=ENGLISH_BROWSER))) == "Sign in"
+    assert _h1(text_of(client.get("/login?lang=fr-CH", headers=ENGLISH_BROWSER))) == "Se connecter"
+    assert _h1(text_of(client.get("/login?lang=EN", headers=ENGLISH_BROWSER))) == "Sign in"
 
 
 def test_the_language_links_keep_where_the_visitor_was_going(
     app: Flask, client: FlaskClient
 ) -> None:
-    page = _text(client.get("/login?next=/users/", headers=ENGLISH_BROWSER))
+    page = text_of(client.get("/login?next=/users/", headers=ENGLISH_BROWSER))
     assert 'href="/login?lang=ru&next=/users/" lang="ru"' in page
     user = make_user(Role.VIEWER)
     client.get("/login?lang=ru&next=/users/")
@@ -120,7 +115,7 @@ def test_a_signed_in_users_stored_language_wins_over_the_visitors_choice(
         headers=ENGLISH_BROWSER,
         follow_redirects=True,
     )
-    assert _html_lang(_text(signed_in)) == "fr"
+    assert _html_lang(text_of(signed_in)) == "fr"
 
 
 def test_a_choice_on_the_sign_in_page_stays_after_sign_in_for_a_user_without_one(
@@ -134,7 +129,7 @@ def test_a_choice_on_the_sign_in_page_stays_after_sign_in_for_a_user_without_one
         headers=ENGLISH_BROWSER,
         follow_redirects=True,
     )
-    assert _html_lang(_text(signed_in)) == "ru"
+    assert _html_lang(text_of(signed_in)) == "ru"
     assert user.language == ""  # the account keeps following the browser elsewhere
 
 
@@ -162,7 +157,7 @@ def test_signing_out_leads_to_a_sign_in_page_in_the_users_language(
     response = client.post("/logout", headers=browser)
     assert response.status_code == 302 and response.headers["Location"] == "/login"
     # The next page's browser says English: the signed-out user's language still holds.
-    page = _text(client.get("/login", headers=ENGLISH_BROWSER))
+    page = text_of(client.get("/login", headers=ENGLISH_BROWSER))
 
     assert _html_lang(page) == language
     assert signed_out in page and _h1(page) == sign_in
@@ -173,8 +168,8 @@ def test_after_sign_out_the_language_links_still_change_the_language(
 ) -> None:
     _signed_in(login, Role.VIEWER, "ru")
     client.post("/logout")
-    assert _h1(_text(client.get("/login?lang=fr", headers=ENGLISH_BROWSER))) == "Se connecter"
-    assert _h1(_text(client.get("/login", headers=ENGLISH_BROWSER))) == "Se connecter"
+    assert _h1(text_of(client.get("/login?lang=fr", headers=ENGLISH_BROWSER))) == "Se connecter"
+    assert _h1(text_of(client.get("/login", headers=ENGLISH_BROWSER))) == "Se connecter"
 
 
 # --- 2. the language form's `next`, and tags such as "RU" -----------------------------------
@@ -203,7 +198,7 @@ def test_a_next_with_a_control_character_goes_home_after_the_change(
     assert response.headers["Location"] == "/"
     assert "stolen" not in response.headers.get("Set-Cookie", "")
     assert db.session.get(User, user.id).language == "ru"  # type: ignore[union-attr]
-    home = _text(client.get("/", follow_redirects=True))
+    home = text_of(client.get("/", follow_redirects=True))
     assert "Язык интерфейса изменён." in home
 
 
@@ -252,11 +247,13 @@ def test_the_language_form_on_a_page_drawn_by_a_post_leads_home(
     app: Flask, client: FlaskClient, login: Callable[..., User]
 ) -> None:
     _signed_in(login, Role.ADMIN, "")
-    assert _next_field(_text(client.get("/mailboxes/new?from=menu"))) == "/mailboxes/new?from=menu"
+    assert (
+        _next_field(text_of(client.get("/mailboxes/new?from=menu"))) == "/mailboxes/new?from=menu"
+    )
 
     refused = client.post("/mailboxes/new", data={"name": "", "host": "", "port": "x"})
     assert refused.status_code == 422
-    assert _next_field(_text(refused)) == ""
+    assert _next_field(text_of(refused)) == ""
 
     changed = client.post("/account/language", data={"language": "fr", "next": ""})
     assert changed.status_code == 302 and changed.headers["Location"] == "/"
@@ -271,11 +268,11 @@ def test_a_get_on_a_post_only_address_is_a_translated_405(
     response = client.get("/account/language", headers=ENGLISH_BROWSER)
 
     assert response.status_code == 405
-    page = _text(response)
+    page = text_of(response)
     assert _html_lang(page) == "ru" and _h1(page) == "Здесь это невозможно"
     assert "Этот адрес нельзя открыть таким образом." in page
     assert "Method Not Allowed" not in page
-    french = _text(client.get("/logout", headers={"Accept-Language": "fr"}))
+    french = text_of(client.get("/logout", headers={"Accept-Language": "fr"}))
     assert _h1(french) == "Здесь это невозможно"  # the stored language, not the browser's
 
 
@@ -295,7 +292,7 @@ def test_a_failure_is_a_translated_500_page_that_tells_nothing_of_the_error(
     response = client.get("/test-failure", headers=ENGLISH_BROWSER)
 
     assert response.status_code == 500
-    page = _text(response)
+    page = text_of(response)
     assert _html_lang(page) == "ru" and _h1(page) == "Что-то пошло не так"
     assert "сообщите администратору" in page
     assert 'href="/replies/"' in page  # the menu was drawn from the database
@@ -307,18 +304,7 @@ def test_a_failure_is_a_translated_500_page_that_tells_nothing_of_the_error(
 # --- 4. a refused form on a public page -------------------------------------------------------
 
 
-@pytest.fixture
-def csrf_app(app: Flask, app_overrides: dict[str, Any]) -> Iterator[Flask]:
-    """The same database, with CSRF checks on (the other tests turn them off)."""
-    from campaign import create_app
-
-    application = create_app({**app_overrides, "WTF_CSRF_ENABLED": True})
-    with application.app_context():
-        yield application
-        db.session.remove()
-        db.engine.dispose()
-
-
+@pytest.mark.parametrize("csrf_enabled", [True])
 @pytest.mark.parametrize(
     ("address", "form", "headers", "language", "title"),
     [
@@ -330,7 +316,7 @@ def csrf_app(app: Flask, app_overrides: dict[str, Any]) -> Iterator[Flask]:
     ids=["query", "form", "browser", "unknown-then-browser"],
 )
 def test_a_refused_form_on_the_sign_on_page_answers_in_the_readers_language(
-    csrf_app: Flask,
+    client: FlaskClient,
     address: str,
     form: dict[str, str],
     headers: dict[str, str],
@@ -338,14 +324,13 @@ def test_a_refused_form_on_the_sign_on_page_answers_in_the_readers_language(
     title: str,
 ) -> None:
     sign_on = make_sign_on()
-    client = csrf_app.test_client()
 
     response = client.post(
         f"/sign/{sign_on.token}{address}", data={**individual_form(), **form}, headers=headers
     )
 
     assert response.status_code == 400
-    page = _text(response)
+    page = text_of(response)
     assert _html_lang(page) == language and _h1(page) == title
     # Back to the page the form was on, in the same language; never to the staff sign-in.
     assert f'href="/sign/{sign_on.token}?lang={language}"' in page
@@ -353,25 +338,25 @@ def test_a_refused_form_on_the_sign_on_page_answers_in_the_readers_language(
     assert "start page" not in page and "главную страницу" not in page
 
 
+@pytest.mark.parametrize("csrf_enabled", [True])
 def test_a_refused_confirmation_form_links_back_to_the_confirmation_page(
-    csrf_app: Flask,
+    client: FlaskClient,
 ) -> None:
     make_sign_on()
-    client = csrf_app.test_client()
     response = client.post("/sign/confirm/" + "a" * 43 + "?lang=ru", headers=ENGLISH_BROWSER)
     assert response.status_code == 400
-    page = _text(response)
+    page = text_of(response)
     assert _html_lang(page) == "ru"
     assert 'href="/sign/confirm/' + "a" * 43 + '?lang=ru"' in page
 
 
-def test_a_refused_staff_form_is_unchanged(csrf_app: Flask) -> None:
-    client = csrf_app.test_client()
+@pytest.mark.parametrize("csrf_enabled", [True])
+def test_a_refused_staff_form_is_unchanged(client: FlaskClient) -> None:
     response = client.post(
         "/login", data={"email": "a@example.org", "password": "x"}, headers=ENGLISH_BROWSER
     )
     assert response.status_code == 400
-    page = _text(response)
+    page = text_of(response)
     assert _h1(page) == "Form expired" and "Back to the start page" in page
 
 
@@ -380,14 +365,14 @@ def test_a_public_error_page_offers_no_way_to_the_staff_sign_in(
 ) -> None:
     missing = client.get("/sign/" + "x" * 32, headers={"Accept-Language": "ru"})
     assert missing.status_code == 404
-    page = _text(missing)
+    page = text_of(missing)
     assert _html_lang(page) == "ru"
     assert 'href="/"' not in page and "Вернуться на главную страницу" not in page
 
     # A staff page's 404 and a signed-in editor on a public 404 keep the way home.
-    assert "Back to the start page" in _text(client.get("/no-such-page"))
+    assert "Back to the start page" in text_of(client.get("/no-such-page"))
     login(Role.EDITOR)
-    assert "Back to the start page" in _text(client.get("/sign/" + "x" * 32))
+    assert "Back to the start page" in text_of(client.get("/sign/" + "x" * 32))
 
 
 # --- 5. the sign-on page's title in the reader's language -------------------------------------
@@ -402,13 +387,13 @@ def test_the_sign_on_page_is_titled_with_the_readers_text_subject(
 ) -> None:
     sign_on = make_sign_on()
 
-    russian = _text(client.get(f"/sign/{sign_on.token}?lang=ru", headers=ENGLISH_BROWSER))
+    russian = text_of(client.get(f"/sign/{sign_on.token}?lang=ru", headers=ENGLISH_BROWSER))
     assert "<title>Перед саммитом</title>" in russian and _h1(russian) == "Перед саммитом"
     assert "Joint letter ahead of the summit" not in russian
-    french = _text(client.get(f"/sign/{sign_on.token}", headers={"Accept-Language": "fr"}))
+    french = text_of(client.get(f"/sign/{sign_on.token}", headers={"Accept-Language": "fr"}))
     assert _h1(french) == "Avant le sommet"
     # The title is written in the statement's first language: its readers keep it.
-    english = _text(client.get(f"/sign/{sign_on.token}?lang=en"))
+    english = text_of(client.get(f"/sign/{sign_on.token}?lang=en"))
     assert _h1(english) == "Joint letter ahead of the summit"
 
 
@@ -425,7 +410,7 @@ def test_a_text_without_a_subject_of_its_own_shows_the_title(
     db.session.commit()
 
     for language in ("fr", "ru"):  # empty, or empty once addressed to nobody
-        page = _text(client.get(f"/sign/{sign_on.token}?lang={language}"))
+        page = text_of(client.get(f"/sign/{sign_on.token}?lang={language}"))
         assert _h1(page) == "Joint letter ahead of the summit", language
 
 
@@ -444,12 +429,12 @@ def test_the_confirmation_page_and_email_use_the_readers_subject(
     assert body is not None and "«Перед саммитом»" in body.get_content()
 
     token = link_token(message)
-    page = _text(client.get(f"/sign/confirm/{token}", headers=ENGLISH_BROWSER))
+    page = text_of(client.get(f"/sign/confirm/{token}", headers=ENGLISH_BROWSER))
     assert "«Перед саммитом»" in page and "Joint letter ahead of the summit" not in page
-    done = _text(client.post(f"/sign/confirm/{token}", headers=ENGLISH_BROWSER))
+    done = text_of(client.post(f"/sign/confirm/{token}", headers=ENGLISH_BROWSER))
     assert "«Перед саммитом»" in done
     # An explicit choice of another language names that language's text.
-    assert "Avant le sommet" in _text(client.post(f"/sign/confirm/{token}?lang=fr"))
+    assert "Avant le sommet" in text_of(client.post(f"/sign/confirm/{token}?lang=fr"))
 
 
 # --- 6. the invitation's link opens the page in the invitee's language ------------------------
@@ -481,7 +466,7 @@ def test_an_invitation_links_the_page_in_the_invitees_language(
     link = f"{PUBLIC_URL}/sign/{sign_on.token}?lang=ru"
     assert link in body.get_content().split()
     # An English browser still reads the Russian page.
-    page = _text(client.get(link.removeprefix(PUBLIC_URL), headers=ENGLISH_BROWSER))
+    page = text_of(client.get(link.removeprefix(PUBLIC_URL), headers=ENGLISH_BROWSER))
     assert _html_lang(page) == "ru" and "Мы, нижеподписавшиеся, просим." in page
 
     # No e-mail in German: the invitation and its link are English.

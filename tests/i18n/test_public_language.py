@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from html import unescape
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -22,6 +20,7 @@ from campaign.services.sending import campaigns
 from campaign.services.sending.campaigns import AudienceSpec
 from campaign.services.statements import statements
 from tests.conftest import make_user, sign_in
+from tests.pages import text_of
 from tests.sign_on.test_signing import (
     app_overrides as app_overrides,
 )
@@ -34,10 +33,6 @@ from tests.sign_on.test_signing import (
 )
 
 NBSP = "\u00a0"
-
-
-def _text(response: Any) -> str:
-    return unescape(response.get_data(as_text=True))
 
 
 def _html_lang(page: str) -> str:
@@ -58,7 +53,7 @@ def test_lang_ru_shows_the_form_consent_buttons_and_errors_in_russian(
     app: Flask, client: FlaskClient
 ) -> None:
     sign_on = make_sign_on(deadline=datetime(2099, 12, 6, 17, 0, tzinfo=UTC))
-    page = _text(client.get(f"/sign/{sign_on.token}?lang=ru"))
+    page = text_of(client.get(f"/sign/{sign_on.token}?lang=ru"))
     assert _html_lang(page) == "ru"
     assert "Мы, нижеподписавшиеся, просим." in page
     for words in (
@@ -85,7 +80,7 @@ def test_lang_ru_shows_the_form_consent_buttons_and_errors_in_russian(
         f"/sign/{sign_on.token}?lang=ru", data=organisation_form(name="A" * 400, consent="")
     )
     assert refused.status_code == 422
-    shown = _text(refused)
+    shown = text_of(refused)
     assert _html_lang(shown) == "ru"
     assert "Ваша подпись не отправлена" in shown
     assert "не более 300 символов (введено: 400)" in shown
@@ -100,7 +95,7 @@ def test_a_bad_or_missing_lang_falls_back_silently(
     sign_on = make_sign_on()
     response = client.get(f"/sign/{sign_on.token}", query_string={"lang": value})
     assert response.status_code == 200
-    page = _text(response)
+    page = text_of(response)
     assert _html_lang(page) == "en"  # the statement's first language
     assert "We, the undersigned, call for" in page and "Sign this statement" in page
     assert "<script>" not in page
@@ -110,14 +105,14 @@ def test_a_bad_or_missing_lang_falls_back_silently(
         query_string={"lang": value},
         data=organisation_form(email=f"{len(value)}@example.org"),
     )
-    assert signed.status_code == 200 and "Check your inbox" in _text(signed)
+    assert signed.status_code == 200 and "Check your inbox" in text_of(signed)
 
 
 def test_lang_de_falls_back_to_the_browsers_language_when_the_statement_has_it(
     app: Flask, client: FlaskClient
 ) -> None:
     sign_on = make_sign_on()
-    page = _text(
+    page = text_of(
         client.get(f"/sign/{sign_on.token}?lang=de", headers={"Accept-Language": "de, fr;q=0.8"})
     )
     assert _html_lang(page) == "fr"
@@ -141,7 +136,7 @@ def test_odd_accept_language_headers_do_not_fail(
     sign_on = make_sign_on()
     response = client.get(f"/sign/{sign_on.token}", headers={"Accept-Language": header})
     assert response.status_code == 200
-    page = _text(response)
+    page = text_of(response)
     assert _html_lang(page) in ("en", "fr", "ru")
     assert 'id="sign-form"' in page
     unknown = client.get("/sign/" + "x" * 32, headers={"Accept-Language": header})
@@ -159,13 +154,13 @@ def test_the_browsers_language_chooses_the_page_and_an_unknown_address_answers_i
 ) -> None:
     sign_on = make_sign_on()
     russian = {"Accept-Language": "ru-RU,ru;q=0.9,en;q=0.5"}
-    page = _text(client.get(f"/sign/{sign_on.token}", headers=russian))
+    page = text_of(client.get(f"/sign/{sign_on.token}", headers=russian))
     assert _html_lang(page) == "ru" and "Подписать это заявление" in page
     missing = client.get("/sign/" + "x" * 32, headers=russian)
     assert missing.status_code == 404
-    assert _html_lang(_text(missing)) == "ru" and "Не найдено" in _text(missing)
+    assert _html_lang(text_of(missing)) == "ru" and "Не найдено" in text_of(missing)
     missing = client.get("/sign/" + "x" * 32 + "?lang=fr")
-    assert _html_lang(_text(missing)) == "fr" and "Introuvable" in _text(missing)
+    assert _html_lang(text_of(missing)) == "fr" and "Introuvable" in text_of(missing)
 
 
 def test_a_closed_page_and_a_rate_limit_speak_the_readers_language(
@@ -182,12 +177,12 @@ def test_a_closed_page_and_a_rate_limit_speak_the_readers_language(
         f"/sign/{sign_on.token}?lang=fr", data=organisation_form(email="two@example.org")
     )
     assert limited.status_code == 429
-    assert "Trop de signatures sont venues de votre réseau" in _text(limited)
-    assert re.search(r"Réessayez dans \d+ minutes?\.", _text(limited))
+    assert "Trop de signatures sont venues de votre réseau" in text_of(limited)
+    assert re.search(r"Réessayez dans \d+ minutes?\.", text_of(limited))
 
     sign_on.deadline = datetime.now(UTC) - timedelta(hours=1)
     db.session.commit()
-    closed = _text(client.get(f"/sign/{sign_on.token}?lang=ru"))
+    closed = text_of(client.get(f"/sign/{sign_on.token}?lang=ru"))
     assert "Срок подписания этого заявления истёк" in closed
 
 
@@ -200,7 +195,7 @@ def test_a_russian_signers_confirmation_email_and_pages_are_russian(
     sign_on = make_sign_on()
     sent = client.post(f"/sign/{sign_on.token}?lang=ru", data=individual_form())
     assert sent.status_code == 200
-    assert "Проверьте почту" in _text(sent) and _html_lang(_text(sent)) == "ru"
+    assert "Проверьте почту" in text_of(sent) and _html_lang(text_of(sent)) == "ru"
     [signature] = _signatures()
     assert signature.language == "ru"
 
@@ -224,14 +219,14 @@ def test_a_russian_signers_confirmation_email_and_pages_are_russian(
 
     # The link opened with no choice and an English browser: the signer's stored language.
     token = link_token(message)
-    page = _text(client.get(f"/sign/confirm/{token}", headers={"Accept-Language": "en"}))
+    page = text_of(client.get(f"/sign/confirm/{token}", headers={"Accept-Language": "en"}))
     assert _html_lang(page) == "ru"
     assert "Подтвердите подпись" in page and "Подтвердить подпись</button>" in page
-    done = _text(client.post(f"/sign/confirm/{token}"))
+    done = text_of(client.post(f"/sign/confirm/{token}"))
     assert "Спасибо: ваша подпись подтверждена" in done
     assert _signatures()[0].status == SignatureStatus.CONFIRMED
     # An explicit choice still wins over the stored language.
-    again = _text(client.post(f"/sign/confirm/{token}?lang=fr"))
+    again = text_of(client.post(f"/sign/confirm/{token}?lang=fr"))
     assert "Déjà confirmée" in again and _html_lang(again) == "fr"
 
 
@@ -275,7 +270,7 @@ def _delivery_for(email: str, languages: str) -> Delivery:
 def test_a_french_contacts_unsubscribe_pages_are_french(app: Flask, client: FlaskClient) -> None:
     token = _delivery_for("marie@example.fr", "fr").unsubscribe_token
     # Their browser says English; the contact's stored language wins over it.
-    page = _text(client.get(f"/u/{token}", headers={"Accept-Language": "en-GB,en"}))
+    page = text_of(client.get(f"/u/{token}", headers={"Accept-Language": "en-GB,en"}))
     assert _html_lang(page) == "fr"
     assert (
         f"Ne plus recevoir de lettres de Rights Watch à l’adresse ma***@example.fr{NBSP}?" in page
@@ -285,24 +280,24 @@ def test_a_french_contacts_unsubscribe_pages_are_french(app: Flask, client: Flas
     assert "Stop receiving" not in page
     done = client.post(f"/u/{token}", data={"confirm": "yes", "lang": "fr"})
     assert done.status_code == 200
-    assert "Vous êtes désabonné" in _text(done) and _html_lang(_text(done)) == "fr"
+    assert "Vous êtes désabonné" in text_of(done) and _html_lang(text_of(done)) == "fr"
     # ?lang= wins over the contact's language; a bad value is ignored.
-    assert _html_lang(_text(client.get(f"/u/{token}?lang=ru"))) == "ru"
-    assert _html_lang(_text(client.get(f"/u/{token}?lang=<b>"))) == "fr"
+    assert _html_lang(text_of(client.get(f"/u/{token}?lang=ru"))) == "ru"
+    assert _html_lang(text_of(client.get(f"/u/{token}?lang=<b>"))) == "fr"
 
 
 def test_an_unsubscribe_page_with_no_stored_language_follows_the_browser(
     app: Flask, client: FlaskClient
 ) -> None:
     token = _delivery_for("ivan@example.org", "").unsubscribe_token
-    page = _text(client.get(f"/u/{token}", headers={"Accept-Language": "ru;q=abc, fr;q="}))
+    page = text_of(client.get(f"/u/{token}", headers={"Accept-Language": "ru;q=abc, fr;q="}))
     assert _html_lang(page) in ("en", "fr", "ru")
-    page = _text(client.get(f"/u/{token}", headers={"Accept-Language": "ru-RU,ru;q=0.9"}))
+    page = text_of(client.get(f"/u/{token}", headers={"Accept-Language": "ru-RU,ru;q=0.9"}))
     assert _html_lang(page) == "ru" and "Больше не получать письма от Rights Watch" in page
     huge = client.get(f"/u/{token}", headers={"Accept-Language": "fr," * 3400})
-    assert huge.status_code == 200 and _html_lang(_text(huge)) == "en"
+    assert huge.status_code == 200 and _html_lang(text_of(huge)) == "en"
     missing = client.get("/u/" + "Z" * 24, headers={"Accept-Language": "fr"})
-    assert missing.status_code == 404 and "Introuvable" in _text(missing)
+    assert missing.status_code == 404 and "Introuvable" in text_of(missing)
 
 
 # --- the editors' side, in the staff member's language -------------------------------------
@@ -321,7 +316,7 @@ def test_the_editors_sign_on_page_in_russian_shows_labels_never_codes(
     db.session.commit()
     sign_in(client, editor)
     url = f"/statements/{sign_on.statement_id}/sign-on/"
-    page = _text(client.get(url))
+    page = text_of(client.get(url))
     assert _html_lang(page) == "ru"
     assert "<h1>Страница подписания</h1>" in page
     assert ">Одобрить</button>" in page and "Частное лицо" in page
@@ -330,7 +325,7 @@ def test_the_editors_sign_on_page_in_russian_shows_labels_never_codes(
     for code in ("individual", "withheld", "confirmed", "organisations_first"):
         assert code not in cells, code
     approved = client.post(f"{url}signatures/{signature.id}/approve", follow_redirects=True)
-    assert "Подпись одобрена" in _text(approved)
+    assert "Подпись одобрена" in text_of(approved)
 
 
 def test_the_invitations_page_in_french(app: Flask, client: FlaskClient) -> None:
@@ -339,11 +334,11 @@ def test_the_invitations_page_in_french(app: Flask, client: FlaskClient) -> None
     editor.language = "fr"
     db.session.commit()
     sign_in(client, editor)
-    page = _text(client.get(f"/statements/{sign_on.statement_id}/sign-on/invitations"))
+    page = text_of(client.get(f"/statements/{sign_on.statement_id}/sign-on/invitations"))
     assert _html_lang(page) == "fr"
     assert f"Invitations à signer «{NBSP}Joint letter ahead of the summit{NBSP}»" in page
     assert "Personne n’a encore été invité." in page and ">Inviter</button>" in page
     refused = client.post(
         f"/statements/{sign_on.statement_id}/sign-on/invitations", data={"audience": ""}
     )
-    assert "Destinataires" in _text(refused) and "choisissez une liste" in _text(refused)
+    assert "Destinataires" in text_of(refused) and "choisissez une liste" in text_of(refused)

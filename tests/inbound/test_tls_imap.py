@@ -251,7 +251,10 @@ def test_enabling_a_paused_mailbox_clears_its_error_and_only_a_failure_shows_the
     client.post(f"/mailboxes/{paused.id}/enabled", data={"enabled": "1"})
     db.session.expire_all()
     assert paused.is_enabled and paused.last_error == "" and paused.failures == 0
-    page = client.get("/mailboxes/").get_data(as_text=True)
+    response = client.get("/mailboxes/")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert f'<tr data-name="{paused.name}"' in page  # still listed, without its banner
     assert "has expired" not in page and f"{paused.name} is not polled:" not in page
 
     # Disabled by staff after an ordinary failure: its last error stays in the table, but

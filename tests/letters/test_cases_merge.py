@@ -84,6 +84,6 @@ def test_outside_a_campaign_there_are_no_cases(app: Flask) -> None:
     statement = statements.create_statement("Preview", language="en", subject="S", body=BODY)
     contact = create_contact({"email": "a@example.net", "family_name": "A"})
     db.session.commit()
-    letter = render_letter(statement, contact)
+    letter = render_letter(statements.letter_source(statement), contact)
     assert not [p for p in letter.problems if p.severity == "error"]
     assert "We write about:" in letter.text_body and "- " not in letter.text_body

@@ -19,8 +19,7 @@ from campaign.letters.typography import NBSP, NNBSP, typeset
 from campaign.mail import build_message
 from campaign.models import Contact
 from campaign.services.sending import notices
-from campaign.services.sending.smtp_accounts import SmtpSettings
-from campaign.smtp import Outcome, SmtpConnection
+from campaign.smtp import Outcome, SmtpConnection, SmtpSettings
 
 FR_BODY = (
     "Attention! Est-ce vrai? Oui ; non: voir [le rapport](https://example.org/r?a=1&b=2) "

@@ -17,13 +17,9 @@ from sqlalchemy import select, update
 from campaign.extensions import db
 from campaign.models import Campaign, Case, CaseDate, Delivery, Schedule, ScheduleKind
 from campaign.scheduling.schedules import create_yearly
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
 from campaign.services.schedules import cases
 from campaign.services.sending import batches as sending
-from campaign.services.sending import campaigns
-from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.statements import statements
+from tests.factories import CampaignFactory, ContactFactory
 from tests.fault_smtp import FaultSmtpServer
 
 # The sandbox trims the line break after a block tag: "\n\n" after each endfor leaves one.
@@ -48,20 +44,15 @@ def app_overrides(app_overrides: dict[str, Any], fault_smtp: FaultSmtpServer) ->
 
 
 def _campaign() -> Campaign:
-    statement = statements.create_statement(
-        "Anniversary letter", language="en", subject="Free him", body=BODY
-    )
-    contact_list = lists.create_list("Ministry")
-    contact = create_contact({"email": "minister@example.net", "family_name": "Minister"})
-    lists.add_contacts(contact_list, [contact.id])
-    made = campaigns.create_campaign(
-        statement,
+    return CampaignFactory(
         name="Free the journalist",
-        audience=AudienceSpec((f"list:{contact_list.id}",)),
+        statement__title="Anniversary letter",
+        statement__subject="Free him",
+        statement__body=BODY,
+        recipients=[ContactFactory(email="minister@example.net", family_name="Minister")],
         from_address="Office <office@example.org>",
+        commit=True,
     )
-    db.session.commit()
-    return made
 
 
 def _case_date(on: date) -> CaseDate:

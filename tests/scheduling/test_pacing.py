@@ -19,39 +19,21 @@ from campaign.scheduling import pacing
 from campaign.scheduling.schedules import create_send_at
 from campaign.scheduling.tick import tick
 from campaign.scheduling.timezones import ScheduleError
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact, update_contact
+from campaign.services.contacts.contacts import update_contact
 from campaign.services.sending import batches as sending
 from campaign.services.sending import campaigns
-from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.statements import statements
+from tests.factories import CampaignFactory, ContactFactory
 
-BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n\nAnna Sample\n"
 CREATED = datetime(2027, 6, 1, 12, tzinfo=UTC)
 NEXT_YEAR = date.today().year + 1
 
 
-@pytest.fixture
-def app_overrides(app_overrides: dict[str, Any]) -> dict[str, Any]:
-    return {**app_overrides, "WTF_CSRF_ENABLED": False}
-
-
 def _campaign(people: list[tuple[str, str]]) -> Campaign:
     """A draft to (address, country) pairs."""
-    statement = statements.create_statement("Paced", language="en", subject="S", body=BODY)
-    contact_list = lists.create_list("Paced list")
-    lists.add_contacts(
-        contact_list,
-        [
-            create_contact({"email": email, "family_name": "X", "country": country}).id
-            for email, country in people
-        ],
-    )
-    campaign = campaigns.create_campaign(
-        statement, name="Paced", audience=AudienceSpec((f"list:{contact_list.id}",))
-    )
-    db.session.commit()
-    return campaign
+    recipients = [
+        ContactFactory(email=email, family_name="X", country=country) for email, country in people
+    ]
+    return CampaignFactory(name="Paced", recipients=recipients, commit=True)
 
 
 def _first_attempts(campaign: Campaign) -> dict[str, datetime]:

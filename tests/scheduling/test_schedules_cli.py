@@ -8,7 +8,7 @@ from flask import Flask
 
 from campaign.extensions import db
 from campaign.scheduling.schedules import create_send_at, create_yearly
-from tests.scheduling.test_tick import _campaign
+from tests.factories import CampaignFactory
 
 CREATED = datetime(2027, 6, 1, 12, tzinfo=UTC)
 
@@ -16,9 +16,14 @@ CREATED = datetime(2027, 6, 1, 12, tzinfo=UTC)
 def test_schedules_list_and_tick_print_each_fire_and_a_summary(app: Flask) -> None:
     runner = app.test_cli_runner()
     assert runner.invoke(args=["schedules"]).output == "no schedules\n"
-    create_send_at(_campaign("Summit letter"), "2027-06-26T09:00", "Europe/Paris", now=CREATED)
+    create_send_at(
+        CampaignFactory(name="Summit letter", commit=True),
+        "2027-06-26T09:00",
+        "Europe/Paris",
+        now=CREATED,
+    )
     create_yearly(
-        _campaign("Torture day", ("b@example.org",)),
+        CampaignFactory(name="Torture day", recipients=("b@example.org",), commit=True),
         6,
         26,
         "09:00",

@@ -17,27 +17,10 @@ from campaign.scheduling.schedules import create_send_at, create_yearly
 from campaign.scheduling.stored_text import read
 from campaign.scheduling.tick import tick
 from campaign.scheduling.timezones import ScheduleError
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
 from campaign.services.sending import campaigns
-from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.statements import statements
+from tests.factories import CampaignFactory
 
-BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n\nAnna Sample\n"
 CREATED = datetime(2027, 6, 1, 12, tzinfo=UTC)
-
-
-def _campaign(name: str = "Joint letter", emails: tuple[str, ...] = ("a@example.org",)) -> Campaign:
-    statement = statements.create_statement(name, language="en", subject="S", body=BODY)
-    contact_list = lists.create_list(f"List for {name}")
-    lists.add_contacts(
-        contact_list, [create_contact({"email": e, "family_name": "X"}).id for e in emails]
-    )
-    campaign = campaigns.create_campaign(
-        statement, name=name, audience=AudienceSpec((f"list:{contact_list.id}",))
-    )
-    db.session.commit()
-    return campaign
 
 
 def _letters(campaign_id: int) -> int:
@@ -54,7 +37,7 @@ def _runs() -> list[ScheduleRun]:
 
 
 def test_send_at_fires_once_at_its_time_and_not_before(app: Flask) -> None:
-    campaign = _campaign(emails=("a@example.org", "b@example.org"))
+    campaign = CampaignFactory(recipients=("a@example.org", "b@example.org"), commit=True)
     create_send_at(campaign, "2027-06-26T09:00", "Europe/Paris", now=CREATED)
     db.session.commit()
     assert campaign.status == CampaignStatus.SCHEDULED
@@ -78,7 +61,7 @@ def test_send_at_fires_once_at_its_time_and_not_before(app: Flask) -> None:
 
 
 def test_a_three_day_downtime_skips_the_send_and_reports_it(app: Flask) -> None:
-    campaign = _campaign()
+    campaign = CampaignFactory(commit=True)
     create_send_at(campaign, "2027-06-26T09:00", "Europe/Paris", now=CREATED)
     db.session.commit()
     report = tick(datetime(2027, 6, 29, 8, tzinfo=UTC))
@@ -94,7 +77,7 @@ def test_a_three_day_downtime_skips_the_send_and_reports_it(app: Flask) -> None:
 
 
 def test_a_fire_within_the_grace_period_still_goes(app: Flask) -> None:
-    campaign = _campaign()
+    campaign = CampaignFactory(commit=True)
     create_send_at(campaign, "2027-06-26T09:00", "Europe/Paris", now=CREATED)
     db.session.commit()
     assert tick(datetime(2027, 6, 26, 12, tzinfo=UTC)).summary == "1 fired, 0 skipped"
@@ -104,7 +87,7 @@ def test_a_fire_within_the_grace_period_still_goes(app: Flask) -> None:
 def test_a_send_that_fails_its_checks_is_reported_and_the_campaign_back_in_draft(
     app: Flask,
 ) -> None:
-    campaign = _campaign()
+    campaign = CampaignFactory(commit=True)
     create_send_at(campaign, "2027-06-26T09:00", "Europe/Paris", now=CREATED)
     campaign.from_address = "not an address"
     db.session.commit()
@@ -117,7 +100,7 @@ def test_a_send_that_fails_its_checks_is_reported_and_the_campaign_back_in_draft
 
 
 def test_send_at_refuses_the_past_and_a_launched_campaign(app: Flask) -> None:
-    campaign = _campaign()
+    campaign = CampaignFactory(commit=True)
     with pytest.raises(ScheduleError, match="is in the past"):
         create_send_at(campaign, "2027-05-01T09:00", "Europe/Paris", now=CREATED)
     with pytest.raises(ScheduleError, match="Europe/Pariss"):
@@ -130,7 +113,7 @@ def test_send_at_refuses_the_past_and_a_launched_campaign(app: Flask) -> None:
 def test_yearly_campaign_launches_a_copy_each_year_and_catches_up_by_skipping(
     app: Flask,
 ) -> None:
-    template = _campaign("26 June letter")
+    template = CampaignFactory(name="26 June letter", commit=True)
     create_yearly(template, 6, 26, "09:00", "Europe/Paris", now=CREATED)
     db.session.commit()
 
@@ -162,7 +145,7 @@ def test_yearly_campaign_launches_a_copy_each_year_and_catches_up_by_skipping(
 
 
 def test_two_ticks_at_the_same_instant_fire_once(app: Flask) -> None:
-    campaign = _campaign()
+    campaign = CampaignFactory(commit=True)
     create_send_at(campaign, "2027-06-26T09:00", "Europe/Paris", now=CREATED)
     db.session.commit()
     due = datetime(2027, 6, 26, 7, tzinfo=UTC)

@@ -13,7 +13,8 @@ from campaign.extensions import db
 from campaign.models import Campaign, CampaignStatus
 from campaign.scheduling.schedules import create_send_at, create_yearly
 from campaign.scheduling.tick import tick
-from tests.scheduling.test_tick import _campaign, _letters
+from tests.factories import CampaignFactory
+from tests.scheduling.test_tick import _letters
 
 CREATED = datetime(2027, 1, 1, 12, tzinfo=UTC)
 
@@ -26,7 +27,7 @@ def _copies(template: Campaign) -> list[str]:
 
 def test_a_send_at_on_the_morning_clocks_go_forward_fires_at_local_nine(app: Flask) -> None:
     # 28 March 2027: Paris moves from UTC+1 to UTC+2 at 02:00; 09:00 local is 07:00 UTC.
-    campaign = _campaign()
+    campaign = CampaignFactory(commit=True)
     create_send_at(campaign, "2027-03-28T09:00", "Europe/Paris", now=CREATED)
     db.session.commit()
     assert tick(datetime(2027, 3, 28, 6, 59, tzinfo=UTC)).lines == []
@@ -37,7 +38,7 @@ def test_a_send_at_on_the_morning_clocks_go_forward_fires_at_local_nine(app: Fla
 def test_a_yearly_send_in_the_hour_that_happens_twice_fires_once(app: Flask) -> None:
     # 31 October 2027: Paris goes back from 03:00 to 02:00, so 02:30 happens at 00:30 and
     # again at 01:30 UTC. The first one is the fire; the repeat hour adds nothing.
-    template = _campaign("Night letter")
+    template = CampaignFactory(name="Night letter", commit=True)
     create_yearly(template, 10, 31, "02:30", "Europe/Paris", now=CREATED)
     db.session.commit()
     assert tick(datetime(2027, 10, 31, 0, 29, tzinfo=UTC)).lines == []
@@ -48,7 +49,7 @@ def test_a_yearly_send_in_the_hour_that_happens_twice_fires_once(app: Flask) -> 
 
 
 def test_a_yearly_send_on_29_february_fires_on_28_february_in_other_years(app: Flask) -> None:
-    template = _campaign("Leap letter")
+    template = CampaignFactory(name="Leap letter", commit=True)
     create_yearly(template, 2, 29, "09:00", "Europe/Paris", now=CREATED)
     db.session.commit()
     assert tick(datetime(2027, 2, 28, 7, 59, tzinfo=UTC)).lines == []
@@ -63,7 +64,7 @@ def test_a_new_year_send_east_of_utc_fires_in_the_old_utc_year_and_is_named_for_
     app: Flask,
 ) -> None:
     # 1 January 00:30 in Tashkent (UTC+5) is 31 December 19:30 UTC.
-    template = _campaign("New year letter")
+    template = CampaignFactory(name="New year letter", commit=True)
     create_yearly(template, 1, 1, "00:30", "Asia/Tashkent", now=CREATED)
     db.session.commit()
     assert tick(datetime(2027, 12, 31, 19, 29, tzinfo=UTC)).lines == []
@@ -81,7 +82,7 @@ def test_a_scheduled_send_broken_by_an_unexpected_error_goes_back_to_draft_and_s
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("the salutation table is unreadable")
 
-    campaign = _campaign()
+    campaign = CampaignFactory(commit=True)
     create_send_at(campaign, "2027-06-26T09:00", "Europe/Paris", now=CREATED)
     db.session.commit()
     monkeypatch.setattr(presend, "check_audience", broken)
@@ -100,7 +101,7 @@ def test_a_campaign_repeats_once_a_year_per_day_even_when_its_repeat_is_made_aga
 ) -> None:
     from campaign.scheduling.timezones import ScheduleError
 
-    template = _campaign("26 June letter")
+    template = CampaignFactory(name="26 June letter", commit=True)
     first = create_yearly(template, 6, 26, "09:00", "Europe/Paris", now=CREATED)
     db.session.commit()
     # A double submit, or the command run twice: refused, with what to do instead.

@@ -17,7 +17,7 @@ from campaign.scheduling.tick import tick
 from campaign.services.schedules import advocacy_calendar as calendar
 from campaign.services.sending import campaigns, followups
 from campaign.services.statements import statements
-from tests.scheduling.test_tick import BODY, _campaign
+from tests.factories import BODY, CampaignFactory
 
 CREATED = datetime(2027, 6, 1, 12, tzinfo=UTC)
 
@@ -92,7 +92,7 @@ def test_the_worker_ticks_once_per_interval_and_fires_what_is_due(app: Flask) ->
 
 
 def test_steps_added_to_a_draft_are_dated_at_launch(app: Flask) -> None:
-    campaign = _campaign()
+    campaign = CampaignFactory(commit=True)
     reminder = statements.create_statement("Reminder", language="en", subject="R", body=BODY)
     step = followups.add_step(campaign, reminder, 14, "no_reply")
     db.session.commit()
@@ -107,7 +107,7 @@ def test_steps_added_to_a_draft_are_dated_at_launch(app: Flask) -> None:
 
 
 def test_a_scheduled_launch_dates_the_steps_too(app: Flask) -> None:
-    campaign = _campaign()
+    campaign = CampaignFactory(commit=True)
     reminder = statements.create_statement("Reminder", language="en", subject="R", body=BODY)
     step = followups.add_step(campaign, reminder, 7, "no_reply")
     create_send_at(campaign, "2027-06-26T09:00", "Europe/Paris", now=CREATED)
@@ -133,7 +133,7 @@ def test_a_scheduled_launch_dates_the_steps_too(app: Flask) -> None:
 
 def test_schedule_send_launches_at_local_time_and_refuses_clearly(app: Flask) -> None:
     runner = app.test_cli_runner()
-    campaign = _campaign("Summit letter")
+    campaign = CampaignFactory(name="Summit letter", commit=True)
     year = datetime.now(UTC).year + 1
     result = runner.invoke(
         args=[
@@ -164,7 +164,7 @@ def test_schedule_send_launches_at_local_time_and_refuses_clearly(app: Flask) ->
 
 def test_yearly_schedules_a_copy_every_year_and_refuses_dates_no_year_has(app: Flask) -> None:
     runner = app.test_cli_runner()
-    campaign = _campaign("Torture day")
+    campaign = CampaignFactory(name="Torture day", commit=True)
     result = runner.invoke(
         args=[
             "yearly",
@@ -193,7 +193,7 @@ def test_yearly_schedules_a_copy_every_year_and_refuses_dates_no_year_has(app: F
 
 def test_add_step_prints_what_the_follow_up_will_do(app: Flask) -> None:
     runner = app.test_cli_runner()
-    campaign = _campaign("Joint letter")
+    campaign = CampaignFactory(name="Joint letter", commit=True)
     reminder = statements.create_statement("Reminder", language="en", subject="R", body=BODY)
     db.session.commit()
     result = runner.invoke(

@@ -24,12 +24,9 @@ from campaign.services.contacts.contacts import create_contact
 from campaign.services.sending import campaigns
 from campaign.services.sending.campaigns import AudienceSpec, CampaignError
 from campaign.services.statements import statements
+from tests.factories import StatementFactory
 
 BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n"
-
-
-def _statement() -> Statement:
-    return statements.create_statement("Joint letter", language="en", subject="S", body=BODY)
 
 
 def _list(name: str, emails: list[str]) -> Any:
@@ -79,14 +76,14 @@ def test_a_header_injection_in_from_is_refused_naming_the_field(app: Flask) -> N
     press = _list("Press", ["a@example.org"])
     with pytest.raises(CampaignError) as error:
         campaigns.create_campaign(
-            _statement(),
+            StatementFactory(body=BODY),
             audience=AudienceSpec((f"list:{press.id}",)),
             from_address="Us <us@example.org>\r\nBcc: spy@evil.test",
         )
     assert error.value.field == "from_address"
     with pytest.raises(CampaignError, match="Reply-To") as error:
         campaigns.create_campaign(
-            _statement(),
+            StatementFactory(body=BODY),
             audience=AudienceSpec((f"list:{press.id}",)),
             reply_to="not an address",
         )
@@ -95,7 +92,9 @@ def test_a_header_injection_in_from_is_refused_naming_the_field(app: Flask) -> N
 
 def test_empty_and_fully_suppressed_audiences_cannot_launch(app: Flask) -> None:
     empty = lists.create_list("Empty")
-    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{empty.id}",)))
+    campaign = campaigns.create_campaign(
+        StatementFactory(body=BODY), audience=AudienceSpec((f"list:{empty.id}",))
+    )
     assert "hold no contacts" in " ".join(campaigns.check_campaign(campaign).errors)
     with pytest.raises(CampaignError, match="hold no contacts"):
         campaigns.launch_campaign(campaign)
@@ -103,7 +102,9 @@ def test_empty_and_fully_suppressed_audiences_cannot_launch(app: Flask) -> None:
     press = _list("Press", ["a@example.org", "b@example.org"])
     _suppress("a@example.org")
     _suppress("b@example.org")
-    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    campaign = campaigns.create_campaign(
+        StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
+    )
     assert (
         "all 2 contacts are on the suppression list" in campaigns.check_campaign(campaign).errors[0]
     )
@@ -116,7 +117,7 @@ def test_a_from_domain_other_than_the_accounts_is_a_warning(app: Flask) -> None:
     app.config["MAIL_USERNAME"] = "relay@ngo.example"
     press = _list("Press", ["a@example.org"])
     campaign = campaigns.create_campaign(
-        _statement(),
+        StatementFactory(body=BODY),
         audience=AudienceSpec((f"list:{press.id}",)),
         from_address="Us <us@other.example>",
     )
@@ -128,7 +129,9 @@ def test_a_from_domain_other_than_the_accounts_is_a_warning(app: Flask) -> None:
 def test_launch_writes_one_row_per_recipient_and_queues_after_commit(app: Flask) -> None:
     press = _list("Press", ["a@example.org", "b@example.org", "c@example.org"])
     _suppress("b@example.org")
-    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    campaign = campaigns.create_campaign(
+        StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
+    )
     db.session.commit()
     queue = get_queue()
     queue.empty()
@@ -156,7 +159,9 @@ def test_launch_writes_one_row_per_recipient_and_queues_after_commit(app: Flask)
 
 def test_launching_twice_writes_nothing_more(app: Flask) -> None:
     press = _list("Press", ["a@example.org", "b@example.org"])
-    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    campaign = campaigns.create_campaign(
+        StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
+    )
     assert campaigns.launch_campaign(campaign) is True
     db.session.commit()
     assert campaigns.launch_campaign(campaign) is False
@@ -166,7 +171,9 @@ def test_launching_twice_writes_nothing_more(app: Flask) -> None:
 
 def test_a_rolled_back_launch_leaves_no_rows_and_no_jobs(app: Flask) -> None:
     press = _list("Press", ["a@example.org"])
-    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    campaign = campaigns.create_campaign(
+        StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
+    )
     db.session.commit()
     queue = get_queue()
     queue.empty()
@@ -177,11 +184,17 @@ def test_a_rolled_back_launch_leaves_no_rows_and_no_jobs(app: Flask) -> None:
 
 
 def test_presend_errors_need_an_override_which_the_audit_log_records(app: Flask) -> None:
-    press = _list("Press", ["a@example.org"])
-    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    # The launch counts them itself (BODY names no signer: each letter has an error); no
+    # caller passes the count, so none can pass a wrong one (decision 0056).
+    press = _list("Press", ["a@example.org", "b@example.org", "c@example.org"])
+    campaign = campaigns.create_campaign(
+        StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
+    )
     with pytest.raises(CampaignError, match="errors for 3 contacts"):
-        campaigns.launch_campaign(campaign, presend_errors=3)
-    assert campaigns.launch_campaign(campaign, presend_errors=3, override=True)
+        campaigns.check_and_launch(campaign)
+    with pytest.raises(CampaignError, match="say why"):
+        campaigns.check_and_launch(campaign, override=True)
+    assert campaigns.check_and_launch(campaign, override=True, override_reason="asked today")
     db.session.commit()
     assert campaign.is_presend_overridden
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "campaign.launch"))
@@ -190,7 +203,7 @@ def test_presend_errors_need_an_override_which_the_audit_log_records(app: Flask)
 
 
 def test_the_launched_version_is_frozen_against_later_edits(app: Flask) -> None:
-    statement = _statement()
+    statement = StatementFactory(body=BODY)
     press = _list("Press", ["a@example.org"])
     campaign = campaigns.create_campaign(statement, audience=AudienceSpec((f"list:{press.id}",)))
     campaigns.launch_campaign(campaign)
@@ -203,7 +216,9 @@ def test_the_launched_version_is_frozen_against_later_edits(app: Flask) -> None:
 
 def test_pause_resume_and_cancel(app: Flask) -> None:
     press = _list("Press", ["a@example.org", "b@example.org"])
-    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    campaign = campaigns.create_campaign(
+        StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
+    )
     campaigns.launch_campaign(campaign)
     db.session.commit()
     assert campaigns.resume_campaign(campaign) is False, "a sending campaign is not paused"
@@ -243,7 +258,7 @@ def test_pause_resume_and_cancel(app: Flask) -> None:
 
 
 def test_a_statement_a_campaign_uses_cannot_be_deleted(app: Flask) -> None:
-    statement = _statement()
+    statement = StatementFactory(body=BODY)
     press = _list("Press", ["a@example.org"])
     campaign = campaigns.create_campaign(statement, audience=AudienceSpec((f"list:{press.id}",)))
     campaigns.launch_campaign(campaign)
@@ -265,7 +280,9 @@ def test_a_launch_that_finds_the_campaign_launched_meanwhile_does_nothing(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     press = _list("Press", ["a@example.org", "b@example.org"])
-    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    campaign = campaigns.create_campaign(
+        StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
+    )
     db.session.commit()
     real_check = campaigns.check_campaign
     is_sqlite = db.engine.dialect.name == "sqlite"
@@ -307,7 +324,7 @@ def test_tracking_needs_the_public_address_letters_can_link_to(
     app.config.update(PUBLIC_URL=public_url, DEBUG=debug)
     press = _list("Press", ["a@example.org"])
     campaign = campaigns.create_campaign(
-        _statement(),
+        StatementFactory(body=BODY),
         audience=AudienceSpec((f"list:{press.id}",)),
         is_open_tracking=tracking == "opens",
         is_click_tracking=tracking == "clicks",
@@ -328,7 +345,9 @@ def test_a_campaign_without_tracking_or_unsubscribe_needs_no_public_address(app:
     app.config.update(PUBLIC_URL="", DEBUG=False)
     press = _list("Press", ["a@example.org"])
     campaign = campaigns.create_campaign(
-        _statement(), audience=AudienceSpec((f"list:{press.id}",)), has_list_unsubscribe=False
+        StatementFactory(body=BODY),
+        audience=AudienceSpec((f"list:{press.id}",)),
+        has_list_unsubscribe=False,
     )
     assert campaigns.check_campaign(campaign).errors == []
 
@@ -338,7 +357,9 @@ def test_without_a_public_address_unsubscribe_links_would_not_work_and_the_launc
 ) -> None:
     # Outside debug an error (decision 0037), in `campaign dev` a warning.
     press = _list("Press", ["a@example.org"])
-    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    campaign = campaigns.create_campaign(
+        StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
+    )
     app.config["PUBLIC_URL"] = ""
     assert any(
         "CAMPAIGN_PUBLIC_URL is not set" in e for e in campaigns.check_campaign(campaign).errors

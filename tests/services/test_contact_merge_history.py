@@ -23,12 +23,12 @@ from campaign.services.contacts import trash as contact_trash
 from campaign.services.contacts.contacts import create_contact
 from campaign.services.replies.correspondence import correspondence
 from campaign.services.sending import followups
+from tests.factories import StatementFactory
 from tests.followups.test_followups import (  # noqa: F401 (the SMTP fixture)
     _answer,
     _fire,
     _letters,
     _sent_campaign,
-    _statement,
     app_overrides,
 )
 
@@ -97,7 +97,12 @@ def test_a_follow_up_to_a_moved_letter_goes_to_the_survivors_address(app: Flask)
     db.session.commit()
     contact_merge.merge_contacts(survivor, _contact("silent@example.net"), {})
     db.session.commit()
-    step = followups.add_step(campaign, _statement("Reminder"), 3, FollowUpCondition.NO_REPLY)
+    step = followups.add_step(
+        campaign,
+        StatementFactory(title="Reminder", subject="Reminder"),
+        3,
+        FollowUpCondition.NO_REPLY,
+    )
     db.session.commit()
 
     _fire(step)

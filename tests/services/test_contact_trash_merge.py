@@ -16,7 +16,6 @@ from campaign.models import (
     Contact,
     Delivery,
     DeliveryStatus,
-    Statement,
     Suppression,
     list_memberships,
 )
@@ -24,22 +23,14 @@ from campaign.scheduling import tick
 from campaign.services.contacts import lists, segments
 from campaign.services.contacts import merge as contact_merge
 from campaign.services.contacts import trash as contact_trash
-from campaign.services.contacts.contacts import count_contacts, create_contact, delete_contact
+from campaign.services.contacts.contacts import count_contacts, delete_contact
 from campaign.services.contacts.exporting import export_contacts
 from campaign.services.contacts.search import ContactFilters, filtered_query
 from campaign.services.sending import campaigns
 from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.statements import statements
+from tests.factories import ContactFactory, StatementFactory
 
 BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\nAnna Example\n"
-
-
-def _statement() -> Statement:
-    return statements.create_statement("Joint letter", language="en", subject="S", body=BODY)
-
-
-def _contact(email: str, **fields: str) -> Contact:
-    return create_contact({"email": email, "family_name": "Doe", **fields})
 
 
 def _emails(query: Any) -> list[str]:
@@ -66,8 +57,8 @@ def _everywhere(contact_list: Any) -> dict[str, Any]:
 
 def test_a_trashed_contact_is_nowhere_and_comes_back_everywhere_once_restored(app: Flask) -> None:
     press = lists.create_list("Press")
-    anna = _contact("anna@example.org", tags="press")
-    bob = _contact("bob@example.org", tags="press")
+    anna = ContactFactory(email="anna@example.org", tags="press")
+    bob = ContactFactory(email="bob@example.org", tags="press")
     lists.add_contacts(press, [anna.id, bob.id])
     db.session.commit()
     before = _everywhere(press)
@@ -87,7 +78,9 @@ def test_a_trashed_contact_is_nowhere_and_comes_back_everywhere_once_restored(ap
         "export": 1,
     }
     # A launch writes no letter to the trashed contact.
-    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    campaign = campaigns.create_campaign(
+        StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
+    )
     assert campaigns.launch_campaign(campaign) is True
     db.session.commit()
     recipients = db.session.scalars(
@@ -102,14 +95,16 @@ def test_a_trashed_contact_is_nowhere_and_comes_back_everywhere_once_restored(ap
 
 def test_trash_cancels_letters_not_yet_sent_and_keeps_the_suppression(app: Flask) -> None:
     press = lists.create_list("Press")
-    anna = _contact("anna@example.org")
+    anna = ContactFactory(email="anna@example.org")
     lists.add_contacts(press, [anna.id])
     db.session.add(
         Suppression(email_key="anna@example.org", email="anna@example.org", reason="manual")
     )
-    bob = _contact("bob@example.org")
+    bob = ContactFactory(email="bob@example.org")
     lists.add_contacts(press, [bob.id])
-    campaign = campaigns.create_campaign(_statement(), audience=AudienceSpec((f"list:{press.id}",)))
+    campaign = campaigns.create_campaign(
+        StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
+    )
     campaigns.launch_campaign(campaign)
     db.session.commit()
     delete_contact(bob)
@@ -125,10 +120,10 @@ def test_trash_cancels_letters_not_yet_sent_and_keeps_the_suppression(app: Flask
 def test_restoring_a_contact_whose_address_was_reused_is_refused_naming_the_other(
     app: Flask,
 ) -> None:
-    old = _contact("press@example.org", given_name="Old")
+    old = ContactFactory(email="press@example.org", given_name="Old")
     delete_contact(old)
     db.session.commit()
-    new = _contact("Press@example.org", given_name="New")
+    new = ContactFactory(email="Press@example.org", given_name="New")
     db.session.commit()
     with pytest.raises(contact_trash.TrashError) as refused:
         contact_trash.restore_contact(db.session.get(Contact, old.id))
@@ -153,8 +148,8 @@ def test_restoring_a_contact_whose_address_was_reused_is_refused_naming_the_othe
 
 def test_the_scheduler_purges_after_30_days_and_says_how_many(app: Flask) -> None:
     now = datetime.now(UTC)
-    old = _contact("old@example.org")
-    recent = _contact("recent@example.org")
+    old = ContactFactory(email="old@example.org")
+    recent = ContactFactory(email="recent@example.org")
     delete_contact(old)
     delete_contact(recent)
     old.deleted_at = now - timedelta(days=31)
@@ -171,14 +166,16 @@ def test_the_scheduler_purges_after_30_days_and_says_how_many(app: Flask) -> Non
 
 def test_merge_takes_chosen_fields_and_moves_lists_letters_and_tags(app: Flask) -> None:
     press, diplomats = lists.create_list("Press"), lists.create_list("Diplomats")
-    keep = _contact("keep@example.org", given_name="Anna", organisation="", tags="press")
-    other = _contact(
-        "other@example.org", given_name="Anne", organisation="Embassy", tags="diplomat"
+    keep = ContactFactory(
+        email="keep@example.org", given_name="Anna", organisation="", tags="press"
+    )
+    other = ContactFactory(
+        email="other@example.org", given_name="Anne", organisation="Embassy", tags="diplomat"
     )
     lists.add_contacts(press, [keep.id])
     lists.add_contacts(diplomats, [other.id])
     campaign = campaigns.create_campaign(
-        _statement(), audience=AudienceSpec((f"list:{diplomats.id}",))
+        StatementFactory(body=BODY), audience=AudienceSpec((f"list:{diplomats.id}",))
     )
     campaigns.launch_campaign(campaign)
     campaign.status = "finished"
@@ -208,14 +205,16 @@ def test_merge_takes_chosen_fields_and_moves_lists_letters_and_tags(app: Flask) 
 
 
 def test_merge_refusals_and_the_suppression_that_survives(app: Flask) -> None:
-    anna = _contact("anna@example.org")
+    anna = ContactFactory(email="anna@example.org")
     with pytest.raises(contact_merge.MergeError, match="cannot be merged with itself"):
         contact_merge.check_merge(anna, anna)
     press = lists.create_list("Press")
-    busy = _contact("busy@example.org", given_name="Busy")
+    busy = ContactFactory(email="busy@example.org", given_name="Busy")
     lists.add_contacts(press, [busy.id])
     campaign = campaigns.create_campaign(
-        _statement(), name="Summit letter", audience=AudienceSpec((f"list:{press.id}",))
+        StatementFactory(body=BODY),
+        name="Summit letter",
+        audience=AudienceSpec((f"list:{press.id}",)),
     )
     campaigns.launch_campaign(campaign)
     db.session.commit()
@@ -228,7 +227,7 @@ def test_merge_refusals_and_the_suppression_that_survives(app: Flask) -> None:
     db.session.add(
         Suppression(email_key="gone@example.org", email="gone@example.org", reason="unsubscribed")
     )
-    gone = _contact("gone@example.org")
+    gone = ContactFactory(email="gone@example.org")
     db.session.commit()
     assert contact_merge.check_merge(anna, gone).suppressed == ["gone@example.org"]
     contact_merge.merge_contacts(anna, gone, {"email": "survivor"})
@@ -240,7 +239,7 @@ def test_merge_refusals_and_the_suppression_that_survives(app: Flask) -> None:
 def test_an_import_row_with_a_trashed_address_makes_a_new_live_contact(app: Flask) -> None:
     from campaign.services.contacts.importing import _existing_ids
 
-    old = _contact("press@example.org")
+    old = ContactFactory(email="press@example.org")
     delete_contact(old)
     db.session.commit()
     assert _existing_ids(["press@example.org"]) == {}

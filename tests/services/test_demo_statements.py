@@ -21,6 +21,7 @@ from campaign.demo.statements import (
 from campaign.extensions import db
 from campaign.letters.letter import render_letter
 from campaign.models import Contact, Statement
+from campaign.services.statements.statements import letter_source
 
 # Lines of the web page the letters leave out on purpose (decision 0040): a photo's caption
 # and a download link whose address the seed lost.
@@ -187,7 +188,9 @@ def _render_all(app: Flask) -> list[tuple[Statement, Any]]:
         location_country="FR",
     )
     found = db.session.scalars(select(Statement).order_by(Statement.id)).all()
-    return [(s, render_letter(s, reader, today=dt.date(2026, 3, 2))) for s in found[1:]]
+    return [
+        (s, render_letter(letter_source(s), reader, today=dt.date(2026, 3, 2))) for s in found[1:]
+    ]
 
 
 def test_every_seed_statement_renders_as_published(app: Flask) -> None:

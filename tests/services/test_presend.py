@@ -15,14 +15,9 @@ from campaign.models import AuditEvent, Contact, StatementVersion
 from campaign.services.contacts import lists
 from campaign.services.contacts.contacts import create_contact
 from campaign.services.statements import presend, statements
+from tests.factories import StatementFactory
 
 BODY = "{{ salutation }}\n\nText for {{ contact.organisation }}.\n\n{{ closing }}\n\nAnna Sample\n"
-
-
-def _statement() -> Any:
-    statement = statements.create_statement("Joint letter", language="en", subject="S", body=BODY)
-    statements.set_text(statement, language="fr", subject="O", body=BODY)
-    return statement
 
 
 def _raw_contact(email: str, **fields: Any) -> Contact:
@@ -33,7 +28,7 @@ def _raw_contact(email: str, **fields: Any) -> Contact:
 
 
 def test_the_check_reports_each_recipients_problems_and_a_summary(app: Flask) -> None:
-    statement = _statement()
+    statement = StatementFactory(body=BODY, translations={"fr": ("O", BODY)})
     create_contact(
         {
             "email": "fr@example.org",
@@ -137,7 +132,7 @@ def test_a_broken_letter_for_one_contact_does_not_stop_the_check(app: Flask) -> 
 
 
 def test_a_forced_language_the_statement_lacks_is_refused_before_rendering(app: Flask) -> None:
-    statement = _statement()
+    statement = StatementFactory(body=BODY, translations={"fr": ("O", BODY)})
     db.session.commit()
     with pytest.raises(LanguageUnavailable):
         presend.check_audience(statement, [], language="ru")

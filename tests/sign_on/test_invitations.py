@@ -43,7 +43,8 @@ from campaign.services.sending import campaigns
 from campaign.services.sending.campaigns import AudienceSpec
 from campaign.services.sending.notices import send_notice
 from campaign.services.sign_on import pages as sign_on
-from campaign.services.sign_on.invitations import InvitationError, invite, reminder_of
+from campaign.services.sign_on.invitations import InvitationError, invite
+from campaign.services.sign_on.pages import reminder_of
 from campaign.services.statements import statements
 from tests.conftest import make_user, sign_in
 from tests.fault_smtp import FaultSmtpServer

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -15,6 +14,7 @@ from campaign.models import AuditEvent, ContactList, Role, Segment, User
 from campaign.services.contacts import lists, segments
 from campaign.services.contacts.contacts import create_contact
 from campaign.web.contacts.audiences import Builder
+from tests.pages import html_of
 
 Login = Callable[[Role], User]
 
@@ -30,10 +30,6 @@ def contacts(app: Flask) -> None:
     db.session.commit()
 
 
-def _text(response: Any) -> str:
-    return str(response.get_data(as_text=True))
-
-
 def test_lists_can_be_created_renamed_and_deleted(
     client: FlaskClient, login: Login, app: Flask
 ) -> None:
@@ -42,10 +38,10 @@ def test_lists_can_be_created_renamed_and_deleted(
     press = db.session.scalar(select(ContactList))
     assert press is not None and press.name == "Press"
     duplicate = client.post("/audiences/lists", data={"name": "press"}, follow_redirects=True)
-    assert "already exists" in _text(duplicate)
+    assert "already exists" in html_of(duplicate)
     client.post(f"/audiences/lists/{press.id}/rename", data={"name": "Press (EU)"})
     assert db.session.get(ContactList, press.id).name == "Press (EU)"
-    assert "does not delete those contacts" in _text(
+    assert "does not delete those contacts" in html_of(
         client.get(f"/audiences/lists/{press.id}/delete")
     )
     press_id = press.id
@@ -64,7 +60,7 @@ def test_index_shows_member_counts_and_links_to_members(
     )
     db.session.commit()
     login(Role.VIEWER)
-    page = _text(client.get("/audiences/"))
+    page = html_of(client.get("/audiences/"))
     assert "Press" in page and "<td>2</td>" in page
     assert "Create list" not in page  # viewers do not manage lists
     response = client.get(f"/audiences/lists/{press.id}")
@@ -143,7 +139,7 @@ def test_saving_editing_and_deleting_a_segment(
             {"not": {"any": [{"field": "tag", "op": "is", "value": "press"}]}},
         ]
     }
-    edit_page = _text(client.get(f"/audiences/segments/{segment.id}/edit"))
+    edit_page = html_of(client.get(f"/audiences/segments/{segment.id}/edit"))
     assert 'name="g1-not" value="1" checked' in edit_page
     assert 'aria-live="polite"' in edit_page
     client.post(
@@ -167,7 +163,7 @@ def test_a_bad_segment_is_not_saved_and_the_form_is_kept(
         data={**_builder_form(**{"g0-c0-value": "king"}), "action": "save"},
     )
     assert response.status_code == 422
-    page = _text(response)
+    page = html_of(response)
     assert "Group 1, condition 1" in page and "&#39;king&#39; is not one of" in page
     assert 'value="king"' in page
     assert db.session.scalar(select(Segment)) is None
@@ -180,12 +176,12 @@ def test_deeper_definitions_are_edited_as_json(
     segment = segments.save_segment("Deep", deep)
     db.session.commit()
     login(Role.EDITOR)
-    assert 'name="definition_json"' in _text(client.get(f"/audiences/segments/{segment.id}/edit"))
+    assert 'name="definition_json"' in html_of(client.get(f"/audiences/segments/{segment.id}/edit"))
     response = client.post(
         f"/audiences/segments/{segment.id}/edit",
         data={"name": "Deep", "definition_json": "{not json", "action": "save"},
     )
-    assert response.status_code == 422 and "not valid JSON" in _text(response)
+    assert response.status_code == 422 and "not valid JSON" in html_of(response)
 
 
 def test_builder_round_trips_its_definitions() -> None:

@@ -15,12 +15,9 @@ from campaign.extensions import db
 from campaign.models import AuditEvent, Role, User
 from campaign.models._types import utcnow
 from campaign.services.accounts.audit import record_event
+from tests.pages import html_of
 
 Login = Callable[[Role], User]
-
-
-def _text(response: Any) -> str:
-    return str(response.get_data(as_text=True))
 
 
 def test_only_admins_see_the_audit_log(client: FlaskClient, login: Login, app: Flask) -> None:
@@ -33,12 +30,12 @@ def test_newest_first_with_pages(client: FlaskClient, login: Login, app: Flask) 
         record_event("test.event", target_type="thing", target_id=i)
     db.session.commit()
     login(Role.ADMIN)
-    first = _text(client.get("/audit/?action=test.event"))
+    first = html_of(client.get("/audit/?action=test.event"))
     targets = [int(t) for t in re.findall(r"thing (\d+)", first)]
     assert targets == list(range(59, 9, -1))
     older = re.search(r'href="([^"]+)" rel="next"', first)
     assert older is not None
-    second = _text(client.get(older.group(1).replace("&amp;", "&")))
+    second = html_of(client.get(older.group(1).replace("&amp;", "&")))
     assert [int(t) for t in re.findall(r"thing (\d+)", second)] == list(range(9, -1, -1))
     assert 'rel="next"' not in second
 
@@ -55,16 +52,16 @@ def test_filters_by_action_actor_and_date(client: FlaskClient, login: Login, app
         .values(at=utcnow() - timedelta(days=10))
     )
     db.session.commit()
-    by_actor = _text(client.get("/audit/?action=contact.delete&actor=ADMIN@"))
+    by_actor = html_of(client.get("/audit/?action=contact.delete&actor=ADMIN@"))
     assert "contact #7" in by_actor and "contact #8" not in by_actor
     today = utcnow().date().isoformat()
-    recent = _text(client.get(f"/audit/?action=contact.delete&since={today}"))
+    recent = html_of(client.get(f"/audit/?action=contact.delete&since={today}"))
     assert "contact #7" in recent and "contact #8" not in recent
-    older = _text(
+    older = html_of(
         client.get(f"/audit/?action=contact.delete&until={(utcnow() - timedelta(days=5)).date()}")
     )
     assert "contact #8" in older and "contact #7" not in older
-    assert "login" in _text(client.get("/audit/?action=login"))
+    assert "login" in html_of(client.get("/audit/?action=login"))
     assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "login")) is not None
 
 

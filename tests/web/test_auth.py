@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pyotp
@@ -15,12 +14,36 @@ from campaign.extensions import db
 from campaign.models import AuditEvent, Role
 from campaign.services.accounts import users
 from tests.conftest import TEST_PASSWORD, make_user, sign_in
+from tests.pages import csrf_token
 
 
 def test_passwords_are_stored_as_argon2id(app: Flask) -> None:
     user = make_user(Role.EDITOR)
     assert user.password_hash.startswith("$argon2id$")
     assert TEST_PASSWORD not in user.password_hash
+
+
+def test_production_hashes_with_owasp_argon2id_parameters() -> None:
+    """Tests hash with argon2id's smallest cost (tests/conftest.py); production's hasher,
+    kept aside before that swap, has OWASP's minimum for interactive logins."""
+    from argon2 import Type, extract_parameters
+
+    from tests.conftest import PRODUCTION_PASSWORD_HASHER as production
+
+    assert production is not users._hasher  # the module's own, not the tests' cheap one
+    assert (production.time_cost, production.memory_cost, production.parallelism) == (
+        2,
+        19 * 1024,
+        1,
+    )
+    assert production.type is Type.ID
+    stored = extract_parameters(production.hash(TEST_PASSWORD))
+    assert (stored.type, stored.time_cost, stored.memory_cost, stored.parallelism) == (
+        Type.ID,
+        2,
+        19 * 1024,
+        1,
+    )
 
 
 def test_wrong_password_is_refused_and_audited(app: Flask, client: FlaskClient) -> None:
@@ -124,23 +147,16 @@ def test_sign_in_refuses_an_offsite_next(app: Flask, client: FlaskClient) -> Non
         client.post("/logout")
 
 
-@pytest.fixture
-def app_with_csrf(app_overrides: dict[str, Any]) -> Iterator[Flask]:
-    from campaign import create_app
-
-    application = create_app({**app_overrides, "WTF_CSRF_ENABLED": True})
-    with application.app_context():
-        yield application
-        db.session.remove()
-        db.engine.dispose()
-
-
-def test_forms_without_the_csrf_token_are_refused(app: Flask, app_with_csrf: Flask) -> None:
+@pytest.mark.parametrize("csrf_enabled", [True])
+def test_forms_without_the_csrf_token_are_refused(client: FlaskClient) -> None:
     make_user(Role.ADMIN)
-    client = app_with_csrf.test_client()
     response = client.post("/login", data={"email": "admin@example.org", "password": TEST_PASSWORD})
     assert response.status_code == 400
     assert "Reload the page" in response.get_data(as_text=True)
+    # The same form with the page's token is accepted: the 400 was the missing token.
+    data = {"email": "admin@example.org", "password": TEST_PASSWORD}
+    signed_in = client.post("/login", data={**data, "csrf_token": csrf_token(client, "/login")})
+    assert signed_in.status_code == 302
 
 
 @pytest.mark.parametrize("proxies", [0, 1])

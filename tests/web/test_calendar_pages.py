@@ -3,7 +3,6 @@ secret ICS feed."""
 
 from __future__ import annotations
 
-import html
 import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -18,22 +17,14 @@ from campaign.models import AuditEvent, CalendarEvent, Notification, Role
 from campaign.services.schedules import advocacy_calendar as calendar_service
 from campaign.services.schedules import cases
 from tests.conftest import TEST_PASSWORD, make_user
+from tests.pages import csrf_token, text_of
 
 NEXT_YEAR = date.today().year + 1
 
 
 @pytest.fixture
-def csrf_enabled() -> bool:
-    return False
-
-
-@pytest.fixture
-def app_overrides(app_overrides: dict[str, Any], csrf_enabled: bool) -> dict[str, Any]:
-    return {**app_overrides, "WTF_CSRF_ENABLED": csrf_enabled, "TIMEZONE": "Europe/Paris"}
-
-
-def _text(response: Any) -> str:
-    return html.unescape(response.get_data(as_text=True))
+def app_overrides(app_overrides: dict[str, Any]) -> dict[str, Any]:
+    return {**app_overrides, "TIMEZONE": "Europe/Paris"}
 
 
 def _day_cell(page: str, on: date) -> str:
@@ -61,7 +52,7 @@ def test_a_viewer_sees_the_built_in_days_in_the_month_and_pages_through_months(
     calendar_service.load_builtin_days()
     db.session.commit()
     login(Role.VIEWER)
-    page = _text(client.get(f"/calendar/?month={NEXT_YEAR}-06"))
+    page = text_of(client.get(f"/calendar/?month={NEXT_YEAR}-06"))
     assert f"June {NEXT_YEAR}" in page
     assert "International Day in Support of Victims of Torture" in _day_cell(
         page, date(NEXT_YEAR, 6, 26)
@@ -69,7 +60,7 @@ def test_a_viewer_sees_the_built_in_days_in_the_month_and_pages_through_months(
     assert f"month={NEXT_YEAR}-05" in page and f"month={NEXT_YEAR}-07" in page
     # A viewer reads only: no form to add an event, no secret feed address.
     assert "Add an event" not in page and "calendar.ics" not in page
-    december = _text(client.get(f"/calendar/?month={NEXT_YEAR}-12"))
+    december = text_of(client.get(f"/calendar/?month={NEXT_YEAR}-12"))
     assert "Human Rights Day" in _day_cell(december, date(NEXT_YEAR, 12, 10))
 
 
@@ -79,12 +70,12 @@ def test_an_editor_adds_an_event_and_its_reminder_shows_a_week_before(
     login(Role.EDITOR)
     response = client.post("/calendar/events", data=_event_form())
     assert response.status_code == 302
-    page = _text(client.get(f"/calendar/?month={NEXT_YEAR}-04"))
+    page = text_of(client.get(f"/calendar/?month={NEXT_YEAR}-04"))
     for day in (3, 4):
         assert "EU–Central Asia summit (3–4 April, Samarkand)" in _day_cell(
             page, date(NEXT_YEAR, 4, day)
         )
-    march = _text(client.get(f"/calendar/?month={NEXT_YEAR}-03"))
+    march = text_of(client.get(f"/calendar/?month={NEXT_YEAR}-03"))
     reminder = _day_cell(march, date(NEXT_YEAR, 3, 27))
     assert "Reminder" in reminder and "7 days before" in reminder
     assert "09:00" in reminder  # 09:00 in the organisation's zone
@@ -120,7 +111,7 @@ def test_bad_event_input_is_explained_next_to_its_field(
     login(Role.EDITOR)
     response = client.post("/calendar/events", data=_event_form(**changes))
     assert response.status_code == 422
-    found = re.search(rf'id="e-{field}"[^>]*>([^<]*)<', _text(response))
+    found = re.search(rf'id="e-{field}"[^>]*>([^<]*)<', text_of(response))
     assert found and words in found.group(1)
     assert db.session.scalars(select(CalendarEvent)).all() == []
 
@@ -133,7 +124,7 @@ def test_reminders_are_listed_at_the_top_newest_first(
     db.session.add(Notification(text="Newer: anniversary in 7 days", created_at=now))
     db.session.commit()
     login(Role.VIEWER)
-    page = _text(client.get("/calendar/"))
+    page = text_of(client.get("/calendar/"))
     reminders = page[page.index("Reminders") : page.index("Calendar views")]
     assert reminders.index("Newer: anniversary") < reminders.index("Older: summit")
 
@@ -148,7 +139,7 @@ def test_a_case_anniversary_shows_with_its_years_and_the_pseudonym(
     cases.add_case_date(case, "arrest", arrested, mark_anniversary=True)
     db.session.commit()
     login(Role.EDITOR)
-    page = _text(client.get(f"/calendar/?month={NEXT_YEAR}-03"))
+    page = text_of(client.get(f"/calendar/?month={NEXT_YEAR}-03"))
     cell = _day_cell(page, date(NEXT_YEAR, 3, 12))
     assert f"Arrest of Journalist A. (12 March {arrested.year}, 4 years)" in cell
     assert "Real Name" not in page
@@ -177,7 +168,7 @@ def test_the_list_view_shows_a_send_and_its_follow_up(
     followups.add_step(campaign, letter, 14, "no_reply")
     db.session.commit()
     login(Role.VIEWER)
-    page = _text(client.get("/calendar/?view=list"))
+    page = text_of(client.get("/calendar/?view=list"))
     listing = page[page.index('id="calendar-list"') :]
     sent = listing.index(f'data-date="{send_on.isoformat()}"')
     follow = listing.index(f'data-date="{(send_on + timedelta(days=14)).isoformat()}"')
@@ -210,30 +201,31 @@ def test_only_admins_see_the_secret_feed_address_with_a_warning(
     client: FlaskClient, login: Any, app: Flask
 ) -> None:
     login(Role.EDITOR)
-    assert "calendar.ics" not in _text(client.get("/calendar/"))
+    response = client.get("/calendar/")
+    assert response.status_code == 200 and "<h1>Advocacy calendar</h1>" in text_of(response)
+    assert "calendar.ics" not in text_of(response)
     admin = make_user(Role.ADMIN, "boss@example.org")
     client.post("/logout")
     client.post("/login", data={"email": admin.email, "password": TEST_PASSWORD})
-    page = _text(client.get("/calendar/"))
+    page = text_of(client.get("/calendar/"))
     assert f"/calendar.ics?token={calendar_service.feed_token()}" in page
     assert "This address is a secret" in page
 
 
 @pytest.mark.parametrize("csrf_enabled", [True])
 def test_adding_an_event_needs_the_csrf_token(client: FlaskClient, app: Flask) -> None:
-    def token(path: str) -> str:
-        found = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(True))
-        assert found
-        return found.group(1)
-
     user = make_user(Role.EDITOR)
     client.post(
         "/login",
-        data={"email": user.email, "password": TEST_PASSWORD, "csrf_token": token("/login")},
+        data={
+            "email": user.email,
+            "password": TEST_PASSWORD,
+            "csrf_token": csrf_token(client, "/login"),
+        },
     )
     assert client.post("/calendar/events", data=_event_form()).status_code == 400
     assert db.session.scalars(select(CalendarEvent)).all() == []
-    form = {**_event_form(), "csrf_token": token("/calendar/")}
+    form = {**_event_form(), "csrf_token": csrf_token(client, "/calendar/")}
     assert client.post("/calendar/events", data=form).status_code == 302
 
 
@@ -284,7 +276,7 @@ def _statements_for(client: FlaskClient, path: str) -> tuple[int, str]:
     finally:
         event.remove(db.engine, "before_cursor_execute", counted)
     assert response.status_code == 200
-    return count, _text(response)
+    return count, text_of(response)
 
 
 def test_the_month_view_costs_the_same_queries_for_3_or_30_of_each_row(
@@ -316,7 +308,7 @@ def test_an_anniversary_links_to_its_case_page_when_there_is_one(
         from flask import url_for
 
         case_url = url_for("cases.show", case_id=case.id)
-    page = _text(client.get(f"/calendar/?month={NEXT_YEAR}-03"))
+    page = text_of(client.get(f"/calendar/?month={NEXT_YEAR}-03"))
     cell = _day_cell(page, date(NEXT_YEAR, 3, 12))
     assert f'<a href="{case_url}">Arrest of Ana Example' in cell
 
@@ -344,7 +336,7 @@ def test_a_yearly_send_anchored_on_a_case_date_shows_on_the_anniversary(
     schedule.case_date_id = arrest.id
     db.session.commit()
     login(Role.VIEWER)
-    page = _text(client.get(f"/calendar/?month={NEXT_YEAR}-03"))
+    page = text_of(client.get(f"/calendar/?month={NEXT_YEAR}-03"))
     cell = _day_cell(page, date(NEXT_YEAR, 3, 12))
     assert "Free Ana (yearly) is sent" in cell and "Arrest of Ana Example" in cell
     assert "10:00" in cell
@@ -352,12 +344,28 @@ def test_a_yearly_send_anchored_on_a_case_date_shows_on_the_anniversary(
 
 @pytest.mark.parametrize("month", ["9999-12", "0-1", "2027-13", "june", "2027-06-01"])
 def test_a_month_the_calendar_cannot_show_opens_the_current_month(
-    client: FlaskClient, login: Any, month: str
+    client: FlaskClient, login: Any, fixed_clock: Any, month: str
 ) -> None:
+    # 23:30 on 31 January in UTC is already 1 February in Paris: the organisation's month.
+    fixed_clock(datetime(2027, 1, 31, 23, 30, tzinfo=UTC))
     login(Role.VIEWER)
     response = client.get(f"/calendar/?month={month}")
     assert response.status_code == 200
-    assert date.today().strftime("%B %Y") in _text(response)
+    page = text_of(response)
+    heading = re.search(r'<h2 id="month-heading">([^<]*)</h2>', page)
+    assert heading and heading[1] == "February 2027"
+    assert 'class=" cal-today" data-date="2027-02-01"' in page
+
+
+def test_the_list_view_starts_on_the_organisations_today(
+    client: FlaskClient, login: Any, fixed_clock: Any
+) -> None:
+    fixed_clock(datetime(2027, 1, 31, 23, 30, tzinfo=UTC))
+    login(Role.VIEWER)
+    response = client.get("/calendar/?view=list")
+    assert response.status_code == 200
+    heading = re.search(r'<h2 id="list-heading">([^<]*)</h2>', text_of(response))
+    assert heading and heading[1] == "From 1 February 2027 to 29 February 2028"
 
 
 def test_an_admin_retires_a_leaked_feed_address_and_only_the_new_one_works(
@@ -371,7 +379,7 @@ def test_an_admin_retires_a_leaked_feed_address_and_only_the_new_one_works(
     client.post("/logout")
     login(Role.ADMIN)
     response = client.post("/calendar/feed-address", follow_redirects=True)
-    page = _text(response)
+    page = text_of(response)
     assert "the old one no longer works" in page
     fresh = calendar_service.feed_token()
     assert fresh != leaked and f"/calendar.ics?token={fresh}" in page

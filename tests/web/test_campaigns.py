@@ -30,6 +30,7 @@ from campaign.services.sending import campaigns
 from campaign.services.sending.campaigns import AudienceSpec
 from campaign.services.statements import statements
 from tests.launching import confirm_launch
+from tests.pages import element_text
 
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna Sample\n"
 
@@ -83,12 +84,6 @@ def _draft(setup: dict[str, Any], **changes: Any) -> Campaign:
     return campaign
 
 
-def _text(page: str, element_id: str) -> str:
-    found = re.search(rf'<(\w+)[^>]*\bid="{element_id}"[^>]*>(.*?)</\1>', page, re.S)
-    assert found, f"no #{element_id} on the page"
-    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", found.group(2)))).strip()
-
-
 def _rows(campaign_id: int) -> list[Delivery]:
     return list(
         db.session.scalars(
@@ -121,7 +116,7 @@ def test_an_editor_builds_a_draft_from_the_form(
 
     page = client.get(f"/campaigns/{campaign.id}").get_data(as_text=True)
     # Five in the list, one excluded (p0), one suppressed (p1): three written to.
-    assert "3 recipients will be written to (4 in the audience, 1 suppressed)" in _text(
+    assert "3 recipients will be written to (4 in the audience, 1 suppressed)" in element_text(
         page, "recipient-count"
     )
     # An editor builds; launching is for senders.
@@ -143,7 +138,7 @@ def test_a_line_break_in_from_is_refused_next_to_the_field_and_the_input_is_kept
     )
     assert response.status_code == 422
     page = response.get_data(as_text=True)
-    assert "From" in _text(page, "e-from_address")
+    assert "From" in element_text(page, "e-from_address")
     assert 'aria-invalid="true" aria-describedby="e-from_address"' in page
     assert 'value="Kept name"' in page
     assert 'value="replies@example.org"' in page
@@ -156,11 +151,11 @@ def test_a_missing_statement_and_a_deleted_list_are_named(
 ) -> None:
     login(Role.EDITOR)
     page = client.post("/campaigns/new", data=_form(setup, statement_id="")).get_data(as_text=True)
-    assert "choose the statement" in _text(page, "e-statement_id")
+    assert "choose the statement" in element_text(page, "e-statement_id")
     page = client.post("/campaigns/new", data=_form(setup, include=["list:999"])).get_data(
         as_text=True
     )
-    assert "'list:999' is not a list or segment" in _text(page, "e-include")
+    assert "'list:999' is not a list or segment" in element_text(page, "e-include")
 
 
 def test_odd_ids_and_pages_are_named_or_ignored_not_a_server_error(
@@ -171,10 +166,10 @@ def test_odd_ids_and_pages_are_named_or_ignored_not_a_server_error(
     for raw in ("²", huge):
         page = client.post("/campaigns/new", data=_form(setup, statement_id=raw))
         assert page.status_code == 422
-        assert "choose the statement" in _text(page.get_data(as_text=True), "e-statement_id")
+        assert "choose the statement" in element_text(page.get_data(as_text=True), "e-statement_id")
         page = client.post("/campaigns/new", data=_form(setup, smtp_account_id=raw))
         assert page.status_code == 422
-        assert "that account no longer exists" in _text(
+        assert "that account no longer exists" in element_text(
             page.get_data(as_text=True), "e-smtp_account_id"
         )
         counted = client.post("/campaigns/count", data={"include": [f"list:{raw}"]})
@@ -279,7 +274,7 @@ def test_pre_send_errors_need_the_override_and_a_reason_which_is_audited(
     campaign = _draft(setup)
     login(Role.SENDER)
     page = client.get(f"/campaigns/{campaign.id}").get_data(as_text=True)
-    assert _text(page, "check-blocked") == "1"
+    assert element_text(page, "check-blocked") == "1"
     assert 'name="override"' in client.get(f"/campaigns/{campaign.id}/launch").get_data(
         as_text=True
     )
@@ -341,7 +336,7 @@ def test_pause_resume_and_cancel_after_confirmation(
     client.post(f"{url}/pause")
     assert db.session.get(Campaign, campaign.id).status == CampaignStatus.PAUSED
     page = client.get(url).get_data(as_text=True)
-    assert "paused by staff" in _text(page, "p-reason")
+    assert "paused by staff" in element_text(page, "p-reason")
     client.post(f"{url}/resume")
     assert db.session.get(Campaign, campaign.id).status == CampaignStatus.SENDING
 
@@ -510,13 +505,13 @@ def test_the_evidence_shows_the_stored_bytes_verified_and_escaped(
 
     login(Role.SENDER)
     page = client.get(url).get_data(as_text=True)
-    assert _text(page, "message-id") == row.message_id
-    assert _text(page, "message-sha256") == hashlib.sha256(SENT_BYTES).hexdigest()
-    assert _text(page, "evidence-verified").startswith("Verified")
+    assert element_text(page, "message-id") == row.message_id
+    assert element_text(page, "message-sha256") == hashlib.sha256(SENT_BYTES).hexdigest()
+    assert element_text(page, "evidence-verified").startswith("Verified")
     assert "We write about the trial." in page
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "Ahead of the summit" in _text(page, "evidence-headers")
+    assert "Ahead of the summit" in element_text(page, "evidence-headers")
 
     raw = client.get(f"{url}/raw")
     assert raw.data == SENT_BYTES
@@ -537,7 +532,7 @@ def test_a_changed_stored_copy_is_flagged(
     db.session.commit()
     login(Role.SENDER)
     page = client.get(f"/campaigns/{launched.id}/deliveries/{row.id}").get_data(as_text=True)
-    assert "do not match" in _text(page, "evidence-verified")
+    assert "do not match" in element_text(page, "evidence-verified")
 
 
 def test_evidence_is_for_senders_and_says_why_nothing_is_stored(
@@ -554,10 +549,10 @@ def test_evidence_is_for_senders_and_says_why_nothing_is_stored(
     client.post("/logout")
     login(Role.SENDER)
     page = client.get(url).get_data(as_text=True)
-    assert "Not sent yet" in _text(page, "evidence-missing")
+    assert "Not sent yet" in element_text(page, "evidence-missing")
     assert client.get(f"{url}/raw").status_code == 404
     page = client.get(f"/campaigns/{launched.id}/deliveries/{hashed.id}").get_data(as_text=True)
-    assert "Only the SHA-256" in _text(page, "evidence-missing")
+    assert "Only the SHA-256" in element_text(page, "evidence-missing")
 
 
 def test_a_delivery_of_another_campaign_is_not_found(

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import html
 import re
 from collections.abc import Callable
-from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -14,12 +12,9 @@ from sqlalchemy import func, select
 from campaign.extensions import db
 from campaign.models import Contact, Role, User
 from campaign.services.contacts.contacts import create_contact
+from tests.pages import text_of
 
 Login = Callable[[Role], User]
-
-
-def _text(response: Any) -> str:
-    return html.unescape(response.get_data(as_text=True))
 
 
 def _selected(page: str, field: str) -> str:
@@ -43,7 +38,7 @@ def test_the_new_form_starts_with_gender_unknown_and_role_and_risk_to_choose(
     client: FlaskClient, login: Login, app: Flask
 ) -> None:
     login(Role.EDITOR)
-    page = _text(client.get("/contacts/new"))
+    page = text_of(client.get("/contacts/new"))
     assert _selected(page, "grammatical_gender") == "unknown"
     assert _selected(page, "role_type") == ""
     assert _selected(page, "risk_level") == ""
@@ -68,7 +63,7 @@ def test_creating_without_a_role_names_the_field_and_stores_nothing(
         },
     )
     assert response.status_code == 422
-    page = _text(response)
+    page = text_of(response)
     assert re.search(r'<a href="#f-role_type">Role type</a>: choose one', page)
     assert re.search(r'<a href="#f-risk_level">Risk level</a>: choose one', page)
     assert 'id="e-role_type"' in page
@@ -105,7 +100,7 @@ def test_editing_keeps_the_contacts_values_and_still_needs_a_role(
     )
     db.session.commit()
     login(Role.EDITOR)
-    page = _text(client.get(f"/contacts/{contact.id}/edit"))
+    page = text_of(client.get(f"/contacts/{contact.id}/edit"))
     assert _selected(page, "grammatical_gender") == "m"
     assert _selected(page, "role_type") == "minister"
     assert _selected(page, "risk_level") == "low"
@@ -116,7 +111,7 @@ def test_editing_keeps_the_contacts_values_and_still_needs_a_role(
         data={"family_name": "Dupont", "email": "d@example.org", "risk_level": "low"},
     )
     assert cleared.status_code == 422
-    assert "choose one" in _text(cleared)
+    assert "choose one" in text_of(cleared)
     db.session.expire_all()
     assert db.session.get(Contact, contact.id).role_type == "minister"  # type: ignore[union-attr]
 
@@ -128,11 +123,11 @@ def test_the_french_error_names_the_option_as_the_select_shows_it(
     from tests.i18n.pages import user_in
 
     sign_in(client, user_in(Role.EDITOR, "fr"))
-    form = _text(client.get("/contacts/new"))
+    form = text_of(client.get("/contacts/new"))
     assert ">Autre fonction</option>" in form
     response = client.post(
         "/contacts/new",
         data={"family_name": "Namunova", "email": "amb@example.org", "role_type": ""},
     )
     assert response.status_code == 422
-    assert "« Autre fonction » si aucune ne convient" in _text(response).replace("\u00a0", " ")
+    assert "« Autre fonction » si aucune ne convient" in text_of(response).replace("\u00a0", " ")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -13,24 +12,16 @@ from campaign.extensions import db
 from campaign.letters.address import address_lines
 from campaign.letters.countries import forget_loaded_names
 from campaign.models import AuditEvent, Contact, CountryNameOverride, Role, User
+from tests.pages import csrf_token, html_of
 
 Login = Callable[[Role], User]
-
-
-def _text(response: Any) -> str:
-    return str(response.get_data(as_text=True))
-
-
-def _token(client: FlaskClient) -> str:
-    page = _text(client.get("/countries/"))
-    return page.split('name="csrf_token" value="')[1].split('"')[0]
 
 
 def test_the_table_shows_reviewed_names_and_finds_a_country_by_any_name(
     client: FlaskClient, login: Login
 ) -> None:
     login(Role.VIEWER)
-    page = _text(client.get("/countries/?q=кыргыз"))
+    page = html_of(client.get("/countries/?q=кыргыз"))
     assert "Кыргызстан<br><small>Кыргызская Республика</small>" in page
     assert "Kyrgyzstan<br><small>Kyrgyz Republic</small>" in page
     assert "reviewed table" in page and "Save the name" not in page
@@ -45,7 +36,7 @@ def test_an_admin_corrects_a_name_and_letters_print_it(
     response = client.post(
         "/countries/",
         data={
-            "csrf_token": _token(client),
+            "csrf_token": csrf_token(client, "/countries/"),
             "code": "kg",
             "language": "fr",
             "short_name": "  Kirghizstan ",
@@ -54,7 +45,7 @@ def test_an_admin_corrects_a_name_and_letters_print_it(
         },
         follow_redirects=True,
     )
-    assert response.status_code == 200 and "Kirghizstan" in _text(response)
+    assert response.status_code == 200 and "Kirghizstan" in html_of(response)
     row = db.session.scalars(select(CountryNameOverride)).one()
     assert (row.code, row.language, row.short_name, row.formal_name) == (
         "KG", "fr", "Kirghizstan", "République kirghize",
@@ -65,7 +56,9 @@ def test_an_admin_corrects_a_name_and_letters_print_it(
     with app.test_request_context():
         assert address_lines(contact, "fr")[-1] == "Kirghizstan"
         assert address_lines(contact, "ru")[-1] == "Кыргызстан"
-    client.post(f"/countries/{row.id}/delete", data={"csrf_token": _token(client)})
+    client.post(
+        f"/countries/{row.id}/delete", data={"csrf_token": csrf_token(client, "/countries/")}
+    )
     assert db.session.scalars(select(CountryNameOverride)).all() == []
     # Each request or job reads the table afresh (this test's own context cached it).
     forget_loaded_names()
@@ -75,20 +68,22 @@ def test_an_admin_corrects_a_name_and_letters_print_it(
 
 def test_bad_input_names_the_field_and_stores_nothing(client: FlaskClient, login: Login) -> None:
     login(Role.ADMIN)
-    token = _token(client)
+    token = csrf_token(client, "/countries/")
     bad_code = client.post(
         "/countries/", data={"csrf_token": token, "code": "K1", "language": "en", "short_name": "X"}
     )
-    assert bad_code.status_code == 400 and "two-letter ISO code" in _text(bad_code)
+    assert bad_code.status_code == 400 and "two-letter ISO code" in html_of(bad_code)
     no_name = client.post(
         "/countries/", data={"csrf_token": token, "code": "KG", "language": "en", "short_name": " "}
     )
-    assert no_name.status_code == 400 and "This field is required." in _text(no_name)
+    assert no_name.status_code == 400 and "This field is required." in html_of(no_name)
     bad_language = client.post(
         "/countries/",
         data={"csrf_token": token, "code": "KG", "language": "xx", "short_name": "Kirgistan"},
     )
-    assert bad_language.status_code == 400 and "not written in that language" in _text(bad_language)
+    assert bad_language.status_code == 400 and "not written in that language" in html_of(
+        bad_language
+    )
     assert db.session.scalars(select(CountryNameOverride)).all() == []
 
 
@@ -96,7 +91,7 @@ def test_a_short_name_alone_keeps_the_reviewed_formal_name_and_invisible_marks_a
     client: FlaskClient, login: Login
 ) -> None:
     login(Role.ADMIN)
-    token = _token(client)
+    token = csrf_token(client, "/countries/")
     client.post(
         "/countries/",
         data={"csrf_token": token, "code": "KG", "language": "fr", "short_name": "Kirghizstan"},
@@ -112,4 +107,4 @@ def test_a_short_name_alone_keeps_the_reviewed_formal_name_and_invisible_marks_a
             "short_name": "Узбеки\u202eстан",
         },
     )
-    assert hidden.status_code == 400 and "invisible" in _text(hidden)
+    assert hidden.status_code == 400 and "invisible" in html_of(hidden)

@@ -21,6 +21,7 @@ from campaign.services.sending.campaigns import AudienceSpec
 from campaign.services.statements import statements
 from campaign.tracking import buffer
 from campaign.tracking.links import record_link
+from tests.pages import visible_text
 from tests.services.test_dashboard import build
 
 
@@ -31,10 +32,6 @@ def app_overrides(app_overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 Login = Callable[[Role], User]
-
-
-def _text(html: str) -> str:
-    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
 
 
 def test_a_viewer_sees_the_funnel_and_the_chart_but_no_names(
@@ -66,7 +63,7 @@ def test_an_editor_sees_who_has_not_replied_with_links_to_them(
     login(Role.EDITOR)
     html = client.get(f"/campaigns/{built.campaign.id}/dashboard").get_data(as_text=True)
     table = html[html.index('id="non-responders"') :]
-    assert "5 recipients were sent the letter and have not replied" in _text(html)
+    assert "5 recipients were sent the letter and have not replied" in visible_text(html)
     for name in ("Chen", "Eve", "Frank", "Grace", "Hank"):
         assert f"{name.lower()}@example.org" in table
     for name in ("Ana", "Ben", "Dana"):  # replied, replied, hard bounce
@@ -130,7 +127,10 @@ def test_a_draft_has_no_dashboard_figures(app: Flask, client: FlaskClient, login
     draft = campaigns.create_campaign(statement, audience=AudienceSpec(()))
     db.session.commit()
     login(Role.VIEWER)
-    show = client.get(f"/campaigns/{draft.id}").get_data(as_text=True)
+    response = client.get(f"/campaigns/{draft.id}")
+    assert response.status_code == 200
+    show = response.get_data(as_text=True)
+    assert f"<h1>{draft.name}</h1>" in show
     assert "/dashboard" not in show
     html = client.get(f"/campaigns/{draft.id}/dashboard").get_data(as_text=True)
     assert "has not been launched yet" in html
@@ -148,7 +148,7 @@ def test_a_campaign_cancelled_before_its_launch_has_no_figures(
     page = client.get(f"/campaigns/{dropped.id}/dashboard")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
-    assert "cancelled before it was launched" in _text(html)
+    assert "cancelled before it was launched" in visible_text(html)
     assert 'id="funnel"' not in html
 
 

@@ -28,7 +28,6 @@ from campaign.models import (
     Case,
     CaseDate,
     ContactImport,
-    Delivery,
     DeliveryStatus,
     InboundKind,
     InboundMessage,
@@ -43,6 +42,7 @@ from campaign.services.sending.campaigns import AudienceSpec, create_campaign
 from campaign.services.sending.smtp_accounts import AccountFields, create_account
 from campaign.services.statements.statements import create_statement
 from tests.conftest import make_user, sign_in
+from tests.factories import DeliveryFactory
 
 Login = Callable[[Role], User]
 
@@ -309,28 +309,6 @@ def _campaign(status: CampaignStatus) -> Campaign:
     return campaign
 
 
-def _delivery(
-    campaign: Campaign,
-    number: int,
-    status: DeliveryStatus,
-    *,
-    step: int = 0,
-    contact_id: int | None = None,
-) -> Delivery:
-    row = Delivery(
-        campaign_id=campaign.id,
-        contact_id=contact_id,
-        step=step,
-        email=f"r{number}@example.org",
-        status=status.value,
-        message_id=f"<m{number}-{step}@example.org>",
-        unsubscribe_token=f"token-{number}-{step}",
-    )
-    db.session.add(row)
-    db.session.flush()
-    return row
-
-
 def test_reply_senders_are_named_by_the_inbox_rule(
     app: Flask, client: FlaskClient, login: Login
 ) -> None:
@@ -338,7 +316,9 @@ def test_reply_senders_are_named_by_the_inbox_rule(
     trashed = create_contact({"email": "gone@example.org", "family_name": "Trashedperson"})
     create_contact({"email": "sender2@example.org", "family_name": "Liveperson"})
     campaign = _campaign(CampaignStatus.FINISHED)
-    to_trashed = _delivery(campaign, 1, DeliveryStatus.SENT, contact_id=trashed.id)
+    to_trashed = DeliveryFactory(
+        campaign=campaign, status=DeliveryStatus.SENT.value, contact_id=trashed.id
+    )
     trashed.deleted_at = now
     first = _reply(1, now - timedelta(days=2))
     first.delivery_id = to_trashed.id
@@ -354,11 +334,12 @@ def test_campaign_failures_are_the_campaign_pages_figures(
     app: Flask, client: FlaskClient, login: Login
 ) -> None:
     campaign = _campaign(CampaignStatus.SENDING)
-    _delivery(campaign, 1, DeliveryStatus.FAILED)
-    _delivery(campaign, 2, DeliveryStatus.SENT)
+    DeliveryFactory(campaign=campaign, email="r1@example.org", status=DeliveryStatus.FAILED.value)
+    DeliveryFactory(campaign=campaign, email="r2@example.org", status=DeliveryStatus.SENT.value)
     # Follow-ups that failed: the campaign page's figures (the letter, step 0) leave them out.
-    _delivery(campaign, 1, DeliveryStatus.FAILED, step=1)
-    _delivery(campaign, 2, DeliveryStatus.FAILED, step=1)
+    failed = DeliveryStatus.FAILED.value
+    DeliveryFactory(campaign=campaign, email="r1@example.org", status=failed, step=1)
+    DeliveryFactory(campaign=campaign, email="r2@example.org", status=failed, step=1)
     db.session.commit()
     login(Role.VIEWER)
     campaigns_html = _section(_html(client), "attention-campaigns")

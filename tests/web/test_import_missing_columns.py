@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 from typing import Any
 
@@ -12,6 +11,7 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Contact, ContactImport, Role
+from tests.pages import text_of
 from tests.web.test_imports import import_id_from, upload
 from workers import context, jobs
 
@@ -28,16 +28,12 @@ MAPPED = {
 }
 
 
-def _text(response: Any) -> str:
-    return html.unescape(response.get_data(as_text=True))
-
-
 def test_the_mapping_page_asks_for_the_missing_columns_and_the_preview_shows_them(
     app: Flask, client: FlaskClient, login: Any
 ) -> None:
     login(Role.EDITOR)
     import_id = import_id_from(upload(client, NO_ROLE.encode()))
-    page = _text(client.get(f"/imports/{import_id}/mapping"))
+    page = text_of(client.get(f"/imports/{import_id}/mapping"))
     assert "Role for all rows" in page and "Language for all rows" in page
     assert re.search(r'<select id="fallback-role_type" name="fallback-role_type"', page)
     assert re.search(r'<select id="fallback-languages" name="fallback-languages"', page)
@@ -48,7 +44,7 @@ def test_the_mapping_page_asks_for_the_missing_columns_and_the_preview_shows_the
         f"/imports/{import_id}/mapping", data={**MAPPED, "fallback-role_type": "emperor"}
     )
     assert refused.status_code == 400
-    assert "Role type for all rows: 'emperor' is not one of" in _text(refused)
+    assert "Role type for all rows: 'emperor' is not one of" in text_of(refused)
 
     mapped = client.post(
         f"/imports/{import_id}/mapping",
@@ -60,10 +56,10 @@ def test_the_mapping_page_asks_for_the_missing_columns_and_the_preview_shows_the
     db.session.refresh(record)
     assert record.mapping[" for all rows"] == {"role_type": "ambassador", "languages": ""}
 
-    again = _text(client.get(f"/imports/{import_id}/mapping"))
+    again = text_of(client.get(f"/imports/{import_id}/mapping"))
     assert re.search(r'<option value="ambassador" selected>Ambassador</option>', again)
 
-    preview = _text(client.get(f"/imports/{import_id}/preview"))
+    preview = text_of(client.get(f"/imports/{import_id}/preview"))
     assert "Role type: the file has no column for it; every row gets Ambassador." in preview
     rows = re.findall(r'<tr class="outcome-new">.*?</tr>', preview, re.S)
     assert len(rows) == 2
@@ -87,7 +83,7 @@ def test_left_unknown_the_preview_says_the_role_is_other(
     login(Role.EDITOR)
     import_id = import_id_from(upload(client, NO_ROLE.encode()))
     client.post(f"/imports/{import_id}/mapping", data=MAPPED)
-    preview = _text(client.get(f"/imports/{import_id}/preview"))
+    preview = text_of(client.get(f"/imports/{import_id}/preview"))
     assert "Role type: the file has no column for it; left unknown (Other role)." in preview
     assert "Dear Aigerim," in preview
 
@@ -97,7 +93,7 @@ def test_a_value_the_page_never_offered_is_refused_naming_the_field(
 ) -> None:
     login(Role.EDITOR)
     import_id = import_id_from(upload(client, NO_ROLE.encode()))
-    page = _text(client.get(f"/imports/{import_id}/mapping"))
+    page = text_of(client.get(f"/imports/{import_id}/mapping"))
     role_select = re.search(r'<select id="fallback-role_type".*?</select>', page, re.S)
     assert role_select is not None
     # "Other role" is what "leave unknown" stores: one choice, offered once.
@@ -107,7 +103,7 @@ def test_a_value_the_page_never_offered_is_refused_naming_the_field(
         data={**MAPPED, "fallback-role_type": "unknown", "fallback-languages": "de xx zz"},
     )
     assert refused.status_code == 400
-    assert "Languages, in order of preference for all rows: 'de xx zz'" in _text(refused)
+    assert "Languages, in order of preference for all rows: 'de xx zz'" in text_of(refused)
     record = db.session.get(ContactImport, import_id)
     assert record is not None
     db.session.refresh(record)
@@ -123,7 +119,7 @@ def test_the_preview_in_french_names_role_type_and_agrees_with_languages(
     sign_in(client, user_in(Role.EDITOR, "fr"))
     import_id = import_id_from(upload(client, NO_ROLE.encode()))
     client.post(f"/imports/{import_id}/mapping", data=MAPPED)
-    preview = _text(client.get(f"/imports/{import_id}/preview"))
+    preview = text_of(client.get(f"/imports/{import_id}/preview"))
     assert '<th scope="col">Type de rôle</th>' in preview
     assert '<th scope="col">Fonction</th>' not in preview
     assert "laissé inconnu" not in preview

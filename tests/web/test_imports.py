@@ -356,4 +356,5 @@ def test_messages_are_not_taken_from_the_address_bar(
     login(Role.EDITOR)
     import_id = import_id_from(upload(client, BAD_ROWS.encode()))
     page = client.get(f"/imports/{import_id}/mapping?error=Your+account+is+suspended")
+    assert page.status_code == 200 and "<h1>Match the columns of" in page.get_data(as_text=True)
     assert "Your account is suspended" not in page.get_data(as_text=True)

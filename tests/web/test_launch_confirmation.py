@@ -4,7 +4,6 @@ an audience that changed meanwhile, scheduled campaigns that say so (decision 00
 from __future__ import annotations
 
 import html
-import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -35,6 +34,7 @@ from campaign.services.sending import launch as launch_confirmation
 from campaign.services.sending.campaigns import AudienceSpec
 from campaign.services.statements import statements
 from tests.launching import confirm_launch, confirmation_token
+from tests.pages import element_text
 
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna Sample\n"
 BODY_FR = "{{ salutation }}\n\nNous écrivons au sujet du procès.\n\n{{ closing }}\n\nAnna Sample\n"
@@ -73,12 +73,6 @@ def draft(app: Flask) -> Campaign:
     return campaign
 
 
-def _text(page: str, element_id: str) -> str:
-    found = re.search(rf'<(\w+)[^>]*\bid="{element_id}"[^>]*>(.*?)</\1>', page, re.S)
-    assert found, f"no #{element_id} on the page"
-    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", found.group(2)))).strip()
-
-
 def _rows(campaign_id: int) -> int:
     return int(
         db.session.scalar(
@@ -95,18 +89,18 @@ def test_the_campaign_page_only_leads_to_a_confirmation_that_names_everything(
     page = client.get(f"/campaigns/{draft.id}").get_data(as_text=True)
     # No button that sends: a link to the confirmation.
     assert f'action="/campaigns/{draft.id}/launch"' not in page
-    assert _text(page, "launch-link") == "Review and launch: 5 recipients…"
+    assert element_text(page, "launch-link") == "Review and launch: 5 recipients…"
 
     shown = client.get(f"/campaigns/{draft.id}/launch")
     assert shown.status_code == 200
     confirmation = shown.get_data(as_text=True)
-    assert _text(confirmation, "confirm-count").startswith("5 recipients will be written to")
-    assert _text(confirmation, "confirm-account") == "Paced relay"
-    assert _text(confirmation, "confirm-pace") == "at most 2 letters a minute"
+    assert element_text(confirmation, "confirm-count").startswith("5 recipients will be written to")
+    assert element_text(confirmation, "confirm-account") == "Paced relay"
+    assert element_text(confirmation, "confirm-pace") == "at most 2 letters a minute"
     # Five letters at two a minute: the first at once, four intervals of 30 s, in words.
-    assert _text(confirmation, "confirm-duration") == "about 2 minutes"
-    assert _text(confirmation, "confirm-languages") == "English: 3 · French: 2"
-    assert _text(confirmation, "confirm-check") == "5 letters checked: 0 errors, 0 warnings"
+    assert element_text(confirmation, "confirm-duration") == "about 2 minutes"
+    assert element_text(confirmation, "confirm-languages") == "English: 3 · French: 2"
+    assert element_text(confirmation, "confirm-check") == "5 letters checked: 0 errors, 0 warnings"
     assert 'name="confirm"' in confirmation and 'name="token"' in confirmation
     assert _rows(draft.id) == 0, "looking sends nothing"
 
@@ -157,9 +151,9 @@ def test_a_confirmation_left_open_while_the_audience_changed_asks_again(
     stale = client.post(f"/campaigns/{draft.id}/launch", data={"token": token, "confirm": "1"})
     assert stale.status_code == 409
     page = stale.get_data(as_text=True)
-    assert "Not launched" in _text(page, "confirm-changed")
-    assert "5 when the page was shown, 7 now" in _text(page, "confirm-changed")
-    assert _text(page, "confirm-count").startswith("7 recipients will be written to")
+    assert "Not launched" in element_text(page, "confirm-changed")
+    assert "5 when the page was shown, 7 now" in element_text(page, "confirm-changed")
+    assert element_text(page, "confirm-count").startswith("7 recipients will be written to")
     assert _rows(draft.id) == 0
 
     # The same number, other people: still asked again.
@@ -204,15 +198,15 @@ def test_a_scheduled_campaign_says_when_and_offers_send_now_apart(
     # The time as the language writes it (babel); the follow-up's year differs, so it is named.
     expected = "Scheduled for 20 December 2027, 9:00 AM Asia/Tashkent; follow-up on 3 January 2028"
     page = client.get(f"/campaigns/{draft.id}").get_data(as_text=True)
-    assert _text(page, "campaign-schedule") == expected
+    assert element_text(page, "campaign-schedule") == expected
     assert 'id="launch-link"' not in page
-    assert _text(page, "send-now-link") == "Send now instead…"
+    assert element_text(page, "send-now-link") == "Send now instead…"
     listing = client.get("/campaigns/").get_data(as_text=True)
     assert expected in " ".join(html.unescape(listing).split())
     assert "not launched" not in listing
     confirmation = client.get(f"/campaigns/{draft.id}/launch").get_data(as_text=True)
-    assert expected in _text(confirmation, "confirm-schedule")
-    assert "the scheduled date is cancelled" in _text(confirmation, "confirm-schedule")
+    assert expected in element_text(confirmation, "confirm-schedule")
+    assert "the scheduled date is cancelled" in element_text(confirmation, "confirm-schedule")
 
     # "Send now": the send-at goes first (audited), so its 5-day pacing does not spread the
     # letters and the calendar no longer lists the date.
@@ -247,7 +241,7 @@ def test_send_now_on_a_yearly_campaign_sends_that_years_copy_once(
     assert due is not None
     login(Role.SENDER)
     confirmation = client.get(f"/campaigns/{draft.id}/launch").get_data(as_text=True)
-    assert "sends the next yearly copy now" in _text(confirmation, "confirm-schedule")
+    assert "sends the next yearly copy now" in element_text(confirmation, "confirm-schedule")
 
     token = confirmation_token(client, draft.id)
     sent = client.post(f"/campaigns/{draft.id}/launch", data={"token": token, "confirm": "1"})
@@ -288,7 +282,7 @@ def test_a_confirmation_names_letter_and_account_changes_and_expires(
     db.session.commit()
     edited = client.post(f"/campaigns/{draft.id}/launch", data={"token": token, "confirm": "1"})
     assert edited.status_code == 409
-    assert "The letter was edited" in _text(edited.get_data(as_text=True), "confirm-changed")
+    assert "The letter was edited" in element_text(edited.get_data(as_text=True), "confirm-changed")
     # The SMTP account's pace is changed.
     token = confirmation_token(client, draft.id)
     account = db.session.get(SmtpAccount, draft.smtp_account_id)
@@ -297,14 +291,16 @@ def test_a_confirmation_names_letter_and_account_changes_and_expires(
     db.session.commit()
     changed = client.post(f"/campaigns/{draft.id}/launch", data={"token": token, "confirm": "1"})
     assert changed.status_code == 409
-    assert "SMTP account was changed" in _text(changed.get_data(as_text=True), "confirm-changed")
+    assert "SMTP account was changed" in element_text(
+        changed.get_data(as_text=True), "confirm-changed"
+    )
     # A page shown 13 hours ago launches nothing: it is shown again, saying why.
     token = confirmation_token(client, draft.id)
     later = launch_confirmation._clock() + 13 * 3600
     monkeypatch.setattr(launch_confirmation, "_clock", lambda: later)
     old = client.post(f"/campaigns/{draft.id}/launch", data={"token": token, "confirm": "1"})
     assert old.status_code == 409
-    assert "more than 12 hours ago" in _text(old.get_data(as_text=True), "confirm-changed")
+    assert "more than 12 hours ago" in element_text(old.get_data(as_text=True), "confirm-changed")
     assert _rows(draft.id) == 0
 
 
@@ -328,7 +324,7 @@ def test_dates_are_written_in_the_users_language(
     page = client.get(f"/campaigns/{draft.id}", headers={"Accept-Language": "fr"}).get_data(
         as_text=True
     )
-    assert "26 juin 2027, 09:00 Asia/Tashkent" in _text(page, "campaign-schedule")
+    assert "26 juin 2027, 09:00 Asia/Tashkent" in element_text(page, "campaign-schedule")
     # The parts' separator is the language's own too.
     followups.add_step(draft, draft.statement, 14, "no_reply")
     db.session.commit()
@@ -336,4 +332,4 @@ def test_dates_are_written_in_the_users_language(
         as_text=True
     )
     # (non-breaking space before the semicolon in French; the page helper reads it as a space)
-    assert "Asia/Tashkent ; relance" in _text(page, "campaign-schedule")
+    assert "Asia/Tashkent ; relance" in element_text(page, "campaign-schedule")

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from email.message import EmailMessage
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -23,13 +22,10 @@ from campaign.services.replies.mailboxes import poll_lock_key
 from campaign.web.replies import mailboxes as mailboxes_page
 from tests import servers
 from tests.inbound.helpers import delivery, letter_id, sent_campaign
+from tests.pages import html_of
 
 Login = Callable[[Role], User]
 SECRET = "imap-Secret-42&more"
-
-
-def _text(response: Any) -> str:
-    return str(response.get_data(as_text=True))
 
 
 def _form(**changes: str) -> dict[str, str]:
@@ -65,24 +61,28 @@ def test_only_admins_see_mailboxes(client: FlaskClient, login: Login, app: Flask
     assert client.get("/mailboxes/").status_code == 403
     assert client.post("/mailboxes/new", data=_form()).status_code == 403
     assert db.session.scalar(select(ImapMailbox)) is None
-    assert "/mailboxes/" not in _text(client.get("/"))
+    home = client.get("/")
+    assert home.status_code == 200 and "<h1>Start</h1>" in html_of(home)
+    assert "/mailboxes/" not in html_of(home)
 
 
 def test_admin_adds_a_mailbox_and_the_password_is_never_shown(
     client: FlaskClient, login: Login, app: Flask
 ) -> None:
     login(Role.ADMIN)
-    assert 'href="/mailboxes/"' in _text(client.get("/"))
+    assert 'href="/mailboxes/"' in html_of(client.get("/"))
 
     response = client.post("/mailboxes/new", data=_form(), follow_redirects=True)
 
-    page = _text(response)
+    page = html_of(response)
     assert "Mailbox Replies added" in page
     assert "imap.example.org:993" in page and "INBOX → Processed" in page
     mailbox = _mailbox()
     assert decrypt_secret(mailbox.password_encrypted) == SECRET
     assert SECRET not in page
-    assert SECRET not in _text(client.get(f"/mailboxes/{mailbox.id}/edit"))
+    edit = client.get(f"/mailboxes/{mailbox.id}/edit")
+    assert edit.status_code == 200 and f"<h1>Edit mailbox {mailbox.name}</h1>" in html_of(edit)
+    assert SECRET not in html_of(edit)
     event = db.session.scalars(
         select(AuditEvent).where(AuditEvent.action == "mailbox.create")
     ).one()
@@ -98,7 +98,7 @@ def test_a_refused_form_says_why_and_keeps_what_was_typed(
     response = client.post("/mailboxes/new", data=_form(processed_folder="INBOX"))
 
     assert response.status_code == 422
-    page = _text(response)
+    page = html_of(response)
     assert "The processed folder must differ from the folder watched." in page
     assert 'value="imap.example.org"' in page
     assert SECRET not in page
@@ -127,7 +127,7 @@ def test_editing_keeps_a_blank_password_and_a_new_folder_resets_the_checkpoint(
         follow_redirects=True,
     )
 
-    assert "that folder is read from its start" in _text(response)
+    assert "that folder is read from its start" in html_of(response)
     mailbox = _mailbox()
     assert decrypt_secret(mailbox.password_encrypted) == "new-secret"
     assert (mailbox.folder, mailbox.uidvalidity, mailbox.last_uid) == ("Replies", 0, 0)
@@ -140,11 +140,11 @@ def test_disable_enable_and_delete(client: FlaskClient, login: Login, app: Flask
 
     client.post(f"/mailboxes/{mailbox_id}/enabled", data={"enabled": "0"})
     assert _mailbox().is_enabled is False
-    assert "not polled" in _text(client.get("/mailboxes/"))
+    assert "not polled" in html_of(client.get("/mailboxes/"))
     client.post(f"/mailboxes/{mailbox_id}/enabled", data={"enabled": "1"})
     assert _mailbox().is_enabled is True
 
-    assert "stays in the replies inbox" in _text(client.get(f"/mailboxes/{mailbox_id}/delete"))
+    assert "stays in the replies inbox" in html_of(client.get(f"/mailboxes/{mailbox_id}/delete"))
     client.post(f"/mailboxes/{mailbox_id}/delete")
 
     assert db.session.scalar(select(ImapMailbox)) is None
@@ -167,13 +167,13 @@ def test_a_failing_mailbox_raises_a_visible_alert(
     mailbox.next_poll_at = utcnow() + timedelta(minutes=2)
     db.session.commit()
 
-    page = _text(client.get("/mailboxes/"))
+    page = html_of(client.get("/mailboxes/"))
     assert 'role="alert"' not in page
     assert "backing off" in page
 
     mailbox.failures = 3
     db.session.commit()
-    page = _text(client.get("/mailboxes/"))
+    page = html_of(client.get("/mailboxes/"))
 
     assert "Replies has failed 3 polls in a row" in page
     assert "refused the connection" in page
@@ -211,7 +211,7 @@ def test_poll_now_reads_the_mailbox_and_says_what_it_did(
 
     response = client.post(f"/mailboxes/{mailbox_id}/poll", follow_redirects=True)
 
-    assert f"Polled {user}: 1 fetched, 1 new" in _text(response)
+    assert f"Polled {user}: 1 fetched, 1 new" in html_of(response)
     assert delivery(sent["ana@example.org"]).replied_at is not None
     assert db.session.scalar(select(InboundMessage.source)) == f"imap:{mailbox_id}"
     assert _actions()[-1] == "mailbox.poll"
@@ -225,7 +225,7 @@ def test_poll_now_reports_a_failure(client: FlaskClient, login: Login, app: Flas
 
     response = client.post(f"/mailboxes/{mailbox_id}/poll", follow_redirects=True)
 
-    assert "Poll failed:" in _text(response)
+    assert "Poll failed:" in html_of(response)
     mailbox = _mailbox()
     assert mailbox.failures == 1 and mailbox.last_error
 
@@ -245,7 +245,7 @@ def test_poll_now_with_an_unreadable_password_asks_for_it_again(
     response = client.post(f"/mailboxes/{mailbox.id}/poll", follow_redirects=True)
 
     assert response.status_code == 200
-    assert "the stored password cannot be read" in _text(response)
+    assert "the stored password cannot be read" in html_of(response)
     assert _mailbox().failures == 1
 
 
@@ -260,9 +260,9 @@ def test_an_edit_is_checked_like_a_new_mailbox(
     taken = client.post(f"/mailboxes/{press.id}/edit", data=_form(name="Replies"))
     same_folder = client.post(f"/mailboxes/{press.id}/edit", data=_form(processed_folder="INBOX"))
 
-    assert taken.status_code == 422 and "exists already" in _text(taken)
+    assert taken.status_code == 422 and "exists already" in html_of(taken)
     assert same_folder.status_code == 422
-    assert "must differ from the folder watched" in _text(same_folder)
+    assert "must differ from the folder watched" in html_of(same_folder)
     assert (_mailbox("Press").name, _mailbox("Press").processed_folder) == ("Press", "Processed")
 
 
@@ -274,7 +274,7 @@ def test_a_clear_text_login_is_refused_unless_the_server_is_this_machine(
     remote = client.post("/mailboxes/new", data=_form(security="none", port="143"))
 
     assert remote.status_code == 422
-    assert "sends the password in clear" in _text(remote)
+    assert "sends the password in clear" in html_of(remote)
     assert db.session.scalar(select(ImapMailbox)) is None
     for host in ("127.0.0.1", "localhost", "::1"):
         client.post("/mailboxes/new", data=_form(name=host, host=host, security="none"))
@@ -284,7 +284,7 @@ def test_a_clear_text_login_is_refused_unless_the_server_is_this_machine(
         f"/mailboxes/{local.id}/edit",
         data=_form(name="localhost", host="imap.example.org", security="none"),
     )
-    assert moved.status_code == 422 and "in clear" in _text(moved)
+    assert moved.status_code == 422 and "in clear" in html_of(moved)
     assert _mailbox("localhost").host == "localhost"
 
 
@@ -315,12 +315,12 @@ def test_poll_now_leaves_a_mailbox_alone_while_a_worker_polls_it(
 
     busy = client.post(f"/mailboxes/{mailbox.id}/poll", follow_redirects=True)
 
-    assert f"A poll of {mailbox.name} is already running" in _text(busy)
+    assert f"A poll of {mailbox.name} is already running" in html_of(busy)
     assert db.session.scalar(select(InboundMessage)) is None
     assert _mailbox(mailbox.name).failures == 0
     get_redis().delete(key)
     done = client.post(f"/mailboxes/{mailbox.id}/poll", follow_redirects=True)
-    assert f"Polled {mailbox.name}: 1 fetched, 1 new" in _text(done)
+    assert f"Polled {mailbox.name}: 1 fetched, 1 new" in html_of(done)
     assert delivery(sent["ana@example.org"]).replied_at is not None
 
 
@@ -336,7 +336,7 @@ def test_poll_now_gives_up_on_a_silent_server_at_the_page_timeout(
 
         response = client.post(f"/mailboxes/{mailbox_id}/poll", follow_redirects=True)
 
-    assert f"no answer from 127.0.0.1:{port} within 0.5 s" in _text(response)
+    assert f"no answer from 127.0.0.1:{port} within 0.5 s" in html_of(response)
     assert _mailbox().failures == 1
 
 
@@ -355,7 +355,7 @@ def test_poll_now_stops_at_its_time_budget_and_leaves_the_rest_to_the_workers(
 
     response = client.post(f"/mailboxes/{mailbox.id}/poll", follow_redirects=True)
 
-    assert "0 fetched" in _text(response)
-    assert "More messages wait: the workers read them next." in _text(response)
+    assert "0 fetched" in html_of(response)
+    assert "More messages wait: the workers read them next." in html_of(response)
     assert db.session.scalar(select(InboundMessage)) is None
     assert _mailbox(mailbox.name).failures == 0

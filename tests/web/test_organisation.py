@@ -21,6 +21,7 @@ from campaign.models import AuditEvent, InstallationSetting, Role, User
 from campaign.services.contacts.contacts import create_contact
 from campaign.services.statements import organisation, statements
 from campaign.services.statements.complete_letters import compose_letter
+from tests.pages import html_of
 
 Login = Callable[[Role], User]
 
@@ -55,10 +56,6 @@ def _post(client: FlaskClient, form: dict[str, Any]) -> Any:
         builder.close()
 
 
-def _text(response: Any) -> str:
-    return str(response.get_data(as_text=True))
-
-
 def test_only_admins_see_and_change_the_letterhead(
     client: FlaskClient, login: Login, app: Flask
 ) -> None:
@@ -71,7 +68,7 @@ def test_only_admins_see_and_change_the_letterhead(
 
 def test_the_admin_menu_links_the_page(client: FlaskClient, login: Login, app: Flask) -> None:
     login(Role.ADMIN)
-    assert 'href="/organisation/"' in _text(client.get("/"))
+    assert 'href="/organisation/"' in html_of(client.get("/"))
 
 
 def test_admin_sets_the_letterhead_and_letters_carry_it(
@@ -80,7 +77,7 @@ def test_admin_sets_the_letterhead_and_letters_carry_it(
     login(Role.ADMIN)
     response = _post(client, _form(logo=(io.BytesIO(_png()), "logo.png")))
     assert response.status_code == 302
-    page = _text(client.get("/organisation/"))
+    page = html_of(client.get("/organisation/"))
     assert "75011 Paris" in page and "office@ahrca.example" in page
     preview = client.get("/organisation/logo")
     assert preview.status_code == 200 and preview.mimetype == "image/png"
@@ -144,7 +141,7 @@ def test_a_bad_logo_is_refused_with_a_reason_and_nothing_is_stored(
     login(Role.ADMIN)
     response = _post(client, _form(logo=(io.BytesIO(data), name)))
     assert response.status_code in (413, 422)
-    page = _text(response)
+    page = html_of(response)
     assert reason in page
     assert 'aria-invalid="true"' in page
     # The address typed is shown again, and nothing at all was saved.
@@ -162,7 +159,7 @@ def test_a_gif_is_refused_naming_its_kind(client: FlaskClient, login: Login, app
     login(Role.ADMIN)
     response = _post(client, _form(logo=(io.BytesIO(out.getvalue()), "logo.png")))
     assert response.status_code == 422
-    assert "GIF" in _text(response) and "only PNG and JPEG" in _text(response)
+    assert "GIF" in html_of(response) and "only PNG and JPEG" in html_of(response)
 
 
 @pytest.mark.parametrize(
@@ -181,7 +178,7 @@ def test_bad_contact_values_are_refused_naming_the_field(
     login(Role.ADMIN)
     response = _post(client, _form(**{field: value}))
     assert response.status_code == 422
-    page = _text(response)
+    page = html_of(response)
     assert reason in page
     assert re.search(f'id="org-{field}"[^>]*aria-invalid="true"', page)
     assert db.session.get(InstallationSetting, organisation.SETTING) is None

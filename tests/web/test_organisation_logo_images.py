@@ -17,7 +17,8 @@ from PIL import Image
 from campaign.extensions import db
 from campaign.models import InstallationSetting, Role, User
 from campaign.services.statements import organisation
-from tests.web.test_organisation import _form, _post, _text
+from tests.pages import html_of
+from tests.web.test_organisation import _form, _post
 
 Login = Callable[[Role], User]
 
@@ -57,7 +58,7 @@ def test_a_large_png_is_scaled_to_600_pixels_and_stays_png(
     upload = _save(_noisy(2400, 800), "PNG")
     login(Role.ADMIN)
     response = _post(client, _form(logo=(io.BytesIO(upload), "logo.png")))
-    assert response.status_code == 302, _text(response)
+    assert response.status_code == 302, html_of(response)
     image, data, setting = _stored(app)
     assert image.format == "PNG" and image.size == (600, 200)
     assert len(data) < len(upload) / 4
@@ -73,7 +74,7 @@ def test_a_phone_jpeg_is_scaled_turned_upright_and_loses_its_metadata(
     upload = _save(_noisy(3000, 2000), "JPEG", quality=95, exif=exif) + b"\0" * 5000
     login(Role.ADMIN)
     response = _post(client, _form(logo=(io.BytesIO(upload), "photo.jpg")))
-    assert response.status_code == 302, _text(response)
+    assert response.status_code == 302, html_of(response)
     image, data, setting = _stored(app)
     assert image.format == "JPEG" and image.size == (400, 600)
     assert dict(image.getexif()) == {}
@@ -88,7 +89,7 @@ def test_an_iphone_mpo_is_accepted_as_its_first_frame(
     upload = _save(first, "MPO", save_all=True, append_images=[second])
     login(Role.ADMIN)
     response = _post(client, _form(logo=(io.BytesIO(upload), "IMG_0001.jpg")))
-    assert response.status_code == 302, _text(response)
+    assert response.status_code == 302, html_of(response)
     image, _data, _setting = _stored(app)
     assert image.format == "JPEG" and getattr(image, "n_frames", 1) == 1
     red, _green, blue = image.convert("RGB").getpixel((150, 50))  # type: ignore[misc]
@@ -102,8 +103,8 @@ def test_each_side_is_checked_and_the_message_says_the_rule(
     wide = _save(Image.new("1", (16000, 1000)), "PNG")
     response = _post(client, _form(logo=(io.BytesIO(wide), "wide.png")))
     assert response.status_code == 422
-    assert "16000 × 1000 pixels" in _text(response)
-    assert "at most 4000 pixels on each side" in _text(response)
+    assert "16000 × 1000 pixels" in html_of(response)
+    assert "at most 4000 pixels on each side" in html_of(response)
     assert db.session.get(InstallationSetting, organisation.SETTING) is None
 
 
@@ -112,4 +113,4 @@ def test_a_cut_off_jpeg_is_still_refused(client: FlaskClient, login: Login, app:
     login(Role.ADMIN)
     response = _post(client, _form(logo=(io.BytesIO(whole[: len(whole) // 2]), "cut.jpg")))
     assert response.status_code == 422
-    assert "damaged or incomplete" in _text(response)
+    assert "damaged or incomplete" in html_of(response)

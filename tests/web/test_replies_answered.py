@@ -505,7 +505,10 @@ def test_failed_answers_do_not_count_as_answered(
     fault_smtp.fail(550, "5.1.1 No such user here", stage="rcpt")
     _answer(client, reply.id)
 
-    page = client.get(f"/replies/{reply.id}").get_data(as_text=True)
+    response = client.get(f"/replies/{reply.id}")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'id="reply-subject"' in page
     assert 'id="answered-before"' not in page
 
 

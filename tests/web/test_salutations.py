@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -12,23 +11,20 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models import AuditEvent, Role, SalutationRule, SalutationSetting, User
 from campaign.services.statements import salutation_rules
+from tests.pages import html_of
 
 Login = Callable[[Role], User]
-
-
-def _text(response: Any) -> str:
-    return str(response.get_data(as_text=True))
 
 
 def test_viewer_sees_the_built_in_table_and_settings_but_cannot_change_them(
     client: FlaskClient, login: Login, app: Flask
 ) -> None:
     login(Role.VIEWER)
-    page = _text(client.get("/salutations/"))
+    page = html_of(client.get("/salutations/"))
     assert "Your Excellency," in page and "Уважаемый господин Посол!" in page
     assert "Madame l&#39;Ambassadrice," in page and "fr_ambassador_feminine" in page
     assert "Add a rule" not in page and "Save settings" not in page
-    french = _text(client.get("/salutations/?lang=fr"))
+    french = html_of(client.get("/salutations/?lang=fr"))
     assert "Madame la Rapporteuse spéciale," in french and "Your Excellency," not in french
     refused = client.post("/salutations/rules", data={"language": "de", "role": "*", "text": "x"})
     assert refused.status_code == 403
@@ -58,7 +54,7 @@ def test_admin_adds_edits_and_deletes_a_rule(client: FlaskClient, login: Login, 
     )
     assert response.status_code == 302
     row = db.session.scalars(select(SalutationRule)).one()
-    page = _text(client.get("/salutations/?lang=de"))
+    page = html_of(client.get("/salutations/?lang=de"))
     assert "Sehr geehrte Frau Ministerin," in page and "No default rule (role *) for: de" in page
     response = client.post(
         f"/salutations/rules/{row.id}/edit",
@@ -92,7 +88,7 @@ def test_an_invalid_rule_shows_every_problem_and_keeps_the_form(
         "/salutations/rules",
         data={"language": "de-AT", "role": "minister", "gender": "f", "text": "Dear H.E. {rank},"},
     )
-    page = _text(response)
+    page = html_of(response)
     assert response.status_code == 422
     assert "rules are kept per language, not per region" in page
     assert "unknown placeholder {rank}" in page
@@ -111,4 +107,4 @@ def test_admin_changes_the_french_ambassador_setting(
         "ambassadeur"
     )
     refused = client.post("/salutations/settings", data={"fr_ambassador_feminine": "bogus"})
-    assert refused.status_code == 422 and "bogus" in _text(refused)
+    assert refused.status_code == 422 and "bogus" in html_of(refused)

@@ -25,46 +25,31 @@ from campaign.models import (
     ScheduleKind,
 )
 from campaign.scheduling.tick import tick
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
 from campaign.services.schedules import cases
 from campaign.services.sending import campaigns, followups
-from campaign.services.sending.campaigns import AudienceSpec
 from campaign.services.statements import statements
 from tests.conftest import TEST_PASSWORD, make_user
+from tests.factories import CampaignFactory, ContactFactory
+from tests.pages import csrf_token
 
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n"
 NEXT_YEAR = date.today().year + 1
 
 
 @pytest.fixture
-def csrf_enabled() -> bool:
-    return False
-
-
-@pytest.fixture
-def app_overrides(app_overrides: dict[str, Any], csrf_enabled: bool) -> dict[str, Any]:
-    return {**app_overrides, "WTF_CSRF_ENABLED": csrf_enabled}
-
-
-@pytest.fixture
 def campaign(app: Flask) -> Campaign:
-    statement = statements.create_statement(
-        "Joint letter", language="en", subject="On the anniversary", body=BODY
+    made = CampaignFactory(
+        name="Torture victims day",
+        statement__title="Joint letter",
+        statement__subject="On the anniversary",
+        statement__body=BODY,
+        recipients=[
+            ContactFactory(given_name="Ana", family_name="Sample", email="ana@example.org")
+        ],
+        from_address="Office <office@example.org>",
     )
     statements.create_statement(
         "Follow-up: joint letter", language="en", subject="Still no answer", body=BODY
-    )
-    press = lists.create_list("Press")
-    person = create_contact(
-        {"given_name": "Ana", "family_name": "Sample", "email": "ana@example.org"}
-    )
-    lists.add_contacts(press, [person.id])
-    made = campaigns.create_campaign(
-        statement,
-        name="Torture victims day",
-        audience=AudienceSpec((f"list:{press.id}",)),
-        from_address="Office <office@example.org>",
     )
     db.session.commit()
     return made
@@ -285,12 +270,6 @@ def test_bad_follow_up_input_is_explained_next_to_its_field(
 # --- CSRF -----------------------------------------------------------------------------------
 
 
-def _token(client: FlaskClient, path: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(as_text=True))
-    assert found
-    return found.group(1)
-
-
 @pytest.mark.parametrize("csrf_enabled", [True])
 def test_schedule_forms_need_the_csrf_token(
     client: FlaskClient, app: Flask, campaign: Campaign
@@ -301,7 +280,7 @@ def test_schedule_forms_need_the_csrf_token(
         data={
             "email": user.email,
             "password": TEST_PASSWORD,
-            "csrf_token": _token(client, "/login"),
+            "csrf_token": csrf_token(client, "/login"),
         },
     )
     form = {"date": f"{NEXT_YEAR}-06-26", "time": "09:00", "zone": "Europe/Paris"}
@@ -309,7 +288,7 @@ def test_schedule_forms_need_the_csrf_token(
     assert client.post(url, data=form).status_code == 400
     db.session.refresh(campaign)
     assert campaign.status == CampaignStatus.DRAFT.value
-    token = _token(client, f"/campaigns/{campaign.id}/schedule/")
+    token = csrf_token(client, f"/campaigns/{campaign.id}/schedule/")
     assert client.post(url, data={**form, "csrf_token": token}).status_code == 302
     db.session.refresh(campaign)
     assert campaign.status == CampaignStatus.SCHEDULED.value
@@ -336,7 +315,9 @@ def _add_step(
 
 
 def _calendar_list(client: FlaskClient) -> str:
-    page = html.unescape(client.get("/calendar/?view=list").get_data(as_text=True))
+    response = client.get("/calendar/?view=list")
+    assert response.status_code == 200
+    page = html.unescape(response.get_data(as_text=True))
     return page[page.index('id="calendar-list"') :]
 
 

@@ -4,7 +4,6 @@ calendar points at it until an editor acknowledges it, and each role gets what i
 from __future__ import annotations
 
 import html
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,12 +16,9 @@ from campaign.models import Campaign, CampaignStatus, Role, Schedule, ScheduleRu
 from campaign.models.schedule import RunOutcome, ScheduleKind
 from campaign.scheduling.schedules import create_send_at
 from campaign.scheduling.tick import tick
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
-from campaign.services.sending import campaigns
-from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.statements import statements
 from tests.conftest import TEST_PASSWORD, make_user
+from tests.factories import CampaignFactory, ContactFactory
+from tests.pages import csrf_token
 
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n"
 # The launch was set for 09:00 in Paris (07:00 UTC); the scheduler came back 3 days later.
@@ -31,32 +27,18 @@ BACK_UP_AT = SCHEDULED_AT + timedelta(days=3, hours=2)
 
 
 @pytest.fixture
-def csrf_enabled() -> bool:
-    return False
-
-
-@pytest.fixture
-def app_overrides(app_overrides: dict[str, Any], csrf_enabled: bool) -> dict[str, Any]:
-    return {**app_overrides, "WTF_CSRF_ENABLED": csrf_enabled}
-
-
-@pytest.fixture
 def campaign(app: Flask) -> Campaign:
-    statement = statements.create_statement(
-        "Joint letter", language="en", subject="On the anniversary", body=BODY
-    )
-    press = lists.create_list("Press")
-    person = create_contact(
-        {"given_name": "Ana", "family_name": "Sample", "email": "ana@example.org"}
-    )
-    lists.add_contacts(press, [person.id])
-    made = campaigns.create_campaign(
-        statement,
+    made = CampaignFactory(
         name="Torture victims day",
-        audience=AudienceSpec((f"list:{press.id}",)),
+        statement__title="Joint letter",
+        statement__subject="On the anniversary",
+        statement__body=BODY,
+        recipients=[
+            ContactFactory(given_name="Ana", family_name="Sample", email="ana@example.org")
+        ],
         from_address="Office <office@example.org>",
+        commit=True,
     )
-    db.session.commit()
     return made
 
 
@@ -174,16 +156,15 @@ def test_signed_out_visitors_are_sent_to_the_login_page(
 
 @pytest.mark.parametrize("csrf_enabled", [True])
 def test_acknowledging_needs_the_form_token(client: FlaskClient, downtime: Campaign) -> None:
-    def token(path: str) -> str:
-        found = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).get_data(True))
-        assert found
-        return found.group(1)
-
     user = make_user(Role.EDITOR)
-    login_form = {"email": user.email, "password": TEST_PASSWORD, "csrf_token": token("/login")}
+    login_form = {
+        "email": user.email,
+        "password": TEST_PASSWORD,
+        "csrf_token": csrf_token(client, "/login"),
+    }
     client.post("/login", data=login_form)
     assert client.post("/schedules/runs/acknowledge").status_code == 400
     assert "skipped or failed since" in _get(client, "/calendar/")
-    form = {"csrf_token": token("/schedules/runs")}
+    form = {"csrf_token": csrf_token(client, "/schedules/runs")}
     assert client.post("/schedules/runs/acknowledge", data=form).status_code == 302
     assert "skipped or failed since" not in _get(client, "/calendar/")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from flask import Flask
@@ -16,15 +15,12 @@ from campaign.models import Role, Signatory, Signature, SignatureStatus, Stateme
 from campaign.services.sign_on import moderation as sign_on_moderation
 from campaign.services.sign_on import pages as sign_on
 from campaign.services.statements import statements
+from tests.pages import html_of
 
 Login = Callable[[Role], User]
 BODY = "{{ salutation }}\n\nWe write about the trial.\n"
 RU_NAME = "Международное партнёрство за права человека"
 RU_ROLE = "правозащитник"
-
-
-def _text(response: Any) -> str:
-    return str(response.get_data(as_text=True))
 
 
 @pytest.fixture
@@ -71,7 +67,7 @@ def _edit_form(client: FlaskClient, url: str) -> dict[str, str]:
     page = client.get(url)
     assert page.status_code == 200
     parser = Inputs()
-    parser.feed(_text(page))
+    parser.feed(html_of(page))
     return parser.values
 
 
@@ -79,7 +75,7 @@ def test_an_editor_gives_a_russian_name_and_role_and_the_russian_letter_prints_t
     client: FlaskClient, login: Login, statement: Statement
 ) -> None:
     login(Role.EDITOR)
-    shown = _text(client.get(f"/statements/{statement.id}"))
+    shown = html_of(client.get(f"/statements/{statement.id}"))
     assert "In other languages" in shown and 'name="role_ru"' in shown
     assert "Name in Russian" in shown and "the country table names it" in shown
     response = client.post(
@@ -96,7 +92,7 @@ def test_an_editor_gives_a_russian_name_and_role_and_the_russian_letter_prints_t
             "role_fr": "",
         },
     )
-    assert response.status_code == 302, _text(response)[-3000:]
+    assert response.status_code == 302, html_of(response)[-3000:]
     assert _signer().translations == {"ru": {"name": "Джейн Доу", "role": RU_ROLE}}
     ru, en = _lines(statement, "ru"), _lines(statement, "en")
     assert ru[0].startswith(f"Джейн Доу, {RU_ROLE}, ") and "Jane Doe" not in ru[0]
@@ -125,7 +121,7 @@ def test_saving_the_edit_form_untouched_keeps_the_forms_and_emptying_one_removes
     assert form["name_ru"] == RU_NAME and form["role_ru"] == "" and form["name_en"] == ""
 
     response = client.post(url, data=form, follow_redirects=True)
-    assert "No changes." in _text(response)
+    assert "No changes." in html_of(response)
     stored = _signer().translations
     assert stored["ru"] == {"name": RU_NAME} and set(stored) == {"ru", "fr"}
     assert _lines(statement, "ru") == (f"{RU_NAME} (IPHR), Бельгия",)
@@ -199,7 +195,7 @@ def test_a_role_over_300_characters_in_french_is_refused_naming_the_field(
         f"/statements/{statement.id}/signatories",
         data={"kind": "individual", "name": "Jane Doe", "role_fr": too_long},
     )
-    page = _text(response)
+    page = html_of(response)
     assert response.status_code == 422
     assert "Role in French is longer than 300 characters." in page
     assert 'aria-invalid="true"' in page and too_long.strip() in page  # kept to correct
@@ -210,7 +206,7 @@ def test_a_role_over_300_characters_in_french_is_refused_naming_the_field(
     signer = _signer()
     url = f"/statements/{statement.id}/signatories/{signer.id}/edit"
     response = client.post(url, data={**_edit_form(client, url), "role_fr": too_long})
-    page = _text(response)
+    page = html_of(response)
     assert response.status_code == 422 and "Role in French is longer than" in page
     assert '<details class="panel hint signatory-languages" open>' in page
     assert _signer().translations == {}
@@ -235,6 +231,9 @@ def test_a_withheld_signer_prints_one_line_in_every_language(
     assert _lines(statement, "ru") == ("Имя не раскрывается по соображениям безопасности",)
     assert _lines(statement, "fr") == ("Nom non divulgué pour des raisons de sécurité",)
     client.get("/statements/")  # clears the flashed messages
-    history = _text(client.get(f"/statements/{statement.id}/versions/2"))
+    response = client.get(f"/statements/{statement.id}/versions/2")
+    assert response.status_code == 200
+    history = html_of(response)
+    assert "<h1>Version 2: " in history
     for secret in ("Иван Иванов", "адвокат", "Barreau de Tachkent"):
         assert secret not in history

@@ -16,6 +16,7 @@ from campaign.models import AuditEvent, Campaign, Role, SmtpAccount, User
 from campaign.services.sending import smtp_accounts
 from campaign.services.sending.campaigns import AudienceSpec, create_campaign
 from campaign.services.statements import statements
+from tests.pages import html_of
 
 Login = Callable[[Role], User]
 SECRET = "Tr0ub4dor&3-relay-secret"
@@ -24,10 +25,6 @@ SECRET = "Tr0ub4dor&3-relay-secret"
 @pytest.fixture
 def app_overrides(app_overrides: dict[str, Any]) -> dict[str, Any]:
     return {**app_overrides, "MAIL_PASSWORD": "env-default-password-xyz", "MAIL_USERNAME": "env"}
-
-
-def _text(response: Any) -> str:
-    return str(response.get_data(as_text=True))
 
 
 def _form(**changes: str) -> dict[str, str]:
@@ -80,12 +77,12 @@ def test_admin_adds_and_edits_an_account_without_ever_seeing_the_password(
     db.session.refresh(account)
     assert account.name == "M365"
     assert smtp_accounts.settings_for(account).password == SECRET
-    assert pages[2].status_code == 422 and "Port: 99999 is not a port number" in _text(pages[2])
+    assert pages[2].status_code == 422 and "Port: 99999 is not a port number" in html_of(pages[2])
     for page in pages:
-        text = _text(page)
+        text = html_of(page)
         assert SECRET not in text and "env-default-password-xyz" not in text
-    assert "smtp.office365.com:587" in _text(pages[0]) and "password stored" in _text(pages[0])
-    assert 'name="password" type="password" value=""' in _text(pages[1])
+    assert "smtp.office365.com:587" in html_of(pages[0]) and "password stored" in html_of(pages[0])
+    assert 'name="password" type="password" value=""' in html_of(pages[1])
     assert SECRET not in caplog.text
     events = list(
         db.session.scalars(select(AuditEvent).where(AuditEvent.target_type == "smtp_account"))
@@ -119,8 +116,8 @@ def test_bad_fields_are_named(
     login(Role.ADMIN)
     response = client.post("/smtp-accounts/new", data=_form(**changes))
     assert response.status_code == 422
-    assert message in _text(response)
-    assert SECRET not in _text(response)
+    assert message in html_of(response)
+    assert SECRET not in html_of(response)
     assert db.session.scalar(select(SmtpAccount)) is None
 
 
@@ -129,7 +126,7 @@ def test_duplicate_name_is_refused(client: FlaskClient, login: Login, app: Flask
     client.post("/smtp-accounts/new", data=_form())
     again = client.post("/smtp-accounts/new", data=_form(name="office 365"))
     assert again.status_code == 422
-    assert "an account called &#39;Office 365&#39; exists already" in _text(again)
+    assert "an account called &#39;Office 365&#39; exists already" in html_of(again)
 
 
 def test_delete_is_refused_while_a_campaign_uses_the_account(
@@ -145,14 +142,14 @@ def test_delete_is_refused_while_a_campaign_uses_the_account(
     create_campaign(statement, name="Spring appeal", audience=AudienceSpec(), smtp_account=used)
     db.session.commit()
 
-    question = _text(client.get(f"/smtp-accounts/{used.id}/delete"))
+    question = html_of(client.get(f"/smtp-accounts/{used.id}/delete"))
     assert "cannot be deleted" in question and "Spring appeal" in question
     refused = client.post(f"/smtp-accounts/{used.id}/delete", follow_redirects=True)
-    assert "Not deleted: the account &#39;Office 365&#39; is used by campaign" in _text(refused)
+    assert "Not deleted: the account &#39;Office 365&#39; is used by campaign" in html_of(refused)
     assert db.session.get(SmtpAccount, used.id) is not None
 
     spare_id = spare.id
     done = client.post(f"/smtp-accounts/{spare_id}/delete", follow_redirects=True)
-    assert "SMTP account Spare deleted." in _text(done)
+    assert "SMTP account Spare deleted." in html_of(done)
     assert db.session.get(SmtpAccount, spare_id) is None
     assert db.session.scalar(select(Campaign.smtp_account_id)) == used.id

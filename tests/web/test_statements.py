@@ -16,13 +16,10 @@ from werkzeug.test import EnvironBuilder
 from campaign.extensions import db
 from campaign.models import AuditEvent, Role, Signatory, Statement, StatementAttachment, User
 from campaign.services.statements import statements
+from tests.pages import html_of
 
 Login = Callable[[Role], User]
 BODY = "{{ salutation }}\n\nWe write about the trial.[^1]\n\n[^1]: Article 159.\n"
-
-
-def _text(response: Any) -> str:
-    return str(response.get_data(as_text=True))
 
 
 @pytest.fixture
@@ -38,9 +35,9 @@ def test_viewer_sees_the_list_and_the_statement_but_no_forms(
     client: FlaskClient, login: Login, statement: Statement
 ) -> None:
     login(Role.VIEWER)
-    page = _text(client.get("/statements/"))
+    page = html_of(client.get("/statements/"))
     assert "Joint letter on torture" in page and "draft" in page and "New statement" not in page
-    shown = _text(client.get(f"/statements/{statement.id}"))
+    shown = html_of(client.get(f"/statements/{statement.id}"))
     assert "Ahead of the summit" in shown and "<textarea" not in shown
     assert client.post(f"/statements/{statement.id}/title", data={"title": "X"}).status_code == 403
     assert client.get("/statements/new").status_code == 403
@@ -59,7 +56,7 @@ def test_editor_creates_a_statement_and_adds_a_language(client: FlaskClient, log
         data={"language": "fr", "subject": "Objet", "body": "{{ salutation }}\n\nTexte."},
     )
     assert response.status_code == 302
-    page = _text(client.get(f"/statements/{created.id}?lang=fr"))
+    page = html_of(client.get(f"/statements/{created.id}?lang=fr"))
     assert "Objet" in page and 'aria-current="page" data-language="fr">French<' in page
     client.post(f"/statements/{created.id}/status", data={"status": "final"})
     db.session.refresh(created)
@@ -74,7 +71,7 @@ def test_a_refused_template_shows_its_line_keeps_the_text_and_stores_nothing(
     response = client.post(
         f"/statements/{statement.id}/texts/en", data={"subject": "New subject", "body": typed}
     )
-    page = _text(response)
+    page = html_of(response)
     assert response.status_code == 422
     assert "Line 3" in page and "config" in page
     assert "Dear friends," in page and "New subject" in page  # what was typed is kept
@@ -85,7 +82,7 @@ def test_a_refused_template_shows_its_line_keeps_the_text_and_stores_nothing(
     response = client.post(
         f"/statements/{statement.id}/texts/en", data={"subject": "{% if %}", "body": BODY}
     )
-    assert response.status_code == 422 and 'id="e-text-subject"' in _text(response)
+    assert response.status_code == 422 and 'id="e-text-subject"' in html_of(response)
 
 
 def test_a_refused_new_statement_is_not_created(client: FlaskClient, login: Login) -> None:
@@ -94,7 +91,7 @@ def test_a_refused_new_statement_is_not_created(client: FlaskClient, login: Logi
         "/statements/new",
         data={"title": "Bad", "language": "en", "subject": "S", "body": "{{ ''.__class__ }}"},
     )
-    assert response.status_code == 422 and "cannot be saved" in _text(response)
+    assert response.status_code == 422 and "cannot be saved" in html_of(response)
     assert db.session.scalars(select(Statement)).all() == []
 
 
@@ -105,7 +102,7 @@ def test_signatories_are_added_edited_moved_and_removed(
     base = f"/statements/{statement.id}/signatories"
     for name in ("First Org", "Second Org"):
         response = client.post(base, data={"kind": "organisation", "name": name, "country": "KZ"})
-        assert response.status_code == 302, _text(response)[-3000:]
+        assert response.status_code == 302, html_of(response)[-3000:]
     first, second = statement.signatories
     client.post(f"{base}/{second.id}/move", data={"direction": "up"})
     db.session.refresh(statement)
@@ -138,7 +135,7 @@ def test_paste_adds_many_and_a_bad_line_is_named_and_adds_nothing(
         "Too, many, parts, here\n"
     )
     response = client.post(url, data={"lines": lines, "kind": "organisation"})
-    page = _text(response)
+    page = html_of(response)
     assert response.status_code == 422 and "Line 3" in page and "Nothing was added" in page
     db.session.refresh(statement)
     assert statement.signatories == []
@@ -172,11 +169,14 @@ def test_withheld_names_never_appear_in_the_version_history(
     )
     client.post(base, data={"kind": "individual", "name": "Hidden Two", "publish_as": "withheld"})
     client.get("/statements/")  # shows (and clears) the flashed messages of the changes
-    history = _text(client.get(f"/statements/{statement.id}/versions"))
+    history = html_of(client.get(f"/statements/{statement.id}/versions"))
     assert "Secret Person" not in history and "Hidden Two" not in history
     assert "name withheld" in history
     for number in range(1, 5):
-        page = _text(client.get(f"/statements/{statement.id}/versions/{number}"))
+        response = client.get(f"/statements/{statement.id}/versions/{number}")
+        assert response.status_code == 200
+        page = html_of(response)
+        assert f"<h1>Version {number}: " in page
         assert "Secret Person" not in page and "Hidden Two" not in page
 
 
@@ -217,10 +217,10 @@ def test_a_withheld_signer_is_hidden_whole_and_under_every_former_name(
     client.post("/logout")
     sign_in(client, make_user(Role.VIEWER))
     pages = [
-        _text(client.get(f"/statements/{statement.id}")),
-        _text(client.get(f"/statements/{statement.id}/versions")),
+        html_of(client.get(f"/statements/{statement.id}")),
+        html_of(client.get(f"/statements/{statement.id}/versions")),
     ]
-    pages += [_text(client.get(f"/statements/{statement.id}/versions/{n}")) for n in range(1, 6)]
+    pages += [html_of(client.get(f"/statements/{statement.id}/versions/{n}")) for n in range(1, 6)]
     for page in pages:
         for secret in ("Ivan Ivanov", "I. I.", "Tiny Bar Association", "defence lawyer"):
             assert secret not in page
@@ -253,9 +253,9 @@ def test_attachments_are_checked_stored_downloaded_and_deleted(
             builder.close()
 
     refused = upload(b"MZ\x90\x00 not a pdf", "report.pdf")
-    assert refused.status_code == 422 and "Only PDF and Word" in _text(refused)
+    assert refused.status_code == 422 and "Only PDF and Word" in html_of(refused)
     too_big = upload(b"%PDF-" + b"0" * (statements.ATTACHMENT_MAX_BYTES + 1), "big.pdf")
-    assert too_big.status_code == 422 and "larger than 10 MB" in _text(too_big)
+    assert too_big.status_code == 422 and "larger than 10 MB" in html_of(too_big)
     fake_docx = upload(b"PK\x03\x04 broken zip", "x.docx")
     assert fake_docx.status_code == 422
     assert db.session.scalars(select(StatementAttachment)).all() == []
@@ -292,7 +292,9 @@ def test_viewer_downloads_but_cannot_attach_or_delete(
     assert download.data == b"%PDF-1.4 data"
     download.close()
     assert client.post(f"{url}/delete").status_code == 403
-    assert "Delete a.pdf" not in _text(client.get(f"/statements/{statement.id}"))
+    shown = client.get(f"/statements/{statement.id}")
+    assert shown.status_code == 200 and f'href="{url}"' in html_of(shown)  # download offered
+    assert "Delete a.pdf" not in html_of(shown)
 
 
 def test_an_editor_deletes_an_unused_statement_but_not_one_a_campaign_uses(
@@ -308,12 +310,12 @@ def test_an_editor_deletes_an_unused_statement_but_not_one_a_campaign_uses(
     db.session.commit()
 
     refused = client.post(f"/statements/{used.id}/delete", follow_redirects=True)
-    assert "cannot be deleted: campaigns use it" in _text(refused)
+    assert "cannot be deleted: campaigns use it" in html_of(refused)
     assert db.session.get(Statement, used.id) is not None
 
     statement_id = statement.id
     deleted = client.post(f"/statements/{statement_id}/delete", follow_redirects=True)
-    assert "Statement deleted." in _text(deleted)
+    assert "Statement deleted." in html_of(deleted)
     db.session.expunge_all()
     assert db.session.get(Statement, statement_id) is None
     assert db.session.scalar(select(AuditEvent).where(AuditEvent.action == "statement.delete"))

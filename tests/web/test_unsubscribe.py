@@ -18,6 +18,7 @@ from campaign.services.sending import campaigns
 from campaign.services.sending.campaigns import AudienceSpec
 from campaign.services.statements import statements
 from tests.conftest import IsolatedClient
+from tests.pages import html_of
 
 BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n"
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
@@ -59,16 +60,12 @@ def _delivery(campaign: Campaign, email: str) -> Delivery:
     ).one()
 
 
-def _text(response: object) -> str:
-    return str(response.get_data(as_text=True))  # type: ignore[attr-defined]
-
-
 def test_get_asks_and_never_unsubscribes(client: FlaskClient, app: Flask) -> None:
     campaign = _launched_campaign(["anna.k@example.org", "boris@example.org"])
     token = _delivery(campaign, "anna.k@example.org").unsubscribe_token
     page = client.get(f"/u/{token}")
     assert page.status_code == 200
-    text = _text(page)
+    text = html_of(page)
     assert "Stop receiving letters from Rights Watch at an***@example.org?" in text
     assert "anna.k@example.org" not in text and "boris" not in text
     # Works without JS: a plain form posting back to the same link.
@@ -86,8 +83,8 @@ def test_one_click_post_without_cookie_or_csrf_unsubscribes_once(app: Flask) -> 
     client = app.test_client(use_cookies=False)
     for _ in range(2):
         response = client.post(f"/u/{token}", data=ONE_CLICK)
-        assert response.status_code == 200, _text(response)
-        assert "You are unsubscribed" in _text(response)
+        assert response.status_code == 200, html_of(response)
+        assert "You are unsubscribed" in html_of(response)
     entries = list(db.session.scalars(select(Suppression)))
     assert [(e.email, e.reason, e.campaign_id) for e in entries] == [
         ("anna@example.org", "unsubscribed", campaign.id)
@@ -115,7 +112,9 @@ def test_confirmation_form_unsubscribes_and_stops_queued_letters(
     assert _delivery(second, "anna@example.org").status == DeliveryStatus.SUPPRESSED
     assert _delivery(first, "boris@example.org").status == DeliveryStatus.QUEUED
     again = client.get(f"/u/{token}")
-    assert "You are unsubscribed" in _text(again) and "<form" not in _text(again).split("main")[1]
+    assert (
+        "You are unsubscribed" in html_of(again) and "<form" not in html_of(again).split("main")[1]
+    )
 
 
 @pytest.mark.parametrize("token", ["A" * 24, "not a token", "x", "a" * 300, "%00"])
@@ -128,7 +127,7 @@ def test_unknown_and_malformed_tokens_get_one_uniform_404(
     for method in (client.get, client.post):
         response = method(f"/u/{token}")
         assert response.status_code == 404
-        assert _text(response) == _text(reference)
+        assert html_of(response) == html_of(reference)
     assert db.session.scalar(select(Suppression)) is None
     assert client.get(f"/u/{real}").status_code == 200
 
@@ -139,7 +138,7 @@ def test_many_unknown_tokens_from_one_address_are_slowed_down(
     statuses = [client.post(f"/u/{'C' * 20}{n:04d}").status_code for n in range(62)]
     assert statuses[:60] == [404] * 60
     assert statuses[-1] == 429
-    assert "Wait a minute" in _text(client.get(f"/u/{'D' * 24}"))
+    assert "Wait a minute" in html_of(client.get(f"/u/{'D' * 24}"))
 
 
 def test_an_address_todays_rules_would_refuse_still_unsubscribes(
@@ -152,6 +151,6 @@ def test_an_address_todays_rules_would_refuse_still_unsubscribes(
     delivery.email = old_address
     db.session.commit()
     response = client.post(f"/u/{delivery.unsubscribe_token}", data=ONE_CLICK)
-    assert response.status_code == 200 and "You are unsubscribed" in _text(response)
+    assert response.status_code == 200 and "You are unsubscribed" in html_of(response)
     entry = db.session.scalars(select(Suppression)).one()
     assert entry.email_key == old_address

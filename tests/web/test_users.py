@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
@@ -15,12 +14,9 @@ from campaign.models import AuditEvent, Role, User
 from campaign.models._types import utcnow
 from campaign.services.accounts import two_factor
 from tests.conftest import TEST_PASSWORD, IsolatedClient, make_user, sign_in
+from tests.pages import html_of
 
 Login = Callable[[Role], User]
-
-
-def _text(response: Any) -> str:
-    return str(response.get_data(as_text=True))
 
 
 def test_only_admins_reach_the_users_page(client: FlaskClient, login: Login, app: Flask) -> None:
@@ -38,7 +34,7 @@ def test_editor_cannot_manage_users(client: FlaskClient, login: Login, app: Flas
 
 def test_admin_lists_and_creates_accounts(client: FlaskClient, login: Login, app: Flask) -> None:
     login(Role.ADMIN)
-    page = _text(client.get("/users/"))
+    page = html_of(client.get("/users/"))
     assert "admin@example.org" in page and "Two-factor" in page
     response = client.post(
         "/users/",
@@ -50,7 +46,7 @@ def test_admin_lists_and_creates_accounts(client: FlaskClient, login: Login, app
     short = client.post(
         "/users/", data={"email": "b@example.org", "password": "short", "role": "viewer"}
     )
-    assert short.status_code == 422 and "at least 12 characters" in _text(short)
+    assert short.status_code == 422 and "at least 12 characters" in html_of(short)
 
 
 def test_mass_assignment_on_create_is_ignored(
@@ -102,7 +98,7 @@ def test_the_last_admin_cannot_be_demoted_or_deactivated(
 ) -> None:
     admin = login(Role.ADMIN)
     page = client.post(f"/users/{admin.id}/role", data={"role": "viewer"}, follow_redirects=True)
-    assert "last active administrator" in _text(page)
+    assert "last active administrator" in html_of(page)
     assert db.session.get(User, admin.id).role == "admin"
     client.post(f"/users/{admin.id}/active", data={"active": "0"})
     assert db.session.get(User, admin.id).is_active_account
@@ -113,10 +109,12 @@ def test_deactivate_reactivate_and_unlock(client: FlaskClient, login: Login, app
     other = make_user(Role.EDITOR)
     other.locked_until = utcnow() + timedelta(minutes=10)  # delayed while Redis was away
     db.session.commit()
-    assert "sign-in delayed" in _text(client.get("/users/"))
+    assert "sign-in delayed" in html_of(client.get("/users/"))
     client.post(f"/users/{other.id}/unlock")
     assert db.session.get(User, other.id).locked_until is None
-    assert "sign-in delayed" not in _text(client.get("/users/"))
+    listing = client.get("/users/")
+    assert listing.status_code == 200 and other.email in html_of(listing)
+    assert "sign-in delayed" not in html_of(listing)
     client.post(f"/users/{other.id}/active", data={"active": "0"})
     assert not db.session.get(User, other.id).is_active_account
     client.post(f"/users/{other.id}/active", data={"active": "1"})

@@ -191,7 +191,13 @@ def _with_progress(query: Any, total: int) -> Iterator[Any]:
 @click.option(
     "--override",
     is_flag=True,
-    help="Launch although the pre-send check found letters with errors (audited).",
+    help="Launch although the pre-send check found letters with errors (needs --reason).",
+)
+@click.option(
+    "--reason",
+    default="",
+    metavar="TEXT",
+    help="Why the campaign is launched despite the errors (recorded in the audit log).",
 )
 @click.option(
     "--yes",
@@ -199,7 +205,7 @@ def _with_progress(query: Any, total: int) -> Iterator[Any]:
     is_flag=True,
     help="Do not ask for a confirmation at a terminal (scripts never are asked).",
 )
-def send_command(campaign_id: int, override: bool, assume_yes: bool) -> None:
+def send_command(campaign_id: int, override: bool, reason: str, assume_yes: bool) -> None:
     """Check every letter, then launch CAMPAIGN_ID: queue its sending and return at once.
 
     The summary (recipients, SMTP account, pace, expected duration, languages) is printed
@@ -207,6 +213,8 @@ def send_command(campaign_id: int, override: bool, assume_yes: bool) -> None:
     (`campaign worker`) do the sending; `campaign status ID` shows where it stands.
     Launching a campaign twice does nothing the second time (exit 0). Exits 2 when the
     campaign cannot be launched (the reason is printed), 1 when the confirmation is refused.
+    --override launches despite letters with errors, as the page's override does: only with
+    a --reason, which the audit log keeps.
     """
 
     from campaign.extensions import db
@@ -215,6 +223,13 @@ def send_command(campaign_id: int, override: bool, assume_yes: bool) -> None:
     from campaign.services.statements import presend
     from campaign.services.statements.salutation_rules import current_rule_set
 
+    if override and not reason.strip():
+        # Refused before anything is checked: the audit log keeps why, as for the page's.
+        _fail(
+            _("--override needs --reason TEXT: say why the campaign is launched despite the errors")
+        )
+    if reason.strip() and not override:
+        _fail(_("--reason is read only with --override"))
     campaign = _campaign(campaign_id)
     if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
         click.echo(
@@ -265,9 +280,7 @@ def send_command(campaign_id: int, override: bool, assume_yes: bool) -> None:
     from campaign.services.sending.launch import launch_now
 
     try:
-        launched = launch_now(
-            campaign, presend_errors=report.contacts_with_errors, override=override
-        )
+        launched = launch_now(campaign, override=override, override_reason=reason)
     except campaigns.CampaignError as error:
         _fail(str(error))
     if launched is None:  # another launch got there between our look and the lock

@@ -21,8 +21,7 @@ from sqlalchemy import select, update
 
 from campaign.extensions import db
 from campaign.i18n import supported
-from campaign.models import PasswordResetToken, User
-from campaign.models._types import utcnow
+from campaign.models import PasswordResetToken, User, utcnow
 from campaign.services.accounts import sign_in_limits, users
 from campaign.services.accounts.audit import record_event
 from campaign.services.sending.notices import NOTICES, Notice, build_message, queue_notice

@@ -15,8 +15,7 @@ from flask import current_app
 from sqlalchemy import delete, select
 
 from campaign.extensions import db
-from campaign.models import User, UserSession
-from campaign.models._types import utcnow
+from campaign.models import User, UserSession, utcnow
 from campaign.tracking.buffer import ip_prefix
 
 # last_seen_at is written at most this often: not a database write per request.

@@ -24,8 +24,8 @@ from sqlalchemy import delete, func, or_, select, update
 from campaign.config import totp_required_roles
 from campaign.extensions import db
 from campaign.i18n import supported
-from campaign.models import AuditEvent, RecoveryCode, Role, RolePolicy, User
-from campaign.models._types import utcnow
+from campaign.models import AuditEvent, RecoveryCode, Role, RolePolicy, User, utcnow
+from campaign.params import row_id
 from campaign.queue import get_redis
 from campaign.secret_box import (
     FERNET_PREFIX,
@@ -314,7 +314,7 @@ def _refusal(user: User) -> tuple[str, int]:
     try:
         delay = sign_in_limits.current_delay(user.email)
     except sign_in_limits.LimitsUnavailable:
-        seconds = users._database_delay(user)
+        seconds = users.locked_seconds(user)
         delay = sign_in_limits.Delay(sign_in_limits.ACCOUNT, seconds) if seconds else None
     if delay is not None:
         return delay.message, delay.seconds
@@ -441,8 +441,8 @@ def recovery_notice(remaining: int) -> str:
 
 
 def _check_password(user: User, password: str) -> None:
-    # users._verify: the same argon2 check as sign-in (services/users.py owns the hasher).
-    if not users._verify(user.password_hash, password):
+    # users.verify_password: the same argon2 check as sign-in (services/users.py owns the hasher).
+    if not users.verify_password(user.password_hash, password):
         users.count_failure(user, "wrong password for a two-factor change")
         raise users.UserError(gettext("Your current password is not right."))
 
@@ -561,7 +561,7 @@ def confirm_administrator(actor: User, password: str) -> None:
     """The acting administrator's own password, before they change someone's two-factor:
     an unlocked admin browser alone must not strip another admin's second factor."""
     _check_locked(actor)
-    if not users._verify(actor.password_hash, password):
+    if not users.verify_password(actor.password_hash, password):
         users.count_failure(actor, "wrong password to reset someone's two-factor")
         raise users.UserError(gettext("Your password is not right; nothing was changed."))
 
@@ -590,9 +590,10 @@ def reset_two_factor(user: User, *, actor: User | None = None) -> None:
 
 def _event_and_user(event_id: int) -> tuple[AuditEvent, User] | None:
     event = db.session.get(AuditEvent, event_id) if event_id else None
-    if event is None or not (event.target_id or "").isdigit():
+    user_id = row_id(event.target_id) if event is not None else None
+    if event is None or user_id is None:
         return None
-    user = db.session.get(User, int(event.target_id))
+    user = db.session.get(User, user_id)
     if user is None or not user.is_active_account:
         return None
     return event, user

@@ -18,8 +18,7 @@ from sqlalchemy import func, select, update
 from zxcvbn import zxcvbn
 
 from campaign.extensions import db
-from campaign.models import PasswordResetToken, Role, User
-from campaign.models._types import utcnow
+from campaign.models import PasswordResetToken, Role, User, utcnow
 from campaign.services.accounts import sessions, sign_in_limits
 from campaign.services.accounts.audit import record_event
 
@@ -176,7 +175,7 @@ def authenticate(email: str, password: str) -> LoginResult:
         return LoginResult(None, error=delay.message, retry_after=delay.seconds)
     user = find_user(email)
     if user is None:
-        _verify(_DUMMY_HASH, password)
+        verify_password(_DUMMY_HASH, password)
         # What was typed is kept only if it looks like an address: people do type their
         # password into the email field, and the audit log must not keep it.
         typed = email.strip()[:320] if "@" in email else "(not an email address)"
@@ -185,12 +184,12 @@ def authenticate(email: str, password: str) -> LoginResult:
             detail.update(_count_in_redis(key))
         record_event("login.failed", detail=detail)
         return LoginResult(None, error=_bad_credentials())
-    if fallback and _database_delay(user):
-        _verify(_DUMMY_HASH, password)
+    if fallback and locked_seconds(user):
+        verify_password(_DUMMY_HASH, password)
         audit_failure(user, "delayed")
         return LoginResult(None, error=_bad_credentials())
     # argon2 runs for a deactivated account too: the time taken tells nothing.
-    right = _verify(user.password_hash, password)
+    right = verify_password(user.password_hash, password)
     if not user.is_active_account or not right:
         count_failure(user, "bad password")
         return LoginResult(None, error=_bad_credentials())
@@ -215,7 +214,7 @@ def refusal(user: User) -> str:
     try:
         delay = sign_in_limits.current_delay(user.email)
     except sign_in_limits.LimitsUnavailable:
-        seconds = _database_delay(user)
+        seconds = locked_seconds(user)
         delay = sign_in_limits.Delay(sign_in_limits.ACCOUNT, seconds) if seconds else None
     return delay.message if delay else ""
 
@@ -254,7 +253,8 @@ def _count_in_database(user: User) -> dict[str, object]:
     return detail
 
 
-def _database_delay(user: User) -> int:
+def locked_seconds(user: User) -> int:
+    """Seconds until the account's stored lock (after failed sign-ins) ends; 0 when none."""
     if not user.locked_until or user.locked_until <= utcnow():
         return 0
     return max(1, int((user.locked_until - utcnow()).total_seconds()))
@@ -277,7 +277,8 @@ def complete_login(user: User) -> None:
     record_event("login", actor=user, target_type="user", target_id=user.id)
 
 
-def _verify(password_hash: str, password: str) -> bool:
+def verify_password(password_hash: str, password: str) -> bool:
+    """The argon2 check of sign-in (this module owns the hasher); False, never an error."""
     try:
         return _hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
@@ -346,7 +347,7 @@ def unlock(user: User, *, actor: User | None = None) -> None:
 
 def sign_in_delay(user: User) -> int:
     """Seconds before `user` may try to sign in again (0: now)."""
-    return sign_in_limits.account_delay(user.email) or _database_delay(user)
+    return sign_in_limits.account_delay(user.email) or locked_seconds(user)
 
 
 def _store_password(user: User, password: str, *, advise: bool = True) -> None:
@@ -388,7 +389,7 @@ def change_password(
     delayed = refusal(user)
     if delayed:
         raise UserError(delayed)
-    if not _verify(user.password_hash, current):
+    if not verify_password(user.password_hash, current):
         count_failure(user, "wrong current password")
         raise UserError(gettext("The current password is not right."))
     if new != repeat:

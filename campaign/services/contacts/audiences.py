@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import ContactList, Segment
+from campaign.params import row_id
 from campaign.services.contacts import lists, segments
 
 
@@ -33,14 +34,15 @@ def audience_choices() -> list[tuple[str, str]]:
 def find_audience(key: str) -> Audience | None:
     """The list or segment a key such as "list:3" or "segment:2" names, or None."""
     kind, _, raw_id = key.partition(":")
-    if not raw_id.isdecimal() or len(raw_id) >= 10:  # "²" passes isdigit(), not int()
+    number = row_id(raw_id)
+    if number is None:
         return None
     if kind == "list":
-        contact_list = db.session.get(ContactList, int(raw_id))
+        contact_list = db.session.get(ContactList, number)
         if contact_list is not None:
             return Audience(key, contact_list.name, lists.members_query(contact_list))
     if kind == "segment":
-        segment = db.session.get(Segment, int(raw_id))
+        segment = db.session.get(Segment, number)
         if segment is not None:
             return Audience(key, segment.name, segments.contacts_matching(segment.definition))
     return None

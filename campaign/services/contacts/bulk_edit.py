@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from campaign.extensions import db
 from campaign.labels import label
 from campaign.models import BulkEditStatus, Contact, ContactBulkEdit, ContactList, User
+from campaign.params import row_id
 from campaign.services.accounts.audit import record_event
 from campaign.services.contacts import lists as list_service
 from campaign.services.contacts.contacts import FIELD_PARSERS
@@ -60,8 +61,7 @@ def parse_changes(form: Mapping[str, str]) -> dict[str, Any]:
     for key in ("add_list", "remove_list"):
         raw = form.get(key, "").strip()
         if raw:
-            # isdigit() lets "²" through, and a number past the column's range breaks the query.
-            number = int(raw) if raw.isdecimal() and len(raw) < 10 else None
+            number = row_id(raw)
             contact_list = db.session.get(ContactList, number) if number is not None else None
             if contact_list is None:
                 raise BulkEditError(_("That list no longer exists; choose another."))

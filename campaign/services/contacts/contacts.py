@@ -37,6 +37,8 @@ from campaign.models import (
 )
 from campaign.scheduling.timezones import ScheduleError, zone_of
 from campaign.services.accounts.audit import record_event
+from campaign.services.contacts.trash import trash_contact
+from campaign.services.statements.salutation_rules import current_rule_set
 
 MAX_TEXT = 500
 MAX_NOTES = 20_000
@@ -65,19 +67,19 @@ class ContactInputError(ValueError):
         super().__init__("; ".join(str(e) for e in errors))
 
 
-class _Invalid(ValueError):
-    pass
+class InvalidValue(ValueError):
+    """One value is not acceptable (an address, a line of text); the message says why."""
 
 
 def normalise_email(value: str) -> tuple[str, str]:
     """Return (address as stored, case-insensitive key) or raise with the reason."""
     candidate = value.strip()
     if not candidate:
-        raise _Invalid(_("an email address is required"))
+        raise InvalidValue(_("an email address is required"))
     local, _at, domain = candidate.rpartition("@")
     if len(local) > MAX_LOCAL_PART:
         # RFC 5321 4.5.3.1.1; email-validator lets longer SMTPUTF8 local parts through.
-        raise _Invalid(
+        raise InvalidValue(
             _(
                 "%(address)s is not a valid email address: the part before the @-sign is "
                 "%(length)d characters long; the limit is %(limit)d",
@@ -92,7 +94,7 @@ def normalise_email(value: str) -> tuple[str, str]:
     try:
         result = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as error:
-        raise _Invalid(
+        raise InvalidValue(
             _(
                 "%(address)s is not a valid email address: %(reason)s",
                 address=repr(candidate),
@@ -102,7 +104,7 @@ def normalise_email(value: str) -> tuple[str, str]:
     for part in (result.local_part, *result.domain.split(".")):
         scripts = _scripts_in(part)
         if len(scripts) > 1:
-            raise _Invalid(
+            raise InvalidValue(
                 _(
                     "%(address)s mixes %(scripts)s letters in %(part)s; look-alike letters "
                     "are a common impersonation trick, so check the address",
@@ -231,16 +233,18 @@ _INVISIBLE = re.compile(r"[\u00ad\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2
 def _one_line(value: str, limit: int = MAX_TEXT) -> str:
     text = value.strip()
     if _CONTROL.search(text):
-        raise _Invalid(_("must be on one line (it contains a line break or a control character)"))
+        raise InvalidValue(
+            _("must be on one line (it contains a line break or a control character)")
+        )
     if _INVISIBLE.search(text):
-        raise _Invalid(
+        raise InvalidValue(
             _(
                 "contains an invisible formatting character (such as a direction mark or a "
                 "zero-width space) that would change how the letter prints it; type it again"
             )
         )
     if len(text) > limit:
-        raise _Invalid(_too_long(len(text), limit))
+        raise InvalidValue(_too_long(len(text), limit))
     return text
 
 
@@ -271,7 +275,7 @@ def _choice(
         for code, text in table.items():
             if code in allowed and str(text).casefold() == wanted:
                 return code
-        raise _Invalid(
+        raise InvalidValue(
             _(
                 "%(value)s is not one of: %(allowed)s",
                 value=repr(value.strip()),
@@ -286,7 +290,7 @@ def _languages(value: str) -> str:
     tags = [t for t in _SPLIT_LIST.split(value.strip()) if t]
     for tag in tags:
         if not _BCP47.match(tag):
-            raise _Invalid(
+            raise InvalidValue(
                 _("%(tag)s is not a language tag such as en, fr, ru or pt-BR", tag=repr(tag))
             )
     seen: list[str] = []
@@ -307,7 +311,7 @@ def _tags(value: str) -> str:
         if not tag:
             continue
         if not _TAG.match(tag):
-            raise _Invalid(
+            raise InvalidValue(
                 _(
                     "%(tag)s is not a usable tag (letters, digits, - _ . : /)",
                     tag=repr(raw.strip()),
@@ -328,7 +332,7 @@ def _country(value: str) -> str:
     if not code:
         return ""
     if not re.fullmatch(r"[A-Z]{2}", code) or not load_country_names().knows(code):
-        raise _Invalid(
+        raise InvalidValue(
             _(
                 "%(value)s is not a country code the country table knows (two letters such "
                 "as FR, UZ or KG, or EU / UN); an administrator can add one on the "
@@ -349,7 +353,7 @@ def _flag(value: str) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise _Invalid(_("%(value)s is not yes or no", value=repr(str(value).strip())))
+    raise InvalidValue(_("%(value)s is not yes or no", value=repr(str(value).strip())))
 
 
 MAX_ZONE = 64  # the column's width; the longest IANA name is about half of it
@@ -376,7 +380,7 @@ def _time_zone(value: str) -> str:
         return zone_of(_zone_spellings().get(text.lower(), text)).key
     except ScheduleError:
         # The form and the import name the field themselves.
-        raise _Invalid(
+        raise InvalidValue(
             _(
                 "%(value)s is not a known time zone (use a name such as Europe/Paris)",
                 value=repr(text),
@@ -391,7 +395,7 @@ def _date(value: str) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise _Invalid(
+        raise InvalidValue(
             _("%(value)s is not a date in the form YYYY-MM-DD", value=repr(text))
         ) from None
 
@@ -399,7 +403,7 @@ def _date(value: str) -> date | None:
 def _notes(value: str) -> str:
     text = value.replace("\x00", "").strip()
     if len(text) > MAX_NOTES:
-        raise _Invalid(_too_long(len(text), MAX_NOTES))
+        raise InvalidValue(_too_long(len(text), MAX_NOTES))
     return text
 
 
@@ -537,7 +541,7 @@ def clean_contact_data(raw: Mapping[str, Any], *, partial: bool = False) -> dict
         text = "" if value is None else str(value)
         try:
             cleaned[name] = parse(text)
-        except _Invalid as problem:
+        except InvalidValue as problem:
             errors.append(FieldError(name, str(problem)))
     if not errors and not partial:
         _check_has_a_name(cleaned, errors)
@@ -593,7 +597,6 @@ def _settle_confirmed_dative(cleaned: dict[str, Any], errors: list[FieldError]) 
 def dative_of(contact: object) -> RussianDative:
     """The forms a Russian letter prints for this contact, and whether a person saw them."""
     from campaign.letters.address import dative_forms, letter_names
-    from campaign.services.statements.salutation_rules import current_rule_set
 
     return dative_forms(contact, letter_names(contact, "ru", current_rule_set()))
 
@@ -705,8 +708,6 @@ def _as_raw(contact: Contact) -> dict[str, str]:
 
 def delete_contact(contact: Contact) -> None:
     """Move a contact to the trash (kept 30 days, restorable); suppressions stay."""
-    from campaign.services.contacts.trash import trash_contact
-
     trash_contact(contact)
 
 

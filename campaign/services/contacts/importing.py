@@ -38,7 +38,8 @@ from campaign.models import (
     User,
     list_memberships,
 )
-from campaign.models.search_key import KEY_FIELDS, refresh_search_keys, search_key_of
+from campaign.models.contact import refresh_search_keys
+from campaign.models.search_key import KEY_FIELDS, search_key_of
 from campaign.services.accounts.audit import record_event
 from campaign.services.contacts import lists
 from campaign.services.contacts.contacts import (
@@ -51,6 +52,8 @@ from campaign.services.contacts.contacts import (
 )
 from campaign.services.contacts.exporting import FORMULA_TRIGGERS, neutralise_cell
 from campaign.services.contacts.tabular import Row, RowReader, TableInfo, TabularError, read_table
+from campaign.services.statements import salutation_rules
+from campaign.services.statements.country_names import letter_languages
 
 __all__ = ["TabularError"]  # re-exported: callers catch it from here
 
@@ -308,7 +311,6 @@ def letter_value_options(name: str) -> list[tuple[str, str]]:
     """(value, words) a person may choose for all rows, besides leaving it unknown; the
     stored default is not among them (it is "leave unknown", decision 0047)."""
     from campaign.labels import choices
-    from campaign.services.statements.country_names import letter_languages
 
     if name in _LETTER_LABELS:
         return [
@@ -501,6 +503,34 @@ def open_contact_file(
     return read_table(path, max_bytes=max_upload_bytes(), filename=filename, thorough=thorough)
 
 
+def record_upload(stored: Path, original: str, *, created_by_id: int | None) -> ContactImport:
+    """Register a file just uploaded to `stored` (named `original` by the user) for import:
+    read it once in full, suggest a column mapping, add the import record (flushed).
+
+    Raises TabularError when the file cannot be read as a table of contacts; the file is then
+    the caller's to delete.
+    """
+    info, rows = open_contact_file(stored, filename=original, thorough=True)
+    rows.close()
+    mapping, _remembered = suggest_mapping(info.headers)
+    record = ContactImport(
+        original_filename=original,
+        stored_path=str(stored),
+        status=ImportStatus.UPLOADED.value,
+        mapping=mapping,
+        created_by_id=created_by_id,
+    )
+    db.session.add(record)
+    db.session.flush()
+    return record
+
+
+def recent_imports(limit: int = 10) -> list[ContactImport]:
+    """The latest imports, newest first."""
+    query = select(ContactImport).order_by(ContactImport.id.desc()).limit(limit)
+    return list(db.session.scalars(query))
+
+
 def preview_import(
     path: Path,
     mapping: Mapping[str, str],
@@ -531,8 +561,6 @@ def preview_import(
         if len(results) >= limit:
             break
     rows.close()
-    from campaign.services.statements import salutation_rules
-
     # Read once for the whole preview, not once per row.
     rules = salutation_rules.current_rule_set()
     keys = [r.data["email_key"] for r in results if r.data]

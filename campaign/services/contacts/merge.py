@@ -32,6 +32,7 @@ from campaign.models import (
 from campaign.scheduling import stored_text
 from campaign.services.accounts.audit import record_event
 from campaign.services.contacts.contacts import CONTACT_FIELDS, update_contact
+from campaign.services.contacts.suppressions import find_suppression, suppress_address
 from campaign.services.contacts.trash import trash_contact
 
 # Fields the user does not choose: the union of both is kept.
@@ -54,7 +55,8 @@ class MergeCheck:
     suppressed: list[str]  # the addresses of the two that are on the suppression list
 
 
-def _value(contact: Contact, field: str) -> str:
+def field_value(contact: Contact, field: str) -> str:
+    """A field as the merge page compares and shows it: text, "yes"/"" or an ISO date."""
     value = getattr(contact, field)
     if isinstance(value, bool):
         return "yes" if value else ""
@@ -68,7 +70,7 @@ def default_choices(survivor: Contact, other: Contact) -> dict[str, str]:
     newer = "other" if _stamp(other) > _stamp(survivor) else "survivor"
     choices = {}
     for field in CHOSEN_FIELDS:
-        mine, theirs = _value(survivor, field), _value(other, field)
+        mine, theirs = field_value(survivor, field), field_value(other, field)
         if mine == theirs or (mine and not theirs):
             choices[field] = "survivor"
         elif theirs and not mine:
@@ -83,7 +85,7 @@ def _stamp(contact: Contact) -> Any:
 
 
 def differing_fields(survivor: Contact, other: Contact) -> list[str]:
-    return [f for f in CHOSEN_FIELDS if _value(survivor, f) != _value(other, f)]
+    return [f for f in CHOSEN_FIELDS if field_value(survivor, f) != field_value(other, f)]
 
 
 def check_merge(survivor: Contact, other: Contact) -> MergeCheck:
@@ -133,7 +135,7 @@ def merge_contacts(survivor: Contact, other: Contact, choices: Mapping[str, str]
         side = choices.get(field, "survivor")
         if side not in ("survivor", "other"):
             raise MergeError(_("Choose one of the two values for every field."))
-        values[field] = _value(other if side == "other" else survivor, field)
+        values[field] = field_value(other if side == "other" else survivor, field)
     values["tags"] = " ".join(dict.fromkeys(survivor.tag_list + other.tag_list))
     values["cc_emails"] = " ".join(dict.fromkeys(survivor.cc_list + other.cc_list))
     values["notes"] = "\n\n".join(dict.fromkeys(n for n in (survivor.notes, other.notes) if n))
@@ -236,8 +238,6 @@ def _keep_suppressed(survivor: Contact, other: Contact, check: MergeCheck) -> No
     """If either address was suppressed, both are: the person asked not to be written to."""
     if not check.suppressed:
         return
-    from campaign.services.contacts.suppressions import find_suppression, suppress_address
-
     source = find_suppression(check.suppressed[0])
     reason = source.reason if source is not None else "manual"
     for address in (survivor.email, other.email):

@@ -25,6 +25,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from campaign.extensions import db
 from campaign.models import Contact, Segment
 from campaign.models.search_key import fold
+from campaign.params import filter_id
 from campaign.services.contacts.contacts import FIELD_PARSERS
 from campaign.services.contacts.lists import member_ids
 from campaign.services.contacts.segments import escape_like, has_token, where_clause
@@ -65,10 +66,6 @@ class ContactFilters:
         def text(name: str) -> str:
             return " ".join(str(args.get(name, "") or "").split())[:MAX_QUERY]
 
-        def number(name: str) -> int | None:
-            raw = str(args.get(name, "") or "").strip()
-            return int(raw) if raw.isdigit() and len(raw) < 12 else None
-
         return cls(
             q=text("q"),
             role_type=text("role_type"),
@@ -76,8 +73,8 @@ class ContactFilters:
             language=text("language"),
             tag=text("tag"),
             risk_level=text("risk_level"),
-            list_id=number("list"),
-            segment_id=number("segment"),
+            list_id=filter_id(args.get("list")),
+            segment_id=filter_id(args.get("segment")),
         )
 
     def as_args(self) -> dict[str, str]:

@@ -12,8 +12,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from campaign.extensions import db
-from campaign.models import AuditEvent, Suppression, SuppressionReason, User
-from campaign.models._types import utcnow
+from campaign.models import AuditEvent, Suppression, SuppressionReason, User, utcnow
 from campaign.services.accounts.audit import record_event
 from campaign.services.contacts.contacts import normalise_email
 

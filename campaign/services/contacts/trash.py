@@ -21,6 +21,7 @@ from campaign.extensions import db
 from campaign.models import Contact, Delivery, DeliveryStatus, User
 from campaign.services.accounts.audit import record_event
 from campaign.services.paging import Page, clamp_page, offset_of
+from campaign.services.sending.deliveries import unless_gone
 
 TRASH_DAYS = 30
 PURGE_BATCH = 500
@@ -105,8 +106,6 @@ def cancel_open_letters(*where: Any) -> int:
     reached the server stays in doubt, now final (reason "contact_deleted"): the ledger never
     says less than what may have gone out.
     """
-    from campaign.services.sending.campaigns import unless_gone
-
     result = db.session.execute(
         update(Delivery)
         .where(
@@ -333,13 +332,3 @@ def count_trashed() -> int:
 def _aware(moment: datetime | None) -> datetime:
     assert moment is not None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _register() -> None:
-    from campaign.scheduling.tick import AFTER_TICK
-
-    if purge_after_tick not in AFTER_TICK:
-        AFTER_TICK.append(purge_after_tick)
-
-
-_register()

@@ -47,11 +47,12 @@ from campaign.models import (
     Role,
     SmtpAccount,
     User,
+    utcnow,
 )
-from campaign.models._types import utcnow
+from campaign.params import row_id
 from campaign.secret_box import SecretUnreadable
 from campaign.services.accounts.audit import record_event
-from campaign.services.contacts.contacts import _Invalid as InvalidAddress
+from campaign.services.contacts.contacts import InvalidValue as InvalidAddress
 from campaign.services.contacts.contacts import normalise_email
 from campaign.services.replies import replies as reply_service
 from campaign.services.replies.replies import ReplyError
@@ -176,7 +177,8 @@ def route_for(message: InboundMessage, account_choice: str = "") -> Route:
         if not account_choice:
             raise ReplyError(gettext("Choose the SMTP account to send the answer through."))
         return Route(None, sender, "", None)
-    account = db.session.get(SmtpAccount, int(account_choice)) if account_choice.isdigit() else None
+    account_id = row_id(account_choice)
+    account = db.session.get(SmtpAccount, account_id) if account_id is not None else None
     if account is None:
         raise ReplyError(gettext("That SMTP account no longer exists; choose another."))
     return Route(account, sender, "", None)

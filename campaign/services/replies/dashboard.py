@@ -26,8 +26,8 @@ from campaign.models import (
     DeliveryStatus,
     InboundKind,
     InboundMessage,
+    utcnow,
 )
-from campaign.models._types import utcnow
 from campaign.services.accounts.audit import record_event
 from campaign.services.contacts.exporting import write_csv
 from campaign.services.paging import Page, clamp_page, offset_of

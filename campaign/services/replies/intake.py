@@ -44,8 +44,8 @@ from campaign.models import (
     InboundKind,
     InboundMessage,
     MatchMethod,
+    utcnow,
 )
-from campaign.models._types import utcnow
 from campaign.services.contacts.suppressions import SuppressionError, suppress_bounced_address
 
 log = logging.getLogger(__name__)

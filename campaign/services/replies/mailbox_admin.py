@@ -1,4 +1,4 @@
-"""Administering IMAP mailboxes from the web: add, edit, enable, delete, each audit-logged.
+"""Administering IMAP mailboxes: add, edit, enable, delete, each audit-logged.
 
 Polling and the checkpoints belong to campaign.services.replies.mailboxes; this module only changes
 settings, and resets a checkpoint when the settings now point at another folder.
@@ -19,6 +19,7 @@ from campaign.services.replies.mailboxes import (
     ALERT_AFTER,
     MailboxError,
     add_mailbox,
+    settings_detail,
     validate_mailbox,
 )
 
@@ -56,17 +57,16 @@ class MailboxSettings:
         )
 
     def audit_detail(self) -> dict[str, object]:
-        # Never the password; only whether one was given.
-        return {
-            "name": self.name,
-            "host": self.host,
-            "port": self.port,
-            "security": self.security,
-            "username": self.username,
-            "folder": self.folder,
-            "processed_folder": self.processed_folder,
-            "password_changed": bool(self.password),
-        }
+        return settings_detail(
+            name=self.name,
+            host=self.host,
+            port=self.port,
+            security=self.security,
+            username=self.username,
+            folder=self.folder,
+            processed_folder=self.processed_folder,
+            password_changed=bool(self.password),
+        )
 
 
 def _validate(settings: MailboxSettings, mailbox: ImapMailbox) -> None:
@@ -82,8 +82,9 @@ def _validate(settings: MailboxSettings, mailbox: ImapMailbox) -> None:
 
 
 def create_mailbox(settings: MailboxSettings, *, actor: User) -> ImapMailbox:
-    """Add a mailbox to poll; the password is stored encrypted."""
-    mailbox = add_mailbox(
+    """Add a mailbox to poll; the password is stored encrypted. add_mailbox audits it (the
+    command line adds through it too)."""
+    return add_mailbox(
         settings.name,
         host=settings.host,
         port=settings.port,
@@ -92,15 +93,8 @@ def create_mailbox(settings: MailboxSettings, *, actor: User) -> ImapMailbox:
         password=settings.password,
         folder=settings.folder,
         processed_folder=settings.processed_folder,
-    )
-    record_event(
-        "mailbox.create",
-        target_type="imap_mailbox",
-        target_id=mailbox.id,
         actor=actor,
-        detail=settings.audit_detail(),
     )
-    return mailbox
 
 
 def update_mailbox(mailbox: ImapMailbox, settings: MailboxSettings, *, actor: User) -> bool:

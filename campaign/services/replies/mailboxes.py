@@ -30,8 +30,7 @@ from campaign.inbound.imap import (
 )
 from campaign.inbound.parsing import MAX_BYTES
 from campaign.labels import label
-from campaign.models import ImapMailbox, ImapSecurity, InboundMessage
-from campaign.models._types import utcnow
+from campaign.models import ImapMailbox, ImapSecurity, InboundMessage, User, utcnow
 from campaign.queue import get_redis
 from campaign.scheduling import stored_text
 from campaign.secret_box import encrypt_secret
@@ -129,6 +128,31 @@ def _clear_text_refused() -> str:
     )
 
 
+def settings_detail(
+    *,
+    name: str,
+    host: str,
+    port: int,
+    security: str,
+    username: str,
+    folder: str,
+    processed_folder: str,
+    password_changed: bool,
+) -> dict[str, object]:
+    """A mailbox's settings as the audit log keeps them: never the password, only whether
+    one was given."""
+    return {
+        "name": name,
+        "host": host,
+        "port": port,
+        "security": security,
+        "username": username,
+        "folder": folder,
+        "processed_folder": processed_folder,
+        "password_changed": password_changed,
+    }
+
+
 def add_mailbox(
     name: str,
     *,
@@ -139,8 +163,10 @@ def add_mailbox(
     password: str,
     folder: str = "INBOX",
     processed_folder: str = "Processed",
+    actor: User | None = None,
 ) -> ImapMailbox:
-    """Add an IMAP mailbox to poll; the password is stored encrypted."""
+    """Add an IMAP mailbox to poll, audit-logged whoever adds it (the page, `campaign
+    add-mailbox`); the password is stored encrypted, never logged."""
     name, host = name.strip(), host.strip()
     folder, processed_folder = folder.strip(), processed_folder.strip()
     validate_mailbox(
@@ -168,6 +194,22 @@ def add_mailbox(
     )
     db.session.add(mailbox)
     db.session.flush()
+    record_event(
+        "mailbox.create",
+        target_type="imap_mailbox",
+        target_id=mailbox.id,
+        actor=actor,
+        detail=settings_detail(
+            name=name,
+            host=host,
+            port=port,
+            security=security,
+            username=username,
+            folder=folder,
+            processed_folder=processed_folder,
+            password_changed=bool(password),
+        ),
+    )
     return mailbox
 
 

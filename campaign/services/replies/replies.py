@@ -24,8 +24,8 @@ from campaign.models import (
     MatchMethod,
     Role,
     User,
+    utcnow,
 )
-from campaign.models._types import utcnow
 from campaign.services.accounts.audit import record_event
 from campaign.services.paging import Page, clamp_page, offset_of
 from campaign.services.replies.intake import record_inbound

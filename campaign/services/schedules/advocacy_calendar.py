@@ -20,8 +20,6 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from importlib import resources
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -36,6 +34,8 @@ from campaign.i18n import current_language, supported
 from campaign.letters.countries import load_country_names
 from campaign.models import (
     CalendarEvent,
+    Campaign,
+    CampaignStep,
     Case,
     CaseDate,
     InstallationSetting,
@@ -46,7 +46,7 @@ from campaign.models import (
     ScheduleRun,
     User,
 )
-from campaign.models.calendar import EventKind
+from campaign.models.calendar import EventKind, letter_name
 from campaign.scheduling.stored_text import (
     Text,
     day,
@@ -58,7 +58,6 @@ from campaign.scheduling.stored_text import (
     span,
     span_text,
 )
-from campaign.scheduling.tick import ACTIONS, AFTER_TICK, NEXT_RUN
 from campaign.services.accounts.audit import record_event
 
 log = logging.getLogger(__name__)
@@ -597,9 +596,6 @@ def schedule_titles(schedules: Sequence[Schedule]) -> dict[int, str]:
     """Each schedule's name in the reader's language, by id: reminders and follow-ups are
     named anew from what they point at; other schedules (and one whose anchor is gone) by
     their stored name. A few queries whatever the number of schedules."""
-    from campaign.models import Campaign, CampaignStep
-    from campaign.services.schedules.cases import letter_name
-
     events = _rows_by_id(CalendarEvent, (s.event_id for s in schedules))
     case_dates = _rows_by_id(CaseDate, (s.case_date_id for s in schedules))
     cases = _rows_by_id(Case, (d.case_id for d in case_dates.values()))
@@ -643,8 +639,6 @@ def reminder_text(schedule: Schedule, due_at: datetime) -> Text:
     A lazy string: the notification keeps it as a message (stored_text), read in each
     reader's language, and each member of staff gets the e-mail in theirs.
     """
-    from campaign.services.schedules.cases import letter_name
-
     event, case_date = _anchor(schedule)
     days_before = int(schedule.rule.get("days_before", 0))
     zone = ZoneInfo(schedule.timezone or "UTC")
@@ -694,9 +688,13 @@ def staff_to_remind() -> list[User]:
     return [user for user in users if user.role_enum.includes(Role.EDITOR)]
 
 
+def _reminder_language(user: User) -> str:
+    return supported(getattr(user, "language", "")) or "en"
+
+
 def reminder_email(stored: str, user: User) -> tuple[str, str]:
     """(subject, body) of a reminder e-mail in the interface language of `user` (else English)."""
-    with force_locale(supported(getattr(user, "language", "")) or "en"):
+    with force_locale(_reminder_language(user)):
         text = read(stored)
         subject = gettext("Reminder: %(text)s", text=text)
         body = gettext(
@@ -709,23 +707,18 @@ def reminder_email(stored: str, user: User) -> tuple[str, str]:
 def _email_staff(stored: str, recipients: Sequence[User]) -> list[str]:
     """Send the reminder to each member of staff separately, each in their own language;
     return the addresses that failed. `stored` is the notification's text (stored_text)."""
-    from campaign.mail import SendError, send_message
+    from campaign.mail import SendError, build_notice, send_message
 
     sender = str(current_app.config["MAIL_DEFAULT_SENDER"])
     failed = []
     for user in recipients:
         subject, body = reminder_email(stored, user)
-        message = EmailMessage()
-        message["From"] = sender
-        message["To"] = user.email
-        message["Subject"] = subject
-        message["Date"] = format_datetime(datetime.now(UTC))
-        domain = sender.rsplit("@", 1)[-1].strip("> ") or "localhost"
-        message["Message-ID"] = make_msgid(domain=domain)
-        message["Auto-Submitted"] = "auto-generated"  # no out-of-office answers, please
-        message.set_content(body)
+        # Built like every notice (CRLF line ends, Content-Language, format=flowed).
+        message = build_notice(
+            user.email, subject, body, sender=sender, language=_reminder_language(user)
+        )
         try:
-            send_message(message.as_bytes(), sender=sender, recipients=[user.email])
+            send_message(message, sender=sender, recipients=[user.email])
         except SendError:
             failed.append(user.email)
     return failed
@@ -898,12 +891,3 @@ def ics_feed(
         entry.add("categories", [schedule.kind])
         feed.add_component(entry)
     return feed.to_ical()
-
-
-# --- the scheduler's registry ----------------------------------------------------------------
-
-ACTIONS[ScheduleKind.REMINDER.value] = fire_reminder
-# The tick sets next_run_at after the action: it must ask the same question fire_reminder
-# does, or a yearly reminder (built-in day, case anniversary) would stop after one fire.
-NEXT_RUN[ScheduleKind.REMINDER.value] = next_reminder_run
-AFTER_TICK.append(email_reminders)

@@ -34,6 +34,7 @@ from campaign.models import (
     User,
 )
 from campaign.models.calendar import CaseDateKind, CaseStatus, campaign_cases
+from campaign.models.calendar import letter_name as letter_name
 from campaign.scheduling import stored_text
 from campaign.scheduling.stored_text import Text, day, labelled
 from campaign.services.accounts.audit import record_event
@@ -49,6 +50,7 @@ from campaign.services.schedules.advocacy_calendar import (
     organisation_zone,
     stored_name,
 )
+from campaign.services.statements.statements import letter_source
 
 # Anniversary reminders, in days before the date, when the caller does not say.
 DEFAULT_ANNIVERSARY_REMINDERS = (7,)
@@ -446,11 +448,6 @@ def remove_case_date(case_date: CaseDate, *, actor: User | None) -> int:
     return removed
 
 
-def letter_name(case: Case) -> str:
-    """The name safe anywhere staff or letters see it: the pseudonym for people at high risk."""
-    return case.pseudonym if case.is_high_risk else case.name
-
-
 def display_name(case: Case, viewer: User | None) -> str:
     """The real name of a high-risk person for admins only; the pseudonym for everyone else.
 
@@ -611,8 +608,6 @@ def unlink_case(campaign: Campaign, case: Case, *, actor: User | None) -> bool:
 def _letters_language(campaign: Any) -> str | None:
     """The one language every letter of `campaign` is written in, or None when its
     statement has several (each recipient's letter then chooses its own)."""
-    from campaign.letters.letter import letter_source
-
     statement = getattr(campaign, "statement_version", None) or getattr(campaign, "statement", None)
     if statement is None:
         return None

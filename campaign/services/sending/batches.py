@@ -32,7 +32,7 @@ from campaign import tls
 from campaign.dkim import DkimError, DkimSigningError
 from campaign.extensions import db
 from campaign.inbound.reply_token import reply_address
-from campaign.letters.letter import LetterSource, letter_source
+from campaign.letters.letter import LetterSource
 from campaign.mail import (
     MessageError,
     encode_address,
@@ -60,22 +60,22 @@ from campaign.rate_limit import (
 )
 from campaign.scheduling import stored_text
 from campaign.secret_box import SecretUnreadable
+from campaign.services.accounts.audit import record_event
+from campaign.services.contacts.suppressions import suppress_address
 from campaign.services.contacts.trash import cancel_trashed_recipients, not_in_trash
 from campaign.services.schedules.cases import cases_context
-from campaign.services.sending.campaigns import (
-    SEND_JOB,
-    enqueue_send_jobs,
-    is_open,
-    pause_campaign,
-    stop_flag_key,
-    unless_gone,
-)
-from campaign.services.sending.smtp_accounts import SmtpSettings, settings_for
+from campaign.services.sending.campaigns import is_open, pause_campaign, stop_flag_key
+from campaign.services.sending.deliveries import SEND_JOB, enqueue_send_jobs, unless_gone
+from campaign.services.sending.followups import ledger_subjects, step_sources, thread_headers
+from campaign.services.sending.smtp_accounts import settings_for
 from campaign.services.sending.unsubscribe import public_url, unsubscribe_url
+from campaign.services.sign_on.invitations import notify_signers
 from campaign.services.statements import files as statement_files
 from campaign.services.statements import presend
 from campaign.services.statements.complete_letters import compose_letter
-from campaign.smtp import Outcome, SendOutcome, SmtpConnection
+from campaign.services.statements.salutation_rules import current_rule_set
+from campaign.services.statements.statements import letter_source
+from campaign.smtp import Outcome, SendOutcome, SmtpConnection, SmtpSettings
 from campaign.tracking.links import LetterTracking, base_url_problem
 
 log = logging.getLogger(__name__)
@@ -578,8 +578,6 @@ def send_batch(
         commit()
         return result
 
-    from campaign.services.statements.salutation_rules import current_rule_set
-
     launched_at = campaign.launched_at or _now()
     batch = _Batch(
         campaign_id=campaign_id,
@@ -665,8 +663,6 @@ def _add_follow_up_context(batch: _Batch, rows: list[_Row]) -> None:
     follow_ups = [row for row in rows if row.step > 0]
     if not follow_ups:
         return
-    from campaign.services.sending.followups import ledger_subjects, step_sources
-
     # Signed and titled as the step says (the first letter's signatures, "Re: " subject).
     batch.step_sources.update(step_sources(batch.campaign_id, batch.source))
     batch.reply_subjects = ledger_subjects(batch.campaign_id, follow_ups)
@@ -952,8 +948,6 @@ def _build(
         kind = "followup" if row.step > 0 else "campaign"
         headers["Feedback-ID"] = feedback_id(batch.campaign_id, kind, batch.sender)
     if row.step > 0:
-        from campaign.services.sending.followups import thread_headers
-
         headers.update(thread_headers(batch.earlier_ids.get(row.id, [])))
         if row.step not in batch.step_sources:
             return None, "", [], "", f"follow-up {row.step}: its statement was deleted"
@@ -1172,8 +1166,6 @@ def _pause(batch: _Batch, reason: str | LazyString) -> None:
 
 
 def _suppress(email: str, campaign_id: int, outcome: SendOutcome) -> None:
-    from campaign.services.contacts.suppressions import suppress_address
-
     with contextlib.suppress(ValueError):  # an address the list cannot hold stays bounced
         suppress_address(
             email,
@@ -1230,9 +1222,6 @@ def finish_if_done(campaign_id: int) -> bool:
     )
     finished = bool(getattr(done, "rowcount", 0))
     if finished:
-        from campaign.services.accounts.audit import record_event
-        from campaign.services.sign_on.invitations import notify_signers
-
         record_event("campaign.finish", target_type="campaign", target_id=campaign_id)
         # Co-signers who asked are told now that every letter has gone (not at the launch:
         # a paced, paused or cancelled campaign has not "gone out" then).

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import math
-import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -15,10 +13,10 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_ngettext
 from redis.exceptions import RedisError
-from sqlalchemy import Select, and_, case, false, func, insert, or_, select, update
+from sqlalchemy import Select, and_, false, func, insert, or_, select, update
 
 from campaign.extensions import db
-from campaign.mail import MessageError, check_header_value, make_message_id, message_id_domain
+from campaign.mail import MessageError, check_header_value, message_id_domain
 from campaign.models import (
     CLAIMABLE,
     Campaign,
@@ -31,21 +29,26 @@ from campaign.models import (
     Suppression,
     User,
 )
-from campaign.queue import enqueue_after_commit, get_redis
+from campaign.queue import get_redis
+from campaign.scheduling import pacing
 from campaign.scheduling.stored_text import Said, Text, english, joined, labelled, said
 from campaign.services.accounts.audit import record_event
 from campaign.services.contacts.audiences import find_audience
+from campaign.services.sending import followups
+from campaign.services.sending.deliveries import (
+    enqueue_send_jobs,
+    new_delivery_rows,
+    unless_gone,
+)
+from campaign.services.sending.errors import CampaignError as CampaignError
 from campaign.services.sending.smtp_accounts import dkim_alignment_problem
 from campaign.services.statements import files as statement_files
-from campaign.services.statements import statements
-from campaign.services.statements.presend import launch_address_problems
+from campaign.services.statements import presend, statements
+from campaign.services.statements.presend import PresendReport, launch_address_problems
+from campaign.services.statements.salutation_rules import current_rule_set
 from campaign.tracking.links import base_url_problem
 
 log = logging.getLogger(__name__)
-
-SEND_JOB = "workers.jobs.send_batch"
-# Launch queues at most this many send jobs at once; the reconciler tops up the rest.
-MAX_JOBS_PER_LAUNCH = 500
 
 
 def N_(message: str) -> str:
@@ -57,17 +60,19 @@ PAUSED_BY_STAFF = N_("paused by staff")
 CANCELLED_BY_STAFF = N_("cancelled by staff")
 
 
-class CampaignError(ValueError):
-    """A campaign cannot be saved or launched as asked; `field` names the culprit.
+# A campaign in these states can be launched; any other was launched already.
+LAUNCHABLE = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
 
-    The message is read in the language of whoever reads it (a lazy string): the page's
-    user, or the scheduler's record, which keeps it as a message (stored_text).
+
+class PresendRefused(CampaignError):
+    """The pre-send check found letters with errors and no override with a reason was given.
+
+    `report` is what the check found: the scheduler words its record from it.
     """
 
-    def __init__(self, message: Text, field: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
+    def __init__(self, message: Text, report: PresendReport, field: str = "override") -> None:
+        super().__init__(message, field)
+        self.report = report
 
 
 @dataclass(frozen=True)
@@ -384,49 +389,72 @@ def _said(error: CampaignError) -> Said:
 # --- launching ---------------------------------------------------------------------------
 
 
-def _new_rows(
-    campaign: Campaign, contacts: Sequence[tuple[int, str, bool]], domain: str
-) -> list[dict[str, Any]]:
-    """Ledger rows for (contact id, address, is suppressed) triples."""
-    now = datetime.now(UTC)
-    return [
-        {
-            "campaign_id": campaign.id,
-            "contact_id": contact_id,
-            "step": 0,
-            "email": email,
-            "status": (
-                DeliveryStatus.SUPPRESSED.value if is_suppressed else DeliveryStatus.QUEUED.value
-            ),
-            "reason": "suppressed" if is_suppressed else "",
-            "message_id": make_message_id(domain),
-            "unsubscribe_token": secrets.token_urlsafe(18),
-            "next_attempt_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for contact_id, email, is_suppressed in contacts
-    ]
+def presend_report(campaign: Campaign) -> PresendReport | None:
+    """The pre-send check of every letter a launch of `campaign` would send; None when it
+    cannot run (no statement, no list or segment: the campaign check names what is missing)."""
+    spec = AudienceSpec.from_json(campaign.audience)
+    statement = db.session.get(Statement, campaign.statement_id)
+    if statement is None or not spec.include:
+        return None
+    try:
+        query = recipients_query(campaign)
+    except CampaignError:
+        return None  # the campaign check names the missing list or segment
+    return presend.check_audience(statement, query, rules=current_rule_set())
 
 
-def launch_campaign(
+@dataclass(frozen=True)
+class _Presend:
+    """What the launch's own pre-send check found, and the override asked for."""
+
+    report: PresendReport | None
+    override: bool
+    reason: str
+
+
+def check_and_launch(
     campaign: Campaign,
     *,
     actor: User | None = None,
-    presend_errors: int = 0,
     override: bool = False,
     override_reason: str = "",
     at: datetime | None = None,
 ) -> bool:
-    """Write the campaign's ledger rows and queue the sending; False if it was already launched.
+    """Check the campaign and every letter, then launch it; False if it was already launched.
+
+    The one launch rule (decision 0056): the page and `campaign send` (through
+    launch.launch_now), the scheduler and the yearly copies all launch here, and nobody
+    tells it what the checks found. The campaign check's errors refuse the launch
+    (CampaignError). So does the pre-send check, run here: letters with errors for any
+    contact refuse it (PresendRefused) unless `override` is given with a non-empty
+    `override_reason`, which the audit log records with the number of contacts concerned.
 
     `at` is the launch time (the scheduler passes the tick's time, so `campaign tick --now`
     dates follow-up steps from the simulated launch); default now.
-
-    `presend_errors` is the number of contacts the pre-send check found letters with errors
-    for; launching with any needs `override`, which the audit log records.
     """
-    launchable = [CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value]
+    # Before the row is locked: the pre-send check renders every letter.
+    report = presend_report(campaign) if campaign.status in LAUNCHABLE else None
+    checked = _Presend(report, override, " ".join(override_reason.split()))
+    return _launch(campaign, actor=actor, at=at, checked=checked)
+
+
+def launch_campaign(
+    campaign: Campaign, *, actor: User | None = None, at: datetime | None = None
+) -> bool:
+    """Write the campaign's ledger rows and queue the sending WITHOUT the pre-send check;
+    False if it was already launched. Raises CampaignError when the campaign check refuses.
+
+    For code that made the letters itself (tests, the demo, benchmarks); people and the
+    scheduler launch through check_and_launch. It takes no count of pre-send errors: no
+    caller can claim a check it did not run, and the audit log says none was run.
+    """
+    return _launch(campaign, actor=actor, at=at, checked=None)
+
+
+def _launch(
+    campaign: Campaign, *, actor: User | None, at: datetime | None, checked: _Presend | None
+) -> bool:
+    launchable = list(LAUNCHABLE)
     # The SMTP server is asked before the row is locked: it may take up to its deadline.
     size_probe = statement_files.size_probe(campaign) if campaign.status in launchable else None
     locked = db.session.execute(
@@ -440,16 +468,28 @@ def launch_campaign(
     check = check_campaign(locked, size_probe=size_probe)
     if check.errors:
         raise CampaignError(joined("; ", check.errors))
-    if presend_errors and not override:
-        raise CampaignError(
-            lazy_ngettext(
-                "the pre-send check found letters with errors for %(num)d contact; fix them or "
-                "launch with the override",
-                "the pre-send check found letters with errors for %(num)d contacts; fix them or "
-                "launch with the override",
-                presend_errors,
+    presend_errors, overridden = 0, False
+    if checked is not None:
+        report = checked.report if checked.report is not None else presend_report(locked)
+        presend_errors = report.contacts_with_errors if report is not None else 0
+        if report is not None and presend_errors and not checked.override:
+            raise PresendRefused(
+                lazy_ngettext(
+                    "the pre-send check found letters with errors for %(num)d contact; fix "
+                    "them or launch with the override",
+                    "the pre-send check found letters with errors for %(num)d contacts; fix "
+                    "them or launch with the override",
+                    presend_errors,
+                ),
+                report,
             )
-        )
+        if report is not None and presend_errors and not checked.reason:
+            raise PresendRefused(
+                _l("Override: say why the campaign is launched despite the errors."),
+                report,
+                "override_reason",
+            )
+        overridden = bool(presend_errors)
     # The status moves in one conditional UPDATE: SQLite ignores FOR UPDATE, and of two
     # launches at the same moment (a double click) the second must find nothing to do
     # rather than fail on the ledger's unique key.
@@ -478,12 +518,10 @@ def launch_campaign(
             .order_by(Contact.id)
         )
     ]
-    rows = _new_rows(locked, contacts, domain)
+    rows = new_delivery_rows(locked, contacts, domain)
     launched = at or datetime.now(UTC)
     # A send-at with pacing (office hours, a window of days) dates each row's first attempt;
-    # workers claim rows only when that time comes. Imported here as followups is below.
-    from campaign.scheduling import pacing
-
+    # workers claim rows only when that time comes.
     pacing_text = pacing.pace_rows(locked, rows, launched)
     for start in range(0, len(rows), 1000):
         db.session.execute(insert(Delivery), rows[start : start + 1000])
@@ -492,7 +530,7 @@ def launch_campaign(
     locked.status_reason = ""
     locked.launched_at = launched
     locked.launched_by_id = actor.id if actor else None
-    locked.is_presend_overridden = bool(presend_errors and override)
+    locked.is_presend_overridden = overridden
     queued = sum(1 for _, _, is_suppressed in contacts if not is_suppressed)
     record_event(
         "campaign.launch",
@@ -503,38 +541,26 @@ def launch_campaign(
             "recipients": queued,
             "suppressed": len(rows) - queued,
             "statement_version": version.number,
+            "presend_checked": checked is not None,
             "presend_errors": presend_errors,
-            "override": bool(presend_errors and override),
+            "override": overridden,
             "pacing": pacing_text,
         },
     )
-    if presend_errors and override:
+    if checked is not None and overridden:
         record_event(
             "campaign.presend_override",
             target_type="campaign",
             target_id=locked.id,
             actor=actor,
-            detail={"reason": override_reason, "contacts_with_errors": presend_errors},
+            detail={"reason": checked.reason, "contacts_with_errors": presend_errors},
         )
     db.session.flush()
     # Follow-up steps added to the draft are due N days after launch: date them now, in the
     # launch's transaction, whichever path launched (page, CLI, scheduled send, yearly copy).
-    # Imported here because followups imports this module.
-    from campaign.services.sending import followups
-
     followups.schedule_steps(locked)
     enqueue_send_jobs(locked.id, queued)
     return True
-
-
-def enqueue_send_jobs(campaign_id: int, deliveries: int) -> int:
-    """Queue enough send jobs (after commit) to cover `deliveries` rows; return how many."""
-    batch = max(1, int(current_app.config["SEND_BATCH_SIZE"]))
-    jobs = min(MAX_JOBS_PER_LAUNCH, math.ceil(deliveries / batch))
-    timeout = int(current_app.config["SEND_LEASE_SECONDS"])
-    for _ in range(jobs):
-        enqueue_after_commit(db.session(), SEND_JOB, campaign_id, job_timeout=timeout)
-    return jobs
 
 
 # --- pause, resume, cancel ----------------------------------------------------------------
@@ -716,20 +742,6 @@ def is_open() -> Any:
         ),
         and_(Delivery.status == DeliveryStatus.IN_DOUBT.value, Delivery.reason == ""),
     )
-
-
-def may_have_gone() -> Any:
-    """SQL: a try of this row may have reached the server (its outcome was never known)."""
-    return or_(Delivery.possible_duplicates > 0, Delivery.status == DeliveryStatus.IN_DOUBT.value)
-
-
-def unless_gone(status: str) -> Any:
-    """SQL for a row's new status: `status`, but in_doubt for a row that may have gone.
-
-    Whatever happens to a row later (cancelled, suppressed, refused, given up, handed back),
-    "possibly delivered" is never written over: the ledger must not say less than the truth.
-    """
-    return case((may_have_gone(), DeliveryStatus.IN_DOUBT.value), else_=status)
 
 
 def status_counts(campaign_id: int, *, step: int | None = None) -> dict[str, int]:

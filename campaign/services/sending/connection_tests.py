@@ -33,8 +33,8 @@ from campaign.models import ImapMailbox, SmtpAccount, User
 from campaign.queue import get_redis
 from campaign.secret_box import SecretUnreadable
 from campaign.services.accounts.audit import record_event
-from campaign.services.sending.smtp_accounts import SmtpSettings, default_settings, settings_for
-from campaign.smtp import NO_SMTPUTF8, Outcome, SendOutcome, SmtpConnection
+from campaign.services.sending.smtp_accounts import default_settings, settings_for
+from campaign.smtp import NO_SMTPUTF8, Outcome, SendOutcome, SmtpConnection, SmtpSettings
 from campaign.tls import explain
 
 STEP_SECONDS = 10

@@ -59,9 +59,9 @@ from campaign.models import (
 )
 from campaign.models.inbound import BounceKind, InboundKind
 from campaign.scheduling.stored_text import Text, day_text, joined, read
-from campaign.scheduling.tick import ACTIONS, LATE_OK, ActionFailed
+from campaign.scheduling.tick import ActionFailed
 from campaign.services.accounts.audit import record_event
-from campaign.services.sending.campaigns import _new_rows, enqueue_send_jobs
+from campaign.services.sending.deliveries import enqueue_send_jobs, new_delivery_rows
 from campaign.services.statements import presend, statements
 
 # The condition inside a sentence ("recipients who have not replied"); a select shows the
@@ -774,7 +774,7 @@ def fire_follow_up(schedule: Schedule, due_at: datetime, now: datetime) -> tuple
         (int(contact_id or 0), email, False)
         for contact_id, email in db.session.execute(recipients_query(step, sent_by=sent_by))
     ]
-    rows = _new_rows(campaign, contacts, message_id_domain(campaign.from_address))
+    rows = new_delivery_rows(campaign, contacts, message_id_domain(campaign.from_address))
     for row in rows:
         row["step"] = step.position
     for start in range(0, len(rows), 1000):
@@ -885,19 +885,15 @@ def thread_headers(earlier_ids: list[str]) -> dict[str, str]:
     return {"In-Reply-To": earlier_ids[0], "References": " ".join(earlier_ids)}
 
 
-# --- the scheduler's registry ----------------------------------------------------------------
+# --- the tick (campaign/scheduling/registry.py lists it) -------------------------------------
 
 
-def _tick_action(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[Text, int | None]:
+def tick_follow_up(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[Text, int | None]:
     """fire_follow_up for the tick: a step that cannot go is a failed fire, in the step's words."""
     try:
         return fire_follow_up(schedule, due_at, now)
     except FollowUpError as error:
         raise ActionFailed(error.message, schedule.campaign_id) from None
-
-
-ACTIONS[ScheduleKind.FOLLOW_UP.value] = _tick_action
-LATE_OK.add(ScheduleKind.FOLLOW_UP.value)
 
 
 def follow_up_source(

@@ -26,10 +26,9 @@ from campaign.extensions import db
 from campaign.i18n import language_name
 from campaign.models import Campaign, Contact, SmtpAccount, Statement, StatementText, User
 from campaign.services.sending import campaigns as campaign_service
-from campaign.services.sending.campaigns import AudienceSpec, CampaignCheck, CampaignError
+from campaign.services.sending.campaigns import CampaignCheck, CampaignError, presend_report
 from campaign.services.statements import statements as statement_service
-from campaign.services.statements.presend import PresendReport, check_audience
-from campaign.services.statements.salutation_rules import current_rule_set
+from campaign.services.statements.presend import PresendReport
 
 TOKEN_SALT = "campaign.launch-confirmation"  # noqa: S105 (a namespace, not a secret)
 # A confirmation page older than this launches nothing: it is shown again (decision 0046).
@@ -146,19 +145,6 @@ def language_lines(languages: list[tuple[str, int]]) -> list[str]:
         _("%(language)s: %(num)d", language=language_name(code) if code else _("unknown"), num=n)
         for code, n in languages
     ]
-
-
-def presend_report(campaign: Campaign) -> PresendReport | None:
-    """The pre-send check of every letter the launch would send; None when it cannot run."""
-    spec = AudienceSpec.from_json(campaign.audience)
-    statement = db.session.get(Statement, campaign.statement_id)
-    if statement is None or not spec.include:
-        return None
-    try:
-        query = campaign_service.recipients_query(campaign)
-    except CampaignError:
-        return None  # the campaign check names the missing list or segment
-    return check_audience(statement, query, rules=current_rule_set())
 
 
 def audience_fingerprint(campaign: Campaign) -> tuple[str, str]:
@@ -331,12 +317,13 @@ def launch_now(
     campaign: Campaign,
     *,
     actor: User | None = None,
-    presend_errors: int = 0,
     override: bool = False,
     override_reason: str = "",
 ) -> Campaign | None:
     """A launch by hand (the confirmation page, `campaign send`); the campaign whose letters
-    went, or None when it was already launched. Raises CampaignError.
+    went, or None when it was already launched. Raises CampaignError (PresendRefused when
+    letters have errors and no override with a reason was given): the checks, the override
+    and its audit are check_and_launch's, the one launch rule (decision 0056).
 
     A yearly campaign sends its next copy now, in place of that date's (the rule moves to
     the following year); a campaign with a send-at loses it first (audited), so its letters
@@ -350,15 +337,13 @@ def launch_now(
             campaign,
             yearly,
             actor=actor,
-            presend_errors=presend_errors,
             override=override,
             override_reason=override_reason,
         )
     schedules.cancel_send_at(campaign, actor=actor)
-    launched = campaign_service.launch_campaign(
+    launched = campaign_service.check_and_launch(
         campaign,
         actor=actor,
-        presend_errors=presend_errors,
         override=override,
         override_reason=override_reason,
     )

@@ -15,21 +15,30 @@ from email.utils import parseaddr
 from types import SimpleNamespace
 from typing import Any
 
+from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from campaign.dkim import DkimSigningError
 from campaign.extensions import db
-from campaign.letters.letter import letter_source, render_letter
-from campaign.mail import MessageError, encode_address, make_message_id, message_id_domain
+from campaign.letters.letter import render_letter
+from campaign.mail import (
+    MessageError,
+    SendError,
+    encode_address,
+    make_message_id,
+    message_id_domain,
+    send_message,
+)
 from campaign.models import AuditEvent, Campaign, Contact, Statement, User
 from campaign.services.accounts.audit import record_event
 from campaign.services.schedules.cases import cases_context
 from campaign.services.sending import campaigns as campaign_service
 from campaign.services.sending.smtp_accounts import settings_for
 from campaign.services.statements import files as statement_files
-from campaign.services.statements.complete_letters import compose_letter
+from campaign.services.statements.complete_letters import ComposedLetter, compose_letter
 from campaign.services.statements.salutation_rules import current_rule_set
+from campaign.services.statements.statements import letter_source
 from campaign.smtp import Outcome, SmtpConnection
 
 SUBJECT_PREFIX = "[Test] "
@@ -41,7 +50,7 @@ MAX_RECIPIENTS = 10
 # test goes through the real relay and spends its daily quota.
 TESTS_PER_HOUR = 10
 AUDIT_ACTION = "campaign.test_letter"
-# The preview's test of a statement (services/letters.send_test_letter): the same rule.
+# The preview's test of a statement (send_preview_test_letter below): the same rule.
 PREVIEW_AUDIT_ACTION = "letter.test_send"
 
 
@@ -231,3 +240,58 @@ def send_test_letter(
         )
         db.session.flush()
     return TestLetterResult(sent_to, subject)
+
+
+class LetterNotSent(RuntimeError):
+    """A test letter could not be built or sent; the message says why."""
+
+
+def send_preview_test_letter(
+    statement: Any,
+    contact: object,
+    *,
+    to: str,
+    language: str | None = None,
+    cases: list[dict[str, Any]] | None = None,
+    actor: Any = None,
+) -> ComposedLetter:
+    """The preview's test: send `contact`'s letter of `statement` (no campaign yet) to `to`
+    only (a member of staff) and record it in the audit log.
+
+    The rule of a campaign's test letter (send_test_letter above): "[Test]" before the
+    subject, the member of staff in To (a reply-all must not reach the contact), the contact
+    named in X-Test-For, and the same hourly limit per person. `cases` is the
+    `{% for case in cases %}` data the preview merged, so the test shows the same.
+    """
+    try:
+        refuse_too_many(actor)
+    except TestLetterError as error:
+        raise LetterNotSent(str(error)) from None
+    subject = render_letter(
+        letter_source(statement), contact, language=language, cases=cases or []
+    ).subject
+    composed = compose_letter(
+        statement,
+        contact,
+        language=language,
+        cases=cases or [],
+        fixed_subject=SUBJECT_PREFIX + subject,
+        to=("", to),
+        extra_headers={"X-Test-For": contact_label(contact)},
+    )
+    if composed.message is None:
+        raise LetterNotSent(composed.error)
+    try:
+        send_message(
+            composed.message, sender=str(current_app.config["MAIL_DEFAULT_SENDER"]), recipients=[to]
+        )
+    except SendError as error:
+        raise LetterNotSent(str(error)) from None
+    record_event(
+        PREVIEW_AUDIT_ACTION,
+        target_type="statement",
+        actor=actor,
+        target_id=composed.letter.statement_id,
+        detail={"contact_id": composed.letter.contact_id, "language": composed.letter.language},
+    )
+    return composed

@@ -14,16 +14,10 @@ import importlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, make_msgid
 
 from flask import current_app
 
 from campaign.extensions import db
-from campaign.letters.flowed import CONTENT_TYPE_PARAMS, flow
-from campaign.letters.typography import typeset
 from campaign.queue import enqueue_after_commit
 
 log = logging.getLogger(__name__)
@@ -87,29 +81,12 @@ def build_message(
     language: str = "en",
     attachments: Sequence[tuple[str, str, bytes]] = (),
 ) -> bytes:
-    """A plain-text e-mail from the organisation's address; attachments are
-    (filename, MIME type "type/subtype", bytes). Header values are set through the e-mail
-    library, which refuses CR/LF in them: a name typed by a stranger cannot add headers."""
-    sender = sender_address()
-    # The SMTP policy writes CRLF line ends: with bare LF some servers read the whole
-    # message as one overlong line ("500 Line too long").
-    message = EmailMessage(policy=SMTP)
-    message["From"] = sender
-    message["To"] = to
-    message["Subject"] = subject
-    message["Date"] = format_datetime(datetime.now(UTC))
-    domain = sender.rsplit("@", 1)[-1].strip("> ") or "localhost"
-    message["Message-ID"] = make_msgid(domain=domain)
-    message["Auto-Submitted"] = "auto-generated"  # no out-of-office answers, please
-    # The language's typography (French spaces, Russian quotes, no "2026 г.."), then
-    # wrapped at 72 as format=flowed like the letters (campaign.letters.flowed); the
-    # stdlib's quoted-printable keeps the soft breaks' trailing spaces as "=20".
-    message.set_content(flow(typeset(text, language)), params=dict(CONTENT_TYPE_PARAMS))
-    message["Content-Language"] = language  # after set_content, which would remove it
-    for filename, mime_type, data in attachments:
-        maintype, _, subtype = mime_type.partition("/")
-        message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
-    return message.as_bytes()
+    """A plain-text notice from the organisation's address (campaign.mail.build_notice)."""
+    from campaign.mail import build_notice
+
+    return build_notice(
+        to, subject, text, sender=sender_address(), language=language, attachments=attachments
+    )
 
 
 def send_notice(kind: str, target_id: int, *, commit: Callable[[], None]) -> int:

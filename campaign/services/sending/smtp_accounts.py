@@ -21,32 +21,9 @@ from campaign.labels import label
 from campaign.models import AuditEvent, Campaign, SmtpAccount, SmtpSecurity, User
 from campaign.secret_box import DKIM_KEYS, SecretUnreadable, decrypt_secret, encrypt_secret
 from campaign.services.accounts.audit import record_event
-from campaign.smtp import logs_in_in_clear
+from campaign.smtp import SmtpSettings, logs_in_in_clear
 
 DEFAULT_KEY = "default"
-
-
-@dataclass(frozen=True)
-class SmtpSettings:
-    """Everything needed to open a connection and pace it. `key` names the rate limits."""
-
-    key: str
-    name: str
-    host: str
-    port: int
-    security: str  # none | starttls | ssl
-    username: str
-    password: str
-    timeout: int
-    per_second: int = 0
-    per_minute: int = 0
-    per_day: int = 0
-    max_connections: int = 0
-    # Signs every message sent through the account; None: the account has no DKIM key.
-    dkim_signer: dkim.DkimSigner | None = None
-
-    def __repr__(self) -> str:  # never the password, not even in a traceback
-        return f"SmtpSettings({self.name!r}, {self.host}:{self.port}, {self.security})"
 
 
 def default_settings(*, with_dkim: bool = True) -> SmtpSettings:

@@ -4,7 +4,7 @@ Every e-mail here is a notice (campaign.services.sending.notices) sent by a work
 that asked for it, and each claims its row before it goes, so nobody gets one twice:
 - an invitation claims `SignOnInvitation.invited_at`;
 - the reminder claims `SignOnInvitation.reminded_at`; the scheduler fires it once, from ONE
-  schedule per sign-on page (kind sign_on_reminder) that `sync_reminder` keeps at the
+  schedule per sign-on page (kind sign_on_reminder) that `pages.sync_reminder` keeps at the
   deadline minus `reminder_days`, at the deadline's time of day in the organisation's zone;
 - the notice after sending claims `Signature.notified_at`: when a campaign is launched, each
   approved signer who asked, and whose signatory is in the version the campaign froze, is
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from email.utils import parseaddr
 from types import SimpleNamespace
 from typing import Any
@@ -38,7 +38,6 @@ from campaign.models import (
     Delivery,
     DeliveryStatus,
     Schedule,
-    ScheduleKind,
     Signature,
     SignatureStatus,
     SignOn,
@@ -49,9 +48,15 @@ from campaign.models import (
     User,
 )
 from campaign.models.contact import RiskLevel, RoleType
-from campaign.scheduling.tick import ACTIONS
 from campaign.services.accounts.audit import record_event
-from campaign.services.sending.notices import NOTICES, Notice, build_message, queue_notice
+from campaign.services.sending.campaigns import AudienceSpec, CampaignError, audience_query
+from campaign.services.sending.notices import (
+    NOTICES,
+    Notice,
+    build_message,
+    queue_notice,
+    sender_address,
+)
 from campaign.services.sending.unsubscribe import public_url
 from campaign.services.sign_on.pages import (
     closed_reason,
@@ -60,6 +65,7 @@ from campaign.services.sign_on.pages import (
     email_key,
     sign_on_of,
 )
+from campaign.services.statements.complete_letters import compose_letter
 
 INVITATION = "sign_on_invitation"
 REMINDER = "sign_on_reminder"
@@ -120,8 +126,6 @@ def _is_suppressed_clause() -> Any:
 
 def invite(sign_on: SignOn, audience_key: str, actor: User | None = None) -> InviteResult:
     """Invite the contacts of a list or segment to sign; each contact once, ever."""
-    from campaign.services.sending.campaigns import AudienceSpec, CampaignError, audience_query
-
     reason = closed_reason(sign_on)
     if reason:
         raise InvitationError(
@@ -249,64 +253,6 @@ def _is_suppressed(address: str) -> bool:
 # --- the reminder schedule -----------------------------------------------------------------
 
 
-def organisation_zone_name() -> str:
-    return deadline_zone()
-
-
-def reminder_due(sign_on: SignOn) -> datetime | None:
-    """When the reminder goes: `reminder_days` before the deadline, at its local time of day."""
-    if sign_on.deadline is None or not sign_on.reminder_days:
-        return None
-    from zoneinfo import ZoneInfo
-
-    zone = ZoneInfo(organisation_zone_name())
-    # Wall-clock arithmetic in the zone: a deadline at 18:00 is reminded at 18:00, even
-    # across a change of clocks in between.
-    local = sign_on.deadline.astimezone(zone)
-    return (local - timedelta(days=sign_on.reminder_days)).astimezone(UTC)
-
-
-def reminder_of(sign_on: SignOn) -> Schedule | None:
-    """The page's reminder schedule, if it ever had one."""
-    for schedule in db.session.scalars(
-        select(Schedule)
-        .where(Schedule.kind == ScheduleKind.SIGN_ON_REMINDER.value)
-        .order_by(Schedule.id)
-    ):
-        if (schedule.rule or {}).get("sign_on_id") == sign_on.id:
-            return schedule
-    return None
-
-
-def sync_reminder(sign_on: SignOn, *, now: datetime | None = None) -> Schedule | None:
-    """Keep the page's one reminder schedule in step with its deadline and reminder days.
-
-    No deadline, no reminder days, a closed page, or a reminder time already past: the
-    schedule (if any) is disabled, not deleted, so the scheduler's record of it stays.
-    """
-    now = now or datetime.now(UTC)
-    schedule = reminder_of(sign_on)
-    due = reminder_due(sign_on)
-    if due is None or due <= now or not sign_on.is_open:
-        if schedule is not None:
-            schedule.is_enabled = False
-            schedule.next_run_at = None
-            db.session.flush()
-        return schedule
-    statement = db.session.get(Statement, sign_on.statement_id)
-    name = f"Sign-on reminder: {statement.title if statement else sign_on.statement_id}"
-    if schedule is None:
-        schedule = Schedule(kind=ScheduleKind.SIGN_ON_REMINDER.value)
-        db.session.add(schedule)
-    schedule.name = name[:300]
-    schedule.timezone = organisation_zone_name()
-    schedule.rule = {"sign_on_id": sign_on.id, "days_before": sign_on.reminder_days}
-    schedule.next_run_at = due
-    schedule.is_enabled = True
-    db.session.flush()
-    return schedule
-
-
 def invitations_to_remind(sign_on: SignOn) -> list[SignOnInvitation]:
     """Invitees e-mailed, not reminded yet, who have not answered."""
     answered = {
@@ -348,9 +294,6 @@ def fire_sign_on_reminder(schedule: Schedule, due_at: datetime, now: datetime) -
         queue_notice(REMINDER, invitation.id)
     plural = "" if len(pending) == 1 else "s"
     return f"reminder e-mailed to {len(pending)} invitee{plural} who have not signed", None
-
-
-ACTIONS[ScheduleKind.SIGN_ON_REMINDER.value] = fire_sign_on_reminder
 
 
 # --- the e-mails' language and words ----------------------------------------------------------
@@ -650,9 +593,6 @@ def neutral_recipient(language: str, address: str) -> SimpleNamespace:
 
 def letter_pdf_for_signers(version: StatementVersion, language: str) -> tuple[str, bytes] | None:
     """The frozen version as a PDF for a neutral recipient; None if it cannot be made."""
-    from campaign.services.sending.notices import sender_address
-    from campaign.services.statements.complete_letters import compose_letter
-
     # The reader's address is only checked, never printed: the sender's own will do.
     address = parseaddr(sender_address())[1] or "office@example.org"
     composed = compose_letter(version, neutral_recipient(language, address), with_pdf=True)

@@ -14,7 +14,7 @@ import re
 import secrets
 import unicodedata
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from babel import Locale
@@ -28,6 +28,8 @@ from campaign.i18n import current_language
 from campaign.letters.countries import CountryNames, load_country_names
 from campaign.models import (
     PublishAs,
+    Schedule,
+    ScheduleKind,
     Signatory,
     SignatoryKind,
     Signature,
@@ -38,6 +40,7 @@ from campaign.models import (
     User,
 )
 from campaign.services.accounts.audit import record_event
+from campaign.services.schedules.advocacy_calendar import CalendarError, organisation_zone
 from campaign.services.statements import statements
 
 
@@ -181,16 +184,12 @@ def update_settings(
             "reminder_days": reminder_days,
         },
     )
-    from campaign.services.sign_on.invitations import sync_reminder  # it imports this module
-
     sync_reminder(sign_on, now=now)
     return sign_on
 
 
 def deadline_zone() -> str:
     """The zone a deadline is read in: the organisation's (CAMPAIGN_TIMEZONE), else UTC."""
-    from campaign.services.schedules.advocacy_calendar import CalendarError, organisation_zone
-
     try:
         return organisation_zone().key
     except CalendarError:
@@ -209,6 +208,67 @@ def deadline_words(moment: datetime, language: str | None = None) -> str:
     pattern = f"{locale.date_formats['long'].pattern}, {locale.time_formats['short'].pattern}"
     shown = format_datetime(local, pattern, tzinfo=zone, locale=locale)
     return f"{shown} ({get_timezone_name(local, 'long', locale=locale)})"
+
+
+# --- The reminder before the deadline (its e-mails: invitations.py) ------------------------
+
+
+def organisation_zone_name() -> str:
+    return deadline_zone()
+
+
+def reminder_due(sign_on: SignOn) -> datetime | None:
+    """When the reminder goes: `reminder_days` before the deadline, at its local time of day."""
+    if sign_on.deadline is None or not sign_on.reminder_days:
+        return None
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(organisation_zone_name())
+    # Wall-clock arithmetic in the zone: a deadline at 18:00 is reminded at 18:00, even
+    # across a change of clocks in between.
+    local = sign_on.deadline.astimezone(zone)
+    return (local - timedelta(days=sign_on.reminder_days)).astimezone(UTC)
+
+
+def reminder_of(sign_on: SignOn) -> Schedule | None:
+    """The page's reminder schedule, if it ever had one."""
+    for schedule in db.session.scalars(
+        select(Schedule)
+        .where(Schedule.kind == ScheduleKind.SIGN_ON_REMINDER.value)
+        .order_by(Schedule.id)
+    ):
+        if (schedule.rule or {}).get("sign_on_id") == sign_on.id:
+            return schedule
+    return None
+
+
+def sync_reminder(sign_on: SignOn, *, now: datetime | None = None) -> Schedule | None:
+    """Keep the page's one reminder schedule in step with its deadline and reminder days.
+
+    No deadline, no reminder days, a closed page, or a reminder time already past: the
+    schedule (if any) is disabled, not deleted, so the scheduler's record of it stays.
+    """
+    now = now or datetime.now(UTC)
+    schedule = reminder_of(sign_on)
+    due = reminder_due(sign_on)
+    if due is None or due <= now or not sign_on.is_open:
+        if schedule is not None:
+            schedule.is_enabled = False
+            schedule.next_run_at = None
+            db.session.flush()
+        return schedule
+    statement = db.session.get(Statement, sign_on.statement_id)
+    name = f"Sign-on reminder: {statement.title if statement else sign_on.statement_id}"
+    if schedule is None:
+        schedule = Schedule(kind=ScheduleKind.SIGN_ON_REMINDER.value)
+        db.session.add(schedule)
+    schedule.name = name[:300]
+    schedule.timezone = organisation_zone_name()
+    schedule.rule = {"sign_on_id": sign_on.id, "days_before": sign_on.reminder_days}
+    schedule.next_run_at = due
+    schedule.is_enabled = True
+    db.session.flush()
+    return schedule
 
 
 def closed_reason(sign_on: SignOn, now: datetime | None = None) -> str:

@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from campaign.extensions import db
 from campaign.i18n import normalise_tag
-from campaign.letters.letter import LetterSource, contact_context, letter_source, match_language
+from campaign.letters.letter import LetterSource, contact_context, match_language
 from campaign.letters.markdown import render_body
 from campaign.letters.salutations import primary_language
 from campaign.letters.sandbox import RenderError, render
@@ -56,6 +56,7 @@ from campaign.services.sign_on.pages import (
     email_key,
     name_key,
 )
+from campaign.services.statements.statements import letter_source
 from campaign.tracking.buffer import ip_prefix
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
 
-from campaign.letters.letter import letter_source, render_letter
+from campaign.letters.letter import render_letter
 from campaign.letters.salutations import RuleSet
 from campaign.letters.types import RenderedLetter
 from campaign.mail import (
@@ -23,6 +23,11 @@ from campaign.mail import (
     letter_parts,
     organisation_name,
 )
+from campaign.services.contacts.suppressions import is_suppressed
+from campaign.services.statements.files import files_for
+from campaign.services.statements.organisation import letterhead
+from campaign.services.statements.salutation_rules import current_rule_set
+from campaign.services.statements.statements import letter_source
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,6 @@ def compose_letter(
     to staff: a reply-all must not write to the contact).
     Raises LanguageUnavailable when `language` is forced and the statement lacks it.
     """
-    from campaign.services.statements.salutation_rules import current_rule_set
-
     source = letter_source(statement)
     letter = render_letter(
         source,
@@ -88,8 +91,6 @@ def compose_letter(
         letter = replace(letter, to_name=to[0], to_address=to[1], cc_addresses=())
     if letter.cc_addresses:
         # A copy address that bounced for good (or asked to be left alone) gets no copy.
-        from campaign.services.contacts.suppressions import is_suppressed
-
         kept = tuple(cc for cc in letter.cc_addresses if not is_suppressed(cc))
         if kept != letter.cc_addresses:
             letter = replace(letter, cc_addresses=kept)
@@ -106,7 +107,6 @@ def compose_letter(
     pdf: bytes | None = None
     if wants_pdf and not letter.has_errors:
         from campaign.letters.pdf import PdfError, letter_pdf
-        from campaign.services.statements.organisation import letterhead
 
         try:
             pdf = letter_pdf(
@@ -122,8 +122,6 @@ def compose_letter(
     # A PDF made only for a preview is shown, not attached.
     attachments = [Attachment(filename, "application/pdf", pdf)] if attach_pdf and pdf else []
     if files:
-        from campaign.services.statements.files import files_for
-
         attachments += files_for(files, letter.language)
     try:
         message = build_message(
@@ -196,61 +194,3 @@ def _shortened(title: str) -> str:
     # Whole words only: the last one that fits may end exactly at the limit.
     cut = title[:room] if title[room] == " " else title[:room].rpartition(" ")[0] or title[:room]
     return cut.rstrip(" .,;–-") + "…"
-
-
-class LetterNotSent(RuntimeError):
-    """A test letter could not be built or sent; the message says why."""
-
-
-def send_test_letter(
-    statement: Any,
-    contact: object,
-    *,
-    to: str,
-    language: str | None = None,
-    cases: list[dict[str, Any]] | None = None,
-    actor: Any = None,
-) -> ComposedLetter:
-    """Send `contact`'s letter to `to` only (a member of staff) and record it in the audit log.
-
-    The rule of a campaign's test letter (services/letter_tests): "[Test]" before the
-    subject, the member of staff in To (a reply-all must not reach the contact), the contact
-    named in X-Test-For, and the same hourly limit per person. `cases` is the
-    `{% for case in cases %}` data the preview merged, so the test shows the same.
-    """
-    from campaign.mail import SendError, send_message
-    from campaign.services.accounts.audit import record_event
-    from campaign.services.sending import letter_tests
-
-    try:
-        letter_tests.refuse_too_many(actor)
-    except letter_tests.TestLetterError as error:
-        raise LetterNotSent(str(error)) from None
-    subject = render_letter(
-        letter_source(statement), contact, language=language, cases=cases or []
-    ).subject
-    composed = compose_letter(
-        statement,
-        contact,
-        language=language,
-        cases=cases or [],
-        fixed_subject=letter_tests.SUBJECT_PREFIX + subject,
-        to=("", to),
-        extra_headers={"X-Test-For": letter_tests.contact_label(contact)},
-    )
-    if composed.message is None:
-        raise LetterNotSent(composed.error)
-    try:
-        send_message(
-            composed.message, sender=str(current_app.config["MAIL_DEFAULT_SENDER"]), recipients=[to]
-        )
-    except SendError as error:
-        raise LetterNotSent(str(error)) from None
-    record_event(
-        letter_tests.PREVIEW_AUDIT_ACTION,
-        target_type="statement",
-        actor=actor,
-        target_id=composed.letter.statement_id,
-        detail={"contact_id": composed.letter.contact_id, "language": composed.letter.language},
-    )
-    return composed

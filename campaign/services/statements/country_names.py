@@ -18,6 +18,7 @@ from campaign.letters.countries import (
 from campaign.letters.salutations import RuleSet
 from campaign.models import CountryNameOverride
 from campaign.services.accounts.audit import record_event
+from campaign.services.statements.salutation_rules import current_rule_set
 
 _CODE = re.compile(r"^[A-Z]{2}$|^[A-Z]{2,3}-[A-Z0-9]{1,4}$")
 _CONTROL = re.compile(
@@ -47,8 +48,6 @@ class CountryRow:
 
 def letter_languages() -> list[str]:
     """The languages letters are written in here (the salutation rules' languages)."""
-    from campaign.services.statements.salutation_rules import current_rule_set
-
     rules: RuleSet = current_rule_set()
     return list(dict.fromkeys(["en", "fr", "ru", *rules.languages()]))
 

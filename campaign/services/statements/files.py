@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
-from flask_babel import lazy_ngettext
 from flask_babel.speaklater import LazyString
 from redis.exceptions import RedisError
 from sqlalchemy import select
@@ -30,9 +29,16 @@ from campaign.extensions import db
 from campaign.i18n import language_name
 from campaign.letters.letter import match_language
 from campaign.mail import Attachment
-from campaign.models import Campaign, CampaignStatus, Statement, StatementAttachment
+from campaign.models import Campaign, Statement, StatementAttachment
 from campaign.queue import get_redis
-from campaign.services.statements.statements import StatementError, attachment_file
+from campaign.services.sending.errors import CampaignError
+from campaign.services.sending.smtp_accounts import settings_for
+from campaign.services.statements.statements import (
+    StatementError,
+    attachment_file,
+    clean_file_language,
+    record_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,38 +53,10 @@ PDF_ALLOWANCE = 300 * 1024
 PROBE_SECONDS = 300
 # The whole question (connect, TLS, EHLO, login) gets this long, however the server drips.
 PROBE_DEADLINE = 10.0
-# Campaigns that can still send: a file they chose cannot be removed.
-_STILL_SENDING = (
-    CampaignStatus.DRAFT.value,
-    CampaignStatus.SCHEDULED.value,
-    CampaignStatus.SENDING.value,
-    CampaignStatus.PAUSED.value,
-)
-
-
-def clean_file_language(statement: Statement, language: str) -> str:
-    """The file's language: "" (every language) or one of the statement's; StatementError."""
-    language = (language or "").strip()
-    if not language:
-        return ""
-    found = match_language(language, list(statement.languages))
-    if found is None:
-        raise StatementError(
-            _l(
-                "Language: the statement has no text in %(language)s; choose “every language” "
-                "or one of its languages (%(languages)s)",
-                language=language,
-                languages=", ".join(statement.languages),
-            ),
-            field="language",
-        )
-    return found
 
 
 def set_file_language(attachment: StatementAttachment, language: str, *, actor: Any = None) -> bool:
     """Give a statement file its letter language; records a version when it changes."""
-    from campaign.services.statements.statements import record_version
-
     statement = db.session.get(Statement, attachment.statement_id)
     assert statement is not None
     cleaned = clean_file_language(statement, language)
@@ -94,43 +72,8 @@ def set_file_language(attachment: StatementAttachment, language: str, *, actor: 
     return True
 
 
-def campaigns_using(attachment: StatementAttachment) -> list[Campaign]:
-    """Campaigns that can still send and chose this file."""
-    return [
-        campaign
-        for campaign in db.session.scalars(
-            select(Campaign)
-            .where(
-                Campaign.statement_id == attachment.statement_id,
-                Campaign.status.in_(_STILL_SENDING),
-            )
-            .order_by(Campaign.id)
-        )
-        if attachment.id in (campaign.attached_file_ids or [])
-    ]
-
-
-def refuse_removal_if_chosen(attachment: StatementAttachment) -> None:
-    """StatementError naming the campaigns that would send this file, if any."""
-    users = campaigns_using(attachment)
-    if users:
-        raise StatementError(
-            lazy_ngettext(
-                "%(name)s cannot be deleted: campaign %(campaigns)s attaches it and has not "
-                "finished; remove it from that campaign first",
-                "%(name)s cannot be deleted: campaigns %(campaigns)s attach it and have not "
-                "finished; remove it from those campaigns first",
-                len(users),
-                name=attachment.filename,
-                campaigns=", ".join(f"#{c.id} “{c.name}”" for c in users[:5]),
-            )
-        )
-
-
 def choose_files(campaign: Campaign, ids: Iterable[str | int]) -> list[int]:
     """Set the campaign's attached files (ids of its statement's files); CampaignError."""
-    from campaign.services.sending.campaigns import CampaignError
-
     own = {
         a.id: a
         for a in db.session.scalars(
@@ -335,8 +278,6 @@ def _probe_within(settings: Any, deadline: float) -> SizeProbe:
 def size_probe(campaign: Campaign) -> SizeProbe | None:
     """Ask the campaign's server for its size limit now (outside any row lock), when the
     check will need it: None when no file is chosen or the account cannot be used."""
-    from campaign.services.sending.smtp_accounts import settings_for
-
     if not campaign.attached_file_ids:
         return None
     try:
@@ -351,8 +292,6 @@ def size_problems(
 ) -> tuple[list[LazyString], list[LazyString]]:
     """(errors, warnings) about the size of the campaign's messages with their files;
     `probed` is the server's answer when the caller asked already (size_probe)."""
-    from campaign.services.sending.smtp_accounts import settings_for
-
     statement = db.session.get(Statement, campaign.statement_id)
     chosen = [
         row

@@ -40,7 +40,6 @@ from campaign.letters.letter import (
     LanguageUnavailable,
     LetterSource,
     contact_context,
-    letter_source,
     match_language,
     render_letter,
 )
@@ -49,6 +48,7 @@ from campaign.letters.types import LetterProblem, RenderedLetter
 from campaign.mail import message_id_domain
 from campaign.models import Contact, RoleType
 from campaign.scheduling.stored_text import Text, joined, labelled, said
+from campaign.services.statements.statements import letter_source
 
 log = logging.getLogger(__name__)
 BATCH_SIZE = 500

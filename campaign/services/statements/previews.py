@@ -1,5 +1,6 @@
 """Previews: recipients of an audience found by search, their neighbours, one recipient's
-pre-send warnings, and a draft text rendered as its reader will see it (the live editor).
+pre-send warnings, the campaign whose cases a preview merges, and a draft text rendered as
+its reader will see it (the live editor).
 
 Nothing here writes to the database; the live letter is kept a few minutes in Redis for the
 page's frame to fetch, and its renders are counted per user there.
@@ -18,17 +19,23 @@ from babel import Locale
 from flask_babel import format_number, get_locale
 from flask_babel import gettext as _
 from redis.exceptions import RedisError
-from sqlalchemy import ColumnElement, Select, String, and_, literal, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, String, and_, exists, literal, or_, select, tuple_
 
 from campaign.extensions import db
 from campaign.labels import choices
-from campaign.letters.letter import LanguageUnavailable, LetterSource, letter_source
+from campaign.letters.letter import LanguageUnavailable, LetterSource
 from campaign.letters.types import LetterProblem
-from campaign.models import Campaign, Contact
+from campaign.models import Campaign, CampaignStep, Contact, Statement, campaign_cases
 from campaign.models.search_key import fold
+from campaign.params import row_id
 from campaign.queue import get_redis
 from campaign.rate_limit import count_in_window
 from campaign.services.contacts.segments import escape_like
+from campaign.services.sending.campaigns import CampaignError, recipients_query
+from campaign.services.statements.complete_letters import compose_letter
+from campaign.services.statements.presend import check_audience, officials_share
+from campaign.services.statements.salutation_rules import current_rule_set
+from campaign.services.statements.statements import letter_source
 
 # A search never lists more than this many recipients; the page says when there are more.
 MAX_RESULTS = 50
@@ -164,10 +171,41 @@ def neighbours(
     return before, after
 
 
+# The "Cases from campaign" chooser's value for "no campaign: merge no cases".
+NO_CASES = "none"
+
+
+def campaigns_using(statement: Statement) -> list[tuple[Campaign, bool]]:
+    """Campaigns whose first letter or a follow-up is this statement, newest first, each
+    with whether it has linked cases."""
+    has_cases = exists().where(campaign_cases.c.campaign_id == Campaign.id)
+    in_step = exists().where(
+        CampaignStep.campaign_id == Campaign.id, CampaignStep.statement_id == statement.id
+    )
+    query = (
+        select(Campaign, has_cases)
+        .where(or_(Campaign.statement_id == statement.id, in_step))
+        .order_by(Campaign.created_at.desc(), Campaign.id.desc())
+    )
+    return [(campaign, bool(linked)) for campaign, linked in db.session.execute(query)]
+
+
+def cases_campaign(
+    statement: Statement, raw: str | None, using: list[tuple[Campaign, bool]] | None = None
+) -> Campaign | None:
+    """The campaign whose cases the preview merges: the chosen one (if it uses the statement),
+    none when "none" is chosen, else the most recent one with linked cases."""
+    using = campaigns_using(statement) if using is None else using
+    if raw == NO_CASES:
+        return None
+    chosen = row_id(raw)
+    if chosen is not None:
+        return next((campaign for campaign, _linked in using if campaign.id == chosen), None)
+    return next((campaign for campaign, linked in using if linked), None)
+
+
 def campaign_audience(campaign: Campaign) -> Select[Any]:
     """Who a campaign writes to now (its audience minus suppressions), read at each call."""
-    from campaign.services.sending.campaigns import CampaignError, recipients_query
-
     try:
         return recipients_query(campaign)
     except CampaignError:  # a list or segment of it was deleted
@@ -186,9 +224,6 @@ def recipient_warnings(
     The same check as a campaign's (services/presend), over this one contact; the warnings
     that depend on the whole audience (role `other` among officials) count `audience`.
     """
-    from campaign.services.statements.presend import check_audience, officials_share
-    from campaign.services.statements.salutation_rules import current_rule_set
-
     report = check_audience(
         statement,
         [contact],
@@ -322,10 +357,6 @@ def render_draft(
 def _render_draft(
     source: LetterSource, contact: Contact, *, language: str, user_id: int, pane: str
 ) -> DraftLetter:
-    from campaign.services.statements.complete_letters import compose_letter
-    from campaign.services.statements.presend import check_audience
-    from campaign.services.statements.salutation_rules import current_rule_set
-
     rules = current_rule_set()
     try:
         # No PDF: it takes a second and the frame shows the HTML part.

@@ -15,12 +15,17 @@ from typing import IO, Any
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_ngettext
 from sqlalchemy import func, select
 
 from campaign.extensions import db
 from campaign.labels import label
+from campaign.letters.letter import LetterSource, match_language
+from campaign.letters.letter import letter_source as source_of_version
 from campaign.letters.signatories import TRANSLATED_FIELDS
 from campaign.models import (
+    Campaign,
+    CampaignStatus,
     PublishAs,
     Signatory,
     SignatoryKind,
@@ -304,6 +309,17 @@ def latest_version(statement: Statement) -> StatementVersion | None:
         .order_by(StatementVersion.number.desc())
         .limit(1)
     )
+
+
+def letter_source(statement: Statement | StatementVersion | LetterSource) -> LetterSource:
+    """What letters are made from: a Statement's latest version (its snapshot as it is now
+    when it has none yet), a StatementVersion's snapshot, or the LetterSource given."""
+    if isinstance(statement, Statement):
+        version = latest_version(statement)
+        if version is not None:
+            return LetterSource(statement.id, version.number, version.snapshot)
+        return LetterSource(statement.id, 0, snapshot(statement))
+    return source_of_version(statement)
 
 
 # --- Signatories ----------------------------------------------------------------------
@@ -748,6 +764,67 @@ def sniff_attachment(head: bytes, data: IO[bytes]) -> str:
     )
 
 
+# Campaigns that can still send: a file they chose cannot be removed.
+_STILL_SENDING = (
+    CampaignStatus.DRAFT.value,
+    CampaignStatus.SCHEDULED.value,
+    CampaignStatus.SENDING.value,
+    CampaignStatus.PAUSED.value,
+)
+
+
+def clean_file_language(statement: Statement, language: str) -> str:
+    """The file's language: "" (every language) or one of the statement's; StatementError."""
+    language = (language or "").strip()
+    if not language:
+        return ""
+    found = match_language(language, list(statement.languages))
+    if found is None:
+        raise StatementError(
+            _l(
+                "Language: the statement has no text in %(language)s; choose “every language” "
+                "or one of its languages (%(languages)s)",
+                language=language,
+                languages=", ".join(statement.languages),
+            ),
+            field="language",
+        )
+    return found
+
+
+def campaigns_using(attachment: StatementAttachment) -> list[Campaign]:
+    """Campaigns that can still send and chose this file."""
+    return [
+        campaign
+        for campaign in db.session.scalars(
+            select(Campaign)
+            .where(
+                Campaign.statement_id == attachment.statement_id,
+                Campaign.status.in_(_STILL_SENDING),
+            )
+            .order_by(Campaign.id)
+        )
+        if attachment.id in (campaign.attached_file_ids or [])
+    ]
+
+
+def refuse_removal_if_chosen(attachment: StatementAttachment) -> None:
+    """StatementError naming the campaigns that would send this file, if any."""
+    users = campaigns_using(attachment)
+    if users:
+        raise StatementError(
+            lazy_ngettext(
+                "%(name)s cannot be deleted: campaign %(campaigns)s attaches it and has not "
+                "finished; remove it from that campaign first",
+                "%(name)s cannot be deleted: campaigns %(campaigns)s attach it and have not "
+                "finished; remove it from those campaigns first",
+                len(users),
+                name=attachment.filename,
+                campaigns=", ".join(f"#{c.id} “{c.name}”" for c in users[:5]),
+            )
+        )
+
+
 def add_attachment(
     statement: Statement,
     filename: str,
@@ -761,8 +838,6 @@ def add_attachment(
 
     `language` is the letter language the file goes with ("" for every language).
     """
-    from campaign.services.statements.files import clean_file_language
-
     language = clean_file_language(statement, language)
     data = stream.read(max_bytes + 1)
     if len(data) > max_bytes:
@@ -802,8 +877,6 @@ def remove_attachment(attachment: StatementAttachment, *, actor: User | None = N
     The caller deletes the file after committing, so a rolled-back request keeps it. A file
     that a campaign still to finish attaches is refused (StatementError, decision 0044).
     """
-    from campaign.services.statements.files import refuse_removal_if_chosen
-
     refuse_removal_if_chosen(attachment)
     statement = db.session.get(Statement, attachment.statement_id)
     path = attachment_file(attachment)
@@ -828,8 +901,6 @@ def delete_statement(statement: Statement, *, actor: User | None = None) -> list
     A campaign keeps the version it sent as evidence, so a statement any campaign refers to
     (running, finished or still a draft) cannot go: the error names those campaigns.
     """
-    from campaign.models import Campaign
-
     users = db.session.execute(
         select(Campaign.id, Campaign.name, Campaign.status)
         .where(Campaign.statement_id == statement.id)

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date
 from typing import Any
 
 from flask import Blueprint, render_template, request
-from sqlalchemy import select
 
-from campaign.extensions import db
 from campaign.labels import LABELS, label
-from campaign.models import AuditEvent, Role
-from campaign.services.contacts.segments import escape_like
+from campaign.models import Role
+from campaign.params import row_id
+from campaign.services.accounts import audit_log
 from campaign.web.access import allow
 
 bp = Blueprint("audit", __name__, url_prefix="/audit")
-PER_PAGE = 50
 
 
 def event_label(action: str) -> str:
@@ -53,10 +51,6 @@ def _day(raw: str) -> date | None:
         return None
 
 
-def _start_of(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
-
-
 @bp.route("/")
 @allow(Role.ADMIN)
 def index() -> Any:
@@ -64,27 +58,11 @@ def index() -> Any:
     actor = request.args.get("actor", "").strip()[:320]
     since = _day(request.args.get("since", ""))
     until = _day(request.args.get("until", ""))
-    before_raw = request.args.get("before", "")
-    before = int(before_raw) if before_raw.isdigit() and len(before_raw) < 12 else None
-
-    query = select(AuditEvent)
-    if action:
-        query = query.where(AuditEvent.action == action)
-    if actor:
-        query = query.where(AuditEvent.actor_email.ilike(f"%{escape_like(actor)}%", escape="\\"))
-    if since:
-        query = query.where(AuditEvent.at >= _start_of(since))
-    if until:
-        query = query.where(AuditEvent.at < _start_of(until + timedelta(days=1)))
-    # Events are appended, so a larger id is a later event: keyset on id, newest first.
-    if before is not None:
-        query = query.where(AuditEvent.id < before)
-    events = list(db.session.scalars(query.order_by(AuditEvent.id.desc()).limit(PER_PAGE + 1)))
-    more = len(events) > PER_PAGE
-    events = events[:PER_PAGE]
-    codes = db.session.scalars(select(AuditEvent.action).distinct().order_by("action"))
+    found = audit_log.AuditFilter(action, actor, since, until)
+    page = audit_log.audit_events(found, before=row_id(request.args.get("before")))
     actions = sorted(
-        ((code, event_label(code)) for code in codes), key=lambda pair: pair[1].casefold()
+        ((code, event_label(code)) for code in audit_log.action_codes()),
+        key=lambda pair: pair[1].casefold(),
     )
     args = {
         k: v
@@ -98,11 +76,11 @@ def index() -> Any:
     }
     return render_template(
         "audit/index.html",
-        events=events,
+        events=page.items,
         actions=actions,
         args=args,
-        next_before=events[-1].id if more and events else None,
-        paged=before is not None,
+        next_before=page.next_before,
+        paged=not page.is_first,
         event_label=event_label,
         target_label=target_label,
         detail_text=detail_text,

@@ -21,11 +21,13 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import refresh
 from flask_login import current_user, login_user, logout_user
+from markupsafe import Markup
+from werkzeug.wrappers import Response
 
 from campaign.extensions import db
 from campaign.i18n import SESSION_LANGUAGE, current_language, remember_visitor_language
 from campaign.models import Role, User
-from campaign.services.accounts import password_reset, sessions, users
+from campaign.services.accounts import password_reset, sessions, two_factor, users
 from campaign.services.accounts.sign_in_limits import wait_words
 from campaign.web.access import allow, public, signed_in_user
 
@@ -164,11 +166,36 @@ def finish_login(user: User) -> Any:
     if user.must_change_password:
         flash(_("An administrator reset your password: choose a new one to continue."), "info")
         return redirect(url_for("account.password"))
-    # Set-up first where the role requires it, else an offer (web/two_factor.py imports this
-    # module, hence the late import).
-    from campaign.web.accounts.two_factor import after_sign_in
-
+    # Set-up first where the role requires it, else an offer.
     return after_sign_in(user) or redirect(_safe_next(request.args.get("next")))
+
+
+def with_link(text: str, link_text: str, url: str) -> Markup:
+    # Flashed messages are Markup-safe through the session: the text is escaped, the link kept.
+    return Markup('{} <a href="{}">{}</a>').format(text, url, link_text)
+
+
+def after_sign_in(user: User) -> Response | None:
+    """The two-factor part of a finished sign-in (finish_login calls it after login_user):
+    set-up first for a role that requires it, an offer for everyone else without it.
+
+    Here, not in two_factor.py, because that blueprint finishes its sign-ins through this
+    module; the set-up pages it links to stay there.
+    """
+    if user.has_totp:
+        return None
+    if two_factor.is_totp_required(user.role_enum):
+        flash(_("Your role requires two-factor authentication. Set it up to continue."), "info")
+        return redirect(url_for("two_factor.setup"))
+    flash(
+        with_link(
+            _("Two-factor authentication keeps your account safe even if your password leaks."),
+            _("Set it up now"),
+            url_for("two_factor.setup"),
+        ),
+        "info",
+    )
+    return None
 
 
 @bp.route("/account/language", methods=["POST"])

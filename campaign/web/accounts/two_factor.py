@@ -20,16 +20,14 @@ from flask import (
 from flask.blueprints import BlueprintSetupState
 from flask_babel import gettext as _
 from flask_login import current_user
-from markupsafe import Markup
-from werkzeug.wrappers import Response
 
 from campaign.config import totp_required_roles
 from campaign.extensions import db
-from campaign.models import Role, User
+from campaign.models import Role
 from campaign.secret_box import TOTP_SECRETS, SecretUnreadable, decrypt_secret, encrypt_secret
 from campaign.services.accounts import two_factor, users
 from campaign.web.access import allow, public, signed_in_user
-from campaign.web.accounts.auth import finish_login, pending_user
+from campaign.web.accounts.auth import finish_login, pending_user, with_link
 
 bp = Blueprint("two_factor", __name__)
 # The key being set up, encrypted: the session cookie is signed, not secret; and when it
@@ -58,30 +56,6 @@ def _check_setting(state: BlueprintSetupState) -> None:
     # A misspelt CAMPAIGN_TOTP_REQUIRED_ROLES stops the start, not the first sign-in.
     config = state.app.config
     totp_required_roles(str(config.get("TOTP_REQUIRED_ROLES", "auto")), bool(config.get("DEBUG")))
-
-
-def _with_link(text: str, link_text: str, url: str) -> Markup:
-    # Flashed messages are Markup-safe through the session: the text is escaped, the link kept.
-    return Markup('{} <a href="{}">{}</a>').format(text, url, link_text)
-
-
-def after_sign_in(user: User) -> Response | None:
-    """The two-factor part of a finished sign-in (auth.finish_login calls it after login_user):
-    set-up first for a role that requires it, an offer for everyone else without it."""
-    if user.has_totp:
-        return None
-    if two_factor.is_totp_required(user.role_enum):
-        flash(_("Your role requires two-factor authentication. Set it up to continue."), "info")
-        return redirect(url_for("two_factor.setup"))
-    flash(
-        _with_link(
-            _("Two-factor authentication keeps your account safe even if your password leaks."),
-            _("Set it up now"),
-            url_for("two_factor.setup"),
-        ),
-        "info",
-    )
-    return None
 
 
 @bp.route("/login/verify", methods=["GET", "POST"])
@@ -124,7 +98,7 @@ def _flash_recovery_notice(remaining: int) -> None:
     notice = two_factor.recovery_notice(remaining)
     if remaining <= 3:
         flash(
-            _with_link(notice, _("Make new recovery codes"), url_for("two_factor.setup")),
+            with_link(notice, _("Make new recovery codes"), url_for("two_factor.setup")),
             "warning",
         )
     else:

@@ -10,8 +10,7 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.labels import label
-from campaign.models import Role, User
-from campaign.models._types import utcnow
+from campaign.models import Role, User, utcnow
 from campaign.services.accounts import two_factor
 from campaign.services.accounts import users as user_service
 from campaign.web.access import allow, signed_in_user

@@ -21,7 +21,6 @@ from flask import (
 from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user
 from sqlalchemy import select
 
 from campaign.extensions import db
@@ -41,6 +40,7 @@ from campaign.models import (
     Segment,
     Style,
 )
+from campaign.params import page_number, row_id
 from campaign.scheduling.pacing import country_zone
 from campaign.services.contacts import contacts as contact_service
 from campaign.services.contacts import lists as list_service
@@ -56,7 +56,6 @@ from campaign.services.replies.correspondence import correspondence
 from campaign.services.statements.salutation_rules import current_rule_set
 from campaign.web.access import allow
 from campaign.web.downloads import file_download
-from campaign.web.params import row_id
 from campaign.web.statements.country_names import country_options
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
@@ -114,7 +113,7 @@ EXPORT_FORMATS = {
 }
 
 
-def _options(name: str) -> list[tuple[str, str]]:
+def field_options(name: str) -> list[tuple[str, str]]:
     """(code, translated label) pairs for the select of an enumerated field."""
     return [(code, label(code, LABEL_KINDS[name])) for code in CHOICES[name]]
 
@@ -140,8 +139,8 @@ def history_label(action: str) -> str:
 
 def _filter_choices() -> dict[str, Any]:
     return {
-        "roles": _options("role_type"),
-        "risks": _options("risk_level"),
+        "roles": field_options("role_type"),
+        "risks": field_options("risk_level"),
         "lists": list_service.all_lists(),
         "segments": list(db.session.scalars(select(Segment).order_by(Segment.name))),
     }
@@ -168,12 +167,11 @@ def index() -> Any:
             per_page=per_page,
         )
     else:
-        number = request.args.get("page", "1")
         page = numbered_page(
             filters,
             sort=sort,
             descending=descending,
-            number=int(number) if number.isdecimal() and len(number) < 7 else 1,
+            number=page_number(request.args.get("page")),
             per_page=per_page,
         )
     active_list = db.session.get(ContactList, filters.list_id) if filters.list_id else None
@@ -274,7 +272,7 @@ def _render_form(contact: Contact | None, values: dict[str, str], errors: dict[s
             errors=errors,
             fields=CONTACT_FIELDS,
             labels=FIELD_LABELS,
-            options={name: _options(name) for name in CHOICES},
+            options={name: field_options(name) for name in CHOICES},
             must_choose=MUST_CHOOSE,
             hints=HINTS,
             date_fields=DATE_FIELDS,
@@ -506,9 +504,3 @@ def export() -> Any:
     return file_download(
         destination, mimetype=EXPORT_FORMATS[fmt], filename=f"contacts-{stamp}.{fmt}"
     )
-
-
-@bp.app_template_global()
-def can(role: str) -> bool:
-    """Whether the signed-in user's role reaches `role` (for showing buttons)."""
-    return bool(current_user.is_authenticated and current_user.role_enum.includes(Role(role)))

@@ -76,9 +76,7 @@ def new() -> Any:
                 return redirect(url_for("imports.mapping", import_id=record.id))
     if importing.purge_old_import_files():
         db.session.commit()
-    recent = db.session.scalars(
-        select(ContactImport).order_by(ContactImport.id.desc()).limit(10)
-    ).all()
+    recent = importing.recent_imports()
     status = 200
     if error:
         status = 413 if isinstance(error, _TooLarge) else 400
@@ -126,20 +124,10 @@ def _keep_upload(
         stored.unlink(missing_ok=True)
         return None, _too_large_message()
     try:
-        info, rows = importing.open_contact_file(stored, filename=original, thorough=True)
-        rows.close()
+        record = importing.record_upload(stored, original, created_by_id=current_user.id)
     except importing.TabularError as problem:
         stored.unlink(missing_ok=True)
         return None, str(problem)
-    mapping, _remembered = importing.suggest_mapping(info.headers)
-    record = ContactImport(
-        original_filename=original,
-        stored_path=str(stored),
-        status=ImportStatus.UPLOADED.value,
-        mapping=mapping,
-        created_by_id=current_user.id,
-    )
-    db.session.add(record)
     db.session.commit()
     return record, ""
 

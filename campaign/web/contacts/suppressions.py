@@ -10,6 +10,7 @@ from flask_babel import gettext as _
 from campaign.extensions import db
 from campaign.labels import label
 from campaign.models import Role, Suppression, SuppressionReason
+from campaign.params import page_number
 from campaign.scheduling import stored_text
 from campaign.services.contacts import suppressions as suppression_service
 from campaign.web.access import allow, signed_in_user
@@ -24,9 +25,8 @@ def _render_index(
     reason = request.args.get("reason", "")
     if reason not in {r.value for r in SuppressionReason}:
         reason = ""
-    page = request.args.get("page", "1")
     found = suppression_service.search_suppressions(
-        query, reason, page=int(page) if page.isdecimal() else 1
+        query, reason, page=page_number(request.args.get("page"))
     )
     return (
         render_template(

@@ -20,6 +20,7 @@ from flask_login import current_user
 
 from campaign.extensions import db
 from campaign.models import Contact, ContactBulkEdit, Role
+from campaign.params import page_number, row_id
 from campaign.services.contacts import bulk_edit as bulk_service
 from campaign.services.contacts import lists as list_service
 from campaign.services.contacts import merge as merge_service
@@ -27,8 +28,7 @@ from campaign.services.contacts import trash as trash_service
 from campaign.services.contacts.contacts import FIELD_LABELS, ContactInputError
 from campaign.services.contacts.search import ContactFilters, filtered_query, search_page
 from campaign.web.access import allow
-from campaign.web.contacts.contacts import LABEL_KINDS, _options
-from campaign.web.params import row_id
+from campaign.web.contacts.contacts import LABEL_KINDS, field_options
 
 bp = Blueprint("contact_tools", __name__, url_prefix="/contacts")
 
@@ -38,7 +38,7 @@ bp = Blueprint("contact_tools", __name__, url_prefix="/contacts")
 @bp.route("/trash")
 @allow(Role.EDITOR)
 def trash() -> Any:
-    found = trash_service.trashed_contacts(row_id(request.args.get("page")) or 1)
+    found = trash_service.trashed_contacts(page_number(request.args.get("page")))
     holders = trash_service.address_holders([e.contact for e in found.items])
     return render_template(
         "contacts/trash.html",
@@ -137,7 +137,7 @@ def merge(contact_id: int, other_id: int) -> Any:
         labels=FIELD_LABELS,
         label_kinds=LABEL_KINDS,
         suppressed=check.suppressed,
-        value_of=merge_service._value,
+        value_of=merge_service.field_value,
     )
 
 
@@ -173,8 +173,8 @@ def _bulk_context(changes_form: dict[str, str] | None = None) -> dict[str, Any]:
         "ticked": ids,
         "scope": request.form.get("scope", "ticked"),
         "args": filters.as_args(),
-        "roles": _options("role_type"),
-        "risks": _options("risk_level"),
+        "roles": field_options("role_type"),
+        "risks": field_options("risk_level"),
         "lists": list_service.all_lists(),
         "values": changes_form or {},
     }
@@ -221,7 +221,7 @@ def bulk_edit_confirm() -> Any:
         # The ids are resolved now: the job changes the contacts counted at this moment.
         ids = bulk_service.resolve_ids(query)
         shown = request.form.get("count", "")
-        if shown.isdigit() and int(shown) != len(ids):
+        if shown.isdecimal() and int(shown) != len(ids):
             # The contacts changed since the count was shown: show the new count, ask again.
             values = {k: request.form.get(k, "") for k in bulk_service.KEYS}
             bulk_service.settle_confirm_token(token, None)

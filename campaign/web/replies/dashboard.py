@@ -18,21 +18,16 @@ from flask import Blueprint, current_app, render_template, request, url_for
 from flask_babel import format_date
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user
 
 from campaign.extensions import db
 from campaign.models import Campaign, CampaignStatus, Role
+from campaign.params import page_number
 from campaign.services.replies import dashboard
 from campaign.services.sending import ledger
-from campaign.web.access import allow
+from campaign.web.access import allow, may
 from campaign.web.downloads import file_download
-from campaign.web.params import row_id
 
 bp = Blueprint("dashboard", __name__, url_prefix="/campaigns")
-
-
-def _may(role: Role) -> bool:
-    return bool(current_user.role_enum.includes(role))
 
 
 @bp.app_template_global()
@@ -169,8 +164,8 @@ def build_chart(line: dashboard.Timeline) -> Chart:
 def show(campaign_id: int) -> Any:
     campaign = db.get_or_404(Campaign, campaign_id)
     line = dashboard.timeline(campaign.id)
-    may_list = _may(Role.EDITOR)
-    page = row_id(request.args.get("page")) or 1
+    may_list = may(Role.EDITOR)
+    page = page_number(request.args.get("page"))
     return render_template(
         "campaigns/dashboard.html",
         campaign=campaign,
@@ -185,7 +180,7 @@ def show(campaign_id: int) -> Any:
         series=SERIES,
         non_responders=dashboard.non_responders(campaign.id, page=page) if may_list else None,
         may_list=may_list,
-        may_export=_may(Role.SENDER),
+        may_export=may(Role.SENDER),
     )
 
 

@@ -8,8 +8,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from campaign.extensions import db
-from campaign.models import ImapMailbox, ImapSecurity, Role
-from campaign.models._types import utcnow
+from campaign.models import ImapMailbox, ImapSecurity, Role, utcnow
 from campaign.services.replies import mailbox_admin
 from campaign.services.replies.mailbox_admin import MailboxSettings
 from campaign.services.replies.mailboxes import ALERT_AFTER, MailboxError, poll_mailbox

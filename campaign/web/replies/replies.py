@@ -23,7 +23,6 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
-from flask_login import current_user
 
 from campaign.extensions import csrf, db
 from campaign.inbound.sanitise import FRAME_CSP, safe_html
@@ -37,13 +36,13 @@ from campaign.models import (
     Role,
     User,
 )
+from campaign.params import page_number, row_id
 from campaign.services.replies import answers as reply_answers
 from campaign.services.replies import replies as reply_service
 from campaign.services.replies.intake import raw_message_of
 from campaign.services.replies.replies import InboxFilter, ReplyError
 from campaign.services.sending import ledger
-from campaign.web.access import allow, signed_in_user
-from campaign.web.params import row_id
+from campaign.web.access import allow, may, signed_in_user
 
 bp = Blueprint("replies", __name__, url_prefix="/replies")
 
@@ -101,7 +100,6 @@ def _back_to(message: InboundMessage) -> Any:
 @allow(Role.EDITOR)
 def index() -> Any:
     found = _filter_from_args()
-    page_number = request.args.get("page", "1")
     campaign = db.session.get(Campaign, found.campaign_id) if found.campaign_id else None
     if found.campaign_id and campaign is None:
         abort(404)
@@ -110,9 +108,7 @@ def index() -> Any:
         found=found,
         campaign=campaign,
         mine=request.args.get("mine") == "1",
-        inbox=reply_service.inbox_page(
-            found, page=int(page_number) if page_number.isdecimal() else 1
-        ),
+        inbox=reply_service.inbox_page(found, page=page_number(request.args.get("page"))),
         counts=reply_service.kind_counts(found),
         kind_labels=KIND_LABELS,
         filter_args=_filter_args(found),
@@ -220,8 +216,8 @@ def _render_show(
         users=reply_service.triage_users(),
         campaigns=reply_service.campaign_filter_choices() if may_attach else [],
         may_attach=may_attach,
-        may_download=current_user.role_enum.includes(Role.ADMIN),
-        may_see_evidence=current_user.role_enum.includes(Role.SENDER),
+        may_download=may(Role.ADMIN),
+        may_see_evidence=may(Role.SENDER),
         has_raw=message.raw_blob is not None,
         max_note=reply_service.MAX_NOTE_CHARS,
         max_answer=reply_answers.MAX_BODY_CHARS,

@@ -8,7 +8,7 @@ parses requests, turns items into links and renders.
 from __future__ import annotations
 
 import calendar as month_grid
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from babel.dates import get_day_names
@@ -26,9 +26,9 @@ from flask import (
 from flask_babel import format_date, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user
 from sqlalchemy import select
 
+from campaign import clock
 from campaign.extensions import db
 from campaign.labels import label
 from campaign.models import CalendarEvent, Notification, Role, Schedule
@@ -43,8 +43,8 @@ from campaign.services.schedules.calendar_items import (
     display_zone,
 )
 from campaign.services.schedules.cases import record_page_reveals
-from campaign.web.access import allow, public, signed_in_user
-from campaign.web.schedules.schedule_runs import unacknowledged_trouble
+from campaign.services.schedules.schedule_runs import unacknowledged_trouble
+from campaign.web.access import allow, may, public, signed_in_user
 from campaign.web.statements.country_names import country_code
 
 bp = Blueprint("calendar", __name__)
@@ -117,12 +117,8 @@ def _notifications() -> list[tuple[Notification, str]]:
     return [(note, read(note.text)) for note in db.session.scalars(query)]
 
 
-def _may(role: Role) -> bool:
-    return bool(current_user.role_enum.includes(role))
-
-
 def _render(form: dict[str, str] | None = None, error: str = "", field: str = "") -> Any:
-    today = datetime.now(UTC).astimezone(display_zone()).date()
+    today = clock.today(display_zone())
     view = "list" if request.args.get("view") == "list" else "month"
     first = _month_of(request.args.get("month", ""), today)
     if view == "list":
@@ -147,7 +143,7 @@ def _render(form: dict[str, str] | None = None, error: str = "", field: str = ""
     )
     feed_url = (
         url_for("calendar.feed", token=calendar_service.feed_token(), _external=True)
-        if _may(Role.ADMIN)
+        if may(Role.ADMIN)
         else ""
     )
     page = render_template(
@@ -169,7 +165,7 @@ def _render(form: dict[str, str] | None = None, error: str = "", field: str = ""
         events=events,
         event_kinds=_event_kinds(),
         format_span=calendar_service.format_span,
-        may_edit=_may(Role.EDITOR),
+        may_edit=may(Role.EDITOR),
         feed_url=feed_url,
         form=form or {},
         error=error,
@@ -324,7 +320,7 @@ def _render_event(
             if event.is_builtin and event.month and event.day
             else ""
         ),
-        may_edit=_may(Role.EDITOR) and not event.is_builtin,
+        may_edit=may(Role.EDITOR) and not event.is_builtin,
         form=form or _form_of(event),
         error=error,
         field=field,

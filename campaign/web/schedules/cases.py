@@ -19,6 +19,7 @@ from campaign.extensions import db
 from campaign.labels import choices, label
 from campaign.models import Campaign, Case, CaseDate, Role
 from campaign.models.calendar import CaseStatus
+from campaign.params import page_number, row_id
 from campaign.services.schedules import cases as case_service
 from campaign.services.schedules.advocacy_calendar import CalendarError, country_name, format_day
 from campaign.services.schedules.cases import (
@@ -28,20 +29,10 @@ from campaign.services.schedules.cases import (
     display_name,
     may_see_real_name,
 )
-from campaign.web.access import allow, signed_in_user
-from campaign.web.params import row_id
+from campaign.web.access import allow, may, signed_in_user
 from campaign.web.statements.country_names import country_code
 
 bp = Blueprint("cases", __name__, url_prefix="/cases")
-
-
-def _may_edit() -> bool:
-    return bool(signed_in_user().role_enum.includes(Role.EDITOR))
-
-
-def _field_of(error: CalendarError, default: str = "") -> str:
-    """The form field a service error is about (`field`), else `default`."""
-    return error.field or default
 
 
 def _form() -> dict[str, str]:
@@ -96,7 +87,7 @@ def _template_helpers() -> dict[str, Any]:
         "country_name": country_name,
         "format_day": format_day,
         "shown_name": lambda case: display_name(case, signed_in_user()),
-        "may_edit": _may_edit(),
+        "may_edit": may(Role.EDITOR),
         "is_admin": may_see_real_name(signed_in_user()),
     }
 
@@ -111,7 +102,7 @@ def index() -> Any:
     country = country_code(country) if country else ""
     status = request.args.get("status", "").strip()
     q = request.args.get("q", "").strip()
-    page = row_id(request.args.get("page")) or 1
+    page = page_number(request.args.get("page"))
     found = case_service.list_cases(
         signed_in_user(), country=country, status=status, q=q, page=page
     )
@@ -140,7 +131,7 @@ def _render_case(
         case=case,
         dates=dates,
         campaigns=case_service.linked_campaigns(case),
-        linkable=case_service.linkable_campaigns(case) if _may_edit() else [],
+        linkable=case_service.linkable_campaigns(case) if may(Role.EDITOR) else [],
         default_reminders=", ".join(str(d) for d in DEFAULT_ANNIVERSARY_REMINDERS),
         today=date.today(),
         errors=errors or {},
@@ -224,7 +215,7 @@ def new() -> Any:
         )
     except CaseError as error:
         db.session.rollback()
-        return _render_form(None, form, {_field_of(error, "name"): str(error)})
+        return _render_form(None, form, {error.field or "name": str(error)})
     db.session.commit()
     flash(
         _(
@@ -274,7 +265,7 @@ def edit(case_id: int) -> Any:
         db.session.rollback()
         if not shows_name:
             form.pop("name", None)
-        return _render_form(_case(case_id), form, {_field_of(error, "name"): str(error)})
+        return _render_form(_case(case_id), form, {error.field or "name": str(error)})
     db.session.commit()
     flash(_("Case saved.") if changed else _("Nothing changed."), "success")
     return _back(case)
@@ -314,7 +305,7 @@ def add_date(case_id: int) -> Any:
         )
     except CalendarError as error:
         db.session.rollback()
-        errors = {_field_of(error, "on"): str(error)}
+        errors = {error.field or "on": str(error)}
         return _render_case(_case(case_id), errors=errors, form=form, which="add-date")
     db.session.commit()
     note = anniversary_note(case_date.on) if case_date.is_anniversary_marked else ""
@@ -370,7 +361,7 @@ def edit_date(case_id: int, date_id: int) -> Any:
     except CalendarError as error:
         db.session.rollback()
         case = _case(case_id)
-        errors = {_field_of(error, "on"): str(error)}
+        errors = {error.field or "on": str(error)}
         return _render_date_form(case, _case_date(case, date_id), form, errors)
     db.session.commit()
     flash(_("%(kind)s date saved.", kind=label(case_date.kind, "case_date_kind")), "success")

@@ -13,7 +13,6 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_babel import format_date
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user
 from sqlalchemy import select
 
 from campaign.extensions import db
@@ -29,6 +28,7 @@ from campaign.models import (
     ScheduleKind,
     Statement,
 )
+from campaign.params import row_id
 from campaign.scheduling.pacing import describe, pacing_rule
 from campaign.scheduling.recurrence import yearly_note
 from campaign.scheduling.schedules import anniversary_words, create_send_at, create_yearly
@@ -49,8 +49,7 @@ from campaign.services.sending.followups import (
     steps_of,
     update_step,
 )
-from campaign.web.access import allow, signed_in_user
-from campaign.web.params import row_id
+from campaign.web.access import allow, may, signed_in_user
 
 bp = Blueprint("schedules", __name__, url_prefix="/campaigns/<int:campaign_id>/schedule")
 
@@ -192,7 +191,7 @@ def _render(
         signatory_choices=choices("signatories_from"),
         zones=COMMON_ZONES,
         months=[(int(number), name) for number, name in choices("month")],
-        may_send=bool(current_user.role_enum.includes(Role.SENDER)),
+        may_send=may(Role.SENDER),
         is_schedulable=campaign.status in SCHEDULABLE,
         errors=errors or {},
         form=form or {},

@@ -19,7 +19,6 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
-from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
@@ -34,6 +33,7 @@ from campaign.models import (
     Statement,
     StatementAttachment,
 )
+from campaign.params import page_number, row_id
 from campaign.scheduling import summary as schedule_summary
 from campaign.scheduling.stored_text import read
 from campaign.services.contacts.audiences import audience_choices
@@ -42,8 +42,7 @@ from campaign.services.sending import launch as confirmation
 from campaign.services.sending import ledger, letter_tests
 from campaign.services.sending.campaigns import AudienceSpec, CampaignError
 from campaign.services.statements import files as statement_files
-from campaign.web.access import allow, signed_in_user
-from campaign.web.params import row_id
+from campaign.web.access import allow, may, signed_in_user
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
@@ -55,10 +54,6 @@ MAX_PROBLEMS = 200
 def _status_labels() -> dict[str, str]:
     """Delivery statuses and their labels in the interface language, in the ledger's order."""
     return dict(choices("delivery_status"))
-
-
-def _may(role: Role) -> bool:
-    return bool(current_user.role_enum.includes(role))
 
 
 @bp.app_template_global("read_stored")
@@ -305,7 +300,7 @@ def index() -> Any:
         campaigns=campaigns,
         totals=ledger.sent_and_totals(c.id for c in campaigns),
         schedules=schedule_summary.campaign_schedules(campaigns),
-        may_build=_may(Role.EDITOR),
+        may_build=may(Role.EDITOR),
     )
 
 
@@ -315,7 +310,7 @@ def show(campaign_id: int) -> Any:
     campaign = db.get_or_404(Campaign, campaign_id)
     is_draft = campaign.status in EDITABLE
     check = campaign_service.check_campaign(campaign) if is_draft else None
-    report = confirmation.presend_report(campaign) if is_draft and _may(Role.EDITOR) else None
+    report = campaign_service.presend_report(campaign) if is_draft and may(Role.EDITOR) else None
     planned = schedule_summary.campaign_schedules([campaign]).get(campaign.id)
     return render_template(
         "campaigns/show.html",
@@ -329,8 +324,8 @@ def show(campaign_id: int) -> Any:
         progress=None if is_draft else ledger.campaign_progress(campaign),
         audience_labels=dict(audience_choices()),
         status_labels=_status_labels(),
-        may_edit=_may(Role.EDITOR),
-        may_send=_may(Role.SENDER),
+        may_edit=may(Role.EDITOR),
+        may_send=may(Role.SENDER),
     )
 
 
@@ -386,51 +381,50 @@ def launch(campaign_id: int) -> Any:
     campaign = db.get_or_404(Campaign, campaign_id)
     if campaign.status not in EDITABLE:
         return _already_launched(campaign)
-    summary = confirmation.summarise_launch(campaign)
     if request.method == "GET":
-        return _render_confirmation(campaign, summary)
+        return _render_confirmation(campaign, confirmation.summarise_launch(campaign))
+    # The token names no pre-send figure: the launch runs the check itself (decision 0056),
+    # so a confirm reads it only when the page is shown again.
+    summary = confirmation.summarise_launch(campaign, with_report=False)
     try:
         changes = confirmation.changes_since(request.form.get("token", ""), summary)
     except confirmation.ConfirmationError as error:
         return _render_confirmation(
-            campaign, summary, problem=_("Not launched: %(error)s.", error=str(error)), status=400
+            campaign,
+            confirmation.summarise_launch(campaign),
+            problem=_("Not launched: %(error)s.", error=str(error)),
+            status=400,
         )
     if changes:
         # The page was left open while the audience or the settings changed: ask again.
-        return _render_confirmation(campaign, summary, changes=changes, status=409)
+        return _render_confirmation(
+            campaign, confirmation.summarise_launch(campaign), changes=changes, status=409
+        )
     if request.form.get("confirm") != "1":
         return _render_confirmation(
             campaign,
-            summary,
+            confirmation.summarise_launch(campaign),
             problem=_("Not launched: tick the box to confirm the launch."),
-            status=422,
-        )
-    override = request.form.get("override") == "1"
-    reason = " ".join(request.form.get("override_reason", "").split())
-    presend_errors = summary.presend_errors
-    if presend_errors and override and not reason:
-        return _render_confirmation(
-            campaign,
-            summary,
-            problem=_("Override: say why the campaign is launched despite the errors."),
             status=422,
         )
     try:
         launched = confirmation.launch_now(
             campaign,
             actor=signed_in_user(),
-            presend_errors=presend_errors,
-            override=override,
-            override_reason=reason,
+            override=request.form.get("override") == "1",
+            override_reason=request.form.get("override_reason", ""),
         )
     except CampaignError as error:
         db.session.rollback()
         campaign = db.get_or_404(Campaign, campaign_id)
+        # An override without its reason is the form's to fix, in the service's words.
+        problem = (
+            str(error)
+            if error.field == "override_reason"
+            else _("Not launched: %(error)s.", error=str(error))
+        )
         return _render_confirmation(
-            campaign,
-            confirmation.summarise_launch(campaign),
-            problem=_("Not launched: %(error)s.", error=str(error)),
-            status=422,
+            campaign, confirmation.summarise_launch(campaign), problem=problem, status=422
         )
     if launched is None:
         db.session.rollback()
@@ -591,12 +585,11 @@ def cancel(campaign_id: int) -> Any:
 @allow(Role.VIEWER)
 def deliveries(campaign_id: int) -> Any:
     campaign = db.get_or_404(Campaign, campaign_id)
-    page_number = request.args.get("page", "1")
     found = ledger.ledger_page(
         campaign.id,
         status=request.args.get("status", ""),
         search=request.args.get("q", ""),
-        page=int(page_number) if page_number.isdecimal() else 1,
+        page=page_number(request.args.get("page")),
     )
     return render_template(
         "campaigns/deliveries.html",
@@ -604,7 +597,7 @@ def deliveries(campaign_id: int) -> Any:
         ledger_page=found,
         counts=campaign_service.status_counts(campaign.id),
         status_labels=_status_labels(),
-        may_see_evidence=_may(Role.SENDER),
+        may_see_evidence=may(Role.SENDER),
     )
 
 

@@ -29,6 +29,7 @@ from campaign.models import (
     SignOnOrder,
     Statement,
 )
+from campaign.params import row_id
 from campaign.scheduling.timezones import ScheduleError, to_utc, zone_of
 from campaign.services.sending.unsubscribe import public_url
 from campaign.services.sign_on import moderation
@@ -36,7 +37,6 @@ from campaign.services.sign_on import pages as sign_on_service
 from campaign.services.sign_on.moderation import ModerationError
 from campaign.services.statements.statements import StatementError
 from campaign.web.access import allow, signed_in_user
-from campaign.web.params import row_id
 
 bp = Blueprint("sign_on_admin", __name__, url_prefix="/statements/<int:statement_id>/sign-on")
 

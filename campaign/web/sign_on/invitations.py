@@ -26,7 +26,7 @@ def _render(
     form: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
 ) -> Any:
-    reminder = invitations.reminder_of(sign_on) if sign_on else None
+    reminder = sign_on_service.reminder_of(sign_on) if sign_on else None
     return render_template(
         "sign_on/invitations.html",
         statement=statement,
@@ -34,7 +34,7 @@ def _render(
         address=invitations.sign_on_address(sign_on) if sign_on else "",
         closed_reason=sign_on_service.closed_reason(sign_on) if sign_on else "",
         reminder=reminder if reminder is not None and reminder.is_enabled else None,
-        reminder_due=invitations.reminder_due(sign_on) if sign_on else None,
+        reminder_due=sign_on_service.reminder_due(sign_on) if sign_on else None,
         invitees=invitations.invitees(sign_on) if sign_on else [],
         choices=audience_choices(),
         has_admin_page="sign_on_admin.index" in current_app.view_functions,

@@ -2,7 +2,8 @@
 
 A statement that loops `{% for case in cases %}` merges the cases linked to a campaign; the
 preview takes them from a campaign that uses the statement (by default the most recent
-one with linked cases), so the letter shows as that campaign would send it.
+one with linked cases), so the letter shows as that campaign would send it; the rule is
+services/statements/previews.py's `cases_campaign`.
 """
 
 from __future__ import annotations
@@ -26,30 +27,29 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from sqlalchemy import Select, exists, or_, select
+from sqlalchemy import Select
 
 from campaign.extensions import db
 from campaign.i18n import language_name
 from campaign.letters.letter import LanguageUnavailable
-from campaign.models import Campaign, CampaignStep, Contact, Role, Statement, campaign_cases
+from campaign.models import Campaign, Contact, Role, Statement
+from campaign.params import row_id
 from campaign.services.contacts.audiences import audience_choices, find_audience
 from campaign.services.schedules.cases import cases_context
-from campaign.services.statements.complete_letters import (
-    ComposedLetter,
-    LetterNotSent,
-    compose_letter,
-    send_test_letter,
-)
+from campaign.services.sending.letter_tests import LetterNotSent, send_preview_test_letter
+from campaign.services.statements.complete_letters import ComposedLetter, compose_letter
 from campaign.services.statements.previews import (
     MAX_RESULTS,
+    NO_CASES,
     campaign_audience,
+    campaigns_using,
+    cases_campaign,
     clean_query,
     neighbours,
     recipient_warnings,
     search_recipients,
 )
 from campaign.web.access import allow, signed_in_user
-from campaign.web.params import row_id
 
 bp = Blueprint("previews", __name__, url_prefix="/statements/<int:statement_id>/preview")
 
@@ -98,39 +98,6 @@ def _contact() -> Contact:
     return _found_contact(request.args.get("contact"))
 
 
-# The "Cases from campaign" chooser's value for "no campaign: merge no cases".
-NO_CASES = "none"
-
-
-def _campaigns_using(statement: Statement) -> list[tuple[Campaign, bool]]:
-    """Campaigns whose first letter or a follow-up is this statement, newest first, each
-    with whether it has linked cases."""
-    has_cases = exists().where(campaign_cases.c.campaign_id == Campaign.id)
-    in_step = exists().where(
-        CampaignStep.campaign_id == Campaign.id, CampaignStep.statement_id == statement.id
-    )
-    query = (
-        select(Campaign, has_cases)
-        .where(or_(Campaign.statement_id == statement.id, in_step))
-        .order_by(Campaign.created_at.desc(), Campaign.id.desc())
-    )
-    return [(campaign, bool(linked)) for campaign, linked in db.session.execute(query)]
-
-
-def _cases_campaign(
-    statement: Statement, raw: str | None, using: list[tuple[Campaign, bool]] | None = None
-) -> Campaign | None:
-    """The campaign whose cases the preview merges: the chosen one (if it uses the statement),
-    none when "none" is chosen, else the most recent one with linked cases."""
-    using = _campaigns_using(statement) if using is None else using
-    if raw == NO_CASES:
-        return None
-    chosen = row_id(raw)
-    if chosen is not None:
-        return next((campaign for campaign, _ in using if campaign.id == chosen), None)
-    return next((campaign for campaign, linked in using if linked), None)
-
-
 def _compose(
     statement: Statement,
     contact: Contact,
@@ -147,7 +114,7 @@ def _compose(
 
 
 def _args_campaign(statement: Statement) -> Campaign | None:
-    return _cases_campaign(statement, request.args.get("cases_from"))
+    return cases_campaign(statement, request.args.get("cases_from"))
 
 
 @dataclass(frozen=True)
@@ -189,7 +156,7 @@ def _chosen_audience(
 @allow(Role.EDITOR)
 def show(statement_id: int) -> Any:
     statement = db.get_or_404(Statement, statement_id)
-    using = _campaigns_using(statement)
+    using = campaigns_using(statement)
     choices = _audience_choices(using)
     audience = _chosen_audience(choices, using)
     q = clean_query(request.args.get("q"))
@@ -201,7 +168,7 @@ def show(statement_id: int) -> Any:
     before = after = None
     if contact is not None and audience is not None:
         before, after = neighbours(audience.query, contact, q)
-    cases_from = _cases_campaign(statement, request.args.get("cases_from"), using)
+    cases_from = cases_campaign(statement, request.args.get("cases_from"), using)
     composed = _compose(statement, contact, cases_from=cases_from) if contact is not None else None
     warnings = (
         recipient_warnings(
@@ -250,7 +217,7 @@ def recipients(statement_id: int) -> Any:
     """The recipient list for a search and an audience, as the page's fragment (for the
     search box and the audience chooser, which refresh it as one types or chooses)."""
     statement = db.get_or_404(Statement, statement_id)
-    using = _campaigns_using(statement)
+    using = campaigns_using(statement)
     audience = _chosen_audience(_audience_choices(using), using)
     q = clean_query(request.args.get("q"))
     found = search_recipients(audience.query, q) if audience is not None else None
@@ -343,10 +310,10 @@ def send_test(statement_id: int) -> Any:
         q=request.form.get("q") or None,
         cases_from=request.form.get("cases_from") or None,
     )
-    cases_from = _cases_campaign(statement, request.form.get("cases_from"))
+    cases_from = cases_campaign(statement, request.form.get("cases_from"))
     cases = cases_context(cases_from) if cases_from is not None else []
     try:
-        send_test_letter(
+        send_preview_test_letter(
             statement,
             contact,
             to=current_user.email,

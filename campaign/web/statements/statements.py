@@ -20,7 +20,6 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
-from flask_login import current_user
 from sqlalchemy import func, select
 
 from campaign.extensions import db
@@ -38,6 +37,7 @@ from campaign.models import (
     StatementVersion,
     User,
 )
+from campaign.params import row_id
 from campaign.services.statements import previews as preview_service
 from campaign.services.statements import statements as statement_service
 from campaign.services.statements.files import set_file_language
@@ -47,8 +47,7 @@ from campaign.services.statements.statements import (
     TRANSLATION_LABELS,
     StatementError,
 )
-from campaign.web.access import allow, signed_in_user
-from campaign.web.params import row_id
+from campaign.web.access import allow, may, signed_in_user
 from campaign.web.statements.previews import FRAME_POLICY
 
 bp = Blueprint("statements", __name__, url_prefix="/statements")
@@ -324,7 +323,7 @@ def add_language(statement_id: int) -> Any:
 
 def _samples(statement: Statement) -> list[Contact]:
     """The readers the editor offers for its live letter (editors only)."""
-    if not (current_user.is_authenticated and current_user.role_enum.includes(Role.EDITOR)):
+    if not may(Role.EDITOR):
         return []
     return preview_service.sample_recipients(statement)
 
