@@ -350,10 +350,10 @@ def client(app: Flask) -> FlaskClient:
 
 
 def make_user(role: Role, email: str | None = None) -> User:
-    from campaign.services.accounts.users import create_user
+    """A committed staff account of `role` (`UserFactory`), by default `<role>@example.org`."""
+    from tests.factories import UserFactory
 
-    user = create_user(email or f"{role.value}@example.org", TEST_PASSWORD, role)
-    db.session.commit()
+    user: User = UserFactory(role=role, email=email or f"{role.value}@example.org", commit=True)
     return user
 
 

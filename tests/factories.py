@@ -39,8 +39,7 @@ from campaign.models import (
     Statement,
     User,
 )
-
-TEST_PASSWORD = "correct horse battery staple"  # the one tests/conftest.py signs in with
+from tests.conftest import TEST_PASSWORD  # the password `sign_in` signs in with
 
 # A letter body every check accepts: a salutation, a paragraph, a closing and a name.
 BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n\nAnna Sample\n"
@@ -81,31 +80,63 @@ class ContactFactory(ServiceFactory):
         return create_contact(fields)
 
 
+class AmbassadorFactory(ContactFactory):
+    """Anna Berg, an ambassador in France who reads English: the reader of the letter tests,
+    mostly unsaved (`AmbassadorFactory.build(languages="ru")` is a `Contact` not in the
+    session)."""
+
+    email = factory.Sequence(lambda n: f"amb{n}@embassy.example")
+    given_name = "Anna"
+    family_name = "Berg"
+    grammatical_gender = "f"
+    role_type = "ambassador"
+    languages = "en"
+    location_country = "FR"
+
+
+def _contact_for(person: Contact | str | Mapping[str, Any], family_name: str) -> Contact:
+    """The Contact row itself; for an address, the contact that has it or a new one; for a
+    mapping of fields, a new contact."""
+    from campaign.services.contacts.contacts import find_by_email
+
+    if isinstance(person, Contact):
+        return person
+    if isinstance(person, str):
+        return find_by_email(person) or ContactFactory(email=person, family_name=family_name)
+    return ContactFactory(**{"family_name": family_name, **person})
+
+
 class ContactListFactory(ServiceFactory):
-    """A list through `create_list`; `contacts` (Contact rows or addresses) become members."""
+    """A list through `create_list`; `contacts` become members: Contact rows, addresses (the
+    contact that has the address, else a new one) or a new contact's fields (a mapping)."""
 
     class Meta:
         model = ContactList
 
     name = factory.Sequence(lambda n: f"List {n}")
-    contacts: Iterable[Contact | str] = ()
+    contacts: Iterable[Contact | str | Mapping[str, Any]] = ()
 
     @classmethod
-    def _make(cls, *, name: str, contacts: Iterable[Contact | str] = (), **rest: Any) -> Any:
+    def _make(
+        cls,
+        *,
+        name: str,
+        contacts: Iterable[Contact | str | Mapping[str, Any]] = (),
+        family_name: str = "Doe",
+        **rest: Any,
+    ) -> Any:
         from campaign.services.contacts import lists
 
         contact_list = lists.create_list(name, **rest)
-        members = [
-            person if isinstance(person, Contact) else ContactFactory(email=person)
-            for person in contacts
-        ]
+        members = [_contact_for(person, family_name) for person in contacts]
         lists.add_contacts(contact_list, [person.id for person in members])
         return contact_list
 
 
 class StatementFactory(ServiceFactory):
     """A statement through `create_statement`; `translations` maps a language to its
-    (subject, body), each added with `set_text`."""
+    (subject, body), each added with `set_text`; `signatories` (field mappings) are added
+    with `add_signatory`, in order."""
 
     class Meta:
         model = Statement
@@ -115,54 +146,66 @@ class StatementFactory(ServiceFactory):
     subject = "S"
     body = BODY
     translations: Mapping[str, tuple[str, str]] = {}
+    signatories: Iterable[Mapping[str, Any]] = ()
 
     @classmethod
     def _make(
-        cls, *, title: str, translations: Mapping[str, tuple[str, str]] | None = None, **text: Any
+        cls,
+        *,
+        title: str,
+        translations: Mapping[str, tuple[str, str]] | None = None,
+        signatories: Iterable[Mapping[str, Any]] = (),
+        **text: Any,
     ) -> Statement:
         from campaign.services.statements import statements
 
         statement = statements.create_statement(title, **text)
         for language, (subject, body) in (translations or {}).items():
             statements.set_text(statement, language=language, subject=subject, body=body)
+        for signatory in signatories:
+            statements.add_signatory(statement, dict(signatory))
         return statement
 
 
 class CampaignFactory(ServiceFactory):
     """A draft through `create_campaign`, written to one list: `contact_list` if given,
-    else a new list of `recipients` (Contact rows or addresses, family name "X"). Its
-    statement is titled after it (`statement__body=...` sets the statement's fields)."""
+    else a new list of `recipients` (as `ContactListFactory`'s `contacts`; new contacts are
+    named "X" unless their fields say otherwise). Its
+    statement is titled after it (`statement__body=...` sets the statement's fields).
+    `launched=True` launches it too, with `launch_campaign` (its ledger rows written and
+    its sending queued, no pre-send check: the test wrote the letters); `launched=<a
+    datetime>` launches it at that time."""
 
     class Meta:
         model = Campaign
 
     name = "Joint letter"
     statement = factory.SubFactory(StatementFactory, title=factory.SelfAttribute("..name"))
-    recipients: Iterable[Contact | str] = ("a@example.org",)
+    recipients: Iterable[Contact | str | Mapping[str, Any]] = ("a@example.org",)
     contact_list = None
+    launched = False
 
     @classmethod
     def _make(
         cls,
         *,
         statement: Statement,
-        recipients: Iterable[Contact | str] = (),
+        recipients: Iterable[Contact | str | Mapping[str, Any]] = (),
         contact_list: ContactList | None = None,
+        launched: bool | datetime = False,
         **options: Any,
     ) -> Campaign:
         from campaign.services.sending import campaigns
         from campaign.services.sending.campaigns import AudienceSpec
 
         if contact_list is None:
-            people = [
-                person
-                if isinstance(person, Contact)
-                else ContactFactory(email=person, family_name="X")
-                for person in recipients
-            ]
-            contact_list = ContactListFactory(contacts=people)
+            contact_list = ContactListFactory(contacts=recipients, family_name="X")
         audience = AudienceSpec((f"list:{contact_list.id}",))
-        return campaigns.create_campaign(statement, audience=audience, **options)
+        campaign = campaigns.create_campaign(statement, audience=audience, **options)
+        if launched:
+            at = launched if isinstance(launched, datetime) else None
+            assert campaigns.launch_campaign(campaign, at=at), "the new campaign did not launch"
+        return campaign
 
 
 class UserFactory(ServiceFactory):
@@ -183,14 +226,18 @@ class UserFactory(ServiceFactory):
 
 
 class SmtpAccountFactory(ServiceFactory):
-    """An SMTP account through `create_account` (no password unless given)."""
+    """An SMTP account through `create_account` (no password unless given); `server=` a
+    test server (anything with `host` and `port`) points it there."""
 
     class Meta:
         model = SmtpAccount
 
+    class Params:
+        server = None
+
     name = factory.Sequence(lambda n: f"Relay {n}")
-    host = "127.0.0.1"
-    port = 587
+    host = factory.LazyAttribute(lambda o: o.server.host if o.server else "127.0.0.1")
+    port = factory.LazyAttribute(lambda o: o.server.port if o.server else 587)
     security = "starttls"
 
     @classmethod
@@ -242,13 +289,20 @@ class DeliveryFactory(_RowFactory):
 
 
 class InboundMessageFactory(_RowFactory):
-    """A stored inbound message (a reply unless told), as the intake leaves it."""
+    """A stored inbound message (a reply unless told), as the intake leaves it; with
+    `delivery=`, matched to that letter and sent from its address."""
 
     class Meta:
         model = InboundMessage
 
+    class Params:
+        delivery = None
+
     source = "file"
     source_key = factory.Sequence(lambda n: f"test-{n}")
     kind = InboundKind.REPLY.value
-    from_address = factory.Sequence(lambda n: f"sender{n}@example.org")
+    delivery_id = factory.LazyAttribute(lambda o: o.delivery.id if o.delivery else None)
+    from_address = factory.LazyAttributeSequence(
+        lambda o, n: o.delivery.email if o.delivery else f"sender{n}@example.org"
+    )
     received_at = factory.LazyFunction(lambda: datetime.now(UTC))

@@ -23,7 +23,7 @@ from flask_babel import force_locale
 from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import AuditEvent, ImapMailbox, Role, SmtpAccount
+from campaign.models import AuditEvent, ImapMailbox, Role
 from campaign.services.replies import mailboxes
 from campaign.services.sending import connection_tests
 from campaign.services.sending.connection_tests import (
@@ -32,6 +32,7 @@ from campaign.services.sending.connection_tests import (
 )
 from campaign.services.sending.smtp_accounts import AccountFields, create_account
 from tests import servers
+from tests.factories import SmtpAccountFactory
 from tests.fault_smtp import FaultSmtpServer
 from tests.tls_ca import CertificateAuthority
 
@@ -61,19 +62,11 @@ def relay(certificates: dict[str, Any]) -> Iterator[FaultSmtpServer]:
     server.stop()
 
 
-def _account(server_port: int, password: str = PASSWORD, security: str = "starttls") -> SmtpAccount:
-    account = create_account(
-        AccountFields(
-            name=f"Relay {uuid.uuid4().hex[:6]}",
-            host="127.0.0.1",
-            port=server_port,
-            security=security,
-            username=USER,
-            password=password,
-        )
-    )
-    db.session.commit()
-    return account
+class RelayAccountFactory(SmtpAccountFactory):
+    """An account with the login the `relay` fixture requires."""
+
+    username = USER
+    password = PASSWORD
 
 
 def _steps(report: Any) -> list[tuple[str, bool, str]]:
@@ -83,7 +76,7 @@ def _steps(report: Any) -> list[tuple[str, bool, str]]:
 def test_a_good_smtp_account_passes_every_step_and_nothing_is_sent(
     app: Flask, relay: FaultSmtpServer
 ) -> None:
-    account = _account(relay.port)
+    account = RelayAccountFactory(server=relay, commit=True)
     report = check_smtp_connection(account, "office@example.org")
     db.session.commit()
     names = [name for name, _ok, _detail in _steps(report)]
@@ -105,7 +98,9 @@ def test_a_good_smtp_account_passes_every_step_and_nothing_is_sent(
 
 
 def test_a_wrong_password_says_the_login_was_refused(app: Flask, relay: FaultSmtpServer) -> None:
-    report = check_smtp_connection(_account(relay.port, password="wrong-password-9"), "")
+    report = check_smtp_connection(
+        RelayAccountFactory(server=relay, password="wrong-password-9", commit=True), ""
+    )
     steps = _steps(report)
     assert not report.is_ok
     assert steps[-1][0] == f"Log in as {USER}" and steps[-1][1] is False
@@ -114,7 +109,7 @@ def test_a_wrong_password_says_the_login_was_refused(app: Flask, relay: FaultSmt
 
 
 def test_a_port_nobody_listens_on_says_so(app: Flask) -> None:
-    report = check_smtp_connection(_account(servers.free_port()), "")
+    report = check_smtp_connection(RelayAccountFactory(port=servers.free_port(), commit=True), "")
     name, ok, detail = _steps(report)[-1]
     assert name.startswith("Connect to 127.0.0.1:") and not ok
     assert "nothing answers on 127.0.0.1:" in detail and "connection refused" in detail
@@ -126,7 +121,7 @@ def test_a_certificate_for_another_host_is_named_and_no_password_is_sent(
     server = FaultSmtpServer(starttls=certificates["wrong_host"].server_context()).start()
     try:
         server.require_auth(USER, PASSWORD)
-        report = check_smtp_connection(_account(server.port), "")
+        report = check_smtp_connection(RelayAccountFactory(server=server, commit=True), "")
         name, ok, detail = _steps(report)[-1]
         assert name == "Secure the connection (STARTTLS)" and not ok
         assert f"the certificate of 127.0.0.1:{server.port} is for another host name" in detail
@@ -137,7 +132,9 @@ def test_a_certificate_for_another_host_is_named_and_no_password_is_sent(
 
 def test_a_relay_refusing_the_from_is_quoted(app: Flask, relay: FaultSmtpServer) -> None:
     relay.fail(553, "5.7.1 Sender address rejected: not owned by user office", stage="mail")
-    report = check_smtp_connection(_account(relay.port), "someone@elsewhere.example")
+    report = check_smtp_connection(
+        RelayAccountFactory(server=relay, commit=True), "someone@elsewhere.example"
+    )
     name, ok, detail = _steps(report)[-1]
     assert name == "Ask the server to accept mail from someone@elsewhere.example" and not ok
     assert detail == (
@@ -149,7 +146,7 @@ def test_a_relay_refusing_the_from_is_quoted(app: Flask, relay: FaultSmtpServer)
 def test_the_smtp_page_and_the_command_test_an_account(
     app: Flask, client: FlaskClient, login: Any, relay: FaultSmtpServer
 ) -> None:
-    account = _account(relay.port)
+    account = RelayAccountFactory(server=relay, commit=True)
     login(Role.ADMIN)
     listing = client.get("/smtp-accounts/").get_data(as_text=True)
     assert f"/smtp-accounts/{account.id}/test" in listing
@@ -161,7 +158,7 @@ def test_the_smtp_page_and_the_command_test_an_account(
     assert "The connection works; no message was sent." in page
     # The plain-text setting in words, not a label in brackets ("(None (plain text))").
     assert "secures the connection with STARTTLS" in page
-    plain = _account(relay.port, security="none")
+    plain = RelayAccountFactory(server=relay, security="none", commit=True)
     form = client.get(f"/smtp-accounts/{plain.id}/test").get_data(as_text=True)
     assert "without encryption (plain text)" in form and "(None (" not in form
     assert "Ask the server to accept mail from office@example.org" in page
@@ -321,7 +318,9 @@ def test_a_server_that_never_ends_its_answer_is_cut_at_the_deadline(
         b"* OK [CAPABILITY IMAP4rev1] ready\r\n", b"* OK still thinking\r\n", on_command=True
     )
     try:
-        report = check_smtp_connection(_account(smtp.port, security="none"), "office@example.org")
+        report = check_smtp_connection(
+            RelayAccountFactory(port=smtp.port, security="none", commit=True), "office@example.org"
+        )
         name, ok, detail = _steps(report)[-1]
         assert name == f"Connect to 127.0.0.1:{smtp.port}" and not ok
         assert "did not finish within the 1 s a test may take" in detail
@@ -350,7 +349,7 @@ def test_a_server_that_never_ends_its_answer_is_cut_at_the_deadline(
 def test_a_from_that_is_not_one_plain_address_is_a_failed_step(
     app: Flask, client: FlaskClient, login: Any, relay: FaultSmtpServer
 ) -> None:
-    account = _account(relay.port)
+    account = RelayAccountFactory(server=relay, commit=True)
     broken = check_smtp_connection(account, "office@example.org\r\nRCPT TO:<x@example.net>")
     assert _steps(broken) == [
         (
@@ -408,8 +407,10 @@ def test_no_password_in_the_audit_or_the_log_and_the_failed_step_is_a_code(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    check_smtp_connection(_account(relay.port), "office@example.org")
-    check_smtp_connection(_account(relay.port, password="wrong-password-9"), "")
+    check_smtp_connection(RelayAccountFactory(server=relay, commit=True), "office@example.org")
+    check_smtp_connection(
+        RelayAccountFactory(server=relay, password="wrong-password-9", commit=True), ""
+    )
     mailbox = _mailbox(imap_server)
     check_mailbox_connection(mailbox)
     check_mailbox_connection(_mailbox(imap_server, password="not-the-password"))

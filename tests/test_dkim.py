@@ -31,10 +31,20 @@ from campaign.services.sending import batches as sending
 from campaign.services.sending import campaigns, notices, smtp_accounts
 from campaign.services.sending.campaigns import AudienceSpec
 from campaign.services.statements import statements
+from tests.factories import CampaignFactory, SmtpAccountFactory
 from tests.fault_smtp import FaultSmtpServer
 
 Login = Callable[[Role], User]
 FROM = "Human Rights Office <office@example.org>"
+# The letters the relay signs (a name with accents, a body the tampering test changes):
+# `CampaignFactory(**LETTER, recipients=..., smtp_account=account, launched=True)`.
+LETTER: dict[str, Any] = {
+    "name": "Défenseurs 2026",
+    "statement__title": "Joint letter",
+    "statement__subject": "Release the defenders",
+    "statement__body": "{{ salutation }}\n\nRelease the defenders.\n\n{{ closing }}\n",
+    "from_address": FROM,
+}
 
 
 @pytest.fixture
@@ -64,44 +74,8 @@ def dns_from_record(printed: str) -> Callable[..., bytes]:
     return lookup
 
 
-def _account(fault_smtp: FaultSmtpServer, name: str = "Relay") -> SmtpAccount:
-    account = smtp_accounts.create_account(
-        smtp_accounts.AccountFields(
-            name=name, host=fault_smtp.host, port=fault_smtp.port, security="none"
-        )
-    )
-    db.session.commit()
-    return account
-
-
 def _cli(app: Flask, *args: str) -> Any:
     return app.test_cli_runner().invoke(args=["dkim-key", *args])
-
-
-def _launch(count: int, account: SmtpAccount | None, **options: Any) -> Campaign:
-    statement = statements.create_statement(
-        "Joint letter",
-        language="en",
-        subject="Release the defenders",
-        body="{{ salutation }}\n\nRelease the defenders.\n\n{{ closing }}\n",
-    )
-    contact_list = lists.create_list(f"List {uuid.uuid4().hex[:6]}")
-    ids = [
-        create_contact({"email": f"p{n}@example.net", "family_name": f"Person{n}"}).id
-        for n in range(count)
-    ]
-    lists.add_contacts(contact_list, ids)
-    campaign = campaigns.create_campaign(
-        statement,
-        name="Défenseurs 2026",
-        audience=AudienceSpec((f"list:{contact_list.id}",)),
-        from_address=FROM,
-        smtp_account=account,
-        **options,
-    )
-    assert campaigns.launch_campaign(campaign)
-    db.session.commit()
-    return campaign
 
 
 def _send_all(campaign_id: int) -> None:
@@ -117,7 +91,7 @@ def _send_all(campaign_id: int) -> None:
 def test_the_command_makes_a_key_stores_it_encrypted_and_prints_the_record(
     app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
-    account = _account(fault_smtp)
+    account = SmtpAccountFactory(name="Relay", server=fault_smtp, security="none", commit=True)
     result = _cli(app, "Relay", "--selector", "s2026", "--domain", "Example.org")
     assert result.exit_code == 0, result.output
     assert 's2026._domainkey.example.org. IN TXT ( "v=DKIM1; k=rsa; p=MIIBIjAN' in result.output
@@ -167,7 +141,7 @@ def test_bad_keys_and_selectors_are_refused_and_nothing_is_stored(
     content: str | None,
     message: str,
 ) -> None:
-    account = _account(fault_smtp)
+    account = SmtpAccountFactory(name="Relay", server=fault_smtp, security="none", commit=True)
     if content is not None:
         path = tmp_path / "key.pem"
         if content == "rsa1024":
@@ -201,7 +175,7 @@ def test_bad_keys_and_selectors_are_refused_and_nothing_is_stored(
 def test_an_imported_ed25519_key_signs_and_verifies(
     app: Flask, fault_smtp: FaultSmtpServer, tmp_path: Path
 ) -> None:
-    _account(fault_smtp)
+    SmtpAccountFactory(name="Relay", server=fault_smtp, security="none", commit=True)
     path = tmp_path / "ed.pem"
     path.write_text(dkim.generate_key("ed25519"))
     result = _cli(
@@ -210,7 +184,13 @@ def test_an_imported_ed25519_key_signs_and_verifies(
     assert result.exit_code == 0, result.output
     assert "k=ed25519; p=" in result.output
     account = db.session.scalars(select(SmtpAccount)).one()
-    campaign = _launch(3, account)
+    campaign = CampaignFactory(
+        **LETTER,
+        recipients=[f"p{n}@example.net" for n in range(3)],
+        smtp_account=account,
+        launched=True,
+        commit=True,
+    )
     _send_all(campaign.id)
     received = fault_smtp.messages
     assert len(received) == 3
@@ -226,11 +206,17 @@ def test_an_imported_ed25519_key_signs_and_verifies(
 def test_a_hundred_letters_arrive_signed_and_a_changed_body_fails(
     app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
-    account = _account(fault_smtp)
+    account = SmtpAccountFactory(name="Relay", server=fault_smtp, security="none", commit=True)
     result = _cli(app, "Relay", "--selector", "letters", "--domain", "example.org")
     assert result.exit_code == 0, result.output
     dns = dns_from_record(result.output)
-    campaign = _launch(100, account)
+    campaign = CampaignFactory(
+        **LETTER,
+        recipients=[f"p{n}@example.net" for n in range(100)],
+        smtp_account=account,
+        launched=True,
+        commit=True,
+    )
     _send_all(campaign.id)
     received = fault_smtp.messages
     assert len(received) == 100
@@ -306,12 +292,18 @@ def test_a_key_that_cannot_be_used_stops_the_mail_instead_of_sending_it_unsigned
             recipients=["a@example.net"],
         )
     # An account whose stored key no longer decrypts (SECRET_KEY changed): paused, unsent.
-    account = _account(fault_smtp)
+    account = SmtpAccountFactory(name="Relay", server=fault_smtp, security="none", commit=True)
     assert _cli(app, "Relay", "--selector", "old", "--domain", "example.org").exit_code == 0
     db.session.refresh(account)
     account.dkim_private_key_encrypted = "gAAAAA" + account.dkim_private_key_encrypted[6:][::-1]
     db.session.commit()
-    campaign = _launch(2, account)
+    campaign = CampaignFactory(
+        **LETTER,
+        recipients=[f"p{n}@example.net" for n in range(2)],
+        smtp_account=account,
+        launched=True,
+        commit=True,
+    )
     _send_all(campaign.id)
     assert fault_smtp.messages == []
     db.session.expire_all()
@@ -323,7 +315,7 @@ def test_a_key_that_cannot_be_used_stops_the_mail_instead_of_sending_it_unsigned
 def test_the_launch_check_warns_when_the_key_does_not_align_with_from(
     app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
-    account = _account(fault_smtp)
+    account = SmtpAccountFactory(name="Relay", server=fault_smtp, security="none", commit=True)
     assert _cli(app, "Relay", "--selector", "s1", "--domain", "other.example").exit_code == 0
     statement = statements.create_statement("T", language="en", subject="S", body="Hi\n")
     contact_list = lists.create_list("L")
@@ -350,7 +342,7 @@ def test_the_launch_check_warns_when_the_key_does_not_align_with_from(
 def test_only_admins_see_or_change_a_key(
     client: FlaskClient, login: Login, app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
-    account = _account(fault_smtp)
+    account = SmtpAccountFactory(name="Relay", server=fault_smtp, security="none", commit=True)
     login(Role.SENDER)
     assert client.get(f"/smtp-accounts/{account.id}/dkim").status_code == 403
     form = {"selector": "s1", "domain": "example.org", "algorithm": "rsa"}
@@ -363,7 +355,7 @@ def test_only_admins_see_or_change_a_key(
 def test_the_account_page_shows_the_record_never_the_key_and_admins_manage_it(
     client: FlaskClient, login: Login, app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
-    account = _account(fault_smtp)
+    account = SmtpAccountFactory(name="Relay", server=fault_smtp, security="none", commit=True)
     login(Role.ADMIN)
     bad = client.post(
         f"/smtp-accounts/{account.id}/dkim",

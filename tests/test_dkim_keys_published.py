@@ -21,8 +21,9 @@ from campaign.labels import label
 from campaign.models import Campaign, CampaignStatus, Role, SmtpAccount, User
 from campaign.scheduling import stored_text
 from campaign.services.sending import smtp_accounts
+from tests.factories import CampaignFactory, SmtpAccountFactory
 from tests.fault_smtp import FaultSmtpServer
-from tests.test_dkim import FROM, _account, _cli, _launch, _send_all
+from tests.test_dkim import FROM, LETTER, _cli, _send_all
 
 Login = Callable[[Role], User]
 
@@ -60,7 +61,7 @@ def _record(account: SmtpAccount) -> str:
 def test_a_new_key_under_the_live_or_an_earlier_selector_is_refused(
     client: FlaskClient, login: Login, app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
-    account = _account(fault_smtp)
+    account = SmtpAccountFactory(name="Relay", server=fault_smtp, security="none", commit=True)
     login(Role.ADMIN)
     assert _make(client, account, "web1").status_code == 302
     live = _record(account)
@@ -86,7 +87,7 @@ def test_a_new_key_under_the_live_or_an_earlier_selector_is_refused(
 def test_the_page_shows_host_type_and_the_plain_value_of_an_rsa_record(
     client: FlaskClient, login: Login, app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
-    account = _account(fault_smtp)
+    account = SmtpAccountFactory(name="Relay", server=fault_smtp, security="none", commit=True)
     login(Role.ADMIN)
     assert _make(client, account, "web1").status_code == 302
     page = client.get(f"/smtp-accounts/{account.id}/dkim").get_data(as_text=True)
@@ -108,7 +109,7 @@ def test_ed25519_is_explained_and_an_ed25519_only_account_is_warned(
     with app.test_request_context():
         text = str(label("ed25519", "dkim_algorithm"))
     assert "add an RSA key" not in text and "Gmail" in text
-    account = _account(fault_smtp)
+    account = SmtpAccountFactory(name="Relay", server=fault_smtp, security="none", commit=True)
     login(Role.ADMIN)
     response = client.get(f"/smtp-accounts/{account.id}/dkim")
     assert response.status_code == 200
@@ -176,12 +177,18 @@ def test_messages_say_things_in_words(
     app.config["DKIM_DOMAIN"] = ""
     # A key that cannot be read pauses the campaign with a reason kept as a message, so
     # that staff read it in their own language.
-    account = _account(fault_smtp)
+    account = SmtpAccountFactory(name="Relay", server=fault_smtp, security="none", commit=True)
     assert _cli(app, "Relay", "--selector", "old", "--domain", "example.org").exit_code == 0
     db.session.refresh(account)
     account.dkim_private_key_encrypted = "gAAAAA" + account.dkim_private_key_encrypted[6:][::-1]
     db.session.commit()
-    campaign = _launch(1, account)
+    campaign = CampaignFactory(
+        **LETTER,
+        recipients=["p0@example.net"],
+        smtp_account=account,
+        launched=True,
+        commit=True,
+    )
     _send_all(campaign.id)
     db.session.expire_all()
     stored = db.session.get(Campaign, campaign.id)
@@ -194,7 +201,7 @@ def test_messages_say_things_in_words(
 def test_removing_a_key_asks_first_and_says_when_to_delete_the_record(
     client: FlaskClient, login: Login, app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
-    account = _account(fault_smtp)
+    account = SmtpAccountFactory(name="Relay", server=fault_smtp, security="none", commit=True)
     login(Role.ADMIN)
     assert _make(client, account, "web1").status_code == 302
     page = html.unescape(client.get(f"/smtp-accounts/{account.id}/dkim").get_data(as_text=True))
@@ -205,7 +212,7 @@ def test_removing_a_key_asks_first_and_says_when_to_delete_the_record(
 def test_the_key_file_import_says_to_delete_the_plaintext_file(
     app: Flask, fault_smtp: FaultSmtpServer, tmp_path: Path
 ) -> None:
-    _account(fault_smtp)
+    SmtpAccountFactory(name="Relay", server=fault_smtp, security="none", commit=True)
     key_file = tmp_path / "key.pem"
     key_file.write_text(dkim.generate_key("rsa"))
     result = _cli(app, "Relay", "--selector", "imp1", "--key-file", str(key_file))

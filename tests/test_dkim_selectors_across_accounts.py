@@ -19,8 +19,9 @@ from campaign import dkim
 from campaign.extensions import db
 from campaign.models import Role, SmtpAccount, User
 from campaign.services.sending import smtp_accounts
+from tests.factories import SmtpAccountFactory
 from tests.fault_smtp import FaultSmtpServer
-from tests.test_dkim import FROM, _account, _cli
+from tests.test_dkim import FROM, _cli
 
 Login = Callable[[Role], User]
 DOMAIN = "ngo.example.net"
@@ -48,8 +49,8 @@ def _key(account: SmtpAccount) -> tuple[str, str, str]:
 def test_two_accounts_on_one_domain_get_different_default_selectors(
     app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
-    postfix = _account(fault_smtp, "postfix")
-    relay = _account(fault_smtp, "relay3")
+    postfix = SmtpAccountFactory(name="postfix", server=fault_smtp, security="none", commit=True)
+    relay = SmtpAccountFactory(name="relay3", server=fault_smtp, security="none", commit=True)
     first = _cli(app, "postfix", "--domain", DOMAIN)
     second = _cli(app, "relay3", "--domain", DOMAIN)
     assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
@@ -65,8 +66,8 @@ def test_two_accounts_on_one_domain_get_different_default_selectors(
 def test_a_selector_another_account_holds_or_held_is_refused(
     app: Flask, client: FlaskClient, login: Login, fault_smtp: FaultSmtpServer
 ) -> None:
-    postfix = _account(fault_smtp, "postfix")
-    relay = _account(fault_smtp, "relay3")
+    postfix = SmtpAccountFactory(name="postfix", server=fault_smtp, security="none", commit=True)
+    relay = SmtpAccountFactory(name="relay3", server=fault_smtp, security="none", commit=True)
     assert _cli(app, "postfix", "--selector", "s1", "--domain", DOMAIN).exit_code == 0
     result = _cli(app, "relay3", "--selector", "S1", "--domain", DOMAIN)
     assert result.exit_code != 0
@@ -98,7 +99,7 @@ def test_the_default_accounts_selector_is_not_given_to_an_account(
     app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
     app.config.update(DKIM_DOMAIN=DOMAIN, DKIM_SELECTOR=dkim.default_selector())
-    relay = _account(fault_smtp, "relay3")
+    relay = SmtpAccountFactory(name="relay3", server=fault_smtp, security="none", commit=True)
     refused = _cli(app, "relay3", "--selector", dkim.default_selector(), "--domain", DOMAIN)
     assert (
         refused.exit_code != 0 and "the default account (CAMPAIGN_DKIM_SELECTOR)" in refused.output
@@ -112,7 +113,7 @@ def test_the_default_accounts_selector_is_not_given_to_an_account(
 def test_the_default_account_takes_no_selector_of_an_account(
     app: Flask, fault_smtp: FaultSmtpServer, tmp_path: Path
 ) -> None:
-    _account(fault_smtp, "postfix")
+    SmtpAccountFactory(name="postfix", server=fault_smtp, security="none", commit=True)
     assert _cli(app, "postfix", "--domain", DOMAIN).exit_code == 0
     out = tmp_path / "default.pem"
     taken = dkim.default_selector()

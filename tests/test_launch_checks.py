@@ -17,20 +17,15 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from campaign.models import Campaign, CampaignStatus, Role
 from campaign.services.sending import campaigns
 from campaign.services.sending.campaigns import AudienceSpec, CampaignError
-from tests.factories import StatementFactory
-from tests.services.test_campaigns import BODY, _list
+from tests.factories import CampaignFactory, StatementFactory
+from tests.services.test_campaigns import BODY
 
 GOOD = {"PUBLIC_URL": "https://campaign.example.org", "MESSAGE_ID_DOMAIN": ""}
 
 
 def _campaign(from_address: str = "Office <office@example.org>", **options: Any) -> Campaign:
-    press = _list("Press", ["a@example.org"])
-    return campaigns.create_campaign(
-        StatementFactory(body=BODY),
-        audience=AudienceSpec((f"list:{press.id}",)),
-        from_address=from_address,
-        **options,
-    )
+    """A draft to a@example.org whose closing names nobody (BODY)."""
+    return CampaignFactory(statement__body=BODY, from_address=from_address, **options)
 
 
 @pytest.mark.parametrize(

@@ -21,14 +21,12 @@ from campaign.extensions import db
 from campaign.models import AuditEvent, Campaign, CampaignStatus, Delivery, Role
 from campaign.models.schedule import ScheduleKind
 from campaign.scheduling import tick
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
 from campaign.services.contacts.trash import purge_after_tick
 from campaign.services.replies import mailboxes
 from campaign.services.schedules.advocacy_calendar import email_reminders
 from campaign.services.sending import campaigns
-from campaign.services.sending.campaigns import AudienceSpec, CampaignError, PresendRefused
-from campaign.services.statements import statements
+from campaign.services.sending.campaigns import CampaignError, PresendRefused
+from tests.factories import CampaignFactory
 from tests.launching import confirm_launch
 
 # The closing names nobody: every reader's letter has an error (no signatory, no name).
@@ -37,18 +35,11 @@ SIGNED = UNSIGNED + "\nAnna Sample\n"
 
 
 def _campaign(body: str = UNSIGNED, people: int = 2) -> Campaign:
-    statement = statements.create_statement("Joint letter", language="en", subject="S", body=body)
-    press = lists.create_list("Press")
-    contacts = [
-        create_contact(
-            {"email": f"p{n}@example.org", "given_name": f"P{n}", "family_name": "Sample"}
-        )
+    readers = [
+        {"email": f"p{n}@example.org", "given_name": f"P{n}", "family_name": "Sample"}
         for n in range(people)
     ]
-    lists.add_contacts(press, [c.id for c in contacts])
-    campaign = campaigns.create_campaign(statement, audience=AudienceSpec((f"list:{press.id}",)))
-    db.session.commit()
-    return campaign
+    return CampaignFactory(statement__body=body, recipients=readers, commit=True)
 
 
 def _deliveries() -> int:

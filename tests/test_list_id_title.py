@@ -14,8 +14,9 @@ from flask import Flask
 
 from campaign.extensions import db
 from campaign.models import Campaign
+from tests.factories import CampaignFactory
 from tests.fault_smtp import FaultSmtpServer
-from tests.test_dkim import FROM, _launch, _send_all
+from tests.test_dkim import FROM, LETTER, _send_all
 
 
 @pytest.fixture
@@ -34,7 +35,12 @@ def app_overrides(app_overrides: dict[str, Any], fault_smtp: FaultSmtpServer) ->
 def test_list_id_names_the_statement_not_the_internal_campaign_name(
     app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
-    campaign = _launch(2, None)
+    campaign = CampaignFactory(
+        **LETTER,
+        recipients=[f"p{n}@example.net" for n in range(2)],
+        launched=True,
+        commit=True,
+    )
     stored = db.session.get(Campaign, campaign.id)
     assert stored is not None
     # Renamed and retitled after the launch: the letters keep the launched title.

@@ -25,6 +25,7 @@ from campaign.extensions import db
 from campaign.models import Delivery
 from campaign.services.schedules import advocacy_calendar as calendar_service
 from tests import servers
+from tests.factories import CampaignFactory
 from tests.sign_on.test_signing import (
     PUBLIC_URL,
     deliver,
@@ -33,7 +34,7 @@ from tests.sign_on.test_signing import (
     make_sign_on,
     submit,
 )
-from tests.web.test_unsubscribe import _launched_campaign
+from tests.web.test_unsubscribe import SENT_BY_RIGHTS_WATCH
 
 GUNICORN = Path(sys.executable).parent / "gunicorn"
 
@@ -51,7 +52,7 @@ def app_overrides(app_overrides: dict[str, Any]) -> dict[str, Any]:
 def _secret_requests(app: Flask) -> tuple[list[tuple[str, str]], list[str]]:
     """(method, path) of an unsubscribe, a sign-on page and its confirmation and a feed fetch,
     with the secrets they carry."""
-    campaign = _launched_campaign(["reader@example.org"])
+    campaign = CampaignFactory(recipients=["reader@example.org"], **SENT_BY_RIGHTS_WATCH)
     delivery = db.session.scalars(select(Delivery).where(Delivery.campaign_id == campaign.id)).one()
     unsubscribe = delivery.unsubscribe_token
     sign_on = make_sign_on()

@@ -25,14 +25,10 @@ from campaign.config import Config, ConfigError
 from campaign.extensions import db
 from campaign.models import AuditEvent, Campaign, CampaignStatus, Delivery, Role, SmtpAccount
 from campaign.scheduling.stored_text import read
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
 from campaign.services.sending import batches as sending
-from campaign.services.sending import campaigns
-from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.statements import statements
 from campaign.smtp import Outcome, SmtpConnection, SmtpSettings
 from campaign.tls import TlsProblem
+from tests.factories import CampaignFactory
 from tests.fault_smtp import FaultSmtpServer
 from tests.tls_ca import CertificateAuthority, ServerCertificate
 
@@ -97,23 +93,14 @@ def _use(app: Flask, server: FaultSmtpServer, security: str) -> None:
 
 def launch_letters(count: int = 2, account: SmtpAccount | None = None) -> Campaign:
     """A launched campaign of `count` letters (through `account`, or the default one)."""
-    statement = statements.create_statement(
-        "Joint letter", language="en", subject="S", body="{{ salutation }}\n\nFree them.\n"
-    )
-    contact_list = lists.create_list(f"List {uuid.uuid4().hex[:6]}")
-    ids = [
-        create_contact({"email": f"p{n}@example.net", "family_name": f"P{n}"}).id
-        for n in range(count)
-    ]
-    lists.add_contacts(contact_list, ids)
-    campaign = campaigns.create_campaign(
-        statement,
-        audience=AudienceSpec((f"list:{contact_list.id}",)),
+    campaign: Campaign = CampaignFactory(
+        statement__body="{{ salutation }}\n\nFree them.\n",
+        recipients=[f"p{n}@example.net" for n in range(count)],
         from_address="Human Rights Office <office@example.org>",
         smtp_account=account,
+        launched=True,
+        commit=True,
     )
-    assert campaigns.launch_campaign(campaign)
-    db.session.commit()
     return campaign
 
 

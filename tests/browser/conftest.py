@@ -81,6 +81,18 @@ def _thread_worker(app: Flask, stopping: threading.Event) -> SimpleWorker:
                 raise StopRequested
             return super().heartbeat(*args, **kwargs)
 
+        def subscribe(self) -> None:
+            # RQ's own listens for commands in reads of 60 s, and redis-py's stop() waits the
+            # read out: a stopping worker then held the test's teardown for 15 s (the join
+            # below) about one time in two under xdist. Reads of 0.2 s end it at once.
+            self.pubsub = self.connection.pubsub()
+            self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+            self.pubsub_thread = self.pubsub.run_in_thread(
+                sleep_time=0.2,
+                daemon=True,
+                exception_handler=getattr(self, "_pubsub_exception_handler", None),
+            )
+
     with app.app_context():
         queue = get_queue()
         # worker_ttl 16 gives a 1 s blocking dequeue, so a stop request is seen within a second.

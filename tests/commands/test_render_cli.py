@@ -11,20 +11,20 @@ from flask import Flask
 from campaign.extensions import db
 from campaign.models import Contact
 from campaign.services.contacts.contacts import create_contact
-from campaign.services.statements import statements
+from tests.factories import StatementFactory
 
 BODY_EN = "{{ salutation }}\n\nWe write about {{ contact.organisation }}.[^1]\n\n[^1]: Art. 1.\n"
 BODY_FR = "{{ salutation }}\n\nNous écrivons au sujet de la « liberté ».\n\n{{ closing }}\n"
 BODY_RU = "{{ salutation }}\n\nМы пишем вам о свободе слова.\n\n{{ closing }}\n"
-
-
-def _statement() -> int:
-    statement = statements.create_statement(
-        "Joint letter", language="en", subject="Free the defenders", body=BODY_EN
-    )
-    statements.set_text(statement, language="fr", subject="Libérez les défenseurs", body=BODY_FR)
-    statements.set_text(statement, language="ru", subject="Свободу правозащитникам", body=BODY_RU)
-    return statement.id
+# The statement in English, French and Russian: `StatementFactory(**TRILINGUAL)`.
+TRILINGUAL: dict[str, Any] = {
+    "subject": "Free the defenders",
+    "body": BODY_EN,
+    "translations": {
+        "fr": ("Libérez les défenseurs", BODY_FR),
+        "ru": ("Свободу правозащитникам", BODY_RU),
+    },
+}
 
 
 def _render(app: Flask, *args: str) -> Any:
@@ -38,7 +38,7 @@ def _parse(data: bytes) -> email.message.EmailMessage:
 
 
 def test_render_prints_the_whole_message_as_sent(app: Flask) -> None:
-    statement_id = _statement()
+    statement_id = StatementFactory(**TRILINGUAL).id
     create_contact(
         {
             "email": "marie@example.org",
@@ -90,7 +90,7 @@ def test_render_prints_the_whole_message_as_sent(app: Flask) -> None:
 
 
 def test_render_explains_what_does_not_exist(app: Flask) -> None:
-    statement_id = _statement()
+    statement_id = StatementFactory(**TRILINGUAL).id
     create_contact({"email": "a@example.org", "given_name": "A", "family_name": "B"})
     db.session.commit()
 
@@ -109,7 +109,7 @@ def test_render_explains_what_does_not_exist(app: Flask) -> None:
 
 
 def test_render_refuses_a_letter_with_a_line_break_in_a_header(app: Flask) -> None:
-    statement_id = _statement()
+    statement_id = StatementFactory(**TRILINGUAL).id
     db.session.add(
         Contact(
             email="eve@example.org",

@@ -11,19 +11,20 @@ from campaign.models import Delivery, FollowUpCondition
 from campaign.services.sending import campaigns, followups
 from campaign.services.statements import files as statement_files
 from campaign.services.statements import statements
+from tests.factories import CampaignFactory
 from tests.followups.test_signed_follow_ups import (  # noqa: F401 (the SMTP fixture)
     _first_statement,
     _reminder,
     _send_all,
     app_overrides,
 )
-from tests.services.test_statement_files import _campaign, _pdf
+from tests.services.test_statement_files import FROM, READERS, _pdf
 
 
 def test_follow_ups_go_out_after_the_annex_of_the_first_letters_was_deleted(app: Flask) -> None:
     statement = _first_statement("Release the defenders", "Libérez les défenseurs")
     annex = statements.add_attachment(statement, "annex.pdf", _pdf(2000, "x"))
-    campaign = _campaign(statement)
+    campaign = CampaignFactory(statement=statement, recipients=READERS, from_address=FROM)
     statement_files.choose_files(campaign, [annex.id])
     assert campaigns.launch_campaign(campaign)
     db.session.commit()

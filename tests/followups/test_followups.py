@@ -23,15 +23,12 @@ from campaign.models import (
     DeliveryStatus,
     FollowUpCondition,
 )
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
 from campaign.services.replies.intake import record_inbound
 from campaign.services.sending import batches as sending
-from campaign.services.sending import campaigns, followups
-from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.sending import followups
 from campaign.services.sending.followups import FollowUpError
 from campaign.services.statements import statements
-from tests.factories import StatementFactory
+from tests.factories import CampaignFactory, StatementFactory
 from tests.fault_smtp import FaultSmtpServer
 
 BODY = "{{ salutation }}\n\nRelease the defenders.\n\n{{ closing }}\n"
@@ -72,20 +69,14 @@ def _letters(campaign_id: int, step: int) -> dict[str, Delivery]:
 
 
 def _sent_campaign(domain: str = "example.net", **options: Any) -> Campaign:
-    contact_list = lists.create_list(f"List {uuid.uuid4().hex[:6]}")
-    ids = [
-        create_contact({"email": f"{name}@{domain}", "family_name": name.title()}).id
-        for name in PEOPLE
-    ]
-    lists.add_contacts(contact_list, ids)
-    campaign = campaigns.create_campaign(
-        StatementFactory(title="Joint letter", subject="Joint letter", body=BODY),
-        audience=AudienceSpec((f"list:{contact_list.id}",)),
+    campaign = CampaignFactory(
+        statement=StatementFactory(title="Joint letter", subject="Joint letter", body=BODY),
+        recipients=[{"email": f"{n}@{domain}", "family_name": n.title()} for n in PEOPLE],
         from_address="Human Rights Office <office@example.org>",
+        launched=True,
+        commit=True,
         **options,
     )
-    assert campaigns.launch_campaign(campaign)
-    db.session.commit()
     _send_all(campaign.id)
     return campaign
 

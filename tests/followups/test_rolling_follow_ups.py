@@ -4,7 +4,6 @@ whose letter went out has been reached — nobody is dropped, nobody is followed
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask
@@ -13,11 +12,9 @@ from sqlalchemy import select, update
 from campaign.extensions import db
 from campaign.models import Campaign, Delivery, DeliveryStatus, FollowUpCondition
 from campaign.scheduling.tick import tick
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
-from campaign.services.sending import campaigns, followups
-from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.sending import followups
 from campaign.services.statements import statements
+from tests.factories import CampaignFactory
 
 BODY = "{{ salutation }}\n\nRelease the defenders.\n\n{{ closing }}\n"
 LAUNCH = datetime(2027, 6, 1, 8, tzinfo=UTC)
@@ -25,22 +22,13 @@ DAY = timedelta(days=1)
 
 
 def _launched(count: int) -> tuple[Campaign, list[Delivery]]:
-    statement = statements.create_statement("Joint letter", language="en", subject="S", body=BODY)
-    contact_list = lists.create_list(f"List {uuid.uuid4().hex[:6]}")
-    lists.add_contacts(
-        contact_list,
-        [
-            create_contact({"email": f"p{n}@example.net", "family_name": f"P{n}"}).id
-            for n in range(count)
-        ],
-    )
-    campaign = campaigns.create_campaign(
-        statement,
-        audience=AudienceSpec((f"list:{contact_list.id}",)),
+    campaign = CampaignFactory(
+        statement__body=BODY,
+        recipients=[f"p{n}@example.net" for n in range(count)],
         from_address="Office <office@example.org>",
+        launched=LAUNCH,
+        commit=True,
     )
-    assert campaigns.launch_campaign(campaign, at=LAUNCH)
-    db.session.commit()
     rows = list(
         db.session.scalars(
             select(Delivery)

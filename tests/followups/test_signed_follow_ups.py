@@ -21,14 +21,13 @@ from sqlalchemy import select, update
 from campaign.extensions import db
 from campaign.models import Campaign, CampaignStep, Contact, Delivery, FollowUpCondition
 from campaign.models.schedule import SignatoriesFrom
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
 from campaign.services.sending import batches as sending
-from campaign.services.sending import campaigns, followups
-from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.sending import followups
 from campaign.services.sending.followups import FollowUpError
 from campaign.services.statements import statements
+from tests.factories import CampaignFactory
 from tests.fault_smtp import FaultSmtpServer
+from tests.services.test_statement_files import FROM, READERS
 
 FIRST_BODY = "{{ salutation }}\n\nRelease the defenders.\n\n{{ closing }}\n"
 FIRST_BODY_FR = "{{ salutation }}\n\nLibérez les défenseurs.\n\n{{ closing }}\n"
@@ -78,21 +77,10 @@ def _reminder(body: str = REMINDER_BODY, body_fr: str = REMINDER_BODY_FR) -> Any
 
 
 def _launched(statement: Any) -> Campaign:
-    contact_list = lists.create_list(f"List {uuid.uuid4().hex[:6]}")
-    ids = [
-        create_contact(
-            {"email": f"{name}@example.net", "family_name": name.title(), "languages": lang}
-        ).id
-        for name, lang in (("anna", "en"), ("bernard", "fr"))
-    ]
-    lists.add_contacts(contact_list, ids)
-    campaign = campaigns.create_campaign(
-        statement,
-        audience=AudienceSpec((f"list:{contact_list.id}",)),
-        from_address="Human Rights Office <office@example.org>",
+    """Sent to an English and a French reader (Anna and Bernard)."""
+    campaign = CampaignFactory(
+        statement=statement, recipients=READERS, from_address=FROM, launched=True, commit=True
     )
-    assert campaigns.launch_campaign(campaign)
-    db.session.commit()
     _send_all(campaign.id)
     return campaign
 

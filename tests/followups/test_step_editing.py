@@ -21,13 +21,10 @@ from campaign.models import (
     ScheduleKind,
     Statement,
 )
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
-from campaign.services.sending import campaigns, followups
-from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.sending import followups
 from campaign.services.sending.followups import FollowUpError
 from campaign.services.statements import statements
-from tests.factories import StatementFactory
+from tests.factories import CampaignFactory, ContactListFactory, StatementFactory
 
 BODY = "{{ salutation }}\n\nRelease the defenders.\n\n{{ closing }}\n"
 PEOPLE = ("ana", "ben", "chloe")
@@ -35,20 +32,17 @@ PEOPLE = ("ana", "ben", "chloe")
 
 def _sent_campaign(days_ago: int) -> Campaign:
     """A campaign launched `days_ago` days ago whose letters all went out then."""
-    contact_list = lists.create_list("Ministries")
-    ids = [
-        create_contact({"email": f"{name}@example.net", "family_name": name.title()}).id
-        for name in PEOPLE
-    ]
-    lists.add_contacts(contact_list, ids)
-    campaign = campaigns.create_campaign(
-        StatementFactory(title="Joint letter", subject="Joint letter", body=BODY),
-        name="Defenders",
-        audience=AudienceSpec((f"list:{contact_list.id}",)),
-        from_address="Office <office@example.org>",
-    )
     launched = datetime.now(UTC) - timedelta(days=days_ago)
-    assert campaigns.launch_campaign(campaign, at=launched)
+    campaign = CampaignFactory(
+        statement=StatementFactory(title="Joint letter", subject="Joint letter", body=BODY),
+        name="Defenders",
+        contact_list=ContactListFactory(
+            name="Ministries",
+            contacts=[{"email": f"{n}@example.net", "family_name": n.title()} for n in PEOPLE],
+        ),
+        from_address="Office <office@example.org>",
+        launched=launched,
+    )
     db.session.execute(
         update(Delivery)
         .where(Delivery.campaign_id == campaign.id)

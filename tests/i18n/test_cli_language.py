@@ -8,11 +8,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from campaign.extensions import db
 from campaign.i18n import terminal_language
-from campaign.services.sending import campaigns
-from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.statements import statements
+from tests.factories import CampaignFactory
 
 UNSET: dict[str, str | None] = {"LANGUAGE": None, "LC_ALL": None, "LC_MESSAGES": None}
 
@@ -23,10 +20,7 @@ def run(app: Flask, lang: str, *args: str) -> Any:
 
 
 def draft_campaign() -> int:
-    statement = statements.create_statement("Joint letter", language="en", subject="S", body="B")
-    campaign = campaigns.create_campaign(statement, audience=AudienceSpec(()))
-    db.session.commit()
-    return int(campaign.id)
+    return int(CampaignFactory(recipients=(), commit=True).id)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ from datetime import date
 from html import unescape
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
@@ -23,30 +22,19 @@ from campaign.models import (
     Segment,
     Signature,
     SignatureStatus,
-    User,
 )
-from campaign.services.contacts.contacts import create_contact
 from campaign.services.schedules import cases
 from campaign.services.sign_on.pages import open_sign_on
 from campaign.services.sign_on.signatures import submit_signature
 from campaign.services.statements import statements
 from campaign.services.statements.country_names import save_country_name
-from tests.conftest import make_user, sign_in
+from tests.conftest import sign_in
+from tests.factories import ContactFactory
+from tests.i18n.pages import user_in
 
 NEXT_YEAR = date.today().year + 1
-
-
-@pytest.fixture
-def app_overrides(app_overrides: dict[str, Any]) -> dict[str, Any]:
-    return {**app_overrides, "WTF_CSRF_ENABLED": False}
-
-
-def _user(client: FlaskClient, role: Role, language: str) -> User:
-    user = make_user(role)
-    user.language = language
-    db.session.commit()
-    sign_in(client, user)
-    return user
+# A minister's fields; each test names the family name and the country it reads.
+AZIZ = {"given_name": "Aziz", "organisation": "Ministry of Foreign Affairs"}
 
 
 def _page(client: FlaskClient, url: str) -> str:
@@ -66,25 +54,12 @@ def _table_rows(html: str) -> list[str]:
     return re.findall(r"<tr>(.*?)</tr>", body, flags=re.DOTALL)
 
 
-def _contact(family_name: str, country: str) -> None:
-    create_contact(
-        {
-            "given_name": "Aziz",
-            "family_name": family_name,
-            "organisation": "Ministry of Foreign Affairs",
-            "country": country,
-            "email": f"{family_name.lower()}@example.org",
-        }
-    )
-    db.session.commit()
-
-
 def test_a_russian_user_reads_and_filters_the_contacts_table_by_country_name(
     app: Flask, client: FlaskClient
 ) -> None:
-    _contact("Berdiyev", "TM")
-    _contact("Karimov", "UZ")
-    _user(client, Role.VIEWER, "ru")
+    ContactFactory(**AZIZ, family_name="Berdiyev", country="TM", commit=True)
+    ContactFactory(**AZIZ, family_name="Karimov", country="UZ", commit=True)
+    sign_in(client, user_in(Role.VIEWER, "ru"))
 
     page = _page(client, "/contacts/")
     [berdiyev] = [row for row in _table_rows(page) if "Berdiyev" in row]
@@ -107,7 +82,7 @@ def test_a_case_page_names_its_country_in_the_interface_language(
 ) -> None:
     case = cases.create_case("Azamjon Formonov", country="UZ", status="sentenced")
     db.session.commit()
-    _user(client, Role.EDITOR, "ru")
+    sign_in(client, user_in(Role.EDITOR, "ru"))
 
     shown = _page(client, f"/cases/{case.id}")
     found = re.search(r'<dd id="case-country">(.*?)</dd>', shown, re.S)
@@ -133,7 +108,7 @@ def test_a_case_page_names_its_country_in_the_interface_language(
 def test_an_event_takes_its_countries_by_name_and_shows_them_by_name(
     app: Flask, client: FlaskClient
 ) -> None:
-    _user(client, Role.EDITOR, "ru")
+    sign_in(client, user_in(Role.EDITOR, "ru"))
     form = {
         "name": "Саммит ЕС — Центральная Азия",
         "kind": "summit",
@@ -160,8 +135,8 @@ def test_an_event_takes_its_countries_by_name_and_shows_them_by_name(
 def test_a_segment_takes_a_country_by_name_and_describes_it_by_name(
     app: Flask, client: FlaskClient
 ) -> None:
-    _contact("Berdiyev", "TM")
-    _user(client, Role.EDITOR, "ru")
+    ContactFactory(**AZIZ, family_name="Berdiyev", country="TM", commit=True)
+    sign_in(client, user_in(Role.EDITOR, "ru"))
     response = client.post(
         "/audiences/segments/new",
         data={
@@ -242,7 +217,7 @@ def test_the_moderation_page_names_a_signers_country_in_the_interface_language(
     assert signature is not None
     signature.status = SignatureStatus.CONFIRMED.value
     db.session.commit()
-    _user(client, Role.EDITOR, "ru")
+    sign_in(client, user_in(Role.EDITOR, "ru"))
     page = _page(client, f"/statements/{sign_on.statement_id}/sign-on/")
     waiting = page.split('id="waiting"', 1)[1].split("</section>", 1)[0]
     assert "Бельгия" in waiting and "belgium" not in waiting
@@ -254,7 +229,7 @@ def test_the_audit_page_shows_a_country_correction_as_written(
 ) -> None:
     save_country_name("KG", "ru", "Кыргызстан", "Кыргызская Республика <i>")
     db.session.commit()
-    _user(client, Role.ADMIN, "ru")
+    sign_in(client, user_in(Role.ADMIN, "ru"))
     response = client.get("/audit/?action=country_name.save")
     assert response.status_code == 200
     raw = response.get_data(as_text=True)

@@ -14,12 +14,8 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Delivery, Role, Signature, SignatureStatus
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
-from campaign.services.sending import campaigns
-from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.statements import statements
 from tests.conftest import make_user, sign_in
+from tests.factories import CampaignFactory
 from tests.pages import text_of
 from tests.sign_on.test_signing import (
     app_overrides as app_overrides,
@@ -31,6 +27,7 @@ from tests.sign_on.test_signing import (
     make_sign_on,
     organisation_form,
 )
+from tests.web.test_unsubscribe import SENT_BY_RIGHTS_WATCH
 
 NBSP = "\u00a0"
 
@@ -251,19 +248,8 @@ def test_the_already_signed_email_follows_the_signers_language(
 
 
 def _delivery_for(email: str, languages: str) -> Delivery:
-    statement = statements.create_statement(
-        "Letter", language="en", subject="S", body="{{ salutation }}\n\nText.\n\n{{ closing }}\n"
-    )
-    contact = create_contact({"email": email, "family_name": "Durand", "languages": languages})
-    contact_list = lists.create_list("Recipients")
-    lists.add_contacts(contact_list, [contact.id])
-    campaign = campaigns.create_campaign(
-        statement,
-        audience=AudienceSpec(include=(f"list:{contact_list.id}",)),
-        from_address="Rights Watch <office@rights.example>",
-    )
-    assert campaigns.launch_campaign(campaign)
-    db.session.commit()
+    reader = {"email": email, "family_name": "Durand", "languages": languages}
+    CampaignFactory(recipients=[reader], **SENT_BY_RIGHTS_WATCH)
     return db.session.scalars(select(Delivery).where(Delivery.email == email)).one()
 
 

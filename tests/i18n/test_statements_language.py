@@ -4,28 +4,27 @@ a raw code (statuses, signatory kinds, severities, role types, genders, rule kin
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
 from flask.testing import FlaskClient
 
 from campaign.extensions import db
-from campaign.models import Role, Statement
+from campaign.models import Role
 from campaign.services.contacts import lists
 from campaign.services.contacts.contacts import create_contact
-from campaign.services.statements import statements
 from tests.conftest import sign_in
+from tests.factories import StatementFactory
 from tests.i18n.pages import assert_no_codes, page_text, user_in
 
 NBSP = "\u00a0"
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n"
-
-
-def _statement() -> Statement:
-    statement = statements.create_statement(
-        "Joint letter", language="en", subject="Ahead of the summit", body=BODY
-    )
-    statements.add_signatory(statement, {"name": "Free Law", "kind": "organisation"})
-    db.session.commit()
-    return statement
+# A statement with one signatory: `StatementFactory(**AHEAD, commit=True)`.
+AHEAD: dict[str, Any] = {
+    "subject": "Ahead of the summit",
+    "body": BODY,
+    "signatories": [{"name": "Free Law", "kind": "organisation"}],
+}
 
 
 def _audience() -> str:
@@ -63,7 +62,7 @@ def _audience() -> str:
 
 
 def test_statement_pages_in_russian(client: FlaskClient, app: Flask) -> None:
-    statement = _statement()
+    statement = StatementFactory(**AHEAD, commit=True)
     sign_in(client, user_in(Role.EDITOR, "ru"))
 
     index = page_text(client, "/statements/")
@@ -97,7 +96,7 @@ def test_statement_pages_in_russian(client: FlaskClient, app: Flask) -> None:
 
 
 def test_preview_and_check_in_russian(client: FlaskClient, app: Flask) -> None:
-    statement = _statement()
+    statement = StatementFactory(**AHEAD, commit=True)
     audience = _audience()
     sign_in(client, user_in(Role.EDITOR, "ru"))
 
@@ -141,7 +140,7 @@ def test_salutation_rules_in_russian(client: FlaskClient, app: Flask) -> None:
 
 
 def test_statement_pages_and_flashes_in_french(client: FlaskClient, app: Flask) -> None:
-    statement = _statement()
+    statement = StatementFactory(**AHEAD, commit=True)
     sign_in(client, user_in(Role.EDITOR, "fr"))
 
     index = page_text(client, "/statements/")
@@ -175,7 +174,7 @@ def test_statement_pages_and_flashes_in_french(client: FlaskClient, app: Flask) 
 
 
 def test_check_and_salutations_in_french(client: FlaskClient, app: Flask) -> None:
-    statement = _statement()
+    statement = StatementFactory(**AHEAD, commit=True)
     audience = _audience()
     sign_in(client, user_in(Role.ADMIN, "fr"))
 

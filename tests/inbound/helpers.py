@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,11 +9,7 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Delivery, DeliveryStatus
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
-from campaign.services.sending import campaigns
-from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.statements import statements
+from tests.factories import CampaignFactory
 
 CORPUS = Path(__file__).parent / "corpus"
 SUBJECT = "Release the defenders"
@@ -43,21 +38,16 @@ def letter_id(address: str) -> str:
 
 def sent_campaign() -> dict[str, int]:
     """Launch a campaign to RECIPIENTS and mark it sent; address → delivery id."""
-    statement = statements.create_statement(
-        "Joint letter", language="en", subject=SUBJECT, body="{{ salutation }}\n\nText.\n"
-    )
-    contact_list = lists.create_list(f"List {uuid.uuid4().hex[:6]}")
-    ids = [
-        create_contact({"email": address, "family_name": address.partition("@")[0].title()}).id
-        for address in RECIPIENTS
-    ]
-    lists.add_contacts(contact_list, ids)
-    campaign = campaigns.create_campaign(
-        statement,
-        audience=AudienceSpec((f"list:{contact_list.id}",)),
+    campaign = CampaignFactory(
+        statement__subject=SUBJECT,
+        statement__body="{{ salutation }}\n\nText.\n",
+        recipients=[
+            {"email": address, "family_name": address.partition("@")[0].title()}
+            for address in RECIPIENTS
+        ],
         from_address="Human Rights Office <office@hro.example.org>",
+        launched=True,
     )
-    assert campaigns.launch_campaign(campaign)
     db.session.flush()
     found = {}
     for delivery in db.session.scalars(select(Delivery).where(Delivery.campaign_id == campaign.id)):

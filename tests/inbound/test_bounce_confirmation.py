@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -12,13 +11,10 @@ from sqlalchemy import select, update
 
 from campaign.extensions import db
 from campaign.inbound.reply_token import reply_token
-from campaign.models import AuditEvent, Contact, Delivery
-from campaign.services.contacts import lists
+from campaign.models import AuditEvent, Delivery
 from campaign.services.contacts.suppressions import find_suppression, is_suppressed
 from campaign.services.replies.intake import record_inbound
-from campaign.services.sending import campaigns
-from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.statements import statements
+from tests.factories import CampaignFactory
 from tests.inbound.helpers import SENT_AT, corpus, delivery, sent_campaign
 
 REPLY_ADDRESS = "replies@hro.example.org"
@@ -47,19 +43,15 @@ def _forged_bounce(*, sent_to: str = "office@hro.example.org") -> bytes:
 
 def _launch_again_to(address: str) -> int:
     """A second campaign to the same contact, launched (queued) but not sent: its id."""
-    contact = db.session.query(Contact).filter_by(email=address).one()
-    statement = statements.create_statement(
-        "Second letter", language="en", subject="Another letter", body="Text.\n"
-    )
-    contact_list = lists.create_list(f"List {uuid.uuid4().hex[:6]}")
-    lists.add_contacts(contact_list, [contact.id])
-    campaign = campaigns.create_campaign(
-        statement,
-        audience=AudienceSpec((f"list:{contact_list.id}",)),
+    campaign = CampaignFactory(
+        name="Second letter",
+        statement__subject="Another letter",
+        statement__body="Text.\n",
+        recipients=[address],  # the contact that has it
         from_address="Human Rights Office <office@hro.example.org>",
+        launched=True,
+        commit=True,
     )
-    assert campaigns.launch_campaign(campaign)
-    db.session.commit()
     queued = db.session.query(Delivery).filter_by(campaign_id=campaign.id).one()
     assert queued.sent_at is None
     return queued.id

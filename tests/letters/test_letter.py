@@ -18,8 +18,8 @@ from campaign.letters.letter import (
     contact_context,
     render_letter,
 )
-from campaign.models import Contact
 from campaign.services.statements import statements
+from tests.factories import AmbassadorFactory
 
 TODAY = dt.date(2026, 12, 10)
 BODY = (
@@ -39,20 +39,6 @@ def _source(texts: dict[str, tuple[str, str]], signatories: Any = ()) -> LetterS
             "signatories": list(signatories),
         },
     )
-
-
-def _contact(**fields: Any) -> Contact:
-    values: dict[str, Any] = {
-        "email": "amb@embassy.example",
-        "given_name": "Anna",
-        "family_name": "Berg",
-        "grammatical_gender": "f",
-        "role_type": "ambassador",
-        "languages": "en",
-        "location_country": "FR",
-    }
-    values.update(fields)
-    return Contact(**values)
 
 
 def _codes(letter: Any) -> list[str]:
@@ -91,7 +77,7 @@ def test_the_language_is_the_first_of_the_contacts_the_statement_has(
 
 def test_a_un_mandate_in_russian_is_flagged_but_not_in_french() -> None:
     source = _source({"ru": ("Тема", BODY), "fr": ("Objet", BODY)})
-    rapporteur = _contact(role_type="un_sr", languages="ru")
+    rapporteur = AmbassadorFactory.build(role_type="un_sr", languages="ru")
     letter = render_letter(source, rapporteur, today=TODAY)
     assert letter.language == "ru"
     assert "un_language" in _codes(letter)
@@ -99,37 +85,41 @@ def test_a_un_mandate_in_russian_is_flagged_but_not_in_french() -> None:
     in_french = render_letter(source, rapporteur, language="fr", today=TODAY)
     assert "un_language" not in _codes(in_french)
     assert in_french.salutation == "Madame la Rapporteuse spéciale,"
-    ambassador = render_letter(source, _contact(languages="ru"), today=TODAY)
+    ambassador = render_letter(source, AmbassadorFactory.build(languages="ru"), today=TODAY)
     assert "un_language" not in _codes(ambassador)
 
 
 def test_a_forced_language_the_statement_lacks_is_refused() -> None:
     with pytest.raises(LanguageUnavailable, match="has: en"):
-        render_letter(_source({"en": ("S", BODY)}), _contact(), language="ru")
+        render_letter(_source({"en": ("S", BODY)}), AmbassadorFactory.build(), language="ru")
 
 
 # --- Salutations and names --------------------------------------------------------------
 
 
 def test_a_missing_family_name_falls_back_with_a_warning_that_explains() -> None:
-    letter = render_letter(_source({"en": ("S", BODY)}), _contact(family_name=""), today=TODAY)
+    letter = render_letter(
+        _source({"en": ("S", BODY)}), AmbassadorFactory.build(family_name=""), today=TODAY
+    )
     assert letter.salutation == "Dear Ambassador,"
     [problem] = [p for p in letter.problems if p.code == "missing_name_part"]
     assert problem.severity == "warning"
     assert "family name" in problem.message and "Dear Ambassador," in problem.message
-    complete = render_letter(_source({"en": ("S", BODY)}), _contact(), today=TODAY)
+    complete = render_letter(_source({"en": ("S", BODY)}), AmbassadorFactory.build(), today=TODAY)
     assert complete.salutation == "Dear Ambassador Berg," and not complete.problems
 
 
 def test_names_follow_the_letters_script() -> None:
-    contact = _contact(given_name_alt="Анна", family_name_alt="Берг", patronymic_alt="Ивановна")
+    contact = AmbassadorFactory.build(
+        given_name_alt="Анна", family_name_alt="Берг", patronymic_alt="Ивановна"
+    )
     assert contact_context(contact, "ru")["full_name"] == "Анна Ивановна Берг"
     assert contact_context(contact, "en")["full_name"] == "Anna Berg"
     assert "notes" not in contact_context(contact, "en")
 
 
 def test_the_address_block_carries_his_excellency_and_the_salutation_does_not() -> None:
-    contact = _contact(
+    contact = AmbassadorFactory.build(
         style="excellency",
         grammatical_gender="m",
         given_name="Jean",
@@ -158,13 +148,15 @@ def test_the_address_block_carries_his_excellency_and_the_salutation_does_not() 
 
 
 def test_no_email_is_an_error() -> None:
-    letter = render_letter(_source({"en": ("S", BODY)}), _contact(email=""), today=TODAY)
+    letter = render_letter(
+        _source({"en": ("S", BODY)}), AmbassadorFactory.build(email=""), today=TODAY
+    )
     assert "no_email" in _codes(letter) and letter.has_errors
 
 
 def test_a_contact_named_like_a_template_is_printed_literally() -> None:
     source = _source({"en": ("About {{ contact.family_name }}", BODY)})
-    contact = _contact(family_name="{{ 7*7 }}", organisation="{{ 7*7 }}")
+    contact = AmbassadorFactory.build(family_name="{{ 7*7 }}", organisation="{{ 7*7 }}")
     letter = render_letter(source, contact, today=TODAY)  # no date of the day holds a 49
     assert letter.subject == "About {{ 7*7 }}"
     assert "{{ 7*7 }}" in letter.text_body and "49" not in letter.text_body
@@ -172,7 +164,7 @@ def test_a_contact_named_like_a_template_is_printed_literally() -> None:
 
 
 def test_a_script_tag_in_a_contact_field_is_escaped_in_the_html_body() -> None:
-    contact = _contact(organisation="<script>alert(1)</script>")
+    contact = AmbassadorFactory.build(organisation="<script>alert(1)</script>")
     letter = render_letter(_source({"en": ("S", BODY)}), contact, today=TODAY)
     assert "<script>" not in letter.html_body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in letter.html_body
@@ -183,7 +175,9 @@ def test_a_script_tag_in_a_contact_field_is_escaped_in_the_html_body() -> None:
     "name", ["Berg\r\nBcc: all@evil.example", "Berg\nX", "Berg\x00", "B\u2028"]
 )
 def test_a_line_break_in_a_name_is_a_header_injection_error(name: str) -> None:
-    letter = render_letter(_source({"en": ("S", BODY)}), _contact(family_name=name), today=TODAY)
+    letter = render_letter(
+        _source({"en": ("S", BODY)}), AmbassadorFactory.build(family_name=name), today=TODAY
+    )
     [problem] = [p for p in letter.problems if p.code == "header_injection"]
     assert problem.severity == "error" and "family name" in problem.message
 
@@ -191,14 +185,14 @@ def test_a_line_break_in_a_name_is_a_header_injection_error(name: str) -> None:
 def test_a_subject_that_becomes_two_lines_once_merged_is_refused() -> None:
     # The stored contact is valid; only the merge makes the subject two lines.
     source = _source({"en": ("To {{ address_block }}{{ '\\n' }}Bcc: x@evil.example", BODY)})
-    letter = render_letter(source, _contact(), today=TODAY)
+    letter = render_letter(source, AmbassadorFactory.build(), today=TODAY)
     assert "header_injection" in _codes(letter)
     assert "subject" in next(p.message for p in letter.problems if p.code == "header_injection")
 
 
 def test_an_unknown_contact_field_is_a_render_error_naming_it() -> None:
     source = _source({"en": ("S", "{{ salutation }}\n\n{{ contact.shoe_size }}\n")})
-    letter = render_letter(source, _contact(), today=TODAY)
+    letter = render_letter(source, AmbassadorFactory.build(), today=TODAY)
     [problem] = [p for p in letter.problems if p.code == "render_error"]
     assert problem.severity == "error"
     assert "shoe_size" in problem.message and problem.message.startswith("body:")
@@ -207,7 +201,7 @@ def test_an_unknown_contact_field_is_a_render_error_naming_it() -> None:
 
 def test_a_runaway_template_is_a_render_error_not_a_crash() -> None:
     source = _source({"en": ("{{ 'x' * 10**9 }}", "{% for i in range(10**9) %}x{% endfor %}")})
-    letter = render_letter(source, _contact(), today=TODAY)
+    letter = render_letter(source, AmbassadorFactory.build(), today=TODAY)
     assert [p.code for p in letter.problems] == ["render_error", "render_error"]
 
 
@@ -226,7 +220,7 @@ def test_withheld_signatories_never_appear_in_the_letter() -> None:
     subject = "{{ signatories }}"
     source = _source({"en": (subject, BODY), "fr": (subject, BODY)}, signers)
     for language in ("en", "fr"):
-        letter = render_letter(source, _contact(), language=language, today=TODAY)
+        letter = render_letter(source, AmbassadorFactory.build(), language=language, today=TODAY)
         shown = repr(letter)
         assert "Open Org" in letter.text_body and "Open Org" in letter.subject
         assert "Hidden" not in shown and "Secret Court" not in shown and "judge" not in shown
@@ -248,7 +242,7 @@ def test_a_version_renders_its_own_text_after_the_statement_changed(app: Flask) 
     )
     statements.add_signatory(statement, {"name": "Late Org"})
     db.session.commit()
-    contact = _contact()
+    contact = AmbassadorFactory.build()
 
     old = render_letter(sent, contact, today=TODAY)
     assert (old.subject, old.statement_version) == ("Old subject", sent.number)

@@ -35,9 +35,9 @@ from campaign.models import Campaign, Delivery, DeliveryStatus, FollowUpConditio
 from campaign.services.contacts import lists
 from campaign.services.contacts.contacts import create_contact
 from campaign.services.sending import batches as sending
-from campaign.services.sending import campaigns, followups
-from campaign.services.sending.campaigns import AudienceSpec
+from campaign.services.sending import followups
 from campaign.services.statements import statements
+from tests.factories import CampaignFactory
 from tests.fault_smtp import FaultSmtpServer
 from tests.servers import service_missing
 
@@ -111,15 +111,15 @@ def _send_all(campaign_id: int) -> None:
 
 
 def _launched(statement: Any, contact_list: Any, *, pdf: bool) -> Campaign:
-    campaign = campaigns.create_campaign(
-        statement,
+    campaign = CampaignFactory(
+        statement=statement,
+        contact_list=contact_list,
         name=f"Joint letter ({'with' if pdf else 'without'} PDF)",
-        audience=AudienceSpec((f"list:{contact_list.id}",)),
         from_address="Human Rights Office <office@example.org>",
         is_pdf_attached=pdf,
+        launched=True,
+        commit=True,
     )
-    assert campaigns.launch_campaign(campaign)
-    db.session.commit()
     _send_all(campaign.id)
     return campaign
 

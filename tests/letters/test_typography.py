@@ -17,9 +17,9 @@ from campaign.letters.letter import LetterSource, render_letter
 from campaign.letters.markdown import render_body
 from campaign.letters.typography import NBSP, NNBSP, typeset
 from campaign.mail import build_message
-from campaign.models import Contact
 from campaign.services.sending import notices
 from campaign.smtp import Outcome, SmtpConnection, SmtpSettings
+from tests.factories import AmbassadorFactory
 
 FR_BODY = (
     "Attention! Est-ce vrai? Oui ; non: voir [le rapport](https://example.org/r?a=1&b=2) "
@@ -113,18 +113,6 @@ RU_STATEMENT = (
 )
 
 
-def _contact(language: str) -> Contact:
-    return Contact(
-        email=f"amb-{language}@embassy.example",
-        given_name="Anna",
-        family_name="Berg",
-        grammatical_gender="f",
-        role_type="ambassador",
-        languages=language,
-        location_country="FR",
-    )
-
-
 def _settings(server: Any) -> SmtpSettings:
     return SmtpSettings(
         key="test",
@@ -167,7 +155,10 @@ def test_french_and_russian_letters_through_smtp_are_flowed_and_typeset(
         },
     )
     today = dt.date(2026, 12, 10)
-    letters = [render_letter(source, _contact(lang), today=today) for lang in ("fr", "ru")]
+    letters = [
+        render_letter(source, AmbassadorFactory.build(languages=lang), today=today)
+        for lang in ("fr", "ru")
+    ]
     sender = "Réseau <office@example.org>"
     with SmtpConnection(_settings(fault_smtp)) as connection:
         for letter in letters:

@@ -20,25 +20,12 @@ from campaign.models import (
 )
 from campaign.queue import get_queue
 from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
 from campaign.services.sending import campaigns
 from campaign.services.sending.campaigns import AudienceSpec, CampaignError
 from campaign.services.statements import statements
-from tests.factories import StatementFactory
+from tests.factories import ContactListFactory, StatementFactory
 
 BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n"
-
-
-def _list(name: str, emails: list[str]) -> Any:
-    contact_list = lists.create_list(name)
-    ids = []
-    for email in emails:
-        found = db.session.scalar(
-            select(campaigns.Contact.id).where(campaigns.Contact.email_key == email.lower())
-        )
-        ids.append(found or create_contact({"email": email, "family_name": "X"}).id)
-    lists.add_contacts(contact_list, ids)
-    return contact_list
 
 
 def _suppress(email: str) -> None:
@@ -55,9 +42,11 @@ def _deliveries(campaign: Campaign) -> list[Delivery]:
 
 
 def test_audience_is_the_union_of_includes_minus_the_excludes(app: Flask) -> None:
-    press = _list("Press", ["a@example.org", "b@example.org"])
-    diplomats = _list("Diplomats", ["b@example.org", "c@example.org", "d@example.org"])
-    partners = _list("Partners", ["d@example.org"])
+    press = ContactListFactory(name="Press", contacts=["a@example.org", "b@example.org"])
+    diplomats = ContactListFactory(
+        name="Diplomats", contacts=["b@example.org", "c@example.org", "d@example.org"]
+    )
+    partners = ContactListFactory(name="Partners", contacts=["d@example.org"])
     spec = AudienceSpec((f"list:{press.id}", f"list:{diplomats.id}"), (f"list:{partners.id}",))
     emails = sorted(c.email for c in db.session.scalars(campaigns.audience_query(spec)))
     assert emails == ["a@example.org", "b@example.org", "c@example.org"]
@@ -73,7 +62,7 @@ def test_a_deleted_list_in_the_audience_is_named(app: Flask) -> None:
 
 
 def test_a_header_injection_in_from_is_refused_naming_the_field(app: Flask) -> None:
-    press = _list("Press", ["a@example.org"])
+    press = ContactListFactory(name="Press", contacts=["a@example.org"])
     with pytest.raises(CampaignError) as error:
         campaigns.create_campaign(
             StatementFactory(body=BODY),
@@ -99,7 +88,7 @@ def test_empty_and_fully_suppressed_audiences_cannot_launch(app: Flask) -> None:
     with pytest.raises(CampaignError, match="hold no contacts"):
         campaigns.launch_campaign(campaign)
 
-    press = _list("Press", ["a@example.org", "b@example.org"])
+    press = ContactListFactory(name="Press", contacts=["a@example.org", "b@example.org"])
     _suppress("a@example.org")
     _suppress("b@example.org")
     campaign = campaigns.create_campaign(
@@ -115,7 +104,7 @@ def test_empty_and_fully_suppressed_audiences_cannot_launch(app: Flask) -> None:
 
 def test_a_from_domain_other_than_the_accounts_is_a_warning(app: Flask) -> None:
     app.config["MAIL_USERNAME"] = "relay@ngo.example"
-    press = _list("Press", ["a@example.org"])
+    press = ContactListFactory(name="Press", contacts=["a@example.org"])
     campaign = campaigns.create_campaign(
         StatementFactory(body=BODY),
         audience=AudienceSpec((f"list:{press.id}",)),
@@ -127,7 +116,9 @@ def test_a_from_domain_other_than_the_accounts_is_a_warning(app: Flask) -> None:
 
 
 def test_launch_writes_one_row_per_recipient_and_queues_after_commit(app: Flask) -> None:
-    press = _list("Press", ["a@example.org", "b@example.org", "c@example.org"])
+    press = ContactListFactory(
+        name="Press", contacts=["a@example.org", "b@example.org", "c@example.org"]
+    )
     _suppress("b@example.org")
     campaign = campaigns.create_campaign(
         StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
@@ -158,7 +149,7 @@ def test_launch_writes_one_row_per_recipient_and_queues_after_commit(app: Flask)
 
 
 def test_launching_twice_writes_nothing_more(app: Flask) -> None:
-    press = _list("Press", ["a@example.org", "b@example.org"])
+    press = ContactListFactory(name="Press", contacts=["a@example.org", "b@example.org"])
     campaign = campaigns.create_campaign(
         StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
     )
@@ -170,7 +161,7 @@ def test_launching_twice_writes_nothing_more(app: Flask) -> None:
 
 
 def test_a_rolled_back_launch_leaves_no_rows_and_no_jobs(app: Flask) -> None:
-    press = _list("Press", ["a@example.org"])
+    press = ContactListFactory(name="Press", contacts=["a@example.org"])
     campaign = campaigns.create_campaign(
         StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
     )
@@ -186,7 +177,9 @@ def test_a_rolled_back_launch_leaves_no_rows_and_no_jobs(app: Flask) -> None:
 def test_presend_errors_need_an_override_which_the_audit_log_records(app: Flask) -> None:
     # The launch counts them itself (BODY names no signer: each letter has an error); no
     # caller passes the count, so none can pass a wrong one (decision 0056).
-    press = _list("Press", ["a@example.org", "b@example.org", "c@example.org"])
+    press = ContactListFactory(
+        name="Press", contacts=["a@example.org", "b@example.org", "c@example.org"]
+    )
     campaign = campaigns.create_campaign(
         StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
     )
@@ -204,7 +197,7 @@ def test_presend_errors_need_an_override_which_the_audit_log_records(app: Flask)
 
 def test_the_launched_version_is_frozen_against_later_edits(app: Flask) -> None:
     statement = StatementFactory(body=BODY)
-    press = _list("Press", ["a@example.org"])
+    press = ContactListFactory(name="Press", contacts=["a@example.org"])
     campaign = campaigns.create_campaign(statement, audience=AudienceSpec((f"list:{press.id}",)))
     campaigns.launch_campaign(campaign)
     frozen = campaign.statement_version_id
@@ -215,7 +208,7 @@ def test_the_launched_version_is_frozen_against_later_edits(app: Flask) -> None:
 
 
 def test_pause_resume_and_cancel(app: Flask) -> None:
-    press = _list("Press", ["a@example.org", "b@example.org"])
+    press = ContactListFactory(name="Press", contacts=["a@example.org", "b@example.org"])
     campaign = campaigns.create_campaign(
         StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
     )
@@ -259,7 +252,7 @@ def test_pause_resume_and_cancel(app: Flask) -> None:
 
 def test_a_statement_a_campaign_uses_cannot_be_deleted(app: Flask) -> None:
     statement = StatementFactory(body=BODY)
-    press = _list("Press", ["a@example.org"])
+    press = ContactListFactory(name="Press", contacts=["a@example.org"])
     campaign = campaigns.create_campaign(statement, audience=AudienceSpec((f"list:{press.id}",)))
     campaigns.launch_campaign(campaign)
     db.session.commit()
@@ -279,7 +272,7 @@ def test_a_statement_a_campaign_uses_cannot_be_deleted(app: Flask) -> None:
 def test_a_launch_that_finds_the_campaign_launched_meanwhile_does_nothing(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    press = _list("Press", ["a@example.org", "b@example.org"])
+    press = ContactListFactory(name="Press", contacts=["a@example.org", "b@example.org"])
     campaign = campaigns.create_campaign(
         StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
     )
@@ -322,7 +315,7 @@ def test_tracking_needs_the_public_address_letters_can_link_to(
     app: Flask, public_url: str, debug: bool, refusal: str | None, tracking: str
 ) -> None:
     app.config.update(PUBLIC_URL=public_url, DEBUG=debug)
-    press = _list("Press", ["a@example.org"])
+    press = ContactListFactory(name="Press", contacts=["a@example.org"])
     campaign = campaigns.create_campaign(
         StatementFactory(body=BODY),
         audience=AudienceSpec((f"list:{press.id}",)),
@@ -343,7 +336,7 @@ def test_tracking_needs_the_public_address_letters_can_link_to(
 
 def test_a_campaign_without_tracking_or_unsubscribe_needs_no_public_address(app: Flask) -> None:
     app.config.update(PUBLIC_URL="", DEBUG=False)
-    press = _list("Press", ["a@example.org"])
+    press = ContactListFactory(name="Press", contacts=["a@example.org"])
     campaign = campaigns.create_campaign(
         StatementFactory(body=BODY),
         audience=AudienceSpec((f"list:{press.id}",)),
@@ -356,7 +349,7 @@ def test_without_a_public_address_unsubscribe_links_would_not_work_and_the_launc
     app: Flask,
 ) -> None:
     # Outside debug an error (decision 0037), in `campaign dev` a warning.
-    press = _list("Press", ["a@example.org"])
+    press = ContactListFactory(name="Press", contacts=["a@example.org"])
     campaign = campaigns.create_campaign(
         StatementFactory(body=BODY), audience=AudienceSpec((f"list:{press.id}",))
     )

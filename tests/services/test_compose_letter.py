@@ -8,22 +8,19 @@ from flask import Flask
 from pypdf import PdfReader
 
 from campaign.extensions import db
-from campaign.services.contacts.contacts import create_contact
 from campaign.services.statements import statements
 from campaign.services.statements.complete_letters import compose_letter
+from tests.factories import ContactFactory
 
-
-def _contact():  # type: ignore[no-untyped-def]
-    return create_contact(
-        {
-            "given_name": "Lena",
-            "family_name": "Beispiel",
-            "role_type": "mep",
-            "grammatical_gender": "f",
-            "languages": "en",
-            "email": "l.beispiel@example.org",
-        }
-    )
+# The reader: an MEP who reads English (`ContactFactory(**LENA)`).
+LENA = {
+    "given_name": "Lena",
+    "family_name": "Beispiel",
+    "role_type": "mep",
+    "grammatical_gender": "f",
+    "languages": "en",
+    "email": "l.beispiel@example.org",
+}
 
 
 def test_the_block_is_added_when_the_body_does_not_print_it(app: Flask) -> None:
@@ -46,7 +43,7 @@ def test_the_block_is_added_when_the_body_does_not_print_it(app: Flask) -> None:
     statement.is_pdf_attached = True
     statements.record_version(statement, "PDF attached")
     db.session.commit()
-    composed = compose_letter(statement, _contact())
+    composed = compose_letter(statement, ContactFactory(**LENA))
     assert composed.message is not None
     assert composed.parts.text.count("Legal Prosperity Foundation") == 1
     assert "Legal Prosperity Foundation" in composed.parts.html
@@ -64,7 +61,7 @@ def test_the_block_is_not_doubled_when_the_body_prints_it(app: Flask) -> None:
     )
     statements.add_signatory(statement, {"kind": "organisation", "name": "Turkmen Initiative"})
     db.session.commit()
-    composed = compose_letter(statement, _contact())
+    composed = compose_letter(statement, ContactFactory(**LENA))
     assert composed.parts.text.count("Turkmen Initiative") == 1
 
 
@@ -78,7 +75,7 @@ def test_a_suppressed_copy_address_gets_no_copy(app: Flask) -> None:
         subject="S",
         body="{{ salutation }}\n\nFree them.\n\n{{ closing }}\n\nAnna Smith\n",
     )
-    contact = _contact()
+    contact = ContactFactory(**LENA)
     contact.cc_emails = "old-registry@example.org secretariat@example.org"
     suppress_address("old-registry@example.org", "hard_bounce")
     db.session.commit()

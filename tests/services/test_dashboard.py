@@ -14,12 +14,11 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Campaign, Delivery, DeliveryStatus, InboundMessage
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
 from campaign.services.replies import dashboard
 from campaign.services.sending import campaigns
 from campaign.services.sending.campaigns import AudienceSpec
 from campaign.services.statements import statements
+from tests.factories import CampaignFactory, DeliveryFactory, InboundMessageFactory
 
 
 @pytest.fixture
@@ -40,17 +39,7 @@ class Built:
 
 
 def _inbound(delivery: Delivery, kind: str, at: datetime, bounce: str | None = None) -> None:
-    db.session.add(
-        InboundMessage(
-            source="file",
-            source_key=f"test:{delivery.id}:{kind}:{at.isoformat()}",
-            kind=kind,
-            bounce_kind=bounce,
-            delivery_id=delivery.id,
-            received_at=at,
-            from_address=delivery.email,
-        )
-    )
+    InboundMessageFactory(delivery=delivery, kind=kind, received_at=at, bounce_kind=bounce)
 
 
 def build(
@@ -58,31 +47,25 @@ def build(
 ) -> Built:
     """Ten recipients: two replied, two auto-replied (one of them replied too), one hard and
     one soft bounce, three silent, one refused before sending and one suppressed."""
-    statement = statements.create_statement(
-        "Joint letter", language="en", subject="Ahead of the summit", body="{{ salutation }}\n"
-    )
-    people = lists.create_list("People")
-    ids = [
-        create_contact(
-            {
-                "given_name": name_of_ana if name == "Ana" else name,
-                "family_name": "Sample",
-                "email": f"{name.lower()}@example.org",
-                "organisation": "Embassy (fictional)",
-                "position_title": "Counsellor",
-            }
-        ).id
+    people = [
+        {
+            "given_name": name_of_ana if name == "Ana" else name,
+            "family_name": "Sample",
+            "email": f"{name.lower()}@example.org",
+            "organisation": "Embassy (fictional)",
+            "position_title": "Counsellor",
+        }
         for name in NAMES
     ]
-    lists.add_contacts(people, ids)
-    campaign = campaigns.create_campaign(
-        statement,
-        audience=AudienceSpec((f"list:{people.id}",)),
+    campaign = CampaignFactory(
+        statement__subject="Ahead of the summit",
+        statement__body="{{ salutation }}\n",
+        recipients=people,
         from_address="Office <office@example.org>",
         is_open_tracking=open_tracking,
         is_click_tracking=click_tracking,
+        launched=True,
     )
-    assert campaigns.launch_campaign(campaign)
     campaign.launched_at = LAUNCH
     to = {
         d.email.partition("@")[0].title(): d
@@ -109,18 +92,14 @@ def build(
     _inbound(to["Dana"], "bounce", LAUNCH + timedelta(minutes=5), "hard")
     _inbound(to["Eve"], "bounce", LAUNCH + day, "soft")
     # A follow-up's reply is not the letter's: it must not change the letter's funnel.
-    db.session.add(
-        Delivery(
-            campaign_id=campaign.id,
-            contact_id=to["Grace"].contact_id,
-            step=1,
-            email="grace@example.org",
-            status=DeliveryStatus.SENT.value,
-            message_id="<follow-up.grace@example.org>",
-            unsubscribe_token="follow-up-grace",
-            sent_at=LAUNCH + 3 * day,
-            replied_at=LAUNCH + 4 * day,
-        )
+    DeliveryFactory(
+        campaign=campaign,
+        contact_id=to["Grace"].contact_id,
+        step=1,
+        email="grace@example.org",
+        status=DeliveryStatus.SENT.value,
+        sent_at=LAUNCH + 3 * day,
+        replied_at=LAUNCH + 4 * day,
     )
     db.session.commit()
     return Built(campaign, to)

@@ -20,8 +20,9 @@ from campaign.demo.statements import (
 )
 from campaign.extensions import db
 from campaign.letters.letter import render_letter
-from campaign.models import Contact, Statement
+from campaign.models import Statement
 from campaign.services.statements.statements import letter_source
+from tests.factories import AmbassadorFactory
 
 # Lines of the web page the letters leave out on purpose (decision 0040): a photo's caption
 # and a download link whose address the seed lost.
@@ -178,15 +179,7 @@ def test_the_seeds_co_signers_are_all_read_with_their_roles() -> None:
 def _render_all(app: Flask) -> list[tuple[Statement, Any]]:
     load_seed_statements()
     db.session.flush()
-    reader = Contact(
-        email="amb@embassy.example",
-        given_name="Anna",
-        family_name="Berg",
-        grammatical_gender="f",
-        role_type="ambassador",
-        languages="en",
-        location_country="FR",
-    )
+    reader = AmbassadorFactory.build()
     found = db.session.scalars(select(Statement).order_by(Statement.id)).all()
     return [
         (s, render_letter(letter_source(s), reader, today=dt.date(2026, 3, 2))) for s in found[1:]

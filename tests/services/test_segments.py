@@ -11,42 +11,45 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models import AuditEvent, Contact, Segment
 from campaign.services.contacts import segments
-from campaign.services.contacts.contacts import create_contact
 from campaign.services.contacts.segments import SegmentError
-
-
-def _contact(email: str, **fields: str) -> Contact:
-    data = {"family_name": email.split("@")[0].title(), "email": email, **fields}
-    return create_contact(data)
+from tests.factories import ContactFactory
 
 
 @pytest.fixture
 def people(app: Flask) -> dict[str, int]:
     made = {
-        "mep_de": _contact(
-            "mep.de@example.org", role_type="mep", country="DE", languages="en de", tags="eu mep"
+        "mep_de": ContactFactory(
+            email="mep.de@example.org",
+            role_type="mep",
+            country="DE",
+            languages="en de",
+            tags="eu mep",
         ),
-        "mep_pl": _contact(
-            "mep.pl@example.org", role_type="mep", country="PL", languages="en ru", tags="eu-mep"
+        "mep_pl": ContactFactory(
+            email="mep.pl@example.org",
+            role_type="mep",
+            country="PL",
+            languages="en ru",
+            tags="eu-mep",
         ),
-        "amb_uz": _contact(
-            "amb.uz@example.org",
+        "amb_uz": ContactFactory(
+            email="amb.uz@example.org",
             role_type="ambassador",
             country="UZ",
             languages="ru fr",
             tags="diplomat",
             organisation="Embassy of Uzbekistan in France",
         ),
-        "press": _contact(
-            "press@example.org",
+        "press": ContactFactory(
+            email="press@example.org",
             role_type="journalist",
             country="FR",
             languages="fr",
             tags="press",
             risk_level="elevated",
         ),
-        "sr": _contact(
-            "sr@example.org",
+        "sr": ContactFactory(
+            email="sr@example.org",
             role_type="un_sr",
             country="UN",
             languages="en pt-BR",
@@ -105,7 +108,7 @@ def test_tag_matches_whole_tokens_only(people: dict[str, int]) -> None:
 
 def test_like_wildcards_in_a_tag_are_literal(people: dict[str, int]) -> None:
     assert _names(cond("tag", "is", "a_b"), people) == {"sr"}
-    _contact("axb@example.org", tags="axb")
+    ContactFactory(email="axb@example.org", tags="axb")
     db.session.commit()
     assert _names(cond("tag", "is", "a_b"), people) == {"sr"}
 

@@ -33,12 +33,9 @@ from campaign.models import (
 )
 from campaign.queue import get_queue, get_redis
 from campaign.scheduling.stored_text import read
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
 from campaign.services.sending import batches as sending
 from campaign.services.sending import campaigns
-from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.statements import statements
+from tests.factories import CampaignFactory
 from tests.fault_smtp import FaultSmtpServer
 
 BODY = "{{ salutation }}\n\nRelease the defenders.\n\n{{ closing }}\n"
@@ -60,21 +57,14 @@ def app_overrides(app_overrides: dict[str, Any], fault_smtp: FaultSmtpServer) ->
 
 
 def _launch(count: int = 3, *, body: str = BODY, **options: Any) -> tuple[Campaign, list[Delivery]]:
-    statement = statements.create_statement("Joint letter", language="en", subject="S", body=body)
-    contact_list = lists.create_list(f"List {uuid.uuid4().hex[:6]}")
-    ids = [
-        create_contact({"email": f"person{n}@example.net", "family_name": f"Person{n}"}).id
-        for n in range(count)
-    ]
-    lists.add_contacts(contact_list, ids)
-    campaign = campaigns.create_campaign(
-        statement,
-        audience=AudienceSpec((f"list:{contact_list.id}",)),
+    campaign = CampaignFactory(
+        statement__body=body,
+        recipients=[f"person{n}@example.net" for n in range(count)],
         from_address="Human Rights Office <office@example.org>",
+        launched=True,
+        commit=True,
         **options,
     )
-    assert campaigns.launch_campaign(campaign)
-    db.session.commit()
     return campaign, _rows(campaign.id)
 
 

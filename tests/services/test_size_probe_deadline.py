@@ -17,7 +17,8 @@ from campaign.models import Campaign
 from campaign.services.sending import campaigns
 from campaign.services.statements import files as statement_files
 from campaign.services.statements import statements
-from tests.services.test_statement_files import _campaign, _pdf, _statement
+from tests.factories import CampaignFactory, StatementFactory
+from tests.services.test_statement_files import BILINGUAL, FROM, READERS, _pdf
 
 
 class DrippingServer:
@@ -86,9 +87,9 @@ def test_a_dripping_server_gives_a_warning_within_the_deadline_and_is_asked_once
 ) -> None:
     monkeypatch.setattr(statement_files, "PROBE_DEADLINE", 3.0)
     app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=dripping_server.port)
-    statement = _statement()
+    statement = StatementFactory(**BILINGUAL)
     annex = statements.add_attachment(statement, "annexe.pdf", _pdf(5000, "x"))
-    campaign = _campaign(statement)
+    campaign = CampaignFactory(statement=statement, recipients=READERS, from_address=FROM)
     statement_files.choose_files(campaign, [annex.id])
     db.session.commit()
     campaign_id = campaign.id

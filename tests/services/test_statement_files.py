@@ -19,20 +19,31 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from campaign.extensions import db
-from campaign.models import Campaign, Delivery
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
+from campaign.models import Delivery
 from campaign.services.sending import batches as sending
 from campaign.services.sending import campaigns
-from campaign.services.sending.campaigns import AudienceSpec, CampaignError
+from campaign.services.sending.campaigns import CampaignError
 from campaign.services.statements import files as statement_files
 from campaign.services.statements import statements
 from campaign.services.statements.statements import StatementError
+from tests.factories import CampaignFactory, StatementFactory
 from tests.fault_smtp import FaultSmtpServer
 from tests.servers import free_port
 
 BODY = "{{ salutation }}\n\nRelease the defenders.\n\n{{ closing }}\n"
 BODY_FR = "{{ salutation }}\n\nLibérez les défenseurs.\n\n{{ closing }}\n"
+# The statement in English and French, and one reader of each: each letter's language
+# decides which files it carries (`StatementFactory(**BILINGUAL)`, `recipients=READERS`).
+BILINGUAL: dict[str, Any] = {
+    "subject": "Release the defenders",
+    "body": BODY,
+    "translations": {"fr": ("Libérez les défenseurs", BODY_FR)},
+}
+READERS = (
+    {"email": "anna@example.net", "family_name": "Anna", "languages": "en"},
+    {"email": "bernard@example.net", "family_name": "Bernard", "languages": "fr"},
+)
+FROM = "Human Rights Office <office@example.org>"
 
 
 def _pdf(size: int, mark: str) -> io.BytesIO:
@@ -67,30 +78,6 @@ def small_server() -> Iterator[tuple[str, int]]:
     controller.stop()
 
 
-def _statement() -> Any:
-    statement = statements.create_statement(
-        "Joint letter", language="en", subject="Release the defenders", body=BODY
-    )
-    statements.set_text(statement, language="fr", subject="Libérez les défenseurs", body=BODY_FR)
-    return statement
-
-
-def _campaign(statement: Any) -> Campaign:
-    contact_list = lists.create_list(f"List {uuid.uuid4().hex[:6]}")
-    ids = [
-        create_contact(
-            {"email": f"{name}@example.net", "family_name": name.title(), "languages": lang}
-        ).id
-        for name, lang in (("anna", "en"), ("bernard", "fr"))
-    ]
-    lists.add_contacts(contact_list, ids)
-    return campaigns.create_campaign(
-        statement,
-        audience=AudienceSpec((f"list:{contact_list.id}",)),
-        from_address="Human Rights Office <office@example.org>",
-    )
-
-
 def _send_all(campaign_id: int) -> None:
     db.session.execute(
         update(Delivery)
@@ -112,12 +99,12 @@ def _attached(message: EmailMessage) -> dict[str, bytes]:
 def test_each_letter_carries_the_files_of_its_language_and_those_for_every_language(
     app: Flask, fault_smtp: FaultSmtpServer
 ) -> None:
-    statement = _statement()
+    statement = StatementFactory(**BILINGUAL)
     everyone = statements.add_attachment(statement, "signed.pdf", _pdf(2000, "signed"))
     annex_fr = statements.add_attachment(statement, "annexe.pdf", _pdf(3000, "fr"), language="fr")
     annex_en = statements.add_attachment(statement, "annex.pdf", _pdf(3000, "en"), language="en")
     statements.add_attachment(statement, "not-chosen.pdf", _pdf(1000, "no"))
-    campaign = _campaign(statement)
+    campaign = CampaignFactory(statement=statement, recipients=READERS, from_address=FROM)
     statement_files.choose_files(campaign, [str(everyone.id), annex_fr.id, annex_en.id])
     assert campaigns.launch_campaign(campaign)
     db.session.commit()
@@ -140,9 +127,9 @@ def test_each_letter_carries_the_files_of_its_language_and_those_for_every_langu
 
 
 def test_a_twelve_megabyte_letter_is_warned_about(app: Flask) -> None:
-    statement = _statement()
+    statement = StatementFactory(**BILINGUAL)
     big = statements.add_attachment(statement, "report.pdf", _pdf(9 * 1024 * 1024, "big"))
-    campaign = _campaign(statement)
+    campaign = CampaignFactory(statement=statement, recipients=READERS, from_address=FROM)
     statement_files.choose_files(campaign, [big.id])
     check = campaigns.check_campaign(campaign)
     assert not check.errors
@@ -155,12 +142,12 @@ def test_a_server_size_of_one_megabyte_refuses_the_launch_naming_files_and_limit
     app: Flask, small_server: tuple[str, int]
 ) -> None:
     app.config.update(MAIL_SERVER=small_server[0], MAIL_PORT=small_server[1])
-    statement = _statement()
+    statement = StatementFactory(**BILINGUAL)
     annex = statements.add_attachment(
         statement, "annexe.pdf", _pdf(900 * 1024, "fr"), language="fr"
     )
     small = statements.add_attachment(statement, "note.pdf", _pdf(40 * 1024, "en"), language="en")
-    campaign = _campaign(statement)
+    campaign = CampaignFactory(statement=statement, recipients=READERS, from_address=FROM)
     statement_files.choose_files(campaign, [annex.id, small.id])
     check = campaigns.check_campaign(campaign)
     error = " ".join(str(e) for e in check.errors)
@@ -175,9 +162,9 @@ def test_a_server_size_of_one_megabyte_refuses_the_launch_naming_files_and_limit
 
 def test_an_unreachable_server_is_a_warning_not_an_error(app: Flask) -> None:
     app.config.update(MAIL_SERVER="127.0.0.1", MAIL_PORT=free_port())
-    statement = _statement()
+    statement = StatementFactory(**BILINGUAL)
     annex = statements.add_attachment(statement, "annexe.pdf", _pdf(5000, "x"))
-    campaign = _campaign(statement)
+    campaign = CampaignFactory(statement=statement, recipients=READERS, from_address=FROM)
     statement_files.choose_files(campaign, [annex.id])
     check = campaigns.check_campaign(campaign)
     assert not [e for e in check.errors if "Files" in str(e)]
@@ -185,7 +172,7 @@ def test_an_unreachable_server_is_a_warning_not_an_error(app: Flask) -> None:
 
 
 def test_bad_languages_choices_and_removals_are_refused(app: Flask) -> None:
-    statement = _statement()
+    statement = StatementFactory(**BILINGUAL)
     with pytest.raises(StatementError, match="no text in de") as error:
         statements.add_attachment(statement, "annex.pdf", _pdf(100, "de"), language="de")
     assert error.value.field == "language"
@@ -195,7 +182,7 @@ def test_bad_languages_choices_and_removals_are_refused(app: Flask) -> None:
         "other.pdf",
         _pdf(100, "y"),
     )
-    campaign = _campaign(statement)
+    campaign = CampaignFactory(statement=statement, recipients=READERS, from_address=FROM)
     with pytest.raises(CampaignError, match="not a file of the campaign's statement"):
         statement_files.choose_files(campaign, [other.id])
     with pytest.raises(CampaignError, match="not a file"):

@@ -10,7 +10,8 @@ from campaign.mail import Attachment
 from campaign.services.statements import files as statement_files
 from campaign.services.statements import statements
 from campaign.services.statements.files import LetterFile, campaign_files, files_for
-from tests.services.test_statement_files import _campaign, _pdf, _statement
+from tests.factories import CampaignFactory, StatementFactory
+from tests.services.test_statement_files import BILINGUAL, FROM, READERS, _pdf
 
 
 def _file(name: str, language: str) -> LetterFile:
@@ -40,9 +41,9 @@ def test_a_letter_carries_the_files_of_its_exact_language_not_a_neighbour_s() ->
 
 
 def test_a_file_of_the_campaign_s_former_statement_is_not_sent(app: Flask) -> None:
-    first = _statement()
+    first = StatementFactory(**BILINGUAL)
     annex = statements.add_attachment(first, "annexe.pdf", _pdf(2000, "old"))
-    campaign = _campaign(first)
+    campaign = CampaignFactory(statement=first, recipients=READERS, from_address=FROM)
     statement_files.choose_files(campaign, [annex.id])
     other = statements.create_statement(
         "Other letter", language="en", subject="Other", body="{{ salutation }}\n\nOther.\n"

@@ -15,12 +15,8 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import Campaign, Delivery
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
 from campaign.services.sending import batches as sending
-from campaign.services.sending import campaigns
-from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.statements import statements
+from tests.factories import CampaignFactory
 from tests.fault_smtp import FaultSmtpServer
 
 PUBLIC_URL = "https://campaign.example.org"
@@ -59,26 +55,15 @@ def send_campaign(
     `worker_config` changes the configuration between the launch and the sending, as a
     worker started with other settings than the web app would see it.
     """
-    statement = statements.create_statement(
-        f"Letter {uuid.uuid4().hex[:6]}", language="en", subject="S", body=body
-    )
-    contact_list = lists.create_list(f"List {uuid.uuid4().hex[:6]}")
-    ids = [
-        create_contact(
-            {"email": f"p{n}-{uuid.uuid4().hex[:6]}@example.net", "family_name": f"P{n}"}
-        ).id
-        for n in range(count)
-    ]
-    lists.add_contacts(contact_list, ids)
-    campaign = campaigns.create_campaign(
-        statement,
-        audience=AudienceSpec((f"list:{contact_list.id}",)),
+    campaign = CampaignFactory(
+        statement__body=body,
+        recipients=[f"p{n}-{uuid.uuid4().hex[:6]}@example.net" for n in range(count)],
         from_address="Human Rights Office <office@example.org>",
         is_open_tracking=opens,
         is_click_tracking=clicks,
+        launched=True,
+        commit=True,
     )
-    assert campaigns.launch_campaign(campaign)
-    db.session.commit()
     if worker_config:
         current_app.config.update(worker_config)
     result = sending.send_batch(campaign.id, worker="test", commit=db.session.commit)

@@ -29,6 +29,7 @@ from campaign.services.contacts.contacts import create_contact
 from campaign.services.sending import campaigns
 from campaign.services.sending.campaigns import AudienceSpec
 from campaign.services.statements import statements
+from tests.factories import CampaignFactory
 from tests.launching import confirm_launch
 from tests.pages import element_text
 
@@ -73,14 +74,15 @@ def _form(setup: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 
 def _draft(setup: dict[str, Any], **changes: Any) -> Campaign:
-    campaign = campaigns.create_campaign(
-        setup["statement"],
+    """The setup's statement to its press list, committed."""
+    campaign: Campaign = CampaignFactory(
+        statement=setup["statement"],
+        contact_list=setup["press"],
         name="Summit letter",
-        audience=AudienceSpec((f"list:{setup['press'].id}",)),
         from_address="Office <office@example.org>",
+        commit=True,
         **changes,
     )
-    db.session.commit()
     return campaign
 
 

@@ -13,16 +13,18 @@ from sqlalchemy import func, select
 from campaign.extensions import db
 from campaign.models import AuditEvent, Case, Role
 from campaign.services.schedules import cases
+from tests.factories import CaseFactory
 from tests.pages import text_of
 
 REAL_NAME = "Aziz Karimov"
 PSEUDONYM = "Prisoner Z."
-
-
-def _hidden_case() -> Case:
-    case = cases.create_case(REAL_NAME, PSEUDONYM, is_high_risk=True, country="UZ")
-    db.session.commit()
-    return case
+# A high-risk case known by its pseudonym: `CaseFactory(**HIDDEN, commit=True)`.
+HIDDEN: dict[str, Any] = {
+    "name": REAL_NAME,
+    "pseudonym": PSEUDONYM,
+    "is_high_risk": True,
+    "country": "UZ",
+}
 
 
 def _edit(client: FlaskClient, case: Case, pseudonym: str) -> Any:
@@ -40,7 +42,7 @@ def test_an_editor_cannot_change_a_high_risk_pseudonym_whatever_it_is(
 ) -> None:
     """A right guess of the real name is refused exactly like any other pseudonym, so it
     neither confirms the guess nor becomes the name letters, reminders and .ics show."""
-    case = _hidden_case()
+    case = CaseFactory(**HIDDEN, commit=True)
     login(Role.EDITOR)
     form_page = text_of(client.get(f"/cases/{case.id}/edit"))
     field = re.search(r'<input id="case-pseudonym"[^>]*>', form_page)
@@ -71,7 +73,7 @@ def test_an_editor_cannot_change_a_high_risk_pseudonym_whatever_it_is(
 def test_an_admin_can_change_a_high_risk_pseudonym(
     app: Flask, client: FlaskClient, login: Any
 ) -> None:
-    case = _hidden_case()
+    case = CaseFactory(**HIDDEN, commit=True)
     login(Role.ADMIN)
     field = re.search(
         r'<input id="case-pseudonym"[^>]*>', text_of(client.get(f"/cases/{case.id}/edit"))
@@ -118,7 +120,7 @@ def test_the_list_is_ordered_by_pseudonym_for_an_editor(
 def test_searching_the_real_name_finds_and_counts_nothing_for_an_editor(
     app: Flask, client: FlaskClient, login: Any
 ) -> None:
-    _hidden_case()
+    CaseFactory(**HIDDEN, commit=True)
     login(Role.EDITOR)
     for query in ("Aziz", "karimov", "aziz karimov"):
         response = client.get("/cases/", query_string={"q": query})
@@ -134,7 +136,7 @@ def test_searching_the_real_name_finds_and_counts_nothing_for_an_editor(
 def test_an_admin_seeing_a_real_name_is_audited(
     app: Flask, client: FlaskClient, login: Any
 ) -> None:
-    case = _hidden_case()
+    case = CaseFactory(**HIDDEN, commit=True)
     admin = login(Role.ADMIN)
     assert REAL_NAME in text_of(client.get(f"/cases/{case.id}"))
     assert REAL_NAME in text_of(client.get(f"/cases/{case.id}/edit"))
@@ -160,7 +162,7 @@ def test_every_admin_page_naming_a_high_risk_person_is_audited_once(
     from campaign.services.sending.campaigns import AudienceSpec
     from campaign.services.statements import statements
 
-    case = _hidden_case()
+    case = CaseFactory(**HIDDEN, commit=True)
     case_date = cases.add_case_date(
         case, "arrest", date(2019, 3, 14), mark_anniversary=True, reminder_days=[7]
     )

@@ -23,14 +23,11 @@ from campaign.demo.loader import load_demo
 from campaign.extensions import db
 from campaign.models import (
     AuditEvent,
-    Campaign,
     CampaignStatus,
     Case,
     CaseDate,
     ContactImport,
     DeliveryStatus,
-    InboundKind,
-    InboundMessage,
     Role,
     User,
 )
@@ -38,11 +35,10 @@ from campaign.models.contact_import import ImportStatus
 from campaign.services.contacts.contacts import create_contact
 from campaign.services.schedules.calendar_items import display_zone
 from campaign.services.sending import ledger
-from campaign.services.sending.campaigns import AudienceSpec, create_campaign
 from campaign.services.sending.smtp_accounts import AccountFields, create_account
 from campaign.services.statements.statements import create_statement
 from tests.conftest import make_user, sign_in
-from tests.factories import DeliveryFactory
+from tests.factories import CampaignFactory, DeliveryFactory, InboundMessageFactory
 
 Login = Callable[[Role], User]
 
@@ -138,25 +134,14 @@ def test_demo_home_lists_real_items_and_every_link_opens(app: Flask, client: Fla
 # --- roles, high-risk names, imports ------------------------------------------------------
 
 
-def _reply(number: int, received_at: datetime, *, handled: bool = False) -> InboundMessage:
-    message = InboundMessage(
-        source_key=f"test-{number}",
-        kind=InboundKind.REPLY.value,
-        from_address=f"sender{number}@example.org",
-        subject=f"Answer {number}",
-        received_at=received_at,
-        handled_at=received_at if handled else None,
-    )
-    db.session.add(message)
-    return message
-
-
 def test_each_person_sees_the_groups_their_role_opens(
     app: Flask, client: FlaskClient, login: Login
 ) -> None:
     now = datetime.now(UTC)
     for number in range(5):
-        _reply(number, now - timedelta(days=10 - number), handled=number == 0)
+        at = now - timedelta(days=10 - number)
+        handled = at if number == 0 else None
+        InboundMessageFactory(subject=f"Answer {number}", received_at=at, handled_at=handled)
     today = _today()
     case = Case(name="Real Name Kept Secret", pseudonym="Prisoner K.", is_high_risk=True)
     db.session.add(case)
@@ -233,13 +218,13 @@ def test_the_page_costs_the_same_queries_whatever_waits(
     login(Role.ADMIN)
     now = datetime.now(UTC)
     for number in range(3):
-        _reply(number, now - timedelta(hours=number))
+        InboundMessageFactory(received_at=now - timedelta(hours=number))
     db.session.commit()
     client.get("/")  # warm up (session, first queries)
     with _counting_queries() as few:
         _html(client)
     for number in range(3, 60):
-        _reply(number, now - timedelta(hours=number))
+        InboundMessageFactory(received_at=now - timedelta(hours=number))
     db.session.commit()
     with _counting_queries() as many:
         _html(client)
@@ -297,32 +282,27 @@ def test_an_import_result_links_to_the_list_it_filled(
 # --- after review: one rule for senders, one set of figures, reveals, remaining steps ------
 
 
-def _campaign(status: CampaignStatus) -> Campaign:
-    statement = create_statement(
-        "Letter", language="en", subject="Hello", body="{{ closing }}\n\nAnna\n"
-    )
-    campaign = create_campaign(
-        statement, name="Trial letter", audience=AudienceSpec(()), from_address="o@example.org"
-    )
-    campaign.status = status.value
-    db.session.flush()
-    return campaign
-
-
 def test_reply_senders_are_named_by_the_inbox_rule(
     app: Flask, client: FlaskClient, login: Login
 ) -> None:
     now = datetime.now(UTC)
     trashed = create_contact({"email": "gone@example.org", "family_name": "Trashedperson"})
     create_contact({"email": "sender2@example.org", "family_name": "Liveperson"})
-    campaign = _campaign(CampaignStatus.FINISHED)
+    campaign = CampaignFactory(recipients=())
+    campaign.status = CampaignStatus.FINISHED.value
     to_trashed = DeliveryFactory(
         campaign=campaign, status=DeliveryStatus.SENT.value, contact_id=trashed.id
     )
     trashed.deleted_at = now
-    first = _reply(1, now - timedelta(days=2))
-    first.delivery_id = to_trashed.id
-    _reply(2, now - timedelta(days=1))  # no delivery, from the live contact's address
+    InboundMessageFactory(
+        from_address="sender1@example.org",
+        subject="Answer 1",
+        received_at=now - timedelta(days=2),
+        delivery_id=to_trashed.id,
+    )
+    InboundMessageFactory(  # no delivery, from the live contact's address
+        from_address="sender2@example.org", subject="Answer 2", received_at=now - timedelta(days=1)
+    )
     db.session.commit()
     login(Role.EDITOR)
     replies = _section(_html(client), "attention-replies")
@@ -333,7 +313,8 @@ def test_reply_senders_are_named_by_the_inbox_rule(
 def test_campaign_failures_are_the_campaign_pages_figures(
     app: Flask, client: FlaskClient, login: Login
 ) -> None:
-    campaign = _campaign(CampaignStatus.SENDING)
+    campaign = CampaignFactory(recipients=())
+    campaign.status = CampaignStatus.SENDING.value
     DeliveryFactory(campaign=campaign, email="r1@example.org", status=DeliveryStatus.FAILED.value)
     DeliveryFactory(campaign=campaign, email="r2@example.org", status=DeliveryStatus.SENT.value)
     # Follow-ups that failed: the campaign page's figures (the letter, step 0) leave them out.

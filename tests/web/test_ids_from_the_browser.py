@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -19,15 +18,12 @@ from campaign.params import MAX_ROW_ID, NO_ROW, filter_id, page_number, row_id
 from campaign.services.accounts.audit import record_event
 from campaign.services.contacts import lists
 from campaign.services.contacts.contacts import create_contact
+from tests.pages import html_of
 
 Login = Callable[[Role], User]
 
 # Not ids: a superscript digit, an 11-digit number, one past the column's range, a sign.
 ODD_IDS = ("²", "99999999999", str(MAX_ROW_ID + 1), "-1", "1 2")
-
-
-def _text(response: Any) -> str:
-    return str(response.get_data(as_text=True))
 
 
 def test_row_id_reads_only_ids_a_row_can_have() -> None:
@@ -62,7 +58,7 @@ def test_audit_page_before_an_odd_id_shows_the_newest_events(
     login(Role.ADMIN)
     response = client.get("/audit/", query_string={"action": "test.event", "before": odd})
     assert response.status_code == 200
-    assert [int(t) for t in re.findall(r"thing (\d+)", _text(response))] == [2, 1, 0]
+    assert [int(t) for t in re.findall(r"thing (\d+)", html_of(response))] == [2, 1, 0]
 
 
 @pytest.mark.parametrize("odd", ODD_IDS)
@@ -78,12 +74,12 @@ def test_contacts_filtered_by_an_odd_list_or_segment_id(
     for name in ("list", "segment"):
         response = client.get("/contacts/", query_string={name: odd})
         assert response.status_code == 200, (name, odd)
-        shown = "l.beispiel@example.org" in _text(response)
+        shown = "l.beispiel@example.org" in html_of(response)
         if odd.isdecimal():
             # A number no list can have is a list not found: it finds nobody (as a list since
             # deleted does), not everybody.
             assert not shown, (name, odd)
-            assert "No contacts match." in _text(response), (name, odd)
+            assert "No contacts match." in html_of(response), (name, odd)
         else:
             # Not a number at all: no filter, as for "abc".
             assert shown, (name, odd)

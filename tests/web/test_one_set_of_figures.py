@@ -23,11 +23,8 @@ from campaign.models import (
     DeliveryStatus,
     Role,
 )
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
-from campaign.services.sending import campaigns, ledger
-from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.statements import statements
+from campaign.services.sending import ledger
+from tests.factories import CampaignFactory, DeliveryFactory
 
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna Sample\n"
 LAUNCH = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -51,21 +48,16 @@ EXPECTED = {
 
 
 def _finished_campaign() -> Campaign:
-    statement = statements.create_statement(
-        "Joint letter", language="en", subject="Ahead of the summit", body=BODY
-    )
-    people = lists.create_list("People")
-    ids = [
-        create_contact({"family_name": f"Person{i:02d}", "email": f"p{i:02d}@example.org"}).id
-        for i in range(len(OUTCOMES))
-    ]
-    lists.add_contacts(people, ids)
-    campaign = campaigns.create_campaign(
-        statement,
-        audience=AudienceSpec((f"list:{people.id}",)),
+    campaign = CampaignFactory(
+        statement__subject="Ahead of the summit",
+        statement__body=BODY,
+        recipients=[
+            {"family_name": f"Person{i:02d}", "email": f"p{i:02d}@example.org"}
+            for i in range(len(OUTCOMES))
+        ],
         from_address="Office <office@example.org>",
+        launched=True,
     )
-    assert campaigns.launch_campaign(campaign)
     rows = list(
         db.session.scalars(
             select(Delivery).where(Delivery.campaign_id == campaign.id).order_by(Delivery.email)
@@ -79,17 +71,13 @@ def _finished_campaign() -> Campaign:
             "bounced_refused": DeliveryStatus.BOUNCED.value,
         }.get(outcome, outcome)
     # A follow-up to one of them: the letter's figures do not count it.
-    db.session.add(
-        Delivery(
-            campaign_id=campaign.id,
-            contact_id=rows[0].contact_id,
-            step=1,
-            email=rows[0].email,
-            status=DeliveryStatus.SENT.value,
-            message_id="<follow-up@example.org>",
-            unsubscribe_token="follow-up-token",
-            sent_at=LAUNCH + timedelta(days=14),
-        )
+    DeliveryFactory(
+        campaign=campaign,
+        contact_id=rows[0].contact_id,
+        step=1,
+        email=rows[0].email,
+        status=DeliveryStatus.SENT.value,
+        sent_at=LAUNCH + timedelta(days=14),
     )
     campaign.status = CampaignStatus.FINISHED.value
     campaign.launched_at = LAUNCH

@@ -52,7 +52,6 @@ THREADED = (
 def app_overrides(app_overrides: dict[str, Any], fault_smtp: FaultSmtpServer) -> dict[str, Any]:
     return {
         **app_overrides,
-        "WTF_CSRF_ENABLED": False,
         "MAIL_SERVER": fault_smtp.host,
         "MAIL_PORT": fault_smtp.port,
         "MAIL_TIMEOUT": 2,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -12,15 +13,17 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Campaign, Delivery, DeliveryStatus, Suppression
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
-from campaign.services.sending import campaigns
-from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.statements import statements
 from tests.conftest import IsolatedClient
+from tests.factories import CampaignFactory, ContactFactory
 from tests.pages import html_of
 
-BODY = "{{ salutation }}\n\nOur letter.\n\n{{ closing }}\n"
+# Launched and committed, from the sender the pages name: `CampaignFactory(recipients=[...],
+# **SENT_BY_RIGHTS_WATCH)`.
+SENT_BY_RIGHTS_WATCH: dict[str, Any] = {
+    "from_address": "Rights Watch <office@rights.example>",
+    "launched": True,
+    "commit": True,
+}
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
 
@@ -34,26 +37,6 @@ def _forget_misses(app: Flask) -> Iterator[None]:
         get_redis().delete(key)
 
 
-def _launched_campaign(emails: list[str], name: str = "Letter") -> Campaign:
-    statement = statements.create_statement(name, language="en", subject="S", body=BODY)
-    contact_list = lists.create_list(f"{name} list")
-    ids = []
-    for email in emails:
-        found = db.session.scalar(
-            select(campaigns.Contact.id).where(campaigns.Contact.email_key == email.lower())
-        )
-        ids.append(found or create_contact({"email": email, "family_name": "X"}).id)
-    lists.add_contacts(contact_list, ids)
-    campaign = campaigns.create_campaign(
-        statement,
-        audience=AudienceSpec(include=(f"list:{contact_list.id}",)),
-        from_address="Rights Watch <office@rights.example>",
-    )
-    assert campaigns.launch_campaign(campaign)
-    db.session.commit()
-    return campaign
-
-
 def _delivery(campaign: Campaign, email: str) -> Delivery:
     return db.session.scalars(
         select(Delivery).where(Delivery.campaign_id == campaign.id, Delivery.email == email)
@@ -61,7 +44,9 @@ def _delivery(campaign: Campaign, email: str) -> Delivery:
 
 
 def test_get_asks_and_never_unsubscribes(client: FlaskClient, app: Flask) -> None:
-    campaign = _launched_campaign(["anna.k@example.org", "boris@example.org"])
+    campaign = CampaignFactory(
+        recipients=["anna.k@example.org", "boris@example.org"], **SENT_BY_RIGHTS_WATCH
+    )
     token = _delivery(campaign, "anna.k@example.org").unsubscribe_token
     page = client.get(f"/u/{token}")
     assert page.status_code == 200
@@ -77,7 +62,9 @@ def test_get_asks_and_never_unsubscribes(client: FlaskClient, app: Flask) -> Non
 def test_one_click_post_without_cookie_or_csrf_unsubscribes_once(app: Flask) -> None:
     # CSRF on, as in production: the mail provider's POST carries neither cookie nor token.
     app.config["WTF_CSRF_ENABLED"] = True
-    campaign = _launched_campaign(["anna@example.org", "boris@example.org"])
+    campaign = CampaignFactory(
+        recipients=["anna@example.org", "boris@example.org"], **SENT_BY_RIGHTS_WATCH
+    )
     token = _delivery(campaign, "anna@example.org").unsubscribe_token
     app.test_client_class = IsolatedClient
     client = app.test_client(use_cookies=False)
@@ -101,8 +88,11 @@ def test_one_click_post_without_cookie_or_csrf_unsubscribes_once(app: Flask) -> 
 def test_confirmation_form_unsubscribes_and_stops_queued_letters(
     client: FlaskClient, app: Flask, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = _launched_campaign(["anna@example.org", "boris@example.org"], "First")
-    second = _launched_campaign(["anna@example.org"], "Second")
+    anna = ContactFactory(email="anna@example.org")
+    first = CampaignFactory(
+        name="First", recipients=[anna, "boris@example.org"], **SENT_BY_RIGHTS_WATCH
+    )
+    second = CampaignFactory(name="Second", recipients=[anna], **SENT_BY_RIGHTS_WATCH)
     token = _delivery(first, "anna@example.org").unsubscribe_token
     with caplog.at_level(logging.DEBUG):
         response = client.post(f"/u/{token}", data={"confirm": "yes"})
@@ -121,7 +111,7 @@ def test_confirmation_form_unsubscribes_and_stops_queued_letters(
 def test_unknown_and_malformed_tokens_get_one_uniform_404(
     client: FlaskClient, app: Flask, token: str
 ) -> None:
-    campaign = _launched_campaign(["anna@example.org"])
+    campaign = CampaignFactory(recipients=["anna@example.org"], **SENT_BY_RIGHTS_WATCH)
     real = _delivery(campaign, "anna@example.org").unsubscribe_token
     reference = client.get(f"/u/{'B' * 24}")
     for method in (client.get, client.post):
@@ -144,7 +134,7 @@ def test_many_unknown_tokens_from_one_address_are_slowed_down(
 def test_an_address_todays_rules_would_refuse_still_unsubscribes(
     client: FlaskClient, app: Flask
 ) -> None:
-    campaign = _launched_campaign(["anna@example.org"])
+    campaign = CampaignFactory(recipients=["anna@example.org"], **SENT_BY_RIGHTS_WATCH)
     delivery = _delivery(campaign, "anna@example.org")
     # Stored before a stricter rule (a 70-character local part is refused today).
     old_address = "a" * 70 + "@example.org"
