@@ -21,7 +21,7 @@ from campaign.services.sending.campaigns import AudienceSpec
 from campaign.services.statements import statements
 from campaign.tracking import buffer
 from campaign.tracking.links import record_link
-from tests.pages import visible_text
+from tests.pages import html_of, visible_text
 from tests.services.test_dashboard import build
 
 
@@ -54,6 +54,12 @@ def test_a_viewer_sees_the_funnel_and_the_chart_but_no_names(
     assert "shown to editors and above" in html
     assert "dashboard.csv" not in html
     assert client.get(f"/campaigns/{built.campaign.id}/dashboard.csv").status_code == 403
+    # The replies inbox is for editors: a viewer is not offered a button that says "refused".
+    assert 'id="open-replies"' not in html
+    campaign_page = client.get(f"/campaigns/{built.campaign.id}")
+    assert campaign_page.status_code == 200
+    assert 'id="open-dashboard"' in html_of(campaign_page)
+    assert 'id="open-replies"' not in html_of(campaign_page)
 
 
 def test_an_editor_sees_who_has_not_replied_with_links_to_them(

@@ -17,13 +17,10 @@ from flask.testing import FlaskClient
 import campaign
 from campaign.models import Role, User
 from campaign.web.access import may
+from tests.pages import html_of
 
 Login = Callable[[Role], User]
 ROOT = Path(campaign.__file__).parent
-
-
-def _text(response: object) -> str:
-    return str(response.get_data(as_text=True))  # type: ignore[attr-defined]
 
 
 def test_no_view_or_template_checks_a_role_itself() -> None:
@@ -62,7 +59,7 @@ def test_the_countries_page_offers_corrections_to_admins_only(
     client: FlaskClient, login: Login, role: Role, offered: bool
 ) -> None:
     login(role)
-    page = _text(client.get("/countries/"))
+    page = html_of(client.get("/countries/"))
     assert "Letters name countries" in page
     assert ('id="correct-heading"' in page) is offered
 
@@ -74,7 +71,7 @@ def test_the_contacts_page_offers_a_new_contact_to_editors(
     login(role)
     response = client.get("/contacts/")
     assert response.status_code == 200
-    page = _text(response)
+    page = html_of(response)
     assert ('href="/contacts/new"' in page) is offered
     # The menu (base.html) shows each area from its role up: Contacts to all, Users to admins.
     assert 'href="/contacts/"' in page

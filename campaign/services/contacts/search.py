@@ -25,7 +25,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from campaign.extensions import db
 from campaign.models import Contact, Segment
 from campaign.models.search_key import fold
-from campaign.params import filter_id
+from campaign.params import filter_id, row_id
 from campaign.services.contacts.contacts import FIELD_PARSERS
 from campaign.services.contacts.lists import member_ids
 from campaign.services.contacts.segments import escape_like, has_token, where_clause
@@ -196,6 +196,9 @@ def decode_cursor(cursor: str, sort: str) -> list[Any] | None:
     if not isinstance(values, list) or len(values) != size:
         return None
     if not all(isinstance(v, str) for v in values[:-1]) or type(values[-1]) is not int:
+        return None
+    # A hand-made cursor with an id past the column's range would break the query (a 500).
+    if row_id(str(values[-1])) is None:
         return None
     return values
 
