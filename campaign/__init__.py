@@ -59,6 +59,7 @@ def create_app(overrides: dict[str, Any] | None = None) -> Flask:
     _register_blueprints(app)
     _register_cli(app)
     _register_tick_actions(app)
+    _register_notice_builders(app)
     _quiet_secret_logging(app)
     return app
 
@@ -161,6 +162,14 @@ def _register_tick_actions(app: Flask) -> None:
     from campaign.scheduling.registry import register_tick_actions
 
     register_tick_actions(app)
+
+
+def _register_notice_builders(app: Flask) -> None:
+    # The builder of each kind of notice, listed once (decision 0057): the worker's
+    # send_notice and the tests read the same table.
+    from campaign.services.sending.notice_registry import register_notice_builders
+
+    register_notice_builders(app)
 
 
 def _register_cli(app: Flask) -> None:

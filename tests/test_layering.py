@@ -214,7 +214,8 @@ def _is_private(name: str) -> bool:
 def private_imports(root: Path) -> list[str]:
     """Each place a module takes another's underscore name, named by both modules.
 
-    Three ways: `from m import _name`; `m._name` on a module bound by an import; and a
+    Three ways: `from m import _name`; `m._name` on a module bound by an import, however
+    reached (`import a.b.m` then `a.b.m._name`, `from a import b` then `b.m._name`); and a
     private module (`pkg/_types.py`) imported from outside its package `pkg`.
     """
     known = modules(root)
@@ -236,29 +237,48 @@ def private_imports(root: Path) -> list[str]:
     return found
 
 
+def _dotted(node: ast.expr) -> list[str] | None:
+    """`a.b.c` as ["a", "b", "c"]; None for anything but names joined by dots."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        return None
+    return [node.id, *reversed(parts)]
+
+
 def _private_attributes(module: str, path: Path, known: dict[str, Path], root: Path) -> list[str]:
     nodes = _nodes(path)
     bound: dict[str, str] = {}  # local name → module of ours it is bound to
     for node in nodes:
         if isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name in known:
-                    bound[alias.asname or alias.name] = alias.name
+                if alias.asname and alias.name in known:
+                    bound[alias.asname] = alias.name
+                elif not alias.asname:
+                    # `import a.b.c` binds `a`; the code then reaches c by `a.b.c`.
+                    head = alias.name.split(".")[0]
+                    if head in known:
+                        bound[head] = head
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             for alias in node.names:
                 if f"{node.module}.{alias.name}" in known:
                     bound[alias.asname or alias.name] = f"{node.module}.{alias.name}"
     found = []
     for node in nodes:
-        if (
-            isinstance(node, ast.Attribute)
-            and _is_private(node.attr)
-            and isinstance(node.value, ast.Name)
-            and node.value.id in bound
-            and bound[node.value.id] != module
-        ):
+        if not (isinstance(node, ast.Attribute) and _is_private(node.attr)):
+            continue
+        # The chain before the private name, followed to the module it names: `a._x`,
+        # `a.b.c._x` after `import a.b.c`, `b.c._x` after `from a import b`. A chain that
+        # ends on a class or a function (`a.Thing._x`) is not a module's private name.
+        chain = _dotted(node.value)
+        if chain is None or chain[0] not in bound:
+            continue
+        owner = ".".join([bound[chain[0]], *chain[1:]])
+        if owner in known and owner != module:
             where = f"{path.relative_to(root.parent)}:{node.lineno}"
-            found.append(f"{where}: {module} uses {node.attr} of {bound[node.value.id]}")
+            found.append(f"{where}: {module} uses {node.attr} of {owner}")
     return found
 
 
@@ -457,12 +477,22 @@ def test_a_private_name_taken_from_another_module_is_found(tmp_path: Path) -> No
             "models/_types.py": "",
             "models/user.py": "from app.models._types import x\n",  # its own package: fine
             "services/d.py": "from app.models._types import x\n",
+            # Reached by the full dotted path, or from the package, or under another name.
+            "web/e.py": "import app.services.a\n\napp.services.a._rows()\n",
+            "web/f.py": "from app import services\n\nservices.a._rows()\n",
+            "web/g.py": "import app.services.a as rows\n\nrows._rows()\n",
+            # A class's private attribute, and a module's own names: fine.
+            "web/h.py": "import app.services.a\n\napp.services.a.Thing._cache\n",
+            "services/i.py": "import app.services.i\n\ndef _own():\n    app.services.i._own()\n",
         },
     )
     assert private_imports(root) == [
         "app/services/b.py:1: app.services.b imports _rows from app.services.a",
         "app/services/d.py:1: app.services.d imports app.models._types, private to app.models",
         "app/services/c.py:3: app.services.c uses _rows of app.services.a",
+        "app/web/e.py:3: app.web.e uses _rows of app.services.a",
+        "app/web/f.py:3: app.web.f uses _rows of app.services.a",
+        "app/web/g.py:3: app.web.g uses _rows of app.services.a",
     ]
 
 

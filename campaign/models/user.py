@@ -28,6 +28,11 @@ class Role(enum.StrEnum):
     def includes(self, other: Role) -> bool:
         return self.rank >= other.rank
 
+    @classmethod
+    def from_(cls, minimum: Role) -> list[Role]:
+        """`minimum` and the roles above it (for a query: `User.role.in_(…)`)."""
+        return [role for role in cls if role.includes(minimum)]
+
 
 class User(UserMixin, db.Model):  # type: ignore[name-defined]
     __tablename__ = "users"
@@ -57,6 +62,12 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined]
     @property
     def role_enum(self) -> Role:
         return Role(self.role)
+
+    def may(self, role: Role | str) -> bool:
+        """Whether this user's role is `role` or above: the one role rule. Pages ask it
+        through campaign.web.access.may (the signed-in user), services ask the user they
+        were given (decision 0057)."""
+        return self.role_enum.includes(Role(role))
 
     @property
     def is_active(self) -> bool:  # Flask-Login reads this

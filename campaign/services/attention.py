@@ -101,20 +101,16 @@ def _local_day(instant: datetime) -> date:
     return instant.astimezone(calendar_source.display_zone()).date()
 
 
-def _includes(user: User, role: Role) -> bool:
-    return bool(user.role_enum.includes(role))
-
-
 def what_needs_attention(user: User, *, today: date | None = None) -> list[Group]:
     """The groups with something waiting that `user` may open, most pressing first."""
     groups: list[Group | None] = []
-    if _includes(user, Role.EDITOR):
+    if user.may(Role.EDITOR):
         groups.append(_replies_group())
         groups.append(_signatures_group())
     groups.append(_campaigns_group())
     start = today or datetime.now(calendar_source.display_zone()).date()
     groups.extend(_dated_groups(start, user))
-    if _includes(user, Role.EDITOR):
+    if user.may(Role.EDITOR):
         groups.append(_imports_group())
     return [group for group in groups if group is not None and group.count]
 

@@ -33,7 +33,7 @@ def signed_in_user() -> User:
 def may(role: Role | str) -> bool:
     """Whether the signed-in user's role is `role` or above: the one check behind what a page
     offers (buttons, links, columns). Templates call it as `may('editor')`."""
-    return bool(current_user.is_authenticated and current_user.role_enum.includes(Role(role)))
+    return bool(current_user.is_authenticated and current_user.may(role))
 
 
 def allow(minimum_role: Role) -> Callable[[F], F]:

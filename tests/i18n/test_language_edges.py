@@ -20,7 +20,7 @@ from campaign.models import Role, Signature, SignOnInvitation, Statement, User
 from campaign.services.accounts import users
 from campaign.services.contacts import lists
 from campaign.services.contacts.contacts import create_contact
-from campaign.services.sending.notices import NOTICES
+from campaign.services.sending.notices import builders
 from campaign.services.sign_on.invitations import build_invitation, build_reminder, invite
 from campaign.services.statements import statements
 from campaign.web.access import allow
@@ -422,7 +422,7 @@ def test_the_confirmation_page_and_email_use_the_readers_subject(
     assert sent.status_code == 200
     [signature] = db.session.scalars(select(Signature)).all()
 
-    [notice] = NOTICES["signature_confirmation"](signature.id)
+    [notice] = builders()["signature_confirmation"](signature.id)
     message = _message(notice.message)
     assert message["Subject"] == "Подтвердите вашу подпись: Перед саммитом"
     body = message.get_body(("plain",))

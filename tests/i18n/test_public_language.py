@@ -208,9 +208,9 @@ def test_a_russian_signers_confirmation_email_and_pages_are_russian(
     assert "в течение 48 часов" in text and "«Подтвердить подпись»" in text
     assert "Hello" not in text and "Confirm my signature" not in text
     # As handed to the SMTP server: CRLF line ends only (the mailbox stores it with LFs).
-    from campaign.services.sending.notices import NOTICES
+    from campaign.services.sending.notices import builders
 
-    [notice] = NOTICES["signature_confirmation"](signature.id)
+    [notice] = builders()["signature_confirmation"](signature.id)
     assert b"\r\n" in notice.message and b"\n" not in notice.message.replace(b"\r\n", b"")
     assert b"Content-Language: ru\r\n" in notice.message
 

@@ -47,6 +47,22 @@ def test_no_view_or_template_checks_a_role_itself() -> None:
     assert defined == []
 
 
+def test_no_module_compares_roles_but_the_user_model() -> None:
+    # Services ask `user.may(role)` and pages `may(role)`, which asks the same method: one
+    # rule. attention.py had its own `_includes`, five services `role_enum.includes`.
+    own = [
+        str(path.relative_to(ROOT))
+        for path in ROOT.rglob("*.py")
+        if path != ROOT / "models" / "user.py"
+        and re.search(r"\.includes\(|role_enum\s*[<>]=?|\.rank\b", path.read_text(encoding="utf-8"))
+    ]
+    assert own == []
+    admin, viewer = User(role=Role.ADMIN.value), User(role=Role.VIEWER.value)
+    assert admin.may(Role.EDITOR) and admin.may("admin") and viewer.may(Role.VIEWER)
+    assert not viewer.may(Role.EDITOR) and not viewer.may("sender")
+    assert Role.from_(Role.SENDER) == [Role.SENDER, Role.ADMIN]
+
+
 def test_may_is_a_template_global_and_false_for_strangers(app: Flask) -> None:
     assert app.jinja_env.globals["may"] is may
     with app.test_request_context("/"):

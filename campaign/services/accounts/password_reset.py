@@ -24,7 +24,7 @@ from campaign.i18n import supported
 from campaign.models import PasswordResetToken, User, utcnow
 from campaign.services.accounts import sign_in_limits, users
 from campaign.services.accounts.audit import record_event
-from campaign.services.sending.notices import NOTICES, Notice, build_message, queue_notice
+from campaign.services.sending.notices import Notice, build_message, queue_notice
 from campaign.services.sending.unsubscribe import public_url
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,7 @@ def _email_language(user: User) -> str:
     return supported(user.language) or "en"
 
 
-def _reset_email(row_id: int) -> list[Notice]:
+def reset_email(row_id: int) -> list[Notice]:
     row = db.session.get(PasswordResetToken, row_id) if row_id else None
     if row is None or row.used_at is not None or utcnow() >= row.expires_at:
         return []
@@ -202,6 +202,3 @@ def _reset_email(row_id: int) -> list[Notice]:
         subject = str(SUBJECT)
     message = build_message(user.email, subject, text, language=language)
     return [Notice(user.email, message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))]
-
-
-NOTICES[KIND] = _reset_email

@@ -36,7 +36,7 @@ from campaign.secret_box import (
 )
 from campaign.services.accounts import sessions, sign_in_limits, users
 from campaign.services.accounts.audit import record_event
-from campaign.services.sending.notices import NOTICES, Notice, build_message, queue_notice
+from campaign.services.sending.notices import Notice, build_message, queue_notice
 
 RECOVERY_CODE_COUNT = 10
 # 20 hexadecimal digits, 80 random bits: a plain SHA-256 is enough at rest (decision 0034).
@@ -617,13 +617,9 @@ def _owner_email(event_id: int, template: str, subject: object) -> list[Notice]:
     return [Notice(user.email, message)]
 
 
-def _reset_email(event_id: int) -> list[Notice]:
+def reset_email(event_id: int) -> list[Notice]:
     return _owner_email(event_id, "email/two_factor_reset.txt", RESET_SUBJECT)
 
 
-def _guessing_email(event_id: int) -> list[Notice]:
+def guessing_email(event_id: int) -> list[Notice]:
     return _owner_email(event_id, "email/two_factor_guessing.txt", GUESSING_SUBJECT)
-
-
-NOTICES[RESET_NOTICE] = _reset_email
-NOTICES[GUESSING_NOTICE] = _guessing_email

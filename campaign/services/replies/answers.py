@@ -410,9 +410,7 @@ def send_answer(
     if not may_answer(message):
         raise ReplyError(gettext("A bounce is not answered: it was written by a mail server."))
     address, subject, body = _validated(to, subject, body)
-    if not user.role_enum.includes(Role.SENDER) and address.lower() not in allowed_addresses(
-        message
-    ):
+    if not user.may(Role.SENDER) and address.lower() not in allowed_addresses(message):
         raise ReplyError(
             gettext(
                 "editors may answer only to the sender of the message (%(allowed)s); "

@@ -243,7 +243,7 @@ def open_reply_count() -> int:
 
 def triage_users() -> list[User]:
     """Active users who may triage replies, the people a message can be assigned to."""
-    allowed = [role.value for role in Role if role.includes(Role.EDITOR)]
+    allowed = [role.value for role in Role.from_(Role.EDITOR)]
     query = (
         select(User)
         .where(User.is_active_account.is_(True), User.role.in_(allowed))
@@ -294,9 +294,7 @@ def mark_handled(message: InboundMessage, user: User, handled: bool = True) -> b
 
 def assign(message: InboundMessage, user: User, assignee: User | None) -> None:
     """Give the message to a colleague (None: to nobody)."""
-    if assignee is not None and not (
-        assignee.is_active_account and assignee.role_enum.includes(Role.EDITOR)
-    ):
+    if assignee is not None and not (assignee.is_active_account and assignee.may(Role.EDITOR)):
         raise ReplyError(
             gettext(
                 "%(email)s cannot triage replies (an editor or above can).", email=assignee.email
@@ -345,9 +343,7 @@ def bulk_mark_handled(ids: list[int], user: User) -> int:
 
 def bulk_assign(ids: list[int], user: User, assignee: User | None) -> int:
     """Give the selected messages to a colleague (None: to nobody); how many changed."""
-    if assignee is not None and not (
-        assignee.is_active_account and assignee.role_enum.includes(Role.EDITOR)
-    ):
+    if assignee is not None and not (assignee.is_active_account and assignee.may(Role.EDITOR)):
         raise ReplyError(
             gettext(
                 "%(email)s cannot triage replies (an editor or above can).", email=assignee.email

@@ -685,7 +685,7 @@ def reminder_text(schedule: Schedule, due_at: datetime) -> Text:
 def staff_to_remind() -> list[User]:
     """Active accounts of editors and above (viewers only read)."""
     users = db.session.scalars(select(User).where(User.is_active_account.is_(True))).all()
-    return [user for user in users if user.role_enum.includes(Role.EDITOR)]
+    return [user for user in users if user.may(Role.EDITOR)]
 
 
 def _reminder_language(user: User) -> str:

@@ -163,7 +163,7 @@ def create_case(
 
 def may_see_real_name(viewer: User | None) -> bool:
     """Admins only: the real name of a high-risk person is never shown to anyone else."""
-    return viewer is not None and bool(viewer.role_enum.includes(Role.ADMIN))
+    return viewer is not None and viewer.may(Role.ADMIN)
 
 
 def update_case(

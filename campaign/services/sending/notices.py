@@ -2,20 +2,21 @@
 news that a joint letter went out, an invitation to sign. Sent by a worker job after the
 transaction that asked for them commits, never from inside a web request.
 
-Each kind registers a builder in NOTICES: target id -> the messages to send now (empty when
-there is nothing to send any more: a signature already confirmed, a notice already given).
+Each kind has a builder: target id -> the messages to send now (empty when there is nothing
+to send any more: a signature already confirmed, a notice already given). The builders are
+listed in one table, campaign/services/sending/notice_registry.py, which create_app installs
+on the app (`install`); nothing registers itself by being imported (decisions 0056, 0057).
 A builder that must not send twice claims its row (a column set and committed) before
 returning its messages; a failed send then costs that e-mail rather than repeating it.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from flask import current_app
+from flask import Flask, current_app
 
 from campaign.extensions import db
 from campaign.queue import enqueue_after_commit
@@ -33,27 +34,21 @@ class Notice:
 
 
 Builder = Callable[[int], Sequence[Notice]]
-NOTICES: dict[str, Builder] = {}
-# Modules that register builders when imported (one per kind's owner).
-NOTICE_MODULES = (
-    "campaign.services.sign_on.signatures",
-    "campaign.services.sign_on.moderation",
-    "campaign.services.sign_on.invitations",
-    "campaign.services.accounts.password_reset",
-    "campaign.services.accounts.two_factor",
-)
+EXTENSION = "campaign.notice_builders"
 SEND_JOB = "workers.jobs.send_notice"
 # A notice the SMTP server refused is tried again after 1, 5, 15 and 60 minutes, then 3 h.
 RETRY_MINUTES = (1, 5, 15, 60, 180)
 
 
-def load_builders() -> None:
-    for module in NOTICE_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as error:
-            if error.name != module:
-                raise
+def install(app: Flask, table: Mapping[str, Builder]) -> None:
+    """Make `table` (kind -> builder) the builders send_notice reads in `app` (create_app)."""
+    app.extensions[EXTENSION] = dict(table)
+
+
+def builders() -> Mapping[str, Builder]:
+    """The current app's builders, kind -> builder."""
+    found: Mapping[str, Builder] = current_app.extensions[EXTENSION]
+    return found
 
 
 def queue_notice(kind: str, target_id: int) -> None:
@@ -97,8 +92,7 @@ def send_notice(kind: str, target_id: int, *, commit: Callable[[], None]) -> int
     """
     from campaign.mail import SendError, send_message
 
-    load_builders()
-    builder = NOTICES.get(kind)
+    builder = builders().get(kind)
     if builder is None:
         log.error("no notice of kind %r (target %s): nothing sent", kind, target_id)
         return 0

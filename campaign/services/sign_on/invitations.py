@@ -51,7 +51,6 @@ from campaign.models.contact import RiskLevel, RoleType
 from campaign.services.accounts.audit import record_event
 from campaign.services.sending.campaigns import AudienceSpec, CampaignError, audience_query
 from campaign.services.sending.notices import (
-    NOTICES,
     Notice,
     build_message,
     queue_notice,
@@ -656,8 +655,3 @@ def build_sent_notice(signature_id: int) -> list[Notice]:
         attachments=[(pdf[0], "application/pdf", pdf[1])] if pdf else [],
     )
     return [Notice(signature.email, message, _unclaim(Signature, "notified_at", signature.id))]
-
-
-NOTICES[INVITATION] = build_invitation
-NOTICES[REMINDER] = build_reminder
-NOTICES[SENT] = build_sent_notice

@@ -34,7 +34,7 @@ from campaign.models import (
     User,
 )
 from campaign.services.accounts.audit import record_event
-from campaign.services.sending.notices import NOTICES, Notice, build_message, queue_notice
+from campaign.services.sending.notices import Notice, build_message, queue_notice
 from campaign.services.sign_on.pages import as_signatory_values, name_key
 from campaign.services.sign_on.signatures import SignatureInputError, clean_form, email_language
 from campaign.services.statements import statements
@@ -332,7 +332,7 @@ def edit_notice_text(
     return subject, body
 
 
-def _edit_notices(signature_id: int) -> list[Notice]:
+def edit_notices(signature_id: int) -> list[Notice]:
     row = db.session.get(InstallationSetting, _PENDING_EDITS.format(signature_id))
     if row is None:
         return []  # told already (two edits, two jobs: the first sent both)
@@ -357,9 +357,6 @@ def _edit_notices(signature_id: int) -> list[Notice]:
         db.session.add(InstallationSetting(name=name, value=value))
 
     return [Notice(signature.email, message, release)]
-
-
-NOTICES["signature_edited"] = _edit_notices
 
 
 # --- duplicates ----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Signing a statement on its public page: the form checked, abuse limited, the e-mailed link.
 
 A stranger's form becomes an unconfirmed `Signature`; the e-mail sent after the commit
-(NOTICES["signature_confirmation"]) carries a link whose SHA-256 alone is stored. Following
+(the notice "signature_confirmation") carries a link whose SHA-256 alone is stored. Following
 it (a POST: mail scanners fetch every GET) confirms the signature for the editors. Nothing a
 signer types is ever rendered as a template; one-line fields lose line breaks (decision 0028).
 """
@@ -47,7 +47,7 @@ from campaign.queue import get_redis
 from campaign.rate_limit import count_in_window
 from campaign.services.accounts.audit import record_event
 from campaign.services.contacts.contacts import normalise_email
-from campaign.services.sending.notices import NOTICES, Notice, build_message, queue_notice
+from campaign.services.sending.notices import Notice, build_message, queue_notice
 from campaign.services.sending.unsubscribe import public_url
 from campaign.services.sign_on.pages import (
     accepting,
@@ -806,7 +806,7 @@ def _crlf(message: bytes) -> bytes:
     return message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def _confirmation_email(signature_id: int) -> list[Notice]:
+def confirmation_email(signature_id: int) -> list[Notice]:
     signature = db.session.get(Signature, signature_id)
     if signature is None or signature.status != SignatureStatus.UNCONFIRMED.value:
         return []
@@ -822,7 +822,7 @@ def _confirmation_email(signature_id: int) -> list[Notice]:
     return [_signer_email("signature_confirmation", signature, link=confirm_url(token))]
 
 
-def _change_email(signature_id: int) -> list[Notice]:
+def change_email(signature_id: int) -> list[Notice]:
     """The e-mail for a later form that would change an unconfirmed signature: what the
     signer's line is now, what it would become, and the link that applies the change."""
     signature = db.session.get(Signature, signature_id)
@@ -852,14 +852,9 @@ def _change_email(signature_id: int) -> list[Notice]:
     ]
 
 
-def _already_signed_email(signature_id: int) -> list[Notice]:
+def already_signed_email(signature_id: int) -> list[Notice]:
     signature = db.session.get(Signature, signature_id)
     done = (SignatureStatus.CONFIRMED.value, SignatureStatus.APPROVED.value)
     if signature is None or signature.status not in done:
         return []
     return [_signer_email("signature_already_signed", signature)]
-
-
-NOTICES["signature_confirmation"] = _confirmation_email
-NOTICES["signature_already_signed"] = _already_signed_email
-NOTICES["signature_change"] = _change_email
