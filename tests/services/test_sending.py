@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 from sqlalchemy import select, text, update
 
@@ -605,7 +604,11 @@ def test_a_flushed_redis_loses_nothing_and_resends_nothing(
 
     report = sending.reconcile(commit=db.session.commit)
     assert report.enqueued == {campaign.id: 2}
-    worker = SimpleWorker([get_queue()], connection=get_redis(), serializer=JSONSerializer)
+    # The worker `campaign worker --simple` runs: RQ's own SimpleWorker could wait out its
+    # 60 s command listener on exit (workers/__main__.py, _PromptUnsubscribe).
+    from workers.__main__ import CampaignSimpleWorker
+
+    worker = CampaignSimpleWorker([get_queue()], connection=get_redis(), serializer=JSONSerializer)
     worker.work(burst=True, logging_level="WARNING")
 
     rows = _rows(campaign.id)
