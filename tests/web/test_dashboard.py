@@ -121,11 +121,14 @@ def test_the_campaign_page_links_to_its_dashboard_and_replies(
     app: Flask, client: FlaskClient, login: Login
 ) -> None:
     built = build()
-    login(Role.VIEWER)
+    # The replies inbox is for editors and above (a viewer is not offered it: see
+    # test_a_viewer_sees_the_funnel_and_the_chart_but_no_names).
+    login(Role.EDITOR)
     html = client.get(f"/campaigns/{built.campaign.id}").get_data(as_text=True)
     assert f'href="/campaigns/{built.campaign.id}/dashboard"' in html
     assert f"campaign={built.campaign.id}" in html  # the replies inbox of this campaign
     assert ">Replies<" in html
+    assert client.get(f"/replies/?campaign={built.campaign.id}").status_code == 200
 
 
 def test_a_draft_has_no_dashboard_figures(app: Flask, client: FlaskClient, login: Login) -> None:
