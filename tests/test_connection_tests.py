@@ -387,7 +387,7 @@ def test_a_from_that_is_not_one_plain_address_is_a_failed_step(
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "the From contains a line break" in page
     events = db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action == "smtp_account.test")
+        select(AuditEvent).where(AuditEvent.action == "smtp_account.test").order_by(AuditEvent.id)
     ).all()
     assert [event.detail["failed"] for event in events] == [
         "sender",
