@@ -127,7 +127,30 @@ def _cheap_password_hashing() -> Any:
     return production
 
 
+def _sqlite_rows_in_no_promised_order() -> None:
+    """Make SQLite return the rows of a SELECT without ORDER BY last row first.
+
+    PostgreSQL promises no order without ORDER BY, and since the tests empty its tables by
+    DELETE (decision 0052) it often returns rows in another order than they were written;
+    SQLite returns them as written. A test or a page that reads several rows without
+    ORDER BY and relies on their order then passed on SQLite and failed now and then on
+    PostgreSQL. With SQLite's `reverse_unordered_selects` such a test fails on SQLite at
+    every run (decision 0061).
+    """
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    def reverse_unordered(dbapi_connection: Any, _record: Any) -> None:
+        if type(dbapi_connection).__module__.startswith("sqlite3"):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA reverse_unordered_selects = ON")
+            cursor.close()
+
+    event.listen(Engine, "connect", reverse_unordered)
+
+
 _share_url_builders()
+_sqlite_rows_in_no_promised_order()
 # Flask passes `jinja_options` to each app's environment (create_app sets none of its own).
 Flask.jinja_options = {**Flask.jinja_options, "bytecode_cache": _SharedTemplateCode()}
 #: The argon2 hasher production uses (unchanged module state before the tests' cheap one).

@@ -381,7 +381,9 @@ def test_the_account_page_shows_the_record_never_the_key_and_admins_manage_it(
     actions = [
         e.action
         for e in db.session.scalars(
-            select(AuditEvent).where(AuditEvent.target_type == "smtp_account")
+            select(AuditEvent)
+            .where(AuditEvent.target_type == "smtp_account")
+            .order_by(AuditEvent.id)
         )
     ]
     assert actions[-2:] == ["smtp_account.dkim_key", "smtp_account.dkim_key_remove"]

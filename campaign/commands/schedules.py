@@ -42,7 +42,7 @@ def schedules_command() -> None:
     from campaign.scheduling.timezones import local_label
 
     rows = db.session.scalars(
-        select(Schedule).order_by(Schedule.next_run_at.is_(None), Schedule.next_run_at)
+        select(Schedule).order_by(Schedule.next_run_at.is_(None), Schedule.next_run_at, Schedule.id)
     ).all()
     if not rows:
         click.echo(_("no schedules"))

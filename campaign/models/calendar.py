@@ -88,7 +88,9 @@ class Case(db.Model):  # type: ignore[name-defined]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    dates = relationship("CaseDate", order_by="CaseDate.on", cascade="all, delete-orphan")
+    dates = relationship(
+        "CaseDate", order_by="(CaseDate.on, CaseDate.id)", cascade="all, delete-orphan"
+    )
 
 
 def letter_name(case: Case) -> str:

@@ -89,7 +89,9 @@ class InboundMessage(db.Model):  # type: ignore[name-defined]
     handled_by = relationship("User", foreign_keys=[handled_by_id])
     assigned_to = relationship("User", foreign_keys=[assigned_to_id])
     notes = relationship(
-        "InboundNote", order_by="InboundNote.created_at", cascade="all, delete-orphan"
+        "InboundNote",
+        order_by="(InboundNote.created_at, InboundNote.id)",
+        cascade="all, delete-orphan",
     )
 
 

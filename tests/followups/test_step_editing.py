@@ -109,7 +109,7 @@ def test_editing_days_and_condition_changes_the_summary_and_the_next_run(app: Fl
     assert _due(second) is None
     assert followups.step_summary(second).startswith("5 days after follow-up 1 goes out")
     edits = db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action == "campaign.step_edit")
+        select(AuditEvent).where(AuditEvent.action == "campaign.step_edit").order_by(AuditEvent.id)
     ).all()
     assert [event.detail["delay_days"] for event in edits] == [10, 5]
 

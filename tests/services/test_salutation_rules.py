@@ -52,7 +52,7 @@ def test_an_admin_rule_overrides_a_built_in_cell_and_deleting_it_restores_it(app
     assert salutation_for(MINISTER, "en", extra_rules=salutation_rules.current_rule_set()) == (
         "Dear Minister,"
     )
-    actions = db.session.scalars(select(AuditEvent.action)).all()
+    actions = db.session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
     assert actions == ["salutation_rule.create", "salutation_rule.delete"]
 
 

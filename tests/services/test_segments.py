@@ -175,7 +175,7 @@ def test_save_update_delete_are_audited(people: dict[str, int]) -> None:
     db.session.commit()
     assert db.session.scalar(select(Segment)) is None
     actions = db.session.scalars(
-        select(AuditEvent.action).where(AuditEvent.target_type == "segment")
+        select(AuditEvent.action).where(AuditEvent.target_type == "segment").order_by(AuditEvent.id)
     )
     assert list(actions) == ["segment.create", "segment.update", "segment.delete"]
 

@@ -109,7 +109,7 @@ def test_a_sender_downloads_every_recipient_or_only_those_who_have_not_replied(
         f"{n}@example.org" for n in ("chen", "eve", "frank", "grace", "hank")
     ]
     exports = db.session.scalars(
-        select(AuditEvent).where(AuditEvent.action == "campaign.export")
+        select(AuditEvent).where(AuditEvent.action == "campaign.export").order_by(AuditEvent.id)
     ).all()
     assert [(e.actor_email, e.detail["rows"]) for e in exports] == [
         ("sender@example.org", 10),

@@ -627,7 +627,9 @@ def test_uploading_an_mbox_records_each_message(
         assert label in page
     kinds = sorted(m.kind for m in db.session.scalars(select(InboundMessage)))
     assert kinds == ["auto_reply", "bounce", "unmatched", "unmatched"]
-    events = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "inbound.upload"))
+    events = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.action == "inbound.upload").order_by(AuditEvent.id)
+    )
     assert [event.detail["messages"] for event in events] == [3, 1]
 
 

@@ -85,7 +85,11 @@ def test_admin_adds_and_edits_an_account_without_ever_seeing_the_password(
     assert 'name="password" type="password" value=""' in html_of(pages[1])
     assert SECRET not in caplog.text
     events = list(
-        db.session.scalars(select(AuditEvent).where(AuditEvent.target_type == "smtp_account"))
+        db.session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.target_type == "smtp_account")
+            .order_by(AuditEvent.id)
+        )
     )
     assert [e.action for e in events] == ["smtp_account.create", "smtp_account.update"]
     assert [e.detail["password_changed"] for e in events] == [True, False]

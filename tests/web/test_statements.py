@@ -262,7 +262,9 @@ def test_attachments_are_checked_stored_downloaded_and_deleted(
 
     assert upload(pdf, "../../etc/Report.pdf").status_code == 302
     assert upload(_docx(), "letter.docx").status_code == 302
-    first, second = db.session.scalars(select(StatementAttachment)).all()
+    first, second = db.session.scalars(
+        select(StatementAttachment).order_by(StatementAttachment.id)
+    ).all()
     assert (first.filename, second.filename) == ("Report.pdf", "letter.docx")
     stored = statements.attachment_file(first)
     assert stored.is_file() and str(stored).startswith(app.instance_path)

@@ -91,7 +91,7 @@ def correspondence(contact_id: int) -> list[LetterSent]:
             InboundMessage.is_weak_match,
         )
         .where(InboundMessage.delivery_id.in_(list(letters)))
-        .order_by(InboundMessage.received_at)
+        .order_by(InboundMessage.received_at, InboundMessage.id)
     ).all()
     by_id: dict[int, Answer] = {}
     for row in answers:

@@ -138,7 +138,7 @@ def _render(form: dict[str, str] | None = None, error: str = "", field: str = ""
         db.session.scalars(
             select(CalendarEvent)
             .where(CalendarEvent.is_builtin.is_(False), CalendarEvent.starts_on >= start)
-            .order_by(CalendarEvent.starts_on)
+            .order_by(CalendarEvent.starts_on, CalendarEvent.id)
         )
     )
     feed_url = (

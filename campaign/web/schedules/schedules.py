@@ -137,7 +137,7 @@ def _case_date_choices(campaign: Campaign) -> list[tuple[int, str]]:
     query = (
         select(CaseDate)
         .where(CaseDate.case_id.in_(linked) | CaseDate.is_anniversary_marked.is_(True))
-        .order_by(CaseDate.case_id, CaseDate.on)
+        .order_by(CaseDate.case_id, CaseDate.on, CaseDate.id)
     )
     viewer = signed_in_user()
     found = []
@@ -173,7 +173,7 @@ def _render(
     which: str = "",
 ) -> Any:
     steps = steps_of(campaign)
-    statements = list(db.session.scalars(select(Statement).order_by(Statement.title)))
+    statements = list(db.session.scalars(select(Statement).order_by(Statement.title, Statement.id)))
     page = render_template(
         "schedules/show.html",
         campaign=campaign,

@@ -176,7 +176,7 @@ def _save(form: CampaignForm, campaign: Campaign | None) -> Campaign:
 def _render_builder(
     form: CampaignForm, campaign: Campaign | None, error: CampaignError | None = None
 ) -> Any:
-    statements = list(db.session.scalars(select(Statement).order_by(Statement.title)))
+    statements = list(db.session.scalars(select(Statement).order_by(Statement.title, Statement.id)))
     accounts = list(db.session.scalars(select(SmtpAccount).order_by(SmtpAccount.name)))
     try:
         count_text = _count_text(campaign_service.count_audience(form.audience))
