@@ -17,6 +17,10 @@ NO_ROW = 0
 MAX_PAGE_NUMBER = 999_999
 
 
+def _text(raw: object) -> str:
+    return "" if raw is None else str(raw).strip()
+
+
 def row_id(raw: object) -> int | None:
     """The row id `raw` names, or None when no row can have it.
 
@@ -24,7 +28,7 @@ def row_id(raw: object) -> int | None:
     range breaks the query instead of finding nothing. Digits only (no sign, no spaces
     inside), at most MAX_ROW_ID.
     """
-    text = ("" if raw is None else str(raw)).strip()
+    text = _text(raw)
     if not text.isdecimal() or len(text) > len(str(MAX_ROW_ID)):
         return None
     number = int(text)
@@ -36,14 +40,14 @@ def filter_id(raw: object) -> int | None:
     NO_ROW when it is a number no row can have, so the filter finds nobody, as for a list
     since deleted, rather than everybody."""
     found = row_id(raw)
-    if found is None and ("" if raw is None else str(raw)).strip().isdecimal():
+    if found is None and _text(raw).isdecimal():
         return NO_ROW
     return found
 
 
 def page_number(raw: object) -> int:
     """The page a link or form asks for: 1 unless `raw` is a whole number from 1 up."""
-    text = ("" if raw is None else str(raw)).strip()
+    text = _text(raw)
     if not text.isdecimal() or len(text) > len(str(MAX_PAGE_NUMBER)):
         return 1
     return max(1, int(text))

@@ -119,11 +119,6 @@ def latest_of(ids: list[str], found: dict[str, MatchedDelivery]) -> MatchedDeliv
     return None
 
 
-def by_message_ids(ids: list[str]) -> MatchedDelivery | None:
-    """The delivery whose Message-ID comes latest in `ids`, or None."""
-    return latest_of(ids, deliveries_by_message_id(ids))
-
-
 def latest_delivery_to(address: str, received_at: datetime) -> MatchedDelivery | None:
     """The letter last sent to `address` (any case) no later than `received_at`."""
     params = {"address": address.strip().lower(), "received_at": received_at}
