@@ -132,17 +132,10 @@ def _init_extensions(app: Flask) -> None:
         if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
             from sqlalchemy import event
 
-            @event.listens_for(db.engine, "connect")
-            def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-                cursor = dbapi_connection.cursor()
-                # WAL lets pages read while an import writes; foreign keys are off by default.
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA foreign_keys=ON")
-                # In WAL mode NORMAL survives a killed process (the ledger's concern: a worker
-                # SIGKILLed mid-batch); only a power cut can lose the last commits. The send
-                # loop commits once per message, so the saved fsync matters.
-                cursor.execute("PRAGMA synchronous=NORMAL")
-                cursor.close()
+            # Once per engine: an engine that serves several apps (the tests share one per
+            # database, decision 0062) must not run the pragmas once per app.
+            if not event.contains(db.engine, "connect", _sqlite_pragmas):
+                event.listen(db.engine, "connect", _sqlite_pragmas)
 
     from campaign.web.accounts.auth import load_session_user
 
@@ -184,3 +177,15 @@ def _quiet_secret_logging(app: Flask) -> None:
     # The dev server's request log and Flask's error log would keep unsubscribe, sign-on,
     # reset and feed tokens.
     install_log_redaction(app.logger)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets pages read while an import writes; foreign keys are off by default.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # In WAL mode NORMAL survives a killed process (the ledger's concern: a worker
+    # SIGKILLed mid-batch); only a power cut can lose the last commits. The send
+    # loop commits once per message, so the saved fsync matters.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

@@ -55,6 +55,82 @@ def _share_url_builders() -> None:
     Rule._compile_builder = shared_builder  # type: ignore[method-assign]
 
 
+def _share_rule_parsing() -> None:
+    """Parse each URL rule once per test process, not once per app.
+
+    After the builders (above), parsing the ~200 rules of each test's app was the largest
+    part of `create_app` left (decision 0062). A rule's parse depends on its text, host or
+    subdomain, slash merging and the map's converters, all in the key; converters keep a
+    reference to the map they were made for but read nothing from it.
+    """
+    from werkzeug.routing.rules import Rule
+
+    compile_rule = Rule.compile
+    if getattr(compile_rule, "shared", False):
+        return
+    parses: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+    def shared_compile(self: Rule) -> None:
+        assert self.map is not None
+        key = (
+            self.rule,
+            self.host,
+            self.subdomain,
+            self.merge_slashes,
+            self.map.host_matching,
+            tuple(sorted(self.map.converters.items())),
+        )
+        found = parses.get(key)
+        if found is None:
+            arguments = set(self.arguments)
+            compile_rule(self)
+            parses[key] = (self._parts, self._trace, self._converters, self.arguments - arguments)
+            return
+        parts, trace, converters, arguments = found
+        self._parts, self._trace = list(parts), list(trace)
+        self._converters = dict(converters)
+        self.arguments.update(arguments)
+        self._build = self._compile_builder(False).__get__(self, None)
+        self._build_unknown = self._compile_builder(True).__get__(self, None)
+
+    shared_compile.shared = True  # type: ignore[attr-defined]
+    Rule.compile = shared_compile  # type: ignore[method-assign]
+
+
+def _share_engines() -> None:
+    """One SQLAlchemy engine per database for every app of this test process.
+
+    Every test builds its own app, and with it Flask-SQLAlchemy made a new engine, whose
+    statement cache starts empty: each test compiled every query it ran anew, a fifth of a
+    page test's time (decision 0062). An engine serves any number of apps (the app's
+    fixture gives its connections back with `dispose()`, which leaves the engine usable),
+    so the same database URL with the same options gets the engine already made. SQLite
+    tests therefore use one path per test process (`database_url`).
+    """
+    from flask_sqlalchemy import SQLAlchemy
+    from sqlalchemy.engine import URL, Engine
+
+    make_engine = SQLAlchemy._make_engine
+    if getattr(make_engine, "shared", False):
+        return
+    engines: dict[str, Engine] = {}
+
+    def shared_engine(
+        self: SQLAlchemy, bind_key: str | None, options: dict[str, Any], app: Flask
+    ) -> Engine:
+        def plain(value: Any) -> Any:
+            return value.render_as_string(hide_password=False) if isinstance(value, URL) else value
+
+        key = repr((bind_key, sorted((name, plain(value)) for name, value in options.items())))
+        engine = engines.get(key)
+        if engine is None:
+            engine = engines[key] = make_engine(self, bind_key, options, app)
+        return engine
+
+    shared_engine.shared = True  # type: ignore[attr-defined]
+    SQLAlchemy._make_engine = shared_engine  # type: ignore[method-assign]
+
+
 class _SharedTemplateCode(BytecodeCache):
     """Jinja's compiled templates, kept in memory for every app of this test process.
 
@@ -150,6 +226,8 @@ def _sqlite_rows_in_no_promised_order() -> None:
 
 
 _share_url_builders()
+_share_rule_parsing()
+_share_engines()
 _sqlite_rows_in_no_promised_order()
 # Flask passes `jinja_options` to each app's environment (create_app sets none of its own).
 Flask.jinja_options = {**Flask.jinja_options, "bytecode_cache": _SharedTemplateCode()}
@@ -295,14 +373,30 @@ def _empty_postgres(app: Flask) -> None:
             db.session.commit()
 
 
+def fresh_sqlite_copy(request: pytest.FixtureRequest) -> str:
+    """A fresh copy of the migrated template, always at the same path in this test process,
+    so that every test's app finds the engine (and its statement cache) already made."""
+    template: Path = request.getfixturevalue("sqlite_template")
+    target = template.parent.parent / "sqlite-test" / "campaign.sqlite3"
+    target.parent.mkdir(exist_ok=True)
+    # Unlinked, not overwritten: a connection a previous test left open keeps the old
+    # file and its write-ahead log, and never sees (or damages) this test's database.
+    for leftover in (
+        target,
+        Path(f"{target}-wal"),
+        Path(f"{target}-shm"),
+        Path(f"{target}-journal"),
+    ):
+        leftover.unlink(missing_ok=True)
+    shutil.copyfile(template, target)
+    return f"sqlite:///{target}"
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each test that uses the database runs on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
-        template: Path = request.getfixturevalue("sqlite_template")
-        target = tmp_path / "campaign.sqlite3"
-        shutil.copyfile(template, target)
-        return f"sqlite:///{target}"
+        return fresh_sqlite_copy(request)
     url: str = request.getfixturevalue("postgres_migrated")
     return url
 
