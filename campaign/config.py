@@ -146,6 +146,9 @@ class Config:
     TOTP_ISSUER: str = ""
     # Largest contact file accepted for import, in megabytes.
     IMPORT_MAX_MB: int = 200
+    # The JSON API: calls per minute for one key (0 = no limit), and the largest body.
+    API_RATE_LIMIT_PER_MINUTE: int = 600
+    API_MAX_BODY_MB: int = 20
     # Rows per page in the contacts table.
     CONTACTS_PER_PAGE: int = 50
     # Strict-Transport-Security (sent when PUBLIC_URL is https://) covers subdomains too:

@@ -1,6 +1,7 @@
 """SQLAlchemy models, one module per aggregate; importing this registers them all."""
 
 from campaign.models._types import utcnow
+from campaign.models.api import ApiIdempotency, ApiKey
 from campaign.models.audience import ContactList, Segment, list_memberships
 from campaign.models.audit import AuditEvent
 from campaign.models.bulk_edit import BulkEditStatus, ContactBulkEdit
@@ -74,11 +75,20 @@ from campaign.models.user import (
     User,
     UserSession,
 )
+from campaign.models.webhook import (
+    WebhookDelivery,
+    WebhookDeliveryStatus,
+    WebhookEndpoint,
+    WebhookEvent,
+    WebhookEventType,
+)
 
 __all__ = [
     "CLAIMABLE",
     "FINAL",
     "AnswerStatus",
+    "ApiIdempotency",
+    "ApiKey",
     "AuditEvent",
     "BounceKind",
     "BulkEditStatus",
@@ -149,6 +159,11 @@ __all__ = [
     "TrackingKind",
     "User",
     "UserSession",
+    "WebhookDelivery",
+    "WebhookDeliveryStatus",
+    "WebhookEndpoint",
+    "WebhookEvent",
+    "WebhookEventType",
     "campaign_cases",
     "list_memberships",
     "utcnow",

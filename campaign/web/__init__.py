@@ -100,6 +100,9 @@ def register_blueprints(app: Flask) -> None:
         sign_on_public,
     ):
         app.register_blueprint(module.bp)
+    from campaign.web.api import register_api
+
+    register_api(app)
     enforce_access_policies(app)
     _add_security_headers(app)
     _register_error_pages(app)
@@ -164,7 +167,19 @@ def _register_error_pages(app: Flask) -> None:
     def make_handler(code: int) -> Callable[[Exception], tuple[str, int]]:
         title, text = messages[code]
 
-        def handler(_error: Exception) -> tuple[str, int]:
+        def handler(_error: Exception) -> Any:
+            from campaign.web.api import is_api_request
+
+            if is_api_request():
+                # Under /api/v1 an error is a problem document even where no API view
+                # answered (an unknown address, a method a route does not take).
+                from campaign.web.api.problems import problem_response
+
+                if code == 500:
+                    from campaign.extensions import db
+
+                    db.session.rollback()
+                return problem_response(code, str(text) if code != 413 else "")
             if code == 500:
                 # Whatever failed may have left the transaction unusable (PostgreSQL refuses
                 # every statement after an error): the page itself reads the database.

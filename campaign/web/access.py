@@ -19,6 +19,8 @@ from campaign.models.user import Role, User
 F = TypeVar("F", bound=Callable[..., Any])
 POLICY_ATTRIBUTE = "access_policy"
 PUBLIC = "public"
+#: The JSON API's views: no session, an API key checked by the view (campaign/web/api/auth.py).
+API = "api"
 
 # Endpoints served by Flask itself rather than by our views.
 _BUILTIN_ENDPOINTS = {"static"}
@@ -70,7 +72,8 @@ def enforce_access_policies(app: Flask) -> None:
         if policy is None:
             app.logger.error("route %s has no access policy; refusing", request.endpoint)
             abort(403)
-        if policy == PUBLIC:
+        if policy in (PUBLIC, API):
+            # API views authenticate their own key (campaign/web/api/auth.py), never a session.
             return None
         if not current_user.is_authenticated:
             return redirect(url_for("auth.login", next=request.full_path))

@@ -8,7 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from campaign.models import Role
-from campaign.web.access import PUBLIC, policy_of
+from campaign.web.access import API, PUBLIC, policy_of
 from tests.conftest import make_user, sign_in
 
 
@@ -30,6 +30,11 @@ def test_anonymous_visitors_are_sent_to_sign_in_from_every_protected_page(
         if policy_of(app, rule.endpoint) == PUBLIC or "GET" not in (rule.methods or ()):
             continue
         response = client.get(_concrete_path(rule.rule))
+        if policy_of(app, rule.endpoint) == API:
+            # The JSON API answers a missing key with a 401 problem, never a sign-in page.
+            assert response.status_code == 401, rule.rule
+            assert response.mimetype == "application/problem+json", rule.rule
+            continue
         assert response.status_code == 302, rule.rule
         assert "/login" in response.headers["Location"], rule.rule
 

@@ -1,0 +1,99 @@
+"""The JSON API at /api/v1 (issue 17): an edge beside the pages and the CLI.
+
+Each resource module declares its views with `campaign.web.api.auth.operation` and calls the
+same services as the pages and commands (no second copy of a rule). The pieces:
+
+- blueprint.py: the blueprint and Spectree, which validates with pydantic models and builds
+  the OpenAPI 3.1 document from them;
+- auth.py: keys, scopes, roles, rate limits (`operation`);
+- problems.py: RFC 9457 errors; conventions.py: cursors, ETags, Idempotency-Key;
+- docs.py: /api/v1/openapi.json and the reference page.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from flask import Flask, Response, g, request
+from flask.sessions import SecureCookieSessionInterface
+
+from campaign.web.api.blueprint import API_PREFIX, bp
+
+#: The modules that add views to the blueprint, imported once by `register_api`.
+RESOURCE_MODULES = ("docs", "me")
+
+
+def is_api_request() -> bool:
+    return request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/")
+
+
+class _NoSessionForApi(SecureCookieSessionInterface):
+    """API answers never set or clear the session cookie: the API does not use sessions."""
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        if g.get("api_request") or is_api_request():
+            return
+        super().save_session(app, session, response)
+
+
+def register_api(app: Flask) -> None:
+    from campaign.extensions import csrf
+
+    # The views are added to the blueprint when their modules are first imported, before
+    # the blueprint is registered on any app (Flask refuses changes after that).
+    for name in RESOURCE_MODULES:
+        import_module(f"campaign.web.api.{name}")
+    app.register_blueprint(bp)
+    csrf.exempt(bp)
+    if type(app.session_interface) is SecureCookieSessionInterface:
+        app.session_interface = _NoSessionForApi()
+
+
+def _audit_call(response: Response) -> Response:
+    """One audit entry per call: which key, which route, what status; never the body."""
+    from campaign.extensions import db
+    from campaign.models import utcnow
+    from campaign.services.accounts.audit import record_event
+
+    key = g.get("api_key")
+    if request.method in ("HEAD", "OPTIONS"):
+        return response
+    rule = request.url_rule.rule if request.url_rule is not None else request.path
+    try:
+        if db.session.is_active is False:
+            db.session.rollback()
+        record_event(
+            "api.call",
+            target_type="api_key" if key is not None else "",
+            target_id=key.id if key is not None else "",
+            actor=key.user if key is not None else None,
+            detail={
+                "key": key.prefix if key is not None else "",
+                "method": request.method,
+                "route": rule,
+                "status": response.status_code,
+            },
+        )
+        if key is not None:
+            now = utcnow()
+            if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
+                key.last_used_at = now
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return response
+
+
+def _install_handlers() -> None:
+    from campaign.web.api.problems import SLUGS, from_http_exception
+
+    for code in SLUGS:
+        # Per status code: Flask looks for a code's handler on the blueprint before the
+        # app's HTML error pages (campaign/web/__init__.py).
+        bp.register_error_handler(code, from_http_exception)
+    bp.after_request(_audit_call)
+
+
+_install_handlers()

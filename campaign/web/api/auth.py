@@ -1,0 +1,175 @@
+"""Who may call an API view: `operation` declares each view's scope, least role and models.
+
+A call carries `Authorization: Bearer cak_…`. The key must be live (not revoked, not
+expired, its user active), hold the view's scope, and its user must still have the view's
+role (a demoted user's keys lose what the user lost). Session cookies never authenticate
+the API, so a page on another site cannot make a signed-in browser call it. Each key has a
+rate limit in Redis (429 with Retry-After), and every call is audited with the key, the
+route and the status, never the body.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Response, current_app, g, request
+from flask_babel import gettext as _
+from spectree import Response as SpecResponse
+
+from campaign.extensions import db
+from campaign.models import Role
+from campaign.services.accounts import api_keys
+from campaign.web.access import API, POLICY_ATTRIBUTE
+from campaign.web.api.blueprint import spec
+from campaign.web.api.problems import ApiProblem, Problem
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# What every operation may answer besides its success: documented so that a client (and
+# Schemathesis) knows each status it can meet.
+_COMMON_ERRORS = (400, 401, 403, 413, 415, 422, 429)
+
+
+def _bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _sep, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return ""
+    return token.strip()
+
+
+def _unauthorized() -> ApiProblem:
+    return ApiProblem(
+        401,
+        _("Send a valid API key: Authorization: Bearer <key>."),
+        headers={"WWW-Authenticate": 'Bearer realm="campaign"'},
+    )
+
+
+def authenticate() -> Any:
+    """The request's live key (also `g.api_key`; its user becomes `current_user`)."""
+    token = _bearer_token()
+    key = api_keys.authenticate(token) if token else None
+    if key is None:
+        raise _unauthorized()
+    g.api_key = key
+    # Flask-Login's current user for this request only; nothing is written to a session.
+    g._login_user = key.user
+    return key
+
+
+def _check_rate(key: Any) -> None:
+    from campaign.queue import get_redis
+
+    limit = int(current_app.config.get("API_RATE_LIMIT_PER_MINUTE", 600))
+    if limit <= 0:
+        return
+    window = int(time.time() // 60)
+    name = f"api:rate:{key.id}:{window}"
+    connection = get_redis()
+    count = int(connection.incr(name))
+    if count == 1:
+        connection.expire(name, 120)
+    if count > limit:
+        retry_after = 60 - int(time.time() % 60)
+        raise ApiProblem(
+            429,
+            _("This key made more than %(limit)s calls in a minute.", limit=limit),
+            headers={"Retry-After": str(max(retry_after, 1))},
+        )
+
+
+def _check_body_size() -> None:
+    limit = int(current_app.config.get("API_MAX_BODY_MB", 20)) * 1024 * 1024
+    length = request.content_length
+    if length is not None and length > limit:
+        raise ApiProblem(413, _("The request body is larger than this API accepts."))
+    request.max_content_length = limit
+
+
+def _check_json_body() -> None:
+    if request.method in ("POST", "PUT", "PATCH") and request.content_length:
+        if request.mimetype not in ("application/json", "application/merge-patch+json"):
+            raise ApiProblem(415, _("Send the body as JSON (Content-Type: application/json)."))
+        if request.get_json(silent=True) is None:
+            raise ApiProblem(
+                400,
+                _("The body is not valid JSON."),
+                errors=[{"field": "body", "message": _("The body is not valid JSON.")}],
+            )
+
+
+def operation(
+    scope: str | None,
+    *,
+    role: Role = Role.VIEWER,
+    query: Any = None,
+    json: Any = None,
+    responses: dict[int, Any] | None = None,
+    tags: tuple[str, ...] = (),
+    errors: tuple[int, ...] = (),
+    writes: bool = False,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare an API view.
+
+    `scope` ("contacts:read"), "" for any live key, None for a public view that needs no
+    key; `role` the least
+    role of the key's user (the same as the matching page's); `query`/`json` the request
+    models; `responses` status → model (None for no body); `errors` statuses besides the
+    common ones; `writes` commits the transaction after a successful answer (views never
+    commit) and rolls it back otherwise.
+    """
+    documented: dict[str, Any] = {}
+    for status, model in (responses or {200: None}).items():
+        documented[f"HTTP_{status}"] = model
+    for status in (*_COMMON_ERRORS, *errors):
+        if scope is None and status in (401, 403):
+            continue
+        documented.setdefault(f"HTTP_{status}", Problem)
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        validated = spec.validate(
+            query=query,
+            json=json,
+            resp=SpecResponse(**documented),
+            tags=tags,
+            security={} if scope is None else None,
+        )(view)
+
+        @wraps(validated)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            g.api_request = True
+            _check_body_size()
+            if scope is not None:
+                key = authenticate()
+                if scope and not api_keys.has_scope(key, scope):
+                    raise ApiProblem(
+                        403,
+                        _("This key does not have the scope %(scope)s.", scope=scope),
+                        required_scope=scope,
+                    )
+                if not key.user.may(role):
+                    raise ApiProblem(403, _("Your role does not allow this."))
+                _check_rate(key)
+            _check_json_body()
+            try:
+                response = validated(*args, **kwargs)
+            except Exception:
+                db.session.rollback()
+                raise
+            if writes:
+                status = response.status_code if isinstance(response, Response) else 200
+                if status < 400:
+                    db.session.commit()
+                else:
+                    db.session.rollback()
+            return response
+
+        setattr(guarded, POLICY_ATTRIBUTE, API)
+        return guarded
+
+    return decorate
