@@ -198,6 +198,27 @@ def _validate_audience(spec: AudienceSpec) -> None:
     _member_ids(spec.exclude, "exclude")
 
 
+def statement_to_send(statement_id: int | None) -> Statement:
+    """The statement a campaign is built from; CampaignError naming `statement_id` if none."""
+    statement = db.session.get(Statement, statement_id) if statement_id is not None else None
+    if statement is None:
+        raise CampaignError(_l("Statement: choose the statement to send"), "statement_id")
+    return statement
+
+
+def chosen_account(account_id: int | None, *, given: bool) -> SmtpAccount | None:
+    """The SMTP account a campaign sends through (None: the default account when none was
+    `given`); CampaignError naming `smtp_account_id` when the one given does not exist."""
+    if not given:
+        return None
+    account = db.session.get(SmtpAccount, account_id) if account_id is not None else None
+    if account is None:
+        raise CampaignError(
+            _l("SMTP account: that account no longer exists; choose another"), "smtp_account_id"
+        )
+    return account
+
+
 def create_campaign(
     statement: Statement,
     *,

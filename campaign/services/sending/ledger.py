@@ -295,6 +295,19 @@ class LedgerPage(Page[LedgerRow]):
     search: str
 
 
+def ledger_conditions(campaign_id: int, *, status: str = "", search: str = "") -> list[Any]:
+    """Which rows of the ledger a view shows: the campaign's, of one status (all when
+    empty), whose address contains `search` (any case)."""
+    conditions: list[Any] = [Delivery.campaign_id == campaign_id]
+    if status:
+        conditions.append(Delivery.status == status)
+    if search.strip():
+        conditions.append(
+            func.lower(Delivery.email).contains(search.strip().lower(), autoescape=True)
+        )
+    return conditions
+
+
 def ledger_page(
     campaign_id: int,
     *,
@@ -310,11 +323,7 @@ def ledger_page(
     if status not in {s.value for s in DeliveryStatus}:
         status = ""
     search = search.strip()
-    conditions: list[Any] = [Delivery.campaign_id == campaign_id]
-    if status:
-        conditions.append(Delivery.status == status)
-    if search:
-        conditions.append(func.lower(Delivery.email).contains(search.lower(), autoescape=True))
+    conditions = ledger_conditions(campaign_id, status=status, search=search)
     matching = db.session.scalar(select(func.count()).select_from(Delivery).where(*conditions)) or 0
     page = clamp_page(page, matching, per_page)
     found = db.session.execute(

@@ -311,6 +311,34 @@ def latest_version(statement: Statement) -> StatementVersion | None:
     )
 
 
+# What stands in for a withheld name in the version history (shown to staff).
+WITHHELD = _l("[name withheld]")
+
+
+def withheld_names(statement: Statement) -> list[str]:
+    """Every name that is, or ever was, withheld on this statement (longest first).
+
+    A signer withheld now is hidden in every version, under every name it ever had.
+    """
+    withheld_now = {s.id for s in statement.signatories if s.publish_as == PublishAs.WITHHELD.value}
+    names = {s.name for s in statement.signatories if s.id in withheld_now}
+    for version in statement.versions:
+        for signer in version.snapshot.get("signatories", []):
+            is_withheld = signer.get("publish_as") == PublishAs.WITHHELD.value
+            if (is_withheld or signer.get("id") in withheld_now) and signer.get("name"):
+                names.add(str(signer["name"]))
+    return sorted((n for n in names if len(n) > 1), key=len, reverse=True)
+
+
+def redact(text: str, names: list[str]) -> str:
+    """`text` with each of `names` (withheld_names) replaced by WITHHELD."""
+    # Whole words only: a withheld "Anna" must not turn "Annapurna Rights" into a clue.
+    shown = str(WITHHELD)
+    for name in names:
+        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", lambda _match: shown, text)
+    return text
+
+
 def letter_source(statement: Statement | StatementVersion | LetterSource) -> LetterSource:
     """What letters are made from: a Statement's latest version (its snapshot as it is now
     when it has none yet), a StatementVersion's snapshot, or the LetterSource given."""

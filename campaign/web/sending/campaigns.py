@@ -17,7 +17,6 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
@@ -132,23 +131,13 @@ class CampaignForm:
 
 
 def _statement_of(form: CampaignForm) -> Statement:
-    statement_id = row_id(form.statement_id)
-    statement = db.session.get(Statement, statement_id) if statement_id is not None else None
-    if statement is None:
-        raise CampaignError(_l("Statement: choose the statement to send"), "statement_id")
-    return statement
+    return campaign_service.statement_to_send(row_id(form.statement_id))
 
 
 def _account_of(form: CampaignForm) -> SmtpAccount | None:
-    if not form.smtp_account_id:
-        return None
-    account_id = row_id(form.smtp_account_id)
-    account = db.session.get(SmtpAccount, account_id) if account_id is not None else None
-    if account is None:
-        raise CampaignError(
-            _l("SMTP account: that account no longer exists; choose another"), "smtp_account_id"
-        )
-    return account
+    return campaign_service.chosen_account(
+        row_id(form.smtp_account_id), given=bool(form.smtp_account_id)
+    )
 
 
 def _save(form: CampaignForm, campaign: Campaign | None) -> Campaign:

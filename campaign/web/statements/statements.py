@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from flask import (
@@ -90,7 +89,7 @@ SIGNATORY_TRANSLATIONS = {
     ),
 }
 # What stands in for a withheld name in the version history (shown to staff).
-WITHHELD = _l("[name withheld]")
+WITHHELD = statement_service.WITHHELD
 
 
 def _get_signatory(statement: Statement, signatory_id: int) -> Signatory:
@@ -407,29 +406,6 @@ def live_frame(statement_id: int) -> Any:
 # --- Versions ------------------------------------------------------------------------------
 
 
-def _withheld_names(statement: Statement) -> list[str]:
-    """Every name that is, or ever was, withheld on this statement (longest first).
-
-    A signer withheld now is hidden in every version, under every name it ever had.
-    """
-    withheld_now = {s.id for s in statement.signatories if s.publish_as == PublishAs.WITHHELD.value}
-    names = {s.name for s in statement.signatories if s.id in withheld_now}
-    for version in statement.versions:
-        for signer in version.snapshot.get("signatories", []):
-            is_withheld = signer.get("publish_as") == PublishAs.WITHHELD.value
-            if (is_withheld or signer.get("id") in withheld_now) and signer.get("name"):
-                names.add(str(signer["name"]))
-    return sorted((n for n in names if len(n) > 1), key=len, reverse=True)
-
-
-def _redact(text: str, names: list[str]) -> str:
-    # Whole words only: a withheld "Anna" must not turn "Annapurna Rights" into a clue.
-    shown = str(WITHHELD)
-    for name in names:
-        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", lambda _match: shown, text)
-    return text
-
-
 def _public_snapshot(snapshot: dict[str, Any], names: list[str]) -> dict[str, Any]:
     signers = []
     for signer in snapshot.get("signatories", []):
@@ -444,7 +420,9 @@ def _public_snapshot(snapshot: dict[str, Any], names: list[str]) -> dict[str, An
                 }
             )
             continue
-        signers.append({key: _redact(str(value), names) for key, value in signer.items()})
+        signers.append(
+            {key: statement_service.redact(str(value), names) for key, value in signer.items()}
+        )
     return {**snapshot, "signatories": signers}
 
 
@@ -460,9 +438,9 @@ def _authors(versions: list[StatementVersion]) -> dict[int, str]:
 @allow(Role.VIEWER)
 def versions(statement_id: int) -> Any:
     statement = db.get_or_404(Statement, statement_id)
-    names = _withheld_names(statement)
+    names = statement_service.withheld_names(statement)
     history = list(reversed(statement.versions))
-    summaries = {v.id: _redact(v.change_summary, names) for v in history}
+    summaries = {v.id: statement_service.redact(v.change_summary, names) for v in history}
     return render_template(
         "statements/versions.html",
         statement=statement,
@@ -479,12 +457,12 @@ def version(statement_id: int, number: int) -> Any:
     found = next((v for v in statement.versions if v.number == number), None)
     if found is None:
         abort(404)
-    names = _withheld_names(statement)
+    names = statement_service.withheld_names(statement)
     return render_template(
         "statements/version.html",
         statement=statement,
         version=found,
-        summary=_redact(found.change_summary, names),
+        summary=statement_service.redact(found.change_summary, names),
         snapshot=_public_snapshot(found.snapshot, names),
         author=_authors([found]).get(found.created_by_id or 0, ""),
     )
