@@ -59,21 +59,29 @@ def _share_rule_parsing() -> None:
     """Parse each URL rule once per test process, not once per app.
 
     After the builders (above), parsing the ~200 rules of each test's app was the largest
-    part of `create_app` left (decision 0062). A rule's parse depends on its text, host or
-    subdomain, slash merging and the map's converters, all in the key; converters keep a
-    reference to the map they were made for but read nothing from it.
+    part of `create_app` left (decision 0062). A rule's parse depends on its class, text,
+    defaults, host or subdomain, slash merging and the map's converters, all in the key; converters
+    keep a reference to the map they were made for but read nothing from it. Whatever
+    `compile` sets on the rule is recorded on the first parse and set again on the next
+    (methods bound to the first rule are bound to the new one), so a werkzeug whose
+    `compile` sets more still gives whole rules; the variables come from the parse's trace,
+    never from the difference with the rule's defaults.
     """
+    import types
+
     from werkzeug.routing.rules import Rule
 
     compile_rule = Rule.compile
     if getattr(compile_rule, "shared", False):
         return
-    parses: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+    parses: dict[tuple[Any, ...], tuple[dict[str, Any], set[str]]] = {}
 
     def shared_compile(self: Rule) -> None:
         assert self.map is not None
         key = (
+            type(self),
             self.rule,
+            repr(sorted((self.defaults or {}).items())),
             self.host,
             self.subdomain,
             self.merge_slashes,
@@ -82,16 +90,24 @@ def _share_rule_parsing() -> None:
         )
         found = parses.get(key)
         if found is None:
-            arguments = set(self.arguments)
+            before = dict(vars(self))
             compile_rule(self)
-            parses[key] = (self._parts, self._trace, self._converters, self.arguments - arguments)
+            made = {
+                name: value
+                for name, value in vars(self).items()
+                if name != "arguments" and (name not in before or before[name] is not value)
+            }
+            variables = {name for dynamic, name in self._trace if dynamic}
+            parses[key] = (made, variables)
             return
-        parts, trace, converters, arguments = found
-        self._parts, self._trace = list(parts), list(trace)
-        self._converters = dict(converters)
-        self.arguments.update(arguments)
-        self._build = self._compile_builder(False).__get__(self, None)
-        self._build_unknown = self._compile_builder(True).__get__(self, None)
+        made, variables = found
+        for name, value in made.items():
+            if isinstance(value, types.MethodType) and value.__self__ is not self:
+                value = value.__func__.__get__(self, None)
+            elif isinstance(value, (list, dict, set)):
+                value = type(value)(value)
+            setattr(self, name, value)
+        self.arguments.update(variables)
 
     shared_compile.shared = True  # type: ignore[attr-defined]
     Rule.compile = shared_compile  # type: ignore[method-assign]
