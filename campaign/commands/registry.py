@@ -54,6 +54,7 @@ def _in_terminal_language(callback: Callable[..., Any]) -> Callable[..., Any]:
 def register_commands(app: Flask) -> None:
     """Add every command module's commands to the app (create_app calls this)."""
     from campaign.commands.accounts import register as register_users
+    from campaign.commands.api_keys import register as register_api_keys
     from campaign.commands.contacts import register as register_contacts
     from campaign.commands.demo import register as register_demo
     from campaign.commands.replies.inbound import register as register_inbound
@@ -67,6 +68,7 @@ def register_commands(app: Flask) -> None:
     from campaign.commands.statements.statements import register as register_statements
     from campaign.commands.tracking import register as register_tracking
 
+    register_api_keys(app)
     register_campaigns(app)
     register_contacts(app)
     register_connections(app)

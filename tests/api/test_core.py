@@ -144,11 +144,25 @@ def test_the_rate_limit_answers_429_with_retry_after(app: Flask, client: FlaskCl
     assert client.get("/api/v1/me", headers=bearer(other)).status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason="the API's strings are not in the catalogues yet")
-def test_problems_are_in_the_key_users_language(client: FlaskClient) -> None:
+def test_problems_are_in_the_key_users_language(app: Flask, client: FlaskClient) -> None:
+    # No key: the browser's language.
     response = client.get("/api/v1/me", headers={"Accept-Language": "fr"})
     assert response.status_code == 401
-    assert _problem(response)["title"] != "Not signed in"
+    problem = _problem(response)
+    assert problem["title"] == "Non authentifié"
+    assert "Authorization: Bearer" in problem["detail"] and "clé" in problem["detail"]
+    # A key: its user's own language, whatever the client's header says.
+    user = make_user(Role.EDITOR, "lecteur@example.org")
+    user.language = "ru"
+    db.session.commit()
+    token, _ = new_key(user=user, scopes=["contacts:read"])
+    app.config["API_RATE_LIMIT_PER_MINUTE"] = 1
+    headers = bearer(token, **{"Accept-Language": "fr"})
+    # Three calls: a second call that falls into the next minute's window is allowed.
+    answers = [client.get("/api/v1/me", headers=headers) for _ in range(3)]
+    refused = next(answer for answer in answers if answer.status_code == 429)
+    assert _problem(refused)["title"] == "Слишком много запросов"
+    assert "ключ" in _problem(refused)["detail"]
 
 
 def test_the_contract_is_openapi_3_1_and_the_reference_page_shows_it(client: FlaskClient) -> None:

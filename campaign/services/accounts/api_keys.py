@@ -97,15 +97,16 @@ def create_key(
     name: str,
     scopes: list[str],
     expires_in_days: int | None,
-    created_by: User,
+    created_by: User | None,
 ) -> NewKey:
-    """Make a key for `user`; `created_by` is the user themself or an admin."""
+    """Make a key for `user`; `created_by` is the user themself or an admin, or None for
+    the server's operator at the command line (`campaign api-key create`)."""
     name = name.strip()
     if not name:
         raise ApiKeyError(str(_l("Give the key a name.")), "name")
     if len(name) > 100:
         raise ApiKeyError(str(_l("The name is longer than 100 characters.")), "name")
-    if created_by.id != user.id and not created_by.may(Role.ADMIN):
+    if created_by is not None and created_by.id != user.id and not created_by.may(Role.ADMIN):
         raise ApiKeyError(str(_l("Only an admin can make a key for another user.")), "user")
     if not user.is_active_account:
         raise ApiKeyError(str(_l("This account is deactivated.")), "user")
@@ -140,7 +141,7 @@ def create_key(
         prefix=prefix,
         secret_hash=_hash(secret),
         scopes=wanted,
-        created_by_id=created_by.id,
+        created_by_id=created_by.id if created_by is not None else None,
         expires_at=expires_at,
     )
     db.session.add(key)
@@ -162,8 +163,10 @@ def list_keys(user: User, *, include_revoked: bool = False) -> list[ApiKey]:
     return list(db.session.scalars(query.order_by(ApiKey.created_at.desc(), ApiKey.id.desc())))
 
 
-def revoke_key(key: ApiKey, *, by: User) -> None:
-    if by.id != key.user_id and not by.may(Role.ADMIN):
+def revoke_key(key: ApiKey, *, by: User | None) -> None:
+    """Revoke `key` (at once, for good); `by` is its user or an admin, or None for the
+    server's operator at the command line."""
+    if by is not None and by.id != key.user_id and not by.may(Role.ADMIN):
         raise ApiKeyError(str(_l("Only an admin can revoke another user's key.")), "key")
     if key.revoked_at is None:
         key.revoked_at = utcnow()

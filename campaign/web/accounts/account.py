@@ -1,4 +1,5 @@
-"""The signed-in user's own account: open sessions, signing out everywhere, the password."""
+"""The signed-in user's own account: open sessions, signing out everywhere, the password,
+API keys."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from flask_login import current_user, login_user, logout_user
 
 from campaign.extensions import db
 from campaign.i18n import SESSION_LANGUAGE, current_language
-from campaign.models import Role
-from campaign.services.accounts import sessions, users
+from campaign.models import ApiKey, Role
+from campaign.services.accounts import api_keys, sessions, users
 from campaign.web.access import allow, signed_in_user
+from campaign.web.accounts import api_key_forms
 from campaign.web.accounts.auth import current_session_token
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -21,17 +23,55 @@ bp = Blueprint("account", __name__, url_prefix="/account")
 _OPEN_BEFORE_NEW_PASSWORD = {"account.password", "auth.logout", "auth.set_language", "static"}
 
 
-@bp.route("")
-@allow(Role.VIEWER)
-def index() -> Any:
+def _render_index(key_error: api_keys.ApiKeyError | None = None) -> Any:
     user = signed_in_user()
     token = current_session_token()
-    return render_template(
+    page = render_template(
         "account/index.html",
         open_sessions=[
             (row, sessions.is_current(row, token)) for row in sessions.sessions_of(user)
         ],
+        **api_key_forms.form_context(
+            user,
+            key_error,
+            posted=key_error is not None,
+            create_url=url_for("account.create_api_key"),
+            revoke_url=lambda key_id: url_for("account.revoke_api_key", key_id=key_id),
+        ),
     )
+    return page, (422 if key_error is not None else 200)
+
+
+@bp.route("")
+@allow(Role.VIEWER)
+def index() -> Any:
+    return _render_index()
+
+
+@bp.route("/api-keys", methods=["POST"])
+@allow(Role.VIEWER)
+def create_api_key() -> Any:
+    user = signed_in_user()
+    try:
+        made = api_key_forms.create_from_form(user, created_by=user)
+    except api_keys.ApiKeyError as problem:
+        db.session.rollback()
+        return _render_index(problem)
+    db.session.commit()
+    return api_key_forms.render_new_key(made, back_url=url_for("account.index"))
+
+
+@bp.route("/api-keys/<int:key_id>/revoke", methods=["POST"])
+@allow(Role.VIEWER)
+def revoke_api_key(key_id: int) -> Any:
+    user = signed_in_user()
+    key = db.session.get(ApiKey, key_id)
+    if key is None or key.user_id != user.id:
+        abort(404)
+    api_keys.revoke_key(key, by=user)
+    db.session.commit()
+    flash(_("The key %(name)s is revoked: it no longer works.", name=key.name), "success")
+    return redirect(url_for("account.index") + "#api-keys-heading")
 
 
 @bp.route("/sessions/end-all", methods=["POST"])

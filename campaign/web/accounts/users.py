@@ -1,4 +1,5 @@
-"""Account administration (admins only): create, roles, (de)activate, unlock, two-factor rules."""
+"""Account administration (admins only): create, roles, (de)activate, unlock, two-factor rules,
+anyone's API keys."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.labels import label
-from campaign.models import Role, User, utcnow
-from campaign.services.accounts import two_factor
+from campaign.models import ApiKey, Role, User, utcnow
+from campaign.services.accounts import api_keys, two_factor
 from campaign.services.accounts import users as user_service
 from campaign.web.access import allow, signed_in_user
+from campaign.web.accounts import api_key_forms
 
 bp = Blueprint("users", __name__, url_prefix="/users")
 
@@ -186,3 +188,61 @@ def two_factor_policy() -> Any:
     else:
         flash(_("No changes."), "success")
     return redirect(url_for("users.index"))
+
+
+def _render_keys(user: User, key_error: api_keys.ApiKeyError | None = None) -> Any:
+    page = render_template(
+        "users/api_keys.html",
+        account=user,
+        **api_key_forms.form_context(
+            user,
+            key_error,
+            posted=key_error is not None,
+            create_url=url_for("users.create_api_key", user_id=user.id),
+            revoke_url=lambda key_id: url_for(
+                "users.revoke_api_key", user_id=user.id, key_id=key_id
+            ),
+        ),
+    )
+    return page, (422 if key_error is not None else 200)
+
+
+@bp.route("/<int:user_id>/api-keys")
+@allow(Role.ADMIN)
+def api_keys_of(user_id: int) -> Any:
+    return _render_keys(db.get_or_404(User, user_id))
+
+
+@bp.route("/<int:user_id>/api-keys", methods=["POST"])
+@allow(Role.ADMIN)
+def create_api_key(user_id: int) -> Any:
+    """An admin makes a key for anyone; the scopes offered are that user's."""
+    user = db.get_or_404(User, user_id)
+    try:
+        made = api_key_forms.create_from_form(user, created_by=signed_in_user())
+    except api_keys.ApiKeyError as problem:
+        db.session.rollback()
+        return _render_keys(user, problem)
+    db.session.commit()
+    return api_key_forms.render_new_key(
+        made, back_url=url_for("users.api_keys_of", user_id=user.id)
+    )
+
+
+@bp.route("/<int:user_id>/api-keys/<int:key_id>/revoke", methods=["POST"])
+@allow(Role.ADMIN)
+def revoke_api_key(user_id: int, key_id: int) -> Any:
+    key = db.session.get(ApiKey, key_id)
+    if key is None or key.user_id != user_id:
+        abort(404)
+    api_keys.revoke_key(key, by=signed_in_user())
+    db.session.commit()
+    flash(
+        _(
+            "The key %(name)s of %(email)s is revoked: it no longer works.",
+            name=key.name,
+            email=key.user.email,
+        ),
+        "success",
+    )
+    return redirect(url_for("users.api_keys_of", user_id=user_id))
