@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -47,7 +47,9 @@ from campaign.services.contacts.contacts import (
     DATIVE_FIELDS,
     DATIVE_SOURCES,
     FIELD_LABELS,
+    FIELD_PARSERS,
     ContactInputError,
+    FieldError,
     clean_contact_data,
 )
 from campaign.services.contacts.exporting import FORMULA_TRIGGERS, neutralise_cell
@@ -1254,3 +1256,121 @@ def read_rejects(path: str, *, limit: int = 5000) -> tuple[list[dict[str, str]],
                 }
             )
     return found, False
+
+
+# --- Upserts of contacts sent as data (the API's bulk upsert) --------------------------
+
+MAX_UPSERT_ITEMS = 10_000
+
+
+@dataclass(slots=True)
+class UpsertOutcome:
+    """What became of one item: "created", "updated", "unchanged" or "error"."""
+
+    index: int
+    status: str
+    id: int | None = None
+    errors: list[FieldError] = field(default_factory=list)
+
+
+def _duplicate_item_reason(key: str, first_index: int) -> str:
+    return _(
+        "the address %(address)s is already item %(index)d of this request",
+        address=key,
+        index=first_index,
+    )
+
+
+def upsert_contacts(
+    items: Sequence[Mapping[str, Any]],
+    *,
+    actor: User | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> list[UpsertOutcome]:
+    """Create or update contacts given as field mappings, with the import's rules; flush,
+    the caller commits.
+
+    Each item is checked as an import row is (`clean_contact_data`: a whole contact, the
+    same messages). The same address twice: the later item is refused, naming the first.
+    An address a live contact has updates that contact with the fields the item gives (its
+    keys; the email itself is the match, not a change); an address only in the trash makes
+    a new contact, as the import does. An item whose given fields already hold its values
+    is "unchanged" and not written. Invalid items never stop the valid ones, and nothing
+    of an invalid item is written.
+    """
+    outcomes = [UpsertOutcome(index, "error") for index in range(len(items))]
+    checked: list[tuple[int, dict[str, Any], tuple[str, ...]]] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        try:
+            data = clean_contact_data(item)
+        except ContactInputError as error:
+            outcomes[index].errors = list(error.errors)
+            continue
+        key = data["email_key"]
+        if key in seen:
+            outcomes[index].errors = [FieldError("email", _duplicate_item_reason(key, seen[key]))]
+            continue
+        seen[key] = index
+        given = tuple(name for name in item if name in FIELD_PARSERS and name != "email")
+        if data["dative_confirmed"] and "dative_confirmed" in given:
+            # A confirmation stores the forms it covers, suggested ones included.
+            given = tuple(dict.fromkeys((*given, *DATIVE_FIELDS)))
+        checked.append((index, data, given))
+    _prefer_indexes(True)
+    for start in range(0, len(checked), chunk_rows):
+        _upsert_chunk(checked[start : start + chunk_rows], outcomes)
+    _prefer_indexes(False)
+    counts = {status: 0 for status in ("created", "updated", "unchanged", "error")}
+    for outcome in outcomes:
+        counts[outcome.status] += 1
+    record_event("contacts.upsert", actor=actor, detail={"items": len(items), **counts})
+    return outcomes
+
+
+def _upsert_chunk(
+    chunk: list[tuple[int, dict[str, Any], tuple[str, ...]]], outcomes: list[UpsertOutcome]
+) -> None:
+    existing = _existing_ids([data["email_key"] for _index, data, _given in chunk])
+    current: dict[int, Any] = {}
+    if existing:
+        rows = db.session.execute(select(_contacts).where(_contacts.c.id.in_(existing.values())))
+        current = {row.id: row for row in rows}
+    now = datetime.now(UTC)
+    new_rows: list[dict[str, Any]] = []
+    new_indexes: list[int] = []
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for index, data, given in chunk:
+        contact_id = existing.get(data["email_key"])
+        if contact_id is None:
+            new_rows.append({**data, "created_at": now, "updated_at": now})
+            new_indexes.append(index)
+            continue
+        outcomes[index].id = contact_id
+        row = current[contact_id]
+        changed = tuple(name for name in given if getattr(row, name) != data[name])
+        if not changed:
+            outcomes[index].status = "unchanged"
+            continue
+        outcomes[index].status = "updated"
+        values = {f"new_{name}": data[name] for name in changed}
+        values["contact_id"] = contact_id
+        values["new_updated_at"] = now
+        updates.setdefault(changed, []).append(values)
+    if new_rows:
+        _insert_contacts(new_rows)
+        ids = _existing_ids([row["email_key"] for row in new_rows])
+        for index, row in zip(new_indexes, new_rows, strict=True):
+            outcomes[index].status = "created"
+            outcomes[index].id = ids[row["email_key"]]
+    for changed, params in updates.items():
+        assignments: dict[str, Any] = {f: bindparam(f"new_{f}") for f in (*changed, "updated_at")}
+        if DATIVE_SOURCES & set(changed) and not set(DATIVE_FIELDS) & set(changed):
+            # As on the edit page: the dative was declined from the old name or title.
+            assignments.update(name_dative="", position_title_dative="", dative_confirmed=False)
+        statement = (
+            update(_contacts).where(_contacts.c.id == bindparam("contact_id")).values(assignments)
+        )
+        db.session.execute(statement, params)
+        if set(KEY_FIELDS) & set(changed):
+            refresh_search_keys(db.session, [p["contact_id"] for p in params])

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from flask import has_request_context, request
 from flask_babel import gettext
-from sqlalchemy import Insert, Table, func, insert, or_, select
+from sqlalchemy import Insert, Select, Table, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -214,18 +215,9 @@ def counts_by_reason() -> dict[str, int]:
     return counts
 
 
-@dataclass
-class SuppressionPage:
-    items: list[Suppression]
-    total: int
-    page: int
-    pages: int
-
-
-def search_suppressions(
-    query: str = "", reason: str = "", *, page: int = 1, per_page: int = PER_PAGE
-) -> SuppressionPage:
-    """One page of entries, newest first, matching part of an address or note and a reason."""
+def matching_suppressions(query: str = "", reason: str = "") -> Select[Any]:
+    """Entries matching part of an address or note and a reason (unordered); the page and
+    the API filter alike."""
     statement = select(Suppression)
     text = query.strip().lower()
     if text:
@@ -238,6 +230,22 @@ def search_suppressions(
         )
     if reason:
         statement = statement.where(Suppression.reason == reason)
+    return statement
+
+
+@dataclass
+class SuppressionPage:
+    items: list[Suppression]
+    total: int
+    page: int
+    pages: int
+
+
+def search_suppressions(
+    query: str = "", reason: str = "", *, page: int = 1, per_page: int = PER_PAGE
+) -> SuppressionPage:
+    """One page of entries, newest first, matching part of an address or note and a reason."""
+    statement = matching_suppressions(query, reason)
     total = (
         db.session.scalar(select(func.count()).select_from(statement.order_by(None).subquery()))
         or 0
