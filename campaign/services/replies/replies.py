@@ -107,6 +107,15 @@ def inbox_query(
     )
 
 
+def matching_messages(found: InboxFilter) -> Select[InboundMessage]:
+    """The messages the inbox's filter finds, unordered (the JSON API pages them by id)."""
+    return (
+        select(InboundMessage)
+        .outerjoin(Delivery, Delivery.id == InboundMessage.delivery_id)
+        .where(*_conditions(found))
+    )
+
+
 @dataclass(frozen=True)
 class InboxRow:
     message: InboundMessage

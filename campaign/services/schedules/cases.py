@@ -18,7 +18,7 @@ from babel import Locale, UnknownLocaleError
 from flask import g, has_request_context
 from flask_babel import force_locale
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import delete, false, func, or_, select
+from sqlalchemy import Select, delete, false, func, or_, select
 
 from campaign.extensions import db
 from campaign.models import (
@@ -494,6 +494,23 @@ def list_cases(
     Searching a high-risk person's real name would otherwise tell a non-admin which
     pseudonym hides them.
     """
+    query = cases_query(viewer, country=country, status=status, q=q)
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    pages = max(1, math.ceil(total / per_page))
+    page = min(max(1, page), pages)
+    ordered = query.order_by(
+        func.lower(func.coalesce(func.nullif(Case.pseudonym, ""), Case.name)), Case.id
+    )
+    # Ordered by the pseudonym where there is one, so the order reveals nothing either.
+    found = db.session.scalars(ordered.offset((page - 1) * per_page).limit(per_page))
+    return CasePage(list(found), total, page, pages)
+
+
+def cases_query(
+    viewer: User | None, *, country: str = "", status: str = "", q: str = ""
+) -> Select[Case]:
+    """The cases the filter finds, unordered; `q` never matches a real name the viewer may
+    not see (list_cases, and the JSON API with no viewer at all)."""
     query = select(Case)
     if country.strip():
         query = query.where(Case.country == country.strip().upper())
@@ -513,15 +530,7 @@ def list_cases(
                 func.lower(Case.pseudonym).like(pattern, escape="\\"),
             )
         )
-    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    pages = max(1, math.ceil(total / per_page))
-    page = min(max(1, page), pages)
-    ordered = query.order_by(
-        func.lower(func.coalesce(func.nullif(Case.pseudonym, ""), Case.name)), Case.id
-    )
-    # Ordered by the pseudonym where there is one, so the order reveals nothing either.
-    found = db.session.scalars(ordered.offset((page - 1) * per_page).limit(per_page))
-    return CasePage(list(found), total, page, pages)
+    return query
 
 
 def linked_cases(campaign: Any) -> list[Case]:
