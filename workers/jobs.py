@@ -72,6 +72,11 @@ def reconcile() -> None:
         db.session.commit()
         if requeued:
             log.info("reconcile: contact bulk edits queued again: %s", requeued)
+        from campaign.services.webhooks import delivery as webhook_delivery
+
+        # Retries whose time has come and claims a lost worker held (decision 0068).
+        webhook_delivery.requeue_due()
+        db.session.commit()
 
 
 def poll_inboxes() -> None:
@@ -151,3 +156,15 @@ def apply_contact_bulk_edit(edit_id: int) -> None:
             log.exception("contact bulk edit %s failed", edit_id)
             contact_bulk_edit.mark_failed(edit_id, error)
             db.session.commit()
+
+
+def deliver_webhooks(endpoint_id: int) -> None:
+    """Send webhook endpoint `endpoint_id`'s due deliveries in event order (services/webhooks)."""
+    from campaign.services.webhooks import delivery as webhook_delivery
+
+    with job_context():
+        report = webhook_delivery.deliver_webhooks(
+            endpoint_id, commit=db.session.commit, should_stop=stop_requested
+        )
+        if report.retrying or report.failed:
+            log.info("webhooks: endpoint %s: %s", endpoint_id, report)

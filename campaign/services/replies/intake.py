@@ -44,9 +44,12 @@ from campaign.models import (
     InboundKind,
     InboundMessage,
     MatchMethod,
+    WebhookEventType,
     utcnow,
 )
 from campaign.services.contacts.suppressions import SuppressionError, suppress_bounced_address
+from campaign.services.webhooks import payloads as webhook_payloads
+from campaign.services.webhooks.events import record_webhook_event
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +201,11 @@ def record_inbound(
             raise LookupError(f"inbound message {key!r} conflicted but is not stored")
         return _already_stored(existing)
     _apply(filing, received_at)
+    if filing.kind == InboundKind.REPLY.value and match is not None:
+        record_webhook_event(
+            WebhookEventType.REPLY_RECEIVED,
+            webhook_payloads.reply_event(stored_id, match.delivery.id, received_at),
+        )
     return InboundResult(
         stored_id,
         True,
@@ -376,7 +384,14 @@ def _apply(filing: _Filing, received_at: datetime) -> None:
 
 def _hard_bounce(delivery: MatchedDelivery) -> None:
     if delivery.status not in _NOT_SENT and delivery.status != DeliveryStatus.BOUNCED:
-        _update_delivery(_MARK_BOUNCED, {"delivery_id": delivery.id}, changed=("status", "reason"))
+        changed = _update_delivery(
+            _MARK_BOUNCED, {"delivery_id": delivery.id}, changed=("status", "reason")
+        )
+        if changed:
+            record_webhook_event(
+                WebhookEventType.DELIVERY_BOUNCED,
+                webhook_payloads.delivery_event(delivery.id, utcnow(), email=True),
+            )
     # An address too broken to store cannot be written to again anyway.
     with contextlib.suppress(SuppressionError):
         suppress_bounced_address(
@@ -384,11 +399,12 @@ def _hard_bounce(delivery: MatchedDelivery) -> None:
         )
 
 
-def _update_delivery(statement: Any, params: dict[str, Any], *, changed: tuple[str, ...]) -> None:
-    db.session.connection().execute(statement, params)
+def _update_delivery(statement: Any, params: dict[str, Any], *, changed: tuple[str, ...]) -> int:
+    """Run `statement` on one delivery; how many rows it changed (0 or 1)."""
+    result = db.session.connection().execute(statement, params)
     # A Delivery this session already holds must not keep showing the values from before.
-    if not db.session.identity_map:
-        return
-    held = db.session.identity_map.get(identity_key(Delivery, params["delivery_id"]))
-    if held is not None:
-        db.session.expire(held, [*changed, "updated_at"])
+    if db.session.identity_map:
+        held = db.session.identity_map.get(identity_key(Delivery, params["delivery_id"]))
+        if held is not None:
+            db.session.expire(held, [*changed, "updated_at"])
+    return int(getattr(result, "rowcount", 0) or 0)

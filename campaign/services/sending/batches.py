@@ -50,6 +50,7 @@ from campaign.models import (
     StatementVersion,
     Suppression,
     SuppressionReason,
+    WebhookEventType,
 )
 from campaign.queue import get_queue, get_redis
 from campaign.rate_limit import (
@@ -75,6 +76,8 @@ from campaign.services.statements import presend
 from campaign.services.statements.complete_letters import compose_letter
 from campaign.services.statements.salutation_rules import current_rule_set
 from campaign.services.statements.statements import letter_source
+from campaign.services.webhooks import events as webhook_events
+from campaign.services.webhooks import payloads as webhook_payloads
 from campaign.smtp import Outcome, SendOutcome, SmtpConnection, SmtpSettings
 from campaign.tracking.links import LetterTracking, base_url_problem
 
@@ -373,7 +376,38 @@ def _record(row: _Row, claim_id: str, *, bump_duplicates: bool = False, **values
         )
         _RECORD_STATEMENTS[key] = statement
     params = {f"v_{name}": value for name, value in values.items()}
-    db.session.connection().execute(statement, {"row_id": row.id, "claim_id": claim_id, **params})
+    done = db.session.connection().execute(
+        statement, {"row_id": row.id, "claim_id": claim_id, **params}
+    )
+    if status in _WEBHOOK_EVENTS and int(getattr(done, "rowcount", 0) or 0):
+        _report_to_webhooks(row.id, _WEBHOOK_EVENTS[status], values["updated_at"])
+
+
+# The final outcomes endpoints may ask to hear of (services/webhooks, decision 0068).
+_WEBHOOK_EVENTS = {
+    DeliveryStatus.FAILED.value: WebhookEventType.DELIVERY_FAILED,
+    DeliveryStatus.BOUNCED.value: WebhookEventType.DELIVERY_BOUNCED,
+}
+
+
+def _report_to_webhooks(delivery_id: int, event_type: WebhookEventType, at: datetime) -> None:
+    if not webhook_events.is_wanted(event_type):
+        return  # the usual case: one small query, nothing written
+    # The row may have stayed in doubt instead (it may have reached the server before).
+    stored = db.session.connection().scalar(
+        select(Delivery.__table__.c.status).where(Delivery.__table__.c.id == delivery_id)
+    )
+    if stored != _WEBHOOK_STATUS[event_type]:
+        return
+    webhook_events.record_webhook_event(
+        event_type,
+        webhook_payloads.delivery_event(
+            delivery_id, at, email=event_type == WebhookEventType.DELIVERY_BOUNCED
+        ),
+    )
+
+
+_WEBHOOK_STATUS = {event: status for status, event in _WEBHOOK_EVENTS.items()}
 
 
 # --- one batch ---------------------------------------------------------------------------
@@ -1223,6 +1257,9 @@ def finish_if_done(campaign_id: int) -> bool:
     finished = bool(getattr(done, "rowcount", 0))
     if finished:
         record_event("campaign.finish", target_type="campaign", target_id=campaign_id)
+        webhook_events.record_webhook_event(
+            WebhookEventType.CAMPAIGN_FINISHED, webhook_payloads.campaign_event(campaign_id, now)
+        )
         # Co-signers who asked are told now that every letter has gone (not at the launch:
         # a paced, paused or cancelled campaign has not "gone out" then).
         campaign = db.session.get(Campaign, campaign_id)

@@ -20,8 +20,11 @@ from campaign.models import (
     Statement,
     Suppression,
     SuppressionReason,
+    WebhookEventType,
 )
 from campaign.services.contacts.suppressions import find_suppression, mask_email, suppress_address
+from campaign.services.webhooks import payloads as webhook_payloads
+from campaign.services.webhooks.events import is_wanted, record_webhook_event
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:5000"
 # secrets.token_urlsafe output; anything else cannot be a token, so no query is spent on it.
@@ -80,6 +83,9 @@ def unsubscribe(target: UnsubscribeTarget) -> Suppression:
     so nobody gets another letter after saying stop, even from a campaign already sending.
     """
     delivery = target.delivery
+    wanted = is_wanted(WebhookEventType.CONTACT_UNSUBSCRIBED)
+    # Only a new entry is news: a second click, or an address suppressed before, is not.
+    was_suppressed = wanted and find_suppression(delivery.email) is not None
     suppression = suppress_address(
         delivery.email,
         SuppressionReason.UNSUBSCRIBED,
@@ -100,5 +106,10 @@ def unsubscribe(target: UnsubscribeTarget) -> Suppression:
             )
         )
     db.session.flush()
+    if wanted and not was_suppressed:
+        record_webhook_event(
+            WebhookEventType.CONTACT_UNSUBSCRIBED,
+            webhook_payloads.unsubscribe_event(delivery.id, suppression.id, suppression.created_at),
+        )
     log.info("unsubscribed %s (campaign %s)", target.masked_email, delivery.campaign_id)
     return suppression

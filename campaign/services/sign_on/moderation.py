@@ -32,12 +32,15 @@ from campaign.models import (
     SignOnOrder,
     Statement,
     User,
+    WebhookEventType,
 )
 from campaign.services.accounts.audit import record_event
 from campaign.services.sending.notices import Notice, build_message, queue_notice
 from campaign.services.sign_on.pages import as_signatory_values, name_key
 from campaign.services.sign_on.signatures import SignatureInputError, clean_form, email_language
 from campaign.services.statements import statements
+from campaign.services.webhooks import payloads as webhook_payloads
+from campaign.services.webhooks.events import record_webhook_event
 
 
 class ModerationError(ValueError):
@@ -174,6 +177,10 @@ def approve(signature: Signature, *, actor: User | None = None) -> Signatory:
     _moderated(signature, actor)
     db.session.flush()
     _audit("signature.approve", signature, actor, signatory_id=signatory.id)
+    record_webhook_event(
+        WebhookEventType.SIGNATURE_APPROVED,
+        webhook_payloads.signature_event(signature.id, signature.moderated_at or _now()),
+    )
     return signatory
 
 

@@ -42,6 +42,7 @@ from campaign.models import (
     SignatureStatus,
     SignOn,
     Statement,
+    WebhookEventType,
 )
 from campaign.queue import get_redis
 from campaign.rate_limit import count_in_window
@@ -57,6 +58,8 @@ from campaign.services.sign_on.pages import (
     name_key,
 )
 from campaign.services.statements.statements import letter_source
+from campaign.services.webhooks import payloads as webhook_payloads
+from campaign.services.webhooks.events import record_webhook_event
 from campaign.tracking.buffer import ip_prefix
 
 log = logging.getLogger(__name__)
@@ -625,6 +628,9 @@ def confirm_signature(token: str, now: datetime | None = None) -> LinkCheck:
         target_id=check.signature.id,
         detail={"sign_on_id": check.sign_on.id},
         network_only=True,
+    )
+    record_webhook_event(
+        WebhookEventType.SIGNATURE_CONFIRMED, webhook_payloads.signature_event(signature.id, now)
     )
     return LinkCheck(LinkState.VALID, signature, check.sign_on, check.is_change)
 
