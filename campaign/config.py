@@ -93,6 +93,9 @@ class Config:
     # A PEM file of certificate authorities trusted besides the system's, for the SMTP and
     # IMAP servers' certificates (a private CA); verification is never turned off.
     TLS_CA_FILE: str = ""
+    # A PEM file of certificate authorities trusted besides the system's for webhook
+    # endpoints' certificates (a private CA, the tests' CA); verification is never turned off.
+    WEBHOOK_CA_FILE: str = ""
     # The address recipients reach this app at (unsubscribe links); empty: http://127.0.0.1:5000.
     PUBLIC_URL: str = ""
     # Deliveries a send job claims and sends over one SMTP connection.
@@ -149,6 +152,10 @@ class Config:
     # The JSON API: calls per minute for one key (0 = no limit), and the largest body.
     API_RATE_LIMIT_PER_MINUTE: int = 600
     API_MAX_BODY_MB: int = 20
+    # Web origins (scheme://host[:port], comma-separated) whose pages may call the API's
+    # public endpoints (the sign-on submit) from a browser: CORS for those only, never with
+    # credentials. Empty: no cross-origin browser calls.
+    API_CORS_ORIGINS: str = ""
     # Rows per page in the contacts table.
     CONTACTS_PER_PAGE: int = 50
     # Strict-Transport-Security (sent when PUBLIC_URL is https://) covers subdomains too:

@@ -243,6 +243,7 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "contact.merge": _l("Contacts merged"),
         "contact.bulk_edit": _l("Contacts changed in bulk"),
         "contacts.import": _l("Contacts imported"),
+        "contacts.upsert": _l("Contacts created or updated through the API"),
         "contacts.export": _l("Contacts exported"),
         "list.create": _l("List created"),
         "list.rename": _l("List renamed"),
@@ -323,6 +324,14 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "suppression.add": _l("Address added to the suppression list"),
         "suppression.remove": _l("Address removed from the suppression list"),
         "demo.load": _l("Demonstration data loaded"),
+        "webhook.create": _l("Webhook endpoint added"),
+        "webhook.update": _l("Webhook endpoint changed"),
+        "webhook.enable": _l("Webhook endpoint enabled"),
+        "webhook.disable": _l("Webhook endpoint disabled"),
+        "webhook.delete": _l("Webhook endpoint deleted"),
+        "webhook.reveal_secret": _l("Webhook secret shown"),
+        "webhook.resend": _l("Webhook delivery sent again"),
+        "webhook.allowed_hosts": _l("Webhook hosts allowed on private addresses changed"),
     },
     # What an audit event is about (its target_type); unknown ones show their code.
     "audit_target": {
@@ -348,6 +357,37 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "imap_mailbox": _l("Mailbox"),
         "smtp_account": _l("SMTP account"),
         "suppression": _l("Suppression list entry"),
+        "webhook_endpoint": _l("Webhook endpoint"),
+        "webhook_delivery": _l("Webhook delivery"),
+        "installation_setting": _l("Installation setting"),
+    },
+    # Outgoing webhooks (services/webhooks): what an endpoint may receive.
+    "webhook_event": {
+        "reply.received": _l("Reply received"),
+        "delivery.bounced": _l("Letter bounced"),
+        "delivery.failed": _l("Letter failed"),
+        "campaign.finished": _l("Campaign finished"),
+        "signature.confirmed": _l("Signature confirmed"),
+        "signature.approved": _l("Signature approved"),
+        "contact.unsubscribed": _l("Contact unsubscribed"),
+    },
+    "webhook_delivery_status": {
+        "pending": _l("Waiting"),
+        "delivering": _l("Being sent"),
+        "delivered": _l("Delivered"),
+        "failed": _l("Given up"),
+    },
+    # Why an attempt failed (the code before the colon in webhook_deliveries.last_error).
+    "webhook_error": {
+        "blocked_address": _l("Private or local address refused"),
+        "dns": _l("Host name not found"),
+        "connect": _l("Connection failed"),
+        "tls": _l("Certificate or TLS refused"),
+        "timeout": _l("No answer in time"),
+        "redirect": _l("Redirected (not followed)"),
+        "http_status": _l("Error answer"),
+        "invalid_url": _l("Unusable address"),
+        "internal": _l("Could not be sent"),
     },
     # The DMARC verdict a receiving server gave a reply (inbound/authentication.py).
     "dmarc_result": {

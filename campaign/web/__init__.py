@@ -46,7 +46,7 @@ class RowIdConverter(IntegerConverter):
 
 
 def register_blueprints(app: Flask) -> None:
-    from campaign.web import devmail, home
+    from campaign.web import devmail, home, webhooks
     from campaign.web.accounts import account, audit, auth, two_factor, users
     from campaign.web.contacts import audiences, contacts, imports, suppressions
     from campaign.web.contacts import tools as contact_tools
@@ -98,6 +98,7 @@ def register_blueprints(app: Flask) -> None:
         sign_on_admin,
         sign_on_invitations,
         sign_on_public,
+        webhooks,
     ):
         app.register_blueprint(module.bp)
     from campaign.web.api import register_api
@@ -249,6 +250,7 @@ def _register_template_helpers(app: Flask) -> None:
         ("suppressions.index", _l("Suppressions"), Role.SENDER),
         ("smtp_accounts.index", _l("SMTP accounts"), Role.ADMIN),
         ("mailboxes.index", _l("Mailboxes"), Role.ADMIN),
+        ("webhooks.index", _l("Webhooks"), Role.ADMIN),
         ("organisation.index", _l("Organisation"), Role.ADMIN),
         ("salutations.index", _l("Salutations"), Role.ADMIN),
         ("countries.index", _l("Countries"), Role.ADMIN),

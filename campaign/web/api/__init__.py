@@ -21,7 +21,19 @@ from flask.sessions import SecureCookieSessionInterface
 from campaign.web.api.blueprint import API_PREFIX, bp
 
 #: The modules that add views to the blueprint, imported once by `register_api`.
-RESOURCE_MODULES = ("docs", "me")
+RESOURCE_MODULES = (
+    "docs",
+    "me",
+    "contacts",
+    "audiences",
+    "suppressions",
+    "replies",
+    "sign_on",
+    "calendar",
+    "statements",
+    "campaigns",
+    "deliveries",
+)
 
 
 def is_api_request() -> bool:
@@ -68,6 +80,9 @@ def _audit_call(response: Response) -> Response:
             target_type="api_key" if key is not None else "",
             target_id=key.id if key is not None else "",
             actor=key.user if key is not None else None,
+            # A public operation's caller is a member of the public (the sign-on submit):
+            # their network only, as the public pages record them.
+            network_only=bool(g.get("api_public")),
             detail={
                 "key": key.prefix if key is not None else "",
                 "method": request.method,

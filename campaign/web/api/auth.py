@@ -137,12 +137,15 @@ def operation(
             json=json,
             resp=SpecResponse(**documented),
             tags=tags,
-            security={} if scope is None else None,
+            # Public views need no key; the others name their scope as the bearer scheme's
+            # role (OpenAPI 3.1 allows roles for any scheme), so clients see what to ask for.
+            security={} if scope is None else ({"bearer": [scope]} if scope else None),
         )(view)
 
         @wraps(validated)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             g.api_request = True
+            g.api_public = scope is None
             _check_body_size()
             if scope is not None:
                 key = authenticate()
@@ -170,6 +173,7 @@ def operation(
             return response
 
         setattr(guarded, POLICY_ATTRIBUTE, API)
+        guarded.api_public = scope is None  # type: ignore[attr-defined]
         return guarded
 
     return decorate

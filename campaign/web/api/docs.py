@@ -3,6 +3,7 @@ from the same document (no third-party scripts, the pages' strict CSP kept)."""
 
 from __future__ import annotations
 
+from copy import deepcopy
 from typing import Any
 
 from flask import current_app, render_template
@@ -10,19 +11,35 @@ from flask import current_app, render_template
 from campaign.web.access import public
 from campaign.web.api.blueprint import API_PREFIX, bp, spec
 
+# Spectree names a model's schema after the model and a hash of its module.
+PROBLEM_SCHEMA = "#/components/schemas/Problem."
+
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document, built once per app from the views' models."""
     cached: dict[str, Any] | None = current_app.extensions.get("campaign_openapi")
     if cached is None:
-        document = dict(spec.spec)
+        document = deepcopy(spec.spec)
         document["servers"] = [{"url": "/"}]
         paths = {
             path: item for path, item in document["paths"].items() if path.startswith(API_PREFIX)
         }
         document["paths"] = dict(sorted(paths.items()))
+        _problems_as_problem_json(document)
         cached = current_app.extensions["campaign_openapi"] = document
     return cached
+
+
+def _problems_as_problem_json(document: dict[str, Any]) -> None:
+    """Spectree documents every answer as application/json; problems are sent (RFC 9457)
+    as application/problem+json, and the document must say what a client receives."""
+    for item in document["paths"].values():
+        for operation in item.values():
+            for answer in operation.get("responses", {}).values():
+                content = answer.get("content", {})
+                body = content.get("application/json", {})
+                if body.get("schema", {}).get("$ref", "").startswith(PROBLEM_SCHEMA):
+                    content["application/problem+json"] = content.pop("application/json")
 
 
 @bp.get("/openapi.json")
