@@ -177,3 +177,17 @@ def test_the_contract_is_openapi_3_1_and_the_reference_page_shows_it(client: Fla
     assert "GET /api/v1/me" in text and "KeyInfo" in text
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
     assert "https://" not in text.split("</head>")[0]
+
+
+def test_a_body_of_50_mb_is_refused_before_it_is_read(client: FlaskClient) -> None:
+    token, _ = new_key(Role.EDITOR)
+    body = b'{"items": [' + b" " * (50 * 1024 * 1024) + b"]}"
+    response = client.post(
+        "/api/v1/contacts/bulk",
+        data=body,
+        headers=bearer(token, **{"Content-Type": "application/json"}),
+    )
+    assert response.status_code == 413
+    problem = _problem(response)
+    assert problem["status"] == 413 and problem["detail"]
+    assert client.get("/api/v1/contacts", headers=bearer(token)).get_json()["items"] == []
