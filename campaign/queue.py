@@ -29,10 +29,25 @@ def get_redis() -> Redis:
     return connection
 
 
-def get_queue() -> Queue:
+# Webhook deliveries wait on a queue of their own, which workers take only when the sending
+# queue is empty: a slow receiver must not hold up the letters (decision 0068).
+WEBHOOKS = "webhooks"
+
+
+def queue_names(config: Any) -> list[str]:
+    """The queues a worker listens to, the sending queue first: QUEUE_NAME, QUEUE_NAME-webhooks."""
+    base = str(config["QUEUE_NAME"])
+    return [base, f"{base}-{WEBHOOKS}"]
+
+
+def get_queue(kind: str | None = None) -> Queue:
+    """The installation's queue, or (kind=WEBHOOKS) its webhook deliveries' queue."""
+    names = queue_names(current_app.config)
     # JSON, never pickle: write access to Redis must not mean code execution in workers.
     return Queue(
-        current_app.config["QUEUE_NAME"], connection=get_redis(), serializer=JSONSerializer
+        names[1] if kind == WEBHOOKS else names[0],
+        connection=get_redis(),
+        serializer=JSONSerializer,
     )
 
 
@@ -43,19 +58,21 @@ def enqueue_after_commit(
     job_id: str | None = None,
     job_timeout: int | None = None,
     retry: Any = None,
+    queue: str | None = None,
     **kwargs: Any,
 ) -> None:
     """Enqueue job `func` (dotted name) with JSON-able args once `session` commits.
 
     A rolled-back transaction enqueues nothing, so no job ever sees rows that do not exist.
-    `job_id` and `job_timeout` (seconds) are RQ's own options, not arguments of the job.
+    `job_id` and `job_timeout` (seconds) are RQ's own options, not arguments of the job;
+    `queue=WEBHOOKS` puts it on the webhook deliveries' queue.
     """
-    pending: list[tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any]]]
+    pending: list[tuple[str, tuple[Any, ...], dict[str, Any], dict[str, Any], str | None]]
     pending = session.info.setdefault(_PENDING_KEY, [])
     options = {"job_id": job_id, "timeout": job_timeout}
     if retry is not None:
         options["retry"] = retry  # an rq.Retry: how often and when RQ tries a failed job again
-    pending.append((func, args, kwargs, options))
+    pending.append((func, args, kwargs, options, queue))
 
 
 def discard_pending_jobs(session: Session, func: str, *args: Any) -> None:
@@ -70,13 +87,14 @@ def install_commit_hooks(session_factory: Any) -> None:
         pending = session.info.pop(_PENDING_KEY, [])
         if not pending:
             return
-        queue = get_queue()
-        queue.enqueue_many(
-            [
-                Queue.prepare_data(func, args=args, kwargs=kwargs, **options)
-                for func, args, kwargs, options in pending
-            ]
-        )
+        for kind in dict.fromkeys(job[4] for job in pending):
+            get_queue(kind).enqueue_many(
+                [
+                    Queue.prepare_data(func, args=args, kwargs=kwargs, **options)
+                    for func, args, kwargs, options, queue in pending
+                    if queue == kind
+                ]
+            )
 
     @event.listens_for(session_factory, "after_rollback")
     def _drop_jobs(session: Session) -> None:

@@ -1,4 +1,7 @@
-"""`python -m workers`: an RQ worker on this installation's queue, with the app loaded once.
+"""`python -m workers`: an RQ worker on this installation's queues, with the app loaded once.
+
+It takes jobs from QUEUE_NAME first and from QUEUE_NAME-webhooks (webhook deliveries) only
+when the first is empty (campaign.queue.queue_names).
 
 The worker's main process also runs the reconciler (workers/ticker.py): at start-up and
 every RECONCILE_SECONDS, on one machine per interval, and polls the IMAP mailboxes that
@@ -232,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     from campaign import create_app
     from campaign.config import ConfigError
     from campaign.extensions import db
-    from campaign.queue import get_redis, redis_url
+    from campaign.queue import get_redis, queue_names, redis_url
     from workers.context import set_app
     from workers.jobs import flush_tracking, poll_inboxes, reconcile, run_scheduler
     from workers.ticker import Reconciler
@@ -264,12 +267,17 @@ def main(argv: list[str] | None = None) -> int:
         # 5 s, and an idle worker's every dequeue then failed ("Timeout reading") and it ran
         # no job. The name check, the pings and the background threads use `connection`.
         rq_connection = Redis.from_url(redis_url())
-        queue = Queue(app.config["QUEUE_NAME"], connection=rq_connection, serializer=JSONSerializer)
+        # The sending queue first, then the webhook deliveries': RQ takes from the first queue
+        # that has a job, so a slow webhook receiver never stands before a letter.
+        queues = [
+            Queue(name, connection=rq_connection, serializer=JSONSerializer)
+            for name in queue_names(app.config)
+        ]
         worker_class: Any = CampaignSimpleWorker if args.simple else CampaignWorker
 
         def make_worker() -> Any:
             return worker_class(
-                [queue],
+                queues,
                 connection=rq_connection,
                 serializer=JSONSerializer,
                 name=free_name(connection, args.name, worker_class),

@@ -66,7 +66,7 @@ def _thread_worker(app: Flask, stopping: threading.Event) -> SimpleWorker:
     from rq.timeouts import TimerDeathPenalty
     from rq.worker import WorkerStatus
 
-    from campaign.queue import get_queue
+    from campaign.queue import WEBHOOKS, get_queue
 
     class ThreadWorker(SimpleWorker):
         # Signal handlers and SIGALRM timeouts only work in the main thread; this runs in another.
@@ -95,9 +95,11 @@ def _thread_worker(app: Flask, stopping: threading.Event) -> SimpleWorker:
 
     with app.app_context():
         queue = get_queue()
+        # The same queues as `python -m workers`: sending first, then webhooks (0068).
+        queues = [queue, get_queue(WEBHOOKS)]
         # worker_ttl 16 gives a 1 s blocking dequeue, so a stop request is seen within a second.
         return ThreadWorker(
-            [queue], connection=queue.connection, serializer=JSONSerializer, worker_ttl=16
+            queues, connection=queue.connection, serializer=JSONSerializer, worker_ttl=16
         )
 
 

@@ -11,7 +11,7 @@ from standardwebhooks import Webhook
 
 from campaign.extensions import db
 from campaign.models import WebhookDelivery, WebhookEndpoint
-from campaign.queue import get_queue
+from campaign.queue import WEBHOOKS, get_queue
 from campaign.services.webhooks import endpoints
 from campaign.services.webhooks.events import DELIVER_JOB
 from tests.webhooks.receiver import Received
@@ -43,7 +43,7 @@ def run_queued_jobs(app: Flask) -> int:
     """Run every queued delivery job once, as a worker would (RQ's queue, then the job)."""
     context.set_app(app)
     ran = 0
-    queue = get_queue()
+    queue = get_queue(WEBHOOKS)
     while True:
         waiting = [job for job in queue.jobs if job.func_name == DELIVER_JOB]
         if not waiting:

@@ -4,20 +4,24 @@ backoff, given up after three days; slow, failing, redirecting and private endpo
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 
 from campaign import clock
 from campaign.extensions import db
 from campaign.models import AuditEvent, WebhookDelivery, WebhookEvent
-from campaign.queue import get_queue
+from campaign.queue import WEBHOOKS, get_queue
 from campaign.services.webhooks import delivery as webhook_delivery
 from campaign.services.webhooks import endpoints
 from campaign.services.webhooks.endpoints import WebhookInputError
 from campaign.services.webhooks.events import record_webhook_event
+from tests import servers
 from tests.webhooks.helpers import (
     add_endpoint,
     allow_hosts,
@@ -130,7 +134,79 @@ def test_a_slow_endpoint_times_out_and_is_retried(
     run_queued_jobs(app)
     [row] = deliveries()
     assert (row.status, row.attempts, row.last_status_code) == ("pending", 1, None)
-    assert row.last_error.startswith("timeout")
+    # Stored without words (the page says it in the reader's language).
+    assert row.last_error == "timeout: 127.0.0.1 (answer)"
+
+
+def _cells(page: str, css_class: str) -> dict[int, str]:
+    """Each delivery row's cell of that class, by delivery id, tags removed."""
+    found = {}
+    for delivery_id, cell in re.findall(
+        rf'<tr data-delivery="(\d+)".*?<td class="{css_class}">(.*?)</td>', page, re.S
+    ):
+        found[int(delivery_id)] = re.sub(r"<[^>]+>", "", cell).strip()
+    return found
+
+
+def test_delivery_errors_read_in_the_admin_s_language_and_a_blocked_one_points_to_the_allow_list(
+    app: Flask, client: FlaskClient, login: Any, receiver: Receiver
+) -> None:
+    admin = login()
+    admin.language = "fr"
+    db.session.commit()
+    blocked, _secret = add_endpoint(receiver.url("localhost"))
+    closed_port = servers.free_port()
+    refused, _secret = add_endpoint(f"https://127.0.0.1:{closed_port}/hook")
+    allow_hosts("127.0.0.1")
+    _event(1)
+    run_queued_jobs(app)
+    rows = {row.endpoint_id: row for row in deliveries()}
+    assert rows[refused.id].last_error == "connect: 127.0.0.1 (ECONNREFUSED)"
+    assert rows[blocked.id].last_error.startswith("blocked_address: localhost → 127.0.0.1")
+
+    page = client.get(f"/webhooks/{refused.id}").get_data(as_text=True)
+    [error] = _cells(page, "delivery-error").values()
+    assert error == "127.0.0.1 a refusé la connexion\u00a0: rien ne répond sur ce port."
+    assert "Connection refused" not in page and "ECONNREFUSED" not in page
+
+    page = client.get(f"/webhooks/{blocked.id}").get_data(as_text=True)
+    [error] = _cells(page, "delivery-error").values()
+    assert error.startswith(
+        "localhost mène à une adresse privée, de bouclage ou lien-local (127.0.0.1"
+    )
+    assert "«\u00a0Hôtes autorisés sur des adresses privées\u00a0»" in error
+    assert 'href="/webhooks/#allowed-hosts"' in page
+
+
+def test_a_delivery_waiting_behind_an_earlier_one_says_so_even_after_a_resend(
+    app: Flask, client: FlaskClient, login: Any, receiver: Receiver
+) -> None:
+    login()
+    allow_hosts("127.0.0.1")
+    endpoint, _secret = add_endpoint(receiver.url())
+    receiver.answers = [500, 204]
+    _event(1)
+    _event(2)
+    run_queued_jobs(app)
+    first, second = deliveries()
+    assert (first.status, second.status) == ("pending", "pending")
+
+    # Resent, the second gets a next attempt "now" — yet it still waits behind the first.
+    client.post(f"/webhooks/deliveries/{second.id}/resend")
+    db.session.expire_all()
+    assert second.next_attempt_at is not None and second.next_attempt_at <= clock.now()
+    cells = _cells(client.get(f"/webhooks/{endpoint.id}").get_data(as_text=True), "next-attempt")
+    assert cells[second.id] == "After the earlier events"
+    assert cells[first.id] not in {"After the earlier events", "Due now", "—"}  # a time
+
+    _make_due()
+    cells = _cells(client.get(f"/webhooks/{endpoint.id}").get_data(as_text=True), "next-attempt")
+    assert (cells[first.id], cells[second.id]) == ("Due now", "After the earlier events")
+
+    endpoints.set_enabled(endpoint, False)
+    db.session.commit()
+    cells = _cells(client.get(f"/webhooks/{endpoint.id}").get_data(as_text=True), "next-attempt")
+    assert set(cells.values()) == {"When the endpoint is enabled"}
 
 
 def test_a_redirect_to_127_0_0_1_is_a_failure_and_is_not_followed(
@@ -267,7 +343,7 @@ def test_a_claim_lost_with_its_worker_is_taken_back_by_the_reconciler(
         )
     )
     db.session.commit()
-    get_queue().empty()
+    get_queue(WEBHOOKS).empty()
     assert _reconcile(app) == 1
     [row] = deliveries()
     assert row.status == "delivered" and len(receiver.requests) == 1
@@ -308,7 +384,7 @@ def test_a_job_sends_a_bounded_number_then_hands_the_rest_to_the_next_job(
     endpoint, _secret = add_endpoint(receiver.url())
     for n in range(3):
         _event(n)
-    get_queue().empty()
+    get_queue(WEBHOOKS).empty()
     report = webhook_delivery.deliver_webhooks(endpoint.id, commit=db.session.commit, limit=2)
     assert report.delivered == 2
     assert [d.status for d in deliveries()] == ["delivered", "delivered", "pending"]

@@ -14,6 +14,7 @@ from campaign.extensions import db
 from campaign.models import Delivery, WebhookEvent
 from campaign.services.replies.intake import record_inbound
 from campaign.services.sign_on import moderation, signatures
+from campaign.services.webhooks.payloads import FIELDS
 from tests import servers
 from tests.inbound.helpers import corpus, sent_campaign
 from tests.sign_on.test_signing import (
@@ -70,6 +71,9 @@ def test_a_reply_and_a_hard_bounce_each_arrive_once_without_their_text(
     raw = receiver.requests[0].body.decode()
     assert "ambassador" not in raw and "ana@example.org" not in raw
     assert set(reply) == {"reply_id", "delivery_id", "campaign_id", "contact_id", "received_at"}
+    # Exactly the fields documented (Webhooks page, README) for each type.
+    for event in events:
+        assert set(event["data"]) == {name for name, _meaning in FIELDS[event["type"]]}
     assert (bounce["delivery_id"], bounce["email"]) == (ana.id, "ana@example.org")
     assert bounce["reason"] == "hard_bounce" and bounce["message_id"] == ana.message_id
 
@@ -99,6 +103,10 @@ def test_a_signature_confirmed_then_approved_arrives_once_each_without_the_signe
     assert confirmed["signature_id"] == approved["signature_id"] == result.signature_id
     assert confirmed["sign_on_id"] == sign_on.id and confirmed["signatory_id"] is None
     assert isinstance(approved["signatory_id"], int)
+    # The statement, to read its signatures through /api/v1/statements/{id}/sign-on/signatures.
+    assert confirmed["statement_id"] == approved["statement_id"] == sign_on.statement_id
+    for event in events:
+        assert set(event["data"]) == {name for name, _meaning in FIELDS[event["type"]]}
     # A co-signer may be a target: neither name nor address leaves with the event.
     for request in receiver.requests:
         text = request.body.decode()

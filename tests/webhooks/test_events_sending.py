@@ -14,6 +14,7 @@ from campaign.extensions import db
 from campaign.models import Delivery
 from campaign.services.sending import batches as sending
 from campaign.services.sending.unsubscribe import find_target, unsubscribe
+from campaign.services.webhooks.payloads import FIELDS
 from tests.factories import CampaignFactory
 from tests.fault_smtp import FaultSmtpServer
 from tests.webhooks.helpers import add_endpoint, allow_hosts, run_queued_jobs, verified
@@ -85,6 +86,9 @@ def test_bounced_failed_finished_and_unsubscribed_arrive_once_each(
     unsubscribed = by_type["contact.unsubscribed"]
     assert (unsubscribed["email"], unsubscribed["delivery_id"]) == ("reader@example.net", reader.id)
     assert unsubscribed["contact_id"] == reader.contact_id
+    # Each carries exactly the fields the Webhooks page and the README document for it.
+    for kind, data in by_type.items():
+        assert set(data) == {name for name, _meaning in FIELDS[kind]}, kind
     # Never the letter's text.
     assert not any(b"Release the defenders" in r.body for r in receiver.requests)
     # The order recorded is the order received (one endpoint, one at a time).

@@ -8,11 +8,14 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
+from flask_babel import force_locale
 from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.models import AuditEvent, Role, WebhookEndpoint
 from campaign.services.webhooks import endpoints
+from campaign.services.webhooks.payloads import FIELDS
+from campaign.web.webhooks import error_text
 
 
 def _endpoints() -> list[WebhookEndpoint]:
@@ -117,3 +120,125 @@ def test_only_admins_reach_the_page(app: Flask, client: FlaskClient, login: Any)
     assert client.get("/webhooks/").status_code == 403
     assert client.post("/webhooks/new", data={"url": "https://a.example.org"}).status_code == 403
     assert 'href="/webhooks/"' not in client.get("/").get_data(as_text=True)
+
+
+def test_a_private_host_is_saved_with_a_warning_unless_it_is_allowed(
+    app: Flask, client: FlaskClient, login: Any
+) -> None:
+    login(Role.ADMIN)
+    for url, address in (
+        ("https://127.0.0.1/hook", "127.0.0.1"),
+        ("https://10.0.0.5:8443/hook", "10.0.0.5"),
+        ("https://localhost/x", "127.0.0.1"),  # a name resolving to loopback
+    ):
+        page = client.post("/webhooks/new", data={"url": url, "event_types": ["reply.received"]})
+        text = page.get_data(as_text=True)
+        assert page.status_code == 200 and 'id="webhook-secret"' in text  # saved
+        warning = re.search(r'<div class="flash flash-warning"[^>]*>(.*?)</div>', text, re.S)
+        assert warning is not None, url
+        assert "private, loopback or link-local address" in warning.group(1)
+        assert address in warning.group(1) and "Hosts allowed on private addresses" in text
+    quiet = client.post(
+        "/webhooks/new",
+        data={"url": "https://hooks.example.org/x", "event_types": ["reply.received"]},
+    )
+    assert "flash-warning" not in quiet.get_data(as_text=True)
+
+    # Allowed by name: no warning when it is saved again.
+    client.post("/webhooks/allowed-hosts", data={"allowed_hosts": "10.0.0.5"})
+    private = next(e for e in _endpoints() if "10.0.0.5" in e.url)
+    saved = client.post(
+        f"/webhooks/{private.id}/edit",
+        data={"url": private.url, "event_types": ["reply.received"]},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "Endpoint saved." in saved and "flash-warning" not in saved
+    loopback = next(e for e in _endpoints() if "127.0.0.1" in e.url)
+    saved = client.post(
+        f"/webhooks/{loopback.id}/edit",
+        data={"url": loopback.url, "event_types": ["reply.received"]},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "flash-warning" in saved
+
+
+def test_allowed_hosts_are_one_a_line_and_a_bad_line_is_named_and_kept(
+    app: Flask, client: FlaskClient, login: Any
+) -> None:
+    admin = login(Role.ADMIN)
+    posted = "hooks.internal\nbad host name!\n10.0.0.5"
+    response = client.post("/webhooks/allowed-hosts", data={"allowed_hosts": posted})
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    error = re.search(r'<p class="error" role="alert" id="allowed-hosts-error">(.*?)</p>', page)
+    assert error is not None and error.group(1).startswith("“bad host name!” is not a host name")
+    box = re.search(r'<textarea id="allowed-hosts"[^>]*>(.*?)</textarea>', page, re.S)
+    assert box is not None and box.group(1) == posted  # nothing typed is lost
+    assert endpoints.allowed_hosts() == frozenset()
+
+    # Two hosts on one line are one bad line, not two hosts.
+    one_line = client.post(
+        "/webhooks/allowed-hosts", data={"allowed_hosts": "a.internal b.internal"}
+    )
+    assert one_line.status_code == 422
+    assert "“a.internal b.internal” is not" in one_line.get_data(as_text=True)
+
+    client.post("/webhooks/allowed-hosts", data={"allowed_hosts": "a.internal\n\n b.internal \n"})
+    assert endpoints.allowed_hosts() == frozenset({"a.internal", "b.internal"})
+
+    admin.language = "fr"
+    db.session.commit()
+    french = client.post("/webhooks/allowed-hosts", data={"allowed_hosts": "bad host name!"})
+    assert "«\u00a0bad host name!\u00a0» n’est ni un nom d’hôte ni une adresse\u00a0:" in (
+        french.get_data(as_text=True)
+    )
+
+
+def test_the_page_documents_each_event_s_data_and_the_relay_a_chat_needs(
+    app: Flask, client: FlaskClient, login: Any
+) -> None:
+    login(Role.ADMIN)
+    page = client.get("/webhooks/").get_data(as_text=True)
+    fields = page.split('<dl id="payload-fields">', 1)[1].split("</dl>", 1)[0]
+    for kind, documented in FIELDS.items():
+        block = fields.split(f"<dt><code>{kind}</code>", 1)[1].split("</dd>", 1)[0]
+        for name, _meaning in documented:
+            assert f"<code>{name}</code> — " in block, (kind, name)
+    assert "webhook-id" in page and '"data"' in page
+    relay = re.search(r'<p id="chat-relay">(.*?)</p>', page, re.S)
+    assert relay is not None and "{&#34;text&#34;: &#34;…&#34;}" in relay.group(1)
+    assert "small relay" in relay.group(1)
+
+
+def test_stored_errors_are_translated_sentences_with_french_spacing(app: Flask) -> None:
+    with app.test_request_context(), force_locale("fr"):
+        texts = {
+            stored: error_text(stored)
+            for stored in (
+                "timeout: hooks.example.org (connect)",
+                "timeout: hooks.example.org (answer)",
+                "dns: nowhere.example (EAI_NONAME)",
+                "tls: hooks.example.org (CERTIFICATE_VERIFY_FAILED:10)",
+                "redirect: 302 → https://elsewhere.example/",
+                "http_status: 500",
+                "connect: 127.0.0.1: Connection refused",  # written by an older version
+            )
+        }
+    assert texts == {
+        "timeout: hooks.example.org (connect)": (
+            "hooks.example.org n’a pas accepté la connexion en 5\u00a0s."
+        ),
+        "timeout: hooks.example.org (answer)": "hooks.example.org n’a pas répondu en 10\u00a0s.",
+        "dns: nowhere.example (EAI_NONAME)": "Le nom d’hôte nowhere.example est introuvable.",
+        "tls: hooks.example.org (CERTIFICATE_VERIFY_FAILED:10)": (
+            "Le certificat de hooks.example.org a expiré."
+        ),
+        "redirect: 302 → https://elsewhere.example/": (
+            "Le point de réception a répondu 302, une redirection vers "
+            "https://elsewhere.example/, qui n’est pas suivie\u00a0: saisissez l’adresse finale."
+        ),
+        "http_status: 500": "Le point de réception a répondu par une erreur (HTTP 500).",
+        "connect: 127.0.0.1: Connection refused": (
+            "Échec de la connexion\u00a0: 127.0.0.1: Connection refused"
+        ),
+    }

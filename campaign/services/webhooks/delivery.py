@@ -7,6 +7,9 @@ posts it, and records the answer. A failure schedules the next attempt (5 s, 5 m
 later events wait behind it, so a receiver sees them in the order they happened. After three
 days the delivery is FAILED and the next one goes. The reconciler (workers/jobs.reconcile)
 enqueues the job again for endpoints whose next attempt has come or whose claim was lost.
+Jobs wait on the webhooks queue, which workers take after the sending queue, and a job hands
+the rest to a new one after DELIVERIES_PER_JOB or JOB_BUDGET_SECONDS: letters never wait long
+behind a slow receiver.
 
 The connection is made to an address checked after DNS: private, loopback, link-local,
 multicast and reserved addresses are refused unless an admin allowed the host by name, and
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import hashlib
 import hmac
 import http.client
@@ -46,18 +50,26 @@ from campaign.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
-from campaign.queue import enqueue_after_commit
-from campaign.services.webhooks.endpoints import allowed_hosts, normal_host, secret_of
+from campaign.services.webhooks.endpoints import (
+    allowed_hosts,
+    normal_host,
+    secret_of,
+    shown_url,
+)
 from campaign.services.webhooks.events import (
-    DELIVER_JOB,
-    DELIVER_JOB_TIMEOUT,
     DELIVERIES_PER_JOB,
+    JOB_BUDGET_SECONDS,
+    enqueue_delivery_job,
     rfc3339,
 )
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0
+# The name server's answer (within the attempt's TOTAL_TIMEOUT): getaddrinfo has no timeout of
+# its own, so it runs in a thread that is waited for this long at most.
+DNS_TIMEOUT = 5.0
+# The whole attempt, DNS included.
 TOTAL_TIMEOUT = 10.0
 MAX_ANSWER_BYTES = 4096
 # Longer than any attempt (TOTAL_TIMEOUT): a claim older than this belongs to a lost worker.
@@ -77,7 +89,12 @@ _OPEN = (WebhookDeliveryStatus.PENDING.value, WebhookDeliveryStatus.DELIVERING.v
 
 
 class SendFailure(Exception):
-    """An attempt that got no 2xx: `code` (for the page's label), `detail`, the HTTP status."""
+    """An attempt that got no 2xx: `code` (for the page's label), `detail`, the HTTP status.
+
+    Stored as "code: detail" in webhook_deliveries.last_error; the detail holds no words, only
+    what the page puts into a translated sentence: a host, addresses, a status, or a host and
+    a technical token in parentheses ("127.0.0.1 (ECONNREFUSED)", "localhost (answer)").
+    """
 
     def __init__(self, code: str, detail: str = "", status: int | None = None) -> None:
         super().__init__(f"{code}: {detail}" if detail else code)
@@ -143,14 +160,75 @@ def _client_context() -> ssl.SSLContext:
     return context
 
 
-def _addresses(host: str, port: int) -> list[tuple[Any, ...]]:
+_GAI_ERRORS = {getattr(socket, name): name for name in dir(socket) if name.startswith("EAI_")}
+
+
+def _token(error: BaseException) -> str:
+    """A word-free name for an error: its errno's symbol, else its class's name."""
+    number = getattr(error, "errno", None)
+    if isinstance(error, socket.gaierror) and number in _GAI_ERRORS:
+        return _GAI_ERRORS[number]
+    if isinstance(number, int) and number in errno.errorcode:
+        return errno.errorcode[number]
+    return error.__class__.__name__
+
+
+def _resolve(host: str, port: int, timeout: float) -> list[tuple[Any, ...]]:
+    """socket.getaddrinfo, waited for `timeout` seconds at most (TimeoutError after that; the
+    lookup itself ends in its daemon thread whenever the resolver gives up)."""
     try:
-        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as error:
-        raise SendFailure("dns", f"{host}: {error.strerror or error}") from None
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        pass
+    else:  # a literal address: no name server is asked
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    outcome: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            outcome.append(
+                socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+            )
+        except Exception as error:  # handed to the waiting thread
+            outcome.append(error)
+
+    thread = threading.Thread(target=lookup, name="webhook-dns", daemon=True)
+    thread.start()
+    thread.join(max(0.0, timeout))
+    if not outcome:
+        raise TimeoutError(f"no DNS answer for {host}")
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    found: list[tuple[Any, ...]] = outcome[0]
+    return found
+
+
+def _addresses(host: str, port: int, deadline: float) -> list[tuple[Any, ...]]:
+    try:
+        found = _resolve(host, port, min(DNS_TIMEOUT, deadline - time.monotonic()))
+    except TimeoutError:
+        raise SendFailure("dns", f"{host} (timeout)") from None
+    except (socket.gaierror, UnicodeError) as error:
+        raise SendFailure("dns", f"{host} ({_token(error)})") from None
     if not found:
         raise SendFailure("dns", host)
     return found
+
+
+def blocked_addresses(host: str, *, allowed: frozenset[str]) -> list[str]:
+    """The private, loopback or link-local addresses `host` is (or resolves to) that a
+    connection would refuse; [] when none, when the host is allowed, or when DNS has no answer.
+
+    For a warning when an endpoint is saved: the connection checks again, after DNS, each time.
+    """
+    if normal_host(host) in allowed:
+        return []
+    try:
+        found = _resolve(host, 443, DNS_TIMEOUT)
+    except (OSError, UnicodeError):  # TimeoutError included: the page saves without a warning
+        return []
+    addresses = dict.fromkeys(str(row[4][0]) for row in found)
+    return [address for address in addresses if is_blocked_address(address)]
 
 
 def _connect(host: str, port: int, allowed: frozenset[str], deadline: float) -> socket.socket:
@@ -158,13 +236,18 @@ def _connect(host: str, port: int, allowed: frozenset[str], deadline: float) -> 
     is_allowed = normal_host(host) in allowed
     refused: list[str] = []
     last: OSError | None = None
-    for family, kind, proto, _name, address in _addresses(host, port):
+    timed_out = False
+    for family, kind, proto, _name, address in _addresses(host, port, deadline):
         ip = str(address[0])
         if not is_allowed and is_blocked_address(ip):
             refused.append(ip)
             continue
+        left = deadline - time.monotonic()
+        if left <= 0:  # the attempt's time is up: no further address is tried
+            timed_out = True
+            break
         sock = socket.socket(family, kind, proto)
-        sock.settimeout(max(0.1, min(CONNECT_TIMEOUT, deadline - time.monotonic())))
+        sock.settimeout(min(CONNECT_TIMEOUT, left))
         try:
             sock.connect(address)  # the checked address itself, never the name again
         except OSError as error:
@@ -172,11 +255,13 @@ def _connect(host: str, port: int, allowed: frozenset[str], deadline: float) -> 
             last = error
             continue
         return sock
+    if timed_out and last is None:
+        raise SendFailure("timeout", f"{host} (connect)")
     if last is None:
         raise SendFailure("blocked_address", f"{host} → {', '.join(refused)}")
     if isinstance(last, TimeoutError):
-        raise SendFailure("timeout", f"connecting to {host}")
-    raise SendFailure("connect", f"{host}: {last.strerror or last}")
+        raise SendFailure("timeout", f"{host} (connect)")
+    raise SendFailure("connect", f"{host} ({_token(last)})")
 
 
 @dataclass(frozen=True)
@@ -191,8 +276,8 @@ def post(url: str, body: bytes, headers: dict[str, str], *, allowed: frozenset[s
     host = parts.hostname or ""
     port = parts.port or 443
     if parts.scheme != "https" or not host or parts.username or parts.password:
-        raise SendFailure("invalid_url", url[:200])
-    deadline = time.monotonic() + TOTAL_TIMEOUT
+        raise SendFailure("invalid_url", shown_url(url))
+    deadline = time.monotonic() + TOTAL_TIMEOUT  # DNS, connection and answer together
     raw = _connect(host, port, allowed, deadline)
     timed_out = threading.Event()
 
@@ -210,7 +295,10 @@ def post(url: str, body: bytes, headers: dict[str, str], *, allowed: frozenset[s
         try:
             tls = _client_context().wrap_socket(raw, server_hostname=host)
         except ssl.SSLError as error:
-            raise SendFailure("tls", f"{host}: {error.reason or error}") from None
+            reason = error.reason or error.__class__.__name__
+            if isinstance(error, ssl.SSLCertVerificationError):
+                reason = f"{reason}:{error.verify_code}"
+            raise SendFailure("tls", f"{host} ({reason})") from None
         tls.settimeout(max(0.1, deadline - time.monotonic()))
         connection = http.client.HTTPConnection(host, port, timeout=TOTAL_TIMEOUT)
         connection.sock = tls
@@ -231,8 +319,8 @@ def post(url: str, body: bytes, headers: dict[str, str], *, allowed: frozenset[s
         raise
     except (OSError, http.client.HTTPException) as error:
         if timed_out.is_set() or isinstance(error, TimeoutError):
-            raise SendFailure("timeout", f"no answer within {TOTAL_TIMEOUT:g} s") from None
-        raise SendFailure("connect", f"{host}: {error.__class__.__name__}: {error}") from None
+            raise SendFailure("timeout", f"{host} (answer)") from None
+        raise SendFailure("connect", f"{host} ({_token(error)})") from None
     finally:
         timer.cancel()
         if response is not None:
@@ -241,7 +329,7 @@ def post(url: str, body: bytes, headers: dict[str, str], *, allowed: frozenset[s
             tls.close()
         raw.close()
     if 300 <= status < 400:
-        raise SendFailure("redirect", f"{status} → {location[:200]}", status)
+        raise SendFailure("redirect", f"{status} → {shown_url(location)}", status)
     if not 200 <= status < 300:
         raise SendFailure("http_status", str(status), status)
     return Answer(status, answer)
@@ -329,7 +417,7 @@ def attempt(delivery: WebhookDelivery, now: datetime) -> SendFailure | Answer:
     endpoint = db.session.get(WebhookEndpoint, delivery.endpoint_id)
     event = db.session.get(WebhookEvent, delivery.event_id)
     if endpoint is None or event is None:
-        return SendFailure("invalid_url", "the endpoint or event is gone")
+        return SendFailure("internal", "gone")
     body = body_of(event)
     try:
         secret = secret_of(endpoint)
@@ -353,12 +441,21 @@ def deliver_webhooks(
 
     Commits (through `commit`) after each claim and each outcome: a worker lost mid-way
     repeats at most the one delivery in flight (at least once; the receiver drops repeats
-    by `webhook-id`).
+    by `webhook-id`). After `limit` deliveries, or once JOB_BUDGET_SECONDS have passed, the
+    rest goes to a new job at the back of the webhooks queue, so the worker sees the sending
+    queue again in between.
     """
     report = DeliveryReport()
-    for _ in range(limit):
+    started = time.monotonic()
+    for done in range(limit + 1):
         if should_stop is not None and should_stop():
             return report  # the reconciler enqueues the rest (a stopping worker takes none)
+        if done == limit or (done and time.monotonic() - started >= JOB_BUDGET_SECONDS):
+            # More may be due: the next job goes on, so that one job never holds a worker
+            # for long (nor outlasts its timeout).
+            enqueue_delivery_job(endpoint_id)
+            commit()
+            break
         endpoint = db.session.get(WebhookEndpoint, endpoint_id)
         if endpoint is None or not endpoint.enabled:
             break
@@ -414,12 +511,6 @@ def deliver_webhooks(
         commit()
         report.retrying += 1
         break  # the later events wait for this one
-    else:
-        # More may be due: the next job goes on, so that one job never outlasts its timeout.
-        enqueue_after_commit(
-            db.session(), DELIVER_JOB, endpoint_id, job_timeout=DELIVER_JOB_TIMEOUT
-        )
-        commit()
     return report
 
 
@@ -444,7 +535,5 @@ def requeue_due(now: datetime | None = None) -> int:
         head = _head(endpoint_id)  # only the oldest may go: the others wait behind it
         if head is not None and _is_due(head, moment):
             due.append(endpoint_id)
-            enqueue_after_commit(
-                db.session(), DELIVER_JOB, endpoint_id, job_timeout=DELIVER_JOB_TIMEOUT
-            )
+            enqueue_delivery_job(endpoint_id)
     return len(due)

@@ -23,10 +23,9 @@ from campaign.models import (
     WebhookEndpoint,
     WebhookEventType,
 )
-from campaign.queue import enqueue_after_commit
 from campaign.secret_box import decrypt_secret, encrypt_secret
 from campaign.services.accounts.audit import record_event
-from campaign.services.webhooks.events import DELIVER_JOB, DELIVER_JOB_TIMEOUT
+from campaign.services.webhooks.events import enqueue_delivery_job
 
 # Its own derived key (campaign/secret_box): a leak of another kind of secret opens none of these.
 WEBHOOK_SECRETS = b"campaign webhook secrets"
@@ -58,7 +57,8 @@ def check_url(url: str) -> str:
     """The URL as stored, or WebhookInputError: https only, a host, no user or password in it.
 
     Private and loopback addresses are refused later, at each connection, after DNS: a name
-    checked here could point elsewhere by then.
+    checked here could point elsewhere by then (the page only warns at save, through
+    delivery.blocked_addresses).
     """
     url = url.strip()
     if not url:
@@ -134,7 +134,7 @@ def create_endpoint(
         target_type="webhook_endpoint",
         target_id=endpoint.id,
         actor=actor,
-        detail={"url": endpoint.url, "event_types": endpoint.event_types},
+        detail={"url": shown_url(endpoint.url), "event_types": endpoint.event_types},
     )
     return endpoint, secret
 
@@ -157,7 +157,7 @@ def update_endpoint(
         target_type="webhook_endpoint",
         target_id=endpoint.id,
         actor=actor,
-        detail={"url": endpoint.url, "event_types": endpoint.event_types},
+        detail={"url": shown_url(endpoint.url), "event_types": endpoint.event_types},
     )
 
 
@@ -172,9 +172,7 @@ def set_enabled(endpoint: WebhookEndpoint, enabled: bool, *, actor: User | None 
         actor=actor,
     )
     if enabled:
-        enqueue_after_commit(
-            db.session(), DELIVER_JOB, endpoint.id, job_timeout=DELIVER_JOB_TIMEOUT
-        )
+        enqueue_delivery_job(endpoint.id)
 
 
 def delete_endpoint(endpoint: WebhookEndpoint, *, actor: User | None = None) -> None:
@@ -184,7 +182,7 @@ def delete_endpoint(endpoint: WebhookEndpoint, *, actor: User | None = None) -> 
         target_type="webhook_endpoint",
         target_id=endpoint.id,
         actor=actor,
-        detail={"url": endpoint.url},
+        detail={"url": shown_url(endpoint.url)},
     )
     db.session.execute(
         WebhookDelivery.__table__.delete().where(WebhookDelivery.endpoint_id == endpoint.id)
@@ -217,9 +215,32 @@ def resend(delivery: WebhookDelivery, *, actor: User | None = None) -> None:
         actor=actor,
         detail={"endpoint_id": delivery.endpoint_id, "event_id": delivery.event_id, "was": before},
     )
-    enqueue_after_commit(
-        db.session(), DELIVER_JOB, delivery.endpoint_id, job_timeout=DELIVER_JOB_TIMEOUT
-    )
+    enqueue_delivery_job(delivery.endpoint_id)
+
+
+_WORD = re.compile(r"[A-Za-z][A-Za-z_.-]{0,31}")
+
+
+def shown_url(url: str) -> str:
+    """`url` as audit entries and stored errors show it: scheme://host[:port]/ and the path's
+    first segment if it is a plain word, then "…" — never the rest of the path, the query or
+    a user name. A chat's incoming-webhook address holds its token in the path
+    (https://hooks.example/services/T000/B000/XXXX → https://hooks.example/services/…)."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "…"
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
+    origin = f"{parts.scheme}://{netloc}" if parts.scheme and host else ""
+    first, _slash, rest = parts.path.lstrip("/").partition("/")
+    shown = f"/{first}" if _WORD.fullmatch(first) else ("/…" if first else "/")
+    if shown != "/…" and rest:
+        shown += "/…"
+    elif shown != "/…" and (parts.query or parts.fragment):
+        shown += "?…"
+    return (origin + shown)[:300]
 
 
 def normal_host(host: str) -> str:
@@ -242,17 +263,25 @@ def allowed_hosts() -> frozenset[str]:
     setting = db.session.get(InstallationSetting, ALLOWED_HOSTS_SETTING)
     if setting is None:
         return frozenset()
-    return frozenset(normal_host(h) for h in setting.value.split() if h.strip())
+    return frozenset(normal_host(h) for h in setting.value.splitlines() if h.strip())
 
 
 def set_allowed_hosts(text: str, *, actor: User | None = None) -> list[str]:
-    """Replace the allow-list (one host name or address per line or space); returns it."""
+    """Replace the allow-list (one host name or address a line; blank lines skipped); returns
+    it, or WebhookInputError naming the first line that is not a host."""
     hosts: list[str] = []
-    for raw in text.split():
-        host = normal_host(raw)
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        host = normal_host(line)
         if not _is_host(host):
             raise WebhookInputError(
-                gettext("%(host)s is not a host name or address.", host=raw), "allowed_hosts"
+                gettext(
+                    "“%(line)s” is not a host name or address: write one a line, such as "
+                    "hooks.internal or 10.0.0.5, without https:// or a path.",
+                    line=line.strip()[:100],
+                ),
+                "allowed_hosts",
             )
         if host not in hosts:
             hosts.append(host)
@@ -279,6 +308,22 @@ def set_allowed_hosts(text: str, *, actor: User | None = None) -> list[str]:
 
 def list_endpoints() -> list[WebhookEndpoint]:
     return list(db.session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
+
+
+def next_in_turn(endpoint_id: int) -> int | None:
+    """The id of the endpoint's oldest delivery not yet delivered or given up: the only one a
+    job may send; the later ones wait behind it, whatever their next attempt's time."""
+    return db.session.scalar(
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.status.in_(
+                (WebhookDeliveryStatus.PENDING.value, WebhookDeliveryStatus.DELIVERING.value)
+            ),
+        )
+        .order_by(WebhookDelivery.event_id, WebhookDelivery.id)
+        .limit(1)
+    )
 
 
 def deliveries_of(endpoint_id: int, limit: int = 100) -> list[WebhookDelivery]:

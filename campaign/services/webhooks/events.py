@@ -26,12 +26,16 @@ from campaign.models import (
     WebhookEvent,
     WebhookEventType,
 )
-from campaign.queue import enqueue_after_commit
+from campaign.queue import WEBHOOKS, enqueue_after_commit
 
 DELIVER_JOB = "workers.jobs.deliver_webhooks"
-# RQ's limit for one delivery job: DELIVERIES_PER_JOB attempts of at most 10 s each fit in it.
-DELIVER_JOB_TIMEOUT = 600
-DELIVERIES_PER_JOB = 50
+# A job starts no new attempt once it has run this long (seconds) and hands the rest to the
+# next job, queued behind whatever else waits: a worker is never held much longer than this.
+JOB_BUDGET_SECONDS = 30.0
+DELIVERIES_PER_JOB = 20
+# RQ's limit for one delivery job: the budget, then one last attempt (DNS included, at most
+# delivery.TOTAL_TIMEOUT), with room to spare.
+DELIVER_JOB_TIMEOUT = 120
 
 Payload = dict[str, Any]
 
@@ -90,8 +94,14 @@ def record_webhook_event(
                 created_at=now,
             )
         )
-        enqueue_after_commit(
-            db.session(), DELIVER_JOB, endpoint_id, job_timeout=DELIVER_JOB_TIMEOUT
-        )
+        enqueue_delivery_job(endpoint_id)
     db.session.flush()
     return event
+
+
+def enqueue_delivery_job(endpoint_id: int) -> None:
+    """Queue (after commit) the endpoint's delivery job, on the webhooks queue: workers take it
+    only when no sending job waits."""
+    enqueue_after_commit(
+        db.session(), DELIVER_JOB, endpoint_id, job_timeout=DELIVER_JOB_TIMEOUT, queue=WEBHOOKS
+    )

@@ -9,12 +9,63 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import func, select
 
 from campaign.extensions import db
-from campaign.models import Campaign, Delivery, Signature
+from campaign.models import Campaign, Delivery, Signature, SignOn, WebhookEventType
 from campaign.services.webhooks.events import Payload, rfc3339
+
+# What `data` holds for each event type, for the Webhooks page and the README (a test builds
+# every payload and checks that its keys are exactly these). Ids are those of /api/v1.
+_DELIVERY = (
+    ("delivery_id", _l("the letter in the campaign's ledger (GET /campaigns/{id}/deliveries)")),
+    ("campaign_id", _l("the campaign")),
+    ("contact_id", _l("the contact written to")),
+    ("step", _l("0 for the letter, 1, 2 … for its follow-ups")),
+    ("message_id", _l("the letter's Message-ID")),
+    ("reason", _l("why it ended so, a code (or null)")),
+    ("occurred_at", _l("when (RFC 3339, UTC)")),
+)
+_SIGNATURE = (
+    ("signature_id", _l("the signature")),
+    ("sign_on_id", _l("the sign-on page")),
+    ("statement_id", _l("its statement (GET /statements/{id}/sign-on/signatures)")),
+    ("signatory_id", _l("the signatory in the directory, or null")),
+    ("occurred_at", _l("when (RFC 3339, UTC)")),
+)
+FIELDS: dict[str, tuple[tuple[str, Any], ...]] = {
+    WebhookEventType.REPLY_RECEIVED.value: (
+        ("reply_id", _l("the reply (GET /replies/{id}); its text is not sent")),
+        ("delivery_id", _l("the letter answered")),
+        ("campaign_id", _l("the campaign")),
+        ("contact_id", _l("the contact who answered")),
+        ("received_at", _l("when (RFC 3339, UTC)")),
+    ),
+    WebhookEventType.DELIVERY_BOUNCED.value: (
+        *_DELIVERY,
+        ("email", _l("the address that bounced, to remove it elsewhere too")),
+    ),
+    WebhookEventType.DELIVERY_FAILED.value: _DELIVERY,
+    WebhookEventType.CAMPAIGN_FINISHED.value: (
+        ("campaign_id", _l("the campaign")),
+        ("name", _l("its name")),
+        ("finished_at", _l("when (RFC 3339, UTC)")),
+        ("deliveries", _l('the number of letters by ledger status, as {"sent": 120, …}')),
+    ),
+    WebhookEventType.SIGNATURE_CONFIRMED.value: _SIGNATURE,
+    WebhookEventType.SIGNATURE_APPROVED.value: _SIGNATURE,
+    WebhookEventType.CONTACT_UNSUBSCRIBED.value: (
+        ("contact_id", _l("the contact")),
+        ("email", _l("the address, to stop writing to it elsewhere too")),
+        ("campaign_id", _l("the campaign whose letter held the link")),
+        ("delivery_id", _l("that letter")),
+        ("suppression_id", _l("the suppression recorded (GET /suppressions)")),
+        ("unsubscribed_at", _l("when (RFC 3339, UTC)")),
+    ),
+}
 
 
 def delivery_event(delivery_id: int, at: datetime, *, email: bool) -> Callable[[], Payload]:
@@ -80,9 +131,11 @@ def signature_event(signature_id: int, at: datetime) -> Callable[[], Payload]:
 
     def build() -> Payload:
         signature = db.session.get(Signature, signature_id)
+        sign_on = db.session.get(SignOn, signature.sign_on_id) if signature else None
         return {
             "signature_id": signature_id,
             "sign_on_id": signature.sign_on_id if signature else None,
+            "statement_id": sign_on.statement_id if sign_on else None,
             "signatory_id": signature.signatory_id if signature else None,
             "occurred_at": rfc3339(at),
         }
