@@ -34,6 +34,8 @@ def find_or_create_list(name: str) -> ContactList:
 
 def _clean_name(name: str, current_id: int | None) -> str:
     cleaned = " ".join(name.split())
+    if "\x00" in cleaned:
+        raise ListError(_("A list name cannot contain a NUL character."))
     if not cleaned:
         raise ListError(_("A list needs a name."))
     if len(cleaned) > MAX_NAME:
@@ -44,9 +46,17 @@ def _clean_name(name: str, current_id: int | None) -> str:
     return cleaned
 
 
+def _clean_description(description: str) -> str:
+    if "\x00" in description:
+        raise ListError(_("A list's description cannot contain a NUL character."))
+    return description.strip()
+
+
 def create_list(name: str, description: str = "") -> ContactList:
     """Create an empty list with a unique name."""
-    contact_list = ContactList(name=_clean_name(name, None), description=description.strip())
+    contact_list = ContactList(
+        name=_clean_name(name, None), description=_clean_description(description)
+    )
     db.session.add(contact_list)
     db.session.flush()
     record_event(
@@ -63,7 +73,7 @@ def rename_list(contact_list: ContactList, name: str, description: str | None = 
     old = contact_list.name
     contact_list.name = _clean_name(name, contact_list.id)
     if description is not None:
-        contact_list.description = description.strip()
+        contact_list.description = _clean_description(description)
     db.session.flush()
     if old != contact_list.name:
         record_event(

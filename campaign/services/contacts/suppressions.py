@@ -150,6 +150,8 @@ def suppress_address(
     stored, key = _storable(email, is_address_checked=is_address_checked)
     why = _reason(reason)
     note = note.strip()
+    if "\x00" in note:
+        raise SuppressionError(gettext("Note: a NUL character cannot be stored."), "note")
     if len(note) > MAX_NOTE:
         raise SuppressionError(
             gettext("Note: at most %(count)d characters", count=MAX_NOTE), "note"
