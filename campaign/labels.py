@@ -332,6 +332,9 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "webhook.reveal_secret": _l("Webhook secret shown"),
         "webhook.resend": _l("Webhook delivery sent again"),
         "webhook.allowed_hosts": _l("Webhook hosts allowed on private addresses changed"),
+        "api.call": _l("API call"),
+        "api_key.created": _l("API key made"),
+        "api_key.revoked": _l("API key revoked"),
     },
     # What an audit event is about (its target_type); unknown ones show their code.
     "audit_target": {
@@ -359,6 +362,7 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "suppression": _l("Suppression list entry"),
         "webhook_endpoint": _l("Webhook endpoint"),
         "webhook_delivery": _l("Webhook delivery"),
+        "api_key": _l("API key"),
         "installation_setting": _l("Installation setting"),
     },
     # Outgoing webhooks (services/webhooks): what an endpoint may receive.

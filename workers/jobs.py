@@ -77,6 +77,11 @@ def reconcile() -> None:
         # Retries whose time has come and claims a lost worker held (decision 0068).
         webhook_delivery.requeue_due()
         db.session.commit()
+        from campaign.services.accounts import api_keys
+
+        # Answers kept for Idempotency-Key retries hold contacts' data: a day, no more.
+        api_keys.forget_old_idempotency_answers()
+        db.session.commit()
 
 
 def poll_inboxes() -> None:

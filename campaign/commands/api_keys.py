@@ -90,6 +90,8 @@ def create_command(email: str, name: str, scopes: str, expires: str) -> None:
     except api_keys.ApiKeyError as error:
         message = str(error)
         if error.field == "scopes":
+            if not message.endswith((".", "!", "?")):
+                message += "."
             message += " " + _(
                 "The scopes %(email)s may have: %(scopes)s.",
                 email=user.email,

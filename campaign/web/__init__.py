@@ -43,6 +43,23 @@ class RowIdConverter(IntegerConverter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("max", MAX_ROW_ID)
         super().__init__(*args, **kwargs)
+        # The pattern itself stops at the bound: werkzeug counts a route whose pattern
+        # matched as "another method allowed", so PATCH /contacts/99999999999 was a 405.
+        self.regex = _at_most(str(MAX_ROW_ID))
+
+
+def _at_most(limit: str) -> str:
+    """A pattern for the decimal numbers up to `limit` ("2147483647")."""
+    choices = [rf"\d{{1,{len(limit) - 1}}}"] if len(limit) > 1 else []
+    for i, digit in enumerate(limit):
+        low = "1" if i == 0 else "0"
+        if int(digit) > int(low):
+            rest = len(limit) - i - 1
+            choices.append(
+                f"{limit[:i]}[{low}-{int(digit) - 1}]" + (rf"\d{{{rest}}}" if rest else "")
+            )
+    choices.append(limit)
+    return "(?:" + "|".join(choices) + ")"
 
 
 def register_blueprints(app: Flask) -> None:
@@ -104,6 +121,9 @@ def register_blueprints(app: Flask) -> None:
     from campaign.web.api import register_api
 
     register_api(app)
+    from campaign.web.input_guard import install_input_guard
+
+    install_input_guard(app)
     enforce_access_policies(app)
     _add_security_headers(app)
     _register_error_pages(app)
@@ -173,14 +193,19 @@ def _register_error_pages(app: Flask) -> None:
 
             if is_api_request():
                 # Under /api/v1 an error is a problem document even where no API view
-                # answered (an unknown address, a method a route does not take).
+                # answered (an unknown address, a method a route does not take: 405 with
+                # its Allow header), in the API's words rather than the pages'.
+                from campaign.web.api import problem_for
                 from campaign.web.api.problems import problem_response
 
                 if code == 500:
                     from campaign.extensions import db
 
                     db.session.rollback()
-                return problem_response(code, str(text) if code != 413 else "")
+                    return problem_response(code, str(text))
+                if isinstance(_error, HTTPException):
+                    return problem_for(_error)
+                return problem_response(code)
             if code == 500:
                 # Whatever failed may have left the transaction unusable (PostgreSQL refuses
                 # every statement after an error): the page itself reads the database.

@@ -79,10 +79,17 @@ def test_members_are_added_and_removed_and_counted_without_the_trash(
     contact_list = ContactListFactory(name="Delegates", contacts=[anna])
     db.session.commit()
     path = f"/api/v1/lists/{contact_list.id}"
-    response = client.post(
+    # An id of no live contact is named, and nothing is added (review B, defect 3).
+    wrong = client.post(
         f"{path}/members",
-        json={"contact_ids": [anna.id, ben.id, cleo.id, trashed.id, 99_999, 2_147_483_648]},
+        json={"contact_ids": [anna.id, ben.id, trashed.id, 99_999, 2_147_483_648]},
         headers=editor,
+    )
+    assert wrong.status_code == 422
+    assert _fields(wrong) == ["contact_ids.2", "contact_ids.3", "contact_ids.4"]
+    assert client.get(path, headers=editor).get_json()["members"] == 1
+    response = client.post(
+        f"{path}/members", json={"contact_ids": [anna.id, ben.id, cleo.id, ben.id]}, headers=editor
     )
     assert response.status_code == 200, response.get_data(as_text=True)
     assert response.get_json() == {"added": 2, "members": 3}
@@ -102,6 +109,11 @@ def test_members_are_added_and_removed_and_counted_without_the_trash(
     for bad in ({"contact_ids": []}, {"contact_ids": ["a"]}, {"contact_ids": None}, {"ids": [1]}):
         refused = client.post(f"{path}/members", json=bad, headers=editor)
         assert refused.status_code == 422, bad
+    # Integers, as the document says: "1" and 2.0 are not taken for them.
+    loose = client.post(
+        f"{path}/members", json={"contact_ids": [str(anna.id), float(cleo.id)]}, headers=editor
+    )
+    assert loose.status_code == 422 and _fields(loose) == ["contact_ids.0", "contact_ids.1"]
     too_many = client.post(
         f"{path}/members", json={"contact_ids": list(range(1, 10_002))}, headers=editor
     )
@@ -162,7 +174,22 @@ def test_a_segment_is_saved_checked_and_counted_live(
         json={"name": "Bad", "definition": {"field": "shoe_size", "op": "is", "value": "9"}},
         headers=editor,
     )
-    assert wrong.status_code == 422 and _fields(wrong) == ["definition"]
+    assert wrong.status_code == 422 and _fields(wrong) == ["definition.field"]
+    # The field is the full place in the tree; a wrong code is named with the codes.
+    nested = {"all": [{"field": "kind", "op": "is", "value": "person"}, {"any": []}]}
+    nested["all"][0]["op"] = "like"
+    wrong_op = client.post(
+        "/api/v1/segments", json={"name": "Bad", "definition": nested}, headers=editor
+    )
+    assert _fields(wrong_op) == ["definition.all.0.op"]
+    assert "is_not" in _problem(wrong_op)["errors"][0]["message"]
+    robot = {"all": [{"field": "kind", "op": "is", "value": "robot"}]}
+    wrong_code = client.post(
+        "/api/v1/segments", json={"name": "Bad", "definition": robot}, headers=editor
+    )
+    assert _fields(wrong_code) == ["definition.all.0.value"]
+    message = _problem(wrong_code)["errors"][0]["message"]
+    assert "person (" in message and "mandate (" in message
     clash = client.post(
         "/api/v1/segments", json={"name": "french", "definition": {"all": []}}, headers=editor
     )
@@ -186,6 +213,8 @@ def test_segments_and_lists_page_with_cursors(client: FlaskClient, editor: dict[
         names = [item["name"] for item in first["items"] + rest["items"]]
         assert names == [f"{path.rsplit('/', 1)[-1][:-1].title()} {n}" for n in range(3)]
         assert rest["next_cursor"] is None
+        unknown = client.get(f"{path}?bogus=1", headers=editor)
+        assert unknown.status_code == 422 and _fields(unknown) == ["bogus"]
         tampered = client.get(f"{path}?cursor=abc.def", headers=editor)
         assert tampered.status_code == 400 and _fields(tampered) == ["cursor"]
     # A cursor of one resource is not one of another.

@@ -149,6 +149,11 @@ def test_the_builders_checks_name_the_field(client: FlaskClient, setup: dict[str
             "smtp_account_id",
         ),
         ({**base, "tracking": True}, "tracking"),
+        # The document's booleans and integers are JSON's, not text or numbers like them.
+        ({**base, "statement_id": str(setup["statement"].id)}, "statement_id"),
+        ({**base, "is_open_tracking": "yes"}, "is_open_tracking"),
+        ({**base, "has_list_unsubscribe": 0}, "has_list_unsubscribe"),
+        ({**base, "attached_file_ids": [1.0]}, "attached_file_ids.0"),
     ]
     for data, field in cases:
         refused = client.post("/api/v1/campaigns", json=data, headers=bearer(token))
@@ -194,6 +199,8 @@ def test_letters_with_errors_need_the_override_and_a_reason(
     assert [p["email"] for p in found["presend"]["problems"] if p["severity"] == "error"] == [
         "p2@example.org"
     ]
+    # How many are listed, not the cap (review B).
+    assert found["presend"]["problems_listed"] == len(found["presend"]["problems"]) >= 1
 
     refused = client.post(address, headers=bearer(setup["sender"]))
     assert refused.status_code == 422
@@ -205,6 +212,11 @@ def test_letters_with_errors_need_the_override_and_a_reason(
     no_reason = client.post(address, json={"override": True}, headers=bearer(setup["sender"]))
     assert no_reason.status_code == 422
     assert [e["field"] for e in no_reason.get_json()["errors"]] == ["reason"]
+    as_text = client.post(
+        address, json={"override": "yes", "reason": "asked"}, headers=bearer(setup["sender"])
+    )
+    assert as_text.status_code == 422
+    assert [e["field"] for e in as_text.get_json()["errors"]] == ["override"]
     assert _rows(campaign_id) == []
 
     launched = client.post(
@@ -254,3 +266,22 @@ def test_pause_resume_and_cancel(client: FlaskClient, setup: dict[str, Any]) -> 
     again = client.post(f"{base}/cancel", headers=sender)
     assert again.status_code == 409 and "already" in again.get_json()["detail"]
     assert client.post("/api/v1/campaigns/2147483647/cancel", headers=sender).status_code == 404
+
+
+def test_smtp_accounts_are_listed_by_id_and_name_and_missing_campaigns_named(
+    client: FlaskClient, setup: dict[str, Any]
+) -> None:
+    relay = SmtpAccountFactory(name="Relay B", commit=True)
+    SmtpAccountFactory(name="Relay A", commit=True)
+    reader = bearer(new_key(Role.VIEWER, ["campaigns:read"])[0])
+    listed = client.get("/api/v1/smtp-accounts", headers=reader)
+    assert listed.status_code == 200, listed.get_data(as_text=True)
+    items = listed.get_json()["items"]
+    assert [a["name"] for a in items] == ["Relay A", "Relay B"]
+    assert set(items[0]) == {"id", "name"}  # never the host, user or password
+    chosen = next(a["id"] for a in items if a["name"] == "Relay B")
+    assert _create(client, setup, smtp_account_id=chosen)["smtp_account_id"] == relay.id
+    stranger = bearer(new_key(Role.VIEWER, ["contacts:read"])[0])
+    assert client.get("/api/v1/smtp-accounts", headers=stranger).status_code == 403
+    missing = client.get("/api/v1/campaigns/999", headers=reader)
+    assert missing.status_code == 404 and "campaign" in missing.get_json()["detail"]

@@ -3,6 +3,10 @@ ETags on updates, the trash on delete, and the bulk upsert with the import's rul
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -123,6 +127,10 @@ def test_missing_trashed_and_impossible_ids_are_404(
     ):
         response = client.get(path, headers=editor)
         assert response.status_code == 404 and _problem(response)["status"] == 404
+    # Every method: an id past any row's is a 404, never a 405 (Schemathesis found it).
+    for method in ("patch", "put", "delete"):
+        response = getattr(client, method)("/api/v1/contacts/3046004923", json={}, headers=editor)
+        assert response.status_code == 404, method
 
 
 def test_keys_need_the_scope_and_the_role(client: FlaskClient) -> None:
@@ -242,8 +250,27 @@ def test_create_refuses_bad_values_naming_each_field_with_the_forms_messages(
             {"email": "a@example.org", "family_name": "A", "dative_confirmed": "maybe"},
             ["dative_confirmed"],
         ),
+        # A boolean is JSON's true or false (text like one is for the bulk upsert's items).
+        (
+            {"email": "a@example.org", "family_name": "A", "dative_confirmed": "no"},
+            ["dative_confirmed"],
+        ),
+        (
+            {"email": "a@example.org", "family_name": "A", "dative_confirmed": 0},
+            ["dative_confirmed"],
+        ),
     ],
-    ids=["wrong-type", "null-name", "null-email", "no-email", "unknown-fields", "date", "flag"],
+    ids=[
+        "wrong-type",
+        "null-name",
+        "null-email",
+        "no-email",
+        "unknown-fields",
+        "date",
+        "flag",
+        "flag-as-text",
+        "flag-as-number",
+    ],
 )
 def test_create_refuses_wrong_types_nulls_and_unknown_fields(
     client: FlaskClient, editor: dict[str, str], body: dict[str, Any], fields: list[str]
@@ -327,18 +354,103 @@ def test_patch_needs_the_current_etag_and_changes_only_what_it_sends(
     assert event.detail["fields"] == ["family_name"]
 
 
+def race(
+    app: Flask,
+    monkeypatch: pytest.MonkeyPatch,
+    module: ModuleType,
+    send: Callable[[FlaskClient, int], Any],
+) -> list[int]:
+    """Two clients send `send` (told 0 or 1) at once, both held after their If-Match check
+    until the other has made it too (or a second went by: one waits for the other's lock).
+    The answers' statuses, sorted."""
+    together = threading.Barrier(2)
+    check = module.require_if_match
+
+    def held(current: str) -> None:
+        check(current)
+        with suppress(threading.BrokenBarrierError):
+            together.wait(timeout=1)
+
+    monkeypatch.setattr(module, "require_if_match", held)
+    statuses: list[int] = []
+
+    def run(turn: int) -> None:
+        try:
+            with app.app_context():  # its own session
+                statuses.append(send(app.test_client(), turn).status_code)
+        except BaseException as error:  # pragma: no cover - shown by the assert below
+            statuses.append(-1)
+            raise error
+
+    threads = [threading.Thread(target=run, args=(turn,)) for turn in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    monkeypatch.setattr(module, "require_if_match", check)
+    return sorted(statuses)
+
+
+def test_two_updates_sent_at_once_with_one_etag_one_wins_the_other_gets_412(
+    app: Flask, client: FlaskClient, editor: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from campaign.web.api import contacts as module
+
+    contact = ContactFactory(email="race@example.org", family_name="Old", commit=True)
+    path = f"/api/v1/contacts/{contact.id}"
+    for round_ in range(3):
+        etag = client.get(path, headers=editor).headers["ETag"]
+        names = [f"First{round_}", f"Second{round_}"]
+
+        def send(other: FlaskClient, turn: int, etag: str = etag, names: list[str] = names) -> Any:
+            body = {"family_name": names[turn]}
+            return other.patch(path, json=body, headers={**editor, "If-Match": etag})
+
+        assert race(app, monkeypatch, module, send) == [200, 412]
+        # The one that won is what is stored, and its answer's ETag is the current one.
+        body = client.get(path, headers=editor).get_json()
+        assert body["family_name"] in names
+
+
 def test_put_replaces_every_field(client: FlaskClient, editor: dict[str, str]) -> None:
     contact = ContactFactory(email="r@example.org", given_name="Rita", tags="press", commit=True)
     path = f"/api/v1/contacts/{contact.id}"
     etag = client.get(path, headers=editor).headers["ETag"]
     response = client.put(
         path,
-        json={"email": "r@example.org", "organisation": "UN"},
+        json={
+            "email": "r@example.org",
+            "organisation": "UN",
+            "role_type": "official",
+            "risk_level": "low",
+        },
         headers={**editor, "If-Match": etag},
     )
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
     assert (body["given_name"], body["tags"], body["organisation"]) == ("", "", "UN")
+    assert (body["role_type"], body["risk_level"]) == ("official", "low")
+
+
+def test_put_without_the_risk_level_or_role_is_refused_and_lowers_nothing(
+    client: FlaskClient, editor: dict[str, str]
+) -> None:
+    contact = ContactFactory(
+        email="h@example.org", given_name="Hana", risk_level="high", role_type="ngo", commit=True
+    )
+    path = f"/api/v1/contacts/{contact.id}"
+    etag = client.get(path, headers=editor).headers["ETag"]
+    # A CRM sync lacking the columns: refused, naming both, rather than a quiet `public`.
+    response = client.put(
+        path,
+        json={"email": "h@example.org", "given_name": "Hana"},
+        headers={**editor, "If-Match": etag},
+    )
+    assert response.status_code == 422
+    assert sorted(_fields(response)) == ["risk_level", "role_type"]
+    db.session.refresh(contact)
+    assert (contact.risk_level, contact.role_type) == ("high", "ngo")
+    assert client.get(path, headers=editor).headers["ETag"] == etag
 
 
 def test_delete_moves_to_the_trash_and_the_contact_is_gone_from_the_api(
@@ -483,3 +595,83 @@ def test_bulk_upsert_takes_ten_thousand_contacts(
     assert [item["status"] for item in answer["items"]] == ["unchanged", "updated"]
     assert answer["items"][1]["id"] == created["items"][9_999]["id"]
     assert _count() == 10_000
+
+
+# --- review B: codes, per-item dates and flags, filters that cannot find anything ---------
+
+
+def test_the_document_lists_each_enumerations_codes(client: FlaskClient) -> None:
+    schemas = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+
+    def schema(prefix: str) -> dict[str, Any]:
+        found: dict[str, Any] = next(v for k, v in schemas.items() if k.split(".")[0] == prefix)
+        return found
+
+    sent = schema("ContactCreate")["properties"]
+    answered = schema("ContactOut")["properties"]
+    assert sent["kind"]["enum"] == ["", "person", "organisation", "mandate"]
+    assert sent["grammatical_gender"]["enum"] == ["", "f", "m", "unknown"]
+    assert sent["risk_level"]["enum"] == ["", "public", "low", "elevated", "high"]
+    assert len(sent["role_type"]["enum"]) == 14 and "ambassador" in sent["role_type"]["enum"]
+    assert answered["kind"]["enum"] == ["person", "organisation", "mandate"]
+    assert answered["risk_level"]["enum"] == ["public", "low", "elevated", "high"]
+    assert "un_sr" in answered["role_type"]["enum"]
+    segment = schema("SegmentIn")["properties"]["definition"]["description"]
+    assert "`is_not`" in segment and "`contains`" in segment
+
+
+def test_a_wrong_code_is_refused_naming_the_codes_with_their_labels(
+    client: FlaskClient, editor: dict[str, str]
+) -> None:
+    response = client.post(
+        "/api/v1/contacts",
+        json={"email": "r@example.org", "family_name": "R", "kind": "robot"},
+        headers={**editor, "Accept-Language": "fr"},
+    )
+    assert response.status_code == 422 and _fields(response) == ["kind"]
+    message = _problem(response)["errors"][0]["message"]
+    assert "person (Personne)" in message and "mandate (" in message
+    # A label is still taken, as on the import; the answer holds the code.
+    made = client.post(
+        "/api/v1/contacts",
+        json={"email": "m@example.org", "family_name": "M", "kind": "Organisation"},
+        headers=editor,
+    )
+    assert made.status_code == 201 and made.get_json()["kind"] == "organisation"
+
+
+def test_filters_that_cannot_find_anything_are_named(
+    client: FlaskClient, editor: dict[str, str]
+) -> None:
+    ContactFactory(risk_level="high", role_type="ambassador", commit=True)
+    for args, field in (
+        ("risk_level=moyen", "risk_level"),
+        ("role_type=bogus", "role_type"),
+        ("list=999", "list"),
+        ("segment=999", "segment"),
+    ):
+        response = client.get(f"/api/v1/contacts?{args}", headers=editor)
+        assert response.status_code == 422 and _fields(response) == [field], args
+    found = client.get("/api/v1/contacts?risk_level=high&role_type=Ambassador", headers=editor)
+    assert found.status_code == 200 and len(found.get_json()["items"]) == 1
+
+
+def test_a_bad_date_or_flag_in_bulk_is_that_items_error_only(
+    client: FlaskClient, editor: dict[str, str]
+) -> None:
+    good = {"email": "good@example.org", "family_name": "G", "term_ends_on": "2026-05-31"}
+    bad = {
+        "email": "bad@example.org",
+        "family_name": "B",
+        "term_ends_on": "2026-13-01",
+        "dative_confirmed": "maybe",
+    }
+    flag = {"email": "flag@example.org", "family_name": "F", "dative_confirmed": "non"}
+    response = _bulk(client, editor, [good, bad, flag, {**good, "email": "d@example.org"}])
+    assert response.status_code == 200, response.get_data(as_text=True)
+    body = response.get_json()
+    assert [item["status"] for item in body["items"]] == ["created", "error", "created", "created"]
+    assert {e["field"] for e in body["items"][1]["errors"]} == {"term_ends_on", "dative_confirmed"}
+    assert body["created"] == 3 and body["failed"] == 1
+    stored = find_by_email("good@example.org")
+    assert stored is not None and str(stored.term_ends_on) == "2026-05-31"

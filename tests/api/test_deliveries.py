@@ -107,3 +107,22 @@ def test_the_status_codes_are_the_ledgers() -> None:
     from campaign.web.api.deliveries import DeliveryStatusCode
 
     assert set(get_args(DeliveryStatusCode)) == {s.value for s in DeliveryStatus}
+
+
+def test_a_final_row_has_no_next_attempt_and_a_missing_campaign_is_named(
+    client: FlaskClient,
+) -> None:
+    campaign_id, rows = _launched()
+    later = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    rows[0].status, rows[0].next_attempt_at = DeliveryStatus.SENT.value, later
+    rows[1].status, rows[1].next_attempt_at = DeliveryStatus.DEFERRED.value, later
+    db.session.commit()
+    token, _ = new_key(Role.VIEWER, ["campaigns:read"])
+    items = client.get(
+        f"/api/v1/campaigns/{campaign_id}/deliveries", headers=bearer(token)
+    ).get_json()["items"]
+    assert items[0]["status"] == "sent" and items[0]["next_attempt_at"] is None
+    assert items[1]["next_attempt_at"] == "2026-12-01T10:00:00Z"
+    missing = client.get("/api/v1/campaigns/999/deliveries", headers=bearer(token))
+    assert missing.status_code == 404
+    assert "campaign" in missing.get_json()["detail"]

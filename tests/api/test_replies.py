@@ -135,14 +135,24 @@ def test_scopes_roles_and_bad_input(client: FlaskClient) -> None:
         == 403
     )
     # Replies are private correspondence: the inbox is for editors and above, keys too.
-    viewer, _ = new_key(Role.VIEWER, ["replies:read"])
+    # A viewer cannot even be given the scope; a viewer's key with another one is refused.
+    viewer, _ = new_key(Role.VIEWER, ["contacts:read"])
     assert client.get("/api/v1/replies", headers=bearer(viewer)).status_code == 403
     other, _ = new_key(Role.ADMIN, ["contacts:read"])
     assert client.get(url, headers=bearer(other)).status_code == 403
-    writer, _ = new_key(Role.EDITOR, ["replies:write"])
+    writer, writer_key = new_key(Role.EDITOR, ["replies:write"])
     for body in ({"handled": "maybe"}, {"handled": True, "note": "x"}, {}, {"handled": None}):
         answer = client.post(f"{url}/handled", json=body, headers=bearer(writer))
         assert answer.status_code == 422, body
+    # The document says boolean / integer: text or numbers that look like one are refused.
+    for body in ({"handled": "yes"}, {"handled": "true"}, {"handled": 0}, {"handled": 1}):
+        answer = client.post(f"{url}/handled", json=body, headers=bearer(writer))
+        assert answer.status_code == 422, body
+        assert [e["field"] for e in answer.get_json()["errors"]] == ["handled"]
+    for body in ({"user_id": str(writer_key.user_id)}, {"user_id": float(writer_key.user_id)}):
+        answer = client.post(f"{url}/assign", json=body, headers=bearer(writer))
+        assert answer.status_code == 422, body
+        assert [e["field"] for e in answer.get_json()["errors"]] == ["user_id"]
     assert (
         client.post(
             "/api/v1/replies/999999/handled", json={"handled": True}, headers=bearer(writer)
@@ -152,3 +162,16 @@ def test_scopes_roles_and_bad_input(client: FlaskClient) -> None:
     db.session.expire_all()
     message = db.session.get(InboundMessage, ids["reply"])
     assert message is not None and message.handled_at is None
+
+
+def test_a_key_learns_its_users_id_from_me_and_assigns_to_itself(client: FlaskClient) -> None:
+    ids = _inbox()
+    token, key = new_key(Role.EDITOR, ["replies:write"])
+    me = client.get("/api/v1/me", headers=bearer(token)).get_json()
+    assert me["user_id"] == key.user_id
+    assigned = client.post(
+        f"/api/v1/replies/{ids['reply']}/assign",
+        json={"user_id": me["user_id"]},
+        headers=bearer(token),
+    )
+    assert assigned.status_code == 200 and assigned.get_json()["assigned_to_id"] == key.user_id

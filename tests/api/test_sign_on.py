@@ -15,6 +15,7 @@ from campaign.models import AuditEvent, Role, Signatory, Signature, SignatureSta
 from campaign.services.sign_on import signatures
 from tests import servers
 from tests.api.helpers import bearer, new_key
+from tests.api.test_contacts import race
 from tests.sign_on.test_signing import PUBLIC_URL, deliver, link_token, make_sign_on
 
 PARTNER = "https://partner.example.org"
@@ -146,6 +147,10 @@ def test_bad_input_names_the_fields_and_stores_nothing(client: FlaskClient) -> N
         {**_form(), "name": None},
         {**_form(), "kind": "robot"},
         {key: value for key, value in _form().items() if key != "consent"},
+        # Booleans are JSON's: a form's "on" or a 1 is not one.
+        {**_form(), "consent": "on"},
+        {**_form(), "wants_notice": 1},
+        {**_form(), "consent": "true"},
     ):
         answer = client.post(f"/api/v1/sign-on/{sign_on.token}/signatures", json=body)
         assert answer.status_code == 422, body
@@ -264,6 +269,33 @@ def test_settings_are_read_and_changed_with_if_match(client: FlaskClient) -> Non
     )
 
 
+def test_two_setting_changes_sent_at_once_with_one_etag_one_wins_the_other_gets_412(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from campaign.web.api import sign_on as module
+
+    sign_on = make_sign_on()
+    db.session.commit()
+    token, _key = new_key(Role.EDITOR, ["sign_on:write"])
+    url = f"/api/v1/statements/{sign_on.statement_id}/sign-on"
+    base = {"is_open": True, "shows_names": True, "ordering": "custom", "consent_text": ""}
+    # With a deadline set (the columns compared must match what was stored, time zone too).
+    etag = client.get(url, headers=bearer(token)).headers["ETag"]
+    first = {**base, "deadline": "2099-01-31T18:00:00+01:00", "reminder_days": None}
+    saved = client.put(url, json=first, headers=bearer(token, **{"If-Match": etag}))
+    assert saved.status_code == 200, saved.get_data(as_text=True)
+    for round_ in range(2):
+        etag = client.get(url, headers=bearer(token)).headers["ETag"]
+        days = [3 + round_, 10 + round_]
+
+        def send(other: FlaskClient, turn: int, etag: str = etag, days: list[int] = days) -> Any:
+            change = {**first, "reminder_days": days[turn]}
+            return other.put(url, json=change, headers=bearer(token, **{"If-Match": etag}))
+
+        assert race(app, monkeypatch, module, send) == [200, 412]
+        assert client.get(url, headers=bearer(token)).get_json()["reminder_days"] in days
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
@@ -272,6 +304,8 @@ def test_settings_are_read_and_changed_with_if_match(client: FlaskClient) -> Non
         ({"ordering": "alphabetical"}, "ordering"),
         ({"consent_text": "x" * 2001}, "consent_text"),
         ({"is_open": None}, "is_open"),
+        ({"is_open": "true"}, "is_open"),  # JSON's booleans only
+        ({"shows_names": 0}, "shows_names"),
         ({"colour": "red"}, "colour"),
     ],
 )
@@ -298,7 +332,9 @@ def test_roles_scopes_and_missing_rows(client: FlaskClient) -> None:
     sign_on = make_sign_on()
     url = f"/api/v1/statements/{sign_on.statement_id}/sign-on"
     # The sign-on page is the editors': signers' addresses are on it.
-    viewer, _ = new_key(Role.VIEWER, ["sign_on:read"])
+    # A viewer cannot even be given the scope (every operation needs an editor), and a
+    # viewer's key with another scope is refused here.
+    viewer, _ = new_key(Role.VIEWER, ["contacts:read"])
     assert client.get(url, headers=bearer(viewer)).status_code == 403
     reader, _ = new_key(Role.EDITOR, ["sign_on:read"])
     assert client.get(url, headers=bearer(reader)).status_code == 200
@@ -338,3 +374,13 @@ def test_the_public_submit_is_audited_with_the_network_only(client: FlaskClient)
     # full address; and nothing of the body.
     assert call.remote_addr and call.remote_addr != "127.0.0.1"
     assert "audited" not in str(call.detail).lower()
+
+
+def test_the_document_gives_each_signer_fields_real_limit(client: FlaskClient) -> None:
+    schemas = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    signature = next(v for k, v in schemas.items() if k.split(".")[0] == "SignatureIn")
+    limits = {name: spec.get("maxLength") for name, spec in signature["properties"].items()}
+    assert (limits["name"], limits["acronym"], limits["email"]) == (300, 50, 320)
+    sign_on = make_sign_on()
+    at_limit = _submit(client, sign_on.token, name="x" * 300)
+    assert at_limit.status_code == 202, at_limit.get_data(as_text=True)

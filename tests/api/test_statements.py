@@ -4,10 +4,13 @@ prints it."""
 
 from __future__ import annotations
 
+import io
 from email import message_from_bytes
 from email.message import Message
 from email.policy import default as default_policy
+from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -16,6 +19,7 @@ from campaign.models import Role, Statement
 from campaign.services.contacts.trash import trash_contact
 from campaign.services.statements import statements
 from tests.api.helpers import bearer, new_key
+from tests.api.test_contacts import race
 from tests.factories import AmbassadorFactory, StatementFactory
 
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n"
@@ -63,6 +67,8 @@ def test_a_text_the_editor_would_refuse_is_a_422_naming_the_field(client: FlaskC
         headers=bearer(token),
     )
     assert _problem_fields(untitled) == ["title"]
+    # Said in JSON terms, not a Markdown file's (front matter, # heading): review B.
+    assert "front matter" not in untitled.get_json()["errors"][0]["message"]
     unknown = client.post(
         "/api/v1/statements",
         json={"title": "T", "subject": "S", "body": BODY, "status": "final"},
@@ -84,6 +90,28 @@ def test_keys_without_the_scope_or_the_role_cannot_write(client: FlaskClient) ->
     assert client.get("/api/v1/statements", headers=bearer(other)).status_code == 403
     assert client.get("/api/v1/statements", headers=bearer(viewer)).status_code == 200
     assert client.get("/api/v1/statements/2147483647", headers=bearer(viewer)).status_code == 404
+
+
+def test_two_text_replacements_sent_at_once_with_one_etag_one_wins_the_other_gets_412(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from campaign.web.api import statements as module
+
+    statement = StatementFactory(body=BODY, commit=True)
+    token, _ = new_key(Role.EDITOR, ["statements:write"])
+    address = f"/api/v1/statements/{statement.id}/texts/fr"
+    added = client.put(address, json={"subject": "Le procès", "body": BODY}, headers=bearer(token))
+    assert added.status_code == 201, added.get_data(as_text=True)
+    for round_ in range(2):
+        etag = client.get(address, headers=bearer(token)).headers["ETag"]
+        subjects = [f"Première {round_}", f"Seconde {round_}"]
+
+        def send(other: FlaskClient, turn: int, etag: str = etag, s: list[str] = subjects) -> Any:
+            change = {"subject": s[turn], "body": BODY}
+            return other.put(address, json=change, headers=bearer(token, **{"If-Match": etag}))
+
+        assert race(app, monkeypatch, module, send) == [200, 412]
+        assert client.get(address, headers=bearer(token)).get_json()["subject"] in subjects
 
 
 def test_a_translation_is_added_then_replaced_only_against_its_etag(client: FlaskClient) -> None:
@@ -195,3 +223,28 @@ def test_one_letter_as_json_parts_and_as_campaign_render_prints_it(
     trash_contact(contact)
     db.session.commit()
     assert client.get(address, headers=bearer(token)).status_code == 404
+
+
+def test_a_statement_lists_its_files_and_missing_things_are_named(client: FlaskClient) -> None:
+    statement = StatementFactory()
+    annex = statements.add_attachment(
+        statement, "annex.pdf", io.BytesIO(b"%PDF-1.4\n% annex\n" + b"0" * 500)
+    )
+    db.session.commit()
+    token, _ = new_key(Role.EDITOR, ["statements:read"])
+    read = client.get(f"/api/v1/statements/{statement.id}", headers=bearer(token)).get_json()
+    assert [(f["id"], f["filename"], f["language"]) for f in read["files"]] == [
+        (annex.id, "annex.pdf", "")
+    ]
+    assert read["files"][0]["content_type"] == "application/pdf"
+    for address, what in (
+        ("/api/v1/statements/999", "statement"),
+        (f"/api/v1/statements/{statement.id}/texts/xx", "language"),
+        (f"/api/v1/statements/{statement.id}/letters/999", "contact"),
+    ):
+        missing = client.get(address, headers=bearer(token))
+        assert missing.status_code == 404 and what in missing.get_json()["detail"], address
+    versions = client.get(
+        f"/api/v1/statements/{statement.id}/versions?bogus=1", headers=bearer(token)
+    )
+    assert versions.status_code == 422 and _problem_fields(versions) == ["bogus"]

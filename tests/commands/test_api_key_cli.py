@@ -178,3 +178,12 @@ def test_a_deactivated_account_gets_no_key(app: Flask) -> None:
     db.session.commit()
     result = _run(app, "create", "gone@example.org", "--name", "N", "--scopes", "contacts:read")
     assert result.exit_code == 2 and "deactivated" in result.stderr
+
+
+def test_an_unknown_scope_is_a_sentence_before_the_list(app: Flask) -> None:
+    make_user(Role.EDITOR, "editor@example.org")
+    result = _run(app, "create", "editor@example.org", "--name", "N", "--scopes", "contacts:wrte")
+    assert result.exit_code == 2
+    assert "Unknown scope: contacts:wrte. The scopes editor@example.org may have:" in (
+        result.stderr
+    )

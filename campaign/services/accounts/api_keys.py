@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from campaign.extensions import db
-from campaign.models import ApiKey, Role, User, utcnow
+from campaign.models import ApiIdempotency, ApiKey, Role, User, utcnow
 from campaign.services.accounts.audit import record_event
 
 TOKEN_START = "cak_"  # noqa: S105 — the keys' visible start, not a secret
@@ -31,8 +31,10 @@ GROUPS: dict[str, tuple[Role, Role]] = {
     "contacts": (Role.VIEWER, Role.EDITOR),
     "statements": (Role.VIEWER, Role.EDITOR),
     "campaigns": (Role.VIEWER, Role.EDITOR),
-    "replies": (Role.VIEWER, Role.EDITOR),
-    "sign_on": (Role.VIEWER, Role.EDITOR),
+    # The inbox and the sign-on pages are editors' pages (they show correspondence and
+    # signers' addresses): a viewer's key with these scopes could do nothing.
+    "replies": (Role.EDITOR, Role.EDITOR),
+    "sign_on": (Role.EDITOR, Role.EDITOR),
     "calendar": (Role.VIEWER, Role.EDITOR),
     "suppressions": (Role.ADMIN, Role.ADMIN),
 }
@@ -189,9 +191,9 @@ def is_live(key: ApiKey, now: datetime | None = None) -> bool:
     )
 
 
-def authenticate(token: str) -> ApiKey | None:
-    """The live key this token names, or None (unknown, wrong secret, revoked, expired,
-    or its user deactivated): callers answer all of these with the same 401."""
+def matching_key(token: str) -> ApiKey | None:
+    """The key this whole token names (prefix and secret both right), live or not; None
+    for an unknown prefix or a wrong secret."""
     if not token.startswith(TOKEN_START):
         return None
     prefix, _, secret = token[len(TOKEN_START) :].partition("_")
@@ -203,6 +205,26 @@ def authenticate(token: str) -> ApiKey | None:
         return None
     if not hmac.compare_digest(key.secret_hash, _hash(secret)):
         return None
-    if not is_live(key):
+    return key
+
+
+def authenticate(token: str) -> ApiKey | None:
+    """The live key this token names, or None (unknown, wrong secret, revoked, expired,
+    or its user deactivated). Only the holder of the whole token may learn, from
+    `matching_key`, why their key stopped working."""
+    key = matching_key(token)
+    if key is None or not is_live(key):
         return None
     return key
+
+
+#: How long the answer to a POST sent with an Idempotency-Key is kept for its retries. The
+#: answers hold contacts' data, so they do not outlive the retries they are for.
+IDEMPOTENCY_KEEP = timedelta(hours=24)
+
+
+def forget_old_idempotency_answers(now: datetime | None = None) -> int:
+    """Delete the kept answers older than IDEMPOTENCY_KEEP (the reconciler calls this)."""
+    cutoff = (now or utcnow()) - IDEMPOTENCY_KEEP
+    result = db.session.execute(delete(ApiIdempotency).where(ApiIdempotency.created_at < cutoff))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -260,7 +260,8 @@ def _choice(
     aliases: Mapping[str, str] | None = None,
 ) -> Callable[[str], str]:
     """A parser for an enumeration: its code, an alias, or its label in the interface
-    language ("Ambassador", "Посол"); the error lists the labels, never the codes."""
+    language ("Ambassador", "Посол"); the error lists each code with its label
+    ("ambassador (Ambassador)"): the API takes codes, a spreadsheet either."""
     allowed = {o.value for o in options}
     table: dict[str, LazyString] = LABELS[labels]
 
@@ -279,7 +280,9 @@ def _choice(
             _(
                 "%(value)s is not one of: %(allowed)s",
                 value=repr(value.strip()),
-                allowed=", ".join(str(text) for code, text in table.items() if code in allowed),
+                allowed=", ".join(
+                    f"{code} ({text})" for code, text in table.items() if code in allowed
+                ),
             )
         )
 

@@ -17,6 +17,7 @@ from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 
 from campaign.extensions import db
+from campaign.labels import label
 from campaign.models import ApiKey, User, utcnow
 from campaign.services.accounts import api_keys
 
@@ -104,6 +105,32 @@ def _scopes_posted(form: MultiDict[str, str]) -> list[str]:
     return scopes
 
 
+def _check_scopes_posted(user: User, scopes: list[str]) -> None:
+    """A value the form never offers (a crafted POST, an old page after a role change) is
+    refused in the page's own words, the labels it shows, rather than the scope's code."""
+    for scope in scopes:
+        group, _sep, access = scope.partition(":")
+        if access not in ACCESSES:
+            raise api_keys.ApiKeyError(
+                _(
+                    "For %(group)s choose read or read and write.",
+                    group=api_keys.GROUP_LABELS[group],
+                ),
+                "scopes",
+            )
+        needed = api_keys.scope_role(scope)
+        if not user.may(needed):
+            raise api_keys.ApiKeyError(
+                _(
+                    "“%(scope)s” needs the role %(role)s or a higher one, which this account "
+                    "does not have.",
+                    scope=scope_label(scope),
+                    role=label(needed.value, "role"),
+                ),
+                "scopes",
+            )
+
+
 def _expiry_posted(form: MultiDict[str, str]) -> int | None:
     raw = form.get("expires_days", "").strip()
     if not raw:
@@ -123,10 +150,12 @@ def _expiry_posted(form: MultiDict[str, str]) -> int | None:
 def create_from_form(user: User, created_by: User) -> api_keys.NewKey:
     """Make a key from the posted form; ApiKeyError names the field at fault."""
     form = request.form
+    scopes = _scopes_posted(form)
+    _check_scopes_posted(user, scopes)
     return api_keys.create_key(
         user,
         name=form.get("name", ""),
-        scopes=_scopes_posted(form),
+        scopes=scopes,
         expires_in_days=_expiry_posted(form),
         created_by=created_by,
     )

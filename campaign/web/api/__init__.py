@@ -15,7 +15,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, has_request_context, request
+from flask.json.provider import DefaultJSONProvider
 from flask.sessions import SecureCookieSessionInterface
 
 from campaign.web.api.blueprint import API_PREFIX, bp
@@ -41,12 +42,29 @@ def is_api_request() -> bool:
 
 
 class _NoSessionForApi(SecureCookieSessionInterface):
-    """API answers never set or clear the session cookie: the API does not use sessions."""
+    """The API neither reads nor writes the session cookie: a browser's signed-in session
+    must not name the actor of an API call in the audit log, nor send an API call through
+    the pages' password-change or two-factor redirects, nor be set or cleared by it."""
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        if is_api_request():
+            return self.session_class()
+        return super().open_session(app, request)
 
     def save_session(self, app: Flask, session: Any, response: Response) -> None:
         if g.get("api_request") or is_api_request():
             return
         super().save_session(app, session, response)
+
+
+class _ReadableJsonForApi(DefaultJSONProvider):
+    """API answers built from dicts keep their letters as they are (UTF-8), as the model
+    answers do: "Ошибка", not "\\u041e…", in a terminal or a log."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        if has_request_context() and (g.get("api_request") or is_api_request()):
+            kwargs.setdefault("ensure_ascii", False)
+        return super().dumps(obj, **kwargs)
 
 
 def register_api(app: Flask) -> None:
@@ -60,6 +78,8 @@ def register_api(app: Flask) -> None:
     csrf.exempt(bp)
     if type(app.session_interface) is SecureCookieSessionInterface:
         app.session_interface = _NoSessionForApi()
+    if type(app.json) is DefaultJSONProvider:
+        app.json = _ReadableJsonForApi(app)
 
 
 def _audit_call(response: Response) -> Response:
@@ -72,6 +92,11 @@ def _audit_call(response: Response) -> Response:
     if request.method in ("HEAD", "OPTIONS"):
         return response
     rule = request.url_rule.rule if request.url_rule is not None else request.path
+    if key is None and not _first_anonymous_call_this_minute():
+        # Calls without a key (refused ones, the public sign-on submit) are written once a
+        # minute per network: a flood of them must not fill the audit log, nor take
+        # SQLite's write lock from imports and sending once per request.
+        return response
     try:
         if db.session.is_active is False:
             db.session.rollback()
@@ -101,14 +126,43 @@ def _audit_call(response: Response) -> Response:
     return response
 
 
+def _no_type_without_body(response: Response) -> Response:
+    """A 204 has no body, so no Content-Type (Flask would say text/html)."""
+    if response.status_code == 204:
+        response.headers.pop("Content-Type", None)
+    return response
+
+
+def problem_for(error: Any) -> Response:
+    """An HTTP error under /api/v1 as a problem, in the key user's language when the call
+    carries a live key (campaign/web/__init__.py uses it for routing errors too)."""
+    from campaign.web.api.auth import identify_quietly
+    from campaign.web.api.problems import from_http_exception
+
+    identify_quietly()
+    return from_http_exception(error)
+
+
 def _install_handlers() -> None:
-    from campaign.web.api.problems import SLUGS, from_http_exception
+    from campaign.web.api.problems import SLUGS
 
     for code in SLUGS:
         # Per status code: Flask looks for a code's handler on the blueprint before the
         # app's HTML error pages (campaign/web/__init__.py).
-        bp.register_error_handler(code, from_http_exception)
+        bp.register_error_handler(code, problem_for)
+    bp.after_request(_no_type_without_body)
     bp.after_request(_audit_call)
 
 
 _install_handlers()
+
+
+def _first_anonymous_call_this_minute() -> bool:
+    import time
+
+    from campaign.queue import get_redis
+    from campaign.tracking.buffer import ip_prefix
+
+    minute = int(time.time() // 60)
+    name = f"api:audit:anonymous:{ip_prefix(request.remote_addr)}:{minute}"
+    return bool(get_redis().set(name, 1, nx=True, ex=120))

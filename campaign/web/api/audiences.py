@@ -5,16 +5,17 @@ name rules, the same segment definition format (and its validation), the same au
 events. Counts are of live contacts (the trash is left out), a segment's counted when read.
 """
 
+import re
 from datetime import datetime
 from typing import Any
 
 from flask import url_for
 from flask_babel import gettext as _
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import ContactList, Role, Segment, list_memberships
+from campaign.models import Contact, ContactList, Role, Segment, list_memberships
 from campaign.services.contacts import lists as list_service
 from campaign.services.contacts import segments as segment_service
 from campaign.web.api.auth import operation
@@ -49,16 +50,25 @@ class ListIn(BaseModel):
 class MembersIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    contact_ids: list[int] = Field(
+    contact_ids: list[StrictInt] = Field(
         min_length=1,
         max_length=MAX_MEMBERS_PER_CALL,
-        description="Contacts to add; unknown, trashed and current members are skipped.",
+        description="Contacts to add (current members are left as they are); an id of no "
+        "live contact refuses the call with 422 naming `contact_ids.N`.",
     )
 
 
 class MembersAdded(BaseModel):
     added: int = Field(description="How many of the contacts were not members before.")
     members: int
+
+
+class ListQuery(PageQuery):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SegmentQuery(PageQuery):
+    model_config = ConfigDict(extra="forbid")
 
 
 class SegmentSummary(BaseModel):
@@ -87,8 +97,12 @@ class SegmentIn(BaseModel):
     definition: dict[str, Any] = Field(
         description=(
             'A condition tree: {"all": [...]}, {"any": [...]}, {"not": {...}} or '
-            '{"field": "country", "op": "is", "value": "FR"} (fields: role_type, country, '
-            "language, tag, organisation, risk_level, kind, grammatical_gender)."
+            '{"field": "country", "op": "is", "value": "FR"}. Fields: role_type, country, '
+            "language, tag, organisation, risk_level, kind, grammatical_gender (values: the "
+            "contact fields' codes, see ContactOut). Operators (`op`): `is`, `is_not`, `in` "
+            f"(`value` a list of texts, at most {segment_service.MAX_IN_VALUES}), and `contains` "
+            f"(organisation only). At most {segment_service.MAX_DEPTH} levels deep. An error "
+            "names its place, e.g. `definition.all.0.op`."
         )
     )
 
@@ -114,6 +128,16 @@ def _segment_fields(segment: Segment) -> dict[str, Any]:
     }
 
 
+_PATH = re.compile(r"definition(?:\.[a-z_]+|\[\d+\])*")
+
+
+def _definition_path(message: str) -> str:
+    """The place a segment error names ("definition.all[0].op"), in the API's dotted form
+    (`definition.all.0.op`); `definition` when it names none."""
+    found = _PATH.search(message)
+    return re.sub(r"\[(\d+)\]", r".\1", found.group(0)) if found else "definition"
+
+
 def _get_list(list_id: int) -> ContactList:
     contact_list = db.session.get(ContactList, list_id)
     if contact_list is None:
@@ -129,8 +153,8 @@ def _get_segment(segment_id: int) -> Segment:
 
 
 @bp.get("/lists")
-@operation("contacts:read", query=PageQuery, responses={200: ListPage}, tags=("lists",))
-def list_lists(query: PageQuery) -> ListPage:
+@operation("contacts:read", query=ListQuery, responses={200: ListPage}, tags=("lists",))
+def list_lists(query: ListQuery) -> ListPage:
     """List the contact lists, with their member counts."""
     rows, next_cursor = page(
         select(ContactList),
@@ -186,10 +210,29 @@ def create_list(json: ListIn) -> Any:
     writes=True,
 )
 def add_members(list_id: int, json: MembersIn) -> MembersAdded:
-    """Add contacts to a list by id (adding a member again changes nothing)."""
+    """Add contacts to a list by id (adding a member again changes nothing).
+
+    Every id must be a live contact's: otherwise nothing is added and the 422 names each
+    wrong one (`contact_ids.3`)."""
     contact_list = _get_list(list_id)
-    wanted = [i for i in json.contact_ids if 1 <= i <= 2_147_483_647]
-    added = list_service.add_contacts(contact_list, wanted)
+    in_range = {i for i in json.contact_ids if 1 <= i <= 2_147_483_647}
+    live: set[int] = set()
+    ordered = sorted(in_range)
+    for start in range(0, len(ordered), 500):
+        chunk = ordered[start : start + 500]
+        live.update(
+            db.session.scalars(
+                select(Contact.id).where(Contact.id.in_(chunk), Contact.deleted_at.is_(None))
+            )
+        )
+    unknown = [
+        {"field": f"contact_ids.{index}", "message": _("There is no contact with this id.")}
+        for index, contact_id in enumerate(json.contact_ids)
+        if contact_id not in live
+    ]
+    if unknown:
+        raise ApiProblem(422, _("Some fields are not valid."), errors=unknown[:100])
+    added = list_service.add_contacts(contact_list, sorted(live))
     return MembersAdded(added=added, members=list_service.member_count(contact_list))
 
 
@@ -219,8 +262,8 @@ def remove_member(list_id: int, contact_id: int) -> Any:
 
 
 @bp.get("/segments")
-@operation("contacts:read", query=PageQuery, responses={200: SegmentPage}, tags=("segments",))
-def list_segments(query: PageQuery) -> SegmentPage:
+@operation("contacts:read", query=SegmentQuery, responses={200: SegmentPage}, tags=("segments",))
+def list_segments(query: SegmentQuery) -> SegmentPage:
     """List the saved segments (read one to count the contacts it finds)."""
     rows, next_cursor = page(
         select(Segment), Segment.id, purpose="segments", limit=query.limit, cursor=query.cursor
@@ -257,7 +300,7 @@ def create_segment(json: SegmentIn) -> Any:
         segment_service.validate_definition(json.definition)
     except segment_service.SegmentError as error:
         raise ApiProblem(
-            422, str(error), errors=[{"field": "definition", "message": str(error)}]
+            422, str(error), errors=[{"field": _definition_path(str(error)), "message": str(error)}]
         ) from None
     try:
         segment = segment_service.save_segment(json.name, json.definition, json.description)

@@ -17,14 +17,17 @@ from typing import Any, TypeVar
 
 from flask import Response, current_app, g, request
 from flask_babel import gettext as _
+from flask_babel import refresh
 from spectree import Response as SpecResponse
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from campaign.extensions import db
-from campaign.models import Role
+from campaign.labels import label
+from campaign.models import Role, utcnow
 from campaign.services.accounts import api_keys
 from campaign.web.access import API, POLICY_ATTRIBUTE
 from campaign.web.api.blueprint import spec
-from campaign.web.api.problems import ApiProblem, Problem
+from campaign.web.api.problems import ApiProblem, Problem, too_large_detail
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,10 +45,39 @@ def _bearer_token() -> str:
     return token.strip()
 
 
-def _unauthorized() -> ApiProblem:
+def _when(moment: Any) -> str:
+    return str(moment.strftime("%Y-%m-%d %H:%M")) + " UTC"
+
+
+def _why_not_live(token: str) -> str:
+    """For the holder of a whole token (prefix and secret right) whose key no longer works:
+    why, and what to do. "" for anything else (a garbled or unknown token learns nothing)."""
+    key = api_keys.matching_key(token)
+    if key is None:
+        return ""
+    if key.revoked_at is not None:
+        return _(
+            "This API key was revoked on %(when)s. Make a new one on your account page.",
+            when=_when(key.revoked_at),
+        )
+    if key.expires_at is not None and key.expires_at <= utcnow():
+        return _(
+            "This API key expired on %(when)s. Make a new one on your account page.",
+            when=_when(key.expires_at),
+        )
+    if key.user is None or not key.user.is_active_account:
+        return _(
+            "The account of this API key is deactivated; its keys no longer work. "
+            "Ask an administrator."
+        )
+    return ""
+
+
+def _unauthorized(token: str = "") -> ApiProblem:
     return ApiProblem(
         401,
-        _("Send a valid API key: Authorization: Bearer <key>."),
+        (_why_not_live(token) if token else "")
+        or _("Send a valid API key: Authorization: Bearer <key>."),
         headers={"WWW-Authenticate": 'Bearer realm="campaign"'},
     )
 
@@ -55,11 +87,26 @@ def authenticate() -> Any:
     token = _bearer_token()
     key = api_keys.authenticate(token) if token else None
     if key is None:
-        raise _unauthorized()
+        raise _unauthorized(token)
     g.api_key = key
     # Flask-Login's current user for this request only; nothing is written to a session.
     g._login_user = key.user
     return key
+
+
+def identify_quietly() -> None:
+    """Before an error that came ahead of the view's own checks (a body too large for the
+    input guard that reads it first, a method the address does not take): the caller's
+    live key, if any, so that the problem is in its user's language and audited under the
+    key. A missing or wrong key changes nothing here (the error stays what it was)."""
+    if g.get("api_key") is not None:
+        return
+    token = _bearer_token()
+    key = api_keys.authenticate(token) if token else None
+    if key is not None:
+        g.api_key = key
+        g._login_user = key.user
+        refresh()
 
 
 def _check_rate(key: Any) -> None:
@@ -87,20 +134,59 @@ def _check_body_size() -> None:
     limit = int(current_app.config.get("API_MAX_BODY_MB", 20)) * 1024 * 1024
     length = request.content_length
     if length is not None and length > limit:
-        raise ApiProblem(413, _("The request body is larger than this API accepts."))
+        raise ApiProblem(413, too_large_detail())
+    # Also the limit of a body sent without a length (Transfer-Encoding: chunked): reading
+    # past it raises RequestEntityTooLarge, answered as 413 below.
     request.max_content_length = limit
 
 
+def _has_body() -> bool:
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    return bool(request.content_length) or chunked
+
+
+def _chunked_past_limit() -> bool:
+    """A body sent without a length goes past the limit: Werkzeug stops reading at the
+    limit without a word (the JSON would look truncated, a 400), so look one byte further
+    in what the server received."""
+    limit = request.max_content_length
+    if limit is None or request.content_length is not None:
+        return False
+    data = request.get_data(cache=True)
+    if len(data) < limit:
+        return False
+    return bool(request.environ["wsgi.input"].read(1))
+
+
 def _check_json_body() -> None:
-    if request.method in ("POST", "PUT", "PATCH") and request.content_length:
+    if request.method in ("POST", "PUT", "PATCH") and _has_body():
         if request.mimetype not in ("application/json", "application/merge-patch+json"):
             raise ApiProblem(415, _("Send the body as JSON (Content-Type: application/json)."))
-        if request.get_json(silent=True) is None:
+        try:
+            if _chunked_past_limit():
+                raise RequestEntityTooLarge()
+            parsed = request.get_json(silent=True)
+        except RequestEntityTooLarge:
+            raise ApiProblem(413, too_large_detail()) from None
+        if parsed is None:
             raise ApiProblem(
                 400,
                 _("The body is not valid JSON."),
                 errors=[{"field": "body", "message": _("The body is not valid JSON.")}],
             )
+
+
+def _scope_label(scope: str) -> str:
+    """ "contacts:write" as the account page names it: "Contacts, lists and segments: read
+    and write"."""
+    group, _sep, access = scope.partition(":")
+    if group not in api_keys.GROUP_LABELS or access not in api_keys.ACCESS_LABELS:
+        return scope
+    return _(
+        "%(group)s: %(access)s",
+        group=api_keys.GROUP_LABELS[group],
+        access=api_keys.ACCESS_LABELS[access],
+    )
 
 
 def operation(
@@ -146,18 +232,34 @@ def operation(
         def guarded(*args: Any, **kwargs: Any) -> Any:
             g.api_request = True
             g.api_public = scope is None
-            _check_body_size()
             if scope is not None:
+                # The key first (nothing of the body is read for it), so that every answer,
+                # a 413 included, is in the key user's language.
                 key = authenticate()
                 if scope and not api_keys.has_scope(key, scope):
                     raise ApiProblem(
                         403,
-                        _("This key does not have the scope %(scope)s.", scope=scope),
+                        _(
+                            "This key does not have the scope %(scope)s (%(label)s). Make a "
+                            "key that has it on your account page.",
+                            scope=scope,
+                            label=_scope_label(scope),
+                        ),
                         required_scope=scope,
                     )
                 if not key.user.may(role):
-                    raise ApiProblem(403, _("Your role does not allow this."))
+                    raise ApiProblem(
+                        403,
+                        _(
+                            "This needs the role %(needed)s or a higher one; this key's "
+                            "account has the role %(current)s.",
+                            needed=label(role.value, "role"),
+                            current=label(key.user.role, "role"),
+                        ),
+                        required_role=role.value,
+                    )
                 _check_rate(key)
+            _check_body_size()
             _check_json_body()
             try:
                 response = validated(*args, **kwargs)

@@ -23,9 +23,11 @@ def _before(
 ) -> None:
     """Spectree calls this after validating a request: invalid input becomes a problem."""
     if error is not None:
+        from flask_babel import gettext as _
+
         from campaign.web.api.problems import ApiProblem, field_errors
 
-        raise ApiProblem(422, "", errors=field_errors(error))
+        raise ApiProblem(422, _("Some fields are not valid."), errors=field_errors(error))
 
 
 spec = SpecTree(

@@ -13,14 +13,14 @@ the pages.
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from flask import Response, abort, url_for
+from flask import Response, url_for
 from flask_babel import gettext as _
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.labels import label
-from campaign.models import Campaign, CampaignStatus, Role
+from campaign.models import Campaign, CampaignStatus, Role, SmtpAccount
 from campaign.scheduling.stored_text import read
 from campaign.services.sending import campaigns as campaign_service
 from campaign.services.sending import launch as launching
@@ -68,23 +68,38 @@ class Audience(BaseModel):
 class CampaignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    statement_id: int = Field(ge=1, le=2**31 - 1)
+    statement_id: StrictInt = Field(ge=1, le=2**31 - 1)
     audience: Audience
     name: str = Field("", max_length=1000, description="Default: the statement's title.")
     from_address: str = Field("", max_length=400, description="Default: the configured sender.")
     reply_to: str = Field("", max_length=400)
-    smtp_account_id: int | None = Field(
-        None, ge=1, le=2**31 - 1, description="Default (null): the configured account."
+    smtp_account_id: StrictInt | None = Field(
+        None,
+        ge=1,
+        le=2**31 - 1,
+        description="Default (null): the configured account; ids: GET /smtp-accounts.",
     )
-    is_pdf_attached: bool | None = Field(
+    is_pdf_attached: StrictBool | None = Field(
         None, description="Attach a PDF of the letter; default: as the statement says."
     )
-    has_list_unsubscribe: bool = Field(True, description="RFC 8058 one-click unsubscribe.")
-    is_open_tracking: bool = Field(False, description="Off unless asked for.")
-    is_click_tracking: bool = Field(False, description="Off unless asked for.")
-    attached_file_ids: list[int] = Field(
-        default_factory=list, max_length=100, description="Files of the statement to attach."
+    has_list_unsubscribe: StrictBool = Field(True, description="RFC 8058 one-click unsubscribe.")
+    is_open_tracking: StrictBool = Field(False, description="Off unless asked for.")
+    is_click_tracking: StrictBool = Field(False, description="Off unless asked for.")
+    attached_file_ids: list[StrictInt] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Files of the statement to attach: the `id` of "
+        "entries in GET /statements/{id} `files`.",
     )
+
+
+class SmtpAccountOut(BaseModel):
+    id: int = Field(description="What `smtp_account_id` takes.")
+    name: str
+
+
+class SmtpAccountList(BaseModel):
+    items: list[SmtpAccountOut]
 
 
 class AudienceOut(BaseModel):
@@ -183,7 +198,11 @@ class PresendOut(BaseModel):
     codes: dict[str, int] = Field(description="Problems per code.")
     text_problems: list[TextProblemOut]
     problems: list[ContactProblemOut]
-    problems_listed: int = Field(description=f"At most {MAX_PROBLEMS} of each kind are listed.")
+    problems_listed: int = Field(
+        description=f"How many entries `problems` holds: all of them, or the first "
+        f"{MAX_PROBLEMS} when there are more (`errors` and `warnings` count them all; "
+        f"`text_problems` is cut at {MAX_PROBLEMS} too)."
+    )
     summary: str
 
 
@@ -204,7 +223,7 @@ class CheckOut(BaseModel):
 class LaunchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    override: bool = Field(
+    override: StrictBool = Field(
         False, description="Launch although some letters have errors (needs `reason`)."
     )
     reason: str = Field(
@@ -218,7 +237,7 @@ class LaunchIn(BaseModel):
 def _campaign(campaign_id: int) -> Campaign:
     campaign = db.session.get(Campaign, campaign_id)
     if campaign is None:
-        abort(404)
+        raise ApiProblem(404, _("There is no campaign with this id."))
     return campaign
 
 
@@ -305,7 +324,7 @@ def _presend(report: PresendReport) -> PresendOut:
             )
             for p in report.problems[:MAX_PROBLEMS]
         ],
-        problems_listed=MAX_PROBLEMS,
+        problems_listed=min(len(report.problems), MAX_PROBLEMS),
         summary=report.summary(),
     )
 
@@ -334,6 +353,16 @@ def list_campaigns(query: CampaignListQuery) -> CampaignList:
     return CampaignList(
         items=[CampaignSummary(**_summary_fields(c)) for c in rows], next_cursor=next_cursor
     )
+
+
+@bp.get("/smtp-accounts")
+@operation("campaigns:read", responses={200: SmtpAccountList}, tags=("campaigns",))
+def list_smtp_accounts() -> SmtpAccountList:
+    """The SMTP accounts a campaign can send through: their ids and names, by name.
+
+    Read-only; hosts, users and passwords stay on the settings pages."""
+    rows = db.session.scalars(select(SmtpAccount).order_by(SmtpAccount.name)).all()
+    return SmtpAccountList(items=[SmtpAccountOut(id=a.id, name=a.name) for a in rows])
 
 
 @bp.post("/campaigns")

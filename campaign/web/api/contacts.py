@@ -13,15 +13,25 @@ from typing import Any, Literal
 
 from flask import url_for
 from flask_babel import gettext as _
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy.exc import IntegrityError
 
 from campaign.extensions import db
 from campaign.letters.countries import load_country_names
-from campaign.models import Contact, Role
+from campaign.models import (
+    Contact,
+    ContactKind,
+    ContactList,
+    GrammaticalGender,
+    RiskLevel,
+    Role,
+    RoleType,
+    Segment,
+    Style,
+)
 from campaign.services.contacts import contacts as contact_service
 from campaign.services.contacts import importing
-from campaign.services.contacts.contacts import CONTACT_FIELDS, ContactInputError
+from campaign.services.contacts.contacts import CONTACT_FIELDS, FIELD_PARSERS, ContactInputError
 from campaign.services.contacts.search import MAX_QUERY, ContactFilters, filtered_query
 from campaign.web.api.auth import operation
 from campaign.web.api.blueprint import bp
@@ -34,9 +44,51 @@ from campaign.web.api.conventions import (
     with_etag,
 )
 from campaign.web.api.problems import ApiProblem, FieldError
+from campaign.web.api.versions import claim
 
 MAX_ID = 2_147_483_647
 _TEXT = "Text on one line; at most 500 characters (the stored column may allow fewer)."
+
+# The enumerations' codes: what answers hold and what clients should send.
+KindCode = Literal["person", "organisation", "mandate"]
+GenderCode = Literal["f", "m", "unknown"]
+RoleTypeCode = Literal[
+    "head_of_state",
+    "head_of_gov",
+    "minister",
+    "ambassador",
+    "official",
+    "eu_council_president",
+    "eu_high_rep",
+    "mep",
+    "un_sr",
+    "un_wg",
+    "journalist",
+    "ngo",
+    "other",
+]
+StyleCode = Literal["none", "excellency"]
+RiskLevelCode = Literal["public", "low", "elevated", "high"]
+# Each field's enumeration, checked against the models' by a test.
+ENUMS: dict[str, type[Any]] = {
+    "kind": ContactKind,
+    "grammatical_gender": GrammaticalGender,
+    "role_type": RoleType,
+    "style": Style,
+    "risk_level": RiskLevel,
+}
+
+
+def _code_field(name: str, default: Any, description: str, *, empty: str) -> Any:
+    """An enumeration sent as text: the schema lists its codes (and "" for `empty`); the
+    contact rules also take a label in the interface language, as the import does, and
+    refuse anything else naming each code with its label."""
+    codes = [member.value for member in ENUMS[name]]
+    return Field(
+        default,
+        description=f"{description} One of: {', '.join(codes)}; empty: {empty}.",
+        json_schema_extra={"enum": ["", *codes]},
+    )
 
 
 class ContactFields(BaseModel):
@@ -45,16 +97,23 @@ class ContactFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: str = Field("", description="`person` or `organisation`.")
+    kind: str = _code_field("kind", "", "What the contact is.", empty="person")
     given_name: str = Field("", description=_TEXT)
     family_name: str = Field("", description=_TEXT)
     patronymic: str = ""
     given_name_alt: str = Field("", description="The given name in another script.")
     family_name_alt: str = ""
     patronymic_alt: str = ""
-    grammatical_gender: str = Field("", description="`f`, `m`, `n` or `unknown`.")
-    role_type: str = Field("", description="A role code such as `ambassador`; `other`.")
-    style: str = Field("", description="`none`, `excellency`, ...")
+    grammatical_gender: str = _code_field(
+        "grammatical_gender",
+        "",
+        "For salutations and Russian declension: f (feminine), m (masculine).",
+        empty="unknown",
+    )
+    role_type: str = _code_field(
+        "role_type", "", "The role that chooses the salutation.", empty="other"
+    )
+    style: str = _code_field("style", "", "Excellency or not.", empty="none")
     honorific: str = ""
     position_title: str = ""
     organisation: str = ""
@@ -66,7 +125,7 @@ class ContactFields(BaseModel):
     cc_emails: str = Field("", description="Copy addresses separated by spaces.")
     tags: str = Field("", description="Tags separated by spaces or commas.")
     notes: str = ""
-    risk_level: str = Field("", description="`public`, `elevated` or `high`.")
+    risk_level: str = _code_field("risk_level", "", "How exposed the person is.", empty="public")
     consent_basis: str = ""
     term_ends_on: date | None = None
     last_verified_on: date | None = None
@@ -86,7 +145,7 @@ class ContactFields(BaseModel):
     organisation_ru: str = ""
     name_dative: str = ""
     position_title_dative: str = ""
-    dative_confirmed: bool = False
+    dative_confirmed: StrictBool = False
 
     def given(self, *, every: bool = False) -> dict[str, Any]:
         """The fields the client sent (`every`: all of them, defaults for those left out),
@@ -103,22 +162,35 @@ class ContactCreate(ContactFields):
     email: str = Field(max_length=320)
 
 
+class ContactReplace(ContactCreate):
+    """A contact's every field: those left out go back to their defaults, except the role
+    and the risk level, which must be sent (a sync lacking the column must not quietly
+    lower a high-risk contact to `public`)."""
+
+    role_type: str = _code_field(
+        "role_type", ..., "The role that chooses the salutation. Required.", empty="other"
+    )
+    risk_level: str = _code_field(
+        "risk_level", ..., "How exposed the person is. Required.", empty="public"
+    )
+
+
 class ContactPatch(ContactFields):
     """The fields to change; the others keep their values."""
 
 
 class ContactOut(BaseModel):
     id: int
-    kind: str
+    kind: KindCode
     given_name: str
     family_name: str
     patronymic: str
     given_name_alt: str
     family_name_alt: str
     patronymic_alt: str
-    grammatical_gender: str
-    role_type: str
-    style: str
+    grammatical_gender: GenderCode
+    role_type: RoleTypeCode
+    style: StyleCode
     honorific: str
     position_title: str
     organisation: str
@@ -130,7 +202,7 @@ class ContactOut(BaseModel):
     cc_emails: str
     tags: str
     notes: str
-    risk_level: str = Field(description="`public`, `elevated` or `high`, as the page shows it.")
+    risk_level: RiskLevelCode
     consent_basis: str
     term_ends_on: date | None
     last_verified_on: date | None
@@ -166,19 +238,42 @@ class ContactQuery(PageQuery):
     model_config = ConfigDict(extra="forbid")
 
     q: str = Field("", max_length=MAX_QUERY, description="Words in any name form or script.")
-    role_type: str = Field("", max_length=MAX_QUERY)
+    role_type: str = _code_field(
+        "role_type", "", "Contacts with this role (a code or its label).", empty="any"
+    )
     country: str = Field("", max_length=MAX_QUERY, description="A code, or a country's name.")
     language: str = Field("", max_length=MAX_QUERY)
     tag: str = Field("", max_length=MAX_QUERY)
-    risk_level: str = Field("", max_length=MAX_QUERY)
-    list: int | None = Field(None, ge=1, le=MAX_ID, description="Members of this list.")
-    segment: int | None = Field(None, ge=1, le=MAX_ID, description="Contacts this segment finds.")
+    risk_level: str = _code_field(
+        "risk_level", "", "Contacts at this risk level (a code or its label).", empty="any"
+    )
+    list: int | None = Field(
+        None, ge=1, le=MAX_ID, description="Members of this list (an id GET /lists gives)."
+    )
+    segment: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_ID,
+        description="Contacts this segment finds (an id GET /segments gives).",
+    )
+
+
+class BulkItem(ContactCreate):
+    """One contact of a bulk upsert: as a new contact, except that dates and flags may also
+    come as text (as in a spreadsheet: "2026-05-31", "yes", "oui"), so that a wrong one is
+    that item's error, not the request's."""
+
+    term_ends_on: date | str | None = Field(None, description="YYYY-MM-DD.")  # type: ignore[assignment]
+    last_verified_on: date | str | None = Field(None, description="YYYY-MM-DD.")  # type: ignore[assignment]
+    dative_confirmed: bool | str = Field(  # type: ignore[assignment]
+        False, description="true or false (yes/no, oui/non, да/нет as text)."
+    )
 
 
 class BulkUpsert(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    items: list[ContactCreate] = Field(
+    items: list[BulkItem] = Field(
         max_length=importing.MAX_UPSERT_ITEMS,
         description="Up to 10,000 contacts, matched to existing ones by address.",
     )
@@ -222,6 +317,25 @@ def input_problem(error: ContactInputError, prefix: str = "") -> ApiProblem:
     )
 
 
+def _check_filters(query: ContactQuery) -> None:
+    """422 naming each filter that cannot find anything: an unknown code, list or segment
+    (the page keeps such a filter and shows nobody; a program deserves to hear of it)."""
+    errors = []
+    for name in ("role_type", "risk_level"):
+        value = getattr(query, name).strip()
+        if value:
+            try:
+                FIELD_PARSERS[name](value)
+            except ValueError as problem:
+                errors.append({"field": name, "message": str(problem)})
+    if query.list is not None and db.session.get(ContactList, query.list) is None:
+        errors.append({"field": "list", "message": _("There is no list with this id.")})
+    if query.segment is not None and db.session.get(Segment, query.segment) is None:
+        errors.append({"field": "segment", "message": _("There is no segment with this id.")})
+    if errors:
+        raise ApiProblem(422, _("Some fields are not valid."), errors=errors)
+
+
 def _address_taken() -> ApiProblem:
     return ApiProblem(
         409, _("Another request changed these contacts at the same time; send it again.")
@@ -231,7 +345,10 @@ def _address_taken() -> ApiProblem:
 @bp.get("/contacts")
 @operation("contacts:read", query=ContactQuery, responses={200: ContactPage}, tags=("contacts",))
 def list_contacts(query: ContactQuery) -> ContactPage:
-    """List contacts, filtered as on the contacts page, in id order."""
+    """List contacts, filtered as on the contacts page, in id order.
+
+    An unknown role or risk code, list or segment is a 422 naming the filter."""
+    _check_filters(query)
     filters = ContactFilters.from_args(query.model_dump())
     if filters.country:
         # As on the page: a country's name finds its code.
@@ -285,6 +402,9 @@ def create_contact(json: ContactCreate) -> Any:
 def _update(contact_id: int, raw: dict[str, Any]) -> Any:
     contact = live_contact(contact_id)
     require_if_match(etag_of(represent(contact)))
+    # Every change to a contact moves its updated_at (the column's onupdate): still the one
+    # read means still the contact whose ETag was checked.
+    claim(contact, "updated_at")
     try:
         with db.session.begin_nested():
             contact_service.update_contact(contact, raw)
@@ -314,15 +434,18 @@ def patch_contact(contact_id: int, json: ContactPatch) -> Any:
 @operation(
     "contacts:write",
     role=Role.EDITOR,
-    json=ContactCreate,
+    json=ContactReplace,
     responses={200: ContactOut},
     tags=("contacts",),
     errors=(404, 409, 412, 428),
     writes=True,
 )
-def put_contact(contact_id: int, json: ContactCreate) -> Any:
-    """Replace a contact's fields (If-Match: the ETag you read); fields left out are reset
-    to their defaults."""
+def put_contact(contact_id: int, json: ContactReplace) -> Any:
+    """Replace a contact's fields (If-Match: the ETag you read).
+
+    `role_type` and `risk_level` must be sent (422 naming them otherwise): a PUT never
+    lowers a contact's risk level unless told to. Other fields left out are reset to their
+    defaults."""
     return _update(contact_id, json.given(every=True))
 
 
@@ -360,8 +483,9 @@ def bulk_upsert(json: BulkUpsert) -> Any:
     (an address only in the trash makes a new contact, as the import does). Each item is
     checked as an import row is, with the same messages; an invalid item, or a second item
     with an address an earlier one has, is reported with `status: error` and its fields,
-    and never stops the others. Structurally wrong input (a wrong type, null, an unknown
-    field, more than 10,000 items) refuses the whole request with 422."""
+    and never stops the others: a wrong code, date ("2026-13-01") or flag ("maybe") too.
+    Structurally wrong input (a list or a number where text goes, an unknown field, more
+    than 10,000 items) refuses the whole request with 422."""
     items = [item.given() for item in json.items]
     try:
         with db.session.begin_nested():

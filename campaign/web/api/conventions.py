@@ -115,7 +115,8 @@ def require_if_match(current: str) -> None:
             _("Send the ETag you read in an If-Match header, so no one's change is lost."),
             errors=[{"field": "If-Match", "message": _("Missing.")}],
         )
-    tags = {tag.strip().removeprefix("W/") for tag in wanted.split(",")}
+    # Strong comparison (RFC 9110 §13.1.1): a weak tag (W/"…") never matches for If-Match.
+    tags = {tag.strip() for tag in wanted.split(",")}
     if "*" not in tags and current not in tags:
         raise ApiProblem(
             412,
@@ -170,10 +171,15 @@ def idempotent(view: F) -> F:
                 request_hash=body_hash,
                 status_code=None,
             )
+            # No savepoint: Python's sqlite3 sends no BEGIN before a SAVEPOINT, so releasing
+            # one commits, and the record of a request that then failed would stay, blocking
+            # its key with 409 for ever. This is the transaction's first write, so undoing
+            # the whole transaction on a clash loses nothing.
+            db.session.add(record)
             try:
-                with db.session.begin_nested():
-                    db.session.add(record)
+                db.session.flush()
             except IntegrityError:
+                db.session.rollback()
                 # Another request with this key is being answered right now.
                 raise ApiProblem(
                     409, _("A request with this Idempotency-Key is still being answered.")
@@ -205,6 +211,7 @@ def idempotent(view: F) -> F:
         replay.headers["Idempotent-Replayed"] = "true"
         return replay
 
+    wrapper.accepts_idempotency_key = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 

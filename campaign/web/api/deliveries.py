@@ -8,16 +8,17 @@ bounced, when sent. Never a letter's body: the evidence stays on the sender's pa
 from datetime import datetime
 from typing import Literal
 
-from flask import abort
+from flask_babel import gettext as _
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import Campaign, Delivery, DeliveryStatus
+from campaign.models import FINAL, Campaign, Delivery, DeliveryStatus
 from campaign.services.sending import ledger
 from campaign.web.api.auth import operation
 from campaign.web.api.blueprint import bp
 from campaign.web.api.conventions import PageQuery, page
+from campaign.web.api.problems import ApiProblem
 
 DeliveryStatusCode = Literal[
     "queued",
@@ -60,7 +61,10 @@ class DeliveryOut(BaseModel):
     replied_at: datetime | None
     bounced: bool
     sent_at: datetime | None
-    next_attempt_at: datetime | None
+    next_attempt_at: datetime | None = Field(
+        description="When a worker tries the row next; null once its status is final "
+        "(sent, failed, bounced, suppressed, cancelled)."
+    )
 
 
 class DeliveryList(BaseModel):
@@ -85,7 +89,7 @@ def _row(delivery: Delivery) -> DeliveryOut:
         replied_at=delivery.replied_at,
         bounced=delivery.status == DeliveryStatus.BOUNCED.value,
         sent_at=delivery.sent_at,
-        next_attempt_at=delivery.next_attempt_at,
+        next_attempt_at=None if delivery.status in FINAL else delivery.next_attempt_at,
     )
 
 
@@ -101,7 +105,7 @@ def list_deliveries(campaign_id: int, query: DeliveryQuery) -> DeliveryList:
     """The campaign's ledger, one row per recipient and step, in id order."""
     campaign = db.session.get(Campaign, campaign_id)
     if campaign is None:
-        abort(404)
+        raise ApiProblem(404, _("There is no campaign with this id."))
     conditions = ledger.ledger_conditions(
         campaign.id, status=query.status or "", search=query.q or ""
     )

@@ -16,6 +16,7 @@ class KeyInfo(BaseModel):
     prefix: str = Field(description="The key's public part, as the account page shows it.")
     scopes: list[str]
     expires_at: datetime | None
+    user_id: int = Field(description="Your user's id (what assigning a reply takes).")
     user_email: str
     user_role: str
 
@@ -30,6 +31,7 @@ def me() -> KeyInfo:
         prefix=key.prefix,
         scopes=list(key.scopes or []),
         expires_at=key.expires_at,
+        user_id=key.user.id,
         user_email=key.user.email,
         user_role=key.user.role,
     )

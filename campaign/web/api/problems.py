@@ -3,6 +3,7 @@ the reader's language, the status, a detail and, for bad input, the fields at fa
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Response, current_app, json, request
@@ -15,7 +16,7 @@ PROBLEM_TYPE = "https://campaign.invalid/problems/"
 
 TITLES = {
     400: _l("Bad request"),
-    401: _l("Not signed in"),
+    401: _l("No valid API key"),
     403: _l("Not allowed"),
     404: _l("Not found"),
     405: _l("Method not allowed"),
@@ -101,6 +102,9 @@ def problem_response(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
+    if status == 422 and not detail:
+        # Never an empty detail: the fields at fault are in `errors`.
+        detail = _("Some fields are not valid.")
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE + SLUGS.get(status, "error"),
         "title": str(TITLES.get(status, _("Error"))),
@@ -109,8 +113,10 @@ def problem_response(
         "errors": errors or [],
         **extra,
     }
+    # Letters as they are (not \u escapes): a problem in French or Russian stays readable
+    # in a terminal or a log.
     response = current_app.response_class(
-        json.dumps(body), status=status, mimetype="application/problem+json"
+        json.dumps(body, ensure_ascii=False), status=status, mimetype="application/problem+json"
     )
     for name, value in (headers or {}).items():
         response.headers[name] = value
@@ -123,11 +129,25 @@ def from_http_exception(error: HTTPException) -> Response:
         return error.get_response()
     status = error.code or 500
     details = {
+        400: _("The request could not be read."),
         404: _("There is nothing at this address."),
         405: _("This address does not accept the %(method)s method.", method=request.method),
-        413: _("The request body is larger than this API accepts."),
+        413: too_large_detail(),
     }
-    return problem_response(status, str(details.get(status, "")))
+    headers = {}
+    if status == 405:
+        # Which methods the address takes (RFC 9110 requires Allow on a 405).
+        headers = {name: value for name, value in error.get_headers() if name == "Allow"}
+    return problem_response(status, str(details.get(status, "")), headers=headers)
+
+
+def too_large_detail() -> str:
+    """The 413 detail, naming the limit and the setting that changes it."""
+    return _(
+        "The request body is larger than this API accepts (%(limit)s MB, "
+        "CAMPAIGN_API_MAX_BODY_MB). Send fewer items per request.",
+        limit=int(current_app.config.get("API_MAX_BODY_MB", 20)),
+    )
 
 
 # Pydantic's error types, said in the reader's language (its own messages are English only).
@@ -173,6 +193,8 @@ def field_errors(validation_error: Any, *, prefix: str = "") -> list[dict[str, s
         field = ".".join(([prefix] if prefix else []) + location) or "body"
         template = _MESSAGES.get(item.get("type", ""))
         context = {k: str(v) for k, v in (item.get("ctx") or {}).items()}
+        if item.get("type") in ("enum", "literal_error") and "expected" in context:
+            context["expected"] = _expected_codes(context["expected"])
         if template is not None:
             try:
                 message = str(template) % context if "%(" in str(template) else str(template)
@@ -185,3 +207,10 @@ def field_errors(validation_error: Any, *, prefix: str = "") -> list[dict[str, s
             message = str(item.get("msg", ""))
         found.append({"field": field, "message": message})
     return found
+
+
+def _expected_codes(expected: str) -> str:
+    """Pydantic's English "'a', 'b' or 'c'" as the codes alone, quoted and comma-separated,
+    so that no English "or" reaches a French or Russian message."""
+    codes = [part.strip().strip("'\"") for part in re.split(r", | or ", expected)]
+    return ", ".join(f"'{code}'" for code in codes if code)

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from flask_babel import gettext as _
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from campaign.extensions import db
 from campaign.inbound.sanitise import safe_html
@@ -94,14 +94,17 @@ class ReplyDetail(ReplySummary):
 class HandledIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    handled: bool = Field(description="true: handled; false: open again.")
+    handled: StrictBool = Field(description="true: handled; false: open again.")
 
 
 class AssignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: int | None = Field(
-        ge=1, le=2**31 - 1, description="An active editor or above; null: nobody."
+    user_id: StrictInt | None = Field(
+        ge=1,
+        le=2**31 - 1,
+        description="An active editor or above; null: nobody. Your own id: GET /me "
+        "`user_id`; another user's: the number in their address on the users page.",
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from flask import Response, current_app, request
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from sqlalchemy import select
 
 from campaign.extensions import db
@@ -39,6 +39,7 @@ from campaign.web.api.conventions import (
     with_etag,
 )
 from campaign.web.api.problems import ApiProblem
+from campaign.web.api.versions import claim
 
 ACCEPTED = _l(
     "Thank you. We have sent an e-mail to the address given: the signature counts once its "
@@ -49,19 +50,30 @@ ACCEPTED = _l(
 _MAX_TEXT = 2000
 
 
+# The settings' columns, as the ETag covers them (with the token).
+SETTING_COLUMNS = (
+    "is_open",
+    "deadline",
+    "shows_names",
+    "ordering",
+    "reminder_days",
+    "consent_text",
+)
+
+
 # --- the editors' side ------------------------------------------------------------------------
 
 
 class SignOnSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    is_open: bool
+    is_open: StrictBool
     deadline: datetime | None = Field(
         description="When signing closes (RFC 3339 with its offset), or null for no deadline."
     )
-    shows_names: bool = Field(description="false: the page shows only how many signed.")
+    shows_names: StrictBool = Field(description="false: the page shows only how many signed.")
     ordering: SignOnOrder
-    reminder_days: int | None = Field(
+    reminder_days: StrictInt | None = Field(
         ge=-(2**31),
         le=2**31 - 1,
         description="Days before the deadline when invitees who have not signed are reminded "
@@ -184,6 +196,9 @@ def update_sign_on(statement_id: int, json: SignOnSettings) -> Response:
     """Change the sign-on page's settings (send If-Match with the ETag you read)."""
     sign_on = _statement_sign_on(statement_id)
     require_if_match(etag_of(_settings_out(sign_on)))
+    # The check and the write as one step (the settings have no updated_at: the columns the
+    # ETag covers must still hold what was read); another request sent at once waits, then 412.
+    claim(sign_on, "token", *SETTING_COLUMNS)
     try:
         sign_on_service.update_settings(
             sign_on,
@@ -285,20 +300,35 @@ class PublicSignOn(BaseModel):
     field_limits: dict[str, int] = Field(description="The longest value of each text field.")
 
 
+def _signer_text(name: str, default: str | None = "", description: str = "") -> Any:
+    """A signer's text field: the schema says the service's limit (signatures.FIELD_LIMITS,
+    counted after runs of whitespace are folded to one space); a longer value is refused
+    with the form's message naming the field."""
+    limit = signatures.FIELD_LIMITS[name]
+    words = f"At most {limit} characters once runs of spaces are folded."
+    extra: dict[str, Any] = {"maxLength": limit}
+    described = f"{description} {words}".strip()
+    if default is None:
+        return Field(max_length=_MAX_TEXT, description=described, json_schema_extra=extra)
+    return Field(default, max_length=_MAX_TEXT, description=described, json_schema_extra=extra)
+
+
 class SignatureIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["organisation", "individual"]
-    name: str = Field(max_length=_MAX_TEXT)
-    acronym: str = Field("", max_length=_MAX_TEXT, description="Organisations only.")
-    role: str = Field("", max_length=_MAX_TEXT, description="Individuals only.")
-    organisation: str = Field("", max_length=_MAX_TEXT, description="Individuals only.")
-    country: str = Field("", max_length=_MAX_TEXT)
-    exile_country: str = Field("", max_length=_MAX_TEXT, description="Organisations only.")
+    name: str = _signer_text("name", None)
+    acronym: str = _signer_text("acronym", description="Organisations only.")
+    role: str = _signer_text("role", description="Individuals only.")
+    organisation: str = _signer_text("organisation", description="Individuals only.")
+    country: str = _signer_text("country")
+    exile_country: str = _signer_text("exile_country", description="Organisations only.")
     publish_as: Literal["full", "organisation_only", "withheld"]
-    email: str = Field(max_length=_MAX_TEXT, description="Where the confirmation link goes.")
-    wants_notice: bool = Field(False, description="Tell the signer when the letter goes out.")
-    consent: bool = Field(description="The signer agreed to the consent words (must be true).")
+    email: str = _signer_text("email", None, "Where the confirmation link goes.")
+    wants_notice: StrictBool = Field(False, description="Tell the signer when the letter goes out.")
+    consent: StrictBool = Field(
+        description="The signer agreed to the consent words (must be true)."
+    )
     language: str | None = Field(
         None, max_length=35, description="The signer's language (else Accept-Language)."
     )

@@ -37,6 +37,7 @@ from campaign.web.api.conventions import (
     with_etag,
 )
 from campaign.web.api.problems import ApiProblem
+from campaign.web.api.versions import claim
 
 StatementStatusCode = Literal["draft", "final"]
 RFC822 = "message/rfc822"
@@ -72,8 +73,17 @@ class TextOut(BaseModel):
     body: str = Field(description="Markdown with template tags, as saved.")
 
 
+class FileOut(BaseModel):
+    id: int = Field(description="What a campaign's `attached_file_ids` takes.")
+    filename: str
+    content_type: str
+    size_bytes: int
+    language: str = Field(description="Sent with letters in this language; empty: with all.")
+
+
 class StatementOut(StatementSummary):
     texts: list[TextOut]
+    files: list[FileOut] = Field(description="Files letters can carry (chosen per campaign).")
     version: int | None = Field(description="The latest version's number (letters use it).")
 
 
@@ -98,6 +108,10 @@ class VersionOut(BaseModel):
     created_at: datetime
     created_by: str | None = Field(description="The author's address, when known.")
     change_summary: str = Field(description="Withheld signers' names are replaced.")
+
+
+class VersionQuery(PageQuery):
+    model_config = ConfigDict(extra="forbid")
 
 
 class VersionList(BaseModel):
@@ -154,7 +168,7 @@ class LetterOut(BaseModel):
 def _statement(statement_id: int) -> Statement:
     statement = db.session.get(Statement, statement_id)
     if statement is None:
-        abort(404)
+        raise ApiProblem(404, _("There is no statement with this id."))
     return statement
 
 
@@ -172,12 +186,23 @@ def _summary_fields(statement: Statement) -> dict[str, Any]:
 
 def _representation(statement: Statement) -> StatementOut:
     latest = statement_service.latest_version(statement)
+    files = statement_service.attachments_of(statement)
     return StatementOut(
         **_summary_fields(statement),
         texts=[
             TextOut(language=t.language, subject=t.subject, body=t.body) for t in statement.texts
         ],
         version=latest.number if latest is not None else None,
+        files=[
+            FileOut(
+                id=f.id,
+                filename=f.filename,
+                content_type=f.content_type,
+                size_bytes=f.size_bytes,
+                language=f.language,
+            )
+            for f in files
+        ],
     )
 
 
@@ -242,6 +267,10 @@ def create_statement(json: StatementIn) -> Response:
 
     The subject and body are checked as the editor checks them (template tags, lengths);
     version 1 records the statement."""
+    if not json.title.split():
+        # The service's own message speaks of a Markdown file's front matter.
+        message = _("The title is empty; a statement needs one.")
+        raise ApiProblem(422, message, errors=[{"field": "title", "message": message}])
     try:
         statement = statement_service.create_statement(
             json.title,
@@ -264,7 +293,7 @@ def get_text(statement_id: int, language: str) -> Response:
     statement = _statement(statement_id)
     text = statement.text_for(language)
     if text is None:
-        abort(404)
+        raise ApiProblem(404, _("This statement has no text in this language."))
     return with_etag(TextOut(language=text.language, subject=text.subject, body=text.body))
 
 
@@ -292,6 +321,9 @@ def put_text(statement_id: int, language: str, json: TextIn) -> Response:
         )
         if (current.subject, current.body) == (json.subject, json.body):
             return with_etag(TextOut(language=language, subject=json.subject, body=json.body))
+        # The check and the write as one step: another request sent at once with the same
+        # ETag waits for this one, then gets 412 (no lost update).
+        claim(current, "subject", "body")
     try:
         statement_service.set_text(
             statement,
@@ -309,12 +341,12 @@ def put_text(statement_id: int, language: str, json: TextIn) -> Response:
 @bp.get("/statements/<int:statement_id>/versions")
 @operation(
     "statements:read",
-    query=PageQuery,
+    query=VersionQuery,
     responses={200: VersionList},
     tags=("statements",),
     errors=(404,),
 )
-def list_versions(statement_id: int, query: PageQuery) -> VersionList:
+def list_versions(statement_id: int, query: VersionQuery) -> VersionList:
     """The statement's versions, oldest first (each one what letters were made from)."""
     statement = _statement(statement_id)
     rows, next_cursor = page(
@@ -371,7 +403,7 @@ def render_letter(statement_id: int, contact_id: int, query: LetterQuery) -> Any
     statement = _statement(statement_id)
     contact = db.session.get(Contact, contact_id)
     if contact is None or contact.deleted_at is not None:
-        abort(404)
+        raise ApiProblem(404, _("There is no contact with this id."))
     try:
         composed = compose_letter(statement, contact, language=query.language or None)
     except LanguageUnavailable as error:
