@@ -56,6 +56,10 @@ def install_input_guard(app: Flask) -> None:
         from campaign.web.api import is_api_request
 
         if "\x00" in request.path:
+            if not is_api_request():
+                # No page's address holds a NUL: nothing is there (the public pages answer
+                # every malformed token with the same 404).
+                abort(404)
             return _refuse("path", "nul")
         for name, value in request.args.items(multi=True):
             if "\x00" in name or "\x00" in value:
