@@ -45,7 +45,7 @@ class RowIdConverter(IntegerConverter):
         super().__init__(*args, **kwargs)
         # The pattern itself stops at the bound: werkzeug counts a route whose pattern
         # matched as "another method allowed", so PATCH /contacts/99999999999 was a 405.
-        self.regex = _at_most(str(MAX_ROW_ID))
+        self.regex = _ROW_ID_PATTERN
 
 
 def _at_most(limit: str) -> str:
@@ -60,6 +60,9 @@ def _at_most(limit: str) -> str:
             )
     choices.append(limit)
     return "(?:" + "|".join(choices) + ")"
+
+
+_ROW_ID_PATTERN = _at_most(str(MAX_ROW_ID))
 
 
 def register_blueprints(app: Flask) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, abort, current_app, request
+from flask import Flask, abort, request
 from flask_babel import gettext as _
 
 MAX_JSON_DEPTH = 32
@@ -69,9 +69,9 @@ def install_input_guard(app: Flask) -> None:
         if request.is_json:
             if is_api_request():
                 # Read no more than the API takes (a chunked body has no length to check).
-                request.max_content_length = (
-                    int(current_app.config.get("API_MAX_BODY_MB", 20)) * 1024 * 1024
-                )
+                from campaign.web.api.problems import max_body_bytes
+
+                request.max_content_length = max_body_bytes()
             try:
                 body = request.get_json(silent=True)
             except RecursionError:

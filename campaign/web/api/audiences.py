@@ -15,14 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import Contact, ContactList, Role, Segment, list_memberships
+from campaign.models import Contact, ContactList, Role, Segment
+from campaign.params import MAX_ROW_ID
 from campaign.services.contacts import lists as list_service
 from campaign.services.contacts import segments as segment_service
 from campaign.web.api.auth import operation
 from campaign.web.api.blueprint import bp
 from campaign.web.api.contacts import live_contact
-from campaign.web.api.conventions import PageQuery, idempotent, page
-from campaign.web.api.problems import ApiProblem
+from campaign.web.api.conventions import PageQuery, found, idempotent, page
+from campaign.web.api.problems import ApiProblem, invalid
 
 MAX_MEMBERS_PER_CALL = 10_000
 
@@ -139,17 +140,11 @@ def _definition_path(message: str) -> str:
 
 
 def _get_list(list_id: int) -> ContactList:
-    contact_list = db.session.get(ContactList, list_id)
-    if contact_list is None:
-        raise ApiProblem(404, _("There is no list with this id."))
-    return contact_list
+    return found(ContactList, list_id, _("There is no list with this id."))
 
 
 def _get_segment(segment_id: int) -> Segment:
-    segment = db.session.get(Segment, segment_id)
-    if segment is None:
-        raise ApiProblem(404, _("There is no segment with this id."))
-    return segment
+    return found(Segment, segment_id, _("There is no segment with this id."))
 
 
 @bp.get("/lists")
@@ -192,9 +187,7 @@ def create_list(json: ListIn) -> Any:
     try:
         contact_list = list_service.create_list(json.name, json.description)
     except list_service.ListError as error:
-        raise ApiProblem(
-            422, str(error), errors=[{"field": "name", "message": str(error)}]
-        ) from None
+        raise invalid("name", str(error)) from None
     body = _list_out(contact_list, 0).model_dump(mode="json")
     return body, 201, {"Location": url_for("api.get_list", list_id=contact_list.id)}
 
@@ -215,7 +208,7 @@ def add_members(list_id: int, json: MembersIn) -> MembersAdded:
     Every id must be a live contact's: otherwise nothing is added and the 422 names each
     wrong one (`contact_ids.3`)."""
     contact_list = _get_list(list_id)
-    in_range = {i for i in json.contact_ids if 1 <= i <= 2_147_483_647}
+    in_range = {i for i in json.contact_ids if 1 <= i <= MAX_ROW_ID}
     live: set[int] = set()
     ordered = sorted(in_range)
     for start in range(0, len(ordered), 500):
@@ -249,15 +242,8 @@ def remove_member(list_id: int, contact_id: int) -> Any:
     """Take a contact off a list; 404 when it is not on it."""
     contact_list = _get_list(list_id)
     contact = live_contact(contact_id)
-    is_member = db.session.scalar(
-        select(list_memberships.c.contact_id).where(
-            list_memberships.c.list_id == contact_list.id,
-            list_memberships.c.contact_id == contact.id,
-        )
-    )
-    if is_member is None:
+    if not list_service.remove_contacts(contact_list, [contact.id]):
         raise ApiProblem(404, _("This contact is not on this list."))
-    list_service.remove_contacts(contact_list, [contact.id])
     return "", 204
 
 
@@ -299,15 +285,11 @@ def create_segment(json: SegmentIn) -> Any:
     try:
         segment_service.validate_definition(json.definition)
     except segment_service.SegmentError as error:
-        raise ApiProblem(
-            422, str(error), errors=[{"field": _definition_path(str(error)), "message": str(error)}]
-        ) from None
+        raise invalid(_definition_path(str(error)), str(error)) from None
     try:
         segment = segment_service.save_segment(json.name, json.definition, json.description)
     except segment_service.SegmentError as error:
-        raise ApiProblem(
-            422, str(error), errors=[{"field": "name", "message": str(error)}]
-        ) from None
+        raise invalid("name", str(error)) from None
     body = SegmentOut(
         **_segment_fields(segment), count=segment_service.count_matching(segment.definition)
     ).model_dump(mode="json")

@@ -27,7 +27,7 @@ from campaign.models import Role, utcnow
 from campaign.services.accounts import api_keys
 from campaign.web.access import API, POLICY_ATTRIBUTE
 from campaign.web.api.blueprint import spec
-from campaign.web.api.problems import ApiProblem, Problem, too_large_detail
+from campaign.web.api.problems import ApiProblem, Problem, max_body_bytes, too_large_detail
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -88,10 +88,14 @@ def authenticate() -> Any:
     key = api_keys.authenticate(token) if token else None
     if key is None:
         raise _unauthorized(token)
+    _adopt(key)
+    return key
+
+
+def _adopt(key: Any) -> None:
     g.api_key = key
     # Flask-Login's current user for this request only; nothing is written to a session.
     g._login_user = key.user
-    return key
 
 
 def identify_quietly() -> None:
@@ -104,15 +108,14 @@ def identify_quietly() -> None:
     token = _bearer_token()
     key = api_keys.authenticate(token) if token else None
     if key is not None:
-        g.api_key = key
-        g._login_user = key.user
+        _adopt(key)
         refresh()
 
 
 def _check_rate(key: Any) -> None:
     from campaign.queue import get_redis
 
-    limit = int(current_app.config.get("API_RATE_LIMIT_PER_MINUTE", 600))
+    limit = int(current_app.config["API_RATE_LIMIT_PER_MINUTE"])
     if limit <= 0:
         return
     window = int(time.time() // 60)
@@ -131,7 +134,7 @@ def _check_rate(key: Any) -> None:
 
 
 def _check_body_size() -> None:
-    limit = int(current_app.config.get("API_MAX_BODY_MB", 20)) * 1024 * 1024
+    limit = max_body_bytes()
     length = request.content_length
     if length is not None and length > limit:
         raise ApiProblem(413, too_large_detail())

@@ -14,14 +14,12 @@ from flask_babel import gettext as _
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from campaign.extensions import db
 from campaign.models import CalendarEvent, Case, Role
 from campaign.models.calendar import CaseDateKind, CaseStatus, EventKind, letter_name
 from campaign.services.schedules import cases as case_service
 from campaign.web.api.auth import operation
 from campaign.web.api.blueprint import bp
-from campaign.web.api.conventions import PageQuery, page
-from campaign.web.api.problems import ApiProblem
+from campaign.web.api.conventions import PageQuery, found, page
 
 
 class EventQuery(PageQuery):
@@ -168,10 +166,7 @@ def list_events(query: EventQuery) -> EventList:
 )
 def read_event(event_id: int) -> EventOut:
     """Read one calendar event."""
-    event = db.session.get(CalendarEvent, event_id)
-    if event is None:
-        raise ApiProblem(404, _("There is no such event."))
-    return _event(event)
+    return _event(found(CalendarEvent, event_id, _("There is no such event.")))
 
 
 @bp.get("/cases")
@@ -203,7 +198,4 @@ def list_cases(query: CaseQuery) -> CaseList:
 )
 def read_case(case_id: int) -> CaseOut:
     """Read one case and its key dates (a high-risk person by pseudonym)."""
-    case = db.session.get(Case, case_id)
-    if case is None:
-        raise ApiProblem(404, _("There is no such case."))
-    return _case(case)
+    return _case(found(Case, case_id, _("There is no such case.")))

@@ -21,6 +21,7 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.labels import label
 from campaign.models import Campaign, CampaignStatus, Role, SmtpAccount
+from campaign.params import MAX_ROW_ID
 from campaign.scheduling.stored_text import read
 from campaign.services.sending import campaigns as campaign_service
 from campaign.services.sending import launch as launching
@@ -32,8 +33,8 @@ from campaign.services.statements.presend import PresendReport
 from campaign.web.access import signed_in_user
 from campaign.web.api.auth import operation
 from campaign.web.api.blueprint import bp
-from campaign.web.api.conventions import PageQuery, idempotent, page, with_etag
-from campaign.web.api.problems import ApiProblem
+from campaign.web.api.conventions import PageQuery, found, idempotent, page, with_etag
+from campaign.web.api.problems import ApiProblem, invalid
 
 CampaignStatusCode = Literal["draft", "scheduled", "sending", "paused", "finished", "cancelled"]
 EDITABLE = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
@@ -68,7 +69,7 @@ class Audience(BaseModel):
 class CampaignIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    statement_id: StrictInt = Field(ge=1, le=2**31 - 1)
+    statement_id: StrictInt = Field(ge=1, le=MAX_ROW_ID)
     audience: Audience
     name: str = Field("", max_length=1000, description="Default: the statement's title.")
     from_address: str = Field("", max_length=400, description="Default: the configured sender.")
@@ -76,7 +77,7 @@ class CampaignIn(BaseModel):
     smtp_account_id: StrictInt | None = Field(
         None,
         ge=1,
-        le=2**31 - 1,
+        le=MAX_ROW_ID,
         description="Default (null): the configured account; ids: GET /smtp-accounts.",
     )
     is_pdf_attached: StrictBool | None = Field(
@@ -235,10 +236,7 @@ class LaunchIn(BaseModel):
 
 
 def _campaign(campaign_id: int) -> Campaign:
-    campaign = db.session.get(Campaign, campaign_id)
-    if campaign is None:
-        raise ApiProblem(404, _("There is no campaign with this id."))
-    return campaign
+    return found(Campaign, campaign_id, _("There is no campaign with this id."))
 
 
 def _summary_fields(campaign: Campaign) -> dict[str, Any]:
@@ -285,8 +283,18 @@ def _status_word(campaign: Campaign) -> str:
     return label(campaign.status, "campaign_status").lower()
 
 
-def _conflict(message: str) -> ApiProblem:
-    return ApiProblem(409, message)
+def _unlaunched(campaign_id: int) -> Campaign:
+    """The campaign, if it is still a draft or scheduled; else 409."""
+    campaign = _campaign(campaign_id)
+    if campaign.status not in EDITABLE:
+        raise ApiProblem(
+            409,
+            _(
+                "This campaign was already launched (it is %(status)s).",
+                status=_status_word(campaign),
+            ),
+        )
+    return campaign
 
 
 def _presend(report: PresendReport) -> PresendOut:
@@ -326,12 +334,6 @@ def _presend(report: PresendReport) -> PresendOut:
         ],
         problems_listed=min(len(report.problems), MAX_PROBLEMS),
         summary=report.summary(),
-    )
-
-
-def _refused(error: CampaignError) -> ApiProblem:
-    return ApiProblem(
-        422, str(error), errors=[{"field": error.field or "campaign", "message": str(error)}]
     )
 
 
@@ -403,10 +405,12 @@ def create_campaign(json: CampaignIn) -> Response:
     except CampaignError as error:
         if error.field in ("include", "exclude"):
             error.field = f"audience.{error.field}"
-        raise _refused(error) from None
-    response = with_etag(_representation(campaign), 201)
-    response.headers["Location"] = url_for("api.get_campaign", campaign_id=campaign.id)
-    return response
+        raise invalid(error.field or "campaign", str(error)) from None
+    return with_etag(
+        _representation(campaign),
+        201,
+        location=url_for("api.get_campaign", campaign_id=campaign.id),
+    )
 
 
 @bp.get("/campaigns/<int:campaign_id>")
@@ -436,14 +440,7 @@ def check_campaign(campaign_id: int) -> CheckOut:
 
     The campaign page's check (audience, addresses, files, tracking) and the pre-send
     check of each recipient's letter (`campaign check`'s figures); nothing is written."""
-    campaign = _campaign(campaign_id)
-    if campaign.status not in EDITABLE:
-        raise _conflict(
-            _(
-                "This campaign was already launched (it is %(status)s).",
-                status=_status_word(campaign),
-            )
-        )
+    campaign = _unlaunched(campaign_id)
     check = campaign_service.check_campaign(campaign)
     report = campaign_service.presend_report(campaign)
     presend_errors = bool(report is not None and report.has_errors)
@@ -481,14 +478,7 @@ def launch_campaign(campaign_id: int, json: LaunchIn) -> Response:
     log keeps. A launched campaign is never launched again (409); with an `Idempotency-Key`
     a retried request gets the first answer. A yearly campaign sends its next copy now (the
     answer is that copy)."""
-    campaign = _campaign(campaign_id)
-    if campaign.status not in EDITABLE:
-        raise _conflict(
-            _(
-                "This campaign was already launched (it is %(status)s).",
-                status=_status_word(campaign),
-            )
-        )
+    campaign = _unlaunched(campaign_id)
     try:
         launched = launching.launch_now(
             campaign,
@@ -499,9 +489,7 @@ def launch_campaign(campaign_id: int, json: LaunchIn) -> Response:
     except PresendRefused as error:
         db.session.rollback()
         if error.field == "override_reason":
-            raise ApiProblem(
-                422, str(error), errors=[{"field": "reason", "message": str(error)}]
-            ) from None
+            raise invalid("reason", str(error)) from None
         lines = presend.problem_lines(error.report, errors_only=True)
         raise ApiProblem(
             422,
@@ -519,10 +507,12 @@ def launch_campaign(campaign_id: int, json: LaunchIn) -> Response:
             errors=[{"field": error.field or "campaign", "message": m} for m in messages],
         ) from None
     if launched is None:
-        raise _conflict(_("This campaign was already launched; nothing was queued twice."))
-    response = with_etag(_representation(launched), 202)
-    response.headers["Location"] = url_for("api.campaign_status", campaign_id=launched.id)
-    return response
+        raise ApiProblem(409, _("This campaign was already launched; nothing was queued twice."))
+    return with_etag(
+        _representation(launched),
+        202,
+        location=url_for("api.campaign_status", campaign_id=launched.id),
+    )
 
 
 @bp.post("/campaigns/<int:campaign_id>/pause")
@@ -538,8 +528,12 @@ def pause_campaign(campaign_id: int) -> ProgressOut:
     """Pause a sending campaign: letters handed to the server finish, no new ones start."""
     campaign = _campaign(campaign_id)
     if not campaign_service.pause_campaign(campaign, actor=signed_in_user()):
-        raise _conflict(
-            _("Not paused: the campaign is %(status)s, not sending.", status=_status_word(campaign))
+        raise ApiProblem(
+            409,
+            _(
+                "Not paused: the campaign is %(status)s, not sending.",
+                status=_status_word(campaign),
+            ),
         )
     return _progress(campaign)
 
@@ -557,8 +551,12 @@ def resume_campaign(campaign_id: int) -> ProgressOut:
     """Resume a paused campaign: sending carries on where it stopped."""
     campaign = _campaign(campaign_id)
     if not campaign_service.resume_campaign(campaign, actor=signed_in_user()):
-        raise _conflict(
-            _("Not resumed: the campaign is %(status)s, not paused.", status=_status_word(campaign))
+        raise ApiProblem(
+            409,
+            _(
+                "Not resumed: the campaign is %(status)s, not paused.",
+                status=_status_word(campaign),
+            ),
         )
     return _progress(campaign)
 
@@ -576,7 +574,8 @@ def cancel_campaign(campaign_id: int) -> ProgressOut:
     """Cancel a campaign for good: recipients not yet written to will not be."""
     campaign = _campaign(campaign_id)
     if not campaign_service.cancel_campaign(campaign, actor=signed_in_user()):
-        raise _conflict(
-            _("Not cancelled: the campaign is already %(status)s.", status=_status_word(campaign))
+        raise ApiProblem(
+            409,
+            _("Not cancelled: the campaign is already %(status)s.", status=_status_word(campaign)),
         )
     return _progress(campaign)

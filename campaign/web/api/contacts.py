@@ -8,6 +8,7 @@ grammatical_gender, risk_level) are codes, and their labels in the interface lan
 accepted on input as on the import.
 """
 
+from collections import Counter
 from datetime import date, datetime
 from typing import Any, Literal
 
@@ -29,6 +30,7 @@ from campaign.models import (
     Segment,
     Style,
 )
+from campaign.params import MAX_ROW_ID
 from campaign.services.contacts import contacts as contact_service
 from campaign.services.contacts import importing
 from campaign.services.contacts.contacts import CONTACT_FIELDS, FIELD_PARSERS, ContactInputError
@@ -46,7 +48,6 @@ from campaign.web.api.conventions import (
 from campaign.web.api.problems import ApiProblem, FieldError
 from campaign.web.api.versions import claim
 
-MAX_ID = 2_147_483_647
 _TEXT = "Text on one line; at most 500 characters (the stored column may allow fewer)."
 
 # The enumerations' codes: what answers hold and what clients should send.
@@ -248,12 +249,12 @@ class ContactQuery(PageQuery):
         "risk_level", "", "Contacts at this risk level (a code or its label).", empty="any"
     )
     list: int | None = Field(
-        None, ge=1, le=MAX_ID, description="Members of this list (an id GET /lists gives)."
+        None, ge=1, le=MAX_ROW_ID, description="Members of this list (an id GET /lists gives)."
     )
     segment: int | None = Field(
         None,
         ge=1,
-        le=MAX_ID,
+        le=MAX_ROW_ID,
         description="Contacts this segment finds (an id GET /segments gives).",
     )
 
@@ -394,9 +395,9 @@ def create_contact(json: ContactCreate) -> Any:
         raise input_problem(error) from None
     except IntegrityError:
         raise _address_taken() from None
-    response = with_etag(represent(contact), 201)
-    response.headers["Location"] = url_for("api.get_contact", contact_id=contact.id)
-    return response
+    return with_etag(
+        represent(contact), 201, location=url_for("api.get_contact", contact_id=contact.id)
+    )
 
 
 def _update(contact_id: int, raw: dict[str, Any]) -> Any:
@@ -501,11 +502,11 @@ def bulk_upsert(json: BulkUpsert) -> Any:
         )
         for o in outcomes
     ]
-    counts = {s: sum(1 for o in outcomes if o.status == s) for s in ("created", "updated")}
+    counts = Counter(o.status for o in outcomes)
     return BulkResult(
         created=counts["created"],
         updated=counts["updated"],
-        unchanged=sum(1 for o in outcomes if o.status == "unchanged"),
-        failed=sum(1 for o in outcomes if o.status == "error"),
+        unchanged=counts["unchanged"],
+        failed=counts["error"],
         items=results,
     ).model_dump(mode="json")

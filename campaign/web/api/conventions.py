@@ -45,6 +45,14 @@ def rfc3339(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def found(model: type[T], ident: int, detail: str) -> T:
+    """The row of `model` with this id; a 404 saying `detail` when there is none."""
+    row = db.session.get(model, ident)
+    if row is None:
+        raise ApiProblem(404, detail)
+    return row
+
+
 # --- cursor pages ----------------------------------------------------------------------------
 
 
@@ -118,17 +126,25 @@ def require_if_match(current: str) -> None:
     # Strong comparison (RFC 9110 §13.1.1): a weak tag (W/"…") never matches for If-Match.
     tags = {tag.strip() for tag in wanted.split(",")}
     if "*" not in tags and current not in tags:
-        raise ApiProblem(
-            412,
-            _("Someone changed this since you read it. Read it again and redo your change."),
-            errors=[{"field": "If-Match", "message": _("Does not match the current ETag.")}],
-            headers={"ETag": current},
-        )
+        raise changed_since_read(headers={"ETag": current})
 
 
-def with_etag(body: BaseModel, status: int = 200) -> Response:
+def changed_since_read(headers: dict[str, str] | None = None) -> ApiProblem:
+    """The 412 of an update made against an older ETag."""
+    return ApiProblem(
+        412,
+        _("Someone changed this since you read it. Read it again and redo your change."),
+        errors=[{"field": "If-Match", "message": _("Does not match the current ETag.")}],
+        headers=headers,
+    )
+
+
+def with_etag(body: BaseModel, status: int = 200, *, location: str | None = None) -> Response:
+    """The representation with its ETag (and, for what a request made, its Location)."""
     response = make_response(body.model_dump(mode="json"), status)
     response.headers["ETag"] = etag_of(body)
+    if location is not None:
+        response.headers["Location"] = location
     return response
 
 

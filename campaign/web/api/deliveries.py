@@ -12,13 +12,11 @@ from flask_babel import gettext as _
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from campaign.extensions import db
 from campaign.models import FINAL, Campaign, Delivery, DeliveryStatus
 from campaign.services.sending import ledger
 from campaign.web.api.auth import operation
 from campaign.web.api.blueprint import bp
-from campaign.web.api.conventions import PageQuery, page
-from campaign.web.api.problems import ApiProblem
+from campaign.web.api.conventions import PageQuery, found, page
 
 DeliveryStatusCode = Literal[
     "queued",
@@ -103,9 +101,7 @@ def _row(delivery: Delivery) -> DeliveryOut:
 )
 def list_deliveries(campaign_id: int, query: DeliveryQuery) -> DeliveryList:
     """The campaign's ledger, one row per recipient and step, in id order."""
-    campaign = db.session.get(Campaign, campaign_id)
-    if campaign is None:
-        raise ApiProblem(404, _("There is no campaign with this id."))
+    campaign = found(Campaign, campaign_id, _("There is no campaign with this id."))
     conditions = ledger.ledger_conditions(
         campaign.id, status=query.status or "", search=query.q or ""
     )

@@ -94,6 +94,11 @@ class ApiProblem(HTTPException):
         )
 
 
+def invalid(field: str, message: str) -> ApiProblem:
+    """A 422 naming the one field at fault, its message also the detail."""
+    return ApiProblem(422, message, errors=[{"field": field, "message": message}])
+
+
 def problem_response(
     status: int,
     detail: str = "",
@@ -146,8 +151,13 @@ def too_large_detail() -> str:
     return _(
         "The request body is larger than this API accepts (%(limit)s MB, "
         "CAMPAIGN_API_MAX_BODY_MB). Send fewer items per request.",
-        limit=int(current_app.config.get("API_MAX_BODY_MB", 20)),
+        limit=int(current_app.config["API_MAX_BODY_MB"]),
     )
+
+
+def max_body_bytes() -> int:
+    """The largest body the API reads (CAMPAIGN_API_MAX_BODY_MB)."""
+    return int(current_app.config["API_MAX_BODY_MB"]) * 1024 * 1024
 
 
 # Pydantic's error types, said in the reader's language (its own messages are English only).

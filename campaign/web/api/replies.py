@@ -16,13 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from campaign.extensions import db
 from campaign.inbound.sanitise import safe_html
 from campaign.models import InboundMessage, Role, User
+from campaign.params import MAX_ROW_ID
 from campaign.services.replies import replies as reply_service
 from campaign.services.replies.replies import InboxFilter, ReplyError
 from campaign.web.access import signed_in_user
 from campaign.web.api.auth import operation
 from campaign.web.api.blueprint import bp
-from campaign.web.api.conventions import PageQuery, page
-from campaign.web.api.problems import ApiProblem
+from campaign.web.api.conventions import PageQuery, found, page
+from campaign.web.api.problems import ApiProblem, invalid
 
 Kind = Literal["reply", "auto_reply", "bounce", "unmatched"]
 
@@ -33,10 +34,10 @@ class ReplyQuery(PageQuery):
     kind: Kind | None = Field(None, description="Only this kind of mail.")
     state: Literal["open", "handled"] | None = Field(None, description="Open or handled only.")
     campaign_id: int | None = Field(
-        None, ge=1, le=2**31 - 1, description="Only mail matched to this campaign's letters."
+        None, ge=1, le=MAX_ROW_ID, description="Only mail matched to this campaign's letters."
     )
     assigned_to_id: int | None = Field(
-        None, ge=1, le=2**31 - 1, description="Only mail assigned to this user."
+        None, ge=1, le=MAX_ROW_ID, description="Only mail assigned to this user."
     )
     q: str | None = Field(None, max_length=200, description="Words in the sender or subject.")
 
@@ -102,7 +103,7 @@ class AssignIn(BaseModel):
 
     user_id: StrictInt | None = Field(
         ge=1,
-        le=2**31 - 1,
+        le=MAX_ROW_ID,
         description="An active editor or above; null: nobody. Your own id: GET /me "
         "`user_id`; another user's: the number in their address on the users page.",
     )
@@ -154,10 +155,7 @@ def _detail(message: InboundMessage) -> ReplyDetail:
 
 
 def _message(message_id: int) -> InboundMessage:
-    message = db.session.get(InboundMessage, message_id)
-    if message is None:
-        raise ApiProblem(404, _("There is no such message."))
-    return message
+    return found(InboundMessage, message_id, _("There is no such message."))
 
 
 @bp.get("/replies")
@@ -243,7 +241,5 @@ def assign_reply(message_id: int, json: AssignIn) -> ReplySummary:
     try:
         reply_service.assign(message, signed_in_user(), assignee)
     except ReplyError as error:
-        raise ApiProblem(
-            422, str(error), errors=[{"field": "user_id", "message": str(error)}]
-        ) from None
+        raise invalid("user_id", str(error)) from None
     return ReplySummary(**_summary_fields(message))

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -38,7 +39,7 @@ from campaign.web.api.conventions import (
     require_if_match,
     with_etag,
 )
-from campaign.web.api.problems import ApiProblem
+from campaign.web.api.problems import ApiProblem, invalid
 from campaign.web.api.versions import claim
 
 ACCEPTED = _l(
@@ -211,10 +212,7 @@ def update_sign_on(statement_id: int, json: SignOnSettings) -> Response:
             actor=signed_in_user(),
         )
     except sign_on_service.SignOnError as error:
-        field = error.field or "body"
-        raise ApiProblem(
-            422, str(error), errors=[{"field": field, "message": str(error)}]
-        ) from None
+        raise invalid(error.field or "body", str(error)) from None
     return with_etag(_settings_out(sign_on))
 
 
@@ -247,6 +245,16 @@ def _signature(statement_id: int, signature_id: int) -> Signature:
     return signature
 
 
+def _moderated(statement_id: int, signature_id: int, decide: Callable[..., object]) -> SignatureOut:
+    """Approve or reject one signature of this page; the service's refusal is a 409."""
+    signature = _signature(statement_id, signature_id)
+    try:
+        decide(signature, actor=signed_in_user())
+    except (moderation.ModerationError, StatementError) as error:
+        raise ApiProblem(409, str(error)) from None
+    return _signature_out(signature)
+
+
 @bp.post("/statements/<int:statement_id>/sign-on/signatures/<int:signature_id>/approve")
 @operation(
     "sign_on:write",
@@ -258,12 +266,7 @@ def _signature(statement_id: int, signature_id: int) -> Signature:
 )
 def approve_signature(statement_id: int, signature_id: int) -> SignatureOut:
     """Approve a confirmed signature: it joins the statement's signatories (a new version)."""
-    signature = _signature(statement_id, signature_id)
-    try:
-        moderation.approve(signature, actor=signed_in_user())
-    except (moderation.ModerationError, StatementError) as error:
-        raise ApiProblem(409, str(error)) from None
-    return _signature_out(signature)
+    return _moderated(statement_id, signature_id, moderation.approve)
 
 
 @bp.post("/statements/<int:statement_id>/sign-on/signatures/<int:signature_id>/reject")
@@ -277,12 +280,7 @@ def approve_signature(statement_id: int, signature_id: int) -> SignatureOut:
 )
 def reject_signature(statement_id: int, signature_id: int) -> SignatureOut:
     """Reject a confirmed or approved signature (an approved one leaves the list)."""
-    signature = _signature(statement_id, signature_id)
-    try:
-        moderation.reject(signature, actor=signed_in_user())
-    except (moderation.ModerationError, StatementError) as error:
-        raise ApiProblem(409, str(error)) from None
-    return _signature_out(signature)
+    return _moderated(statement_id, signature_id, moderation.reject)
 
 
 # --- the public side --------------------------------------------------------------------------

@@ -21,22 +21,24 @@ from sqlalchemy import select
 
 from campaign.extensions import db
 from campaign.letters.letter import LanguageUnavailable
-from campaign.models import Contact, Role, Statement, StatementVersion, User
+from campaign.models import Role, Statement, StatementText, StatementVersion, User
 from campaign.services.statements import statements as statement_service
 from campaign.services.statements.complete_letters import compose_letter
 from campaign.services.statements.statements import StatementError
 from campaign.web.access import signed_in_user
 from campaign.web.api.auth import operation
 from campaign.web.api.blueprint import bp
+from campaign.web.api.contacts import live_contact
 from campaign.web.api.conventions import (
     PageQuery,
     etag_of,
+    found,
     idempotent,
     page,
     require_if_match,
     with_etag,
 )
-from campaign.web.api.problems import ApiProblem
+from campaign.web.api.problems import ApiProblem, invalid
 from campaign.web.api.versions import claim
 
 StatementStatusCode = Literal["draft", "final"]
@@ -166,10 +168,11 @@ class LetterOut(BaseModel):
 
 
 def _statement(statement_id: int) -> Statement:
-    statement = db.session.get(Statement, statement_id)
-    if statement is None:
-        raise ApiProblem(404, _("There is no statement with this id."))
-    return statement
+    return found(Statement, statement_id, _("There is no statement with this id."))
+
+
+def _text_out(text: StatementText) -> TextOut:
+    return TextOut(language=text.language, subject=text.subject, body=text.body)
 
 
 def _summary_fields(statement: Statement) -> dict[str, Any]:
@@ -189,9 +192,7 @@ def _representation(statement: Statement) -> StatementOut:
     files = statement_service.attachments_of(statement)
     return StatementOut(
         **_summary_fields(statement),
-        texts=[
-            TextOut(language=t.language, subject=t.subject, body=t.body) for t in statement.texts
-        ],
+        texts=[_text_out(t) for t in statement.texts],
         version=latest.number if latest is not None else None,
         files=[
             FileOut(
@@ -270,7 +271,7 @@ def create_statement(json: StatementIn) -> Response:
     if not json.title.split():
         # The service's own message speaks of a Markdown file's front matter.
         message = _("The title is empty; a statement needs one.")
-        raise ApiProblem(422, message, errors=[{"field": "title", "message": message}])
+        raise invalid("title", message)
     try:
         statement = statement_service.create_statement(
             json.title,
@@ -281,9 +282,11 @@ def create_statement(json: StatementIn) -> Response:
         )
     except StatementError as error:
         raise _refused(error) from None
-    response = with_etag(_representation(statement), 201)
-    response.headers["Location"] = url_for("api.get_statement", statement_id=statement.id)
-    return response
+    return with_etag(
+        _representation(statement),
+        201,
+        location=url_for("api.get_statement", statement_id=statement.id),
+    )
 
 
 @bp.get("/statements/<int:statement_id>/texts/<language>")
@@ -294,7 +297,7 @@ def get_text(statement_id: int, language: str) -> Response:
     text = statement.text_for(language)
     if text is None:
         raise ApiProblem(404, _("This statement has no text in this language."))
-    return with_etag(TextOut(language=text.language, subject=text.subject, body=text.body))
+    return with_etag(_text_out(text))
 
 
 @bp.put("/statements/<int:statement_id>/texts/<language>")
@@ -316,9 +319,7 @@ def put_text(statement_id: int, language: str, json: TextIn) -> Response:
     language = _language(language)
     current = statement.text_for(language)
     if current is not None:
-        require_if_match(
-            etag_of(TextOut(language=current.language, subject=current.subject, body=current.body))
-        )
+        require_if_match(etag_of(_text_out(current)))
         if (current.subject, current.body) == (json.subject, json.body):
             return with_etag(TextOut(language=language, subject=json.subject, body=json.body))
         # The check and the write as one step: another request sent at once with the same
@@ -401,15 +402,11 @@ def render_letter(statement_id: int, contact_id: int, query: LetterQuery) -> Any
     exactly as `campaign render` prints it (headers and MIME body, CRLF line ends); a
     letter with errors is then a 422 problem naming them."""
     statement = _statement(statement_id)
-    contact = db.session.get(Contact, contact_id)
-    if contact is None or contact.deleted_at is not None:
-        raise ApiProblem(404, _("There is no contact with this id."))
+    contact = live_contact(contact_id)
     try:
         composed = compose_letter(statement, contact, language=query.language or None)
     except LanguageUnavailable as error:
-        raise ApiProblem(
-            422, str(error), errors=[{"field": "language", "message": str(error)}]
-        ) from None
+        raise invalid("language", str(error)) from None
     letter = composed.letter
     problems = [
         LetterProblemOut(

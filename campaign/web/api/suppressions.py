@@ -11,14 +11,13 @@ from typing import Any, Literal, get_args
 from flask_babel import gettext as _
 from pydantic import BaseModel, ConfigDict, Field
 
-from campaign.extensions import db
 from campaign.models import Role, Suppression, SuppressionReason
 from campaign.scheduling import stored_text
 from campaign.services.contacts import suppressions as suppression_service
 from campaign.web.api.auth import operation
 from campaign.web.api.blueprint import bp
-from campaign.web.api.conventions import PageQuery, idempotent, page
-from campaign.web.api.problems import ApiProblem
+from campaign.web.api.conventions import PageQuery, found, idempotent, page
+from campaign.web.api.problems import invalid
 
 Reason = Literal["unsubscribed", "hard_bounce", "complaint", "manual"]
 assert set(get_args(Reason)) == {r.value for r in SuppressionReason}
@@ -100,9 +99,7 @@ def add_suppression(json: SuppressionIn) -> Any:
     try:
         entry = suppression_service.suppress_address(json.email, json.reason, note=json.note)
     except suppression_service.SuppressionError as error:
-        raise ApiProblem(
-            422, str(error), errors=[{"field": error.field, "message": str(error)}]
-        ) from None
+        raise invalid(error.field, str(error)) from None
     body = _out(entry).model_dump(mode="json")
     return body, 200 if existing is not None else 201
 
@@ -118,8 +115,6 @@ def add_suppression(json: SuppressionIn) -> Any:
 )
 def remove_suppression(suppression_id: int) -> Any:
     """Take an address off the list, so campaigns may write to it again."""
-    entry = db.session.get(Suppression, suppression_id)
-    if entry is None:
-        raise ApiProblem(404, _("There is no suppression with this id."))
+    entry = found(Suppression, suppression_id, _("There is no suppression with this id."))
     suppression_service.remove_suppression(entry)
     return "", 204

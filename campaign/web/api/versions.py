@@ -15,11 +15,10 @@ commit at once.)
 
 from typing import Any
 
-from flask_babel import gettext as _
 from sqlalchemy import inspect, update
 
 from campaign.extensions import db
-from campaign.web.api.problems import ApiProblem
+from campaign.web.api.conventions import changed_since_read
 
 
 def claim(row: Any, *names: str) -> None:
@@ -44,8 +43,4 @@ def claim(row: Any, *names: str) -> None:
     )
     result = db.session.execute(statement)
     if int(getattr(result, "rowcount", 0) or 0) != 1:
-        raise ApiProblem(
-            412,
-            _("Someone changed this since you read it. Read it again and redo your change."),
-            errors=[{"field": "If-Match", "message": _("Does not match the current ETag.")}],
-        )
+        raise changed_since_read()
