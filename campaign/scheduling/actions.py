@@ -28,7 +28,6 @@ from campaign.services.schedules.cases import link_case
 from campaign.services.sending import campaigns
 from campaign.services.statements import presend
 
-LAUNCHABLE = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
 # The pre-send problems a refused scheduled launch records, in words, for the officer.
 SHOWN_IN_RECORD = 3
 
@@ -86,7 +85,7 @@ def fire_send_at(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[T
     campaign = db.session.get(Campaign, schedule.campaign_id)
     if campaign is None:
         raise ActionFailed(_l("its campaign was deleted"))
-    if campaign.status not in LAUNCHABLE:
+    if campaign.status not in campaigns.LAUNCHABLE:
         return (
             _l(
                 "campaign '%(name)s' is already %(status)s: nothing to do",
@@ -105,7 +104,7 @@ def fire_send_at(schedule: Schedule, due_at: datetime, now: datetime) -> tuple[T
 
 def missed_send_at(schedule: Schedule, due_at: datetime, detail: Text) -> None:
     campaign = db.session.get(Campaign, schedule.campaign_id)
-    if campaign is not None and campaign.status in LAUNCHABLE:
+    if campaign is not None and campaign.status in campaigns.LAUNCHABLE:
         _back_to_draft(campaign, _l("scheduled launch skipped: %(detail)s", detail=detail))
 
 

@@ -19,6 +19,7 @@ from campaign.scheduling.recurrence import check_month_day, next_yearly, parse_t
 from campaign.scheduling.stored_text import labelled, lowered
 from campaign.scheduling.timezones import ScheduleError, to_utc, zone_of
 from campaign.services.accounts.audit import record_event
+from campaign.services.sending.campaigns import LAUNCHABLE
 
 
 def create_send_at(
@@ -35,7 +36,7 @@ def create_send_at(
     `pacing` (from `pacing.pacing_rule`) is kept in the rule for the launch to read.
     """
     now = now or clock.now()
-    if campaign.status not in (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value):
+    if campaign.status not in LAUNCHABLE:
         raise ScheduleError(
             _l(
                 "the campaign is %(status)s; only a draft can be scheduled",

@@ -18,13 +18,13 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import Campaign, CampaignStatus, CampaignStep, Schedule, ScheduleKind
+from campaign.models import Campaign, CampaignStep, Schedule, ScheduleKind
 from campaign.scheduling.recurrence import next_yearly
 from campaign.scheduling.stored_text import day_text
 from campaign.scheduling.timezones import ScheduleError, zone_of
 from campaign.services.schedules.calendar_items import calendar_items
+from campaign.services.sending.campaigns import LAUNCHABLE
 
-NOT_LAUNCHED = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
 # Follow-ups further than this after their letter are not looked up in the calendar.
 FOLLOW_UP_HORIZON = timedelta(days=400)
 
@@ -111,7 +111,7 @@ def campaign_schedules(
     """The schedule of each not-yet-launched campaign that has a send-at, a yearly rule or
     follow-ups (absent from the result: none of them)."""
     now = now or datetime.now(UTC)
-    waiting = {c.id: c for c in campaigns if c.status in NOT_LAUNCHED}
+    waiting = {c.id: c for c in campaigns if c.status in LAUNCHABLE}
     if not waiting:
         return {}
     found: dict[int, CampaignSchedule] = {}

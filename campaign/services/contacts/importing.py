@@ -814,24 +814,37 @@ def _prefer_indexes(on: bool) -> None:
         db.session.execute(text(f"SET LOCAL enable_seqscan = {'off' if on else 'DEFAULT'}"))
 
 
-def _existing_ids(keys: list[str]) -> dict[str, int]:
-    """Address key -> contact id for the keys that are already contacts."""
-    if not keys:
-        return {}
+def _key_in(keys: list[str]) -> Any:
+    """The condition "the address key is one of `keys`", as a chunk's look-up needs it."""
     column = Contact.email_key
     if db.session.get_bind().dialect.name == "postgresql":
         # One array parameter instead of 1,000 placeholders: psycopg converts a long query
         # text on every execution, and this one runs once per chunk.
-        condition = column == any_(bindparam("keys", keys, type_=ARRAY(String)))
-    else:
-        condition = column.in_(keys)
-    # Trashed contacts are left out here, not in SQL: "deleted_at IS NULL" would lead the
-    # planner, without statistics for the rows this import just wrote, to the deleted_at
-    # index instead of the address's. An address only in the trash makes a new contact.
+        return column == any_(bindparam("keys", keys, type_=ARRAY(String)))
+    return column.in_(keys)
+
+
+# Trashed contacts are left out in Python, not in SQL: "deleted_at IS NULL" would lead the
+# planner, without statistics for the rows this import just wrote, to the deleted_at index
+# instead of the address's. An address only in the trash makes a new contact.
+
+
+def _existing_ids(keys: list[str]) -> dict[str, int]:
+    """Address key -> contact id for the keys that are already contacts."""
+    if not keys:
+        return {}
     rows = db.session.execute(
-        select(Contact.email_key, Contact.id, Contact.deleted_at).where(condition)
+        select(Contact.email_key, Contact.id, Contact.deleted_at).where(_key_in(keys))
     )
     return {key: contact_id for key, contact_id, deleted_at in rows if deleted_at is None}
+
+
+def _live_contacts(keys: list[str]) -> dict[str, Any]:
+    """Address key -> the live contact's whole row, for the keys that are already contacts."""
+    if not keys:
+        return {}
+    rows = db.session.execute(select(_contacts).where(_key_in(keys)))
+    return {row.email_key: row for row in rows if row.deleted_at is None}
 
 
 def _write_chunk(
@@ -865,10 +878,21 @@ def _write_chunk(
     if new_rows:
         _insert_contacts(new_rows)
         result.imported += len(new_rows)
+    _apply_updates(updates)
+    if list_id is not None:
+        new_ids = list(_existing_ids([row["email_key"] for row in new_rows]).values())
+        _add_to_list(list_id, existing_ids, new_ids)
+
+
+def _apply_updates(updates: Mapping[tuple[str, ...], list[dict[str, Any]]]) -> None:
+    """Write updates grouped by the fields they change, one executemany per group; each
+    parameter set holds `contact_id`, `new_updated_at` and `new_<field>` per field (bound
+    names must differ from column names in an UPDATE's SET clause)."""
     for fields, params in updates.items():
         assignments: dict[str, Any] = {f: bindparam(f"new_{f}") for f in (*fields, "updated_at")}
         if DATIVE_SOURCES & set(fields) and not set(DATIVE_FIELDS) & set(fields):
-            # The stored dative was declined from the old name or title: suggest it afresh.
+            # The stored dative was declined from the old name or title: suggest it afresh
+            # (as on the edit page).
             assignments.update(name_dative="", position_title_dative="", dative_confirmed=False)
         statement = (
             update(_contacts).where(_contacts.c.id == bindparam("contact_id")).values(assignments)
@@ -876,9 +900,6 @@ def _write_chunk(
         db.session.execute(statement, params)
         if set(KEY_FIELDS) & set(fields):
             refresh_search_keys(db.session, [p["contact_id"] for p in params])
-    if list_id is not None:
-        new_ids = list(_existing_ids([row["email_key"] for row in new_rows]).values())
-        _add_to_list(list_id, existing_ids, new_ids)
 
 
 def _insert_contacts(rows: list[dict[str, Any]]) -> None:
@@ -1331,46 +1352,31 @@ def upsert_contacts(
 def _upsert_chunk(
     chunk: list[tuple[int, dict[str, Any], tuple[str, ...]]], outcomes: list[UpsertOutcome]
 ) -> None:
-    existing = _existing_ids([data["email_key"] for _index, data, _given in chunk])
-    current: dict[int, Any] = {}
-    if existing:
-        rows = db.session.execute(select(_contacts).where(_contacts.c.id.in_(existing.values())))
-        current = {row.id: row for row in rows}
+    current = _live_contacts([data["email_key"] for _index, data, _given in chunk])
     now = datetime.now(UTC)
     new_rows: list[dict[str, Any]] = []
     new_indexes: list[int] = []
     updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for index, data, given in chunk:
-        contact_id = existing.get(data["email_key"])
-        if contact_id is None:
+        row = current.get(data["email_key"])
+        if row is None:
             new_rows.append({**data, "created_at": now, "updated_at": now})
             new_indexes.append(index)
             continue
-        outcomes[index].id = contact_id
-        row = current[contact_id]
+        outcomes[index].id = row.id
         changed = tuple(name for name in given if getattr(row, name) != data[name])
         if not changed:
             outcomes[index].status = "unchanged"
             continue
         outcomes[index].status = "updated"
         values = {f"new_{name}": data[name] for name in changed}
-        values["contact_id"] = contact_id
+        values["contact_id"] = row.id
         values["new_updated_at"] = now
         updates.setdefault(changed, []).append(values)
     if new_rows:
         _insert_contacts(new_rows)
         ids = _existing_ids([row["email_key"] for row in new_rows])
-        for index, row in zip(new_indexes, new_rows, strict=True):
+        for index, new in zip(new_indexes, new_rows, strict=True):
             outcomes[index].status = "created"
-            outcomes[index].id = ids[row["email_key"]]
-    for changed, params in updates.items():
-        assignments: dict[str, Any] = {f: bindparam(f"new_{f}") for f in (*changed, "updated_at")}
-        if DATIVE_SOURCES & set(changed) and not set(DATIVE_FIELDS) & set(changed):
-            # As on the edit page: the dative was declined from the old name or title.
-            assignments.update(name_dative="", position_title_dative="", dative_confirmed=False)
-        statement = (
-            update(_contacts).where(_contacts.c.id == bindparam("contact_id")).values(assignments)
-        )
-        db.session.execute(statement, params)
-        if set(KEY_FIELDS) & set(changed):
-            refresh_search_keys(db.session, [p["contact_id"] for p in params])
+            outcomes[index].id = ids[new["email_key"]]
+    _apply_updates(updates)

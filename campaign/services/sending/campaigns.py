@@ -475,16 +475,15 @@ def launch_campaign(
 def _launch(
     campaign: Campaign, *, actor: User | None, at: datetime | None, checked: _Presend | None
 ) -> bool:
-    launchable = list(LAUNCHABLE)
     # The SMTP server is asked before the row is locked: it may take up to its deadline.
-    size_probe = statement_files.size_probe(campaign) if campaign.status in launchable else None
+    size_probe = statement_files.size_probe(campaign) if campaign.status in LAUNCHABLE else None
     locked = db.session.execute(
         select(Campaign)
         .where(Campaign.id == campaign.id)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one()
-    if locked.status not in launchable:
+    if locked.status not in LAUNCHABLE:
         return False  # launching twice is a no-op: the ledger already exists
     check = check_campaign(locked, size_probe=size_probe)
     if check.errors:
@@ -516,7 +515,7 @@ def _launch(
     # rather than fail on the ledger's unique key.
     moved = db.session.execute(
         update(Campaign)
-        .where(Campaign.id == locked.id, Campaign.status.in_(launchable))
+        .where(Campaign.id == locked.id, Campaign.status.in_(LAUNCHABLE))
         .values(status=CampaignStatus.SENDING.value)
         .execution_options(synchronize_session=False)
     )
