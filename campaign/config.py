@@ -227,7 +227,8 @@ class Config:
                 "value (for example: python -c 'import secrets; print(secrets.token_hex(32))') "
                 "or run in debug mode with CAMPAIGN_DEBUG=true."
             )
-        _check_tls_ca_file(self.TLS_CA_FILE)
+        _check_tls_ca_file(self.TLS_CA_FILE, "TLS_CA_FILE")
+        _check_tls_ca_file(self.WEBHOOK_CA_FILE, "WEBHOOK_CA_FILE")
 
     def flask_settings(self) -> dict[str, Any]:
         """The settings Flask and its extensions read from app.config."""
@@ -299,8 +300,9 @@ def _replace_empty_key(path: Path) -> str:
         os.close(folder)  # releases the lock
 
 
-def _check_tls_ca_file(setting: str) -> None:
-    """Stop at start, not at the first send or poll, when CAMPAIGN_TLS_CA_FILE is unusable.
+def _check_tls_ca_file(setting: str, field: str) -> None:
+    """Stop at start, not at the first send, poll or webhook, when a CA file setting
+    (CAMPAIGN_TLS_CA_FILE, CAMPAIGN_WEBHOOK_CA_FILE) is unusable.
 
     An absolute path only: the web app, the workers and the CLI start in different folders.
     """
@@ -308,7 +310,7 @@ def _check_tls_ca_file(setting: str) -> None:
         return
     import ssl
 
-    name = f"{ENV_PREFIX}TLS_CA_FILE"
+    name = f"{ENV_PREFIX}{field}"
     path = Path(setting)
     if not path.is_absolute():
         raise ConfigError(f"{name} must be an absolute path, not {setting!r}")

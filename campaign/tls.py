@@ -68,10 +68,11 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def client_context() -> ssl.SSLContext:
-    """A verifying client context: the system's authorities and CAMPAIGN_TLS_CA_FILE's."""
+def client_context(ca_file_setting: str = "TLS_CA_FILE") -> ssl.SSLContext:
+    """A verifying client context: the system's authorities and CAMPAIGN_TLS_CA_FILE's (or
+    those of the setting named, e.g. WEBHOOK_CA_FILE)."""
     context = ssl.create_default_context()
-    ca_file = str(current_app.config.get("TLS_CA_FILE") or "") if has_app_context() else ""
+    ca_file = str(current_app.config.get(ca_file_setting) or "") if has_app_context() else ""
     if ca_file:
         try:
             context.load_verify_locations(cafile=ca_file)

@@ -286,3 +286,10 @@ def test_the_command_line_names_the_key_file_to_fix(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["routes"], env={"CAMPAIGN_INSTANCE_PATH": str(tmp_path)})
     assert result.exit_code != 0
     assert f"chmod 600 {key_file}" in result.output
+
+
+def test_an_unusable_webhook_ca_file_stops_the_start(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.pem"
+    config = Config.from_env({"CAMPAIGN_WEBHOOK_CA_FILE": str(missing), "CAMPAIGN_DEBUG": "true"})
+    with pytest.raises(ConfigError, match="CAMPAIGN_WEBHOOK_CA_FILE"):
+        config.check_safe_to_start()

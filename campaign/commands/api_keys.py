@@ -173,7 +173,7 @@ def list_command(email: str | None) -> None:
                 "\t".join(
                     (
                         str(key.id),
-                        f"{api_keys.TOKEN_START}{key.prefix}_…",
+                        api_keys.shown_as(key),
                         owner.email,
                         key.name,
                         ",".join(key.scopes or []),

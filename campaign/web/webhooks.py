@@ -9,7 +9,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from campaign.extensions import db
@@ -140,10 +140,7 @@ def _warn_if_private(url: str) -> None:
 
 
 def _endpoint(endpoint_id: int) -> WebhookEndpoint:
-    endpoint = db.session.get(WebhookEndpoint, endpoint_id)
-    if endpoint is None:
-        abort(404)
-    return endpoint
+    return db.get_or_404(WebhookEndpoint, endpoint_id)
 
 
 def _form(
@@ -278,9 +275,7 @@ def deliveries(endpoint_id: int) -> Any:
 @bp.route("/deliveries/<int:delivery_id>/resend", methods=["POST"])
 @allow(Role.ADMIN)
 def resend(delivery_id: int) -> Any:
-    delivery = db.session.get(WebhookDelivery, delivery_id)
-    if delivery is None:
-        abort(404)
+    delivery = db.get_or_404(WebhookDelivery, delivery_id)
     webhooks.resend(delivery, actor=signed_in_user())
     db.session.commit()
     flash(_("The event will be sent again, in its turn."), "success")

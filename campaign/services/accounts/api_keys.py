@@ -47,6 +47,7 @@ GROUP_LABELS = {
     "calendar": _l("Calendar and cases"),
     "suppressions": _l("Suppression list"),
 }
+ACCESSES = ("read", "write")
 ACCESS_LABELS = {"read": _l("read"), "write": _l("read and write")}
 
 
@@ -59,13 +60,13 @@ class ApiKeyError(ValueError):
 
 
 def all_scopes() -> list[str]:
-    return [f"{group}:{access}" for group in GROUPS for access in ("read", "write")]
+    return [f"{group}:{access}" for group in GROUPS for access in ACCESSES]
 
 
 def scope_role(scope: str) -> Role:
     """The least role a scope needs; unknown scopes raise ApiKeyError."""
     group, _, access = scope.partition(":")
-    if group not in GROUPS or access not in ("read", "write"):
+    if group not in GROUPS or access not in ACCESSES:
         raise ApiKeyError(str(_l("Unknown scope: %(scope)s", scope=scope)), "scopes")
     read_role, write_role = GROUPS[group]
     return read_role if access == "read" else write_role
@@ -81,6 +82,11 @@ def has_scope(key: ApiKey, scope: str) -> bool:
     group, _, access = scope.partition(":")
     granted = set(key.scopes or [])
     return scope in granted or (access == "read" and f"{group}:write" in granted)
+
+
+def shown_as(key: ApiKey) -> str:
+    """How pages and the command line show a key: its visible start and prefix, "cak_<prefix>_…"."""
+    return f"{TOKEN_START}{key.prefix}_…"
 
 
 def _hash(secret: str) -> str:

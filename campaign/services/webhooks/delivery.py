@@ -39,7 +39,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app
 from sqlalchemy import and_, or_, select, update
 
 from campaign import clock
@@ -51,8 +50,10 @@ from campaign.models import (
     WebhookEvent,
 )
 from campaign.services.webhooks.endpoints import (
+    OPEN_STATUSES,
     allowed_hosts,
     normal_host,
+    oldest_open,
     secret_of,
     shown_url,
 )
@@ -62,6 +63,7 @@ from campaign.services.webhooks.events import (
     enqueue_delivery_job,
     rfc3339,
 )
+from campaign.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +86,6 @@ RETRY_DELAYS = (
 )
 RETRY_WINDOW = timedelta(days=3)
 USER_AGENT = "Campaign-Webhooks/1"
-
-_OPEN = (WebhookDeliveryStatus.PENDING.value, WebhookDeliveryStatus.DELIVERING.value)
 
 
 class SendFailure(Exception):
@@ -150,14 +150,6 @@ def is_blocked_address(address: str) -> bool:
         or ip.is_unspecified
         or not ip.is_global
     )
-
-
-def _client_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca_file = str(current_app.config.get("WEBHOOK_CA_FILE") or "")
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
-    return context
 
 
 _GAI_ERRORS = {getattr(socket, name): name for name in dir(socket) if name.startswith("EAI_")}
@@ -293,7 +285,7 @@ def post(url: str, body: bytes, headers: dict[str, str], *, allowed: frozenset[s
     response: http.client.HTTPResponse | None = None
     try:
         try:
-            tls = _client_context().wrap_socket(raw, server_hostname=host)
+            tls = client_context("WEBHOOK_CA_FILE").wrap_socket(raw, server_hostname=host)
         except ssl.SSLError as error:
             reason = error.reason or error.__class__.__name__
             if isinstance(error, ssl.SSLCertVerificationError):
@@ -351,16 +343,6 @@ def next_delay(attempts: int) -> timedelta | None:
         return None
     delay = RETRY_DELAYS[min(attempts - 1, len(RETRY_DELAYS) - 1)]
     return min(delay, RETRY_WINDOW - elapsed)
-
-
-def _head(endpoint_id: int) -> WebhookDelivery | None:
-    """The endpoint's oldest delivery not yet delivered or given up: the only one sendable."""
-    return db.session.scalar(
-        select(WebhookDelivery)
-        .where(WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status.in_(_OPEN))
-        .order_by(WebhookDelivery.event_id, WebhookDelivery.id)
-        .limit(1)
-    )
 
 
 def _claim(delivery_id: int, now: datetime) -> datetime | None:
@@ -459,7 +441,7 @@ def deliver_webhooks(
         endpoint = db.session.get(WebhookEndpoint, endpoint_id)
         if endpoint is None or not endpoint.enabled:
             break
-        head = _head(endpoint_id)
+        head = oldest_open(endpoint_id)
         if head is None:
             break
         now = clock.now()
@@ -527,13 +509,13 @@ def requeue_due(now: datetime | None = None) -> int:
     with_work = db.session.scalars(
         select(WebhookDelivery.endpoint_id)
         .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-        .where(WebhookEndpoint.enabled.is_(True), WebhookDelivery.status.in_(_OPEN))
+        .where(WebhookEndpoint.enabled.is_(True), WebhookDelivery.status.in_(OPEN_STATUSES))
         .distinct()
     )
-    due = []
+    due = 0
     for endpoint_id in sorted(set(with_work)):
-        head = _head(endpoint_id)  # only the oldest may go: the others wait behind it
+        head = oldest_open(endpoint_id)  # only the oldest may go: the others wait behind it
         if head is not None and _is_due(head, moment):
-            due.append(endpoint_id)
+            due += 1
             enqueue_delivery_job(endpoint_id)
-    return len(due)
+    return due

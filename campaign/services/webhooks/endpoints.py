@@ -310,20 +310,27 @@ def list_endpoints() -> list[WebhookEndpoint]:
     return list(db.session.scalars(select(WebhookEndpoint).order_by(WebhookEndpoint.id)))
 
 
-def next_in_turn(endpoint_id: int) -> int | None:
-    """The id of the endpoint's oldest delivery not yet delivered or given up: the only one a
-    job may send; the later ones wait behind it, whatever their next attempt's time."""
+# Deliveries not yet delivered or given up.
+OPEN_STATUSES = (WebhookDeliveryStatus.PENDING.value, WebhookDeliveryStatus.DELIVERING.value)
+
+
+def oldest_open(endpoint_id: int) -> WebhookDelivery | None:
+    """The endpoint's oldest delivery not yet delivered or given up: the only one a job may
+    send; the later ones wait behind it, whatever their next attempt's time."""
     return db.session.scalar(
-        select(WebhookDelivery.id)
+        select(WebhookDelivery)
         .where(
-            WebhookDelivery.endpoint_id == endpoint_id,
-            WebhookDelivery.status.in_(
-                (WebhookDeliveryStatus.PENDING.value, WebhookDeliveryStatus.DELIVERING.value)
-            ),
+            WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.status.in_(OPEN_STATUSES)
         )
         .order_by(WebhookDelivery.event_id, WebhookDelivery.id)
         .limit(1)
     )
+
+
+def next_in_turn(endpoint_id: int) -> int | None:
+    """The id of oldest_open(endpoint_id), None when nothing waits."""
+    head = oldest_open(endpoint_id)
+    return head.id if head is not None else None
 
 
 def deliveries_of(endpoint_id: int, limit: int = 100) -> list[WebhookDelivery]:

@@ -26,20 +26,16 @@ _OPEN_BEFORE_NEW_PASSWORD = {"account.password", "auth.logout", "auth.set_langua
 def _render_index(key_error: api_keys.ApiKeyError | None = None) -> Any:
     user = signed_in_user()
     token = current_session_token()
-    page = render_template(
+    return api_key_forms.render_keys_page(
         "account/index.html",
+        user,
+        key_error,
+        create_url=url_for("account.create_api_key"),
+        revoke_url=lambda key_id: url_for("account.revoke_api_key", key_id=key_id),
         open_sessions=[
             (row, sessions.is_current(row, token)) for row in sessions.sessions_of(user)
         ],
-        **api_key_forms.form_context(
-            user,
-            key_error,
-            posted=key_error is not None,
-            create_url=url_for("account.create_api_key"),
-            revoke_url=lambda key_id: url_for("account.revoke_api_key", key_id=key_id),
-        ),
     )
-    return page, (422 if key_error is not None else 200)
 
 
 @bp.route("")

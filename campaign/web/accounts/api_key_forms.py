@@ -22,7 +22,6 @@ from campaign.models import ApiKey, User, utcnow
 from campaign.services.accounts import api_keys
 
 DEFAULT_EXPIRY_DAYS = 90
-ACCESSES = ("read", "write")
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ def scope_rows(user: User, form: MultiDict[str, str] | None = None) -> list[Scop
     for group in api_keys.GROUPS:
         accesses = [
             (access, str(api_keys.ACCESS_LABELS[access]))
-            for access in ACCESSES
+            for access in api_keys.ACCESSES
             if f"{group}:{access}" in allowed
         ]
         if accesses:
@@ -84,7 +83,7 @@ def key_rows(user: User) -> list[KeyRow]:
         rows.append(
             KeyRow(
                 key=key,
-                shown_as=f"{api_keys.TOKEN_START}{key.prefix}_…",
+                shown_as=api_keys.shown_as(key),
                 scopes=[scope_label(scope) for scope in key.scopes or []],
                 expired=key.expires_at is not None and key.expires_at <= now,
                 made_by_other=made_by_other,
@@ -110,7 +109,7 @@ def _check_scopes_posted(user: User, scopes: list[str]) -> None:
     refused in the page's own words, the labels it shows, rather than the scope's code."""
     for scope in scopes:
         group, _sep, access = scope.partition(":")
-        if access not in ACCESSES:
+        if access not in api_keys.ACCESSES:
             raise api_keys.ApiKeyError(
                 _(
                     "For %(group)s choose read or read and write.",
@@ -165,17 +164,16 @@ def form_context(
     user: User,
     error: api_keys.ApiKeyError | None = None,
     *,
-    posted: bool,
     create_url: str,
     revoke_url: Callable[[int], str],
 ) -> dict[str, Any]:
-    """What templates/account/_api_keys.html needs for `user`'s keys and the new-key form;
-    `revoke_url(key_id)` is where a row's Revoke button posts."""
-    form = request.form if posted else None
+    """What templates/account/_api_keys.html needs for `user`'s keys and the new-key form
+    (refilled from the posted one when `error` says why it was refused); `revoke_url(key_id)`
+    is where a row's Revoke button posts."""
+    form = request.form if error is not None else None
     return {
         "key_create_url": create_url,
         "key_revoke_url": revoke_url,
-        "key_owner": user,
         "key_rows": key_rows(user),
         "scope_rows": scope_rows(user, form),
         # For templates/_form_errors.html: "key_name", "key_scopes", "key_expires"; an error
@@ -189,6 +187,25 @@ def form_context(
         },
         "max_expiry_days": api_keys.MAX_EXPIRY_DAYS,
     }
+
+
+def render_keys_page(
+    template: str,
+    user: User,
+    error: api_keys.ApiKeyError | None,
+    *,
+    create_url: str,
+    revoke_url: Callable[[int], str],
+    **context: Any,
+) -> tuple[str, int]:
+    """`template` (which includes templates/account/_api_keys.html) for `user`'s keys: 200, or
+    422 with the refused form and `error`."""
+    page = render_template(
+        template,
+        **context,
+        **form_context(user, error, create_url=create_url, revoke_url=revoke_url),
+    )
+    return page, (422 if error is not None else 200)
 
 
 def _errors_by_field(error: api_keys.ApiKeyError | None) -> dict[str, str]:

@@ -191,20 +191,14 @@ def two_factor_policy() -> Any:
 
 
 def _render_keys(user: User, key_error: api_keys.ApiKeyError | None = None) -> Any:
-    page = render_template(
+    return api_key_forms.render_keys_page(
         "users/api_keys.html",
+        user,
+        key_error,
+        create_url=url_for("users.create_api_key", user_id=user.id),
+        revoke_url=lambda key_id: url_for("users.revoke_api_key", user_id=user.id, key_id=key_id),
         account=user,
-        **api_key_forms.form_context(
-            user,
-            key_error,
-            posted=key_error is not None,
-            create_url=url_for("users.create_api_key", user_id=user.id),
-            revoke_url=lambda key_id: url_for(
-                "users.revoke_api_key", user_id=user.id, key_id=key_id
-            ),
-        ),
     )
-    return page, (422 if key_error is not None else 200)
 
 
 @bp.route("/<int:user_id>/api-keys")
