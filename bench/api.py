@@ -37,14 +37,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+# The throw-away PostgreSQL cluster (or CAMPAIGN_BENCH_POSTGRES_URL) as bench/search.py has it.
+from bench.search import postgres  # noqa: E402
+from tests import servers  # noqa: E402
 
 SECRET_KEY = "bench-secret-key-" + "x" * 32
 PUBLIC_URL = "https://campaign.example.org"
@@ -91,12 +94,6 @@ def bulk_items(batch: str, count: int, rng: random.Random) -> list[dict[str, Any
 
 
 # --- set-up -------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def make_app(database_url: str, redis_url: str, instance: Path) -> Any:
@@ -159,7 +156,7 @@ class Gunicorn:
     """gunicorn serving the app on a free port, stopped on exit (as in bench/tracking.py)."""
 
     def __init__(self, env: dict[str, str], workers: int) -> None:
-        self.port = _free_port()
+        self.port = servers.free_port()
         command = [
             str(Path(sys.executable).parent / "gunicorn"),
             "--bind",
@@ -206,33 +203,6 @@ def _environment(database_url: str, redis_url: str, instance: Path) -> dict[str,
         # One key makes every call here: its per-minute limit would refuse most of them.
         "CAMPAIGN_API_RATE_LIMIT_PER_MINUTE": "0",
     }
-
-
-@contextmanager
-def postgres() -> Iterator[tuple[str, str]]:
-    """(url, how it was had), or ("", why not) — as bench/search.py."""
-    from tests import servers
-
-    if servers._postgres_bin_dir() is not None:
-        # Always a throw-away cluster: the tests' CAMPAIGN_TEST_POSTGRES_URL is not ours to fill.
-        saved = os.environ.pop("CAMPAIGN_TEST_POSTGRES_URL", None)
-        try:
-            server = servers.start_postgres()
-        except BaseException as error:  # pytest.skip / pytest.fail outcomes
-            if isinstance(error, KeyboardInterrupt):
-                raise
-            yield "", f"a throw-away cluster could not be started ({error})"
-            return
-        finally:
-            if saved is not None:
-                os.environ["CAMPAIGN_TEST_POSTGRES_URL"] = saved
-        try:
-            yield server.url, "throw-away cluster (tests/servers.py, fsync off)"
-        finally:
-            server.stop()
-        return
-    given = os.environ.get("CAMPAIGN_BENCH_POSTGRES_URL", "")
-    yield given, "CAMPAIGN_BENCH_POSTGRES_URL" if given else "no pg_ctl and no URL"
 
 
 # --- measuring ----------------------------------------------------------------------------
@@ -536,7 +506,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (2)")
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args(argv)
-    from tests import servers
 
     started = time.perf_counter()
     print(

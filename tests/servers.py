@@ -11,12 +11,19 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 MISSING_SERVICES: list[str] = []
@@ -35,6 +42,32 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+class _QuietHandler(WSGIRequestHandler):
+    # HTTP/1.1 keeps connections open between a test's requests (a requests.Session).
+    protocol_version = "HTTP/1.1"
+
+    def log_request(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+@contextmanager
+def serve(app: Flask) -> Iterator[str]:
+    """Serve `app` on 127.0.0.1 in a thread, a thread per request; yields its base URL.
+
+    For tests that talk HTTP to the app: Schemathesis (tests/api/test_contract.py) and the
+    browser's `live_server` (tests/browser/conftest.py).
+    """
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 @dataclass

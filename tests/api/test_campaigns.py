@@ -20,11 +20,13 @@ from campaign.models import (
     Role,
     Suppression,
 )
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
-from campaign.services.statements import statements
 from tests.api.helpers import bearer, new_key
-from tests.factories import SmtpAccountFactory
+from tests.factories import (
+    ContactFactory,
+    ContactListFactory,
+    SmtpAccountFactory,
+    StatementFactory,
+)
 
 BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna Sample\n"
 
@@ -32,17 +34,12 @@ BODY = "{{ salutation }}\n\nWe write about the trial.\n\n{{ closing }}\n\nAnna S
 @pytest.fixture
 def setup(app: Flask) -> dict[str, Any]:
     """A statement, a press list of five (one suppressed) and keys for each role."""
-    statement = statements.create_statement(
-        "Joint letter", language="en", subject="Ahead of the summit", body=BODY
-    )
-    press = lists.create_list("Press")
+    statement = StatementFactory(subject="Ahead of the summit", body=BODY)
     people = [
-        create_contact(
-            {"given_name": f"Person{i}", "family_name": "Sample", "email": f"p{i}@example.org"}
-        )
+        ContactFactory(given_name=f"Person{i}", family_name="Sample", email=f"p{i}@example.org")
         for i in range(5)
     ]
-    lists.add_contacts(press, [p.id for p in people])
+    press = ContactListFactory(name="Press", contacts=people)
     db.session.add(
         Suppression(email_key="p1@example.org", email="p1@example.org", reason="unsubscribed")
     )
@@ -234,7 +231,7 @@ def test_letters_with_errors_need_the_override_and_a_reason(
 def test_a_campaign_check_error_refuses_the_launch_naming_it(
     client: FlaskClient, setup: dict[str, Any]
 ) -> None:
-    empty = lists.create_list("Empty")
+    empty = ContactListFactory(name="Empty")
     db.session.commit()
     campaign_id = _create(client, setup, audience={"include": [f"list:{empty.id}"]})["id"]
     check = client.post(f"/api/v1/campaigns/{campaign_id}/check", headers=bearer(setup["editor"]))

@@ -44,7 +44,6 @@ from campaign.services.accounts import api_keys
 from campaign.services.sign_on import signatures
 from campaign.services.sign_on.pages import open_sign_on
 from tests.api.helpers import bearer, new_key
-from tests.api.live import serve
 from tests.factories import (
     CampaignFactory,
     CaseFactory,
@@ -53,6 +52,7 @@ from tests.factories import (
     InboundMessageFactory,
     StatementFactory,
 )
+from tests.servers import serve
 
 #: Examples per operation and the seed they come from: the same requests at every run.
 MAX_EXAMPLES = 6

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from campaign import create_app
 from campaign.devmail import DevmailSink
@@ -139,10 +138,6 @@ def live_server(
     sink = DevmailSink(config.devmail_path, "localhost", mail_port)
     sink.start()
 
-    server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
-    server_thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
-    server_thread.start()
-
     # Jobs call workers.context.get_app(); they must see this app and its database.
     previous_app = workers.context._app
     workers.context.set_app(app)
@@ -151,21 +146,17 @@ def live_server(
     worker_thread = threading.Thread(
         target=worker.work, kwargs={"logging_level": "WARNING"}, name="rq-worker", daemon=True
     )
-    worker_thread.start()
-
     try:
-        yield LiveServer(
-            url=f"http://127.0.0.1:{server.server_port}",
-            app=app,
-            mail_port=mail_port,
-            devmail_path=config.devmail_path,
-        )
+        with servers.serve(app) as url:
+            worker_thread.start()
+            try:
+                yield LiveServer(
+                    url=url, app=app, mail_port=mail_port, devmail_path=config.devmail_path
+                )
+            finally:
+                stopping.set()
+                worker_thread.join(timeout=15)
     finally:
-        stopping.set()
-        worker_thread.join(timeout=15)
-        server.shutdown()
-        server.server_close()
-        server_thread.join(timeout=5)
         sink.stop()
         workers.context._app = previous_app
         with app.app_context():

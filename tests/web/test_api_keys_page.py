@@ -7,24 +7,25 @@ import re
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from werkzeug.test import TestResponse
 
 from campaign.extensions import db
 from campaign.models import ApiKey, AuditEvent, Role
-from tests.api.helpers import bearer
+from tests.api.helpers import bearer, new_key
 from tests.conftest import TEST_PASSWORD, make_user, sign_in
 from tests.pages import csrf_token, html_of, text_of
 
 _TOKEN = re.compile(r"cak_[0-9a-f]+_[A-Za-z0-9_-]{20,}")
 
 
-def _token_in(response: object) -> str:
+def _token_in(response: TestResponse) -> str:
     found = _TOKEN.findall(html_of(response))
     assert found, html_of(response)
     assert len(set(found)) == 1  # the token, and the same token in the curl example
     return str(found[0])
 
 
-def _create(client: FlaskClient, path: str = "/account/api-keys", **form: str) -> object:
+def _create(client: FlaskClient, path: str = "/account/api-keys", **form: str) -> TestResponse:
     data = {"name": "Website", "scope-contacts": "write", "expires_days": "90", **form}
     return client.post(path, data=data)
 
@@ -36,15 +37,15 @@ def test_a_new_key_is_shown_once_and_works(client: FlaskClient) -> None:
     assert "API keys" in text_of(page) and "/api/v1/docs" in html_of(page)
 
     made = _create(client)
-    assert made.status_code == 200  # type: ignore[attr-defined]
-    assert made.headers["Cache-Control"] == "no-store"  # type: ignore[attr-defined]
+    assert made.status_code == 200
+    assert made.headers["Cache-Control"] == "no-store"
     text = text_of(made)
     token = _token_in(made)
     assert "will not be shown again" in text
     assert f'curl -H "Authorization: Bearer {token}" https://campaign.example.org/api/v1/me' in text
     assert "Contacts, lists and segments: read and write" in text
     # Not in a flash (the session cookie) either.
-    assert token not in made.headers.get("Set-Cookie", "")  # type: ignore[attr-defined]
+    assert token not in made.headers.get("Set-Cookie", "")
 
     me = client.get("/api/v1/me", headers=bearer(token))
     assert me.status_code == 200
@@ -80,7 +81,7 @@ def test_a_viewer_is_offered_read_only_and_cannot_post_write(client: FlaskClient
     assert 'name="scope-suppressions"' not in page  # admins only: not offered at all
 
     refused = _create(client, **{"scope-contacts": "write"})
-    assert refused.status_code == 422  # type: ignore[attr-defined]
+    assert refused.status_code == 422
     assert 'id="e-key_scopes"' in html_of(refused)
     # In the page's own words (its labels), not the scope's code.
     assert (
@@ -110,7 +111,7 @@ def test_errors_name_their_field_and_keep_the_form(
 ) -> None:
     sign_in(client, make_user(Role.EDITOR))
     refused = _create(client, **{"name": "Kept name", **form})
-    assert refused.status_code == 422  # type: ignore[attr-defined]
+    assert refused.status_code == 422
     page = html_of(refused)
     assert f'id="e-{field}"' in page and words in text_of(refused)
     if form.get("name", "x").strip():
@@ -128,11 +129,9 @@ def test_an_empty_expiry_makes_a_key_that_never_expires(client: FlaskClient) -> 
 def test_an_editor_cannot_make_or_revoke_keys_of_someone_else(client: FlaskClient) -> None:
     other = make_user(Role.EDITOR, "other@example.org")
     sign_in(client, make_user(Role.EDITOR))
-    assert _create(client, f"/users/{other.id}/api-keys").status_code == 403  # type: ignore[attr-defined]
+    assert _create(client, f"/users/{other.id}/api-keys").status_code == 403
     assert client.get(f"/users/{other.id}/api-keys").status_code == 403
     assert db.session.scalars(select(ApiKey)).all() == []
-
-    from tests.api.helpers import new_key
 
     _token, theirs = new_key(user=other, scopes=["contacts:read"])
     # Not through the own-account address either: another user's key is not found there.
@@ -149,7 +148,7 @@ def test_an_admin_makes_and_revokes_a_key_for_someone_else(client: FlaskClient) 
     page = client.get(f"/users/{viewer.id}/api-keys")
     # The scopes offered are the viewer's, not the admin's.
     assert 'name="scope-contacts" value="write"' not in html_of(page)
-    assert _create(client, f"/users/{viewer.id}/api-keys").status_code == 422  # type: ignore[attr-defined]
+    assert _create(client, f"/users/{viewer.id}/api-keys").status_code == 422
 
     made = _create(client, f"/users/{viewer.id}/api-keys", **{"scope-contacts": "read"})
     token = _token_in(made)
@@ -176,7 +175,7 @@ def test_the_key_forms_need_the_csrf_token(client: FlaskClient) -> None:
     login = {"email": user.email, "password": TEST_PASSWORD}
     signed_in = client.post("/login", data={**login, "csrf_token": csrf_token(client, "/login")})
     assert signed_in.status_code == 302
-    assert _create(client).status_code == 400  # type: ignore[attr-defined]
+    assert _create(client).status_code == 400
     assert db.session.scalars(select(ApiKey)).all() == []
 
     token = csrf_token(client, "/account")
@@ -193,7 +192,7 @@ def test_a_deactivated_account_gets_no_key_even_from_an_admin(client: FlaskClien
     db.session.commit()
     sign_in(client, make_user(Role.ADMIN))
     refused = _create(client, f"/users/{gone.id}/api-keys")
-    assert refused.status_code == 422  # type: ignore[attr-defined]
+    assert refused.status_code == 422
     assert "This account is deactivated." in text_of(refused)
     assert db.session.scalars(select(ApiKey)).all() == []
 

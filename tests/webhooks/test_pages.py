@@ -16,6 +16,7 @@ from campaign.models import AuditEvent, Role, WebhookEndpoint
 from campaign.services.webhooks import endpoints
 from campaign.services.webhooks.payloads import FIELDS
 from campaign.web.webhooks import error_text
+from tests.webhooks.helpers import add_endpoint
 
 
 def _endpoints() -> list[WebhookEndpoint]:
@@ -84,8 +85,7 @@ def test_credentials_in_the_address_are_refused_at_save_naming_the_field(
 
 def test_pause_resume_edit_and_delete(app: Flask, client: FlaskClient, login: Any) -> None:
     login(Role.ADMIN)
-    endpoint, _secret = endpoints.create_endpoint("https://hooks.example.org/a", ["reply.received"])
-    db.session.commit()
+    endpoint, _secret = add_endpoint("https://hooks.example.org/a", ("reply.received",))
     endpoint_id = endpoint.id
     client.post(f"/webhooks/{endpoint_id}/enabled", data={"enabled": "0"})
     assert not _endpoints()[0].enabled

@@ -5,11 +5,7 @@ log or a stored error (review A, points 11 and 12)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,8 +15,6 @@ import pytest
 from flask import Flask
 from sqlalchemy import select, update
 
-from campaign import create_app
-from campaign.config import PROJECT_ROOT
 from campaign.extensions import db
 from campaign.models import AuditEvent, WebhookEndpoint
 from campaign.queue import WEBHOOKS, enqueue_after_commit, get_queue, get_redis
@@ -29,6 +23,7 @@ from campaign.services.webhooks import endpoints
 from campaign.services.webhooks.events import DELIVER_JOB, record_webhook_event
 from campaign.web.webhooks import error_text
 from tests import servers
+from tests.burst_worker import app_for, run_worker, worker_settings
 from tests.webhooks.helpers import add_endpoint, allow_hosts, deliveries, run_queued_jobs
 from tests.webhooks.receiver import Receiver
 
@@ -62,33 +57,15 @@ def test_delivery_jobs_wait_on_the_webhooks_queue_not_the_sending_one(
 def test_the_worker_takes_the_sending_queue_first_then_webhooks(
     tmp_path: Path, sqlite_template: Path, redis_server: servers.RedisServer
 ) -> None:
-    database = tmp_path / "campaign.sqlite3"
-    shutil.copyfile(sqlite_template, database)
-    settings = {
-        "CAMPAIGN_SECRET_KEY": "worker-test-secret-key",
-        "CAMPAIGN_INSTANCE_PATH": str(tmp_path / "instance"),
-        "CAMPAIGN_DATABASE_URL": f"sqlite:///{database}",
-        "CAMPAIGN_REDIS_URL": redis_server.url,
-        "CAMPAIGN_QUEUE_NAME": f"worker-{tmp_path.name}",
-    }
-    app = create_app({key.removeprefix("CAMPAIGN_"): value for key, value in settings.items()})
+    settings = worker_settings(tmp_path, sqlite_template, redis_server)
+    app = app_for(settings)
     key = f"noted-{tmp_path.name}"
     with app.app_context():
         # The webhook job is queued first, yet the letter's job runs before it.
         enqueue_after_commit(db.session(), f"{__name__}.note_job", key, "webhook", queue=WEBHOOKS)
         enqueue_after_commit(db.session(), f"{__name__}.note_job", key, "sending")
         db.session.commit()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_")}
-        env.update(settings)
-        finished = subprocess.run(
-            [sys.executable, "-m", "workers", "--burst", "--log-level", "WARNING"],
-            cwd=PROJECT_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        finished = run_worker(settings, "--burst", "--log-level", "WARNING")
         assert finished.returncode == 0, finished.stderr
         redis = get_redis()
         assert redis.lrange(key, 0, -1) == [b"sending", b"webhook"], finished.stderr
