@@ -337,7 +337,9 @@ def _message_id(value: str) -> str:
 
 
 def _crlf(text: str) -> str:
-    return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("\n", "\r\n")
 
 
 _EIGHT_BIT_BYTES = bytes(range(128, 256))
@@ -362,7 +364,7 @@ def _body_part(subtype: str, text: str, eight_bit: bool, params: str = "") -> by
 def _encoded_body(subtype: str, text: str, eight_bit: bool, params: str) -> tuple[str, str, bytes]:
     """(Content-Type, Content-Transfer-Encoding, encoded body) of a text part: see _body_part."""
     data = _crlf(text).encode("utf-8")
-    long_line = max(map(len, data.split(b"\r\n"))) > MAX_LINE
+    long_line = len(data) > MAX_LINE and max(map(len, data.split(b"\r\n"))) > MAX_LINE
     if not long_line and b"\x00" not in data and (eight_bit or data.isascii()):
         cte = "7bit" if data.isascii() else "8bit"
     else:
@@ -493,22 +495,194 @@ def _signatories_in_body(letter: RenderedLetter) -> bool:
 def letter_parts(
     letter: RenderedLetter, *, organisation: str, letter_date: dt.date | None = None
 ) -> LetterParts:
-    """Lay the letter out as its text and HTML alternatives (templates/email/)."""
+    """Lay the letter out as its text and HTML alternatives (templates/email/).
+
+    The layout is rendered once per shape (organisation, date, language, subject, number
+    of address lines, signatory block) with stand-ins for the address lines and the two
+    bodies, which are then put in per letter (decision 0072); a layout that does more with
+    them than print them is rendered per letter, as it always was.
+    """
     from campaign.letters.formatting import format_date
 
     env = _environment()
-    context = {
-        "letter": letter,
-        "organisation": organisation,
-        "date_text": format_date(
-            letter_date or letter.letter_date or dt.datetime.now(dt.UTC).date(), letter.language
-        ),
-        "show_signatories": not _signatories_in_body(letter),
-    }
+    date_text = format_date(
+        letter_date or letter.letter_date or dt.datetime.now(dt.UTC).date(), letter.language
+    )
+    show_signatories = not _signatories_in_body(letter)
+    text_template = env.get_template("email/letter.txt")
+    html_template = env.get_template("email/letter.html")
+    shape = _layout_shape(
+        text_template,
+        html_template,
+        organisation,
+        date_text,
+        show_signatories,
+        letter.language,
+        letter.subject,
+        len(letter.address_block),
+        letter.signatory_lines,
+    )
+    if shape is not None:
+        text_shape, html_shape = shape
+        lines = letter.address_block
+        text = text_shape.fill(lines, letter.html_body, letter.text_body)
+        html = html_shape.fill(lines, letter.html_body, letter.text_body)
+    else:
+        context = {
+            "letter": letter,
+            "organisation": organisation,
+            "date_text": date_text,
+            "show_signatories": show_signatories,
+        }
+        text = text_template.render(context)
+        html = html_template.render(context)
     # Each part ends with a line break, as text files and the stdlib's messages do.
-    text = env.get_template("email/letter.txt").render(context).rstrip("\n") + "\n"
-    html = env.get_template("email/letter.html").render(context).rstrip("\n") + "\n"
-    return LetterParts(text=text, html=html)
+    return LetterParts(text=text.rstrip("\n") + "\n", html=html.rstrip("\n") + "\n")
+
+
+class _NotAShape(Exception):
+    """The layout reads more of a letter than a shape holds, or changes a value it prints."""
+
+
+class _ShapeLetter:
+    """What the layout may read of a letter when it is laid out once per shape."""
+
+    __slots__ = (
+        "address_block",
+        "html_body",
+        "language",
+        "signatory_lines",
+        "subject",
+        "text_body",
+    )
+
+    def __init__(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        raise _NotAShape(name)
+
+
+# Stand-ins: private-use brackets, letters of both cases, "&" (to see whether the layout
+# escapes the value there) and two lengths, so a layout that filters, slices, measures or
+# changes a value instead of printing it is caught and rendered per letter. The one method
+# a layout may call is rstrip (the text layout drops the body's final line break).
+_OPEN, _CLOSE = "\ue000", "\ue001"
+_STAND_IN = re.compile(f"{_OPEN}([^{_OPEN}{_CLOSE}]*){_CLOSE}")
+_STAND_IN_INNER = re.compile(r"(a+)&(\d+)(?:r([0-9a-f]*)|(w))?Z")
+
+
+class _StandIn(str):
+    """A value's place in a layout rendered once per shape."""
+
+    __slots__ = ()
+
+    def __new__(cls, slot: int, variant: int, op: str = "") -> _StandIn:
+        return super().__new__(cls, f"{_OPEN}{'a' * (variant + 1)}&{slot}{op}Z{_CLOSE}")
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "rstrip" or name.startswith("__"):
+            return super().__getattribute__(name)
+        raise _NotAShape(name)
+
+    # What would tell a stand-in from the value (a test, a comparison, a slice) is refused.
+    def _refuse(self, *args: Any) -> Any:
+        raise _NotAShape("a test of the value")
+
+    __bool__ = __len__ = __contains__ = __getitem__ = __iter__ = _refuse
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = _refuse
+
+    def rstrip(self, chars: str | None = None) -> str:
+        found = _STAND_IN_INNER.fullmatch(str.__str__(self)[1:-1])
+        if found is None or found.group(3) is not None or found.group(4):
+            raise _NotAShape("rstrip")
+        op = "w" if chars is None else "r" + chars.encode("utf-8").hex()
+        return _StandIn(int(found.group(2)), len(found.group(1)) - 1, op)
+
+
+@dataclass(frozen=True)
+class _LayoutShape:
+    """A laid-out part as text between slots; a slot is (value index, escaped for HTML,
+    the characters rstrip() removes from the value, or None when it is printed whole)."""
+
+    pieces: tuple[str, ...]
+    slots: tuple[tuple[int, bool, str | None], ...]
+
+    def fill(self, lines: Sequence[str], html_body: str, text_body: str) -> str:
+        from markupsafe import escape
+
+        count = len(lines)
+        out = [self.pieces[0]]
+        for (index, escaped, strip), piece in zip(self.slots, self.pieces[1:], strict=True):
+            value = lines[index] if index < count else html_body if index == count else text_body
+            if strip is not None:
+                value = value.rstrip(strip or None)
+            out.append(str(escape(value)) if escaped else value)
+            out.append(piece)
+        return "".join(out)
+
+
+def _shape_of(rendered: str, variant: int, count: int) -> _LayoutShape | None:
+    parts = _STAND_IN.split(rendered)
+    pieces, found = parts[0::2], parts[1::2]
+    if any(_OPEN in piece or _CLOSE in piece for piece in pieces):
+        return None
+    slots: list[tuple[int, bool, str | None]] = []
+    for inner in found:
+        escaped = "&amp;" in inner
+        match = _STAND_IN_INNER.fullmatch(inner.replace("&amp;", "&", 1) if escaped else inner)
+        if match is None or len(match.group(1)) != variant + 1 or int(match.group(2)) > count + 1:
+            return None
+        strip = "" if match.group(4) else None
+        if match.group(3) is not None:
+            strip = bytes.fromhex(match.group(3)).decode("utf-8")
+            if not strip:
+                return None  # rstrip("") removes nothing; "" means whitespace here
+        slots.append((int(match.group(2)), escaped, strip))
+    return _LayoutShape(tuple(pieces), tuple(slots))
+
+
+@lru_cache(maxsize=256)
+def _layout_shape(
+    text_template: Any,
+    html_template: Any,
+    organisation: str,
+    date_text: str,
+    show_signatories: bool,
+    language: str,
+    subject: str,
+    lines: int,
+    signatory_lines: tuple[str, ...],
+) -> tuple[_LayoutShape, _LayoutShape] | None:
+    """The text and HTML layouts of one shape, or None when they cannot be filled exactly.
+
+    Rendered with two sets of stand-ins; both must give the same pieces and slots."""
+    shapes: list[tuple[_LayoutShape, _LayoutShape]] = []
+    for variant in (0, 1):
+        letter = _ShapeLetter(
+            address_block=tuple(_StandIn(i, variant) for i in range(lines)),
+            html_body=_StandIn(lines, variant),
+            text_body=_StandIn(lines + 1, variant),
+            language=language,
+            subject=subject,
+            signatory_lines=signatory_lines,
+        )
+        context = {
+            "letter": letter,
+            "organisation": organisation,
+            "date_text": date_text,
+            "show_signatories": show_signatories,
+        }
+        try:
+            text = _shape_of(text_template.render(context), variant, lines)
+            html = _shape_of(html_template.render(context), variant, lines)
+        except _NotAShape:
+            return None
+        if text is None or html is None:
+            return None
+        shapes.append((text, html))
+    return shapes[0] if shapes[0] == shapes[1] else None
 
 
 # --- the message ---------------------------------------------------------------------------
@@ -588,6 +762,35 @@ def feedback_id(
     return f"{int(campaign_id)}:{kind}:{domain}"
 
 
+# A campaign's letters share most header lines (From, Cc of a mission, Subject, List-Id,
+# the Date of the second): each is written once (decision 0072). Only values are keys,
+# and an error is raised again every time (lru_cache keeps results, not exceptions).
+@lru_cache(maxsize=16)
+def _date_header(sent_at: dt.datetime) -> str:
+    return "Date: " + format_datetime(sent_at)
+
+
+@lru_cache(maxsize=1024)
+def _shared_address_header(name: str, mailboxes: tuple[tuple[str, str], ...]) -> str:
+    return _address_header(name, mailboxes)
+
+
+@lru_cache(maxsize=1024)
+def _shared_unstructured(name: str, value: str) -> str:
+    return _unstructured(name, value)
+
+
+@lru_cache(maxsize=1024)
+def _extra_header(name: str, value: str) -> str:
+    if not _HEADER_NAME.fullmatch(name):
+        raise MessageError(f"{name!r} is not a valid header name")
+    if name.lower() in _OWN_HEADERS:
+        raise MessageError(f"{name}: the message builder writes this header itself")
+    if name.lower() == "list-id":
+        return _list_id_header(name, value)
+    return _unstructured(name, value)
+
+
 def build_message(
     letter: RenderedLetter,
     *,
@@ -616,17 +819,19 @@ def build_message(
         raise MessageError("Date: the time must be timezone-aware")
 
     headers = [
-        "Date: " + format_datetime(sent_at.replace(microsecond=0)),
-        _address_header("From", [_parse_mailbox("From", sender)]),
+        _date_header(sent_at.replace(microsecond=0)),
+        _shared_address_header("From", (_parse_mailbox("From", sender),)),
         _address_header("To", [(letter.to_name, letter.to_address)]),
     ]
     if letter.cc_addresses:
         headers.append(
-            _address_header("Cc", [_parse_mailbox("Cc", cc) for cc in letter.cc_addresses])
+            _shared_address_header(
+                "Cc", tuple(_parse_mailbox("Cc", cc) for cc in letter.cc_addresses)
+            )
         )
     if reply_to:
-        headers.append(_address_header("Reply-To", [_parse_mailbox("Reply-To", reply_to)]))
-    headers.append(_unstructured("Subject", letter.subject))
+        headers.append(_shared_address_header("Reply-To", (_parse_mailbox("Reply-To", reply_to),)))
+    headers.append(_shared_unstructured("Subject", letter.subject))
     if message_id is None:
         message_id = make_message_id(message_id_domain(sender, settings))
     headers.append("Message-ID: " + _message_id(message_id))
@@ -637,14 +842,7 @@ def build_message(
         headers.append("Content-Language: " + language)
     headers.append("MIME-Version: 1.0")
     for name, value in (extra_headers or {}).items():
-        if not _HEADER_NAME.fullmatch(name):
-            raise MessageError(f"{name!r} is not a valid header name")
-        if name.lower() in _OWN_HEADERS:
-            raise MessageError(f"{name}: the message builder writes this header itself")
-        if name.lower() == "list-id":
-            headers.append(_list_id_header(name, value))
-        else:
-            headers.append(_unstructured(name, value))
+        headers.append(_extra_header(name, value))
 
     if parts is None:
         parts = letter_parts(

@@ -29,6 +29,7 @@ See docs/decisions/0041-flowed-text-and-typography.md.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 __all__ = ["CONTENT_TYPE_PARAMS", "WIDTH", "flow", "unflow"]
 
@@ -44,36 +45,45 @@ _PIECE = re.compile(r" *[^ ]+ *")
 
 def flow(text: str, width: int = WIDTH) -> str:
     """`text` (LF or CRLF line ends) as format=flowed lines joined by LF."""
-    out: list[str] = []
-    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-        if line == SIGNATURE_SEPARATOR:
-            out.append(line)
-            continue
-        line = line.rstrip(" \t")
-        if not line:
-            out.append("")
-            continue
-        quote = _QUOTE.match(line)
-        if quote:
-            depth = quote.group().count(">")
-            content = line[quote.end() :]
-            content = content[1:] if content.startswith(" ") else content
-            prefix = ">" * depth + " "
-            out.extend(prefix + chunk for chunk in _soft(content, width - len(prefix)))
-            continue
-        if line.startswith(" >") and not line.startswith("  "):
-            # A paragraph whose text opens with ">" (markdown_to_text writes it stuffed):
-            # flowed like any other, its first line stuffed so it is not read as a quote.
-            out.extend(_stuff(chunk) for chunk in _soft(line[1:], width - 1))
-            continue
-        indent = len(line) - len(line.lstrip(" "))
-        marker = _MARKER.match(line, indent)
-        if indent or marker:
-            hang = indent + (len(marker.group()) if marker else 0)
-            out.extend(_stuff(chunk) for chunk in _hard(line, hang, width))
-        else:
-            out.extend(_stuff(chunk) for chunk in _soft(line, width))
-    return "\n".join(out)
+    # Each line of the text is wrapped on its own: a campaign's letters share most of
+    # their paragraphs, so each distinct one is wrapped once (decision 0072).
+    return "\n".join(
+        [
+            _flow_line(line, width) if len(line) <= _CACHED_LINE else _wrap_line(line, width)
+            for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        ]
+    )
+
+
+def _wrap_line(line: str, width: int) -> str:
+    """One line of the text as its format=flowed lines, joined by LF."""
+    if line == SIGNATURE_SEPARATOR:
+        return line
+    line = line.rstrip(" \t")
+    if not line:
+        return ""
+    quote = _QUOTE.match(line)
+    if quote:
+        depth = quote.group().count(">")
+        content = line[quote.end() :]
+        content = content[1:] if content.startswith(" ") else content
+        prefix = ">" * depth + " "
+        return "\n".join(prefix + chunk for chunk in _soft(content, width - len(prefix)))
+    if line.startswith(" >") and not line.startswith("  "):
+        # A paragraph whose text opens with ">" (markdown_to_text writes it stuffed):
+        # flowed like any other, its first line stuffed so it is not read as a quote.
+        return "\n".join(_stuff(chunk) for chunk in _soft(line[1:], width - 1))
+    indent = len(line) - len(line.lstrip(" "))
+    marker = _MARKER.match(line, indent)
+    if indent or marker:
+        hang = indent + (len(marker.group()) if marker else 0)
+        return "\n".join(_stuff(chunk) for chunk in _hard(line, hang, width))
+    return "\n".join(_stuff(chunk) for chunk in _soft(line, width))
+
+
+# Lines up to this length are remembered (a few MB at most); longer ones are rare.
+_CACHED_LINE = 2000
+_flow_line = lru_cache(maxsize=4096)(_wrap_line)
 
 
 def _stuff(line: str) -> str:

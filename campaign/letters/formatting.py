@@ -39,6 +39,12 @@ def format_date(value: dt.date, lang: str | None, format: str = "long") -> str:
         raise TypeError(f"the date filter needs a date, not {type(value).__name__}")
     if isinstance(value, dt.datetime):
         value = value.date()
+    return _formatted_date(value, format, lang)
+
+
+# Every letter of a day writes the same date: formatted once per day, language and style.
+@lru_cache(maxsize=256)
+def _formatted_date(value: dt.date, format: str, lang: str | None) -> str:
     return babel_format_date(value, format=format, locale=letter_locale(lang))
 
 

@@ -41,6 +41,7 @@ from campaign.letters.sandbox import (
     RenderError,
     TemplateRefused,
     get_environment,
+    plain_context,
     render,
 )
 from campaign.letters.signatories import SignatoryBlock, signatory_block
@@ -474,14 +475,17 @@ def render_letter(
     person = contact_context(contact, chosen, rules=rule_set)
     address = address_lines(contact, chosen, rules=rule_set)
     block = source.signatories(chosen)
-    shared = {
-        "salutation": salutation,
-        "closing": closing,
-        "contact": person,
-        "today": today,
-        "statement": {"title": source.title},
-        "cases": list(cases),
-    }
+    # Copied into plain data once for the subject and the body.
+    shared = plain_context(
+        {
+            "salutation": salutation,
+            "closing": closing,
+            "contact": person,
+            "today": today,
+            "statement": {"title": source.title},
+            "cases": list(cases),
+        }
+    )
     subject_source, body_source = source.text(chosen)
 
     subject = ""
@@ -491,11 +495,13 @@ def render_letter(
             if fixed_subject is not None
             else render(
                 subject_source,
-                {
-                    **shared,
-                    "address_block": ", ".join(address),
-                    "signatories": "; ".join(line for line in block.lines if line),
-                },
+                plain_context(
+                    {
+                        "address_block": ", ".join(address),
+                        "signatories": "; ".join(line for line in block.lines if line),
+                    },
+                    shared,
+                ),
                 html=False,
                 lang=chosen,
             )
@@ -533,7 +539,9 @@ def render_letter(
     try:
         body = render_body(
             body_source,
-            {**shared, "address_block": "\n".join(address), "signatories": block.markdown},
+            plain_context(
+                {"address_block": "\n".join(address), "signatories": block.markdown}, shared
+            ),
             lang=chosen,
         )
     except RenderError as error:

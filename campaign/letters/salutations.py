@@ -129,7 +129,13 @@ def _get(data: Any, name: str) -> Any:
 
 def primary_language(tag: str) -> str:
     """Return the primary subtag of a BCP 47 tag, lower-cased ("fr-BE" -> "fr")."""
-    return re.split(r"[-_]", str(tag).strip(), maxsplit=1)[0].lower()
+    # A letter asks this a dozen times of the same few tags.
+    return _primary_language(tag) if type(tag) is str else _primary_language(str(tag))
+
+
+@functools.lru_cache(maxsize=256)
+def _primary_language(tag: str) -> str:
+    return re.split(r"[-_]", tag.strip(), maxsplit=1)[0].lower()
 
 
 def validate_rule(data: Any, *, source: str = "admin") -> Rule:
@@ -626,10 +632,17 @@ def _text(contact: object, name: str) -> str:
 
 
 def _scripts_of(parts: Iterable[str]) -> set[str]:
+    found: set[str] = set()
+    for part in parts:
+        found |= _scripts_of_part(part)
+    return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _scripts_of_part(part: str) -> frozenset[str]:
     # The first word of a letter's Unicode name is its script (LATIN, CYRILLIC, GREEK...).
-    return {
-        unicodedata.name(ch, "?").split(" ")[0] for part in parts for ch in part if ch.isalpha()
-    }
+    # Cached: names repeat across a campaign (given names, an office's title).
+    return frozenset(unicodedata.name(ch, "?").split(" ")[0] for ch in part if ch.isalpha())
 
 
 @functools.lru_cache(maxsize=1)

@@ -920,7 +920,7 @@ def render(
     mode = _mode(html, markdown)
     if isinstance(source_or_compiled, Template):
         _check_compiled(source_or_compiled, mode)
-    data = {str(key): _plain(value, str(key)) for key, value in context.items()}
+    data = context if type(context) is PlainContext else plain_context(context)
     state = _RenderState(limits, lang, placeholders if markdown else None)
     token = _STATE.set(state)
     try:
@@ -978,6 +978,21 @@ def _template_line(exc: BaseException) -> int | None:
         if frame.filename == "<template>"
     ]
     return lines[-1] if lines else None
+
+
+class PlainContext(dict[str, Any]):
+    """A letter context already copied into plain data (made by `plain_context` only)."""
+
+    __slots__ = ()
+
+
+def plain_context(context: Mapping[str, Any], base: PlainContext | None = None) -> PlainContext:
+    """`context` copied into plain data, added to `base` (copied before): a letter's parts
+    share most of their context, which is then copied once for all of them."""
+    data = PlainContext(base or ())
+    for key, value in context.items():
+        data[str(key)] = _plain(value, str(key))
+    return data
 
 
 _PLAIN_SCALARS = (bool, int, float, Decimal, dt.date, dt.time, Markup, MarkdownText)

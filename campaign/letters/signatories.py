@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from campaign.letters.countries import CountryNames, load_country_names
@@ -53,7 +54,8 @@ class SignatoryBlock:
 
     groups: tuple[SignatoryGroup, ...]
 
-    @property
+    # Cached: every letter of a language prints the same block (the instance is frozen).
+    @cached_property
     def lines(self) -> tuple[str, ...]:
         """One line per signer, each group after its label, a blank line between groups."""
         out: list[str] = []
@@ -69,7 +71,7 @@ class SignatoryBlock:
     def text(self) -> str:
         return "\n".join(self.lines)
 
-    @property
+    @cached_property
     def markdown(self) -> MarkdownText:
         """The block as Markdown a body prints as is: every value escaped, labels in bold."""
         paragraphs: list[str] = []

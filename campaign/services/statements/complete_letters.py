@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 from flask import current_app
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from sqlalchemy import select
 
+from campaign.extensions import db
 from campaign.letters.letter import render_letter
 from campaign.letters.salutations import RuleSet
 from campaign.letters.types import RenderedLetter
@@ -23,6 +26,8 @@ from campaign.mail import (
     letter_parts,
     organisation_name,
 )
+from campaign.models import Suppression
+from campaign.services.contacts.contacts import normalise_email
 from campaign.services.contacts.suppressions import is_suppressed
 from campaign.services.statements.files import files_for
 from campaign.services.statements.organisation import letterhead
@@ -40,6 +45,50 @@ class ComposedLetter:
     # Why there is no message (letter errors are in letter.problems).
     error: str = ""
     pdf_filename: str = "letter.pdf"
+
+
+class LetterCache:
+    """What the letters of one short run (a send batch, a pre-send check) may share.
+
+    Today: whether each copy (Cc) address is suppressed, looked up once per run, or for a
+    whole batch in one query (`preload_copies`). The merge, Markdown, wrapping and header
+    caches are process-wide and need no holder (decision 0072). Hold one per batch: a copy
+    address suppressed while the batch runs still gets its copy until the batch ends.
+    """
+
+    __slots__ = ("_suppressed",)
+
+    def __init__(self) -> None:
+        self._suppressed: dict[str, bool] = {}
+
+    def preload_copies(self, addresses: Iterable[str]) -> None:
+        """Look up the suppression of all these copy addresses at once (one query per 500)."""
+        keys: dict[str, str] = {}
+        for address in addresses:
+            if address in self._suppressed or address in keys:
+                continue
+            try:
+                keys[address] = normalise_email(address)[1]
+            except ValueError:
+                self._suppressed[address] = False  # as is_suppressed: no key, not listed
+        wanted = sorted(set(keys.values()))
+        found: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            found.update(
+                db.session.scalars(
+                    select(Suppression.email_key).where(
+                        Suppression.email_key.in_(wanted[start : start + 500])
+                    )
+                )
+            )
+        for address, key in keys.items():
+            self._suppressed[address] = key in found
+
+    def is_suppressed(self, address: str) -> bool:
+        known = self._suppressed.get(address)
+        if known is None:
+            known = self._suppressed[address] = is_suppressed(address)
+        return known
 
 
 def compose_letter(
@@ -60,6 +109,7 @@ def compose_letter(
     fixed_subject: str | None = None,
     files: Sequence[Any] = (),
     to: tuple[str, str] | None = None,
+    cache: LetterCache | None = None,
 ) -> ComposedLetter:
     """Merge `statement` (a Statement or StatementVersion) for `contact` and build it whole.
 
@@ -75,6 +125,7 @@ def compose_letter(
     letter carries those for every language and those of its own language.
     `to` (display name, address) replaces the contact in To and drops the Cc (a test letter
     to staff: a reply-all must not write to the contact).
+    `cache` (optional) is shared by the letters of one batch or check (LetterCache).
     Raises LanguageUnavailable when `language` is forced and the statement lacks it.
     """
     source = letter_source(statement)
@@ -91,7 +142,8 @@ def compose_letter(
         letter = replace(letter, to_name=to[0], to_address=to[1], cc_addresses=())
     if letter.cc_addresses:
         # A copy address that bounced for good (or asked to be left alone) gets no copy.
-        kept = tuple(cc for cc in letter.cc_addresses if not is_suppressed(cc))
+        suppressed = cache.is_suppressed if cache is not None else is_suppressed
+        kept = tuple(cc for cc in letter.cc_addresses if not suppressed(cc))
         if kept != letter.cc_addresses:
             letter = replace(letter, cc_addresses=kept)
     sender = sender or str(current_app.config["MAIL_DEFAULT_SENDER"])
@@ -150,12 +202,18 @@ def pdf_filename(letter: RenderedLetter, letter_date: date, *, fallback: str = "
     ("Turkmenistan: prisoner" → "Turkmenistan – prisoner"), one inside a word "-"
     ("A/HRC/55" → "A-HRC-55"); a name over 80 characters is cut between words, with "…".
     """
-    subject = _REPLY_PREFIX.sub("", letter.subject)
-    title = _safe_filename(subject) or _safe_filename(fallback)
+    title = _pdf_title(letter.subject, fallback, letter.language)
+    return f"{title} – {letter_date.isoformat()}.pdf"
+
+
+# Every letter of a campaign in one language has the same subject: its title is made once.
+@lru_cache(maxsize=256)
+def _pdf_title(subject: str, fallback: str, language: str) -> str:
+    title = _safe_filename(_REPLY_PREFIX.sub("", subject)) or _safe_filename(fallback)
     if not title:
-        with force_locale(letter.language.replace("-", "_")):
+        with force_locale(language.replace("-", "_")):
             title = _safe_filename(_("Letter"))
-    return f"{_shortened(title)} – {letter_date.isoformat()}.pdf"
+    return _shortened(title)
 
 
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|fwd?|tr|отв|ответ)\s*:\s*)+", re.IGNORECASE)
