@@ -173,3 +173,32 @@ def deliver_webhooks(endpoint_id: int) -> None:
         )
         if report.retrying or report.failed:
             log.info("webhooks: endpoint %s: %s", endpoint_id, report)
+
+
+def check_letters(campaign_id: int, run_key: str) -> None:
+    """Run the pre-send check `run_key` of campaign `campaign_id`; store its result (0071)."""
+    from campaign.services.sending import campaigns as campaign_service
+    from campaign.services.sending import presend_runs
+
+    with job_context():
+        if not presend_runs.claim(campaign_id, run_key):
+            db.session.rollback()
+            log.info(
+                "pre-send check %s of campaign %s is not queued; nothing to do",
+                run_key,
+                campaign_id,
+            )
+            return
+        db.session.commit()
+        try:
+            presend_runs.run_job(
+                campaign_id,
+                run_key,
+                campaign_service.recipients_query,
+                commit=db.session.commit,
+            )
+        except Exception as error:
+            db.session.rollback()
+            log.exception("pre-send check of campaign %s failed", campaign_id)
+            presend_runs.mark_failed(campaign_id, run_key, error)
+            db.session.commit()

@@ -35,6 +35,7 @@ from campaign.models.inbound import (
     InboundNote,
     MatchMethod,
 )
+from campaign.models.presend import PresendRun, PresendStatus
 from campaign.models.reply_answer import AnswerStatus, ReplyAnswer
 from campaign.models.salutation_rule import SalutationRule, SalutationSetting
 from campaign.models.schedule import (
@@ -122,6 +123,8 @@ __all__ = [
     "MatchMethod",
     "Notification",
     "PasswordResetToken",
+    "PresendRun",
+    "PresendStatus",
     "PublishAs",
     "RecoveryCode",
     "ReplyAnswer",

@@ -218,10 +218,9 @@ def send_command(campaign_id: int, override: bool, reason: str, assume_yes: bool
     """
 
     from campaign.extensions import db
-    from campaign.models import CampaignStatus, Statement
-    from campaign.services.sending import campaigns
+    from campaign.models import CampaignStatus
+    from campaign.services.sending import campaigns, presend_runs
     from campaign.services.statements import presend
-    from campaign.services.statements.salutation_rules import current_rule_set
 
     if override and not reason.strip():
         # Refused before anything is checked: the audit log keeps why, as for the page's.
@@ -257,11 +256,10 @@ def send_command(campaign_id: int, override: bool, reason: str, assume_yes: bool
                 "its https:// address."
             )
         _fail(refusal)
-    statement = db.session.get(Statement, campaign.statement_id)
-    report = presend.check_audience(
-        statement,
-        _with_progress(campaigns.recipients_query(campaign), check.count.sendable),
-        rules=current_rule_set(),
+    # Read here with its progress line and stored: the launch below reuses it (decision 0071).
+    recipients = campaigns.recipients_query(campaign)
+    report = presend_runs.current_report(campaign, recipients) or presend_runs.run_here(
+        campaign, recipients, contacts=_with_progress(recipients, check.count.sendable)
     )
     click.echo(report.summary(), err=True)
     if report.has_errors:

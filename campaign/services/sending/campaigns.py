@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 from typing import Any
 
-from flask import current_app
+from flask import current_app, has_request_context
 from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_ngettext
 from redis.exceptions import RedisError
-from sqlalchemy import Select, and_, false, func, insert, or_, select, update
+from sqlalchemy import Select, and_, false, func, or_, select, update
 
 from campaign.extensions import db
 from campaign.mail import MessageError, check_header_value, message_id_domain
@@ -34,18 +34,19 @@ from campaign.scheduling import pacing
 from campaign.scheduling.stored_text import Said, Text, english, joined, labelled, said
 from campaign.services.accounts.audit import record_event
 from campaign.services.contacts.audiences import find_audience
-from campaign.services.sending import followups
+from campaign.services.sending import followups, presend_runs
 from campaign.services.sending.deliveries import (
     enqueue_send_jobs,
+    insert_deliveries,
     new_delivery_rows,
+    read_recipients,
     unless_gone,
 )
 from campaign.services.sending.errors import CampaignError as CampaignError
 from campaign.services.sending.smtp_accounts import dkim_alignment_problem
 from campaign.services.statements import files as statement_files
-from campaign.services.statements import presend, statements
+from campaign.services.statements import statements
 from campaign.services.statements.presend import PresendReport, launch_address_problems
-from campaign.services.statements.salutation_rules import current_rule_set
 from campaign.tracking.links import base_url_problem
 
 log = logging.getLogger(__name__)
@@ -410,9 +411,20 @@ def _said(error: CampaignError) -> Said:
 # --- launching ---------------------------------------------------------------------------
 
 
+class PresendNeeded(CampaignError):
+    """No current pre-send result, and too many letters to check in a web request: the
+    check runs as a job from the campaign's page (or the API) first (decision 0071)."""
+
+
 def presend_report(campaign: Campaign) -> PresendReport | None:
     """The pre-send check of every letter a launch of `campaign` would send; None when it
-    cannot run (no statement, no list or segment: the campaign check names what is missing)."""
+    cannot run (no statement, no list or segment: the campaign check names what is missing).
+
+    A stored result is reused while nothing it depends on changed (presend_runs). Otherwise
+    the check runs here and is stored, except in a web request over more than
+    presend_runs.INLINE_LIMIT letters or INLINE_SECONDS: PresendNeeded, the job's to run.
+    Outside requests (the CLI, the scheduler's worker) it always runs here.
+    """
     spec = AudienceSpec.from_json(campaign.audience)
     statement = db.session.get(Statement, campaign.statement_id)
     if statement is None or not spec.include:
@@ -421,7 +433,30 @@ def presend_report(campaign: Campaign) -> PresendReport | None:
         query = recipients_query(campaign)
     except CampaignError:
         return None  # the campaign check names the missing list or segment
-    return presend.check_audience(statement, query, rules=current_rule_set())
+    deps = presend_runs.dependencies(campaign, query)
+    stored = presend_runs.current_report(campaign, query, deps)
+    if stored is not None:
+        return stored
+    if not has_request_context():
+        return presend_runs.run_here(campaign, query, deps=deps)
+    needed = PresendNeeded(
+        lazy_ngettext(
+            "the pre-send check of the %(num)d letter has not run since it last changed; "
+            "start it on the campaign's page and launch when it has finished",
+            "the pre-send check of the %(num)d letters has not run since they last changed; "
+            "start it on the campaign's page and launch when it has finished",
+            deps.recipients,
+        ),
+        "presend",
+    )
+    if deps.recipients > presend_runs.INLINE_LIMIT:
+        raise needed
+    try:
+        return presend_runs.run_here(
+            campaign, query, deps=deps, seconds=presend_runs.INLINE_SECONDS
+        )
+    except presend_runs.CheckTooLong:
+        raise needed from None
 
 
 @dataclass(frozen=True)

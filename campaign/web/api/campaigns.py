@@ -25,7 +25,7 @@ from campaign.params import MAX_ROW_ID
 from campaign.scheduling.stored_text import read
 from campaign.services.sending import campaigns as campaign_service
 from campaign.services.sending import launch as launching
-from campaign.services.sending import ledger
+from campaign.services.sending import ledger, presend_runs
 from campaign.services.sending.campaigns import AudienceSpec, CampaignError, PresendRefused
 from campaign.services.statements import files as statement_files
 from campaign.services.statements import presend
@@ -207,17 +207,38 @@ class PresendOut(BaseModel):
     summary: str
 
 
+class CheckProgressOut(BaseModel):
+    """The pre-send check running as a job (decision 0071)."""
+
+    status: Literal["queued", "running", "stopped"] = Field(
+        description="`stopped`: it failed or stopped answering; POST the check again."
+    )
+    checked: int = Field(description="Letters read so far.")
+    total: int
+    percent: int
+
+
 class CheckOut(BaseModel):
     campaign_id: int
     errors: list[str] = Field(description="What stops the launch.")
     warnings: list[str]
     audience: AudienceCountOut
     presend: PresendOut | None = Field(
-        description="null when it cannot run (no statement text, no list or segment)."
+        description=(
+            "null when it cannot run (no statement text, no list or segment), and while it "
+            "runs as a job (`progress`)."
+        )
     )
     launchable: bool = Field(description="No errors: a launch needs no override.")
     needs_override: bool = Field(
         description="Only letters' errors stand in the way: a launch needs override and reason."
+    )
+    progress: CheckProgressOut | None = Field(
+        None,
+        description=(
+            "While the pre-send check runs as a job (more letters than a request checks, "
+            "answered 202): how far it is; read the Location until `presend` is filled."
+        ),
     )
 
 
@@ -431,18 +452,56 @@ def campaign_status(campaign_id: int) -> ProgressOut:
 @operation(
     "campaigns:read",
     role=Role.EDITOR,
+    responses={200: CheckOut, 202: CheckOut},
+    tags=("campaigns",),
+    errors=(404, 409),
+    writes=True,
+)
+def check_campaign(campaign_id: int) -> Any:
+    """The pre-send check of a draft: what stops a launch, and every letter read.
+
+    The campaign page's check (audience, addresses, files, tracking) and the pre-send
+    check of each recipient's letter (`campaign check`'s figures). A result stored since
+    nothing changed is answered as it is; a small audience is checked in the request; a
+    larger one is checked by a job (one a campaign): the answer is 202 with `progress` and
+    a Location to read until `presend` is filled."""
+    campaign = _unlaunched(campaign_id)
+    try:
+        return _check_out(campaign)
+    except campaign_service.PresendNeeded:
+        presend_runs.start(
+            campaign, campaign_service.recipients_query(campaign), actor=signed_in_user()
+        )
+        return with_etag(
+            _check_out(campaign, run=False),
+            202,
+            location=url_for("api.campaign_check", campaign_id=campaign.id),
+        )
+
+
+@bp.get("/campaigns/<int:campaign_id>/check")
+@operation(
+    "campaigns:read",
+    role=Role.EDITOR,
     responses={200: CheckOut},
     tags=("campaigns",),
     errors=(404, 409),
 )
-def check_campaign(campaign_id: int) -> CheckOut:
-    """The pre-send check of a draft: what stops a launch, and every letter read.
+def campaign_check(campaign_id: int) -> CheckOut:
+    """The pre-send check as it stands: the stored result while current (`presend`), or
+    the job's `progress`; nothing is checked or started (POST does)."""
+    return _check_out(_unlaunched(campaign_id), run=False)
 
-    The campaign page's check (audience, addresses, files, tracking) and the pre-send
-    check of each recipient's letter (`campaign check`'s figures); nothing is written."""
-    campaign = _unlaunched(campaign_id)
+
+def _check_out(campaign: Campaign, *, run: bool = True) -> CheckOut:
+    """The check's answer; `run`: check the letters here when no result is current
+    (PresendNeeded when there are too many)."""
     check = campaign_service.check_campaign(campaign)
-    report = campaign_service.presend_report(campaign)
+    progress = None
+    if run:
+        report = campaign_service.presend_report(campaign)
+    else:
+        report, progress = _stored_check(campaign)
     presend_errors = bool(report is not None and report.has_errors)
     return CheckOut(
         campaign_id=campaign.id,
@@ -456,6 +515,24 @@ def check_campaign(campaign_id: int) -> CheckOut:
         presend=_presend(report) if report is not None else None,
         launchable=not check.errors and not presend_errors,
         needs_override=not check.errors and presend_errors,
+        progress=progress,
+    )
+
+
+def _stored_check(campaign: Campaign) -> tuple[PresendReport | None, CheckProgressOut | None]:
+    """The stored result if current, else the job's progress (None: never started)."""
+    try:
+        recipients = campaign_service.recipients_query(campaign)
+    except CampaignError:
+        return None, None
+    found = presend_runs.state(campaign, recipients)
+    if found.report is not None or not (found.is_running or found.is_failed):
+        return found.report, None  # a result, or none since the letters changed: POST
+    status: Literal["queued", "running", "stopped"] = "stopped"
+    if found.is_running and found.run is not None:
+        status = "queued" if found.run.status == "queued" else "running"
+    return None, CheckProgressOut(
+        status=status, checked=found.checked, total=found.total, percent=found.percent
     )
 
 

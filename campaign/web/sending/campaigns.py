@@ -16,8 +16,8 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import format_timedelta, ngettext
 from flask_babel import gettext as _
-from flask_babel import ngettext
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
@@ -38,7 +38,7 @@ from campaign.scheduling.stored_text import read
 from campaign.services.contacts.audiences import audience_choices
 from campaign.services.sending import campaigns as campaign_service
 from campaign.services.sending import launch as confirmation
-from campaign.services.sending import ledger, letter_tests
+from campaign.services.sending import ledger, letter_tests, presend_runs
 from campaign.services.sending.campaigns import AudienceSpec, CampaignError
 from campaign.services.statements import files as statement_files
 from campaign.web.access import allow, may, signed_in_user
@@ -299,7 +299,7 @@ def show(campaign_id: int) -> Any:
     campaign = db.get_or_404(Campaign, campaign_id)
     is_draft = campaign.status in EDITABLE
     check = campaign_service.check_campaign(campaign) if is_draft else None
-    report = campaign_service.presend_report(campaign) if is_draft and may(Role.EDITOR) else None
+    letters = _letters_check(campaign) if is_draft and may(Role.EDITOR) else None
     planned = schedule_summary.campaign_schedules([campaign]).get(campaign.id)
     return render_template(
         "campaigns/show.html",
@@ -308,7 +308,9 @@ def show(campaign_id: int) -> Any:
         is_scheduled=planned is not None and planned.first_send is not None,
         is_draft=is_draft,
         check=check,
-        report=report,
+        report=letters.report if letters is not None else None,
+        letters=letters,
+        check_age=_age(letters),
         max_problems=MAX_PROBLEMS,
         progress=None if is_draft else ledger.campaign_progress(campaign),
         audience_labels=dict(audience_choices()),
@@ -316,6 +318,81 @@ def show(campaign_id: int) -> Any:
         may_edit=may(Role.EDITOR),
         may_send=may(Role.SENDER),
     )
+
+
+def _recipients(campaign: Campaign) -> Any:
+    """The campaign's recipients query; None when the check cannot run (no statement, no
+    list or segment: the campaign check names what is missing)."""
+    if campaign.statement_id is None or not AudienceSpec.from_json(campaign.audience).include:
+        return None
+    try:
+        return campaign_service.recipients_query(campaign)
+    except CampaignError:
+        return None
+
+
+def _letters_check(campaign: Campaign) -> presend_runs.CheckState | None:
+    """The pre-send check as the draft page shows it: the stored result while current;
+    else checked here for a small audience (stored, so the next visit reads it), else the
+    job's progress or a button to start it (decision 0071)."""
+    recipients = _recipients(campaign)
+    if recipients is None:
+        return None
+    found = presend_runs.state(campaign, recipients)
+    if found.report is not None or found.is_running or found.recipients > presend_runs.INLINE_LIMIT:
+        return found
+    try:
+        presend_runs.run_here(campaign, recipients, seconds=presend_runs.INLINE_SECONDS)
+    except presend_runs.CheckTooLong:
+        db.session.rollback()
+        return presend_runs.state(campaign, recipients)
+    db.session.commit()
+    return presend_runs.state(campaign, recipients)
+
+
+def _age(found: presend_runs.CheckState | None) -> str:
+    """How long ago the stored result was made: "3 minutes ago"."""
+    age = found.age if found is not None else None
+    return format_timedelta(-age, add_direction=True) if age is not None else ""
+
+
+def _check_progress(found: presend_runs.CheckState) -> dict[str, Any]:
+    return {
+        "is_running": found.is_running,
+        "checked": found.checked,
+        "total": found.total,
+        "percent": found.percent,
+        "text": _(
+            "%(checked)s of %(total)s letters read (%(percent)s%%)",
+            checked=found.checked,
+            total=found.total,
+            percent=found.percent,
+        ),
+    }
+
+
+@bp.route("/<int:campaign_id>/check", methods=["POST"])
+@allow(Role.EDITOR)
+def start_check(campaign_id: int) -> Any:
+    """Start the pre-send check as a job (one a campaign: a second press joins the first)."""
+    campaign = db.get_or_404(Campaign, campaign_id)
+    recipients = _recipients(campaign) if campaign.status in EDITABLE else None
+    if recipients is not None:
+        presend_runs.start(campaign, recipients, actor=signed_in_user())
+        db.session.commit()
+        flash(_("The pre-send check is running; this page shows its progress."), "info")
+    return redirect(url_for("campaigns.show", campaign_id=campaign_id, _anchor="letters-check"))
+
+
+@bp.route("/<int:campaign_id>/check")
+@allow(Role.EDITOR)
+def check_progress(campaign_id: int) -> Any:
+    """The pre-send check's progress, for the page's poll."""
+    campaign = db.get_or_404(Campaign, campaign_id)
+    recipients = _recipients(campaign)
+    if recipients is None:
+        return {"is_running": False, "checked": 0, "total": 0, "percent": 0, "text": ""}
+    return _check_progress(presend_runs.state(campaign, recipients))
 
 
 @bp.route("/<int:campaign_id>/progress")
@@ -366,12 +443,26 @@ def _render_confirmation(
 @bp.route("/<int:campaign_id>/launch", methods=["GET", "POST"])
 @allow(Role.SENDER)
 def launch(campaign_id: int) -> Any:
-    """GET: the confirmation (who, through what, how fast, which problems); POST: launch."""
+    """GET: the confirmation (who, through what, how fast, which problems); POST: launch.
+
+    Without a current pre-send result for more letters than a request checks, the campaign
+    page is shown again with the check to start (decision 0071)."""
+    try:
+        return _launch_page(campaign_id)
+    except campaign_service.PresendNeeded as error:
+        db.session.rollback()
+        flash(_("Not launched: %(error)s.", error=str(error)), "error")
+        return redirect(url_for("campaigns.show", campaign_id=campaign_id, _anchor="letters-check"))
+
+
+def _launch_page(campaign_id: int) -> Any:
     campaign = db.get_or_404(Campaign, campaign_id)
     if campaign.status not in EDITABLE:
         return _already_launched(campaign)
     if request.method == "GET":
-        return _render_confirmation(campaign, confirmation.summarise_launch(campaign))
+        summary = confirmation.summarise_launch(campaign)
+        db.session.commit()  # a pre-send check run for the page is stored for the launch
+        return _render_confirmation(campaign, summary)
     # The token names no pre-send figure: the launch runs the check itself (decision 0056),
     # so a confirm reads it only when the page is shown again.
     summary = confirmation.summarise_launch(campaign, with_report=False)
