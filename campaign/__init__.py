@@ -189,3 +189,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # loop commits once per message, so the saved fsync matters.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def create_tracking_app() -> Any:
+    """Only the open pixel and the click redirects, for gunicorn's asyncio worker (0076).
+
+    `gunicorn -k asgi 'campaign:create_tracking_app()'` from the wheel; `wsgi:tracking` from a
+    checkout. The web application's whole WSGI chain runs, so the answers are its own.
+    """
+    from campaign.tracking.asgi import TrackingASGI  # only the tracking server needs it
+
+    return TrackingASGI(create_app().wsgi_app)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import struct
 from dataclasses import dataclass
@@ -48,12 +47,17 @@ def _derived_key(secret_key: str) -> bytes:
     ).derive(secret_key.encode())
 
 
-def _key(secret_key: str | None) -> bytes:
+def tracking_key(secret_key: str | None = None) -> bytes:
+    """The key tokens are signed with (derived from `secret_key`, else the app's SECRET_KEY).
+
+    The public routes derive it once per process and pass it to read_token as `key`.
+    """
     return _derived_key(secret_key or str(current_app.config["SECRET_KEY"]))
 
 
 def _mac(key: bytes, payload: bytes) -> bytes:
-    return hmac.new(key, payload, hashlib.sha256).digest()[:MAC_BYTES]
+    # hmac.digest is OpenSSL's one-shot HMAC: no Python HMAC object per token.
+    return hmac.digest(key, payload, "sha256")[:MAC_BYTES]
 
 
 def make_token(
@@ -71,12 +75,17 @@ def make_token(
         if not 0 <= value <= _MAX_ID:
             raise ValueError(f"id out of range for a tracking token: {value}")
     payload = _PAYLOAD.pack(_KIND_CODES[kind], campaign_id, delivery_id, link_id or 0)
-    raw = payload + _mac(_key(secret_key), payload)
+    raw = payload + _mac(tracking_key(secret_key), payload)
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def read_token(token: str, *, secret_key: str | None = None) -> TrackingToken | None:
-    """The token's contents if we signed it, else None (garbled, tampered or foreign)."""
+def read_token(
+    token: str, *, secret_key: str | None = None, key: bytes | None = None
+) -> TrackingToken | None:
+    """The token's contents if we signed it, else None (garbled, tampered or foreign).
+
+    `key` is tracking_key()'s result, when the caller keeps it (the public routes do).
+    """
     if len(token) != TOKEN_LENGTH:
         return None
     try:
@@ -87,7 +96,7 @@ def read_token(token: str, *, secret_key: str | None = None) -> TrackingToken | 
     if len(raw) != TOKEN_BYTES or base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:
         return None
     payload, mac = raw[: _PAYLOAD.size], raw[_PAYLOAD.size :]
-    if not hmac.compare_digest(mac, _mac(_key(secret_key), payload)):
+    if not hmac.compare_digest(mac, _mac(key or tracking_key(secret_key), payload)):
         return None
     code, campaign_id, delivery_id, link_id = _PAYLOAD.unpack(payload)
     kind = _CODE_KINDS.get(code)

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models.tracking import TrackedLink, TrackingKind
 from campaign.tracking.buffer import HitPusher, hit_pusher, new_hit
-from campaign.tracking.tokens import TrackingToken, read_token
+from campaign.tracking.tokens import TrackingToken, read_token, tracking_key
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -56,7 +56,8 @@ class TrackingMiddleware:
     def __init__(self, flask_app: Flask, next_app: WSGIApplication) -> None:
         self.flask_app = flask_app
         self.next_app = next_app
-        self.secret_key = str(flask_app.config["SECRET_KEY"])
+        # Derived once: a hit's check is then one HMAC (decision 0076).
+        self.key = tracking_key(str(flask_app.config["SECRET_KEY"]))
         self.link_cache: dict[int, tuple[int, str]] = {}
         # Made on the first hit (inside an app context), then shared by the process's threads.
         self.pusher: HitPusher | None = None
@@ -79,13 +80,13 @@ class TrackingMiddleware:
         self, path: str, environ: WSGIEnvironment, *, is_hit: bool
     ) -> tuple[str, list[tuple[str, str]], bytes]:
         if path.startswith(OPEN_PREFIX) and path.endswith(".gif"):
-            read = read_token(path[len(OPEN_PREFIX) : -len(".gif")], secret_key=self.secret_key)
+            read = read_token(path[len(OPEN_PREFIX) : -len(".gif")], key=self.key)
             if read is not None and read.kind == TrackingKind.OPEN and is_hit:
                 self._record(read, environ)
             # The same image whatever the token: a broken image would only puzzle the reader.
             return "200 OK", [("Content-Type", "image/gif")], PIXEL
         if path.startswith(CLICK_PREFIX):
-            read = read_token(path[len(CLICK_PREFIX) :], secret_key=self.secret_key)
+            read = read_token(path[len(CLICK_PREFIX) :], key=self.key)
             if read is not None and read.kind == TrackingKind.CLICK and read.link_id is not None:
                 url = self._link_url(read.campaign_id, read.link_id)
                 if url is not None:
@@ -96,11 +97,12 @@ class TrackingMiddleware:
 
     def _link_url(self, campaign_id: int, link_id: int) -> str | None:
         if link_id not in self.link_cache:
-            with self.flask_app.app_context():
-                row = db.session.execute(
-                    select(TrackedLink.campaign_id, TrackedLink.url).where(
-                        TrackedLink.id == link_id
-                    )
+            # Core, not the ORM: the first click of a process must not wait for every
+            # mapper of the application to be configured (a second, on a busy machine).
+            links = TrackedLink.__table__
+            with self.flask_app.app_context(), db.engine.connect() as connection:
+                row = connection.execute(
+                    select(links.c.campaign_id, links.c.url).where(links.c.id == link_id)
                 ).first()
             if row is None:
                 return None
