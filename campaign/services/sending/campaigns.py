@@ -565,21 +565,18 @@ def _launch(
 
     domain = message_id_domain(locked.from_address)
     # One read of the audience, each contact with whether the suppression list holds it.
-    contacts = [
-        (contact_id, email, bool(is_suppressed))
-        for contact_id, email, is_suppressed in db.session.execute(
-            audience_query(AudienceSpec.from_json(locked.audience))
-            .with_only_columns(Contact.id, Contact.email, _suppressed_clause())
-            .order_by(Contact.id)
-        )
-    ]
+    contacts = read_recipients(
+        audience_query(AudienceSpec.from_json(locked.audience))
+        .with_only_columns(Contact.id, Contact.email, _suppressed_clause())
+        .order_by(Contact.id)
+    )
     rows = new_delivery_rows(locked, contacts, domain)
     launched = at or datetime.now(UTC)
     # A send-at with pacing (office hours, a window of days) dates each row's first attempt;
     # workers claim rows only when that time comes.
     pacing_text = pacing.pace_rows(locked, rows, launched)
-    for start in range(0, len(rows), 1000):
-        db.session.execute(insert(Delivery), rows[start : start + 1000])
+    # In bulk (COPY on PostgreSQL), in this transaction: jobs are queued after its commit.
+    insert_deliveries(rows)
 
     locked.status = CampaignStatus.SENDING.value
     locked.status_reason = ""

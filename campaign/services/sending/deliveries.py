@@ -7,14 +7,18 @@ share live here, below all of them, so none of them has to import another for it
 
 from __future__ import annotations
 
+import base64
 import math
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import case, or_
+from sqlalchemy import Dialect, Select, case, insert, or_
+from sqlalchemy.exc import DBAPIError
 
 from campaign.extensions import db
 from campaign.mail import make_message_id
@@ -26,6 +30,40 @@ SEND_JOB = "workers.jobs.send_batch"
 MAX_JOBS_PER_LAUNCH = 500
 
 
+def read_recipients(query: Select[Any]) -> list[tuple[int, str, bool]]:
+    """(contact id, address, is suppressed) of every contact `query` selects, as plain
+    tuples: the launch reads its audience once, all rows in one fetch."""
+    return [
+        (contact_id, email, bool(is_suppressed))
+        for contact_id, email, is_suppressed in db.session.execute(query).all()
+    ]
+
+
+# Both lists below come out sorted: the rows are written in contact order, and values that
+# rise row after row go into their unique indexes at the end instead of anywhere, which
+# halves SQLite's cost of the insert (decision 0074). Each value is still as random as
+# before; only which contact gets which says their order.
+
+
+def new_message_ids(domain: str, count: int) -> list[str]:
+    """`count` new Message-IDs of make_message_id's form: its time stamp, once, and 96 random
+    bits each from one read of the system's random source (secrets, as make_message_id)."""
+    shape = make_message_id(domain)  # checks the domain once: `<stamp.random@domain>`
+    head, tail = shape[: shape.index(".") + 1], shape[shape.index("@") :]
+    digits = secrets.token_bytes(12 * count).hex()
+    return [
+        f"{head}{random}{tail}"
+        for random in sorted(digits[start : start + 24] for start in range(0, 24 * count, 24))
+    ]
+
+
+def new_unsubscribe_tokens(count: int) -> list[str]:
+    """`count` tokens as secrets.token_urlsafe(18) makes them (144 random bits, 24 characters),
+    from one read of the random source: 18 bytes are exactly 24 base64 characters."""
+    text = base64.urlsafe_b64encode(secrets.token_bytes(18 * count)).decode("ascii")
+    return sorted(text[start : start + 24] for start in range(0, 24 * count, 24))
+
+
 def new_delivery_rows(
     campaign: Campaign, contacts: Sequence[tuple[int, str, bool]], domain: str
 ) -> list[dict[str, Any]]:
@@ -35,24 +73,93 @@ def new_delivery_rows(
     a suppressed address gets a row too, marked suppressed, so the ledger says why.
     """
     now = datetime.now(UTC)
+    queued, suppressed = DeliveryStatus.QUEUED.value, DeliveryStatus.SUPPRESSED.value
+    message_ids = new_message_ids(domain, len(contacts))
+    tokens = new_unsubscribe_tokens(len(contacts))
     return [
         {
             "campaign_id": campaign.id,
             "contact_id": contact_id,
             "step": 0,
             "email": email,
-            "status": (
-                DeliveryStatus.SUPPRESSED.value if is_suppressed else DeliveryStatus.QUEUED.value
-            ),
+            "status": suppressed if is_suppressed else queued,
             "reason": "suppressed" if is_suppressed else "",
-            "message_id": make_message_id(domain),
-            "unsubscribe_token": secrets.token_urlsafe(18),
+            "message_id": message_id,
+            "unsubscribe_token": token,
             "next_attempt_at": now,
             "created_at": now,
             "updated_at": now,
         }
-        for contact_id, email, is_suppressed in contacts
+        for (contact_id, email, is_suppressed), message_id, token in zip(
+            contacts, message_ids, tokens, strict=True
+        )
     ]
+
+
+def insert_deliveries(rows: Sequence[dict[str, Any]]) -> None:
+    """Write ledger rows (all with the same keys) in the session's transaction, in bulk.
+
+    PostgreSQL takes them by COPY, SQLite by one prepared statement run for every row; any
+    other database by the Core's executemany. The columns a row leaves out get their scalar
+    defaults (as the ORM would give them). Values pass through the columns' own bind
+    processing (UTCDateTime's), once per distinct value. A failure raises inside the
+    transaction, which the caller rolls back: nothing is half-written.
+    """
+    if not rows:
+        return
+    table = Delivery.__table__
+    defaults = {
+        column.name: column.default.arg
+        for column in table.columns
+        if column.name not in rows[0] and column.default is not None and column.default.is_scalar
+    }
+    connection = db.session.connection()
+    dialect = connection.dialect
+    if dialect.name not in ("postgresql", "sqlite"):
+        connection.execute(insert(table), [{**defaults, **row} for row in rows])
+        return
+    names = [*rows[0], *defaults]
+    # Column by column (C-level loops), each distinct value bind-processed once (a launch's
+    # rows share their times), then zipped into rows.
+    by_column: list[Iterable[Any]] = []
+    for name in names:
+        if name in defaults:
+            by_column.append(repeat(_processed(name, dialect, [defaults[name]])[0], len(rows)))
+            continue
+        values = list(map(itemgetter(name), rows))
+        by_column.append(_processed(name, dialect, values))
+    records = list(zip(*by_column, strict=True))
+    # Names from our own table, never from input.
+    columns = ", ".join(names)
+    if dialect.name == "sqlite":
+        marks = ", ".join("?" for _ in names)
+        sql = f"INSERT INTO {table.name} ({columns}) VALUES ({marks})"  # noqa: S608
+    else:
+        sql = f"COPY {table.name} ({columns}) FROM STDIN"
+    driver: Any = connection.connection.driver_connection
+    try:
+        if dialect.name == "sqlite":
+            cursor = driver.cursor()
+            try:
+                cursor.executemany(sql, records)
+            finally:
+                cursor.close()
+            return
+        with driver.cursor() as cursor, cursor.copy(sql) as copy:
+            for record in records:
+                copy.write_row(record)
+    except dialect.loaded_dbapi.Error as error:
+        # The driver's error as SQLAlchemy would have raised it (IntegrityError, ...).
+        raise DBAPIError.instance(sql, None, error, dialect.loaded_dbapi.Error) from error
+
+
+def _processed(name: str, dialect: Dialect, values: list[Any]) -> list[Any]:
+    """`values` of column `name` as the database driver takes them (each distinct one once)."""
+    process = Delivery.__table__.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+    if process is None:
+        return values
+    done = {value: None if value is None else process(value) for value in set(values)}
+    return list(map(done.__getitem__, values))
 
 
 def enqueue_send_jobs(campaign_id: int, deliveries: int) -> int:
