@@ -765,8 +765,14 @@ def feedback_id(
 # A campaign's letters share most header lines (From, Cc of a mission, Subject, List-Id,
 # the Date of the second): each is written once (decision 0072). Only values are keys,
 # and an error is raised again every time (lru_cache keeps results, not exceptions).
-@lru_cache(maxsize=16)
 def _date_header(sent_at: dt.datetime) -> str:
+    # Equal instants in two zones are equal datetimes (one cache key), but print different
+    # offsets: the offset is part of the key.
+    return _date_header_at(sent_at, sent_at.utcoffset())
+
+
+@lru_cache(maxsize=16)
+def _date_header_at(sent_at: dt.datetime, _offset: dt.timedelta | None) -> str:
     return "Date: " + format_datetime(sent_at)
 
 

@@ -300,3 +300,15 @@ def test_a_layout_that_does_more_than_print_the_values_is_laid_out_per_letter(
     assert shape(env.get_template("t"), env.get_template("h"), *args) is None
     plain = env.from_string('{{ letter.text_body.rstrip("\\n") }}{{ letter.address_block[1] }}')
     assert shape(plain, env.get_template("h"), *args) is not None
+
+
+def test_the_date_line_keeps_each_zones_offset_for_the_same_instant():
+    """Two letters sent at the same instant from two zones say their own offsets."""
+    import datetime as dt
+
+    from campaign.mail import _date_header
+
+    utc = dt.datetime(2026, 12, 10, 9, 0, tzinfo=dt.UTC)
+    moscow = utc.astimezone(dt.timezone(dt.timedelta(hours=3)))
+    assert _date_header(utc).endswith("+0000")
+    assert _date_header(moscow).endswith("+0300")
