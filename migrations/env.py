@@ -95,11 +95,17 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        args = dict(conf_args)
+        if args.get("include_object") is None:
+            # Autogenerate leaves the search index alone (FTS5 on SQLite, GIN on PostgreSQL).
+            from campaign.models.contact import schema_compare_filter
+
+            args["include_object"] = schema_compare_filter(connection.dialect.name)
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
             render_item=render_item,
-            **conf_args,
+            **args,
         )
 
         with context.begin_transaction():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -23,7 +24,13 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from campaign.extensions import db
 from campaign.models._types import UTCDateTime, utcnow
-from campaign.models.search_key import KEY_FIELDS, install_key_maintenance, search_key_of
+from campaign.models.search_key import (
+    KEY_FIELDS,
+    PG_SEARCH_INDEX,
+    SEARCH_TABLE,
+    install_key_maintenance,
+    search_key_of,
+)
 
 
 class ContactKind(enum.StrEnum):
@@ -64,6 +71,21 @@ class RiskLevel(enum.StrEnum):
     LOW = "low"
     ELEVATED = "elevated"
     HIGH = "high"
+
+
+def schema_compare_filter(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
+    """alembic's `include_object` for comparing the models with a database (autogenerate in
+    migrations/env.py, tests/test_migrations.py): the search index each engine has and the
+    other has not (FTS5 tables and the queue on SQLite, the GIN index on PostgreSQL; see
+    campaign.models.search_key) is not a difference."""
+
+    def include(_obj: Any, name: str | None, type_: str, _reflected: bool, _other: Any) -> bool:
+        # The FTS5 table, its shadow tables (contacts_search_data, _idx, ...) and the queue.
+        if type_ == "table" and name and (name + "_").startswith(SEARCH_TABLE + "_"):
+            return False
+        return not (type_ == "index" and name == PG_SEARCH_INDEX and dialect != "postgresql")
+
+    return include
 
 
 class Contact(db.Model):  # type: ignore[name-defined]
@@ -164,6 +186,15 @@ class Contact(db.Model):  # type: ignore[name-defined]
             sqlite_where=text("deleted_at IS NOT NULL"),
             postgresql_where=text("deleted_at IS NOT NULL"),
         ),
+        # Free-text search on PostgreSQL: trigrams of the search key serve its LIKE '%word%'
+        # (pg_trgm; migration 0021, decision 0070). SQLite's counterpart, an FTS5 trigram
+        # table kept by triggers, lives outside the models (search_key.SEARCH_TABLE).
+        Index(
+            PG_SEARCH_INDEX,
+            "search_key",
+            postgresql_using="gin",
+            postgresql_ops={"search_key": "gin_trgm_ops"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     @property

@@ -42,6 +42,26 @@ KEY_FIELDS: tuple[str, ...] = (
 )
 _DROPPED = str.maketrans("", "", "'’ʼʹ`\"")
 
+# The indexes of the key (migration 0021, decision 0070). PostgreSQL: a pg_trgm GIN index
+# (declared with the model). SQLite: an FTS5 table with the trigram tokenizer holding each
+# contact's key (rowid = contacts.id), brought up to date at each commit that wrote
+# contacts (sync_search_index): contacts past its highest rowid are new; triggers on update
+# and delete note the others in a queue (every writer, raw SQL included). Until then the
+# search takes both kinds as candidates, so its results never wait for the index.
+PG_SEARCH_INDEX = "ix_contacts_search_key_trgm"
+SEARCH_TABLE = "contacts_search"
+SEARCH_QUEUE = "contacts_search_queue"
+_HIGHEST = "SELECT coalesce((SELECT rowid FROM contacts_search ORDER BY rowid DESC LIMIT 1), 0)"
+_SYNC = (
+    "DELETE FROM contacts_search WHERE rowid IN (SELECT id FROM contacts_search_queue)",
+    "INSERT INTO contacts_search (rowid, search_key)"
+    " SELECT id, search_key FROM contacts WHERE id > :highest"
+    " UNION ALL SELECT c.id, c.search_key FROM contacts_search_queue AS q"
+    " JOIN contacts AS c ON c.id = q.id WHERE q.id <= :highest",
+    "DELETE FROM contacts_search_queue",
+)
+_WROTE_CONTACTS = "contacts_written"
+
 
 def fold(text: str) -> str:
     """`text` in lower-case ASCII, as the key stores it ("Ольга" → "olga")."""
@@ -76,6 +96,8 @@ def install_bulk_key_maintenance(session: Any) -> None:
     """
     from sqlalchemy import Insert
 
+    install_search_index_maintenance(session)
+
     @event.listens_for(session, "do_orm_execute")
     def _fill_keys(state: Any) -> None:
         statement = state.statement
@@ -87,3 +109,56 @@ def install_bulk_key_maintenance(session: Any) -> None:
         for row in rows or ():
             if isinstance(row, dict) and "search_key" not in row:
                 row["search_key"] = search_key_of(row)
+
+
+def sync_search_index(connection: Any) -> None:
+    """Fold SQLite's queue of changed contacts into the FTS5 index of the key (a no-op on
+    other databases and where migration 0021 found no FTS5)."""
+    if connection.dialect.name != "sqlite":
+        return
+    found = connection.exec_driver_sql(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (SEARCH_QUEUE,)
+    ).first()
+    if found is None:
+        return
+    from sqlalchemy import text
+
+    highest = connection.execute(text(_HIGHEST)).scalar_one()
+    for statement in _SYNC:
+        connection.execute(text(statement), {"highest": highest})
+
+
+def _note_contact_writes(state: Any) -> None:
+    from sqlalchemy import Delete, Insert, Update
+
+    statement = state.statement
+    if not isinstance(statement, Insert | Update | Delete):
+        return
+    if getattr(statement.table, "name", None) == "contacts":
+        state.session.info[_WROTE_CONTACTS] = True
+
+
+def _note_flushed_contacts(session: Any, _context: Any) -> None:
+    for instance in (*session.new, *session.dirty, *session.deleted):
+        if getattr(instance, "__tablename__", None) == "contacts":
+            session.info[_WROTE_CONTACTS] = True
+            return
+
+
+def _sync_before_commit(session: Any) -> None:
+    # The commit's own flush comes after this hook: flush first, so its contacts count.
+    session.flush()
+    if session.info.pop(_WROTE_CONTACTS, False):
+        sync_search_index(session.connection())
+
+
+def install_search_index_maintenance(session: Any) -> None:
+    """Keep SQLite's index of the key current at each commit that wrote contacts (once per
+    session factory, however many apps share it)."""
+    for name, hook in (
+        ("do_orm_execute", _note_contact_writes),
+        ("after_flush", _note_flushed_contacts),
+        ("before_commit", _sync_before_commit),
+    ):
+        if not event.contains(session, name, hook):
+            event.listen(session, name, hook)
