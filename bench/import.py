@@ -1,12 +1,19 @@
 """Benchmark: importing 100,000 generated contacts from CSV, against a plain csv read.
 
-Run: .venv/bin/python bench/import.py [--rows N]; CAMPAIGN_BENCH_POSTGRES_URL adds a
-PostgreSQL run. Each case runs in a fresh process, so timings are not slowed by a memory
-tracer and memory is the process's own: "peak MB" is the growth of peak RSS (getrusage
-ru_maxrss) during the case, over the RSS after start-up (app built, database migrated).
-It includes SQLite's C allocations. Every case runs at a quarter and at all of the rows:
-flat memory means the two peaks are about equal. Also times the contacts page (server
-side, Flask test client) over 100,000 contacts when campaign/web/contacts/contacts.py exists.
+Run: .venv/bin/python bench/import.py [--rows N] [--no-postgres]. PostgreSQL is a
+throw-away cluster started as the tests do when pg_ctl is installed, else
+CAMPAIGN_BENCH_POSTGRES_URL, else skipped with a note. Each case runs in a fresh process,
+so timings are not slowed by a memory tracer and memory is the process's own: "peak MB" is
+the growth of peak RSS (getrusage ru_maxrss) during the case, over the RSS after start-up
+(app built, database migrated). It includes SQLite's C allocations. Every case runs at a
+quarter and at all of the rows: flat memory means the two peaks are about equal. The full
+file is also imported without the contacts search's index (migration 0021: an FTS5 table
+kept by triggers on SQLite, a pg_trgm GIN index on PostgreSQL), to show what that index
+costs every contact insert. "CPU s" is the case's own CPU time (user + system), steadier
+than the wall clock on a shared machine. Issue 18's aim: at least 25,000 rows/s at 100,000
+rows, memory flat. --before PATH (a checkout such as 1c16f40) runs that code's import of
+the full file too, in the same run. Also times the contacts page (server side, Flask test
+client) over 100,000 contacts when campaign/web/contacts/contacts.py exists.
 """
 
 from __future__ import annotations
@@ -181,14 +188,56 @@ def make_app(database_url: str, instance: Path) -> Any:
     return app
 
 
+AIM_ROWS_PER_SECOND = 25_000
+# The contacts search's index (migration 0021), as its downgrade removes it.
+WITHOUT_SEARCH_INDEX = {
+    "sqlite": [
+        "DROP TRIGGER IF EXISTS contacts_search_au",
+        "DROP TRIGGER IF EXISTS contacts_search_ad",
+        "DROP TRIGGER IF EXISTS contacts_search_ai",
+        "DROP TABLE IF EXISTS contacts_search_queue",
+        "DROP TABLE IF EXISTS contacts_search",
+    ],
+    "postgresql": ["DROP INDEX IF EXISTS ix_contacts_search_key_trgm"],
+}
+
+
+def drop_search_index() -> None:
+    from campaign.extensions import db
+
+    connection = db.session.connection()
+    for statement in WITHOUT_SEARCH_INDEX.get(connection.dialect.name, []):
+        connection.exec_driver_sql(statement)
+    db.session.commit()
+
+
+def empty_postgres(url: str) -> None:
+    """Drop every table (and the extensions) of the database, for another checkout's
+    migrations; the bench's own throw-away cluster, never the tests'."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+        connection.exec_driver_sql("CREATE SCHEMA public")
+    engine.dispose()
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_case(case: str, path: Path, database_url: str, instance: Path) -> dict[str, Any]:
     """One measurement, in this (fresh) process."""
     if case == "baseline":
         before = peak_rss_bytes()
+        cpu = cpu_seconds()
         started = time.perf_counter()
         rows = plain_csv_read(path) - 1
         return {
             "seconds": time.perf_counter() - started,
+            "cpu": cpu_seconds() - cpu,
             "rows": rows,
             "peak": peak_rss_bytes() - before,
         }
@@ -197,10 +246,13 @@ def run_case(case: str, path: Path, database_url: str, instance: Path) -> dict[s
     from campaign.services.contacts import importing
 
     with app.app_context():
+        if case == "import-without-index":
+            drop_search_index()
         info, rows_reader = importing.open_contact_file(path)
         rows_reader.close()
         mapping = importing.auto_mapping(info.headers)
         before = peak_rss_bytes()
+        cpu = cpu_seconds()
         started = time.perf_counter()
         result = importing.import_contacts(path, mapping, rejects_path=instance / "rej.csv")
         db.session.commit()
@@ -208,6 +260,7 @@ def run_case(case: str, path: Path, database_url: str, instance: Path) -> dict[s
         assert result.rejected == 0, result.summary()
         measured: dict[str, Any] = {
             "seconds": seconds,
+            "cpu": cpu_seconds() - cpu,
             "rows": result.imported,
             "peak": peak_rss_bytes() - before,
         }
@@ -245,7 +298,9 @@ def time_contacts_page(app: Any) -> dict[str, float]:
     return timings
 
 
-def child(case: str, path: Path, database_url: str, instance: Path) -> dict[str, Any]:
+def child(
+    case: str, path: Path, database_url: str, instance: Path, code: Path | None = None
+) -> dict[str, Any]:
     output = subprocess.run(
         [
             sys.executable,
@@ -258,6 +313,7 @@ def child(case: str, path: Path, database_url: str, instance: Path) -> dict[str,
             database_url,
             "--instance",
             str(instance),
+            *(["--code", str(code)] if code else []),
         ],
         capture_output=True,
         text=True,
@@ -270,17 +326,33 @@ def child(case: str, path: Path, database_url: str, instance: Path) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--case", default="")
     parser.add_argument("--file", type=Path)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--instance", type=Path)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a checkout of the code before issue 18 (such as 1c16f40): its import is run "
+        "on the full file too, beside today's",
+    )
+    parser.add_argument("--code", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.code:
+        sys.path.insert(0, str(args.code))  # the child imports that checkout's campaign
+        if args.database_url.startswith("postgres"):
+            empty_postgres(args.database_url)  # that checkout's migrations start afresh
     if args.case:
         print(json.dumps(run_case(args.case, args.file, args.database_url, args.instance)))
         return
+    from bench.search import postgres
+
     has_page = (ROOT / "campaign" / "web" / "contacts.py").exists()
     table: list[tuple[str, int, dict[str, Any]]] = []
     page: dict[str, float] = {}
+    notes: list[str] = []
+    print(f"load average at start {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)", flush=True)
     with tempfile.TemporaryDirectory(prefix="campaign-bench-") as tmp:
         base = Path(tmp)
         sizes = [args.rows // 4, args.rows]
@@ -295,31 +367,59 @@ def main() -> None:
         print(GENERATED)
         for n in sizes:
             table.append(("csv module read (baseline)", n, child("baseline", files[n], "", base)))
-        targets = [("SQLite", "sqlite")]
-        if os.environ.get("CAMPAIGN_BENCH_POSTGRES_URL"):
-            targets.append(("PostgreSQL", os.environ["CAMPAIGN_BENCH_POSTGRES_URL"]))
-        for label, url in targets:
-            for n in sizes:
-                instance = base / f"{label}-{n}"
+
+        def run_target(label: str, url: str) -> None:
+            nonlocal page
+            cases = [(n, "import") for n in sizes] + [(args.rows, "import-without-index")]
+            if args.before:
+                cases.append((args.rows, "before"))
+            for n, case in cases:
+                instance = base / f"{label}-{case}-{n}"
                 instance.mkdir()
                 db_url = f"sqlite:///{instance}/bench.sqlite3" if url == "sqlite" else url
-                case = (
-                    "import+page" if has_page and n == args.rows and label == "SQLite" else "import"
-                )
-                measured = child(case, files[n], db_url, instance)
+                name = f"import -> {label}"
+                code = None
+                if case == "before":
+                    # Its own migrations: no search index (migration 0021) yet.
+                    case, code = "import", args.before
+                    name += ", before (no search index)"
+                elif case == "import-without-index":
+                    name += ", no search index"
+                elif has_page and n == args.rows and label == "SQLite":
+                    case = "import+page"
+                measured = child(case, files[n], db_url, instance, code)
                 page = measured.pop("page", page)
-                table.append((f"import -> {label}", n, measured))
+                table.append((name, n, measured))
+
+        run_target("SQLite", "sqlite")
+        if args.no_postgres:
+            notes.append("PostgreSQL: skipped (--no-postgres)")
+        else:
+            with postgres() as (url, how):
+                if url:
+                    notes.append(f"PostgreSQL: {how}")
+                    run_target("PostgreSQL", url)
+                else:
+                    notes.append(f"PostgreSQL: skipped ({how})")
     baseline_rate = {n: m["rows"] / m["seconds"] for name, n, m in table if "baseline" in name}
     print()
-    print(f"{'case':30} {'rows':>8} {'seconds':>8} {'rows/s':>9} {'peak MB':>8} {'x baseline':>10}")
+    print(
+        f"{'case':48} {'rows':>8} {'seconds':>8} {'CPU s':>6} {'rows/s':>9} {'aim':>9}"
+        f" {'peak MB':>8} {'x baseline':>10}"
+    )
     for name, n, m in table:
         rate = m["rows"] / m["seconds"]
+        aim = f">= {AIM_ROWS_PER_SECOND:,}" if name.startswith("import") and n == args.rows else ""
         print(
-            f"{name:30} {n:>8,} {m['seconds']:>8.2f} {rate:>9,.0f} "
-            f"{m['peak'] / 1e6:>8.1f} {baseline_rate[n] / rate:>10.1f}"
+            f"{name:48} {n:>8,} {m['seconds']:>8.2f} {m['cpu']:>6.2f} {rate:>9,.0f} {aim:>9}"
+            f" {m['peak'] / 1e6:>8.1f} {baseline_rate[n] / rate:>10.1f}"
         )
+    for note in notes:
+        print(note)
     print("\npeak MB: growth of peak RSS (ru_maxrss) during the case, in a fresh process.")
+    print("CPU s: the case process's own CPU time (PostgreSQL's server work is not in it).")
     print("x baseline: how many times longer per row than the plain csv read.")
+    print("no search index: migration 0021's index dropped before the import (its write cost).")
     if page:
         print("\ncontacts page, server time at 100,000 contacts (median of 5, test client):")
         for label, seconds in page.items():
