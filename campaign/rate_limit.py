@@ -143,11 +143,13 @@ class RateLimiter:
             raise DailyLimitReached(self.per_day, int(value) / US)
         return int(value) / US
 
-    def acquire(self) -> None:
-        """Block until this worker may send one message (raises DailyLimitReached)."""
+    def acquire(self) -> float:
+        """Block until this worker may send one message (raises DailyLimitReached); return
+        how long it waited (0: the permit was free at once)."""
         wait = self.reserve()
         if wait > 0:
             self._sleep(wait)
+        return wait
 
 
 class ConnectionSemaphore:

@@ -837,24 +837,6 @@ def _stop_lease_lost(batch: _Batch) -> None:
     log.warning("campaign %s: %s", batch.campaign_id, batch.result.stopped)
 
 
-def _stop_requested(batch: _Batch) -> bool:
-    """Whether staff paused or cancelled the campaign: one Redis read, the database if in doubt.
-
-    Pause and cancel raise a flag in Redis (campaigns.stop_flag_key); the database stays the
-    truth, read only when the flag is up or cannot be read.
-    """
-    try:
-        if not get_redis().exists(stop_flag_key(batch.campaign_id)):
-            return False
-    except RedisError:
-        pass
-    status = _campaign_status(batch.campaign_id)
-    if status == CampaignStatus.SENDING:
-        return False
-    _stop_for_status(batch, status)
-    return True
-
-
 def _stop_for_status(batch: _Batch, status: str | None) -> None:
     cancelled = status == CampaignStatus.CANCELLED
     batch.result.released += _release(
@@ -914,6 +896,23 @@ def _send_row(
         result.suppressed += 1
         batch.commit()
         return True
+    flag = _StopFlag(batch.campaign_id)
+    flag.ask()
+    try:
+        return _build_and_send(batch, row, contacts, limiter, connection, flag)
+    finally:
+        flag.settle()
+
+
+def _build_and_send(
+    batch: _Batch,
+    row: _Row,
+    contacts: dict[int, dict[str, Any]],
+    limiter: RateLimiter,
+    connection: SmtpConnection,
+    flag: _StopFlag,
+) -> bool:
+    result = batch.result
     contact = contacts.get(row.contact_id) if row.contact_id else None
     data, recipient, copies, language, error = _build(batch, row, contact)
     signer = batch.settings.dkim_signer
@@ -938,7 +937,7 @@ def _send_row(
         batch.commit()
         return True
     try:
-        limiter.acquire()
+        waited = limiter.acquire()
         if batch.should_stop is not None and batch.should_stop():
             raise _WorkerStopping
     except _WorkerStopping:
@@ -956,8 +955,12 @@ def _send_row(
         batch.commit()
         return False
     # Checked at the last moment, after the pace's wait: a pause stops every worker within
-    # the message each may have in flight.
-    if _stop_requested(batch):
+    # the message each may have in flight. The question went to Redis before the letter was
+    # built and its answer is read now (decision 0073), unless the pace made us wait.
+    if waited:
+        flag.settle()
+        flag.ask()
+    if _stop_requested(batch, flag):
         return False
     # And the lease, again: the pace's wait may have outlasted it, and another worker may
     # already have taken the row back.
@@ -966,6 +969,68 @@ def _send_row(
         return False
     outcome = connection.send(batch.envelope_from, recipient, data, copies=copies)
     return _apply(batch, row, outcome, data, language)
+
+
+class _StopFlag:
+    """The campaign's stop flag (campaigns.stop_flag_key), asked now and answered later.
+
+    ask() writes EXISTS on a Redis connection of its own and does not wait; answer() reads
+    the reply, which has arrived meanwhile (the letter was built in between), so the round
+    trip costs no wait. settle() reads an answer nobody asked for, so that the connection
+    goes back to the pool with nothing left unread on it.
+    """
+
+    def __init__(self, campaign_id: int) -> None:
+        self.key = stop_flag_key(campaign_id)
+        self.pool = get_redis().connection_pool
+        self.connection: Any = None
+
+    def ask(self) -> None:
+        try:
+            self.connection = self.pool.get_connection()
+            self.connection.send_command("EXISTS", self.key)
+        except RedisError:
+            self._give_back(broken=True)
+
+    def answer(self) -> bool | None:
+        """Whether the flag is up; None when Redis could not say."""
+        if self.connection is None:
+            return None
+        try:
+            is_up = bool(self.connection.read_response())
+        except RedisError:
+            self._give_back(broken=True)
+            return None
+        self._give_back(broken=False)
+        return is_up
+
+    settle = answer
+
+    def _give_back(self, *, broken: bool) -> None:
+        connection, self.connection = self.connection, None
+        if connection is None:
+            return
+        if broken:
+            with contextlib.suppress(Exception):
+                connection.disconnect()
+        with contextlib.suppress(Exception):
+            self.pool.release(connection)
+
+
+def _stop_requested(batch: _Batch, flag: _StopFlag) -> bool:
+    """Whether staff paused or cancelled the campaign: the flag's answer, the database if in
+    doubt.
+
+    Pause and cancel raise a flag in Redis (campaigns.stop_flag_key); the database stays the
+    truth, read only when the flag is up or cannot be read.
+    """
+    if flag.answer() is False:
+        return False
+    status = _campaign_status(batch.campaign_id)
+    if status == CampaignStatus.SENDING:
+        return False
+    _stop_for_status(batch, status)
+    return True
 
 
 def _build(
