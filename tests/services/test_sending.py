@@ -654,3 +654,31 @@ def test_the_reconciler_runs_on_one_worker_per_interval(app: Flask) -> None:
     assert run_if_due(app, lambda: runs.append("first worker"))
     assert not run_if_due(app, lambda: runs.append("second worker"))
     assert runs == ["first worker"]
+
+
+def test_copies_go_to_each_listed_address_except_a_suppressed_one(
+    app: Flask, fault_smtp: FaultSmtpServer
+) -> None:
+    # The batch reads the copy addresses' suppressions once for all its letters (0072).
+    campaign, rows = _launch(2)
+    for row in rows:
+        db.session.execute(
+            update(Contact)
+            .where(Contact.id == row.contact_id)
+            .values(cc_emails="desk@example.net secretariat@example.net")
+        )
+    db.session.add(
+        Suppression(
+            email_key="secretariat@example.net",
+            email="secretariat@example.net",
+            reason="unsubscribed",
+        )
+    )
+    db.session.commit()
+    assert _send(campaign.id).sent == 2
+    received = {message.rcpt_tos[0]: message for message in fault_smtp.messages}
+    assert sorted(received) == sorted(row.email for row in rows)
+    for message in received.values():
+        assert message.rcpt_tos[1:] == ("desk@example.net",)
+        letter = message_from_bytes(message.raw, policy=default_policy)
+        assert letter["Cc"] == "desk@example.net"

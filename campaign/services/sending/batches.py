@@ -73,7 +73,7 @@ from campaign.services.sending.unsubscribe import public_url, unsubscribe_url
 from campaign.services.sign_on.invitations import notify_signers
 from campaign.services.statements import files as statement_files
 from campaign.services.statements import presend
-from campaign.services.statements.complete_letters import compose_letter
+from campaign.services.statements.complete_letters import LetterCache, compose_letter
 from campaign.services.statements.salutation_rules import current_rule_set
 from campaign.services.statements.statements import letter_source
 from campaign.services.webhooks import events as webhook_events
@@ -447,6 +447,8 @@ class _Batch:
     errors_in_a_row: int = 0
     last_error: str = ""
     keeper: LeaseKeeper | None = None
+    # Whether each copy (Cc) address is suppressed, read for the whole batch at once (0072).
+    letters: LetterCache = field(default_factory=LetterCache)
 
 
 def _suppressed_keys(rows: Sequence[_Row]) -> set[str]:
@@ -665,6 +667,9 @@ def send_batch(
             )
         )
     }
+    batch.letters.preload_copies(
+        address for contact in contacts.values() for address in (contact["cc_emails"] or "").split()
+    )
     # Failures in a row carry over from batch to batch of the campaign (through Redis, two
     # calls a batch), so small batches pause a campaign on a broken server too.
     errors_key = f"{_key_prefix()}:campaign:{campaign_id}:errors-in-a-row"
@@ -1065,6 +1070,7 @@ def _build(
             attach_pdf=batch.is_pdf_attached,
             html_transform=batch.tracking.transform_for(row.id) if batch.tracking else None,
             cases=batch.cases,
+            cache=batch.letters,
             fixed_subject=batch.reply_subjects.get(row.id),
             files=batch.files if row.step == 0 else (),
         )
