@@ -198,7 +198,10 @@ def check_letters(campaign_id: int, run_key: str) -> None:
                 commit=db.session.commit,
             )
         except Exception as error:
+            from rq.timeouts import JobTimeoutException
+
             db.session.rollback()
             log.exception("pre-send check of campaign %s failed", campaign_id)
-            presend_runs.mark_failed(campaign_id, run_key, error)
+            timed_out = isinstance(error, JobTimeoutException)
+            presend_runs.mark_failed(campaign_id, run_key, error, timed_out=timed_out)
             db.session.commit()

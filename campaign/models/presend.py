@@ -43,6 +43,9 @@ class PresendRun(db.Model):  # type: ignore[name-defined]
     # The report (PresendReport, its first problems) as JSON; kept while a new run goes.
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")
+    # The fingerprint of letters a web request gave up checking (too slow for a request):
+    # while it holds, pages go straight to the job's button without rendering.
+    slow_for: Mapped[str] = mapped_column(String(64), default="")
     started_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )

@@ -27,6 +27,7 @@ def upgrade():
     sa.Column('checked', sa.Integer(), nullable=False),
     sa.Column('result', sa.JSON(), nullable=True),
     sa.Column('error', sa.Text(), nullable=False),
+    sa.Column('slow_for', sa.String(length=64), nullable=False),
     sa.Column('started_by_id', sa.Integer(), nullable=True),
     sa.Column('queued_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=True),

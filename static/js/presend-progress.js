@@ -9,7 +9,8 @@
     fetch(box.dataset.url, {headers: {"Accept": "application/json", "X-Background-Request": "poll"}, credentials: "same-origin"})
       .then(function (response) { return response.json(); })
       .then(function (p) {
-        if (!p.is_running) { window.location.reload(); return; }
+        // Ended, or taken by a worker since the page was made (its words change): reload.
+        if (!p.is_running || (p.is_waiting ? "1" : "0") !== box.dataset.waiting) { window.location.reload(); return; }
         bar.value = p.percent;
         bar.textContent = p.percent + "%";
         text.textContent = p.text;

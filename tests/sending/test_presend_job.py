@@ -10,16 +10,24 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from flask_babel import force_locale, lazy_ngettext
+from redis.exceptions import ConnectionError as RedisConnectionError
+from rq.timeouts import JobTimeoutException
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
+from campaign import queue
 from campaign.extensions import db
+from campaign.letters.letter import render_letter
 from campaign.models import AuditEvent, Campaign, CampaignStatus, Contact, PresendRun, Role
 from campaign.queue import get_queue
+from campaign.services.contacts import lists
 from campaign.services.sending import campaigns, presend_runs
 from campaign.services.statements import presend, salutation_rules, statements
 from campaign.services.statements.salutation_rules import current_rule_set
+from campaign.web.sending import campaigns as web_campaigns
 from tests.api.helpers import bearer, new_key
-from tests.factories import CampaignFactory
+from tests.factories import CampaignFactory, ContactFactory, ContactListFactory
 from tests.pages import element_text
 from workers import context, jobs
 
@@ -77,10 +85,21 @@ def test_the_page_starts_one_job_shows_its_progress_then_its_result(
         assert client.post(f"/campaigns/{draft.id}/check").status_code == 302
     assert len(_queued()) == 1
     page = client.get(f"/campaigns/{draft.id}").get_data(as_text=True)
-    # Without JavaScript the page says how far it is; a reload shows more.
-    assert "0% done" in element_text(page, "check-running")
-    assert "0 of 3 letters read" in element_text(page, "check-progress-text")
-    assert client.get(f"/campaigns/{draft.id}/check").get_json()["is_running"] is True
+    # No worker has taken it: the page says it waits for one, not "running, 0%".
+    assert "is the worker running?" in element_text(page, "check-progress-text")
+    assert element_text(page, "check-waiting")
+    polled = client.get(f"/campaigns/{draft.id}/check").get_json()
+    assert polled["is_running"] is True and polled["is_waiting"] is True
+    # Taken by a worker, one letter read: without JavaScript a reload shows how far it is.
+    db.session.execute(
+        update(PresendRun).values(status="running", checked=1, heartbeat_at=datetime.now(UTC))
+    )
+    db.session.commit()
+    page = client.get(f"/campaigns/{draft.id}").get_data(as_text=True)
+    assert "33% done" in element_text(page, "check-running")
+    assert "1 letter of 3 read" in element_text(page, "check-progress-text")
+    db.session.execute(update(PresendRun).values(status="queued", checked=0))
+    db.session.commit()
 
     assert _run_queued_jobs(app) == 1
     polled = client.get(f"/campaigns/{draft.id}/check").get_json()
@@ -196,15 +215,26 @@ def test_a_dead_job_is_shown_stopped_and_a_new_start_supersedes_it(
 def test_the_api_answers_202_with_progress_then_the_stored_result(
     app: Flask, client: FlaskClient, draft: Campaign
 ) -> None:
-    headers = bearer(new_key(Role.EDITOR, ["campaigns:read"])[0])
+    reader = bearer(new_key(Role.EDITOR, ["campaigns:read"])[0])
+    # Nothing checked yet: not launchable, and the answer says the check has not started.
+    before = client.get(f"/api/v1/campaigns/{draft.id}/check", headers=reader).get_json()
+    assert before["presend"] is None and before["launchable"] is False
+    assert before["needs_override"] is False
+    assert before["progress"]["status"] == "not_started"
+    # Starting a job needs the write scope.
+    assert client.post(f"/api/v1/campaigns/{draft.id}/check", headers=reader).status_code == 403
+    assert _queued() == []
+    headers = bearer(new_key(Role.EDITOR, ["campaigns:read", "campaigns:write"])[0])
     started = client.post(f"/api/v1/campaigns/{draft.id}/check", headers=headers)
     assert started.status_code == 202, started.get_data(as_text=True)
     assert started.get_json()["presend"] is None
+    assert started.get_json()["launchable"] is False
     assert started.get_json()["progress"] == {
         "status": "queued",
         "checked": 0,
         "total": 3,
         "percent": 0,
+        "reason": "",
     }
     status_url = started.headers["Location"]
     assert status_url.endswith(f"/api/v1/campaigns/{draft.id}/check")
@@ -217,3 +247,203 @@ def test_the_api_answers_202_with_progress_then_the_stored_result(
     assert done.get_json()["presend"]["checked"] == 3
     assert done.get_json()["presend"]["contacts_with_errors"] == 3
     assert done.get_json()["needs_override"] is True
+
+
+def test_a_changed_membership_makes_the_stored_result_stale(app: Flask) -> None:
+    """Two audiences of the same size and sums of ids: the result of one is not the
+    other's (a launch would go without override past failing letters)."""
+    people = [
+        ContactFactory(
+            given_name=name,
+            family_name="Lind",
+            email=f"{name}@example.org",
+            organisation="BAD" if name in ("b", "c") else "Good",
+            languages="en",
+        )
+        for name in ("a", "b", "c", "d", "e")
+    ]
+    db.session.commit()
+    good, bad = [people[0], people[3], people[4]], [people[1], people[2], people[4]]
+    assert sum(p.id for p in good) == sum(p.id for p in bad)
+    the_list = ContactListFactory(contacts=good)
+    made: Any = CampaignFactory(
+        contact_list=the_list,
+        statement__body=(
+            "{{ salutation }}\n\n{% if contact.organisation == 'BAD' %}{{ contact.x.y }}"
+            "{% endif %}We write.\n\n{{ closing }}\n\n{{ signatories }}\n"
+        ),
+        statement__signatories=[{"kind": "organisation", "name": "Org"}],
+        commit=True,
+    )
+    draft = db.session.get_one(Campaign, made.id)
+    assert presend_runs.run_here(draft, campaigns.recipients_query(draft)).has_errors is False
+    db.session.commit()
+    lists.remove_contacts(the_list, [people[0].id, people[3].id])
+    lists.add_contacts(the_list, [people[1].id, people[2].id])
+    db.session.commit()
+    assert presend_runs.current_report(draft, campaigns.recipients_query(draft)) is None
+    with app.test_request_context(), pytest.raises(campaigns.PresendRefused):
+        campaigns.check_and_launch(draft)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_too_slow_for_a_request_is_remembered_and_the_page_offers_the_job(
+    app: Flask, client: FlaskClient, login: Any, draft: Campaign, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request's time bound holds from the first letter on, and a visit after one that
+    gave up renders nothing: it shows the button at once."""
+    monkeypatch.setattr(presend_runs, "INLINE_LIMIT", 1000)
+    monkeypatch.setattr(presend_runs, "INLINE_SECONDS", 0.0)
+    read: list[int] = []
+    real = render_letter
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        read.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(presend, "render_letter", counted)
+    login(Role.EDITOR)
+    page = client.get(f"/campaigns/{draft.id}").get_data(as_text=True)
+    assert 'id="start-check"' in page and 'id="check-summary"' not in page
+    assert read == []  # past the bound before the first letter: none was made
+    monkeypatch.setattr(presend_runs, "INLINE_SECONDS", 60.0)
+    page = client.get(f"/campaigns/{draft.id}").get_data(as_text=True)
+    assert 'id="start-check"' in page and read == []
+    # The letters change: a request tries again.
+    contact = db.session.scalars(select(Contact).where(Contact.given_name == "Anna")).one()
+    contact.family_name = "Lindqvist"
+    db.session.commit()
+    page = client.get(f"/campaigns/{draft.id}").get_data(as_text=True)
+    assert 'id="check-summary"' in page and len(read) == 3
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_stored_messages_are_read_in_the_readers_language(app: Flask) -> None:
+    """Checked by an English reader, read by a French and a Russian one."""
+    made: Any = CampaignFactory(
+        recipients=[
+            {
+                "given_name": "Anna",
+                "family_name": "Lind",
+                "email": "a@example.org",
+                "role_type": "minister",
+            },
+            {
+                "given_name": "Boris",
+                "family_name": "Orlov",
+                "email": "b@example.org",
+                "role_type": "official",
+            },
+            {
+                "given_name": "Chloé",
+                "family_name": "Martin",
+                "email": "c@example.org",
+                "role_type": "other",
+            },
+        ],
+        statement__body=BODY,
+        commit=True,
+    )
+    draft = db.session.get_one(Campaign, made.id)
+    recipients = campaigns.recipients_query(draft)
+    with app.test_request_context(), force_locale("en"):
+        presend_runs.run_here(draft, recipients)
+    db.session.commit()
+    for language, words in (("fr", "le rôle du contact"), ("ru", "роль контакта")):
+        with app.test_request_context(), force_locale(language):
+            stored = presend_runs.current_report(draft, recipients)
+            assert stored is not None
+            (role,) = [p for p in stored.problems if p.problem.code == "role_other"]
+            assert words in role.problem.message.casefold(), role.problem.message
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_failure_is_told_in_words_and_the_details_stay_in_the_log(
+    app: Flask, client: FlaskClient, login: Any, draft: Campaign
+) -> None:
+    login(Role.EDITOR)
+    client.post(f"/campaigns/{draft.id}/check")
+    (job,) = _queued()
+    key = job.args[1]
+    presend_runs.mark_failed(
+        draft.id, key, OperationalError("SELECT secret FROM users", {}, Exception("locked"))
+    )
+    db.session.commit()
+    shown = element_text(
+        client.get(f"/campaigns/{draft.id}").get_data(as_text=True), "check-stopped"
+    )
+    assert "OperationalError" in shown and "SELECT" not in shown and "secret" not in shown
+    # A job out of time says the template is too slow, with the figures.
+    presend_runs.mark_failed(draft.id, key, JobTimeoutException("606"), timed_out=True)
+    db.session.commit()
+    shown = element_text(
+        client.get(f"/campaigns/{draft.id}").get_data(as_text=True), "check-stopped"
+    )
+    limit = presend_runs.SECONDS_PER_LETTER
+    assert f"after {presend_runs.job_timeout(3)} seconds" in shown
+    assert f"more than {limit} seconds a letter" in shown
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_queue_that_does_not_answer_leaves_no_running_check(
+    app: Flask, client: FlaskClient, login: Any, draft: Campaign, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    login(Role.EDITOR)
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise RedisConnectionError("Connection refused")
+
+    monkeypatch.setattr(queue, "get_queue", down)
+    answer = client.post(f"/campaigns/{draft.id}/check", follow_redirects=True)
+    assert answer.status_code == 200
+    page = answer.get_data(as_text=True)
+    assert "could not be queued" in page
+    assert 'id="check-running"' not in page and 'id="start-check"' in page
+    run = db.session.scalars(select(PresendRun)).one()
+    assert run.status == "failed"
+    headers = bearer(new_key(Role.EDITOR, ["campaigns:read", "campaigns:write"])[0])
+    api = client.post(f"/api/v1/campaigns/{draft.id}/check", headers=headers)
+    assert api.status_code == 503 and "could not be queued" in api.get_json()["detail"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_slow_job_beats_on_time_and_its_timeout_follows_the_letters(
+    app: Flask, draft: Campaign, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slow letters: the heartbeat is written every BEAT_SECONDS, not every CHUNK letters."""
+    monkeypatch.setattr(presend_runs, "BEAT_SECONDS", 0.0)
+    presend_runs.start(draft, campaigns.recipients_query(draft))
+    db.session.commit()
+    (job,) = _queued()
+    assert job.timeout >= presend_runs.SECONDS_PER_LETTER * 3
+    assert presend_runs.claim(draft.id, job.args[1])
+    db.session.commit()
+    beats: list[tuple[int, Any]] = []
+
+    def commit() -> None:
+        run = db.session.scalars(select(PresendRun)).one()
+        beats.append((run.checked, run.heartbeat_at))
+        db.session.commit()
+
+    assert presend_runs.run_job(draft.id, job.args[1], campaigns.recipients_query, commit=commit)
+    assert [checked for checked, _ in beats] == [0, 1, 2, 3, 3]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_words_of_the_check(app: Flask) -> None:
+    """A result finished "in the future" (clocks apart) is "just now"; the Russian refusal
+    for 21 letters speaks of letters, not of one."""
+    with app.test_request_context():
+        now = datetime.now(UTC)
+        run = PresendRun(finished_at=now + timedelta(seconds=5), result={})
+        found = presend_runs.CheckState(run, 3, None, now)
+        assert web_campaigns.result_age(found) == "just now"
+        with force_locale("ru"):
+            needed = lazy_ngettext(
+                "the pre-send check of the %(num)d letter has not run since it last changed; "
+                "start it on the campaign's page and launch when it has finished",
+                "the pre-send check of the %(num)d letters has not run since they last changed; "
+                "start it on the campaign's page and launch when it has finished",
+                21,
+            )
+            assert "его" not in str(needed)

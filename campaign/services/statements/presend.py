@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from flask import current_app
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_babel import lazy_ngettext, ngettext
+from flask_babel import lazy_ngettext
 from flask_babel.speaklater import LazyString
 from sqlalchemy import Select, case, func, select
 
@@ -243,7 +243,7 @@ def check_audience(
                 LetterProblem(
                     "error",
                     "render_error",
-                    _("the letter could not be made: %(reason)s", reason=str(error)),
+                    said(_l("the letter could not be made: %(reason)s", reason=str(error))),
                 ),
             )
             letter_language = ""
@@ -303,7 +303,7 @@ def _warn_unroled(
         merged.extend(report.problems[taken:end])
         taken = end
         if salutation:
-            message = ngettext(
+            message = lazy_ngettext(
                 "the contact's role is “other” while %(num)d recipient of this audience is an "
                 "official: the letter greets them as “%(salutation)s”; if they hold an office, "
                 "set their role on the contact's page",
@@ -314,14 +314,14 @@ def _warn_unroled(
                 salutation=salutation,
             )
         else:
-            message = ngettext(
+            message = lazy_ngettext(
                 "the contact's role is “other” while %(num)d recipient of this audience is an "
                 "official; if they hold an office, set their role on the contact's page",
                 "the contact's role is “other” while %(num)d recipients of this audience are "
                 "officials; if they hold an office, set their role on the contact's page",
                 officials,
             )
-        problem = LetterProblem("warning", "role_other", message)
+        problem = LetterProblem("warning", "role_other", said(message))
         merged.append(ContactProblem(contact_id, email, name, letter_language, problem))
         report.codes["role_other"] += 1
     merged.extend(report.problems[taken:])

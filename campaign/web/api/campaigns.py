@@ -10,12 +10,14 @@ needs the editor role and launching, pausing, resuming and cancelling the sender
 the pages.
 """
 
+import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from flask import Response, url_for
 from flask_babel import gettext as _
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from redis.exceptions import RedisError
 from sqlalchemy import select
 
 from campaign.extensions import db
@@ -35,6 +37,8 @@ from campaign.web.api.auth import operation
 from campaign.web.api.blueprint import bp
 from campaign.web.api.conventions import PageQuery, found, idempotent, page, with_etag
 from campaign.web.api.problems import ApiProblem, invalid
+
+log = logging.getLogger(__name__)
 
 CampaignStatusCode = Literal["draft", "scheduled", "sending", "paused", "finished", "cancelled"]
 EDITABLE = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
@@ -210,12 +214,18 @@ class PresendOut(BaseModel):
 class CheckProgressOut(BaseModel):
     """The pre-send check running as a job (decision 0071)."""
 
-    status: Literal["queued", "running", "stopped"] = Field(
-        description="`stopped`: it failed or stopped answering; POST the check again."
+    status: Literal["not_started", "queued", "running", "stopped"] = Field(
+        description=(
+            "`not_started`: no result for the letters as they are now, and no job: POST "
+            "the check. `queued`: waiting for a worker (if it lasts, is the worker "
+            "running?). `running`: a worker reads the letters. `stopped`: it failed, could "
+            "not be queued or stopped answering (`reason`); POST the check again."
+        )
     )
     checked: int = Field(description="Letters read so far.")
     total: int
     percent: int
+    reason: str = Field("", description="Why it stopped (`stopped`), in words; else empty.")
 
 
 class CheckOut(BaseModel):
@@ -225,19 +235,29 @@ class CheckOut(BaseModel):
     audience: AudienceCountOut
     presend: PresendOut | None = Field(
         description=(
-            "null when it cannot run (no statement text, no list or segment), and while it "
-            "runs as a job (`progress`)."
+            "null when it cannot run (no statement text, no list or segment), and while no "
+            "current result exists (`progress` says why: not started, queued, running, "
+            "stopped)."
         )
     )
-    launchable: bool = Field(description="No errors: a launch needs no override.")
+    launchable: bool = Field(
+        description=(
+            "No errors and a current pre-send result without errors: a launch needs no "
+            "override. false while `presend` is null (nothing checked yet)."
+        )
+    )
     needs_override: bool = Field(
-        description="Only letters' errors stand in the way: a launch needs override and reason."
+        description=(
+            "Only letters' errors (in a current `presend` result) stand in the way: a launch "
+            "needs override and reason. false while `presend` is null."
+        )
     )
     progress: CheckProgressOut | None = Field(
         None,
         description=(
-            "While the pre-send check runs as a job (more letters than a request checks, "
-            "answered 202): how far it is; read the Location until `presend` is filled."
+            "While no current pre-send result exists for letters that can be checked: "
+            "whether the job is started and how far it is; read the Location until "
+            "`presend` is filled. null when `presend` is filled or cannot run."
         ),
     )
 
@@ -450,11 +470,11 @@ def campaign_status(campaign_id: int) -> ProgressOut:
 
 @bp.post("/campaigns/<int:campaign_id>/check")
 @operation(
-    "campaigns:read",
+    "campaigns:write",
     role=Role.EDITOR,
     responses={200: CheckOut, 202: CheckOut},
     tags=("campaigns",),
-    errors=(404, 409),
+    errors=(404, 409, 503),
     writes=True,
 )
 def check_campaign(campaign_id: int) -> Any:
@@ -464,14 +484,25 @@ def check_campaign(campaign_id: int) -> Any:
     check of each recipient's letter (`campaign check`'s figures). A result stored since
     nothing changed is answered as it is; a small audience is checked in the request; a
     larger one is checked by a job (one a campaign): the answer is 202 with `progress` and
-    a Location to read until `presend` is filled."""
+    a Location to read until `presend` is filled (503 when the job queue does not answer).
+    Needs `campaigns:write`: it may start a job and it stores the result."""
     campaign = _unlaunched(campaign_id)
     try:
         return _check_out(campaign)
     except campaign_service.PresendNeeded:
-        presend_runs.start(
+        run = presend_runs.start(
             campaign, campaign_service.recipients_query(campaign), actor=signed_in_user()
         )
+        key = run.run_key
+        try:
+            db.session.commit()  # the job is queued once its row is (not after the answer)
+        except RedisError:
+            log.exception("pre-send check of campaign %s: the queue did not take it", campaign_id)
+            # The row is committed, the session's transaction ended in its after_commit.
+            db.session.close()
+            presend_runs.not_queued(campaign_id, key)
+            db.session.commit()
+            raise ApiProblem(503, presend_runs.failure_text(presend_runs.NOT_QUEUED)) from None
         return with_etag(
             _check_out(campaign, run=False),
             202,
@@ -503,6 +534,7 @@ def _check_out(campaign: Campaign, *, run: bool = True) -> CheckOut:
     else:
         report, progress = _stored_check(campaign)
     presend_errors = bool(report is not None and report.has_errors)
+    # Nothing is claimed launchable without a current result of the letters.
     return CheckOut(
         campaign_id=campaign.id,
         errors=[str(e) for e in check.errors],
@@ -513,26 +545,36 @@ def _check_out(campaign: Campaign, *, run: bool = True) -> CheckOut:
             sendable=check.count.sendable,
         ),
         presend=_presend(report) if report is not None else None,
-        launchable=not check.errors and not presend_errors,
+        launchable=not check.errors and report is not None and not presend_errors,
         needs_override=not check.errors and presend_errors,
         progress=progress,
     )
 
 
 def _stored_check(campaign: Campaign) -> tuple[PresendReport | None, CheckProgressOut | None]:
-    """The stored result if current, else the job's progress (None: never started)."""
+    """The stored result if current, else where the job stands (not started, queued,
+    running, stopped); (None, None) when the check cannot run."""
+    if campaign.statement_id is None:
+        return None, None
     try:
         recipients = campaign_service.recipients_query(campaign)
     except CampaignError:
         return None, None
     found = presend_runs.state(campaign, recipients)
-    if found.report is not None or not (found.is_running or found.is_failed):
-        return found.report, None  # a result, or none since the letters changed: POST
-    status: Literal["queued", "running", "stopped"] = "stopped"
-    if found.is_running and found.run is not None:
-        status = "queued" if found.run.status == "queued" else "running"
+    if found.report is not None:
+        return found.report, None
+    status: Literal["not_started", "queued", "running", "stopped"] = "not_started"
+    if found.is_running:
+        status = "queued" if found.is_waiting else "running"
+    elif found.is_failed:
+        status = "stopped"
+    running = found.is_running or found.is_failed
     return None, CheckProgressOut(
-        status=status, checked=found.checked, total=found.total, percent=found.percent
+        status=status,
+        checked=found.checked if running else 0,
+        total=found.total,
+        percent=found.percent if running else 0,
+        reason=found.failure,
     )
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from flask import (
@@ -18,6 +21,7 @@ from flask import (
 )
 from flask_babel import format_timedelta, ngettext
 from flask_babel import gettext as _
+from redis.exceptions import RedisError
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
@@ -43,6 +47,7 @@ from campaign.services.sending.campaigns import AudienceSpec, CampaignError
 from campaign.services.statements import files as statement_files
 from campaign.web.access import allow, may, signed_in_user
 
+log = logging.getLogger(__name__)
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
 EDITABLE = (CampaignStatus.DRAFT.value, CampaignStatus.SCHEDULED.value)
@@ -310,7 +315,8 @@ def show(campaign_id: int) -> Any:
         check=check,
         report=letters.report if letters is not None else None,
         letters=letters,
-        check_age=_age(letters),
+        check_age=result_age(letters),
+        check_text=progress_text(letters) if letters is not None else "",
         max_problems=MAX_PROBLEMS,
         progress=None if is_draft else ledger.campaign_progress(campaign),
         audience_labels=dict(audience_choices()),
@@ -339,35 +345,55 @@ def _letters_check(campaign: Campaign) -> presend_runs.CheckState | None:
     if recipients is None:
         return None
     found = presend_runs.state(campaign, recipients)
-    if found.report is not None or found.is_running or found.recipients > presend_runs.INLINE_LIMIT:
+    if (
+        found.report is not None
+        or found.is_running
+        or found.is_slow
+        or found.recipients > presend_runs.INLINE_LIMIT
+    ):
         return found
-    try:
+    # Too slow for a request: remembered on the run's row, the next visit shows the button.
+    with contextlib.suppress(presend_runs.CheckTooLong):
         presend_runs.run_here(campaign, recipients, seconds=presend_runs.INLINE_SECONDS)
-    except presend_runs.CheckTooLong:
-        db.session.rollback()
-        return presend_runs.state(campaign, recipients)
+    # This GET writes the campaign's one presend_runs row: a cache of what the letters say
+    # now, the same whoever asks and however often (decision 0071).
     db.session.commit()
     return presend_runs.state(campaign, recipients)
 
 
-def _age(found: presend_runs.CheckState | None) -> str:
-    """How long ago the stored result was made: "3 minutes ago"."""
+def result_age(found: presend_runs.CheckState | None) -> str:
+    """How long ago the stored result was made: "3 minutes ago" ("just now" under a
+    minute, and when the clocks of the worker and the web app disagree)."""
     age = found.age if found is not None else None
-    return format_timedelta(-age, add_direction=True) if age is not None else ""
+    if age is None:
+        return ""
+    if age < timedelta(minutes=1):
+        return _("just now")
+    return format_timedelta(-age, add_direction=True)
+
+
+def progress_text(found: presend_runs.CheckState) -> str:
+    """How far the check is, in words: waiting for a worker, or n of N letters read."""
+    if found.is_waiting:
+        return _("Waiting for a worker to take the check. If this lasts, is the worker running?")
+    # The plural agrees with the letters read ("1 lettre lue sur 3").
+    return ngettext(
+        "%(num)d letter of %(total)s read (%(percent)s%%)",
+        "%(num)d letters of %(total)s read (%(percent)s%%)",
+        found.checked,
+        total=found.total,
+        percent=found.percent,
+    )
 
 
 def _check_progress(found: presend_runs.CheckState) -> dict[str, Any]:
     return {
         "is_running": found.is_running,
+        "is_waiting": found.is_waiting,
         "checked": found.checked,
         "total": found.total,
         "percent": found.percent,
-        "text": _(
-            "%(checked)s of %(total)s letters read (%(percent)s%%)",
-            checked=found.checked,
-            total=found.total,
-            percent=found.percent,
-        ),
+        "text": progress_text(found),
     }
 
 
@@ -378,9 +404,19 @@ def start_check(campaign_id: int) -> Any:
     campaign = db.get_or_404(Campaign, campaign_id)
     recipients = _recipients(campaign) if campaign.status in EDITABLE else None
     if recipients is not None:
-        presend_runs.start(campaign, recipients, actor=signed_in_user())
-        db.session.commit()
-        flash(_("The pre-send check is running; this page shows its progress."), "info")
+        run = presend_runs.start(campaign, recipients, actor=signed_in_user())
+        key = run.run_key
+        try:
+            db.session.commit()  # the job is queued once the row is
+        except RedisError:
+            log.exception("pre-send check of campaign %s: the queue did not take it", campaign_id)
+            # The row is committed, the session's transaction ended in its after_commit.
+            db.session.close()
+            presend_runs.not_queued(campaign_id, key)
+            db.session.commit()
+            flash(presend_runs.failure_text(presend_runs.NOT_QUEUED), "error")
+        else:
+            flash(_("The pre-send check is running; this page shows its progress."), "info")
     return redirect(url_for("campaigns.show", campaign_id=campaign_id, _anchor="letters-check"))
 
 
