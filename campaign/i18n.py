@@ -22,6 +22,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import Flask, g, has_request_context, request, session
 from flask_babel import Babel, refresh
+from flask_babel.speaklater import LazyString
 from jinja2 import pass_context
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,44 @@ def language_name(tag: str | None) -> str:
 
     interface = get_locale() or Locale.parse(DEFAULT_LANGUAGE)
     return language.get_display_name(interface) or str(tag)
+
+
+def language_names(*tags: str) -> str:
+    """Letters' languages named in the interface language, joined by commas."""
+    return ", ".join(language_name(tag) for tag in tags)
+
+
+def lazy_language_names(*tags: str) -> LazyString:
+    """`language_names` when read, in the reader's language (a stored text keeps the tags)."""
+    return LazyString(language_names, *tags)
+
+
+def join_texts(separator: str, *parts: object) -> str:
+    return separator.join(str(part) for part in parts)
+
+
+def joined(separator: str, parts: Iterable[object]) -> LazyString:
+    """Texts joined by `separator`, each read in the reader's language."""
+    return LazyString(join_texts, separator, *parts)
+
+
+class Said(str):
+    """Words in the current language that remember their message, for
+    `campaign.scheduling.stored_text.dump` to store and read again in each reader's language.
+
+    For messages that callers treat as plain strings (joined, searched, printed by the CLI,
+    sent as JSON) but that a stored result also keeps for later readers (the pre-send
+    check's per-contact problems).
+    """
+
+    lazy: LazyString
+
+
+def said(text: LazyString) -> Said:
+    """`text` in words now (a real str), its message kept."""
+    words = Said(str(text))
+    words.lazy = text
+    return words
 
 
 def normalise_tag(value: str | None) -> str:

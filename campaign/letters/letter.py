@@ -15,11 +15,13 @@ from typing import Any
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_babel import ngettext
+from flask_babel import lazy_ngettext
+from flask_babel.speaklater import LazyString
 from jinja2 import TemplateError
 from jinja2.meta import find_undeclared_variables
 
-from campaign.i18n import language_name
+from campaign.i18n import joined, said
+from campaign.i18n import lazy_language_names as _language
 from campaign.letters.address import (
     address_lines,
     country_name,
@@ -204,19 +206,19 @@ def choose_language(
             return found, None
     fallback = statement_languages[0]
     if contact_languages:
-        reason = _(
+        reason = _l(
             "the statement has none of the contact's languages (%(languages)s); the letter "
             "goes out in the statement's first language (%(fallback)s)",
-            languages=", ".join(language_name(tag) for tag in contact_languages),
-            fallback=language_name(fallback),
+            languages=_language(*contact_languages),
+            fallback=_language(fallback),
         )
     else:
-        reason = _(
+        reason = _l(
             "the contact has no language; the letter goes out in the statement's first "
             "language (%(fallback)s)",
-            fallback=language_name(fallback),
+            fallback=_language(fallback),
         )
-    return fallback, LetterProblem("warning", "language_fallback", reason)
+    return fallback, LetterProblem("warning", "language_fallback", said(reason))
 
 
 def un_language_problem(role_type: str, language: str) -> LetterProblem | None:
@@ -225,10 +227,12 @@ def un_language_problem(role_type: str, language: str) -> LetterProblem | None:
         return LetterProblem(
             "warning",
             "un_language",
-            _(
-                "the letter to a UN special procedure is in %(language)s, but the mandates "
-                "work in English, French and Spanish; add a text in one of them",
-                language=language_name(language),
+            said(
+                _l(
+                    "the letter to a UN special procedure is in %(language)s, but the mandates "
+                    "work in English, French and Spanish; add a text in one of them",
+                    language=_language(language),
+                )
             ),
         )
     return None
@@ -285,22 +289,22 @@ def contact_context(
 
 def header_problems(contact: object) -> list[LetterProblem]:
     """A line break or control character in a value that becomes a header or address line."""
-    bad = [
-        str(label) for name, label in _HEADER_FIELDS if _HEADER_BREAK.search(_field(contact, name))
-    ]
+    bad = [label for name, label in _HEADER_FIELDS if _HEADER_BREAK.search(_field(contact, name))]
     if not bad:
         return []
     return [
         LetterProblem(
             "error",
             "header_injection",
-            ngettext(
-                "the contact's %(fields)s contains a line break or control character; "
-                "correct the contact before sending",
-                "the contact's %(fields)s contain a line break or control character; "
-                "correct the contact before sending",
-                len(bad),
-                fields=", ".join(bad),
+            said(
+                lazy_ngettext(
+                    "the contact's %(fields)s contains a line break or control character; "
+                    "correct the contact before sending",
+                    "the contact's %(fields)s contain a line break or control character; "
+                    "correct the contact before sending",
+                    len(bad),
+                    fields=joined(", ", bad),
+                )
             ),
         )
     ]
@@ -326,33 +330,33 @@ def address_problems(contact: object) -> list[LetterProblem]:
 def _describe_fallback(kind: str, contact: object, resolution: Resolution) -> LetterProblem:
     from campaign.labels import label
 
-    parts = [str(_NAME_PART_WORDS.get(p, p)) for p in sorted(resolution.missing)]
+    parts: list[str | LazyString] = [_NAME_PART_WORDS.get(p, p) for p in sorted(resolution.missing)]
     missing = parts[0]
     if len(parts) > 1:
-        missing = _("%(first)s and %(second)s", first=", ".join(parts[:-1]), second=parts[-1])
-    role = label(_field(contact, "role_type") or "other", "role_type")
-    gender = label(_field(contact, "grammatical_gender") or "unknown", "gender")
+        missing = _l("%(first)s and %(second)s", first=joined(", ", parts[:-1]), second=parts[-1])
+    role = LazyString(label, _field(contact, "role_type") or "other", "role_type")
+    gender = LazyString(label, _field(contact, "grammatical_gender") or "unknown", "gender")
     if kind == "closing":
-        message = _(
+        message = _l(
             "the closing rule for %(role)s (%(gender)s; letter language: %(language)s) needs "
             "the %(missing)s, which is empty; the letter says “%(text)s” instead",
             role=role,
             gender=gender,
-            language=language_name(resolution.language),
+            language=_language(resolution.language),
             missing=missing,
             text=resolution.text,
         )
     else:
-        message = _(
+        message = _l(
             "the salutation rule for %(role)s (%(gender)s; letter language: %(language)s) "
             "needs the %(missing)s, which is empty; the letter says “%(text)s” instead",
             role=role,
             gender=gender,
-            language=language_name(resolution.language),
+            language=_language(resolution.language),
             missing=missing,
             text=resolution.text,
         )
-    return LetterProblem("warning", "missing_name_part", message)
+    return LetterProblem("warning", "missing_name_part", said(message))
 
 
 def _salutation_and_closing(
@@ -366,22 +370,22 @@ def _salutation_and_closing(
         except (UnsupportedLanguageError, MissingRuleError) as error:
             if needed:
                 if kind == "closing":
-                    message = _(
+                    message = _l(
                         "no closing for this contact in the letter's language, %(language)s "
                         "(%(reason)s); add a rule on the salutations page or write the text "
                         "without {{ salutation }} and {{ closing }}",
-                        language=language_name(language),
+                        language=_language(language),
                         reason=str(error),
                     )
                 else:
-                    message = _(
+                    message = _l(
                         "no salutation for this contact in the letter's language, %(language)s "
                         "(%(reason)s); add a rule on the salutations page or write the text "
                         "without {{ salutation }} and {{ closing }}",
-                        language=language_name(language),
+                        language=_language(language),
                         reason=str(error),
                     )
-                problems.append(LetterProblem("error", "no_salutation_rule", message))
+                problems.append(LetterProblem("error", "no_salutation_rule", said(message)))
             texts.append("")
             continue
         if resolution.fell_through and needed:
@@ -398,11 +402,13 @@ def _salutation_and_closing(
             LetterProblem(
                 "warning",
                 "salutation_override_language",
-                _(
-                    "the contact's own salutation “%(text)s” is used as written, but the "
-                    "letter is in %(language)s; check it reads right in that language",
-                    text=override,
-                    language=language_name(language),
+                said(
+                    _l(
+                        "the contact's own salutation “%(text)s” is used as written, but the "
+                        "letter is in %(language)s; check it reads right in that language",
+                        text=override,
+                        language=_language(language),
+                    )
                 ),
             )
         )
@@ -414,8 +420,10 @@ def _salutation_and_closing(
 
 def _render_problem(part: str, error: Exception) -> LetterProblem:
     if part == "subject":
-        return LetterProblem("error", "render_error", _("subject: %(reason)s", reason=str(error)))
-    return LetterProblem("error", "render_error", _("body: %(reason)s", reason=str(error)))
+        message = _l("subject: %(reason)s", reason=str(error))
+    else:
+        message = _l("body: %(reason)s", reason=str(error))
+    return LetterProblem("error", "render_error", said(message))
 
 
 def render_letter(
@@ -458,7 +466,9 @@ def render_letter(
 
     email = _field(contact, "email").strip()
     if not email:
-        problems.append(LetterProblem("error", "no_email", _("the contact has no email address")))
+        problems.append(
+            LetterProblem("error", "no_email", said(_l("the contact has no email address")))
+        )
     problems += header_problems(contact) or address_problems(contact)
 
     variables = source.variables(chosen)
@@ -514,9 +524,11 @@ def render_letter(
                 LetterProblem(
                     "error",
                     "header_injection",
-                    _(
-                        "the subject contains a line break or control character once merged; "
-                        "a value it prints must be on one line"
+                    said(
+                        _l(
+                            "the subject contains a line break or control character once "
+                            "merged; a value it prints must be on one line"
+                        )
                     ),
                 )
             )
@@ -525,15 +537,19 @@ def render_letter(
                 LetterProblem(
                     "error",
                     "render_error",
-                    _(
-                        "subject: %(length)d characters once merged; the limit is %(limit)d",
-                        length=len(subject),
-                        limit=MAX_SUBJECT,
+                    said(
+                        _l(
+                            "subject: %(length)d characters once merged; the limit is %(limit)d",
+                            length=len(subject),
+                            limit=MAX_SUBJECT,
+                        )
                     ),
                 )
             )
         elif not subject.strip():
-            problems.append(LetterProblem("warning", "empty_subject", _("the subject is empty")))
+            problems.append(
+                LetterProblem("warning", "empty_subject", said(_l("the subject is empty")))
+            )
 
     html_body = text_body = ""
     try:

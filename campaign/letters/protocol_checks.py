@@ -12,9 +12,11 @@ from __future__ import annotations
 import unicodedata
 from functools import lru_cache
 
-from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 
-from campaign.i18n import language_name
+from campaign.i18n import joined, said
+from campaign.i18n import lazy_language_names as _language
 from campaign.letters.address import (
     dative_forms,
     letter_names,
@@ -36,13 +38,17 @@ def scripts_in(text: str) -> frozenset[str]:
     return frozenset(found)
 
 
-def _field_label(name: str) -> str:
-    # One gettext for the field a warning names (three cost more than the rest of the check).
-    if name == "position_title":
-        return _("position title")
-    if name == "organisation":
-        return _("organisation")
-    return _("name")
+# The fields a warning names, read in the reader's language (no gettext until then).
+_FIELD_LABELS = {
+    "name": _l("name"),
+    "position_title": _l("position title"),
+    "position title": _l("position title"),
+    "organisation": _l("organisation"),
+}
+
+
+def _field_label(name: str) -> LazyString:
+    return _FIELD_LABELS.get(name, _FIELD_LABELS["name"])
 
 
 def script_problems(contact: object, language: str, rules: RuleSet) -> list[LetterProblem]:
@@ -62,13 +68,15 @@ def script_problems(contact: object, language: str, rules: RuleSet) -> list[Lett
                 LetterProblem(
                     "warning",
                     "foreign_script",
-                    _(
-                        "the %(field)s “%(value)s” is not written in the script of the "
-                        "letter's language (%(language)s); add the contact's %(field)s in that "
-                        "language on the contact page",
-                        field=_field_label(field_name),
-                        value=value,
-                        language=language_name(language),
+                    said(
+                        _l(
+                            "the %(field)s “%(value)s” is not written in the script of the "
+                            "letter's language (%(language)s); add the contact's %(field)s in "
+                            "that language on the contact page",
+                            field=_field_label(field_name),
+                            value=value,
+                            language=_language(language),
+                        )
                     ),
                 )
             )
@@ -81,16 +89,17 @@ def dative_problems(contact: object, rules: RuleSet) -> list[LetterProblem]:
     forms = dative_forms(contact, names)
     if not (forms.name or forms.position_title):
         return []  # nothing to decline: an office or a mandate without a person or title
-    labels = {"name": _("name"), "position title": _("position title")}
     if forms.undeclined:
         return [
             LetterProblem(
                 "warning",
                 "dative_undeclined",
-                _(
-                    "the %(fields)s cannot be put in the dative with confidence and is printed "
-                    "as written; enter the dative form on the contact page",
-                    fields=", ".join(labels[f] for f in forms.undeclined),
+                said(
+                    _l(
+                        "the %(fields)s cannot be put in the dative with confidence and is "
+                        "printed as written; enter the dative form on the contact page",
+                        fields=joined(", ", [_field_label(f) for f in forms.undeclined]),
+                    )
                 ),
             )
         ]
@@ -99,11 +108,13 @@ def dative_problems(contact: object, rules: RuleSet) -> list[LetterProblem]:
             LetterProblem(
                 "warning",
                 "dative_unconfirmed",
-                _(
-                    "the address uses suggested dative forms (“%(name)s”, “%(title)s”) that "
-                    "nobody has confirmed; confirm or correct them on the contact page",
-                    name=forms.name,
-                    title=forms.position_title,
+                said(
+                    _l(
+                        "the address uses suggested dative forms (“%(name)s”, “%(title)s”) "
+                        "that nobody has confirmed; confirm or correct them on the contact page",
+                        name=forms.name,
+                        title=forms.position_title,
+                    )
                 ),
             )
         ]
@@ -118,10 +129,12 @@ def country_problems(contact: object, countries: CountryNames) -> list[LetterPro
             LetterProblem(
                 "error",
                 "unknown_country",
-                _(
-                    "the country code “%(code)s” is in no country table; correct the contact "
-                    "or add the country on the Countries page",
-                    code=code,
+                said(
+                    _l(
+                        "the country code “%(code)s” is in no country table; correct the "
+                        "contact or add the country on the Countries page",
+                        code=code,
+                    )
                 ),
             )
         )
@@ -131,9 +144,11 @@ def country_problems(contact: object, countries: CountryNames) -> list[LetterPro
             LetterProblem(
                 "warning",
                 "no_office_country",
-                _(
-                    "an ambassador without the country of the office: the address prints the "
-                    "country represented; set the office's country on the contact page"
+                said(
+                    _l(
+                        "an ambassador without the country of the office: the address prints "
+                        "the country represented; set the office's country on the contact page"
+                    )
                 ),
             )
         )

@@ -23,6 +23,7 @@ from flask import has_app_context
 from flask_babel import force_locale, format_date, gettext, lazy_ngettext, ngettext
 from flask_babel.speaklater import LazyString
 
+from campaign.i18n import Said, join_texts, joined, language_names, said
 from campaign.labels import label
 
 # What a stored text opens with: the marker that tells it from plain text.
@@ -48,23 +49,6 @@ __all__ = [
 Text: TypeAlias = str | LazyString
 
 
-class Said(str):
-    """Words in the current language that remember their message, for `dump` to store.
-
-    For lists of messages that callers treat as plain strings (joined, searched, printed
-    by the CLI) but that the scheduler may also keep for later readers.
-    """
-
-    lazy: LazyString
-
-
-def said(text: LazyString) -> Said:
-    """`text` in words now (a real str), its message kept."""
-    words = Said(str(text))
-    words.lazy = text
-    return words
-
-
 def day_text(iso: str, with_year: bool = False) -> str:
     """A date in the interface language: "3 April", "3 avril 2027", "3 апреля 2027"."""
     on = date.fromisoformat(iso)
@@ -85,10 +69,6 @@ def span_text(starts: str, ends: str = "") -> str:
     return f"{day_text(starts)} – {day_text(ends)}"
 
 
-def join_texts(separator: str, *parts: Any) -> str:
-    return separator.join(str(part) for part in parts)
-
-
 def lower_text(text: Any) -> str:
     return str(text).lower()
 
@@ -101,6 +81,7 @@ _FUNCTIONS: dict[str, Callable[..., str]] = {
     "span": span_text,
     "join": join_texts,
     "lower": lower_text,
+    "languages": language_names,
 }
 _NAMES = {function: name for name, function in _FUNCTIONS.items()}
 
@@ -123,11 +104,6 @@ def lowered(text: Any) -> LazyString:
 def labelled(code: str, kind: str) -> LazyString:
     """An enumeration's label (campaign.labels) in the reader's language, when read."""
     return LazyString(label, code, kind)
-
-
-def joined(separator: str, parts: list[Any]) -> LazyString:
-    """Texts joined by `separator`, each read in the reader's language."""
-    return LazyString(join_texts, separator, *parts)
 
 
 def _encode(value: Any) -> Any:
