@@ -32,6 +32,10 @@ errorlog = "-"
 loglevel = "info"
 # Files gunicorn itself creates (its worker heartbeat files) are the service's alone.
 umask = 0o077
+# No control socket (gunicorn ≥ 25.1): its default, $HOME/.gunicorn/gunicorn.ctl, is
+# read-only under the units' ProtectSystem=strict, and the web and tracking units would
+# share that one path. Nothing here uses gunicornc; systemctl reload/restart manage both.
+control_socket_disable = True
 # Never log a cookie or a credential, even if a custom access_log_format names one.
 _HIDDEN_HEADERS = ("{cookie}i", "{authorization}i", "{set-cookie}o", "{http_cookie}e")
 

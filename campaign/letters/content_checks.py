@@ -32,7 +32,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from mdit_py_plugins.footnote import footnote_plugin
 
-from campaign.letters.markdown import ALLOWED_LINK_SCHEMES
+from campaign.letters.markdown import ALLOWED_LINK_SCHEMES, warmed
 
 Text: TypeAlias = str | LazyString
 
@@ -252,7 +252,7 @@ def _parser() -> MarkdownIt:
     # Markdown left unconverted.
     md.disable("text_join")
     md.validateLink = _validate_link  # type: ignore[method-assign]
-    return md
+    return warmed(md)  # shared by threads: see markdown.warmed
 
 
 @dataclass

@@ -53,6 +53,19 @@ def _validate_link(url: str) -> bool:
     return url.strip().lower().startswith(ALLOWED_LINK_SCHEMES)
 
 
+def warmed(md: MarkdownIt) -> MarkdownIt:
+    """`md` with its rule lists built, ready to be shared by threads.
+
+    markdown-it builds each ruler's lists on the first parse that needs them: two threads
+    making that first parse at once (gthread workers) can read a list the other is still
+    building, and render wrong HTML (which the letter cache then keeps) or raise "none of
+    the block rules matched". Built here, before anyone else holds the parser, the lists
+    are only read afterwards; a parse keeps its own state."""
+    for ruler in (md.core.ruler, md.block.ruler, md.inline.ruler, md.inline.ruler2):
+        ruler.getRules("")  # builds every chain's list at once
+    return md
+
+
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
     md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
@@ -66,7 +79,7 @@ def _parser() -> MarkdownIt:
     # Remote images in a letter are tracking pixels at best; attachments carry documents.
     md.disable("image")
     md.validateLink = _validate_link  # type: ignore[method-assign]
-    return md
+    return warmed(md)
 
 
 # U+2060 WORD JOINER: no line break between a word and its footnote marker (email, PDF).

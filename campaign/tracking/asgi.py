@@ -9,19 +9,31 @@ back); a bare WSGI app returning a GIF took 127 µs of CPU per request there and
 nginx sends `/t/` here and everything else to the web application; anything else that
 reaches this app is a 404, never a staff page run inside the event loop.
 
-A hit's work is short and never waits on anything slower than one Redis round trip with a
-0.5 s timeout (buffer.REDIS_TIMEOUT_SECONDS); a click's link is read from the database
-once per process (then cached). Both run inline: a thread hand-off would cost more.
+A hit's work is short and runs inline (a thread hand-off would cost more): it never waits
+on anything slower than one Redis round trip with a 0.5 s timeout
+(buffer.REDIS_TIMEOUT_SECONDS). The one database read, a click's link the process has not
+cached yet, never runs on the loop: the inline pass raises NeedsDatabase there, and the
+request runs again on a small thread pool, awaited at most LINK_WAIT_SECONDS (then a 503
+with Retry-After). Pixels and cached clicks go on meanwhile, whatever holds the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sys
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from campaign.tracking.wsgi import CLICK_PREFIX, OPEN_PREFIX
+from campaign.tracking.wsgi import (
+    ABANDONED,
+    CLICK_PREFIX,
+    NO_DATABASE,
+    OPEN_PREFIX,
+    NeedsDatabase,
+    finished,
+)
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication, WSGIEnvironment
@@ -36,6 +48,12 @@ _NOT_FOUND_HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 _EMPTY_INPUT = b""
+# Threads reading links a process has not cached yet: a few, so that a locked or unreachable
+# database holds at most these (each read gives up after wsgi.LINK_READ_TIMEOUT_MS).
+LINK_READ_THREADS = 2
+# How long a click waits for its link's read before the reader is told to try again: more
+# than the read's own timeout, for a connection that cannot even be made.
+LINK_WAIT_SECONDS = 1.5
 
 
 class TrackingASGI:
@@ -43,6 +61,7 @@ class TrackingASGI:
 
     def __init__(self, wsgi_app: WSGIApplication) -> None:
         self.wsgi_app = wsgi_app
+        self.link_readers: ThreadPoolExecutor | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -60,16 +79,12 @@ class TrackingASGI:
             )
             await send({"type": "http.response.body", "body": b"Not found"})
             return
-        answer: list[Any] = []
-
-        def start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Any:
-            answer[:] = [status, headers]
-            return None
-
-        body = b"".join(_close_after(self.wsgi_app(_environ(scope), start_response)))
-        status, headers = answer
+        environ = _environ(scope)
+        environ[NO_DATABASE] = True
+        try:
+            status, headers, body = _run(self.wsgi_app, environ)
+        except NeedsDatabase as needed:
+            status, headers, body = await self._off_the_loop(scope, needed)
         await send(
             {
                 "type": "http.response.start",
@@ -80,6 +95,39 @@ class TrackingASGI:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+    async def _off_the_loop(
+        self, scope: Scope, needed: NeedsDatabase
+    ) -> tuple[str, list[tuple[str, str]], bytes]:
+        """The request run again on a link reader thread, where it may read the database."""
+        if self.link_readers is None:
+            self.link_readers = ThreadPoolExecutor(LINK_READ_THREADS, "tracking-link")
+        environ = _environ(scope)
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(
+                loop.run_in_executor(self.link_readers, _run, self.wsgi_app, environ),
+                LINK_WAIT_SECONDS,
+            )
+        except TimeoutError:
+            # The read goes on in its thread (and caches the link when it comes back), but
+            # counts no click: this reader is told to try again.
+            environ[ABANDONED] = True
+            return finished(needed.unavailable(environ), is_hit=scope["method"] == "GET")
+
+
+def _run(
+    wsgi_app: WSGIApplication, environ: WSGIEnvironment
+) -> tuple[str, list[tuple[str, str]], bytes]:
+    answer: list[Any] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        answer[:] = [status, headers]
+        return None
+
+    body = b"".join(_close_after(wsgi_app(environ, start_response)))
+    status, headers = answer
+    return status, headers, body
 
 
 def _close_after(result: Iterable[bytes]) -> Iterable[bytes]:

@@ -9,21 +9,35 @@ passes every other request on to Flask untouched.
 A click goes only to the URL recorded at send time for that campaign; anything we did not
 sign is a 404, never a redirect. Nothing is written to the database here: a hit is one
 Redis push, written to SQL in batches by the flusher (campaign/tracking/buffer.py).
+
+A link's row is read once per process, then cached. That read waits at most
+LINK_READ_TIMEOUT_MS on PostgreSQL (a lock on tracked_links, a busy server): past it the
+reader gets a short "try again" page (503, Retry-After) rather than a hanging tab. Under the
+asyncio tracking server the read never runs on the event loop (campaign/tracking/asgi.py).
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
+from werkzeug.urls import iri_to_uri
 
 from campaign.extensions import db
+from campaign.i18n import LANGUAGES, choose_language
 from campaign.models.tracking import TrackedLink, TrackingKind
-from campaign.tracking.buffer import HitPusher, hit_pusher, new_hit
+from campaign.tracking.buffer import FULL_WARNING_SECONDS, HitPusher, hit_pusher, new_hit
 from campaign.tracking.tokens import TrackingToken, read_token, tracking_key
 
 if TYPE_CHECKING:
@@ -38,6 +52,18 @@ CLICK_PREFIX = "/t/c/"
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 # Link rows never change once written; a process keeps this many in memory.
 LINK_CACHE_SIZE = 10_000
+# A link's read waits at most this long on PostgreSQL (statement_timeout, lock waits
+# included); a cold read takes about a millisecond.
+LINK_READ_TIMEOUT_MS = 500
+# How long a reader is asked to wait before trying a link again that could not be read.
+RETRY_AFTER_SECONDS = 5
+# Set in the environ by the asyncio server (asgi.py): a click whose link is not cached
+# raises NeedsDatabase instead of reading it there, on the event loop. A client cannot
+# set it (request headers become HTTP_* keys).
+NO_DATABASE = "campaign.tracking.no_database"
+# Set by the asyncio server when it gave up waiting on a link's read and answered 503: the
+# read, finishing later in its thread, then counts no click (the reader will click again).
+ABANDONED = "campaign.tracking.abandoned"
 _HEADERS = [
     ("Cache-Control", "no-store"),
     ("Referrer-Policy", "no-referrer"),
@@ -50,6 +76,46 @@ _HEADERS = [
 _Answer = tuple[str, list[tuple[str, str]], bytes]
 
 
+class NeedsDatabase(Exception):
+    """A click's link is not cached and the environ asked for no database read (NO_DATABASE).
+
+    `unavailable` gives the 503 answer, for a server that gives up waiting on the read."""
+
+    def __init__(self, unavailable: Callable[[WSGIEnvironment], _Answer]) -> None:
+        super().__init__("the link is not cached")
+        self.unavailable = unavailable
+
+
+def finished(answer: _Answer, *, is_hit: bool) -> _Answer:
+    """`answer` with the headers every tracking answer carries, and its body (none to a HEAD)."""
+    status, headers, body = answer
+    return (
+        status,
+        [*headers, *_HEADERS, ("Content-Length", str(len(body)))],
+        body if is_hit else b"",
+    )
+
+
+class _RareWarning:
+    """Count what went wrong and log it at most once a minute, with the count: a hit that
+    fails while Redis (or the database) is down must not write a log line per reader."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message  # %d: how many since the last warning; %s: the last error
+        self.lock = threading.Lock()
+        self.count = 0
+        self.warned_at: float | None = None
+
+    def note(self, error: Exception) -> None:
+        with self.lock:
+            self.count += 1
+            now = time.monotonic()
+            if self.warned_at is not None and now - self.warned_at < FULL_WARNING_SECONDS:
+                return
+            count, self.count, self.warned_at = self.count, 0, now
+        log.warning(self.message, count, error)
+
+
 class TrackingMiddleware:
     """Answer tracking hits; hand everything else to `next_app` (Flask's own wsgi_app)."""
 
@@ -58,9 +124,16 @@ class TrackingMiddleware:
         self.next_app = next_app
         # Derived once: a hit's check is then one HMAC (decision 0076).
         self.key = tracking_key(str(flask_app.config["SECRET_KEY"]))
+        # Replaced whole when full, never cleared: a thread between its check and its read
+        # would find its entry gone.
         self.link_cache: dict[int, tuple[int, str]] = {}
         # Made on the first hit (inside an app context), then shared by the process's threads.
         self.pusher: HitPusher | None = None
+        # The error names Redis's (or the database's) address, never the reader's.
+        self.lost_hits = _RareWarning("%d tracking hit(s) not recorded: Redis is unavailable (%s)")
+        self.unread_links = _RareWarning(
+            "%d click(s) answered 503: their link could not be read from the database (%s)"
+        )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path: str = environ.get("PATH_INFO", "")
@@ -72,13 +145,11 @@ class TrackingMiddleware:
         # Link scanners and preview fetchers check a link with HEAD before (or instead of)
         # following it: they get the same answer, but only a GET is a reader's hit.
         is_hit = environ["REQUEST_METHOD"] == "GET"
-        status, headers, body = self._answer(path, environ, is_hit=is_hit)
-        start_response(status, [*headers, *_HEADERS, ("Content-Length", str(len(body)))])
-        return [body] if is_hit else [b""]
+        status, headers, body = finished(self._answer(path, environ, is_hit=is_hit), is_hit=is_hit)
+        start_response(status, headers)
+        return [body]
 
-    def _answer(
-        self, path: str, environ: WSGIEnvironment, *, is_hit: bool
-    ) -> tuple[str, list[tuple[str, str]], bytes]:
+    def _answer(self, path: str, environ: WSGIEnvironment, *, is_hit: bool) -> _Answer:
         if path.startswith(OPEN_PREFIX) and path.endswith(".gif"):
             read = read_token(path[len(OPEN_PREFIX) : -len(".gif")], key=self.key)
             if read is not None and read.kind == TrackingKind.OPEN and is_hit:
@@ -88,30 +159,65 @@ class TrackingMiddleware:
         if path.startswith(CLICK_PREFIX):
             read = read_token(path[len(CLICK_PREFIX) :], key=self.key)
             if read is not None and read.kind == TrackingKind.CLICK and read.link_id is not None:
-                url = self._link_url(read.campaign_id, read.link_id)
+                try:
+                    url = self._link_url(read.campaign_id, read.link_id, environ)
+                except SQLAlchemyError as error:
+                    # Not counted: the reader will click again, and the hit counts then.
+                    self.unread_links.note(error)
+                    return self.unavailable(environ)
                 if url is not None:
-                    if is_hit:
+                    if is_hit and not environ.get(ABANDONED):
                         self._record(read, environ)
                     return "302 Found", [("Location", url)], b""
         return "404 Not Found", [("Content-Type", "text/plain; charset=utf-8")], b"Not found"
 
-    def _link_url(self, campaign_id: int, link_id: int) -> str | None:
-        if link_id not in self.link_cache:
-            # Core, not the ORM: the first click of a process must not wait for every
-            # mapper of the application to be configured (a second, on a busy machine).
-            links = TrackedLink.__table__
-            with self.flask_app.app_context(), db.engine.connect() as connection:
-                row = connection.execute(
-                    select(links.c.campaign_id, links.c.url).where(links.c.id == link_id)
-                ).first()
+    def _link_url(self, campaign_id: int, link_id: int, environ: WSGIEnvironment) -> str | None:
+        cached = self.link_cache.get(link_id)
+        if cached is None:
+            if environ.get(NO_DATABASE):
+                raise NeedsDatabase(self.unavailable)
+            row = self._read_link(link_id)
             if row is None:
                 return None
-            if len(self.link_cache) >= LINK_CACHE_SIZE:
-                self.link_cache.clear()
-            self.link_cache[link_id] = (row.campaign_id, row.url)
-        owner, url = self.link_cache[link_id]
+            cache = self.link_cache
+            if len(cache) >= LINK_CACHE_SIZE:
+                cache = self.link_cache = {}
+            cached = cache[link_id] = row
+        owner, url = cached
         # Another campaign's link id under a valid token of this one: no redirect.
         return url if owner == campaign_id else None
+
+    def _read_link(self, link_id: int) -> tuple[int, str] | None:
+        # Core, not the ORM: the first click of a process must not wait for every
+        # mapper of the application to be configured (a second, on a busy machine).
+        links = TrackedLink.__table__
+        with self.flask_app.app_context(), db.engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                # For this read's transaction only (rolled back when the connection goes
+                # back to the pool).
+                connection.execute(text(f"SET LOCAL statement_timeout = {LINK_READ_TIMEOUT_MS}"))
+            row = connection.execute(
+                select(links.c.campaign_id, links.c.url).where(links.c.id == link_id)
+            ).first()
+        # Kept as the Location header carries it: a link recorded with "é" or a space,
+        # percent-encoded (an IRI made a URI); the header is Latin-1 on the wire.
+        return None if row is None else (row.campaign_id, iri_to_uri(row.url))
+
+    def unavailable(self, environ: WSGIEnvironment) -> _Answer:
+        """A click whose link cannot be read now: 503, try again in a few seconds."""
+        header = environ.get("HTTP_ACCEPT_LANGUAGE", "")
+        wanted = parse_accept_header(header[:1000], LanguageAccept)
+        language = choose_language((tag for tag, _q in wanted), LANGUAGES) or LANGUAGES[0]
+        with self.flask_app.app_context(), force_locale(language):
+            message = _("This link cannot be opened just now. Please try again in a minute.")
+        return (
+            "503 Service Unavailable",
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Retry-After", str(RETRY_AFTER_SECONDS)),
+            ],
+            message.encode("utf-8"),
+        )
 
     def _record(self, token: TrackingToken, environ: WSGIEnvironment) -> None:
         hit = new_hit(
@@ -131,8 +237,7 @@ class TrackingMiddleware:
             self.pusher.push(hit)
         except RedisError as error:
             # The reader still gets the image or the page; only the count misses this hit.
-            # The error names Redis's address, never the reader's.
-            log.warning("a %s hit was not recorded: Redis is unavailable (%s)", token.kind, error)
+            self.lost_hits.note(error)
 
 
 def install(app: Flask) -> None:

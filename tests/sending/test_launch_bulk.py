@@ -15,6 +15,7 @@ from datetime import UTC
 import pytest
 from flask import Flask
 from sqlalchemy import func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from campaign.extensions import db
@@ -157,3 +158,19 @@ def test_message_ids_and_tokens_are_unique_random_and_of_their_usual_form() -> N
     # Written in rising order (decision 0074), each still fresh from the random source.
     assert ids == sorted(ids) and tokens == sorted(tokens)
     assert set(deliveries.new_unsubscribe_tokens(5000)).isdisjoint(tokens)
+
+
+def test_a_left_out_column_whose_default_is_computed_is_refused_not_left_empty() -> None:
+    # created_at and updated_at default to the time of the insert: the bulk paths would
+    # write no value for them, so the caller must give them.
+    row = {"campaign_id": 1, "contact_id": 1, "email": "r@example.org", "message_id": "<m@x>"}
+    with pytest.raises(ValueError, match="created_at, updated_at"):
+        deliveries.insert_deliveries([row])
+
+
+def test_the_bulk_path_follows_the_driver_not_the_database() -> None:
+    assert deliveries.bulk_path(postgresql.psycopg.dialect()) == "copy"
+    assert deliveries.bulk_path(sqlite.pysqlite.dialect()) == "prepared"
+    # No cursor.copy on these: SQLAlchemy's own executemany.
+    for other in (postgresql.psycopg2.dialect(), postgresql.pg8000.dialect()):
+        assert deliveries.bulk_path(other) == "core"

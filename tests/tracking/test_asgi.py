@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import runpy
+import threading
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from gunicorn.config import make_settings
+from sqlalchemy import select, text
 
 from campaign.extensions import db
 from campaign.models.tracking import TrackingEvent, TrackingKind
@@ -29,6 +33,16 @@ def app_overrides(app_overrides: dict[str, Any]) -> dict[str, Any]:
 def _get(
     app: Flask, path: str, *, method: str = "GET", forwarded_for: str = "203.0.113.77"
 ) -> tuple[int, dict[str, str], bytes]:
+    return asyncio.run(_call(TrackingASGI(app.wsgi_app), path, method, forwarded_for))
+
+
+async def _call(
+    tracking: TrackingASGI,
+    path: str,
+    method: str = "GET",
+    forwarded_for: str = "203.0.113.77",
+    language: str = "en",
+) -> tuple[int, dict[str, str], bytes]:
     scope = {
         "type": "http",
         "method": method,
@@ -39,6 +53,7 @@ def _get(
             (b"host", b"campaign.example.org"),
             (b"user-agent", b"mail client"),
             (b"x-forwarded-for", forwarded_for.encode()),
+            (b"accept-language", language.encode()),
         ],
         "client": ("127.0.0.1", 40000),
         "server": ("127.0.0.1", 8001),
@@ -53,7 +68,7 @@ def _get(
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    asyncio.run(TrackingASGI(app.wsgi_app)(scope, receive, send))
+    await tracking(scope, receive, send)
     start, body = sent
     headers = {name.decode(): value.decode() for name, value in start["headers"]}
     return start["status"], headers, body["body"]
@@ -86,3 +101,75 @@ def test_the_tracking_unit_counts_opens_and_clicks_and_refuses_the_rest(app: Fla
     events = db.session.execute(select(TrackingEvent.kind, TrackingEvent.ip_prefix)).all()
     # The reader's network, from the proxy's header, never the proxy's own address.
     assert sorted(events) == [("click", "203.0.113.0/24"), ("open", "203.0.113.0/24")]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_click_waiting_on_a_locked_link_table_holds_no_pixel_and_gets_a_retry_page(
+    app: Flask,
+) -> None:
+    campaign, rows = send_campaign(1, opens=True, clicks=True)
+    link = record_link(campaign.id, REPORT_URL)
+    db.session.commit()
+    ids = {"campaign_id": campaign.id, "delivery_id": rows[0].id}
+    pixel = f"/t/o/{make_token(TrackingKind.OPEN, **ids)}.gif"
+    click = f"/t/c/{make_token(TrackingKind.CLICK, **ids, link_id=link)}"
+    tracking = TrackingASGI(app.wsgi_app)
+    # A migration (or a long transaction) holds tracked_links while this process has not
+    # cached the link yet.
+    locker = db.engine.connect()
+    locker.execute(text("LOCK TABLE tracked_links IN ACCESS EXCLUSIVE MODE"))
+    # Only so that a click read on the event loop (the fault) ends the test: never reached.
+    release = threading.Timer(5, locker.rollback)
+    release.start()
+    done: list[str] = []
+
+    async def hit(name: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        answer = await _call(tracking, path, language="fr-CH,fr;q=0.9")
+        done.append(name)
+        return answer
+
+    async def click_then_pixel() -> tuple[int, dict[str, str], bytes]:
+        clicking = asyncio.create_task(hit("click", click))
+        await asyncio.sleep(0)  # the click starts first
+        await hit("pixel", pixel)
+        return await clicking
+
+    try:
+        status, headers, body = asyncio.run(click_then_pixel())
+    finally:
+        release.cancel()
+        locker.rollback()
+        locker.close()
+    # The pixel did not wait on the click's read; the reader got a page saying try again.
+    assert done == ["pixel", "click"]
+    assert (status, headers["retry-after"], headers["cache-control"]) == (503, "5", "no-store")
+    assert "Veuillez réessayer" in body.decode()  # in the reader's language
+    # The lock gone, the same click redirects; the pixel and this click were counted,
+    # never the click that got the 503.
+    status, headers, _body = asyncio.run(_call(tracking, click))
+    assert (status, headers["location"]) == (302, REPORT_URL)
+    assert get_redis().llen(buffer.hits_key()) == 2
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_link_recorded_with_non_latin_characters_is_sent_percent_encoded(app: Flask) -> None:
+    campaign, rows = send_campaign(1, clicks=True)
+    link = record_link(campaign.id, "https://example.org/отчёт 2024?q=права#итог")
+    db.session.commit()
+    ids = {"campaign_id": campaign.id, "delivery_id": rows[0].id}
+    status, headers, _body = _get(
+        app, f"/t/c/{make_token(TrackingKind.CLICK, **ids, link_id=link)}"
+    )
+    assert status == 302
+    assert headers["location"] == (
+        "https://example.org/%D0%BE%D1%82%D1%87%D1%91%D1%82%202024"
+        "?q=%D0%BF%D1%80%D0%B0%D0%B2%D0%B0#%D0%B8%D1%82%D0%BE%D0%B3"
+    )
+
+
+def test_the_shipped_gunicorn_settings_open_no_control_socket() -> None:
+    # Its default path ($HOME/.gunicorn) is read-only under ProtectSystem=strict, and the
+    # web and tracking units would share it.
+    settings = runpy.run_path(str(Path(__file__).parents[2] / "deploy" / "gunicorn.conf.py"))
+    assert "control_socket_disable" in make_settings()
+    assert settings["control_socket_disable"] is True

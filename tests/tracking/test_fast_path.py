@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from redis import Redis
 from redis.exceptions import RedisError
 
 from campaign.embedded_redis import EmbeddedRedis
 from campaign.models.tracking import TrackingKind
-from campaign.tracking import buffer
+from campaign.tracking import buffer, wsgi
 from campaign.tracking.tokens import make_token, read_token, tracking_key
 from tests import servers
 
@@ -147,3 +150,27 @@ def test_a_redis_that_does_not_answer_is_left_alone_for_a_second(
         assert len(accepted) == tried + 2
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_hits_lost_while_redis_is_down_make_one_warning_a_minute_with_their_count(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    middleware = wsgi.TrackingMiddleware(app, app.wsgi_app)
+    # Nothing listens on port 1: every push fails.
+    middleware.pusher = buffer.HitPusher(Redis(port=1, socket_connect_timeout=0.5), "hits")
+    token = make_token(TrackingKind.OPEN, campaign_id=1, delivery_id=1)
+    environ = {"PATH_INFO": f"/t/o/{token}.gif", "REQUEST_METHOD": "GET"}
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "campaign.tracking.wsgi"]
+
+    with caplog.at_level(logging.WARNING, logger="campaign.tracking.wsgi"):
+        for _ in range(50):
+            assert middleware(environ, lambda *_: None) == [wsgi.PIXEL]  # type: ignore[arg-type]
+        assert len(warnings()) == 1 and warnings()[0].startswith("1 tracking hit(s) not recorded")
+        clock[0] += 60
+        middleware(environ, lambda *_: None)  # type: ignore[arg-type]
+    assert len(warnings()) == 2 and warnings()[1].startswith("50 tracking hit(s) not recorded")

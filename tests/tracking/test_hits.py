@@ -281,7 +281,9 @@ def test_with_redis_down_a_click_still_redirects_and_the_pixel_still_loads(
     assert response.status_code == 302 and response.headers["Location"] == REPORT_URL
     assert client.get(pixel).status_code == 200
     warnings = [r.getMessage() for r in caplog.records if r.name == "campaign.tracking.wsgi"]
-    assert len(warnings) == 2 and all("not recorded" in w for w in warnings)
+    # One warning for the first lost hit; the next are counted into the next one, a minute
+    # on (tests/tracking/test_fast_path.py).
+    assert len(warnings) == 1 and "1 tracking hit(s) not recorded" in warnings[0]
     assert not any("192.0.2" in w for w in warnings)
 
 

@@ -99,23 +99,34 @@ def new_delivery_rows(
 def insert_deliveries(rows: Sequence[dict[str, Any]]) -> None:
     """Write ledger rows (all with the same keys) in the session's transaction, in bulk.
 
-    PostgreSQL takes them by COPY, SQLite by one prepared statement run for every row; any
-    other database by the Core's executemany. The columns a row leaves out get their scalar
-    defaults (as the ORM would give them). Values pass through the columns' own bind
-    processing (UTCDateTime's), once per distinct value. A failure raises inside the
-    transaction, which the caller rolls back: nothing is half-written.
+    On psycopg 3 (PostgreSQL) by COPY, on sqlite3 by one prepared statement run for every
+    row; through any other driver by the Core's executemany. The columns a row leaves out
+    get their scalar defaults (as the ORM would give them); a left-out column whose default
+    is computed (a function, an SQL expression) raises ValueError: the bulk paths would not
+    compute it. Values pass through the columns' own bind processing (UTCDateTime's), once
+    per distinct value. A failure raises inside the transaction, which the caller rolls
+    back: nothing is half-written.
     """
     if not rows:
         return
     table = Delivery.__table__
-    defaults = {
-        column.name: column.default.arg
+    left_out = [
+        column
         for column in table.columns
-        if column.name not in rows[0] and column.default is not None and column.default.is_scalar
-    }
+        if column.name not in rows[0] and column.default is not None
+    ]
+    computed = [column.name for column in left_out if not column.default.is_scalar]
+    if computed:
+        raise ValueError(
+            f"insert_deliveries: the rows must give {', '.join(computed)} (a computed default)"
+        )
+    defaults = {column.name: column.default.arg for column in left_out}
     connection = db.session.connection()
     dialect = connection.dialect
-    if dialect.name not in ("postgresql", "sqlite"):
+    # By the driver, not the database: COPY is psycopg 3's (cursor.copy), the raw prepared
+    # executemany is the standard library's sqlite3.
+    path = bulk_path(dialect)
+    if path == "core":
         connection.execute(insert(table), [{**defaults, **row} for row in rows])
         return
     names = [*rows[0], *defaults]
@@ -131,14 +142,14 @@ def insert_deliveries(rows: Sequence[dict[str, Any]]) -> None:
     records = list(zip(*by_column, strict=True))
     # Names from our own table, never from input.
     columns = ", ".join(names)
-    if dialect.name == "sqlite":
+    if path == "prepared":
         marks = ", ".join("?" for _ in names)
         sql = f"INSERT INTO {table.name} ({columns}) VALUES ({marks})"  # noqa: S608
     else:
         sql = f"COPY {table.name} ({columns}) FROM STDIN"
     driver: Any = connection.connection.driver_connection
     try:
-        if dialect.name == "sqlite":
+        if path == "prepared":
             cursor = driver.cursor()
             try:
                 cursor.executemany(sql, records)
@@ -151,6 +162,16 @@ def insert_deliveries(rows: Sequence[dict[str, Any]]) -> None:
     except dialect.loaded_dbapi.Error as error:
         # The driver's error as SQLAlchemy would have raised it (IntegrityError, ...).
         raise DBAPIError.instance(sql, None, error, dialect.loaded_dbapi.Error) from error
+
+
+def bulk_path(dialect: Dialect) -> str:
+    """How insert_deliveries writes through `dialect`'s driver: "copy" (psycopg 3's COPY),
+    "prepared" (sqlite3's executemany of one INSERT), else "core" (SQLAlchemy's)."""
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        return "copy"
+    if dialect.name == "sqlite" and dialect.driver == "pysqlite":
+        return "prepared"
+    return "core"
 
 
 def _processed(name: str, dialect: Dialect, values: list[Any]) -> list[Any]:
