@@ -336,7 +336,12 @@ def _engine_options(uri: str) -> dict[str, Any]:
         # Long imports hold the write lock; other writers wait instead of failing at once.
         # Errors never carry the bound values: they hold contacts' names and addresses.
         return {"connect_args": {"timeout": 30}, "hide_parameters": True}
-    return {"pool_pre_ping": True, "hide_parameters": True}
+    options: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
+    if uri.startswith("postgresql"):
+        # A server that does not answer fails a connection in 10 s instead of holding a web
+        # thread (gthread) or a tracking hit for the kernel's TCP timeout (minutes).
+        options["connect_args"] = {"connect_timeout": 10}
+    return options
 
 
 _TRUE = {"1", "true", "yes", "on"}
