@@ -682,3 +682,25 @@ def test_copies_go_to_each_listed_address_except_a_suppressed_one(
         assert message.rcpt_tos[1:] == ("desk@example.net",)
         letter = message_from_bytes(message.raw, policy=default_policy)
         assert letter["Cc"] == "desk@example.net"
+
+
+def test_an_address_that_bounced_gets_no_copies_later_in_the_same_batch(
+    app: Flask, fault_smtp: FaultSmtpServer
+) -> None:
+    campaign, rows = _launch(3)
+    # The first person's address is also the others' copy address; it hard-bounces.
+    for row in rows[1:]:
+        db.session.execute(
+            update(Contact).where(Contact.id == row.contact_id).values(cc_emails=rows[0].email)
+        )
+    db.session.commit()
+    fault_smtp.fail(550, "5.1.1 no such user", stage="rcpt", times=1, match="person0@")
+    result = _send(campaign.id)
+    assert (result.bounced, result.sent) == (1, 2)
+    assert db.session.scalar(
+        select(Suppression.email_key).where(Suppression.email_key == rows[0].email)
+    )
+    assert [message.rcpt_tos for message in fault_smtp.messages] == [
+        (rows[1].email,),
+        (rows[2].email,),
+    ]

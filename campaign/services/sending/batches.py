@@ -449,6 +449,16 @@ class _Batch:
     keeper: LeaseKeeper | None = None
     # Whether each copy (Cc) address is suppressed, read for the whole batch at once (0072).
     letters: LetterCache = field(default_factory=LetterCache)
+    copies_stale: bool = False  # an address was suppressed by a bounce in this batch
+
+
+def _letter_cache(contacts: dict[int, dict[str, Any]]) -> LetterCache:
+    """Whether each copy (Cc) address of these contacts is suppressed, read in one query."""
+    cache = LetterCache()
+    cache.preload_copies(
+        address for contact in contacts.values() for address in (contact["cc_emails"] or "").split()
+    )
+    return cache
 
 
 def _suppressed_keys(rows: Sequence[_Row]) -> set[str]:
@@ -667,9 +677,7 @@ def send_batch(
             )
         )
     }
-    batch.letters.preload_copies(
-        address for contact in contacts.values() for address in (contact["cc_emails"] or "").split()
-    )
+    batch.letters = _letter_cache(contacts)
     # Failures in a row carry over from batch to batch of the campaign (through Redis, two
     # calls a batch), so small batches pause a campaign on a broken server too.
     errors_key = f"{_key_prefix()}:campaign:{campaign_id}:errors-in-a-row"
@@ -770,6 +778,9 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
                         _stop_for_status(batch, status)
                         return
                     stop_list = _read_stop_list(batch.campaign_id, rows[index:])
+                    # Copy addresses suppressed meanwhile (a bounce in this batch, an
+                    # unsubscribe) get no more copies, as the main recipients get no letter.
+                    batch.letters = _letter_cache(contacts)
                     semaphore.renew()
                     last_check, since_check = clock, 0
                 if batch.keeper is not None and not batch.keeper.holds():
@@ -790,6 +801,8 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
                     batch.commit()
                     return
                 since_check += 1
+                if batch.copies_stale:
+                    batch.letters, batch.copies_stale = _letter_cache(contacts), False
                 if not _send_row(batch, row, contacts, stop_list, limiter, connection):
                     return
     finally:
@@ -992,10 +1005,14 @@ class _StopFlag:
 
     def ask(self) -> None:
         try:
+            # Without a command name: redis-py >= 5.3 (pyproject.toml), which deprecates it.
             self.connection = self.pool.get_connection()
             self.connection.send_command("EXISTS", self.key)
         except RedisError:
-            self._give_back(broken=True)
+            self._give_back(broken=True)  # Redis is away: the database decides
+        except BaseException:
+            self._give_back(broken=True)  # e.g. the job's timeout: it goes on, unmasked
+            raise
 
     def answer(self) -> bool | None:
         """Whether the flag is up; None when Redis could not say."""
@@ -1006,10 +1023,20 @@ class _StopFlag:
         except RedisError:
             self._give_back(broken=True)
             return None
+        except BaseException:
+            # A signal (the job's timeout) interrupted the read: the connection is in an
+            # unknown state and is dropped; the exception goes on unmasked.
+            self._give_back(broken=True)
+            raise
         self._give_back(broken=False)
         return is_up
 
-    settle = answer
+    def settle(self) -> None:
+        """Read an answer nobody asked for; never raises (it runs while an error may be
+        on its way out, which must not be replaced by one about this connection)."""
+        with contextlib.suppress(Exception):
+            self.answer()
+        self._give_back(broken=True)
 
     def _give_back(self, *, broken: bool) -> None:
         connection, self.connection = self.connection, None
@@ -1169,6 +1196,7 @@ def _apply(batch: _Batch, row: _Row, outcome: SendOutcome, data: bytes, language
             row, batch.claim_id, status=DeliveryStatus.BOUNCED.value, reason="hard_bounce", **common
         )
         _suppress(row.email, batch.campaign_id, outcome)
+        batch.copies_stale = True  # the address may be another letter's copy (Cc)
         result.bounced += 1
         batch.commit()
         # One bad address says nothing about the server: it does not count as an error.
