@@ -111,6 +111,14 @@ def run_migrations_online():
         with context.begin_transaction():
             context.run_migrations()
 
+        # A migration rebuilding `contacts` on SQLite (batch mode) drops the search index's
+        # triggers with the old table: put them back and rebuild the index (decision 0070).
+        from campaign.models.search_key import repair_search_index
+
+        if repair_search_index(connection):
+            logger.warning("The contacts search index's triggers were missing: rebuilt.")
+            connection.commit()
+
 
 if context.is_offline_mode():
     run_migrations_offline()

@@ -61,6 +61,23 @@ _SYNC = (
     "DELETE FROM contacts_search_queue",
 )
 _WROTE_CONTACTS = "contacts_written"
+# The triggers that queue changed and deleted contacts (as migration 0021 creates them). A
+# later migration that rebuilds `contacts` (SQLite's batch mode: copy, drop, rename) drops
+# them with the old table: the search then scans (search_index_usable) until
+# repair_search_index, run after every migration (migrations/env.py), puts them back.
+SEARCH_TRIGGERS = {
+    "contacts_search_ad": "CREATE TRIGGER IF NOT EXISTS contacts_search_ad AFTER DELETE ON"
+    " contacts BEGIN INSERT OR IGNORE INTO contacts_search_queue (id) VALUES (old.id); END",
+    "contacts_search_au": "CREATE TRIGGER IF NOT EXISTS contacts_search_au AFTER UPDATE OF"
+    " search_key, id ON contacts WHEN old.search_key IS NOT new.search_key OR old.id IS NOT"
+    " new.id BEGIN INSERT OR IGNORE INTO contacts_search_queue (id) VALUES (old.id);"
+    " INSERT OR IGNORE INTO contacts_search_queue (id) VALUES (new.id); END",
+}
+_INDEX_PARTS = (
+    "SELECT count(*) FROM sqlite_master WHERE (type = 'table' AND name = ?)"
+    " OR (type = 'trigger' AND name IN (?, ?))"
+)
+_INDEX_PART_NAMES = (SEARCH_QUEUE, *SEARCH_TRIGGERS)
 
 
 def fold(text: str) -> str:
@@ -128,37 +145,79 @@ def sync_search_index(connection: Any) -> None:
         connection.execute(text(statement), {"highest": highest})
 
 
-def _note_contact_writes(state: Any) -> None:
-    from sqlalchemy import Delete, Insert, Update
+def search_index_usable(connection: Any) -> bool:
+    """Whether this database is SQLite with the FTS5 index of the key and the triggers
+    that keep it (migration 0021): the search may take its candidates from it."""
+    if connection.dialect.name != "sqlite":
+        return False
+    found = connection.exec_driver_sql(_INDEX_PARTS, _INDEX_PART_NAMES).scalar()
+    return bool(found == len(_INDEX_PART_NAMES))
 
-    statement = state.statement
-    if not isinstance(statement, Insert | Update | Delete):
+
+def repair_search_index(connection: Any) -> bool:
+    """Put back the triggers of SQLite's search index if something dropped them (a batch
+    migration rebuilding `contacts`), and rebuild the index, whose rows may have gone
+    stale meanwhile. True if it had to. A no-op elsewhere and without the index."""
+    if connection.dialect.name != "sqlite":
+        return False
+    found = connection.exec_driver_sql(_INDEX_PARTS, _INDEX_PART_NAMES).scalar()
+    if found in (0, len(_INDEX_PART_NAMES)):
+        return False
+    for statement in SEARCH_TRIGGERS.values():
+        connection.exec_driver_sql(statement)
+    connection.exec_driver_sql("DELETE FROM contacts_search")
+    connection.exec_driver_sql(
+        "INSERT INTO contacts_search (rowid, search_key) SELECT id, search_key FROM contacts"
+    )
+    connection.exec_driver_sql("DELETE FROM contacts_search_queue")
+    return True
+
+
+def _note_contact_statement(
+    connection: Any,
+    _cursor: Any,
+    _statement: str,
+    _parameters: Any,
+    context: Any,
+    _executemany: bool,
+) -> None:
+    # Only a statement that wrote contacts (an INSERT, UPDATE or DELETE actually sent to
+    # SQLite) calls for the sync: a commit that wrote none must not take the write lock.
+    if context is None or connection.dialect.name != "sqlite":
         return
-    if getattr(statement.table, "name", None) == "contacts":
-        state.session.info[_WROTE_CONTACTS] = True
+    compiled = context.compiled
+    if compiled is None or not (context.isinsert or context.isupdate or context.isdelete):
+        return
+    if getattr(getattr(compiled.statement, "table", None), "name", None) == "contacts":
+        connection.info[_WROTE_CONTACTS] = True
 
 
-def _note_flushed_contacts(session: Any, _context: Any) -> None:
-    for instance in (*session.new, *session.dirty, *session.deleted):
-        if getattr(instance, "__tablename__", None) == "contacts":
-            session.info[_WROTE_CONTACTS] = True
-            return
+def _forget_contact_writes(connection: Any) -> None:
+    # Rolled back (or committed without the session): nothing left to fold in.
+    connection.info.pop(_WROTE_CONTACTS, None)
 
 
 def _sync_before_commit(session: Any) -> None:
-    # The commit's own flush comes after this hook: flush first, so its contacts count.
+    # The commit's own flush comes after this hook: flush first, so its statements count.
     session.flush()
-    if session.info.pop(_WROTE_CONTACTS, False):
-        sync_search_index(session.connection())
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    connection = session.connection()
+    if connection.info.pop(_WROTE_CONTACTS, False):
+        sync_search_index(connection)
 
 
 def install_search_index_maintenance(session: Any) -> None:
     """Keep SQLite's index of the key current at each commit that wrote contacts (once per
     session factory, however many apps share it)."""
+    from sqlalchemy.engine import Engine
+
+    if not event.contains(session, "before_commit", _sync_before_commit):
+        event.listen(session, "before_commit", _sync_before_commit)
     for name, hook in (
-        ("do_orm_execute", _note_contact_writes),
-        ("after_flush", _note_flushed_contacts),
-        ("before_commit", _sync_before_commit),
+        ("after_cursor_execute", _note_contact_statement),
+        ("rollback", _forget_contact_writes),
+        ("commit", _forget_contact_writes),
     ):
-        if not event.contains(session, name, hook):
-            event.listen(session, name, hook)
+        if not event.contains(Engine, name, hook):
+            event.listen(Engine, name, hook)

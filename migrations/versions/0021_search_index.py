@@ -31,12 +31,17 @@ log = logging.getLogger("alembic.runtime.migration")
 # Why not index from the triggers: FTS5 writes a segment at every statement, ~50 µs of CPU
 # a row inserted one statement at a time; and any trigger on INSERT makes SQLite keep a
 # statement journal for each row, +25 µs a row at 100,000 contacts (decision 0070).
+# SQLite commits each DDL statement at once: a run killed half-way leaves some of these
+# behind. The upgrade therefore drops whatever is there first and creates everything anew
+# (IF NOT EXISTS as well), so running it again after an interruption succeeds.
+# The triggers are campaign.models.search_key's SEARCH_TRIGGERS: the application recreates
+# them if a later migration rebuilding `contacts` (batch mode) dropped them.
 SQLITE_UP = [
-    "CREATE VIRTUAL TABLE contacts_search USING fts5(search_key, tokenize='trigram')",
-    "CREATE TABLE contacts_search_queue (id INTEGER PRIMARY KEY)",
-    "CREATE TRIGGER contacts_search_ad AFTER DELETE ON contacts BEGIN "
+    "CREATE VIRTUAL TABLE IF NOT EXISTS contacts_search USING fts5(search_key, tokenize='trigram')",
+    "CREATE TABLE IF NOT EXISTS contacts_search_queue (id INTEGER PRIMARY KEY)",
+    "CREATE TRIGGER IF NOT EXISTS contacts_search_ad AFTER DELETE ON contacts BEGIN "
     "INSERT OR IGNORE INTO contacts_search_queue (id) VALUES (old.id); END",
-    "CREATE TRIGGER contacts_search_au AFTER UPDATE OF search_key, id ON contacts "
+    "CREATE TRIGGER IF NOT EXISTS contacts_search_au AFTER UPDATE OF search_key, id ON contacts "
     "WHEN old.search_key IS NOT new.search_key OR old.id IS NOT new.id BEGIN "
     "INSERT OR IGNORE INTO contacts_search_queue (id) VALUES (old.id); "
     "INSERT OR IGNORE INTO contacts_search_queue (id) VALUES (new.id); END",
@@ -67,7 +72,7 @@ def upgrade():
         if not _sqlite_has_fts5(bind):
             log.warning("SQLite without FTS5 trigram: the contacts search scans (decision 0070)")
             return
-        for statement in SQLITE_UP:
+        for statement in (*SQLITE_DOWN, *SQLITE_UP):
             bind.exec_driver_sql(statement)
         return
     if bind.dialect.name != "postgresql":
@@ -79,14 +84,24 @@ def upgrade():
     except sa.exc.DBAPIError as error:
         log.warning("pg_trgm could not be created, the contacts search scans: %s", error)
         return
-    # The GIN index is built from the existing rows as it is created (the backfill).
-    op.create_index(
-        "ix_contacts_search_key_trgm",
-        "contacts",
-        ["search_key"],
-        postgresql_using="gin",
-        postgresql_ops={"search_key": "gin_trgm_ops"},
-    )
+    # The GIN index is built from the existing rows as it is created (the backfill). Its
+    # operator class is named with pg_trgm's schema, which need not be on the search_path
+    # (an `extensions` schema, as some hosts do). Should it still fail, the search scans, as
+    # where pg_trgm is missing (decision 0070).
+    schema = bind.exec_driver_sql(
+        "SELECT n.nspname FROM pg_extension AS e JOIN pg_namespace AS n"
+        " ON n.oid = e.extnamespace WHERE e.extname = 'pg_trgm'"
+    ).scalar()
+    quote = bind.dialect.identifier_preparer.quote
+    opclass = f"{quote(schema)}.gin_trgm_ops" if schema else "gin_trgm_ops"
+    try:
+        with bind.begin_nested():
+            bind.exec_driver_sql(
+                "CREATE INDEX IF NOT EXISTS ix_contacts_search_key_trgm"
+                f" ON contacts USING gin (search_key {opclass})"
+            )
+    except sa.exc.DBAPIError as error:
+        log.warning("the pg_trgm index could not be built, the contacts search scans: %s", error)
 
 
 def downgrade():

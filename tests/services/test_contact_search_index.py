@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import importlib.util
 import random
+import sqlite3
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from flask import Flask
@@ -16,8 +19,8 @@ from sqlalchemy import insert, select, text, update
 
 from campaign.extensions import db
 from campaign.models import Contact
-from campaign.models.contact import SEARCH_TABLE, refresh_search_keys
-from campaign.models.search_key import fold
+from campaign.models.contact import SEARCH_TABLE, refresh_search_keys, schema_compare_filter
+from campaign.models.search_key import fold, repair_search_index
 from campaign.services.contacts import merge as contact_merge
 from campaign.services.contacts import trash as contact_trash
 from campaign.services.contacts.contacts import create_contact
@@ -49,6 +52,7 @@ QUERIES = [
     "qwxzvj",
     "’",
     "ivanov anna 7",
+    "ol\x00ga",  # FTS5 and psycopg refuse a NUL: it finds nobody (no 500)
 ]
 
 
@@ -215,3 +219,115 @@ def test_migration_drops_the_index_and_builds_it_over_existing_contacts(app: Fla
     assert (
         SEARCH_TABLE if db.engine.dialect.name == "sqlite" else "ix_contacts_search_key_trgm"
     ) in found
+
+
+def _run_0021(step: str) -> None:
+    migration = _migration_0021()
+    db.session.remove()
+    with (
+        db.engine.begin() as connection,
+        Operations.context(MigrationContext.configure(connection)),
+    ):
+        getattr(migration, step)()
+
+
+def _models_and_database_agree() -> None:
+    with db.engine.connect() as connection:
+        include = schema_compare_filter(connection.dialect.name)
+        opts = {"compare_type": True, "include_object": include}
+        context = MigrationContext.configure(connection, opts=opts)
+        assert compare_metadata(context, db.metadata) == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_interrupted_sqlite_migration_runs_again(app: Flask) -> None:
+    # SQLite commits each DDL statement at once: a run killed after its first statements
+    # leaves them behind, and the next run must still succeed and index every contact.
+    _mixed_contacts(30)
+    migration = _migration_0021()
+    _run_0021("downgrade")
+    with db.engine.begin() as connection:
+        for statement in migration.SQLITE_UP[:3]:  # type: ignore[attr-defined]
+            connection.exec_driver_sql(statement)
+    _run_0021("upgrade")
+    _sqlite_index_in_step()
+    _assert_search_follows_the_rule()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_batch_migration_rebuilding_contacts_loses_no_search_result(app: Flask) -> None:
+    olga = create_contact({"given_name": "Olga", "family_name": "Zaitseva", "email": "o@z.org"})
+    db.session.commit()
+    olga_id = olga.id
+    db.session.remove()
+    # What a later migration in batch mode does: copy contacts, drop the table, rename.
+    with (
+        db.engine.begin() as connection,
+        Operations.context(MigrationContext.configure(connection)) as op,
+        op.batch_alter_table("contacts", recreate="always") as batch,
+    ):
+        batch.alter_column("honorific", existing_type=sa.String(100), type_=sa.String(120))
+    olga = db.session.get(Contact, olga_id)
+    olga.family_name = "Morozova"
+    db.session.commit()
+    # The triggers went with the old table: the search scans, and finds the new name.
+    assert _found("morozova") == {olga_id} and _found("zaitseva") == set()
+    db.session.remove()
+    # After the migrations (migrations/env.py) the triggers and the index are rebuilt.
+    with db.engine.begin() as connection:
+        assert repair_search_index(connection)
+        assert not repair_search_index(connection)
+    olga = db.session.get(Contact, olga_id)
+    olga.family_name = "Ivanova"
+    db.session.commit()
+    _sqlite_index_in_step()
+    assert _found("ivanova") == {olga_id} and _found("morozova") == set()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_commit_that_writes_no_contact_takes_no_write_lock(app: Flask) -> None:
+    # An import elsewhere holds SQLite's write lock: a page that changed no contact (an
+    # unchanged form, a write rolled back) must commit without waiting for it.
+    contact = create_contact({"given_name": "Olga", "email": "o@z.org"})
+    db.session.commit()
+    contact.given_name = "Olga"  # no change: no UPDATE
+    contact.family_name = "Rolled back"
+    db.session.flush()  # an UPDATE, then rolled back
+    db.session.rollback()
+    path = db.engine.url.database
+    assert path
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    waits = db.session.connection().exec_driver_sql("PRAGMA busy_timeout").scalar()
+    try:
+        db.session.connection().exec_driver_sql("PRAGMA busy_timeout = 50")
+        contact = db.session.get(Contact, contact.id)
+        contact.given_name = "Olga"
+        db.session.commit()  # before: OperationalError, database is locked
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    db.session.connection().exec_driver_sql(f"PRAGMA busy_timeout = {int(waits)}")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_pg_trgm_outside_the_search_path_still_serves_the_search(app: Flask) -> None:
+    _mixed_contacts(60)
+    _run_0021("downgrade")
+    # Without the GIN index (no pg_trgm) the models and the database still agree.
+    _models_and_database_agree()
+    with db.engine.begin() as connection:
+        connection.exec_driver_sql("CREATE SCHEMA IF NOT EXISTS extensions")
+        connection.exec_driver_sql("ALTER EXTENSION pg_trgm SET SCHEMA extensions")
+    try:
+        _run_0021("upgrade")
+        indexes = set(db.session.scalars(text("SELECT indexname FROM pg_indexes")))
+        assert "ix_contacts_search_key_trgm" in indexes
+        _models_and_database_agree()
+        _assert_search_follows_the_rule()
+    finally:
+        db.session.remove()
+        _run_0021("downgrade")
+        with db.engine.begin() as connection:
+            connection.exec_driver_sql("ALTER EXTENSION pg_trgm SET SCHEMA public")
+        _run_0021("upgrade")

@@ -4,11 +4,13 @@ rejected rows with the same reasons, found by the search as before."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from campaign.extensions import db
 from campaign.models import Contact
@@ -101,3 +103,15 @@ def test_rows_written_many_to_a_statement_are_all_there_in_file_order(
     assert result.summary() == "imported 25, updated 0, skipped 0, rejected 0"
     emails = db.session.scalars(select(Contact.email).order_by(Contact.id))
     assert list(emails) == [f"p{i}@example.org" for i in range(25)]
+
+
+def test_a_unique_conflict_on_the_bulk_write_is_sqlalchemys_integrity_error(app: Flask) -> None:
+    # The API's bulk upsert answers 409 to an address another request created after this
+    # one looked (IntegrityError); the driver-level writes (COPY, many rows to an INSERT)
+    # must raise that, not the driver's own error (which became a 500).
+    data = clean_contact_data({"given_name": "Olga", "email": "o@example.org"})
+    importing.upsert_contacts([{"given_name": "Olga", "email": "o@example.org"}])
+    now = datetime.now(UTC)
+    with pytest.raises(IntegrityError), db.session.begin_nested():
+        importing._insert_contacts([{**data, "created_at": now, "updated_at": now}])
+    assert db.session.scalar(select(func.count()).select_from(Contact)) == 1

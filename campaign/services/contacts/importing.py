@@ -29,6 +29,7 @@ from flask_babel import gettext as _
 from flask_babel import refresh
 from sqlalchemy import String, any_, bindparam, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
 
 from campaign.extensions import db
 from campaign.letters.salutations import RuleSet
@@ -985,9 +986,12 @@ def _insert_contacts(rows: list[dict[str, Any]]) -> None:
     statement = f"COPY {quote(_contacts.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
     driver = connection.connection.driver_connection
     assert driver is not None
-    with driver.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row([row[c] for c in columns])
+    try:
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise _sqlalchemy_error(connection, statement, error) from error
 
 
 # Rows per INSERT on SQLite: one statement of many rows, not one per row (decision 0075).
@@ -1042,8 +1046,17 @@ def _multirow_insert(connection: Any, columns: list[str], rows: list[dict[str, A
             count = min(size, len(rows) - start)
             statement = f"{head}VALUES {', '.join([one_row] * count)}"
             cursor.execute(statement, flat[start * width : (start + count) * width])
+    except dialect.loaded_dbapi.Error as error:
+        raise _sqlalchemy_error(connection, sql, error) from error
     finally:
         cursor.close()
+
+
+def _sqlalchemy_error(connection: Any, statement: str, error: Exception) -> Exception:
+    """The driver's error as SQLAlchemy would have raised it (IntegrityError for a unique
+    conflict, which the API answers with 409), as insert_deliveries does."""
+    dbapi = connection.dialect.loaded_dbapi
+    return DBAPIError.instance(statement, None, error, dbapi.Error)
 
 
 def _add_to_list(list_id: int, existing_ids: list[int], new_ids: list[int]) -> None:

@@ -38,7 +38,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from campaign.extensions import db
 from campaign.models import Contact, Segment
-from campaign.models.search_key import SEARCH_QUEUE, SEARCH_TABLE, fold
+from campaign.models.search_key import SEARCH_QUEUE, SEARCH_TABLE, fold, search_index_usable
 from campaign.params import filter_id, row_id
 from campaign.services.contacts.contacts import FIELD_PARSERS
 from campaign.services.contacts.lists import member_ids
@@ -120,15 +120,11 @@ MIN_INDEXED = 3
 
 
 def _sqlite_search_table() -> bool:
-    """Whether this database is SQLite with the FTS5 index of the search key (migration 0021)."""
-    bind = db.session.get_bind()
-    if bind.dialect.name != "sqlite":
+    """Whether this database is SQLite with the FTS5 index of the search key (migration
+    0021) and its triggers: without them (a batch migration dropped them) the search scans."""
+    if db.session.get_bind().dialect.name != "sqlite":
         return False
-    found = db.session.execute(
-        text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = :name"),
-        {"name": SEARCH_QUEUE},
-    ).first()
-    return found is not None
+    return search_index_usable(db.session.connection())
 
 
 def _fts_phrases(words: list[str]) -> str:
@@ -153,6 +149,10 @@ def _search_clause(q: str) -> ColumnElement[bool]:
         folded = fold(word)
         if not folded:
             continue
+        if "\x00" in folded:
+            # No key holds a NUL (PostgreSQL's text cannot), and neither FTS5 nor psycopg
+            # takes one in a query: such a word finds nobody.
+            return Contact.id.is_(None)
         pattern = f"%{escape_like(folded)}%"
         if len(folded) >= MIN_INDEXED:
             indexed.append(folded)
