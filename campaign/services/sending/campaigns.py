@@ -34,6 +34,7 @@ from campaign.scheduling import pacing
 from campaign.scheduling.stored_text import Said, Text, english, joined, labelled, said
 from campaign.services.accounts.audit import record_event
 from campaign.services.contacts.audiences import find_audience
+from campaign.services.planner_statistics import refresh_statistics
 from campaign.services.sending import followups, presend_runs
 from campaign.services.sending.deliveries import (
     enqueue_send_jobs,
@@ -158,6 +159,7 @@ def recipients_query(campaign: Campaign) -> Select[Any]:
 
 def count_audience(spec: AudienceSpec) -> AudienceCount:
     """How many contacts the audience holds, and how many of them are suppressed."""
+    refresh_statistics()
     ids = audience_query(spec).with_only_columns(Contact.id).subquery()
     total = db.session.scalar(select(func.count()).select_from(ids)) or 0
     suppressed = (
