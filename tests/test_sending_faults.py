@@ -291,6 +291,7 @@ class Scene:
         deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:
             if self.finished():
+                self._wait_for_the_last_batch(deadline)
                 return self.counts()
             if supervise:
                 self.workers.restart_exited()
@@ -299,6 +300,12 @@ class Scene:
             f"the campaign did not finish within {DEADLINE:.0f} s: {self.counts()}; "
             f"{len(self.smtp.messages)} messages received\n{self.workers.log_tail()}"
         )
+
+    def _wait_for_the_last_batch(self, deadline: float) -> None:
+        # The last batch commits its rows' outcomes, then (after its lease thread has
+        # stopped) the campaign's new status: a loaded machine can poll in between.
+        while time.monotonic() < deadline and self.campaign_status() == CampaignStatus.SENDING:
+            time.sleep(0.1)
 
     def wait_for_messages(self, count: int) -> None:
         deadline = time.monotonic() + DEADLINE
