@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import runpy
 import threading
 from collections.abc import MutableMapping
@@ -30,10 +31,17 @@ def app_overrides(app_overrides: dict[str, Any]) -> dict[str, Any]:
     return {**app_overrides, "TRUSTED_PROXIES": 1}
 
 
+def _run_loop(coroutine: Any) -> Any:
+    """asyncio.run in a thread of its own: a browser test of the same pytest worker may
+    have left Playwright's event loop running in this thread."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def _get(
     app: Flask, path: str, *, method: str = "GET", forwarded_for: str = "203.0.113.77"
 ) -> tuple[int, dict[str, str], bytes]:
-    return asyncio.run(_call(TrackingASGI(app.wsgi_app), path, method, forwarded_for))
+    return _run_loop(_call(TrackingASGI(app.wsgi_app), path, method, forwarded_for))
 
 
 async def _call(
@@ -135,7 +143,7 @@ def test_a_click_waiting_on_a_locked_link_table_holds_no_pixel_and_gets_a_retry_
         return await clicking
 
     try:
-        status, headers, body = asyncio.run(click_then_pixel())
+        status, headers, body = _run_loop(click_then_pixel())
     finally:
         release.cancel()
         locker.rollback()
@@ -146,7 +154,7 @@ def test_a_click_waiting_on_a_locked_link_table_holds_no_pixel_and_gets_a_retry_
     assert "Veuillez réessayer" in body.decode()  # in the reader's language
     # The lock gone, the same click redirects; the pixel and this click were counted,
     # never the click that got the 503.
-    status, headers, _body = asyncio.run(_call(tracking, click))
+    status, headers, _body = _run_loop(_call(tracking, click))
     assert (status, headers["location"]) == (302, REPORT_URL)
     assert get_redis().llen(buffer.hits_key()) == 2
 
