@@ -29,8 +29,8 @@ from flask_babel import gettext as _
 from flask_babel import refresh
 from sqlalchemy import String, any_, bindparam, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import DBAPIError
 
+from campaign.bulk_write import as_sqlalchemy_error, bulk_path
 from campaign.extensions import db
 from campaign.letters.salutations import RuleSet
 from campaign.models import (
@@ -974,13 +974,14 @@ def _insert_contacts(rows: list[dict[str, Any]]) -> None:
             row["search_key"] = key_of(row)
     connection = db.session.connection()
     columns = list(rows[0])
-    if connection.dialect.name != "postgresql":
-        if connection.dialect.paramstyle == "qmark":  # sqlite3
-            # The caller folds the rows into the search's index once it has written them
-            # all (_index_written_contacts).
-            _multirow_insert(connection, columns, rows)
-        else:
-            db.session.execute(insert(_contacts), rows)
+    path = bulk_path(connection.dialect)
+    if path == "prepared":
+        # The caller folds the rows into the search's index once it has written them all
+        # (_index_written_contacts).
+        _multirow_insert(connection, columns, rows)
+        return
+    if path == "core":
+        db.session.execute(insert(_contacts), rows)
         return
     quote = connection.dialect.identifier_preparer.quote
     statement = f"COPY {quote(_contacts.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
@@ -991,7 +992,7 @@ def _insert_contacts(rows: list[dict[str, Any]]) -> None:
             for row in rows:
                 copy.write_row([row[c] for c in columns])
     except connection.dialect.loaded_dbapi.Error as error:
-        raise _sqlalchemy_error(connection, statement, error) from error
+        raise as_sqlalchemy_error(connection.dialect, statement, error) from error
 
 
 # Rows per INSERT on SQLite: one statement of many rows, not one per row (decision 0075).
@@ -1047,16 +1048,9 @@ def _multirow_insert(connection: Any, columns: list[str], rows: list[dict[str, A
             statement = f"{head}VALUES {', '.join([one_row] * count)}"
             cursor.execute(statement, flat[start * width : (start + count) * width])
     except dialect.loaded_dbapi.Error as error:
-        raise _sqlalchemy_error(connection, sql, error) from error
+        raise as_sqlalchemy_error(dialect, sql, error) from error
     finally:
         cursor.close()
-
-
-def _sqlalchemy_error(connection: Any, statement: str, error: Exception) -> Exception:
-    """The driver's error as SQLAlchemy would have raised it (IntegrityError for a unique
-    conflict, which the API answers with 409), as insert_deliveries does."""
-    dbapi = connection.dialect.loaded_dbapi
-    return DBAPIError.instance(statement, None, error, dbapi.Error)
 
 
 def _add_to_list(list_id: int, existing_ids: list[int], new_ids: list[int]) -> None:

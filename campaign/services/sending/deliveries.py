@@ -18,8 +18,8 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import Dialect, Select, case, insert, or_
-from sqlalchemy.exc import DBAPIError
 
+from campaign.bulk_write import as_sqlalchemy_error, bulk_path
 from campaign.extensions import db
 from campaign.mail import make_message_id
 from campaign.models import Campaign, Delivery, DeliveryStatus
@@ -160,18 +160,7 @@ def insert_deliveries(rows: Sequence[dict[str, Any]]) -> None:
             for record in records:
                 copy.write_row(record)
     except dialect.loaded_dbapi.Error as error:
-        # The driver's error as SQLAlchemy would have raised it (IntegrityError, ...).
-        raise DBAPIError.instance(sql, None, error, dialect.loaded_dbapi.Error) from error
-
-
-def bulk_path(dialect: Dialect) -> str:
-    """How insert_deliveries writes through `dialect`'s driver: "copy" (psycopg 3's COPY),
-    "prepared" (sqlite3's executemany of one INSERT), else "core" (SQLAlchemy's)."""
-    if dialect.name == "postgresql" and dialect.driver == "psycopg":
-        return "copy"
-    if dialect.name == "sqlite" and dialect.driver == "pysqlite":
-        return "prepared"
-    return "core"
+        raise as_sqlalchemy_error(dialect, sql, error) from error
 
 
 def _processed(name: str, dialect: Dialect, values: list[Any]) -> list[Any]:
