@@ -12,7 +12,8 @@ from campaign.scheduling import tick
 from campaign.services.contacts import importing
 from campaign.services.replies import mailboxes
 from campaign.services.sending import batches as sending
-from campaign.services.sending import notices
+from campaign.services.sending import campaigns as campaign_service
+from campaign.services.sending import notices, presend_runs
 from campaign.tracking import buffer
 from workers.context import job_context, stop_requested
 
@@ -177,9 +178,6 @@ def deliver_webhooks(endpoint_id: int) -> None:
 
 def check_letters(campaign_id: int, run_key: str) -> None:
     """Run the pre-send check `run_key` of campaign `campaign_id`; store its result (0071)."""
-    from campaign.services.sending import campaigns as campaign_service
-    from campaign.services.sending import presend_runs
-
     with job_context():
         if not presend_runs.claim(campaign_id, run_key):
             db.session.rollback()
