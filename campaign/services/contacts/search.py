@@ -37,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute
 
 from campaign.extensions import db
+from campaign.letters.countries import load_country_names
 from campaign.models import Contact, Segment
 from campaign.models.search_key import SEARCH_QUEUE, SEARCH_TABLE, fold, search_index_usable
 from campaign.params import filter_id, row_id
@@ -90,6 +91,15 @@ class ContactFilters:
             list_id=filter_id(args.get("list")),
             segment_id=filter_id(args.get("segment")),
         )
+
+    @classmethod
+    def from_visitor(cls, args: Mapping[str, Any]) -> ContactFilters:
+        """Filters as a person or a program typed them: the page's select sends a country's
+        code, but a name in the address (?country=Туркменистан) finds its code too."""
+        filters = cls.from_args(args)
+        if filters.country:
+            filters.country = load_country_names().find(filters.country) or filters.country
+        return filters
 
     def as_args(self) -> dict[str, str]:
         """The non-empty filters as query-string arguments (for links and forms)."""

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy.exc import IntegrityError
 
 from campaign.extensions import db
-from campaign.letters.countries import load_country_names
 from campaign.models import (
     Contact,
     ContactKind,
@@ -350,10 +349,7 @@ def list_contacts(query: ContactQuery) -> ContactPage:
 
     An unknown role or risk code, list or segment is a 422 naming the filter."""
     _check_filters(query)
-    filters = ContactFilters.from_args(query.model_dump())
-    if filters.country:
-        # As on the page: a country's name finds its code.
-        filters.country = load_country_names().find(filters.country) or filters.country
+    filters = ContactFilters.from_visitor(query.model_dump())
     rows, next_cursor = page(
         filtered_query(filters),
         Contact.id,

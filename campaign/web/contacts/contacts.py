@@ -27,7 +27,6 @@ from campaign.extensions import db
 from campaign.i18n import LANGUAGES
 from campaign.labels import LABELS, label
 from campaign.letters.address import address_lines
-from campaign.letters.countries import load_country_names
 from campaign.models import (
     AuditEvent,
     Contact,
@@ -149,10 +148,7 @@ def _filter_choices() -> dict[str, Any]:
 @bp.route("/")
 @allow(Role.VIEWER)
 def index() -> Any:
-    filters = ContactFilters.from_args(request.args)
-    if filters.country:
-        # The select sends the code; a name in the address (?country=Туркменистан) works too.
-        filters.country = load_country_names().find(filters.country) or filters.country
+    filters = ContactFilters.from_visitor(request.args)
     sort = request.args.get("sort", "name")
     descending = request.args.get("dir") == "desc"
     per_page = int(current_app.config["CONTACTS_PER_PAGE"])
