@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import os
 import random
+import shlex
 import shutil
 import signal
 import socket
@@ -65,8 +66,12 @@ PUBLIC_URL = "https://campaign.example.org"
 QUEUE_NAME = "bench-tracking"
 LINKS = [f"https://example.org/report/{n}?lang=en" for n in range(5)]
 KEEPALIVE_SECONDS = 5  # as deploy/gunicorn.conf.py
+TRACKING_UNIT = ROOT / "deploy" / "systemd" / "campaign-tracking.service"
 AIM_HITS_PER_SECOND = 5_000
 AIM_P99_MS = 25.0
+PAGE_PASSWORD = "a long bench pass phrase, 2026"  # noqa: S105 (a throw-away account)
+PAGE_CONNECTIONS = 8  # staff pages: a few people at once, not thousands of readers
+WEB_UNIT = ROOT / "deploy" / "systemd" / "campaign-web.service"
 
 BASELINE_APP = textwrap.dedent(
     '''
@@ -155,6 +160,22 @@ def _seed(app: Any, recipients: int) -> tuple[int, list[str], list[str]]:
         return campaign.id, opens, clicks
 
 
+def _signed_in_cookie(app: Any) -> str:
+    """The Cookie header of a viewer signed in through the sign-in form (a server-side
+    session in the shared database, valid for every server of this run)."""
+    from campaign.models import Role
+    from campaign.services.accounts.users import create_user
+
+    with app.app_context():
+        create_user("viewer@example.org", PAGE_PASSWORD, Role.VIEWER)
+        db.session.commit()
+    app.config["WTF_CSRF_ENABLED"] = False  # this in-process client only
+    client = app.test_client()
+    answer = client.post("/login", data={"email": "viewer@example.org", "password": PAGE_PASSWORD})
+    assert answer.status_code == 302, answer.status_code
+    return "; ".join(header.split(";", 1)[0] for header in answer.headers.getlist("Set-Cookie"))
+
+
 class Gunicorn:
     """gunicorn serving `app_path` on a free port, stopped on exit."""
 
@@ -166,14 +187,17 @@ class Gunicorn:
         cwd: Path,
         *,
         worker_class: str = "gthread",
+        extra: list[str] | None = None,
+        workers: int | None = None,
     ):
         self.port = _free_port()
         command = [
             str(Path(sys.executable).parent / "gunicorn"),
+            *(extra or []),
             "--bind",
             f"127.0.0.1:{self.port}",
             "--workers",
-            str(args.workers),
+            str(workers or args.workers),
             "--worker-class",
             worker_class,
             "--log-level",
@@ -221,6 +245,24 @@ class Gunicorn:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+def unit_arguments(service: Path) -> tuple[list[str], str]:
+    """The gunicorn options and application of a systemd unit's ExecStart, for this checkout
+    (its settings file, its access log choice), less --bind and --workers (the bench's)."""
+    line = next(line for line in service.read_text().splitlines() if line.startswith("ExecStart="))
+    words = [word.replace("/opt/campaign", str(ROOT)) for word in shlex.split(line[10:])[1:]]
+    options, application = words[:-1], words[-1]
+    kept: list[str] = []
+    skip = False
+    for word in options:
+        if skip:
+            skip = False
+        elif word in ("--bind", "--workers", "-b", "-w"):
+            skip = True
+        else:
+            kept.append(word)
+    return kept, application
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -334,10 +376,12 @@ function setup(thread) table.insert(threads, thread) end
 function init(args)
   for line in io.lines(args[1]) do table.insert(paths, line) end
   position = math.random(#paths); accepted = 0; other = 0; sent = 0
+  headers = {["User-Agent"] = "bench-mail-client/1.0"}
+  if args[2] then headers["Cookie"] = args[2] end
 end
 function request()
   position = position % #paths + 1; sent = sent + 1
-  return wrk.format("GET", paths[position], {["User-Agent"] = "bench-mail-client/1.0"})
+  return wrk.format("GET", paths[position], headers)
 end
 function response(status, headers, body)
   if status == 200 or status == 302 then accepted = accepted + 1 else other = other + 1 end
@@ -383,7 +427,13 @@ class Row:
 
 
 def run_wrk(
-    binary: str, port: int, paths_file: Path, seconds: int, connections: int, name: str
+    binary: str,
+    port: int,
+    paths_file: Path,
+    seconds: int,
+    connections: int,
+    name: str,
+    cookie: str = "",
 ) -> Row:
     script = paths_file.with_suffix(".lua")
     script.write_text(WRK_SCRIPT)
@@ -400,6 +450,7 @@ def run_wrk(
             f"http://127.0.0.1:{port}",
             "--",
             str(paths_file),
+            *([cookie] if cookie else []),
         ],
         capture_output=True,
         text=True,
@@ -460,6 +511,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker (4)")
     parser.add_argument("--recipients", type=int, default=500)
     parser.add_argument("--no-install", action="store_true", help="never apt-get wrk")
+    parser.add_argument(
+        "--no-pages", action="store_true", help="skip the staff page rows (gthread vs sync)"
+    )
     args = parser.parse_args(argv)
     rng = random.Random(5)
     wrk = wrk_binary(install=not args.no_install)
@@ -522,8 +576,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             baseline_server.stop()
-        # As shipped: nginx sends /t/ to the tracking unit (gunicorn's asyncio worker).
-        server = Gunicorn("wsgi:tracking", args, env, ROOT, worker_class="asgi")
+        # As shipped: nginx sends /t/ to the tracking unit (gunicorn's asyncio worker), with
+        # the unit's own command line (settings file, no access log of its own).
+        unit_options, unit_app = unit_arguments(TRACKING_UNIT)
+        server = Gunicorn(unit_app, args, env, ROOT, worker_class="asgi", extra=unit_options)
         try:
             pids = server.pids() + redis_pids
             tracked.append(
@@ -565,6 +621,37 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 server.stop()
         tracked += rows[1:]
+        # The staff pages under the web unit's own settings (deploy/gunicorn.conf.py: 4
+        # workers, its access log written), gthread as shipped against sync workers.
+        if wrk and not args.no_pages:
+            cookie = _signed_in_cookie(app)
+            pages_file = workdir / "pages.txt"
+            pages_file.write_text("/\n")
+            web_options, web_app = unit_arguments(WEB_UNIT)
+            web_options += ["--access-logfile", str(workdir / "access.log")]
+            for worker_class in ("gthread", "sync"):
+                server = Gunicorn(
+                    web_app,
+                    args,
+                    env,
+                    ROOT,
+                    worker_class=worker_class,
+                    extra=web_options,
+                    workers=4,
+                )
+                try:
+                    run_wrk(wrk, server.port, pages_file, 2, PAGE_CONNECTIONS, "warm-up", cookie)
+                    name = f"signed-in home page, web app {worker_class}"
+                    rows.append(
+                        _measured(
+                            lambda port=server.port, name=name: run_wrk(
+                                wrk, port, pages_file, args.seconds, PAGE_CONNECTIONS, name, cookie
+                            ),
+                            server.pids(),
+                        )
+                    )
+                finally:
+                    server.stop()
         accepted = sum(row.accepted for row in tracked)
         unanswered = sum(row.unanswered for row in tracked)
         refused = sum(row.failures for row in tracked)

@@ -17,11 +17,15 @@ from campaign.log_redaction import REDACTED, add_filter, redact, redact_query
 # Behind nginx on the same machine; --bind and --workers on the command line override these.
 bind = "127.0.0.1:8000"
 workers = 4
-# Threads, and connections kept open between requests (nginx's upstream keepalive): a
-# tracking hit then costs no TCP connection of its own. With sync workers, a connection per
-# request, the same machine answered half as many hits (decision 0076). Slow pages hold a
-# thread, not a process. keepalive outlasts nginx's upstream keepalive_timeout (4 s), so
-# nginx is the one that closes an idle connection, never gunicorn under a request in flight.
+# Threads, and connections kept open between requests (nginx's upstream keepalive). Slow
+# pages hold a thread, not a process, and are never killed at gunicorn's 30 s timeout (a
+# sync worker busy that long is). Measured against sync workers (decision 0080): the
+# signed-in home page at 8 connections is a draw (p50 1-4 ms lower on sync, p99 lower on
+# gthread in 3 runs of 5), but a tracking hit answered here costs 570 µs of CPU against
+# 320 on sync: the hits belong on the tracking unit (campaign-tracking.service), which also
+# takes this file's keepalive. keepalive outlasts nginx's upstream keepalive_timeout (4 s),
+# so nginx is the one that closes an idle connection, never gunicorn under a request in
+# flight.
 worker_class = "gthread"
 threads = 4
 keepalive = 5
@@ -36,6 +40,8 @@ umask = 0o077
 # read-only under the units' ProtectSystem=strict, and the web and tracking units would
 # share that one path. Nothing here uses gunicornc; systemctl reload/restart manage both.
 control_socket_disable = True
+# An access log sent here is not written at all (RedactingLogger.access_log_enabled).
+DISCARDED = "/dev/null"
 # Never log a cookie or a credential, even if a custom access_log_format names one.
 _HIDDEN_HEADERS = ("{cookie}i", "{authorization}i", "{set-cookie}o", "{http_cookie}e")
 
@@ -47,6 +53,14 @@ class RedactingLogger(Logger):  # type: ignore[misc]
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         add_filter(self.error_log)
+
+    @property
+    def access_log_enabled(self) -> bool:
+        """False when the access log goes to /dev/null: then no line is even built. The
+        tracking unit says so (campaign-tracking.service): nginx's log has every hit
+        already, and building a line took ~90 µs of CPU per hit, as much as the hit itself
+        (decision 0080); at thousands of hits a second journald would drop most anyway."""
+        return self.cfg.accesslog != DISCARDED and bool(super().access_log_enabled)
 
     def atoms(self, resp: Any, req: Any, environ: Any, request_time: Any) -> dict[str, Any]:
         atoms: dict[str, Any] = super().atoms(resp, req, environ, request_time)

@@ -52,29 +52,45 @@ REDIS_RETRY_SECONDS = 1.0
 # Hits the shared list may hold. It only grows while no flusher runs (workers down); past
 # this a hit is dropped rather than letting Redis fill its memory (about 150 MB here).
 MAX_BUFFERED_HITS = 1_000_000
+# Hits one push command carries at most (Lua's unpack() takes a few thousand values).
+MAX_HITS_PER_COMMAND = 500
 # At most one "buffer full" warning per process per this many seconds, with the count.
 FULL_WARNING_SECONDS = 60.0
 
-# Append ARGV[1] to the list KEYS[1] unless it already holds ARGV[2] items (0: dropped), or
-# the hit's network (counter KEYS[2], reset a minute after its first hit) has had more than
-# ARGV[3] hits this minute (2: over the limit; ARGV[3] = 0: no limit). 1 if appended.
-# One atomic round trip, so concurrent pushes cannot overshoot the cap or the limit.
+# Append hits ARGV[3..] to the list KEYS[1], each unless the list already holds ARGV[1]
+# items (0: dropped) or, when ARGV[2] > 0, the hit's network (counter KEYS[i - 1] for
+# ARGV[i], reset a minute after its first hit) has had more than ARGV[2] hits this minute
+# (2: over the limit). 1 if appended. One outcome per hit, in order. One atomic round trip
+# for any number of hits (one, or an event loop's turn of them: campaign/tracking/batch.py),
+# so concurrent pushes cannot overshoot the cap or the limit.
 _PUSH_BELOW_CAP = """
-local limit = tonumber(ARGV[3] or '0')
-if limit > 0 then
-  local seen = redis.call('INCR', KEYS[2])
-  if seen == 1 then
-    redis.call('EXPIRE', KEYS[2], 60)
+local cap, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
+local room = cap - redis.call('LLEN', KEYS[1])
+local outcomes, taken = {}, {}
+for i = 3, #ARGV do
+  local outcome = 1
+  if limit > 0 then
+    local seen = redis.call('INCR', KEYS[i - 1])
+    if seen == 1 then
+      redis.call('EXPIRE', KEYS[i - 1], 60)
+    end
+    if seen > limit then
+      outcome = 2
+    end
   end
-  if seen > limit then
-    return 2
+  if outcome == 1 then
+    if #taken >= room then
+      outcome = 0
+    else
+      taken[#taken + 1] = ARGV[i]
+    end
   end
+  outcomes[i - 2] = outcome
 end
-if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then
-  return 0
+if #taken > 0 then
+  redis.call('RPUSH', KEYS[1], unpack(taken))
 end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-return 1
+return outcomes
 """
 _APPENDED, _FULL, _LIMITED = 1, 0, 2
 
@@ -147,6 +163,13 @@ def buffer_redis() -> Redis:
         )
     client: Redis = extensions["campaign_tracking_redis"]
     return client
+
+
+def buffer_redis_url() -> str:
+    """The Redis the buffer lives in (the tracking unit's event loop connects to it itself)."""
+    from campaign.queue import redis_url
+
+    return redis_url()
 
 
 # --- the request side ----------------------------------------------------------------------
@@ -266,14 +289,44 @@ class HitPusher:
 
         Raises RedisError when Redis is away.
         """
-        counter = self.rate_prefix + (hit.ip_prefix or "unknown")
-        outcome = self._evalsha(self.key, counter, encode_hit(hit), self.cap, self.per_minute)
-        if outcome == _APPENDED:
-            return True
-        self._note_drop(_LIMITED if outcome == _LIMITED else _FULL)
-        return False
+        return self.settle(self._evalsha([hit])) == 1
 
-    def _evalsha(self, *keys_and_args: str | int) -> Any:
+    def command(self, hits: Sequence[Hit]) -> bytes:
+        """The one Redis command (RESP) that pushes `hits` (at most MAX_HITS_PER_COMMAND)."""
+        keys = [self.key]
+        if self.per_minute > 0:
+            prefix = self.rate_prefix
+            keys += [prefix + (hit.ip_prefix or "unknown") for hit in hits]
+        return _resp(
+            "EVALSHA",
+            self._push.sha,
+            len(keys),
+            *keys,
+            self.cap,
+            self.per_minute,
+            *map(encode_hit, hits),
+        )
+
+    def script_load_command(self) -> bytes:
+        """SCRIPT LOAD of the push script (a restarted Redis forgets its scripts)."""
+        return _resp("SCRIPT", "LOAD", _PUSH_BELOW_CAP)
+
+    def set_sha(self, sha: bytes | str) -> None:
+        """The script's SHA as Redis gave it back to SCRIPT LOAD."""
+        self._push.sha = sha.decode() if isinstance(sha, bytes) else sha
+
+    def settle(self, outcomes: Sequence[int]) -> int:
+        """Count the hits a push appended; note (and warn, rarely) the ones it dropped."""
+        appended = outcomes.count(_APPENDED)
+        if appended < len(outcomes):
+            limited = outcomes.count(_LIMITED)
+            if limited:
+                self._note_drop(_LIMITED, limited)
+            if len(outcomes) - appended - limited:
+                self._note_drop(_FULL, len(outcomes) - appended - limited)
+        return appended
+
+    def _evalsha(self, hits: Sequence[Hit]) -> Any:
         """Run the push script on this thread's connection: once more on a new connection
         when the kept one broke (Redis restarted), and after loading the script when
         Redis does not know it (a restarted Redis forgets its scripts). Raises at once
@@ -284,7 +337,7 @@ class HitPusher:
         if connection is None:
             pool = self.redis.connection_pool
             connection = self._local.connection = pool.connection_class(**pool.connection_kwargs)
-        command = _resp("EVALSHA", self._push.sha, 2, *keys_and_args)
+        command = self.command(hits)
         for attempt in range(3):
             try:
                 connection.send_packed_command([command], check_health=False)
@@ -293,7 +346,7 @@ class HitPusher:
                 if attempt == 2:
                     raise
                 self._push.sha = self.redis.script_load(_PUSH_BELOW_CAP)
-                command = _resp("EVALSHA", self._push.sha, 2, *keys_and_args)
+                command = self.command(hits)
             except (RedisConnectionError, RedisTimeoutError, OSError):
                 connection.disconnect()
                 if attempt >= 1:
@@ -301,9 +354,9 @@ class HitPusher:
                     raise
         raise AssertionError("unreachable")
 
-    def _note_drop(self, why: int) -> None:
+    def _note_drop(self, why: int, count: int = 1) -> None:
         with self._lock:
-            self._dropped[why] += 1
+            self._dropped[why] += count
             now = time.monotonic()
             warned = self._warned_at.get(why)
             if warned is not None and now - warned < FULL_WARNING_SECONDS:

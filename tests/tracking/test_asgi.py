@@ -77,6 +77,8 @@ async def _call(
         sent.append(message)
 
     await tracking(scope, receive, send)
+    # The hit is pushed on the loop's next turn, with any others answered meanwhile.
+    await tracking.hits.drain()
     start, body = sent
     headers = {name.decode(): value.decode() for name, value in start["headers"]}
     return start["status"], headers, body["body"]

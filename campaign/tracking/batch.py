@@ -1,0 +1,163 @@
+"""Tracking hits answered on an event loop, pushed to Redis in one command per loop turn.
+
+The tracking unit (campaign/tracking/asgi.py) answers a hit at once and leaves the hit in a
+HitQueue. The first hit of a loop turn starts the queue's pusher, which runs on the next
+turn: it writes every waiting hit in one EVALSHA (the push script of buffer.py, which
+checks the buffer's cap and each network's limit per hit) and reads the one reply, without
+blocking the loop; hits answered meanwhile wait for the next command. Before, each hit
+waited on its own Redis round trip inline, and the whole process with it: on this
+2-vCPU machine that wait (a wake-up of Redis on the other core and one back) was most of a
+hit's time (decision 0080).
+
+What a hit no longer has is Redis's acknowledgement before its answer (the answer never
+depended on it: with Redis away the reader got the image all the same). What that costs:
+- the tracking process killed (SIGKILL, OOM) between an answer and the next command:
+  the hits of that loop turn, written a turn later (well under a millisecond at
+  5,000 hits/s; under load a command carries a few to a few dozen hits). Stopped
+  cleanly (SIGTERM, a restart), the process pushes what it holds first (lifespan shutdown,
+  at most DRAIN_SECONDS);
+- Redis unreachable: hits are kept in the process, up to MAX_PENDING_HITS, and pushed when
+  Redis answers again (tried every REDIS_RETRY_SECONDS); past that cap they are dropped
+  and counted in the rare warning. A process killed or stopped while Redis is away loses
+  what it kept. (Round one recorded none of them.)
+- a command whose answer was lost with its connection is sent again on a new one: Redis may
+  then hold some hits twice, which the flush stores once (their hit keys are unique).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio.connection import ConnectionPool
+from redis.exceptions import NoScriptError, RedisError
+
+from campaign.tracking.buffer import (
+    MAX_HITS_PER_COMMAND,
+    REDIS_RETRY_SECONDS,
+    REDIS_TIMEOUT_SECONDS,
+    Hit,
+    HitPusher,
+)
+
+log = logging.getLogger(__name__)
+
+# Hits a process keeps while Redis is away: 20 s of 5,000 hits/s over two processes,
+# about 10 MB.
+MAX_PENDING_HITS = 50_000
+# How long a stopping process tries to push the hits it holds.
+DRAIN_SECONDS = 2.0
+
+# (the last error, how many hits): the middleware's rare warning.
+LostHits = Callable[[BaseException, int], None]
+
+
+class HitQueue:
+    """Hits waiting for their push, on one event loop at a time."""
+
+    def __init__(self, *, max_pending: int = MAX_PENDING_HITS) -> None:
+        self.pending: list[Hit] = []
+        self.max_pending = max_pending
+        # Where and how to push, set on the first hit (it needs the app's configuration).
+        self.pusher: HitPusher | None = None
+        self.redis_url = ""
+        self.on_lost: LostHits = _log_lost
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connection: Any = None
+        self._last_error: BaseException | None = None
+
+    def configure(self, pusher: HitPusher, redis_url: str, on_lost: LostHits) -> None:
+        self.pusher, self.redis_url, self.on_lost = pusher, redis_url, on_lost
+
+    def add(self, hit: Hit) -> None:
+        """Queue `hit` for the next push (called on the loop's thread, inside a request)."""
+        if len(self.pending) >= self.max_pending:
+            # Redis has been away for a while: this one is not kept.
+            self.on_lost(self._last_error or RedisError("too many hits waiting for Redis"), 1)
+            return
+        self.pending.append(hit)
+        if self._task is None:
+            loop = asyncio.get_running_loop()
+            if loop is not self._loop:
+                # A connection belongs to its loop (tests run one loop after another).
+                self._loop, self._connection = loop, None
+            self._task = loop.create_task(self._push_pending())
+
+    async def drain(self, timeout: float = DRAIN_SECONDS) -> None:
+        """Wait until every queued hit is pushed, at most `timeout`; count the rest lost.
+
+        Then closes the connection: for a stopping process (or a test's loop ending)."""
+        task = self._task
+        if task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except TimeoutError:
+                task.cancel()
+        if self.pending:
+            lost, self.pending = len(self.pending), []
+            self.on_lost(self._last_error or RedisError("Redis did not answer in time"), lost)
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect()
+
+    async def _push_pending(self) -> None:
+        pusher = self.pusher
+        assert pusher is not None, "configure() before add()"
+        try:
+            while self.pending:
+                hits = self.pending[:MAX_HITS_PER_COMMAND]
+                try:
+                    outcomes = await self._round_trip(pusher, hits)
+                except (RedisError, OSError) as error:
+                    # Kept, in order: pushed once Redis answers again.
+                    self._last_error = error
+                    await asyncio.sleep(REDIS_RETRY_SECONDS)
+                    continue
+                # Only this task takes from the front; requests append behind.
+                del self.pending[: len(hits)]
+                pusher.settle(outcomes)
+        finally:
+            self._task = None
+
+    async def _round_trip(self, pusher: HitPusher, hits: list[Hit]) -> list[int]:
+        """One EVALSHA and its reply: once more on a new connection when the kept one broke,
+        and after loading the script when Redis does not know it."""
+        command = pusher.command(hits)
+        for attempt in range(3):
+            connection = self._connection
+            try:
+                if connection is None:
+                    connection = self._connection = self._new_connection()
+                    await connection.connect()
+                await connection.send_packed_command(command, check_health=False)
+                reply = await connection.read_response()
+            except NoScriptError:
+                if attempt == 2:
+                    raise
+                await connection.send_packed_command(pusher.script_load_command())
+                pusher.set_sha(await connection.read_response())
+                command = pusher.command(hits)
+                continue
+            except (RedisError, OSError):
+                self._connection = None
+                await connection.disconnect()
+                if attempt >= 1:
+                    raise
+                continue
+            return [int(outcome) for outcome in reply]
+        raise AssertionError("unreachable")
+
+    def _new_connection(self) -> Any:
+        pool = ConnectionPool.from_url(
+            self.redis_url,
+            socket_timeout=REDIS_TIMEOUT_SECONDS,
+            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        )
+        return pool.connection_class(**pool.connection_kwargs)
+
+
+def _log_lost(error: BaseException, count: int) -> None:
+    log.warning("%d tracking hit(s) not recorded: Redis is unavailable (%s)", count, error)

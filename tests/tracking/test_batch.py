@@ -1,0 +1,131 @@
+"""Hits answered on the tracking unit's event loop, pushed one command per loop turn (0080)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from redis import Redis
+
+from campaign.embedded_redis import EmbeddedRedis
+from campaign.extensions import db
+from campaign.models.tracking import TrackingKind
+from campaign.queue import get_redis
+from campaign.tracking import batch, buffer
+from campaign.tracking.asgi import TrackingASGI
+from campaign.tracking.tokens import make_token
+from tests.tracking.conftest import send_campaign
+
+
+def _run_loop(coroutine: Any) -> Any:
+    """asyncio.run in a thread of its own (a browser test may hold this thread's loop)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def _pixel(tracking: TrackingASGI, path: str) -> int:
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "query_string": b"",
+        "headers": [(b"user-agent", b"mail client")],
+        "client": ("198.51.100.7", 40000),
+        "server": ("127.0.0.1", 8001),
+    }
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await tracking(scope, receive, send)
+    return statuses[0]
+
+
+def _evalsha_calls() -> int:
+    stats = get_redis().info("commandstats").get("cmdstat_evalsha") or {}
+    return int(stats.get("calls", 0))
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_hits_answered_together_are_pushed_together_and_each_is_stored_once(
+    app: Flask,
+) -> None:
+    campaign, rows = send_campaign(4, opens=True)
+    paths = [
+        f"/t/o/{make_token(TrackingKind.OPEN, campaign_id=campaign.id, delivery_id=row.id)}.gif"
+        for row in rows
+    ] * 50
+    tracking = TrackingASGI(app.wsgi_app)
+    before = _evalsha_calls()
+
+    async def readers() -> list[int]:
+        statuses = await asyncio.gather(*(_pixel(tracking, path) for path in paths))
+        await tracking.hits.drain()
+        return statuses
+
+    assert _run_loop(readers()) == [200] * 200
+    # 200 hits answered in one loop turn: a command or two, not one each.
+    assert _evalsha_calls() - before <= 2
+    assert buffer.flush_hits(commit=db.session.commit).written == 200
+    db.session.expire_all()
+    assert all(row.opened_at is not None for row in rows)
+
+
+def test_hits_answered_while_redis_is_away_are_kept_and_pushed_when_it_is_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch, "REDIS_RETRY_SECONDS", 0.05)
+    server = EmbeddedRedis(tmp_path / "redis")
+    process = server.start(daemonize=False)
+    assert process is not None
+    redis = Redis.from_url(server.url, socket_timeout=2)
+    lost: list[int] = []
+    queue = batch.HitQueue(max_pending=120)
+    queue.configure(buffer.HitPusher(redis, "hits"), server.url, lambda _e, n: lost.append(n))
+    hits = [
+        buffer.new_hit(
+            TrackingKind.OPEN,
+            campaign_id=1,
+            delivery_id=n,
+            link_id=None,
+            remote_addr="198.51.100.7",
+            user_agent="mail client",
+        )
+        for n in range(250)
+    ]
+
+    async def outage() -> None:
+        nonlocal process
+        for hit in hits[:100]:
+            queue.add(hit)
+        await asyncio.sleep(0.2)  # pushed, and acknowledged by Redis
+        assert process is not None
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        # Answered while Redis is away: 120 kept, the rest dropped and counted.
+        for hit in hits[100:]:
+            queue.add(hit)
+        await asyncio.sleep(0.3)  # the pusher tries, fails, waits, tries again
+        process = server.start(daemonize=False)
+        await queue.drain(timeout=10)
+
+    try:
+        _run_loop(outage())
+        stored = [buffer.decode_hit(raw) for raw in redis.lrange("hits", 0, -1)]
+        assert sum(lost) == 30 and not queue.pending
+        assert [hit.delivery_id for hit in stored if hit] == list(range(220))
+    finally:
+        if process is not None:
+            process.kill()
+            process.wait(timeout=10)
