@@ -1,6 +1,7 @@
 """Benchmark: a campaign end to end (launch → ledger → RQ → render → MIME → SMTP) vs naive loops.
 
 Run: .venv/bin/python bench/send.py [--recipients N] [--workers N] [--quick] [--postgres] [--dkim]
+     [--sink smtp-sink|aiosmtpd] [--py-spy DIR]
 
 What it measures, in one run, on one machine:
 - End to end: a campaign of N recipients (10,000 by default) launched into the ledger and
@@ -14,15 +15,18 @@ What it measures, in one run, on one machine:
   database, no rendering); a naive Flask-Mail loop (Jinja2 render + `mail.send` per
   message, one connection each); the `mailmerge` CLI (pip package, installed into the
   venv when missing).
-- Peak RSS (VmHWM) of each worker: the parent process and the largest work horse (the
-  child RQ forks per job), sampled every 0.2 s, at a quarter of the campaign and at the
-  end; flat memory means the two are about equal. `--simple` runs `python -m workers
+- Peak RSS (VmHWM) of each worker: the parent process, which runs the send batches itself
+  (decision 0077), and the largest work horse (the child RQ forks for other jobs), sampled
+  every 0.2 s, at a quarter of the campaign and at the end; flat memory means the two are
+  about equal. `--simple` runs `python -m workers
   --simple` (jobs in the worker process itself), where the parent's peak is the whole
   story.
 - The rate limiter: two SMTP accounts, 30/minute and 10/second, sending ~40 and ~100
   letters with W workers into recording sinks; achieved rate = (n−1) / (last − first
   arrival), against the configured one.
 
+- `--py-spy DIR`: a py-spy profile (raw collapsed stacks) of each worker and the horses it
+  forks, per end-to-end run; `--sink` runs into one sink only (and its baselines).
 - `--dkim`: every end-to-end run once more with DKIM signing on (an RSA 2048 key for the
   default account, CAMPAIGN_DKIM_*), and the cost per letter of building a letter with
   signing off, RSA and Ed25519 in the same process (compose_letter + sign, in ms).
@@ -333,7 +337,10 @@ def _children(pid: int) -> list[int]:
 class Workers:
     env: dict[str, str]
     simple: bool
+    # --py-spy: a sampling profile of each worker and its work horses (raw, collapsed stacks)
+    profile: Path | None = None
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    spies: list[subprocess.Popen[bytes]] = field(default_factory=list)
     # pid → (parent peak kB, largest work-horse peak kB)
     peaks: dict[int, list[int]] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -355,8 +362,10 @@ class Workers:
                         start_new_session=True,
                     )
                 )
-        for process in self.processes:
+        for n, process in enumerate(self.processes):
             self.peaks[process.pid] = [0, 0]
+            if self.profile is not None:
+                self.spies.append(spy_on(process.pid, self.profile / f"worker-{n}.txt"))
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
 
@@ -408,6 +417,26 @@ class Workers:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+        for spy in self.spies:  # each ends with the worker it watched, writing its file
+            try:
+                spy.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                spy.terminate()
+                spy.wait()
+
+
+def spy_on(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling `pid` and the work horses it forks (on-CPU samples only)."""
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            *(binary, "record", "--pid", str(pid), "--subprocesses", "--nonblocking"),
+            *("--rate", "200", "--format", "raw", "--output", str(output)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 # CAMPAIGN_DKIM_* of the runs with signing on (set by main when --dkim), else empty.
@@ -478,6 +507,7 @@ def end_to_end(
     worker_count: int,
     simple: bool,
     directory: Path,
+    profile: Path | None = None,
 ) -> EndToEnd:
     directory.mkdir(parents=True)
     queue = f"bench-{directory.name}"
@@ -486,7 +516,9 @@ def end_to_end(
     logs = directory / "logs"
     logs.mkdir()
     workers = Workers(
-        worker_env(url, redis_url, directory / "instance", sink.port, queue), simple=simple
+        worker_env(url, redis_url, directory / "instance", sink.port, queue),
+        simple=simple,
+        profile=profile,
     )
     with app.app_context():
         log(f"{label}: seeding {recipients:,} contacts")
@@ -778,6 +810,19 @@ def main() -> None:
     parser.add_argument(
         "--dkim", action="store_true", help="also run with DKIM signing on; cost per letter"
     )
+    parser.add_argument(
+        "--sink",
+        choices=["all", "smtp-sink", "aiosmtpd"],
+        default="all",
+        help="end-to-end runs into this sink only (baselines too)",
+    )
+    parser.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="profile each worker and its work horses with py-spy (raw stacks into DIR)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.recipients = min(args.recipients, 1_000)
@@ -797,11 +842,13 @@ def main() -> None:
         postgres = None
         try:
             sink_binary = smtp_sink_binary(install=not args.no_install)
-            if sink_binary:
-                sinks.append(start_smtp_sink(sink_binary))
-            else:
-                missing.append("smtp-sink (Postfix, C): skipped: smtp-sink not available")
-            sinks.append(start_aiosmtpd_sink())
+            if args.sink != "aiosmtpd":
+                if sink_binary:
+                    sinks.append(start_smtp_sink(sink_binary))
+                else:
+                    missing.append("smtp-sink (Postfix, C): skipped: smtp-sink not available")
+            if args.sink != "smtp-sink":
+                sinks.append(start_aiosmtpd_sink())
             databases = [Database("sqlite", template=migrated_sqlite(tmp, redis.url))]
             if args.postgres:
                 try:
@@ -834,6 +881,11 @@ def main() -> None:
                                 args.workers,
                                 args.simple,
                                 tmp / f"run-{len(runs)}",
+                                profile=(
+                                    args.py_spy / f"run-{len(runs)}-{database.kind}"
+                                    if args.py_spy
+                                    else None
+                                ),
                             )
                         )
             DKIM_ENV.clear()
@@ -867,7 +919,7 @@ def main() -> None:
                         row["mailmerge CLI"] = mailmerge_run(
                             merge, sink.port, people, body, title, tmp / f"mm-{sink.port}"
                         )
-                    except RuntimeError as error:
+                    except (RuntimeError, OSError) as error:  # OSError: a broken install
                         row["mailmerge CLI"] = f"failed: {error}"
                 else:
                     row["mailmerge CLI"] = "skipped: mailmerge not installed"

@@ -29,8 +29,11 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, SimpleWorker, Worker
 from rq.serializers import JSONSerializer
+from rq.worker import WorkerStatus
 from sqlalchemy.orm import configure_mappers
 
+from campaign.services.sending.batches import wait_for_lease_threads
+from campaign.services.sending.deliveries import SEND_JOB
 from workers.context import request_stop
 
 log = logging.getLogger("workers")
@@ -65,6 +68,8 @@ STOP_SOON_SIGNAL = signal.SIGUSR1
 # locked and hung at its first query, for ever (the job never ended, so a stop waited for
 # it until it was killed). None with PostgreSQL, whose client library has no such state.
 _fork_lock: threading.Lock | None = None
+# The longest a SQLite statement waits for a lock (campaign/config.py: connect timeout 30 s).
+SQLITE_BUSY_WAIT = 30.0
 
 
 def _without_fork(run: Any) -> Any:
@@ -81,14 +86,41 @@ def _without_fork(run: Any) -> Any:
     return guarded
 
 
+# Jobs the forking worker runs in its own process, as --simple does, instead of in a work
+# horse forked for each one (decision 0077): a send batch then finds the letter caches, the
+# compiled templates and the pooled connections the previous batch left warm, and pays no
+# fork. A crash of such a job is a crash of the worker, which the send loop's ledger already
+# survives (every outcome is committed before the next letter; leases come back by
+# themselves); the other jobs (imports, checks, webhooks, bulk edits) keep their horse.
+IN_PROCESS_JOBS = frozenset({SEND_JOB})
+
+
 class CampaignWorker(_PromptUnsubscribe, Worker):
-    """RQ's forking worker (a work horse per job), stopping promptly."""
+    """RQ's forking worker (a work horse per job, send jobs in-process), stopping promptly."""
+
+    def execute_job(self, job: Any, queue: Any) -> None:
+        if job.func_name not in IN_PROCESS_JOBS:
+            super().execute_job(job, queue)
+            return
+        # SimpleWorker.execute_job: the job runs here, under RQ's own timeout (SIGALRM).
+        execution = self.prepare_execution(job)
+        self.perform_job(job, queue, execution)
+        self.set_state(WorkerStatus.IDLE)
+
+    def get_heartbeat_ttl(self, job: Any, working_time: float = 0.0) -> int:
+        if job.func_name in IN_PROCESS_JOBS:
+            # No monitoring loop renews it while the job runs here: cover the whole job.
+            return int(SimpleWorker.get_heartbeat_ttl(self, job, working_time))  # type: ignore[arg-type]
+        return int(super().get_heartbeat_ttl(job, working_time))
 
     def fork_work_horse(self, job: Any, queue: Any) -> None:
         if _fork_lock is None:
             super().fork_work_horse(job, queue)
             return
         with _fork_lock:  # the horse never returns from here; the parent releases the lock
+            # A send batch run in this process may have left its lease thread finishing a
+            # renewal in SQLite (it is given a little while after the batch).
+            wait_for_lease_threads(timeout=SQLITE_BUSY_WAIT)
             super().fork_work_horse(job, queue)
 
     def setup_work_horse_signals(self) -> None:
@@ -128,8 +160,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--simple",
         action="store_true",
-        help="Run jobs in this process instead of a forked child (for a debugger; "
-        "no hard job timeouts).",
+        help="Run every job in this process instead of a forked child (send batches always "
+        "run here; for a debugger; no hard job timeouts).",
     )
     parser.add_argument("--name", default=None, help="Worker name shown by `rq info`.")
     parser.add_argument("--log-level", default="INFO", help="Python logging level (INFO).")
