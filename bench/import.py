@@ -380,9 +380,9 @@ def main() -> None:
                 name = f"import -> {label}"
                 code = None
                 if case == "before":
-                    # Its own migrations: no search index (migration 0021) yet.
+                    # Its own migrations (before 1c16f40's successors: no search index).
                     case, code = "import", args.before
-                    name += ", before (no search index)"
+                    name += f", before ({args.before.name})"
                 elif case == "import-without-index":
                     name += ", no search index"
                 elif has_page and n == args.rows and label == "SQLite":

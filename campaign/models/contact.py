@@ -148,8 +148,9 @@ class Contact(db.Model):  # type: ignore[name-defined]
     email: Mapped[str] = mapped_column(String(320))
     # Lower-cased form: one contact per address, whatever the case.
     # Unique among live contacts only (see the partial index below): a contact in the trash
-    # keeps its address, and a new contact may take that address meanwhile.
-    email_key: Mapped[str] = mapped_column(String(320), index=True)
+    # keeps its address, and a new contact may take that address meanwhile. That partial
+    # index is its only one: queries by address say "deleted_at IS NULL" (migration 0023).
+    email_key: Mapped[str] = mapped_column(String(320))
     # Secretariat / copy addresses, separated by single spaces.
     cc_emails: Mapped[str] = mapped_column(Text, default="")
     # Lower-case tags separated by single spaces.

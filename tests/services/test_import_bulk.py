@@ -115,3 +115,86 @@ def test_a_unique_conflict_on_the_bulk_write_is_sqlalchemys_integrity_error(app:
     with pytest.raises(IntegrityError), db.session.begin_nested():
         importing._insert_contacts([{**data, "created_at": now, "updated_at": now}])
     assert db.session.scalar(select(func.count()).select_from(Contact)) == 1
+
+
+def test_duplicates_and_bad_rows_are_refused_as_a_dict_of_first_lines_would_say(
+    app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Decision 0079: the addresses met are kept as digests behind a Bloom filter, and the
+    # rows are written by a second thread, chunk after chunk. Against the plain rule (the
+    # first line of each address wins; later ones are refused naming it), on a file with
+    # repeats in another case, within a chunk and chunks apart, bad rows and addresses
+    # that already exist: the same rows refused for the same reasons, the same counts.
+    import random
+
+    rng = random.Random(18)
+    importing.upsert_contacts(
+        [{"family_name": f"Old{i}", "email": f"p{i}@example.org"} for i in range(0, 400, 7)]
+    )
+    lines, addresses = [], []
+    for i in range(1500):
+        n = rng.randrange(400)
+        address = f"P{n}@Example.org" if rng.random() < 0.2 else f"p{n}@example.org"
+        if rng.random() < 0.03:
+            address = "not-an-address"
+        addresses.append(address)
+        lines.append(f"G{i},F{i},Org,FR,official,fr,,{address},\n")
+    path = tmp_path / "contacts.csv"
+    path.write_text(HEADER + "".join(lines), encoding="utf-8")
+    before = {c.email_key for c in db.session.scalars(select(Contact))}
+
+    expected: dict[int, str] = {}
+    first: dict[str, int] = {}
+    outcome = {"imported": 0, "skipped": 0}
+    for line, address in enumerate(addresses, start=2):
+        if address == "not-an-address":
+            expected[line] = "invalid"
+            continue
+        key = address.lower()
+        if key in first:
+            expected[line] = importing._duplicate_reason(key, first[key])
+            continue
+        first[key] = line
+        outcome["skipped" if key in before else "imported"] += 1
+
+    # A tiny filter: every address "may have been met", so each look-up searches the digests.
+    seen = importing.SeenAddresses(bloom_bytes=1)
+    rejected: list[importing.RowResult] = []
+    info, reader = importing.open_contact_file(path)
+    reader.close()
+    monkeypatch.setattr(importing, "SeenAddresses", lambda: seen)
+    result = importing.import_contacts(
+        path, importing.auto_mapping(info.headers), on_reject=rejected.append, chunk_rows=50
+    )
+    db.session.commit()
+    got = {r.line: ("invalid" if r.column == "email" else r.problems[0][1]) for r in rejected}
+    assert got == expected
+    assert (result.imported, result.skipped) == (outcome["imported"], outcome["skipped"])
+    stored = set(db.session.scalars(select(Contact.email_key)))
+    assert stored == before | set(first)
+
+
+def test_the_search_finds_every_contact_of_an_import_folded_as_it_goes(
+    app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQLite's search index is folded by the writing thread every FOLD_EVERY_ROWS rows and
+    # once at the end: every contact is found, nothing waits in the queue, FTS5 is sound.
+    monkeypatch.setattr(importing, "FOLD_EVERY_ROWS", 40)
+    path = tmp_path / "contacts.csv"
+    lines = "".join(f"Olga{i},Petrova,Org,FR,official,fr,,o{i}@example.org,\n" for i in range(130))
+    path.write_text(HEADER + lines, encoding="utf-8")
+    info, reader = importing.open_contact_file(path)
+    reader.close()
+    importing.import_contacts(path, importing.auto_mapping(info.headers), chunk_rows=15)
+    db.session.commit()
+    found = db.session.scalars(filtered_query(ContactFilters(q="petrova")))
+    assert len(list(found)) == 130
+    if db.session.get_bind().dialect.name == "sqlite":
+        connection = db.session.connection()
+        indexed = connection.exec_driver_sql("SELECT count(*) FROM contacts_search").scalar()
+        assert indexed == 130
+        waiting = connection.exec_driver_sql("SELECT count(*) FROM contacts_search_queue")
+        assert waiting.scalar() == 0
+        connection.exec_driver_sql(
+            "INSERT INTO contacts_search (contacts_search, rank) VALUES ('integrity-check', 1)"
+        )

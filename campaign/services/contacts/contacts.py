@@ -13,7 +13,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from babel.lists import format_list
 from email_validator import EmailNotValidError, validate_email
@@ -39,6 +39,9 @@ from campaign.scheduling.timezones import ScheduleError, zone_of
 from campaign.services.accounts.audit import record_event
 from campaign.services.contacts.trash import trash_contact
 from campaign.services.statements.salutation_rules import current_rule_set
+
+if TYPE_CHECKING:
+    from campaign.letters.salutations import RuleSet
 
 MAX_TEXT = 500
 MAX_NOTES = 20_000
@@ -603,6 +606,10 @@ def row_cleaner(names: Iterable[str]) -> Callable[[Mapping[str, Any]], dict[str,
 
     # The naming fields that can hold a name: the given ones (the others are blank).
     naming = tuple(name for name in _NAMING_FIELDS if name in given or template.get(name))
+    # What checking reads from the database, read now: an import checks rows while a second
+    # thread writes with the session (decision 0079).
+    load_country_names()
+    rules = current_rule_set() if "dative_confirmed" in given else None
 
     def clean(raw: Mapping[str, Any]) -> dict[str, Any]:
         cleaned = template.copy()
@@ -624,7 +631,7 @@ def row_cleaner(names: Iterable[str]) -> Callable[[Mapping[str, Any]], dict[str,
             cleaned[name] = result
         if not errors:
             _check_has_a_name(cleaned, errors, naming)
-            _settle_confirmed_dative(cleaned, errors)
+            _settle_confirmed_dative(cleaned, errors, rules)
         if errors:
             raise ContactInputError(errors)
         if "email" in cleaned:
@@ -665,7 +672,9 @@ def _check_has_a_name(
         )
 
 
-def _settle_confirmed_dative(cleaned: dict[str, Any], errors: list[FieldError]) -> None:
+def _settle_confirmed_dative(
+    cleaned: dict[str, Any], errors: list[FieldError], rules: RuleSet | None = None
+) -> None:
     """A confirmation covers forms someone saw: empty dative fields take the suggestion
     the page showed as their placeholder, so what is stored is what was confirmed (a later
     morphology upgrade cannot change a confirmed letter). No suggestion, no confirmation."""
@@ -673,7 +682,7 @@ def _settle_confirmed_dative(cleaned: dict[str, Any], errors: list[FieldError]) 
         return
     from types import SimpleNamespace
 
-    forms = dative_of(SimpleNamespace(**cleaned))
+    forms = dative_of(SimpleNamespace(**cleaned), rules)
     if forms.undeclined:
         errors.append(
             FieldError(
@@ -688,11 +697,11 @@ def _settle_confirmed_dative(cleaned: dict[str, Any], errors: list[FieldError]) 
     )
 
 
-def dative_of(contact: object) -> RussianDative:
+def dative_of(contact: object, rules: RuleSet | None = None) -> RussianDative:
     """The forms a Russian letter prints for this contact, and whether a person saw them."""
     from campaign.letters.address import dative_forms, letter_names
 
-    return dative_forms(contact, letter_names(contact, "ru", current_rule_set()))
+    return dative_forms(contact, letter_names(contact, "ru", rules or current_rule_set()))
 
 
 def confirm_dative(contact: Contact, shown_name: str, shown_title: str) -> None:

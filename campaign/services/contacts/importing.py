@@ -8,14 +8,19 @@ chunks with bulk statements, never one ORM object or one query per row.
 
 from __future__ import annotations
 
+import contextvars
 import csv
 import functools
 import hashlib
 import json
+import queue
 import re
 import sqlite3
+import sys
+import threading
 import time
 import unicodedata
+from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,7 +48,12 @@ from campaign.models import (
     list_memberships,
 )
 from campaign.models.contact import refresh_search_keys
-from campaign.models.search_key import KEY_FIELDS, fold, sync_search_index
+from campaign.models.search_key import (
+    KEY_FIELDS,
+    fold,
+    search_index_usable,
+    sync_search_index,
+)
 from campaign.services.accounts.audit import record_event
 from campaign.services.contacts import lists
 from campaign.services.contacts.contacts import (
@@ -750,12 +760,20 @@ def import_contacts(
     checker = _RowChecker(info.headers, checked_mapping, chosen)
     result = ImportResult(rejects_path=str(rejects_path) if rejects_path else "")
     rejects = _RejectsWriter(rejects_path, info.headers)
-    # Address key -> line of its first occurrence. Grows with the file (about 100 bytes
-    # a row); it is what lets us name the earlier line in a duplicate's message.
-    seen: dict[str, int] = {}
+    # Each address's first line, in a few bytes a row: it is what lets us name the earlier
+    # line in a duplicate's message (decision 0079).
+    seen = SeenAddresses()
     list_id = contact_list.id if contact_list is not None else None
     keys = SearchKeys()
     _prefer_indexes(True)
+    _widen_search_index_buffer()
+    # Rows are checked here while the chunk before is written in a second thread: the
+    # database's work (SQLite's, which lets go of the GIL; PostgreSQL's, in its own
+    # process) runs beside the Python that checks the next rows (decision 0079).
+    writer = _ChunkWriter(
+        lambda chunk: _write_chunk(chunk, on_duplicate, list_id, result, keys),
+        fold_every=_fold_every(),
+    )
     try:
         chunk: list[RowResult] = []
         last_line = 0
@@ -765,12 +783,10 @@ def import_contacts(
             last_line = row.line
             if checked.data is not None:
                 key = checked.data["email_key"]
-                first = seen.get(key)
+                first = seen.first_line(key, row.line)
                 if first is not None:
                     checked.problems.append(("", _duplicate_reason(key, first)))
                     checked.data = None
-                else:
-                    seen[key] = row.line
             if checked.data is None:
                 result.rejected += 1
                 rejects.write(checked)
@@ -779,17 +795,21 @@ def import_contacts(
                 continue
             chunk.append(checked)
             if len(chunk) >= chunk_rows:
-                _write_chunk(chunk, on_duplicate, list_id, result, keys)
+                _prepare_rows(chunk, keys)
+                writer.write(chunk)
                 chunk = []
                 if on_progress is not None:
                     on_progress(Progress(last_line, info.total_lines, result))
         if chunk:
-            _write_chunk(chunk, on_duplicate, list_id, result, keys)
+            _prepare_rows(chunk, keys)
+            writer.write(chunk)
+        writer.finish()
         _index_written_contacts()
         # Not in `finally`: after a database error the transaction only takes a rollback,
         # which undoes the SET LOCAL anyway.
         _prefer_indexes(False)
     finally:
+        writer.abandon()
         rejects.close()
         rows.close()
     if on_progress is not None:
@@ -812,6 +832,150 @@ def import_contacts(
         },
     )
     return result
+
+
+class SeenAddresses:
+    """The addresses an import has met, each with the line it was first on, in flat memory.
+
+    A dict of address -> line grew ~100 bytes a row (10 MB at 100,000 rows). Here each
+    address is a 16-byte BLAKE2b digest in one bytearray and its line 4 bytes in an array
+    (2 MB at 100,000 rows), with a fixed 1 MiB Bloom filter in front: only an address the
+    filter says may have been met (a repeat, or about 1 in 20,000 others at 100,000 rows)
+    is looked for among the digests, by a byte search. Two different addresses share a
+    digest with a probability of about 2^-128 a pair: none in practice.
+    """
+
+    _SIZE = 16
+
+    def __init__(self, bloom_bytes: int = 1 << 20) -> None:
+        self._bloom = bytearray(bloom_bytes)
+        self._mask = (bloom_bytes << 3) - 1
+        self._digests = bytearray()
+        self._lines = array("L")
+
+    def first_line(self, key: str, line: int) -> int | None:
+        """The line `key` was first met on; None (and `line` remembered) if it is new."""
+        digest = hashlib.blake2b(key.encode(), digest_size=self._SIZE).digest()
+        bloom, mask = self._bloom, self._mask
+        bits = [(int.from_bytes(digest[i : i + 4], "little") & mask) for i in (0, 4, 8)]
+        if all(bloom[b >> 3] & (1 << (b & 7)) for b in bits):
+            digests, size = self._digests, self._SIZE
+            at = digests.find(digest)
+            while at != -1 and at % size:
+                at = digests.find(digest, at + 1)
+            if at != -1:
+                return int(self._lines[at // size])
+        for b in bits:
+            bloom[b >> 3] |= 1 << (b & 7)
+        self._digests += digest
+        self._lines.append(line)
+        return None
+
+
+class _ChunkWriter:
+    """Writes an import's chunks in a second thread, one at a time and in order, while the
+    calling thread checks the next rows; at most one chunk waits, so memory stays flat.
+
+    The thread runs in a copy of the caller's context: the same app context, so the same
+    session, connection and transaction (`db.session` is scoped by app context). The
+    caller must not use the session until `finish` returns: nothing that checks rows
+    reads the database once the import has started (the country table is read first).
+    A write that fails stops the writing; the caller gets its exception at its next call.
+    """
+
+    def __init__(self, write: Callable[[list[RowResult]], None], *, fold_every: int = 0) -> None:
+        self._write = write
+        self._fold_every = fold_every
+        self._unfolded = 0
+        self._queue: queue.Queue[list[RowResult] | None] = queue.Queue(maxsize=1)
+        self._error: BaseException | None = None
+        self._stop = False
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(
+            target=context.run, args=(self._run,), name="import-writer", daemon=True
+        )
+        # The writer wants the GIL back after each statement (SQLite lets go of it while it
+        # works); by default it waits up to 5 ms for the checking thread to yield it, a few
+        # times a chunk. 1 ms while the import runs (decision 0079).
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            if self._error is not None or self._stop:
+                continue  # drain: the caller learns of the error at its next call
+            try:
+                self._write(chunk)
+                self._unfolded += len(chunk)
+                if self._fold_every and self._unfolded >= self._fold_every:
+                    # SQLite's search index, folded here every so many rows, so that its
+                    # work overlaps the checking of rows (FTS5 releases the GIL too).
+                    _index_written_contacts()
+                    self._unfolded = 0
+            except BaseException as error:  # re-raised in the caller's thread
+                self._error = error
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            self._stop = True
+            raise error
+
+    def write(self, chunk: list[RowResult]) -> None:
+        self._raise_error()
+        self._queue.put(chunk)
+
+    def finish(self) -> None:
+        """Wait until every chunk is written; raise the error of a write that failed."""
+        self._queue.put(None)
+        self._thread.join()
+        sys.setswitchinterval(self._switch_interval)
+        self._raise_error()
+
+    def abandon(self) -> None:
+        """Stop without writing what is left (the caller is raising); idempotent."""
+        if self._thread.is_alive():
+            self._stop = True
+            self._queue.put(None)
+            self._thread.join()
+        sys.setswitchinterval(self._switch_interval)
+
+
+# Seconds a thread waiting for the GIL lets the other run before asking for it.
+SWITCH_INTERVAL = 0.001
+# Rows between two folds of SQLite's search index by the writing thread (0: once, at the
+# end, by the importing thread). Each fold merges into a larger index: folding every 10,000
+# rows cost ~1 s more CPU at 100,000 rows than once at the end, more than the overlap won.
+FOLD_EVERY_ROWS = 0
+# FTS5's in-memory buffer of new index entries (its "hashsize", 1 MiB by default): with
+# 8 MiB it writes and merges fewer segments, folding 100,000 keys at 6 µs each instead of
+# 11 (decision 0079). Kept in the index's own configuration.
+FTS_BUFFER_BYTES = 8 << 20
+
+
+def _fold_every() -> int:
+    dialect = db.session.get_bind().dialect
+    return FOLD_EVERY_ROWS if dialect.name == "sqlite" else 0
+
+
+def _widen_search_index_buffer() -> None:
+    """Give SQLite's FTS5 search index a larger buffer for new entries (idempotent)."""
+    connection = db.session.connection()
+    if not search_index_usable(connection):
+        return
+    # The FTS5 table's own configuration row (search_key.SEARCH_TABLE, migration 0021).
+    current = connection.exec_driver_sql(
+        "SELECT v FROM contacts_search_config WHERE k = 'hashsize'"
+    ).scalar()
+    if current != FTS_BUFFER_BYTES:
+        connection.exec_driver_sql(
+            "INSERT INTO contacts_search (contacts_search, rank) VALUES ('hashsize', ?)",
+            (FTS_BUFFER_BYTES,),
+        )
 
 
 def duplicate_choice_message() -> str:
@@ -850,27 +1014,52 @@ def _key_in(keys: list[str]) -> Any:
     return column.in_(keys)
 
 
-# Trashed contacts are left out in Python, not in SQL: "deleted_at IS NULL" would lead the
-# planner, without statistics for the rows this import just wrote, to the deleted_at index
-# instead of the address's. An address only in the trash makes a new contact.
+# Trashed contacts are left out in SQL: "deleted_at IS NULL" lets the databases use the
+# partial unique index of live addresses, the only index on email_key since migration 0023
+# (the index of trashed contacts, partial on "deleted_at IS NOT NULL", cannot serve it). An
+# address only in the trash makes a new contact.
 
 
 def _existing_ids(keys: list[str]) -> dict[str, int]:
-    """Address key -> contact id for the keys that are already contacts."""
+    """Address key -> contact id for the keys that are already live contacts."""
     if not keys:
         return {}
+    connection = db.session.connection()
+    if bulk_path(connection.dialect) == "prepared":
+        # SQLite, once a chunk: through the driver, not SQLAlchemy's expansion of 1,000
+        # placeholders (a third of the look-up's time).
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        cursor = driver.execute(_live_ids_sql(len(keys)), keys)
+        try:
+            return dict(cursor.fetchall())
+        finally:
+            cursor.close()
     rows = db.session.execute(
-        select(Contact.email_key, Contact.id, Contact.deleted_at).where(_key_in(keys))
+        select(Contact.email_key, Contact.id).where(_key_in(keys), Contact.deleted_at.is_(None))
     )
-    return {key: contact_id for key, contact_id, deleted_at in rows if deleted_at is None}
+    return {key: contact_id for key, contact_id in rows}
+
+
+@functools.lru_cache(maxsize=4)
+def _live_ids_sql(count: int) -> str:
+    # "deleted_at IS NULL" in the query lets SQLite use the partial unique index of live
+    # addresses (uq_contacts_live_email_key), the only index on email_key (migration 0023).
+    marks = ", ".join(["?"] * count)
+    return (
+        "SELECT email_key, id FROM contacts"  # noqa: S608 (placeholders only)
+        f" WHERE email_key IN ({marks}) AND deleted_at IS NULL"
+    )
 
 
 def _live_contacts(keys: list[str]) -> dict[str, Any]:
     """Address key -> the live contact's whole row, for the keys that are already contacts."""
     if not keys:
         return {}
-    rows = db.session.execute(select(_contacts).where(_key_in(keys)))
-    return {row.email_key: row for row in rows if row.deleted_at is None}
+    rows = db.session.execute(
+        select(_contacts).where(_key_in(keys), _contacts.c.deleted_at.is_(None))
+    )
+    return {row.email_key: row for row in rows}
 
 
 def _write_chunk(
@@ -893,8 +1082,9 @@ def _write_chunk(
         assert data is not None
         contact_id = existing.get(data["email_key"])
         if contact_id is None:
-            data["created_at"] = data["updated_at"] = now  # the row's own dict: no copy
-            data["search_key"] = key_of(data)
+            if "search_key" not in data:  # else _prepare_rows did it, in the checking thread
+                data["created_at"] = data["updated_at"] = now  # the row's own dict: no copy
+                data["search_key"] = key_of(data)
             new_rows.append(data)
             continue
         existing_ids.append(contact_id)
@@ -915,6 +1105,17 @@ def _write_chunk(
     if list_id is not None:
         new_ids = list(_existing_ids([row["email_key"] for row in new_rows]).values())
         _add_to_list(list_id, existing_ids, new_ids)
+
+
+def _prepare_rows(chunk: list[RowResult], search_keys: SearchKeys) -> None:
+    """What a new contact needs besides its checked data (timestamps, the search key), set
+    in each row's own dict by the checking thread, so the writing thread only writes."""
+    now = datetime.now(UTC)
+    for checked in chunk:
+        data = checked.data
+        assert data is not None
+        data["created_at"] = data["updated_at"] = now
+        data["search_key"] = search_keys(data)
 
 
 def _apply_updates(updates: Mapping[tuple[str, ...], list[dict[str, Any]]]) -> None:
