@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parseaddr
+from operator import itemgetter
 from typing import Any
 
 from flask import current_app, has_request_context
@@ -310,14 +311,20 @@ def _domain(mailbox: str) -> str:
 
 
 def check_campaign(
-    campaign: Campaign, *, size_probe: statement_files.SizeProbe | None = None
+    campaign: Campaign,
+    *,
+    size_probe: statement_files.SizeProbe | None = None,
+    count: AudienceCount | None = None,
 ) -> CampaignCheck:
     """Everything a launch would refuse (errors) or staff should know (warnings);
-    `size_probe` is the SMTP server's size limit when the caller asked it already."""
+    `size_probe` is the SMTP server's size limit when the caller asked it already, `count`
+    the audience's when the caller read it already (the launch: decision 0078)."""
     check = CampaignCheck()
     spec = AudienceSpec.from_json(campaign.audience)
     if not spec.include:
         check.errors.append(said(_l("Audience: choose at least one list or segment")))
+    elif count is not None:
+        check.count = count
     else:
         try:
             check.count = count_audience(spec)
@@ -522,7 +529,18 @@ def _launch(
     ).scalar_one()
     if locked.status not in LAUNCHABLE:
         return False  # launching twice is a no-op: the ledger already exists
-    check = check_campaign(locked, size_probe=size_probe)
+    # One read of the audience, each contact with whether the suppression list holds it:
+    # the check counts these rows instead of counting the audience again (decision 0078).
+    contacts = _read_audience(locked)
+    check = check_campaign(
+        locked,
+        size_probe=size_probe,
+        count=(
+            None
+            if contacts is None
+            else AudienceCount(len(contacts), sum(map(itemgetter(2), contacts)))
+        ),
+    )
     if check.errors:
         raise CampaignError(joined("; ", check.errors))
     presend_errors, overridden = 0, False
@@ -566,12 +584,7 @@ def _launch(
     locked.statement_version_id = version.id
 
     domain = message_id_domain(locked.from_address)
-    # One read of the audience, each contact with whether the suppression list holds it.
-    contacts = read_recipients(
-        audience_query(AudienceSpec.from_json(locked.audience))
-        .with_only_columns(Contact.id, Contact.email, _suppressed_clause())
-        .order_by(Contact.id)
-    )
+    assert contacts is not None  # the check refuses an audience it could not read
     rows = new_delivery_rows(locked, contacts, domain)
     launched = at or datetime.now(UTC)
     # A send-at with pacing (office hours, a window of days) dates each row's first attempt;
@@ -585,7 +598,7 @@ def _launch(
     locked.launched_at = launched
     locked.launched_by_id = actor.id if actor else None
     locked.is_presend_overridden = overridden
-    queued = sum(1 for _, _, is_suppressed in contacts if not is_suppressed)
+    queued = check.count.sendable  # the contacts read above, less the suppressed
     record_event(
         "campaign.launch",
         target_type="campaign",
@@ -615,6 +628,24 @@ def _launch(
     followups.schedule_steps(locked)
     enqueue_send_jobs(locked.id, queued)
     return True
+
+
+def _read_audience(campaign: Campaign) -> list[tuple[int, str, bool]] | None:
+    """(contact id, address, is suppressed) of the campaign's audience in contact order;
+    None when it cannot be read (no list chosen, one deleted: the check says which)."""
+    spec = AudienceSpec.from_json(campaign.audience)
+    if not spec.include:
+        return None
+    refresh_statistics()  # as count_audience: PostgreSQL plans the read with them
+    try:
+        query = audience_query(spec)
+    except CampaignError:
+        return None
+    return read_recipients(
+        query.with_only_columns(Contact.id, Contact.email, _suppressed_clause()).order_by(
+            Contact.id
+        )
+    )
 
 
 # --- pause, resume, cancel ----------------------------------------------------------------

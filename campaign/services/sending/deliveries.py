@@ -32,11 +32,20 @@ MAX_JOBS_PER_LAUNCH = 500
 
 def read_recipients(query: Select[Any]) -> list[tuple[int, str, bool]]:
     """(contact id, address, is suppressed) of every contact `query` selects, as plain
-    tuples: the launch reads its audience once, all rows in one fetch."""
-    return [
-        (contact_id, email, bool(is_suppressed))
-        for contact_id, email, is_suppressed in db.session.execute(query).all()
-    ]
+    tuples: the launch reads its audience once, all rows in one fetch.
+
+    SQLAlchemy runs the query (its compiling, bound values, errors); the rows are fetched
+    from the driver's cursor: a Row per contact cost twice the read itself (0.36 of 0.55 s
+    of CPU at 100,000 on SQLite, decision 0078). The columns need no result processing:
+    integers, text and the truth of an IN.
+    """
+    db.session.flush()  # as session.execute would: pending changes are read too
+    result = db.session.connection().execute(query)
+    try:
+        found = result.cursor.fetchall()
+    finally:
+        result.close()
+    return [(contact_id, email, bool(is_suppressed)) for contact_id, email, is_suppressed in found]
 
 
 # Both lists below come out sorted: the rows are written in contact order, and values that
@@ -76,9 +85,10 @@ def new_delivery_rows(
     queued, suppressed = DeliveryStatus.QUEUED.value, DeliveryStatus.SUPPRESSED.value
     message_ids = new_message_ids(domain, len(contacts))
     tokens = new_unsubscribe_tokens(len(contacts))
+    campaign_id = campaign.id  # once: the ORM attribute's getter cost ~0.03 s a 100,000 rows
     return [
         {
-            "campaign_id": campaign.id,
+            "campaign_id": campaign_id,
             "contact_id": contact_id,
             "step": 0,
             "email": email,
@@ -99,7 +109,7 @@ def new_delivery_rows(
 def insert_deliveries(rows: Sequence[dict[str, Any]]) -> None:
     """Write ledger rows (all with the same keys) in the session's transaction, in bulk.
 
-    On psycopg 3 (PostgreSQL) by COPY, on sqlite3 by one prepared statement run for every
+    On psycopg 3 (PostgreSQL) by binary COPY, on sqlite3 by one prepared statement run for every
     row; through any other driver by the Core's executemany. The columns a row leaves out
     get their scalar defaults (as the ORM would give them); a left-out column whose default
     is computed (a function, an SQL expression) raises ValueError: the bulk paths would not
@@ -131,14 +141,15 @@ def insert_deliveries(rows: Sequence[dict[str, Any]]) -> None:
         return
     names = [*rows[0], *defaults]
     # Column by column (C-level loops), each distinct value bind-processed once (a launch's
-    # rows share their times), then zipped into rows.
+    # rows share their times), then zipped into rows; a column without bind processing is
+    # read from the rows as zip goes (no list of it: 0.15 → 0.06 s at 100,000 rows).
     by_column: list[Iterable[Any]] = []
     for name in names:
         if name in defaults:
-            by_column.append(repeat(_processed(name, dialect, [defaults[name]])[0], len(rows)))
+            value = next(iter(_processed(name, dialect, [defaults[name]])))
+            by_column.append(repeat(value, len(rows)))
             continue
-        values = list(map(itemgetter(name), rows))
-        by_column.append(_processed(name, dialect, values))
+        by_column.append(_processed(name, dialect, map(itemgetter(name), rows)))
     records = list(zip(*by_column, strict=True))
     # Names from our own table, never from input.
     columns = ", ".join(names)
@@ -146,7 +157,9 @@ def insert_deliveries(rows: Sequence[dict[str, Any]]) -> None:
         marks = ", ".join("?" for _ in names)
         sql = f"INSERT INTO {table.name} ({columns}) VALUES ({marks})"  # noqa: S608
     else:
-        sql = f"COPY {table.name} ({columns}) FROM STDIN"
+        # Binary: psycopg then sends ints and times as they are instead of writing each as
+        # text (0.65 → 0.10 s of CPU for 100,000 rows), and the server parses no text.
+        sql = f"COPY {table.name} ({columns}) FROM STDIN (FORMAT BINARY)"
     driver: Any = connection.connection.driver_connection
     try:
         if path == "prepared":
@@ -156,18 +169,33 @@ def insert_deliveries(rows: Sequence[dict[str, Any]]) -> None:
             finally:
                 cursor.close()
             return
-        with driver.cursor() as cursor, cursor.copy(sql) as copy:
-            for record in records:
-                copy.write_row(record)
+        with driver.cursor() as cursor:
+            types = _column_types(cursor, table.name)
+            with cursor.copy(sql) as copy:
+                copy.set_types([types[name] for name in names])
+                for record in records:
+                    copy.write_row(record)
     except dialect.loaded_dbapi.Error as error:
         raise as_sqlalchemy_error(dialect, sql, error) from error
 
 
-def _processed(name: str, dialect: Dialect, values: list[Any]) -> list[Any]:
-    """`values` of column `name` as the database driver takes them (each distinct one once)."""
+def _column_types(cursor: Any, table: str) -> dict[str, int]:
+    """Column name → type OID of `table`, as the server has it (binary COPY needs them)."""
+    cursor.execute(
+        "SELECT attname, atttypid::int FROM pg_attribute"
+        " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+        (table,),
+    )
+    return {name: int(oid) for name, oid in cursor.fetchall()}
+
+
+def _processed(name: str, dialect: Dialect, values: Iterable[Any]) -> Iterable[Any]:
+    """`values` of column `name` as the database driver takes them (each distinct one once);
+    `values` themselves, unread, when the column's type has no bind processing."""
     process = Delivery.__table__.c[name].type.dialect_impl(dialect).bind_processor(dialect)
     if process is None:
         return values
+    values = list(values)
     done = {value: None if value is None else process(value) for value in set(values)}
     return list(map(done.__getitem__, values))
 

@@ -30,7 +30,7 @@ from typing import Any
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_ngettext, ngettext
-from sqlalchemy import Select, and_, exists, func, insert, select
+from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.orm import aliased
 
 from campaign.extensions import db
@@ -61,7 +61,11 @@ from campaign.models.inbound import BounceKind, InboundKind
 from campaign.scheduling.stored_text import Text, day_text, joined, read
 from campaign.scheduling.tick import ActionFailed
 from campaign.services.accounts.audit import record_event
-from campaign.services.sending.deliveries import enqueue_send_jobs, new_delivery_rows
+from campaign.services.sending.deliveries import (
+    enqueue_send_jobs,
+    insert_deliveries,
+    new_delivery_rows,
+)
 from campaign.services.statements import presend, statements
 
 # The condition inside a sentence ("recipients who have not replied"); a select shows the
@@ -777,8 +781,8 @@ def fire_follow_up(schedule: Schedule, due_at: datetime, now: datetime) -> tuple
     rows = new_delivery_rows(campaign, contacts, message_id_domain(campaign.from_address))
     for row in rows:
         row["step"] = step.position
-    for start in range(0, len(rows), 1000):
-        db.session.execute(insert(Delivery), rows[start : start + 1000])
+    # In bulk, as the launch writes its rows (COPY on PostgreSQL; decision 0078).
+    insert_deliveries(rows)
     schedule.last_fired_at = now
     schedule.next_run_at = _next_sweep(campaign, step, now)
     if rows and campaign.status == CampaignStatus.FINISHED:
