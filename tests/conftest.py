@@ -20,6 +20,9 @@ from campaign.extensions import db
 from campaign.models import Role, User
 from tests import servers
 
+# The slow tests start first, spread over the xdist workers (decision 0081).
+pytest_plugins = ["tests.slow_first"]
+
 TEST_PASSWORD = "correct horse battery staple"
 
 

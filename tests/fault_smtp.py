@@ -108,7 +108,7 @@ class _FaultSMTP(SMTP):
         if fault is None:
             return False
         if fault.kind == "stall":
-            await asyncio.sleep(fault.seconds)
+            await self.owner._stall(fault.seconds)
             return False
         if fault.kind == "drop":
             self.hang_up()
@@ -175,7 +175,7 @@ class _Handler:
             return fault.reply
         self.owner._store(envelope)
         if fault is not None and fault.kind == "stall":
-            await asyncio.sleep(fault.seconds)
+            await self.owner._stall(fault.seconds)
         if self.owner._take("after_dot", recipients) is not None:
             server.hang_up()
         return "250 2.0.0 Message accepted"
@@ -213,12 +213,15 @@ class FaultSmtpServer:
         self._sessions = 0
         self._logins: list[str] = []
         self._controller: _Controller | None = None
+        self._released = threading.Event()  # set by stop(): stalls end at once
+        self._stalling = 0
 
     # --- lifecycle ---------------------------------------------------------------
 
     def start(self) -> FaultSmtpServer:
         if self._controller is not None:
             return self
+        self._released.clear()
         tls: dict[str, Any] = {}
         if self._starttls is not None:
             tls = {"tls_context": self._starttls, "require_starttls": True}
@@ -243,6 +246,12 @@ class FaultSmtpServer:
 
     def stop(self) -> None:
         if self._controller is not None:
+            # A stalled session ends now (it answers as usual, to a client that is usually
+            # gone): a test need not sleep out its stall before the server stops.
+            self._released.set()
+            deadline = time.monotonic() + 2
+            while self._stalling and time.monotonic() < deadline:
+                time.sleep(0.01)
             self._controller.stop()
             self._controller = None
 
@@ -370,6 +379,17 @@ class FaultSmtpServer:
                 fault.used += 1
                 return fault
         return None
+
+    async def _stall(self, seconds: float) -> None:
+        with self._lock:
+            self._stalling += 1
+        try:
+            end = time.monotonic() + seconds
+            while not self._released.is_set() and (left := end - time.monotonic()) > 0:
+                await asyncio.sleep(min(left, 0.05))
+        finally:
+            with self._lock:
+                self._stalling -= 1
 
     def _store(self, envelope: Envelope) -> None:
         raw = envelope.original_content or b""

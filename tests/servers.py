@@ -60,7 +60,10 @@ def serve(app: Flask) -> Iterator[str]:
     browser's `live_server` (tests/browser/conftest.py).
     """
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    # shutdown() waits for the loop's next look at its flag: every 50 ms, not every 500 ms.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="live-server", daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
@@ -276,12 +279,12 @@ class DovecotServer:
         return client
 
     def add_user(self, user: str, password: str) -> None:
-        """Add a mailbox to the running server (passwd-file is re-read when it changes)."""
+        """Add a mailbox to the running server (its own passwd-file, read at its first login)."""
         from imapclient.exceptions import LoginError
 
         self.users[user] = password
         _write_dovecot_passwd(self.directory, self.users)
-        # Dovecot looks at the file at most once a second: wait until the new login works.
+        # A changed password (a file Dovecot has open) is seen within a second: wait for it.
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -290,7 +293,7 @@ class DovecotServer:
             except LoginError:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.1)
+                time.sleep(0.05)
 
     def create_folder(self, user: str, folder: str) -> None:
         client = self.connect(user)
@@ -447,7 +450,9 @@ service imap-login {{{chroot}
   }}
 }}
 """
-    passwd = directory / "passwd"
+    # One passwd-file per user, opened on the user's first login: a user added while the
+    # server runs can log in at once (a shared file is looked at once a second at most).
+    passwd = directory / "passwd.d"
     if version >= (2, 4):
         return f"""\
 dovecot_config_version = 2.4.0
@@ -458,7 +463,7 @@ mail_driver = maildir
 mail_home = {directory / "mail"}/%{{user}}
 mail_path = ~/Maildir
 passdb passwd-file {{
-  passwd_file_path = {passwd}
+  passwd_file_path = {passwd}/%{{user}}
 }}
 userdb static {{
 }}
@@ -469,7 +474,7 @@ disable_plaintext_auth = no
 mail_location = maildir:{directory / "mail"}/%u/Maildir
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {passwd}
+  args = scheme=PLAIN username_format=%u {passwd}/%u
 }}
 userdb {{
   driver = static
@@ -479,23 +484,30 @@ userdb {{
 
 
 def _write_dovecot_passwd(directory: Path, users: dict[str, str]) -> None:
-    passwd = directory / "passwd"
-    staged = directory / "passwd.new"
-    staged.write_text(
-        "".join(f"{name}:{{PLAIN}}{password}::::::\n" for name, password in users.items())
-    )
-    os.chmod(staged, 0o644)
-    # Atomic, so the auth process never reads half a file.
-    staged.replace(passwd)
+    passwd = directory / "passwd.d"
+    passwd.mkdir(exist_ok=True)
+    os.chmod(passwd, 0o755)  # noqa: S103 — a throw-away test directory the auth process reads
+    for name, password in users.items():
+        line = f"{name}:{{PLAIN}}{password}::::::\n"
+        target = passwd / name
+        if target.exists() and target.read_text() == line:
+            continue
+        staged = passwd / f".{name}.new"
+        staged.write_text(line)
+        os.chmod(staged, 0o644)
+        # Atomic, so the auth process never reads half a file.
+        staged.replace(target)
 
 
 def _read_dovecot_passwd(directory: Path) -> dict[str, str]:
-    passwd = directory / "passwd"
-    if not passwd.exists():
+    passwd = directory / "passwd.d"
+    if not passwd.is_dir():
         return {}
     users = {}
-    for line in passwd.read_text().splitlines():
-        name, password = line.split(":")[:2]
+    for path in sorted(passwd.iterdir()):
+        if path.name.startswith("."):
+            continue
+        name, password = path.read_text().split(":")[:2]
         users[name] = password.removeprefix("{PLAIN}")
     return users
 

@@ -11,7 +11,15 @@ import pytest
 from flask import Flask
 
 from campaign.mail import build_message, feedback_id, list_id
+from tests.conftest import fresh_sqlite_copy
 from tests.test_mail import SENDER, SENT_AT, make_letter
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest) -> str:
+    """SQLite only: the headers are built from the letter, never from the database."""
+    return fresh_sqlite_copy(request)
+
 
 LONG_NAME = (
     "Campagne pour la libération immédiate des défenseurs des droits humains détenus "

@@ -108,7 +108,9 @@ def test_the_dev_servers_request_log_hides_tokens(app: Flask, werkzeug_log: io.S
     requests, secrets = _secret_requests(app)
     # The server `campaign dev` runs, on the same app.
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         statuses = _fetch(f"http://127.0.0.1:{server.server_port}", requests)

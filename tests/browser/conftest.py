@@ -74,6 +74,12 @@ def _thread_worker(app: Flask, stopping: threading.Event) -> SimpleWorker:
         def _install_signal_handlers(self) -> None:
             pass
 
+        @property
+        def dequeue_timeout(self) -> float:  # type: ignore[override]
+            # RQ blocks 1 s at least (worker_ttl - 15), and the stop is seen only after it:
+            # every browser test's teardown waited ~0.7 s for it. Redis takes 0.2 s as well.
+            return 0.2
+
         def heartbeat(self, *args: Any, **kwargs: Any) -> Any:
             # The idle loop heartbeats after every dequeue timeout; stop there, never mid-job.
             if stopping.is_set() and self.get_state() == WorkerStatus.IDLE:
@@ -96,7 +102,7 @@ def _thread_worker(app: Flask, stopping: threading.Event) -> SimpleWorker:
         queue = get_queue()
         # The same queues as `python -m workers`: sending first, then webhooks (0068).
         queues = [queue, get_queue(WEBHOOKS)]
-        # worker_ttl 16 gives a 1 s blocking dequeue, so a stop request is seen within a second.
+        # A 0.2 s blocking dequeue (dequeue_timeout above): a stop request is seen at once.
         return ThreadWorker(
             queues, connection=queue.connection, serializer=JSONSerializer, worker_ttl=16
         )

@@ -9,6 +9,7 @@ in the "Poll now" answer), and Dovecot's own log shows that no login was ever at
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -48,6 +49,10 @@ def tls_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             started[name] = servers.start_dovecot(tls=(certificate.cert_file, certificate.key_file))
         yield started
     finally:
+        # All four told to stop first: each Dovecot takes a second to shut down.
+        for name in certificates:
+            if name in started:
+                started[name].process.terminate()
         for name in certificates:
             if name in started:
                 started[name].stop()
@@ -219,6 +224,9 @@ def bye_server() -> Iterator[tuple[str, int]]:
     thread.start()
     host, port = listener.getsockname()[:2]
     yield str(host), int(port)
+    # shutdown() wakes the thread's accept() at once; close() alone leaves it waiting.
+    with contextlib.suppress(OSError):
+        listener.shutdown(socket.SHUT_RDWR)
     listener.close()
     thread.join(timeout=2)
 

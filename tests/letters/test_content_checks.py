@@ -18,6 +18,14 @@ from campaign.letters.content_checks import (
     value_problems,
 )
 from campaign.letters.markdown import markdown_to_html, markdown_to_text
+from tests.conftest import fresh_sqlite_copy
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest) -> str:
+    """SQLite only: these checks read the letter, never the database."""
+    return fresh_sqlite_copy(request)
+
 
 SIGNED = "Yours sincerely,\n\nAnna Smith\n"
 

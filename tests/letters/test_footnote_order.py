@@ -8,12 +8,20 @@ import io
 import re
 from datetime import date
 
+import pytest
 from flask import Flask
 from pypdf import PdfReader
 
 from campaign.letters import pdf
 from campaign.letters.markdown import render_body
+from tests.conftest import fresh_sqlite_copy
 from tests.letters.test_pdf import _letter
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest) -> str:
+    """SQLite only: the PDF is laid out from the letter, never from the database."""
+    return fresh_sqlite_copy(request)
 
 
 def _markers(html: str) -> list[str]:

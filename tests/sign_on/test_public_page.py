@@ -284,7 +284,12 @@ def live_url(app: Flask) -> Iterator[str]:
     # Request threads are joined by server_close(), so none is still returning its database
     # connection when the test's engine is disposed (it would be left open, then collected).
     server.daemon_threads = False
-    thread = threading.Thread(target=server.serve_forever, name="sign-on-live", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="sign-on-live",
+        daemon=True,
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"

@@ -54,7 +54,7 @@ def app_overrides(app_overrides: dict[str, Any], fault_smtp: FaultSmtpServer) ->
         **app_overrides,
         "MAIL_SERVER": fault_smtp.host,
         "MAIL_PORT": fault_smtp.port,
-        "MAIL_TIMEOUT": 2,
+        "MAIL_TIMEOUT": 10,  # a stall here tests the overall deadline, never this one
     }
 
 
