@@ -348,7 +348,7 @@ def main() -> None:
         return
     from bench.search import postgres
 
-    has_page = (ROOT / "campaign" / "web" / "contacts.py").exists()
+    has_page = (ROOT / "campaign" / "web" / "contacts" / "contacts.py").exists()
     table: list[tuple[str, int, dict[str, Any]]] = []
     page: dict[str, float] = {}
     notes: list[str] = []
@@ -421,7 +421,7 @@ def main() -> None:
     print("x baseline: how many times longer per row than the plain csv read.")
     print("no search index: migration 0021's index dropped before the import (its write cost).")
     if page:
-        print("\ncontacts page, server time at 100,000 contacts (median of 5, test client):")
+        print(f"\ncontacts page, server time at {args.rows:,} contacts (median of 5, test client):")
         for label, seconds in page.items():
             print(f"  {label:24} {seconds * 1000:8.1f} ms")
     elif not has_page:
