@@ -9,7 +9,8 @@
     ...
     server.messages                     # [ReceivedMessage(mail_from, rcpt_tos, raw, message_id)]
     server.by_message_id()              # {"<id@host>": [ReceivedMessage, ...]}
-    server.stop()                       # also: `with FaultSmtpServer() as server:`
+    server.stop()                       # also: `with FaultSmtpServer() as server:`;
+                                        # a session still stalled is hung up on, unanswered
 
 Stages, in the order a client meets them:
   "connect"     fail: the greeting is the error (e.g. 421) and the server hangs up;
@@ -108,7 +109,9 @@ class _FaultSMTP(SMTP):
         if fault is None:
             return False
         if fault.kind == "stall":
-            await self.owner._stall(fault.seconds)
+            if await self.owner._stall(fault.seconds):
+                self.hang_up()  # the server stops: the client loses the connection
+                return True
             return False
         if fault.kind == "drop":
             self.hang_up()
@@ -174,9 +177,9 @@ class _Handler:
         if fault is not None and fault.kind == "fail":
             return fault.reply
         self.owner._store(envelope)
-        if fault is not None and fault.kind == "stall":
-            await self.owner._stall(fault.seconds)
-        if self.owner._take("after_dot", recipients) is not None:
+        if fault is not None and fault.kind == "stall" and await self.owner._stall(fault.seconds):
+            server.hang_up()  # the server stops: no answer, the client loses the connection
+        elif self.owner._take("after_dot", recipients) is not None:
             server.hang_up()
         return "250 2.0.0 Message accepted"
 
@@ -246,8 +249,8 @@ class FaultSmtpServer:
 
     def stop(self) -> None:
         if self._controller is not None:
-            # A stalled session ends now (it answers as usual, to a client that is usually
-            # gone): a test need not sleep out its stall before the server stops.
+            # A stalled session ends now and hangs up without answering, as when the server
+            # stopped under it before: a test need not sleep out its stall first.
             self._released.set()
             deadline = time.monotonic() + 2
             while self._stalling and time.monotonic() < deadline:
@@ -380,13 +383,15 @@ class FaultSmtpServer:
                 return fault
         return None
 
-    async def _stall(self, seconds: float) -> None:
+    async def _stall(self, seconds: float) -> bool:
+        """Wait `seconds`, or until stop(); True when stop() ended the stall."""
         with self._lock:
             self._stalling += 1
         try:
             end = time.monotonic() + seconds
             while not self._released.is_set() and (left := end - time.monotonic()) > 0:
                 await asyncio.sleep(min(left, 0.05))
+            return self._released.is_set()
         finally:
             with self._lock:
                 self._stalling -= 1

@@ -14,13 +14,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -52,6 +52,39 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
+class _LiveServer(ThreadedWSGIServer):
+    """werkzeug's thread-per-request server, which can also end its request threads."""
+
+    def __init__(self, app: Flask) -> None:
+        super().__init__("127.0.0.1", 0, app, handler=_QuietHandler)
+        self._done = threading.Condition()
+        self._connections: set[socket.socket] = set()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # The serving thread: once shutdown() returns, every connection is in the set.
+        with self._done:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._done:
+                self._connections.discard(request)
+                self._done.notify_all()
+
+    def end_requests(self, timeout: float) -> None:
+        """After shutdown(): no open connection reads another request (a kept-alive one
+        would wait for ever for the next), and the requests under way get `timeout` s to
+        finish, so none runs on after the test's fixtures are gone."""
+        with self._done:
+            for connection in self._connections:
+                with suppress(OSError):  # already closed by its client
+                    connection.shutdown(socket.SHUT_RD)
+            self._done.wait_for(lambda: not self._connections, timeout)
+
+
 @contextmanager
 def serve(app: Flask) -> Iterator[str]:
     """Serve `app` on 127.0.0.1 in a thread, a thread per request; yields its base URL.
@@ -59,7 +92,7 @@ def serve(app: Flask) -> Iterator[str]:
     For tests that talk HTTP to the app: Schemathesis (tests/api/test_contract.py) and the
     browser's `live_server` (tests/browser/conftest.py).
     """
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    server = _LiveServer(app)
     # shutdown() waits for the loop's next look at its flag: every 50 ms, not every 500 ms.
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="live-server", daemon=True
@@ -69,6 +102,7 @@ def serve(app: Flask) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
+        server.end_requests(timeout=5)
         server.server_close()
         thread.join(timeout=5)
 

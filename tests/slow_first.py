@@ -8,9 +8,15 @@ setup, call and teardown, in tests/durations.json) are dealt out, longest first,
 worker whose slow tests add up to least, and put at the head of that worker's share; every
 other test keeps its place in collection order.
 
+A head holds at most its share's size (more would push the next heads into shares xdist
+already cut, so one worker would start with several slow tests in a row). Only under
+`--dist worksteal` (plain `load` hands a worker its next tests only when it gets there), and
+not with `--ff`/`--nf` (their tests must come first).
+
 Refresh the record with `scripts/test --record-durations`: the tests that ran get their new
-figure in tests/durations.json (kept when `RECORDED` seconds or more), the others keep
-theirs. A test missing from it (new, renamed) simply counts as fast.
+figure in tests/durations.json (kept when `RECORDED` seconds or more), a skipped test keeps
+its old one, the others keep theirs, and the ids a full run no longer collects go. A test
+missing from it (new, renamed) simply counts as fast.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import json
 import os
 from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,20 +70,50 @@ def slow_first(nodeids: list[str], durations: dict[str, float], workers: int) ->
         (nodeid for nodeid in nodeids if durations.get(nodeid, 0.0) >= SLOW),
         key=lambda nodeid: (-durations[nodeid], nodeid),
     )
+    sizes = _shares(len(nodeids), workers)
     heads: list[list[str]] = [[] for _ in range(workers)]
     loads = [0.0] * workers
     for nodeid in slow:
-        share = loads.index(min(loads))
+        # Longest first, to the least loaded share that still has room: a head never
+        # outgrows its share (there is always room: the slow tests are some of the tests).
+        share = min((n for n in range(workers) if len(heads[n]) < sizes[n]), key=lambda n: loads[n])
         heads[share].append(nodeid)
         loads[share] += durations[nodeid]
     chosen = set(slow)
     rest = iter([nodeid for nodeid in nodeids if nodeid not in chosen])
     ordered: list[str] = []
-    for head, size in zip(heads, _shares(len(nodeids), workers), strict=True):
+    for head, size in zip(heads, sizes, strict=True):
         ordered.extend(head)
-        ordered.extend(islice(rest, max(0, size - len(head))))
-    ordered.extend(rest)
+        ordered.extend(islice(rest, size - len(head)))
+    ordered.extend(rest)  # nothing left (the shares add up to the total): a safeguard
     return ordered
+
+
+def planned_order(
+    nodeids: list[str],
+    durations: dict[str, float],
+    workers: int,
+    *,
+    dist: str,
+    failures_first: bool,
+) -> list[str]:
+    """The order to run in: slow first only under worksteal and without --ff/--nf."""
+    if dist != "worksteal" or failures_first:
+        return list(nodeids)
+    return slow_first(nodeids, durations, workers)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    # xdist's workers run with `dist` set to "no": the controller tells them its mode.
+    node.workerinput["slow_first_dist"] = node.config.getoption("dist")
+
+
+def _dist(config: pytest.Config) -> str:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        return str(workerinput.get("slow_first_dist", "no"))
+    return str(config.getoption("dist", "no"))
 
 
 @pytest.hookimpl(trylast=True)
@@ -85,29 +122,90 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     by_id = {item.nodeid: item for item in items}
     if len(by_id) != len(items):
         return  # two items with one id (never seen): leave the order alone
-    items[:] = [by_id[nodeid] for nodeid in slow_first(list(by_id), _recorded(), workers)]
+    failures_first = bool(
+        config.getoption("failedfirst", False) or config.getoption("newfirst", False)
+    )
+    order = planned_order(
+        list(by_id), _recorded(), workers, dist=_dist(config), failures_first=failures_first
+    )
+    items[:] = [by_id[nodeid] for nodeid in order]
+
+
+def updated_record(
+    recorded: dict[str, float],
+    ran: dict[str, float],
+    skipped: set[str],
+    collected: set[str],
+    whole_files: set[str],
+) -> dict[str, float]:
+    """The record after a run: the ids of `whole_files` (files the run collected whole) that
+    it did not collect go; the tests that ran replace their figures, except skipped ones,
+    which keep theirs (a skip's 0.0 s says nothing about the test); the others stay."""
+    kept = {
+        nodeid: seconds
+        for nodeid, seconds in recorded.items()
+        if nodeid in collected or nodeid.split("::")[0] not in whole_files
+    }
+    for nodeid, seconds in ran.items():
+        if nodeid in skipped:
+            continue
+        if seconds >= RECORDED:
+            kept[nodeid] = round(seconds, 1)
+        else:
+            kept.pop(nodeid, None)
+    return dict(sorted(kept.items()))
+
+
+_SELECTING = ("keyword", "markexpr", "deselect", "lf", "stepwise")
 
 
 class _Recorder:
-    def __init__(self) -> None:
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
         self.durations: dict[str, float] = {}
+        self.skipped: set[str] = set()
+        self.collected: set[str] = set()
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.collected.update(item.nodeid for item in session.items)  # one process
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.collected.update(ids)  # xdist's controller: each worker's ids (all the same)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.durations[report.nodeid] = self.durations.get(report.nodeid, 0.0) + report.duration
+        if report.skipped and not hasattr(report, "wasxfail"):
+            self.skipped.add(report.nodeid)
+
+    def _whole_files(self, recorded: dict[str, float]) -> set[str]:
+        """Files whose every test this run would have collected: gone ones, and collected ones
+        under a path given without `::` when nothing narrowed the selection."""
+        root = self.config.rootpath
+        files = {nodeid.split("::")[0] for nodeid in recorded}
+        whole = {name for name in files if not (root / name).exists()}
+        if any(self.config.getoption(name, None) for name in _SELECTING):
+            return whole
+        from_testpaths = self.config.args_source == pytest.Config.ArgsSource.TESTPATHS
+        base = root if from_testpaths else self.config.invocation_params.dir
+        paths = [(base / arg).resolve() for arg in self.config.args if "::" not in arg]
+        seen = {nodeid.split("::")[0] for nodeid in self.collected}
+        for name in files & seen:
+            path = (root / name).resolve()
+            if any(path == top or top in path.parents for top in paths):
+                whole.add(name)
+        return whole
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        # The tests that ran replace their old figures; the others keep theirs.
-        kept = _recorded()
-        for nodeid, seconds in self.durations.items():
-            if seconds >= RECORDED:
-                kept[nodeid] = round(seconds, 1)
-            else:
-                kept.pop(nodeid, None)
-        text = json.dumps(dict(sorted(kept.items())), indent=0, ensure_ascii=False)
+        recorded = _recorded()
+        kept = updated_record(
+            recorded, self.durations, self.skipped, self.collected, self._whole_files(recorded)
+        )
+        text = json.dumps(kept, indent=0, ensure_ascii=False)
         DURATIONS.write_text(text + "\n", "utf-8")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Only the process that sees every report records: xdist's controller, or a lone pytest.
     if config.getoption("--record-durations") and not hasattr(config, "workerinput"):
-        config.pluginmanager.register(_Recorder(), "slow-first-recorder")
+        config.pluginmanager.register(_Recorder(config), "slow-first-recorder")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import socket
+import threading
 
 import pytest
 
@@ -144,6 +145,29 @@ def test_a_stall_after_the_dot_times_the_client_out_with_the_message_stored(
         client.sendmail(SENDER, ["ada@example.net"], letter("<s@x>"))
     client.close()
     assert [m.message_id for m in fault_smtp.messages] == ["<s@x>"]
+
+
+def test_stopping_the_server_during_a_stall_hangs_up_on_the_client() -> None:
+    outcome: list[object] = []
+    with FaultSmtpServer() as server:
+        server.stall(30, stage="data")
+        client = connect(server)
+
+        def send() -> None:
+            try:
+                outcome.append(client.sendmail(SENDER, ["ada@example.net"], letter("<h@x>")))
+            except smtplib.SMTPException as error:
+                outcome.append(error)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        assert server.wait_for(1, timeout=10)  # stored: the stall after the dot has begun
+        server.stop()
+        sender.join(timeout=10)
+        client.close()
+    # A lost connection, as when the server stopped before it ended its stalls: no answer.
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], smtplib.SMTPServerDisconnected)
 
 
 def test_a_stall_at_rcpt_times_out_an_impatient_client_and_not_a_patient_one(
