@@ -64,7 +64,7 @@ from campaign.scheduling import stored_text
 from campaign.secret_box import SecretUnreadable
 from campaign.services.accounts.audit import record_event
 from campaign.services.contacts.suppressions import suppress_address
-from campaign.services.contacts.trash import cancel_trashed_recipients, not_in_trash
+from campaign.services.contacts.trash import cancel_open_letters
 from campaign.services.schedules.cases import cases_context
 from campaign.services.sending.campaigns import is_open, pause_campaign, stop_flag_key
 from campaign.services.sending.deliveries import SEND_JOB, enqueue_send_jobs, unless_gone
@@ -185,18 +185,26 @@ def claim_deliveries(campaign_id: int, claim_id: str, limit: int) -> list[int]:
     The candidates are a MATERIALIZED common table expression, evaluated exactly once. As a
     plain `id IN (subquery)` PostgreSQL may re-run the LIMITed subquery inside its join
     (the plan depends on table statistics), and one claim then took a whole campaign.
+
+    Every statement here reads only the campaign's open rows, never its sent ones nor the
+    whole table: a claim runs once a batch, and a cost that grows with the campaign makes
+    each letter of a big campaign dearer (decision 0077).
     """
     now = _now()
     # A contact moved to the trash gets nothing more: its rows still open (one a stopped
-    # batch handed back, say) are cancelled here, and never claimed (decision 0048).
-    cancel_trashed_recipients(campaign_id)
+    # batch handed back, say) are cancelled here, and never claimed (decision 0048). The
+    # trashed contacts are few and indexed (ix_contacts_trashed): look their rows up from
+    # them, instead of testing every open row of the campaign against the contacts.
+    trashed = select(Contact.id).where(Contact.deleted_at.is_not(None))
+    cancel_open_letters(Delivery.campaign_id == campaign_id, Delivery.contact_id.in_(trashed))
     candidates = (
         select(Delivery.id)
         .where(
             Delivery.campaign_id == campaign_id,
             Delivery.status.in_(_CLAIMABLE),
             Delivery.next_attempt_at <= now,
-            not_in_trash(),
+            # Not in the trash (a row whose contact was erased has none; it is claimed).
+            or_(Delivery.contact_id.is_(None), Delivery.contact_id.not_in(trashed)),
             exists().where(Campaign.id == campaign_id, Campaign.status == CampaignStatus.SENDING),
         )
         .order_by(Delivery.id)
@@ -218,18 +226,26 @@ def claim_deliveries(campaign_id: int, claim_id: str, limit: int) -> list[int]:
     )
     return list(
         db.session.scalars(
-            select(Delivery.id)
-            .where(Delivery.claimed_by == claim_id, Delivery.status == DeliveryStatus.SENDING)
-            .order_by(Delivery.id)
+            select(Delivery.id).where(_held(claim_id, campaign_id)).order_by(Delivery.id)
         )
     )
 
 
-def _held(claim_id: str) -> Any:
-    return and_(Delivery.claimed_by == claim_id, Delivery.status == DeliveryStatus.SENDING)
+def _held(claim_id: str, campaign_id: int | None = None) -> Any:
+    """SQL: the rows this claim holds. With the campaign, an index finds them (claimed_by
+    has none): the campaign's rows being sent, not every row of the table."""
+    held = and_(Delivery.claimed_by == claim_id, Delivery.status == DeliveryStatus.SENDING)
+    return held if campaign_id is None else and_(Delivery.campaign_id == campaign_id, held)
 
 
-def _release(claim_id: str, *, status: str, note: str, next_attempt_at: datetime | None) -> int:
+def _release(
+    claim_id: str,
+    *,
+    status: str,
+    note: str,
+    next_attempt_at: datetime | None,
+    campaign_id: int | None = None,
+) -> int:
     """Hand back the rows still held by this claim (unsent: attempts unchanged).
 
     A row that may already have reached the server on an earlier try stays in doubt.
@@ -249,7 +265,7 @@ def _release(claim_id: str, *, status: str, note: str, next_attempt_at: datetime
         values["last_reply"] = note
     result = db.session.execute(
         update(Delivery)
-        .where(_held(claim_id))
+        .where(_held(claim_id, campaign_id))
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -282,9 +298,10 @@ class LeaseKeeper:
     taken back) stops instead of sending on a lease that has run out.
     """
 
-    def __init__(self, app: Any, claim_id: str) -> None:
+    def __init__(self, app: Any, claim_id: str, campaign_id: int | None = None) -> None:
         self.engine = db.engine
         self.claim_id = claim_id
+        self.campaign_id = campaign_id
         self.heartbeat = max(1, int(app.config["SEND_HEARTBEAT_SECONDS"]))
         self.lease = self.heartbeat * LEASE_HEARTBEATS
         # The claim itself set a full lease just now.
@@ -315,14 +332,14 @@ class LeaseKeeper:
         # waiting for it could deadlock with the batch's own transaction (PostgreSQL).
         held = (
             select(Delivery.id)
-            .where(_held(self.claim_id))
+            .where(_held(self.claim_id, self.campaign_id))
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
         with self.engine.begin() as connection:
             result = connection.execute(
                 update(Delivery)
-                .where(Delivery.id.in_(held), _held(self.claim_id))
+                .where(Delivery.id.in_(held), _held(self.claim_id, self.campaign_id))
                 .values(lease_until=now + timedelta(seconds=self.lease))
             )
             renewed = int(getattr(result, "rowcount", 0) or 0)
@@ -703,7 +720,7 @@ def send_batch(
     # calls a batch), so small batches pause a campaign on a broken server too.
     errors_key = f"{_key_prefix()}:campaign:{campaign_id}:errors-in-a-row"
     redis = get_redis()
-    with LeaseKeeper(current_app, claim_id) as keeper:
+    with LeaseKeeper(current_app, claim_id, campaign_id) as keeper:
         batch.keeper = keeper
         try:
             batch.errors_in_a_row = int(redis.get(errors_key) or 0)
@@ -714,7 +731,11 @@ def send_batch(
             # not yet written to go back to the ledger at once, for the next job.
             db.session.rollback()
             result.released += _release(
-                claim_id, status=DeliveryStatus.QUEUED.value, note="", next_attempt_at=None
+                claim_id,
+                campaign_id=campaign_id,
+                status=DeliveryStatus.QUEUED.value,
+                note="",
+                next_attempt_at=None,
             )
             result.stopped = f"Redis could not be reached ({type(error).__name__})"
             log.warning("campaign %s: %s; the batch's rows go back", campaign_id, result.stopped)
@@ -779,6 +800,7 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
     if not has_slot:
         result.released += _release(
             batch.claim_id,
+            campaign_id=batch.campaign_id,
             status=DeliveryStatus.QUEUED.value,
             note="",
             next_attempt_at=None,
@@ -814,6 +836,7 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
                     # Stay well inside the lease and the job's timeout; another job goes on.
                     result.released += _release(
                         batch.claim_id,
+                        campaign_id=batch.campaign_id,
                         status=DeliveryStatus.QUEUED.value,
                         note="",
                         next_attempt_at=None,
@@ -858,7 +881,11 @@ def _stop_for_worker(batch: _Batch) -> None:
     # Ctrl-C or a deploy: the letter in hand was sent; the rest is not held until the
     # lease runs out but goes back now, for the next worker.
     batch.result.released += _release(
-        batch.claim_id, status=DeliveryStatus.QUEUED.value, note="", next_attempt_at=None
+        batch.claim_id,
+        campaign_id=batch.campaign_id,
+        status=DeliveryStatus.QUEUED.value,
+        note="",
+        next_attempt_at=None,
     )
     batch.result.stopped = "the worker is stopping; the rest goes to the next job"
     batch.commit()
@@ -869,7 +896,11 @@ def _stop_lease_lost(batch: _Batch) -> None:
     # reconciler takes the rows back when their lease runs out.
     with contextlib.suppress(Exception):
         batch.result.released += _release(
-            batch.claim_id, status=DeliveryStatus.QUEUED.value, note="", next_attempt_at=None
+            batch.claim_id,
+            campaign_id=batch.campaign_id,
+            status=DeliveryStatus.QUEUED.value,
+            note="",
+            next_attempt_at=None,
         )
         batch.commit()
     batch.result.stopped = "the claim's lease could not be renewed; the rows go back"
@@ -880,6 +911,7 @@ def _stop_for_status(batch: _Batch, status: str | None) -> None:
     cancelled = status == CampaignStatus.CANCELLED
     batch.result.released += _release(
         batch.claim_id,
+        campaign_id=batch.campaign_id,
         status=(DeliveryStatus.CANCELLED if cancelled else DeliveryStatus.QUEUED).value,
         note="",
         next_attempt_at=None,
@@ -986,6 +1018,7 @@ def _build_and_send(
     except DailyLimitReached as limit:
         result.released += _release(
             batch.claim_id,
+            campaign_id=batch.campaign_id,
             status=DeliveryStatus.QUEUED.value,
             note=str(limit),
             next_attempt_at=_now() + timedelta(seconds=limit.retry_after),
@@ -1312,7 +1345,11 @@ def _pause(batch: _Batch, reason: str | LazyString) -> None:
         # A lazy reason is kept as its message, read later in each reader's language.
         pause_campaign(campaign, reason=stored_text.dump(reason))
     batch.result.released += _release(
-        batch.claim_id, status=DeliveryStatus.QUEUED.value, note="", next_attempt_at=None
+        batch.claim_id,
+        campaign_id=batch.campaign_id,
+        status=DeliveryStatus.QUEUED.value,
+        note="",
+        next_attempt_at=None,
     )
     batch.result.stopped = str(reason)
     log.warning("campaign %s paused: %s", batch.campaign_id, reason)
