@@ -87,16 +87,6 @@ def trash_contact(contact: Contact, *, actor: User | None = None) -> None:
     )
 
 
-def _in_trash() -> Any:
-    """SQL: the delivery's contact is in the trash."""
-    return exists().where(Contact.id == Delivery.contact_id, Contact.deleted_at.is_not(None))
-
-
-def not_in_trash() -> Any:
-    """SQL for deliveries a worker may claim: their contact is not in the trash."""
-    return ~_in_trash()
-
-
 def cancel_open_letters(*where: Any) -> int:
     """Cancel the letters still to be tried (queued, deferred, in doubt and retried) of the
     deliveries `where` selects; return how many.
@@ -124,11 +114,6 @@ def cancel_open_letters(*where: Any) -> int:
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-def cancel_trashed_recipients(campaign_id: int) -> int:
-    """Cancel the campaign's open letters to contacts now in the trash (before a claim)."""
-    return cancel_open_letters(Delivery.campaign_id == campaign_id, _in_trash())
 
 
 def _current_user_id() -> int | None:
