@@ -29,6 +29,7 @@ from dkim.canonicalization import (
     correct_empty_body,
     strip_trailing_lines,
 )
+from rq.timeouts import BaseTimeoutException
 
 RSA = "rsa"
 ED25519 = "ed25519"
@@ -285,8 +286,8 @@ class DkimSigner:
         try:
             message = _crlf_only(message)
             return self._signature(message, now) + message
-        except DkimSigningError:
-            raise
+        except (DkimSigningError, BaseTimeoutException):
+            raise  # the job's timeout is RQ's Exception: it ends the job, not the signature
         except Exception as error:  # dkimpy's parse errors, OpenSSL's: never send unsigned
             raise DkimSigningError(
                 f"the DKIM signature could not be made ({type(error).__name__}: {error})"

@@ -17,6 +17,7 @@ import smtplib
 import socket
 import ssl
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -207,6 +208,16 @@ def _pipeline(
 NO_SMTPUTF8 = "the address is not ASCII and the server does not offer SMTPUTF8"
 
 
+# The connections of this process that have a socket (a set that forgets closed ones).
+_OPEN: weakref.WeakSet[SmtpConnection] = weakref.WeakSet()
+
+
+def abort_all() -> int:
+    """Cut every SMTP connection of this process at once, from any thread (a job's
+    watchdog, workers/__main__.py): a read one is blocked in fails. How many were cut."""
+    return sum(connection.abort() for connection in list(_OPEN))
+
+
 class SmtpConnection:
     """One SMTP connection for a batch; connects lazily and reconnects after a drop.
 
@@ -242,8 +253,14 @@ class SmtpConnection:
     def __enter__(self) -> SmtpConnection:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *_exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # An exception on its way out (the job's timeout, a second SIGTERM, a lost Redis):
+        # no QUIT, whose answer a server that dribbles its replies could hold for ever
+        # (decision 0077); the socket is just closed.
+        self._drop()
 
     @property
     def connected(self) -> bool:
@@ -359,6 +376,7 @@ class SmtpConnection:
         self._client = client
         self._used = False
         self.connections_opened += 1
+        _OPEN.add(self)
         return None
 
     @staticmethod

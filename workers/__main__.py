@@ -32,9 +32,10 @@ from rq.serializers import JSONSerializer
 from rq.worker import WorkerStatus
 from sqlalchemy.orm import configure_mappers
 
-from campaign.services.sending.batches import wait_for_lease_threads
+from campaign.services.sending.batches import give_up_leases, wait_for_lease_threads
 from campaign.services.sending.deliveries import SEND_JOB
-from workers.context import request_stop
+from campaign.smtp import abort_all
+from workers.context import request_job_stop, request_stop
 
 log = logging.getLogger("workers")
 
@@ -94,6 +95,39 @@ def _without_fork(run: Any) -> Any:
 # themselves); the other jobs (imports, checks, webhooks, bulk edits) keep their horse.
 IN_PROCESS_JOBS = frozenset({SEND_JOB})
 
+# A job run in this process has no parent to SIGKILL it at its timeout + 60 s, as RQ does a
+# horse. RQ's SIGALRM ends it at its timeout; should it still run this long after (its
+# unwinding held by a server, the timeout swallowed), a watchdog cuts every SMTP connection
+# of the process and stops renewing its leases (the rows come back after their lease, the
+# letter in flight in doubt); and this long after, it ends the worker (os._exit: systemd's
+# Restart=always starts it again), as the horse's SIGKILL did.
+IN_PROCESS_ABORT_AFTER = 10.0
+IN_PROCESS_EXIT_AFTER = 60.0
+
+
+def _watch(job_id: str, timeout: float, done: threading.Event) -> None:
+    if done.wait(timeout + IN_PROCESS_ABORT_AFTER):
+        return
+    cut, keepers = abort_all(), give_up_leases()
+    log.error(
+        "job %s still runs %.0f s after its %.0f s timeout: %d SMTP connection(s) cut, "
+        "%d lease(s) no longer renewed",
+        job_id,
+        IN_PROCESS_ABORT_AFTER,
+        timeout,
+        cut,
+        keepers,
+    )
+    if done.wait(IN_PROCESS_EXIT_AFTER - IN_PROCESS_ABORT_AFTER):
+        return
+    log.critical(
+        "job %s still runs %.0f s after its timeout: the worker ends itself",
+        job_id,
+        IN_PROCESS_EXIT_AFTER,
+    )
+    logging.shutdown()
+    os._exit(70)  # EX_SOFTWARE; the rows come back after their lease, as after a kill
+
 
 class CampaignWorker(_PromptUnsubscribe, Worker):
     """RQ's forking worker (a work horse per job, send jobs in-process), stopping promptly."""
@@ -102,10 +136,34 @@ class CampaignWorker(_PromptUnsubscribe, Worker):
         if job.func_name not in IN_PROCESS_JOBS:
             super().execute_job(job, queue)
             return
-        # SimpleWorker.execute_job: the job runs here, under RQ's own timeout (SIGALRM).
-        execution = self.prepare_execution(job)
-        self.perform_job(job, queue, execution)
+        # SimpleWorker.execute_job: the job runs here, under RQ's own timeout (SIGALRM),
+        # and a watchdog for when that is not enough.
+        timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT
+        done = threading.Event()
+        if timeout and timeout > 0:
+            threading.Thread(
+                target=_watch,
+                args=(job.id, float(timeout), done),
+                name="job-watchdog",
+                daemon=True,
+            ).start()
+        try:
+            execution = self.prepare_execution(job)
+            self.perform_job(job, queue, execution)
+        finally:
+            done.set()
         self.set_state(WorkerStatus.IDLE)
+
+    def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        if self.horse_pid:
+            super().kill_horse(sig)
+            return
+        # The job runs in this very process (a send batch): RQ's kill_horse would be
+        # os.killpg(os.getpgid(0), ...), this worker's whole process group. RQ's stop-job
+        # and stop-execution commands call it unchecked; the job ends cooperatively instead,
+        # after the letter in hand, giving the rest of its rows back.
+        log.warning("worker %s: no work horse to kill; the current job is asked to stop", self.name)
+        request_job_stop()
 
     def get_heartbeat_ttl(self, job: Any, working_time: float = 0.0) -> int:
         if job.func_name in IN_PROCESS_JOBS:

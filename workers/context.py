@@ -14,6 +14,9 @@ _app: Flask | None = None
 # Set when the worker is asked to stop (SIGTERM, Ctrl-C on scripts/run): a long job ends
 # after the unit of work in hand (a letter), giving the rest back, instead of being killed.
 _stopping = threading.Event()
+# Set by RQ's stop-job command for the job running in this process (a send batch run by the
+# worker itself has no horse to kill); cleared when the next job starts.
+_job_stopping = threading.Event()
 
 
 def request_stop() -> None:
@@ -21,9 +24,15 @@ def request_stop() -> None:
     _stopping.set()
 
 
+def request_job_stop() -> None:
+    """Ask only the job running now to end after its current unit of work."""
+    _job_stopping.set()
+
+
 def stop_requested() -> bool:
-    """Whether this process was asked to stop (jobs ask between units of work)."""
-    return _stopping.is_set()
+    """Whether this process, or its current job, was asked to stop (jobs ask between
+    units of work)."""
+    return _stopping.is_set() or _job_stopping.is_set()
 
 
 def get_app() -> Flask:
@@ -45,6 +54,7 @@ def set_app(app: Flask) -> None:
 def job_context() -> Iterator[Flask]:
     """Run a job body with its own app context; roll back whatever it left uncommitted."""
     app = get_app()
+    _job_stopping.clear()
     with app.app_context():
         try:
             yield app

@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 
 from flask import render_template
 from flask_babel import force_locale
+from rq.timeouts import BaseTimeoutException
 
 from campaign.letters.formatting import format_date
 from campaign.letters.types import RenderedLetter
@@ -318,8 +319,8 @@ def letter_pdf(
     try:
         document = weasyprint.HTML(string=html, url_fetcher=_NoFetching(), base_url=None)
         pdf: bytes = document.write_pdf(pdf_variant="pdf/ua-1")
-    except PdfError:
-        raise
+    except (PdfError, BaseTimeoutException):
+        raise  # the job's timeout is RQ's Exception: it ends the job, not this letter
     except Exception as error:  # WeasyPrint raises many kinds; the sender needs one message
         kind = type(error).__name__
         raise PdfError(f"the PDF of this letter could not be made ({kind})") from error

@@ -16,7 +16,7 @@ import time
 import uuid
 import weakref
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
@@ -27,6 +27,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
 from redis.exceptions import RedisError
+from rq.timeouts import BaseTimeoutException
 from sqlalchemy import and_, bindparam, case, exists, func, or_, select, update
 
 from campaign import tls
@@ -274,6 +275,17 @@ def _release(
 
 # The lease threads of this process (a set that forgets ended threads by itself).
 _LEASE_THREADS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+# The lease keepers of this process's running batches.
+_KEEPERS: weakref.WeakSet[LeaseKeeper] = weakref.WeakSet()
+
+
+def give_up_leases() -> int:
+    """Stop renewing every lease this process holds (a send job's watchdog,
+    workers/__main__.py, when the job outlived its timeout): how many keepers stopped."""
+    keepers = list(_KEEPERS)
+    for keeper in keepers:
+        keeper.give_up()
+    return len(keepers)
 
 
 def wait_for_lease_threads(timeout: float) -> None:
@@ -315,7 +327,14 @@ class LeaseKeeper:
     def __enter__(self) -> LeaseKeeper:
         self._thread.start()
         _LEASE_THREADS.add(self._thread)
+        _KEEPERS.add(self)
         return self
+
+    def give_up(self) -> None:
+        """Renew no more, from any thread: the rows come back after their lease, and the
+        batch (holds() is False) sends no further letter."""
+        self.is_lost = True
+        self._stopped.set()
 
     def __exit__(self, *_exc: object) -> None:
         self._stopped.set()
@@ -853,6 +872,18 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
         semaphore.release()
 
 
+@contextlib.contextmanager
+def _quietly() -> Iterator[None]:
+    """contextlib.suppress(Exception), except the job's timeout: RQ's JobTimeoutException
+    is an Exception, and a batch that swallowed it would run on with no timeout at all."""
+    try:
+        yield
+    except BaseTimeoutException:
+        raise
+    except Exception:  # noqa: S110 - what suppress(Exception) did
+        pass
+
+
 class _WorkerStopping(Exception):
     """Raised out of a pace or connection-slot wait when the worker is asked to stop."""
 
@@ -894,7 +925,7 @@ def _stop_for_worker(batch: _Batch) -> None:
 def _stop_lease_lost(batch: _Batch) -> None:
     # Whatever is still ours goes back; if the database is away this fails too, and the
     # reconciler takes the rows back when their lease runs out.
-    with contextlib.suppress(Exception):
+    with _quietly():
         batch.result.released += _release(
             batch.claim_id,
             campaign_id=batch.campaign_id,
@@ -1086,20 +1117,23 @@ class _StopFlag:
         return is_up
 
     def settle(self) -> None:
-        """Read an answer nobody asked for; never raises (it runs while an error may be
-        on its way out, which must not be replaced by one about this connection)."""
-        with contextlib.suppress(Exception):
-            self.answer()
-        self._give_back(broken=True)
+        """Read an answer nobody asked for; raises nothing but the job's timeout (it runs
+        while an error may be on its way out, which must not be replaced by one about this
+        connection)."""
+        try:
+            with _quietly():
+                self.answer()
+        finally:
+            self._give_back(broken=True)
 
     def _give_back(self, *, broken: bool) -> None:
         connection, self.connection = self.connection, None
         if connection is None:
             return
         if broken:
-            with contextlib.suppress(Exception):
+            with _quietly():
                 connection.disconnect()
-        with contextlib.suppress(Exception):
+        with _quietly():
             self.pool.release(connection)
 
 
@@ -1157,6 +1191,8 @@ def _build(
         )
     except (LookupError, MessageError) as error:
         return None, "", [], "", str(error)
+    except BaseTimeoutException:
+        raise  # the job's timeout (an Exception in RQ): the letter was not built, not bad
     except Exception as error:
         # A bug in rendering one letter must not stop the campaign nor loop the batch for
         # ever: the row records it, the log keeps the traceback.
