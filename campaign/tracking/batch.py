@@ -19,7 +19,10 @@ depended on it: with Redis away the reader got the image all the same). What tha
 - Redis unreachable: hits are kept in the process, up to MAX_PENDING_HITS, and pushed when
   Redis answers again (tried every REDIS_RETRY_SECONDS); past that cap they are dropped
   and counted in the rare warning. A process killed or stopped while Redis is away loses
-  what it kept. (Round one recorded none of them.)
+  what it kept. (Round one recorded none of them.) While Redis is away, one network (the
+  push script's /24 or /48) may hold at most its per-minute limit for each minute begun
+  of the outage: a flooder cannot crowd out other readers' hits with hits the limit would
+  refuse anyway; the rest are counted lost as well.
 - a command whose answer was lost with its connection is sent again on a new one: Redis may
   then hold some hits twice, which the flush stores once (their hit keys are unique).
 """
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +72,10 @@ class HitQueue:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: Any = None
         self._last_error: BaseException | None = None
+        # While Redis is away (a push failed, none succeeded since): since when
+        # (time.monotonic()), and the hits each network holds meanwhile.
+        self._held_since: float | None = None
+        self._held_by_network: dict[str, int] = {}
 
     def configure(self, pusher: HitPusher, redis_url: str, on_lost: LostHits) -> None:
         self.pusher, self.redis_url, self.on_lost = pusher, redis_url, on_lost
@@ -78,6 +86,10 @@ class HitQueue:
             # Redis has been away for a while: this one is not kept.
             self.on_lost(self._last_error or RedisError("too many hits waiting for Redis"), 1)
             return
+        if self._held_since is not None and not self._hold(hit):
+            # Over its network's limit for this outage: Redis would refuse it anyway.
+            self.on_lost(self._last_error or RedisError("too many hits from one network"), 1)
+            return
         self.pending.append(hit)
         if self._task is None:
             loop = asyncio.get_running_loop()
@@ -85,6 +97,20 @@ class HitQueue:
                 # A connection belongs to its loop (tests run one loop after another).
                 self._loop, self._connection = loop, None
             self._task = loop.create_task(self._push_pending())
+
+    def _hold(self, hit: Hit) -> bool:
+        """Whether `hit` may be kept while Redis is away: its network (the push script's
+        rate key) holds fewer than the per-minute limit for each minute begun of the outage."""
+        per_minute = self.pusher.per_minute if self.pusher is not None else 0
+        if per_minute <= 0 or self._held_since is None:
+            return True
+        network = hit.ip_prefix or "unknown"
+        held = self._held_by_network.get(network, 0)
+        minutes = int((time.monotonic() - self._held_since) // 60) + 1
+        if held >= per_minute * minutes:
+            return False
+        self._held_by_network[network] = held + 1
+        return True
 
     async def drain(self, timeout: float = DRAIN_SECONDS) -> None:
         """Wait until every queued hit is pushed, at most `timeout`; count the rest lost.
@@ -114,10 +140,15 @@ class HitQueue:
                 except (RedisError, OSError) as error:
                     # Kept, in order: pushed once Redis answers again.
                     self._last_error = error
+                    if self._held_since is None:
+                        self._held_since = time.monotonic()
                     await asyncio.sleep(REDIS_RETRY_SECONDS)
                     continue
                 # Only this task takes from the front; requests append behind.
                 del self.pending[: len(hits)]
+                if self._held_since is not None:
+                    # Redis answers again: its own limit applies to new hits.
+                    self._held_since, self._held_by_network = None, {}
                 pusher.settle(outcomes)
         finally:
             self._task = None

@@ -129,3 +129,53 @@ def test_hits_answered_while_redis_is_away_are_kept_and_pushed_when_it_is_back(
         if process is not None:
             process.kill()
             process.wait(timeout=10)
+
+
+def test_one_network_flooding_while_redis_is_away_does_not_crowd_out_other_readers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch, "REDIS_RETRY_SECONDS", 0.05)
+    server = EmbeddedRedis(tmp_path / "redis")  # not started yet: Redis is away
+    process = None
+    redis = Redis.from_url(server.url, socket_timeout=2)
+    lost: list[int] = []
+    queue = batch.HitQueue(max_pending=1000)
+    pusher = buffer.HitPusher(redis, "hits", per_minute=50, rate_prefix="rate:")
+    queue.configure(pusher, server.url, lambda _e, n: lost.append(n))
+
+    def hit(n: int, address: str) -> buffer.Hit:
+        return buffer.new_hit(
+            TrackingKind.OPEN,
+            campaign_id=1,
+            delivery_id=n,
+            link_id=None,
+            remote_addr=address,
+            user_agent="mail client",
+        )
+
+    # 2,000 hits from one /24, and among them one each from 100 other readers' networks.
+    flood = [hit(n, "203.0.113.9") for n in range(2000)]
+    others = [hit(10_000 + n, f"10.0.{n}.1") for n in range(100)]
+    hits = [h for n, h in enumerate(flood) for h in ([others[n // 20], h] if n % 20 == 0 else [h])]
+
+    async def outage() -> None:
+        nonlocal process
+        queue.add(others[0])  # the pusher finds Redis away
+        await asyncio.sleep(0.1)
+        for one in hits[1:]:
+            queue.add(one)
+        process = server.start(daemonize=False)
+        await queue.drain(timeout=10)
+
+    try:
+        _run_loop(outage())
+        stored = [buffer.decode_hit(raw) for raw in redis.lrange("hits", 0, -1)]
+        ids = [one.delivery_id for one in stored if one]
+        assert sorted(n for n in ids if n >= 10_000) == list(range(10_000, 10_100))
+        flooder = [n for n in ids if n < 10_000]
+        assert 0 < len(flooder) <= 50
+        assert sum(lost) == 2000 - len(flooder) and not queue.pending
+    finally:
+        if process is not None:
+            process.kill()
+            process.wait(timeout=10)
