@@ -273,6 +273,17 @@ def _release(
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def _hand_back(batch: _Batch) -> int:
+    """Give the rows this batch still holds back to the queue, unsent (attempts unchanged)."""
+    return _release(
+        batch.claim_id,
+        campaign_id=batch.campaign_id,
+        status=DeliveryStatus.QUEUED.value,
+        note="",
+        next_attempt_at=None,
+    )
+
+
 # The lease threads of this process (a set that forgets ended threads by itself).
 _LEASE_THREADS: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 # The lease keepers of this process's running batches.
@@ -749,13 +760,7 @@ def send_batch(
             # Redis went away (the limits and flags live there): nothing more is sent; the rows
             # not yet written to go back to the ledger at once, for the next job.
             db.session.rollback()
-            result.released += _release(
-                claim_id,
-                campaign_id=campaign_id,
-                status=DeliveryStatus.QUEUED.value,
-                note="",
-                next_attempt_at=None,
-            )
+            result.released += _hand_back(batch)
             result.stopped = f"Redis could not be reached ({type(error).__name__})"
             log.warning("campaign %s: %s; the batch's rows go back", campaign_id, result.stopped)
             commit()
@@ -817,13 +822,7 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
         _stop_for_worker(batch)
         return
     if not has_slot:
-        result.released += _release(
-            batch.claim_id,
-            campaign_id=batch.campaign_id,
-            status=DeliveryStatus.QUEUED.value,
-            note="",
-            next_attempt_at=None,
-        )
+        result.released += _hand_back(batch)
         result.stopped = "all the SMTP account's connections were in use"
         batch.commit()
         return
@@ -853,13 +852,7 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
                     return
                 if clock - started >= lease / 2:
                     # Stay well inside the lease and the job's timeout; another job goes on.
-                    result.released += _release(
-                        batch.claim_id,
-                        campaign_id=batch.campaign_id,
-                        status=DeliveryStatus.QUEUED.value,
-                        note="",
-                        next_attempt_at=None,
-                    )
+                    result.released += _hand_back(batch)
                     result.stopped = "the batch used its time; the rest goes to the next job"
                     batch.commit()
                     return
@@ -911,13 +904,7 @@ def _stoppable_sleep(should_stop: Callable[[], bool] | None) -> Callable[[float]
 def _stop_for_worker(batch: _Batch) -> None:
     # Ctrl-C or a deploy: the letter in hand was sent; the rest is not held until the
     # lease runs out but goes back now, for the next worker.
-    batch.result.released += _release(
-        batch.claim_id,
-        campaign_id=batch.campaign_id,
-        status=DeliveryStatus.QUEUED.value,
-        note="",
-        next_attempt_at=None,
-    )
+    batch.result.released += _hand_back(batch)
     batch.result.stopped = "the worker is stopping; the rest goes to the next job"
     batch.commit()
 
@@ -926,13 +913,7 @@ def _stop_lease_lost(batch: _Batch) -> None:
     # Whatever is still ours goes back; if the database is away this fails too, and the
     # reconciler takes the rows back when their lease runs out.
     with _quietly():
-        batch.result.released += _release(
-            batch.claim_id,
-            campaign_id=batch.campaign_id,
-            status=DeliveryStatus.QUEUED.value,
-            note="",
-            next_attempt_at=None,
-        )
+        batch.result.released += _hand_back(batch)
         batch.commit()
     batch.result.stopped = "the claim's lease could not be renewed; the rows go back"
     log.warning("campaign %s: %s", batch.campaign_id, batch.result.stopped)
@@ -1380,13 +1361,7 @@ def _pause(batch: _Batch, reason: str | LazyString) -> None:
     if campaign is not None:
         # A lazy reason is kept as its message, read later in each reader's language.
         pause_campaign(campaign, reason=stored_text.dump(reason))
-    batch.result.released += _release(
-        batch.claim_id,
-        campaign_id=batch.campaign_id,
-        status=DeliveryStatus.QUEUED.value,
-        note="",
-        next_attempt_at=None,
-    )
+    batch.result.released += _hand_back(batch)
     batch.result.stopped = str(reason)
     log.warning("campaign %s paused: %s", batch.campaign_id, reason)
     batch.commit()
