@@ -145,23 +145,26 @@ def sync_search_index(connection: Any) -> None:
         connection.execute(text(statement), {"highest": highest})
 
 
+def _index_parts_found(connection: Any) -> int | None:
+    """How many parts of SQLite's search index (table, queue, triggers) exist; None
+    elsewhere."""
+    if connection.dialect.name != "sqlite":
+        return None
+    return int(connection.exec_driver_sql(_INDEX_PARTS, _INDEX_PART_NAMES).scalar() or 0)
+
+
 def search_index_usable(connection: Any) -> bool:
     """Whether this database is SQLite with the FTS5 index of the key and the triggers
     that keep it (migration 0021): the search may take its candidates from it."""
-    if connection.dialect.name != "sqlite":
-        return False
-    found = connection.exec_driver_sql(_INDEX_PARTS, _INDEX_PART_NAMES).scalar()
-    return bool(found == len(_INDEX_PART_NAMES))
+    return _index_parts_found(connection) == len(_INDEX_PART_NAMES)
 
 
 def repair_search_index(connection: Any) -> bool:
     """Put back the triggers of SQLite's search index if something dropped them (a batch
     migration rebuilding `contacts`), and rebuild the index, whose rows may have gone
     stale meanwhile. True if it had to. A no-op elsewhere and without the index."""
-    if connection.dialect.name != "sqlite":
-        return False
-    found = connection.exec_driver_sql(_INDEX_PARTS, _INDEX_PART_NAMES).scalar()
-    if found in (0, len(_INDEX_PART_NAMES)):
+    found = _index_parts_found(connection)
+    if found in (None, 0, len(_INDEX_PART_NAMES)):
         return False
     for statement in SEARCH_TRIGGERS.values():
         connection.exec_driver_sql(statement)
