@@ -109,6 +109,9 @@ def audience(live_server: LiveServer) -> dict[str, int]:
     return ids
 
 
+LETTER_DRAWN = re.compile("No problems found in this letter|The letter is up to date")
+
+
 def _flat(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
@@ -124,7 +127,11 @@ def _write_statement(page: Page) -> None:
     expect(page.get_by_text("Statement “Summit letter” created as a draft.")).to_be_visible()
 
     for language, name in (("fr", "French"), ("ru", "Russian")):
+        # The live letter above the form appears once drawn and pushes the form down: a
+        # click before then can land beside "Add a language" (CI run of stop 27).
+        expect(page.locator("#live-text .live-status")).to_have_text(LETTER_DRAWN)
         page.locator("#add-language summary").click()
+        expect(page.locator("#add-language")).to_have_attribute("open", "")
         form = page.locator("#add-language")
         form.get_by_label("Language (BCP 47").fill(language)
         form.get_by_label("Subject", exact=True).fill(TEXTS[language]["subject"])
