@@ -52,3 +52,22 @@ def run_worker(settings: dict[str, str], *arguments: str) -> subprocess.Complete
         timeout=60,
         check=False,
     )
+
+
+def launch_to_envoys(count: int) -> tuple[int, list[str]]:
+    """A campaign launched to `count` envoys (envoy0@embassy.example, ...), from the app's
+    default sender, and committed: its send jobs wait in the queue for the worker. Run in
+    the context of `app_for`'s app. The campaign's id, and the addresses in order."""
+    from flask import current_app
+
+    from tests.factories import CampaignFactory
+
+    emails = [f"envoy{n}@embassy.example" for n in range(count)]
+    campaign = CampaignFactory(
+        name="Free the defenders",
+        recipients=emails,
+        from_address=current_app.config["MAIL_DEFAULT_SENDER"],
+        launched=True,
+        commit=True,  # the send jobs are queued when the launch commits
+    )
+    return int(campaign.id), emails

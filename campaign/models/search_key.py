@@ -186,7 +186,8 @@ def _note_contact_statement(
 ) -> None:
     # Only a statement that wrote contacts (an INSERT, UPDATE or DELETE actually sent to
     # SQLite) calls for the sync: a commit that wrote none must not take the write lock.
-    if context is None or connection.dialect.name != "sqlite":
+    # (Listening on SQLite's engines only: install_search_index_maintenance.)
+    if context is None:
         return
     compiled = context.compiled
     if compiled is None or not (context.isinsert or context.isupdate or context.isdelete):
@@ -212,15 +213,20 @@ def _sync_before_commit(session: Any) -> None:
 
 def install_search_index_maintenance(session: Any) -> None:
     """Keep SQLite's index of the key current at each commit that wrote contacts (once per
-    session factory, however many apps share it)."""
-    from sqlalchemy.engine import Engine
+    session factory and engine, however many apps share them).
 
+    The statement hooks go on the session's engine, and only if it is SQLite's: on
+    PostgreSQL the trigram index keeps itself, and no statement should pay for a hook.
+    """
     if not event.contains(session, "before_commit", _sync_before_commit):
         event.listen(session, "before_commit", _sync_before_commit)
+    engine = session.get_bind()
+    if engine.dialect.name != "sqlite":
+        return
     for name, hook in (
         ("after_cursor_execute", _note_contact_statement),
         ("rollback", _forget_contact_writes),
         ("commit", _forget_contact_writes),
     ):
-        if not event.contains(Engine, name, hook):
-            event.listen(Engine, name, hook)
+        if not event.contains(engine, name, hook):
+            event.listen(engine, name, hook)

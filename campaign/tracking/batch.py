@@ -36,14 +36,16 @@ from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio.connection import ConnectionPool
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from campaign.tracking.buffer import (
+    BROKEN_CONNECTION,
     MAX_HITS_PER_COMMAND,
     REDIS_RETRY_SECONDS,
     REDIS_TIMEOUT_SECONDS,
     Hit,
     HitPusher,
+    push_tries,
 )
 
 log = logging.getLogger(__name__)
@@ -154,32 +156,30 @@ class HitQueue:
             self._task = None
 
     async def _round_trip(self, pusher: HitPusher, hits: list[Hit]) -> list[int]:
-        """One EVALSHA and its reply: once more on a new connection when the kept one broke,
-        and after loading the script when Redis does not know it."""
-        command = pusher.command(hits)
-        for attempt in range(3):
+        """Push `hits` on the loop's connection (a new one when there is none), as
+        buffer.push_tries says."""
+        tries = push_tries(pusher, hits)
+        reply: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                command = tries.send(reply) if error is None else tries.throw(error)
+            except StopIteration as done:
+                outcomes: list[int] = done.value
+                return outcomes
             connection = self._connection
             try:
                 if connection is None:
                     connection = self._connection = self._new_connection()
                     await connection.connect()
                 await connection.send_packed_command(command, check_health=False)
-                reply = await connection.read_response()
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await connection.send_packed_command(pusher.script_load_command())
-                pusher.set_sha(await connection.read_response())
-                command = pusher.command(hits)
-                continue
-            except (RedisError, OSError):
-                self._connection = None
-                await connection.disconnect()
-                if attempt >= 1:
-                    raise
-                continue
-            return [int(outcome) for outcome in reply]
-        raise AssertionError("unreachable")
+                reply, error = await connection.read_response(), None
+            except (RedisError, OSError) as failed:
+                if isinstance(failed, BROKEN_CONNECTION):
+                    self._connection = None
+                    if connection is not None:
+                        await connection.disconnect()
+                reply, error = None, failed
 
     def _new_connection(self) -> Any:
         pool = ConnectionPool.from_url(

@@ -18,7 +18,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,7 @@ from typing import Any
 from flask import current_app
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -54,7 +54,8 @@ REDIS_RETRY_SECONDS = 1.0
 MAX_BUFFERED_HITS = 1_000_000
 # Hits one push command carries at most (Lua's unpack() takes a few thousand values).
 MAX_HITS_PER_COMMAND = 500
-# At most one "buffer full" warning per process per this many seconds, with the count.
+# At most one warning of a kind (buffer full, a network over its limit, Redis away: each a
+# RareWarning) per process per this many seconds, with the count.
 FULL_WARNING_SECONDS = 60.0
 
 # Append hits ARGV[3..] to the list KEYS[1], each unless the list already holds ARGV[1]
@@ -251,6 +252,68 @@ def new_hit(
     )
 
 
+class RareWarning:
+    """Count what went wrong and log it at most once a minute (FULL_WARNING_SECONDS), with
+    the count since the last line: a hit lost while Redis (or the database) is down, or
+    dropped by a full buffer or a network's limit, must not write a log line per reader.
+
+    `message` takes its values by name: %(count)d, how many since the last line, and the
+    `details` given to `note` (the last error, a limit).
+    """
+
+    def __init__(self, logger: logging.Logger, message: str) -> None:
+        self.logger = logger
+        self.message = message
+        self.lock = threading.Lock()
+        self.count = 0
+        self.warned_at: float | None = None
+
+    def note(self, count: int = 1, **details: object) -> None:
+        with self.lock:
+            self.count += count
+            now = time.monotonic()
+            if self.warned_at is not None and now - self.warned_at < FULL_WARNING_SECONDS:
+                return
+            count, self.count, self.warned_at = self.count, 0, now
+        self.logger.warning(self.message, {"count": count, **details})
+
+
+# Errors after which a connection to Redis is taken for broken (Redis restarted, a timeout):
+# its owner drops it, and the push is sent once more on a new one.
+BROKEN_CONNECTION = (RedisConnectionError, RedisTimeoutError, OSError)
+# What the owner of a connection does for a push (push_tries): send each command it is given
+# (RESP bytes) and give back the reply, or throw in the error met (after dropping a broken
+# connection); the push's outcomes come back when it ends (StopIteration's value).
+PushTries = Generator[bytes, Any, list[int]]
+
+
+def push_tries(pusher: HitPusher, hits: Sequence[Hit]) -> PushTries:
+    """The retry policy of one push, apart from its input and output: the same for the web
+    unit's pusher (HitPusher, a blocking connection per thread) and the tracking unit's
+    (batch.HitQueue, on an event loop).
+
+    The command is sent at most three times: again after loading the script when Redis
+    does not know it (a restarted Redis forgets its scripts), and once more on a new
+    connection when the kept one broke (Redis restarted). Anything else, and a second
+    broken connection, is raised to the owner.
+    """
+    command = pusher.command(hits)
+    for attempt in range(3):
+        try:
+            reply = yield command
+        except NoScriptError:
+            if attempt == 2:
+                raise
+            pusher.set_sha((yield pusher.script_load_command()))
+            command = pusher.command(hits)
+        except BROKEN_CONNECTION:
+            if attempt >= 1:
+                raise
+        else:
+            return [int(outcome) for outcome in reply]
+    raise AssertionError("unreachable")
+
+
 class HitPusher:
     """Appends hits to the buffer until it holds `cap`; past that drops them, warning rarely.
 
@@ -280,9 +343,17 @@ class HitPusher:
         # round trip's own Python (decision 0076).
         self._local = threading.local()
         self._down_until = 0.0  # time.monotonic() before which Redis is not tried
-        self._lock = threading.Lock()
-        self._dropped = {_FULL: 0, _LIMITED: 0}  # since the last warning of each kind
-        self._warned_at: dict[int, float] = {}
+        self._full = RareWarning(
+            log,
+            "tracking buffer full (%(cap)d hits waiting): %(count)d hit(s) dropped; is a "
+            "worker running the flush (campaign flush-tracking writes it by hand)?",
+        )
+        # Never the network itself: the log is not where readers' whereabouts go.
+        self._limited = RareWarning(
+            log,
+            "tracking hits over the limit of %(limit)d a minute from one network: %(count)d "
+            "hit(s) not recorded (CAMPAIGN_TRACKING_HITS_PER_MINUTE)",
+        )
 
     def push(self, hit: Hit) -> bool:
         """Append `hit`; False if the buffer was full or its network over the limit.
@@ -321,62 +392,40 @@ class HitPusher:
         if appended < len(outcomes):
             limited = outcomes.count(_LIMITED)
             if limited:
-                self._note_drop(_LIMITED, limited)
+                self._limited.note(limited, limit=self.per_minute)
             if len(outcomes) - appended - limited:
-                self._note_drop(_FULL, len(outcomes) - appended - limited)
+                self._full.note(len(outcomes) - appended - limited, cap=self.cap)
         return appended
 
-    def _evalsha(self, hits: Sequence[Hit]) -> Any:
-        """Run the push script on this thread's connection: once more on a new connection
-        when the kept one broke (Redis restarted), and after loading the script when
-        Redis does not know it (a restarted Redis forgets its scripts). Raises at once
-        while Redis is taken for down (REDIS_RETRY_SECONDS)."""
+    def _evalsha(self, hits: Sequence[Hit]) -> list[int]:
+        """Push `hits` on this thread's connection, as push_tries says. Raises at once
+        while Redis is taken for down (REDIS_RETRY_SECONDS), and takes it for down when
+        the push gave up on a broken connection."""
         if self._down_until and time.monotonic() < self._down_until:
             raise RedisConnectionError("Redis did not answer a moment ago; not tried again yet")
         connection = getattr(self._local, "connection", None)
         if connection is None:
             pool = self.redis.connection_pool
             connection = self._local.connection = pool.connection_class(**pool.connection_kwargs)
-        command = self.command(hits)
-        for attempt in range(3):
+        tries = push_tries(self, hits)
+        reply: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                command = tries.send(reply) if error is None else tries.throw(error)
+            except StopIteration as done:
+                outcomes: list[int] = done.value
+                return outcomes
+            except BROKEN_CONNECTION:
+                self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
+                raise
             try:
                 connection.send_packed_command([command], check_health=False)
-                return connection.read_response()
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                self._push.sha = self.redis.script_load(_PUSH_BELOW_CAP)
-                command = self.command(hits)
-            except (RedisConnectionError, RedisTimeoutError, OSError):
-                connection.disconnect()
-                if attempt >= 1:
-                    self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
-                    raise
-        raise AssertionError("unreachable")
-
-    def _note_drop(self, why: int, count: int = 1) -> None:
-        with self._lock:
-            self._dropped[why] += count
-            now = time.monotonic()
-            warned = self._warned_at.get(why)
-            if warned is not None and now - warned < FULL_WARNING_SECONDS:
-                return
-            dropped, self._dropped[why], self._warned_at[why] = self._dropped[why], 0, now
-        if why == _LIMITED:
-            # Never the network itself: the log is not where readers' whereabouts go.
-            log.warning(
-                "tracking hits over the limit of %d a minute from one network: %d hit(s) "
-                "not recorded (CAMPAIGN_TRACKING_HITS_PER_MINUTE)",
-                self.per_minute,
-                dropped,
-            )
-            return
-        log.warning(
-            "tracking buffer full (%d hits waiting): %d hit(s) dropped; is a worker running "
-            "the flush (campaign flush-tracking writes it by hand)?",
-            self.cap,
-            dropped,
-        )
+                reply, error = connection.read_response(), None
+            except (RedisError, OSError) as failed:
+                if isinstance(failed, BROKEN_CONNECTION):
+                    connection.disconnect()
+                reply, error = None, failed
 
 
 def _resp(*args: str | int) -> bytes:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -39,8 +37,8 @@ from campaign.i18n import LANGUAGES, choose_language
 from campaign.models.tracking import TrackedLink, TrackingKind
 from campaign.tracking.batch import HitQueue
 from campaign.tracking.buffer import (
-    FULL_WARNING_SECONDS,
     HitPusher,
+    RareWarning,
     buffer_redis_url,
     hit_pusher,
     new_hit,
@@ -106,26 +104,6 @@ def finished(answer: _Answer, *, is_hit: bool) -> _Answer:
     )
 
 
-class _RareWarning:
-    """Count what went wrong and log it at most once a minute, with the count: a hit that
-    fails while Redis (or the database) is down must not write a log line per reader."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message  # %d: how many since the last warning; %s: the last error
-        self.lock = threading.Lock()
-        self.count = 0
-        self.warned_at: float | None = None
-
-    def note(self, error: BaseException, count: int = 1) -> None:
-        with self.lock:
-            self.count += count
-            now = time.monotonic()
-            if self.warned_at is not None and now - self.warned_at < FULL_WARNING_SECONDS:
-                return
-            count, self.count, self.warned_at = self.count, 0, now
-        log.warning(self.message, count, error)
-
-
 class TrackingMiddleware:
     """Answer tracking hits; hand everything else to `next_app` (Flask's own wsgi_app)."""
 
@@ -140,9 +118,13 @@ class TrackingMiddleware:
         # Made on the first hit (inside an app context), then shared by the process's threads.
         self.pusher: HitPusher | None = None
         # The error names Redis's (or the database's) address, never the reader's.
-        self.lost_hits = _RareWarning("%d tracking hit(s) not recorded: Redis is unavailable (%s)")
-        self.unread_links = _RareWarning(
-            "%d click(s) answered 503: their link could not be read from the database (%s)"
+        self.lost_hits = RareWarning(
+            log, "%(count)d tracking hit(s) not recorded: Redis is unavailable (%(error)s)"
+        )
+        self.unread_links = RareWarning(
+            log,
+            "%(count)d click(s) answered 503: their link could not be read from the database"
+            " (%(error)s)",
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -173,7 +155,7 @@ class TrackingMiddleware:
                     url = self._link_url(read.campaign_id, read.link_id, environ)
                 except SQLAlchemyError as error:
                     # Not counted: the reader will click again, and the hit counts then.
-                    self.unread_links.note(error)
+                    self.unread_links.note(error=error)
                     return self.unavailable(environ)
                 if url is not None:
                     if is_hit and not environ.get(ABANDONED):
@@ -243,7 +225,7 @@ class TrackingMiddleware:
             # On the tracking unit's event loop: pushed with the loop turn's other hits.
             if queue.pusher is None:
                 with self.flask_app.app_context():
-                    queue.configure(hit_pusher(), buffer_redis_url(), self.lost_hits.note)
+                    queue.configure(hit_pusher(), buffer_redis_url(), self._hits_lost)
             queue.add(hit)
             return
         try:
@@ -255,7 +237,10 @@ class TrackingMiddleware:
             self.pusher.push(hit)
         except RedisError as error:
             # The reader still gets the image or the page; only the count misses this hit.
-            self.lost_hits.note(error)
+            self._hits_lost(error)
+
+    def _hits_lost(self, error: BaseException, count: int = 1) -> None:
+        self.lost_hits.note(count, error=error)
 
 
 def install(app: Flask) -> None:

@@ -20,19 +20,13 @@ from sqlalchemy import select
 
 from campaign.config import PROJECT_ROOT
 from campaign.extensions import db
-from campaign.models import Campaign, Delivery, DeliveryStatus
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
-from campaign.services.sending import batches, campaigns
-from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.statements import statements
+from campaign.models import Delivery, DeliveryStatus
+from campaign.services.sending import batches
 from campaign.smtp import SmtpConnection, SmtpSettings
 from tests import servers
-from tests.burst_worker import app_for, worker_settings
+from tests.burst_worker import app_for, launch_to_envoys, worker_settings
 from tests.fault_smtp import FaultSmtpServer
 from tests.services.test_sending import _launch, _rows, app_overrides  # noqa: F401
-
-BODY = "{{ salutation }}\n\nRelease the defenders now.\n\n{{ closing }}\n"
 
 
 class Dribbler:
@@ -127,20 +121,7 @@ def test_a_send_job_held_by_a_relay_frees_the_worker_and_its_rows(
     )
     app = app_for(settings)
     with app.app_context():
-        statement = statements.create_statement("Free", language="en", subject="Free", body=BODY)
-        contact_list = lists.create_list("Embassies")
-        emails = [f"envoy{n}@embassy.example" for n in range(3)]
-        lists.add_contacts(
-            contact_list, [create_contact({"email": e, "family_name": "E"}).id for e in emails]
-        )
-        campaign = campaigns.create_campaign(
-            statement,
-            audience=AudienceSpec((f"list:{contact_list.id}",)),
-            from_address="HRN <office@hrn.example.org>",
-        )
-        db.session.commit()
-        assert campaigns.launch_campaign(db.session.get(Campaign, campaign.id))
-        db.session.commit()
+        campaign_id, emails = launch_to_envoys(3)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_")}
         env.update(settings)
         worker = subprocess.Popen(
@@ -164,7 +145,7 @@ def test_a_send_job_held_by_a_relay_frees_the_worker_and_its_rows(
         while True:
             db.session.rollback()
             leases = db.session.scalars(
-                select(Delivery.lease_until).where(Delivery.campaign_id == campaign.id)
+                select(Delivery.lease_until).where(Delivery.campaign_id == campaign_id)
             ).all()
             if all(lease is None or lease < batches._now() for lease in leases):
                 break
@@ -172,7 +153,7 @@ def test_a_send_job_held_by_a_relay_frees_the_worker_and_its_rows(
             time.sleep(0.2)
         batches.reconcile(commit=db.session.commit)
         rows = db.session.execute(
-            select(Delivery.email, Delivery.status).where(Delivery.campaign_id == campaign.id)
+            select(Delivery.email, Delivery.status).where(Delivery.campaign_id == campaign_id)
         ).all()
         # The letter in flight may have gone out: in doubt; the two others go again.
         assert sorted(rows) == [

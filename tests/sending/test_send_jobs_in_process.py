@@ -10,17 +10,10 @@ from typing import Any
 from sqlalchemy import select
 
 from campaign.extensions import db
-from campaign.models import Campaign, Delivery
+from campaign.models import Delivery
 from campaign.queue import get_queue
-from campaign.services.contacts import lists
-from campaign.services.contacts.contacts import create_contact
-from campaign.services.sending import campaigns
-from campaign.services.sending.campaigns import AudienceSpec
-from campaign.services.statements import statements
 from tests import servers
-from tests.burst_worker import app_for, run_worker, worker_settings
-
-BODY = "{{ salutation }}\n\nRelease the defenders now.\n\n{{ closing }}\n"
+from tests.burst_worker import app_for, launch_to_envoys, run_worker, worker_settings
 
 
 def process_id_job() -> int:
@@ -46,30 +39,14 @@ def test_send_batches_run_in_the_worker_and_other_jobs_in_a_horse(
     )
     app = app_for(settings)
     with app.app_context():
-        statement = statements.create_statement(
-            "Free the defenders", language="en", subject="Free the defenders", body=BODY
-        )
-        emails = [f"envoy{n}@embassy.example" for n in range(5)]
-        contact_list = lists.create_list("Embassies")
-        lists.add_contacts(
-            contact_list,
-            [create_contact({"email": e, "family_name": f"Envoy {e[5]}"}).id for e in emails],
-        )
-        campaign = campaigns.create_campaign(
-            statement,
-            audience=AudienceSpec((f"list:{contact_list.id}",)),
-            from_address="Human Rights Network <office@hrn.example.org>",
-        )
-        db.session.commit()
-        assert campaigns.launch_campaign(db.session.get(Campaign, campaign.id))
-        db.session.commit()  # the send jobs are queued after this commit
+        campaign_id, emails = launch_to_envoys(5)
         other = get_queue().enqueue(f"{__name__}.process_id_job")
 
         finished = run_worker(settings, "--burst", "--log-level", "WARNING")
         assert finished.returncode == 0, finished.stderr
 
         db.session.rollback()
-        rows = list(db.session.scalars(select(Delivery).where(Delivery.campaign_id == campaign.id)))
+        rows = list(db.session.scalars(select(Delivery).where(Delivery.campaign_id == campaign_id)))
         assert sorted((row.email, row.status) for row in rows) == [(e, "sent") for e in emails]
         received = fault_smtp.by_recipient()
         assert sorted(received) == emails
