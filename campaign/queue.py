@@ -82,20 +82,29 @@ def discard_pending_jobs(session: Session, func: str, *args: Any) -> None:
 
 
 def install_commit_hooks(session_factory: Any) -> None:
-    @event.listens_for(session_factory, "after_commit")
-    def _flush_jobs(session: Session) -> None:
-        pending = session.info.pop(_PENDING_KEY, [])
-        if not pending:
-            return
-        for kind in dict.fromkeys(job[4] for job in pending):
-            get_queue(kind).enqueue_many(
-                [
-                    Queue.prepare_data(func, args=args, kwargs=kwargs, **options)
-                    for func, args, kwargs, options, queue in pending
-                    if queue == kind
-                ]
-            )
+    """Queue a session's pending jobs when it commits, drop them when it rolls back.
 
-    @event.listens_for(session_factory, "after_rollback")
-    def _drop_jobs(session: Session) -> None:
-        session.info.pop(_PENDING_KEY, None)
+    Once per session factory, however many apps share it (an app per test would otherwise
+    add a pair of hooks per test, each run at every commit).
+    """
+    for name, hook in (("after_commit", _flush_jobs), ("after_rollback", _drop_jobs)):
+        if not event.contains(session_factory, name, hook):
+            event.listen(session_factory, name, hook)
+
+
+def _flush_jobs(session: Session) -> None:
+    pending = session.info.pop(_PENDING_KEY, [])
+    if not pending:
+        return
+    for kind in dict.fromkeys(job[4] for job in pending):
+        get_queue(kind).enqueue_many(
+            [
+                Queue.prepare_data(func, args=args, kwargs=kwargs, **options)
+                for func, args, kwargs, options, queue in pending
+                if queue == kind
+            ]
+        )
+
+
+def _drop_jobs(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)

@@ -110,22 +110,26 @@ def install_bulk_key_maintenance(session: Any) -> None:
 
     Mapper events do not fire for bulk statements; this hook sees every statement the
     session executes and fills `search_key` in each row that names no key of its own.
+    Installed once per session factory, however many apps share it (the tests make an app
+    per test: a hook per app would run every statement through hundreds of them).
     """
+    install_search_index_maintenance(session)
+    if not event.contains(session, "do_orm_execute", _fill_keys):
+        event.listen(session, "do_orm_execute", _fill_keys)
+
+
+def _fill_keys(state: Any) -> None:
     from sqlalchemy import Insert
 
-    install_search_index_maintenance(session)
-
-    @event.listens_for(session, "do_orm_execute")
-    def _fill_keys(state: Any) -> None:
-        statement = state.statement
-        if not isinstance(statement, Insert) or statement.table.name != "contacts":
-            return
-        rows = state.parameters
-        if isinstance(rows, Mapping):
-            rows = [rows]
-        for row in rows or ():
-            if isinstance(row, dict) and "search_key" not in row:
-                row["search_key"] = search_key_of(row)
+    statement = state.statement
+    if not isinstance(statement, Insert) or statement.table.name != "contacts":
+        return
+    rows = state.parameters
+    if isinstance(rows, Mapping):
+        rows = [rows]
+    for row in rows or ():
+        if isinstance(row, dict) and "search_key" not in row:
+            row["search_key"] = search_key_of(row)
 
 
 def sync_search_index(connection: Any) -> None:
