@@ -32,19 +32,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio.connection import ConnectionPool
 from redis.exceptions import RedisError
 
 from campaign.tracking.buffer import (
-    BROKEN_CONNECTION,
     MAX_HITS_PER_COMMAND,
     REDIS_RETRY_SECONDS,
     REDIS_TIMEOUT_SECONDS,
     Hit,
     HitPusher,
+    RareWarning,
+    connection_broken,
+    lost_hits_warning,
     push_tries,
 )
 
@@ -56,9 +57,6 @@ MAX_PENDING_HITS = 50_000
 # How long a stopping process tries to push the hits it holds.
 DRAIN_SECONDS = 2.0
 
-# (the last error, how many hits): the middleware's rare warning.
-LostHits = Callable[[BaseException, int], None]
-
 
 class HitQueue:
     """Hits waiting for their push, on one event loop at a time."""
@@ -69,7 +67,9 @@ class HitQueue:
         # Where and how to push, set on the first hit (it needs the app's configuration).
         self.pusher: HitPusher | None = None
         self.redis_url = ""
-        self.on_lost: LostHits = _log_lost
+        # Hits not recorded (noted with the last error): the middleware's warning once
+        # configured, logged at most once a minute either way.
+        self.lost: RareWarning = lost_hits_warning(log)
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connection: Any = None
@@ -79,18 +79,18 @@ class HitQueue:
         self._held_since: float | None = None
         self._held_by_network: dict[str, int] = {}
 
-    def configure(self, pusher: HitPusher, redis_url: str, on_lost: LostHits) -> None:
-        self.pusher, self.redis_url, self.on_lost = pusher, redis_url, on_lost
+    def configure(self, pusher: HitPusher, redis_url: str, lost: RareWarning) -> None:
+        self.pusher, self.redis_url, self.lost = pusher, redis_url, lost
 
     def add(self, hit: Hit) -> None:
         """Queue `hit` for the next push (called on the loop's thread, inside a request)."""
         if len(self.pending) >= self.max_pending:
             # Redis has been away for a while: this one is not kept.
-            self.on_lost(self._last_error or RedisError("too many hits waiting for Redis"), 1)
+            self.lost.note(error=self._last_error or RedisError("too many hits waiting for Redis"))
             return
         if self._held_since is not None and not self._hold(hit):
             # Over its network's limit for this outage: Redis would refuse it anyway.
-            self.on_lost(self._last_error or RedisError("too many hits from one network"), 1)
+            self.lost.note(error=self._last_error or RedisError("too many hits from one network"))
             return
         self.pending.append(hit)
         if self._task is None:
@@ -115,7 +115,8 @@ class HitQueue:
         return True
 
     async def drain(self, timeout: float = DRAIN_SECONDS) -> None:
-        """Wait until every queued hit is pushed, at most `timeout`; count the rest lost.
+        """Wait until every queued hit is pushed, at most `timeout`; count the rest lost, and
+        log every count the warnings still hold back.
 
         Then closes the connection: for a stopping process (or a test's loop ending)."""
         task = self._task
@@ -126,7 +127,12 @@ class HitQueue:
                 task.cancel()
         if self.pending:
             lost, self.pending = len(self.pending), []
-            self.on_lost(self._last_error or RedisError("Redis did not answer in time"), lost)
+            self.lost.note(
+                lost, error=self._last_error or RedisError("Redis did not answer in time")
+            )
+        self.lost.flush()
+        if self.pusher is not None:
+            self.pusher.flush_warnings()
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.disconnect()
@@ -152,6 +158,9 @@ class HitQueue:
                     # Redis answers again: its own limit applies to new hits.
                     self._held_since, self._held_by_network = None, {}
                 pusher.settle(outcomes)
+                # Redis answers again: the hits lost meanwhile that the warning still holds
+                # back are logged now, not at the next outage.
+                self.lost.flush()
         finally:
             self._task = None
 
@@ -175,7 +184,7 @@ class HitQueue:
                 await connection.send_packed_command(command, check_health=False)
                 reply, error = await connection.read_response(), None
             except (RedisError, OSError) as failed:
-                if isinstance(failed, BROKEN_CONNECTION):
+                if connection_broken(failed):
                     self._connection = None
                     if connection is not None:
                         await connection.disconnect()
@@ -188,7 +197,3 @@ class HitQueue:
             socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         )
         return pool.connection_class(**pool.connection_kwargs)
-
-
-def _log_lost(error: BaseException, count: int) -> None:
-    log.warning("%d tracking hit(s) not recorded: Redis is unavailable (%s)", count, error)

@@ -26,7 +26,7 @@ from typing import Any
 from flask import current_app
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -54,9 +54,10 @@ REDIS_RETRY_SECONDS = 1.0
 MAX_BUFFERED_HITS = 1_000_000
 # Hits one push command carries at most (Lua's unpack() takes a few thousand values).
 MAX_HITS_PER_COMMAND = 500
-# At most one warning of a kind (buffer full, a network over its limit, Redis away: each a
-# RareWarning) per process per this many seconds, with the count.
-FULL_WARNING_SECONDS = 60.0
+# At most one warning of a kind (buffer full, a network over its limit, Redis away, a link
+# unread: each a RareWarning) per process per this many seconds, with the count; what is
+# noted after it is logged at the next one, or sooner when the trouble is over (flush).
+RARE_WARNING_SECONDS = 60.0
 
 # Append hits ARGV[3..] to the list KEYS[1], each unless the list already holds ARGV[1]
 # items (0: dropped) or, when ARGV[2] > 0, the hit's network (counter KEYS[i - 1] for
@@ -253,9 +254,13 @@ def new_hit(
 
 
 class RareWarning:
-    """Count what went wrong and log it at most once a minute (FULL_WARNING_SECONDS), with
+    """Count what went wrong and log it at most once a minute (RARE_WARNING_SECONDS), with
     the count since the last line: a hit lost while Redis (or the database) is down, or
     dropped by a full buffer or a network's limit, must not write a log line per reader.
+
+    What is noted after a line waits for the next note a minute on, or for `flush`, called
+    when the trouble is over (Redis answers again) and when the process stops: every count
+    noted is logged once.
 
     `message` takes its values by name: %(count)d, how many since the last line, and the
     `details` given to `note` (the last error, a limit).
@@ -266,24 +271,59 @@ class RareWarning:
         self.message = message
         self.lock = threading.Lock()
         self.count = 0
+        self.details: dict[str, object] = {}  # given to the last note
         self.warned_at: float | None = None
 
     def note(self, count: int = 1, **details: object) -> None:
         with self.lock:
             self.count += count
+            self.details = details
             now = time.monotonic()
-            if self.warned_at is not None and now - self.warned_at < FULL_WARNING_SECONDS:
+            if self.warned_at is not None and now - self.warned_at < RARE_WARNING_SECONDS:
                 return
             count, self.count, self.warned_at = self.count, 0, now
         self.logger.warning(self.message, {"count": count, **details})
 
+    def flush(self) -> None:
+        """Log now what was noted since the last line, if anything (with the last details)."""
+        if not self.count:  # the common case (a push that went through), without the lock
+            return
+        with self.lock:
+            count, self.count, details = self.count, 0, self.details
+            if not count:
+                return
+            self.warned_at = time.monotonic()
+        self.logger.warning(self.message, {"count": count, **details})
 
-# Errors after which a connection to Redis is taken for broken (Redis restarted, a timeout):
-# its owner drops it, and the push is sent once more on a new one.
-BROKEN_CONNECTION = (RedisConnectionError, RedisTimeoutError, OSError)
+
+def lost_hits_warning(logger: logging.Logger) -> RareWarning:
+    """The warning of hits not recorded because Redis did not take them (either pusher)."""
+    # The error names Redis's address, never the reader's.
+    return RareWarning(
+        logger, "%(count)d tracking hit(s) not recorded: Redis is unavailable (%(error)s)"
+    )
+
+
+def connection_broken(error: BaseException) -> bool:
+    """Whether a push's connection is taken for broken after `error`: its owner drops it, and
+    the push is sent once more on a new one (push_tries).
+
+    Redis restarted or a timeout; or Redis answers READONLY: after a failover (Sentinel, a
+    managed Redis behind one name) the old primary, made a replica, keeps its clients and
+    refuses every write for ever, while a new connection reaches the new primary. The push
+    script's write meets it inside the script, so it comes as a plain error whose message
+    holds "-READONLY", not as ReadOnlyError. Any other error Redis answers (out of memory)
+    leaves the connection alone.
+    """
+    if isinstance(error, (RedisConnectionError, RedisTimeoutError, OSError, ReadOnlyError)):
+        return True
+    return isinstance(error, ResponseError) and "READONLY" in str(error)
+
+
 # What the owner of a connection does for a push (push_tries): send each command it is given
-# (RESP bytes) and give back the reply, or throw in the error met (after dropping a broken
-# connection); the push's outcomes come back when it ends (StopIteration's value).
+# (RESP bytes) and give back the reply, or throw in the error met (after dropping the
+# connection if connection_broken says so); the push's outcomes come back when it ends
+# (StopIteration's value).
 PushTries = Generator[bytes, Any, list[int]]
 
 
@@ -293,9 +333,10 @@ def push_tries(pusher: HitPusher, hits: Sequence[Hit]) -> PushTries:
     (batch.HitQueue, on an event loop).
 
     The command is sent at most three times: again after loading the script when Redis
-    does not know it (a restarted Redis forgets its scripts), and once more on a new
-    connection when the kept one broke (Redis restarted). Anything else, and a second
-    broken connection, is raised to the owner.
+    does not know it (a restarted Redis, or a new primary, does not have it), and once more
+    on a new connection when the kept one broke (connection_broken: Redis restarted, or
+    the server became a read-only replica). Anything else, and a second broken connection,
+    is raised to the owner.
     """
     command = pusher.command(hits)
     for attempt in range(3):
@@ -306,8 +347,8 @@ def push_tries(pusher: HitPusher, hits: Sequence[Hit]) -> PushTries:
                 raise
             pusher.set_sha((yield pusher.script_load_command()))
             command = pusher.command(hits)
-        except BROKEN_CONNECTION:
-            if attempt >= 1:
+        except (RedisError, OSError) as error:
+            if attempt >= 1 or not connection_broken(error):
                 raise
         else:
             return [int(outcome) for outcome in reply]
@@ -361,6 +402,12 @@ class HitPusher:
         Raises RedisError when Redis is away.
         """
         return self.settle(self._evalsha([hit])) == 1
+
+    def flush_warnings(self) -> None:
+        """Log the drops the full-buffer and over-the-limit warnings still hold back (a
+        stopping process)."""
+        self._full.flush()
+        self._limited.flush()
 
     def command(self, hits: Sequence[Hit]) -> bytes:
         """The one Redis command (RESP) that pushes `hits` (at most MAX_HITS_PER_COMMAND)."""
@@ -416,14 +463,15 @@ class HitPusher:
             except StopIteration as done:
                 outcomes: list[int] = done.value
                 return outcomes
-            except BROKEN_CONNECTION:
-                self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
+            except (RedisError, OSError) as failed:
+                if connection_broken(failed):
+                    self._down_until = time.monotonic() + REDIS_RETRY_SECONDS
                 raise
             try:
                 connection.send_packed_command([command], check_health=False)
                 reply, error = connection.read_response(), None
             except (RedisError, OSError) as failed:
-                if isinstance(failed, BROKEN_CONNECTION):
+                if connection_broken(failed):
                     connection.disconnect()
                 reply, error = None, failed
 

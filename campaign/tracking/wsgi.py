@@ -41,6 +41,7 @@ from campaign.tracking.buffer import (
     RareWarning,
     buffer_redis_url,
     hit_pusher,
+    lost_hits_warning,
     new_hit,
 )
 from campaign.tracking.tokens import TrackingToken, read_token, tracking_key
@@ -118,9 +119,7 @@ class TrackingMiddleware:
         # Made on the first hit (inside an app context), then shared by the process's threads.
         self.pusher: HitPusher | None = None
         # The error names Redis's (or the database's) address, never the reader's.
-        self.lost_hits = RareWarning(
-            log, "%(count)d tracking hit(s) not recorded: Redis is unavailable (%(error)s)"
-        )
+        self.lost_hits = lost_hits_warning(log)
         self.unread_links = RareWarning(
             log,
             "%(count)d click(s) answered 503: their link could not be read from the database"
@@ -225,7 +224,7 @@ class TrackingMiddleware:
             # On the tracking unit's event loop: pushed with the loop turn's other hits.
             if queue.pusher is None:
                 with self.flask_app.app_context():
-                    queue.configure(hit_pusher(), buffer_redis_url(), self._hits_lost)
+                    queue.configure(hit_pusher(), buffer_redis_url(), self.lost_hits)
             queue.add(hit)
             return
         try:
@@ -237,10 +236,11 @@ class TrackingMiddleware:
             self.pusher.push(hit)
         except RedisError as error:
             # The reader still gets the image or the page; only the count misses this hit.
-            self._hits_lost(error)
-
-    def _hits_lost(self, error: BaseException, count: int = 1) -> None:
-        self.lost_hits.note(count, error=error)
+            self.lost_hits.note(error=error)
+        else:
+            # Redis answers again: the hits lost meanwhile that the warning still holds back
+            # are logged now, not at the next outage.
+            self.lost_hits.flush()
 
 
 def install(app: Flask) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 import zlib
 from email import message_from_bytes
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from campaign.extensions import db
 from campaign.models import Campaign, Delivery
 from campaign.services.sending import batches as sending
+from campaign.tracking import buffer
 from tests.factories import CampaignFactory
 from tests.fault_smtp import FaultSmtpServer
 
@@ -90,3 +92,16 @@ def part(message: EmailMessage, subtype: str) -> str:
     body = message.get_body(preferencelist=(subtype,))
     assert body is not None and body.get_content_subtype() == subtype
     return str(body.get_content())
+
+
+class CountedLost(buffer.RareWarning):
+    """A HitQueue's lost-hits warning that also keeps every count noted (`noted`), for a
+    test to compare with the hits missing from Redis."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("tests.tracking.lost"), "%(count)d lost (%(error)s)")
+        self.noted: list[int] = []
+
+    def note(self, count: int = 1, **details: object) -> None:
+        self.noted.append(count)
+        super().note(count, **details)

@@ -20,7 +20,7 @@ from campaign.queue import get_redis
 from campaign.tracking import batch, buffer
 from campaign.tracking.asgi import TrackingASGI
 from campaign.tracking.tokens import make_token
-from tests.tracking.conftest import send_campaign
+from tests.tracking.conftest import CountedLost, send_campaign
 
 
 def _run_loop(coroutine: Any) -> Any:
@@ -90,9 +90,9 @@ def test_hits_answered_while_redis_is_away_are_kept_and_pushed_when_it_is_back(
     process = server.start(daemonize=False)
     assert process is not None
     redis = Redis.from_url(server.url, socket_timeout=2)
-    lost: list[int] = []
+    lost = CountedLost()
     queue = batch.HitQueue(max_pending=120)
-    queue.configure(buffer.HitPusher(redis, "hits"), server.url, lambda _e, n: lost.append(n))
+    queue.configure(buffer.HitPusher(redis, "hits"), server.url, lost)
     hits = [
         buffer.new_hit(
             TrackingKind.OPEN,
@@ -123,7 +123,7 @@ def test_hits_answered_while_redis_is_away_are_kept_and_pushed_when_it_is_back(
     try:
         _run_loop(outage())
         stored = [buffer.decode_hit(raw) for raw in redis.lrange("hits", 0, -1)]
-        assert sum(lost) == 30 and not queue.pending
+        assert sum(lost.noted) == 30 and not queue.pending
         assert [hit.delivery_id for hit in stored if hit] == list(range(220))
     finally:
         if process is not None:
@@ -138,10 +138,10 @@ def test_one_network_flooding_while_redis_is_away_does_not_crowd_out_other_reade
     server = EmbeddedRedis(tmp_path / "redis")  # not started yet: Redis is away
     process = None
     redis = Redis.from_url(server.url, socket_timeout=2)
-    lost: list[int] = []
+    lost = CountedLost()
     queue = batch.HitQueue(max_pending=1000)
     pusher = buffer.HitPusher(redis, "hits", per_minute=50, rate_prefix="rate:")
-    queue.configure(pusher, server.url, lambda _e, n: lost.append(n))
+    queue.configure(pusher, server.url, lost)
 
     def hit(n: int, address: str) -> buffer.Hit:
         return buffer.new_hit(
@@ -174,7 +174,7 @@ def test_one_network_flooding_while_redis_is_away_does_not_crowd_out_other_reade
         assert sorted(n for n in ids if n >= 10_000) == list(range(10_000, 10_100))
         flooder = [n for n in ids if n < 10_000]
         assert 0 < len(flooder) <= 50
-        assert sum(lost) == 2000 - len(flooder) and not queue.pending
+        assert sum(lost.noted) == 2000 - len(flooder) and not queue.pending
     finally:
         if process is not None:
             process.kill()

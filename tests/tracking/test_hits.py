@@ -403,7 +403,7 @@ def test_the_full_buffer_warning_counts_what_was_dropped_since_the_last_one(
     )
     assert pusher.push(hit)
     assert [pusher.push(hit) for _ in range(4)] == [False] * 4
-    clock[0] += buffer.FULL_WARNING_SECONDS
+    clock[0] += buffer.RARE_WARNING_SECONDS
     assert not pusher.push(hit)
     warnings = [r.getMessage() for r in caplog.records if r.name == "campaign.tracking.buffer"]
     assert len(warnings) == 2
