@@ -10,7 +10,7 @@ import functools
 import re
 import unicodedata
 import zoneinfo
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -639,6 +639,103 @@ def row_cleaner(names: Iterable[str]) -> Callable[[Mapping[str, Any]], dict[str,
         return cleaned
 
     return clean
+
+
+# What a cell cleaner makes of a row: the cleaned data and the fields whose cell was not
+# blank, or None when the row needs the full check (a bad value, no name, a confirmation).
+CleanedCells = tuple[dict[str, Any], tuple[str, ...]]
+
+
+def cell_cleaner(
+    columns: Sequence[tuple[int, str]],
+    fixed: Mapping[str, str],
+    restore: Callable[[str], str],
+) -> Callable[[Sequence[str]], CleanedCells | None]:
+    """The common case of an import's row check, lean (decision 0083): each row's cells
+    (`columns`: cell position, field) with the values `fixed` for all rows, cleaned as
+    `row_cleaner(fields)` cleans them, when the row is valid.
+
+    It returns None for any row it does not vouch for: a value that fails its rule, a row
+    without a name, a confirmed dative (whose forms are settled with the salutation rules).
+    The caller then checks that row with `row_cleaner`, which names every problem: the
+    errors, their order and their wording stay that path's. What it does not redo per row:
+    each field's cleaned value *and* whether its cell was blank are remembered per distinct
+    cell text (raw, before `restore`, which takes a quote off an exported formula), the
+    template holds the defaults and the fixed values once cleaned, and the fields no row
+    gives are not visited. A value is remembered only once it passed its rule and its
+    column's width, so a remembered value needs no check again.
+    """
+    widths = _column_widths()
+    names = {name for _index, name in columns}
+    template: dict[str, Any] = {}
+    for name, parse in FIELD_PARSERS.items():
+        if name in names:
+            template[name] = None
+            continue
+        try:
+            template[name] = parse(str(fixed.get(name, "")))
+        except InvalidValue:
+            return _refer_every_row
+        width = widths.get(name)
+        if width is not None and isinstance(template[name], str) and len(template[name]) > width:
+            return _refer_every_row
+    if template.get("dative_confirmed") or "dative_confirmed" in names:
+        return _refer_every_row  # its forms are settled per row: row_cleaner does it
+    naming = tuple(name for name in _NAMING_FIELDS if name in names or template.get(name))
+    # Per column: the field, its parser, its width, and text -> (cleaned, cell not blank).
+    plan: list[tuple[int, str, Callable[[str], Any], int | None, dict[str, Any] | None]] = [
+        (
+            index,
+            name,
+            FIELD_PARSERS[name],
+            widths.get(name),
+            None if name in _NOT_MEMOISED else {},
+        )
+        for index, name in columns
+    ]
+    load_country_names()  # read before the rows, as row_cleaner does (decision 0079)
+
+    def learn(
+        text: str, parse: Callable[[str], Any], width: int | None, memo: dict[str, Any] | None
+    ) -> Any:
+        value = restore(text) if text[:1] == "'" else text
+        try:
+            result = parse(value)
+        except InvalidValue:
+            return None
+        if width is not None and isinstance(result, str) and len(result) > width:
+            return None
+        known = (result, bool(value) and not value.isspace())
+        if memo is not None and len(memo) < MEMO_VALUES and len(text) <= MEMO_CHARS:
+            memo[text] = known
+        return known
+
+    def clean(cells: Sequence[str]) -> CleanedCells | None:
+        cleaned = template.copy()
+        given: list[str] = []
+        for index, name, parse, width, memo in plan:
+            text = cells[index]
+            known = None if memo is None else memo.get(text)
+            if known is None:
+                known = learn(text, parse, width, memo)
+                if known is None:
+                    return None
+            cleaned[name] = known[0]
+            if known[1]:
+                given.append(name)
+        for name in naming:
+            if cleaned[name]:
+                break
+        else:
+            return None  # no name: row_cleaner says so
+        cleaned["email_key"] = cleaned["email"].lower()
+        return cleaned, tuple(given)
+
+    return clean
+
+
+def _refer_every_row(_cells: Sequence[str]) -> CleanedCells | None:
+    return None
 
 
 @functools.cache

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import csv
 import functools
+import gc
 import hashlib
 import json
 import queue
@@ -65,6 +66,7 @@ from campaign.services.contacts.contacts import (
     MEMO_VALUES,
     ContactInputError,
     FieldError,
+    cell_cleaner,
     clean_contact_data,
     row_cleaner,
 )
@@ -455,8 +457,16 @@ class _RowChecker:
         # Every row gives the same fields: what they do not give is cleaned once, and a
         # value repeated down the file (a country, a role) once (decision 0075).
         self.clean = row_cleaner([*self.header_of, *self.fallbacks])
+        # The common case, lean: a valid row's cells cleaned without building the mapping
+        # above; any row it does not vouch for is checked by `clean` (decision 0083).
+        self.clean_cells = cell_cleaner(self.positions, self.fallbacks, _restore_cell)
 
     def check(self, row: Row) -> RowResult:
+        if row.problem is None:
+            valid = self.clean_cells(row.cells)
+            if valid is not None:
+                data, given = valid
+                return RowResult(row.line, row.cells, data, [], given, self.for_all_rows)
         result = RowResult(row.line, row.cells)
         if row.problem is not None:
             result.problems.append((row.problem.column, row.problem.reason))
@@ -764,9 +774,10 @@ def import_contacts(
     # line in a duplicate's message (decision 0079).
     seen = SeenAddresses()
     list_id = contact_list.id if contact_list is not None else None
-    keys = SearchKeys()
+    keys = SearchKeys([*checker.header_of, *checker.fallbacks])
     _prefer_indexes(True)
     _widen_search_index_buffer()
+    restore_page_cache = _widen_page_cache()
     # Rows are checked here while the chunk before is written in a second thread: the
     # database's work (SQLite's, which lets go of the GIL; PostgreSQL's, in its own
     # process) runs beside the Python that checks the next rows (decision 0079).
@@ -774,6 +785,7 @@ def import_contacts(
         lambda chunk: _write_chunk(chunk, on_duplicate, list_id, result, keys),
         fold_every=_fold_every(),
     )
+    _IMPORT_RUNTIME.enter()
     try:
         chunk: list[RowResult] = []
         last_line = 0
@@ -810,6 +822,8 @@ def import_contacts(
         _prefer_indexes(False)
     finally:
         writer.abandon()
+        _IMPORT_RUNTIME.leave()
+        restore_page_cache()
         rejects.close()
         rows.close()
     if on_progress is not None:
@@ -913,11 +927,6 @@ class _ChunkWriter:
         self._thread = threading.Thread(
             target=context.run, args=(self._run,), name="import-writer", daemon=True
         )
-        # The writer wants the GIL back after each statement (SQLite lets go of it while it
-        # works); by default it waits up to 5 ms for the checking thread to yield it, a few
-        # times a chunk. 1 ms while the import runs (decision 0079).
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
         self._thread.start()
 
     def _run(self) -> None:
@@ -952,7 +961,6 @@ class _ChunkWriter:
         """Wait until every chunk is written; raise the error of a write that failed."""
         self._queue.put(None)
         self._thread.join()
-        sys.setswitchinterval(self._switch_interval)
         self._raise_error()
 
     def abandon(self) -> None:
@@ -961,11 +969,50 @@ class _ChunkWriter:
             self._stop = True
             self._queue.put(None)
             self._thread.join()
-        sys.setswitchinterval(self._switch_interval)
 
 
-# Seconds a thread waiting for the GIL lets the other run before asking for it.
+# Seconds a thread waiting for the GIL lets the other run before asking for it, while an
+# import runs (decision 0079): the writer wants the GIL back after each statement (SQLite
+# lets go of it while it works) and by default waits up to 5 ms for the checking thread.
 SWITCH_INTERVAL = 0.001
+# Net allocations of tracked objects between two young-generation collections while an
+# import runs (700 by default). A chunk's rows live for ~1,000 rows, long enough to be
+# promoted by every collection and to trigger full ones over the whole process heap; with
+# this threshold the rows in flight (~15,000 objects) die before one (decision 0083).
+GC_THRESHOLD = 50_000
+
+
+class _RuntimeSettings:
+    """The interpreter settings imports run with, which are process-wide: set when the
+    first import of the process starts, restored when the last running one ends, so that
+    two imports in one process (threads) never leave them changed (decision 0083)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._saved: tuple[float, tuple[int, int, int]] = (0.0, (0, 0, 0))
+
+    def enter(self) -> None:
+        with self._lock:
+            if not self._running:
+                self._saved = (sys.getswitchinterval(), gc.get_threshold())
+                interval, (young, middle, old) = self._saved
+                sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
+                if young:  # 0: collection is off; leave it so
+                    gc.set_threshold(max(young, GC_THRESHOLD), middle, old)
+            self._running += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._running -= 1
+            if not self._running:
+                interval, thresholds = self._saved
+                sys.setswitchinterval(interval)
+                gc.set_threshold(*thresholds)
+
+
+_IMPORT_RUNTIME = _RuntimeSettings()
+
 # Rows between two folds of SQLite's search index by the writing thread (0: once, at the
 # end, by the importing thread). Each fold merges into a larger index: folding every 10,000
 # rows cost ~1 s more CPU at 100,000 rows than once at the end, more than the overlap won.
@@ -995,6 +1042,36 @@ def _widen_search_index_buffer() -> None:
             "INSERT INTO contacts_search (contacts_search, rank) VALUES ('hashsize', ?)",
             (FTS_BUFFER_BYTES,),
         )
+
+
+# SQLite's page cache while an import writes, in KiB (2,000 by default, about 2 MB). The
+# import's random inserts into the indexes on names, organisations and addresses dirty more
+# pages than that; once the cache is full SQLite spills them to the WAL and writes them
+# again at the next change. 16 MiB took the writing thread from 3.7 to 2.8 s of CPU at
+# 100,000 rows (decision 0083). Bounded: a 25,000-row import already fills it, so the peak
+# is the same at any size of file. Set on the import's connection and put back after.
+IMPORT_PAGE_CACHE_KIB = 16 * 1024
+
+
+def _widen_page_cache() -> Callable[[], None]:
+    """Give the import's SQLite connection a larger page cache; returns what restores it
+    (through the driver: it must work after a failed write too)."""
+    connection = db.session.connection()
+    if connection.dialect.name != "sqlite":
+        return lambda: None
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    before = int(driver.execute("PRAGMA cache_size").fetchone()[0])
+    # Negative: KiB; positive: pages. Only ever made larger.
+    page_kib = int(driver.execute("PRAGMA page_size").fetchone()[0]) // 1024
+    if (-before if before < 0 else before * page_kib) >= IMPORT_PAGE_CACHE_KIB:
+        return lambda: None
+    driver.execute(f"PRAGMA cache_size = -{IMPORT_PAGE_CACHE_KIB}")
+
+    def restore() -> None:
+        driver.execute(f"PRAGMA cache_size = {before}")
+
+    return restore
 
 
 def duplicate_choice_message() -> str:
@@ -1054,10 +1131,23 @@ def _existing_ids(keys: list[str]) -> dict[str, int]:
             return dict(cursor.fetchall())
         finally:
             cursor.close()
+    if connection.dialect.name == "postgresql":
+        # A text statement, not a select built per chunk: that one left a reference cycle
+        # holding its 1,000 keys, freed only by the cyclic collector, which runs rarely
+        # while an import runs (GC_THRESHOLD): +8 MB at 100,000 rows (decision 0083).
+        statement = text(_LIVE_IDS_PG).bindparams(bindparam("keys", keys, type_=ARRAY(String)))
+        return {key: contact_id for key, contact_id in db.session.execute(statement)}
     rows = db.session.execute(
         select(Contact.email_key, Contact.id).where(_key_in(keys), Contact.deleted_at.is_(None))
     )
     return {key: contact_id for key, contact_id in rows}
+
+
+# One array parameter (psycopg would convert 1,000 placeholders' text on every chunk);
+# "deleted_at IS NULL" lets the partial unique index of live addresses serve it.
+_LIVE_IDS_PG = (
+    "SELECT email_key, id FROM contacts WHERE email_key = ANY(:keys) AND deleted_at IS NULL"
+)
 
 
 @functools.lru_cache(maxsize=4)
@@ -1159,13 +1249,22 @@ class SearchKeys:
     """search_key_of for the rows of one import or upsert, each distinct name, title or
     organisation folded once: they repeat down a file (up to MEMO_VALUES of them)."""
 
-    def __init__(self) -> None:
+    def __init__(self, given: Sequence[str] | None = None) -> None:
         self._folded: dict[str, str] = {}
+        # With `given` (the fields an import's rows can fill), only those are looked at:
+        # the others are blank in every row (decision 0083).
+        self._fields = KEY_FIELDS
+        if given is not None:
+            self._fields = tuple(
+                name
+                for name in KEY_FIELDS
+                if name in given or name == "email_key" or FIELD_PARSERS[name]("")
+            )
 
     def __call__(self, row: Mapping[str, Any]) -> str:
         folded = self._folded
         parts: list[str] = []
-        for name in KEY_FIELDS:
+        for name in self._fields:
             part = row.get(name)
             if not part:
                 continue
@@ -1204,13 +1303,26 @@ def _insert_contacts(rows: list[dict[str, Any]]) -> None:
         db.session.execute(insert(_contacts), rows)
         return
     quote = connection.dialect.identifier_preparer.quote
-    statement = f"COPY {quote(_contacts.name)} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
+    # Binary: psycopg sends strings, times and flags as they are instead of writing each
+    # as text, as the launch does (decision 0078; 0083 for the import).
+    statement = (
+        f"COPY {quote(_contacts.name)} ({', '.join(quote(c) for c in columns)})"
+        " FROM STDIN (FORMAT BINARY)"
+    )
     driver = connection.connection.driver_connection
     assert driver is not None
     try:
-        with driver.cursor() as cursor, cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row([row[c] for c in columns])
+        with driver.cursor() as cursor:
+            cursor.execute(
+                "SELECT attname, atttypid::int FROM pg_attribute"
+                " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                (_contacts.name,),
+            )
+            types = dict(cursor.fetchall())
+            with cursor.copy(statement) as copy:
+                copy.set_types([types[c] for c in columns])
+                for row in rows:
+                    copy.write_row([row[c] for c in columns])
     except connection.dialect.loaded_dbapi.Error as error:
         raise as_sqlalchemy_error(connection.dialect, statement, error) from error
 

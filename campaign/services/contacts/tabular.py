@@ -439,7 +439,8 @@ def _best_effort_cells(taken: list[tuple[int, str]], delimiter: str) -> list[str
 def _next_record(records: Iterator[_Record]) -> _Record | None:
     """The next record that is not blank (blank lines and rows of empty cells are skipped)."""
     for record in records:
-        if record.error or any(c.strip() for c in record.cells):
+        # Some cell holds more than whitespace: one C-level pass over the joined cells.
+        if record.error or "".join(record.cells).strip():
             return record
     return None
 
