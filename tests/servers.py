@@ -226,6 +226,9 @@ def start_postgres() -> PostgresServer:
             "-E",
             "UTF8",
             "--locale=C.UTF-8",
+            # A throw-away cluster (run with fsync off): no need to flush initdb's ~1,500
+            # files to disk, ~0.7 s of each worker's start (decision 0084).
+            "--no-sync",
         ],
         capture_output=True,
         text=True,

@@ -56,6 +56,8 @@ def test_the_french_joint_letter_keeps_its_last_paragraph_with_the_closing(app: 
 SIGNERS = tuple(f"Human Rights Organisation number {n}, Country {n}" for n in range(1, 13))
 
 
+# SQLite only: the letter is built in memory and laid out; no SQL runs (decision 0084).
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("in_body", [True, False])
 def test_the_closing_starts_no_page_without_the_end_of_the_last_paragraph(
     app: Flask, in_body: bool

@@ -10,9 +10,16 @@ import pytest
 from flask import Flask
 
 from campaign.services.statements.complete_letters import pdf_filename
+from tests.conftest import fresh_sqlite_copy
 from tests.test_attachment_names import _letter
 
 DAY = date(2026, 12, 7)
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest) -> str:
+    """SQLite only: the names come from a letter built in memory; no SQL runs (decision 0084)."""
+    return fresh_sqlite_copy(request)
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,15 @@ import pytest
 from campaign.letters.markdown import render_body
 from campaign.letters.types import RenderedLetter
 from campaign.mail import build_message
+from tests.conftest import fresh_sqlite_copy
 
 SIGNATORIES = ("Coalition against Torture in Kazakhstan", "Human Rights Network")
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest) -> str:
+    """SQLite only: the message is built from a letter in memory; no SQL runs (decision 0084)."""
+    return fresh_sqlite_copy(request)
 
 
 def _sent_text(body_markdown: str, *, in_body: bool) -> str:
