@@ -27,6 +27,9 @@ What it measures, in one run, on one machine:
 
 - `--py-spy DIR`: a py-spy profile (raw collapsed stacks) of each worker and the horses it
   forks, per end-to-end run; `--sink` runs into one sink only (and its baselines).
+- `--in-process N` (alone): `send_batch` over N letters in this one process, batch after
+  batch as a worker runs it (SQLite, smtp-sink), and its CPU a letter; `--profile FILE`
+  adds a cProfile on the CPU clock (decision 0082's A/B tool: run it in two trees, in turn).
 - `--dkim`: every end-to-end run once more with DKIM signing on (an RSA 2048 key for the
   default account, CAMPAIGN_DKIM_*), and the cost per letter of building a letter with
   signing off, RSA and Ed25519 in the same process (compose_letter + sign, in ms).
@@ -572,6 +575,71 @@ def end_to_end(
     return EndToEnd(label, recipients, launch_s, total_s, sent, quarter or end, end, worker_cpu)
 
 
+# --- one process --------------------------------------------------------------------------------
+
+
+def in_process(letters: int, profile: Path | None, *, install: bool, warm: int = 400) -> None:
+    """CPU per letter of `send_batch` run batch after batch in this process, as a worker runs
+    it (decision 0077), after `warm` letters: the A/B tool of decision 0082. The sink and
+    Redis are other processes: their CPU is not counted."""
+    import cProfile
+    import pstats
+
+    from campaign.services.sending import batches
+    from tests import servers
+
+    binary = smtp_sink_binary(install=install)
+    if binary is None:
+        raise SystemExit("smtp-sink is not available")
+    with temporary_directory() as tmp:
+        redis = servers.start_redis()
+        sink = start_smtp_sink(binary)
+        try:
+            template = migrated_sqlite(tmp, redis.url)
+            url = database_url(Database("sqlite", template), tmp, redis.url)
+            app = make_app(url, redis.url, tmp / "instance", sink.port, "in-process")
+            with app.app_context():
+                campaign_id = seed_campaign(warm + letters, name="in-process")
+                campaign = db.session.get(Campaign, campaign_id)
+                assert campaign is not None
+                campaigns.launch_campaign(campaign)
+                db.session.commit()
+
+                def send(limit: int) -> int:
+                    sent = 0
+                    while sent < limit:
+                        result = batches.send_batch(
+                            campaign_id, worker="bench", commit=db.session.commit
+                        )
+                        db.session.commit()
+                        sent += result.sent
+                        if not result.claimed:
+                            break
+                    return sent
+
+                send(warm)
+                profiler = cProfile.Profile(time.process_time) if profile else None
+                cpu, wall = time.process_time(), time.perf_counter()
+                if profiler is not None:
+                    profiler.enable()
+                sent = send(letters)
+                if profiler is not None:
+                    profiler.disable()
+                cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+                print(
+                    f"send_batch in one process: {sent:,} letters, "
+                    f"CPU {cpu * 1000 / max(sent, 1):.3f} ms a letter, {sent / wall:,.0f} letters/s"
+                )
+                if profiler is not None and profile is not None:
+                    profiler.dump_stats(profile)
+                    pstats.Stats(str(profile)).sort_stats("cumulative").print_stats(40)
+                db.session.remove()
+                db.engine.dispose()
+        finally:
+            sink.stop()
+            redis.stop()
+
+
 # --- baselines --------------------------------------------------------------------------------
 
 
@@ -823,7 +891,24 @@ def main() -> None:
         metavar="DIR",
         help="profile each worker and its work horses with py-spy (raw stacks into DIR)",
     )
+    parser.add_argument(
+        "--in-process",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only: send_batch over N letters in this process (SQLite, smtp-sink), CPU a letter",
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --in-process: a cProfile on the CPU clock into FILE, its top printed",
+    )
     args = parser.parse_args()
+    if args.in_process:
+        in_process(args.in_process, args.profile, install=not args.no_install)
+        return
     if args.quick:
         args.recipients = min(args.recipients, 1_000)
         args.baseline = min(args.baseline, 500)

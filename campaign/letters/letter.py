@@ -37,6 +37,7 @@ from campaign.letters.salutations import (
     Resolution,
     RuleSet,
     UnsupportedLanguageError,
+    names_remembered,
     primary_language,
 )
 from campaign.letters.sandbox import (
@@ -447,6 +448,29 @@ def render_letter(
     otherwise it is chosen from the contact's languages. `fixed_subject`, when given, is the
     subject as written (already merged: a follow-up's "Re: " + the first letter's subject).
     """
+    # The contact's names are asked for five times a letter: worked out once (0082).
+    with names_remembered():
+        return _render_letter(
+            statement,
+            contact,
+            language=language,
+            today=today,
+            rules=rules,
+            cases=cases,
+            fixed_subject=fixed_subject,
+        )
+
+
+def _render_letter(
+    statement: Any,
+    contact: object,
+    *,
+    language: str | None,
+    today: dt.date | None,
+    rules: RuleSet | None,
+    cases: Sequence[Mapping[str, Any]],
+    fixed_subject: str | None,
+) -> RenderedLetter:
     source = letter_source(statement)
     rule_set = rules or RuleSet.builtin()
     today = today or dt.date.today()

@@ -8,12 +8,14 @@ lowest first: the built-in file, the chosen settings, admin rules, the contact's
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import string
 import tomllib
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -605,7 +607,19 @@ class RuleSet:
 
         The names stored for this very language (given_name_ru, …) come first; then the
         default or the other-script names, whichever is written in the language's script.
+        Within `names_remembered()` (one letter being rendered) they are worked out once.
         """
+        memo = _NAMES_MEMO.get()
+        if memo is None:
+            return self._names(contact, language)
+        key = (id(self), id(contact), language)
+        found = memo.get(key)
+        if found is None:
+            # The rule set and the contact are held with the names: their ids stay theirs.
+            found = memo[key] = (self, contact, self._names(contact, language))
+        return dict(found[2])
+
+    def _names(self, contact: object, language: str) -> dict[str, str]:
         own = {
             "given": _text(contact, f"given_name_{language}").strip(),
             "family": _text(contact, f"family_name_{language}").strip(),
@@ -624,6 +638,24 @@ class RuleSet:
             if any(names.values()) and _scripts_of(names.values()) == {script}:
                 return names
         return primary if any(primary.values()) else alt
+
+
+# One letter's names while it is rendered (render_letter): the salutation, the closing, the
+# address block, the merge context and the protocol checks each asked for them (decision 0082).
+_NAMES_MEMO: ContextVar[
+    dict[tuple[int, int, str], tuple[object, object, dict[str, str]]] | None
+] = ContextVar("campaign_names_memo", default=None)
+
+
+@contextlib.contextmanager
+def names_remembered() -> Iterator[None]:
+    """Within this block RuleSet.names works out each (contact, language) once. For one
+    letter only: a contact changed inside the block would keep its old names."""
+    token = _NAMES_MEMO.set({})
+    try:
+        yield
+    finally:
+        _NAMES_MEMO.reset(token)
 
 
 def _text(contact: object, name: str) -> str:

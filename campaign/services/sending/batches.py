@@ -71,6 +71,7 @@ from campaign.services.sending.campaigns import is_open, pause_campaign, stop_fl
 from campaign.services.sending.deliveries import SEND_JOB, enqueue_send_jobs, unless_gone
 from campaign.services.sending.followups import ledger_subjects, step_sources, thread_headers
 from campaign.services.sending.smtp_accounts import settings_for
+from campaign.services.sending.stop_watch import StopWatch
 from campaign.services.sending.unsubscribe import public_url, unsubscribe_url
 from campaign.services.sign_on.invitations import notify_signers
 from campaign.services.statements import files as statement_files
@@ -438,7 +439,13 @@ def _record(row: _Row, claim_id: str, *, bump_duplicates: bool = False, **values
             update(table)
             .where(
                 table.c.id == bindparam("row_id"),
-                or_(table.c.claimed_by == bindparam("claim_id"), table.c.status.in_(_CLAIMABLE)),
+                or_(
+                    table.c.claimed_by == bindparam("claim_id"),
+                    # One plain comparison per status, not IN: an IN list is an "expanding"
+                    # parameter, and SQLAlchemy wrote the statement's SQL again at every
+                    # execution (once a letter; decision 0082).
+                    *(table.c.status == status for status in _CLAIMABLE),
+                ),
             )
             .values(assigns)
         )
@@ -515,6 +522,8 @@ class _Batch:
     errors_in_a_row: int = 0
     last_error: str = ""
     keeper: LeaseKeeper | None = None
+    # The campaign's stop flag, told by Redis when it changes (None: ask Redis each time).
+    stop_watch: StopWatch | None = None
     # Whether each copy (Cc) address is suppressed, read for the whole batch at once (0072).
     letters: LetterCache = field(default_factory=LetterCache)
     copies_stale: bool = False  # an address was suppressed by a bounce in this batch
@@ -830,7 +839,11 @@ def _run(batch: _Batch, rows: list[_Row], contacts: dict[int, dict[str, Any]]) -
     stop_list = _read_stop_list(batch.campaign_id, rows)
     since_check = 0
     try:
-        with SmtpConnection(batch.settings, helo_name=helo) as connection:
+        with (
+            StopWatch(stop_flag_key(batch.campaign_id)) as watch,
+            SmtpConnection(batch.settings, helo_name=helo) as connection,
+        ):
+            batch.stop_watch = watch
             for index, row in enumerate(rows):
                 clock = time.monotonic()
                 if since_check >= RECHECK_MESSAGES or clock - last_check >= RECHECK_SECONDS:
@@ -979,12 +992,7 @@ def _send_row(
         result.suppressed += 1
         batch.commit()
         return True
-    flag = _StopFlag(batch.campaign_id)
-    flag.ask()
-    try:
-        return _build_and_send(batch, row, contacts, limiter, connection, flag)
-    finally:
-        flag.settle()
+    return _build_and_send(batch, row, contacts, limiter, connection)
 
 
 def _build_and_send(
@@ -993,7 +1001,6 @@ def _build_and_send(
     contacts: dict[int, dict[str, Any]],
     limiter: RateLimiter,
     connection: SmtpConnection,
-    flag: _StopFlag,
 ) -> bool:
     result = batch.result
     contact = contacts.get(row.contact_id) if row.contact_id else None
@@ -1020,7 +1027,7 @@ def _build_and_send(
         batch.commit()
         return True
     try:
-        waited = limiter.acquire()
+        limiter.acquire()
         if batch.should_stop is not None and batch.should_stop():
             raise _WorkerStopping
     except _WorkerStopping:
@@ -1038,13 +1045,10 @@ def _build_and_send(
         result.stopped = str(limit)
         batch.commit()
         return False
-    # Checked at the last moment, after the pace's wait: a pause stops every worker within
-    # the message each may have in flight. The question went to Redis before the letter was
-    # built and its answer is read now (decision 0073), unless the pace made us wait.
-    if waited:
-        flag.settle()
-        flag.ask()
-    if _stop_requested(batch, flag):
+    # Checked at the last moment, after the letter was built and the pace's wait: a pause
+    # stops every worker within the message each may have in flight. The batch's StopWatch
+    # answers without a round trip unless Redis said the flag changed (decision 0082).
+    if _stop_requested(batch):
         return False
     # And the lease, again: the pace's wait may have outlasted it, and another worker may
     # already have taken the row back.
@@ -1055,83 +1059,32 @@ def _build_and_send(
     return _apply(batch, row, outcome, data, language)
 
 
-class _StopFlag:
-    """The campaign's stop flag (campaigns.stop_flag_key), asked now and answered later.
-
-    ask() writes EXISTS on a Redis connection of its own and does not wait; answer() reads
-    the reply, which has arrived meanwhile (the letter was built in between), so the round
-    trip costs no wait. settle() reads an answer nobody asked for, so that the connection
-    goes back to the pool with nothing left unread on it.
-    """
-
-    def __init__(self, campaign_id: int) -> None:
-        self.key = stop_flag_key(campaign_id)
-        self.pool = get_redis().connection_pool
-        self.connection: Any = None
-
-    def ask(self) -> None:
-        try:
-            # Without a command name: redis-py >= 5.3 (pyproject.toml), which deprecates it.
-            self.connection = self.pool.get_connection()
-            self.connection.send_command("EXISTS", self.key)
-        except RedisError:
-            self._give_back(broken=True)  # Redis is away: the database decides
-        except BaseException:
-            self._give_back(broken=True)  # e.g. the job's timeout: it goes on, unmasked
-            raise
-
-    def answer(self) -> bool | None:
-        """Whether the flag is up; None when Redis could not say."""
-        if self.connection is None:
-            return None
-        try:
-            is_up = bool(self.connection.read_response())
-        except RedisError:
-            self._give_back(broken=True)
-            return None
-        except BaseException:
-            # A signal (the job's timeout) interrupted the read: the connection is in an
-            # unknown state and is dropped; the exception goes on unmasked.
-            self._give_back(broken=True)
-            raise
-        self._give_back(broken=False)
-        return is_up
-
-    def settle(self) -> None:
-        """Read an answer nobody asked for; raises nothing but the job's timeout (it runs
-        while an error may be on its way out, which must not be replaced by one about this
-        connection)."""
-        try:
-            with _quietly():
-                self.answer()
-        finally:
-            self._give_back(broken=True)
-
-    def _give_back(self, *, broken: bool) -> None:
-        connection, self.connection = self.connection, None
-        if connection is None:
-            return
-        if broken:
-            with _quietly():
-                connection.disconnect()
-        with _quietly():
-            self.pool.release(connection)
-
-
-def _stop_requested(batch: _Batch, flag: _StopFlag) -> bool:
-    """Whether staff paused or cancelled the campaign: the flag's answer, the database if in
-    doubt.
+def _stop_requested(batch: _Batch) -> bool:
+    """Whether staff paused or cancelled the campaign: the flag, the database if in doubt.
 
     Pause and cancel raise a flag in Redis (campaigns.stop_flag_key); the database stays the
-    truth, read only when the flag is up or cannot be read.
+    truth, read only when the flag is up or cannot be read. The batch's StopWatch knows the
+    flag without a round trip until Redis says it changed (decision 0082); when it cannot
+    say, Redis is asked as before.
     """
-    if flag.answer() is False:
+    is_up = batch.stop_watch.is_up() if batch.stop_watch is not None else None
+    if is_up is None:
+        is_up = _ask_stop_flag(batch.campaign_id)
+    if is_up is False:
         return False
     status = _campaign_status(batch.campaign_id)
     if status == CampaignStatus.SENDING:
         return False
     _stop_for_status(batch, status)
     return True
+
+
+def _ask_stop_flag(campaign_id: int) -> bool | None:
+    """The stop flag read from Redis (one round trip); None when Redis cannot say."""
+    try:
+        return bool(get_redis().exists(stop_flag_key(campaign_id)))
+    except RedisError:
+        return None
 
 
 def _build(
