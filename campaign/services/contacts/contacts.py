@@ -233,9 +233,19 @@ def _scripts_in(text: str) -> set[str]:
 _INVISIBLE = re.compile(r"[\u00ad\u200b\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]")
 
 
-# Either of the two above: one search tells the common clean value apart (an import checks
+# Half of a UTF-16 pair on its own (JSON's "\ud800"): no text encoding can store it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+# Any of the three above: one search tells the common clean value apart (an import checks
 # some 15 cells a row with it).
-_SUSPECT = re.compile(f"{_CONTROL.pattern}|{_INVISIBLE.pattern}")
+_SUSPECT = re.compile(f"{_CONTROL.pattern}|{_INVISIBLE.pattern}|{_SURROGATE.pattern}")
+
+
+def _lone_surrogate() -> str:
+    return _(
+        "contains a broken character (half of a surrogate pair) that cannot be stored; "
+        "type the text again"
+    )
 
 
 def _one_line(value: str, limit: int = MAX_TEXT) -> str:
@@ -246,6 +256,8 @@ def _one_line(value: str, limit: int = MAX_TEXT) -> str:
         raise InvalidValue(
             _("must be on one line (it contains a line break or a control character)")
         )
+    if _SURROGATE.search(text):
+        raise InvalidValue(_lone_surrogate())
     if _INVISIBLE.search(text):
         raise InvalidValue(
             _(
@@ -415,6 +427,8 @@ def _date(value: str) -> date | None:
 
 def _notes(value: str) -> str:
     text = value.replace("\x00", "").strip()
+    if _SURROGATE.search(text):
+        raise InvalidValue(_lone_surrogate())
     if len(text) > MAX_NOTES:
         raise InvalidValue(_too_long(len(text), MAX_NOTES))
     return text
@@ -667,6 +681,10 @@ def cell_cleaner(
     """
     widths = _column_widths()
     names = {name for _index, name in columns}
+    if len(names) != len(columns):
+        # clean_mapping refuses two columns for one field; the full path would keep the
+        # last one's value and this one the first's, so say so instead of guessing.
+        raise ValueError(f"one field mapped from two columns: {[n for _i, n in columns]}")
     template: dict[str, Any] = {}
     for name, parse in FIELD_PARSERS.items():
         if name in names:

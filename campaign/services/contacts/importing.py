@@ -21,9 +21,10 @@ import sys
 import threading
 import time
 import unicodedata
+import weakref
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -769,24 +770,31 @@ def import_contacts(
         raise
     checker = _RowChecker(info.headers, checked_mapping, chosen)
     result = ImportResult(rejects_path=str(rejects_path) if rejects_path else "")
-    rejects = _RejectsWriter(rejects_path, info.headers)
     # Each address's first line, in a few bytes a row: it is what lets us name the earlier
     # line in a duplicate's message (decision 0079).
     seen = SeenAddresses()
     list_id = contact_list.id if contact_list is not None else None
     keys = SearchKeys([*checker.header_of, *checker.fallbacks])
-    _prefer_indexes(True)
-    _widen_search_index_buffer()
-    restore_page_cache = _widen_page_cache()
-    # Rows are checked here while the chunk before is written in a second thread: the
-    # database's work (SQLite's, which lets go of the GIL; PostgreSQL's, in its own
-    # process) runs beside the Python that checks the next rows (decision 0079).
-    writer = _ChunkWriter(
-        lambda chunk: _write_chunk(chunk, on_duplicate, list_id, result, keys),
-        fold_every=_fold_every(),
-    )
-    _IMPORT_RUNTIME.enter()
-    try:
+    # What is undone at the end, in the reverse order, each step even if one before it
+    # raised (a job's timeout can land while the writer thread is joined): the files, the
+    # page cache, the interpreter settings, the writer (0083 review).
+    with ExitStack() as cleanup:
+        cleanup.callback(rows.close)
+        rejects = _RejectsWriter(rejects_path, info.headers)
+        cleanup.callback(rejects.close)
+        _prefer_indexes(True)
+        _widen_search_index_buffer()
+        cleanup.callback(_widen_page_cache())
+        _IMPORT_RUNTIME.enter()
+        cleanup.callback(_IMPORT_RUNTIME.leave)
+        # Rows are checked here while the chunk before is written in a second thread: the
+        # database's work (SQLite's, which lets go of the GIL; PostgreSQL's, in its own
+        # process) runs beside the Python that checks the next rows (decision 0079).
+        writer = _ChunkWriter(
+            lambda chunk: _write_chunk(chunk, on_duplicate, list_id, result, keys),
+            fold_every=_fold_every(),
+        )
+        cleanup.callback(writer.abandon)
         chunk: list[RowResult] = []
         last_line = 0
         for row in rows:
@@ -820,12 +828,6 @@ def import_contacts(
         # Not in `finally`: after a database error the transaction only takes a rollback,
         # which undoes the SET LOCAL anyway.
         _prefer_indexes(False)
-    finally:
-        writer.abandon()
-        _IMPORT_RUNTIME.leave()
-        restore_page_cache()
-        rejects.close()
-        rows.close()
     if on_progress is not None:
         on_progress(Progress(max(info.total_lines, last_line), info.total_lines, result))
     record_event(
@@ -1312,6 +1314,30 @@ def _insert_contacts(rows: list[dict[str, Any]]) -> None:
     driver = connection.connection.driver_connection
     assert driver is not None
     try:
+        oids = _copy_types(driver, columns)
+        with driver.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types(oids)
+            for row in rows:
+                copy.write_row([row[c] for c in columns])
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise as_sqlalchemy_error(connection.dialect, statement, error) from error
+
+
+# Each PostgreSQL connection's column types of the contacts table (name -> type oid), read
+# once per connection: the catalogue does not change while the application runs (a
+# migration runs before it starts). Keyed by the driver connection, dropped with it.
+_COPY_TYPES: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+
+
+def _copy_types(driver: Any, columns: Sequence[str]) -> list[int]:
+    """The type oid of each of `columns` of the contacts table, for a binary COPY.
+
+    Binary COPY sends each value in its type's binary form, which psycopg writes from the
+    Python value through the dumper of the type named here: str, int, bool, date and
+    datetime values have one. A column of another type (json, an enum, an array) needs a
+    value psycopg can dump as that type, or its own converter, before it is written here."""
+    types = _COPY_TYPES.get(driver)
+    if types is None or not types.keys() >= set(columns):  # new, or a column added since
         with driver.cursor() as cursor:
             cursor.execute(
                 "SELECT attname, atttypid::int FROM pg_attribute"
@@ -1319,12 +1345,14 @@ def _insert_contacts(rows: list[dict[str, Any]]) -> None:
                 (_contacts.name,),
             )
             types = dict(cursor.fetchall())
-            with cursor.copy(statement) as copy:
-                copy.set_types([types[c] for c in columns])
-                for row in rows:
-                    copy.write_row([row[c] for c in columns])
-    except connection.dialect.loaded_dbapi.Error as error:
-        raise as_sqlalchemy_error(connection.dialect, statement, error) from error
+        _COPY_TYPES[driver] = types
+    missing = [c for c in columns if c not in types]
+    if missing:
+        raise RuntimeError(
+            f"the database's {_contacts.name} table has no column {', '.join(missing)}:"
+            " is a migration missing? (alembic upgrade head)"
+        )
+    return [types[c] for c in columns]
 
 
 # Rows per INSERT on SQLite: one statement of many rows, not one per row (decision 0075).
