@@ -4,19 +4,23 @@ tracking connection is lost."""
 
 from __future__ import annotations
 
+import logging
 import threading
+import types
 import uuid
 from typing import Any
 
 import pytest
 from flask import Flask
+from redis import ConnectionPool, Redis
+from rq.timeouts import JobTimeoutException
 
 from campaign.extensions import db
 from campaign.models import Campaign
 from campaign.queue import get_redis
 from campaign.services.sending import batches as sending
-from campaign.services.sending import campaigns
-from campaign.services.sending.stop_watch import CLIENT_NAME
+from campaign.services.sending import campaigns, stop_watch
+from campaign.services.sending.stop_watch import CLIENT_NAME, StopWatch
 from tests.fault_smtp import FaultSmtpServer
 from tests.services.test_sending import PUBLIC_URL, _launch, _send
 
@@ -109,3 +113,47 @@ def test_redis_is_asked_for_the_flag_once_a_batch_not_once_a_letter(
     result = _send(campaign.id)
     assert result.sent == 12
     assert _exists_calls() - before <= 2
+
+
+def test_the_job_timeout_while_the_watch_closes_is_not_swallowed(app: Flask) -> None:
+    """RQ's JobTimeoutException is an Exception: a close that swallowed it would leave the
+    batch running with no timeout at all."""
+    watch = StopWatch("k")
+
+    def timed_out() -> None:
+        raise JobTimeoutException("the job's time ran out while the watch closed")
+
+    watch.connection = types.SimpleNamespace(disconnect=timed_out)
+    with pytest.raises(JobTimeoutException):
+        watch.close()
+    assert watch.connection is None
+
+
+def test_tracking_refused_is_warned_once_a_process_not_once_a_batch(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A user whose ACL forbids CLIENT (as a proxy or a managed Redis may): every batch
+    falls back to asking Redis each letter, and the operator is told once, as a warning."""
+    admin = get_redis()
+    user = f"no-client-{uuid.uuid4().hex[:8]}"
+    admin.acl_setuser(
+        user, enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all", "-client"]
+    )
+    try:
+        pool = admin.connection_pool
+        kwargs = {**pool.connection_kwargs, "username": user, "password": "secret"}
+        restricted = Redis(
+            connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs)
+        )
+        assert restricted.ping()
+        monkeypatch.setattr(stop_watch, "get_redis", lambda: restricted)
+        monkeypatch.setattr(stop_watch, "_refusal_told", False, raising=False)
+        caplog.set_level(logging.INFO, logger=stop_watch.__name__)
+        for _batch in range(3):
+            with StopWatch("a-key") as watch:
+                assert watch.is_up() is None  # unknown: the batch asks Redis itself
+        told = [r for r in caplog.records if r.name == stop_watch.__name__]
+        assert [r.levelno for r in told] == [logging.WARNING]
+        assert "every letter" in told[0].getMessage()
+    finally:
+        admin.acl_deluser(user)

@@ -444,7 +444,7 @@ def _record(row: _Row, claim_id: str, *, bump_duplicates: bool = False, **values
                     # One plain comparison per status, not IN: an IN list is an "expanding"
                     # parameter, and SQLAlchemy wrote the statement's SQL again at every
                     # execution (once a letter; decision 0082).
-                    *(table.c.status == status for status in _CLAIMABLE),
+                    *(table.c.status == claimable for claimable in _CLAIMABLE),
                 ),
             )
             .values(assigns)
@@ -1003,6 +1003,10 @@ def _build_and_send(
     connection: SmtpConnection,
 ) -> bool:
     result = batch.result
+    if batch.stop_watch is not None:
+        # A PING written now, if the watch's answer needs confirming, is answered while
+        # the letter is built; its PONG is read in the stop check below (decision 0082).
+        batch.stop_watch.prepare()
     contact = contacts.get(row.contact_id) if row.contact_id else None
     data, recipient, copies, language, error = _build(batch, row, contact)
     signer = batch.settings.dkim_signer
