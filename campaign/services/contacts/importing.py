@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 import unicodedata
-import weakref
 from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -37,7 +36,7 @@ from flask_babel import refresh
 from sqlalchemy import String, any_, bindparam, insert, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from campaign.bulk_write import as_sqlalchemy_error, bulk_path
+from campaign.bulk_write import as_sqlalchemy_error, bulk_path, copy_types
 from campaign.extensions import db
 from campaign.letters.salutations import RuleSet
 from campaign.models import (
@@ -1314,45 +1313,13 @@ def _insert_contacts(rows: list[dict[str, Any]]) -> None:
     driver = connection.connection.driver_connection
     assert driver is not None
     try:
-        oids = _copy_types(driver, columns)
+        oids = copy_types(driver, _contacts.name, columns)
         with driver.cursor() as cursor, cursor.copy(statement) as copy:
             copy.set_types(oids)
             for row in rows:
                 copy.write_row([row[c] for c in columns])
     except connection.dialect.loaded_dbapi.Error as error:
         raise as_sqlalchemy_error(connection.dialect, statement, error) from error
-
-
-# Each PostgreSQL connection's column types of the contacts table (name -> type oid), read
-# once per connection: the catalogue does not change while the application runs (a
-# migration runs before it starts). Keyed by the driver connection, dropped with it.
-_COPY_TYPES: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
-
-
-def _copy_types(driver: Any, columns: Sequence[str]) -> list[int]:
-    """The type oid of each of `columns` of the contacts table, for a binary COPY.
-
-    Binary COPY sends each value in its type's binary form, which psycopg writes from the
-    Python value through the dumper of the type named here: str, int, bool, date and
-    datetime values have one. A column of another type (json, an enum, an array) needs a
-    value psycopg can dump as that type, or its own converter, before it is written here."""
-    types = _COPY_TYPES.get(driver)
-    if types is None or not types.keys() >= set(columns):  # new, or a column added since
-        with driver.cursor() as cursor:
-            cursor.execute(
-                "SELECT attname, atttypid::int FROM pg_attribute"
-                " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-                (_contacts.name,),
-            )
-            types = dict(cursor.fetchall())
-        _COPY_TYPES[driver] = types
-    missing = [c for c in columns if c not in types]
-    if missing:
-        raise RuntimeError(
-            f"the database's {_contacts.name} table has no column {', '.join(missing)}:"
-            " is a migration missing? (alembic upgrade head)"
-        )
-    return [types[c] for c in columns]
 
 
 # Rows per INSERT on SQLite: one statement of many rows, not one per row (decision 0075).

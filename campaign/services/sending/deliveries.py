@@ -19,7 +19,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Dialect, Select, case, insert, or_
 
-from campaign.bulk_write import as_sqlalchemy_error, bulk_path
+from campaign.bulk_write import as_sqlalchemy_error, bulk_path, copy_types
 from campaign.extensions import db
 from campaign.mail import make_message_id
 from campaign.models import Campaign, Delivery, DeliveryStatus
@@ -170,23 +170,13 @@ def insert_deliveries(rows: Sequence[dict[str, Any]]) -> None:
                 cursor.close()
             return
         with driver.cursor() as cursor:
-            types = _column_types(cursor, table.name)
+            types = copy_types(driver, table.name, names)
             with cursor.copy(sql) as copy:
-                copy.set_types([types[name] for name in names])
+                copy.set_types(types)
                 for record in records:
                     copy.write_row(record)
     except dialect.loaded_dbapi.Error as error:
         raise as_sqlalchemy_error(dialect, sql, error) from error
-
-
-def _column_types(cursor: Any, table: str) -> dict[str, int]:
-    """Column name → type OID of `table`, as the server has it (binary COPY needs them)."""
-    cursor.execute(
-        "SELECT attname, atttypid::int FROM pg_attribute"
-        " WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-        (table,),
-    )
-    return {name: int(oid) for name, oid in cursor.fetchall()}
 
 
 def _processed(name: str, dialect: Dialect, values: Iterable[Any]) -> Iterable[Any]:
