@@ -22,19 +22,12 @@ from campaign.services.sending import batches as sending
 from campaign.services.sending import campaigns, stop_watch
 from campaign.services.sending.stop_watch import CLIENT_NAME, StopWatch
 from tests.fault_smtp import FaultSmtpServer
-from tests.services.test_sending import PUBLIC_URL, _launch, _send
+from tests.services.test_sending import _launch, _send, sending_overrides
 
 
 @pytest.fixture
 def app_overrides(app_overrides: dict[str, Any], fault_smtp: FaultSmtpServer) -> dict[str, Any]:
-    return {
-        **app_overrides,
-        "MAIL_SERVER": fault_smtp.host,
-        "MAIL_PORT": fault_smtp.port,
-        "MAIL_TIMEOUT": 10,
-        "PUBLIC_URL": PUBLIC_URL,
-        "QUEUE_NAME": f"test-{uuid.uuid4().hex[:12]}",
-    }
+    return sending_overrides(app_overrides, fault_smtp)
 
 
 def _elsewhere(app: Flask, action: Any, campaign_id: int) -> None:

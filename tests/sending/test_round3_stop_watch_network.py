@@ -13,7 +13,6 @@ import contextlib
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -26,7 +25,7 @@ from campaign.extensions import db
 from campaign.models import Campaign
 from campaign.services.sending import campaigns, stop_watch
 from tests.fault_smtp import FaultSmtpServer
-from tests.services.test_sending import PUBLIC_URL, _launch, _send
+from tests.services.test_sending import _launch, _send, sending_overrides
 
 # How long the watch's connection has been silent when the pause comes: more than the
 # 0.1 s for which the watch trusts its own answer.
@@ -109,12 +108,7 @@ def app_overrides(
 ) -> dict[str, Any]:
     password = parse_qs(urlparse(app_overrides["REDIS_URL"]).query)["password"][0]
     return {
-        **app_overrides,
-        "MAIL_SERVER": fault_smtp.host,
-        "MAIL_PORT": fault_smtp.port,
-        "MAIL_TIMEOUT": 10,
-        "PUBLIC_URL": PUBLIC_URL,
-        "QUEUE_NAME": f"test-{uuid.uuid4().hex[:12]}",
+        **sending_overrides(app_overrides, fault_smtp),
         "REDIS_URL": f"redis://:{password}@127.0.0.1:{proxy.port}/0",
     }
 

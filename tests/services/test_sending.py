@@ -46,8 +46,13 @@ STALL = 3.0  # seconds a stalling server waits: three times the stall test's 1 s
 
 @pytest.fixture
 def app_overrides(app_overrides: dict[str, Any], fault_smtp: FaultSmtpServer) -> dict[str, Any]:
+    return sending_overrides(app_overrides, fault_smtp)
+
+
+def sending_overrides(base: dict[str, Any], fault_smtp: FaultSmtpServer) -> dict[str, Any]:
+    """The app's settings for sending into `fault_smtp` (other send test modules use it too)."""
     return {
-        **app_overrides,
+        **base,
         "MAIL_SERVER": fault_smtp.host,
         "MAIL_PORT": fault_smtp.port,
         "MAIL_TIMEOUT": MAIL_TIMEOUT,
