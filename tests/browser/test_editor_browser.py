@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from playwright.sync_api import Page, expect
+import pytest
+from playwright.sync_api import Page, Route, expect
 from sqlalchemy import select
 
 from campaign.extensions import db
@@ -129,3 +130,30 @@ def test_preview_search_and_next_then_the_editor_with_its_live_letter(
     letter_box = page.locator("#live-text").bounding_box()
     assert text_box and letter_box and letter_box["y"] >= text_box["y"] + text_box["height"]
     assert letter_box["x"] + letter_box["width"] <= 390
+
+
+def test_the_add_a_language_form_stays_where_it_is_when_the_letter_arrives(
+    signed_in_page: Callable[..., Page], live_server: LiveServer
+) -> None:
+    """The live letter's room is kept from the start: a click aimed at "Add a language" while
+    the letter is still being drawn lands on it (it used to jump 60 % of a screen down)."""
+    ids = _setup(live_server)
+    page = signed_in_page(Role.EDITOR, "editor-s@example.org")
+    held: list[Route] = []
+    # Hold the letter's answer until the form's place has been read: the letter arrives after.
+    page.route("**/live", lambda route: held.append(route))
+    page.goto(f"/statements/{ids['statement']}")
+    summary = page.locator("#add-language summary")
+    expect(summary).to_be_visible()
+    while not held:
+        page.wait_for_timeout(50)
+    before = summary.bounding_box()
+    for route in held:
+        route.continue_()
+    page.unroute("**/live")
+    expect(
+        page.frame_locator("#live-text iframe").get_by_text("We write about the trial.")
+    ).to_be_visible()
+    after = summary.bounding_box()
+    assert before and after
+    assert after["y"] == pytest.approx(before["y"], abs=2), (before, after)
