@@ -2,19 +2,152 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
 from sqlalchemy import func, select
+from sqlalchemy import text as sql
+from sqlalchemy.orm import close_all_sessions
 
+from campaign import create_app
 from campaign.extensions import db
 from campaign.models import AuditEvent, Contact, ContactList, Segment, User, list_memberships
-from campaign.queue import get_queue
+from campaign.queue import get_queue, get_redis
 from campaign.services.accounts import users
 from campaign.services.contacts.segments import count_matching
+from tests import servers
+from tests.conftest import _base_overrides, _empty_postgres, close_redis, fresh_sqlite_copy
+
+# Most tests read what one `load-demo` left: the demo is loaded once per engine in this test
+# process, and each test gets its own copy of the result, so what one test writes (a tick
+# launching the yearly campaign) no other sees. SQLite: a copy of the loaded file.
+# PostgreSQL: the loaded rows kept in a schema of their own, copied back into the emptied
+# tables (decision 0085). Session-scoped: the slow tests run first, apart from the rest of
+# this module (decision 0081), and a module fixture would be made again after them. The
+# tests of the load itself (a second load, a given password, a refused contact) still load
+# into their own empty database.
+_SNAPSHOT = "demo_snapshot"
+
+
+@dataclass(frozen=True)
+class LoadedDemo:
+    output: str  # what `campaign load-demo` printed
+    queued: int  # the jobs in the queue right after it
+
+
+def _load_once(app: Flask) -> LoadedDemo:
+    with app.app_context():
+        get_redis().flushdb()
+        # The tests' autouse English terminal is function-scoped: said here for this load.
+        result = app.test_cli_runner().invoke(args=["load-demo"], env={"LANGUAGE": "en"})
+        assert result.exit_code == 0, result.output
+        loaded = LoadedDemo(output=str(result.output), queued=get_queue().count)
+        db.session.remove()
+    return loaded
+
+
+@pytest.fixture(scope="session")
+def _demo_sqlite(
+    sqlite_template: Path,
+    redis_server: servers.RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, LoadedDemo]:
+    folder = tmp_path_factory.mktemp("demo-sqlite")
+    path = folder / "demo.sqlite3"
+    shutil.copyfile(sqlite_template, path)
+    app = create_app(_base_overrides(folder / "instance", redis_server.url, f"sqlite:///{path}"))
+    loaded = _load_once(app)
+    with app.app_context():
+        # Everything in the file itself (no write-ahead log beside it) before it is copied.
+        with db.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        close_all_sessions()
+        db.engine.dispose()
+    close_redis(app)
+    return path, loaded
+
+
+@pytest.fixture(scope="session")
+def _demo_postgres(
+    postgres_migrated: str,
+    redis_server: servers.RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[str, LoadedDemo]]:
+    app = create_app(
+        _base_overrides(tmp_path_factory.mktemp("demo-pg"), redis_server.url, postgres_migrated)
+    )
+    _empty_postgres(app)
+    loaded = _load_once(app)
+    with app.app_context():
+        names = [table.name for table in db.metadata.sorted_tables]  # parents first
+        kept = [f'DROP SCHEMA IF EXISTS "{_SNAPSHOT}" CASCADE', f'CREATE SCHEMA "{_SNAPSHOT}"']
+        kept += [
+            f'CREATE TABLE "{_SNAPSHOT}"."{n}" AS SELECT * FROM "{n}"'  # noqa: S608 — our tables
+            for n in names
+        ]
+        db.session.execute(sql("; ".join(kept)))
+        filled = [
+            name
+            for name in names
+            if db.session.scalar(sql(f'SELECT EXISTS (SELECT FROM "{_SNAPSHOT}"."{name}")'))  # noqa: S608
+        ]
+        used = db.session.execute(
+            sql(
+                "SELECT sequencename::text, last_value FROM pg_sequences "
+                "WHERE schemaname = current_schema() AND last_value IS NOT NULL"
+            )
+        ).all()
+        db.session.commit()
+        restore = "; ".join(
+            [
+                f'INSERT INTO "{n}" SELECT * FROM "{_SNAPSHOT}"."{n}"'  # noqa: S608 — our tables
+                for n in filled
+            ]
+            + [f"SELECT setval('\"{name}\"', {value})" for name, value in used]
+        )
+        db.session.remove()
+    yield restore, loaded
+    with app.app_context():
+        db.session.execute(sql(f'DROP SCHEMA IF EXISTS "{_SNAPSHOT}" CASCADE'))
+        db.session.commit()
+        db.session.remove()
+    close_redis(app)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """As tests/conftest.py's, but a test that asks for `demo` gets the loaded demo's copy."""
+    wants_demo = "demo" in request.fixturenames
+    if request.param == "postgres":
+        if wants_demo:
+            request.getfixturevalue("_demo_postgres")  # loaded before the app empties the tables
+        url: str = request.getfixturevalue("postgres_migrated")
+        return url
+    url = fresh_sqlite_copy(request)
+    if wants_demo:
+        loaded_file, _loaded = request.getfixturevalue("_demo_sqlite")
+        # fresh_sqlite_copy's path, with nothing beside it: the loaded demo in its place.
+        shutil.copyfile(loaded_file, url.removeprefix("sqlite:///"))
+    return url
+
+
+@pytest.fixture
+def demo(request: pytest.FixtureRequest, app: Flask) -> LoadedDemo:
+    """What one `load-demo` printed; the database holds what it loaded (a copy of its own)."""
+    if db.engine.dialect.name == "postgresql":
+        restore, loaded = request.getfixturevalue("_demo_postgres")
+        db.session.execute(sql(restore))
+        db.session.commit()
+        return loaded
+    _path, loaded = request.getfixturevalue("_demo_sqlite")
+    return loaded  # type: ignore[no-any-return]
 
 
 def _load(app: Flask, env: dict[str, str] | None = None) -> str:
@@ -30,8 +163,9 @@ def _contact(email: str) -> Contact:
     return contact
 
 
-def test_load_demo_creates_the_sample_contacts_with_their_protocol_fields(app: Flask) -> None:
-    _load(app)
+def test_load_demo_creates_the_sample_contacts_with_their_protocol_fields(
+    app: Flask, demo: LoadedDemo
+) -> None:
 
     ambassador = _contact("amb.uz@example.org")
     assert (ambassador.given_name, ambassador.family_name) == ("Dilnoza", "Namunova")
@@ -56,9 +190,9 @@ def test_load_demo_creates_the_sample_contacts_with_their_protocol_fields(app: F
 
 
 def test_load_demo_generates_hundreds_of_contacts_spread_like_a_real_address_book(
-    app: Flask,
+    app: Flask, demo: LoadedDemo
 ) -> None:
-    output = _load(app)
+    output = demo.output
     contacts = db.session.scalars(select(Contact)).all()
     assert 400 <= len(contacts) <= 450
     assert f"loaded {len(contacts)} contacts, 5 lists, 2 segments" in output
@@ -94,8 +228,9 @@ def test_load_demo_generates_hundreds_of_contacts_spread_like_a_real_address_boo
             assert address.endswith(("@example.org", "@example.net")), address
 
 
-def test_load_demo_groups_contacts_into_lists_and_saves_working_segments(app: Flask) -> None:
-    _load(app)
+def test_load_demo_groups_contacts_into_lists_and_saves_working_segments(
+    app: Flask, demo: LoadedDemo
+) -> None:
     sizes: dict[str, int] = {
         name: size
         for name, size in db.session.execute(
@@ -156,8 +291,9 @@ def test_load_demo_creates_the_first_admin_once_and_loads_nothing_twice(app: Fla
     )
 
 
-def test_the_demo_goes_through_the_services_a_user_s_own_data_goes_through(app: Flask) -> None:
-    _load(app)
+def test_the_demo_goes_through_the_services_a_user_s_own_data_goes_through(
+    app: Flask, demo: LoadedDemo
+) -> None:
 
     actions = Counter(db.session.scalars(select(AuditEvent.action)))
     # One import of the contacts file, each list and segment saved, each signature approved.
@@ -171,7 +307,7 @@ def test_the_demo_goes_through_the_services_a_user_s_own_data_goes_through(app: 
     assert imported.detail is not None
     assert (imported.detail["imported"], imported.detail["rejected"]) == (413, 0)
     # The services' e-mails (signature links, invitations, letters) were never queued.
-    assert get_queue().count == 0
+    assert demo.queued == 0
 
 
 def test_a_demo_contact_the_contact_rules_refuse_stops_the_load(
@@ -186,19 +322,20 @@ def test_a_demo_contact_the_contact_rules_refuse_stops_the_load(
         loader.load_demo(generated=0)
 
 
-def test_a_random_admin_password_is_printed_and_works(app: Flask) -> None:
-    output = _load(app)
+def test_a_random_admin_password_is_printed_and_works(app: Flask, demo: LoadedDemo) -> None:
+    output = demo.output
     line = next(line for line in output.splitlines() if line.startswith("created admin@"))
     password = line.rsplit(": ", 1)[1]
     assert len(password) >= 12
     assert users.authenticate("admin@example.org", password).user is not None
 
 
-def test_load_demo_leaves_a_draft_campaign_that_passes_its_checks(app: Flask) -> None:
+def test_load_demo_leaves_a_draft_campaign_that_passes_its_checks(
+    app: Flask, demo: LoadedDemo
+) -> None:
     from campaign.models import Campaign, CampaignStatus
     from campaign.services.sending import campaigns
 
-    _load(app)
     campaign = db.session.scalars(
         select(Campaign).where(
             Campaign.status == CampaignStatus.DRAFT, Campaign.name.startswith("Demo: ")
@@ -210,7 +347,7 @@ def test_load_demo_leaves_a_draft_campaign_that_passes_its_checks(app: Flask) ->
 
 
 def test_load_demo_leaves_a_finished_campaign_with_replies_auto_replies_and_bounces(
-    app: Flask,
+    app: Flask, demo: LoadedDemo
 ) -> None:
     import hashlib
     import zlib
@@ -227,7 +364,6 @@ def test_load_demo_leaves_a_finished_campaign_with_replies_auto_replies_and_boun
     from campaign.models._types import utcnow
     from campaign.services.replies import dashboard
 
-    _load(app)
     campaign = db.session.scalars(
         select(Campaign).where(Campaign.status == CampaignStatus.FINISHED)
     ).one()
@@ -283,11 +419,10 @@ def _next_26_june_9_paris() -> datetime:
 
 
 def test_load_demo_schedules_a_yearly_campaign_a_follow_up_a_summit_and_an_anniversary(
-    app: Flask,
+    app: Flask, demo: LoadedDemo
 ) -> None:
     from campaign.models import CalendarEvent, Case
 
-    _load(app)
     runner = app.test_cli_runner()
     listing = runner.invoke(args=["schedules"])
     assert listing.exit_code == 0, listing.output
@@ -334,10 +469,11 @@ def test_load_demo_schedules_a_yearly_campaign_a_follow_up_a_summit_and_an_anniv
     assert all(d.legal_reference and d.source for d in case.dates)
 
 
-def test_a_tick_on_26_june_launches_the_demo_yearly_campaign_for_that_year(app: Flask) -> None:
+def test_a_tick_on_26_june_launches_the_demo_yearly_campaign_for_that_year(
+    app: Flask, demo: LoadedDemo
+) -> None:
     from campaign.models import Campaign, CampaignStatus
 
-    _load(app)
     due = _next_26_june_9_paris()
     now = (due + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%MZ")
     result = app.test_cli_runner().invoke(args=["tick", "--now", now])
@@ -364,8 +500,9 @@ def test_a_tick_on_26_june_launches_the_demo_yearly_campaign_for_that_year(app: 
     assert again.output.splitlines()[-1] == "0 fired, 0 skipped"
 
 
-def test_the_demo_follow_up_fires_14_days_after_the_yearly_launch(app: Flask) -> None:
-    _load(app)
+def test_the_demo_follow_up_fires_14_days_after_the_yearly_launch(
+    app: Flask, demo: LoadedDemo
+) -> None:
     due = _next_26_june_9_paris()
     runner = app.test_cli_runner()
     runner.invoke(args=["tick", "--now", (due + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%MZ")])
@@ -377,13 +514,14 @@ def test_the_demo_follow_up_fires_14_days_after_the_yearly_launch(app: Flask) ->
     ), result.output
 
 
-def test_every_demo_statement_passes_campaign_check_in_each_of_its_languages(app: Flask) -> None:
+def test_every_demo_statement_passes_campaign_check_in_each_of_its_languages(
+    app: Flask, demo: LoadedDemo
+) -> None:
     """The demo's campaigns, its yearly campaign and its follow-up letter are sent by the
     scheduler, which never overrides the pre-send check: none of their texts may have an
     error (a missing signature, a footnote pointing nowhere…) for anybody on the lists."""
     from campaign.models import Statement
 
-    _load(app)
     runner = app.test_cli_runner()
     checked = []
     for statement in db.session.scalars(select(Statement).order_by(Statement.id)):
