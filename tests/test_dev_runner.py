@@ -146,7 +146,7 @@ def test_campaign_dev_serves_the_app_and_ctrl_c_stops_everything(tmp_path: Path)
         deadline = time.monotonic() + START_TIMEOUT
         while len(list(received.iterdir())) < 4:
             assert time.monotonic() < deadline, "the campaign's letters never reached the sink"
-            time.sleep(0.2)
+            time.sleep(0.05)
         children = _children_of(runner.pid)  # the work horse sending the batch among them
     finally:
         stop_asked = time.monotonic()
@@ -176,7 +176,7 @@ def test_campaign_dev_serves_the_app_and_ctrl_c_stops_everything(tmp_path: Path)
     assert "stopped: web app, worker, mail sink and Redis are down." in text
     deadline = time.monotonic() + 5
     while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.05)
     assert not [pid for pid in children if _alive(pid)], "orphans left behind"
     assert _port_free(port), "the web port is still taken"
     assert _port_free(mail_port), "the SMTP sink's port is still taken"

@@ -167,7 +167,7 @@ def test_the_shipped_gunicorn_access_log_hides_tokens(app: Flask, tmp_path: Path
                 assert process.poll() is None and time.monotonic() < deadline, (
                     process.stderr.read() if process.stderr and process.poll() is not None else ""
                 )
-                time.sleep(0.2)
+                time.sleep(0.05)
         statuses = _fetch(f"http://127.0.0.1:{port}", requests)
     finally:
         process.terminate()
@@ -301,7 +301,7 @@ def test_the_shipped_gunicorn_error_log_hides_tokens_even_at_debug_level(
                 break  # the server answers
             except OSError:
                 assert process.poll() is None and time.monotonic() < deadline, error_log.read_text()
-                time.sleep(0.2)
+                time.sleep(0.05)
         statuses = _fetch(f"http://127.0.0.1:{port}", [("GET", path) for path in TOKEN_PATHS])
     finally:
         process.terminate()

@@ -33,7 +33,7 @@ def _wait(condition: Callable[[], bool], what: str, scene: Scene) -> None:
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.1)
+        time.sleep(0.05)
     raise AssertionError(f"{what} within {WAIT:.0f} s\n{scene.workers.log_tail()}")
 
 
@@ -63,7 +63,7 @@ def test_a_lost_claim_is_taken_back_after_its_heartbeat_and_a_live_one_is_kept(
         deadline = time.monotonic() + WAIT
         taken_back = 0
         while time.monotonic() < deadline and not taken_back:
-            time.sleep(0.5)
+            time.sleep(0.1)  # the reconciler's look, often: the lease ends ~4 s in
             taken_back = sending.reconcile(commit=db.session.commit).requeued
         assert keeper.holds()
     rows = {row.id: row for row in scene.deliveries()}
@@ -79,6 +79,7 @@ def test_a_worker_restarted_under_the_same_name_after_a_kill_starts_at_once(
 ) -> None:
     name = "host-1"  # what the unit's `--name %H-%i` gives, again after the restart
     first = scene.workers.start(name=name)
+    scene.workers.prepare()  # the restart's process imports while the first one registers
     _wait(lambda: name in _registered(scene), "the first worker did not register", scene)
     scene.workers.kill(first)
     second = scene.workers.start(name=name)
@@ -89,6 +90,15 @@ def test_a_worker_restarted_under_the_same_name_after_a_kill_starts_at_once(
     )
     time.sleep(1)
     assert second.poll() is None, scene.workers.log_tail()
+
+
+def _listening(scene: Scene, name: str) -> bool:
+    """Whether worker `name` waits in RQ's dequeue (its state is set after RQ's signal
+    handlers are installed)."""
+    with scene.redis.client() as connection:
+        return any(
+            w.name == name and w.get_state() == "idle" for w in Worker.all(connection=connection)
+        )
 
 
 def _heard_from_since(scene: Scene, name: str, since: datetime) -> bool:
@@ -148,8 +158,8 @@ def test_an_idle_worker_stops_on_sigterm(scene: Scene) -> None:
     import subprocess
 
     worker = scene.workers.start(name="stop-1")
-    _wait(lambda: "stop-1" in _registered(scene), "the worker did not register", scene)
-    time.sleep(2)  # in RQ's dequeue, its own signal handlers installed
+    # In RQ's dequeue, its own signal handlers installed.
+    _wait(lambda: _listening(scene, "stop-1"), "the worker did not wait for jobs", scene)
     worker.send_signal(signal.SIGTERM)
     try:
         worker.wait(timeout=15)
