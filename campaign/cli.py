@@ -96,6 +96,10 @@ def cli() -> None:
 from campaign.commands.dev import dev_command  # noqa: E402
 
 cli.add_command(dev_command)
+# Made on a laptop that never runs the app (the identity stays off the server): no configuration.
+from campaign.commands.backups import backup_key_command  # noqa: E402
+
+cli.add_command(backup_key_command)
 
 
 @cli.command("help", with_appcontext=False)

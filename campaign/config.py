@@ -165,6 +165,12 @@ class Config:
     # Reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust (0 = none).
     # The audit log's "from where" is the client's address only when this is right.
     TRUSTED_PROXIES: int = 0
+    # Backups (decision 0087): the age public keys ("age1…", comma-separated) every backup
+    # is encrypted to; the daily backup's folder (empty: no daily backup) and how many of
+    # them are kept.
+    BACKUP_RECIPIENTS: str = ""
+    BACKUP_FOLDER: str = ""
+    BACKUP_KEEP: int = 7
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:

@@ -84,6 +84,16 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "yearly_campaign": _l("Yearly campaign"),
         "reminder": _l("Reminder"),
         "sign_on_reminder": _l("Sign-on reminder"),
+        "retention": _l("Retention: daily removal of old data"),
+        "backup": _l("Daily backup"),
+    },
+    # What the retention periods apply to (campaign/services/privacy/retention.py).
+    "retention_kind": {
+        "inbound": _l("Received messages"),
+        "tracking": _l("Tracking events"),
+        "audit": _l("Audit log entries"),
+        "evidence": _l("Copies of sent messages"),
+        "import_files": _l("Import files"),
     },
     "run_outcome": {
         "fired": _l("Done"),
@@ -191,6 +201,7 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "hard_bounce": _l("Hard bounce"),
         "complaint": _l("Complaint"),
         "manual": _l("Added by hand"),
+        "erased": _l("Erased on request (address not kept)"),
     },
     "connection_security": {
         "none": _l("None (plain text)"),
@@ -323,6 +334,7 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "smtp_account.delete": _l("SMTP account deleted"),
         "suppression.add": _l("Address added to the suppression list"),
         "suppression.remove": _l("Address removed from the suppression list"),
+        "person.erase": _l("Person erased on request"),
         "demo.load": _l("Demonstration data loaded"),
         "webhook.create": _l("Webhook endpoint added"),
         "webhook.update": _l("Webhook endpoint changed"),
@@ -332,6 +344,11 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "webhook.reveal_secret": _l("Webhook secret shown"),
         "webhook.resend": _l("Webhook delivery sent again"),
         "webhook.allowed_hosts": _l("Webhook hosts allowed on private addresses changed"),
+        "privacy.retention": _l("Old data removed by the retention periods"),
+        "privacy.retention_periods": _l("Retention periods changed"),
+        "subject.export": _l("Access-request export asked"),
+        "subject.export_download": _l("Access-request export downloaded"),
+        "subject.export_remove": _l("Access-request export removed"),
         "api.call": _l("API call"),
         "api_key.created": _l("API key made"),
         "api_key.revoked": _l("API key revoked"),
@@ -364,6 +381,15 @@ LABELS: dict[str, dict[str, LazyString]] = {
         "webhook_delivery": _l("Webhook delivery"),
         "api_key": _l("API key"),
         "installation_setting": _l("Installation setting"),
+        "subject_export": _l("Access-request export"),
+    },
+    # Access-request exports (campaign/services/privacy/subject_export.py).
+    "subject_export_status": {
+        "queued": _l("Waiting for a worker"),
+        "running": _l("Being made"),
+        "done": _l("Ready to download"),
+        "failed": _l("Failed"),
+        "expired": _l("File removed"),
     },
     # Outgoing webhooks (services/webhooks): what an endpoint may receive.
     "webhook_event": {

@@ -8,7 +8,7 @@ import socket
 from datetime import UTC, datetime
 
 from campaign.extensions import db
-from campaign.scheduling import tick
+from campaign.scheduling import registry, tick
 from campaign.services.contacts import importing
 from campaign.services.replies import mailboxes
 from campaign.services.sending import batches as sending
@@ -78,6 +78,11 @@ def reconcile() -> None:
         # Retries whose time has come and claims a lost worker held (decision 0068).
         webhook_delivery.requeue_due()
         db.session.commit()
+        from campaign.services.privacy import subject_export
+
+        # Access-request exports are downloadable for a day, then their files go (0089).
+        subject_export.remove_expired()
+        db.session.commit()
         from campaign.services.accounts import api_keys
 
         # Answers kept for Idempotency-Key retries hold contacts' data: a day, no more.
@@ -118,9 +123,12 @@ def flush_tracking() -> None:
 def run_scheduler() -> None:
     """Fire every schedule that is due now (send-at, yearly, follow-ups, reminders)."""
     with job_context():
+        now = datetime.now(UTC)
+        # The daily retention and backup schedules, made here when missing (decision 0088).
+        registry.ensure_system_schedules(now, db.session.commit)
         # The tick commits after each fire and claims each once, so a second tick on another
         # machine (the Redis lock expired mid-run) finds the fires taken and does nothing.
-        report = tick.tick(datetime.now(UTC), commit=db.session.commit)
+        report = tick.tick(now, commit=db.session.commit)
         for line in report.lines:
             log.info(
                 "scheduler: %s %s %r due %s: %s",
@@ -203,3 +211,35 @@ def check_letters(campaign_id: int, run_key: str) -> None:
             timed_out = isinstance(error, JobTimeoutException)
             presend_runs.mark_failed(campaign_id, run_key, error, timed_out=timed_out)
             db.session.commit()
+
+
+def export_subject(export_id: int, run_key: str) -> None:
+    """Make access-request export `export_id` (run `run_key`): its ZIP and progress (0089)."""
+    from campaign.services.privacy import subject_export
+
+    with job_context():
+        if not subject_export.claim(export_id, run_key):
+            db.session.rollback()
+            log.info("subject export %s is not queued; nothing to do", export_id)
+            return
+        db.session.commit()
+        try:
+            subject_export.run_job(export_id, run_key, commit=db.session.commit)
+        except Exception as error:
+            db.session.rollback()
+            log.exception("subject export %s failed", export_id)
+            subject_export.mark_failed(export_id, run_key, error)
+            db.session.commit()
+
+
+def run_scheduled_backup(schedule_id: int, due_at: str) -> None:
+    """Write the daily backup the scheduler queued (campaign.services.backups.scheduled)."""
+    from campaign.services.backups import scheduled
+
+    with job_context():
+        record = scheduled.run_scheduled_backup(
+            schedule_id=schedule_id, due_at=datetime.fromisoformat(due_at)
+        )
+        db.session.commit()
+        if record is not None:
+            log.info("daily backup %s: %s", record.file, "written" if record.ok else "failed")

@@ -99,8 +99,11 @@ def register_commands(app: Flask) -> None:
     """Add every command module's commands to the app (create_app calls this)."""
     from campaign.commands.accounts import register as register_users
     from campaign.commands.api_keys import register as register_api_keys
+    from campaign.commands.backups import register as register_backups
     from campaign.commands.contacts import register as register_contacts
     from campaign.commands.demo import register as register_demo
+    from campaign.commands.erasure import register_erasure
+    from campaign.commands.privacy import register as register_privacy
     from campaign.commands.replies.inbound import register as register_inbound
     from campaign.commands.replies.mailboxes import register as register_mailboxes
     from campaign.commands.schedules import register as register_schedules
@@ -114,14 +117,17 @@ def register_commands(app: Flask) -> None:
 
     app.cli.add_command(_MIGRATIONS)
     register_api_keys(app)
+    register_backups(app)
     register_campaigns(app)
     register_contacts(app)
     register_connections(app)
     register_demo(app)
     register_dkim(app)
+    register_erasure(app)
     register_inbound(app)
     register_letters(app)
     register_mailboxes(app)
+    register_privacy(app)
     register_schedules(app)
     register_sign_on(app)
     register_statements(app)

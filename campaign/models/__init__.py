@@ -66,6 +66,7 @@ from campaign.models.statement import (
     StatementText,
     StatementVersion,
 )
+from campaign.models.subject_export import SubjectExport, SubjectExportStatus
 from campaign.models.suppression import Suppression, SuppressionReason
 from campaign.models.tracking import TrackedLink, TrackingEvent, TrackingKind
 from campaign.models.user import (
@@ -155,6 +156,8 @@ __all__ = [
     "StatementText",
     "StatementVersion",
     "Style",
+    "SubjectExport",
+    "SubjectExportStatus",
     "Suppression",
     "SuppressionReason",
     "TrackedLink",

@@ -26,6 +26,9 @@ class ScheduleKind(enum.StrEnum):
     YEARLY_CAMPAIGN = "yearly_campaign"  # a new campaign from a template campaign every year
     REMINDER = "reminder"  # tell staff, N days before an event or a case anniversary
     SIGN_ON_REMINDER = "sign_on_reminder"  # invitees who have not signed, before the deadline
+    # System schedules, one each, made by the worker's tick when missing (decision 0088).
+    RETENTION = "retention"  # remove data older than its retention period, daily
+    BACKUP = "backup"  # queue the daily encrypted backup into the configured folder
 
 
 class RunOutcome(enum.StrEnum):

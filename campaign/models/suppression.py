@@ -17,6 +17,9 @@ class SuppressionReason(enum.StrEnum):
     HARD_BOUNCE = "hard_bounce"
     COMPLAINT = "complaint"
     MANUAL = "manual"
+    # The person was erased on request: the entry keeps only a keyed hash of the address
+    # (email_key "erased:<HMAC-SHA256 hex>", email ""), never the address (decision 0090).
+    ERASED = "erased"
 
 
 class Suppression(db.Model):  # type: ignore[name-defined]

@@ -70,6 +70,11 @@ def register_blueprints(app: Flask) -> None:
     from campaign.web.accounts import account, audit, auth, two_factor, users
     from campaign.web.contacts import audiences, contacts, imports, suppressions
     from campaign.web.contacts import tools as contact_tools
+    from campaign.web.privacy import backups as privacy_backups
+    from campaign.web.privacy import erasure as privacy_erasure
+    from campaign.web.privacy import exports as privacy_exports
+    from campaign.web.privacy import restore_hold as privacy_restore_hold
+    from campaign.web.privacy import retention as privacy_retention
     from campaign.web.replies import dashboard, mailboxes, replies
     from campaign.web.schedules import calendar, cases, schedule_runs, schedules
     from campaign.web.sending import campaigns, smtp_accounts, unsubscribe
@@ -119,6 +124,11 @@ def register_blueprints(app: Flask) -> None:
         sign_on_invitations,
         sign_on_public,
         webhooks,
+        privacy_exports,
+        privacy_retention,
+        privacy_backups,
+        privacy_erasure,
+        privacy_restore_hold,
     ):
         app.register_blueprint(module.bp)
     from campaign.web.api import register_api
@@ -286,6 +296,10 @@ def _register_template_helpers(app: Flask) -> None:
         ("devmail.index", _l("Dev mailbox"), Role.SENDER),
         ("users.index", _l("Users"), Role.ADMIN),
         ("audit.index", _l("Audit log"), Role.ADMIN),
+        ("subject_exports.index", _l("Access requests"), Role.ADMIN),
+        ("erasure.index", _l("Erase a person"), Role.ADMIN),
+        ("retention.index", _l("Retention"), Role.ADMIN),
+        ("backups.index", _l("Backups"), Role.ADMIN),
     ]
 
     @app.context_processor

@@ -63,7 +63,13 @@ def test_search_filters_counts_and_pages(app: Flask) -> None:
     suppressions.suppress_address("press_office@news.example", "manual", note="asked by phone")
     suppressions.suppress_address("gone@old.example", "hard_bounce")
     counts = suppressions.counts_by_reason()
-    assert counts == {"unsubscribed": 7, "hard_bounce": 1, "complaint": 0, "manual": 1}
+    assert counts == {
+        "unsubscribed": 7,
+        "hard_bounce": 1,
+        "complaint": 0,
+        "manual": 1,
+        "erased": 0,
+    }
 
     by_note = suppressions.search_suppressions("PHONE")
     assert [e.email for e in by_note.items] == ["press_office@news.example"]

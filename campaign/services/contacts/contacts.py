@@ -38,6 +38,7 @@ from campaign.models import (
 from campaign.scheduling.timezones import ScheduleError, zone_of
 from campaign.services.accounts.audit import record_event
 from campaign.services.contacts.trash import trash_contact
+from campaign.services.privacy import erased_addresses
 from campaign.services.statements.salutation_rules import current_rule_set
 
 if TYPE_CHECKING:
@@ -879,10 +880,21 @@ def _ensure_address_free(email_key: str, current_id: int | None) -> None:
         )
 
 
+def _refuse_erased(email_key: str) -> None:
+    # A person erased on request is never written to again (decision 0090).
+    try:
+        erased = erased_addresses.is_erased(email_key)
+    except erased_addresses.ErasureKeyMissing as error:
+        raise ContactInputError([FieldError("email", str(error))]) from None
+    if erased:
+        raise ContactInputError([FieldError("email", erased_addresses.erased_reason())])
+
+
 def create_contact(raw: Mapping[str, Any]) -> Contact:
-    """Create a contact from form-like data; the address must not be taken."""
+    """Create a contact from form-like data; the address must not be taken nor erased."""
     data = clean_contact_data(raw)
     _ensure_address_free(data["email_key"], None)
+    _refuse_erased(data["email_key"])
     contact = Contact(**data)
     db.session.add(contact)
     db.session.flush()
@@ -894,6 +906,8 @@ def update_contact(contact: Contact, raw: Mapping[str, Any]) -> list[str]:
     """Apply the fields present in `raw`; return the names of fields that changed."""
     data = clean_contact_data({**_as_raw(contact), **raw})
     _ensure_address_free(data["email_key"], contact.id)
+    if data["email_key"] != contact.email_key:
+        _refuse_erased(data["email_key"])
     changed = [k for k, v in data.items() if getattr(contact, k) != v and k != "email_key"]
     if DATIVE_SOURCES & set(changed) and not set(DATIVE_FIELDS) & set(changed):
         # The dative was declined from the old name or title: suggest it afresh.

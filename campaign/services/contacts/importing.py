@@ -72,6 +72,7 @@ from campaign.services.contacts.contacts import (
 )
 from campaign.services.contacts.exporting import FORMULA_TRIGGERS, neutralise_cell
 from campaign.services.contacts.tabular import Row, RowReader, TableInfo, TabularError, read_table
+from campaign.services.privacy import erased_addresses
 from campaign.services.statements import salutation_rules
 from campaign.services.statements.country_names import letter_languages
 
@@ -610,11 +611,14 @@ def preview_import(
     }
     seen: dict[str, int] = {}
     preview_rows = []
+    erased = erased_addresses.erased_key_test()
     for result in results:
         outcome = "rejected"
         if result.data:
             key = result.data["email_key"]
-            if key in seen:
+            if erased is not None and erased(key):
+                result.problems.append(_erased_problem(checker))
+            elif key in seen:
                 result.problems.append(("", _duplicate_reason(key, seen[key])))
             elif key in existing:
                 outcome = on_duplicate
@@ -668,6 +672,11 @@ def _row_letter(
         salutation=salutation,
         salutation_language=language,
     )
+
+
+def _erased_problem(checker: _RowChecker) -> tuple[str, str]:
+    """The rejects file's (column, reason) for an address erased on request."""
+    return checker.header_of.get("email", ""), erased_addresses.erased_reason()
 
 
 def _duplicate_reason(key: str, first_line: int) -> str:
@@ -769,6 +778,14 @@ def import_contacts(
         raise
     checker = _RowChecker(info.headers, checked_mapping, chosen)
     result = ImportResult(rejects_path=str(rejects_path) if rejects_path else "")
+    # People erased on request are never imported again; None (no test at all) when nobody
+    # was ever erased. Read before the writer thread starts: rows are checked without the
+    # session (decision 0090).
+    try:
+        erased = erased_addresses.erased_key_test()
+    except erased_addresses.ErasureKeyMissing as error:
+        rows.close()
+        raise ImportSetupError(str(error)) from None
     # Each address's first line, in a few bytes a row: it is what lets us name the earlier
     # line in a duplicate's message (decision 0079).
     seen = SeenAddresses()
@@ -800,6 +817,9 @@ def import_contacts(
             checked = checker.check(row)
             result.total_rows += 1
             last_line = row.line
+            if erased is not None and checked.data and erased(checked.data["email_key"]):
+                checked.problems.append(_erased_problem(checker))
+                checked.data = None
             if checked.data is not None:
                 key = checked.data["email_key"]
                 first = seen.first_line(key, row.line)
@@ -1675,7 +1695,8 @@ def fail_if_stopped(record: ContactImport, *, now: datetime | None = None) -> bo
 
 
 # The uploaded file goes as soon as its import has ended; the rejects file (the rows to
-# correct, with their original cells) stays this long for people to download it; a file
+# correct, with their original cells) stays this long by default (an admin sets it on the
+# retention page, campaign/services/privacy/retention.py) for people to download it; a file
 # uploaded but never started goes after a day. These files can hold at-risk people's data.
 REJECTS_KEPT_DAYS = 7
 UNSTARTED_KEPT_HOURS = 24
@@ -1693,11 +1714,15 @@ _ENDED = (ImportStatus.FINISHED.value, ImportStatus.FAILED.value)
 
 def purge_old_import_files(*, now: datetime | None = None) -> int:
     """Delete expired rejects files and never-started uploads; flush. Returns files deleted."""
+    from campaign.services.privacy.retention import RetentionKind, kept_days
+
     now = now or datetime.now(UTC)
     deleted = 0
+    # The admin's retention period for import files (0: kept until they change it).
+    rejects_days = kept_days(RetentionKind.IMPORT_FILES)
     expired_rejects = select(ContactImport).where(
         ContactImport.rejects_path != "",
-        ContactImport.finished_at < now - timedelta(days=REJECTS_KEPT_DAYS),
+        ContactImport.finished_at < now - timedelta(days=rejects_days or 36500),
     )
     for record in db.session.scalars(expired_rejects):
         Path(record.rejects_path).unlink(missing_ok=True)
@@ -1786,6 +1811,12 @@ def upsert_contacts(
     outcomes = [UpsertOutcome(index, "error") for index in range(len(items))]
     checked: list[tuple[int, dict[str, Any], tuple[str, ...]]] = []
     seen: dict[str, int] = {}
+    try:
+        erased = erased_addresses.erased_key_test()
+    except erased_addresses.ErasureKeyMissing as error:
+        for outcome in outcomes:
+            outcome.errors = [FieldError("email", str(error))]
+        return outcomes
     for index, item in enumerate(items):
         try:
             data = clean_contact_data(item)
@@ -1793,6 +1824,9 @@ def upsert_contacts(
             outcomes[index].errors = list(error.errors)
             continue
         key = data["email_key"]
+        if erased is not None and erased(key):
+            outcomes[index].errors = [FieldError("email", erased_addresses.erased_reason())]
+            continue
         if key in seen:
             outcomes[index].errors = [FieldError("email", _duplicate_item_reason(key, seen[key]))]
             continue

@@ -40,13 +40,17 @@ def mask_email(address: str) -> str:
 
 def _reason(reason: SuppressionReason | str) -> SuppressionReason:
     try:
-        return SuppressionReason(reason)
+        found = SuppressionReason(reason)
     except ValueError:
-        known = ", ".join(r.value for r in SuppressionReason)
+        found = None
+    # "erased" entries keep an address's keyed hash, never the address: an erasure makes them.
+    if found is None or found is SuppressionReason.ERASED:
+        known = ", ".join(r.value for r in SuppressionReason if r is not SuppressionReason.ERASED)
         raise SuppressionError(
             gettext("Reason: %(reason)s is not one of %(known)s", reason=repr(reason), known=known),
             "reason",
-        ) from None
+        )
+    return found
 
 
 def find_suppression(email: str) -> Suppression | None:

@@ -31,6 +31,7 @@ from sqlalchemy import select, update
 
 from campaign.extensions import db
 from campaign.i18n import current_language, supported
+from campaign.labels import label
 from campaign.letters.countries import load_country_names
 from campaign.models import (
     CalendarEvent,
@@ -624,6 +625,8 @@ def schedule_titles(schedules: Sequence[Schedule]) -> dict[int, str]:
                     campaign=campaign.name,
                     position=step.position,
                 )
+        elif schedule.kind in (ScheduleKind.RETENTION.value, ScheduleKind.BACKUP.value):
+            title = label(schedule.kind, "schedule_kind")  # the system's own, one of each
         titles[schedule.id] = title
     return titles
 

@@ -64,6 +64,7 @@ from campaign.rate_limit import (
 from campaign.scheduling import stored_text
 from campaign.secret_box import SecretUnreadable
 from campaign.services.accounts.audit import record_event
+from campaign.services.backups.hold import SENDING_HELD, held_reason, sending_is_held
 from campaign.services.contacts.suppressions import suppress_address
 from campaign.services.contacts.trash import cancel_open_letters
 from campaign.services.schedules.cases import cases_context
@@ -643,6 +644,13 @@ def send_batch(
     result = BatchResult()
     campaign = db.session.get(Campaign, campaign_id)
     if campaign is None or campaign.status != CampaignStatus.SENDING:
+        return result
+    if sending_is_held():
+        # A restored copy sends nothing until an admin confirms (decision 0087), whatever
+        # set this campaign sending: it pauses, saying why, and every row stays queued.
+        pause_campaign(campaign, reason=held_reason())
+        commit()
+        result.stopped = str(SENDING_HELD)
         return result
     version = db.session.get(StatementVersion, campaign.statement_version_id)
     try:

@@ -34,8 +34,10 @@ from campaign.queue import get_redis
 from campaign.scheduling import pacing
 from campaign.scheduling.stored_text import Said, Text, english, joined, labelled, said
 from campaign.services.accounts.audit import record_event
+from campaign.services.backups.hold import SENDING_HELD, sending_is_held
 from campaign.services.contacts.audiences import find_audience
 from campaign.services.planner_statistics import refresh_statistics
+from campaign.services.privacy import erased_addresses
 from campaign.services.sending import followups, presend_runs
 from campaign.services.sending.deliveries import (
     enqueue_send_jobs,
@@ -519,6 +521,8 @@ def launch_campaign(
 def _launch(
     campaign: Campaign, *, actor: User | None, at: datetime | None, checked: _Presend | None
 ) -> bool:
+    if sending_is_held():
+        raise CampaignError(SENDING_HELD)
     # The SMTP server is asked before the row is locked: it may take up to its deadline.
     size_probe = statement_files.size_probe(campaign) if campaign.status in LAUNCHABLE else None
     locked = db.session.execute(
@@ -641,11 +645,26 @@ def _read_audience(campaign: Campaign) -> list[tuple[int, str, bool]] | None:
         query = audience_query(spec)
     except CampaignError:
         return None
-    return read_recipients(
-        query.with_only_columns(Contact.id, Contact.email, _suppressed_clause()).order_by(
-            Contact.id
+    return _without_erased(
+        read_recipients(
+            query.with_only_columns(Contact.id, Contact.email, _suppressed_clause()).order_by(
+                Contact.id
+            )
         )
     )
+
+
+def _without_erased(rows: list[tuple[int, str, bool]]) -> list[tuple[int, str, bool]]:
+    """The recipients less any person erased on request, whatever path re-added them; the
+    rows as read when nobody was ever erased (decision 0090)."""
+    try:
+        erased = erased_addresses.erased_key_test()
+    except erased_addresses.ErasureKeyMissing as error:
+        raise CampaignError(str(error)) from None
+    if erased is None:
+        return rows
+    # A contact's address is stored normalised: its key is its lower-case form.
+    return [row for row in rows if not erased(row[1].lower())]
 
 
 # --- pause, resume, cancel ----------------------------------------------------------------
@@ -710,7 +729,10 @@ def pause_campaign(
 
 
 def resume_campaign(campaign: Campaign, *, actor: User | None = None) -> bool:
-    """Carry on sending a paused campaign; False if it was not paused."""
+    """Carry on sending a paused campaign; False if it was not paused, or the restore hold
+    stands (nothing is sent until an admin confirms)."""
+    if sending_is_held():
+        return False
     if not _set_status(
         campaign, [CampaignStatus.PAUSED], CampaignStatus.SENDING, "resume", "", actor
     ):

@@ -48,6 +48,7 @@ from campaign.queue import get_redis
 from campaign.rate_limit import count_in_window
 from campaign.services.accounts.audit import record_event
 from campaign.services.contacts.contacts import normalise_email
+from campaign.services.privacy import erased_addresses
 from campaign.services.sending.notices import Notice, build_message, queue_notice
 from campaign.services.sending.unsubscribe import public_url
 from campaign.services.sign_on.pages import (
@@ -468,6 +469,19 @@ def submit_signature(
     address_key = email_key(values["email"])
     signer_key = name_key(values["name"])
     _count_submission(sign_on, address_key, client_ip)
+    try:
+        erased = erased_addresses.is_erased(values["email"])
+    except erased_addresses.ErasureKeyMissing as error:
+        # Erased people cannot be recognised: the page takes no signature until an operator
+        # restores the key file (the log says which; the visitor sees the page closed).
+        log.warning("sign-on %s refused a signature: %s", sign_on.id, error)
+        raise SignOnClosed(
+            _("This statement takes no signatures at the moment: try again later.")
+        ) from None
+    if erased:
+        # A person erased on request: answered as any signer is, nothing stored and nothing
+        # e-mailed, so the page tells nobody that the address was ever here (decision 0090).
+        return SubmitResult(SubmitOutcome.IGNORED)
 
     existing = _existing(sign_on, address_key, signer_key)
     if existing is not None:

@@ -19,8 +19,10 @@ from campaign.web.api.blueprint import bp
 from campaign.web.api.conventions import PageQuery, found, idempotent, page
 from campaign.web.api.problems import invalid
 
-Reason = Literal["unsubscribed", "hard_bounce", "complaint", "manual"]
+Reason = Literal["unsubscribed", "hard_bounce", "complaint", "manual", "erased"]
 assert set(get_args(Reason)) == {r.value for r in SuppressionReason}
+# "erased" entries (an address's keyed hash, email "") are made by an erasure only.
+AddedReason = Literal["unsubscribed", "hard_bounce", "complaint", "manual"]
 
 
 class SuppressionOut(BaseModel):
@@ -48,7 +50,7 @@ class SuppressionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: str = Field(max_length=320)
-    reason: Reason = "manual"
+    reason: AddedReason = "manual"
     note: str = Field("", max_length=suppression_service.MAX_NOTE)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from campaign.extensions import db
@@ -13,7 +13,7 @@ from campaign.models import Role, Suppression, SuppressionReason
 from campaign.params import page_number
 from campaign.scheduling import stored_text
 from campaign.services.contacts import suppressions as suppression_service
-from campaign.web.access import allow, signed_in_user
+from campaign.web.access import allow, may, signed_in_user
 
 bp = Blueprint("suppressions", __name__, url_prefix="/suppressions")
 
@@ -90,7 +90,9 @@ def confirm_remove(suppression_id: int) -> Any:
 @allow(Role.SENDER)
 def remove(suppression_id: int) -> Any:
     entry = db.get_or_404(Suppression, suppression_id)
-    email = entry.email
+    if entry.reason == SuppressionReason.ERASED.value and not may(Role.ADMIN):
+        abort(403)  # an erasure is an administrator's act; so is undoing its guard
+    email = entry.email or _("erased on request (address not kept)")
     suppression_service.remove_suppression(entry, actor=signed_in_user())
     db.session.commit()
     flash(

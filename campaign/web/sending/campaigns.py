@@ -39,6 +39,7 @@ from campaign.models import (
 from campaign.params import page_number, row_id
 from campaign.scheduling import summary as schedule_summary
 from campaign.scheduling.stored_text import read
+from campaign.services.backups.hold import SENDING_HELD, sending_is_held
 from campaign.services.contacts.audiences import audience_choices
 from campaign.services.sending import campaigns as campaign_service
 from campaign.services.sending import launch as confirmation
@@ -641,6 +642,8 @@ def resume(campaign_id: int) -> Any:
     if campaign_service.resume_campaign(campaign, actor=signed_in_user()):
         db.session.commit()
         flash(_("Resumed: sending carries on where it stopped."), "success")
+    elif sending_is_held():
+        flash(_("Not resumed: %(reason)s.", reason=SENDING_HELD), "error")
     else:
         flash(
             _(

@@ -1,0 +1,1 @@
+"""Personal data: access-request exports, erasure on request, retention by age."""
