@@ -188,6 +188,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # SIGKILLed mid-batch); only a power cut can lose the last commits. The send
     # loop commits once per message, so the saved fsync matters.
     cursor.execute("PRAGMA synchronous=NORMAL")
+    # Freed pages are zeroed: a deleted row (an erasure's) leaves no copy in the file (0090).
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 

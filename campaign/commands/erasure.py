@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from flask import Flask
 from flask_babel import gettext as _
@@ -28,11 +30,15 @@ def _summary_lines(about: object) -> list[str]:
         _("letters in the ledger (kept, anonymised): %(count)d", count=about.letters),
         _("replies and bounces (bodies erased): %(count)d", count=about.replies),
         _("tracking events: %(count)d", count=about.tracking_events),
+        _(
+            "records merged into theirs with other addresses (erased too): %(count)d",
+            count=about.merged_other,
+        ),
     ]
 
 
 @click.command("erase")
-@click.argument("email")
+@click.argument("email", metavar="EMAIL|-")
 @click.option(
     "--yes",
     "confirmed",
@@ -45,14 +51,21 @@ def erase_command(email: str, confirmed: bool) -> None:
 
     An address nothing is stored about gets the hash too, so it is never written to. Letters
     already sent to others that name the person as a co-signer are not rewritten.
+
+    EMAIL "-" reads the address from the standard input (first line), so that it stays out
+    of the shell's history and the process list.
     """
     from campaign.extensions import db
-    from campaign.services.privacy import erasure
+    from campaign.services.privacy import erased_addresses, erasure
 
+    if email == "-":
+        email = sys.stdin.readline().strip()
     try:
         about = erasure.what_is_stored(email)
     except erasure.ErasureError as error:
         raise CommandError(error.message) from None
+    except erased_addresses.ErasureKeyMissing as error:
+        raise CommandError(str(error)) from None
     why_not = erasure.refusal(about)
     if why_not:
         raise CommandError(why_not)
@@ -70,6 +83,9 @@ def erase_command(email: str, confirmed: bool) -> None:
                 "suppression list so that it is never written to."
             )
         )
+    still_naming = erasure.still_naming_notice(about)
+    if still_naming:
+        click.echo(still_naming)
     if not confirmed:
         raise CommandError(
             _("An erasure cannot be undone: run the command again with --yes to erase.")
@@ -79,10 +95,17 @@ def erase_command(email: str, confirmed: bool) -> None:
     except erasure.ErasureError as error:
         db.session.rollback()
         raise CommandError(error.message) from None
+    except erased_addresses.ErasureKeyMissing as error:
+        db.session.rollback()
+        raise CommandError(str(error)) from None
     except BaseException:
         db.session.rollback()
         raise
     db.session.commit()
+    erasure.scrub_storage()
+    if result.already_erased:
+        click.echo(_("This address was erased before; nothing is stored about it."))
+        return
     click.echo(
         _(
             "Erased. The suppression list keeps only a keyed hash (%(prefix)s…): nothing will "

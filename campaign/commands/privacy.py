@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask
@@ -20,7 +22,13 @@ def register(app: Flask) -> None:
 @click.command("subject-export")
 @click.argument("email")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def subject_export_command(email: str, file: Path) -> None:
+@click.option(
+    "--include-others-messages",
+    is_flag=True,
+    help="Also put in the .eml files of received messages they did not send (an assistant's "
+    "reply, say) and of answers to other addresses; review them before handing them over.",
+)
+def subject_export_command(email: str, file: Path, include_others_messages: bool) -> None:
     """Write everything stored about EMAIL (a contact, a signer) to FILE, a ZIP.
 
     FILE must not exist: it is never overwritten. The export is recorded in the audit log
@@ -47,16 +55,30 @@ def subject_export_command(email: str, file: Path) -> None:
         )
         click.echo(f"\r{line}", err=True, nl=done >= total)
 
+    def stop(signum: int, _frame: Any) -> None:
+        # Unwinds through export_to_file, which removes its unfinished file.
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         summary = subject_export.export_to_file(
-            email, file, language=current_language(), progress=progress
+            email,
+            file,
+            language=current_language(),
+            progress=progress,
+            others_messages=include_others_messages,
         )
     except subject_export.SubjectExportError as error:
         db.session.rollback()
         raise CommandError(str(error)) from None
+    except KeyboardInterrupt:
+        db.session.rollback()
+        raise CommandError(_("Stopped: %(file)s was not written.", file=file)) from None
     except BaseException:
         db.session.rollback()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     db.session.commit()
     if summary.is_empty:
         click.echo(

@@ -26,7 +26,8 @@ class SubjectExport(db.Model):  # type: ignore[name-defined]
 
     `email` is the address being exported, kept only while the job needs it: it is emptied
     when the export finishes or fails, so this table does not become a second list of the
-    people who asked.
+    people who asked. `email_hash` stays: only the instance's erasure key can test an
+    address against it.
     """
 
     __tablename__ = "subject_exports"
@@ -42,6 +43,10 @@ class SubjectExport(db.Model):  # type: ignore[name-defined]
         ForeignKey("contacts.id", ondelete="SET NULL"), nullable=True, index=True
     )
     email: Mapped[str] = mapped_column(String(320), default="")
+    # The keyed hash of the address's key (erased_addresses.hashed_key: HMAC-SHA256 under the
+    # instance's erasure key), kept after `email` is emptied so that erasing the person finds
+    # and removes their finished exports (subject_export.exports_for_key).
+    email_hash: Mapped[str] = mapped_column(String(80), default="", server_default="", index=True)
     # The language of the README in the ZIP: the interface language of whoever asked.
     language: Mapped[str] = mapped_column(String(8), default="en")
     total: Mapped[int] = mapped_column(Integer, default=0)

@@ -28,6 +28,7 @@ def upgrade():
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("contact_id", sa.Integer(), nullable=True),
         sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("email_hash", sa.String(length=80), nullable=False, server_default=""),
         sa.Column("language", sa.String(length=8), nullable=False),
         sa.Column("total", sa.Integer(), nullable=False),
         sa.Column("done", sa.Integer(), nullable=False),
@@ -60,9 +61,13 @@ def upgrade():
         batch_op.create_index(
             batch_op.f("ix_subject_exports_contact_id"), ["contact_id"], unique=False
         )
+        batch_op.create_index(
+            batch_op.f("ix_subject_exports_email_hash"), ["email_hash"], unique=False
+        )
 
 
 def downgrade():
     with op.batch_alter_table("subject_exports", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_subject_exports_email_hash"))
         batch_op.drop_index(batch_op.f("ix_subject_exports_contact_id"))
     op.drop_table("subject_exports")

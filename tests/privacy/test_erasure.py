@@ -412,3 +412,358 @@ def test_a_paused_campaign_waits_only_for_a_letter_a_worker_holds(app: Flask) ->
     db.session.commit()
     db.session.refresh(hers)
     assert (hers.status, hers.email, hers.contact_id) == ("cancelled", "", None)
+
+
+# --- the review's findings (decision 0090, "After review") ----------------------------------
+
+
+def _raw_insert_contact(email: str, email_key: str, family_name: str = "Petrova") -> int:
+    """A contact written behind every guard (raw SQL, a future path)."""
+    db.session.execute(
+        insert(Contact).values(email=email, email_key=email_key, family_name=family_name)
+    )
+    found = db.session.scalar(select(Contact.id).where(Contact.email_key == email_key))
+    assert found is not None
+    return found
+
+
+def test_an_erased_address_is_never_a_copy_address(erased: None, tmp_path: Path) -> None:
+    from campaign.services.contacts.contacts import update_contact
+    from campaign.services.contacts.suppressions import find_suppression, is_suppressed
+    from campaign.services.statements.complete_letters import LetterCache
+
+    boris = create_contact({"email": "boris@example.net", "family_name": "Other"})
+    # The contact form and the API (one service): refused on the copy field, in words.
+    with pytest.raises(ContactInputError, match="not even as a copy") as raised:
+        update_contact(boris, {"cc_emails": f"office@example.net, {EMAIL.upper()}"})
+    assert [e.field for e in raised.value.errors] == ["cc_emails"]
+    with pytest.raises(ContactInputError, match="not even as a copy"):
+        create_contact({"email": "c@example.org", "family_name": "C", "cc_emails": EMAIL})
+    outcomes = importing.upsert_contacts(
+        [{"email": "d@example.org", "family_name": "D", "cc_emails": EMAIL}]
+    )
+    assert [e.field for e in outcomes[0].errors] == ["cc_emails"]
+    # The import: the row is refused with the reason, its cells blanked in the rejects file.
+    path = tmp_path / "contacts.csv"
+    path.write_text(f"family_name,email,cc\nE,e@example.org,{EMAIL}\n", encoding="utf-8")
+    info, rows = importing.open_contact_file(path)
+    rows.close()
+    mapping = {**importing.auto_mapping(info.headers), "cc": "cc_emails"}
+    rejects = tmp_path / "rejects.csv"
+    result = importing.import_contacts(path, mapping, rejects_path=rejects)
+    assert (result.imported, result.rejected) == (0, 1)
+    written = rejects.read_text(encoding="utf-8-sig")
+    assert "not even as a copy" in written and KEY not in written.lower()
+    # Whatever path put it there, a letter's copy check sees the erased hash.
+    assert is_suppressed(EMAIL) and find_suppression(EMAIL.upper()) is not None
+    cache = LetterCache()
+    cache.preload_copies([EMAIL, "office@example.net"])
+    assert cache.is_suppressed(EMAIL) and not cache.is_suppressed("office@example.net")
+
+
+def test_suppressing_an_erased_address_by_hand_keeps_only_its_hash(erased: None) -> None:
+    entry = suppress_address(EMAIL, "manual", note="asked again")
+    db.session.commit()
+
+    assert entry.reason == SuppressionReason.ERASED.value and entry.email == ""
+    assert db.session.scalar(select(func.count(Suppression.id))) == 1
+    assert traces(KEY) == []
+
+
+def test_sign_on_invitations_skip_an_erased_address_re_added_behind_the_guards(
+    erased: None,
+) -> None:
+    from campaign.services.sign_on.invitations import invite
+
+    contact_list = ContactListFactory(contacts=["b@example.org"])
+    back = _raw_insert_contact(EMAIL, KEY)
+    db.session.execute(insert(list_memberships).values(list_id=contact_list.id, contact_id=back))
+    sign_on = open_sign_on(CampaignFactory(recipients=["a@example.org"]).statement)
+    db.session.commit()
+
+    result = invite(sign_on, f"list:{contact_list.id}")
+
+    assert (result.invited, result.suppressed) == (1, 1)
+
+
+def test_the_launch_tests_the_contacts_own_key(app: Flask) -> None:
+    # The address typed in punycode is the contact's Unicode address: the same person.
+    create_contact({"email": "olga@яндекс.рф", "family_name": "Petrova"})
+    db.session.commit()
+    erasure.erase_person("Olga@xn--d1acpjx3f.xn--p1ai")
+    db.session.commit()
+    assert db.session.scalar(select(func.count(Contact.id))) == 0
+    assert erased_addresses.is_erased("olga@яндекс.рф")
+
+    # Re-added behind the guards, stored in its punycode spelling with the contact key.
+    contact_list = ContactListFactory(contacts=["b@example.org"])
+    back = _raw_insert_contact("olga@xn--d1acpjx3f.xn--p1ai", "olga@яндекс.рф")
+    db.session.execute(insert(list_memberships).values(list_id=contact_list.id, contact_id=back))
+    campaign = CampaignFactory(contact_list=contact_list)
+    db.session.commit()
+    assert campaigns.launch_campaign(campaign)
+    db.session.commit()
+
+    written = db.session.scalars(select(Delivery.email).where(Delivery.campaign_id == campaign.id))
+    assert list(written) == ["b@example.org"]
+
+
+def test_records_merged_into_theirs_go_too_with_their_other_addresses(app: Flask) -> None:
+    from campaign.services.contacts.merge import merge_contacts
+
+    olga = person(phone="+7 900 000 00 00")
+    other = create_contact(
+        {
+            "email": "o.petrova@mail.example.net",
+            "given_name": "Olga",
+            "family_name": "Petrova",
+            "notes": "home address: 5 Secret Lane",
+        }
+    )
+    CampaignFactory(recipients=[other], launched=True)
+    db.session.execute(update(Campaign).values(status=CampaignStatus.FINISHED.value))
+    db.session.commit()
+    merge_contacts(olga, other, {})
+    db.session.commit()
+
+    about = erasure.what_is_stored(EMAIL)
+    assert about.merged_other == 1
+    result = erasure.erase_person(EMAIL)
+    db.session.commit()
+
+    assert result.counts["merged_records"] == 1
+    assert db.session.scalar(select(func.count(Contact.id))) == 0
+    assert db.session.scalar(select(func.count(Delivery.id))) == 1
+    assert traces(KEY, "o.petrova@mail.example.net", "Secret Lane") == []
+    assert erased_addresses.is_erased("o.petrova@mail.example.net")
+
+
+def test_a_missing_or_damaged_key_file_is_explained(erased: None, app: Flask) -> None:
+    key_file = Path(app.config["INSTANCE_PATH"]) / "erasure_key"
+    key_file.write_text("not hex\n", encoding="ascii")
+
+    for call in (
+        lambda: erasure.what_is_stored("someone@example.org"),
+        lambda: erasure.erase_person("someone@example.org"),
+        lambda: erased_addresses.is_erased(EMAIL),
+    ):
+        with pytest.raises(erased_addresses.ErasureKeyMissing, match="erasure_key file is damaged"):
+            call()
+        db.session.rollback()
+    with pytest.raises(ContactInputError, match="erasure_key"):
+        create_contact({"email": "c@example.org", "family_name": "C"})
+    db.session.rollback()
+    # A damaged file is never replaced by a new key (the erased hashes would be lost).
+    assert key_file.read_text(encoding="ascii") == "not hex\n"
+
+
+def test_after_an_erasure_sqlite_keeps_no_copy_in_its_index_nor_its_log(app: Flask) -> None:
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's search index and write-ahead log (PostgreSQL: decision 0090)")
+    create_contact({"email": "qzxjvwk@example.org", "family_name": "Qzxjvwkova"})
+    db.session.commit()
+
+    erasure.erase_person("qzxjvwk@example.org")
+    db.session.commit()
+    erasure.scrub_storage()
+
+    blocks = [
+        bytes(row[0])
+        for row in db.session.execute(text("SELECT block FROM contacts_search_data"))
+        if row[0]
+    ]
+    assert not any(b"zxj" in block or b"jvw" in block for block in blocks)
+    database = Path(str(db.engine.url.database))
+    wal = database.with_name(database.name + "-wal")
+    assert not wal.exists() or b"qzxjvwk" not in wal.read_bytes()
+    assert b"qzxjvwk" not in database.read_bytes()
+    assert db.session.execute(text("PRAGMA secure_delete")).scalar() == 1
+
+
+def test_an_import_file_naming_them_is_deleted_and_a_refused_row_keeps_no_cells(
+    app: Flask, tmp_path: Path
+) -> None:
+    from campaign.models import ContactImport
+
+    upload = tmp_path / "upload.csv"
+    upload.write_text(f"family_name,email\nPetrova,{EMAIL}\nOther,b@example.org\n", "utf-8")
+    old_rejects = tmp_path / "old-rejects.csv"
+    old_rejects.write_text(f"line,column,reason,email\n3,email,duplicate,{KEY}\n", "utf-8")
+    others = tmp_path / "others.csv"
+    others.write_text("family_name,email\nOther,c@example.org\n", "utf-8")
+    for stored, rejects in ((upload, old_rejects), (others, None)):
+        db.session.add(
+            ContactImport(
+                original_filename=stored.name,
+                stored_path=str(stored),
+                rejects_path=str(rejects or ""),
+            )
+        )
+    person()
+    db.session.commit()
+
+    result = erasure.erase_person(EMAIL)
+    db.session.commit()
+
+    assert result.counts["import_files"] == 2
+    assert not upload.exists() and not old_rejects.exists() and others.exists()
+    # A later import of them: the rejects file keeps the line and the reason, no cells.
+    again = tmp_path / "again.csv"
+    again.write_text(f"given_name,family_name,email\nOlga,Petrova,{EMAIL}\n", "utf-8")
+    info, rows = importing.open_contact_file(again)
+    rows.close()
+    rejects = tmp_path / "rejects.csv"
+    importing.import_contacts(again, importing.auto_mapping(info.headers), rejects_path=rejects)
+    lines = rejects.read_text(encoding="utf-8-sig").splitlines()
+    assert lines[1].startswith("2,email,") and "erased on request" in lines[1]
+    assert lines[1].endswith(",,,")  # given_name, family_name, email: blank
+    assert "olga" not in lines[1].lower() and "petrova" not in lines[1].lower()
+
+
+def _reply(sender: str, in_reply_to: str, body: str) -> bytes:
+    return (
+        f"From: {sender}\r\nTo: office@example.org\r\nSubject: Re: our letter\r\n"
+        f"Message-ID: <r{abs(hash((sender, body)))}@mail.example>\r\n"
+        f"In-Reply-To: {in_reply_to}\r\nDate: Mon, 7 Dec 2026 10:00:00 +0000\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+def test_a_late_reply_about_an_erased_person_stores_nothing_naming_them(app: Flask) -> None:
+    from campaign.models import InboundMessage
+    from campaign.services.replies.intake import record_inbound
+
+    olga = person()
+    campaign = CampaignFactory(recipients=[olga], launched=True)
+    finish(campaign)
+    message_id = db.session.scalar(select(Delivery.message_id))
+    db.session.commit()
+    erasure.erase_person(EMAIL)
+    db.session.commit()
+
+    # Matched to the anonymised letter, and one from the erased address matched to nothing.
+    record_inbound(_reply(f"{NAME} <{EMAIL}>", str(message_id), "I live at 5 Secret Lane"))
+    record_inbound(_reply(EMAIL.upper(), "<unknown@nowhere.example>", "Secret Lane again"))
+    db.session.commit()
+
+    assert db.session.scalar(select(func.count(InboundMessage.id))) == 2
+    assert traces(KEY, "Secret Lane", NAME) == []
+
+
+def test_a_campaign_still_to_send_a_frozen_version_naming_them_is_listed(
+    app: Flask,
+    client: Any,
+    login: Any,
+) -> None:
+    from campaign.services.sign_on import moderation
+
+    campaign = CampaignFactory(name="Paused appeal", recipients=["b@example.org"])
+    sign_on = open_sign_on(campaign.statement)
+    signature = Signature(
+        sign_on_id=sign_on.id,
+        kind="individual",
+        name=NAME,
+        publish_as="full",
+        email=EMAIL,
+        email_key=KEY,
+        name_key="olga petrova",
+        status=SignatureStatus.CONFIRMED.value,
+    )
+    db.session.add(signature)
+    db.session.flush()
+    moderation.approve(signature)
+    db.session.commit()
+    assert campaigns.launch_campaign(campaign)
+    campaign.status = CampaignStatus.PAUSED.value
+    db.session.commit()
+
+    about = erasure.what_is_stored(EMAIL)
+
+    assert about.still_naming == [(campaign.id, "Paused appeal")]
+    assert "“Paused appeal”" in erasure.still_naming_notice(about)
+    assert erasure.refusal(about) == ""
+    from campaign.models import Role
+    from tests.pages import element_text, html_of
+
+    login(Role.ADMIN)
+    page = html_of(client.post("/privacy/erase/", data={"email": EMAIL}))
+    assert "“Paused appeal”" in element_text(page, "erase-still-naming")
+    assert "erase-confirm" in page
+
+
+def test_several_campaigns_sending_are_named_in_the_plural(app: Flask) -> None:
+    olga = person()
+    for name in ("First appeal", "Second appeal"):
+        CampaignFactory(name=name, recipients=[olga], launched=True)
+    db.session.commit()
+
+    message = erasure.refusal(erasure.what_is_stored(EMAIL))
+
+    assert message.startswith("The campaigns “First appeal”")
+    assert "are sending now" in message
+
+
+def test_erasing_an_erased_address_again_records_nothing_new(erased: None) -> None:
+    entries = db.session.scalar(select(func.count(AuditEvent.id)))
+
+    result = erasure.erase_person(EMAIL.upper())
+    db.session.commit()
+
+    assert result.already_erased
+    assert db.session.scalar(select(func.count(AuditEvent.id))) == entries
+    assert db.session.scalar(select(func.count(Suppression.id))) == 1
+
+
+def test_an_erasure_racing_a_launch_waits_for_it_then_refuses(app: Flask) -> None:
+    """Two sessions on PostgreSQL: the launch has written its letters, uncommitted; the
+    erasure waits on the person's contact row, then sees the campaign sending."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL (SQLite takes the database's write lock first)")
+    import threading
+    import time
+
+    olga = person()
+    contact_list = ContactListFactory(contacts=[olga, "b@example.org"])
+    campaign = CampaignFactory(name="Racing appeal", contact_list=contact_list)
+    db.session.commit()
+    campaign_id = campaign.id
+    launched, go_on = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def launch() -> None:
+        with app.app_context():
+            campaigns.launch_campaign(db.session.get(Campaign, campaign_id))
+            db.session.flush()
+            launched.set()
+            go_on.wait(20)
+            db.session.commit()
+
+    def erase() -> None:
+        with app.app_context():
+            try:
+                erasure.erase_person(EMAIL)
+                db.session.commit()
+                outcome.append("erased")
+            except erasure.ErasureError as error:
+                db.session.rollback()
+                outcome.append(error.message)
+
+    launcher = threading.Thread(target=launch)
+    launcher.start()
+    assert launched.wait(20)
+    eraser = threading.Thread(target=erase)
+    eraser.start()
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    with db.engine.connect() as watcher:
+        for _ in range(400):  # until the erasure waits on the launch's lock (20 s at most)
+            if watcher.execute(text(waiting)).scalar() or not eraser.is_alive():
+                break
+            time.sleep(0.05)
+    go_on.set()
+    launcher.join(20)
+    eraser.join(20)
+
+    assert len(outcome) == 1 and "“Racing appeal”" in outcome[0], outcome
+    db.session.expire_all()
+    assert find_by_email(EMAIL) is not None
+    assert not erased_addresses.is_erased(EMAIL)

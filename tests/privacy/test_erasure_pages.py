@@ -241,3 +241,71 @@ def test_only_an_administrator_takes_an_erased_entry_off_the_list(
     removed = client.post(f"/suppressions/{entry_id}/remove", follow_redirects=True)
     assert "erased on request (address not kept) removed" in text_of(removed)
     assert not erased_addresses.is_erased(EMAIL)
+
+
+def test_a_second_confirmation_records_nothing_new(
+    client: FlaskClient,
+    login,  # type: ignore[no-untyped-def]
+) -> None:
+    from campaign.models import AuditEvent
+
+    olga()
+    login(Role.ADMIN)
+    form = {"email": EMAIL, "confirm_email": EMAIL}
+    client.post("/privacy/erase/confirm", data=form)
+    # The same form sent twice (a reload, a double click).
+    again = client.post("/privacy/erase/confirm", data=form, follow_redirects=True)
+
+    assert "This address was erased before" in text_of(again)
+    erasures = select(func.count(AuditEvent.id)).where(AuditEvent.action == "person.erase")
+    assert db.session.scalar(erasures) == 1
+
+
+def test_the_page_counts_merged_records_and_explains_a_damaged_key_file(
+    client: FlaskClient,
+    app: Flask,
+    login,  # type: ignore[no-untyped-def]
+) -> None:
+    from campaign.services.contacts.merge import merge_contacts
+
+    contact = olga()
+    other = create_contact({"email": "o.p@mail.example.net", "family_name": "Petrova"})
+    db.session.commit()
+    merge_contacts(contact, other, {})
+    db.session.commit()
+    login(Role.ADMIN)
+
+    page = html_of(client.get(f"/privacy/erase/contacts/{contact.id}"))
+    assert "1 record merged into theirs, with another address" in element_text(page, "erase-merged")
+
+    erasure.erase_person("someone-else@example.org")
+    db.session.commit()
+    (Path(app.config["INSTANCE_PATH"]) / "erasure_key").write_text("damaged\n")
+    for answer in (
+        client.get(f"/privacy/erase/contacts/{contact.id}"),
+        client.post("/privacy/erase/", data={"email": EMAIL}),
+        client.post("/privacy/erase/confirm", data={"email": EMAIL, "confirm_email": EMAIL}),
+    ):
+        assert answer.status_code == 503
+        assert "erasure_key file is damaged" in element_text(html_of(answer), "erase-error")
+    assert db.session.get(Contact, contact.id) is not None
+
+
+# In-process (the console script's own run is the test above): the address from stdin.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_campaign_erase_reads_the_address_from_stdin_and_explains_a_damaged_key(
+    app: Flask,
+) -> None:
+    olga()
+    runner = app.test_cli_runner()
+
+    done = runner.invoke(args=["erase", "-", "--yes"], input=f"{EMAIL}\n")
+    assert done.exit_code == 0, done.output
+    assert "Erased." in done.output and EMAIL not in done.output
+    assert erased_addresses.is_erased(EMAIL)
+
+    (Path(app.config["INSTANCE_PATH"]) / "erasure_key").write_text("damaged\n")
+    broken = runner.invoke(args=["erase", "other@example.org", "--yes"])
+    assert broken.exit_code == 1
+    assert "erasure_key file is damaged" in broken.output
+    assert broken.exc_info is None or broken.exc_info[0] is SystemExit

@@ -491,3 +491,404 @@ def test_an_export_withdrawn_while_it_runs_keeps_no_file(
     export = db.session.scalars(select(SubjectExport)).one()
     assert export.status != "done" and export.file_name == ""
     assert list(subject_export.exports_folder().iterdir()) == []
+
+
+# --- review findings (decision 0089, second round) ------------------------------------------
+
+
+def _export_of(address: str, **options: Any) -> tuple[Any, zipfile.ZipFile]:
+    record = subject_export.collect_subject(address)
+    target = io.BytesIO()
+    subject_export.write_export(record, target, **options)
+    return record, _zip(target.getvalue())
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_audit_entries_match_whole_addresses_only(app: Flask) -> None:
+    """'ann@example.org' is not inside 'joann@example.org': Joann's entry is not Ann's."""
+    record_event("contact.trash", detail={"email": "joann@example.org", "name": "Joann Smith"})
+    record_event("contact.note", detail={"text": "Wrote to ann@example.org."})
+    db.session.commit()
+    record, archive = _export_of("ann@example.org")
+    details = [entry["detail"] for entry in _json(archive, "audit.json")]
+    assert details == [{"text": "Wrote to ann@example.org."}]  # her own address kept (N1)
+    assert record.counts()["audit_entries"] == 1
+    assert subject_export.collect_subject("nobody.ann@example.org").is_empty
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_own_address_in_brackets_or_before_a_full_stop_is_not_redacted(app: Flask) -> None:
+    record_event(
+        "contact.note",
+        detail={"text": "Ask (olga.petrova@example.org) or [olga.petrova@example.org]."},
+    )
+    record_event("contact.note", detail={"text": "Then olga.petrova@example.org. Or x@y.org."})
+    db.session.commit()
+    _record, archive = _export_of(ADDRESS)
+    texts = [entry["detail"]["text"] for entry in _json(archive, "audit.json")]
+    assert texts == [
+        "Ask (olga.petrova@example.org) or [olga.petrova@example.org].",
+        "Then olga.petrova@example.org. Or [another address].",
+    ]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_records_merged_away_and_their_letters_are_exported(app: Flask) -> None:
+    from campaign.services.contacts.merge import default_choices, merge_contacts
+
+    new: Any = ContactFactory(email=ADDRESS, family_name="Petrova")
+    old: Any = ContactFactory(
+        email="o.petrova@ministry.example", family_name="Petrova", notes="met at the trial"
+    )
+    campaign: Any = CampaignFactory(recipients=[new, old])
+    DeliveryFactory(campaign=campaign, contact_id=new.id, email=new.email, status="sent")
+    to_old: Any = DeliveryFactory(
+        campaign=campaign,
+        contact_id=old.id,
+        email=old.email,
+        status="sent",
+        message_blob=zlib.compress(b"Subject: x\r\n\r\nto the old address\r\n"),
+    )
+    db.session.commit()
+    merge_contacts(new, old, {**default_choices(new, old), "email": "survivor"})
+    db.session.commit()
+    both, to_old_id = sorted([new.id, old.id]), to_old.id
+    record, archive = _export_of(ADDRESS)
+    assert record.contact_ids == both
+    person = json.dumps(_json(archive, "person.json"))
+    assert "met at the trial" in person and "o.petrova@ministry.example" in person
+    letters = _json(archive, "deliveries.json")["letters"]
+    (old_letter,) = [d for d in letters if d["id"] == to_old_id]
+    assert archive.read(old_letter["file"]).endswith(b"to the old address\r\n")
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_person_copied_in_on_others_letters_is_told_so(app: Flask) -> None:
+    copied = "ivan.assistant@ministry.example"
+    minister: Any = ContactFactory(
+        email="minister@ministry.example",
+        family_name="Minister",
+        cc_emails=f"x.ivan.assistant@ministry.example {copied.upper()}",
+    )
+    ContactFactory(email="other@ministry.example", cc_emails="x.ivan.assistant@ministry.example")
+    campaign: Any = CampaignFactory(recipients=[minister])
+    letter: Any = DeliveryFactory(
+        campaign=campaign,
+        contact_id=minister.id,
+        email=minister.email,
+        status="sent",
+        message_blob=zlib.compress(f"Cc: {copied}\r\nSubject: s\r\n\r\nb\r\n".encode()),
+    )
+    db.session.commit()
+    minister_id, letter_id = minister.id, letter.id
+    record, archive = _export_of(copied)
+    assert not record.is_empty
+    (by,) = _json(archive, "person.json")["copied_in_by"]
+    assert by["id"] == minister_id and "copied in on letters to" in by["note"]
+    assert [a.lower() for a in by["copy_addresses"]] == [copied]
+    (delivery,) = _json(archive, "deliveries.json")["letters"]
+    assert delivery["id"] == letter_id and delivery["in_copy"] is True
+    assert delivery["in_copy_label"] == "in copy"
+    assert subject_export.collect_subject("ivan.assistant@ministry.exampl").is_empty
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_webhooks_signatory_bounces_and_rejects_files_are_exported(
+    app: Flask, tmp_path: Path
+) -> None:
+    from campaign.models import (
+        ContactImport,
+        InboundMessage,
+        Signatory,
+        WebhookDelivery,
+        WebhookEndpoint,
+        WebhookEvent,
+    )
+
+    person: Any = ContactFactory(email=ADDRESS, family_name="Petrova")
+    endpoint = WebhookEndpoint(url="https://crm.partner.example/hook", event_types=[])
+    named = WebhookEvent(
+        message_id="msg_1", type="delivery.bounced", payload={"email": "olga.petrova@example.org"}
+    )
+    by_id = WebhookEvent(
+        message_id="msg_2", type="reply.received", payload={"contact_id": person.id}
+    )
+    others = WebhookEvent(
+        message_id="msg_3", type="reply.received", payload={"email": "xolga.petrova@example.org"}
+    )
+    db.session.add_all([endpoint, named, by_id, others])
+    db.session.flush()
+    db.session.add(
+        WebhookDelivery(
+            endpoint_id=endpoint.id,
+            event_id=named.id,
+            status="delivered",
+            delivered_at=datetime(2026, 11, 3, tzinfo=UTC),
+        )
+    )
+    db.session.add(
+        InboundMessage(
+            source="file",
+            source_key="bounce-1",
+            from_address="mailer-daemon@mx.example",
+            subject="Undelivered Mail",
+            kind="bounce",
+            bounce_kind="hard",
+            bounce_recipients=["Olga.Petrova@example.org"],
+            text="550 user unknown",
+        )
+    )
+    statement_id = CampaignFactory().statement_id
+    signatory = Signatory(statement_id=statement_id, name="Olga Petrova", country="Belarus")
+    sign_on = SignOn(statement_id=statement_id, token="sign-on-token")
+    db.session.add_all([signatory, sign_on])
+    db.session.flush()
+    db.session.add(
+        Signature(
+            sign_on_id=sign_on.id,
+            kind="individual",
+            name="Olga Petrova",
+            publish_as="full",
+            email=ADDRESS,
+            email_key="olga.petrova@example.org",
+            name_key="olga petrova",
+            status="approved",
+            signatory_id=signatory.id,
+        )
+    )
+    rejects = tmp_path / "people-rejects.csv"
+    rejects.write_text("email,reason\nolga.petrova@example.org,bad country\n", encoding="utf-8")
+    db.session.add(
+        ContactImport(original_filename="people.csv", stored_path="x", rejects_path=str(rejects))
+    )
+    db.session.commit()
+    named_id, by_id_id = named.id, by_id.id
+    _record, archive = _export_of(ADDRESS)
+    disclosures = _json(archive, "disclosures.json")
+    assert [d["id"] for d in disclosures] == [named_id, by_id_id]
+    assert disclosures[0]["sent_to"][0]["host"] == "crm.partner.example"
+    assert disclosures[0]["sent_to"][0]["delivered_at"].startswith("2026-11-03")
+    (signature,) = _json(archive, "signatures.json")["signatures"]
+    assert signature["signatory"]["country"] == "Belarus"
+    (bounce,) = _json(archive, "replies.json")
+    assert bounce["text"] == "550 user unknown" and bounce["from_them"] is False
+    assert "people-rejects.csv" in archive.read("README.txt").decode()
+
+
+def test_a_finished_export_is_found_by_its_keyed_hash(app: Flask, client: FlaskClient) -> None:
+    """The row keeps no address once done, but erasure finds it (and its file) by the hash."""
+    ids = _stored_person()
+    sign_in(client, make_user(Role.ADMIN))
+    client.post(f"/privacy/exports/contact/{ids['person']}")
+    _run_queued_jobs(app)
+    export = db.session.scalars(select(SubjectExport)).one()
+    assert export.status == "done" and export.email == ""
+    assert "olga" not in export.email_hash
+    found = subject_export.exports_for_key("olga.petrova@example.org")
+    assert [e.id for e in found] == [export.id]
+    assert subject_export.exports_for_key("someone.else@example.org") == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_messages_of_other_people_are_redacted_and_their_eml_left_out(app: Flask) -> None:
+    raw = (
+        b"From: Ivan <ivan.assistant@ministry.example>\r\nTo: campaign@example.org\r\n"
+        b"Cc: informant.name@gmail.example\r\nSubject: Re: Free them\r\n\r\nShe is away.\r\n"
+    )
+    person: Any = ContactFactory(email=ADDRESS, family_name="Petrova")
+    campaign: Any = CampaignFactory(recipients=[person])
+    letter: Any = DeliveryFactory(
+        campaign=campaign, contact_id=person.id, email=ADDRESS, status="sent"
+    )
+    InboundMessageFactory(
+        delivery=letter,
+        from_address="ivan.assistant@ministry.example",
+        text="Our informant (informant.name@gmail.example) says...",
+        raw_blob=zlib.compress(raw),
+        raw_size=len(raw),
+    )
+    db.session.commit()
+    _record, archive = _export_of(ADDRESS)
+    (reply,) = _json(archive, "replies.json")
+    assert reply["from"] == "[another address]" and reply["from_them"] is False
+    assert reply["text"] == "Our informant ([another address]) says..."
+    assert reply["file"] is None and "not sent by them" in reply["from_note"]
+    assert not any(name.startswith("replies/") for name in archive.namelist())
+    _record, archive = _export_of(ADDRESS, others_messages=True)  # when asked for
+    (reply,) = _json(archive, "replies.json")
+    assert archive.read(reply["file"]) == raw
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_why_a_letter_has_no_copy_and_no_name_of_a_missing_file(app: Flask) -> None:
+    person: Any = ContactFactory(email=ADDRESS, family_name="Petrova")
+    campaign: Any = CampaignFactory(recipients=[person])
+    common = {"campaign": campaign, "contact_id": person.id, "email": ADDRESS}
+    retained: Any = DeliveryFactory(
+        **common, step=1, status="sent", sent_at=datetime.now(UTC), message_sha256="ab" * 32
+    )
+    damaged: Any = DeliveryFactory(
+        **common, step=2, status="sent", sent_at=datetime.now(UTC), message_blob=b"not zlib"
+    )
+    failed: Any = DeliveryFactory(**common, step=3, status="failed")
+    db.session.commit()
+    kept_ids = (retained.id, damaged.id, failed.id)
+    _record, archive = _export_of(ADDRESS)
+    letters = [d for d in _json(archive, "deliveries.json")["letters"]]
+    assert [d["id"] for d in letters] == list(kept_ids)
+    by_retention, by_damage, by_failure = letters
+    assert "retention period" in by_retention["file_note"]
+    assert by_damage["file"] is None and "damaged" in by_damage["file_note"]
+    assert "no mail server accepted" in by_failure["file_note"]
+    assert not any(name.startswith("letters/") for name in archive.namelist())
+
+
+def _start_by_form(app: Flask, client: FlaskClient) -> SubjectExport:
+    ids = _stored_person()
+    sign_in(client, make_user(Role.ADMIN))
+    client.post(f"/privacy/exports/contact/{ids['person']}")
+    return db.session.scalars(select(SubjectExport)).one()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_export_removed_while_queued_keeps_no_file(app: Flask, client: FlaskClient) -> None:
+    export = _start_by_form(app, client)
+    client.post(f"/privacy/exports/{export.token}/remove")
+    _run_queued_jobs(app)
+    export = db.session.scalars(select(SubjectExport)).one()
+    assert export.status == "expired" and export.file_name == ""
+    assert list(subject_export.exports_folder().iterdir()) == []
+    actions = db.session.scalars(select(AuditEvent.action)).all()
+    assert "subject.export_remove" in actions
+
+
+def test_an_erasure_as_the_export_finishes_wins(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the job's last check and its final write another process takes the run key:
+    the final write is conditional, so no done row and no file."""
+    _start_by_form(app, client)
+    real_now = subject_export._now
+    folder = subject_export.exports_folder()
+
+    def now_then_erase() -> datetime:
+        if any(p.suffix == ".zip" for p in folder.iterdir()):  # the ZIP is in place
+            with db.engine.begin() as connection:
+                connection.execute(
+                    SubjectExport.__table__.update().values(
+                        run_key="", file_name="", email="", status="expired"
+                    )
+                )
+        return real_now()
+
+    monkeypatch.setattr(subject_export, "_now", now_then_erase)
+    _run_queued_jobs(app)
+    export = db.session.scalars(select(SubjectExport)).one()
+    assert export.status == "expired" and export.file_name == ""
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_expired_export_is_refused_without_the_sweep(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export = _start_by_form(app, client)
+    _run_queued_jobs(app)
+    export = db.session.scalars(select(SubjectExport)).one()
+    path = subject_export.exports_folder() / export.file_name
+    export.expires_at = datetime.now(UTC) - timedelta(minutes=1)
+    db.session.commit()
+    monkeypatch.setattr(subject_export, "remove_expired", lambda now=None: 0)  # no sweep
+    answer = client.get(f"/privacy/exports/{export.token}/download", follow_redirects=True)
+    assert "can no longer be downloaded" in answer.get_data(as_text=True)
+    assert path.exists()  # the sweep did not run: the refusal is the expiry's own
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_failures_are_worded_when_shown(app: Flask, client: FlaskClient) -> None:
+    from rq.timeouts import JobTimeoutException
+
+    export = _start_by_form(app, client)
+    denied = PermissionError(13, "Permission denied", "/srv/instance/private/exports/x.zip")
+    subject_export.mark_failed(export.id, export.run_key, denied)
+    db.session.commit()
+    db.session.refresh(export)
+    assert "Permission denied" in export.error and "PermissionError" not in export.error
+    text = subject_export.failure_text(export)
+    assert "/srv/instance/private/exports/x.zip" in text and "Permission denied" in text
+    export.error = ""
+    subject_export.mark_failed(export.id, export.run_key, JobTimeoutException("slow"))
+    db.session.commit()
+    db.session.refresh(export)
+    assert "took longer than its 600 seconds" in subject_export.failure_text(export)
+    with app.test_request_context(headers={"Accept-Language": "fr"}):
+        from flask_babel import force_locale
+
+        with force_locale("fr"):
+            assert "600" in subject_export.failure_text(export)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_queued_export_waiting_behind_others_is_not_failed(
+    app: Flask, client: FlaskClient
+) -> None:
+    export = _start_by_form(app, client)
+    late = datetime.now(UTC) + subject_export.STALE_AFTER * 2
+    assert not subject_export.is_stale(export, late)  # its job is still in the queue
+    for job in _queued():
+        job.delete()  # no worker will ever take it
+    assert subject_export.is_stale(export, late)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_file_system_without_hard_links_still_gets_the_file(
+    app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    _stored_person()
+
+    def no_links(source: Any, target: Any) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")  # as FAT/exFAT answer
+
+    monkeypatch.setattr(subject_export.os, "link", no_links)
+    folder = tmp_path / "answers"
+    folder.mkdir()
+    target = folder / "answer.zip"
+    summary = subject_export.export_to_file(ADDRESS, target)
+    assert summary.size_bytes == target.stat().st_size and target.stat().st_mode & 0o777 == 0o600
+    assert _zip(target.read_bytes()).testzip() is None
+    assert sorted(p.name for p in folder.iterdir()) == ["answer.zip"]
+    with pytest.raises(subject_export.SubjectExportError, match="already exists"):
+        subject_export.export_to_file(ADDRESS, target)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_sigterm_during_the_command_leaves_no_part_file(
+    app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    _stored_person()
+    real_write = subject_export.write_export
+
+    def write_then_terminated(*args: Any, **kwargs: Any) -> Any:
+        summary = real_write(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill` from the shell, mid-export
+        return summary
+
+    monkeypatch.setattr(subject_export, "write_export", write_then_terminated)
+    folder = tmp_path / "answers"
+    folder.mkdir()
+    result = app.test_cli_runner().invoke(args=["subject-export", ADDRESS, str(folder / "a.zip")])
+    assert result.exit_code != 0 and "was not written" in result.output
+    assert list(folder.iterdir()) == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_search_phase_says_what_it_does(app: Flask, client: FlaskClient) -> None:
+    export = _start_by_form(app, client)
+    export.status = "running"
+    db.session.commit()
+    shown = client.get(f"/privacy/exports/{export.token}/progress").get_json()
+    assert shown["text"] == "Looking for everything stored about the address…"

@@ -40,7 +40,8 @@ PART_BYTES = 4 * 1024 * 1024
 COMPRESS_LEVEL = 6
 # Instance folders never archived: the development mailbox and the bundled Redis's files
 # (Redis is not the record: the reconciler re-queues from the ledger).
-NOT_ARCHIVED = ("devmail", "redis")
+# Access-request exports (private/exports) are kept a day only, never in a backup (0089).
+NOT_ARCHIVED = ("devmail", "redis", "private/exports")
 UPLOADS = "uploads"
 ERASURE_KEY_FILE = "erasure_key"
 # Secrets the app keeps in the instance folder; restored only over the same value.
@@ -367,7 +368,18 @@ def write_backup(
         raise BackupError(_("the folder %(folder)s does not exist", folder=path.parent))
     partial = path.with_name(path.name + ".partial")
     try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # O_EXCL: a second backup to the same name stops here rather than writing into the
+        # first one's file.
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise BackupError(
+            _(
+                "%(path)s is already being written by another backup (%(partial)s exists): "
+                "wait for it to end, or remove %(partial)s if no backup runs",
+                path=path,
+                partial=partial,
+            )
+        ) from None
     except OSError as error:
         raise BackupError(_file_error(path, error)) from None
     ok = False
@@ -383,7 +395,13 @@ def write_backup(
             )
             target.flush()
             os.fsync(target.fileno())
-        os.replace(partial, path)
+        try:
+            os.link(partial, path)  # never over a file made meanwhile (os.replace would)
+        except FileExistsError:
+            raise BackupError(
+                _("%(path)s exists already: choose another name", path=path)
+            ) from None
+        partial.unlink()
         _fsync_folder(path.parent)
         ok = True
     except OSError as error:
@@ -443,7 +461,10 @@ def _encrypt_into(
         if isinstance(made, (BackupError, OSError)):
             raise made
         raise BackupError(
-            _("the backup could not read the database: %(reason)s", reason=type(made).__name__)
+            _(
+                "the backup could not read the database (%(reason)s): nothing was written",
+                reason=_reading_reason(made),
+            )
         ) from made
     failed = outcome.get("encrypt_error")
     if failed is not None:
@@ -451,9 +472,20 @@ def _encrypt_into(
             raise failed
         raise BackupError(_file_error(path, _as_os_error(failed))) from None
     if made is not None:
-        raise BackupError(_("the backup stopped: %(reason)s", reason=type(made).__name__))
+        raise BackupError(
+            _("the backup stopped before its end: %(path)s was not written", path=path)
+        )
     manifest: Manifest = outcome["manifest"]
     return manifest
+
+
+def _reading_reason(error: BaseException) -> str:
+    """Why reading the database failed, in words (never the driver's text: it quotes rows)."""
+    from sqlalchemy.exc import OperationalError
+
+    if isinstance(error, OperationalError):
+        return _("the database could not be opened or is locked")
+    return _("the database answered with an error")
 
 
 def _as_os_error(error: BaseException) -> OSError:
@@ -462,7 +494,7 @@ def _as_os_error(error: BaseException) -> OSError:
     for code in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES):
         if os.strerror(code) in text:
             return OSError(code, os.strerror(code))
-    return OSError(errno.EIO, text or type(error).__name__)
+    return OSError(errno.EIO, os.strerror(errno.EIO))  # age's English words stay out
 
 
 def _current_language() -> str:
@@ -484,7 +516,7 @@ def read_identities(path: Path) -> list[pyrage.x25519.Identity]:
     except FileNotFoundError:
         raise BackupError(_("the identity file %(path)s does not exist", path=path)) from None
     except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or type(error).__name__
+        reason = getattr(error, "strerror", None) or _("the file is not readable")
         raise BackupError(
             _("the identity file %(path)s cannot be read: %(reason)s", path=path, reason=reason)
         ) from None
@@ -567,9 +599,9 @@ def decrypt_failure(path: Path, error: BaseException) -> str:
             "age-encrypted file",
             path=path,
         )
+    # age's own words are English: they are not put inside a French or Russian sentence.
     return _(
-        "%(path)s is damaged or incomplete (cut short or changed): it cannot be decrypted "
-        "(%(reason)s); nothing was restored",
+        "%(path)s is damaged or incomplete (cut short or changed): it cannot be decrypted; "
+        "nothing was restored",
         path=path,
-        reason=text or type(error).__name__,
     )

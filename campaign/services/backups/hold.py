@@ -24,6 +24,15 @@ from campaign.scheduling import stored_text
 from campaign.services.accounts.audit import record_event
 
 SETTING = "restore_hold"
+# Schedules that write to people and that the hold turns off for good: the release turns
+# none back on (a follow-up due since the backup would go out at once), a person does.
+# After the release: the ids of the schedules the hold turned off, until each is on again.
+SCHEDULES_OFF = "restore_schedules_off"
+HELD_SCHEDULE_KINDS = (
+    ScheduleKind.FOLLOW_UP.value,
+    ScheduleKind.YEARLY_CAMPAIGN.value,
+    ScheduleKind.SIGN_ON_REMINDER.value,
+)
 # The reason a campaign paused by the restore shows on its pages (a stored_text message).
 PAUSED_BY_RESTORE = _l(
     "paused by the restore from a backup: sending waits until an administrator confirms "
@@ -41,6 +50,12 @@ class RestoreHold:
     schema_revision: str = ""
     paused_campaigns: list[int] = field(default_factory=list)
     unscheduled_campaigns: list[int] = field(default_factory=list)
+    # Follow-up, yearly and sign-on reminder schedules the hold turned off: a person turns
+    # each on again (the release re-arms none).
+    disabled_schedules: list[int] = field(default_factory=list)
+    # False from the first row loaded until the campaigns are paused and the schedules off:
+    # a restore killed or failed in between leaves a hold that still holds.
+    finished: bool = True
 
     def to_json(self) -> str:
         return json.dumps(
@@ -53,6 +68,8 @@ class RestoreHold:
                 "schema_revision": self.schema_revision,
                 "paused_campaigns": self.paused_campaigns,
                 "unscheduled_campaigns": self.unscheduled_campaigns,
+                "disabled_schedules": self.disabled_schedules,
+                "finished": self.finished,
             }
         )
 
@@ -63,7 +80,7 @@ class RestoreHold:
             restored_at = datetime.fromisoformat(data["restored_at"])
         except (ValueError, KeyError, TypeError):
             # A hold we cannot read still holds: never send because a value is damaged.
-            return cls(restored_at=datetime.now(UTC), archive_created_at=None)
+            return cls(restored_at=datetime.now(UTC), archive_created_at=None, finished=False)
         created = data.get("archive_created_at")
         return cls(
             restored_at=restored_at,
@@ -72,6 +89,8 @@ class RestoreHold:
             schema_revision=str(data.get("schema_revision") or ""),
             paused_campaigns=[int(i) for i in data.get("paused_campaigns") or []],
             unscheduled_campaigns=[int(i) for i in data.get("unscheduled_campaigns") or []],
+            disabled_schedules=[int(i) for i in data.get("disabled_schedules") or []],
+            finished=bool(data.get("finished", True)),
         )
 
 
@@ -114,10 +133,14 @@ def place_restore_hold(
     now: datetime | None = None,
 ) -> RestoreHold:
     """Hold all sending: pause the campaigns that were sending, turn off send-at dates of
-    scheduled ones (back to draft, saying why), and record the hold; audited."""
+    scheduled ones (back to draft, saying why), turn off every follow-up, yearly and sign-on
+    reminder schedule (recorded: a person turns each on again), and record the hold; audited.
+    Also finishes a hold the restore wrote with its first row (`finished` False)."""
     now = now or datetime.now(UTC)
-    paused: list[int] = []
-    unscheduled: list[int] = []
+    earlier = restore_hold()
+    paused: list[int] = list(earlier.paused_campaigns) if earlier else []
+    unscheduled: list[int] = list(earlier.unscheduled_campaigns) if earlier else []
+    disabled: list[int] = list(earlier.disabled_schedules) if earlier else []
     for campaign in db.session.scalars(
         select(Campaign)
         .where(Campaign.status.in_([CampaignStatus.SENDING.value, CampaignStatus.SCHEDULED.value]))
@@ -146,6 +169,13 @@ def place_restore_hold(
                 )
             )
             unscheduled.append(campaign.id)
+    for schedule in db.session.scalars(
+        select(Schedule)
+        .where(Schedule.kind.in_(HELD_SCHEDULE_KINDS), Schedule.is_enabled.is_(True))
+        .order_by(Schedule.id)
+    ):
+        schedule.is_enabled = False
+        disabled.append(schedule.id)
     hold = RestoreHold(
         restored_at=now,
         archive_created_at=archive_created_at,
@@ -153,6 +183,8 @@ def place_restore_hold(
         schema_revision=schema_revision,
         paused_campaigns=paused,
         unscheduled_campaigns=unscheduled,
+        disabled_schedules=disabled,
+        finished=True,
     )
     setting = db.session.get(InstallationSetting, SETTING)
     if setting is None:
@@ -167,6 +199,7 @@ def place_restore_hold(
             "archive_created_at": (archive_created_at.isoformat() if archive_created_at else None),
             "paused_campaigns": paused,
             "unscheduled_campaigns": unscheduled,
+            "disabled_schedules": disabled,
         },
     )
     db.session.flush()
@@ -195,14 +228,56 @@ def _turn_off_send_at(campaign: Campaign) -> None:
     )
 
 
+def unfinished_hold_json(
+    *, archive_created_at: datetime | None, archive_name: str, schema_revision: str
+) -> str:
+    """The hold the restore writes before its first row (finished by place_restore_hold)."""
+    return RestoreHold(
+        restored_at=datetime.now(UTC),
+        archive_created_at=archive_created_at,
+        archive_name=archive_name,
+        schema_revision=schema_revision,
+        finished=False,
+    ).to_json()
+
+
+class HoldNotFinished(Exception):
+    """The restore stopped before pausing the campaigns: the release finished it instead."""
+
+
 def release_restore_hold(by: User | None) -> bool:
-    """Let this installation send again (campaigns stay paused until resumed each); audited.
-    False if there was no hold."""
+    """Let this installation send again (campaigns stay paused until resumed each, schedules
+    off until turned on each); audited. False if there was no hold. A hold whose restore
+    stopped half-way is finished instead (campaigns paused, schedules off) and stays:
+    HoldNotFinished, so that a person sees the lists before confirming again."""
     setting = db.session.get(InstallationSetting, SETTING)
     if setting is None or not setting.value:
         return False
     hold = RestoreHold.from_json(setting.value)
+    if not hold.finished:
+        place_restore_hold(
+            archive_created_at=hold.archive_created_at,
+            archive_name=hold.archive_name,
+            schema_revision=hold.schema_revision,
+        )
+        raise HoldNotFinished
     db.session.delete(setting)
+    if hold.disabled_schedules:
+        # The schedules the hold turned off stay off: the restore page lists them, and a
+        # person turns each on again (turn_schedule_on).
+        kept = db.session.get(InstallationSetting, SCHEDULES_OFF)
+        if kept is None:
+            kept = InstallationSetting(name=SCHEDULES_OFF)
+            db.session.add(kept)
+        kept.value = json.dumps(
+            {
+                "ids": hold.disabled_schedules,
+                "archive_created_at": (
+                    hold.archive_created_at.isoformat() if hold.archive_created_at else None
+                ),
+            }
+        )
+        kept.updated_at = datetime.now(UTC)
     record_event(
         "backup.restore_release",
         actor=by,
@@ -215,3 +290,74 @@ def release_restore_hold(by: User | None) -> bool:
     )
     db.session.flush()
     return True
+
+
+@dataclass(frozen=True)
+class ScheduleOff:
+    """A schedule the restore turned off and nobody has turned on again."""
+
+    schedule: Schedule
+    # Due between the backup and now: turned on, it fires at the next tick.
+    due_since_backup: bool
+
+
+def _schedules_off() -> tuple[list[int], datetime | None]:
+    hold = restore_hold()
+    if hold is not None:
+        return hold.disabled_schedules, hold.archive_created_at
+    value = db.session.scalar(
+        select(InstallationSetting.value).where(InstallationSetting.name == SCHEDULES_OFF)
+    )
+    if not value:
+        return [], None
+    try:
+        data = json.loads(value)
+        created = data.get("archive_created_at")
+        return [int(i) for i in data.get("ids") or []], (
+            datetime.fromisoformat(created) if created else None
+        )
+    except (ValueError, TypeError, AttributeError):
+        return [], None
+
+
+def schedules_turned_off(now: datetime | None = None) -> list[ScheduleOff]:
+    """The follow-up, yearly and reminder schedules the restore turned off, still off;
+    those due since the backup was made first."""
+    ids, made = _schedules_off()
+    if not ids:
+        return []
+    now = now or datetime.now(UTC)
+    found = []
+    for schedule in db.session.scalars(
+        select(Schedule).where(Schedule.id.in_(ids), Schedule.is_enabled.is_(False))
+    ):
+        due = schedule.next_run_at
+        found.append(
+            ScheduleOff(
+                schedule=schedule,
+                due_since_backup=due is not None and due <= now and (made is None or due >= made),
+            )
+        )
+    found.sort(key=lambda off: (not off.due_since_backup, off.schedule.id))
+    return found
+
+
+def turn_schedule_on(schedule_id: int, by: User | None) -> Schedule | None:
+    """Turn on again a schedule the restore turned off (a person's decision); audited.
+    None if it is not one of them (or is on already)."""
+    ids, _made = _schedules_off()
+    if schedule_id not in ids:
+        return None
+    schedule = db.session.get(Schedule, schedule_id)
+    if schedule is None or schedule.is_enabled:
+        return None
+    schedule.is_enabled = True
+    record_event(
+        "backup.schedule_on",
+        actor=by,
+        target_type="schedule",
+        target_id=schedule.id,
+        detail={"kind": schedule.kind, "campaign_id": schedule.campaign_id},
+    )
+    db.session.flush()
+    return schedule

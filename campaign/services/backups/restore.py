@@ -23,6 +23,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -41,7 +42,13 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import OperationalError, SAWarning, SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    IntegrityError,
+    OperationalError,
+    SAWarning,
+    SQLAlchemyError,
+)
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from campaign.extensions import db
@@ -64,6 +71,8 @@ from campaign.services.backups.snapshot import (
 )
 
 ROWS_PER_INSERT = 1000
+SETTINGS_TABLE = "installation_settings"
+STAGING_PREFIX = ".restore-"
 
 
 class RestoreError(Exception):
@@ -366,7 +375,7 @@ def _json_text(reflected: TypeEngine[Any], connection: Connection) -> TypeEngine
 class _Loader:
     """Inserts the archive's rows table by table, parents first."""
 
-    def __init__(self, connection: Connection, manifest: Manifest) -> None:
+    def __init__(self, connection: Connection, manifest: Manifest, hold_json: str) -> None:
         self.connection = connection
         self.specs = {entry["name"]: entry for entry in manifest.tables}
         metadata = MetaData()
@@ -384,6 +393,23 @@ class _Loader:
                     tables=", ".join(missing),
                 )
             )
+        settings = self.tables.get(SETTINGS_TABLE)
+        if settings is None:
+            raise RestoreError(
+                _(
+                    "the database after migration has no table %(tables)s that the backup "
+                    "holds: the migrations and the archive disagree",
+                    tables=SETTINGS_TABLE,
+                )
+            )
+        # The hold goes in before any row, in the same transaction: no moment in which the
+        # rows are there and the hold is not (a kill, a failed migration after the load).
+        connection.execute(
+            settings.insert(),
+            {"name": holds.SETTING, "value": hold_json, "updated_at": datetime.now(UTC)},
+        )
+        self.skipped_holds = 0
+        self.last: str | None = None
         self.loaded: set[str] = set()
         self.deferred: list[tuple[Table, str, list[dict[str, Any]]]] = []
         self.current: str | None = None
@@ -394,12 +420,19 @@ class _Loader:
     def start(self, name: str) -> None:
         self.finish()
         if name not in self.specs:
-            raise RestoreError(_("the archive holds rows of a table its manifest does not name"))
+            raise RestoreError(
+                _(
+                    "the archive holds rows of the table %(table)s, which its manifest does "
+                    "not name: it is damaged; nothing was restored",
+                    table=name,
+                )
+            )
         if name in self.loaded:
             raise RestoreError(_("the archive holds the rows of %(table)s twice", table=name))
         table = self.tables[name]
         spec = self.specs[name]
         self.current = name
+        self.last = name
         self.table = table
         self.columns: list[str] = list(spec["columns"])
         unknown = [c for c in self.columns if c not in table.columns]
@@ -440,6 +473,11 @@ class _Loader:
                 if values[index] is not None:
                     values[index] = decode(values[index])
             row = dict(zip(columns, values, strict=True))
+            added += 1
+            if self.current == SETTINGS_TABLE and row.get("name") == holds.SETTING:
+                # A backup of a held copy: this restore's own hold (written first) stands.
+                self.skipped_holds += 1
+                continue
             for column, later in self.later:
                 if row[column] is not None:
                     later.append(
@@ -447,7 +485,6 @@ class _Loader:
                     )
                     row[column] = None
             self.batch.append(row)
-            added += 1
             if len(self.batch) >= ROWS_PER_INSERT:
                 self._insert()
         self.rows[self.current or ""] += added
@@ -498,6 +535,8 @@ class _Loader:
             counted = self.connection.execute(
                 select(func.count()).select_from(self.tables[name])
             ).scalar()
+            if name == SETTINGS_TABLE:
+                counted = int(counted or 0) - 1 + self.skipped_holds  # the hold written first
             if counted != entry["rows"]:
                 raise RestoreError(
                     _(
@@ -538,42 +577,90 @@ def _load(
     manifest: Manifest,
     staging: Path,
     progress: Progress | None,
+    *,
+    hold_json: str,
+    wiped: bool,
 ) -> int:
     total = sum(manifest.table_counts.values())
-    done = 0
-    with db.engine.begin() as connection:
-        loader = _Loader(connection, manifest)
-        try:
-            with decrypted(path, identities) as stream:
-                for member, handle in _tar_members(stream):
-                    assert not isinstance(handle, bytes)
-                    table = _member_table(member.name)
-                    if table is not None:
-                        if table != loader.current:
-                            loader.start(table)
-                        done += loader.add(handle.read())
-                        if progress:
-                            progress("load", done, total)
-                        continue
-                    relative = _member_file(member.name)
-                    if relative is None:
-                        continue
-                    target = staging / relative
-                    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-                    with open(
-                        os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb"
-                    ) as out:
-                        shutil.copyfileobj(handle, out)
-                _drain(stream)
-        except BackupError as error:
-            raise RestoreError(str(error)) from None
-        except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error):
-            raise RestoreError(_damaged(path)) from None
-        rows = loader.complete(manifest)
-        _reset_sequences(connection, loader.tables)
-        if "contacts" in loader.tables:
-            sync_search_index(connection)
+    loader: _Loader | None = None
+    try:
+        with db.engine.begin() as connection:
+            loader = _Loader(connection, manifest, hold_json)
+            rows = _load_rows(path, identities, manifest, staging, progress, loader, total)
+            _reset_sequences(connection, loader.tables)
+            if "contacts" in loader.tables:
+                sync_search_index(connection)
+    except SQLAlchemyError as error:
+        table = (loader.last if loader else None) or SETTINGS_TABLE
+        if wiped:
+            raise RestoreError(
+                _(
+                    "the rows of table %(table)s could not be loaded (%(reason)s): the "
+                    "database is now empty (--replace removed its tables before the load); "
+                    "restore again",
+                    table=table,
+                    reason=_database_reason(error),
+                )
+            ) from None
+        raise RestoreError(
+            _(
+                "the rows of table %(table)s could not be loaded (%(reason)s); the database "
+                "was left as it was before the load",
+                table=table,
+                reason=_database_reason(error),
+            )
+        ) from None
     return rows
+
+
+def _database_reason(error: SQLAlchemyError) -> str:
+    """What the database said, in few words and without the rows' values (personal data)."""
+    if isinstance(error, IntegrityError):
+        return _("a row breaks a rule of the schema (a duplicate or a missing parent)")
+    if isinstance(error, DataError):
+        return _("a value does not fit its column")
+    if isinstance(error, OperationalError):
+        return _("the database refused or stopped the write (full disk, locked?)")
+    return _("the database refused the write")
+
+
+def _load_rows(
+    path: Path,
+    identities: list[Any],
+    manifest: Manifest,
+    staging: Path,
+    progress: Progress | None,
+    loader: _Loader,
+    total: int,
+) -> int:
+    done = 0
+    try:
+        with decrypted(path, identities) as stream:
+            for member, handle in _tar_members(stream):
+                assert not isinstance(handle, bytes)
+                table = _member_table(member.name)
+                if table is not None:
+                    if table != loader.current:
+                        loader.start(table)
+                    done += loader.add(handle.read())
+                    if progress:
+                        progress("load", done, total)
+                    continue
+                relative = _member_file(member.name)
+                if relative is None:
+                    continue
+                target = staging / relative
+                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                with open(
+                    os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb"
+                ) as out:
+                    shutil.copyfileobj(handle, out)
+            _drain(stream)
+    except BackupError as error:
+        raise RestoreError(str(error)) from None
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error):
+        raise RestoreError(_damaged(path)) from None
+    return loader.complete(manifest)
 
 
 def restore_backup(
@@ -617,38 +704,82 @@ def restore_backup(
             )
         )
     _check_secret_files(manifest, replace)
-    staging = root / f".restore-{secrets.token_hex(6)}"
+    remove_leftover_staging(root)
+    staging = root / f"{STAGING_PREFIX}{secrets.token_hex(6)}"
     staging.mkdir(mode=0o700)
+    keep_staging = False
     try:
+        wiped = False
         if holding or target_revision != manifest.schema_revision:
             with db.engine.begin() as connection:
                 _wipe(connection)
+            wiped = bool(holding)
             db.engine.dispose()
             _migrate(manifest.schema_revision)
-        try:
-            rows = _load(path, identities, manifest, staging, progress)
-        except SQLAlchemyError as error:
-            raise RestoreError(
-                _(
-                    "the rows could not be loaded (%(reason)s); the database was left as "
-                    "it was before the load",
-                    reason=type(error).__name__,
-                )
-            ) from None
+        hold_json = holds.unfinished_hold_json(
+            archive_created_at=manifest.created_at,
+            archive_name=path.name,
+            schema_revision=manifest.schema_revision,
+        )
+        rows = _load(
+            path, identities, manifest, staging, progress, hold_json=hold_json, wiped=wiped
+        )
+        # From here on the hold stands (written with the rows): what fails leaves it standing.
         db.engine.dispose()
         head, _known = code_revisions()
         if head != manifest.schema_revision:
-            _migrate(head)
+            try:
+                _migrate(head)
+            except Exception as error:  # alembic's and the driver's: any stops here
+                db.session.remove()
+                raise RestoreError(
+                    _(
+                        "the rows were loaded and sending is held, but the database could "
+                        "not be migrated from %(archive)s to this version's %(head)s (%(reason)s): "
+                        "run campaign db upgrade, then confirm on the page Restore from backup",
+                        archive=manifest.schema_revision,
+                        head=head,
+                        reason=_database_reason(error)
+                        if isinstance(error, SQLAlchemyError)
+                        else _("a migration failed"),
+                    )
+                ) from None
         placed = holds.place_restore_hold(
             archive_created_at=manifest.created_at,
             archive_name=path.name,
             schema_revision=manifest.schema_revision,
         )
         db.session.commit()
-        written = _move_files(staging, root, replace)
+        try:
+            written = _move_files(staging, root, replace)
+        except OSError as error:
+            keep_staging = True
+            raise RestoreError(
+                _(
+                    "the database is restored (sending held) but its files could not be put "
+                    "into %(root)s (%(reason)s): they are kept in %(staging)s; move them there "
+                    "by hand (secret_key first), then remove that folder",
+                    root=root,
+                    reason=error.strerror or _("the disk refused"),
+                    staging=staging,
+                )
+            ) from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not keep_staging:
+            shutil.rmtree(staging, ignore_errors=True)
     return RestoreResult(manifest=manifest, rows=rows, files=written, hold=placed)
+
+
+def remove_leftover_staging(root: Path) -> list[str]:
+    """Remove what an earlier restore killed mid-way left (its decrypted instance files)."""
+    removed: list[str] = []
+    if not root.is_dir():
+        return removed
+    for entry in root.iterdir():
+        if entry.name.startswith(STAGING_PREFIX) and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return removed
 
 
 def _move_files(staging: Path, root: Path, replace: bool) -> list[str]:

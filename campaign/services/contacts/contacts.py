@@ -880,21 +880,30 @@ def _ensure_address_free(email_key: str, current_id: int | None) -> None:
         )
 
 
-def _refuse_erased(email_key: str) -> None:
-    # A person erased on request is never written to again (decision 0090).
+def _refuse_erased(email_key: str, cc_emails: str = "") -> None:
+    # A person erased on request is never written to again, not even as a copy (0090).
     try:
         erased = erased_addresses.is_erased(email_key)
+        copies = (
+            erased_addresses.erased_copies(cc_emails, erased_addresses.erased_key_test())
+            if cc_emails
+            else []
+        )
     except erased_addresses.ErasureKeyMissing as error:
         raise ContactInputError([FieldError("email", str(error))]) from None
     if erased:
         raise ContactInputError([FieldError("email", erased_addresses.erased_reason())])
+    if copies:
+        raise ContactInputError(
+            [FieldError("cc_emails", erased_addresses.erased_copy_reason(copies))]
+        )
 
 
 def create_contact(raw: Mapping[str, Any]) -> Contact:
     """Create a contact from form-like data; the address must not be taken nor erased."""
     data = clean_contact_data(raw)
     _ensure_address_free(data["email_key"], None)
-    _refuse_erased(data["email_key"])
+    _refuse_erased(data["email_key"], data["cc_emails"])
     contact = Contact(**data)
     db.session.add(contact)
     db.session.flush()
@@ -907,7 +916,9 @@ def update_contact(contact: Contact, raw: Mapping[str, Any]) -> list[str]:
     data = clean_contact_data({**_as_raw(contact), **raw})
     _ensure_address_free(data["email_key"], contact.id)
     if data["email_key"] != contact.email_key:
-        _refuse_erased(data["email_key"])
+        _refuse_erased(data["email_key"], data["cc_emails"])
+    elif data["cc_emails"] != contact.cc_emails:
+        _refuse_erased("", data["cc_emails"])
     changed = [k for k, v in data.items() if getattr(contact, k) != v and k != "email_key"]
     if DATIVE_SOURCES & set(changed) and not set(DATIVE_FIELDS) & set(changed):
         # The dative was declined from the old name or title: suggest it afresh.

@@ -616,8 +616,8 @@ def preview_import(
         outcome = "rejected"
         if result.data:
             key = result.data["email_key"]
-            if erased is not None and erased(key):
-                result.problems.append(_erased_problem(checker))
+            if erased is not None and _refuse_erased_row(result, checker, erased):
+                pass
             elif key in seen:
                 result.problems.append(("", _duplicate_reason(key, seen[key])))
             elif key in existing:
@@ -672,6 +672,29 @@ def _row_letter(
         salutation=salutation,
         salutation_language=language,
     )
+
+
+def _refuse_erased_row(
+    checked: RowResult, checker: _RowChecker, erased: Callable[[str], bool]
+) -> bool:
+    """Whether the row names a person erased on request (as its address or a copy); if so
+    its problem is added and its cells are blanked: the rejects file and the import page
+    keep the line and the reason, never the erased person's data (decision 0090)."""
+    assert checked.data is not None
+    if erased(checked.data["email_key"]):
+        checked.problems.append(_erased_problem(checker))
+    else:
+        copies = erased_addresses.erased_copies(checked.data.get("cc_emails", ""), erased)
+        if not copies:
+            return False
+        checked.problems.append(
+            (
+                checker.header_of.get("cc_emails", ""),
+                erased_addresses.erased_copy_reason([]),
+            )
+        )
+    checked.cells = [""] * len(checked.cells)
+    return True
 
 
 def _erased_problem(checker: _RowChecker) -> tuple[str, str]:
@@ -817,8 +840,7 @@ def import_contacts(
             checked = checker.check(row)
             result.total_rows += 1
             last_line = row.line
-            if erased is not None and checked.data and erased(checked.data["email_key"]):
-                checked.problems.append(_erased_problem(checker))
+            if erased is not None and checked.data and _refuse_erased_row(checked, checker, erased):
                 checked.data = None
             if checked.data is not None:
                 key = checked.data["email_key"]
@@ -1826,6 +1848,12 @@ def upsert_contacts(
         key = data["email_key"]
         if erased is not None and erased(key):
             outcomes[index].errors = [FieldError("email", erased_addresses.erased_reason())]
+            continue
+        copies = erased_addresses.erased_copies(data["cc_emails"], erased)
+        if copies:
+            outcomes[index].errors = [
+                FieldError("cc_emails", erased_addresses.erased_copy_reason(copies))
+            ]
             continue
         if key in seen:
             outcomes[index].errors = [FieldError("email", _duplicate_item_reason(key, seen[key]))]

@@ -16,6 +16,7 @@ from campaign.extensions import db
 from campaign.models import AuditEvent, Suppression, SuppressionReason, User, utcnow
 from campaign.services.accounts.audit import record_event
 from campaign.services.contacts.contacts import normalise_email
+from campaign.services.privacy import erased_addresses
 
 PER_PAGE = 50
 MAX_NOTE = 2000
@@ -59,7 +60,9 @@ def find_suppression(email: str) -> Suppression | None:
         _, key = normalise_email(email)
     except ValueError:
         return None
-    return db.session.scalar(select(Suppression).where(Suppression.email_key == key))
+    found = db.session.scalar(select(Suppression).where(Suppression.email_key == key))
+    # A person erased on request is on the list by a keyed hash (decision 0090).
+    return found if found is not None else erased_addresses.erased_entry_if_any(email)
 
 
 def is_suppressed(email: str) -> bool:
@@ -87,6 +90,8 @@ def suppress_bounced_address(email: str, *, campaign_id: int | None, note: str =
     would refuse it. Raises SuppressionError only for an empty address.
     """
     stored, key = _storable(email, is_address_checked=False)
+    if erased_addresses.erased_entry_if_any(stored) is not None:
+        return False  # erased on request: on the list already, by its hash alone
     now = utcnow()
     connection = db.session.connection()
     new_id = connection.scalar(
@@ -163,6 +168,9 @@ def suppress_address(
     existing = db.session.scalar(select(Suppression).where(Suppression.email_key == key))
     if existing is not None:
         return existing
+    erased = erased_addresses.erased_entry_if_any(stored)
+    if erased is not None:
+        return erased  # erased on request: the hash stops every letter; never the address again
     # ON CONFLICT DO NOTHING: two one-click POSTs for one address at once (mail providers do
     # that) must both succeed, the second finding the row the first wrote.
     insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import os
-import re
 import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -31,8 +30,6 @@ from campaign.models import Suppression, SuppressionReason
 
 KEY_FILE = "erasure_key"
 PREFIX = "erased:"
-# A plain ASCII address: its key is its lower-case form (as normalise_email gives it).
-_PLAIN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+")
 
 
 class ErasureKeyMissing(RuntimeError):
@@ -45,15 +42,27 @@ def key_path() -> Path:
 
 
 def address_key(email: str) -> str:
-    """The case-insensitive key of an address, as Contact.email_key and the suppression list
-    spell it (an address email-validator refuses is keyed as typed, lower-cased)."""
+    """The case-insensitive key of an address, exactly as Contact.email_key and the
+    suppression list spell it (normalise_email's: email-validator's normal form, lower-cased,
+    so a domain typed in punycode is the same address as its Unicode form); an address it
+    refuses is keyed as typed, lower-cased. (Not normalise_email itself: the contacts module
+    asks this leaf module at every creation point.)"""
     candidate = email.strip()
-    if _PLAIN.fullmatch(candidate):
-        return candidate.lower()
     try:
         return str(validate_email(candidate, check_deliverability=False).normalized).lower()
     except EmailNotValidError:
         return candidate.lower()
+
+
+def _damaged(path: Path) -> ErasureKeyMissing:
+    return ErasureKeyMissing(
+        _(
+            "The instance folder's %(file)s file is damaged (it must hold 64 hexadecimal "
+            "digits): restore that file from the backup before anything is sent, imported "
+            "or erased.",
+            file=path.name,
+        )
+    )
 
 
 def _read_key(path: Path) -> bytes | None:
@@ -61,7 +70,17 @@ def _read_key(path: Path) -> bytes | None:
         text = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
         return None
-    return bytes.fromhex(text) if text else None
+    except (OSError, UnicodeDecodeError):
+        raise _damaged(path) from None
+    if not text:
+        return None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise _damaged(path) from None
+    if len(key) != 32:
+        raise _damaged(path)
+    return key
 
 
 def _write_key(path: Path) -> None:
@@ -111,7 +130,12 @@ def _usable_key() -> bytes | None:
     """The key to test addresses with; None when nobody was erased. Raises
     ErasureKeyMissing when entries exist without their key (a restore that left the file
     behind): writing to an erased person by mistake is worse than refusing to write."""
-    key = erasure_key()
+    try:
+        key = erasure_key()
+    except ErasureKeyMissing:
+        if not has_erased():
+            return None  # a damaged file guards nobody yet; an erasure refuses to replace it
+        raise
     if key is not None:
         return key
     if not has_erased():
@@ -180,4 +204,59 @@ def erased_reason() -> str:
         "this address belongs to a person erased on request; it is on the suppression list "
         "and is never written to again (an administrator can take it off the list if the "
         "person asks to be added back)"
+    )
+
+
+def _key_if_any() -> bytes | None:
+    """The key when this instance ever erased someone (its file exists), without a query;
+    None otherwise, or when the file is damaged (launch and import say so in words)."""
+    try:
+        return erasure_key()
+    except ErasureKeyMissing:
+        return None
+
+
+def erased_entry_if_any(email: str) -> Suppression | None:
+    """find_erased_entry for the suppression checks every letter and copy goes through:
+    nothing but a file read when nobody was ever erased here (decision 0090)."""
+    key = _key_if_any()
+    if key is None:
+        return None
+    return db.session.scalar(
+        select(Suppression).where(Suppression.email_key == hashed_key(address_key(email), key))
+    )
+
+
+def copy_key_test() -> Callable[[str], bool] | None:
+    """erased_key_test for a run of copy (Cc) addresses: None, with no query, when nobody
+    was ever erased here."""
+    if _key_if_any() is None:
+        return None
+    try:
+        return erased_key_test()
+    except ErasureKeyMissing:
+        return None
+
+
+def erased_copies(cc_emails: str, test: Callable[[str], bool] | None) -> list[str]:
+    """The copy (Cc) addresses of a cleaned cc_emails value (normalised, space-separated)
+    that belong to people erased on request; [] without a test (nobody erased)."""
+    if test is None or not cc_emails:
+        return []
+    return [address for address in cc_emails.split() if test(address.lower())]
+
+
+def erased_copy_reason(addresses: Iterable[str]) -> str:
+    """Why erased copy addresses are refused, in words (the cc_emails field); without
+    addresses (an import's rejects file, which must not hold them) the words alone."""
+    shown = list(addresses)
+    if not shown:
+        return _(
+            "a copy address belongs to a person erased on request, who is never written to "
+            "again, not even as a copy; remove it from the copy addresses"
+        )
+    return _(
+        "%(addresses)s: belongs to a person erased on request, who is never written to "
+        "again, not even as a copy; remove it from the copy addresses",
+        addresses=", ".join(shown),
     )

@@ -15,11 +15,14 @@ already sent to others that name them as co-signers (the record of what others r
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from sqlalchemy import (
     String,
     Table,
@@ -30,11 +33,13 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 
 from campaign.extensions import db
 from campaign.models import (
@@ -42,13 +47,17 @@ from campaign.models import (
     AuditEvent,
     Campaign,
     CampaignStatus,
+    CampaignStep,
     Contact,
+    ContactImport,
     Delivery,
     DeliveryStatus,
     InboundMessage,
     InboundNote,
     PresendRun,
     ReplyAnswer,
+    Schedule,
+    ScheduleKind,
     Signatory,
     SignatoryKind,
     Signature,
@@ -64,10 +73,13 @@ from campaign.models import (
     utcnow,
 )
 from campaign.services.accounts.audit import record_event
+from campaign.services.contacts.importing import open_contact_file
 from campaign.services.contacts.suppressions import mask_email
 from campaign.services.contacts.trash import cancel_open_letters
 from campaign.services.privacy import erased_addresses, subject_export
 from campaign.services.statements.statements import lock_signatories, record_version
+
+logger = logging.getLogger(__name__)
 
 ERASED = "[erased]"
 # A name shorter than this is not searched for in the audit log: "Li" would match too much.
@@ -91,6 +103,10 @@ class StoredAbout:
     email_key: str
     contact_ids: list[int] = field(default_factory=list)
     trashed_contacts: int = 0
+    # Records merged into theirs (recursively) that carry other addresses: they go too, and
+    # those addresses are hashed as well (decision 0090).
+    merged_other: int = 0
+    other_keys: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     lists: int = 0
     signatures: int = 0
@@ -100,7 +116,14 @@ class StoredAbout:
     tracking_events: int = 0
     # Campaigns sending now with a letter to them: the erasure waits for these.
     sending: list[tuple[int, str]] = field(default_factory=list)
+    # Campaigns paused or with follow-ups still to go that will send a frozen statement
+    # version naming them as a co-signer: listed, not refused.
+    still_naming: list[tuple[int, str]] = field(default_factory=list)
     is_erased: bool = False
+
+    @property
+    def keys(self) -> list[str]:
+        return [self.email_key, *self.other_keys]
 
     @property
     def is_stored(self) -> bool:
@@ -112,6 +135,8 @@ class ErasureResult:
     was_stored: bool
     hash_prefix: str
     counts: dict[str, int]
+    # Erased before and nothing stored since: nothing was done, nothing recorded.
+    already_erased: bool = False
 
 
 def _key_of(email: str) -> str:
@@ -125,6 +150,8 @@ def _key_of(email: str) -> str:
 
 
 def _contacts(key: str) -> list[Contact]:
+    """Their records, live and in the trash, and every record merged into one of them
+    (recursively: a merge of a merge), whatever address it carries."""
     # Live ones by the partial unique index, trashed ones by the trash's own index.
     live = db.session.scalars(
         select(Contact).where(Contact.email_key == key, Contact.deleted_at.is_(None))
@@ -132,7 +159,32 @@ def _contacts(key: str) -> list[Contact]:
     trashed = db.session.scalars(
         select(Contact).where(Contact.deleted_at.is_not(None), Contact.email_key == key)
     )
-    return [*live, *trashed]
+    found = [*live, *trashed]
+    seen = {c.id for c in found}
+    wanted = list(seen)
+    while wanted:
+        merged = [
+            c
+            for c in db.session.scalars(select(Contact).where(Contact.merged_into_id.in_(wanted)))
+            if c.id not in seen
+        ]
+        seen.update(c.id for c in merged)
+        found += merged
+        wanted = [c.id for c in merged]
+    return found
+
+
+def _lock(key: str) -> None:
+    """Hold their contact rows (PostgreSQL) or the database's write lock (SQLite) before
+    anything is read: a launch that inserted letters to them finishes first and is then
+    seen as sending; one that starts later waits for the erasure (decision 0090)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        ids = _ids(select(Contact.id).where(Contact.email_key == key).with_for_update())
+        while ids:
+            ids = _ids(select(Contact.id).where(Contact.merged_into_id.in_(ids)).with_for_update())
+    else:
+        # A write that changes nothing: the transaction now holds SQLite's write lock.
+        db.session.execute(update(Contact).where(Contact.id == -1).values(id=Contact.id))
 
 
 def _names(contacts: Iterable[Contact], signatures: Iterable[Signature]) -> list[str]:
@@ -152,18 +204,18 @@ def _names(contacts: Iterable[Contact], signatures: Iterable[Signature]) -> list
     return sorted((n for n in names if len(n) >= MIN_NAME), key=len, reverse=True)
 
 
-def _delivery_clause(key: str, contact_ids: Sequence[int]) -> Any:
-    by_address = func.lower(Delivery.email) == key
+def _delivery_clause(keys: Sequence[str], contact_ids: Sequence[int]) -> Any:
+    by_address = func.lower(Delivery.email).in_(keys)
     return or_(Delivery.contact_id.in_(contact_ids), by_address) if contact_ids else by_address
 
 
-def _signatures(key: str, typed: str) -> list[Signature]:
-    keys = {key, typed.strip().lower()}
-    return list(db.session.scalars(select(Signature).where(Signature.email_key.in_(keys))))
+def _signatures(keys: Sequence[str], typed: str) -> list[Signature]:
+    wanted = {*keys, typed.strip().lower()}
+    return list(db.session.scalars(select(Signature).where(Signature.email_key.in_(wanted))))
 
 
-def _inbound_clause(key: str, delivery_ids: Sequence[int]) -> Any:
-    from_them = func.lower(InboundMessage.from_address) == key
+def _inbound_clause(keys: Sequence[str], delivery_ids: Sequence[int]) -> Any:
+    from_them = func.lower(InboundMessage.from_address).in_(keys)
     if not delivery_ids:
         return from_them
     return or_(InboundMessage.delivery_id.in_(delivery_ids), from_them)
@@ -178,12 +230,16 @@ def what_is_stored(email: str) -> StoredAbout:
     key = _key_of(email)
     contacts = _contacts(key)
     contact_ids = [c.id for c in contacts]
-    signatures = _signatures(key, email)
-    delivery_ids = _ids(select(Delivery.id).where(_delivery_clause(key, contact_ids)))
+    other_keys = sorted({c.email_key for c in contacts} - {key})
+    keys = [key, *other_keys]
+    signatures = _signatures(keys, email)
+    delivery_ids = _ids(select(Delivery.id).where(_delivery_clause(keys, contact_ids)))
     about = StoredAbout(
         email_key=key,
         contact_ids=contact_ids,
         trashed_contacts=sum(1 for c in contacts if c.deleted_at is not None),
+        merged_other=sum(1 for c in contacts if c.email_key != key),
+        other_keys=other_keys,
         names=_names(contacts, signatures),
         signatures=len(signatures),
         signatories=sum(1 for s in signatures if s.signatory_id is not None),
@@ -201,7 +257,7 @@ def what_is_stored(email: str) -> StoredAbout:
         )
     about.replies = int(
         db.session.scalar(
-            select(func.count(InboundMessage.id)).where(_inbound_clause(key, delivery_ids))
+            select(func.count(InboundMessage.id)).where(_inbound_clause(keys, delivery_ids))
         )
         or 0
     )
@@ -219,14 +275,14 @@ def what_is_stored(email: str) -> StoredAbout:
             select(Campaign.id, Campaign.name)
             .where(
                 Campaign.id.in_(
-                    select(Delivery.campaign_id).where(_delivery_clause(key, contact_ids))
+                    select(Delivery.campaign_id).where(_delivery_clause(keys, contact_ids))
                 ),
                 or_(
                     Campaign.status == CampaignStatus.SENDING.value,
                     # A paused campaign's batch may still hold their letter (claimed).
                     Campaign.id.in_(
                         select(Delivery.campaign_id).where(
-                            _delivery_clause(key, contact_ids),
+                            _delivery_clause(keys, contact_ids),
                             Delivery.status == DeliveryStatus.SENDING.value,
                         )
                     ),
@@ -235,18 +291,86 @@ def what_is_stored(email: str) -> StoredAbout:
             .order_by(Campaign.id)
         )
     ]
+    about.still_naming = _still_naming(signatures)
     return about
+
+
+def _still_naming(signatures: Sequence[Signature]) -> list[tuple[int, str]]:
+    """Campaigns that will still send a frozen statement version naming them as a
+    co-signer: paused or sending ones, and those with follow-ups still to go."""
+    statement_ids = list(
+        db.session.scalars(
+            select(Signatory.statement_id).where(
+                Signatory.id.in_(
+                    [
+                        s.signatory_id
+                        for s in signatures
+                        if s.signatory_id is not None and s.kind == SignatoryKind.INDIVIDUAL.value
+                    ]
+                )
+            )
+        )
+    )
+    if not statement_ids:
+        return []
+    frozen = (Campaign.statement_id.in_(statement_ids)) & Campaign.status.in_(
+        [CampaignStatus.PAUSED.value, CampaignStatus.SENDING.value]
+    )
+    follow_ups = Campaign.id.in_(
+        select(Schedule.campaign_id).where(
+            Schedule.kind == ScheduleKind.FOLLOW_UP.value,
+            Schedule.is_enabled.is_(True),
+            Schedule.next_run_at.is_not(None),
+            or_(
+                Campaign.statement_id.in_(statement_ids),
+                Schedule.step_id.in_(
+                    select(CampaignStep.id).where(CampaignStep.statement_id.in_(statement_ids))
+                ),
+            ),
+        )
+    )
+    return [
+        (int(row.id), str(row.name))
+        for row in db.session.execute(
+            select(Campaign.id, Campaign.name)
+            .where(Campaign.statement_version_id.is_not(None), or_(frozen, follow_ups))
+            .order_by(Campaign.id)
+        )
+    ]
+
+
+def _campaign_names(campaigns: Sequence[tuple[int, str]]) -> str:
+    return ", ".join(f"“{name}” (#{cid})" for cid, name in campaigns)
 
 
 def refusal(about: StoredAbout) -> str:
     """Why the erasure must wait, in words; "" when it may go ahead."""
     if not about.sending:
         return ""
-    names = ", ".join(f"“{name}” (#{cid})" for cid, name in about.sending)
-    return _(
+    return ngettext(
         "The campaign %(campaigns)s is sending now, with a letter to this person: pause it "
         "or wait until it has finished, then erase.",
-        campaigns=names,
+        "The campaigns %(campaigns)s are sending now, with letters to this person: pause "
+        "them or wait until they have finished, then erase.",
+        len(about.sending),
+        campaigns=_campaign_names(about.sending),
+    )
+
+
+def still_naming_notice(about: StoredAbout) -> str:
+    """Campaigns that will still send a frozen version naming them, in words ("" if none)."""
+    if not about.still_naming:
+        return ""
+    return ngettext(
+        "The campaign %(campaigns)s will still send a frozen version of a statement that "
+        "names this person as a co-signer (it is paused or has follow-ups to go): the "
+        "erasure does not change it; cancel it or its follow-ups if that must not happen.",
+        "The campaigns %(campaigns)s will still send frozen versions of a statement that "
+        "name this person as a co-signer (they are paused or have follow-ups to go): the "
+        "erasure does not change them; cancel them or their follow-ups if that must not "
+        "happen.",
+        len(about.still_naming),
+        campaigns=_campaign_names(about.still_naming),
     )
 
 
@@ -254,28 +378,36 @@ def erase_person(
     email: str, *, actor: User | None = None, keep_hash_if_absent: bool = True
 ) -> ErasureResult:
     """Erase everything stored about `email` and put its keyed hash on the suppression list;
-    flush, the caller commits. Raises ErasureError (refused while a campaign to them is
-    sending, or not an address).
+    flush, the caller commits (then calls `scrub_storage`). Raises ErasureError (refused
+    while a campaign to them is sending, or not an address).
 
     An address nothing is stored about gets the hash only (when `keep_hash_if_absent`), so
-    the person is still never written to (decision 0090).
+    the person is still never written to (decision 0090). An address already erased, with
+    nothing stored since, is left as it is and nothing new is recorded.
     """
+    _lock(_key_of(email))
+    # Read under the lock: a launch that got there first is now seen as sending.
     about = what_is_stored(email)
     why_not = refusal(about)
     if why_not:
         raise ErasureError(why_not)
     key = about.email_key
+    keys = about.keys
     counts: dict[str, int] = {}
+    if about.is_erased and not about.is_stored:
+        entry = erased_addresses.find_erased_entry(email)
+        prefix = entry.email_key.removeprefix(erased_addresses.PREFIX)[:12] if entry else ""
+        return ErasureResult(False, prefix, counts, already_erased=True)
     if about.is_stored or keep_hash_if_absent:
         secret = erased_addresses.erasure_key(create=True)
         assert secret is not None
         hashed = erased_addresses.hashed_key(key, secret)
     else:
         return ErasureResult(False, "", counts)
-    needles = _needles(email, key, about.names)
+    needles = _needles(email, keys, about.names)
     contact_ids = about.contact_ids
-    signatures = _signatures(key, email)
-    delivery_ids = _ids(select(Delivery.id).where(_delivery_clause(key, contact_ids)))
+    signatures = _signatures(keys, email)
+    delivery_ids = _ids(select(Delivery.id).where(_delivery_clause(keys, contact_ids)))
 
     # The ledger: letters still to go are cancelled (as the trash does), then every row loses
     # the address, the contact, the SMTP answer (which may quote the address) and the copy.
@@ -284,20 +416,29 @@ def erase_person(
             cancel_open_letters(Delivery.id.in_(delivery_ids[start : start + CHUNK]))
     counts["letters_anonymised"] = _anonymise_deliveries(delivery_ids)
     counts["tracking_events"] = _delete_in(TrackingEvent.delivery_id, delivery_ids)
-    counts["replies"] = _erase_replies(key, delivery_ids, contact_ids)
+    counts["replies"] = _erase_replies(keys, delivery_ids, contact_ids)
     counts["signatures"], counts["signatories"] = _erase_signatures(signatures, actor)
     counts["invitations"] = _delete_where(
         SignOnInvitation,
         or_(
-            SignOnInvitation.contact_id.in_(contact_ids), func.lower(SignOnInvitation.email) == key
+            SignOnInvitation.contact_id.in_(contact_ids),
+            func.lower(SignOnInvitation.email).in_(keys),
         ),
     )
     counts["lists"] = about.lists
-    counts["exports"] = _remove_exports(contact_ids, key)
-    counts["contacts"] = _erase_contacts(contact_ids, key)
-    # Any plain entry of the address (unsubscribed, bounced, by hand) gives way to the hash.
-    plain_ids = _ids(select(Suppression.id).where(Suppression.email_key == key))
-    db.session.execute(delete(Suppression).where(Suppression.email_key == key))
+    counts["exports"] = _remove_exports(contact_ids, keys)
+    counts["contacts"] = _erase_contacts(contact_ids, keys)
+    counts["merged_records"] = about.merged_other
+    # A letter row a launch wrote by address alone after the reads above: gone too.
+    late = _ids(select(Delivery.id).where(func.lower(Delivery.email).in_(keys)))
+    if late:
+        cancel_open_letters(Delivery.id.in_(late))
+        counts["letters_anonymised"] += _anonymise_deliveries(late)
+        _delete_in(TrackingEvent.delivery_id, late)
+    counts["import_files"] = _remove_import_files(keys)
+    # Any plain entry of the addresses (unsubscribed, bounced, by hand) gives way to the hash.
+    plain_ids = _ids(select(Suppression.id).where(Suppression.email_key.in_(keys)))
+    db.session.execute(delete(Suppression).where(Suppression.email_key.in_(keys)))
     counts["audit_entries"] = _rewrite_json(
         AuditEvent.__table__,
         "detail",
@@ -305,13 +446,17 @@ def erase_person(
         _audit_targets(contact_ids, [s.id for s in signatures], plain_ids),
         # Entries about their records also lose the masked address ("an***@example.org")
         # and one-word names, which elsewhere could be anyone's.
-        _by_length([*needles, mask_email(key).lower(), *(n.lower() for n in about.names)]),
+        _by_length(
+            [*needles, *(mask_email(k).lower() for k in keys), *(n.lower() for n in about.names)]
+        ),
     )
     counts["webhook_payloads"] = _rewrite_json(WebhookEvent.__table__, "payload", needles)
     counts["presend_results"] = _rewrite_json(PresendRun.__table__, "result", needles)
     counts["api_replays"] = _delete_where(
         ApiIdempotency, or_(*(_like(ApiIdempotency.response_body, n) for n in needles))
     )
+    for other in about.other_keys:
+        _add_hash(erased_addresses.hashed_key(other, secret), actor)
     _add_hash(hashed, actor)
     db.session.flush()
     record_event(
@@ -331,13 +476,32 @@ def erase_person(
     return ErasureResult(about.is_stored, hashed.removeprefix(erased_addresses.PREFIX)[:12], counts)
 
 
+def scrub_storage() -> None:
+    """After an erasure is committed: SQLite's search index drops the erased person's
+    trigrams (FTS5 'optimize' rewrites its segments) and the write-ahead log is emptied
+    into the database file, whose freed pages secure_delete zeroes (decision 0090).
+    PostgreSQL: nothing here (VACUUM and WAL recycling, see the decision)."""
+    if db.session.get_bind().dialect.name != "sqlite":
+        return
+    try:
+        db.session.execute(text("INSERT INTO contacts_search(contacts_search) VALUES('optimize')"))
+        db.session.commit()
+        db.session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+        db.session.commit()
+    except SQLAlchemyError:
+        # The erasure itself is committed; a busy database only delays this tidying (the
+        # next erasure's, or SQLite's own checkpoints and merges, do it).
+        db.session.rollback()
+        logger.warning("erasure: the search index and write-ahead log could not be tidied now")
+
+
 # --- the parts ------------------------------------------------------------------------------
 
 
-def _needles(email: str, key: str, names: list[str]) -> list[str]:
-    """What is looked for (and replaced by "[erased]") everywhere: the address in its
+def _needles(email: str, keys: Sequence[str], names: list[str]) -> list[str]:
+    """What is looked for (and replaced by "[erased]") everywhere: the addresses in their
     spellings and the person's names of two words or more ("Anna" alone is too common)."""
-    return _by_length([key, email.strip().lower(), *(n.lower() for n in names if " " in n)])
+    return _by_length([*keys, email.strip().lower(), *(n.lower() for n in names if " " in n)])
 
 
 def _by_length(needles: list[str]) -> list[str]:
@@ -387,19 +551,19 @@ def _delete_where(model: Any, where: Any) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _erase_replies(key: str, delivery_ids: list[int], contact_ids: list[int]) -> int:
+def _erase_replies(keys: Sequence[str], delivery_ids: list[int], contact_ids: list[int]) -> int:
     """Their replies, auto-replies and bounces keep their row (the kind, the date: the
     dashboard's counts) without body, raw copy, attachments, sender or notes."""
-    inbound_ids = _ids(select(InboundMessage.id).where(_inbound_clause(key, delivery_ids)))
+    inbound_ids = _ids(select(InboundMessage.id).where(_inbound_clause(keys, delivery_ids)))
     # Bounces that list them among other recipients lose them from the list only.
     listed = db.session.execute(
         select(InboundMessage.id, InboundMessage.bounce_recipients).where(
-            _like(cast(InboundMessage.bounce_recipients, Text), key),
+            or_(*(_like(cast(InboundMessage.bounce_recipients, Text), key) for key in keys)),
             InboundMessage.id.not_in(inbound_ids) if inbound_ids else true(),
         )
     ).all()
     for row in listed:
-        kept = [a for a in row.bounce_recipients or [] if str(a).strip().lower() != key]
+        kept = [a for a in row.bounce_recipients or [] if str(a).strip().lower() not in keys]
         db.session.execute(
             update(InboundMessage)
             .where(InboundMessage.id == row.id)
@@ -428,7 +592,7 @@ def _erase_replies(key: str, delivery_ids: list[int], contact_ids: list[int]) ->
             )
             .execution_options(synchronize_session=False)
         )
-    answers = or_(func.lower(ReplyAnswer.to_address) == key)
+    answers = or_(func.lower(ReplyAnswer.to_address).in_(keys))
     if contact_ids:
         answers = or_(answers, ReplyAnswer.contact_id.in_(contact_ids))
     if inbound_ids:
@@ -475,20 +639,25 @@ def _erase_signatures(signatures: list[Signature], actor: User | None) -> tuple[
     return len(signatures), removed
 
 
-def _remove_exports(contact_ids: list[int], key: str) -> int:
+def _remove_exports(contact_ids: list[int], keys: Sequence[str]) -> int:
     """Access-request exports of them: the ZIP (everything about them) is deleted now and a
     job still running is cut off (its run key no longer matches, decision 0089)."""
-    mine = func.lower(SubjectExport.email) == key
+    mine: Any = func.lower(SubjectExport.email).in_(keys)
     if contact_ids:
         mine = or_(mine, SubjectExport.contact_id.in_(contact_ids))
-    exports = list(db.session.scalars(select(SubjectExport).where(mine)))
-    for export in exports:
+    exports = {
+        export.id: export for export in db.session.scalars(select(SubjectExport).where(mine))
+    }
+    # Finished exports keep only the keyed hash of the address (decision 0089).
+    for key in keys:
+        exports.update((export.id, export) for export in subject_export.exports_for_key(key))
+    for export in exports.values():
         export.run_key = ""
         subject_export.remove_export(export)
     return len(exports)
 
 
-def _erase_contacts(contact_ids: list[int], key: str) -> int:
+def _erase_contacts(contact_ids: list[int], keys: Sequence[str]) -> int:
     if contact_ids:
         db.session.execute(
             delete(list_memberships).where(list_memberships.c.contact_id.in_(contact_ids))
@@ -499,9 +668,54 @@ def _erase_contacts(contact_ids: list[int], key: str) -> int:
             .execution_options(synchronize_session=False)
         )
     # Another contact that copies them in (a secretariat's cc) stops doing so.
-    for other in db.session.scalars(select(Contact).where(_like(Contact.cc_emails, key))):
-        other.cc_emails = " ".join(a for a in other.cc_emails.split() if a.lower() != key)
+    for other in db.session.scalars(
+        select(Contact).where(or_(*(_like(Contact.cc_emails, key) for key in keys)))
+    ):
+        other.cc_emails = " ".join(a for a in other.cc_emails.split() if a.lower() not in keys)
     return len(contact_ids)
+
+
+def _remove_import_files(keys: Sequence[str]) -> int:
+    """Uploaded files and rejects files of imports that hold one of the addresses are
+    deleted (the import's row and counts stay; its rejects download is gone): a file is
+    not rewritten, so a half-rewritten copy can never be left behind (decision 0090)."""
+    removed = 0
+    for record in db.session.scalars(select(ContactImport)):
+        paths = [Path(p) for p in (record.stored_path, record.rejects_path) if p]
+        if not any(_file_holds(path, record.original_filename, keys) for path in paths):
+            continue
+        for path in paths:
+            if path.exists():
+                path.unlink(missing_ok=True)
+                removed += 1
+        record.rejects_path = ""
+    return removed
+
+
+def _file_holds(path: Path, filename: str, keys: Sequence[str]) -> bool:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return False
+    if not data.startswith(b"PK"):
+        # CSV and text: in whatever encoding it came, an ASCII address is the same bytes; a
+        # Unicode one is looked for as UTF-8 and as UTF-16 (Excel's "Unicode text").
+        lowered = data.lower()
+        return any(
+            form in lowered for key in keys for form in (key.encode(), key.encode("utf-16-le"))
+        )
+    # A workbook (zipped XML): its cells are read.
+    try:
+        _info, rows = open_contact_file(path, filename=filename)
+    except Exception:  # an unreadable workbook: deleted, to be sure
+        return True
+    try:
+        for row in rows:
+            if any(any(key in str(cell).lower() for key in keys) for cell in row.cells):
+                return True
+    finally:
+        rows.close()
+    return False
 
 
 def _add_hash(hashed: str, actor: User | None) -> None:

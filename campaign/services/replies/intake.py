@@ -48,6 +48,7 @@ from campaign.models import (
     utcnow,
 )
 from campaign.services.contacts.suppressions import SuppressionError, suppress_bounced_address
+from campaign.services.privacy import erased_addresses
 from campaign.services.webhooks import payloads as webhook_payloads
 from campaign.services.webhooks.events import record_webhook_event
 
@@ -167,6 +168,7 @@ def record_inbound(
     else:
         filing = _file_reply(parsed, verdict.kind, received_at, is_unverified=is_unverified)
     match = filing.match
+    erased = _erased_in(parsed, match, recipients)
     values: dict[str, Any] = {
         "source": source,
         "source_key": key,
@@ -191,6 +193,21 @@ def record_inbound(
         "is_unverified": is_unverified,
         "created_at": now,
     }
+    if erased:
+        # About a person erased on request (a late bounce or reply): the row is kept for the
+        # counts, as the erasure leaves it; nothing that names them is stored (0090).
+        for address in erased:
+            recipients.pop(address, None)
+        values.update(
+            from_address="",
+            subject="[erased]",
+            text="",
+            html="",
+            raw_blob=None,
+            attachments=[],
+            problems=[],
+            bounce_recipients=list(recipients),
+        )
     connection = db.session.connection()
     stored_id = connection.scalar(_STORE[connection.dialect.name], values)
     if stored_id is None:
@@ -214,6 +231,21 @@ def record_inbound(
         bounce_kind=verdict.bounce_kind,
         recipients=recipients,
     )
+
+
+def _erased_in(parsed: ParsedMessage, match: Match | None, recipients: dict[str, str]) -> set[str]:
+    """The addresses of people erased on request the message is from or reports on (a
+    bounce's recipients); {""} for a message matched to a letter whose row an erasure
+    anonymised. Empty, with no query, when nobody was ever erased here."""
+    found: set[str] = set()
+    if match is not None and not match.delivery.email:
+        found.add("")
+    test = erased_addresses.copy_key_test()
+    if test is not None:
+        for address in (parsed.from_address, *recipients):
+            if address and test(erased_addresses.address_key(address)):
+                found.add(address)
+    return found
 
 
 def _stored(key: str) -> InboundMessage | None:

@@ -35,6 +35,7 @@ from campaign.queue import get_redis
 from campaign.scheduling import stored_text
 from campaign.secret_box import encrypt_secret
 from campaign.services.accounts.audit import record_event
+from campaign.services.backups.hold import sending_is_held
 from campaign.services.replies.intake import record_inbound
 
 log = logging.getLogger(__name__)
@@ -225,7 +226,10 @@ def enabled_mailboxes() -> list[ImapMailbox]:
 
 
 def due_mailboxes(now: datetime | None = None) -> list[ImapMailbox]:
-    """Return the enabled mailboxes whose next poll has come (backed-off ones wait)."""
+    """Return the enabled mailboxes whose next poll has come (backed-off ones wait); none
+    while a restore hold stands (a restored copy would take the original's mail, 0087)."""
+    if sending_is_held():
+        return []
     now = now or utcnow()
     query = (
         select(ImapMailbox)

@@ -645,26 +645,23 @@ def _read_audience(campaign: Campaign) -> list[tuple[int, str, bool]] | None:
         query = audience_query(spec)
     except CampaignError:
         return None
-    return _without_erased(
-        read_recipients(
-            query.with_only_columns(Contact.id, Contact.email, _suppressed_clause()).order_by(
-                Contact.id
-            )
-        )
-    )
-
-
-def _without_erased(rows: list[tuple[int, str, bool]]) -> list[tuple[int, str, bool]]:
-    """The recipients less any person erased on request, whatever path re-added them; the
-    rows as read when nobody was ever erased (decision 0090)."""
     try:
         erased = erased_addresses.erased_key_test()
     except erased_addresses.ErasureKeyMissing as error:
         raise CampaignError(str(error)) from None
+    columns = (Contact.id, Contact.email, _suppressed_clause())
     if erased is None:
-        return rows
-    # A contact's address is stored normalised: its key is its lower-case form.
-    return [row for row in rows if not erased(row[1].lower())]
+        return read_recipients(query.with_only_columns(*columns).order_by(Contact.id))
+    # Less any person erased on request, whatever path re-added them, tested on the
+    # contact's own key (decision 0090); read this way only once someone was erased.
+    db.session.flush()
+    return [
+        (contact_id, email, bool(is_suppressed))
+        for contact_id, email, is_suppressed, email_key in db.session.execute(
+            query.with_only_columns(*columns, Contact.email_key).order_by(Contact.id)
+        )
+        if not erased(email_key)
+    ]
 
 
 # --- pause, resume, cancel ----------------------------------------------------------------

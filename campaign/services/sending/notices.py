@@ -20,8 +20,14 @@ from flask import Flask, current_app
 
 from campaign.extensions import db
 from campaign.queue import enqueue_after_commit
+from campaign.services.backups.hold import sending_is_held
 
 log = logging.getLogger(__name__)
+
+# The notices a restored copy still sends while its restore hold stands (decision 0087): a
+# person signing in needs them, and they answer what that person just asked. The others
+# (signatures, invitations and reminders to sign, the news that a letter went out) wait.
+SENT_WHILE_HELD = frozenset({"password_reset", "two_factor_reset", "two_factor_guessing"})
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,12 @@ def send_notice(kind: str, target_id: int, *, commit: Callable[[], None]) -> int
     builder = builders().get(kind)
     if builder is None:
         log.error("no notice of kind %r (target %s): nothing sent", kind, target_id)
+        return 0
+    if kind not in SENT_WHILE_HELD and sending_is_held():
+        # Nothing claimed: the builder is not called, so the row is as it was.
+        log.warning(
+            "notice %s for %s: not sent, this restored copy's sending is held", kind, target_id
+        )
         return 0
     notices = builder(target_id)
     commit()  # a builder's claim is durable before anything is sent

@@ -49,6 +49,8 @@ from campaign.models import (
 )
 from campaign.models.contact import RiskLevel, RoleType
 from campaign.services.accounts.audit import record_event
+from campaign.services.backups.hold import SENDING_HELD, sending_is_held
+from campaign.services.privacy import erased_addresses
 from campaign.services.sending.campaigns import AudienceSpec, CampaignError, audience_query
 from campaign.services.sending.notices import (
     Notice,
@@ -125,6 +127,8 @@ def _is_suppressed_clause() -> Any:
 
 def invite(sign_on: SignOn, audience_key: str, actor: User | None = None) -> InviteResult:
     """Invite the contacts of a list or segment to sign; each contact once, ever."""
+    if sending_is_held():
+        raise InvitationError(str(SENDING_HELD), "audience")
     reason = closed_reason(sign_on)
     if reason:
         raise InvitationError(
@@ -146,11 +150,18 @@ def invite(sign_on: SignOn, audience_key: str, actor: User | None = None) -> Inv
             ),
             "audience",
         ) from None
-    members = db.session.execute(
-        query.with_only_columns(Contact.id, Contact.email, _is_suppressed_clause()).order_by(
-            Contact.id
+    try:
+        erased = erased_addresses.erased_key_test()
+    except erased_addresses.ErasureKeyMissing as error:
+        raise InvitationError(str(error), "audience") from None
+    members = [
+        (contact_id, email, is_suppressed or (erased is not None and erased(key)))
+        for contact_id, email, is_suppressed, key in db.session.execute(
+            query.with_only_columns(
+                Contact.id, Contact.email, _is_suppressed_clause(), Contact.email_key
+            ).order_by(Contact.id)
         )
-    ).all()
+    ]
     insert = _INSERT_NEW[db.session.get_bind().dialect.name]
     now = datetime.now(UTC)
     invited = already = suppressed = 0
@@ -246,7 +257,7 @@ def _is_suppressed(address: str) -> bool:
             .select_from(Suppression)
             .where(Suppression.email_key == email_key(address))
         )
-    )
+    ) or (erased_addresses.erased_entry_if_any(address) is not None)
 
 
 # --- the reminder schedule -----------------------------------------------------------------

@@ -29,6 +29,7 @@ from campaign.mail import (
 from campaign.models import Suppression
 from campaign.services.contacts.contacts import normalise_email
 from campaign.services.contacts.suppressions import is_suppressed
+from campaign.services.privacy import erased_addresses
 from campaign.services.statements.files import files_for
 from campaign.services.statements.organisation import letterhead
 from campaign.services.statements.salutation_rules import current_rule_set
@@ -81,8 +82,10 @@ class LetterCache:
                     )
                 )
             )
+        # A person erased on request is on the list by a keyed hash (decision 0090).
+        erased = erased_addresses.copy_key_test() if keys else None
         for address, key in keys.items():
-            self._suppressed[address] = key in found
+            self._suppressed[address] = key in found or (erased is not None and erased(key))
 
     def is_suppressed(self, address: str) -> bool:
         known = self._suppressed.get(address)

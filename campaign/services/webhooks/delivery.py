@@ -49,6 +49,7 @@ from campaign.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
+from campaign.services.backups.hold import sending_is_held
 from campaign.services.webhooks.endpoints import (
     OPEN_STATUSES,
     allowed_hosts,
@@ -428,6 +429,8 @@ def deliver_webhooks(
     queue again in between.
     """
     report = DeliveryReport()
+    if sending_is_held():
+        return report  # a restored copy posts nothing until confirmed; the rows stay pending
     started = time.monotonic()
     for done in range(limit + 1):
         if should_stop is not None and should_stop():
@@ -505,6 +508,8 @@ def _is_due(delivery: WebhookDelivery, now: datetime) -> bool:
 def requeue_due(now: datetime | None = None) -> int:
     """Enqueue (after commit) the job of each enabled endpoint whose next delivery is due or
     whose claim was lost; the number of endpoints."""
+    if sending_is_held():
+        return 0  # a restored copy posts nothing until confirmed (decision 0087)
     moment = now or clock.now()
     with_work = db.session.scalars(
         select(WebhookDelivery.endpoint_id)

@@ -25,6 +25,7 @@ from campaign.labels import label
 from campaign.models import Campaign, CampaignStatus, Role, SmtpAccount
 from campaign.params import MAX_ROW_ID
 from campaign.scheduling.stored_text import read
+from campaign.services.backups.hold import SENDING_HELD, sending_is_held
 from campaign.services.sending import campaigns as campaign_service
 from campaign.services.sending import launch as launching
 from campaign.services.sending import ledger, presend_runs
@@ -669,6 +670,8 @@ def pause_campaign(campaign_id: int) -> ProgressOut:
 def resume_campaign(campaign_id: int) -> ProgressOut:
     """Resume a paused campaign: sending carries on where it stopped."""
     campaign = _campaign(campaign_id)
+    if sending_is_held():
+        raise ApiProblem(409, _("Not resumed: %(reason)s.", reason=SENDING_HELD))
     if not campaign_service.resume_campaign(campaign, actor=signed_in_user()):
         raise ApiProblem(
             409,

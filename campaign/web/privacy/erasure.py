@@ -10,7 +10,7 @@ from flask_babel import gettext as _
 
 from campaign.extensions import db
 from campaign.models import Contact, Role
-from campaign.services.privacy import erasure
+from campaign.services.privacy import erased_addresses, erasure
 from campaign.web.access import allow, signed_in_user
 
 bp = Blueprint("erasure", __name__, url_prefix="/privacy/erase")
@@ -34,6 +34,7 @@ def _render(
             about=about,
             contact=contact,
             refusal=erasure.refusal(about) if about is not None else "",
+            still_naming=erasure.still_naming_notice(about) if about is not None else "",
             error=error,
             error_field=error_field,
             errors={error_field: error} if error and error_field else {},
@@ -63,6 +64,8 @@ def look_up() -> Any:
         about = erasure.what_is_stored(email)
     except erasure.ErasureError as problem:
         return _render(email=email, error=problem.message, error_field="email", status=422)
+    except erased_addresses.ErasureKeyMissing as problem:
+        return _render(email=email, error=str(problem), status=503)
     return _render(email=email, about=about)
 
 
@@ -71,9 +74,11 @@ def look_up() -> Any:
 def for_contact(contact_id: int) -> Any:
     """The confirmation step for a contact's address, from the contact page."""
     contact = db.session.get(Contact, contact_id) or abort(404)
-    return _render(
-        email=contact.email, about=erasure.what_is_stored(contact.email), contact=contact
-    )
+    try:
+        about = erasure.what_is_stored(contact.email)
+    except erased_addresses.ErasureKeyMissing as problem:
+        return _render(email=contact.email, contact=contact, error=str(problem), status=503)
+    return _render(email=contact.email, about=about, contact=contact)
 
 
 @bp.route("/confirm", methods=["POST"])
@@ -88,6 +93,8 @@ def confirm() -> Any:
         about = erasure.what_is_stored(email)
     except erasure.ErasureError as problem:
         return _render(email=email, error=problem.message, error_field="email", status=422)
+    except erased_addresses.ErasureKeyMissing as problem:
+        return _render(email=email, contact=contact, error=str(problem), status=503)
     if not typed or typed.lower() != email.lower():
         return _render(
             email=email,
@@ -102,8 +109,20 @@ def confirm() -> Any:
     except erasure.ErasureError as problem:
         db.session.rollback()
         return _render(email=email, about=about, contact=contact, error=problem.message, status=409)
+    except erased_addresses.ErasureKeyMissing as problem:
+        db.session.rollback()
+        return _render(email=email, contact=contact, error=str(problem), status=503)
     db.session.commit()
-    if result.was_stored:
+    erasure.scrub_storage()
+    if result.already_erased:
+        flash(
+            _(
+                "This address was erased before: nothing is stored about it and its keyed "
+                "hash is on the suppression list. Nothing was changed."
+            ),
+            "info",
+        )
+    elif result.was_stored:
         flash(
             _(
                 "The person was erased. Only a keyed hash of the address is kept on the "

@@ -143,6 +143,8 @@ def _progress(export: SubjectExport) -> dict[str, Any]:
     active = status in (SubjectExportStatus.QUEUED.value, SubjectExportStatus.RUNNING.value)
     if status == SubjectExportStatus.QUEUED.value:
         text = _("Waiting for a worker to take the export. If this lasts, is the worker running?")
+    elif not export.total:
+        text = _("Looking for everything stored about the address…")
     else:
         text = _(
             "%(done)s of %(total)s records written (%(percent)s%%)",

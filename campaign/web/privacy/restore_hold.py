@@ -36,6 +36,7 @@ def index() -> Any:
         hold=hold,
         paused=_campaigns(hold.paused_campaigns) if hold else [],
         unscheduled=_campaigns(hold.unscheduled_campaigns) if hold else [],
+        schedules_off=holds.schedules_turned_off(),
     )
 
 
@@ -51,17 +52,43 @@ def release() -> Any:
             "error",
         )
         return redirect(url_for("restore_hold.index"))
-    if holds.release_restore_hold(signed_in_user()):
+    try:
+        released = holds.release_restore_hold(signed_in_user())
+    except holds.HoldNotFinished:
+        db.session.commit()
+        flash(
+            _(
+                "Sending is still held: the restore had stopped before pausing the campaigns "
+                "and turning off the schedules. That is done now: check the lists below, "
+                "then confirm again."
+            ),
+            "error",
+        )
+        return redirect(url_for("restore_hold.index"))
+    if released:
         db.session.commit()
         flash(
             _(
                 "Sending is no longer held. The campaigns the restore paused stay paused "
-                "until someone resumes each on its page."
+                "until someone resumes each on its page, and the schedules it turned off "
+                "stay off until someone turns each on below."
             ),
             "success",
         )
     else:
         flash(_("This installation is not held: it sends as usual."), "success")
+    return redirect(url_for("restore_hold.index"))
+
+
+@bp.route("/schedules/<int:schedule_id>/on", methods=["POST"])
+@allow(Role.ADMIN)
+def schedule_on(schedule_id: int) -> Any:
+    schedule = holds.turn_schedule_on(schedule_id, signed_in_user())
+    if schedule is None:
+        flash(_("That schedule is not one the restore turned off, or it is on already."), "error")
+    else:
+        db.session.commit()
+        flash(_("“%(name)s” is on again.", name=schedule.name), "success")
     return redirect(url_for("restore_hold.index"))
 
 
