@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,29 +142,15 @@ def test_erasing_needs_the_csrf_token(client: FlaskClient, app: Flask) -> None:
 
 
 def _run_campaign(app: Flask, *args: str) -> subprocess.CompletedProcess[str]:
-    config = app.config
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_")}
-    env.update(
-        {
-            "CAMPAIGN_SECRET_KEY": config["SECRET_KEY"],
-            "CAMPAIGN_INSTANCE_PATH": config["INSTANCE_PATH"],
-            "CAMPAIGN_DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"],
-            "CAMPAIGN_REDIS_URL": config["REDIS_URL"],
-            "LANG": "C.UTF-8",
-        }
+    """The command as `campaign` runs it, in this process (the console script's own start is
+    tested once, in tests/backups/test_backup_cli.py and tests/commands/test_cli_help.py)."""
+    result = app.test_cli_runner().invoke(
+        args=list(args), env={"LANG": "C.UTF-8", "LANGUAGE": None, "LC_ALL": None}
     )
-    return subprocess.run(
-        [str(CAMPAIGN), *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
 
-# The command's service is the page's (tested on both engines): its processes start on one.
+# The command's service is the page's (tested on both engines): the command on one.
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_campaign_erase_asks_for_yes_then_erases(app: Flask) -> None:
     olga()

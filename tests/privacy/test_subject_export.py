@@ -9,7 +9,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import zipfile
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -344,36 +343,17 @@ def test_a_signer_who_is_not_a_contact_is_found_by_the_address_form(
     assert 'id="export-empty"' in shown
 
 
-def _environment(app: Flask) -> dict[str, str]:
-    config = app.config
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_")}
-    env.update(
-        {
-            "CAMPAIGN_SECRET_KEY": config["SECRET_KEY"],
-            "CAMPAIGN_INSTANCE_PATH": config["INSTANCE_PATH"],
-            "CAMPAIGN_DATABASE_URL": config["SQLALCHEMY_DATABASE_URI"],
-            "CAMPAIGN_REDIS_URL": config["REDIS_URL"],
-            "LANG": "C.UTF-8",
-        }
-    )
-    env.pop("LANGUAGE", None)
-    env.pop("LC_ALL", None)
-    return env
-
-
 def _campaign_command(app: Flask, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(Path(sys.executable).parent / "campaign"), *args],
-        env=_environment(app),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    """The command as `campaign` runs it, in this process (the console script's own start is
+    tested once, in tests/backups/test_backup_cli.py and tests/commands/test_cli_help.py)."""
+    result = app.test_cli_runner().invoke(
+        args=list(args), env={"LANG": "C.UTF-8", "LANGUAGE": None, "LC_ALL": None}
     )
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
 
-# One engine: the export itself runs on both in the tests above; this one is the console
-# script's own start, output and exit status (two processes, ~2 s each).
+# One engine: the export itself runs on both in the tests above; this one is the command's
+# output and exit status.
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_command_writes_the_export_and_never_overwrites(app: Flask, tmp_path: Path) -> None:
     ids = _stored_person()
