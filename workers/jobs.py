@@ -238,7 +238,9 @@ def run_scheduled_backup(schedule_id: int, due_at: str) -> None:
 
     with job_context():
         record = scheduled.run_scheduled_backup(
-            schedule_id=schedule_id, due_at=datetime.fromisoformat(due_at)
+            schedule_id=schedule_id,
+            due_at=datetime.fromisoformat(due_at),
+            commit=db.session.commit,
         )
         db.session.commit()
         if record is not None:

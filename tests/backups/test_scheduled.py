@@ -178,7 +178,10 @@ def test_the_page_says_how_to_configure_backups(
     words = element_text(page, "backups-not-configured")
     assert "CAMPAIGN_BACKUP_FOLDER" in words and "CAMPAIGN_BACKUP_RECIPIENTS" in words
     assert "docs/deploy.md" in words
-    assert 'id="backup-warning"' not in text_of(client.get("/"))
+    # The start page tells admins, and links the backups page.
+    home = text_of(client.get("/"))
+    assert "Daily backups are not configured" in element_text(home, "backup-warning")
+    assert 'href="/privacy/backups/"' in home
     # Nothing is scheduled while it is not configured.
     ensure_system_schedules(NOW, db.session.commit)
     assert scheduled.backup_schedule() is None
@@ -195,3 +198,114 @@ def test_the_workers_tick_makes_both_daily_schedules_once(app: Flask) -> None:
     kinds = sorted(db.session.scalars(select(Schedule.kind)))
     assert kinds == [ScheduleKind.BACKUP.value, ScheduleKind.RETENTION.value]
     assert all(s.next_run_at is not None for s in db.session.scalars(select(Schedule)))
+
+
+# --- review findings (decision 0088, "After review") -------------------------------------------
+
+
+def test_a_file_stamped_in_the_future_never_rotates_todays_backup_away(
+    app: Flask, folder: Path, fixed_clock: Any
+) -> None:
+    fixed_clock(NOW)
+    ahead = _old_archive(folder, "20300101T000000Z")  # a clock once set years ahead
+    older = _old_archive(folder, "20270228T013000Z")
+    oldest = _old_archive(folder, "20270227T013000Z")
+
+    record = scheduled.run_scheduled_backup(NOW)
+
+    written = folder / "campaign-backup-20270301T120000Z.age"
+    assert record is not None and record.ok and written.is_file()
+    assert ahead.exists() and older.exists() and not oldest.exists()
+
+
+def test_the_backup_just_written_is_kept_even_when_keep_is_reached_by_others(
+    app: Flask, folder: Path, fixed_clock: Any
+) -> None:
+    fixed_clock(NOW)
+    # Named after the run (a clock a few hours ahead last night): newer than today's by name.
+    _old_archive(folder, "20270301T180000Z")
+    _old_archive(folder, "20270301T170000Z")
+    record = scheduled.run_scheduled_backup(NOW)
+    assert record is not None and record.ok
+    assert (folder / "campaign-backup-20270301T120000Z.age").is_file()
+
+
+def test_a_link_named_as_a_backup_is_neither_listed_nor_followed(
+    app: Flask, folder: Path, tmp_path: Path, fixed_clock: Any
+) -> None:
+    fixed_clock(NOW)
+    precious = tmp_path / "precious.db"
+    precious.write_bytes(b"somebody else's data")
+    (folder / "campaign-backup-20200101T000000Z.age").symlink_to(precious)
+    assert scheduled.kept_archives(folder) == []
+    _old_archive(folder, "20270228T013000Z")
+    _old_archive(folder, "20270227T013000Z")
+    scheduled.run_scheduled_backup(NOW)
+    assert precious.read_bytes() == b"somebody else's data"
+    assert (folder / "campaign-backup-20200101T000000Z.age").is_symlink()
+
+
+def test_a_backup_that_never_finished_is_shown_and_its_leftover_removed(
+    app: Flask, folder: Path, client: FlaskClient, login: Any, fixed_clock: Any
+) -> None:
+    fixed_clock(NOW)
+    assert scheduled.run_scheduled_backup(NOW - timedelta(hours=30)) is not None
+    # Last night's job was queued, started, and its worker was killed mid-way.
+    leftover = folder / "campaign-backup-20270301T013000Z.age.partial"
+    leftover.write_bytes(b"half a backup")
+    scheduled._note_moment("queued_at", NOW - timedelta(hours=10, minutes=1))
+    scheduled._note_moment("started_at", NOW - timedelta(hours=10))
+    db.session.commit()
+
+    login(Role.ADMIN)
+    home = text_of(client.get("/"))
+    assert "never finished" in element_text(home, "backup-interrupted")
+    assert "never finished" in element_text(
+        text_of(client.get("/privacy/backups/")), "backup-interrupted"
+    )
+
+    record = scheduled.run_scheduled_backup(NOW)  # tonight's run
+    db.session.commit()
+    assert record is not None and record.ok
+    assert not leftover.exists()
+    assert 'id="backup-interrupted"' not in text_of(client.get("/"))
+
+
+def test_a_failure_is_read_in_each_admins_language(app: Flask, folder: Path) -> None:
+    from flask_babel import force_locale
+
+    folder.rmdir()
+    record = scheduled.run_scheduled_backup(NOW)
+    assert record is not None and not record.ok
+    with app.test_request_context(), force_locale("fr"):
+        words = read(record.error)
+    assert words.startswith("La sauvegarde a échoué\xa0: le dossier ") and "n’existe pas" in words
+
+
+def test_the_start_page_never_lists_the_backup_folder(
+    app: Flask, client: FlaskClient, login: Any, fixed_clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fixed_clock(NOW)
+
+    def hung(folder: Path) -> list[scheduled.Archive]:  # a network disk that does not answer
+        raise AssertionError("the start page listed the backup folder")
+
+    monkeypatch.setattr(scheduled, "kept_archives", hung)
+    login(Role.ADMIN)
+    home = client.get("/")
+    assert home.status_code == 200
+    assert "No backup has worked yet" in element_text(text_of(home), "backup-warning")
+
+
+def test_an_old_failure_is_not_shown_once_backups_are_switched_off(
+    app: Flask, folder: Path, client: FlaskClient, login: Any
+) -> None:
+    folder.rmdir()
+    scheduled.run_scheduled_backup(NOW)
+    db.session.commit()
+    app.config["BACKUP_FOLDER"] = ""
+    assert not scheduled.backup_status(NOW).has_failed
+    login(Role.ADMIN)
+    home = text_of(client.get("/"))
+    assert 'id="backup-failure"' not in home
+    assert "Daily backups are not configured" in element_text(home, "backup-warning")

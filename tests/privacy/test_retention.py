@@ -22,7 +22,9 @@ from campaign.models import (
     Delivery,
     DeliveryStatus,
     InboundMessage,
+    InboundNote,
     InstallationSetting,
+    ReplyAnswer,
     Role,
     Schedule,
     ScheduleRun,
@@ -31,6 +33,7 @@ from campaign.models import (
 from campaign.models.calendar import CaseStatus
 from campaign.models.contact_import import ImportStatus
 from campaign.models.inbound import InboundKind
+from campaign.models.reply_answer import AnswerStatus
 from campaign.models.schedule import RunOutcome, ScheduleKind
 from campaign.scheduling.registry import ensure_system_schedules
 from campaign.scheduling.stored_text import read
@@ -76,6 +79,8 @@ def _tracking(delivery: Delivery, days: int, key: str) -> None:
             kind="open",
             occurred_at=_days_ago(days),
             hit_key=key,
+            ip_prefix="192.0.2.0",
+            user_agent="Mozilla/5.0 (X11; Linux x86_64)",
         )
     )
 
@@ -176,13 +181,21 @@ def test_the_daily_run_removes_exactly_what_is_past_each_period_and_says_so(
     assert [line.outcome for line in report.lines] == [RunOutcome.FIRED.value]
     [run] = _retention_runs()
     assert read(run.detail) == (
-        "Removed 2 received messages, 1 tracking event, 2 audit entries, "
+        "Removed 2 received messages, "
+        "the network address, browser and time of day of 1 tracking event, 2 audit entries, "
         "the stored copy of 1 sent message, 2 import files."
     )
     db.session.expire_all()
     remaining = set(db.session.scalars(select(InboundMessage.id)))
     assert remaining == set(kept) and not remaining & set(gone)
-    assert set(db.session.scalars(select(TrackingEvent.hit_key))) == {"new-hit"}
+    # Tracking events stay (campaigns' figures hold), the old one without who and how.
+    events = {event.hit_key: event for event in db.session.scalars(select(TrackingEvent))}
+    assert set(events) == {"old-hit", "new-hit"}
+    assert (events["old-hit"].ip_prefix, events["old-hit"].user_agent) == ("", "")
+    assert events["old-hit"].occurred_at == datetime.combine(
+        _days_ago(400).date(), datetime.min.time(), UTC
+    )
+    assert events["new-hit"].ip_prefix == "192.0.2.0"
     entries = set(db.session.scalars(select(AuditEvent.id)))
     assert acknowledged in entries and new_entry in entries
     assert not entries & set(old_entries)
@@ -247,11 +260,13 @@ def test_a_backlog_is_removed_in_batches_and_the_rest_left_for_the_next_run(
     first = retention.apply_retention(NOW)
     assert first.removed["tracking"] == 4 and first.unfinished == {"tracking"}
     assert str(retention.report_text(first)) == (
-        "Removed 4 tracking events. More is due for removal; the next daily run carries on."
+        "Removed the network address, browser and time of day of 4 tracking events. "
+        "More is due for removal; the next daily run carries on."
     )
     second = retention.apply_retention(NOW)
     assert second.removed["tracking"] == 1 and not second.unfinished
-    assert _count(TrackingEvent) == 0
+    assert _count(TrackingEvent) == 5
+    assert set(db.session.scalars(select(TrackingEvent.ip_prefix))) == {""}
 
 
 # (field, what was typed, the words the admin reads)
@@ -261,6 +276,8 @@ BAD_PERIODS = [
     ("evidence", "-5", "“-5” is not a whole number of days"),
     ("evidence", "١٢", "is not a whole number of days"),  # Arabic-Indic digits
     ("audit", "30", "Audit log entries: 30 days is outside 90 to 3650"),
+    ("inbound", "1", "1 days is outside 30 to 3650"),
+    ("evidence", "29", "29 days is outside 30 to 3650"),
     ("import_files", "99999", "99999 days is outside 1 to 3650"),
 ]
 
@@ -356,3 +373,224 @@ def test_copies_a_pending_follow_up_needs_are_kept(app: Flask) -> None:
     assert retention.apply_retention(NOW).removed["evidence"] == 1
     db.session.refresh(letter)
     assert letter.message_blob is None
+
+
+# --- review findings (decision 0088, "After review") -------------------------------------------
+
+
+def _answer(message: InboundMessage, status: str, days: int, number: int) -> ReplyAnswer:
+    answer = ReplyAnswer(
+        inbound_id=message.id,
+        to_address="official@example.gov",
+        message_id=f"<answer-{number}@example.org>",
+        status=status,
+        created_at=_days_ago(days),
+        sent_at=_days_ago(days) if status == AnswerStatus.SENT.value else None,
+    )
+    db.session.add(answer)
+    return answer
+
+
+def test_a_reply_is_as_old_as_the_newest_answer_or_note_written_to_it(app: Flask) -> None:
+    handled = {"handled_at": _days_ago(790)}
+    answered_yesterday = _stored_at(800, **handled)
+    _answer(answered_yesterday, AnswerStatus.SENT.value, 1, 1)
+    noted_yesterday = _stored_at(800, **handled)
+    db.session.add(
+        InboundNote(inbound_id=noted_yesterday.id, text="call back", created_at=_days_ago(1))
+    )
+    # An answer that may have gone out (the connection broke after DATA) is its own record.
+    in_doubt = _stored_at(800, **handled)
+    _answer(in_doubt, AnswerStatus.IN_DOUBT.value, 799, 2)
+    all_old = _stored_at(800, **handled)
+    _answer(all_old, AnswerStatus.SENT.value, 799, 3)
+    db.session.add(InboundNote(inbound_id=all_old.id, text="old note", created_at=_days_ago(799)))
+    db.session.commit()
+
+    report = retention.apply_retention(NOW)
+
+    assert report.removed["inbound"] == 1
+    remaining = set(db.session.scalars(select(InboundMessage.id)))
+    assert remaining == {answered_yesterday.id, noted_yesterday.id, in_doubt.id}
+    assert _count(ReplyAnswer) == 2 and _count(InboundNote) == 1
+
+
+def test_campaign_figures_stay_when_tracking_and_bounces_pass_their_period(app: Flask) -> None:
+    from campaign.services.replies.dashboard import funnel
+    from campaign.tracking.stats import tracking_counts
+
+    campaign = CampaignFactory(commit=True)
+    letters = [
+        DeliveryFactory(
+            campaign_id=campaign.id, status=DeliveryStatus.SENT.value, sent_at=_days_ago(800)
+        )
+        for _ in range(3)
+    ]
+    for number in range(3):
+        _tracking(letters[0], 800, f"open-{number}")
+    db.session.add_all(
+        TrackingEvent(
+            campaign_id=campaign.id,
+            delivery_id=letters[1].id,
+            kind="click",
+            occurred_at=_days_ago(800),
+            hit_key=f"click-{number}",
+            ip_prefix="198.51.100.0",
+            user_agent="Mozilla/5.0",
+        )
+        for number in range(2)
+    )
+    soft = _stored_at(800, delivery=letters[1], kind=InboundKind.BOUNCE.value, bounce_kind="soft")
+    auto = _stored_at(800, delivery=letters[2], kind=InboundKind.AUTO_REPLY.value)
+    db.session.commit()
+    counts_before, funnel_before = tracking_counts(campaign.id), funnel(campaign.id)
+
+    report = retention.apply_retention(NOW)
+    db.session.expire_all()
+
+    assert report.removed["tracking"] == 5 and report.removed["inbound"] == 2
+    assert tracking_counts(campaign.id) == counts_before
+    assert funnel(campaign.id) == funnel_before
+    # What stays of a bounce or an auto-reply names nobody and says nothing.
+    for stub in (db.session.get(InboundMessage, soft.id), db.session.get(InboundMessage, auto.id)):
+        assert stub is not None
+        assert (stub.from_address, stub.subject, stub.text, stub.raw_blob) == ("", "", "", None)
+    assert db.session.get(InboundMessage, soft.id).bounce_kind == "soft"  # type: ignore[union-attr]
+    # Stubs are not counted again the next night.
+    assert retention.apply_retention(NOW).total == 0
+
+
+def test_a_reply_marked_unhandled_while_the_run_reads_is_kept_and_not_counted(
+    app: Flask,
+) -> None:
+    from sqlalchemy import event, update
+    from sqlalchemy.sql import Delete
+
+    first = _stored_at(800, handled_at=_days_ago(790)).id
+    second = _stored_at(800, handled_at=_days_ago(790)).id
+    db.session.commit()
+
+    def reopened(state: Any) -> None:  # someone marks the second unhandled meanwhile
+        if isinstance(state.statement, Delete) and not state.session.info.get("reopened"):
+            state.session.info["reopened"] = True
+            state.session.execute(
+                update(InboundMessage).where(InboundMessage.id == second).values(handled_at=None)
+            )
+
+    event.listen(db.session, "do_orm_execute", reopened)
+    try:
+        report = retention.apply_retention(NOW)
+    finally:
+        event.remove(db.session, "do_orm_execute", reopened)
+
+    assert report.removed["inbound"] == 1
+    assert set(db.session.scalars(select(InboundMessage.id))) == {second}
+    assert first != second
+
+
+def test_one_kind_failing_leaves_the_others_applied_and_says_which(
+    app: Flask, fixed_clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fixed_clock(NOW)
+    _stored_at(800, handled_at=_days_ago(790))
+    # A rejects file that cannot be removed (here: a name the system refuses), and one that can.
+    stuck = ContactImport(
+        original_filename="stuck.csv",
+        stored_path="/nowhere/stuck.csv",
+        status=ImportStatus.FINISHED.value,
+        rejects_path="/tmp/" + "x" * 300,
+        finished_at=_days_ago(30),
+    )
+    db.session.add(stuck)
+    _old_import, old_rejects = _import_with_rejects(app, "old", finished_days=30)
+    _audit("contact.update", _days_ago(800))
+    db.session.commit()
+
+    def broken(cutoff: datetime) -> tuple[int, bool]:
+        from sqlalchemy.exc import OperationalError
+
+        db.session.execute(insert(AuditEvent.__table__).values(action="half", at=NOW, detail={}))
+        raise OperationalError("DELETE", {}, Exception("disk I/O error"))
+
+    monkeypatch.setitem(retention._REMOVERS, "audit", broken)
+    ensure_system_schedules(NOW, db.session.commit)
+    schedule = retention.retention_schedule()
+    assert schedule is not None and schedule.next_run_at is not None
+    fixed_clock(schedule.next_run_at)
+    report = tick(schedule.next_run_at)
+
+    assert [line.outcome for line in report.lines] == [RunOutcome.FAILED.value]
+    detail = read(_retention_runs()[-1].detail)
+    assert detail.startswith("Removed 1 received message, 1 import file.")
+    assert "Audit log entries could not be applied (OperationalError)" in detail
+    db.session.expire_all()
+    assert _count(InboundMessage) == 0 and not old_rejects.exists()
+    # The failed kind's half-done writes were undone; the stuck file stays on its record.
+    assert db.session.scalar(select(func.count()).where(AuditEvent.action == "half")) == 0
+    assert db.session.get(ContactImport, stuck.id).rejects_path.endswith("x")  # type: ignore[union-attr]
+
+
+def test_two_ticks_at_once_make_one_system_schedule(app: Flask) -> None:
+    # Another tick has claimed the making and not committed its schedule yet: this one waits.
+    db.session.add(InstallationSetting(name="system_schedule:retention", value=""))
+    db.session.commit()
+    assert retention.ensure_daily_schedule("retention", "Retention", "03:30", NOW) is None
+    assert retention.retention_schedule() is None
+    # Its schedule committed: found, not made again.
+    made = Schedule(kind="retention", name="Retention", timezone="UTC", rule={"time": "03:30"})
+    db.session.add(made)
+    db.session.flush()
+    db.session.get(InstallationSetting, "system_schedule:retention").value = str(made.id)  # type: ignore[union-attr]
+    db.session.commit()
+    assert retention.ensure_daily_schedule("retention", "Retention", "03:30", NOW) is made
+    # Deleted since (by hand): made once more.
+    db.session.delete(made)
+    db.session.commit()
+    assert _count(Schedule) == 0
+    again = retention.ensure_daily_schedule("retention", "Retention", "03:30", NOW)
+    assert again is not None and again.next_run_at is not None
+    assert _count(Schedule) == 1
+
+
+def test_the_daily_runs_follow_a_new_organisation_time_zone(app: Flask) -> None:
+    ensure_system_schedules(NOW, db.session.commit)
+    schedule = retention.retention_schedule()
+    assert schedule is not None and schedule.next_run_at == datetime(2027, 3, 2, 2, 30, tzinfo=UTC)
+    app.config["TIMEZONE"] = "Asia/Tbilisi"  # the office moved
+    ensure_system_schedules(NOW, db.session.commit)
+    db.session.expire_all()
+    moved = retention.retention_schedule()
+    assert moved is not None and moved.timezone == "Asia/Tbilisi"
+    assert moved.next_run_at == datetime(2027, 3, 1, 23, 30, tzinfo=UTC)  # 03:30 in Tbilisi
+
+
+def test_unsent_follow_up_letters_keep_the_copies_they_quote(app: Flask) -> None:
+    campaign = CampaignFactory(commit=True)
+    letter = DeliveryFactory(
+        campaign_id=campaign.id,
+        status=DeliveryStatus.SENT.value,
+        sent_at=_days_ago(800),
+        message_blob=zlib.compress(b"Subject: first\r\n\r\nfirst letter"),
+    )
+    follow_up = DeliveryFactory(
+        campaign_id=campaign.id,
+        contact_id=letter.contact_id,
+        step=1,
+        status=DeliveryStatus.QUEUED.value,
+    )
+    db.session.commit()
+    assert retention.apply_retention(NOW).removed["evidence"] == 0
+    follow_up.status = DeliveryStatus.SENT.value
+    db.session.commit()
+    assert retention.apply_retention(NOW).removed["evidence"] == 1
+
+
+def test_saving_unchanged_periods_records_nothing(app: Flask) -> None:
+    form = {kind: str(days) for kind, days in retention.DEFAULT_DAYS.items()}
+    retention.save_periods(form, None)
+    db.session.commit()
+    changed = select(func.count()).where(AuditEvent.action == retention.SETTINGS_AUDIT_ACTION)
+    assert db.session.scalar(changed) == 0
+    form["tracking"] = "100"
+    retention.save_periods(form, None)
+    assert db.session.scalar(changed) == 1

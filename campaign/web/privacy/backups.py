@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, render_template
-from flask_babel import format_decimal
+from flask_babel import format_datetime, format_decimal
 
 from campaign.models import Role
 from campaign.scheduling.stored_text import read
@@ -29,13 +29,18 @@ class Notice:
     status: scheduled.BackupStatus
     hours: int | None
     error: str
+    # When the run that never finished was queued or started, in words ("" when none).
+    interrupted: str = ""
 
 
 def _notice(status: scheduled.BackupStatus) -> Notice:
     return Notice(
         status,
         scheduled.hours_old(status.age) if status.age is not None else None,
-        read(status.last.error) if status.last and status.last.error else "",
+        read(status.last.error) if status.has_failed and status.last and status.last.error else "",
+        str(format_datetime(status.interrupted_since, "short"))
+        if status.interrupted_since is not None
+        else "",
     )
 
 
@@ -54,10 +59,17 @@ def index() -> Any:
 
 @bp.app_template_global("backup_notice")
 def backup_notice() -> Notice | None:
-    """The start page's warning for admins: no good backup for 48 hours, or the last failed."""
+    """The start page's warning for admins: backups not configured, no good backup for 48
+    hours, the last failed, or one never finished. The folder is not listed (a hung network
+    disk would hang the start page)."""
     if not may(Role.ADMIN):
         return None
-    status = scheduled.backup_status()
-    if not (status.is_stale or status.has_failed):
+    status = scheduled.backup_status(with_archives=False)
+    if not (
+        not status.settings.is_configured
+        or status.is_stale
+        or status.has_failed
+        or status.interrupted_since
+    ):
         return None
     return _notice(status)

@@ -20,14 +20,18 @@ bp = Blueprint("retention", __name__, url_prefix="/privacy/retention")
 # What each period removes, and what it keeps whatever its age.
 REMOVES = {
     retention.RetentionKind.INBOUND.value: _l(
-        "Replies, auto-replies, bounces and unmatched mail, counted from when they arrived, "
-        "with the notes and answers written to them. Kept whatever their age: replies nobody "
-        "has handled yet, and replies to letters about a case whose person is still detained, "
-        "charged, sentenced or missing. Campaigns' reply counts do not change."
+        "Replies and unmatched mail, counted from when they arrived or from the newest note "
+        "or answer written to them, with those notes and answers. Bounces and auto-replies "
+        "lose their content (sender, subject, text) and stay as a bare record, so campaigns' "
+        "figures do not change. Kept whatever their age: replies nobody has handled yet, "
+        "replies with an answer whose sending is not settled, and replies to letters about "
+        "a case not closed by a release or a deportation (detained, charged, sentenced, "
+        "missing, deceased or another status). At least 30 days."
     ),
     retention.RetentionKind.TRACKING.value: _l(
-        "Each recorded open and click. The first open and click stay on the letter's record, "
-        "so campaigns' figures do not change."
+        "Who opened or clicked and how: each recorded open and click loses its network "
+        "address, browser and time of day (the date stays). The events themselves stay, so "
+        "campaigns' figures (opens, clicks, clicks per link) do not change."
     ),
     retention.RetentionKind.AUDIT.value: _l(
         "Entries of the audit log. Each removal is itself recorded as a new entry. At least "
@@ -36,7 +40,7 @@ REMOVES = {
     retention.RetentionKind.EVIDENCE.value: _l(
         "The stored copy of each letter and answer sent (the exact message). Who was sent "
         "what, when, and the message's SHA-256 fingerprint stay, so counts and the ledger stay "
-        "right; copies a pending follow-up still needs are kept."
+        "right; copies a pending follow-up still needs are kept. At least 30 days."
     ),
     retention.RetentionKind.IMPORT_FILES.value: _l(
         "Files of rejected rows that contact imports leave to download, and uploaded files "
