@@ -37,7 +37,7 @@ def subject_export_command(email: str, file: Path, include_others_messages: bool
     """
     from campaign.extensions import db
     from campaign.i18n import current_language
-    from campaign.services.privacy import subject_export
+    from campaign.services.privacy import erased_addresses, subject_export
 
     shown = [0.0]
 
@@ -68,7 +68,7 @@ def subject_export_command(email: str, file: Path, include_others_messages: bool
             progress=progress,
             others_messages=include_others_messages,
         )
-    except subject_export.SubjectExportError as error:
+    except (subject_export.SubjectExportError, erased_addresses.ErasureKeyMissing) as error:
         db.session.rollback()
         raise CommandError(str(error)) from None
     except KeyboardInterrupt:

@@ -142,6 +142,39 @@ def test_a_restore_stopped_right_after_the_load_leaves_the_copy_held(
         assert holds.release_restore_hold(admin)
 
 
+def test_a_restore_of_a_held_copy_keeps_what_the_earlier_hold_stopped(
+    app: Flask, tmp_path: Path, target: Flask
+) -> None:
+    campaign: Any = CampaignFactory(name="Half sent", launched=True)
+    follow_up = Schedule(
+        kind=ScheduleKind.FOLLOW_UP.value,
+        name="Follow-up 1",
+        campaign_id=campaign.id,
+        next_run_at=MADE + timedelta(days=2),
+        rule={},
+        is_enabled=True,
+    )
+    db.session.add(follow_up)
+    db.session.commit()
+    _hold()  # the copy this backup is taken from was itself restored, and still held
+    ids = (int(campaign.id), int(follow_up.id))
+    identity, public = make_identity(tmp_path)
+    path = tmp_path / "of-held.age"
+    write_backup(path, [public])
+
+    with target.app_context():
+        restore_backup(path, identity)
+        db.session.remove()
+        hold = holds.restore_hold()
+        assert hold is not None and hold.finished and hold.archive_name == "of-held.age"
+        # Still listed on the hold page: paused, and to be turned on again by a person.
+        assert (hold.paused_campaigns, hold.disabled_schedules) == ([ids[0]], [ids[1]])
+        admin = make_user(Role.ADMIN, "admin@example.org")
+        sign_in(client := target.test_client(), admin)
+        page = client.get("/privacy/restore/").get_data(as_text=True)
+        assert "Half sent" in page and "Follow-up 1" in page
+
+
 def test_a_failed_forward_migration_leaves_the_copy_held_and_says_what_to_do(
     archive: tuple[Path, Path, int], target: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -184,6 +217,23 @@ def test_a_failed_load_with_replace_says_the_database_is_empty_and_names_the_tab
         assert "the rows of table " in message and "OperationalError" not in message
         db.session.remove()
         assert db.session.scalars(select(Contact.email)).all() == []
+
+
+def test_a_failure_after_the_rows_names_its_step_not_a_table(
+    archive: tuple[Path, Path, int], target: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, identity, _campaign_id = archive
+
+    def full_disk(connection: Any) -> None:
+        raise OperationalError("INSERT", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(restore, "sync_search_index", full_disk)
+    with target.app_context(), pytest.raises(RestoreError) as failed:
+        restore_backup(path, identity)
+    message = str(failed.value)
+    assert "the rebuild of the contacts' search index failed" in message
+    assert "the database was left as it was before the load" in message
+    assert "the rows of table" not in message
 
 
 def test_a_killed_restores_staging_folder_is_removed_by_the_next_restore(
@@ -307,6 +357,31 @@ def test_a_held_copy_sends_no_sign_on_notice_but_still_password_resets(
     assert list(fault_smtp.by_recipient()) == ["admin@example.org"]
 
 
+def test_a_held_copy_takes_no_signature_until_released(app: Flask, fault_smtp: Any) -> None:
+    from campaign.models import Signature
+    from tests.sign_on.test_invitations import joint_statement
+    from tests.sign_on.test_signing import individual_form
+
+    page = sign_on.open_sign_on(joint_statement())
+    db.session.commit()
+    _hold()
+    client = app.test_client()
+    paused = "Signing is paused for a while; please try again later."
+
+    assert paused in client.get(f"/sign/{page.token}").get_data(as_text=True)
+    refused = client.post(f"/sign/{page.token}", data=individual_form())
+    assert refused.status_code == 422
+    assert paused in refused.get_data(as_text=True)
+    assert db.session.scalar(select(Signature.id)) is None
+    assert _sent_notices() == 0
+
+    holds.release_restore_hold(make_user(Role.ADMIN, "admin@example.org"))
+    db.session.commit()
+    assert client.post(f"/sign/{page.token}", data=individual_form()).status_code == 200
+    assert _sent_notices() == 1
+    assert list(fault_smtp.by_recipient()) == ["dilnoza@example.org"]
+
+
 def test_a_held_copy_posts_no_webhook_and_keeps_the_deliveries_pending(app: Flask) -> None:
     allow_hosts("127.0.0.1")
     endpoint, _secret = add_endpoint("https://127.0.0.1:9/hook")  # nobody listens there
@@ -426,3 +501,4 @@ def test_the_hold_page_says_what_still_goes_and_what_stops(app: Flask) -> None:
     page = client.get("/privacy/restore/").get_data(as_text=True)
     assert "A letter a person sends by hand" in page
     assert "no retention removal and no daily backup" in page
+    assert "take no signatures while sending is held" in page

@@ -22,6 +22,7 @@ from campaign.models import (
     Contact,
     Delivery,
     DeliveryStatus,
+    Role,
     Signature,
     SignatureStatus,
     SubjectExport,
@@ -557,6 +558,43 @@ def test_a_missing_or_damaged_key_file_is_explained(erased: None, app: Flask) ->
     assert key_file.read_text(encoding="ascii") == "not hex\n"
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_lost_key_file_is_never_replaced_while_erasures_depend_on_it(
+    erased: None,
+    app: Flask,
+    client: Any,
+    login: Any,
+) -> None:
+    key_file = Path(app.config["INSTANCE_PATH"]) / "erasure_key"
+    kept = key_file.read_bytes()
+    key_file.unlink()  # a restore that left the file behind
+    login(Role.ADMIN)
+
+    export = client.post(
+        "/privacy/exports/", data={"email": "someone@example.net", "write_empty": "1"}
+    )
+    assert export.status_code == 503
+    assert "erasure_key file to recognise them with" in export.get_data(as_text=True)
+    erase = client.post(
+        "/privacy/erase/confirm",
+        data={"email": "boris@example.org", "confirm_email": "boris@example.org"},
+    )
+    assert erase.status_code == 503
+    assert "erasure_key file to recognise them with" in erase.get_data(as_text=True)
+    with pytest.raises(erased_addresses.ErasureKeyMissing, match="erasure_key"):
+        erasure.erase_person("boris@example.org", keep_hash_if_absent=True)
+    db.session.rollback()
+    assert not key_file.exists()  # no fresh key that would recognise none of them
+    assert db.session.scalar(select(func.count(SubjectExport.id))) == 0
+
+    key_file.write_bytes(kept)  # the file restored from the backup
+    with pytest.raises(ContactInputError, match="erased on request"):
+        person()
+    db.session.rollback()
+    outcomes = importing.upsert_contacts([{"email": EMAIL, "family_name": "Petrova"}])
+    assert "erased on request" in outcomes[0].errors[0].message
+
+
 def test_after_an_erasure_sqlite_keeps_no_copy_in_its_index_nor_its_log(app: Flask) -> None:
     if db.engine.dialect.name != "sqlite":
         pytest.skip("SQLite's search index and write-ahead log (PostgreSQL: decision 0090)")
@@ -578,6 +616,28 @@ def test_after_an_erasure_sqlite_keeps_no_copy_in_its_index_nor_its_log(app: Fla
     assert not wal.exists() or b"qzxjvwk" not in wal.read_bytes()
     assert b"qzxjvwk" not in database.read_bytes()
     assert db.session.execute(text("PRAGMA secure_delete")).scalar() == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_write_ahead_log_a_reader_holds_is_logged_as_not_emptied(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sqlite3
+
+    create_contact({"email": "qzxjvwk@example.org", "family_name": "Qzxjvwkova"})
+    db.session.commit()
+    erasure.erase_person("qzxjvwk@example.org")
+    db.session.execute(text("PRAGMA busy_timeout = 0"))  # answer at once, not in 5 s
+    db.session.commit()
+    reader = sqlite3.connect(str(db.engine.url.database), isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM contacts").fetchone()  # holds its snapshot
+        with caplog.at_level("WARNING", logger="campaign.services.privacy.erasure"):
+            erasure.scrub_storage()
+    finally:
+        reader.close()
+    assert "the write-ahead log could not be emptied now" in caplog.text
 
 
 def test_an_import_file_naming_them_is_deleted_and_a_refused_row_keeps_no_cells(
@@ -767,3 +827,62 @@ def test_an_erasure_racing_a_launch_waits_for_it_then_refuses(app: Flask) -> Non
     db.session.expire_all()
     assert find_by_email(EMAIL) is not None
     assert not erased_addresses.is_erased(EMAIL)
+
+
+def test_a_launch_overlapping_an_erasure_is_undone_and_says_why(app: Flask) -> None:
+    """Two sessions on PostgreSQL: the erasure has deleted the person's contact, uncommitted;
+    the launch read the audience before, and its letter to them fails the ledger's key."""
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL (SQLite takes the database's write lock first)")
+    import threading
+    import time
+
+    olga = person()
+    contact_list = ContactListFactory(contacts=[olga, "b@example.org"])
+    campaign = CampaignFactory(name="Overlapping appeal", contact_list=contact_list)
+    db.session.commit()
+    campaign_id = campaign.id
+    erased_flushed, go_on = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def erase() -> None:
+        with app.app_context():
+            erasure.erase_person(EMAIL)
+            db.session.flush()
+            erased_flushed.set()
+            go_on.wait(20)
+            db.session.commit()
+
+    def launch() -> None:
+        with app.app_context():
+            try:
+                campaigns.launch_campaign(db.session.get(Campaign, campaign_id))
+                db.session.commit()
+                outcome.append("launched")
+            except campaigns.CampaignError as error:
+                db.session.rollback()
+                outcome.append(str(error.message))
+
+    eraser = threading.Thread(target=erase)
+    eraser.start()
+    assert erased_flushed.wait(20)
+    launcher = threading.Thread(target=launch)
+    launcher.start()
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    with db.engine.connect() as watcher:
+        for _ in range(400):  # until the launch waits on the erasure's lock (20 s at most)
+            if watcher.execute(text(waiting)).scalar() or not launcher.is_alive():
+                break
+            time.sleep(0.05)
+    go_on.set()
+    eraser.join(20)
+    launcher.join(20)
+
+    assert outcome == [
+        "A contact of this audience was erased or deleted while the campaign was being "
+        "launched; nothing was sent. Launch it again."
+    ]
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count(Delivery.id))) == 0
+    assert db.session.get(Campaign, campaign_id).status == CampaignStatus.DRAFT.value
+    assert erased_addresses.is_erased(EMAIL)

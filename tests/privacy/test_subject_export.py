@@ -543,6 +543,37 @@ def test_records_merged_away_and_their_letters_are_exported(app: Flask) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_her_reply_from_a_merged_away_address_is_hers(app: Flask) -> None:
+    from campaign.services.contacts.merge import merge_contacts
+
+    other = "o.petrova@mail.example.net"
+    raw = (
+        b"From: Olga <O.Petrova@Mail.Example.NET>\r\nTo: campaign@example.org\r\n"
+        b"Subject: Re: Free them\r\n\r\nWrite to me at o.petrova@mail.example.net.\r\n"
+    )
+    new: Any = ContactFactory(email=ADDRESS, family_name="Petrova")
+    old: Any = ContactFactory(email=other, family_name="Petrova")
+    campaign: Any = CampaignFactory(recipients=[old])
+    letter: Any = DeliveryFactory(campaign=campaign, contact_id=old.id, email=other, status="sent")
+    InboundMessageFactory(
+        delivery=letter,
+        from_address="O.Petrova@Mail.Example.NET",
+        text=f"Write to me at {other} or {ADDRESS}.",
+        raw_blob=zlib.compress(raw),
+        raw_size=len(raw),
+    )
+    db.session.commit()
+    merge_contacts(new, old, {})
+    db.session.commit()
+
+    _record, archive = _export_of(ADDRESS)
+    (reply,) = _json(archive, "replies.json")
+    assert reply["from"] == "O.Petrova@Mail.Example.NET" and reply["from_them"] is True
+    assert reply["text"] == f"Write to me at {other} or {ADDRESS}."
+    assert archive.read(reply["file"]) == raw
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_person_copied_in_on_others_letters_is_told_so(app: Flask) -> None:
     copied = "ivan.assistant@ministry.example"
     minister: Any = ContactFactory(

@@ -23,6 +23,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from dataclasses import replace as changed
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -408,8 +409,13 @@ class _Loader:
             settings.insert(),
             {"name": holds.SETTING, "value": hold_json, "updated_at": datetime.now(UTC)},
         )
+        self.settings = settings
+        self.hold_json = hold_json
         self.skipped_holds = 0
         self.last: str | None = None
+        # A step after the rows (their count, the id sequences, the search index, the
+        # commit): what a failure names instead of the last table loaded.
+        self.step = ""
         self.loaded: set[str] = set()
         self.deferred: list[tuple[Table, str, list[dict[str, Any]]]] = []
         self.current: str | None = None
@@ -475,8 +481,10 @@ class _Loader:
             row = dict(zip(columns, values, strict=True))
             added += 1
             if self.current == SETTINGS_TABLE and row.get("name") == holds.SETTING:
-                # A backup of a held copy: this restore's own hold (written first) stands.
+                # A backup of a held copy: this restore's own hold (written first) stands,
+                # and keeps what the earlier hold stopped (to list, and to turn on again).
                 self.skipped_holds += 1
+                self._carry_over(row.get("value"))
                 continue
             for column, later in self.later:
                 if row[column] is not None:
@@ -489,6 +497,23 @@ class _Loader:
                 self._insert()
         self.rows[self.current or ""] += added
         return added
+
+    def _carry_over(self, earlier_json: Any) -> None:
+        if not earlier_json:
+            return
+        earlier = holds.RestoreHold.from_json(str(earlier_json))
+        hold = changed(
+            holds.RestoreHold.from_json(self.hold_json),
+            paused_campaigns=earlier.paused_campaigns,
+            unscheduled_campaigns=earlier.unscheduled_campaigns,
+            disabled_schedules=earlier.disabled_schedules,
+        )
+        self.hold_json = hold.to_json()
+        self.connection.execute(
+            self.settings.update()
+            .where(self.settings.c.name == holds.SETTING)
+            .values(value=self.hold_json)
+        )
 
     def _insert(self) -> None:
         if self.batch:
@@ -506,6 +531,7 @@ class _Loader:
         for table, column, values in self.deferred:
             if not values:
                 continue
+            self.last = table.name  # its rows' links to rows of the same table
             statement = (
                 update(table)
                 .where(
@@ -518,6 +544,7 @@ class _Loader:
             )
             for start in range(0, len(values), ROWS_PER_INSERT):
                 self.connection.execute(statement, values[start : start + ROWS_PER_INSERT])
+        self.step = _("the count of the rows loaded")
         for entry in manifest.tables:
             name = entry["name"]
             if self.rows.get(name, 0) != entry["rows"] or (
@@ -587,11 +614,29 @@ def _load(
         with db.engine.begin() as connection:
             loader = _Loader(connection, manifest, hold_json)
             rows = _load_rows(path, identities, manifest, staging, progress, loader, total)
+            loader.step = _("the reset of the id sequences")
             _reset_sequences(connection, loader.tables)
             if "contacts" in loader.tables:
+                loader.step = _("the rebuild of the contacts' search index")
                 sync_search_index(connection)
+            loader.step = _("the commit of the rows loaded")
     except SQLAlchemyError as error:
         table = (loader.last if loader else None) or SETTINGS_TABLE
+        step = loader.step if loader else ""
+        if step:
+            raise RestoreError(
+                _(
+                    "the rows were loaded but %(step)s failed (%(reason)s): %(outcome)s",
+                    step=step,
+                    reason=_database_reason(error),
+                    outcome=_(
+                        "the database is now empty (--replace removed its tables before the "
+                        "load); restore again"
+                    )
+                    if wiped
+                    else _("the database was left as it was before the load"),
+                )
+            ) from None
         if wiped:
             raise RestoreError(
                 _(

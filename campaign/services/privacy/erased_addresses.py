@@ -105,6 +105,9 @@ def erasure_key(*, create: bool = False) -> bytes | None:
     path = key_path()
     key = _read_key(path)
     if key is None and create:
+        if has_erased():
+            # A fresh key would recognise none of the earlier erasures: refuse instead.
+            raise _missing()
         _write_key(path)
         key = _read_key(path)
     return key
@@ -140,7 +143,11 @@ def _usable_key() -> bytes | None:
         return key
     if not has_erased():
         return None
-    raise ErasureKeyMissing(
+    raise _missing()
+
+
+def _missing() -> ErasureKeyMissing:
+    return ErasureKeyMissing(
         _(
             "The suppression list holds erased addresses but the instance folder has no "
             "%(file)s file to recognise them with: restore that file from the backup "

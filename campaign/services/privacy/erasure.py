@@ -486,8 +486,14 @@ def scrub_storage() -> None:
     try:
         db.session.execute(text("INSERT INTO contacts_search(contacts_search) VALUES('optimize')"))
         db.session.commit()
-        db.session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+        busy, _pages, _moved = db.session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)")).one()
         db.session.commit()
+        if busy:
+            # A reader (a page, a worker) held the log: its pages stay until a later checkpoint.
+            logger.warning(
+                "erasure: the write-ahead log could not be emptied now (a reader held it); "
+                "SQLite's next checkpoint does it"
+            )
     except SQLAlchemyError:
         # The erasure itself is committed; a busy database only delays this tidying (the
         # next erasure's, or SQLite's own checkpoints and merges, do it).

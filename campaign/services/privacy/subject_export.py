@@ -225,6 +225,15 @@ def collect_subject(email: str) -> SubjectRecord:
     keys = address_keys(email)
     record = SubjectRecord(email=email.strip(), keys=keys)
     record.contact_ids = _with_merged(_ids(select(Contact.id).where(Contact.email_key.in_(keys))))
+    # The addresses of records merged into theirs are theirs too (erasure's about.keys): her
+    # reply from a merged-away address is hers, not "[another address]".
+    merged_keys: set[str] = set()
+    for chunk in _chunks(record.contact_ids):
+        merged_keys |= set(
+            db.session.scalars(select(Contact.email_key).where(Contact.id.in_(chunk)))
+        )
+    keys = (*keys, *sorted(merged_keys - set(keys)))
+    record.keys = keys
     own = set(record.contact_ids)
     record.cc_contact_ids = [
         contact_id

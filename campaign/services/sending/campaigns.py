@@ -15,6 +15,7 @@ from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_ngettext
 from redis.exceptions import RedisError
 from sqlalchemy import Select, and_, false, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from campaign.extensions import db
 from campaign.mail import MessageError, check_header_value, message_id_domain
@@ -571,31 +572,44 @@ def _launch(
         overridden = bool(presend_errors)
     # The status moves in one conditional UPDATE: SQLite ignores FOR UPDATE, and of two
     # launches at the same moment (a double click) the second must find nothing to do
-    # rather than fail on the ledger's unique key.
-    moved = db.session.execute(
-        update(Campaign)
-        .where(Campaign.id == locked.id, Campaign.status.in_(LAUNCHABLE))
-        .values(status=CampaignStatus.SENDING.value)
-        .execution_options(synchronize_session=False)
-    )
-    if int(getattr(moved, "rowcount", 0) or 0) != 1:
-        return False
-    statement = db.session.get(Statement, locked.statement_id)
-    assert statement is not None
-    version = statements.latest_version(statement) or statements.record_version(
-        statement, "frozen for a campaign", actor=actor
-    )
-    locked.statement_version_id = version.id
+    # rather than fail on the ledger's unique key. The launch's writes, up to its letters,
+    # are in a savepoint: a contact erased or deleted meanwhile fails the ledger's foreign
+    # key, and the launch is undone whole (the caller's transaction, a tick's, stays usable).
+    with db.session.begin_nested():
+        moved = db.session.execute(
+            update(Campaign)
+            .where(Campaign.id == locked.id, Campaign.status.in_(LAUNCHABLE))
+            .values(status=CampaignStatus.SENDING.value)
+            .execution_options(synchronize_session=False)
+        )
+        if int(getattr(moved, "rowcount", 0) or 0) != 1:
+            return False
+        statement = db.session.get(Statement, locked.statement_id)
+        assert statement is not None
+        version = statements.latest_version(statement) or statements.record_version(
+            statement, "frozen for a campaign", actor=actor
+        )
+        locked.statement_version_id = version.id
 
-    domain = message_id_domain(locked.from_address)
-    assert contacts is not None  # the check refuses an audience it could not read
-    rows = new_delivery_rows(locked, contacts, domain)
-    launched = at or datetime.now(UTC)
-    # A send-at with pacing (office hours, a window of days) dates each row's first attempt;
-    # workers claim rows only when that time comes.
-    pacing_text = pacing.pace_rows(locked, rows, launched)
-    # In bulk (COPY on PostgreSQL), in this transaction: jobs are queued after its commit.
-    insert_deliveries(rows)
+        domain = message_id_domain(locked.from_address)
+        assert contacts is not None  # the check refuses an audience it could not read
+        rows = new_delivery_rows(locked, contacts, domain)
+        launched = at or datetime.now(UTC)
+        # A send-at with pacing (office hours, a window of days) dates each row's first
+        # attempt; workers claim rows only when that time comes.
+        pacing_text = pacing.pace_rows(locked, rows, launched)
+        # In bulk (COPY on PostgreSQL), in this transaction: jobs are queued after its commit.
+        try:
+            insert_deliveries(rows)
+        except IntegrityError as error:
+            if not _contact_gone(error):
+                raise
+            raise CampaignError(
+                _l(
+                    "A contact of this audience was erased or deleted while the campaign was "
+                    "being launched; nothing was sent. Launch it again."
+                )
+            ) from None
 
     locked.status = CampaignStatus.SENDING.value
     locked.status_reason = ""
@@ -632,6 +646,14 @@ def _launch(
     followups.schedule_steps(locked)
     enqueue_send_jobs(locked.id, queued)
     return True
+
+
+def _contact_gone(error: IntegrityError) -> bool:
+    """Whether the ledger refused a letter for its contact's foreign key (a contact erased or
+    deleted by another session after the launch read the audience)."""
+    if getattr(error.orig, "sqlstate", None) == "23503":  # PostgreSQL: foreign_key_violation
+        return True
+    return "FOREIGN KEY constraint failed" in str(error.orig)  # SQLite
 
 
 def _read_audience(campaign: Campaign) -> list[tuple[int, str, bool]] | None:

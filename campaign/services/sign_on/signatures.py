@@ -47,6 +47,7 @@ from campaign.models import (
 from campaign.queue import get_redis
 from campaign.rate_limit import count_in_window
 from campaign.services.accounts.audit import record_event
+from campaign.services.backups.hold import sending_is_held
 from campaign.services.contacts.contacts import normalise_email
 from campaign.services.privacy import erased_addresses
 from campaign.services.sending.notices import Notice, build_message, queue_notice
@@ -447,6 +448,13 @@ def _again(
     return SubmitResult(SubmitOutcome.RESENT, signature.id)
 
 
+def paused_reason() -> str:
+    """Why the public form takes nothing while a restore hold stands ("" when it does)."""
+    if sending_is_held():
+        return _("Signing is paused for a while; please try again later.")
+    return ""
+
+
 def submit_signature(
     sign_on: SignOn,
     form: Mapping[str, str],
@@ -465,6 +473,10 @@ def submit_signature(
         return SubmitResult(SubmitOutcome.IGNORED)
     if not accepting(sign_on, now):
         raise SignOnClosed(closed_reason(sign_on, now))
+    paused = paused_reason()
+    if paused:
+        # A restore hold: the confirmation e-mail could not go out, so nothing is taken.
+        raise SignOnClosed(paused)
     values = clean_form(form)
     address_key = email_key(values["email"])
     signer_key = name_key(values["name"])

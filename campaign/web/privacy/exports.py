@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from campaign.extensions import db
 from campaign.i18n import current_language
 from campaign.models import Contact, Role, SubjectExport, SubjectExportStatus
+from campaign.services.privacy import erased_addresses
 from campaign.services.privacy import subject_export as exports
 from campaign.web.access import allow, signed_in_user
 from campaign.web.downloads import file_download
@@ -104,6 +105,14 @@ def _start(address: str, contact_id: int | None) -> Any:
     except exports.SubjectExportError as problem:
         flash(_("Address: %(reason)s", reason=str(problem)), "error")
         return redirect(url_for("subject_exports.index"))
+    except erased_addresses.ErasureKeyMissing as problem:
+        db.session.rollback()
+        return render_template(
+            "subject_exports/index.html",
+            exports=_listed(),
+            address=address,
+            errors={"email": str(problem)},
+        ), 503
     export_id, token = export.id, export.token
     try:
         db.session.commit()  # the job is queued once the row is

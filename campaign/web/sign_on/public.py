@@ -80,6 +80,7 @@ def _render_page(
     form: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
     message: str = "",
+    closed: str = "",
     status: int = 200,
 ) -> Any:
     text = signatures.public_text(sign_on, requested_language(), accepted_languages())
@@ -98,7 +99,7 @@ def _render_page(
         signatories=signed if sign_on.shows_names else [],
         signatory_count=len(signed),
         withheld=withheld_text(text.language),
-        closed=sign_on_service.closed_reason(sign_on),
+        closed=closed or sign_on_service.closed_reason(sign_on) or signatures.paused_reason(),
         form=form or {"kind": SignatoryKind.ORGANISATION.value, "publish_as": PublishAs.FULL.value},
         errors=errors or {},
         message=message,
@@ -131,9 +132,9 @@ def sign(token: str) -> Any:
             language=language,
             client_ip=request.remote_addr or "",
         )
-    except signatures.SignOnClosed:
+    except signatures.SignOnClosed as error:
         db.session.rollback()
-        return _render_page(sign_on, status=422)
+        return _render_page(sign_on, closed=str(error), status=422)
     except signatures.SignatureInputError as error:
         db.session.rollback()
         return _render_page(sign_on, form=form, errors=error.errors, status=422)
