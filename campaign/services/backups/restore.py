@@ -332,27 +332,6 @@ def _migrate(revision: str) -> None:
     db.engine.dispose()
 
 
-def _check_secret_files(manifest: Manifest, replace: bool) -> None:
-    root = Path(current_app.instance_path)
-    for entry in manifest.files:
-        if entry["path"] not in SECRET_FILES:
-            continue
-        existing = root / entry["path"]
-        if not existing.exists():
-            continue
-        if hashlib.sha256(existing.read_bytes()).hexdigest() == entry["sha256"]:
-            continue
-        if not replace:
-            raise RestoreError(
-                _(
-                    "%(path)s holds another key than the backup's: restoring over it would "
-                    "end every session and make stored passwords unreadable; give --replace "
-                    "to replace it (the old one is kept as %(path)s.before-restore)",
-                    path=existing,
-                )
-            )
-
-
 class _JsonText(TypeDecorator[str]):
     """A JSON column written from its JSON text (the archive's), cast by the server."""
 
@@ -748,7 +727,6 @@ def restore_backup(
                 tables=", ".join(holding[:5]) + (" …" if len(holding) > 5 else ""),
             )
         )
-    _check_secret_files(manifest, replace)
     remove_leftover_staging(root)
     staging = root / f"{STAGING_PREFIX}{secrets.token_hex(6)}"
     staging.mkdir(mode=0o700)
@@ -796,7 +774,7 @@ def restore_backup(
         )
         db.session.commit()
         try:
-            written = _move_files(staging, root, replace)
+            written = _move_files(staging, root)
         except OSError as error:
             keep_staging = True
             raise RestoreError(
@@ -827,7 +805,11 @@ def remove_leftover_staging(root: Path) -> list[str]:
     return removed
 
 
-def _move_files(staging: Path, root: Path, replace: bool) -> list[str]:
+def _move_files(staging: Path, root: Path) -> list[str]:
+    """Put the archive's files in place. A different key file already there (a fresh
+    instance folder's own new `secret_key`, made when this command started; or, with
+    --replace, the replaced installation's) is kept beside it as NAME.before-restore: the
+    database it protected is empty or replaced, so nothing here needs it any more."""
     written = []
     for folder, _folders, files in os.walk(staging):
         for name in files:
@@ -837,7 +819,6 @@ def _move_files(staging: Path, root: Path, replace: bool) -> list[str]:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             if (
                 relative.as_posix() in SECRET_FILES
-                and replace
                 and target.exists()
                 and target.read_bytes() != source.read_bytes()
             ):
