@@ -210,7 +210,7 @@ class Config:
             return  # an explicit key wins
         path = self.secret_key_path
         if self.DEBUG and not path.exists():
-            _write_new_key(path)
+            write_new_key(path)
         try:
             _check_key_file(path)
             key = path.read_text(encoding="ascii").strip()
@@ -252,8 +252,9 @@ class Config:
         return settings
 
 
-def _write_new_key(path: Path) -> None:
-    """Write a new random key to `path` (0600), unless another process got there first."""
+def write_new_key(path: Path) -> None:
+    """Write a new random key to `path` (0600), unless another process got there first
+    (the instance's `secret_key` here, the erasure key in services/privacy/erased_addresses.py)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -300,7 +301,7 @@ def _replace_empty_key(path: Path) -> str:
         fcntl.flock(folder, fcntl.LOCK_EX)
         if not path.read_text(encoding="ascii").strip():
             path.unlink()
-            _write_new_key(path)
+            write_new_key(path)
         return path.read_text(encoding="ascii").strip()
     finally:
         os.close(folder)  # releases the lock

@@ -13,10 +13,7 @@ This module is a leaf (models, extensions and libraries only), so that every cre
 
 from __future__ import annotations
 
-import contextlib
 import hmac
-import os
-import secrets
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import exists, select
 
+from campaign.config import write_new_key
 from campaign.extensions import db
 from campaign.models import Suppression, SuppressionReason
 
@@ -83,23 +81,6 @@ def _read_key(path: Path) -> bytes | None:
     return key
 
 
-def _write_key(path: Path) -> None:
-    """A new random key at `path` (0600), unless another process wrote one first."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(secrets.token_hex(32) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        # A hard link appears whole or not at all: two erasures at once agree on one key.
-        with contextlib.suppress(FileExistsError):
-            os.link(draft, path)
-    finally:
-        draft.unlink(missing_ok=True)
-
-
 def erasure_key(*, create: bool = False) -> bytes | None:
     """The instance's erasure key; made (0600) when `create` and there is none yet."""
     path = key_path()
@@ -108,7 +89,7 @@ def erasure_key(*, create: bool = False) -> bytes | None:
         if has_erased():
             # A fresh key would recognise none of the earlier erasures: refuse instead.
             raise _missing()
-        _write_key(path)
+        write_new_key(path)
         key = _read_key(path)
     return key
 
