@@ -572,44 +572,55 @@ def _launch(
         overridden = bool(presend_errors)
     # The status moves in one conditional UPDATE: SQLite ignores FOR UPDATE, and of two
     # launches at the same moment (a double click) the second must find nothing to do
-    # rather than fail on the ledger's unique key. The launch's writes, up to its letters,
-    # are in a savepoint: a contact erased or deleted meanwhile fails the ledger's foreign
-    # key, and the launch is undone whole (the caller's transaction, a tick's, stays usable).
-    with db.session.begin_nested():
-        moved = db.session.execute(
+    # rather than fail on the ledger's unique key.
+    status_before = locked.status
+    moved = db.session.execute(
+        update(Campaign)
+        .where(Campaign.id == locked.id, Campaign.status.in_(LAUNCHABLE))
+        .values(status=CampaignStatus.SENDING.value)
+        .execution_options(synchronize_session=False)
+    )
+    if int(getattr(moved, "rowcount", 0) or 0) != 1:
+        return False
+    # The rest of the launch's writes are in a savepoint: a contact erased or deleted
+    # meanwhile fails the ledger's foreign key, and the launch is undone whole while the
+    # caller's transaction (a tick's) stays usable. It opens after the UPDATE on purpose:
+    # with pysqlite a SAVEPOINT before any write opens the transaction itself, and its
+    # RELEASE would commit the launch before the caller decides.
+    try:
+        with db.session.begin_nested():
+            statement = db.session.get(Statement, locked.statement_id)
+            assert statement is not None
+            version = statements.latest_version(statement) or statements.record_version(
+                statement, "frozen for a campaign", actor=actor
+            )
+            locked.statement_version_id = version.id
+
+            domain = message_id_domain(locked.from_address)
+            assert contacts is not None  # the check refuses an audience it could not read
+            rows = new_delivery_rows(locked, contacts, domain)
+            launched = at or datetime.now(UTC)
+            # A send-at with pacing (office hours, a window of days) dates each row's first
+            # attempt; workers claim rows only when that time comes.
+            pacing_text = pacing.pace_rows(locked, rows, launched)
+            # In bulk (COPY on PostgreSQL), in this transaction: jobs are queued after its
+            # commit.
+            insert_deliveries(rows)
+    except IntegrityError as error:
+        if not _contact_gone(error):
+            raise
+        db.session.execute(
             update(Campaign)
-            .where(Campaign.id == locked.id, Campaign.status.in_(LAUNCHABLE))
-            .values(status=CampaignStatus.SENDING.value)
+            .where(Campaign.id == locked.id)
+            .values(status=status_before)
             .execution_options(synchronize_session=False)
         )
-        if int(getattr(moved, "rowcount", 0) or 0) != 1:
-            return False
-        statement = db.session.get(Statement, locked.statement_id)
-        assert statement is not None
-        version = statements.latest_version(statement) or statements.record_version(
-            statement, "frozen for a campaign", actor=actor
-        )
-        locked.statement_version_id = version.id
-
-        domain = message_id_domain(locked.from_address)
-        assert contacts is not None  # the check refuses an audience it could not read
-        rows = new_delivery_rows(locked, contacts, domain)
-        launched = at or datetime.now(UTC)
-        # A send-at with pacing (office hours, a window of days) dates each row's first
-        # attempt; workers claim rows only when that time comes.
-        pacing_text = pacing.pace_rows(locked, rows, launched)
-        # In bulk (COPY on PostgreSQL), in this transaction: jobs are queued after its commit.
-        try:
-            insert_deliveries(rows)
-        except IntegrityError as error:
-            if not _contact_gone(error):
-                raise
-            raise CampaignError(
-                _l(
-                    "A contact of this audience was erased or deleted while the campaign was "
-                    "being launched; nothing was sent. Launch it again."
-                )
-            ) from None
+        raise CampaignError(
+            _l(
+                "A contact of this audience was erased or deleted while the campaign was "
+                "being launched; nothing was sent. Launch it again."
+            )
+        ) from None
 
     locked.status = CampaignStatus.SENDING.value
     locked.status_reason = ""
