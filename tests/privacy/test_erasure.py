@@ -110,6 +110,20 @@ def finish(campaign: Campaign) -> None:
     db.session.flush()
 
 
+def _her_signature(sign_on: Any) -> Signature:
+    """Her confirmed signature on `sign_on` (not added to the session)."""
+    return Signature(
+        sign_on_id=sign_on.id,
+        kind="individual",
+        name=NAME,
+        publish_as="full",
+        email=EMAIL,
+        email_key=KEY,
+        name_key="olga petrova",
+        status=SignatureStatus.CONFIRMED.value,
+    )
+
+
 def test_an_erased_person_leaves_no_trace_and_the_ledger_keeps_its_counts(app: Flask) -> None:
     trashed = person(notes="an earlier record")
     trash_contact(trashed)  # the audit entry names them: address and name
@@ -133,18 +147,7 @@ def test_an_erased_person_leaves_no_trace_and_the_ledger_keeps_its_counts(app: F
         attachments=[{"filename": "petrova-cv.pdf", "content_type": "application/pdf"}],
     )
     sign_on = open_sign_on(campaign.statement)
-    db.session.add(
-        Signature(
-            sign_on_id=sign_on.id,
-            kind="individual",
-            name=NAME,
-            publish_as="full",
-            email=EMAIL,
-            email_key=KEY,
-            name_key="olga petrova",
-            status=SignatureStatus.CONFIRMED.value,
-        )
-    )
+    db.session.add(_her_signature(sign_on))
     suppress_address(EMAIL, SuppressionReason.MANUAL, note="asked by phone")
     # An access-request export made for her earlier: its ZIP holds everything about her.
     export_file = subject_export.exports_folder() / "olga.zip"
@@ -366,16 +369,7 @@ def test_an_approved_co_signer_leaves_the_current_list_not_the_letters_sent(app:
 
     campaign = CampaignFactory(recipients=["b@example.org"])
     sign_on = open_sign_on(campaign.statement)
-    signature = Signature(
-        sign_on_id=sign_on.id,
-        kind="individual",
-        name=NAME,
-        publish_as="full",
-        email=EMAIL,
-        email_key=KEY,
-        name_key="olga petrova",
-        status=SignatureStatus.CONFIRMED.value,
-    )
+    signature = _her_signature(sign_on)
     db.session.add(signature)
     db.session.flush()
     moderation.approve(signature)
@@ -719,16 +713,7 @@ def test_a_campaign_still_to_send_a_frozen_version_naming_them_is_listed(
 
     campaign = CampaignFactory(name="Paused appeal", recipients=["b@example.org"])
     sign_on = open_sign_on(campaign.statement)
-    signature = Signature(
-        sign_on_id=sign_on.id,
-        kind="individual",
-        name=NAME,
-        publish_as="full",
-        email=EMAIL,
-        email_key=KEY,
-        name_key="olga petrova",
-        status=SignatureStatus.CONFIRMED.value,
-    )
+    signature = _her_signature(sign_on)
     db.session.add(signature)
     db.session.flush()
     moderation.approve(signature)
