@@ -21,8 +21,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import create_engine, func, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from bench.search import postgres  # noqa: E402
 from campaign import create_app  # noqa: E402
 from campaign.extensions import db  # noqa: E402
 from campaign.models import Campaign, Delivery  # noqa: E402
@@ -162,17 +161,6 @@ def run_case(
         )
     archive.unlink(missing_ok=True)
     return lines
-
-
-@contextmanager
-def postgres(wanted: bool) -> Iterator[tuple[str, str]]:
-    if not wanted:
-        yield "", "--no-postgres"
-        return
-    from bench.search import postgres as search_postgres
-
-    with search_postgres() as found:
-        yield found
 
 
 def main() -> None:

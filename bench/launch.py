@@ -28,8 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from rq import Queue  # noqa: E402
 from sqlalchemy import delete, func, insert, select, text, update  # noqa: E402
 
+from bench.search import postgres  # noqa: E402
 from campaign import create_app  # noqa: E402
 from campaign.extensions import db  # noqa: E402
 from campaign.mail import message_id_domain  # noqa: E402
@@ -94,17 +94,6 @@ def make_app(url: str, redis_url: str, instance: Path) -> Any:
             db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
             db.session.commit()
     return app
-
-
-@contextmanager
-def postgres(wanted: bool) -> Iterator[tuple[str, str]]:
-    if not wanted:
-        yield "", "--no-postgres"
-        return
-    from bench.search import postgres as search_postgres
-
-    with search_postgres() as found:
-        yield found
 
 
 def seed(count: int) -> int:

@@ -379,8 +379,11 @@ def make_app(database_url: str, instance: Path) -> Any:
 
 
 @contextmanager
-def postgres() -> Iterator[tuple[str, str]]:
-    """(url, how it was had), or ("", why not)."""
+def postgres(wanted: bool = True) -> Iterator[tuple[str, str]]:
+    """(url, how it was had), or ("", why not): "--no-postgres" when not `wanted`."""
+    if not wanted:
+        yield "", "--no-postgres"
+        return
     from tests import servers
 
     if servers._postgres_bin_dir() is not None:

@@ -73,14 +73,8 @@ class BackupSettings:
 
 def backup_settings() -> BackupSettings:
     """The daily backup's configuration (both the folder and the keys are needed)."""
-    folder = str(current_app.config.get("BACKUP_FOLDER") or "").strip()
-    try:
-        keep = int(current_app.config.get("BACKUP_KEEP") or 7)
-    except (TypeError, ValueError):
-        keep = 7
-    return BackupSettings(
-        Path(folder) if folder else None, archive.configured_recipients(), max(1, keep)
-    )
+    keep = max(1, int(current_app.config["BACKUP_KEEP"]))  # Config types and defaults it
+    return BackupSettings(archive.backup_folder(), archive.configured_recipients(), keep)
 
 
 @dataclass(frozen=True)

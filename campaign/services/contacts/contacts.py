@@ -883,15 +883,13 @@ def _ensure_address_free(email_key: str, current_id: int | None) -> None:
 def _refuse_erased(email_key: str, cc_emails: str = "") -> None:
     # A person erased on request is never written to again, not even as a copy (0090).
     try:
-        erased = erased_addresses.is_erased(email_key)
-        copies = (
-            erased_addresses.erased_copies(cc_emails, erased_addresses.erased_key_test())
-            if cc_emails
-            else []
-        )
+        test = erased_addresses.erased_key_test()  # None when nobody was erased
     except erased_addresses.ErasureKeyMissing as error:
         raise ContactInputError([FieldError("email", str(error))]) from None
-    if erased:
+    if test is None:
+        return
+    copies = erased_addresses.erased_copies(cc_emails, test)
+    if email_key and test(email_key):
         raise ContactInputError([FieldError("email", erased_addresses.erased_reason())])
     if copies:
         raise ContactInputError(

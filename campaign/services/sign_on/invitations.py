@@ -50,6 +50,7 @@ from campaign.models import (
 from campaign.models.contact import RiskLevel, RoleType
 from campaign.services.accounts.audit import record_event
 from campaign.services.backups.hold import SENDING_HELD, sending_is_held
+from campaign.services.contacts import suppressions
 from campaign.services.privacy import erased_addresses
 from campaign.services.sending.campaigns import AudienceSpec, CampaignError, audience_query
 from campaign.services.sending.notices import (
@@ -251,13 +252,8 @@ def _has_answered(sign_on: SignOn, address: str) -> bool:
 
 
 def _is_suppressed(address: str) -> bool:
-    return bool(
-        db.session.scalar(
-            select(func.count())
-            .select_from(Suppression)
-            .where(Suppression.email_key == email_key(address))
-        )
-    ) or (erased_addresses.erased_entry_if_any(address) is not None)
+    # The suppression list's own check: plain entries and erased people's keyed hashes.
+    return suppressions.is_suppressed(address)
 
 
 # --- the reminder schedule -----------------------------------------------------------------
