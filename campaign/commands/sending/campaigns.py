@@ -369,14 +369,14 @@ def _change(campaign_id: int, action: str) -> None:
         ),
     }
     function, done, unchanged = change[action]
-    if action == "resume":
-        from campaign.services.backups.hold import SENDING_HELD, sending_is_held
-
-        if sending_is_held():
-            raise click.ClickException(_("not resumed: %(reason)s", reason=SENDING_HELD))
     before = named(campaign.status, "campaign_status", in_sentence=True)
     if not function(campaign):
         db.session.rollback()
+        if action == "resume":
+            from campaign.services.backups.hold import SENDING_HELD, sending_is_held
+
+            if sending_is_held():  # the service refuses while a restore hold stands: say why
+                raise click.ClickException(_("not resumed: %(reason)s", reason=SENDING_HELD))
         click.echo(unchanged % {"id": campaign_id, "status": before})
         return
     db.session.commit()

@@ -670,9 +670,9 @@ def pause_campaign(campaign_id: int) -> ProgressOut:
 def resume_campaign(campaign_id: int) -> ProgressOut:
     """Resume a paused campaign: sending carries on where it stopped."""
     campaign = _campaign(campaign_id)
-    if sending_is_held():
-        raise ApiProblem(409, _("Not resumed: %(reason)s.", reason=SENDING_HELD))
     if not campaign_service.resume_campaign(campaign, actor=signed_in_user()):
+        if sending_is_held():  # the service refuses while a restore hold stands: say why
+            raise ApiProblem(409, _("Not resumed: %(reason)s.", reason=SENDING_HELD))
         raise ApiProblem(
             409,
             _(
